@@ -1,0 +1,1 @@
+//! Example upstreams for Switchboard tests and benchmarks.

@@ -1,0 +1,1 @@
+//! LLM API formats, translation and providers for Switchboard.

@@ -1,0 +1,1 @@
+//! MCP federation for Switchboard.

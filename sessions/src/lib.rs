@@ -1,0 +1,1 @@
+//! Session tokens, stores, resumption, expiry and drain for Switchboard.
