@@ -1,1 +1,119 @@
-fn main() {}
+//! The `switchboard` command: `run` the proxy, `validate` a config file, print the config
+//! `schema`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard_gateway::telemetry::{self, LogFormat};
+use switchboard_gateway::{Gateway, config};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Switchboard: an agentic AI gateway")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// The configuration file (YAML). It is watched and reloaded when it changes.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message.
+    Validate {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file } => match config::load_file(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Schema => {
+            let schema = config::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("schema serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Run { config } => {
+            telemetry::init(cli.log_format);
+            switchboard_gateway::install_crypto_provider();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match rt.block_on(run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("switchboard: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let grace = cfg.shutdown.grace_period;
+    let gw = Gateway::start(cfg, Some(path.clone()))
+        .await
+        .context("cannot start")?;
+    switchboard_gateway::reload::spawn(gw.clone(), path).context("cannot watch the config file")?;
+    tracing::info!(version = gw.version(), "switchboard ready");
+
+    shutdown_signal().await;
+    // Re-read the grace period: a reload may have changed it.
+    let grace = {
+        let g = gw.current().config.shutdown.grace_period;
+        if g.is_zero() { grace } else { g }
+    };
+    tracing::info!(?grace, "shutting down: no new connections, draining");
+    gw.shutdown(grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

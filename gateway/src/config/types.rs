@@ -1,0 +1,295 @@
+//! The serde types of the configuration file. Doc comments here become the JSON Schema's
+//! descriptions (`switchboard schema`), so they are written for users.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The admin listener: health, readiness, metrics and the effective config.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// How the proxy stops on SIGTERM or SIGINT.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// The listeners that accept client traffic.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// `admin:` — the admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener (`/healthz`, `/readyz`, `/metrics`, `/config`).
+    /// Keep it on loopback or a private network: `/config` shows the (redacted) configuration.
+    #[serde(default = "default_admin_bind")]
+    pub bind: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bind: default_admin_bind(),
+        }
+    }
+}
+
+fn default_admin_bind() -> String {
+    "127.0.0.1:15000".into()
+}
+
+/// `shutdown:` — graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT before connections
+    /// are closed. Open SSE streams are ended cleanly at the start of the grace period.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// `listeners[]` — one address that accepts HTTP/1.1 and HTTP/2 (h2c, or TLS with ALPN).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Unique name, used in metrics and logs.
+    pub name: String,
+    /// `host:port` to bind, e.g. `127.0.0.1:8080` or `0.0.0.0:443`.
+    pub bind: String,
+    /// Serve TLS (rustls) with these PEM files; HTTP/2 is negotiated with ALPN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Limits that protect the listener.
+    #[serde(default)]
+    pub limits: ListenerLimits,
+    /// Policies applied to every route of this listener; a route's own keys win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Policies>,
+    /// Routes, tried in order; the first that matches serves the request.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `listeners[].tls`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+}
+
+/// `listeners[].limits`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Maximum open client connections; further connections get 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Maximum total size of request headers (names plus values) in bytes; larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Maximum request body size in bytes; larger gets 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Time a client has to send the request headers (slow-header protection).
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_header_bytes: default_max_header_bytes(),
+            max_body_bytes: default_max_body_bytes(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_body_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `routes[]` — a matcher, policies and exactly one backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name within the listener, used in metrics and logs.
+    pub name: String,
+    /// What requests this route serves; all given conditions must hold. Empty matches all.
+    #[serde(default, rename = "match")]
+    pub matcher: RouteMatch,
+    /// Policies for this route; each key given here replaces the listener's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Policies>,
+    /// Reverse-proxy to an HTTP upstream (streams, SSE and WebSocket included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpBackendConfig>,
+}
+
+/// `routes[].match` — conditions on the request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Path prefix, matched on whole segments: `/mcp` matches `/mcp` and `/mcp/x`, not `/mcpx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Exact path (without the query string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Host (port ignored, case-insensitive); `*.example.com` matches any subdomain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP method, e.g. `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Headers that must be present with exactly these values (names are case-insensitive).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `policies` — on a listener (for all its routes) or a route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policies {
+    /// Cross-origin resource sharing: answers preflights and adds the CORS response headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsPolicy>,
+    /// Request and response header changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeadersPolicy>,
+    /// Upstream timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsPolicy>,
+}
+
+/// `policies.cors`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsPolicy {
+    /// Allowed origins (`https://app.example`), or `*` for any.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    /// Allowed methods for preflights (default: GET, POST, PUT, PATCH, DELETE, OPTIONS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    /// Allowed request headers for preflights (default: echo the requested ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    /// Response headers the browser may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true`.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Duration>,
+}
+
+/// `policies.headers`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersPolicy {
+    /// Changes to the request before it goes upstream.
+    #[serde(default)]
+    pub request: HeaderOps,
+    /// Changes to the response before it goes to the client.
+    #[serde(default)]
+    pub response: HeaderOps,
+}
+
+/// Header changes, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOps {
+    /// Headers to append (existing values are kept).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Headers to set (existing values are replaced).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Headers to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// `policies.timeouts`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsPolicy {
+    /// Time to open a TCP (and TLS) connection to the upstream. Default 5s.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub connect: Option<Duration>,
+    /// Time from sending the request until the upstream's response headers arrive. Default 60s.
+    /// Streaming bodies are not cut by it (see `idle`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub request: Option<Duration>,
+    /// Longest pause in the response body stream before it is ended. Default: none.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub idle: Option<Duration>,
+}
+
+/// `routes[].http` — reverse proxy to an HTTP upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBackendConfig {
+    /// Upstream base URL (`http://` or `https://`). With a path other than `/`, the route's
+    /// `path_prefix` is replaced by that path (as nginx's `proxy_pass` with a URI does).
+    pub url: String,
+    /// Send the client's `Host` header upstream instead of the upstream's own host.
+    #[serde(default)]
+    pub preserve_host: bool,
+}

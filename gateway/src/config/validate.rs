@@ -1,0 +1,290 @@
+//! Semantic rules that serde cannot express: uniqueness, addresses, reachability of routes,
+//! one backend per route, well-formed URLs and header names. Each rule reports a key path and
+//! a message; [`super::load_str`] turns paths into positions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::types::*;
+
+type Issues = Vec<(String, String)>;
+
+/// Checks every rule and returns all violations.
+pub(super) fn validate(config: &Config) -> Issues {
+    let mut out = Issues::new();
+    let admin = parse_bind(&config.admin.bind);
+    if admin.is_none() {
+        out.push(("admin.bind".into(), bind_message(&config.admin.bind)));
+    }
+
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        if l.name.is_empty() {
+            out.push((format!("{p}.name"), "must not be empty".into()));
+        } else if let Some(first) = names.insert(&l.name, i) {
+            out.push((
+                format!("{p}.name"),
+                format!("duplicate listener name `{}` (also listeners[{first}])", l.name),
+            ));
+        }
+        match parse_bind(&l.bind) {
+            None => out.push((format!("{p}.bind"), bind_message(&l.bind))),
+            Some(addr) if addr.port() != 0 => {
+                if let Some(first) = addrs.insert(addr, i) {
+                    out.push((
+                        format!("{p}.bind"),
+                        format!("address {addr} is already used by listeners[{first}]"),
+                    ));
+                }
+                if admin.is_some_and(|a| same_socket(a, addr)) {
+                    out.push((
+                        format!("{p}.bind"),
+                        format!("address {addr} is already used by admin.bind"),
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
+        if let Some(pol) = &l.policies {
+            validate_policies(pol, &format!("{p}.policies"), &mut out);
+        }
+        validate_routes(&l.routes, &p, &mut out);
+    }
+    out
+}
+
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Parses a `host:port` bind address; `localhost` is accepted as 127.0.0.1.
+pub fn parse_bind(bind: &str) -> Option<SocketAddr> {
+    if let Ok(a) = bind.parse() {
+        return Some(a);
+    }
+    let port = bind.strip_prefix("localhost:")?.parse::<u16>().ok()?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn bind_message(bind: &str) -> String {
+    format!("`{bind}` is not a socket address; write host:port, e.g. 127.0.0.1:8080 or [::]:443")
+}
+
+fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
+    if l.max_connections == 0 {
+        out.push((format!("{p}.max_connections"), "must be at least 1".into()));
+    }
+    if l.max_header_bytes < 1024 {
+        out.push((format!("{p}.max_header_bytes"), "must be at least 1024".into()));
+    }
+    if l.max_body_bytes == 0 {
+        out.push((format!("{p}.max_body_bytes"), "must be at least 1".into()));
+    }
+    if l.header_read_timeout.is_zero() {
+        out.push((format!("{p}.header_read_timeout"), "must be more than 0s".into()));
+    }
+}
+
+fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (j, r) in routes.iter().enumerate() {
+        let p = format!("{lp}.routes[{j}]");
+        if r.name.is_empty() {
+            out.push((format!("{p}.name"), "must not be empty".into()));
+        } else if let Some(first) = names.insert(&r.name, j) {
+            out.push((
+                format!("{p}.name"),
+                format!("duplicate route name `{}` (also routes[{first}])", r.name),
+            ));
+        }
+        validate_match(&r.matcher, &format!("{p}.match"), out);
+        if let Some(k) = routes[..j]
+            .iter()
+            .position(|earlier| covers(&earlier.matcher, &r.matcher))
+        {
+            out.push((
+                format!("{p}.match"),
+                format!(
+                    "this route can never match: routes[{k}] (`{}`) comes first and matches every request it would",
+                    routes[k].name
+                ),
+            ));
+        }
+        if let Some(pol) = &r.policies {
+            validate_policies(pol, &format!("{p}.policies"), out);
+        }
+        let backends = backend_kinds(r);
+        match backends.len() {
+            0 => out.push((
+                p.clone(),
+                "route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`".into(),
+            )),
+            1 => {}
+            _ => out.push((
+                format!("{p}.{}", backends[1]),
+                format!(
+                    "a route has exactly one backend, but this one sets {}",
+                    backends.join(" and ")
+                ),
+            )),
+        }
+        if let Some(h) = &r.http {
+            validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
+        }
+    }
+}
+
+/// The backend keys a route sets, in a fixed order.
+fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if r.http.is_some() {
+        v.push("http");
+    }
+    v
+}
+
+fn validate_upstream_url(raw: &str, p: &str, out: &mut Issues) {
+    match url::Url::parse(raw) {
+        Err(e) => out.push((p.into(), format!("`{raw}` is not a URL: {e}"))),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push((
+            p.into(),
+            format!("scheme `{}` is not supported; use http or https", u.scheme()),
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            out.push((p.into(), "the URL has no host".into()))
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            out.push((p.into(), "the URL must not have a query or fragment".into()))
+        }
+        Ok(_) => {}
+    }
+}
+
+fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
+    if m.path.is_some() && m.path_prefix.is_some() {
+        out.push((format!("{p}.path"), "set `path` or `path_prefix`, not both".into()));
+    }
+    for (key, v) in [("path_prefix", &m.path_prefix), ("path", &m.path)] {
+        if let Some(v) = v
+            && !v.starts_with('/')
+        {
+            out.push((format!("{p}.{key}"), format!("`{v}` must start with `/`")));
+        }
+    }
+    if let Some(method) = &m.method
+        && (method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err())
+    {
+        out.push((format!("{p}.method"), format!("`{method}` is not an HTTP method")));
+    }
+    if let Some(host) = &m.host {
+        let bare = host.strip_prefix("*.").unwrap_or(host);
+        if bare.is_empty()
+            || bare.contains('*')
+            || !bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
+        {
+            out.push((format!("{p}.host"), format!("`{host}` is not a host name or `*.domain` pattern")));
+        }
+    }
+    for (name, value) in &m.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            out.push((format!("{p}.headers.{name}"), format!("`{name}` is not a header name")));
+        } else if http::HeaderValue::from_str(value).is_err() {
+            out.push((format!("{p}.headers.{name}"), "not a valid header value".into()));
+        }
+    }
+}
+
+/// Whether every request `b` matches is also matched by `a`.
+pub(crate) fn covers(a: &RouteMatch, b: &RouteMatch) -> bool {
+    let path_covers = match (&a.path_prefix, &a.path, &b.path_prefix, &b.path) {
+        (None, None, ..) => true,
+        (Some(pa), None, Some(pb), _) => prefix_matches(pa, pb),
+        (Some(pa), None, None, Some(xb)) => prefix_matches(pa, xb),
+        (None, Some(xa), None, Some(xb)) => xa == xb,
+        _ => false,
+    };
+    let host_covers = match (&a.host, &b.host) {
+        (None, _) => true,
+        (Some(ha), Some(hb)) => ha.eq_ignore_ascii_case(hb),
+        (Some(_), None) => false,
+    };
+    let method_covers = match (&a.method, &b.method) {
+        (None, _) => true,
+        (Some(ma), Some(mb)) => ma.eq_ignore_ascii_case(mb),
+        (Some(_), None) => false,
+    };
+    let headers_cover = a.headers.iter().all(|(k, v)| {
+        b.headers
+            .iter()
+            .any(|(kb, vb)| kb.eq_ignore_ascii_case(k) && vb == v)
+    });
+    path_covers && host_covers && method_covers && headers_cover
+}
+
+/// Segment-aware prefix test shared by validation and the router: `/a` matches `/a`, `/a/`,
+/// `/a/b`, not `/ab`.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
+    if let Some(h) = &pol.headers {
+        for (dir, ops) in [("request", &h.request), ("response", &h.response)] {
+            let base = format!("{p}.headers.{dir}");
+            for (kind, map) in [("add", &ops.add), ("set", &ops.set)] {
+                for (name, value) in map {
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        out.push((format!("{base}.{kind}.{name}"), format!("`{name}` is not a header name")));
+                    } else if http::HeaderValue::from_str(value).is_err() {
+                        out.push((format!("{base}.{kind}.{name}"), "not a valid header value".into()));
+                    }
+                }
+            }
+            for (i, name) in ops.remove.iter().enumerate() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    out.push((format!("{base}.remove[{i}]"), format!("`{name}` is not a header name")));
+                }
+            }
+        }
+    }
+    if let Some(t) = &pol.timeouts {
+        for (key, d) in [("connect", t.connect), ("request", t.request), ("idle", t.idle)] {
+            if d.is_some_and(|d| d.is_zero()) {
+                out.push((format!("{p}.timeouts.{key}"), "must be more than 0s".into()));
+            }
+        }
+    }
+    if let Some(c) = &pol.cors {
+        if c.allow_origins.is_empty() {
+            out.push((format!("{p}.cors.allow_origins"), "list at least one origin (or `*`)".into()));
+        }
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            let ok = o == "*"
+                || url::Url::parse(o).is_ok_and(|u| {
+                    u.host_str().is_some() && (u.path() == "/" || u.path().is_empty()) && !o.ends_with('/')
+                });
+            if !ok {
+                out.push((
+                    format!("{p}.cors.allow_origins[{i}]"),
+                    format!("`{o}` is not an origin like https://app.example (no path, no trailing slash) or `*`"),
+                ));
+            }
+        }
+        if c.allow_credentials && c.allow_origins.iter().any(|o| o == "*") {
+            out.push((
+                format!("{p}.cors.allow_credentials"),
+                "browsers refuse credentials with a `*` origin; list the origins".into(),
+            ));
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The running gateway: builds each config generation (routes, policies, backends, TLS),
+//! binds and reconciles listeners, swaps generations atomically, and shuts down gracefully.
+//!
+//! Only the control path (start, reload, shutdown) takes the state lock; the data path reads
+//! each listener's `ArcSwap` and never waits on it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin;
+use crate::backend::Backend;
+use crate::config::{Config, ConfigErrors, parse_bind};
+use crate::error::{Error, Result};
+use crate::listener::{self, ListenerDeps, ListenerHandle, ListenerRuntime};
+use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
+use crate::policy::RoutePolicies;
+use crate::proxy::{HttpBackend, HttpClients};
+use crate::router::{Matcher, Route};
+
+/// The configuration generation that is serving, as `/config` shows it.
+pub struct Generation {
+    /// The validated config.
+    pub config: Config,
+    /// 1 for the config loaded at start, +1 per successful reload.
+    pub version: u64,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+/// A refused reload, as `/config` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadFailure {
+    /// When it was refused.
+    #[serde(with = "humantime_serde")]
+    pub at: SystemTime,
+    /// Every problem, formatted `FILE:LINE:COL: path: message` (or a start-up error).
+    pub errors: Vec<String>,
+}
+
+/// A cheap handle to the running gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config_path: Option<PathBuf>,
+    base_dir: PathBuf,
+    metrics: Metrics,
+    clients: HttpClients,
+    deps: ListenerDeps,
+    current: ArcSwap<Generation>,
+    last_failure: ArcSwapOption<ReloadFailure>,
+    version: AtomicU64,
+    ready: AtomicBool,
+    /// Serializes start/reload/shutdown; never taken on the data path.
+    control: tokio::sync::Mutex<Control>,
+}
+
+#[derive(Default)]
+struct Control {
+    listeners: HashMap<String, ListenerHandle>,
+    admin: Option<admin::AdminHandle>,
+}
+
+impl Gateway {
+    /// Starts serving `config`: binds the admin listener and every listener. `config_path`
+    /// (when the config came from a file) is what `/config` names and what relative TLS paths
+    /// resolve against.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Gateway> {
+        let base_dir = config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let metrics = Metrics::new();
+        let gw = Gateway {
+            inner: Arc::new(Inner {
+                config_path,
+                base_dir,
+                deps: ListenerDeps {
+                    metrics: metrics.clone(),
+                    shutdown: CancellationToken::new(),
+                    end_streams: CancellationToken::new(),
+                    connections: TaskTracker::new(),
+                },
+                metrics,
+                clients: HttpClients::default(),
+                current: ArcSwap::from_pointee(Generation {
+                    config: Config::default(),
+                    version: 0,
+                    loaded_at: SystemTime::now(),
+                }),
+                last_failure: ArcSwapOption::empty(),
+                version: AtomicU64::new(0),
+                ready: AtomicBool::new(false),
+                control: tokio::sync::Mutex::new(Control::default()),
+            }),
+        };
+        gw.apply(config).await?;
+        gw.inner.ready.store(true, Ordering::Release);
+        Ok(gw)
+    }
+
+    /// Validated and built, the new config replaces the serving one; on any error nothing
+    /// changes. Listeners that appear are bound, ones that disappear are closed, and requests
+    /// already in flight finish on the generation they started with.
+    pub async fn apply(&self, config: Config) -> Result<()> {
+        let mut control = self.inner.control.lock().await;
+        let mut runtimes = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let tls = match &l.tls {
+                Some(t) => Some(crate::tls::acceptor(&l.name, t, &self.inner.base_dir)?),
+                None => None,
+            };
+            runtimes.push((self.build_listener(l)?, tls));
+        }
+
+        // Bind what is new before touching what serves, so a failed bind changes nothing.
+        let mut fresh: HashMap<String, ListenerHandle> = HashMap::new();
+        for (l, (rt, tls)) in config.listeners.iter().zip(runtimes.iter_mut()) {
+            let reuse = control
+                .listeners
+                .get(&l.name)
+                .is_some_and(|h| h.bind == l.bind);
+            if reuse {
+                continue;
+            }
+            let addr = parse_bind(&l.bind).ok_or_else(|| Error::Bind {
+                what: l.name.clone(),
+                addr: l.bind.clone(),
+                source: std::io::Error::other("not a socket address"),
+            })?;
+            let runtime = take_runtime(rt);
+            let handle = listener::bind(&l.bind, addr, runtime, tls.take(), self.inner.deps.clone())
+                .await
+                .map_err(|source| Error::Bind {
+                    what: format!("listener `{}`", l.name),
+                    addr: l.bind.clone(),
+                    source,
+                })?;
+            tracing::info!(listener = %l.name, addr = %handle.local_addr, tls = l.tls.is_some(), "listening");
+            fresh.insert(l.name.clone(), handle);
+        }
+
+        let admin_changed = control
+            .admin
+            .as_ref()
+            .is_none_or(|a| a.bind != config.admin.bind);
+        let new_admin = if admin_changed {
+            let addr = parse_bind(&config.admin.bind).ok_or_else(|| Error::Bind {
+                what: "admin".into(),
+                addr: config.admin.bind.clone(),
+                source: std::io::Error::other("not a socket address"),
+            })?;
+            Some(admin::serve(&config.admin.bind, addr, self.clone()).await?)
+        } else {
+            None
+        };
+
+        // Commit: swap runtimes of kept listeners, install new ones, close removed ones.
+        for (l, (rt, tls)) in config.listeners.iter().zip(runtimes.iter_mut()) {
+            if let Some(h) = fresh.remove(&l.name) {
+                if let Some(old) = control.listeners.insert(l.name.clone(), h) {
+                    old.close();
+                }
+            } else if let Some(h) = control.listeners.get(&l.name) {
+                h.runtime.store(Arc::new(take_runtime(rt)));
+                h.tls.store(tls.take().map(Arc::new));
+            }
+        }
+        let keep: std::collections::HashSet<&str> =
+            config.listeners.iter().map(|l| l.name.as_str()).collect();
+        control.listeners.retain(|name, h| {
+            let kept = keep.contains(name.as_str());
+            if !kept {
+                tracing::info!(listener = %name, addr = %h.local_addr, "listener closed by reload");
+                h.close();
+            }
+            kept
+        });
+        if let Some(a) = new_admin
+            && let Some(old) = control.admin.replace(a)
+        {
+            old.close();
+        }
+
+        let version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
+        self.inner.current.store(Arc::new(Generation {
+            config,
+            version,
+            loaded_at: SystemTime::now(),
+        }));
+        Ok(())
+    }
+
+    fn build_listener(&self, l: &crate::config::ListenerConfig) -> Result<ListenerRuntime> {
+        let name: Arc<str> = l.name.as_str().into();
+        let mut routes = Vec::with_capacity(l.routes.len());
+        for r in &l.routes {
+            let policies = RoutePolicies::resolve(l.policies.as_ref(), r.policies.as_ref());
+            let backend_err = |message: String| Error::Backend {
+                route: r.name.clone(),
+                message,
+            };
+            let backend = if let Some(h) = &r.http {
+                Backend::Http(
+                    HttpBackend::new(h, self.inner.clients.get(policies.timeouts.connect))
+                        .map_err(backend_err)?,
+                )
+            } else {
+                return Err(backend_err("route has no backend".into()));
+            };
+            routes.push(Route::new(
+                &name,
+                &r.name,
+                Matcher::compile(&r.matcher),
+                policies,
+                backend,
+                &self.inner.metrics,
+            ));
+        }
+        Ok(ListenerRuntime {
+            name,
+            routes,
+            limits: l.limits.clone(),
+        })
+    }
+
+    /// Loads the config file again and applies it; a refused version is logged, counted and
+    /// kept for `/config`, and the serving config stays.
+    pub async fn reload_from_file(&self) -> bool {
+        let Some(path) = self.inner.config_path.clone() else {
+            return false;
+        };
+        let outcome = match crate::config::load_file(&path) {
+            Err(errors) => Err(format_errors(&errors)),
+            Ok(config) => {
+                if config == self.inner.current.load().config {
+                    tracing::debug!("config file changed on disk but not in effect; nothing to do");
+                    return true;
+                }
+                self.apply(config).await.map_err(|e| vec![e.to_string()])
+            }
+        };
+        self.record_reload(outcome)
+    }
+
+    /// Records a reload's outcome in metrics, logs and `/config`.
+    pub fn record_reload(&self, outcome: std::result::Result<(), Vec<String>>) -> bool {
+        let ok = outcome.is_ok();
+        self.inner
+            .metrics
+            .config_reloads
+            .get_or_create(&ReloadLabels {
+                result: if ok {
+                    ReloadResult::Success
+                } else {
+                    ReloadResult::Failure
+                },
+            })
+            .inc();
+        match outcome {
+            Ok(()) => {
+                tracing::info!(version = self.version(), "configuration reloaded");
+                self.inner.last_failure.store(None);
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "configuration reload refused; the previous configuration keeps serving");
+                }
+                self.inner.last_failure.store(Some(Arc::new(ReloadFailure {
+                    at: SystemTime::now(),
+                    errors,
+                })));
+            }
+        }
+        ok
+    }
+
+    /// Begins shutdown and waits up to `grace` for connections to finish: stops accepting,
+    /// fails readiness, ends open streams cleanly and lets in-flight requests complete.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.ready.store(false, Ordering::Release);
+        let deps = &self.inner.deps;
+        deps.shutdown.cancel();
+        deps.end_streams.cancel();
+        {
+            let mut control = self.inner.control.lock().await;
+            for (_, h) in control.listeners.drain() {
+                h.close();
+            }
+            if let Some(a) = control.admin.take() {
+                a.close();
+            }
+        }
+        deps.connections.close();
+        if tokio::time::timeout(grace, deps.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+        }
+    }
+
+    /// A token cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.deps.shutdown.clone()
+    }
+
+    /// The serving generation.
+    pub fn current(&self) -> Arc<Generation> {
+        self.inner.current.load_full()
+    }
+
+    /// The serving generation's version.
+    pub fn version(&self) -> u64 {
+        self.inner.current.load().version
+    }
+
+    /// The last refused reload, if the latest attempt failed.
+    pub fn last_failure(&self) -> Option<Arc<ReloadFailure>> {
+        self.inner.last_failure.load_full()
+    }
+
+    /// The config file, when there is one.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.inner.config_path.as_deref()
+    }
+
+    /// Whether the gateway is ready (config loaded, listeners bound, not shutting down).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Gateway metrics (other components register their families here).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The bound address of a listener (port 0 resolved).
+    pub async fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.inner
+            .control
+            .lock()
+            .await
+            .listeners
+            .get(name)
+            .map(|h| h.local_addr)
+    }
+
+    /// The bound address of the admin listener.
+    pub async fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.control.lock().await.admin.as_ref().map(|a| a.local_addr)
+    }
+}
+
+/// Moves a built runtime out, leaving an empty one (each runtime is installed exactly once).
+fn take_runtime(rt: &mut ListenerRuntime) -> ListenerRuntime {
+    std::mem::replace(
+        rt,
+        ListenerRuntime {
+            name: rt.name.clone(),
+            routes: Vec::new(),
+            limits: rt.limits.clone(),
+        },
+    )
+}
+
+/// Formats config errors one per line as `validate` prints them.
+pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
+    errors
+        .issues
+        .iter()
+        .map(|i| i.display_with_file(&errors.file).to_string())
+        .collect()
+}
+

@@ -1,0 +1,371 @@
+//! Listeners: bind, accept, optional TLS, one hyper connection (HTTP/1.1, h2c or h2 over TLS)
+//! per client, and the request pipeline each request goes through:
+//! limits → route → policies → backend → response policies → observed body.
+//!
+//! A listener's routes live in an `ArcSwap` that reloads replace; each request loads it once,
+//! so a request finishes on the generation it started with.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use axum::body::Body;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::RequestCx;
+use crate::body::{Completion, ObservedBody};
+use crate::config::ListenerLimits;
+use crate::error::{ErrorFormat, ProxyError};
+use crate::metrics::{ListenerLabels, Metrics};
+use crate::router::{self, Route};
+
+/// One config generation of a listener.
+pub struct ListenerRuntime {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// Routes in match order.
+    pub routes: Vec<Route>,
+    /// Limits.
+    pub limits: ListenerLimits,
+}
+
+/// What the accept loop and connections share with the rest of the gateway.
+#[derive(Clone)]
+pub struct ListenerDeps {
+    /// Gateway metrics.
+    pub metrics: Metrics,
+    /// Cancelled when the gateway begins to shut down: stop accepting, drain connections.
+    pub shutdown: CancellationToken,
+    /// Cancelled when open streams must end (at the start of the grace period).
+    pub end_streams: CancellationToken,
+    /// Tracks every connection task, so shutdown can wait for them.
+    pub connections: TaskTracker,
+}
+
+/// A bound listener and the handles to update or stop it.
+pub struct ListenerHandle {
+    /// The bind address as configured.
+    pub bind: String,
+    /// The address actually bound (port 0 resolved).
+    pub local_addr: SocketAddr,
+    /// The routes generation in use.
+    pub runtime: Arc<ArcSwap<ListenerRuntime>>,
+    /// TLS acceptor, when the listener serves TLS.
+    pub tls: Arc<ArcSwapOption<TlsAcceptor>>,
+    stop: CancellationToken,
+}
+
+impl ListenerHandle {
+    /// Stops accepting; open connections finish on their own.
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Binds `addr` and spawns the accept loop.
+pub async fn bind(
+    bind: &str,
+    addr: SocketAddr,
+    runtime: ListenerRuntime,
+    tls: Option<TlsAcceptor>,
+    deps: ListenerDeps,
+) -> std::io::Result<ListenerHandle> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    let local_addr = listener.local_addr()?;
+    let handle = ListenerHandle {
+        bind: bind.to_string(),
+        local_addr,
+        runtime: Arc::new(ArcSwap::from_pointee(runtime)),
+        tls: Arc::new(ArcSwapOption::new(tls.map(Arc::new))),
+        stop: CancellationToken::new(),
+    };
+    let acceptor = Acceptor {
+        listener,
+        runtime: handle.runtime.clone(),
+        tls: handle.tls.clone(),
+        stop: handle.stop.clone(),
+        deps,
+        open: Arc::new(AtomicUsize::new(0)),
+    };
+    tokio::spawn(acceptor.run());
+    Ok(handle)
+}
+
+struct Acceptor {
+    listener: TcpListener,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+    tls: Arc<ArcSwapOption<TlsAcceptor>>,
+    stop: CancellationToken,
+    deps: ListenerDeps,
+    open: Arc<AtomicUsize>,
+}
+
+/// Decrements the open-connection count and gauge when a connection ends.
+struct ConnGuard {
+    open: Arc<AtomicUsize>,
+    gauge: Gauge,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+impl Acceptor {
+    async fn run(self) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                _ = self.deps.shutdown.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            let (stream, remote) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let rt = self.runtime.load_full();
+            let gauge = self
+                .deps
+                .metrics
+                .open_connections
+                .get_or_create_owned(&ListenerLabels {
+                    listener: rt.name.clone(),
+                });
+            gauge.inc();
+            let count = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+            let guard = ConnGuard {
+                open: self.open.clone(),
+                gauge,
+            };
+            let overloaded = count > rt.limits.max_connections;
+            let conn = Conn {
+                runtime: self.runtime.clone(),
+                remote,
+                scheme: if self.tls.load().is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
+                deps: self.deps.clone(),
+                overloaded,
+            };
+            let tls = self.tls.load_full();
+            self.deps.connections.spawn(async move {
+                let _guard = guard;
+                serve_tcp(stream, tls, conn).await;
+            });
+        }
+        tracing::debug!(addr = ?self.listener.local_addr().ok(), "listener closed");
+    }
+}
+
+async fn serve_tcp(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, conn: Conn) {
+    match tls {
+        None => serve_io(stream, conn).await,
+        Some(acceptor) => {
+            let timeout = conn.runtime.load().limits.header_read_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => serve_io(tls_stream, conn).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, remote = %conn.remote, "TLS handshake failed"),
+                Err(_) => tracing::debug!(remote = %conn.remote, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<I>(io: I, conn: Conn)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = conn.runtime.load().limits.clone();
+    let shutdown = conn.deps.shutdown.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // Headers over our limit get a JSON 431 from the pipeline; hyper's own (bodiless) 431
+        // only answers heads far beyond it.
+        .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size((limits.max_header_bytes * 2).min(u32::MAX as usize) as u32);
+    let conn = Arc::new(conn);
+    let svc = hyper::service::service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(connection);
+    tokio::select! {
+        r = connection.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with error");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+struct Conn {
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+    remote: SocketAddr,
+    scheme: &'static str,
+    deps: ListenerDeps,
+    overloaded: bool,
+}
+
+static NONE: &str = "none";
+
+impl Conn {
+    async fn handle(&self, req: Request<Incoming>) -> Response<ObservedBody> {
+        let started = Instant::now();
+        let rt = self.runtime.load_full();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let origin = req.headers().get(header::ORIGIN).cloned();
+
+        let route = router::find(&rt.routes, &req);
+        let format = route.map(Route::error_format).unwrap_or(ErrorFormat::Plain);
+        let (resp, is_stream) = match self.pipeline(&rt, route, req).await {
+            Ok(resp) => {
+                let is_stream = is_event_stream(&resp);
+                (resp, is_stream)
+            }
+            Err(e) => (e.into_response(format), false),
+        };
+
+        let (mut parts, body) = resp.into_parts();
+        if let Some(route) = route {
+            route.policies.response_headers.apply(&mut parts.headers);
+            if let Some(cors) = &route.policies.cors {
+                cors.decorate(origin.as_ref(), &mut parts.headers);
+            }
+        }
+        if self.overloaded {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let stream_gauge = match (is_stream, route) {
+            (true, Some(r)) => {
+                r.open_streams.inc();
+                Some(r.open_streams.clone())
+            }
+            _ => None,
+        };
+        let completion = Completion {
+            metrics: self.deps.metrics.clone(),
+            listener: rt.name.clone(),
+            route: route.map(|r| r.name.clone()).unwrap_or_else(|| NONE.into()),
+            duration: route.map(|r| r.request_duration.clone()),
+            method,
+            path,
+            status: parts.status,
+            upstream: route
+                .map(|r| Arc::from(r.backend.upstream_label()))
+                .unwrap_or_else(|| NONE.into()),
+            started,
+            stream_gauge,
+        };
+        let idle = route.and_then(|r| r.policies.timeouts.idle);
+        let cut = is_stream.then(|| self.deps.end_streams.clone().cancelled_owned());
+        Response::from_parts(parts, ObservedBody::new(body, idle, cut, completion))
+    }
+
+    async fn pipeline(
+        &self,
+        rt: &ListenerRuntime,
+        route: Option<&Route>,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, ProxyError> {
+        if self.overloaded {
+            return Err(ProxyError::Overloaded);
+        }
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > rt.limits.max_header_bytes {
+            return Err(ProxyError::HeadersTooLarge {
+                limit: rt.limits.max_header_bytes,
+            });
+        }
+        let route = route.ok_or(ProxyError::NoRoute)?;
+        if let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > rt.limits.max_body_bytes
+        {
+            return Err(ProxyError::BodyTooLarge {
+                limit: rt.limits.max_body_bytes,
+            });
+        }
+        if let Some(cors) = &route.policies.cors
+            && let Some(resp) = cors.preflight::<_, Body>(&req)
+        {
+            return Ok(resp);
+        }
+        route.policies.request_headers.apply(req.headers_mut());
+        let cx = RequestCx {
+            remote: self.remote,
+            scheme: self.scheme,
+            prefix: route.matcher.prefix(),
+            timeouts: route.policies.timeouts,
+            max_body_bytes: rt.limits.max_body_bytes,
+            upstream_duration: &route.upstream_duration,
+            open_streams: &route.open_streams,
+            shutdown: &self.deps.shutdown,
+        };
+        route.backend.serve(req, &cx).await
+    }
+}
+
+fn is_event_stream<B>(resp: &Response<B>) -> bool {
+    resp.status() == StatusCode::OK
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+}

@@ -1,0 +1,314 @@
+//! The `http` backend: a streaming reverse proxy. Bodies flow both ways frame by frame (never
+//! collected), upstream connections are pooled with keep-alive and TCP_NODELAY, WebSocket and
+//! other `Upgrade`s become a byte tunnel after the upstream's 101.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use dashmap::DashMap;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::backend::RequestCx;
+use crate::config::HttpBackendConfig;
+use crate::error::ProxyError;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Pooled upstream clients, one per connect timeout, shared by every config generation so
+/// that a reload keeps warm connections.
+#[derive(Clone, Default)]
+pub struct HttpClients {
+    by_connect_timeout: Arc<DashMap<Duration, HttpClient>>,
+}
+
+impl HttpClients {
+    /// The client for `connect_timeout`, created on first use.
+    pub fn get(&self, connect_timeout: Duration) -> HttpClient {
+        self.by_connect_timeout
+            .entry(connect_timeout)
+            .or_insert_with(|| build_client(connect_timeout))
+            .clone()
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(webpki_roots())
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+fn webpki_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+/// A compiled `http` backend.
+pub struct HttpBackend {
+    scheme: Scheme,
+    authority: Authority,
+    host_header: HeaderValue,
+    /// Base path of the upstream URL without a trailing slash; empty when none.
+    base_path: String,
+    preserve_host: bool,
+    client: HttpClient,
+}
+
+impl HttpBackend {
+    /// Builds the backend from validated config.
+    pub fn new(cfg: &HttpBackendConfig, client: HttpClient) -> Result<Self, String> {
+        let uri: Uri = cfg.url.parse().map_err(|e| format!("bad url: {e}"))?;
+        let scheme = uri.scheme().cloned().ok_or("url has no scheme")?;
+        let authority = uri.authority().cloned().ok_or("url has no host")?;
+        let base_path = uri.path().trim_end_matches('/').to_string();
+        Ok(HttpBackend {
+            host_header: HeaderValue::from_str(authority.as_str())
+                .map_err(|_| "bad host".to_string())?,
+            scheme,
+            authority,
+            base_path,
+            preserve_host: cfg.preserve_host,
+            client,
+        })
+    }
+
+    /// `host:port` of the upstream.
+    pub fn authority(&self) -> &str {
+        self.authority.as_str()
+    }
+
+    fn upstream_uri(&self, uri: &Uri, prefix: Option<&str>) -> Result<Uri, ProxyError> {
+        let pq = uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+        let pq = if self.base_path.is_empty() {
+            std::borrow::Cow::Borrowed(pq)
+        } else {
+            let prefix = prefix.unwrap_or("").trim_end_matches('/');
+            let rest = pq.strip_prefix(prefix).unwrap_or(pq);
+            let sep = if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
+                ""
+            } else {
+                "/"
+            };
+            std::borrow::Cow::Owned(format!("{}{sep}{rest}", self.base_path))
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq.as_ref())
+            .build()
+            .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
+    }
+
+    /// Forwards one request and streams the response back.
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        cx: &RequestCx<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        parts.uri = self.upstream_uri(&parts.uri, cx.prefix)?;
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(proto) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto.clone());
+        }
+        if self.preserve_host {
+            if let Some(h) = &original_host {
+                parts.headers.insert(header::HOST, h.clone());
+            }
+        } else {
+            parts.headers.insert(header::HOST, self.host_header.clone());
+        }
+        add_forwarded(&mut parts.headers, cx, original_host.as_ref());
+        // hyper's client picks the protocol from the connection; a client's HTTP/2 request
+        // still goes out as HTTP/1.1 unless the upstream negotiates h2 over TLS.
+        parts.version = http::Version::HTTP_11;
+
+        let body = Body::new(Limited::new(body, cx.max_body_bytes as usize).map_err(
+            |e| -> Box<dyn std::error::Error + Send + Sync> { e },
+        ));
+        let upstream_req = Request::from_parts(parts, body);
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
+        cx.upstream_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut resp = match result {
+            Err(_) => return Err(ProxyError::Timeout(cx.timeouts.request)),
+            Ok(Err(e)) => return Err(classify(e, cx.max_body_bytes)),
+            Ok(Ok(r)) => r,
+        };
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            let gauge = cx.open_streams.clone();
+            let shutdown = cx.shutdown.clone();
+            tokio::spawn(async move {
+                let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade)
+                else {
+                    return;
+                };
+                gauge.inc();
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                tokio::select! {
+                    r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "upgraded tunnel closed with error");
+                        }
+                    }
+                    _ = shutdown.cancelled() => {}
+                }
+                gauge.dec();
+            });
+            let (mut parts, _) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(proto) = upgrade {
+                parts.headers.insert(header::UPGRADE, proto);
+            }
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
+
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// The `Upgrade` protocol, when the request asks for one with `Connection: upgrade`.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+fn add_forwarded(headers: &mut HeaderMap, cx: &RequestCx<'_>, host: Option<&HeaderValue>) {
+    let ip = cx.remote.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(cx.scheme),
+    );
+    if let Some(h) = host
+        && !headers.contains_key(&X_FORWARDED_HOST)
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+}
+
+/// Maps a client error to a cause: a body over the limit is the client's fault (413),
+/// anything else is the upstream's (502). The cause is logged, never sent.
+fn classify(e: hyper_util::client::legacy::Error, limit: u64) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return ProxyError::BodyTooLarge { limit };
+        }
+        source = s.source();
+    }
+    tracing::warn!(error = %DisplayChain(&e), "upstream request failed");
+    ProxyError::Upstream(Box::new(e))
+}
+
+/// Displays an error with its sources, for logs.
+pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut s = self.0.source();
+        while let Some(e) = s {
+            write!(f, ": {e}")?;
+            s = e.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! Route matching. Each config generation compiles its routes once (header names parsed, hosts
+//! lowercased, metric handles resolved); a request then walks its listener's routes in order
+//! and the first whose every condition holds serves it.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method, Request};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::backend::Backend;
+use crate::config::{RouteMatch, prefix_matches};
+use crate::error::ErrorFormat;
+use crate::metrics::{Metrics, RouteLabels};
+use crate::policy::RoutePolicies;
+
+/// A compiled route: matcher, resolved policies, backend and metric handles.
+pub struct Route {
+    /// Route name.
+    pub name: Arc<str>,
+    /// Conditions a request must meet.
+    pub matcher: Matcher,
+    /// The listener's and the route's policies, merged.
+    pub policies: RoutePolicies,
+    /// Where matched requests go.
+    pub backend: Backend,
+    /// Labels for per-route metrics.
+    pub labels: RouteLabels,
+    /// Request duration histogram of this route.
+    pub request_duration: Histogram,
+    /// Upstream duration histogram of this route.
+    pub upstream_duration: Histogram,
+    /// Open streams gauge of this route.
+    pub open_streams: Gauge,
+}
+
+impl Route {
+    /// Resolves metric handles for a route.
+    pub fn new(
+        listener: &Arc<str>,
+        name: &str,
+        matcher: Matcher,
+        policies: RoutePolicies,
+        backend: Backend,
+        metrics: &Metrics,
+    ) -> Self {
+        let labels = RouteLabels {
+            listener: listener.clone(),
+            route: name.into(),
+        };
+        Route {
+            name: labels.route.clone(),
+            matcher,
+            policies,
+            request_duration: metrics.request_duration.get_or_create_owned(&labels),
+            upstream_duration: metrics.upstream_duration.get_or_create_owned(&labels),
+            open_streams: metrics.open_streams.get_or_create_owned(&labels),
+            labels,
+            backend,
+        }
+    }
+
+    /// The error format of this route's API.
+    pub fn error_format(&self) -> ErrorFormat {
+        self.backend.error_format()
+    }
+}
+
+/// Path condition.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// Any path.
+    Any,
+    /// Segment-aware prefix.
+    Prefix(String),
+    /// Exact path.
+    Exact(String),
+}
+
+/// Host condition.
+#[derive(Debug, Clone)]
+pub enum HostMatch {
+    /// Exact host, lowercased.
+    Exact(String),
+    /// `*.suffix`: the stored value is `.suffix`, lowercased.
+    Wildcard(String),
+}
+
+/// A compiled `match` block.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    path: PathMatch,
+    host: Option<HostMatch>,
+    method: Option<Method>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Matcher {
+    /// Compiles a validated `match` block.
+    pub fn compile(m: &RouteMatch) -> Self {
+        let path = match (&m.path_prefix, &m.path) {
+            (Some(p), _) if p != "/" => PathMatch::Prefix(p.clone()),
+            (_, Some(x)) => PathMatch::Exact(x.clone()),
+            _ => PathMatch::Any,
+        };
+        let host = m.host.as_ref().map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix('*') {
+                Some(suffix) => HostMatch::Wildcard(suffix.to_string()),
+                None => HostMatch::Exact(h),
+            }
+        });
+        let method = m
+            .method
+            .as_ref()
+            .and_then(|x| Method::from_bytes(x.to_ascii_uppercase().as_bytes()).ok());
+        let headers = m
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
+                    HeaderValue::from_str(v).ok()?,
+                ))
+            })
+            .collect();
+        Matcher {
+            path,
+            host,
+            method,
+            headers,
+        }
+    }
+
+    /// The path prefix this matcher requires, if any (backends use it to strip or rewrite).
+    pub fn prefix(&self) -> Option<&str> {
+        match &self.path {
+            PathMatch::Prefix(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether `req` meets every condition.
+    pub fn matches<B>(&self, req: &Request<B>) -> bool {
+        let path = req.uri().path();
+        let path_ok = match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Prefix(p) => prefix_matches(p, path),
+            PathMatch::Exact(x) => x == path,
+        };
+        if !path_ok {
+            return false;
+        }
+        if let Some(m) = &self.method
+            && m != req.method()
+        {
+            return false;
+        }
+        if let Some(h) = &self.host {
+            let Some(host) = request_host(req) else {
+                return false;
+            };
+            let ok = match h {
+                HostMatch::Exact(x) => host.eq_ignore_ascii_case(x),
+                HostMatch::Wildcard(suffix) => {
+                    host.len() > suffix.len()
+                        && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        self.headers
+            .iter()
+            .all(|(k, v)| req.headers().get_all(k).iter().any(|x| x == v))
+    }
+}
+
+/// The request's host without port: `:authority` (HTTP/2) or the `Host` header.
+pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(http::header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        };
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+/// Finds the first route that matches.
+pub fn find<'a, B>(routes: &'a [Route], req: &Request<B>) -> Option<&'a Route> {
+    routes.iter().find(|r| r.matcher.matches(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(yaml: &str) -> Matcher {
+        Matcher::compile(&yaml_serde::from_str(yaml).unwrap())
+    }
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        let x = m("{path_prefix: /mcp}");
+        assert!(x.matches(&req("GET", "/mcp", &[])));
+        assert!(x.matches(&req("GET", "/mcp/sse?x=1", &[])));
+        assert!(!x.matches(&req("GET", "/mcpx", &[])));
+    }
+
+    #[test]
+    fn host_method_headers() {
+        let x = m("{host: '*.example.com', method: post, headers: {x-team: ml}}");
+        let ok = req("POST", "/", &[("host", "a.Example.com:8080"), ("x-team", "ml")]);
+        assert!(x.matches(&ok));
+        assert!(!x.matches(&req("GET", "/", &[("host", "a.example.com"), ("x-team", "ml")])));
+        assert!(!x.matches(&req("POST", "/", &[("host", "example.com"), ("x-team", "ml")])));
+        assert!(!x.matches(&req("POST", "/", &[("host", "a.example.com")])));
+        assert!(m("{host: '[::1]'}").matches(&req("GET", "/", &[("host", "[::1]:80")])));
+    }
+
+    #[test]
+    fn exact_path() {
+        let x = m("{path: /v1/models}");
+        assert!(x.matches(&req("GET", "/v1/models?a=b", &[])));
+        assert!(!x.matches(&req("GET", "/v1/models/x", &[])));
+    }
+}
