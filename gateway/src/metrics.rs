@@ -39,12 +39,25 @@ pub struct ListenerLabels {
 }
 
 /// The outcome of a configuration reload.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum ReloadResult {
     /// The new config was valid and is serving.
     Success,
     /// The new config was refused; the previous one keeps serving.
     Failure,
+}
+
+impl EncodeLabelValue for ReloadResult {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let s = match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Failure => "failure",
+        };
+        EncodeLabelValue::encode(&s, encoder)
+    }
 }
 
 /// Labels of the reload counter.
