@@ -719,3 +719,6 @@ fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session 
         targets,
     }
 }
+
+#[cfg(test)]
+mod tests;

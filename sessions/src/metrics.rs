@@ -1,18 +1,29 @@
 //! Prometheus metrics of the session layer.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// How a session was resumed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum How {
     /// This replica already served it (its upstream clients are here).
     Local,
     /// First sight on this replica: rebuilt from the token (and the shared store).
     Token,
+}
+
+impl EncodeLabelValue for How {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            How::Local => "local",
+            How::Token => "token",
+        })
+    }
 }
 
 /// Label set of `switchboard_sessions_resumed_total`.
@@ -23,7 +34,7 @@ pub struct HowLabel {
 }
 
 /// Why a token was turned away (for operators; clients only ever see 404).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {
     /// Malformed, tampered, or sealed with a key we lack.
     Invalid,
@@ -33,6 +44,17 @@ pub enum Rejection {
     Revoked,
     /// Bound to another principal.
     Principal,
+}
+
+impl EncodeLabelValue for Rejection {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            Rejection::Invalid => "invalid",
+            Rejection::Expired => "expired",
+            Rejection::Revoked => "revoked",
+            Rejection::Principal => "principal",
+        })
+    }
 }
 
 /// Label set of `switchboard_sessions_rejected_total`.
