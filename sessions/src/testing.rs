@@ -60,7 +60,7 @@ impl RedisServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;
-        // Readiness: redis logs "Ready to accept connections" once both listeners are up. Read
+        // Readiness: redis logs that it accepts connections once its listeners are up. Read
         // its log on a thread so a server that hangs cannot hang the test forever.
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -71,7 +71,9 @@ impl RedisServer {
                 let Ok(line) = line else { break };
                 log.push_str(&line);
                 log.push('\n');
-                if line.contains("Ready to accept connections") {
+                // "Ready to accept connections" (6.x) or "The server is now ready to accept
+                // connections at <socket>" (7.x).
+                if line.to_ascii_lowercase().contains("ready to accept connections") {
                     let _ = tx.send(Ok(()));
                     // Keep draining so redis never blocks on a full pipe.
                     for _ in lines.by_ref() {}
