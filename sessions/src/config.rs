@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 pub const KEY_LEN: usize = 32;
 
 /// Where session metadata, revocations and event logs live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     /// In this process (the default): no setup, but event logs, revocations and upstream session
@@ -206,7 +208,9 @@ impl SessionsConfig {
         self.keys
             .iter()
             .enumerate()
-            .map(|(i, k)| decode_key(k).map_err(|m| crate::Error::Config(format!("keys[{i}]: {m}"))))
+            .map(|(i, k)| {
+                decode_key(k).map_err(|m| crate::Error::Config(format!("keys[{i}]: {m}")))
+            })
             .collect()
     }
 }
@@ -296,7 +300,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.redis.as_ref().unwrap().prefix, "switchboard:");
-        assert!(c.validate("sessions").is_empty(), "{:?}", c.validate("sessions"));
+        assert!(
+            c.validate("sessions").is_empty(),
+            "{:?}",
+            c.validate("sessions")
+        );
         assert_eq!(c.decoded_keys().unwrap(), vec![[7u8; 32]]);
     }
 

@@ -45,7 +45,11 @@ pub struct EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.stream.session, self.stream.name, self.seq)
+        write!(
+            f,
+            "{}/{}/{}",
+            self.stream.session, self.stream.name, self.seq
+        )
     }
 }
 

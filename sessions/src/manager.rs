@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -187,7 +188,7 @@ struct Meta {
 }
 
 struct Shared {
-    keyring: Keyring,
+    keyring: ArcSwap<Keyring>,
     store: Arc<dyn SessionStore>,
     metrics: Metrics,
     clock: Clock,
@@ -234,25 +235,19 @@ impl SessionManager {
     /// Builds the manager over an existing store (tests, or a store shared with something else).
     /// The store's own limits apply to what it enforces; `cfg` supplies keys, lifetimes and the
     /// replica id.
-    pub fn new(cfg: &SessionsConfig, store: Arc<dyn SessionStore>, metrics: Metrics) -> Result<Self> {
-        let keys = cfg.decoded_keys()?;
-        let keyring = match Keyring::new(&keys) {
-            Some(ring) => ring,
-            None => {
-                warn!(
-                    "sessions.keys is empty: using a random session key; sessions will not \
-                     survive a restart or move between replicas"
-                );
-                Keyring::random()
-            }
-        };
+    pub fn new(
+        cfg: &SessionsConfig,
+        store: Arc<dyn SessionStore>,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        let keyring = keyring_of(cfg)?;
         let replica: Arc<str> = match &cfg.replica {
             Some(r) => r.as_str().into(),
             None => format!("replica-{}", SessionId::random()).into(),
         };
         Ok(SessionManager {
             shared: Arc::new(Shared {
-                keyring,
+                keyring: ArcSwap::from_pointee(keyring),
                 store,
                 metrics,
                 clock: Clock::new(),
@@ -265,6 +260,13 @@ impl SessionManager {
                 drain: watch::Sender::new(false),
             }),
         })
+    }
+
+    /// Swaps in the keys of a reloaded `sessions:` block (rotation without a restart). Other
+    /// changes of the block (store, timeouts) need a new manager.
+    pub fn reload_keys(&self, cfg: &SessionsConfig) -> Result<()> {
+        self.shared.keyring.store(Arc::new(keyring_of(cfg)?));
+        Ok(())
     }
 
     /// This replica's id (what pinned tokens name).
@@ -308,7 +310,7 @@ impl SessionManager {
         s.store
             .create(claims.session_id, principal, Bytes::from(meta))
             .await?;
-        let token = s.keyring.seal(&claims);
+        let token = s.keyring.load().seal(&claims);
         let session = session_from(claims, token.into(), None);
         self.insert_local(&session);
         s.metrics.created.inc();
@@ -323,7 +325,7 @@ impl SessionManager {
     /// errors are store failures (answer 503, do not drop the client's session).
     pub async fn resume(&self, token: &str, principal: Option<&str>) -> Result<Resumed> {
         let s = &self.shared;
-        let claims = match s.keyring.open(token) {
+        let claims = match s.keyring.load().open(token) {
             Ok(c) => c,
             Err(why) => {
                 debug!(reason = ?why, "session token rejected");
@@ -333,7 +335,11 @@ impl SessionManager {
         };
         let id = claims.session_id;
         let now = s.clock.now_ms();
-        if now >= claims.issued_at_ms.saturating_add(s.max_lifetime.as_millis() as u64) {
+        if now
+            >= claims
+                .issued_at_ms
+                .saturating_add(s.max_lifetime.as_millis() as u64)
+        {
             debug!(session = %id, "session token rejected: past max_lifetime");
             s.metrics.reject(Rejection::Expired);
             self.expire(id, claims.principal.as_deref()).await;
@@ -410,12 +416,14 @@ impl SessionManager {
     /// Marks the session busy until the guard drops (hold it for the life of an open SSE
     /// stream), so an idle timeout cannot expire a session that is merely listening.
     pub fn activity(&self, session: &Session) -> ActivityGuard {
-        let local = self
-            .shared
-            .local
-            .entry(session.id)
-            .or_insert_with(|| Arc::new(self.local_of(session)))
-            .clone();
+        let local = match self.shared.local.entry(session.id) {
+            dashmap::Entry::Occupied(e) => e.get().clone(),
+            dashmap::Entry::Vacant(e) => {
+                // Normally resumed just before; a session reaped in between is held again.
+                self.shared.metrics.open.inc();
+                e.insert(Arc::new(self.local_of(session))).clone()
+            }
+        };
         local.active.fetch_add(1, Ordering::AcqRel);
         ActivityGuard {
             local,
@@ -435,7 +443,12 @@ impl SessionManager {
         let blob = serde_json::to_vec(&Meta {
             targets: session.targets.clone(),
         })?;
-        if self.shared.store.set_meta(session.id, Bytes::from(blob)).await? {
+        if self
+            .shared
+            .store
+            .set_meta(session.id, Bytes::from(blob))
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::NotFound)
@@ -518,7 +531,8 @@ impl SessionManager {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> JoinHandle<()> {
         let weak = Arc::downgrade(&self.shared);
-        let period = (self.shared.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let period =
+            (self.shared.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -698,6 +712,20 @@ impl SessionManager {
             f(&release);
         }
     }
+}
+
+fn keyring_of(cfg: &SessionsConfig) -> Result<Keyring> {
+    let keys = cfg.decoded_keys()?;
+    Ok(match Keyring::new(&keys) {
+        Some(ring) => ring,
+        None => {
+            warn!(
+                "sessions.keys is empty: using a random session key; sessions will not \
+                 survive a restart or move between replicas"
+            );
+            Keyring::random()
+        }
+    })
 }
 
 fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session {

@@ -53,7 +53,14 @@ impl RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(&socket)
-            .args(["--unixsocketperm", "700", "--save", "", "--appendonly", "no"])
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::null())
@@ -73,7 +80,10 @@ impl RedisServer {
                 log.push('\n');
                 // "Ready to accept connections" (6.x) or "The server is now ready to accept
                 // connections at <socket>" (7.x).
-                if line.to_ascii_lowercase().contains("ready to accept connections") {
+                if line
+                    .to_ascii_lowercase()
+                    .contains("ready to accept connections")
+                {
                     let _ = tx.send(Ok(()));
                     // Keep draining so redis never blocks on a full pipe.
                     for _ in lines.by_ref() {}
@@ -85,7 +95,11 @@ impl RedisServer {
         let mut server = RedisServer { child, dir, socket };
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(())) => {}
-            Ok(Err(log)) => return Err(std::io::Error::other(format!("redis-server exited:\n{log}"))),
+            Ok(Err(log)) => {
+                return Err(std::io::Error::other(format!(
+                    "redis-server exited:\n{log}"
+                )));
+            }
             Err(_) => return Err(std::io::Error::other("redis-server not ready after 20s")),
         }
         server.ping()?;
@@ -129,7 +143,6 @@ impl Drop for RedisServer {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

@@ -66,7 +66,9 @@ impl FromStr for SessionId {
         }
         let mut buf = [0u8; 18];
         let n = URL_SAFE_NO_PAD.decode_slice(s, &mut buf).map_err(|_| ())?;
-        <[u8; 16]>::try_from(&buf[..n]).map(SessionId).map_err(|_| ())
+        <[u8; 16]>::try_from(&buf[..n])
+            .map(SessionId)
+            .map_err(|_| ())
     }
 }
 
@@ -474,7 +476,10 @@ mod tests {
         for byte in [1, 2, HEADER_LEN, raw.len() - 1] {
             let mut t = raw.clone();
             t[byte] ^= 0x10;
-            assert!(ring.open(&URL_SAFE_NO_PAD.encode(&t)).is_err(), "byte {byte}");
+            assert!(
+                ring.open(&URL_SAFE_NO_PAD.encode(&t)).is_err(),
+                "byte {byte}"
+            );
         }
     }
 

@@ -52,7 +52,12 @@ fn targets() -> Vec<TargetEntry> {
     }]
 }
 
-fn record(m: &SessionManager) -> (Arc<Mutex<Vec<Release>>>, switchboard_sessions::ReleaseSubscription) {
+fn record(
+    m: &SessionManager,
+) -> (
+    Arc<Mutex<Vec<Release>>>,
+    switchboard_sessions::ReleaseSubscription,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, m.on_release(move |r| sink.lock().unwrap().push(*r)))
@@ -77,7 +82,10 @@ async fn session_moves_between_replicas() {
     let on_b = b.resume(&s.token, Some("alice")).await.unwrap();
     assert_eq!(on_b.how, How::Token);
     assert_eq!(on_b.session.targets, targets());
-    assert_eq!(b.resume(&s.token, Some("alice")).await.unwrap().how, How::Local);
+    assert_eq!(
+        b.resume(&s.token, Some("alice")).await.unwrap().how,
+        How::Local
+    );
 
     // What A learns later reaches B through the store.
     let learned = TargetEntry {
@@ -112,10 +120,7 @@ async fn events_written_on_one_replica_replay_on_the_other() {
     }
     // The client saw events 1 and 2, then A went away; it reconnects to B.
     let session_on_b = b.resume(&s.token, None).await.unwrap().session;
-    let replay = b
-        .replay(&session_on_b, &ids[1].to_string())
-        .await
-        .unwrap();
+    let replay = b.replay(&session_on_b, &ids[1].to_string()).await.unwrap();
     assert!(replay.complete);
     assert_eq!(
         replay.events,
@@ -125,12 +130,18 @@ async fn events_written_on_one_replica_replay_on_the_other() {
     );
     // B continues the same stream: ids keep counting.
     let next = b
-        .append_event(&session_on_b.stream("get"), Bytes::from_static(b"{\"n\":6}"))
+        .append_event(
+            &session_on_b.stream("get"),
+            Bytes::from_static(b"{\"n\":6}"),
+        )
         .await
         .unwrap();
     assert_eq!(next.seq, 6);
     let replay = a.replay(&s, &ids[4].to_string()).await.unwrap();
-    assert_eq!(replay.events, vec![(next, Bytes::from_static(b"{\"n\":6}"))]);
+    assert_eq!(
+        replay.events,
+        vec![(next, Bytes::from_static(b"{\"n\":6}"))]
+    );
 }
 
 #[tokio::test]
@@ -185,7 +196,10 @@ async fn rotated_keys_across_replicas() {
     assert_eq!(b.resume(&old.token, None).await.unwrap().how, How::Token);
     // C lacks the old key entirely.
     let c = replica(&config(&server, "c:8080", &[2])).await;
-    assert!(matches!(c.resume(&old.token, None).await, Err(Error::NotFound)));
+    assert!(matches!(
+        c.resume(&old.token, None).await,
+        Err(Error::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -233,5 +247,8 @@ async fn idle_here_but_alive_elsewhere_is_released_not_expired() {
 
     // Once nobody touches it, it expires everywhere.
     tokio::time::sleep(idle + idle / 2).await;
-    assert!(matches!(b.resume(&s.token, None).await, Err(Error::NotFound)));
+    assert!(matches!(
+        b.resume(&s.token, None).await,
+        Err(Error::NotFound)
+    ));
 }

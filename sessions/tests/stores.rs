@@ -59,7 +59,10 @@ async fn replay_is_exact(store: Arc<dyn SessionStore>) {
 
     let r = store.replay_after(&a_ids[0]).await.unwrap();
     assert!(r.complete);
-    assert_eq!(payloads(&r), [(2, b"a\x02".to_vec()), (3, b"a\x03".to_vec())]);
+    assert_eq!(
+        payloads(&r),
+        [(2, b"a\x02".to_vec()), (3, b"a\x03".to_vec())]
+    );
     assert_eq!(r.events[0].0, a_ids[1]);
 
     let r = store.replay_after(&at(&a, 0)).await.unwrap();
@@ -131,7 +134,12 @@ async fn session_lifecycle(store: Arc<dyn SessionStore>) {
         store.touch(id, Some("alice")).await.unwrap(),
         Lookup::Alive(Bytes::from_static(b"{\"v\":1}"))
     );
-    assert!(store.set_meta(id, Bytes::from_static(b"{\"v\":2}")).await.unwrap());
+    assert!(
+        store
+            .set_meta(id, Bytes::from_static(b"{\"v\":2}"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.peek(id).await.unwrap(),
         Lookup::Alive(Bytes::from_static(b"{\"v\":2}"))
@@ -140,10 +148,19 @@ async fn session_lifecycle(store: Arc<dyn SessionStore>) {
     let mine = StreamKey::new(id, "get");
     let other_session = StreamKey::new(SessionId::random(), "get");
     store.append(&mine, Bytes::from_static(b"1")).await.unwrap();
-    store.append(&other_session, Bytes::from_static(b"1")).await.unwrap();
+    store
+        .append(&other_session, Bytes::from_static(b"1"))
+        .await
+        .unwrap();
 
-    store.end(id, Some("alice"), EndReason::Revoked).await.unwrap();
-    assert_eq!(store.peek(id).await.unwrap(), Lookup::Ended(EndReason::Revoked));
+    store
+        .end(id, Some("alice"), EndReason::Revoked)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.peek(id).await.unwrap(),
+        Lookup::Ended(EndReason::Revoked)
+    );
     assert_eq!(
         store.touch(id, Some("alice")).await.unwrap(),
         Lookup::Ended(EndReason::Revoked)
@@ -167,7 +184,10 @@ async fn session_lifecycle(store: Arc<dyn SessionStore>) {
 async fn principal_cap(store: Arc<dyn SessionStore>) {
     let ids: Vec<SessionId> = (0..4).map(|_| SessionId::random()).collect();
     for id in &ids[..3] {
-        store.create(*id, Some("alice"), Bytes::new()).await.unwrap();
+        store
+            .create(*id, Some("alice"), Bytes::new())
+            .await
+            .unwrap();
     }
     match store.create(ids[3], Some("alice"), Bytes::new()).await {
         Err(Error::TooManySessions { limit: 3 }) => {}
@@ -179,7 +199,10 @@ async fn principal_cap(store: Arc<dyn SessionStore>) {
         .await
         .unwrap();
     for _ in 0..10 {
-        store.create(SessionId::random(), None, Bytes::new()).await.unwrap();
+        store
+            .create(SessionId::random(), None, Bytes::new())
+            .await
+            .unwrap();
     }
     // Touching a live session does not take another slot.
     store.touch(ids[0], Some("alice")).await.unwrap();
@@ -187,7 +210,10 @@ async fn principal_cap(store: Arc<dyn SessionStore>) {
         .end(ids[1], Some("alice"), EndReason::Revoked)
         .await
         .unwrap();
-    store.create(ids[3], Some("alice"), Bytes::new()).await.unwrap();
+    store
+        .create(ids[3], Some("alice"), Bytes::new())
+        .await
+        .unwrap();
     assert!(matches!(
         store
             .create(SessionId::random(), Some("alice"), Bytes::new())
@@ -256,21 +282,38 @@ async fn redis_keys_are_namespaced_and_expire() {
         .await
         .unwrap();
     let stream = StreamKey::new(id, "get");
-    store.append(&stream, Bytes::from_static(b"e")).await.unwrap();
+    store
+        .append(&stream, Bytes::from_static(b"e"))
+        .await
+        .unwrap();
 
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(!keys.is_empty());
     for k in &keys {
         assert!(k.starts_with("fleet-a:"), "{k}");
         let ttl = pttl(&mut conn, k).await;
-        assert!(ttl > 0 && ttl <= 600_000, "{k}: every key expires (pttl {ttl})");
+        assert!(
+            ttl > 0 && ttl <= 600_000,
+            "{k}: every key expires (pttl {ttl})"
+        );
     }
     let meta_key = format!("fleet-a:s:{id}");
     assert!(keys.contains(&meta_key));
 
     // Ending leaves only the tombstone, living for the max lifetime.
-    store.end(id, Some("alice"), EndReason::Revoked).await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    store
+        .end(id, Some("alice"), EndReason::Revoked)
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(keys, vec![format!("fleet-a:t:{id}")]);
     let ttl = pttl(&mut conn, &keys[0]).await;
     assert!(ttl > 600_000 && ttl <= 3_600_000, "{ttl}");
@@ -300,12 +343,18 @@ async fn redis_idle_ttl_is_real() {
     let mut conn = raw(&server).await;
     // Touch restarts the TTL.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(matches!(store.touch(id, Some("alice")).await.unwrap(), Lookup::Alive(_)));
+    assert!(matches!(
+        store.touch(id, Some("alice")).await.unwrap(),
+        Lookup::Alive(_)
+    ));
     assert!(pttl(&mut conn, &format!("t:s:{id}")).await > 200);
     // Redis expires the key on its own; the store then reports the session missing and the
     // principal's slot free.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(store.touch(id, Some("alice")).await.unwrap(), Lookup::Missing);
+    assert_eq!(
+        store.touch(id, Some("alice")).await.unwrap(),
+        Lookup::Missing
+    );
     let card: i64 = redis::cmd("ZCARD")
         .arg("t:p:alice")
         .query_async(&mut conn)
@@ -324,7 +373,9 @@ async fn redis_down_is_an_error_not_a_hang() {
     let err = store.peek(SessionId::random()).await.unwrap_err();
     assert!(matches!(err, Error::Redis(_)), "{err:?}");
     // And connecting to nothing fails instead of waiting forever.
-    assert!(RedisStore::connect("unix:///nonexistent/redis.sock", "t:", limits())
-        .await
-        .is_err());
+    assert!(
+        RedisStore::connect("unix:///nonexistent/redis.sock", "t:", limits())
+            .await
+            .is_err()
+    );
 }

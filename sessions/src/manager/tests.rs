@@ -30,7 +30,10 @@ fn manager_on(cfg: &SessionsConfig, store: Arc<dyn SessionStore>) -> (SessionMan
 }
 
 fn manager(cfg: &SessionsConfig) -> (SessionManager, Metrics) {
-    manager_on(cfg, Arc::new(MemoryStore::new(StoreLimits::from_config(cfg))))
+    manager_on(
+        cfg,
+        Arc::new(MemoryStore::new(StoreLimits::from_config(cfg))),
+    )
 }
 
 fn targets() -> Vec<TargetEntry> {
@@ -286,7 +289,9 @@ async fn revoked_session_is_not_found_everywhere_on_the_store() {
     let (seen, _sub) = releases(&a);
     let s = a.create(Some("alice"), vec![], false).await.unwrap();
     let events = s.stream("get");
-    a.append_event(&events, Bytes::from_static(b"x")).await.unwrap();
+    a.append_event(&events, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     a.revoke(&s).await.unwrap();
     assert_eq!(
         seen.lock().unwrap().as_slice(),
@@ -299,7 +304,14 @@ async fn revoked_session_is_not_found_everywhere_on_the_store() {
     not_found(&b, &s.token, Some("alice")).await;
     assert_eq!(rejected(&metrics, Rejection::Revoked), 1);
     // Its event logs are gone with it.
-    let gone = b.store().replay_after(&EventId { stream: events, seq: 0 }).await.unwrap();
+    let gone = b
+        .store()
+        .replay_after(&EventId {
+            stream: events,
+            seq: 0,
+        })
+        .await
+        .unwrap();
     assert!(gone.events.is_empty());
     // Revocation outlives the idle timeout: it lasts until the token's own lifetime ends.
     tokio::time::advance(IDLE * 10).await;
@@ -481,4 +493,40 @@ async fn idle_sessions_stay_small() {
         + 256; // map slots, Arc headers, principal string
     assert!(estimate < 1024, "{estimate} bytes");
     assert!(s.token.len() < 400, "token {} chars", s.token.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_reload_without_a_restart() {
+    let (m, _) = manager(&config(&[1]));
+    let old = m.create(None, vec![], false).await.unwrap();
+    m.reload_keys(&config(&[2, 1])).unwrap();
+    m.resume(&old.token, None).await.unwrap();
+    let fresh = m.create(None, vec![], false).await.unwrap();
+    m.reload_keys(&config(&[2])).unwrap();
+    not_found(&m, &old.token, None).await;
+    m.resume(&fresh.token, None).await.unwrap();
+    assert!(
+        m.reload_keys(&SessionsConfig {
+            keys: vec!["short".into()],
+            ..Default::default()
+        })
+        .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_gauge_counts_local_sessions() {
+    let (m, metrics) = manager(&config(&[1]));
+    let s = m.create(None, vec![], false).await.unwrap();
+    m.revoke(&s).await.unwrap();
+    assert_eq!(metrics.open.get(), 0);
+    // An activity guard on a session no longer held re-registers it once.
+    let g = m.activity(&s);
+    let g2 = m.activity(&s);
+    assert_eq!(metrics.open.get(), 1);
+    drop((g, g2));
+    tokio::time::advance(IDLE * 2).await;
+    m.reap().await.unwrap();
+    assert_eq!(metrics.open.get(), 0);
+    assert_eq!(m.local_sessions(), 0);
 }

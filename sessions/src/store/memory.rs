@@ -178,7 +178,9 @@ impl SessionStore for MemoryStore {
     async fn end(&self, id: SessionId, principal: Option<&str>, reason: EndReason) -> Result<()> {
         let removed = self.sessions.remove(&id);
         self.logs.remove(&id);
-        let principal = principal.map(Arc::from).or(removed.and_then(|(_, e)| e.principal));
+        let principal = principal
+            .map(Arc::from)
+            .or(removed.and_then(|(_, e)| e.principal));
         if let Some(p) = principal {
             self.drop_principal_slot(&p, id);
         }

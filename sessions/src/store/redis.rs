@@ -188,7 +188,12 @@ impl RedisStore {
         )
     }
 
-    async fn lookup(&self, id: SessionId, principal: Option<&str>, refresh: bool) -> Result<Lookup> {
+    async fn lookup(
+        &self,
+        id: SessionId,
+        principal: Option<&str>,
+        refresh: bool,
+    ) -> Result<Lookup> {
         let (status, meta): (String, Vec<u8>) = self
             .scripts
             .lookup
