@@ -31,7 +31,7 @@ use crate::token::{Claims, Keyring, SessionId, TargetEntry};
 use crate::{Error, Result};
 
 /// A resumed or new session, as the MCP layer sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// The session's id (stable for its lifetime; use it to key per-session state).
     pub id: SessionId,
@@ -46,6 +46,20 @@ pub struct Session {
     /// What is known about each target: the token's entries, updated with what the store
     /// learned since ([`SessionManager::update_target`]).
     pub targets: Vec<TargetEntry>,
+}
+
+impl std::fmt::Debug for Session {
+    // The token is a bearer credential for the session: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("principal", &self.principal)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .field("replica", &self.replica)
+            .field("targets", &self.targets)
+            .finish()
+    }
 }
 
 impl Session {

@@ -83,6 +83,10 @@ async fn create_then_resume_locally() {
     let r = m.resume(&s.token, Some("alice")).await.unwrap();
     assert_eq!(r.how, How::Local);
     assert_eq!(r.session, s);
+    assert!(
+        !format!("{s:?}").contains(&*s.token),
+        "Debug must not print the token"
+    );
     assert_eq!(metrics.created.get(), 1);
     assert_eq!(metrics.open.get(), 1);
     assert_eq!(resumed(&metrics, How::Local), 1);
