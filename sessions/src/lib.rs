@@ -1,1 +1,50 @@
 //! Session tokens, stores, resumption, expiry and drain for Switchboard.
+//!
+//! How data flows: on an MCP `initialize` the MCP layer calls [`SessionManager::create`] with what
+//! it knows of each target (upstream session id, pinned endpoint); the manager records the
+//! session in the [`store`] and seals a [`token`] (AES-256-GCM) that becomes the downstream
+//! `Mcp-Session-Id`. Every later request carries the token: [`SessionManager::resume`] opens it
+//! with the [`Keyring`] (any configured key), checks lifetime, principal, revocation and idle
+//! expiry against the store, and returns the [`Session`] — marked `Local` when this replica
+//! already serves it, `Token` when it must rebuild upstream clients from the session's targets
+//! (a restart, or a client that moved replicas). Upstream state learned later (a lazily
+//! initialized target) goes to the store with [`SessionManager::update_target`]; the token never
+//! changes, since clients keep their session id. Events sent on a session's SSE streams are
+//! appended to bounded per-stream logs ([`events`]) and framed with their ids ([`sse`]), so a
+//! `Last-Event-ID` replays exactly what was missed, on any replica when the store is Redis. The
+//! reaper expires idle and over-age sessions and tells the MCP layer to release their upstream
+//! connections and stdio children ([`SessionManager::on_release`]); [`SessionManager::drain`]
+//! tells open streams to send a `retry:` hint and close.
+//!
+//! Design choices worth knowing:
+//! - The token carries what was known at creation; the store carries later updates. With the
+//!   memory store those updates stay on one replica, so a client that moves gets its targets
+//!   re-initialized from the token's entries (HTTP targets without an upstream session id in the
+//!   token start a fresh upstream session).
+//! - With the memory store a token seen for the first time is accepted when authentic and within
+//!   its lifetime (sessions survive restarts when keys are configured); revocation and idle
+//!   expiry are then per replica. With Redis every replica sees one truth, and a session missing
+//!   from Redis is expired.
+//! - Sessions with stdio targets are pinned to the replica that spawned the children
+//!   ([`Session::owned_elsewhere`]); the gateway decides between forwarding and an error.
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod manager;
+pub mod metrics;
+pub mod sse;
+pub mod store;
+pub mod testing;
+pub mod token;
+
+pub use config::{RedisConfig, SessionsConfig, StoreKind};
+pub use error::{Error, Result};
+pub use events::{EventId, Replay, StreamKey};
+pub use manager::{
+    ActivityGuard, DEFAULT_RETRY, Release, ReleaseReason, ReleaseSubscription, Resumed, Session,
+    SessionManager,
+};
+pub use metrics::{How, Metrics};
+pub use store::{EndReason, Lookup, MemoryStore, RedisStore, SessionStore, StoreLimits};
+pub use token::{Claims, Keyring, SessionId, TargetEntry};

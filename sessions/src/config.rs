@@ -1,0 +1,471 @@
+//! The `sessions:` block of the gateway configuration.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// Length in bytes of a session key (AES-256).
+pub const KEY_LEN: usize = 32;
+
+/// Where session metadata, revocations and event logs live.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process (the default): no setup, but event logs, revocations and upstream session
+    /// ids learned after initialization are not shared with other replicas and do not survive a
+    /// restart. Tokens still open on any replica holding the key.
+    #[default]
+    Memory,
+    /// A Redis server shared by all replicas (`sessions.redis.url`); needed for `Last-Event-ID`
+    /// resumption on another replica and fleet-wide revocation and idle expiry.
+    Redis,
+}
+
+/// `sessions.redis`: the shared Redis store.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Connection URL: `redis://[user:password@]host:port[/db]` or `unix:///path/to/redis.sock`.
+    /// Single Redis server (or a proxy in front of one); Redis Cluster is not supported because
+    /// the store's scripts touch several keys of one session.
+    pub url: String,
+    /// Prefix of every key Switchboard writes, so one Redis can serve several fleets.
+    /// Default `switchboard:`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl fmt::Debug for RedisConfig {
+    // The URL may embed a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// The `sessions:` block: session tokens, the store and expiry.
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// `memory` (default) or `redis`.
+    #[serde(default)]
+    pub store: StoreKind,
+    /// The Redis server; required when `store: redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
+    /// Base64 32-byte keys for the session-token AEAD (AES-256-GCM). The first encrypts new
+    /// tokens, all decrypt, so a key rotates by putting the new one first and dropping the old
+    /// one after `max_lifetime`. Empty (default): a random key is generated at start, and
+    /// sessions then do not survive a restart or span replicas.
+    /// Generate one with `head -c 32 /dev/urandom | base64`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// A session with no request and no open stream for this long expires and its upstream
+    /// connections and stdio children are released. Default `30m`.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// A session expires this long after it was created, however active. Default `24h`.
+    #[serde(default = "default_max_lifetime", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_lifetime: Duration,
+    /// Live sessions one authenticated principal may hold; creating one more fails (HTTP 429).
+    /// Anonymous sessions are bounded by `idle_timeout` and rate limits only. Default `1000`.
+    #[serde(default = "default_max_per_principal")]
+    pub max_per_principal: u32,
+    /// Events kept per stream for `Last-Event-ID` resumption; older ones are dropped.
+    /// Default `1024`.
+    #[serde(default = "default_event_log_size")]
+    pub event_log_size: u32,
+    /// This replica's id, written into tokens of sessions with stdio targets (which live on one
+    /// replica). Use an address other replicas can reach, e.g. `${POD_IP}:8080`. Default: a
+    /// random id chosen at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            store: StoreKind::default(),
+            redis: None,
+            keys: Vec::new(),
+            idle_timeout: default_idle_timeout(),
+            max_lifetime: default_max_lifetime(),
+            max_per_principal: default_max_per_principal(),
+            event_log_size: default_event_log_size(),
+            replica: None,
+        }
+    }
+}
+
+impl fmt::Debug for SessionsConfig {
+    // Keys are secrets and the Redis URL may hold a password: never print them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionsConfig")
+            .field("store", &self.store)
+            .field("redis", &self.redis)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("max_per_principal", &self.max_per_principal)
+            .field("event_log_size", &self.event_log_size)
+            .field("replica", &self.replica)
+            .finish()
+    }
+}
+
+fn default_prefix() -> String {
+    "switchboard:".to_owned()
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_max_lifetime() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
+}
+fn default_max_per_principal() -> u32 {
+    1000
+}
+fn default_event_log_size() -> u32 {
+    1024
+}
+
+impl SessionsConfig {
+    /// Checks the semantic rules serde cannot express. `path` is this block's key path (usually
+    /// `sessions`); each issue is `(key path, message)`.
+    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        for (i, key) in self.keys.iter().enumerate() {
+            if let Err(msg) = decode_key(key) {
+                issues.push((format!("{path}.keys[{i}]"), msg));
+            }
+        }
+        match (&self.store, &self.redis) {
+            (StoreKind::Redis, None) => issues.push((
+                format!("{path}.redis"),
+                "required when store is redis (e.g. {url: redis://127.0.0.1:6379})".to_owned(),
+            )),
+            (_, Some(redis)) => {
+                if let Err(msg) = check_redis_url(&redis.url) {
+                    issues.push((format!("{path}.redis.url"), msg));
+                }
+                if redis.prefix.is_empty() {
+                    issues.push((
+                        format!("{path}.redis.prefix"),
+                        "must not be empty".to_owned(),
+                    ));
+                }
+            }
+            (StoreKind::Memory, None) => {}
+        }
+        if self.idle_timeout < Duration::from_secs(1) {
+            issues.push((
+                format!("{path}.idle_timeout"),
+                "must be at least 1s".to_owned(),
+            ));
+        }
+        if self.max_lifetime < self.idle_timeout {
+            issues.push((
+                format!("{path}.max_lifetime"),
+                "must not be shorter than idle_timeout".to_owned(),
+            ));
+        }
+        if self.max_per_principal == 0 {
+            issues.push((
+                format!("{path}.max_per_principal"),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.event_log_size == 0 {
+            issues.push((
+                format!("{path}.event_log_size"),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if let Some(replica) = &self.replica
+            && (replica.is_empty() || replica.len() > 255)
+        {
+            issues.push((
+                format!("{path}.replica"),
+                "must be 1 to 255 characters".to_owned(),
+            ));
+        }
+        issues
+    }
+
+    /// The configured keys, decoded. Fails on the first bad key (run [`validate`] first for
+    /// messages with key paths).
+    ///
+    /// [`validate`]: SessionsConfig::validate
+    pub fn decoded_keys(&self) -> crate::Result<Vec<[u8; KEY_LEN]>> {
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                decode_key(k).map_err(|m| crate::Error::Config(format!("keys[{i}]: {m}")))
+            })
+            .collect()
+    }
+}
+
+/// Decodes one `sessions.keys` entry: standard or URL-safe base64, padded or not, 32 bytes.
+pub fn decode_key(key: &str) -> Result<[u8; KEY_LEN], String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let key = key.trim();
+    if key.is_empty() {
+        return Err("empty key (is the environment variable set?)".to_owned());
+    }
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(key).ok())
+        .ok_or_else(|| "not valid base64".to_owned())?;
+    <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "must decode to {KEY_LEN} bytes, got {} (generate one with `head -c 32 /dev/urandom | base64`)",
+            bytes.len()
+        )
+    })
+}
+
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "redis" | "unix" | "redis+unix" => {}
+        "rediss" => return Err("rediss:// (TLS) is not supported by this build".to_owned()),
+        _ => {
+            return Err(format!(
+                "expected redis://host:port or unix:///path, got scheme {scheme:?}"
+            ));
+        }
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|_| "not a valid Redis URL".to_owned())
+}
+
+/// The URL with any password replaced, for logs and debug output.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml_json: serde_json::Value) -> Result<SessionsConfig, serde_json::Error> {
+        serde_json::from_value(yaml_json)
+    }
+
+    fn key_b64(len: usize) -> String {
+        base64::engine::general_purpose::STANDARD.encode(vec![7u8; len])
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(serde_json::json!({})).unwrap();
+        assert_eq!(c, SessionsConfig::default());
+        assert_eq!(c.store, StoreKind::Memory);
+        assert_eq!(c.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.max_lifetime, Duration::from_secs(86400));
+        assert_eq!(c.max_per_principal, 1000);
+        assert_eq!(c.event_log_size, 1024);
+        assert!(c.validate("sessions").is_empty());
+    }
+
+    #[test]
+    fn full_block_parses() {
+        let c = parse(serde_json::json!({
+            "store": "redis",
+            "redis": {"url": "redis://127.0.0.1:6379"},
+            "keys": [key_b64(32)],
+            "idle_timeout": "5m",
+            "max_lifetime": "2h",
+            "max_per_principal": 10,
+            "event_log_size": 64,
+            "replica": "10.0.0.7:8080",
+        }))
+        .unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.redis.as_ref().unwrap().prefix, "switchboard:");
+        assert!(
+            c.validate("sessions").is_empty(),
+            "{:?}",
+            c.validate("sessions")
+        );
+        assert_eq!(c.decoded_keys().unwrap(), vec![[7u8; 32]]);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(parse(serde_json::json!({"idle_timeut": "5m"})).is_err());
+        assert!(parse(serde_json::json!({"redis": {"url": "redis://x", "tls": true}})).is_err());
+        assert!(parse(serde_json::json!({"store": "postgres"})).is_err());
+    }
+
+    fn issues_of(c: &SessionsConfig) -> Vec<(String, String)> {
+        c.validate("sessions")
+    }
+
+    #[test]
+    fn bad_base64_key() {
+        let c = SessionsConfig {
+            keys: vec![key_b64(32), "not base64!!".into()],
+            ..Default::default()
+        };
+        let issues = issues_of(&c);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].0, "sessions.keys[1]");
+        assert!(issues[0].1.contains("base64"));
+        assert!(c.decoded_keys().is_err());
+    }
+
+    #[test]
+    fn wrong_key_length() {
+        let c = SessionsConfig {
+            keys: vec![key_b64(16)],
+            ..Default::default()
+        };
+        let issues = issues_of(&c);
+        assert_eq!(issues[0].0, "sessions.keys[0]");
+        assert!(issues[0].1.contains("32 bytes, got 16"), "{}", issues[0].1);
+    }
+
+    #[test]
+    fn empty_key_from_unset_env() {
+        let c = SessionsConfig {
+            keys: vec![String::new()],
+            ..Default::default()
+        };
+        assert!(issues_of(&c)[0].1.contains("empty"));
+    }
+
+    #[test]
+    fn url_safe_keys_accepted() {
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0xfbu8; 32]);
+        assert_eq!(decode_key(&k).unwrap(), [0xfb; 32]);
+    }
+
+    #[test]
+    fn redis_store_needs_url() {
+        let c = SessionsConfig {
+            store: StoreKind::Redis,
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis");
+    }
+
+    #[test]
+    fn redis_url_checked() {
+        for (url, ok) in [
+            ("redis://127.0.0.1:6379/0", true),
+            ("unix:///tmp/redis.sock", true),
+            ("rediss://host:6380", false),
+            ("http://host", false),
+            ("127.0.0.1:6379", false),
+        ] {
+            let c = SessionsConfig {
+                store: StoreKind::Redis,
+                redis: Some(RedisConfig {
+                    url: url.into(),
+                    prefix: "p:".into(),
+                }),
+                ..Default::default()
+            };
+            let issues = issues_of(&c);
+            assert_eq!(issues.is_empty(), ok, "{url}: {issues:?}");
+            if !ok {
+                assert_eq!(issues[0].0, "sessions.redis.url");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_prefix_rejected() {
+        let c = SessionsConfig {
+            redis: Some(RedisConfig {
+                url: "redis://h".into(),
+                prefix: String::new(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis.prefix");
+    }
+
+    #[test]
+    fn durations_and_limits() {
+        let c = SessionsConfig {
+            idle_timeout: Duration::from_millis(10),
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.idle_timeout");
+        let c = SessionsConfig {
+            idle_timeout: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(60),
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.max_lifetime");
+        let c = SessionsConfig {
+            max_per_principal: 0,
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.max_per_principal");
+        let c = SessionsConfig {
+            event_log_size: 0,
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.event_log_size");
+        let c = SessionsConfig {
+            replica: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.replica");
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = SessionsConfig {
+            keys: vec![key_b64(32)],
+            redis: Some(RedisConfig {
+                url: "redis://user:hunter2@db:6379".into(),
+                prefix: "p:".into(),
+            }),
+            ..Default::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains(&key_b64(32)));
+        assert!(!s.contains("hunter2"));
+        assert!(s.contains("db:6379"));
+    }
+
+    #[test]
+    fn schema_has_keys() {
+        let schema = serde_json::to_value(schemars::schema_for!(SessionsConfig)).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        for k in [
+            "store",
+            "redis",
+            "keys",
+            "idle_timeout",
+            "max_lifetime",
+            "max_per_principal",
+            "event_log_size",
+            "replica",
+        ] {
+            assert!(props.contains_key(k), "{k}");
+        }
+        assert_eq!(schema["additionalProperties"], false);
+    }
+}

@@ -1,0 +1,766 @@
+//! [`SessionManager`]: the one handle the gateway and the MCP layer use.
+//!
+//! Resuming a token checks, in order: the seal (any configured key), the maximum lifetime, the
+//! principal binding, then the store (revoked? idle-expired?), which also restarts the idle
+//! timer. Every failure is the same [`Error::NotFound`]; the reason goes to the debug log and the
+//! `switchboard_sessions_rejected_total` metric.
+//!
+//! The manager also keeps a small local table of the sessions this replica serves, which is how
+//! it tells a local resume from a first sight (the MCP layer then rebuilds upstream clients from
+//! the session's target entries), keeps sessions with open streams alive, and tells the MCP layer
+//! when to let go of a session's upstream connections and stdio children ([`Release`]).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::config::{SessionsConfig, StoreKind};
+use crate::events::{EventId, Replay, StreamKey};
+use crate::metrics::{How, Metrics, Rejection};
+use crate::store::{EndReason, Lookup, MemoryStore, RedisStore, SessionStore, StoreLimits};
+use crate::token::{Claims, Keyring, SessionId, TargetEntry};
+use crate::{Error, Result};
+
+/// A resumed or new session, as the MCP layer sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session's id (stable for its lifetime; use it to key per-session state).
+    pub id: SessionId,
+    /// The token to send as `Mcp-Session-Id`; identical on every resume.
+    pub token: Arc<str>,
+    /// The principal it is bound to.
+    pub principal: Option<Arc<str>>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub issued_at_ms: u64,
+    /// The replica that owns the session's stdio targets, if it was pinned at creation.
+    pub replica: Option<Arc<str>>,
+    /// What is known about each target: the token's entries, updated with what the store
+    /// learned since ([`SessionManager::update_target`]).
+    pub targets: Vec<TargetEntry>,
+}
+
+impl std::fmt::Debug for Session {
+    // The token is a bearer credential for the session: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("token", &"<redacted>")
+            .field("principal", &self.principal)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .field("replica", &self.replica)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The entry of target `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetEntry> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The key of this session's stream `name` (for [`SessionManager::append_event`]).
+    pub fn stream(&self, name: impl Into<Arc<str>>) -> StreamKey {
+        StreamKey::new(self.id, name)
+    }
+
+    /// The owning replica when the session is pinned to a replica other than `me`.
+    ///
+    /// A session with stdio targets lives where its children run. When it lands on another
+    /// replica, the gateway should answer with an error naming no internals (or forward to this
+    /// replica's address): the stdio children cannot move.
+    pub fn owned_elsewhere(&self, me: &str) -> Option<&str> {
+        self.replica.as_deref().filter(|r| *r != me)
+    }
+}
+
+/// A successful [`SessionManager::resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The session.
+    pub session: Session,
+    /// `Local` when this replica already serves it; `Token` on first sight here (after a
+    /// restart, or when a client moves between replicas): rebuild upstream clients from
+    /// `session.targets`.
+    pub how: How,
+}
+
+/// Why the MCP layer should drop a session's upstream state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseReason {
+    /// Idle too long or past its maximum lifetime; the session is over everywhere.
+    Expired,
+    /// Deleted (here or, with a shared store, on another replica).
+    Revoked,
+    /// Idle here but alive elsewhere (the client moved to another replica): release this
+    /// replica's connections only.
+    Moved,
+}
+
+/// One session whose local resources must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// Which session.
+    pub id: SessionId,
+    /// Why.
+    pub reason: ReleaseReason,
+}
+
+type Listener = Arc<dyn Fn(&Release) + Send + Sync>;
+
+/// Keeps a [`SessionManager::on_release`] callback registered; dropping it unregisters.
+#[must_use = "dropping the subscription unregisters the callback"]
+pub struct ReleaseSubscription {
+    shared: Weak<Shared>,
+    id: u64,
+}
+
+impl Drop for ReleaseSubscription {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.listeners.remove(&self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for ReleaseSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleaseSubscription")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Marks a session busy (an open stream) while alive: the reaper keeps busy sessions and their
+/// store entries alive however long the stream stays open.
+#[must_use = "the session counts as busy only while the guard lives"]
+#[derive(Debug)]
+pub struct ActivityGuard {
+    local: Arc<Local>,
+    clock: Clock,
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.local.active.fetch_sub(1, Ordering::AcqRel);
+        // The idle timer starts when the stream closes, not when it opened.
+        self.local
+            .last_seen_ms
+            .store(self.clock.now_ms(), Ordering::Release);
+    }
+}
+
+/// Wall-clock milliseconds that advance with tokio's clock, so paused-time tests drive token
+/// lifetimes too. Drift from the system clock over a process lifetime is negligible next to
+/// lifetimes of hours.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base_unix_ms: u64,
+    base: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            base_unix_ms,
+            base: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.base_unix_ms + self.base.elapsed().as_millis() as u64
+    }
+}
+
+/// What this replica remembers about a session it serves (tens of bytes plus the principal).
+#[derive(Debug)]
+struct Local {
+    principal: Option<Arc<str>>,
+    issued_at_ms: u64,
+    last_seen_ms: AtomicU64,
+    active: AtomicU32,
+}
+
+/// The metadata blob in the store: what was learned after the token was sealed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Meta {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<TargetEntry>,
+}
+
+struct Shared {
+    keyring: ArcSwap<Keyring>,
+    store: Arc<dyn SessionStore>,
+    metrics: Metrics,
+    clock: Clock,
+    replica: Arc<str>,
+    idle_timeout: Duration,
+    max_lifetime: Duration,
+    local: DashMap<SessionId, Arc<Local>>,
+    listeners: DashMap<u64, Listener>,
+    next_listener: AtomicU64,
+    drain: watch::Sender<bool>,
+}
+
+/// The session layer's handle: cheap to clone, shared by all routes and kept by the gateway
+/// across config reloads (rebuild it only when the `sessions:` block changes).
+#[derive(Clone)]
+pub struct SessionManager {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("replica", &self.shared.replica)
+            .field("store", &self.shared.store)
+            .field("local_sessions", &self.shared.local.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reconnect hint sent on drain when the caller has no better value.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+impl SessionManager {
+    /// Builds the manager and its store from the `sessions:` block (connecting to Redis when
+    /// `store: redis`). Run [`SessionsConfig::validate`] first for messages with key paths.
+    pub async fn from_config(cfg: &SessionsConfig, metrics: Metrics) -> Result<Self> {
+        let store: Arc<dyn SessionStore> = match cfg.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(StoreLimits::from_config(cfg))),
+            StoreKind::Redis => Arc::new(RedisStore::from_config(cfg).await?),
+        };
+        Self::new(cfg, store, metrics)
+    }
+
+    /// Builds the manager over an existing store (tests, or a store shared with something else).
+    /// The store's own limits apply to what it enforces; `cfg` supplies keys, lifetimes and the
+    /// replica id.
+    pub fn new(
+        cfg: &SessionsConfig,
+        store: Arc<dyn SessionStore>,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        let keyring = keyring_of(cfg)?;
+        let replica: Arc<str> = match &cfg.replica {
+            Some(r) => r.as_str().into(),
+            None => format!("replica-{}", SessionId::random()).into(),
+        };
+        Ok(SessionManager {
+            shared: Arc::new(Shared {
+                keyring: ArcSwap::from_pointee(keyring),
+                store,
+                metrics,
+                clock: Clock::new(),
+                replica,
+                idle_timeout: cfg.idle_timeout,
+                max_lifetime: cfg.max_lifetime,
+                local: DashMap::new(),
+                listeners: DashMap::new(),
+                next_listener: AtomicU64::new(0),
+                drain: watch::Sender::new(false),
+            }),
+        })
+    }
+
+    /// Swaps in the keys of a reloaded `sessions:` block (rotation without a restart). Other
+    /// changes of the block (store, timeouts) need a new manager.
+    pub fn reload_keys(&self, cfg: &SessionsConfig) -> Result<()> {
+        self.shared.keyring.store(Arc::new(keyring_of(cfg)?));
+        Ok(())
+    }
+
+    /// This replica's id (what pinned tokens name).
+    pub fn replica_id(&self) -> &str {
+        &self.shared.replica
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.shared.store
+    }
+
+    /// Sessions this replica currently serves.
+    pub fn local_sessions(&self) -> usize {
+        self.shared.local.len()
+    }
+
+    /// Creates a session for `principal` with what is known of its targets now.
+    ///
+    /// `pinned`: the session has stdio targets, which live on this replica; the token then
+    /// names this replica ([`Session::owned_elsewhere`]).
+    ///
+    /// Fails with [`Error::TooManySessions`] over the principal's cap, or a store error.
+    pub async fn create(
+        &self,
+        principal: Option<&str>,
+        targets: Vec<TargetEntry>,
+        pinned: bool,
+    ) -> Result<Session> {
+        let s = &self.shared;
+        let claims = Claims {
+            session_id: SessionId::random(),
+            issued_at_ms: s.clock.now_ms(),
+            principal: principal.map(str::to_owned),
+            replica: pinned.then(|| s.replica.to_string()),
+            targets,
+        };
+        let meta = serde_json::to_vec(&Meta {
+            targets: claims.targets.clone(),
+        })?;
+        s.store
+            .create(claims.session_id, principal, Bytes::from(meta))
+            .await?;
+        let token = s.keyring.load().seal(&claims);
+        let session = session_from(claims, token.into(), None);
+        self.insert_local(&session);
+        s.metrics.created.inc();
+        debug!(session = %session.id, "session created");
+        Ok(session)
+    }
+
+    /// Opens a client's token (`Mcp-Session-Id`) for `principal` (the authenticated subject of
+    /// this request, or none) and restarts the session's idle timer.
+    ///
+    /// [`Error::NotFound`] for anything that is not a live session of this principal; other
+    /// errors are store failures (answer 503, do not drop the client's session).
+    pub async fn resume(&self, token: &str, principal: Option<&str>) -> Result<Resumed> {
+        let s = &self.shared;
+        let claims = match s.keyring.load().open(token) {
+            Ok(c) => c,
+            Err(why) => {
+                debug!(reason = ?why, "session token rejected");
+                s.metrics.reject(Rejection::Invalid);
+                return Err(Error::NotFound);
+            }
+        };
+        let id = claims.session_id;
+        let now = s.clock.now_ms();
+        if now
+            >= claims
+                .issued_at_ms
+                .saturating_add(s.max_lifetime.as_millis() as u64)
+        {
+            debug!(session = %id, "session token rejected: past max_lifetime");
+            s.metrics.reject(Rejection::Expired);
+            self.expire(id, claims.principal.as_deref()).await;
+            return Err(Error::NotFound);
+        }
+        if claims.principal.as_deref() != principal {
+            debug!(session = %id, "session token rejected: bound to another principal");
+            s.metrics.reject(Rejection::Principal);
+            return Err(Error::NotFound);
+        }
+        let meta = match s.store.touch(id, principal).await? {
+            Lookup::Alive(meta) => Some(meta),
+            Lookup::Ended(reason) => {
+                debug!(session = %id, ?reason, "session token rejected: session ended");
+                s.metrics.reject(match reason {
+                    EndReason::Revoked => Rejection::Revoked,
+                    EndReason::Expired => Rejection::Expired,
+                });
+                self.release_local(
+                    id,
+                    match reason {
+                        EndReason::Revoked => ReleaseReason::Revoked,
+                        EndReason::Expired => ReleaseReason::Expired,
+                    },
+                );
+                return Err(Error::NotFound);
+            }
+            Lookup::Missing if s.store.is_shared() => {
+                // A shared store saw every session created; gone means idle-expired.
+                debug!(session = %id, "session token rejected: idle-expired");
+                s.metrics.reject(Rejection::Expired);
+                self.release_local(id, ReleaseReason::Expired);
+                return Err(Error::NotFound);
+            }
+            Lookup::Missing => None,
+        };
+        let meta = match meta {
+            Some(blob) => Some(serde_json::from_slice::<Meta>(&blob)?),
+            None => {
+                // A private store that never saw it: this process restarted, or the client came
+                // from another replica. The token is authentic and within its lifetime, so the
+                // session continues from what the token carries.
+                let blob = serde_json::to_vec(&Meta {
+                    targets: claims.targets.clone(),
+                })?;
+                s.store.create(id, principal, Bytes::from(blob)).await?;
+                None
+            }
+        };
+        let session = session_from(claims, token.into(), meta);
+        let how = self.insert_local(&session);
+        s.metrics.resume(how);
+        Ok(Resumed { session, how })
+    }
+
+    /// Restarts a session's idle timer without a full resume (e.g. on a stream heartbeat).
+    pub async fn touch(&self, session: &Session) -> Result<()> {
+        if let Some(local) = self.shared.local.get(&session.id) {
+            local
+                .last_seen_ms
+                .store(self.shared.clock.now_ms(), Ordering::Release);
+        }
+        match self
+            .shared
+            .store
+            .touch(session.id, session.principal.as_deref())
+            .await?
+        {
+            Lookup::Alive(_) => Ok(()),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// Marks the session busy until the guard drops (hold it for the life of an open SSE
+    /// stream), so an idle timeout cannot expire a session that is merely listening.
+    pub fn activity(&self, session: &Session) -> ActivityGuard {
+        let local = match self.shared.local.entry(session.id) {
+            dashmap::Entry::Occupied(e) => e.get().clone(),
+            dashmap::Entry::Vacant(e) => {
+                // Normally resumed just before; a session reaped in between is held again.
+                self.shared.metrics.open.inc();
+                e.insert(Arc::new(self.local_of(session))).clone()
+            }
+        };
+        local.active.fetch_add(1, Ordering::AcqRel);
+        ActivityGuard {
+            local,
+            clock: self.shared.clock,
+        }
+    }
+
+    /// Records what was learned about a target after the token was sealed (an upstream session
+    /// id from a lazy or repeated initialize, a new pinned endpoint): updates `session` and the
+    /// store, so later resumes (on any replica, with a shared store) see it. The token itself
+    /// does not change: MCP clients keep the session id they were given.
+    pub async fn update_target(&self, session: &mut Session, entry: TargetEntry) -> Result<()> {
+        match session.targets.iter_mut().find(|t| t.name == entry.name) {
+            Some(t) => *t = entry,
+            None => session.targets.push(entry),
+        }
+        let blob = serde_json::to_vec(&Meta {
+            targets: session.targets.clone(),
+        })?;
+        if self
+            .shared
+            .store
+            .set_meta(session.id, Bytes::from(blob))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Ends a session for good (the client's DELETE): its token stays dead until its maximum
+    /// lifetime, on every replica sharing the store. Local resources are released.
+    pub async fn revoke(&self, session: &Session) -> Result<()> {
+        self.shared
+            .store
+            .end(session.id, session.principal.as_deref(), EndReason::Revoked)
+            .await?;
+        self.release_local(session.id, ReleaseReason::Revoked);
+        debug!(session = %session.id, "session revoked");
+        Ok(())
+    }
+
+    /// Appends an event to a session stream's log; send it with the returned id
+    /// ([`sse::event`](crate::sse::event)) so the client's `Last-Event-ID` can resume after it.
+    pub async fn append_event(&self, stream: &StreamKey, payload: Bytes) -> Result<EventId> {
+        self.shared.store.append(stream, payload).await
+    }
+
+    /// The events `session` missed after `last_event_id` (the header's value), in order. Send
+    /// them, then continue the live stream under the same stream key.
+    ///
+    /// [`Error::InvalidEventId`] when the id is not ours or names another session's stream.
+    pub async fn replay(&self, session: &Session, last_event_id: &str) -> Result<Replay> {
+        let last: EventId = last_event_id.trim().parse()?;
+        if last.stream.session != session.id {
+            return Err(Error::InvalidEventId);
+        }
+        let replay = self.shared.store.replay_after(&last).await?;
+        self.shared
+            .metrics
+            .events_replayed
+            .inc_by(replay.events.len() as u64);
+        if !replay.complete {
+            debug!(session = %session.id, stream = %last.stream.name, "replay incomplete: events dropped or stream unknown here");
+        }
+        Ok(replay)
+    }
+
+    /// Calls `f` for every session whose local resources must go (expired, revoked, moved).
+    /// `f` runs on the reaper or request task: keep it short and non-blocking (remove from a
+    /// map, send on a channel). Dropping the subscription unregisters it.
+    pub fn on_release(&self, f: impl Fn(&Release) + Send + Sync + 'static) -> ReleaseSubscription {
+        let id = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
+        self.shared.listeners.insert(id, Arc::new(f));
+        ReleaseSubscription {
+            shared: Arc::downgrade(&self.shared),
+            id,
+        }
+    }
+
+    /// Starts draining: every [`draining`](Self::draining) receiver sees `true`; stream owners
+    /// should send [`sse::retry`](crate::sse::retry) and close, so clients reconnect elsewhere
+    /// and resume with `Last-Event-ID`.
+    pub fn drain(&self) {
+        self.shared.drain.send_replace(true);
+    }
+
+    /// True once [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        *self.shared.drain.borrow()
+    }
+
+    /// A receiver that flips to `true` on [`drain`](Self::drain); `wait_for(|d| *d)` in a
+    /// `select!` beside the stream.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.shared.drain.subscribe()
+    }
+
+    /// Runs the reaper until `shutdown` completes (or every handle is dropped): every
+    /// `idle_timeout / 4` (between 1 s and 60 s) it expires idle and over-age sessions,
+    /// releases sessions that moved, and sweeps the store.
+    pub fn spawn_reaper(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let weak = Arc::downgrade(&self.shared);
+        let period =
+            (self.shared.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    _ = tick.tick() => {}
+                }
+                let Some(shared) = weak.upgrade() else { break };
+                let manager = SessionManager { shared };
+                if let Err(e) = manager.reap().await {
+                    warn!(error = %e, "session reaper: store error");
+                }
+            }
+        })
+    }
+
+    /// One reaper pass; returns how many sessions expired. Public for tests and for callers
+    /// that want to reap on their own schedule.
+    pub async fn reap(&self) -> Result<usize> {
+        let s = &self.shared;
+        let now = s.clock.now_ms();
+        let idle = s.idle_timeout.as_millis() as u64;
+        let lifetime = s.max_lifetime.as_millis() as u64;
+        let mut busy = Vec::new();
+        let mut stale = Vec::new();
+        // Collect first: no store call while holding a map shard.
+        for e in s.local.iter() {
+            let l = e.value();
+            let over_age = now >= l.issued_at_ms.saturating_add(lifetime);
+            let quiet = now.saturating_sub(l.last_seen_ms.load(Ordering::Acquire));
+            if over_age {
+                stale.push((*e.key(), l.principal.clone(), true));
+            } else if l.active.load(Ordering::Acquire) > 0 {
+                if quiet >= idle / 2 {
+                    busy.push((*e.key(), l.principal.clone()));
+                }
+            } else if quiet >= idle {
+                stale.push((*e.key(), l.principal.clone(), false));
+            }
+        }
+        for (id, principal) in busy {
+            match s.store.touch(id, principal.as_deref()).await? {
+                Lookup::Alive(_) => {
+                    if let Some(l) = s.local.get(&id) {
+                        l.last_seen_ms.store(now, Ordering::Release);
+                    }
+                }
+                Lookup::Ended(EndReason::Revoked) => self.release_local(id, ReleaseReason::Revoked),
+                Lookup::Ended(EndReason::Expired) | Lookup::Missing => {
+                    self.release_local(id, ReleaseReason::Expired)
+                }
+            }
+        }
+        let mut expired = 0;
+        for (id, principal, over_age) in stale {
+            if !over_age {
+                match s.store.peek(id).await? {
+                    Lookup::Alive(_) if s.store.is_shared() => {
+                        if self.remove_local_if_quiet(id, now, idle) {
+                            debug!(session = %id, "session idle here but alive elsewhere");
+                            self.notify(Release {
+                                id,
+                                reason: ReleaseReason::Moved,
+                            });
+                        }
+                        continue;
+                    }
+                    // Touched between our scan and the peek: not idle after all.
+                    Lookup::Alive(_) => continue,
+                    Lookup::Ended(EndReason::Revoked) => {
+                        self.release_local(id, ReleaseReason::Revoked);
+                        continue;
+                    }
+                    Lookup::Ended(EndReason::Expired) | Lookup::Missing => {}
+                }
+                if !self.remove_local_if_quiet(id, now, idle) {
+                    continue;
+                }
+            } else if s.local.remove(&id).is_none() {
+                continue;
+            } else {
+                s.metrics.open.dec();
+            }
+            s.store
+                .end(id, principal.as_deref(), EndReason::Expired)
+                .await?;
+            s.metrics.expired.inc();
+            expired += 1;
+            debug!(session = %id, over_age, "session expired");
+            self.notify(Release {
+                id,
+                reason: ReleaseReason::Expired,
+            });
+        }
+        s.store.sweep().await?;
+        Ok(expired)
+    }
+
+    // --- internals ---
+
+    fn local_of(&self, session: &Session) -> Local {
+        Local {
+            principal: session.principal.clone(),
+            issued_at_ms: session.issued_at_ms,
+            last_seen_ms: AtomicU64::new(self.shared.clock.now_ms()),
+            active: AtomicU32::new(0),
+        }
+    }
+
+    fn insert_local(&self, session: &Session) -> How {
+        let now = self.shared.clock.now_ms();
+        match self.shared.local.entry(session.id) {
+            dashmap::Entry::Occupied(e) => {
+                e.get().last_seen_ms.store(now, Ordering::Release);
+                How::Local
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(Arc::new(self.local_of(session)));
+                self.shared.metrics.open.inc();
+                How::Token
+            }
+        }
+    }
+
+    /// Removes the local entry unless it was used since the reaper's scan.
+    fn remove_local_if_quiet(&self, id: SessionId, now: u64, idle: u64) -> bool {
+        let removed = self
+            .shared
+            .local
+            .remove_if(&id, |_, l| {
+                l.active.load(Ordering::Acquire) == 0
+                    && now.saturating_sub(l.last_seen_ms.load(Ordering::Acquire)) >= idle
+            })
+            .is_some();
+        if removed {
+            self.shared.metrics.open.dec();
+        }
+        removed
+    }
+
+    fn release_local(&self, id: SessionId, reason: ReleaseReason) {
+        if self.shared.local.remove(&id).is_some() {
+            self.shared.metrics.open.dec();
+            if reason == ReleaseReason::Expired {
+                self.shared.metrics.expired.inc();
+            }
+            self.notify(Release { id, reason });
+        }
+    }
+
+    /// Expires a session found over age on resume.
+    async fn expire(&self, id: SessionId, principal: Option<&str>) {
+        if self.shared.local.contains_key(&id) {
+            if let Err(e) = self
+                .shared
+                .store
+                .end(id, principal, EndReason::Expired)
+                .await
+            {
+                warn!(error = %e, "session store: ending an expired session failed");
+            }
+            self.release_local(id, ReleaseReason::Expired);
+        }
+    }
+
+    fn notify(&self, release: Release) {
+        // Clone the callbacks out so none runs under a map shard lock.
+        let listeners: Vec<Listener> = self
+            .shared
+            .listeners
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        for f in listeners {
+            f(&release);
+        }
+    }
+}
+
+fn keyring_of(cfg: &SessionsConfig) -> Result<Keyring> {
+    let keys = cfg.decoded_keys()?;
+    Ok(match Keyring::new(&keys) {
+        Some(ring) => ring,
+        None => {
+            warn!(
+                "sessions.keys is empty: using a random session key; sessions will not \
+                 survive a restart or move between replicas"
+            );
+            Keyring::random()
+        }
+    })
+}
+
+fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session {
+    let mut targets = claims.targets;
+    if let Some(meta) = meta {
+        for learned in meta.targets {
+            match targets.iter_mut().find(|t| t.name == learned.name) {
+                Some(t) => *t = learned,
+                None => targets.push(learned),
+            }
+        }
+    }
+    Session {
+        id: claims.session_id,
+        token,
+        principal: claims.principal.map(Arc::from),
+        issued_at_ms: claims.issued_at_ms,
+        replica: claims.replica.map(Arc::from),
+        targets,
+    }
+}
+
+#[cfg(test)]
+mod tests;
