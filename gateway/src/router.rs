@@ -232,10 +232,22 @@ mod tests {
     #[test]
     fn host_method_headers() {
         let x = m("{host: '*.example.com', method: post, headers: {x-team: ml}}");
-        let ok = req("POST", "/", &[("host", "a.Example.com:8080"), ("x-team", "ml")]);
+        let ok = req(
+            "POST",
+            "/",
+            &[("host", "a.Example.com:8080"), ("x-team", "ml")],
+        );
         assert!(x.matches(&ok));
-        assert!(!x.matches(&req("GET", "/", &[("host", "a.example.com"), ("x-team", "ml")])));
-        assert!(!x.matches(&req("POST", "/", &[("host", "example.com"), ("x-team", "ml")])));
+        assert!(!x.matches(&req(
+            "GET",
+            "/",
+            &[("host", "a.example.com"), ("x-team", "ml")]
+        )));
+        assert!(!x.matches(&req(
+            "POST",
+            "/",
+            &[("host", "example.com"), ("x-team", "ml")]
+        )));
         assert!(!x.matches(&req("POST", "/", &[("host", "a.example.com")])));
         assert!(m("{host: '[::1]'}").matches(&req("GET", "/", &[("host", "[::1]:80")])));
     }
