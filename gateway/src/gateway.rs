@@ -24,6 +24,7 @@ use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::policy::RoutePolicies;
 use crate::proxy::{HttpBackend, HttpClients};
 use crate::router::{Matcher, Route};
+use switchboard_sessions::SessionManager;
 
 /// The configuration generation that is serving, as `/config` shows it.
 pub struct Generation {
@@ -55,6 +56,8 @@ struct Inner {
     config_path: Option<PathBuf>,
     base_dir: PathBuf,
     metrics: Metrics,
+    /// Built once at start from `sessions:`; keys are re-read on reload, the store is not.
+    sessions: SessionManager,
     clients: HttpClients,
     deps: ListenerDeps,
     current: ArcSwap<Generation>,
@@ -82,10 +85,16 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
+        let session_metrics =
+            metrics.with_registry(switchboard_sessions::Metrics::new);
+        let sessions = SessionManager::from_config(&config.sessions, session_metrics)
+            .await
+            .map_err(|e| Error::Sessions(e.to_string()))?;
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
                 base_dir,
+                sessions,
                 deps: ListenerDeps {
                     metrics: metrics.clone(),
                     shutdown: CancellationToken::new(),
@@ -107,6 +116,8 @@ impl Gateway {
         };
         gw.apply(config).await?;
         gw.inner.ready.store(true, Ordering::Release);
+        let reaper = gw.inner.sessions.clone();
+        reaper.spawn_reaper(gw.inner.deps.shutdown.clone().cancelled_owned());
         Ok(gw)
     }
 
@@ -115,6 +126,17 @@ impl Gateway {
     /// already in flight finish on the generation they started with.
     pub async fn apply(&self, config: Config) -> Result<()> {
         let mut control = self.inner.control.lock().await;
+        let store_changed = {
+            let old = &self.inner.current.load().config.sessions;
+            old.store != config.sessions.store || old.redis != config.sessions.redis
+        };
+        if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
+            tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
+        }
+        self.inner
+            .sessions
+            .reload_keys(&config.sessions)
+            .map_err(|e| Error::Sessions(e.to_string()))?;
         let mut runtimes = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tls = match &l.tls {
@@ -343,6 +365,11 @@ impl Gateway {
     /// Whether the gateway is ready (config loaded, listeners bound, not shutting down).
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The session manager (tokens, store, event logs), shared by every config generation.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.inner.sessions
     }
 
     /// Gateway metrics (other components register their families here).
