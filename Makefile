@@ -1,6 +1,6 @@
 # One entry point for humans and CI. `make quickstart` runs the gateway with local example
 # upstreams; `make test` installs the test peers and runs every test.
-.PHONY: quickstart test setup fmt lint check build
+.PHONY: quickstart test setup fmt lint check build bench bench-smoke
 
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
@@ -24,3 +24,9 @@ check: lint test
 
 build:
 	cargo build --workspace
+
+bench: setup
+	examples/bench/run.py
+
+bench-smoke: setup
+	examples/bench/run.py --smoke
