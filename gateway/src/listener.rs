@@ -302,7 +302,7 @@ impl Conn {
             path,
             status: parts.status,
             upstream: route
-                .map(|r| Arc::from(r.backend.upstream_label()))
+                .map(|r| r.upstream.clone())
                 .unwrap_or_else(|| NONE.into()),
             started,
             stream_gauge,
