@@ -493,17 +493,18 @@ impl LlmBackend {
                 member,
             )),
             Answer::Body(bytes) => {
-                if let Ok(r) = serde_json::from_slice::<o::EmbeddingsResponse>(&bytes) {
-                    if let Some(u) = r.usage.as_ref().filter(|_| op == Operation::Embeddings) {
-                        let m = &self.shared.deps.metrics;
-                        m.record_usage(
-                            op_name,
-                            &member.name,
-                            &model.name,
-                            &member.model,
-                            &u.normalize(),
-                        );
-                    }
+                if op == Operation::Embeddings
+                    && let Ok(r) = serde_json::from_slice::<o::EmbeddingsResponse>(&bytes)
+                    && let Some(u) = r.usage.as_ref()
+                {
+                    let m = &self.shared.deps.metrics;
+                    m.record_usage(
+                        op_name,
+                        &member.name,
+                        &model.name,
+                        &member.model,
+                        &u.normalize(),
+                    );
                 }
                 self.shared
                     .deps

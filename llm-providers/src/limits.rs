@@ -378,10 +378,10 @@ impl Limiter {
     async fn adjust(&self, key: &str, window: u64, delta: i64) {
         match &self.shared.store {
             Store::Local(map) => {
-                if let Some(mut w) = map.get_mut(key) {
-                    if w.index == window {
-                        w.tokens = w.tokens.saturating_add_signed(delta);
-                    }
+                if let Some(mut w) = map.get_mut(key)
+                    && w.index == window
+                {
+                    w.tokens = w.tokens.saturating_add_signed(delta);
                 }
             }
             Store::Redis { conn, prefix } => {

@@ -615,14 +615,13 @@ async fn redis() -> Option<(Redis, String)> {
     // Readiness: the socket answers PING.
     let client = redis::Client::open(url.as_str()).unwrap();
     for _ in 0..200 {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-            if redis::cmd("PING")
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
                 .query_async::<String>(&mut c)
                 .await
                 .is_ok()
-            {
-                return Some((guard, url));
-            }
+        {
+            return Some((guard, url));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

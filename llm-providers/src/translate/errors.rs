@@ -94,10 +94,10 @@ pub fn body_retry_delay(body: &[u8]) -> Option<Duration> {
         .and_then(Value::as_array)
     {
         for d in details {
-            if let Some(delay) = d.get("retryDelay").and_then(Value::as_str) {
-                if let Ok(d) = humantime::parse_duration(delay) {
-                    return Some(d);
-                }
+            if let Some(delay) = d.get("retryDelay").and_then(Value::as_str)
+                && let Ok(d) = humantime::parse_duration(delay)
+            {
+                return Some(d);
             }
         }
     }

@@ -866,16 +866,10 @@ impl BedrockToOpenAi {
                     .get("toolUse")
                     .and_then(|t| t.get("input"))
                     .and_then(Value::as_str)
+                    && let Some(&tool) = self.tools.get(&block)
                 {
-                    if let Some(&tool) = self.tools.get(&block) {
-                        return vec![openai_chunk(
-                            id,
-                            model,
-                            created,
-                            tool_delta(tool, None, None, input.to_string()),
-                            None,
-                        )];
-                    }
+                    let d = tool_delta(tool, None, None, input.to_string());
+                    return vec![openai_chunk(id, model, created, d, None)];
                 }
                 Vec::new()
             }
