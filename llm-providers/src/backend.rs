@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{LlmConfig, ModelPrice};
+use crate::config::{LlmConfig, ModelPrice, ProviderKind};
 use crate::format::anthropic as a;
 use crate::format::openai as o;
 use crate::format::{ApiFormat, Usage, bedrock, gemini};
@@ -82,6 +82,12 @@ impl Front {
         .into_iter()
         .find(|(suffix, _)| path.ends_with(suffix))
         .map(|(_, f)| f)
+    }
+
+    /// The API format the caller of `path` speaks (OpenAI unless it is a `/messages` path), for
+    /// errors the gateway produces on an `llm` route (e.g. a request-limit 429).
+    pub fn format_for_path(path: &str) -> ApiFormat {
+        Front::from_path(path).map_or(ApiFormat::OpenAi, Front::format)
     }
 
     /// The API format of the endpoint's errors and streams.
@@ -221,6 +227,9 @@ impl LlmBackend {
         if front == Front::Models {
             return self.models(req.headers());
         }
+        // Beta flags are feature switches, not credentials: Anthropic callers keep them when the
+        // provider is Anthropic too.
+        let beta = req.headers().get("anthropic-beta").cloned();
         let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
             Ok(b) => b,
             Err(_) => {
@@ -233,11 +242,14 @@ impl LlmBackend {
         };
         let result = match front {
             Front::ChatCompletions => match serde_json::from_slice(&body) {
-                Ok(r) => self.chat(ChatInput::OpenAi(r), body.len(), ctx).await,
+                Ok(r) => self.chat(ChatInput::OpenAi(r), body.len(), None, ctx).await,
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
             Front::Messages => match serde_json::from_slice(&body) {
-                Ok(r) => self.chat(ChatInput::Anthropic(r), body.len(), ctx).await,
+                Ok(r) => {
+                    self.chat(ChatInput::Anthropic(r), body.len(), beta, ctx)
+                        .await
+                }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
             Front::Embeddings => self.passthrough(Operation::Embeddings, body).await,
@@ -288,6 +300,7 @@ impl LlmBackend {
         &self,
         input: ChatInput,
         body_len: usize,
+        beta: Option<HeaderValue>,
         ctx: &RequestContext,
     ) -> Result<http::Response<Body>> {
         let (format, model_name, stream, include_usage, cap) = match &input {
@@ -323,18 +336,25 @@ impl LlmBackend {
             .execute(|i| {
                 let member = &model.members[i];
                 let body = native_body(&input, member);
+                let beta = beta
+                    .clone()
+                    .filter(|_| member.kind == ProviderKind::Anthropic);
                 async move {
                     let body = match body {
                         Ok(b) => b,
                         Err(e) => return AttemptResult::Err(e),
                     };
-                    let rb = match member
-                        .provider
-                        .request(client, Operation::Chat, body, stream)
-                    {
-                        Ok(rb) => rb,
-                        Err(e) => return AttemptResult::Err(e),
-                    };
+                    let mut rb =
+                        match member
+                            .provider
+                            .request(client, Operation::Chat, body, stream)
+                        {
+                            Ok(rb) => rb,
+                            Err(e) => return AttemptResult::Err(e),
+                        };
+                    if let Some(beta) = beta {
+                        rb = rb.header("anthropic-beta", beta);
+                    }
                     attempt(rb, stream).await
                 }
             })
@@ -844,6 +864,14 @@ struct StreamState {
     done: Completion,
     ttft_recorded: bool,
     ended: bool,
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        // The client went away mid-stream: account for what the provider reported so far.
+        let usage = self.translator.usage();
+        self.done.finish(usage);
+    }
 }
 
 fn stream_response(

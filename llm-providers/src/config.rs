@@ -224,23 +224,24 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LlmTimeouts {
-    /// Per attempt: time until the provider's response headers and first body bytes
-    /// (default `60s`). A provider that hangs is abandoned and the next one tried.
+    /// Per attempt: time until the provider's response headers and first body bytes of a
+    /// stream, or the whole body of a non-streaming response (default `120s`). A provider that
+    /// hangs is abandoned and the next one tried.
     #[serde(default = "default_attempt_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub attempt: Duration,
     /// Overall: time until a response starts reaching the client, across all retries and
-    /// failovers (default `120s`). A stream that has started is not cut by it.
+    /// failovers (default `300s`). A stream that has started is not cut by it.
     #[serde(default = "default_deadline", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub deadline: Duration,
 }
 
 fn default_attempt_timeout() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(120)
 }
 fn default_deadline() -> Duration {
-    Duration::from_secs(120)
+    Duration::from_secs(300)
 }
 
 impl Default for LlmTimeouts {
@@ -549,7 +550,7 @@ mod tests {
         assert_eq!(c.models[0].strategy, Strategy::Failover);
         assert_eq!(c.models[0].providers[0].weight, 1);
         assert_eq!(c.retry.attempts, 2);
-        assert_eq!(c.timeouts.attempt, Duration::from_secs(60));
+        assert_eq!(c.timeouts.attempt, Duration::from_secs(120));
         assert!(c.validate("llm").is_empty());
     }
 

@@ -14,11 +14,15 @@ use switchboard_llm::limits::{LimitBy, RateLimitPolicy};
 use switchboard_llm::{Limiter, LlmBackend, LlmConfig, LlmDeps, Metrics, RequestContext};
 
 async fn gateway(config: Value, limiter: Option<Limiter>) -> String {
+    gateway_with(config, limiter, Metrics::unregistered()).await
+}
+
+async fn gateway_with(config: Value, limiter: Option<Limiter>, metrics: Metrics) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg: LlmConfig = serde_json::from_value(config).expect("config parses");
     let deps = LlmDeps {
         client: reqwest::Client::new(),
-        metrics: Metrics::unregistered(),
+        metrics,
     };
     let backend = LlmBackend::new(&cfg, deps).expect("backend builds");
     let ctx = RequestContext {
@@ -682,4 +686,66 @@ async fn redis_token_budget_is_shared_by_two_gateways() {
         [true, true],
         "both gateways enforce the shared budget"
     );
+}
+
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_accounted_even_when_the_client_did_not_ask_for_it() {
+    let (mock, _state) = mock_llm::spawn().await.unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let cfg = json!({"models": [{"name": "smart", "providers": [provider("anthropic", "claude", "mock-claude", &mock)]}],
+                     "prices": {"mock-claude": {"input": 3.0, "output": 15.0, "cache_read": 0.3}}});
+    let gw = gateway_with(cfg, None, metrics).await;
+    let resp = post(
+        &format!("{gw}/v1/chat/completions"),
+        json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let body = resp.text().await.unwrap();
+    assert!(
+        !body.contains("prompt_tokens"),
+        "usage leaked to a client that did not ask: {body}"
+    );
+    let a = assemble_openai(&body);
+    assert!(a.done && a.usage.is_none());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let labels = [
+        "gen_ai_provider_name=\"claude\"",
+        "gen_ai_request_model=\"smart\"",
+        "gen_ai_response_model=\"mock-claude\"",
+    ];
+    let input = [&labels[..], &["gen_ai_token_type=\"input\""]].concat();
+    let output = [&labels[..], &["gen_ai_token_type=\"output\""]].concat();
+    assert_eq!(
+        metric(&text, "gen_ai_client_token_usage_sum", &input),
+        INPUT_TOKENS as f64
+    );
+    assert_eq!(
+        metric(&text, "gen_ai_client_token_usage_sum", &output),
+        OUTPUT_TOKENS as f64
+    );
+    assert_eq!(
+        metric(&text, "gen_ai_server_time_to_first_token_count", &labels),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "gen_ai_server_request_duration_count", &labels),
+        1.0
+    );
+    // 32 uncached x $3 + 10 cached x $0.3 + 17 output x $15, per million.
+    let cost = metric(
+        &text,
+        "switchboard_llm_cost_usd_total",
+        &["gen_ai_provider_name=\"claude\""],
+    );
+    assert!((cost - 354e-6).abs() < 1e-12, "{cost}");
 }
