@@ -570,14 +570,34 @@ async fn responses(State(state): State<MockState>, headers: HeaderMap, body: Byt
         other => other.to_string(),
     };
     let r = reply(&input, None);
-    json_resp(
-        StatusCode::OK,
-        &json!({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000u64, "status": "completed", "model": model,
-                "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
-                            "content": [{"type": "output_text", "text": r.text, "annotations": []}]}],
-                "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
-                          "input_tokens_details": {"cached_tokens": CACHED_TOKENS}, "output_tokens_details": {"reasoning_tokens": 0}}}),
-    )
+    let done = json!({"id": "resp_mock", "object": "response", "created_at": 1_700_000_000u64, "status": "completed", "model": model,
+            "output": [{"type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": r.text, "annotations": []}]}],
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
+                      "input_tokens_details": {"cached_tokens": CACHED_TOKENS}, "output_tokens_details": {"reasoning_tokens": 0}}});
+    if req["stream"] != true {
+        return json_resp(StatusCode::OK, &done);
+    }
+    let mut started = done.clone();
+    started["status"] = json!("in_progress");
+    started["output"] = json!([]);
+    started["usage"] = Value::Null;
+    let mut parts = vec![event(
+        "response.created",
+        &json!({"type": "response.created", "sequence_number": 0, "response": started}),
+    )];
+    for (i, w) in words(&r.text).into_iter().enumerate() {
+        parts.push(event(
+            "response.output_text.delta",
+            &json!({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": w}),
+        ));
+    }
+    let n = parts.len();
+    parts.push(event(
+        "response.completed",
+        &json!({"type": "response.completed", "sequence_number": n, "response": done}),
+    ));
+    sse_resp(scripted_body(parts, Mode::Ok, None))
 }
 
 // ---------------------------------------------------------------- Anthropic

@@ -12,7 +12,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{LlmConfig, ModelPrice, ProviderKind};
+use crate::config::{
+    LlmConfig, LlmTimeouts, ModelConfig, ModelPrice, OutlierConfig, ProviderKind, RetryConfig,
+};
 use crate::format::anthropic as a;
 use crate::format::openai as o;
 use crate::format::{ApiFormat, Usage, bedrock, gemini};
@@ -105,6 +107,8 @@ struct Model {
     name: Arc<str>,
     members: Vec<Member>,
     pool: Pool,
+    /// What the pool was built from, to keep its health state across reloads.
+    source: (ModelConfig, RetryConfig, LlmTimeouts, OutlierConfig),
 }
 
 #[derive(Debug)]
@@ -157,6 +161,17 @@ impl LlmBackend {
     /// Builds the backend from its config (validated by the gateway first). Reads
     /// `api_key_env` and AWS variables now, so a reload picks up rotated credentials.
     pub fn new(config: &LlmConfig, deps: LlmDeps) -> Result<Self> {
+        Self::build(config, deps, None)
+    }
+
+    /// Builds the backend for a new config like [`LlmBackend::new`], but keeps the pool state
+    /// (outlier ejections, latency averages) of every model whose providers and pool settings
+    /// did not change. Credentials are re-read either way.
+    pub fn reload(&self, config: &LlmConfig, deps: LlmDeps) -> Result<Self> {
+        Self::build(config, deps, Some(self))
+    }
+
+    fn build(config: &LlmConfig, deps: LlmDeps, previous: Option<&LlmBackend>) -> Result<Self> {
         let issues = config.validate("llm");
         if let Some((path, msg)) = issues.first() {
             return Err(Error::Config(format!("{path}: {msg}")));
@@ -169,15 +184,27 @@ impl LlmBackend {
                 .iter()
                 .map(provider::build)
                 .collect::<Result<Vec<_>>>()?;
-            let shape: Vec<(u32, u32)> =
-                m.providers.iter().map(|p| (p.weight, p.priority)).collect();
-            let pool = Pool::new(
-                m.strategy,
-                &shape,
+            let source = (
+                m.clone(),
                 config.retry.clone(),
                 config.timeouts.clone(),
                 config.outlier.clone(),
             );
+            let kept = previous
+                .and_then(|p| p.shared.models.get(&m.name))
+                .filter(|old| old.source == source)
+                .map(|old| old.pool.clone());
+            let pool = kept.unwrap_or_else(|| {
+                let shape: Vec<(u32, u32)> =
+                    m.providers.iter().map(|p| (p.weight, p.priority)).collect();
+                Pool::new(
+                    m.strategy,
+                    &shape,
+                    config.retry.clone(),
+                    config.timeouts.clone(),
+                    config.outlier.clone(),
+                )
+            });
             order.push(m.name.clone());
             models.insert(
                 m.name.clone(),
@@ -185,6 +212,7 @@ impl LlmBackend {
                     name: m.name.as_str().into(),
                     members,
                     pool,
+                    source,
                 },
             );
         }
@@ -950,6 +978,35 @@ mod tests {
         assert_eq!(Front::from_path("/v1/models"), Some(Front::Models));
         assert_eq!(Front::from_path("/v1/responses"), Some(Front::Responses));
         assert_eq!(Front::from_path("/v1/other"), None);
+    }
+
+    #[tokio::test]
+    async fn reload_keeps_pool_state_of_unchanged_models() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: LlmConfig = serde_json::from_value(serde_json::json!({"models": [
+            {"name": "a", "providers": [{"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9"}]},
+            {"name": "b", "providers": [{"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9"}]}]}))
+        .unwrap();
+        let deps = LlmDeps {
+            client: reqwest::Client::new(),
+            metrics: Metrics::unregistered(),
+        };
+        let first = LlmBackend::new(&cfg, deps.clone()).unwrap();
+        for _ in 0..3 {
+            first.shared.models["a"].pool.on_failure(0);
+            first.shared.models["b"].pool.on_failure(0);
+        }
+        let mut changed = cfg.clone();
+        changed.models[1].providers[0].model = "other".into();
+        let second = first.reload(&changed, deps).unwrap();
+        assert_eq!(
+            second.shared.models["a"].pool.health(0),
+            crate::pool::Health::Ejected
+        );
+        assert_eq!(
+            second.shared.models["b"].pool.health(0),
+            crate::pool::Health::Up
+        );
     }
 
     #[test]

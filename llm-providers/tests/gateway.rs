@@ -409,6 +409,22 @@ async fn models_and_errors_in_callers_format() {
     assert_eq!(resp.headers()["x-switchboard-model"], "mock-gpt");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["output"][0]["content"][0]["text"], "Mock reply to: hi");
+    let resp = post(
+        &format!("{gw}/v1/responses"),
+        json!({"model": "smart", "input": "hi there", "stream": true}),
+    )
+    .await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = resp.text().await.unwrap();
+    let text: String = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter(|v| v["type"] == "response.output_text.delta")
+        .map(|v| v["delta"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(text, "Mock reply to: hi there");
+    assert!(body.contains("event: response.completed"));
 }
 
 async fn served_by(gw: &str) -> (u16, String) {
