@@ -153,6 +153,17 @@ pub async fn serve(listener: tokio::net::TcpListener, state: MockState) -> std::
     axum::serve(listener, router(state)).await
 }
 
+/// Serves the mock until `shutdown` resolves, then drains open connections.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: MockState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Binds `127.0.0.1:0`, serves in the background, returns the address and the state.
 pub async fn spawn() -> std::io::Result<(SocketAddr, MockState)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -8,6 +8,7 @@
 //! every replica agrees on the current window.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -170,7 +171,11 @@ struct Shared {
     policy: RateLimitPolicy,
     store: Store,
     clock: Clock,
+    swept: AtomicU64,
 }
+
+/// Local key count above which ended windows are swept.
+const SWEEP_AT: usize = 1024;
 
 /// A rate limiter for one policy (cheap to clone). Keep it across config reloads while the
 /// policy is unchanged so local windows survive.
@@ -221,6 +226,7 @@ impl Limiter {
                 policy,
                 store: Store::Local(DashMap::new()),
                 clock,
+                swept: AtomicU64::new(0),
             }),
         }
     }
@@ -239,6 +245,7 @@ impl Limiter {
                     prefix: prefix.to_string(),
                 },
                 clock: Arc::new(system_ms),
+                swept: AtomicU64::new(0),
             }),
         })
     }
@@ -327,6 +334,13 @@ impl Limiter {
     ) -> (bool, u64) {
         match &self.shared.store {
             Store::Local(map) => {
+                // Keys of callers seen once (subjects, API keys) would otherwise pile up: once
+                // per window, drop windows that have ended.
+                if map.len() >= SWEEP_AT
+                    && self.shared.swept.swap(window, Ordering::Relaxed) != window
+                {
+                    map.retain(|_, w| w.index + 1 >= window);
+                }
                 let mut w = map.entry(key.into()).or_default();
                 if w.index != window {
                     *w = Window {
@@ -474,6 +488,20 @@ mod tests {
         c2.unwrap().reconcile(50).await;
         c3.unwrap().reconcile(50).await;
         assert!(l.charge_tokens(&k, 1).await.0.allowed);
+    }
+
+    #[tokio::test]
+    async fn ended_windows_of_one_off_keys_are_swept() {
+        let (l, now) = clocked(policy(Some(5), None));
+        for i in 0..SWEEP_AT {
+            assert!(l.check_request(&format!("k{i}")).await.allowed);
+        }
+        now.fetch_add(120_000, Ordering::SeqCst);
+        assert!(l.check_request("fresh").await.allowed);
+        let Store::Local(map) = &l.shared.store else {
+            unreachable!()
+        };
+        assert_eq!(map.len(), 1);
     }
 
     #[test]

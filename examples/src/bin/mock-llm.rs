@@ -16,6 +16,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     println!("mock-llm listening on http://{}", listener.local_addr()?);
-    switchboard_examples::mock_llm::serve(listener, Default::default()).await?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    switchboard_examples::mock_llm::serve_until(listener, Default::default(), shutdown).await?;
     Ok(())
 }
