@@ -53,6 +53,9 @@ pub enum Mode {
     Drop,
     /// Never answer.
     Hang,
+    /// Stream half of the answer, then wait for [`MockState::release`] before the rest (lets a
+    /// test prove that bytes reach the client while the provider is still streaming).
+    Hold,
 }
 
 impl Mode {
@@ -67,6 +70,7 @@ impl Mode {
             ("midstream", Mode::MidStream),
             ("drop", Mode::Drop),
             ("hang", Mode::Hang),
+            ("hold", Mode::Hold),
             ("ok", Mode::Ok),
         ]
         .into_iter()
@@ -75,11 +79,23 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     mode: Mutex<Mode>,
     requests: AtomicU64,
     last_auth: Mutex<Option<String>>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            mode: Mutex::default(),
+            requests: AtomicU64::default(),
+            last_auth: Mutex::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 /// Shared state of one mock server (cheap to clone).
@@ -92,6 +108,11 @@ impl MockState {
     /// Sets the failure mode for every following request.
     pub fn set_mode(&self, mode: Mode) {
         *self.inner.mode.lock().unwrap() = mode;
+    }
+
+    /// Lets one held stream ([`Mode::Hold`]) continue.
+    pub fn release(&self) {
+        self.inner.gate.add_permits(1);
     }
 
     /// Requests served so far (admin endpoints excluded).
@@ -271,30 +292,43 @@ async fn preflight(api: Api, mode: Mode) -> Result<Mode, Response> {
 
 /// A body that sends `parts`, shaped by the mode: `slow` delays the first part, `midstream`
 /// appends `error_part` after half of them, `drop` cuts the connection there.
-fn scripted_body(parts: Vec<Bytes>, mode: Mode, error_part: Option<Bytes>) -> Body {
+fn scripted_body(
+    parts: Vec<Bytes>,
+    mode: Mode,
+    error_part: Option<Bytes>,
+    state: &MockState,
+) -> Body {
     let cut = parts.len() / 2;
     let parts: Vec<Bytes> = match mode {
         Mode::MidStream => parts.into_iter().take(cut).chain(error_part).collect(),
         _ => parts,
     };
     let drop_at = (mode == Mode::Drop).then_some(cut);
+    let hold_at = (mode == Mode::Hold).then_some(cut);
+    let gate = state.inner.gate.clone();
     let stream = futures::stream::unfold(
         (parts.into_iter().enumerate(), mode == Mode::Slow),
-        move |(mut it, slow)| async move {
-            if slow {
-                tokio::time::sleep(SLOW).await;
+        move |(mut it, slow)| {
+            let gate = gate.clone();
+            async move {
+                if slow {
+                    tokio::time::sleep(SLOW).await;
+                }
+                let (i, part) = it.next()?;
+                if Some(i) == hold_at {
+                    gate.acquire().await.ok()?.forget();
+                }
+                if Some(i) == drop_at {
+                    // Let the server flush what was sent so far: the client must see a partial body
+                    // and then the connection die, not an empty reply.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Some((
+                        Err(std::io::Error::other("mock dropped the connection")),
+                        (it, false),
+                    ));
+                }
+                Some((Ok::<Bytes, std::io::Error>(part), (it, false)))
             }
-            let (i, part) = it.next()?;
-            if Some(i) == drop_at {
-                // Let the server flush what was sent so far: the client must see a partial body
-                // and then the connection die, not an empty reply.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Some((
-                    Err(std::io::Error::other("mock dropped the connection")),
-                    (it, false),
-                ));
-            }
-            Some((Ok::<Bytes, std::io::Error>(part), (it, false)))
         },
     );
     Body::from_stream(stream)
@@ -484,7 +518,7 @@ async fn openai_chat_inner(
     let err = data(
         &json!({"error": {"message": "mock failure mid-stream", "type": "server_error", "param": null, "code": null}}),
     );
-    sse_resp(scripted_body(parts, mode, Some(err)))
+    sse_resp(scripted_body(parts, mode, Some(err), &state))
 }
 
 fn embedding(input: &str, dims: usize) -> Vec<f32> {
@@ -608,7 +642,7 @@ async fn responses(State(state): State<MockState>, headers: HeaderMap, body: Byt
         "response.completed",
         &json!({"type": "response.completed", "sequence_number": n, "response": done}),
     ));
-    sse_resp(scripted_body(parts, Mode::Ok, None))
+    sse_resp(scripted_body(parts, Mode::Ok, None, &state))
 }
 
 // ---------------------------------------------------------------- Anthropic
@@ -728,7 +762,7 @@ async fn anthropic_messages(
         "error",
         &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
     );
-    sse_resp(scripted_body(parts, mode, Some(err)))
+    sse_resp(scripted_body(parts, mode, Some(err), &state))
 }
 
 // ---------------------------------------------------------------- Gemini
@@ -839,7 +873,7 @@ async fn gemini(
                 "data: {}\r\n\r\n",
                 json!({"error": {"code": 503, "message": "mock failure mid-stream", "status": "UNAVAILABLE"}})
             ));
-            sse_resp(scripted_body(parts, mode, Some(err)))
+            sse_resp(scripted_body(parts, mode, Some(err), &state))
         }
         _ => json_resp(
             StatusCode::NOT_FOUND,
@@ -991,7 +1025,7 @@ async fn bedrock(
                     .to_string()
                     .as_bytes(),
             );
-            let mut resp = Response::new(scripted_body(parts, mode, Some(err)));
+            let mut resp = Response::new(scripted_body(parts, mode, Some(err), &state));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/vnd.amazon.eventstream"),

@@ -765,3 +765,32 @@ async fn usage_is_accounted_even_when_the_client_did_not_ask_for_it() {
     );
     assert!((cost - 354e-6).abs() < 1e-12, "{cost}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_reach_the_client_while_the_provider_is_still_streaming() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let gw = gateway(json!({"models": [{"name": "smart", "providers": [provider("anthropic", "claude", "mock-claude", &mock)]}]}), None).await;
+    state.set_mode(Mode::Hold);
+    let mut resp = post(&format!("{gw}/v1/chat/completions"), json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "one two three four five six"}]})).await;
+    let mut seen = String::new();
+    // The provider holds back the second half of its stream until released: the first half
+    // must already be readable through the gateway (a buffering gateway would deadlock here).
+    let first_half = tokio::time::timeout(Duration::from_secs(10), async {
+        while !seen.contains("Mock ") {
+            let chunk = resp.chunk().await.unwrap().expect("stream ended early");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(
+        first_half.is_ok(),
+        "no bytes reached the client before the provider finished: gateway buffers streams"
+    );
+    state.release();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let a = assemble_openai(&seen);
+    assert_eq!(a.text, "Mock reply to: one two three four five six");
+    assert!(a.done);
+}
