@@ -201,16 +201,19 @@ impl Pool {
 
     /// Claims member `i` for an attempt: false when it is ejected or another request is
     /// already its half-open probe.
-    fn acquire(&self, i: usize, panic_mode: bool) -> bool {
+    /// Returns None when the member may not be used, else whether this request holds the
+    /// member's half-open probe.
+    fn acquire(&self, i: usize, panic_mode: bool) -> Option<bool> {
         match self.health(i) {
-            Health::Up => true,
-            Health::Ejected => panic_mode,
+            Health::Up => Some(false),
+            Health::Ejected => panic_mode.then_some(false),
             Health::Probe => {
                 let m = &self.shared.members[i];
-                m.probing
+                let won = m
+                    .probing
                     .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                    || panic_mode
+                    .is_ok();
+                (won || panic_mode).then_some(won)
             }
         }
     }
@@ -234,12 +237,20 @@ impl Pool {
         m.ewma_us.store(new.max(1), Ordering::Relaxed);
     }
 
-    /// Records a failure; may eject the member.
+    /// Records a failure; may eject the member. A failure while the member's probe is out
+    /// counts as the probe's verdict.
     pub fn on_failure(&self, i: usize) {
+        let was_probe = self.shared.members[i].probing.load(Ordering::Acquire);
+        self.failure(i, was_probe);
+    }
+
+    fn failure(&self, i: usize, probe_failed: bool) {
         let s = &*self.shared;
         let m = &s.members[i];
         let n = m.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        let probe_failed = m.probing.swap(false, Ordering::AcqRel);
+        if probe_failed {
+            m.probing.store(false, Ordering::Release);
+        }
         let threshold = s.outlier.consecutive_failures;
         if threshold == 0 || (!probe_failed && n < threshold) {
             return;
@@ -260,13 +271,6 @@ impl Pool {
             ?period,
             "provider ejected after consecutive failures"
         );
-    }
-
-    /// Releases a claim without judging the member (a 4xx that is the caller's fault).
-    fn release(&self, i: usize) {
-        self.shared.members[i]
-            .probing
-            .store(false, Ordering::Release);
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -293,24 +297,30 @@ impl Pool {
         let mut last: Option<(usize, T)> = None;
         let mut last_err: Option<Error> = None;
         'members: for i in plan {
-            if !self.acquire(i, panic_mode) {
+            let Some(probe) = self.acquire(i, panic_mode) else {
                 continue;
-            }
+            };
+            // Hands the probe back if this request is cancelled mid-attempt, so the member is
+            // not left half-open forever.
+            let mut claim = Claim {
+                pool: self,
+                i,
+                probe,
+            };
             for n in 0..s.retry.attempts.max(1) {
                 let now = Instant::now();
                 if now >= deadline {
-                    self.release(i);
                     last_err.get_or_insert(Error::Timeout);
                     break 'members;
                 }
                 let budget = s.timeouts.attempt.min(deadline - now);
                 let wait = match tokio::time::timeout(budget, attempt(i)).await {
                     Ok(AttemptResult::Ok(v)) => {
+                        claim.probe = false;
                         self.on_success(i, now.elapsed());
                         return Outcome::Served(i, v);
                     }
                     Ok(AttemptResult::Reject(v)) => {
-                        self.release(i);
                         return Outcome::Failed(i, v);
                     }
                     Ok(AttemptResult::Retry {
@@ -319,23 +329,23 @@ impl Pool {
                         failure,
                     }) => {
                         if failure {
-                            self.on_failure(i);
+                            self.failure(i, std::mem::take(&mut claim.probe));
                         } else {
-                            self.release(i);
+                            claim.release();
                         }
                         last = Some((i, value));
                         retry_after.unwrap_or_else(|| self.backoff(n))
                     }
                     Ok(AttemptResult::Err(e)) => {
                         tracing::debug!(member = i, error = %e, "attempt failed");
-                        self.on_failure(i);
+                        self.failure(i, std::mem::take(&mut claim.probe));
                         last_err = Some(e);
                         self.backoff(n)
                     }
                     Err(_) => {
                         // A hung provider is unlikely to answer the next attempt either: fail
                         // over straight away.
-                        self.on_failure(i);
+                        self.failure(i, std::mem::take(&mut claim.probe));
                         last_err = Some(Error::Timeout);
                         continue 'members;
                     }
@@ -348,8 +358,9 @@ impl Pool {
                     continue 'members;
                 }
                 tokio::time::sleep(wait).await;
-                if !self.acquire(i, panic_mode) {
-                    continue 'members;
+                match self.acquire(i, panic_mode) {
+                    Some(probe) => claim.probe = probe,
+                    None => continue 'members,
                 }
             }
         }
@@ -359,6 +370,30 @@ impl Pool {
                 last_err.unwrap_or_else(|| Error::Upstream("no provider available".into())),
             ),
         }
+    }
+}
+
+/// A member taken for a request; holds the half-open probe when `probe` is set.
+struct Claim<'a> {
+    pool: &'a Pool,
+    i: usize,
+    probe: bool,
+}
+
+impl Claim<'_> {
+    /// Gives the probe back without a verdict (429, a 4xx that is the caller's fault).
+    fn release(&mut self) {
+        if std::mem::take(&mut self.probe) {
+            self.pool.shared.members[self.i]
+                .probing
+                .store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

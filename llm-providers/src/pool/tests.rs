@@ -163,8 +163,8 @@ async fn ejection_grows_and_half_open_probe_decides() {
     tokio::time::advance(Duration::from_secs(30)).await;
     assert_eq!(p.health(0), Health::Probe);
     // Only one request may probe.
-    assert!(p.acquire(0, false));
-    assert!(!p.acquire(0, false));
+    assert!(p.acquire(0, false).is_some());
+    assert!(p.acquire(0, false).is_none());
     // The probe fails: ejected again, for twice as long.
     p.on_failure(0);
     assert_eq!(p.health(0), Health::Ejected);
@@ -173,7 +173,7 @@ async fn ejection_grows_and_half_open_probe_decides() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(p.health(0), Health::Probe);
     // The probe succeeds: healthy, ejection count reset.
-    assert!(p.acquire(0, false));
+    assert!(p.acquire(0, false).is_some());
     p.on_success(0, Duration::from_millis(5));
     assert_eq!(p.health(0), Health::Up);
     assert_eq!(p.plan()[0], 0);
@@ -270,4 +270,46 @@ fn least_latency_prefers_the_faster() {
     assert!(counts[1] > 1800, "{counts:?}");
     assert_eq!(counts[2], 0, "{counts:?}");
     assert!(counts[0] > 700, "{counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_probe_is_handed_back() {
+    let p = pool(Strategy::Failover, &[(1, 0), (1, 1)]);
+    for _ in 0..3 {
+        p.on_failure(0);
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    // The probe request is cancelled while its attempt is in flight.
+    let fut = p.execute(|_| async {
+        std::future::pending::<()>().await;
+        AttemptResult::Ok(())
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(1), fut).await;
+    assert_eq!(p.health(0), Health::Probe);
+    assert!(p.acquire(0, false).is_some(), "the next request may probe");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_probe_during_execute_re_ejects_for_longer() {
+    let p = pool(Strategy::Failover, &[(1, 0), (1, 1)]);
+    for _ in 0..3 {
+        p.on_failure(0);
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let out = p
+        .execute(|i| async move {
+            if i == 0 {
+                AttemptResult::Retry {
+                    value: i,
+                    retry_after: None,
+                    failure: true,
+                }
+            } else {
+                AttemptResult::Ok(i)
+            }
+        })
+        .await;
+    assert!(matches!(out, Outcome::Served(1, 1)));
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(p.health(0), Health::Ejected, "second ejection lasts 60s");
 }
