@@ -10,6 +10,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use switchboard_llm::{Front, Limiter, LlmBackend};
+
 use crate::error::{ErrorFormat, ProxyError};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
@@ -18,10 +23,18 @@ use crate::proxy::HttpBackend;
 pub enum Backend {
     /// Reverse proxy to an HTTP upstream.
     Http(HttpBackend),
+    /// LLM providers (switchboard-llm).
+    Llm(LlmBackend),
 }
 
 /// Per-request facts a backend may need, borrowed from the connection and the route.
 pub struct RequestCx<'a> {
+    /// The route's name.
+    pub route: &'a Arc<str>,
+    /// The route's path prefix, shared (for backends that keep it).
+    pub prefix_arc: &'a Arc<str>,
+    /// The route's rate limiter, when it has `policies.rate_limit`.
+    pub limiter: Option<&'a Limiter>,
     /// The client's address.
     pub remote: SocketAddr,
     /// `http` or `https`, as the client connected.
@@ -41,10 +54,14 @@ pub struct RequestCx<'a> {
 }
 
 impl Backend {
-    /// The API format for errors on this route.
-    pub fn error_format(&self) -> ErrorFormat {
+    /// The API format for errors on this route, for a request to `path`.
+    pub fn error_format(&self, path: &str) -> ErrorFormat {
         match self {
             Backend::Http(_) => ErrorFormat::Plain,
+            Backend::Llm(_) => match Front::from_path(path) {
+                Some(Front::Messages) => ErrorFormat::Anthropic,
+                _ => ErrorFormat::OpenAi,
+            },
         }
     }
 
@@ -56,6 +73,16 @@ impl Backend {
     ) -> Result<Response<Body>, ProxyError> {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
+            Backend::Llm(l) => {
+                let ctx = switchboard_llm::RequestContext {
+                    route: cx.route.clone(),
+                    prefix: cx.prefix_arc.clone(),
+                    principal: None,
+                    api_key: None,
+                    limiter: cx.limiter.cloned(),
+                };
+                Ok(l.handle(limited(req, cx.max_body_bytes), &ctx).await)
+            }
         }
     }
 
@@ -63,6 +90,17 @@ impl Backend {
     pub fn upstream_label(&self) -> &str {
         match self {
             Backend::Http(h) => h.authority(),
+            Backend::Llm(_) => "llm",
         }
     }
+}
+
+/// The request with its body capped at `max` bytes, as the body type backends take.
+pub fn limited(req: Request<Incoming>, max: u64) -> Request<Body> {
+    req.map(|b| {
+        Body::new(
+            Limited::new(b, usize::try_from(max).unwrap_or(usize::MAX))
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
+        )
+    })
 }

@@ -95,6 +95,13 @@ pub enum ProxyError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// A `policies.rate_limit` budget is spent; `headers` carry `retry-after` and
+    /// `x-ratelimit-*`.
+    #[error("rate limit exceeded; retry later")]
+    RateLimited {
+        /// Headers for the 429.
+        headers: http::HeaderMap,
+    },
 }
 
 impl ProxyError {
@@ -108,6 +115,7 @@ impl ProxyError {
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -121,13 +129,18 @@ impl ProxyError {
             ProxyError::Overloaded => "overloaded",
             ProxyError::Timeout(_) => "gateway_timeout",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
         }
     }
 
     /// Renders the error in `format`. Messages are fixed strings or limits from config, never
     /// upstream details or secrets.
     pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
-        error_response(self.status(), self.kind(), &self.to_string(), format)
+        let mut resp = error_response(self.status(), self.kind(), &self.to_string(), format);
+        if let ProxyError::RateLimited { headers } = self {
+            resp.headers_mut().extend(headers);
+        }
+        resp
     }
 }
 

@@ -58,6 +58,8 @@ struct Inner {
     metrics: Metrics,
     /// Built once at start from `sessions:`; keys are re-read on reload, the store is not.
     sessions: SessionManager,
+    /// LLM backends' shared HTTP client and metrics.
+    llm: switchboard_llm::LlmDeps,
     clients: HttpClients,
     deps: ListenerDeps,
     current: ArcSwap<Generation>,
@@ -72,6 +74,16 @@ struct Inner {
 struct Control {
     listeners: HashMap<String, ListenerHandle>,
     admin: Option<admin::AdminHandle>,
+    /// State that outlives a config generation, keyed by (listener, route).
+    carried: Carried,
+}
+
+/// Per-route state carried from one generation to the next while its config is unchanged:
+/// LLM pool health (ejections, latency averages) and rate-limit windows.
+#[derive(Default)]
+struct Carried {
+    llm: HashMap<(String, String), switchboard_llm::LlmBackend>,
+    limiters: HashMap<(String, String), switchboard_llm::Limiter>,
 }
 
 impl Gateway {
@@ -85,8 +97,17 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
-        let session_metrics =
-            metrics.with_registry(switchboard_sessions::Metrics::new);
+        let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
+        let llm = switchboard_llm::LlmDeps {
+            client: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| Error::Backend {
+                    route: "llm".into(),
+                    message: format!("HTTP client: {e}"),
+                })?,
+            metrics: metrics.with_registry(switchboard_llm::Metrics::new),
+        };
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
             .await
             .map_err(|e| Error::Sessions(e.to_string()))?;
@@ -95,6 +116,7 @@ impl Gateway {
                 config_path,
                 base_dir,
                 sessions,
+                llm,
                 deps: ListenerDeps {
                     metrics: metrics.clone(),
                     shutdown: CancellationToken::new(),
@@ -138,12 +160,16 @@ impl Gateway {
             .reload_keys(&config.sessions)
             .map_err(|e| Error::Sessions(e.to_string()))?;
         let mut runtimes = Vec::with_capacity(config.listeners.len());
+        let mut carried = Carried::default();
         for l in &config.listeners {
             let tls = match &l.tls {
                 Some(t) => Some(crate::tls::acceptor(&l.name, t, &self.inner.base_dir)?),
                 None => None,
             };
-            runtimes.push((self.build_listener(l)?, tls));
+            let rt = self
+                .build_listener(&config, l, &control.carried, &mut carried)
+                .await?;
+            runtimes.push((rt, tls));
         }
 
         // Bind what is new before touching what serves, so a failed bind changes nothing.
@@ -215,6 +241,7 @@ impl Gateway {
         {
             old.close();
         }
+        control.carried = carried;
 
         let version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.inner.current.store(Arc::new(Generation {
@@ -225,10 +252,17 @@ impl Gateway {
         Ok(())
     }
 
-    fn build_listener(&self, l: &crate::config::ListenerConfig) -> Result<ListenerRuntime> {
+    async fn build_listener(
+        &self,
+        config: &Config,
+        l: &crate::config::ListenerConfig,
+        prev: &Carried,
+        next: &mut Carried,
+    ) -> Result<ListenerRuntime> {
         let name: Arc<str> = l.name.as_str().into();
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
+            let key = (l.name.clone(), r.name.clone());
             let policies = RoutePolicies::resolve(l.policies.as_ref(), r.policies.as_ref());
             let backend_err = |message: String| Error::Backend {
                 route: r.name.clone(),
@@ -239,23 +273,70 @@ impl Gateway {
                     HttpBackend::new(h, self.inner.clients.get(policies.timeouts.connect))
                         .map_err(backend_err)?,
                 )
+            } else if let Some(cfg) = &r.llm {
+                let deps = self.inner.llm.clone();
+                let built = match prev.llm.get(&key) {
+                    Some(old) => old.reload(cfg, deps),
+                    None => switchboard_llm::LlmBackend::new(cfg, deps),
+                }
+                .map_err(|e| backend_err(e.to_string()))?;
+                next.llm.insert(key.clone(), built.clone());
+                Backend::Llm(built)
             } else {
                 return Err(backend_err("route has no backend".into()));
             };
-            routes.push(Route::new(
+            let rate_limit = r
+                .policies
+                .as_ref()
+                .and_then(|p| p.rate_limit.as_ref())
+                .or_else(|| l.policies.as_ref().and_then(|p| p.rate_limit.as_ref()));
+            let limiter = match rate_limit {
+                None => None,
+                Some(policy) => Some(match prev.limiters.get(&key) {
+                    Some(old) if old.policy() == policy => old.clone(),
+                    _ => self
+                        .build_limiter(config, policy)
+                        .await
+                        .map_err(backend_err)?,
+                }),
+            };
+            if let Some(lim) = &limiter {
+                next.limiters.insert(key, lim.clone());
+            }
+            let mut route = Route::new(
                 &name,
                 &r.name,
                 Matcher::compile(&r.matcher),
                 policies,
                 backend,
                 &self.inner.metrics,
-            ));
+            );
+            route.limiter = limiter;
+            routes.push(route);
         }
         Ok(ListenerRuntime {
             name,
             routes,
             limits: l.limits.clone(),
         })
+    }
+
+    /// A limiter for `policy`: shared through Redis when the sessions store is Redis (so a
+    /// fleet enforces one budget), local otherwise.
+    async fn build_limiter(
+        &self,
+        config: &Config,
+        policy: &switchboard_llm::RateLimitPolicy,
+    ) -> std::result::Result<switchboard_llm::Limiter, String> {
+        match (&config.sessions.store, &config.sessions.redis) {
+            (switchboard_sessions::StoreKind::Redis, Some(redis)) => {
+                let prefix = format!("{}ratelimit:", redis.prefix);
+                switchboard_llm::Limiter::redis(policy.clone(), &redis.url, &prefix)
+                    .await
+                    .map_err(|e| format!("rate limit store: {e}"))
+            }
+            _ => Ok(switchboard_llm::Limiter::local(policy.clone())),
+        }
     }
 
     /// Loads the config file again and applies it; a refused version is logged, counted and

@@ -265,7 +265,9 @@ impl Conn {
         let origin = req.headers().get(header::ORIGIN).cloned();
 
         let route = router::find(&rt.routes, &req);
-        let format = route.map(Route::error_format).unwrap_or(ErrorFormat::Plain);
+        let format = route
+            .map(|r| r.error_format(&path))
+            .unwrap_or(ErrorFormat::Plain);
         let (resp, is_stream) = match self.pipeline(&rt, route, req).await {
             Ok(resp) => {
                 let is_stream = is_event_stream(&resp);
@@ -348,8 +350,20 @@ impl Conn {
         {
             return Ok(resp);
         }
+        if let Some(limiter) = &route.limiter {
+            let key = limiter.key(&route.name, None, None);
+            let d = limiter.check_request(&key).await;
+            if !d.allowed {
+                return Err(ProxyError::RateLimited {
+                    headers: d.headers(),
+                });
+            }
+        }
         route.policies.request_headers.apply(req.headers_mut());
         let cx = RequestCx {
+            route: &route.name,
+            prefix_arc: &route.prefix,
+            limiter: route.limiter.as_ref(),
             remote: self.remote,
             scheme: self.scheme,
             prefix: route.matcher.prefix(),

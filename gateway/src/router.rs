@@ -24,6 +24,10 @@ pub struct Route {
     pub policies: RoutePolicies,
     /// Where matched requests go.
     pub backend: Backend,
+    /// The route's `path_prefix` (empty when it has none), shared with backends.
+    pub prefix: Arc<str>,
+    /// Request/token limiter from `policies.rate_limit`, kept across reloads while unchanged.
+    pub limiter: Option<switchboard_llm::Limiter>,
     /// The upstream as access logs name it (computed once, not per request).
     pub upstream: Arc<str>,
     /// Labels for per-route metrics.
@@ -50,6 +54,7 @@ impl Route {
             listener: listener.clone(),
             route: name.into(),
         };
+        let matcher_prefix: Arc<str> = matcher.prefix().unwrap_or("").into();
         Route {
             name: labels.route.clone(),
             matcher,
@@ -59,13 +64,15 @@ impl Route {
             open_streams: metrics.open_streams.get_or_create_owned(&labels),
             labels,
             upstream: backend.upstream_label().into(),
+            prefix: matcher_prefix,
+            limiter: None,
             backend,
         }
     }
 
-    /// The error format of this route's API.
-    pub fn error_format(&self) -> ErrorFormat {
-        self.backend.error_format()
+    /// The error format of this route's API for a request to `path`.
+    pub fn error_format(&self, path: &str) -> ErrorFormat {
+        self.backend.error_format(path)
     }
 }
 

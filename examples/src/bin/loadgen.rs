@@ -119,7 +119,10 @@ impl Prepared {
             let (k, v) = h
                 .split_once(':')
                 .ok_or_else(|| anyhow::anyhow!("header `{h}` is not `name: value`"))?;
-            headers.push((HeaderName::from_bytes(k.trim().as_bytes())?, HeaderValue::from_str(v.trim())?));
+            headers.push((
+                HeaderName::from_bytes(k.trim().as_bytes())?,
+                HeaderValue::from_str(v.trim())?,
+            ));
         }
         Ok(Prepared {
             method: Method::from_bytes(t.method.as_bytes())?,
@@ -130,7 +133,9 @@ impl Prepared {
     }
 
     fn request(&self) -> Request<Full<Bytes>> {
-        let mut b = Request::builder().method(self.method.clone()).uri(self.url.clone());
+        let mut b = Request::builder()
+            .method(self.method.clone())
+            .uri(self.url.clone());
         for (k, v) in &self.headers {
             b = b.header(k, v);
         }
@@ -171,13 +176,25 @@ async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, By
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let out = match args.mode {
-        Mode::Rate { target, rps, duration } => rate(Prepared::new(&target)?, rps, duration).await,
+        Mode::Rate {
+            target,
+            rps,
+            duration,
+        } => rate(Prepared::new(&target)?, rps, duration).await,
         Mode::Stream {
             target,
             concurrency,
             requests,
             expect_events,
-        } => stream(Prepared::new(&target)?, concurrency, requests, expect_events).await,
+        } => {
+            stream(
+                Prepared::new(&target)?,
+                concurrency,
+                requests,
+                expect_events,
+            )
+            .await
+        }
         Mode::Latency {
             target,
             connections,
@@ -187,12 +204,22 @@ async fn main() -> anyhow::Result<()> {
             let mut p = Prepared::new(&target)?;
             if let Some(url) = mcp_init {
                 let sid = mcp_initialize(&client(1), &url).await?;
-                p.headers.push((HeaderName::from_static("mcp-session-id"), HeaderValue::from_str(&sid)?));
-                p.headers.push((HeaderName::from_static("mcp-protocol-version"), HeaderValue::from_static("2025-06-18")));
+                p.headers.push((
+                    HeaderName::from_static("mcp-session-id"),
+                    HeaderValue::from_str(&sid)?,
+                ));
+                p.headers.push((
+                    HeaderName::from_static("mcp-protocol-version"),
+                    HeaderValue::from_static("2025-06-18"),
+                ));
             }
             latency(Arc::new(p), connections, duration).await
         }
-        Mode::McpSessions { url, count, concurrency } => mcp_sessions(&url, count, concurrency).await?,
+        Mode::McpSessions {
+            url,
+            count,
+            concurrency,
+        } => mcp_sessions(&url, count, concurrency).await?,
     };
     println!("{out}");
     Ok(())
@@ -226,7 +253,12 @@ async fn rate(p: Prepared, rps: u64, duration: f64) -> serde_json::Value {
     json!({"mode": "rate", "rps": rps, "sent": total, "errors": errors, "latency": percentiles(lat)})
 }
 
-async fn stream(p: Prepared, concurrency: usize, requests: usize, expect: Option<usize>) -> serde_json::Value {
+async fn stream(
+    p: Prepared,
+    concurrency: usize,
+    requests: usize,
+    expect: Option<usize>,
+) -> serde_json::Value {
     let p = Arc::new(p);
     let c = client(concurrency);
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
@@ -329,7 +361,12 @@ async fn mcp_initialize(c: &HttpClient, url: &str) -> anyhow::Result<String> {
     let sid = resp
         .headers()
         .get("mcp-session-id")
-        .ok_or_else(|| anyhow::anyhow!("no Mcp-Session-Id in the initialize response ({})", resp.status()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no Mcp-Session-Id in the initialize response ({})",
+                resp.status()
+            )
+        })?
         .to_str()?
         .to_string();
     resp.into_body().collect().await?;
@@ -346,7 +383,11 @@ async fn mcp_initialize(c: &HttpClient, url: &str) -> anyhow::Result<String> {
     Ok(sid)
 }
 
-async fn mcp_sessions(url: &str, count: usize, concurrency: usize) -> anyhow::Result<serde_json::Value> {
+async fn mcp_sessions(
+    url: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
     let c = client(concurrency);
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let started = Instant::now();

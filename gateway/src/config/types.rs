@@ -157,6 +157,9 @@ pub struct RouteConfig {
     /// Policies for this route; each key given here replaces the listener's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,
+    /// LLM providers behind OpenAI- and Anthropic-compatible APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<switchboard_llm::LlmConfig>,
     /// Reverse-proxy to an HTTP upstream (streams, SSE and WebSocket included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpBackendConfig>,
@@ -196,6 +199,10 @@ pub struct Policies {
     /// Upstream timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsPolicy>,
+    /// Request and (on `llm` routes) token limits per interval, by route, subject or API key.
+    /// Local to each replica, or shared through Redis when `sessions.store` is `redis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<switchboard_llm::RateLimitPolicy>,
 }
 
 /// `policies.cors`

@@ -145,12 +145,18 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         if let Some(h) = &r.http {
             validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
         }
+        if let Some(l) = &r.llm {
+            out.extend(l.validate(&format!("{p}.llm")));
+        }
     }
 }
 
 /// The backend keys a route sets, in a fixed order.
 fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
     let mut v = Vec::new();
+    if r.llm.is_some() {
+        v.push("llm");
+    }
     if r.http.is_some() {
         v.push("http");
     }
@@ -266,6 +272,9 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
+    if let Some(rl) = &pol.rate_limit {
+        out.extend(rl.validate(&format!("{p}.rate_limit")));
+    }
     if let Some(h) = &pol.headers {
         for (dir, ops) in [("request", &h.request), ("response", &h.response)] {
             let base = format!("{p}.headers.{dir}");

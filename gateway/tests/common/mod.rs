@@ -152,3 +152,49 @@ impl Proc {
         assert!(ok, "kill -{sig} {pid}");
     }
 }
+
+/// The workspace's Python with the test peers, or `None` (loudly) outside CI when missing;
+/// in CI a missing venv fails the test.
+pub fn python() -> Option<PathBuf> {
+    let p = std::env::var_os("SWITCHBOARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "Python venv not found at {} (run `make setup`)",
+            p.display()
+        );
+    }
+    eprintln!(
+        "==== SKIPPED: Python venv not found at {} (run `make setup`) ====",
+        p.display()
+    );
+    None
+}
+
+/// Runs a Python script with arguments; returns the JSON object on its last stdout line.
+pub async fn run_py(py: &Path, script: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(py)
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("no JSON from {} ({e}): {stdout}", script.display()))
+}
