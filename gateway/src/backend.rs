@@ -22,7 +22,7 @@ use crate::proxy::HttpBackend;
 /// A route's backend.
 pub enum Backend {
     /// Reverse proxy to an HTTP upstream.
-    Http(HttpBackend),
+    Http(Box<HttpBackend>),
     /// LLM providers (switchboard-llm).
     Llm(LlmBackend),
 }

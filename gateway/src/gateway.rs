@@ -269,10 +269,10 @@ impl Gateway {
                 message,
             };
             let backend = if let Some(h) = &r.http {
-                Backend::Http(
+                Backend::Http(Box::new(
                     HttpBackend::new(h, self.inner.clients.get(policies.timeouts.connect))
                         .map_err(backend_err)?,
-                )
+                ))
             } else if let Some(cfg) = &r.llm {
                 let deps = self.inner.llm.clone();
                 let built = match prev.llm.get(&key) {
