@@ -10,6 +10,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
 "$bin/upstream" --bind "${UPSTREAM_HTTP:-127.0.0.1:3000}" & pids+=($!)
+"$bin/mock-llm" --bind "${UPSTREAM_LLM:-127.0.0.1:3010}" & pids+=($!)
 
 echo "switchboard: http://127.0.0.1:8080  (admin http://127.0.0.1:15000)"
 "$bin/switchboard" run --config examples/quickstart.yaml

@@ -233,3 +233,53 @@ async fn graceful_shutdown_with_a_request_in_flight() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+/// The quickstart config, as `make quickstart` runs it, serves every example it documents.
+#[tokio::test]
+async fn quickstart_serves_its_examples() {
+    let up = upstream().await;
+    let (llm, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
+    let mut proc = spawn_switchboard_env(
+        &path,
+        &[
+            ("SWITCHBOARD_BIND", "127.0.0.1:0".into()),
+            ("SWITCHBOARD_ADMIN", "127.0.0.1:0".into()),
+            ("UPSTREAM_HTTP", up.to_string()),
+            ("UPSTREAM_LLM", llm.to_string()),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", proc.listeners["public"]);
+    let c = client();
+    let hello = c.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
+    assert!(hello.starts_with("Hello from the Switchboard example upstream"), "{hello}");
+    let sse = c.get(format!("{base}/sse?count=2")).send().await.unwrap().text().await.unwrap();
+    assert!(sse.contains("id: 1"), "{sse}");
+    let chat: serde_json::Value = c
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chat["object"], "chat.completion", "{chat}");
+    let msg: serde_json::Value = c
+        .post(format!("{base}/v1/messages"))
+        .json(&serde_json::json!({"model": "smart", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(msg["type"], "message", "{msg}");
+    let metrics = c.get(format!("http://{}/metrics", proc.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("switchboard_requests_total"), "{metrics}");
+    let cfg = c.get(format!("http://{}/config", proc.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(!cfg.contains("mock-key"), "secrets are redacted in /config: {cfg}");
+    proc.signal("TERM");
+    proc.wait_log("stopped").await;
+}

@@ -75,9 +75,15 @@ pub struct Proc {
 
 /// Runs `switchboard run --config PATH --log-format json` and waits until it is ready.
 pub async fn spawn_switchboard(config: &Path) -> Proc {
+    spawn_switchboard_env(config, &[]).await
+}
+
+/// Like [`spawn_switchboard`], with extra environment variables.
+pub async fn spawn_switchboard_env(config: &Path, envs: &[(&str, String)]) -> Proc {
     let mut child = Command::new(switchboard_bin())
         .args(["run", "--log-format", "json", "--config"])
         .arg(config)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
