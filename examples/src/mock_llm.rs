@@ -359,10 +359,23 @@ struct Reply {
     tool: Option<String>,
 }
 
+/// A user message starting `[words=N]` gets an answer of exactly N words (N stream chunks):
+/// benchmarks use it to ask for long streams through any front, LiteLLM included.
 fn reply(last_user: &str, tool: Option<&str>) -> Reply {
-    let echo: String = last_user.chars().take(60).collect();
+    let words_wanted = last_user
+        .strip_prefix("[words=")
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(n, _)| n.parse::<usize>().ok())
+        .map(|n| n.min(100_000));
+    let text = match words_wanted {
+        Some(n) => (0..n).map(|i| format!("w{i} ")).collect(),
+        None => {
+            let echo: String = last_user.chars().take(60).collect();
+            format!("Mock reply to: {echo}")
+        }
+    };
     Reply {
-        text: format!("Mock reply to: {echo}"),
+        text,
         tool: tool.map(String::from),
     }
 }
