@@ -144,6 +144,12 @@ def fmt_us(v):
     return "—" if v is None else (f"{v:.0f} µs" if v < 10_000 else f"{v / 1000:.1f} ms")
 
 
+def fmt_delta(v):
+    if v is None:
+        return "—"
+    return ("+" if v >= 0 else "−") + fmt_us(abs(v))
+
+
 def table(title, header, rows):
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -244,7 +250,7 @@ def scenario_http(args, procs, bins, tmp):
         ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"]))
         add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r["c1"], d["c1"]))
         add99 = median(a["p99_us"] - b["p99_us"] for a, b in zip(r["c1"], d["c1"]))
-        rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else f"+{fmt_us(add50)} / +{fmt_us(add99)}",
+        rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
                      f"{rps:,.0f}", f"{ratio:.2f}"])
     table("HTTP reverse proxy, 1 KiB body (wrk)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99", "req/s @32 conns", "of direct"], rows)
     RESULTS["http"] = rounds
@@ -312,8 +318,137 @@ def scenario_memory(args, procs, bins, tmp):
     procs.stop(gw)
 
 
+def llm_route(mock_port):
+    return {"name": "llm", "match": {"path_prefix": "/v1"}, "llm": {"models": [
+        {"name": "bench", "providers": [{"provider": "openai", "model": "mock-gpt", "api_key": "bench-key",
+                                         "base_url": f"http://127.0.0.1:{mock_port}/v1"}]}]}}
+
+
+def start_litellm(procs, tmp, mock_port):
+    """LiteLLM proxy (pinned) in its own venv, pointed at the same mock provider."""
+    venv = ROOT / "examples" / "bench" / ".venv-litellm"
+    if not (venv / "bin" / "litellm").exists():
+        log("installing litellm[proxy]==1.110.2 (once)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]==1.110.2"], check=True)
+    port = free_port()
+    cfg = tmp / "litellm.yaml"
+    cfg.write_text(json.dumps({"model_list": [{"model_name": "bench", "litellm_params": {
+        "model": "openai/mock-gpt", "api_base": f"http://127.0.0.1:{mock_port}/v1", "api_key": "bench-key"}}],
+        "litellm_settings": {"telemetry": False}}))
+    env = dict(os.environ, LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False")
+    p = procs.start([str(venv / "bin" / "litellm"), "--config", str(cfg), "--port", str(port), "--host", "127.0.0.1",
+                     "--num_workers", "1"], env=env)
+    wait_port(port, p, timeout=180)
+    return p, port
+
+
+def count_events(url, body):
+    req = urllib.request.Request(url, data=body.encode(), headers={"content-type": "application/json",
+                                                                   "authorization": "Bearer client-key"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read().decode()
+    return sum(1 for line in text.splitlines() if line.startswith("data:") and not line.endswith("[DONE]"))
+
+
+def scenario_llm(args, procs, bins, tmp):
+    """Scenarios 1-3: chat completions non-streaming, streaming, and translation."""
+    mock = free_port()
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    gw, gport, _, _ = start_gateway(procs, bins, tmp, [llm_route(mock)], "llm")
+    _, nport = start_nginx(procs, tmp, mock)
+    peers = {"direct": mock, "switchboard": gport}
+    if nport:
+        peers["nginx"] = nport
+    if args.litellm:
+        _, lport = start_litellm(procs, tmp, mock)
+        peers["litellm"] = lport
+    hdr = {"Content-Type": "application/json", "Authorization": "Bearer client-key"}
+    script, body_file = post_script(tmp, "chat", chat_body(), hdr)
+
+    # 1. Non-streaming chat completion, ~1 KiB request.
+    rounds = {k: {"c1": [], "c32": []} for k in peers}
+    for _ in range(args.rounds):
+        for name, port in peers.items():
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            rounds[name]["c1"].append(wrk(url, 1, args.seconds, script))
+            if name != "litellm" or not args.smoke:
+                rounds[name]["c32"].append(wrk(url, 32, args.seconds, script))
+    d = rounds["direct"]
+    rate = max(10, int(median(x["rps"] for x in rounds["switchboard"]["c32"]) * 0.5))
+    fixed = {}
+    for name, port in peers.items():
+        r = rate if name != "litellm" else max(10, int(median(x["rps"] for x in rounds["litellm"]["c32"] or [{"rps": 20}]) * 0.5))
+        fixed[name] = loadgen(bins, "rate", "--url", f"http://127.0.0.1:{port}/v1/chat/completions", "--method", "POST",
+                              "--body-file", str(body_file), "--header", "content-type: application/json",
+                              "--header", "authorization: Bearer client-key", "--rps", str(r), "--duration", str(args.seconds))
+    rows = []
+    for name in peers:
+        r = rounds[name]
+        add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r["c1"], d["c1"]))
+        add99 = median(a["p99_us"] - b["p99_us"] for a, b in zip(r["c1"], d["c1"]))
+        ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"])) if r["c32"] else None
+        f = fixed[name]
+        rows.append([name, fmt_us(median(x["p50_us"] for x in r["c1"])), fmt_us(median(x["p99_us"] for x in r["c1"])),
+                     "—" if name == "direct" else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
+                     f"{median(x['rps'] for x in r['c32']):,.0f}" if r["c32"] else "—",
+                     f"{ratio:.3f}" if ratio else "—",
+                     f"{fmt_us(f['latency']['p99_us'] if f['latency'] else None)} @ {f['rps']}/s ({f['errors']} err)"])
+    table("1. LLM chat completion, non-streaming, ~1 KiB request", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99",
+          "req/s @32 conns", "of direct", "p99 at fixed rate"], rows)
+    RESULTS["llm_chat"] = {"rounds": rounds, "fixed": fixed}
+
+    # 2. Streaming, 100 chunks.
+    sbody = json.dumps({"model": "bench", "stream": True, "max_tokens": 200,
+                        "messages": [{"role": "user", "content": "[words=100] stream please"}]})
+    sfile = tmp / "stream.json"
+    sfile.write_text(sbody)
+    expect = count_events(f"http://127.0.0.1:{mock}/v1/chat/completions", sbody)
+    n1 = 20 if args.smoke else 300
+    conc, total = (32, 64) if args.smoke else (512, 2048)
+    srows = []
+    RESULTS["llm_stream"] = {}
+    base = None
+    for name, port in peers.items():
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        common = ["--url", url, "--method", "POST", "--body-file", str(sfile), "--header", "content-type: application/json",
+                  "--header", "authorization: Bearer client-key", "--expect-events", str(expect)]
+        one = loadgen(bins, "stream", *common, "--concurrency", "1", "--requests", str(n1))
+        many = loadgen(bins, "stream", *common, "--concurrency", str(conc), "--requests", str(total))
+        RESULTS["llm_stream"][name] = {"one": one, "many": many}
+        if name == "direct":
+            base = one
+        add_ttft = one["ttft"]["p99_us"] - base["ttft"]["p99_us"] if one["ttft"] else None
+        add_ttlt = one["ttlt"]["p50_us"] - base["ttlt"]["p50_us"] if one["ttlt"] else None
+        srows.append([name, fmt_us(one["ttft"]["p50_us"] if one["ttft"] else None), fmt_us(one["ttft"]["p99_us"] if one["ttft"] else None),
+                      "—" if name == "direct" else fmt_delta(add_ttft),
+                      fmt_us(one["ttlt"]["p50_us"] if one["ttlt"] else None), "—" if name == "direct" else fmt_delta(add_ttlt),
+                      f"{many['streams'] - len(many['errors'])}/{many['streams']} ok, {many['lost_events']} lost",
+                      fmt_us(many["ttlt"]["p99_us"] if many["ttlt"] else None)])
+    table(f"2. LLM streaming, {expect} events per stream", ["target", "TTFT p50", "TTFT p99", "added TTFT p99", "TTLT p50",
+          "added TTLT p50", f"{conc} concurrent ({total} streams)", "TTLT p99 under concurrency"], srows)
+
+    # 3. Anthropic in, OpenAI out, against OpenAI passthrough, on the gateway.
+    abody = json.dumps({"model": "bench", "max_tokens": 16, "system": "You are terse.",
+                        "messages": [{"role": "user", "content": "Summarize the following notes for the on-call engineer. " * 14}]})
+    ascript, _ = post_script(tmp, "messages", abody, {"Content-Type": "application/json", "x-api-key": "client-key",
+                                                      "anthropic-version": "2023-06-01"})
+    tr = {"passthrough": [], "translated": []}
+    for _ in range(args.rounds):
+        tr["passthrough"].append(wrk(f"http://127.0.0.1:{gport}/v1/chat/completions", 32, args.seconds, script))
+        tr["translated"].append(wrk(f"http://127.0.0.1:{gport}/v1/messages", 32, args.seconds, ascript))
+    ratio = median(a["rps"] / b["rps"] for a, b in zip(tr["passthrough"], tr["translated"]))
+    table("3. Anthropic-in/OpenAI-out translation vs OpenAI passthrough (gateway, 32 conns)",
+          ["passthrough req/s", "translated req/s", "passthrough / translated", "translated p50", "passthrough p50"],
+          [[f"{median(x['rps'] for x in tr['passthrough']):,.0f}", f"{median(x['rps'] for x in tr['translated']):,.0f}",
+            f"{ratio:.2f}×", fmt_us(median(x['p50_us'] for x in tr['translated'])), fmt_us(median(x['p50_us'] for x in tr['passthrough']))]])
+    RESULTS["translation"] = tr
+    RESULTS["llm_rss_after_load_kb"] = rss_kb(gw.pid)
+
+
 SCENARIOS = {
     "http": scenario_http,
+    "llm": scenario_llm,
     "memory": scenario_memory,
     "config": scenario_config_swap,
 }
@@ -328,6 +463,7 @@ def main():
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")
     args = ap.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.routes, args.sessions = 1, 1, 200, 100
