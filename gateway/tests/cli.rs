@@ -252,13 +252,32 @@ async fn quickstart_serves_its_examples() {
     .await;
     let base = format!("http://{}", proc.listeners["public"]);
     let c = client();
-    let hello = c.get(format!("{base}/")).send().await.unwrap().text().await.unwrap();
-    assert!(hello.starts_with("Hello from the Switchboard example upstream"), "{hello}");
-    let sse = c.get(format!("{base}/sse?count=2")).send().await.unwrap().text().await.unwrap();
+    let hello = c
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        hello.starts_with("Hello from the Switchboard example upstream"),
+        "{hello}"
+    );
+    let sse = c
+        .get(format!("{base}/sse?count=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(sse.contains("id: 1"), "{sse}");
     let chat: serde_json::Value = c
         .post(format!("{base}/v1/chat/completions"))
-        .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}))
+        .json(
+            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap()
@@ -276,10 +295,27 @@ async fn quickstart_serves_its_examples() {
         .await
         .unwrap();
     assert_eq!(msg["type"], "message", "{msg}");
-    let metrics = c.get(format!("http://{}/metrics", proc.admin)).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(format!("http://{}/metrics", proc.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("switchboard_requests_total"), "{metrics}");
-    let cfg = c.get(format!("http://{}/config", proc.admin)).send().await.unwrap().text().await.unwrap();
-    assert!(!cfg.contains("mock-key"), "secrets are redacted in /config: {cfg}");
+    let cfg = c
+        .get(format!("http://{}/config", proc.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !cfg.contains("mock-key"),
+        "secrets are redacted in /config: {cfg}"
+    );
     proc.signal("TERM");
     proc.wait_log("stopped").await;
 }
