@@ -18,6 +18,8 @@ use crate::proxy::HttpBackend;
 pub enum Backend {
     /// Reverse proxy to an HTTP upstream.
     Http(HttpBackend),
+    /// A2A agent proxy (JSON-RPC, agent card, task pinning).
+    A2a(crate::a2a::A2aBackend),
 }
 
 /// Per-request facts a backend may need, borrowed from the connection and the route.
@@ -45,6 +47,7 @@ impl Backend {
     pub fn error_format(&self) -> ErrorFormat {
         match self {
             Backend::Http(_) => ErrorFormat::Plain,
+            Backend::A2a(_) => ErrorFormat::JsonRpc,
         }
     }
 
@@ -56,6 +59,7 @@ impl Backend {
     ) -> Result<Response<Body>, ProxyError> {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
+            Backend::A2a(a) => a.serve(req, cx).await,
         }
     }
 
@@ -63,6 +67,7 @@ impl Backend {
     pub fn upstream_label(&self) -> &str {
         match self {
             Backend::Http(h) => h.authority(),
+            Backend::A2a(a) => a.upstream_label(),
         }
     }
 }

@@ -24,6 +24,9 @@ use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::policy::RoutePolicies;
 use crate::proxy::{HttpBackend, HttpClients};
 use crate::router::{Matcher, Route};
+use switchboard_sessions::{
+    MemoryStore, RedisStore, SessionStore, SessionsConfig, StoreKind, StoreLimits,
+};
 
 /// The configuration generation that is serving, as `/config` shows it.
 pub struct Generation {
@@ -56,6 +59,7 @@ struct Inner {
     base_dir: PathBuf,
     metrics: Metrics,
     clients: HttpClients,
+    a2a_metrics: crate::a2a::A2aMetrics,
     deps: ListenerDeps,
     current: ArcSwap<Generation>,
     last_failure: ArcSwapOption<ReloadFailure>,
@@ -69,6 +73,8 @@ struct Inner {
 struct Control {
     listeners: HashMap<String, ListenerHandle>,
     admin: Option<admin::AdminHandle>,
+    /// The sessions store and the `sessions:` block it was built from.
+    store: Option<(Option<SessionsConfig>, Arc<dyn SessionStore>)>,
 }
 
 impl Gateway {
@@ -92,6 +98,7 @@ impl Gateway {
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
                 },
+                a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
                 clients: HttpClients::default(),
                 current: ArcSwap::from_pointee(Generation {
@@ -115,13 +122,14 @@ impl Gateway {
     /// already in flight finish on the generation they started with.
     pub async fn apply(&self, config: Config) -> Result<()> {
         let mut control = self.inner.control.lock().await;
+        let store = session_store(&mut control, config.sessions.as_ref()).await?;
         let mut runtimes = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tls = match &l.tls {
                 Some(t) => Some(crate::tls::acceptor(&l.name, t, &self.inner.base_dir)?),
                 None => None,
             };
-            runtimes.push((self.build_listener(l)?, tls));
+            runtimes.push((self.build_listener(l, &store)?, tls));
         }
 
         // Bind what is new before touching what serves, so a failed bind changes nothing.
@@ -202,7 +210,11 @@ impl Gateway {
         Ok(())
     }
 
-    fn build_listener(&self, l: &crate::config::ListenerConfig) -> Result<ListenerRuntime> {
+    fn build_listener(
+        &self,
+        l: &crate::config::ListenerConfig,
+        store: &Arc<dyn SessionStore>,
+    ) -> Result<ListenerRuntime> {
         let name: Arc<str> = l.name.as_str().into();
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
@@ -215,6 +227,17 @@ impl Gateway {
                 Backend::Http(
                     HttpBackend::new(h, self.inner.clients.get(policies.timeouts.connect))
                         .map_err(backend_err)?,
+                )
+            } else if let Some(a) = &r.a2a {
+                Backend::A2a(
+                    crate::a2a::A2aBackend::new(
+                        &r.name,
+                        a,
+                        self.inner.clients.get(policies.timeouts.connect),
+                        store.clone(),
+                        self.inner.a2a_metrics.clone(),
+                    )
+                    .map_err(backend_err)?,
                 )
             } else {
                 return Err(backend_err("route has no backend".into()));
@@ -361,6 +384,31 @@ impl Gateway {
     pub async fn admin_addr(&self) -> Option<SocketAddr> {
         self.inner.control.lock().await.admin.as_ref().map(|a| a.local_addr)
     }
+}
+
+/// The sessions store for `cfg`: the one already built when the `sessions:` block is
+/// unchanged (a Redis connection survives reloads), else a new one (memory when the block is
+/// absent or says `store: memory`).
+async fn session_store(
+    control: &mut Control,
+    cfg: Option<&SessionsConfig>,
+) -> Result<Arc<dyn SessionStore>> {
+    if let Some((built_from, store)) = &control.store
+        && built_from.as_ref() == cfg
+    {
+        return Ok(store.clone());
+    }
+    let store: Arc<dyn SessionStore> = match cfg {
+        Some(c) if c.store == StoreKind::Redis => Arc::new(
+            RedisStore::from_config(c)
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(format!("sessions store: {e}"))))?,
+        ),
+        Some(c) => Arc::new(MemoryStore::new(StoreLimits::from_config(c))),
+        None => Arc::new(MemoryStore::new(StoreLimits::default())),
+    };
+    control.store = Some((cfg.cloned(), store.clone()));
+    Ok(store)
 }
 
 /// Moves a built runtime out, leaving an empty one (each runtime is installed exactly once).

@@ -53,6 +53,9 @@ pub(super) fn validate(config: &Config) -> Issues {
         }
         validate_routes(&l.routes, &p, &mut out);
     }
+    if let Some(s) = &config.sessions {
+        out.extend(s.validate("sessions"));
+    }
     out
 }
 
@@ -135,6 +138,45 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         if let Some(h) = &r.http {
             validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
         }
+        if let Some(a) = &r.a2a {
+            validate_a2a(a, &format!("{p}.a2a"), out);
+        }
+    }
+}
+
+fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
+    match (&a.url, a.upstreams.is_empty()) {
+        (None, true) => out.push((
+            p.into(),
+            "set `url` (one agent) or `upstreams` (several replicas)".into(),
+        )),
+        (Some(_), false) => out.push((
+            format!("{p}.upstreams"),
+            "set `url` or `upstreams`, not both".into(),
+        )),
+        _ => {}
+    }
+    if let Some(u) = &a.url {
+        validate_upstream_url(u, &format!("{p}.url"), out);
+    }
+    for (i, u) in a.upstreams.iter().enumerate() {
+        validate_upstream_url(u, &format!("{p}.upstreams[{i}]"), out);
+        if a.upstreams[..i].contains(u) {
+            out.push((format!("{p}.upstreams[{i}]"), format!("`{u}` is listed twice")));
+        }
+    }
+    if let Some(u) = &a.public_url {
+        validate_upstream_url(u, &format!("{p}.public_url"), out);
+    }
+    for (i, u) in a.push_notifications.allowed_urls.iter().enumerate() {
+        let key = format!("{p}.push_notifications.allowed_urls[{i}]");
+        validate_upstream_url(u, &key, out);
+        if url::Url::parse(u).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            out.push((key, "must not carry credentials".into()));
+        }
+    }
+    if a.task_ttl.is_zero() {
+        out.push((format!("{p}.task_ttl"), "must be more than 0s".into()));
     }
 }
 
@@ -143,6 +185,9 @@ fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
     let mut v = Vec::new();
     if r.http.is_some() {
         v.push("http");
+    }
+    if r.a2a.is_some() {
+        v.push("a2a");
     }
     v
 }
