@@ -86,6 +86,17 @@ pub struct A2aMetrics {
     pub task_states: Family<A2aStateLabels, Counter>,
     /// Stream events passed through, by route.
     pub stream_events: Family<A2aStateLabels, Counter>,
+    /// Task and context pinning lookups on multi-replica routes, by result (`hit`, `miss`).
+    pub pinning: Family<A2aPinLabels, Counter>,
+}
+
+/// Labels of the pinning lookup counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct A2aPinLabels {
+    /// Route name.
+    pub route: Arc<str>,
+    /// `hit` (a replica is pinned) or `miss` (none, or the store failed).
+    pub result: &'static str,
 }
 
 impl A2aMetrics {
@@ -95,6 +106,7 @@ impl A2aMetrics {
             requests: Family::default(),
             task_states: Family::default(),
             stream_events: Family::default(),
+            pinning: Family::default(),
         };
         metrics.with_registry(|r| {
             r.register(
@@ -111,6 +123,11 @@ impl A2aMetrics {
                 "a2a_stream_events",
                 "A2A stream events passed through, by route and task state (`none` without one)",
                 m.stream_events.clone(),
+            );
+            r.register(
+                "a2a_pinning_lookups",
+                "A2A task/context pinning lookups on multi-replica routes, by result",
+                m.pinning.clone(),
             );
         });
         m
@@ -520,14 +537,22 @@ impl A2aBackend {
             return Some(0);
         }
         let key = format!("a2a:{}:{kind}:{id}", self.route);
-        match self.store.get_affinity(&key).await {
+        let found = match self.store.get_affinity(&key).await {
             Ok(Some(url)) => self.upstreams.iter().position(|u| *u.url == *url),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(route = %self.route, error = %e, "A2A task pinning lookup failed; trying replicas in turn");
                 None
             }
-        }
+        };
+        self.metrics
+            .pinning
+            .get_or_create(&A2aPinLabels {
+                route: self.route.clone(),
+                result: if found.is_some() { "hit" } else { "miss" },
+            })
+            .inc();
+        found
     }
 
     fn upstream_request(
