@@ -283,7 +283,13 @@ impl A2aBackend {
     // ---- agent card ----
 
     /// The URL clients reach this route at, without a trailing slash.
-    fn public_base(&self, headers: &HeaderMap, uri: &Uri, cx: &RequestCx<'_>, prefix: &str) -> Result<String, ProxyError> {
+    fn public_base(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        cx: &RequestCx<'_>,
+        prefix: &str,
+    ) -> Result<String, ProxyError> {
         if let Some(p) = &self.public_url {
             return Ok(p.clone());
         }
@@ -296,7 +302,12 @@ impl A2aBackend {
         Ok(format!("{}://{host}{prefix}", cx.scheme))
     }
 
-    async fn card(&self, req: &Request<Incoming>, cx: &RequestCx<'_>, prefix: &str) -> Result<Response<Body>, ProxyError> {
+    async fn card(
+        &self,
+        req: &Request<Incoming>,
+        cx: &RequestCx<'_>,
+        prefix: &str,
+    ) -> Result<Response<Body>, ProxyError> {
         let public = self.public_base(req.headers(), req.uri(), cx, prefix)?;
         let mut last_err = None;
         for up in &self.upstreams {
@@ -319,11 +330,16 @@ impl A2aBackend {
             self.log_rewrite(&changed);
             self.count("agent_card", "ok");
             let mut resp = Response::new(Body::from(card.to_string()));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return Ok(resp);
         }
         self.count("agent_card", "upstream_error");
-        Err(last_err.unwrap_or(ProxyError::Upstream("no replica serves an agent card".into())))
+        Err(last_err.unwrap_or(ProxyError::Upstream(
+            "no replica serves an agent card".into(),
+        )))
     }
 
     fn log_rewrite(&self, changed: &card::Rewritten) {
@@ -344,11 +360,17 @@ impl A2aBackend {
     }
 
     /// GETs a JSON document from a replica; `None` on 404.
-    async fn fetch_json(&self, up: &Upstream, path: &str, cx: &RequestCx<'_>) -> Result<Option<Value>, ProxyError> {
+    async fn fetch_json(
+        &self,
+        up: &Upstream,
+        path: &str,
+        cx: &RequestCx<'_>,
+    ) -> Result<Option<Value>, ProxyError> {
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = up.uri(path, None)?;
         req.headers_mut().insert(header::HOST, up.host.clone());
-        req.headers_mut().insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        req.headers_mut()
+            .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let resp = match tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await {
             Err(_) => return Err(ProxyError::Timeout(cx.timeouts.request)),
             Ok(Err(e)) => return Err(upstream_failed(e)),
@@ -359,7 +381,9 @@ impl A2aBackend {
         }
         if !resp.status().is_success() {
             tracing::warn!(route = %self.route, status = resp.status().as_u16(), upstream = %up.url, "agent card fetch failed");
-            return Err(ProxyError::Upstream(format!("agent card answered {}", resp.status()).into()));
+            return Err(ProxyError::Upstream(
+                format!("agent card answered {}", resp.status()).into(),
+            ));
         }
         let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
             .collect()
@@ -373,23 +397,45 @@ impl A2aBackend {
 
     // ---- JSON-RPC ----
 
-    async fn rpc(&self, req: Request<Incoming>, cx: &RequestCx<'_>, rest: &str) -> Result<Response<Body>, ProxyError> {
+    async fn rpc(
+        &self,
+        req: Request<Incoming>,
+        cx: &RequestCx<'_>,
+        rest: &str,
+    ) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, cx.max_body_bytes as usize).collect().await {
+        let body = match Limited::new(body, cx.max_body_bytes as usize)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(ProxyError::BodyTooLarge { limit: cx.max_body_bytes });
+                return Err(ProxyError::BodyTooLarge {
+                    limit: cx.max_body_bytes,
+                });
             }
             Err(_) => return Err(ProxyError::BadRequest("the request body could not be read")),
         };
         let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
             self.count("unknown", "refused");
-            return Ok(rpc_error(StatusCode::OK, &Value::Null, -32700, "parse error: the body is not JSON", "parse_error"));
+            return Ok(rpc_error(
+                StatusCode::OK,
+                &Value::Null,
+                -32700,
+                "parse error: the body is not JSON",
+                "parse_error",
+            ));
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let Some(method) = msg.get("method").and_then(Value::as_str) else {
             self.count("unknown", "refused");
-            return Ok(rpc_error(StatusCode::OK, &id, -32600, "invalid request: a single JSON-RPC request object with a method is expected", "invalid_request"));
+            return Ok(rpc_error(
+                StatusCode::OK,
+                &id,
+                -32600,
+                "invalid request: a single JSON-RPC request object with a method is expected",
+                "invalid_request",
+            ));
         };
         let call = rpc::classify(method, msg.get("params").unwrap_or(&Value::Null));
         let mut ex = Exchange::new(self, call.method, call.task_id.clone());
@@ -418,14 +464,20 @@ impl A2aBackend {
             let up = &self.upstreams[i];
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
-            let upstream_req = self.upstream_request(up, &parts.headers, rest, query, body.clone(), cx)?;
+            let upstream_req =
+                self.upstream_request(up, &parts.headers, rest, query, body.clone(), cx)?;
             let started = Instant::now();
-            let result = tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
-            cx.upstream_duration.observe(started.elapsed().as_secs_f64());
+            let result =
+                tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
+            cx.upstream_duration
+                .observe(started.elapsed().as_secs_f64());
             let resp = match result {
                 Err(_) => {
                     ex.outcome = "upstream_error";
-                    return Ok(proxy_rpc_error(ProxyError::Timeout(cx.timeouts.request), &id));
+                    return Ok(proxy_rpc_error(
+                        ProxyError::Timeout(cx.timeouts.request),
+                        &id,
+                    ));
                 }
                 Ok(Err(e)) if e.is_connect() && more && (plan.failover || plan.probe) => {
                     tracing::warn!(route = %self.route, upstream = %up.url, error = %crate::proxy::DisplayChain(&e), "A2A replica unreachable; trying the next");
@@ -480,7 +532,12 @@ impl A2aBackend {
                 }
                 learner.learn(&seen).await;
                 if call.returns_card {
-                    let public = self.public_base(&parts.headers, &parts.uri, cx, cx.prefix.unwrap_or("").trim_end_matches('/'))?;
+                    let public = self.public_base(
+                        &parts.headers,
+                        &parts.uri,
+                        cx,
+                        cx.prefix.unwrap_or("").trim_end_matches('/'),
+                    )?;
                     let changed = card::rewrite(result, &public, &up.base_path, &self.security);
                     self.log_rewrite(&changed);
                     return Ok(Response::from_parts(rparts, Body::from(answer.to_string())));
@@ -499,7 +556,10 @@ impl A2aBackend {
         let Ok(u) = url::Url::parse(raw) else {
             return false;
         };
-        if !matches!(u.scheme(), "http" | "https") || !u.username().is_empty() || u.password().is_some() {
+        if !matches!(u.scheme(), "http" | "https")
+            || !u.username().is_empty()
+            || u.password().is_some()
+        {
             return false;
         }
         self.push_allow.iter().any(|a| {
@@ -513,23 +573,43 @@ impl A2aBackend {
     /// Which replicas to try, in order.
     async fn plan(&self, call: &Call) -> Plan {
         let n = self.upstreams.len();
-        let start = if n > 1 { self.next.fetch_add(1, Ordering::Relaxed) % n } else { 0 };
+        let start = if n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
         let rotation: Vec<usize> = (start..n).chain(0..start).collect();
         if let Some(task) = &call.task_id {
             if let Some(i) = self.pinned('t', task).await {
-                return Plan { order: vec![i], probe: false, failover: false };
+                return Plan {
+                    order: vec![i],
+                    probe: false,
+                    failover: false,
+                };
             }
             // The pinning is gone (memory store, expiry): ask each replica until one knows it.
-            return Plan { order: rotation, probe: true, failover: false };
+            return Plan {
+                order: rotation,
+                probe: true,
+                failover: false,
+            };
         }
         if let Some(ctx) = &call.context_id
             && let Some(i) = self.pinned('c', ctx).await
         {
             let mut order = vec![i];
             order.extend(rotation.into_iter().filter(|&j| j != i));
-            return Plan { order, probe: false, failover: true };
+            return Plan {
+                order,
+                probe: false,
+                failover: true,
+            };
         }
-        Plan { order: rotation, probe: false, failover: true }
+        Plan {
+            order: rotation,
+            probe: false,
+            failover: true,
+        }
     }
 
     async fn pinned(&self, kind: char, id: &str) -> Option<usize> {
@@ -580,7 +660,10 @@ impl A2aBackend {
         if let Ok(v) = HeaderValue::from_str(&xff) {
             h.insert(X_FORWARDED_FOR.clone(), v);
         }
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(cx.scheme));
+        h.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(cx.scheme),
+        );
         if let Some(host) = original_host
             && !h.contains_key(&X_FORWARDED_HOST)
         {
@@ -590,7 +673,12 @@ impl A2aBackend {
     }
 
     /// Passes an SSE answer through frame by frame, reading its events on the side.
-    fn stream_through(&self, resp: Response<Incoming>, learner: Learner, mut ex: Exchange) -> Response<Body> {
+    fn stream_through(
+        &self,
+        resp: Response<Incoming>,
+        learner: Learner,
+        mut ex: Exchange,
+    ) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         ex.outcome = "aborted";
@@ -618,7 +706,9 @@ impl A2aBackend {
                         return Some((Err(e), st));
                     }
                     Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else { continue };
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
                         let mut seen = Vec::new();
                         let ex = &mut st.ex;
                         st.scanner.feed(&data, |event| ex.event(event, &mut seen));
@@ -636,7 +726,11 @@ impl A2aBackend {
     fn count(&self, method: &'static str, outcome: &'static str) {
         self.metrics
             .requests
-            .get_or_create(&A2aRequestLabels { route: self.route.clone(), method, outcome })
+            .get_or_create(&A2aRequestLabels {
+                route: self.route.clone(),
+                method,
+                outcome,
+            })
             .inc();
     }
 }
@@ -724,7 +818,10 @@ impl Exchange {
             self.state = Some(state);
             self.metrics
                 .task_states
-                .get_or_create(&A2aStateLabels { route: self.route.clone(), state })
+                .get_or_create(&A2aStateLabels {
+                    route: self.route.clone(),
+                    state,
+                })
                 .inc();
         }
     }
@@ -752,10 +849,17 @@ impl Exchange {
         for s in &seen[before..] {
             self.saw(s);
         }
-        let state = seen[before..].iter().rev().find_map(|s| s.state).unwrap_or("none");
+        let state = seen[before..]
+            .iter()
+            .rev()
+            .find_map(|s| s.state)
+            .unwrap_or("none");
         self.metrics
             .stream_events
-            .get_or_create(&A2aStateLabels { route: self.route.clone(), state })
+            .get_or_create(&A2aStateLabels {
+                route: self.route.clone(),
+                state,
+            })
             .inc();
     }
 }
@@ -790,7 +894,10 @@ fn path_under(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {
         return path.starts_with(prefix);
     }
-    path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'))
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('/'))
 }
 
 fn is_event_stream(headers: &HeaderMap) -> bool {
@@ -811,7 +918,13 @@ fn proxy_rpc_error(e: ProxyError, id: &Value) -> Response<Body> {
 }
 
 /// A JSON-RPC error response. Messages are fixed strings, never upstream details.
-fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str, kind: &str) -> Response<Body> {
+fn rpc_error(
+    status: StatusCode,
+    id: &Value,
+    code: i64,
+    message: &str,
+    kind: &str,
+) -> Response<Body> {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": id,
@@ -819,8 +932,10 @@ fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str, kind: &st
     });
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

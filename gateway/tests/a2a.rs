@@ -19,7 +19,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The Python with a2a-sdk, or `None` (after a loud SKIPPED line) outside CI.
@@ -36,7 +39,10 @@ fn python(test: &str) -> Option<PathBuf> {
     if ok {
         return Some(py);
     }
-    let why = format!("{} with a2a-sdk[http-server] and uvicorn not found (pip install a2a-sdk[http-server] uvicorn)", py.display());
+    let why = format!(
+        "{} with a2a-sdk[http-server] and uvicorn not found (pip install a2a-sdk[http-server] uvicorn)",
+        py.display()
+    );
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {why}; CI is set, so this test must not skip");
     }
@@ -72,7 +78,10 @@ impl Agent {
         })
         .await
         .expect("agent READY within 60s");
-        Agent { _child: child, port }
+        Agent {
+            _child: child,
+            port,
+        }
     }
 
     fn url(&self) -> String {
@@ -92,7 +101,8 @@ impl Agent {
 async fn gateway(yaml: &str) -> Gateway {
     switchboard_gateway::install_crypto_provider();
     let yaml = format!("admin: {{bind: '127.0.0.1:0'}}\n{yaml}");
-    let cfg = config::load_str(&yaml, "a2a.yaml", &|_: &str| None).unwrap_or_else(|e| panic!("{e}"));
+    let cfg =
+        config::load_str(&yaml, "a2a.yaml", &|_: &str| None).unwrap_or_else(|e| panic!("{e}"));
     Gateway::start(cfg, None).await.unwrap()
 }
 
@@ -117,15 +127,22 @@ async fn run_client(
     let mut steps = HashMap::new();
     tokio::time::timeout(Duration::from_secs(120), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("client said: {line}"));
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("client said: {line}"));
             if let Some(answer) = on_step(&v).await {
-                stdin.write_all(format!("{answer}\n").as_bytes()).await.unwrap();
+                stdin
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .unwrap();
                 stdin.flush().await.unwrap();
             }
             steps.insert(v["step"].as_str().unwrap().to_owned(), v);
         }
         let status = child.wait().await.unwrap();
-        assert!(status.success(), "a2a client failed: {status}; steps so far: {steps:#?}");
+        assert!(
+            status.success(),
+            "a2a client failed: {status}; steps so far: {steps:#?}"
+        );
     })
     .await
     .expect("a2a client finished within 120s");
@@ -211,7 +228,11 @@ listeners:
     assert!(card["signatures"].is_null(), "{card:#}");
 
     let send = &steps["send"];
-    assert_eq!(last_state(&send["events"]), "TASK_STATE_COMPLETED", "{send:#}");
+    assert_eq!(
+        last_state(&send["events"]),
+        "TASK_STATE_COMPLETED",
+        "{send:#}"
+    );
     assert!(texts(&send["events"]).contains(&format!("replica=a echo=hello {version}")));
     let get = &steps["get"];
     assert_eq!(get["state"], "TASK_STATE_COMPLETED");
@@ -223,8 +244,14 @@ listeners:
     assert!(texts(done).contains("replica=a step 2"), "{done:#}");
 
     assert_eq!(steps["cancel"]["state"], "TASK_STATE_CANCELED");
-    assert_eq!(steps["resubscribed"]["task_id"], steps["wait_started"]["task_id"]);
-    assert_eq!(last_state(&steps["resubscribe_done"]["events"]), "TASK_STATE_CANCELED");
+    assert_eq!(
+        steps["resubscribed"]["task_id"],
+        steps["wait_started"]["task_id"]
+    );
+    assert_eq!(
+        last_state(&steps["resubscribe_done"]["events"]),
+        "TASK_STATE_CANCELED"
+    );
 
     if version == "1.0" {
         let listed = steps["list"]["task_ids"].as_array().unwrap();
@@ -232,7 +259,13 @@ listeners:
     }
     let bad = &steps["push_bad"];
     assert_eq!(bad["refused"], true, "{bad:#}");
-    assert!(bad["error"].as_str().unwrap().contains("not allowed by this gateway"), "{bad:#}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed by this gateway"),
+        "{bad:#}"
+    );
     assert_eq!(steps["push_ok"]["ok"], true, "{:#}", steps["push_ok"]);
 
     // Metrics name the method and the task states.
@@ -241,20 +274,36 @@ listeners:
     } else {
         ("message/send", "message/stream", "tasks/get")
     };
-    for (method, outcome) in [(send_m, "ok"), (stream_m, "ok"), (get_m, "ok"), ("agent_card", "ok")] {
+    for (method, outcome) in [
+        (send_m, "ok"),
+        (stream_m, "ok"),
+        (get_m, "ok"),
+        ("agent_card", "ok"),
+    ] {
         let sample = format!(
             "switchboard_a2a_requests_total{{route=\"helper\",method=\"{method}\",outcome=\"{outcome}\"}}"
         );
-        assert!(common::metric(&gw, &sample).await.unwrap_or(0.0) >= 1.0, "{sample}");
+        assert!(
+            common::metric(&gw, &sample).await.unwrap_or(0.0) >= 1.0,
+            "{sample}"
+        );
     }
     let refused = format!(
         "switchboard_a2a_requests_total{{route=\"helper\",method=\"{}\",outcome=\"refused\"}}",
-        if version == "1.0" { "CreateTaskPushNotificationConfig" } else { "tasks/pushNotificationConfig/set" }
+        if version == "1.0" {
+            "CreateTaskPushNotificationConfig"
+        } else {
+            "tasks/pushNotificationConfig/set"
+        }
     );
     assert_eq!(common::metric(&gw, &refused).await, Some(1.0), "{refused}");
     for state in ["completed", "working", "canceled"] {
-        let sample = format!("switchboard_a2a_task_states_total{{route=\"helper\",state=\"{state}\"}}");
-        assert!(common::metric(&gw, &sample).await.unwrap_or(0.0) >= 1.0, "{sample}");
+        let sample =
+            format!("switchboard_a2a_task_states_total{{route=\"helper\",state=\"{state}\"}}");
+        assert!(
+            common::metric(&gw, &sample).await.unwrap_or(0.0) >= 1.0,
+            "{sample}"
+        );
     }
 }
 
@@ -275,7 +324,9 @@ async fn sdk_0_3_through_the_gateway() {
 async fn replicas_pinned_across_gateways_via_redis() {
     let test = "a2a::replicas_pinned_across_gateways_via_redis";
     let Some(py) = python(test) else { return };
-    let Some(redis) = RedisServer::start_or_skip(test) else { return };
+    let Some(redis) = RedisServer::start_or_skip(test) else {
+        return;
+    };
     let a = Agent::start(&py, "a", &[]).await;
     let b = Agent::start(&py, "b", &[]).await;
     let yaml = format!(
@@ -320,7 +371,13 @@ listeners:
         let get = &steps["get"];
         assert_eq!(get["task_id"], task.as_str());
         assert_eq!(get["state"], "TASK_STATE_COMPLETED");
-        assert!(get["texts"][0].as_str().unwrap().starts_with(replica.as_str()), "{get:#} from {replica}");
+        assert!(
+            get["texts"][0]
+                .as_str()
+                .unwrap()
+                .starts_with(replica.as_str()),
+            "{get:#} from {replica}"
+        );
     }
     let hits = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"hit\"}";
     let misses = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"miss\"}";

@@ -16,7 +16,9 @@ fn errors(route_a2a: &str) -> String {
 fn minimal_route_is_valid() {
     assert_eq!(errors("{url: http://127.0.0.1:9999}"), "");
     assert_eq!(
-        errors("{upstreams: [http://a:1, http://b:1], public_url: https://gw.example/a, task_ttl: 1h, push_notifications: {allowed_urls: [https://hooks.example/a2a/]}}"),
+        errors(
+            "{upstreams: [http://a:1, http://b:1], public_url: https://gw.example/a, task_ttl: 1h, push_notifications: {allowed_urls: [https://hooks.example/a2a/]}}"
+        ),
         ""
     );
 }
@@ -30,7 +32,10 @@ fn needs_url_or_upstreams() {
 #[test]
 fn url_and_upstreams_exclude_each_other() {
     let e = errors("{url: http://a:1, upstreams: [http://b:1]}");
-    assert!(e.contains("a2a.upstreams: set `url` or `upstreams`, not both"), "{e}");
+    assert!(
+        e.contains("a2a.upstreams: set `url` or `upstreams`, not both"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -46,7 +51,10 @@ fn urls_are_checked() {
 #[test]
 fn duplicate_upstreams_are_errors() {
     let e = errors("{upstreams: [http://a:1, http://a:1]}");
-    assert!(e.contains("a2a.upstreams[1]: `http://a:1` is listed twice"), "{e}");
+    assert!(
+        e.contains("a2a.upstreams[1]: `http://a:1` is listed twice"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -54,7 +62,10 @@ fn push_allow_list_entries_are_urls_without_credentials() {
     let e = errors("{url: http://a:1, push_notifications: {allowed_urls: ['*']}}");
     assert!(e.contains("a2a.push_notifications.allowed_urls[0]"), "{e}");
     let e = errors("{url: http://a:1, push_notifications: {allowed_urls: ['http://u:p@hooks/']}}");
-    assert!(e.contains("allowed_urls[0]: must not carry credentials"), "{e}");
+    assert!(
+        e.contains("allowed_urls[0]: must not carry credentials"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -72,13 +83,20 @@ fn unknown_keys_are_errors() {
 #[test]
 fn a2a_and_http_on_one_route_is_an_error() {
     let yaml = "listeners:\n  - name: l\n    bind: 127.0.0.1:0\n    routes:\n      - name: r\n        http: {url: http://a:1}\n        a2a: {url: http://a:1}\n";
-    let e = config::load_str(yaml, "t.yaml", &|_: &str| None).unwrap_err().to_string();
+    let e = config::load_str(yaml, "t.yaml", &|_: &str| None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("sets http and a2a"), "{e}");
 }
 
 #[test]
 fn sessions_block_is_validated() {
     let yaml = "sessions: {store: redis}\nlisteners: []\n";
-    let e = config::load_str(yaml, "t.yaml", &|_: &str| None).unwrap_err().to_string();
-    assert!(e.contains("sessions.redis: required when store is redis"), "{e}");
+    let e = config::load_str(yaml, "t.yaml", &|_: &str| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sessions.redis: required when store is redis"),
+        "{e}"
+    );
 }

@@ -36,7 +36,12 @@ pub struct Rewritten {
 
 /// Rewrites `card` in place. `public` is the route's public URL without a trailing slash;
 /// `base_path` the upstream URL's path without a trailing slash.
-pub fn rewrite(card: &mut Value, public: &str, base_path: &str, security: &RouteSecurity) -> Rewritten {
+pub fn rewrite(
+    card: &mut Value,
+    public: &str,
+    base_path: &str,
+    security: &RouteSecurity,
+) -> Rewritten {
     let mut out = Rewritten::default();
     let Some(obj) = card.as_object_mut() else {
         return out;
@@ -45,7 +50,10 @@ pub fn rewrite(card: &mut Value, public: &str, base_path: &str, security: &Route
 
     if let Some(Value::Array(ifaces)) = obj.get_mut("supportedInterfaces") {
         ifaces.retain(|i| {
-            let binding = i.get("protocolBinding").and_then(Value::as_str).unwrap_or("JSONRPC");
+            let binding = i
+                .get("protocolBinding")
+                .and_then(Value::as_str)
+                .unwrap_or("JSONRPC");
             let keep = binding.eq_ignore_ascii_case("JSONRPC");
             if !keep {
                 out.interfaces_dropped.push(binding.to_owned());
@@ -116,7 +124,10 @@ pub fn rewrite(card: &mut Value, public: &str, base_path: &str, security: &Route
         }
     }
     if !security.schemes.is_empty() {
-        obj.insert("securitySchemes".into(), Value::Object(security.schemes.clone()));
+        obj.insert(
+            "securitySchemes".into(),
+            Value::Object(security.schemes.clone()),
+        );
         obj.insert(
             "securityRequirements".into(),
             Value::Array(security.requirements.clone()),
@@ -154,11 +165,26 @@ mod tests {
 
     #[test]
     fn maps_paths_relative_to_the_upstream_base() {
-        assert_eq!(map_url("http://agent:9999/", "https://gw/a", ""), "https://gw/a/");
-        assert_eq!(map_url("http://agent:9999", "https://gw/a", ""), "https://gw/a/");
-        assert_eq!(map_url("http://other/base/rpc", "https://gw/a", "/base"), "https://gw/a/rpc");
-        assert_eq!(map_url("http://other/elsewhere/rpc", "https://gw/a", "/base"), "https://gw/a/elsewhere/rpc");
-        assert_eq!(map_url("http://x/basement", "https://gw/a", "/base"), "https://gw/a/basement");
+        assert_eq!(
+            map_url("http://agent:9999/", "https://gw/a", ""),
+            "https://gw/a/"
+        );
+        assert_eq!(
+            map_url("http://agent:9999", "https://gw/a", ""),
+            "https://gw/a/"
+        );
+        assert_eq!(
+            map_url("http://other/base/rpc", "https://gw/a", "/base"),
+            "https://gw/a/rpc"
+        );
+        assert_eq!(
+            map_url("http://other/elsewhere/rpc", "https://gw/a", "/base"),
+            "https://gw/a/elsewhere/rpc"
+        );
+        assert_eq!(
+            map_url("http://x/basement", "https://gw/a", "/base"),
+            "https://gw/a/basement"
+        );
     }
 
     #[test]
@@ -179,7 +205,12 @@ mod tests {
             "skills": [{"id": "s", "security": [{"k": []}]}],
             "signatures": [{"protected": "p", "signature": "s"}],
         });
-        let r = rewrite(&mut card, "https://gw.example/agents/h", "", &RouteSecurity::default());
+        let r = rewrite(
+            &mut card,
+            "https://gw.example/agents/h",
+            "",
+            &RouteSecurity::default(),
+        );
         assert_eq!(r.signatures_dropped, 1);
         assert_eq!(r.interfaces_dropped, vec!["HTTP+JSON", "GRPC", "GRPC"]);
         assert_eq!(
@@ -212,14 +243,23 @@ mod tests {
     #[test]
     fn route_security_replaces_the_agents() {
         let mut schemes = Map::new();
-        schemes.insert("gw".into(), json!({"httpAuthSecurityScheme": {"scheme": "bearer"}}));
+        schemes.insert(
+            "gw".into(),
+            json!({"httpAuthSecurityScheme": {"scheme": "bearer"}}),
+        );
         let sec = RouteSecurity {
             schemes,
             requirements: vec![json!({"schemes": {"gw": {"list": []}}})],
         };
         let mut card = json!({"securitySchemes": {"agent": {}}});
         rewrite(&mut card, "http://gw", "", &sec);
-        assert_eq!(card["securitySchemes"], json!({"gw": {"httpAuthSecurityScheme": {"scheme": "bearer"}}}));
-        assert_eq!(card["securityRequirements"][0]["schemes"]["gw"], json!({"list": []}));
+        assert_eq!(
+            card["securitySchemes"],
+            json!({"gw": {"httpAuthSecurityScheme": {"scheme": "bearer"}}})
+        );
+        assert_eq!(
+            card["securityRequirements"][0]["schemes"]["gw"],
+            json!({"list": []})
+        );
     }
 }

@@ -100,7 +100,9 @@ pub fn classify(method: &str, params: &Value) -> Call {
             call.task_id = own("taskId");
             for u in [
                 params.get("url"),
-                params.get("pushNotificationConfig").and_then(|c| c.get("url")),
+                params
+                    .get("pushNotificationConfig")
+                    .and_then(|c| c.get("url")),
             ]
             .into_iter()
             .flatten()
@@ -161,7 +163,8 @@ pub fn observe(result: &Value, out: &mut Vec<Seen>) {
         return;
     }
     let kind = obj.get("kind").and_then(Value::as_str);
-    let is_task = kind == Some("task") || (obj.contains_key("status") && obj.contains_key("id") && !obj.contains_key("taskId"));
+    let is_task = kind == Some("task")
+        || (obj.contains_key("status") && obj.contains_key("id") && !obj.contains_key("taskId"));
     let task_id = if is_task {
         str_at(result, &["id"])
     } else {
@@ -222,7 +225,10 @@ mod tests {
     #[test]
     fn classifies_both_generations() {
         let c = classify("tasks/get", &json!({"id": "t1"}));
-        assert_eq!((c.method, c.task_id.as_deref(), c.probe_safe), ("tasks/get", Some("t1"), true));
+        assert_eq!(
+            (c.method, c.task_id.as_deref(), c.probe_safe),
+            ("tasks/get", Some("t1"), true)
+        );
         let c = classify("GetTask", &json!({"id": "t1"}));
         assert_eq!(c.task_id.as_deref(), Some("t1"));
         let c = classify(
@@ -242,12 +248,24 @@ mod tests {
             "tasks/pushNotificationConfig/set",
             &json!({"taskId": "t3", "pushNotificationConfig": {"url": "http://z/"}}),
         );
-        assert_eq!((c.task_id.as_deref(), c.push_urls.clone()), (Some("t3"), vec!["http://z/".to_owned()]));
-        let c = classify("CreateTaskPushNotificationConfig", &json!({"taskId": "t4", "url": "http://w/"}));
-        assert_eq!((c.task_id.as_deref(), c.push_urls.clone()), (Some("t4"), vec!["http://w/".to_owned()]));
+        assert_eq!(
+            (c.task_id.as_deref(), c.push_urls.clone()),
+            (Some("t3"), vec!["http://z/".to_owned()])
+        );
+        let c = classify(
+            "CreateTaskPushNotificationConfig",
+            &json!({"taskId": "t4", "url": "http://w/"}),
+        );
+        assert_eq!(
+            (c.task_id.as_deref(), c.push_urls.clone()),
+            (Some("t4"), vec!["http://w/".to_owned()])
+        );
         let c = classify("tasks/pushNotificationConfig/get", &json!({"id": "t5"}));
         assert_eq!(c.task_id.as_deref(), Some("t5"));
-        let c = classify("GetTaskPushNotificationConfig", &json!({"taskId": "t6", "id": "cfg"}));
+        let c = classify(
+            "GetTaskPushNotificationConfig",
+            &json!({"taskId": "t6", "id": "cfg"}),
+        );
         assert_eq!(c.task_id.as_deref(), Some("t6"));
         assert!(classify("GetExtendedAgentCard", &json!({})).returns_card);
         assert_eq!(classify("bogus", &json!({})).method, "unknown");
@@ -256,12 +274,30 @@ mod tests {
     #[test]
     fn observes_results_and_events() {
         let mut out = Vec::new();
-        observe(&json!({"task": {"id": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}}}), &mut out);
-        observe(&json!({"kind": "status-update", "taskId": "t", "contextId": "c", "status": {"state": "input-required"}}), &mut out);
-        observe(&json!({"artifactUpdate": {"taskId": "t", "artifact": {}}}), &mut out);
-        observe(&json!({"id": "t9", "kind": "task", "status": {"state": "completed"}}), &mut out);
-        observe(&json!({"tasks": [{"id": "a", "status": {"state": "TASK_STATE_CANCELED"}}, {"id": "b", "status": {}}]}), &mut out);
-        let states: Vec<_> = out.iter().map(|s| (s.task_id.as_deref().unwrap(), s.state)).collect();
+        observe(
+            &json!({"task": {"id": "t", "contextId": "c", "status": {"state": "TASK_STATE_WORKING"}}}),
+            &mut out,
+        );
+        observe(
+            &json!({"kind": "status-update", "taskId": "t", "contextId": "c", "status": {"state": "input-required"}}),
+            &mut out,
+        );
+        observe(
+            &json!({"artifactUpdate": {"taskId": "t", "artifact": {}}}),
+            &mut out,
+        );
+        observe(
+            &json!({"id": "t9", "kind": "task", "status": {"state": "completed"}}),
+            &mut out,
+        );
+        observe(
+            &json!({"tasks": [{"id": "a", "status": {"state": "TASK_STATE_CANCELED"}}, {"id": "b", "status": {}}]}),
+            &mut out,
+        );
+        let states: Vec<_> = out
+            .iter()
+            .map(|s| (s.task_id.as_deref().unwrap(), s.state))
+            .collect();
         assert_eq!(
             states,
             vec![

@@ -71,7 +71,11 @@ mod tests {
     #[test]
     fn splits_across_chunks_and_line_endings() {
         assert_eq!(
-            events(&[b"data: {\"a\":", b"1}\n\n: comment\r\nevent: x\r\ndata: 2\r\ndata: 3\r\n\r\n", b"data: 4\n"]),
+            events(&[
+                b"data: {\"a\":",
+                b"1}\n\n: comment\r\nevent: x\r\ndata: 2\r\ndata: 3\r\n\r\n",
+                b"data: 4\n"
+            ]),
             vec!["{\"a\":1}", "2\n3"]
         );
         assert_eq!(events(&[b"id: 1\n\n"]), Vec::<String>::new());
