@@ -101,7 +101,9 @@ def build_card(url: str, name: str, sign: bool) -> AgentCard:
             AgentInterface(url=url, protocol_binding='JSONRPC', protocol_version='0.3'),
             AgentInterface(url=url + 'rest', protocol_binding='HTTP+JSON', protocol_version='1.0'),
         ],
-        capabilities=AgentCapabilities(streaming=True, push_notifications=True),
+        capabilities=AgentCapabilities(
+            streaming=True, push_notifications=True, extended_agent_card=True
+        ),
         default_input_modes=['text/plain'],
         default_output_modes=['text/plain'],
         skills=[
@@ -133,11 +135,18 @@ async def main() -> None:
     url = args.public_url or f'http://{args.host}:{port}/'
 
     card = build_card(url, args.name, args.sign)
+    # The extended card (what authenticated clients see) adds a skill.
+    extended = AgentCard()
+    extended.CopyFrom(card)
+    extended.skills.append(
+        AgentSkill(id='admin', name='admin', description='extended only', tags=['test'])
+    )
     handler = DefaultRequestHandler(
         agent_executor=TestAgent(args.name),
         task_store=InMemoryTaskStore(),
         agent_card=card,
         push_config_store=InMemoryPushNotificationConfigStore(),
+        extended_agent_card=extended,
     )
 
     async def release(request: Request) -> JSONResponse:

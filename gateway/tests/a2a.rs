@@ -365,6 +365,33 @@ listeners:
     let replicas: std::collections::HashSet<_> = owned.iter().map(|(_, r)| r.as_str()).collect();
     assert_eq!(replicas.len(), 2, "both replicas got tasks: {owned:?}");
 
+    // A task revealed only by stream events is pinned too.
+    for i in 0..2 {
+        let args = vec![url_a.clone(), "--only-stream".into(), format!("hello s{i}")];
+        let steps = run_client(&py, &args, async |_: &Value| None).await;
+        let events = &steps["stream"]["events"];
+        assert_eq!(last_state(events), "TASK_STATE_COMPLETED", "{events:#}");
+        let replica = texts(events).split_whitespace().next().unwrap().to_owned();
+        owned.push((events[0]["task_id"].as_str().unwrap().to_owned(), replica));
+    }
+
+    // A task still running on its replica is cancelled through the other gateway.
+    let steps = run_client(
+        &py,
+        &[url_a.clone(), "--only-start".into(), "wait".into()],
+        async |_: &Value| None,
+    )
+    .await;
+    let waiting = steps["start"]["task_id"].as_str().unwrap().to_owned();
+    let steps = run_client(
+        &py,
+        &[url_b.clone(), "--only-cancel".into(), waiting.clone()],
+        async |_: &Value| None,
+    )
+    .await;
+    assert_eq!(steps["cancel"]["task_id"], waiting.as_str());
+    assert_eq!(steps["cancel"]["state"], "TASK_STATE_CANCELED");
+
     for (task, replica) in &owned {
         let args = vec![url_b.clone(), "--only-get".into(), task.clone()];
         let steps = run_client(&py, &args, async |_: &Value| None).await;
@@ -381,6 +408,9 @@ listeners:
     }
     let hits = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"hit\"}";
     let misses = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"miss\"}";
-    assert_eq!(common::metric(&gw_b, hits).await, Some(owned.len() as f64));
+    assert_eq!(
+        common::metric(&gw_b, hits).await,
+        Some(owned.len() as f64 + 1.0)
+    );
     assert_eq!(common::metric(&gw_b, misses).await, None);
 }

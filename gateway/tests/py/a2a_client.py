@@ -6,7 +6,8 @@ only after it has seen the stream's first event here, which proves the gateway d
 
 Usage: python a2a_client.py URL --version 1.0|0.3 --hold-key KEY [--push-ok URL --push-bad URL]
        python a2a_client.py URL --version 1.0 --only-get TASK_ID
-       python a2a_client.py URL --version 1.0 --only-send TEXT
+       python a2a_client.py URL --version 1.0 --only-send TEXT   (also --only-stream TEXT,
+       --only-cancel TASK_ID, --only-start TEXT which returns at once)
 """
 
 import argparse
@@ -24,6 +25,7 @@ from a2a.helpers.proto_helpers import new_text_message
 from a2a.types.a2a_pb2 import (
     AgentCard,
     CancelTaskRequest,
+    GetExtendedAgentCardRequest,
     GetTaskRequest,
     ListTasksRequest,
     Role,
@@ -98,6 +100,9 @@ async def main() -> None:
     p.add_argument('--push-bad')
     p.add_argument('--only-get')
     p.add_argument('--only-send')
+    p.add_argument('--only-stream')
+    p.add_argument('--only-cancel')
+    p.add_argument('--only-start')
     args = p.parse_args()
 
     async with httpx.AsyncClient(timeout=30) as http:
@@ -117,6 +122,37 @@ async def main() -> None:
     )
 
     plain = ClientFactory(ClientConfig(streaming=False)).create(card)
+
+    if not (args.only_get or args.only_send or args.only_stream or args.only_cancel or args.only_start):
+        # The extended card comes over JSON-RPC (GetExtendedAgentCard on 1.0,
+        # agent/getAuthenticatedExtendedCard on 0.3) and must be rewritten like the public one.
+        ext = await ClientFactory(ClientConfig(streaming=False)).create(card).get_extended_agent_card(
+            GetExtendedAgentCardRequest()
+        )
+        emit(
+            'extended_card',
+            urls=[i.url for i in ext.supported_interfaces],
+            bindings=[i.protocol_binding for i in ext.supported_interfaces],
+            skills=[s.id for s in ext.skills],
+            security=list(ext.security_schemes.keys()),
+            signatures=len(ext.signatures),
+        )
+
+        # A message that registers a webhook outside the allow list is refused before it
+        # reaches the agent.
+        if args.push_bad:
+            bad = ClientFactory(
+                ClientConfig(
+                    streaming=False,
+                    push_notification_config=TaskPushNotificationConfig(url=args.push_bad),
+                )
+            ).create(card)
+            try:
+                async for _ in bad.send_message(message('hello push')):
+                    pass
+                emit('send_push_bad', refused=False)
+            except Exception as e:  # noqa: BLE001
+                emit('send_push_bad', refused=True, error=str(e))
     polling = ClientFactory(ClientConfig(streaming=False, polling=True)).create(card)
     streaming = ClientFactory(ClientConfig(streaming=True)).create(card)
 
@@ -128,6 +164,18 @@ async def main() -> None:
     if args.only_send:
         async for ev in plain.send_message(message(args.only_send)):
             emit('send', **summarize(ev))
+        return
+    if args.only_stream:
+        events = [summarize(ev) async for ev in streaming.send_message(message(args.only_stream))]
+        emit('stream', events=events)
+        return
+    if args.only_start:
+        events = [summarize(ev) async for ev in polling.send_message(message(args.only_start))]
+        emit('start', **events[-1])
+        return
+    if args.only_cancel:
+        task = await plain.cancel_task(CancelTaskRequest(id=args.only_cancel))
+        emit('cancel', task_id=task.id, state=state_name(task.status.state))
         return
 
     # send (blocking until the task completes) and get
