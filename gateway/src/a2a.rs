@@ -457,6 +457,16 @@ impl A2aBackend {
             ));
         }
 
+        if call.method == "ListTasks" && self.upstreams.len() > 1 {
+            let pinned = match &call.context_id {
+                Some(ctx) => self.pinned('c', ctx).await,
+                None => None,
+            };
+            if pinned.is_none() {
+                return self.list_across(&parts, rest, msg, &id, cx, &mut ex).await;
+            }
+        }
+
         let plan = self.plan(&call).await;
         let query = parts.uri.query();
         let mut last: Option<Response<Body>> = None;
@@ -550,6 +560,131 @@ impl A2aBackend {
             ex.outcome = "upstream_error";
             proxy_rpc_error(ProxyError::Upstream("no A2A replica reachable".into()), &id)
         }))
+    }
+
+    /// `ListTasks` on a multi-replica route: pages through the replicas one after the other.
+    /// The client's `pageToken` is ours (`sb.{replica}.{replica's token}`), so each page is one
+    /// replica's page (its `pageSize` holds) and paging continues on the next replica when one
+    /// is exhausted. `totalSize` is that of the replica being paged.
+    async fn list_across(
+        &self,
+        parts: &http::request::Parts,
+        rest: &str,
+        mut msg: Value,
+        id: &Value,
+        cx: &RequestCx<'_>,
+        ex: &mut Exchange,
+    ) -> Result<Response<Body>, ProxyError> {
+        let token = msg
+            .pointer("/params/pageToken")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let Some((mut i, mut inner)) = page_token::decode(token, self.upstreams.len()) else {
+            ex.outcome = "refused";
+            return Ok(rpc_error(
+                StatusCode::OK,
+                id,
+                -32602,
+                "invalid pageToken",
+                "invalid_params",
+            ));
+        };
+        loop {
+            let up = &self.upstreams[i];
+            ex.replica = up.url.clone();
+            // `msg` is an object: it has a method.
+            if !msg.get("params").is_some_and(Value::is_object) {
+                msg["params"] = serde_json::json!({});
+            }
+            if let Some(params) = msg["params"].as_object_mut() {
+                if inner.is_empty() {
+                    params.remove("pageToken");
+                } else {
+                    params.insert("pageToken".into(), Value::String(inner.clone()));
+                }
+            }
+            let body = Bytes::from(msg.to_string());
+            let req =
+                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body, cx)?;
+            let started = Instant::now();
+            let result = tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await;
+            cx.upstream_duration
+                .observe(started.elapsed().as_secs_f64());
+            let resp = match result {
+                Err(_) => {
+                    ex.outcome = "upstream_error";
+                    return Ok(proxy_rpc_error(
+                        ProxyError::Timeout(cx.timeouts.request),
+                        id,
+                    ));
+                }
+                Ok(Err(e)) => {
+                    ex.outcome = "upstream_error";
+                    return Ok(proxy_rpc_error(upstream_failed(e), id));
+                }
+                Ok(Ok(r)) => r,
+            };
+            let (mut rparts, rbody) = resp.into_parts();
+            let bytes = match Limited::new(rbody, MAX_RESPONSE_BYTES).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    ex.outcome = "upstream_error";
+                    return Ok(proxy_rpc_error(ProxyError::Upstream(e), id));
+                }
+            };
+            strip_hop_by_hop(&mut rparts.headers);
+            rparts.headers.remove(header::CONTENT_LENGTH);
+            let mut answer = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) if v.get("result").is_some_and(Value::is_object) => v,
+                // An error (or not JSON-RPC): the client sees it as the replica sent it.
+                _ => {
+                    ex.outcome = "error";
+                    return Ok(Response::from_parts(rparts, Body::from(bytes)));
+                }
+            };
+            let result = answer.get_mut("result").expect("checked above");
+            let mut seen = Vec::new();
+            rpc::observe(result, &mut seen);
+            let mut learner = Learner {
+                store: self.store.clone(),
+                prefix: format!("a2a:{}:", self.route),
+                replica: up.url.clone(),
+                ttl: self.task_ttl,
+                written: HashSet::new(),
+            };
+            learner.learn(&seen).await;
+            let next_inner = result
+                .get("nextPageToken")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let empty = result
+                .get("tasks")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
+            let next = if !next_inner.is_empty() {
+                Some((i, next_inner))
+            } else if i + 1 < self.upstreams.len() {
+                Some((i + 1, String::new()))
+            } else {
+                None
+            };
+            // An exhausted replica with nothing on this page: go straight on to the next.
+            if empty
+                && let Some((ni, ninner)) = &next
+                && *ni != i
+            {
+                i = *ni;
+                inner = ninner.clone();
+                continue;
+            }
+            let token = next
+                .map(|(ni, t)| page_token::encode(ni, &t))
+                .unwrap_or_default();
+            result["nextPageToken"] = Value::String(token);
+            ex.outcome = "ok";
+            return Ok(Response::from_parts(rparts, Body::from(answer.to_string())));
+        }
     }
 
     fn push_allowed(&self, raw: &str) -> bool {
@@ -889,6 +1024,29 @@ impl Drop for Exchange {
     }
 }
 
+/// The gateway's `ListTasks` page tokens over several replicas: `sb.{replica index}.{the
+/// replica's own token, base64url}`.
+mod page_token {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn encode(replica: usize, inner: &str) -> String {
+        format!("sb.{replica}.{}", URL_SAFE_NO_PAD.encode(inner))
+    }
+
+    /// `(replica, inner token)`; the empty token starts at the first replica.
+    pub fn decode(token: &str, replicas: usize) -> Option<(usize, String)> {
+        if token.is_empty() {
+            return Some((0, String::new()));
+        }
+        let rest = token.strip_prefix("sb.")?;
+        let (i, inner) = rest.split_once('.')?;
+        let i: usize = i.parse().ok()?;
+        let inner = String::from_utf8(URL_SAFE_NO_PAD.decode(inner).ok()?).ok()?;
+        (i < replicas).then_some((i, inner))
+    }
+}
+
 /// Whether `path` is `prefix` or below it, on whole segments.
 fn path_under(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {
@@ -971,6 +1129,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        assert_eq!(page_token::decode("", 2), Some((0, String::new())));
+        let t = page_token::encode(1, "abc/+=");
+        assert_eq!(page_token::decode(&t, 2), Some((1, "abc/+=".into())));
+        assert_eq!(page_token::decode(&t, 1), None);
+        assert_eq!(page_token::decode("replica-token", 2), None);
+        assert_eq!(page_token::decode("sb.x.y", 2), None);
+    }
 
     #[test]
     fn push_paths_match_whole_segments() {

@@ -406,6 +406,33 @@ listeners:
             "{get:#} from {replica}"
         );
     }
+    // ListTasks through B pages through both replicas: every task once, pages of at most 2.
+    let steps = run_client(
+        &py,
+        &[url_b.clone(), "--only-list".into(), "2".into()],
+        async |_: &Value| None,
+    )
+    .await;
+    let mut listed: Vec<String> = steps["list"]["task_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let mut want: Vec<String> = owned
+        .iter()
+        .map(|(t, _)| t.clone())
+        .chain([waiting.clone()])
+        .collect();
+    listed.sort();
+    want.sort();
+    assert_eq!(listed, want);
+    assert!(
+        steps["list"]["pages"].as_u64().unwrap() >= 4,
+        "{:#}",
+        steps["list"]
+    );
+
     let hits = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"hit\"}";
     let misses = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"miss\"}";
     assert_eq!(

@@ -7,7 +7,8 @@ only after it has seen the stream's first event here, which proves the gateway d
 Usage: python a2a_client.py URL --version 1.0|0.3 --hold-key KEY [--push-ok URL --push-bad URL]
        python a2a_client.py URL --version 1.0 --only-get TASK_ID
        python a2a_client.py URL --version 1.0 --only-send TEXT   (also --only-stream TEXT,
-       --only-cancel TASK_ID, --only-start TEXT which returns at once)
+       --only-cancel TASK_ID, --only-start TEXT which returns at once,
+       --only-list PAGE_SIZE which pages through every task)
 """
 
 import argparse
@@ -103,6 +104,7 @@ async def main() -> None:
     p.add_argument('--only-stream')
     p.add_argument('--only-cancel')
     p.add_argument('--only-start')
+    p.add_argument('--only-list')
     args = p.parse_args()
 
     async with httpx.AsyncClient(timeout=30) as http:
@@ -123,7 +125,7 @@ async def main() -> None:
 
     plain = ClientFactory(ClientConfig(streaming=False)).create(card)
 
-    if not (args.only_get or args.only_send or args.only_stream or args.only_cancel or args.only_start):
+    if not (args.only_get or args.only_send or args.only_stream or args.only_cancel or args.only_start or args.only_list):
         # The extended card comes over JSON-RPC (GetExtendedAgentCard on 1.0,
         # agent/getAuthenticatedExtendedCard on 0.3) and must be rewritten like the public one.
         ext = await ClientFactory(ClientConfig(streaming=False)).create(card).get_extended_agent_card(
@@ -172,6 +174,20 @@ async def main() -> None:
     if args.only_start:
         events = [summarize(ev) async for ev in polling.send_message(message(args.only_start))]
         emit('start', **events[-1])
+        return
+    if args.only_list:
+        ids, pages, token = [], 0, ''
+        while True:
+            page = await plain.list_tasks(
+                ListTasksRequest(page_size=int(args.only_list), page_token=token)
+            )
+            pages += 1
+            assert len(page.tasks) <= int(args.only_list), len(page.tasks)
+            ids.extend(t.id for t in page.tasks)
+            token = page.next_page_token
+            if not token:
+                break
+        emit('list', task_ids=ids, pages=pages)
         return
     if args.only_cancel:
         task = await plain.cancel_task(CancelTaskRequest(id=args.only_cancel))
