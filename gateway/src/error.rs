@@ -40,6 +40,9 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The session manager could not be set up (e.g. Redis unreachable).
+    #[error("sessions: {0}")]
+    Sessions(String),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -24,9 +24,7 @@ use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::policy::RoutePolicies;
 use crate::proxy::{HttpBackend, HttpClients};
 use crate::router::{Matcher, Route};
-use switchboard_sessions::{
-    MemoryStore, RedisStore, SessionStore, SessionsConfig, StoreKind, StoreLimits,
-};
+use switchboard_sessions::SessionManager;
 
 /// The configuration generation that is serving, as `/config` shows it.
 pub struct Generation {
@@ -58,6 +56,8 @@ struct Inner {
     config_path: Option<PathBuf>,
     base_dir: PathBuf,
     metrics: Metrics,
+    /// Built once at start from `sessions:`; keys are re-read on reload, the store is not.
+    sessions: SessionManager,
     clients: HttpClients,
     a2a_metrics: crate::a2a::A2aMetrics,
     deps: ListenerDeps,
@@ -73,8 +73,6 @@ struct Inner {
 struct Control {
     listeners: HashMap<String, ListenerHandle>,
     admin: Option<admin::AdminHandle>,
-    /// The sessions store and the `sessions:` block it was built from.
-    store: Option<(Option<SessionsConfig>, Arc<dyn SessionStore>)>,
 }
 
 impl Gateway {
@@ -88,10 +86,16 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
+        let session_metrics =
+            metrics.with_registry(switchboard_sessions::Metrics::new);
+        let sessions = SessionManager::from_config(&config.sessions, session_metrics)
+            .await
+            .map_err(|e| Error::Sessions(e.to_string()))?;
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
                 base_dir,
+                sessions,
                 deps: ListenerDeps {
                     metrics: metrics.clone(),
                     shutdown: CancellationToken::new(),
@@ -114,6 +118,8 @@ impl Gateway {
         };
         gw.apply(config).await?;
         gw.inner.ready.store(true, Ordering::Release);
+        let reaper = gw.inner.sessions.clone();
+        reaper.spawn_reaper(gw.inner.deps.shutdown.clone().cancelled_owned());
         Ok(gw)
     }
 
@@ -122,14 +128,24 @@ impl Gateway {
     /// already in flight finish on the generation they started with.
     pub async fn apply(&self, config: Config) -> Result<()> {
         let mut control = self.inner.control.lock().await;
-        let store = session_store(&mut control, config.sessions.as_ref()).await?;
+        let store_changed = {
+            let old = &self.inner.current.load().config.sessions;
+            old.store != config.sessions.store || old.redis != config.sessions.redis
+        };
+        if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
+            tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
+        }
+        self.inner
+            .sessions
+            .reload_keys(&config.sessions)
+            .map_err(|e| Error::Sessions(e.to_string()))?;
         let mut runtimes = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let tls = match &l.tls {
                 Some(t) => Some(crate::tls::acceptor(&l.name, t, &self.inner.base_dir)?),
                 None => None,
             };
-            runtimes.push((self.build_listener(l, &store)?, tls));
+            runtimes.push((self.build_listener(l)?, tls));
         }
 
         // Bind what is new before touching what serves, so a failed bind changes nothing.
@@ -210,11 +226,7 @@ impl Gateway {
         Ok(())
     }
 
-    fn build_listener(
-        &self,
-        l: &crate::config::ListenerConfig,
-        store: &Arc<dyn SessionStore>,
-    ) -> Result<ListenerRuntime> {
+    fn build_listener(&self, l: &crate::config::ListenerConfig) -> Result<ListenerRuntime> {
         let name: Arc<str> = l.name.as_str().into();
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
@@ -234,7 +246,7 @@ impl Gateway {
                         &r.name,
                         a,
                         self.inner.clients.get(policies.timeouts.connect),
-                        store.clone(),
+                        self.inner.sessions.store().clone(),
                         self.inner.a2a_metrics.clone(),
                     )
                     .map_err(backend_err)?,
@@ -364,6 +376,11 @@ impl Gateway {
         self.inner.ready.load(Ordering::Acquire)
     }
 
+    /// The session manager (tokens, store, event logs), shared by every config generation.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.inner.sessions
+    }
+
     /// Gateway metrics (other components register their families here).
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -384,31 +401,6 @@ impl Gateway {
     pub async fn admin_addr(&self) -> Option<SocketAddr> {
         self.inner.control.lock().await.admin.as_ref().map(|a| a.local_addr)
     }
-}
-
-/// The sessions store for `cfg`: the one already built when the `sessions:` block is
-/// unchanged (a Redis connection survives reloads), else a new one (memory when the block is
-/// absent or says `store: memory`).
-async fn session_store(
-    control: &mut Control,
-    cfg: Option<&SessionsConfig>,
-) -> Result<Arc<dyn SessionStore>> {
-    if let Some((built_from, store)) = &control.store
-        && built_from.as_ref() == cfg
-    {
-        return Ok(store.clone());
-    }
-    let store: Arc<dyn SessionStore> = match cfg {
-        Some(c) if c.store == StoreKind::Redis => Arc::new(
-            RedisStore::from_config(c)
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(format!("sessions store: {e}"))))?,
-        ),
-        Some(c) => Arc::new(MemoryStore::new(StoreLimits::from_config(c))),
-        None => Arc::new(MemoryStore::new(StoreLimits::default())),
-    };
-    control.store = Some((cfg.cloned(), store.clone()));
-    Ok(store)
 }
 
 /// Moves a built runtime out, leaving an empty one (each runtime is installed exactly once).

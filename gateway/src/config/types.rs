@@ -17,6 +17,9 @@ pub struct Config {
     /// How the proxy stops on SIGTERM or SIGINT.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// Session tokens, the session and event store, expiry.
+    #[serde(default)]
+    pub sessions: switchboard_sessions::SessionsConfig,
     /// The listeners that accept client traffic.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,

@@ -17,6 +17,8 @@ pub(super) fn validate(config: &Config) -> Issues {
         out.push(("admin.bind".into(), bind_message(&config.admin.bind)));
     }
 
+    out.extend(config.sessions.validate("sessions"));
+
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
