@@ -23,10 +23,6 @@ pub struct Config {
     /// The listeners that accept client traffic.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
-    /// Sessions and the shared store (memory by default, Redis for fleets). A2A routes keep
-    /// their task → replica pinning in this store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<switchboard_sessions::SessionsConfig>,
 }
 
 /// `admin:` — the admin listener.

@@ -55,9 +55,6 @@ pub(super) fn validate(config: &Config) -> Issues {
         }
         validate_routes(&l.routes, &p, &mut out);
     }
-    if let Some(s) = &config.sessions {
-        out.extend(s.validate("sessions"));
-    }
     out
 }
 
