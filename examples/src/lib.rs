@@ -2,5 +2,8 @@
 //! the benchmark harness.
 //!
 //! - [`upstream`]: an HTTP server with echo, streaming, SSE, slow and WebSocket endpoints.
+//! - [`mock_llm`]: a mock LLM provider speaking the OpenAI, Anthropic, Gemini and Bedrock wire
+//!   formats, with failure injection.
 
+pub mod mock_llm;
 pub mod upstream;

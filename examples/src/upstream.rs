@@ -50,7 +50,10 @@ impl UpstreamState {
 /// The upstream's router.
 pub fn router() -> Router {
     Router::new()
-        .route("/", get(|| async { "Hello from the Switchboard example upstream!\n" }))
+        .route(
+            "/",
+            get(|| async { "Hello from the Switchboard example upstream!\n" }),
+        )
         .route("/fixed", get(fixed))
         .route("/echo", any(echo))
         .route("/echo/{*rest}", any(echo))
@@ -125,7 +128,11 @@ async fn bytes(Query(q): Query<BytesQuery>) -> Response {
         left -= n;
         Some(Ok::<_, Infallible>(chunk.slice(..n)))
     }));
-    ([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

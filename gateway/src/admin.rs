@@ -123,7 +123,12 @@ pub fn redact(v: &mut Value) {
                     || lower.ends_with("_token")
                     || lower.ends_with("password");
                 // A TLS key is a file path, not a secret.
-                if secret && !(lower == "key" && child.as_str().is_some_and(|s| s.ends_with(".pem") || s.ends_with(".key"))) {
+                if secret
+                    && !(lower == "key"
+                        && child
+                            .as_str()
+                            .is_some_and(|s| s.ends_with(".pem") || s.ends_with(".key")))
+                {
                     redact_all(child);
                 } else {
                     redact(child);

@@ -38,7 +38,13 @@ impl ConfigIssue {
         impl fmt::Display for D<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let i = self.0;
-                write!(f, "{}:{}:{}: ", self.1, i.line.unwrap_or(1), i.col.unwrap_or(1))?;
+                write!(
+                    f,
+                    "{}:{}:{}: ",
+                    self.1,
+                    i.line.unwrap_or(1),
+                    i.col.unwrap_or(1)
+                )?;
                 if i.path.is_empty() {
                     write!(f, "{}", i.message)
                 } else {
@@ -106,6 +112,10 @@ pub fn load_str(
     };
 
     let (expanded, mut issues) = expand::expand(text, env);
+    if !issues.is_empty() {
+        // What follows would only report the damage an unset variable did.
+        return fail(issues);
+    }
     let index = match locate::PathIndex::build(&expanded) {
         Ok(index) => index,
         Err(syntax) => return fail(vec![syntax]),

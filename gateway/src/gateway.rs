@@ -86,8 +86,7 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
-        let session_metrics =
-            metrics.with_registry(switchboard_sessions::Metrics::new);
+        let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
             .await
             .map_err(|e| Error::Sessions(e.to_string()))?;
@@ -164,13 +163,14 @@ impl Gateway {
                 source: std::io::Error::other("not a socket address"),
             })?;
             let runtime = take_runtime(rt);
-            let handle = listener::bind(&l.bind, addr, runtime, tls.take(), self.inner.deps.clone())
-                .await
-                .map_err(|source| Error::Bind {
-                    what: format!("listener `{}`", l.name),
-                    addr: l.bind.clone(),
-                    source,
-                })?;
+            let handle =
+                listener::bind(&l.bind, addr, runtime, tls.take(), self.inner.deps.clone())
+                    .await
+                    .map_err(|source| Error::Bind {
+                        what: format!("listener `{}`", l.name),
+                        addr: l.bind.clone(),
+                        source,
+                    })?;
             tracing::info!(listener = %l.name, addr = %handle.local_addr, tls = l.tls.is_some(), "listening");
             fresh.insert(l.name.clone(), handle);
         }
@@ -342,7 +342,10 @@ impl Gateway {
             .await
             .is_err()
         {
-            tracing::warn!(?grace, "grace period over; closing the remaining connections");
+            tracing::warn!(
+                ?grace,
+                "grace period over; closing the remaining connections"
+            );
         }
     }
 
@@ -399,7 +402,13 @@ impl Gateway {
 
     /// The bound address of the admin listener.
     pub async fn admin_addr(&self) -> Option<SocketAddr> {
-        self.inner.control.lock().await.admin.as_ref().map(|a| a.local_addr)
+        self.inner
+            .control
+            .lock()
+            .await
+            .admin
+            .as_ref()
+            .map(|a| a.local_addr)
     }
 }
 
@@ -423,4 +432,3 @@ pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
         .map(|i| i.display_with_file(&errors.file).to_string())
         .collect()
 }
-

@@ -199,7 +199,9 @@ async fn serve_tcp(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, conn: Conn)
             let timeout = conn.runtime.load().limits.header_read_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => serve_io(tls_stream, conn).await,
-                Ok(Err(e)) => tracing::debug!(error = %e, remote = %conn.remote, "TLS handshake failed"),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, remote = %conn.remote, "TLS handshake failed")
+                }
                 Err(_) => tracing::debug!(remote = %conn.remote, "TLS handshake timed out"),
             }
         }
@@ -300,7 +302,7 @@ impl Conn {
             path,
             status: parts.status,
             upstream: route
-                .map(|r| Arc::from(r.backend.upstream_label()))
+                .map(|r| r.upstream.clone())
                 .unwrap_or_else(|| NONE.into()),
             started,
             stream_gauge,

@@ -10,7 +10,11 @@ use switchboard_gateway::telemetry::{self, LogFormat};
 use switchboard_gateway::{Gateway, config};
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Switchboard: an agentic AI gateway")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: an agentic AI gateway"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]

@@ -104,7 +104,11 @@ impl Metrics {
             config_reloads: Family::default(),
             registry: Arc::new(Mutex::new(Registry::default())),
         };
-        registry.register("requests", "Requests served, by route and status", m.requests.clone());
+        registry.register(
+            "requests",
+            "Requests served, by route and status",
+            m.requests.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request head to end of response body",

@@ -93,9 +93,7 @@ impl Cors {
                 .then(|| join(&c.expose_headers))
                 .flatten(),
             allow_credentials: c.allow_credentials,
-            max_age: c
-                .max_age
-                .map(|d| HeaderValue::from(d.as_secs())),
+            max_age: c.max_age.map(|d| HeaderValue::from(d.as_secs())),
         }
     }
 
@@ -119,7 +117,10 @@ impl Cors {
         let h = resp.headers_mut();
         if let Some(o) = self.allowed_origin(origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                self.allow_methods.clone(),
+            );
             let requested = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS);
             if let Some(v) = self.allow_headers.as_ref().or(requested) {
                 h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());

@@ -106,7 +106,10 @@ impl HttpBackend {
     }
 
     fn upstream_uri(&self, uri: &Uri, prefix: Option<&str>) -> Result<Uri, ProxyError> {
-        let pq = uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+        let pq = uri
+            .path_and_query()
+            .map(PathAndQuery::as_str)
+            .unwrap_or("/");
         let pq = if self.base_path.is_empty() {
             std::borrow::Cow::Borrowed(pq)
         } else {
@@ -138,11 +141,12 @@ impl HttpBackend {
 
         let (mut parts, body) = req.into_parts();
         parts.uri = self.upstream_uri(&parts.uri, cx.prefix)?;
-        let original_host = parts
-            .headers
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         strip_hop_by_hop(&mut parts.headers);
         if let Some(proto) = &upgrade {
             parts
@@ -162,9 +166,10 @@ impl HttpBackend {
         // still goes out as HTTP/1.1 unless the upstream negotiates h2 over TLS.
         parts.version = http::Version::HTTP_11;
 
-        let body = Body::new(Limited::new(body, cx.max_body_bytes as usize).map_err(
-            |e| -> Box<dyn std::error::Error + Send + Sync> { e },
-        ));
+        let body = Body::new(
+            Limited::new(body, cx.max_body_bytes as usize)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
+        );
         let upstream_req = Request::from_parts(parts, body);
         let started = Instant::now();
         let result =

@@ -24,6 +24,8 @@ pub struct Route {
     pub policies: RoutePolicies,
     /// Where matched requests go.
     pub backend: Backend,
+    /// The upstream as access logs name it (computed once, not per request).
+    pub upstream: Arc<str>,
     /// Labels for per-route metrics.
     pub labels: RouteLabels,
     /// Request duration histogram of this route.
@@ -56,6 +58,7 @@ impl Route {
             upstream_duration: metrics.upstream_duration.get_or_create_owned(&labels),
             open_streams: metrics.open_streams.get_or_create_owned(&labels),
             labels,
+            upstream: backend.upstream_label().into(),
             backend,
         }
     }
@@ -232,10 +235,22 @@ mod tests {
     #[test]
     fn host_method_headers() {
         let x = m("{host: '*.example.com', method: post, headers: {x-team: ml}}");
-        let ok = req("POST", "/", &[("host", "a.Example.com:8080"), ("x-team", "ml")]);
+        let ok = req(
+            "POST",
+            "/",
+            &[("host", "a.Example.com:8080"), ("x-team", "ml")],
+        );
         assert!(x.matches(&ok));
-        assert!(!x.matches(&req("GET", "/", &[("host", "a.example.com"), ("x-team", "ml")])));
-        assert!(!x.matches(&req("POST", "/", &[("host", "example.com"), ("x-team", "ml")])));
+        assert!(!x.matches(&req(
+            "GET",
+            "/",
+            &[("host", "a.example.com"), ("x-team", "ml")]
+        )));
+        assert!(!x.matches(&req(
+            "POST",
+            "/",
+            &[("host", "example.com"), ("x-team", "ml")]
+        )));
         assert!(!x.matches(&req("POST", "/", &[("host", "a.example.com")])));
         assert!(m("{host: '[::1]'}").matches(&req("GET", "/", &[("host", "[::1]:80")])));
     }

@@ -25,8 +25,12 @@ pub fn acceptor(listener: &str, cfg: &TlsConfig, base: &Path) -> Result<TlsAccep
     if certs.is_empty() {
         return Err(err(format!("no certificate in {}", cert_path.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| err(format!("cannot read a private key from {}: {e}", key_path.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        err(format!(
+            "cannot read a private key from {}: {e}",
+            key_path.display()
+        ))
+    })?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

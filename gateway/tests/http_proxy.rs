@@ -73,7 +73,12 @@ async fn routes_by_each_matcher() {
 
     let v = echo(&c, c.get(format!("{base}/echo/a")).header("x-variant", "b")).await;
     assert_eq!(v["headers"]["x-routed"], "header");
-    let v = echo(&c, c.get(format!("{base}/echo/a")).header("host", "api.example.test")).await;
+    let v = echo(
+        &c,
+        c.get(format!("{base}/echo/a"))
+            .header("host", "api.example.test"),
+    )
+    .await;
     assert_eq!(v["headers"]["x-routed"], "host");
     let v = echo(&c, c.delete(format!("{base}/echo/a"))).await;
     assert_eq!(v["headers"]["x-routed"], "method");
@@ -114,7 +119,12 @@ async fn path_rewrite_headers_and_forwarding() {
     assert_eq!(v["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     assert_eq!(v["headers"]["x-forwarded-proto"], "http");
     assert_eq!(v["headers"]["host"], up.to_string());
-    assert!(v["headers"]["x-forwarded-host"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        v["headers"]["x-forwarded-host"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 }
 
 #[tokio::test]
@@ -135,7 +145,11 @@ async fn no_route_is_a_json_404() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "not_found");
     assert_eq!(
-        metric(&gw, r#"switchboard_requests_total{listener="main",route="none",status="404"}"#).await,
+        metric(
+            &gw,
+            r#"switchboard_requests_total{listener="main",route="none",status="404"}"#
+        )
+        .await,
         Some(1.0)
     );
 }
@@ -205,7 +219,12 @@ listeners:
     }
     assert_eq!(total, n);
     let body = vec![b'q'; 24 * 1024 * 1024];
-    let resp = c.post(format!("{base}/stream")).body(body).send().await.unwrap();
+    let resp = c
+        .post(format!("{base}/stream"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.bytes().await.unwrap().len(), 24 * 1024 * 1024);
 }
 
@@ -229,13 +248,19 @@ async fn sse_first_event_arrives_before_the_upstream_finishes() {
         .unwrap();
     assert_eq!(&first[..], b"id: 0\nevent: tick\ndata: {\"n\":0}\n\n");
     // The upstream is still holding the stream open; only now is it released.
-    c.post(format!("http://{up}/release/first-event")).send().await.unwrap();
+    c.post(format!("http://{up}/release/first-event"))
+        .send()
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     while let Some(b) = stream.next().await {
         rest.extend_from_slice(&b.unwrap());
     }
     let rest = String::from_utf8(rest).unwrap();
-    assert!(rest.contains("id: 1\n") && rest.contains("id: 2\n"), "{rest}");
+    assert!(
+        rest.contains("id: 1\n") && rest.contains("id: 2\n"),
+        "{rest}"
+    );
 }
 
 #[tokio::test]
@@ -249,12 +274,19 @@ async fn websocket_echo_through_the_proxy() {
     assert_eq!(resp.status(), 101);
     use tokio_tungstenite::tungstenite::Message;
     for i in 0..5 {
-        ws.send(Message::Text(format!("hello {i}").into())).await.unwrap();
+        ws.send(Message::Text(format!("hello {i}").into()))
+            .await
+            .unwrap();
         let reply = ws.next().await.unwrap().unwrap();
         assert_eq!(reply, Message::Text(format!("hello {i}").into()));
     }
-    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Binary(vec![1, 2, 3].into()));
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Binary(vec![1, 2, 3].into())
+    );
     ws.close(None).await.unwrap();
 }
 
@@ -308,7 +340,11 @@ listeners:
             .send()
             .await
             .unwrap();
-        let expected = if http1 { reqwest::Version::HTTP_11 } else { reqwest::Version::HTTP_2 };
+        let expected = if http1 {
+            reqwest::Version::HTTP_11
+        } else {
+            reqwest::Version::HTTP_2
+        };
         assert_eq!(resp.version(), expected);
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["headers"]["x-forwarded-proto"], "https");
@@ -332,12 +368,19 @@ listeners:
     let base = base(&gw, "main").await;
     let c = client();
     // Declared length over the limit: refused before anything goes upstream.
-    let resp = c.post(format!("{base}/echo")).body(vec![0u8; 1001]).send().await.unwrap();
+    let resp = c
+        .post(format!("{base}/echo"))
+        .body(vec![0u8; 1001])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "payload_too_large");
     // Chunked body that grows past the limit while streaming.
-    let chunks = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 500]))));
+    let chunks = futures::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 500]))),
+    );
     let resp = c
         .post(format!("{base}/echo"))
         .body(reqwest::Body::wrap_stream(chunks))
@@ -346,7 +389,12 @@ listeners:
         .unwrap();
     assert_eq!(resp.status(), 413);
     // Under the limit is fine, and the gateway still serves.
-    let resp = c.post(format!("{base}/echo")).body(vec![0u8; 999]).send().await.unwrap();
+    let resp = c
+        .post(format!("{base}/echo"))
+        .body(vec![0u8; 999])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }
 
@@ -382,7 +430,10 @@ listeners:
 async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let up = upstream().await;
     // A port with nothing listening: bind and drop.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let yaml = format!(
         r#"
 listeners:
@@ -405,7 +456,10 @@ listeners:
     assert_eq!(resp.status(), 502);
     let body = resp.text().await.unwrap();
     assert!(body.contains("bad_gateway"), "{body}");
-    assert!(!body.contains(&dead.to_string()), "no internals in error bodies: {body}");
+    assert!(
+        !body.contains(&dead.to_string()),
+        "no internals in error bodies: {body}"
+    );
     let resp = c.get(format!("{base}/slow?ms=5000")).send().await.unwrap();
     assert_eq!(resp.status(), 504);
     let resp = c.get(format!("{base}/slow?ms=1")).send().await.unwrap();
@@ -476,7 +530,13 @@ listeners:
     let mut ok = false;
     for _ in 0..100 {
         let c = client();
-        if c.get(format!("http://{addr}/echo")).send().await.unwrap().status() == 200 {
+        if c.get(format!("http://{addr}/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
             ok = true;
             break;
         }
@@ -511,8 +571,14 @@ listeners:
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
-    assert_eq!(resp.headers()["access-control-allow-headers"], "content-type");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(
+        resp.headers()["access-control-allow-headers"],
+        "content-type"
+    );
     assert_eq!(resp.headers()["access-control-max-age"], "600");
     let resp = c
         .get(format!("{base}/echo"))
@@ -527,7 +593,10 @@ listeners:
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
 }
 
 #[tokio::test]
@@ -537,24 +606,71 @@ async fn metrics_and_admin_endpoints() {
     let base = base(&gw, "main").await;
     let c = client();
     for _ in 0..3 {
-        c.get(format!("{base}/echo/m")).send().await.unwrap().bytes().await.unwrap();
+        c.get(format!("{base}/echo/m"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
     // The request is counted when its body ends, just after the client saw it.
     let mut seen = None;
     for _ in 0..50 {
-        seen = metric(&gw, r#"switchboard_requests_total{listener="main",route="prefix",status="200"}"#).await;
+        seen = metric(
+            &gw,
+            r#"switchboard_requests_total{listener="main",route="prefix",status="200"}"#,
+        )
+        .await;
         if seen == Some(3.0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(seen, Some(3.0));
-    assert!(metric(&gw, r#"switchboard_request_duration_seconds_count{listener="main",route="prefix"}"#).await.unwrap() >= 3.0);
-    assert!(metric(&gw, r#"switchboard_upstream_duration_seconds_count{listener="main",route="prefix"}"#).await.unwrap() >= 3.0);
+    assert!(
+        metric(
+            &gw,
+            r#"switchboard_request_duration_seconds_count{listener="main",route="prefix"}"#
+        )
+        .await
+        .unwrap()
+            >= 3.0
+    );
+    assert!(
+        metric(
+            &gw,
+            r#"switchboard_upstream_duration_seconds_count{listener="main",route="prefix"}"#
+        )
+        .await
+        .unwrap()
+            >= 3.0
+    );
     let admin = gw.admin_addr().await.unwrap();
-    assert_eq!(c.get(format!("http://{admin}/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(format!("http://{admin}/readyz")).send().await.unwrap().status(), 200);
-    let cfg: Value = c.get(format!("http://{admin}/config")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        c.get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let cfg: Value = c
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cfg["version"], 1);
     assert_eq!(cfg["config"]["listeners"][0]["name"], "main");
     assert!(cfg["last_reload_error"].is_null());

@@ -74,11 +74,22 @@ async fn reload_changes_a_route_while_an_sse_stream_keeps_flowing() {
     let base = base(&gw, "main").await;
     let c = client();
 
-    let v: Value = c.get(format!("{base}/echo/a")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(format!("{base}/echo/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["headers"]["x-generation"], "one");
 
     // An SSE stream opened on generation 1, held open by the upstream.
-    let resp = c.get(format!("{base}/sse?count=3&hold=across-reload")).send().await.unwrap();
+    let resp = c
+        .get(format!("{base}/sse?count=3&hold=across-reload"))
+        .send()
+        .await
+        .unwrap();
     let mut stream = resp.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     assert!(first.starts_with(b"id: 0"));
@@ -87,13 +98,33 @@ async fn reload_changes_a_route_while_an_sse_stream_keeps_flowing() {
     wait_version(&gw, 2).await;
 
     // The new route answers...
-    let v: Value = c.get(format!("{base}/echo/a")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(format!("{base}/echo/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["headers"]["x-generation"], "two");
     // ...the added listener is bound and serves...
-    let extra = gw.listener_addr("extra").await.expect("extra listener bound");
-    assert_eq!(c.get(format!("http://{extra}/echo")).send().await.unwrap().status(), 200);
+    let extra = gw
+        .listener_addr("extra")
+        .await
+        .expect("extra listener bound");
+    assert_eq!(
+        c.get(format!("http://{extra}/echo"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // ...and the old stream keeps flowing to its end.
-    c.post(format!("http://{up}/release/across-reload")).send().await.unwrap();
+    c.post(format!("http://{up}/release/across-reload"))
+        .send()
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     while let Some(b) = stream.next().await {
         rest.extend_from_slice(&b.unwrap());
@@ -107,7 +138,12 @@ async fn reload_changes_a_route_while_an_sse_stream_keeps_flowing() {
     assert!(gw.listener_addr("extra").await.is_none());
     let mut refused = false;
     for _ in 0..100 {
-        if reqwest::Client::new().get(format!("http://{extra}/echo")).send().await.is_err() {
+        if reqwest::Client::new()
+            .get(format!("http://{extra}/echo"))
+            .send()
+            .await
+            .is_err()
+        {
             refused = true;
             break;
         }
@@ -142,11 +178,25 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     }
     assert_eq!(failures, Some(1.0));
     assert_eq!(gw.version(), 1);
-    let v: Value = c.get(format!("{base}/echo/a")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(format!("{base}/echo/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["headers"]["x-generation"], "good");
 
     let admin = gw.admin_addr().await.unwrap();
-    let cfg: Value = c.get(format!("http://{admin}/config")).send().await.unwrap().json().await.unwrap();
+    let cfg: Value = c
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let errors = cfg["last_reload_error"]["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     let e = errors[0].as_str().unwrap();
@@ -159,9 +209,23 @@ async fn invalid_reload_is_refused_and_the_old_config_keeps_serving() {
     // A fixed file is picked up again.
     write(&path, &yaml(up, "fixed", false));
     wait_version(&gw, 2).await;
-    let v: Value = c.get(format!("{base}/echo/a")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(format!("{base}/echo/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["headers"]["x-generation"], "fixed");
-    let cfg: Value = c.get(format!("http://{admin}/config")).send().await.unwrap().json().await.unwrap();
+    let cfg: Value = c
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(cfg["last_reload_error"].is_null());
 }
 
@@ -186,7 +250,11 @@ async fn reload_that_cannot_bind_changes_nothing() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let failure = gw.last_failure().expect("the bind failure is recorded");
-    assert!(failure.errors[0].contains("cannot bind"), "{:?}", failure.errors);
+    assert!(
+        failure.errors[0].contains("cannot bind"),
+        "{:?}",
+        failure.errors
+    );
     let v: Value = client()
         .get(format!("{}/echo/a", base(&gw, "main").await))
         .send()

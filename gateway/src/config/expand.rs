@@ -6,7 +6,10 @@ use super::ConfigIssue;
 
 /// Expands references in `text`; returns the expanded text and one issue per reference to an
 /// unset variable that has no default (the reference expands to the empty string).
-pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<ConfigIssue>) {
+pub(super) fn expand(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (String, Vec<ConfigIssue>) {
     let mut out = String::with_capacity(text.len());
     let mut issues = Vec::new();
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
@@ -33,7 +36,11 @@ pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (Strin
                 continue;
             }
             let Some(end) = after.find('}') else {
-                issues.push(issue(line_no, col, "unterminated `${`: add a closing `}`".into()));
+                issues.push(issue(
+                    line_no,
+                    col,
+                    "unterminated `${`: add a closing `}`".into(),
+                ));
                 out.push_str(after);
                 rest = "";
                 break;
@@ -43,9 +50,7 @@ pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (Strin
                 Some(i) => (&inner[..i], Some(&inner[i + 2..])),
                 None => (inner, None),
             };
-            if name.is_empty()
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 issues.push(issue(
                     line_no,
                     col,
@@ -116,7 +121,11 @@ mod tests {
         let (_, issues) = expand("a: 1\nb: x${MISSING}\n", &env);
         assert_eq!(issues.len(), 1);
         assert_eq!((issues[0].line, issues[0].col), (Some(2), Some(5)));
-        assert!(issues[0].message.contains("MISSING"), "{}", issues[0].message);
+        assert!(
+            issues[0].message.contains("MISSING"),
+            "{}",
+            issues[0].message
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ impl PathIndex {
             let pos = (span.start.line(), span.start.col() + 1);
             match event {
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Map { path, key: key @ None }) = stack.last_mut() {
+                    if let Some(Frame::Map {
+                        path,
+                        key: key @ None,
+                    }) = stack.last_mut()
+                    {
                         let child = join(path, &value);
                         index.positions.entry(child).or_insert(pos);
                         *key = Some(value.into_owned());

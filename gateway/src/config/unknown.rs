@@ -27,10 +27,7 @@ fn resolve<'a>(mut schema: &'a Value, defs: Option<&'a Map<String, Value>>) -> &
 }
 
 /// The object-shaped alternative of a schema (`Option<T>` becomes `anyOf: [T, null]`).
-fn object_schema<'a>(
-    schema: &'a Value,
-    defs: Option<&'a Map<String, Value>>,
-) -> Option<&'a Value> {
+fn object_schema<'a>(schema: &'a Value, defs: Option<&'a Map<String, Value>>) -> Option<&'a Value> {
     let schema = resolve(schema, defs);
     if schema.get("properties").is_some() || schema.get("additionalProperties").is_some() {
         return Some(schema);

@@ -28,7 +28,10 @@ pub(super) fn validate(config: &Config) -> Issues {
         } else if let Some(first) = names.insert(&l.name, i) {
             out.push((
                 format!("{p}.name"),
-                format!("duplicate listener name `{}` (also listeners[{first}])", l.name),
+                format!(
+                    "duplicate listener name `{}` (also listeners[{first}])",
+                    l.name
+                ),
             ));
         }
         match parse_bind(&l.bind) {
@@ -59,8 +62,7 @@ pub(super) fn validate(config: &Config) -> Issues {
 }
 
 fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Parses a `host:port` bind address; `localhost` is accepted as 127.0.0.1.
@@ -81,13 +83,19 @@ fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
         out.push((format!("{p}.max_connections"), "must be at least 1".into()));
     }
     if l.max_header_bytes < 1024 {
-        out.push((format!("{p}.max_header_bytes"), "must be at least 1024".into()));
+        out.push((
+            format!("{p}.max_header_bytes"),
+            "must be at least 1024".into(),
+        ));
     }
     if l.max_body_bytes == 0 {
         out.push((format!("{p}.max_body_bytes"), "must be at least 1".into()));
     }
     if l.header_read_timeout.is_zero() {
-        out.push((format!("{p}.header_read_timeout"), "must be more than 0s".into()));
+        out.push((
+            format!("{p}.header_read_timeout"),
+            "must be more than 0s".into(),
+        ));
     }
 }
 
@@ -161,7 +169,10 @@ fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
     for (i, u) in a.upstreams.iter().enumerate() {
         validate_upstream_url(u, &format!("{p}.upstreams[{i}]"), out);
         if a.upstreams[..i].contains(u) {
-            out.push((format!("{p}.upstreams[{i}]"), format!("`{u}` is listed twice")));
+            out.push((
+                format!("{p}.upstreams[{i}]"),
+                format!("`{u}` is listed twice"),
+            ));
         }
     }
     if let Some(u) = &a.public_url {
@@ -196,7 +207,10 @@ fn validate_upstream_url(raw: &str, p: &str, out: &mut Issues) {
         Err(e) => out.push((p.into(), format!("`{raw}` is not a URL: {e}"))),
         Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push((
             p.into(),
-            format!("scheme `{}` is not supported; use http or https", u.scheme()),
+            format!(
+                "scheme `{}` is not supported; use http or https",
+                u.scheme()
+            ),
         )),
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
             out.push((p.into(), "the URL has no host".into()))
@@ -210,7 +224,10 @@ fn validate_upstream_url(raw: &str, p: &str, out: &mut Issues) {
 
 fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
     if m.path.is_some() && m.path_prefix.is_some() {
-        out.push((format!("{p}.path"), "set `path` or `path_prefix`, not both".into()));
+        out.push((
+            format!("{p}.path"),
+            "set `path` or `path_prefix`, not both".into(),
+        ));
     }
     for (key, v) in [("path_prefix", &m.path_prefix), ("path", &m.path)] {
         if let Some(v) = v
@@ -222,7 +239,10 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
     if let Some(method) = &m.method
         && (method.is_empty() || http::Method::from_bytes(method.as_bytes()).is_err())
     {
-        out.push((format!("{p}.method"), format!("`{method}` is not an HTTP method")));
+        out.push((
+            format!("{p}.method"),
+            format!("`{method}` is not an HTTP method"),
+        ));
     }
     if let Some(host) = &m.host {
         let bare = host.strip_prefix("*.").unwrap_or(host);
@@ -232,14 +252,23 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
         {
-            out.push((format!("{p}.host"), format!("`{host}` is not a host name or `*.domain` pattern")));
+            out.push((
+                format!("{p}.host"),
+                format!("`{host}` is not a host name or `*.domain` pattern"),
+            ));
         }
     }
     for (name, value) in &m.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            out.push((format!("{p}.headers.{name}"), format!("`{name}` is not a header name")));
+            out.push((
+                format!("{p}.headers.{name}"),
+                format!("`{name}` is not a header name"),
+            ));
         } else if http::HeaderValue::from_str(value).is_err() {
-            out.push((format!("{p}.headers.{name}"), "not a valid header value".into()));
+            out.push((
+                format!("{p}.headers.{name}"),
+                "not a valid header value".into(),
+            ));
         }
     }
 }
@@ -288,21 +317,34 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
             for (kind, map) in [("add", &ops.add), ("set", &ops.set)] {
                 for (name, value) in map {
                     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                        out.push((format!("{base}.{kind}.{name}"), format!("`{name}` is not a header name")));
+                        out.push((
+                            format!("{base}.{kind}.{name}"),
+                            format!("`{name}` is not a header name"),
+                        ));
                     } else if http::HeaderValue::from_str(value).is_err() {
-                        out.push((format!("{base}.{kind}.{name}"), "not a valid header value".into()));
+                        out.push((
+                            format!("{base}.{kind}.{name}"),
+                            "not a valid header value".into(),
+                        ));
                     }
                 }
             }
             for (i, name) in ops.remove.iter().enumerate() {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    out.push((format!("{base}.remove[{i}]"), format!("`{name}` is not a header name")));
+                    out.push((
+                        format!("{base}.remove[{i}]"),
+                        format!("`{name}` is not a header name"),
+                    ));
                 }
             }
         }
     }
     if let Some(t) = &pol.timeouts {
-        for (key, d) in [("connect", t.connect), ("request", t.request), ("idle", t.idle)] {
+        for (key, d) in [
+            ("connect", t.connect),
+            ("request", t.request),
+            ("idle", t.idle),
+        ] {
             if d.is_some_and(|d| d.is_zero()) {
                 out.push((format!("{p}.timeouts.{key}"), "must be more than 0s".into()));
             }
@@ -310,12 +352,17 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
     }
     if let Some(c) = &pol.cors {
         if c.allow_origins.is_empty() {
-            out.push((format!("{p}.cors.allow_origins"), "list at least one origin (or `*`)".into()));
+            out.push((
+                format!("{p}.cors.allow_origins"),
+                "list at least one origin (or `*`)".into(),
+            ));
         }
         for (i, o) in c.allow_origins.iter().enumerate() {
             let ok = o == "*"
                 || url::Url::parse(o).is_ok_and(|u| {
-                    u.host_str().is_some() && (u.path() == "/" || u.path().is_empty()) && !o.ends_with('/')
+                    u.host_str().is_some()
+                        && (u.path() == "/" || u.path().is_empty())
+                        && !o.ends_with('/')
                 });
             if !ok {
                 out.push((

@@ -1,0 +1,32 @@
+# One entry point for humans and CI. `make quickstart` runs the gateway with local example
+# upstreams; `make test` installs the test peers and runs every test.
+.PHONY: quickstart test setup fmt lint check build bench bench-smoke
+
+NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+
+quickstart:
+	examples/quickstart.sh
+
+setup:
+	.ci/setup
+
+test: setup
+	cargo nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+build:
+	cargo build --workspace
+
+bench: setup
+	examples/bench/run.py
+
+bench-smoke: setup
+	examples/bench/run.py --smoke

@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Switchboard benchmark harness: what the gateway adds, measured against calling the
+upstream directly, in the same run, on the same machine, with nginx (and optionally LiteLLM)
+as peers.
+
+    make bench                      # full run (release build), prints Markdown tables
+    examples/bench/run.py --smoke   # a few seconds per scenario (CI keeps the harness working)
+
+Load comes from wrk (Debian) and examples/src/bin/loadgen.rs (fixed-rate, SSE and MCP modes).
+The upstreams are the example servers: `upstream` (plain HTTP, 1 KiB body), `mock-llm`
+(OpenAI/Anthropic wire formats) and `mcp-fixture` (MCP over streamable HTTP). Rounds alternate
+direct / gateway / peer so that drift on a noisy machine hits all of them alike; tables report
+medians of the rounds and ratios computed within each round.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = {}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Procs:
+    """Child processes, all killed on exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, port=None, **kw):
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen(cmd, **kw)
+        self.procs.append(p)
+        if port:
+            wait_port(port, p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def close(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read()
+
+
+def unit_us(value, unit):
+    v = float(value)
+    return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[unit]
+
+
+def wrk(url, connections, seconds, script=None):
+    threads = min(connections, 2)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        res[f"p{pct}_us"] = unit_us(m.group(1), m.group(2)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return res
+
+
+def loadgen(bins, *args):
+    out = subprocess.run([str(bins / "loadgen"), *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def post_script(tmp, name, body, headers):
+    """A wrk Lua script that POSTs `body` with `headers`."""
+    body_path = tmp / f"{name}.json"
+    body_path.write_text(body)
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    for k, v in headers.items():
+        lines.append(f'wrk.headers["{k}"] = "{v}"')
+    script = tmp / f"{name}.lua"
+    script.write_text("\n".join(lines) + "\n")
+    return str(script), body_path
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_us(v):
+    return "—" if v is None else (f"{v:.0f} µs" if v < 10_000 else f"{v / 1000:.1f} ms")
+
+
+def table(title, header, rows):
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    print("\n".join(lines) + "\n", flush=True)
+
+
+def chat_body(stream=False, tokens=16):
+    # About 1 KiB of JSON, as scenario 1 asks.
+    filler = "Summarize the following notes for the on-call engineer. " * 14
+    body = {
+        "model": "bench",
+        "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": filler}],
+        "max_tokens": tokens,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body)
+
+
+def gateway_config(path, port, admin, routes, sessions=None):
+    cfg = {
+        "admin": {"bind": f"127.0.0.1:{admin}"},
+        "listeners": [{"name": "bench", "bind": f"127.0.0.1:{port}", "routes": routes}],
+    }
+    if sessions:
+        cfg["sessions"] = sessions
+    # JSON is YAML.
+    path.write_text(json.dumps(cfg, indent=1))
+
+
+def start_gateway(procs, bins, tmp, routes, name="gw", env=None):
+    port, admin = free_port(), free_port()
+    cfg = tmp / f"{name}.yaml"
+    gateway_config(cfg, port, admin, routes)
+    e = dict(os.environ, RUST_LOG="warn")
+    e.update(env or {})
+    p = procs.start([str(bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
+    wait_port(admin, p)
+    return p, port, admin, cfg
+
+
+def start_nginx(procs, tmp, upstream_port):
+    if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
+        log("nginx not installed: peer skipped")
+        return None, None
+    port = free_port()
+    d = tmp / "nginx"
+    (d / "logs").mkdir(parents=True, exist_ok=True)
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    p = procs.start([nginx, "-p", str(d), "-c", str(conf), "-g", "daemon off;"], port=port)
+    return p, port
+
+
+def scenario_http(args, procs, bins, tmp):
+    """Plain reverse proxy of a 1 KiB body: the gateway's floor, against nginx."""
+    up = free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    gw, gport, _, _ = start_gateway(procs, bins, tmp, [{"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}}], "http")
+    _, nport = start_nginx(procs, tmp, up)
+    targets = {"direct": up, "switchboard": gport}
+    if nport:
+        targets["nginx"] = nport
+    rounds = {k: {"c1": [], "c32": []} for k in targets}
+    for _ in range(args.rounds):
+        for name, port in targets.items():
+            url = f"http://127.0.0.1:{port}/fixed"
+            rounds[name]["c1"].append(wrk(url, 1, args.seconds))
+            rounds[name]["c32"].append(wrk(url, 32, args.seconds))
+    d = rounds["direct"]
+    rows = []
+    for name in targets:
+        r = rounds[name]
+        p50 = median(x["p50_us"] for x in r["c1"])
+        p99 = median(x["p99_us"] for x in r["c1"])
+        rps = median(x["rps"] for x in r["c32"])
+        ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"]))
+        add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r["c1"], d["c1"]))
+        add99 = median(a["p99_us"] - b["p99_us"] for a, b in zip(r["c1"], d["c1"]))
+        rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else f"+{fmt_us(add50)} / +{fmt_us(add99)}",
+                     f"{rps:,.0f}", f"{ratio:.2f}"])
+    table("HTTP reverse proxy, 1 KiB body (wrk)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99", "req/s @32 conns", "of direct"], rows)
+    RESULTS["http"] = rounds
+    rss = rss_kb(gw.pid)
+    RESULTS["http_rss_after_load_kb"] = rss
+    return gw
+
+
+def scenario_config_swap(args, procs, bins, tmp):
+    """5,000 routes swapped in under load, with no failed request."""
+    up = free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    routes = [{"name": "live", "match": {"path_prefix": "/fixed"}, "http": {"url": f"http://127.0.0.1:{up}"}}]
+    gw, gport, admin, cfg = start_gateway(procs, bins, tmp, routes, "swap")
+    n = args.routes
+    many = routes + [
+        {"name": f"r{i}", "match": {"path_prefix": f"/svc/{i}"}, "http": {"url": f"http://127.0.0.1:{up}/fixed"}}
+        for i in range(n)
+    ]
+    big = tmp / "many.yaml"
+    gateway_config(big, gport, admin, many)
+    t0 = time.perf_counter()
+    subprocess.run([str(bins / "switchboard"), "validate", str(big)], check=True, capture_output=True)
+    validate_s = time.perf_counter() - t0
+    load = subprocess.Popen(["wrk", "-t2", "-c16", f"-d{max(3, args.seconds * 2)}s", "--latency", f"http://127.0.0.1:{gport}/fixed"],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    t0 = time.perf_counter()
+    os.replace(big, cfg)
+    version = 1
+    while version < 2 and time.perf_counter() - t0 < 30:
+        version = json.loads(http_get(f"http://127.0.0.1:{admin}/config"))["version"]
+        if version < 2:
+            time.sleep(0.002)
+    swap_s = time.perf_counter() - t0
+    out = load.communicate()[0]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in errs.groups()) if errs else 0)
+    served = re.search(r"(\d+) requests in", out).group(1)
+    # The new routes answer.
+    ok = urllib.request.urlopen(f"http://127.0.0.1:{gport}/svc/{n - 1}", timeout=5).status == 200
+    table(f"Config swap: {n} routes under load", ["validate (CLI, whole process)", "file write → serving (watch + parse + validate + build + swap)", "requests during swap", "failed", "new routes serve"],
+          [[f"{validate_s * 1000:.0f} ms", f"{swap_s * 1000:.0f} ms", served, failed, "yes" if ok else "no"]])
+    RESULTS["config_swap"] = {"routes": n, "validate_s": validate_s, "swap_s": swap_s, "failed": failed}
+    procs.stop(gw)
+
+
+def scenario_memory(args, procs, bins, tmp):
+    """Gateway RSS at idle."""
+    up = free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    gw, gport, _, _ = start_gateway(procs, bins, tmp, [{"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}}], "mem")
+    time.sleep(0.5)
+    idle = rss_kb(gw.pid)
+    load = subprocess.Popen(["wrk", "-t2", "-c32", f"-d{args.seconds * 2}s", f"http://127.0.0.1:{gport}/fixed"], stdout=subprocess.DEVNULL)
+    samples = []
+    while load.poll() is None:
+        samples.append(rss_kb(gw.pid))
+        time.sleep(0.25)
+    after = rss_kb(gw.pid)
+    table("Memory (RSS)", ["idle", "under 32-connection load (max)", "after load"],
+          [[f"{idle / 1024:.1f} MB", f"{max(samples or [0]) / 1024:.1f} MB", f"{after / 1024:.1f} MB"]])
+    RESULTS["memory"] = {"idle_kb": idle, "load_max_kb": max(samples or [0]), "after_kb": after}
+    procs.stop(gw)
+
+
+SCENARIOS = {
+    "http": scenario_http,
+    "memory": scenario_memory,
+    "config": scenario_config_swap,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="seconds-long pass with debug binaries (CI)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--routes", type=int, default=5000)
+    ap.add_argument("--sessions", type=int, default=10000)
+    ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
+    ap.add_argument("--json", help="write raw results here")
+    args = ap.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds, args.routes, args.sessions = 1, 1, 200, 100
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed (make setup installs it)")
+    profile = "dev" if args.smoke else "release"
+    subprocess.run(["cargo", "build", "--quiet", "--profile", profile, "-p", "switchboard-gateway", "-p", "switchboard-examples", "--bins"],
+                   cwd=ROOT, check=True)
+    bins = ROOT / "target" / ("debug" if args.smoke else "release")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"## Run of {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, {cpu}, profile {profile}, "
+          f"{args.rounds} rounds × {args.seconds}s\n", flush=True)
+    procs = Procs()
+    tmp = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    try:
+        for name, fn in SCENARIOS.items():
+            if args.only and name not in args.only:
+                continue
+            log(f"== scenario {name}")
+            fn(args, procs, bins, tmp)
+    finally:
+        procs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=1))
+
+
+if __name__ == "__main__":
+    main()

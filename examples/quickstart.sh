@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds Switchboard and the example upstreams, starts the upstreams, then runs the gateway
+# with examples/quickstart.yaml in the foreground. Offline, no API keys. Ctrl-C stops all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet -p switchboard-gateway -p switchboard-examples --bins
+bin=target/debug
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+"$bin/upstream" --bind "${UPSTREAM_HTTP:-127.0.0.1:3000}" & pids+=($!)
+
+echo "switchboard: http://127.0.0.1:8080  (admin http://127.0.0.1:15000)"
+"$bin/switchboard" run --config examples/quickstart.yaml

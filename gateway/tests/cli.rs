@@ -1,0 +1,235 @@
+//! The `switchboard` command line: `validate` prints every error located as
+//! `FILE:LINE:COL: key.path: message`, `schema` prints a JSON Schema, and `run` shuts down
+//! gracefully on SIGTERM.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+
+fn validate(file: &str) -> (i32, String, String) {
+    let path = format!("{}/tests/configs/{file}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(switchboard_bin())
+        .args(["validate", &path])
+        .env_remove("SB_TEST_PORT_UNSET")
+        .env_remove("SB_TEST_UPSTREAM_PORT")
+        .output()
+        .unwrap();
+    let prefix = format!("{path}:");
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&prefix, "FILE:");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        stderr,
+    )
+}
+
+#[test]
+fn valid_config_exits_zero() {
+    let (code, stdout, _) = validate("ok.yaml");
+    assert_eq!(code, 0);
+    assert!(stdout.ends_with("ok.yaml: ok\n"), "{stdout}");
+}
+
+#[test]
+fn every_unknown_key_with_did_you_mean() {
+    let (code, _, stderr) = validate("unknown_keys.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:2:3: admin.bnd: unknown key `bnd`; did you mean `bind`?\n\
+         FILE:8:9: listeners[0].routes[0].mathc: unknown key `mathc`; did you mean `match`?\n\
+         FILE:9:46: listeners[0].routes[0].http.timeout: unknown key `timeout`; expected one of: preserve_host, url\n"
+    );
+}
+
+#[test]
+fn semantic_rules_duplicates_unreachable_missing_backend_bad_url() {
+    let (code, _, stderr) = validate("semantic.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:9:9: listeners[0].routes[1].match: this route can never match: routes[0] (`all`) comes first and matches every request it would\n\
+         FILE:11:9: listeners[0].routes[2]: route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`\n\
+         FILE:12:17: listeners[0].routes[2].match.path: `relative` must start with `/`\n\
+         FILE:13:5: listeners[1].name: duplicate listener name `public` (also listeners[0])\n\
+         FILE:14:5: listeners[1].bind: address 127.0.0.1:8080 is already used by listeners[0]\n\
+         FILE:17:16: listeners[1].routes[0].http.url: scheme `ftp` is not supported; use http or https\n"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let (code, _, stderr) = validate("bad_duration.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:7:22: listeners[0].routes[0].policies.timeouts.connect: invalid value: string \"5 parsecs\", expected a duration\n"
+    );
+}
+
+#[test]
+fn bad_bind_address() {
+    let (code, _, stderr) = validate("bad_bind.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:1:9: admin.bind: `nowhere` is not a socket address; write host:port, e.g. 127.0.0.1:8080 or [::]:443\n"
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let (code, _, stderr) = validate("bad_yaml.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(stderr, "FILE:3:11: invalid YAML: unclosed bracket '['\n");
+}
+
+#[test]
+fn unset_environment_variable() {
+    let (code, _, stderr) = validate("env.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:3:21: environment variable SB_TEST_PORT_UNSET is not set and has no default (write ${SB_TEST_PORT_UNSET:-default})\n"
+    );
+}
+
+#[test]
+fn missing_file() {
+    let out = Command::new(switchboard_bin())
+        .args(["validate", "/nonexistent/switchboard.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("/nonexistent/switchboard.yaml:1:1: cannot read the file:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn schema_is_a_json_schema_of_the_config() {
+    let out = Command::new(switchboard_bin())
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        schema["$schema"]
+            .as_str()
+            .unwrap()
+            .contains("json-schema.org")
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    for key in ["admin", "listeners", "shutdown"] {
+        assert!(schema["properties"].get(key).is_some(), "{key} in schema");
+    }
+    let route = &schema["$defs"]["RouteConfig"];
+    assert!(route["properties"]["match"].is_object());
+    assert!(route["properties"]["http"].is_object());
+    assert!(
+        schema["$defs"]["ListenerLimits"]["properties"]["max_body_bytes"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("413")
+    );
+}
+
+#[test]
+fn every_example_config_validates() {
+    let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = Command::new(switchboard_bin())
+                .arg("validate")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "examples/*.yaml exist");
+}
+
+/// SIGTERM with a request in flight: the request completes, an open SSE stream is ended
+/// cleanly (its chunked body terminates, no reset), new connections are refused, exit 0.
+#[tokio::test]
+async fn graceful_shutdown_with_a_request_in_flight() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sb.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "admin: {{bind: '127.0.0.1:0'}}\nshutdown: {{grace_period: 10s}}\nlisteners:\n  - name: main\n    bind: 127.0.0.1:0\n    routes: [{{name: all, http: {{url: 'http://{up}'}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let mut proc = spawn_switchboard(&path).await;
+    let addr = proc.listeners["main"];
+    let c = client();
+
+    let sse = c
+        .get(format!("http://{addr}/sse?count=3&hold=shutdown-sse"))
+        .send()
+        .await
+        .unwrap();
+    let mut sse = sse.bytes_stream();
+    assert!(sse.next().await.unwrap().unwrap().starts_with(b"id: 0"));
+
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.get(format!("http://{addr}/slow?ms=1500"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    });
+    // Nothing observable marks "the upstream has the request"; 300ms of its 1.5s is ample,
+    // and if it were not yet sent the test would fail (refused), not pass wrongly.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proc.signal("TERM");
+    proc.wait_log("shutting down: no new connections, draining")
+        .await;
+
+    // The open stream ends cleanly (Ok(None), not an error).
+    let end = tokio::time::timeout(Duration::from_secs(5), sse.next())
+        .await
+        .unwrap();
+    assert!(end.is_none(), "stream ended cleanly, got {end:?}");
+    // The in-flight request completes with its full body.
+    assert_eq!(in_flight.await.unwrap(), "slow\n");
+    // New connections are refused.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("http://{addr}/echo"))
+            .send()
+            .await
+            .is_err()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), proc.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}

@@ -1,0 +1,47 @@
+//! Wire types of the APIs Switchboard speaks and calls. Every top-level object keeps fields it
+//! does not model in a flattened `extra` map, so a pass-through request loses nothing.
+
+pub mod anthropic;
+pub mod bedrock;
+pub mod gemini;
+pub mod openai;
+
+/// Token usage normalised across APIs. `input` counts all prompt tokens, cached ones included
+/// (OpenAI's `prompt_tokens` semantics); `cache_read` and `cache_write` are the parts of it
+/// served from or written to a prompt cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// All prompt tokens, cache reads and writes included.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+    /// Prompt tokens read from the cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to the cache.
+    pub cache_write: u64,
+}
+
+impl Usage {
+    /// Prompt tokens that were neither read from nor written to a cache.
+    pub fn uncached_input(&self) -> u64 {
+        self.input
+            .saturating_sub(self.cache_read + self.cache_write)
+    }
+
+    /// Input plus output.
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+}
+
+/// A JSON object of fields a type does not model.
+pub type Extra = serde_json::Map<String, serde_json::Value>;
+
+/// The API format a caller speaks; errors and streams are produced in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiFormat {
+    /// OpenAI (`/chat/completions`, `/embeddings`, `/models`, `/responses`).
+    OpenAi,
+    /// Anthropic (`/messages`).
+    Anthropic,
+}

@@ -1,0 +1,526 @@
+//! Request and token rate limits over fixed windows, kept locally or in Redis so a fleet shares
+//! one budget.
+//!
+//! The gateway checks the request limit ([`Limiter::check_request`]) for any route; the LLM
+//! backend charges an estimate of a request's tokens before calling a provider
+//! ([`Limiter::charge_tokens`]) and replaces it with the real usage when the response or stream
+//! ends ([`TokenCharge::reconcile`]). Windows are aligned to wall-clock multiples of `per`, so
+//! every replica agrees on the current window.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// `policies.rate_limit`: `{requests: 100, tokens: 200000, per: 1m, by: subject}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    /// Requests allowed per window (no request limit when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    /// LLM tokens (input + output) allowed per window (no token limit when absent; only
+    /// enforced on `llm` routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Window length, e.g. `1m`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub per: Duration,
+    /// Whose budget a request counts against (default `route`).
+    #[serde(default)]
+    pub by: LimitBy,
+}
+
+/// What a rate limit is keyed by.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitBy {
+    /// One budget for the whole route.
+    #[default]
+    Route,
+    /// One budget per authenticated subject (unauthenticated callers share one).
+    Subject,
+    /// One budget per API key name (callers without a key share one).
+    ApiKey,
+}
+
+impl RateLimitPolicy {
+    /// Semantic checks as `(key_path, message)` pairs.
+    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        if self.requests.is_none() && self.tokens.is_none() {
+            issues.push((path.to_string(), "set requests, tokens or both".into()));
+        }
+        if self.requests == Some(0) {
+            issues.push((format!("{path}.requests"), "must be at least 1".into()));
+        }
+        if self.tokens == Some(0) {
+            issues.push((format!("{path}.tokens"), "must be at least 1".into()));
+        }
+        if self.per < Duration::from_secs(1) {
+            issues.push((format!("{path}.per"), "must be at least 1s".into()));
+        }
+        issues
+    }
+}
+
+/// The outcome of a limit check, with the headers to send either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Which limit this decision is about: `requests` or `tokens`.
+    pub kind: &'static str,
+    /// The limit.
+    pub limit: u64,
+    /// What is left in the window.
+    pub remaining: u64,
+    /// Time until the window resets.
+    pub reset: Duration,
+}
+
+impl Decision {
+    /// The wait to announce when denied.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (!self.allowed).then_some(self.reset)
+    }
+
+    /// OpenAI-style `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, plus
+    /// `retry-after` (seconds, rounded up) and `retry-after-ms` when denied.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let mut put = |name: String, value: String| {
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                h.insert(n, v);
+            }
+        };
+        put(
+            format!("x-ratelimit-limit-{}", self.kind),
+            self.limit.to_string(),
+        );
+        put(
+            format!("x-ratelimit-remaining-{}", self.kind),
+            self.remaining.to_string(),
+        );
+        put(
+            format!("x-ratelimit-reset-{}", self.kind),
+            format!("{}ms", self.reset.as_millis()),
+        );
+        if let Some(wait) = self.retry_after() {
+            put(
+                "retry-after".into(),
+                wait.as_secs_f64().ceil().max(1.0).to_string(),
+            );
+            put("retry-after-ms".into(), wait.as_millis().to_string());
+        }
+        h
+    }
+}
+
+/// A token charge to reconcile with the real usage.
+#[derive(Debug, Clone)]
+pub struct TokenCharge {
+    limiter: Limiter,
+    key: Arc<str>,
+    window: u64,
+    charged: u64,
+}
+
+impl TokenCharge {
+    /// Replaces the up-front estimate with `actual` tokens (in the same window; a charge whose
+    /// window has passed is left alone).
+    pub async fn reconcile(self, actual: u64) {
+        let delta = actual as i64 - self.charged as i64;
+        if delta == 0 {
+            return;
+        }
+        self.limiter.adjust(&self.key, self.window, delta).await;
+    }
+
+    /// Tokens charged up front.
+    pub fn charged(&self) -> u64 {
+        self.charged
+    }
+}
+
+type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Window {
+    index: u64,
+    requests: u64,
+    tokens: u64,
+}
+
+enum Store {
+    Local(DashMap<Arc<str>, Window>),
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        prefix: String,
+    },
+}
+
+struct Shared {
+    policy: RateLimitPolicy,
+    store: Store,
+    clock: Clock,
+    swept: AtomicU64,
+}
+
+/// Local key count above which ended windows are swept.
+const SWEEP_AT: usize = 1024;
+
+/// A rate limiter for one policy (cheap to clone). Keep it across config reloads while the
+/// policy is unchanged so local windows survive.
+#[derive(Clone)]
+pub struct Limiter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// Checks and charges atomically: KEYS[1] counter; ARGV amount, limit, ttl_ms, strict.
+// strict=1: deny when used + amount > limit (requests). strict=0: deny only when the budget is
+// already spent (tokens: an estimate may overshoot by at most one request).
+const CHARGE_LUA: &str = r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local amount = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+if (ARGV[4] == '1' and used + amount > limit) or (ARGV[4] == '0' and used >= limit) then
+  return {0, used}
+end
+used = redis.call('INCRBY', KEYS[1], amount)
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return {1, used}
+";
+
+impl Limiter {
+    /// A limiter with in-process windows.
+    pub fn local(policy: RateLimitPolicy) -> Self {
+        Self::with_clock(policy, Arc::new(system_ms))
+    }
+
+    /// A local limiter with an injected millisecond clock (tests).
+    pub fn with_clock(policy: RateLimitPolicy, clock: Clock) -> Self {
+        Limiter {
+            shared: Arc::new(Shared {
+                policy,
+                store: Store::Local(DashMap::new()),
+                clock,
+                swept: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A limiter whose windows live in Redis, shared by every replica using the same `prefix`.
+    pub async fn redis(policy: RateLimitPolicy, url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| Error::Store(e.to_string()))?;
+        let conn = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        Ok(Limiter {
+            shared: Arc::new(Shared {
+                policy,
+                store: Store::Redis {
+                    conn,
+                    prefix: prefix.to_string(),
+                },
+                clock: Arc::new(system_ms),
+                swept: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RateLimitPolicy {
+        &self.shared.policy
+    }
+
+    /// The budget key for a request on `route` by `subject` with `api_key`.
+    pub fn key(&self, route: &str, subject: Option<&str>, api_key: Option<&str>) -> Arc<str> {
+        match self.shared.policy.by {
+            LimitBy::Route => format!("{route}:route").into(),
+            LimitBy::Subject => format!("{route}:sub:{}", subject.unwrap_or("-")).into(),
+            LimitBy::ApiKey => format!("{route}:key:{}", api_key.unwrap_or("-")).into(),
+        }
+    }
+
+    fn window(&self) -> (u64, Duration) {
+        let per = self.shared.policy.per.as_millis().max(1) as u64;
+        let now = (self.shared.clock)();
+        (now / per, Duration::from_millis(per - now % per))
+    }
+
+    /// Counts one request against the request limit (always allowed without one).
+    pub async fn check_request(&self, key: &str) -> Decision {
+        let Some(limit) = self.shared.policy.requests else {
+            return Decision {
+                allowed: true,
+                kind: "requests",
+                limit: u64::MAX,
+                remaining: u64::MAX,
+                reset: Duration::ZERO,
+            };
+        };
+        let (window, reset) = self.window();
+        let (allowed, used) = self.charge(key, window, "r", 1, limit, true).await;
+        Decision {
+            allowed,
+            kind: "requests",
+            limit,
+            remaining: limit.saturating_sub(used),
+            reset,
+        }
+    }
+
+    /// Charges `estimate` tokens up front. Allowed while the window's budget is not spent;
+    /// returns the charge to reconcile when allowed (None without a token limit).
+    pub async fn charge_tokens(&self, key: &str, estimate: u64) -> (Decision, Option<TokenCharge>) {
+        let Some(limit) = self.shared.policy.tokens else {
+            let d = Decision {
+                allowed: true,
+                kind: "tokens",
+                limit: u64::MAX,
+                remaining: u64::MAX,
+                reset: Duration::ZERO,
+            };
+            return (d, None);
+        };
+        let (window, reset) = self.window();
+        let (allowed, used) = self.charge(key, window, "t", estimate, limit, false).await;
+        let d = Decision {
+            allowed,
+            kind: "tokens",
+            limit,
+            remaining: limit.saturating_sub(used),
+            reset,
+        };
+        let charge = allowed.then(|| TokenCharge {
+            limiter: self.clone(),
+            key: key.into(),
+            window,
+            charged: estimate,
+        });
+        (d, charge)
+    }
+
+    async fn charge(
+        &self,
+        key: &str,
+        window: u64,
+        suffix: &str,
+        amount: u64,
+        limit: u64,
+        strict: bool,
+    ) -> (bool, u64) {
+        match &self.shared.store {
+            Store::Local(map) => {
+                // Keys of callers seen once (subjects, API keys) would otherwise pile up: once
+                // per window, drop windows that have ended.
+                if map.len() >= SWEEP_AT
+                    && self.shared.swept.swap(window, Ordering::Relaxed) != window
+                {
+                    map.retain(|_, w| w.index + 1 >= window);
+                }
+                let mut w = map.entry(key.into()).or_default();
+                if w.index != window {
+                    *w = Window {
+                        index: window,
+                        ..Default::default()
+                    };
+                }
+                let used = if suffix == "r" {
+                    &mut w.requests
+                } else {
+                    &mut w.tokens
+                };
+                let deny = if strict {
+                    *used + amount > limit
+                } else {
+                    *used >= limit
+                };
+                if deny {
+                    return (false, *used);
+                }
+                *used += amount;
+                (true, *used)
+            }
+            Store::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let ttl = self.shared.policy.per.as_millis() as u64 * 2;
+                let res: redis::RedisResult<Vec<i64>> = redis::cmd("EVAL")
+                    .arg(CHARGE_LUA)
+                    .arg(1)
+                    .arg(format!("{prefix}:{key}:{window}:{suffix}"))
+                    .arg(amount)
+                    .arg(limit)
+                    .arg(ttl)
+                    .arg(if strict { "1" } else { "0" })
+                    .query_async(&mut conn)
+                    .await;
+                match res {
+                    Ok(v) if v.len() == 2 => (v[0] == 1, v[1].max(0) as u64),
+                    other => {
+                        // Fail open: a broken limit store must not take the route down.
+                        tracing::warn!(error = ?other.err(), "rate limit store unavailable; allowing request");
+                        (true, 0)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn adjust(&self, key: &str, window: u64, delta: i64) {
+        match &self.shared.store {
+            Store::Local(map) => {
+                if let Some(mut w) = map.get_mut(key)
+                    && w.index == window
+                {
+                    w.tokens = w.tokens.saturating_add_signed(delta);
+                }
+            }
+            Store::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let k = format!("{prefix}:{key}:{window}:t");
+                // Only adjust a window that still exists (XX-like semantics via EXISTS).
+                let script = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end return 0";
+                let res: redis::RedisResult<i64> = redis::cmd("EVAL")
+                    .arg(script)
+                    .arg(1)
+                    .arg(k)
+                    .arg(delta)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "rate limit reconcile failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    fn policy(requests: Option<u64>, tokens: Option<u64>) -> RateLimitPolicy {
+        RateLimitPolicy {
+            requests,
+            tokens,
+            per: Duration::from_secs(60),
+            by: LimitBy::Subject,
+        }
+    }
+
+    fn clocked(p: RateLimitPolicy) -> (Limiter, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(120_000));
+        let n = now.clone();
+        (
+            Limiter::with_clock(p, Arc::new(move || n.load(Ordering::SeqCst))),
+            now,
+        )
+    }
+
+    #[tokio::test]
+    async fn requests_per_window() {
+        let (l, now) = clocked(policy(Some(2), None));
+        let k = l.key("r", Some("alice"), None);
+        assert!(l.check_request(&k).await.allowed);
+        assert!(l.check_request(&k).await.allowed);
+        now.fetch_add(15_000, Ordering::SeqCst);
+        let d = l.check_request(&k).await;
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after(), Some(Duration::from_secs(45)));
+        let h = d.headers();
+        assert_eq!(h["retry-after"], "45");
+        assert_eq!(h["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(h["x-ratelimit-limit-requests"], "2");
+        // Another subject has its own budget.
+        assert!(
+            l.check_request(&l.key("r", Some("bob"), None))
+                .await
+                .allowed
+        );
+        // Next window.
+        now.fetch_add(45_000, Ordering::SeqCst);
+        assert!(l.check_request(&k).await.allowed);
+    }
+
+    #[tokio::test]
+    async fn tokens_charge_estimate_then_reconcile() {
+        let (l, _now) = clocked(policy(None, Some(1000)));
+        let k = l.key("r", None, None);
+        let (d, charge) = l.charge_tokens(&k, 800).await;
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 200);
+        // The real request used 100 tokens: 900 left.
+        charge.unwrap().reconcile(100).await;
+        let (d, c2) = l.charge_tokens(&k, 500).await;
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 400);
+        // Budget now at 600 of 1000 in flight; one more may overshoot, then it is spent.
+        let (d, c3) = l.charge_tokens(&k, 500).await;
+        assert!(d.allowed);
+        let (d, _) = l.charge_tokens(&k, 1).await;
+        assert!(!d.allowed);
+        assert_eq!(d.headers()["x-ratelimit-remaining-tokens"], "0");
+        c2.unwrap().reconcile(50).await;
+        c3.unwrap().reconcile(50).await;
+        assert!(l.charge_tokens(&k, 1).await.0.allowed);
+    }
+
+    #[tokio::test]
+    async fn ended_windows_of_one_off_keys_are_swept() {
+        let (l, now) = clocked(policy(Some(5), None));
+        for i in 0..SWEEP_AT {
+            assert!(l.check_request(&format!("k{i}")).await.allowed);
+        }
+        now.fetch_add(120_000, Ordering::SeqCst);
+        assert!(l.check_request("fresh").await.allowed);
+        let Store::Local(map) = &l.shared.store else {
+            unreachable!()
+        };
+        assert_eq!(map.len(), 1);
+    }
+
+    #[test]
+    fn validation_rules() {
+        let mut p = policy(None, None);
+        assert_eq!(p.validate("p")[0].0, "p");
+        p.requests = Some(0);
+        assert!(p.validate("p").iter().any(|i| i.0 == "p.requests"));
+        p.requests = Some(1);
+        p.per = Duration::from_millis(10);
+        assert_eq!(p.validate("p")[0].0, "p.per");
+        let parsed: RateLimitPolicy = serde_json::from_value(
+            serde_json::json!({"requests": 100, "tokens": 200000, "per": "1m", "by": "api_key"}),
+        )
+        .unwrap();
+        assert_eq!(parsed.by, LimitBy::ApiKey);
+        assert!(
+            serde_json::from_value::<RateLimitPolicy>(serde_json::json!({"per": "1m", "burst": 1}))
+                .is_err()
+        );
+    }
+}

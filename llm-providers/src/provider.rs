@@ -1,0 +1,132 @@
+//! Upstream providers behind one trait: each knows its URLs, authentication and native wire
+//! format; the backend decides what to translate. Credentials come only from the config or the
+//! environment, never from the client.
+
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
+pub mod openai;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{ProviderConfig, ProviderKind};
+use crate::translate::stream::UpstreamFormat;
+use crate::{Error, Result};
+
+/// What the request asks the provider to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Chat in the provider's native API (OpenAI chat completions, Anthropic messages, Gemini
+    /// generateContent, Bedrock Converse).
+    Chat,
+    /// OpenAI embeddings.
+    Embeddings,
+    /// OpenAI Responses API (pass-through).
+    Responses,
+}
+
+/// An upstream provider.
+pub trait Provider: Send + Sync + Debug {
+    /// The API the provider speaks natively.
+    fn native(&self) -> UpstreamFormat;
+
+    /// Builds the HTTP request carrying `body` (already in the native format).
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        op: Operation,
+        body: Bytes,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder>;
+
+    /// Whether `op` is supported.
+    fn supports(&self, op: Operation) -> bool {
+        op == Operation::Chat
+    }
+}
+
+/// A configured provider with its identity.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Name for `x-switchboard-provider` and metrics.
+    pub name: Arc<str>,
+    /// Provider kind (`openai`, ...).
+    pub kind: ProviderKind,
+    /// The provider's model id.
+    pub model: Arc<str>,
+    /// The transport.
+    pub provider: Arc<dyn Provider>,
+}
+
+/// Builds the provider for a config entry (reads `api_key_env` and AWS variables now).
+pub fn build(cfg: &ProviderConfig) -> Result<Member> {
+    let headers = extra_headers(cfg)?;
+    let provider: Arc<dyn Provider> = match cfg.provider {
+        ProviderKind::Openai => Arc::new(openai::OpenAi::new(cfg, headers)),
+        ProviderKind::AzureOpenai => Arc::new(azure::AzureOpenAi::new(cfg, headers)?),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(cfg, headers)),
+        ProviderKind::Gemini => Arc::new(gemini::Gemini::new(cfg, headers)),
+        ProviderKind::Bedrock => Arc::new(bedrock::Bedrock::new(cfg, headers)),
+    };
+    Ok(Member {
+        name: cfg.display_name().into(),
+        kind: cfg.provider,
+        model: cfg.model.as_str().into(),
+        provider,
+    })
+}
+
+fn extra_headers(cfg: &ProviderConfig) -> Result<HeaderMap> {
+    let mut h = HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| Error::Config(format!("invalid header name {k}")))?;
+        let value = HeaderValue::from_str(v)
+            .map_err(|_| Error::Config(format!("invalid value for header {k}")))?;
+        h.insert(name, value);
+    }
+    Ok(h)
+}
+
+/// The base URL without a trailing slash.
+pub(crate) fn base(cfg: &ProviderConfig, default: &str) -> String {
+    cfg.base_url
+        .as_deref()
+        .unwrap_or(default)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// A sensitive header value (never logged by reqwest/hyper debug output).
+pub(crate) fn secret_header(v: &str) -> Result<HeaderValue> {
+    let mut h = HeaderValue::from_str(v)
+        .map_err(|_| Error::Config("credential is not a valid header value".into()))?;
+    h.set_sensitive(true);
+    Ok(h)
+}
+
+/// Common request shape: POST JSON with the extra headers.
+pub(crate) fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    stream: bool,
+) -> reqwest::RequestBuilder {
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    client
+        .post(url)
+        .headers(headers.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, accept)
+        .body(body)
+}

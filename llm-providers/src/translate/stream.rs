@@ -1,0 +1,908 @@
+//! Stateful stream translation: provider stream bytes in, caller SSE bytes out, event by event.
+//!
+//! A [`StreamTranslator`] decodes the provider's framing (SSE, or AWS event-stream for
+//! Bedrock), turns each event into OpenAI chunks or Anthropic events, translates between the
+//! two when the caller speaks the other format, and writes caller-format SSE. Only the state a
+//! translation needs (block ↔ tool-call indexes, stop reason, usage) is kept, never the stream.
+//! It also observes usage for accounting and strips the usage chunk the gateway requested when
+//! the caller did not ask for it.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use serde_json::{Value, json};
+
+use super::{
+    anthropic_stop_to_openai, bedrock_stop_to_openai, gemini_finish_to_openai,
+    openai_finish_to_anthropic,
+};
+use crate::eventstream;
+use crate::format::anthropic as a;
+use crate::format::gemini as g;
+use crate::format::openai as o;
+use crate::format::{ApiFormat, Extra, Usage};
+use crate::sse;
+use crate::translate::errors::stream_error;
+
+/// The stream format a provider answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFormat {
+    /// OpenAI chat completion chunks over SSE.
+    OpenAi,
+    /// Anthropic message events over SSE.
+    Anthropic,
+    /// Gemini `streamGenerateContent?alt=sse`.
+    Gemini,
+    /// Bedrock ConverseStream (AWS event-stream framing).
+    Bedrock,
+}
+
+/// An OpenAI-side stream item.
+#[derive(Debug)]
+enum OItem {
+    Chunk(Box<o::ChatChunk>),
+    Done,
+    Error(String, String),
+}
+
+/// Translates one provider stream into the caller's format.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    client: ApiFormat,
+    upstream: UpstreamFormat,
+    include_usage: bool,
+    sse: sse::Parser,
+    es: eventstream::Decoder,
+    events: Vec<sse::Event>,
+    frames: Vec<eventstream::Message>,
+    a2o: AnthropicToOpenAi,
+    o2a: OpenAiToAnthropic,
+    gem: GeminiToOpenAi,
+    bed: BedrockToOpenAi,
+    anthropic_usage: a::Usage,
+    usage: Option<Usage>,
+    complete: bool,
+    errored: bool,
+    content_seen: bool,
+}
+
+impl StreamTranslator {
+    /// A translator from `upstream` to `client`. `include_usage`: the OpenAI caller asked for
+    /// the usage chunk. `model` names the model where the provider stream does not;
+    /// `created` is the Unix time put in synthesized OpenAI chunks.
+    pub fn new(
+        client: ApiFormat,
+        upstream: UpstreamFormat,
+        include_usage: bool,
+        model: &str,
+        created: u64,
+    ) -> Self {
+        StreamTranslator {
+            client,
+            upstream,
+            include_usage,
+            sse: sse::Parser::new(),
+            es: eventstream::Decoder::new(),
+            events: Vec::new(),
+            frames: Vec::new(),
+            a2o: AnthropicToOpenAi {
+                created,
+                ..Default::default()
+            },
+            o2a: OpenAiToAnthropic::default(),
+            gem: GeminiToOpenAi::new(model, created),
+            bed: BedrockToOpenAi::new(model, created),
+            anthropic_usage: a::Usage::default(),
+            usage: None,
+            complete: false,
+            errored: false,
+            content_seen: false,
+        }
+    }
+
+    /// Usage observed so far (final once the stream completed).
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// True once generated content (text or tool call) has been written for the caller.
+    pub fn content_seen(&self) -> bool {
+        self.content_seen
+    }
+
+    /// True once the provider ended the stream properly.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// True once an error was written into the stream.
+    pub fn is_errored(&self) -> bool {
+        self.errored
+    }
+
+    /// Feeds provider bytes; writes caller bytes to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut BytesMut) {
+        if self.complete || self.errored {
+            return;
+        }
+        if self.upstream == UpstreamFormat::Bedrock {
+            let mut frames = std::mem::take(&mut self.frames);
+            if let Err(e) = self.es.feed(input, &mut frames) {
+                tracing::warn!(error = %e, "bedrock stream framing error");
+                self.fail(out, "api_error", "malformed upstream stream");
+            }
+            for f in frames.drain(..) {
+                self.on_bedrock(f, out);
+            }
+            self.frames = frames;
+        } else {
+            let mut events = std::mem::take(&mut self.events);
+            self.sse.feed(input, &mut events);
+            for ev in events.drain(..) {
+                self.on_sse(ev, out);
+            }
+            self.events = events;
+        }
+    }
+
+    /// The provider stream ended (cleanly or not): writes the closing events, or an error
+    /// event when the provider stopped before finishing.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        if self.upstream != UpstreamFormat::Bedrock && !self.complete && !self.errored {
+            let mut events = std::mem::take(&mut self.events);
+            self.sse.finish(&mut events);
+            for ev in events.drain(..) {
+                self.on_sse(ev, out);
+            }
+        }
+        if self.complete || self.errored {
+            return;
+        }
+        // Providers that have no end marker of their own finish here.
+        let items = match self.upstream {
+            UpstreamFormat::Gemini if self.gem.finish.is_some() => self.gem.end(),
+            UpstreamFormat::Bedrock if self.bed.stopped => vec![OItem::Done],
+            UpstreamFormat::OpenAi if self.o2a.finish.is_some() => vec![OItem::Done],
+            _ => Vec::new(),
+        };
+        for item in items {
+            self.on_oitem(item, None, out);
+        }
+        if !self.complete && !self.errored {
+            self.fail(out, "api_error", "upstream stream ended unexpectedly");
+        }
+    }
+
+    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
+        if !self.errored {
+            out.extend_from_slice(&stream_error(self.client, kind, message));
+            self.errored = true;
+        }
+    }
+
+    fn on_sse(&mut self, ev: sse::Event, out: &mut BytesMut) {
+        if self.complete || self.errored {
+            return;
+        }
+        match self.upstream {
+            UpstreamFormat::OpenAi => {
+                if ev.data.trim() == "[DONE]" {
+                    self.on_oitem(OItem::Done, None, out);
+                    return;
+                }
+                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                    return;
+                };
+                if let Some(err) = v.get("error") {
+                    let (kind, message) = error_parts(err);
+                    self.on_oitem(OItem::Error(kind, message), None, out);
+                    return;
+                }
+                match serde_json::from_value::<o::ChatChunk>(v) {
+                    Ok(c) => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
+                    Err(e) => tracing::debug!(error = %e, "skipping unparsable chunk"),
+                }
+            }
+            UpstreamFormat::Anthropic => {
+                let Ok(event) = serde_json::from_str::<a::StreamEvent>(&ev.data) else {
+                    // Unknown event types are skipped, as Anthropic asks clients to do.
+                    return;
+                };
+                self.observe_anthropic(&event);
+                match self.client {
+                    ApiFormat::Anthropic => {
+                        if matches!(event, a::StreamEvent::ContentBlockDelta { .. }) {
+                            self.content_seen = true;
+                        }
+                        match &event {
+                            a::StreamEvent::MessageStop => self.complete = true,
+                            a::StreamEvent::Error { .. } => self.errored = true,
+                            _ => {}
+                        }
+                        sse::write_event(out, event.name(), ev.data.as_bytes());
+                    }
+                    ApiFormat::OpenAi => {
+                        for item in self.a2o.push(event) {
+                            self.on_oitem(item, None, out);
+                        }
+                    }
+                }
+            }
+            UpstreamFormat::Gemini => {
+                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                    return;
+                };
+                if let Some(err) = v.get("error") {
+                    let (kind, message) = error_parts(err);
+                    self.on_oitem(OItem::Error(kind, message), None, out);
+                    return;
+                }
+                let Ok(resp) = serde_json::from_value::<g::GenerateContentResponse>(v) else {
+                    return;
+                };
+                for item in self.gem.push(&resp) {
+                    self.on_oitem(item, None, out);
+                }
+            }
+            UpstreamFormat::Bedrock => {}
+        }
+    }
+
+    fn on_bedrock(&mut self, f: eventstream::Message, out: &mut BytesMut) {
+        if self.complete || self.errored {
+            return;
+        }
+        let payload: Value = serde_json::from_slice(&f.payload).unwrap_or(Value::Null);
+        if f.header(":message-type") == Some("exception")
+            || f.header(":message-type") == Some("error")
+        {
+            let kind = match f.header(":exception-type").or(f.header(":error-code")) {
+                Some("throttlingException") => "rate_limit_error",
+                Some("validationException") => "invalid_request_error",
+                Some("serviceUnavailableException") => "overloaded_error",
+                _ => "api_error",
+            };
+            let message = payload
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream stream error")
+                .to_string();
+            self.on_oitem(OItem::Error(kind.into(), message), None, out);
+            return;
+        }
+        let kind = f.header(":event-type").unwrap_or("");
+        for item in self.bed.push(kind, &payload) {
+            self.on_oitem(item, None, out);
+        }
+    }
+
+    fn observe_anthropic(&mut self, event: &a::StreamEvent) {
+        match event {
+            a::StreamEvent::MessageStart { message } => {
+                self.anthropic_usage = message.usage.clone();
+            }
+            a::StreamEvent::MessageDelta { usage, .. } => {
+                let u = &mut self.anthropic_usage;
+                u.output_tokens = usage.output_tokens;
+                if let Some(v) = usage.input_tokens {
+                    u.input_tokens = v;
+                }
+                if let Some(v) = usage.cache_read_input_tokens {
+                    u.cache_read_input_tokens = Some(v);
+                }
+                if let Some(v) = usage.cache_creation_input_tokens {
+                    u.cache_creation_input_tokens = Some(v);
+                }
+            }
+            _ => return,
+        }
+        self.usage = Some(self.anthropic_usage.normalize());
+    }
+
+    fn on_oitem(&mut self, item: OItem, raw: Option<&str>, out: &mut BytesMut) {
+        if let OItem::Chunk(c) = &item {
+            // Anthropic streams were observed in their own terms (with cache writes, which the
+            // OpenAI usage shape cannot carry).
+            if let (Some(u), false) = (&c.usage, self.upstream == UpstreamFormat::Anthropic) {
+                self.usage = Some(u.normalize());
+            }
+            if c.choices.iter().any(|ch| {
+                ch.delta.content.as_deref().is_some_and(|s| !s.is_empty())
+                    || ch.delta.tool_calls.is_some()
+            }) {
+                self.content_seen = true;
+            }
+        }
+        match self.client {
+            ApiFormat::OpenAi => match item {
+                OItem::Chunk(mut c) => {
+                    if self.include_usage || c.usage.is_none() {
+                        match raw {
+                            Some(raw) => sse::write_data(out, raw.as_bytes()),
+                            None => write_json(out, None, &c),
+                        }
+                    } else if !c.choices.is_empty() {
+                        // The caller did not ask for usage: the gateway did, so hide it.
+                        c.usage = None;
+                        write_json(out, None, &c);
+                    }
+                }
+                OItem::Done => {
+                    out.extend_from_slice(&sse::DONE);
+                    self.complete = true;
+                }
+                OItem::Error(kind, message) => self.fail(out, &kind, &message),
+            },
+            ApiFormat::Anthropic => {
+                let (events, error) = self.o2a.push(item);
+                for e in &events {
+                    if matches!(e, a::StreamEvent::MessageStop) {
+                        self.complete = true;
+                    }
+                    write_json(out, Some(e.name()), e);
+                }
+                if let Some((kind, message)) = error {
+                    self.fail(out, &kind, &message);
+                }
+            }
+        }
+    }
+}
+
+fn write_json<T: serde::Serialize>(out: &mut BytesMut, event: Option<&str>, v: &T) {
+    let data = serde_json::to_vec(v).unwrap_or_default();
+    match event {
+        Some(name) => sse::write_event(out, name, &data),
+        None => sse::write_data(out, &data),
+    }
+}
+
+fn error_parts(err: &Value) -> (String, String) {
+    let kind = err
+        .get("type")
+        .and_then(Value::as_str)
+        .or(err.get("status").and_then(Value::as_str))
+        .unwrap_or("api_error");
+    let kind = match kind {
+        "RESOURCE_EXHAUSTED" | "rate_limit_exceeded" | "rate_limit_error" => "rate_limit_error",
+        "overloaded_error" | "UNAVAILABLE" => "overloaded_error",
+        "invalid_request_error" | "INVALID_ARGUMENT" => "invalid_request_error",
+        _ => "api_error",
+    };
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("upstream stream error");
+    (kind.to_string(), message.to_string())
+}
+
+fn openai_chunk(
+    id: &str,
+    model: &str,
+    created: u64,
+    delta: o::Delta,
+    finish: Option<String>,
+) -> OItem {
+    OItem::Chunk(Box::new(o::ChatChunk {
+        id: id.to_string(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.to_string(),
+        choices: vec![o::ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: finish,
+            extra: Extra::new(),
+        }],
+        usage: None,
+        extra: Extra::new(),
+    }))
+}
+
+fn usage_chunk(id: &str, model: &str, created: u64, usage: Usage) -> OItem {
+    OItem::Chunk(Box::new(o::ChatChunk {
+        id: id.to_string(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.to_string(),
+        choices: Vec::new(),
+        usage: Some(o::Usage::from_norm(usage)),
+        extra: Extra::new(),
+    }))
+}
+
+fn text_delta(text: String) -> o::Delta {
+    o::Delta {
+        content: Some(text),
+        ..Default::default()
+    }
+}
+
+fn tool_delta(index: u32, id: Option<String>, name: Option<String>, args: String) -> o::Delta {
+    o::Delta {
+        tool_calls: Some(vec![o::ToolCallDelta {
+            index,
+            kind: id.as_ref().map(|_| "function".to_string()),
+            id,
+            function: Some(o::FunctionCallDelta {
+                name,
+                arguments: Some(args),
+            }),
+        }]),
+        ..Default::default()
+    }
+}
+
+/// Anthropic events → OpenAI chunks.
+#[derive(Debug, Default)]
+struct AnthropicToOpenAi {
+    id: String,
+    model: String,
+    created: u64,
+    tools: HashMap<u32, u32>,
+    next_tool: u32,
+    usage: a::Usage,
+}
+
+impl AnthropicToOpenAi {
+    fn push(&mut self, event: a::StreamEvent) -> Vec<OItem> {
+        let (id, model, created) = (self.id.as_str(), self.model.as_str(), self.created);
+        match event {
+            a::StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.usage = message.usage;
+                let delta = o::Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..Default::default()
+                };
+                vec![openai_chunk(&self.id, &self.model, created, delta, None)]
+            }
+            a::StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => match content_block.kind.as_str() {
+                "tool_use" => {
+                    let tool = self.next_tool;
+                    self.next_tool += 1;
+                    self.tools.insert(index, tool);
+                    let delta =
+                        tool_delta(tool, content_block.id, content_block.name, String::new());
+                    vec![openai_chunk(id, model, created, delta, None)]
+                }
+                "text" => match content_block.text.filter(|t| !t.is_empty()) {
+                    Some(t) => vec![openai_chunk(id, model, created, text_delta(t), None)],
+                    None => Vec::new(),
+                },
+                _ => Vec::new(),
+            },
+            a::StreamEvent::ContentBlockDelta { index, delta } => match delta.kind.as_str() {
+                "text_delta" => vec![openai_chunk(
+                    id,
+                    model,
+                    created,
+                    text_delta(delta.text.unwrap_or_default()),
+                    None,
+                )],
+                "input_json_delta" => match self.tools.get(&index) {
+                    Some(&tool) => {
+                        let d =
+                            tool_delta(tool, None, None, delta.partial_json.unwrap_or_default());
+                        vec![openai_chunk(id, model, created, d, None)]
+                    }
+                    None => Vec::new(),
+                },
+                _ => Vec::new(),
+            },
+            a::StreamEvent::MessageDelta { delta, usage } => {
+                self.usage.output_tokens = usage.output_tokens;
+                if let Some(v) = usage.input_tokens {
+                    self.usage.input_tokens = v;
+                }
+                if let Some(v) = usage.cache_read_input_tokens {
+                    self.usage.cache_read_input_tokens = Some(v);
+                }
+                if let Some(v) = usage.cache_creation_input_tokens {
+                    self.usage.cache_creation_input_tokens = Some(v);
+                }
+                let finish =
+                    anthropic_stop_to_openai(delta.stop_reason.as_deref().unwrap_or("end_turn"));
+                vec![openai_chunk(
+                    id,
+                    model,
+                    created,
+                    o::Delta::default(),
+                    Some(finish.into()),
+                )]
+            }
+            a::StreamEvent::MessageStop => {
+                vec![
+                    usage_chunk(id, model, created, self.usage.normalize()),
+                    OItem::Done,
+                ]
+            }
+            a::StreamEvent::Error { error } => vec![OItem::Error(error.kind, error.message)],
+            a::StreamEvent::ContentBlockStop { .. } | a::StreamEvent::Ping => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OpenBlock {
+    Text(u32),
+    Tool(u32),
+}
+
+/// OpenAI chunks → Anthropic events.
+#[derive(Debug, Default)]
+struct OpenAiToAnthropic {
+    started: bool,
+    open: Option<OpenBlock>,
+    next_block: u32,
+    tools: HashMap<u32, u32>,
+    finish: Option<String>,
+    refused: bool,
+    usage: Option<Usage>,
+}
+
+impl OpenAiToAnthropic {
+    fn start(&mut self, id: &str, model: &str, events: &mut Vec<a::StreamEvent>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        events.push(a::StreamEvent::MessageStart {
+            message: a::MessagesResponse {
+                id: id.to_string(),
+                kind: "message".into(),
+                role: "assistant".into(),
+                model: model.to_string(),
+                content: Vec::new(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: a::Usage {
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    ..Default::default()
+                },
+                extra: Extra::new(),
+            },
+        });
+    }
+
+    fn close(&mut self, events: &mut Vec<a::StreamEvent>) {
+        if let Some(b) = self.open.take() {
+            let index = match b {
+                OpenBlock::Text(i) | OpenBlock::Tool(i) => i,
+            };
+            events.push(a::StreamEvent::ContentBlockStop { index });
+        }
+    }
+
+    fn text(&mut self, text: String, events: &mut Vec<a::StreamEvent>) {
+        let index = match self.open {
+            Some(OpenBlock::Text(i)) => i,
+            _ => {
+                self.close(events);
+                let i = self.next_block;
+                self.next_block += 1;
+                self.open = Some(OpenBlock::Text(i));
+                events.push(a::StreamEvent::ContentBlockStart {
+                    index: i,
+                    content_block: a::Block::text(""),
+                });
+                i
+            }
+        };
+        events.push(a::StreamEvent::ContentBlockDelta {
+            index,
+            delta: a::BlockDelta {
+                kind: "text_delta".into(),
+                text: Some(text),
+                ..Default::default()
+            },
+        });
+    }
+
+    /// Returns the events plus an error to write in the caller's format.
+    fn push(&mut self, item: OItem) -> (Vec<a::StreamEvent>, Option<(String, String)>) {
+        let mut events = Vec::new();
+        match item {
+            OItem::Chunk(c) => {
+                self.start(&c.id, &c.model, &mut events);
+                if let Some(u) = &c.usage {
+                    self.usage = Some(u.normalize());
+                }
+                for choice in c.choices.into_iter().filter(|c| c.index == 0) {
+                    let d = choice.delta;
+                    if let Some(r) = d.refusal.filter(|s| !s.is_empty()) {
+                        self.refused = true;
+                        self.text(r, &mut events);
+                    }
+                    if let Some(t) = d.content.filter(|s| !s.is_empty()) {
+                        self.text(t, &mut events);
+                    }
+                    for tc in d.tool_calls.into_iter().flatten() {
+                        let f = tc.function.unwrap_or_default();
+                        let index = match self.tools.get(&tc.index) {
+                            Some(&i) if tc.id.is_none() => i,
+                            _ => {
+                                self.close(&mut events);
+                                let i = self.next_block;
+                                self.next_block += 1;
+                                self.tools.insert(tc.index, i);
+                                self.open = Some(OpenBlock::Tool(i));
+                                events.push(a::StreamEvent::ContentBlockStart {
+                                    index: i,
+                                    content_block: a::Block {
+                                        kind: "tool_use".into(),
+                                        id: Some(
+                                            tc.id.unwrap_or_else(|| format!("toolu_{}", tc.index)),
+                                        ),
+                                        name: Some(f.name.clone().unwrap_or_default()),
+                                        input: Some(json!({})),
+                                        ..Default::default()
+                                    },
+                                });
+                                i
+                            }
+                        };
+                        if let Some(args) = f.arguments.filter(|s| !s.is_empty()) {
+                            events.push(a::StreamEvent::ContentBlockDelta {
+                                index,
+                                delta: a::BlockDelta {
+                                    kind: "input_json_delta".into(),
+                                    partial_json: Some(args),
+                                    ..Default::default()
+                                },
+                            });
+                        }
+                    }
+                    if let Some(f) = choice.finish_reason {
+                        self.finish = Some(f);
+                    }
+                }
+                (events, None)
+            }
+            OItem::Done => {
+                self.start("msg_gateway", "", &mut events);
+                self.close(&mut events);
+                let stop = if self.refused {
+                    "refusal"
+                } else {
+                    openai_finish_to_anthropic(self.finish.as_deref().unwrap_or("stop"))
+                };
+                let u = self.usage.unwrap_or_default();
+                events.push(a::StreamEvent::MessageDelta {
+                    delta: a::MessageDeltaBody {
+                        stop_reason: Some(stop.into()),
+                        stop_sequence: None,
+                    },
+                    usage: a::DeltaUsage {
+                        output_tokens: u.output,
+                        input_tokens: Some(u.uncached_input()),
+                        cache_creation_input_tokens: Some(u.cache_write),
+                        cache_read_input_tokens: Some(u.cache_read),
+                    },
+                });
+                events.push(a::StreamEvent::MessageStop);
+                (events, None)
+            }
+            OItem::Error(kind, message) => (events, Some((kind, message))),
+        }
+    }
+}
+
+/// Gemini stream responses → OpenAI chunks.
+#[derive(Debug, Default)]
+struct GeminiToOpenAi {
+    id: String,
+    model: String,
+    created: u64,
+    started: bool,
+    next_tool: usize,
+    finish: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl GeminiToOpenAi {
+    fn new(model: &str, created: u64) -> Self {
+        GeminiToOpenAi {
+            model: model.to_string(),
+            created,
+            id: format!("gemini-{created}"),
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, r: &g::GenerateContentResponse) -> Vec<OItem> {
+        let mut items = Vec::new();
+        if !self.started {
+            self.started = true;
+            if let Some(id) = &r.response_id {
+                self.id = id.clone();
+            }
+            if let Some(m) = &r.model_version {
+                self.model = m.clone();
+            }
+            let delta = o::Delta {
+                role: Some("assistant".into()),
+                content: Some(String::new()),
+                ..Default::default()
+            };
+            items.push(openai_chunk(
+                &self.id,
+                &self.model,
+                self.created,
+                delta,
+                None,
+            ));
+        }
+        if let Some(u) = &r.usage_metadata {
+            self.usage = Some(u.normalize());
+        }
+        let Some(cand) = r.candidates.first() else {
+            return items;
+        };
+        let parts = cand
+            .content
+            .as_ref()
+            .map(|c| c.parts.as_slice())
+            .unwrap_or(&[]);
+        let (text, calls) = super::gemini::split_parts(parts, self.next_tool);
+        if !text.is_empty() {
+            items.push(openai_chunk(
+                &self.id,
+                &self.model,
+                self.created,
+                text_delta(text),
+                None,
+            ));
+        }
+        for call in calls {
+            let index = self.next_tool as u32;
+            self.next_tool += 1;
+            let d = tool_delta(
+                index,
+                Some(call.id),
+                Some(call.function.name),
+                call.function.arguments,
+            );
+            items.push(openai_chunk(&self.id, &self.model, self.created, d, None));
+        }
+        if let Some(f) = &cand.finish_reason {
+            let f = gemini_finish_to_openai(f, self.next_tool > 0).to_string();
+            self.finish = Some(f.clone());
+            items.push(openai_chunk(
+                &self.id,
+                &self.model,
+                self.created,
+                o::Delta::default(),
+                Some(f),
+            ));
+        }
+        items
+    }
+
+    fn end(&mut self) -> Vec<OItem> {
+        vec![
+            usage_chunk(
+                &self.id,
+                &self.model,
+                self.created,
+                self.usage.unwrap_or_default(),
+            ),
+            OItem::Done,
+        ]
+    }
+}
+
+/// Bedrock ConverseStream events → OpenAI chunks.
+#[derive(Debug, Default)]
+struct BedrockToOpenAi {
+    id: String,
+    model: String,
+    created: u64,
+    tools: HashMap<u64, u32>,
+    next_tool: u32,
+    stopped: bool,
+}
+
+impl BedrockToOpenAi {
+    fn new(model: &str, created: u64) -> Self {
+        BedrockToOpenAi {
+            model: model.to_string(),
+            created,
+            id: format!("bedrock-{created}"),
+            ..Default::default()
+        }
+    }
+
+    fn push(&mut self, kind: &str, p: &Value) -> Vec<OItem> {
+        let (id, model, created) = (self.id.as_str(), self.model.as_str(), self.created);
+        let block = p
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        match kind {
+            "messageStart" => {
+                let delta = o::Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                    ..Default::default()
+                };
+                vec![openai_chunk(id, model, created, delta, None)]
+            }
+            "contentBlockStart" => match p.get("start").and_then(|s| s.get("toolUse")) {
+                Some(tu) => {
+                    let tool = self.next_tool;
+                    self.next_tool += 1;
+                    self.tools.insert(block, tool);
+                    let d = tool_delta(
+                        tool,
+                        tu.get("toolUseId")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                        tu.get("name").and_then(Value::as_str).map(String::from),
+                        String::new(),
+                    );
+                    vec![openai_chunk(id, model, created, d, None)]
+                }
+                None => Vec::new(),
+            },
+            "contentBlockDelta" => {
+                let delta = p.get("delta").unwrap_or(&Value::Null);
+                if let Some(t) = delta.get("text").and_then(Value::as_str) {
+                    return vec![openai_chunk(
+                        id,
+                        model,
+                        created,
+                        text_delta(t.to_string()),
+                        None,
+                    )];
+                }
+                if let Some(input) = delta
+                    .get("toolUse")
+                    .and_then(|t| t.get("input"))
+                    .and_then(Value::as_str)
+                    && let Some(&tool) = self.tools.get(&block)
+                {
+                    let d = tool_delta(tool, None, None, input.to_string());
+                    return vec![openai_chunk(id, model, created, d, None)];
+                }
+                Vec::new()
+            }
+            "messageStop" => {
+                self.stopped = true;
+                let f = bedrock_stop_to_openai(
+                    p.get("stopReason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("end_turn"),
+                );
+                vec![openai_chunk(
+                    id,
+                    model,
+                    created,
+                    o::Delta::default(),
+                    Some(f.into()),
+                )]
+            }
+            "metadata" => {
+                let usage = p
+                    .get("usage")
+                    .and_then(|u| {
+                        serde_json::from_value::<crate::format::bedrock::BedrockUsage>(u.clone())
+                            .ok()
+                    })
+                    .map(|u| u.normalize())
+                    .unwrap_or_default();
+                vec![usage_chunk(id, model, created, usage), OItem::Done]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
