@@ -457,17 +457,23 @@ impl A2aBackend {
             ));
         }
 
-        if call.method == "ListTasks" && self.upstreams.len() > 1 {
+        let plan = if call.method == "ListTasks" && self.upstreams.len() > 1 {
             let pinned = match &call.context_id {
                 Some(ctx) => self.pinned('c', ctx).await,
                 None => None,
             };
-            if pinned.is_none() {
-                return self.list_across(&parts, rest, msg, &id, cx, &mut ex).await;
+            match pinned {
+                // One conversation's tasks live on its replica.
+                Some(i) => Plan {
+                    order: vec![i],
+                    probe: false,
+                    failover: false,
+                },
+                None => return self.list_across(&parts, rest, msg, &id, cx, &mut ex).await,
             }
-        }
-
-        let plan = self.plan(&call).await;
+        } else {
+            self.plan(&call).await
+        };
         let query = parts.uri.query();
         let mut last: Option<Response<Body>> = None;
         for (n, &i) in plan.order.iter().enumerate() {

@@ -100,3 +100,12 @@ fn sessions_block_is_validated() {
         "{e}"
     );
 }
+
+#[test]
+fn example_config_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/a2a/gateway.yaml");
+    let cfg = config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let a2a = cfg.listeners[0].routes[0].a2a.as_ref().unwrap();
+    assert_eq!(a2a.upstreams.len(), 2);
+}
