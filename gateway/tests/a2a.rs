@@ -441,3 +441,80 @@ listeners:
     );
     assert_eq!(common::metric(&gw_b, misses).await, None);
 }
+
+/// Without a shared store (each gateway has its own memory store) a task created through
+/// gateway A is still found through gateway B: B has no pinning, so it asks the replicas in
+/// turn until one does not answer "task not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpinned_tasks_are_found_by_asking_each_replica() {
+    let test = "a2a::unpinned_tasks_are_found_by_asking_each_replica";
+    let Some(py) = python(test) else { return };
+    let a = Agent::start(&py, "a", &[]).await;
+    let b = Agent::start(&py, "b", &[]).await;
+    let yaml = format!(
+        r#"
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    routes:
+      - name: fleet
+        match: {{path_prefix: /fleet}}
+        a2a: {{upstreams: [{}, {}]}}
+"#,
+        a.url(),
+        b.url()
+    );
+    let gw_a = gateway(&yaml).await;
+    let gw_b = gateway(&yaml).await;
+    let url_a = format!("{}/fleet", common::base(&gw_a, "public").await);
+    let url_b = format!("{}/fleet", common::base(&gw_b, "public").await);
+    let mut owned = Vec::new();
+    for i in 0..2 {
+        let steps = run_client(
+            &py,
+            &[url_a.clone(), "--only-send".into(), format!("hello {i}")],
+            async |_: &Value| None,
+        )
+        .await;
+        let send = &steps["send"];
+        let replica = send["texts"][0]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        owned.push((send["task_id"].as_str().unwrap().to_owned(), replica));
+    }
+    assert_ne!(
+        owned[0].1, owned[1].1,
+        "round robin spreads new tasks: {owned:?}"
+    );
+    for (task, replica) in &owned {
+        let steps = run_client(
+            &py,
+            &[url_b.clone(), "--only-get".into(), task.clone()],
+            async |_: &Value| None,
+        )
+        .await;
+        assert_eq!(steps["get"]["state"], "TASK_STATE_COMPLETED");
+        assert!(
+            steps["get"]["texts"][0]
+                .as_str()
+                .unwrap()
+                .starts_with(replica.as_str())
+        );
+    }
+    let misses = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"miss\"}";
+    assert_eq!(common::metric(&gw_b, misses).await, Some(2.0));
+    // B learned the pinning from the answers: a second read hits.
+    let steps = run_client(
+        &py,
+        &[url_b.clone(), "--only-get".into(), owned[0].0.clone()],
+        async |_: &Value| None,
+    )
+    .await;
+    assert_eq!(steps["get"]["state"], "TASK_STATE_COMPLETED");
+    let hits = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"hit\"}";
+    assert_eq!(common::metric(&gw_b, hits).await, Some(1.0));
+}
