@@ -490,7 +490,9 @@ listeners:
         owned[0].1, owned[1].1,
         "round robin spreads new tasks: {owned:?}"
     );
-    for (task, replica) in &owned {
+    // B's turn order starts where A's did, so reading in reverse sends each read to the
+    // replica that does not have the task first.
+    for (task, replica) in owned.iter().rev() {
         let steps = run_client(
             &py,
             &[url_b.clone(), "--only-get".into(), task.clone()],
