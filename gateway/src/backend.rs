@@ -25,6 +25,8 @@ pub enum Backend {
     Http(Box<HttpBackend>),
     /// LLM providers (switchboard-llm).
     Llm(LlmBackend),
+    /// A2A agent proxy (JSON-RPC, agent card, task pinning).
+    A2a(Box<crate::a2a::A2aBackend>),
 }
 
 /// Per-request facts a backend may need, borrowed from the connection and the route.
@@ -62,6 +64,7 @@ impl Backend {
                 Some(Front::Messages) => ErrorFormat::Anthropic,
                 _ => ErrorFormat::OpenAi,
             },
+            Backend::A2a(_) => ErrorFormat::JsonRpc,
         }
     }
 
@@ -83,6 +86,7 @@ impl Backend {
                 };
                 Ok(l.handle(limited(req, cx.max_body_bytes), &ctx).await)
             }
+            Backend::A2a(a) => a.serve(req, cx).await,
         }
     }
 
@@ -91,6 +95,7 @@ impl Backend {
         match self {
             Backend::Http(h) => h.authority(),
             Backend::Llm(_) => "llm",
+            Backend::A2a(a) => a.upstream_label(),
         }
     }
 }

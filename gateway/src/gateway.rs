@@ -61,6 +61,7 @@ struct Inner {
     /// LLM backends' shared HTTP client and metrics.
     llm: switchboard_llm::LlmDeps,
     clients: HttpClients,
+    a2a_metrics: crate::a2a::A2aMetrics,
     deps: ListenerDeps,
     current: ArcSwap<Generation>,
     last_failure: ArcSwapOption<ReloadFailure>,
@@ -123,6 +124,7 @@ impl Gateway {
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
                 },
+                a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
                 clients: HttpClients::default(),
                 current: ArcSwap::from_pointee(Generation {
@@ -282,6 +284,17 @@ impl Gateway {
                 .map_err(|e| backend_err(e.to_string()))?;
                 next.llm.insert(key.clone(), built.clone());
                 Backend::Llm(built)
+            } else if let Some(a) = &r.a2a {
+                Backend::A2a(Box::new(
+                    crate::a2a::A2aBackend::new(
+                        &r.name,
+                        a,
+                        self.inner.clients.get(policies.timeouts.connect),
+                        self.inner.sessions.store().clone(),
+                        self.inner.a2a_metrics.clone(),
+                    )
+                    .map_err(backend_err)?,
+                ))
             } else {
                 return Err(backend_err("route has no backend".into()));
             };

@@ -13,6 +13,7 @@
 //! [`reload`] swaps new generations in when the file changes. [`admin`] serves health,
 //! readiness, metrics and the redacted config.
 
+pub mod a2a;
 pub mod admin;
 pub mod backend;
 pub mod body;

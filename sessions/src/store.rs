@@ -110,6 +110,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// The events stored after `last` in its stream, in order.
     async fn replay_after(&self, last: &EventId) -> Result<Replay>;
 
+    /// Records a small affinity value under `key` for `ttl` (replacing any previous value and
+    /// restarting its expiry): which upstream replica owns something, e.g. an A2A task id →
+    /// the agent replica that created it. Keys live in their own namespace, apart from sessions.
+    async fn put_affinity(&self, key: &str, value: &str, ttl: Duration) -> Result<()>;
+
+    /// The affinity value under `key`, if one was put and has not expired.
+    async fn get_affinity(&self, key: &str) -> Result<Option<String>>;
+
     /// Drops what expired; the manager's reaper calls it. Stores whose backend expires keys on
     /// its own (Redis) do nothing.
     async fn sweep(&self) -> Result<()> {

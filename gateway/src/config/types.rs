@@ -163,6 +163,9 @@ pub struct RouteConfig {
     /// Reverse-proxy to an HTTP upstream (streams, SSE and WebSocket included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpBackendConfig>,
+    /// Proxy to an A2A agent (JSON-RPC, 0.3 and 1.0), its agent card rewritten to point here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<A2aBackendConfig>,
 }
 
 /// `routes[].match` — conditions on the request.
@@ -302,4 +305,60 @@ pub struct HttpBackendConfig {
     /// Send the client's `Host` header upstream instead of the upstream's own host.
     #[serde(default)]
     pub preserve_host: bool,
+}
+
+/// `routes[].a2a` — proxy to an A2A agent: JSON-RPC (A2A 0.3 and 1.0) with SSE streams passed
+/// through event by event, the agent card served at `{path_prefix}/.well-known/agent-card.json`
+/// rewritten to point at the gateway, and tasks kept on the replica that created them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct A2aBackendConfig {
+    /// Base URL of the agent (`http://` or `https://`): where its agent card is served under
+    /// `/.well-known/`. The route's `path_prefix` is replaced by this URL's path. Set this or
+    /// `upstreams`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Base URLs of several replicas of one agent. New tasks go to them in turn; a task (and a
+    /// conversation's `contextId`) stays on the replica that created it, remembered in the
+    /// sessions store so every gateway replica honours it when that store is Redis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
+    /// The URL clients reach this route at (e.g. `https://gw.example/agents/helper`), written
+    /// into the agent card's interface URLs. Default: the request's scheme and `Host` plus the
+    /// route's `path_prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Which push-notification (webhook) URLs clients may register with the agent.
+    #[serde(default)]
+    pub push_notifications: A2aPushConfig,
+    /// How long the task → replica pinning is kept after the task was last seen in a response
+    /// or stream event. Default `24h`.
+    #[serde(
+        default = "default_task_ttl",
+        with = "humantime_serde",
+        skip_serializing_if = "is_default_task_ttl"
+    )]
+    #[schemars(with = "String")]
+    pub task_ttl: Duration,
+}
+
+fn default_task_ttl() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
+}
+
+fn is_default_task_ttl(d: &Duration) -> bool {
+    *d == default_task_ttl()
+}
+
+/// `routes[].a2a.push_notifications` — the allow list that keeps clients from making the
+/// agent call into the gateway's network (SSRF).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct A2aPushConfig {
+    /// URL prefixes a push-notification URL must start with: same scheme, host and port, and a
+    /// path under the listed one (whole segments), e.g. `https://hooks.example/a2a/`. A URL
+    /// with credentials (`user@`) is never allowed. Empty (default): every registration is
+    /// refused with a JSON-RPC error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_urls: Vec<String>,
 }

@@ -148,6 +148,48 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         if let Some(l) = &r.llm {
             out.extend(l.validate(&format!("{p}.llm")));
         }
+        if let Some(a) = &r.a2a {
+            validate_a2a(a, &format!("{p}.a2a"), out);
+        }
+    }
+}
+
+fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
+    match (&a.url, a.upstreams.is_empty()) {
+        (None, true) => out.push((
+            p.into(),
+            "set `url` (one agent) or `upstreams` (several replicas)".into(),
+        )),
+        (Some(_), false) => out.push((
+            format!("{p}.upstreams"),
+            "set `url` or `upstreams`, not both".into(),
+        )),
+        _ => {}
+    }
+    if let Some(u) = &a.url {
+        validate_upstream_url(u, &format!("{p}.url"), out);
+    }
+    for (i, u) in a.upstreams.iter().enumerate() {
+        validate_upstream_url(u, &format!("{p}.upstreams[{i}]"), out);
+        if a.upstreams[..i].contains(u) {
+            out.push((
+                format!("{p}.upstreams[{i}]"),
+                format!("`{u}` is listed twice"),
+            ));
+        }
+    }
+    if let Some(u) = &a.public_url {
+        validate_upstream_url(u, &format!("{p}.public_url"), out);
+    }
+    for (i, u) in a.push_notifications.allowed_urls.iter().enumerate() {
+        let key = format!("{p}.push_notifications.allowed_urls[{i}]");
+        validate_upstream_url(u, &key, out);
+        if url::Url::parse(u).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            out.push((key, "must not carry credentials".into()));
+        }
+    }
+    if a.task_ttl.is_zero() {
+        out.push((format!("{p}.task_ttl"), "must be more than 0s".into()));
     }
 }
 
@@ -159,6 +201,9 @@ fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
     }
     if r.http.is_some() {
         v.push("http");
+    }
+    if r.a2a.is_some() {
+        v.push("a2a");
     }
     v
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,7 +42,15 @@ pub struct MemoryStore {
     principals: DashMap<Arc<str>, HashMap<SessionId, Instant>>,
     /// Event logs, grouped by session so ending a session drops them all at once.
     logs: DashMap<SessionId, HashMap<Arc<str>, Log>>,
+    /// Affinity values with their deadlines.
+    affinity: DashMap<Box<str>, (Box<str>, Instant)>,
+    /// Puts since the last purge of expired affinity entries (a store without a reaper, such
+    /// as the A2A proxy's default one, must not grow without bound).
+    affinity_puts: std::sync::atomic::AtomicU32,
 }
+
+/// Expired affinity entries are purged every this many puts.
+const AFFINITY_PURGE_EVERY: u32 = 4096;
 
 impl MemoryStore {
     /// An empty store enforcing `limits`.
@@ -52,6 +61,8 @@ impl MemoryStore {
             tombstones: DashMap::new(),
             principals: DashMap::new(),
             logs: DashMap::new(),
+            affinity: DashMap::new(),
+            affinity_puts: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -239,8 +250,30 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn put_affinity(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        let now = Instant::now();
+        let puts = self
+            .affinity_puts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if puts % AFFINITY_PURGE_EVERY == AFFINITY_PURGE_EVERY - 1 {
+            self.affinity.retain(|_, (_, until)| *until > now);
+        }
+        self.affinity.insert(key.into(), (value.into(), now + ttl));
+        Ok(())
+    }
+
+    async fn get_affinity(&self, key: &str) -> Result<Option<String>> {
+        let now = Instant::now();
+        Ok(self
+            .affinity
+            .get(key)
+            .filter(|e| e.1 > now)
+            .map(|e| e.0.to_string()))
+    }
+
     async fn sweep(&self) -> Result<()> {
         let now = Instant::now();
+        self.affinity.retain(|_, (_, until)| *until > now);
         let mut expired = Vec::new();
         self.sessions.retain(|id, e| {
             if e.deadline > now {

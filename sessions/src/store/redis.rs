@@ -10,6 +10,7 @@
 //! | `P e:{id}:{stream}` | list | idle timeout | the newest `event_log_size` event payloads |
 //! | `P n:{id}:{stream}` | string | idle timeout | sequence number of the newest event |
 //! | `P x:{id}` | set | idle timeout | stream names of the session, to delete them with it |
+//! | `P a:{key}` | string | as put | an affinity value (e.g. A2A task id → agent replica) |
 //!
 //! Every operation is one Lua script (one round trip, atomic), so two replicas racing on a
 //! session see a consistent state. Scores use the Redis server's clock (`TIME`), not the
@@ -310,6 +311,24 @@ impl SessionStore for RedisStore {
             stream: stream.clone(),
             seq,
         })
+    }
+
+    async fn put_affinity(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        let _: Value = redis::cmd("SET")
+            .arg(format!("{}a:{key}", self.prefix))
+            .arg(value)
+            .arg("PX")
+            .arg(ms(ttl))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn get_affinity(&self, key: &str) -> Result<Option<String>> {
+        Ok(redis::cmd("GET")
+            .arg(format!("{}a:{key}", self.prefix))
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 
     async fn replay_after(&self, last: &EventId) -> Result<Replay> {
