@@ -1,0 +1,1430 @@
+//! The downstream side: [`McpBackend::handle`] serves Streamable HTTP (POST/GET/DELETE) at the
+//! route's prefix and the legacy HTTP+SSE transport at `{prefix}/sse` + `{prefix}/message`,
+//! and federates every request over the route's targets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::StreamExt;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::config::{FailureMode, McpConfig, PrefixMode, TargetConfig, TransportKind};
+use crate::error::{Error, Result};
+use crate::jsonrpc::{self, Kind};
+use crate::metrics::{Metrics, ToolLabels};
+use crate::names;
+use crate::session::{Naming, Registry, Session};
+use crate::upstream::http::{HttpUpstream, header_map};
+use crate::upstream::sse::SseUpstream;
+use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
+use crate::upstream::{Route, Upstream, prepare};
+
+/// Newest revision with sessions (what an unknown requested version negotiates to).
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// The stateless revision: no `initialize`, version and client info in every request's `_meta`.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// Revisions served with sessions.
+pub const SESSION_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Plain data the gateway passes with each request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Route name.
+    pub route: Arc<str>,
+    /// The route's `path_prefix` (the MCP endpoint); `{prefix}/sse` and `{prefix}/message`
+    /// serve the legacy transport.
+    pub prefix: Arc<str>,
+    /// Authenticated subject, if any.
+    pub principal: Option<Arc<str>>,
+    /// Name of the API key used, if any.
+    pub api_key: Option<Arc<str>>,
+}
+
+/// What outlives a config reload: the HTTP client, metrics, the stdio children and the id
+/// counter. Build once at start and pass to every [`McpBackend::new`].
+#[derive(Clone, Debug)]
+pub struct McpShared {
+    client: reqwest::Client,
+    stdio: StdioPool,
+    metrics: Metrics,
+    ids: Arc<AtomicU64>,
+}
+
+impl McpShared {
+    /// Build the shared parts (needs a rustls crypto provider installed for `https` targets).
+    pub fn new(metrics: Metrics) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            client,
+            stdio: StdioPool::default(),
+            metrics,
+            ids: Arc::new(AtomicU64::new(1)),
+        })
+    }
+}
+
+/// The `mcp` backend of one route (cheap clone).
+#[derive(Clone)]
+pub struct McpBackend(Arc<Core>);
+
+struct Target {
+    name: Arc<str>,
+    cfg: TargetConfig,
+    kind: TransportKind,
+    headers: HeaderMap,
+    stdio: Option<StdioProcess>,
+}
+
+struct Core {
+    cfg: McpConfig,
+    naming: Arc<Naming>,
+    targets: Vec<Target>,
+    shared: McpShared,
+    sessions: Registry,
+    legacy: DashMap<String, mpsc::UnboundedSender<Value>>,
+    allow: Option<GlobSet>,
+    deny: GlobSet,
+    /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
+    shortened: DashMap<String, (usize, String)>,
+    _listeners: Vec<Listener>,
+}
+
+fn globset(globs: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(Glob::new(g).map_err(|e| Error::Config(e.to_string()))?);
+    }
+    b.build().map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Which list a request fans out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn of(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => Self::Tools,
+            "prompts/list" => Self::Prompts,
+            "resources/list" => Self::Resources,
+            "resources/templates/list" => Self::Templates,
+            _ => return None,
+        })
+    }
+    fn method(self) -> &'static str {
+        match self {
+            Self::Tools => "tools/list",
+            Self::Prompts => "prompts/list",
+            Self::Resources => "resources/list",
+            Self::Templates => "resources/templates/list",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+    fn field(self) -> &'static str {
+        match self {
+            Self::Tools | Self::Prompts => "name",
+            Self::Resources => "uri",
+            Self::Templates => "uriTemplate",
+        }
+    }
+    fn catalog_prefix(self) -> &'static str {
+        match self {
+            Self::Tools => "t:",
+            Self::Prompts => "p:",
+            Self::Resources | Self::Templates => "r:",
+        }
+    }
+}
+
+impl McpBackend {
+    /// Build the backend for a (validated) config. Cheap: HTTP upstream sessions open per
+    /// downstream session; stdio children come from `shared`'s pool (reused when unchanged).
+    pub fn new(cfg: McpConfig, shared: &McpShared) -> Result<Self> {
+        if let Some((k, m)) = cfg.validate("mcp").into_iter().next() {
+            return Err(Error::Config(format!("{k}: {m}")));
+        }
+        let prefixed = match cfg.prefix {
+            PrefixMode::Always => true,
+            PrefixMode::Never => false,
+            PrefixMode::Conditional => cfg.targets.len() > 1,
+        };
+        let naming = Arc::new(Naming {
+            targets: cfg
+                .targets
+                .iter()
+                .map(|t| Arc::from(t.name.as_str()))
+                .collect(),
+            prefixed,
+            epoch: AtomicU64::new(0),
+        });
+        let targets: Vec<Target> = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                let kind = t.kind().unwrap_or(TransportKind::Http);
+                Target {
+                    name: t.name.as_str().into(),
+                    headers: header_map(
+                        &t.http
+                            .as_ref()
+                            .or(t.sse.as_ref())
+                            .map(|h| h.headers.clone())
+                            .unwrap_or_default(),
+                    ),
+                    stdio: t
+                        .stdio
+                        .as_ref()
+                        .map(|s| shared.stdio.get(&t.name, s, shared.ids.clone())),
+                    cfg: t.clone(),
+                    kind,
+                }
+            })
+            .collect();
+        let allow = if cfg.tools.allow.is_empty() {
+            None
+        } else {
+            Some(globset(&cfg.tools.allow)?)
+        };
+        let deny = globset(&cfg.tools.deny)?;
+        let core = Arc::new_cyclic(|weak: &std::sync::Weak<Core>| {
+            let mut listeners = Vec::new();
+            for (i, t) in targets.iter().enumerate() {
+                if let Some(p) = &t.stdio {
+                    let w = weak.clone();
+                    let l: Listener = Arc::new(move |msg: Value| {
+                        if let Some(core) = w.upgrade() {
+                            for s in core.sessions.all() {
+                                s.from_upstream(i, msg.clone(), None);
+                            }
+                        }
+                    });
+                    p.listen(&l);
+                    listeners.push(l);
+                }
+            }
+            Core {
+                cfg,
+                naming,
+                targets,
+                shared: shared.clone(),
+                sessions: Registry::default(),
+                legacy: DashMap::new(),
+                allow,
+                deny,
+                shortened: DashMap::new(),
+                _listeners: listeners,
+            }
+        });
+        Ok(Self(core))
+    }
+
+    /// Pids of the running stdio children, by target name (admin and fault tests).
+    pub fn target_pids(&self) -> Vec<(String, u32)> {
+        self.0
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.name.to_string(), t.stdio.as_ref()?.pid()?)))
+            .collect()
+    }
+
+    /// Number of open downstream sessions.
+    pub fn session_count(&self) -> usize {
+        self.0.sessions.len()
+    }
+
+    /// Serve one HTTP request addressed to this route. Never fails: errors become JSON-RPC
+    /// error responses.
+    pub async fn handle(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+        if let Err(resp) = self.check_origin(req.headers()) {
+            return resp;
+        }
+        let prefix = ctx.prefix.trim_end_matches('/');
+        let path = req.uri().path();
+        let rest = path.strip_prefix(prefix).unwrap_or(path);
+        let rest = rest.trim_end_matches('/');
+        match (req.method().clone(), rest) {
+            (Method::POST, "") => self.post(req).await,
+            (Method::GET, "") => self.get_stream(req).await,
+            (Method::DELETE, "") => self.delete(req).await,
+            (Method::GET, "/sse") => self.legacy_sse(prefix),
+            (Method::POST, "/message") => self.legacy_message(req).await,
+            (_, "") => rpc_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "method not allowed"),
+            ),
+            _ => rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "not found"),
+            ),
+        }
+    }
+
+    /// DNS-rebinding protection.
+    #[allow(clippy::result_large_err)]
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response<Body>> {
+        let forbidden = || {
+            rpc_response(
+                StatusCode::FORBIDDEN,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "origin or host not allowed",
+                ),
+            )
+        };
+        let cfg = &self.0.cfg;
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let ok = if cfg.allowed_origins.is_empty() {
+                url::Url::parse(origin).ok().is_some_and(|u| {
+                    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                })
+            } else {
+                cfg.allowed_origins
+                    .iter()
+                    .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            };
+            if !ok {
+                return Err(forbidden());
+            }
+        }
+        if !cfg.allowed_hosts.is_empty() {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let bare = host
+                .rsplit_once(':')
+                .filter(|(h, p)| !h.ends_with(']') || p.is_empty())
+                .map_or(host, |(h, _)| h);
+            let bare = if host.starts_with('[') {
+                host.split_once(']')
+                    .map_or(host, |(h, _)| &host[..h.len() + 1])
+            } else {
+                bare
+            };
+            if !cfg
+                .allowed_hosts
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(bare))
+            {
+                return Err(forbidden());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post(&self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let accepts_sse = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return rpc_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
+            );
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => {
+                self.0.shared.metrics.request("", "", "parse_error");
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
+                );
+            }
+        };
+        let kind = jsonrpc::kind(&msg);
+        if kind == Kind::Invalid {
+            let id = msg.get("id").cloned().unwrap_or(Value::Null);
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "invalid JSON-RPC message"),
+            );
+        }
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let session_id = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        let meta_version = msg
+            .pointer(&format!(
+                "/params/_meta/{}",
+                META_VERSION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str);
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+
+        let stateless = session_id.is_none()
+            && kind == Kind::Request
+            && jsonrpc::method(&msg) != "initialize"
+            && (jsonrpc::method(&msg) == "server/discover"
+                || header_version == Some(STATELESS_VERSION)
+                || meta_version == Some(STATELESS_VERSION));
+        if stateless {
+            if let Err(m) = check_routing_headers(&parts.headers, &msg) {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
+                );
+            }
+            let session = self.stateless_session(&msg);
+            return self.respond(session, msg, accepts_sse, None).await;
+        }
+        if let Some(v) = header_version
+            && !SESSION_VERSIONS.contains(&v)
+            && v != STATELESS_VERSION
+        {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_REQUEST,
+                    "unsupported MCP-Protocol-Version",
+                ),
+            );
+        }
+        if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+            if session_id.is_some() {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
+                );
+            }
+            return match self.initialize(&msg, None).await {
+                Ok((session, resp)) => {
+                    let mut r = rpc_response(StatusCode::OK, resp);
+                    if let Ok(v) = http::HeaderValue::from_str(session.id()) {
+                        r.headers_mut().insert("mcp-session-id", v);
+                    }
+                    r
+                }
+                Err(resp) => rpc_response(StatusCode::OK, resp),
+            };
+        }
+        let Some(session_id) = session_id else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let Some(session) = self.0.sessions.get(session_id) else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(id, -32001, "session not found"),
+            );
+        };
+        match kind {
+            Kind::Request => {
+                self.respond(session, msg, accepts_sse, Some(session_id))
+                    .await
+            }
+            _ => {
+                self.client_message(&session, msg).await;
+                Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Answer one request as JSON, or as an SSE stream when it is routed to a target (so
+    /// progress, logging and server requests can travel with it) and the client accepts one.
+    async fn respond(
+        &self,
+        session: Session,
+        msg: Value,
+        accepts_sse: bool,
+        sid: Option<&str>,
+    ) -> Response<Body> {
+        let streams = matches!(
+            jsonrpc::method(&msg),
+            "tools/call" | "prompts/get" | "resources/read" | "completion/complete"
+        );
+        if !(streams && accepts_sse) {
+            let resp = self.dispatch(&session, msg, None).await;
+            return rpc_response(StatusCode::OK, resp);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = self.clone();
+        let s2 = session.clone();
+        let tx2 = tx.clone();
+        tokio::spawn(async move {
+            let resp = this.dispatch(&s2, msg, Some(tx2.clone())).await;
+            let _ = tx2.send(resp);
+        });
+        drop(tx);
+        let priming = session.0.version.as_str() >= "2025-11-25";
+        let mut r = sse_response(session, rx, priming);
+        if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
+            r.headers_mut().insert("mcp-session-id", sid);
+        }
+        r
+    }
+
+    fn stateless_session(&self, msg: &Value) -> Session {
+        let meta = msg.pointer("/params/_meta");
+        let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
+        let init = json!({
+            "protocolVersion": LATEST_VERSION,
+            "capabilities": get("io.modelcontextprotocol/clientCapabilities").unwrap_or(json!({})),
+            "clientInfo": get("io.modelcontextprotocol/clientInfo").unwrap_or(json!({"name": "stateless-client", "version": "0"})),
+        });
+        Session::new(
+            String::new(),
+            STATELESS_VERSION.into(),
+            init,
+            self.0.naming.clone(),
+        )
+    }
+
+    /// Create a session: connect every target concurrently and merge what they offer.
+    async fn initialize(&self, msg: &Value, id: Option<String>) -> Result<(Session, Value), Value> {
+        let rid = msg["id"].clone();
+        let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(LATEST_VERSION);
+        let version = if SESSION_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            LATEST_VERSION
+        }
+        .to_string();
+        let session = Session::new(
+            id.unwrap_or_else(Registry::new_id),
+            version.clone(),
+            params,
+            self.0.naming.clone(),
+        );
+        let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
+            let s = session.clone();
+            async move {
+                let timeout = self.0.targets[t].cfg.timeout();
+                match tokio::time::timeout(timeout, self.connect(&s, t)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout(self.0.targets[t].name.to_string())),
+                }
+            }
+        }))
+        .await;
+        let mut caps = Map::new();
+        let mut instructions = Vec::new();
+        let mut server_info = None;
+        let mut subscribe = false;
+        for (t, r) in results.into_iter().enumerate() {
+            let name = &self.0.targets[t].name;
+            match r {
+                Ok(init) => {
+                    self.0.shared.metrics.request("initialize", name, "ok");
+                    let c = &init["capabilities"];
+                    for k in ["tools", "prompts"] {
+                        if c.get(k).is_some() {
+                            caps.insert(k.into(), json!({"listChanged": true}));
+                        }
+                    }
+                    if let Some(r) = c.get("resources") {
+                        subscribe |= r.get("subscribe").and_then(Value::as_bool).unwrap_or(false);
+                        caps.insert("resources".into(), json!({}));
+                    }
+                    for k in ["logging", "completions"] {
+                        if c.get(k).is_some() {
+                            caps.insert(k.into(), json!({}));
+                        }
+                    }
+                    if let Some(i) = init.get("instructions").and_then(Value::as_str) {
+                        instructions.push(if self.0.targets.len() > 1 {
+                            format!("[{name}] {i}")
+                        } else {
+                            i.to_string()
+                        });
+                    }
+                    server_info = Some(init["serverInfo"].clone());
+                }
+                Err(e) => {
+                    tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
+                    self.0.shared.metrics.request("initialize", name, "error");
+                    if self.0.cfg.failure_mode == FailureMode::FailClosed {
+                        for u in session.take_upstreams() {
+                            u.close().await;
+                        }
+                        return Err(jsonrpc::error_obj(rid, e.to_jsonrpc()));
+                    }
+                }
+            }
+        }
+        if caps.contains_key("resources") {
+            caps.insert(
+                "resources".into(),
+                json!({"subscribe": subscribe, "listChanged": true}),
+            );
+        }
+        if caps.is_empty() {
+            caps.insert("tools".into(), json!({"listChanged": true}));
+        }
+        let server_info = match server_info {
+            Some(si) if self.0.targets.len() == 1 && si.is_object() => si,
+            _ => json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION")}),
+        };
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": server_info,
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        self.0.sessions.insert(session.clone());
+        self.0
+            .shared
+            .metrics
+            .sessions
+            .set(self.0.sessions.len() as i64);
+        Ok((session, jsonrpc::result(rid, result)))
+    }
+
+    /// Open target `t` for a session; returns the target's initialize result.
+    async fn connect(&self, session: &Session, t: usize) -> Result<Value> {
+        let target = &self.0.targets[t];
+        let shared = &self.0.shared;
+        let (up, init) = match target.kind {
+            TransportKind::Stdio => {
+                let p = target
+                    .stdio
+                    .clone()
+                    .ok_or_else(|| Error::Config("stdio".into()))?;
+                let init = p.ready().await;
+                (Upstream::Stdio(p), init)
+            }
+            TransportKind::Http => {
+                let url = target
+                    .cfg
+                    .http
+                    .as_ref()
+                    .map(|h| h.url.clone())
+                    .unwrap_or_default();
+                let (h, init) = HttpUpstream::connect(
+                    target.name.clone(),
+                    url,
+                    target.headers.clone(),
+                    shared.client.clone(),
+                    shared.ids.clone(),
+                    session.0.init_params.clone(),
+                )
+                .await?;
+                (Upstream::Http(h), init)
+            }
+            TransportKind::Sse => {
+                let url = target
+                    .cfg
+                    .sse
+                    .as_ref()
+                    .map(|h| h.url.clone())
+                    .unwrap_or_default();
+                let weak = Arc::downgrade(&session.0);
+                let fallback: Listener = Arc::new(move |msg| {
+                    if let Some(s) = weak.upgrade() {
+                        Session(s).from_upstream(t, msg, None);
+                    }
+                });
+                let (s, init) = SseUpstream::connect(
+                    target.name.clone(),
+                    url,
+                    target.headers.clone(),
+                    shared.client.clone(),
+                    shared.ids.clone(),
+                    session.0.init_params.clone(),
+                    fallback,
+                )
+                .await?;
+                (Upstream::Sse(s), init)
+            }
+        };
+        session.set_upstream(t, up);
+        Ok(init)
+    }
+
+    async fn upstream(&self, session: &Session, t: usize) -> Result<Upstream> {
+        if let Some(u) = session.upstream(t) {
+            return Ok(u);
+        }
+        // Connected lazily: a stateless request, or a target that failed at initialize.
+        let timeout = self.0.targets[t].cfg.timeout();
+        match tokio::time::timeout(timeout, self.connect(session, t)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Timeout(self.0.targets[t].name.to_string())),
+        };
+        session.upstream(t).ok_or_else(|| Error::Unavailable {
+            target: self.0.targets[t].name.to_string(),
+            reason: "not connected".into(),
+        })
+    }
+
+    /// A notification or a response from the client.
+    async fn client_message(&self, session: &Session, msg: Value) {
+        match jsonrpc::kind(&msg) {
+            Kind::Response => {
+                if let Some((t, reply)) = session.take_client_reply(msg)
+                    && let Some(u) = session.upstream(t)
+                    && let Err(e) = u.send(reply).await
+                {
+                    tracing::debug!(error = %e, "forwarding a client reply failed");
+                }
+            }
+            Kind::Notification => match jsonrpc::method(&msg) {
+                "notifications/cancelled" => {
+                    let Some(rid) = msg.pointer("/params/requestId") else {
+                        return;
+                    };
+                    let Some((t, uid)) = session
+                        .0
+                        .inflight
+                        .get(&jsonrpc::id_key(rid))
+                        .map(|e| *e.value())
+                    else {
+                        return;
+                    };
+                    let mut fwd = msg.clone();
+                    fwd["params"]["requestId"] = Value::from(uid);
+                    if let Some(u) = session.upstream(t) {
+                        let _ = u.send(fwd).await;
+                    }
+                }
+                "notifications/roots/list_changed" => {
+                    for t in 0..self.0.targets.len() {
+                        if let Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) =
+                            session.upstream(t)
+                        {
+                            let _ = u.send(msg.clone()).await;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Answer one client request (the response carries the client's id).
+    async fn dispatch(
+        &self,
+        session: &Session,
+        msg: Value,
+        stream: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Value {
+        let id = msg["id"].clone();
+        let method = jsonrpc::method(&msg).to_string();
+        let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
+        if let Some(kind) = ListKind::of(&method) {
+            let cursor = msg
+                .pointer("/params/cursor")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let r = self.list(session, kind, cursor.as_deref()).await;
+            self.0
+                .shared
+                .metrics
+                .request(&method, "", if r.is_ok() { "ok" } else { "error" });
+            return match r {
+                Ok(v) => jsonrpc::result(id, v),
+                Err(e) => jsonrpc::error_obj(id, e),
+            };
+        }
+        match method.as_str() {
+            "ping" => jsonrpc::result(id, json!({})),
+            "initialize" => err(jsonrpc::INVALID_REQUEST, "session already initialized"),
+            "server/discover" => jsonrpc::result(id, self.discover(session).await),
+            "logging/setLevel" => {
+                let level = msg.pointer("/params/level").cloned();
+                if level.as_ref().and_then(Value::as_str).is_none() {
+                    return err(jsonrpc::INVALID_PARAMS, "missing level");
+                }
+                let all = futures::future::join_all((0..self.0.targets.len()).map(|t| {
+                    let m = msg.clone();
+                    async move { self.call(session, t, m, None).await }
+                }))
+                .await;
+                let failed = all.iter().find(|r| r.get("error").is_some());
+                match (failed, self.0.cfg.failure_mode) {
+                    (Some(f), FailureMode::FailClosed) => {
+                        jsonrpc::error_obj(id, f["error"].clone())
+                    }
+                    _ => jsonrpc::result(id, json!({})),
+                }
+            }
+            "tools/call" | "prompts/get" => {
+                let kind = if method == "tools/call" {
+                    ListKind::Tools
+                } else {
+                    ListKind::Prompts
+                };
+                let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
+                    return err(jsonrpc::INVALID_PARAMS, "missing name");
+                };
+                if kind == ListKind::Tools && !self.tool_allowed(&name) {
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
+                }
+                let Some((t, upstream_name)) = self.resolve_name(session, kind, &name).await else {
+                    let what = if kind == ListKind::Tools {
+                        "tool"
+                    } else {
+                        "prompt"
+                    };
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                };
+                let mut m = msg;
+                m["params"]["name"] = Value::String(upstream_name);
+                let started = Instant::now();
+                let r = self.call(session, t, m, stream).await;
+                if kind == ListKind::Tools {
+                    self.0
+                        .shared
+                        .metrics
+                        .tool_duration
+                        .get_or_create(&ToolLabels {
+                            target: self.0.targets[t].name.to_string(),
+                        })
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                r
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
+                    return err(jsonrpc::INVALID_PARAMS, "missing uri");
+                };
+                let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                };
+                let mut m = msg;
+                m["params"]["uri"] = Value::String(upstream_uri);
+                let mut r = self.call(session, t, m, stream).await;
+                if self.0.naming.prefixed
+                    && let Some(contents) = r
+                        .pointer_mut("/result/contents")
+                        .and_then(Value::as_array_mut)
+                {
+                    for c in contents {
+                        if let Some(u) = c.get("uri").and_then(Value::as_str) {
+                            c["uri"] =
+                                Value::String(names::namespace_uri(&self.0.targets[t].name, u));
+                        }
+                    }
+                }
+                r
+            }
+            "completion/complete" => {
+                let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+                let mut m = msg;
+                let routed =
+                    match r#ref.get("type").and_then(Value::as_str) {
+                        Some("ref/prompt") => match r#ref.get("name").and_then(Value::as_str) {
+                            Some(n) => self.resolve_name(session, ListKind::Prompts, n).await.map(
+                                |(t, n)| {
+                                    m["params"]["ref"]["name"] = Value::String(n);
+                                    t
+                                },
+                            ),
+                            None => None,
+                        },
+                        Some("ref/resource") => match r#ref.get("uri").and_then(Value::as_str) {
+                            Some(u) => self.resolve_uri(session, u).map(|(t, u)| {
+                                m["params"]["ref"]["uri"] = Value::String(u);
+                                t
+                            }),
+                            None => None,
+                        },
+                        _ => None,
+                    };
+                match routed {
+                    Some(t) => self.call(session, t, m, stream).await,
+                    None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
+                }
+            }
+            _ => {
+                self.0.shared.metrics.request(&method, "", "not_found");
+                err(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                )
+            }
+        }
+    }
+
+    /// Forward a request to target `t`; the reply comes back with the client's id.
+    async fn call(
+        &self,
+        session: &Session,
+        t: usize,
+        mut msg: Value,
+        stream: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Value {
+        let down_id = msg["id"].clone();
+        let method = jsonrpc::method(&msg).to_string();
+        let target = &self.0.targets[t];
+        let up = match self.upstream(session, t).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.0
+                    .shared
+                    .metrics
+                    .request(&method, &target.name, "error");
+                return jsonrpc::error_obj(down_id, e.to_jsonrpc());
+            }
+        };
+        let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
+        let progress = prepare(&mut msg, uid);
+        let key = jsonrpc::id_key(&down_id);
+        session.0.inflight.insert(key.clone(), (t, uid));
+        let route = Route {
+            session: Some(session.clone()),
+            target: t,
+            stream,
+        };
+        let r = up
+            .request(route, msg, progress, target.cfg.timeout(), &target.name)
+            .await;
+        session.0.inflight.remove(&key);
+        match r {
+            Ok(mut resp) => {
+                let result = if resp.get("error").is_some() {
+                    "error"
+                } else {
+                    "ok"
+                };
+                self.0.shared.metrics.request(&method, &target.name, result);
+                resp["id"] = down_id;
+                resp
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %target.name, %method, error = %e, "upstream request failed");
+                let result = if matches!(e, Error::Timeout(_)) {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                self.0.shared.metrics.request(&method, &target.name, result);
+                jsonrpc::error_obj(down_id, e.to_jsonrpc())
+            }
+        }
+    }
+
+    fn tool_allowed(&self, exposed: &str) -> bool {
+        self.0.allow.as_ref().is_none_or(|a| a.is_match(exposed)) && !self.0.deny.is_match(exposed)
+    }
+
+    fn target_index(&self, name: &str) -> Option<usize> {
+        self.0.targets.iter().position(|t| &*t.name == name)
+    }
+
+    /// Exposed tool/prompt name → (target, upstream name).
+    async fn resolve_name(
+        &self,
+        session: &Session,
+        kind: ListKind,
+        exposed: &str,
+    ) -> Option<(usize, String)> {
+        if self.0.targets.len() == 1 && !self.0.naming.prefixed {
+            return Some((0, exposed.to_string()));
+        }
+        if kind == ListKind::Tools
+            && let Some(e) = self.0.shortened.get(exposed)
+        {
+            return Some(e.value().clone());
+        }
+        if self.0.naming.prefixed {
+            let (target, name) = names::split(exposed)?;
+            return Some((self.target_index(target)?, name.to_string()));
+        }
+        let key = format!("{}{exposed}", kind.catalog_prefix());
+        let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
+        {
+            let c = session.0.catalog.lock().unwrap();
+            if c.0 == epoch
+                && let Some(v) = c.1.get(&key)
+            {
+                return Some(v.clone());
+            }
+        }
+        // Unknown or stale: list everything once to learn who owns the name.
+        let mut cursor = None;
+        loop {
+            let page = self.list(session, kind, cursor.as_deref()).await.ok()?;
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        session.0.catalog.lock().unwrap().1.get(&key).cloned()
+    }
+
+    /// Exposed resource URI → (target, upstream URI).
+    fn resolve_uri(&self, session: &Session, uri: &str) -> Option<(usize, String)> {
+        if self.0.naming.prefixed {
+            let (target, orig) = names::split_uri(uri)?;
+            return Some((self.target_index(target)?, orig));
+        }
+        if self.0.targets.len() == 1 {
+            return Some((0, uri.to_string()));
+        }
+        let c = session.0.catalog.lock().unwrap();
+        Some(
+            c.1.get(&format!("r:{uri}"))
+                .cloned()
+                .unwrap_or((0, uri.to_string())),
+        )
+    }
+
+    /// Fan a list request out to the targets the cursor names (all on the first page) and
+    /// merge the pages; the composite cursor remembers each target's own cursor.
+    async fn list(
+        &self,
+        session: &Session,
+        kind: ListKind,
+        cursor: Option<&str>,
+    ) -> Result<Value, Value> {
+        let plan: Vec<(usize, Option<String>)> = match cursor {
+            None => (0..self.0.targets.len()).map(|t| (t, None)).collect(),
+            Some(c) => {
+                let map = names::decode_cursor(c).ok_or_else(
+                    || json!({"code": jsonrpc::INVALID_PARAMS, "message": "invalid cursor"}),
+                )?;
+                map.into_iter()
+                    .filter_map(|(n, c)| Some((self.target_index(&n)?, Some(c))))
+                    .collect()
+            }
+        };
+        let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
+        let pages = futures::future::join_all(plan.into_iter().map(|(t, c)| {
+            let params = match c {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let msg = jsonrpc::request(Value::from(0), kind.method(), params);
+            async move { (t, self.call(session, t, msg, None).await) }
+        }))
+        .await;
+        let mut items = Vec::new();
+        let mut next = BTreeMap::new();
+        let mut learned: HashMap<String, (usize, String)> = HashMap::new();
+        let prefixed = self.0.naming.prefixed;
+        for (t, page) in pages {
+            let tname = &self.0.targets[t].name;
+            if let Some(e) = page.get("error") {
+                // A target without this capability is not a failure.
+                if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+                    continue;
+                }
+                if self.0.cfg.failure_mode == FailureMode::FailClosed {
+                    return Err(e.clone());
+                }
+                tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
+                continue;
+            }
+            let result = &page["result"];
+            if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
+                next.insert(tname.to_string(), c.to_string());
+            }
+            let Some(list) = result.get(kind.key()).and_then(Value::as_array) else {
+                continue;
+            };
+            for item in list {
+                let Some(orig) = item.get(kind.field()).and_then(Value::as_str) else {
+                    continue;
+                };
+                let exposed = match kind {
+                    ListKind::Tools | ListKind::Prompts if prefixed => {
+                        let full = names::prefixed(tname, orig);
+                        if kind == ListKind::Tools {
+                            let (fit, short) = names::fit_tool_name(&full);
+                            if short {
+                                self.0.shortened.insert(fit.clone(), (t, orig.to_string()));
+                            }
+                            fit
+                        } else {
+                            full
+                        }
+                    }
+                    ListKind::Resources | ListKind::Templates if prefixed => {
+                        names::namespace_uri(tname, orig)
+                    }
+                    _ => orig.to_string(),
+                };
+                if kind == ListKind::Tools && !self.tool_allowed(&exposed) {
+                    continue;
+                }
+                let key = format!("{}{exposed}", kind.catalog_prefix());
+                if !prefixed && learned.contains_key(&key) {
+                    // prefix: never — the first target in config order wins a clash.
+                    continue;
+                }
+                learned.insert(key, (t, orig.to_string()));
+                let mut item = item.clone();
+                item[kind.field()] = Value::String(exposed);
+                items.push(item);
+            }
+        }
+        {
+            let mut c = session.0.catalog.lock().unwrap();
+            if c.0 != epoch {
+                *c = (epoch, HashMap::new());
+            }
+            c.1.extend(learned);
+        }
+        let mut result = json!({ kind.key(): items });
+        if !next.is_empty() {
+            result["nextCursor"] = Value::String(names::encode_cursor(&next));
+        }
+        Ok(result)
+    }
+
+    async fn discover(&self, session: &Session) -> Value {
+        let _ = session;
+        let versions: Vec<&str> = SESSION_VERSIONS
+            .iter()
+            .copied()
+            .chain([STATELESS_VERSION])
+            .collect();
+        json!({
+            "supportedVersions": versions,
+            "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"listChanged": true},
+                "logging": {},
+                "completions": {},
+            },
+        })
+    }
+
+    /// GET: the session's standalone stream for server-initiated messages.
+    async fn get_stream(&self, req: Request<Body>) -> Response<Body> {
+        let accepts = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        if !accepts {
+            return rpc_response(
+                StatusCode::NOT_ACCEPTABLE,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "GET needs Accept: text/event-stream",
+                ),
+            );
+        }
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let Some(session) = self.0.sessions.get(sid) else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        session.attach_stream(tx.clone());
+        // Pipe each HTTP upstream's own standalone stream in (list_changed, logging, ...) for
+        // as long as this downstream stream is open.
+        for t in 0..self.0.targets.len() {
+            if let Some(Upstream::Http(h)) = session.upstream(t) {
+                let s = session.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(Some(resp)) = h.open_stream().await else {
+                        return;
+                    };
+                    let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+                    loop {
+                        tokio::select! {
+                            _ = tx.closed() => break,
+                            ev = events.next() => match ev {
+                                Some(Ok(ev)) => {
+                                    if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
+                                        s.from_upstream(t, m, Some(&tx));
+                                    }
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        drop(tx);
+        let priming = session.0.version.as_str() >= "2025-11-25";
+        sse_response(session, rx, priming)
+    }
+
+    async fn delete(&self, req: Request<Body>) -> Response<Body> {
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let Some(session) = self.0.sessions.remove(sid) else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        self.0
+            .shared
+            .metrics
+            .sessions
+            .set(self.0.sessions.len() as i64);
+        for u in session.take_upstreams() {
+            u.close().await;
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// Legacy transport: the SSE stream that announces the message endpoint.
+    fn legacy_sse(&self, prefix: &str) -> Response<Body> {
+        let id = Registry::new_id();
+        let (tx, rx) = mpsc::unbounded_channel::<Value>();
+        self.0.legacy.insert(id.clone(), tx);
+        let endpoint = format!("{prefix}/message?sessionId={id}");
+        let guard = LegacyGuard {
+            core: self.clone(),
+            id: id.clone(),
+        };
+        let first = futures::stream::once(async move {
+            Ok::<_, Infallible>(Bytes::from(format!(
+                "event: endpoint\ndata: {endpoint}\n\n"
+            )))
+        });
+        let mut n = 0u64;
+        let rest = UnboundedReceiverStream::new(rx).map(move |msg| {
+            let _keep = &guard;
+            n += 1;
+            Ok(Bytes::from(format!(
+                "id: {n}\nevent: message\ndata: {msg}\n\n"
+            )))
+        });
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(first.chain(rest)))
+            .unwrap()
+    }
+
+    async fn legacy_message(&self, req: Request<Body>) -> Response<Body> {
+        let id = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "sessionId")
+                .map(|(_, v)| v.into_owned())
+        });
+        let Some(tx) = id
+            .as_deref()
+            .and_then(|id| self.0.legacy.get(id).map(|t| t.clone()))
+        else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        let id = id.unwrap_or_default();
+        let Ok(bytes) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
+            return rpc_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
+            );
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
+                );
+            }
+        };
+        let kind = jsonrpc::kind(&msg);
+        if kind == Kind::Invalid {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "invalid JSON-RPC message",
+                ),
+            );
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+                let resp = match this.initialize(&msg, Some(id.clone())).await {
+                    Ok((session, resp)) => {
+                        session.attach_stream(tx.clone());
+                        resp
+                    }
+                    Err(resp) => resp,
+                };
+                let _ = tx.send(resp);
+                return;
+            }
+            let Some(session) = this.0.sessions.get(&id) else {
+                if let Some(rid) = msg.get("id").filter(|_| kind == Kind::Request) {
+                    let _ = tx.send(jsonrpc::error(
+                        rid.clone(),
+                        jsonrpc::INVALID_REQUEST,
+                        "not initialized",
+                    ));
+                }
+                return;
+            };
+            if kind == Kind::Request {
+                let resp = this.dispatch(&session, msg, None).await;
+                let _ = tx.send(resp);
+            } else {
+                this.client_message(&session, msg).await;
+            }
+        });
+        Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Body::from("Accepted"))
+            .unwrap()
+    }
+}
+
+/// Ends a legacy session when its SSE stream goes away.
+struct LegacyGuard {
+    core: McpBackend,
+    id: String,
+}
+
+impl Drop for LegacyGuard {
+    fn drop(&mut self) {
+        let core = self.core.clone();
+        core.0.legacy.remove(&self.id);
+        if let Some(s) = core.0.sessions.remove(&self.id) {
+            core.0
+                .shared
+                .metrics
+                .sessions
+                .set(core.0.sessions.len() as i64);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    for u in s.take_upstreams() {
+                        u.close().await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
+fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String> {
+    let method = jsonrpc::method(msg);
+    if let Some(h) = headers.get("mcp-method").and_then(|v| v.to_str().ok())
+        && h != method
+    {
+        return Err(format!(
+            "Mcp-Method header `{h}` does not match body method `{method}`"
+        ));
+    }
+    if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
+        let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
+        if body != Some(h) {
+            return Err("Mcp-Name header does not match the body".into());
+        }
+    }
+    Ok(())
+}
+
+fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+        .unwrap()
+}
+
+/// An SSE body from a channel; every event has an id. A request's stream ends when its last
+/// sender (the task answering it) is gone, right after the response.
+fn sse_response(
+    session: Session,
+    rx: mpsc::UnboundedReceiver<Value>,
+    priming: bool,
+) -> Response<Body> {
+    let s2 = session.clone();
+    let first =
+        futures::stream::iter(priming.then(|| {
+            Ok::<_, Infallible>(Bytes::from(format!("id: {}\ndata: \n\n", s2.event_id())))
+        }));
+    let events = UnboundedReceiverStream::new(rx).map(move |msg| {
+        Ok(Bytes::from(format!(
+            "id: {}\nevent: message\ndata: {}\n\n",
+            session.event_id(),
+            msg
+        )))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(first.chain(events)))
+        .unwrap()
+}

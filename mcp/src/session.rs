@@ -1,0 +1,212 @@
+//! Downstream sessions: what the gateway remembers about one MCP client between requests.
+//! Kept small (no task per session): the upstream connections, the open standalone stream,
+//! and the id maps of requests crossing the gateway in both directions.
+//!
+//! [`Registry`] is the seam for the sessions crate: today an in-memory map with random ids;
+//! encrypted tokens carrying upstream session ids and shared event logs plug in there.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::jsonrpc;
+use crate::names;
+use crate::upstream::Upstream;
+
+/// Per-backend facts a session needs to rewrite upstream messages on its own.
+pub(crate) struct Naming {
+    pub targets: Vec<Arc<str>>,
+    pub prefixed: bool,
+    /// Bumped by any upstream `list_changed`; cached catalogues from older epochs are stale.
+    pub epoch: AtomicU64,
+}
+
+/// A downstream session (cheap clone).
+#[derive(Clone)]
+pub(crate) struct Session(pub Arc<Inner>);
+
+pub(crate) struct Inner {
+    /// Empty for a stateless (2026-07-28) request's throwaway session.
+    pub id: String,
+    pub version: String,
+    pub init_params: Value,
+    pub naming: Arc<Naming>,
+    pub upstreams: Mutex<Vec<Option<Upstream>>>,
+    stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
+    client_requests: DashMap<String, (usize, Value)>,
+    /// Client requests in flight upstream: downstream id key → (target, upstream id).
+    pub inflight: DashMap<String, (usize, u64)>,
+    next_id: AtomicU64,
+    next_event: AtomicU64,
+    /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
+    /// route when names are not prefixed (or were shortened).
+    pub catalog: Mutex<(u64, HashMap<String, (usize, String)>)>,
+}
+
+impl Session {
+    pub fn new(id: String, version: String, init_params: Value, naming: Arc<Naming>) -> Self {
+        let n = naming.targets.len();
+        Session(Arc::new(Inner {
+            id,
+            version,
+            init_params,
+            naming,
+            upstreams: Mutex::new(vec![None; n]),
+            stream: Mutex::new(None),
+            client_requests: DashMap::new(),
+            inflight: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            next_event: AtomicU64::new(1),
+            catalog: Mutex::new((u64::MAX, HashMap::new())),
+        }))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The next SSE event id of this session.
+    pub fn event_id(&self) -> u64 {
+        self.0.next_event.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn upstream(&self, target: usize) -> Option<Upstream> {
+        self.0
+            .upstreams
+            .lock()
+            .unwrap()
+            .get(target)
+            .cloned()
+            .flatten()
+    }
+
+    pub fn set_upstream(&self, target: usize, u: Upstream) {
+        if let Some(slot) = self.0.upstreams.lock().unwrap().get_mut(target) {
+            *slot = Some(u);
+        }
+    }
+
+    /// Attach the standalone stream (GET, or the legacy SSE connection); replaces any older.
+    pub fn attach_stream(&self, tx: mpsc::UnboundedSender<Value>) {
+        *self.0.stream.lock().unwrap() = Some(tx);
+    }
+
+    /// Send on the standalone stream; messages without a stream are dropped (no event log yet).
+    pub fn send_standalone(&self, msg: Value) {
+        let tx = self.0.stream.lock().unwrap().clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(msg);
+        }
+    }
+
+    fn send(&self, msg: Value, stream: Option<&mpsc::UnboundedSender<Value>>) {
+        let msg = match stream {
+            Some(tx) => match tx.send(msg) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => msg,
+        };
+        self.send_standalone(msg);
+    }
+
+    /// A message an upstream sent to this session: ids of server-to-client requests become
+    /// gateway ids, URIs get namespaced, `list_changed` invalidates the catalogue.
+    pub fn from_upstream(
+        &self,
+        target: usize,
+        mut msg: Value,
+        stream: Option<&mpsc::UnboundedSender<Value>>,
+    ) {
+        match jsonrpc::kind(&msg) {
+            jsonrpc::Kind::Request => {
+                let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
+                let upstream_id = msg["id"].take();
+                self.0
+                    .client_requests
+                    .insert(gid.clone(), (target, upstream_id));
+                msg["id"] = Value::String(gid);
+                self.send(msg, stream);
+            }
+            jsonrpc::Kind::Notification => {
+                let method = jsonrpc::method(&msg);
+                if method == "notifications/cancelled" {
+                    let Some(uid) = msg.pointer("/params/requestId").cloned() else {
+                        return;
+                    };
+                    let gid = self
+                        .0
+                        .client_requests
+                        .iter()
+                        .find(|e| e.value().0 == target && e.value().1 == uid)
+                        .map(|e| e.key().clone());
+                    let Some(gid) = gid else { return };
+                    self.0.client_requests.remove(&gid);
+                    msg["params"]["requestId"] = Value::String(gid);
+                } else if method.ends_with("/list_changed") {
+                    self.0.naming.epoch.fetch_add(1, Ordering::Relaxed);
+                } else if method == "notifications/resources/updated" && self.0.naming.prefixed {
+                    if let Some(uri) = msg.pointer_mut("/params/uri")
+                        && let Some(s) = uri.as_str()
+                    {
+                        *uri =
+                            Value::String(names::namespace_uri(&self.0.naming.targets[target], s));
+                    }
+                }
+                self.send(msg, stream);
+            }
+            _ => {}
+        }
+    }
+
+    /// The client answered a server-to-client request: `(target, reply with the upstream id)`.
+    pub fn take_client_reply(&self, mut msg: Value) -> Option<(usize, Value)> {
+        let gid = msg.get("id")?.as_str()?.to_string();
+        let (_, (target, uid)) = self.0.client_requests.remove(&gid)?;
+        msg["id"] = uid;
+        Some((target, msg))
+    }
+
+    /// All upstream connections (for closing).
+    pub fn take_upstreams(&self) -> Vec<Upstream> {
+        self.0
+            .upstreams
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect()
+    }
+}
+
+/// Where sessions live between requests; see the module docs for the plug-in seam.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    map: Arc<DashMap<String, Session>>,
+}
+
+impl Registry {
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+    pub fn insert(&self, s: Session) {
+        self.map.insert(s.id().to_string(), s);
+    }
+    pub fn get(&self, id: &str) -> Option<Session> {
+        self.map.get(id).map(|s| s.clone())
+    }
+    pub fn remove(&self, id: &str) -> Option<Session> {
+        self.map.remove(id).map(|(_, s)| s)
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn all(&self) -> Vec<Session> {
+        self.map.iter().map(|e| e.value().clone()).collect()
+    }
+}
