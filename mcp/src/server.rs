@@ -399,8 +399,15 @@ impl McpBackend {
                     jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
                 );
             }
+            // A throwaway session: its upstream connections end with the request.
             let session = self.stateless_session(&msg);
-            return self.respond(session, msg, accepts_sse, None).await;
+            let resp = self.dispatch(&session, msg, None).await;
+            for u in session.take_upstreams() {
+                if !matches!(u, Upstream::Stdio(_)) {
+                    u.close().await;
+                }
+            }
+            return rpc_response(StatusCode::OK, resp);
         }
         if let Some(v) = header_version
             && !SESSION_VERSIONS.contains(&v)
@@ -1123,6 +1130,9 @@ impl McpBackend {
             .collect();
         json!({
             "supportedVersions": versions,
+            "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "private",
             "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
             "capabilities": {
                 "tools": {"listChanged": true},
