@@ -1,1 +1,2 @@
 //! Example upstreams for Switchboard tests and benchmarks.
+pub mod mcp_fixture;
