@@ -46,9 +46,7 @@ fn empty_schema() -> Value {
 }
 
 fn tools() -> Value {
-    let simple = |name: &str, description: &str| {
-        json!({"name": name, "description": description, "inputSchema": empty_schema()})
-    };
+    let simple = |name: &str, description: &str| json!({"name": name, "description": description, "inputSchema": empty_schema()});
     json!([
         simple("test_simple_text", "Tests simple text content response"),
         simple("test_image_content", "Tests image content response"),
@@ -81,11 +79,13 @@ fn text(t: &str) -> Value {
 }
 
 async fn elicit(ctx: &RequestContext<RoleServer>, params: Value, label: &str) -> Value {
-    match ctx.peer.create_elicitation(match from(params) {
-        Ok(p) => p,
-        Err(e) => return json!({"content": [text(&e.message)], "isError": true}),
-    })
-    .await
+    match ctx
+        .peer
+        .create_elicitation(match from(params) {
+            Ok(p) => p,
+            Err(e) => return json!({"content": [text(&e.message)], "isError": true}),
+        })
+        .await
     {
         Ok(r) => {
             let r = serde_json::to_value(r).unwrap_or(Value::Null);
@@ -98,16 +98,28 @@ async fn elicit(ctx: &RequestContext<RoleServer>, params: Value, label: &str) ->
 
 impl Fixture {
     async fn log(ctx: &RequestContext<RoleServer>, data: &str) {
-        if let Ok(p) = from(json!({"level": "info", "logger": "conformance-fixture", "data": data})) {
+        if let Ok(p) = from(json!({"level": "info", "logger": "conformance-fixture", "data": data}))
+        {
             let _ = ctx.peer.notify_logging_message(p).await;
         }
     }
 
-    async fn call(&self, name: &str, args: &Value, ctx: &RequestContext<RoleServer>) -> Result<Value, McpError> {
+    async fn call(
+        &self,
+        name: &str,
+        args: &Value,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Value, McpError> {
         Ok(match name {
-            "test_simple_text" => json!({"content": [text("This is a simple text response for testing.")]}),
-            "test_image_content" => json!({"content": [{"type": "image", "data": PNG, "mimeType": "image/png"}]}),
-            "test_audio_content" => json!({"content": [{"type": "audio", "data": WAV, "mimeType": "audio/wav"}]}),
+            "test_simple_text" => {
+                json!({"content": [text("This is a simple text response for testing.")]})
+            }
+            "test_image_content" => {
+                json!({"content": [{"type": "image", "data": PNG, "mimeType": "image/png"}]})
+            }
+            "test_audio_content" => {
+                json!({"content": [{"type": "audio", "data": WAV, "mimeType": "audio/wav"}]})
+            }
             "test_embedded_resource" => json!({"content": [{"type": "resource", "resource": {
                 "uri": "test://embedded-resource", "mimeType": "text/plain", "text": "This is an embedded resource content."}}]}),
             "test_multiple_content_types" => json!({"content": [
@@ -117,7 +129,11 @@ impl Fixture {
                     "text": json!({"test": "data", "value": 123}).to_string()}},
             ]}),
             "test_tool_with_logging" => {
-                for m in ["Tool execution started", "Tool processing data", "Tool execution completed"] {
+                for m in [
+                    "Tool execution started",
+                    "Tool processing data",
+                    "Tool execution completed",
+                ] {
                     Self::log(ctx, m).await;
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
@@ -126,7 +142,8 @@ impl Fixture {
             "test_tool_with_progress" => {
                 let token = ctx.meta.get("progressToken").cloned().unwrap_or(json!(0));
                 for p in [0, 50, 100] {
-                    if let Ok(param) = from(json!({"progressToken": token, "progress": p, "total": 100,
+                    if let Ok(param) =
+                        from(json!({"progressToken": token, "progress": p, "total": 100,
                         "message": format!("Completed step {p} of 100")}))
                     {
                         let _ = ctx.peer.notify_progress(param).await;
@@ -135,19 +152,30 @@ impl Fixture {
                 }
                 json!({"content": [text(&token.to_string())]})
             }
-            "test_error_handling" => json!({"content": [text("This tool intentionally returns an error for testing")], "isError": true}),
-            "test_reconnection" => json!({"content": [text("Reconnection test completed successfully.")]}),
+            "test_error_handling" => {
+                json!({"content": [text("This tool intentionally returns an error for testing")], "isError": true})
+            }
+            "test_reconnection" => {
+                json!({"content": [text("Reconnection test completed successfully.")]})
+            }
             "test_sampling" => {
                 let prompt = args.get("prompt").and_then(Value::as_str).unwrap_or("");
-                let params = from(json!({"messages": [{"role": "user", "content": text(prompt)}], "maxTokens": 100}))?;
-                            let r = ctx.peer.create_message(params).await;
+                let params = from(
+                    json!({"messages": [{"role": "user", "content": text(prompt)}], "maxTokens": 100}),
+                )?;
+                let r = ctx.peer.create_message(params).await;
                 match r {
                     Ok(r) => {
                         let r = serde_json::to_value(r).unwrap_or(Value::Null);
-                        let t = r.pointer("/content/text").and_then(Value::as_str).unwrap_or("No response");
+                        let t = r
+                            .pointer("/content/text")
+                            .and_then(Value::as_str)
+                            .unwrap_or("No response");
                         json!({"content": [text(&format!("LLM response: {t}"))]})
                     }
-                    Err(e) => json!({"content": [text(&format!("Sampling not supported or error: {e}"))]}),
+                    Err(e) => {
+                        json!({"content": [text(&format!("Sampling not supported or error: {e}"))]})
+                    }
                 }
             }
             "test_elicitation" => {
@@ -182,8 +210,15 @@ impl Fixture {
                     }, "required": []}});
                 elicit(ctx, params, "Elicitation completed").await
             }
-            "json_schema_2020_12_tool" => json!({"content": [text(&format!("JSON Schema 2020-12 tool called with: {args}"))]}),
-            _ => return Err(McpError::invalid_params(format!("Unknown tool: {name}"), None)),
+            "json_schema_2020_12_tool" => {
+                json!({"content": [text(&format!("JSON Schema 2020-12 tool called with: {args}"))]})
+            }
+            _ => {
+                return Err(McpError::invalid_params(
+                    format!("Unknown tool: {name}"),
+                    None,
+                ));
+            }
         })
     }
 }
@@ -204,18 +239,30 @@ impl ServerHandler for Fixture {
         .unwrap_or_default()
     }
 
-    async fn list_tools(&self, _r: Option<PaginatedRequestParams>, _c: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
         from(json!({"tools": tools()}))
     }
 
-    async fn call_tool(&self, r: CallToolRequestParams, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+    async fn call_tool(
+        &self,
+        r: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
         let args = serde_json::to_value(&r.arguments).unwrap_or(Value::Null);
         let v = self.call(&r.name, &args, &ctx).await?;
         let result: rmcp::model::CallToolResult = from(v)?;
         Ok(result.into())
     }
 
-    async fn list_resources(&self, _r: Option<PaginatedRequestParams>, _c: RequestContext<RoleServer>) -> Result<ListResourcesResult, McpError> {
+    async fn list_resources(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
         from(json!({"resources": [
             {"uri": "test://static-text", "name": "static-text", "title": "Static Text Resource",
              "description": "A static text resource for testing", "mimeType": "text/plain"},
@@ -226,42 +273,74 @@ impl ServerHandler for Fixture {
         ]}))
     }
 
-    async fn list_resource_templates(&self, _r: Option<PaginatedRequestParams>, _c: RequestContext<RoleServer>) -> Result<ListResourceTemplatesResult, McpError> {
+    async fn list_resource_templates(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
         from(json!({"resourceTemplates": [
             {"uriTemplate": "test://template/{id}/data", "name": "template", "title": "Resource Template",
              "description": "A resource template with parameter substitution", "mimeType": "application/json"}
         ]}))
     }
 
-    async fn read_resource(&self, r: ReadResourceRequestParams, _c: RequestContext<RoleServer>) -> Result<ReadResourceResponse, McpError> {
+    async fn read_resource(
+        &self,
+        r: ReadResourceRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
         let uri = r.uri.as_str();
         let contents = match uri {
-            "test://static-text" => json!([{"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}]),
+            "test://static-text" => {
+                json!([{"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}])
+            }
             "test://static-binary" => json!([{"uri": uri, "mimeType": "image/png", "blob": PNG}]),
-            "test://watched-resource" => json!([{"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"}]),
-            _ => match uri.strip_prefix("test://template/").and_then(|s| s.strip_suffix("/data")) {
+            "test://watched-resource" => {
+                json!([{"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"}])
+            }
+            _ => match uri
+                .strip_prefix("test://template/")
+                .and_then(|s| s.strip_suffix("/data"))
+            {
                 Some(id) => json!([{"uri": uri, "mimeType": "application/json",
                     "text": json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")}).to_string()}]),
-                None => return Err(McpError::resource_not_found(format!("Resource not found: {uri}"), None)),
+                None => {
+                    return Err(McpError::resource_not_found(
+                        format!("Resource not found: {uri}"),
+                        None,
+                    ));
+                }
             },
         };
         let result: rmcp::model::ReadResourceResult = from(json!({"contents": contents}))?;
         Ok(result.into())
     }
 
-    async fn subscribe(&self, r: SubscribeRequestParams, ctx: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn subscribe(
+        &self,
+        r: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         self.subscriptions.lock().unwrap().insert(r.uri.to_string());
         Self::log(&ctx, &format!("Subscribed to resource: {}", r.uri)).await;
         Ok(())
     }
 
-    async fn unsubscribe(&self, r: UnsubscribeRequestParams, ctx: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn unsubscribe(
+        &self,
+        r: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         self.subscriptions.lock().unwrap().remove(r.uri.as_str());
         Self::log(&ctx, &format!("Unsubscribed from resource: {}", r.uri)).await;
         Ok(())
     }
 
-    async fn list_prompts(&self, _r: Option<PaginatedRequestParams>, _c: RequestContext<RoleServer>) -> Result<ListPromptsResult, McpError> {
+    async fn list_prompts(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
         from(json!({"prompts": [
             {"name": "test_simple_prompt", "title": "Simple Test Prompt", "description": "A simple prompt without arguments"},
             {"name": "test_prompt_with_arguments", "title": "Prompt With Arguments", "description": "A prompt with required arguments",
@@ -274,10 +353,23 @@ impl ServerHandler for Fixture {
         ]}))
     }
 
-    async fn get_prompt(&self, r: GetPromptRequestParams, _c: RequestContext<RoleServer>) -> Result<GetPromptResponse, McpError> {
-        let arg = |k: &str| r.arguments.as_ref().and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
+    async fn get_prompt(
+        &self,
+        r: GetPromptRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let arg = |k: &str| {
+            r.arguments
+                .as_ref()
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let messages = match r.name.as_str() {
-            "test_simple_prompt" => json!([{"role": "user", "content": text("This is a simple prompt for testing.")}]),
+            "test_simple_prompt" => {
+                json!([{"role": "user", "content": text("This is a simple prompt for testing.")}])
+            }
             "test_prompt_with_arguments" => json!([{"role": "user", "content":
                 text(&format!("Prompt with arguments: arg1='{}', arg2='{}'", arg("arg1"), arg("arg2")))}]),
             "test_prompt_with_embedded_resource" => json!([
@@ -289,19 +381,36 @@ impl ServerHandler for Fixture {
                 {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
                 {"role": "user", "content": text("Please analyze the image above.")},
             ]),
-            other => return Err(McpError::invalid_params(format!("Unknown prompt: {other}"), None)),
+            other => {
+                return Err(McpError::invalid_params(
+                    format!("Unknown prompt: {other}"),
+                    None,
+                ));
+            }
         };
         let result: rmcp::model::GetPromptResult = from(json!({"messages": messages}))?;
         Ok(result.into())
     }
 
-    async fn complete(&self, _r: CompleteRequestParams, _c: RequestContext<RoleServer>) -> Result<CompleteResult, McpError> {
+    async fn complete(
+        &self,
+        _r: CompleteRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
         from(json!({"completion": {"values": [], "total": 0, "hasMore": false}}))
     }
 
-    async fn set_level(&self, r: SetLevelRequestParams, ctx: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn set_level(
+        &self,
+        r: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         let level = serde_json::to_value(r.level).unwrap_or(Value::Null);
-        Self::log(&ctx, &format!("Log level set to: {}", level.as_str().unwrap_or(""))).await;
+        Self::log(
+            &ctx,
+            &format!("Log level set to: {}", level.as_str().unwrap_or("")),
+        )
+        .await;
         Ok(())
     }
 }

@@ -61,8 +61,9 @@ pub enum FailureMode {
     FailClosed,
 }
 
-/// Allow and deny globs over exposed tool names. A tool is exposed when it matches `allow`
-/// (or `allow` is empty) and does not match `deny`.
+/// Allow and deny globs over exposed tool names (`{target}__{name}` when prefixed, before any
+/// shortening to 64 characters). A tool is exposed when it matches `allow` (or `allow` is
+/// empty) and does not match `deny`; a hidden tool cannot be called either.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolFilter {

@@ -805,10 +805,10 @@ impl McpBackend {
                 let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing name");
                 };
-                if kind == ListKind::Tools && !self.tool_allowed(&name) {
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
-                }
-                let Some((t, upstream_name)) = self.resolve_name(session, kind, &name).await else {
+                let resolved = self.resolve_name(session, kind, &name).await;
+                let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
+                    kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
+                }) else {
                     let what = if kind == ListKind::Tools {
                         "tool"
                     } else {
@@ -949,6 +949,15 @@ impl McpBackend {
                 self.0.shared.metrics.request(&method, &target.name, result);
                 jsonrpc::error_obj(down_id, e.to_jsonrpc())
             }
+        }
+    }
+
+    /// The unshortened exposed name of a tool: what `tools.allow`/`tools.deny` match.
+    fn full_name(&self, t: usize, name: &str) -> String {
+        if self.0.naming.prefixed {
+            names::prefixed(&self.0.targets[t].name, name)
+        } else {
+            name.to_string()
         }
     }
 
@@ -1093,7 +1102,7 @@ impl McpBackend {
                     }
                     _ => orig.to_string(),
                 };
-                if kind == ListKind::Tools && !self.tool_allowed(&exposed) {
+                if kind == ListKind::Tools && !self.tool_allowed(&self.full_name(t, orig)) {
                     continue;
                 }
                 let key = format!("{}{exposed}", kind.catalog_prefix());

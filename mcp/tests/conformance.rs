@@ -32,17 +32,27 @@ async fn run_suite(url: &str) -> BTreeMap<String, (u32, u32)> {
     let mut scores = BTreeMap::new();
     for line in stdout.lines() {
         // "✓ tools-list: 1 passed, 0 failed" (✗ when something failed)
-        let Some((name, rest)) = line.split_once(": ") else { continue };
+        let Some((name, rest)) = line.split_once(": ") else {
+            continue;
+        };
         let name = name.trim_start_matches(['✓', '✗', ' ']).trim();
         let nums: Vec<u32> = rest
             .split(|c: char| !c.is_ascii_digit())
             .filter_map(|n| n.parse().ok())
             .collect();
-        if name != "Total" && rest.contains(" passed, ") && rest.contains(" failed") && nums.len() >= 2 {
+        if name != "Total"
+            && rest.contains(" passed, ")
+            && rest.contains(" failed")
+            && nums.len() >= 2
+        {
             scores.insert(name.to_string(), (nums[0], nums[1]));
         }
     }
-    assert!(!scores.is_empty(), "no summary from the suite:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !scores.is_empty(),
+        "no summary from the suite:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     scores
 }
 
@@ -71,8 +81,14 @@ async fn conformance_through_gateway_matches_direct() {
     let through = run_suite(&gw.url).await;
     let (dp, df) = total(&direct);
     let (gp, gf) = total(&through);
-    println!("conformance direct:  {dp} passed, {df} failed ({} scenarios)", direct.len());
-    println!("conformance gateway: {gp} passed, {gf} failed ({} scenarios)", through.len());
+    println!(
+        "conformance direct:  {dp} passed, {df} failed ({} scenarios)",
+        direct.len()
+    );
+    println!(
+        "conformance gateway: {gp} passed, {gf} failed ({} scenarios)",
+        through.len()
+    );
     let mut regressions = Vec::new();
     for (name, (_, failed)) in &direct {
         if *failed == 0 {
@@ -83,7 +99,13 @@ async fn conformance_through_gateway_matches_direct() {
         }
     }
     for (name, score) in &through {
-        println!("  gateway {name}: {score:?} (direct {:?})", direct.get(name));
+        println!(
+            "  gateway {name}: {score:?} (direct {:?})",
+            direct.get(name)
+        );
     }
-    assert!(regressions.is_empty(), "scenarios passing directly but not through the gateway: {regressions:#?}");
+    assert!(
+        regressions.is_empty(),
+        "scenarios passing directly but not through the gateway: {regressions:#?}"
+    );
 }

@@ -26,8 +26,14 @@ async fn three_targets() -> Option<(Gateway, Everything, Everything)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_over_streamable_http_sees_all_three_targets() {
-    let Some((gw, _h, _s)) = three_targets().await else { return };
-    let (ok, out, err) = run_python("federation_client.py", &[&gw.url, "streamable", "stdio,http,sse"]).await;
+    let Some((gw, _h, _s)) = three_targets().await else {
+        return;
+    };
+    let (ok, out, err) = run_python(
+        "federation_client.py",
+        &[&gw.url, "streamable", "stdio,http,sse"],
+    )
+    .await;
     assert!(ok, "python client failed:\n{out}\n{err}");
     assert!(out.contains("\"ok\": true"), "{out}");
     println!("python (streamable HTTP): {out}");
@@ -35,7 +41,9 @@ async fn python_sdk_over_streamable_http_sees_all_three_targets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_over_legacy_sse_sees_all_three_targets() {
-    let Some((gw, _h, _s)) = three_targets().await else { return };
+    let Some((gw, _h, _s)) = three_targets().await else {
+        return;
+    };
     let url = format!("{}/sse", gw.url);
     let (ok, out, err) = run_python("federation_client.py", &[&url, "sse", "stdio,http,sse"]).await;
     assert!(ok, "python client failed:\n{out}\n{err}");
@@ -44,7 +52,9 @@ async fn python_sdk_over_legacy_sse_sees_all_three_targets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_sees_all_three_targets() {
-    let Some((gw, _h, _s)) = three_targets().await else { return };
+    let Some((gw, _h, _s)) = three_targets().await else {
+        return;
+    };
     let (ok, out, err) = run_node("ts/federation_client.mjs", &[&gw.url, "stdio,http,sse"]).await;
     assert!(ok, "typescript client failed:\n{out}\n{err}");
     println!("typescript: {out}");

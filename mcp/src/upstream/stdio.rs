@@ -241,6 +241,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
     let handshake = initialize(this.clone());
     tokio::pin!(handshake);
     let mut handshake_done = false;
+    let mut stderr_done = false;
     tokio::pin!(reader);
     tokio::pin!(writer);
     tokio::pin!(stderr_log);
@@ -250,7 +251,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
             _ = child.wait() => return,
             _ = &mut reader => { let _ = child.kill().await; return; }
             _ = &mut writer => { let _ = child.kill().await; return; }
-            _ = &mut stderr_log => {}
+            _ = &mut stderr_log, if !stderr_done => stderr_done = true,
             r = &mut handshake, if !handshake_done => {
                 handshake_done = true;
                 match r {

@@ -15,7 +15,10 @@ use tokio::process::{Child, Command};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `true` when the peer exists; otherwise fails under `CI` and prints SKIPPED elsewhere.
@@ -129,7 +132,11 @@ pub struct Everything {
 
 /// Start server-everything over HTTP and wait until it listens.
 pub async fn start_everything(transport: &str) -> Everything {
-    let port = free_port();
+    start_everything_on(transport, free_port()).await
+}
+
+/// Start server-everything over HTTP on a given port and wait until it listens.
+pub async fn start_everything_on(transport: &str, port: u16) -> Everything {
     let mut child = Command::new(node())
         .arg(everything())
         .arg(transport)
@@ -149,7 +156,9 @@ pub async fn start_everything(transport: &str) -> Everything {
         }
         false
     };
-    let ok = tokio::time::timeout(Duration::from_secs(60), ready).await.unwrap_or(false);
+    let ok = tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .unwrap_or(false);
     assert!(ok, "server-everything ({transport}) did not start");
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -162,7 +171,9 @@ pub async fn start_everything(transport: &str) -> Everything {
 
 /// Run a Python script from `mcp/tests/py/` with arguments; returns (success, stdout, stderr).
 pub async fn run_python(script: &str, args: &[&str]) -> (bool, String, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
     let out = Command::new(python())
         .arg(path)
         .args(args)
@@ -181,7 +192,9 @@ pub async fn run_python(script: &str, args: &[&str]) -> (bool, String, String) {
 
 /// Run a node script (path relative to `mcp/tests/`) with arguments.
 pub async fn run_node(script: &str, args: &[&str]) -> (bool, String, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
     let out = Command::new(node())
         .arg(path)
         .args(args)
@@ -235,8 +248,18 @@ pub async fn raw_initialize(url: &str) -> String {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let sid = headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
-    let (status, _, _) = post(url, Some(&sid), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    let sid = headers
+        .get("mcp-session-id")
+        .expect("session id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = post(
+        url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
     assert_eq!(status, 202);
     sid
 }

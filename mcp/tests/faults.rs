@@ -1,0 +1,310 @@
+//! Faults: malformed input, unknown methods and sessions, a stdio target killed mid-session,
+//! an HTTP target that restarts and forgets its sessions.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use serde_json::{Value, json};
+
+async fn fixture_gateway(extra: Value) -> (Gateway, tokio::task::JoinHandle<()>) {
+    init();
+    let (addr, task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let mut cfg =
+        json!({"targets": [{"name": "fixture", "http": {"url": format!("http://{addr}/mcp")}}]});
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    (gateway(cfg).await, task)
+}
+
+fn response(body: &str) -> Value {
+    messages(body)
+        .into_iter()
+        .find(|m| m.get("result").is_some() || m.get("error").is_some())
+        .unwrap_or_else(|| panic!("no response in {body}"))
+}
+
+#[tokio::test]
+async fn malformed_json_gets_parse_error_and_nothing_breaks() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let sid = raw_initialize(&gw.url).await;
+    for body in ["{not json", "", "[1,", "\u{0}"] {
+        let (status, _, text) = post(&gw.url, Some(&sid), body).await;
+        assert_eq!(status, 400, "{body:?}");
+        assert_eq!(response(&text)["error"]["code"], -32700, "{text}");
+    }
+    let (status, _, text) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":null,"method":7}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(response(&text)["error"]["code"], -32600);
+    let (status, _, text) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"no/such"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let r = response(&text);
+    assert_eq!(r["error"]["code"], -32601);
+    assert_eq!(r["id"], 2);
+    let (_, _, text) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(
+        response(&text),
+        json!({"jsonrpc":"2.0","id":"p","result":{}})
+    );
+}
+
+#[tokio::test]
+async fn unknown_session_is_404_and_delete_ends_a_session() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let (status, _, _) = post(
+        &gw.url,
+        Some("nope"),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post(
+        &gw.url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "no session and not stateless");
+    let sid = raw_initialize(&gw.url).await;
+    assert_eq!(gw.backend.session_count(), 1);
+    let resp = reqwest::Client::new()
+        .delete(&gw.url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(gw.backend.session_count(), 0);
+    let (status, _, _) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn origin_and_host_are_checked() {
+    let (gw, _f) = fixture_gateway(json!({"allowed_hosts": ["127.0.0.1"]})).await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+    let c = reqwest::Client::new();
+    let send = |origin: Option<&'static str>, host: Option<&'static str>| {
+        let mut r = c
+            .post(&gw.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init);
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        r.send()
+    };
+    assert_eq!(
+        send(Some("http://evil.example.com"), None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        send(None, Some("evil.example.com")).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        send(Some("http://localhost:3000"), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(send(None, None).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn long_tool_names_are_shortened_and_still_routed_and_filters_apply() {
+    init();
+    let (addr, _f) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let long = "a-very-long-target-name-that-pushes-tools-past-the-limit";
+    let gw = gateway(json!({
+        "prefix": "always",
+        "tools": {"deny": ["*elicitation*"]},
+        "targets": [{"name": long, "http": {"url": format!("http://{addr}/mcp")}}]
+    }))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let (_, _, text) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    let tools: Vec<String> = response(&text)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(tools.iter().all(|t| t.len() <= 64), "{tools:?}");
+    assert!(
+        !tools.iter().any(|t| t.contains("elicitation")),
+        "{tools:?}"
+    );
+    assert_eq!(
+        tools.len(),
+        11,
+        "the fixture's 14 tools minus 3 elicitation ones: {tools:?}"
+    );
+    let simple = tools
+        .iter()
+        .find(|t| t.starts_with(&long[..20]) && t.len() == 64)
+        .expect("a shortened name")
+        .clone();
+    assert!(tools.len() >= 10);
+    // Every shortened name routes to its own tool.
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": simple, "arguments": {}}});
+    let (_, _, text) = post(&gw.url, Some(&sid), &call.to_string()).await;
+    let r = response(&text);
+    assert!(r.get("result").is_some(), "{r}");
+    let simple_text = format!("{long}__test_simple_text");
+    let exposed = names_fit(&simple_text);
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name": exposed, "arguments": {}}});
+    let (_, _, text) = post(&gw.url, Some(&sid), &call.to_string()).await;
+    assert_eq!(
+        response(&text)["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+    // Denied tools cannot be called even by their exposed name.
+    let denied = names_fit(&format!("{long}__test_elicitation"));
+    let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name": denied, "arguments": {"message": "x"}}});
+    let (_, _, text) = post(&gw.url, Some(&sid), &call.to_string()).await;
+    assert_eq!(response(&text)["error"]["code"], -32602);
+}
+
+fn names_fit(full: &str) -> String {
+    switchboard_mcp::names::fit_tool_name(full).0
+}
+
+async fn call_echo(url: &str, sid: &str, id: u64) -> Value {
+    let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"message":"again"}}});
+    let (_, _, text) = post(url, Some(sid), &call.to_string()).await;
+    response(&text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_target_killed_mid_call_comes_back() {
+    if !have_peers() {
+        return;
+    }
+    let gw = gateway(json!({
+        "targets": [{"name": "ev", "stdio": {"command": node(), "args": [everything(), "stdio"]}, "timeout": "30s"}]
+    }))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    assert_eq!(
+        call_echo(&gw.url, &sid, 1).await["result"]["content"][0]["text"],
+        "Echo: again"
+    );
+    let pid = gw.backend.target_pids()[0].1;
+
+    // Stream the call (SSE) and kill the child once its first progress notification shows
+    // the call is running upstream.
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":20,"steps":20},"_meta":{"progressToken":"pt"}}});
+    let mut resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let read_all = async {
+        let mut killed = false;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if !killed && text.contains("notifications/progress") {
+                assert!(
+                    text.contains(r#""progressToken":"pt""#),
+                    "progress token restored: {text}"
+                );
+                std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                killed = true;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read_all)
+        .await
+        .expect("in-flight call answered");
+    let msgs = messages(&text);
+    let last = msgs.last().expect("a response");
+    assert!(
+        last.get("error").is_some(),
+        "in-flight call must fail: {text}"
+    );
+    assert_eq!(last["id"], 2);
+    // Later calls wait for the restarted child and work.
+    let r = call_echo(&gw.url, &sid, 3).await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
+    let new_pid = gw.backend.target_pids()[0].1;
+    assert_ne!(new_pid, pid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_target_that_forgets_sessions_is_reinitialized() {
+    if !have_peers() {
+        return;
+    }
+    let first = start_everything("streamableHttp").await;
+    let gw = gateway(json!({"targets": [{"name": "ev", "http": {"url": first.url}}]})).await;
+    let sid = raw_initialize(&gw.url).await;
+    assert_eq!(
+        call_echo(&gw.url, &sid, 1).await["result"]["content"][0]["text"],
+        "Echo: again"
+    );
+    // Restart the upstream on the same port: it forgets every session.
+    let port: u16 = first
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    let mut child = first.child;
+    child.kill().await.unwrap();
+    let _second = start_everything_on("streamableHttp", port).await;
+    let r = call_echo(&gw.url, &sid, 2).await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
+}
