@@ -220,7 +220,7 @@ impl McpBackend {
                     let l: Listener = Arc::new(move |msg: Value| {
                         if let Some(core) = w.upgrade() {
                             for s in core.sessions.all() {
-                                s.from_upstream(i, msg.clone(), None);
+                                s.deliver_from_upstream(i, msg.clone(), None);
                             }
                         }
                     });
@@ -668,7 +668,7 @@ impl McpBackend {
                 let weak = Arc::downgrade(&session.0);
                 let fallback: Listener = Arc::new(move |msg| {
                     if let Some(s) = weak.upgrade() {
-                        Session(s).from_upstream(t, msg, None);
+                        Session(s).deliver_from_upstream(t, msg, None);
                     }
                 });
                 let (s, init) = SseUpstream::connect(
@@ -1209,7 +1209,7 @@ impl McpBackend {
                             ev = events.next() => match ev {
                                 Some(Ok(ev)) => {
                                     if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
-                                        s.from_upstream(t, m, Some(&tx));
+                                        s.deliver_from_upstream(t, m, Some(&tx));
                                     }
                                 }
                                 _ => break,

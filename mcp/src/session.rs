@@ -17,6 +17,9 @@ use crate::jsonrpc;
 use crate::names;
 use crate::upstream::Upstream;
 
+/// Exposed name (kind-prefixed) → (target, upstream name).
+pub(crate) type Catalog = HashMap<String, (usize, String)>;
+
 /// Per-backend facts a session needs to rewrite upstream messages on its own.
 pub(crate) struct Naming {
     pub targets: Vec<Arc<str>>,
@@ -45,7 +48,7 @@ pub(crate) struct Inner {
     next_event: AtomicU64,
     /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
     /// route when names are not prefixed (or were shortened).
-    pub catalog: Mutex<(u64, HashMap<String, (usize, String)>)>,
+    pub catalog: Mutex<(u64, Catalog)>,
 }
 
 impl Session {
@@ -117,7 +120,7 @@ impl Session {
 
     /// A message an upstream sent to this session: ids of server-to-client requests become
     /// gateway ids, URIs get namespaced, `list_changed` invalidates the catalogue.
-    pub fn from_upstream(
+    pub fn deliver_from_upstream(
         &self,
         target: usize,
         mut msg: Value,
@@ -150,13 +153,12 @@ impl Session {
                     msg["params"]["requestId"] = Value::String(gid);
                 } else if method.ends_with("/list_changed") {
                     self.0.naming.epoch.fetch_add(1, Ordering::Relaxed);
-                } else if method == "notifications/resources/updated" && self.0.naming.prefixed {
-                    if let Some(uri) = msg.pointer_mut("/params/uri")
-                        && let Some(s) = uri.as_str()
-                    {
-                        *uri =
-                            Value::String(names::namespace_uri(&self.0.naming.targets[target], s));
-                    }
+                } else if method == "notifications/resources/updated"
+                    && self.0.naming.prefixed
+                    && let Some(uri) = msg.pointer_mut("/params/uri")
+                    && let Some(s) = uri.as_str()
+                {
+                    *uri = Value::String(names::namespace_uri(&self.0.naming.targets[target], s));
                 }
                 self.send(msg, stream);
             }

@@ -31,7 +31,7 @@ impl Route {
     /// Hand an upstream-initiated message to the downstream session.
     pub fn deliver(&self, msg: Value) {
         if let Some(s) = &self.session {
-            s.from_upstream(self.target, msg, self.stream.as_ref());
+            s.deliver_from_upstream(self.target, msg, self.stream.as_ref());
         }
     }
 

@@ -21,6 +21,7 @@ use crate::jsonrpc;
 /// Receives messages from a shared child that no request claims (`list_changed`,
 /// `resources/updated`, unattributable server requests).
 pub(crate) type Listener = Arc<dyn Fn(Value) + Send + Sync>;
+type WeakListener = std::sync::Weak<dyn Fn(Value) + Send + Sync>;
 
 /// Children by config, shared across backends and reloads. Kept by the gateway.
 #[derive(Clone, Default)]
@@ -62,7 +63,7 @@ pub(crate) struct Inner {
     /// `Some(initialize result)` while a child is up and initialized.
     ready: watch::Sender<Option<Value>>,
     pid: Mutex<Option<u32>>,
-    listeners: Mutex<Vec<std::sync::Weak<dyn Fn(Value) + Send + Sync>>>,
+    listeners: Mutex<Vec<WeakListener>>,
     _guard: DropGuard,
 }
 
