@@ -401,7 +401,11 @@ impl McpBackend {
             }
             // A throwaway session: its upstream connections end with the request.
             let session = self.stateless_session(&msg);
-            let resp = self.dispatch(&session, msg, None).await;
+            let method = jsonrpc::method(&msg).to_string();
+            let mut msg = msg;
+            strip_modern_meta(&mut msg);
+            let mut resp = self.dispatch(&session, msg, None).await;
+            modernize_result(&method, &mut resp);
             for u in session.take_upstreams() {
                 if !matches!(u, Upstream::Stdio(_)) {
                     u.close().await;
@@ -1392,6 +1396,42 @@ impl Drop for LegacyGuard {
                 });
             }
         }
+    }
+}
+
+/// Targets are spoken to in the session era: the per-request context keys of 2026-07-28
+/// (`io.modelcontextprotocol/*` in `_meta`) were already used to open the upstream sessions.
+fn strip_modern_meta(msg: &mut Value) {
+    if let Some(meta) = msg
+        .pointer_mut("/params/_meta")
+        .and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    }
+}
+
+/// A session-era result made a valid 2026-07-28 one: `resultType`, and the caching hints
+/// (immediately stale, private) on the cacheable results.
+fn modernize_result(method: &str, resp: &mut Value) {
+    let Some(result) = resp.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    if matches!(
+        method,
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "server/discover"
+    ) {
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!("private"));
     }
 }
 

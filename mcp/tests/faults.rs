@@ -308,3 +308,58 @@ async fn http_target_that_forgets_sessions_is_reinitialized() {
     let r = call_echo(&gw.url, &sid, 2).await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_requests_need_no_session() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let (status, headers, text) = post(
+        &gw.url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(headers.get("mcp-session-id").is_none());
+    let r = response(&text);
+    assert!(
+        r["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28")),
+        "{r}"
+    );
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}});
+    let (status, _, text) = post(&gw.url, None, &call.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        response(&text)["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+    // Routing headers must agree with the body.
+    let resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "other_tool")
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(gw.backend.session_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_default_auto_mode_works() {
+    if !have("python with the mcp SDK", &python()) {
+        return;
+    }
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let (ok, out, err) = run_python("stateless_client.py", &[&gw.url, "test_simple_text"]).await;
+    assert!(ok, "python client failed:\n{out}\n{err}");
+    assert!(out.contains(r#""negotiated": "True""#), "the client went stateless (2026-07-28): {out}");
+    assert_eq!(gw.backend.session_count(), 0);
+}
