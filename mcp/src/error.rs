@@ -34,6 +34,9 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The client cancelled the request.
+    #[error("request cancelled")]
+    Cancelled,
     /// An HTTP client error.
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
@@ -53,6 +56,7 @@ impl Error {
             Error::Protocol { target, .. } => {
                 (-32603, format!("target `{target}` sent an invalid reply"))
             }
+            Error::Cancelled => (-32800, "request cancelled".to_string()),
             Error::Http(_) => (-32002, "upstream unavailable".to_string()),
             Error::Config(_) => (-32603, "internal error".to_string()),
         };

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
 use crate::metrics::{Metrics, ToolLabels};
 use crate::names;
-use crate::session::{Naming, Registry, Session};
+use crate::session::{Inflight, Naming, Registry, Session};
 use crate::upstream::http::{HttpUpstream, header_map};
 use crate::upstream::sse::SseUpstream;
 use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
@@ -724,12 +724,10 @@ impl McpBackend {
                     let Some(rid) = msg.pointer("/params/requestId") else {
                         return;
                     };
-                    let Some((t, uid)) = session
-                        .0
-                        .inflight
-                        .get(&jsonrpc::id_key(rid))
-                        .map(|e| *e.value())
-                    else {
+                    let Some((t, uid)) = session.0.inflight.get(&jsonrpc::id_key(rid)).map(|e| {
+                        e.cancel.cancel();
+                        (e.target, e.upstream_id)
+                    }) else {
                         return;
                     };
                     let mut fwd = msg.clone();
@@ -922,15 +920,25 @@ impl McpBackend {
         let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
         let progress = prepare(&mut msg, uid);
         let key = jsonrpc::id_key(&down_id);
-        session.0.inflight.insert(key.clone(), (t, uid));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        session.0.inflight.insert(
+            key.clone(),
+            Inflight {
+                target: t,
+                upstream_id: uid,
+                cancel: cancel.clone(),
+            },
+        );
         let route = Route {
             session: Some(session.clone()),
             target: t,
             stream,
         };
-        let r = up
-            .request(route, msg, progress, target.cfg.timeout(), &target.name)
-            .await;
+        // A cancelled request may never be answered upstream; stop waiting for it.
+        let r = tokio::select! {
+            r = up.request(route, msg, progress, target.cfg.timeout(), &target.name) => r,
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+        };
         session.0.inflight.remove(&key);
         match r {
             Ok(mut resp) => {
@@ -947,6 +955,8 @@ impl McpBackend {
                 tracing::warn!(target_name = %target.name, %method, error = %e, "upstream request failed");
                 let result = if matches!(e, Error::Timeout(_)) {
                     "timeout"
+                } else if matches!(e, Error::Cancelled) {
+                    "cancelled"
                 } else {
                     "error"
                 };

@@ -20,6 +20,14 @@ use crate::upstream::Upstream;
 /// Exposed name (kind-prefixed) → (target, upstream name).
 pub(crate) type Catalog = HashMap<String, (usize, String)>;
 
+/// A client request being served by a target.
+pub(crate) struct Inflight {
+    pub target: usize,
+    pub upstream_id: u64,
+    /// Fired by the client's `notifications/cancelled`.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
 /// Per-backend facts a session needs to rewrite upstream messages on its own.
 pub(crate) struct Naming {
     pub targets: Vec<Arc<str>>,
@@ -43,7 +51,7 @@ pub(crate) struct Inner {
     /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
     client_requests: DashMap<String, (usize, Value)>,
     /// Client requests in flight upstream: downstream id key → (target, upstream id).
-    pub inflight: DashMap<String, (usize, u64)>,
+    pub inflight: DashMap<String, Inflight>,
     next_id: AtomicU64,
     next_event: AtomicU64,
     /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to

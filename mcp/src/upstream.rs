@@ -63,6 +63,10 @@ impl PendingMap {
     pub fn remove(&self, id: u64) {
         self.0.remove(&id);
     }
+    /// Removes entry `id` when dropped, also when the waiting future is dropped (cancelled).
+    pub fn guard(&self, id: u64) -> PendingGuard {
+        PendingGuard(self.clone(), id)
+    }
     /// Fail everything in flight (the connection died): dropping the senders wakes the callers.
     pub fn clear(&self) {
         self.0.clear();
@@ -114,6 +118,15 @@ impl PendingMap {
             },
             jsonrpc::Kind::Invalid => tracing::debug!("invalid message from upstream dropped"),
         }
+    }
+}
+
+/// See [`PendingMap::guard`].
+pub(crate) struct PendingGuard(PendingMap, u64);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
     }
 }
 

@@ -360,6 +360,9 @@ async fn python_sdk_default_auto_mode_works() {
     let (gw, _f) = fixture_gateway(json!({})).await;
     let (ok, out, err) = run_python("stateless_client.py", &[&gw.url, "test_simple_text"]).await;
     assert!(ok, "python client failed:\n{out}\n{err}");
-    assert!(out.contains(r#""negotiated": "True""#), "the client went stateless (2026-07-28): {out}");
+    assert!(
+        out.contains(r#""negotiated": "True""#),
+        "the client went stateless (2026-07-28): {out}"
+    );
     assert_eq!(gw.backend.session_count(), 0);
 }

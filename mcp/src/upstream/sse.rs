@@ -142,13 +142,9 @@ impl SseUpstream {
                 route,
             },
         );
-        if let Err(e) = self.send(msg).await {
-            self.pending.remove(id);
-            return Err(e);
-        }
-        let r = await_reply(rx, &self.target).await;
-        self.pending.remove(id);
-        r
+        let _guard = self.pending.guard(id);
+        self.send(msg).await?;
+        await_reply(rx, &self.target).await
     }
 
     pub async fn send(&self, msg: Value) -> Result<()> {

@@ -133,13 +133,9 @@ impl StdioProcess {
                 route,
             },
         );
-        if let Err(e) = self.send(msg) {
-            self.0.pending.remove(id);
-            return Err(e);
-        }
-        let r = await_reply(rx, &self.0.name).await;
-        self.0.pending.remove(id);
-        r
+        let _guard = self.0.pending.guard(id);
+        self.send(msg)?;
+        await_reply(rx, &self.0.name).await
     }
 
     pub fn send(&self, msg: Value) -> Result<()> {

@@ -85,10 +85,15 @@ impl Drop for Gateway {
 
 /// Start a gateway for this `mcp:` block (JSON).
 pub async fn gateway(cfg: Value) -> Gateway {
+    gateway_with_metrics(cfg, Metrics::unregistered()).await
+}
+
+/// Start a gateway that records into `metrics`.
+pub async fn gateway_with_metrics(cfg: Value, metrics: Metrics) -> Gateway {
     init();
     let cfg: McpConfig = serde_json::from_value(cfg).expect("config parses");
     assert!(cfg.validate("mcp").is_empty(), "{:?}", cfg.validate("mcp"));
-    let shared = McpShared::new(Metrics::unregistered()).unwrap();
+    let shared = McpShared::new(metrics).unwrap();
     let backend = McpBackend::new(cfg, &shared).unwrap();
     let b = backend.clone();
     let ctx = RequestContext {
