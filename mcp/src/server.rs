@@ -166,6 +166,11 @@ impl McpBackend {
     /// Build the backend for a (validated) config. Cheap: HTTP upstream sessions open per
     /// downstream session; stdio children come from `shared`'s pool (reused when unchanged).
     pub fn new(cfg: McpConfig, shared: &McpShared) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "McpBackend::new must run inside a tokio runtime".into(),
+            ));
+        }
         if let Some((k, m)) = cfg.validate("mcp").into_iter().next() {
             return Err(Error::Config(format!("{k}: {m}")));
         }
@@ -693,10 +698,14 @@ impl McpBackend {
     }
 
     async fn upstream(&self, session: &Session, t: usize) -> Result<Upstream> {
-        if let Some(u) = session.upstream(t) {
-            return Ok(u);
+        match session.upstream(t) {
+            // A legacy SSE connection cannot resume: a dropped one is replaced by a new one.
+            Some(Upstream::Sse(s)) if s.is_closed() => {}
+            Some(u) => return Ok(u),
+            None => {}
         }
-        // Connected lazily: a stateless request, or a target that failed at initialize.
+        // Connected lazily: a stateless request, a target that failed at initialize, or a
+        // legacy SSE target whose connection dropped.
         let timeout = self.0.targets[t].cfg.timeout();
         match tokio::time::timeout(timeout, self.connect(session, t)).await {
             Ok(r) => r?,
@@ -1206,33 +1215,7 @@ impl McpBackend {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         session.attach_stream(tx.clone());
-        // Pipe each HTTP upstream's own standalone stream in (list_changed, logging, ...) for
-        // as long as this downstream stream is open.
-        for t in 0..self.0.targets.len() {
-            if let Some(Upstream::Http(h)) = session.upstream(t) {
-                let s = session.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let Ok(Some(resp)) = h.open_stream().await else {
-                        return;
-                    };
-                    let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
-                    loop {
-                        tokio::select! {
-                            _ = tx.closed() => break,
-                            ev = events.next() => match ev {
-                                Some(Ok(ev)) => {
-                                    if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
-                                        s.deliver_from_upstream(t, m, Some(&tx));
-                                    }
-                                }
-                                _ => break,
-                            }
-                        }
-                    }
-                });
-            }
-        }
+        pipe_upstream_streams(&session, &tx);
         drop(tx);
         let priming = session.0.version.as_str() >= "2025-11-25";
         sse_response(session, rx, priming)
@@ -1351,6 +1334,7 @@ impl McpBackend {
                 let resp = match this.initialize(&msg, Some(id.clone())).await {
                     Ok((session, resp)) => {
                         session.attach_stream(tx.clone());
+                        pipe_upstream_streams(&session, &tx);
                         resp
                     }
                     Err(resp) => resp,
@@ -1379,6 +1363,37 @@ impl McpBackend {
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
             .unwrap()
+    }
+}
+
+/// Pipe each HTTP upstream's own standalone stream (server requests such as `roots/list`,
+/// `list_changed`, logging) into the session's standalone stream `tx`, for as long as `tx` is
+/// open: a task per HTTP target while the client listens, none otherwise.
+fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
+    for t in 0..session.0.naming.targets.len() {
+        if let Some(Upstream::Http(h)) = session.upstream(t) {
+            let s = session.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(Some(resp)) = h.open_stream().await else {
+                    return;
+                };
+                let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        ev = events.next() => match ev {
+                            Some(Ok(ev)) => {
+                                if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
+                                    s.deliver_from_upstream(t, m, Some(&tx));
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            });
+        }
     }
 }
 

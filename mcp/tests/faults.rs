@@ -366,3 +366,55 @@ async fn python_sdk_default_auto_mode_works() {
     );
     assert_eq!(gw.backend.session_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_target_that_restarts_is_reconnected() {
+    if !have_peers() {
+        return;
+    }
+    let first = start_everything("sse").await;
+    let gw = gateway(json!({"targets": [{"name": "ev", "sse": {"url": first.url}}]})).await;
+    let sid = raw_initialize(&gw.url).await;
+    assert_eq!(
+        call_echo(&gw.url, &sid, 1).await["result"]["content"][0]["text"],
+        "Echo: again"
+    );
+    let port: u16 = first
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/sse")
+        .parse()
+        .unwrap();
+    let mut child = first.child;
+    child.kill().await.unwrap();
+    let _second = start_everything_on("sse", port).await;
+    let r = call_echo(&gw.url, &sid, 2).await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_target_gets_its_env_and_cwd() {
+    if !have_peers() {
+        return;
+    }
+    let dist = everything().parent().unwrap().to_path_buf();
+    // A relative script path only resolves when cwd is applied.
+    let gw = gateway(json!({
+        "targets": [{"name": "ev", "stdio": {"command": node(), "args": ["index.js", "stdio"],
+            "cwd": dist, "env": {"SWITCHBOARD_PROBE": "probe-value-42"}}}]
+    }))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get-env","arguments":{}}}"#;
+    let (_, _, text) = post(&gw.url, Some(&sid), call).await;
+    let r = response(&text);
+    let out = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        out.contains("SWITCHBOARD_PROBE") && out.contains("probe-value-42"),
+        "{r}"
+    );
+}

@@ -92,6 +92,8 @@ impl SseUpstream {
                     }
                 }
             }
+            // The connection is gone for good: mark it closed so the session reconnects.
+            reader_cancel.cancel();
             reader_pending.clear();
         });
         let this = Arc::new(Self {
@@ -178,5 +180,10 @@ impl SseUpstream {
 
     pub fn close(&self) {
         self.cancel.cancel();
+    }
+
+    /// Whether the event stream has ended (the server went away or we closed it).
+    pub fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 }

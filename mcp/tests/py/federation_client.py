@@ -29,10 +29,14 @@ async def sampling(context, params):
     )
 
 
+async def roots(context):
+    return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/switchboard-root", name="sb-root")])
+
+
 async def main():
     server = URL if TRANSPORT == "streamable" else sse_client(URL)
     summary = {}
-    async with Client(server, mode="legacy", sampling_callback=sampling) as client:
+    async with Client(server, mode="legacy", sampling_callback=sampling, list_roots_callback=roots) as client:
         tools = []
         cursor = None
         while True:
@@ -67,6 +71,12 @@ async def main():
             r = await client.call_tool(name(t, "trigger-sampling-request"), {"prompt": f"p-{t}", "maxTokens": 5})
             body = json.dumps([c.model_dump() for c in r.content])
             assert f"sampled<" in body and f"p-{t}" in body, body
+
+            # Targets with a session of their own ask this client for its roots (the shared
+            # stdio child is not offered roots: it has no single owner).
+            if t in ("http", "sse", ""):
+                r = await client.call_tool(name(t, "get-roots-list"), {})
+                assert "file:///tmp/switchboard-root" in r.content[0].text, r
 
             prompts = [p.name for p in (await client.list_prompts()).prompts]
             assert name(t, "simple-prompt") in prompts, prompts
