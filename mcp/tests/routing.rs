@@ -250,3 +250,77 @@ async fn pagination_uses_a_composite_cursor() {
     );
     assert!(page2.get("nextCursor").is_none(), "{page2}");
 }
+
+/// A streamable HTTP MCP server whose tool list grows after `one` is called; it announces the
+/// change with `notifications/tools/list_changed` on the call's SSE stream.
+async fn changing_upstream() -> String {
+    use axum::body::Bytes;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let changed = Arc::new(AtomicBool::new(false));
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: Bytes| {
+            let changed = changed.clone();
+            async move {
+                let msg: Value = serde_json::from_slice(&body).unwrap();
+                let id = msg["id"].clone();
+                let reply = |result: Value| json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+                let tool = |n: &str| json!({"name": n, "inputSchema": {"type": "object"}});
+                let (ctype, body) = match msg["method"].as_str().unwrap_or("") {
+                    "initialize" => ("application/json", reply(json!({"protocolVersion": "2025-06-18",
+                        "capabilities": {"tools": {"listChanged": true}}, "serverInfo": {"name": "changing", "version": "1"}}))),
+                    "tools/list" => {
+                        let mut tools = vec![tool("one")];
+                        if changed.load(Ordering::SeqCst) {
+                            tools.push(tool("four"));
+                        }
+                        ("application/json", reply(json!({"tools": tools})))
+                    }
+                    "tools/call" => {
+                        let name = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("").to_string();
+                        changed.store(true, Ordering::SeqCst);
+                        let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                        let result = reply(json!({"content": [{"type": "text", "text": format!("called {name}")}]}));
+                        ("text/event-stream", format!("event: message\ndata: {note}\n\nevent: message\ndata: {result}\n\n"))
+                    }
+                    _ => return (http::StatusCode::ACCEPTED, [("content-type", "application/json")], String::new()),
+                };
+                (http::StatusCode::OK, [("content-type", ctype)], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprefixed_names_route_by_catalogue_and_list_changed_invalidates_it() {
+    let changing = changing_upstream().await;
+    let fx = fixture_url().await;
+    let gw = gateway(json!({"prefix": "never", "targets": [
+        {"name": "a", "http": {"url": changing}},
+        {"name": "b", "http": {"url": fx}},
+    ]}))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let (_, _, body) = post(&gw.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let names: Vec<String> = response(&body)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&"one".to_string()) && names.contains(&"test_simple_text".to_string()), "{names:?}");
+    assert!(!names.contains(&"four".to_string()));
+    let call = |id: u64, name: &str| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name": name, "arguments": {}}}).to_string();
+    let (_, _, body) = post(&gw.url, Some(&sid), &call(2, "test_simple_text")).await;
+    assert_eq!(response(&body)["result"]["content"][0]["text"], "This is a simple text response for testing.");
+    // The call's stream carries the upstream's list_changed to the client.
+    let (_, _, body) = post(&gw.url, Some(&sid), &call(3, "one")).await;
+    let msgs = messages(&body);
+    assert!(msgs.iter().any(|m| m["method"] == "notifications/tools/list_changed"), "{body}");
+    assert_eq!(response(&body)["result"]["content"][0]["text"], "called one");
+    // A tool that appeared after the change is found without the client listing again.
+    let (_, _, body) = post(&gw.url, Some(&sid), &call(4, "four")).await;
+    assert_eq!(response(&body)["result"]["content"][0]["text"], "called four", "{body}");
+    let (_, _, body) = post(&gw.url, Some(&sid), &call(5, "nonexistent")).await;
+    assert_eq!(response(&body)["error"]["code"], -32602);
+}
