@@ -56,6 +56,7 @@ pub struct RequestContext {
 /// counter. Build once at start and pass to every [`McpBackend::new`].
 #[derive(Clone, Debug)]
 pub struct McpShared {
+    idle_timeout: std::time::Duration,
     client: reqwest::Client,
     stdio: StdioPool,
     metrics: Metrics,
@@ -69,13 +70,24 @@ impl McpShared {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
         Ok(Self {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client,
             stdio: StdioPool::default(),
             metrics,
             ids: Arc::new(AtomicU64::new(1)),
         })
     }
+
+    /// Sessions idle this long (no request, no open stream) are closed, their upstream
+    /// sessions too (default 30 minutes; the gateway passes `sessions.idle_timeout`).
+    pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
 }
+
+/// Default idle timeout of downstream sessions.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// The `mcp` backend of one route (cheap clone).
 #[derive(Clone)]
@@ -238,7 +250,7 @@ impl McpBackend {
                 naming,
                 targets,
                 shared: shared.clone(),
-                sessions: Registry::default(),
+                sessions: Registry::new(shared.idle_timeout),
                 legacy: DashMap::new(),
                 allow,
                 deny,
@@ -266,7 +278,8 @@ impl McpBackend {
     /// Serve one HTTP request addressed to this route. Never fails: errors become JSON-RPC
     /// error responses.
     pub async fn handle(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
-        if let Err(resp) = self.check_origin(req.headers()) {
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if let Err(resp) = self.check_origin(req.headers(), authority) {
             return resp;
         }
         let prefix = ctx.prefix.trim_end_matches('/');
@@ -292,7 +305,11 @@ impl McpBackend {
 
     /// DNS-rebinding protection.
     #[allow(clippy::result_large_err)]
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    fn check_origin(
+        &self,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+    ) -> Result<(), Response<Body>> {
         let forbidden = || {
             rpc_response(
                 StatusCode::FORBIDDEN,
@@ -319,20 +336,13 @@ impl McpBackend {
             }
         }
         if !cfg.allowed_hosts.is_empty() {
+            // HTTP/2 carries the host in `:authority`, not in a Host header.
             let host = headers
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
+                .or(authority)
                 .unwrap_or("");
-            let bare = host
-                .rsplit_once(':')
-                .filter(|(h, p)| !h.ends_with(']') || p.is_empty())
-                .map_or(host, |(h, _)| h);
-            let bare = if host.starts_with('[') {
-                host.split_once(']')
-                    .map_or(host, |(h, _)| &host[..h.len() + 1])
-            } else {
-                bare
-            };
+            let bare = host_without_port(host);
             if !cfg
                 .allowed_hosts
                 .iter()
@@ -626,6 +636,12 @@ impl McpBackend {
         });
         if !instructions.is_empty() {
             result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        for expired in self.0.sessions.sweep() {
+            tracing::debug!(session = expired.id(), "idle session expired");
+            for u in expired.take_upstreams() {
+                u.close().await;
+            }
         }
         self.0.sessions.insert(session.clone());
         self.0
@@ -1460,6 +1476,17 @@ fn modernize_result(method: &str, resp: &mut Value) {
     }
 }
 
+/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
 /// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
 fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String> {
     let method = jsonrpc::method(msg);
@@ -1511,4 +1538,52 @@ fn sse_response(
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(first.chain(events)))
         .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn routing_headers_must_match_the_body() {
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}});
+        let mut h = HeaderMap::new();
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-method", "tools/call".parse().unwrap());
+        h.insert("mcp-name", "t".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-name", "u".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        h.insert("mcp-name", "t".parse().unwrap());
+        h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+    }
+
+    #[test]
+    fn modern_results_get_result_type_and_caching_hints() {
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
+        modernize_result("tools/list", &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
+        modernize_result("tools/call", &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"content": [], "resultType": "complete"})
+        );
+        let mut m = json!({"params": {"_meta": {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        strip_modern_meta(&mut m);
+        assert_eq!(m["params"]["_meta"], json!({"progressToken": 1}));
+    }
 }

@@ -107,6 +107,16 @@ impl Session {
         *self.0.stream.lock().unwrap() = Some(tx);
     }
 
+    /// Whether a client is listening on the standalone stream.
+    pub fn has_open_stream(&self) -> bool {
+        self.0
+            .stream
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|t| !t.is_closed())
+    }
+
     /// Send on the standalone stream; messages without a stream are dropped (no event log yet).
     pub fn send_standalone(&self, msg: Value) {
         let tx = self.0.stream.lock().unwrap().clone();
@@ -194,29 +204,113 @@ impl Session {
     }
 }
 
-/// Where sessions live between requests; see the module docs for the plug-in seam.
-#[derive(Clone, Default)]
+/// Where sessions live between requests; see the module docs for the plug-in seam. Sessions
+/// idle for longer than the idle timeout (and without an open stream) are swept out lazily,
+/// when new sessions are created, so there is no timer task.
+#[derive(Clone)]
 pub(crate) struct Registry {
-    map: Arc<DashMap<String, Session>>,
+    map: Arc<DashMap<String, (Session, Arc<AtomicU64>)>>,
+    start: tokio::time::Instant,
+    idle: std::time::Duration,
+    last_sweep: Arc<AtomicU64>,
 }
 
 impl Registry {
+    pub fn new(idle: std::time::Duration) -> Self {
+        Self {
+            map: Arc::default(),
+            start: tokio::time::Instant::now(),
+            idle,
+            last_sweep: Arc::default(),
+        }
+    }
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
     pub fn new_id() -> String {
         uuid::Uuid::new_v4().simple().to_string()
     }
     pub fn insert(&self, s: Session) {
-        self.map.insert(s.id().to_string(), s);
+        let seen = Arc::new(AtomicU64::new(self.now_ms()));
+        self.map.insert(s.id().to_string(), (s, seen));
     }
+    /// Look a session up and mark it as used now.
     pub fn get(&self, id: &str) -> Option<Session> {
-        self.map.get(id).map(|s| s.clone())
+        let e = self.map.get(id)?;
+        e.1.store(self.now_ms(), Ordering::Relaxed);
+        Some(e.0.clone())
     }
     pub fn remove(&self, id: &str) -> Option<Session> {
-        self.map.remove(id).map(|(_, s)| s)
+        self.map.remove(id).map(|(_, (s, _))| s)
     }
     pub fn len(&self) -> usize {
         self.map.len()
     }
     pub fn all(&self) -> Vec<Session> {
-        self.map.iter().map(|e| e.value().clone()).collect()
+        self.map.iter().map(|e| e.value().0.clone()).collect()
+    }
+    /// Remove and return the sessions idle for longer than the timeout; scans at most once
+    /// per tenth of the timeout.
+    pub fn sweep(&self) -> Vec<Session> {
+        let now = self.now_ms();
+        let idle = self.idle.as_millis() as u64;
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < idle / 10
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Vec::new();
+        }
+        let expired: Vec<String> = self
+            .map
+            .iter()
+            .filter(|e| {
+                now.saturating_sub(e.value().1.load(Ordering::Relaxed)) > idle
+                    && !e.value().0.has_open_stream()
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        expired.iter().filter_map(|id| self.remove(id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(id: &str) -> Session {
+        let naming = Arc::new(Naming {
+            targets: vec![Arc::from("t")],
+            prefixed: false,
+            epoch: AtomicU64::new(0),
+        });
+        Session::new(id.into(), "2025-11-25".into(), Value::Null, naming)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_are_swept_and_used_ones_stay() {
+        let r = Registry::new(Duration::from_secs(600));
+        r.insert(session("idle"));
+        r.insert(session("busy"));
+        r.insert(session("listening"));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        r.get("listening").unwrap().attach_stream(tx);
+        tokio::time::advance(Duration::from_secs(400)).await;
+        assert!(r.get("busy").is_some());
+        assert!(r.sweep().is_empty(), "nothing is idle for 10 minutes yet");
+        tokio::time::advance(Duration::from_secs(300)).await;
+        let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(swept, vec!["idle".to_string()]);
+        assert_eq!(r.len(), 2);
+        tokio::time::advance(Duration::from_secs(700)).await;
+        let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(
+            swept,
+            vec!["busy".to_string()],
+            "a session with an open stream stays"
+        );
     }
 }

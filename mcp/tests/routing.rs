@@ -306,21 +306,50 @@ async fn unprefixed_names_route_by_catalogue_and_list_changed_invalidates_it() {
     ]}))
     .await;
     let sid = raw_initialize(&gw.url).await;
-    let (_, _, body) = post(&gw.url, Some(&sid), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
-    let names: Vec<String> = response(&body)["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
-    assert!(names.contains(&"one".to_string()) && names.contains(&"test_simple_text".to_string()), "{names:?}");
+    let (_, _, body) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    let names: Vec<String> = response(&body)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        names.contains(&"one".to_string()) && names.contains(&"test_simple_text".to_string()),
+        "{names:?}"
+    );
     assert!(!names.contains(&"four".to_string()));
-    let call = |id: u64, name: &str| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name": name, "arguments": {}}}).to_string();
+    let call = |id: u64, name: &str| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name": name, "arguments": {}}}).to_string()
+    };
     let (_, _, body) = post(&gw.url, Some(&sid), &call(2, "test_simple_text")).await;
-    assert_eq!(response(&body)["result"]["content"][0]["text"], "This is a simple text response for testing.");
+    assert_eq!(
+        response(&body)["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
     // The call's stream carries the upstream's list_changed to the client.
     let (_, _, body) = post(&gw.url, Some(&sid), &call(3, "one")).await;
     let msgs = messages(&body);
-    assert!(msgs.iter().any(|m| m["method"] == "notifications/tools/list_changed"), "{body}");
-    assert_eq!(response(&body)["result"]["content"][0]["text"], "called one");
+    assert!(
+        msgs.iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
+        "{body}"
+    );
+    assert_eq!(
+        response(&body)["result"]["content"][0]["text"],
+        "called one"
+    );
     // A tool that appeared after the change is found without the client listing again.
     let (_, _, body) = post(&gw.url, Some(&sid), &call(4, "four")).await;
-    assert_eq!(response(&body)["result"]["content"][0]["text"], "called four", "{body}");
+    assert_eq!(
+        response(&body)["result"]["content"][0]["text"],
+        "called four",
+        "{body}"
+    );
     let (_, _, body) = post(&gw.url, Some(&sid), &call(5, "nonexistent")).await;
     assert_eq!(response(&body)["error"]["code"], -32602);
 }
