@@ -107,7 +107,8 @@ struct Core {
     targets: Vec<Target>,
     shared: McpShared,
     sessions: Registry,
-    legacy: DashMap<String, mpsc::UnboundedSender<Value>>,
+    /// Legacy SSE connections by session id, with the principal that opened them.
+    legacy: DashMap<String, (mpsc::UnboundedSender<Value>, Option<Arc<str>>)>,
     allow: Option<GlobSet>,
     deny: GlobSet,
     /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
@@ -287,11 +288,11 @@ impl McpBackend {
         let rest = path.strip_prefix(prefix).unwrap_or(path);
         let rest = rest.trim_end_matches('/');
         match (req.method().clone(), rest) {
-            (Method::POST, "") => self.post(req).await,
-            (Method::GET, "") => self.get_stream(req).await,
-            (Method::DELETE, "") => self.delete(req).await,
-            (Method::GET, "/sse") => self.legacy_sse(prefix),
-            (Method::POST, "/message") => self.legacy_message(req).await,
+            (Method::POST, "") => self.post(req, ctx).await,
+            (Method::GET, "") => self.get_stream(req, ctx).await,
+            (Method::DELETE, "") => self.delete(req, ctx).await,
+            (Method::GET, "/sse") => self.legacy_sse(prefix, ctx),
+            (Method::POST, "/message") => self.legacy_message(req, ctx).await,
             (_, "") => rpc_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "method not allowed"),
@@ -354,7 +355,7 @@ impl McpBackend {
         Ok(())
     }
 
-    async fn post(&self, req: Request<Body>) -> Response<Body> {
+    async fn post(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let accepts_sse = parts
             .headers
@@ -415,7 +416,7 @@ impl McpBackend {
                 );
             }
             // A throwaway session: its upstream connections end with the request.
-            let session = self.stateless_session(&msg);
+            let session = self.stateless_session(&msg, ctx.principal.clone());
             let method = jsonrpc::method(&msg).to_string();
             let mut msg = msg;
             strip_modern_meta(&mut msg);
@@ -448,7 +449,7 @@ impl McpBackend {
                     jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
                 );
             }
-            return match self.initialize(&msg, None).await {
+            return match self.initialize(&msg, None, ctx.principal.clone()).await {
                 Ok((session, resp)) => {
                     let mut r = rpc_response(StatusCode::OK, resp);
                     if let Ok(v) = http::HeaderValue::from_str(session.id()) {
@@ -469,7 +470,7 @@ impl McpBackend {
                 ),
             );
         };
-        let Some(session) = self.0.sessions.get(session_id) else {
+        let Some(session) = self.0.sessions.get(session_id, ctx.principal.as_deref()) else {
             return rpc_response(
                 StatusCode::NOT_FOUND,
                 jsonrpc::error(id, -32001, "session not found"),
@@ -524,7 +525,7 @@ impl McpBackend {
         r
     }
 
-    fn stateless_session(&self, msg: &Value) -> Session {
+    fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
         let meta = msg.pointer("/params/_meta");
         let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
         let init = json!({
@@ -536,12 +537,18 @@ impl McpBackend {
             String::new(),
             STATELESS_VERSION.into(),
             init,
+            principal,
             self.0.naming.clone(),
         )
     }
 
     /// Create a session: connect every target concurrently and merge what they offer.
-    async fn initialize(&self, msg: &Value, id: Option<String>) -> Result<(Session, Value), Value> {
+    async fn initialize(
+        &self,
+        msg: &Value,
+        id: Option<String>,
+        principal: Option<Arc<str>>,
+    ) -> Result<(Session, Value), Value> {
         let rid = msg["id"].clone();
         let params = msg.get("params").cloned().unwrap_or(json!({}));
         let requested = params
@@ -558,6 +565,7 @@ impl McpBackend {
             id.unwrap_or_else(Registry::new_id),
             version.clone(),
             params,
+            principal,
             self.0.naming.clone(),
         );
         let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
@@ -1193,7 +1201,7 @@ impl McpBackend {
     }
 
     /// GET: the session's standalone stream for server-initiated messages.
-    async fn get_stream(&self, req: Request<Body>) -> Response<Body> {
+    async fn get_stream(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
         let accepts = req
             .headers()
             .get(header::ACCEPT)
@@ -1223,7 +1231,7 @@ impl McpBackend {
                 ),
             );
         };
-        let Some(session) = self.0.sessions.get(sid) else {
+        let Some(session) = self.0.sessions.get(sid, ctx.principal.as_deref()) else {
             return rpc_response(
                 StatusCode::NOT_FOUND,
                 jsonrpc::error(Value::Null, -32001, "session not found"),
@@ -1237,7 +1245,7 @@ impl McpBackend {
         sse_response(session, rx, priming)
     }
 
-    async fn delete(&self, req: Request<Body>) -> Response<Body> {
+    async fn delete(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
         let Some(sid) = req
             .headers()
             .get("mcp-session-id")
@@ -1252,7 +1260,8 @@ impl McpBackend {
                 ),
             );
         };
-        let Some(session) = self.0.sessions.remove(sid) else {
+        let owned = self.0.sessions.get(sid, ctx.principal.as_deref()).is_some();
+        let Some(session) = owned.then(|| self.0.sessions.remove(sid)).flatten() else {
             return rpc_response(
                 StatusCode::NOT_FOUND,
                 jsonrpc::error(Value::Null, -32001, "session not found"),
@@ -1273,10 +1282,12 @@ impl McpBackend {
     }
 
     /// Legacy transport: the SSE stream that announces the message endpoint.
-    fn legacy_sse(&self, prefix: &str) -> Response<Body> {
+    fn legacy_sse(&self, prefix: &str, ctx: &RequestContext) -> Response<Body> {
         let id = Registry::new_id();
         let (tx, rx) = mpsc::unbounded_channel::<Value>();
-        self.0.legacy.insert(id.clone(), tx);
+        self.0
+            .legacy
+            .insert(id.clone(), (tx, ctx.principal.clone()));
         let endpoint = format!("{prefix}/message?sessionId={id}");
         let guard = LegacyGuard {
             core: self.clone(),
@@ -1302,7 +1313,7 @@ impl McpBackend {
             .unwrap()
     }
 
-    async fn legacy_message(&self, req: Request<Body>) -> Response<Body> {
+    async fn legacy_message(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
         let id = req.uri().query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "sessionId")
@@ -1310,7 +1321,9 @@ impl McpBackend {
         });
         let Some(tx) = id
             .as_deref()
-            .and_then(|id| self.0.legacy.get(id).map(|t| t.clone()))
+            .and_then(|id| self.0.legacy.get(id).map(|e| e.value().clone()))
+            .filter(|(_, p)| p.as_deref() == ctx.principal.as_deref())
+            .map(|(tx, _)| tx)
         else {
             return rpc_response(
                 StatusCode::NOT_FOUND,
@@ -1345,9 +1358,13 @@ impl McpBackend {
             );
         }
         let this = self.clone();
+        let principal = ctx.principal.clone();
         tokio::spawn(async move {
             if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
-                let resp = match this.initialize(&msg, Some(id.clone())).await {
+                let resp = match this
+                    .initialize(&msg, Some(id.clone()), principal.clone())
+                    .await
+                {
                     Ok((session, resp)) => {
                         session.attach_stream(tx.clone());
                         pipe_upstream_streams(&session, &tx);
@@ -1358,7 +1375,7 @@ impl McpBackend {
                 let _ = tx.send(resp);
                 return;
             }
-            let Some(session) = this.0.sessions.get(&id) else {
+            let Some(session) = this.0.sessions.get(&id, principal.as_deref()) else {
                 if let Some(rid) = msg.get("id").filter(|_| kind == Kind::Request) {
                     let _ = tx.send(jsonrpc::error(
                         rid.clone(),

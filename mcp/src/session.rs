@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub id: String,
     pub version: String,
     pub init_params: Value,
+    /// The authenticated subject that opened the session; only it may use the session.
+    pub principal: Option<Arc<str>>,
     pub naming: Arc<Naming>,
     pub upstreams: Mutex<Vec<Option<Upstream>>>,
     stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
@@ -60,12 +62,19 @@ pub(crate) struct Inner {
 }
 
 impl Session {
-    pub fn new(id: String, version: String, init_params: Value, naming: Arc<Naming>) -> Self {
+    pub fn new(
+        id: String,
+        version: String,
+        init_params: Value,
+        principal: Option<Arc<str>>,
+        naming: Arc<Naming>,
+    ) -> Self {
         let n = naming.targets.len();
         Session(Arc::new(Inner {
             id,
             version,
             init_params,
+            principal,
             naming,
             upstreams: Mutex::new(vec![None; n]),
             stream: Mutex::new(None),
@@ -234,9 +243,13 @@ impl Registry {
         let seen = Arc::new(AtomicU64::new(self.now_ms()));
         self.map.insert(s.id().to_string(), (s, seen));
     }
-    /// Look a session up and mark it as used now.
-    pub fn get(&self, id: &str) -> Option<Session> {
+    /// Look a session up for `principal` and mark it as used now. Another principal's session
+    /// is as good as unknown.
+    pub fn get(&self, id: &str, principal: Option<&str>) -> Option<Session> {
         let e = self.map.get(id)?;
+        if e.0.0.principal.as_deref() != principal {
+            return None;
+        }
         e.1.store(self.now_ms(), Ordering::Relaxed);
         Some(e.0.clone())
     }
@@ -287,7 +300,7 @@ mod tests {
             prefixed: false,
             epoch: AtomicU64::new(0),
         });
-        Session::new(id.into(), "2025-11-25".into(), Value::Null, naming)
+        Session::new(id.into(), "2025-11-25".into(), Value::Null, None, naming)
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,9 +310,13 @@ mod tests {
         r.insert(session("busy"));
         r.insert(session("listening"));
         let (tx, _rx) = mpsc::unbounded_channel();
-        r.get("listening").unwrap().attach_stream(tx);
+        r.get("listening", None).unwrap().attach_stream(tx);
         tokio::time::advance(Duration::from_secs(400)).await;
-        assert!(r.get("busy").is_some());
+        assert!(r.get("busy", None).is_some());
+        assert!(
+            r.get("busy", Some("mallory")).is_none(),
+            "bound to its principal"
+        );
         assert!(r.sweep().is_empty(), "nothing is idle for 10 minutes yet");
         tokio::time::advance(Duration::from_secs(300)).await;
         let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();

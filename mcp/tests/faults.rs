@@ -418,3 +418,51 @@ async fn stdio_target_gets_its_env_and_cwd() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn a_session_belongs_to_its_principal() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let c = reqwest::Client::new();
+    let send = |who: &'static str, sid: Option<String>, body: &'static str| {
+        let mut r = c
+            .post(&gw.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-test-principal", who)
+            .body(body);
+        if let Some(s) = sid {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send()
+    };
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+    let resp = send("alice", None, init).await.unwrap();
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    assert_eq!(
+        send("mallory", Some(sid.clone()), ping)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        send("alice", Some(sid.clone()), ping)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let del = c
+        .delete(&gw.url)
+        .header("mcp-session-id", &sid)
+        .header("x-test-principal", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 404);
+    assert_eq!(gw.backend.session_count(), 1);
+}

@@ -101,9 +101,15 @@ pub async fn gateway_with_metrics(cfg: Value, metrics: Metrics) -> Gateway {
         prefix: "/mcp".into(),
         ..Default::default()
     };
+    // Stands in for the gateway's authn: the principal comes from `x-test-principal`.
     let app = axum::Router::new().fallback(move |req: Request<Body>| {
         let b = b.clone();
-        let ctx = ctx.clone();
+        let mut ctx = ctx.clone();
+        ctx.principal = req
+            .headers()
+            .get("x-test-principal")
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into);
         async move { b.handle(req, &ctx).await }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
