@@ -353,3 +353,66 @@ async fn unprefixed_names_route_by_catalogue_and_list_changed_invalidates_it() {
     let (_, _, body) = post(&gw.url, Some(&sid), &call(5, "nonexistent")).await;
     assert_eq!(response(&body)["error"]["code"], -32602);
 }
+
+/// An HTTP endpoint that accepts connections and never answers.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_skips_a_silent_target_after_its_timeout() {
+    let fx = fixture_url().await;
+    let silent = black_hole().await;
+    let gw = gateway(json!({"failure_mode": "fail_open", "targets": [
+        {"name": "fx", "http": {"url": fx}},
+        {"name": "silent", "http": {"url": silent}, "timeout": "300ms"},
+    ]}))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let (_, _, body) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+    )
+    .await;
+    let tools = response(&body)["result"]["tools"].as_array().unwrap().len();
+    assert_eq!(tools, 14, "the fixture's tools, the silent target skipped");
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"silent__anything","arguments":{}}}"#;
+    let (_, _, body) = post(&gw.url, Some(&sid), call).await;
+    assert_eq!(
+        response(&body)["error"]["code"],
+        -32001,
+        "a timeout error names no internals"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_fails_the_session_when_a_target_is_down() {
+    let fx = fixture_url().await;
+    let down = format!("http://127.0.0.1:{}/mcp", free_port());
+    let gw = gateway(json!({"failure_mode": "fail_closed", "targets": [
+        {"name": "fx", "http": {"url": fx}},
+        {"name": "down", "http": {"url": down}},
+    ]}))
+    .await;
+    let (status, headers, body) = post(
+        &gw.url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(headers.get("mcp-session-id").is_none());
+    let r = response(&body);
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    assert_eq!(r["error"]["message"], "target `down` is unavailable");
+    assert_eq!(gw.backend.session_count(), 0);
+}
