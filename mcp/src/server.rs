@@ -116,6 +116,24 @@ struct Core {
     _listeners: Vec<Listener>,
 }
 
+impl Drop for Core {
+    /// A backend replaced by a reload ends its sessions: clients get 404 and re-initialize
+    /// (the gateway keeps the old backend when the route's `McpConfig` is unchanged).
+    fn drop(&mut self) {
+        let sessions = self.sessions.all();
+        self.sessions.clear();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for s in sessions {
+                    for u in s.take_upstreams() {
+                        u.close().await;
+                    }
+                }
+            });
+        }
+    }
+}
+
 fn globset(globs: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for g in globs {
@@ -251,7 +269,7 @@ impl McpBackend {
                 naming,
                 targets,
                 shared: shared.clone(),
-                sessions: Registry::new(shared.idle_timeout),
+                sessions: Registry::new(shared.idle_timeout, shared.metrics.sessions.clone()),
                 legacy: DashMap::new(),
                 allow,
                 deny,
@@ -428,6 +446,18 @@ impl McpBackend {
                 }
             }
             return rpc_response(StatusCode::OK, resp);
+        }
+        if session_id.is_none()
+            && kind != Kind::Request
+            && (header_version == Some(STATELESS_VERSION)
+                || meta_version == Some(STATELESS_VERSION))
+        {
+            // Stateless clients' notifications and replies have no session to reach; the
+            // requests they could refer to were answered within their own HTTP exchange.
+            return Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .unwrap();
         }
         if let Some(v) = header_version
             && !SESSION_VERSIONS.contains(&v)
@@ -652,11 +682,6 @@ impl McpBackend {
             }
         }
         self.0.sessions.insert(session.clone());
-        self.0
-            .shared
-            .metrics
-            .sessions
-            .set(self.0.sessions.len() as i64);
         Ok((session, jsonrpc::result(rid, result)))
     }
 
@@ -1267,11 +1292,6 @@ impl McpBackend {
                 jsonrpc::error(Value::Null, -32001, "session not found"),
             );
         };
-        self.0
-            .shared
-            .metrics
-            .sessions
-            .set(self.0.sessions.len() as i64);
         for u in session.take_upstreams() {
             u.close().await;
         }
@@ -1438,21 +1458,15 @@ struct LegacyGuard {
 
 impl Drop for LegacyGuard {
     fn drop(&mut self) {
-        let core = self.core.clone();
-        core.0.legacy.remove(&self.id);
-        if let Some(s) = core.0.sessions.remove(&self.id) {
-            core.0
-                .shared
-                .metrics
-                .sessions
-                .set(core.0.sessions.len() as i64);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    for u in s.take_upstreams() {
-                        u.close().await;
-                    }
-                });
-            }
+        self.core.0.legacy.remove(&self.id);
+        if let Some(s) = self.core.0.sessions.remove(&self.id)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                for u in s.take_upstreams() {
+                    u.close().await;
+                }
+            });
         }
     }
 }

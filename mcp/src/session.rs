@@ -222,11 +222,14 @@ pub(crate) struct Registry {
     start: tokio::time::Instant,
     idle: std::time::Duration,
     last_sweep: Arc<AtomicU64>,
+    /// Open sessions, shared by every backend (hence inc/dec, never set).
+    gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Registry {
-    pub fn new(idle: std::time::Duration) -> Self {
+    pub fn new(idle: std::time::Duration, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
         Self {
+            gauge,
             map: Arc::default(),
             start: tokio::time::Instant::now(),
             idle,
@@ -241,7 +244,9 @@ impl Registry {
     }
     pub fn insert(&self, s: Session) {
         let seen = Arc::new(AtomicU64::new(self.now_ms()));
-        self.map.insert(s.id().to_string(), (s, seen));
+        if self.map.insert(s.id().to_string(), (s, seen)).is_none() {
+            self.gauge.inc();
+        }
     }
     /// Look a session up for `principal` and mark it as used now. Another principal's session
     /// is as good as unknown.
@@ -254,7 +259,15 @@ impl Registry {
         Some(e.0.clone())
     }
     pub fn remove(&self, id: &str) -> Option<Session> {
-        self.map.remove(id).map(|(_, (s, _))| s)
+        let (_, (s, _)) = self.map.remove(id)?;
+        self.gauge.dec();
+        Some(s)
+    }
+
+    /// Forget every session (the backend is going away, e.g. replaced by a reload).
+    pub fn clear(&self) {
+        self.gauge.dec_by(self.map.len() as i64);
+        self.map.clear();
     }
     pub fn len(&self) -> usize {
         self.map.len()
@@ -305,7 +318,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_sessions_are_swept_and_used_ones_stay() {
-        let r = Registry::new(Duration::from_secs(600));
+        let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        let r = Registry::new(Duration::from_secs(600), gauge.clone());
         r.insert(session("idle"));
         r.insert(session("busy"));
         r.insert(session("listening"));
@@ -322,6 +336,7 @@ mod tests {
         let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
         assert_eq!(swept, vec!["idle".to_string()]);
         assert_eq!(r.len(), 2);
+        assert_eq!(gauge.get(), 2);
         tokio::time::advance(Duration::from_secs(700)).await;
         let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
         assert_eq!(
