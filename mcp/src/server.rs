@@ -521,8 +521,9 @@ impl McpBackend {
         }
     }
 
-    /// Answer one request as JSON, or as an SSE stream when it is routed to a target (so
-    /// progress, logging and server requests can travel with it) and the client accepts one.
+    /// Answer one request as an SSE stream when the client accepts one (progress, logging and
+    /// server requests travel with it; every event has an id, a priming event first from
+    /// 2025-11-25 on), else as JSON. `ping` is always JSON: nothing can accompany it.
     async fn respond(
         &self,
         session: Session,
@@ -530,10 +531,7 @@ impl McpBackend {
         accepts_sse: bool,
         sid: Option<&str>,
     ) -> Response<Body> {
-        let streams = matches!(
-            jsonrpc::method(&msg),
-            "tools/call" | "prompts/get" | "resources/read" | "completion/complete"
-        );
+        let streams = jsonrpc::method(&msg) != "ping";
         if !(streams && accepts_sse) {
             let resp = self.dispatch(&session, msg, None).await;
             return rpc_response(StatusCode::OK, resp);
