@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerConfig, SetLevelRequestParams, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequestParams, ReadResourceResponse, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -39,6 +39,8 @@ fn from<T: DeserializeOwned>(v: Value) -> Result<T, McpError> {
 #[derive(Clone, Default)]
 pub struct Fixture {
     subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// Speak only the stateless 2026-07-28 revision (refuse `initialize`).
+    modern_only: bool,
 }
 
 fn empty_schema() -> Value {
@@ -224,9 +226,17 @@ impl Fixture {
 }
 
 impl ServerHandler for Fixture {
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        if self.modern_only {
+            std::borrow::Cow::Owned(vec![ProtocolVersion::V_2026_07_28])
+        } else {
+            std::borrow::Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         from(json!({
-            "protocolVersion": "2025-11-25",
+            "protocolVersion": if self.modern_only { "2026-07-28" } else { "2025-11-25" },
             "capabilities": {
                 "tools": {"listChanged": true},
                 "resources": {"subscribe": true, "listChanged": true},
@@ -417,10 +427,20 @@ impl ServerHandler for Fixture {
 
 /// The fixture as an axum router serving Streamable HTTP at `/mcp` (loopback hosts only).
 pub fn router() -> axum::Router {
+    router_with(false)
+}
+
+/// The fixture router; `modern_only` makes it a server that speaks only 2026-07-28.
+pub fn router_with(modern_only: bool) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default();
     config.sse_keep_alive = None;
     let service = StreamableHttpService::new(
-        || Ok(Fixture::default()),
+        move || {
+            Ok(Fixture {
+                modern_only,
+                ..Fixture::default()
+            })
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -429,10 +449,18 @@ pub fn router() -> axum::Router {
 
 /// Serve the fixture on `addr` until the process ends; returns once bound, with the bound address.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_with(addr, false).await
+}
+
+/// Like [`serve`], optionally as a 2026-07-28-only server.
+pub async fn serve_with(
+    addr: SocketAddr,
+    modern_only: bool,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router()).await;
+        let _ = axum::serve(listener, router_with(modern_only)).await;
     });
     Ok((local, task))
 }

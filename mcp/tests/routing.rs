@@ -416,3 +416,46 @@ async fn fail_closed_fails_the_session_when_a_target_is_down() {
     assert_eq!(r["error"]["message"], "target `down` is unavailable");
     assert_eq!(gw.backend.session_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_only_speaks_2026_07_28_is_served_statelessly() {
+    init();
+    let (addr, _task) =
+        switchboard_examples::mcp_fixture::serve_with(([127, 0, 0, 1], 0).into(), true)
+            .await
+            .unwrap();
+    let modern = format!("http://{addr}/mcp");
+    // The fixture really refuses the handshake.
+    let (_, _, body) = post(
+        &modern,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(response(&body)["error"]["code"], -32022, "{body}");
+    let gw = gateway(json!({"targets": [{"name": "modern", "http": {"url": modern}}]})).await;
+    // A handshake-era client in front of it.
+    let sid = raw_initialize(&gw.url).await;
+    let (_, _, body) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    let tools = response(&body)["result"]["tools"].as_array().unwrap().len();
+    assert_eq!(tools, 14, "{body}");
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}"#;
+    let (_, _, body) = post(&gw.url, Some(&sid), call).await;
+    assert_eq!(
+        response(&body)["result"]["content"][0]["text"],
+        "This is a simple text response for testing.",
+        "{body}"
+    );
+    let read = r#"{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{"uri":"test://static-text"}}"#;
+    let (_, _, body) = post(&gw.url, Some(&sid), read).await;
+    assert_eq!(
+        response(&body)["result"]["contents"][0]["text"],
+        "This is the content of the static text resource.",
+        "{body}"
+    );
+}

@@ -28,6 +28,28 @@ pub(crate) struct HttpUpstream {
 struct State {
     session_id: Option<String>,
     version: Option<String>,
+    /// The upstream speaks only 2026-07-28: no session, context in every request.
+    modern: bool,
+}
+
+/// JSON-RPC error code of an `initialize` a 2026-07-28-only server refuses.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+const MODERN: &str = "2026-07-28";
+
+/// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (plain values only;
+/// the rest travel in the body alone).
+fn routing_name(msg: &Value) -> Option<&str> {
+    let key = match jsonrpc::method(msg) {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        _ => return None,
+    };
+    jsonrpc::param_str(msg, key).filter(|v| {
+        !v.is_empty()
+            && !v.starts_with([' ', '\t'])
+            && !v.ends_with([' ', '\t'])
+            && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+    })
 }
 
 pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -> HeaderMap {
@@ -79,15 +101,27 @@ impl HttpUpstream {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let msg = jsonrpc::request(Value::from(id), "initialize", self.init_params.clone());
         let resp = self.post_once(&msg, &State::default()).await?;
-        if !resp.status().is_success() {
-            return Err(self.unavailable(format!("initialize answered {}", resp.status())));
-        }
+        let status = resp.status();
         let session_id = resp
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let reply = self.read_reply(resp, id, None, None).await?;
+        let reply = if status.is_success() {
+            self.read_reply(resp, id, None, None).await?
+        } else {
+            // A refusal may still explain itself in a JSON-RPC error.
+            let body = resp.bytes().await.unwrap_or_default();
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
+        if reply.pointer("/error/code").and_then(Value::as_i64)
+            == Some(UNSUPPORTED_PROTOCOL_VERSION)
+        {
+            return self.discover().await;
+        }
+        if !status.is_success() {
+            return Err(self.unavailable(format!("initialize answered {status}")));
+        }
         let result = reply
             .get("result")
             .cloned()
@@ -101,6 +135,7 @@ impl HttpUpstream {
                 .get("protocolVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            modern: false,
         };
         *self.state.lock().unwrap() = state.clone();
         let note = jsonrpc::notification(
@@ -111,14 +146,86 @@ impl HttpUpstream {
         Ok(result)
     }
 
+    /// A 2026-07-28-only upstream: learn its capabilities with `server/discover` and speak to
+    /// it statelessly from now on. Returns an initialize-shaped result for the merge.
+    async fn discover(&self) -> Result<Value> {
+        let state = State {
+            session_id: None,
+            version: Some(MODERN.into()),
+            modern: true,
+        };
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let msg = jsonrpc::request(Value::from(id), "server/discover", serde_json::json!({}));
+        let resp = self.post_once(&msg, &state).await?;
+        if !resp.status().is_success() {
+            return Err(self.unavailable(format!("server/discover answered {}", resp.status())));
+        }
+        let reply = self.read_reply(resp, id, None, None).await?;
+        let Some(result) = reply.get("result") else {
+            return Err(Error::Protocol {
+                target: self.target.to_string(),
+                reason: "server/discover failed".into(),
+            });
+        };
+        *self.state.lock().unwrap() = state;
+        let mut init = serde_json::json!({
+            "protocolVersion": MODERN,
+            "capabilities": result.get("capabilities").cloned().unwrap_or_default(),
+            "serverInfo": result.get("serverInfo").cloned()
+                .unwrap_or_else(|| serde_json::json!({"name": &*self.target, "version": ""})),
+        });
+        if let Some(i) = result.get("instructions") {
+            init["instructions"] = i.clone();
+        }
+        Ok(init)
+    }
+
     async fn post_once(&self, msg: &Value, state: &State) -> Result<reqwest::Response> {
+        let body = if state.modern {
+            // 2026-07-28 carries the client context in every request instead of a session.
+            let mut m = msg.clone();
+            if let Some(params) = m.as_object_mut().map(|o| {
+                o.entry("params")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            }) && let Some(params) = params.as_object_mut()
+            {
+                let meta = params
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert(
+                        "io.modelcontextprotocol/protocolVersion".into(),
+                        Value::from(MODERN),
+                    );
+                    meta.insert(
+                        "io.modelcontextprotocol/clientCapabilities".into(),
+                        self.init_params
+                            .get("capabilities")
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    if let Some(ci) = self.init_params.get("clientInfo") {
+                        meta.insert("io.modelcontextprotocol/clientInfo".into(), ci.clone());
+                    }
+                }
+            }
+            serde_json::to_vec(&m).unwrap_or_default()
+        } else {
+            serde_json::to_vec(msg).unwrap_or_default()
+        };
         let mut req = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
-            .body(serde_json::to_vec(msg).unwrap_or_default());
+            .body(body);
+        if state.modern && !jsonrpc::method(msg).is_empty() {
+            req = req.header("mcp-method", jsonrpc::method(msg));
+            if let Some(name) = routing_name(msg) {
+                req = req.header("mcp-name", name);
+            }
+        }
         if let Some(sid) = &state.session_id {
             req = req.header("mcp-session-id", sid);
         }
