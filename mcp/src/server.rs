@@ -818,10 +818,11 @@ impl McpBackend {
         let method = jsonrpc::method(&msg).to_string();
         let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
         if let Some(kind) = ListKind::of(&method) {
-            let cursor = msg
-                .pointer("/params/cursor")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let cursor = match msg.pointer("/params/cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(c.clone()),
+                Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
+            };
             let r = self.list(session, kind, cursor.as_deref()).await;
             self.0
                 .shared

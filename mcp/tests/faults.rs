@@ -466,3 +466,45 @@ async fn a_session_belongs_to_its_principal() {
     assert_eq!(del.status(), 404);
     assert_eq!(gw.backend.session_count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_valid_json_never_breaks_the_gateway() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    let sid = raw_initialize(&gw.url).await;
+    let odd = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1,2]}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":"x"}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":5}}"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":"x"}}"#,
+        r#"{"jsonrpc":"2.0","id":5,"method":"prompts/get","params":null}"#,
+        r#"{"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":7}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"cursor":7}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":"x"}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":{"a":1}}}"#,
+        r#"{"jsonrpc":"2.0","id":"sb-999","result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":8,"error":{"code":1,"message":"x"}}"#,
+        r#"[{"jsonrpc":"2.0","id":9,"method":"ping"}]"#,
+        r#"{"jsonrpc":"2.0","id":10,"method":"initialize","params":{}}"#,
+        r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":{"nested":true}}}"#,
+        r#"7"#,
+        r#"null"#,
+    ];
+    for body in odd {
+        let (status, _, text) = post(&gw.url, Some(&sid), body).await;
+        assert!(
+            matches!(status, 200 | 202 | 400),
+            "{body} -> {status} {text}"
+        );
+        if status != 202 {
+            let r = response(&text);
+            assert!(r["error"]["code"].is_i64(), "{body} -> {text}");
+        }
+    }
+    let (_, _, text) = post(
+        &gw.url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","id":"ok","method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(response(&text)["result"], json!({}));
+}
