@@ -70,3 +70,18 @@ async fn single_target_is_unprefixed() {
     let (ok, out, err) = run_python("federation_client.py", &[&gw.url, "streamable", ""]).await;
     assert!(ok, "python client failed:\n{out}\n{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_reach_the_subscriber_with_namespaced_uris() {
+    let Some((gw, _h, _s)) = three_targets().await else {
+        return;
+    };
+    let (ok, out, err) = run_python("subscriptions_client.py", &[&gw.url, "stdio,http,sse"]).await;
+    assert!(ok, "python client failed:\n{out}\n{err}");
+    assert!(
+        out.contains("switchboard://mcp/http/")
+            && out.contains("switchboard://mcp/stdio/")
+            && out.contains("switchboard://mcp/sse/"),
+        "{out}"
+    );
+}
