@@ -103,7 +103,13 @@ struct Target {
     kind: TransportKind,
     headers: HeaderMap,
     stdio: Option<StdioProcess>,
+    /// After a failed connect, lazy reconnects (from any session) wait until then, so a dead
+    /// target does not cost every request its timeout.
+    down_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How long a target that failed to connect is skipped by lazy reconnects.
+const RECONNECT_HOLDOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct Core {
     cfg: McpConfig,
@@ -178,6 +184,7 @@ impl McpBackend {
             .map(|t| {
                 let kind = t.kind().unwrap_or(TransportKind::Http);
                 Target {
+                    down_until: std::sync::Mutex::new(None),
                     name: t.name.as_str().into(),
                     headers: header_map(
                         &t.http

@@ -387,10 +387,45 @@ async fn fail_open_skips_a_silent_target_after_its_timeout() {
     assert_eq!(tools, 14, "the fixture's tools, the silent target skipped");
     let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"silent__anything","arguments":{}}}"#;
     let (_, _, body) = post(&gw.url, Some(&sid), call).await;
+    // Within the reconnect hold-off the target is skipped at once.
+    assert_eq!(response(&body)["error"]["code"], -32002);
     assert_eq!(
-        response(&body)["error"]["code"],
-        -32001,
-        "a timeout error names no internals"
+        response(&body)["error"]["message"],
+        "target `silent` is unavailable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_target_that_cannot_start_fails_fast() {
+    let fx = fixture_url().await;
+    let gw = gateway(json!({"targets": [
+        {"name": "fx", "http": {"url": fx}},
+        {"name": "broken", "stdio": {"command": "/nonexistent/switchboard-test-binary"}, "timeout": "120s"},
+    ]}))
+    .await;
+    // Not waiting out the 120 s timeout is the point; the bound only keeps a failure short.
+    let session = tokio::time::timeout(Duration::from_secs(60), async {
+        let sid = raw_initialize(&gw.url).await;
+        let (_, _, body) = post(
+            &gw.url,
+            Some(&sid),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+        (sid, body)
+    })
+    .await
+    .expect("a target that cannot start is not waited for");
+    let tools = response(&session.1)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(tools, 14);
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"broken__x","arguments":{}}}"#;
+    let (_, _, body) = post(&gw.url, Some(&session.0), call).await;
+    assert_eq!(
+        response(&body)["error"]["message"],
+        "target `broken` is unavailable"
     );
 }
 

@@ -126,6 +126,8 @@ impl McpBackend {
                 }
                 Err(e) => {
                     tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
+                    *self.0.targets[t].down_until.lock().unwrap() =
+                        Some(tokio::time::Instant::now() + RECONNECT_HOLDOFF);
                     self.0.shared.metrics.request("initialize", name, "error");
                     if self.0.cfg.failure_mode == FailureMode::FailClosed {
                         for u in session.take_upstreams() {
@@ -177,7 +179,7 @@ impl McpBackend {
                     .stdio
                     .clone()
                     .ok_or_else(|| Error::Config("stdio".into()))?;
-                let init = p.ready().await;
+                let init = p.ready().await?;
                 (Upstream::Stdio(p), init)
             }
             TransportKind::Http => {
@@ -237,11 +239,25 @@ impl McpBackend {
         }
         // Connected lazily: a stateless request, a target that failed at initialize, or a
         // legacy SSE target whose connection dropped.
-        let timeout = self.0.targets[t].cfg.timeout();
-        match tokio::time::timeout(timeout, self.connect(session, t)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(Error::Timeout(self.0.targets[t].name.to_string())),
+        let target = &self.0.targets[t];
+        let now = tokio::time::Instant::now();
+        if target
+            .down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| now < until)
+        {
+            return Err(Error::Unavailable {
+                target: target.name.to_string(),
+                reason: "failed recently".into(),
+            });
+        }
+        let r = match tokio::time::timeout(target.cfg.timeout(), self.connect(session, t)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(target.name.to_string())),
         };
+        *target.down_until.lock().unwrap() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
+        r?;
         session.upstream(t).ok_or_else(|| Error::Unavailable {
             target: self.0.targets[t].name.to_string(),
             reason: "not connected".into(),

@@ -51,6 +51,17 @@ impl StdioPool {
     }
 }
 
+/// Where a target's child is in its life.
+#[derive(Clone)]
+enum Phase {
+    /// Being spawned and initialized (first start, or a restart after it worked).
+    Starting,
+    /// Up and initialized: the child's initialize result.
+    Ready(Value),
+    /// The last attempt never came up; retries go on with backoff.
+    Failing,
+}
+
 /// A handle to a supervised child; the child is killed when the last handle goes.
 #[derive(Clone)]
 pub(crate) struct StdioProcess(Arc<Inner>);
@@ -60,8 +71,7 @@ pub(crate) struct Inner {
     ids: Arc<AtomicU64>,
     pending: PendingMap,
     writer: Mutex<Option<mpsc::UnboundedSender<String>>>,
-    /// `Some(initialize result)` while a child is up and initialized.
-    ready: watch::Sender<Option<Value>>,
+    ready: watch::Sender<Phase>,
     pid: Mutex<Option<u32>>,
     listeners: Mutex<Vec<WeakListener>>,
     _guard: DropGuard,
@@ -75,7 +85,7 @@ impl StdioProcess {
             ids,
             pending: PendingMap::default(),
             writer: Mutex::new(None),
-            ready: watch::channel(None).0,
+            ready: watch::channel(Phase::Starting).0,
             pid: Mutex::new(None),
             listeners: Mutex::new(Vec::new()),
             _guard: cancel.clone().drop_guard(),
@@ -96,15 +106,19 @@ impl StdioProcess {
         *self.0.pid.lock().unwrap()
     }
 
-    /// Wait until a child is up and initialized; returns its initialize result.
-    pub async fn ready(&self) -> Value {
+    /// Wait until a child is up and initialized; returns its initialize result. Fails at once
+    /// while the target cannot be started (bad command, failing handshake), so a broken target
+    /// costs callers nothing; a child that crashed after working is waited for.
+    pub async fn ready(&self) -> Result<Value> {
         let mut rx = self.0.ready.subscribe();
         loop {
-            if let Some(v) = rx.borrow_and_update().clone() {
-                return v;
+            match &*rx.borrow_and_update() {
+                Phase::Ready(v) => return Ok(v.clone()),
+                Phase::Failing => return Err(self.unavailable("cannot be started")),
+                Phase::Starting => {}
             }
             if rx.changed().await.is_err() {
-                return Value::Null;
+                return Err(self.unavailable("stopped"));
             }
         }
     }
@@ -122,7 +136,7 @@ impl StdioProcess {
         msg: Value,
         progress: Option<Value>,
     ) -> Result<Value> {
-        self.ready().await;
+        self.ready().await?;
         let id = msg.get("id").and_then(Value::as_u64).unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         self.0.pending.insert(
@@ -158,9 +172,14 @@ async fn supervise(inner: Weak<Inner>, cfg: StdioTarget, cancel: CancellationTok
     loop {
         let Some(this) = inner.upgrade() else { return };
         let started = tokio::time::Instant::now();
-        run_once(&this, &cfg, &cancel).await;
-        // The child is gone: callers waiting on it get an error, later calls wait for the next.
-        this.ready.send_replace(None);
+        let worked = run_once(&this, &cfg, &cancel).await;
+        // The child is gone: in-flight calls get an error; later calls wait for the next child
+        // if this one had worked, and fail fast if it never came up.
+        this.ready.send_replace(if worked {
+            Phase::Starting
+        } else {
+            Phase::Failing
+        });
         *this.writer.lock().unwrap() = None;
         *this.pid.lock().unwrap() = None;
         this.pending.clear();
@@ -181,7 +200,8 @@ async fn supervise(inner: Weak<Inner>, cfg: StdioTarget, cancel: CancellationTok
     }
 }
 
-async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationToken) {
+/// Run one child until it exits; returns whether it completed the handshake.
+async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationToken) -> bool {
     let mut cmd = Command::new(&cfg.command);
     cmd.args(&cfg.args)
         .envs(&cfg.env)
@@ -196,14 +216,14 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         Ok(c) => c,
         Err(e) => {
             tracing::error!(target_name = %this.name, error = %e, "spawning stdio target failed");
-            return;
+            return false;
         }
     };
     *this.pid.lock().unwrap() = child.id();
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return;
+        return false;
     };
     let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
     *this.writer.lock().unwrap() = Some(wtx);
@@ -244,19 +264,21 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
     tokio::pin!(stderr_log);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => { let _ = child.kill().await; return; }
-            _ = child.wait() => return,
-            _ = &mut reader => { let _ = child.kill().await; return; }
-            _ = &mut writer => { let _ = child.kill().await; return; }
+            _ = cancel.cancelled() => { let _ = child.kill().await; return handshake_done; }
+            _ = child.wait() => return handshake_done,
+            _ = &mut reader => { let _ = child.kill().await; return handshake_done; }
+            _ = &mut writer => { let _ = child.kill().await; return handshake_done; }
             _ = &mut stderr_log, if !stderr_done => stderr_done = true,
             r = &mut handshake, if !handshake_done => {
-                handshake_done = true;
                 match r {
-                    Ok(result) => { this.ready.send_replace(Some(result)); }
+                    Ok(result) => {
+                        handshake_done = true;
+                        this.ready.send_replace(Phase::Ready(result));
+                    }
                     Err(e) => {
                         tracing::error!(target_name = %this.name, error = %e, "stdio target initialize failed");
                         let _ = child.kill().await;
-                        return;
+                        return false;
                     }
                 }
             }
