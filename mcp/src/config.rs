@@ -90,7 +90,8 @@ pub struct TargetConfig {
     /// A legacy HTTP+SSE server (the URL of its SSE endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<HttpTarget>,
-    /// Timeout of one request to this target (default `60s`).
+    /// Timeout of one request to this target (default `60s`): the longest wait for the reply
+    /// or for the next message (progress, logging, ...) the target sends for the request.
     #[serde(
         default,
         with = "humantime_serde",

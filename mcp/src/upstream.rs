@@ -25,11 +25,16 @@ pub(crate) struct Route {
     pub session: Option<Session>,
     pub target: usize,
     pub stream: Option<mpsc::UnboundedSender<Value>>,
+    /// Woken by every message the upstream sends for the request: it restarts the timeout.
+    pub activity: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Route {
     /// Hand an upstream-initiated message to the downstream session.
     pub fn deliver(&self, msg: Value) {
+        if let Some(a) = &self.activity {
+            a.notify_one();
+        }
         if let Some(s) = &self.session {
             s.deliver_from_upstream(self.target, msg, self.stream.as_ref());
         }
@@ -41,6 +46,7 @@ impl Route {
             session: None,
             target: 0,
             stream: None,
+            activity: None,
         }
     }
 }
@@ -153,15 +159,19 @@ pub(crate) enum Upstream {
 }
 
 impl Upstream {
-    /// Send a request (already `prepare`d) and wait for its response.
+    /// Send a request (already `prepare`d) and wait for its response. `timeout` is the longest
+    /// silence: progress or any other message for the request restarts it, so long-running
+    /// tools that report progress are not cut off.
     pub async fn request(
         &self,
-        route: Route,
+        mut route: Route,
         msg: Value,
         progress: Option<Value>,
         timeout: Duration,
         target: &str,
     ) -> Result<Value> {
+        let activity = Arc::new(tokio::sync::Notify::new());
+        route.activity = Some(activity.clone());
         let fut = async {
             match self {
                 Upstream::Http(h) => h.request(route, msg, progress).await,
@@ -169,9 +179,13 @@ impl Upstream {
                 Upstream::Stdio(s) => s.request(route, msg, progress).await,
             }
         };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(target.to_string())),
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = activity.notified() => {}
+                _ = tokio::time::sleep(timeout) => return Err(Error::Timeout(target.to_string())),
+            }
         }
     }
 

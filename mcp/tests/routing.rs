@@ -494,3 +494,32 @@ async fn a_target_that_only_speaks_2026_07_28_is_served_statelessly() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_restarts_the_target_timeout() {
+    if !have_peers() {
+        return;
+    }
+    let ev = start_everything("streamableHttp").await;
+    let gw =
+        gateway(json!({"targets": [{"name": "ev", "http": {"url": ev.url}, "timeout": "1s"}]}))
+            .await;
+    let sid = raw_initialize(&gw.url).await;
+    // Two seconds of work with progress every quarter second: never a second of silence.
+    let with_progress = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"trigger-long-running-operation",
+        "arguments":{"duration":2,"steps":8},"_meta":{"progressToken":"p"}}});
+    let (_, _, body) = post(&gw.url, Some(&sid), &with_progress.to_string()).await;
+    let r = response(&body);
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("completed"),
+        "{r}"
+    );
+    // The same work without progress is two seconds of silence.
+    let silent = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"trigger-long-running-operation",
+        "arguments":{"duration":2,"steps":8}}});
+    let (_, _, body) = post(&gw.url, Some(&sid), &silent.to_string()).await;
+    assert_eq!(response(&body)["error"]["code"], -32001, "{body}");
+}

@@ -490,6 +490,7 @@ impl McpBackend {
             session: Some(session.clone()),
             target: t,
             stream,
+            activity: None,
         };
         // A cancelled request may never be answered upstream; stop waiting for it.
         let r = tokio::select! {
