@@ -85,3 +85,14 @@ async fn resource_updates_reach_the_subscriber_with_namespaced_uris() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typescript_sdk_over_legacy_sse_sees_all_three_targets() {
+    let Some((gw, _h, _s)) = three_targets().await else {
+        return;
+    };
+    let url = format!("{}/sse", gw.url);
+    let (ok, out, err) =
+        run_node("ts/federation_client.mjs", &[&url, "stdio,http,sse", "sse"]).await;
+    assert!(ok, "typescript client failed:\n{out}\n{err}");
+}
