@@ -508,3 +508,41 @@ async fn odd_but_valid_json_never_breaks_the_gateway() {
     .await;
     assert_eq!(response(&text)["result"], json!({}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_children_survive_a_reload_with_unchanged_config() {
+    if !have_peers() {
+        return;
+    }
+    init();
+    let shared = switchboard_mcp::McpShared::new(switchboard_mcp::Metrics::unregistered()).unwrap();
+    let cfg = |args: Vec<String>| -> switchboard_mcp::McpConfig {
+        serde_json::from_value(
+            json!({"targets": [{"name": "ev", "stdio": {"command": node(), "args": args}}]}),
+        )
+        .unwrap()
+    };
+    let args = vec![everything().display().to_string(), "stdio".to_string()];
+    let pid_of = |b: &switchboard_mcp::McpBackend| b.target_pids().first().map(|p| p.1);
+    let first = switchboard_mcp::McpBackend::new(cfg(args.clone()), &shared).unwrap();
+    let wait_pid = |b: switchboard_mcp::McpBackend| async move {
+        for _ in 0..200 {
+            if let Some(p) = pid_of(&b) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("stdio child never started");
+    };
+    let pid = wait_pid(first.clone()).await;
+    // The reload builds a new backend while the old one still serves: same config, same child.
+    let second = switchboard_mcp::McpBackend::new(cfg(args.clone()), &shared).unwrap();
+    drop(first);
+    assert_eq!(wait_pid(second.clone()).await, pid);
+    // A changed command line is a different child.
+    let mut changed = args.clone();
+    changed.push("--ignored-extra-arg".into());
+    let third = switchboard_mcp::McpBackend::new(cfg(changed), &shared).unwrap();
+    drop(second);
+    assert_ne!(wait_pid(third).await, pid);
+}
