@@ -21,5 +21,5 @@ mod upstream;
 pub use config::McpConfig;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
-pub use server::{McpBackend, McpShared, RequestContext};
+pub use server::{McpBackend, McpShared, RequestContext, ToolAccess};
 pub use upstream::stdio::StdioPool;

@@ -54,6 +54,27 @@ pub struct RequestContext {
     pub principal: Option<Arc<str>>,
     /// Name of the API key used, if any.
     pub api_key: Option<Arc<str>>,
+    /// The gateway's per-request say over tools (e.g. its `authz` rules on `mcp.tool.name`):
+    /// tools it refuses are left out of `tools/list` and cannot be called.
+    pub tool_access: Option<ToolAccess>,
+}
+
+/// A predicate over exposed tool names (`{target}__{name}` when prefixed), supplied by the
+/// gateway per request.
+#[derive(Clone)]
+pub struct ToolAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl ToolAccess {
+    /// Whether the tool may be listed and called.
+    pub fn allows(&self, exposed: &str) -> bool {
+        (self.0)(exposed)
+    }
+}
+
+impl std::fmt::Debug for ToolAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolAccess(..)")
+    }
 }
 
 /// What outlives a config reload: the HTTP client, metrics, the stdio children and the id
@@ -398,7 +419,9 @@ impl McpBackend {
             let method = jsonrpc::method(&msg).to_string();
             let mut msg = msg;
             strip_modern_meta(&mut msg);
-            let mut resp = self.dispatch(&session, msg, None).await;
+            let mut resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
             modernize_result(&method, &mut resp);
             for u in session.take_upstreams() {
                 if !matches!(u, Upstream::Stdio(_)) {
@@ -468,7 +491,7 @@ impl McpBackend {
         };
         match kind {
             Kind::Request => {
-                self.respond(session, msg, accepts_sse, Some(session_id))
+                self.respond(session, msg, accepts_sse, Some(session_id), ctx)
                     .await
             }
             _ => {
@@ -490,18 +513,22 @@ impl McpBackend {
         msg: Value,
         accepts_sse: bool,
         sid: Option<&str>,
+        ctx: &RequestContext,
     ) -> Response<Body> {
         let streams = jsonrpc::method(&msg) != "ping";
         if !(streams && accepts_sse) {
-            let resp = self.dispatch(&session, msg, None).await;
+            let resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
             return rpc_response(StatusCode::OK, resp);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let this = self.clone();
         let s2 = session.clone();
         let tx2 = tx.clone();
+        let access = ctx.tool_access.clone();
         tokio::spawn(async move {
-            let resp = this.dispatch(&s2, msg, Some(tx2.clone())).await;
+            let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
             let _ = tx2.send(resp);
         });
         drop(tx);

@@ -523,3 +523,54 @@ async fn progress_restarts_the_target_timeout() {
     let (_, _, body) = post(&gw.url, Some(&sid), &silent.to_string()).await;
     assert_eq!(response(&body)["error"]["code"], -32001, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_can_hide_and_refuse_tools_per_request() {
+    let a = fixture_url().await;
+    let b = fixture_url().await;
+    let gw = gateway(
+        json!({"targets": [{"name": "a", "http": {"url": a}}, {"name": "b", "http": {"url": b}}]}),
+    )
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let c = reqwest::Client::new();
+    let send = |body: &'static str| {
+        c.post(&gw.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &sid)
+            .header("x-test-allow-prefix", "a__")
+            .body(body)
+            .send()
+    };
+    let body = send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tools = response(&body)["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(tools.len(), 14);
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["name"].as_str().unwrap().starts_with("a__"))
+    );
+    let body = send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b__test_simple_text","arguments":{}}}"#)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(response(&body)["error"]["code"], -32602);
+    let body = send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a__test_simple_text","arguments":{}}}"#)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(response(&body).get("result").is_some(), "{body}");
+}

@@ -313,6 +313,7 @@ impl McpBackend {
         session: &Session,
         msg: Value,
         stream: Option<mpsc::UnboundedSender<Value>>,
+        access: Option<ToolAccess>,
     ) -> Value {
         let id = msg["id"].clone();
         let method = jsonrpc::method(&msg).to_string();
@@ -323,7 +324,13 @@ impl McpBackend {
                 Some(Value::String(c)) => Some(c.clone()),
                 Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
             };
-            let r = self.list(session, kind, cursor.as_deref()).await;
+            let mut r = self.list(session, kind, cursor.as_deref()).await;
+            if kind == ListKind::Tools
+                && let (Some(access), Ok(page)) = (&access, &mut r)
+                && let Some(tools) = page.get_mut("tools").and_then(Value::as_array_mut)
+            {
+                tools.retain(|t| t["name"].as_str().is_some_and(|n| access.allows(n)));
+            }
             self.0
                 .shared
                 .metrics
@@ -364,6 +371,9 @@ impl McpBackend {
                 let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing name");
                 };
+                if kind == ListKind::Tools && access.as_ref().is_some_and(|a| !a.allows(&name)) {
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
+                }
                 let resolved = self.resolve_name(session, kind, &name).await;
                 let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
                     kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))

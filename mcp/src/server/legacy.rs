@@ -86,6 +86,7 @@ impl McpBackend {
         }
         let this = self.clone();
         let principal = ctx.principal.clone();
+        let access = ctx.tool_access.clone();
         tokio::spawn(async move {
             if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
                 let resp = match this
@@ -113,7 +114,7 @@ impl McpBackend {
                 return;
             };
             if kind == Kind::Request {
-                let resp = this.dispatch(&session, msg, None).await;
+                let resp = this.dispatch(&session, msg, None, access).await;
                 let _ = tx.send(resp);
             } else {
                 this.client_message(&session, msg).await;

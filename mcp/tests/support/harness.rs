@@ -110,6 +110,17 @@ pub async fn gateway_with_metrics(cfg: Value, metrics: Metrics) -> Gateway {
             .get("x-test-principal")
             .and_then(|v| v.to_str().ok())
             .map(Into::into);
+        // Stands in for the gateway's authz on tool names.
+        if let Some(prefix) = req
+            .headers()
+            .get("x-test-allow-prefix")
+            .and_then(|v| v.to_str().ok())
+        {
+            let prefix = prefix.to_string();
+            ctx.tool_access = Some(switchboard_mcp::ToolAccess(std::sync::Arc::new(
+                move |name: &str| name.starts_with(&prefix),
+            )));
+        }
         async move { b.handle(req, &ctx).await }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
