@@ -51,9 +51,9 @@ pub(crate) struct Inner {
     pub upstreams: Mutex<Vec<Option<Upstream>>>,
     stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
     /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
-    client_requests: DashMap<String, (usize, Value)>,
+    client_requests: Mutex<HashMap<String, (usize, Value)>>,
     /// Client requests in flight upstream: downstream id key → (target, upstream id).
-    pub inflight: DashMap<String, Inflight>,
+    pub inflight: Mutex<HashMap<String, Inflight>>,
     next_id: AtomicU64,
     next_event: AtomicU64,
     /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
@@ -78,8 +78,8 @@ impl Session {
             naming,
             upstreams: Mutex::new(vec![None; n]),
             stream: Mutex::new(None),
-            client_requests: DashMap::new(),
-            inflight: DashMap::new(),
+            client_requests: Mutex::default(),
+            inflight: Mutex::default(),
             next_id: AtomicU64::new(1),
             next_event: AtomicU64::new(1),
             catalog: Mutex::new((u64::MAX, HashMap::new())),
@@ -159,6 +159,8 @@ impl Session {
                 let upstream_id = msg["id"].take();
                 self.0
                     .client_requests
+                    .lock()
+                    .unwrap()
                     .insert(gid.clone(), (target, upstream_id));
                 msg["id"] = Value::String(gid);
                 self.send(msg, stream);
@@ -169,14 +171,14 @@ impl Session {
                     let Some(uid) = msg.pointer("/params/requestId").cloned() else {
                         return;
                     };
-                    let gid = self
-                        .0
-                        .client_requests
+                    let mut pending = self.0.client_requests.lock().unwrap();
+                    let gid = pending
                         .iter()
-                        .find(|e| e.value().0 == target && e.value().1 == uid)
-                        .map(|e| e.key().clone());
+                        .find(|(_, v)| v.0 == target && v.1 == uid)
+                        .map(|(k, _)| k.clone());
                     let Some(gid) = gid else { return };
-                    self.0.client_requests.remove(&gid);
+                    pending.remove(&gid);
+                    drop(pending);
                     msg["params"]["requestId"] = Value::String(gid);
                 } else if method.ends_with("/list_changed") {
                     self.0.naming.epoch.fetch_add(1, Ordering::Relaxed);
@@ -196,7 +198,7 @@ impl Session {
     /// The client answered a server-to-client request: `(target, reply with the upstream id)`.
     pub fn take_client_reply(&self, mut msg: Value) -> Option<(usize, Value)> {
         let gid = msg.get("id")?.as_str()?.to_string();
-        let (_, (target, uid)) = self.0.client_requests.remove(&gid)?;
+        let (target, uid) = self.0.client_requests.lock().unwrap().remove(&gid)?;
         msg["id"] = uid;
         Some((target, msg))
     }

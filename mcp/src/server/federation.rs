@@ -280,10 +280,17 @@ impl McpBackend {
                     let Some(rid) = msg.pointer("/params/requestId") else {
                         return;
                     };
-                    let Some((t, uid)) = session.0.inflight.get(&jsonrpc::id_key(rid)).map(|e| {
-                        e.cancel.cancel();
-                        (e.target, e.upstream_id)
-                    }) else {
+                    let found = session
+                        .0
+                        .inflight
+                        .lock()
+                        .unwrap()
+                        .get(&jsonrpc::id_key(rid))
+                        .map(|e| {
+                            e.cancel.cancel();
+                            (e.target, e.upstream_id)
+                        });
+                    let Some((t, uid)) = found else {
                         return;
                     };
                     let mut fwd = msg.clone();
@@ -488,7 +495,7 @@ impl McpBackend {
         let progress = prepare(&mut msg, uid);
         let key = jsonrpc::id_key(&down_id);
         let cancel = tokio_util::sync::CancellationToken::new();
-        session.0.inflight.insert(
+        session.0.inflight.lock().unwrap().insert(
             key.clone(),
             Inflight {
                 target: t,
@@ -496,6 +503,8 @@ impl McpBackend {
                 cancel: cancel.clone(),
             },
         );
+        // Removes the entry however this future ends (also when the client goes away).
+        let _inflight = InflightGuard(session, &key);
         let route = Route {
             session: Some(session.clone()),
             target: t,
@@ -507,7 +516,6 @@ impl McpBackend {
             r = up.request(route, msg, progress, target.cfg.timeout(), &target.name) => r,
             _ = cancel.cancelled() => Err(Error::Cancelled),
         };
-        session.0.inflight.remove(&key);
         match r {
             Ok(mut resp) => {
                 let result = if resp.get("error").is_some() {
@@ -733,5 +741,14 @@ impl McpBackend {
                 "completions": {},
             },
         })
+    }
+}
+
+/// See [`McpBackend::call`].
+struct InflightGuard<'a>(&'a Session, &'a str);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.inflight.lock().unwrap().remove(self.1);
     }
 }
