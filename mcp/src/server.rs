@@ -41,6 +41,9 @@ pub const STATELESS_VERSION: &str = "2026-07-28";
 pub const SESSION_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Reconnect delay announced in priming events (SEP-1699): how long a client waits before
+/// resuming a stream the gateway closed.
+const SSE_RETRY_MS: u64 = 3000;
 
 /// Plain data the gateway passes with each request.
 #[derive(Debug, Clone, Default)]
@@ -747,10 +750,12 @@ fn sse_response(
     priming: bool,
 ) -> Response<Body> {
     let s2 = session.clone();
-    let first =
-        futures::stream::iter(priming.then(|| {
-            Ok::<_, Infallible>(Bytes::from(format!("id: {}\ndata: \n\n", s2.event_id())))
-        }));
+    let first = futures::stream::iter(priming.then(|| {
+        Ok::<_, Infallible>(Bytes::from(format!(
+            "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
+            s2.event_id()
+        )))
+    }));
     let events = UnboundedReceiverStream::new(rx).map(move |msg| {
         Ok(Bytes::from(format!(
             "id: {}\nevent: message\ndata: {}\n\n",

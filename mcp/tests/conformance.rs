@@ -20,7 +20,7 @@ async fn run_suite(url: &str) -> BTreeMap<String, (u32, u32)> {
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(node())
         .arg(suite())
-        .args(["server", "--url", url])
+        .args(["server", "--suite", "all", "--url", url])
         .current_dir(dir.path())
         .kill_on_drop(true)
         .output();
