@@ -127,22 +127,22 @@ impl Session {
     }
 
     /// Send on the standalone stream; messages without a stream are dropped (no event log yet).
-    pub fn send_standalone(&self, msg: Value) {
+    /// Returns whether a client stream took the message.
+    pub fn send_standalone(&self, msg: Value) -> bool {
         let tx = self.0.stream.lock().unwrap().clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(msg);
-        }
+        tx.is_some_and(|tx| tx.send(msg).is_ok())
     }
 
-    fn send(&self, msg: Value, stream: Option<&mpsc::UnboundedSender<Value>>) {
+    /// Send on the request's stream, else the standalone one; returns whether one took it.
+    fn send(&self, msg: Value, stream: Option<&mpsc::UnboundedSender<Value>>) -> bool {
         let msg = match stream {
             Some(tx) => match tx.send(msg) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(e) => e.0,
             },
             None => msg,
         };
-        self.send_standalone(msg);
+        self.send_standalone(msg)
     }
 
     /// A message an upstream sent to this session: ids of server-to-client requests become
@@ -162,8 +162,22 @@ impl Session {
                     .lock()
                     .unwrap()
                     .insert(gid.clone(), (target, upstream_id));
-                msg["id"] = Value::String(gid);
-                self.send(msg, stream);
+                msg["id"] = Value::String(gid.clone());
+                if !self.send(msg, stream) {
+                    // No stream to the client (a stateless request, or nobody listening): tell
+                    // the target now rather than let it wait for an answer that cannot come.
+                    let taken = self.0.client_requests.lock().unwrap().remove(&gid);
+                    if let (Some((_, uid)), Some(up)) = (taken, self.upstream(target)) {
+                        let reply = jsonrpc::error(
+                            uid,
+                            jsonrpc::INTERNAL_ERROR,
+                            "the client cannot be reached for this request",
+                        );
+                        tokio::spawn(async move {
+                            let _ = up.send(reply).await;
+                        });
+                    }
+                }
             }
             jsonrpc::Kind::Notification => {
                 let method = jsonrpc::method(&msg);

@@ -546,3 +546,24 @@ async fn stdio_children_survive_a_reload_with_unchanged_config() {
     drop(second);
     assert_ne!(wait_pid(third).await, pid);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_request_with_no_client_to_reach_fails_at_once() {
+    let (gw, _f) = fixture_gateway(json!({})).await;
+    // A stateless request has no stream a sampling request could travel on.
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_sampling","arguments":{"prompt":"hi"},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}});
+    // The fixture's target timeout is 60 s; the bound shows the target was told, not timed out.
+    let (status, _, text) = tokio::time::timeout(
+        Duration::from_secs(30),
+        post(&gw.url, None, &call.to_string()),
+    )
+    .await
+    .expect("answered without waiting for the target timeout");
+    assert_eq!(status, 200);
+    let r = response(&text);
+    let out = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(out.starts_with("Sampling not supported or error"), "{r}");
+}
