@@ -3,11 +3,9 @@
 //! `{prefix}/sse` + `{prefix}/message` (`legacy`); every request is then federated over the
 //! route's targets (`federation`).
 
-use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -15,20 +13,18 @@ use dashmap::DashMap;
 use futures::StreamExt;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::config::{FailureMode, McpConfig, PrefixMode, TargetConfig, TransportKind};
+use crate::config::{McpConfig, PrefixMode, TargetConfig, TransportKind};
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
-use crate::metrics::{Metrics, ToolLabels};
-use crate::names;
-use crate::session::{Inflight, Naming, Registry, Session};
-use crate::upstream::http::{HttpUpstream, header_map};
-use crate::upstream::sse::SseUpstream;
+use crate::metrics::Metrics;
+use crate::session::{Naming, Registry, Session};
+use crate::upstream::Upstream;
+use crate::upstream::http::header_map;
 use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
-use crate::upstream::{Route, Upstream, prepare};
 
 mod federation;
 mod legacy;

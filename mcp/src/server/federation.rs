@@ -1,6 +1,26 @@
 //! Federation: one session fans out to, merges from and routes to the targets.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::{
+    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION, ToolAccess,
+};
+use crate::config::{FailureMode, TransportKind};
+use crate::error::{Error, Result};
+use crate::jsonrpc::{self, Kind};
+use crate::metrics::ToolLabels;
+use crate::names;
+use crate::session::{Inflight, Registry, Session};
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::sse::SseUpstream;
+use crate::upstream::stdio::Listener;
+use crate::upstream::{Route, Upstream, prepare};
 
 /// Which list a request fans out.
 #[derive(Clone, Copy, PartialEq, Eq)]

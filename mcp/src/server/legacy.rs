@@ -1,7 +1,19 @@
 //! The legacy HTTP+SSE transport (2024-11-05): `{prefix}/sse` announces `{prefix}/message`;
 //! every answer travels on the SSE stream.
 
-use super::*;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Request, Response, StatusCode, header};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams, rpc_response};
+use crate::jsonrpc::{self, Kind};
+use crate::session::Registry;
 
 impl McpBackend {
     /// Legacy transport: the SSE stream that announces the message endpoint.
