@@ -4,6 +4,9 @@
 //! - [`upstream`]: an HTTP server with echo, streaming, SSE, slow and WebSocket endpoints.
 //! - [`mock_llm`]: a mock LLM provider speaking the OpenAI, Anthropic, Gemini and Bedrock wire
 //!   formats, with failure injection.
+//! - [`mcp_fixture`]: an MCP server (rmcp) implementing the conformance suite's fixture tools,
+//!   prompts and resources.
 
+pub mod mcp_fixture;
 pub mod mock_llm;
 pub mod upstream;

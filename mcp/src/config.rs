@@ -1,0 +1,387 @@
+//! The `mcp:` backend block of a route (see DESIGN.md), parsed then validated.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The default per-target timeout for one upstream request.
+pub const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Configuration of an `mcp` route backend: the targets it federates and how their
+/// tools, prompts and resources are exposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// How names are prefixed with their target: `conditional` (default: only with more than
+    /// one target), `always` or `never`. Prefixed names are `{target}__{name}`.
+    #[serde(default)]
+    pub prefix: PrefixMode,
+    /// The MCP servers federated behind this route.
+    pub targets: Vec<TargetConfig>,
+    /// What a fan-out (`tools/list`, ...) does when a target fails or times out:
+    /// `fail_open` (default: skip the target) or `fail_closed` (fail the request).
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Tool filtering over the exposed (prefixed) names; default: everything allowed.
+    #[serde(default)]
+    pub tools: ToolFilter,
+    /// Allowed `Origin` header values (DNS-rebinding protection). Empty (default): requests with
+    /// an `Origin` are accepted only when it is a loopback origin; `"*"` allows all.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Allowed `Host` header values (host or host:port). Empty (default): any host.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Name prefixing mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMode {
+    /// Prefix only when the route has more than one target.
+    #[default]
+    Conditional,
+    /// Always prefix with `{target}__`.
+    Always,
+    /// Never prefix; on a name clash the first target (in config order) wins.
+    Never,
+}
+
+/// What to do when a target fails during a fan-out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Skip the failing target and answer with the others.
+    #[default]
+    FailOpen,
+    /// Fail the whole request.
+    FailClosed,
+}
+
+/// Allow and deny globs over exposed tool names (`{target}__{name}` when prefixed, before any
+/// shortening to 64 characters). A tool is exposed when it matches `allow` (or `allow` is
+/// empty) and does not match `deny`; a hidden tool cannot be called either.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilter {
+    /// Globs of exposed names to allow (empty: all).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Globs of exposed names to hide and refuse.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+/// One federated MCP server. Exactly one of `stdio`, `http`, `sse` must be set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Target name, used as the name prefix; letters, digits, `-` and `_`, no `__`.
+    pub name: String,
+    /// A local server spawned as a child process speaking MCP over stdin/stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<StdioTarget>,
+    /// A Streamable HTTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpTarget>,
+    /// A legacy HTTP+SSE server (the URL of its SSE endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<HttpTarget>,
+    /// Timeout of one request to this target (default `60s`): the longest wait for the reply
+    /// or for the next message (progress, logging, ...) the target sends for the request.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+}
+
+impl TargetConfig {
+    /// The configured timeout or the default.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TARGET_TIMEOUT)
+    }
+}
+
+/// A child process target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StdioTarget {
+    /// Program to run (looked up on `PATH`).
+    pub command: String,
+    /// Arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables (added to the gateway's environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+}
+
+/// An HTTP target (streamable HTTP or legacy SSE).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTarget {
+    /// Endpoint URL (`http://` or `https://`).
+    pub url: String,
+    /// Headers sent with every upstream request (e.g. `authorization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The transport of a validated target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Child process.
+    Stdio,
+    /// Streamable HTTP.
+    Http,
+    /// Legacy HTTP+SSE.
+    Sse,
+}
+
+impl TargetConfig {
+    /// Which transport this target uses (the first set; validation guarantees exactly one).
+    pub fn kind(&self) -> Option<TransportKind> {
+        match (&self.stdio, &self.http, &self.sse) {
+            (Some(_), None, None) => Some(TransportKind::Stdio),
+            (None, Some(_), None) => Some(TransportKind::Http),
+            (None, None, Some(_)) => Some(TransportKind::Sse),
+            _ => None,
+        }
+    }
+}
+
+impl McpConfig {
+    /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
+    /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
+    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        if self.targets.is_empty() {
+            issues.push((
+                format!("{path}.targets"),
+                "at least one target is required".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let tp = format!("{path}.targets[{i}]");
+            if t.name.is_empty() {
+                issues.push((format!("{tp}.name"), "must not be empty".into()));
+            } else if t.name.contains("__") {
+                issues.push((
+                    format!("{tp}.name"),
+                    "must not contain `__` (it separates the target from the name)".into(),
+                ));
+            } else if !t
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                issues.push((
+                    format!("{tp}.name"),
+                    "may contain only ASCII letters, digits, `-` and `_`".into(),
+                ));
+            }
+            if !seen.insert(t.name.as_str()) {
+                issues.push((
+                    format!("{tp}.name"),
+                    format!("duplicate target name `{}`", t.name),
+                ));
+            }
+            let set = [t.stdio.is_some(), t.http.is_some(), t.sse.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if set != 1 {
+                issues.push((
+                    tp.clone(),
+                    "exactly one of `stdio`, `http`, `sse` must be set".into(),
+                ));
+            }
+            if let Some(s) = &t.stdio
+                && s.command.trim().is_empty()
+            {
+                issues.push((format!("{tp}.stdio.command"), "must not be empty".into()));
+            }
+            for (key, h) in [("http", &t.http), ("sse", &t.sse)] {
+                if let Some(h) = h {
+                    match url::Url::parse(&h.url) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        Ok(_) => issues.push((
+                            format!("{tp}.{key}.url"),
+                            "scheme must be http or https".into(),
+                        )),
+                        Err(e) => {
+                            issues.push((format!("{tp}.{key}.url"), format!("invalid URL: {e}")))
+                        }
+                    }
+                    for name in h.headers.keys() {
+                        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                            issues.push((
+                                format!("{tp}.{key}.headers.{name}"),
+                                "invalid header name".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            if t.timeout == Some(Duration::ZERO) {
+                issues.push((format!("{tp}.timeout"), "must be greater than zero".into()));
+            }
+        }
+        for (key, globs) in [("allow", &self.tools.allow), ("deny", &self.tools.deny)] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Err(e) = globset::Glob::new(g) {
+                    issues.push((
+                        format!("{path}.tools.{key}[{i}]"),
+                        format!("invalid glob: {e}"),
+                    ));
+                }
+            }
+        }
+        issues
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> McpConfig {
+        serde_json::from_value(yaml_to_json(yaml)).unwrap()
+    }
+
+    // The crate does not depend on a YAML parser; JSON is YAML's subset we test with.
+    fn yaml_to_json(s: &str) -> serde_json::Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    fn issues(json: &str) -> Vec<(String, String)> {
+        parse(json).validate("mcp")
+    }
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let c = parse(r#"{"targets":[{"name":"a","http":{"url":"http://x/mcp"}}]}"#);
+        assert_eq!(c.prefix, PrefixMode::Conditional);
+        assert_eq!(c.failure_mode, FailureMode::FailOpen);
+        assert_eq!(c.targets[0].timeout(), DEFAULT_TARGET_TIMEOUT);
+        assert!(c.validate("mcp").is_empty());
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            r#"{"prefix":"always","failure_mode":"fail_closed",
+            "tools":{"allow":["a__*"],"deny":["*secret*"]},
+            "allowed_origins":["https://app.example"],"allowed_hosts":["localhost:8080"],
+            "targets":[
+              {"name":"a","stdio":{"command":"npx","args":["-y","x"],"env":{"K":"V"},"cwd":"/tmp"},"timeout":"5s"},
+              {"name":"b","http":{"url":"https://h/mcp","headers":{"authorization":"Bearer t"}}},
+              {"name":"c","sse":{"url":"http://h/sse"}}]}"#,
+        );
+        assert_eq!(c.targets[0].timeout(), Duration::from_secs(5));
+        assert_eq!(c.targets[2].kind(), Some(TransportKind::Sse));
+        assert!(c.validate("mcp").is_empty(), "{:?}", c.validate("mcp"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let r: Result<McpConfig, _> = serde_json::from_str(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x"},"bogus":1}]}"#,
+        );
+        assert!(r.is_err());
+        let r: Result<McpConfig, _> = serde_json::from_str(r#"{"targets":[],"prefx":"always"}"#);
+        assert!(r.is_err());
+        let r: Result<McpConfig, _> =
+            serde_json::from_str(r#"{"targets":[],"prefix":"sometimes"}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn duplicate_target_names() {
+        let i = issues(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x"}},{"name":"a","http":{"url":"http://y"}}]}"#,
+        );
+        assert_eq!(
+            i,
+            vec![(
+                "mcp.targets[1].name".into(),
+                "duplicate target name `a`".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn exactly_one_transport() {
+        let i = issues(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x"},"sse":{"url":"http://y"}},{"name":"b"}]}"#,
+        );
+        assert_eq!(i.len(), 2);
+        assert_eq!(i[0].0, "mcp.targets[0]");
+        assert_eq!(i[1].0, "mcp.targets[1]");
+    }
+
+    #[test]
+    fn double_underscore_in_name() {
+        let i = issues(r#"{"targets":[{"name":"a__b","http":{"url":"http://x"}}]}"#);
+        assert_eq!(i[0].0, "mcp.targets[0].name");
+        assert!(i[0].1.contains("__"));
+    }
+
+    #[test]
+    fn bad_characters_in_name() {
+        let i = issues(r#"{"targets":[{"name":"a b","http":{"url":"http://x"}}]}"#);
+        assert_eq!(i[0].0, "mcp.targets[0].name");
+    }
+
+    #[test]
+    fn no_targets() {
+        let i = issues(r#"{"targets":[]}"#);
+        assert_eq!(i[0].0, "mcp.targets");
+    }
+
+    #[test]
+    fn bad_url_and_scheme() {
+        let i = issues(
+            r#"{"targets":[{"name":"a","http":{"url":"not a url"}},{"name":"b","sse":{"url":"ftp://x"}}]}"#,
+        );
+        assert_eq!(i[0].0, "mcp.targets[0].http.url");
+        assert_eq!(i[1].0, "mcp.targets[1].sse.url");
+    }
+
+    #[test]
+    fn bad_glob_and_header_and_timeout() {
+        let i = issues(
+            r#"{"tools":{"deny":["a[" ]},"targets":[{"name":"a","timeout":"0s","http":{"url":"http://x","headers":{"bad header":"v"}}}]}"#,
+        );
+        let keys: Vec<_> = i.iter().map(|x| x.0.as_str()).collect();
+        assert!(keys.contains(&"mcp.tools.deny[0]"), "{keys:?}");
+        assert!(
+            keys.contains(&"mcp.targets[0].http.headers.bad header"),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&"mcp.targets[0].timeout"), "{keys:?}");
+    }
+
+    #[test]
+    fn empty_stdio_command() {
+        let i = issues(r#"{"targets":[{"name":"a","stdio":{"command":" "}}]}"#);
+        assert_eq!(i[0].0, "mcp.targets[0].stdio.command");
+    }
+
+    #[test]
+    fn schema_generates() {
+        let s = schemars::schema_for!(McpConfig);
+        let j = serde_json::to_string(&s).unwrap();
+        assert!(j.contains("failure_mode"));
+    }
+}

@@ -1,0 +1,138 @@
+//! Just enough JSON-RPC 2.0 to route raw messages without losing fields: messages stay
+//! `serde_json::Value` so unknown fields, `_meta` and progress tokens pass through untouched.
+
+use serde_json::{Value, json};
+
+/// Parse error.
+pub const PARSE_ERROR: i64 = -32700;
+/// Invalid request.
+pub const INVALID_REQUEST: i64 = -32600;
+/// Method not found.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid params.
+pub const INVALID_PARAMS: i64 = -32602;
+/// Internal error.
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// What a JSON-RPC message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Has `method` and `id`.
+    Request,
+    /// Has `method`, no `id`.
+    Notification,
+    /// Has `id` and `result` or `error`.
+    Response,
+    /// Anything else.
+    Invalid,
+}
+
+/// Classify a message.
+pub fn kind(msg: &Value) -> Kind {
+    let Some(obj) = msg.as_object() else {
+        return Kind::Invalid;
+    };
+    let has_id = obj
+        .get("id")
+        .is_some_and(|id| id.is_string() || id.is_number());
+    match (obj.get("method").and_then(Value::as_str), has_id) {
+        (Some(_), true) => Kind::Request,
+        (Some(_), false) if !obj.contains_key("id") => Kind::Notification,
+        (None, true) if obj.contains_key("result") || obj.contains_key("error") => Kind::Response,
+        _ => Kind::Invalid,
+    }
+}
+
+/// The `method` of a request or notification.
+pub fn method(msg: &Value) -> &str {
+    msg.get("method").and_then(Value::as_str).unwrap_or("")
+}
+
+/// An error response.
+pub fn error(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// An error response with a prepared error object.
+pub fn error_obj(id: Value, error: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": error})
+}
+
+/// A success response.
+pub fn result(id: Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A request.
+pub fn request(id: Value, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// A notification.
+pub fn notification(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "method": method, "params": params})
+}
+
+/// `params._meta.progressToken`, if any.
+pub fn progress_token(msg: &Value) -> Option<&Value> {
+    msg.get("params")?.get("_meta")?.get("progressToken")
+}
+
+/// Replace `params._meta.progressToken` (which must exist).
+pub fn set_progress_token(msg: &mut Value, token: Value) {
+    if let Some(slot) = msg
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(|m| m.get_mut("progressToken"))
+    {
+        *slot = token;
+    }
+}
+
+/// A string parameter, e.g. `params.name`.
+pub fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
+    msg.get("params")?.get(key)?.as_str()
+}
+
+/// Turn a JSON-RPC id into a map key that keeps `1` and `"1"` apart.
+pub fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("s:{s}"),
+        other => format!("n:{other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1,"method":"x"})),
+            Kind::Request
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","method":"x"})),
+            Kind::Notification
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Kind::Response
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":null,"method":"x"})),
+            Kind::Invalid
+        );
+        assert_eq!(kind(&json!([1])), Kind::Invalid);
+    }
+
+    #[test]
+    fn progress_token_round_trip() {
+        let mut m =
+            json!({"id":1,"method":"tools/call","params":{"_meta":{"progressToken":"p","x":1}}});
+        assert_eq!(progress_token(&m), Some(&json!("p")));
+        set_progress_token(&mut m, json!(7));
+        assert_eq!(m["params"]["_meta"], json!({"progressToken":7,"x":1}));
+    }
+}

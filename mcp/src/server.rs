@@ -1,0 +1,815 @@
+//! The downstream side: [`McpBackend::handle`] serves Streamable HTTP (POST/GET/DELETE) at the
+//! route's prefix, stateless 2026-07-28 requests, and the legacy HTTP+SSE transport at
+//! `{prefix}/sse` + `{prefix}/message` (`legacy`); every request is then federated over the
+//! route's targets (`federation`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::body::Body;
+use bytes::Bytes;
+use dashmap::DashMap;
+use futures::StreamExt;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::config::{McpConfig, PrefixMode, TargetConfig, TransportKind};
+use crate::error::{Error, Result};
+use crate::jsonrpc::{self, Kind};
+use crate::metrics::Metrics;
+use crate::session::{Naming, Registry, Session};
+use crate::upstream::Upstream;
+use crate::upstream::http::header_map;
+use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
+
+mod federation;
+mod legacy;
+
+/// Newest revision with sessions (what an unknown requested version negotiates to).
+pub const LATEST_VERSION: &str = "2025-11-25";
+/// The stateless revision: no `initialize`, version and client info in every request's `_meta`.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// Revisions served with sessions.
+pub const SESSION_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Reconnect delay announced in priming events (SEP-1699): how long a client waits before
+/// resuming a stream the gateway closed.
+const SSE_RETRY_MS: u64 = 3000;
+
+/// Plain data the gateway passes with each request.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Route name.
+    pub route: Arc<str>,
+    /// The route's `path_prefix` (the MCP endpoint); `{prefix}/sse` and `{prefix}/message`
+    /// serve the legacy transport.
+    pub prefix: Arc<str>,
+    /// Authenticated subject, if any.
+    pub principal: Option<Arc<str>>,
+    /// Name of the API key used, if any.
+    pub api_key: Option<Arc<str>>,
+    /// The gateway's per-request say over tools (e.g. its `authz` rules on `mcp.tool.name`):
+    /// tools it refuses are left out of `tools/list` and cannot be called.
+    pub tool_access: Option<ToolAccess>,
+}
+
+/// A predicate over exposed tool names (`{target}__{name}` when prefixed), supplied by the
+/// gateway per request.
+#[derive(Clone)]
+pub struct ToolAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl ToolAccess {
+    /// Whether the tool may be listed and called.
+    pub fn allows(&self, exposed: &str) -> bool {
+        (self.0)(exposed)
+    }
+}
+
+impl std::fmt::Debug for ToolAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolAccess(..)")
+    }
+}
+
+/// What outlives a config reload: the HTTP client, metrics, the stdio children and the id
+/// counter. Build once at start and pass to every [`McpBackend::new`].
+#[derive(Clone, Debug)]
+pub struct McpShared {
+    idle_timeout: std::time::Duration,
+    client: reqwest::Client,
+    stdio: StdioPool,
+    metrics: Metrics,
+    ids: Arc<AtomicU64>,
+}
+
+impl McpShared {
+    /// Build the shared parts (needs a rustls crypto provider installed for `https` targets).
+    pub fn new(metrics: Metrics) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            client,
+            stdio: StdioPool::default(),
+            metrics,
+            ids: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// Sessions idle this long (no request, no open stream) are closed, their upstream
+    /// sessions too (default 30 minutes; the gateway passes `sessions.idle_timeout`).
+    pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+}
+
+/// Default idle timeout of downstream sessions.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The `mcp` backend of one route (cheap clone).
+#[derive(Clone)]
+pub struct McpBackend(Arc<Core>);
+
+struct Target {
+    name: Arc<str>,
+    cfg: TargetConfig,
+    kind: TransportKind,
+    headers: HeaderMap,
+    stdio: Option<StdioProcess>,
+    /// After a failed connect, lazy reconnects (from any session) wait until then, so a dead
+    /// target does not cost every request its timeout.
+    down_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+/// How long a target that failed to connect is skipped by lazy reconnects.
+const RECONNECT_HOLDOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+struct Core {
+    cfg: McpConfig,
+    naming: Arc<Naming>,
+    targets: Vec<Target>,
+    shared: McpShared,
+    sessions: Registry,
+    /// Legacy SSE connections by session id, with the principal that opened them.
+    legacy: DashMap<String, (mpsc::UnboundedSender<Value>, Option<Arc<str>>)>,
+    allow: Option<GlobSet>,
+    deny: GlobSet,
+    /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
+    shortened: DashMap<String, (usize, String)>,
+    _listeners: Vec<Listener>,
+}
+
+impl Drop for Core {
+    /// A backend replaced by a reload ends its sessions: clients get 404 and re-initialize
+    /// (the gateway keeps the old backend when the route's `McpConfig` is unchanged).
+    fn drop(&mut self) {
+        let sessions = self.sessions.all();
+        self.sessions.clear();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for s in sessions {
+                    for u in s.take_upstreams() {
+                        u.close().await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn globset(globs: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(Glob::new(g).map_err(|e| Error::Config(e.to_string()))?);
+    }
+    b.build().map_err(|e| Error::Config(e.to_string()))
+}
+
+impl McpBackend {
+    /// Build the backend for a (validated) config. Cheap: HTTP upstream sessions open per
+    /// downstream session; stdio children come from `shared`'s pool (reused when unchanged).
+    pub fn new(cfg: McpConfig, shared: &McpShared) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "McpBackend::new must run inside a tokio runtime".into(),
+            ));
+        }
+        if let Some((k, m)) = cfg.validate("mcp").into_iter().next() {
+            return Err(Error::Config(format!("{k}: {m}")));
+        }
+        let prefixed = match cfg.prefix {
+            PrefixMode::Always => true,
+            PrefixMode::Never => false,
+            PrefixMode::Conditional => cfg.targets.len() > 1,
+        };
+        let naming = Arc::new(Naming {
+            targets: cfg
+                .targets
+                .iter()
+                .map(|t| Arc::from(t.name.as_str()))
+                .collect(),
+            prefixed,
+            epoch: AtomicU64::new(0),
+        });
+        let targets: Vec<Target> = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                let kind = t.kind().unwrap_or(TransportKind::Http);
+                Target {
+                    down_until: std::sync::Mutex::new(None),
+                    name: t.name.as_str().into(),
+                    headers: header_map(
+                        &t.http
+                            .as_ref()
+                            .or(t.sse.as_ref())
+                            .map(|h| h.headers.clone())
+                            .unwrap_or_default(),
+                    ),
+                    stdio: t
+                        .stdio
+                        .as_ref()
+                        .map(|s| shared.stdio.get(&t.name, s, shared.ids.clone())),
+                    cfg: t.clone(),
+                    kind,
+                }
+            })
+            .collect();
+        let allow = if cfg.tools.allow.is_empty() {
+            None
+        } else {
+            Some(globset(&cfg.tools.allow)?)
+        };
+        let deny = globset(&cfg.tools.deny)?;
+        let core = Arc::new_cyclic(|weak: &std::sync::Weak<Core>| {
+            let mut listeners = Vec::new();
+            for (i, t) in targets.iter().enumerate() {
+                if let Some(p) = &t.stdio {
+                    let w = weak.clone();
+                    let l: Listener = Arc::new(move |msg: Value| {
+                        if let Some(core) = w.upgrade() {
+                            for s in core.sessions.all() {
+                                s.deliver_from_upstream(i, msg.clone(), None);
+                            }
+                        }
+                    });
+                    p.listen(&l);
+                    listeners.push(l);
+                }
+            }
+            Core {
+                cfg,
+                naming,
+                targets,
+                shared: shared.clone(),
+                sessions: Registry::new(shared.idle_timeout, shared.metrics.sessions.clone()),
+                legacy: DashMap::new(),
+                allow,
+                deny,
+                shortened: DashMap::new(),
+                _listeners: listeners,
+            }
+        });
+        Ok(Self(core))
+    }
+
+    /// Pids of the running stdio children, by target name (admin and fault tests).
+    pub fn target_pids(&self) -> Vec<(String, u32)> {
+        self.0
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.name.to_string(), t.stdio.as_ref()?.pid()?)))
+            .collect()
+    }
+
+    /// Number of open downstream sessions.
+    pub fn session_count(&self) -> usize {
+        self.0.sessions.len()
+    }
+
+    /// Serve one HTTP request addressed to this route. Never fails: errors become JSON-RPC
+    /// error responses.
+    pub async fn handle(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if let Err(resp) = self.check_origin(req.headers(), authority) {
+            return resp;
+        }
+        let prefix = ctx.prefix.trim_end_matches('/');
+        let path = req.uri().path();
+        let rest = path.strip_prefix(prefix).unwrap_or(path);
+        let rest = rest.trim_end_matches('/');
+        match (req.method().clone(), rest) {
+            (Method::POST, "") => self.post(req, ctx).await,
+            (Method::GET, "") => self.get_stream(req, ctx).await,
+            (Method::DELETE, "") => self.delete(req, ctx).await,
+            (Method::GET, "/sse") => self.legacy_sse(prefix, ctx),
+            (Method::POST, "/message") => self.legacy_message(req, ctx).await,
+            (_, "") => rpc_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "method not allowed"),
+            ),
+            _ => rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "not found"),
+            ),
+        }
+    }
+
+    /// DNS-rebinding protection.
+    #[allow(clippy::result_large_err)]
+    fn check_origin(
+        &self,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+    ) -> Result<(), Response<Body>> {
+        let forbidden = || {
+            rpc_response(
+                StatusCode::FORBIDDEN,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "origin or host not allowed",
+                ),
+            )
+        };
+        let cfg = &self.0.cfg;
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let ok = if cfg.allowed_origins.is_empty() {
+                url::Url::parse(origin).ok().is_some_and(|u| {
+                    matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                })
+            } else {
+                cfg.allowed_origins
+                    .iter()
+                    .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            };
+            if !ok {
+                return Err(forbidden());
+            }
+        }
+        if !cfg.allowed_hosts.is_empty() {
+            // HTTP/2 carries the host in `:authority`, not in a Host header.
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or(authority)
+                .unwrap_or("");
+            let bare = host_without_port(host);
+            if !cfg
+                .allowed_hosts
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(bare))
+            {
+                return Err(forbidden());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let accepts_sse = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return rpc_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
+            );
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => {
+                self.0.shared.metrics.request("", "", "parse_error");
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
+                );
+            }
+        };
+        let kind = jsonrpc::kind(&msg);
+        if kind == Kind::Invalid {
+            let id = msg.get("id").cloned().unwrap_or(Value::Null);
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "invalid JSON-RPC message"),
+            );
+        }
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let session_id = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        let meta_version = msg
+            .pointer(&format!(
+                "/params/_meta/{}",
+                META_VERSION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str);
+        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+
+        let stateless = session_id.is_none()
+            && kind == Kind::Request
+            && jsonrpc::method(&msg) != "initialize"
+            && (jsonrpc::method(&msg) == "server/discover"
+                || header_version == Some(STATELESS_VERSION)
+                || meta_version == Some(STATELESS_VERSION));
+        if stateless {
+            if let Err(m) = check_routing_headers(&parts.headers, &msg) {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
+                );
+            }
+            // A throwaway session: its upstream connections end with the request.
+            let session = self.stateless_session(&msg, ctx.principal.clone());
+            let method = jsonrpc::method(&msg).to_string();
+            let mut msg = msg;
+            strip_modern_meta(&mut msg);
+            let mut resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
+            modernize_result(&method, &mut resp);
+            for u in session.take_upstreams() {
+                if !matches!(u, Upstream::Stdio(_)) {
+                    u.close().await;
+                }
+            }
+            return rpc_response(StatusCode::OK, resp);
+        }
+        if session_id.is_none()
+            && kind != Kind::Request
+            && (header_version == Some(STATELESS_VERSION)
+                || meta_version == Some(STATELESS_VERSION))
+        {
+            // Stateless clients' notifications and replies have no session to reach; the
+            // requests they could refer to were answered within their own HTTP exchange.
+            return Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .unwrap();
+        }
+        if let Some(v) = header_version
+            && !SESSION_VERSIONS.contains(&v)
+            && v != STATELESS_VERSION
+        {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_REQUEST,
+                    "unsupported MCP-Protocol-Version",
+                ),
+            );
+        }
+        if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+            if session_id.is_some() {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
+                );
+            }
+            return match self.initialize(&msg, None, ctx.principal.clone()).await {
+                Ok((session, resp)) => {
+                    let mut r = rpc_response(StatusCode::OK, resp);
+                    if let Ok(v) = http::HeaderValue::from_str(session.id()) {
+                        r.headers_mut().insert("mcp-session-id", v);
+                    }
+                    r
+                }
+                Err(resp) => rpc_response(StatusCode::OK, resp),
+            };
+        }
+        let Some(session_id) = session_id else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let Some(session) = self.0.sessions.get(session_id, ctx.principal.as_deref()) else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(id, -32001, "session not found"),
+            );
+        };
+        match kind {
+            Kind::Request => {
+                self.respond(session, msg, accepts_sse, Some(session_id), ctx)
+                    .await
+            }
+            _ => {
+                self.client_message(&session, msg).await;
+                Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Answer one request as an SSE stream when the client accepts one (progress, logging and
+    /// server requests travel with it; every event has an id, a priming event first from
+    /// 2025-11-25 on), else as JSON. `ping` is always JSON: nothing can accompany it.
+    async fn respond(
+        &self,
+        session: Session,
+        msg: Value,
+        accepts_sse: bool,
+        sid: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Response<Body> {
+        let streams = jsonrpc::method(&msg) != "ping";
+        if !(streams && accepts_sse) {
+            let resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
+            return rpc_response(StatusCode::OK, resp);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = self.clone();
+        let s2 = session.clone();
+        let tx2 = tx.clone();
+        let access = ctx.tool_access.clone();
+        tokio::spawn(async move {
+            let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
+            let _ = tx2.send(resp);
+        });
+        drop(tx);
+        let priming = session.0.version.as_str() >= "2025-11-25";
+        let mut r = sse_response(session, rx, priming);
+        if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
+            r.headers_mut().insert("mcp-session-id", sid);
+        }
+        r
+    }
+
+    fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
+        let meta = msg.pointer("/params/_meta");
+        let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
+        let init = json!({
+            "protocolVersion": LATEST_VERSION,
+            "capabilities": get("io.modelcontextprotocol/clientCapabilities").unwrap_or(json!({})),
+            "clientInfo": get("io.modelcontextprotocol/clientInfo").unwrap_or(json!({"name": "stateless-client", "version": "0"})),
+        });
+        Session::new(
+            String::new(),
+            STATELESS_VERSION.into(),
+            init,
+            principal,
+            self.0.naming.clone(),
+        )
+    }
+
+    /// GET: the session's standalone stream for server-initiated messages.
+    async fn get_stream(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+        let accepts = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        if !accepts {
+            return rpc_response(
+                StatusCode::NOT_ACCEPTABLE,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "GET needs Accept: text/event-stream",
+                ),
+            );
+        }
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let Some(session) = self.0.sessions.get(sid, ctx.principal.as_deref()) else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        session.attach_stream(tx.clone());
+        pipe_upstream_streams(&session, &tx);
+        drop(tx);
+        let priming = session.0.version.as_str() >= "2025-11-25";
+        sse_response(session, rx, priming)
+    }
+
+    async fn delete(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "missing Mcp-Session-Id header",
+                ),
+            );
+        };
+        let owned = self.0.sessions.get(sid, ctx.principal.as_deref()).is_some();
+        let Some(session) = owned.then(|| self.0.sessions.remove(sid)).flatten() else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        for u in session.take_upstreams() {
+            u.close().await;
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .unwrap()
+    }
+}
+
+/// Pipe each HTTP upstream's own standalone stream (server requests such as `roots/list`,
+/// `list_changed`, logging) into the session's standalone stream `tx`, for as long as `tx` is
+/// open: a task per HTTP target while the client listens, none otherwise.
+fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
+    for t in 0..session.0.naming.targets.len() {
+        if let Some(Upstream::Http(h)) = session.upstream(t) {
+            let s = session.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(Some(resp)) = h.open_stream().await else {
+                    return;
+                };
+                let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        ev = events.next() => match ev {
+                            Some(Ok(ev)) => {
+                                if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
+                                    s.deliver_from_upstream(t, m, Some(&tx));
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Targets are spoken to in the session era: the per-request context keys of 2026-07-28
+/// (`io.modelcontextprotocol/*` in `_meta`) were already used to open the upstream sessions.
+fn strip_modern_meta(msg: &mut Value) {
+    if let Some(meta) = msg
+        .pointer_mut("/params/_meta")
+        .and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    }
+}
+
+/// A session-era result made a valid 2026-07-28 one: `resultType`, and the caching hints
+/// (immediately stale, private) on the cacheable results.
+fn modernize_result(method: &str, resp: &mut Value) {
+    let Some(result) = resp.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    if matches!(
+        method,
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "server/discover"
+    ) {
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!("private"));
+    }
+}
+
+/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
+fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String> {
+    let method = jsonrpc::method(msg);
+    if let Some(h) = headers.get("mcp-method").and_then(|v| v.to_str().ok())
+        && h != method
+    {
+        return Err(format!(
+            "Mcp-Method header `{h}` does not match body method `{method}`"
+        ));
+    }
+    if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
+        let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
+        if body != Some(h) {
+            return Err("Mcp-Name header does not match the body".into());
+        }
+    }
+    Ok(())
+}
+
+fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+        .unwrap()
+}
+
+/// An SSE body from a channel; every event has an id. A request's stream ends when its last
+/// sender (the task answering it) is gone, right after the response.
+fn sse_response(
+    session: Session,
+    rx: mpsc::UnboundedReceiver<Value>,
+    priming: bool,
+) -> Response<Body> {
+    let s2 = session.clone();
+    let first = futures::stream::iter(priming.then(|| {
+        Ok::<_, Infallible>(Bytes::from(format!(
+            "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
+            s2.event_id()
+        )))
+    }));
+    let events = UnboundedReceiverStream::new(rx).map(move |msg| {
+        Ok(Bytes::from(format!(
+            "id: {}\nevent: message\ndata: {}\n\n",
+            session.event_id(),
+            msg
+        )))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(first.chain(events)))
+        .unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn routing_headers_must_match_the_body() {
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}});
+        let mut h = HeaderMap::new();
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-method", "tools/call".parse().unwrap());
+        h.insert("mcp-name", "t".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-name", "u".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        h.insert("mcp-name", "t".parse().unwrap());
+        h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+    }
+
+    #[test]
+    fn modern_results_get_result_type_and_caching_hints() {
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
+        modernize_result("tools/list", &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
+        modernize_result("tools/call", &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"content": [], "resultType": "complete"})
+        );
+        let mut m = json!({"params": {"_meta": {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        strip_modern_meta(&mut m);
+        assert_eq!(m["params"]["_meta"], json!({"progressToken": 1}));
+    }
+}

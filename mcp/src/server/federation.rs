@@ -1,0 +1,774 @@
+//! Federation: one session fans out to, merges from and routes to the targets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::{
+    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION, ToolAccess,
+};
+use crate::config::{FailureMode, TransportKind};
+use crate::error::{Error, Result};
+use crate::jsonrpc::{self, Kind};
+use crate::metrics::ToolLabels;
+use crate::names;
+use crate::session::{Inflight, Registry, Session};
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::sse::SseUpstream;
+use crate::upstream::stdio::Listener;
+use crate::upstream::{Route, Upstream, prepare};
+
+/// Which list a request fans out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    fn of(method: &str) -> Option<Self> {
+        Some(match method {
+            "tools/list" => Self::Tools,
+            "prompts/list" => Self::Prompts,
+            "resources/list" => Self::Resources,
+            "resources/templates/list" => Self::Templates,
+            _ => return None,
+        })
+    }
+    fn method(self) -> &'static str {
+        match self {
+            Self::Tools => "tools/list",
+            Self::Prompts => "prompts/list",
+            Self::Resources => "resources/list",
+            Self::Templates => "resources/templates/list",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Self::Tools => "tools",
+            Self::Prompts => "prompts",
+            Self::Resources => "resources",
+            Self::Templates => "resourceTemplates",
+        }
+    }
+    fn field(self) -> &'static str {
+        match self {
+            Self::Tools | Self::Prompts => "name",
+            Self::Resources => "uri",
+            Self::Templates => "uriTemplate",
+        }
+    }
+    fn catalog_prefix(self) -> &'static str {
+        match self {
+            Self::Tools => "t:",
+            Self::Prompts => "p:",
+            Self::Resources | Self::Templates => "r:",
+        }
+    }
+}
+
+impl McpBackend {
+    /// Create a session: connect every target concurrently and merge what they offer.
+    pub(super) async fn initialize(
+        &self,
+        msg: &Value,
+        id: Option<String>,
+        principal: Option<Arc<str>>,
+    ) -> Result<(Session, Value), Value> {
+        let rid = msg["id"].clone();
+        let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(LATEST_VERSION);
+        let version = if SESSION_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            LATEST_VERSION
+        }
+        .to_string();
+        let session = Session::new(
+            id.unwrap_or_else(Registry::new_id),
+            version.clone(),
+            params,
+            principal,
+            self.0.naming.clone(),
+        );
+        let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
+            let s = session.clone();
+            async move {
+                let timeout = self.0.targets[t].cfg.timeout();
+                match tokio::time::timeout(timeout, self.connect(&s, t)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Timeout(self.0.targets[t].name.to_string())),
+                }
+            }
+        }))
+        .await;
+        let mut caps = Map::new();
+        let mut instructions = Vec::new();
+        let mut server_info = None;
+        let mut subscribe = false;
+        for (t, r) in results.into_iter().enumerate() {
+            let name = &self.0.targets[t].name;
+            match r {
+                Ok(init) => {
+                    self.0.shared.metrics.request("initialize", name, "ok");
+                    let c = &init["capabilities"];
+                    for k in ["tools", "prompts"] {
+                        if c.get(k).is_some() {
+                            caps.insert(k.into(), json!({"listChanged": true}));
+                        }
+                    }
+                    if let Some(r) = c.get("resources") {
+                        subscribe |= r.get("subscribe").and_then(Value::as_bool).unwrap_or(false);
+                        caps.insert("resources".into(), json!({}));
+                    }
+                    for k in ["logging", "completions"] {
+                        if c.get(k).is_some() {
+                            caps.insert(k.into(), json!({}));
+                        }
+                    }
+                    if let Some(i) = init.get("instructions").and_then(Value::as_str) {
+                        instructions.push(if self.0.targets.len() > 1 {
+                            format!("[{name}] {i}")
+                        } else {
+                            i.to_string()
+                        });
+                    }
+                    server_info = Some(init["serverInfo"].clone());
+                }
+                Err(e) => {
+                    tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
+                    *self.0.targets[t].down_until.lock().unwrap() =
+                        Some(tokio::time::Instant::now() + RECONNECT_HOLDOFF);
+                    self.0.shared.metrics.request("initialize", name, "error");
+                    if self.0.cfg.failure_mode == FailureMode::FailClosed {
+                        for u in session.take_upstreams() {
+                            u.close().await;
+                        }
+                        return Err(jsonrpc::error_obj(rid, e.to_jsonrpc()));
+                    }
+                }
+            }
+        }
+        if caps.contains_key("resources") {
+            caps.insert(
+                "resources".into(),
+                json!({"subscribe": subscribe, "listChanged": true}),
+            );
+        }
+        if caps.is_empty() {
+            caps.insert("tools".into(), json!({"listChanged": true}));
+        }
+        let server_info = match server_info {
+            Some(si) if self.0.targets.len() == 1 && si.is_object() => si,
+            _ => json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION")}),
+        };
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": server_info,
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        for expired in self.0.sessions.sweep() {
+            tracing::debug!(session = expired.id(), "idle session expired");
+            for u in expired.take_upstreams() {
+                u.close().await;
+            }
+        }
+        self.0.sessions.insert(session.clone());
+        Ok((session, jsonrpc::result(rid, result)))
+    }
+
+    /// Open target `t` for a session; returns the target's initialize result.
+    pub(super) async fn connect(&self, session: &Session, t: usize) -> Result<Value> {
+        let target = &self.0.targets[t];
+        let shared = &self.0.shared;
+        let (up, init) = match target.kind {
+            TransportKind::Stdio => {
+                let p = target
+                    .stdio
+                    .clone()
+                    .ok_or_else(|| Error::Config("stdio".into()))?;
+                let init = p.ready().await?;
+                (Upstream::Stdio(p), init)
+            }
+            TransportKind::Http => {
+                let url = target
+                    .cfg
+                    .http
+                    .as_ref()
+                    .map(|h| h.url.clone())
+                    .unwrap_or_default();
+                let (h, init) = HttpUpstream::connect(
+                    target.name.clone(),
+                    url,
+                    target.headers.clone(),
+                    shared.client.clone(),
+                    shared.ids.clone(),
+                    session.0.init_params.clone(),
+                )
+                .await?;
+                (Upstream::Http(h), init)
+            }
+            TransportKind::Sse => {
+                let url = target
+                    .cfg
+                    .sse
+                    .as_ref()
+                    .map(|h| h.url.clone())
+                    .unwrap_or_default();
+                let weak = Arc::downgrade(&session.0);
+                let fallback: Listener = Arc::new(move |msg| {
+                    if let Some(s) = weak.upgrade() {
+                        Session(s).deliver_from_upstream(t, msg, None);
+                    }
+                });
+                let (s, init) = SseUpstream::connect(
+                    target.name.clone(),
+                    url,
+                    target.headers.clone(),
+                    shared.client.clone(),
+                    shared.ids.clone(),
+                    session.0.init_params.clone(),
+                    fallback,
+                )
+                .await?;
+                (Upstream::Sse(s), init)
+            }
+        };
+        session.set_upstream(t, up);
+        Ok(init)
+    }
+
+    pub(super) async fn upstream(&self, session: &Session, t: usize) -> Result<Upstream> {
+        match session.upstream(t) {
+            // A legacy SSE connection cannot resume: a dropped one is replaced by a new one.
+            Some(Upstream::Sse(s)) if s.is_closed() => {}
+            Some(u) => return Ok(u),
+            None => {}
+        }
+        // Connected lazily: a stateless request, a target that failed at initialize, or a
+        // legacy SSE target whose connection dropped.
+        let target = &self.0.targets[t];
+        let now = tokio::time::Instant::now();
+        if target
+            .down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| now < until)
+        {
+            return Err(Error::Unavailable {
+                target: target.name.to_string(),
+                reason: "failed recently".into(),
+            });
+        }
+        let r = match tokio::time::timeout(target.cfg.timeout(), self.connect(session, t)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(target.name.to_string())),
+        };
+        *target.down_until.lock().unwrap() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
+        r?;
+        session.upstream(t).ok_or_else(|| Error::Unavailable {
+            target: self.0.targets[t].name.to_string(),
+            reason: "not connected".into(),
+        })
+    }
+
+    /// A notification or a response from the client.
+    pub(super) async fn client_message(&self, session: &Session, msg: Value) {
+        match jsonrpc::kind(&msg) {
+            Kind::Response => {
+                if let Some((t, reply)) = session.take_client_reply(msg)
+                    && let Some(u) = session.upstream(t)
+                    && let Err(e) = u.send(reply).await
+                {
+                    tracing::debug!(error = %e, "forwarding a client reply failed");
+                }
+            }
+            Kind::Notification => match jsonrpc::method(&msg) {
+                "notifications/cancelled" => {
+                    let Some(rid) = msg.pointer("/params/requestId") else {
+                        return;
+                    };
+                    let found = session
+                        .0
+                        .inflight
+                        .lock()
+                        .unwrap()
+                        .get(&jsonrpc::id_key(rid))
+                        .map(|e| {
+                            e.cancel.cancel();
+                            (e.target, e.upstream_id)
+                        });
+                    let Some((t, uid)) = found else {
+                        return;
+                    };
+                    let mut fwd = msg.clone();
+                    fwd["params"]["requestId"] = Value::from(uid);
+                    if let Some(u) = session.upstream(t) {
+                        let _ = u.send(fwd).await;
+                    }
+                }
+                "notifications/roots/list_changed" => {
+                    for t in 0..self.0.targets.len() {
+                        if let Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) =
+                            session.upstream(t)
+                        {
+                            let _ = u.send(msg.clone()).await;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Answer one client request (the response carries the client's id).
+    pub(super) async fn dispatch(
+        &self,
+        session: &Session,
+        msg: Value,
+        stream: Option<mpsc::UnboundedSender<Value>>,
+        access: Option<ToolAccess>,
+    ) -> Value {
+        let id = msg["id"].clone();
+        let method = jsonrpc::method(&msg).to_string();
+        let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
+        if let Some(kind) = ListKind::of(&method) {
+            let cursor = match msg.pointer("/params/cursor") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(c)) => Some(c.clone()),
+                Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
+            };
+            let mut r = self.list(session, kind, cursor.as_deref()).await;
+            if kind == ListKind::Tools
+                && let (Some(access), Ok(page)) = (&access, &mut r)
+                && let Some(tools) = page.get_mut("tools").and_then(Value::as_array_mut)
+            {
+                tools.retain(|t| t["name"].as_str().is_some_and(|n| access.allows(n)));
+            }
+            self.0
+                .shared
+                .metrics
+                .request(&method, "", if r.is_ok() { "ok" } else { "error" });
+            return match r {
+                Ok(v) => jsonrpc::result(id, v),
+                Err(e) => jsonrpc::error_obj(id, e),
+            };
+        }
+        match method.as_str() {
+            "ping" => jsonrpc::result(id, json!({})),
+            "initialize" => err(jsonrpc::INVALID_REQUEST, "session already initialized"),
+            "server/discover" => jsonrpc::result(id, self.discover(session).await),
+            "logging/setLevel" => {
+                let level = msg.pointer("/params/level").cloned();
+                if level.as_ref().and_then(Value::as_str).is_none() {
+                    return err(jsonrpc::INVALID_PARAMS, "missing level");
+                }
+                let all = futures::future::join_all((0..self.0.targets.len()).map(|t| {
+                    let m = msg.clone();
+                    async move { self.call(session, t, m, None).await }
+                }))
+                .await;
+                let failed = all.iter().find(|r| r.get("error").is_some());
+                match (failed, self.0.cfg.failure_mode) {
+                    (Some(f), FailureMode::FailClosed) => {
+                        jsonrpc::error_obj(id, f["error"].clone())
+                    }
+                    _ => jsonrpc::result(id, json!({})),
+                }
+            }
+            "tools/call" | "prompts/get" => {
+                let kind = if method == "tools/call" {
+                    ListKind::Tools
+                } else {
+                    ListKind::Prompts
+                };
+                let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
+                    return err(jsonrpc::INVALID_PARAMS, "missing name");
+                };
+                if kind == ListKind::Tools && access.as_ref().is_some_and(|a| !a.allows(&name)) {
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
+                }
+                let resolved = self.resolve_name(session, kind, &name).await;
+                let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
+                    kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
+                }) else {
+                    let what = if kind == ListKind::Tools {
+                        "tool"
+                    } else {
+                        "prompt"
+                    };
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                };
+                let mut m = msg;
+                m["params"]["name"] = Value::String(upstream_name);
+                let started = Instant::now();
+                let r = self.call(session, t, m, stream).await;
+                if kind == ListKind::Tools {
+                    self.0
+                        .shared
+                        .metrics
+                        .tool_duration
+                        .get_or_create(&ToolLabels {
+                            target: self.0.targets[t].name.to_string(),
+                        })
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                r
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
+                    return err(jsonrpc::INVALID_PARAMS, "missing uri");
+                };
+                let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
+                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                };
+                let mut m = msg;
+                m["params"]["uri"] = Value::String(upstream_uri);
+                let mut r = self.call(session, t, m, stream).await;
+                if self.0.naming.prefixed
+                    && let Some(contents) = r
+                        .pointer_mut("/result/contents")
+                        .and_then(Value::as_array_mut)
+                {
+                    for c in contents {
+                        if let Some(u) = c.get("uri").and_then(Value::as_str) {
+                            c["uri"] =
+                                Value::String(names::namespace_uri(&self.0.targets[t].name, u));
+                        }
+                    }
+                }
+                r
+            }
+            "completion/complete" => {
+                let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+                let mut m = msg;
+                let routed =
+                    match r#ref.get("type").and_then(Value::as_str) {
+                        Some("ref/prompt") => match r#ref.get("name").and_then(Value::as_str) {
+                            Some(n) => self.resolve_name(session, ListKind::Prompts, n).await.map(
+                                |(t, n)| {
+                                    m["params"]["ref"]["name"] = Value::String(n);
+                                    t
+                                },
+                            ),
+                            None => None,
+                        },
+                        Some("ref/resource") => match r#ref.get("uri").and_then(Value::as_str) {
+                            Some(u) => self.resolve_uri(session, u).map(|(t, u)| {
+                                m["params"]["ref"]["uri"] = Value::String(u);
+                                t
+                            }),
+                            None => None,
+                        },
+                        _ => None,
+                    };
+                match routed {
+                    Some(t) => self.call(session, t, m, stream).await,
+                    None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
+                }
+            }
+            _ => {
+                self.0.shared.metrics.request(&method, "", "not_found");
+                err(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                )
+            }
+        }
+    }
+
+    /// Forward a request to target `t`; the reply comes back with the client's id.
+    pub(super) async fn call(
+        &self,
+        session: &Session,
+        t: usize,
+        mut msg: Value,
+        stream: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Value {
+        let down_id = msg["id"].clone();
+        let method = jsonrpc::method(&msg).to_string();
+        let target = &self.0.targets[t];
+        let up = match self.upstream(session, t).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.0
+                    .shared
+                    .metrics
+                    .request(&method, &target.name, "error");
+                return jsonrpc::error_obj(down_id, e.to_jsonrpc());
+            }
+        };
+        let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
+        let progress = prepare(&mut msg, uid);
+        let key = jsonrpc::id_key(&down_id);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        session.0.inflight.lock().unwrap().insert(
+            key.clone(),
+            Inflight {
+                target: t,
+                upstream_id: uid,
+                cancel: cancel.clone(),
+            },
+        );
+        // Removes the entry however this future ends (also when the client goes away).
+        let _inflight = InflightGuard(session, &key);
+        let route = Route {
+            session: Some(session.clone()),
+            target: t,
+            stream,
+            activity: None,
+        };
+        // A cancelled request may never be answered upstream; stop waiting for it.
+        let r = tokio::select! {
+            r = up.request(route, msg, progress, target.cfg.timeout(), &target.name) => r,
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+        };
+        match r {
+            Ok(mut resp) => {
+                let result = if resp.get("error").is_some() {
+                    "error"
+                } else {
+                    "ok"
+                };
+                self.0.shared.metrics.request(&method, &target.name, result);
+                resp["id"] = down_id;
+                resp
+            }
+            Err(e) => {
+                tracing::warn!(target_name = %target.name, %method, error = %e, "upstream request failed");
+                let result = if matches!(e, Error::Timeout(_)) {
+                    "timeout"
+                } else if matches!(e, Error::Cancelled) {
+                    "cancelled"
+                } else {
+                    "error"
+                };
+                self.0.shared.metrics.request(&method, &target.name, result);
+                jsonrpc::error_obj(down_id, e.to_jsonrpc())
+            }
+        }
+    }
+
+    /// The unshortened exposed name of a tool: what `tools.allow`/`tools.deny` match.
+    pub(super) fn full_name(&self, t: usize, name: &str) -> String {
+        if self.0.naming.prefixed {
+            names::prefixed(&self.0.targets[t].name, name)
+        } else {
+            name.to_string()
+        }
+    }
+
+    pub(super) fn tool_allowed(&self, exposed: &str) -> bool {
+        self.0.allow.as_ref().is_none_or(|a| a.is_match(exposed)) && !self.0.deny.is_match(exposed)
+    }
+
+    pub(super) fn target_index(&self, name: &str) -> Option<usize> {
+        self.0.targets.iter().position(|t| &*t.name == name)
+    }
+
+    /// Exposed tool/prompt name → (target, upstream name).
+    async fn resolve_name(
+        &self,
+        session: &Session,
+        kind: ListKind,
+        exposed: &str,
+    ) -> Option<(usize, String)> {
+        if self.0.targets.len() == 1 && !self.0.naming.prefixed {
+            return Some((0, exposed.to_string()));
+        }
+        if kind == ListKind::Tools
+            && let Some(e) = self.0.shortened.get(exposed)
+        {
+            return Some(e.value().clone());
+        }
+        if self.0.naming.prefixed {
+            let (target, name) = names::split(exposed)?;
+            return Some((self.target_index(target)?, name.to_string()));
+        }
+        let key = format!("{}{exposed}", kind.catalog_prefix());
+        let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
+        {
+            let c = session.0.catalog.lock().unwrap();
+            if c.0 == epoch
+                && let Some(v) = c.1.get(&key)
+            {
+                return Some(v.clone());
+            }
+        }
+        // Unknown or stale: list everything once to learn who owns the name.
+        let mut cursor = None;
+        loop {
+            let page = self.list(session, kind, cursor.as_deref()).await.ok()?;
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        session.0.catalog.lock().unwrap().1.get(&key).cloned()
+    }
+
+    /// Exposed resource URI → (target, upstream URI).
+    pub(super) fn resolve_uri(&self, session: &Session, uri: &str) -> Option<(usize, String)> {
+        if self.0.naming.prefixed {
+            let (target, orig) = names::split_uri(uri)?;
+            return Some((self.target_index(target)?, orig));
+        }
+        if self.0.targets.len() == 1 {
+            return Some((0, uri.to_string()));
+        }
+        let c = session.0.catalog.lock().unwrap();
+        Some(
+            c.1.get(&format!("r:{uri}"))
+                .cloned()
+                .unwrap_or((0, uri.to_string())),
+        )
+    }
+
+    /// Fan a list request out to the targets the cursor names (all on the first page) and
+    /// merge the pages; the composite cursor remembers each target's own cursor.
+    async fn list(
+        &self,
+        session: &Session,
+        kind: ListKind,
+        cursor: Option<&str>,
+    ) -> Result<Value, Value> {
+        let plan: Vec<(usize, Option<String>)> = match cursor {
+            None => (0..self.0.targets.len()).map(|t| (t, None)).collect(),
+            Some(c) => {
+                let map = names::decode_cursor(c).ok_or_else(
+                    || json!({"code": jsonrpc::INVALID_PARAMS, "message": "invalid cursor"}),
+                )?;
+                map.into_iter()
+                    .filter_map(|(n, c)| Some((self.target_index(&n)?, Some(c))))
+                    .collect()
+            }
+        };
+        let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
+        let pages = futures::future::join_all(plan.into_iter().map(|(t, c)| {
+            let params = match c {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let msg = jsonrpc::request(Value::from(0), kind.method(), params);
+            async move { (t, self.call(session, t, msg, None).await) }
+        }))
+        .await;
+        let mut items = Vec::new();
+        let mut next = BTreeMap::new();
+        let mut learned: HashMap<String, (usize, String)> = HashMap::new();
+        let prefixed = self.0.naming.prefixed;
+        for (t, page) in pages {
+            let tname = &self.0.targets[t].name;
+            if let Some(e) = page.get("error") {
+                // A target without this capability is not a failure.
+                if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+                    continue;
+                }
+                if self.0.cfg.failure_mode == FailureMode::FailClosed {
+                    return Err(e.clone());
+                }
+                tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
+                continue;
+            }
+            let result = &page["result"];
+            if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
+                next.insert(tname.to_string(), c.to_string());
+            }
+            let Some(list) = result.get(kind.key()).and_then(Value::as_array) else {
+                continue;
+            };
+            for item in list {
+                let Some(orig) = item.get(kind.field()).and_then(Value::as_str) else {
+                    continue;
+                };
+                let exposed = match kind {
+                    ListKind::Tools | ListKind::Prompts if prefixed => {
+                        let full = names::prefixed(tname, orig);
+                        if kind == ListKind::Tools {
+                            let (fit, short) = names::fit_tool_name(&full);
+                            if short {
+                                self.0.shortened.insert(fit.clone(), (t, orig.to_string()));
+                            }
+                            fit
+                        } else {
+                            full
+                        }
+                    }
+                    ListKind::Resources | ListKind::Templates if prefixed => {
+                        names::namespace_uri(tname, orig)
+                    }
+                    _ => orig.to_string(),
+                };
+                if kind == ListKind::Tools && !self.tool_allowed(&self.full_name(t, orig)) {
+                    continue;
+                }
+                let key = format!("{}{exposed}", kind.catalog_prefix());
+                if !prefixed && learned.contains_key(&key) {
+                    // prefix: never — the first target in config order wins a clash.
+                    continue;
+                }
+                learned.insert(key, (t, orig.to_string()));
+                let mut item = item.clone();
+                item[kind.field()] = Value::String(exposed);
+                items.push(item);
+            }
+        }
+        {
+            let mut c = session.0.catalog.lock().unwrap();
+            if c.0 != epoch {
+                *c = (epoch, HashMap::new());
+            }
+            c.1.extend(learned);
+        }
+        let mut result = json!({ kind.key(): items });
+        if !next.is_empty() {
+            result["nextCursor"] = Value::String(names::encode_cursor(&next));
+        }
+        Ok(result)
+    }
+
+    pub(super) async fn discover(&self, session: &Session) -> Value {
+        let _ = session;
+        let versions: Vec<&str> = SESSION_VERSIONS
+            .iter()
+            .copied()
+            .chain([STATELESS_VERSION])
+            .collect();
+        json!({
+            "supportedVersions": versions,
+            "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "prompts": {"listChanged": true},
+                "resources": {"listChanged": true},
+                "logging": {},
+                "completions": {},
+            },
+        })
+    }
+}
+
+/// See [`McpBackend::call`].
+struct InflightGuard<'a>(&'a Session, &'a str);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.inflight.lock().unwrap().remove(self.1);
+    }
+}

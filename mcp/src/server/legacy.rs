@@ -1,0 +1,161 @@
+//! The legacy HTTP+SSE transport (2024-11-05): `{prefix}/sse` announces `{prefix}/message`;
+//! every answer travels on the SSE stream.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Request, Response, StatusCode, header};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams, rpc_response};
+use crate::jsonrpc::{self, Kind};
+use crate::session::Registry;
+
+impl McpBackend {
+    /// Legacy transport: the SSE stream that announces the message endpoint.
+    pub(super) fn legacy_sse(&self, prefix: &str, ctx: &RequestContext) -> Response<Body> {
+        let id = Registry::new_id();
+        let (tx, rx) = mpsc::unbounded_channel::<Value>();
+        self.0
+            .legacy
+            .insert(id.clone(), (tx, ctx.principal.clone()));
+        let endpoint = format!("{prefix}/message?sessionId={id}");
+        let guard = LegacyGuard {
+            core: self.clone(),
+            id: id.clone(),
+        };
+        let first = futures::stream::once(async move {
+            Ok::<_, Infallible>(Bytes::from(format!(
+                "event: endpoint\ndata: {endpoint}\n\n"
+            )))
+        });
+        let mut n = 0u64;
+        let rest = UnboundedReceiverStream::new(rx).map(move |msg| {
+            let _keep = &guard;
+            n += 1;
+            Ok(Bytes::from(format!(
+                "id: {n}\nevent: message\ndata: {msg}\n\n"
+            )))
+        });
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(first.chain(rest)))
+            .unwrap()
+    }
+
+    pub(super) async fn legacy_message(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> Response<Body> {
+        let id = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "sessionId")
+                .map(|(_, v)| v.into_owned())
+        });
+        let Some(tx) = id
+            .as_deref()
+            .and_then(|id| self.0.legacy.get(id).map(|e| e.value().clone()))
+            .filter(|(_, p)| p.as_deref() == ctx.principal.as_deref())
+            .map(|(tx, _)| tx)
+        else {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                jsonrpc::error(Value::Null, -32001, "session not found"),
+            );
+        };
+        let id = id.unwrap_or_default();
+        let Ok(bytes) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
+            return rpc_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
+            );
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => {
+                return rpc_response(
+                    StatusCode::BAD_REQUEST,
+                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
+                );
+            }
+        };
+        let kind = jsonrpc::kind(&msg);
+        if kind == Kind::Invalid {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "invalid JSON-RPC message",
+                ),
+            );
+        }
+        let this = self.clone();
+        let principal = ctx.principal.clone();
+        let access = ctx.tool_access.clone();
+        tokio::spawn(async move {
+            if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+                let resp = match this
+                    .initialize(&msg, Some(id.clone()), principal.clone())
+                    .await
+                {
+                    Ok((session, resp)) => {
+                        session.attach_stream(tx.clone());
+                        pipe_upstream_streams(&session, &tx);
+                        resp
+                    }
+                    Err(resp) => resp,
+                };
+                let _ = tx.send(resp);
+                return;
+            }
+            let Some(session) = this.0.sessions.get(&id, principal.as_deref()) else {
+                if let Some(rid) = msg.get("id").filter(|_| kind == Kind::Request) {
+                    let _ = tx.send(jsonrpc::error(
+                        rid.clone(),
+                        jsonrpc::INVALID_REQUEST,
+                        "not initialized",
+                    ));
+                }
+                return;
+            };
+            if kind == Kind::Request {
+                let resp = this.dispatch(&session, msg, None, access).await;
+                let _ = tx.send(resp);
+            } else {
+                this.client_message(&session, msg).await;
+            }
+        });
+        Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Body::from("Accepted"))
+            .unwrap()
+    }
+}
+
+/// Ends a legacy session when its SSE stream goes away.
+struct LegacyGuard {
+    core: McpBackend,
+    id: String,
+}
+
+impl Drop for LegacyGuard {
+    fn drop(&mut self) {
+        self.core.0.legacy.remove(&self.id);
+        if let Some(s) = self.core.0.sessions.remove(&self.id)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                for u in s.take_upstreams() {
+                    u.close().await;
+                }
+            });
+        }
+    }
+}

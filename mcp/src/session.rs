@@ -1,0 +1,364 @@
+//! Downstream sessions: what the gateway remembers about one MCP client between requests.
+//! Kept small (no task per session): the upstream connections, the open standalone stream,
+//! and the id maps of requests crossing the gateway in both directions.
+//!
+//! [`Registry`] is the seam for the sessions crate: today an in-memory map with random ids;
+//! encrypted tokens carrying upstream session ids and shared event logs plug in there.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::jsonrpc;
+use crate::names;
+use crate::upstream::Upstream;
+
+/// Exposed name (kind-prefixed) → (target, upstream name).
+pub(crate) type Catalog = HashMap<String, (usize, String)>;
+
+/// A client request being served by a target.
+pub(crate) struct Inflight {
+    pub target: usize,
+    pub upstream_id: u64,
+    /// Fired by the client's `notifications/cancelled`.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// Per-backend facts a session needs to rewrite upstream messages on its own.
+pub(crate) struct Naming {
+    pub targets: Vec<Arc<str>>,
+    pub prefixed: bool,
+    /// Bumped by any upstream `list_changed`; cached catalogues from older epochs are stale.
+    pub epoch: AtomicU64,
+}
+
+/// A downstream session (cheap clone).
+#[derive(Clone)]
+pub(crate) struct Session(pub Arc<Inner>);
+
+pub(crate) struct Inner {
+    /// Empty for a stateless (2026-07-28) request's throwaway session.
+    pub id: String,
+    pub version: String,
+    pub init_params: Value,
+    /// The authenticated subject that opened the session; only it may use the session.
+    pub principal: Option<Arc<str>>,
+    pub naming: Arc<Naming>,
+    pub upstreams: Mutex<Vec<Option<Upstream>>>,
+    stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
+    client_requests: Mutex<HashMap<String, (usize, Value)>>,
+    /// Client requests in flight upstream: downstream id key → (target, upstream id).
+    pub inflight: Mutex<HashMap<String, Inflight>>,
+    next_id: AtomicU64,
+    next_event: AtomicU64,
+    /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
+    /// route when names are not prefixed (or were shortened).
+    pub catalog: Mutex<(u64, Catalog)>,
+}
+
+impl Session {
+    pub fn new(
+        id: String,
+        version: String,
+        init_params: Value,
+        principal: Option<Arc<str>>,
+        naming: Arc<Naming>,
+    ) -> Self {
+        let n = naming.targets.len();
+        Session(Arc::new(Inner {
+            id,
+            version,
+            init_params,
+            principal,
+            naming,
+            upstreams: Mutex::new(vec![None; n]),
+            stream: Mutex::new(None),
+            client_requests: Mutex::default(),
+            inflight: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            next_event: AtomicU64::new(1),
+            catalog: Mutex::new((u64::MAX, HashMap::new())),
+        }))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The next SSE event id of this session.
+    pub fn event_id(&self) -> u64 {
+        self.0.next_event.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn upstream(&self, target: usize) -> Option<Upstream> {
+        self.0
+            .upstreams
+            .lock()
+            .unwrap()
+            .get(target)
+            .cloned()
+            .flatten()
+    }
+
+    pub fn set_upstream(&self, target: usize, u: Upstream) {
+        if let Some(slot) = self.0.upstreams.lock().unwrap().get_mut(target) {
+            *slot = Some(u);
+        }
+    }
+
+    /// Attach the standalone stream (GET, or the legacy SSE connection); replaces any older.
+    pub fn attach_stream(&self, tx: mpsc::UnboundedSender<Value>) {
+        *self.0.stream.lock().unwrap() = Some(tx);
+    }
+
+    /// Whether a client is listening on the standalone stream.
+    pub fn has_open_stream(&self) -> bool {
+        self.0
+            .stream
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|t| !t.is_closed())
+    }
+
+    /// Send on the standalone stream; messages without a stream are dropped (no event log yet).
+    /// Returns whether a client stream took the message.
+    pub fn send_standalone(&self, msg: Value) -> bool {
+        let tx = self.0.stream.lock().unwrap().clone();
+        tx.is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Send on the request's stream, else the standalone one; returns whether one took it.
+    fn send(&self, msg: Value, stream: Option<&mpsc::UnboundedSender<Value>>) -> bool {
+        let msg = match stream {
+            Some(tx) => match tx.send(msg) {
+                Ok(()) => return true,
+                Err(e) => e.0,
+            },
+            None => msg,
+        };
+        self.send_standalone(msg)
+    }
+
+    /// A message an upstream sent to this session: ids of server-to-client requests become
+    /// gateway ids, URIs get namespaced, `list_changed` invalidates the catalogue.
+    pub fn deliver_from_upstream(
+        &self,
+        target: usize,
+        mut msg: Value,
+        stream: Option<&mpsc::UnboundedSender<Value>>,
+    ) {
+        match jsonrpc::kind(&msg) {
+            jsonrpc::Kind::Request => {
+                let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
+                let upstream_id = msg["id"].take();
+                self.0
+                    .client_requests
+                    .lock()
+                    .unwrap()
+                    .insert(gid.clone(), (target, upstream_id));
+                msg["id"] = Value::String(gid.clone());
+                if !self.send(msg, stream) {
+                    // No stream to the client (a stateless request, or nobody listening): tell
+                    // the target now rather than let it wait for an answer that cannot come.
+                    let taken = self.0.client_requests.lock().unwrap().remove(&gid);
+                    if let (Some((_, uid)), Some(up)) = (taken, self.upstream(target)) {
+                        let reply = jsonrpc::error(
+                            uid,
+                            jsonrpc::INTERNAL_ERROR,
+                            "the client cannot be reached for this request",
+                        );
+                        tokio::spawn(async move {
+                            let _ = up.send(reply).await;
+                        });
+                    }
+                }
+            }
+            jsonrpc::Kind::Notification => {
+                let method = jsonrpc::method(&msg);
+                if method == "notifications/cancelled" {
+                    let Some(uid) = msg.pointer("/params/requestId").cloned() else {
+                        return;
+                    };
+                    let mut pending = self.0.client_requests.lock().unwrap();
+                    let gid = pending
+                        .iter()
+                        .find(|(_, v)| v.0 == target && v.1 == uid)
+                        .map(|(k, _)| k.clone());
+                    let Some(gid) = gid else { return };
+                    pending.remove(&gid);
+                    drop(pending);
+                    msg["params"]["requestId"] = Value::String(gid);
+                } else if method.ends_with("/list_changed") {
+                    self.0.naming.epoch.fetch_add(1, Ordering::Relaxed);
+                } else if method == "notifications/resources/updated"
+                    && self.0.naming.prefixed
+                    && let Some(uri) = msg.pointer_mut("/params/uri")
+                    && let Some(s) = uri.as_str()
+                {
+                    *uri = Value::String(names::namespace_uri(&self.0.naming.targets[target], s));
+                }
+                self.send(msg, stream);
+            }
+            _ => {}
+        }
+    }
+
+    /// The client answered a server-to-client request: `(target, reply with the upstream id)`.
+    pub fn take_client_reply(&self, mut msg: Value) -> Option<(usize, Value)> {
+        let gid = msg.get("id")?.as_str()?.to_string();
+        let (target, uid) = self.0.client_requests.lock().unwrap().remove(&gid)?;
+        msg["id"] = uid;
+        Some((target, msg))
+    }
+
+    /// All upstream connections (for closing).
+    pub fn take_upstreams(&self) -> Vec<Upstream> {
+        self.0
+            .upstreams
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect()
+    }
+}
+
+/// Where sessions live between requests; see the module docs for the plug-in seam. Sessions
+/// idle for longer than the idle timeout (and without an open stream) are swept out lazily,
+/// when new sessions are created, so there is no timer task.
+#[derive(Clone)]
+pub(crate) struct Registry {
+    map: Arc<DashMap<String, (Session, Arc<AtomicU64>)>>,
+    start: tokio::time::Instant,
+    idle: std::time::Duration,
+    last_sweep: Arc<AtomicU64>,
+    /// Open sessions, shared by every backend (hence inc/dec, never set).
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Registry {
+    pub fn new(idle: std::time::Duration, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        Self {
+            gauge,
+            map: Arc::default(),
+            start: tokio::time::Instant::now(),
+            idle,
+            last_sweep: Arc::default(),
+        }
+    }
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+    pub fn insert(&self, s: Session) {
+        let seen = Arc::new(AtomicU64::new(self.now_ms()));
+        if self.map.insert(s.id().to_string(), (s, seen)).is_none() {
+            self.gauge.inc();
+        }
+    }
+    /// Look a session up for `principal` and mark it as used now. Another principal's session
+    /// is as good as unknown.
+    pub fn get(&self, id: &str, principal: Option<&str>) -> Option<Session> {
+        let e = self.map.get(id)?;
+        if e.0.0.principal.as_deref() != principal {
+            return None;
+        }
+        e.1.store(self.now_ms(), Ordering::Relaxed);
+        Some(e.0.clone())
+    }
+    pub fn remove(&self, id: &str) -> Option<Session> {
+        let (_, (s, _)) = self.map.remove(id)?;
+        self.gauge.dec();
+        Some(s)
+    }
+
+    /// Forget every session (the backend is going away, e.g. replaced by a reload).
+    pub fn clear(&self) {
+        self.gauge.dec_by(self.map.len() as i64);
+        self.map.clear();
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn all(&self) -> Vec<Session> {
+        self.map.iter().map(|e| e.value().0.clone()).collect()
+    }
+    /// Remove and return the sessions idle for longer than the timeout; scans at most once
+    /// per tenth of the timeout.
+    pub fn sweep(&self) -> Vec<Session> {
+        let now = self.now_ms();
+        let idle = self.idle.as_millis() as u64;
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < idle / 10
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Vec::new();
+        }
+        let expired: Vec<String> = self
+            .map
+            .iter()
+            .filter(|e| {
+                now.saturating_sub(e.value().1.load(Ordering::Relaxed)) > idle
+                    && !e.value().0.has_open_stream()
+            })
+            .map(|e| e.key().clone())
+            .collect();
+        expired.iter().filter_map(|id| self.remove(id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(id: &str) -> Session {
+        let naming = Arc::new(Naming {
+            targets: vec![Arc::from("t")],
+            prefixed: false,
+            epoch: AtomicU64::new(0),
+        });
+        Session::new(id.into(), "2025-11-25".into(), Value::Null, None, naming)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_sessions_are_swept_and_used_ones_stay() {
+        let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        let r = Registry::new(Duration::from_secs(600), gauge.clone());
+        r.insert(session("idle"));
+        r.insert(session("busy"));
+        r.insert(session("listening"));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        r.get("listening", None).unwrap().attach_stream(tx);
+        tokio::time::advance(Duration::from_secs(400)).await;
+        assert!(r.get("busy", None).is_some());
+        assert!(
+            r.get("busy", Some("mallory")).is_none(),
+            "bound to its principal"
+        );
+        assert!(r.sweep().is_empty(), "nothing is idle for 10 minutes yet");
+        tokio::time::advance(Duration::from_secs(300)).await;
+        let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(swept, vec!["idle".to_string()]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(gauge.get(), 2);
+        tokio::time::advance(Duration::from_secs(700)).await;
+        let swept: Vec<String> = r.sweep().iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(
+            swept,
+            vec!["busy".to_string()],
+            "a session with an open stream stays"
+        );
+    }
+}

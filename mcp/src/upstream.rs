@@ -1,0 +1,217 @@
+//! Upstream clients, one module per transport. All three speak raw JSON-RPC: the gateway
+//! rewrites only request ids and progress tokens (both become the upstream request's own
+//! numeric id, unique per backend) so replies and progress find their way back.
+
+pub(crate) mod http;
+pub(crate) mod sse;
+pub(crate) mod stdio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+use crate::session::Session;
+
+/// Where upstream-initiated messages that belong to one downstream request go: the request's
+/// own SSE stream when it has one, else the session's standalone stream.
+#[derive(Clone)]
+pub(crate) struct Route {
+    /// `None` for the gateway's own requests (e.g. initializing a shared child).
+    pub session: Option<Session>,
+    pub target: usize,
+    pub stream: Option<mpsc::UnboundedSender<Value>>,
+    /// Woken by every message the upstream sends for the request: it restarts the timeout.
+    pub activity: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl Route {
+    /// Hand an upstream-initiated message to the downstream session.
+    pub fn deliver(&self, msg: Value) {
+        if let Some(a) = &self.activity {
+            a.notify_one();
+        }
+        if let Some(s) = &self.session {
+            s.deliver_from_upstream(self.target, msg, self.stream.as_ref());
+        }
+    }
+
+    /// A route that drops everything.
+    pub fn detached() -> Self {
+        Route {
+            session: None,
+            target: 0,
+            stream: None,
+            activity: None,
+        }
+    }
+}
+
+/// An in-flight request on a multiplexed upstream (stdio, legacy SSE).
+pub(crate) struct Pending {
+    pub reply: oneshot::Sender<Value>,
+    pub progress: Option<Value>,
+    pub route: Route,
+}
+
+/// In-flight requests of one multiplexed upstream connection, keyed by upstream id.
+#[derive(Clone, Default)]
+pub(crate) struct PendingMap(Arc<DashMap<u64, Pending>>);
+
+impl PendingMap {
+    pub fn insert(&self, id: u64, p: Pending) {
+        self.0.insert(id, p);
+    }
+    pub fn remove(&self, id: u64) {
+        self.0.remove(&id);
+    }
+    /// Removes entry `id` when dropped, also when the waiting future is dropped (cancelled).
+    pub fn guard(&self, id: u64) -> PendingGuard {
+        PendingGuard(self.clone(), id)
+    }
+    /// Fail everything in flight (the connection died): dropping the senders wakes the callers.
+    pub fn clear(&self) {
+        self.0.clear();
+    }
+    /// The route of the newest in-flight request: the best owner guess for a server-initiated
+    /// request that the transport does not tie to a request (stdio and legacy SSE cannot).
+    fn newest_route(&self) -> Option<Route> {
+        self.0
+            .iter()
+            .max_by_key(|e| *e.key())
+            .map(|e| e.route.clone())
+    }
+
+    /// Dispatch one message read from the upstream. `fallback` handles messages that no
+    /// in-flight request claims.
+    pub fn dispatch(&self, mut msg: Value, fallback: &dyn Fn(Value)) {
+        match jsonrpc::kind(&msg) {
+            jsonrpc::Kind::Response => {
+                let Some(id) = msg.get("id").and_then(Value::as_u64) else {
+                    tracing::debug!("upstream response with a foreign id dropped");
+                    return;
+                };
+                if let Some((_, p)) = self.0.remove(&id) {
+                    let _ = p.reply.send(msg);
+                }
+            }
+            jsonrpc::Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
+                let token = msg.pointer("/params/progressToken").and_then(Value::as_u64);
+                let Some(entry) = token.and_then(|t| self.0.get(&t)) else {
+                    return;
+                };
+                if let (Some(orig), Some(slot)) = (
+                    entry.progress.clone(),
+                    msg.pointer_mut("/params/progressToken"),
+                ) {
+                    *slot = orig;
+                    entry.route.deliver(msg);
+                }
+            }
+            jsonrpc::Kind::Notification
+                if jsonrpc::method(&msg).ends_with("/list_changed")
+                    || jsonrpc::method(&msg) == "notifications/resources/updated" =>
+            {
+                fallback(msg)
+            }
+            jsonrpc::Kind::Request | jsonrpc::Kind::Notification => match self.newest_route() {
+                Some(route) => route.deliver(msg),
+                None => fallback(msg),
+            },
+            jsonrpc::Kind::Invalid => tracing::debug!("invalid message from upstream dropped"),
+        }
+    }
+}
+
+/// See [`PendingMap::guard`].
+pub(crate) struct PendingGuard(PendingMap, u64);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
+/// Rewrite a downstream request for an upstream: its id becomes `id` and its progress token
+/// (if any) too; returns the original progress token.
+pub(crate) fn prepare(msg: &mut Value, id: u64) -> Option<Value> {
+    msg["id"] = Value::from(id);
+    let orig = jsonrpc::progress_token(msg).cloned();
+    if orig.is_some() {
+        jsonrpc::set_progress_token(msg, Value::from(id));
+    }
+    orig
+}
+
+/// One target's connection as seen by a downstream session.
+#[derive(Clone)]
+pub(crate) enum Upstream {
+    /// A streamable HTTP upstream session owned by this downstream session.
+    Http(Arc<http::HttpUpstream>),
+    /// A legacy SSE connection owned by this downstream session.
+    Sse(Arc<sse::SseUpstream>),
+    /// The target's shared child process.
+    Stdio(stdio::StdioProcess),
+}
+
+impl Upstream {
+    /// Send a request (already `prepare`d) and wait for its response. `timeout` is the longest
+    /// silence: progress or any other message for the request restarts it, so long-running
+    /// tools that report progress are not cut off.
+    pub async fn request(
+        &self,
+        mut route: Route,
+        msg: Value,
+        progress: Option<Value>,
+        timeout: Duration,
+        target: &str,
+    ) -> Result<Value> {
+        let activity = Arc::new(tokio::sync::Notify::new());
+        route.activity = Some(activity.clone());
+        let fut = async {
+            match self {
+                Upstream::Http(h) => h.request(route, msg, progress).await,
+                Upstream::Sse(s) => s.request(route, msg, progress).await,
+                Upstream::Stdio(s) => s.request(route, msg, progress).await,
+            }
+        };
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return r,
+                _ = activity.notified() => {}
+                _ = tokio::time::sleep(timeout) => return Err(Error::Timeout(target.to_string())),
+            }
+        }
+    }
+
+    /// Send a notification or a response (no reply expected).
+    pub async fn send(&self, msg: Value) -> Result<()> {
+        match self {
+            Upstream::Http(h) => h.send(msg).await,
+            Upstream::Sse(s) => s.send(msg).await,
+            Upstream::Stdio(s) => s.send(msg),
+        }
+    }
+
+    /// End the upstream session (HTTP DELETE); shared stdio children stay.
+    pub async fn close(&self) {
+        match self {
+            Upstream::Http(h) => h.close().await,
+            Upstream::Sse(s) => s.close(),
+            Upstream::Stdio(_) => {}
+        }
+    }
+}
+
+/// Await a multiplexed reply, mapping a dropped sender to "unavailable".
+pub(crate) async fn await_reply(rx: oneshot::Receiver<Value>, target: &str) -> Result<Value> {
+    rx.await.map_err(|_| Error::Unavailable {
+        target: target.to_string(),
+        reason: "connection lost".into(),
+    })
+}

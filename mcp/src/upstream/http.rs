@@ -1,0 +1,366 @@
+//! Streamable HTTP upstream: one upstream MCP session per downstream session. Responses that
+//! come as an SSE stream are read in the caller's task, so there is no task per session.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::Route;
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+
+/// A streamable HTTP upstream session.
+pub(crate) struct HttpUpstream {
+    target: Arc<str>,
+    url: String,
+    headers: HeaderMap,
+    client: reqwest::Client,
+    ids: Arc<AtomicU64>,
+    init_params: Value,
+    state: Mutex<State>,
+}
+
+#[derive(Default, Clone)]
+struct State {
+    session_id: Option<String>,
+    version: Option<String>,
+    /// The upstream speaks only 2026-07-28: no session, context in every request.
+    modern: bool,
+}
+
+/// JSON-RPC error code of an `initialize` a 2026-07-28-only server refuses.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+const MODERN: &str = "2026-07-28";
+
+/// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (plain values only;
+/// the rest travel in the body alone).
+fn routing_name(msg: &Value) -> Option<&str> {
+    let key = match jsonrpc::method(msg) {
+        "tools/call" | "prompts/get" => "name",
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        _ => return None,
+    };
+    jsonrpc::param_str(msg, key).filter(|v| {
+        !v.is_empty()
+            && !v.starts_with([' ', '\t'])
+            && !v.ends_with([' ', '\t'])
+            && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+    })
+}
+
+pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            map.insert(k, v);
+        }
+    }
+    map
+}
+
+impl HttpUpstream {
+    /// Open an upstream session: `initialize` + `notifications/initialized`. Returns the
+    /// upstream's initialize result.
+    pub async fn connect(
+        target: Arc<str>,
+        url: String,
+        headers: HeaderMap,
+        client: reqwest::Client,
+        ids: Arc<AtomicU64>,
+        init_params: Value,
+    ) -> Result<(Arc<Self>, Value)> {
+        let this = Arc::new(Self {
+            target,
+            url,
+            headers,
+            client,
+            ids,
+            init_params,
+            state: Mutex::new(State::default()),
+        });
+        let result = this.initialize().await?;
+        Ok((this, result))
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::Unavailable {
+            target: self.target.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    async fn initialize(&self) -> Result<Value> {
+        *self.state.lock().unwrap() = State::default();
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let msg = jsonrpc::request(Value::from(id), "initialize", self.init_params.clone());
+        let resp = self.post_once(&msg, &State::default()).await?;
+        let status = resp.status();
+        let session_id = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let reply = if status.is_success() {
+            self.read_reply(resp, id, None, None).await?
+        } else {
+            // A refusal may still explain itself in a JSON-RPC error.
+            let body = resp.bytes().await.unwrap_or_default();
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
+        if reply.pointer("/error/code").and_then(Value::as_i64)
+            == Some(UNSUPPORTED_PROTOCOL_VERSION)
+        {
+            return self.discover().await;
+        }
+        if !status.is_success() {
+            return Err(self.unavailable(format!("initialize answered {status}")));
+        }
+        let result = reply
+            .get("result")
+            .cloned()
+            .ok_or_else(|| Error::Protocol {
+                target: self.target.to_string(),
+                reason: "initialize failed".into(),
+            })?;
+        let state = State {
+            session_id,
+            version: result
+                .get("protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            modern: false,
+        };
+        *self.state.lock().unwrap() = state.clone();
+        let note = jsonrpc::notification(
+            "notifications/initialized",
+            Value::Object(Default::default()),
+        );
+        let _ = self.post_once(&note, &state).await?;
+        Ok(result)
+    }
+
+    /// A 2026-07-28-only upstream: learn its capabilities with `server/discover` and speak to
+    /// it statelessly from now on. Returns an initialize-shaped result for the merge.
+    async fn discover(&self) -> Result<Value> {
+        let state = State {
+            session_id: None,
+            version: Some(MODERN.into()),
+            modern: true,
+        };
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let msg = jsonrpc::request(Value::from(id), "server/discover", serde_json::json!({}));
+        let resp = self.post_once(&msg, &state).await?;
+        if !resp.status().is_success() {
+            return Err(self.unavailable(format!("server/discover answered {}", resp.status())));
+        }
+        let reply = self.read_reply(resp, id, None, None).await?;
+        let Some(result) = reply.get("result") else {
+            return Err(Error::Protocol {
+                target: self.target.to_string(),
+                reason: "server/discover failed".into(),
+            });
+        };
+        *self.state.lock().unwrap() = state;
+        let mut init = serde_json::json!({
+            "protocolVersion": MODERN,
+            "capabilities": result.get("capabilities").cloned().unwrap_or_default(),
+            "serverInfo": result.get("serverInfo").cloned()
+                .unwrap_or_else(|| serde_json::json!({"name": &*self.target, "version": ""})),
+        });
+        if let Some(i) = result.get("instructions") {
+            init["instructions"] = i.clone();
+        }
+        Ok(init)
+    }
+
+    async fn post_once(&self, msg: &Value, state: &State) -> Result<reqwest::Response> {
+        let body = if state.modern {
+            // 2026-07-28 carries the client context in every request instead of a session.
+            let mut m = msg.clone();
+            if let Some(params) = m.as_object_mut().map(|o| {
+                o.entry("params")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            }) && let Some(params) = params.as_object_mut()
+            {
+                let meta = params
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert(
+                        "io.modelcontextprotocol/protocolVersion".into(),
+                        Value::from(MODERN),
+                    );
+                    meta.insert(
+                        "io.modelcontextprotocol/clientCapabilities".into(),
+                        self.init_params
+                            .get("capabilities")
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    if let Some(ci) = self.init_params.get("clientInfo") {
+                        meta.insert("io.modelcontextprotocol/clientInfo".into(), ci.clone());
+                    }
+                }
+            }
+            serde_json::to_vec(&m).unwrap_or_default()
+        } else {
+            serde_json::to_vec(msg).unwrap_or_default()
+        };
+        let mut req = self
+            .client
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json, text/event-stream")
+            .body(body);
+        if state.modern && !jsonrpc::method(msg).is_empty() {
+            req = req.header("mcp-method", jsonrpc::method(msg));
+            if let Some(name) = routing_name(msg) {
+                req = req.header("mcp-name", name);
+            }
+        }
+        if let Some(sid) = &state.session_id {
+            req = req.header("mcp-session-id", sid);
+        }
+        if let Some(v) = &state.version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        req.send()
+            .await
+            .map_err(|e| self.unavailable(e.to_string()))
+    }
+
+    /// POST a message; an upstream that forgot our session (404, or 400 to a session id it
+    /// issued) is re-initialized and the message sent once more.
+    async fn post(&self, msg: &Value) -> Result<reqwest::Response> {
+        let state = self.state.lock().unwrap().clone();
+        let resp = self.post_once(msg, &state).await?;
+        let forgot = state.session_id.is_some()
+            && matches!(
+                resp.status(),
+                StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST
+            );
+        if !forgot {
+            return Ok(resp);
+        }
+        tracing::info!(target_name = %self.target, status = %resp.status(), "upstream lost the session; re-initializing");
+        self.initialize().await?;
+        let state = self.state.lock().unwrap().clone();
+        self.post_once(msg, &state).await
+    }
+
+    pub async fn request(
+        &self,
+        route: Route,
+        msg: Value,
+        progress: Option<Value>,
+    ) -> Result<Value> {
+        let id = msg.get("id").and_then(Value::as_u64).unwrap_or_default();
+        let resp = self.post(&msg).await?;
+        if !resp.status().is_success() {
+            return Err(self.unavailable(format!("answered {}", resp.status())));
+        }
+        self.read_reply(resp, id, Some(&route), progress).await
+    }
+
+    /// Read the reply to request `id` from a JSON or SSE response; other messages on the
+    /// stream belong to that request and go to `route`.
+    async fn read_reply(
+        &self,
+        resp: reqwest::Response,
+        id: u64,
+        route: Option<&Route>,
+        progress: Option<Value>,
+    ) -> Result<Value> {
+        let is_sse = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.unavailable(e.to_string()))?;
+            return serde_json::from_slice(&body).map_err(|_| Error::Protocol {
+                target: self.target.to_string(),
+                reason: "reply is not JSON".into(),
+            });
+        }
+        let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+        while let Some(ev) = events.next().await {
+            let ev = ev.map_err(|e| self.unavailable(e.to_string()))?;
+            if ev.data.is_empty() {
+                continue;
+            }
+            let Ok(mut msg) = serde_json::from_str::<Value>(&ev.data) else {
+                continue;
+            };
+            if jsonrpc::kind(&msg) == jsonrpc::Kind::Response
+                && msg.get("id").and_then(Value::as_u64) == Some(id)
+            {
+                return Ok(msg);
+            }
+            let Some(route) = route else { continue };
+            if jsonrpc::method(&msg) == "notifications/progress" {
+                match (&progress, msg.pointer_mut("/params/progressToken")) {
+                    (Some(orig), Some(slot)) if slot.as_u64() == Some(id) => *slot = orig.clone(),
+                    _ => continue,
+                }
+            }
+            route.deliver(msg);
+        }
+        Err(self.unavailable("stream ended before the reply"))
+    }
+
+    pub async fn send(&self, msg: Value) -> Result<()> {
+        let resp = self.post(&msg).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.unavailable(format!("answered {}", resp.status())))
+        }
+    }
+
+    /// Open the upstream's standalone GET stream (server-initiated messages outside requests).
+    pub async fn open_stream(&self) -> Result<Option<reqwest::Response>> {
+        let state = self.state.lock().unwrap().clone();
+        let Some(sid) = state.session_id else {
+            return Ok(None);
+        };
+        let mut req = self
+            .client
+            .get(&self.url)
+            .headers(self.headers.clone())
+            .header(http::header::ACCEPT, "text/event-stream")
+            .header("mcp-session-id", sid);
+        if let Some(v) = &state.version {
+            req = req.header("mcp-protocol-version", v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.unavailable(e.to_string()))?;
+        Ok(resp.status().is_success().then_some(resp))
+    }
+
+    pub async fn close(&self) {
+        let state = self.state.lock().unwrap().clone();
+        if let Some(sid) = state.session_id {
+            let _ = self
+                .client
+                .delete(&self.url)
+                .headers(self.headers.clone())
+                .header("mcp-session-id", sid)
+                .send()
+                .await;
+        }
+    }
+}

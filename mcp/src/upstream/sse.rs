@@ -1,0 +1,189 @@
+//! Legacy HTTP+SSE upstream (protocol 2024-11-05 transport): a GET event stream announces a
+//! POST endpoint; every reply comes back on the stream. One connection per downstream session,
+//! read by one task that ends with the session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use http::HeaderMap;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{Pending, PendingMap, Route, await_reply};
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+
+/// A legacy SSE upstream connection.
+pub(crate) struct SseUpstream {
+    target: Arc<str>,
+    endpoint: String,
+    headers: HeaderMap,
+    client: reqwest::Client,
+    pending: PendingMap,
+    cancel: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl SseUpstream {
+    /// Connect, wait for the endpoint event, initialize. `fallback` receives messages no
+    /// request claims.
+    pub async fn connect(
+        target: Arc<str>,
+        url: String,
+        headers: HeaderMap,
+        client: reqwest::Client,
+        ids: Arc<AtomicU64>,
+        init_params: Value,
+        fallback: super::stdio::Listener,
+    ) -> Result<(Arc<Self>, Value)> {
+        let unavailable = |reason: String| Error::Unavailable {
+            target: target.to_string(),
+            reason,
+        };
+        let resp = client
+            .get(&url)
+            .headers(headers.clone())
+            .header(http::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("answered {}", resp.status())));
+        }
+        let base = resp.url().clone();
+        let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+        let endpoint = loop {
+            match events.next().await {
+                Some(Ok(ev)) if ev.event == "endpoint" => {
+                    break base
+                        .join(ev.data.trim())
+                        .map_err(|e| unavailable(e.to_string()))?
+                        .to_string();
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(unavailable(e.to_string())),
+                None => return Err(unavailable("stream ended before the endpoint event".into())),
+            }
+        };
+        let cancel = CancellationToken::new();
+        let pending = PendingMap::default();
+        let reader_pending = pending.clone();
+        let reader_cancel = cancel.clone();
+        let name = target.clone();
+        tokio::spawn(async move {
+            let deliver = |m: Value| fallback(m);
+            loop {
+                tokio::select! {
+                    _ = reader_cancel.cancelled() => break,
+                    ev = events.next() => match ev {
+                        Some(Ok(ev)) if ev.event == "message" || ev.event.is_empty() => {
+                            if let Ok(msg) = serde_json::from_str::<Value>(&ev.data) {
+                                reader_pending.dispatch(msg, &deliver);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(target_name = %name, error = %e, "sse upstream stream failed");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            // The connection is gone for good: mark it closed so the session reconnects.
+            reader_cancel.cancel();
+            reader_pending.clear();
+        });
+        let this = Arc::new(Self {
+            target,
+            endpoint,
+            headers,
+            client,
+            pending,
+            _guard: cancel.clone().drop_guard(),
+            cancel,
+        });
+        let id = ids.fetch_add(1, Ordering::Relaxed);
+        let reply = this
+            .request(
+                Route::detached(),
+                jsonrpc::request(Value::from(id), "initialize", init_params),
+                None,
+            )
+            .await?;
+        let result = reply
+            .get("result")
+            .cloned()
+            .ok_or_else(|| Error::Protocol {
+                target: this.target.to_string(),
+                reason: "initialize failed".into(),
+            })?;
+        this.send(jsonrpc::notification(
+            "notifications/initialized",
+            json!({}),
+        ))
+        .await?;
+        Ok((this, result))
+    }
+
+    pub async fn request(
+        &self,
+        route: Route,
+        msg: Value,
+        progress: Option<Value>,
+    ) -> Result<Value> {
+        let id = msg.get("id").and_then(Value::as_u64).unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(
+            id,
+            Pending {
+                reply: tx,
+                progress,
+                route,
+            },
+        );
+        let _guard = self.pending.guard(id);
+        self.send(msg).await?;
+        await_reply(rx, &self.target).await
+    }
+
+    pub async fn send(&self, msg: Value) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Unavailable {
+                target: self.target.to_string(),
+                reason: "closed".into(),
+            });
+        }
+        let resp = self
+            .client
+            .post(&self.endpoint)
+            .headers(self.headers.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&msg).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable {
+                target: self.target.to_string(),
+                reason: e.to_string(),
+            })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable {
+                target: self.target.to_string(),
+                reason: format!("answered {}", resp.status()),
+            })
+        }
+    }
+
+    pub fn close(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether the event stream has ended (the server went away or we closed it).
+    pub fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}

@@ -1,0 +1,350 @@
+//! stdio targets: one child process per target, shared by all downstream sessions and kept
+//! across config reloads while its config is unchanged ([`StdioPool`]). A supervisor task
+//! spawns it, initializes it, logs its stderr and restarts it with backoff when it dies.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::{Pending, PendingMap, Route, await_reply};
+use crate::config::StdioTarget;
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+
+/// Receives messages from a shared child that no request claims (`list_changed`,
+/// `resources/updated`, unattributable server requests).
+pub(crate) type Listener = Arc<dyn Fn(Value) + Send + Sync>;
+type WeakListener = std::sync::Weak<dyn Fn(Value) + Send + Sync>;
+
+/// Children by config, shared across backends and reloads. Kept by the gateway.
+#[derive(Clone, Default)]
+pub struct StdioPool {
+    inner: Arc<DashMap<String, Weak<Inner>>>,
+}
+
+impl std::fmt::Debug for StdioPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioPool")
+            .field("children", &self.inner.len())
+            .finish()
+    }
+}
+
+impl StdioPool {
+    /// The running child for this config, or a newly spawned one.
+    pub(crate) fn get(&self, name: &str, cfg: &StdioTarget, ids: Arc<AtomicU64>) -> StdioProcess {
+        let key = format!("{name}\0{}", serde_json::to_string(cfg).unwrap_or_default());
+        let mut slot = self.inner.entry(key).or_default();
+        if let Some(inner) = slot.upgrade() {
+            return StdioProcess(inner);
+        }
+        let p = StdioProcess::spawn(name, cfg.clone(), ids);
+        *slot = Arc::downgrade(&p.0);
+        p
+    }
+}
+
+/// Where a target's child is in its life.
+#[derive(Clone)]
+enum Phase {
+    /// Being spawned and initialized (first start, or a restart after it worked).
+    Starting,
+    /// Up and initialized: the child's initialize result.
+    Ready(Value),
+    /// The last attempt never came up; retries go on with backoff.
+    Failing,
+}
+
+/// A handle to a supervised child; the child is killed when the last handle goes.
+#[derive(Clone)]
+pub(crate) struct StdioProcess(Arc<Inner>);
+
+pub(crate) struct Inner {
+    name: Arc<str>,
+    ids: Arc<AtomicU64>,
+    pending: PendingMap,
+    writer: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    ready: watch::Sender<Phase>,
+    pid: Mutex<Option<u32>>,
+    listeners: Mutex<Vec<WeakListener>>,
+    _guard: DropGuard,
+}
+
+impl StdioProcess {
+    fn spawn(name: &str, cfg: StdioTarget, ids: Arc<AtomicU64>) -> Self {
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            name: name.into(),
+            ids,
+            pending: PendingMap::default(),
+            writer: Mutex::new(None),
+            ready: watch::channel(Phase::Starting).0,
+            pid: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
+            _guard: cancel.clone().drop_guard(),
+        });
+        tokio::spawn(supervise(Arc::downgrade(&inner), cfg, cancel));
+        StdioProcess(inner)
+    }
+
+    /// Register a receiver for unclaimed messages (held weakly: dropping it unregisters).
+    pub fn listen(&self, l: &Listener) {
+        let mut ls = self.0.listeners.lock().unwrap();
+        ls.retain(|w| w.strong_count() > 0);
+        ls.push(Arc::downgrade(l));
+    }
+
+    /// The OS pid of the current child, if one is running.
+    pub fn pid(&self) -> Option<u32> {
+        *self.0.pid.lock().unwrap()
+    }
+
+    /// Wait until a child is up and initialized; returns its initialize result. Fails at once
+    /// while the target cannot be started (bad command, failing handshake), so a broken target
+    /// costs callers nothing; a child that crashed after working is waited for.
+    pub async fn ready(&self) -> Result<Value> {
+        let mut rx = self.0.ready.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                Phase::Ready(v) => return Ok(v.clone()),
+                Phase::Failing => return Err(self.unavailable("cannot be started")),
+                Phase::Starting => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(self.unavailable("stopped"));
+            }
+        }
+    }
+
+    fn unavailable(&self, reason: &str) -> Error {
+        Error::Unavailable {
+            target: self.0.name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        route: Route,
+        msg: Value,
+        progress: Option<Value>,
+    ) -> Result<Value> {
+        self.ready().await?;
+        let id = msg.get("id").and_then(Value::as_u64).unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        self.0.pending.insert(
+            id,
+            Pending {
+                reply: tx,
+                progress,
+                route,
+            },
+        );
+        let _guard = self.0.pending.guard(id);
+        self.send(msg)?;
+        await_reply(rx, &self.0.name).await
+    }
+
+    pub fn send(&self, msg: Value) -> Result<()> {
+        let line = serde_json::to_string(&msg).unwrap_or_default();
+        let w = self.0.writer.lock().unwrap();
+        match w.as_ref() {
+            Some(w) if w.send(line).is_ok() => Ok(()),
+            _ => Err(self.unavailable("not running")),
+        }
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A child that stayed up this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+async fn supervise(inner: Weak<Inner>, cfg: StdioTarget, cancel: CancellationToken) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(this) = inner.upgrade() else { return };
+        let started = tokio::time::Instant::now();
+        let worked = run_once(&this, &cfg, &cancel).await;
+        // The child is gone: in-flight calls get an error; later calls wait for the next child
+        // if this one had worked, and fail fast if it never came up.
+        this.ready.send_replace(if worked {
+            Phase::Starting
+        } else {
+            Phase::Failing
+        });
+        *this.writer.lock().unwrap() = None;
+        *this.pid.lock().unwrap() = None;
+        this.pending.clear();
+        let name = this.name.clone();
+        drop(this);
+        if cancel.is_cancelled() {
+            return;
+        }
+        if started.elapsed() >= STABLE {
+            backoff = MIN_BACKOFF;
+        }
+        tracing::warn!(target_name = %name, ?backoff, "stdio target exited; restarting");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Run one child until it exits; returns whether it completed the handshake.
+async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationToken) -> bool {
+    let mut cmd = Command::new(&cfg.command);
+    cmd.args(&cfg.args)
+        .envs(&cfg.env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &cfg.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target_name = %this.name, error = %e, "spawning stdio target failed");
+            return false;
+        }
+    };
+    *this.pid.lock().unwrap() = child.id();
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return false;
+    };
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
+    *this.writer.lock().unwrap() = Some(wtx);
+    let writer = async move {
+        while let Some(mut line) = wrx.recv().await {
+            line.push('\n');
+            if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+                break;
+            }
+        }
+    };
+    let name = this.name.clone();
+    let stderr_log = async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target_name = %name, "stderr: {line}");
+        }
+    };
+    let weak = Arc::downgrade(this);
+    let reader = async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                tracing::debug!("non-JSON line from stdio target ignored");
+                continue;
+            };
+            let Some(this) = weak.upgrade() else { return };
+            let fallback = |m: Value| unclaimed(&this, m);
+            this.pending.dispatch(msg, &fallback);
+        }
+    };
+    let handshake = initialize(this.clone());
+    tokio::pin!(handshake);
+    let mut handshake_done = false;
+    let mut stderr_done = false;
+    tokio::pin!(reader);
+    tokio::pin!(writer);
+    tokio::pin!(stderr_log);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => { let _ = child.kill().await; return handshake_done; }
+            _ = child.wait() => return handshake_done,
+            _ = &mut reader => { let _ = child.kill().await; return handshake_done; }
+            _ = &mut writer => { let _ = child.kill().await; return handshake_done; }
+            _ = &mut stderr_log, if !stderr_done => stderr_done = true,
+            r = &mut handshake, if !handshake_done => {
+                match r {
+                    Ok(result) => {
+                        handshake_done = true;
+                        this.ready.send_replace(Phase::Ready(result));
+                    }
+                    Err(e) => {
+                        tracing::error!(target_name = %this.name, error = %e, "stdio target initialize failed");
+                        let _ = child.kill().await;
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn initialize(this: Arc<Inner>) -> Result<Value> {
+    let id = this.ids.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    let route = Route::detached();
+    this.pending.insert(
+        id,
+        Pending {
+            reply: tx,
+            progress: None,
+            route,
+        },
+    );
+    let p = StdioProcess(this.clone());
+    // A shared child serves many clients, so it is told only about capabilities the gateway
+    // can route to an owner; roots would be ambiguous.
+    p.send(jsonrpc::request(
+        Value::from(id),
+        "initialize",
+        json!({
+            "protocolVersion": crate::server::LATEST_VERSION,
+            "capabilities": {"sampling": {}, "elicitation": {}},
+            "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+        }),
+    ))?;
+    let reply = await_reply(rx, &this.name).await?;
+    let result = reply
+        .get("result")
+        .cloned()
+        .ok_or_else(|| Error::Protocol {
+            target: this.name.to_string(),
+            reason: "initialize failed".into(),
+        })?;
+    p.send(jsonrpc::notification(
+        "notifications/initialized",
+        json!({}),
+    ))?;
+    Ok(result)
+}
+
+fn unclaimed(this: &Arc<Inner>, msg: Value) {
+    let listeners: Vec<_> = this
+        .listeners
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.upgrade())
+        .collect();
+    if jsonrpc::kind(&msg) == jsonrpc::Kind::Request {
+        // Nobody can answer it; tell the child rather than leave it waiting.
+        if let Some(id) = msg.get("id").cloned() {
+            let _ = StdioProcess(this.clone()).send(jsonrpc::error(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                "no client session to route this request to",
+            ));
+        }
+        return;
+    }
+    for l in listeners {
+        l(msg.clone());
+    }
+}

