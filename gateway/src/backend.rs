@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
 use switchboard_llm::{Front, Limiter, LlmBackend};
+use switchboard_mcp::McpBackend;
 
 use crate::error::{ErrorFormat, ProxyError};
 use crate::policy::Timeouts;
@@ -25,6 +26,8 @@ pub enum Backend {
     Http(Box<HttpBackend>),
     /// LLM providers (switchboard-llm).
     Llm(LlmBackend),
+    /// MCP federation (switchboard-mcp).
+    Mcp(McpBackend),
     /// A2A agent proxy (JSON-RPC, agent card, task pinning).
     A2a(Box<crate::a2a::A2aBackend>),
 }
@@ -64,7 +67,7 @@ impl Backend {
                 Some(Front::Messages) => ErrorFormat::Anthropic,
                 _ => ErrorFormat::OpenAi,
             },
-            Backend::A2a(_) => ErrorFormat::JsonRpc,
+            Backend::A2a(_) | Backend::Mcp(_) => ErrorFormat::JsonRpc,
         }
     }
 
@@ -87,6 +90,16 @@ impl Backend {
                 Ok(l.handle(limited(req, cx.max_body_bytes), &ctx).await)
             }
             Backend::A2a(a) => a.serve(req, cx).await,
+            Backend::Mcp(m) => {
+                let ctx = switchboard_mcp::RequestContext {
+                    route: cx.route.clone(),
+                    prefix: cx.prefix_arc.clone(),
+                    principal: None,
+                    api_key: None,
+                    tool_access: None,
+                };
+                Ok(m.handle(limited(req, cx.max_body_bytes), &ctx).await)
+            }
         }
     }
 
@@ -95,6 +108,7 @@ impl Backend {
         match self {
             Backend::Http(h) => h.authority(),
             Backend::Llm(_) => "llm",
+            Backend::Mcp(_) => "mcp",
             Backend::A2a(a) => a.upstream_label(),
         }
     }

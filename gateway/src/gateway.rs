@@ -60,6 +60,8 @@ struct Inner {
     sessions: SessionManager,
     /// LLM backends' shared HTTP client and metrics.
     llm: switchboard_llm::LlmDeps,
+    /// MCP backends' shared client, metrics and stdio children.
+    mcp: switchboard_mcp::McpShared,
     clients: HttpClients,
     a2a_metrics: crate::a2a::A2aMetrics,
     deps: ListenerDeps,
@@ -84,6 +86,9 @@ struct Control {
 #[derive(Default)]
 struct Carried {
     llm: HashMap<(String, String), switchboard_llm::LlmBackend>,
+    /// MCP backends are kept whole while their config is equal: dropping one ends its
+    /// sessions, and clients would have to re-initialize.
+    mcp: HashMap<(String, String), (switchboard_mcp::McpConfig, switchboard_mcp::McpBackend)>,
     limiters: HashMap<(String, String), switchboard_llm::Limiter>,
 }
 
@@ -109,6 +114,13 @@ impl Gateway {
                 })?,
             metrics: metrics.with_registry(switchboard_llm::Metrics::new),
         };
+        let mcp =
+            switchboard_mcp::McpShared::new(metrics.with_registry(switchboard_mcp::Metrics::new))
+                .map_err(|e| Error::Backend {
+                    route: "mcp".into(),
+                    message: e.to_string(),
+                })?
+                .with_idle_timeout(config.sessions.idle_timeout);
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
             .await
             .map_err(|e| Error::Sessions(e.to_string()))?;
@@ -118,6 +130,7 @@ impl Gateway {
                 base_dir,
                 sessions,
                 llm,
+                mcp,
                 deps: ListenerDeps {
                     metrics: metrics.clone(),
                     shutdown: CancellationToken::new(),
@@ -284,6 +297,14 @@ impl Gateway {
                 .map_err(|e| backend_err(e.to_string()))?;
                 next.llm.insert(key.clone(), built.clone());
                 Backend::Llm(built)
+            } else if let Some(cfg) = &r.mcp {
+                let built = match prev.mcp.get(&key) {
+                    Some((old_cfg, old)) if old_cfg == cfg => old.clone(),
+                    _ => switchboard_mcp::McpBackend::new(cfg.clone(), &self.inner.mcp)
+                        .map_err(|e| backend_err(e.to_string()))?,
+                };
+                next.mcp.insert(key.clone(), (cfg.clone(), built.clone()));
+                Backend::Mcp(built)
             } else if let Some(a) = &r.a2a {
                 Backend::A2a(Box::new(
                     crate::a2a::A2aBackend::new(

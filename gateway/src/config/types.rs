@@ -157,6 +157,9 @@ pub struct RouteConfig {
     /// Policies for this route; each key given here replaces the listener's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,
+    /// One MCP endpoint federating MCP servers (stdio, streamable HTTP, legacy SSE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<switchboard_mcp::McpConfig>,
     /// LLM providers behind OpenAI- and Anthropic-compatible APIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<switchboard_llm::LlmConfig>,

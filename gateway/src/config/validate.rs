@@ -145,6 +145,9 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         if let Some(h) = &r.http {
             validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
         }
+        if let Some(m) = &r.mcp {
+            out.extend(m.validate(&format!("{p}.mcp")));
+        }
         if let Some(l) = &r.llm {
             out.extend(l.validate(&format!("{p}.llm")));
         }
@@ -196,6 +199,9 @@ fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
 /// The backend keys a route sets, in a fixed order.
 fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
     let mut v = Vec::new();
+    if r.mcp.is_some() {
+        v.push("mcp");
+    }
     if r.llm.is_some() {
         v.push("llm");
     }
