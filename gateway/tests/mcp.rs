@@ -4,7 +4,6 @@
 
 mod common;
 
-#[allow(dead_code)]
 #[path = "../../mcp/tests/support/harness.rs"]
 mod harness;
 
