@@ -446,9 +446,78 @@ def scenario_llm(args, procs, bins, tmp):
     RESULTS["llm_rss_after_load_kb"] = rss_kb(gw.pid)
 
 
+def start_fixture(procs, bins):
+    port = free_port()
+    procs.start([str(bins / "mcp-fixture"), "--port", str(port)], port=port)
+    return f"http://127.0.0.1:{port}/mcp"
+
+
+MCP_HEADERS = ["--header", "content-type: application/json", "--header", "accept: application/json, text/event-stream"]
+
+
+def mcp_call_body(tmp, tool):
+    f = tmp / f"call-{tool}.json"
+    f.write_text(json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": {}}}))
+    return f
+
+
+def scenario_mcp(args, procs, bins, tmp):
+    """4. MCP tools/call through the gateway with 1 and 3 federated targets vs the target."""
+    fixtures = [start_fixture(procs, bins) for _ in range(3)]
+    routes = [
+        {"name": "one", "match": {"path_prefix": "/one"}, "mcp": {"targets": [{"name": "f0", "http": {"url": fixtures[0]}}]}},
+        {"name": "three", "match": {"path_prefix": "/three"}, "mcp": {"targets": [
+            {"name": f"f{i}", "http": {"url": u}} for i, u in enumerate(fixtures)]}},
+    ]
+    gw, gport, _, _ = start_gateway(procs, bins, tmp, routes, "mcp")
+    cases = {
+        "direct": (fixtures[0], "test_simple_text"),
+        "switchboard, 1 target": (f"http://127.0.0.1:{gport}/one", "test_simple_text"),
+        "switchboard, 3 targets": (f"http://127.0.0.1:{gport}/three", "f0__test_simple_text"),
+    }
+    res = {k: {"c1": [], "c32": []} for k in cases}
+    for _ in range(args.rounds):
+        for name, (url, tool) in cases.items():
+            body = mcp_call_body(tmp, tool)
+            common = ["--url", url, "--method", "POST", "--body-file", str(body), *MCP_HEADERS, "--mcp-init", url,
+                      "--duration", str(args.seconds)]
+            res[name]["c1"].append(loadgen(bins, "latency", *common, "--connections", "1"))
+            res[name]["c32"].append(loadgen(bins, "latency", *common, "--connections", "32"))
+    d = res["direct"]
+    rows = []
+    for name in cases:
+        r = res[name]
+        p50 = median(x["latency"]["p50_us"] for x in r["c1"])
+        p99 = median(x["latency"]["p99_us"] for x in r["c1"])
+        add50 = median(a["latency"]["p50_us"] - b["latency"]["p50_us"] for a, b in zip(r["c1"], d["c1"]))
+        ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"]))
+        errors = sum(x["errors"] for x in r["c1"] + r["c32"])
+        rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else fmt_delta(add50),
+                     f"{median(x['rps'] for x in r['c32']):,.0f}", f"{ratio:.2f}", errors])
+    table("4. MCP tools/call (streamable HTTP, loadgen)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50",
+          "calls/s @32 conns", "of direct", "errors"], rows)
+    RESULTS["mcp"] = res
+
+    # 5 (part). RSS with many idle MCP sessions on the 1-target route.
+    before = rss_kb(gw.pid)
+    holder = subprocess.Popen([str(bins / "loadgen"), "mcp-sessions", "--url", f"http://127.0.0.1:{gport}/one",
+                               "--count", str(args.sessions)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    opened = json.loads(holder.stdout.readline())
+    time.sleep(1)
+    after = rss_kb(gw.pid)
+    holder.stdin.close()
+    holder.wait(30)
+    per = (after - before) * 1024 / max(1, opened["opened"])
+    table(f"5. Memory with {opened['opened']} idle MCP sessions (1 HTTP target)", ["RSS before", "RSS with sessions", "per session", "errors"],
+          [[f"{before / 1024:.1f} MB", f"{after / 1024:.1f} MB", f"{per / 1024:.1f} KB", len(opened["errors"])]])
+    RESULTS["mcp_sessions"] = {"before_kb": before, "after_kb": after, "opened": opened, "per_session_bytes": per}
+    procs.stop(gw)
+
+
 SCENARIOS = {
     "http": scenario_http,
     "llm": scenario_llm,
+    "mcp": scenario_mcp,
     "memory": scenario_memory,
     "config": scenario_config_swap,
 }
@@ -463,6 +532,7 @@ def main():
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
     ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")
     args = ap.parse_args()
     if args.smoke:
@@ -470,8 +540,9 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (make setup installs it)")
     profile = "dev" if args.smoke else "release"
-    subprocess.run(["cargo", "build", "--quiet", "--profile", profile, "-p", "switchboard-gateway", "-p", "switchboard-examples", "--bins"],
-                   cwd=ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--quiet", "--profile", profile, "-p", "switchboard-gateway", "-p", "switchboard-examples", "--bins"],
+                       cwd=ROOT, check=True)
     bins = ROOT / "target" / ("debug" if args.smoke else "release")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"## Run of {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, {cpu}, profile {profile}, "

@@ -10,3 +10,9 @@
 pub mod mcp_fixture;
 pub mod mock_llm;
 pub mod upstream;
+
+/// Sets TCP_NODELAY on an accepted connection: these servers double as benchmark upstreams,
+/// and Nagle's algorithm with delayed ACKs would add ~40 ms to multi-write responses.
+pub fn nodelay(stream: &mut tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+}

@@ -8,6 +8,7 @@
 // of the revisions (2025-06-18, 2025-11-25) this fixture serves.
 #![allow(deprecated)]
 
+use axum::serve::ListenerExt;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -460,7 +461,7 @@ pub async fn serve_with(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router_with(modern_only)).await;
+        let _ = axum::serve(listener.tap_io(crate::nodelay), router_with(modern_only)).await;
     });
     Ok((local, task))
 }

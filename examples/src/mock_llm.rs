@@ -7,6 +7,7 @@
 //! for every request via `POST /mock/mode {"mode": "500"}` (`ok` resets). `GET /mock/stats`
 //! reports the request count and the credentials the last request carried.
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -171,7 +172,7 @@ pub fn router(state: MockState) -> Router {
 
 /// Serves the mock on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: MockState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    axum::serve(listener.tap_io(crate::nodelay), router(state)).await
 }
 
 /// Serves the mock until `shutdown` resolves, then drains open connections.
@@ -180,7 +181,7 @@ pub async fn serve_until(
     state: MockState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener.tap_io(crate::nodelay), router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -12,6 +12,7 @@
 //! | `GET /ws` | WebSocket echo |
 //! | `GET /fixed` | a fixed 1 KiB body (benchmarks) |
 
+use axum::serve::ListenerExt;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -71,7 +72,7 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router()).await;
+        let _ = axum::serve(listener.tap_io(crate::nodelay), router()).await;
     });
     Ok(local)
 }
