@@ -95,6 +95,27 @@ pub enum ProxyError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(&'static str),
+    /// No valid credential (401). Why is not said beyond the challenge's standard error code.
+    #[error("authentication required")]
+    Unauthenticated {
+        /// The `WWW-Authenticate` challenge.
+        challenge: HeaderValue,
+    },
+    /// Authenticated but not allowed (403); with a challenge for `insufficient_scope`.
+    #[error("access denied")]
+    Forbidden {
+        /// The `WWW-Authenticate` challenge, when the client can step up.
+        challenge: Option<HeaderValue>,
+    },
+    /// The caller is over its rate limit (429).
+    #[error("rate limit exceeded; retry later")]
+    RateLimited {
+        /// Seconds until a request would be allowed.
+        retry_after: u64,
+    },
+    /// A JSON body the gateway parses is over a limit or malformed.
+    #[error("{0}")]
+    Input(#[from] crate::input::InputError),
 }
 
 impl ProxyError {
@@ -108,6 +129,10 @@ impl ProxyError {
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Input(e) => e.status(),
         }
     }
 
@@ -121,13 +146,32 @@ impl ProxyError {
             ProxyError::Overloaded => "overloaded",
             ProxyError::Timeout(_) => "gateway_timeout",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Unauthenticated { .. } => "unauthorized",
+            ProxyError::Forbidden { .. } => "forbidden",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::Input(crate::input::InputError::TooLarge { .. }) => "payload_too_large",
+            ProxyError::Input(_) => "bad_request",
         }
     }
 
     /// Renders the error in `format`. Messages are fixed strings or limits from config, never
     /// upstream details or secrets.
     pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
-        error_response(self.status(), self.kind(), &self.to_string(), format)
+        let mut resp = error_response(self.status(), self.kind(), &self.to_string(), format);
+        let h = resp.headers_mut();
+        match self {
+            ProxyError::Unauthenticated { challenge }
+            | ProxyError::Forbidden {
+                challenge: Some(challenge),
+            } => {
+                h.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            ProxyError::RateLimited { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

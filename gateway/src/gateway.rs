@@ -85,8 +85,7 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
-        let session_metrics =
-            metrics.with_registry(switchboard_sessions::Metrics::new);
+        let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
             .await
             .map_err(|e| Error::Sessions(e.to_string()))?;

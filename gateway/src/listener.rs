@@ -331,6 +331,9 @@ impl Conn {
                 limit: rt.limits.max_header_bytes,
             });
         }
+        if let Some(resp) = crate::oauth_metadata::serve(&rt.routes, &req, self.scheme) {
+            return Ok(resp);
+        }
         let route = route.ok_or(ProxyError::NoRoute)?;
         if let Some(len) = req
             .headers()
@@ -348,6 +351,7 @@ impl Conn {
         {
             return Ok(resp);
         }
+        self.secure(route, &mut req).await?;
         route.policies.request_headers.apply(req.headers_mut());
         let cx = RequestCx {
             remote: self.remote,
@@ -360,6 +364,59 @@ impl Conn {
             shutdown: &self.deps.shutdown,
         };
         route.backend.serve(req, &cx).await
+    }
+}
+
+impl Conn {
+    /// The security stage: authenticate, check the route-level rules, then cross the
+    /// credential boundary (client credentials out, upstream credential in). The principal and
+    /// the route's authorizer go into the request's extensions for the backend.
+    async fn secure<B>(&self, route: &Route, req: &mut Request<B>) -> Result<(), ProxyError> {
+        let pol = &route.policies;
+        let principal = match &pol.authn {
+            None => None,
+            Some(authn) => match authn.authenticate(req.headers()).await {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let origin = crate::oauth_metadata::request_origin(req, self.scheme);
+                    return Err(authn.refusal_error(
+                        refusal,
+                        origin.as_deref(),
+                        route.matcher.prefix(),
+                    ));
+                }
+            },
+        };
+        if pol.authz.has_rules() {
+            let cx = crate::authz::AuthzContext {
+                principal: principal.as_ref(),
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                headers: Some(req.headers()),
+                ..Default::default()
+            };
+            if !pol.authz.allows_route(&cx) {
+                return Err(match (&pol.authn, &principal) {
+                    // Anonymous under `mode: optional`: authenticating might help.
+                    (Some(authn), None) => {
+                        let origin = crate::oauth_metadata::request_origin(req, self.scheme);
+                        authn.refusal_error(
+                            crate::auth::Refusal::Missing,
+                            origin.as_deref(),
+                            route.matcher.prefix(),
+                        )
+                    }
+                    _ => ProxyError::Forbidden { challenge: None },
+                });
+            }
+        }
+        pol.upstream_credentials.apply(req.headers_mut());
+        let ext = req.extensions_mut();
+        if let Some(p) = principal {
+            ext.insert(p);
+        }
+        ext.insert(pol.authz.clone());
+        Ok(())
     }
 }
 

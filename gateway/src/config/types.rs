@@ -119,6 +119,9 @@ pub struct ListenerLimits {
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
+    /// JSON limits for request bodies the gateway parses (MCP, A2A and LLM routes).
+    #[serde(default)]
+    pub json: crate::input::JsonLimits,
 }
 
 impl Default for ListenerLimits {
@@ -128,6 +131,7 @@ impl Default for ListenerLimits {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body_bytes(),
             header_read_timeout: default_header_read_timeout(),
+            json: Default::default(),
         }
     }
 }
@@ -196,6 +200,22 @@ pub struct Policies {
     /// Upstream timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsPolicy>,
+    /// Authentication: JWT bearer tokens and API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authn: Option<crate::auth::AuthnPolicy>,
+    /// Authorization: CEL rules; any rule that is true allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz: Option<crate::authz::AuthzPolicy>,
+    /// A credential the gateway sends upstream instead of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_auth: Option<crate::auth::UpstreamAuth>,
+    /// Forward the client's `Authorization`, `Cookie` and `x-api-key` headers upstream.
+    /// Default false: they are removed. Turning this on hands the client's credential to the
+    /// upstream (token passthrough): the upstream can replay it against anything else that
+    /// accepts it, and a token minted for the gateway's audience reaches a service it was not
+    /// meant for. Only enable it for an upstream that is itself the token's audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_client_credentials: Option<bool>,
 }
 
 /// `policies.cors`

@@ -53,6 +53,7 @@ pub(super) fn validate(config: &Config) -> Issues {
             Some(_) => {}
         }
         validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
+        out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
         }
@@ -293,6 +294,15 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
                 }
             }
         }
+    }
+    if let Some(a) = &pol.authn {
+        out.extend(a.validate(&format!("{p}.authn")));
+    }
+    if let Some(a) = &pol.authz {
+        out.extend(a.validate(&format!("{p}.authz")));
+    }
+    if let Some(a) = &pol.upstream_auth {
+        out.extend(a.validate(&format!("{p}.upstream_auth")));
     }
     if let Some(t) = &pol.timeouts {
         for (key, d) in [
