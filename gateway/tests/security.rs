@@ -553,3 +553,165 @@ listeners:
     let err = switchboard_gateway::config::load_str(&typo, "t.yaml", &|_| None).unwrap_err();
     assert!(err.to_string().contains("did you mean `api_keys`"), "{err}");
 }
+
+/// Secrets (presented tokens and keys, configured upstream credentials, key hashes) appear in
+/// no log line (at debug level), no metric, not in `/config` and in no error body.
+#[tokio::test]
+async fn secrets_never_appear_in_logs_metrics_config_or_errors() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(&[&key]).await;
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let valid_key = "sk-valid-key-77aa";
+    let valid_hash = hash_key(valid_key.as_bytes());
+    let upstream_secret = "upstream-secret-value-42bb";
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+admin: {{bind: "127.0.0.1:0"}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: api
+        match: {{path_prefix: /echo}}
+        policies:
+          authn:
+            jwt: {{issuer: {ISSUER}, audiences: [{AUDIENCE}], jwks: {{url: "{}"}}}}
+            api_keys: [{{name: ci, sha256: "{valid_hash}"}}]
+          upstream_auth: {{value: "{upstream_secret}"}}
+        http: {{url: "http://{up}"}}
+"#,
+            jwks.url()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(switchboard_bin())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::<String>::new();
+    let (mut addr, mut admin) = (None, None);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            match v["message"].as_str() {
+                Some("listening") => addr = v["addr"].as_str().map(str::to_string),
+                Some("admin listening") => admin = v["addr"].as_str().map(str::to_string),
+                _ => {}
+            }
+            let ready = v["message"] == "switchboard ready";
+            log.push(line);
+            if ready {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("switchboard became ready");
+    let (addr, admin) = (addr.unwrap(), admin.unwrap());
+    let c = client();
+
+    let presented_bad = "sk-presented-bad-secret-99cc";
+    let mut expired = claims("alice");
+    expired["exp"] = json!(now() - 3600);
+    let bad_jwt = key.sign(&expired);
+    let good_jwt = key.sign(&claims("alice"));
+    let mut bodies = Vec::new();
+    for (h, v) in [
+        ("authorization", format!("Bearer {presented_bad}")),
+        ("authorization", format!("Bearer {bad_jwt}")),
+        ("x-api-key", presented_bad.to_string()),
+        ("authorization", format!("Bearer {good_jwt}")),
+        ("x-api-key", valid_key.to_string()),
+        ("cookie", format!("session={presented_bad}")),
+    ] {
+        let resp = c
+            .get(format!("http://{addr}/echo/x?token={presented_bad}"))
+            .header(h, v)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        if status == StatusCode::OK {
+            // The upstream sees its own credential and none of the client's.
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["headers"]["authorization"], upstream_secret);
+            let headers = v["headers"].to_string();
+            for s in [presented_bad, valid_key, &good_jwt] {
+                assert!(!headers.contains(s), "{s} reached the upstream: {headers}");
+            }
+        } else {
+            bodies.push(body);
+        }
+    }
+    let marker = c
+        .get(format!("http://{addr}/echo/last-marker"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marker.status(), StatusCode::UNAUTHORIZED);
+    let config_dump = c
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(config_dump.contains("<redacted>"), "{config_dump}");
+    let metrics = c
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("/echo/last-marker");
+            log.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("access log of the marker request");
+    let _ = child.kill().await;
+
+    let log = log.join("\n");
+    assert!(log.contains("bearer token refused"), "debug logging is on");
+    let secrets = [
+        presented_bad,
+        valid_key,
+        &valid_hash,
+        upstream_secret,
+        &bad_jwt,
+        &good_jwt,
+        // The signature part alone must not leak either.
+        good_jwt.rsplit('.').next().unwrap(),
+    ];
+    for (what, text) in [
+        ("logs", &log),
+        ("/config", &config_dump),
+        ("/metrics", &metrics),
+        ("error bodies", &bodies.join("\n")),
+    ] {
+        for s in secrets {
+            assert!(!text.contains(s), "secret `{s}` appears in {what}:\n{text}");
+        }
+    }
+}

@@ -119,6 +119,11 @@ pub struct ListenerLimits {
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
+    /// A client connection with no bytes moving either way for this long is closed
+    /// gracefully (requests in flight finish first). Default 5m.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
     /// JSON limits for request bodies the gateway parses (MCP, A2A and LLM routes).
     #[serde(default)]
     pub json: crate::input::JsonLimits,
@@ -131,6 +136,7 @@ impl Default for ListenerLimits {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body_bytes(),
             header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
             json: Default::default(),
         }
     }
@@ -144,6 +150,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_body_bytes() -> u64 {
     16 * 1024 * 1024
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)

@@ -92,6 +92,9 @@ fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
     if l.max_body_bytes == 0 {
         out.push((format!("{p}.max_body_bytes"), "must be at least 1".into()));
     }
+    if l.idle_timeout.is_zero() {
+        out.push((format!("{p}.idle_timeout"), "must be more than 0s".into()));
+    }
     if l.header_read_timeout.is_zero() {
         out.push((
             format!("{p}.header_read_timeout"),
