@@ -27,6 +27,7 @@ pub mod backend;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod gateway;
 pub mod input;
 pub mod listener;
