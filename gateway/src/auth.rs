@@ -559,8 +559,9 @@ pub fn strip_client_credentials(headers: &mut HeaderMap) {
     }
 }
 
-/// A route's upstream credential handling: strip the client's, add the configured one.
-#[derive(Clone)]
+/// A route's upstream credential handling: strip the client's, add the configured one. The
+/// default strips and adds nothing.
+#[derive(Clone, Default)]
 pub struct UpstreamCredentials {
     forward_client: bool,
     header: Option<(HeaderName, Arc<CredentialSource>)>,
@@ -709,15 +710,6 @@ impl UpstreamCredentials {
         }
         if let Some((name, value)) = self.upstream_header() {
             headers.insert(name, value);
-        }
-    }
-}
-
-impl Default for UpstreamCredentials {
-    fn default() -> Self {
-        UpstreamCredentials {
-            forward_client: false,
-            header: None,
         }
     }
 }
