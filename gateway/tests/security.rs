@@ -715,3 +715,48 @@ listeners:
         }
     }
 }
+
+/// Keys are re-read in the background every `refresh_interval`, and a config generation's
+/// refresh task ends when a reload replaces it.
+#[tokio::test]
+async fn background_refresh_runs_and_stops_with_its_generation() {
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(&[&key]).await;
+    let up = upstream().await;
+    let yaml = jwt_route(&jwks.url(), "").replace(
+        "min_refresh_interval: 10ms",
+        "min_refresh_interval: 10ms\n              refresh_interval: 1s",
+    );
+    let gw = gateway(&yaml, up).await;
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while jwks.fetches() < 3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "background refresh did not run");
+
+    // Reload without authn: the old generation's refresh loop ends.
+    let plain = r#"
+admin: {bind: "127.0.0.1:0"}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: api
+        match: {path_prefix: /echo}
+        http: {url: "http://${UPSTREAM}"}
+"#;
+    let env = |n: &str| (n == "UPSTREAM").then(|| up.to_string());
+    let cfg = switchboard_gateway::config::load_str(plain, "t.yaml", &env).unwrap();
+    gw.apply(cfg).await.unwrap();
+    // Let an in-flight fetch finish, then no more may come.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = jwks.fetches();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        jwks.fetches(),
+        after,
+        "the replaced generation still refreshes"
+    );
+}

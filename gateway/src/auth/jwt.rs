@@ -12,6 +12,8 @@ use super::{JwtConfig, Principal, PrincipalKind};
 
 /// Longest JWT accepted; real tokens are a few KiB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Most keys one token is checked against.
+const MAX_CANDIDATES: usize = 4;
 /// How long a request waits for the first JWKS load after a (re)start.
 const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
 
@@ -84,7 +86,9 @@ impl JwtVerifier {
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         let mut last = JwtError::NoKey;
-        for key in keys.candidates(kid, header.alg) {
+        // Without a `kid` every key of the algorithm is a candidate; a bound keeps a token
+        // without one from costing a signature check per key of a large set.
+        for key in keys.candidates(kid, header.alg).take(MAX_CANDIDATES) {
             match decode::<serde_json::Value>(token, &key.key, &validation) {
                 Ok(data) => return Ok(principal(data.claims)),
                 Err(e) => last = JwtError::Invalid(e),
