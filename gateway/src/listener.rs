@@ -477,6 +477,8 @@ impl Conn {
             return Ok(resp);
         }
         self.secure(route, &mut req).await?;
+        // Backends that parse JSON bodies read their limits from here (`input::parse_jsonrpc`).
+        req.extensions_mut().insert(rt.limits.json);
         route.policies.request_headers.apply(req.headers_mut());
         let cx = RequestCx {
             remote: self.remote,
@@ -494,8 +496,9 @@ impl Conn {
 
 impl Conn {
     /// The security stage: authenticate, check the route-level rules, then cross the
-    /// credential boundary (client credentials out, upstream credential in). The principal and
-    /// the route's authorizer go into the request's extensions for the backend.
+    /// credential boundary (client credentials out, upstream credential in). The principal
+    /// ([`crate::auth::Principal`], when authenticated) and the route's
+    /// [`crate::authz::Authorizer`] go into the request's extensions for the backend.
     async fn secure<B>(&self, route: &Route, req: &mut Request<B>) -> Result<(), ProxyError> {
         let pol = &route.policies;
         let principal = match &pol.authn {
