@@ -15,12 +15,15 @@
 //! | `llm.model` | the model an LLM request asks for |
 //!
 //! Two checks use them. The pipeline calls [`Authorizer::allows_route`] for every request: it
-//! evaluates rules that need only the request and principal, and rules that mention `mcp` or
-//! `llm` count as "decided later" (they cannot be judged before the backend parses the body).
+//! evaluates rules that need only the request and principal, and on MCP and LLM routes rules
+//! that mention `mcp` or `llm` count as "decided later" (they cannot be judged before the
+//! backend parses the body); on other routes those rules see empty `mcp` and `llm` maps.
 //! The MCP and LLM backends call [`Authorizer::allows`] with the full [`AuthzContext`] for each
 //! tool, prompt, resource or model: the MCP backend hides denied tools from `tools/list` and
 //! answers calls to them as unknown tools; the LLM backend answers 403. [`Authorizer::allows`]
-//! also applies an API key's `models` and `tools` allow lists.
+//! also applies an API key's `models` and `tools` allow lists. To filter `tools/list`, ask
+//! whether calling each tool would be allowed (`mcp.method = "tools/call"` with the tool's
+//! name), so one rule governs both listing and calling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -162,11 +165,15 @@ impl Authorizer {
         !self.rules.is_empty()
     }
 
-    /// The route-level check: true when there are no rules, when a rule that needs only the
-    /// request and principal is true, or when some rule mentions `mcp` or `llm` (the backend
-    /// decides those with [`Authorizer::allows`]).
-    pub fn allows_route(&self, cx: &AuthzContext<'_>) -> bool {
-        if self.rules.is_empty() || self.rules.iter().any(|r| r.deferred) {
+    /// The route-level check. `backend_checks_items` says whether the route's backend calls
+    /// [`Authorizer::allows`] per tool, prompt, resource or model (MCP and LLM backends do).
+    /// True when there are no rules, when a rule that needs only the request and principal is
+    /// true, or, with `backend_checks_items`, when some rule mentions `mcp` or `llm` (the
+    /// backend decides those). On other routes such rules are evaluated with `mcp` and `llm`
+    /// empty, so a listener-wide tool rule never opens an `http` route.
+    pub fn allows_route(&self, cx: &AuthzContext<'_>, backend_checks_items: bool) -> bool {
+        if self.rules.is_empty() || (backend_checks_items && self.rules.iter().any(|r| r.deferred))
+        {
             return true;
         }
         let ctx = self.context(cx);
@@ -321,15 +328,24 @@ mod tests {
             headers: Some(&h),
             ..Default::default()
         };
-        assert!(a.allows_route(&AuthzContext {
-            principal: Some(&alice),
-            ..base
-        }));
-        assert!(!a.allows_route(&AuthzContext {
-            principal: Some(&bob),
-            ..base
-        }));
-        assert!(!a.allows_route(&base), "anonymous: no claims, no access");
+        assert!(a.allows_route(
+            &AuthzContext {
+                principal: Some(&alice),
+                ..base
+            },
+            false
+        ));
+        assert!(!a.allows_route(
+            &AuthzContext {
+                principal: Some(&bob),
+                ..base
+            },
+            false
+        ));
+        assert!(
+            !a.allows_route(&base, false),
+            "anonymous: no claims, no access"
+        );
         h.insert("x-team", "ml".parse().unwrap());
         let get = AuthzContext {
             principal: Some(&bob),
@@ -338,7 +354,7 @@ mod tests {
             headers: Some(&h),
             ..Default::default()
         };
-        assert!(a.allows_route(&get));
+        assert!(a.allows_route(&get, false));
         let groups = authz(&[r#""ml" in jwt.groups"#]);
         assert!(groups.allows(&get));
         assert!(!groups.allows(&AuthzContext {
@@ -374,8 +390,10 @@ mod tests {
         };
         assert!(a.allows(&call("search__web")));
         assert!(!a.allows(&call("files__delete")));
-        // Route level: the backend decides rules about mcp/llm.
-        assert!(a.allows_route(&AuthzContext::default()));
+        // Route level: an MCP or LLM backend decides rules about mcp/llm; on any other route
+        // they are false, so a tool rule never opens an http route.
+        assert!(a.allows_route(&AuthzContext::default(), true));
+        assert!(!a.allows_route(&AuthzContext::default(), false));
         let ci = Principal {
             kind: PrincipalKind::ApiKey,
             subject: "ci".into(),

@@ -126,7 +126,8 @@ pub fn authz_rule(data: &[u8]) {
         ..Default::default()
     };
     let _ = a.allows(&cx);
-    let _ = a.allows_route(&cx);
+    let _ = a.allows_route(&cx, true);
+    let _ = a.allows_route(&cx, false);
 }
 
 fn verifier() -> &'static (tokio::runtime::Runtime, JwtVerifier) {

@@ -523,7 +523,7 @@ impl Conn {
                 headers: Some(req.headers()),
                 ..Default::default()
             };
-            if !pol.authz.allows_route(&cx) {
+            if !pol.authz.allows_route(&cx, checks_items(&route.backend)) {
                 return Err(match (&pol.authn, &principal) {
                     // Anonymous under `mode: optional`: authenticating might help.
                     (Some(authn), None) => {
@@ -545,6 +545,15 @@ impl Conn {
         }
         ext.insert(pol.authz.clone());
         Ok(())
+    }
+}
+
+/// Whether a backend calls [`crate::authz::Authorizer::allows`] per tool, prompt, resource or
+/// model itself, so route-level rules about `mcp`/`llm` are left to it. Deliberately
+/// exhaustive: a new backend kind must decide here (MCP and LLM: true; A2A, http: false).
+fn checks_items(backend: &crate::backend::Backend) -> bool {
+    match backend {
+        crate::backend::Backend::Http(_) => false,
     }
 }
 

@@ -760,3 +760,31 @@ listeners:
         "the replaced generation still refreshes"
     );
 }
+
+/// A rule about MCP tools (decided by an MCP backend per tool) must not let anyone through an
+/// `http` route: there it is evaluated with empty `mcp` and is false.
+#[tokio::test]
+async fn tool_rules_never_open_http_routes() {
+    let key = SigningKey::ed25519("k1");
+    let jwks = JwksServer::start(&[&key]).await;
+    let extra = r#"          authz:
+            rules:
+              - 'jwt.sub == "alice"'
+              - 'mcp.tool.name.startsWith("search__")'"#;
+    let up = upstream().await;
+    let gw = gateway(&jwt_route(&jwks.url(), extra), up).await;
+    let url = format!("{}/echo", base(&gw, "main").await);
+    let c = client();
+    assert_eq!(
+        get(&c, &url, Some(&key.sign(&claims("alice"))))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&c, &url, Some(&key.sign(&claims("bob"))))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+}
