@@ -29,6 +29,15 @@ listeners:
         http: {url: "http://127.0.0.1:2"}
 "#;
 
+/// 256 cases per property, unless `PROPTEST_CASES` asks for another number (longer runs).
+fn cases() -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = 256;
+    }
+    c
+}
+
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -46,7 +55,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(cases())]
 
     #[test]
     fn config_loader_with_mutations(pos in 0usize..2000, insert in "[ -~\n\t]{0,6}", cut in 0usize..4) {
@@ -131,7 +140,7 @@ fn parse_sse(bytes: bytes::Bytes) -> Vec<eventsource_stream::Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(cases())]
 
     /// The session SSE writer's frames parse back to exactly the event written: one event,
     /// same id, type and data (no field injection). Lone CRs are excluded here: see
