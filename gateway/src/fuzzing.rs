@@ -20,7 +20,8 @@ pub fn config(data: &[u8]) {
     };
     let env = |name: &str| (name == "SET").then(|| "value".to_string());
     if let Err(errors) = crate::config::load_str(text, "fuzz.yaml", &env) {
-        let lines = text.lines().count() + 1;
+        // YAML ends a line at `\r\n`, `\n` or a lone `\r` (and so do editors).
+        let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() + 1;
         assert!(!errors.issues.is_empty(), "an error without issues");
         for i in &errors.issues {
             assert!(!i.message.is_empty(), "an issue without a message: {i:?}");

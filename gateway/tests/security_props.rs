@@ -172,3 +172,10 @@ fn sse_lone_cr_in_data_injects_fields() {
     assert_eq!(events[0].id, "1", "the payload forged the event id");
     assert_eq!(events[0].data, "hello\rid: forged");
 }
+
+/// Inputs the fuzzers found, kept as regression cases.
+#[test]
+fn fuzz_regressions() {
+    // Lone CRs are YAML line breaks: an error on the last of them is still inside the text.
+    fuzzing::config(b"adein:\n  &- name&\r' name&\r name: 00\n    \x02\0\0\0");
+}
