@@ -788,3 +788,21 @@ async fn tool_rules_never_open_http_routes() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// The README's security example is a valid config (so the reference cannot drift).
+#[test]
+fn readme_security_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```yaml\npolicies:\n  authn:")
+        .expect("the security example in README.md")
+        + "```yaml\n".len();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let indented: String = block.lines().map(|l| format!("    {l}\n")).collect();
+    let yaml = format!(
+        "listeners:\n  - name: main\n    bind: 127.0.0.1:0\n{indented}    routes:\n      - name: r\n        match: {{path_prefix: /mcp}}\n        http: {{url: \"http://127.0.0.1:1\"}}\n"
+    );
+    switchboard_gateway::config::load_str(&yaml, "README.md", &|_| None)
+        .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+}
