@@ -109,6 +109,8 @@ const SECRET_KEYS: &[&str] = &[
     "x-api-key",
     "sha256",
     "key",
+    // `upstream_auth.value`: the credential the gateway sends upstream.
+    "value",
 ];
 
 /// Replaces secret values (by key name, recursively) with `"<redacted>"`.

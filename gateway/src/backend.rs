@@ -16,6 +16,8 @@ use http_body_util::{BodyExt, Limited};
 use switchboard_llm::{Front, Limiter, LlmBackend};
 use switchboard_mcp::McpBackend;
 
+use crate::auth::Principal;
+use crate::authz::{Authorizer, AuthzContext, McpAttributes};
 use crate::error::{ErrorFormat, ProxyError};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
@@ -80,23 +82,30 @@ impl Backend {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
+                let who = Caller::of(&req);
                 let ctx = switchboard_llm::RequestContext {
                     route: cx.route.clone(),
                     prefix: cx.prefix_arc.clone(),
-                    principal: None,
-                    api_key: None,
+                    principal: who.subject(),
+                    api_key: who.api_key(),
                     limiter: cx.limiter.cloned(),
+                    model_access: who
+                        .checker(|c, model| c.allows_model(model))
+                        .map(switchboard_llm::ModelAccess),
                 };
                 Ok(l.handle(limited(req, cx.max_body_bytes), &ctx).await)
             }
             Backend::A2a(a) => a.serve(req, cx).await,
             Backend::Mcp(m) => {
+                let who = Caller::of(&req);
                 let ctx = switchboard_mcp::RequestContext {
                     route: cx.route.clone(),
                     prefix: cx.prefix_arc.clone(),
-                    principal: None,
-                    api_key: None,
-                    tool_access: None,
+                    principal: who.subject(),
+                    api_key: who.api_key(),
+                    tool_access: who
+                        .checker(|c, tool| c.allows_tool(tool))
+                        .map(switchboard_mcp::ToolAccess),
                 };
                 Ok(m.handle(limited(req, cx.max_body_bytes), &ctx).await)
             }
@@ -122,4 +131,77 @@ pub fn limited(req: Request<Incoming>, max: u64) -> Request<Body> {
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
         )
     })
+}
+
+/// A per-request predicate over tool or model names.
+type ItemCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Who is calling, as the security stage left it in the request's extensions, and the route's
+/// authorizer: what MCP and LLM backends need to bind sessions and check tools and models.
+#[derive(Clone)]
+struct Caller {
+    principal: Option<Principal>,
+    authz: Authorizer,
+    method: Arc<str>,
+    path: Arc<str>,
+}
+
+impl Caller {
+    fn of<B>(req: &Request<B>) -> Self {
+        let ext = req.extensions();
+        Caller {
+            principal: ext.get::<Principal>().cloned(),
+            authz: ext.get::<Authorizer>().cloned().unwrap_or_default(),
+            method: Arc::from(req.method().as_str()),
+            path: Arc::from(req.uri().path()),
+        }
+    }
+
+    fn subject(&self) -> Option<Arc<str>> {
+        self.principal.as_ref().map(|p| p.subject.clone())
+    }
+
+    fn api_key(&self) -> Option<Arc<str>> {
+        self.principal.as_ref().and_then(|p| p.api_key.clone())
+    }
+
+    /// A per-item predicate, or `None` when nothing could refuse (no rules, no key lists), so
+    /// unrestricted routes pay nothing per item.
+    fn checker(self, f: fn(&Caller, &str) -> bool) -> Option<ItemCheck> {
+        let restricted = self.authz.has_rules()
+            || self
+                .principal
+                .as_ref()
+                .is_some_and(|p| p.allowed_models.is_some() || p.allowed_tools.is_some());
+        restricted.then(|| {
+            Arc::new(move |item: &str| f(&self, item)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
+        })
+    }
+
+    fn context(&self) -> AuthzContext<'_> {
+        AuthzContext {
+            principal: self.principal.as_ref(),
+            method: &self.method,
+            path: &self.path,
+            ..Default::default()
+        }
+    }
+
+    fn allows_model(&self, model: &str) -> bool {
+        self.authz.allows(&AuthzContext {
+            llm_model: Some(model),
+            ..self.context()
+        })
+    }
+
+    fn allows_tool(&self, tool: &str) -> bool {
+        self.authz.allows(&AuthzContext {
+            mcp: Some(McpAttributes {
+                method: "tools/call",
+                tool: Some(tool),
+                ..Default::default()
+            }),
+            ..self.context()
+        })
+    }
 }

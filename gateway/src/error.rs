@@ -95,13 +95,28 @@ pub enum ProxyError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(&'static str),
-    /// A `policies.rate_limit` budget is spent; `headers` carry `retry-after` and
-    /// `x-ratelimit-*`.
+    /// No valid credential (401). Why is not said beyond the challenge's standard error code.
+    #[error("authentication required")]
+    Unauthenticated {
+        /// The `WWW-Authenticate` challenge.
+        challenge: HeaderValue,
+    },
+    /// Authenticated but not allowed (403); with a challenge for `insufficient_scope`.
+    #[error("access denied")]
+    Forbidden {
+        /// The `WWW-Authenticate` challenge, when the client can step up.
+        challenge: Option<HeaderValue>,
+    },
+    /// A rate limit (`policies.rate_limit` or an API key's own) is spent (429); `headers`
+    /// carry `retry-after` and, for route limits, `x-ratelimit-*`.
     #[error("rate limit exceeded; retry later")]
     RateLimited {
         /// Headers for the 429.
         headers: http::HeaderMap,
     },
+    /// A JSON body the gateway parses is over a limit or malformed.
+    #[error("{0}")]
+    Input(#[from] crate::input::InputError),
 }
 
 impl ProxyError {
@@ -115,7 +130,10 @@ impl ProxyError {
             ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Input(e) => e.status(),
         }
     }
 
@@ -129,7 +147,11 @@ impl ProxyError {
             ProxyError::Overloaded => "overloaded",
             ProxyError::Timeout(_) => "gateway_timeout",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Unauthenticated { .. } => "unauthorized",
+            ProxyError::Forbidden { .. } => "forbidden",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::Input(crate::input::InputError::TooLarge { .. }) => "payload_too_large",
+            ProxyError::Input(_) => "bad_request",
         }
     }
 
@@ -137,8 +159,18 @@ impl ProxyError {
     /// upstream details or secrets.
     pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
         let mut resp = error_response(self.status(), self.kind(), &self.to_string(), format);
-        if let ProxyError::RateLimited { headers } = self {
-            resp.headers_mut().extend(headers);
+        let h = resp.headers_mut();
+        match self {
+            ProxyError::Unauthenticated { challenge }
+            | ProxyError::Forbidden {
+                challenge: Some(challenge),
+            } => {
+                h.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            ProxyError::RateLimited { headers } => {
+                h.extend(headers);
+            }
+            _ => {}
         }
         resp
     }

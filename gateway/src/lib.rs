@@ -2,7 +2,9 @@
 //!
 //! A request flows through named stages, each its own type:
 //! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`router::Route`] (first route whose
-//! [`router::Matcher`] holds) → [`policy::RoutePolicies`] (headers, CORS, timeouts) →
+//! [`router::Matcher`] holds) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
+//! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
+//! stripped and upstream credentials set, header changes, timeouts) →
 //! [`backend::Backend`] (the `http` reverse proxy in [`proxy`]) → the upstream. The response
 //! comes back through the policies into a [`body::ObservedBody`], which streams it frame by
 //! frame and writes the access log and metrics when it ends. Failures anywhere become
@@ -12,16 +14,26 @@
 //! [`gateway::Gateway`] builds it into per-listener runtimes held in `ArcSwap`s, and
 //! [`reload`] swaps new generations in when the file changes. [`admin`] serves health,
 //! readiness, metrics and the redacted config.
+//!
+//! Security lives in [`auth`] (JWT/JWKS, API keys, the principal, the credential boundary),
+//! [`authz`] (CEL rules that backends also call per tool and model), [`oauth_metadata`] (RFC
+//! 9728 documents for MCP clients) and [`input`] (JSON depth, JSON-RPC batch and size bounds
+//! for the backends that parse bodies).
 
 pub mod a2a;
 pub mod admin;
+pub mod auth;
+pub mod authz;
 pub mod backend;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod gateway;
+pub mod input;
 pub mod listener;
 pub mod metrics;
+pub mod oauth_metadata;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

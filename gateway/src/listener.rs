@@ -194,7 +194,17 @@ impl Acceptor {
 
 async fn serve_tcp(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, conn: Conn) {
     match tls {
-        None => serve_io(stream, conn).await,
+        None => {
+            // hyper's protocol sniffing waits for the first bytes without a timer: a client
+            // that connects and never speaks would hold the connection forever.
+            let timeout = conn.runtime.load().limits.header_read_timeout;
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => serve_io(stream, conn).await,
+                Ok(_) => {}
+                Err(_) => tracing::debug!(remote = %conn.remote, "client sent nothing; closed"),
+            }
+        }
         Some(acceptor) => {
             let timeout = conn.runtime.load().limits.header_read_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -231,18 +241,133 @@ where
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(req).await) }
     });
+    let activity = Activity::new();
+    let io = Tracked {
+        inner: io,
+        activity: activity.clone(),
+    };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
-    tokio::select! {
-        r = connection.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "connection ended with error");
+    let check_every = (limits.idle_timeout / 4).max(std::time::Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(check_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    tracing::debug!(idle = ?limits.idle_timeout, "idle connection closed");
+                    break;
+                }
             }
         }
-        _ = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// When a connection last moved bytes, shared between its IO wrapper and its watchdog.
+#[derive(Clone)]
+struct Activity {
+    epoch: Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> std::time::Duration {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        self.epoch
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(last))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Client IO that records activity for the idle timeout.
+    struct Tracked<I> {
+        #[pin]
+        inner: I,
+        activity: Activity,
+    }
+}
+
+impl<I: AsyncRead> AsyncRead for Tracked<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -333,6 +458,9 @@ impl Conn {
                 limit: rt.limits.max_header_bytes,
             });
         }
+        if let Some(resp) = crate::oauth_metadata::serve(&rt.routes, &req, self.scheme) {
+            return Ok(resp);
+        }
         let route = route.ok_or(ProxyError::NoRoute)?;
         if let Some(len) = req
             .headers()
@@ -350,8 +478,13 @@ impl Conn {
         {
             return Ok(resp);
         }
+        let principal = self.secure(route, &mut req).await?;
         if let Some(limiter) = &route.limiter {
-            let key = limiter.key(&route.name, None, None);
+            let key = limiter.key(
+                &route.name,
+                principal.as_ref().map(|p| p.subject.as_ref()),
+                principal.as_ref().and_then(|p| p.api_key.as_deref()),
+            );
             let d = limiter.check_request(&key).await;
             if !d.allowed {
                 return Err(ProxyError::RateLimited {
@@ -359,6 +492,8 @@ impl Conn {
                 });
             }
         }
+        // Backends that parse JSON bodies read their limits from here (`input::parse_jsonrpc`).
+        req.extensions_mut().insert(rt.limits.json);
         route.policies.request_headers.apply(req.headers_mut());
         let cx = RequestCx {
             route: &route.name,
@@ -374,6 +509,75 @@ impl Conn {
             shutdown: &self.deps.shutdown,
         };
         route.backend.serve(req, &cx).await
+    }
+}
+
+impl Conn {
+    /// The security stage: authenticate, check the route-level rules, then cross the
+    /// credential boundary (client credentials out, upstream credential in). The principal
+    /// ([`crate::auth::Principal`], when authenticated) and the route's
+    /// [`crate::authz::Authorizer`] go into the request's extensions for the backend.
+    async fn secure<B>(
+        &self,
+        route: &Route,
+        req: &mut Request<B>,
+    ) -> Result<Option<crate::auth::Principal>, ProxyError> {
+        let pol = &route.policies;
+        let principal = match &pol.authn {
+            None => None,
+            Some(authn) => match authn.authenticate(req.headers()).await {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let origin = crate::oauth_metadata::request_origin(req, self.scheme);
+                    return Err(authn.refusal_error(
+                        refusal,
+                        origin.as_deref(),
+                        route.matcher.prefix(),
+                    ));
+                }
+            },
+        };
+        if pol.authz.has_rules() {
+            let cx = crate::authz::AuthzContext {
+                principal: principal.as_ref(),
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                headers: Some(req.headers()),
+                ..Default::default()
+            };
+            if !pol.authz.allows_route(&cx, checks_items(&route.backend)) {
+                return Err(match (&pol.authn, &principal) {
+                    // Anonymous under `mode: optional`: authenticating might help.
+                    (Some(authn), None) => {
+                        let origin = crate::oauth_metadata::request_origin(req, self.scheme);
+                        authn.refusal_error(
+                            crate::auth::Refusal::Missing,
+                            origin.as_deref(),
+                            route.matcher.prefix(),
+                        )
+                    }
+                    _ => ProxyError::Forbidden { challenge: None },
+                });
+            }
+        }
+        pol.upstream_credentials.apply(req.headers_mut());
+        let ext = req.extensions_mut();
+        if let Some(p) = &principal {
+            ext.insert(p.clone());
+        }
+        ext.insert(pol.authz.clone());
+        Ok(principal)
+    }
+}
+
+/// Whether a backend calls [`crate::authz::Authorizer::allows`] per tool, prompt, resource or
+/// model itself, so route-level rules about `mcp`/`llm` are left to it. Deliberately
+/// exhaustive: a new backend kind must decide here (MCP and LLM: true; A2A, http: false).
+fn checks_items(backend: &crate::backend::Backend) -> bool {
+    use crate::backend::Backend;
+    match backend {
+        Backend::Mcp(_) | Backend::Llm(_) => true,
+        Backend::Http(_) | Backend::A2a(_) => false,
     }
 }
 

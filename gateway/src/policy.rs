@@ -180,6 +180,12 @@ pub struct RoutePolicies {
     pub cors: Option<Cors>,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Authentication, when `authn` is configured.
+    pub authn: Option<crate::auth::Authenticator>,
+    /// Authorization rules (empty when `authz` is not configured).
+    pub authz: crate::authz::Authorizer,
+    /// What the client's credentials become on the way upstream.
+    pub upstream_credentials: crate::auth::UpstreamCredentials,
 }
 
 impl RoutePolicies {
@@ -195,6 +201,10 @@ impl RoutePolicies {
         let headers = pick(listener, route, |p| p.headers.as_ref());
         let cors = pick(listener, route, |p| p.cors.as_ref());
         let t = pick(listener, route, |p| p.timeouts.as_ref());
+        let authn = pick(listener, route, |p| p.authn.as_ref());
+        let authz = pick(listener, route, |p| p.authz.as_ref());
+        let upstream_auth = pick(listener, route, |p| p.upstream_auth.as_ref());
+        let forward = pick(listener, route, |p| p.forward_client_credentials.as_ref());
         RoutePolicies {
             request_headers: headers
                 .map(|h| CompiledHeaderOps::compile(&h.request))
@@ -208,6 +218,14 @@ impl RoutePolicies {
                 request: t.and_then(|t| t.request).unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 idle: t.and_then(|t| t.idle),
             },
+            authn: authn.map(crate::auth::Authenticator::new),
+            authz: authz.map(crate::authz::Authorizer::new).unwrap_or_default(),
+            upstream_credentials: crate::auth::UpstreamCredentials::new(
+                forward.copied().unwrap_or(false),
+                upstream_auth,
+                &|name| std::env::var(name).ok(),
+                std::path::Path::new("."),
+            ),
         }
     }
 }

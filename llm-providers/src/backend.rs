@@ -44,6 +44,33 @@ pub struct RequestContext {
     /// The route's `policies.rate_limit` limiter. The gateway checks the request limit itself;
     /// the backend charges the token limit.
     pub limiter: Option<Limiter>,
+    /// The gateway's per-request say over models (its `authz` rules on `llm.model`, an API
+    /// key's model list): a refused model gets 403 and is left out of `/models`.
+    pub model_access: Option<ModelAccess>,
+}
+
+/// A predicate over model names (as clients send them), supplied by the gateway per request.
+#[derive(Clone)]
+pub struct ModelAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl ModelAccess {
+    /// Whether the caller may use `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        (self.0)(model)
+    }
+}
+
+impl std::fmt::Debug for ModelAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModelAccess(..)")
+    }
+}
+
+fn check_access(ctx: &RequestContext, model: &str) -> Result<()> {
+    match &ctx.model_access {
+        Some(a) if !a.allows(model) => Err(Error::ModelNotAllowed(model.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// Process-lifetime dependencies, built once by the gateway and reused across reloads.
@@ -253,7 +280,7 @@ impl LlmBackend {
             return error_response(format, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         }
         if front == Front::Models {
-            return self.models(req.headers());
+            return self.models(req.headers(), ctx);
         }
         // Beta flags are feature switches, not credentials: Anthropic callers keep them when the
         // provider is Anthropic too.
@@ -280,32 +307,34 @@ impl LlmBackend {
                 }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
-            Front::Embeddings => self.passthrough(Operation::Embeddings, body).await,
-            Front::Responses => self.passthrough(Operation::Responses, body).await,
+            Front::Embeddings => self.passthrough(Operation::Embeddings, body, ctx).await,
+            Front::Responses => self.passthrough(Operation::Responses, body, ctx).await,
             Front::Models => unreachable!("handled above"),
         };
         result.unwrap_or_else(|e| error_response(format, e.status(), &e.public_message()))
     }
 
-    fn models(&self, headers: &HeaderMap) -> http::Response<Body> {
+    fn models(&self, headers: &HeaderMap, ctx: &RequestContext) -> http::Response<Body> {
+        let visible: Vec<&String> = self
+            .shared
+            .order
+            .iter()
+            .filter(|n| ctx.model_access.as_ref().is_none_or(|a| a.allows(n)))
+            .collect();
         // Anthropic SDKs send `anthropic-version`; answer them in their own list shape.
         let body = if headers.contains_key("anthropic-version") {
-            let data: Vec<Value> = self
-                .shared
-                .order
+            let data: Vec<Value> = visible
                 .iter()
                 .map(|n| serde_json::json!({"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}))
                 .collect();
-            serde_json::json!({"data": data, "has_more": false, "first_id": self.shared.order.first(), "last_id": self.shared.order.last()})
+            serde_json::json!({"data": data, "has_more": false, "first_id": visible.first(), "last_id": visible.last()})
         } else {
             let list = o::ModelList {
                 object: "list".into(),
-                data: self
-                    .shared
-                    .order
+                data: visible
                     .iter()
                     .map(|n| o::ModelInfo {
-                        id: n.clone(),
+                        id: (*n).clone(),
                         object: "model".into(),
                         created: 0,
                         owned_by: "switchboard".into(),
@@ -347,6 +376,7 @@ impl LlmBackend {
                 Some(r.max_tokens),
             ),
         };
+        check_access(ctx, model_name)?;
         let model = self.model(model_name)?;
         // Roughly four bytes per token for the prompt, plus the (capped) output allowance.
         let estimate = body_len as u64 / 4
@@ -469,13 +499,19 @@ impl LlmBackend {
 
     /// Embeddings and Responses: OpenAI-compatible providers only, body passed through with the
     /// model rewritten, response passed through.
-    async fn passthrough(&self, op: Operation, body: Bytes) -> Result<http::Response<Body>> {
+    async fn passthrough(
+        &self,
+        op: Operation,
+        body: Bytes,
+        ctx: &RequestContext,
+    ) -> Result<http::Response<Body>> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
         let name = v
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::BadRequest("`model` is required".into()))?;
+        check_access(ctx, name)?;
         let model = self.model(name)?;
         let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
         let client = &self.shared.deps.client;

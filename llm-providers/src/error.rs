@@ -14,6 +14,9 @@ pub enum Error {
     /// The client asked for a model that is not configured on this route.
     #[error("model `{0}` is not available on this route")]
     UnknownModel(String),
+    /// The caller may not use this model (the gateway's authorization said no).
+    #[error("model `{0}` is not allowed for this caller")]
+    ModelNotAllowed(String),
     /// No path handler matches.
     #[error("no such endpoint")]
     NotFound,
@@ -43,6 +46,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::Json(_) => StatusCode::BAD_REQUEST,
             Error::UnknownModel(_) | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             Error::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Upstream(_) | Error::Protocol(_) => StatusCode::BAD_GATEWAY,
             Error::Config(_) | Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

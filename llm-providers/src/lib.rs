@@ -36,7 +36,7 @@ pub mod provider;
 pub mod sse;
 pub mod translate;
 
-pub use backend::{Front, LlmBackend, LlmDeps, RequestContext};
+pub use backend::{Front, LlmBackend, LlmDeps, ModelAccess, RequestContext};
 pub use config::{LlmConfig, Secret};
 pub use error::{Error, Result};
 pub use limits::{Limiter, RateLimitPolicy};

@@ -119,6 +119,14 @@ pub struct ListenerLimits {
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub header_read_timeout: Duration,
+    /// A client connection with no bytes moving either way for this long is closed
+    /// gracefully (requests in flight finish first). Default 5m.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// JSON limits for request bodies the gateway parses (MCP, A2A and LLM routes).
+    #[serde(default)]
+    pub json: crate::input::JsonLimits,
 }
 
 impl Default for ListenerLimits {
@@ -128,6 +136,8 @@ impl Default for ListenerLimits {
             max_header_bytes: default_max_header_bytes(),
             max_body_bytes: default_max_body_bytes(),
             header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            json: Default::default(),
         }
     }
 }
@@ -140,6 +150,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_body_bytes() -> u64 {
     16 * 1024 * 1024
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(10)
@@ -209,6 +222,22 @@ pub struct Policies {
     /// Local to each replica, or shared through Redis when `sessions.store` is `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<switchboard_llm::RateLimitPolicy>,
+    /// Authentication: JWT bearer tokens and API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authn: Option<crate::auth::AuthnPolicy>,
+    /// Authorization: CEL rules; any rule that is true allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz: Option<crate::authz::AuthzPolicy>,
+    /// A credential the gateway sends upstream instead of the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_auth: Option<crate::auth::UpstreamAuth>,
+    /// Forward the client's `Authorization`, `Cookie` and `x-api-key` headers upstream.
+    /// Default false: they are removed. Turning this on hands the client's credential to the
+    /// upstream (token passthrough): the upstream can replay it against anything else that
+    /// accepts it, and a token minted for the gateway's audience reaches a service it was not
+    /// meant for. Only enable it for an upstream that is itself the token's audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_client_credentials: Option<bool>,
 }
 
 /// `policies.cors`

@@ -53,6 +53,7 @@ pub(super) fn validate(config: &Config) -> Issues {
             Some(_) => {}
         }
         validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
+        out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
         }
@@ -90,6 +91,9 @@ fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
     }
     if l.max_body_bytes == 0 {
         out.push((format!("{p}.max_body_bytes"), "must be at least 1".into()));
+    }
+    if l.idle_timeout.is_zero() {
+        out.push((format!("{p}.idle_timeout"), "must be more than 0s".into()));
     }
     if l.header_read_timeout.is_zero() {
         out.push((
@@ -353,6 +357,15 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
                 }
             }
         }
+    }
+    if let Some(a) = &pol.authn {
+        out.extend(a.validate(&format!("{p}.authn")));
+    }
+    if let Some(a) = &pol.authz {
+        out.extend(a.validate(&format!("{p}.authz")));
+    }
+    if let Some(a) = &pol.upstream_auth {
+        out.extend(a.validate(&format!("{p}.upstream_auth")));
     }
     if let Some(t) = &pol.timeouts {
         for (key, d) in [

@@ -1,0 +1,425 @@
+//! Authorization (`policies.authz`): CEL rules, compiled once per config generation; a request
+//! is allowed when any rule evaluates to `true` (a rule that errors, e.g. on a missing claim,
+//! counts as false).
+//!
+//! Rules see these variables:
+//!
+//! | variable | value |
+//! |---|---|
+//! | `request.path`, `request.method` | the request line |
+//! | `request.headers` | map of lowercase header name to value (repeated headers joined with `, `); credential headers (`authorization`, `cookie`, `x-api-key`, `proxy-authorization`) are left out |
+//! | `jwt` | the verified JWT claims (`jwt.sub`, `jwt.scope`, …); `{}` without a JWT |
+//! | `api_key.name` | the API key's name; `api_key` is `{}` without one |
+//! | `mcp.method` | the MCP JSON-RPC method (`tools/call`, …) |
+//! | `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri` | what an MCP request names |
+//! | `llm.model` | the model an LLM request asks for |
+//!
+//! Two checks use them. The pipeline calls [`Authorizer::allows_route`] for every request: it
+//! evaluates rules that need only the request and principal, and on MCP and LLM routes rules
+//! that mention `mcp` or `llm` count as "decided later" (they cannot be judged before the
+//! backend parses the body); on other routes those rules see empty `mcp` and `llm` maps.
+//! The MCP and LLM backends call [`Authorizer::allows`] with the full [`AuthzContext`] for each
+//! tool, prompt, resource or model: the MCP backend hides denied tools from `tools/list` and
+//! answers calls to them as unknown tools; the LLM backend answers 403. [`Authorizer::allows`]
+//! also applies an API key's `models` and `tools` allow lists. To filter `tools/list`, ask
+//! whether calling each tool would be allowed (`mcp.method = "tools/call"` with the tool's
+//! name), so one rule governs both listing and calling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use cel::{Context, Env, Program, Value};
+use http::HeaderMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{CLIENT_CREDENTIAL_HEADERS, Principal};
+
+/// `policies.authz`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzPolicy {
+    /// CEL expressions; a request is allowed when any is true. An empty list allows all.
+    /// Example: `jwt.sub == "alice"`, `mcp.tool.name.startsWith("search__")`,
+    /// `api_key.name == "ci" && llm.model == "small"`.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// Top-level variables a rule may use.
+pub const VARIABLES: &[&str] = &["request", "jwt", "api_key", "mcp", "llm"];
+
+impl AuthzPolicy {
+    /// Compiles every rule, reporting each that does not compile or uses an unknown variable.
+    pub fn validate(&self, p: &str) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                compile_rule(r)
+                    .err()
+                    .map(|m| (format!("{p}.rules[{i}]"), m))
+            })
+            .collect()
+    }
+}
+
+fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(Env::stdlib()))
+}
+
+struct Rule {
+    program: Program,
+    /// Mentions `mcp` or `llm`, so only the backend can decide it.
+    deferred: bool,
+}
+
+fn compile_rule(src: &str) -> Result<Rule, String> {
+    if src.trim().is_empty() {
+        return Err("empty rule".into());
+    }
+    let program = env()
+        .compile(src)
+        .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
+    let refs = program.references();
+    if let Some(bad) = refs
+        .variables()
+        .into_iter()
+        .find(|v| !VARIABLES.contains(v))
+    {
+        return Err(format!(
+            "unknown variable `{bad}`; rules may use {}",
+            VARIABLES.join(", ")
+        ));
+    }
+    let deferred = refs.has_variable("mcp") || refs.has_variable("llm");
+    Ok(Rule { program, deferred })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What an MCP request names, for [`AuthzContext::mcp`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpAttributes<'a> {
+    /// JSON-RPC method, e.g. `tools/call`.
+    pub method: &'a str,
+    /// Tool name (as the client sees it, prefixed when federated).
+    pub tool: Option<&'a str>,
+    /// Prompt name.
+    pub prompt: Option<&'a str>,
+    /// Resource URI.
+    pub resource: Option<&'a str>,
+}
+
+/// Everything a rule may look at. Backends fill what they know; the rest stays `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthzContext<'a> {
+    /// The authenticated principal (from the request's extensions).
+    pub principal: Option<&'a Principal>,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path.
+    pub path: &'a str,
+    /// Request headers.
+    pub headers: Option<&'a HeaderMap>,
+    /// MCP attributes.
+    pub mcp: Option<McpAttributes<'a>>,
+    /// The LLM model asked for.
+    pub llm_model: Option<&'a str>,
+}
+
+/// The compiled `authz` policy of a route (empty when the route has none). Cheap to clone;
+/// the pipeline puts a clone into every request's extensions for the backends.
+#[derive(Clone, Default)]
+pub struct Authorizer {
+    rules: Arc<[Rule]>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+impl Authorizer {
+    /// Compiles a policy; rules that do not compile (already reported by validation) are
+    /// dropped, which can only narrow access.
+    pub fn new(p: &AuthzPolicy) -> Self {
+        let rules: Vec<Rule> = p
+            .rules
+            .iter()
+            .filter_map(|r| compile_rule(r).ok())
+            .collect();
+        Authorizer {
+            rules: rules.into(),
+        }
+    }
+
+    /// Whether the route has rules.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// The route-level check. `backend_checks_items` says whether the route's backend calls
+    /// [`Authorizer::allows`] per tool, prompt, resource or model (MCP and LLM backends do).
+    /// True when there are no rules, when a rule that needs only the request and principal is
+    /// true, or, with `backend_checks_items`, when some rule mentions `mcp` or `llm` (the
+    /// backend decides those). On other routes such rules are evaluated with `mcp` and `llm`
+    /// empty, so a listener-wide tool rule never opens an `http` route.
+    pub fn allows_route(&self, cx: &AuthzContext<'_>, backend_checks_items: bool) -> bool {
+        if self.rules.is_empty() || (backend_checks_items && self.rules.iter().any(|r| r.deferred))
+        {
+            return true;
+        }
+        let ctx = self.context(cx);
+        self.rules.iter().any(|r| eval(&r.program, &ctx))
+    }
+
+    /// The full check backends call per tool, prompt, resource or model: the API key's allow
+    /// lists first, then any rule true (or no rules).
+    pub fn allows(&self, cx: &AuthzContext<'_>) -> bool {
+        if let Some(p) = cx.principal {
+            if let Some(tool) = cx.mcp.and_then(|m| m.tool)
+                && !p.may_use_tool(tool)
+            {
+                return false;
+            }
+            if let Some(model) = cx.llm_model
+                && !p.may_use_model(model)
+            {
+                return false;
+            }
+        }
+        if self.rules.is_empty() {
+            return true;
+        }
+        let ctx = self.context(cx);
+        self.rules.iter().any(|r| eval(&r.program, &ctx))
+    }
+
+    fn context(&self, cx: &AuthzContext<'_>) -> Context<'static, 'static> {
+        let mut ctx = Context::with_env(env().clone());
+        let mut headers: HashMap<String, String> = HashMap::new();
+        if let Some(h) = cx.headers {
+            for (k, v) in h {
+                if CLIENT_CREDENTIAL_HEADERS.contains(k) {
+                    continue;
+                }
+                let v = String::from_utf8_lossy(v.as_bytes());
+                headers
+                    .entry(k.as_str().to_string())
+                    .and_modify(|e| {
+                        e.push_str(", ");
+                        e.push_str(&v);
+                    })
+                    .or_insert_with(|| v.into_owned());
+            }
+        }
+        let request: HashMap<&str, Value> = HashMap::from([
+            ("path", Value::from(cx.path.to_string())),
+            ("method", Value::from(cx.method.to_string())),
+            ("headers", Value::from(headers)),
+        ]);
+        ctx.add_variable_from_value("request", request);
+        let jwt = cx
+            .principal
+            .filter(|p| p.claims.is_object())
+            .and_then(|p| cel::to_value(&*p.claims).ok())
+            .unwrap_or_else(|| Value::from(HashMap::<String, Value>::new()));
+        ctx.add_variable_from_value("jwt", jwt);
+        let mut api_key: HashMap<&str, Value> = HashMap::new();
+        if let Some(name) = cx.principal.and_then(|p| p.api_key.as_deref()) {
+            api_key.insert("name", Value::from(name.to_string()));
+        }
+        ctx.add_variable_from_value("api_key", api_key);
+        let mut mcp: HashMap<&str, Value> = HashMap::new();
+        if let Some(m) = cx.mcp {
+            mcp.insert("method", Value::from(m.method.to_string()));
+            let named =
+                |key: &'static str, v: &str| HashMap::from([(key, Value::from(v.to_string()))]);
+            if let Some(t) = m.tool {
+                mcp.insert("tool", Value::from(named("name", t)));
+            }
+            if let Some(p) = m.prompt {
+                mcp.insert("prompt", Value::from(named("name", p)));
+            }
+            if let Some(r) = m.resource {
+                mcp.insert("resource", Value::from(named("uri", r)));
+            }
+        }
+        ctx.add_variable_from_value("mcp", mcp);
+        let mut llm: HashMap<&str, Value> = HashMap::new();
+        if let Some(model) = cx.llm_model {
+            llm.insert("model", Value::from(model.to_string()));
+        }
+        ctx.add_variable_from_value("llm", llm);
+        ctx
+    }
+}
+
+fn eval(p: &Program, ctx: &Context<'_, '_>) -> bool {
+    matches!(p.execute(ctx), Ok(Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::PrincipalKind;
+
+    fn jwt(claims: serde_json::Value) -> Principal {
+        Principal {
+            kind: PrincipalKind::Jwt,
+            subject: claims["sub"].as_str().unwrap_or("").into(),
+            claims: Arc::new(claims),
+            api_key: None,
+            scopes: Arc::from([]),
+            allowed_models: None,
+            allowed_tools: None,
+        }
+    }
+
+    fn authz(rules: &[&str]) -> Authorizer {
+        Authorizer::new(&AuthzPolicy {
+            rules: rules.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn validation_reports_bad_rules_with_paths() {
+        let p = AuthzPolicy {
+            rules: vec![
+                "jwt.sub == 'alice'".into(),
+                "jwt.sub ==".into(),
+                "user.name == 'x'".into(),
+                "  ".into(),
+            ],
+        };
+        let issues = p.validate("listeners[0].policies.authz");
+        let paths: Vec<_> = issues.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "listeners[0].policies.authz.rules[1]",
+                "listeners[0].policies.authz.rules[2]",
+                "listeners[0].policies.authz.rules[3]"
+            ]
+        );
+        assert!(issues[0].1.contains("not a valid CEL expression"));
+        assert!(issues[1].1.contains("unknown variable `user`"));
+    }
+
+    #[test]
+    fn claims_and_request() {
+        let a = authz(&[
+            r#"jwt.sub == "alice""#,
+            r#"request.method == "GET" && request.headers["x-team"] == "ml""#,
+        ]);
+        let alice = jwt(serde_json::json!({"sub": "alice"}));
+        let bob = jwt(serde_json::json!({"sub": "bob", "groups": ["ml"]}));
+        let mut h = HeaderMap::new();
+        let base = AuthzContext {
+            method: "POST",
+            path: "/x",
+            headers: Some(&h),
+            ..Default::default()
+        };
+        assert!(a.allows_route(
+            &AuthzContext {
+                principal: Some(&alice),
+                ..base
+            },
+            false
+        ));
+        assert!(!a.allows_route(
+            &AuthzContext {
+                principal: Some(&bob),
+                ..base
+            },
+            false
+        ));
+        assert!(
+            !a.allows_route(&base, false),
+            "anonymous: no claims, no access"
+        );
+        h.insert("x-team", "ml".parse().unwrap());
+        let get = AuthzContext {
+            principal: Some(&bob),
+            method: "GET",
+            path: "/x",
+            headers: Some(&h),
+            ..Default::default()
+        };
+        assert!(a.allows_route(&get, false));
+        let groups = authz(&[r#""ml" in jwt.groups"#]);
+        assert!(groups.allows(&get));
+        assert!(!groups.allows(&AuthzContext {
+            principal: Some(&alice),
+            ..get
+        }));
+    }
+
+    #[test]
+    fn credentials_are_not_visible_to_rules() {
+        let a = authz(&[r#"has(request.headers.authorization)"#]);
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer x".parse().unwrap());
+        assert!(!a.allows(&AuthzContext {
+            headers: Some(&h),
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn mcp_tools_and_llm_models() {
+        let a = authz(&[
+            r#"mcp.method == "tools/call" && mcp.tool.name.startsWith("search__")"#,
+            r#"api_key.name == "ci" && llm.model == "small""#,
+        ]);
+        let call = |tool| AuthzContext {
+            mcp: Some(McpAttributes {
+                method: "tools/call",
+                tool: Some(tool),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(a.allows(&call("search__web")));
+        assert!(!a.allows(&call("files__delete")));
+        // Route level: an MCP or LLM backend decides rules about mcp/llm; on any other route
+        // they are false, so a tool rule never opens an http route.
+        assert!(a.allows_route(&AuthzContext::default(), true));
+        assert!(!a.allows_route(&AuthzContext::default(), false));
+        let ci = Principal {
+            kind: PrincipalKind::ApiKey,
+            subject: "ci".into(),
+            claims: Arc::new(serde_json::Value::Null),
+            api_key: Some("ci".into()),
+            scopes: Arc::from([]),
+            allowed_models: None,
+            allowed_tools: Some(Arc::from(["search__web".to_string()])),
+        };
+        let model = |m| AuthzContext {
+            principal: Some(&ci),
+            llm_model: Some(m),
+            ..Default::default()
+        };
+        assert!(a.allows(&model("small")));
+        assert!(!a.allows(&model("large")));
+        // The key's tool allow list applies even when a rule would allow.
+        let restricted = AuthzContext {
+            principal: Some(&ci),
+            ..call("search__images")
+        };
+        assert!(!a.allows(&restricted));
+        assert!(
+            !Authorizer::default().allows(&restricted),
+            "allow lists apply without rules"
+        );
+        assert!(Authorizer::default().allows(&call("anything")));
+    }
+}

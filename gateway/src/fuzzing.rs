@@ -1,0 +1,176 @@
+//! Entry points for fuzzers and property tests. Each takes arbitrary bytes, drives one parser
+//! or checker of the gateway with them and panics when an invariant breaks (a panic is what a
+//! fuzzer reports). The cargo-fuzz targets in `fuzz/` call these on nightly; the proptest
+//! suite `gateway/tests/security_props.rs` calls the same functions on stable in CI, so both
+//! check the same invariants.
+
+use std::sync::OnceLock;
+
+use crate::auth::jwks::{Jwks, KeySet};
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::{JwksConfig, JwtConfig};
+use crate::authz::{Authorizer, AuthzContext, AuthzPolicy, McpAttributes};
+use crate::input::{InputError, JsonLimits, JsonRpcBody, parse_jsonrpc, scan};
+
+/// The configuration loader: never panics, and every issue it reports is located inside the
+/// text (or unlocated) and has a message.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let env = |name: &str| (name == "SET").then(|| "value".to_string());
+    if let Err(errors) = crate::config::load_str(text, "fuzz.yaml", &env) {
+        // YAML ends a line at `\r\n`, `\n` or a lone `\r` (and so do editors).
+        let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() + 1;
+        assert!(!errors.issues.is_empty(), "an error without issues");
+        for i in &errors.issues {
+            assert!(!i.message.is_empty(), "an issue without a message: {i:?}");
+            if let Some(l) = i.line {
+                assert!(
+                    l >= 1 && l <= lines,
+                    "line {l} outside the text ({lines}): {i:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Nesting depth of a parsed JSON value (scalars are depth 0).
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The JSON-RPC body checks: never panic; on valid JSON the scanner's depth and batch length
+/// agree with serde's parse, and [`parse_jsonrpc`] accepts exactly what is within limits.
+pub fn jsonrpc(data: &[u8]) {
+    let limits = JsonLimits {
+        max_depth: 16,
+        max_batch: 8,
+        max_message_bytes: 64 * 1024,
+    };
+    let result = parse_jsonrpc(data, &limits);
+    if let Ok(JsonRpcBody::Batch(items)) = &result {
+        assert!(!items.is_empty() && items.len() <= limits.max_batch);
+    }
+    // serde_json's own recursion limit is 128; beyond it there is nothing to compare with.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        if data.len() <= limits.max_message_bytes {
+            assert!(result.is_err(), "invalid JSON accepted");
+        }
+        return;
+    };
+    let shape = scan(data, usize::MAX).expect("no depth limit");
+    assert_eq!(
+        shape.depth,
+        depth(&value),
+        "scanner depth disagrees with serde"
+    );
+    assert_eq!(shape.top_array, value.is_array());
+    if let serde_json::Value::Array(a) = &value {
+        assert_eq!(shape.top_len, a.len(), "scanner batch length disagrees");
+    }
+    let expected = if data.len() > limits.max_message_bytes {
+        Err(InputError::TooLarge {
+            limit: limits.max_message_bytes,
+        })
+    } else if shape.depth > limits.max_depth {
+        Err(InputError::TooDeep {
+            limit: limits.max_depth,
+        })
+    } else {
+        match value {
+            serde_json::Value::Array(a) if a.is_empty() => Err(InputError::EmptyBatch),
+            serde_json::Value::Array(a) if a.len() > limits.max_batch => {
+                Err(InputError::BatchTooLarge {
+                    limit: limits.max_batch,
+                })
+            }
+            serde_json::Value::Array(a) => Ok(JsonRpcBody::Batch(a)),
+            v => Ok(JsonRpcBody::Single(v)),
+        }
+    };
+    assert_eq!(result, expected);
+}
+
+/// CEL authorization rules: compiling and evaluating any text never panics, and a rule that
+/// validation accepts also compiles into the authorizer.
+pub fn authz_rule(data: &[u8]) {
+    let Ok(rule) = std::str::from_utf8(data) else {
+        return;
+    };
+    let policy = AuthzPolicy {
+        rules: vec![rule.to_string()],
+    };
+    let valid = policy.validate("rules").is_empty();
+    let a = Authorizer::new(&policy);
+    assert_eq!(
+        a.has_rules(),
+        valid,
+        "validate and compile disagree on {rule:?}"
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-team", http::HeaderValue::from_static("ml"));
+    let cx = AuthzContext {
+        method: "POST",
+        path: "/mcp",
+        headers: Some(&headers),
+        mcp: Some(McpAttributes {
+            method: "tools/call",
+            tool: Some("search__web"),
+            ..Default::default()
+        }),
+        llm_model: Some("small"),
+        ..Default::default()
+    };
+    let _ = a.allows(&cx);
+    let _ = a.allows_route(&cx, true);
+    let _ = a.allows_route(&cx, false);
+}
+
+fn verifier() -> &'static (tokio::runtime::Runtime, JwtVerifier) {
+    static V: OnceLock<(tokio::runtime::Runtime, JwtVerifier)> = OnceLock::new();
+    V.get_or_init(|| {
+        let cfg = JwtConfig {
+            issuer: "https://idp.fuzz".into(),
+            audiences: vec!["fuzz".into()],
+            jwks: JwksConfig {
+                file: Some("/nonexistent".into()),
+                url: None,
+            },
+            clock_skew: std::time::Duration::from_secs(60),
+            refresh_interval: std::time::Duration::from_secs(3600),
+            min_refresh_interval: std::time::Duration::from_secs(3600),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime builds");
+        // Built outside the runtime: no background refresh.
+        let jwks = Jwks::new(&cfg);
+        let doc = serde_json::json!({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "EC", "crv": "P-256", "kid": "k2", "alg": "ES256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]});
+        jwks.set(KeySet::parse(doc.to_string().as_bytes()).expect("a valid JWKS"));
+        let v = JwtVerifier::with_jwks(&cfg, jwks);
+        (rt, v)
+    })
+}
+
+/// JWT verification: arbitrary tokens never panic and are never accepted (no private key for
+/// the key set exists).
+pub fn jwt(data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (rt, v) = verifier();
+    let accepted = rt.block_on(v.verify(token));
+    assert!(accepted.is_err(), "a forged token was accepted: {token:?}");
+}
