@@ -31,6 +31,7 @@ async fn gateway_with(config: Value, limiter: Option<Limiter>, metrics: Metrics)
         principal: None,
         api_key: None,
         limiter,
+        model_access: None,
     };
     let app = axum::Router::new().fallback(move |req: http::Request<Body>| {
         let (b, ctx) = (backend.clone(), ctx.clone());
