@@ -308,3 +308,40 @@ async fn key_rotation_by_reload_tampering_and_idle_expiry() {
     assert_eq!(status, 404, "{body}");
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_mcp_streams_with_a_retry_hint() {
+    let (fixture_url, _fixture) = fixture().await;
+    let env = |_: &str| None;
+    let sessions = format!("  keys: [\"{K1}\"]");
+    let cfg = config::load_str(&mcp_yaml(&sessions, &fixture_url), "test.yaml", &env).unwrap();
+    let gw = switchboard_gateway::Gateway::start(cfg, None).await.unwrap();
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let token = initialize(&url).await;
+    let mut get = Sse::open(&url, &token, None).await;
+    call_logging_tool(&url, &token).await;
+    let (_, msg) = get.message().await;
+    assert_eq!(log_text(&msg), LOGS[0]);
+    let (_, _) = get.message().await;
+    let (_, _) = get.message().await;
+    let stop = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.shutdown(Duration::from_secs(5)).await }
+    });
+    // What is left of the stream: a `retry:` hint, then its end.
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), get.resp.chunk())
+        .await
+        .expect("stream did not end on shutdown")
+        .unwrap()
+    {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    rest.insert_str(0, &get.buf);
+    let last_block = rest.trim_end().rsplit("\n\n").next().unwrap_or("");
+    assert!(
+        last_block.starts_with("retry: ") && !last_block.contains("data:"),
+        "the stream must end with a bare retry hint: {rest:?}"
+    );
+    stop.await.unwrap();
+}
