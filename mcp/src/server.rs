@@ -291,6 +291,7 @@ impl McpBackend {
                 let Some(s) = core.sessions.remove(&r.id.to_string()) else {
                     return;
                 };
+                s.close_live();
                 let ups = s.take_upstreams();
                 // Moved: the client goes on elsewhere with the same upstream sessions.
                 if r.reason != ReleaseReason::Moved

@@ -203,6 +203,13 @@ impl Session {
         }
     }
 
+    /// End the open GET stream, if any (the session is over here).
+    pub fn close_live(&self) {
+        if let Some(m) = self.0.managed.get() {
+            m.live.lock().unwrap().take();
+        }
+    }
+
     /// Whether a client is listening on the standalone stream.
     pub fn has_open_stream(&self) -> bool {
         if let Some(m) = self.0.managed.get() {

@@ -344,10 +344,28 @@ async fn foreign_tampered_revoked_and_other_route_tokens_are_not_found() {
             .header("x-test-principal", who)
             .send()
     };
+    let mut stream = reqwest::Client::new()
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &token)
+        .header("x-test-principal", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     assert_eq!(delete("bob").await.unwrap().status(), 404);
     assert_eq!(gw.backend.session_count(), 1);
     assert_eq!(delete("alice").await.unwrap().status(), 200);
     assert_eq!(gw.backend.session_count(), 0, "revoke released local state");
+    // The revoked session's open GET stream ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while stream.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the GET stream of a revoked session stays open"
+    );
     let (status, _) = post_as(&gw.url, &token, Some("alice"), json_only, list).await;
     assert_eq!(status, 404, "revoked");
 }
