@@ -315,7 +315,9 @@ async fn shutdown_ends_open_mcp_streams_with_a_retry_hint() {
     let env = |_: &str| None;
     let sessions = format!("  keys: [\"{K1}\"]");
     let cfg = config::load_str(&mcp_yaml(&sessions, &fixture_url), "test.yaml", &env).unwrap();
-    let gw = switchboard_gateway::Gateway::start(cfg, None).await.unwrap();
+    let gw = switchboard_gateway::Gateway::start(cfg, None)
+        .await
+        .unwrap();
     let url = format!("{}/mcp", base(&gw, "main").await);
     let token = initialize(&url).await;
     let mut get = Sse::open(&url, &token, None).await;
