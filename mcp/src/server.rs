@@ -90,7 +90,9 @@ pub struct McpShared {
     stdio: StdioPool,
     metrics: Metrics,
     ids: Arc<AtomicU64>,
-    sessions: SessionManager,
+    /// The gateway's manager ([`with_sessions`](Self::with_sessions)), else a private one made
+    /// on first use.
+    sessions: Arc<std::sync::OnceLock<SessionManager>>,
     /// Started on first use (needs a runtime; `new` may run outside one).
     appender: Arc<std::sync::OnceLock<Appender>>,
 }
@@ -101,21 +103,13 @@ impl McpShared {
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
-        // Without a gateway-provided manager: a private in-memory one with a random key
-        // (sessions then neither survive a restart nor move between replicas).
-        let cfg = switchboard_sessions::SessionsConfig::default();
-        let store = Arc::new(switchboard_sessions::MemoryStore::new(
-            switchboard_sessions::StoreLimits::from_config(&cfg),
-        ));
-        let sessions = SessionManager::new(&cfg, store, switchboard_sessions::Metrics::default())
-            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client,
             stdio: StdioPool::default(),
             metrics,
             ids: Arc::new(AtomicU64::new(1)),
-            sessions,
+            sessions: Arc::default(),
             appender: Arc::default(),
         })
     }
@@ -124,13 +118,22 @@ impl McpShared {
     /// keys seal the `Mcp-Session-Id` tokens, its store holds the event logs, and its reaper
     /// decides when a session's upstream connections are released.
     pub fn with_sessions(mut self, sessions: SessionManager) -> Self {
-        self.sessions = sessions;
+        self.sessions = Arc::new(std::sync::OnceLock::from(sessions));
         self
     }
 
-    /// The session manager in use.
+    /// The session manager in use: without [`with_sessions`](Self::with_sessions), a private
+    /// in-memory one with a random key (sessions then neither survive a restart nor move
+    /// between replicas; it warns so when made).
     pub fn sessions(&self) -> &SessionManager {
-        &self.sessions
+        self.sessions.get_or_init(|| {
+            let cfg = switchboard_sessions::SessionsConfig::default();
+            let store = Arc::new(switchboard_sessions::MemoryStore::new(
+                switchboard_sessions::StoreLimits::from_config(&cfg),
+            ));
+            SessionManager::new(&cfg, store, switchboard_sessions::Metrics::default())
+                .expect("the default sessions config has no keys to decode")
+        })
     }
 
     fn appender(&self) -> Appender {
@@ -286,7 +289,7 @@ impl McpBackend {
                 }
             }
             let w = weak.clone();
-            let release = shared.sessions.on_release(move |r| {
+            let release = shared.sessions().on_release(move |r| {
                 let Some(core) = w.upgrade() else { return };
                 let Some(s) = core.sessions.remove(&r.id.to_string()) else {
                     return;

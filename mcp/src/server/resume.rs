@@ -77,7 +77,7 @@ impl McpBackend {
         rid: &Value,
         route: &str,
     ) -> Result<(), Value> {
-        let manager = &self.0.shared.sessions;
+        let manager = self.0.shared.sessions();
         let mut entries = self.entries_of(session);
         entries.push(client_entry(
             route,
@@ -129,7 +129,7 @@ impl McpBackend {
         ctx: &RequestContext,
         rid: &Value,
     ) -> Result<Session, Response<Body>> {
-        let manager = &self.0.shared.sessions;
+        let manager = self.0.shared.sessions();
         let resumed = match manager.resume(token, ctx.principal.as_deref()).await {
             Ok(r) => r,
             Err(switchboard_sessions::Error::NotFound) => return Err(not_found(rid.clone())),
