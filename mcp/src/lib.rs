@@ -14,9 +14,9 @@
 //! target's upstream session id and URL, the route and the client's initialize parameters.
 //! Every request resumes it (tampered, expired, revoked, foreign: 404); a replica that sees it
 //! first rebuilds the upstream clients from it, reusing the upstream sessions. Messages of the
-//! standalone GET stream are appended to the session's event log before they are sent, so a
-//! `Last-Event-ID` reconnect (on any replica, with the Redis store) gets exactly what it
-//! missed; on drain the stream sends `retry:` and ends. Sessions of routes with stdio targets
+//! standalone GET stream, and of POST requests answered as SSE, are appended to the session's
+//! event logs before they are sent, so a `Last-Event-ID` reconnect (on any replica, with the
+//! Redis store) gets exactly what it missed; on drain the GET stream sends `retry:` and ends. Sessions of routes with stdio targets
 //! are pinned to the replica running the children: another replica does not forward them but
 //! answers HTTP 421 with JSON-RPC error [`server::PINNED_ELSEWHERE`] naming the owner, so a
 //! sticky load balancer or the operator can route them back.

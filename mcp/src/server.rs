@@ -599,7 +599,11 @@ impl McpBackend {
         });
         drop(tx);
         let priming = session.0.version.as_str() >= "2025-11-25";
-        let mut r = sse_response(session, rx, priming);
+        let mut r = if session.0.managed.get().is_some() {
+            self.logged_post_stream(session, rx, priming)
+        } else {
+            sse_response(session, rx, priming)
+        };
         if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
             r.headers_mut().insert("mcp-session-id", sid);
         }

@@ -75,7 +75,14 @@ pub(crate) struct Managed {
     appender: Appender,
     /// The open GET stream, if any.
     live: Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>,
+    /// POST response streams still being produced here, by log stream name: where their
+    /// events go now (the POST's own response, or a GET that resumed it; `None` while nobody
+    /// listens, the events are then only logged).
+    pub posts: Mutex<HashMap<Arc<str>, PostSlot>>,
 }
+
+/// Where a POST response stream's events currently go.
+pub(crate) type PostSlot = Arc<Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>>;
 
 impl Managed {
     pub fn new(
@@ -89,6 +96,7 @@ impl Managed {
             manager,
             appender,
             live: Mutex::new(None),
+            posts: Mutex::default(),
         }
     }
 

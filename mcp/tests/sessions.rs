@@ -393,3 +393,69 @@ async fn idle_expired_session_is_not_found_and_released() {
     let (status, body) = post_as(&gw.url, &token, None, "application/json", list).await;
     assert_eq!(status, 404, "{body}");
 }
+
+/// server-everything sends a call's progress on the call's own SSE stream (rmcp's fixture sends
+/// notifications on its standalone stream instead), so it drives the POST-stream test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_post_stream_resumes_with_last_event_id_here_and_on_another_replica() {
+    if !have_peers() {
+        return;
+    }
+    let everything = start_everything("streamableHttp").await;
+    let cfg = json!({"targets": [{"name": "everything", "http": {"url": everything.url}}]});
+    let store = memory_store(Duration::from_secs(600));
+    let (a, _ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
+    let (b, _mb) = replica(cfg, "b", store, Duration::from_secs(600)).await;
+    let token = raw_initialize(&a.url).await;
+    // The call's own SSE stream: the client reads the first progress event, then the
+    // connection breaks.
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation",
+        "arguments": {"duration": 0.6, "steps": 3},
+        "_meta": {"progressToken": "p-7"}}});
+    let resp = reqwest::Client::new()
+        .post(&a.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &token)
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut post = Sse {
+        resp,
+        buf: String::new(),
+    };
+    let (first_id, first) = post.message().await;
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    assert_eq!(first["params"]["progress"], 1, "{first}");
+    assert_eq!(first["params"]["progressToken"], "p-7", "{first}");
+    assert!(first_id.contains("/post/"), "{first_id}");
+    drop(post);
+
+    async fn rest_of_the_call(url: &str, token: &str, after: &str) -> Vec<Value> {
+        let mut get = Sse::open(url, token, Some(after)).await;
+        let mut got = Vec::new();
+        loop {
+            match get.next().await {
+                Ev::Event { data, .. } if data.trim().is_empty() => {}
+                Ev::Event { data, .. } => got.push(serde_json::from_str(&data).unwrap()),
+                Ev::End => return got,
+                Ev::Retry(_) => panic!("unexpected retry"),
+            }
+        }
+    }
+    let check = |got: &[Value]| {
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["params"]["progress"], 2, "{got:?}");
+        assert_eq!(got[1]["params"]["progress"], 3, "{got:?}");
+        assert_eq!(got[2]["id"], 7, "{got:?}");
+        let text = got[2]["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("completed"), "{text}");
+    };
+    // Here: what was logged, then the rest live (or logged meanwhile), then the end.
+    check(&rest_of_the_call(&a.url, &token, &first_id).await);
+    // On another replica: the same, from the shared log.
+    check(&rest_of_the_call(&b.url, &token, &first_id).await);
+}

@@ -9,12 +9,15 @@
 //! replica needs to re-initialize an upstream for the client.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt as _;
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
-use switchboard_sessions::{EventId, TargetEntry, sse};
+use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
 use tokio::sync::mpsc;
 
 use super::{
@@ -23,7 +26,7 @@ use super::{
 };
 use crate::config::TransportKind;
 use crate::jsonrpc;
-use crate::session::{LiveEvent, Managed, Session};
+use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
 use crate::upstream::Upstream;
 use crate::upstream::http::HttpUpstream;
 
@@ -258,7 +261,9 @@ impl McpBackend {
 
     /// The GET stream of a managed session: replay after `Last-Event-ID` (or a priming event
     /// with a resumable id), then live events as the appender logs them; on drain a `retry:`
-    /// hint, then the end, so the client reconnects (elsewhere) and resumes.
+    /// hint, then the end, so the client reconnects (elsewhere) and resumes. A `Last-Event-ID`
+    /// of a POST response stream resumes that stream instead: its logged events after the id,
+    /// then (when the request is still being answered here) the rest of it.
     pub(super) async fn standalone_stream(
         &self,
         session: Session,
@@ -271,19 +276,33 @@ impl McpBackend {
         let record = m.record();
         let guard = manager.activity(&record);
         let (tx, rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let last: Option<EventId> = last_event_id
+            .as_deref()
+            .and_then(|l| l.trim().parse().ok())
+            .filter(|l: &EventId| l.stream.session == m.key);
+        let post = last
+            .as_ref()
+            .filter(|l| &*l.stream.name != GET_STREAM)
+            .map(|l| l.stream.name.clone());
         // Attach before reading the log: an event logged in between is then both replayed and
         // live, and the live copy is skipped by its sequence number; none is lost.
-        session.attach_live(tx);
+        match &post {
+            None => session.attach_live(tx),
+            Some(name) => {
+                let slot = m.posts.lock().unwrap().get(name).cloned();
+                match slot {
+                    Some(slot) => *slot.lock().unwrap() = Some(tx),
+                    // Answered already (or on another replica): the log is all there is.
+                    None => drop(tx),
+                }
+            }
+        }
         let mut head: Vec<Bytes> = Vec::new();
         let mut replayed_to = 0u64;
-        let mut resumed = false;
-        if let Some(lei) = last_event_id.as_deref() {
+        if let (Some(last), Some(lei)) = (&last, last_event_id.as_deref()) {
+            replayed_to = last.seq;
             match manager.replay(&record, lei).await {
                 Ok(replay) => {
-                    resumed = true;
-                    if let Ok(last) = lei.trim().parse::<EventId>() {
-                        replayed_to = last.seq;
-                    }
                     for (id, data) in replay.events {
                         replayed_to = replayed_to.max(id.seq);
                         // Empty payloads are priming events: positions, not messages.
@@ -293,30 +312,29 @@ impl McpBackend {
                         }
                     }
                 }
-                // Not one of this session's ids (e.g. of a POST stream): start live.
-                Err(switchboard_sessions::Error::InvalidEventId) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "session store: replay failed");
                     return store_unavailable(Value::Null);
                 }
             }
-        }
-        if !resumed && session.0.version.as_str() >= "2025-11-25" {
+        } else if session.0.version.as_str() >= "2025-11-25" {
             // SEP-1699 priming event: an id to resume from even before the first message.
             match manager.append_event(&m.get_stream(), Bytes::new()).await {
-                Ok(id) => {
-                    head.push(Bytes::from(format!(
-                        "id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n"
-                    )));
-                }
+                Ok(id) => head.push(Bytes::from(format!(
+                    "id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n"
+                ))),
                 Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
             }
         }
-        let (up_tx, up_rx) = mpsc::unbounded_channel::<Value>();
-        pipe_upstream_streams(&session, &up_tx);
-        let relay = RelayUpstream {
-            session: session.clone(),
-            rx: up_rx,
+        let relay = if post.is_none() {
+            let (up_tx, up_rx) = mpsc::unbounded_channel::<Value>();
+            pipe_upstream_streams(&session, &up_tx);
+            Some(RelayUpstream {
+                session: session.clone(),
+                rx: up_rx,
+            })
+        } else {
+            None
         };
         let state = StreamState {
             rx,
@@ -331,6 +349,12 @@ impl McpBackend {
                 return None;
             }
             loop {
+                let relayed = async {
+                    match &mut st.relay {
+                        Some(r) => r.rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     drained = async { st.draining.wait_for(|d| *d).await.is_ok() } => {
                         st.done = true;
@@ -347,28 +371,100 @@ impl McpBackend {
                             }
                             return Some((Ok(frame), st));
                         }
-                        // Replaced by a newer GET stream of the same session.
+                        // Replaced by a newer stream, or the POST was answered.
                         None => return None,
                     },
-                    Some(msg) = st.relay.rx.recv() => {
+                    Some(msg) = relayed => {
                         // Messages of the upstreams' own GET streams take the logged path.
-                        st.relay.session.send_standalone(msg);
+                        session_of(&st).send_standalone(msg);
                     }
                 }
             }
         });
         let head = futures::stream::iter(head.into_iter().map(Ok::<_, Infallible>));
-        use futures::StreamExt as _;
-        let mut r = Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(head.chain(live)))
-            .unwrap();
+        let mut r = sse_body(head.chain(live));
         if let Ok(v) = http::HeaderValue::from_str(&record.token) {
             r.headers_mut().insert("mcp-session-id", v);
         }
         r
     }
+
+    /// A POST answered as SSE on a managed session: every event is appended to the request's
+    /// own log stream (`post/…`) before it is sent, by a task that lives as long as the request
+    /// is being answered, so a client whose POST stream broke can resume it with a GET and
+    /// `Last-Event-ID` (here, or from the log on another replica).
+    pub(super) fn logged_post_stream(
+        &self,
+        session: Session,
+        mut rx: mpsc::UnboundedReceiver<Value>,
+        priming: bool,
+    ) -> Response<Body> {
+        let Some(m) = session.0.managed.get() else {
+            return super::sse_response(session, rx, priming);
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name: Arc<str> = format!("post/{}", &id[..12]).into();
+        let key = StreamKey::new(m.key, name.clone());
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
+        m.posts.lock().unwrap().insert(name.clone(), slot.clone());
+        let manager = m.manager.clone();
+        let s2 = session.clone();
+        tokio::spawn(async move {
+            let send = |ev: LiveEvent| {
+                let tx = slot.lock().unwrap().clone();
+                if let Some(tx) = tx {
+                    let _ = tx.send(ev);
+                }
+            };
+            if priming {
+                match manager.append_event(&key, Bytes::new()).await {
+                    Ok(id) => send((
+                        id.seq,
+                        Bytes::from(format!("id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n")),
+                    )),
+                    Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
+                }
+            }
+            while let Some(msg) = rx.recv().await {
+                let data = msg.to_string();
+                match manager.append_event(&key, Bytes::from(data.clone())).await {
+                    Ok(id) => send((
+                        id.seq,
+                        sse::event(Some(&id.to_string()), Some("message"), &data),
+                    )),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
+                        send((0, sse::event(None, Some("message"), &data)));
+                    }
+                }
+            }
+            if let Some(m) = s2.0.managed.get() {
+                m.posts.lock().unwrap().remove(&name);
+            }
+        });
+        let body = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx)
+            .map(|(_, frame)| Ok::<_, Infallible>(frame));
+        sse_body(body)
+    }
+}
+
+fn session_of(st: &StreamState) -> &Session {
+    &st.relay
+        .as_ref()
+        .expect("relayed messages come from a relay")
+        .session
+}
+
+fn sse_body<S>(stream: S) -> Response<Body>
+where
+    S: futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
 }
 
 /// Messages of the upstreams' standalone streams, re-sent through the session's logged path.
@@ -379,7 +475,8 @@ struct RelayUpstream {
 
 struct StreamState {
     rx: mpsc::UnboundedReceiver<LiveEvent>,
-    relay: RelayUpstream,
+    /// For the standalone stream: the upstreams' own GET streams.
+    relay: Option<RelayUpstream>,
     draining: tokio::sync::watch::Receiver<bool>,
     replayed_to: u64,
     _guard: switchboard_sessions::ActivityGuard,
