@@ -739,7 +739,9 @@ impl McpBackend {
                 items.push(item);
             }
         }
-        {
+        // Only unprefixed names of several targets route by catalogue (`resolve_name`,
+        // `resolve_uri`); otherwise keeping it would only cost per-session memory.
+        if !prefixed && self.0.targets.len() > 1 {
             let mut c = session.0.catalog.lock().unwrap();
             if c.0 != epoch {
                 *c = (epoch, HashMap::new());
