@@ -459,3 +459,44 @@ async fn a_broken_post_stream_resumes_with_last_event_id_here_and_on_another_rep
     // On another replica: the same, from the shared log.
     check(&rest_of_the_call(&b.url, &token, &first_id).await);
 }
+
+/// An upstream that restarts forgets its sessions: the replica serving the client re-initializes
+/// it and records the new upstream session id in the store, so a replica that picks the session
+/// up later reuses the live upstream session rather than the dead one the token carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_upstream_session_is_recorded_for_other_replicas() {
+    if !have_peers() {
+        return;
+    }
+    let port = free_port();
+    let first = start_everything_on("streamableHttp", port).await;
+    let cfg = json!({"targets": [{"name": "everything", "http": {"url": first.url}}]});
+    let store = memory_store(Duration::from_secs(600));
+    let (a, ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
+    let (b, mb) = replica(cfg, "b", store, Duration::from_secs(600)).await;
+    let token = raw_initialize(&a.url).await;
+    let upstream_of = |s: &switchboard_sessions::Session| {
+        s.target("everything")
+            .and_then(|t| t.upstream_session.clone())
+            .expect("the token carries the upstream session id")
+    };
+    let before = upstream_of(&ma.resume(&token, None).await.unwrap().session);
+
+    let Everything { mut child, .. } = first;
+    child.kill().await.unwrap();
+    let _second = start_everything_on("streamableHttp", port).await;
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, body) = post_as(&a.url, &token, None, "application/json", list.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"echo\""), "{body}");
+
+    let seen_by_b = mb.resume(&token, None).await.unwrap().session;
+    let after = upstream_of(&seen_by_b);
+    assert_ne!(
+        after, before,
+        "the re-initialized upstream session is recorded"
+    );
+    let (status, body) = post_as(&b.url, &token, None, "application/json", list).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"echo\""), "{body}");
+}
