@@ -114,16 +114,17 @@ impl Gateway {
                 })?,
             metrics: metrics.with_registry(switchboard_llm::Metrics::new),
         };
+        let sessions = SessionManager::from_config(&config.sessions, session_metrics)
+            .await
+            .map_err(|e| Error::Sessions(e.to_string()))?;
         let mcp =
             switchboard_mcp::McpShared::new(metrics.with_registry(switchboard_mcp::Metrics::new))
                 .map_err(|e| Error::Backend {
                     route: "mcp".into(),
                     message: e.to_string(),
                 })?
-                .with_idle_timeout(config.sessions.idle_timeout);
-        let sessions = SessionManager::from_config(&config.sessions, session_metrics)
-            .await
-            .map_err(|e| Error::Sessions(e.to_string()))?;
+                .with_idle_timeout(config.sessions.idle_timeout)
+                .with_sessions(sessions.clone());
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -428,6 +429,8 @@ impl Gateway {
     /// fails readiness, ends open streams cleanly and lets in-flight requests complete.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.ready.store(false, Ordering::Release);
+        // Open session streams send a `retry:` hint and close, so clients resume elsewhere.
+        self.inner.sessions.drain();
         let deps = &self.inner.deps;
         deps.shutdown.cancel();
         deps.end_streams.cancel();

@@ -8,6 +8,18 @@
 //! the owning target, and whatever a target sends back — replies, progress, logging, sampling,
 //! elicitation and roots requests, `list_changed` — is mapped back to the session and request
 //! it belongs to. [`config`] is the route's `mcp:` block; [`metrics`] what it exports.
+//!
+//! Sessions: a Streamable HTTP session's `Mcp-Session-Id` is a token sealed by the gateway's
+//! `switchboard_sessions::SessionManager` ([`McpShared::with_sessions`]), carrying each
+//! target's upstream session id and URL, the route and the client's initialize parameters.
+//! Every request resumes it (tampered, expired, revoked, foreign: 404); a replica that sees it
+//! first rebuilds the upstream clients from it, reusing the upstream sessions. Messages of the
+//! standalone GET stream, and of POST requests answered as SSE, are appended to the session's
+//! event logs before they are sent, so a `Last-Event-ID` reconnect (on any replica, with the
+//! Redis store) gets exactly what it missed; on drain the GET stream sends `retry:` and ends. Sessions of routes with stdio targets
+//! are pinned to the replica running the children: another replica does not forward them but
+//! answers HTTP 421 with JSON-RPC error [`server::PINNED_ELSEWHERE`] naming the owner, so a
+//! sticky load balancer or the operator can route them back.
 
 pub mod config;
 pub mod error;

@@ -21,13 +21,17 @@ use crate::config::{McpConfig, PrefixMode, TargetConfig, TransportKind};
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
 use crate::metrics::Metrics;
-use crate::session::{Naming, Registry, Session};
+use crate::session::{Appender, Naming, Registry, Session, spawn_appender};
 use crate::upstream::Upstream;
 use crate::upstream::http::header_map;
 use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
+use switchboard_sessions::{ReleaseReason, ReleaseSubscription, SessionManager};
 
 mod federation;
 mod legacy;
+mod resume;
+
+pub use resume::{PINNED_ELSEWHERE, SESSION_NOT_FOUND};
 
 /// Newest revision with sessions (what an unknown requested version negotiates to).
 pub const LATEST_VERSION: &str = "2025-11-25";
@@ -76,8 +80,9 @@ impl std::fmt::Debug for ToolAccess {
     }
 }
 
-/// What outlives a config reload: the HTTP client, metrics, the stdio children and the id
-/// counter. Build once at start and pass to every [`McpBackend::new`].
+/// What outlives a config reload: the HTTP client, metrics, the stdio children, the id
+/// counter and the session manager (tokens, event logs). Build once at start and pass to every
+/// [`McpBackend::new`].
 #[derive(Clone, Debug)]
 pub struct McpShared {
     idle_timeout: std::time::Duration,
@@ -85,6 +90,11 @@ pub struct McpShared {
     stdio: StdioPool,
     metrics: Metrics,
     ids: Arc<AtomicU64>,
+    /// The gateway's manager ([`with_sessions`](Self::with_sessions)), else a private one made
+    /// on first use.
+    sessions: Arc<std::sync::OnceLock<SessionManager>>,
+    /// Started on first use (needs a runtime; `new` may run outside one).
+    appender: Arc<std::sync::OnceLock<Appender>>,
 }
 
 impl McpShared {
@@ -99,7 +109,35 @@ impl McpShared {
             stdio: StdioPool::default(),
             metrics,
             ids: Arc::new(AtomicU64::new(1)),
+            sessions: Arc::default(),
+            appender: Arc::default(),
         })
+    }
+
+    /// Use the gateway's session manager (one per process, shared by every MCP route): its
+    /// keys seal the `Mcp-Session-Id` tokens, its store holds the event logs, and its reaper
+    /// decides when a session's upstream connections are released.
+    pub fn with_sessions(mut self, sessions: SessionManager) -> Self {
+        self.sessions = Arc::new(std::sync::OnceLock::from(sessions));
+        self
+    }
+
+    /// The session manager in use: without [`with_sessions`](Self::with_sessions), a private
+    /// in-memory one with a random key (sessions then neither survive a restart nor move
+    /// between replicas; it warns so when made).
+    pub fn sessions(&self) -> &SessionManager {
+        self.sessions.get_or_init(|| {
+            let cfg = switchboard_sessions::SessionsConfig::default();
+            let store = Arc::new(switchboard_sessions::MemoryStore::new(
+                switchboard_sessions::StoreLimits::from_config(&cfg),
+            ));
+            SessionManager::new(&cfg, store, switchboard_sessions::Metrics::default())
+                .expect("the default sessions config has no keys to decode")
+        })
+    }
+
+    fn appender(&self) -> Appender {
+        self.appender.get_or_init(spawn_appender).clone()
     }
 
     /// Sessions idle this long (no request, no open stream) are closed, their upstream
@@ -144,19 +182,25 @@ struct Core {
     /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
     shortened: DashMap<String, (usize, String)>,
     _listeners: Vec<Listener>,
+    /// Drops local state of sessions the manager expires, revokes or sees move away.
+    _release: Option<ReleaseSubscription>,
 }
 
 impl Drop for Core {
-    /// A backend replaced by a reload ends its sessions: clients get 404 and re-initialize
-    /// (the gateway keeps the old backend when the route's `McpConfig` is unchanged).
+    /// A backend replaced by a reload lets go of its sessions' local state. Managed sessions
+    /// keep their tokens: the new backend rebuilds them on their next request, reusing the
+    /// upstream sessions (so those are not closed here); legacy sessions end.
     fn drop(&mut self) {
         let sessions = self.sessions.all();
         self.sessions.clear();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 for s in sessions {
-                    for u in s.take_upstreams() {
-                        u.close().await;
+                    let ups = s.take_upstreams();
+                    if s.0.managed.get().is_none() {
+                        for u in ups {
+                            u.close().await;
+                        }
                     }
                 }
             });
@@ -244,7 +288,27 @@ impl McpBackend {
                     listeners.push(l);
                 }
             }
+            let w = weak.clone();
+            let release = shared.sessions().on_release(move |r| {
+                let Some(core) = w.upgrade() else { return };
+                let Some(s) = core.sessions.remove(&r.id.to_string()) else {
+                    return;
+                };
+                s.close_live();
+                let ups = s.take_upstreams();
+                // Moved: the client goes on elsewhere with the same upstream sessions.
+                if r.reason != ReleaseReason::Moved
+                    && let Ok(rt) = tokio::runtime::Handle::try_current()
+                {
+                    rt.spawn(async move {
+                        for u in ups {
+                            u.close().await;
+                        }
+                    });
+                }
+            });
             Core {
+                _release: Some(release),
                 cfg,
                 naming,
                 targets,
@@ -461,10 +525,13 @@ impl McpBackend {
                     jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
                 );
             }
-            return match self.initialize(&msg, None, ctx.principal.clone()).await {
+            return match self
+                .initialize(&msg, None, ctx.principal.clone(), &ctx.route)
+                .await
+            {
                 Ok((session, resp)) => {
                     let mut r = rpc_response(StatusCode::OK, resp);
-                    if let Ok(v) = http::HeaderValue::from_str(session.id()) {
+                    if let Ok(v) = http::HeaderValue::from_str(&session.header_id()) {
                         r.headers_mut().insert("mcp-session-id", v);
                     }
                     r
@@ -482,11 +549,9 @@ impl McpBackend {
                 ),
             );
         };
-        let Some(session) = self.0.sessions.get(session_id, ctx.principal.as_deref()) else {
-            return rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(id, -32001, "session not found"),
-            );
+        let session = match self.resume(session_id, ctx, &id).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
         };
         match kind {
             Kind::Request => {
@@ -519,6 +584,7 @@ impl McpBackend {
             let resp = self
                 .dispatch(&session, msg, None, ctx.tool_access.clone())
                 .await;
+            self.sync_targets(&session).await;
             return rpc_response(StatusCode::OK, resp);
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -529,10 +595,15 @@ impl McpBackend {
         tokio::spawn(async move {
             let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
             let _ = tx2.send(resp);
+            this.sync_targets(&s2).await;
         });
         drop(tx);
         let priming = session.0.version.as_str() >= "2025-11-25";
-        let mut r = sse_response(session, rx, priming);
+        let mut r = if session.0.managed.get().is_some() {
+            self.logged_post_stream(session, rx, priming)
+        } else {
+            sse_response(session, rx, priming)
+        };
         if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
             r.headers_mut().insert("mcp-session-id", sid);
         }
@@ -553,6 +624,7 @@ impl McpBackend {
             init,
             principal,
             self.0.naming.clone(),
+            None,
         )
     }
 
@@ -587,18 +659,16 @@ impl McpBackend {
                 ),
             );
         };
-        let Some(session) = self.0.sessions.get(sid, ctx.principal.as_deref()) else {
-            return rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(Value::Null, -32001, "session not found"),
-            );
+        let last_event_id = req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let session = match self.resume(sid, ctx, &Value::Null).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        session.attach_stream(tx.clone());
-        pipe_upstream_streams(&session, &tx);
-        drop(tx);
-        let priming = session.0.version.as_str() >= "2025-11-25";
-        sse_response(session, rx, priming)
+        self.standalone_stream(session, last_event_id).await
     }
 
     async fn delete(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
@@ -616,15 +686,17 @@ impl McpBackend {
                 ),
             );
         };
-        let owned = self.0.sessions.get(sid, ctx.principal.as_deref()).is_some();
-        let Some(session) = owned.then(|| self.0.sessions.remove(sid)).flatten() else {
-            return rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(Value::Null, -32001, "session not found"),
-            );
+        let session = match self.resume(sid, ctx, &Value::Null).await {
+            Ok(s) => s,
+            Err(resp) => return resp,
         };
-        for u in session.take_upstreams() {
-            u.close().await;
+        let Some(m) = session.0.managed.get() else {
+            return not_found(Value::Null);
+        };
+        // The manager's release callback drops the local state and closes the upstreams.
+        if let Err(e) = m.manager.revoke(&m.record()).await {
+            tracing::warn!(error = %e, "session store: revoking a session failed");
+            return store_unavailable(Value::Null);
         }
         Response::builder()
             .status(StatusCode::OK)
@@ -728,6 +800,22 @@ fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String>
         }
     }
     Ok(())
+}
+
+/// 404 with a JSON-RPC error: the client must initialize a new session.
+fn not_found(id: Value) -> Response<Body> {
+    rpc_response(
+        StatusCode::NOT_FOUND,
+        jsonrpc::error(id, SESSION_NOT_FOUND, "session not found"),
+    )
+}
+
+/// The session store failed; details go to the log only.
+fn store_unavailable(id: Value) -> Response<Body> {
+    rpc_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "session store unavailable"),
+    )
 }
 
 fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {

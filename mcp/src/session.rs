@@ -2,15 +2,21 @@
 //! Kept small (no task per session): the upstream connections, the open standalone stream,
 //! and the id maps of requests crossing the gateway in both directions.
 //!
-//! [`Registry`] is the seam for the sessions crate: today an in-memory map with random ids;
-//! encrypted tokens carrying upstream session ids and shared event logs plug in there.
+//! Streamable HTTP sessions are [`Managed`] by the sessions crate: the client's `Mcp-Session-Id`
+//! is a sealed token (see `switchboard_sessions::token`), the [`Registry`] keys the local state
+//! by the token's `SessionId`, and every message on the standalone (GET) stream is appended to
+//! the session's event log before it is sent, so a client can resume it with `Last-Event-ID`
+//! here or on another replica. Legacy SSE sessions (random ids) and stateless requests' throwaway
+//! sessions are not managed: they live exactly as long as their connection or request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use serde_json::Value;
+use switchboard_sessions::{SessionId, SessionManager, StreamKey, sse};
 use tokio::sync::mpsc;
 
 use crate::jsonrpc;
@@ -36,6 +42,75 @@ pub(crate) struct Naming {
     pub epoch: AtomicU64,
 }
 
+/// Name of the standalone (GET) stream in the session's event log.
+pub(crate) const GET_STREAM: &str = "get";
+
+/// One logged event for a live standalone stream: its sequence number in the log (0 when the
+/// store failed and the event went out unlogged) and the framed SSE bytes.
+pub(crate) type LiveEvent = (u64, Bytes);
+
+/// Orders appends to the event logs: one task per process appends standalone messages in the
+/// order they were produced, then hands each (with its id) to the session's live stream if a
+/// client is listening. One task instead of one per session keeps idle sessions task-free.
+pub(crate) type Appender = mpsc::UnboundedSender<(Session, Value)>;
+
+/// Spawns the appender task; it ends when every sender is gone.
+pub(crate) fn spawn_appender() -> Appender {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Session, Value)>();
+    tokio::spawn(async move {
+        while let Some((session, msg)) = rx.recv().await {
+            session.log_standalone(msg).await;
+        }
+    });
+    tx
+}
+
+/// The sessions-crate side of a Streamable HTTP session.
+pub(crate) struct Managed {
+    pub key: SessionId,
+    /// Token and per-target entries; the entries are updated when an upstream session id
+    /// changes (never held across an await: cloned out, updated, stored back).
+    pub record: Mutex<switchboard_sessions::Session>,
+    pub manager: SessionManager,
+    appender: Appender,
+    /// The open GET stream, if any.
+    live: Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>,
+    /// POST response streams still being produced here, by log stream name: where their
+    /// events go now (the POST's own response, or a GET that resumed it; `None` while nobody
+    /// listens, the events are then only logged).
+    pub posts: Mutex<HashMap<Arc<str>, PostSlot>>,
+}
+
+/// Where a POST response stream's events currently go.
+pub(crate) type PostSlot = Arc<Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>>;
+
+impl Managed {
+    pub fn new(
+        record: switchboard_sessions::Session,
+        manager: SessionManager,
+        appender: Appender,
+    ) -> Self {
+        Managed {
+            key: record.id,
+            record: Mutex::new(record),
+            manager,
+            appender,
+            live: Mutex::new(None),
+            posts: Mutex::default(),
+        }
+    }
+
+    /// A copy of the sessions-crate record.
+    pub fn record(&self) -> switchboard_sessions::Session {
+        self.record.lock().unwrap().clone()
+    }
+
+    /// The standalone stream's log key.
+    pub fn get_stream(&self) -> StreamKey {
+        StreamKey::new(self.key, GET_STREAM)
+    }
+}
+
 /// A downstream session (cheap clone).
 #[derive(Clone)]
 pub(crate) struct Session(pub Arc<Inner>);
@@ -48,6 +123,9 @@ pub(crate) struct Inner {
     /// The authenticated subject that opened the session; only it may use the session.
     pub principal: Option<Arc<str>>,
     pub naming: Arc<Naming>,
+    /// Set for Streamable HTTP sessions (token, event log) once the session manager created
+    /// or resumed them; empty for legacy and stateless sessions.
+    pub managed: std::sync::OnceLock<Managed>,
     pub upstreams: Mutex<Vec<Option<Upstream>>>,
     stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
     /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
@@ -68,6 +146,7 @@ impl Session {
         init_params: Value,
         principal: Option<Arc<str>>,
         naming: Arc<Naming>,
+        managed: Option<Managed>,
     ) -> Self {
         let n = naming.targets.len();
         Session(Arc::new(Inner {
@@ -76,6 +155,7 @@ impl Session {
             init_params,
             principal,
             naming,
+            managed: managed.map(std::sync::OnceLock::from).unwrap_or_default(),
             upstreams: Mutex::new(vec![None; n]),
             stream: Mutex::new(None),
             client_requests: Mutex::default(),
@@ -88,6 +168,14 @@ impl Session {
 
     pub fn id(&self) -> &str {
         &self.0.id
+    }
+
+    /// What the client sends as `Mcp-Session-Id`: the token of a managed session, else the id.
+    pub fn header_id(&self) -> String {
+        match self.0.managed.get() {
+            Some(m) => m.record.lock().unwrap().token.to_string(),
+            None => self.0.id.clone(),
+        }
     }
 
     /// The next SSE event id of this session.
@@ -116,8 +204,30 @@ impl Session {
         *self.0.stream.lock().unwrap() = Some(tx);
     }
 
+    /// Attach a managed session's GET stream; replaces any older one (which then ends).
+    pub fn attach_live(&self, tx: mpsc::UnboundedSender<LiveEvent>) {
+        if let Some(m) = self.0.managed.get() {
+            *m.live.lock().unwrap() = Some(tx);
+        }
+    }
+
+    /// End the open GET stream, if any (the session is over here).
+    pub fn close_live(&self) {
+        if let Some(m) = self.0.managed.get() {
+            m.live.lock().unwrap().take();
+        }
+    }
+
     /// Whether a client is listening on the standalone stream.
     pub fn has_open_stream(&self) -> bool {
+        if let Some(m) = self.0.managed.get() {
+            return m
+                .live
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|t| !t.is_closed());
+        }
         self.0
             .stream
             .lock()
@@ -126,11 +236,42 @@ impl Session {
             .is_some_and(|t| !t.is_closed())
     }
 
-    /// Send on the standalone stream; messages without a stream are dropped (no event log yet).
-    /// Returns whether a client stream took the message.
+    /// Send on the standalone stream. A managed session logs the message first (in order, by
+    /// the appender task), so a client that is not listening right now gets it on its next
+    /// GET with `Last-Event-ID`; that counts as taken. Unmanaged sessions drop messages nobody
+    /// listens to. Returns whether the message was taken.
     pub fn send_standalone(&self, msg: Value) -> bool {
+        if let Some(m) = self.0.managed.get() {
+            return m.appender.send((self.clone(), msg)).is_ok();
+        }
         let tx = self.0.stream.lock().unwrap().clone();
         tx.is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
+    /// Appender side of [`send_standalone`](Self::send_standalone): log, then send live.
+    async fn log_standalone(&self, msg: Value) {
+        let Some(m) = self.0.managed.get() else {
+            return;
+        };
+        let data = msg.to_string();
+        let (seq, frame) = match m
+            .manager
+            .append_event(&m.get_stream(), Bytes::from(data.clone()))
+            .await
+        {
+            Ok(id) => (
+                id.seq,
+                sse::event(Some(&id.to_string()), Some("message"), &data),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
+                (0, sse::event(None, Some("message"), &data))
+            }
+        };
+        let live = m.live.lock().unwrap().clone();
+        if let Some(tx) = live {
+            let _ = tx.send((seq, frame));
+        }
     }
 
     /// Send on the request's stream, else the standalone one; returns whether one took it.
@@ -259,9 +400,26 @@ impl Registry {
         uuid::Uuid::new_v4().simple().to_string()
     }
     pub fn insert(&self, s: Session) {
+        self.insert_keyed(s.id().to_string(), s);
+    }
+    /// Insert under `key` (a managed session's token id).
+    pub fn insert_keyed(&self, key: String, s: Session) {
         let seen = Arc::new(AtomicU64::new(self.now_ms()));
-        if self.map.insert(s.id().to_string(), (s, seen)).is_none() {
+        if self.map.insert(key, (s, seen)).is_none() {
             self.gauge.inc();
+        }
+    }
+    /// Insert `s` unless a session with its id is already there (two requests rebuilding the
+    /// same session at once); returns the one that stays.
+    pub fn insert_or_get(&self, s: Session) -> Session {
+        match self.map.entry(s.id().to_string()) {
+            dashmap::Entry::Occupied(e) => e.get().0.clone(),
+            dashmap::Entry::Vacant(e) => {
+                let seen = Arc::new(AtomicU64::new(self.now_ms()));
+                e.insert((s.clone(), seen));
+                self.gauge.inc();
+                s
+            }
         }
     }
     /// Look a session up for `principal` and mark it as used now. Another principal's session
@@ -309,7 +467,9 @@ impl Registry {
             .map
             .iter()
             .filter(|e| {
-                now.saturating_sub(e.value().1.load(Ordering::Relaxed)) > idle
+                // Managed sessions expire through the session manager (`on_release`).
+                e.value().0.0.managed.get().is_none()
+                    && now.saturating_sub(e.value().1.load(Ordering::Relaxed)) > idle
                     && !e.value().0.has_open_stream()
             })
             .map(|e| e.key().clone())
@@ -329,7 +489,14 @@ mod tests {
             prefixed: false,
             epoch: AtomicU64::new(0),
         });
-        Session::new(id.into(), "2025-11-25".into(), Value::Null, None, naming)
+        Session::new(
+            id.into(),
+            "2025-11-25".into(),
+            Value::Null,
+            None,
+            naming,
+            None,
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
 use crate::metrics::ToolLabels;
 use crate::names;
-use crate::session::{Inflight, Registry, Session};
+use crate::session::{Inflight, Session};
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::sse::SseUpstream;
 use crate::upstream::stdio::Listener;
@@ -78,8 +78,9 @@ impl McpBackend {
     pub(super) async fn initialize(
         &self,
         msg: &Value,
-        id: Option<String>,
+        legacy_id: Option<String>,
         principal: Option<Arc<str>>,
+        route: &str,
     ) -> Result<(Session, Value), Value> {
         let rid = msg["id"].clone();
         let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -93,12 +94,14 @@ impl McpBackend {
             LATEST_VERSION
         }
         .to_string();
+        let managed = legacy_id.is_none();
         let session = Session::new(
-            id.unwrap_or_else(Registry::new_id),
+            legacy_id.unwrap_or_default(),
             version.clone(),
             params,
             principal,
             self.0.naming.clone(),
+            None,
         );
         let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
             let s = session.clone();
@@ -185,7 +188,17 @@ impl McpBackend {
                 u.close().await;
             }
         }
-        self.0.sessions.insert(session.clone());
+        if managed {
+            self.create_managed(&session, &rid, route).await?;
+            let key = session.0.managed.get().map(|m| m.key.to_string());
+            // Keyed by the token's session id (Inner.id stays empty until rebuilt; the
+            // registry key is what matters).
+            self.0
+                .sessions
+                .insert_keyed(key.unwrap_or_default(), session.clone());
+        } else {
+            self.0.sessions.insert(session.clone());
+        }
         Ok((session, jsonrpc::result(rid, result)))
     }
 
@@ -726,7 +739,9 @@ impl McpBackend {
                 items.push(item);
             }
         }
-        {
+        // Only unprefixed names of several targets route by catalogue (`resolve_name`,
+        // `resolve_uri`); otherwise keeping it would only cost per-session memory.
+        if !prefixed && self.0.targets.len() > 1 {
             let mut c = session.0.catalog.lock().unwrap();
             if c.0 != epoch {
                 *c = (epoch, HashMap::new());

@@ -102,7 +102,7 @@ impl McpBackend {
         tokio::spawn(async move {
             if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
                 let resp = match this
-                    .initialize(&msg, Some(id.clone()), principal.clone())
+                    .initialize(&msg, Some(id.clone()), principal.clone(), "")
                     .await
                 {
                     Ok((session, resp)) => {

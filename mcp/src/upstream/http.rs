@@ -89,6 +89,47 @@ impl HttpUpstream {
         Ok((this, result))
     }
 
+    /// Adopt an upstream session opened earlier (by this or another replica) without a new
+    /// `initialize`: the session continues under `session_id`. An upstream that no longer knows
+    /// it answers 404 (or 400) and is re-initialized transparently on the first request.
+    pub fn resume(
+        target: Arc<str>,
+        url: String,
+        headers: HeaderMap,
+        client: reqwest::Client,
+        ids: Arc<AtomicU64>,
+        init_params: Value,
+        session_id: String,
+    ) -> Arc<Self> {
+        let version = init_params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Arc::new(Self {
+            target,
+            url,
+            headers,
+            client,
+            ids,
+            init_params,
+            state: Mutex::new(State {
+                session_id: Some(session_id),
+                version,
+                modern: false,
+            }),
+        })
+    }
+
+    /// The upstream's current session id (changes when the upstream is re-initialized).
+    pub fn session_id(&self) -> Option<String> {
+        self.state.lock().unwrap().session_id.clone()
+    }
+
+    /// The upstream URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     fn unavailable(&self, reason: impl Into<String>) -> Error {
         Error::Unavailable {
             target: self.target.to_string(),

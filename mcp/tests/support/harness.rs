@@ -94,7 +94,13 @@ pub async fn gateway_with_metrics(cfg: Value, metrics: Metrics) -> Gateway {
     let cfg: McpConfig = serde_json::from_value(cfg).expect("config parses");
     assert!(cfg.validate("mcp").is_empty(), "{:?}", cfg.validate("mcp"));
     let shared = McpShared::new(metrics).unwrap();
-    let backend = McpBackend::new(cfg, &shared).unwrap();
+    gateway_with_shared(cfg, &shared).await
+}
+
+/// Start a gateway over `shared` (e.g. with a session manager of its own: replicas).
+pub async fn gateway_with_shared(cfg: McpConfig, shared: &McpShared) -> Gateway {
+    init();
+    let backend = McpBackend::new(cfg, shared).unwrap();
     let b = backend.clone();
     let ctx = RequestContext {
         route: "tools".into(),

@@ -1,0 +1,484 @@
+//! Streamable HTTP sessions through the sessions crate: creating the token on `initialize`,
+//! resuming it on every request (rebuilding the upstream clients on first sight, e.g. after the
+//! client moved from another replica), keeping the token's target entries current, and the
+//! standalone GET stream with its event log (`Last-Event-ID` replay, drain).
+//!
+//! Besides one entry per target (upstream session id, upstream URL), the token carries one
+//! reserved entry, [`CLIENT_ENTRY`]: the route it belongs to (in `endpoint`) and the client's
+//! negotiated version, capabilities and info (compact JSON in `upstream_session`), which a
+//! replica needs to re-initialize an upstream for the client.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt as _;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use serde_json::{Value, json};
+use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
+use tokio::sync::mpsc;
+
+use super::{
+    McpBackend, RequestContext, SSE_RETRY_MS, not_found, pipe_upstream_streams, rpc_response,
+    store_unavailable,
+};
+use crate::config::TransportKind;
+use crate::jsonrpc;
+use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
+use crate::upstream::Upstream;
+use crate::upstream::http::HttpUpstream;
+
+/// JSON-RPC error code (HTTP 404) of an unknown, expired, revoked, tampered or foreign session.
+pub const SESSION_NOT_FOUND: i64 = -32001;
+/// JSON-RPC error code (HTTP 421) of a session whose stdio targets run on another replica.
+pub const PINNED_ELSEWHERE: i64 = -32003;
+/// Name of the token's reserved entry (not a valid target name: targets cannot contain `@`).
+pub(crate) const CLIENT_ENTRY: &str = "@client";
+
+/// The client's part of `initialize` that upstream re-initialization needs.
+fn client_entry(route: &str, version: &str, init: &Value) -> TargetEntry {
+    let mut p = json!({"protocolVersion": version});
+    for k in ["capabilities", "clientInfo"] {
+        if let Some(v) = init.get(k) {
+            p[k] = v.clone();
+        }
+    }
+    TargetEntry {
+        name: CLIENT_ENTRY.into(),
+        upstream_session: Some(p.to_string()),
+        endpoint: Some(route.into()),
+    }
+}
+
+impl McpBackend {
+    fn target_url(&self, t: usize) -> Option<&str> {
+        let cfg = &self.0.targets[t].cfg;
+        cfg.http.as_ref().map(|h| h.url.as_str())
+    }
+
+    /// The token entries of a session's current upstream connections.
+    fn entries_of(&self, session: &Session) -> Vec<TargetEntry> {
+        (0..self.0.targets.len())
+            .map(|t| {
+                let mut e = TargetEntry::new(self.0.targets[t].name.as_ref());
+                if let Some(Upstream::Http(h)) = session.upstream(t) {
+                    e.upstream_session = h.session_id();
+                    e.endpoint = Some(h.url().to_string());
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// Seal the session of a finished `initialize`; on failure the session's upstreams are
+    /// closed and a JSON-RPC error is returned.
+    pub(super) async fn create_managed(
+        &self,
+        session: &Session,
+        rid: &Value,
+        route: &str,
+    ) -> Result<(), Value> {
+        let manager = self.0.shared.sessions();
+        let mut entries = self.entries_of(session);
+        entries.push(client_entry(
+            route,
+            &session.0.version,
+            &session.0.init_params,
+        ));
+        let pinned = self
+            .0
+            .targets
+            .iter()
+            .any(|t| t.kind == TransportKind::Stdio);
+        match manager
+            .create(session.0.principal.as_deref(), entries, pinned)
+            .await
+        {
+            Ok(record) => {
+                let _ = session.0.managed.set(Managed::new(
+                    record,
+                    manager.clone(),
+                    self.0.shared.appender(),
+                ));
+                Ok(())
+            }
+            Err(e) => {
+                for u in session.take_upstreams() {
+                    u.close().await;
+                }
+                Err(match e {
+                    switchboard_sessions::Error::TooManySessions { .. } => {
+                        jsonrpc::error(rid.clone(), jsonrpc::INVALID_REQUEST, &e.to_string())
+                    }
+                    e => {
+                        tracing::warn!(error = %e, "session store: creating a session failed");
+                        jsonrpc::error(
+                            rid.clone(),
+                            jsonrpc::INTERNAL_ERROR,
+                            "session store unavailable",
+                        )
+                    }
+                })
+            }
+        }
+    }
+
+    /// Open the client's `Mcp-Session-Id` and find (or rebuild) the session's local state.
+    pub(super) async fn resume(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+        rid: &Value,
+    ) -> Result<Session, Response<Body>> {
+        let manager = self.0.shared.sessions();
+        let resumed = match manager.resume(token, ctx.principal.as_deref()).await {
+            Ok(r) => r,
+            Err(switchboard_sessions::Error::NotFound) => return Err(not_found(rid.clone())),
+            Err(e) => {
+                tracing::warn!(error = %e, "session store: resuming a session failed");
+                return Err(store_unavailable(rid.clone()));
+            }
+        };
+        let record = resumed.session;
+        if let Some(owner) = record.owned_elsewhere(manager.replica_id()) {
+            // The stdio children this session talks to run on `owner`; a new child here would
+            // not have the session's state. The client (or a sticky load balancer) must go back
+            // there, or start a new session.
+            tracing::debug!(session = %record.id, owner, "session pinned to another replica");
+            return Err(rpc_response(
+                StatusCode::MISDIRECTED_REQUEST,
+                jsonrpc::error(
+                    rid.clone(),
+                    PINNED_ELSEWHERE,
+                    &format!(
+                        "session is pinned to replica `{owner}` because it has stdio targets, \
+                         which run there: send its requests to that replica, or initialize a \
+                         new session"
+                    ),
+                ),
+            ));
+        }
+        let client = record.target(CLIENT_ENTRY);
+        if client.and_then(|c| c.endpoint.as_deref()) != Some(&*ctx.route) {
+            // A session of another route (tokens share the gateway's keys).
+            return Err(not_found(rid.clone()));
+        }
+        let key = record.id.to_string();
+        if let Some(s) = self.0.sessions.get(&key, ctx.principal.as_deref()) {
+            return Ok(s);
+        }
+        let init: Value = client
+            .and_then(|c| c.upstream_session.as_deref())
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_else(|| json!({}));
+        let version = init
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(super::LATEST_VERSION)
+            .to_string();
+        tracing::debug!(session = %record.id, how = ?resumed.how, "rebuilding session from its token");
+        let targets: Vec<Option<TargetEntry>> = self
+            .0
+            .targets
+            .iter()
+            .map(|t| record.target(&t.name).cloned())
+            .collect();
+        let session = Session::new(
+            key,
+            version,
+            init.clone(),
+            ctx.principal.clone(),
+            self.0.naming.clone(),
+            Some(Managed::new(
+                record,
+                manager.clone(),
+                self.0.shared.appender(),
+            )),
+        );
+        for (t, entry) in targets.into_iter().enumerate() {
+            let target = &self.0.targets[t];
+            match target.kind {
+                TransportKind::Stdio => {
+                    if let Some(p) = &target.stdio {
+                        session.set_upstream(t, Upstream::Stdio(p.clone()));
+                    }
+                }
+                TransportKind::Http => {
+                    let url = self.target_url(t).unwrap_or_default();
+                    // Reuse the upstream session unless the target's URL changed since.
+                    if let Some(e) = entry
+                        && let Some(sid) = e.upstream_session
+                        && e.endpoint.as_deref() == Some(url)
+                    {
+                        session.set_upstream(
+                            t,
+                            Upstream::Http(HttpUpstream::resume(
+                                target.name.clone(),
+                                url.to_string(),
+                                target.headers.clone(),
+                                self.0.shared.client.clone(),
+                                self.0.shared.ids.clone(),
+                                init.clone(),
+                                sid,
+                            )),
+                        );
+                    }
+                    // Otherwise connected on first use.
+                }
+                // A legacy SSE connection cannot be resumed: a new one opens on first use.
+                TransportKind::Sse => {}
+            }
+        }
+        Ok(self.0.sessions.insert_or_get(session))
+    }
+
+    /// Record upstream session ids learned or changed since the token was sealed (a lazy
+    /// connect, an upstream that forgot the session and was re-initialized), so that a replica
+    /// rebuilding the session reuses the live upstream sessions.
+    pub(super) async fn sync_targets(&self, session: &Session) {
+        let Some(m) = session.0.managed.get() else {
+            return;
+        };
+        let current = self.entries_of(session);
+        let mut record = m.record();
+        for e in current {
+            if e.upstream_session.is_none() {
+                continue;
+            }
+            let known = record.target(&e.name);
+            if known.is_some_and(|k| k.upstream_session == e.upstream_session) {
+                continue;
+            }
+            if let Err(err) = m.manager.update_target(&mut record, e).await {
+                tracing::debug!(error = %err, "session store: recording an upstream session failed");
+                return;
+            }
+        }
+        *m.record.lock().unwrap() = record;
+    }
+
+    /// The GET stream of a managed session: replay after `Last-Event-ID` (or a priming event
+    /// with a resumable id), then live events as the appender logs them; on drain a `retry:`
+    /// hint, then the end, so the client reconnects (elsewhere) and resumes. A `Last-Event-ID`
+    /// of a POST response stream resumes that stream instead: its logged events after the id,
+    /// then (when the request is still being answered here) the rest of it.
+    pub(super) async fn standalone_stream(
+        &self,
+        session: Session,
+        last_event_id: Option<String>,
+    ) -> Response<Body> {
+        let Some(m) = session.0.managed.get() else {
+            return not_found(Value::Null);
+        };
+        let manager = m.manager.clone();
+        let record = m.record();
+        let guard = manager.activity(&record);
+        let (tx, rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let last: Option<EventId> = last_event_id
+            .as_deref()
+            .and_then(|l| l.trim().parse().ok())
+            .filter(|l: &EventId| l.stream.session == m.key);
+        let post = last
+            .as_ref()
+            .filter(|l| &*l.stream.name != GET_STREAM)
+            .map(|l| l.stream.name.clone());
+        // Attach before reading the log: an event logged in between is then both replayed and
+        // live, and the live copy is skipped by its sequence number; none is lost.
+        match &post {
+            None => session.attach_live(tx),
+            Some(name) => {
+                let slot = m.posts.lock().unwrap().get(name).cloned();
+                match slot {
+                    Some(slot) => *slot.lock().unwrap() = Some(tx),
+                    // Answered already (or on another replica): the log is all there is.
+                    None => drop(tx),
+                }
+            }
+        }
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut replayed_to = 0u64;
+        if let (Some(last), Some(lei)) = (&last, last_event_id.as_deref()) {
+            replayed_to = last.seq;
+            match manager.replay(&record, lei).await {
+                Ok(replay) => {
+                    for (id, data) in replay.events {
+                        replayed_to = replayed_to.max(id.seq);
+                        // Empty payloads are priming events: positions, not messages.
+                        if !data.is_empty() {
+                            let text = String::from_utf8_lossy(&data);
+                            head.push(sse::event(Some(&id.to_string()), Some("message"), &text));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "session store: replay failed");
+                    return store_unavailable(Value::Null);
+                }
+            }
+        } else if session.0.version.as_str() >= "2025-11-25" {
+            // SEP-1699 priming event: an id to resume from even before the first message.
+            match manager.append_event(&m.get_stream(), Bytes::new()).await {
+                Ok(id) => head.push(Bytes::from(format!(
+                    "id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n"
+                ))),
+                Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
+            }
+        }
+        let relay = if post.is_none() {
+            let (up_tx, up_rx) = mpsc::unbounded_channel::<Value>();
+            pipe_upstream_streams(&session, &up_tx);
+            Some(RelayUpstream {
+                session: session.clone(),
+                rx: up_rx,
+            })
+        } else {
+            None
+        };
+        let state = StreamState {
+            rx,
+            relay,
+            draining: manager.draining(),
+            replayed_to,
+            _guard: guard,
+            done: false,
+        };
+        let live = futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                let relayed = async {
+                    match &mut st.relay {
+                        Some(r) => r.rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    drained = async { st.draining.wait_for(|d| *d).await.is_ok() } => {
+                        st.done = true;
+                        if drained {
+                            let retry = sse::retry(std::time::Duration::from_millis(SSE_RETRY_MS));
+                            return Some((Ok::<_, Infallible>(retry), st));
+                        }
+                        return None;
+                    }
+                    ev = st.rx.recv() => match ev {
+                        Some((seq, frame)) => {
+                            if seq != 0 && seq <= st.replayed_to {
+                                continue;
+                            }
+                            return Some((Ok(frame), st));
+                        }
+                        // Replaced by a newer stream, or the POST was answered.
+                        None => return None,
+                    },
+                    Some(msg) = relayed => {
+                        // Messages of the upstreams' own GET streams take the logged path.
+                        session_of(&st).send_standalone(msg);
+                    }
+                }
+            }
+        });
+        let head = futures::stream::iter(head.into_iter().map(Ok::<_, Infallible>));
+        let mut r = sse_body(head.chain(live));
+        if let Ok(v) = http::HeaderValue::from_str(&record.token) {
+            r.headers_mut().insert("mcp-session-id", v);
+        }
+        r
+    }
+
+    /// A POST answered as SSE on a managed session: every event is appended to the request's
+    /// own log stream (`post/…`) before it is sent, by a task that lives as long as the request
+    /// is being answered, so a client whose POST stream broke can resume it with a GET and
+    /// `Last-Event-ID` (here, or from the log on another replica).
+    pub(super) fn logged_post_stream(
+        &self,
+        session: Session,
+        mut rx: mpsc::UnboundedReceiver<Value>,
+        priming: bool,
+    ) -> Response<Body> {
+        let Some(m) = session.0.managed.get() else {
+            return super::sse_response(session, rx, priming);
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name: Arc<str> = format!("post/{}", &id[..12]).into();
+        let key = StreamKey::new(m.key, name.clone());
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
+        m.posts.lock().unwrap().insert(name.clone(), slot.clone());
+        let manager = m.manager.clone();
+        let s2 = session.clone();
+        tokio::spawn(async move {
+            let send = |ev: LiveEvent| {
+                let tx = slot.lock().unwrap().clone();
+                if let Some(tx) = tx {
+                    let _ = tx.send(ev);
+                }
+            };
+            if priming {
+                match manager.append_event(&key, Bytes::new()).await {
+                    Ok(id) => send((
+                        id.seq,
+                        Bytes::from(format!("id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n")),
+                    )),
+                    Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
+                }
+            }
+            while let Some(msg) = rx.recv().await {
+                let data = msg.to_string();
+                match manager.append_event(&key, Bytes::from(data.clone())).await {
+                    Ok(id) => send((
+                        id.seq,
+                        sse::event(Some(&id.to_string()), Some("message"), &data),
+                    )),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
+                        send((0, sse::event(None, Some("message"), &data)));
+                    }
+                }
+            }
+            if let Some(m) = s2.0.managed.get() {
+                m.posts.lock().unwrap().remove(&name);
+            }
+        });
+        let body = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx)
+            .map(|(_, frame)| Ok::<_, Infallible>(frame));
+        sse_body(body)
+    }
+}
+
+fn session_of(st: &StreamState) -> &Session {
+    &st.relay
+        .as_ref()
+        .expect("relayed messages come from a relay")
+        .session
+}
+
+fn sse_body<S>(stream: S) -> Response<Body>
+where
+    S: futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+/// Messages of the upstreams' standalone streams, re-sent through the session's logged path.
+struct RelayUpstream {
+    session: Session,
+    rx: mpsc::UnboundedReceiver<Value>,
+}
+
+struct StreamState {
+    rx: mpsc::UnboundedReceiver<LiveEvent>,
+    /// For the standalone stream: the upstreams' own GET streams.
+    relay: Option<RelayUpstream>,
+    draining: tokio::sync::watch::Receiver<bool>,
+    replayed_to: u64,
+    _guard: switchboard_sessions::ActivityGuard,
+    done: bool,
+}
