@@ -1638,22 +1638,6 @@ pub fn listener_statuses(
         .collect()
 }
 
-/// Object references for the Gateways a changed object may affect: every Gateway that the
-/// route names (routes), or all Gateways (everything else is cheap to re-render).
-pub fn gateways_of_route(route: &HTTPRoute) -> Vec<(String, String)> {
-    let rns = route.namespace().unwrap_or_default();
-    route
-        .spec
-        .parent_refs
-        .iter()
-        .filter(|p| {
-            p.group.as_deref().unwrap_or(gwapi::GROUP) == gwapi::GROUP
-                && p.kind.as_deref().unwrap_or("Gateway") == "Gateway"
-        })
-        .map(|p| (p.namespace.clone().unwrap_or_else(|| rns.clone()), p.name.clone()))
-        .collect()
-}
-
 /// Reads a Gateway API or Switchboard object kind from a YAML document (for manifests and
 /// golden tests): returns the world with the object added.
 pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod backend;
 pub mod body;
 pub mod config;
+pub mod control_plane;
 pub mod error;
 pub mod gateway;
 pub mod listener;
