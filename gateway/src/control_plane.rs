@@ -123,7 +123,12 @@ async fn apply_version(gw: &Gateway, v: Version, last_checksum: &mut Option<Stri
     let source = format!("control-plane@{}", v.version);
     let outcome = match config::load_str(&v.config, &source, &|name| std::env::var(name).ok()) {
         Err(errors) => Err(format_errors(&errors)),
-        Ok(cfg) if cfg == gw.current().config => Ok(()),
+        // Usually the first version: the boot file already holds it.
+        Ok(cfg) if cfg == gw.current().config => {
+            *last_checksum = Some(v.checksum);
+            tracing::debug!(version = v.version, "control plane config already serving");
+            return;
+        }
         Ok(cfg) => gw.apply(cfg).await.map_err(|e| vec![e.to_string()]),
     };
     if outcome.is_ok() {
