@@ -172,6 +172,8 @@ pub fn router(hub: ConfigHub, auth: Authenticator, shutdown: watch::Receiver<boo
     Router::new()
         .route("/v1/config/{namespace}/{gateway}", get(stream_config))
         .route("/healthz", get(|| async { "ok" }))
+        // Ready only on the leader, so the controller Service sends proxies there.
+        .route("/readyz", get(readyz))
         .with_state(AppState {
             hub,
             auth,
@@ -200,6 +202,14 @@ pub async fn bind(addr: SocketAddr) -> crate::Result<(tokio::net::TcpListener, S
     let l = tokio::net::TcpListener::bind(addr).await?;
     let a = l.local_addr()?;
     Ok((l, a))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.hub.inner.serving.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "not the leader")
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -451,11 +451,11 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
                 {
                     Ok(b) => b,
                     Err(RuleError::Unsupported(msg)) => {
-                        accepted = Cond::fail("Accepted", "UnsupportedValue", msg);
+                        accepted = fail_more(accepted, "Accepted", "UnsupportedValue", format!("rule {i}: {msg}"));
                         continue;
                     }
                     Err(RuleError::Ref(reason, msg)) => {
-                        resolved = Cond::fail("ResolvedRefs", reason, msg);
+                        resolved = fail_more(resolved, "ResolvedRefs", reason, format!("rule {i}: {msg}"));
                         continue;
                     }
                 };
@@ -493,7 +493,10 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
                                 Ok(r) => last.route = r,
                                 Err(msg) => {
                                     candidates.pop();
-                                    resolved = Cond::fail("ResolvedRefs", "UnsupportedValue", msg);
+                                    let msg = format!("rule {i}: {msg}");
+                                    if !resolved.message.contains(&msg) {
+                                        resolved = fail_more(resolved, "ResolvedRefs", "UnsupportedValue", msg);
+                                    }
                                 }
                             }
                         }
@@ -596,6 +599,16 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         resources,
         warnings,
     })
+}
+
+/// Adds a failure to a condition: the first failure's reason stays, messages accumulate.
+fn fail_more(c: Cond, type_: &'static str, reason: &'static str, msg: String) -> Cond {
+    if c.status {
+        Cond::fail(type_, reason, msg)
+    } else {
+        let message = format!("{}; {msg}", c.message);
+        Cond { message, ..c }
+    }
 }
 
 struct PortGroup {
