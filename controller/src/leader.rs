@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
@@ -27,7 +27,11 @@ pub struct LeaseConfig {
 }
 
 fn now() -> MicroTime {
-    MicroTime(SystemTime::now().try_into().expect("system time is in range"))
+    MicroTime(
+        SystemTime::now()
+            .try_into()
+            .expect("system time is in range"),
+    )
 }
 
 fn expired(spec: &LeaseSpec) -> bool {

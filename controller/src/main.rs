@@ -11,7 +11,11 @@ use switchboard_controller::reconcile;
 use switchboard_controller::render::RenderOptions;
 
 #[derive(Parser)]
-#[command(name = "switchboard-controller", version, about = "Switchboard Kubernetes controller")]
+#[command(
+    name = "switchboard-controller",
+    version,
+    about = "Switchboard Kubernetes controller"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]

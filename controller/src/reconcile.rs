@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PartialObjectMeta};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -136,8 +136,14 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let name = obj.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
-    Ok(api.patch(&name, &apply_params(), &Patch::Apply(obj)).await?)
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    Ok(api
+        .patch(&name, &apply_params(), &Patch::Apply(obj))
+        .await?)
 }
 
 /// Deletes children of `gateway` of kind `K` labelled as ours whose names are not `keep`.
@@ -195,7 +201,9 @@ pub fn addresses_of(svc: &Service) -> Vec<GatewayStatusAddress> {
     let ty = spec.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP");
     if out.is_empty()
         && ty != "LoadBalancer"
-        && let Some(ip) = spec.and_then(|s| s.cluster_ip.as_ref()).filter(|ip| *ip != "None")
+        && let Some(ip) = spec
+            .and_then(|s| s.cluster_ip.as_ref())
+            .filter(|ip| *ip != "None")
     {
         out.push(GatewayStatusAddress {
             type_: "IPAddress".into(),
@@ -207,7 +215,9 @@ pub fn addresses_of(svc: &Service) -> Vec<GatewayStatusAddress> {
 
 /// Reconciles one Gateway.
 pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = gw.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = gw
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = gw.name_any();
     let world = ctx.stores.world();
     if gw.meta().deletion_timestamp.is_some() || render::our_class(&world, &gw).is_none() {
@@ -224,9 +234,10 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
     // The proxy validates what it receives; validating here too turns a rendering bug into a
     // condition instead of a fleet that refuses its config. `${VAR}`s are filled with a
     // placeholder: their values live in Secrets the controller does not read.
-    let validation = switchboard_gateway::config::load_str(&rendered.config_yaml, "rendered", &|_| {
-        Some("placeholder".into())
-    });
+    let validation =
+        switchboard_gateway::config::load_str(&rendered.config_yaml, "rendered", &|_| {
+            Some("placeholder".into())
+        });
     let mut warnings = rendered.warnings.clone();
     let mut programmed = Cond {
         type_: "Programmed",
@@ -253,7 +264,8 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             let svc = apply(&ctx.client, &ns, &c.service).await?;
             apply(&ctx.client, &ns, &c.deployment).await?;
             prune_all(&ctx.client, &ns, &name, Some(&name)).await?;
-            ctx.hub.publish(&ns, &name, &rendered.checksum, &rendered.config_yaml);
+            ctx.hub
+                .publish(&ns, &name, &rendered.checksum, &rendered.config_yaml);
             addresses = addresses_of(&svc);
             if addresses.is_empty() {
                 programmed = Cond {
@@ -278,13 +290,22 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
     let status = GatewayStatus {
         addresses,
         conditions,
-        listeners: render::listener_statuses(&rendered.listeners, &previous.listeners, generation, &now),
+        listeners: render::listener_statuses(
+            &rendered.listeners,
+            &previous.listeners,
+            generation,
+            &now,
+        ),
     };
     let mut changed = false;
     if gw.status.as_ref() != Some(&status) {
         let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-            .await?;
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await?;
         changed = true;
     }
 
@@ -312,7 +333,11 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             .push(RouteParentStatus {
                 parent_ref: o.parent_ref.clone(),
                 controller_name: CONTROLLER_NAME.into(),
-                conditions: o.conditions.iter().map(|c| c.stamp(rgen, &prev, &now)).collect(),
+                conditions: o
+                    .conditions
+                    .iter()
+                    .map(|c| c.stamp(rgen, &prev, &now))
+                    .collect(),
             });
     }
     for ((rns, rname), ours) in by_route {
@@ -342,8 +367,11 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             "Backend" => find_status(&world.backends, &r.namespace, &r.name),
             _ => find_status(&world.policies, &r.namespace, &r.name),
         };
-        let conditions: Vec<Condition> =
-            r.conditions.iter().map(|c| c.stamp(rgen, &prev, &now)).collect();
+        let conditions: Vec<Condition> = r
+            .conditions
+            .iter()
+            .map(|c| c.stamp(rgen, &prev, &now))
+            .collect();
         if conditions != prev {
             let patch = Patch::Merge(json!({"status": {"conditions": conditions}}));
             let pp = PatchParams::default();
@@ -376,7 +404,9 @@ where
     K: Resource + HasConditions,
 {
     objs.iter()
-        .find(|o| o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name))
+        .find(|o| {
+            o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
+        })
         .map(|o| (o.conditions(), o.meta().generation))
         .unwrap_or_default()
 }
@@ -436,8 +466,11 @@ pub async fn reconcile_class(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Res
         message: String::new(),
     }
     .stamp(class.meta().generation, &prev, &now);
-    let mut conditions: Vec<Condition> =
-        prev.iter().filter(|c| c.type_ != "Accepted").cloned().collect();
+    let mut conditions: Vec<Condition> = prev
+        .iter()
+        .filter(|c| c.type_ != "Accepted")
+        .cloned()
+        .collect();
     conditions.push(cond);
     if conditions != prev {
         Api::<GatewayClass>::all(ctx.client.clone())
@@ -489,7 +522,10 @@ pub async fn run(
     let (services, services_s) = cached(Api::<Service>::all(client.clone()));
     let (secrets, secrets_s) = cached(Api::<PartialObjectMeta<Secret>>::all(client.clone()));
 
-    let controller = Controller::new(Api::<Gateway>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Gateway>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let stores = Stores {
         classes,
         gateways: controller.store(),
@@ -504,7 +540,9 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), stores, hub, opts));
     // Any change to an input re-renders every Gateway: rendering is cheap, and a change can
     // affect Gateways it no longer names (a route that moved, a Backend that was renamed).
-    fn tick<K>(s: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static) -> futures::stream::BoxStream<'static, ()> {
+    fn tick<K>(
+        s: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    ) -> futures::stream::BoxStream<'static, ()> {
         s.map(|_| ()).boxed()
     }
     let triggers = futures::stream::select_all([
@@ -527,9 +565,18 @@ pub async fn run(
     };
 
     let gateways_loop = controller
-        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        )
         .reconcile_all_on(triggers)
         .graceful_shutdown_on(stop(rx.clone()))
         .run(reconcile, error_policy, ctx.clone())
@@ -538,9 +585,10 @@ pub async fn run(
                 tracing::debug!(error = %e, "controller event");
             }
         });
-    let classes_loop = Controller::new(Api::<GatewayClass>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(stop(rx))
-        .run(reconcile_class, class_error_policy, ctx)
-        .for_each(|_| async {});
+    let classes_loop =
+        Controller::new(Api::<GatewayClass>::all(client), watcher::Config::default())
+            .graceful_shutdown_on(stop(rx))
+            .run(reconcile_class, class_error_policy, ctx)
+            .for_each(|_| async {});
     tokio::join!(gateways_loop, classes_loop);
 }

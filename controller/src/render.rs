@@ -15,10 +15,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar as K8sEnvVar,
-    EnvVarSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SecretKeySelector, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource,
+    HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecretKeySelector,
+    SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -73,9 +72,7 @@ impl Default for RenderOptions {
                 "ghcr.io/switchboard-dev/switchboard:{}",
                 env!("CARGO_PKG_VERSION")
             ),
-            push_url: Some(
-                "http://switchboard-controller.switchboard-system.svc:9977".to_string(),
-            ),
+            push_url: Some("http://switchboard-controller.switchboard-system.svc:9977".to_string()),
             admin_bind: "0.0.0.0:15000".into(),
             listener_host: "0.0.0.0".into(),
             cluster_domain: "cluster.local".into(),
@@ -268,7 +265,13 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
     let mut params_error = None;
     let mut params = crd::GatewayParametersSpec::default();
     if let Some(r) = class.and_then(|c| c.spec.parameters_ref.as_ref()) {
-        match find_params(world, &r.group, &r.kind, r.namespace.as_deref().unwrap_or(&ns), &r.name) {
+        match find_params(
+            world,
+            &r.group,
+            &r.kind,
+            r.namespace.as_deref().unwrap_or(&ns),
+            &r.name,
+        ) {
             Ok(p) => params = p,
             Err(e) => params_error = Some(e),
         }
@@ -305,7 +308,10 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             conds.push(Cond::fail(
                 "Accepted",
                 "UnsupportedProtocol",
-                format!("protocol {} is not supported; use HTTP or HTTPS", l.protocol),
+                format!(
+                    "protocol {} is not supported; use HTTP or HTTPS",
+                    l.protocol
+                ),
             ));
         } else if l.protocol == "HTTPS" {
             match listener_tls(world, &ns, l) {
@@ -320,13 +326,14 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             tls_secret: None,
         });
         let conflicted = supported
-            && (group.protocol != l.protocol
-                || (l.protocol == "HTTPS" && group.name != l.name));
-        if supported && !conflicted && group.name == l.name {
-            if let Some((cfg, secret)) = tls.clone() {
-                group.tls = Some(cfg);
-                group.tls_secret = Some(secret);
-            }
+            && (group.protocol != l.protocol || (l.protocol == "HTTPS" && group.name != l.name));
+        if supported
+            && !conflicted
+            && group.name == l.name
+            && let Some((cfg, secret)) = tls.clone()
+        {
+            group.tls = Some(cfg);
+            group.tls_secret = Some(secret);
         }
         let usable = supported && !conflicted && resolved.status;
         if supported {
@@ -361,10 +368,11 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             conditions: conds,
         });
     }
-    if listener_outcomes
-        .iter()
-        .any(|l| l.conditions.iter().any(|c| c.type_ == "Programmed" && !c.status))
-        && params_error.is_none()
+    if listener_outcomes.iter().any(|l| {
+        l.conditions
+            .iter()
+            .any(|c| c.type_ == "Programmed" && !c.status)
+    }) && params_error.is_none()
     {
         gateway_conditions[0] = Cond::ok("Accepted", "ListenersNotValid")
             .with("some listeners are not valid; see status.listeners");
@@ -447,18 +455,28 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             let mut accepted = Cond::ok("Accepted", "Accepted");
             let mut resolved = Cond::ok("ResolvedRefs", "ResolvedRefs");
             for (i, rule) in route.spec.rules.iter().enumerate() {
-                let built = match build_rule(world, route, rule, &pol, &mut env, &mut resources, opts)
-                {
-                    Ok(b) => b,
-                    Err(RuleError::Unsupported(msg)) => {
-                        accepted = fail_more(accepted, "Accepted", "UnsupportedValue", format!("rule {i}: {msg}"));
-                        continue;
-                    }
-                    Err(RuleError::Ref(reason, msg)) => {
-                        resolved = fail_more(resolved, "ResolvedRefs", reason, format!("rule {i}: {msg}"));
-                        continue;
-                    }
-                };
+                let built =
+                    match build_rule(world, route, rule, &pol, &mut env, &mut resources, opts) {
+                        Ok(b) => b,
+                        Err(RuleError::Unsupported(msg)) => {
+                            accepted = fail_more(
+                                accepted,
+                                "Accepted",
+                                "UnsupportedValue",
+                                format!("rule {i}: {msg}"),
+                            );
+                            continue;
+                        }
+                        Err(RuleError::Ref(reason, msg)) => {
+                            resolved = fail_more(
+                                resolved,
+                                "ResolvedRefs",
+                                reason,
+                                format!("rule {i}: {msg}"),
+                            );
+                            continue;
+                        }
+                    };
                 let matches = if rule.matches.is_empty() {
                     vec![Default::default()]
                 } else {
@@ -495,7 +513,12 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
                                     candidates.pop();
                                     let msg = format!("rule {i}: {msg}");
                                     if !resolved.message.contains(&msg) {
-                                        resolved = fail_more(resolved, "ResolvedRefs", "UnsupportedValue", msg);
+                                        resolved = fail_more(
+                                            resolved,
+                                            "ResolvedRefs",
+                                            "UnsupportedValue",
+                                            msg,
+                                        );
                                     }
                                 }
                             }
@@ -571,8 +594,21 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
 
     let config_yaml = yaml_serde::to_string(&config)?;
     let checksum = hex::encode(Sha256::digest(config_yaml.as_bytes()));
-    let tls_secrets: Vec<String> = ports.values().filter_map(|g| g.tls_secret.clone()).collect();
-    let children = children(gw, &ns, &params, &config, &config_yaml, &checksum, &env, &tls_secrets, opts)?;
+    let tls_secrets: Vec<String> = ports
+        .values()
+        .filter_map(|g| g.tls_secret.clone())
+        .collect();
+    let children = children(
+        gw,
+        &ns,
+        &params,
+        &config,
+        &config_yaml,
+        &checksum,
+        &env,
+        &tls_secrets,
+        opts,
+    )?;
 
     let resources = resources
         .into_iter()
@@ -649,7 +685,11 @@ fn merge_params(
         replicas: over.replicas.or(base.replicas),
         resources: over.resources.or(base.resources),
         service_type: over.service_type.or(base.service_type),
-        env: if over.env.is_empty() { base.env } else { over.env },
+        env: if over.env.is_empty() {
+            base.env
+        } else {
+            over.env
+        },
         session_store: over.session_store.or(base.session_store),
         istio: over.istio.or(base.istio),
     }
@@ -660,12 +700,15 @@ fn listener_tls(
     ns: &str,
     l: &gwapi::Listener,
 ) -> Result<(TlsConfig, String), (&'static str, String)> {
-    let tls = l
-        .tls
-        .as_ref()
-        .ok_or(("InvalidCertificateRef", "HTTPS listener without tls".to_string()))?;
+    let tls = l.tls.as_ref().ok_or((
+        "InvalidCertificateRef",
+        "HTTPS listener without tls".to_string(),
+    ))?;
     if tls.mode.as_deref().unwrap_or("Terminate") != "Terminate" {
-        return Err(("UnsupportedValue", "only tls.mode Terminate is supported".into()));
+        return Err((
+            "UnsupportedValue",
+            "only tls.mode Terminate is supported".into(),
+        ));
     }
     let cert = tls
         .certificate_refs
@@ -863,13 +906,22 @@ fn build_rule(
     let rns = route.namespace().unwrap_or_default();
     for m in &rule.matches {
         if !m.query_params.is_empty() {
-            return Err(RuleError::Unsupported("queryParams matches are not supported".into()));
+            return Err(RuleError::Unsupported(
+                "queryParams matches are not supported".into(),
+            ));
         }
         if m.path.as_ref().and_then(|p| p.type_.as_deref()) == Some("RegularExpression") {
-            return Err(RuleError::Unsupported("RegularExpression path matches are not supported".into()));
+            return Err(RuleError::Unsupported(
+                "RegularExpression path matches are not supported".into(),
+            ));
         }
-        if m.headers.iter().any(|h| h.type_.as_deref().unwrap_or("Exact") != "Exact") {
-            return Err(RuleError::Unsupported("only Exact header matches are supported".into()));
+        if m.headers
+            .iter()
+            .any(|h| h.type_.as_deref().unwrap_or("Exact") != "Exact")
+        {
+            return Err(RuleError::Unsupported(
+                "only Exact header matches are supported".into(),
+            ));
         }
     }
     let mut policies = Policies::default();
@@ -890,7 +942,9 @@ fn build_rule(
                 }
             }
             other => {
-                return Err(RuleError::Unsupported(format!("filter {other} is not supported")));
+                return Err(RuleError::Unsupported(format!(
+                    "filter {other} is not supported"
+                )));
             }
         }
     }
@@ -898,8 +952,9 @@ fn build_rule(
         policies.headers = Some(headers);
     }
     if let Some(t) = rule.timeouts.as_ref().and_then(|t| t.request.as_deref()) {
-        let d = humantime::parse_duration(t)
-            .map_err(|_| RuleError::Unsupported(format!("timeouts.request `{t}` is not a duration")))?;
+        let d = humantime::parse_duration(t).map_err(|_| {
+            RuleError::Unsupported(format!("timeouts.request `{t}` is not a duration"))
+        })?;
         policies.timeouts = Some(TimeoutsPolicy {
             request: Some(d),
             ..Default::default()
@@ -912,7 +967,10 @@ fn build_rule(
         .filter(|b| b.weight.unwrap_or(1) > 0)
         .collect();
     let Some(bref) = refs.first() else {
-        return Err(RuleError::Ref("BackendNotFound", "the rule has no backendRefs".into()));
+        return Err(RuleError::Ref(
+            "BackendNotFound",
+            "the rule has no backendRefs".into(),
+        ));
     };
     if refs.len() > 1 {
         return Err(RuleError::Unsupported(
@@ -925,7 +983,10 @@ fn build_rule(
     if bns != rns && !granted(world, &rns, &bns, group, kind, &bref.name) {
         return Err(RuleError::Ref(
             "RefNotPermitted",
-            format!("no ReferenceGrant in {bns} allows HTTPRoutes from {rns} to {kind} {}", bref.name),
+            format!(
+                "no ReferenceGrant in {bns} allows HTTPRoutes from {rns} to {kind} {}",
+                bref.name
+            ),
         ));
     }
     let backend = match (group, kind) {
@@ -934,13 +995,24 @@ fn build_rule(
                 .services
                 .iter()
                 .find(|s| s.namespace().as_deref() == Some(&bns) && s.name_any() == bref.name)
-                .ok_or_else(|| RuleError::Ref("BackendNotFound", format!("Service {bns}/{} not found", bref.name)))?;
-            let port = bref
-                .port
-                .ok_or_else(|| RuleError::Ref("UnsupportedValue", "a Service backendRef needs a port".into()))?;
+                .ok_or_else(|| {
+                    RuleError::Ref(
+                        "BackendNotFound",
+                        format!("Service {bns}/{} not found", bref.name),
+                    )
+                })?;
+            let port = bref.port.ok_or_else(|| {
+                RuleError::Ref(
+                    "UnsupportedValue",
+                    "a Service backendRef needs a port".into(),
+                )
+            })?;
             let _ = svc;
             RenderedBackend::Http(HttpBackendConfig {
-                url: format!("http://{}.{bns}.svc.{}:{port}", bref.name, opts.cluster_domain),
+                url: format!(
+                    "http://{}.{bns}.svc.{}:{port}",
+                    bref.name, opts.cluster_domain
+                ),
                 preserve_host: true,
             })
         }
@@ -949,13 +1021,26 @@ fn build_rule(
                 .backends
                 .iter()
                 .find(|b| b.namespace().as_deref() == Some(&bns) && b.name_any() == bref.name)
-                .ok_or_else(|| RuleError::Ref("BackendNotFound", format!("Backend {bns}/{} not found", bref.name)))?;
+                .ok_or_else(|| {
+                    RuleError::Ref(
+                        "BackendNotFound",
+                        format!("Backend {bns}/{} not found", bref.name),
+                    )
+                })?;
             let key = ("Backend", bns.clone(), bref.name.clone());
             let rendered = render_backend(world, b, env, opts);
             let conds = match &rendered {
-                Ok(_) => vec![Cond::ok("Accepted", "Accepted"), Cond::ok("ResolvedRefs", "ResolvedRefs")],
-                Err(RuleError::Unsupported(m)) => vec![Cond::fail("Accepted", "Invalid", m.clone())],
-                Err(RuleError::Ref(r, m)) => vec![Cond::ok("Accepted", "Accepted"), Cond::fail("ResolvedRefs", r, m.clone())],
+                Ok(_) => vec![
+                    Cond::ok("Accepted", "Accepted"),
+                    Cond::ok("ResolvedRefs", "ResolvedRefs"),
+                ],
+                Err(RuleError::Unsupported(m)) => {
+                    vec![Cond::fail("Accepted", "Invalid", m.clone())]
+                }
+                Err(RuleError::Ref(r, m)) => vec![
+                    Cond::ok("Accepted", "Accepted"),
+                    Cond::fail("ResolvedRefs", r, m.clone()),
+                ],
             };
             resources.insert(key, conds);
             let rendered = rendered?;
@@ -987,13 +1072,17 @@ fn header_mod(ops: &mut HeaderOps, m: &gwapi::HeaderModifier) {
     for h in &m.add {
         ops.add.insert(h.name.to_ascii_lowercase(), h.value.clone());
     }
-    ops.remove.extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
+    ops.remove
+        .extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
 }
 
 /// `over`'s keys replace `base`'s (Policy objects win over HTTPRoute filters).
 fn merge_policies(base: &mut Policies, over: Policies) {
     let mut b = serde_json::to_value(&*base).expect("policies serialize");
-    if let (Some(bo), Value::Object(oo)) = (b.as_object_mut(), serde_json::to_value(over).expect("policies serialize")) {
+    if let (Some(bo), Value::Object(oo)) = (
+        b.as_object_mut(),
+        serde_json::to_value(over).expect("policies serialize"),
+    ) {
         for (k, v) in oo {
             bo.insert(k, v);
         }
@@ -1004,27 +1093,42 @@ fn merge_policies(base: &mut Policies, over: Policies) {
 fn granted(world: &World, from_ns: &str, to_ns: &str, group: &str, kind: &str, name: &str) -> bool {
     world.grants.iter().any(|g| {
         g.namespace().as_deref() == Some(to_ns)
-            && g.spec.from.iter().any(|f| {
-                f.group == gwapi::GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
-            })
+            && g.spec
+                .from
+                .iter()
+                .any(|f| f.group == gwapi::GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns)
             && g.spec.to.iter().any(|t| {
                 t.group == group && t.kind == kind && t.name.as_deref().is_none_or(|n| n == name)
             })
     })
 }
 
-fn upstream_url(u: &crd::Upstream, ns: &str, world: &World, opts: &RenderOptions) -> Result<String, RuleError> {
+fn upstream_url(
+    u: &crd::Upstream,
+    ns: &str,
+    world: &World,
+    opts: &RenderOptions,
+) -> Result<String, RuleError> {
     let scheme = if u.tls { "https" } else { "http" };
     let host = match (&u.host, &u.service) {
         (Some(h), None) => h.clone(),
         (None, Some(s)) => {
-            if !world.services.iter().any(|x| x.namespace().as_deref() == Some(ns) && &x.name_any() == s) {
-                return Err(RuleError::Ref("BackendNotFound", format!("Service {ns}/{s} not found")));
+            if !world
+                .services
+                .iter()
+                .any(|x| x.namespace().as_deref() == Some(ns) && &x.name_any() == s)
+            {
+                return Err(RuleError::Ref(
+                    "BackendNotFound",
+                    format!("Service {ns}/{s} not found"),
+                ));
             }
             format!("{s}.{ns}.svc.{}", opts.cluster_domain)
         }
         _ => {
-            return Err(RuleError::Unsupported("an upstream sets exactly one of host, service".into()));
+            return Err(RuleError::Unsupported(
+                "an upstream sets exactly one of host, service".into(),
+            ));
         }
     };
     let path = u.path.as_deref().unwrap_or("");
@@ -1042,14 +1146,22 @@ fn render_backend(
 ) -> Result<RenderedBackend, RuleError> {
     let ns = b.namespace().unwrap_or_default();
     let s = &b.spec;
-    let kinds = [s.static_.is_some(), s.mcp.is_some(), s.llm.is_some(), s.a2a.is_some()];
+    let kinds = [
+        s.static_.is_some(),
+        s.mcp.is_some(),
+        s.llm.is_some(),
+        s.a2a.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(RuleError::Unsupported(
             "a Backend sets exactly one of static, mcp, llm, a2a".into(),
         ));
     }
     let mut secret = |v: &SecretValue| -> Result<String, RuleError> {
-        if !world.secrets.contains(&(ns.clone(), v.secret_key_ref.name.clone())) {
+        if !world
+            .secrets
+            .contains(&(ns.clone(), v.secret_key_ref.name.clone()))
+        {
             return Err(RuleError::Ref(
                 "RefNotPermitted",
                 format!("Secret {ns}/{} not found", v.secret_key_ref.name),
@@ -1085,7 +1197,8 @@ fn render_backend(
             }
             if let Some(tok) = &t.auth_token {
                 let transport = if t.http.is_some() { "http" } else { "sse" };
-                v[transport]["headers"] = json!({"authorization": format!("Bearer {}", secret(tok)?)});
+                v[transport]["headers"] =
+                    json!({"authorization": format!("Bearer {}", secret(tok)?)});
             }
             targets.push(v);
         }
@@ -1130,7 +1243,10 @@ fn render_backend(
 /// Puts a rendered backend on a route. `http` is typed; other kinds go through the route's
 /// serde form, so they work as soon as `RouteConfig` has the key, and until then fail with a
 /// clear message instead of producing a config the proxy would refuse.
-pub fn attach_backend(mut route: RouteConfig, backend: &RenderedBackend) -> Result<RouteConfig, String> {
+pub fn attach_backend(
+    mut route: RouteConfig,
+    backend: &RenderedBackend,
+) -> Result<RouteConfig, String> {
     match backend {
         RenderedBackend::Http(h) => {
             route.http = Some(h.clone());
@@ -1188,7 +1304,11 @@ impl<'a> PolicyIndex<'a> {
         resources: &mut BTreeMap<(&'static str, String, String), Vec<Cond>>,
     ) -> Option<Policies> {
         let mut out: Option<Policies> = None;
-        for p in self.policies.iter().filter(|p| p.namespace().as_deref() == Some(ns)) {
+        for p in self
+            .policies
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns))
+        {
             let hit = p.spec.target_refs.iter().any(|t| {
                 t.group == group
                     && t.kind == kind
@@ -1217,7 +1337,14 @@ impl<'a> PolicyIndex<'a> {
         r: &HTTPRoute,
         resources: &mut BTreeMap<(&'static str, String, String), Vec<Cond>>,
     ) -> Option<Policies> {
-        self.collect(&r.namespace().unwrap_or_default(), gwapi::GROUP, "HTTPRoute", &r.name_any(), None, resources)
+        self.collect(
+            &r.namespace().unwrap_or_default(),
+            gwapi::GROUP,
+            "HTTPRoute",
+            &r.name_any(),
+            None,
+            resources,
+        )
     }
 
     fn for_backend(
@@ -1225,7 +1352,14 @@ impl<'a> PolicyIndex<'a> {
         b: &Backend,
         resources: &mut BTreeMap<(&'static str, String, String), Vec<Cond>>,
     ) -> Option<Policies> {
-        self.collect(&b.namespace().unwrap_or_default(), crd::GROUP, "Backend", &b.name_any(), None, resources)
+        self.collect(
+            &b.namespace().unwrap_or_default(),
+            crd::GROUP,
+            "Backend",
+            &b.name_any(),
+            None,
+            resources,
+        )
     }
 
     fn listener_policies(
@@ -1237,7 +1371,14 @@ impl<'a> PolicyIndex<'a> {
         let ns = gw.namespace().unwrap_or_default();
         let name = gw.name_any();
         let mut all = self.collect(&ns, gwapi::GROUP, "Gateway", &name, None, resources);
-        if let Some(section) = self.collect(&ns, gwapi::GROUP, "Gateway", &name, Some(listener), resources) {
+        if let Some(section) = self.collect(
+            &ns,
+            gwapi::GROUP,
+            "Gateway",
+            &name,
+            Some(listener),
+            resources,
+        ) {
             match &mut all {
                 Some(a) => merge_policies(a, section),
                 None => all = Some(section),
@@ -1270,10 +1411,16 @@ pub fn policy_to_config(p: &crd::PolicySpec) -> (Policies, Vec<String>) {
             v["mode"] = json!(m);
         }
         if let Some(j) = &a.jwt {
-            v["jwt"] = json!({"issuer": j.issuer, "audiences": j.audiences, "jwks": {"url": j.jwks_url}});
+            v["jwt"] =
+                json!({"issuer": j.issuer, "audiences": j.audiences, "jwks": {"url": j.jwks_url}});
         }
         if !a.api_keys.is_empty() {
-            v["api_keys"] = json!(a.api_keys.iter().map(|k| json!({"name": k.name, "sha256": k.sha256})).collect::<Vec<_>>());
+            v["api_keys"] = json!(
+                a.api_keys
+                    .iter()
+                    .map(|k| json!({"name": k.name, "sha256": k.sha256}))
+                    .collect::<Vec<_>>()
+            );
         }
         extra.push(("authn", v));
     }
@@ -1322,9 +1469,16 @@ impl EnvCollector {
         let r = &v.secret_key_ref;
         let name: String = format!("SB_SECRET_{}_{}", r.name, r.key)
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        self.vars.insert(name.clone(), (r.name.clone(), r.key.clone()));
+        self.vars
+            .insert(name.clone(), (r.name.clone(), r.key.clone()));
         format!("${{{name}}}")
     }
 }
@@ -1333,7 +1487,10 @@ fn labels(gw: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "switchboard-proxy".into()),
         ("app.kubernetes.io/instance".into(), gw.into()),
-        ("app.kubernetes.io/managed-by".into(), "switchboard-controller".into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "switchboard-controller".into(),
+        ),
         ("gateway.networking.k8s.io/gateway-name".into(), gw.into()),
         (GATEWAY_LABEL.into(), gw.into()),
     ])
@@ -1367,13 +1524,19 @@ fn children(
         ..Default::default()
     };
     let selector = BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "switchboard-proxy".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "switchboard-proxy".to_string(),
+        ),
         ("app.kubernetes.io/instance".to_string(), name.clone()),
     ]);
 
     let config_map = ConfigMap {
         metadata: meta.clone(),
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])),
+        data: Some(BTreeMap::from([(
+            CONFIG_KEY.to_string(),
+            config_yaml.to_string(),
+        )])),
         ..Default::default()
     };
     let service_account = ServiceAccount {
@@ -1390,7 +1553,12 @@ fn children(
     let service = Service {
         metadata: meta.clone(),
         spec: Some(ServiceSpec {
-            type_: Some(params.service_type.clone().unwrap_or_else(|| "LoadBalancer".into())),
+            type_: Some(
+                params
+                    .service_type
+                    .clone()
+                    .unwrap_or_else(|| "LoadBalancer".into()),
+            ),
             selector: Some(selector.clone()),
             ports: Some(
                 ports
@@ -1447,7 +1615,10 @@ fn children(
     ];
     if let Some(push) = &opts.push_url {
         args.push("--control-plane".into());
-        args.push(format!("{}/v1/config/{ns}/{name}", push.trim_end_matches('/')));
+        args.push(format!(
+            "{}/v1/config/{ns}/{name}",
+            push.trim_end_matches('/')
+        ));
     }
     let admin_port: i32 = opts
         .admin_bind
@@ -1534,14 +1705,18 @@ fn children(
     };
 
     let mut pod_labels = all_labels.clone();
-    let mut pod_annotations = BTreeMap::from([(CHECKSUM_ANNOTATION.to_string(), checksum.to_string())]);
+    let mut pod_annotations =
+        BTreeMap::from([(CHECKSUM_ANNOTATION.to_string(), checksum.to_string())]);
     match params.istio.unwrap_or_default() {
         IstioMode::None => {}
         IstioMode::Sidecar => {
             pod_labels.insert("sidecar.istio.io/inject".into(), "true".into());
             // An ingress proxy receives traffic directly; only its upstream calls go through
             // the sidecar (and so get mesh mTLS).
-            pod_annotations.insert("traffic.sidecar.istio.io/includeInboundPorts".into(), String::new());
+            pod_annotations.insert(
+                "traffic.sidecar.istio.io/includeInboundPorts".into(),
+                String::new(),
+            );
             pod_annotations.insert(
                 "proxy.istio.io/config".into(),
                 "holdApplicationUntilProxyStarts: true".into(),
@@ -1588,7 +1763,13 @@ fn children(
 fn port_name(n: &str) -> String {
     let mut s: String = n
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(15)
         .collect();
     while s.ends_with('-') {
@@ -1645,7 +1826,11 @@ pub fn listener_statuses(
                 name: l.name.clone(),
                 supported_kinds: supported_kinds(),
                 attached_routes: l.attached_routes,
-                conditions: l.conditions.iter().map(|c| c.stamp(generation, prev, now)).collect(),
+                conditions: l
+                    .conditions
+                    .iter()
+                    .map(|c| c.stamp(generation, prev, now))
+                    .collect(),
             }
         })
         .collect()
@@ -1654,17 +1839,37 @@ pub fn listener_statuses(
 /// Reads a Gateway API or Switchboard object kind from a YAML document (for manifests and
 /// golden tests): returns the world with the object added.
 pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let de = |e: serde_json::Error| format!("{kind}: {e}");
     match kind.as_str() {
-        "GatewayClass" => world.classes.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "Gateway" => world.gateways.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "HTTPRoute" => world.routes.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "ReferenceGrant" => world.grants.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "Backend" => world.backends.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "Policy" => world.policies.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "GatewayParameters" => world.parameters.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
-        "Service" => world.services.push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "GatewayClass" => world
+            .classes
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "Gateway" => world
+            .gateways
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "HTTPRoute" => world
+            .routes
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "ReferenceGrant" => world
+            .grants
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "Backend" => world
+            .backends
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "Policy" => world
+            .policies
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "GatewayParameters" => world
+            .parameters
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "Service" => world
+            .services
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
         "Secret" => {
             let meta = &doc["metadata"];
             world.secrets.insert((

@@ -39,9 +39,8 @@ fn switchboard_binary() -> PathBuf {
 
 /// An upstream that answers with the path it saw.
 async fn upstream() -> SocketAddr {
-    let app = axum::Router::new().fallback(|uri: axum::http::Uri| async move {
-        format!("upstream saw {}", uri.path())
-    });
+    let app = axum::Router::new()
+        .fallback(|uri: axum::http::Uri| async move { format!("upstream saw {}", uri.path()) });
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -74,12 +73,17 @@ async fn get(c: &reqwest::Client, url: &str) -> Option<String> {
 #[tokio::test]
 async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bin = tokio::task::spawn_blocking(switchboard_binary).await.unwrap();
+    let bin = tokio::task::spawn_blocking(switchboard_binary)
+        .await
+        .unwrap();
     let fake = FakeApiServer::start().await;
     println!("push test: fake API server at {}", fake.addr);
     let ns = "sb-push";
     fake.add_token("proxy-token", &format!("system:serviceaccount:{ns}:edge"));
-    fake.add_token("other-token", &format!("system:serviceaccount:{ns}:someone"));
+    fake.add_token(
+        "other-token",
+        &format!("system:serviceaccount:{ns}:someone"),
+    );
     let up = upstream().await;
     let port = free_port();
 
@@ -184,16 +188,32 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     let body = wait_http(&http, &format!("{base}/two/b"), 20).await;
     let elapsed = started.elapsed();
     assert_eq!(body, "upstream saw /two/b");
-    println!("push test: HTTPRoute change to proxy serving it took {elapsed:?} (ConfigMap file unchanged: pushed)");
-    assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), boot.config, "served through push, not the file");
+    println!(
+        "push test: HTTPRoute change to proxy serving it took {elapsed:?} (ConfigMap file unchanged: pushed)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg_path).unwrap(),
+        boot.config,
+        "served through push, not the file"
+    );
 
     // Stop the controller: the proxy keeps its last good config.
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), controller).await.unwrap().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     for path in ["/one/c", "/two/c"] {
         let body = get(&http, &format!("{base}{path}")).await;
-        assert_eq!(body.as_deref(), Some(format!("upstream saw {path}").as_str()));
+        assert_eq!(
+            body.as_deref(),
+            Some(format!("upstream saw {path}").as_str())
+        );
     }
     // And still after its reconnect attempts have failed a few times.
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -83,7 +83,11 @@ async fn expect(h: &mut H, method: &str, path_and_query: &str, reply: Value) -> 
     } else {
         serde_json::from_slice(&body).unwrap()
     };
-    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
     body
 }
 
@@ -110,7 +114,10 @@ async fn reconcile_applies_children_prunes_then_patches_status() {
     assert_eq!(sa["metadata"]["ownerReferences"][0]["uid"], "gw-uid");
     let cm = expect(&mut h, "PATCH", &format!("/api/v1/namespaces/ns/configmaps/gw{APPLY}"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gw", "namespace": "ns"}})).await;
     let yaml = cm["data"]["config.yaml"].as_str().unwrap();
-    assert!(yaml.contains("url: http://web.ns.svc.cluster.local:8080"), "{yaml}");
+    assert!(
+        yaml.contains("url: http://web.ns.svc.cluster.local:8080"),
+        "{yaml}"
+    );
     let svc_body = expect(
         &mut h,
         "PATCH",
@@ -122,28 +129,67 @@ async fn reconcile_applies_children_prunes_then_patches_status() {
     .await;
     assert_eq!(svc_body["spec"]["ports"][0]["port"], 80);
     let dep = expect(&mut h, "PATCH", &format!("/apis/apps/v1/namespaces/ns/deployments/gw{APPLY}"), json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gw", "namespace": "ns"}, "spec": {"selector": {}, "template": {}}})).await;
-    assert!(dep["spec"].get("replicas").is_none(), "no replicas: an HPA may own them");
+    assert!(
+        dep["spec"].get("replicas").is_none(),
+        "no replicas: an HPA may own them"
+    );
     assert_eq!(
-        dep["spec"]["template"]["metadata"]["annotations"]["switchboard.dev/config-checksum"].as_str().unwrap().len(),
+        dep["spec"]["template"]["metadata"]["annotations"]["switchboard.dev/config-checksum"]
+            .as_str()
+            .unwrap()
+            .len(),
         64
     );
 
     // Prune: a stale Deployment labelled for this Gateway goes; the wanted children stay.
-    expect(&mut h, "GET", &format!("/apis/apps/v1/namespaces/ns/deployments{SELECTOR}"), list("Deployment", &["gw", "gw-old"])).await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/apis/apps/v1/namespaces/ns/deployments{SELECTOR}"),
+        list("Deployment", &["gw", "gw-old"]),
+    )
+    .await;
     expect(&mut h, "DELETE", "/apis/apps/v1/namespaces/ns/deployments/gw-old?", json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gw-old", "namespace": "ns"}, "spec": {"selector": {}, "template": {}}})).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/services{SELECTOR}"), list("Service", &["gw"])).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/configmaps{SELECTOR}"), list("ConfigMap", &["gw"])).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/serviceaccounts{SELECTOR}"), list("ServiceAccount", &["gw"])).await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/services{SELECTOR}"),
+        list("Service", &["gw"]),
+    )
+    .await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/configmaps{SELECTOR}"),
+        list("ConfigMap", &["gw"]),
+    )
+    .await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/serviceaccounts{SELECTOR}"),
+        list("ServiceAccount", &["gw"]),
+    )
+    .await;
 
     // Status: Gateway, then the route's parents (the other controller's entry kept).
     let st = expect(&mut h, "PATCH", "/apis/gateway.networking.k8s.io/v1/namespaces/ns/gateways/gw/status?", json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw"}, "spec": {"gatewayClassName": "sb"}})).await;
     let s = &st["status"];
-    assert_eq!(s["addresses"], json!([{"type": "IPAddress", "value": "198.51.100.4"}]));
+    assert_eq!(
+        s["addresses"],
+        json!([{"type": "IPAddress", "value": "198.51.100.4"}])
+    );
     let conds: Vec<(String, String, String)> = s["conditions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["type"].as_str().unwrap().into(), c["status"].as_str().unwrap().into(), c["reason"].as_str().unwrap().into()))
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().into(),
+                c["status"].as_str().unwrap().into(),
+                c["reason"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         conds,
@@ -175,20 +221,44 @@ async fn a_gateway_of_another_class_loses_its_children_and_nothing_is_written() 
     let gw = gateway("not-ours");
     let ctx = context(client, &gw);
     let task = tokio::spawn(reconcile(Arc::new(gw), ctx));
-    expect(&mut h, "GET", &format!("/apis/apps/v1/namespaces/ns/deployments{SELECTOR}"), list("Deployment", &["gw"])).await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/apis/apps/v1/namespaces/ns/deployments{SELECTOR}"),
+        list("Deployment", &["gw"]),
+    )
+    .await;
     expect(&mut h, "DELETE", "/apis/apps/v1/namespaces/ns/deployments/gw?", json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gw", "namespace": "ns"}, "spec": {"selector": {}, "template": {}}})).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/services{SELECTOR}"), list("Service", &[])).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/configmaps{SELECTOR}"), list("ConfigMap", &["gw"])).await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/services{SELECTOR}"),
+        list("Service", &[]),
+    )
+    .await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/configmaps{SELECTOR}"),
+        list("ConfigMap", &["gw"]),
+    )
+    .await;
     expect(&mut h, "DELETE", "/api/v1/namespaces/ns/configmaps/gw?", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gw", "namespace": "ns"}})).await;
-    expect(&mut h, "GET", &format!("/api/v1/namespaces/ns/serviceaccounts{SELECTOR}"), list("ServiceAccount", &[])).await;
+    expect(
+        &mut h,
+        "GET",
+        &format!("/api/v1/namespaces/ns/serviceaccounts{SELECTOR}"),
+        list("ServiceAccount", &[]),
+    )
+    .await;
     task.await.unwrap().unwrap();
     assert_no_more(&mut h).await;
 }
 
 /// No further request: the client is gone (Ok(None)) or nothing arrives.
 async fn assert_no_more(h: &mut H) {
-    match tokio::time::timeout(std::time::Duration::from_millis(50), h.next_request()).await {
-        Ok(Some((req, _))) => panic!("unexpected request {} {}", req.method(), req.uri()),
-        Ok(None) | Err(_) => {}
+    let next = tokio::time::timeout(std::time::Duration::from_millis(50), h.next_request()).await;
+    if let Ok(Some((req, _))) = next {
+        panic!("unexpected request {} {}", req.method(), req.uri());
     }
 }

@@ -62,7 +62,11 @@ fn render_all(world: &mut World, opts: &RenderOptions) -> Vec<(Arc<Gateway>, Ren
         }
         for s in services {
             let key = render::key_of(s.as_ref());
-            if !world.services.iter().any(|x| render::key_of(x.as_ref()) == key) {
+            if !world
+                .services
+                .iter()
+                .any(|x| render::key_of(x.as_ref()) == key)
+            {
                 world.services.push(s);
             }
         }
@@ -122,9 +126,14 @@ fn every_example_manifest_renders() {
 
     for dir in dirs {
         let mut docs = docs_of("install.yaml");
-        for f in std::fs::read_dir(workspace_root().join("examples/kubernetes").join(dir)).unwrap() {
+        for f in std::fs::read_dir(workspace_root().join("examples/kubernetes").join(dir)).unwrap()
+        {
             let f = f.unwrap().path();
-            docs.extend(docs_of(&f.strip_prefix(workspace_root().join("examples/kubernetes")).unwrap().to_string_lossy()));
+            docs.extend(docs_of(
+                &f.strip_prefix(workspace_root().join("examples/kubernetes"))
+                    .unwrap()
+                    .to_string_lossy(),
+            ));
         }
         let mut world = world_from(docs);
         let rendered = render_all(&mut world, &RenderOptions::default());
@@ -132,8 +141,15 @@ fn every_example_manifest_renders() {
         for (gw, r) in &rendered {
             let name = format!("{dir}__{}", gw.metadata.name.as_deref().unwrap());
             check_config(r);
-            assert!(!r.config_yaml.contains("replace-me"), "{name}: a secret value reached the ConfigMap");
-            assert!(r.gateway_conditions[0].status, "{name}: not accepted: {:?}", r.gateway_conditions);
+            assert!(
+                !r.config_yaml.contains("replace-me"),
+                "{name}: a secret value reached the ConfigMap"
+            );
+            assert!(
+                r.gateway_conditions[0].status,
+                "{name}: not accepted: {:?}",
+                r.gateway_conditions
+            );
             insta::assert_yaml_snapshot!(name, golden(r));
         }
     }
@@ -145,12 +161,20 @@ fn central_ingress_edge_routes_to_second_layer_gateways_with_edge_headers() {
     docs.extend(docs_of("central-ingress/central-ingress.yaml"));
     let mut world = world_from(docs);
     let all = render_all(&mut world, &RenderOptions::default());
-    let (_, edge) = all.iter().find(|(g, _)| g.metadata.name.as_deref() == Some("edge")).unwrap();
+    let (_, edge) = all
+        .iter()
+        .find(|(g, _)| g.metadata.name.as_deref() == Some("edge"))
+        .unwrap();
     let l = &edge.config.listeners[0];
     let urls: Vec<(&str, &str)> = l
         .routes
         .iter()
-        .map(|r| (r.matcher.host.as_deref().unwrap(), r.http.as_ref().unwrap().url.as_str()))
+        .map(|r| {
+            (
+                r.matcher.host.as_deref().unwrap(),
+                r.http.as_ref().unwrap().url.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         urls,
@@ -161,7 +185,13 @@ fn central_ingress_edge_routes_to_second_layer_gateways_with_edge_headers() {
     );
     let headers = l.policies.as_ref().unwrap().headers.as_ref().unwrap();
     assert_eq!(headers.request.set["x-entry-point"], "edge");
-    assert!(edge.routes.iter().all(|r| r.conditions.iter().all(|c| c.status)), "{:?}", edge.routes);
+    assert!(
+        edge.routes
+            .iter()
+            .all(|r| r.conditions.iter().all(|c| c.status)),
+        "{:?}",
+        edge.routes
+    );
 }
 
 fn world_yaml(extra: &str) -> World {
@@ -240,7 +270,10 @@ spec:
         .iter()
         .map(|x| format!("{} {:?}", x.name, x.matcher))
         .collect();
-    insta::assert_yaml_snapshot!("precedence", json!({"routes": routes, "listeners": r.listeners, "route_status": r.routes}));
+    insta::assert_yaml_snapshot!(
+        "precedence",
+        json!({"routes": routes, "listeners": r.listeners, "route_status": r.routes})
+    );
     // Host-specific first, then exact, longer prefix, method+headers, catch-all last.
     assert!(routes[0].contains("v1.api.example.com"));
     assert!(routes[1].contains("/a/exact"));
@@ -248,7 +281,11 @@ spec:
     assert!(routes.last().unwrap().starts_with("ns.broad.0.0"));
     // The TCP listener is refused; the route without a shared hostname is not accepted.
     let tcp = r.listeners.iter().find(|l| l.name == "tcp").unwrap();
-    assert!(tcp.conditions.iter().any(|c| c.type_ == "Accepted" && !c.status && c.reason == "UnsupportedProtocol"));
+    assert!(
+        tcp.conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && !c.status && c.reason == "UnsupportedProtocol")
+    );
     let nomatch = r.routes.iter().find(|o| o.name == "nomatch").unwrap();
     assert_eq!(nomatch.conditions[0].reason, "NoMatchingListenerHostname");
     assert_eq!(r.gateway_conditions[0].reason, "ListenersNotValid");
@@ -289,7 +326,11 @@ spec:
 "#;
     let world = world_yaml(&format!("{GW}{route}{grant}"));
     let r = render_one(&world, "gw");
-    assert!(r.routes[0].conditions.iter().all(|c| c.status), "{:?}", r.routes);
+    assert!(
+        r.routes[0].conditions.iter().all(|c| c.status),
+        "{:?}",
+        r.routes
+    );
     assert_eq!(
         r.config.listeners[0].routes[0].http.as_ref().unwrap().url,
         "http://far.other.svc.cluster.local:80"
@@ -321,7 +362,10 @@ metadata: {name: gw-cert, namespace: ns}
     assert_eq!(tls.cert, "/etc/switchboard/tls/gw-cert/tls.crt");
     let pod = r.children.deployment.spec.template.spec.as_ref().unwrap();
     let vols = pod.volumes.as_ref().unwrap();
-    assert!(vols.iter().any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("gw-cert")));
+    assert!(
+        vols.iter()
+            .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("gw-cert"))
+    );
 
     // Without the Secret: ResolvedRefs False and the listener is not served.
     let world = world_yaml(
@@ -337,7 +381,11 @@ spec:
     );
     let r = render_one(&world, "tls");
     assert!(r.config.listeners.is_empty());
-    let c = r.listeners[0].conditions.iter().find(|c| c.type_ == "ResolvedRefs").unwrap();
+    let c = r.listeners[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ResolvedRefs")
+        .unwrap();
     assert_eq!(c.reason, "InvalidCertificateRef");
 }
 
@@ -346,7 +394,11 @@ fn llm_secrets_become_env_references_not_config_text() {
     let mut docs = docs_of("install.yaml");
     docs.extend(docs_of("mcp-and-llm/mcp-and-llm.yaml"));
     let world = world_from(docs);
-    let b = world.backends.iter().find(|b| b.metadata.name.as_deref() == Some("models")).unwrap();
+    let b = world
+        .backends
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some("models"))
+        .unwrap();
     // The rendered llm block, as it will land on the route once the proxy has `llm:`.
     let route = switchboard_gateway::config::RouteConfig {
         name: "x".into(),
@@ -355,14 +407,32 @@ fn llm_secrets_become_env_references_not_config_text() {
         http: None,
     };
     let r = render_one(&world, "agents");
-    let env = r.children.deployment.spec.template.spec.as_ref().unwrap().containers[0]
+    let env = r
+        .children
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .env
         .clone()
         .unwrap_or_default();
     let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, vec!["SB_SECRET_LLM_KEYS_ANTHROPIC", "SB_SECRET_LLM_KEYS_OPENAI"]);
     assert_eq!(
-        env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key,
+        names,
+        vec!["SB_SECRET_LLM_KEYS_ANTHROPIC", "SB_SECRET_LLM_KEYS_OPENAI"]
+    );
+    assert_eq!(
+        env[1]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .key,
         "openai"
     );
     let backend_conds = r.resources.iter().find(|x| x.name == "models").unwrap();
@@ -372,7 +442,11 @@ fn llm_secrets_become_env_references_not_config_text() {
     let resolved = &agents.conditions[1];
     if r.config.listeners[0].routes.len() < 3 {
         assert_eq!(resolved.reason, "UnsupportedValue");
-        assert!(resolved.message.contains("does not support"), "{}", resolved.message);
+        assert!(
+            resolved.message.contains("does not support"),
+            "{}",
+            resolved.message
+        );
     }
     assert!(backend_conds.conditions.iter().all(|c| c.status));
 }
@@ -382,13 +456,35 @@ fn istio_modes_label_the_pods() {
     let mut docs = docs_of("install.yaml");
     docs.extend(docs_of("istio-ingress/istio-ingress.yaml"));
     let world = world_from(docs);
-    let pod_meta = |n: &str| render_one(&world, n).children.deployment.spec.template.metadata.unwrap();
+    let pod_meta = |n: &str| {
+        render_one(&world, n)
+            .children
+            .deployment
+            .spec
+            .template
+            .metadata
+            .unwrap()
+    };
     let side = pod_meta("ingress-sidecar");
-    assert_eq!(side.labels.as_ref().unwrap()["sidecar.istio.io/inject"], "true");
-    assert_eq!(side.annotations.as_ref().unwrap()["traffic.sidecar.istio.io/includeInboundPorts"], "");
+    assert_eq!(
+        side.labels.as_ref().unwrap()["sidecar.istio.io/inject"],
+        "true"
+    );
+    assert_eq!(
+        side.annotations.as_ref().unwrap()["traffic.sidecar.istio.io/includeInboundPorts"],
+        ""
+    );
     let amb = pod_meta("ingress-ambient");
-    assert_eq!(amb.labels.as_ref().unwrap()["istio.io/dataplane-mode"], "ambient");
-    assert!(!amb.labels.as_ref().unwrap().contains_key("sidecar.istio.io/inject"));
+    assert_eq!(
+        amb.labels.as_ref().unwrap()["istio.io/dataplane-mode"],
+        "ambient"
+    );
+    assert!(
+        !amb.labels
+            .as_ref()
+            .unwrap()
+            .contains_key("sidecar.istio.io/inject")
+    );
 }
 
 #[test]
@@ -398,7 +494,19 @@ fn a_configmap_only_change_changes_the_pod_checksum() {
     );
     let a = render_one(&world_yaml(&base.replace("PATH", "a")), "gw");
     let b = render_one(&world_yaml(&base.replace("PATH", "b")), "gw");
-    let ck = |r: &Rendered| r.children.deployment.spec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[render::CHECKSUM_ANNOTATION].clone();
+    let ck = |r: &Rendered| {
+        r.children
+            .deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[render::CHECKSUM_ANNOTATION]
+            .clone()
+    };
     assert_ne!(ck(&a), ck(&b));
     assert_eq!(ck(&a), a.checksum);
 }
@@ -420,9 +528,15 @@ fn committed_crds_match_the_types_and_are_structural() {
         let Some(o) = v.as_object() else { return };
         let exempt = o.contains_key("x-kubernetes-int-or-string")
             || o.contains_key("x-kubernetes-preserve-unknown-fields");
-        assert!(o.contains_key("type") || exempt, "schema node without type at {at}: {v}");
+        assert!(
+            o.contains_key("type") || exempt,
+            "schema node without type at {at}: {v}"
+        );
         for key in ["anyOf", "oneOf", "allOf"] {
-            assert!(!o.contains_key(key) || o.contains_key("type"), "{key} at {at}");
+            assert!(
+                !o.contains_key(key) || o.contains_key("type"),
+                "{key} at {at}"
+            );
         }
         if let Some(p) = o.get("properties").and_then(Value::as_object) {
             for (k, s) in p {
@@ -441,7 +555,11 @@ fn committed_crds_match_the_types_and_are_structural() {
     for d in &docs {
         let kind = d["spec"]["names"]["kind"].as_str().unwrap();
         let v = &d["spec"]["versions"][0];
-        assert_eq!(v["subresources"]["status"], json!({}), "{kind} has a status subresource");
+        assert_eq!(
+            v["subresources"]["status"],
+            json!({}),
+            "{kind} has a status subresource"
+        );
         walk(&v["schema"]["openAPIV3Schema"], kind);
     }
 }

@@ -66,14 +66,20 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         "spec": {"controllerName": CONTROLLER_NAME}
     }))
     .unwrap();
-    Api::<GatewayClass>::all(client.clone()).create(&pp, &class).await.unwrap();
+    Api::<GatewayClass>::all(client.clone())
+        .create(&pp, &class)
+        .await
+        .unwrap();
     let web: Service = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": ns},
         "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}
     }))
     .unwrap();
-    Api::<Service>::namespaced(client.clone(), ns).create(&pp, &web).await.unwrap();
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&pp, &web)
+        .await
+        .unwrap();
     let gw: Gateway = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "edge", "namespace": ns},
@@ -112,9 +118,14 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         push_url: Some("http://controller.test:9977".into()),
         ..Default::default()
     };
-    let loop_task = tokio::spawn(reconcile::run(client.clone(), hub.clone(), opts, async move {
-        let _ = stop_rx.await;
-    }));
+    let loop_task = tokio::spawn(reconcile::run(
+        client.clone(),
+        hub.clone(),
+        opts,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
 
     // GatewayClass accepted.
     let classes = Api::<GatewayClass>::all(client.clone());
@@ -129,12 +140,22 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), ns);
     let services = Api::<Service>::namespaced(client.clone(), ns);
-    let cm = wait("ConfigMap", || async { configmaps.get_opt("edge").await.ok()? }).await;
+    let cm = wait("ConfigMap", || async {
+        configmaps.get_opt("edge").await.ok()?
+    })
+    .await;
     let yaml = cm.data.unwrap()["config.yaml"].clone();
-    assert!(yaml.contains("http://web.sb-loop.svc.cluster.local:80"), "{yaml}");
+    assert!(
+        yaml.contains("http://web.sb-loop.svc.cluster.local:80"),
+        "{yaml}"
+    );
     assert!(yaml.contains("path_prefix: /app"), "{yaml}");
-    let dep = wait("Deployment", || async { deployments.get_opt("edge").await.ok()? }).await;
-    let checksum1 = dep.spec.template.metadata.unwrap().annotations.unwrap()[CHECKSUM_ANNOTATION].clone();
+    let dep = wait("Deployment", || async {
+        deployments.get_opt("edge").await.ok()?
+    })
+    .await;
+    let checksum1 =
+        dep.spec.template.metadata.unwrap().annotations.unwrap()[CHECKSUM_ANNOTATION].clone();
     assert_eq!(dep.metadata.owner_references.unwrap()[0].kind, "Gateway");
     assert!(services.get_opt("edge").await.unwrap().is_some());
     assert_eq!(hub.current(ns, "edge").unwrap().config, yaml);
@@ -146,8 +167,14 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         cond(&v["conditions"], "Programmed").is_some().then_some(v)
     })
     .await;
-    assert_eq!(cond(&st["conditions"], "Accepted").unwrap()["status"], "True");
-    assert_eq!(cond(&st["conditions"], "Programmed").unwrap()["reason"], "AddressNotAssigned");
+    assert_eq!(
+        cond(&st["conditions"], "Accepted").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(
+        cond(&st["conditions"], "Programmed").unwrap()["reason"],
+        "AddressNotAssigned"
+    );
     assert_eq!(st["listeners"][0]["attachedRoutes"], 1, "{st}");
     if _fake.is_some() {
         // Play the cloud load balancer.
@@ -155,7 +182,9 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
             .patch_status(
                 "edge",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}})),
+                &Patch::Merge(
+                    json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}}),
+                ),
             )
             .await
             .unwrap();
@@ -180,9 +209,18 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     })
     .await;
     assert_eq!(parents.len(), 2, "{parents:?}");
-    let ours = parents.iter().find(|p| p["controllerName"] == CONTROLLER_NAME).unwrap();
-    assert_eq!(cond(&ours["conditions"], "Accepted").unwrap()["status"], "True");
-    assert_eq!(cond(&ours["conditions"], "ResolvedRefs").unwrap()["status"], "True");
+    let ours = parents
+        .iter()
+        .find(|p| p["controllerName"] == CONTROLLER_NAME)
+        .unwrap();
+    assert_eq!(
+        cond(&ours["conditions"], "Accepted").unwrap()["status"],
+        "True"
+    );
+    assert_eq!(
+        cond(&ours["conditions"], "ResolvedRefs").unwrap()["status"],
+        "True"
+    );
 
     // A route change re-renders: new ConfigMap content and a new checksum (pods roll).
     routes
@@ -209,14 +247,20 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         .patch(
             "web",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"rules": [{"backendRefs": [{"name": "missing", "port": 80}]}]}})),
+            &Patch::Merge(
+                json!({"spec": {"rules": [{"backendRefs": [{"name": "missing", "port": 80}]}]}}),
+            ),
         )
         .await
         .unwrap();
     wait("ResolvedRefs False", || async {
         let r = routes.get("web").await.ok()?;
         let v = serde_json::to_value(r.status?).ok()?;
-        let ours = v["parents"].as_array()?.iter().find(|p| p["controllerName"] == CONTROLLER_NAME)?.clone();
+        let ours = v["parents"]
+            .as_array()?
+            .iter()
+            .find(|p| p["controllerName"] == CONTROLLER_NAME)?
+            .clone();
         (cond(&ours["conditions"], "ResolvedRefs")?["reason"] == "BackendNotFound").then_some(())
     })
     .await;

@@ -120,7 +120,10 @@ impl FakeApiServer {
     /// Stores an object as a client's create or apply would (for test setup).
     pub fn put(&self, obj: Value) {
         let (group, resource) = resource_of(&obj);
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
         let mut inner = self.inner.lock().unwrap();
         let key = (group, resource, ns, name);
@@ -221,7 +224,11 @@ fn store(inner: &mut Inner, tx: &broadcast::Sender<WatchEvent>, key: Key, mut ob
             }
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             let spec_changed = strip(old) != strip(&obj);
-            obj["metadata"]["generation"] = json!(if spec_changed { generation + 1 } else { generation });
+            obj["metadata"]["generation"] = json!(if spec_changed {
+                generation + 1
+            } else {
+                generation
+            });
             "MODIFIED"
         }
     };
@@ -403,7 +410,12 @@ async fn handle(
             Some(u) => json!({"authenticated": true, "user": {"username": u}}),
             None => json!({"authenticated": false, "error": "invalid token"}),
         };
-        return (StatusCode::CREATED, [("content-type", "application/json")], out.to_string()).into_response();
+        return (
+            StatusCode::CREATED,
+            [("content-type", "application/json")],
+            out.to_string(),
+        )
+            .into_response();
     }
 
     match (method.clone(), &t.name) {
@@ -425,7 +437,12 @@ async fn handle(
                 (backlog, rx)
             };
             let filter = {
-                let (group, resource, ns, scoped) = (t.group.clone(), t.resource.clone(), ns.clone(), t.namespace.is_some());
+                let (group, resource, ns, scoped) = (
+                    t.group.clone(),
+                    t.resource.clone(),
+                    ns.clone(),
+                    t.namespace.is_some(),
+                );
                 move |e: &WatchEvent| {
                     e.group == group
                         && e.resource == resource
@@ -480,10 +497,19 @@ async fn handle(
                        "metadata": {"resourceVersion": inner.rv.to_string()}, "items": items}))
         }
         (Method::GET, Some(name)) => {
-            let key = (t.group.clone(), t.resource.clone(), ns.clone(), name.clone());
+            let key = (
+                t.group.clone(),
+                t.resource.clone(),
+                ns.clone(),
+                name.clone(),
+            );
             match srv.inner.lock().unwrap().objects.get(&key) {
                 Some(v) => ok(v),
-                None => status(404, "NotFound", &format!("{} \"{name}\" not found", t.resource)),
+                None => status(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", t.resource),
+                ),
             }
         }
         (Method::POST, None) => {
@@ -502,21 +528,40 @@ async fn handle(
             };
             obj["apiVersion"] = json!(api_version);
             obj["kind"] = json!(kind);
-            let key = (t.group.clone(), t.resource.clone(), ns.clone(), name.clone());
+            let key = (
+                t.group.clone(),
+                t.resource.clone(),
+                ns.clone(),
+                name.clone(),
+            );
             let mut inner = srv.inner.lock().unwrap();
             if inner.objects.contains_key(&key) {
-                return status(409, "AlreadyExists", &format!("{} \"{name}\" already exists", t.resource));
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{} \"{name}\" already exists", t.resource),
+                );
             }
             store(&mut inner, &srv.tx, key.clone(), obj);
             let v = inner.objects[&key].clone();
-            (StatusCode::CREATED, [("content-type", "application/json")], v.to_string()).into_response()
+            (
+                StatusCode::CREATED,
+                [("content-type", "application/json")],
+                v.to_string(),
+            )
+                .into_response()
         }
         (Method::PUT, Some(name)) => {
             let mut obj: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(e) => return status(400, "BadRequest", &e.to_string()),
             };
-            let key = (t.group.clone(), t.resource.clone(), ns.clone(), name.clone());
+            let key = (
+                t.group.clone(),
+                t.resource.clone(),
+                ns.clone(),
+                name.clone(),
+            );
             let mut inner = srv.inner.lock().unwrap();
             let Some(cur) = inner.objects.get(&key).cloned() else {
                 return status(404, "NotFound", "not found");
@@ -554,12 +599,25 @@ async fn handle(
                 }
             };
             let apply = ct.starts_with("application/apply-patch");
-            let key = (t.group.clone(), t.resource.clone(), ns.clone(), name.clone());
+            let key = (
+                t.group.clone(),
+                t.resource.clone(),
+                ns.clone(),
+                name.clone(),
+            );
             let mut inner = srv.inner.lock().unwrap();
             let cur = match inner.objects.get(&key).cloned() {
                 Some(c) => c,
-                None if apply && !t.status => json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}}),
-                None => return status(404, "NotFound", &format!("{} \"{name}\" not found", t.resource)),
+                None if apply && !t.status => {
+                    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}})
+                }
+                None => {
+                    return status(
+                        404,
+                        "NotFound",
+                        &format!("{} \"{name}\" not found", t.resource),
+                    );
+                }
             };
             let mut next = cur.clone();
             if t.status {
@@ -582,14 +640,23 @@ async fn handle(
             ok(&inner.objects[&key])
         }
         (Method::DELETE, Some(name)) => {
-            let key = (t.group.clone(), t.resource.clone(), ns.clone(), name.clone());
+            let key = (
+                t.group.clone(),
+                t.resource.clone(),
+                ns.clone(),
+                name.clone(),
+            );
             let mut inner = srv.inner.lock().unwrap();
             match remove(&mut inner, &srv.tx, &key) {
                 Some(v) => ok(&v),
                 None => status(404, "NotFound", "not found"),
             }
         }
-        _ => status(405, "MethodNotAllowed", "not supported by the fake API server"),
+        _ => status(
+            405,
+            "MethodNotAllowed",
+            "not supported by the fake API server",
+        ),
     }
 }
 
