@@ -340,6 +340,19 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
                     .collect(),
             });
     }
+    // Routes that no longer attach to this Gateway lose the entry it wrote earlier.
+    for r in &world.routes {
+        let rns = r.namespace().unwrap_or_default();
+        let stale = r.status.as_ref().is_some_and(|s| {
+            s.parents.iter().any(|p| {
+                p.controller_name == CONTROLLER_NAME
+                    && render::parent_is(&p.parent_ref, &rns, &ns, &name)
+            })
+        });
+        if stale {
+            by_route.entry((rns, r.name_any())).or_default();
+        }
+    }
     for ((rns, rname), ours) in by_route {
         let Some(route) = world
             .routes

@@ -736,7 +736,8 @@ fn listener_tls(
     ))
 }
 
-fn parent_is(pref: &ParentRef, route_ns: &str, gw_ns: &str, gw_name: &str) -> bool {
+/// Whether a parentRef written in a route in `route_ns` names the Gateway `gw_ns/gw_name`.
+pub fn parent_is(pref: &ParentRef, route_ns: &str, gw_ns: &str, gw_name: &str) -> bool {
     pref.group.as_deref().unwrap_or(gwapi::GROUP) == gwapi::GROUP
         && pref.kind.as_deref().unwrap_or("Gateway") == "Gateway"
         && pref.namespace.as_deref().unwrap_or(route_ns) == gw_ns

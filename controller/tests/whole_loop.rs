@@ -158,7 +158,8 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         dep.spec.template.metadata.unwrap().annotations.unwrap()[CHECKSUM_ANNOTATION].clone();
     assert_eq!(dep.metadata.owner_references.unwrap()[0].kind, "Gateway");
     assert!(services.get_opt("edge").await.unwrap().is_some());
-    assert_eq!(hub.current(ns, "edge").unwrap().config, yaml);
+    let pushed = eventually(20, "published config", || hub.current(ns, "edge")).await;
+    assert_eq!(pushed.config, yaml);
 
     // Gateway Accepted; not Programmed until the LoadBalancer has an address.
     let st = wait("Gateway Accepted", || async {
@@ -265,6 +266,23 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     })
     .await;
 
+    // The route leaves the Gateway: our entry goes, the other controller's stays.
+    routes
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"parentRefs": [{"name": "elsewhere"}]}})),
+        )
+        .await
+        .unwrap();
+    wait("stale parent entry removed", || async {
+        let r = routes.get("web").await.ok()?;
+        let v = serde_json::to_value(r.status?).ok()?;
+        let parents = v["parents"].as_array()?.clone();
+        (parents.len() == 1 && parents[0]["controllerName"] == "example.com/other").then_some(())
+    })
+    .await;
+
     // The Gateway moves to a class that is not ours: its fleet is pruned.
     gateways
         .patch(
@@ -280,7 +298,10 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         (d.is_none() && c.is_none()).then_some(())
     })
     .await;
-    assert!(hub.current(ns, "edge").is_none());
+    eventually(20, "config withdrawn from push", || {
+        hub.current(ns, "edge").is_none().then_some(())
+    })
+    .await;
 
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(10), loop_task)
