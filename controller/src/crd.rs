@@ -193,6 +193,7 @@ pub struct A2aBackend {
     group = "switchboard.dev",
     version = "v1alpha1",
     kind = "GatewayParameters",
+    plural = "gatewayparameters",
     namespaced,
     status = "ResourceStatus",
     shortname = "sbgwp"

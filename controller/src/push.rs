@@ -98,7 +98,12 @@ impl ConfigHub {
 
     /// The current config of a Gateway.
     pub fn current(&self, ns: &str, gateway: &str) -> Option<Arc<PushedConfig>> {
-        self.slot(ns, gateway).borrow().clone()
+        self.inner
+            .slots
+            .lock()
+            .expect("hub lock")
+            .get(&(ns.to_string(), gateway.to_string()))
+            .and_then(|s| s.borrow().clone())
     }
 
     /// Marks this replica as the one that renders (the leader), or not.

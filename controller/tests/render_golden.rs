@@ -135,6 +135,33 @@ fn every_example_manifest_renders() {
                     .to_string_lossy(),
             ));
         }
+        // Every Gateway API and Switchboard object validates against its CRD schema.
+        let schemas = Schemas::load();
+        for d in &docs {
+            let (group, version) = match d["apiVersion"].as_str().unwrap().split_once('/') {
+                Some((g, v)) => (g, v),
+                None => continue,
+            };
+            let plural = match d["kind"].as_str().unwrap() {
+                "GatewayClass" => "gatewayclasses",
+                "Gateway" => "gateways",
+                "HTTPRoute" => "httproutes",
+                "ReferenceGrant" => "referencegrants",
+                "Backend" => "backends",
+                "Policy" => "policies",
+                "GatewayParameters" => "gatewayparameters",
+                _ => continue,
+            };
+            let errors = schemas
+                .validate(group, plural, version, d)
+                .unwrap_or_else(|| panic!("no schema for {group}/{version} {plural}"));
+            assert!(
+                errors.is_empty(),
+                "{dir}: {} {}: {errors:?}",
+                d["kind"],
+                d["metadata"]["name"]
+            );
+        }
         let mut world = world_from(docs);
         let rendered = render_all(&mut world, &RenderOptions::default());
         assert!(!rendered.is_empty(), "{dir}: no Gateway rendered");

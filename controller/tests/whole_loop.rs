@@ -303,9 +303,49 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     })
     .await;
 
+    if let Some(fake) = &_fake {
+        assert!(
+            fake.rejected().is_empty(),
+            "writes refused by the CRD schemas: {:?}",
+            fake.rejected()
+        );
+    }
     let _ = stop_tx.send(());
     tokio::time::timeout(Duration::from_secs(10), loop_task)
         .await
         .expect("the controller stops on shutdown")
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_fake_api_server_enforces_the_real_crd_schemas() {
+    let fake = FakeApiServer::start().await;
+    let routes = Api::<HTTPRoute>::namespaced(fake.client(), "ns");
+    let mut bad: HTTPRoute = serde_json::from_value(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"parentRefs": [{"name": "gw"}],
+                 "rules": [{"matches": [{"path": {"type": "Prefix", "value": "/"}}]}]}
+    }))
+    .unwrap();
+    let err = routes
+        .create(&PostParams::default(), &bad)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is not one of"), "{err}");
+    bad.spec.rules[0].matches[0].path.as_mut().unwrap().type_ = Some("PathPrefix".into());
+    routes.create(&PostParams::default(), &bad).await.unwrap();
+    // Status: a condition without its required fields is refused.
+    let err = routes
+        .patch_status(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"parents": [{"parentRef": {"name": "gw"}, "controllerName": "x/y",
+                                                         "conditions": [{"type": "Accepted"}]}]}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("required"), "{err}");
 }

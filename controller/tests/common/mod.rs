@@ -46,12 +46,14 @@ struct Inner {
     history: Vec<WatchEvent>,
     tokens: HashMap<String, String>,
     requests: Vec<String>,
+    rejected: Vec<String>,
 }
 
 /// A running fake API server.
 #[derive(Clone)]
 pub struct FakeApiServer {
     inner: Arc<Mutex<Inner>>,
+    schemas: Arc<Schemas>,
     tx: broadcast::Sender<WatchEvent>,
     /// Its address.
     pub addr: SocketAddr,
@@ -65,6 +67,7 @@ impl FakeApiServer {
         let addr = listener.local_addr().unwrap();
         let me = Self {
             inner: Arc::new(Mutex::new(Inner::default())),
+            schemas: Arc::new(Schemas::load()),
             tx,
             addr,
         };
@@ -110,6 +113,11 @@ impl FakeApiServer {
             .filter(|(k, _)| k.0 == group && k.1 == resource)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// Every write refused by schema validation so far.
+    pub fn rejected(&self) -> Vec<String> {
+        self.inner.lock().unwrap().rejected.clone()
     }
 
     /// Every request so far, as `METHOD path`.
@@ -528,6 +536,9 @@ async fn handle(
             };
             obj["apiVersion"] = json!(api_version);
             obj["kind"] = json!(kind);
+            if let Some(r) = invalid(&srv, &t, &obj) {
+                return r;
+            }
             let key = (
                 t.group.clone(),
                 t.resource.clone(),
@@ -562,7 +573,7 @@ async fn handle(
                 ns.clone(),
                 name.clone(),
             );
-            let mut inner = srv.inner.lock().unwrap();
+            let inner = srv.inner.lock().unwrap();
             let Some(cur) = inner.objects.get(&key).cloned() else {
                 return status(404, "NotFound", "not found");
             };
@@ -578,6 +589,11 @@ async fn handle(
             } else {
                 obj["status"] = cur["status"].clone();
             }
+            drop(inner);
+            if let Some(r) = invalid(&srv, &t, &obj) {
+                return r;
+            }
+            let mut inner = srv.inner.lock().unwrap();
             store(&mut inner, &srv.tx, key.clone(), obj);
             ok(&inner.objects[&key])
         }
@@ -634,6 +650,13 @@ async fn handle(
                 }
                 merge(&mut next, &p, !apply);
             }
+            if next != cur {
+                drop(inner);
+                if let Some(r) = invalid(&srv, &t, &next) {
+                    return r;
+                }
+                inner = srv.inner.lock().unwrap();
+            }
             if next != cur || !inner.objects.contains_key(&key) {
                 store(&mut inner, &srv.tx, key.clone(), next);
             }
@@ -660,6 +683,18 @@ async fn handle(
     }
 }
 
+/// 422 Invalid when `obj` breaks its CRD schema, as the real API server answers.
+fn invalid(srv: &FakeApiServer, t: &Target, obj: &Value) -> Option<Response> {
+    let errors = srv
+        .schemas
+        .validate(&t.group, &t.resource, &t.version, obj)?;
+    if errors.is_empty() {
+        return None;
+    }
+    srv.inner.lock().unwrap().rejected.push(errors.join("; "));
+    Some(status(422, "Invalid", &errors.join("; ")))
+}
+
 fn event_line(e: &WatchEvent) -> Bytes {
     let mut v = serde_json::to_vec(&json!({"type": e.kind, "object": e.object})).unwrap();
     v.push(b'\n');
@@ -670,7 +705,7 @@ fn event_line(e: &WatchEvent) -> Bytes {
 pub fn yaml_docs(text: &str) -> Vec<Value> {
     use serde::Deserialize;
     yaml_serde::Deserializer::from_str(text)
-        .filter_map(|d| Value::deserialize(d).ok())
+        .map(|d| Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -695,4 +730,159 @@ pub fn workspace_root() -> std::path::PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// OpenAPI v3 schemas of CRDs, by (group, plural, version): the Gateway API v1.6.1 CRDs in
+/// tests/data and the Switchboard CRDs generated from the types.
+pub struct Schemas(HashMap<(String, String, String), Value>);
+
+impl Schemas {
+    /// Loads the schemas the fake API server enforces.
+    pub fn load() -> Self {
+        let mut docs = Vec::new();
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gateway-api-v1.6.1");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "yaml") {
+                docs.extend(yaml_docs(&std::fs::read_to_string(p).unwrap()));
+            }
+        }
+        docs.extend(yaml_docs(&switchboard_controller::crd::crds_yaml()));
+        let mut map = HashMap::new();
+        for d in docs
+            .iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+        {
+            let group = d["spec"]["group"].as_str().unwrap().to_string();
+            let plural = d["spec"]["names"]["plural"].as_str().unwrap().to_string();
+            for v in d["spec"]["versions"].as_array().unwrap() {
+                map.insert(
+                    (
+                        group.clone(),
+                        plural.clone(),
+                        v["name"].as_str().unwrap().to_string(),
+                    ),
+                    v["schema"]["openAPIV3Schema"].clone(),
+                );
+            }
+        }
+        for k in [
+            "gatewayclasses",
+            "gateways",
+            "httproutes",
+            "referencegrants",
+        ] {
+            assert!(map.keys().any(|(_, p, _)| p == k), "no CRD schema for {k}");
+        }
+        Schemas(map)
+    }
+
+    /// Validates an object; `None` when no schema is known for it.
+    pub fn validate(
+        &self,
+        group: &str,
+        plural: &str,
+        version: &str,
+        obj: &Value,
+    ) -> Option<Vec<String>> {
+        let schema = self.0.get(&(group.into(), plural.into(), version.into()))?;
+        let mut errors = Vec::new();
+        // metadata, apiVersion and kind are the API server's business, not the schema's.
+        let mut o = obj.clone();
+        if let Some(m) = o.as_object_mut() {
+            m.remove("metadata");
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        check(schema, &o, "", &mut errors);
+        Some(errors)
+    }
+}
+
+/// The subset of structural-schema validation that catches shape errors: types, unknown
+/// fields, required fields, enums, lengths, item counts, bounds, date-time format. CEL rules
+/// (`x-kubernetes-validations`) and patterns are not evaluated.
+fn check(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+    if v.is_null() {
+        if schema["nullable"] != true && !at.is_empty() {
+            errors.push(format!("{at}: null is not allowed"));
+        }
+        return;
+    }
+    let ty = schema["type"].as_str().unwrap_or("");
+    let type_ok = match ty {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string() || schema["x-kubernetes-int-or-string"] == true,
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        _ => true,
+    };
+    if !type_ok {
+        errors.push(format!("{at}: expected {ty}, got {v}"));
+        return;
+    }
+    if let Some(e) = schema["enum"].as_array()
+        && !e.contains(v)
+    {
+        errors.push(format!("{at}: {v} is not one of {e:?}"));
+    }
+    if let Some(s) = v.as_str() {
+        let n = s.chars().count() as u64;
+        if schema["maxLength"].as_u64().is_some_and(|m| n > m) {
+            errors.push(format!("{at}: longer than {}", schema["maxLength"]));
+        }
+        if schema["minLength"].as_u64().is_some_and(|m| n < m) {
+            errors.push(format!("{at}: shorter than {}", schema["minLength"]));
+        }
+        if schema["format"] == "date-time" && humantime::parse_rfc3339_weak(s).is_err() {
+            errors.push(format!("{at}: `{s}` is not a date-time"));
+        }
+    }
+    if let Some(n) = v.as_i64() {
+        if schema["minimum"].as_i64().is_some_and(|m| n < m) {
+            errors.push(format!("{at}: below the minimum {}", schema["minimum"]));
+        }
+        if schema["maximum"].as_i64().is_some_and(|m| n > m) {
+            errors.push(format!("{at}: above the maximum {}", schema["maximum"]));
+        }
+    }
+    if let Some(items) = v.as_array() {
+        if schema["maxItems"]
+            .as_u64()
+            .is_some_and(|m| items.len() as u64 > m)
+        {
+            errors.push(format!("{at}: more than {} items", schema["maxItems"]));
+        }
+        if schema["minItems"]
+            .as_u64()
+            .is_some_and(|m| (items.len() as u64) < m)
+        {
+            errors.push(format!("{at}: fewer than {} items", schema["minItems"]));
+        }
+        for (i, item) in items.iter().enumerate() {
+            check(&schema["items"], item, &format!("{at}[{i}]"), errors);
+        }
+    }
+    if let Some(o) = v.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let k = r.as_str().unwrap();
+            if !o.contains_key(k) {
+                errors.push(format!("{at}.{k}: required"));
+            }
+        }
+        let props = schema["properties"].as_object();
+        let extra = &schema["additionalProperties"];
+        for (k, val) in o {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => check(s, val, &format!("{at}.{k}"), errors),
+                None if extra.is_object() => check(extra, val, &format!("{at}.{k}"), errors),
+                None if schema["x-kubernetes-preserve-unknown-fields"] == true
+                    || props.is_none() => {}
+                None => errors.push(format!("{at}.{k}: unknown field")),
+            }
+        }
+    }
 }
