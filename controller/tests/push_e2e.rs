@@ -86,6 +86,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     );
     let up = upstream().await;
     let port = free_port();
+    let admin_port = free_port();
 
     for doc in [
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
@@ -120,7 +121,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     ));
     let opts = RenderOptions {
         push_url: Some(format!("http://{push_addr}")),
-        admin_bind: "127.0.0.1:0".into(),
+        admin_bind: format!("127.0.0.1:{admin_port}"),
         listener_host: "127.0.0.1".into(),
         ..Default::default()
     };
@@ -197,6 +198,25 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         "served through push, not the file"
     );
 
+    // A version the proxy's validation refuses is recorded as a failed reload; the last good
+    // config keeps serving (the same rule as for the file).
+    hub.publish(
+        ns,
+        "edge",
+        "bad-checksum",
+        "listeners: [{name: http, bind: not-an-address, routes: []}]\n",
+    );
+    let admin = format!("http://127.0.0.1:{admin_port}/config");
+    let err = wait_until(&http, &admin, 20, |body| {
+        body.contains("not-an-address").then(|| body.to_string())
+    })
+    .await;
+    assert!(err.contains("control-plane@"), "{err}");
+    assert_eq!(
+        get(&http, &format!("{base}/two/e")).await.as_deref(),
+        Some("upstream saw /two/e")
+    );
+
     // Stop the controller: the proxy keeps its last good config.
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), controller)
@@ -230,6 +250,27 @@ async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {
             return b;
         }
         assert!(Instant::now() < deadline, "{url} never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_until<T>(
+    c: &reqwest::Client,
+    url: &str,
+    secs: u64,
+    f: impl Fn(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(b) = get(c, url).await
+            && let Some(v) = f(&b)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never satisfied the condition"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
