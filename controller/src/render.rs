@@ -378,6 +378,13 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             .with("some listeners are not valid; see status.listeners");
     }
 
+    // Ports served by more than one Gateway listener: route names there carry the listener.
+    let shared_ports: BTreeSet<i32> = listener_port
+        .values()
+        .filter(|p| listener_port.values().filter(|q| q == p).count() > 1)
+        .copied()
+        .collect();
+
     // Policies by target.
     let pol = PolicyIndex::new(world, &ns);
     let mut resources: BTreeMap<(&'static str, String, String), Vec<Cond>> = BTreeMap::new();
@@ -491,7 +498,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
                             if hosts.len() > 1 {
                                 name.push_str(&format!(".{k}"));
                             }
-                            if attach.iter().filter(|a| a.1 == *port).count() > 1 {
+                            if shared_ports.contains(port) {
                                 name.push_str(&format!(".{lname}"));
                             }
                             let key = precedence(&matcher, m, age, i, j);
