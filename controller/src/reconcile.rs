@@ -98,6 +98,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Clock for condition transition times (injected so tests are deterministic).
     pub now: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Warnings already reported per Gateway, so a steady problem makes one Event.
+    reported: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>>,
 }
 
 impl Context {
@@ -116,6 +118,7 @@ impl Context {
             hub,
             opts,
             recorder,
+            reported: Default::default(),
             now: Arc::new(|| {
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
             }),
@@ -297,7 +300,6 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             &now,
         ),
     };
-    let mut changed = false;
     if gw.status.as_ref() != Some(&status) {
         let api: Api<Gateway> = Api::namespaced(ctx.client.clone(), &ns);
         api.patch_status(
@@ -306,7 +308,6 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             &Patch::Merge(json!({"status": status})),
         )
         .await?;
-        changed = true;
     }
 
     // HTTPRoute parents, merged by controller name and parent.
@@ -403,11 +404,20 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
 
-    // Events only when the status changed, so a steady problem is reported once.
-    if changed {
-        for w in &warnings {
-            publish_event(&ctx, &gw, "RenderWarning", w).await;
-        }
+    // Events for warnings not reported before, so a steady problem is reported once.
+    let fresh: Vec<String> = {
+        let mut reported = ctx.reported.lock().expect("reported lock");
+        let seen = reported.entry((ns.clone(), name.clone())).or_default();
+        let fresh = warnings
+            .iter()
+            .filter(|w| !seen.contains(w))
+            .cloned()
+            .collect();
+        *seen = warnings.clone();
+        fresh
+    };
+    for w in &fresh {
+        publish_event(&ctx, &gw, "RenderWarning", w).await;
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }

@@ -266,6 +266,18 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     })
     .await;
 
+    // The problem is reported as a Warning Event on the Gateway.
+    if let Some(fake) = &_fake {
+        eventually(20, "warning Event", || {
+            fake.list("events.k8s.io", "events").into_iter().find(|e| {
+                e["reason"] == "RenderWarning"
+                    && e["regarding"]["name"] == "edge"
+                    && e["note"].as_str().is_some_and(|n| n.contains("not found"))
+            })
+        })
+        .await;
+    }
+
     // The route leaves the Gateway: our entry goes, the other controller's stays.
     routes
         .patch(
