@@ -83,6 +83,9 @@ impl Stores {
     }
 }
 
+/// Warnings reported per Gateway (namespace, name).
+type Reported = std::collections::HashMap<(String, String), Vec<String>>;
+
 /// What every reconcile shares.
 #[derive(Clone)]
 pub struct Context {
@@ -99,7 +102,7 @@ pub struct Context {
     /// Clock for condition transition times (injected so tests are deterministic).
     pub now: Arc<dyn Fn() -> String + Send + Sync>,
     /// Warnings already reported per Gateway, so a steady problem makes one Event.
-    reported: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>>,
+    reported: Arc<std::sync::Mutex<Reported>>,
 }
 
 impl Context {
