@@ -59,6 +59,23 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     };
     let ns = "sb-loop";
     let pp = PostParams::default();
+    if _fake.is_none() {
+        // A real cluster needs the namespace, and a clean slate from an earlier run.
+        let nss = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+        let n = serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .unwrap();
+        match nss.create(&pp, &n).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                panic!(
+                    "namespace {ns} exists from an earlier run; delete it (and GatewayClass sb-loop) first"
+                )
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     let class: GatewayClass = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
