@@ -27,6 +27,7 @@ pub mod authz;
 pub mod backend;
 pub mod body;
 pub mod config;
+pub mod control_plane;
 pub mod error;
 pub mod fuzzing;
 pub mod gateway;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use switchboard_gateway::control_plane::ControlPlane;
 use switchboard_gateway::telemetry::{self, LogFormat};
 use switchboard_gateway::{Gateway, config};
 
@@ -30,6 +31,12 @@ enum Command {
         /// The configuration file (YAML). It is watched and reloaded when it changes.
         #[arg(short, long)]
         config: PathBuf,
+        /// Also follow this controller's config stream (the file is the boot config).
+        #[arg(long)]
+        control_plane: Option<String>,
+        /// Bearer token file for --control-plane (re-read on every connect).
+        #[arg(long, default_value = switchboard_gateway::control_plane::DEFAULT_TOKEN_PATH)]
+        control_plane_token: PathBuf,
     },
     /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message.
     Validate {
@@ -61,14 +68,22 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            control_plane,
+            control_plane_token,
+        } => {
             telemetry::init(cli.log_format);
             switchboard_gateway::install_crypto_provider();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
-            match rt.block_on(run(config)) {
+            let cp = control_plane.map(|url| ControlPlane {
+                url,
+                token_file: control_plane_token,
+            });
+            match rt.block_on(run(config, cp)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -80,13 +95,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf) -> anyhow::Result<()> {
+async fn run(path: PathBuf, cp: Option<ControlPlane>) -> anyhow::Result<()> {
     let cfg = config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let grace = cfg.shutdown.grace_period;
     let gw = Gateway::start(cfg, Some(path.clone()))
         .await
         .context("cannot start")?;
     switchboard_gateway::reload::spawn(gw.clone(), path).context("cannot watch the config file")?;
+    if let Some(cp) = cp {
+        switchboard_gateway::control_plane::spawn(gw.clone(), cp);
+    }
     tracing::info!(version = gw.version(), "switchboard ready");
 
     shutdown_signal().await;

@@ -1,0 +1,27 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong in the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object could not be (de)serialized.
+    #[error("serialization: {0}")]
+    Serde(#[from] serde_json::Error),
+    /// YAML rendering failed.
+    #[error("yaml: {0}")]
+    Yaml(#[from] yaml_serde::Error),
+    /// An object is missing a field the controller needs (name, namespace, uid).
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+    /// A Switchboard resource cannot be rendered into the proxy configuration.
+    #[error("{0}")]
+    Render(String),
+    /// The HTTP server for config push failed.
+    #[error("config push server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

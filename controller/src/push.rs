@@ -1,0 +1,306 @@
+//! Config push: the controller serves every proxy its Gateway's rendered config as a stream of
+//! versions at `GET /v1/config/{namespace}/{gateway}`.
+//!
+//! The response is newline-delimited JSON, one [`PushedConfig`] per line, the current version
+//! first and each new one as the reconciler publishes it; a bare newline every
+//! [`HEARTBEAT`] lets both sides notice a dead connection. Callers authenticate with their
+//! projected service-account token (`Authorization: Bearer ...`), which a TokenReview checks;
+//! only the Gateway's own ServiceAccount (`system:serviceaccount:{namespace}:{gateway}`) may
+//! read its config, as the config names upstreams and policies. A replica that is not the
+//! leader answers 503 so the proxy retries (and reaches the leader).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// Idle time after which the server sends a bare newline.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// One config version as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushedConfig {
+    /// Increases with every change, per controller process.
+    pub version: u64,
+    /// Hex SHA-256 of `config` (the same value as the pod template's checksum annotation).
+    pub checksum: String,
+    /// The proxy config as YAML, with `${VAR}` references for secrets.
+    pub config: String,
+}
+
+type Slot = watch::Sender<Option<Arc<PushedConfig>>>;
+
+/// The latest rendered config of every Gateway; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ConfigHub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    slots: Mutex<HashMap<(String, String), Slot>>,
+    version: AtomicU64,
+    serving: AtomicBool,
+}
+
+impl ConfigHub {
+    /// A hub that is not serving yet (see [`ConfigHub::set_serving`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes a Gateway's config; a config equal to the current one is not a new version.
+    /// Returns the version now current.
+    pub fn publish(&self, ns: &str, gateway: &str, checksum: &str, yaml: &str) -> u64 {
+        let slot = self.slot(ns, gateway);
+        let mut version = 0;
+        slot.send_if_modified(|cur| {
+            if let Some(c) = cur
+                && c.checksum == checksum
+            {
+                version = c.version;
+                return false;
+            }
+            version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
+            *cur = Some(Arc::new(PushedConfig {
+                version,
+                checksum: checksum.to_string(),
+                config: yaml.to_string(),
+            }));
+            true
+        });
+        version
+    }
+
+    /// Forgets a Gateway (deleted, or no longer ours); open streams end.
+    pub fn remove(&self, ns: &str, gateway: &str) {
+        self.inner
+            .slots
+            .lock()
+            .expect("hub lock")
+            .remove(&(ns.to_string(), gateway.to_string()));
+    }
+
+    /// The current config of a Gateway.
+    pub fn current(&self, ns: &str, gateway: &str) -> Option<Arc<PushedConfig>> {
+        self.inner
+            .slots
+            .lock()
+            .expect("hub lock")
+            .get(&(ns.to_string(), gateway.to_string()))
+            .and_then(|s| s.borrow().clone())
+    }
+
+    /// Marks this replica as the one that renders (the leader), or not.
+    pub fn set_serving(&self, serving: bool) {
+        self.inner.serving.store(serving, Ordering::Release);
+    }
+
+    fn slot(&self, ns: &str, gateway: &str) -> Slot {
+        self.inner
+            .slots
+            .lock()
+            .expect("hub lock")
+            .entry((ns.to_string(), gateway.to_string()))
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+}
+
+/// How callers are authenticated.
+#[derive(Clone)]
+pub enum Authenticator {
+    /// TokenReview against the API server.
+    TokenReview(Client),
+    /// No authentication (only for local development; the binary never uses it).
+    Disabled,
+}
+
+impl Authenticator {
+    /// The authenticated username of `token`, or `None`.
+    pub async fn username(&self, token: &str) -> Option<String> {
+        match self {
+            Authenticator::Disabled => Some(String::new()),
+            Authenticator::TokenReview(client) => {
+                let review = TokenReview {
+                    metadata: Default::default(),
+                    spec: TokenReviewSpec {
+                        token: token.to_string(),
+                        audiences: None,
+                    },
+                    status: None,
+                };
+                let api: Api<TokenReview> = Api::all(client.clone());
+                match api.create(&PostParams::default(), &review).await {
+                    Ok(r) => {
+                        let s = r.status?;
+                        if s.authenticated == Some(true) {
+                            s.user.and_then(|u| u.username)
+                        } else {
+                            None
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TokenReview failed");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: ConfigHub,
+    auth: Authenticator,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The push server's router.
+pub fn router(hub: ConfigHub, auth: Authenticator, shutdown: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/v1/config/{namespace}/{gateway}", get(stream_config))
+        .route("/healthz", get(|| async { "ok" }))
+        // Ready only on the leader, so the controller Service sends proxies there.
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            hub,
+            auth,
+            shutdown,
+        })
+}
+
+/// Serves the push API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    hub: ConfigHub,
+    auth: Authenticator,
+    mut shutdown: watch::Receiver<bool>,
+) -> crate::Result<()> {
+    let app = router(hub, auth, shutdown.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Binds `addr` and returns the listener and its address (port 0 resolved).
+pub async fn bind(addr: SocketAddr) -> crate::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let l = tokio::net::TcpListener::bind(addr).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.hub.inner.serving.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "not the leader")
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"error": {"type": status.canonical_reason().unwrap_or("error"), "message": message}})
+            .to_string(),
+    )
+        .into_response()
+}
+
+async fn stream_config(
+    State(st): State<AppState>,
+    Path((ns, gateway)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return error(StatusCode::UNAUTHORIZED, "a bearer token is required");
+    };
+    let Some(user) = st.auth.username(token).await else {
+        return error(StatusCode::UNAUTHORIZED, "the token was not accepted");
+    };
+    let expected = format!("system:serviceaccount:{ns}:{gateway}");
+    if !matches!(st.auth, Authenticator::Disabled) && user != expected {
+        tracing::warn!(%user, %ns, %gateway, "config push refused: not the Gateway's ServiceAccount");
+        return error(
+            StatusCode::FORBIDDEN,
+            "only the Gateway's ServiceAccount may read its config",
+        );
+    }
+    if !st.hub.inner.serving.load(Ordering::Acquire) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this controller replica is not the leader",
+        );
+    }
+    let rx = st.hub.slot(&ns, &gateway).subscribe();
+    tracing::info!(%ns, %gateway, "proxy subscribed to config");
+    let body = Body::from_stream(config_stream(rx, st.shutdown));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .expect("static response parts")
+}
+
+/// Current version first, then every change; heartbeats when idle; ends on shutdown or when
+/// the Gateway is forgotten.
+fn config_stream(
+    rx: watch::Receiver<Option<Arc<PushedConfig>>>,
+    shutdown: watch::Receiver<bool>,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    futures::stream::unfold(
+        (rx, shutdown, true),
+        |(mut rx, mut shutdown, first)| async move {
+            if first {
+                let cur = rx.borrow_and_update().clone();
+                if let Some(c) = cur {
+                    return Some((Ok(line(&c)), (rx, shutdown, false)));
+                }
+            }
+            let out = tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    let cur = rx.borrow_and_update().clone();
+                    cur.map(|c| line(&c)).unwrap_or_else(|| Bytes::from_static(b"\n"))
+                }
+                _ = tokio::time::sleep(HEARTBEAT) => Bytes::from_static(b"\n"),
+                _ = shutdown.wait_for(|s| *s) => return None,
+            };
+            Some((Ok(out), (rx, shutdown, false)))
+        },
+    )
+}
+
+fn line(c: &PushedConfig) -> Bytes {
+    let mut v = serde_json::to_vec(c).expect("a pushed config serializes");
+    v.push(b'\n');
+    Bytes::from(v)
+}

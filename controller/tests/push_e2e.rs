@@ -1,0 +1,276 @@
+//! Config push end to end: a real `switchboard run --control-plane` process boots from the
+//! rendered ConfigMap content, follows the controller's stream, serves a route added to an
+//! HTTPRoute (the time from the change to serving is measured and printed), and keeps
+//! serving its last good config when the controller stops. The push server checks the proxy's
+//! token with a TokenReview (against the fake API server).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use switchboard_controller::gateway_api::HTTPRoute;
+use switchboard_controller::push::{self, Authenticator, ConfigHub};
+use switchboard_controller::reconcile;
+use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
+
+/// The `switchboard` binary, built on demand (it belongs to another package of the workspace).
+fn switchboard_binary() -> PathBuf {
+    let root = workspace_root();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "switchboard-gateway", "--bin", "switchboard"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the switchboard binary failed");
+    let bin = target.join("debug").join("switchboard");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// An upstream that answers with the path it saw.
+async fn upstream() -> SocketAddr {
+    let app = axum::Router::new()
+        .fallback(|uri: axum::http::Uri| async move { format!("upstream saw {}", uri.path()) });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Kill(tokio::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> Option<String> {
+    let r = c.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+#[tokio::test]
+async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bin = tokio::task::spawn_blocking(switchboard_binary)
+        .await
+        .unwrap();
+    let fake = FakeApiServer::start().await;
+    println!("push test: fake API server at {}", fake.addr);
+    let ns = "sb-push";
+    fake.add_token("proxy-token", &format!("system:serviceaccount:{ns}:edge"));
+    fake.add_token(
+        "other-token",
+        &format!("system:serviceaccount:{ns}:someone"),
+    );
+    let up = upstream().await;
+    let port = free_port();
+    let admin_port = free_port();
+
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": "sb"}, "spec": {"controllerName": CONTROLLER_NAME}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": ns},
+               "spec": {"gatewayClassName": "sb",
+                        "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Backend",
+               "metadata": {"name": "up", "namespace": ns},
+               "spec": {"static": {"host": "127.0.0.1", "port": up.port()}}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "r", "namespace": ns},
+               "spec": {"parentRefs": [{"name": "edge"}],
+                        "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/one"}}],
+                                   "backendRefs": [{"group": "switchboard.dev", "kind": "Backend", "name": "up"}]}]}}),
+    ] {
+        fake.put(doc);
+    }
+
+    // The controller: reconciler plus push server.
+    let client = fake.client();
+    let hub = ConfigHub::new();
+    hub.set_serving(true);
+    let (listener, push_addr) = push::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(push::serve(
+        listener,
+        hub.clone(),
+        Authenticator::TokenReview(client.clone()),
+        stop_rx.clone(),
+    ));
+    let opts = RenderOptions {
+        push_url: Some(format!("http://{push_addr}")),
+        admin_bind: format!("127.0.0.1:{admin_port}"),
+        listener_host: "127.0.0.1".into(),
+        ..Default::default()
+    };
+    let mut stop_rx2 = stop_rx.clone();
+    let controller = tokio::spawn(reconcile::run(client, hub.clone(), opts, async move {
+        let _ = stop_rx2.wait_for(|s| *s).await;
+    }));
+    let boot = eventually(20, "first rendering", || hub.current(ns, "edge")).await;
+
+    // Authentication: no token, an unknown token and another ServiceAccount's token fail.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let stream_url = format!("http://{push_addr}/v1/config/{ns}/edge");
+    let status = |t: Option<&'static str>| {
+        let mut r = http.get(&stream_url);
+        if let Some(t) = t {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some("forged")).await, 401);
+    assert_eq!(status(Some("other-token")).await, 403);
+
+    // The proxy boots from the ConfigMap content, as the kubelet would mount it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("config.yaml");
+    std::fs::write(&cfg_path, &boot.config).unwrap();
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, "proxy-token\n").unwrap();
+    let child = tokio::process::Command::new(&bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--control-plane")
+        .arg(&stream_url)
+        .arg("--control-plane-token")
+        .arg(&token_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let _child = Kill(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let body = wait_http(&http, &format!("{base}/one/a"), 20).await;
+    assert_eq!(body, "upstream saw /one/a");
+    assert!(get(&http, &format!("{base}/two/a")).await.is_none());
+
+    // Change the HTTPRoute; measure until the proxy serves the new route.
+    let routes = kube::Api::<HTTPRoute>::namespaced(fake.client(), ns);
+    let started = Instant::now();
+    routes
+        .patch(
+            "r",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rules": [
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/one"}}],
+                 "backendRefs": [{"group": "switchboard.dev", "kind": "Backend", "name": "up"}]},
+                {"matches": [{"path": {"type": "PathPrefix", "value": "/two"}}],
+                 "backendRefs": [{"group": "switchboard.dev", "kind": "Backend", "name": "up"}]}]}})),
+        )
+        .await
+        .unwrap();
+    let body = wait_http(&http, &format!("{base}/two/b"), 20).await;
+    let elapsed = started.elapsed();
+    assert_eq!(body, "upstream saw /two/b");
+    println!(
+        "push test: HTTPRoute change to proxy serving it took {elapsed:?} (ConfigMap file unchanged: pushed)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cfg_path).unwrap(),
+        boot.config,
+        "served through push, not the file"
+    );
+
+    // A version the proxy's validation refuses is recorded as a failed reload; the last good
+    // config keeps serving (the same rule as for the file).
+    hub.publish(
+        ns,
+        "edge",
+        "bad-checksum",
+        "listeners: [{name: http, bind: not-an-address, routes: []}]\n",
+    );
+    let admin = format!("http://127.0.0.1:{admin_port}/config");
+    let err = wait_until(&http, &admin, 20, |body| {
+        body.contains("not-an-address").then(|| body.to_string())
+    })
+    .await;
+    assert!(err.contains("control-plane@"), "{err}");
+    assert_eq!(
+        get(&http, &format!("{base}/two/e")).await.as_deref(),
+        Some("upstream saw /two/e")
+    );
+
+    // Stop the controller: the proxy keeps its last good config.
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    for path in ["/one/c", "/two/c"] {
+        let body = get(&http, &format!("{base}{path}")).await;
+        assert_eq!(
+            body.as_deref(),
+            Some(format!("upstream saw {path}").as_str())
+        );
+    }
+    // And still after its reconnect attempts have failed a few times.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        get(&http, &format!("{base}/two/d")).await.as_deref(),
+        Some("upstream saw /two/d")
+    );
+}
+
+async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(b) = get(c, url).await {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "{url} never served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_until<T>(
+    c: &reqwest::Client,
+    url: &str,
+    secs: u64,
+    f: impl Fn(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(b) = get(c, url).await
+            && let Some(v) = f(&b)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never satisfied the condition"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,592 @@
+//! Golden tests of rendering: Gateway API and Switchboard objects in; the proxy config, child
+//! objects and status out. Every manifest under examples/kubernetes/ is parsed and rendered
+//! (and its config checked by the proxy's own loader); focused cases pin the rules. Also checks
+//! that the committed CRDs are the ones the types generate.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard_controller::crd;
+use switchboard_controller::gateway_api::Gateway;
+use switchboard_controller::render::{self, RenderOptions, Rendered, World};
+
+/// Kinds in the manifests that rendering does not read.
+const IGNORED: &[&str] = &[
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "CustomResourceDefinition",
+];
+
+fn world_from(docs: Vec<Value>) -> World {
+    let mut world = World::default();
+    for (i, mut doc) in docs.into_iter().enumerate() {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        if IGNORED.contains(&kind.as_str()) {
+            continue;
+        }
+        // What the API server would add.
+        doc["metadata"]["uid"] = json!(format!("uid-{i}"));
+        doc["metadata"]["creationTimestamp"] = json!(format!("2026-01-01T00:00:{:02}Z", i % 60));
+        if doc["metadata"]["namespace"].is_null() && kind != "GatewayClass" {
+            doc["metadata"]["namespace"] = json!("default");
+        }
+        render::add_document(&mut world, doc).unwrap_or_else(|e| panic!("{e}"));
+    }
+    world
+}
+
+fn docs_of(rel: &str) -> Vec<Value> {
+    let path = workspace_root().join("examples/kubernetes").join(rel);
+    yaml_docs(&std::fs::read_to_string(&path).unwrap())
+}
+
+/// Renders every Gateway of ours; the Services they create are then visible to routes (central
+/// ingress points at them), so render twice, as the controller converges in two reconciles.
+fn render_all(world: &mut World, opts: &RenderOptions) -> Vec<(Arc<Gateway>, Rendered)> {
+    for _ in 0..2 {
+        let mut services = Vec::new();
+        for gw in world.gateways.clone() {
+            if render::our_class(world, &gw).is_some() {
+                let r = render::render(world, &gw, opts).unwrap();
+                services.push(Arc::new(r.children.service.clone()));
+            }
+        }
+        for s in services {
+            let key = render::key_of(s.as_ref());
+            if !world
+                .services
+                .iter()
+                .any(|x| render::key_of(x.as_ref()) == key)
+            {
+                world.services.push(s);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for gw in world.gateways.clone() {
+        if render::our_class(world, &gw).is_some() {
+            out.push((gw.clone(), render::render(world, &gw, opts).unwrap()));
+        }
+    }
+    out
+}
+
+/// The golden view of one rendering.
+fn golden(r: &Rendered) -> Value {
+    json!({
+        "config": yaml_serde::from_str::<Value>(&r.config_yaml).unwrap(),
+        "gateway_conditions": r.gateway_conditions,
+        "listeners": r.listeners,
+        "routes": r.routes,
+        "resources": r.resources,
+        "warnings": r.warnings,
+        "children": {
+            "configmap_keys": r.children.config_map.data.as_ref().map(|d| d.keys().cloned().collect::<Vec<_>>()),
+            "deployment": serde_json::to_value(&r.children.deployment).unwrap(),
+            "service": serde_json::to_value(&r.children.service).unwrap(),
+            "serviceaccount": serde_json::to_value(&r.children.service_account).unwrap(),
+        },
+    })
+}
+
+fn check_config(r: &Rendered) {
+    switchboard_gateway::config::load_str(&r.config_yaml, "rendered", &|_| Some("x".into()))
+        .unwrap_or_else(|e| panic!("rendered config is invalid:\n{e}\n{}", r.config_yaml));
+}
+
+#[test]
+fn every_example_manifest_renders() {
+    let dirs = [
+        "simple-ingress",
+        "sharded-gateways",
+        "central-ingress",
+        "mcp-and-llm",
+        "istio-ingress",
+    ];
+    // Every directory under examples/kubernetes is covered here.
+    let mut found: Vec<String> = std::fs::read_dir(workspace_root().join("examples/kubernetes"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = dirs.iter().map(|d| d.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want);
+
+    for dir in dirs {
+        let mut docs = docs_of("install.yaml");
+        for f in std::fs::read_dir(workspace_root().join("examples/kubernetes").join(dir)).unwrap()
+        {
+            let f = f.unwrap().path();
+            docs.extend(docs_of(
+                &f.strip_prefix(workspace_root().join("examples/kubernetes"))
+                    .unwrap()
+                    .to_string_lossy(),
+            ));
+        }
+        // Every Gateway API and Switchboard object validates against its CRD schema.
+        let schemas = Schemas::load();
+        for d in &docs {
+            let (group, version) = match d["apiVersion"].as_str().unwrap().split_once('/') {
+                Some((g, v)) => (g, v),
+                None => continue,
+            };
+            let plural = match d["kind"].as_str().unwrap() {
+                "GatewayClass" => "gatewayclasses",
+                "Gateway" => "gateways",
+                "HTTPRoute" => "httproutes",
+                "ReferenceGrant" => "referencegrants",
+                "Backend" => "backends",
+                "Policy" => "policies",
+                "GatewayParameters" => "gatewayparameters",
+                _ => continue,
+            };
+            let errors = schemas
+                .validate(group, plural, version, d)
+                .unwrap_or_else(|| panic!("no schema for {group}/{version} {plural}"));
+            assert!(
+                errors.is_empty(),
+                "{dir}: {} {}: {errors:?}",
+                d["kind"],
+                d["metadata"]["name"]
+            );
+        }
+        let mut world = world_from(docs);
+        let rendered = render_all(&mut world, &RenderOptions::default());
+        assert!(!rendered.is_empty(), "{dir}: no Gateway rendered");
+        for (gw, r) in &rendered {
+            let name = format!("{dir}__{}", gw.metadata.name.as_deref().unwrap());
+            check_config(r);
+            assert!(
+                !r.config_yaml.contains("replace-me"),
+                "{name}: a secret value reached the ConfigMap"
+            );
+            assert!(
+                r.gateway_conditions[0].status,
+                "{name}: not accepted: {:?}",
+                r.gateway_conditions
+            );
+            insta::assert_yaml_snapshot!(name, golden(r));
+        }
+    }
+}
+
+#[test]
+fn central_ingress_edge_routes_to_second_layer_gateways_with_edge_headers() {
+    let mut docs = docs_of("install.yaml");
+    docs.extend(docs_of("central-ingress/central-ingress.yaml"));
+    let mut world = world_from(docs);
+    let all = render_all(&mut world, &RenderOptions::default());
+    let (_, edge) = all
+        .iter()
+        .find(|(g, _)| g.metadata.name.as_deref() == Some("edge"))
+        .unwrap();
+    let l = &edge.config.listeners[0];
+    let urls: Vec<(&str, &str)> = l
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.matcher.host.as_deref().unwrap(),
+                r.http.as_ref().unwrap().url.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        urls,
+        vec![
+            ("a.example.com", "http://team-a.team-a.svc.cluster.local:80"),
+            ("b.example.com", "http://team-b.team-b.svc.cluster.local:80"),
+        ]
+    );
+    let headers = l.policies.as_ref().unwrap().headers.as_ref().unwrap();
+    assert_eq!(headers.request.set["x-entry-point"], "edge");
+    assert!(
+        edge.routes
+            .iter()
+            .all(|r| r.conditions.iter().all(|c| c.status)),
+        "{:?}",
+        edge.routes
+    );
+}
+
+fn world_yaml(extra: &str) -> World {
+    let mut docs = docs_of("install.yaml");
+    docs.extend(yaml_docs(extra));
+    world_from(docs)
+}
+
+fn render_one(world: &World, name: &str) -> Rendered {
+    let gw = world
+        .gateways
+        .iter()
+        .find(|g| g.metadata.name.as_deref() == Some(name))
+        .unwrap();
+    render::render(world, gw, &RenderOptions::default()).unwrap()
+}
+
+const GW: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners:
+    - {name: http, port: 80, protocol: HTTP}
+    - {name: api, port: 80, protocol: HTTP, hostname: "*.api.example.com"}
+    - {name: tcp, port: 9000, protocol: TCP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: ns}
+spec: {ports: [{port: 80}]}
+"#;
+
+#[test]
+fn precedence_hostnames_and_listener_checks() {
+    let world = world_yaml(&format!(
+        r#"{GW}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: broad, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /a}}}}, {{path: {{type: Exact, value: /a/exact}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /a}}, method: POST, headers: [{{name: X-Team, value: ml}}]}}]
+      backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: hosts, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, sectionName: api}}]
+  hostnames: [v1.api.example.com, other.example.org]
+  rules:
+    - backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: nomatch, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, sectionName: api}}]
+  hostnames: [only.example.org]
+  rules:
+    - backendRefs: [{{name: svc, port: 80}}]
+"#
+    ));
+    let r = render_one(&world, "gw");
+    check_config(&r);
+    let routes: Vec<String> = r.config.listeners[0]
+        .routes
+        .iter()
+        .map(|x| format!("{} {:?}", x.name, x.matcher))
+        .collect();
+    insta::assert_yaml_snapshot!(
+        "precedence",
+        json!({"routes": routes, "listeners": r.listeners, "route_status": r.routes})
+    );
+    // Host-specific first, then exact, longer prefix, method+headers, catch-all last.
+    assert!(routes[0].contains("v1.api.example.com"));
+    assert!(routes[1].contains("/a/exact"));
+    assert!(routes[2].contains("POST"));
+    assert!(routes.last().unwrap().starts_with("ns.broad.0.0"));
+    // The TCP listener is refused; the route without a shared hostname is not accepted.
+    let tcp = r.listeners.iter().find(|l| l.name == "tcp").unwrap();
+    assert!(
+        tcp.conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && !c.status && c.reason == "UnsupportedProtocol")
+    );
+    let nomatch = r.routes.iter().find(|o| o.name == "nomatch").unwrap();
+    assert_eq!(nomatch.conditions[0].reason, "NoMatchingListenerHostname");
+    assert_eq!(r.gateway_conditions[0].reason, "ListenersNotValid");
+}
+
+#[test]
+fn cross_namespace_refs_need_a_reference_grant() {
+    let route = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: ns}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+    - backendRefs: [{name: far, namespace: other, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: far, namespace: other}
+spec: {ports: [{port: 80}]}
+"#;
+    let world = world_yaml(&format!("{GW}{route}"));
+    let r = render_one(&world, "gw");
+    let o = &r.routes[0];
+    assert_eq!(o.conditions[1].type_, "ResolvedRefs");
+    assert_eq!(o.conditions[1].reason, "RefNotPermitted");
+    assert!(r.config.listeners[0].routes.is_empty());
+
+    let grant = r#"
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: g, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: ns}]
+  to: [{group: "", kind: Service}]
+"#;
+    let world = world_yaml(&format!("{GW}{route}{grant}"));
+    let r = render_one(&world, "gw");
+    assert!(
+        r.routes[0].conditions.iter().all(|c| c.status),
+        "{:?}",
+        r.routes
+    );
+    assert_eq!(
+        r.config.listeners[0].routes[0].http.as_ref().unwrap().url,
+        "http://far.other.svc.cluster.local:80"
+    );
+}
+
+#[test]
+fn https_listener_mounts_its_certificate_secret() {
+    let world = world_yaml(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners:
+    - name: https
+      port: 443
+      protocol: HTTPS
+      tls: {certificateRefs: [{name: gw-cert}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gw-cert, namespace: ns}
+"#,
+    );
+    let r = render_one(&world, "tls");
+    let tls = r.config.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert, "/etc/switchboard/tls/gw-cert/tls.crt");
+    let pod = r.children.deployment.spec.template.spec.as_ref().unwrap();
+    let vols = pod.volumes.as_ref().unwrap();
+    assert!(
+        vols.iter()
+            .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("gw-cert"))
+    );
+
+    // Without the Secret: ResolvedRefs False and the listener is not served.
+    let world = world_yaml(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners:
+    - {name: https, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: gw-cert}]}}
+"#,
+    );
+    let r = render_one(&world, "tls");
+    assert!(r.config.listeners.is_empty());
+    let c = r.listeners[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ResolvedRefs")
+        .unwrap();
+    assert_eq!(c.reason, "InvalidCertificateRef");
+}
+
+#[test]
+fn llm_secrets_become_env_references_not_config_text() {
+    let mut docs = docs_of("install.yaml");
+    docs.extend(docs_of("mcp-and-llm/mcp-and-llm.yaml"));
+    let world = world_from(docs);
+    let b = world
+        .backends
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some("models"))
+        .unwrap();
+    // The rendered llm block, as it will land on the route once the proxy has `llm:`.
+    let route = switchboard_gateway::config::RouteConfig {
+        name: "x".into(),
+        matcher: Default::default(),
+        policies: None,
+        http: None,
+    };
+    let r = render_one(&world, "agents");
+    let env = r
+        .children
+        .deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["SB_SECRET_LLM_KEYS_ANTHROPIC", "SB_SECRET_LLM_KEYS_OPENAI"]
+    );
+    assert_eq!(
+        env[1]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .key,
+        "openai"
+    );
+    let backend_conds = r.resources.iter().find(|x| x.name == "models").unwrap();
+    let _ = (b, route);
+    // Until the proxy's config has `llm:`, the route is reported, not rendered half-way.
+    let agents = r.routes.iter().find(|o| o.name == "agents").unwrap();
+    let resolved = &agents.conditions[1];
+    if r.config.listeners[0].routes.len() < 3 {
+        assert_eq!(resolved.reason, "UnsupportedValue");
+        assert!(
+            resolved.message.contains("does not support"),
+            "{}",
+            resolved.message
+        );
+    }
+    assert!(backend_conds.conditions.iter().all(|c| c.status));
+}
+
+#[test]
+fn istio_modes_label_the_pods() {
+    let mut docs = docs_of("install.yaml");
+    docs.extend(docs_of("istio-ingress/istio-ingress.yaml"));
+    let world = world_from(docs);
+    let pod_meta = |n: &str| {
+        render_one(&world, n)
+            .children
+            .deployment
+            .spec
+            .template
+            .metadata
+            .unwrap()
+    };
+    let side = pod_meta("ingress-sidecar");
+    assert_eq!(
+        side.labels.as_ref().unwrap()["sidecar.istio.io/inject"],
+        "true"
+    );
+    assert_eq!(
+        side.annotations.as_ref().unwrap()["traffic.sidecar.istio.io/includeInboundPorts"],
+        ""
+    );
+    let amb = pod_meta("ingress-ambient");
+    assert_eq!(
+        amb.labels.as_ref().unwrap()["istio.io/dataplane-mode"],
+        "ambient"
+    );
+    assert!(
+        !amb.labels
+            .as_ref()
+            .unwrap()
+            .contains_key("sidecar.istio.io/inject")
+    );
+}
+
+#[test]
+fn a_configmap_only_change_changes_the_pod_checksum() {
+    let base = format!(
+        "{GW}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r, namespace: ns}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules: [{{matches: [{{path: {{value: /PATH}}}}], backendRefs: [{{name: svc, port: 80}}]}}]\n"
+    );
+    let a = render_one(&world_yaml(&base.replace("PATH", "a")), "gw");
+    let b = render_one(&world_yaml(&base.replace("PATH", "b")), "gw");
+    let ck = |r: &Rendered| {
+        r.children
+            .deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[render::CHECKSUM_ANNOTATION]
+            .clone()
+    };
+    assert_ne!(ck(&a), ck(&b));
+    assert_eq!(ck(&a), a.checksum);
+}
+
+#[test]
+fn committed_crds_match_the_types_and_are_structural() {
+    let generated = crd::crds_yaml();
+    let path = workspace_root().join("examples/kubernetes/crds.yaml");
+    if std::env::var("UPDATE_CRDS").is_ok() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "examples/kubernetes/crds.yaml is stale: run `cargo run -p switchboard-controller -- crds > examples/kubernetes/crds.yaml`"
+    );
+    // Structural: every schema node has a type (or is explicitly int-or-string/preserved).
+    fn walk(v: &Value, at: &str) {
+        let Some(o) = v.as_object() else { return };
+        let exempt = o.contains_key("x-kubernetes-int-or-string")
+            || o.contains_key("x-kubernetes-preserve-unknown-fields");
+        assert!(
+            o.contains_key("type") || exempt,
+            "schema node without type at {at}: {v}"
+        );
+        for key in ["anyOf", "oneOf", "allOf"] {
+            assert!(
+                !o.contains_key(key) || o.contains_key("type"),
+                "{key} at {at}"
+            );
+        }
+        if let Some(p) = o.get("properties").and_then(Value::as_object) {
+            for (k, s) in p {
+                walk(s, &format!("{at}.{k}"));
+            }
+        }
+        if let Some(items) = o.get("items") {
+            walk(items, &format!("{at}[]"));
+        }
+        if let Some(ap) = o.get("additionalProperties").filter(|a| a.is_object()) {
+            walk(ap, &format!("{at}{{}}"));
+        }
+    }
+    let docs = yaml_docs(&generated);
+    assert_eq!(docs.len(), 3);
+    for d in &docs {
+        let kind = d["spec"]["names"]["kind"].as_str().unwrap();
+        let v = &d["spec"]["versions"][0];
+        assert_eq!(
+            v["subresources"]["status"],
+            json!({}),
+            "{kind} has a status subresource"
+        );
+        walk(&v["schema"]["openAPIV3Schema"], kind);
+    }
+}
