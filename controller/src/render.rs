@@ -509,6 +509,9 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
                                     name,
                                     matcher,
                                     policies: built.policies.clone(),
+                                    mcp: None,
+                                    llm: None,
+                                    a2a: None,
                                     http: None,
                                 },
                                 owner: (rns.clone(), rname.clone()),
@@ -599,7 +602,10 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         }
     }
 
-    let config_yaml = yaml_serde::to_string(&config)?;
+    // The ConfigMap must hold the real config (secrets are `${VAR}` references by now), not
+    // the redacted view that serializing a config gives by default.
+    let config_yaml =
+        switchboard_gateway::config::expose_secrets(|| yaml_serde::to_string(&config))?;
     let checksum = hex::encode(Sha256::digest(config_yaml.as_bytes()));
     let tls_secrets: Vec<String> = ports
         .values()
@@ -1086,10 +1092,12 @@ fn header_mod(ops: &mut HeaderOps, m: &gwapi::HeaderModifier) {
 
 /// `over`'s keys replace `base`'s (Policy objects win over HTTPRoute filters).
 fn merge_policies(base: &mut Policies, over: Policies) {
-    let mut b = serde_json::to_value(&*base).expect("policies serialize");
+    let mut b = switchboard_gateway::config::expose_secrets(|| serde_json::to_value(&*base))
+        .expect("policies serialize");
     if let (Some(bo), Value::Object(oo)) = (
         b.as_object_mut(),
-        serde_json::to_value(over).expect("policies serialize"),
+        switchboard_gateway::config::expose_secrets(|| serde_json::to_value(over))
+            .expect("policies serialize"),
     ) {
         for (k, v) in oo {
             bo.insert(k, v);
@@ -1270,7 +1278,8 @@ pub fn attach_key<T: serde::Serialize + serde::de::DeserializeOwned>(
     key: &str,
     value: Value,
 ) -> Result<T, String> {
-    let mut v = serde_json::to_value(target).map_err(|e| e.to_string())?;
+    let mut v = switchboard_gateway::config::expose_secrets(|| serde_json::to_value(target))
+        .map_err(|e| e.to_string())?;
     if let Some(o) = v.as_object_mut() {
         o.insert(key.to_string(), value);
     }

@@ -431,6 +431,9 @@ fn llm_secrets_become_env_references_not_config_text() {
         name: "x".into(),
         matcher: Default::default(),
         policies: None,
+        mcp: None,
+        llm: None,
+        a2a: None,
         http: None,
     };
     let r = render_one(&world, "agents");

@@ -15,6 +15,7 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use switchboard_llm::config::expose_secrets;
 pub use types::*;
 pub use validate::{parse_bind, prefix_matches};
 
