@@ -143,34 +143,31 @@ proptest! {
     #![proptest_config(cases())]
 
     /// The session SSE writer's frames parse back to exactly the event written: one event,
-    /// same id, type and data (no field injection). Lone CRs are excluded here: see
-    /// `sse_lone_cr_in_data_injects_fields`.
+    /// same id, type and data (no field injection), line ends normalized to LF.
     #[test]
-    fn sse_event_frames_round_trip(id in "[ -~]{1,12}", ev in "[a-z]{1,8}", data in "[ -~\n]{0,64}") {
+    fn sse_event_frames_round_trip(id in "[ -~]{1,12}", ev in "[a-z]{1,8}", data in "[ -~\r\n]{0,64}") {
         let frame = switchboard_sessions::sse::event(Some(&id), Some(&ev), &data);
         let events = parse_sse(frame);
         prop_assert_eq!(events.len(), 1);
-        // CRLF line ends are normalized to LF (a trailing CR of a line is dropped).
-        let expected: Vec<&str> = data.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
-        prop_assert_eq!(&events[0].data, &expected.join("\n"));
+        // CRLF and lone CR line ends are normalized to LF, as an SSE parser sees them.
+        let expected = data.replace("\r\n", "\n").replace('\r', "\n");
+        prop_assert_eq!(&events[0].data, &expected);
         prop_assert_eq!(&events[0].event, &ev);
         prop_assert_eq!(&events[0].id, &id);
     }
 }
 
-/// Found by the property above with CRs in the payload: `sessions::sse::event` splits data on
+/// Found by the property above with CRs in the payload: the SSE writer once split data on
 /// `\n` only, but SSE parsers also end a line at a lone `\r`, so payload text after a CR
-/// becomes a field of its own (here a forged `id`, which is what a reconnecting client sends
-/// back as `Last-Event-ID`). The fix belongs in sessions/src/sse.rs (split data on `\r\n`,
-/// `\r` and `\n`); until then this stays ignored so CI stays green, and the report says so.
+/// became a field of its own (here a forged `id`, which a reconnecting client sends back as
+/// `Last-Event-ID`).
 #[test]
-#[ignore = "known bug in switchboard-sessions' SSE writer (lone CR); see the doc comment"]
-fn sse_lone_cr_in_data_injects_fields() {
+fn sse_lone_cr_in_data_cannot_inject_fields() {
     let frame = switchboard_sessions::sse::event(Some("1"), Some("message"), "hello\rid: forged");
     let events = parse_sse(frame);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].id, "1", "the payload forged the event id");
-    assert_eq!(events[0].data, "hello\rid: forged");
+    assert_eq!(events[0].data, "hello\nid: forged");
 }
 
 /// Inputs the fuzzers found, kept as regression cases.

@@ -15,7 +15,8 @@ pub fn retry(after: Duration) -> Bytes {
 }
 
 /// One SSE event: optional `id:` and `event:` lines, then `data:` lines (one per line of
-/// `data`, so multi-line payloads survive), then the blank line.
+/// `data`, so multi-line payloads survive; CRLF and lone CR count as line ends, as they do for
+/// SSE parsers), then the blank line.
 ///
 /// Carriage returns and newlines in `id` or `event` would break the framing; they are dropped.
 pub fn event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
@@ -28,10 +29,21 @@ pub fn event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
         out.push_str("id: ");
         push_line(&mut out, id);
     }
-    // `split` (not `lines`) so an empty payload still yields one `data:` line.
-    for line in data.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    // SSE ends a line at CRLF, a lone LF *or a lone CR*: split on all three, or text after a
+    // lone CR would become a field of its own (a forged `id:` that the client then sends back
+    // as `Last-Event-ID`). `split` (not `lines`) so an empty payload still yields one line.
+    let mut rest = data;
+    loop {
+        let cut = rest.find(['\r', '\n']);
+        let line = &rest[..cut.unwrap_or(rest.len())];
         let _ = writeln!(out, "data: {line}");
+        match cut {
+            None => break,
+            Some(i) => {
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+            }
+        }
     }
     out.push('\n');
     Bytes::from(out)
