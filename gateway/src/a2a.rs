@@ -249,6 +249,12 @@ impl A2aBackend {
         })
     }
 
+    /// Advertise the route's own authentication in the rewritten card.
+    pub fn with_security(mut self, security: RouteSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
     /// The upstream authorities, for access logs.
     pub fn upstream_label(&self) -> &str {
         &self.label

@@ -315,7 +315,15 @@ impl Gateway {
                         self.inner.sessions.store().clone(),
                         self.inner.a2a_metrics.clone(),
                     )
-                    .map_err(backend_err)?,
+                    .map_err(backend_err)?
+                    .with_security(
+                        r.policies
+                            .as_ref()
+                            .and_then(|p| p.authn.as_ref())
+                            .or_else(|| l.policies.as_ref().and_then(|p| p.authn.as_ref()))
+                            .map(crate::a2a::card::RouteSecurity::from_authn)
+                            .unwrap_or_default(),
+                    ),
                 ))
             } else {
                 return Err(backend_err("route has no backend".into()));

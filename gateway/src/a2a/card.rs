@@ -12,17 +12,41 @@
 //!   authentication ([`RouteSecurity`]); the agent's credentials are the gateway's business.
 //! - Signatures are dropped: they covered the original card and would no longer verify.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-/// What the route's own authentication looks like in a card. Today routes carry no
-/// authentication of their own, so the card advertises none; when the authn policy lands,
-/// build this from it (e.g. a `bearer` HTTP scheme for JWT, an API-key header scheme).
+/// What the route's own authentication looks like in a card: built from the route's
+/// `policies.authn` ([`RouteSecurity::from_authn`]); empty (no schemes advertised) without it.
 #[derive(Debug, Clone, Default)]
 pub struct RouteSecurity {
     /// `securitySchemes` to advertise (name → scheme object, 1.0 shape).
     pub schemes: Map<String, Value>,
     /// 1.0 `securityRequirements` (each `{"schemes": {name: {"list": [scopes]}}}`).
     pub requirements: Vec<Value>,
+}
+
+impl RouteSecurity {
+    /// A `bearer` HTTP scheme (JWT, with the route's required scopes) and an API-key header
+    /// scheme, each an alternative requirement, as the route's authn accepts them.
+    pub fn from_authn(authn: &crate::auth::AuthnPolicy) -> Self {
+        let mut sec = RouteSecurity::default();
+        if authn.jwt.is_some() {
+            sec.schemes.insert(
+                "bearer".into(),
+                json!({"httpAuthSecurityScheme": {"scheme": "Bearer", "bearerFormat": "JWT"}}),
+            );
+            sec.requirements
+                .push(json!({"schemes": {"bearer": {"list": authn.required_scopes.clone()}}}));
+        }
+        if !authn.api_keys.is_empty() {
+            sec.schemes.insert(
+                "apiKey".into(),
+                json!({"apiKeySecurityScheme": {"location": "header", "name": "x-api-key"}}),
+            );
+            sec.requirements
+                .push(json!({"schemes": {"apiKey": {"list": []}}}));
+        }
+        sec
+    }
 }
 
 /// What a rewrite changed, for the log line.
@@ -260,6 +284,33 @@ mod tests {
         assert_eq!(
             card["securityRequirements"][0]["schemes"]["gw"],
             json!({"list": []})
+        );
+    }
+
+    #[test]
+    fn route_authn_becomes_the_cards_security() {
+        let authn: crate::auth::AuthnPolicy = serde_json::from_value(json!({
+            "jwt": {"issuer": "https://idp", "audiences": ["gw"], "jwks": {"url": "https://idp/jwks"}},
+            "api_keys": [{"name": "k", "sha256": "00"}],
+            "required_scopes": ["a2a:send"]
+        }))
+        .unwrap();
+        let sec = RouteSecurity::from_authn(&authn);
+        let mut card =
+            json!({"securitySchemes": {"agent": {"type": "oauth2"}}, "security": [{"agent": []}]});
+        rewrite(&mut card, "http://gw", "", &sec);
+        assert_eq!(
+            card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"],
+            "Bearer"
+        );
+        assert_eq!(
+            card["securitySchemes"]["apiKey"]["apiKeySecurityScheme"]["name"],
+            "x-api-key"
+        );
+        assert!(card["securitySchemes"].get("agent").is_none());
+        assert_eq!(
+            card["securityRequirements"][0]["schemes"]["bearer"]["list"],
+            json!(["a2a:send"])
         );
     }
 }
