@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (config loaded, listeners
-//! bound, not shutting down), `/metrics` (Prometheus text) and `/config` (the serving config
-//! with secrets redacted, plus the last refused reload).
+//! bound, not shutting down), `/metrics` (Prometheus text), `/config` (the serving config
+//! with secrets redacted, plus the last refused reload) and `POST /drain`.
 
 use std::net::SocketAddr;
 
@@ -47,6 +47,7 @@ pub async fn serve(bind: &str, addr: SocketAddr, gw: Gateway) -> Result<AdminHan
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/config", get(config))
+        .route("/drain", axum::routing::post(drain))
         .with_state(gw);
     let s = stop.clone();
     tokio::spawn(async move {
@@ -68,6 +69,13 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
+}
+
+/// `POST /drain`: see [`Gateway::drain`]. Used before taking a replica away (a Kubernetes
+/// preStop hook) so session clients move with their events intact.
+async fn drain(State(gw): State<Gateway>) -> Response {
+    gw.drain();
+    (StatusCode::ACCEPTED, "draining\n").into_response()
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {

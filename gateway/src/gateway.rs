@@ -433,6 +433,16 @@ impl Gateway {
         ok
     }
 
+    /// Drains this replica without stopping it: `/readyz` fails (load balancers move new
+    /// clients away) and open session streams send a `retry:` hint and close, so their clients
+    /// reconnect, to another replica, and resume from the shared event log. Requests are still
+    /// served, so nothing in flight is lost.
+    pub fn drain(&self) {
+        self.inner.ready.store(false, Ordering::Release);
+        self.inner.sessions.drain();
+        tracing::info!("draining: readiness off, session streams told to reconnect");
+    }
+
     /// Begins shutdown and waits up to `grace` for connections to finish: stops accepting,
     /// fails readiness, ends open streams cleanly and lets in-flight requests complete.
     pub async fn shutdown(&self, grace: Duration) {

@@ -347,3 +347,51 @@ async fn shutdown_ends_open_mcp_streams_with_a_retry_hint() {
     );
     stop.await.unwrap();
 }
+
+/// `POST /drain` on the admin listener: readiness fails, an open MCP stream ends with a bare
+/// `retry:` hint, and requests are still served (nothing in flight is lost).
+#[tokio::test]
+async fn admin_drain_moves_stream_clients_away_but_keeps_serving() {
+    let (fixture_url, _fixture) = fixture().await;
+    let env = |_: &str| None;
+    let sessions = format!("  keys: [\"{K1}\"]");
+    let cfg = config::load_str(&mcp_yaml(&sessions, &fixture_url), "test.yaml", &env).unwrap();
+    let gw = switchboard_gateway::Gateway::start(cfg, None)
+        .await
+        .unwrap();
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let admin = gw.admin_addr().await.unwrap();
+    let token = initialize(&url).await;
+    let mut get = Sse::open(&url, &token, None).await;
+    let c = client();
+    let resp = c
+        .post(format!("http://{admin}/drain"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), get.resp.chunk())
+        .await
+        .expect("stream did not end on drain")
+        .unwrap()
+    {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    rest.insert_str(0, &get.buf);
+    let last_block = rest.trim_end().rsplit("\n\n").next().unwrap_or("");
+    assert!(
+        last_block.starts_with("retry: "),
+        "bare retry hint at the end: {rest:?}"
+    );
+    assert_eq!(
+        c.get(format!("http://{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    // Still serving: the session's next call works.
+    call_logging_tool(&url, &token).await;
+}
