@@ -19,7 +19,7 @@ RUNS=${1:-20000}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(config jsonrpc authz_rule jwt sse)
+  TARGETS=(config jsonrpc authz_rule jwt sse llm_translation mcp_names)
 fi
 EXTRA=()
 if [ -n "${FUZZ_SECONDS:-}" ]; then

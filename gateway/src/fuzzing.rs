@@ -174,3 +174,80 @@ pub fn jwt(data: &[u8]) {
     let accepted = rt.block_on(v.verify(token));
     assert!(accepted.is_err(), "a forged token was accepted: {token:?}");
 }
+
+/// LLM translation: any bytes as an OpenAI or Anthropic request translate both ways without
+/// panicking, and any bytes as a provider stream translate to every caller format without
+/// panicking and with the same output whether they arrive whole or split in two.
+pub fn llm_translation(data: &[u8]) {
+    use switchboard_llm::format::{ApiFormat, anthropic as a, openai as o};
+    use switchboard_llm::translate::anthropic::{chat_to_messages, messages_to_chat};
+    use switchboard_llm::translate::stream::{StreamTranslator, UpstreamFormat};
+    use switchboard_llm::translate::{bedrock, gemini};
+
+    if let Ok(req) = serde_json::from_slice::<o::ChatRequest>(data) {
+        let m = chat_to_messages(&req, "m");
+        let _ = messages_to_chat(&m, "m");
+        let _ = gemini::chat_to_generate(&req);
+        let _ = bedrock::chat_to_converse(&req);
+    }
+    if let Ok(req) = serde_json::from_slice::<a::MessagesRequest>(data) {
+        let c = messages_to_chat(&req, "m");
+        let _ = chat_to_messages(&c, "m");
+    }
+    let cut = data.len() / 2;
+    for upstream in [
+        UpstreamFormat::OpenAi,
+        UpstreamFormat::Anthropic,
+        UpstreamFormat::Gemini,
+        UpstreamFormat::Bedrock,
+    ] {
+        for client in [ApiFormat::OpenAi, ApiFormat::Anthropic] {
+            let run = |pieces: &[&[u8]]| {
+                let mut t = StreamTranslator::new(client, upstream, true, "m", 0);
+                let mut out = bytes::BytesMut::new();
+                for p in pieces {
+                    t.feed(p, &mut out);
+                }
+                t.finish(&mut out);
+                out
+            };
+            let whole = run(&[data]);
+            let split = run(&[&data[..cut], &data[cut..]]);
+            assert_eq!(
+                whole, split,
+                "stream translation depends on chunk boundaries"
+            );
+        }
+    }
+}
+
+/// MCP message handling helpers: names, URIs and pagination cursors built by the federation
+/// layer parse back to what was put in, and parsing any text never panics.
+pub fn mcp_names(data: &[u8]) {
+    use switchboard_mcp::names;
+    let text = String::from_utf8_lossy(data);
+    let _ = names::split(&text);
+    let _ = names::split_uri(&text);
+    let _ = names::decode_cursor(&text);
+    let mid = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(text.len(), |(i, _)| i);
+    let (target, rest) = text.split_at(mid);
+    let target: String = target
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if !target.is_empty() {
+        let uri = names::namespace_uri(&target, rest);
+        let (t, back) = names::split_uri(&uri).expect("a namespaced URI splits");
+        assert_eq!((t, back.as_str()), (target.as_str(), rest));
+        let full = names::prefixed(&target, rest);
+        let (fitted, _) = names::fit_tool_name(&full);
+        assert!(fitted.chars().count() <= 64 || full.chars().count() <= 64);
+    }
+    let mut cursors = std::collections::BTreeMap::new();
+    cursors.insert(target.clone(), rest.to_string());
+    let enc = names::encode_cursor(&cursors);
+    assert_eq!(names::decode_cursor(&enc), Some(cursors));
+}

@@ -9,7 +9,8 @@ use switchboard_sessions::testing::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateway_processes_share_one_token_budget_through_redis() {
-    let Some(redis) = RedisServer::start_or_skip("two_gateway_processes_share_one_token_budget") else {
+    let Some(redis) = RedisServer::start_or_skip("two_gateway_processes_share_one_token_budget")
+    else {
         return;
     };
     let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
@@ -64,5 +65,8 @@ listeners:
     assert!(refused_by.is_some(), "the shared budget ran out");
     // Each request really uses 59 tokens (42 in, 17 out): a 300-token budget admits 5, or 6
     // when the last one overshoots by its own estimate. Two separate budgets would admit ~10.
-    assert!((5..=6).contains(&ok), "{ok} requests admitted across both gateways");
+    assert!(
+        (5..=6).contains(&ok),
+        "{ok} requests admitted across both gateways"
+    );
 }

@@ -85,6 +85,26 @@ proptest! {
     }
 
     #[test]
+    fn llm_translation_of_generated_json(v in json_value()) {
+        fuzzing::llm_translation(v.to_string().as_bytes());
+    }
+
+    #[test]
+    fn llm_translation_of_stream_like_text(data in "(data: |event: |:)?[ -~\n{}\"\\[\\]]{0,300}") {
+        fuzzing::llm_translation(data.as_bytes());
+    }
+
+    #[test]
+    fn llm_translation_of_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..400)) {
+        fuzzing::llm_translation(&data);
+    }
+
+    #[test]
+    fn mcp_names_round_trip(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        fuzzing::mcp_names(&data);
+    }
+
+    #[test]
     fn jsonrpc_bracket_soup(data in "[\\[\\]{}\",:\\\\ a1]{0,200}") {
         fuzzing::jsonrpc(data.as_bytes());
     }
