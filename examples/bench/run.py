@@ -325,12 +325,14 @@ def llm_route(mock_port):
 
 
 def start_litellm(procs, tmp, mock_port):
-    """LiteLLM proxy (pinned) in its own venv, pointed at the same mock provider."""
+    """LiteLLM proxy (pinned) in its own venv, pointed at the same mock provider. Pinned to
+    1.80.17: the `proxy` extra of later releases (1.110.x) needs a `litellm-proxy` package that
+    the registry does not serve."""
     venv = ROOT / "examples" / "bench" / ".venv-litellm"
     if not (venv / "bin" / "litellm").exists():
-        log("installing litellm[proxy]==1.110.2 (once)")
+        log("installing litellm[proxy]==1.80.17 (once)")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]==1.110.2"], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]==1.80.17"], check=True)
     port = free_port()
     cfg = tmp / "litellm.yaml"
     cfg.write_text(json.dumps({"model_list": [{"model_name": "bench", "litellm_params": {
