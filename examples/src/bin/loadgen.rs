@@ -160,16 +160,24 @@ fn percentiles(mut v: Vec<f64>) -> serde_json::Value {
     json!({"count": v.len(), "p50_us": p(0.5), "p90_us": p(0.9), "p99_us": p(0.99), "max_us": v[v.len() - 1]})
 }
 
+/// A request that takes longer than this counts as an error instead of stalling the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), String> {
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
+    let exchange = async {
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body))
+        .unwrap_or_else(|_| Err("timed out".into()))
 }
 
 #[tokio::main]
