@@ -379,3 +379,46 @@ async fn redis_down_is_an_error_not_a_hang() {
             .is_err()
     );
 }
+
+/// A session that makes many calls answered as SSE gets one stream log per call: the memory
+/// store keeps only the most recently written `MAX_STREAMS_PER_SESSION` of them, so memory
+/// stays bounded however long the session lives.
+#[tokio::test(start_paused = true)]
+async fn memory_store_bounds_stream_logs_per_session() {
+    use switchboard_sessions::store::memory::MAX_STREAMS_PER_SESSION;
+    let store = memory();
+    let session = SessionId::random();
+    let first = StreamKey::new(session, "post/first");
+    let first_id = store
+        .append(&first, Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    store
+        .append(&first, Bytes::from_static(b"b"))
+        .await
+        .unwrap();
+    let mut last = None;
+    for i in 0..(MAX_STREAMS_PER_SESSION * 3) {
+        // Each write is later than the one before, so "least recently written" is well defined.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let key = StreamKey::new(session, format!("post/{i}"));
+        last = Some(
+            store
+                .append(&key, Bytes::from(format!("ev{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // The oldest stream was forgotten: resuming it replays nothing and says so.
+    let r = store.replay_after(&first_id).await.unwrap();
+    assert!(r.events.is_empty() && !r.complete, "{r:?}");
+    // The newest streams are all still there.
+    let newest = last.unwrap();
+    let before = EventId {
+        stream: newest.stream.clone(),
+        seq: 0,
+    };
+    let r = store.replay_after(&before).await.unwrap();
+    assert_eq!(r.events.len(), 1);
+    assert!(r.complete);
+}

@@ -32,6 +32,9 @@ struct Log {
     deadline: Option<Instant>,
 }
 
+/// Event logs kept per session (its GET stream and its most recent POST streams).
+pub const MAX_STREAMS_PER_SESSION: usize = 64;
+
 /// The default store: everything in this process.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -202,6 +205,18 @@ impl SessionStore for MemoryStore {
     async fn append(&self, stream: &StreamKey, payload: Bytes) -> Result<EventId> {
         let cap = self.limits.event_log_size.max(1) as usize;
         let mut logs = self.logs.entry(stream.session).or_default();
+        if !logs.contains_key(&stream.name) && logs.len() >= MAX_STREAMS_PER_SESSION {
+            // Every POST answered as SSE is a stream of its own: without a bound, a long-lived
+            // session that makes many calls would keep every one of their logs until it ends.
+            // Forget the least recently written one; resuming it then replays nothing.
+            if let Some(oldest) = logs
+                .iter()
+                .min_by_key(|(_, l)| l.deadline)
+                .map(|(name, _)| name.clone())
+            {
+                logs.remove(&oldest);
+            }
+        }
         let log = logs.entry(stream.name.clone()).or_default();
         log.last += 1;
         if log.events.len() == cap {
