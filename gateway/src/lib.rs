@@ -5,7 +5,9 @@
 //! [`router::Matcher`] holds) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
 //! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
 //! stripped and upstream credentials set, header changes, timeouts) →
-//! [`backend::Backend`] (the `http` reverse proxy in [`proxy`]) → the upstream. The response
+//! [`backend::Backend`] (the `http` reverse proxy in [`proxy`], MCP federation from
+//! switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in [`a2a`]) → the
+//! upstream. The response
 //! comes back through the policies into a [`body::ObservedBody`], which streams it frame by
 //! frame and writes the access log and metrics when it ends. Failures anywhere become
 //! responses in one place, [`error::ProxyError::into_response`].
