@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
@@ -48,6 +48,7 @@ use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::proxy::{add_forwarded, strip_hop_by_hop};
 use card::RouteSecurity;
 use rpc::{Call, Seen};
 
@@ -799,23 +800,7 @@ impl A2aBackend {
         strip_hop_by_hop(h);
         h.remove(header::CONTENT_LENGTH);
         let original_host = h.insert(header::HOST, up.host.clone());
-        let ip = cx.remote.ip().to_string();
-        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            h.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        h.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(cx.scheme),
-        );
-        if let Some(host) = original_host
-            && !h.contains_key(&X_FORWARDED_HOST)
-        {
-            h.insert(X_FORWARDED_HOST.clone(), host);
-        }
+        add_forwarded(h, cx, original_host.as_ref());
         Ok(req)
     }
 
@@ -1107,35 +1092,6 @@ fn rpc_error(
         HeaderValue::from_static("application/json"),
     );
     resp
-}
-
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
 }
 
 #[cfg(test)]

@@ -249,7 +249,7 @@ static HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -269,7 +269,13 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn add_forwarded(headers: &mut HeaderMap, cx: &RequestCx<'_>, host: Option<&HeaderValue>) {
+/// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and `X-Forwarded-Host`
+/// when absent (shared by every backend that forwards a client's request).
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    cx: &RequestCx<'_>,
+    host: Option<&HeaderValue>,
+) {
     let ip = cx.remote.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {ip}"),
