@@ -76,3 +76,35 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// The sampling parameters Gemini and Bedrock share in shape (`temperature`, `topP`,
+/// `stopSequences`), plus the output cap under the provider's own key.
+pub(crate) fn sampling_config(
+    req: &crate::format::openai::ChatRequest,
+    max_tokens_key: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut m = serde_json::Map::new();
+    if let Some(n) = req.output_cap() {
+        m.insert(max_tokens_key.into(), n.into());
+    }
+    if let Some(t) = req.temperature {
+        m.insert("temperature".into(), t.into());
+    }
+    if let Some(p) = req.top_p {
+        m.insert("topP".into(), p.into());
+    }
+    match &req.stop {
+        Some(Value::String(s)) => {
+            m.insert(
+                "stopSequences".into(),
+                Value::Array(vec![Value::String(s.clone())]),
+            );
+        }
+        Some(Value::Array(a)) => {
+            m.insert("stopSequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    m
+}

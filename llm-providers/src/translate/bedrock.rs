@@ -61,25 +61,7 @@ pub fn chat_to_converse(req: &o::ChatRequest) -> Value {
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
     }
-    let mut inf = Map::new();
-    if let Some(n) = req.output_cap() {
-        inf.insert("maxTokens".into(), n.into());
-    }
-    if let Some(t) = req.temperature {
-        inf.insert("temperature".into(), t.into());
-    }
-    if let Some(p) = req.top_p {
-        inf.insert("topP".into(), p.into());
-    }
-    match &req.stop {
-        Some(Value::String(s)) => {
-            inf.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) => {
-            inf.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
+    let inf = super::sampling_config(req, "maxTokens");
     if !inf.is_empty() {
         body.insert("inferenceConfig".into(), Value::Object(inf));
     }

@@ -69,25 +69,7 @@ pub fn chat_to_generate(req: &o::ChatRequest) -> Value {
     if !system.is_empty() {
         body.insert("systemInstruction".into(), json!({"parts": system}));
     }
-    let mut config = Map::new();
-    if let Some(n) = req.output_cap() {
-        config.insert("maxOutputTokens".into(), n.into());
-    }
-    if let Some(t) = req.temperature {
-        config.insert("temperature".into(), t.into());
-    }
-    if let Some(p) = req.top_p {
-        config.insert("topP".into(), p.into());
-    }
-    match &req.stop {
-        Some(Value::String(s)) => {
-            config.insert("stopSequences".into(), json!([s]));
-        }
-        Some(Value::Array(a)) => {
-            config.insert("stopSequences".into(), Value::Array(a.clone()));
-        }
-        _ => {}
-    }
+    let mut config = super::sampling_config(req, "maxOutputTokens");
     if let Some(fmt) = &req.response_format {
         match fmt.get("type").and_then(Value::as_str) {
             Some("json_object") => {
