@@ -128,7 +128,7 @@ async fn run(
             identity,
             duration: Duration::from_secs(15),
         }) => l,
-        _ = shutdown_signal() => {
+        _ = switchboard_gateway::shutdown_signal() => {
             let _ = stop_tx.send(true);
             return Ok(());
         }
@@ -142,7 +142,7 @@ async fn run(
     };
     reconcile::run(client, hub, opts, async move {
         tokio::select! {
-            _ = shutdown_signal() => {},
+            _ = switchboard_gateway::shutdown_signal() => {},
             _ = lost => {},
         }
     })
@@ -153,25 +153,4 @@ async fn run(
         anyhow::bail!("lost leadership; exiting so a fresh replica can take over");
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

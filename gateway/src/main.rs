@@ -107,7 +107,7 @@ async fn run(path: PathBuf, cp: Option<ControlPlane>) -> anyhow::Result<()> {
     }
     tracing::info!(version = gw.version(), "switchboard ready");
 
-    shutdown_signal().await;
+    switchboard_gateway::shutdown_signal().await;
     // Re-read the grace period: a reload may have changed it.
     let grace = {
         let g = gw.current().config.shutdown.grace_period;
@@ -117,25 +117,4 @@ async fn run(path: PathBuf, cp: Option<ControlPlane>) -> anyhow::Result<()> {
     gw.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
