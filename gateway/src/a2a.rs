@@ -35,9 +35,6 @@ use http::uri::{Authority, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,7 +49,7 @@ use crate::proxy::{add_forwarded, strip_hop_by_hop};
 use card::RouteSecurity;
 use rpc::{Call, Seen};
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+use crate::proxy::HttpClient;
 
 /// Largest upstream JSON answer (or agent card) the proxy reads to inspect it.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;

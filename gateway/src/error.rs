@@ -14,6 +14,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration:\n{0}")]
     Config(#[from] ConfigErrors),
+    /// The serving threads could not be started.
+    #[error("cannot start serving threads: {0}")]
+    Workers(std::io::Error),
     /// A listener address could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {

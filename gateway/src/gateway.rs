@@ -96,7 +96,25 @@ impl Gateway {
     /// Starts serving `config`: binds the admin listener and every listener. `config_path`
     /// (when the config came from a file) is what `/config` names and what relative TLS paths
     /// resolve against.
+    /// Connections are served on [`crate::workers::default_count`] serving threads.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> Result<Gateway> {
+        Self::start_with_workers(config, config_path, crate::workers::default_count()).await
+    }
+
+    /// [`Gateway::start`] with `workers` serving threads; 0 serves connections on the
+    /// calling runtime instead (tests that pause time need that).
+    pub async fn start_with_workers(
+        config: Config,
+        config_path: Option<PathBuf>,
+        workers: usize,
+    ) -> Result<Gateway> {
+        let workers = if workers == 0 {
+            None
+        } else {
+            Some(
+                crate::workers::Workers::start(workers).map_err(Error::Workers)?,
+            )
+        };
         let base_dir = config_path
             .as_deref()
             .and_then(Path::parent)
@@ -104,14 +122,21 @@ impl Gateway {
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
+        // Fails only without a TLS backend, which is compiled in: check once, here.
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Backend {
+                route: "llm".into(),
+                message: format!("HTTP client: {e}"),
+            })?;
         let llm = switchboard_llm::LlmDeps {
-            client: reqwest::Client::builder()
-                .tcp_nodelay(true)
-                .build()
-                .map_err(|e| Error::Backend {
-                    route: "llm".into(),
-                    message: format!("HTTP client: {e}"),
-                })?,
+            client: switchboard_llm::ProviderClients::new(|| {
+                reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .build()
+                    .expect("checked when the gateway started")
+            }),
             metrics: metrics.with_registry(switchboard_llm::Metrics::new),
         };
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
@@ -137,6 +162,7 @@ impl Gateway {
                     shutdown: CancellationToken::new(),
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
+                    workers,
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,

@@ -43,6 +43,7 @@ pub mod reload;
 pub mod router;
 pub mod telemetry;
 pub mod tls;
+pub mod workers;
 
 pub use error::{Error, Result};
 pub use gateway::Gateway;

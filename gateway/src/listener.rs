@@ -52,6 +52,9 @@ pub struct ListenerDeps {
     pub end_streams: CancellationToken,
     /// Tracks every connection task, so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// The serving threads connections are handed to; `None` serves them on the runtime
+    /// that accepts them.
+    pub workers: Option<crate::workers::Workers>,
 }
 
 /// A bound listener and the handles to update or stop it.
@@ -183,10 +186,36 @@ impl Acceptor {
                 overloaded,
             };
             let tls = self.tls.load_full();
-            self.deps.connections.spawn(async move {
-                let _guard = guard;
-                serve_tcp(stream, tls, conn).await;
-            });
+            match &self.deps.workers {
+                None => {
+                    self.deps.connections.spawn(async move {
+                        let _guard = guard;
+                        serve_tcp(stream, tls, conn).await;
+                    });
+                }
+                Some(workers) => {
+                    // Re-registered with the chosen thread's reactor on arrival.
+                    let std = match stream.into_std() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot hand a connection over");
+                            continue;
+                        }
+                    };
+                    let (handle, placed) = workers.pick();
+                    self.deps.connections.spawn_on(
+                        async move {
+                            let _guard = guard;
+                            let _placed = placed;
+                            match TcpStream::from_std(std) {
+                                Ok(stream) => serve_tcp(stream, tls, conn).await,
+                                Err(e) => tracing::warn!(error = %e, "cannot adopt a connection"),
+                            }
+                        },
+                        handle,
+                    );
+                }
+            }
         }
         tracing::debug!(addr = ?self.listener.local_addr().ok(), "listener closed");
     }

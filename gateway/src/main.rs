@@ -37,6 +37,10 @@ enum Command {
         /// Bearer token file for --control-plane (re-read on every connect).
         #[arg(long, default_value = switchboard_gateway::control_plane::DEFAULT_TOKEN_PATH)]
         control_plane_token: PathBuf,
+        /// Serving threads (each connection lives on one). Default: `SWITCHBOARD_WORKERS`, else
+        /// one per core.
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message.
     Validate {
@@ -72,10 +76,15 @@ fn main() -> ExitCode {
             config,
             control_plane,
             control_plane_token,
+            workers,
         } => {
             telemetry::init(cli.log_format);
             switchboard_gateway::install_crypto_provider();
+            let workers = workers.unwrap_or_else(switchboard_gateway::workers::default_count);
+            // Client traffic runs on the serving threads; this runtime has the accept loops,
+            // admin, reloads and background tasks, which need little.
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(if workers == 0 { default_threads() } else { 1 })
                 .enable_all()
                 .build()
                 .expect("tokio runtime");
@@ -83,7 +92,7 @@ fn main() -> ExitCode {
                 url,
                 token_file: control_plane_token,
             });
-            match rt.block_on(run(config, cp)) {
+            match rt.block_on(run(config, cp, workers)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -95,10 +104,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(path: PathBuf, cp: Option<ControlPlane>) -> anyhow::Result<()> {
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+async fn run(path: PathBuf, cp: Option<ControlPlane>, workers: usize) -> anyhow::Result<()> {
     let cfg = config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let grace = cfg.shutdown.grace_period;
-    let gw = Gateway::start(cfg, Some(path.clone()))
+    let gw = Gateway::start_with_workers(cfg, Some(path.clone()), workers)
         .await
         .context("cannot start")?;
     switchboard_gateway::reload::spawn(gw.clone(), path).context("cannot watch the config file")?;

@@ -21,7 +21,7 @@ use crate::backend::RequestCx;
 use crate::config::HttpBackendConfig;
 use crate::error::ProxyError;
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Pooled upstream clients, one per connect timeout, shared by every config generation so
 /// that a reload keeps warm connections.
@@ -35,12 +35,40 @@ impl HttpClients {
     pub fn get(&self, connect_timeout: Duration) -> HttpClient {
         self.by_connect_timeout
             .entry(connect_timeout)
-            .or_insert_with(|| build_client(connect_timeout))
+            .or_insert_with(|| HttpClient {
+                connect_timeout,
+                per_thread: Arc::default(),
+            })
             .clone()
     }
 }
 
-fn build_client(connect_timeout: Duration) -> HttpClient {
+/// An upstream client with one connection pool per serving thread
+/// ([`crate::workers`]): hyper runs each pooled connection as a task on the runtime that
+/// opened it, so a thread that only uses its own pool never wakes another core.
+#[derive(Clone)]
+pub struct HttpClient {
+    connect_timeout: Duration,
+    per_thread: Arc<thread_local::ThreadLocal<Client1>>,
+}
+
+impl HttpClient {
+    /// This thread's client.
+    pub fn here(&self) -> &Client1 {
+        self.per_thread
+            .get_or(|| build_client(self.connect_timeout))
+    }
+
+    /// Sends a request with this thread's pool.
+    pub fn request(
+        &self,
+        req: Request<Body>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        self.here().request(req)
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> Client1 {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -76,10 +76,41 @@ fn check_access(ctx: &RequestContext, model: &str) -> Result<()> {
 /// Process-lifetime dependencies, built once by the gateway and reused across reloads.
 #[derive(Debug, Clone)]
 pub struct LlmDeps {
-    /// Shared HTTP client for provider calls (rustls; connection pools survive reloads).
-    pub client: reqwest::Client,
+    /// HTTP clients for provider calls (rustls; connection pools survive reloads).
+    pub client: ProviderClients,
     /// Metric families.
     pub metrics: Metrics,
+}
+
+/// Provider HTTP clients, one per thread that uses them. reqwest runs each pooled
+/// connection as a task on the runtime that opened it; the gateway serves each client
+/// connection on one thread, and a pool of that thread's own keeps a request and its provider
+/// exchange there instead of waking another core for every chunk.
+#[derive(Clone)]
+pub struct ProviderClients {
+    build: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
+    per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
+}
+
+impl ProviderClients {
+    /// Clients made by `build`, once per thread on first use.
+    pub fn new(build: impl Fn() -> reqwest::Client + Send + Sync + 'static) -> Self {
+        ProviderClients {
+            build: Arc::new(build),
+            per_thread: Arc::default(),
+        }
+    }
+
+    /// This thread's client.
+    pub fn here(&self) -> &reqwest::Client {
+        self.per_thread.get_or(|| (self.build)())
+    }
+}
+
+impl std::fmt::Debug for ProviderClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderClients").finish_non_exhaustive()
+    }
 }
 
 /// The endpoint a request addresses (by path suffix).
@@ -388,7 +419,7 @@ impl LlmBackend {
             Err(d) => return Ok(rate_limited(format, &d)),
         };
         let start = Instant::now();
-        let client = &self.shared.deps.client;
+        let client = self.shared.deps.client.here();
         let outcome = model
             .pool
             .execute(|i| {
@@ -514,7 +545,7 @@ impl LlmBackend {
         check_access(ctx, name)?;
         let model = self.model(name)?;
         let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
-        let client = &self.shared.deps.client;
+        let client = self.shared.deps.client.here();
         let start = Instant::now();
         let outcome = model
             .pool
@@ -1024,7 +1055,7 @@ mod tests {
             {"name": "b", "providers": [{"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9"}]}]}))
         .unwrap();
         let deps = LlmDeps {
-            client: reqwest::Client::new(),
+            client: ProviderClients::new(reqwest::Client::new),
             metrics: Metrics::unregistered(),
         };
         let first = LlmBackend::new(&cfg, deps.clone()).unwrap();

@@ -15,7 +15,7 @@
 //!
 //! Gateway integration, in one place:
 //!
-//! * once per process: `LlmDeps { client: reqwest::Client, metrics: Metrics::new(&mut registry) }`;
+//! * once per process: `LlmDeps { client: ProviderClients::new(build_reqwest_client), metrics: Metrics::new(&mut registry) }`;
 //! * per config load: `LlmBackend::new(&route.llm, deps.clone())` (or `old.reload(..)` to keep
 //!   provider health), after `LlmConfig::validate("…llm")` issues were reported;
 //! * per route with `policies.rate_limit`: `Limiter::local(policy)` or
@@ -36,7 +36,7 @@ pub mod provider;
 pub mod sse;
 pub mod translate;
 
-pub use backend::{Front, LlmBackend, LlmDeps, ModelAccess, RequestContext};
+pub use backend::{Front, LlmBackend, LlmDeps, ModelAccess, ProviderClients, RequestContext};
 pub use config::{LlmConfig, Secret};
 pub use error::{Error, Result};
 pub use limits::{Limiter, RateLimitPolicy};

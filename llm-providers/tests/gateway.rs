@@ -21,7 +21,7 @@ async fn gateway_with(config: Value, limiter: Option<Limiter>, metrics: Metrics)
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg: LlmConfig = serde_json::from_value(config).expect("config parses");
     let deps = LlmDeps {
-        client: reqwest::Client::new(),
+        client: switchboard_llm::ProviderClients::new(reqwest::Client::new),
         metrics,
     };
     let backend = LlmBackend::new(&cfg, deps).expect("backend builds");
