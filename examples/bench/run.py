@@ -91,6 +91,61 @@ def rss_kb(pid):
     return 0
 
 
+def _ticks_and_switches(pid):
+    """CPU clock ticks (user + system) and context switches of every thread of `pid`."""
+    ticks = switches = 0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return ticks, switches
+
+
+def _children(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return kids
+
+
+def usage(pid):
+    """(CPU seconds, context switches) used so far by `pid` and its child processes (nginx
+    workers). CPU per request is what a proxy costs whatever else the machine is doing, so it
+    is reported beside the throughput figures of a noisy machine."""
+    hz = os.sysconf("SC_CLK_TCK")
+    ticks = switches = 0
+    for p in [pid, *_children(pid)]:
+        t, s = _ticks_and_switches(p)
+        ticks, switches = ticks + t, switches + s
+    return ticks / hz, switches
+
+
+def measured(pid, fn):
+    """Runs wrk via `fn` and adds the proxy's CPU µs and context switches per request."""
+    if pid is None:
+        return fn()
+    c0, s0 = usage(pid)
+    res = fn()
+    c1, s1 = usage(pid)
+    n = max(res.get("requests", 0), 1)
+    res["cpu_us_per_req"] = (c1 - c0) * 1e6 / n
+    res["switches_per_req"] = (s1 - s0) / n
+    return res
+
+
 def http_get(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read()
@@ -108,6 +163,8 @@ def wrk(url, connections, seconds, script=None):
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         res[f"p{pct}_us"] = unit_us(m.group(1), m.group(2)) if m else None
@@ -148,6 +205,16 @@ def fmt_delta(v):
     if v is None:
         return "—"
     return ("+" if v >= 0 else "−") + fmt_us(abs(v))
+
+
+SHARED = "switchboard, one shared runtime"
+
+
+def cpu_cell(runs):
+    runs = [x for x in runs if "cpu_us_per_req" in x]
+    if not runs:
+        return "—"
+    return f"{median(x['cpu_us_per_req'] for x in runs):.1f} µs / {median(x['switches_per_req'] for x in runs):.2f}"
 
 
 def table(title, header, rows):
@@ -229,17 +296,22 @@ def scenario_http(args, procs, bins, tmp):
     """Plain reverse proxy of a 1 KiB body: the gateway's floor, against nginx."""
     up = free_port()
     procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
-    gw, gport, _, _ = start_gateway(procs, bins, tmp, [{"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}}], "http")
-    _, nport = start_nginx(procs, tmp, up)
+    route = [{"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}}]
+    gw, gport, _, _ = start_gateway(procs, bins, tmp, route, "http")
+    nginx, nport = start_nginx(procs, tmp, up)
     targets = {"direct": up, "switchboard": gport}
+    pids = {"direct": None, "switchboard": gw.pid}
+    if args.compare_runtime:
+        old, oport, _, _ = start_gateway(procs, bins, tmp, route, "http-shared", env={"SWITCHBOARD_WORKERS": "0"})
+        targets[SHARED], pids[SHARED] = oport, old.pid
     if nport:
-        targets["nginx"] = nport
+        targets["nginx"], pids["nginx"] = nport, nginx.pid
     rounds = {k: {"c1": [], "c32": []} for k in targets}
     for _ in range(args.rounds):
         for name, port in targets.items():
             url = f"http://127.0.0.1:{port}/fixed"
             rounds[name]["c1"].append(wrk(url, 1, args.seconds))
-            rounds[name]["c32"].append(wrk(url, 32, args.seconds))
+            rounds[name]["c32"].append(measured(pids[name], lambda: wrk(url, 32, args.seconds)))
     d = rounds["direct"]
     rows = []
     for name in targets:
@@ -251,8 +323,9 @@ def scenario_http(args, procs, bins, tmp):
         add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r["c1"], d["c1"]))
         add99 = median(a["p99_us"] - b["p99_us"] for a, b in zip(r["c1"], d["c1"]))
         rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
-                     f"{rps:,.0f}", f"{ratio:.2f}"])
-    table("HTTP reverse proxy, 1 KiB body (wrk)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99", "req/s @32 conns", "of direct"], rows)
+                     f"{rps:,.0f}", f"{ratio:.2f}", cpu_cell(r["c32"])])
+    table("HTTP reverse proxy, 1 KiB body (wrk)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99", "req/s @32 conns", "of direct",
+          "proxy CPU / switches per req @32"], rows)
     RESULTS["http"] = rounds
     rss = rss_kb(gw.pid)
     RESULTS["http_rss_after_load_kb"] = rss
@@ -358,13 +431,17 @@ def scenario_llm(args, procs, bins, tmp):
     mock = free_port()
     procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
     gw, gport, _, _ = start_gateway(procs, bins, tmp, [llm_route(mock)], "llm")
-    _, nport = start_nginx(procs, tmp, mock)
+    nginx, nport = start_nginx(procs, tmp, mock)
     peers = {"direct": mock, "switchboard": gport}
+    pids = {"direct": None, "switchboard": gw.pid}
+    if args.compare_runtime:
+        old, oport, _, _ = start_gateway(procs, bins, tmp, [llm_route(mock)], "llm-shared", env={"SWITCHBOARD_WORKERS": "0"})
+        peers[SHARED], pids[SHARED] = oport, old.pid
     if nport:
-        peers["nginx"] = nport
+        peers["nginx"], pids["nginx"] = nport, nginx.pid
     if args.litellm:
-        _, lport = start_litellm(procs, tmp, mock)
-        peers["litellm"] = lport
+        lp, lport = start_litellm(procs, tmp, mock)
+        peers["litellm"], pids["litellm"] = lport, lp.pid
     hdr = {"Content-Type": "application/json", "Authorization": "Bearer client-key"}
     script, body_file = post_script(tmp, "chat", chat_body(), hdr)
 
@@ -375,7 +452,7 @@ def scenario_llm(args, procs, bins, tmp):
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             rounds[name]["c1"].append(wrk(url, 1, args.seconds, script))
             if name != "litellm" or not args.smoke:
-                rounds[name]["c32"].append(wrk(url, 32, args.seconds, script))
+                rounds[name]["c32"].append(measured(pids[name], lambda: wrk(url, 32, args.seconds, script)))
     d = rounds["direct"]
     rate = max(10, int(median(x["rps"] for x in rounds["switchboard"]["c32"]) * 0.5))
     fixed = {}
@@ -395,9 +472,10 @@ def scenario_llm(args, procs, bins, tmp):
                      "—" if name == "direct" else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
                      f"{median(x['rps'] for x in r['c32']):,.0f}" if r["c32"] else "—",
                      f"{ratio:.3f}" if ratio else "—",
-                     f"{fmt_us(f['latency']['p99_us'] if f['latency'] else None)} @ {f['rps']}/s ({f['errors']} err)"])
+                     f"{fmt_us(f['latency']['p99_us'] if f['latency'] else None)} @ {f['rps']}/s ({f['errors']} err)",
+                     cpu_cell(r["c32"])])
     table("1. LLM chat completion, non-streaming, ~1 KiB request", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99",
-          "req/s @32 conns", "of direct", "p99 at fixed rate"], rows)
+          "req/s @32 conns", "of direct", "p99 at fixed rate", "proxy CPU / switches per req @32"], rows)
     RESULTS["llm_chat"] = {"rounds": rounds, "fixed": fixed}
 
     # 2. Streaming, 100 chunks.
@@ -536,6 +614,9 @@ def main():
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
     ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")
+    ap.add_argument("--compare-runtime", action="store_true",
+                    help="also measure the gateway on one shared work-stealing runtime (SWITCHBOARD_WORKERS=0), "
+                         "as it ran before the serving threads")
     args = ap.parse_args()
     if args.smoke:
         args.rounds, args.seconds, args.routes, args.sessions = 1, 1, 200, 100

@@ -277,7 +277,13 @@ where
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
-    let check_every = (limits.idle_timeout / 4).max(std::time::Duration::from_millis(10));
+    // Ticking at least twice per header timeout keeps a timer on this thread that expires
+    // before the head-read deadline hyper arms for every request; without one, arming it
+    // (earlier than anything else pending) forces tokio to wake its driver through an eventfd
+    // write on every request.
+    let check_every = (limits.idle_timeout / 4)
+        .min(limits.header_read_timeout / 2)
+        .max(std::time::Duration::from_millis(10));
     let mut ticker = tokio::time::interval(check_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
