@@ -26,6 +26,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod names;
+mod param_headers;
 pub mod server;
 mod session;
 mod upstream;
