@@ -30,9 +30,12 @@ pub(crate) struct Binding {
     pub path: Vec<String>,
 }
 
+/// Upstream tool name → its bindings, as of one catalogue epoch.
+type ByTool = (u64, HashMap<String, Arc<[Binding]>>);
+
 /// Per-target cache: upstream tool name → its bindings, valid for one catalogue epoch.
 #[derive(Clone, Default)]
-pub(crate) struct ToolHeaders(Arc<RwLock<(u64, HashMap<String, Arc<[Binding]>>)>>);
+pub(crate) struct ToolHeaders(Arc<RwLock<ByTool>>);
 
 impl ToolHeaders {
     /// Record the tools of one `tools/list` page taken at `epoch`.
