@@ -781,8 +781,10 @@ fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String>
         ));
     }
     if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
+        // Names that are not plain ASCII arrive as `=?base64?…?=`.
+        let h = crate::param_headers::decode(h);
         let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
-        if body != Some(h) {
+        if h.is_none() || body != h.as_deref() {
             return Err("Mcp-Name header does not match the body".into());
         }
     }
@@ -866,6 +868,16 @@ mod tests {
         assert!(check_routing_headers(&h, &msg).is_err());
         h.insert("mcp-name", "t".parse().unwrap());
         h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "日本"}});
+        let mut h = HeaderMap::new();
+        h.insert("mcp-name", "=?base64?5pel5pys?=".parse().unwrap());
+        assert!(
+            check_routing_headers(&h, &msg).is_ok(),
+            "encoded names are decoded"
+        );
+        h.insert("mcp-name", "=?base64?!!?=".parse().unwrap());
         assert!(check_routing_headers(&h, &msg).is_err());
     }
 

@@ -541,3 +541,94 @@ impl McpBackend {
         self.0.inputs.0.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{McpConfig, McpShared, Metrics};
+
+    fn backend(timeout: &str) -> McpBackend {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: McpConfig = serde_json::from_value(json!({"input_timeout": timeout,
+            "targets": [{"name": "a", "http": {"url": "http://127.0.0.1:9/mcp"}}]}))
+        .unwrap();
+        McpBackend::new(cfg, &McpShared::new(Metrics::unregistered()).unwrap()).unwrap()
+    }
+
+    /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
+    fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
+        let session = b.stateless_session(&json!({}), None);
+        let (_tx, events) = mpsc::unbounded_channel();
+        let (_done_tx, done) = oneshot::channel();
+        let (alive_tx, alive) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _alive = alive_tx;
+            std::future::pending::<()>().await
+        });
+        b.0.inputs.0.insert(
+            token.into(),
+            ParkedCall {
+                principal: None,
+                method: "tools/call".into(),
+                name: Some("t".into()),
+                session,
+                keys: Vec::new(),
+                call: Running {
+                    events,
+                    done,
+                    _task: AbortOnDrop(task),
+                },
+            },
+        );
+        b.expire_later(token.into());
+        alive
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unclaimed_calls_expire_and_are_cancelled() {
+        let b = backend("1m");
+        let mut alive = park(&b, "sb-input.a");
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(b.parked_inputs(), 1);
+        assert!(
+            alive
+                .try_recv()
+                .is_err_and(|e| e == oneshot::error::TryRecvError::Empty)
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(b.parked_inputs(), 0, "expired");
+        assert!(alive.await.is_err(), "the call's task was aborted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claimed_call_is_not_expired_by_its_old_timer() {
+        let b = backend("1m");
+        let _alive = park(&b, "sb-input.a");
+        // Claimed by a retry (removed), then parked again under a new token 30 s later.
+        b.0.inputs.0.remove("sb-input.a");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let _alive = park(&b, "sb-input.b");
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        assert_eq!(
+            b.parked_inputs(),
+            1,
+            "the first timer found nothing to expire"
+        );
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(b.parked_inputs(), 0);
+    }
+
+    #[test]
+    fn retries_and_input_required_are_recognized() {
+        assert!(has_retry_fields(&json!({"params": {"requestState": "x"}})));
+        assert!(has_retry_fields(&json!({"params": {"inputResponses": {}}})));
+        assert!(!has_retry_fields(&json!({"params": {"name": "t"}})));
+        assert!(is_input_required(
+            &json!({"result": {"resultType": "input_required"}})
+        ));
+        assert!(!is_input_required(
+            &json!({"result": {"resultType": "complete"}})
+        ));
+        assert!(!is_input_required(&json!({"error": {"code": 1}})));
+    }
+}
