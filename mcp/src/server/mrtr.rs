@@ -79,11 +79,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// Closes a stateless request's upstream connections however its task ends (done or aborted).
-struct CloseOnDrop(Session);
+struct CloseOnDrop(Option<Session>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        let ups = self.0.take_upstreams();
+        let Some(s) = &self.0 else { return };
+        let ups = s.take_upstreams();
         if ups.is_empty() {
             return;
         }
@@ -302,6 +303,17 @@ impl McpBackend {
             );
         }
         let method = jsonrpc::method(&msg).to_string();
+        let session = self.stateless_session(&msg, ctx.principal.clone());
+        // Closes what the header check below may have opened, unless the call takes it over.
+        let mut guard = CloseOnDrop(Some(session.clone()));
+        if method == "tools/call"
+            && let Err(m) = self.check_param_headers(&session, headers, &msg).await
+        {
+            return rpc_response(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(id, HEADER_MISMATCH, &m),
+            );
+        }
         if let Some(token) = msg
             .pointer("/params/requestState")
             .and_then(Value::as_str)
@@ -312,27 +324,31 @@ impl McpBackend {
             modernize_result(&method, &mut resp);
             return rpc_response(StatusCode::OK, resp);
         }
-        let session = self.stateless_session(&msg, ctx.principal.clone());
-        if method == "tools/call"
-            && let Err(m) = self.check_param_headers(&session, headers, &msg).await
-        {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(id, HEADER_MISMATCH, &m),
-            );
+        guard.0 = None;
+        let mut msg = msg;
+        strip_modern_meta(&mut msg);
+        if !matches!(
+            method.as_str(),
+            "tools/call" | "prompts/get" | "resources/read"
+        ) {
+            // Nothing else can need input: answered in this task, as a plain request.
+            let _close = CloseOnDrop(Some(session.clone()));
+            let mut resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
+            modernize_result(&method, &mut resp);
+            return rpc_response(StatusCode::OK, resp);
         }
         let name = jsonrpc::param_str(&msg, "name")
             .or_else(|| jsonrpc::param_str(&msg, "uri"))
             .map(str::to_string);
-        let mut msg = msg;
-        strip_modern_meta(&mut msg);
         let (tx, events) = mpsc::unbounded_channel();
         let (done_tx, done) = oneshot::channel();
         let this = self.clone();
         let s = session.clone();
         let access = ctx.tool_access.clone();
         let task = tokio::spawn(async move {
-            let _close = CloseOnDrop(s.clone());
+            let _close = CloseOnDrop(Some(s.clone()));
             let resp = this.dispatch(&s, msg, Some(tx), access).await;
             let _ = done_tx.send(resp);
         });
