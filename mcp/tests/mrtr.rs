@@ -448,3 +448,40 @@ async fn stateless_client_answers_server_everythings_sampling_request() {
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("pong-from-client"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_a_session_client_cannot_give_is_declined_or_refused() {
+    let (gw, seen, _t) = modern_gateway(json!({})).await;
+    // A raw session-era client that declares no capabilities at all.
+    let sid = raw_initialize(&gw.url).await;
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "modern__deploy", "arguments": {"item": "x"}}});
+    let (status, r) = post_with(
+        &gw.url,
+        &[
+            ("mcp-session-id", &sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        &call,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(r["id"], 5);
+    // The form was declined on the client's behalf; sampling cannot be, so the call fails.
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("sampling/createMessage") && message.contains("does not support"),
+        "{r}"
+    );
+    let deploy = seen.calls("deploy");
+    assert_eq!(deploy.len(), 2);
+    assert_eq!(
+        deploy[1].params["inputResponses"]["confirm"]["action"],
+        "decline"
+    );
+    assert_eq!(
+        deploy[0].meta["io.modelcontextprotocol/clientCapabilities"],
+        json!({}),
+        "nothing the client lacks is advertised"
+    );
+}
