@@ -377,6 +377,16 @@ impl Session {
         }
     }
 
+    /// Whether target `target` waits for the client to answer one of its requests.
+    pub fn awaiting_client(&self, target: usize) -> bool {
+        self.0
+            .client_requests
+            .lock()
+            .unwrap()
+            .values()
+            .any(|(t, _)| *t == target)
+    }
+
     /// Stop waiting for the reply to an [`ask`](Self::ask).
     pub fn forget(&self, gid: &str) {
         self.0.asked.lock().unwrap().remove(gid);

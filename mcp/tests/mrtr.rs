@@ -485,3 +485,44 @@ async fn input_a_session_client_cannot_give_is_declined_or_refused() {
         "nothing the client lacks is advertised"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_outlives_the_targets_silence_timeout() {
+    init();
+    let (addr, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let gw = gateway(
+        json!({"input_timeout": "1m", "targets": [{"name": "fixture",
+        "http": {"url": format!("http://{addr}/mcp")}, "timeout": "300ms"}]}),
+    )
+    .await;
+    let call = stateless(
+        1,
+        "tools/call",
+        json!({"name": "test_sampling", "arguments": {"prompt": "slow"}}),
+        json!({"sampling": {}}),
+    );
+    let (_, r) = post_with(&gw.url, &[], &call).await;
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let (key, state) = (
+        r["result"]["inputRequests"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone(),
+        r["result"]["requestState"].clone(),
+    );
+    // The client takes longer than the target's timeout to answer: the target is silent
+    // because it waits for the client, which is not a reason to give up on it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let answer = json!({key: {"role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "late-but-fine"}}});
+    let (_, r) = post_with(&gw.url, &[], &retry(call, 2, answer, &state)).await;
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("late-but-fine"), "{r}");
+}
