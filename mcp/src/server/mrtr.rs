@@ -295,9 +295,21 @@ impl McpBackend {
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> Response<Body> {
+        let (status, body) = self.stateless_reply(msg, headers, ctx).await;
+        rpc_response(status, body)
+    }
+
+    /// [`stateless`](Self::stateless) as the HTTP status and the JSON-RPC response (one
+    /// element of a batch, say).
+    pub(super) async fn stateless_reply(
+        &self,
+        msg: Value,
+        headers: &HeaderMap,
+        ctx: &RequestContext,
+    ) -> (StatusCode, Value) {
         let id = msg["id"].clone();
         if let Err(m) = check_routing_headers(headers, &msg) {
-            return rpc_response(
+            return (
                 StatusCode::BAD_REQUEST,
                 jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
             );
@@ -309,7 +321,7 @@ impl McpBackend {
         if method == "tools/call"
             && let Err(m) = self.check_param_headers(&session, headers, &msg).await
         {
-            return rpc_response(
+            return (
                 StatusCode::BAD_REQUEST,
                 jsonrpc::error(id, HEADER_MISMATCH, &m),
             );
@@ -322,7 +334,7 @@ impl McpBackend {
             let token = token.to_string();
             let mut resp = self.resume_parked(&token, msg, ctx).await;
             modernize_result(&method, &mut resp);
-            return rpc_response(StatusCode::OK, resp);
+            return (StatusCode::OK, resp);
         }
         guard.0 = None;
         let mut msg = msg;
@@ -337,7 +349,7 @@ impl McpBackend {
                 .dispatch(&session, msg, None, ctx.tool_access.clone())
                 .await;
             modernize_result(&method, &mut resp);
-            return rpc_response(StatusCode::OK, resp);
+            return (StatusCode::OK, resp);
         }
         let name = jsonrpc::param_str(&msg, "name")
             .or_else(|| jsonrpc::param_str(&msg, "uri"))
@@ -368,7 +380,7 @@ impl McpBackend {
             )
             .await;
         modernize_result(&method, &mut resp);
-        rpc_response(StatusCode::OK, resp)
+        (StatusCode::OK, resp)
     }
 
     /// `Mcp-Param-*` headers of a 2026-07-28 `tools/call` against its arguments, per the
