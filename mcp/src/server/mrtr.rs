@@ -16,7 +16,9 @@
 //!   the principal, the method and the name). The retry's `inputResponses` become the replies
 //!   upstream and the gateway waits on for the result (or the next round). Parked calls live on
 //!   the replica that made them: a retry elsewhere, after `input_timeout`, or with a foreign
-//!   token gets a clear error, and an unclaimed call is cancelled after `input_timeout`.
+//!   token gets a clear error, and an unclaimed call is cancelled after `input_timeout`. While
+//!   the target waits for the client, its silence does not count against the target's
+//!   `timeout` (`input_timeout` bounds that wait instead).
 //! - both 2026-07-28: results and retries pass through (names still routed).
 
 use std::sync::Arc;
