@@ -494,7 +494,7 @@ async fn a_parked_call_outlives_the_targets_silence_timeout() {
         .unwrap();
     let gw = gateway(
         json!({"input_timeout": "1m", "targets": [{"name": "fixture",
-        "http": {"url": format!("http://{addr}/mcp")}, "timeout": "300ms"}]}),
+        "http": {"url": format!("http://{addr}/mcp")}, "timeout": "1s"}]}),
     )
     .await;
     let call = stateless(
@@ -517,7 +517,7 @@ async fn a_parked_call_outlives_the_targets_silence_timeout() {
     );
     // The client takes longer than the target's timeout to answer: the target is silent
     // because it waits for the client, which is not a reason to give up on it.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let answer = json!({key: {"role": "assistant", "model": "m",
         "content": {"type": "text", "text": "late-but-fine"}}});
     let (_, r) = post_with(&gw.url, &[], &retry(call, 2, answer, &state)).await;
