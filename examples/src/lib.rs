@@ -6,8 +6,11 @@
 //!   formats, with failure injection.
 //! - [`mcp_fixture`]: an MCP server (rmcp) implementing the conformance suite's fixture tools,
 //!   prompts and resources.
+//! - [`mcp_modern`]: an MCP server that speaks only 2026-07-28 (multi round-trip requests,
+//!   `Mcp-Param-*` routing headers).
 
 pub mod mcp_fixture;
+pub mod mcp_modern;
 pub mod mock_llm;
 pub mod upstream;
 

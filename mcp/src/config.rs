@@ -35,7 +35,20 @@ pub struct McpConfig {
     /// Allowed `Host` header values (host or host:port). Empty (default): any host.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How long a call made for a stateless (2026-07-28) client waits for the client's
+    /// `inputResponses` after the gateway answered `input_required` on behalf of a session-era
+    /// target (default `5m`); a call never retried is then cancelled and forgotten.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub input_timeout: Option<Duration>,
 }
+
+/// Default of [`McpConfig::input_timeout`].
+pub const DEFAULT_INPUT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Name prefixing mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -160,6 +173,11 @@ impl TargetConfig {
 }
 
 impl McpConfig {
+    /// The configured input timeout or the default.
+    pub fn input_timeout(&self) -> Duration {
+        self.input_timeout.unwrap_or(DEFAULT_INPUT_TIMEOUT)
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
@@ -168,6 +186,12 @@ impl McpConfig {
             issues.push((
                 format!("{path}.targets"),
                 "at least one target is required".into(),
+            ));
+        }
+        if self.input_timeout == Some(Duration::ZERO) {
+            issues.push((
+                format!("{path}.input_timeout"),
+                "must be greater than zero".into(),
             ));
         }
         let mut seen = HashSet::new();
@@ -370,6 +394,13 @@ mod tests {
             "{keys:?}"
         );
         assert!(keys.contains(&"mcp.targets[0].timeout"), "{keys:?}");
+        let c =
+            parse(r#"{"input_timeout":"0s","targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert_eq!(c.validate("mcp")[0].0, "mcp.input_timeout");
+        let c =
+            parse(r#"{"input_timeout":"90s","targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert!(c.validate("mcp").is_empty());
+        assert_eq!(c.input_timeout(), Duration::from_secs(90));
     }
 
     #[test]

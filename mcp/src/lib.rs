@@ -20,12 +20,18 @@
 //! are pinned to the replica running the children: another replica does not forward them but
 //! answers HTTP 421 with JSON-RPC error [`server::PINNED_ELSEWHERE`] naming the owner, so a
 //! sticky load balancer or the operator can route them back.
+//!
+//! Eras: 2026-07-28 multi round-trip requests (`input_required`) are translated to and from
+//! session-era server-to-client requests where client and target speak different revisions
+//! (`server::mrtr`), and tool parameters marked `x-mcp-header` travel as `Mcp-Param-*` headers,
+//! mirrored to 2026-07-28 targets and checked on 2026-07-28 requests (`param_headers`).
 
 pub mod config;
 pub mod error;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod names;
+mod param_headers;
 pub mod server;
 mod session;
 mod upstream;

@@ -29,6 +29,7 @@ use switchboard_sessions::{ReleaseReason, ReleaseSubscription, SessionManager};
 
 mod federation;
 mod legacy;
+mod mrtr;
 mod resume;
 
 pub use resume::{PINNED_ELSEWHERE, SESSION_NOT_FOUND};
@@ -161,6 +162,8 @@ struct Target {
     kind: TransportKind,
     headers: HeaderMap,
     stdio: Option<StdioProcess>,
+    /// The target's `x-mcp-header` bindings, learned from its tool listings.
+    tool_headers: crate::param_headers::ToolHeaders,
     /// After a failed connect, lazy reconnects (from any session) wait until then, so a dead
     /// target does not cost every request its timeout.
     down_until: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -181,6 +184,8 @@ struct Core {
     deny: GlobSet,
     /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
     shortened: DashMap<String, (usize, String)>,
+    /// Calls of stateless clients parked until they send their input responses.
+    inputs: mrtr::Parked,
     _listeners: Vec<Listener>,
     /// Drops local state of sessions the manager expires, revokes or sees move away.
     _release: Option<ReleaseSubscription>,
@@ -248,6 +253,7 @@ impl McpBackend {
             .map(|t| {
                 let kind = t.kind().unwrap_or(TransportKind::Http);
                 Target {
+                    tool_headers: Default::default(),
                     down_until: std::sync::Mutex::new(None),
                     name: t.name.as_str().into(),
                     headers: header_map(
@@ -318,6 +324,7 @@ impl McpBackend {
                 allow,
                 deny,
                 shortened: DashMap::new(),
+                inputs: mrtr::Parked::default(),
                 _listeners: listeners,
             }
         });
@@ -471,27 +478,7 @@ impl McpBackend {
                 || header_version == Some(STATELESS_VERSION)
                 || meta_version == Some(STATELESS_VERSION));
         if stateless {
-            if let Err(m) = check_routing_headers(&parts.headers, &msg) {
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
-                );
-            }
-            // A throwaway session: its upstream connections end with the request.
-            let session = self.stateless_session(&msg, ctx.principal.clone());
-            let method = jsonrpc::method(&msg).to_string();
-            let mut msg = msg;
-            strip_modern_meta(&mut msg);
-            let mut resp = self
-                .dispatch(&session, msg, None, ctx.tool_access.clone())
-                .await;
-            modernize_result(&method, &mut resp);
-            for u in session.take_upstreams() {
-                if !matches!(u, Upstream::Stdio(_)) {
-                    u.close().await;
-                }
-            }
-            return rpc_response(StatusCode::OK, resp);
+            return self.stateless(msg, &parts.headers, ctx).await;
         }
         if session_id.is_none()
             && kind != Kind::Request
@@ -794,8 +781,10 @@ fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String>
         ));
     }
     if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
+        // Names that are not plain ASCII arrive as `=?base64?…?=`.
+        let h = crate::param_headers::decode(h);
         let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
-        if body != Some(h) {
+        if h.is_none() || body != h.as_deref() {
             return Err("Mcp-Name header does not match the body".into());
         }
     }
@@ -879,6 +868,16 @@ mod tests {
         assert!(check_routing_headers(&h, &msg).is_err());
         h.insert("mcp-name", "t".parse().unwrap());
         h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "日本"}});
+        let mut h = HeaderMap::new();
+        h.insert("mcp-name", "=?base64?5pel5pys?=".parse().unwrap());
+        assert!(
+            check_routing_headers(&h, &msg).is_ok(),
+            "encoded names are decoded"
+        );
+        h.insert("mcp-name", "=?base64?!!?=".parse().unwrap());
         assert!(check_routing_headers(&h, &msg).is_err());
     }
 

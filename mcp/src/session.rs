@@ -132,6 +132,9 @@ pub(crate) struct Inner {
     client_requests: Mutex<HashMap<String, (usize, Value)>>,
     /// Client requests in flight upstream: downstream id key → (target, upstream id).
     pub inflight: Mutex<HashMap<String, Inflight>>,
+    /// Requests the gateway itself sent to the client (a 2026-07-28 target's input requests,
+    /// see `server::mrtr`), by gateway id, awaiting the client's reply.
+    asked: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
     next_id: AtomicU64,
     next_event: AtomicU64,
     /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
@@ -160,6 +163,7 @@ impl Session {
             stream: Mutex::new(None),
             client_requests: Mutex::default(),
             inflight: Mutex::default(),
+            asked: Mutex::default(),
             next_id: AtomicU64::new(1),
             next_event: AtomicU64::new(1),
             catalog: Mutex::new((u64::MAX, HashMap::new())),
@@ -347,6 +351,60 @@ impl Session {
                 self.send(msg, stream);
             }
             _ => {}
+        }
+    }
+
+    /// Send `method` to the client as a server-to-client request of the gateway's own (on the
+    /// request's stream, else the standalone one); its reply arrives on the returned channel.
+    /// `None`: no stream reaches the client. Returns the gateway id too, for [`forget`](Self::forget).
+    pub fn ask(
+        &self,
+        method: &str,
+        params: Value,
+        stream: Option<&mpsc::UnboundedSender<Value>>,
+    ) -> Option<(String, tokio::sync::oneshot::Receiver<Value>)> {
+        let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.asked.lock().unwrap().insert(gid.clone(), tx);
+        if self.send(
+            jsonrpc::request(Value::String(gid.clone()), method, params),
+            stream,
+        ) {
+            Some((gid, rx))
+        } else {
+            self.forget(&gid);
+            None
+        }
+    }
+
+    /// Whether target `target` waits for the client to answer one of its requests.
+    pub fn awaiting_client(&self, target: usize) -> bool {
+        self.0
+            .client_requests
+            .lock()
+            .unwrap()
+            .values()
+            .any(|(t, _)| *t == target)
+    }
+
+    /// Stop waiting for the reply to an [`ask`](Self::ask).
+    pub fn forget(&self, gid: &str) {
+        self.0.asked.lock().unwrap().remove(gid);
+    }
+
+    /// A client reply to one of the gateway's own requests is consumed here (`None`); any other
+    /// message is handed back.
+    pub fn answer_asked(&self, msg: Value) -> Option<Value> {
+        let waiter = msg
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|gid| self.0.asked.lock().unwrap().remove(gid));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(msg);
+                None
+            }
+            None => Some(msg),
         }
     }
 

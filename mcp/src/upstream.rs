@@ -172,6 +172,13 @@ impl Upstream {
     ) -> Result<Value> {
         let activity = Arc::new(tokio::sync::Notify::new());
         route.activity = Some(activity.clone());
+        // A stateless client's call parked for input (`server::mrtr`) is silent upstream while
+        // the client thinks; the parked call's own `input_timeout` bounds that wait instead.
+        let parked = route
+            .session
+            .clone()
+            .filter(|s| s.0.version == crate::server::STATELESS_VERSION);
+        let t = route.target;
         let fut = async {
             match self {
                 Upstream::Http(h) => h.request(route, msg, progress).await,
@@ -184,7 +191,11 @@ impl Upstream {
             tokio::select! {
                 r = &mut fut => return r,
                 _ = activity.notified() => {}
-                _ = tokio::time::sleep(timeout) => return Err(Error::Timeout(target.to_string())),
+                _ = tokio::time::sleep(timeout) => {
+                    if !parked.as_ref().is_some_and(|s| s.awaiting_client(t)) {
+                        return Err(Error::Timeout(target.to_string()));
+                    }
+                }
             }
         }
     }

@@ -562,8 +562,11 @@ async fn a_server_request_with_no_client_to_reach_fails_at_once() {
     .expect("answered without waiting for the target timeout");
     assert_eq!(status, 200);
     let r = response(&text);
-    let out = r["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(out.starts_with("Sampling not supported or error"), "{r}");
+    // The request travels back as a 2026-07-28 input request (see tests/mrtr.rs).
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let reqs = r["result"]["inputRequests"].as_object().unwrap();
+    assert_eq!(
+        reqs.values().next().unwrap()["method"],
+        "sampling/createMessage"
+    );
 }

@@ -24,7 +24,7 @@ use crate::upstream::{Route, Upstream, prepare};
 
 /// Which list a request fans out.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ListKind {
+pub(super) enum ListKind {
     Tools,
     Prompts,
     Resources,
@@ -231,6 +231,7 @@ impl McpBackend {
                     session.0.init_params.clone(),
                 )
                 .await?;
+                h.set_tool_headers(target.tool_headers.clone());
                 (Upstream::Http(h), init)
             }
             TransportKind::Sse => {
@@ -301,6 +302,9 @@ impl McpBackend {
     pub(super) async fn client_message(&self, session: &Session, msg: Value) {
         match jsonrpc::kind(&msg) {
             Kind::Response => {
+                let Some(msg) = session.answer_asked(msg) else {
+                    return;
+                };
                 if let Some((t, reply)) = session.take_client_reply(msg)
                     && let Some(u) = session.upstream(t)
                     && let Err(e) = u.send(reply).await
@@ -503,8 +507,9 @@ impl McpBackend {
         }
     }
 
-    /// Forward a request to target `t`; the reply comes back with the client's id.
-    pub(super) async fn call(
+    /// Forward a request to target `t` once (no input rounds, see `mrtr`); the reply comes
+    /// back with the client's id.
+    pub(super) async fn call_once(
         &self,
         session: &Session,
         t: usize,
@@ -593,7 +598,7 @@ impl McpBackend {
     }
 
     /// Exposed tool/prompt name → (target, upstream name).
-    async fn resolve_name(
+    pub(super) async fn resolve_name(
         &self,
         session: &Session,
         kind: ListKind,
@@ -703,6 +708,9 @@ impl McpBackend {
             let Some(list) = result.get(kind.key()).and_then(Value::as_array) else {
                 continue;
             };
+            if kind == ListKind::Tools {
+                self.0.targets[t].tool_headers.record(epoch, list);
+            }
             for item in list {
                 let Some(orig) = item.get(kind.field()).and_then(Value::as_str) else {
                     continue;

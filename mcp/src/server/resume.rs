@@ -212,18 +212,17 @@ impl McpBackend {
                         && let Some(sid) = e.upstream_session
                         && e.endpoint.as_deref() == Some(url)
                     {
-                        session.set_upstream(
-                            t,
-                            Upstream::Http(HttpUpstream::resume(
-                                target.name.clone(),
-                                url.to_string(),
-                                target.headers.clone(),
-                                self.0.shared.client.clone(),
-                                self.0.shared.ids.clone(),
-                                init.clone(),
-                                sid,
-                            )),
+                        let h = HttpUpstream::resume(
+                            target.name.clone(),
+                            url.to_string(),
+                            target.headers.clone(),
+                            self.0.shared.client.clone(),
+                            self.0.shared.ids.clone(),
+                            init.clone(),
+                            sid,
                         );
+                        h.set_tool_headers(target.tool_headers.clone());
+                        session.set_upstream(t, Upstream::Http(h));
                     }
                     // Otherwise connected on first use.
                 }

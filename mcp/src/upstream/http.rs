@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::Route;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
+use crate::param_headers::{self, ToolHeaders};
 
 /// A streamable HTTP upstream session.
 pub(crate) struct HttpUpstream {
@@ -22,6 +23,9 @@ pub(crate) struct HttpUpstream {
     ids: Arc<AtomicU64>,
     init_params: Value,
     state: Mutex<State>,
+    /// The target's `x-mcp-header` bindings (shared by every session of the backend), for the
+    /// `Mcp-Param-*` headers of calls to a 2026-07-28 upstream.
+    tool_headers: std::sync::OnceLock<ToolHeaders>,
 }
 
 #[derive(Default, Clone)]
@@ -36,20 +40,15 @@ struct State {
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 const MODERN: &str = "2026-07-28";
 
-/// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (plain values only;
-/// the rest travel in the body alone).
+/// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (encoded with
+/// [`param_headers::encode`] where it is not plain ASCII).
 fn routing_name(msg: &Value) -> Option<&str> {
     let key = match jsonrpc::method(msg) {
         "tools/call" | "prompts/get" => "name",
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
         _ => return None,
     };
-    jsonrpc::param_str(msg, key).filter(|v| {
-        !v.is_empty()
-            && !v.starts_with([' ', '\t'])
-            && !v.ends_with([' ', '\t'])
-            && v.bytes().all(|b| (0x20..0x7f).contains(&b))
-    })
+    jsonrpc::param_str(msg, key).filter(|v| !v.is_empty())
 }
 
 pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -> HeaderMap {
@@ -84,6 +83,7 @@ impl HttpUpstream {
             ids,
             init_params,
             state: Mutex::new(State::default()),
+            tool_headers: Default::default(),
         });
         let result = this.initialize().await?;
         Ok((this, result))
@@ -117,7 +117,18 @@ impl HttpUpstream {
                 version,
                 modern: false,
             }),
+            tool_headers: Default::default(),
         })
+    }
+
+    /// Share the target's tool-schema cache (set once, right after construction).
+    pub fn set_tool_headers(&self, h: ToolHeaders) {
+        let _ = self.tool_headers.set(h);
+    }
+
+    /// Whether the upstream speaks only 2026-07-28 (stateless; multi round-trip requests).
+    pub fn is_modern(&self) -> bool {
+        self.state.lock().unwrap().modern
     }
 
     /// The upstream's current session id (changes when the upstream is re-initialized).
@@ -264,7 +275,17 @@ impl HttpUpstream {
         if state.modern && !jsonrpc::method(msg).is_empty() {
             req = req.header("mcp-method", jsonrpc::method(msg));
             if let Some(name) = routing_name(msg) {
-                req = req.header("mcp-name", name);
+                req = req.header("mcp-name", param_headers::encode(name));
+            }
+            if jsonrpc::method(msg) == "tools/call"
+                && let (Some(cache), Some(name)) =
+                    (self.tool_headers.get(), jsonrpc::param_str(msg, "name"))
+                && let Some(b) = cache.any(name)
+            {
+                req = req.headers(param_headers::headers_for(
+                    &b,
+                    msg.pointer("/params/arguments"),
+                ));
             }
         }
         if let Some(sid) = &state.session_id {

@@ -1,0 +1,664 @@
+//! Multi round-trip requests (2026-07-28, SEP-2322) across protocol eras.
+//!
+//! In 2026-07-28 a server that needs input (elicitation, sampling, roots) answers `tools/call`,
+//! `prompts/get` or `resources/read` with `resultType: "input_required"`, `inputRequests` and an
+//! opaque `requestState`; the client retries the request with `inputResponses` (keyed like the
+//! requests) and the state echoed. Session-era servers instead send server-to-client requests
+//! mid-call. The gateway translates where the two sides differ:
+//!
+//! - session-era client, 2026-07-28 target ([`McpBackend::call`]): each input request goes to
+//!   the client as a real server-to-client request on its session; the answers are sent back in
+//!   a retry, for at most [`MAX_INPUT_ROUNDS`] rounds. Kinds the client did not declare are
+//!   declined (elicitation) or fail the call (sampling, roots), never sent.
+//! - stateless 2026-07-28 client, session-era target ([`McpBackend::stateless`]): the call runs
+//!   in a task; when the target sends a request mid-call the client gets `input_required` with
+//!   it as an input request and a `requestState` naming the parked call (a random token, bound to
+//!   the principal, the method and the name). The retry's `inputResponses` become the replies
+//!   upstream and the gateway waits on for the result (or the next round). Parked calls live on
+//!   the replica that made them: a retry elsewhere, after `input_timeout`, or with a foreign
+//!   token gets a clear error, and an unclaimed call is cancelled after `input_timeout`. While
+//!   the target waits for the client, its silence does not count against the target's
+//!   `timeout` (`input_timeout` bounds that wait instead).
+//! - both 2026-07-28: results and retries pass through (names still routed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use dashmap::DashMap;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::federation::ListKind;
+use super::{
+    McpBackend, RequestContext, STATELESS_VERSION, check_routing_headers, modernize_result,
+    rpc_response, strip_modern_meta,
+};
+use crate::config::TransportKind;
+use crate::jsonrpc::{self, Kind};
+use crate::param_headers::{self, HEADER_MISMATCH};
+use crate::session::Session;
+use crate::upstream::Upstream;
+
+/// Most input rounds the gateway runs for one session-era client call.
+pub const MAX_INPUT_ROUNDS: usize = 8;
+/// Most calls parked for stateless clients at once (per route); more are refused.
+const MAX_PARKED: usize = 10_000;
+/// Marks a `requestState` the gateway issued (anything else belongs to a target).
+const TOKEN_PREFIX: &str = "sb-input.";
+const INPUT_METHODS: [&str; 3] = ["elicitation/create", "sampling/createMessage", "roots/list"];
+
+/// Calls of stateless clients waiting for their input responses, by `requestState` token.
+#[derive(Clone, Default)]
+pub(super) struct Parked(Arc<DashMap<String, ParkedCall>>);
+
+/// The running call of a stateless client and what it waits for.
+struct ParkedCall {
+    principal: Option<Arc<str>>,
+    method: String,
+    name: Option<String>,
+    session: Session,
+    /// Gateway ids of the input requests the client must answer.
+    keys: Vec<String>,
+    call: Running,
+}
+
+/// A call dispatched in its own task: messages the target sends for it, and its reply.
+struct Running {
+    events: mpsc::UnboundedReceiver<Value>,
+    done: oneshot::Receiver<Value>,
+    _task: AbortOnDrop,
+}
+
+/// Aborts the call's task when the parked call is dropped (expired, or the gateway went away).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Closes a stateless request's upstream connections however its task ends (done or aborted).
+struct CloseOnDrop(Option<Session>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let Some(s) = &self.0 else { return };
+        let ups = s.take_upstreams();
+        if ups.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for u in ups {
+                    if !matches!(u, Upstream::Stdio(_)) {
+                        u.close().await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn has_retry_fields(msg: &Value) -> bool {
+    msg.get("params")
+        .is_some_and(|p| p.get("requestState").is_some() || p.get("inputResponses").is_some())
+}
+
+fn is_input_required(resp: &Value) -> bool {
+    resp.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+fn err_obj(code: i64, message: impl Into<String>) -> Value {
+    json!({"code": code, "message": message.into()})
+}
+
+impl McpBackend {
+    /// Forward a request to target `t`, running input rounds when a 2026-07-28 target needs
+    /// input from a session-era client (see the module docs); the reply carries the client's id.
+    pub(super) async fn call(
+        &self,
+        session: &Session,
+        t: usize,
+        msg: Value,
+        stream: Option<mpsc::UnboundedSender<Value>>,
+    ) -> Value {
+        let method = jsonrpc::method(&msg);
+        if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+            return self.call_once(session, t, msg, stream).await;
+        }
+        let stateless = session.0.version == STATELESS_VERSION;
+        let modern = self.0.targets[t].kind == TransportKind::Http
+            && matches!(self.upstream(session, t).await, Ok(Upstream::Http(h)) if h.is_modern());
+        if !modern {
+            if stateless && has_retry_fields(&msg) {
+                return jsonrpc::error(
+                    msg["id"].clone(),
+                    jsonrpc::INVALID_PARAMS,
+                    "unknown or expired requestState: it was not issued by this gateway replica, \
+                     or the call it named has ended",
+                );
+            }
+            return self.call_once(session, t, msg, stream).await;
+        }
+        if method == "tools/call"
+            && let Some(name) = jsonrpc::param_str(&msg, "name")
+        {
+            let epoch = self.epoch();
+            if self.0.targets[t].tool_headers.get(epoch, name).is_none() {
+                self.learn_tools(session, t).await;
+            }
+        }
+        if stateless {
+            return self.call_once(session, t, msg, stream).await;
+        }
+        let orig = msg.clone();
+        let mut resp = self.call_once(session, t, msg, stream.clone()).await;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            if !is_input_required(&resp) {
+                return resp;
+            }
+            let result = &resp["result"];
+            let responses = match self.gather(session, t, result, stream.as_ref()).await {
+                Ok(r) => r,
+                Err(e) => return jsonrpc::error_obj(orig["id"].clone(), e),
+            };
+            let mut retry = orig.clone();
+            if let Some(params) = retry.get_mut("params").and_then(Value::as_object_mut) {
+                params.remove("inputResponses");
+                params.remove("requestState");
+                if !responses.is_empty() {
+                    params.insert("inputResponses".into(), Value::Object(responses));
+                }
+                if let Some(state) = result.get("requestState") {
+                    params.insert("requestState".into(), state.clone());
+                }
+            }
+            resp = self.call_once(session, t, retry, stream.clone()).await;
+        }
+        if is_input_required(&resp) {
+            let target = &self.0.targets[t].name;
+            return jsonrpc::error(
+                orig["id"].clone(),
+                jsonrpc::INTERNAL_ERROR,
+                &format!(
+                    "target `{target}` still needed input after {MAX_INPUT_ROUNDS} rounds; giving up"
+                ),
+            );
+        }
+        resp
+    }
+
+    fn epoch(&self) -> u64 {
+        self.0
+            .naming
+            .epoch
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// List target `t`'s tools (every page) to learn their `x-mcp-header` bindings.
+    async fn learn_tools(&self, session: &Session, t: usize) {
+        let epoch = self.epoch();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let msg = jsonrpc::request(Value::from(0), "tools/list", params);
+            let page = self.call_once(session, t, msg, None).await;
+            let Some(result) = page.get("result") else {
+                return;
+            };
+            if let Some(tools) = result.get("tools").and_then(Value::as_array) {
+                self.0.targets[t].tool_headers.record(epoch, tools);
+            }
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return,
+            }
+        }
+    }
+
+    /// Ask the session-era client each input request of an `input_required` result; returns
+    /// the `inputResponses`, or the JSON-RPC error that ends the call.
+    async fn gather(
+        &self,
+        session: &Session,
+        t: usize,
+        result: &Value,
+        stream: Option<&mpsc::UnboundedSender<Value>>,
+    ) -> Result<Map<String, Value>, Value> {
+        let empty = Map::new();
+        let requests = result
+            .get("inputRequests")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let caps = &session.0.init_params["capabilities"];
+        let timeout = self.0.targets[t].cfg.timeout();
+        let answers = futures::future::join_all(requests.iter().map(|(key, req)| async move {
+            let method = jsonrpc::method(req);
+            let cap = match method {
+                "elicitation/create" => "elicitation",
+                "sampling/createMessage" => "sampling",
+                "roots/list" => "roots",
+                other => {
+                    return Err(err_obj(
+                        jsonrpc::INTERNAL_ERROR,
+                        format!("the target asked for unsupported input `{other}`"),
+                    ));
+                }
+            };
+            if caps.get(cap).is_none() {
+                // Never ask a client for what it did not declare; a form can be declined.
+                if cap == "elicitation" {
+                    return Ok((key.clone(), json!({"action": "decline"})));
+                }
+                return Err(err_obj(
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the target needs `{method}`, which this client does not support"),
+                ));
+            }
+            let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
+            let Some((gid, rx)) = session.ask(method, params, stream) else {
+                return Err(err_obj(
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("the target needs `{method}`, but the client cannot be reached"),
+                ));
+            };
+            let reply = tokio::time::timeout(timeout, rx).await;
+            session.forget(&gid);
+            match reply {
+                Ok(Ok(r)) => match (r.get("result"), r.get("error")) {
+                    (Some(res), _) => Ok((key.clone(), res.clone())),
+                    (None, Some(e)) => Err(e.clone()),
+                    _ => Err(err_obj(
+                        jsonrpc::INTERNAL_ERROR,
+                        "invalid reply from the client",
+                    )),
+                },
+                _ => Err(err_obj(
+                    -32001,
+                    format!("the client did not answer `{method}` in time"),
+                )),
+            }
+        }))
+        .await;
+        answers.into_iter().collect()
+    }
+
+    /// A stateless (2026-07-28) request: check its routing headers, resume a parked call when
+    /// it retries one, else run it on a throwaway session.
+    pub(super) async fn stateless(
+        &self,
+        msg: Value,
+        headers: &HeaderMap,
+        ctx: &RequestContext,
+    ) -> Response<Body> {
+        let (status, body) = self.stateless_reply(msg, headers, ctx).await;
+        rpc_response(status, body)
+    }
+
+    /// [`stateless`](Self::stateless) as the HTTP status and the JSON-RPC response (one
+    /// element of a batch, say).
+    pub(super) async fn stateless_reply(
+        &self,
+        msg: Value,
+        headers: &HeaderMap,
+        ctx: &RequestContext,
+    ) -> (StatusCode, Value) {
+        let id = msg["id"].clone();
+        if let Err(m) = check_routing_headers(headers, &msg) {
+            return (
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
+            );
+        }
+        let method = jsonrpc::method(&msg).to_string();
+        let session = self.stateless_session(&msg, ctx.principal.clone());
+        // Closes what the header check below may have opened, unless the call takes it over.
+        let mut guard = CloseOnDrop(Some(session.clone()));
+        if method == "tools/call"
+            && let Err(m) = self.check_param_headers(&session, headers, &msg).await
+        {
+            return (
+                StatusCode::BAD_REQUEST,
+                jsonrpc::error(id, HEADER_MISMATCH, &m),
+            );
+        }
+        if let Some(token) = msg
+            .pointer("/params/requestState")
+            .and_then(Value::as_str)
+            .filter(|s| s.starts_with(TOKEN_PREFIX))
+        {
+            let token = token.to_string();
+            let mut resp = self.resume_parked(&token, msg, ctx).await;
+            modernize_result(&method, &mut resp);
+            return (StatusCode::OK, resp);
+        }
+        guard.0 = None;
+        let mut msg = msg;
+        strip_modern_meta(&mut msg);
+        if !matches!(
+            method.as_str(),
+            "tools/call" | "prompts/get" | "resources/read"
+        ) {
+            // Nothing else can need input: answered in this task, as a plain request.
+            let _close = CloseOnDrop(Some(session.clone()));
+            let mut resp = self
+                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .await;
+            modernize_result(&method, &mut resp);
+            return (StatusCode::OK, resp);
+        }
+        let name = jsonrpc::param_str(&msg, "name")
+            .or_else(|| jsonrpc::param_str(&msg, "uri"))
+            .map(str::to_string);
+        let (tx, events) = mpsc::unbounded_channel();
+        let (done_tx, done) = oneshot::channel();
+        let this = self.clone();
+        let s = session.clone();
+        let access = ctx.tool_access.clone();
+        let task = tokio::spawn(async move {
+            let _close = CloseOnDrop(Some(s.clone()));
+            let resp = this.dispatch(&s, msg, Some(tx), access).await;
+            let _ = done_tx.send(resp);
+        });
+        let call = Running {
+            events,
+            done,
+            _task: AbortOnDrop(task),
+        };
+        let mut resp = self
+            .wait_call(
+                call,
+                session,
+                ctx.principal.clone(),
+                method.clone(),
+                name,
+                id,
+            )
+            .await;
+        modernize_result(&method, &mut resp);
+        (StatusCode::OK, resp)
+    }
+
+    /// `Mcp-Param-*` headers of a 2026-07-28 `tools/call` against its arguments, per the
+    /// owning target's schema of the tool.
+    async fn check_param_headers(
+        &self,
+        session: &Session,
+        headers: &HeaderMap,
+        msg: &Value,
+    ) -> Result<(), String> {
+        let Some(name) = jsonrpc::param_str(msg, "name") else {
+            return Ok(());
+        };
+        let Some((t, upstream_name)) = self.resolve_name(session, ListKind::Tools, name).await
+        else {
+            return Ok(());
+        };
+        let cache = &self.0.targets[t].tool_headers;
+        let bindings = match cache.get(self.epoch(), &upstream_name) {
+            Some(b) => b,
+            None => {
+                self.learn_tools(session, t).await;
+                match cache.get(self.epoch(), &upstream_name) {
+                    Some(b) => b,
+                    None => return Ok(()),
+                }
+            }
+        };
+        param_headers::check(&bindings, msg.pointer("/params/arguments"), headers)
+    }
+
+    /// Wait for a running call's reply; when the target asks the client something first, park
+    /// the call and answer `input_required`. The reply carries `id` (the current request's).
+    async fn wait_call(
+        &self,
+        mut call: Running,
+        session: Session,
+        principal: Option<Arc<str>>,
+        method: String,
+        name: Option<String>,
+        id: Value,
+    ) -> Value {
+        loop {
+            tokio::select! {
+                r = &mut call.done => {
+                    return match r {
+                        Ok(mut resp) => {
+                            resp["id"] = id;
+                            resp
+                        }
+                        Err(_) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the call ended without a reply"),
+                    };
+                }
+                Some(m) = call.events.recv() => {
+                    if jsonrpc::kind(&m) != Kind::Request {
+                        // Progress and logging have nowhere to go in a single JSON reply.
+                        continue;
+                    }
+                    let mut asked = vec![m];
+                    while let Ok(m) = call.events.try_recv() {
+                        if jsonrpc::kind(&m) == Kind::Request {
+                            asked.push(m);
+                        }
+                    }
+                    let mut requests = Map::new();
+                    let mut keys = Vec::new();
+                    for m in asked {
+                        let gid = m["id"].as_str().unwrap_or_default().to_string();
+                        let method = jsonrpc::method(&m);
+                        if !INPUT_METHODS.contains(&method) {
+                            let reply = if method == "ping" {
+                                jsonrpc::result(m["id"].clone(), json!({}))
+                            } else {
+                                jsonrpc::error(m["id"].clone(), jsonrpc::METHOD_NOT_FOUND, "not supported by a stateless client")
+                            };
+                            self.client_message(&session, reply).await;
+                            continue;
+                        }
+                        requests.insert(gid.clone(), json!({"method": method, "params": m.get("params").cloned().unwrap_or_else(|| json!({}))}));
+                        keys.push(gid);
+                    }
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    if self.0.inputs.0.len() >= MAX_PARKED {
+                        self.fail_asked(&session, &keys).await;
+                        return jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "too many calls are waiting for input; try again later");
+                    }
+                    let token = format!(
+                        "{TOKEN_PREFIX}{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    self.0.inputs.0.insert(token.clone(), ParkedCall { principal, method, name, session, keys, call });
+                    self.expire_later(token.clone());
+                    return jsonrpc::result(id, json!({
+                        "resultType": "input_required",
+                        "inputRequests": requests,
+                        "requestState": token,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Forget a parked call after `input_timeout` unless a retry claimed it first (a retry
+    /// removes the token; a further round parks under a new one).
+    fn expire_later(&self, token: String) {
+        let weak = Arc::downgrade(&self.0);
+        let ttl: Duration = self.0.cfg.input_timeout();
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(core) = weak.upgrade() else { return };
+            let Some((_, parked)) = core.inputs.0.remove(&token) else {
+                return;
+            };
+            tracing::debug!("a call waiting for input responses expired");
+            let this = McpBackend(core);
+            this.fail_asked(&parked.session, &parked.keys).await;
+            // Dropping `parked` aborts the call and closes its upstream connections.
+        });
+    }
+
+    /// Tell the target that its requests `keys` will not be answered.
+    async fn fail_asked(&self, session: &Session, keys: &[String]) {
+        for k in keys {
+            let reply = jsonrpc::error(
+                Value::String(k.clone()),
+                jsonrpc::INTERNAL_ERROR,
+                "the client did not answer",
+            );
+            self.client_message(session, reply).await;
+        }
+    }
+
+    /// A stateless client's retry of a parked call: its `inputResponses` become the replies to
+    /// the target's requests, then the call is awaited again.
+    async fn resume_parked(&self, token: &str, msg: Value, ctx: &RequestContext) -> Value {
+        let id = msg["id"].clone();
+        let unknown = |id| {
+            jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "unknown or expired requestState: input responses must reach the gateway \
+                 replica that asked, within the input timeout, from the same principal",
+            )
+        };
+        let method = jsonrpc::method(&msg);
+        let name = jsonrpc::param_str(&msg, "name").or_else(|| jsonrpc::param_str(&msg, "uri"));
+        // Checked before removal, so a stranger's guess cannot cancel someone else's call.
+        let matches = self.0.inputs.0.get(token).is_some_and(|p| {
+            p.principal == ctx.principal && p.method == method && p.name.as_deref() == name
+        });
+        if !matches {
+            return unknown(id);
+        }
+        let Some((_, parked)) = self.0.inputs.0.remove(token) else {
+            return unknown(id);
+        };
+        let responses = msg.pointer("/params/inputResponses");
+        for k in &parked.keys {
+            let reply = match responses.and_then(|r| r.get(k)) {
+                Some(result) => jsonrpc::result(Value::String(k.clone()), result.clone()),
+                None => jsonrpc::error(
+                    Value::String(k.clone()),
+                    jsonrpc::INTERNAL_ERROR,
+                    "the client sent no response for this request",
+                ),
+            };
+            self.client_message(&parked.session, reply).await;
+        }
+        let ParkedCall {
+            principal,
+            method,
+            name,
+            session,
+            call,
+            ..
+        } = parked;
+        self.wait_call(call, session, principal, method, name, id)
+            .await
+    }
+
+    /// Calls parked for stateless clients' input right now (tests, admin).
+    pub fn parked_inputs(&self) -> usize {
+        self.0.inputs.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{McpConfig, McpShared, Metrics};
+
+    fn backend(timeout: &str) -> McpBackend {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: McpConfig = serde_json::from_value(json!({"input_timeout": timeout,
+            "targets": [{"name": "a", "http": {"url": "http://127.0.0.1:9/mcp"}}]}))
+        .unwrap();
+        McpBackend::new(cfg, &McpShared::new(Metrics::unregistered()).unwrap()).unwrap()
+    }
+
+    /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
+    fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
+        let session = b.stateless_session(&json!({}), None);
+        let (_tx, events) = mpsc::unbounded_channel();
+        let (_done_tx, done) = oneshot::channel();
+        let (alive_tx, alive) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _alive = alive_tx;
+            std::future::pending::<()>().await
+        });
+        b.0.inputs.0.insert(
+            token.into(),
+            ParkedCall {
+                principal: None,
+                method: "tools/call".into(),
+                name: Some("t".into()),
+                session,
+                keys: Vec::new(),
+                call: Running {
+                    events,
+                    done,
+                    _task: AbortOnDrop(task),
+                },
+            },
+        );
+        b.expire_later(token.into());
+        alive
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unclaimed_calls_expire_and_are_cancelled() {
+        let b = backend("1m");
+        let mut alive = park(&b, "sb-input.a");
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(b.parked_inputs(), 1);
+        assert!(
+            alive
+                .try_recv()
+                .is_err_and(|e| e == oneshot::error::TryRecvError::Empty)
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(b.parked_inputs(), 0, "expired");
+        assert!(alive.await.is_err(), "the call's task was aborted");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claimed_call_is_not_expired_by_its_old_timer() {
+        let b = backend("1m");
+        let _alive = park(&b, "sb-input.a");
+        // Claimed by a retry (removed), then parked again under a new token 30 s later.
+        b.0.inputs.0.remove("sb-input.a");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let _alive = park(&b, "sb-input.b");
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        assert_eq!(
+            b.parked_inputs(),
+            1,
+            "the first timer found nothing to expire"
+        );
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(b.parked_inputs(), 0);
+    }
+
+    #[test]
+    fn retries_and_input_required_are_recognized() {
+        assert!(has_retry_fields(&json!({"params": {"requestState": "x"}})));
+        assert!(has_retry_fields(&json!({"params": {"inputResponses": {}}})));
+        assert!(!has_retry_fields(&json!({"params": {"name": "t"}})));
+        assert!(is_input_required(
+            &json!({"result": {"resultType": "input_required"}})
+        ));
+        assert!(!is_input_required(
+            &json!({"result": {"resultType": "complete"}})
+        ));
+        assert!(!is_input_required(&json!({"error": {"code": 1}})));
+    }
+}
