@@ -123,6 +123,44 @@ pub struct StdioTarget {
     /// Working directory (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
+    /// Which downstream sessions a child serves: `shared` (default) or `per_session`.
+    #[serde(default)]
+    pub sessions: StdioSessions,
+}
+
+/// How a stdio target's child processes map to downstream sessions.
+///
+/// `shared` (default): one child per target, started with the backend, shared by every session
+/// of the route and kept across config reloads while unchanged. The child is initialized once by
+/// the gateway, which offers it the `sampling` and `elicitation` client capabilities but not
+/// `roots` (a shared child has no single client whose roots it could ask for). A server request
+/// it sends (`sampling/createMessage`, `elicitation/create`) cannot name the client request it
+/// belongs to, so the gateway attributes it to the session with the newest request in flight on
+/// that child (its stream carries the request); with no request in flight it is answered with an
+/// error (-32601). A session whose client did not declare the capability gets no such request:
+/// the gateway answers the child with an error (-32601) instead. Use `per_session` when a
+/// server depends on roots or on exact sampling/elicitation ownership.
+///
+/// `per_session`: one child per downstream session, spawned when the session initializes (or,
+/// for a session rebuilt from its token, e.g. after a gateway restart, on its first request to
+/// the target) and initialized with that client's own `initialize` parameters, so it is offered
+/// `roots`, `sampling` and `elicitation` exactly when the client has them; the client's own
+/// `notifications/initialized` is passed on. Every server request and notification of the child
+/// goes to its session only (ids rewritten, replies routed back). The child survives config
+/// reloads with an unchanged target, is restarted with backoff if it dies while its session
+/// lives, and is killed — never restarted — when the session ends (DELETE, idle expiry,
+/// revocation, the legacy SSE stream closing, gateway shutdown). A stateless (2026-07-28)
+/// request gets a child of its own for the duration of the request. Costs one process per
+/// live session: bound sessions with authentication (`sessions.max_per_principal`), rate limits
+/// and `sessions.idle_timeout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioSessions {
+    /// One child shared by all sessions of the route.
+    #[default]
+    Shared,
+    /// One child per downstream session, owned by it.
+    PerSession,
 }
 
 /// An HTTP target (streamable HTTP or legacy SSE).
