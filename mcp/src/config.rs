@@ -417,9 +417,29 @@ mod tests {
     }
 
     #[test]
+    fn stdio_sessions_default_to_shared_and_take_per_session() {
+        let c = parse(r#"{"targets":[{"name":"a","stdio":{"command":"x"}}]}"#);
+        assert_eq!(
+            c.targets[0].stdio.as_ref().unwrap().sessions,
+            StdioSessions::Shared
+        );
+        let c =
+            parse(r#"{"targets":[{"name":"a","stdio":{"command":"x","sessions":"per_session"}}]}"#);
+        assert_eq!(
+            c.targets[0].stdio.as_ref().unwrap().sessions,
+            StdioSessions::PerSession
+        );
+        let r: Result<McpConfig, _> = serde_json::from_str(
+            r#"{"targets":[{"name":"a","stdio":{"command":"x","sessions":"per-session"}}]}"#,
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn schema_generates() {
         let s = schemars::schema_for!(McpConfig);
         let j = serde_json::to_string(&s).unwrap();
         assert!(j.contains("failure_mode"));
+        assert!(j.contains("per_session"));
     }
 }
