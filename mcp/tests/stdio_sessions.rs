@@ -286,3 +286,53 @@ async fn a_legacy_sse_session_owns_its_child_until_its_stream_closes() {
     eventually("the child is gone", || !alive(pid)).await;
     eventually("the session is gone", || gw.backend.session_count() == 0).await;
 }
+
+/// Children of this test process running server-everything.
+fn my_everything_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: the command may contain spaces, so split after `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(me) && String::from_utf8_lossy(&cmd).contains("server-everything") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_request_gets_a_child_for_its_duration_only() {
+    if !have_peers() {
+        return;
+    }
+    let gw = gateway(per_session()).await;
+    assert!(
+        my_everything_children().is_empty(),
+        "none before a session asks"
+    );
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"message": "stateless"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {},
+                  "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "1"}}}});
+    let (status, _, body) = post(&gw.url, None, &call.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let r = messages(&body).pop().unwrap();
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: stateless", "{r}");
+    eventually("the request's child is gone", || {
+        my_everything_children().is_empty()
+    })
+    .await;
+    assert_eq!(gw.backend.session_count(), 0);
+}

@@ -31,7 +31,7 @@ type WeakListener = std::sync::Weak<dyn Fn(Value) + Send + Sync>;
 /// Children by config, shared across backends and reloads. Kept by the gateway.
 #[derive(Clone, Default)]
 pub struct StdioPool {
-    inner: Arc<DashMap<String, Weak<Inner>>>,
+    inner: Arc<DashMap<String, Weak<Handle>>>,
     /// `per_session` children of Streamable HTTP sessions, by session: held here (not only by
     /// the session's local state) so they outlive a config reload, which rebuilds the local
     /// state from the token, and end with the session however it ends.
@@ -63,8 +63,8 @@ impl StdioPool {
     /// The running child for this config, or a newly spawned one.
     pub(crate) fn get(&self, name: &str, cfg: &StdioTarget, ids: Arc<AtomicU64>) -> StdioProcess {
         let mut slot = self.inner.entry(pool_key(name, cfg)).or_default();
-        if let Some(inner) = slot.upgrade() {
-            return StdioProcess(inner);
+        if let Some(handle) = slot.upgrade() {
+            return StdioProcess(handle);
         }
         let p = StdioProcess::spawn(name, cfg.clone(), ids, None);
         *slot = Arc::downgrade(&p.0);
@@ -94,7 +94,7 @@ impl StdioPool {
         let prefix = format!("{name}\0");
         let mut kept = self.sessions.entry(session).or_default();
         kept.retain(|k| {
-            if k.process.0.same(&process.0) {
+            if Arc::ptr_eq(&k.process.0, &process.0) {
                 return false;
             }
             if k.key.starts_with(&prefix) {
@@ -144,7 +144,21 @@ enum Phase {
 
 /// A handle to a supervised child; the child is killed when the last handle goes.
 #[derive(Clone)]
-pub(crate) struct StdioProcess(Arc<Inner>);
+pub(crate) struct StdioProcess(Arc<Handle>);
+
+/// What the handles share. The supervisor holds the [`Inner`] only, so dropping the last
+/// handle cancels it (and kills the child) even while the child runs.
+pub(crate) struct Handle {
+    inner: Arc<Inner>,
+    _guard: DropGuard,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
 
 pub(crate) struct Inner {
     name: Arc<str>,
@@ -159,7 +173,6 @@ pub(crate) struct Inner {
     /// The running child was sent `notifications/initialized` (reset for each child).
     initialized_sent: AtomicBool,
     cancel: CancellationToken,
-    _guard: DropGuard,
 }
 
 /// What a `per_session` child knows of its session.
@@ -175,8 +188,30 @@ struct Owned {
 }
 
 impl Inner {
-    fn same(&self, other: &Inner) -> bool {
-        std::ptr::eq(self, other)
+    fn unavailable(&self, reason: &str) -> Error {
+        Error::Unavailable {
+            target: self.name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn send(&self, msg: Value) -> Result<()> {
+        let line = serde_json::to_string(&msg).unwrap_or_default();
+        let w = self.writer.lock().unwrap();
+        match w.as_ref() {
+            Some(w) if w.send(line).is_ok() => Ok(()),
+            _ => Err(self.unavailable("not running")),
+        }
+    }
+
+    /// Send `notifications/initialized` to the running child, once per child.
+    fn send_initialized(&self) {
+        if !self.initialized_sent.swap(true, Ordering::SeqCst) {
+            let _ = self.send(jsonrpc::notification(
+                "notifications/initialized",
+                json!({}),
+            ));
+        }
     }
 }
 
@@ -194,10 +229,12 @@ impl StdioProcess {
             owned,
             initialized_sent: AtomicBool::new(false),
             cancel: cancel.clone(),
-            _guard: cancel.clone().drop_guard(),
         });
-        tokio::spawn(supervise(Arc::downgrade(&inner), cfg, cancel));
-        StdioProcess(inner)
+        tokio::spawn(supervise(inner.clone(), cfg, cancel.clone()));
+        StdioProcess(Arc::new(Handle {
+            inner,
+            _guard: cancel.drop_guard(),
+        }))
     }
 
     /// Spawn a `per_session` child: initialized with the client's `init` params, everything
@@ -243,18 +280,8 @@ impl StdioProcess {
         if let Some(o) = &self.0.owned {
             o.client_initialized.store(true, Ordering::SeqCst);
             if matches!(&*self.0.ready.borrow(), Phase::Ready(_)) {
-                self.send_initialized();
+                self.0.send_initialized();
             }
-        }
-    }
-
-    /// Send `notifications/initialized` to the running child, once per child.
-    fn send_initialized(&self) {
-        if !self.0.initialized_sent.swap(true, Ordering::SeqCst) {
-            let _ = self.send(jsonrpc::notification(
-                "notifications/initialized",
-                json!({}),
-            ));
         }
     }
 
@@ -291,20 +318,13 @@ impl StdioProcess {
         loop {
             match &*rx.borrow_and_update() {
                 Phase::Ready(v) => return Ok(v.clone()),
-                Phase::Failing => return Err(self.unavailable("cannot be started")),
-                Phase::Stopped => return Err(self.unavailable("stopped")),
+                Phase::Failing => return Err(self.0.unavailable("cannot be started")),
+                Phase::Stopped => return Err(self.0.unavailable("stopped")),
                 Phase::Starting => {}
             }
             if rx.changed().await.is_err() {
-                return Err(self.unavailable("stopped"));
+                return Err(self.0.unavailable("stopped"));
             }
-        }
-    }
-
-    fn unavailable(&self, reason: &str) -> Error {
-        Error::Unavailable {
-            target: self.0.name.to_string(),
-            reason: reason.into(),
         }
     }
 
@@ -317,7 +337,7 @@ impl StdioProcess {
         self.ready().await?;
         // A client that skipped `notifications/initialized` (or raced it) still gets a child
         // that was told before its first request.
-        self.send_initialized();
+        self.0.send_initialized();
         let id = msg.get("id").and_then(Value::as_u64).unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         self.0.pending.insert(
@@ -334,12 +354,7 @@ impl StdioProcess {
     }
 
     pub fn send(&self, msg: Value) -> Result<()> {
-        let line = serde_json::to_string(&msg).unwrap_or_default();
-        let w = self.0.writer.lock().unwrap();
-        match w.as_ref() {
-            Some(w) if w.send(line).is_ok() => Ok(()),
-            _ => Err(self.unavailable("not running")),
-        }
+        self.0.send(msg)
     }
 }
 
@@ -348,10 +363,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child that stayed up this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
 
-async fn supervise(inner: Weak<Inner>, cfg: StdioTarget, cancel: CancellationToken) {
+/// Runs children one after another until cancelled: by [`StdioProcess::close`] or by the last
+/// handle going away.
+async fn supervise(this: Arc<Inner>, cfg: StdioTarget, cancel: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let Some(this) = inner.upgrade() else { return };
         let started = tokio::time::Instant::now();
         let worked = run_once(&this, &cfg, &cancel).await;
         // The child is gone: in-flight calls get an error; later calls wait for the next child
@@ -367,7 +383,6 @@ async fn supervise(inner: Weak<Inner>, cfg: StdioTarget, cancel: CancellationTok
         *this.pid.lock().unwrap() = None;
         this.pending.clear();
         let name = this.name.clone();
-        drop(this);
         if cancel.is_cancelled() {
             return;
         }
@@ -465,7 +480,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
                             .as_ref()
                             .is_none_or(|o| o.client_initialized.load(Ordering::SeqCst));
                         if client_ready {
-                            StdioProcess(this.clone()).send_initialized();
+                            this.send_initialized();
                         }
                     }
                     Err(e) => {
@@ -491,7 +506,6 @@ async fn initialize(this: Arc<Inner>) -> Result<Value> {
             route,
         },
     );
-    let p = StdioProcess(this.clone());
     let params = match &this.owned {
         // A per-session child speaks for one client: it is offered exactly that client's
         // capabilities (roots included), as an HTTP target's upstream session is.
@@ -504,7 +518,7 @@ async fn initialize(this: Arc<Inner>) -> Result<Value> {
             "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
         }),
     };
-    p.send(jsonrpc::request(Value::from(id), "initialize", params))?;
+    this.send(jsonrpc::request(Value::from(id), "initialize", params))?;
     let reply = await_reply(rx, &this.name).await?;
     reply.get("result").cloned().ok_or_else(|| Error::Protocol {
         target: this.name.to_string(),
@@ -529,7 +543,7 @@ fn unclaimed(this: &Arc<Inner>, msg: Value) {
     if jsonrpc::kind(&msg) == jsonrpc::Kind::Request {
         // Nobody can answer it; tell the child rather than leave it waiting.
         if let Some(id) = msg.get("id").cloned() {
-            let _ = StdioProcess(this.clone()).send(jsonrpc::error(
+            let _ = this.send(jsonrpc::error(
                 id,
                 jsonrpc::METHOD_NOT_FOUND,
                 "no client session to route this request to",
