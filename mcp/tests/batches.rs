@@ -412,10 +412,10 @@ async fn the_legacy_message_endpoint_takes_batches_and_answers_on_the_stream() {
             buf.push_str(&String::from_utf8_lossy(
                 &stream.next().await.unwrap().unwrap(),
             ));
-            if let Some(l) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
-                if buf.contains("\n\n") {
-                    break l.trim().to_string();
-                }
+            if buf.contains("\n\n")
+                && let Some(l) = buf.lines().find_map(|l| l.strip_prefix("data: "))
+            {
+                break l.trim().to_string();
             }
         };
         let rest = buf[buf.find("\n\n").unwrap() + 2..].to_string();
