@@ -132,14 +132,19 @@ pub struct StdioTarget {
 ///
 /// `shared` (default): one child per target, started with the backend, shared by every session
 /// of the route and kept across config reloads while unchanged. The child is initialized once by
-/// the gateway, which offers it the `sampling` and `elicitation` client capabilities but not
-/// `roots` (a shared child has no single client whose roots it could ask for). A server request
-/// it sends (`sampling/createMessage`, `elicitation/create`) cannot name the client request it
-/// belongs to, so the gateway attributes it to the session with the newest request in flight on
-/// that child (its stream carries the request); with no request in flight it is answered with an
-/// error (-32601). A session whose client did not declare the capability gets no such request:
-/// the gateway answers the child with an error (-32601) instead. Use `per_session` when a
-/// server depends on roots or on exact sampling/elicitation ownership.
+/// the gateway, which offers it the `sampling` and `elicitation` client capabilities whatever the
+/// clients have, and never `roots` (a shared child has no single client whose roots it could ask
+/// for, so servers that offer tools only to roots-capable clients do not offer them here). Over
+/// stdio a server request (`sampling/createMessage`, `elicitation/create`, `roots/list`) cannot
+/// name the client request it belongs to, so the gateway attributes it to the session with the
+/// newest request in flight on that child and sends it on that request's stream: with requests
+/// of several sessions in flight at once it may reach the wrong session. With no request in
+/// flight it is answered with an error (-32601). A session whose client did not declare the
+/// capability a request needs is never sent it: the gateway answers the child with an error
+/// (-32601) on the client's behalf, so the tool that asked fails. Progress is routed exactly (by
+/// token); logging goes with the newest request in flight, else to every session of the route,
+/// as do `list_changed` and `resources/updated`. Use `per_session` when a server depends on roots
+/// or on exact sampling/elicitation ownership.
 ///
 /// `per_session`: one child per downstream session, spawned when the session initializes (or,
 /// for a session rebuilt from its token, e.g. after a gateway restart, on its first request to

@@ -25,6 +25,7 @@ class Peer:
         self.label = label
         self.sampled = []
         self.roots_asked = 0
+        self.extra_roots = []
 
     async def sampling(self, context, params):
         text = params.messages[0].content.text
@@ -38,9 +39,8 @@ class Peer:
 
     async def roots(self, context):
         self.roots_asked += 1
-        return types.ListRootsResult(
-            roots=[types.Root(uri=f"file:///tmp/root-{self.label}", name=f"root-{self.label}")]
-        )
+        uris = [f"file:///tmp/root-{self.label}", *self.extra_roots]
+        return types.ListRootsResult(roots=[types.Root(uri=u, name=u.rsplit("/", 1)[-1]) for u in uris])
 
 
 async def tool_names(client):
@@ -81,6 +81,19 @@ async def main():
         assert a.sampled and all("prompt-A" in s for s in a.sampled), a.sampled
         assert b.sampled and all("prompt-B" in s for s in b.sampled), b.sampled
         assert a.roots_asked >= 1 and b.roots_asked >= 1, (a.roots_asked, b.roots_asked)
+        # A's roots change: its child (only) is told and asks A again.
+        b_asked = b.roots_asked
+        a.extra_roots.append("file:///tmp/root-A-added")
+        await ca.send_roots_list_changed()
+        with anyio.fail_after(20):
+            while True:
+                r = await ca.call_tool("get-roots-list", {})
+                if "file:///tmp/root-A-added" in r.content[0].text:
+                    break
+                await anyio.sleep(0.05)
+        r = await cb.call_tool("get-roots-list", {})
+        assert "root-A-added" not in r.content[0].text, r
+        assert b.roots_asked == b_asked, (b.roots_asked, b_asked)
         bare_tools = await tool_names(bare)
         assert "echo" in bare_tools, bare_tools
         assert "trigger-sampling-request" not in bare_tools, bare_tools
