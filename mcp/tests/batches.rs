@@ -230,6 +230,30 @@ async fn a_batch_on_a_2025_03_26_session_is_answered_member_by_member() {
     );
     assert_eq!(by_id(&errs, json!(2))["error"]["code"], -32600);
 
+    // The gateway's per-request tool policy applies to every member.
+    let resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &sid)
+        .header("x-test-allow-prefix", "b__")
+        .body(
+            json!([
+                {"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "a__test_simple_text", "arguments": {}}},
+                {"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": {"name": "b__test_simple_text", "arguments": {}}}
+            ])
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let replies: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(by_id(&replies, json!("a"))["error"]["code"], -32602);
+    assert_eq!(
+        text_of(by_id(&replies, json!("b"))),
+        "This is a simple text response for testing."
+    );
+
     // The session is fine afterwards.
     let (status, _, body) = post(
         &gw.url,
@@ -475,4 +499,58 @@ async fn the_legacy_message_endpoint_takes_batches_and_answers_on_the_stream() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("2025-06-18"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_spans_a_stdio_and_an_http_target() {
+    if !have_peers() {
+        return;
+    }
+    init();
+    let (addr, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let gw = gateway(json!({"targets": [
+        {"name": "ev", "stdio": {"command": node(), "args": [everything(), "stdio"]}},
+        {"name": "fx", "http": {"url": format!("http://{addr}/mcp")}}
+    ]}))
+    .await;
+    let sid = session(&gw.url, "2025-03-26", json!({})).await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": "long", "method": "tools/call", "params": {
+            "name": "ev__trigger-long-running-operation", "arguments": {"duration": 0.2, "steps": 2},
+            "_meta": {"progressToken": "p-long"}}},
+        {"jsonrpc": "2.0", "id": "echo", "method": "tools/call", "params": {"name": "ev__echo", "arguments": {"message": "batched"}}},
+        {"jsonrpc": "2.0", "id": "fx", "method": "tools/call", "params": {"name": "fx__test_simple_text", "arguments": {}}},
+        {"jsonrpc": "2.0", "id": "sum", "method": "tools/call", "params": {"name": "ev__get-sum", "arguments": {"a": 2, "b": 3}}}
+    ]);
+    let (status, ct, body) = post_accept(
+        &gw.url,
+        Some(&sid),
+        "application/json, text/event-stream",
+        &batch,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ct, "text/event-stream");
+    let msgs = messages(&body);
+    let progress: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 2, "{msgs:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "p-long")
+    );
+    let replies: Vec<Value> = msgs.into_iter().filter(|m| m.get("id").is_some()).collect();
+    assert_eq!(replies.len(), 4, "{replies:?}");
+    assert!(text_of(by_id(&replies, json!("long"))).contains("completed"));
+    assert_eq!(text_of(by_id(&replies, json!("echo"))), "Echo: batched");
+    assert_eq!(
+        text_of(by_id(&replies, json!("fx"))),
+        "This is a simple text response for testing."
+    );
+    assert!(text_of(by_id(&replies, json!("sum"))).contains('5'));
 }
