@@ -332,7 +332,8 @@ impl McpBackend {
         Ok(Self(core))
     }
 
-    /// Pids of the running stdio children, by target name (admin and fault tests).
+    /// Pids of the running shared stdio children, by target name (admin and fault tests);
+    /// `per_session` children are in [`session_target_pids`](Self::session_target_pids).
     pub fn target_pids(&self) -> Vec<(String, u32)> {
         self.0
             .targets

@@ -72,8 +72,8 @@ impl StdioPool {
     }
 
     /// Keep `process`, the `per_session` child of target `name` for `session`, until the
-    /// session is released by `manager` (expired, revoked, moved). A
-    /// child kept before for the same target name under another config is ended.
+    /// session is released by `manager` (expired, revoked, or idle here while alive elsewhere).
+    /// A child kept before for the same target name under another config is ended.
     pub(crate) fn keep(
         &self,
         manager: &SessionManager,
