@@ -336,3 +336,23 @@ async fn a_stateless_request_gets_a_child_for_its_duration_only() {
     .await;
     assert_eq!(gw.backend.session_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_the_backend_down_ends_per_session_children() {
+    if !have_peers() {
+        return;
+    }
+    init();
+    let shared = McpShared::new(Metrics::unregistered()).unwrap();
+    let cfg: McpConfig = serde_json::from_value(per_session()).unwrap();
+    let gw = gateway_with_shared(cfg, &shared).await;
+    let sid = raw_session(&gw.url).await;
+    let r = echo(&gw.url, &sid, "bye").await;
+    assert_eq!(r["result"]["content"][0]["text"], "Echo: bye", "{r}");
+    let pid = pids_of(&gw)[0];
+    // What the gateway's shutdown drops: the serving backend and the shared parts (the pool
+    // that keeps sessions' children across reloads).
+    drop(gw);
+    drop(shared);
+    eventually("the child is gone", || !alive(pid)).await;
+}
