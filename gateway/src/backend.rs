@@ -106,6 +106,10 @@ impl Backend {
                     tool_access: who
                         .checker(|c, tool| c.allows_tool(tool))
                         .map(switchboard_mcp::ToolAccess),
+                    max_batch: req
+                        .extensions()
+                        .get::<crate::input::JsonLimits>()
+                        .map(|l| l.max_batch),
                 };
                 Ok(m.handle(limited(req, cx.max_body_bytes), &ctx).await)
             }

@@ -78,3 +78,76 @@ listeners:
     let hello = client().get(base(&gw, "main").await).send().await.unwrap();
     assert_eq!(hello.status(), 200);
 }
+
+/// JSON-RPC batches on an MCP route (2025-03-26 sessions) obey the listener's
+/// `limits.json.max_batch`; within it, each member is answered by the target that owns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_batches_obey_the_listeners_max_batch() {
+    switchboard_gateway::install_crypto_provider();
+    let (fixture, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {{json: {{max_batch: 2}}}}
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - name: fixture
+              http: {{url: "http://{fixture}/mcp"}}
+"#
+    );
+    let up = upstream().await;
+    let gw = gateway(&yaml, up).await;
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let post = |sid: Option<String>, body: serde_json::Value| {
+        let mut req = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json");
+        if let Some(s) = sid {
+            req = req.header("mcp-session-id", s);
+        }
+        req.body(body.to_string()).send()
+    };
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let resp = post(None, init).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let ping = |id: i64| serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "ping"});
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": "t", "method": "tools/call",
+        "params": {"name": "test_simple_text", "arguments": {}}});
+    let resp = post(Some(sid.clone()), serde_json::json!([ping(1), call]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v[0]["id"], 1, "{v}");
+    assert_eq!(v[1]["id"], "t", "{v}");
+    assert_eq!(
+        v[1]["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+    let resp = post(Some(sid), serde_json::json!([ping(1), ping(2), ping(3)]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 2"),
+        "{v}"
+    );
+}

@@ -136,6 +136,49 @@ pub struct StdioTarget {
     /// Working directory (default: the gateway's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<PathBuf>,
+    /// Which downstream sessions a child serves: `shared` (default) or `per_session`.
+    #[serde(default)]
+    pub sessions: StdioSessions,
+}
+
+/// How a stdio target's child processes map to downstream sessions.
+///
+/// `shared` (default): one child per target, started with the backend, shared by every session
+/// of the route and kept across config reloads while unchanged. The child is initialized once by
+/// the gateway, which offers it the `sampling` and `elicitation` client capabilities whatever the
+/// clients have, and never `roots` (a shared child has no single client whose roots it could ask
+/// for, so servers that offer tools only to roots-capable clients do not offer them here). Over
+/// stdio a server request (`sampling/createMessage`, `elicitation/create`, `roots/list`) cannot
+/// name the client request it belongs to, so the gateway attributes it to the session with the
+/// newest request in flight on that child and sends it on that request's stream: with requests
+/// of several sessions in flight at once it may reach the wrong session. With no request in
+/// flight it is answered with an error (-32601). A session whose client did not declare the
+/// capability a request needs is never sent it: the gateway answers the child with an error
+/// (-32601) on the client's behalf, so the tool that asked fails. Progress is routed exactly (by
+/// token); logging goes with the newest request in flight, else to every session of the route,
+/// as do `list_changed` and `resources/updated`. Use `per_session` when a server depends on roots
+/// or on exact sampling/elicitation ownership.
+///
+/// `per_session`: one child per downstream session, spawned when the session initializes (or,
+/// for a session rebuilt from its token, e.g. after a gateway restart, on its first request to
+/// the target) and initialized with that client's own `initialize` parameters, so it is offered
+/// `roots`, `sampling` and `elicitation` exactly when the client has them; the client's own
+/// `notifications/initialized` is passed on. Every server request and notification of the child
+/// goes to its session only (ids rewritten, replies routed back). The child survives config
+/// reloads with an unchanged target, is restarted with backoff if it dies while its session
+/// lives, and is killed — never restarted — when the session ends (DELETE, idle expiry,
+/// revocation, the legacy SSE stream closing, gateway shutdown). A stateless (2026-07-28)
+/// request gets a child of its own for the duration of the request. Costs one process per
+/// live session: bound sessions with authentication (`sessions.max_per_principal`), rate limits
+/// and `sessions.idle_timeout`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioSessions {
+    /// One child shared by all sessions of the route.
+    #[default]
+    Shared,
+    /// One child per downstream session, owned by it.
+    PerSession,
 }
 
 /// An HTTP target (streamable HTTP or legacy SSE).
@@ -410,9 +453,29 @@ mod tests {
     }
 
     #[test]
+    fn stdio_sessions_default_to_shared_and_take_per_session() {
+        let c = parse(r#"{"targets":[{"name":"a","stdio":{"command":"x"}}]}"#);
+        assert_eq!(
+            c.targets[0].stdio.as_ref().unwrap().sessions,
+            StdioSessions::Shared
+        );
+        let c =
+            parse(r#"{"targets":[{"name":"a","stdio":{"command":"x","sessions":"per_session"}}]}"#);
+        assert_eq!(
+            c.targets[0].stdio.as_ref().unwrap().sessions,
+            StdioSessions::PerSession
+        );
+        let r: Result<McpConfig, _> = serde_json::from_str(
+            r#"{"targets":[{"name":"a","stdio":{"command":"x","sessions":"per-session"}}]}"#,
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn schema_generates() {
         let s = schemars::schema_for!(McpConfig);
         let j = serde_json::to_string(&s).unwrap();
         assert!(j.contains("failure_mode"));
+        assert!(j.contains("per_session"));
     }
 }

@@ -7,7 +7,11 @@
 //! rewritten on the way ([`names`], [`jsonrpc`]): list requests fan out and merge, calls go to
 //! the owning target, and whatever a target sends back — replies, progress, logging, sampling,
 //! elicitation and roots requests, `list_changed` — is mapped back to the session and request
-//! it belongs to. [`config`] is the route's `mcp:` block; [`metrics`] what it exports.
+//! it belongs to. A JSON-RPC batch (protocol revisions up to 2025-03-26) is taken apart and
+//! each member served as if posted alone. stdio targets run one shared child per target, or
+//! with `sessions: per_session` one child per downstream session, initialized with that
+//! client's capabilities and owned by it. [`config`] is the route's `mcp:` block; [`metrics`]
+//! what it exports.
 //!
 //! Sessions: a Streamable HTTP session's `Mcp-Session-Id` is a token sealed by the gateway's
 //! `switchboard_sessions::SessionManager` ([`McpShared::with_sessions`]), carrying each

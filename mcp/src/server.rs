@@ -1,7 +1,8 @@
 //! The downstream side: [`McpBackend::handle`] serves Streamable HTTP (POST/GET/DELETE) at the
 //! route's prefix, stateless 2026-07-28 requests, and the legacy HTTP+SSE transport at
-//! `{prefix}/sse` + `{prefix}/message` (`legacy`); every request is then federated over the
-//! route's targets (`federation`).
+//! `{prefix}/sse` + `{prefix}/message` (`legacy`), JSON-RPC batches of the revisions that have
+//! them included (`batch`); every request is then federated over the route's targets
+//! (`federation`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::config::{McpConfig, PrefixMode, TargetConfig, TransportKind};
+use crate::config::{McpConfig, PrefixMode, StdioSessions, TargetConfig, TransportKind};
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
 use crate::metrics::Metrics;
@@ -27,11 +28,13 @@ use crate::upstream::http::header_map;
 use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
 use switchboard_sessions::{ReleaseReason, ReleaseSubscription, SessionManager};
 
+mod batch;
 mod federation;
 mod legacy;
 mod mrtr;
 mod resume;
 
+pub use batch::{DEFAULT_MAX_BATCH, LAST_BATCH_VERSION, batches_allowed};
 pub use resume::{PINNED_ELSEWHERE, SESSION_NOT_FOUND};
 
 /// Newest revision with sessions (what an unknown requested version negotiates to).
@@ -61,6 +64,9 @@ pub struct RequestContext {
     /// The gateway's per-request say over tools (e.g. its `authz` rules on `mcp.tool.name`):
     /// tools it refuses are left out of `tools/list` and cannot be called.
     pub tool_access: Option<ToolAccess>,
+    /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`); `None`:
+    /// [`DEFAULT_MAX_BATCH`].
+    pub max_batch: Option<usize>,
 }
 
 /// A predicate over exposed tool names (`{target}__{name}` when prefixed), supplied by the
@@ -263,9 +269,11 @@ impl McpBackend {
                             .map(|h| h.headers.clone())
                             .unwrap_or_default(),
                     ),
+                    // `per_session` children are spawned by the sessions (`connect`).
                     stdio: t
                         .stdio
                         .as_ref()
+                        .filter(|s| s.sessions == StdioSessions::Shared)
                         .map(|s| shared.stdio.get(&t.name, s, shared.ids.clone())),
                     cfg: t.clone(),
                     kind,
@@ -331,13 +339,31 @@ impl McpBackend {
         Ok(Self(core))
     }
 
-    /// Pids of the running stdio children, by target name (admin and fault tests).
+    /// Pids of the running shared stdio children, by target name (admin and fault tests);
+    /// `per_session` children are in [`session_target_pids`](Self::session_target_pids).
     pub fn target_pids(&self) -> Vec<(String, u32)> {
         self.0
             .targets
             .iter()
             .filter_map(|t| Some((t.name.to_string(), t.stdio.as_ref()?.pid()?)))
             .collect()
+    }
+
+    /// Pids of the running `per_session` stdio children of this backend's sessions, by target
+    /// name (admin and tests).
+    pub fn session_target_pids(&self) -> Vec<(String, u32)> {
+        let mut pids = Vec::new();
+        for s in self.0.sessions.all() {
+            for (t, target) in self.0.targets.iter().enumerate() {
+                if let Some(Upstream::Stdio(p)) = s.upstream(t)
+                    && p.is_per_session()
+                    && let Some(pid) = p.pid()
+                {
+                    pids.push((target.name.to_string(), pid));
+                }
+            }
+        }
+        pids
     }
 
     /// Number of open downstream sessions.
@@ -446,6 +472,14 @@ impl McpBackend {
                     jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
                 );
             }
+        };
+        let msg = match msg {
+            Value::Array(items) => {
+                return self
+                    .post_batch(&parts.headers, items, accepts_sse, ctx)
+                    .await;
+            }
+            msg => msg,
         };
         let kind = jsonrpc::kind(&msg);
         if kind == Kind::Invalid {

@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     /// Exposed name → (target, upstream name) of the last listing, with its epoch; used to
     /// route when names are not prefixed (or were shortened).
     pub catalog: Mutex<(u64, Catalog)>,
+    /// See [`Session::client_initialized`].
+    client_initialized: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -167,6 +169,7 @@ impl Session {
             next_id: AtomicU64::new(1),
             next_event: AtomicU64::new(1),
             catalog: Mutex::new((u64::MAX, HashMap::new())),
+            client_initialized: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -300,6 +303,23 @@ impl Session {
     ) {
         match jsonrpc::kind(&msg) {
             jsonrpc::Kind::Request => {
+                if let Some(cap) = client_capability(jsonrpc::method(&msg))
+                    && self
+                        .0
+                        .init_params
+                        .get("capabilities")
+                        .and_then(|c| c.get(cap))
+                        .is_none()
+                {
+                    // A shared stdio child is offered sampling and elicitation on behalf of
+                    // every session; one whose client lacks the capability answers for it.
+                    self.refuse(
+                        target,
+                        msg["id"].take(),
+                        &format!("the client does not support {cap}"),
+                    );
+                    return;
+                }
                 let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
                 let upstream_id = msg["id"].take();
                 self.0
@@ -312,7 +332,9 @@ impl Session {
                     // No stream to the client (a stateless request, or nobody listening): tell
                     // the target now rather than let it wait for an answer that cannot come.
                     let taken = self.0.client_requests.lock().unwrap().remove(&gid);
-                    if let (Some((_, uid)), Some(up)) = (taken, self.upstream(target)) {
+                    if let Some((_, uid)) = taken
+                        && let Some(up) = self.upstream(target)
+                    {
                         let reply = jsonrpc::error(
                             uid,
                             jsonrpc::INTERNAL_ERROR,
@@ -408,6 +430,27 @@ impl Session {
         }
     }
 
+    /// Answer a server request of target `target` with -32601 on the client's behalf.
+    fn refuse(&self, target: usize, id: Value, message: &str) {
+        if let Some(up) = self.upstream(target) {
+            let reply = jsonrpc::error(id, jsonrpc::METHOD_NOT_FOUND, message);
+            tokio::spawn(async move {
+                let _ = up.send(reply).await;
+            });
+        }
+    }
+
+    /// Whether the client sent `notifications/initialized` (or the session was rebuilt from
+    /// its token, so it did long ago).
+    pub fn client_initialized(&self) -> bool {
+        self.0.client_initialized.load(Ordering::Relaxed)
+    }
+
+    /// Record that the client sent `notifications/initialized`.
+    pub fn set_client_initialized(&self) {
+        self.0.client_initialized.store(true, Ordering::Relaxed);
+    }
+
     /// The client answered a server-to-client request: `(target, reply with the upstream id)`.
     pub fn take_client_reply(&self, mut msg: Value) -> Option<(usize, Value)> {
         let gid = msg.get("id")?.as_str()?.to_string();
@@ -425,6 +468,16 @@ impl Session {
             .iter_mut()
             .filter_map(Option::take)
             .collect()
+    }
+}
+
+/// The client capability a server-to-client request needs.
+fn client_capability(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
     }
 }
 

@@ -82,6 +82,8 @@ impl PendingMap {
     fn newest_route(&self) -> Option<Route> {
         self.0
             .iter()
+            // The gateway's own requests (a child's `initialize`) have no client to reach.
+            .filter(|e| e.route.session.is_some())
             .max_by_key(|e| *e.key())
             .map(|e| e.route.clone())
     }
@@ -154,7 +156,7 @@ pub(crate) enum Upstream {
     Http(Arc<http::HttpUpstream>),
     /// A legacy SSE connection owned by this downstream session.
     Sse(Arc<sse::SseUpstream>),
-    /// The target's shared child process.
+    /// The target's shared child process, or the session's own (`per_session`).
     Stdio(stdio::StdioProcess),
 }
 
@@ -209,12 +211,13 @@ impl Upstream {
         }
     }
 
-    /// End the upstream session (HTTP DELETE); shared stdio children stay.
+    /// End the upstream session (HTTP DELETE; a `per_session` child is killed); shared stdio
+    /// children stay.
     pub async fn close(&self) {
         match self {
             Upstream::Http(h) => h.close().await,
             Upstream::Sse(s) => s.close(),
-            Upstream::Stdio(_) => {}
+            Upstream::Stdio(p) => p.close(),
         }
     }
 }

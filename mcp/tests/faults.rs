@@ -545,6 +545,14 @@ async fn stdio_children_survive_a_reload_with_unchanged_config() {
     let third = switchboard_mcp::McpBackend::new(cfg(changed), &shared).unwrap();
     drop(second);
     assert_ne!(wait_pid(third).await, pid);
+    // Nothing uses the old child any more: it is killed, not left running.
+    for _ in 0..400 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the replaced child {pid} still runs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -261,28 +261,36 @@ async fn stdio_pinned_session_gets_a_clear_error_on_another_replica() {
     if !have_peers() {
         return;
     }
-    let cfg = json!({"targets": [{"name": "everything", "stdio": {
-        "command": node(), "args": [everything(), "stdio"]}}]});
-    let store = memory_store(Duration::from_secs(600));
-    let (a, _ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
-    let (b, _mb) = replica(cfg, "b", store, Duration::from_secs(600)).await;
-    let token = raw_initialize(&a.url).await;
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let (status, body) = post_as(&a.url, &token, None, "application/json", list.clone()).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = post_as(&b.url, &token, None, "application/json", list).await;
-    assert_eq!(status, 421, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        v["error"]["code"],
-        switchboard_mcp::server::PINNED_ELSEWHERE
-    );
-    let msg = v["error"]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("pinned to replica `a`") && msg.contains("stdio"),
-        "{msg}"
-    );
-    assert_eq!(b.backend.session_count(), 0);
+    // A shared child and a session's own child both live on the replica that spawned them.
+    for mode in ["shared", "per_session"] {
+        let cfg = json!({"targets": [{"name": "everything", "stdio": {
+            "command": node(), "args": [everything(), "stdio"], "sessions": mode}}]});
+        let store = memory_store(Duration::from_secs(600));
+        let (a, _ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
+        let (b, _mb) = replica(cfg, "b", store, Duration::from_secs(600)).await;
+        let token = raw_initialize(&a.url).await;
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        let (status, body) = post_as(&a.url, &token, None, "application/json", list.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = post_as(&b.url, &token, None, "application/json", list).await;
+        assert_eq!(status, 421, "{mode}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["error"]["code"],
+            switchboard_mcp::server::PINNED_ELSEWHERE
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("pinned to replica `a`") && msg.contains("stdio"),
+            "{msg}"
+        );
+        assert_eq!(b.backend.session_count(), 0);
+        // No child was started for it on the other replica.
+        assert!(b.backend.session_target_pids().is_empty());
+        if mode == "per_session" {
+            assert_eq!(a.backend.session_target_pids().len(), 1);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,6 +190,7 @@ impl McpBackend {
         }
         if managed {
             self.create_managed(&session, &rid, route).await?;
+            self.keep_children(&session);
             let key = session.0.managed.get().map(|m| m.key.to_string());
             // Keyed by the token's session id (Inner.id stays empty until rebuilt; the
             // registry key is what matters).
@@ -208,10 +209,10 @@ impl McpBackend {
         let shared = &self.0.shared;
         let (up, init) = match target.kind {
             TransportKind::Stdio => {
-                let p = target
-                    .stdio
-                    .clone()
-                    .ok_or_else(|| Error::Config("stdio".into()))?;
+                let p = match &target.stdio {
+                    Some(shared) => shared.clone(),
+                    None => self.spawn_session_child(session, t)?,
+                };
                 let init = p.ready().await?;
                 (Upstream::Stdio(p), init)
             }
@@ -241,12 +242,7 @@ impl McpBackend {
                     .as_ref()
                     .map(|h| h.url.clone())
                     .unwrap_or_default();
-                let weak = Arc::downgrade(&session.0);
-                let fallback: Listener = Arc::new(move |msg| {
-                    if let Some(s) = weak.upgrade() {
-                        Session(s).deliver_from_upstream(t, msg, None);
-                    }
-                });
+                let fallback = owner_listener(session, t);
                 let (s, init) = SseUpstream::connect(
                     target.name.clone(),
                     url,
@@ -262,6 +258,54 @@ impl McpBackend {
         };
         session.set_upstream(t, up);
         Ok(init)
+    }
+
+    /// Spawn target `t`'s `per_session` child for `session`, initialized with the client's own
+    /// parameters; a managed session keeps it in the pool (see [`McpBackend::keep_children`]).
+    fn spawn_session_child(
+        &self,
+        session: &Session,
+        t: usize,
+    ) -> Result<crate::upstream::stdio::StdioProcess> {
+        let target = &self.0.targets[t];
+        let cfg = target
+            .cfg
+            .stdio
+            .as_ref()
+            .ok_or_else(|| Error::Config("stdio".into()))?;
+        let p = crate::upstream::stdio::StdioProcess::for_session(
+            &target.name,
+            cfg,
+            self.0.shared.ids.clone(),
+            session.0.init_params.clone(),
+            owner_listener(session, t),
+            session.client_initialized(),
+        );
+        if let Some(m) = session.0.managed.get() {
+            self.0
+                .shared
+                .stdio
+                .keep(&m.manager, m.key, &target.name, cfg, p.clone());
+        }
+        Ok(p)
+    }
+
+    /// Keep the `per_session` children of a session that just became managed (they were
+    /// spawned by `initialize` before the session had its token).
+    pub(super) fn keep_children(&self, session: &Session) {
+        let Some(m) = session.0.managed.get() else {
+            return;
+        };
+        for (t, target) in self.0.targets.iter().enumerate() {
+            if let (Some(cfg), Some(Upstream::Stdio(p))) = (&target.cfg.stdio, session.upstream(t))
+                && p.is_per_session()
+            {
+                self.0
+                    .shared
+                    .stdio
+                    .keep(&m.manager, m.key, &target.name, cfg, p);
+            }
+        }
     }
 
     pub(super) async fn upstream(&self, session: &Session, t: usize) -> Result<Upstream> {
@@ -338,10 +382,22 @@ impl McpBackend {
                 }
                 "notifications/roots/list_changed" => {
                     for t in 0..self.0.targets.len() {
-                        if let Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) =
-                            session.upstream(t)
-                        {
-                            let _ = u.send(msg.clone()).await;
+                        match session.upstream(t) {
+                            Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) => {
+                                let _ = u.send(msg.clone()).await;
+                            }
+                            Some(Upstream::Stdio(p)) if p.is_per_session() => {
+                                let _ = p.send(msg.clone());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                "notifications/initialized" => {
+                    session.set_client_initialized();
+                    for t in 0..self.0.targets.len() {
+                        if let Some(Upstream::Stdio(p)) = session.upstream(t) {
+                            p.client_initialized();
                         }
                     }
                 }
@@ -785,6 +841,17 @@ impl McpBackend {
             },
         })
     }
+}
+
+/// Hands what target `t` sends outside any request to `session` (held weakly: the session's
+/// upstream connection holds this).
+pub(super) fn owner_listener(session: &Session, t: usize) -> Listener {
+    let weak = Arc::downgrade(&session.0);
+    Arc::new(move |msg| {
+        if let Some(s) = weak.upgrade() {
+            Session(s).deliver_from_upstream(t, msg, None);
+        }
+    })
 }
 
 /// See [`McpBackend::call`].

@@ -85,6 +85,10 @@ impl McpBackend {
                 );
             }
         };
+        let msg = match msg {
+            Value::Array(items) => return self.legacy_batch(id, tx, items, ctx),
+            msg => msg,
+        };
         let kind = jsonrpc::kind(&msg);
         if kind == Kind::Invalid {
             return rpc_response(

@@ -185,6 +185,7 @@ impl McpBackend {
             .iter()
             .map(|t| record.target(&t.name).cloned())
             .collect();
+        let record_id = record.id;
         let session = Session::new(
             key,
             version,
@@ -197,12 +198,21 @@ impl McpBackend {
                 self.0.shared.appender(),
             )),
         );
+        // Its client initialized long ago (on this replica or in an earlier backend).
+        session.set_client_initialized();
         for (t, entry) in targets.into_iter().enumerate() {
             let target = &self.0.targets[t];
             match target.kind {
                 TransportKind::Stdio => {
                     if let Some(p) = &target.stdio {
                         session.set_upstream(t, Upstream::Stdio(p.clone()));
+                    } else if let Some(cfg) = &target.cfg.stdio
+                        && let Some(p) = self.0.shared.stdio.kept(record_id, &target.name, cfg)
+                    {
+                        // The session's own child, kept across the reload that dropped the
+                        // old local state. Without one (gateway restarted, config changed), a
+                        // new child starts on first use.
+                        session.set_upstream(t, Upstream::Stdio(p));
                     }
                 }
                 TransportKind::Http => {
@@ -230,7 +240,19 @@ impl McpBackend {
                 TransportKind::Sse => {}
             }
         }
-        Ok(self.0.sessions.insert_or_get(session))
+        let kept = self.0.sessions.insert_or_get(session.clone());
+        if Arc::ptr_eq(&kept.0, &session.0) {
+            // Adopted children report to this local state from now on (only the copy that won
+            // the race to the registry may claim them).
+            for t in 0..self.0.targets.len() {
+                if let Some(Upstream::Stdio(p)) = kept.upstream(t)
+                    && p.is_per_session()
+                {
+                    p.set_owner(super::federation::owner_listener(&kept, t));
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// Record upstream session ids learned or changed since the token was sealed (a lazy
