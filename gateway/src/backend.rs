@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -44,6 +44,8 @@ pub struct RequestCx<'a> {
     pub limiter: Option<&'a Limiter>,
     /// The client's address.
     pub remote: SocketAddr,
+    /// The client's IP, formatted for `X-Forwarded-For`.
+    pub remote_ip: &'a HeaderValue,
     /// `http` or `https`, as the client connected.
     pub scheme: &'static str,
     /// The route's path prefix, if it has one.

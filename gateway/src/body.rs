@@ -8,21 +8,24 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use bytes::Bytes;
-use http::{Method, StatusCode};
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode, Uri};
 use http_body::Body as _;
 use http_body::{Frame, SizeHint};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::RequestLabels;
 
 /// What the access log line and metrics need about a request, filled in as it is served.
 pub struct Completion {
-    /// Gateway metrics.
-    pub metrics: Metrics,
+    /// The request counter family (one handle, not all of [`crate::metrics::Metrics`]: this
+    /// is built for every request).
+    pub requests: Family<RequestLabels, Counter>,
     /// Listener name.
     pub listener: Arc<str>,
     /// Route name, or `none`.
@@ -31,8 +34,8 @@ pub struct Completion {
     pub duration: Option<Histogram>,
     /// Request method.
     pub method: Method,
-    /// Request path (no query: queries may carry secrets).
-    pub path: String,
+    /// Request URI; only its path is logged (queries may carry secrets).
+    pub uri: Uri,
     /// Response status.
     pub status: StatusCode,
     /// Upstream description.
@@ -46,8 +49,7 @@ pub struct Completion {
 impl Completion {
     fn finish(&self, bytes: u64, outcome: &'static str) {
         let elapsed = self.started.elapsed();
-        self.metrics
-            .requests
+        self.requests
             .get_or_create(&RequestLabels {
                 listener: self.listener.clone(),
                 route: self.route.clone(),
@@ -65,7 +67,7 @@ impl Completion {
             listener = %self.listener,
             route = %self.route,
             method = %self.method,
-            path = %self.path,
+            path = %self.uri.path(),
             status = self.status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             bytes,
@@ -75,12 +77,24 @@ impl Completion {
     }
 }
 
+/// The most bytes [`ObservedBody`] merges into one frame.
+const COALESCE_MAX: usize = 64 * 1024;
+
 pin_project_lite::pin_project! {
     /// A response body with accounting, idle timeout and shutdown cut-off.
+    ///
+    /// Data frames the inner body already has ready are merged into one frame (up to
+    /// [`COALESCE_MAX`]), never waiting for more: an upstream that sends a stream as many
+    /// small chunks (SSE events in chunked encoding) is read in one go and written to the
+    /// client in one write, instead of one write, and one wake-up of the client, per event.
     pub struct ObservedBody {
         #[pin]
         inner: Body,
         bytes: u64,
+        // A frame read while merging that is not data (trailers) or an error, returned next.
+        stash: Option<Result<Frame<Bytes>, axum::Error>>,
+        // The inner body returned its end while merging.
+        inner_done: bool,
         idle: Option<(Duration, Pin<Box<Sleep>>)>,
         cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         completion: Option<Box<Completion>>,
@@ -90,7 +104,8 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(c) = this.completion.take() {
-                let outcome = if this.inner.is_end_stream() { "ok" } else { "aborted" };
+                let ended = *this.inner_done || this.inner.is_end_stream();
+                let outcome = if ended { "ok" } else { "aborted" };
                 c.finish(*this.bytes, outcome);
             }
         }
@@ -109,6 +124,8 @@ impl ObservedBody {
         ObservedBody {
             inner,
             bytes: 0,
+            stash: None,
+            inner_done: false,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             cut: cut.map(Box::pin),
             completion: Some(Box::new(completion)),
@@ -124,12 +141,27 @@ impl http_body::Body for ObservedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         if this.completion.is_none() {
             return Poll::Ready(None);
         }
-        match this.inner.poll_frame(cx) {
+        let polled = match this.stash.take() {
+            Some(stashed) => Poll::Ready(Some(stashed)),
+            None if *this.inner_done => Poll::Ready(None),
+            None => this.inner.as_mut().poll_frame(cx),
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(first) => Frame::data(merge_ready(
+                        this.inner.as_mut(),
+                        cx,
+                        first,
+                        this.stash,
+                        this.inner_done,
+                    )),
+                    Err(other) => other,
+                };
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
                 }
@@ -173,10 +205,125 @@ impl http_body::Body for ObservedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.completion.is_none() || self.inner.is_end_stream()
+        self.completion.is_none()
+            || (self.stash.is_none() && (self.inner_done || self.inner.is_end_stream()))
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `first` plus the data frames `inner` has ready now (up to [`COALESCE_MAX`] bytes), as one
+/// buffer. A non-data frame or an error is stashed for the next poll, the end is noted in
+/// `done`; nothing here waits.
+fn merge_ready(
+    mut inner: Pin<&mut Body>,
+    cx: &mut Context<'_>,
+    first: Bytes,
+    stash: &mut Option<Result<Frame<Bytes>, axum::Error>>,
+    done: &mut bool,
+) -> Bytes {
+    let mut merged: Option<BytesMut> = None;
+    while merged.as_ref().map_or(first.len(), BytesMut::len) < COALESCE_MAX {
+        match inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(more) => merged
+                    .get_or_insert_with(|| {
+                        let mut b = BytesMut::with_capacity(first.len() + more.len());
+                        b.extend_from_slice(&first);
+                        b
+                    })
+                    .extend_from_slice(&more),
+                Err(other) => {
+                    *stash = Some(Ok(other));
+                    break;
+                }
+            },
+            Poll::Ready(Some(Err(e))) => {
+                *stash = Some(Err(e));
+                break;
+            }
+            Poll::Ready(None) => {
+                *done = true;
+                break;
+            }
+            Poll::Pending => break,
+        }
+    }
+    merged.map_or(first, BytesMut::freeze)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn observed(inner: Body) -> ObservedBody {
+        let completion = Completion {
+            requests: Family::default(),
+            listener: "l".into(),
+            route: "r".into(),
+            duration: None,
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            status: StatusCode::OK,
+            upstream: "u".into(),
+            started: Instant::now(),
+            stream_gauge: None,
+        };
+        ObservedBody::new(inner, None, None, completion)
+    }
+
+    fn chunk(s: &'static str) -> Result<Bytes, std::io::Error> {
+        Ok(Bytes::from_static(s.as_bytes()))
+    }
+
+    #[tokio::test]
+    async fn ready_chunks_leave_as_one_frame_and_nothing_waits_for_more() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let inner = Body::from_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+        let mut body = observed(inner);
+        tx.send(chunk("data: 1\n\n")).unwrap();
+        tx.send(chunk("data: 2\n\n")).unwrap();
+        tx.send(chunk("data: 3\n\n")).unwrap();
+        let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&f[..], b"data: 1\n\ndata: 2\n\ndata: 3\n\n");
+        // Nothing more is ready: the body waits (and does not hold what came before).
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;
+        assert!(pending.is_err(), "a frame appeared from nowhere");
+        tx.send(chunk("data: 4\n\n")).unwrap();
+        drop(tx);
+        let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&f[..], b"data: 4\n\n");
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn an_error_after_ready_data_comes_after_that_data() {
+        let items: Vec<Result<Bytes, std::io::Error>> = vec![
+            chunk("a"),
+            chunk("b"),
+            Err(std::io::Error::other("upstream reset")),
+        ];
+        let mut body = observed(Body::from_stream(futures::stream::iter(items)));
+        let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&f[..], b"ab");
+        assert!(body.frame().await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn merging_stops_at_the_cap() {
+        let big = Bytes::from(vec![b'x'; COALESCE_MAX]);
+        let items: Vec<Result<Bytes, std::io::Error>> =
+            vec![chunk("a"), Ok(big.clone()), Ok(big), chunk("tail")];
+        let mut body = observed(Body::from_stream(futures::stream::iter(items)));
+        let mut sizes = Vec::new();
+        while let Some(f) = body.frame().await {
+            sizes.push(f.unwrap().into_data().unwrap().len());
+        }
+        // Merging stops once a frame reaches the cap.
+        assert_eq!(sizes, vec![COALESCE_MAX + 1, COALESCE_MAX, 4]);
     }
 }

@@ -177,6 +177,8 @@ impl Acceptor {
             let conn = Conn {
                 runtime: self.runtime.clone(),
                 remote,
+                remote_ip: HeaderValue::try_from(remote.ip().to_string())
+                    .expect("an IP address is a valid header value"),
                 scheme: if self.tls.load().is_some() {
                     "https"
                 } else {
@@ -409,6 +411,9 @@ impl<I: AsyncWrite> AsyncWrite for Tracked<I> {
 struct Conn {
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     remote: SocketAddr,
+    /// The client's IP as a header value, for `X-Forwarded-For` (formatted once per
+    /// connection, not per request).
+    remote_ip: HeaderValue,
     scheme: &'static str,
     deps: ListenerDeps,
     overloaded: bool,
@@ -421,12 +426,12 @@ impl Conn {
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let uri = req.uri().clone();
         let origin = req.headers().get(header::ORIGIN).cloned();
 
         let route = router::find(&rt.routes, &req);
         let format = route
-            .map(|r| r.error_format(&path))
+            .map(|r| r.error_format(uri.path()))
             .unwrap_or(ErrorFormat::Plain);
         let (resp, is_stream) = match self.pipeline(&rt, route, req).await {
             Ok(resp) => {
@@ -456,12 +461,12 @@ impl Conn {
             _ => None,
         };
         let completion = Completion {
-            metrics: self.deps.metrics.clone(),
+            requests: self.deps.metrics.requests.clone(),
             listener: rt.name.clone(),
             route: route.map(|r| r.name.clone()).unwrap_or_else(|| NONE.into()),
             duration: route.map(|r| r.request_duration.clone()),
             method,
-            path,
+            uri,
             status: parts.status,
             upstream: route
                 .map(|r| r.upstream.clone())
@@ -535,6 +540,7 @@ impl Conn {
             prefix_arc: &route.prefix,
             limiter: route.limiter.as_ref(),
             remote: self.remote,
+            remote_ip: &self.remote_ip,
             scheme: self.scheme,
             prefix: route.matcher.prefix(),
             timeouts: route.policies.timeouts,

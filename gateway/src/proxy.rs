@@ -304,12 +304,15 @@ pub(crate) fn add_forwarded(
     cx: &RequestCx<'_>,
     host: Option<&HeaderValue>,
 ) {
-    let ip = cx.remote.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+        Some(prev) => HeaderValue::try_from(format!(
+            "{prev}, {}",
+            cx.remote_ip.to_str().unwrap_or_default()
+        ))
+        .ok(),
+        None => Some(cx.remote_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
