@@ -5,7 +5,7 @@
 //! - `stream`: concurrent SSE streams; time to first event, time to last event, and events
 //!   lost against the expected count.
 //! - `latency`: closed-loop requests on C connections for a duration (MCP calls use it, with
-//!   `--mcp-init` opening a session first).
+//!   `--mcp-init` opening one session per connection first).
 //! - `mcp-sessions`: opens N idle MCP sessions and keeps the process alive until stdin closes.
 //!
 //! Prints one JSON object of results on stdout.
@@ -83,7 +83,8 @@ enum Mode {
         /// Seconds to run.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
-        /// Initialize an MCP session at this URL first and send its `Mcp-Session-Id`.
+        /// Initialize an MCP session at this URL first, one per connection (as separate
+        /// clients would), and send its `Mcp-Session-Id`.
         #[arg(long)]
         mcp_init: Option<String>,
     },
@@ -101,6 +102,7 @@ enum Mode {
     },
 }
 
+#[derive(Clone)]
 struct Prepared {
     method: Method,
     url: http::Uri,
@@ -209,19 +211,24 @@ async fn main() -> anyhow::Result<()> {
             duration,
             mcp_init,
         } => {
-            let mut p = Prepared::new(&target)?;
-            if let Some(url) = mcp_init {
-                let sid = mcp_initialize(&client(1), &url).await?;
-                p.headers.push((
-                    HeaderName::from_static("mcp-session-id"),
-                    HeaderValue::from_str(&sid)?,
-                ));
-                p.headers.push((
-                    HeaderName::from_static("mcp-protocol-version"),
-                    HeaderValue::from_static("2025-06-18"),
-                ));
+            let p = Prepared::new(&target)?;
+            let mut per_connection = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                let mut p = p.clone();
+                if let Some(url) = &mcp_init {
+                    let sid = mcp_initialize(&client(1), url).await?;
+                    p.headers.push((
+                        HeaderName::from_static("mcp-session-id"),
+                        HeaderValue::from_str(&sid)?,
+                    ));
+                    p.headers.push((
+                        HeaderName::from_static("mcp-protocol-version"),
+                        HeaderValue::from_static("2025-06-18"),
+                    ));
+                }
+                per_connection.push(Arc::new(p));
             }
-            latency(Arc::new(p), connections, duration).await
+            latency(per_connection, duration).await
         }
         Mode::McpSessions {
             url,
@@ -326,11 +333,12 @@ async fn stream(
            "errors": errors, "ttft": percentiles(ttft), "ttlt": percentiles(ttlt)})
 }
 
-async fn latency(p: Arc<Prepared>, connections: usize, duration: f64) -> serde_json::Value {
+/// One closed loop per entry of `per_connection` (each with its own connection and request).
+async fn latency(per_connection: Vec<Arc<Prepared>>, duration: f64) -> serde_json::Value {
+    let connections = per_connection.len();
     let deadline = Instant::now() + Duration::from_secs_f64(duration);
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let p = p.clone();
+    for p in per_connection {
         tasks.push(tokio::spawn(async move {
             let c = client(1);
             let mut lat = Vec::new();
