@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -952,6 +952,9 @@ impl Drop for Completion {
     }
 }
 
+/// The most bytes of provider events merged into one write to the client.
+const MERGE_MAX: usize = 64 * 1024;
+
 struct StreamState {
     translator: StreamTranslator,
     first: Option<Bytes>,
@@ -990,20 +993,41 @@ fn stream_response(
                 return None;
             }
             let mut out = BytesMut::new();
-            let next = match s.first.take() {
+            let mut next = match s.first.take() {
                 Some(b) => Some(Ok(b)),
                 None => s.rest.next().await,
             };
-            match next {
-                Some(Ok(chunk)) => s.translator.feed(&chunk, &mut out),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %without_url(e), "upstream stream failed");
-                    s.translator.finish(&mut out);
-                    s.ended = true;
+            let content_before = s.translator.content_seen();
+            loop {
+                match next {
+                    Some(Ok(chunk)) => s.translator.feed(&chunk, &mut out),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %without_url(e), "upstream stream failed");
+                        s.translator.finish(&mut out);
+                        s.ended = true;
+                    }
+                    None => {
+                        s.translator.finish(&mut out);
+                        s.ended = true;
+                    }
                 }
-                None => {
-                    s.translator.finish(&mut out);
-                    s.ended = true;
+                // The first token leaves at once; before it (role and block preambles) and
+                // after it, events the provider connection has already read are merged into
+                // one write. The client connection's task decodes one chunk per turn, so
+                // yield one turn and take the next chunk only if it is there: never wait.
+                let first_token = !content_before && s.translator.content_seen();
+                if s.ended
+                    || first_token
+                    || s.translator.is_complete()
+                    || s.translator.is_errored()
+                    || out.len() >= MERGE_MAX
+                {
+                    break;
+                }
+                tokio::task::yield_now().await;
+                match s.rest.next().now_or_never() {
+                    Some(more) => next = more,
+                    None => break,
                 }
             }
             if !s.ttft_recorded && s.translator.content_seen() {
