@@ -1013,8 +1013,9 @@ fn stream_response(
                 }
                 // The first token leaves at once; before it (role and block preambles) and
                 // after it, events the provider connection has already read are merged into
-                // one write. The client connection's task decodes one chunk per turn, so
-                // yield one turn and take the next chunk only if it is there: never wait.
+                // one write (one wake-up of the client instead of one per event). The
+                // provider connection's task hands over one chunk at a time, so take the next
+                // chunk only if it is there within two turns: never wait for the provider.
                 let first_token = !content_before && s.translator.content_seen();
                 if s.ended
                     || first_token
@@ -1024,8 +1025,17 @@ fn stream_response(
                 {
                     break;
                 }
-                tokio::task::yield_now().await;
-                match s.rest.next().now_or_never() {
+                // The connection task needs a turn or two to decode the next chunk from
+                // what it has read; if it is not there by then, the provider has not sent it.
+                let mut more = s.rest.next().now_or_never();
+                for _ in 0..2 {
+                    if more.is_some() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    more = s.rest.next().now_or_never();
+                }
+                match more {
                     Some(more) => next = more,
                     None => break,
                 }

@@ -190,17 +190,23 @@ impl StreamTranslator {
                     self.on_oitem(OItem::Done, None, out);
                     return;
                 }
-                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-                    return;
-                };
-                if let Some(err) = v.get("error") {
-                    let (kind, message) = error_parts(err);
-                    self.on_oitem(OItem::Error(kind, message), None, out);
-                    return;
-                }
-                match serde_json::from_value::<o::ChatChunk>(v) {
-                    Ok(c) => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
-                    Err(e) => tracing::debug!(error = %e, "skipping unparsable chunk"),
+                // Straight into the chunk type (every event pays for this parse); an error
+                // event lands in its `extra` keys, or is not chunk-shaped at all.
+                match serde_json::from_str::<o::ChatChunk>(&ev.data) {
+                    Ok(c) => match c.extra.get("error") {
+                        Some(err) => {
+                            let (kind, message) = error_parts(err);
+                            self.on_oitem(OItem::Error(kind, message), None, out);
+                        }
+                        None => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
+                    },
+                    Err(e) => match serde_json::from_str::<Value>(&ev.data) {
+                        Ok(v) if v.get("error").is_some() => {
+                            let (kind, message) = error_parts(&v["error"]);
+                            self.on_oitem(OItem::Error(kind, message), None, out);
+                        }
+                        _ => tracing::debug!(error = %e, "skipping unparsable chunk"),
+                    },
                 }
             }
             UpstreamFormat::Anthropic => {
