@@ -290,7 +290,8 @@ mod tests {
         let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&f[..], b"data: 1\n\ndata: 2\n\ndata: 3\n\n");
         // Nothing more is ready: the body waits (and does not hold what came before).
-        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), body.frame()).await;
         assert!(pending.is_err(), "a frame appeared from nowhere");
         tx.send(chunk("data: 4\n\n")).unwrap();
         drop(tx);

@@ -111,9 +111,7 @@ impl Gateway {
         let workers = if workers == 0 {
             None
         } else {
-            Some(
-                crate::workers::Workers::start(workers).map_err(Error::Workers)?,
-            )
+            Some(crate::workers::Workers::start(workers).map_err(Error::Workers)?)
         };
         let base_dir = config_path
             .as_deref()

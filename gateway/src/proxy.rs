@@ -60,10 +60,7 @@ impl HttpClient {
     }
 
     /// Sends a request with this thread's pool.
-    pub fn request(
-        &self,
-        req: Request<Body>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
+    pub fn request(&self, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
         self.here().request(req)
     }
 }
