@@ -120,20 +120,18 @@ impl Gateway {
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
-        // Fails only without a TLS backend, which is compiled in: check once, here.
-        reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| Error::Backend {
-                route: "llm".into(),
-                message: format!("HTTP client: {e}"),
-            })?;
+        fn provider_client() -> reqwest::Result<reqwest::Client> {
+            reqwest::Client::builder().tcp_nodelay(true).build()
+        }
+        // Each serving thread builds its own; this fails only without a TLS backend, which is
+        // compiled in, so check once, here.
+        provider_client().map_err(|e| Error::Backend {
+            route: "llm".into(),
+            message: format!("HTTP client: {e}"),
+        })?;
         let llm = switchboard_llm::LlmDeps {
             client: switchboard_llm::ProviderClients::new(|| {
-                reqwest::Client::builder()
-                    .tcp_nodelay(true)
-                    .build()
-                    .expect("checked when the gateway started")
+                provider_client().expect("checked when the gateway started")
             }),
             metrics: metrics.with_registry(switchboard_llm::Metrics::new),
         };
@@ -303,7 +301,11 @@ impl Gateway {
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
             let key = (l.name.clone(), r.name.clone());
-            let policies = RoutePolicies::resolve(l.policies.as_ref(), r.policies.as_ref());
+            let policies = RoutePolicies::resolve(
+                l.policies.as_ref(),
+                r.policies.as_ref(),
+                &self.inner.base_dir,
+            );
             let backend_err = |message: String| Error::Backend {
                 route: r.name.clone(),
                 message,

@@ -11,7 +11,6 @@
 //! `SO_REUSEPORT`: a second process binding the same port still fails) and a handful of
 //! long-lived connections still spread evenly.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -121,20 +120,6 @@ impl Workers {
                 open: w.open.clone(),
             },
         )
-    }
-
-    /// Runs `fut` on the least loaded thread (used by tests and tools that need a task
-    /// placed like a connection).
-    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let (handle, placed) = self.pick();
-        handle.spawn(async move {
-            let _placed = placed;
-            fut.await
-        })
     }
 }
 
