@@ -425,12 +425,21 @@ static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 impl Authenticator {
     /// Compiles a validated policy. With a JWKS, starts its background refresh when a tokio
-    /// runtime is running; the refresh ends when the last clone is dropped.
-    pub fn new(p: &AuthnPolicy) -> Self {
+    /// runtime is running; the refresh ends when the last clone is dropped. A relative
+    /// `jwks.file` resolves against `base_dir` (the config file's folder).
+    pub fn new(p: &AuthnPolicy, base_dir: &Path) -> Self {
+        let jwt = p.jwt.as_ref().map(|j| match &j.jwks.file {
+            Some(f) if Path::new(f).is_relative() => {
+                let mut j = j.clone();
+                j.jwks.file = Some(base_dir.join(f).to_string_lossy().into_owned());
+                jwt::JwtVerifier::new(&j)
+            }
+            _ => jwt::JwtVerifier::new(j),
+        });
         Authenticator {
             inner: Arc::new(AuthnShared {
                 mode: p.mode,
-                jwt: p.jwt.as_ref().map(jwt::JwtVerifier::new),
+                jwt,
                 keys: api_key::ApiKeys::new(&p.api_keys),
                 metadata: p
                     .resource_metadata

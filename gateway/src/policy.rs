@@ -190,7 +190,13 @@ pub struct RoutePolicies {
 
 impl RoutePolicies {
     /// Merges listener-level and route-level blocks (route keys win) and compiles them.
-    pub fn resolve(listener: Option<&Policies>, route: Option<&Policies>) -> Self {
+    /// Relative file paths in them (`jwks.file`, `upstream_auth.file`) resolve against
+    /// `base_dir`, the config file's folder.
+    pub fn resolve(
+        listener: Option<&Policies>,
+        route: Option<&Policies>,
+        base_dir: &std::path::Path,
+    ) -> Self {
         fn pick<'a, T>(
             l: Option<&'a Policies>,
             r: Option<&'a Policies>,
@@ -218,13 +224,13 @@ impl RoutePolicies {
                 request: t.and_then(|t| t.request).unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 idle: t.and_then(|t| t.idle),
             },
-            authn: authn.map(crate::auth::Authenticator::new),
+            authn: authn.map(|a| crate::auth::Authenticator::new(a, base_dir)),
             authz: authz.map(crate::authz::Authorizer::new).unwrap_or_default(),
             upstream_credentials: crate::auth::UpstreamCredentials::new(
                 forward.copied().unwrap_or(false),
                 upstream_auth,
                 &|name| std::env::var(name).ok(),
-                std::path::Path::new("."),
+                base_dir,
             ),
         }
     }

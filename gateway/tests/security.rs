@@ -806,3 +806,61 @@ fn readme_security_example_is_valid() {
     switchboard_gateway::config::load_str(&yaml, "README.md", &|_| None)
         .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
 }
+
+#[tokio::test]
+async fn relative_jwks_and_credential_files_resolve_against_the_config_folder() {
+    // The test process's working directory is the crate, not `dir`: the files are found only
+    // if they resolve against the config file's folder.
+    let key = SigningKey::es256("k1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(
+        dir.path().join("secrets/jwks.json"),
+        json!({"keys": [key.jwk.clone()]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("secrets/upstream-token"),
+        "from-the-folder\n",
+    )
+    .unwrap();
+    let up = upstream().await;
+    let yaml = format!(
+        r#"
+admin: {{bind: '127.0.0.1:0'}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: api
+        match: {{path_prefix: /echo}}
+        policies:
+          authn:
+            jwt: {{issuer: {ISSUER}, audiences: [{AUDIENCE}], jwks: {{file: secrets/jwks.json}}}}
+          upstream_auth: {{file: secrets/upstream-token, prefix: "Bearer "}}
+        http: {{url: "http://{up}"}}
+"#
+    );
+    let path = dir.path().join("switchboard.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    switchboard_gateway::install_crypto_provider();
+    let cfg = switchboard_gateway::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let gw = switchboard_gateway::Gateway::start(cfg, Some(path))
+        .await
+        .unwrap();
+    let url = format!("{}/echo", base(&gw, "main").await);
+    let token = key.sign(&claims("alice"));
+    // The JWKS file loads in the background: wait for the first 200.
+    let v: Value = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = get(&client(), &url, Some(&token)).await;
+            if r.status() == StatusCode::OK {
+                return r.json::<Value>().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a token signed with the key in secrets/jwks.json is accepted");
+    assert_eq!(v["headers"]["authorization"], "Bearer from-the-folder");
+}
