@@ -38,6 +38,7 @@ impl HttpClients {
             .or_insert_with(|| HttpClient {
                 connect_timeout,
                 per_thread: Arc::default(),
+                h1: Arc::default(),
             })
             .clone()
     }
@@ -50,13 +51,95 @@ impl HttpClients {
 pub struct HttpClient {
     connect_timeout: Duration,
     per_thread: Arc<thread_local::ThreadLocal<Client1>>,
+    h1: Arc<thread_local::ThreadLocal<H1Idle>>,
 }
+
+/// Most pooled connections kept per upstream and thread.
+const H1_MAX_IDLE: usize = 256;
+
+/// This thread's plain-HTTP/1.1 upstream connections, by `host:port`. A connection stays in
+/// the list while it serves a response and is taken again once hyper reports it ready; no
+/// task per request returns it (the legacy pool spawns one), and no lock is shared.
+#[derive(Default)]
+struct H1Idle(std::cell::RefCell<std::collections::HashMap<Authority, Vec<H1Sender>>>);
+
+type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl HttpClient {
     /// This thread's client.
     pub fn here(&self) -> &Client1 {
         self.per_thread
             .get_or(|| build_client(self.connect_timeout))
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) to the plain-HTTP upstream at `authority`
+    /// over one of this thread's HTTP/1.1 connections, opening one when none is ready. A
+    /// request that a pooled connection closed on before taking it is sent once more on a new
+    /// connection.
+    async fn send_h1(
+        &self,
+        authority: &Authority,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let req = match self.checkout(authority) {
+            Some(mut sender) => {
+                let fut = sender.try_send_request(req);
+                self.checkin(authority, sender);
+                match fut.await {
+                    Ok(resp) => return Ok(resp),
+                    Err(mut e) => match e.take_message() {
+                        Some(req) => req,
+                        None => return Err(Box::new(e.into_error())),
+                    },
+                }
+            }
+            None => req,
+        };
+        let mut sender = self.connect_h1(authority).await?;
+        let fut = sender.send_request(req);
+        self.checkin(authority, sender);
+        fut.await.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    fn checkout(&self, authority: &Authority) -> Option<H1Sender> {
+        let mut map = self.h1.get_or_default().0.borrow_mut();
+        let list = map.get_mut(authority)?;
+        list.retain(|s| !s.is_closed());
+        let i = list.iter().position(H1Sender::is_ready)?;
+        Some(list.swap_remove(i))
+    }
+
+    fn checkin(&self, authority: &Authority, sender: H1Sender) {
+        let mut map = self.h1.get_or_default().0.borrow_mut();
+        let list = map.entry(authority.clone()).or_default();
+        if list.len() < H1_MAX_IDLE {
+            list.push(sender);
+        }
+    }
+
+    async fn connect_h1(&self, authority: &Authority) -> Result<H1Sender, BoxError> {
+        let addr = (
+            authority.host().trim_matches(['[', ']']),
+            authority.port_u16().unwrap_or(80),
+        );
+        let stream =
+            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| {
+                    BoxError::from(format!(
+                        "connect timed out after {:?}",
+                        self.connect_timeout
+                    ))
+                })??;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+        });
+        Ok(sender)
     }
 
     /// Sends a request with this thread's pool.
@@ -195,10 +278,31 @@ impl HttpBackend {
             Limited::new(body, cx.max_body_bytes as usize)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
         );
-        let upstream_req = Request::from_parts(parts, body);
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
+        let result = if self.scheme == Scheme::HTTP {
+            // Plain HTTP: this thread's own HTTP/1.1 connections, origin-form request line.
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .map(Uri::from)
+                .unwrap_or_else(|| Uri::from_static("/"));
+            let upstream_req = Request::from_parts(parts, body);
+            tokio::time::timeout(
+                cx.timeouts.request,
+                self.client.send_h1(&self.authority, upstream_req),
+            )
+            .await
+        } else {
+            let upstream_req = Request::from_parts(parts, body);
+            tokio::time::timeout(cx.timeouts.request, async {
+                self.client
+                    .request(upstream_req)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)
+            })
+            .await
+        };
         cx.upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut resp = match result {
@@ -325,16 +429,16 @@ pub(crate) fn add_forwarded(
 
 /// Maps a client error to a cause: a body over the limit is the client's fault (413),
 /// anything else is the upstream's (502). The cause is logged, never sent.
-fn classify(e: hyper_util::client::legacy::Error, limit: u64) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+fn classify(e: BoxError, limit: u64) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return ProxyError::BodyTooLarge { limit };
         }
         source = s.source();
     }
-    tracing::warn!(error = %DisplayChain(&e), "upstream request failed");
-    ProxyError::Upstream(Box::new(e))
+    tracing::warn!(error = %DisplayChain(&*e), "upstream request failed");
+    ProxyError::Upstream(e)
 }
 
 /// Displays an error with its sources, for logs.

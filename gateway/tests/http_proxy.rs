@@ -675,3 +675,65 @@ async fn metrics_and_admin_endpoints() {
     assert_eq!(cfg["config"]["listeners"][0]["name"], "main");
     assert!(cfg["last_reload_error"].is_null());
 }
+
+/// An HTTP/1.1 upstream that answers one request per connection (keep-alive implied) and then
+/// closes the connection, as an upstream with a short idle timeout does. Counts connections.
+async fn one_shot_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Close a moment later, without saying so in the response.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn pooled_upstream_connections_that_close_are_replaced() {
+    let (up, conns) = one_shot_upstream().await;
+    let gw = gateway(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: up
+        http: {url: "http://${UPSTREAM}"}
+"#,
+        up,
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let c = client();
+    for i in 0..5 {
+        let r = c.get(format!("{base}/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+        // Let the upstream close the connection the gateway keeps in its pool.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each request needed a new upstream connection: the closed ones were not reused.
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
