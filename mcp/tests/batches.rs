@@ -26,25 +26,6 @@ async fn two_fixtures() -> (Gateway, Vec<tokio::task::JoinHandle<()>>) {
     (gateway(json!({ "targets": targets })).await, tasks)
 }
 
-/// Initialize a session at `version` with `capabilities`; returns its id.
-async fn session(url: &str, version: &str, capabilities: Value) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": capabilities,
-        "clientInfo": {"name": "batch-test", "version": "1"}}});
-    let (status, headers, body) = post(url, None, &init.to_string()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(messages(&body)[0]["result"]["protocolVersion"], version);
-    let sid = headers["mcp-session-id"].to_str().unwrap().to_string();
-    let (status, _, _) = post(
-        url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(status, 202);
-    sid
-}
-
 async fn post_accept(
     url: &str,
     sid: Option<&str>,
@@ -88,7 +69,7 @@ fn text_of(reply: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_on_a_2025_03_26_session_is_answered_member_by_member() {
     let (gw, _f) = two_fixtures().await;
-    let sid = session(&gw.url, "2025-03-26", json!({})).await;
+    let sid = raw_session(&gw.url, "2025-03-26", json!({})).await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": "two", "method": "tools/call", "params": {"name": "a__test_simple_text", "arguments": {}}},
@@ -269,7 +250,7 @@ async fn revisions_after_2025_03_26_refuse_batches_naming_the_revision() {
     let (gw, _f) = two_fixtures().await;
     let ping = json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]);
     for version in ["2025-06-18", "2025-11-25"] {
-        let sid = session(&gw.url, version, json!({})).await;
+        let sid = raw_session(&gw.url, version, json!({})).await;
         let (status, _, body) = post_accept(
             &gw.url,
             Some(&sid),
@@ -344,7 +325,7 @@ impl Events {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_batch_runs_its_members_concurrently_with_server_requests_and_progress() {
     let (gw, _f) = two_fixtures().await;
-    let sid = session(&gw.url, "2025-03-26", json!({"sampling": {}})).await;
+    let sid = raw_session(&gw.url, "2025-03-26", json!({"sampling": {}})).await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__test_sampling", "arguments": {"prompt": "batched"}}},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "b__test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "tok-2"}}},
@@ -515,7 +496,7 @@ async fn a_batch_spans_a_stdio_and_an_http_target() {
         {"name": "fx", "http": {"url": format!("http://{addr}/mcp")}}
     ]}))
     .await;
-    let sid = session(&gw.url, "2025-03-26", json!({})).await;
+    let sid = raw_session(&gw.url, "2025-03-26", json!({})).await;
     let batch = json!([
         {"jsonrpc": "2.0", "id": "long", "method": "tools/call", "params": {
             "name": "ev__trigger-long-running-operation", "arguments": {"duration": 0.2, "steps": 2},

@@ -103,24 +103,6 @@ async fn python_sessions_each_own_their_child_its_sampling_and_roots() {
     assert!(gw.backend.session_target_pids().is_empty());
 }
 
-/// One raw 2025-03-26 session with roots and sampling; returns its token.
-async fn raw_session(url: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-03-26", "capabilities": {"sampling": {}},
-        "clientInfo": {"name": "raw", "version": "1"}}});
-    let (status, headers, body) = post(url, None, &init.to_string()).await;
-    assert_eq!(status, 200, "{body}");
-    let sid = headers["mcp-session-id"].to_str().unwrap().to_string();
-    let (status, _, _) = post(
-        url,
-        Some(&sid),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(status, 202);
-    sid
-}
-
 async fn echo(url: &str, sid: &str, text: &str) -> Value {
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"message": text}}});
@@ -148,7 +130,7 @@ async fn a_per_session_child_restarts_while_its_session_lives_and_survives_a_rel
     let shared = McpShared::new(Metrics::unregistered()).unwrap();
     let cfg: McpConfig = serde_json::from_value(per_session()).unwrap();
     let first = gateway_with_shared(cfg.clone(), &shared).await;
-    let sid = raw_session(&first.url).await;
+    let sid = raw_session(&first.url, "2025-03-26", json!({"sampling": {}})).await;
     let r = echo(&first.url, &sid, "one").await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: one", "{r}");
     let pid = pids_of(&first)[0];
@@ -219,7 +201,7 @@ async fn an_idle_expired_session_takes_its_child_along() {
         .with_sessions(manager.clone());
     let cfg: McpConfig = serde_json::from_value(per_session()).unwrap();
     let gw = gateway_with_shared(cfg, &shared).await;
-    let sid = raw_session(&gw.url).await;
+    let sid = raw_session(&gw.url, "2025-03-26", json!({"sampling": {}})).await;
     let r = echo(&gw.url, &sid, "hi").await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: hi", "{r}");
     let pid = pids_of(&gw)[0];
@@ -346,7 +328,7 @@ async fn shutting_the_backend_down_ends_per_session_children() {
     let shared = McpShared::new(Metrics::unregistered()).unwrap();
     let cfg: McpConfig = serde_json::from_value(per_session()).unwrap();
     let gw = gateway_with_shared(cfg, &shared).await;
-    let sid = raw_session(&gw.url).await;
+    let sid = raw_session(&gw.url, "2025-03-26", json!({"sampling": {}})).await;
     let r = echo(&gw.url, &sid, "bye").await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: bye", "{r}");
     let pid = pids_of(&gw)[0];

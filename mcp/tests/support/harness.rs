@@ -267,15 +267,20 @@ pub fn messages(body: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Initialize a session over raw HTTP; returns its id.
+/// Initialize a 2025-06-18 session without client capabilities over raw HTTP; returns its id.
 pub async fn raw_initialize(url: &str) -> String {
-    let (status, headers, body) = post(
-        url,
-        None,
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
-    )
-    .await;
+    raw_session(url, "2025-06-18", serde_json::json!({})).await
+}
+
+/// Initialize a session at `version` with `capabilities` over raw HTTP (checking the version
+/// is the one negotiated) and send `notifications/initialized`; returns its id.
+pub async fn raw_session(url: &str, version: &str, capabilities: serde_json::Value) -> String {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": capabilities,
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, headers, body) = post(url, None, &init.to_string()).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body)[0]["result"]["protocolVersion"], version);
     let sid = headers
         .get("mcp-session-id")
         .expect("session id")
