@@ -213,29 +213,37 @@ impl HttpBackend {
         self.authority.as_str()
     }
 
+    /// The URI the upstream request carries: origin-form for plain HTTP (sent on the
+    /// thread's own HTTP/1.1 connections), absolute for the TLS client.
     fn upstream_uri(&self, uri: &Uri, prefix: Option<&str>) -> Result<Uri, ProxyError> {
+        fn bad<E>(_: E) -> ProxyError {
+            ProxyError::BadRequest("request path cannot be forwarded")
+        }
         let pq = uri
             .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let pq = if self.base_path.is_empty() {
-            std::borrow::Cow::Borrowed(pq)
+            pq
         } else {
             let prefix = prefix.unwrap_or("").trim_end_matches('/');
-            let rest = pq.strip_prefix(prefix).unwrap_or(pq);
+            let rest = pq.as_str().strip_prefix(prefix).unwrap_or(pq.as_str());
             let sep = if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
                 ""
             } else {
                 "/"
             };
-            std::borrow::Cow::Owned(format!("{}{sep}{rest}", self.base_path))
+            PathAndQuery::try_from(format!("{}{sep}{rest}", self.base_path)).map_err(bad)?
         };
+        if self.scheme == Scheme::HTTP {
+            return Ok(Uri::from(pq));
+        }
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(pq.as_ref())
+            .path_and_query(pq)
             .build()
-            .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
+            .map_err(bad)
     }
 
     /// Forwards one request and streams the response back.
@@ -248,13 +256,15 @@ impl HttpBackend {
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        parts.uri = self.upstream_uri(&parts.uri, cx.prefix)?;
+        // HTTP/2 clients name the host in the URI, not in a Host header: read it before the
+        // URI is rewritten for the upstream.
         let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        parts.uri = self.upstream_uri(&parts.uri, cx.prefix)?;
         strip_hop_by_hop(&mut parts.headers);
         if let Some(proto) = &upgrade {
             parts
@@ -280,13 +290,7 @@ impl HttpBackend {
         );
         let started = Instant::now();
         let result = if self.scheme == Scheme::HTTP {
-            // Plain HTTP: this thread's own HTTP/1.1 connections, origin-form request line.
-            parts.uri = parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .map(Uri::from)
-                .unwrap_or_else(|| Uri::from_static("/"));
+            // Plain HTTP: this thread's own HTTP/1.1 connections.
             let upstream_req = Request::from_parts(parts, body);
             tokio::time::timeout(
                 cx.timeouts.request,

@@ -304,6 +304,10 @@ async fn h2c_prior_knowledge() {
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["path"], "/echo/h2");
+    // An HTTP/2 client names the host in `:authority`, which must survive as the forwarded
+    // host (not become the upstream's address).
+    let authority = base.trim_start_matches("http://");
+    assert_eq!(v["headers"]["x-forwarded-host"], authority, "{v}");
 }
 
 #[tokio::test]
