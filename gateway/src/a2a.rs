@@ -485,7 +485,7 @@ impl A2aBackend {
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
             let upstream_req =
-                self.upstream_request(up, &parts.headers, rest, query, body.clone(), cx)?;
+                self.upstream_request(up, &parts.headers, rest, query, body.clone())?;
             let started = Instant::now();
             let result =
                 tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
@@ -619,7 +619,7 @@ impl A2aBackend {
             }
             let body = Bytes::from(msg.to_string());
             let req =
-                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body, cx)?;
+                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
             let started = Instant::now();
             let result = tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await;
             cx.upstream_duration
@@ -795,7 +795,6 @@ impl A2aBackend {
         rest: &str,
         query: Option<&str>,
         body: Bytes,
-        cx: &RequestCx<'_>,
     ) -> Result<Request<Body>, ProxyError> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = Method::POST;

@@ -1,0 +1,369 @@
+//! The edge as an attacker tries it: upgrades, hop-by-hop and forwarding headers, request
+//! targets and framing (RFC 9110/9112), HTTP/1.1 smuggling variants and HTTP/2 abuse. Every
+//! test asserts what the upstream actually received, recorded by a raw-socket upstream
+//! ([`adversarial_support::RawUpstream`]). nginx 1.22 (`proxy_pass` to the same upstream,
+//! `proxy_http_version 1.1`) is the reference where noted.
+
+mod adversarial_support;
+mod common;
+
+use std::time::Duration;
+
+use adversarial_support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+async fn gateway_for(yaml: &str, up: &RawUpstream) -> switchboard_gateway::Gateway {
+    common::gateway(yaml, up.addr).await
+}
+
+async fn addr(gw: &switchboard_gateway::Gateway, listener: &str) -> std::net::SocketAddr {
+    gw.listener_addr(listener).await.unwrap()
+}
+
+const ONE_ROUTE: &str = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: custom
+        match: {path_prefix: /custom}
+        http: {url: "http://${UPSTREAM}", upgrades: [foo]}
+      - name: none
+        match: {path_prefix: /none}
+        http: {url: "http://${UPSTREAM}", upgrades: []}
+      - name: web
+        match: {path_prefix: /}
+        http: {url: "http://${UPSTREAM}"}
+"#;
+
+#[tokio::test]
+async fn upgrades_pass_by_allow_list_and_h2c_never() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let get = |path: &str, upgrade: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+             Upgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+        )
+    };
+    // (path, Upgrade the client asks for, what the upstream must get in `Upgrade`)
+    let cases = [
+        // nginx forwards h2c as a plain request (without Upgrade); so does the gateway.
+        ("/h2c", "h2c", None),
+        ("/h2c-on-custom", "h2c", None),
+        ("/custom/h2c", "h2c", None),
+        ("/foo", "foo", None),
+        ("/custom/foo", "foo", Some("foo")),
+        ("/custom/ws", "websocket", None),
+        ("/none/ws", "websocket", None),
+        ("/ws", "websocket", Some("websocket")),
+        ("/ws-list", "websocket, h2c", None),
+    ];
+    for (path, asked, expect) in cases {
+        let answer = exchange(gw_addr, get(path, asked).as_bytes(), WAIT).await;
+        assert_eq!(statuses(&answer).first(), Some(&200), "{path}");
+        let reqs = up.requests();
+        let got = reqs.iter().find(|r| r.target() == path).unwrap();
+        assert_eq!(got.get("upgrade"), expect, "{path}: {got:?}");
+        assert!(got.get("http2-settings").is_none(), "{path}: {got:?}");
+        match expect {
+            Some(_) => assert_eq!(got.get("connection"), Some("upgrade"), "{path}"),
+            None => assert!(
+                got.get("connection").is_none_or(|c| !c.contains("pgrade")),
+                "{path}: {got:?}"
+            ),
+        }
+    }
+    assert!(up.errors().is_empty(), "{:?}", up.errors());
+}
+
+#[tokio::test]
+async fn connect_and_asterisk_targets_are_refused() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    // nginx 1.22 answers 400 to all three; for CONNECT the gateway says what is refused (405).
+    let cases: [(&[u8], u16); 4] = [
+        (b"CONNECT up.test:443 HTTP/1.1\r\nHost: up.test:443\r\nConnection: close\r\n\r\n", 405),
+        (b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n", 405),
+        (b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400),
+        (b"GET * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400),
+    ];
+    for (bytes, status) in cases {
+        let answer = exchange(gw_addr, bytes, WAIT).await;
+        assert_eq!(
+            statuses(&answer).first(),
+            Some(&status),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // HTTP/2 CONNECT (no :path): refused too.
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    let mut block = vec![0x02, 0x07]; // :method CONNECT (literal, indexed name 2)
+    block.extend(b"CONNECT");
+    block.push(0x01);
+    block.extend(hpack_str(b"up.test:443"));
+    let mut out = H2_PREFACE.to_vec();
+    out.extend(frame(HEADERS, END_HEADERS, 1, &block));
+    s.write_all(&out).await.unwrap();
+    let frames = read_frames(&mut s, Duration::from_millis(500)).await;
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.kind == HEADERS && f.stream == 1 && h2_status(f) == Some(200)),
+        "{frames:?}"
+    );
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    assert!(up.raw().is_empty());
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_get_501_and_a_bad_chunk_400() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    // nginx: 501 for a coding other than chunked.
+    for te in ["gzip, chunked", "chunked, chunked", "identity, chunked", "deflate,chunked"] {
+        let req = format!(
+            "POST /te HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let answer = exchange(gw_addr, req.as_bytes(), WAIT).await;
+        assert_eq!(statuses(&answer), vec![501], "{te}");
+        assert!(first_head(&answer).contains("connection: close"), "{te}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+
+    // A malformed chunk is the client's fault (nginx: 400), not the upstream's (502).
+    for body in [
+        "5\r\nhello\r\nzz\r\nabc\r\n0\r\n\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+        "5\r\nhel",
+    ] {
+        let req = format!(
+            "POST /chunk HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        let answer = exchange_then_eof(gw_addr, req.as_bytes(), WAIT).await;
+        assert_eq!(statuses(&answer).first(), Some(&400), "{body:?}");
+    }
+    // The upstream never got a complete request from them.
+    assert!(
+        up.requests().iter().all(|r| r.target() != "/chunk"),
+        "{:?}",
+        up.requests()
+    );
+}
+
+#[tokio::test]
+async fn an_unasked_switch_is_502() {
+    let up = RawUpstream::start(Answer::Raw(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    ))
+    .await;
+    let yaml = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: agent
+        match: {path_prefix: /agent}
+        a2a: {url: "http://${UPSTREAM}"}
+      - name: web
+        match: {path_prefix: /}
+        http: {url: "http://${UPSTREAM}"}
+"#;
+    let gw = gateway_for(yaml, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    // A plain request, an h2c upgrade (never forwarded), and a WebSocket upgrade answered
+    // with a switch to another protocol.
+    for req in [
+        "GET /plain HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        "GET /h2c HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    ] {
+        let answer = exchange(gw_addr, req.as_bytes(), WAIT).await;
+        assert_eq!(statuses(&answer).first(), Some(&502), "{req}");
+    }
+    // A2A forwards JSON-RPC; an agent's 101 is a JSON-RPC error with 502.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"message":{"role":"user","parts":[{"kind":"text","text":"hi"}],"messageId":"m1","kind":"message"}}}"#;
+    let req = format!(
+        "POST /agent HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = exchange(gw_addr, req.as_bytes(), WAIT).await;
+    assert_eq!(statuses(&answer).first(), Some(&502));
+    assert!(String::from_utf8_lossy(&answer).contains("\"jsonrpc\""));
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_in_a_response_is_dropped() {
+    let up = RawUpstream::start(Answer::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n",
+    ))
+    .await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let answer = exchange(
+        addr(&gw, "main").await,
+        b"GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    let head = first_head(&answer);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("content-length: 5"), "{head}");
+    // The whole body, framed once (chunked to this HTTP/1.1 client).
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("hello world"), "{text}");
+}
+
+#[tokio::test]
+async fn connection_cannot_remove_what_the_gateway_sets() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let yaml = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: agent
+        match: {path_prefix: /agent}
+        policies:
+          upstream_auth: {header: x-upstream-token, value: s3cret}
+          headers: {request: {set: {x-team: ml}}}
+        a2a: {url: "http://${UPSTREAM}"}
+      - name: web
+        match: {path_prefix: /}
+        policies:
+          upstream_auth: {header: x-upstream-token, value: s3cret}
+          headers: {request: {set: {x-team: ml}}}
+        http: {url: "http://${UPSTREAM}"}
+"#;
+    let gw = gateway_for(yaml, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let named = "Connection: close, x-upstream-token, x-team, x-forwarded-for, x-real-ip, x-client\r\n\
+                 x-client: mine\r\n";
+    let get = format!("GET /web HTTP/1.1\r\nHost: gw.test\r\n{named}\r\n");
+    exchange(gw_addr, get.as_bytes(), WAIT).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t1"}}"#;
+    let post = format!(
+        "POST /agent HTTP/1.1\r\nHost: gw.test\r\n{named}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    exchange(gw_addr, post.as_bytes(), WAIT).await;
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    for r in &reqs {
+        assert_eq!(r.get("x-upstream-token"), Some("s3cret"), "{r:?}");
+        assert_eq!(r.get("x-team"), Some("ml"), "{r:?}");
+        assert_eq!(r.get("x-forwarded-for"), Some("127.0.0.1"), "{r:?}");
+        assert_eq!(r.get("x-real-ip"), Some("127.0.0.1"), "{r:?}");
+        // What the client named as its own hop-by-hop header is gone.
+        assert_eq!(r.get("x-client"), None, "{r:?}");
+        assert_eq!(r.get("connection"), None, "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_replaced_unless_a_trusted_proxy_sent_them() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let yaml = r#"
+listeners:
+  - name: edge
+    bind: 127.0.0.1:0
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+  - name: behind-lb
+    bind: 127.0.0.1:0
+    trusted_proxies: {cidrs: [127.0.0.0/8, "10.0.0.0/8"]}
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+  - name: one-hop
+    bind: 127.0.0.1:0
+    trusted_proxies: {hops: 1}
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+  - name: other-net
+    bind: 127.0.0.1:0
+    trusted_proxies: {cidrs: ["192.0.2.0/24"]}
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+"#;
+    let gw = gateway_for(yaml, &up).await;
+    let spoof = "X-Forwarded-For: 6.6.6.6, 10.1.1.1\r\nX-Forwarded-Host: admin.example\r\n\
+                 X-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6;host=admin.example\r\n\
+                 X-Real-IP: 6.6.6.6\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Prefix: /evil\r\n";
+    for listener in ["edge", "behind-lb", "one-hop", "other-net"] {
+        let req = format!(
+            "GET /{listener} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n{spoof}\r\n"
+        );
+        exchange(addr(&gw, listener).await, req.as_bytes(), WAIT).await;
+    }
+    let reqs = up.requests();
+    let of = |l: &str| {
+        reqs.iter()
+            .find(|r| r.target() == format!("/{l}"))
+            .unwrap()
+            .clone()
+    };
+    // Not a trusted peer (default, or not in the CIDRs): every forwarding header replaced.
+    for l in ["edge", "other-net"] {
+        let r = of(l);
+        assert_eq!(r.get("x-forwarded-for"), Some("127.0.0.1"), "{l}");
+        assert_eq!(r.get("x-real-ip"), Some("127.0.0.1"), "{l}");
+        assert_eq!(r.get("x-forwarded-host"), Some("gw.test"), "{l}");
+        assert_eq!(r.get("x-forwarded-proto"), Some("http"), "{l}");
+        for gone in ["forwarded", "x-forwarded-port", "x-forwarded-prefix"] {
+            assert_eq!(r.get(gone), None, "{l}: {gone}");
+        }
+    }
+    // Trusted by CIDR (nginx set_real_ip_from + real_ip_recursive): the client is the first
+    // untrusted address from the right; the proxy's headers are kept, the peer appended.
+    let r = of("behind-lb");
+    assert_eq!(
+        r.get("x-forwarded-for"),
+        Some("6.6.6.6, 10.1.1.1, 127.0.0.1")
+    );
+    assert_eq!(r.get("x-real-ip"), Some("6.6.6.6"));
+    assert_eq!(r.get("x-forwarded-proto"), Some("https"));
+    assert_eq!(r.get("x-forwarded-host"), Some("admin.example"));
+    assert_eq!(
+        r.get("forwarded"),
+        Some("for=6.6.6.6;host=admin.example")
+    );
+    // Trusted by hop count (Envoy xff_num_trusted_hops: 1): the peer only, so the client is
+    // the rightmost address it reported.
+    let r = of("one-hop");
+    assert_eq!(r.get("x-real-ip"), Some("10.1.1.1"));
+    assert_eq!(
+        r.get("x-forwarded-for"),
+        Some("6.6.6.6, 10.1.1.1, 127.0.0.1")
+    );
+}
+
+#[test]
+fn upgrade_and_trusted_proxy_keys_are_validated() {
+    let yaml = r#"
+admin: {bind: "127.0.0.1:0"}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    trusted_proxies: {cidrs: ["10.0.0.0/33", "not-an-ip", "10.0.0.0/8"], hops: 1}
+    routes:
+      - name: web
+        match: {path_prefix: /}
+        http: {url: "http://127.0.0.1:1", upgrades: [websocket, h2c, "bad proto"]}
+"#;
+    let err = switchboard_gateway::config::load_str(yaml, "t.yaml", &|_| None)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "listeners[0].trusted_proxies.cidrs[0]",
+        "listeners[0].trusted_proxies.cidrs[1]",
+        "listeners[0].routes[0].http.upgrades[1]: h2c is never forwarded",
+        "listeners[0].routes[0].http.upgrades[2]",
+    ] {
+        assert!(err.contains(needle), "{needle} missing in:\n{err}");
+    }
+    assert!(!err.contains("cidrs[2]"), "{err}");
+    assert!(!err.contains("upgrades[0]"), "{err}");
+}
