@@ -52,8 +52,11 @@ pub struct Record {
     pub raw: Vec<Vec<u8>>,
     /// Complete requests, in arrival order.
     pub requests: Vec<UpRequest>,
-    /// Framing the strict parser could not accept (leftover or malformed bytes).
+    /// Framing the strict parser could not accept (malformed bytes).
     pub errors: Vec<String>,
+    /// Requests cut off by the connection closing (a proxy aborting a request whose client
+    /// body went bad): not ambiguous, just incomplete.
+    pub aborted: Vec<String>,
 }
 
 /// How the upstream answers each complete request.
@@ -103,6 +106,11 @@ impl RawUpstream {
         self.record.lock().unwrap().errors.clone()
     }
 
+    /// Requests cut off so far (their first bytes).
+    pub fn aborted(&self) -> Vec<String> {
+        self.record.lock().unwrap().aborted.clone()
+    }
+
     /// All raw bytes so far, connections concatenated.
     pub fn raw(&self) -> Vec<u8> {
         self.record.lock().unwrap().raw.concat()
@@ -148,11 +156,8 @@ async fn serve(mut sock: TcpStream, rec: Arc<Mutex<Record>>, answer: Answer) {
         let n = match sock.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 if !buf.is_empty() {
-                    let why = format!(
-                        "connection ended mid-request: {:?}",
-                        String::from_utf8_lossy(&buf[..buf.len().min(200)])
-                    );
-                    rec.lock().unwrap().errors.push(why);
+                    let head = String::from_utf8_lossy(&buf[..buf.len().min(200)]).into_owned();
+                    rec.lock().unwrap().aborted.push(head);
                 }
                 return;
             }
@@ -307,7 +312,7 @@ async fn send(addr: SocketAddr, bytes: &[u8], eof: bool, within: Duration) -> Ve
 pub fn statuses(bytes: &[u8]) -> Vec<u16> {
     let text = String::from_utf8_lossy(bytes);
     text.match_indices("HTTP/1.1 ")
-        .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n') || text[..*i].ends_with("}"))
+        .filter(|(i, _)| text.get(i + 12..i + 13) == Some(" "))
         .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
         .collect()
 }
