@@ -111,7 +111,7 @@ async fn connect_and_asterisk_targets_are_refused() {
     let mut out = H2_PREFACE.to_vec();
     out.extend(frame(HEADERS, END_HEADERS, 1, &block));
     s.write_all(&out).await.unwrap();
-    let frames = read_frames(&mut s, Duration::from_millis(500)).await;
+    let frames = read_stream(&mut s, 1, WAIT).await;
     assert!(
         !frames
             .iter()
@@ -508,4 +508,173 @@ listeners:
     )
     .await;
     assert_eq!(statuses(&answer), vec![200]);
+}
+
+// ---- HTTP/2 abuse (h2c with prior knowledge, frames written by hand) ----
+
+/// Writes `bytes` until done or the gateway stops reading; whether it got through.
+async fn write_until_refused(s: &mut TcpStream, bytes: &[u8]) -> bool {
+    for piece in bytes.chunks(64 * 1024) {
+        if s.write_all(piece).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A plain request on a new h2c connection still gets through the gateway.
+async fn still_serves_h2(gw_addr: std::net::SocketAddr, up: &RawUpstream, path: &str) {
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let resp = c
+        .get(format!("http://{gw_addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(up.requests().iter().any(|r| r.target() == path));
+}
+
+#[tokio::test]
+async fn h2_rapid_reset_is_cut_off() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    // CVE-2023-44487: open a stream and cancel it at once, thousands of times.
+    const STREAMS: u32 = 5000;
+    let mut out = H2_PREFACE.to_vec();
+    for i in 0..STREAMS {
+        let id = 2 * i + 1;
+        out.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &request_block(false, "/rr", &[]),
+        ));
+        out.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes())); // CANCEL
+    }
+    write_until_refused(&mut s, &out).await;
+    let frames = read_frames(&mut s, WAIT).await;
+    let goaway = frames.iter().find(|f| f.kind == GOAWAY);
+    // hyper/h2 answer a flood of resets with GOAWAY ENHANCE_YOUR_CALM (0xb) (nginx 1.25.3+
+    // likewise limits it).
+    let goaway = goaway.expect("GOAWAY");
+    let code = u32::from_be_bytes(goaway.payload[4..8].try_into().unwrap());
+    assert_eq!(code, 0xb, "{goaway:?}");
+    let forwarded = up.requests().len() + up.aborted().len();
+    assert!(
+        forwarded < STREAMS as usize / 10,
+        "{forwarded} of {STREAMS} reset streams reached the upstream"
+    );
+    still_serves_h2(gw_addr, &up, "/after-rapid-reset").await;
+}
+
+#[tokio::test]
+async fn h2_continuation_flood_is_cut_off() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    // HEADERS without END_HEADERS, then CONTINUATION frames that never end: 16 MiB of
+    // distinct header fields (CVE-2024-27316 class).
+    let mut out = H2_PREFACE.to_vec();
+    out.extend(frame(HEADERS, 0, 1, &request_block(false, "/flood", &[])));
+    let mut n = 0u32;
+    while out.len() < 16 * 1024 * 1024 {
+        let mut block = Vec::new();
+        while block.len() < 16_000 {
+            block.push(0x00);
+            block.extend(hpack_str(format!("x-flood-{n}").as_bytes()));
+            block.extend(hpack_str(&[b'a'; 100]));
+            n += 1;
+        }
+        out.extend(frame(CONTINUATION, 0, 1, &block));
+    }
+    let all_written = write_until_refused(&mut s, &out).await;
+    let frames = read_frames(&mut s, WAIT).await;
+    let refused = !all_written
+        || frames.iter().any(|f| {
+            f.kind == GOAWAY || (f.kind == RST_STREAM && f.stream == 1) || h2_status(f) == Some(431)
+        });
+    assert!(refused, "the flood was taken in: {frames:?}");
+    assert!(up.raw().is_empty(), "the upstream got bytes from a header flood");
+    still_serves_h2(gw_addr, &up, "/after-flood").await;
+}
+
+#[tokio::test]
+async fn h2_hpack_bomb_is_refused() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    // One 4 000-byte header enters the dynamic table, then 15 000 one-byte references to it:
+    // a 16 KB frame that decodes to ~60 MB of headers.
+    let mut block = request_block(false, "/bomb", &[]);
+    block.push(0x40); // literal with incremental indexing, new name
+    block.extend(hpack_str(b"x-bomb"));
+    block.extend(hpack_str(&[b'a'; 4000]));
+    block.extend(std::iter::repeat_n(0x80 | 62, 15_000)); // indexed: dynamic entry 62
+    let mut out = H2_PREFACE.to_vec();
+    out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    write_until_refused(&mut s, &out).await;
+    let frames = read_stream(&mut s, 1, WAIT).await;
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f.kind == HEADERS && f.stream == 1 && h2_status(f) == Some(200)),
+        "{frames:?}"
+    );
+    assert!(
+        frames.iter().any(|f| f.kind == GOAWAY
+            || (f.kind == RST_STREAM && f.stream == 1)
+            || (f.kind == HEADERS && f.stream == 1)),
+        "no refusal: {frames:?}"
+    );
+    assert!(up.raw().is_empty(), "the upstream got the bomb");
+    still_serves_h2(gw_addr, &up, "/after-bomb").await;
+}
+
+#[tokio::test]
+async fn h2_content_length_lies_never_reach_the_upstream_whole() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let gw = gateway_for(ONE_ROUTE, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    // (path, declared content-length, DATA actually sent)
+    let lies: [(&str, &str, &[u8]); 3] = [
+        ("/longer", "5", b"hello, and a hidden tail"),
+        ("/shorter", "100", b"short"),
+        ("/zero", "0", b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ];
+    for (i, (path, len, data)) in lies.iter().enumerate() {
+        let mut s = TcpStream::connect(gw_addr).await.unwrap();
+        let mut out = H2_PREFACE.to_vec();
+        out.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request_block(true, path, &[("content-length", len)]),
+        ));
+        out.extend(frame(DATA, END_STREAM, 1, data));
+        write_until_refused(&mut s, &out).await;
+        let frames = read_stream(&mut s, 1, WAIT).await;
+        // h2 refuses the stream (RST_STREAM PROTOCOL_ERROR) or the gateway answers an error.
+        assert!(
+            !frames
+                .iter()
+                .any(|f| f.kind == HEADERS && f.stream == 1 && h2_status(f) == Some(200)),
+            "lie {i} ({path}) was served: {frames:?}"
+        );
+    }
+    // The upstream never framed a complete request with a body other than declared.
+    for r in up.requests() {
+        let declared: usize = r.get("content-length").unwrap_or("0").parse().unwrap();
+        assert_eq!(r.body.len(), declared, "{r:?}");
+        assert!(!r.target().starts_with("/admin"), "{r:?}");
+    }
+    assert!(up.errors().is_empty(), "{:?}", up.errors());
+    still_serves_h2(gw_addr, &up, "/after-lies").await;
 }

@@ -406,8 +406,26 @@ pub struct Frame {
     pub payload: Vec<u8>,
 }
 
-/// Reads frames until EOF, error, or `within`; SETTINGS from the server are acknowledged.
+/// Reads frames until EOF, error, GOAWAY or `within`; SETTINGS from the server are
+/// acknowledged.
 pub async fn read_frames(s: &mut TcpStream, within: Duration) -> Vec<Frame> {
+    read_frames_until(s, within, |_| false).await
+}
+
+/// Reads frames until stream `id` ends (RST_STREAM, or END_STREAM from the server), or as
+/// [`read_frames`].
+pub async fn read_stream(s: &mut TcpStream, id: u32, within: Duration) -> Vec<Frame> {
+    read_frames_until(s, within, |f| {
+        f.stream == id && (f.kind == RST_STREAM || f.flags & END_STREAM != 0 && f.kind != SETTINGS)
+    })
+    .await
+}
+
+async fn read_frames_until(
+    s: &mut TcpStream,
+    within: Duration,
+    done: impl Fn(&Frame) -> bool,
+) -> Vec<Frame> {
     let mut frames = Vec::new();
     let _ = tokio::time::timeout(within, async {
         loop {
@@ -429,9 +447,9 @@ pub async fn read_frames(s: &mut TcpStream, within: Duration) -> Vec<Frame> {
             if f.kind == SETTINGS && f.flags & 1 == 0 {
                 let _ = s.write_all(&frame(SETTINGS, 1, 0, &[])).await;
             }
-            let goaway = f.kind == GOAWAY;
+            let end = f.kind == GOAWAY || done(&f);
             frames.push(f);
-            if goaway {
+            if end {
                 return;
             }
         }
