@@ -500,6 +500,38 @@ listeners:
             assert_eq!(statuses.first(), Some(&501), "{name}");
         }
     }
+    // The answers the README's framing table states (nginx 1.22's in comments).
+    let expect: &[(&str, u16)] = &[
+        ("te_chunked_identity", 400), // nginx 501
+        ("te_xchunked", 400),         // nginx 501
+        ("te_two_lines", 400),        // nginx 400
+        ("cl_two_different", 400),    // nginx 400
+        ("cl_two_different_rev", 400),
+        ("cl_plus", 400),             // nginx 400
+        ("cl_minus", 400),            // nginx 400
+        ("cl_hex", 400),
+        ("cl_list", 400),             // nginx 400
+        ("cl_te", 200),               // nginx 400; RFC 9112 §6.3 lets TE win
+        ("chunk_size_plus", 400),     // nginx 400
+        ("chunk_missing_crlf", 400),  // nginx 400
+        ("chunk_data_longer", 400),
+    ];
+    for (name, status) in expect {
+        let got = answers.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(got.1.first(), Some(status), "{name}");
+    }
+    // Both framings: answered by the chunked one, then the connection is closed, so the
+    // hidden request is never read (nothing after the first answer).
+    let cl_te = answers.iter().find(|(n, _)| *n == "cl_te").unwrap();
+    assert_eq!(cl_te.1, vec![200]);
+    let te_cl = &up
+        .requests()
+        .into_iter()
+        .find(|r| r.target() == format!("/open/v{}", 1))
+        .unwrap();
+    assert_eq!(te_cl.get("content-length"), None, "{te_cl:?}");
+    assert!(te_cl.body.starts_with(b"GET /admin/v1"), "{te_cl:?}");
+
     // And an honest request still works after all that.
     let answer = exchange(
         gw_addr,
