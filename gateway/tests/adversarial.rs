@@ -710,3 +710,52 @@ async fn h2_content_length_lies_never_reach_the_upstream_whole() {
     assert!(up.errors().is_empty(), "{:?}", up.errors());
     still_serves_h2(gw_addr, &up, "/after-lies").await;
 }
+
+#[tokio::test]
+async fn the_access_log_names_the_client_a_trusted_proxy_reported() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+admin: {{bind: "127.0.0.1:0"}}
+listeners:
+  - name: edge
+    bind: 127.0.0.1:0
+    routes: [{{name: web, match: {{path_prefix: /}}, http: {{url: "http://{0}"}}}}]
+  - name: behind-lb
+    bind: 127.0.0.1:0
+    trusted_proxies: {{cidrs: [127.0.0.1]}}
+    routes: [{{name: web, match: {{path_prefix: /}}, http: {{url: "http://{0}"}}}}]
+"#,
+            up.addr
+        ),
+    )
+    .unwrap();
+    let mut proc = common::spawn_switchboard(&config).await;
+    for l in ["edge", "behind-lb"] {
+        let req = format!(
+            "GET /{l} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"
+        );
+        let answer = exchange(proc.listeners[l], req.as_bytes(), WAIT).await;
+        assert_eq!(statuses(&answer), vec![200]);
+    }
+    let mut clients = std::collections::HashMap::new();
+    tokio::time::timeout(WAIT, async {
+        while clients.len() < 2 {
+            let v = proc.logs.recv().await.expect("log line");
+            if v["target"] == "access" {
+                clients.insert(
+                    v["listener"].as_str().unwrap().to_string(),
+                    v["client"].as_str().unwrap().to_string(),
+                );
+            }
+        }
+    })
+    .await
+    .expect("two access lines");
+    assert_eq!(clients["edge"], "127.0.0.1");
+    assert_eq!(clients["behind-lb"], "198.51.100.7");
+}
