@@ -44,8 +44,8 @@ use switchboard_sessions::SessionStore;
 use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
 use crate::error::ProxyError;
-use crate::metrics::Metrics;
 use crate::forwarding::strip_response;
+use crate::metrics::Metrics;
 use card::RouteSecurity;
 use rpc::{Call, Seen};
 
@@ -618,8 +618,7 @@ impl A2aBackend {
                 }
             }
             let body = Bytes::from(msg.to_string());
-            let req =
-                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
+            let req = self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
             let started = Instant::now();
             let result = tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await;
             cx.upstream_duration

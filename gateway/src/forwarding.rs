@@ -95,7 +95,8 @@ impl UpgradePolicy {
             return false;
         }
         let name = v.split('/').next().unwrap_or("").trim();
-        !name.eq_ignore_ascii_case("h2c") && self.allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        !name.eq_ignore_ascii_case("h2c")
+            && self.allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
 }
 
@@ -205,7 +206,9 @@ impl Cidr {
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -333,7 +336,13 @@ pub fn switch_matches(resp_headers: &HeaderMap, asked: Option<&HeaderValue>) -> 
     let Some(asked) = asked.and_then(|a| a.to_str().ok()) else {
         return false;
     };
-    let name = |v: &str| v.split('/').next().unwrap_or("").trim().to_ascii_lowercase();
+    let name = |v: &str| {
+        v.split('/')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
     resp_headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -375,10 +384,7 @@ pub fn set_forwarding_headers(
         }
         headers.insert(X_REAL_IP.clone(), client.ip_header.clone());
         if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(
-                X_FORWARDED_PROTO.clone(),
-                HeaderValue::from_static(scheme),
-            );
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
         }
         if let Some(h) = host
             && !headers.contains_key(&X_FORWARDED_HOST)
@@ -392,10 +398,7 @@ pub fn set_forwarding_headers(
     headers.remove(&X_FORWARDED_PREFIX);
     headers.insert(X_FORWARDED_FOR.clone(), client.ip_header.clone());
     headers.insert(X_REAL_IP.clone(), client.ip_header.clone());
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(scheme),
-    );
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     match host {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
@@ -442,7 +445,11 @@ mod tests {
         assert!(!c.contains(ip("11.0.0.1")));
         assert!(c.contains(ip("::ffff:10.0.0.1")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("1.2.3.4")));
-        assert!(Cidr::parse("2001:db8::/32").unwrap().contains(ip("2001:db8::1")));
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains(ip("2001:db8::1"))
+        );
         assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
         for bad in ["10.0.0.0/33", "::/129", "nope", "10.0.0.0/x", ""] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
@@ -452,7 +459,10 @@ mod tests {
     #[test]
     fn client_is_derived_through_trusted_proxies_only() {
         let none = TrustedProxies::default();
-        assert_eq!(none.client(ip("10.0.0.1"), &headers("1.1.1.1")), ip("10.0.0.1"));
+        assert_eq!(
+            none.client(ip("10.0.0.1"), &headers("1.1.1.1")),
+            ip("10.0.0.1")
+        );
 
         // nginx `set_real_ip_from 10.0.0.0/8; real_ip_recursive on;`
         let cidrs = TrustedProxies::new(&TrustedProxiesConfig {
@@ -462,9 +472,18 @@ mod tests {
         let h = headers("6.6.6.6, 1.1.1.1, 10.0.0.7");
         assert_eq!(cidrs.client(ip("10.0.0.1"), &h), ip("1.1.1.1"));
         assert_eq!(cidrs.client(ip("9.9.9.9"), &h), ip("9.9.9.9"));
-        assert_eq!(cidrs.client(ip("10.0.0.1"), &headers("10.0.0.2")), ip("10.0.0.2"));
-        assert_eq!(cidrs.client(ip("10.0.0.1"), &headers("junk, 10.0.0.2")), ip("10.0.0.2"));
-        assert_eq!(cidrs.client(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+        assert_eq!(
+            cidrs.client(ip("10.0.0.1"), &headers("10.0.0.2")),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            cidrs.client(ip("10.0.0.1"), &headers("junk, 10.0.0.2")),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            cidrs.client(ip("10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
 
         // Envoy `xff_num_trusted_hops: 1`: the rightmost entry, whatever it says.
         let hops = TrustedProxies::new(&TrustedProxiesConfig {

@@ -636,7 +636,9 @@ impl Conn {
 
 /// The upgrades a backend may tunnel: an `http` route's `upgrades` (WebSocket by default);
 /// the others answer themselves and upgrade nothing.
-fn upgrade_policy(backend: &crate::backend::Backend) -> std::borrow::Cow<'_, crate::forwarding::UpgradePolicy> {
+fn upgrade_policy(
+    backend: &crate::backend::Backend,
+) -> std::borrow::Cow<'_, crate::forwarding::UpgradePolicy> {
     use crate::backend::Backend;
     use std::borrow::Cow;
     match backend {

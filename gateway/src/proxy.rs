@@ -331,9 +331,9 @@ impl HttpBackend {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // A switch the client did not ask for (or to another protocol) would turn the
             // connection into a tunnel no route or policy sees.
-            let Some(client_upgrade) = client_upgrade.filter(|_| {
-                crate::forwarding::switch_matches(resp.headers(), upgrade.as_ref())
-            }) else {
+            let Some(client_upgrade) = client_upgrade
+                .filter(|_| crate::forwarding::switch_matches(resp.headers(), upgrade.as_ref()))
+            else {
                 tracing::warn!(upstream = %self.authority, "upstream switched protocols unasked; answered 502");
                 return Err(ProxyError::Upstream(
                     "upstream answered 101 to a request that did not ask for that upgrade".into(),
@@ -376,7 +376,6 @@ impl HttpBackend {
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 }
-
 
 /// Maps a client error to a cause: a body over the limit is the client's fault (413), so is
 /// a body that cannot be read (a malformed chunk: 400), anything else is the upstream's (502).

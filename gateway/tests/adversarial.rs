@@ -88,10 +88,22 @@ async fn connect_and_asterisk_targets_are_refused() {
     let gw_addr = addr(&gw, "main").await;
     // nginx 1.22 answers 400 to all three; for CONNECT the gateway says what is refused (405).
     let cases: [(&[u8], u16); 4] = [
-        (b"CONNECT up.test:443 HTTP/1.1\r\nHost: up.test:443\r\nConnection: close\r\n\r\n", 405),
-        (b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n", 405),
-        (b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400),
-        (b"GET * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400),
+        (
+            b"CONNECT up.test:443 HTTP/1.1\r\nHost: up.test:443\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET * HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+            400,
+        ),
     ];
     for (bytes, status) in cases {
         let answer = exchange(gw_addr, bytes, WAIT).await;
@@ -128,7 +140,12 @@ async fn transfer_codings_other_than_chunked_get_501_and_a_bad_chunk_400() {
     let gw = gateway_for(ONE_ROUTE, &up).await;
     let gw_addr = addr(&gw, "main").await;
     // nginx: 501 for a coding other than chunked.
-    for te in ["gzip, chunked", "chunked, chunked", "identity, chunked", "deflate,chunked"] {
+    for te in [
+        "gzip, chunked",
+        "chunked, chunked",
+        "identity, chunked",
+        "deflate,chunked",
+    ] {
         let req = format!(
             "POST /te HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
         );
@@ -326,10 +343,7 @@ listeners:
     assert_eq!(r.get("x-real-ip"), Some("6.6.6.6"));
     assert_eq!(r.get("x-forwarded-proto"), Some("https"));
     assert_eq!(r.get("x-forwarded-host"), Some("admin.example"));
-    assert_eq!(
-        r.get("forwarded"),
-        Some("for=6.6.6.6;host=admin.example")
-    );
+    assert_eq!(r.get("forwarded"), Some("for=6.6.6.6;host=admin.example"));
     // Trusted by hop count (Envoy xff_num_trusted_hops: 1): the peer only, so the client is
     // the rightmost address it reported.
     let r = of("one-hop");
@@ -378,59 +392,235 @@ listeners:
 /// hex, `{BLEN}` the length of the body as written.
 const SMUGGLING: &[(&str, &str, &str)] = &[
     // (name, header lines after Host, body)
-    ("cl_te", "Content-Length: {BLEN}\r\nTransfer-Encoding: chunked", "0\r\n\r\n{S}"),
-    ("te_cl", "Transfer-Encoding: chunked\r\nContent-Length: 4", "{SHEX}\r\n{S}\r\n0\r\n\r\n"),
-    ("cl_before_te", "Content-Length: 4\r\nTransfer-Encoding: chunked", "{SHEX}\r\n{S}\r\n0\r\n\r\n"),
-    ("te_obs_fold", "Transfer-Encoding:\r\n chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_obs_fold_tab", "Transfer-Encoding: identity\r\n\tchunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_space_before_colon", "Transfer-Encoding : chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_tab_value", "Transfer-Encoding:\tchunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_vertical_tab", "Transfer-Encoding:\x0bchunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_trailing_space", "Transfer-Encoding: chunked \r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_xchunked", "Transfer-Encoding: xchunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_chunkedx", "Transfer-Encoding: chunkedx\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_upper", "Transfer-Encoding: CHUNKED\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_quoted", "Transfer-Encoding: \"chunked\"\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_chunked_identity", "Transfer-Encoding: chunked, identity\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_identity_chunked", "Transfer-Encoding: identity, chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_chunked_chunked", "Transfer-Encoding: chunked, chunked", "{SHEX}\r\n{S}\r\n0\r\n\r\n"),
-    ("te_gzip_chunked", "Transfer-Encoding: gzip, chunked", "{SHEX}\r\n{S}\r\n0\r\n\r\n"),
-    ("te_two_lines", "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_two_lines_rev", "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_empty", "Transfer-Encoding: \r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_leading_comma", "Transfer-Encoding: ,chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_underscore", "Transfer_Encoding: chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_nul", "Transfer-Encoding: chunked\0\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_cr_in_value", "X-Pad: a\rTransfer-Encoding: chunked\r\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
-    ("te_lf_line_end", "Transfer-Encoding: chunked\nContent-Length: {BLEN}", "0\r\n\r\n{S}"),
+    (
+        "cl_te",
+        "Content-Length: {BLEN}\r\nTransfer-Encoding: chunked",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_cl",
+        "Transfer-Encoding: chunked\r\nContent-Length: 4",
+        "{SHEX}\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "cl_before_te",
+        "Content-Length: 4\r\nTransfer-Encoding: chunked",
+        "{SHEX}\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "te_obs_fold",
+        "Transfer-Encoding:\r\n chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_obs_fold_tab",
+        "Transfer-Encoding: identity\r\n\tchunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_space_before_colon",
+        "Transfer-Encoding : chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_tab_value",
+        "Transfer-Encoding:\tchunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_vertical_tab",
+        "Transfer-Encoding:\x0bchunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_trailing_space",
+        "Transfer-Encoding: chunked \r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_xchunked",
+        "Transfer-Encoding: xchunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_chunkedx",
+        "Transfer-Encoding: chunkedx\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_upper",
+        "Transfer-Encoding: CHUNKED\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_quoted",
+        "Transfer-Encoding: \"chunked\"\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_chunked_identity",
+        "Transfer-Encoding: chunked, identity\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_identity_chunked",
+        "Transfer-Encoding: identity, chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_chunked_chunked",
+        "Transfer-Encoding: chunked, chunked",
+        "{SHEX}\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "te_gzip_chunked",
+        "Transfer-Encoding: gzip, chunked",
+        "{SHEX}\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "te_two_lines",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_two_lines_rev",
+        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_empty",
+        "Transfer-Encoding: \r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_leading_comma",
+        "Transfer-Encoding: ,chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_underscore",
+        "Transfer_Encoding: chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_nul",
+        "Transfer-Encoding: chunked\0\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_cr_in_value",
+        "X-Pad: a\rTransfer-Encoding: chunked\r\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
+    (
+        "te_lf_line_end",
+        "Transfer-Encoding: chunked\nContent-Length: {BLEN}",
+        "0\r\n\r\n{S}",
+    ),
     ("cl_plus", "Content-Length: +{BLEN}", "{S}"),
     ("cl_minus", "Content-Length: -1", "{S}"),
     ("cl_space_inside", "Content-Length: 1 0", "{S}"),
-    ("cl_two_different", "Content-Length: {BLEN}\r\nContent-Length: 0", "{S}"),
-    ("cl_two_different_rev", "Content-Length: 0\r\nContent-Length: {BLEN}", "{S}"),
-    ("cl_two_same", "Content-Length: {BLEN}\r\nContent-Length: {BLEN}", "{S}"),
+    (
+        "cl_two_different",
+        "Content-Length: {BLEN}\r\nContent-Length: 0",
+        "{S}",
+    ),
+    (
+        "cl_two_different_rev",
+        "Content-Length: 0\r\nContent-Length: {BLEN}",
+        "{S}",
+    ),
+    (
+        "cl_two_same",
+        "Content-Length: {BLEN}\r\nContent-Length: {BLEN}",
+        "{S}",
+    ),
     ("cl_list", "Content-Length: {BLEN}, 0", "{S}"),
     ("cl_hex", "Content-Length: 0x10", "{S}"),
-    ("cl_overflow", "Content-Length: 99999999999999999999999", "{S}"),
+    (
+        "cl_overflow",
+        "Content-Length: 99999999999999999999999",
+        "{S}",
+    ),
     ("cl_leading_zeros", "Content-Length: 000{BLEN}", "{S}"),
     ("cl_space_before_colon", "Content-Length : {BLEN}", "{S}"),
     ("cl_zero_then_request", "Content-Length: 0", "{S}"),
     ("cl_short", "Content-Length: 5", "hello{S}"),
-    ("chunk_size_plus", "Transfer-Encoding: chunked", "+5\r\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_size_0x", "Transfer-Encoding: chunked", "0x5\r\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_size_negative", "Transfer-Encoding: chunked", "-1\r\n{S}\r\n0\r\n\r\n"),
-    ("chunk_size_overflow", "Transfer-Encoding: chunked", "10000000000000000{SHEX}\r\n{S}\r\n0\r\n\r\n"),
-    ("chunk_size_leading_space", "Transfer-Encoding: chunked", " 5\r\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_size_trailing_space", "Transfer-Encoding: chunked", "5 \r\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_ext_bare_lf", "Transfer-Encoding: chunked", "5;a=b\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_data_bare_lf", "Transfer-Encoding: chunked", "5\r\nhello\n0\r\n\r\n{S}"),
-    ("chunk_data_longer", "Transfer-Encoding: chunked", "3\r\nhello\r\n0\r\n\r\n{S}"),
-    ("chunk_missing_crlf", "Transfer-Encoding: chunked", "5\r\nhello0\r\n\r\n{S}"),
-    ("chunk_trailer_fields", "Transfer-Encoding: chunked", "0\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n{S}"),
-    ("chunk_last_without_crlf", "Transfer-Encoding: chunked", "0\r\n{S}"),
-    ("expect_continue", "Expect: 100-continue\r\nContent-Length: {BLEN}", "{S}"),
-    ("h2c_upgrade_with_body", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 0", "{S}"),
-    ("websocket_refused_then_bytes", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0", "{S}"),
+    (
+        "chunk_size_plus",
+        "Transfer-Encoding: chunked",
+        "+5\r\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_size_0x",
+        "Transfer-Encoding: chunked",
+        "0x5\r\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_size_negative",
+        "Transfer-Encoding: chunked",
+        "-1\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "chunk_size_overflow",
+        "Transfer-Encoding: chunked",
+        "10000000000000000{SHEX}\r\n{S}\r\n0\r\n\r\n",
+    ),
+    (
+        "chunk_size_leading_space",
+        "Transfer-Encoding: chunked",
+        " 5\r\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_size_trailing_space",
+        "Transfer-Encoding: chunked",
+        "5 \r\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_ext_bare_lf",
+        "Transfer-Encoding: chunked",
+        "5;a=b\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_data_bare_lf",
+        "Transfer-Encoding: chunked",
+        "5\r\nhello\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_data_longer",
+        "Transfer-Encoding: chunked",
+        "3\r\nhello\r\n0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_missing_crlf",
+        "Transfer-Encoding: chunked",
+        "5\r\nhello0\r\n\r\n{S}",
+    ),
+    (
+        "chunk_trailer_fields",
+        "Transfer-Encoding: chunked",
+        "0\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n{S}",
+    ),
+    (
+        "chunk_last_without_crlf",
+        "Transfer-Encoding: chunked",
+        "0\r\n{S}",
+    ),
+    (
+        "expect_continue",
+        "Expect: 100-continue\r\nContent-Length: {BLEN}",
+        "{S}",
+    ),
+    (
+        "h2c_upgrade_with_body",
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: 0",
+        "{S}",
+    ),
+    (
+        "websocket_refused_then_bytes",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0",
+        "{S}",
+    ),
 ];
 
 #[tokio::test]
@@ -453,22 +643,25 @@ listeners:
 "#;
     let gw = gateway_for(yaml, &up).await;
     let gw_addr = addr(&gw, "main").await;
-    let runs = SMUGGLING.iter().enumerate().map(|(i, (name, headers, body))| {
-        let hidden = format!("GET /admin/v{i} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
-        let body = body
-            .replace("{SHEX}", &format!("{:x}", hidden.len()))
-            .replace("{S}", &hidden);
-        let headers = headers.replace("{BLEN}", &body.len().to_string());
-        // A last request closes the connection once everything before it was answered.
-        let bytes = format!(
-            "POST /open/v{i} HTTP/1.1\r\nHost: gw.test\r\n{headers}\r\n\r\n{body}\
+    let runs = SMUGGLING
+        .iter()
+        .enumerate()
+        .map(|(i, (name, headers, body))| {
+            let hidden = format!("GET /admin/v{i} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+            let body = body
+                .replace("{SHEX}", &format!("{:x}", hidden.len()))
+                .replace("{S}", &hidden);
+            let headers = headers.replace("{BLEN}", &body.len().to_string());
+            // A last request closes the connection once everything before it was answered.
+            let bytes = format!(
+                "POST /open/v{i} HTTP/1.1\r\nHost: gw.test\r\n{headers}\r\n\r\n{body}\
              GET /sentinel/v{i} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"
-        );
-        async move {
-            let answer = exchange(gw_addr, bytes.as_bytes(), WAIT).await;
-            (*name, statuses(&answer))
-        }
-    });
+            );
+            async move {
+                let answer = exchange(gw_addr, bytes.as_bytes(), WAIT).await;
+                (*name, statuses(&answer))
+            }
+        });
     let answers = futures::future::join_all(runs).await;
     let reqs = up.requests();
     let smuggled: Vec<_> = reqs
@@ -480,7 +673,11 @@ listeners:
         })
         .collect();
     assert!(smuggled.is_empty(), "smuggled past /admin: {smuggled:?}");
-    assert!(up.errors().is_empty(), "ambiguous framing upstream: {:?}", up.errors());
+    assert!(
+        up.errors().is_empty(),
+        "ambiguous framing upstream: {:?}",
+        up.errors()
+    );
     // What the gateway answered, for comparison with nginx (printed with --nocapture).
     for (name, statuses) in &answers {
         eprintln!("{name:28} {statuses:?}");
@@ -507,13 +704,13 @@ listeners:
         ("te_two_lines", 400),        // nginx 400
         ("cl_two_different", 400),    // nginx 400
         ("cl_two_different_rev", 400),
-        ("cl_plus", 400),             // nginx 400
-        ("cl_minus", 400),            // nginx 400
+        ("cl_plus", 400),  // nginx 400
+        ("cl_minus", 400), // nginx 400
         ("cl_hex", 400),
-        ("cl_list", 400),             // nginx 400
-        ("cl_te", 200),               // nginx 400; RFC 9112 §6.3 lets TE win
-        ("chunk_size_plus", 400),     // nginx 400
-        ("chunk_missing_crlf", 400),  // nginx 400
+        ("cl_list", 400),            // nginx 400
+        ("cl_te", 200),              // nginx 400; RFC 9112 §6.3 lets TE win
+        ("chunk_size_plus", 400),    // nginx 400
+        ("chunk_missing_crlf", 400), // nginx 400
         ("chunk_data_longer", 400),
     ];
     for (name, status) in expect {
@@ -633,7 +830,10 @@ async fn h2_continuation_flood_is_cut_off() {
             f.kind == GOAWAY || (f.kind == RST_STREAM && f.stream == 1) || h2_status(f) == Some(431)
         });
     assert!(refused, "the flood was taken in: {frames:?}");
-    assert!(up.raw().is_empty(), "the upstream got bytes from a header flood");
+    assert!(
+        up.raw().is_empty(),
+        "the upstream got bytes from a header flood"
+    );
     still_serves_h2(gw_addr, &up, "/after-flood").await;
 }
 

@@ -53,7 +53,11 @@ pub(super) fn validate(config: &Config) -> Issues {
             Some(_) => {}
         }
         validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
-        validate_trusted_proxies(&l.trusted_proxies, &format!("{p}.trusted_proxies"), &mut out);
+        validate_trusted_proxies(
+            &l.trusted_proxies,
+            &format!("{p}.trusted_proxies"),
+            &mut out,
+        );
         out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
@@ -118,7 +122,8 @@ fn validate_trusted_proxies(t: &TrustedProxiesConfig, p: &str, out: &mut Issues)
 fn validate_upgrades(upgrades: Option<&[String]>, p: &str, out: &mut Issues) {
     for (i, u) in upgrades.unwrap_or_default().iter().enumerate() {
         let token = !u.is_empty()
-            && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            && u.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if u.eq_ignore_ascii_case("h2c") {
             out.push((
                 format!("{p}[{i}]"),

@@ -326,7 +326,8 @@ pub fn first_head(bytes: &[u8]) -> String {
 // ---- HTTP/2 frames, by hand ----
 
 /// The client connection preface and an empty SETTINGS frame.
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+pub const H2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// Frame types.
 pub const DATA: u8 = 0;
