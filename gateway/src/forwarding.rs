@@ -500,6 +500,22 @@ mod tests {
     }
 
     #[test]
+    fn targets_other_than_paths_are_refused() {
+        let req = |m: &str, uri: &str| Request::builder().method(m).uri(uri).body(()).unwrap();
+        assert!(check_request(&req("GET", "/x")).is_ok());
+        assert!(check_request(&req("GET", "http://gw.test")).is_ok());
+        assert!(check_request(&req("GET", "http://gw.test/x?y")).is_ok());
+        assert!(matches!(
+            check_request(&req("OPTIONS", "*")),
+            Err(ProxyError::BadRequest(_))
+        ));
+        assert!(matches!(
+            check_request(&req("CONNECT", "gw.test:443")),
+            Err(ProxyError::MethodNotAllowed(_))
+        ));
+    }
+
+    #[test]
     fn only_allowed_upgrades_and_never_h2c() {
         let ws = UpgradePolicy::default();
         let v = |s: &'static str| HeaderValue::from_static(s);
