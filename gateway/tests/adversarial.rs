@@ -266,12 +266,16 @@ listeners:
     let get = format!("GET /web HTTP/1.1\r\nHost: gw.test\r\n{named}\r\n");
     exchange(gw_addr, get.as_bytes(), WAIT).await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"id":"t1"}}"#;
+    // The A2A route also asks for a WebSocket upgrade: only http routes tunnel.
     let post = format!(
-        "POST /agent HTTP/1.1\r\nHost: gw.test\r\n{named}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /agent HTTP/1.1\r\nHost: gw.test\r\n{named}Connection: upgrade\r\nUpgrade: websocket\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     exchange(gw_addr, post.as_bytes(), WAIT).await;
     let reqs = up.requests();
+    let a2a = reqs.iter().find(|r| r.line.starts_with("POST")).unwrap();
+    assert_eq!(a2a.get("upgrade"), None, "{a2a:?}");
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     for r in &reqs {
         assert_eq!(r.get("x-upstream-token"), Some("s3cret"), "{r:?}");
