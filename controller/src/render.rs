@@ -574,6 +574,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             bind: format!("{}:{port}", opts.listener_host),
             tls: group.tls.clone(),
             limits: Default::default(),
+            trusted_proxies: Default::default(),
             policies: pol.listener_policies(gw, &group.name, &mut resources),
             routes,
         });
@@ -1028,6 +1029,7 @@ fn build_rule(
                     bref.name, opts.cluster_domain
                 ),
                 preserve_host: true,
+                upgrades: None,
             })
         }
         (crd::GROUP, "Backend") => {
@@ -1195,6 +1197,7 @@ fn render_backend(
         return Ok(RenderedBackend::Http(HttpBackendConfig {
             url: upstream_url(u, &ns, world, opts)?,
             preserve_host: false,
+            upgrades: None,
         }));
     }
     if let Some(m) = &s.mcp {

@@ -44,8 +44,8 @@ use switchboard_sessions::SessionStore;
 use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
 use crate::error::ProxyError;
+use crate::forwarding::strip_response;
 use crate::metrics::Metrics;
-use crate::proxy::{add_forwarded, strip_hop_by_hop};
 use card::RouteSecurity;
 use rpc::{Call, Seen};
 
@@ -485,7 +485,7 @@ impl A2aBackend {
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
             let upstream_req =
-                self.upstream_request(up, &parts.headers, rest, query, body.clone(), cx)?;
+                self.upstream_request(up, &parts.headers, rest, query, body.clone())?;
             let started = Instant::now();
             let result =
                 tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
@@ -507,6 +507,10 @@ impl A2aBackend {
                     ex.outcome = "upstream_error";
                     return Ok(proxy_rpc_error(upstream_failed(e), &id));
                 }
+                Ok(Ok(r)) if r.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    ex.outcome = "upstream_error";
+                    return Ok(proxy_rpc_error(unasked_switch(&up.url), &id));
+                }
                 Ok(Ok(r)) => r,
             };
             let learner = Learner {
@@ -527,7 +531,7 @@ impl A2aBackend {
                     return Ok(proxy_rpc_error(ProxyError::Upstream(e), &id));
                 }
             };
-            strip_hop_by_hop(&mut rparts.headers);
+            strip_response(&mut rparts.headers);
             rparts.headers.remove(header::CONTENT_LENGTH);
             let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
                 // Not JSON (an HTML error page, say): pass it on as it is.
@@ -614,8 +618,7 @@ impl A2aBackend {
                 }
             }
             let body = Bytes::from(msg.to_string());
-            let req =
-                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body, cx)?;
+            let req = self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
             let started = Instant::now();
             let result = tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await;
             cx.upstream_duration
@@ -632,6 +635,10 @@ impl A2aBackend {
                     ex.outcome = "upstream_error";
                     return Ok(proxy_rpc_error(upstream_failed(e), id));
                 }
+                Ok(Ok(r)) if r.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    ex.outcome = "upstream_error";
+                    return Ok(proxy_rpc_error(unasked_switch(&up.url), id));
+                }
                 Ok(Ok(r)) => r,
             };
             let (mut rparts, rbody) = resp.into_parts();
@@ -642,7 +649,7 @@ impl A2aBackend {
                     return Ok(proxy_rpc_error(ProxyError::Upstream(e), id));
                 }
             };
-            strip_hop_by_hop(&mut rparts.headers);
+            strip_response(&mut rparts.headers);
             rparts.headers.remove(header::CONTENT_LENGTH);
             let mut answer = match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) if v.get("result").is_some_and(Value::is_object) => v,
@@ -787,17 +794,15 @@ impl A2aBackend {
         rest: &str,
         query: Option<&str>,
         body: Bytes,
-        cx: &RequestCx<'_>,
     ) -> Result<Request<Body>, ProxyError> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = up.uri(rest, query)?;
+        // Hop-by-hop and forwarding headers were settled by the forwarding stage.
         let h = req.headers_mut();
         *h = headers.clone();
-        strip_hop_by_hop(h);
         h.remove(header::CONTENT_LENGTH);
-        let original_host = h.insert(header::HOST, up.host.clone());
-        add_forwarded(h, cx, original_host.as_ref());
+        h.insert(header::HOST, up.host.clone());
         Ok(req)
     }
 
@@ -809,7 +814,7 @@ impl A2aBackend {
         mut ex: Exchange,
     ) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_response(&mut parts.headers);
         ex.outcome = "aborted";
         let state = StreamState {
             body,
@@ -1062,6 +1067,12 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
 fn upstream_failed(e: hyper_util::client::legacy::Error) -> ProxyError {
     tracing::warn!(error = %crate::proxy::DisplayChain(&e), "A2A upstream request failed");
     ProxyError::Upstream(Box::new(e))
+}
+
+/// An agent's 101: A2A never asks to switch protocols, so it is the agent's error (502).
+fn unasked_switch(upstream: &str) -> ProxyError {
+    tracing::warn!(upstream = %upstream, "A2A agent switched protocols unasked; answered 502");
+    ProxyError::Upstream("the agent answered 101 to a request that asked for no upgrade".into())
 }
 
 /// A gateway failure as a JSON-RPC error answering request `id`.

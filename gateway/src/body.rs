@@ -32,6 +32,8 @@ pub struct Completion {
     pub route: Arc<str>,
     /// The route's duration histogram.
     pub duration: Option<Histogram>,
+    /// The client's address (through trusted proxies, see [`crate::forwarding::Client`]).
+    pub client: std::net::IpAddr,
     /// Request method.
     pub method: Method,
     /// Request URI; only its path is logged (queries may carry secrets).
@@ -66,6 +68,7 @@ impl Completion {
             target: "access",
             listener = %self.listener,
             route = %self.route,
+            client = %self.client,
             method = %self.method,
             path = %self.uri.path(),
             status = self.status.as_u16(),
@@ -265,6 +268,7 @@ mod tests {
             listener: "l".into(),
             route: "r".into(),
             duration: None,
+            client: std::net::Ipv4Addr::LOCALHOST.into(),
             method: Method::GET,
             uri: Uri::from_static("/"),
             status: StatusCode::OK,

@@ -120,6 +120,13 @@ pub enum ProxyError {
     /// A JSON body the gateway parses is over a limit or malformed.
     #[error("{0}")]
     Input(#[from] crate::input::InputError),
+    /// A method the gateway never forwards (`CONNECT`): 405.
+    #[error("{0}")]
+    MethodNotAllowed(&'static str),
+    /// A framing the gateway does not implement (a transfer coding other than `chunked`):
+    /// 501, and the connection is closed since its body cannot be delimited safely.
+    #[error("{0}")]
+    NotImplemented(&'static str),
 }
 
 impl ProxyError {
@@ -137,6 +144,8 @@ impl ProxyError {
             ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Input(e) => e.status(),
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -155,6 +164,8 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
             ProxyError::Input(crate::input::InputError::TooLarge { .. }) => "payload_too_large",
             ProxyError::Input(_) => "bad_request",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::NotImplemented(_) => "not_implemented",
         }
     }
 
@@ -172,6 +183,9 @@ impl ProxyError {
             }
             ProxyError::RateLimited { headers } => {
                 h.extend(headers);
+            }
+            ProxyError::NotImplemented(_) => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -2,7 +2,9 @@
 //!
 //! A request flows through named stages, each its own type:
 //! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`router::Route`] (first route whose
-//! [`router::Matcher`] holds) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
+//! [`router::Matcher`] holds) → [`forwarding`] (targets and framings refused, the allowed
+//! upgrade kept, hop-by-hop headers removed, forwarding headers replaced unless from a trusted
+//! proxy) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
 //! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
 //! stripped and upstream credentials set, header changes, timeouts) →
 //! [`backend::Backend`] (the `http` reverse proxy in [`proxy`], MCP federation from
@@ -31,6 +33,7 @@ pub mod body;
 pub mod config;
 pub mod control_plane;
 pub mod error;
+pub mod forwarding;
 pub mod fuzzing;
 pub mod gateway;
 pub mod input;

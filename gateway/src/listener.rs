@@ -39,6 +39,8 @@ pub struct ListenerRuntime {
     pub routes: Vec<Route>,
     /// Limits.
     pub limits: ListenerLimits,
+    /// Proxies whose forwarding headers are believed (`trusted_proxies`).
+    pub trusted: crate::forwarding::TrustedProxies,
 }
 
 /// What the accept loop and connections share with the rest of the gateway.
@@ -429,11 +431,19 @@ impl Conn {
         let uri = req.uri().clone();
         let origin = req.headers().get(header::ORIGIN).cloned();
 
+        let client = crate::forwarding::Client::of(
+            &rt.trusted,
+            self.remote.ip(),
+            &self.remote_ip,
+            req.headers(),
+        );
+
         let route = router::find(&rt.routes, &req);
         let format = route
             .map(|r| r.error_format(uri.path()))
             .unwrap_or(ErrorFormat::Plain);
-        let (resp, is_stream) = match self.pipeline(&rt, route, req).await {
+        let client_ip = client.ip;
+        let (resp, is_stream) = match self.pipeline(&rt, route, req, &client).await {
             Ok(resp) => {
                 let is_stream = is_event_stream(&resp);
                 (resp, is_stream)
@@ -465,6 +475,7 @@ impl Conn {
             listener: rt.name.clone(),
             route: route.map(|r| r.name.clone()).unwrap_or_else(|| NONE.into()),
             duration: route.map(|r| r.request_duration.clone()),
+            client: client_ip,
             method,
             uri,
             status: parts.status,
@@ -484,6 +495,7 @@ impl Conn {
         rt: &ListenerRuntime,
         route: Option<&Route>,
         mut req: Request<Incoming>,
+        client: &crate::forwarding::Client,
     ) -> Result<Response<Body>, ProxyError> {
         if self.overloaded {
             return Err(ProxyError::Overloaded);
@@ -498,6 +510,7 @@ impl Conn {
                 limit: rt.limits.max_header_bytes,
             });
         }
+        crate::forwarding::check_request(&req)?;
         if let Some(resp) = crate::oauth_metadata::serve(&rt.routes, &req, self.scheme) {
             return Ok(resp);
         }
@@ -518,6 +531,16 @@ impl Conn {
         {
             return Ok(resp);
         }
+        // Before anything the gateway sets itself: a client's `Connection` can name only its
+        // own headers, never the upstream credential or configured headers set below.
+        let host = crate::forwarding::requested_host(&req);
+        crate::forwarding::prepare(
+            &mut req,
+            &upgrade_policy(&route.backend),
+            client,
+            self.scheme,
+            host.as_ref(),
+        );
         let principal = self.secure(route, &mut req).await?;
         if let Some(limiter) = &route.limiter {
             let key = limiter.key(
@@ -540,7 +563,7 @@ impl Conn {
             prefix_arc: &route.prefix,
             limiter: route.limiter.as_ref(),
             remote: self.remote,
-            remote_ip: &self.remote_ip,
+            remote_ip: &client.ip_header,
             scheme: self.scheme,
             prefix: route.matcher.prefix(),
             timeouts: route.policies.timeouts,
@@ -608,6 +631,21 @@ impl Conn {
         }
         ext.insert(pol.authz.clone());
         Ok(principal)
+    }
+}
+
+/// The upgrades a backend may tunnel: an `http` route's `upgrades` (WebSocket by default);
+/// the others answer themselves and upgrade nothing.
+fn upgrade_policy(
+    backend: &crate::backend::Backend,
+) -> std::borrow::Cow<'_, crate::forwarding::UpgradePolicy> {
+    use crate::backend::Backend;
+    use std::borrow::Cow;
+    match backend {
+        Backend::Http(h) => Cow::Borrowed(h.upgrades()),
+        Backend::Mcp(_) | Backend::Llm(_) | Backend::A2a(_) => {
+            Cow::Owned(crate::forwarding::UpgradePolicy::none())
+        }
     }
 }
 

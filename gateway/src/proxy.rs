@@ -1,13 +1,15 @@
 //! The `http` backend: a streaming reverse proxy. Bodies flow both ways frame by frame (never
-//! collected), upstream connections are pooled with keep-alive and TCP_NODELAY, WebSocket and
-//! other `Upgrade`s become a byte tunnel after the upstream's 101.
+//! collected), upstream connections are pooled with keep-alive and TCP_NODELAY, and the
+//! `Upgrade` the route allows ([`crate::forwarding`]; WebSocket by default) becomes a byte
+//! tunnel after the upstream's 101. Hop-by-hop and forwarding headers were dealt with by the
+//! forwarding stage before the request got here.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use dashmap::DashMap;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
@@ -20,6 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use crate::backend::RequestCx;
 use crate::config::HttpBackendConfig;
 use crate::error::ProxyError;
+use crate::forwarding::{ClientBodyError, UpgradePolicy, strip_response};
 
 type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -187,6 +190,7 @@ pub struct HttpBackend {
     /// Base path of the upstream URL without a trailing slash; empty when none.
     base_path: String,
     preserve_host: bool,
+    upgrades: UpgradePolicy,
     client: HttpClient,
 }
 
@@ -204,8 +208,14 @@ impl HttpBackend {
             authority,
             base_path,
             preserve_host: cfg.preserve_host,
+            upgrades: UpgradePolicy::new(cfg.upgrades.as_deref()),
             client,
         })
+    }
+
+    /// The `Upgrade` protocols this route tunnels.
+    pub fn upgrades(&self) -> &UpgradePolicy {
+        &self.upgrades
     }
 
     /// `host:port` of the upstream.
@@ -252,7 +262,11 @@ impl HttpBackend {
         mut req: Request<Incoming>,
         cx: &RequestCx<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = upgrade_protocol(req.headers());
+        // The forwarding stage left the upgrade the route allows, if the client asked for one.
+        let upgrade = req
+            .extensions_mut()
+            .remove::<crate::forwarding::Upgrade>()
+            .map(|u| u.0);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
@@ -265,7 +279,6 @@ impl HttpBackend {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         parts.uri = self.upstream_uri(&parts.uri, cx.prefix)?;
-        strip_hop_by_hop(&mut parts.headers);
         if let Some(proto) = &upgrade {
             parts
                 .headers
@@ -279,13 +292,13 @@ impl HttpBackend {
         } else {
             parts.headers.insert(header::HOST, self.host_header.clone());
         }
-        add_forwarded(&mut parts.headers, cx, original_host.as_ref());
         // hyper's client picks the protocol from the connection; a client's HTTP/2 request
         // still goes out as HTTP/1.1 unless the upstream negotiates h2 over TLS.
         parts.version = http::Version::HTTP_11;
 
+        // The client's body errors are marked so that `classify` answers them with 400.
         let body = Body::new(
-            Limited::new(body, cx.max_body_bytes as usize)
+            Limited::new(body.map_err(ClientBodyError), cx.max_body_bytes as usize)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
         );
         let started = Instant::now();
@@ -315,9 +328,17 @@ impl HttpBackend {
             Ok(Ok(r)) => r,
         };
 
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // A switch the client did not ask for (or to another protocol) would turn the
+            // connection into a tunnel no route or policy sees.
+            let Some(client_upgrade) = client_upgrade
+                .filter(|_| crate::forwarding::switch_matches(resp.headers(), upgrade.as_ref()))
+            else {
+                tracing::warn!(upstream = %self.authority, "upstream switched protocols unasked; answered 502");
+                return Err(ProxyError::Upstream(
+                    "upstream answered 101 to a request that did not ask for that upgrade".into(),
+                ));
+            };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let gauge = cx.open_streams.clone();
             let shutdown = cx.shutdown.clone();
@@ -340,7 +361,7 @@ impl HttpBackend {
                 gauge.dec();
             });
             let (mut parts, _) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            strip_response(&mut parts.headers);
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -351,93 +372,23 @@ impl HttpBackend {
         }
 
         let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_response(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 }
 
-/// The `Upgrade` protocol, when the request asks for one with `Connection: upgrade`.
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
-
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Removes hop-by-hop headers, including those named in `Connection`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
-}
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Appends the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and `X-Forwarded-Host`
-/// when absent (shared by every backend that forwards a client's request).
-pub(crate) fn add_forwarded(
-    headers: &mut HeaderMap,
-    cx: &RequestCx<'_>,
-    host: Option<&HeaderValue>,
-) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::try_from(format!(
-            "{prev}, {}",
-            cx.remote_ip.to_str().unwrap_or_default()
-        ))
-        .ok(),
-        None => Some(cx.remote_ip.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(cx.scheme),
-    );
-    if let Some(h) = host
-        && !headers.contains_key(&X_FORWARDED_HOST)
-    {
-        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-    }
-}
-
-/// Maps a client error to a cause: a body over the limit is the client's fault (413),
-/// anything else is the upstream's (502). The cause is logged, never sent.
+/// Maps a client error to a cause: a body over the limit is the client's fault (413), so is
+/// a body that cannot be read (a malformed chunk: 400), anything else is the upstream's (502).
+/// The cause is logged, never sent.
 fn classify(e: BoxError, limit: u64) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return ProxyError::BodyTooLarge { limit };
+        }
+        if s.is::<ClientBodyError>() {
+            tracing::debug!(error = %DisplayChain(&*e), "client request body failed");
+            return ProxyError::BadRequest("the request body is malformed or incomplete");
         }
         source = s.source();
     }

@@ -44,7 +44,7 @@ fn every_unknown_key_with_did_you_mean() {
         stderr,
         "FILE:2:3: admin.bnd: unknown key `bnd`; did you mean `bind`?\n\
          FILE:8:9: listeners[0].routes[0].mathc: unknown key `mathc`; did you mean `match`?\n\
-         FILE:9:46: listeners[0].routes[0].http.timeout: unknown key `timeout`; expected one of: preserve_host, url\n"
+         FILE:9:46: listeners[0].routes[0].http.timeout: unknown key `timeout`; expected one of: preserve_host, upgrades, url\n"
     );
 }
 

@@ -116,7 +116,9 @@ async fn path_rewrite_headers_and_forwarding() {
     assert_eq!(v["headers"]["x-team"], "ml");
     assert_eq!(v["headers"]["x-routed"], "rewrite");
     assert!(v["headers"].get("cookie").is_none(), "cookie removed: {v}");
-    assert_eq!(v["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    // The client is no trusted proxy (`trusted_proxies` unset): its X-Forwarded-For is replaced.
+    assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(v["headers"]["x-real-ip"], "127.0.0.1");
     assert_eq!(v["headers"]["x-forwarded-proto"], "http");
     assert_eq!(v["headers"]["host"], up.to_string());
     assert!(

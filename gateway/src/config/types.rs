@@ -84,6 +84,10 @@ pub struct ListenerConfig {
     /// Limits that protect the listener.
     #[serde(default)]
     pub limits: ListenerLimits,
+    /// Proxies in front of this listener whose forwarding headers (`X-Forwarded-*`,
+    /// `Forwarded`, `X-Real-IP`) are believed. Default: none; every client's are replaced.
+    #[serde(default, skip_serializing_if = "TrustedProxiesConfig::is_default")]
+    pub trusted_proxies: TrustedProxiesConfig,
     /// Policies applied to every route of this listener; a route's own keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,
@@ -100,6 +104,27 @@ pub struct TlsConfig {
     pub cert: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
+}
+
+/// `listeners[].trusted_proxies` — which peers are proxies whose forwarding headers are kept
+/// and from whose `X-Forwarded-For` the client address is taken (nginx's `set_real_ip_from`
+/// with `real_ip_recursive on`; Envoy's `xff_num_trusted_hops`). With both keys a proxy must be
+/// in `cidrs` and within `hops`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxiesConfig {
+    /// Address blocks of trusted proxies (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cidrs: Vec<String>,
+    /// How many proxies in front of the gateway are trusted, counting the peer as the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hops: Option<u32>,
+}
+
+impl TrustedProxiesConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `listeners[].limits`
@@ -337,6 +362,11 @@ pub struct HttpBackendConfig {
     /// Send the client's `Host` header upstream instead of the upstream's own host.
     #[serde(default)]
     pub preserve_host: bool,
+    /// `Upgrade` protocols passed to the upstream (case-insensitive names, e.g. `websocket`).
+    /// Default: `[websocket]`; `[]` allows none. `h2c` is never allowed. Other upgrade
+    /// requests are forwarded as plain HTTP/1.1 without their `Upgrade` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// `routes[].a2a` — proxy to an A2A agent: JSON-RPC (A2A 0.3 and 1.0) with SSE streams passed

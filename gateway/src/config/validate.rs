@@ -53,6 +53,11 @@ pub(super) fn validate(config: &Config) -> Issues {
             Some(_) => {}
         }
         validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
+        validate_trusted_proxies(
+            &l.trusted_proxies,
+            &format!("{p}.trusted_proxies"),
+            &mut out,
+        );
         out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
@@ -103,6 +108,36 @@ fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
     }
 }
 
+fn validate_trusted_proxies(t: &TrustedProxiesConfig, p: &str, out: &mut Issues) {
+    for (i, c) in t.cidrs.iter().enumerate() {
+        if crate::forwarding::Cidr::parse(c).is_none() {
+            out.push((
+                format!("{p}.cidrs[{i}]"),
+                format!("`{c}` is not an address block; write e.g. 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7"),
+            ));
+        }
+    }
+}
+
+fn validate_upgrades(upgrades: Option<&[String]>, p: &str, out: &mut Issues) {
+    for (i, u) in upgrades.unwrap_or_default().iter().enumerate() {
+        let token = !u.is_empty()
+            && u.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if u.eq_ignore_ascii_case("h2c") {
+            out.push((
+                format!("{p}[{i}]"),
+                "h2c is never forwarded: its tunnel would carry HTTP/2 requests no route or policy sees".into(),
+            ));
+        } else if !token {
+            out.push((
+                format!("{p}[{i}]"),
+                format!("`{u}` is not a protocol name like websocket"),
+            ));
+        }
+    }
+}
+
 fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (j, r) in routes.iter().enumerate() {
@@ -148,6 +183,7 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         }
         if let Some(h) = &r.http {
             validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
+            validate_upgrades(h.upgrades.as_deref(), &format!("{p}.http.upgrades"), out);
         }
         if let Some(m) = &r.mcp {
             out.extend(m.validate(&format!("{p}.mcp")));
