@@ -387,6 +387,7 @@ impl Gateway {
             name,
             routes,
             limits: l.limits.clone(),
+            paths: l.paths,
         })
     }
 
@@ -570,6 +571,7 @@ fn take_runtime(rt: &mut ListenerRuntime) -> ListenerRuntime {
             name: rt.name.clone(),
             routes: Vec::new(),
             limits: rt.limits.clone(),
+            paths: rt.paths,
         },
     )
 }

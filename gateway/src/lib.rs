@@ -1,7 +1,9 @@
 //! The Switchboard gateway: configuration, listeners, routing, policies, proxying and admin.
 //!
 //! A request flows through named stages, each its own type:
-//! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`router::Route`] (first route whose
+//! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`head::RequestHead`] (the path
+//! normalized and the one authority checked, written back so every later stage sees only
+//! them) → [`router::Route`] (first route whose
 //! [`router::Matcher`] holds) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
 //! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
 //! stripped and upstream credentials set, header changes, timeouts) →
@@ -33,6 +35,7 @@ pub mod control_plane;
 pub mod error;
 pub mod fuzzing;
 pub mod gateway;
+pub mod head;
 pub mod input;
 pub mod listener;
 pub mod metrics;

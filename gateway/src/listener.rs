@@ -39,6 +39,8 @@ pub struct ListenerRuntime {
     pub routes: Vec<Route>,
     /// Limits.
     pub limits: ListenerLimits,
+    /// Path normalization options.
+    pub paths: crate::head::PathsConfig,
 }
 
 /// What the accept loop and connections share with the rest of the gateway.
@@ -422,18 +424,35 @@ struct Conn {
 static NONE: &str = "none";
 
 impl Conn {
-    async fn handle(&self, req: Request<Incoming>) -> Response<ObservedBody> {
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<ObservedBody> {
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
-        let uri = req.uri().clone();
         let origin = req.headers().get(header::ORIGIN).cloned();
 
-        let route = router::find(&rt.routes, &req);
-        let format = route
-            .map(|r| r.error_format(uri.path()))
-            .unwrap_or(ErrorFormat::Plain);
-        let (resp, is_stream) = match self.pipeline(&rt, route, req).await {
+        // The edge stage: from here on the request carries only its normalized path and its
+        // one authority; routing, policies, backends and the upstream all see those.
+        let head = crate::head::normalize(&mut req, &rt.paths);
+        let uri = req.uri().clone();
+        let (route, format) = match &head {
+            Ok(()) => {
+                let route = router::find(&rt.routes, &req);
+                let format = route.map(|r| r.error_format(uri.path()));
+                (route, format)
+            }
+            // A refused head routes nowhere; the route the raw request would reach only
+            // picks the shape of the 400.
+            Err(_) => {
+                let format = router::find(&rt.routes, &req).map(|r| r.error_format(uri.path()));
+                (None, format)
+            }
+        };
+        let format = format.unwrap_or(ErrorFormat::Plain);
+        let result = match head {
+            Ok(()) => self.pipeline(&rt, route, req).await,
+            Err(e) => Err(e.into()),
+        };
+        let (resp, is_stream) = match result {
             Ok(resp) => {
                 let is_stream = is_event_stream(&resp);
                 (resp, is_stream)

@@ -84,6 +84,10 @@ pub struct ListenerConfig {
     /// Limits that protect the listener.
     #[serde(default)]
     pub limits: ListenerLimits,
+    /// How request paths are normalized before routing (every stage and the upstream see
+    /// the normalized path).
+    #[serde(default)]
+    pub paths: crate::head::PathsConfig,
     /// Policies applied to every route of this listener; a route's own keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,

@@ -54,6 +54,7 @@ pub(super) fn validate(config: &Config) -> Issues {
         }
         validate_limits(&l.limits, &format!("{p}.limits"), &mut out);
         out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
+        out.extend(l.paths.validate_routes(&l.routes, &p));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
         }
