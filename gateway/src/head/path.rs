@@ -190,9 +190,12 @@ pub fn join_base(base: &str, prefix: Option<&str>, path_and_query: &str) -> Stri
     };
     let mut out = String::with_capacity(base.len() + rest.len() + 1);
     out.push_str(base);
-    let mut segments = rest.split('/').peekable();
-    // `rest` is empty or starts with `/`: the first piece is empty.
-    segments.next();
+    // `rest` normally is empty or starts with `/`; anything else is taken as segments too.
+    let body = rest.strip_prefix('/').unwrap_or(rest);
+    let mut segments = body.split('/').peekable();
+    if rest.is_empty() {
+        segments.next();
+    }
     let mut kept: Vec<&str> = Vec::new();
     let mut trailing = false;
     while let Some(seg) = segments.next() {
@@ -324,5 +327,6 @@ mod tests {
         assert_eq!(join_base("", Some("/api"), "/api/x"), "/x");
         assert_eq!(join_base("", Some("/api"), "/api"), "/");
         assert_eq!(join_base("/public", Some("/api"), "/apix"), "/public/apix");
+        assert_eq!(join_base("/public", Some("/api"), "*"), "/public/*");
     }
 }
