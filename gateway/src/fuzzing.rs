@@ -277,7 +277,7 @@ fn encode_unreserved(path: &str) -> String {
         } else if c.is_ascii_alphanumeric() || "-._~".contains(c) {
             n += 1;
             let enc = format!("%{:02X}", c as u32);
-            out.push_str(&if n % 2 == 0 {
+            out.push_str(&if n.is_multiple_of(2) {
                 enc.to_ascii_lowercase()
             } else {
                 enc
