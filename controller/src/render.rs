@@ -574,6 +574,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             bind: format!("{}:{port}", opts.listener_host),
             tls: group.tls.clone(),
             limits: Default::default(),
+            paths: Default::default(),
             policies: pol.listener_policies(gw, &group.name, &mut resources),
             routes,
         });

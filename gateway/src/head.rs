@@ -77,6 +77,11 @@ pub enum EscapedSlashes {
 }
 
 impl PathsConfig {
+    /// Whether these are the defaults (left out when a config is written back).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Semantic checks for `validate`: a route's `match.path` or `match.path_prefix` must be
     /// in the form this listener normalizes paths to, or it could never match.
     pub fn validate_routes(

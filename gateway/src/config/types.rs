@@ -86,7 +86,7 @@ pub struct ListenerConfig {
     pub limits: ListenerLimits,
     /// How request paths are normalized before routing (every stage and the upstream see
     /// the normalized path).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::head::PathsConfig::is_default")]
     pub paths: crate::head::PathsConfig,
     /// Policies applied to every route of this listener; a route's own keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
