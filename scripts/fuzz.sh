@@ -8,7 +8,7 @@
 # built from source by libfuzzer-sys). Uses `cargo fuzz` when installed; otherwise it builds the
 # targets with the same sanitizer-coverage flags cargo-fuzz passes and runs the binaries itself.
 # Without nightly it falls back to the stable property tests that check the same invariants
-# (gateway/tests/security_props.rs) with PROPTEST_CASES=RUNS.
+# (gateway/tests/security_props.rs, gateway/tests/edge_props.rs) with PROPTEST_CASES=RUNS.
 #
 # Corpora live in fuzz/corpus/TARGET (seeded from the repository's configs), crashes in
 # fuzz/artifacts/TARGET; both are git-ignored. Exit status is non-zero when any target fails.
@@ -19,7 +19,7 @@ RUNS=${1:-20000}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(config jsonrpc authz_rule jwt sse llm_translation mcp_names)
+  TARGETS=(config jsonrpc authz_rule jwt sse llm_translation mcp_names path_normalize authority)
 fi
 EXTRA=()
 if [ -n "${FUZZ_SECONDS:-}" ]; then
@@ -28,7 +28,7 @@ fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: no nightly toolchain; running the stable property tests instead (PROPTEST_CASES=$RUNS)"
-  PROPTEST_CASES=$RUNS exec cargo nextest run -p switchboard-gateway --test security_props
+  PROPTEST_CASES=$RUNS exec cargo nextest run -p switchboard-gateway --test security_props --test edge_props
 fi
 
 seed() {
@@ -48,6 +48,11 @@ seed() {
       printf '%s' 'eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJzdWIiOiJ4In0.c2ln' > "$dir/token" ;;
     sse)
       printf 'event: message\nid: 1\ndata: {"a":1}\n\n' > "$dir/event" ;;
+    path_normalize)
+      printf '\000/x/../%%61dmin//./%%2e%%2E/a%%2Fb' > "$dir/tricks"
+      printf '\003/a%%2fb//c/..%%5C' > "$dir/keep" ;;
+    authority)
+      printf '\005public.example\nAdmin.Example.:080\nadmin.example' > "$dir/hosts" ;;
   esac
 }
 

@@ -575,6 +575,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
             tls: group.tls.clone(),
             limits: Default::default(),
             trusted_proxies: Default::default(),
+            paths: Default::default(),
             policies: pol.listener_policies(gw, &group.name, &mut resources),
             routes,
         });

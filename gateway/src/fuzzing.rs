@@ -251,3 +251,201 @@ pub fn mcp_names(data: &[u8]) {
     let enc = names::encode_cursor(&cursors);
     assert_eq!(names::decode_cursor(&enc), Some(cursors));
 }
+
+/// Path options chosen by one input byte, so one target covers all four combinations.
+fn paths_config(selector: u8) -> crate::head::PathsConfig {
+    crate::head::PathsConfig {
+        merge_slashes: selector & 1 == 0,
+        escaped_slashes: if selector & 2 == 0 {
+            crate::head::EscapedSlashes::Reject
+        } else {
+            crate::head::EscapedSlashes::Keep
+        },
+    }
+}
+
+/// `path` with every unreserved character outside a percent-triplet percent-encoded (in
+/// alternating hex case): RFC 3986 says it is the same path.
+fn encode_unreserved(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() * 3);
+    let mut chars = path.chars();
+    let mut n = 0usize;
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            out.push(c);
+            out.extend(chars.by_ref().take(2));
+        } else if c.is_ascii_alphanumeric() || "-._~".contains(c) {
+            n += 1;
+            let enc = format!("%{:02X}", c as u32);
+            out.push_str(&if n.is_multiple_of(2) {
+                enc.to_ascii_lowercase()
+            } else {
+                enc
+            });
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `path` has a `.` or `..` segment.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// The request-path normalizer ([`crate::head::path::normalize`], run on every request by
+/// the edge stage) and the backend base-path join. The first byte picks the options, the rest
+/// is the path. Invariants: no panic; a normalized path starts with `/`, has no `.`/`..`
+/// segments, no `\`, no `//` when merging, no `%2F`/`%5C` unless kept, only uppercase
+/// percent-encodings of reserved bytes, and normalizing it again changes nothing; encoding
+/// unreserved characters gives the same answer; joining any path under a base never leaves
+/// the base.
+pub fn path_normalize(data: &[u8]) {
+    use crate::head::path::{join_base, normalize};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(raw) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let cfg = paths_config(selector);
+    let result = normalize(raw, &cfg);
+    if let Ok(out) = &result {
+        let out: &str = out;
+        assert!(out.starts_with('/'), "{raw:?} -> {out:?}");
+        assert!(
+            !has_dot_segment(out),
+            "{raw:?} -> {out:?} has a dot segment"
+        );
+        assert!(!out.contains('\\'), "{raw:?} -> {out:?}");
+        if cfg.merge_slashes {
+            assert!(!out.contains("//"), "{raw:?} -> {out:?}");
+        }
+        let bytes = out.as_bytes();
+        for (i, _) in out.match_indices('%') {
+            let triplet = bytes.get(i + 1..i + 3).unwrap_or_default();
+            assert!(
+                triplet.len() == 2
+                    && triplet
+                        .iter()
+                        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(b)),
+                "{raw:?} -> {out:?}: bad percent-encoding"
+            );
+            let v =
+                u8::from_str_radix(std::str::from_utf8(triplet).unwrap_or("00"), 16).unwrap_or(0);
+            assert!(
+                !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)) && v != 0,
+                "{raw:?} -> {out:?}: %{v:02X} should have been decoded or refused"
+            );
+            if cfg.escaped_slashes == crate::head::EscapedSlashes::Reject {
+                assert!(v != b'/' && v != b'\\', "{raw:?} -> {out:?}");
+            }
+        }
+        let again = normalize(out, &cfg).map(|c| c.into_owned());
+        assert_eq!(again.as_deref(), Ok(out), "not idempotent on {raw:?}");
+    }
+    let encoded = encode_unreserved(raw);
+    assert_eq!(
+        normalize(&encoded, &cfg).map(|c| c.into_owned()),
+        result.clone().map(|c| c.into_owned()),
+        "{raw:?} and {encoded:?} differ"
+    );
+    // The base-path join: with a normalized path, and with the raw one.
+    for base in ["", "/public", "/a/b"] {
+        for prefix in [None, Some("/api"), Some("/")] {
+            for input in [result.as_deref().ok(), Some(raw)].into_iter().flatten() {
+                let joined = join_base(base, prefix, input);
+                let path = joined.split('?').next().unwrap_or("");
+                assert!(
+                    path == base || path.starts_with(&format!("{base}/")),
+                    "{input:?} under {base:?}/{prefix:?} left the base: {joined:?}"
+                );
+                assert!(
+                    !has_dot_segment(path.get(base.len()..).unwrap_or("")),
+                    "{input:?} under {base:?}: {joined:?} keeps a dot segment"
+                );
+            }
+        }
+    }
+}
+
+/// The authority check ([`crate::head::authority`], run on every request): `HostPort::parse`
+/// and `resolve` over a target authority and up to two `Host` values taken from the input
+/// (split on `\n`; the first byte picks the HTTP version and which sources are present).
+/// Invariants: no panic; a parsed authority is canonical (lowercase, no trailing dot, valid
+/// header value) and parses to itself; `resolve` accepts only when every present source
+/// agrees with its answer, refuses two `Host`s, and refuses HTTP/1.1 without `Host`.
+pub fn authority(data: &[u8]) {
+    use crate::head::authority::{HostPort, resolve};
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let mut parts = text.split('\n');
+    let target = parts.next().unwrap_or("");
+    let hosts: Vec<&str> = parts.take(2).collect();
+
+    for raw in std::iter::once(target).chain(hosts.iter().copied()) {
+        if let Ok(h) = HostPort::parse(raw) {
+            let s = h.to_string();
+            assert!(http::HeaderValue::from_str(&s).is_ok(), "{raw:?} -> {s:?}");
+            assert!(!h.host().ends_with('.'), "{raw:?} -> {s:?}");
+            assert_eq!(h.host(), h.host().to_ascii_lowercase(), "{raw:?}");
+            assert_eq!(HostPort::parse(&s).as_ref(), Ok(&h), "{raw:?} -> {s:?}");
+        }
+    }
+
+    let version = match selector % 3 {
+        0 => http::Version::HTTP_10,
+        1 => http::Version::HTTP_11,
+        _ => http::Version::HTTP_2,
+    };
+    let with_target = selector & 4 != 0;
+    let scheme = if selector & 8 != 0 { "https" } else { "http" };
+    let uri: http::Uri = if with_target {
+        match format!("{scheme}://{target}/").parse() {
+            Ok(u) => u,
+            Err(_) => return,
+        }
+    } else {
+        http::Uri::from_static("/")
+    };
+    let mut headers = http::HeaderMap::new();
+    for h in &hosts {
+        if let Ok(v) = http::HeaderValue::from_str(h) {
+            headers.append(http::header::HOST, v);
+        }
+    }
+    let n_hosts = headers.get_all(http::header::HOST).iter().count();
+    if let Ok(found) = resolve(version, &uri, &headers) {
+        {
+            assert!(n_hosts <= 1, "two Hosts accepted");
+            if version == http::Version::HTTP_11 {
+                assert_eq!(n_hosts, 1, "HTTP/1.1 without Host accepted");
+            }
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let same = |a: &HostPort, b: &HostPort| {
+                a.host() == b.host()
+                    && a.port().unwrap_or(default_port) == b.port().unwrap_or(default_port)
+            };
+            let sources = uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .into_iter()
+                .chain(
+                    headers
+                        .get(http::header::HOST)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string),
+                );
+            for s in sources {
+                let parsed = HostPort::parse(&s).expect("an accepted source parses");
+                let found = found.as_ref().expect("a present source gives an authority");
+                assert!(same(&parsed, found), "{s:?} disagrees with {found}");
+            }
+        }
+    }
+}

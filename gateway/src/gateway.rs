@@ -388,6 +388,7 @@ impl Gateway {
             routes,
             limits: l.limits.clone(),
             trusted: crate::forwarding::TrustedProxies::new(&l.trusted_proxies),
+            paths: l.paths,
         })
     }
 
@@ -572,6 +573,7 @@ fn take_runtime(rt: &mut ListenerRuntime) -> ListenerRuntime {
             routes: Vec::new(),
             limits: rt.limits.clone(),
             trusted: rt.trusted.clone(),
+            paths: rt.paths,
         },
     )
 }

@@ -1,10 +1,12 @@
 //! The Switchboard gateway: configuration, listeners, routing, policies, proxying and admin.
 //!
 //! A request flows through named stages, each its own type:
-//! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`router::Route`] (first route whose
-//! [`router::Matcher`] holds) → [`forwarding`] (targets and framings refused, the allowed
-//! upgrade kept, hop-by-hop headers removed, forwarding headers replaced unless from a trusted
-//! proxy) → [`policy::RoutePolicies`] (CORS, authentication in [`auth`]
+//! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`head::RequestHead`] (the path
+//! normalized and the one authority checked, written back so every later stage sees only
+//! them) → [`router::Route`] (first route whose [`router::Matcher`] holds) → [`forwarding`]
+//! (targets and framings refused, the allowed upgrade kept, hop-by-hop headers removed,
+//! forwarding headers replaced unless from a trusted proxy) → [`policy::RoutePolicies`]
+//! (CORS, authentication in [`auth`]
 //! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
 //! stripped and upstream credentials set, header changes, timeouts) →
 //! [`backend::Backend`] (the `http` reverse proxy in [`proxy`], MCP federation from
@@ -36,6 +38,7 @@ pub mod error;
 pub mod forwarding;
 pub mod fuzzing;
 pub mod gateway;
+pub mod head;
 pub mod input;
 pub mod listener;
 pub mod metrics;

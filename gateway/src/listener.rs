@@ -41,6 +41,8 @@ pub struct ListenerRuntime {
     pub limits: ListenerLimits,
     /// Proxies whose forwarding headers are believed (`trusted_proxies`).
     pub trusted: crate::forwarding::TrustedProxies,
+    /// Path normalization options.
+    pub paths: crate::head::PathsConfig,
 }
 
 /// What the accept loop and connections share with the rest of the gateway.
@@ -424,11 +426,10 @@ struct Conn {
 static NONE: &str = "none";
 
 impl Conn {
-    async fn handle(&self, req: Request<Incoming>) -> Response<ObservedBody> {
+    async fn handle(&self, mut req: Request<Incoming>) -> Response<ObservedBody> {
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
-        let uri = req.uri().clone();
         let origin = req.headers().get(header::ORIGIN).cloned();
 
         let client = crate::forwarding::Client::of(
@@ -437,13 +438,31 @@ impl Conn {
             &self.remote_ip,
             req.headers(),
         );
-
-        let route = router::find(&rt.routes, &req);
-        let format = route
-            .map(|r| r.error_format(uri.path()))
-            .unwrap_or(ErrorFormat::Plain);
         let client_ip = client.ip;
-        let (resp, is_stream) = match self.pipeline(&rt, route, req, &client).await {
+
+        // The edge stage: from here on the request carries only its normalized path and its
+        // one authority; routing, policies, backends and the upstream all see those.
+        let head = crate::head::normalize(&mut req, &rt.paths);
+        let uri = req.uri().clone();
+        let (route, format) = match &head {
+            Ok(()) => {
+                let route = router::find(&rt.routes, &req);
+                let format = route.map(|r| r.error_format(uri.path()));
+                (route, format)
+            }
+            // A refused head routes nowhere; the route the raw request would reach only
+            // picks the shape of the 400.
+            Err(_) => {
+                let format = router::find(&rt.routes, &req).map(|r| r.error_format(uri.path()));
+                (None, format)
+            }
+        };
+        let format = format.unwrap_or(ErrorFormat::Plain);
+        let result = match head {
+            Ok(()) => self.pipeline(&rt, route, req, &client).await,
+            Err(e) => Err(e.into()),
+        };
+        let (resp, is_stream) = match result {
             Ok(resp) => {
                 let is_stream = is_event_stream(&resp);
                 (resp, is_stream)

@@ -236,14 +236,13 @@ impl HttpBackend {
         let pq = if self.base_path.is_empty() {
             pq
         } else {
-            let prefix = prefix.unwrap_or("").trim_end_matches('/');
-            let rest = pq.as_str().strip_prefix(prefix).unwrap_or(pq.as_str());
-            let sep = if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') {
-                ""
-            } else {
-                "/"
-            };
-            PathAndQuery::try_from(format!("{}{sep}{rest}", self.base_path)).map_err(bad)?
+            // Never above the base path, whatever the request path holds.
+            PathAndQuery::try_from(crate::head::path::join_base(
+                &self.base_path,
+                prefix,
+                pq.as_str(),
+            ))
+            .map_err(bad)?
         };
         if self.scheme == Scheme::HTTP {
             return Ok(Uri::from(pq));

@@ -114,7 +114,8 @@ impl Matcher {
             _ => PathMatch::Any,
         };
         let host = m.host.as_ref().map(|h| {
-            let h = h.to_ascii_lowercase();
+            // Request hosts arrive canonical (`head`): lowercase, no trailing dot.
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
             match h.strip_prefix('*') {
                 Some(suffix) => HostMatch::Wildcard(suffix.to_string()),
                 None => HostMatch::Exact(h),

@@ -88,6 +88,10 @@ pub struct ListenerConfig {
     /// `Forwarded`, `X-Real-IP`) are believed. Default: none; every client's are replaced.
     #[serde(default, skip_serializing_if = "TrustedProxiesConfig::is_default")]
     pub trusted_proxies: TrustedProxiesConfig,
+    /// How request paths are normalized before routing (every stage and the upstream see
+    /// the normalized path).
+    #[serde(default, skip_serializing_if = "crate::head::PathsConfig::is_default")]
+    pub paths: crate::head::PathsConfig,
     /// Policies applied to every route of this listener; a route's own keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Policies>,

@@ -59,6 +59,7 @@ pub(super) fn validate(config: &Config) -> Issues {
             &mut out,
         );
         out.extend(l.limits.json.validate(&format!("{p}.limits.json")));
+        out.extend(l.paths.validate_routes(&l.routes, &p));
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
         }

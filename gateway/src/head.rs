@@ -1,0 +1,294 @@
+//! The edge stage: each request's head (path and authority) is parsed and normalized once,
+//! before routing, and written back into the request, so routing, policies (CEL
+//! `request.path`), prefix handling, every backend and the upstream all see the same value and
+//! nothing downstream can read the raw one.
+//!
+//! - The path ([`path::normalize`], RFC 3986 §6.2.2): percent-encoded unreserved characters
+//!   are decoded, other percent-encodings uppercased, dot segments removed, repeated slashes
+//!   merged (`listeners[].paths.merge_slashes`). An encoded `/` or `\` is refused unless
+//!   `listeners[].paths.escaped_slashes: keep`; a NUL, a raw `\`, a broken percent-encoding or
+//!   a `..` above the root is always refused. The query is kept exactly as sent.
+//! - The authority ([`authority::resolve`]): one value from the absolute-form target (or
+//!   HTTP/2 `:authority`) and the `Host` header, which must agree; host lowercased, a trailing
+//!   dot removed, the port checked. HTTP/1.1 needs exactly one `Host`.
+//!
+//! A refused head is a 400 ([`HeadError`]). Backend base paths are joined with
+//! [`path::join_base`], which cannot leave the base.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod authority;
+pub mod path;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Uri};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use authority::{AuthorityError, HostPort};
+pub use path::PathError;
+
+/// `listeners[].paths` — how request paths are normalized before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Merge repeated slashes (`//a///b` is `/a/b`), as nginx's `merge_slashes` does.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub merge_slashes: bool,
+    /// What to do with an encoded slash or backslash (`%2F`, `%5C`) in the path: `reject`
+    /// (default) answers 400; `keep` leaves it encoded inside its segment (never decoded, so
+    /// it never splits a segment or forms a `..`).
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        Self {
+            merge_slashes: true,
+            escaped_slashes: EscapedSlashes::Reject,
+        }
+    }
+}
+
+/// `listeners[].paths.escaped_slashes`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// Answer 400.
+    #[default]
+    Reject,
+    /// Keep them encoded (uppercased) as part of their segment.
+    Keep,
+}
+
+impl PathsConfig {
+    /// Whether these are the defaults (left out when a config is written back).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Semantic checks for `validate`: a route's `match.path` or `match.path_prefix` must be
+    /// in the form this listener normalizes paths to, or it could never match.
+    pub fn validate_routes(
+        &self,
+        routes: &[crate::config::RouteConfig],
+        listener_path: &str,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (j, r) in routes.iter().enumerate() {
+            for (key, v) in [
+                ("path_prefix", &r.matcher.path_prefix),
+                ("path", &r.matcher.path),
+            ] {
+                let Some(v) = v else { continue };
+                // Not starting with `/` is reported by the match rules.
+                if !v.starts_with('/') || v.contains('?') {
+                    continue;
+                }
+                match path::normalize(v, self) {
+                    Ok(n) if n == v.as_str() => {}
+                    Ok(n) => out.push((
+                        format!("{listener_path}.routes[{j}].match.{key}"),
+                        format!(
+                            "`{v}` can never match: request paths are normalized first (it would be `{n}`)"
+                        ),
+                    )),
+                    Err(e) => out.push((
+                        format!("{listener_path}.routes[{j}].match.{key}"),
+                        format!("`{v}` can never match: {e}"),
+                    )),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Why a request head was refused (each is a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// The path cannot be normalized.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// The authority is missing, duplicated, malformed or inconsistent.
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
+}
+
+impl HeadError {
+    /// The fixed message for the client (no request data echoed).
+    pub fn message(&self) -> &'static str {
+        match self {
+            HeadError::Path(e) => e.message(),
+            HeadError::Authority(e) => e.message(),
+        }
+    }
+}
+
+impl From<HeadError> for crate::error::ProxyError {
+    fn from(e: HeadError) -> Self {
+        crate::error::ProxyError::BadRequest(e.message())
+    }
+}
+
+/// A request's head after the edge checks: the normalized path with the query as sent, and
+/// the one authority of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// Normalized path and the raw query, origin-form.
+    pub path_and_query: PathAndQuery,
+    /// The request's host and port, when it names one (HTTP/1.0 may not).
+    pub authority: Option<HostPort>,
+}
+
+impl RequestHead {
+    /// Parses and checks the head of `req`. `Ok(None)` for the targets that are not a path
+    /// (`CONNECT host:port`, `OPTIONS *`): they are left as sent for the protocol checks that
+    /// refuse them.
+    pub fn parse<B>(req: &Request<B>, paths: &PathsConfig) -> Result<Option<Self>, HeadError> {
+        let uri = req.uri();
+        if req.method() == Method::CONNECT || uri.path() == "*" {
+            return Ok(None);
+        }
+        let authority = authority::resolve(req.version(), uri, req.headers())?;
+        let raw = uri.path();
+        let path = path::normalize(raw, paths)?;
+        let path_and_query = match (&path, uri.path_and_query()) {
+            // Already normal: reuse the parsed value (no allocation on the common path).
+            (std::borrow::Cow::Borrowed(_), Some(pq)) => pq.clone(),
+            _ => {
+                let s = match uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.into_owned(),
+                };
+                PathAndQuery::try_from(s).map_err(|_| PathError::InvalidEncoding)?
+            }
+        };
+        Ok(Some(RequestHead {
+            path_and_query,
+            authority,
+        }))
+    }
+
+    /// Writes the head into `req`: an origin-form URI with the normalized path, and `Host` set
+    /// to the canonical authority (removed when there is none). After this the raw target and
+    /// `Host` are gone.
+    pub fn apply<B>(self, req: &mut Request<B>) {
+        let uri = req.uri();
+        if uri.scheme().is_some()
+            || uri.authority().is_some()
+            || uri.path_and_query() != Some(&self.path_and_query)
+        {
+            *req.uri_mut() = Uri::from(self.path_and_query);
+        }
+        let headers = req.headers_mut();
+        match &self.authority {
+            Some(a) => {
+                let canonical = a.to_string();
+                let same = headers
+                    .get(header::HOST)
+                    .is_some_and(|h| h.as_bytes() == canonical.as_bytes());
+                if !same && let Ok(v) = HeaderValue::try_from(canonical) {
+                    headers.insert(header::HOST, v);
+                }
+            }
+            None => {
+                headers.remove(header::HOST);
+            }
+        }
+    }
+}
+
+/// Normalizes `req` in place ([`RequestHead::parse`] then [`RequestHead::apply`]).
+pub fn normalize<B>(req: &mut Request<B>, paths: &PathsConfig) -> Result<(), HeadError> {
+    if let Some(head) = RequestHead::parse(req, paths)? {
+        head.apply(req);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: http::Version, uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            b = b.header("host", *h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn applies_one_path_and_one_host() {
+        let mut r = req(
+            http::Version::HTTP_11,
+            "http://Public.Example./%61dmin/./x/../y?q=/../%2f",
+            &["public.example"],
+        );
+        normalize(&mut r, &PathsConfig::default()).unwrap();
+        assert_eq!(r.uri().to_string(), "/admin/y?q=/../%2f");
+        assert_eq!(r.headers()["host"], "public.example");
+    }
+
+    #[test]
+    fn unchanged_requests_keep_their_values() {
+        let mut r = req(http::Version::HTTP_11, "/a/b?x", &["h:8080"]);
+        normalize(&mut r, &PathsConfig::default()).unwrap();
+        assert_eq!(r.uri().to_string(), "/a/b?x");
+        assert_eq!(r.headers()["host"], "h:8080");
+    }
+
+    #[test]
+    fn connect_and_asterisk_are_left_alone() {
+        let mut r = Request::builder()
+            .method("OPTIONS")
+            .uri("*")
+            .body(())
+            .unwrap();
+        assert_eq!(RequestHead::parse(&r, &PathsConfig::default()), Ok(None));
+        normalize(&mut r, &PathsConfig::default()).unwrap();
+        assert_eq!(r.uri().path(), "*");
+    }
+
+    #[test]
+    fn route_paths_must_be_normal() {
+        let routes: Vec<crate::config::RouteConfig> = yaml_serde::from_str(
+            "[{name: a, match: {path_prefix: /a/../b}, http: {url: 'http://x'}},
+              {name: b, match: {path: '//x'}, http: {url: 'http://x'}},
+              {name: c, match: {path_prefix: '/c%2fd'}, http: {url: 'http://x'}},
+              {name: d, match: {path_prefix: /ok/}, http: {url: 'http://x'}}]",
+        )
+        .unwrap();
+        let issues = PathsConfig::default().validate_routes(&routes, "listeners[0]");
+        let keys: Vec<&str> = issues.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listeners[0].routes[0].match.path_prefix",
+                "listeners[0].routes[1].match.path",
+                "listeners[0].routes[2].match.path_prefix"
+            ]
+        );
+        let keep = PathsConfig {
+            merge_slashes: false,
+            escaped_slashes: EscapedSlashes::Keep,
+        };
+        assert_eq!(keep.validate_routes(&routes, "l").len(), 2);
+    }
+}
