@@ -469,8 +469,10 @@ impl Authenticator {
                 };
             }
             (Some(Err(())), _) => return Err(Refusal::Invalid),
-            (Some(Ok(token)), _) if jwt::looks_like_jwt(token) && self.inner.jwt.is_some() => {
-                let verifier = self.inner.jwt.as_ref().expect("checked above");
+            (Some(Ok(token)), _)
+                if let Some(verifier) = self.inner.jwt.as_ref()
+                    && jwt::looks_like_jwt(token) =>
+            {
                 verifier.verify(token).await.map_err(|e| {
                     tracing::debug!(reason = %e, "bearer token refused");
                     Refusal::Invalid

@@ -166,6 +166,10 @@ pub fn load_str(
 }
 
 /// The JSON Schema of the configuration file, derived from the types.
+#[allow(
+    clippy::expect_used,
+    reason = "a derived schema is plain data; serializing it cannot fail"
+)]
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Config);
     serde_json::to_value(schema).expect("a derived schema always serializes")

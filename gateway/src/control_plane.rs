@@ -46,6 +46,10 @@ struct Version {
 /// Spawns the follower; it runs until the gateway shuts down.
 pub fn spawn(gw: Gateway, cp: ControlPlane) {
     let shutdown = gw.shutdown_token();
+    #[allow(
+        clippy::expect_used,
+        reason = "an HTTP client without TLS settings always builds; start-up, not request path"
+    )]
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -103,7 +107,7 @@ async fn follow(
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = &line[..line.len() - 1];
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

@@ -130,9 +130,13 @@ impl Gateway {
             message: format!("HTTP client: {e}"),
         })?;
         let llm = switchboard_llm::LlmDeps {
-            client: switchboard_llm::ProviderClients::new(|| {
-                provider_client().expect("checked when the gateway started")
-            }),
+            client: switchboard_llm::ProviderClients::new(
+                #[allow(
+                    clippy::expect_used,
+                    reason = "the same builder succeeded just above; it depends on no input"
+                )]
+                || provider_client().expect("checked when the gateway started"),
+            ),
             metrics: metrics.with_registry(switchboard_llm::Metrics::new),
         };
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)

@@ -26,6 +26,18 @@
 //! 9728 documents for MCP clients) and [`input`] (JSON depth, JSON-RPC batch and size bounds
 //! for the backends that parse bodies).
 
+// Nothing on the request path may panic on network data: unwraps, expects, indexing and
+// panics are refused outside tests; each remaining exception carries its reason.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod a2a;
 pub mod admin;
 pub mod auth;
@@ -36,6 +48,13 @@ pub mod config;
 pub mod control_plane;
 pub mod error;
 pub mod forwarding;
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "fuzz and property harness, not the request path: a panic is how it reports a finding"
+)]
 pub mod fuzzing;
 pub mod gateway;
 pub mod head;

@@ -182,7 +182,7 @@ impl Acceptor {
                 runtime: self.runtime.clone(),
                 remote,
                 remote_ip: HeaderValue::try_from(remote.ip().to_string())
-                    .expect("an IP address is a valid header value"),
+                    .unwrap_or(HeaderValue::from_static("unknown")),
                 scheme: if self.tls.load().is_some() {
                     "https"
                 } else {

@@ -134,7 +134,7 @@ impl Metrics {
             "Configuration reloads by result",
             m.config_reloads.clone(),
         );
-        *m.registry.lock().expect("fresh mutex") = registry;
+        *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }
 
@@ -148,8 +148,11 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        prometheus_client::encoding::text::encode(&mut out, &guard)
-            .expect("writing to a String cannot fail");
+        // Writing to a String cannot fail; a family that could not encode would only be
+        // missing from the page.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &guard) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
         out
     }
 }

@@ -129,18 +129,26 @@ impl ResourceMetadata {
 
     /// The metadata document.
     pub fn document(&self, origin: Option<&str>, prefix: Option<&str>) -> serde_json::Value {
-        let mut doc = serde_json::json!({
-            "resource": self.resource(origin, prefix),
-            "authorization_servers": self.authorization_servers,
-            "bearer_methods_supported": ["header"],
-        });
+        let mut doc = serde_json::Map::new();
+        doc.insert("resource".into(), self.resource(origin, prefix).into());
+        doc.insert(
+            "authorization_servers".into(),
+            serde_json::json!(self.authorization_servers),
+        );
+        doc.insert(
+            "bearer_methods_supported".into(),
+            serde_json::json!(["header"]),
+        );
         if !self.scopes_supported.is_empty() {
-            doc["scopes_supported"] = serde_json::json!(self.scopes_supported);
+            doc.insert(
+                "scopes_supported".into(),
+                serde_json::json!(self.scopes_supported),
+            );
         }
         if let Some(n) = &self.resource_name {
-            doc["resource_name"] = serde_json::json!(n);
+            doc.insert("resource_name".into(), serde_json::json!(n));
         }
-        doc
+        serde_json::Value::Object(doc)
     }
 }
 

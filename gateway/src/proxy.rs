@@ -151,6 +151,10 @@ impl HttpClient {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "ring supports rustls' default protocol versions; a constant fact, not input"
+)]
 fn build_client(connect_timeout: Duration) -> Client1 {
     let mut http = HttpConnector::new();
     http.enforce_http(false);

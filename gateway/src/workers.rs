@@ -106,6 +106,10 @@ impl Workers {
 
     /// The least loaded thread, for a new connection. The returned guard counts the
     /// connection until dropped.
+    #[allow(
+        clippy::expect_used,
+        reason = "Workers::new starts at least one thread and the list never shrinks"
+    )]
     pub(crate) fn pick(&self) -> (&Handle, Placed) {
         let w = self
             .inner

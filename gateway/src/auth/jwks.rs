@@ -152,6 +152,10 @@ impl Drop for Shared {
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "a client with a timeout and redirect policy only fails without a TLS backend, which is compiled in"
+)]
 fn http_client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {

@@ -152,15 +152,17 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
             ));
         }
         validate_match(&r.matcher, &format!("{p}.match"), out);
-        if let Some(k) = routes[..j]
+        if let Some((k, earlier)) = routes
             .iter()
-            .position(|earlier| covers(&earlier.matcher, &r.matcher))
+            .take(j)
+            .enumerate()
+            .find(|(_, earlier)| covers(&earlier.matcher, &r.matcher))
         {
             out.push((
                 format!("{p}.match"),
                 format!(
                     "this route can never match: routes[{k}] (`{}`) comes first and matches every request it would",
-                    routes[k].name
+                    earlier.name
                 ),
             ));
         }
@@ -168,14 +170,14 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
             validate_policies(pol, &format!("{p}.policies"), out);
         }
         let backends = backend_kinds(r);
-        match backends.len() {
-            0 => out.push((
+        match backends.as_slice() {
+            [] => out.push((
                 p.clone(),
                 "route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`".into(),
             )),
-            1 => {}
-            _ => out.push((
-                format!("{p}.{}", backends[1]),
+            [_] => {}
+            [_, second, ..] => out.push((
+                format!("{p}.{second}"),
                 format!(
                     "a route has exactly one backend, but this one sets {}",
                     backends.join(" and ")
@@ -215,7 +217,7 @@ fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
     }
     for (i, u) in a.upstreams.iter().enumerate() {
         validate_upstream_url(u, &format!("{p}.upstreams[{i}]"), out);
-        if a.upstreams[..i].contains(u) {
+        if a.upstreams.iter().take(i).any(|earlier| earlier == u) {
             out.push((
                 format!("{p}.upstreams[{i}]"),
                 format!("`{u}` is listed twice"),
