@@ -190,6 +190,7 @@ impl Acceptor {
                 },
                 deps: self.deps.clone(),
                 overloaded,
+                requests: std::sync::atomic::AtomicU64::new(0),
             };
             let tls = self.tls.load_full();
             match &self.deps.workers {
@@ -272,6 +273,8 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size((limits.max_header_bytes * 2).min(u32::MAX as usize) as u32);
     let conn = Arc::new(conn);
+    let watched = conn.clone();
+    let opened = Instant::now();
     let svc = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(req).await) }
@@ -302,6 +305,14 @@ where
             }
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {
+                if watched.requests.load(Ordering::Relaxed) == 0
+                    && opened.elapsed() >= limits.header_read_timeout
+                {
+                    tracing::debug!(remote = %watched.remote, "no request head within the header timeout; closed");
+                    // No graceful GOAWAY for a client that never finished a head: dropping
+                    // the connection closes the socket at once.
+                    return;
+                }
                 if activity.idle_for() >= limits.idle_timeout {
                     tracing::debug!(idle = ?limits.idle_timeout, "idle connection closed");
                     break;
@@ -421,12 +432,17 @@ struct Conn {
     scheme: &'static str,
     deps: ListenerDeps,
     overloaded: bool,
+    /// Requests whose head arrived on this connection. hyper bounds the time to send a head
+    /// on HTTP/1.1 only; the watchdog uses this to close an HTTP/2 (or any) connection that
+    /// trickles bytes without ever completing a request head (slowloris).
+    requests: std::sync::atomic::AtomicU64,
 }
 
 static NONE: &str = "none";
 
 impl Conn {
     async fn handle(&self, mut req: Request<Incoming>) -> Response<ObservedBody> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use adversarial_support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -970,4 +970,52 @@ listeners:
     .expect("two access lines");
     assert_eq!(clients["edge"], "127.0.0.1");
     assert_eq!(clients["behind-lb"], "198.51.100.7");
+}
+
+#[tokio::test]
+async fn h2_slowloris_is_closed_after_the_header_timeout() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let yaml = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {header_read_timeout: 500ms, idle_timeout: 30s}
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+"#;
+    let gw = gateway_for(yaml, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    let mut s = TcpStream::connect(gw_addr).await.unwrap();
+    // The preface, then a HEADERS frame one byte every 100 ms: bytes keep flowing, so the idle
+    // timeout never fires, and hyper bounds the time to a head on HTTP/1.1 only.
+    s.write_all(H2_PREFACE).await.unwrap();
+    // A head longer than what is sent, so it never completes.
+    let pad = "p".repeat(200);
+    let headers = frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_block(false, "/slow", &[("x-pad", pad.as_str())]),
+    );
+    let mut closed = false;
+    for b in headers.iter().take(80) {
+        if s.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 4096];
+        // Frames the gateway sent (SETTINGS) are read and dropped; EOF or a reset is the close.
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a trickling HTTP/2 client kept its connection for 8 s"
+    );
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+    still_serves_h2(gw_addr, &up, "/after-slowloris").await;
 }
