@@ -400,7 +400,9 @@ impl A2aBackend {
             Ok(card) if card.is_object() => Ok(Some(card)),
             _ => {
                 tracing::warn!(route = %self.route, upstream = %up.url, "A2A agent card is not a JSON object");
-                Err(ProxyError::Upstream("agent card is not a JSON object".into()))
+                Err(ProxyError::Upstream(
+                    "agent card is not a JSON object".into(),
+                ))
             }
         }
     }
@@ -441,9 +443,12 @@ impl A2aBackend {
         let (parts, body) = req.into_parts();
         // Already read and bounded by the backend stage (`backend::read_json`); this is a no-copy
         // collect of that one buffer.
-        let body = match Limited::new(body, usize::try_from(cx.max_body_bytes).unwrap_or(usize::MAX))
-            .collect()
-            .await
+        let body = match Limited::new(
+            body,
+            usize::try_from(cx.max_body_bytes).unwrap_or(usize::MAX),
+        )
+        .collect()
+        .await
         {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {

@@ -121,10 +121,7 @@ impl Backend {
                     tool_access: who
                         .checker(|c, tool| c.allows_tool(tool))
                         .map(switchboard_mcp::ToolAccess),
-                    max_batch: req
-                        .extensions()
-                        .get::<JsonLimits>()
-                        .map(|l| l.max_batch),
+                    max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
                 };
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {

@@ -76,7 +76,10 @@ pub fn json_body(data: &[u8], limits: &JsonLimits, chunk: usize, kind: BodyKind)
         Ok(body) => {
             assert!(body.len() <= limit, "a body over the limit was returned");
             assert_eq!(&body[..], data, "the body returned is not the body sent");
-            assert!(unlimited.depth <= limits.max_depth, "too deep, yet accepted");
+            assert!(
+                unlimited.depth <= limits.max_depth,
+                "too deep, yet accepted"
+            );
         }
         Err(InputError::TooLarge { .. }) => assert!(data.len() > limit),
         Err(InputError::TooDeep { .. }) => assert!(unlimited.depth > limits.max_depth),
@@ -101,9 +104,13 @@ pub fn json_body(data: &[u8], limits: &JsonLimits, chunk: usize, kind: BodyKind)
     if let serde_json::Value::Array(a) = &value {
         assert_eq!(unlimited.top_len, a.len(), "scanner batch length disagrees");
     }
-    let batch_ok = kind == BodyKind::Json || value.as_array().is_none_or(|a| a.len() <= limits.max_batch);
+    let batch_ok =
+        kind == BodyKind::Json || value.as_array().is_none_or(|a| a.len() <= limits.max_batch);
     if data.len() <= limit && unlimited.depth <= limits.max_depth && batch_ok {
-        assert!(result.is_ok(), "valid JSON within the limits refused: {result:?}");
+        assert!(
+            result.is_ok(),
+            "valid JSON within the limits refused: {result:?}"
+        );
     }
 }
 

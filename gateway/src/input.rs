@@ -426,7 +426,8 @@ mod tests {
     #[test]
     fn batch_length_is_checked_on_json_rpc_bodies_only() {
         let l = lim(8, 2, 1000);
-        let two = br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, {"jsonrpc":"2.0","id":2,"method":"b"}]"#;
+        let two =
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, {"jsonrpc":"2.0","id":2,"method":"b"}]"#;
         assert!(read(&[two], &l, BodyKind::JsonRpc).is_ok());
         let three = br#"[{"id":1},{"id":2},"x"]"#;
         assert_eq!(

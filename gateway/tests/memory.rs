@@ -119,7 +119,12 @@ listeners:
     let mut cases: Vec<(&str, Vec<u8>, bool, u16)> = Vec::new();
     for i in 0..CONCURRENT / 6 {
         // Near the limit: served (the LLM and A2A ones reach their upstreams).
-        cases.push(("/v1/chat/completions", chat(near - 64, i % 2 == 0), false, 200));
+        cases.push((
+            "/v1/chat/completions",
+            chat(near - 64, i % 2 == 0),
+            false,
+            200,
+        ));
         cases.push(("/mcp", jsonrpc(near - 256, "tools/call"), false, 0));
         cases.push(("/agent", jsonrpc(near - 256, "message/send"), false, 200));
         // Over it, declared or streamed without a length: 413 without reading it all.
