@@ -519,7 +519,9 @@ impl A2aBackend {
         let query = parts.uri.query();
         let mut last: Option<Response<Body>> = None;
         for (n, &i) in plan.order.iter().enumerate() {
-            let up = &self.upstreams[i];
+            let Some(up) = self.upstreams.get(i) else {
+                continue;
+            };
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
             let upstream_req =
@@ -645,13 +647,28 @@ impl A2aBackend {
             ));
         };
         loop {
-            let up = &self.upstreams[i];
+            let Some(up) = self.upstreams.get(i) else {
+                ex.outcome = "refused";
+                return Ok(rpc_error(
+                    StatusCode::OK,
+                    id,
+                    -32602,
+                    "invalid pageToken",
+                    "invalid_params",
+                ));
+            };
             ex.replica = up.url.clone();
-            // `msg` is an object: it has a method.
-            if !msg.get("params").is_some_and(Value::is_object) {
-                msg["params"] = serde_json::json!({});
-            }
-            if let Some(params) = msg["params"].as_object_mut() {
+            // `msg` is an object (it has a method); its params become one if they are not.
+            let params = msg.as_object_mut().map(|m| {
+                let p = m
+                    .entry("params")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !p.is_object() {
+                    *p = Value::Object(Default::default());
+                }
+                p
+            });
+            if let Some(params) = params.and_then(Value::as_object_mut) {
                 if inner.is_empty() {
                     params.remove("pageToken");
                 } else {
@@ -700,7 +717,10 @@ impl A2aBackend {
                     return Ok(Response::from_parts(rparts, Body::from(bytes)));
                 }
             };
-            let result = answer.get_mut("result").expect("checked above");
+            let Some(result) = answer.get_mut("result") else {
+                ex.outcome = "error";
+                return Ok(Response::from_parts(rparts, Body::from(bytes)));
+            };
             let mut seen = Vec::new();
             rpc::observe(result, &mut seen);
             let mut learner = Learner {
@@ -1023,14 +1043,11 @@ impl Exchange {
         if let Some(result) = v.get("result") {
             rpc::observe(result, seen);
         }
-        for s in &seen[before..] {
+        let new = seen.get(before..).unwrap_or_default();
+        for s in new {
             self.saw(s);
         }
-        let state = seen[before..]
-            .iter()
-            .rev()
-            .find_map(|s| s.state)
-            .unwrap_or("none");
+        let state = new.iter().rev().find_map(|s| s.state).unwrap_or("none");
         self.metrics
             .stream_events
             .get_or_create(&A2aStateLabels {

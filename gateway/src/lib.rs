@@ -22,6 +22,17 @@
 //! 9728 documents for MCP clients) and [`input`] (JSON depth, JSON-RPC batch and size bounds
 //! for the backends that parse bodies).
 
+// A2A handles agent replies and client bodies: no panics on network data, by construction (the
+// lints go crate-wide later). An exception is an `#[allow]` with the invariant that makes it safe.
+#[cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 pub mod a2a;
 pub mod admin;
 pub mod auth;

@@ -169,6 +169,16 @@ struct Model {
     source: (ModelConfig, RetryConfig, LlmTimeouts, OutlierConfig),
 }
 
+impl Model {
+    /// The member at the index the pool chose.
+    // Invariant: `pool` is built from `members` (one pool entry per member, same order) and
+    // only hands out indices below its length.
+    #[allow(clippy::indexing_slicing)]
+    fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     models: HashMap<String, Model>,
@@ -432,7 +442,7 @@ impl LlmBackend {
         let outcome = model
             .pool
             .execute(|i| {
-                let member = &model.members[i];
+                let member = model.member(i);
                 let body = native_body(&input, member);
                 let beta = beta
                     .clone()
@@ -484,7 +494,7 @@ impl LlmBackend {
                 return Err(e);
             }
         };
-        let member = &model.members[i];
+        let member = model.member(i);
         done.labels.gen_ai_provider_name = member.name.to_string();
         done.labels.gen_ai_response_model = member.model.to_string();
         done.price = self.shared.prices.get(&*member.model).cloned();
@@ -562,7 +572,7 @@ impl LlmBackend {
         let outcome = model
             .pool
             .execute(|i| {
-                let member = &model.members[i];
+                let member = model.member(i);
                 v.insert("model".into(), Value::String(member.model.to_string()));
                 let body = serde_json::to_vec(&v).map(Bytes::from);
                 async move {
@@ -594,7 +604,7 @@ impl LlmBackend {
             Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
             Outcome::Unavailable(e) => return Err(e),
         };
-        let member = &model.members[i];
+        let member = model.member(i);
         let op_name = if op == Operation::Embeddings {
             "embeddings"
         } else {

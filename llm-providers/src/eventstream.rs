@@ -183,7 +183,7 @@ pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
     let mut m = BytesMut::with_capacity(total);
     m.put_u32(total as u32);
     m.put_u32(h.len() as u32);
-    let crc = crc32fast::hash(&m[..8]);
+    let crc = crc32fast::hash(m.get(..8).unwrap_or_default());
     m.put_u32(crc);
     m.put_slice(&h);
     m.put_slice(payload);

@@ -24,6 +24,18 @@
 //!   passes the limiter in [`RequestContext`] so the backend can charge tokens;
 //! * per request: `backend.handle(req, &ctx).await` with the full original path.
 
+// Everything here handles provider replies and client bodies: no panics on network data, by
+// construction. An exception is an `#[allow]` with the invariant that makes it safe.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod backend;
 pub mod config;
 pub mod error;

@@ -218,8 +218,9 @@ impl StreamTranslator {
                         None => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
                     },
                     Err(e) => match serde_json::from_str::<Value>(&ev.data) {
-                        Ok(v) if v.get("error").is_some() => {
-                            let (kind, message) = error_parts(&v["error"]);
+                        Ok(Value::Object(mut v)) if v.contains_key("error") => {
+                            let err = v.remove("error").unwrap_or_default();
+                            let (kind, message) = error_parts(&err);
                             self.on_oitem(OItem::Error(kind, message), None, out);
                         }
                         _ => tracing::debug!(error = %e, "skipping unparsable chunk"),
