@@ -588,3 +588,53 @@ listeners:
     let v: Value = r.json().await.unwrap();
     assert!(v.get("result").is_some(), "{v}");
 }
+
+/// A hostile agent's answers (no Python needed: the example upstream plays the agent): an
+/// answer that is not JSON, and one over `a2a.max_response_bytes`, become JSON-RPC errors
+/// carrying the request's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_json_and_oversized_agent_answers_are_json_rpc_errors() {
+    let up = common::upstream().await;
+    let gw = gateway(&format!(
+        r#"
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    routes:
+      - name: html
+        match: {{path_prefix: /html}}
+        a2a: {{url: "http://{up}/"}}
+      - name: big
+        match: {{path_prefix: /big}}
+        a2a: {{url: "http://{up}/stream", max_response_bytes: 1000}}
+"#
+    ))
+    .await;
+    let base = common::base(&gw, "public").await;
+    let client = common::client();
+    let call = |path: &str, text: &str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"jsonrpc": "2.0", "id": 42, "method": "message/send", "params": {
+                    "message": {"role": "user", "parts": [{"kind": "text", "text": text}], "messageId": "m"}}})
+                .to_string(),
+            )
+            .send()
+    };
+    // The upstream's `/` answers a POST with a non-JSON 405.
+    let r = call("/html", "hi").await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], 42, "{v}");
+    assert_eq!(v["error"]["data"]["type"], "bad_gateway", "{v}");
+    // `/stream` echoes the request: 2000 bytes of answer against a 1000-byte cap.
+    let r = call("/big", &"x".repeat(2000)).await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], 42, "{v}");
+    // Small answers still pass.
+    let r = call("/big", "x").await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -589,6 +589,19 @@ mod tests {
     }
 
     #[test]
+    fn reply_caps_default_and_must_be_positive() {
+        let c = parse(base());
+        assert_eq!(c.max_response_bytes, 32 << 20);
+        assert_eq!(c.max_event_bytes, 4 << 20);
+        let mut v = base();
+        v["max_response_bytes"] = 0.into();
+        v["max_event_bytes"] = 0.into();
+        let issues = parse(v).validate("llm");
+        assert!(issues.contains(&("llm.max_response_bytes".into(), "must be at least 1".into())));
+        assert!(issues.contains(&("llm.max_event_bytes".into(), "must be at least 1".into())));
+    }
+
+    #[test]
     fn durations_are_strings() {
         let mut v = base();
         v["timeouts"] = serde_json::json!({"attempt": "250ms", "deadline": "30s"});
