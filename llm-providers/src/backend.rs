@@ -307,6 +307,8 @@ impl LlmBackend {
     }
 
     /// Serves one request. Never fails: errors become responses in the caller's API format.
+    /// The body is expected in memory already, bounded by the caller (the gateway reads it
+    /// against `listeners[].limits.json`); it is taken as it is, without a copy.
     pub async fn handle(
         &self,
         req: http::Request<Body>,
