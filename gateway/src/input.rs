@@ -298,6 +298,7 @@ impl BoundedJson {
             return Err(InputError::TooLarge { limit: self.limit });
         }
         self.scanner.feed(&chunk)?;
+        self.check_batch()?;
         if self.first.is_none() && self.buf.is_empty() {
             self.first = Some(chunk);
             return Ok(());
@@ -313,14 +314,20 @@ impl BoundedJson {
         Ok(())
     }
 
-    /// The whole body, after the checks that need all of it (batch length).
-    pub fn finish(self) -> Result<Bytes, InputError> {
+    /// A JSON-RPC batch is refused as soon as it has one entry too many.
+    fn check_batch(&self) -> Result<(), InputError> {
         let shape = self.scanner.shape();
         if self.kind == BodyKind::JsonRpc && shape.top_array && shape.top_len > self.max_batch {
             return Err(InputError::BatchTooLarge {
                 limit: self.max_batch,
             });
         }
+        Ok(())
+    }
+
+    /// The whole body.
+    pub fn finish(self) -> Result<Bytes, InputError> {
+        self.check_batch()?;
         Ok(match self.first {
             Some(first) => first,
             None => self.buf.freeze(),

@@ -347,14 +347,20 @@ impl LlmBackend {
             }
         };
         let result = match front {
+            // Once parsed, the raw body is dropped: it is not held through the provider call.
             Front::ChatCompletions => match serde_json::from_slice(&body) {
-                Ok(r) => self.chat(ChatInput::OpenAi(r), body.len(), None, ctx).await,
+                Ok(r) => {
+                    let len = body.len();
+                    drop(body);
+                    self.chat(ChatInput::OpenAi(r), len, None, ctx).await
+                }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
             Front::Messages => match serde_json::from_slice(&body) {
                 Ok(r) => {
-                    self.chat(ChatInput::Anthropic(r), body.len(), beta, ctx)
-                        .await
+                    let len = body.len();
+                    drop(body);
+                    self.chat(ChatInput::Anthropic(r), len, beta, ctx).await
                 }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
@@ -561,6 +567,7 @@ impl LlmBackend {
     ) -> Result<http::Response<Body>> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+        drop(body);
         let name = v
             .get("model")
             .and_then(Value::as_str)
