@@ -412,7 +412,7 @@ impl LlmBackend {
 
     async fn chat(
         &self,
-        input: ChatInput,
+        mut input: ChatInput,
         body_len: usize,
         beta: Option<HeaderValue>,
         ctx: &RequestContext,
@@ -451,7 +451,7 @@ impl LlmBackend {
             .pool
             .execute(|i| {
                 let member = model.member(i);
-                let body = native_body(&input, member);
+                let body = native_body(&mut input, member);
                 let beta = beta
                     .clone()
                     .filter(|_| member.kind == ProviderKind::Anthropic);
@@ -675,11 +675,14 @@ impl LlmBackend {
 }
 
 /// The request body in the member's native format.
-fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
+///
+/// A request already in the member's format is changed in place (its model name) rather than
+/// copied: the caller's model name has been looked up by then, and what is set is the same for
+/// every attempt at a member of this format.
+fn native_body(input: &mut ChatInput, member: &Member) -> Result<Bytes> {
     let model = &*member.model;
     let v = match (input, member.provider.native()) {
         (ChatInput::OpenAi(r), UpstreamFormat::OpenAi) => {
-            let mut r = r.clone();
             r.model = model.to_string();
             if r.stream == Some(true) {
                 // Always ask for usage; the translator hides it if the caller did not.
@@ -687,7 +690,7 @@ fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
                     .get_or_insert_with(Default::default)
                     .include_usage = Some(true);
             }
-            serde_json::to_vec(&r)?
+            serde_json::to_vec(&*r)?
         }
         (ChatInput::OpenAi(r), UpstreamFormat::Anthropic) => {
             serde_json::to_vec(&translate::anthropic::chat_to_messages(r, model))?
@@ -699,9 +702,8 @@ fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
             serde_json::to_vec(&translate::bedrock::chat_to_converse(r))?
         }
         (ChatInput::Anthropic(r), UpstreamFormat::Anthropic) => {
-            let mut r = r.clone();
             r.model = model.to_string();
-            serde_json::to_vec(&r)?
+            serde_json::to_vec(&*r)?
         }
         (ChatInput::Anthropic(r), native) => {
             let chat = translate::anthropic::messages_to_chat(r, model);
