@@ -19,7 +19,7 @@ RUNS=${1:-20000}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(config jsonrpc authz_rule jwt sse llm_translation mcp_names path_normalize authority)
+  TARGETS=(config jsonrpc json_body authz_rule jwt sse llm_translation mcp_names path_normalize authority)
 fi
 EXTRA=()
 if [ -n "${FUZZ_SECONDS:-}" ]; then
@@ -42,6 +42,9 @@ seed() {
     jsonrpc)
       printf '%s' '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{}}}' > "$dir/call.json"
       printf '%s' '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]' > "$dir/batch.json" ;;
+    json_body)
+      printf '%s' '@ {"model":"m","messages":[{"role":"user","content":"hi"}]}' > "$dir/chat.json"
+      printf '%s' '@ [{"jsonrpc":"2.0","id":1,"method":"ping"}]' > "$dir/batch.json" ;;
     authz_rule)
       printf '%s' 'jwt.sub == "alice" && mcp.tool.name.startsWith("search__")' > "$dir/rule.cel" ;;
     jwt)

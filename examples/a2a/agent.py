@@ -91,10 +91,13 @@ class TestAgent(AgentExecutor):
         await updater.cancel()
 
 
-def build_card(url: str, name: str, sign: bool) -> AgentCard:
+def build_card(url: str, name: str, sign: bool, card_bytes: int = 0) -> AgentCard:
+    # --card-bytes pads the description: a hostile agent with a giant card.
+    description = 'Echo agent for Switchboard tests'
+    description += 'x' * max(0, card_bytes - len(description))
     card = AgentCard(
         name=f'switchboard-test-agent-{name}',
-        description='Echo agent for Switchboard tests',
+        description=description,
         version='1.0.0',
         supported_interfaces=[
             AgentInterface(url=url, protocol_binding='JSONRPC', protocol_version='1.0'),
@@ -126,6 +129,7 @@ async def main() -> None:
     p.add_argument('--name', default='a')
     p.add_argument('--public-url')
     p.add_argument('--sign', action='store_true')
+    p.add_argument('--card-bytes', type=int, default=0)
     args = p.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -134,7 +138,7 @@ async def main() -> None:
     port = sock.getsockname()[1]
     url = args.public_url or f'http://{args.host}:{port}/'
 
-    card = build_card(url, args.name, args.sign)
+    card = build_card(url, args.name, args.sign, args.card_bytes)
     # The extended card (what authenticated clients see) adds a skill.
     extended = AgentCard()
     extended.CopyFrom(card)

@@ -3,7 +3,8 @@
 //! upstream. It does no per-request heavy work.
 //!
 //! Failures are injected per request by the model name (containing `fail-500`, `fail-429`,
-//! `slow`, `midstream`, `drop` or `hang`), by an `x-mock-fail` header with the same words, or
+//! `slow`, `midstream`, `drop` or `hang`, or the hostile `giant-body`, `giant-sse` and
+//! `not-json`), by an `x-mock-fail` header with the same words, or
 //! for every request via `POST /mock/mode {"mode": "500"}` (`ok` resets). `GET /mock/stats`
 //! reports the request count and the credentials the last request carried.
 
@@ -57,7 +58,16 @@ pub enum Mode {
     /// Stream half of the answer, then wait for [`MockState::release`] before the rest (lets a
     /// test prove that bytes reach the client while the provider is still streaming).
     Hold,
+    /// A hostile provider: a `200` JSON reply of [`GIANT`] bytes, streamed without a length.
+    GiantBody,
+    /// A hostile provider: a `200` SSE stream whose first line is [`GIANT`] bytes long.
+    GiantSse,
+    /// A hostile provider: a `200` reply that is not JSON (an HTML page).
+    NotJson,
 }
+
+/// Size of the hostile replies (`giant-body`, `giant-sse`).
+pub const GIANT: usize = 8 << 20;
 
 impl Mode {
     fn parse(s: &str) -> Option<Mode> {
@@ -72,6 +82,9 @@ impl Mode {
             ("drop", Mode::Drop),
             ("hang", Mode::Hang),
             ("hold", Mode::Hold),
+            ("giant-body", Mode::GiantBody),
+            ("giant-sse", Mode::GiantSse),
+            ("not-json", Mode::NotJson),
             ("ok", Mode::Ok),
         ]
         .into_iter()
@@ -167,6 +180,8 @@ pub fn router(state: MockState) -> Router {
         .route("/model/{model}/{action}", post(bedrock))
         .route("/mock/mode", post(set_mode))
         .route("/mock/stats", get(stats))
+        // Requests as large as a gateway's `limits.json.max_message_bytes` allows.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -278,11 +293,35 @@ fn error_resp(api: Api, mode: Mode) -> Response {
     r
 }
 
+/// The replies of a hostile provider, sent in 64 KiB chunks without a length.
+fn hostile(mode: Mode) -> Response {
+    let (content_type, head, tail): (&str, &[u8], &[u8]) = match mode {
+        Mode::NotJson => {
+            return Response::builder()
+                .header(header::CONTENT_TYPE, "text/html")
+                .body(Body::from("<html><body>upstream proxy error</body></html>"))
+                .unwrap();
+        }
+        Mode::GiantSse => ("text/event-stream", b"data: {\"pad\":\"", b"\"}\n\n"),
+        _ => ("application/json", b"{\"id\":\"giant\",\"pad\":\"", b"\"}"),
+    };
+    let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+    let parts = std::iter::once(Bytes::from_static(head))
+        .chain(std::iter::repeat_n(chunk, GIANT / (64 << 10)))
+        .chain(std::iter::once(Bytes::from_static(tail)))
+        .map(Ok::<_, std::io::Error>);
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(futures::stream::iter(parts)))
+        .unwrap()
+}
+
 /// Handles the failure modes that replace the whole response; returns the mode for the
 /// stream-shaping ones.
 async fn preflight(api: Api, mode: Mode) -> Result<Mode, Response> {
     match mode {
         Mode::Fail500 | Mode::Fail429 => Err(error_resp(api, mode)),
+        Mode::GiantBody | Mode::GiantSse | Mode::NotJson => Err(hostile(mode)),
         Mode::Hang => {
             std::future::pending::<()>().await;
             unreachable!()

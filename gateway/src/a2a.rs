@@ -51,9 +51,6 @@ use rpc::{Call, Seen};
 
 use crate::proxy::HttpClient;
 
-/// Largest upstream JSON answer (or agent card) the proxy reads to inspect it.
-const MAX_RESPONSE_BYTES: usize = 64 << 20;
-
 /// Labels of A2A request counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct A2aRequestLabels {
@@ -189,6 +186,10 @@ pub struct A2aBackend {
     public_url: Option<String>,
     push_allow: Vec<url::Url>,
     task_ttl: Duration,
+    /// `a2a.max_response_bytes`: the largest JSON answer read to inspect it.
+    max_response_bytes: usize,
+    /// `a2a.max_card_bytes`: the largest agent card fetched.
+    max_card_bytes: usize,
     security: RouteSecurity,
     client: HttpClient,
     store: Arc<dyn SessionStore>,
@@ -239,6 +240,8 @@ impl A2aBackend {
                 .map(|u| u.trim_end_matches('/').to_owned()),
             push_allow,
             task_ttl: cfg.task_ttl,
+            max_response_bytes: cfg.max_response_bytes,
+            max_card_bytes: cfg.max_card_bytes,
             security: RouteSecurity::default(),
             client,
             store,
@@ -261,7 +264,7 @@ impl A2aBackend {
     /// Serves one request: the agent card on `GET`, JSON-RPC on `POST`.
     pub async fn serve(
         &self,
-        req: Request<Incoming>,
+        req: Request<Body>,
         cx: &RequestCx<'_>,
     ) -> Result<Response<Body>, ProxyError> {
         let prefix = cx.prefix.unwrap_or("").trim_end_matches('/');
@@ -271,7 +274,7 @@ impl A2aBackend {
             Method::GET | Method::HEAD
                 if rest == "/.well-known/agent-card.json" || rest == "/.well-known/agent.json" =>
             {
-                self.card(&req, cx, prefix).await
+                self.card(req.headers(), req.uri(), cx, prefix).await
             }
             Method::POST => self.rpc(req, cx, &rest).await,
             _ => Ok(rpc_error(
@@ -308,11 +311,12 @@ impl A2aBackend {
 
     async fn card(
         &self,
-        req: &Request<Incoming>,
+        headers: &HeaderMap,
+        uri: &Uri,
         cx: &RequestCx<'_>,
         prefix: &str,
     ) -> Result<Response<Body>, ProxyError> {
-        let public = self.public_base(req.headers(), req.uri(), cx, prefix)?;
+        let public = self.public_base(headers, uri, cx, prefix)?;
         let mut last_err = None;
         for up in &self.upstreams {
             let mut found = None;
@@ -389,28 +393,62 @@ impl A2aBackend {
                 format!("agent card answered {}", resp.status()).into(),
             ));
         }
-        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(ProxyError::Upstream)?
-            .to_bytes();
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ProxyError::Upstream(Box::new(e)))
+        let bytes = self
+            .read_reply(up, resp.into_body(), self.max_card_bytes, "agent card")
+            .await?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(card) if card.is_object() => Ok(Some(card)),
+            _ => {
+                tracing::warn!(route = %self.route, upstream = %up.url, "A2A agent card is not a JSON object");
+                Err(ProxyError::Upstream(
+                    "agent card is not a JSON object".into(),
+                ))
+            }
+        }
+    }
+
+    /// Reads an agent's JSON reply (`what`: "agent card" or "answer"), at most `limit` bytes.
+    /// A larger or unreadable one is logged, naming the agent, and becomes a 502 for the
+    /// caller; nothing beyond `limit` is buffered.
+    async fn read_reply(
+        &self,
+        up: &Upstream,
+        body: Incoming,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Bytes, ProxyError> {
+        match Limited::new(body, limit).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                tracing::warn!(route = %self.route, upstream = %up.url, limit, "A2A agent {what} is larger than the limit");
+                Err(ProxyError::Upstream(
+                    format!("agent {what} larger than {limit} bytes").into(),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(route = %self.route, upstream = %up.url, error = %e, "A2A agent {what} could not be read");
+                Err(ProxyError::Upstream(e))
+            }
+        }
     }
 
     // ---- JSON-RPC ----
 
     async fn rpc(
         &self,
-        req: Request<Incoming>,
+        req: Request<Body>,
         cx: &RequestCx<'_>,
         rest: &str,
     ) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, cx.max_body_bytes as usize)
-            .collect()
-            .await
+        // Already read and bounded by the backend stage (`backend::read_json`); this is a no-copy
+        // collect of that one buffer.
+        let body = match Limited::new(
+            body,
+            usize::try_from(cx.max_body_bytes).unwrap_or(usize::MAX),
+        )
+        .collect()
+        .await
         {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -481,7 +519,9 @@ impl A2aBackend {
         let query = parts.uri.query();
         let mut last: Option<Response<Body>> = None;
         for (n, &i) in plan.order.iter().enumerate() {
-            let up = &self.upstreams[i];
+            let Some(up) = self.upstreams.get(i) else {
+                continue;
+            };
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
             let upstream_req =
@@ -524,19 +564,26 @@ impl A2aBackend {
                 return Ok(self.stream_through(resp, learner, ex));
             }
             let (mut rparts, rbody) = resp.into_parts();
-            let bytes = match Limited::new(rbody, MAX_RESPONSE_BYTES).collect().await {
-                Ok(b) => b.to_bytes(),
+            let bytes = match self
+                .read_reply(up, rbody, self.max_response_bytes, "answer")
+                .await
+            {
+                Ok(b) => b,
                 Err(e) => {
                     ex.outcome = "upstream_error";
-                    return Ok(proxy_rpc_error(ProxyError::Upstream(e), &id));
+                    return Ok(proxy_rpc_error(e, &id));
                 }
             };
             strip_response(&mut rparts.headers);
             rparts.headers.remove(header::CONTENT_LENGTH);
             let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) else {
-                // Not JSON (an HTML error page, say): pass it on as it is.
-                ex.outcome = "error";
-                return Ok(Response::from_parts(rparts, Body::from(bytes)));
+                // Not JSON (an HTML error page, say): the caller gets a JSON-RPC error.
+                tracing::warn!(route = %self.route, upstream = %up.url, status = rparts.status.as_u16(), "A2A agent answer is not JSON");
+                ex.outcome = "upstream_error";
+                return Ok(proxy_rpc_error(
+                    ProxyError::Upstream("agent answer is not JSON".into()),
+                    &id,
+                ));
             };
             if let Some(code) = rpc::error_code(&answer) {
                 ex.outcome = "error";
@@ -604,13 +651,28 @@ impl A2aBackend {
             ));
         };
         loop {
-            let up = &self.upstreams[i];
+            let Some(up) = self.upstreams.get(i) else {
+                ex.outcome = "refused";
+                return Ok(rpc_error(
+                    StatusCode::OK,
+                    id,
+                    -32602,
+                    "invalid pageToken",
+                    "invalid_params",
+                ));
+            };
             ex.replica = up.url.clone();
-            // `msg` is an object: it has a method.
-            if !msg.get("params").is_some_and(Value::is_object) {
-                msg["params"] = serde_json::json!({});
-            }
-            if let Some(params) = msg["params"].as_object_mut() {
+            // `msg` is an object (it has a method); its params become one if they are not.
+            let params = msg.as_object_mut().map(|m| {
+                let p = m
+                    .entry("params")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !p.is_object() {
+                    *p = Value::Object(Default::default());
+                }
+                p
+            });
+            if let Some(params) = params.and_then(Value::as_object_mut) {
                 if inner.is_empty() {
                     params.remove("pageToken");
                 } else {
@@ -642,11 +704,14 @@ impl A2aBackend {
                 Ok(Ok(r)) => r,
             };
             let (mut rparts, rbody) = resp.into_parts();
-            let bytes = match Limited::new(rbody, MAX_RESPONSE_BYTES).collect().await {
-                Ok(b) => b.to_bytes(),
+            let bytes = match self
+                .read_reply(up, rbody, self.max_response_bytes, "answer")
+                .await
+            {
+                Ok(b) => b,
                 Err(e) => {
                     ex.outcome = "upstream_error";
-                    return Ok(proxy_rpc_error(ProxyError::Upstream(e), id));
+                    return Ok(proxy_rpc_error(e, id));
                 }
             };
             strip_response(&mut rparts.headers);
@@ -659,7 +724,10 @@ impl A2aBackend {
                     return Ok(Response::from_parts(rparts, Body::from(bytes)));
                 }
             };
-            let result = answer.get_mut("result").expect("checked above");
+            let Some(result) = answer.get_mut("result") else {
+                ex.outcome = "error";
+                return Ok(Response::from_parts(rparts, Body::from(bytes)));
+            };
             let mut seen = Vec::new();
             rpc::observe(result, &mut seen);
             let mut learner = Learner {
@@ -980,14 +1048,11 @@ impl Exchange {
         if let Some(result) = v.get("result") {
             rpc::observe(result, seen);
         }
-        for s in &seen[before..] {
+        let new = seen.get(before..).unwrap_or_default();
+        for s in new {
             self.saw(s);
         }
-        let state = seen[before..]
-            .iter()
-            .rev()
-            .find_map(|s| s.state)
-            .unwrap_or("none");
+        let state = new.iter().rev().find_map(|s| s.state).unwrap_or("none");
         self.metrics
             .stream_events
             .get_or_create(&A2aStateLabels {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -19,6 +19,7 @@ use switchboard_mcp::McpBackend;
 use crate::auth::Principal;
 use crate::authz::{Authorizer, AuthzContext, McpAttributes};
 use crate::error::{ErrorFormat, ProxyError};
+use crate::input::{BodyKind, JsonLimits, read_json_body};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
 
@@ -95,9 +96,21 @@ impl Backend {
                         .checker(|c, model| c.allows_model(model))
                         .map(switchboard_llm::ModelAccess),
                 };
-                Ok(l.handle(limited(req, cx.max_body_bytes), &ctx).await)
+                let req = if req.method() == Method::POST {
+                    read_json(req, cx, BodyKind::Json).await?
+                } else {
+                    limited(req, cx.max_body_bytes)
+                };
+                Ok(l.handle(req, &ctx).await)
             }
-            Backend::A2a(a) => a.serve(req, cx).await,
+            Backend::A2a(a) => {
+                let req = if req.method() == Method::POST {
+                    read_json(req, cx, BodyKind::JsonRpc).await?
+                } else {
+                    limited(req, cx.max_body_bytes)
+                };
+                a.serve(req, cx).await
+            }
             Backend::Mcp(m) => {
                 let who = Caller::of(&req);
                 let ctx = switchboard_mcp::RequestContext {
@@ -108,12 +121,15 @@ impl Backend {
                     tool_access: who
                         .checker(|c, tool| c.allows_tool(tool))
                         .map(switchboard_mcp::ToolAccess),
-                    max_batch: req
-                        .extensions()
-                        .get::<crate::input::JsonLimits>()
-                        .map(|l| l.max_batch),
+                    max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
                 };
-                Ok(m.handle(limited(req, cx.max_body_bytes), &ctx).await)
+                // GET (SSE streams) and DELETE have no JSON body to read.
+                let req = if req.method() == Method::POST {
+                    read_json(req, cx, BodyKind::JsonRpc).await?
+                } else {
+                    limited(req, cx.max_body_bytes)
+                };
+                Ok(m.handle(req, &ctx).await)
             }
         }
     }
@@ -127,6 +143,29 @@ impl Backend {
             Backend::A2a(a) => a.upstream_label(),
         }
     }
+}
+
+/// The request with its JSON body read whole, bounded by the listener's
+/// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::input`]), before the
+/// backend parses it. A refusal becomes the route's API format in [`ProxyError::into_response`].
+async fn read_json(
+    req: Request<Incoming>,
+    cx: &RequestCx<'_>,
+    kind: BodyKind,
+) -> Result<Request<Body>, ProxyError> {
+    let limits = req
+        .extensions()
+        .get::<JsonLimits>()
+        .copied()
+        .unwrap_or_default();
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let bytes = read_json_body(body, &limits, cx.max_body_bytes, kind, declared).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// The request with its body capped at `max` bytes, as the body type backends take.

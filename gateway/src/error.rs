@@ -172,7 +172,11 @@ impl ProxyError {
     /// Renders the error in `format`. Messages are fixed strings or limits from config, never
     /// upstream details or secrets.
     pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
-        let mut resp = error_response(self.status(), self.kind(), &self.to_string(), format);
+        let code = match &self {
+            ProxyError::Input(e) => e.jsonrpc_code(),
+            _ => -32000,
+        };
+        let mut resp = error_body(self.status(), self.kind(), &self.to_string(), format, code);
         let h = resp.headers_mut();
         match self {
             ProxyError::Unauthenticated { challenge }
@@ -201,6 +205,17 @@ pub fn error_response(
     message: &str,
     format: ErrorFormat,
 ) -> Response<Body> {
+    error_body(status, kind, message, format, -32000)
+}
+
+/// [`error_response`] with the JSON-RPC error code to use on JSON-RPC routes.
+fn error_body(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    format: ErrorFormat,
+    jsonrpc_code: i64,
+) -> Response<Body> {
     let body = match format {
         ErrorFormat::Plain => serde_json::json!({"error": {"type": kind, "message": message}}),
         ErrorFormat::OpenAi => serde_json::json!({
@@ -213,7 +228,7 @@ pub fn error_response(
         ErrorFormat::JsonRpc => serde_json::json!({
             "jsonrpc": "2.0",
             "id": null,
-            "error": {"code": -32000, "message": message, "data": {"type": kind}}
+            "error": {"code": jsonrpc_code, "message": message, "data": {"type": kind}}
         }),
     };
     let mut resp = Response::new(Body::from(body.to_string()));

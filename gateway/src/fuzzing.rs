@@ -10,7 +10,7 @@ use crate::auth::jwks::{Jwks, KeySet};
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{JwksConfig, JwtConfig};
 use crate::authz::{Authorizer, AuthzContext, AuthzPolicy, McpAttributes};
-use crate::input::{InputError, JsonLimits, JsonRpcBody, parse_jsonrpc, scan};
+use crate::input::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
 
 /// The configuration loader: never panics, and every issue it reports is located inside the
 /// text (or unlocated) and has a message.
@@ -44,56 +44,72 @@ fn depth(v: &serde_json::Value) -> usize {
     }
 }
 
-/// The JSON-RPC body checks: never panic; on valid JSON the scanner's depth and batch length
-/// agree with serde's parse, and [`parse_jsonrpc`] accepts exactly what is within limits.
+/// The JSON-RPC body reader of MCP and A2A routes ([`BoundedJson`], what
+/// [`crate::input::read_json_body`] drives), with limits small enough for a fuzzer to cross:
+/// the body arrives in chunks whose size follows from its length, and [`json_body`] checks
+/// the invariants.
 pub fn jsonrpc(data: &[u8]) {
     let limits = JsonLimits {
         max_depth: 16,
         max_batch: 8,
-        max_message_bytes: 64 * 1024,
+        max_message_bytes: 4 * 1024,
     };
-    let result = parse_jsonrpc(data, &limits);
-    if let Ok(JsonRpcBody::Batch(items)) = &result {
-        assert!(!items.is_empty() && items.len() <= limits.max_batch);
+    json_body(data, &limits, data.len() % 61 + 1, BodyKind::JsonRpc);
+}
+
+/// Reads `data` through a [`BoundedJson`] in chunks of `chunk` bytes and checks: never a panic;
+/// never a body over the limit, nor one other than what was sent; a body over the limit or
+/// nesting deeper than `max_depth` is refused; every valid JSON text within the limits is
+/// accepted whole; on valid JSON the scanner's depth and batch length agree with serde's parse.
+pub fn json_body(data: &[u8], limits: &JsonLimits, chunk: usize, kind: BodyKind) {
+    let limit = limits.max_message_bytes;
+    let result = BoundedJson::new(limits, usize::MAX, kind, None).and_then(|mut r| {
+        for c in data.chunks(chunk.max(1)) {
+            r.push(bytes::Bytes::copy_from_slice(c))?;
+        }
+        r.finish()
+    });
+    let unlimited = scan(data, usize::MAX).expect("no depth limit");
+    match &result {
+        Ok(body) => {
+            assert!(body.len() <= limit, "a body over the limit was returned");
+            assert_eq!(&body[..], data, "the body returned is not the body sent");
+            assert!(
+                unlimited.depth <= limits.max_depth,
+                "too deep, yet accepted"
+            );
+        }
+        Err(InputError::TooLarge { .. }) => assert!(data.len() > limit),
+        Err(InputError::TooDeep { .. }) => assert!(unlimited.depth > limits.max_depth),
+        Err(InputError::BatchTooLarge { .. }) => {
+            assert!(kind == BodyKind::JsonRpc && unlimited.top_array);
+            assert!(unlimited.top_len > limits.max_batch);
+        }
+    }
+    if data.len() > limit || unlimited.depth > limits.max_depth {
+        assert!(result.is_err(), "over a limit, yet accepted");
     }
     // serde_json's own recursion limit is 128; beyond it there is nothing to compare with.
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
-        if data.len() <= limits.max_message_bytes {
-            assert!(result.is_err(), "invalid JSON accepted");
-        }
         return;
     };
-    let shape = scan(data, usize::MAX).expect("no depth limit");
     assert_eq!(
-        shape.depth,
+        unlimited.depth,
         depth(&value),
         "scanner depth disagrees with serde"
     );
-    assert_eq!(shape.top_array, value.is_array());
+    assert_eq!(unlimited.top_array, value.is_array());
     if let serde_json::Value::Array(a) = &value {
-        assert_eq!(shape.top_len, a.len(), "scanner batch length disagrees");
+        assert_eq!(unlimited.top_len, a.len(), "scanner batch length disagrees");
     }
-    let expected = if data.len() > limits.max_message_bytes {
-        Err(InputError::TooLarge {
-            limit: limits.max_message_bytes,
-        })
-    } else if shape.depth > limits.max_depth {
-        Err(InputError::TooDeep {
-            limit: limits.max_depth,
-        })
-    } else {
-        match value {
-            serde_json::Value::Array(a) if a.is_empty() => Err(InputError::EmptyBatch),
-            serde_json::Value::Array(a) if a.len() > limits.max_batch => {
-                Err(InputError::BatchTooLarge {
-                    limit: limits.max_batch,
-                })
-            }
-            serde_json::Value::Array(a) => Ok(JsonRpcBody::Batch(a)),
-            v => Ok(JsonRpcBody::Single(v)),
-        }
-    };
-    assert_eq!(result, expected);
+    let batch_ok =
+        kind == BodyKind::Json || value.as_array().is_none_or(|a| a.len() <= limits.max_batch);
+    if data.len() <= limit && unlimited.depth <= limits.max_depth && batch_ok {
+        assert!(
+            result.is_ok(),
+            "valid JSON within the limits refused: {result:?}"
+        );
+    }
 }
 
 /// CEL authorization rules: compiling and evaluating any text never panics, and a rule that

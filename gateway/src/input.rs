@@ -1,15 +1,21 @@
 //! Bounds on hostile input that the HTTP layer cannot see: JSON nesting depth, JSON-RPC batch
 //! size and message size. The listener already bounds header bytes, body bytes and the time to
-//! send headers (`listeners[].limits`); the MCP, A2A and LLM backends call
-//! [`parse_jsonrpc`] / [`check_json`] on each body they parse, with the listener's
-//! [`JsonLimits`], before handing it to serde.
+//! send headers (`listeners[].limits`). Every `POST` body of an MCP, A2A or LLM route is read by
+//! [`read_json_body`] in the backend stage (`backend.rs`), with the listener's [`JsonLimits`],
+//! before any backend or serde sees it: reading stops at `max_message_bytes` (nothing beyond it
+//! is buffered) and nesting is scanned chunk by chunk as it arrives, so a body that nests too
+//! deep is refused before serde builds a tree.
 //!
-//! The checks are one linear pass over the bytes without allocation, so a 16 MiB body of `[`
+//! The scan is one linear pass over the bytes without allocation, so a 16 MiB body of `[`
 //! costs a scan, not a stack overflow or a 16 MiB tree.
 
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
+use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::error::ProxyError;
 
 /// `listeners[].limits.json` — limits on JSON bodies the gateway parses itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -21,7 +27,8 @@ pub struct JsonLimits {
     /// Most requests in one JSON-RPC batch. Default 64.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Largest single JSON-RPC message (or batch) in bytes. Default 4 MiB.
+    /// Largest JSON body the gateway reads (an MCP or A2A JSON-RPC message or batch, an LLM API
+    /// request), in bytes. Default 4 MiB.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
 }
@@ -90,12 +97,6 @@ pub enum InputError {
         /// The limit.
         limit: usize,
     },
-    /// A JSON-RPC batch with no entries (invalid per JSON-RPC 2.0).
-    #[error("empty JSON-RPC batch")]
-    EmptyBatch,
-    /// Not valid JSON (including invalid UTF-8).
-    #[error("body is not valid JSON")]
-    Parse,
 }
 
 impl InputError {
@@ -107,16 +108,17 @@ impl InputError {
         }
     }
 
-    /// JSON-RPC error code: -32700 for unparsable input, -32600 (invalid request) otherwise.
+    /// JSON-RPC error code: -32700 (parse error) for nesting too deep to parse, -32600
+    /// (invalid request) otherwise.
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
-            InputError::Parse | InputError::TooDeep { .. } => -32700,
+            InputError::TooDeep { .. } => -32700,
             _ => -32600,
         }
     }
 }
 
-/// What [`scan`] learned about a JSON text without parsing it.
+/// What [`Scanner`] learned about a JSON text without parsing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
     /// Deepest nesting of arrays and objects.
@@ -127,113 +129,235 @@ pub struct Shape {
     pub top_len: usize,
 }
 
-/// Scans `bytes` once, tracking nesting outside strings; stops early (with
-/// [`InputError::TooDeep`]) as soon as `max_depth` is exceeded. It does not validate the
-/// JSON; serde does that afterwards on input known to be shallow.
+/// An incremental nesting scanner: feed it a JSON text in chunks split anywhere; it tracks
+/// nesting outside strings and fails (with [`InputError::TooDeep`]) as soon as `max_depth` is
+/// exceeded. It does not validate the JSON; serde does that afterwards on input known to be
+/// shallow.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    max_depth: usize,
+    depth: usize,
+    max_seen: usize,
+    in_string: bool,
+    escaped: bool,
+    top_array: Option<bool>,
+    top_len: usize,
+    top_has_value: bool,
+}
+
+impl Scanner {
+    /// A scanner refusing nesting deeper than `max_depth`.
+    pub fn new(max_depth: usize) -> Self {
+        Scanner {
+            max_depth,
+            depth: 0,
+            max_seen: 0,
+            in_string: false,
+            escaped: false,
+            top_array: None,
+            top_len: 0,
+            top_has_value: false,
+        }
+    }
+
+    /// Scans the next chunk.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), InputError> {
+        for &b in bytes {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    self.count_top_value();
+                }
+                b'[' | b'{' => {
+                    if self.depth == 0 && self.top_array.is_none() {
+                        self.top_array = Some(b == b'[');
+                    } else {
+                        self.count_top_value();
+                    }
+                    self.depth += 1;
+                    self.max_seen = self.max_seen.max(self.depth);
+                    if self.depth > self.max_depth {
+                        return Err(InputError::TooDeep {
+                            limit: self.max_depth,
+                        });
+                    }
+                }
+                b']' | b'}' => self.depth = self.depth.saturating_sub(1),
+                b',' if self.depth == 1 => self.top_has_value = false,
+                b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' => {}
+                _ => {
+                    if self.depth == 0 && self.top_array.is_none() {
+                        self.top_array = Some(false);
+                    } else {
+                        self.count_top_value();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A value starts here: counts it when it is an element of a top-level array.
+    fn count_top_value(&mut self) {
+        if self.depth == 1 && self.top_array == Some(true) && !self.top_has_value {
+            self.top_has_value = true;
+            self.top_len += 1;
+        }
+    }
+
+    /// What was seen so far.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            depth: self.max_seen,
+            top_array: self.top_array == Some(true),
+            top_len: self.top_len,
+        }
+    }
+}
+
+/// Scans a whole text with a [`Scanner`].
 pub fn scan(bytes: &[u8], max_depth: usize) -> Result<Shape, InputError> {
-    let mut depth = 0usize;
-    let mut max_seen = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut top_array = None;
-    let mut top_len = 0usize;
-    let mut top_has_value = false;
-    for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
-                if depth == 1 && top_array == Some(true) && !top_has_value {
-                    top_has_value = true;
-                    top_len += 1;
-                }
-            }
-            b'[' | b'{' => {
-                if depth == 0 && top_array.is_none() {
-                    top_array = Some(b == b'[');
-                } else if depth == 1 && top_array == Some(true) && !top_has_value {
-                    top_has_value = true;
-                    top_len += 1;
-                }
-                depth += 1;
-                max_seen = max_seen.max(depth);
-                if depth > max_depth {
-                    return Err(InputError::TooDeep { limit: max_depth });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' if depth == 1 => top_has_value = false,
-            b' ' | b'\t' | b'\n' | b'\r' | b':' | b',' => {}
-            _ => {
-                if depth == 0 && top_array.is_none() {
-                    top_array = Some(false);
-                } else if depth == 1 && top_array == Some(true) && !top_has_value {
-                    top_has_value = true;
-                    top_len += 1;
-                }
-            }
-        }
-    }
-    Ok(Shape {
-        depth: max_seen,
-        top_array: top_array == Some(true),
-        top_len,
-    })
+    let mut s = Scanner::new(max_depth);
+    s.feed(bytes)?;
+    Ok(s.shape())
 }
 
-/// Checks size and depth, then parses `bytes` as JSON.
-pub fn check_json(bytes: &[u8], limits: &JsonLimits) -> Result<serde_json::Value, InputError> {
-    if bytes.len() > limits.max_message_bytes {
-        return Err(InputError::TooLarge {
-            limit: limits.max_message_bytes,
-        });
-    }
-    scan(bytes, limits.max_depth)?;
-    serde_json::from_slice(bytes).map_err(|_| InputError::Parse)
+/// Which JSON bodies a [`BoundedJson`] reads: JSON-RPC bodies (MCP, A2A) also have their
+/// top-level batch length checked against `max_batch` before anything parses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// A JSON-RPC message or batch.
+    JsonRpc,
+    /// Any other JSON document (LLM API requests).
+    Json,
 }
 
-/// A JSON-RPC body: one message or a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JsonRpcBody {
-    /// One message (request, notification or response).
-    Single(serde_json::Value),
-    /// A batch of messages, never empty and at most `max_batch` long.
-    Batch(Vec<serde_json::Value>),
+/// The synchronous core of [`read_json_body`]: accumulates a body chunk by chunk, never holding
+/// more than its limit, scanning nesting as bytes arrive.
+#[derive(Debug)]
+pub struct BoundedJson {
+    limit: usize,
+    max_batch: usize,
+    kind: BodyKind,
+    /// The declared length, allocated once when a second chunk arrives.
+    capacity: usize,
+    buf: BytesMut,
+    /// The first chunk, kept without copying while it is the only one (the common case of a
+    /// body that arrives in one frame).
+    first: Option<Bytes>,
+    scanner: Scanner,
 }
 
-/// Checks size, depth and batch length, then parses a JSON-RPC body. The batch length is
-/// counted before parsing, so an oversized batch is never materialized.
-pub fn parse_jsonrpc(bytes: &[u8], limits: &JsonLimits) -> Result<JsonRpcBody, InputError> {
-    if bytes.len() > limits.max_message_bytes {
-        return Err(InputError::TooLarge {
-            limit: limits.max_message_bytes,
-        });
+impl BoundedJson {
+    /// A reader for at most `limit` bytes (the smaller of `max_message_bytes` and the
+    /// listener's `max_body_bytes`). `declared` is the body's `Content-Length`, if any: a body
+    /// declaring more than the limit is refused before a byte is read, and a smaller one gets
+    /// its buffer allocated once.
+    pub fn new(
+        limits: &JsonLimits,
+        limit: usize,
+        kind: BodyKind,
+        declared: Option<u64>,
+    ) -> Result<Self, InputError> {
+        let limit = limit.min(limits.max_message_bytes);
+        let too_large = InputError::TooLarge { limit };
+        let capacity = match declared {
+            Some(n) if n > limit as u64 => return Err(too_large),
+            Some(n) => usize::try_from(n).map_err(|_| too_large)?,
+            None => 0,
+        };
+        Ok(BoundedJson {
+            limit,
+            max_batch: limits.max_batch,
+            kind,
+            capacity,
+            buf: BytesMut::new(),
+            first: None,
+            scanner: Scanner::new(limits.max_depth),
+        })
     }
-    let shape = scan(bytes, limits.max_depth)?;
-    if shape.top_array && shape.top_len > limits.max_batch {
-        return Err(InputError::BatchTooLarge {
-            limit: limits.max_batch,
-        });
+
+    fn len(&self) -> usize {
+        self.buf.len() + self.first.as_ref().map_or(0, Bytes::len)
     }
-    match serde_json::from_slice(bytes).map_err(|_| InputError::Parse)? {
-        serde_json::Value::Array(items) if items.is_empty() => Err(InputError::EmptyBatch),
-        serde_json::Value::Array(items) if items.len() > limits.max_batch => {
-            Err(InputError::BatchTooLarge {
-                limit: limits.max_batch,
-            })
+
+    /// Takes the next chunk: refused when it would take the body over the limit (nothing of it
+    /// is kept) or when nesting goes too deep.
+    pub fn push(&mut self, chunk: Bytes) -> Result<(), InputError> {
+        if chunk.len() > self.limit.saturating_sub(self.len()) {
+            return Err(InputError::TooLarge { limit: self.limit });
         }
-        serde_json::Value::Array(items) => Ok(JsonRpcBody::Batch(items)),
-        v => Ok(JsonRpcBody::Single(v)),
+        self.scanner.feed(&chunk)?;
+        self.check_batch()?;
+        if self.first.is_none() && self.buf.is_empty() {
+            self.first = Some(chunk);
+            return Ok(());
+        }
+        if let Some(first) = self.first.take() {
+            // Allocated once for a body that declared its length; grown by doubling (never
+            // past twice the limit) for a chunked one.
+            self.buf
+                .reserve(self.capacity.max(first.len() + chunk.len()));
+            self.buf.extend_from_slice(&first);
+        }
+        self.buf.extend_from_slice(&chunk);
+        Ok(())
     }
+
+    /// A JSON-RPC batch is refused as soon as it has one entry too many.
+    fn check_batch(&self) -> Result<(), InputError> {
+        let shape = self.scanner.shape();
+        if self.kind == BodyKind::JsonRpc && shape.top_array && shape.top_len > self.max_batch {
+            return Err(InputError::BatchTooLarge {
+                limit: self.max_batch,
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole body.
+    pub fn finish(self) -> Result<Bytes, InputError> {
+        self.check_batch()?;
+        Ok(match self.first {
+            Some(first) => first,
+            None => self.buf.freeze(),
+        })
+    }
+}
+
+/// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
+/// Errors are [`ProxyError`]s the caller renders in the route's API format.
+pub async fn read_json_body<B>(
+    body: B,
+    limits: &JsonLimits,
+    max_body_bytes: u64,
+    kind: BodyKind,
+    declared: Option<u64>,
+) -> Result<Bytes, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let mut reader = BoundedJson::new(limits, limit, kind, declared)?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(data)?;
+        }
+    }
+    Ok(reader.finish()?)
 }
 
 #[cfg(test)]
@@ -248,6 +372,14 @@ mod tests {
         }
     }
 
+    fn read(chunks: &[&[u8]], l: &JsonLimits, kind: BodyKind) -> Result<Bytes, InputError> {
+        let mut r = BoundedJson::new(l, usize::MAX, kind, None)?;
+        for c in chunks {
+            r.push(Bytes::copy_from_slice(c))?;
+        }
+        r.finish()
+    }
+
     #[test]
     fn depth_counts_outside_strings_only() {
         let s = scan(br#"{"a": "[[[[[[", "b": [1, {"c": "\"]]{"}]}"#, 8).unwrap();
@@ -260,39 +392,57 @@ mod tests {
     }
 
     #[test]
-    fn deep_json_is_refused_before_serde() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    fn deep_json_is_refused_while_reading() {
+        let l = JsonLimits::default();
+        let deep = "[".repeat(100_000);
+        // The first chunk already nests too deep: the rest is never needed.
         assert_eq!(
-            check_json(deep.as_bytes(), &JsonLimits::default()),
+            read(&[deep.as_bytes()], &l, BodyKind::Json),
             Err(InputError::TooDeep { limit: 64 })
         );
         let ok = format!("{}1{}", "[".repeat(64), "]".repeat(64));
-        assert!(check_json(ok.as_bytes(), &JsonLimits::default()).is_ok());
+        let (a, b) = ok.as_bytes().split_at(40);
+        assert_eq!(read(&[a, b], &l, BodyKind::Json).unwrap(), ok.as_bytes());
     }
 
     #[test]
-    fn batch_length_and_size() {
+    fn size_is_refused_before_the_chunk_that_crosses_it() {
+        let l = lim(8, 2, 10);
+        assert_eq!(
+            BoundedJson::new(&l, usize::MAX, BodyKind::Json, Some(11)).err(),
+            Some(InputError::TooLarge { limit: 10 })
+        );
+        // The listener's max_body_bytes wins when it is smaller.
+        assert_eq!(
+            BoundedJson::new(&l, 5, BodyKind::Json, Some(6)).err(),
+            Some(InputError::TooLarge { limit: 5 })
+        );
+        let mut r = BoundedJson::new(&l, usize::MAX, BodyKind::Json, None).unwrap();
+        r.push(Bytes::from_static(b"[1,2,3")).unwrap();
+        assert_eq!(
+            r.push(Bytes::from_static(b",4,5]")),
+            Err(InputError::TooLarge { limit: 10 })
+        );
+        assert_eq!(r.len(), 6, "the refused chunk is not kept");
+        assert_eq!(
+            read(&[b"[1,", b"2]"], &l, BodyKind::Json).unwrap(),
+            &b"[1,2]"[..]
+        );
+    }
+
+    #[test]
+    fn batch_length_is_checked_on_json_rpc_bodies_only() {
         let l = lim(8, 2, 1000);
-        let one = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-        assert!(matches!(parse_jsonrpc(one, &l), Ok(JsonRpcBody::Single(_))));
         let two =
             br#"[{"jsonrpc":"2.0","id":1,"method":"a"}, {"jsonrpc":"2.0","id":2,"method":"b"}]"#;
-        assert!(matches!(parse_jsonrpc(two, &l), Ok(JsonRpcBody::Batch(v)) if v.len() == 2));
+        assert!(read(&[two], &l, BodyKind::JsonRpc).is_ok());
         let three = br#"[{"id":1},{"id":2},"x"]"#;
         assert_eq!(
-            parse_jsonrpc(three, &l),
+            read(&[three], &l, BodyKind::JsonRpc),
             Err(InputError::BatchTooLarge { limit: 2 })
         );
-        assert_eq!(parse_jsonrpc(b"[]", &l), Err(InputError::EmptyBatch));
-        assert_eq!(
-            parse_jsonrpc(&[b' '; 1001], &l),
-            Err(InputError::TooLarge { limit: 1000 })
-        );
-        assert_eq!(
-            parse_jsonrpc(b"{\"a\": \"\xff\"}", &l),
-            Err(InputError::Parse)
-        );
-        assert_eq!(InputError::Parse.jsonrpc_code(), -32700);
+        assert!(read(&[three], &l, BodyKind::Json).is_ok());
+        assert_eq!(InputError::TooDeep { limit: 1 }.jsonrpc_code(), -32700);
         assert_eq!(
             InputError::TooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE

@@ -590,7 +590,7 @@ impl Conn {
                 });
             }
         }
-        // Backends that parse JSON bodies read their limits from here (`input::parse_jsonrpc`).
+        // The backend stage reads JSON bodies against these limits (`input::read_json_body`).
         req.extensions_mut().insert(rt.limits.json);
         route.policies.request_headers.apply(req.headers_mut());
         let cx = RequestCx {

@@ -520,3 +520,121 @@ listeners:
     let hits = "switchboard_a2a_pinning_lookups_total{route=\"fleet\",result=\"hit\"}";
     assert_eq!(common::metric(&gw_b, hits).await, Some(1.0));
 }
+
+/// A hostile agent with a giant card: over `a2a.max_card_bytes` the card is a JSON-RPC error
+/// (502) without the gateway reading past the cap, and JSON-RPC calls keep working. Request
+/// bodies over `limits.json` are refused while read, as JSON-RPC errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giant_agent_card_and_oversized_requests_are_refused() {
+    let Some(py) = python("a2a::giant_agent_card_and_oversized_requests_are_refused") else {
+        return;
+    };
+    let agent = Agent::start(&py, "giant", &["--card-bytes", "3000000"]).await;
+    let gw = gateway(&format!(
+        r#"
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    limits: {{json: {{max_message_bytes: 65536, max_depth: 16}}}}
+    routes:
+      - name: helper
+        match: {{path_prefix: /agents/helper}}
+        a2a: {{url: {}, max_card_bytes: 1048576}}
+"#,
+        agent.url()
+    ))
+    .await;
+    let base = format!("{}/agents/helper", common::base(&gw, "public").await);
+    let client = common::client();
+    let r = client
+        .get(format!("{base}/.well-known/agent-card.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["jsonrpc"], "2.0", "{v}");
+    assert_eq!(v["error"]["data"]["type"], "bad_gateway", "{v}");
+
+    let post = |body: String| {
+        client
+            .post(&base)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let send = |text: &str| {
+        serde_json::json!({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {
+            "message": {"role": "user", "parts": [{"kind": "text", "text": text}], "messageId": "m1", "kind": "message"}}})
+        .to_string()
+    };
+    let r = post(send(&"x".repeat(70_000))).await.unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert_eq!(v["error"]["data"]["type"], "payload_too_large", "{v}");
+    let deep = format!("{}1{}", "[".repeat(17), "]".repeat(17));
+    let r = post(format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"message/send","params":{deep}}}"#
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+    // The gateway still serves the agent.
+    let r = post(send("hello")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("result").is_some(), "{v}");
+}
+
+/// A hostile agent's answers (no Python needed: the example upstream plays the agent): an
+/// answer that is not JSON, and one over `a2a.max_response_bytes`, become JSON-RPC errors
+/// carrying the request's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_json_and_oversized_agent_answers_are_json_rpc_errors() {
+    let up = common::upstream().await;
+    let gw = gateway(&format!(
+        r#"
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    routes:
+      - name: html
+        match: {{path_prefix: /html}}
+        a2a: {{url: "http://{up}/"}}
+      - name: big
+        match: {{path_prefix: /big}}
+        a2a: {{url: "http://{up}/stream", max_response_bytes: 1000}}
+"#
+    ))
+    .await;
+    let base = common::base(&gw, "public").await;
+    let client = common::client();
+    let call = |path: &str, text: &str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"jsonrpc": "2.0", "id": 42, "method": "message/send", "params": {
+                    "message": {"role": "user", "parts": [{"kind": "text", "text": text}], "messageId": "m"}}})
+                .to_string(),
+            )
+            .send()
+    };
+    // The upstream's `/` answers a POST with a non-JSON 405.
+    let r = call("/html", "hi").await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], 42, "{v}");
+    assert_eq!(v["error"]["data"]["type"], "bad_gateway", "{v}");
+    // `/stream` echoes the request: 2000 bytes of answer against a 1000-byte cap.
+    let r = call("/big", &"x".repeat(2000)).await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], 42, "{v}");
+    // Small answers still pass.
+    let r = call("/big", "x").await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -75,6 +75,20 @@ fn task_ttl_must_be_positive() {
 }
 
 #[test]
+fn reply_caps_must_be_positive() {
+    let e = errors("{url: http://a:1, max_response_bytes: 0, max_card_bytes: 0}");
+    assert!(
+        e.contains("a2a.max_response_bytes: must be at least 1"),
+        "{e}"
+    );
+    assert!(e.contains("a2a.max_card_bytes: must be at least 1"), "{e}");
+    assert_eq!(
+        errors("{url: http://a:1, max_response_bytes: 1024, max_card_bytes: 1024}"),
+        ""
+    );
+}
+
+#[test]
 fn unknown_keys_are_errors() {
     let e = errors("{url: http://a:1, upstream: http://b:1}");
     assert!(e.contains("upstream"), "{e}");

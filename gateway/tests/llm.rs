@@ -158,3 +158,119 @@ async fn route_token_limit_cuts_a_burst_at_the_budget() {
     let ok = r["ok_before"].as_u64().unwrap();
     assert!((4..=6).contains(&ok), "{r}");
 }
+
+/// A hostile provider (the mock's `giant-body`, `giant-sse` and `not-json` modes) against the
+/// real binary: each reply becomes an error in the caller's format plus a log line naming the
+/// provider, the gateway never reads past `llm.max_response_bytes` / `llm.max_event_bytes`,
+/// and it keeps serving. Request bodies over `limits.json` are refused in the caller's format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_provider_replies_become_errors_and_the_gateway_lives() {
+    let (mock, _state) = mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+admin: {{bind: 127.0.0.1:0}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {{json: {{max_message_bytes: 65536, max_depth: 16}}}}
+    routes:
+      - name: models
+        match: {{path_prefix: /v1}}
+        llm:
+          max_response_bytes: 1048576
+          max_event_bytes: 1048576
+          retry: {{attempts: 1}}
+          models:
+            - name: body
+              providers: [{{provider: openai, name: huge, model: giant-body, api_key: k, base_url: "http://{mock}/v1"}}]
+            - name: sse
+              providers: [{{provider: openai, name: longline, model: giant-sse, api_key: k, base_url: "http://{mock}/v1"}}]
+            - name: html
+              providers: [{{provider: anthropic, name: html, model: not-json, api_key: k, base_url: "http://{mock}"}}]
+            - name: fast
+              providers: [{{provider: openai, name: gpt, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}]
+"#
+        ),
+    )
+    .unwrap();
+    let mut proc = spawn_switchboard(&config).await;
+    let base = format!("http://{}/v1", proc.listeners["main"]);
+    let client = client();
+    let chat = |model: &str, stream: bool| {
+        client
+            .post(format!("{base}/chat/completions"))
+            .json(&json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+
+    let r = chat("body", false).await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].is_string(), "OpenAI error shape: {v}");
+    let log = proc
+        .wait_log("provider reply larger than llm.max_response_bytes")
+        .await;
+    assert_eq!(log["provider"], "huge", "{log}");
+
+    let r = chat("sse", true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 4096, "the giant line is not relayed");
+    assert!(
+        text.contains("error"),
+        "the stream ends in an error event: {text}"
+    );
+    let log = proc
+        .wait_log("provider stream event larger than llm.max_event_bytes")
+        .await;
+    assert_eq!(log["provider"], "longline", "{log}");
+
+    let r = client
+        .post(format!("{base}/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "html", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "Anthropic error shape: {v}");
+    let log = proc.wait_log("provider reply has the wrong shape").await;
+    assert_eq!(log["provider"], "html", "{log}");
+
+    // Request bodies: over max_message_bytes (413) and nesting deeper than max_depth (400),
+    // in the OpenAI and Anthropic shapes.
+    let big =
+        json!({"model": "fast", "messages": [{"role": "user", "content": "x".repeat(70_000)}]});
+    let r = client
+        .post(format!("{base}/chat/completions"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "payload_too_large", "{v}");
+    let deep = format!(
+        r#"{{"model":"fast","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"metadata":{}1{}}}"#,
+        "[".repeat(20),
+        "]".repeat(20)
+    );
+    let r = client
+        .post(format!("{base}/messages"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+
+    let r = chat("fast", false).await.unwrap();
+    assert_eq!(r.status(), 200, "the gateway still serves");
+}

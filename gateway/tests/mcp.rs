@@ -151,3 +151,79 @@ listeners:
         "{v}"
     );
 }
+
+/// `limits.json` on an MCP route: a body over `max_message_bytes` is refused while it is read
+/// (413, also when streamed without a length), one nesting deeper than `max_depth` is refused
+/// before it is parsed (JSON-RPC -32700), both as JSON-RPC errors; a batch over `max_batch`
+/// is refused before it is parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_request_bodies_obey_the_listeners_json_limits() {
+    switchboard_gateway::install_crypto_provider();
+    let (fixture, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {{json: {{max_message_bytes: 65536, max_depth: 16, max_batch: 4}}}}
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - name: fixture
+              http: {{url: "http://{fixture}/mcp"}}
+"#
+    );
+    let up = upstream().await;
+    let gw = gateway(&yaml, up).await;
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let post = |body: reqwest::Body| {
+        client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+    };
+    let init = |name: &str| {
+        serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": name, "version": "1"}}})
+        .to_string()
+    };
+    let r = post(init(&"x".repeat(70_000)).into()).await.unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["jsonrpc"], "2.0", "{v}");
+    assert_eq!(v["error"]["data"]["type"], "payload_too_large", "{v}");
+    // Streamed without a Content-Length: refused once the limit is crossed.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..100).map(|_| Ok(vec![b' '; 4096])).collect();
+    let r = post(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}1{}}}"#,
+        "[".repeat(16),
+        "]".repeat(16)
+    );
+    let r = post(deep.into()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+    let pings: Vec<_> = (0..5)
+        .map(|i| serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "ping"}))
+        .collect();
+    let r = post(serde_json::Value::from(pings).to_string().into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    // Within the limits: served.
+    let r = post(init("ok").into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+}

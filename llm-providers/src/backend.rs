@@ -27,8 +27,8 @@ use crate::translate::stream::{StreamTranslator, UpstreamFormat};
 use crate::translate::{self, unix_now};
 use crate::{Error, Result};
 
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest provider error body read (only its message is used; the rest is dropped unread).
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// What the gateway knows about the request, filled after routing and policies.
 #[derive(Debug, Clone, Default)]
@@ -169,6 +169,16 @@ struct Model {
     source: (ModelConfig, RetryConfig, LlmTimeouts, OutlierConfig),
 }
 
+impl Model {
+    /// The member at the index the pool chose.
+    // Invariant: `pool` is built from `members` (one pool entry per member, same order) and
+    // only hands out indices below its length.
+    #[allow(clippy::indexing_slicing)]
+    fn member(&self, i: usize) -> &Member {
+        &self.members[i]
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
     models: HashMap<String, Model>,
@@ -176,6 +186,10 @@ struct Shared {
     prices: HashMap<String, ModelPrice>,
     estimate_cap: u64,
     attempt_timeout: Duration,
+    /// `llm.max_response_bytes`.
+    max_response_bytes: usize,
+    /// `llm.max_event_bytes`.
+    max_event_bytes: usize,
     deps: LlmDeps,
 }
 
@@ -285,12 +299,16 @@ impl LlmBackend {
                     .collect(),
                 estimate_cap: u64::from(config.max_tokens_estimate),
                 attempt_timeout: config.timeouts.attempt,
+                max_response_bytes: config.max_response_bytes,
+                max_event_bytes: config.max_event_bytes,
                 deps,
             }),
         })
     }
 
     /// Serves one request. Never fails: errors become responses in the caller's API format.
+    /// The body is expected in memory already, bounded by the caller (the gateway reads it
+    /// against `listeners[].limits.json`); it is taken as it is, without a copy.
     pub async fn handle(
         &self,
         req: http::Request<Body>,
@@ -316,7 +334,9 @@ impl LlmBackend {
         // Beta flags are feature switches, not credentials: Anthropic callers keep them when the
         // provider is Anthropic too.
         let beta = req.headers().get("anthropic-beta").cloned();
-        let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        // The gateway has read the body already, bounded by `listeners[].limits.json`
+        // (`max_message_bytes`, `max_depth`): this takes that one buffer without a copy.
+        let body = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
             Ok(b) => b,
             Err(_) => {
                 return error_response(
@@ -327,14 +347,20 @@ impl LlmBackend {
             }
         };
         let result = match front {
+            // Once parsed, the raw body is dropped: it is not held through the provider call.
             Front::ChatCompletions => match serde_json::from_slice(&body) {
-                Ok(r) => self.chat(ChatInput::OpenAi(r), body.len(), None, ctx).await,
+                Ok(r) => {
+                    let len = body.len();
+                    drop(body);
+                    self.chat(ChatInput::OpenAi(r), len, None, ctx).await
+                }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
             Front::Messages => match serde_json::from_slice(&body) {
                 Ok(r) => {
-                    self.chat(ChatInput::Anthropic(r), body.len(), beta, ctx)
-                        .await
+                    let len = body.len();
+                    drop(body);
+                    self.chat(ChatInput::Anthropic(r), len, beta, ctx).await
                 }
                 Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
             },
@@ -386,7 +412,7 @@ impl LlmBackend {
 
     async fn chat(
         &self,
-        input: ChatInput,
+        mut input: ChatInput,
         body_len: usize,
         beta: Option<HeaderValue>,
         ctx: &RequestContext,
@@ -420,11 +446,12 @@ impl LlmBackend {
         };
         let start = Instant::now();
         let client = self.shared.deps.client.here();
+        let max_response = self.shared.max_response_bytes;
         let outcome = model
             .pool
             .execute(|i| {
-                let member = &model.members[i];
-                let body = native_body(&input, member);
+                let member = model.member(i);
+                let body = native_body(&mut input, member);
                 let beta = beta
                     .clone()
                     .filter(|_| member.kind == ProviderKind::Anthropic);
@@ -444,7 +471,7 @@ impl LlmBackend {
                     if let Some(beta) = beta {
                         rb = rb.header("anthropic-beta", beta);
                     }
-                    attempt(rb, stream).await
+                    attempt(rb, stream, max_response, &member.name).await
                 }
             })
             .await;
@@ -475,7 +502,7 @@ impl LlmBackend {
                 return Err(e);
             }
         };
-        let member = &model.members[i];
+        let member = model.member(i);
         done.labels.gen_ai_provider_name = member.name.to_string();
         done.labels.gen_ai_response_model = member.model.to_string();
         done.price = self.shared.prices.get(&*member.model).cloned();
@@ -494,6 +521,7 @@ impl LlmBackend {
                 let (out, usage) = match translate_body(format, native, &bytes, &member.model) {
                     Ok(x) => x,
                     Err(e) => {
+                        tracing::warn!(provider = %member.name, error = %e, "provider reply has the wrong shape");
                         done.labels.error_type = "protocol".into();
                         done.finish(Some(Usage::default()));
                         return Err(e);
@@ -504,7 +532,8 @@ impl LlmBackend {
             }
             Answer::Stream { first, rest } => {
                 let translator =
-                    StreamTranslator::new(format, native, include_usage, &member.model, unix_now());
+                    StreamTranslator::new(format, native, include_usage, &member.model, unix_now())
+                        .with_max_event(self.shared.max_event_bytes, &member.name);
                 Ok(stream_response(translator, first, rest, done, member))
             }
         }
@@ -538,6 +567,7 @@ impl LlmBackend {
     ) -> Result<http::Response<Body>> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+        drop(body);
         let name = v
             .get("model")
             .and_then(Value::as_str)
@@ -546,11 +576,12 @@ impl LlmBackend {
         let model = self.model(name)?;
         let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
         let client = self.shared.deps.client.here();
+        let max_response = self.shared.max_response_bytes;
         let start = Instant::now();
         let outcome = model
             .pool
             .execute(|i| {
-                let member = &model.members[i];
+                let member = model.member(i);
                 v.insert("model".into(), Value::String(member.model.to_string()));
                 let body = serde_json::to_vec(&v).map(Bytes::from);
                 async move {
@@ -572,7 +603,7 @@ impl LlmBackend {
                         return AttemptResult::Err(Error::BadRequest("invalid body".into()));
                     };
                     match member.provider.request(client, op, body, stream) {
-                        Ok(rb) => attempt(rb, stream).await,
+                        Ok(rb) => attempt(rb, stream, max_response, &member.name).await,
                         Err(e) => AttemptResult::Err(e),
                     }
                 }
@@ -582,7 +613,7 @@ impl LlmBackend {
             Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
             Outcome::Unavailable(e) => return Err(e),
         };
-        let member = &model.members[i];
+        let member = model.member(i);
         let op_name = if op == Operation::Embeddings {
             "embeddings"
         } else {
@@ -644,11 +675,14 @@ impl LlmBackend {
 }
 
 /// The request body in the member's native format.
-fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
+///
+/// A request already in the member's format is changed in place (its model name) rather than
+/// copied: the caller's model name has been looked up by then, and what is set is the same for
+/// every attempt at a member of this format.
+fn native_body(input: &mut ChatInput, member: &Member) -> Result<Bytes> {
     let model = &*member.model;
     let v = match (input, member.provider.native()) {
         (ChatInput::OpenAi(r), UpstreamFormat::OpenAi) => {
-            let mut r = r.clone();
             r.model = model.to_string();
             if r.stream == Some(true) {
                 // Always ask for usage; the translator hides it if the caller did not.
@@ -656,7 +690,7 @@ fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
                     .get_or_insert_with(Default::default)
                     .include_usage = Some(true);
             }
-            serde_json::to_vec(&r)?
+            serde_json::to_vec(&*r)?
         }
         (ChatInput::OpenAi(r), UpstreamFormat::Anthropic) => {
             serde_json::to_vec(&translate::anthropic::chat_to_messages(r, model))?
@@ -668,9 +702,8 @@ fn native_body(input: &ChatInput, member: &Member) -> Result<Bytes> {
             serde_json::to_vec(&translate::bedrock::chat_to_converse(r))?
         }
         (ChatInput::Anthropic(r), UpstreamFormat::Anthropic) => {
-            let mut r = r.clone();
             r.model = model.to_string();
-            serde_json::to_vec(&r)?
+            serde_json::to_vec(&*r)?
         }
         (ChatInput::Anthropic(r), native) => {
             let chat = translate::anthropic::messages_to_chat(r, model);
@@ -746,7 +779,12 @@ fn translate_body(
 /// Sends one attempt and classifies the answer. For streams the first body bytes are awaited
 /// here, inside the attempt timeout, so a provider that sends headers and then stalls is
 /// still failed over before anything reaches the client.
-async fn attempt(rb: reqwest::RequestBuilder, stream: bool) -> AttemptResult<Answer> {
+async fn attempt(
+    rb: reqwest::RequestBuilder,
+    stream: bool,
+    max_response: usize,
+    provider: &str,
+) -> AttemptResult<Answer> {
     let resp = match rb.send().await {
         Ok(r) => r,
         Err(e) => return AttemptResult::Err(Error::Upstream(without_url(e))),
@@ -754,8 +792,18 @@ async fn attempt(rb: reqwest::RequestBuilder, stream: bool) -> AttemptResult<Ans
     let status = resp.status();
     if status.is_success() {
         if !stream {
-            return match resp.bytes().await {
-                Ok(b) => AttemptResult::Ok(Answer::Body(b)),
+            return match read_bounded(resp, max_response).await {
+                Ok(Ok(b)) => AttemptResult::Ok(Answer::Body(b)),
+                Ok(Err(TooLarge)) => {
+                    tracing::warn!(
+                        provider,
+                        limit = max_response,
+                        "provider reply larger than llm.max_response_bytes"
+                    );
+                    AttemptResult::Err(Error::Protocol(format!(
+                        "provider reply larger than {max_response} bytes"
+                    )))
+                }
                 Err(e) => AttemptResult::Err(Error::Upstream(without_url(e))),
             };
         }
@@ -770,7 +818,11 @@ async fn attempt(rb: reqwest::RequestBuilder, stream: bool) -> AttemptResult<Ans
         }
     }
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.unwrap_or_default();
+    // Only the message matters: read the start of an error body, drop the rest unread.
+    let body = match read_bounded(resp, MAX_ERROR_BODY).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(TooLarge)) | Err(_) => Bytes::new(),
+    };
     let retry_after = retry_after(&headers).or_else(|| body_retry_delay(&body));
     let value = Answer::Error {
         status,
@@ -797,6 +849,41 @@ async fn attempt(rb: reqwest::RequestBuilder, stream: bool) -> AttemptResult<Ans
         },
         _ => AttemptResult::Reject(value),
     }
+}
+
+/// A provider reply over its size limit.
+struct TooLarge;
+
+/// Reads a reply body of at most `max` bytes: a larger one (declared or while reading) is
+/// [`TooLarge`], and nothing beyond `max` is buffered.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> reqwest::Result<Result<Bytes, TooLarge>> {
+    let declared = resp.content_length().and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > max) {
+        return Ok(Err(TooLarge));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = resp.chunk().await? {
+        if chunk.len() > max.saturating_sub(buf.len()) {
+            return Ok(Err(TooLarge));
+        }
+        if buf.is_empty() && declared.is_none_or(|n| n == chunk.len()) {
+            // One chunk is the whole body in the common case: keep it without a copy.
+            if let Some(more) = resp.chunk().await? {
+                if chunk.len() + more.len() > max {
+                    return Ok(Err(TooLarge));
+                }
+                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&more);
+                continue;
+            }
+            return Ok(Ok(chunk));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(buf.freeze()))
 }
 
 fn without_url(e: reqwest::Error) -> String {

@@ -44,10 +44,26 @@ pub struct LlmConfig {
     /// rate limit (default 4096); real usage replaces the estimate when the response ends.
     #[serde(default = "default_estimate_cap")]
     pub max_tokens_estimate: u32,
+    /// Largest non-streamed reply read from a provider (default 32 MiB); a larger one is an
+    /// upstream failure (502 in the caller's format, the next provider is tried).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// Largest single event of a provider stream: one SSE line or event, or one Bedrock
+    /// event-stream message (default 4 MiB). A larger one ends the stream with an error event.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
 }
 
 fn default_estimate_cap() -> u32 {
     4096
+}
+
+fn default_max_response_bytes() -> usize {
+    32 << 20
+}
+
+fn default_max_event_bytes() -> usize {
+    4 << 20
 }
 
 /// One model name as clients see it.
@@ -313,6 +329,14 @@ impl LlmConfig {
     /// `listeners[0].routes[1].llm`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
         let mut issues = Vec::new();
+        for (key, v) in [
+            ("max_response_bytes", self.max_response_bytes),
+            ("max_event_bytes", self.max_event_bytes),
+        ] {
+            if v == 0 {
+                issues.push((format!("{path}.{key}"), "must be at least 1".into()));
+            }
+        }
         if self.models.is_empty() {
             issues.push((
                 format!("{path}.models"),
@@ -562,6 +586,19 @@ mod tests {
         let mut v = base();
         v["retires"] = serde_json::json!({});
         assert!(serde_json::from_value::<LlmConfig>(v).is_err());
+    }
+
+    #[test]
+    fn reply_caps_default_and_must_be_positive() {
+        let c = parse(base());
+        assert_eq!(c.max_response_bytes, 32 << 20);
+        assert_eq!(c.max_event_bytes, 4 << 20);
+        let mut v = base();
+        v["max_response_bytes"] = 0.into();
+        v["max_event_bytes"] = 0.into();
+        let issues = parse(v).validate("llm");
+        assert!(issues.contains(&("llm.max_response_bytes".into(), "must be at least 1".into())));
+        assert!(issues.contains(&("llm.max_event_bytes".into(), "must be at least 1".into())));
     }
 
     #[test]

@@ -25,52 +25,87 @@ impl Message {
     }
 }
 
-/// Incremental decoder.
-#[derive(Debug, Default)]
+/// Incremental decoder. It buffers at most one message (bounded by its limit) plus the chunk
+/// being fed.
+#[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
+    max: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::with_limit(crate::sse::DEFAULT_MAX_EVENT)
+    }
 }
 
 const PRELUDE: usize = 12;
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// The big-endian `u32` at `at` of `b`, if `b` is long enough.
+fn be_u32(b: &[u8], at: usize) -> Option<u32> {
+    let bytes: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
 
 impl Decoder {
-    /// A new decoder.
+    /// A new decoder with the default limit ([`crate::sse::DEFAULT_MAX_EVENT`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Feeds bytes and appends every complete message to `out`.
+    /// A new decoder refusing messages longer than `max` bytes.
+    pub fn with_limit(max: usize) -> Self {
+        Decoder {
+            buf: BytesMut::new(),
+            max,
+        }
+    }
+
+    /// Feeds bytes and appends every complete message to `out`. A message longer than the
+    /// limit, or one whose length or checksums are wrong, is an error.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<Message>) -> Result<()> {
         self.buf.extend_from_slice(input);
         loop {
-            if self.buf.len() < PRELUDE {
+            let (Some(total), Some(headers_len), Some(prelude_crc), Some(prelude)) = (
+                be_u32(&self.buf, 0),
+                be_u32(&self.buf, 4),
+                be_u32(&self.buf, 8),
+                self.buf.get(..8),
+            ) else {
                 return Ok(());
-            }
-            let total = u32::from_be_bytes(self.buf[0..4].try_into().unwrap()) as usize;
-            let headers_len = u32::from_be_bytes(self.buf[4..8].try_into().unwrap()) as usize;
-            let prelude_crc = u32::from_be_bytes(self.buf[8..12].try_into().unwrap());
-            if crc32fast::hash(&self.buf[0..8]) != prelude_crc {
+            };
+            let (total, headers_len) = (total as usize, headers_len as usize);
+            if crc32fast::hash(prelude) != prelude_crc {
                 return Err(Error::Protocol(
                     "event-stream prelude checksum mismatch".into(),
                 ));
             }
-            if total < PRELUDE + 4 + headers_len || total > MAX_MESSAGE {
+            if total < PRELUDE + 4 + headers_len {
                 return Err(Error::Protocol(
                     "event-stream message length invalid".into(),
                 ));
+            }
+            if total > self.max {
+                self.buf = BytesMut::new();
+                return Err(Error::Protocol(format!(
+                    "event-stream message larger than {} bytes",
+                    self.max
+                )));
             }
             if self.buf.len() < total {
                 return Ok(());
             }
             let mut msg = self.buf.split_to(total);
-            let crc = u32::from_be_bytes(msg[total - 4..].try_into().unwrap());
-            if crc32fast::hash(&msg[..total - 4]) != crc {
+            let body = total - 4;
+            let (Some(crc), Some(covered)) = (be_u32(&msg, body), msg.get(..body)) else {
+                return Err(Error::Protocol("event-stream message truncated".into()));
+            };
+            if crc32fast::hash(covered) != crc {
                 return Err(Error::Protocol(
                     "event-stream message checksum mismatch".into(),
                 ));
             }
-            msg.truncate(total - 4);
+            msg.truncate(body);
             msg.advance(PRELUDE);
             let mut headers_raw = msg.split_to(headers_len);
             let headers = parse_headers(&mut headers_raw)?;
@@ -148,7 +183,7 @@ pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Bytes {
     let mut m = BytesMut::with_capacity(total);
     m.put_u32(total as u32);
     m.put_u32(h.len() as u32);
-    let crc = crc32fast::hash(&m[..8]);
+    let crc = crc32fast::hash(m.get(..8).unwrap_or_default());
     m.put_u32(crc);
     m.put_slice(&h);
     m.put_slice(payload);
@@ -196,6 +231,16 @@ mod tests {
         v[n - 1] ^= 1;
         let mut out = Vec::new();
         assert!(Decoder::new().feed(&v, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_an_error_before_it_is_buffered() {
+        let big = encode(&[(":event-type", "x")], &[b'a'; 1000]);
+        let mut d = Decoder::with_limit(500);
+        let mut out = Vec::new();
+        // The prelude alone says it is too long.
+        assert!(d.feed(&big[..16], &mut out).is_err());
+        assert!(!d.has_partial());
     }
 
     proptest! {

@@ -22,7 +22,21 @@
 //!   `Limiter::redis(policy, url, prefix).await`, kept while the policy is unchanged; the
 //!   gateway calls `limiter.check_request(&limiter.key(route, subject, api_key))` itself and
 //!   passes the limiter in [`RequestContext`] so the backend can charge tokens;
-//! * per request: `backend.handle(req, &ctx).await` with the full original path.
+//! * per request: `backend.handle(req, &ctx).await` with the full original path and the body
+//!   already read and bounded by the caller (the gateway's `limits.json`); the backend bounds
+//!   what it reads from providers itself (`max_response_bytes`, `max_event_bytes`).
+
+// Everything here handles provider replies and client bodies: no panics on network data, by
+// construction. An exception is an `#[allow]` with the invariant that makes it safe.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod backend;
 pub mod config;

@@ -378,7 +378,10 @@ impl Limiter {
                     .query_async(&mut conn)
                     .await;
                 match res {
-                    Ok(v) if v.len() == 2 => (v[0] == 1, v[1].max(0) as u64),
+                    Ok(v) if v.len() == 2 => (
+                        v.first() == Some(&1),
+                        v.get(1).copied().unwrap_or(0).max(0) as u64,
+                    ),
                     other => {
                         // Fail open: a broken limit store must not take the route down.
                         tracing::warn!(error = ?other.err(), "rate limit store unavailable; allowing request");

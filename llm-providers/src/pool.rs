@@ -85,6 +85,12 @@ pub enum Health {
 
 const EWMA_ALPHA: f64 = 0.3;
 
+/// Locks a member's ejection state; a poisoned lock (a panic elsewhere while holding it) still
+/// holds a valid `Option<Instant>`.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Pool {
     /// A pool of members given as `(weight, priority)`.
     pub fn new(
@@ -129,8 +135,10 @@ impl Pool {
 
     /// The member's health now.
     pub fn health(&self, i: usize) -> Health {
-        let m = &self.shared.members[i];
-        match *m.ejected_until.lock().unwrap() {
+        let Some(m) = self.shared.members.get(i) else {
+            return Health::Ejected;
+        };
+        match *lock(&m.ejected_until) {
             None => Health::Up,
             Some(until) if Instant::now() < until => Health::Ejected,
             Some(_) => Health::Probe,
@@ -139,7 +147,12 @@ impl Pool {
 
     /// The member's latency EWMA (time to first byte).
     pub fn latency(&self, i: usize) -> Duration {
-        Duration::from_micros(self.shared.members[i].ewma_us.load(Ordering::Relaxed))
+        Duration::from_micros(
+            self.shared
+                .members
+                .get(i)
+                .map_or(0, |m| m.ewma_us.load(Ordering::Relaxed)),
+        )
     }
 
     /// The order in which members are tried for one request. Ejected members are left out
@@ -158,12 +171,9 @@ impl Pool {
             Strategy::Failover => {
                 let mut keyed: Vec<(u32, f64, usize)> = available
                     .iter()
-                    .map(|&i| {
-                        (
-                            s.members[i].priority,
-                            weighted_key(&mut rng, s.members[i].weight),
-                            i,
-                        )
+                    .filter_map(|&i| {
+                        let m = s.members.get(i)?;
+                        Some((m.priority, weighted_key(&mut rng, m.weight), i))
                     })
                     .collect();
                 keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
@@ -172,13 +182,17 @@ impl Pool {
             Strategy::Weighted => {
                 let mut keyed: Vec<(f64, usize)> = available
                     .iter()
-                    .map(|&i| (weighted_key(&mut rng, s.members[i].weight), i))
+                    .filter_map(|&i| Some((weighted_key(&mut rng, s.members.get(i)?.weight), i)))
                     .collect();
                 keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
                 keyed.into_iter().map(|k| k.1).collect()
             }
             Strategy::LeastLatency => {
-                let lat = |i: usize| s.members[i].ewma_us.load(Ordering::Relaxed);
+                let lat = |i: usize| {
+                    s.members
+                        .get(i)
+                        .map_or(u64::MAX, |m| m.ewma_us.load(Ordering::Relaxed))
+                };
                 let mut rest = available.clone();
                 rest.sort_by_key(|&i| lat(i));
                 if available.len() >= 2 {
@@ -189,10 +203,11 @@ impl Pool {
                     if b >= a {
                         b += 1;
                     }
-                    let (x, y) = (available[a], available[b]);
-                    let first = if lat(y) < lat(x) { y } else { x };
-                    rest.retain(|&i| i != first);
-                    rest.insert(0, first);
+                    if let (Some(&x), Some(&y)) = (available.get(a), available.get(b)) {
+                        let first = if lat(y) < lat(x) { y } else { x };
+                        rest.retain(|&i| i != first);
+                        rest.insert(0, first);
+                    }
                 }
                 rest
             }
@@ -208,7 +223,7 @@ impl Pool {
             Health::Up => Some(false),
             Health::Ejected => panic_mode.then_some(false),
             Health::Probe => {
-                let m = &self.shared.members[i];
+                let m = self.shared.members.get(i)?;
                 let won = m
                     .probing
                     .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -220,9 +235,11 @@ impl Pool {
 
     /// Records a success with its time to first byte.
     pub fn on_success(&self, i: usize, latency: Duration) {
-        let m = &self.shared.members[i];
+        let Some(m) = self.shared.members.get(i) else {
+            return;
+        };
         m.consecutive.store(0, Ordering::Relaxed);
-        let was_ejected = m.ejected_until.lock().unwrap().take().is_some();
+        let was_ejected = lock(&m.ejected_until).take().is_some();
         if was_ejected {
             m.ejections.store(0, Ordering::Relaxed);
         }
@@ -240,13 +257,19 @@ impl Pool {
     /// Records a failure; may eject the member. A failure while the member's probe is out
     /// counts as the probe's verdict.
     pub fn on_failure(&self, i: usize) {
-        let was_probe = self.shared.members[i].probing.load(Ordering::Acquire);
+        let was_probe = self
+            .shared
+            .members
+            .get(i)
+            .is_some_and(|m| m.probing.load(Ordering::Acquire));
         self.failure(i, was_probe);
     }
 
     fn failure(&self, i: usize, probe_failed: bool) {
         let s = &*self.shared;
-        let m = &s.members[i];
+        let Some(m) = s.members.get(i) else {
+            return;
+        };
         let n = m.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         if probe_failed {
             m.probing.store(false, Ordering::Release);
@@ -255,7 +278,7 @@ impl Pool {
         if threshold == 0 || (!probe_failed && n < threshold) {
             return;
         }
-        let mut until = m.ejected_until.lock().unwrap();
+        let mut until = lock(&m.ejected_until);
         if !probe_failed && until.is_some_and(|u| Instant::now() < u) {
             return;
         }
@@ -383,10 +406,10 @@ struct Claim<'a> {
 impl Claim<'_> {
     /// Gives the probe back without a verdict (429, a 4xx that is the caller's fault).
     fn release(&mut self) {
-        if std::mem::take(&mut self.probe) {
-            self.pool.shared.members[self.i]
-                .probing
-                .store(false, Ordering::Release);
+        if std::mem::take(&mut self.probe)
+            && let Some(m) = self.pool.shared.members.get(self.i)
+        {
+            m.probing.store(false, Ordering::Release);
         }
     }
 }

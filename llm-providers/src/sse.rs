@@ -13,50 +13,96 @@ pub struct Event {
     pub data: String,
 }
 
-/// Incremental SSE parser.
-#[derive(Debug, Default)]
+/// Largest event a [`Parser`] assembles unless told otherwise (`llm.max_event_bytes`).
+pub const DEFAULT_MAX_EVENT: usize = 4 << 20;
+
+/// Incremental SSE parser. It holds at most one line and one event's data, each bounded by
+/// its limit: a provider that sends a longer line or event makes it stop ([`Parser::overflowed`])
+/// instead of buffering without end.
+#[derive(Debug)]
 pub struct Parser {
     buf: BytesMut,
     event: Option<String>,
     data: String,
     has_data: bool,
     skip_lf: bool,
+    max: usize,
+    overflow: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::with_limit(DEFAULT_MAX_EVENT)
+    }
 }
 
 impl Parser {
-    /// A new parser.
+    /// A new parser with the default limit ([`DEFAULT_MAX_EVENT`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A new parser refusing lines and events longer than `max` bytes.
+    pub fn with_limit(max: usize) -> Self {
+        Parser {
+            buf: BytesMut::new(),
+            event: None,
+            data: String::new(),
+            has_data: false,
+            skip_lf: false,
+            max,
+            overflow: false,
+        }
+    }
+
+    /// True once a line or an event was longer than the limit; the parser then ignores the
+    /// rest of its input.
+    pub fn overflowed(&self) -> bool {
+        self.overflow
+    }
+
+    fn overflowing(&mut self) {
+        self.overflow = true;
+        self.buf = BytesMut::new();
+        self.data = String::new();
+        self.event = None;
+        self.has_data = false;
+    }
+
     /// Feeds bytes and appends every completed event to `out`.
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Event>) {
-        while !input.is_empty() {
+        while !input.is_empty() && !self.overflow {
             if self.skip_lf {
                 self.skip_lf = false;
-                if input[0] == b'\n' {
-                    input = &input[1..];
+                if let Some(rest) = input.strip_prefix(b"\n") {
+                    input = rest;
                     continue;
                 }
             }
-            match input.iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(pos) => {
-                    self.buf.extend_from_slice(&input[..pos]);
-                    self.skip_lf = input[pos] == b'\r';
-                    input = &input[pos + 1..];
+            let end = input.iter().position(|&b| b == b'\n' || b == b'\r');
+            let (part, rest) = input.split_at(end.unwrap_or(input.len()));
+            if self.buf.len() + part.len() > self.max {
+                self.overflowing();
+                return;
+            }
+            self.buf.extend_from_slice(part);
+            match rest.split_first() {
+                Some((&eol, rest)) => {
+                    self.skip_lf = eol == b'\r';
+                    input = rest;
                     let line = self.buf.split();
                     self.line(&line, out);
                 }
-                None => {
-                    self.buf.extend_from_slice(input);
-                    input = &[];
-                }
+                None => input = rest,
             }
         }
     }
 
     /// Ends the input: a final event without its blank line is still delivered.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
+        if self.overflow {
+            return;
+        }
         if !self.buf.is_empty() {
             let line = self.buf.split();
             self.line(&line, out);
@@ -65,24 +111,26 @@ impl Parser {
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<Event>) {
-        if line.is_empty() {
-            self.dispatch(out);
-            return;
-        }
-        if line[0] == b':' {
-            return;
+        match line.first() {
+            None => {
+                self.dispatch(out);
+                return;
+            }
+            Some(b':') => return,
+            Some(_) => {}
         }
         let line = String::from_utf8_lossy(line);
-        let (field, value) = match line.find(':') {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(' ').unwrap_or(v))
-            }
-            None => (&line[..], ""),
+        let (field, value) = match line.split_once(':') {
+            Some((field, v)) => (field, v.strip_prefix(' ').unwrap_or(v)),
+            None => (&*line, ""),
         };
         match field {
             "event" => self.event = Some(value.to_string()),
             "data" => {
+                if self.data.len() + value.len() + 1 > self.max {
+                    self.overflowing();
+                    return;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -163,6 +211,27 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_line_or_event_over_the_limit_stops_the_parser() {
+        let mut p = Parser::with_limit(16);
+        let mut out = Vec::new();
+        p.feed(b"data: short\n\n", &mut out);
+        assert_eq!(out.len(), 1);
+        // One line longer than the limit, arriving in pieces: never buffered past it.
+        for _ in 0..100 {
+            p.feed(b"data: xxxxxxxx", &mut out);
+            assert!(p.buf.len() <= 16);
+        }
+        assert!(p.overflowed());
+        p.feed(b"\n\ndata: later\n\n", &mut out);
+        assert_eq!(out.len(), 1, "nothing after the overflow");
+        // Many short data lines adding up to one event over the limit.
+        let mut p = Parser::with_limit(16);
+        p.feed(b"data: 12345\ndata: 12345\ndata: 12345\n", &mut out);
+        assert!(p.overflowed());
+        assert!(p.data.is_empty());
     }
 
     proptest! {

@@ -18,8 +18,9 @@ impl SseScanner {
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&str)) {
         let mut rest = chunk;
         while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            self.push(&rest[..nl]);
-            rest = &rest[nl + 1..];
+            let (line, tail) = rest.split_at(nl);
+            self.push(line);
+            rest = tail.get(1..).unwrap_or_default();
             let line = std::mem::take(&mut self.line);
             let line = line.strip_suffix(b"\r").unwrap_or(&line);
             if line.is_empty() {

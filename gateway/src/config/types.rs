@@ -406,6 +406,37 @@ pub struct A2aBackendConfig {
     )]
     #[schemars(with = "String")]
     pub task_ttl: Duration,
+    /// Largest JSON answer the gateway reads from the agent to inspect it (a JSON-RPC result);
+    /// a larger one is a JSON-RPC error for the caller. Default 16 MiB. Stream events pass
+    /// through unbuffered.
+    #[serde(
+        default = "default_a2a_max_response_bytes",
+        skip_serializing_if = "is_default_a2a_max_response_bytes"
+    )]
+    pub max_response_bytes: usize,
+    /// Largest agent card the gateway fetches and rewrites; a larger one is a 502. Default
+    /// 1 MiB.
+    #[serde(
+        default = "default_a2a_max_card_bytes",
+        skip_serializing_if = "is_default_a2a_max_card_bytes"
+    )]
+    pub max_card_bytes: usize,
+}
+
+fn default_a2a_max_response_bytes() -> usize {
+    16 << 20
+}
+
+fn is_default_a2a_max_response_bytes(n: &usize) -> bool {
+    *n == default_a2a_max_response_bytes()
+}
+
+fn default_a2a_max_card_bytes() -> usize {
+    1 << 20
+}
+
+fn is_default_a2a_max_card_bytes(n: &usize) -> bool {
+    *n == default_a2a_max_card_bytes()
 }
 
 fn default_task_ttl() -> Duration {

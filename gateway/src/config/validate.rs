@@ -234,6 +234,14 @@ fn validate_a2a(a: &A2aBackendConfig, p: &str, out: &mut Issues) {
             out.push((key, "must not carry credentials".into()));
         }
     }
+    for (key, v) in [
+        ("max_response_bytes", a.max_response_bytes),
+        ("max_card_bytes", a.max_card_bytes),
+    ] {
+        if v == 0 {
+            out.push((format!("{p}.{key}"), "must be at least 1".into()));
+        }
+    }
     if a.task_ttl.is_zero() {
         out.push((format!("{p}.task_ttl"), "must be more than 0s".into()));
     }

@@ -179,6 +179,8 @@ pub fn uri_encode(s: &str, encode_slash: bool) -> String {
 type HmacSha256 = Hmac<Sha256>;
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // Invariant: HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    #[allow(clippy::expect_used)]
     let mut m = HmacSha256::new_from_slice(key).expect("hmac takes any key length");
     m.update(data);
     m.finalize().into_bytes().to_vec()

@@ -74,24 +74,27 @@ pub fn chat_to_converse(req: &o::ChatRequest) -> Value {
             .iter()
             .map(|t| {
                 let mut spec = json!({"name": t.function.name, "inputSchema": {"json": t.function.parameters.clone().unwrap_or_else(|| json!({"type": "object"}))}});
-                if let Some(d) = &t.function.description {
-                    spec["description"] = d.clone().into();
+                if let (Some(d), Some(o)) = (&t.function.description, spec.as_object_mut()) {
+                    o.insert("description".into(), d.clone().into());
                 }
                 json!({"toolSpec": spec})
             })
             .collect();
-        let mut tc = json!({"tools": specs});
-        match &req.tool_choice {
-            Some(Value::String(s)) if s == "required" => tc["toolChoice"] = json!({"any": {}}),
-            Some(Value::String(s)) if s == "auto" => tc["toolChoice"] = json!({"auto": {}}),
-            Some(Value::Object(o)) => {
-                if let Some(n) = o.get("function").and_then(|f| f.get("name")) {
-                    tc["toolChoice"] = json!({"tool": {"name": n}});
-                }
-            }
-            _ => {}
+        let mut tc = serde_json::Map::new();
+        tc.insert("tools".into(), Value::Array(specs));
+        let choice = match &req.tool_choice {
+            Some(Value::String(s)) if s == "required" => Some(json!({"any": {}})),
+            Some(Value::String(s)) if s == "auto" => Some(json!({"auto": {}})),
+            Some(Value::Object(o)) => o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .map(|n| json!({"tool": {"name": n}})),
+            _ => None,
+        };
+        if let Some(c) = choice {
+            tc.insert("toolChoice".into(), c);
         }
-        body.insert("toolConfig".into(), tc);
+        body.insert("toolConfig".into(), Value::Object(tc));
     }
     Value::Object(body)
 }
@@ -121,8 +124,11 @@ fn user_content(content: Option<&o::Content>) -> Vec<Value> {
 pub fn converse_to_chat(r: &b::ConverseResponse, model: &str, created: u64) -> o::ChatResponse {
     let mut text = String::new();
     let mut calls = Vec::new();
-    for c in r.output["message"]["content"]
-        .as_array()
+    for c in r
+        .output
+        .get("message")
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {

@@ -91,14 +91,15 @@ pub fn chat_to_generate(req: &o::ChatRequest) -> Value {
         let decls: Vec<Value> = tools
             .iter()
             .map(|t| {
-                let mut d = json!({"name": t.function.name});
+                let mut d = serde_json::Map::new();
+                d.insert("name".into(), t.function.name.clone().into());
                 if let Some(desc) = &t.function.description {
-                    d["description"] = desc.clone().into();
+                    d.insert("description".into(), desc.clone().into());
                 }
                 if let Some(p) = &t.function.parameters {
-                    d["parametersJsonSchema"] = p.clone();
+                    d.insert("parametersJsonSchema".into(), p.clone());
                 }
-                d
+                Value::Object(d)
             })
             .collect();
         body.insert("tools".into(), json!([{"functionDeclarations": decls}]));

@@ -64,6 +64,8 @@ pub struct StreamTranslator {
     complete: bool,
     errored: bool,
     content_seen: bool,
+    /// The provider's name, for log lines.
+    provider: Box<str>,
 }
 
 impl StreamTranslator {
@@ -97,7 +99,18 @@ impl StreamTranslator {
             complete: false,
             errored: false,
             content_seen: false,
+            provider: Box::default(),
         }
+    }
+
+    /// Bounds one provider event (an SSE line or event, an event-stream message) to `max`
+    /// bytes (`llm.max_event_bytes`); a larger one ends the stream with an error event.
+    /// `provider` names the provider in log lines.
+    pub fn with_max_event(mut self, max: usize, provider: &str) -> Self {
+        self.provider = provider.into();
+        self.sse = sse::Parser::with_limit(max);
+        self.es = eventstream::Decoder::with_limit(max);
+        self
     }
 
     /// Usage observed so far (final once the stream completed).
@@ -128,7 +141,7 @@ impl StreamTranslator {
         if self.upstream == UpstreamFormat::Bedrock {
             let mut frames = std::mem::take(&mut self.frames);
             if let Err(e) = self.es.feed(input, &mut frames) {
-                tracing::warn!(error = %e, "bedrock stream framing error");
+                tracing::warn!(provider = %self.provider, error = %e, "bedrock stream framing error");
                 self.fail(out, "api_error", "malformed upstream stream");
             }
             for f in frames.drain(..) {
@@ -142,6 +155,10 @@ impl StreamTranslator {
                 self.on_sse(ev, out);
             }
             self.events = events;
+            if self.sse.overflowed() {
+                tracing::warn!(provider = %self.provider, "provider stream event larger than llm.max_event_bytes");
+                self.fail(out, "api_error", "upstream stream event too large");
+            }
         }
     }
 
@@ -201,8 +218,9 @@ impl StreamTranslator {
                         None => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
                     },
                     Err(e) => match serde_json::from_str::<Value>(&ev.data) {
-                        Ok(v) if v.get("error").is_some() => {
-                            let (kind, message) = error_parts(&v["error"]);
+                        Ok(Value::Object(mut v)) if v.contains_key("error") => {
+                            let err = v.remove("error").unwrap_or_default();
+                            let (kind, message) = error_parts(&err);
                             self.on_oitem(OItem::Error(kind, message), None, out);
                         }
                         _ => tracing::debug!(error = %e, "skipping unparsable chunk"),

@@ -1,0 +1,197 @@
+//! Memory under hostile input: concurrent maximum-size request bodies (LLM, MCP, A2A; near and
+//! over `limits.json.max_message_bytes`) against the real `switchboard` binary, with peak RSS
+//! (`VmHWM` from `/proc/PID/status`) held to a stated bound. BENCHMARKS.md ("Memory under
+//! hostile input") records the bound and a measured figure.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// `limits.json.max_message_bytes` in this test.
+const LIMIT: usize = 4 << 20;
+/// Requests in flight at once.
+const CONCURRENT: usize = 24;
+/// The bound on peak RSS growth over the idle process: bodies in flight (at most the limit
+/// each) times a small factor for reading, parsing and translating them, plus slack for the
+/// allocator and the runtime.
+const BOUND: u64 = (CONCURRENT * LIMIT * 3 + (64 << 20)) as u64;
+
+fn vm_hwm(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+/// A chat request of about `size` bytes: one long message, or many short ones (the shape that
+/// costs a parser the most per byte).
+fn chat(size: usize, many: bool) -> Vec<u8> {
+    let messages = if many {
+        let one = r#"{"role":"user","content":"hi"},"#;
+        let mut m = one.repeat(size / one.len());
+        m.pop();
+        m
+    } else {
+        format!(r#"{{"role":"user","content":"{}"}}"#, "x".repeat(size))
+    };
+    let head = r#"{"model":"fast","messages":["#;
+    format!("{head}{messages}]}}").into_bytes()
+}
+
+fn jsonrpc(size: usize, method: &str) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"message":{{"role":"user","parts":[{{"kind":"text","text":"{}"}}],"messageId":"m"}}}}}}"#,
+        "x".repeat(size)
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_rss_stays_within_a_small_multiple_of_the_limits() {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("SKIPPED: no /proc");
+        return;
+    }
+    let (mock, _state) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let (fixture, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+admin: {{bind: 127.0.0.1:0}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {{max_body_bytes: 67108864, json: {{max_message_bytes: {LIMIT}}}}}
+    routes:
+      - name: models
+        match: {{path_prefix: /v1}}
+        llm:
+          models:
+            - name: fast
+              providers:
+                - {{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - name: fixture
+              http: {{url: "http://{fixture}/mcp"}}
+      - name: agent
+        match: {{path_prefix: /agent}}
+        a2a: {{url: "http://{up}/echo"}}
+"#
+        ),
+    )
+    .unwrap();
+    let proc = spawn_switchboard(&config).await;
+    let pid = proc.child.id().unwrap();
+    let base = format!("http://{}", proc.listeners["main"]);
+    let client = client();
+    // Warm up every route once (connection pools, lazily built state).
+    for (path, body) in [
+        ("/v1/chat/completions", chat(100, false)),
+        ("/mcp", jsonrpc(100, "ping")),
+        ("/agent", jsonrpc(100, "message/send")),
+    ] {
+        client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let idle = vm_hwm(pid);
+
+    let near = LIMIT - 1024;
+    let mut cases: Vec<(&str, Vec<u8>, bool, u16)> = Vec::new();
+    for i in 0..CONCURRENT / 6 {
+        // Near the limit: served (the LLM and A2A ones reach their upstreams).
+        cases.push((
+            "/v1/chat/completions",
+            chat(near - 64, i % 2 == 0),
+            false,
+            200,
+        ));
+        cases.push(("/mcp", jsonrpc(near - 256, "tools/call"), false, 0));
+        cases.push(("/agent", jsonrpc(near - 256, "message/send"), false, 200));
+        // Over it, declared or streamed without a length: 413 without reading it all.
+        cases.push(("/v1/chat/completions", chat(LIMIT * 3, false), true, 413));
+        cases.push(("/mcp", jsonrpc(LIMIT * 3, "tools/call"), false, 413));
+        cases.push(("/agent", jsonrpc(LIMIT * 3, "message/send"), true, 413));
+    }
+    let tasks: Vec<_> = cases
+        .into_iter()
+        .map(|(path, body, chunked, want)| {
+            let client = client.clone();
+            let url = format!("{base}{path}");
+            tokio::spawn(async move {
+                let req = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream");
+                let req = if chunked {
+                    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                        body.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
+                    req.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+                } else {
+                    req.body(body)
+                };
+                match req.send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        if want != 0 {
+                            assert_eq!(status, want, "{path}");
+                        }
+                        let _ = r.bytes().await;
+                    }
+                    // The gateway may answer 413 and close before a streamed body is sent.
+                    Err(e) => assert!(want == 413, "{path}: {e}"),
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(tasks))
+        .await
+        .expect("all requests answered")
+        .into_iter()
+        .for_each(|r| r.unwrap());
+
+    let peak = vm_hwm(pid);
+    let grew = peak.saturating_sub(idle);
+    eprintln!(
+        "memory: idle VmHWM {} MiB, peak {} MiB, growth {} MiB for {CONCURRENT} concurrent requests at a {} MiB limit (bound {} MiB)",
+        idle >> 20,
+        peak >> 20,
+        grew >> 20,
+        LIMIT >> 20,
+        BOUND >> 20
+    );
+    assert!(
+        grew <= BOUND,
+        "peak RSS grew by {} MiB, over the bound of {} MiB",
+        grew >> 20,
+        BOUND >> 20
+    );
+    // Still serving.
+    let r = client
+        .post(format!("{base}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(chat(100, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
