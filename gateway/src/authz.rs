@@ -19,11 +19,15 @@
 //! that mention `mcp` or `llm` count as "decided later" (they cannot be judged before the
 //! backend parses the body); on other routes those rules see empty `mcp` and `llm` maps.
 //! The MCP and LLM backends call [`Authorizer::allows`] with the full [`AuthzContext`] for each
-//! tool, prompt, resource or model: the MCP backend hides denied tools from `tools/list` and
-//! answers calls to them as unknown tools; the LLM backend answers 403. [`Authorizer::allows`]
-//! also applies an API key's `models` and `tools` allow lists. To filter `tools/list`, ask
-//! whether calling each tool would be allowed (`mcp.method = "tools/call"` with the tool's
-//! name), so one rule governs both listing and calling.
+//! tool, prompt, resource or model: the MCP backend hides denied items from every list and
+//! answers requests naming them as if they did not exist; the LLM backend answers 403.
+//! [`Authorizer::allows`] also applies an API key's `models`, `tools`, `prompts` and
+//! `resources` allow lists. An MCP item is always checked as the method that uses it —
+//! `tools/call` with `mcp.tool.name`, `prompts/get` with `mcp.prompt.name`, `resources/read`
+//! with `mcp.resource.uri` — also when a list is filtered, a resource subscribed to or a
+//! completion asked for, so one rule governs listing and every use. Exactly one of `tool`,
+//! `prompt`, `resource` is set: a rule about another kind errors (missing key) and counts as
+//! false, so an item is denied unless some rule allows it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -184,8 +188,10 @@ impl Authorizer {
     /// lists first, then any rule true (or no rules).
     pub fn allows(&self, cx: &AuthzContext<'_>) -> bool {
         if let Some(p) = cx.principal {
-            if let Some(tool) = cx.mcp.and_then(|m| m.tool)
-                && !p.may_use_tool(tool)
+            if let Some(m) = cx.mcp
+                && (m.tool.is_some_and(|t| !p.may_use_tool(t))
+                    || m.prompt.is_some_and(|n| !p.may_use_prompt(n))
+                    || m.resource.is_some_and(|u| !p.may_use_resource(u)))
             {
                 return false;
             }
@@ -280,6 +286,8 @@ mod tests {
             scopes: Arc::from([]),
             allowed_models: None,
             allowed_tools: None,
+            allowed_prompts: None,
+            allowed_resources: None,
         }
     }
 
@@ -402,6 +410,8 @@ mod tests {
             scopes: Arc::from([]),
             allowed_models: None,
             allowed_tools: Some(Arc::from(["search__web".to_string()])),
+            allowed_prompts: None,
+            allowed_resources: None,
         };
         let model = |m| AuthzContext {
             principal: Some(&ci),

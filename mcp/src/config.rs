@@ -242,10 +242,17 @@ impl McpConfig {
             let tp = format!("{path}.targets[{i}]");
             if t.name.is_empty() {
                 issues.push((format!("{tp}.name"), "must not be empty".into()));
-            } else if t.name.contains("__") {
+            } else if t.name.contains("__") || t.name.ends_with('_') {
+                // `{target}__{name}` is split at the first `__`: a target `a_` would expose
+                // `a___x`, which is also target `a`'s tool `_x`.
                 issues.push((
                     format!("{tp}.name"),
-                    "must not contain `__` (it separates the target from the name)".into(),
+                    format!(
+                        "`{}` must not contain `__` or end with `_`: prefixed names \
+                         (`{{target}}__{{name}}`) are split at the first `__`, so it could \
+                         collide with another target's names",
+                        t.name
+                    ),
                 ));
             } else if !t
                 .name
@@ -402,6 +409,19 @@ mod tests {
         let i = issues(r#"{"targets":[{"name":"a__b","http":{"url":"http://x"}}]}"#);
         assert_eq!(i[0].0, "mcp.targets[0].name");
         assert!(i[0].1.contains("__"));
+    }
+
+    #[test]
+    fn names_that_collide_after_prefixing() {
+        // `a` and `a_` would both expose `a___x` (`a`'s `_x`, `a_`'s `x`).
+        let i = issues(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x"}},{"name":"a_","http":{"url":"http://y"}}]}"#,
+        );
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].0, "mcp.targets[1].name");
+        assert!(i[0].1.contains("end with `_`"), "{}", i[0].1);
+        // A leading or inner single `_` is unambiguous.
+        assert!(issues(r#"{"targets":[{"name":"_a_b","http":{"url":"http://x"}}]}"#).is_empty());
     }
 
     #[test]

@@ -43,5 +43,5 @@ mod upstream;
 pub use config::McpConfig;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
-pub use server::{McpBackend, McpShared, RequestContext, ToolAccess};
+pub use server::{McpBackend, McpShared, RequestContext, Access, Item};
 pub use upstream::stdio::StdioPool;

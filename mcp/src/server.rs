@@ -61,29 +61,45 @@ pub struct RequestContext {
     pub principal: Option<Arc<str>>,
     /// Name of the API key used, if any.
     pub api_key: Option<Arc<str>>,
-    /// The gateway's per-request say over tools (e.g. its `authz` rules on `mcp.tool.name`):
-    /// tools it refuses are left out of `tools/list` and cannot be called.
-    pub tool_access: Option<ToolAccess>,
+    /// The gateway's per-request say over tools, prompts and resources (its `authz` rules on
+    /// `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri`, an API key's allow lists):
+    /// what it refuses is left out of every list and answered as unknown when used (called,
+    /// read, subscribed, completed). `None`: everything is allowed.
+    pub access: Option<Access>,
     /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`); `None`:
     /// [`DEFAULT_MAX_BATCH`].
     pub max_batch: Option<usize>,
 }
 
-/// A predicate over exposed tool names (`{target}__{name}` when prefixed), supplied by the
-/// gateway per request.
-#[derive(Clone)]
-pub struct ToolAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+/// One thing an MCP request names, as the client sees it (prefixed and namespaced when the
+/// route federates several targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A tool name (`tools/list`, `tools/call`).
+    Tool(&'a str),
+    /// A prompt name (`prompts/list`, `prompts/get`, a `ref/prompt` completion).
+    Prompt(&'a str),
+    /// A resource URI (`resources/list`, `resources/read`, `resources/subscribe`,
+    /// `resources/unsubscribe`, a `ref/resource` completion) or a resource template's
+    /// `uriTemplate` (`resources/templates/list`).
+    Resource(&'a str),
+}
 
-impl ToolAccess {
-    /// Whether the tool may be listed and called.
-    pub fn allows(&self, exposed: &str) -> bool {
-        (self.0)(exposed)
+/// A predicate over the [`Item`]s a caller may list and use, supplied by the gateway per
+/// request.
+#[derive(Clone)]
+pub struct Access(pub Arc<dyn Fn(Item<'_>) -> bool + Send + Sync>);
+
+impl Access {
+    /// Whether the item may be listed and used.
+    pub fn allows(&self, item: Item<'_>) -> bool {
+        (self.0)(item)
     }
 }
 
-impl std::fmt::Debug for ToolAccess {
+impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ToolAccess(..)")
+        f.write_str("Access(..)")
     }
 }
 
@@ -603,7 +619,7 @@ impl McpBackend {
         let streams = jsonrpc::method(&msg) != "ping";
         if !(streams && accepts_sse) {
             let resp = self
-                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .dispatch(&session, msg, None, ctx.access.clone())
                 .await;
             self.sync_targets(&session).await;
             return rpc_response(StatusCode::OK, resp);
@@ -612,7 +628,7 @@ impl McpBackend {
         let this = self.clone();
         let s2 = session.clone();
         let tx2 = tx.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
             let _ = tx2.send(resp);

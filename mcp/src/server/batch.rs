@@ -172,7 +172,7 @@ impl McpBackend {
             return rpc_response(StatusCode::OK, Value::Array(replies));
         }
         let streams = accepts_sse && requests.iter().any(|(_, r)| jsonrpc::method(r) != "ping");
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         if !streams {
             let answers = futures::future::join_all(requests.into_iter().map(|(i, r)| {
                 let (session, access) = (&session, access.clone());
@@ -238,7 +238,7 @@ impl McpBackend {
         }
         let members = classify(items, session.is_none().then_some("not initialized"));
         let this = self.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             let mut requests = Vec::new();
             for m in members {

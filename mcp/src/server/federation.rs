@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use super::{
-    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION, ToolAccess,
+    Access, Item,
+    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION,
 };
 use crate::config::{FailureMode, TransportKind};
 use crate::error::{Error, Result};
@@ -62,6 +63,14 @@ impl ListKind {
             Self::Tools | Self::Prompts => "name",
             Self::Resources => "uri",
             Self::Templates => "uriTemplate",
+        }
+    }
+    /// The item an exposed name (or URI, or URI template) of this list stands for.
+    fn item(self, exposed: &str) -> Item<'_> {
+        match self {
+            Self::Tools => Item::Tool(exposed),
+            Self::Prompts => Item::Prompt(exposed),
+            Self::Resources | Self::Templates => Item::Resource(exposed),
         }
     }
     fn catalog_prefix(self) -> &'static str {
@@ -407,17 +416,20 @@ impl McpBackend {
         }
     }
 
-    /// Answer one client request (the response carries the client's id).
+    /// Answer one client request (the response carries the client's id). `access` is the
+    /// gateway's say over items: what it refuses is left out of lists and answered exactly
+    /// like an item that does not exist.
     pub(super) async fn dispatch(
         &self,
         session: &Session,
         msg: Value,
         stream: Option<mpsc::UnboundedSender<Value>>,
-        access: Option<ToolAccess>,
+        access: Option<Access>,
     ) -> Value {
-        let id = msg["id"].clone();
+        let id = jsonrpc::id(&msg);
         let method = jsonrpc::method(&msg).to_string();
         let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
+        let allows = |item: Item<'_>| access.as_ref().is_none_or(|a| a.allows(item));
         if let Some(kind) = ListKind::of(&method) {
             let cursor = match msg.pointer("/params/cursor") {
                 None | Some(Value::Null) => None,
@@ -425,11 +437,14 @@ impl McpBackend {
                 Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
             };
             let mut r = self.list(session, kind, cursor.as_deref()).await;
-            if kind == ListKind::Tools
-                && let (Some(access), Ok(page)) = (&access, &mut r)
-                && let Some(tools) = page.get_mut("tools").and_then(Value::as_array_mut)
+            if let (Some(access), Ok(page)) = (&access, &mut r)
+                && let Some(items) = page.get_mut(kind.key()).and_then(Value::as_array_mut)
             {
-                tools.retain(|t| t["name"].as_str().is_some_and(|n| access.allows(n)));
+                items.retain(|item| {
+                    item.get(kind.field())
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| access.allows(kind.item(n)))
+                });
             }
             self.0
                 .shared
@@ -454,11 +469,9 @@ impl McpBackend {
                     async move { self.call(session, t, m, None).await }
                 }))
                 .await;
-                let failed = all.iter().find(|r| r.get("error").is_some());
+                let failed = all.iter().find_map(|r| r.get("error"));
                 match (failed, self.0.cfg.failure_mode) {
-                    (Some(f), FailureMode::FailClosed) => {
-                        jsonrpc::error_obj(id, f["error"].clone())
-                    }
+                    (Some(f), FailureMode::FailClosed) => jsonrpc::error_obj(id, f.clone()),
                     _ => jsonrpc::result(id, json!({})),
                 }
             }
@@ -471,31 +484,34 @@ impl McpBackend {
                 let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing name");
                 };
-                if kind == ListKind::Tools && access.as_ref().is_some_and(|a| !a.allows(&name)) {
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
+                let what = if kind == ListKind::Tools {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                if !allows(kind.item(&name)) {
+                    return unknown();
                 }
                 let resolved = self.resolve_name(session, kind, &name).await;
                 let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
                     kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
                 }) else {
-                    let what = if kind == ListKind::Tools {
-                        "tool"
-                    } else {
-                        "prompt"
-                    };
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                    return unknown();
                 };
                 let mut m = msg;
-                m["params"]["name"] = Value::String(upstream_name);
+                jsonrpc::set_param(&mut m, "name", Value::String(upstream_name));
                 let started = Instant::now();
                 let r = self.call(session, t, m, stream).await;
-                if kind == ListKind::Tools {
+                if kind == ListKind::Tools
+                    && let Some(target) = self.0.targets.get(t)
+                {
                     self.0
                         .shared
                         .metrics
                         .tool_duration
                         .get_or_create(&ToolLabels {
-                            target: self.0.targets[t].name.to_string(),
+                            target: target.name.to_string(),
                         })
                         .observe(started.elapsed().as_secs_f64());
                 }
@@ -505,21 +521,26 @@ impl McpBackend {
                 let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing uri");
                 };
+                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                if !allows(Item::Resource(&uri)) {
+                    return unknown();
+                }
                 let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                    return unknown();
                 };
                 let mut m = msg;
-                m["params"]["uri"] = Value::String(upstream_uri);
+                jsonrpc::set_param(&mut m, "uri", Value::String(upstream_uri));
                 let mut r = self.call(session, t, m, stream).await;
                 if self.0.naming.prefixed
+                    && let Some(target) = self.0.targets.get(t)
                     && let Some(contents) = r
                         .pointer_mut("/result/contents")
                         .and_then(Value::as_array_mut)
                 {
-                    for c in contents {
+                    for c in contents.iter_mut().filter_map(Value::as_object_mut) {
                         if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                            c["uri"] =
-                                Value::String(names::namespace_uri(&self.0.targets[t].name, u));
+                            let u = names::namespace_uri(&target.name, u);
+                            c.insert("uri".into(), Value::String(u));
                         }
                     }
                 }
@@ -527,29 +548,29 @@ impl McpBackend {
             }
             "completion/complete" => {
                 let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+                let name = r#ref.get("name").and_then(Value::as_str);
+                let uri = r#ref.get("uri").and_then(Value::as_str);
                 let mut m = msg;
-                let routed =
-                    match r#ref.get("type").and_then(Value::as_str) {
-                        Some("ref/prompt") => match r#ref.get("name").and_then(Value::as_str) {
-                            Some(n) => self.resolve_name(session, ListKind::Prompts, n).await.map(
-                                |(t, n)| {
-                                    m["params"]["ref"]["name"] = Value::String(n);
-                                    t
-                                },
-                            ),
-                            None => None,
-                        },
-                        Some("ref/resource") => match r#ref.get("uri").and_then(Value::as_str) {
-                            Some(u) => self.resolve_uri(session, u).map(|(t, u)| {
-                                m["params"]["ref"]["uri"] = Value::String(u);
-                                t
-                            }),
-                            None => None,
-                        },
-                        _ => None,
-                    };
+                let routed = match (r#ref.get("type").and_then(Value::as_str), name, uri) {
+                    (Some("ref/prompt"), Some(n), _) if allows(Item::Prompt(n)) => self
+                        .resolve_name(session, ListKind::Prompts, n)
+                        .await
+                        .map(|(t, n)| (t, "name", n)),
+                    (Some("ref/resource"), _, Some(u)) if allows(Item::Resource(u)) => {
+                        self.resolve_uri(session, u).map(|(t, u)| (t, "uri", u))
+                    }
+                    _ => None,
+                };
                 match routed {
-                    Some(t) => self.call(session, t, m, stream).await,
+                    Some((t, key, value)) => {
+                        if let Some(r) = m
+                            .pointer_mut("/params/ref")
+                            .and_then(Value::as_object_mut)
+                        {
+                            r.insert(key.into(), Value::String(value));
+                        }
+                        self.call(session, t, m, stream).await
+                    }
                     None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
                 }
             }

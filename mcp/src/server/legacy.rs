@@ -102,7 +102,7 @@ impl McpBackend {
         }
         let this = self.clone();
         let principal = ctx.principal.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
                 let resp = match this

@@ -348,7 +348,7 @@ impl McpBackend {
             // Nothing else can need input: answered in this task, as a plain request.
             let _close = CloseOnDrop(Some(session.clone()));
             let mut resp = self
-                .dispatch(&session, msg, None, ctx.tool_access.clone())
+                .dispatch(&session, msg, None, ctx.access.clone())
                 .await;
             modernize_result(&method, &mut resp);
             return (StatusCode::OK, resp);
@@ -360,7 +360,7 @@ impl McpBackend {
         let (done_tx, done) = oneshot::channel();
         let this = self.clone();
         let s = session.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         let task = tokio::spawn(async move {
             let _close = CloseOnDrop(Some(s.clone()));
             let resp = this.dispatch(&s, msg, Some(tx), access).await;
