@@ -45,7 +45,16 @@ pub struct McpConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub input_timeout: Option<Duration>,
+    /// Largest single message a target may send, in bytes (default 8 MiB): a JSON reply body,
+    /// one SSE line or event, one stdio line. Over it an HTTP or SSE reply fails with a
+    /// JSON-RPC error naming the target, and a stdio line is dropped (the request then times
+    /// out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_bytes: Option<usize>,
 }
+
+/// Smallest accepted [`McpConfig::max_reply_bytes`].
+pub const MIN_MAX_REPLY_BYTES: usize = 1024;
 
 /// Default of [`McpConfig::input_timeout`].
 pub const DEFAULT_INPUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -221,6 +230,12 @@ impl McpConfig {
         self.input_timeout.unwrap_or(DEFAULT_INPUT_TIMEOUT)
     }
 
+    /// The configured reply cap or the default (8 MiB).
+    pub fn max_reply_bytes(&self) -> usize {
+        self.max_reply_bytes
+            .unwrap_or(crate::upstream::frames::DEFAULT_MAX_REPLY_BYTES)
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
@@ -235,6 +250,15 @@ impl McpConfig {
             issues.push((
                 format!("{path}.input_timeout"),
                 "must be greater than zero".into(),
+            ));
+        }
+        if self
+            .max_reply_bytes
+            .is_some_and(|n| n < MIN_MAX_REPLY_BYTES)
+        {
+            issues.push((
+                format!("{path}.max_reply_bytes"),
+                format!("must be at least {MIN_MAX_REPLY_BYTES}"),
             ));
         }
         let mut seen = HashSet::new();

@@ -290,7 +290,9 @@ impl McpBackend {
                         .stdio
                         .as_ref()
                         .filter(|s| s.sessions == StdioSessions::Shared)
-                        .map(|s| shared.stdio.get(&t.name, s, shared.ids.clone())),
+                        .map(|s| {
+                            shared.stdio.get(&t.name, s, shared.ids.clone(), cfg.max_reply_bytes())
+                        }),
                     cfg: t.clone(),
                     kind,
                 }
@@ -754,7 +756,8 @@ fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
                 let Ok(Some(resp)) = h.open_stream().await else {
                     return;
                 };
-                let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+                let mut events =
+                    crate::upstream::frames::sse_events(resp.bytes_stream(), h.max_reply());
                 loop {
                     tokio::select! {
                         _ = tx.closed() => break,
@@ -764,7 +767,11 @@ fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
                                     s.deliver_from_upstream(t, m, Some(&tx));
                                 }
                             }
-                            _ => break,
+                            Some(Err(e)) => {
+                                tracing::warn!(target_name = %h.target(), error = ?e, "target's standalone stream dropped");
+                                break;
+                            }
+                            None => break,
                         }
                     }
                 }

@@ -91,8 +91,11 @@ impl McpBackend {
         principal: Option<Arc<str>>,
         route: &str,
     ) -> Result<(Session, Value), Value> {
-        let rid = msg["id"].clone();
-        let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let rid = jsonrpc::id(msg);
+        let params = match client_params(msg.get("params")) {
+            Ok(p) => p,
+            Err(why) => return Err(jsonrpc::error(rid, jsonrpc::INVALID_PARAMS, why)),
+        };
         let requested = params
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -239,6 +242,7 @@ impl McpBackend {
                     shared.client.clone(),
                     shared.ids.clone(),
                     session.0.init_params.clone(),
+                    self.0.cfg.max_reply_bytes(),
                 )
                 .await?;
                 h.set_tool_headers(target.tool_headers.clone());
@@ -260,6 +264,7 @@ impl McpBackend {
                     shared.ids.clone(),
                     session.0.init_params.clone(),
                     fallback,
+                    self.0.cfg.max_reply_bytes(),
                 )
                 .await?;
                 (Upstream::Sse(s), init)
@@ -289,6 +294,7 @@ impl McpBackend {
             session.0.init_params.clone(),
             owner_listener(session, t),
             session.client_initialized(),
+            self.0.cfg.max_reply_bytes(),
         );
         if let Some(m) = session.0.managed.get() {
             self.0
@@ -639,7 +645,7 @@ impl McpBackend {
                     "ok"
                 };
                 self.0.shared.metrics.request(&method, &target.name, result);
-                resp["id"] = down_id;
+                jsonrpc::set_id(&mut resp, down_id);
                 resp
             }
             Err(e) => {
@@ -862,6 +868,60 @@ impl McpBackend {
             },
         })
     }
+}
+
+/// Longest `clientInfo` string kept (`name`, `version`, `title`, `websiteUrl`); longer ones
+/// are cut at a character boundary.
+pub(crate) const MAX_CLIENT_INFO_STRING: usize = 256;
+/// Largest `capabilities` object (serialized) an `initialize` may carry.
+pub(crate) const MAX_CAPABILITIES_BYTES: usize = 2048;
+
+/// What a session keeps of the client's `initialize` params — it lives as long as the session,
+/// goes into its `Mcp-Session-Id` and to every target's `initialize` — bounded whatever the
+/// client sent: `protocolVersion`, `capabilities` (refused over [`MAX_CAPABILITIES_BYTES`])
+/// and `clientInfo`'s `name`, `version`, `title` and `websiteUrl` (each cut to
+/// [`MAX_CLIENT_INFO_STRING`] bytes). Everything else is dropped.
+pub(crate) fn client_params(params: Option<&Value>) -> Result<Value, &'static str> {
+    let mut out = Map::new();
+    if let Some(v) = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .filter(|v| v.len() <= 32)
+    {
+        out.insert("protocolVersion".into(), json!(v));
+    }
+    match params.and_then(|p| p.get("capabilities")) {
+        None => {}
+        Some(c @ Value::Object(_)) => {
+            if serde_json::to_vec(c).map_or(true, |b| b.len() > MAX_CAPABILITIES_BYTES) {
+                return Err("initialize: capabilities too large");
+            }
+            out.insert("capabilities".into(), c.clone());
+        }
+        Some(_) => return Err("initialize: capabilities must be an object"),
+    }
+    if let Some(info) = params
+        .and_then(|p| p.get("clientInfo"))
+        .and_then(Value::as_object)
+    {
+        let mut kept = Map::new();
+        for k in ["name", "version", "title", "websiteUrl"] {
+            if let Some(v) = info.get(k).and_then(Value::as_str) {
+                kept.insert(k.into(), json!(truncate(v, MAX_CLIENT_INFO_STRING)));
+            }
+        }
+        out.insert("clientInfo".into(), Value::Object(kept));
+    }
+    Ok(Value::Object(out))
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    s.get(..end).unwrap_or_default()
 }
 
 /// Hands what target `t` sends outside any request to `session` (held weakly: the session's

@@ -112,6 +112,14 @@ impl McpBackend {
                     switchboard_sessions::Error::TooManySessions { .. } => {
                         jsonrpc::error(rid.clone(), jsonrpc::INVALID_REQUEST, &e.to_string())
                     }
+                    switchboard_sessions::Error::TokenTooLarge { .. } => {
+                        tracing::warn!(error = %e, "session state too large for a session id");
+                        jsonrpc::error(
+                            rid.clone(),
+                            jsonrpc::INVALID_PARAMS,
+                            "session state too large",
+                        )
+                    }
                     e => {
                         tracing::warn!(error = %e, "session store: creating a session failed");
                         jsonrpc::error(
@@ -230,6 +238,7 @@ impl McpBackend {
                             self.0.shared.ids.clone(),
                             init.clone(),
                             sid,
+                            self.0.cfg.max_reply_bytes(),
                         );
                         h.set_tool_headers(target.tool_headers.clone());
                         session.set_upstream(t, Upstream::Http(h));

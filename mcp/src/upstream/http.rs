@@ -9,7 +9,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::Route;
+use super::{Route, frames};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 use crate::param_headers::{self, ToolHeaders};
@@ -22,6 +22,8 @@ pub(crate) struct HttpUpstream {
     client: reqwest::Client,
     ids: Arc<AtomicU64>,
     init_params: Value,
+    /// Largest message read from the target (`mcp.max_reply_bytes`).
+    max_reply: usize,
     state: Mutex<State>,
     /// The target's `x-mcp-header` bindings (shared by every session of the backend), for the
     /// `Mcp-Param-*` headers of calls to a 2026-07-28 upstream.
@@ -39,6 +41,8 @@ struct State {
 /// JSON-RPC error code of an `initialize` a 2026-07-28-only server refuses.
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 const MODERN: &str = "2026-07-28";
+/// Longest upstream `Mcp-Session-Id` accepted (the spec's ids are UUIDs, JWTs or hashes).
+const MAX_UPSTREAM_SESSION_ID: usize = 1024;
 
 /// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (encoded with
 /// [`param_headers::encode`] where it is not plain ASCII).
@@ -74,6 +78,7 @@ impl HttpUpstream {
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
+        max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let this = Arc::new(Self {
             target,
@@ -82,6 +87,7 @@ impl HttpUpstream {
             client,
             ids,
             init_params,
+            max_reply,
             state: Mutex::new(State::default()),
             tool_headers: Default::default(),
         });
@@ -100,6 +106,7 @@ impl HttpUpstream {
         ids: Arc<AtomicU64>,
         init_params: Value,
         session_id: String,
+        max_reply: usize,
     ) -> Arc<Self> {
         let version = init_params
             .get("protocolVersion")
@@ -112,6 +119,7 @@ impl HttpUpstream {
             client,
             ids,
             init_params,
+            max_reply,
             state: Mutex::new(State {
                 session_id: Some(session_id),
                 version,
@@ -141,6 +149,26 @@ impl HttpUpstream {
         &self.url
     }
 
+    /// The target's name.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The cap on one message from this target.
+    pub fn max_reply(&self) -> usize {
+        self.max_reply
+    }
+
+    fn frame_error(&self, e: frames::FrameError) -> Error {
+        match e {
+            frames::FrameError::TooLarge => Error::TooLarge {
+                target: self.target.to_string(),
+                limit: self.max_reply,
+            },
+            frames::FrameError::Io(e) => self.unavailable(e),
+        }
+    }
+
     fn unavailable(&self, reason: impl Into<String>) -> Error {
         Error::Unavailable {
             target: self.target.to_string(),
@@ -159,11 +187,23 @@ impl HttpUpstream {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        // It travels in the downstream session's token: bounded, like everything sealed there.
+        if session_id
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_UPSTREAM_SESSION_ID)
+        {
+            return Err(Error::Protocol {
+                target: self.target.to_string(),
+                reason: "Mcp-Session-Id too long".into(),
+            });
+        }
         let reply = if status.is_success() {
             self.read_reply(resp, id, None, None).await?
         } else {
             // A refusal may still explain itself in a JSON-RPC error.
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = frames::read_body(resp, self.max_reply)
+                .await
+                .unwrap_or_default();
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
         if reply.pointer("/error/code").and_then(Value::as_i64)
@@ -347,18 +387,17 @@ impl HttpUpstream {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            let body = resp
-                .bytes()
+            let body = frames::read_body(resp, self.max_reply)
                 .await
-                .map_err(|e| self.unavailable(e.to_string()))?;
+                .map_err(|e| self.frame_error(e))?;
             return serde_json::from_slice(&body).map_err(|_| Error::Protocol {
                 target: self.target.to_string(),
                 reason: "reply is not JSON".into(),
             });
         }
-        let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+        let mut events = frames::sse_events(resp.bytes_stream(), self.max_reply);
         while let Some(ev) = events.next().await {
-            let ev = ev.map_err(|e| self.unavailable(e.to_string()))?;
+            let ev = ev.map_err(|e| self.frame_error(e))?;
             if ev.data.is_empty() {
                 continue;
             }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
+
+use super::frames::{self, Line};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -61,12 +63,18 @@ fn pool_key(name: &str, cfg: &StdioTarget) -> String {
 
 impl StdioPool {
     /// The running child for this config, or a newly spawned one.
-    pub(crate) fn get(&self, name: &str, cfg: &StdioTarget, ids: Arc<AtomicU64>) -> StdioProcess {
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        cfg: &StdioTarget,
+        ids: Arc<AtomicU64>,
+        max_line: usize,
+    ) -> StdioProcess {
         let mut slot = self.inner.entry(pool_key(name, cfg)).or_default();
         if let Some(handle) = slot.upgrade() {
             return StdioProcess(handle);
         }
-        let p = StdioProcess::spawn(name, cfg.clone(), ids, None);
+        let p = StdioProcess::spawn(name, cfg.clone(), ids, None, max_line);
         *slot = Arc::downgrade(&p.0);
         p
     }
@@ -161,6 +169,8 @@ impl std::ops::Deref for Handle {
 }
 
 pub(crate) struct Inner {
+    /// Longest line read from the child (`mcp.max_reply_bytes`); longer ones are dropped.
+    max_line: usize,
     name: Arc<str>,
     ids: Arc<AtomicU64>,
     pending: PendingMap,
@@ -216,9 +226,16 @@ impl Inner {
 }
 
 impl StdioProcess {
-    fn spawn(name: &str, cfg: StdioTarget, ids: Arc<AtomicU64>, owned: Option<Owned>) -> Self {
+    fn spawn(
+        name: &str,
+        cfg: StdioTarget,
+        ids: Arc<AtomicU64>,
+        owned: Option<Owned>,
+        max_line: usize,
+    ) -> Self {
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
+            max_line,
             name: name.into(),
             ids,
             pending: PendingMap::default(),
@@ -248,6 +265,7 @@ impl StdioProcess {
         init: Value,
         owner: Listener,
         client_initialized: bool,
+        max_line: usize,
     ) -> Self {
         Self::spawn(
             name,
@@ -258,6 +276,7 @@ impl StdioProcess {
                 owner: Mutex::new(owner),
                 client_initialized: AtomicBool::new(client_initialized),
             }),
+            max_line,
         )
     }
 
@@ -435,18 +454,39 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         }
     };
     let name = this.name.clone();
+    let max_line = this.max_line;
     let stderr_log = async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target_name = %name, "stderr: {line}");
+        let mut r = BufReader::new(stderr);
+        let mut buf = Vec::new();
+        loop {
+            match frames::read_line(&mut r, &mut buf, max_line).await {
+                Ok(Line::Line) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    tracing::info!(target_name = %name, "stderr: {line}");
+                }
+                Ok(Line::TooLarge) => {
+                    tracing::warn!(target_name = %name, max_line, "stderr line over max_reply_bytes dropped");
+                }
+                Ok(Line::Eof) | Err(_) => break,
+            }
         }
     };
     let weak = Arc::downgrade(this);
+    let out_name = this.name.clone();
     let reader = async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-                tracing::debug!("non-JSON line from stdio target ignored");
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            match frames::read_line(&mut r, &mut buf, max_line).await {
+                Ok(Line::Line) => {}
+                Ok(Line::TooLarge) => {
+                    tracing::warn!(target_name = %out_name, max_line, "stdio message over max_reply_bytes dropped");
+                    continue;
+                }
+                Ok(Line::Eof) | Err(_) => break,
+            }
+            let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
+                tracing::warn!(target_name = %out_name, "non-JSON line from stdio target ignored");
                 continue;
             };
             let Some(this) = weak.upgrade() else { return };
