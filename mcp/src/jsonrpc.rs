@@ -133,7 +133,9 @@ pub fn check_reply(reply: &Value) -> Result<(), &'static str> {
         (Some(Value::Object(_)), None) => Ok(()),
         (Some(_), None) => Err("result is not an object"),
         (None, Some(Value::Object(e))) => {
-            if e.get("code").is_some_and(|c| c.is_i64()) && e.get("message").is_some_and(Value::is_string) {
+            if e.get("code").is_some_and(|c| c.is_i64())
+                && e.get("message").is_some_and(Value::is_string)
+            {
                 Ok(())
             } else {
                 Err("error is not a JSON-RPC error object")

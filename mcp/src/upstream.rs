@@ -142,7 +142,7 @@ impl Drop for PendingGuard {
 /// Rewrite a downstream request for an upstream: its id becomes `id` and its progress token
 /// (if any) too; returns the original progress token.
 pub(crate) fn prepare(msg: &mut Value, id: u64) -> Option<Value> {
-    msg["id"] = Value::from(id);
+    jsonrpc::set_id(msg, Value::from(id));
     let orig = jsonrpc::progress_token(msg).cloned();
     if orig.is_some() {
         jsonrpc::set_progress_token(msg, Value::from(id));

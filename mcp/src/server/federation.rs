@@ -1,5 +1,6 @@
 //! Federation: one session fans out to, merges from and routes to the targets.
 
+use crate::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,8 +10,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use super::{
-    Access, Item,
-    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION,
+    Access, Item, LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS,
+    STATELESS_VERSION,
 };
 use crate::config::{FailureMode, TransportKind};
 use crate::error::{Error, Result};
@@ -118,10 +119,10 @@ impl McpBackend {
         let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
             let s = session.clone();
             async move {
-                let timeout = self.0.targets[t].cfg.timeout();
+                let timeout = self.target(t).cfg.timeout();
                 match tokio::time::timeout(timeout, self.connect(&s, t)).await {
                     Ok(r) => r,
-                    Err(_) => Err(Error::Timeout(self.0.targets[t].name.to_string())),
+                    Err(_) => Err(Error::Timeout(self.target(t).name.to_string())),
                 }
             }
         }))
@@ -131,11 +132,11 @@ impl McpBackend {
         let mut server_info = None;
         let mut subscribe = false;
         for (t, r) in results.into_iter().enumerate() {
-            let name = &self.0.targets[t].name;
+            let name = &self.target(t).name;
             match r {
                 Ok(init) => {
                     self.0.shared.metrics.request("initialize", name, "ok");
-                    let c = &init["capabilities"];
+                    let c = init.get("capabilities").unwrap_or(&Value::Null);
                     for k in ["tools", "prompts"] {
                         if c.get(k).is_some() {
                             caps.insert(k.into(), json!({"listChanged": true}));
@@ -157,11 +158,11 @@ impl McpBackend {
                             i.to_string()
                         });
                     }
-                    server_info = Some(init["serverInfo"].clone());
+                    server_info = init.get("serverInfo").cloned();
                 }
                 Err(e) => {
                     tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
-                    *self.0.targets[t].down_until.lock().unwrap() =
+                    *self.target(t).down_until.locked() =
                         Some(tokio::time::Instant::now() + RECONNECT_HOLDOFF);
                     self.0.shared.metrics.request("initialize", name, "error");
                     if self.0.cfg.failure_mode == FailureMode::FailClosed {
@@ -191,8 +192,13 @@ impl McpBackend {
             "capabilities": caps,
             "serverInfo": server_info,
         });
-        if !instructions.is_empty() {
-            result["instructions"] = Value::String(instructions.join("\n\n"));
+        if !instructions.is_empty()
+            && let Some(r) = result.as_object_mut()
+        {
+            r.insert(
+                "instructions".into(),
+                Value::String(instructions.join("\n\n")),
+            );
         }
         for expired in self.0.sessions.sweep() {
             tracing::debug!(session = expired.id(), "idle session expired");
@@ -217,7 +223,7 @@ impl McpBackend {
 
     /// Open target `t` for a session; returns the target's initialize result.
     pub(super) async fn connect(&self, session: &Session, t: usize) -> Result<Value> {
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let shared = &self.0.shared;
         let (up, init) = match target.kind {
             TransportKind::Stdio => {
@@ -281,7 +287,7 @@ impl McpBackend {
         session: &Session,
         t: usize,
     ) -> Result<crate::upstream::stdio::StdioProcess> {
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let cfg = target
             .cfg
             .stdio
@@ -332,14 +338,9 @@ impl McpBackend {
         }
         // Connected lazily: a stateless request, a target that failed at initialize, or a
         // legacy SSE target whose connection dropped.
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let now = tokio::time::Instant::now();
-        if target
-            .down_until
-            .lock()
-            .unwrap()
-            .is_some_and(|until| now < until)
-        {
+        if target.down_until.locked().is_some_and(|until| now < until) {
             return Err(Error::Unavailable {
                 target: target.name.to_string(),
                 reason: "failed recently".into(),
@@ -349,10 +350,10 @@ impl McpBackend {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(target.name.to_string())),
         };
-        *target.down_until.lock().unwrap() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
+        *target.down_until.locked() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
         r?;
         session.upstream(t).ok_or_else(|| Error::Unavailable {
-            target: self.0.targets[t].name.to_string(),
+            target: self.target(t).name.to_string(),
             reason: "not connected".into(),
         })
     }
@@ -379,8 +380,7 @@ impl McpBackend {
                     let found = session
                         .0
                         .inflight
-                        .lock()
-                        .unwrap()
+                        .locked()
                         .get(&jsonrpc::id_key(rid))
                         .map(|e| {
                             e.cancel.cancel();
@@ -390,7 +390,7 @@ impl McpBackend {
                         return;
                     };
                     let mut fwd = msg.clone();
-                    fwd["params"]["requestId"] = Value::from(uid);
+                    jsonrpc::set_param(&mut fwd, "requestId", Value::from(uid));
                     if let Some(u) = session.upstream(t) {
                         let _ = u.send(fwd).await;
                     }
@@ -569,9 +569,7 @@ impl McpBackend {
                 };
                 match routed {
                     Some((t, key, value)) => {
-                        if let Some(r) = m
-                            .pointer_mut("/params/ref")
-                            .and_then(Value::as_object_mut)
+                        if let Some(r) = m.pointer_mut("/params/ref").and_then(Value::as_object_mut)
                         {
                             r.insert(key.into(), Value::String(value));
                         }
@@ -599,9 +597,9 @@ impl McpBackend {
         mut msg: Value,
         stream: Option<mpsc::UnboundedSender<Value>>,
     ) -> Value {
-        let down_id = msg["id"].clone();
+        let down_id = jsonrpc::id(&msg);
         let method = jsonrpc::method(&msg).to_string();
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let up = match self.upstream(session, t).await {
             Ok(u) => u,
             Err(e) => {
@@ -616,7 +614,7 @@ impl McpBackend {
         let progress = prepare(&mut msg, uid);
         let key = jsonrpc::id_key(&down_id);
         let cancel = tokio_util::sync::CancellationToken::new();
-        session.0.inflight.lock().unwrap().insert(
+        session.0.inflight.locked().insert(
             key.clone(),
             Inflight {
                 target: t,
@@ -666,7 +664,7 @@ impl McpBackend {
     /// The unshortened exposed name of a tool: what `tools.allow`/`tools.deny` match.
     pub(super) fn full_name(&self, t: usize, name: &str) -> String {
         if self.0.naming.prefixed {
-            names::prefixed(&self.0.targets[t].name, name)
+            names::prefixed(&self.target(t).name, name)
         } else {
             name.to_string()
         }
@@ -674,6 +672,14 @@ impl McpBackend {
 
     pub(super) fn tool_allowed(&self, exposed: &str) -> bool {
         self.0.allow.as_ref().is_none_or(|a| a.is_match(exposed)) && !self.0.deny.is_match(exposed)
+    }
+
+    /// Target `t`. Every `t` in this crate is an index into this backend's targets: it comes
+    /// from `0..targets.len()` or [`Self::target_index`], and a session or upstream holding one
+    /// belongs to this backend (a reload builds new sessions), whose targets never change.
+    #[allow(clippy::indexing_slicing)] // invariant: see above
+    pub(super) fn target(&self, t: usize) -> &super::Target {
+        &self.0.targets[t]
     }
 
     pub(super) fn target_index(&self, name: &str) -> Option<usize> {
@@ -702,7 +708,7 @@ impl McpBackend {
         let key = format!("{}{exposed}", kind.catalog_prefix());
         let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
         {
-            let c = session.0.catalog.lock().unwrap();
+            let c = session.0.catalog.locked();
             if c.0 == epoch
                 && let Some(v) = c.1.get(&key)
             {
@@ -718,7 +724,7 @@ impl McpBackend {
                 None => break,
             }
         }
-        session.0.catalog.lock().unwrap().1.get(&key).cloned()
+        session.0.catalog.locked().1.get(&key).cloned()
     }
 
     /// Exposed resource URI → (target, upstream URI).
@@ -730,7 +736,7 @@ impl McpBackend {
         if self.0.targets.len() == 1 {
             return Some((0, uri.to_string()));
         }
-        let c = session.0.catalog.lock().unwrap();
+        let c = session.0.catalog.locked();
         Some(
             c.1.get(&format!("r:{uri}"))
                 .cloned()
@@ -772,7 +778,7 @@ impl McpBackend {
         let mut learned: HashMap<String, (usize, String)> = HashMap::new();
         let prefixed = self.0.naming.prefixed;
         for (t, page) in pages {
-            let tname = &self.0.targets[t].name;
+            let tname = &self.target(t).name;
             if let Some(e) = page.get("error") {
                 // A target without this capability is not a failure.
                 if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
@@ -784,7 +790,7 @@ impl McpBackend {
                 tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
                 continue;
             }
-            let result = &page["result"];
+            let result = page.get("result").unwrap_or(&Value::Null);
             if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
                 next.insert(tname.to_string(), c.to_string());
             }
@@ -792,7 +798,7 @@ impl McpBackend {
                 continue;
             };
             if kind == ListKind::Tools {
-                self.0.targets[t].tool_headers.record(epoch, list);
+                self.target(t).tool_headers.record(epoch, list);
             }
             for item in list {
                 let Some(orig) = item.get(kind.field()).and_then(Value::as_str) else {
@@ -826,22 +832,29 @@ impl McpBackend {
                 }
                 learned.insert(key, (t, orig.to_string()));
                 let mut item = item.clone();
-                item[kind.field()] = Value::String(exposed);
+                if let Some(o) = item.as_object_mut() {
+                    o.insert(kind.field().into(), Value::String(exposed));
+                }
                 items.push(item);
             }
         }
         // Only unprefixed names of several targets route by catalogue (`resolve_name`,
         // `resolve_uri`); otherwise keeping it would only cost per-session memory.
         if !prefixed && self.0.targets.len() > 1 {
-            let mut c = session.0.catalog.lock().unwrap();
+            let mut c = session.0.catalog.locked();
             if c.0 != epoch {
                 *c = (epoch, HashMap::new());
             }
             c.1.extend(learned);
         }
         let mut result = json!({ kind.key(): items });
-        if !next.is_empty() {
-            result["nextCursor"] = Value::String(names::encode_cursor(&next));
+        if !next.is_empty()
+            && let Some(r) = result.as_object_mut()
+        {
+            r.insert(
+                "nextCursor".into(),
+                Value::String(names::encode_cursor(&next)),
+            );
         }
         Ok(result)
     }
@@ -940,6 +953,6 @@ struct InflightGuard<'a>(&'a Session, &'a str);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.0.inflight.lock().unwrap().remove(self.1);
+        self.0.0.inflight.locked().remove(self.1);
     }
 }

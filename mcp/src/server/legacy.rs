@@ -45,7 +45,7 @@ impl McpBackend {
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(first.chain(rest)))
-            .unwrap()
+            .unwrap_or_default()
     }
 
     pub(super) async fn legacy_message(
@@ -139,7 +139,7 @@ impl McpBackend {
         Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
-            .unwrap()
+            .unwrap_or_default()
     }
 }
 

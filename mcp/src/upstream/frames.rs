@@ -203,7 +203,7 @@ where
 
 /// What [`read_line`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Line {
+pub(crate) enum Read {
     /// A line (without its `\n`) is in the buffer.
     Line,
     /// A line over the cap was read and dropped.
@@ -218,18 +218,18 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
-) -> std::io::Result<Line> {
+) -> std::io::Result<Read> {
     buf.clear();
     let mut over = false;
     loop {
         let avail = r.fill_buf().await?;
         if avail.is_empty() {
             return Ok(if over {
-                Line::TooLarge
+                Read::TooLarge
             } else if buf.is_empty() {
-                Line::Eof
+                Read::Eof
             } else {
-                Line::Line
+                Read::Line
             });
         }
         let (part, found) = match avail.iter().position(|b| *b == b'\n') {
@@ -247,7 +247,7 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
         match found {
             Some(i) => {
                 r.consume(i.saturating_add(1));
-                return Ok(if over { Line::TooLarge } else { Line::Line });
+                return Ok(if over { Read::TooLarge } else { Read::Line });
             }
             None => {
                 let n = avail.len();
@@ -273,23 +273,40 @@ mod tests {
     #[test]
     fn events_across_chunks_and_line_endings() {
         let evs = parse(
-            &[b"event: endpoint\r", b"\ndata: /m\r\n\r\n: c\n", b"data: a\ndata:b\n\nda", b"ta: x\r\r"],
+            &[
+                b"event: endpoint\r",
+                b"\ndata: /m\r\n\r\n: c\n",
+                b"data: a\ndata:b\n\nda",
+                b"ta: x\r\r",
+            ],
             64,
         )
         .unwrap();
         assert_eq!(
             evs,
             vec![
-                Event { event: "endpoint".into(), data: "/m".into() },
-                Event { event: String::new(), data: "a\nb".into() },
-                Event { event: String::new(), data: "x".into() },
+                Event {
+                    event: "endpoint".into(),
+                    data: "/m".into()
+                },
+                Event {
+                    event: String::new(),
+                    data: "a\nb".into()
+                },
+                Event {
+                    event: String::new(),
+                    data: "x".into()
+                },
             ]
         );
     }
 
     #[test]
     fn long_lines_and_events_fail() {
-        assert!(matches!(parse(&[&[b'x'; 100]], 64), Err(FrameError::TooLarge)));
+        assert!(matches!(
+            parse(&[&[b'x'; 100]], 64),
+            Err(FrameError::TooLarge)
+        ));
         let many: Vec<&[u8]> = std::iter::repeat_n(&b"data: 0123456789\n"[..], 10).collect();
         assert!(matches!(parse(&many, 64), Err(FrameError::TooLarge)));
         assert!(parse(&many[..3], 64).is_ok());
@@ -303,9 +320,9 @@ mod tests {
         let mut got = Vec::new();
         loop {
             match read_line(&mut r, &mut buf, 8).await.unwrap() {
-                Line::Eof => break,
-                Line::TooLarge => got.push("<too large>".to_string()),
-                Line::Line => got.push(String::from_utf8(buf.clone()).unwrap()),
+                Read::Eof => break,
+                Read::TooLarge => got.push("<too large>".to_string()),
+                Read::Line => got.push(String::from_utf8(buf.clone()).unwrap()),
             }
         }
         assert_eq!(got, ["short", "<too large>", "ok", "last"]);

@@ -1,6 +1,7 @@
 //! Streamable HTTP upstream: one upstream MCP session per downstream session. Responses that
 //! come as an SSE stream are read in the caller's task, so there is no task per session.
 
+use crate::LockExt;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,7 @@ impl HttpUpstream {
     /// Adopt an upstream session opened earlier (by this or another replica) without a new
     /// `initialize`: the session continues under `session_id`. An upstream that no longer knows
     /// it answers 404 (or 400) and is re-initialized transparently on the first request.
+    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         target: Arc<str>,
         url: String,
@@ -136,12 +138,12 @@ impl HttpUpstream {
 
     /// Whether the upstream speaks only 2026-07-28 (stateless; multi round-trip requests).
     pub fn is_modern(&self) -> bool {
-        self.state.lock().unwrap().modern
+        self.state.locked().modern
     }
 
     /// The upstream's current session id (changes when the upstream is re-initialized).
     pub fn session_id(&self) -> Option<String> {
-        self.state.lock().unwrap().session_id.clone()
+        self.state.locked().session_id.clone()
     }
 
     /// The upstream URL.
@@ -177,7 +179,7 @@ impl HttpUpstream {
     }
 
     async fn initialize(&self) -> Result<Value> {
-        *self.state.lock().unwrap() = State::default();
+        *self.state.locked() = State::default();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let msg = jsonrpc::request(Value::from(id), "initialize", self.init_params.clone());
         let resp = self.post_once(&msg, &State::default()).await?;
@@ -229,7 +231,7 @@ impl HttpUpstream {
                 .map(str::to_string),
             modern: false,
         };
-        *self.state.lock().unwrap() = state.clone();
+        *self.state.locked() = state.clone();
         let note = jsonrpc::notification(
             "notifications/initialized",
             Value::Object(Default::default()),
@@ -259,15 +261,17 @@ impl HttpUpstream {
                 reason: "server/discover failed".into(),
             });
         };
-        *self.state.lock().unwrap() = state;
+        *self.state.locked() = state;
         let mut init = serde_json::json!({
             "protocolVersion": MODERN,
             "capabilities": result.get("capabilities").cloned().unwrap_or_default(),
             "serverInfo": result.get("serverInfo").cloned()
                 .unwrap_or_else(|| serde_json::json!({"name": &*self.target, "version": ""})),
         });
-        if let Some(i) = result.get("instructions") {
-            init["instructions"] = i.clone();
+        if let Some(i) = result.get("instructions")
+            && let Some(o) = init.as_object_mut()
+        {
+            o.insert("instructions".into(), i.clone());
         }
         Ok(init)
     }
@@ -342,7 +346,7 @@ impl HttpUpstream {
     /// POST a message; an upstream that forgot our session (404, or 400 to a session id it
     /// issued) is re-initialized and the message sent once more.
     async fn post(&self, msg: &Value) -> Result<reqwest::Response> {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         let resp = self.post_once(msg, &state).await?;
         let forgot = state.session_id.is_some()
             && matches!(
@@ -354,7 +358,7 @@ impl HttpUpstream {
         }
         tracing::info!(target_name = %self.target, status = %resp.status(), "upstream lost the session; re-initializing");
         self.initialize().await?;
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         self.post_once(msg, &state).await
     }
 
@@ -432,7 +436,7 @@ impl HttpUpstream {
 
     /// Open the upstream's standalone GET stream (server-initiated messages outside requests).
     pub async fn open_stream(&self) -> Result<Option<reqwest::Response>> {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         let Some(sid) = state.session_id else {
             return Ok(None);
         };
@@ -453,7 +457,7 @@ impl HttpUpstream {
     }
 
     pub async fn close(&self) {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         if let Some(sid) = state.session_id {
             let _ = self
                 .client

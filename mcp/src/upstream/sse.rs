@@ -30,6 +30,7 @@ pub(crate) struct SseUpstream {
 impl SseUpstream {
     /// Connect, wait for the endpoint event, initialize. `fallback` receives messages no
     /// request claims.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         target: Arc<str>,
         url: String,

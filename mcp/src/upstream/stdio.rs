@@ -6,6 +6,7 @@
 //! ([`StdioProcess::for_session`], [`StdioPool::keep`]). Either way a supervisor task spawns the
 //! child, initializes it, logs its stderr and restarts it with backoff when it dies.
 
+use crate::LockExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use dashmap::DashMap;
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufReader};
 
-use super::frames::{self, Line};
+use super::frames::{self, Read};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -207,7 +208,7 @@ impl Inner {
 
     fn send(&self, msg: Value) -> Result<()> {
         let line = serde_json::to_string(&msg).unwrap_or_default();
-        let w = self.writer.lock().unwrap();
+        let w = self.writer.locked();
         match w.as_ref() {
             Some(w) if w.send(line).is_ok() => Ok(()),
             _ => Err(self.unavailable("not running")),
@@ -289,7 +290,7 @@ impl StdioProcess {
     /// config reload).
     pub fn set_owner(&self, owner: Listener) {
         if let Some(o) = &self.0.owned {
-            *o.owner.lock().unwrap() = owner;
+            *o.owner.locked() = owner;
         }
     }
 
@@ -319,14 +320,14 @@ impl StdioProcess {
 
     /// Register a receiver for unclaimed messages (held weakly: dropping it unregisters).
     pub fn listen(&self, l: &Listener) {
-        let mut ls = self.0.listeners.lock().unwrap();
+        let mut ls = self.0.listeners.locked();
         ls.retain(|w| w.strong_count() > 0);
         ls.push(Arc::downgrade(l));
     }
 
     /// The OS pid of the current child, if one is running.
     pub fn pid(&self) -> Option<u32> {
-        *self.0.pid.lock().unwrap()
+        *self.0.pid.locked()
     }
 
     /// Wait until a child is up and initialized; returns its initialize result. Fails at once
@@ -398,8 +399,8 @@ async fn supervise(this: Arc<Inner>, cfg: StdioTarget, cancel: CancellationToken
         } else {
             Phase::Failing
         });
-        *this.writer.lock().unwrap() = None;
-        *this.pid.lock().unwrap() = None;
+        *this.writer.locked() = None;
+        *this.pid.locked() = None;
         this.pending.clear();
         let name = this.name.clone();
         if cancel.is_cancelled() {
@@ -436,7 +437,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
             return false;
         }
     };
-    *this.pid.lock().unwrap() = child.id();
+    *this.pid.locked() = child.id();
     this.initialized_sent.store(false, Ordering::SeqCst);
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -444,7 +445,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         return false;
     };
     let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
-    *this.writer.lock().unwrap() = Some(wtx);
+    *this.writer.locked() = Some(wtx);
     let writer = async move {
         while let Some(mut line) = wrx.recv().await {
             line.push('\n');
@@ -460,14 +461,14 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         let mut buf = Vec::new();
         loop {
             match frames::read_line(&mut r, &mut buf, max_line).await {
-                Ok(Line::Line) => {
+                Ok(Read::Line) => {
                     let line = String::from_utf8_lossy(&buf);
                     tracing::info!(target_name = %name, "stderr: {line}");
                 }
-                Ok(Line::TooLarge) => {
+                Ok(Read::TooLarge) => {
                     tracing::warn!(target_name = %name, max_line, "stderr line over max_reply_bytes dropped");
                 }
-                Ok(Line::Eof) | Err(_) => break,
+                Ok(Read::Eof) | Err(_) => break,
             }
         }
     };
@@ -478,12 +479,12 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         let mut buf = Vec::new();
         loop {
             match frames::read_line(&mut r, &mut buf, max_line).await {
-                Ok(Line::Line) => {}
-                Ok(Line::TooLarge) => {
+                Ok(Read::Line) => {}
+                Ok(Read::TooLarge) => {
                     tracing::warn!(target_name = %out_name, max_line, "stdio message over max_reply_bytes dropped");
                     continue;
                 }
-                Ok(Line::Eof) | Err(_) => break,
+                Ok(Read::Eof) | Err(_) => break,
             }
             let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
                 tracing::warn!(target_name = %out_name, "non-JSON line from stdio target ignored");
@@ -569,14 +570,13 @@ async fn initialize(this: Arc<Inner>) -> Result<Value> {
 fn unclaimed(this: &Arc<Inner>, msg: Value) {
     if let Some(o) = &this.owned {
         // Everything of a per-session child belongs to its one session, requests included.
-        let owner = o.owner.lock().unwrap().clone();
+        let owner = o.owner.locked().clone();
         owner(msg);
         return;
     }
     let listeners: Vec<_> = this
         .listeners
-        .lock()
-        .unwrap()
+        .locked()
         .iter()
         .filter_map(|w| w.upgrade())
         .collect();
