@@ -432,4 +432,61 @@ mod tests {
         );
         assert!(Authorizer::default().allows(&call("anything")));
     }
+
+    #[test]
+    fn mcp_items_are_denied_unless_a_rule_about_their_kind_allows() {
+        let item = |method, tool, prompt, resource| AuthzContext {
+            mcp: Some(McpAttributes {
+                method,
+                tool,
+                prompt,
+                resource,
+            }),
+            ..Default::default()
+        };
+        let tool = |n| item("tools/call", Some(n), None, None);
+        let prompt = |n| item("prompts/get", None, Some(n), None);
+        let resource = |u| item("resources/read", None, None, Some(u));
+        // A rule about tools says nothing about prompts or resources: they are denied.
+        let a = authz(&[r#"mcp.tool.name == "echo""#]);
+        assert!(a.allows(&tool("echo")));
+        assert!(!a.allows(&tool("other")));
+        assert!(!a.allows(&prompt("echo")));
+        assert!(!a.allows(&resource("file:///echo")));
+        // The README's examples.
+        let a = authz(&[
+            r#"has(mcp.resource) && mcp.resource.uri.startsWith("file:///public/")"#,
+            r#"has(mcp.prompt) && jwt.sub == "alice""#,
+        ]);
+        assert!(a.allows(&resource("file:///public/a")));
+        assert!(!a.allows(&resource("file:///private/a")));
+        assert!(!a.allows(&tool("file:///public/a")));
+        let alice = jwt(serde_json::json!({"sub": "alice"}));
+        assert!(a.allows(&AuthzContext {
+            principal: Some(&alice),
+            ..prompt("p")
+        }));
+        assert!(!a.allows(&prompt("p")), "anonymous");
+        // A key's lists apply per kind, as a group.
+        let key = Principal {
+            kind: PrincipalKind::ApiKey,
+            subject: "k".into(),
+            claims: Arc::new(serde_json::Value::Null),
+            api_key: Some("k".into()),
+            scopes: Arc::from([]),
+            allowed_models: None,
+            allowed_tools: None,
+            allowed_prompts: Some(Arc::from(["p".to_string()])),
+            allowed_resources: None,
+        };
+        let open = Authorizer::default();
+        let with = |cx: AuthzContext<'static>| AuthzContext {
+            principal: Some(&key),
+            ..cx
+        };
+        assert!(open.allows(&with(prompt("p"))));
+        assert!(!open.allows(&with(prompt("q"))));
+        assert!(!open.allows(&with(tool("t"))), "no tools list: no tools");
+        assert!(!open.allows(&with(resource("r"))));
+    }
 }

@@ -436,6 +436,16 @@ mod tests {
     }
 
     #[test]
+    fn max_reply_bytes_has_a_floor() {
+        let i =
+            issues(r#"{"max_reply_bytes":10,"targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert_eq!(i.len(), 1);
+        assert_eq!(i[0].0, "mcp.max_reply_bytes");
+        let c = parse(r#"{"targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert_eq!(c.max_reply_bytes(), 8 * 1024 * 1024);
+    }
+
+    #[test]
     fn names_that_collide_after_prefixing() {
         // `a` and `a_` would both expose `a___x` (`a`'s `_x`, `a_`'s `x`).
         let i = issues(
