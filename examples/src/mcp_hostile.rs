@@ -7,6 +7,7 @@
 //! - `wrong_types`: a response whose `result` is an array;
 //! - `endless_line`: an SSE stream whose first line never ends;
 //! - `endless_event`: an SSE event whose `data:` lines never end;
+//! - `flood`: an SSE stream of 2000 `roots/list` requests, then the result;
 //! - `echo`: a proper result (to show the gateway still answers).
 //!
 //! `tools/list` is an endless JSON body (a `tools` array that never closes, streamed without
@@ -31,6 +32,7 @@ pub const TOOLS: &[&str] = &[
     "wrong_types",
     "endless_line",
     "endless_event",
+    "flood",
     "echo",
 ];
 
@@ -107,6 +109,17 @@ async fn handle(Query(q): Query<HashMap<String, String>>, body: Bytes) -> Respon
                 b"data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
                 "text/event-stream",
             ),
+            Some("flood") => {
+                let mut body = String::new();
+                for i in 0..2000 {
+                    let req = json!({"jsonrpc": "2.0", "id": format!("flood-{i}"), "method": "roots/list"});
+                    body.push_str(&format!("event: message\ndata: {req}\n\n"));
+                }
+                let done = json!({"jsonrpc": "2.0", "id": id, "result": {
+                    "content": [{"type": "text", "text": "flooded"}]}});
+                body.push_str(&format!("event: message\ndata: {done}\n\n"));
+                ([("content-type", "text/event-stream")], body).into_response()
+            }
             _ => json_response(&json!({"jsonrpc": "2.0", "id": id, "result": {
                 "content": [{"type": "text", "text": "echo"}]}})),
         },

@@ -112,6 +112,10 @@ impl Managed {
     }
 }
 
+/// Most server-to-client requests of the targets that may await the client's reply in one
+/// session; more are refused (JSON-RPC error to the target).
+pub(crate) const MAX_CLIENT_REQUESTS: usize = 1024;
+
 /// A downstream session (cheap clone).
 #[derive(Clone)]
 pub(crate) struct Session(pub Arc<Inner>);
@@ -306,6 +310,17 @@ impl Session {
                         target,
                         msg.get_mut("id").map(Value::take).unwrap_or_default(),
                         &format!("the client does not support {cap}"),
+                    );
+                    return;
+                }
+                if self.0.client_requests.locked().len() >= MAX_CLIENT_REQUESTS {
+                    // Targets are untrusted: one that asks and asks without the client ever
+                    // answering must not grow the session without bound.
+                    tracing::warn!(target_name = %self.0.naming.targets.get(target).map_or("?", |t| t), "too many server requests awaiting the client; refused");
+                    self.refuse(
+                        target,
+                        msg.get_mut("id").map(Value::take).unwrap_or_default(),
+                        "too many requests awaiting the client",
                     );
                     return;
                 }

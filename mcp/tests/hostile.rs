@@ -140,3 +140,18 @@ async fn client_info_is_trimmed_and_oversized_capabilities_refused() {
     assert_eq!(r["id"], 7);
     assert_eq!(r["error"]["code"], -32602, "{r}");
 }
+
+#[tokio::test]
+async fn a_flood_of_server_requests_is_capped_per_session() {
+    let (gw, _t) = hostile_gateway("", json!({})).await;
+    let sid = raw_session(&gw.url, "2025-06-18", json!({"roots": {}})).await;
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "flood", "arguments": {}}});
+    let (status, _, text) = post(&gw.url, Some(&sid), &body.to_string()).await;
+    assert_eq!(status, 200);
+    let msgs = messages(&text);
+    let asked = msgs.iter().filter(|m| m["method"] == "roots/list").count();
+    // At most 1024 await the client at once; the rest are refused to the target.
+    assert_eq!(asked, 1024, "{} messages", msgs.len());
+    let r = reply(&text);
+    assert_eq!(r["result"]["content"][0]["text"], "flooded", "{r}");
+}
