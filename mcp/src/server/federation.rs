@@ -24,6 +24,9 @@ use crate::upstream::sse::SseUpstream;
 use crate::upstream::stdio::Listener;
 use crate::upstream::{Route, Upstream, prepare};
 
+/// Most shortened tool names a backend remembers (see [`names::fit_tool_name`]).
+const MAX_SHORTENED: usize = 65_536;
+
 /// Which list a request fans out.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum ListKind {
@@ -809,7 +812,9 @@ impl McpBackend {
                         let full = names::prefixed(tname, orig);
                         if kind == ListKind::Tools {
                             let (fit, short) = names::fit_tool_name(&full);
-                            if short {
+                            // Bounded: a target inventing ever new long names cannot grow it
+                            // forever (past the cap, new shortened names do not resolve).
+                            if short && self.0.shortened.len() < MAX_SHORTENED {
                                 self.0.shortened.insert(fit.clone(), (t, orig.to_string()));
                             }
                             fit
