@@ -155,3 +155,32 @@ async fn a_flood_of_server_requests_is_capped_per_session() {
     let r = reply(&text);
     assert_eq!(r["result"]["content"][0]["text"], "flooded", "{r}");
 }
+
+#[tokio::test]
+async fn stdio_lines_over_the_cap_are_dropped() {
+    init();
+    let script = root().join("examples/mcp_hostile_stdio.py");
+    let python = if python().exists() {
+        python()
+    } else {
+        "python3".into()
+    };
+    let gw = gateway(json!({
+        "max_reply_bytes": 65536,
+        "targets": [{"name": "bad", "stdio": {"command": python, "args": [script]}, "timeout": "30s"}]
+    }))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    for id in [1, 2] {
+        // The 2 MiB reply line is dropped; the array and the non-JSON line are ignored; the
+        // small reply that follows answers the call.
+        let r = call(&gw.url, &sid, id, "big").await;
+        assert_eq!(r["id"], id);
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            "small",
+            "{}",
+            r.to_string().chars().take(200).collect::<String>()
+        );
+    }
+}
