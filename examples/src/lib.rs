@@ -6,10 +6,13 @@
 //!   formats, with failure injection.
 //! - [`mcp_fixture`]: an MCP server (rmcp) implementing the conformance suite's fixture tools,
 //!   prompts and resources.
+//! - [`mcp_hostile`]: an MCP target that answers with arrays, non-JSON, wrong types, an
+//!   endless `tools/list` and endless SSE streams (the gateway's untrusted-upstream tests).
 //! - [`mcp_modern`]: an MCP server that speaks only 2026-07-28 (multi round-trip requests,
 //!   `Mcp-Param-*` routing headers).
 
 pub mod mcp_fixture;
+pub mod mcp_hostile;
 pub mod mcp_modern;
 pub mod mock_llm;
 pub mod upstream;

@@ -130,9 +130,19 @@ pub struct ApiKeyConfig {
     /// Models this key may use (LLM routes); absent means any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    /// Tools this key may list and call (MCP routes); absent means any.
+    /// Tools this key may list and call (MCP routes, exposed names). A key with any of
+    /// `tools`, `prompts`, `resources` may use on MCP routes only what those lists name (an
+    /// absent one of the three then means none); with none of them, any. An entry ending in
+    /// `*` matches every name starting with what precedes the `*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
+    /// Prompts this key may list, get and complete (MCP routes, exposed names); see `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<Vec<String>>,
+    /// Resources this key may list, read, subscribe to and complete (MCP routes, exposed URIs
+    /// and URI templates); see `tools`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<String>>,
     /// The key's own request rate limit; over it, requests get 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<KeyRateLimit>,
@@ -361,8 +371,12 @@ pub struct Principal {
     pub scopes: Arc<[String]>,
     /// Models the API key may use; `None` means no restriction.
     pub allowed_models: Option<Arc<[String]>>,
-    /// Tools the API key may use; `None` means no restriction.
+    /// Tools the API key may use; see [`Principal::may_use_tool`].
     pub allowed_tools: Option<Arc<[String]>>,
+    /// Prompts the API key may use; see [`Principal::may_use_tool`].
+    pub allowed_prompts: Option<Arc<[String]>>,
+    /// Resources (URIs, URI templates) the API key may use; see [`Principal::may_use_tool`].
+    pub allowed_resources: Option<Arc<[String]>>,
 }
 
 impl Principal {
@@ -373,11 +387,45 @@ impl Principal {
             .is_none_or(|l| l.iter().any(|m| m == model))
     }
 
-    /// Whether `tool` is within the key's tool allow list (always true without one).
+    /// Whether the key restricts MCP items at all (has a tool, prompt or resource list).
+    pub fn restricts_mcp(&self) -> bool {
+        self.allowed_tools.is_some()
+            || self.allowed_prompts.is_some()
+            || self.allowed_resources.is_some()
+    }
+
+    /// Whether `tool` is within the key's tool allow list. The three MCP lists restrict as a
+    /// group: without any of them everything is allowed; with any of them only what they
+    /// name (an absent list then allows nothing of its kind).
     pub fn may_use_tool(&self, tool: &str) -> bool {
-        self.allowed_tools
-            .as_ref()
-            .is_none_or(|l| l.iter().any(|t| t == tool))
+        self.may_use(self.allowed_tools.as_deref(), tool)
+    }
+
+    /// Whether `prompt` is within the key's prompt allow list (see [`Self::may_use_tool`]).
+    pub fn may_use_prompt(&self, prompt: &str) -> bool {
+        self.may_use(self.allowed_prompts.as_deref(), prompt)
+    }
+
+    /// Whether the resource URI (or URI template) is within the key's resource allow list
+    /// (see [`Self::may_use_tool`]).
+    pub fn may_use_resource(&self, uri: &str) -> bool {
+        self.may_use(self.allowed_resources.as_deref(), uri)
+    }
+
+    fn may_use(&self, list: Option<&[String]>, item: &str) -> bool {
+        if !self.restricts_mcp() {
+            return true;
+        }
+        list.is_some_and(|l| l.iter().any(|e| allow_entry_matches(e, item)))
+    }
+}
+
+/// An allow-list entry: the exact name, or with a trailing `*` every name that starts with
+/// what precedes it.
+fn allow_entry_matches(entry: &str, item: &str) -> bool {
+    match entry.strip_suffix('*') {
+        Some(prefix) => item.starts_with(prefix),
+        None => entry == item,
     }
 }
 

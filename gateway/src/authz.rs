@@ -19,11 +19,15 @@
 //! that mention `mcp` or `llm` count as "decided later" (they cannot be judged before the
 //! backend parses the body); on other routes those rules see empty `mcp` and `llm` maps.
 //! The MCP and LLM backends call [`Authorizer::allows`] with the full [`AuthzContext`] for each
-//! tool, prompt, resource or model: the MCP backend hides denied tools from `tools/list` and
-//! answers calls to them as unknown tools; the LLM backend answers 403. [`Authorizer::allows`]
-//! also applies an API key's `models` and `tools` allow lists. To filter `tools/list`, ask
-//! whether calling each tool would be allowed (`mcp.method = "tools/call"` with the tool's
-//! name), so one rule governs both listing and calling.
+//! tool, prompt, resource or model: the MCP backend hides denied items from every list and
+//! answers requests naming them as if they did not exist; the LLM backend answers 403.
+//! [`Authorizer::allows`] also applies an API key's `models`, `tools`, `prompts` and
+//! `resources` allow lists. An MCP item is always checked as the method that uses it —
+//! `tools/call` with `mcp.tool.name`, `prompts/get` with `mcp.prompt.name`, `resources/read`
+//! with `mcp.resource.uri` — also when a list is filtered, a resource subscribed to or a
+//! completion asked for, so one rule governs listing and every use. Exactly one of `tool`,
+//! `prompt`, `resource` is set: a rule about another kind errors (missing key) and counts as
+//! false, so an item is denied unless some rule allows it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -184,8 +188,10 @@ impl Authorizer {
     /// lists first, then any rule true (or no rules).
     pub fn allows(&self, cx: &AuthzContext<'_>) -> bool {
         if let Some(p) = cx.principal {
-            if let Some(tool) = cx.mcp.and_then(|m| m.tool)
-                && !p.may_use_tool(tool)
+            if let Some(m) = cx.mcp
+                && (m.tool.is_some_and(|t| !p.may_use_tool(t))
+                    || m.prompt.is_some_and(|n| !p.may_use_prompt(n))
+                    || m.resource.is_some_and(|u| !p.may_use_resource(u)))
             {
                 return false;
             }
@@ -280,6 +286,8 @@ mod tests {
             scopes: Arc::from([]),
             allowed_models: None,
             allowed_tools: None,
+            allowed_prompts: None,
+            allowed_resources: None,
         }
     }
 
@@ -402,6 +410,8 @@ mod tests {
             scopes: Arc::from([]),
             allowed_models: None,
             allowed_tools: Some(Arc::from(["search__web".to_string()])),
+            allowed_prompts: None,
+            allowed_resources: None,
         };
         let model = |m| AuthzContext {
             principal: Some(&ci),
@@ -421,5 +431,62 @@ mod tests {
             "allow lists apply without rules"
         );
         assert!(Authorizer::default().allows(&call("anything")));
+    }
+
+    #[test]
+    fn mcp_items_are_denied_unless_a_rule_about_their_kind_allows() {
+        let item = |method, tool, prompt, resource| AuthzContext {
+            mcp: Some(McpAttributes {
+                method,
+                tool,
+                prompt,
+                resource,
+            }),
+            ..Default::default()
+        };
+        let tool = |n| item("tools/call", Some(n), None, None);
+        let prompt = |n| item("prompts/get", None, Some(n), None);
+        let resource = |u| item("resources/read", None, None, Some(u));
+        // A rule about tools says nothing about prompts or resources: they are denied.
+        let a = authz(&[r#"mcp.tool.name == "echo""#]);
+        assert!(a.allows(&tool("echo")));
+        assert!(!a.allows(&tool("other")));
+        assert!(!a.allows(&prompt("echo")));
+        assert!(!a.allows(&resource("file:///echo")));
+        // The README's examples.
+        let a = authz(&[
+            r#"has(mcp.resource) && mcp.resource.uri.startsWith("file:///public/")"#,
+            r#"has(mcp.prompt) && jwt.sub == "alice""#,
+        ]);
+        assert!(a.allows(&resource("file:///public/a")));
+        assert!(!a.allows(&resource("file:///private/a")));
+        assert!(!a.allows(&tool("file:///public/a")));
+        let alice = jwt(serde_json::json!({"sub": "alice"}));
+        assert!(a.allows(&AuthzContext {
+            principal: Some(&alice),
+            ..prompt("p")
+        }));
+        assert!(!a.allows(&prompt("p")), "anonymous");
+        // A key's lists apply per kind, as a group.
+        let key = Principal {
+            kind: PrincipalKind::ApiKey,
+            subject: "k".into(),
+            claims: Arc::new(serde_json::Value::Null),
+            api_key: Some("k".into()),
+            scopes: Arc::from([]),
+            allowed_models: None,
+            allowed_tools: None,
+            allowed_prompts: Some(Arc::from(["p".to_string()])),
+            allowed_resources: None,
+        };
+        let open = Authorizer::default();
+        let with = |cx: AuthzContext<'static>| AuthzContext {
+            principal: Some(&key),
+            ..cx
+        };
+        assert!(open.allows(&with(prompt("p"))));
+        assert!(!open.allows(&with(prompt("q"))));
+        assert!(!open.allows(&with(tool("t"))), "no tools list: no tools");
+        assert!(!open.allows(&with(resource("r"))));
     }
 }

@@ -118,9 +118,7 @@ impl Backend {
                     prefix: cx.prefix_arc.clone(),
                     principal: who.subject(),
                     api_key: who.api_key(),
-                    tool_access: who
-                        .checker(|c, tool| c.allows_tool(tool))
-                        .map(switchboard_mcp::ToolAccess),
+                    access: who.mcp_access(),
                     max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
                 };
                 // GET (SSE streams) and DELETE have no JSON body to read.
@@ -213,14 +211,18 @@ impl Caller {
     /// A per-item predicate, or `None` when nothing could refuse (no rules, no key lists), so
     /// unrestricted routes pay nothing per item.
     fn checker(self, f: fn(&Caller, &str) -> bool) -> Option<ItemCheck> {
-        let restricted = self.authz.has_rules()
+        self.restricted().then(|| {
+            Arc::new(move |item: &str| f(&self, item)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
+        })
+    }
+
+    /// Whether anything could refuse an item: rules, or the API key's allow lists.
+    fn restricted(&self) -> bool {
+        self.authz.has_rules()
             || self
                 .principal
                 .as_ref()
-                .is_some_and(|p| p.allowed_models.is_some() || p.allowed_tools.is_some());
-        restricted.then(|| {
-            Arc::new(move |item: &str| f(&self, item)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
-        })
+                .is_some_and(|p| p.allowed_models.is_some() || p.restricts_mcp())
     }
 
     fn context(&self) -> AuthzContext<'_> {
@@ -239,12 +241,32 @@ impl Caller {
         })
     }
 
-    fn allows_tool(&self, tool: &str) -> bool {
+    /// The MCP backend's per-item check, or `None` when nothing could refuse (no rules, no
+    /// key lists). It applies to anonymous callers (`authn: optional`) too.
+    fn mcp_access(self) -> Option<switchboard_mcp::Access> {
+        if !self.restricted() {
+            return None;
+        }
+        Some(switchboard_mcp::Access(Arc::new(move |item| {
+            self.allows_mcp(item)
+        })))
+    }
+
+    /// An item is checked as the method that uses it (see `authz`): one rule governs listing
+    /// and every use.
+    fn allows_mcp(&self, item: switchboard_mcp::Item<'_>) -> bool {
+        use switchboard_mcp::Item;
+        let (method, tool, prompt, resource) = match item {
+            Item::Tool(n) => ("tools/call", Some(n), None, None),
+            Item::Prompt(n) => ("prompts/get", None, Some(n), None),
+            Item::Resource(u) => ("resources/read", None, None, Some(u)),
+        };
         self.authz.allows(&AuthzContext {
             mcp: Some(McpAttributes {
-                method: "tools/call",
-                tool: Some(tool),
-                ..Default::default()
+                method,
+                tool,
+                prompt,
+                resource,
             }),
             ..self.context()
         })

@@ -64,6 +64,17 @@ fn semantic_rules_duplicates_unreachable_missing_backend_bad_url() {
 }
 
 #[test]
+fn mcp_target_names_that_collide_after_prefixing() {
+    let (code, _, stderr) = validate("mcp_names.yaml");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("FILE:11:15: listeners[0].routes[0].mcp.targets[1].name: `a_` must not contain `__` or end with `_`"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn bad_duration() {
     let (code, _, stderr) = validate("bad_duration.yaml");
     assert_eq!(code, 1);

@@ -45,7 +45,16 @@ pub struct McpConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub input_timeout: Option<Duration>,
+    /// Largest single message a target may send, in bytes (default 8 MiB): a JSON reply body,
+    /// one SSE line or event, one stdio line. Over it an HTTP or SSE reply fails with a
+    /// JSON-RPC error naming the target, and a stdio line is dropped (the request then times
+    /// out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_bytes: Option<usize>,
 }
+
+/// Smallest accepted [`McpConfig::max_reply_bytes`].
+pub const MIN_MAX_REPLY_BYTES: usize = 1024;
 
 /// Default of [`McpConfig::input_timeout`].
 pub const DEFAULT_INPUT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -221,6 +230,12 @@ impl McpConfig {
         self.input_timeout.unwrap_or(DEFAULT_INPUT_TIMEOUT)
     }
 
+    /// The configured reply cap or the default (8 MiB).
+    pub fn max_reply_bytes(&self) -> usize {
+        self.max_reply_bytes
+            .unwrap_or(crate::upstream::frames::DEFAULT_MAX_REPLY_BYTES)
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
@@ -237,15 +252,31 @@ impl McpConfig {
                 "must be greater than zero".into(),
             ));
         }
+        if self
+            .max_reply_bytes
+            .is_some_and(|n| n < MIN_MAX_REPLY_BYTES)
+        {
+            issues.push((
+                format!("{path}.max_reply_bytes"),
+                format!("must be at least {MIN_MAX_REPLY_BYTES}"),
+            ));
+        }
         let mut seen = HashSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let tp = format!("{path}.targets[{i}]");
             if t.name.is_empty() {
                 issues.push((format!("{tp}.name"), "must not be empty".into()));
-            } else if t.name.contains("__") {
+            } else if t.name.contains("__") || t.name.ends_with('_') {
+                // `{target}__{name}` is split at the first `__`: a target `a_` would expose
+                // `a___x`, which is also target `a`'s tool `_x`.
                 issues.push((
                     format!("{tp}.name"),
-                    "must not contain `__` (it separates the target from the name)".into(),
+                    format!(
+                        "`{}` must not contain `__` or end with `_`: prefixed names \
+                         (`{{target}}__{{name}}`) are split at the first `__`, so it could \
+                         collide with another target's names",
+                        t.name
+                    ),
                 ));
             } else if !t
                 .name
@@ -402,6 +433,29 @@ mod tests {
         let i = issues(r#"{"targets":[{"name":"a__b","http":{"url":"http://x"}}]}"#);
         assert_eq!(i[0].0, "mcp.targets[0].name");
         assert!(i[0].1.contains("__"));
+    }
+
+    #[test]
+    fn max_reply_bytes_has_a_floor() {
+        let i =
+            issues(r#"{"max_reply_bytes":10,"targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert_eq!(i.len(), 1);
+        assert_eq!(i[0].0, "mcp.max_reply_bytes");
+        let c = parse(r#"{"targets":[{"name":"a","http":{"url":"http://x"}}]}"#);
+        assert_eq!(c.max_reply_bytes(), 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn names_that_collide_after_prefixing() {
+        // `a` and `a_` would both expose `a___x` (`a`'s `_x`, `a_`'s `x`).
+        let i = issues(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x"}},{"name":"a_","http":{"url":"http://y"}}]}"#,
+        );
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].0, "mcp.targets[1].name");
+        assert!(i[0].1.contains("end with `_`"), "{}", i[0].1);
+        // A leading or inner single `_` is unambiguous.
+        assert!(issues(r#"{"targets":[{"name":"_a_b","http":{"url":"http://x"}}]}"#).is_empty());
     }
 
     #[test]

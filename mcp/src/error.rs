@@ -26,6 +26,14 @@ pub enum Error {
         /// Short cause.
         reason: String,
     },
+    /// An upstream sent a message larger than the route's `max_reply_bytes`.
+    #[error("target `{target}` sent a message over {limit} bytes")]
+    TooLarge {
+        /// Target name.
+        target: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// Spawning a stdio target failed.
     #[error("spawning target `{target}` failed: {source}")]
     Spawn {
@@ -56,6 +64,10 @@ impl Error {
             Error::Protocol { target, .. } => {
                 (-32603, format!("target `{target}` sent an invalid reply"))
             }
+            Error::TooLarge { target, .. } => (
+                -32603,
+                format!("target `{target}` sent a reply larger than the gateway accepts"),
+            ),
             Error::Cancelled => (-32800, "request cancelled".to_string()),
             Error::Http(_) => (-32002, "upstream unavailable".to_string()),
             Error::Config(_) => (-32603, "internal error".to_string()),

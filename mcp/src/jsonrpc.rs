@@ -94,6 +94,58 @@ pub fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
     msg.get("params")?.get(key)?.as_str()
 }
 
+/// The `id` of a message (`null` without one).
+pub fn id(msg: &Value) -> Value {
+    msg.get("id").cloned().unwrap_or(Value::Null)
+}
+
+/// Set the `id` of a message (a no-op on anything but an object).
+pub fn set_id(msg: &mut Value, id: Value) {
+    if let Some(o) = msg.as_object_mut() {
+        o.insert("id".into(), id);
+    }
+}
+
+/// Set `params.<key>` (creating `params` when absent; a no-op when `params` or the message is
+/// not an object).
+pub fn set_param(msg: &mut Value, key: &str, value: Value) {
+    let Some(o) = msg.as_object_mut() else {
+        return;
+    };
+    if let Some(p) = o
+        .entry("params")
+        .or_insert_with(|| Value::Object(Default::default()))
+        .as_object_mut()
+    {
+        p.insert(key.into(), value);
+    }
+}
+
+/// Whether a reply from a target has the shape of a JSON-RPC response: an object with an
+/// object `result`, or an `error` object with an integer `code` and a string `message`.
+/// Anything else (arrays, scalars, a result that is not an object) is refused with the
+/// reason, so it never reaches a client or the code that rewrites replies.
+pub fn check_reply(reply: &Value) -> Result<(), &'static str> {
+    let Some(o) = reply.as_object() else {
+        return Err("reply is not a JSON object");
+    };
+    match (o.get("result"), o.get("error")) {
+        (Some(Value::Object(_)), None) => Ok(()),
+        (Some(_), None) => Err("result is not an object"),
+        (None, Some(Value::Object(e))) => {
+            if e.get("code").is_some_and(|c| c.is_i64())
+                && e.get("message").is_some_and(Value::is_string)
+            {
+                Ok(())
+            } else {
+                Err("error is not a JSON-RPC error object")
+            }
+        }
+        (None, Some(_)) => Err("error is not an object"),
+        _ => Err("reply has neither result nor error"),
+    }
+}
+
 /// Turn a JSON-RPC id into a map key that keeps `1` and `"1"` apart.
 pub fn id_key(id: &Value) -> String {
     match id {

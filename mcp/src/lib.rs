@@ -30,6 +30,19 @@
 //! (`server::mrtr`), and tool parameters marked `x-mcp-header` travel as `Mcp-Param-*` headers,
 //! mirrored to 2026-07-28 targets and checked on 2026-07-28 requests (`param_headers`).
 
+// Network data must never panic the gateway: no unwrap/expect, no indexing or slicing that
+// can go out of bounds, no panic! outside tests. A true invariant gets a local
+// `#[allow(...)]` with the reason written next to it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod config;
 pub mod error;
 pub mod jsonrpc;
@@ -43,5 +56,20 @@ mod upstream;
 pub use config::McpConfig;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
-pub use server::{McpBackend, McpShared, RequestContext, ToolAccess};
+pub use server::{Access, Item, McpBackend, McpShared, RequestContext};
 pub use upstream::stdio::StdioPool;
+
+/// A poisoned lock (a thread panicked while holding it) still holds consistent data here: every
+/// critical section is a map or option update. Taking it anyway keeps one panic from turning
+/// into a panic on every later request.
+pub(crate) trait LockExt<T> {
+    /// Lock, ignoring poisoning.
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> LockExt<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -24,7 +24,8 @@ pub fn fit_tool_name(full: &str) -> (String, bool) {
     if full.len() <= MAX_TOOL_NAME {
         return (full.to_string(), false);
     }
-    let hash = hex::encode(&Sha256::digest(full.as_bytes())[..4]);
+    let digest = Sha256::digest(full.as_bytes());
+    let hash = hex::encode(digest.get(..4).unwrap_or_default());
     let mut keep = MAX_TOOL_NAME - hash.len() - 1;
     while !full.is_char_boundary(keep) {
         keep -= 1;
@@ -62,17 +63,19 @@ pub fn namespace_uri(target: &str, uri: &str) -> String {
 pub fn split_uri(uri: &str) -> Option<(&str, String)> {
     let rest = uri.strip_prefix(URI_BASE)?;
     let (target, enc) = rest.split_once('/')?;
-    let bytes = enc.as_bytes();
+    let mut bytes = enc.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let h = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    while let Some((&b, rest)) = bytes.split_first() {
+        match (b, rest) {
+            (b'%', [h, l, more @ ..]) => {
+                let h = std::str::from_utf8(&[*h, *l]).ok()?.to_owned();
+                out.push(u8::from_str_radix(&h, 16).ok()?);
+                bytes = more;
+            }
+            _ => {
+                out.push(b);
+                bytes = rest;
+            }
         }
     }
     Some((target, String::from_utf8(out).ok()?))

@@ -40,7 +40,10 @@ pub(crate) struct ToolHeaders(Arc<RwLock<ByTool>>);
 impl ToolHeaders {
     /// Record the tools of one `tools/list` page taken at `epoch`.
     pub fn record(&self, epoch: u64, tools: &[Value]) {
-        let mut g = self.0.write().unwrap();
+        let mut g = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.0 != epoch {
             *g = (epoch, HashMap::new());
         }
@@ -53,13 +56,21 @@ impl ToolHeaders {
 
     /// The bindings of tool `name`, if its schema is known at `epoch`.
     pub fn get(&self, epoch: u64, name: &str) -> Option<Arc<[Binding]>> {
-        let g = self.0.read().unwrap();
+        let g = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         (g.0 == epoch).then(|| g.1.get(name).cloned()).flatten()
     }
 
     /// The bindings of tool `name` whatever the epoch (what the HTTP client mirrors).
     pub fn any(&self, name: &str) -> Option<Arc<[Binding]>> {
-        self.0.read().unwrap().1.get(name).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .get(name)
+            .cloned()
     }
 }
 

@@ -61,29 +61,45 @@ pub struct RequestContext {
     pub principal: Option<Arc<str>>,
     /// Name of the API key used, if any.
     pub api_key: Option<Arc<str>>,
-    /// The gateway's per-request say over tools (e.g. its `authz` rules on `mcp.tool.name`):
-    /// tools it refuses are left out of `tools/list` and cannot be called.
-    pub tool_access: Option<ToolAccess>,
+    /// The gateway's per-request say over tools, prompts and resources (its `authz` rules on
+    /// `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri`, an API key's allow lists):
+    /// what it refuses is left out of every list and answered as unknown when used (called,
+    /// read, subscribed, completed). `None`: everything is allowed.
+    pub access: Option<Access>,
     /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`); `None`:
     /// [`DEFAULT_MAX_BATCH`].
     pub max_batch: Option<usize>,
 }
 
-/// A predicate over exposed tool names (`{target}__{name}` when prefixed), supplied by the
-/// gateway per request.
-#[derive(Clone)]
-pub struct ToolAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+/// One thing an MCP request names, as the client sees it (prefixed and namespaced when the
+/// route federates several targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// A tool name (`tools/list`, `tools/call`).
+    Tool(&'a str),
+    /// A prompt name (`prompts/list`, `prompts/get`, a `ref/prompt` completion).
+    Prompt(&'a str),
+    /// A resource URI (`resources/list`, `resources/read`, `resources/subscribe`,
+    /// `resources/unsubscribe`, a `ref/resource` completion) or a resource template's
+    /// `uriTemplate` (`resources/templates/list`).
+    Resource(&'a str),
+}
 
-impl ToolAccess {
-    /// Whether the tool may be listed and called.
-    pub fn allows(&self, exposed: &str) -> bool {
-        (self.0)(exposed)
+/// A predicate over the [`Item`]s a caller may list and use, supplied by the gateway per
+/// request.
+#[derive(Clone)]
+pub struct Access(pub Arc<dyn Fn(Item<'_>) -> bool + Send + Sync>);
+
+impl Access {
+    /// Whether the item may be listed and used.
+    pub fn allows(&self, item: Item<'_>) -> bool {
+        (self.0)(item)
     }
 }
 
-impl std::fmt::Debug for ToolAccess {
+impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ToolAccess(..)")
+        f.write_str("Access(..)")
     }
 }
 
@@ -138,6 +154,9 @@ impl McpShared {
             let store = Arc::new(switchboard_sessions::MemoryStore::new(
                 switchboard_sessions::StoreLimits::from_config(&cfg),
             ));
+            // Invariant: `new` fails only on keys it cannot decode, and the default config
+            // has none.
+            #[allow(clippy::expect_used)]
             SessionManager::new(&cfg, store, switchboard_sessions::Metrics::default())
                 .expect("the default sessions config has no keys to decode")
         })
@@ -274,7 +293,11 @@ impl McpBackend {
                         .stdio
                         .as_ref()
                         .filter(|s| s.sessions == StdioSessions::Shared)
-                        .map(|s| shared.stdio.get(&t.name, s, shared.ids.clone())),
+                        .map(|s| {
+                            shared
+                                .stdio
+                                .get(&t.name, s, shared.ids.clone(), cfg.max_reply_bytes())
+                        }),
                     cfg: t.clone(),
                     kind,
                 }
@@ -524,7 +547,7 @@ impl McpBackend {
             return Response::builder()
                 .status(StatusCode::ACCEPTED)
                 .body(Body::empty())
-                .unwrap();
+                .unwrap_or_default();
         }
         if let Some(v) = header_version
             && !SESSION_VERSIONS.contains(&v)
@@ -584,7 +607,7 @@ impl McpBackend {
                 Response::builder()
                     .status(StatusCode::ACCEPTED)
                     .body(Body::empty())
-                    .unwrap()
+                    .unwrap_or_default()
             }
         }
     }
@@ -602,9 +625,7 @@ impl McpBackend {
     ) -> Response<Body> {
         let streams = jsonrpc::method(&msg) != "ping";
         if !(streams && accepts_sse) {
-            let resp = self
-                .dispatch(&session, msg, None, ctx.tool_access.clone())
-                .await;
+            let resp = self.dispatch(&session, msg, None, ctx.access.clone()).await;
             self.sync_targets(&session).await;
             return rpc_response(StatusCode::OK, resp);
         }
@@ -612,7 +633,7 @@ impl McpBackend {
         let this = self.clone();
         let s2 = session.clone();
         let tx2 = tx.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
             let _ = tx2.send(resp);
@@ -722,7 +743,7 @@ impl McpBackend {
         Response::builder()
             .status(StatusCode::OK)
             .body(Body::empty())
-            .unwrap()
+            .unwrap_or_default()
     }
 }
 
@@ -738,7 +759,8 @@ fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
                 let Ok(Some(resp)) = h.open_stream().await else {
                     return;
                 };
-                let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+                let mut events =
+                    crate::upstream::frames::sse_events(resp.bytes_stream(), h.max_reply());
                 loop {
                     tokio::select! {
                         _ = tx.closed() => break,
@@ -748,7 +770,11 @@ fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
                                     s.deliver_from_upstream(t, m, Some(&tx));
                                 }
                             }
-                            _ => break,
+                            Some(Err(e)) => {
+                                tracing::warn!(target_name = %h.target(), error = ?e, "target's standalone stream dropped");
+                                break;
+                            }
+                            None => break,
                         }
                     }
                 }
@@ -846,7 +872,7 @@ fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
-        .unwrap()
+        .unwrap_or_default()
 }
 
 /// An SSE body from a channel; every event has an id. A request's stream ends when its last
@@ -874,7 +900,7 @@ fn sse_response(
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(first.chain(events)))
-        .unwrap()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! here or on another replica. Legacy SSE sessions (random ids) and stateless requests' throwaway
 //! sessions are not managed: they live exactly as long as their connection or request.
 
+use crate::LockExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,7 +103,7 @@ impl Managed {
 
     /// A copy of the sessions-crate record.
     pub fn record(&self) -> switchboard_sessions::Session {
-        self.record.lock().unwrap().clone()
+        self.record.locked().clone()
     }
 
     /// The standalone stream's log key.
@@ -110,6 +111,10 @@ impl Managed {
         StreamKey::new(self.key, GET_STREAM)
     }
 }
+
+/// Most server-to-client requests of the targets that may await the client's reply in one
+/// session; more are refused (JSON-RPC error to the target).
+pub(crate) const MAX_CLIENT_REQUESTS: usize = 1024;
 
 /// A downstream session (cheap clone).
 #[derive(Clone)]
@@ -180,7 +185,7 @@ impl Session {
     /// What the client sends as `Mcp-Session-Id`: the token of a managed session, else the id.
     pub fn header_id(&self) -> String {
         match self.0.managed.get() {
-            Some(m) => m.record.lock().unwrap().token.to_string(),
+            Some(m) => m.record.locked().token.to_string(),
             None => self.0.id.clone(),
         }
     }
@@ -191,54 +196,42 @@ impl Session {
     }
 
     pub fn upstream(&self, target: usize) -> Option<Upstream> {
-        self.0
-            .upstreams
-            .lock()
-            .unwrap()
-            .get(target)
-            .cloned()
-            .flatten()
+        self.0.upstreams.locked().get(target).cloned().flatten()
     }
 
     pub fn set_upstream(&self, target: usize, u: Upstream) {
-        if let Some(slot) = self.0.upstreams.lock().unwrap().get_mut(target) {
+        if let Some(slot) = self.0.upstreams.locked().get_mut(target) {
             *slot = Some(u);
         }
     }
 
     /// Attach the standalone stream (GET, or the legacy SSE connection); replaces any older.
     pub fn attach_stream(&self, tx: mpsc::UnboundedSender<Value>) {
-        *self.0.stream.lock().unwrap() = Some(tx);
+        *self.0.stream.locked() = Some(tx);
     }
 
     /// Attach a managed session's GET stream; replaces any older one (which then ends).
     pub fn attach_live(&self, tx: mpsc::UnboundedSender<LiveEvent>) {
         if let Some(m) = self.0.managed.get() {
-            *m.live.lock().unwrap() = Some(tx);
+            *m.live.locked() = Some(tx);
         }
     }
 
     /// End the open GET stream, if any (the session is over here).
     pub fn close_live(&self) {
         if let Some(m) = self.0.managed.get() {
-            m.live.lock().unwrap().take();
+            m.live.locked().take();
         }
     }
 
     /// Whether a client is listening on the standalone stream.
     pub fn has_open_stream(&self) -> bool {
         if let Some(m) = self.0.managed.get() {
-            return m
-                .live
-                .lock()
-                .unwrap()
-                .as_ref()
-                .is_some_and(|t| !t.is_closed());
+            return m.live.locked().as_ref().is_some_and(|t| !t.is_closed());
         }
         self.0
             .stream
-            .lock()
-            .unwrap()
+            .locked()
             .as_ref()
             .is_some_and(|t| !t.is_closed())
     }
@@ -251,7 +244,7 @@ impl Session {
         if let Some(m) = self.0.managed.get() {
             return m.appender.send((self.clone(), msg)).is_ok();
         }
-        let tx = self.0.stream.lock().unwrap().clone();
+        let tx = self.0.stream.locked().clone();
         tx.is_some_and(|tx| tx.send(msg).is_ok())
     }
 
@@ -275,7 +268,7 @@ impl Session {
                 (0, sse::event(None, Some("message"), &data))
             }
         };
-        let live = m.live.lock().unwrap().clone();
+        let live = m.live.locked().clone();
         if let Some(tx) = live {
             let _ = tx.send((seq, frame));
         }
@@ -315,23 +308,33 @@ impl Session {
                     // every session; one whose client lacks the capability answers for it.
                     self.refuse(
                         target,
-                        msg["id"].take(),
+                        msg.get_mut("id").map(Value::take).unwrap_or_default(),
                         &format!("the client does not support {cap}"),
                     );
                     return;
                 }
+                if self.0.client_requests.locked().len() >= MAX_CLIENT_REQUESTS {
+                    // Targets are untrusted: one that asks and asks without the client ever
+                    // answering must not grow the session without bound.
+                    tracing::warn!(target_name = %self.0.naming.targets.get(target).map_or("?", |t| t), "too many server requests awaiting the client; refused");
+                    self.refuse(
+                        target,
+                        msg.get_mut("id").map(Value::take).unwrap_or_default(),
+                        "too many requests awaiting the client",
+                    );
+                    return;
+                }
                 let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
-                let upstream_id = msg["id"].take();
+                let upstream_id = msg.get_mut("id").map(Value::take).unwrap_or_default();
                 self.0
                     .client_requests
-                    .lock()
-                    .unwrap()
+                    .locked()
                     .insert(gid.clone(), (target, upstream_id));
-                msg["id"] = Value::String(gid.clone());
+                jsonrpc::set_id(&mut msg, Value::String(gid.clone()));
                 if !self.send(msg, stream) {
                     // No stream to the client (a stateless request, or nobody listening): tell
                     // the target now rather than let it wait for an answer that cannot come.
-                    let taken = self.0.client_requests.lock().unwrap().remove(&gid);
+                    let taken = self.0.client_requests.locked().remove(&gid);
                     if let Some((_, uid)) = taken
                         && let Some(up) = self.upstream(target)
                     {
@@ -352,7 +355,7 @@ impl Session {
                     let Some(uid) = msg.pointer("/params/requestId").cloned() else {
                         return;
                     };
-                    let mut pending = self.0.client_requests.lock().unwrap();
+                    let mut pending = self.0.client_requests.locked();
                     let gid = pending
                         .iter()
                         .find(|(_, v)| v.0 == target && v.1 == uid)
@@ -360,15 +363,16 @@ impl Session {
                     let Some(gid) = gid else { return };
                     pending.remove(&gid);
                     drop(pending);
-                    msg["params"]["requestId"] = Value::String(gid);
+                    jsonrpc::set_param(&mut msg, "requestId", Value::String(gid));
                 } else if method.ends_with("/list_changed") {
                     self.0.naming.epoch.fetch_add(1, Ordering::Relaxed);
                 } else if method == "notifications/resources/updated"
                     && self.0.naming.prefixed
                     && let Some(uri) = msg.pointer_mut("/params/uri")
                     && let Some(s) = uri.as_str()
+                    && let Some(tname) = self.0.naming.targets.get(target)
                 {
-                    *uri = Value::String(names::namespace_uri(&self.0.naming.targets[target], s));
+                    *uri = Value::String(names::namespace_uri(tname, s));
                 }
                 self.send(msg, stream);
             }
@@ -387,7 +391,7 @@ impl Session {
     ) -> Option<(String, tokio::sync::oneshot::Receiver<Value>)> {
         let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.0.asked.lock().unwrap().insert(gid.clone(), tx);
+        self.0.asked.locked().insert(gid.clone(), tx);
         if self.send(
             jsonrpc::request(Value::String(gid.clone()), method, params),
             stream,
@@ -403,15 +407,14 @@ impl Session {
     pub fn awaiting_client(&self, target: usize) -> bool {
         self.0
             .client_requests
-            .lock()
-            .unwrap()
+            .locked()
             .values()
             .any(|(t, _)| *t == target)
     }
 
     /// Stop waiting for the reply to an [`ask`](Self::ask).
     pub fn forget(&self, gid: &str) {
-        self.0.asked.lock().unwrap().remove(gid);
+        self.0.asked.locked().remove(gid);
     }
 
     /// A client reply to one of the gateway's own requests is consumed here (`None`); any other
@@ -420,7 +423,7 @@ impl Session {
         let waiter = msg
             .get("id")
             .and_then(Value::as_str)
-            .and_then(|gid| self.0.asked.lock().unwrap().remove(gid));
+            .and_then(|gid| self.0.asked.locked().remove(gid));
         match waiter {
             Some(tx) => {
                 let _ = tx.send(msg);
@@ -454,8 +457,8 @@ impl Session {
     /// The client answered a server-to-client request: `(target, reply with the upstream id)`.
     pub fn take_client_reply(&self, mut msg: Value) -> Option<(usize, Value)> {
         let gid = msg.get("id")?.as_str()?.to_string();
-        let (target, uid) = self.0.client_requests.lock().unwrap().remove(&gid)?;
-        msg["id"] = uid;
+        let (target, uid) = self.0.client_requests.locked().remove(&gid)?;
+        jsonrpc::set_id(&mut msg, uid);
         Some((target, msg))
     }
 
@@ -463,8 +466,7 @@ impl Session {
     pub fn take_upstreams(&self) -> Vec<Upstream> {
         self.0
             .upstreams
-            .lock()
-            .unwrap()
+            .locked()
             .iter_mut()
             .filter_map(Option::take)
             .collect()

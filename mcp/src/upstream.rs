@@ -2,6 +2,7 @@
 //! rewrites only request ids and progress tokens (both become the upstream request's own
 //! numeric id, unique per backend) so replies and progress find their way back.
 
+pub(crate) mod frames;
 pub(crate) mod http;
 pub(crate) mod sse;
 pub(crate) mod stdio;
@@ -141,7 +142,7 @@ impl Drop for PendingGuard {
 /// Rewrite a downstream request for an upstream: its id becomes `id` and its progress token
 /// (if any) too; returns the original progress token.
 pub(crate) fn prepare(msg: &mut Value, id: u64) -> Option<Value> {
-    msg["id"] = Value::from(id);
+    jsonrpc::set_id(msg, Value::from(id));
     let orig = jsonrpc::progress_token(msg).cloned();
     if orig.is_some() {
         jsonrpc::set_progress_token(msg, Value::from(id));
@@ -191,7 +192,18 @@ impl Upstream {
         tokio::pin!(fut);
         loop {
             tokio::select! {
-                r = &mut fut => return r,
+                r = &mut fut => {
+                    // A reply of the wrong shape never reaches the code that rewrites replies
+                    // or the client: it becomes a JSON-RPC error naming the target.
+                    let reply = r?;
+                    return match jsonrpc::check_reply(&reply) {
+                        Ok(()) => Ok(reply),
+                        Err(reason) => Err(Error::Protocol {
+                            target: target.to_string(),
+                            reason: reason.into(),
+                        }),
+                    };
+                }
                 _ = activity.notified() => {}
                 _ = tokio::time::sleep(timeout) => {
                     if !parked.as_ref().is_some_and(|s| s.awaiting_client(t)) {

@@ -6,7 +6,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong in the session layer.
 ///
 /// Display strings are safe to show to clients for [`Error::NotFound`],
-/// [`Error::TooManySessions`] and [`Error::InvalidEventId`]; the store errors carry internals and
+/// [`Error::TooManySessions`], [`Error::TokenTooLarge`] and [`Error::InvalidEventId`]; the store errors carry internals and
 /// belong in logs only (the gateway maps them to a generic 5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +21,17 @@ pub enum Error {
     TooManySessions {
         /// The configured cap.
         limit: u32,
+    },
+    /// The session's state does not fit in a token of at most
+    /// [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN) characters (a token that long could not
+    /// be opened again); nothing was stored. The MCP layer keeps what it seals small, so this
+    /// means an oversized client or upstream value got through.
+    #[error("session state too large for a session id ({len} > {limit} characters)")]
+    TokenTooLarge {
+        /// Length the token would have had.
+        len: usize,
+        /// [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN).
+        limit: usize,
     },
     /// A `Last-Event-ID` that is not one of ours, or belongs to another session (gateway: 400 or
     /// ignore and start the live stream).

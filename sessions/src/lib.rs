@@ -28,6 +28,19 @@
 //! - Sessions with stdio targets are pinned to the replica that spawned the children
 //!   ([`Session::owned_elsewhere`]); the gateway decides between forwarding and an error.
 
+// Network data must never panic the gateway: no unwrap/expect, no indexing or slicing that
+// can go out of bounds, no panic! outside tests. A true invariant gets a local
+// `#[allow(...)]` with the reason written next to it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod config;
 pub mod error;
 pub mod events;

@@ -303,7 +303,9 @@ impl SessionManager {
     /// `pinned`: the session has stdio targets, which live on this replica; the token then
     /// names this replica ([`Session::owned_elsewhere`]).
     ///
-    /// Fails with [`Error::TooManySessions`] over the principal's cap, or a store error.
+    /// Fails with [`Error::TooManySessions`] over the principal's cap,
+    /// [`Error::TokenTooLarge`] when the token would be longer than
+    /// [`MAX_TOKEN_LEN`](crate::token::MAX_TOKEN_LEN), or a store error.
     pub async fn create(
         &self,
         principal: Option<&str>,
@@ -318,13 +320,20 @@ impl SessionManager {
             replica: pinned.then(|| s.replica.to_string()),
             targets,
         };
+        // Sealed first: a token too long to be opened again must not become a session.
+        let token = s.keyring.load().seal(&claims);
+        if token.len() > crate::token::MAX_TOKEN_LEN {
+            return Err(Error::TokenTooLarge {
+                len: token.len(),
+                limit: crate::token::MAX_TOKEN_LEN,
+            });
+        }
         let meta = serde_json::to_vec(&Meta {
             targets: claims.targets.clone(),
         })?;
         s.store
             .create(claims.session_id, principal, Bytes::from(meta))
             .await?;
-        let token = s.keyring.load().seal(&claims);
         let session = session_from(claims, token.into(), None);
         self.insert_local(&session);
         s.metrics.created.inc();

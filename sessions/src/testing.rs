@@ -9,6 +9,9 @@
 //! # }
 //! ```
 
+// Test support only (never on a request path): failing loudly is the point here.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

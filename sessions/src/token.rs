@@ -48,7 +48,7 @@ impl fmt::Display for SessionId {
         let n = URL_SAFE_NO_PAD
             .encode_slice(self.0, &mut buf)
             .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+        f.write_str(std::str::from_utf8(buf.get(..n).ok_or(fmt::Error)?).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -66,7 +66,7 @@ impl FromStr for SessionId {
         }
         let mut buf = [0u8; 18];
         let n = URL_SAFE_NO_PAD.decode_slice(s, &mut buf).map_err(|_| ())?;
-        <[u8; 16]>::try_from(&buf[..n])
+        <[u8; 16]>::try_from(buf.get(..n).ok_or(())?)
             .map(SessionId)
             .map_err(|_| ())
     }
@@ -147,7 +147,7 @@ fn key_id(key: &[u8; KEY_LEN]) -> u8 {
     let mut h = sha2::Sha256::new();
     h.update(b"switchboard session key id\0");
     h.update(key);
-    h.finalize()[0]
+    h.finalize().first().copied().unwrap_or_default()
 }
 
 impl Keyring {
@@ -169,10 +169,19 @@ impl Keyring {
 
     /// A keyring with one random key (tokens die with the process).
     pub fn random() -> Self {
-        Keyring::new(&[rand::random::<[u8; KEY_LEN]>()]).expect("one key")
+        let key = rand::random::<[u8; KEY_LEN]>();
+        Keyring {
+            keys: vec![SealKey {
+                id: key_id(&key),
+                cipher: Aes256Gcm::new(&key.into()),
+            }],
+        }
     }
 
     /// Seals `claims` into a token.
+    // Invariants: `new` refuses an empty ring, and AES-GCM only fails on plaintexts over
+    // 2^36 bytes (the claims are a few KiB; the manager refuses tokens over MAX_TOKEN_LEN).
+    #[allow(clippy::indexing_slicing, clippy::expect_used)]
     pub fn seal(&self, claims: &Claims) -> String {
         let key = &self.keys[0];
         let mut plain = Vec::with_capacity(64);
@@ -207,22 +216,30 @@ impl Keyring {
         if raw.len() < HEADER_LEN + TAG_LEN {
             return Err(TokenError::Malformed);
         }
-        if raw[0] != VERSION {
+        let (header, rest) = raw.split_at_checked(2).ok_or(TokenError::Malformed)?;
+        let (nonce_bytes, sealed) = rest
+            .split_at_checked(NONCE_LEN)
+            .ok_or(TokenError::Malformed)?;
+        let (&[version, kid], Ok(nonce_bytes)) = (
+            <&[u8; 2]>::try_from(header).map_err(|_| TokenError::Malformed)?,
+            <[u8; NONCE_LEN]>::try_from(nonce_bytes),
+        ) else {
+            return Err(TokenError::Malformed);
+        };
+        if version != VERSION {
             return Err(TokenError::Version);
         }
-        let header = &raw[..2];
-        let nonce_bytes: [u8; NONCE_LEN] = raw[2..HEADER_LEN].try_into().expect("length checked");
         let nonce = &Nonce::from(nonce_bytes);
         let plain = self
             .keys
             .iter()
-            .filter(|k| k.id == raw[1])
+            .filter(|k| k.id == kid)
             .find_map(|k| {
                 k.cipher
                     .decrypt(
                         nonce,
                         Payload {
-                            msg: &raw[HEADER_LEN..],
+                            msg: sealed,
                             aad: header,
                         },
                     )
@@ -287,7 +304,7 @@ impl<'a> Reader<'a> {
         Some(head)
     }
     fn byte(&mut self) -> Option<u8> {
-        self.bytes(1).map(|b| b[0])
+        self.bytes(1).and_then(|b| b.first().copied())
     }
     fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;

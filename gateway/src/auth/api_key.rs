@@ -1,6 +1,6 @@
 //! API keys: stored as SHA-256 hashes, looked up by the hash of the presented key (so the
 //! comparison time says nothing about the stored keys), each with an optional expiry, model
-//! and tool allow lists and its own token-bucket rate limit.
+//! and MCP (tool, prompt, resource) allow lists and its own token-bucket rate limit.
 //!
 //! Buckets live with the compiled policy, so a config reload starts them afresh.
 
@@ -77,6 +77,8 @@ impl ApiKeys {
                         scopes: Arc::from([]),
                         allowed_models: k.models.as_deref().map(Arc::from),
                         allowed_tools: k.tools.as_deref().map(Arc::from),
+                        allowed_prompts: k.prompts.as_deref().map(Arc::from),
+                        allowed_resources: k.resources.as_deref().map(Arc::from),
                     },
                     expires: k
                         .expires
@@ -135,6 +137,8 @@ mod tests {
             expires: None,
             models: None,
             tools: None,
+            prompts: None,
+            resources: None,
             rate_limit: None,
         }
     }
@@ -177,6 +181,28 @@ mod tests {
                 .unwrap_err(),
             Refusal::Invalid
         );
+    }
+
+    #[test]
+    fn mcp_allow_lists_restrict_as_a_group() {
+        let mut a = cfg("a", "key-a");
+        a.tools = Some(vec!["echo".into()]);
+        let mut b = cfg("b", "key-b");
+        b.resources = Some(vec!["file:///public/*".into()]);
+        b.prompts = Some(vec!["greet".into()]);
+        let keys = ApiKeys::new(&[a, b, cfg("c", "key-c")]);
+        let now = SystemTime::now();
+        let a = keys.check(b"key-a", now).unwrap();
+        assert!(a.may_use_tool("echo") && !a.may_use_tool("echo2"));
+        // Only tools listed: no prompt, no resource.
+        assert!(!a.may_use_prompt("greet") && !a.may_use_resource("file:///x"));
+        let b = keys.check(b"key-b", now).unwrap();
+        assert!(!b.may_use_tool("echo"), "no tools list: no tools");
+        assert!(b.may_use_prompt("greet") && !b.may_use_prompt("greet2"));
+        assert!(b.may_use_resource("file:///public/a.txt"));
+        assert!(!b.may_use_resource("file:///secret"));
+        let c = keys.check(b"key-c", now).unwrap();
+        assert!(c.may_use_tool("x") && c.may_use_prompt("y") && c.may_use_resource("z"));
     }
 
     #[test]

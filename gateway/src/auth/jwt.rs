@@ -126,6 +126,8 @@ fn principal(claims: serde_json::Value) -> Principal {
         scopes: scopes.into(),
         allowed_models: None,
         allowed_tools: None,
+        allowed_prompts: None,
+        allowed_resources: None,
     }
 }
 

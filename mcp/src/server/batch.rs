@@ -62,14 +62,14 @@ fn classify(items: Vec<Value>, session_error: Option<&str>) -> Vec<Member> {
             }
             Kind::Request if jsonrpc::method(&m) == "initialize" => {
                 Member::Refused(jsonrpc::error(
-                    m["id"].clone(),
+                    jsonrpc::id(&m),
                     jsonrpc::INVALID_REQUEST,
                     "initialize must not be part of a JSON-RPC batch",
                 ))
             }
             Kind::Request => match session_error {
                 Some(e) => {
-                    Member::Refused(jsonrpc::error(m["id"].clone(), jsonrpc::INVALID_REQUEST, e))
+                    Member::Refused(jsonrpc::error(jsonrpc::id(&m), jsonrpc::INVALID_REQUEST, e))
                 }
                 None => Member::Request(m),
             },
@@ -158,7 +158,11 @@ impl McpBackend {
             match m {
                 Member::Request(r) => requests.push((i, r)),
                 Member::Other(m) => self.client_message(&session, m).await,
-                Member::Refused(e) => replies[i] = Some(e),
+                Member::Refused(e) => {
+                    if let Some(slot) = replies.get_mut(i) {
+                        *slot = Some(e);
+                    }
+                }
             }
         }
         if requests.is_empty() {
@@ -167,12 +171,12 @@ impl McpBackend {
                 return Response::builder()
                     .status(StatusCode::ACCEPTED)
                     .body(Body::empty())
-                    .unwrap();
+                    .unwrap_or_default();
             }
             return rpc_response(StatusCode::OK, Value::Array(replies));
         }
         let streams = accepts_sse && requests.iter().any(|(_, r)| jsonrpc::method(r) != "ping");
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         if !streams {
             let answers = futures::future::join_all(requests.into_iter().map(|(i, r)| {
                 let (session, access) = (&session, access.clone());
@@ -180,7 +184,9 @@ impl McpBackend {
             }))
             .await;
             for (i, a) in answers {
-                replies[i] = Some(a);
+                if let Some(slot) = replies.get_mut(i) {
+                    *slot = Some(a);
+                }
             }
             self.sync_targets(&session).await;
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
@@ -238,7 +244,7 @@ impl McpBackend {
         }
         let members = classify(items, session.is_none().then_some("not initialized"));
         let this = self.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             let mut requests = Vec::new();
             for m in members {
@@ -267,7 +273,7 @@ impl McpBackend {
         Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
-            .unwrap()
+            .unwrap_or_default()
     }
 }
 

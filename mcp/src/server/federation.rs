@@ -1,5 +1,6 @@
 //! Federation: one session fans out to, merges from and routes to the targets.
 
+use crate::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use super::{
-    LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS, STATELESS_VERSION, ToolAccess,
+    Access, Item, LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS,
+    STATELESS_VERSION,
 };
 use crate::config::{FailureMode, TransportKind};
 use crate::error::{Error, Result};
@@ -21,6 +23,9 @@ use crate::upstream::http::HttpUpstream;
 use crate::upstream::sse::SseUpstream;
 use crate::upstream::stdio::Listener;
 use crate::upstream::{Route, Upstream, prepare};
+
+/// Most shortened tool names a backend remembers (see [`names::fit_tool_name`]).
+const MAX_SHORTENED: usize = 65_536;
 
 /// Which list a request fans out.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,6 +69,14 @@ impl ListKind {
             Self::Templates => "uriTemplate",
         }
     }
+    /// The item an exposed name (or URI, or URI template) of this list stands for.
+    fn item(self, exposed: &str) -> Item<'_> {
+        match self {
+            Self::Tools => Item::Tool(exposed),
+            Self::Prompts => Item::Prompt(exposed),
+            Self::Resources | Self::Templates => Item::Resource(exposed),
+        }
+    }
     fn catalog_prefix(self) -> &'static str {
         match self {
             Self::Tools => "t:",
@@ -82,8 +95,11 @@ impl McpBackend {
         principal: Option<Arc<str>>,
         route: &str,
     ) -> Result<(Session, Value), Value> {
-        let rid = msg["id"].clone();
-        let params = msg.get("params").cloned().unwrap_or(json!({}));
+        let rid = jsonrpc::id(msg);
+        let params = match client_params(msg.get("params")) {
+            Ok(p) => p,
+            Err(why) => return Err(jsonrpc::error(rid, jsonrpc::INVALID_PARAMS, why)),
+        };
         let requested = params
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -106,10 +122,10 @@ impl McpBackend {
         let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
             let s = session.clone();
             async move {
-                let timeout = self.0.targets[t].cfg.timeout();
+                let timeout = self.target(t).cfg.timeout();
                 match tokio::time::timeout(timeout, self.connect(&s, t)).await {
                     Ok(r) => r,
-                    Err(_) => Err(Error::Timeout(self.0.targets[t].name.to_string())),
+                    Err(_) => Err(Error::Timeout(self.target(t).name.to_string())),
                 }
             }
         }))
@@ -119,11 +135,11 @@ impl McpBackend {
         let mut server_info = None;
         let mut subscribe = false;
         for (t, r) in results.into_iter().enumerate() {
-            let name = &self.0.targets[t].name;
+            let name = &self.target(t).name;
             match r {
                 Ok(init) => {
                     self.0.shared.metrics.request("initialize", name, "ok");
-                    let c = &init["capabilities"];
+                    let c = init.get("capabilities").unwrap_or(&Value::Null);
                     for k in ["tools", "prompts"] {
                         if c.get(k).is_some() {
                             caps.insert(k.into(), json!({"listChanged": true}));
@@ -145,11 +161,11 @@ impl McpBackend {
                             i.to_string()
                         });
                     }
-                    server_info = Some(init["serverInfo"].clone());
+                    server_info = init.get("serverInfo").cloned();
                 }
                 Err(e) => {
                     tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
-                    *self.0.targets[t].down_until.lock().unwrap() =
+                    *self.target(t).down_until.locked() =
                         Some(tokio::time::Instant::now() + RECONNECT_HOLDOFF);
                     self.0.shared.metrics.request("initialize", name, "error");
                     if self.0.cfg.failure_mode == FailureMode::FailClosed {
@@ -179,8 +195,13 @@ impl McpBackend {
             "capabilities": caps,
             "serverInfo": server_info,
         });
-        if !instructions.is_empty() {
-            result["instructions"] = Value::String(instructions.join("\n\n"));
+        if !instructions.is_empty()
+            && let Some(r) = result.as_object_mut()
+        {
+            r.insert(
+                "instructions".into(),
+                Value::String(instructions.join("\n\n")),
+            );
         }
         for expired in self.0.sessions.sweep() {
             tracing::debug!(session = expired.id(), "idle session expired");
@@ -205,7 +226,7 @@ impl McpBackend {
 
     /// Open target `t` for a session; returns the target's initialize result.
     pub(super) async fn connect(&self, session: &Session, t: usize) -> Result<Value> {
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let shared = &self.0.shared;
         let (up, init) = match target.kind {
             TransportKind::Stdio => {
@@ -230,6 +251,7 @@ impl McpBackend {
                     shared.client.clone(),
                     shared.ids.clone(),
                     session.0.init_params.clone(),
+                    self.0.cfg.max_reply_bytes(),
                 )
                 .await?;
                 h.set_tool_headers(target.tool_headers.clone());
@@ -251,6 +273,7 @@ impl McpBackend {
                     shared.ids.clone(),
                     session.0.init_params.clone(),
                     fallback,
+                    self.0.cfg.max_reply_bytes(),
                 )
                 .await?;
                 (Upstream::Sse(s), init)
@@ -267,7 +290,7 @@ impl McpBackend {
         session: &Session,
         t: usize,
     ) -> Result<crate::upstream::stdio::StdioProcess> {
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let cfg = target
             .cfg
             .stdio
@@ -280,6 +303,7 @@ impl McpBackend {
             session.0.init_params.clone(),
             owner_listener(session, t),
             session.client_initialized(),
+            self.0.cfg.max_reply_bytes(),
         );
         if let Some(m) = session.0.managed.get() {
             self.0
@@ -317,14 +341,9 @@ impl McpBackend {
         }
         // Connected lazily: a stateless request, a target that failed at initialize, or a
         // legacy SSE target whose connection dropped.
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let now = tokio::time::Instant::now();
-        if target
-            .down_until
-            .lock()
-            .unwrap()
-            .is_some_and(|until| now < until)
-        {
+        if target.down_until.locked().is_some_and(|until| now < until) {
             return Err(Error::Unavailable {
                 target: target.name.to_string(),
                 reason: "failed recently".into(),
@@ -334,10 +353,10 @@ impl McpBackend {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout(target.name.to_string())),
         };
-        *target.down_until.lock().unwrap() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
+        *target.down_until.locked() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
         r?;
         session.upstream(t).ok_or_else(|| Error::Unavailable {
-            target: self.0.targets[t].name.to_string(),
+            target: self.target(t).name.to_string(),
             reason: "not connected".into(),
         })
     }
@@ -364,8 +383,7 @@ impl McpBackend {
                     let found = session
                         .0
                         .inflight
-                        .lock()
-                        .unwrap()
+                        .locked()
                         .get(&jsonrpc::id_key(rid))
                         .map(|e| {
                             e.cancel.cancel();
@@ -375,7 +393,7 @@ impl McpBackend {
                         return;
                     };
                     let mut fwd = msg.clone();
-                    fwd["params"]["requestId"] = Value::from(uid);
+                    jsonrpc::set_param(&mut fwd, "requestId", Value::from(uid));
                     if let Some(u) = session.upstream(t) {
                         let _ = u.send(fwd).await;
                     }
@@ -407,17 +425,20 @@ impl McpBackend {
         }
     }
 
-    /// Answer one client request (the response carries the client's id).
+    /// Answer one client request (the response carries the client's id). `access` is the
+    /// gateway's say over items: what it refuses is left out of lists and answered exactly
+    /// like an item that does not exist.
     pub(super) async fn dispatch(
         &self,
         session: &Session,
         msg: Value,
         stream: Option<mpsc::UnboundedSender<Value>>,
-        access: Option<ToolAccess>,
+        access: Option<Access>,
     ) -> Value {
-        let id = msg["id"].clone();
+        let id = jsonrpc::id(&msg);
         let method = jsonrpc::method(&msg).to_string();
         let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
+        let allows = |item: Item<'_>| access.as_ref().is_none_or(|a| a.allows(item));
         if let Some(kind) = ListKind::of(&method) {
             let cursor = match msg.pointer("/params/cursor") {
                 None | Some(Value::Null) => None,
@@ -425,11 +446,14 @@ impl McpBackend {
                 Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
             };
             let mut r = self.list(session, kind, cursor.as_deref()).await;
-            if kind == ListKind::Tools
-                && let (Some(access), Ok(page)) = (&access, &mut r)
-                && let Some(tools) = page.get_mut("tools").and_then(Value::as_array_mut)
+            if let (Some(access), Ok(page)) = (&access, &mut r)
+                && let Some(items) = page.get_mut(kind.key()).and_then(Value::as_array_mut)
             {
-                tools.retain(|t| t["name"].as_str().is_some_and(|n| access.allows(n)));
+                items.retain(|item| {
+                    item.get(kind.field())
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| access.allows(kind.item(n)))
+                });
             }
             self.0
                 .shared
@@ -454,11 +478,9 @@ impl McpBackend {
                     async move { self.call(session, t, m, None).await }
                 }))
                 .await;
-                let failed = all.iter().find(|r| r.get("error").is_some());
+                let failed = all.iter().find_map(|r| r.get("error"));
                 match (failed, self.0.cfg.failure_mode) {
-                    (Some(f), FailureMode::FailClosed) => {
-                        jsonrpc::error_obj(id, f["error"].clone())
-                    }
+                    (Some(f), FailureMode::FailClosed) => jsonrpc::error_obj(id, f.clone()),
                     _ => jsonrpc::result(id, json!({})),
                 }
             }
@@ -471,31 +493,34 @@ impl McpBackend {
                 let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing name");
                 };
-                if kind == ListKind::Tools && access.as_ref().is_some_and(|a| !a.allows(&name)) {
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown tool: {name}"));
+                let what = if kind == ListKind::Tools {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                if !allows(kind.item(&name)) {
+                    return unknown();
                 }
                 let resolved = self.resolve_name(session, kind, &name).await;
                 let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
                     kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
                 }) else {
-                    let what = if kind == ListKind::Tools {
-                        "tool"
-                    } else {
-                        "prompt"
-                    };
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
+                    return unknown();
                 };
                 let mut m = msg;
-                m["params"]["name"] = Value::String(upstream_name);
+                jsonrpc::set_param(&mut m, "name", Value::String(upstream_name));
                 let started = Instant::now();
                 let r = self.call(session, t, m, stream).await;
-                if kind == ListKind::Tools {
+                if kind == ListKind::Tools
+                    && let Some(target) = self.0.targets.get(t)
+                {
                     self.0
                         .shared
                         .metrics
                         .tool_duration
                         .get_or_create(&ToolLabels {
-                            target: self.0.targets[t].name.to_string(),
+                            target: target.name.to_string(),
                         })
                         .observe(started.elapsed().as_secs_f64());
                 }
@@ -505,21 +530,26 @@ impl McpBackend {
                 let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
                     return err(jsonrpc::INVALID_PARAMS, "missing uri");
                 };
+                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                if !allows(Item::Resource(&uri)) {
+                    return unknown();
+                }
                 let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
-                    return err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
+                    return unknown();
                 };
                 let mut m = msg;
-                m["params"]["uri"] = Value::String(upstream_uri);
+                jsonrpc::set_param(&mut m, "uri", Value::String(upstream_uri));
                 let mut r = self.call(session, t, m, stream).await;
                 if self.0.naming.prefixed
+                    && let Some(target) = self.0.targets.get(t)
                     && let Some(contents) = r
                         .pointer_mut("/result/contents")
                         .and_then(Value::as_array_mut)
                 {
-                    for c in contents {
+                    for c in contents.iter_mut().filter_map(Value::as_object_mut) {
                         if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                            c["uri"] =
-                                Value::String(names::namespace_uri(&self.0.targets[t].name, u));
+                            let u = names::namespace_uri(&target.name, u);
+                            c.insert("uri".into(), Value::String(u));
                         }
                     }
                 }
@@ -527,29 +557,27 @@ impl McpBackend {
             }
             "completion/complete" => {
                 let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
+                let name = r#ref.get("name").and_then(Value::as_str);
+                let uri = r#ref.get("uri").and_then(Value::as_str);
                 let mut m = msg;
-                let routed =
-                    match r#ref.get("type").and_then(Value::as_str) {
-                        Some("ref/prompt") => match r#ref.get("name").and_then(Value::as_str) {
-                            Some(n) => self.resolve_name(session, ListKind::Prompts, n).await.map(
-                                |(t, n)| {
-                                    m["params"]["ref"]["name"] = Value::String(n);
-                                    t
-                                },
-                            ),
-                            None => None,
-                        },
-                        Some("ref/resource") => match r#ref.get("uri").and_then(Value::as_str) {
-                            Some(u) => self.resolve_uri(session, u).map(|(t, u)| {
-                                m["params"]["ref"]["uri"] = Value::String(u);
-                                t
-                            }),
-                            None => None,
-                        },
-                        _ => None,
-                    };
+                let routed = match (r#ref.get("type").and_then(Value::as_str), name, uri) {
+                    (Some("ref/prompt"), Some(n), _) if allows(Item::Prompt(n)) => self
+                        .resolve_name(session, ListKind::Prompts, n)
+                        .await
+                        .map(|(t, n)| (t, "name", n)),
+                    (Some("ref/resource"), _, Some(u)) if allows(Item::Resource(u)) => {
+                        self.resolve_uri(session, u).map(|(t, u)| (t, "uri", u))
+                    }
+                    _ => None,
+                };
                 match routed {
-                    Some(t) => self.call(session, t, m, stream).await,
+                    Some((t, key, value)) => {
+                        if let Some(r) = m.pointer_mut("/params/ref").and_then(Value::as_object_mut)
+                        {
+                            r.insert(key.into(), Value::String(value));
+                        }
+                        self.call(session, t, m, stream).await
+                    }
                     None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
                 }
             }
@@ -572,9 +600,9 @@ impl McpBackend {
         mut msg: Value,
         stream: Option<mpsc::UnboundedSender<Value>>,
     ) -> Value {
-        let down_id = msg["id"].clone();
+        let down_id = jsonrpc::id(&msg);
         let method = jsonrpc::method(&msg).to_string();
-        let target = &self.0.targets[t];
+        let target = &self.target(t);
         let up = match self.upstream(session, t).await {
             Ok(u) => u,
             Err(e) => {
@@ -589,7 +617,7 @@ impl McpBackend {
         let progress = prepare(&mut msg, uid);
         let key = jsonrpc::id_key(&down_id);
         let cancel = tokio_util::sync::CancellationToken::new();
-        session.0.inflight.lock().unwrap().insert(
+        session.0.inflight.locked().insert(
             key.clone(),
             Inflight {
                 target: t,
@@ -618,7 +646,7 @@ impl McpBackend {
                     "ok"
                 };
                 self.0.shared.metrics.request(&method, &target.name, result);
-                resp["id"] = down_id;
+                jsonrpc::set_id(&mut resp, down_id);
                 resp
             }
             Err(e) => {
@@ -639,7 +667,7 @@ impl McpBackend {
     /// The unshortened exposed name of a tool: what `tools.allow`/`tools.deny` match.
     pub(super) fn full_name(&self, t: usize, name: &str) -> String {
         if self.0.naming.prefixed {
-            names::prefixed(&self.0.targets[t].name, name)
+            names::prefixed(&self.target(t).name, name)
         } else {
             name.to_string()
         }
@@ -647,6 +675,14 @@ impl McpBackend {
 
     pub(super) fn tool_allowed(&self, exposed: &str) -> bool {
         self.0.allow.as_ref().is_none_or(|a| a.is_match(exposed)) && !self.0.deny.is_match(exposed)
+    }
+
+    /// Target `t`. Every `t` in this crate is an index into this backend's targets: it comes
+    /// from `0..targets.len()` or [`Self::target_index`], and a session or upstream holding one
+    /// belongs to this backend (a reload builds new sessions), whose targets never change.
+    #[allow(clippy::indexing_slicing)] // invariant: see above
+    pub(super) fn target(&self, t: usize) -> &super::Target {
+        &self.0.targets[t]
     }
 
     pub(super) fn target_index(&self, name: &str) -> Option<usize> {
@@ -675,7 +711,7 @@ impl McpBackend {
         let key = format!("{}{exposed}", kind.catalog_prefix());
         let epoch = self.0.naming.epoch.load(Ordering::Relaxed);
         {
-            let c = session.0.catalog.lock().unwrap();
+            let c = session.0.catalog.locked();
             if c.0 == epoch
                 && let Some(v) = c.1.get(&key)
             {
@@ -691,7 +727,7 @@ impl McpBackend {
                 None => break,
             }
         }
-        session.0.catalog.lock().unwrap().1.get(&key).cloned()
+        session.0.catalog.locked().1.get(&key).cloned()
     }
 
     /// Exposed resource URI → (target, upstream URI).
@@ -703,7 +739,7 @@ impl McpBackend {
         if self.0.targets.len() == 1 {
             return Some((0, uri.to_string()));
         }
-        let c = session.0.catalog.lock().unwrap();
+        let c = session.0.catalog.locked();
         Some(
             c.1.get(&format!("r:{uri}"))
                 .cloned()
@@ -745,7 +781,7 @@ impl McpBackend {
         let mut learned: HashMap<String, (usize, String)> = HashMap::new();
         let prefixed = self.0.naming.prefixed;
         for (t, page) in pages {
-            let tname = &self.0.targets[t].name;
+            let tname = &self.target(t).name;
             if let Some(e) = page.get("error") {
                 // A target without this capability is not a failure.
                 if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
@@ -757,7 +793,7 @@ impl McpBackend {
                 tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
                 continue;
             }
-            let result = &page["result"];
+            let result = page.get("result").unwrap_or(&Value::Null);
             if let Some(c) = result.get("nextCursor").and_then(Value::as_str) {
                 next.insert(tname.to_string(), c.to_string());
             }
@@ -765,7 +801,7 @@ impl McpBackend {
                 continue;
             };
             if kind == ListKind::Tools {
-                self.0.targets[t].tool_headers.record(epoch, list);
+                self.target(t).tool_headers.record(epoch, list);
             }
             for item in list {
                 let Some(orig) = item.get(kind.field()).and_then(Value::as_str) else {
@@ -776,7 +812,9 @@ impl McpBackend {
                         let full = names::prefixed(tname, orig);
                         if kind == ListKind::Tools {
                             let (fit, short) = names::fit_tool_name(&full);
-                            if short {
+                            // Bounded: a target inventing ever new long names cannot grow it
+                            // forever (past the cap, new shortened names do not resolve).
+                            if short && self.0.shortened.len() < MAX_SHORTENED {
                                 self.0.shortened.insert(fit.clone(), (t, orig.to_string()));
                             }
                             fit
@@ -799,22 +837,29 @@ impl McpBackend {
                 }
                 learned.insert(key, (t, orig.to_string()));
                 let mut item = item.clone();
-                item[kind.field()] = Value::String(exposed);
+                if let Some(o) = item.as_object_mut() {
+                    o.insert(kind.field().into(), Value::String(exposed));
+                }
                 items.push(item);
             }
         }
         // Only unprefixed names of several targets route by catalogue (`resolve_name`,
         // `resolve_uri`); otherwise keeping it would only cost per-session memory.
         if !prefixed && self.0.targets.len() > 1 {
-            let mut c = session.0.catalog.lock().unwrap();
+            let mut c = session.0.catalog.locked();
             if c.0 != epoch {
                 *c = (epoch, HashMap::new());
             }
             c.1.extend(learned);
         }
         let mut result = json!({ kind.key(): items });
-        if !next.is_empty() {
-            result["nextCursor"] = Value::String(names::encode_cursor(&next));
+        if !next.is_empty()
+            && let Some(r) = result.as_object_mut()
+        {
+            r.insert(
+                "nextCursor".into(),
+                Value::String(names::encode_cursor(&next)),
+            );
         }
         Ok(result)
     }
@@ -843,6 +888,60 @@ impl McpBackend {
     }
 }
 
+/// Longest `clientInfo` string kept (`name`, `version`, `title`, `websiteUrl`); longer ones
+/// are cut at a character boundary.
+pub(crate) const MAX_CLIENT_INFO_STRING: usize = 256;
+/// Largest `capabilities` object (serialized) an `initialize` may carry.
+pub(crate) const MAX_CAPABILITIES_BYTES: usize = 2048;
+
+/// What a session keeps of the client's `initialize` params — it lives as long as the session,
+/// goes into its `Mcp-Session-Id` and to every target's `initialize` — bounded whatever the
+/// client sent: `protocolVersion`, `capabilities` (refused over [`MAX_CAPABILITIES_BYTES`])
+/// and `clientInfo`'s `name`, `version`, `title` and `websiteUrl` (each cut to
+/// [`MAX_CLIENT_INFO_STRING`] bytes). Everything else is dropped.
+pub(crate) fn client_params(params: Option<&Value>) -> Result<Value, &'static str> {
+    let mut out = Map::new();
+    if let Some(v) = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str)
+        .filter(|v| v.len() <= 32)
+    {
+        out.insert("protocolVersion".into(), json!(v));
+    }
+    match params.and_then(|p| p.get("capabilities")) {
+        None => {}
+        Some(c @ Value::Object(_)) => {
+            if serde_json::to_vec(c).map_or(true, |b| b.len() > MAX_CAPABILITIES_BYTES) {
+                return Err("initialize: capabilities too large");
+            }
+            out.insert("capabilities".into(), c.clone());
+        }
+        Some(_) => return Err("initialize: capabilities must be an object"),
+    }
+    if let Some(info) = params
+        .and_then(|p| p.get("clientInfo"))
+        .and_then(Value::as_object)
+    {
+        let mut kept = Map::new();
+        for k in ["name", "version", "title", "websiteUrl"] {
+            if let Some(v) = info.get(k).and_then(Value::as_str) {
+                kept.insert(k.into(), json!(truncate(v, MAX_CLIENT_INFO_STRING)));
+            }
+        }
+        out.insert("clientInfo".into(), Value::Object(kept));
+    }
+    Ok(Value::Object(out))
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    s.get(..end).unwrap_or_default()
+}
+
 /// Hands what target `t` sends outside any request to `session` (held weakly: the session's
 /// upstream connection holds this).
 pub(super) fn owner_listener(session: &Session, t: usize) -> Listener {
@@ -859,6 +958,6 @@ struct InflightGuard<'a>(&'a Session, &'a str);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.0.inflight.lock().unwrap().remove(self.1);
+        self.0.0.inflight.locked().remove(self.1);
     }
 }

@@ -45,7 +45,7 @@ impl McpBackend {
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(first.chain(rest)))
-            .unwrap()
+            .unwrap_or_default()
     }
 
     pub(super) async fn legacy_message(
@@ -102,7 +102,7 @@ impl McpBackend {
         }
         let this = self.clone();
         let principal = ctx.principal.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         tokio::spawn(async move {
             if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
                 let resp = match this
@@ -139,7 +139,7 @@ impl McpBackend {
         Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
-            .unwrap()
+            .unwrap_or_default()
     }
 }
 

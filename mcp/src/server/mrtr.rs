@@ -130,12 +130,12 @@ impl McpBackend {
             return self.call_once(session, t, msg, stream).await;
         }
         let stateless = session.0.version == STATELESS_VERSION;
-        let modern = self.0.targets[t].kind == TransportKind::Http
+        let modern = self.target(t).kind == TransportKind::Http
             && matches!(self.upstream(session, t).await, Ok(Upstream::Http(h)) if h.is_modern());
         if !modern {
             if stateless && has_retry_fields(&msg) {
                 return jsonrpc::error(
-                    msg["id"].clone(),
+                    jsonrpc::id(&msg),
                     jsonrpc::INVALID_PARAMS,
                     "unknown or expired requestState: it was not issued by this gateway replica, \
                      or the call it named has ended",
@@ -147,7 +147,7 @@ impl McpBackend {
             && let Some(name) = jsonrpc::param_str(&msg, "name")
         {
             let epoch = self.epoch();
-            if self.0.targets[t].tool_headers.get(epoch, name).is_none() {
+            if self.target(t).tool_headers.get(epoch, name).is_none() {
                 self.learn_tools(session, t).await;
             }
         }
@@ -160,10 +160,10 @@ impl McpBackend {
             if !is_input_required(&resp) {
                 return resp;
             }
-            let result = &resp["result"];
+            let result = resp.get("result").unwrap_or(&Value::Null);
             let responses = match self.gather(session, t, result, stream.as_ref()).await {
                 Ok(r) => r,
-                Err(e) => return jsonrpc::error_obj(orig["id"].clone(), e),
+                Err(e) => return jsonrpc::error_obj(jsonrpc::id(&orig), e),
             };
             let mut retry = orig.clone();
             if let Some(params) = retry.get_mut("params").and_then(Value::as_object_mut) {
@@ -179,9 +179,9 @@ impl McpBackend {
             resp = self.call_once(session, t, retry, stream.clone()).await;
         }
         if is_input_required(&resp) {
-            let target = &self.0.targets[t].name;
+            let target = &self.target(t).name;
             return jsonrpc::error(
-                orig["id"].clone(),
+                jsonrpc::id(&orig),
                 jsonrpc::INTERNAL_ERROR,
                 &format!(
                     "target `{target}` still needed input after {MAX_INPUT_ROUNDS} rounds; giving up"
@@ -213,7 +213,7 @@ impl McpBackend {
                 return;
             };
             if let Some(tools) = result.get("tools").and_then(Value::as_array) {
-                self.0.targets[t].tool_headers.record(epoch, tools);
+                self.target(t).tool_headers.record(epoch, tools);
             }
             match result.get("nextCursor").and_then(Value::as_str) {
                 Some(c) => cursor = Some(c.to_string()),
@@ -236,8 +236,12 @@ impl McpBackend {
             .get("inputRequests")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let caps = &session.0.init_params["capabilities"];
-        let timeout = self.0.targets[t].cfg.timeout();
+        let caps = session
+            .0
+            .init_params
+            .get("capabilities")
+            .unwrap_or(&Value::Null);
+        let timeout = self.target(t).cfg.timeout();
         let answers = futures::future::join_all(requests.iter().map(|(key, req)| async move {
             let method = jsonrpc::method(req);
             let cap = match method {
@@ -309,7 +313,7 @@ impl McpBackend {
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> (StatusCode, Value) {
-        let id = msg["id"].clone();
+        let id = jsonrpc::id(&msg);
         if let Err(m) = check_routing_headers(headers, &msg) {
             return (
                 StatusCode::BAD_REQUEST,
@@ -347,9 +351,7 @@ impl McpBackend {
         ) {
             // Nothing else can need input: answered in this task, as a plain request.
             let _close = CloseOnDrop(Some(session.clone()));
-            let mut resp = self
-                .dispatch(&session, msg, None, ctx.tool_access.clone())
-                .await;
+            let mut resp = self.dispatch(&session, msg, None, ctx.access.clone()).await;
             modernize_result(&method, &mut resp);
             return (StatusCode::OK, resp);
         }
@@ -360,7 +362,7 @@ impl McpBackend {
         let (done_tx, done) = oneshot::channel();
         let this = self.clone();
         let s = session.clone();
-        let access = ctx.tool_access.clone();
+        let access = ctx.access.clone();
         let task = tokio::spawn(async move {
             let _close = CloseOnDrop(Some(s.clone()));
             let resp = this.dispatch(&s, msg, Some(tx), access).await;
@@ -400,7 +402,7 @@ impl McpBackend {
         else {
             return Ok(());
         };
-        let cache = &self.0.targets[t].tool_headers;
+        let cache = &self.target(t).tool_headers;
         let bindings = match cache.get(self.epoch(), &upstream_name) {
             Some(b) => b,
             None => {
@@ -430,7 +432,7 @@ impl McpBackend {
                 r = &mut call.done => {
                     return match r {
                         Ok(mut resp) => {
-                            resp["id"] = id;
+                            jsonrpc::set_id(&mut resp, id);
                             resp
                         }
                         Err(_) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the call ended without a reply"),
@@ -450,13 +452,13 @@ impl McpBackend {
                     let mut requests = Map::new();
                     let mut keys = Vec::new();
                     for m in asked {
-                        let gid = m["id"].as_str().unwrap_or_default().to_string();
+                        let gid = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
                         let method = jsonrpc::method(&m);
                         if !INPUT_METHODS.contains(&method) {
                             let reply = if method == "ping" {
-                                jsonrpc::result(m["id"].clone(), json!({}))
+                                jsonrpc::result(jsonrpc::id(&m), json!({}))
                             } else {
-                                jsonrpc::error(m["id"].clone(), jsonrpc::METHOD_NOT_FOUND, "not supported by a stateless client")
+                                jsonrpc::error(jsonrpc::id(&m), jsonrpc::METHOD_NOT_FOUND, "not supported by a stateless client")
                             };
                             self.client_message(&session, reply).await;
                             continue;
@@ -521,7 +523,7 @@ impl McpBackend {
     /// A stateless client's retry of a parked call: its `inputResponses` become the replies to
     /// the target's requests, then the call is awaited again.
     async fn resume_parked(&self, token: &str, msg: Value, ctx: &RequestContext) -> Value {
-        let id = msg["id"].clone();
+        let id = jsonrpc::id(&msg);
         let unknown = |id| {
             jsonrpc::error(
                 id,

@@ -8,6 +8,7 @@
 //! negotiated version, capabilities and info (compact JSON in `upstream_session`), which a
 //! replica needs to re-initialize an upstream for the client.
 
+use crate::LockExt;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -41,8 +42,10 @@ pub(crate) const CLIENT_ENTRY: &str = "@client";
 fn client_entry(route: &str, version: &str, init: &Value) -> TargetEntry {
     let mut p = json!({"protocolVersion": version});
     for k in ["capabilities", "clientInfo"] {
-        if let Some(v) = init.get(k) {
-            p[k] = v.clone();
+        if let Some(v) = init.get(k)
+            && let Some(p) = p.as_object_mut()
+        {
+            p.insert(k.into(), v.clone());
         }
     }
     TargetEntry {
@@ -54,7 +57,7 @@ fn client_entry(route: &str, version: &str, init: &Value) -> TargetEntry {
 
 impl McpBackend {
     fn target_url(&self, t: usize) -> Option<&str> {
-        let cfg = &self.0.targets[t].cfg;
+        let cfg = &self.target(t).cfg;
         cfg.http.as_ref().map(|h| h.url.as_str())
     }
 
@@ -62,7 +65,7 @@ impl McpBackend {
     fn entries_of(&self, session: &Session) -> Vec<TargetEntry> {
         (0..self.0.targets.len())
             .map(|t| {
-                let mut e = TargetEntry::new(self.0.targets[t].name.as_ref());
+                let mut e = TargetEntry::new(self.target(t).name.as_ref());
                 if let Some(Upstream::Http(h)) = session.upstream(t) {
                     e.upstream_session = h.session_id();
                     e.endpoint = Some(h.url().to_string());
@@ -111,6 +114,14 @@ impl McpBackend {
                 Err(match e {
                     switchboard_sessions::Error::TooManySessions { .. } => {
                         jsonrpc::error(rid.clone(), jsonrpc::INVALID_REQUEST, &e.to_string())
+                    }
+                    switchboard_sessions::Error::TokenTooLarge { .. } => {
+                        tracing::warn!(error = %e, "session state too large for a session id");
+                        jsonrpc::error(
+                            rid.clone(),
+                            jsonrpc::INVALID_PARAMS,
+                            "session state too large",
+                        )
                     }
                     e => {
                         tracing::warn!(error = %e, "session store: creating a session failed");
@@ -201,7 +212,7 @@ impl McpBackend {
         // Its client initialized long ago (on this replica or in an earlier backend).
         session.set_client_initialized();
         for (t, entry) in targets.into_iter().enumerate() {
-            let target = &self.0.targets[t];
+            let target = &self.target(t);
             match target.kind {
                 TransportKind::Stdio => {
                     if let Some(p) = &target.stdio {
@@ -230,6 +241,7 @@ impl McpBackend {
                             self.0.shared.ids.clone(),
                             init.clone(),
                             sid,
+                            self.0.cfg.max_reply_bytes(),
                         );
                         h.set_tool_headers(target.tool_headers.clone());
                         session.set_upstream(t, Upstream::Http(h));
@@ -277,7 +289,7 @@ impl McpBackend {
                 return;
             }
         }
-        *m.record.lock().unwrap() = record;
+        *m.record.locked() = record;
     }
 
     /// The GET stream of a managed session: replay after `Last-Event-ID` (or a priming event
@@ -310,9 +322,9 @@ impl McpBackend {
         match &post {
             None => session.attach_live(tx),
             Some(name) => {
-                let slot = m.posts.lock().unwrap().get(name).cloned();
+                let slot = m.posts.locked().get(name).cloned();
                 match slot {
-                    Some(slot) => *slot.lock().unwrap() = Some(tx),
+                    Some(slot) => *slot.locked() = Some(tx),
                     // Answered already (or on another replica): the log is all there is.
                     None => drop(tx),
                 }
@@ -397,7 +409,9 @@ impl McpBackend {
                     },
                     Some(msg) = relayed => {
                         // Messages of the upstreams' own GET streams take the logged path.
-                        session_of(&st).send_standalone(msg);
+                        if let Some(r) = &st.relay {
+                            r.session.send_standalone(msg);
+                        }
                     }
                 }
             }
@@ -428,12 +442,12 @@ impl McpBackend {
         let key = StreamKey::new(m.key, name.clone());
         let (out_tx, out_rx) = mpsc::unbounded_channel::<LiveEvent>();
         let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
-        m.posts.lock().unwrap().insert(name.clone(), slot.clone());
+        m.posts.locked().insert(name.clone(), slot.clone());
         let manager = m.manager.clone();
         let s2 = session.clone();
         tokio::spawn(async move {
             let send = |ev: LiveEvent| {
-                let tx = slot.lock().unwrap().clone();
+                let tx = slot.locked().clone();
                 if let Some(tx) = tx {
                     let _ = tx.send(ev);
                 }
@@ -461,20 +475,13 @@ impl McpBackend {
                 }
             }
             if let Some(m) = s2.0.managed.get() {
-                m.posts.lock().unwrap().remove(&name);
+                m.posts.locked().remove(&name);
             }
         });
         let body = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx)
             .map(|(_, frame)| Ok::<_, Infallible>(frame));
         sse_body(body)
     }
-}
-
-fn session_of(st: &StreamState) -> &Session {
-    &st.relay
-        .as_ref()
-        .expect("relayed messages come from a relay")
-        .session
 }
 
 fn sse_body<S>(stream: S) -> Response<Body>
@@ -485,7 +492,7 @@ where
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
-        .unwrap()
+        .unwrap_or_default()
 }
 
 /// Messages of the upstreams' standalone streams, re-sent through the session's logged path.

@@ -1,6 +1,7 @@
 //! Streamable HTTP upstream: one upstream MCP session per downstream session. Responses that
 //! come as an SSE stream are read in the caller's task, so there is no task per session.
 
+use crate::LockExt;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::Route;
+use super::{Route, frames};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 use crate::param_headers::{self, ToolHeaders};
@@ -22,6 +23,8 @@ pub(crate) struct HttpUpstream {
     client: reqwest::Client,
     ids: Arc<AtomicU64>,
     init_params: Value,
+    /// Largest message read from the target (`mcp.max_reply_bytes`).
+    max_reply: usize,
     state: Mutex<State>,
     /// The target's `x-mcp-header` bindings (shared by every session of the backend), for the
     /// `Mcp-Param-*` headers of calls to a 2026-07-28 upstream.
@@ -39,6 +42,8 @@ struct State {
 /// JSON-RPC error code of an `initialize` a 2026-07-28-only server refuses.
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 const MODERN: &str = "2026-07-28";
+/// Longest upstream `Mcp-Session-Id` accepted (the spec's ids are UUIDs, JWTs or hashes).
+const MAX_UPSTREAM_SESSION_ID: usize = 1024;
 
 /// The `Mcp-Name` routing header of a 2026-07-28 request, when it has one (encoded with
 /// [`param_headers::encode`] where it is not plain ASCII).
@@ -74,6 +79,7 @@ impl HttpUpstream {
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
+        max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let this = Arc::new(Self {
             target,
@@ -82,6 +88,7 @@ impl HttpUpstream {
             client,
             ids,
             init_params,
+            max_reply,
             state: Mutex::new(State::default()),
             tool_headers: Default::default(),
         });
@@ -92,6 +99,7 @@ impl HttpUpstream {
     /// Adopt an upstream session opened earlier (by this or another replica) without a new
     /// `initialize`: the session continues under `session_id`. An upstream that no longer knows
     /// it answers 404 (or 400) and is re-initialized transparently on the first request.
+    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         target: Arc<str>,
         url: String,
@@ -100,6 +108,7 @@ impl HttpUpstream {
         ids: Arc<AtomicU64>,
         init_params: Value,
         session_id: String,
+        max_reply: usize,
     ) -> Arc<Self> {
         let version = init_params
             .get("protocolVersion")
@@ -112,6 +121,7 @@ impl HttpUpstream {
             client,
             ids,
             init_params,
+            max_reply,
             state: Mutex::new(State {
                 session_id: Some(session_id),
                 version,
@@ -128,17 +138,37 @@ impl HttpUpstream {
 
     /// Whether the upstream speaks only 2026-07-28 (stateless; multi round-trip requests).
     pub fn is_modern(&self) -> bool {
-        self.state.lock().unwrap().modern
+        self.state.locked().modern
     }
 
     /// The upstream's current session id (changes when the upstream is re-initialized).
     pub fn session_id(&self) -> Option<String> {
-        self.state.lock().unwrap().session_id.clone()
+        self.state.locked().session_id.clone()
     }
 
     /// The upstream URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The target's name.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The cap on one message from this target.
+    pub fn max_reply(&self) -> usize {
+        self.max_reply
+    }
+
+    fn frame_error(&self, e: frames::FrameError) -> Error {
+        match e {
+            frames::FrameError::TooLarge => Error::TooLarge {
+                target: self.target.to_string(),
+                limit: self.max_reply,
+            },
+            frames::FrameError::Io(e) => self.unavailable(e),
+        }
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
@@ -149,7 +179,7 @@ impl HttpUpstream {
     }
 
     async fn initialize(&self) -> Result<Value> {
-        *self.state.lock().unwrap() = State::default();
+        *self.state.locked() = State::default();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let msg = jsonrpc::request(Value::from(id), "initialize", self.init_params.clone());
         let resp = self.post_once(&msg, &State::default()).await?;
@@ -159,11 +189,23 @@ impl HttpUpstream {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        // It travels in the downstream session's token: bounded, like everything sealed there.
+        if session_id
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_UPSTREAM_SESSION_ID)
+        {
+            return Err(Error::Protocol {
+                target: self.target.to_string(),
+                reason: "Mcp-Session-Id too long".into(),
+            });
+        }
         let reply = if status.is_success() {
             self.read_reply(resp, id, None, None).await?
         } else {
             // A refusal may still explain itself in a JSON-RPC error.
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = frames::read_body(resp, self.max_reply)
+                .await
+                .unwrap_or_default();
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
         if reply.pointer("/error/code").and_then(Value::as_i64)
@@ -189,7 +231,7 @@ impl HttpUpstream {
                 .map(str::to_string),
             modern: false,
         };
-        *self.state.lock().unwrap() = state.clone();
+        *self.state.locked() = state.clone();
         let note = jsonrpc::notification(
             "notifications/initialized",
             Value::Object(Default::default()),
@@ -219,15 +261,17 @@ impl HttpUpstream {
                 reason: "server/discover failed".into(),
             });
         };
-        *self.state.lock().unwrap() = state;
+        *self.state.locked() = state;
         let mut init = serde_json::json!({
             "protocolVersion": MODERN,
             "capabilities": result.get("capabilities").cloned().unwrap_or_default(),
             "serverInfo": result.get("serverInfo").cloned()
                 .unwrap_or_else(|| serde_json::json!({"name": &*self.target, "version": ""})),
         });
-        if let Some(i) = result.get("instructions") {
-            init["instructions"] = i.clone();
+        if let Some(i) = result.get("instructions")
+            && let Some(o) = init.as_object_mut()
+        {
+            o.insert("instructions".into(), i.clone());
         }
         Ok(init)
     }
@@ -302,7 +346,7 @@ impl HttpUpstream {
     /// POST a message; an upstream that forgot our session (404, or 400 to a session id it
     /// issued) is re-initialized and the message sent once more.
     async fn post(&self, msg: &Value) -> Result<reqwest::Response> {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         let resp = self.post_once(msg, &state).await?;
         let forgot = state.session_id.is_some()
             && matches!(
@@ -314,7 +358,7 @@ impl HttpUpstream {
         }
         tracing::info!(target_name = %self.target, status = %resp.status(), "upstream lost the session; re-initializing");
         self.initialize().await?;
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         self.post_once(msg, &state).await
     }
 
@@ -347,18 +391,17 @@ impl HttpUpstream {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            let body = resp
-                .bytes()
+            let body = frames::read_body(resp, self.max_reply)
                 .await
-                .map_err(|e| self.unavailable(e.to_string()))?;
+                .map_err(|e| self.frame_error(e))?;
             return serde_json::from_slice(&body).map_err(|_| Error::Protocol {
                 target: self.target.to_string(),
                 reason: "reply is not JSON".into(),
             });
         }
-        let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+        let mut events = frames::sse_events(resp.bytes_stream(), self.max_reply);
         while let Some(ev) = events.next().await {
-            let ev = ev.map_err(|e| self.unavailable(e.to_string()))?;
+            let ev = ev.map_err(|e| self.frame_error(e))?;
             if ev.data.is_empty() {
                 continue;
             }
@@ -393,7 +436,7 @@ impl HttpUpstream {
 
     /// Open the upstream's standalone GET stream (server-initiated messages outside requests).
     pub async fn open_stream(&self) -> Result<Option<reqwest::Response>> {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         let Some(sid) = state.session_id else {
             return Ok(None);
         };
@@ -414,7 +457,7 @@ impl HttpUpstream {
     }
 
     pub async fn close(&self) {
-        let state = self.state.lock().unwrap().clone();
+        let state = self.state.locked().clone();
         if let Some(sid) = state.session_id {
             let _ = self
                 .client

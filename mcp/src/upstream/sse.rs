@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::frames::{self, FrameError};
 use super::{Pending, PendingMap, Route, await_reply};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
@@ -29,6 +30,7 @@ pub(crate) struct SseUpstream {
 impl SseUpstream {
     /// Connect, wait for the endpoint event, initialize. `fallback` receives messages no
     /// request claims.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         target: Arc<str>,
         url: String,
@@ -37,6 +39,7 @@ impl SseUpstream {
         ids: Arc<AtomicU64>,
         init_params: Value,
         fallback: super::stdio::Listener,
+        max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let unavailable = |reason: String| Error::Unavailable {
             target: target.to_string(),
@@ -53,7 +56,14 @@ impl SseUpstream {
             return Err(unavailable(format!("answered {}", resp.status())));
         }
         let base = resp.url().clone();
-        let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+        let too_large = |e: FrameError| match e {
+            FrameError::TooLarge => Error::TooLarge {
+                target: target.to_string(),
+                limit: max_reply,
+            },
+            FrameError::Io(e) => unavailable(e),
+        };
+        let mut events = frames::sse_events(resp.bytes_stream(), max_reply);
         let endpoint = loop {
             match events.next().await {
                 Some(Ok(ev)) if ev.event == "endpoint" => {
@@ -63,7 +73,7 @@ impl SseUpstream {
                         .to_string();
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(unavailable(e.to_string())),
+                Some(Err(e)) => return Err(too_large(e)),
                 None => return Err(unavailable("stream ended before the endpoint event".into())),
             }
         };
@@ -85,7 +95,7 @@ impl SseUpstream {
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
-                            tracing::warn!(target_name = %name, error = %e, "sse upstream stream failed");
+                            tracing::warn!(target_name = %name, error = ?e, "sse upstream stream failed");
                             break;
                         }
                         None => break,

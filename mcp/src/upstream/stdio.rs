@@ -6,13 +6,16 @@
 //! ([`StdioProcess::for_session`], [`StdioPool::keep`]). Either way a supervisor task spawns the
 //! child, initializes it, logs its stderr and restarts it with backoff when it dies.
 
+use crate::LockExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
+
+use super::frames::{self, Read};
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -61,12 +64,18 @@ fn pool_key(name: &str, cfg: &StdioTarget) -> String {
 
 impl StdioPool {
     /// The running child for this config, or a newly spawned one.
-    pub(crate) fn get(&self, name: &str, cfg: &StdioTarget, ids: Arc<AtomicU64>) -> StdioProcess {
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        cfg: &StdioTarget,
+        ids: Arc<AtomicU64>,
+        max_line: usize,
+    ) -> StdioProcess {
         let mut slot = self.inner.entry(pool_key(name, cfg)).or_default();
         if let Some(handle) = slot.upgrade() {
             return StdioProcess(handle);
         }
-        let p = StdioProcess::spawn(name, cfg.clone(), ids, None);
+        let p = StdioProcess::spawn(name, cfg.clone(), ids, None, max_line);
         *slot = Arc::downgrade(&p.0);
         p
     }
@@ -161,6 +170,8 @@ impl std::ops::Deref for Handle {
 }
 
 pub(crate) struct Inner {
+    /// Longest line read from the child (`mcp.max_reply_bytes`); longer ones are dropped.
+    max_line: usize,
     name: Arc<str>,
     ids: Arc<AtomicU64>,
     pending: PendingMap,
@@ -197,7 +208,7 @@ impl Inner {
 
     fn send(&self, msg: Value) -> Result<()> {
         let line = serde_json::to_string(&msg).unwrap_or_default();
-        let w = self.writer.lock().unwrap();
+        let w = self.writer.locked();
         match w.as_ref() {
             Some(w) if w.send(line).is_ok() => Ok(()),
             _ => Err(self.unavailable("not running")),
@@ -216,9 +227,16 @@ impl Inner {
 }
 
 impl StdioProcess {
-    fn spawn(name: &str, cfg: StdioTarget, ids: Arc<AtomicU64>, owned: Option<Owned>) -> Self {
+    fn spawn(
+        name: &str,
+        cfg: StdioTarget,
+        ids: Arc<AtomicU64>,
+        owned: Option<Owned>,
+        max_line: usize,
+    ) -> Self {
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
+            max_line,
             name: name.into(),
             ids,
             pending: PendingMap::default(),
@@ -248,6 +266,7 @@ impl StdioProcess {
         init: Value,
         owner: Listener,
         client_initialized: bool,
+        max_line: usize,
     ) -> Self {
         Self::spawn(
             name,
@@ -258,6 +277,7 @@ impl StdioProcess {
                 owner: Mutex::new(owner),
                 client_initialized: AtomicBool::new(client_initialized),
             }),
+            max_line,
         )
     }
 
@@ -270,7 +290,7 @@ impl StdioProcess {
     /// config reload).
     pub fn set_owner(&self, owner: Listener) {
         if let Some(o) = &self.0.owned {
-            *o.owner.lock().unwrap() = owner;
+            *o.owner.locked() = owner;
         }
     }
 
@@ -300,14 +320,14 @@ impl StdioProcess {
 
     /// Register a receiver for unclaimed messages (held weakly: dropping it unregisters).
     pub fn listen(&self, l: &Listener) {
-        let mut ls = self.0.listeners.lock().unwrap();
+        let mut ls = self.0.listeners.locked();
         ls.retain(|w| w.strong_count() > 0);
         ls.push(Arc::downgrade(l));
     }
 
     /// The OS pid of the current child, if one is running.
     pub fn pid(&self) -> Option<u32> {
-        *self.0.pid.lock().unwrap()
+        *self.0.pid.locked()
     }
 
     /// Wait until a child is up and initialized; returns its initialize result. Fails at once
@@ -379,8 +399,8 @@ async fn supervise(this: Arc<Inner>, cfg: StdioTarget, cancel: CancellationToken
         } else {
             Phase::Failing
         });
-        *this.writer.lock().unwrap() = None;
-        *this.pid.lock().unwrap() = None;
+        *this.writer.locked() = None;
+        *this.pid.locked() = None;
         this.pending.clear();
         let name = this.name.clone();
         if cancel.is_cancelled() {
@@ -417,7 +437,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
             return false;
         }
     };
-    *this.pid.lock().unwrap() = child.id();
+    *this.pid.locked() = child.id();
     this.initialized_sent.store(false, Ordering::SeqCst);
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -425,7 +445,7 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         return false;
     };
     let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
-    *this.writer.lock().unwrap() = Some(wtx);
+    *this.writer.locked() = Some(wtx);
     let writer = async move {
         while let Some(mut line) = wrx.recv().await {
             line.push('\n');
@@ -435,18 +455,39 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
         }
     };
     let name = this.name.clone();
+    let max_line = this.max_line;
     let stderr_log = async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::info!(target_name = %name, "stderr: {line}");
+        let mut r = BufReader::new(stderr);
+        let mut buf = Vec::new();
+        loop {
+            match frames::read_line(&mut r, &mut buf, max_line).await {
+                Ok(Read::Line) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    tracing::info!(target_name = %name, "stderr: {line}");
+                }
+                Ok(Read::TooLarge) => {
+                    tracing::warn!(target_name = %name, max_line, "stderr line over max_reply_bytes dropped");
+                }
+                Ok(Read::Eof) | Err(_) => break,
+            }
         }
     };
     let weak = Arc::downgrade(this);
+    let out_name = this.name.clone();
     let reader = async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-                tracing::debug!("non-JSON line from stdio target ignored");
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            match frames::read_line(&mut r, &mut buf, max_line).await {
+                Ok(Read::Line) => {}
+                Ok(Read::TooLarge) => {
+                    tracing::warn!(target_name = %out_name, max_line, "stdio message over max_reply_bytes dropped");
+                    continue;
+                }
+                Ok(Read::Eof) | Err(_) => break,
+            }
+            let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
+                tracing::warn!(target_name = %out_name, "non-JSON line from stdio target ignored");
                 continue;
             };
             let Some(this) = weak.upgrade() else { return };
@@ -529,14 +570,13 @@ async fn initialize(this: Arc<Inner>) -> Result<Value> {
 fn unclaimed(this: &Arc<Inner>, msg: Value) {
     if let Some(o) = &this.owned {
         // Everything of a per-session child belongs to its one session, requests included.
-        let owner = o.owner.lock().unwrap().clone();
+        let owner = o.owner.locked().clone();
         owner(msg);
         return;
     }
     let listeners: Vec<_> = this
         .listeners
-        .lock()
-        .unwrap()
+        .locked()
         .iter()
         .filter_map(|w| w.upgrade())
         .collect();

@@ -123,8 +123,12 @@ pub async fn gateway_with_shared(cfg: McpConfig, shared: &McpShared) -> Gateway 
             .and_then(|v| v.to_str().ok())
         {
             let prefix = prefix.to_string();
-            ctx.tool_access = Some(switchboard_mcp::ToolAccess(std::sync::Arc::new(
-                move |name: &str| name.starts_with(&prefix),
+            ctx.access = Some(switchboard_mcp::Access(std::sync::Arc::new(
+                move |item: switchboard_mcp::Item<'_>| match item {
+                    switchboard_mcp::Item::Tool(name)
+                    | switchboard_mcp::Item::Prompt(name)
+                    | switchboard_mcp::Item::Resource(name) => name.starts_with(&prefix),
+                },
             )));
         }
         async move { b.handle(req, &ctx).await }

@@ -518,3 +518,18 @@ async fn open_gauge_counts_local_sessions() {
     assert_eq!(metrics.open.get(), 0);
     assert_eq!(m.local_sessions(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn state_too_large_for_a_token_is_refused_before_it_is_stored() {
+    let (m, _) = manager(&config(&[1]));
+    let mut big = targets();
+    big[0].upstream_session = Some("x".repeat(crate::token::MAX_TOKEN_LEN));
+    match m.create(Some("alice"), big, false).await {
+        Err(Error::TokenTooLarge { len, limit }) => assert!(len > limit),
+        other => panic!("expected TokenTooLarge, got {other:?}"),
+    }
+    assert_eq!(m.local_sessions(), 0);
+    // Within the cap everything still works.
+    let s = m.create(Some("alice"), targets(), false).await.unwrap();
+    assert!(s.token.len() <= crate::token::MAX_TOKEN_LEN);
+}
