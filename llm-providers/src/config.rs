@@ -46,11 +46,17 @@ pub struct LlmConfig {
     pub max_tokens_estimate: u32,
     /// Largest non-streamed reply read from a provider (default 32 MiB); a larger one is an
     /// upstream failure (502 in the caller's format, the next provider is tried).
-    #[serde(default = "default_max_response_bytes")]
+    #[serde(
+        default = "default_max_response_bytes",
+        skip_serializing_if = "is_default_max_response_bytes"
+    )]
     pub max_response_bytes: usize,
     /// Largest single event of a provider stream: one SSE line or event, or one Bedrock
     /// event-stream message (default 4 MiB). A larger one ends the stream with an error event.
-    #[serde(default = "default_max_event_bytes")]
+    #[serde(
+        default = "default_max_event_bytes",
+        skip_serializing_if = "is_default_max_event_bytes"
+    )]
     pub max_event_bytes: usize,
 }
 
@@ -60,6 +66,14 @@ fn default_estimate_cap() -> u32 {
 
 fn default_max_response_bytes() -> usize {
     32 << 20
+}
+
+fn is_default_max_response_bytes(v: &usize) -> bool {
+    *v == default_max_response_bytes()
+}
+
+fn is_default_max_event_bytes(v: &usize) -> bool {
+    *v == default_max_event_bytes()
 }
 
 fn default_max_event_bytes() -> usize {
