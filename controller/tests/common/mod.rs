@@ -12,6 +12,9 @@
 
 #![allow(dead_code)]
 
+mod cluster;
+pub use cluster::*;
+
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
