@@ -119,6 +119,19 @@ async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> 
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the Kubernetes API")?;
+    // The signal handler is installed first thing, so a SIGTERM at any point (even right
+    // after becoming leader) takes the graceful path that releases the Lease.
+    let (sig_tx, sig_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        switchboard_gateway::shutdown_signal().await;
+        let _ = sig_tx.send(true);
+    });
+    let signalled = move || {
+        let mut rx = sig_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let hub = ConfigHub::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (listener, addr) = push::bind(push_bind).await?;
@@ -133,7 +146,7 @@ async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> 
     // Wait for leadership, but stop waiting on a signal.
     let leadership = tokio::select! {
         l = leader::lead(client.clone(), lease) => l,
-        _ = switchboard_gateway::shutdown_signal() => {
+        _ = signalled() => {
             let _ = stop_tx.send(true);
             return Ok(());
         }
@@ -149,7 +162,7 @@ async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> 
     // Losing the lease drops the reconciler at once (in-flight writes are cancelled), before
     // another replica may take over; a signal stops it gracefully and releases the lease.
     let lost = tokio::select! {
-        _ = reconcile::run(client, hub.clone(), opts, switchboard_gateway::shutdown_signal()) => false,
+        _ = reconcile::run(client, hub.clone(), opts, signalled()) => false,
         _ = leadership.lost() => true,
     };
     hub.set_serving(false);

