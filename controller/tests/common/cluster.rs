@@ -333,7 +333,7 @@ pub fn crd_documents() -> Vec<Value> {
     for p in files {
         docs.extend(yaml_docs(&std::fs::read_to_string(p).unwrap()));
     }
-    docs.extend(switchboard_controller::crd::crds());
+    docs.extend(yaml_docs(&switchboard_controller::crd::crds_yaml()));
     docs.retain(|d| d["kind"] == "CustomResourceDefinition");
     docs
 }
