@@ -1592,10 +1592,13 @@ fn children(
     ]);
 
     let mut cm_meta = meta.clone();
-    cm_meta.annotations.get_or_insert_with(Default::default).insert(
-        CONFIG_MODE_ANNOTATION.into(),
-        if bootstrap { "bootstrap" } else { "full" }.into(),
-    );
+    cm_meta
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            CONFIG_MODE_ANNOTATION.into(),
+            if bootstrap { "bootstrap" } else { "full" }.into(),
+        );
     let config_map = ConfigMap {
         metadata: cm_meta,
         data: Some(BTreeMap::from([(

@@ -9,6 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -49,9 +51,14 @@ impl Running {
         let hub = ConfigHub::new();
         hub.set_serving(true);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(reconcile::run(client.clone(), hub.clone(), opts, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(reconcile::run(
+            client.clone(),
+            hub.clone(),
+            opts,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Self {
             hub,
             stop: Some(tx),
@@ -145,7 +152,10 @@ async fn children_fingerprint(client: &Client, ns: &str) -> BTreeMap<String, Str
     out.insert("service uid".into(), s.uid().unwrap());
     out.insert("service rv".into(), s.resource_version().unwrap());
     let spec = s.spec.unwrap();
-    out.insert("service clusterIP".into(), spec.cluster_ip.unwrap_or_default());
+    out.insert(
+        "service clusterIP".into(),
+        spec.cluster_ip.unwrap_or_default(),
+    );
     out.insert(
         "service nodePort".into(),
         format!("{:?}", spec.ports.unwrap()[0].node_port),
@@ -217,8 +227,7 @@ async fn a_second_field_manager_keeps_its_fields_and_loses_ours() {
     // kept.
     wait(30, "label restored", || async {
         let d = deps.get("edge").await.ok()?;
-        (d.labels().get("app.kubernetes.io/managed-by")? == "switchboard-controller")
-            .then_some(())
+        (d.labels().get("app.kubernetes.io/managed-by")? == "switchboard-controller").then_some(())
     })
     .await;
     let d = deps.get("edge").await.unwrap();
@@ -256,7 +265,9 @@ fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc 
         .env_remove("POD_NAME")
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap(),
+        )
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -296,7 +307,10 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     // Give the second replica time to (wrongly) take the Lease too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (ra, rb) = (ready(pa).await.unwrap(), ready(pb).await.unwrap());
-    assert!(ra && !rb, "replica a leads, b waits (a ready={ra}, b ready={rb})");
+    assert!(
+        ra && !rb,
+        "replica a leads, b waits (a ready={ra}, b ready={rb})"
+    );
     assert_eq!(holder(&leases).await.unwrap(), first);
 
     // Kill -9 the leader: the follower takes over within the lease duration.
@@ -315,7 +329,12 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
 
     // SIGTERM: the leader releases its Lease on the way out, so a new replica leads at once.
     let pid = b.0.id().unwrap();
-    println!("b logs: {}", std::env::temp_dir().join(format!("sb-ctl-{pb}.log")).display());
+    println!(
+        "b logs: {}",
+        std::env::temp_dir()
+            .join(format!("sb-ctl-{pb}.log"))
+            .display()
+    );
     let c = controller_process(&cluster, &lease_ns, free_port());
     std::process::Command::new("kill")
         .arg(pid.to_string())
@@ -328,7 +347,9 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     })
     .await;
     let third = wait(30, "the next leader", || async {
-        holder(&leases).await.filter(|h| !h.is_empty() && *h != second)
+        holder(&leases)
+            .await
+            .filter(|h| !h.is_empty() && *h != second)
     })
     .await;
     println!(
@@ -368,4 +389,225 @@ async fn a_missing_lease_namespace_is_a_clear_error() {
         err.contains("namespace `no-such-namespace` does not exist"),
         "{err}"
     );
+}
+
+/// The `switchboard` binary, built on demand (it belongs to another package).
+fn switchboard_binary() -> std::path::PathBuf {
+    let root = workspace_root();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "switchboard-gateway", "--bin", "switchboard"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the switchboard binary failed");
+    target.join("debug").join("switchboard")
+}
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+#[tokio::test]
+async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
+    const N: usize = 5000;
+    let bin = tokio::task::spawn_blocking(switchboard_binary)
+        .await
+        .unwrap();
+    let cluster = TestCluster::start().await;
+    let client = cluster.client.clone();
+    let ns = cluster.namespace("sb-5k").await;
+    let upstream = {
+        let app = axum::Router::new()
+            .fallback(|uri: axum::http::Uri| async move { format!("upstream saw {}", uri.path()) });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        addr
+    };
+    let port = free_port();
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": ns}, "spec": {"controllerName": CONTROLLER_NAME}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Backend",
+               "metadata": {"name": "up", "namespace": ns},
+               "spec": {"static": {"host": "127.0.0.1", "port": upstream.port()}}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": ns},
+               "spec": {"gatewayClassName": ns,
+                        "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}),
+    ] {
+        cluster.create(doc).await;
+    }
+    let created = Instant::now();
+    futures::stream::iter(0..N)
+        .map(|i| {
+            let ns = ns.clone();
+            let cluster = &cluster;
+            async move {
+                cluster
+                    .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                        "metadata": {"name": format!("r{i}"), "namespace": ns},
+                        "spec": {"parentRefs": [{"name": "edge"}],
+                                 "rules": [{"matches": [{"path": {"type": "Exact", "value": format!("/r{i}")}}],
+                                            "backendRefs": [{"group": "switchboard.dev", "kind": "Backend", "name": "up"}]}]}}))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    println!(
+        "{N} HTTPRoutes created in {:.1} s",
+        created.elapsed().as_secs_f64()
+    );
+
+    // The controller and its push server.
+    let hub = ConfigHub::new();
+    hub.set_serving(true);
+    let (listener, push_addr) = switchboard_controller::push::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (push_stop_tx, push_stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(switchboard_controller::push::serve(
+        listener,
+        hub.clone(),
+        switchboard_controller::push::Authenticator::Disabled,
+        push_stop_rx,
+    ));
+    let admin = free_port();
+    let opts = RenderOptions {
+        push_url: Some(format!("http://{push_addr}")),
+        listener_host: "127.0.0.1".into(),
+        admin_bind: format!("127.0.0.1:{admin}"),
+        ..Default::default()
+    };
+    let rss_before = peak_rss_mib();
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(reconcile::run(
+        client.clone(),
+        hub.clone(),
+        opts,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    // Converged: the config holds every route, and every route says Accepted from us.
+    wait(120, "all routes in the config", || async {
+        let c = hub.current(&ns, "edge")?;
+        (c.config
+            .lines()
+            .filter(|l| l.trim_start().starts_with("path: /r"))
+            .count()
+            == N)
+            .then_some(())
+    })
+    .await;
+    let routes = Api::<HTTPRoute>::namespaced(client.clone(), &ns);
+    wait(120, "every route's status", || async {
+        let all = routes.list(&Default::default()).await.ok()?;
+        let done = all
+            .items
+            .iter()
+            .filter(|r| {
+                r.status.as_ref().is_some_and(|s| {
+                    s.parents.iter().any(|p| {
+                        p.controller_name == CONTROLLER_NAME
+                            && p.conditions
+                                .iter()
+                                .any(|c| c.type_ == "Accepted" && c.status == "True")
+                    })
+                })
+            })
+            .count();
+        (done == N).then_some(())
+    })
+    .await;
+    let converged = started.elapsed();
+    println!(
+        "{N} HTTPRoutes converged (config rendered and pushed, every route's status written) in {:.1} s; test process peak RSS {:.0} MiB (before the controller: {:.0} MiB)",
+        converged.as_secs_f64(),
+        peak_rss_mib(),
+        rss_before
+    );
+
+    // The ConfigMap is within the object limit (a bootstrap when the config is larger).
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("edge")
+        .await
+        .unwrap();
+    let full = hub.current(&ns, "edge").unwrap().config.clone();
+    let boot = cm.data.unwrap()["config.yaml"].clone();
+    assert!(boot.len() < 1024 * 1024);
+    println!(
+        "config: {} bytes; ConfigMap holds {} bytes ({})",
+        full.len(),
+        boot.len(),
+        cm.metadata.annotations.unwrap()["switchboard.dev/config-mode"]
+    );
+
+    // A real proxy boots from the ConfigMap and gets the rest from the push stream.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, &boot).unwrap();
+    let _proxy = Proc(
+        tokio::process::Command::new(&bin)
+            .args([
+                "run",
+                "--config",
+                file.to_str().unwrap(),
+                "--control-plane",
+                &format!("http://{push_addr}/v1/config/{ns}/edge"),
+                "--control-plane-token",
+                dir.path().join("no-token").to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let last = format!("http://127.0.0.1:{port}/r{}", N - 1);
+    wait(60, "the proxy serves the last route", || async {
+        let r = http.get(&last).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let served: Vec<bool> = futures::stream::iter(0..N)
+        .map(|i| {
+            let http = http.clone();
+            async move {
+                let r = http
+                    .get(format!("http://127.0.0.1:{port}/r{i}"))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        r.text().await.unwrap_or_default() == format!("upstream saw /r{i}")
+                    }
+                    _ => false,
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(
+        served.iter().filter(|ok| **ok).count(),
+        N,
+        "every route is served"
+    );
+    let _ = stop_tx.send(());
+    let _ = push_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

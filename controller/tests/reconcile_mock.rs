@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use k8s_openapi::api::core::v1::Service;
+use kube::api::{ApiResource, DynamicObject};
 use kube::client::Body;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
-use kube::api::{ApiResource, DynamicObject};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 use switchboard_controller::crd::{Backend, GatewayParameters, Policy};

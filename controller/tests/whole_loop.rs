@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use switchboard_controller::gateway_api::{Gateway, GatewayClass, HTTPRoute};
 use switchboard_controller::push::ConfigHub;
@@ -286,9 +286,11 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
 
     // The Gateway moves to a class that is not ours: its fleet is pruned.
     cluster
-        .create(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        .create(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
                        "metadata": {"name": format!("{ns}-other")},
-                       "spec": {"controllerName": "example.com/other"}}))
+                       "spec": {"controllerName": "example.com/other"}}),
+        )
         .await;
     gateways
         .patch(

@@ -224,7 +224,10 @@ impl TestCluster {
     /// Restarts the kube-apiserver process (etcd and its data stay): every watch breaks,
     /// the address stays. Only for an API server this test started.
     pub async fn restart_apiserver(&self) {
-        let owned = self.owned.as_ref().expect("a real API server this test started");
+        let owned = self
+            .owned
+            .as_ref()
+            .expect("a real API server this test started");
         let pidfile = owned.dir.join("kube-apiserver.pid");
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
