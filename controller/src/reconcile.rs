@@ -350,6 +350,9 @@ pub fn addresses_of(svc: &Service) -> Vec<GatewayStatusAddress> {
     out
 }
 
+/// Route status writes in flight at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 32;
+
 /// Longest condition message written (the API allows 32 KiB; a message is for humans).
 const MAX_MESSAGE: usize = 2000;
 
@@ -563,7 +566,7 @@ async fn reconcile_gateway(gw: Gateway, ctx: &Context) -> Result<Action> {
                 Ok(())
             }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
         .collect()
         .await;
     for r in results {
@@ -1010,7 +1013,7 @@ async fn sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        // Let a burst of changes settle into one pass.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Let a burst of changes settle into one pass (a pass reads every cached object).
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

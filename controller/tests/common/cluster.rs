@@ -124,6 +124,24 @@ impl TestCluster {
             let dir = tmp.path().join("apiserver");
             seed_binaries(&scripts, &dir);
             let started = std::time::Instant::now();
+            // A test process killed outright (a timeout's SIGKILL) runs no destructor: a
+            // watchdog outside it stops the API server once the test process is gone.
+            {
+                use std::os::unix::process::CommandExt;
+                let _ = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "while kill -0 {} 2>/dev/null; do sleep 1; done; exec \"$0\" \"$1\"",
+                        std::process::id()
+                    ))
+                    .arg(scripts.join("down"))
+                    .arg(&dir)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn();
+            }
             // The guard exists before `up` runs, so a failed start is torn down too.
             let owned = OwnedApiServer {
                 dir: dir.clone(),

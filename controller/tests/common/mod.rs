@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 mod cluster;
+#[allow(unused_imports)]
 pub use cluster::*;
 
 use std::collections::{BTreeMap, HashMap};
