@@ -116,12 +116,23 @@ fn route(ns: &str, name: &str, path: &str) -> Value {
                                "backendRefs": [{"name": "web", "port": 80}]}]}})
 }
 
+/// Waits for the ConfigMap to hold `needle` and for the Deployment (applied after it) whose
+/// checksum annotation matches it.
 async fn config_with(client: &Client, ns: &str, needle: &str) -> String {
     let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
+    let deps = Api::<Deployment>::namespaced(client.clone(), ns);
     wait(30, &format!("ConfigMap with {needle}"), || async {
         let cm = cms.get_opt("edge").await.ok()??;
         let yaml = cm.data?.get("config.yaml")?.clone();
-        yaml.contains(needle).then_some(yaml)
+        if !yaml.contains(needle) {
+            return None;
+        }
+        let d = deps.get_opt("edge").await.ok()??;
+        let sum = d.spec.template.metadata?.annotations?
+            [switchboard_controller::render::CHECKSUM_ANNOTATION]
+            .clone();
+        use sha2::Digest;
+        (sum == hex::encode(sha2::Sha256::digest(yaml.as_bytes()))).then_some(yaml)
     })
     .await
 }
