@@ -50,9 +50,14 @@ enum Command {
         /// Namespace of the leader-election Lease.
         #[arg(long, env = "POD_NAMESPACE", default_value = "switchboard-system")]
         namespace: String,
-        /// This replica's identity for leader election.
-        #[arg(long, env = "POD_NAME", default_value = "switchboard-controller")]
-        identity: String,
+        /// This replica's identity for leader election; default: the pod name (env POD_NAME,
+        /// from the downward API), else the host name with a random suffix.
+        #[arg(long)]
+        identity: Option<String>,
+        /// How long the Lease is valid without renewal (a follower takes over a dead leader
+        /// within this time; a leader that shuts down releases it at once).
+        #[arg(long, env = "SWITCHBOARD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_duration: Duration,
         /// Cluster DNS domain.
         #[arg(long, default_value = "cluster.local")]
         cluster_domain: String,
@@ -74,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             proxy_image,
             namespace,
             identity,
+            lease_duration,
             cluster_domain,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -95,24 +101,41 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(run(push_bind, opts, namespace, identity))
+                .block_on(run(
+                    push_bind,
+                    opts,
+                    LeaseConfig {
+                        namespace,
+                        name: "switchboard-controller".into(),
+                        identity: identity.unwrap_or_else(leader::default_identity),
+                        duration: lease_duration,
+                    },
+                ))
         }
     }
 }
 
-async fn run(
-    push_bind: SocketAddr,
-    opts: RenderOptions,
-    namespace: String,
-    identity: String,
-) -> anyhow::Result<()> {
+async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the Kubernetes API")?;
+    // The signal handler is installed first thing, so a SIGTERM at any point (even right
+    // after becoming leader) takes the graceful path that releases the Lease.
+    let (sig_tx, sig_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        switchboard_gateway::shutdown_signal().await;
+        let _ = sig_tx.send(true);
+    });
+    let signalled = move || {
+        let mut rx = sig_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     let hub = ConfigHub::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (listener, addr) = push::bind(push_bind).await?;
-    tracing::info!(%addr, "config push server listening");
+    tracing::info!(%addr, identity = %lease.identity, "config push server listening");
     let server = tokio::spawn(push::serve(
         listener,
         hub.clone(),
@@ -121,36 +144,34 @@ async fn run(
     ));
 
     // Wait for leadership, but stop waiting on a signal.
-    let mut leading = tokio::select! {
-        l = leader::lead(client.clone(), LeaseConfig {
-            namespace,
-            name: "switchboard-controller".into(),
-            identity,
-            duration: Duration::from_secs(15),
-        }) => l,
-        _ = switchboard_gateway::shutdown_signal() => {
+    let leadership = tokio::select! {
+        l = leader::lead(client.clone(), lease) => l,
+        _ = signalled() => {
             let _ = stop_tx.send(true);
             return Ok(());
         }
     };
-    hub.set_serving(true);
-    let lost = {
-        let mut leading = leading.clone();
-        async move {
-            let _ = leading.wait_for(|l| !*l).await;
+    let leadership = match leadership {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            return Err(e.into());
         }
     };
-    reconcile::run(client, hub, opts, async move {
-        tokio::select! {
-            _ = switchboard_gateway::shutdown_signal() => {},
-            _ = lost => {},
-        }
-    })
-    .await;
+    hub.set_serving(true);
+    // Losing the lease drops the reconciler at once (in-flight writes are cancelled), before
+    // another replica may take over; a signal stops it gracefully and releases the lease.
+    let lost = tokio::select! {
+        _ = reconcile::run(client, hub.clone(), opts, signalled()) => false,
+        _ = leadership.lost() => true,
+    };
+    hub.set_serving(false);
     let _ = stop_tx.send(true);
-    let _ = server.await;
-    if !*leading.borrow_and_update() {
+    if lost {
+        let _ = server.await;
         anyhow::bail!("lost leadership; exiting so a fresh replica can take over");
     }
+    leadership.release().await;
+    let _ = server.await;
     Ok(())
 }

@@ -7,7 +7,9 @@
 //! projected service-account token (`Authorization: Bearer ...`), which a TokenReview checks;
 //! only the Gateway's own ServiceAccount (`system:serviceaccount:{namespace}:{gateway}`) may
 //! read its config, as the config names upstreams and policies. A replica that is not the
-//! leader answers 503 so the proxy retries (and reaches the leader).
+//! leader answers 503 so the proxy retries (and reaches the leader); a Gateway without a
+//! config (unknown, deleted, not ours, not rendered yet) answers 404, and the stream of a
+//! Gateway that is deleted or stops being ours ends.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -94,6 +96,17 @@ impl ConfigHub {
             .lock()
             .expect("hub lock")
             .remove(&(ns.to_string(), gateway.to_string()));
+    }
+
+    /// The Gateways with a config, as (namespace, name).
+    pub fn gateways(&self) -> Vec<(String, String)> {
+        self.inner
+            .slots
+            .lock()
+            .expect("hub lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The current config of a Gateway.
@@ -256,6 +269,14 @@ async fn stream_config(
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "this controller replica is not the leader",
+        );
+    }
+    // A Gateway that is unknown, deleted or not ours has no config: 404 (the proxy retries
+    // with backoff and keeps what it serves).
+    if st.hub.current(&ns, &gateway).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no config for this Gateway: unknown, deleted, not ours, or not rendered yet",
         );
     }
     let rx = st.hub.slot(&ns, &gateway).subscribe();

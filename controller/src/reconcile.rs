@@ -15,10 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret, Service, ServiceAccount};
-use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, PartialObjectMeta, Patch, PatchParams,
+};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -38,40 +41,105 @@ use crate::render::{
 };
 use crate::{Error, Result};
 
-/// The caches a reconcile reads instead of the API server.
+/// The caches a reconcile reads instead of the API server. Input kinds that users write are
+/// cached undecoded ([`DynamicObject`]) and decoded one object at a time in [`Stores::world`],
+/// so one object the Rust types refuse is reported and skipped instead of failing the whole
+/// list (and with it every watch and every Gateway).
 #[derive(Clone)]
 pub struct Stores {
     /// GatewayClasses.
-    pub classes: Store<GatewayClass>,
+    pub classes: Store<DynamicObject>,
     /// Gateways.
-    pub gateways: Store<Gateway>,
+    pub gateways: Store<DynamicObject>,
     /// HTTPRoutes.
-    pub routes: Store<HTTPRoute>,
+    pub routes: Store<DynamicObject>,
     /// ReferenceGrants.
-    pub grants: Store<ReferenceGrant>,
+    pub grants: Store<DynamicObject>,
     /// Backends.
-    pub backends: Store<Backend>,
+    pub backends: Store<DynamicObject>,
     /// Policies.
-    pub policies: Store<Policy>,
+    pub policies: Store<DynamicObject>,
     /// GatewayParameters.
-    pub parameters: Store<GatewayParameters>,
+    pub parameters: Store<DynamicObject>,
     /// Services.
     pub services: Store<Service>,
     /// Secret metadata (never the data).
     pub secrets: Store<PartialObjectMeta<Secret>>,
 }
 
+/// An object the controller could not decode: reported on the object itself and skipped.
+#[derive(Debug, Clone)]
+pub struct InvalidObject {
+    /// Its kind.
+    pub kind: &'static str,
+    /// The raw object.
+    pub object: Arc<DynamicObject>,
+    /// Why it was refused.
+    pub error: String,
+}
+
+/// Decodes one cached object as `K`; `apiVersion` and `kind` are filled in, as list items
+/// may lack them.
+pub fn decode<K>(o: &DynamicObject) -> std::result::Result<K, serde_json::Error>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let mut v = serde_json::to_value(o)?;
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), K::api_version(&()).into());
+        m.insert("kind".into(), K::kind(&()).into());
+    }
+    serde_json::from_value(v)
+}
+
+fn decode_all<K>(store: &Store<DynamicObject>, invalid: &mut Vec<InvalidObject>) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let mut out = Vec::new();
+    for o in store.state() {
+        match decode::<K>(&o) {
+            Ok(k) => out.push(Arc::new(k)),
+            Err(e) => invalid.push(InvalidObject {
+                kind: kind_name::<K>(),
+                object: o,
+                error: format!("cannot be read: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        "GatewayClass" => "GatewayClass",
+        "Gateway" => "Gateway",
+        "HTTPRoute" => "HTTPRoute",
+        "ReferenceGrant" => "ReferenceGrant",
+        "Backend" => "Backend",
+        "Policy" => "Policy",
+        "GatewayParameters" => "GatewayParameters",
+        _ => "object",
+    }
+}
+
 impl Stores {
     /// A consistent-enough snapshot for one rendering.
     pub fn world(&self) -> World {
-        World {
-            classes: self.classes.state(),
-            gateways: self.gateways.state(),
-            routes: self.routes.state(),
-            grants: self.grants.state(),
-            backends: self.backends.state(),
-            policies: self.policies.state(),
-            parameters: self.parameters.state(),
+        self.world_and_invalid().0
+    }
+
+    /// The snapshot, and the objects that did not decode (left out of it).
+    pub fn world_and_invalid(&self) -> (World, Vec<InvalidObject>) {
+        let mut invalid = Vec::new();
+        let world = World {
+            classes: decode_all(&self.classes, &mut invalid),
+            gateways: decode_all(&self.gateways, &mut invalid),
+            routes: decode_all(&self.routes, &mut invalid),
+            grants: decode_all(&self.grants, &mut invalid),
+            backends: decode_all(&self.backends, &mut invalid),
+            policies: decode_all(&self.policies, &mut invalid),
+            parameters: decode_all(&self.parameters, &mut invalid),
             services: self.services.state(),
             secrets: self
                 .secrets
@@ -79,7 +147,24 @@ impl Stores {
                 .iter()
                 .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
                 .collect::<BTreeSet<_>>(),
-        }
+        };
+        (world, invalid)
+    }
+
+    /// Resolves once every cache holds a complete first listing. Until then nothing is
+    /// decided: a Gateway whose GatewayClass is not cached yet is not "someone else's".
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.classes.wait_until_ready(),
+            self.gateways.wait_until_ready(),
+            self.routes.wait_until_ready(),
+            self.grants.wait_until_ready(),
+            self.backends.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.parameters.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
     }
 }
 
@@ -103,6 +188,10 @@ pub struct Context {
     pub now: Arc<dyn Fn() -> String + Send + Sync>,
     /// Warnings already reported per Gateway, so a steady problem makes one Event.
     reported: Arc<std::sync::Mutex<Reported>>,
+    /// Undecodable objects already reported, by uid and resourceVersion.
+    invalid_reported: Arc<std::sync::Mutex<BTreeSet<(String, String)>>>,
+    /// Wakes the sweep (stale route parents, withdrawn configs, invalid objects).
+    sweep: Arc<tokio::sync::Notify>,
 }
 
 impl Context {
@@ -122,6 +211,8 @@ impl Context {
             opts,
             recorder,
             reported: Default::default(),
+            invalid_reported: Default::default(),
+            sweep: Default::default(),
             now: Arc::new(|| {
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
             }),
@@ -152,8 +243,41 @@ where
         .await?)
 }
 
-/// Deletes children of `gateway` of kind `K` labelled as ours whose names are not `keep`.
-async fn prune<K>(client: &Client, ns: &str, gateway: &str, keep: Option<&str>) -> Result<usize>
+/// Whether a Gateway is ours, as far as the caches can prove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// Its GatewayClass names our controller.
+    Ours,
+    /// Its GatewayClass exists and names another controller.
+    NotOurs,
+    /// Its GatewayClass is not in the cache (absent, or unreadable): nothing is decided, and
+    /// in particular nothing is deleted.
+    Unknown,
+}
+
+/// The [`Ownership`] of `gw` in `world`.
+pub fn ownership(world: &World, gw: &Gateway) -> Ownership {
+    match world
+        .classes
+        .iter()
+        .find(|c| c.name_any() == gw.spec.gateway_class_name)
+    {
+        Some(c) if c.spec.controller_name == CONTROLLER_NAME => Ownership::Ours,
+        Some(_) => Ownership::NotOurs,
+        None => Ownership::Unknown,
+    }
+}
+
+/// Deletes children of the Gateway (`gateway`, `uid`) of kind `K` that carry our label and an
+/// ownerReference to that very Gateway, and whose names are not `keep`: only children that
+/// are provably this Gateway's and no longer wanted.
+async fn prune<K>(
+    client: &Client,
+    ns: &str,
+    gateway: &str,
+    uid: &str,
+    keep: Option<&str>,
+) -> Result<usize>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -165,7 +289,8 @@ where
     let mut n = 0;
     for o in api.list_metadata(&lp).await? {
         let name = o.name_any();
-        if Some(name.as_str()) != keep {
+        let owned = o.owner_references().iter().any(|r| r.uid == uid);
+        if owned && Some(name.as_str()) != keep {
             api.delete(&name, &DeleteParams::background()).await?;
             n += 1;
         }
@@ -173,11 +298,17 @@ where
     Ok(n)
 }
 
-async fn prune_all(client: &Client, ns: &str, gateway: &str, keep: Option<&str>) -> Result<usize> {
-    Ok(prune::<Deployment>(client, ns, gateway, keep).await?
-        + prune::<Service>(client, ns, gateway, keep).await?
-        + prune::<ConfigMap>(client, ns, gateway, keep).await?
-        + prune::<ServiceAccount>(client, ns, gateway, keep).await?)
+async fn prune_all(
+    client: &Client,
+    ns: &str,
+    gateway: &str,
+    uid: &str,
+    keep: Option<&str>,
+) -> Result<usize> {
+    Ok(prune::<Deployment>(client, ns, gateway, uid, keep).await?
+        + prune::<Service>(client, ns, gateway, uid, keep).await?
+        + prune::<ConfigMap>(client, ns, gateway, uid, keep).await?
+        + prune::<ServiceAccount>(client, ns, gateway, uid, keep).await?)
 }
 
 /// The addresses a Service offers: load-balancer ingress, else its cluster IP.
@@ -219,20 +350,61 @@ pub fn addresses_of(svc: &Service) -> Vec<GatewayStatusAddress> {
     out
 }
 
-/// Reconciles one Gateway.
-pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
+/// Route status writes in flight at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 32;
+
+/// Longest condition message written (the API allows 32 KiB; a message is for humans).
+const MAX_MESSAGE: usize = 2000;
+
+fn truncate(s: &str) -> String {
+    s.chars().take(MAX_MESSAGE).collect()
+}
+
+/// Reconciles one Gateway (cached undecoded; one that does not decode is reported by the
+/// sweep and otherwise left alone).
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    // Nothing is decided on a partial view of the cluster.
+    ctx.stores.wait_until_ready().await;
+    let out = match decode::<Gateway>(&obj) {
+        Ok(gw) => reconcile_gateway(gw, &ctx).await,
+        Err(_) => Ok(Action::await_change()),
+    };
+    ctx.sweep.notify_one();
+    out
+}
+
+async fn apply_children(ctx: &Context, ns: &str, rendered: &render::Rendered) -> Result<Service> {
+    let c = &rendered.children;
+    apply(&ctx.client, ns, &c.service_account).await?;
+    apply(&ctx.client, ns, &c.config_map).await?;
+    let svc = apply(&ctx.client, ns, &c.service).await?;
+    apply(&ctx.client, ns, &c.deployment).await?;
+    Ok(svc)
+}
+
+async fn reconcile_gateway(gw: Gateway, ctx: &Context) -> Result<Action> {
     let ns = gw
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = gw.name_any();
+    let uid = gw.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let world = ctx.stores.world();
-    if gw.meta().deletion_timestamp.is_some() || render::our_class(&world, &gw).is_none() {
-        // Not (or no longer) ours: the fleet goes; ownerReferences would only catch deletion.
-        let n = prune_all(&ctx.client, &ns, &name, None).await?;
+    let owner = ownership(&world, &gw);
+    if gw.meta().deletion_timestamp.is_some() || owner == Ownership::NotOurs {
+        // Provably not (or no longer) ours: the fleet goes, and so do our conditions.
+        let n = prune_all(&ctx.client, &ns, &name, &uid, None).await?;
         if n > 0 {
             tracing::info!(%ns, gateway = %name, pruned = n, "gateway is not ours; removed its proxy fleet");
         }
         ctx.hub.remove(&ns, &name);
+        if gw.meta().deletion_timestamp.is_none() {
+            clear_stale_status(ctx, &gw).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if owner == Ownership::Unknown {
+        tracing::info!(%ns, gateway = %name, class = %gw.spec.gateway_class_name,
+            "GatewayClass not found; leaving the Gateway and its proxy fleet as they are");
         return Ok(Action::await_change());
     }
 
@@ -252,34 +424,43 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
         message: String::new(),
     };
     let mut addresses = Vec::new();
+    let mut apply_error = None;
     match validation {
         Err(errors) => {
             let msg = format!("the rendered proxy config is invalid: {errors}");
             warnings.push(msg.clone());
-            programmed = Cond {
-                type_: "Programmed",
-                status: false,
-                reason: "Invalid",
-                message: msg,
-            };
+            programmed = Cond::failed("Programmed", "Invalid", truncate(&msg));
         }
         Ok(_) => {
-            let c = &rendered.children;
-            apply(&ctx.client, &ns, &c.service_account).await?;
-            apply(&ctx.client, &ns, &c.config_map).await?;
-            let svc = apply(&ctx.client, &ns, &c.service).await?;
-            apply(&ctx.client, &ns, &c.deployment).await?;
-            prune_all(&ctx.client, &ns, &name, Some(&name)).await?;
+            // Proxies that follow the push stream get the config even if the children
+            // cannot be written.
             ctx.hub
                 .publish(&ns, &name, &rendered.checksum, &rendered.config_yaml);
-            addresses = addresses_of(&svc);
-            if addresses.is_empty() {
-                programmed = Cond {
-                    type_: "Programmed",
-                    status: false,
-                    reason: "AddressNotAssigned",
-                    message: "waiting for the Service to get an address".into(),
-                };
+            if let Some(msg) = &rendered.too_large {
+                warnings.push(msg.clone());
+                programmed = Cond::failed("Programmed", "Invalid", msg.clone());
+            } else {
+                match apply_children(ctx, &ns, &rendered).await {
+                    Ok(svc) => {
+                        prune_all(&ctx.client, &ns, &name, &uid, Some(&name)).await?;
+                        addresses = addresses_of(&svc);
+                        if addresses.is_empty() {
+                            programmed = Cond::failed(
+                                "Programmed",
+                                "AddressNotAssigned",
+                                "waiting for the Service to get an address",
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        programmed = Cond::failed(
+                            "Programmed",
+                            "Invalid",
+                            truncate(&format!("cannot apply the proxy fleet: {e}")),
+                        );
+                        apply_error = Some(e);
+                    }
+                }
             }
         }
     }
@@ -314,13 +495,15 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
     }
 
     // HTTPRoute parents, merged by controller name and parent.
+    let route_index: std::collections::HashMap<(String, String), &Arc<HTTPRoute>> = world
+        .routes
+        .iter()
+        .map(|r| (render::key_of(r.as_ref()), r))
+        .collect();
     let mut by_route: std::collections::BTreeMap<(String, String), Vec<RouteParentStatus>> =
         Default::default();
     for o in &rendered.routes {
-        let route = world
-            .routes
-            .iter()
-            .find(|r| r.namespace().as_deref() == Some(&o.namespace) && r.name_any() == o.name);
+        let route = route_index.get(&(o.namespace.clone(), o.name.clone()));
         let rgen = route.and_then(|r| r.meta().generation);
         let prev: Vec<Condition> = route
             .and_then(|r| r.status.as_ref())
@@ -357,24 +540,40 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
             by_route.entry((rns, r.name_any())).or_default();
         }
     }
+    let mut patches = Vec::new();
     for ((rns, rname), ours) in by_route {
-        let Some(route) = world
-            .routes
-            .iter()
-            .find(|r| r.namespace().as_deref() == Some(&rns) && r.name_any() == rname)
-        else {
+        let Some(route) = route_index.get(&(rns.clone(), rname.clone())) else {
             continue;
         };
         let existing = route.status.clone().unwrap_or_default().parents;
         let merged = render::merge_route_parents(&existing, &ns, &name, &rns, ours);
         if merged != existing {
-            let api: Api<HTTPRoute> = Api::namespaced(ctx.client.clone(), &rns);
-            api.patch_status(
-                &rname,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"parents": merged}})),
-            )
-            .await?;
+            patches.push((rns, rname, merged));
+        }
+    }
+    // Many routes can change at once (a Gateway edit touches all of them): write in parallel.
+    let results: Vec<Result<()>> = futures::stream::iter(patches)
+        .map(|(rns, rname, merged)| {
+            let client = ctx.client.clone();
+            async move {
+                Api::<HTTPRoute>::namespaced(client, &rns)
+                    .patch_status(
+                        &rname,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"parents": merged}})),
+                    )
+                    .await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            // Deleted meanwhile: nothing to write.
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {}
+            other => other?,
         }
     }
 
@@ -419,10 +618,42 @@ pub async fn reconcile(gw: Arc<Gateway>, ctx: Arc<Context>) -> Result<Action> {
         *seen = warnings.clone();
         fresh
     };
+    let reference: ObjectReference = gw.object_ref(&());
     for w in &fresh {
-        publish_event(&ctx, &gw, "RenderWarning", w).await;
+        publish_event(ctx, &reference, "RenderWarning", w).await;
+    }
+    if let Some(e) = apply_error {
+        return Err(e);
     }
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// A Gateway that is no longer ours keeps no condition computed for an older generation:
+/// stale conditions (ours) go, with the listeners and addresses they described.
+async fn clear_stale_status(ctx: &Context, gw: &Gateway) -> Result<()> {
+    let Some(st) = &gw.status else {
+        return Ok(());
+    };
+    let generation = gw.meta().generation;
+    let fresh = |c: &Condition| c.observed_generation.is_none_or(|g| Some(g) == generation);
+    let conditions: Vec<&Condition> = st.conditions.iter().filter(|c| fresh(c)).collect();
+    let listeners: Vec<_> = st
+        .listeners
+        .iter()
+        .filter(|l| l.conditions.iter().all(fresh))
+        .collect();
+    if conditions.len() == st.conditions.len() && listeners.len() == st.listeners.len() {
+        return Ok(());
+    }
+    Api::<Gateway>::namespaced(ctx.client.clone(), &gw.namespace().unwrap_or_default())
+        .patch_status(
+            &gw.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "conditions": conditions, "listeners": listeners, "addresses": []}})),
+        )
+        .await?;
+    Ok(())
 }
 
 fn find_status<K>(objs: &[Arc<K>], ns: &str, name: &str) -> (Vec<Condition>, Option<i64>)
@@ -453,8 +684,7 @@ impl HasConditions for Policy {
     }
 }
 
-async fn publish_event(ctx: &Context, gw: &Gateway, reason: &str, note: &str) {
-    let reference: ObjectReference = gw.object_ref(&());
+async fn publish_event(ctx: &Context, reference: &ObjectReference, reason: &str, note: &str) {
     let ev = Event {
         type_: EventType::Warning,
         reason: reason.into(),
@@ -462,24 +692,28 @@ async fn publish_event(ctx: &Context, gw: &Gateway, reason: &str, note: &str) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+    if let Err(e) = ctx.recorder.publish(&ev, reference).await {
         tracing::warn!(error = %e, "cannot publish event");
     }
 }
 
-/// Retries failed reconciles with a short delay and reports them as Events.
-pub fn error_policy(gw: Arc<Gateway>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(gateway = %gw.name_any(), error = %err, "reconcile failed");
-    let ctx = ctx.clone();
+/// Retries failed reconciles with a short delay and reports them as Events (the Gateway's
+/// `Programmed` condition carries apply failures too).
+pub fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(gateway = %obj.name_any(), error = %err, "reconcile failed");
     let msg = err.to_string();
+    let reference = obj.object_ref(&ApiResource::erase::<Gateway>(&()));
     tokio::spawn(async move {
-        publish_event(&ctx, &gw, "ReconcileError", &msg).await;
+        publish_event(&ctx, &reference, "ReconcileError", &msg).await;
     });
     Action::requeue(Duration::from_secs(5))
 }
 
 /// Accepts GatewayClasses whose `controllerName` is ours.
-pub async fn reconcile_class(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile_class(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
+    let Ok(class) = decode::<GatewayClass>(&obj) else {
+        return Ok(Action::await_change());
+    };
     if class.spec.controller_name != CONTROLLER_NAME {
         return Ok(Action::await_change());
     }
@@ -510,48 +744,190 @@ pub async fn reconcile_class(class: Arc<GatewayClass>, ctx: Arc<Context>) -> Res
     Ok(Action::await_change())
 }
 
-fn class_error_policy(_: Arc<GatewayClass>, err: &Error, _: Arc<Context>) -> Action {
+fn class_error_policy(_: Arc<DynamicObject>, err: &Error, _: Arc<Context>) -> Action {
     tracing::warn!(error = %err, "GatewayClass reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }
 
-/// A watched kind, cached in a store; every change re-queues all Gateways (rendering is cheap).
-fn cached<K>(
-    api: Api<K>,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
+/// One pass over everything no single Gateway reconcile covers: configs of Gateways that no
+/// longer exist (or are not ours) leave the push server; our `status.parents[]` entries go
+/// from routes whose Gateway is gone or not ours; objects that do not decode are reported on
+/// themselves (an Event, and a condition where the kind has status conditions).
+pub async fn sweep(ctx: &Context) {
+    let (world, invalid) = ctx.stores.world_and_invalid();
+    let alive = |ns: &str, name: &str| {
+        world.gateways.iter().any(|g| {
+            g.namespace().as_deref() == Some(ns)
+                && g.name_any() == name
+                && g.meta().deletion_timestamp.is_none()
+                && ownership(&world, g) != Ownership::NotOurs
+        })
+    };
+    for (ns, name) in ctx.hub.gateways() {
+        if !alive(&ns, &name) {
+            tracing::info!(%ns, gateway = %name, "gateway gone or not ours; config withdrawn from push");
+            ctx.hub.remove(&ns, &name);
+        }
+    }
+    for r in &world.routes {
+        let rns = r.namespace().unwrap_or_default();
+        let Some(st) = &r.status else { continue };
+        let keep: Vec<RouteParentStatus> = st
+            .parents
+            .iter()
+            .filter(|p| {
+                p.controller_name != CONTROLLER_NAME || {
+                    let pns = p.parent_ref.namespace.as_deref().unwrap_or(&rns);
+                    let is_gateway = p.parent_ref.kind.as_deref().unwrap_or("Gateway") == "Gateway";
+                    !is_gateway || alive(pns, &p.parent_ref.name)
+                }
+            })
+            .cloned()
+            .collect();
+        if keep.len() != st.parents.len() {
+            let res = Api::<HTTPRoute>::namespaced(ctx.client.clone(), &rns)
+                .patch_status(
+                    &r.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"parents": keep}})),
+                )
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(route = %r.name_any(), error = %e, "cannot remove stale parent status");
+            }
+        }
+    }
+    for bad in invalid {
+        let meta = &bad.object.metadata;
+        let key = (
+            meta.uid.clone().unwrap_or_default(),
+            meta.resource_version.clone().unwrap_or_default(),
+        );
+        if !ctx
+            .invalid_reported
+            .lock()
+            .expect("invalid lock")
+            .insert(key)
+        {
+            continue;
+        }
+        report_invalid(ctx, &world, &bad).await;
+    }
+}
+
+async fn report_invalid(ctx: &Context, world: &World, bad: &InvalidObject) {
+    let o = &bad.object;
+    let ns = o.namespace();
+    let name = o.name_any();
+    let ar = match bad.kind {
+        "GatewayClass" => ApiResource::erase::<GatewayClass>(&()),
+        "Gateway" => ApiResource::erase::<Gateway>(&()),
+        "HTTPRoute" => ApiResource::erase::<HTTPRoute>(&()),
+        "ReferenceGrant" => ApiResource::erase::<ReferenceGrant>(&()),
+        "Backend" => ApiResource::erase::<Backend>(&()),
+        "Policy" => ApiResource::erase::<Policy>(&()),
+        _ => ApiResource::erase::<GatewayParameters>(&()),
+    };
+    // Only objects meant for us get a condition from us.
+    let ours = match bad.kind {
+        "GatewayClass" => o.data["spec"]["controllerName"] == CONTROLLER_NAME,
+        "Gateway" => {
+            let class = o.data["spec"]["gatewayClassName"].as_str().unwrap_or("");
+            world
+                .classes
+                .iter()
+                .any(|c| c.name_any() == class && c.spec.controller_name == CONTROLLER_NAME)
+        }
+        "Backend" | "Policy" | "GatewayParameters" => true,
+        _ => false,
+    };
+    let msg = truncate(&format!(
+        "{} {}/{} {}; it is skipped until fixed",
+        bad.kind,
+        ns.clone().unwrap_or_default(),
+        name,
+        bad.error
+    ));
+    tracing::warn!(kind = bad.kind, ns = ?ns, %name, error = %bad.error, "skipping an object that cannot be read");
+    publish_event(ctx, &o.object_ref(&ar), "Invalid", &msg).await;
+    if ours {
+        let api: Api<DynamicObject> = match &ns {
+            Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+            None => Api::all_with(ctx.client.clone(), &ar),
+        };
+        let cond = Cond::failed("Accepted", "Invalid", msg).stamp(
+            o.metadata.generation,
+            &[],
+            &(ctx.now)(),
+        );
+        let res = api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"conditions": [cond]}})),
+            )
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(%name, error = %e, "cannot write the Invalid condition");
+        }
+    }
+}
+
+/// A watched kind, cached undecoded; every change re-queues all Gateways (rendering is
+/// cheap).
+fn cached_dyn<K>(client: &Client) -> (Store<DynamicObject>, BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ar = ApiResource::erase::<K>(&());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+    let writer = reflector::store::Writer::new(ar);
+    let store = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .map(|_| ())
+        .boxed();
+    (store, stream)
+}
+
+fn cached<K>(api: Api<K>) -> (Store<K>, BoxStream<'static, ()>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
-        .touched_objects();
+        .touched_objects()
+        .map(|_| ())
+        .boxed();
     (store, stream)
 }
 
-/// Runs both controllers until `shutdown` resolves.
+/// Runs both controllers and the sweep until `shutdown` resolves.
 pub async fn run(
     client: Client,
     hub: ConfigHub,
     opts: RenderOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let (classes, classes_s) = cached(Api::<GatewayClass>::all(client.clone()));
-    let (routes, routes_s) = cached(Api::<HTTPRoute>::all(client.clone()));
-    let (grants, grants_s) = cached(Api::<ReferenceGrant>::all(client.clone()));
-    let (backends, backends_s) = cached(Api::<Backend>::all(client.clone()));
-    let (policies, policies_s) = cached(Api::<Policy>::all(client.clone()));
-    let (parameters, parameters_s) = cached(Api::<GatewayParameters>::all(client.clone()));
+    let (classes, classes_s) = cached_dyn::<GatewayClass>(&client);
+    let (routes, routes_s) = cached_dyn::<HTTPRoute>(&client);
+    let (grants, grants_s) = cached_dyn::<ReferenceGrant>(&client);
+    let (backends, backends_s) = cached_dyn::<Backend>(&client);
+    let (policies, policies_s) = cached_dyn::<Policy>(&client);
+    let (parameters, parameters_s) = cached_dyn::<GatewayParameters>(&client);
     let (services, services_s) = cached(Api::<Service>::all(client.clone()));
     let (secrets, secrets_s) = cached(Api::<PartialObjectMeta<Secret>>::all(client.clone()));
 
-    let controller = Controller::new(
-        Api::<Gateway>::all(client.clone()),
+    let gw_ar = ApiResource::erase::<Gateway>(&());
+    let controller = Controller::new_with(
+        Api::<DynamicObject>::all_with(client.clone(), &gw_ar),
         watcher::Config::default(),
-    );
+        gw_ar,
+    )
+    // A burst of changes (thousands of routes created at once) becomes a few reconciles.
+    .with_config(controller::Config::default().debounce(Duration::from_millis(200)));
     let stores = Stores {
         classes,
         gateways: controller.store(),
@@ -566,21 +942,18 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), stores, hub, opts));
     // Any change to an input re-renders every Gateway: rendering is cheap, and a change can
     // affect Gateways it no longer names (a route that moved, a Backend that was renamed).
-    fn tick<K>(
-        s: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    ) -> futures::stream::BoxStream<'static, ()> {
-        s.map(|_| ()).boxed()
-    }
+    let sweep_ctx = ctx.clone();
     let triggers = futures::stream::select_all([
-        tick(classes_s),
-        tick(routes_s),
-        tick(grants_s),
-        tick(backends_s),
-        tick(policies_s),
-        tick(parameters_s),
-        tick(services_s),
-        tick(secrets_s),
-    ]);
+        classes_s,
+        routes_s,
+        grants_s,
+        backends_s,
+        policies_s,
+        parameters_s,
+        services_s,
+        secrets_s,
+    ])
+    .map(move |()| sweep_ctx.sweep.notify_one());
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -590,6 +963,7 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    let sweep_ctx = ctx.clone();
     let gateways_loop = controller
         .owns(
             Api::<Deployment>::all(client.clone()),
@@ -606,15 +980,40 @@ pub async fn run(
         .reconcile_all_on(triggers)
         .graceful_shutdown_on(stop(rx.clone()))
         .run(reconcile, error_policy, ctx.clone())
-        .for_each(|r| async move {
+        .for_each(move |r| {
             if let Err(e) = r {
+                // A deleted Gateway is "not found": the sweep withdraws what it left behind.
+                sweep_ctx.sweep.notify_one();
                 tracing::debug!(error = %e, "controller event");
             }
+            async {}
         });
-    let classes_loop =
-        Controller::new(Api::<GatewayClass>::all(client), watcher::Config::default())
-            .graceful_shutdown_on(stop(rx))
-            .run(reconcile_class, class_error_policy, ctx)
-            .for_each(|_| async {});
-    tokio::join!(gateways_loop, classes_loop);
+    let class_ar = ApiResource::erase::<GatewayClass>(&());
+    let classes_loop = Controller::new_with(
+        Api::<DynamicObject>::all_with(client, &class_ar),
+        watcher::Config::default(),
+        class_ar,
+    )
+    .graceful_shutdown_on(stop(rx.clone()))
+    .run(reconcile_class, class_error_policy, ctx.clone())
+    .for_each(|_| async {});
+    let sweeper = sweeper(ctx, rx);
+    tokio::join!(gateways_loop, classes_loop, sweeper);
+}
+
+async fn sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        _ = ctx.stores.wait_until_ready() => {}
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    loop {
+        sweep(&ctx).await;
+        tokio::select! {
+            _ = ctx.sweep.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        // Let a burst of changes settle into one pass (a pass reads every cached object).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

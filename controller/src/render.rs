@@ -49,6 +49,13 @@ pub const CONFIG_KEY: &str = "config.yaml";
 /// Where the ConfigMap is mounted in the proxy container.
 pub const CONFIG_DIR: &str = "/etc/switchboard";
 
+/// Default of [`RenderOptions::config_map_limit`]: well under the API server's 1 MiB object
+/// limit, leaving room for metadata.
+pub const DEFAULT_CONFIG_MAP_LIMIT: usize = 900 * 1024;
+/// ConfigMap annotation: `full` when it holds the whole config, `bootstrap` when the config
+/// is too large and only the push stream serves it.
+pub const CONFIG_MODE_ANNOTATION: &str = "switchboard.dev/config-mode";
+
 /// Rendering settings that come from the controller's command line, not from the cluster.
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -63,6 +70,10 @@ pub struct RenderOptions {
     pub listener_host: String,
     /// Cluster DNS domain for Service URLs.
     pub cluster_domain: String,
+    /// Largest config kept in the ConfigMap. A larger one is served by the push stream only;
+    /// the ConfigMap then holds a bootstrap config (the listeners, no routes) that proxies
+    /// start from until their first push (the API server refuses objects over 1 MiB).
+    pub config_map_limit: usize,
 }
 
 impl Default for RenderOptions {
@@ -76,6 +87,7 @@ impl Default for RenderOptions {
             admin_bind: "0.0.0.0:15000".into(),
             listener_host: "0.0.0.0".into(),
             cluster_domain: "cluster.local".into(),
+            config_map_limit: DEFAULT_CONFIG_MAP_LIMIT,
         }
     }
 }
@@ -146,6 +158,10 @@ impl Cond {
             reason,
             message: message.into(),
         }
+    }
+    /// A failed condition.
+    pub fn failed(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+        Self::fail(type_, reason, message)
     }
     fn with(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();
@@ -230,6 +246,9 @@ pub struct Rendered {
     pub resources: Vec<ResourceOutcome>,
     /// Problems worth an Event on the Gateway.
     pub warnings: Vec<String>,
+    /// Set when the config is over [`RenderOptions::config_map_limit`] and push is disabled:
+    /// the Gateway cannot be programmed.
+    pub too_large: Option<String>,
 }
 
 /// The GatewayClass of `gw` when this controller serves it.
@@ -609,6 +628,27 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
     let config_yaml =
         switchboard_gateway::config::expose_secrets(|| yaml_serde::to_string(&config))?;
     let checksum = hex::encode(Sha256::digest(config_yaml.as_bytes()));
+    // Configs of any size: past the limit the ConfigMap holds a bootstrap (listeners without
+    // routes) and the push stream serves the whole config.
+    let mut too_large = None;
+    let mut boot_yaml = None;
+    if config_yaml.len() > opts.config_map_limit {
+        if opts.push_url.is_some() {
+            let mut boot = config.clone();
+            for l in &mut boot.listeners {
+                l.routes.clear();
+            }
+            boot_yaml = Some(switchboard_gateway::config::expose_secrets(|| {
+                yaml_serde::to_string(&boot)
+            })?);
+        } else {
+            too_large = Some(format!(
+                "the rendered config is {} bytes, over the ConfigMap limit of {} bytes, and config push is disabled",
+                config_yaml.len(),
+                opts.config_map_limit
+            ));
+        }
+    }
     let tls_secrets: Vec<String> = ports
         .values()
         .filter_map(|g| g.tls_secret.clone())
@@ -618,7 +658,8 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         &ns,
         &params,
         &config,
-        &config_yaml,
+        boot_yaml.as_deref().unwrap_or(&config_yaml),
+        boot_yaml.is_some(),
         &checksum,
         &env,
         &tls_secrets,
@@ -649,6 +690,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         routes: route_outcomes,
         resources,
         warnings,
+        too_large,
     })
 }
 
@@ -1524,6 +1566,7 @@ fn children(
     params: &crd::GatewayParametersSpec,
     config: &Config,
     config_yaml: &str,
+    bootstrap: bool,
     checksum: &str,
     env: &EnvCollector,
     tls_secrets: &[String],
@@ -1552,8 +1595,16 @@ fn children(
         ("app.kubernetes.io/instance".to_string(), name.clone()),
     ]);
 
+    let mut cm_meta = meta.clone();
+    cm_meta
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            CONFIG_MODE_ANNOTATION.into(),
+            if bootstrap { "bootstrap" } else { "full" }.into(),
+        );
     let config_map = ConfigMap {
-        metadata: meta.clone(),
+        metadata: cm_meta,
         data: Some(BTreeMap::from([(
             CONFIG_KEY.to_string(),
             config_yaml.to_string(),

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use k8s_openapi::api::core::v1::Service;
+use kube::api::{ApiResource, DynamicObject};
 use kube::client::Body;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
-use switchboard_controller::gateway_api::{Gateway, GatewayClass, HTTPRoute};
+use switchboard_controller::crd::{Backend, GatewayParameters, Policy};
+use switchboard_controller::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use switchboard_controller::push::ConfigHub;
 use switchboard_controller::reconcile::{Context, Stores, reconcile};
 use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
@@ -22,6 +24,25 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for o in objs {
+        writer.apply_watcher_event(&Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    store
+}
+
+/// A cache of undecoded objects of kind `K`, as the reconciler keeps them.
+fn dyn_store_of<K>(objs: Vec<K>) -> Store<DynamicObject>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + 'static,
+{
+    let mut writer = reflector::store::Writer::new(ApiResource::erase::<K>(&()));
+    let store = writer.as_reader();
+    let objs: Vec<DynamicObject> = objs
+        .into_iter()
+        .map(|o| serde_json::from_value(serde_json::to_value(o).unwrap()).unwrap())
+        .collect();
     writer.apply_watcher_event(&Event::Init);
     for o in objs {
         writer.apply_watcher_event(&Event::InitApply(o));
@@ -44,20 +65,25 @@ fn gateway(class: &str) -> Gateway {
 
 fn context(client: Client, gw: &Gateway) -> Arc<Context> {
     let stores = Stores {
-        classes: store_of(vec![from::<GatewayClass>(json!({
+        classes: dyn_store_of(vec![
+            from::<GatewayClass>(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-            "metadata": {"name": "sb"}, "spec": {"controllerName": CONTROLLER_NAME}}))]),
-        gateways: store_of(vec![gw.clone()]),
-        routes: store_of(vec![from::<HTTPRoute>(json!({
+            "metadata": {"name": "sb"}, "spec": {"controllerName": CONTROLLER_NAME}})),
+            from::<GatewayClass>(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "not-ours"}, "spec": {"controllerName": "example.com/other"}})),
+        ]),
+        gateways: dyn_store_of(vec![gw.clone()]),
+        routes: dyn_store_of(vec![from::<HTTPRoute>(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "r", "namespace": "ns", "generation": 1},
             "spec": {"parentRefs": [{"name": "gw"}],
                      "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
             "status": {"parents": [{"parentRef": {"name": "x"}, "controllerName": "example.com/other", "conditions": []}]}}))]),
-        grants: store_of(vec![]),
-        backends: store_of(vec![]),
-        policies: store_of(vec![]),
-        parameters: store_of(vec![]),
+        grants: dyn_store_of::<ReferenceGrant>(vec![]),
+        backends: dyn_store_of::<Backend>(vec![]),
+        policies: dyn_store_of::<Policy>(vec![]),
+        parameters: dyn_store_of::<GatewayParameters>(vec![]),
         services: store_of(vec![from::<Service>(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": "ns"}, "spec": {"ports": [{"port": 8080}]}}))]),
@@ -66,6 +92,10 @@ fn context(client: Client, gw: &Gateway) -> Arc<Context> {
     let mut ctx = Context::new(client, stores, ConfigHub::new(), RenderOptions::default());
     ctx.now = Arc::new(|| "2026-11-26T00:00:00Z".to_string());
     Arc::new(ctx)
+}
+
+fn dynamic(gw: &Gateway) -> DynamicObject {
+    serde_json::from_value(serde_json::to_value(gw).unwrap()).unwrap()
 }
 
 type H = Handle<Request<Body>, Response<Body>>;
@@ -95,7 +125,8 @@ fn list(kind: &str, names: &[&str]) -> Value {
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
            "metadata": {"resourceVersion": "1"},
            "items": names.iter().map(|n| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                                                 "metadata": {"name": n, "namespace": "ns", "labels": {"kind": kind}}})).collect::<Vec<_>>()})
+                                                 "metadata": {"name": n, "namespace": "ns", "labels": {"kind": kind},
+                                                              "ownerReferences": [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": "gw", "uid": "gw-uid"}]}})).collect::<Vec<_>>()})
 }
 
 const APPLY: &str = "?&force=true&fieldManager=switchboard-controller";
@@ -108,7 +139,7 @@ async fn reconcile_applies_children_prunes_then_patches_status() {
     let gw = gateway("sb");
     let ctx = context(client, &gw);
     let hub = ctx.hub.clone();
-    let task = tokio::spawn(reconcile(Arc::new(gw), ctx));
+    let task = tokio::spawn(reconcile(Arc::new(dynamic(&gw)), ctx));
 
     let sa = expect(&mut h, "PATCH", &format!("/api/v1/namespaces/ns/serviceaccounts/gw{APPLY}"), json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "gw", "namespace": "ns"}})).await;
     assert_eq!(sa["metadata"]["ownerReferences"][0]["uid"], "gw-uid");
@@ -220,7 +251,7 @@ async fn a_gateway_of_another_class_loses_its_children_and_nothing_is_written() 
     let client = Client::new(svc, "default");
     let gw = gateway("not-ours");
     let ctx = context(client, &gw);
-    let task = tokio::spawn(reconcile(Arc::new(gw), ctx));
+    let task = tokio::spawn(reconcile(Arc::new(dynamic(&gw)), ctx));
     expect(
         &mut h,
         "GET",
@@ -252,6 +283,18 @@ async fn a_gateway_of_another_class_loses_its_children_and_nothing_is_written() 
     )
     .await;
     task.await.unwrap().unwrap();
+    assert_no_more(&mut h).await;
+}
+
+#[tokio::test]
+async fn a_gateway_whose_class_is_not_cached_is_left_alone() {
+    // The restart race: the Gateway is cached, its GatewayClass not (yet, or not at all).
+    // Not provably someone else's, so nothing is deleted and nothing written.
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let gw = gateway("unknown-class");
+    let ctx = context(client, &gw);
+    reconcile(Arc::new(dynamic(&gw)), ctx).await.unwrap();
     assert_no_more(&mut h).await;
 }
 

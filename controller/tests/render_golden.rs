@@ -553,6 +553,17 @@ fn committed_crds_match_the_types_and_are_structural() {
         committed == generated,
         "examples/kubernetes/crds.yaml is stale: run `cargo run -p switchboard-controller -- crds > examples/kubernetes/crds.yaml`"
     );
+    // Only formats the API server knows (it ignores others with a warning, and with them
+    // the bounds they imply): unsigned integers carry minimum/maximum instead.
+    for line in committed.lines() {
+        if let Some(f) = line.trim().strip_prefix("format: ") {
+            assert!(
+                ["int32", "int64", "byte", "date-time", "double", "float"].contains(&f),
+                "unknown format {f} in crds.yaml"
+            );
+        }
+    }
+    assert!(committed.contains("maximum: 4294967295"), "u32 bound");
     // Structural: every schema node has a type (or is explicitly int-or-string/preserved).
     fn walk(v: &Value, at: &str) {
         let Some(o) = v.as_object() else { return };

@@ -1,7 +1,6 @@
-//! The whole controller loop (watches, reconcile, apply, prune, status) against an API server
-//! the test starts: the in-process fake of `common`, or a real cluster when `KUBECONFIG` is set
-//! (with the Gateway API CRDs from /work/shared/k8s and examples/kubernetes/crds.yaml
-//! installed). The output says which one ran.
+//! The whole controller loop (watches, reconcile, apply, prune, status) against the API server
+//! of `common::TestCluster` (a real kube-apiserver when available, else the in-process fake;
+//! the output says which one ran).
 
 mod common;
 
@@ -10,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 use switchboard_controller::gateway_api::{Gateway, GatewayClass, HTTPRoute};
 use switchboard_controller::push::ConfigHub;
@@ -42,44 +41,16 @@ fn cond<'a>(conds: &'a serde_json::Value, ty: &str) -> Option<&'a serde_json::Va
 
 #[tokio::test]
 async fn controller_loop_renders_applies_prunes_and_writes_status() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (client, _fake): (Client, Option<FakeApiServer>) = match std::env::var("KUBECONFIG") {
-        Ok(_) => {
-            println!("whole-loop test: running against the REAL cluster named by KUBECONFIG");
-            (Client::try_default().await.unwrap(), None)
-        }
-        Err(_) => {
-            let fake = FakeApiServer::start().await;
-            println!(
-                "whole-loop test: running against the in-process FAKE API server at {}",
-                fake.addr
-            );
-            (fake.client(), Some(fake))
-        }
-    };
-    let ns = "sb-loop";
+    let cluster = TestCluster::start().await;
+    let client = cluster.client.clone();
+    let _fake = cluster.fake.clone();
+    let ns_name = cluster.namespace("sb-loop").await;
+    let ns = ns_name.as_str();
     let pp = PostParams::default();
-    if _fake.is_none() {
-        // A real cluster needs the namespace, and a clean slate from an earlier run.
-        let nss = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-        let n = serde_json::from_value(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-        )
-        .unwrap();
-        match nss.create(&pp, &n).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                panic!(
-                    "namespace {ns} exists from an earlier run; delete it (and GatewayClass sb-loop) first"
-                )
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
 
     let class: GatewayClass = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-        "metadata": {"name": "sb-loop"},
+        "metadata": {"name": ns},
         "spec": {"controllerName": CONTROLLER_NAME}
     }))
     .unwrap();
@@ -100,7 +71,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     let gw: Gateway = serde_json::from_value(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "edge", "namespace": ns},
-        "spec": {"gatewayClassName": "sb-loop",
+        "spec": {"gatewayClassName": ns,
                  "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}
     }))
     .unwrap();
@@ -147,7 +118,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     // GatewayClass accepted.
     let classes = Api::<GatewayClass>::all(client.clone());
     wait("GatewayClass Accepted", || async {
-        let c = classes.get("sb-loop").await.ok()?;
+        let c = classes.get(ns).await.ok()?;
         let v = serde_json::to_value(c.status?).ok()?;
         (cond(&v["conditions"], "Accepted")?["status"] == "True").then_some(())
     })
@@ -163,7 +134,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     .await;
     let yaml = cm.data.unwrap()["config.yaml"].clone();
     assert!(
-        yaml.contains("http://web.sb-loop.svc.cluster.local:80"),
+        yaml.contains(&format!("http://web.{ns}.svc.cluster.local:80")),
         "{yaml}"
     );
     assert!(yaml.contains("path_prefix: /app"), "{yaml}");
@@ -182,7 +153,8 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     let st = wait("Gateway Accepted", || async {
         let g = gateways.get("edge").await.ok()?;
         let v = serde_json::to_value(g.status?).ok()?;
-        cond(&v["conditions"], "Programmed").is_some().then_some(v)
+        // (The CRD defaults both conditions to Unknown/Pending until a controller writes.)
+        (cond(&v["conditions"], "Programmed")?["reason"] != "Pending").then_some(v)
     })
     .await;
     assert_eq!(
@@ -313,11 +285,18 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     .await;
 
     // The Gateway moves to a class that is not ours: its fleet is pruned.
+    cluster
+        .create(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                       "metadata": {"name": format!("{ns}-other")},
+                       "spec": {"controllerName": "example.com/other"}}),
+        )
+        .await;
     gateways
         .patch(
             "edge",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"gatewayClassName": "someone-else"}})),
+            &Patch::Merge(json!({"spec": {"gatewayClassName": format!("{ns}-other")}})),
         )
         .await
         .unwrap();

@@ -12,6 +12,10 @@
 
 #![allow(dead_code)]
 
+mod cluster;
+#[allow(unused_imports)]
+pub use cluster::*;
+
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
