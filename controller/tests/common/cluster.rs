@@ -5,7 +5,9 @@
 //! - else, when `<workspace>/../shared/k8s/apiserver/up` exists (or the folder named by
 //!   `SWITCHBOARD_APISERVER_SCRIPTS`): a real kube-apiserver + etcd started in a temporary
 //!   folder for this test and stopped (`down`) when the test ends, failed or not;
-//! - else (or with `SWITCHBOARD_TEST_APISERVER=fake`): the in-process fake of this module.
+//! - else (or with `SWITCHBOARD_TEST_APISERVER=fake`): the in-process fake of this module,
+//!   unless `SWITCHBOARD_TEST_APISERVER=real` (set by `.ci/run`), which makes a missing real
+//!   API server a test failure instead of a quiet fallback.
 //!
 //! Every test prints which one it ran against.
 
@@ -180,6 +182,11 @@ impl TestCluster {
                 _tmp: tmp,
             };
         }
+        assert!(
+            std::env::var("SWITCHBOARD_TEST_APISERVER").as_deref() != Ok("real"),
+            "SWITCHBOARD_TEST_APISERVER=real, but neither KUBECONFIG nor \
+             <workspace>/../shared/k8s/apiserver/up (or SWITCHBOARD_APISERVER_SCRIPTS) is there"
+        );
         let fake = FakeApiServer::start().await;
         println!(
             "cluster: the in-process FAKE API server at {} (no real one available)",
