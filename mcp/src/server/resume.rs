@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
-use tokio::sync::mpsc;
+use crate::outbox::{Inbox, Mode, outbox};
 
 use super::{
     McpBackend, RequestContext, SSE_RETRY_MS, not_found, pipe_upstream_streams, rpc_response,
@@ -308,7 +308,7 @@ impl McpBackend {
         let manager = m.manager.clone();
         let record = m.record();
         let guard = manager.activity(&record);
-        let (tx, rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let (tx, rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "standalone");
         let last: Option<EventId> = last_event_id
             .as_deref()
             .and_then(|l| l.trim().parse().ok())
@@ -360,7 +360,9 @@ impl McpBackend {
             }
         }
         let relay = if post.is_none() {
-            let (up_tx, up_rx) = mpsc::unbounded_channel::<Value>();
+            // Drained by this stream's own loop: when the client does not read, it fills, and
+            // the upstreams' messages go to the session's (logged) standalone path directly.
+            let (up_tx, up_rx) = outbox::<Value>(&self.bound(), Mode::Spill, "relay");
             pipe_upstream_streams(&session, &up_tx);
             Some(RelayUpstream {
                 session: session.clone(),
@@ -431,7 +433,7 @@ impl McpBackend {
     pub(super) fn logged_post_stream(
         &self,
         session: Session,
-        mut rx: mpsc::UnboundedReceiver<Value>,
+        mut rx: Inbox<Value>,
         priming: bool,
     ) -> Response<Body> {
         let Some(m) = session.0.managed.get() else {
@@ -440,7 +442,7 @@ impl McpBackend {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name: Arc<str> = format!("post/{}", &id[..12]).into();
         let key = StreamKey::new(m.key, name.clone());
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let (out_tx, out_rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "request");
         let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
         m.posts.locked().insert(name.clone(), slot.clone());
         let manager = m.manager.clone();
@@ -478,7 +480,8 @@ impl McpBackend {
                 m.posts.locked().remove(&name);
             }
         });
-        let body = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx)
+        let body = out_rx
+            .into_stream()
             .map(|(_, frame)| Ok::<_, Infallible>(frame));
         sse_body(body)
     }
@@ -498,11 +501,11 @@ where
 /// Messages of the upstreams' standalone streams, re-sent through the session's logged path.
 struct RelayUpstream {
     session: Session,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: Inbox<Value>,
 }
 
 struct StreamState {
-    rx: mpsc::UnboundedReceiver<LiveEvent>,
+    rx: Inbox<LiveEvent>,
     /// For the standalone stream: the upstreams' own GET streams.
     relay: Option<RelayUpstream>,
     draining: tokio::sync::watch::Receiver<bool>,

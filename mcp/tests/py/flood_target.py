@@ -1,0 +1,54 @@
+"""A stdio MCP target that floods: `tools/call` of `flood` answers, then writes `n` (default
+5000) `notifications/message` (about 1 KiB each, `params.data.i` = 0..n), which belong to no
+request (none is in flight); `echo` just answers. Raw JSON-RPC, one message a line (no SDK needed)."""
+
+import json
+import sys
+
+
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n")
+    sys.stdout.flush()
+
+
+def result(m, r):
+    send({"jsonrpc": "2.0", "id": m["id"], "result": r})
+
+
+def text(t):
+    return {"content": [{"type": "text", "text": t}]}
+
+
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if "id" not in m or "method" not in m:
+        continue
+    method = m["method"]
+    params = m.get("params") or {}
+    if method == "initialize":
+        result(m, {"protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                   "capabilities": {"tools": {}},
+                   "serverInfo": {"name": "flood", "version": "0"}})
+    elif method == "tools/list":
+        schema = {"type": "object"}
+        result(m, {"tools": [{"name": "flood", "inputSchema": schema},
+                             {"name": "echo", "inputSchema": schema}]})
+    elif method == "tools/call" and params.get("name") == "flood":
+        n = int((params.get("arguments") or {}).get("n", 5000))
+        result(m, text("flooded"))
+        pad = "x" * 1000
+        for i in range(n):
+            sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                         "params": {"level": "info",
+                                                    "data": {"i": i, "pad": pad}}}) + "\n")
+        sys.stdout.flush()
+    elif method == "tools/call":
+        result(m, text("echo"))
+    elif method == "ping":
+        result(m, {})
+    else:
+        send({"jsonrpc": "2.0", "id": m["id"],
+              "error": {"code": -32601, "message": "Method not found"}})
