@@ -203,7 +203,10 @@ mod tests {
         assert!(tx.send(2).is_ok());
         assert_eq!(tx.send(3).unwrap_err().0, 3, "full: refused");
         assert!(tx.is_closed());
-        assert!(tx.send_last(4).await.is_err(), "cut: the reply is refused too");
+        assert!(
+            tx.send_last(4).await.is_err(),
+            "cut: the reply is refused too"
+        );
         assert_eq!(rx.recv().await, Some(1));
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, None);

@@ -16,7 +16,6 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-
 use crate::config::{McpConfig, PrefixMode, StdioSessions, TargetConfig, TransportKind};
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
@@ -899,11 +898,7 @@ fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
 
 /// An SSE body from a channel; every event has an id. A request's stream ends when its last
 /// sender (the task answering it) is gone, right after the response.
-fn sse_response(
-    session: Session,
-    rx: Inbox<Value>,
-    priming: bool,
-) -> Response<Body> {
+fn sse_response(session: Session, rx: Inbox<Value>, priming: bool) -> Response<Body> {
     let s2 = session.clone();
     let first = futures::stream::iter(priming.then(|| {
         Ok::<_, Infallible>(Bytes::from(format!(

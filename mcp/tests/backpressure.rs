@@ -97,7 +97,11 @@ async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log(
         .await
         .expect("the cut stream ends");
     let live = events(&text);
-    let got: Vec<u64> = live.iter().filter_map(|(_, d)| d.as_ref()).map(index).collect();
+    let got: Vec<u64> = live
+        .iter()
+        .filter_map(|(_, d)| d.as_ref())
+        .map(index)
+        .collect();
     assert!(!got.is_empty(), "some events went out before the cut");
     assert!(
         (got.len() as u64) < FLOOD,
@@ -117,9 +121,17 @@ async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log(
 
     // The session is still usable, and so is another one on the same child: its reply came
     // after the whole flood on the child's stdout, so the shared reader was never held up.
-    assert!(call(&gw.url, &sid, "echo", json!({})).await.contains(r#""text":"echo""#));
+    assert!(
+        call(&gw.url, &sid, "echo", json!({}))
+            .await
+            .contains(r#""text":"echo""#)
+    );
     let other = raw_initialize(&gw.url).await;
-    assert!(call(&gw.url, &other, "echo", json!({})).await.contains(r#""text":"echo""#));
+    assert!(
+        call(&gw.url, &other, "echo", json!({}))
+            .await
+            .contains(r#""text":"echo""#)
+    );
 
     // Everything after the cut went to the session's log: a reconnect with `Last-Event-ID`
     // gets the events after it that the log still keeps (its last `event_log_size`), then the
@@ -135,13 +147,12 @@ async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log(
                 .unwrap()
                 .expect("the resumed stream stays open");
             text.push_str(&String::from_utf8_lossy(&chunk));
-            let seen: Vec<u64> = events(&text)
-                .iter()
-                .filter_map(|(_, d)| d.as_ref())
-                .map(index)
-                .collect();
-            if seen.last() == Some(&(FLOOD - 1)) {
-                return seen;
+            if text.contains(&format!(r#""i":{},"#, FLOOD - 1)) && text.ends_with("\n\n") {
+                return events(&text)
+                    .iter()
+                    .filter_map(|(_, d)| d.as_ref())
+                    .map(index)
+                    .collect::<Vec<_>>();
             }
         }
     };
@@ -149,7 +160,10 @@ async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log(
         .await
         .expect("the replay reaches the end of the flood");
     let first = replayed[0];
-    assert!(first > last, "only what the client did not get: {first} after {last}");
+    assert!(
+        first > last,
+        "only what the client did not get: {first} after {last}"
+    );
     assert_eq!(
         replayed,
         (first..FLOOD).collect::<Vec<_>>(),
@@ -161,4 +175,82 @@ async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log(
         replayed.len()
     );
     assert_eq!(metrics.cuts("standalone"), 1, "the resumed stream was read");
+}
+
+#[tokio::test]
+async fn a_call_whose_stream_is_not_read_is_cut_and_its_reply_is_kept_for_resumption() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 256, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+
+    // The target floods while the call is in flight (its messages go with the call), then
+    // answers; the client does not read the call's stream.
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "flood", "arguments": {"n": 8000, "before": true}}});
+    let mut resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts("request") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut text = String::new();
+    let read_all = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .expect("the cut stream ends");
+    let live = events(&text);
+    assert!(
+        live.iter()
+            .all(|(_, d)| d.as_ref().is_none_or(|d| d.get("id").is_none())),
+        "the reply came after the cut"
+    );
+    let (last_id, _) = live.last().expect("events before the cut").clone();
+
+    // The reply was logged with the call's stream: a GET with `Last-Event-ID` of that stream
+    // gets it.
+    let mut resp = get(&gw.url, &sid, Some(&last_id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    let replay = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), replay)
+        .await
+        .expect("the answered call's stream ends after its replay");
+    let reply = events(&text)
+        .into_iter()
+        .filter_map(|(_, d)| d)
+        .find(|d| d.get("id").is_some())
+        .expect("the reply is replayed");
+    assert_eq!(reply["id"], 9);
+    assert_eq!(reply["result"]["content"][0]["text"], "flooded", "{reply}");
+    assert_eq!(metrics.cuts("request"), 1);
 }

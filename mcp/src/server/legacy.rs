@@ -3,12 +3,12 @@
 
 use std::convert::Infallible;
 
+use crate::outbox::{Mode, outbox};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
-use crate::outbox::{Mode, outbox};
 
 use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams, rpc_response};
 use crate::jsonrpc::{self, Kind};

@@ -593,11 +593,8 @@ mod tests {
     /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
     fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
         let session = b.stateless_session(&json!({}), None);
-        let (_tx, events) = crate::outbox::outbox::<Value>(
-            &b.bound(),
-            crate::outbox::Mode::Cut,
-            "input",
-        );
+        let (_tx, events) =
+            crate::outbox::outbox::<Value>(&b.bound(), crate::outbox::Mode::Cut, "input");
         let (_done_tx, done) = oneshot::channel();
         let (alive_tx, alive) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 
+use crate::outbox::{Inbox, Mode, outbox};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
-use crate::outbox::{Inbox, Mode, outbox};
 
 use super::{
     McpBackend, RequestContext, SSE_RETRY_MS, not_found, pipe_upstream_streams, rpc_response,

@@ -1,6 +1,7 @@
 """A stdio MCP target that floods: `tools/call` of `flood` answers, then writes `n` (default
 5000) `notifications/message` (about 1 KiB each, `params.data.i` = 0..n), which belong to no
-request (none is in flight); `echo` just answers. Raw JSON-RPC, one message a line (no SDK needed)."""
+request (none is in flight); with `"before": true` it floods first, so the notifications go
+with the call, and answers last. `echo` just answers. Raw JSON-RPC, one message a line (no SDK needed)."""
 
 import json
 import sys
@@ -37,14 +38,19 @@ for line in sys.stdin:
         result(m, {"tools": [{"name": "flood", "inputSchema": schema},
                              {"name": "echo", "inputSchema": schema}]})
     elif method == "tools/call" and params.get("name") == "flood":
-        n = int((params.get("arguments") or {}).get("n", 5000))
-        result(m, text("flooded"))
+        args = params.get("arguments") or {}
+        n = int(args.get("n", 5000))
+        before = bool(args.get("before"))
+        if not before:
+            result(m, text("flooded"))
         pad = "x" * 1000
         for i in range(n):
             sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
                                          "params": {"level": "info",
                                                     "data": {"i": i, "pad": pad}}}) + "\n")
         sys.stdout.flush()
+        if before:
+            result(m, text("flooded"))
     elif method == "tools/call":
         result(m, text("echo"))
     elif method == "ping":
