@@ -13,8 +13,8 @@ use harness::*;
 use serde_json::{Value, json};
 use switchboard_mcp::Metrics;
 
-/// Notifications the target floods: about 5 MB, far more than socket buffers hold.
-const FLOOD: u64 = 5000;
+/// Notifications the target floods: about 8 MB, twice what loopback socket buffers held here.
+const FLOOD: u64 = 8000;
 /// Events a session's log keeps per stream (`sessions.event_log_size`, default).
 const LOG_SIZE: u64 = 1024;
 
@@ -193,10 +193,11 @@ async fn a_call_whose_stream_is_not_read_is_cut_and_its_reply_is_kept_for_resump
     .await;
     let sid = raw_initialize(&gw.url).await;
 
-    // The target floods while the call is in flight (its messages go with the call), then
-    // answers; the client does not read the call's stream.
+    // The target floods while the call is in flight (its messages go with the call, at a pace
+    // the gateway's logging keeps up with), then answers; the client does not read the call's
+    // stream.
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-        "params": {"name": "flood", "arguments": {"n": 8000, "before": true}}});
+        "params": {"name": "flood", "arguments": {"n": FLOOD, "before": true, "pace": true}}});
     let mut resp = reqwest::Client::new()
         .post(&gw.url)
         .header("content-type", "application/json")
@@ -253,4 +254,86 @@ async fn a_call_whose_stream_is_not_read_is_cut_and_its_reply_is_kept_for_resump
     assert_eq!(reply["id"], 9);
     assert_eq!(reply["result"]["content"][0]["text"], "flooded", "{reply}");
     assert_eq!(metrics.cuts("request"), 1);
+}
+
+#[tokio::test]
+async fn an_unread_legacy_stream_is_cut_and_its_session_ends() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 256, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let base = gw.url.trim_end_matches("/mcp").to_string();
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}/sse", gw.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        buf.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let endpoint = buf
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let message = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{base}{endpoint}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "legacy", "version": "1"}}});
+    assert_eq!(message(init).await.unwrap().status(), 202);
+    while !buf.contains("\"id\":0") {
+        buf.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    assert_eq!(gw.backend.session_count(), 1);
+
+    // Everything of a legacy session travels on its one stream; the client stops reading it.
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "flood", "arguments": {"n": FLOOD}}});
+    assert_eq!(message(call).await.unwrap().status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts("legacy") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read_all = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .expect("the cut stream ends");
+    let got = buf.matches("notifications/message").count() as u64;
+    assert!(got > 0 && got < FLOOD, "cut in the flood: {got}");
+    // Without a log to resume from, the session ends with its stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.backend.session_count() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the session ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(message(ping).await.unwrap().status(), 404);
 }

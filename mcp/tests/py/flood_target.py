@@ -1,10 +1,12 @@
 """A stdio MCP target that floods: `tools/call` of `flood` answers, then writes `n` (default
 5000) `notifications/message` (about 1 KiB each, `params.data.i` = 0..n), which belong to no
 request (none is in flight); with `"before": true` it floods first, so the notifications go
-with the call, and answers last. `echo` just answers. Raw JSON-RPC, one message a line (no SDK needed)."""
+with the call, and answers last; `"pace": true` pauses a millisecond every 20 notifications
+(a steady stream rather than one burst). `echo` just answers. Raw JSON-RPC, one message a line (no SDK needed)."""
 
 import json
 import sys
+import time
 
 
 def send(m):
@@ -48,6 +50,9 @@ for line in sys.stdin:
             sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
                                          "params": {"level": "info",
                                                     "data": {"i": i, "pad": pad}}}) + "\n")
+            if args.get("pace") and i % 20 == 19:
+                sys.stdout.flush()
+                time.sleep(0.001)
         sys.stdout.flush()
         if before:
             result(m, text("flooded"))
