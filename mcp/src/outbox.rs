@@ -59,8 +59,7 @@ impl Shared {
         tracing::warn!(
             stream = self.stream,
             max_queued_messages = self.bound.cap,
-            "client does not read its SSE stream fast enough: stream closed (a session's \
-             client can resume it with Last-Event-ID)"
+            "client does not read its SSE stream fast enough: stream closed"
         );
     }
 }

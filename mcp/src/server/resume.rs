@@ -308,7 +308,6 @@ impl McpBackend {
         let manager = m.manager.clone();
         let record = m.record();
         let guard = manager.activity(&record);
-        let (tx, rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "standalone");
         let last: Option<EventId> = last_event_id
             .as_deref()
             .and_then(|l| l.trim().parse().ok())
@@ -317,6 +316,12 @@ impl McpBackend {
             .as_ref()
             .filter(|l| &*l.stream.name != GET_STREAM)
             .map(|l| l.stream.name.clone());
+        let kind = if post.is_some() {
+            "request"
+        } else {
+            "standalone"
+        };
+        let (tx, rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, kind);
         // Attach before reading the log: an event logged in between is then both replayed and
         // live, and the live copy is skipped by its sequence number; none is lost.
         match &post {
