@@ -51,6 +51,11 @@ pub struct McpConfig {
     /// out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_reply_bytes: Option<usize>,
+    /// Most messages queued toward one client's SSE stream (default 1024). A client that
+    /// lets more pile up (it reads too slowly, or not at all) has that stream closed; a
+    /// session's client resumes it from the event log with `Last-Event-ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_messages: Option<usize>,
 }
 
 /// Smallest accepted [`McpConfig::max_reply_bytes`].
@@ -236,6 +241,12 @@ impl McpConfig {
             .unwrap_or(crate::upstream::frames::DEFAULT_MAX_REPLY_BYTES)
     }
 
+    /// The configured per-stream queue bound or the default (1024).
+    pub fn max_queued_messages(&self) -> usize {
+        self.max_queued_messages
+            .unwrap_or(crate::outbox::DEFAULT_MAX_QUEUED_MESSAGES)
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
@@ -259,6 +270,12 @@ impl McpConfig {
             issues.push((
                 format!("{path}.max_reply_bytes"),
                 format!("must be at least {MIN_MAX_REPLY_BYTES}"),
+            ));
+        }
+        if self.max_queued_messages == Some(0) {
+            issues.push((
+                format!("{path}.max_queued_messages"),
+                "must be at least 1".into(),
             ));
         }
         let mut seen = HashSet::new();

@@ -48,6 +48,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod names;
+mod outbox;
 mod param_headers;
 pub mod server;
 mod session;
@@ -56,6 +57,7 @@ mod upstream;
 pub use config::McpConfig;
 pub use error::{Error, Result};
 pub use metrics::Metrics;
+pub use outbox::DEFAULT_MAX_QUEUED_MESSAGES;
 pub use server::{Access, Item, McpBackend, McpShared, RequestContext};
 pub use upstream::stdio::StdioPool;
 

@@ -25,12 +25,21 @@ pub struct ToolLabels {
     pub target: String,
 }
 
+/// Labels of a stream cut for a slow client.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// `standalone` (a session's GET stream), `request` (a POST's SSE response), `legacy`
+    /// (a legacy HTTP+SSE connection) or `input` (a stateless call waiting for input).
+    pub stream: String,
+}
+
 /// MCP metrics; a cheap clone, built once by the gateway and kept across reloads.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) tool_duration: Family<ToolLabels, Histogram>,
     pub(crate) sessions: Gauge,
+    pub(crate) streams_cut: Family<StreamLabels, Counter>,
 }
 
 fn tool_histogram() -> Histogram {
@@ -56,6 +65,12 @@ impl Metrics {
             "Open downstream MCP sessions",
             m.sessions.clone(),
         );
+        registry.register(
+            "mcp_slow_streams_cut",
+            "SSE streams closed because the client did not read them fast enough \
+             (mcp.max_queued_messages queued), by stream kind",
+            m.streams_cut.clone(),
+        );
         m
     }
 
@@ -65,6 +80,7 @@ impl Metrics {
             requests: Family::default(),
             tool_duration: Family::new_with_constructor(tool_histogram),
             sessions: Gauge::default(),
+            streams_cut: Family::default(),
         }
     }
 
@@ -76,5 +92,22 @@ impl Metrics {
                 result: result.to_string(),
             })
             .inc();
+    }
+
+    pub(crate) fn stream_cut(&self, stream: &str) {
+        self.streams_cut
+            .get_or_create(&StreamLabels {
+                stream: stream.to_string(),
+            })
+            .inc();
+    }
+
+    /// Streams of kind `stream` cut so far for a slow client (see `mcp_slow_streams_cut`).
+    pub fn cuts(&self, stream: &str) -> u64 {
+        self.streams_cut
+            .get_or_create(&StreamLabels {
+                stream: stream.to_string(),
+            })
+            .get()
     }
 }

@@ -15,13 +15,12 @@ use futures::StreamExt;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::config::{McpConfig, PrefixMode, StdioSessions, TargetConfig, TransportKind};
 use crate::error::{Error, Result};
 use crate::jsonrpc::{self, Kind};
 use crate::metrics::Metrics;
+use crate::outbox::{Bound, Inbox, Mode, Outbox, outbox};
 use crate::session::{Appender, Naming, Registry, Session, spawn_appender};
 use crate::upstream::Upstream;
 use crate::upstream::http::header_map;
@@ -204,7 +203,7 @@ struct Core {
     shared: McpShared,
     sessions: Registry,
     /// Legacy SSE connections by session id, with the principal that opened them.
-    legacy: DashMap<String, (mpsc::UnboundedSender<Value>, Option<Arc<str>>)>,
+    legacy: DashMap<String, (Outbox<Value>, Option<Arc<str>>)>,
     allow: Option<GlobSet>,
     deny: GlobSet,
     /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
@@ -629,14 +628,16 @@ impl McpBackend {
             self.sync_targets(&session).await;
             return rpc_response(StatusCode::OK, resp);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
         let s2 = session.clone();
         let tx2 = tx.clone();
         let access = ctx.access.clone();
         tokio::spawn(async move {
             let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
-            let _ = tx2.send(resp);
+            if tx2.send_last(resp).await.is_err() {
+                tracing::debug!("reply not delivered: the request's stream was closed");
+            }
             this.sync_targets(&s2).await;
         });
         drop(tx);
@@ -650,6 +651,26 @@ impl McpBackend {
             r.headers_mut().insert("mcp-session-id", sid);
         }
         r
+    }
+
+    /// The per-stream queue bound of this route.
+    pub(crate) fn bound(&self) -> Bound {
+        Bound {
+            cap: self.0.cfg.max_queued_messages(),
+            metrics: self.0.shared.metrics.clone(),
+        }
+    }
+
+    /// The queue of a request answered as SSE: a managed session's is drained by the task
+    /// that logs it (full: messages spill to the standalone stream, the reply waits for
+    /// room); any other's by the client (full: the stream is cut).
+    pub(crate) fn request_outbox(&self, session: &Session) -> (Outbox<Value>, Inbox<Value>) {
+        let mode = if session.0.managed.get().is_some() {
+            Mode::Spill
+        } else {
+            Mode::Cut
+        };
+        outbox(&self.bound(), mode, "request")
     }
 
     fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
@@ -750,7 +771,7 @@ impl McpBackend {
 /// Pipe each HTTP upstream's own standalone stream (server requests such as `roots/list`,
 /// `list_changed`, logging) into the session's standalone stream `tx`, for as long as `tx` is
 /// open: a task per HTTP target while the client listens, none otherwise.
-fn pipe_upstream_streams(session: &Session, tx: &mpsc::UnboundedSender<Value>) {
+fn pipe_upstream_streams(session: &Session, tx: &Outbox<Value>) {
     for t in 0..session.0.naming.targets.len() {
         if let Some(Upstream::Http(h)) = session.upstream(t) {
             let s = session.clone();
@@ -877,11 +898,7 @@ fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
 
 /// An SSE body from a channel; every event has an id. A request's stream ends when its last
 /// sender (the task answering it) is gone, right after the response.
-fn sse_response(
-    session: Session,
-    rx: mpsc::UnboundedReceiver<Value>,
-    priming: bool,
-) -> Response<Body> {
+fn sse_response(session: Session, rx: Inbox<Value>, priming: bool) -> Response<Body> {
     let s2 = session.clone();
     let first = futures::stream::iter(priming.then(|| {
         Ok::<_, Infallible>(Bytes::from(format!(
@@ -889,7 +906,7 @@ fn sse_response(
             s2.event_id()
         )))
     }));
-    let events = UnboundedReceiverStream::new(rx).map(move |msg| {
+    let events = rx.into_stream().map(move |msg| {
         Ok(Bytes::from(format!(
             "id: {}\nevent: message\ndata: {}\n\n",
             session.event_id(),

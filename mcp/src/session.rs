@@ -75,7 +75,7 @@ pub(crate) struct Managed {
     pub manager: SessionManager,
     appender: Appender,
     /// The open GET stream, if any.
-    live: Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>,
+    live: Mutex<Option<crate::outbox::Outbox<LiveEvent>>>,
     /// POST response streams still being produced here, by log stream name: where their
     /// events go now (the POST's own response, or a GET that resumed it; `None` while nobody
     /// listens, the events are then only logged).
@@ -83,7 +83,7 @@ pub(crate) struct Managed {
 }
 
 /// Where a POST response stream's events currently go.
-pub(crate) type PostSlot = Arc<Mutex<Option<mpsc::UnboundedSender<LiveEvent>>>>;
+pub(crate) type PostSlot = Arc<Mutex<Option<crate::outbox::Outbox<LiveEvent>>>>;
 
 impl Managed {
     pub fn new(
@@ -132,7 +132,7 @@ pub(crate) struct Inner {
     /// or resumed them; empty for legacy and stateless sessions.
     pub managed: std::sync::OnceLock<Managed>,
     pub upstreams: Mutex<Vec<Option<Upstream>>>,
-    stream: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    stream: Mutex<Option<crate::outbox::Outbox<Value>>>,
     /// Server-to-client requests awaiting the client's reply: gateway id → (target, upstream id).
     client_requests: Mutex<HashMap<String, (usize, Value)>>,
     /// Client requests in flight upstream: downstream id key → (target, upstream id).
@@ -206,12 +206,12 @@ impl Session {
     }
 
     /// Attach the standalone stream (GET, or the legacy SSE connection); replaces any older.
-    pub fn attach_stream(&self, tx: mpsc::UnboundedSender<Value>) {
+    pub fn attach_stream(&self, tx: crate::outbox::Outbox<Value>) {
         *self.0.stream.locked() = Some(tx);
     }
 
     /// Attach a managed session's GET stream; replaces any older one (which then ends).
-    pub fn attach_live(&self, tx: mpsc::UnboundedSender<LiveEvent>) {
+    pub fn attach_live(&self, tx: crate::outbox::Outbox<LiveEvent>) {
         if let Some(m) = self.0.managed.get() {
             *m.live.locked() = Some(tx);
         }
@@ -275,7 +275,7 @@ impl Session {
     }
 
     /// Send on the request's stream, else the standalone one; returns whether one took it.
-    fn send(&self, msg: Value, stream: Option<&mpsc::UnboundedSender<Value>>) -> bool {
+    fn send(&self, msg: Value, stream: Option<&crate::outbox::Outbox<Value>>) -> bool {
         let msg = match stream {
             Some(tx) => match tx.send(msg) {
                 Ok(()) => return true,
@@ -292,7 +292,7 @@ impl Session {
         &self,
         target: usize,
         mut msg: Value,
-        stream: Option<&mpsc::UnboundedSender<Value>>,
+        stream: Option<&crate::outbox::Outbox<Value>>,
     ) {
         match jsonrpc::kind(&msg) {
             jsonrpc::Kind::Request => {
@@ -387,7 +387,7 @@ impl Session {
         &self,
         method: &str,
         params: Value,
-        stream: Option<&mpsc::UnboundedSender<Value>>,
+        stream: Option<&crate::outbox::Outbox<Value>>,
     ) -> Option<(String, tokio::sync::oneshot::Receiver<Value>)> {
         let gid = format!("sb-{}", self.0.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -619,7 +619,11 @@ mod tests {
         r.insert(session("idle"));
         r.insert(session("busy"));
         r.insert(session("listening"));
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let bound = crate::outbox::Bound {
+            cap: 4,
+            metrics: crate::Metrics::unregistered(),
+        };
+        let (tx, _rx) = crate::outbox::outbox(&bound, crate::outbox::Mode::Cut, "legacy");
         r.get("listening", None).unwrap().attach_stream(tx);
         tokio::time::advance(Duration::from_secs(400)).await;
         assert!(r.get("busy", None).is_some());

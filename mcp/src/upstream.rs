@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::jsonrpc;
@@ -25,7 +25,7 @@ pub(crate) struct Route {
     /// `None` for the gateway's own requests (e.g. initializing a shared child).
     pub session: Option<Session>,
     pub target: usize,
-    pub stream: Option<mpsc::UnboundedSender<Value>>,
+    pub stream: Option<crate::outbox::Outbox<Value>>,
     /// Woken by every message the upstream sends for the request: it restarts the timeout.
     pub activity: Option<Arc<tokio::sync::Notify>>,
 }

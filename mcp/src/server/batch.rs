@@ -12,7 +12,6 @@
 use axum::body::Body;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use super::{
     McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION, rpc_response, sse_response,
@@ -192,19 +191,19 @@ impl McpBackend {
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
             return rpc_response(StatusCode::OK, Value::Array(replies));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        for e in replies.into_iter().flatten() {
-            let _ = tx.send(e);
-        }
+        let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
         let s2 = session.clone();
         tokio::spawn(async move {
+            for e in replies.into_iter().flatten() {
+                let _ = tx.send_last(e).await;
+            }
             // Each reply goes out when it is ready; the stream ends with the last one.
             futures::future::join_all(requests.into_iter().map(|(_, r)| {
                 let (this, s2, tx, access) = (&this, &s2, tx.clone(), access.clone());
                 async move {
                     let reply = this.dispatch(s2, r, Some(tx.clone()), access).await;
-                    let _ = tx.send(reply);
+                    let _ = tx.send_last(reply).await;
                 }
             }))
             .await;
@@ -229,7 +228,7 @@ impl McpBackend {
     pub(super) fn legacy_batch(
         &self,
         legacy_id: String,
-        tx: mpsc::UnboundedSender<Value>,
+        tx: crate::outbox::Outbox<Value>,
         items: Vec<Value>,
         ctx: &RequestContext,
     ) -> Response<Body> {
@@ -250,7 +249,7 @@ impl McpBackend {
             for m in members {
                 match m {
                     Member::Refused(e) => {
-                        let _ = tx.send(e);
+                        let _ = tx.send_last(e).await;
                     }
                     Member::Other(m) => {
                         if let Some(s) = &session {
@@ -265,7 +264,7 @@ impl McpBackend {
                 let (this, session, tx, access) = (&this, &session, &tx, access.clone());
                 async move {
                     let reply = this.dispatch(session, r, None, access).await;
-                    let _ = tx.send(reply);
+                    let _ = tx.send_last(reply).await;
                 }
             }))
             .await;

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use super::{
     Access, Item, LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS,
@@ -432,7 +431,7 @@ impl McpBackend {
         &self,
         session: &Session,
         msg: Value,
-        stream: Option<mpsc::UnboundedSender<Value>>,
+        stream: Option<crate::outbox::Outbox<Value>>,
         access: Option<Access>,
     ) -> Value {
         let id = jsonrpc::id(&msg);
@@ -598,7 +597,7 @@ impl McpBackend {
         session: &Session,
         t: usize,
         mut msg: Value,
-        stream: Option<mpsc::UnboundedSender<Value>>,
+        stream: Option<crate::outbox::Outbox<Value>>,
     ) -> Value {
         let down_id = jsonrpc::id(&msg);
         let method = jsonrpc::method(&msg).to_string();

@@ -3,13 +3,12 @@
 
 use std::convert::Infallible;
 
+use crate::outbox::{Mode, outbox};
 use axum::body::Body;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams, rpc_response};
 use crate::jsonrpc::{self, Kind};
@@ -19,7 +18,9 @@ impl McpBackend {
     /// Legacy transport: the SSE stream that announces the message endpoint.
     pub(super) fn legacy_sse(&self, prefix: &str, ctx: &RequestContext) -> Response<Body> {
         let id = Registry::new_id();
-        let (tx, rx) = mpsc::unbounded_channel::<Value>();
+        // Everything travels on this stream, replies included: a client that lets
+        // `max_queued_messages` pile up loses the stream, and with it the session.
+        let (tx, rx) = outbox::<Value>(&self.bound(), Mode::Cut, "legacy");
         self.0
             .legacy
             .insert(id.clone(), (tx, ctx.principal.clone()));
@@ -34,7 +35,7 @@ impl McpBackend {
             )))
         });
         let mut n = 0u64;
-        let rest = UnboundedReceiverStream::new(rx).map(move |msg| {
+        let rest = rx.into_stream().map(move |msg| {
             let _keep = &guard;
             n += 1;
             Ok(Bytes::from(format!(
@@ -116,7 +117,7 @@ impl McpBackend {
                     }
                     Err(resp) => resp,
                 };
-                let _ = tx.send(resp);
+                let _ = tx.send_last(resp).await;
                 return;
             }
             let Some(session) = this.0.sessions.get(&id, principal.as_deref()) else {
@@ -131,7 +132,7 @@ impl McpBackend {
             };
             if kind == Kind::Request {
                 let resp = this.dispatch(&session, msg, None, access).await;
-                let _ = tx.send(resp);
+                let _ = tx.send_last(resp).await;
             } else {
                 this.client_message(&session, msg).await;
             }

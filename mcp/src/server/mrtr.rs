@@ -28,7 +28,7 @@ use axum::body::Body;
 use dashmap::DashMap;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::federation::ListKind;
 use super::{
@@ -66,7 +66,7 @@ struct ParkedCall {
 
 /// A call dispatched in its own task: messages the target sends for it, and its reply.
 struct Running {
-    events: mpsc::UnboundedReceiver<Value>,
+    events: crate::outbox::Inbox<Value>,
     done: oneshot::Receiver<Value>,
     _task: AbortOnDrop,
 }
@@ -123,7 +123,7 @@ impl McpBackend {
         session: &Session,
         t: usize,
         msg: Value,
-        stream: Option<mpsc::UnboundedSender<Value>>,
+        stream: Option<crate::outbox::Outbox<Value>>,
     ) -> Value {
         let method = jsonrpc::method(&msg);
         if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
@@ -229,7 +229,7 @@ impl McpBackend {
         session: &Session,
         t: usize,
         result: &Value,
-        stream: Option<&mpsc::UnboundedSender<Value>>,
+        stream: Option<&crate::outbox::Outbox<Value>>,
     ) -> Result<Map<String, Value>, Value> {
         let empty = Map::new();
         let requests = result
@@ -358,7 +358,10 @@ impl McpBackend {
         let name = jsonrpc::param_str(&msg, "name")
             .or_else(|| jsonrpc::param_str(&msg, "uri"))
             .map(str::to_string);
-        let (tx, events) = mpsc::unbounded_channel();
+        // Read while the call runs here; while it is parked, messages pile up until the client
+        // comes back: past the bound, the call's stream is cut and its further requests to the
+        // client are refused to the target.
+        let (tx, events) = crate::outbox::outbox(&self.bound(), crate::outbox::Mode::Cut, "input");
         let (done_tx, done) = oneshot::channel();
         let this = self.clone();
         let s = session.clone();
@@ -444,7 +447,7 @@ impl McpBackend {
                         continue;
                     }
                     let mut asked = vec![m];
-                    while let Ok(m) = call.events.try_recv() {
+                    while let Some(m) = call.events.try_recv() {
                         if jsonrpc::kind(&m) == Kind::Request {
                             asked.push(m);
                         }
@@ -590,7 +593,8 @@ mod tests {
     /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
     fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
         let session = b.stateless_session(&json!({}), None);
-        let (_tx, events) = mpsc::unbounded_channel();
+        let (_tx, events) =
+            crate::outbox::outbox::<Value>(&b.bound(), crate::outbox::Mode::Cut, "input");
         let (_done_tx, done) = oneshot::channel();
         let (alive_tx, alive) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 
+use crate::outbox::{Inbox, Mode, outbox};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
-use tokio::sync::mpsc;
 
 use super::{
     McpBackend, RequestContext, SSE_RETRY_MS, not_found, pipe_upstream_streams, rpc_response,
@@ -308,7 +308,6 @@ impl McpBackend {
         let manager = m.manager.clone();
         let record = m.record();
         let guard = manager.activity(&record);
-        let (tx, rx) = mpsc::unbounded_channel::<LiveEvent>();
         let last: Option<EventId> = last_event_id
             .as_deref()
             .and_then(|l| l.trim().parse().ok())
@@ -317,6 +316,12 @@ impl McpBackend {
             .as_ref()
             .filter(|l| &*l.stream.name != GET_STREAM)
             .map(|l| l.stream.name.clone());
+        let kind = if post.is_some() {
+            "request"
+        } else {
+            "standalone"
+        };
+        let (tx, rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, kind);
         // Attach before reading the log: an event logged in between is then both replayed and
         // live, and the live copy is skipped by its sequence number; none is lost.
         match &post {
@@ -360,7 +365,9 @@ impl McpBackend {
             }
         }
         let relay = if post.is_none() {
-            let (up_tx, up_rx) = mpsc::unbounded_channel::<Value>();
+            // Drained by this stream's own loop: when the client does not read, it fills, and
+            // the upstreams' messages go to the session's (logged) standalone path directly.
+            let (up_tx, up_rx) = outbox::<Value>(&self.bound(), Mode::Spill, "relay");
             pipe_upstream_streams(&session, &up_tx);
             Some(RelayUpstream {
                 session: session.clone(),
@@ -431,7 +438,7 @@ impl McpBackend {
     pub(super) fn logged_post_stream(
         &self,
         session: Session,
-        mut rx: mpsc::UnboundedReceiver<Value>,
+        mut rx: Inbox<Value>,
         priming: bool,
     ) -> Response<Body> {
         let Some(m) = session.0.managed.get() else {
@@ -440,7 +447,7 @@ impl McpBackend {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name: Arc<str> = format!("post/{}", &id[..12]).into();
         let key = StreamKey::new(m.key, name.clone());
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<LiveEvent>();
+        let (out_tx, out_rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "request");
         let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
         m.posts.locked().insert(name.clone(), slot.clone());
         let manager = m.manager.clone();
@@ -478,7 +485,8 @@ impl McpBackend {
                 m.posts.locked().remove(&name);
             }
         });
-        let body = tokio_stream::wrappers::UnboundedReceiverStream::new(out_rx)
+        let body = out_rx
+            .into_stream()
             .map(|(_, frame)| Ok::<_, Infallible>(frame));
         sse_body(body)
     }
@@ -498,11 +506,11 @@ where
 /// Messages of the upstreams' standalone streams, re-sent through the session's logged path.
 struct RelayUpstream {
     session: Session,
-    rx: mpsc::UnboundedReceiver<Value>,
+    rx: Inbox<Value>,
 }
 
 struct StreamState {
-    rx: mpsc::UnboundedReceiver<LiveEvent>,
+    rx: Inbox<LiveEvent>,
     /// For the standalone stream: the upstreams' own GET streams.
     relay: Option<RelayUpstream>,
     draining: tokio::sync::watch::Receiver<bool>,

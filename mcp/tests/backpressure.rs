@@ -1,0 +1,339 @@
+//! Memory held per client stream is bounded: a chatty target and a client that does not read
+//! its SSE stream get the stream closed once `max_queued_messages` pile up, rather than the
+//! gateway buffering without end; the shared stdio child keeps flowing for everyone, the
+//! session stays usable, and a reconnect with `Last-Event-ID` gets the events the session's
+//! log kept (`tests/py/flood_target.py`: a target that floods notifications).
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+use serde_json::{Value, json};
+use switchboard_mcp::Metrics;
+
+/// Notifications the target floods: about 8 MB, twice what loopback socket buffers held here.
+const FLOOD: u64 = 8000;
+/// Events a session's log keeps per stream (`sessions.event_log_size`, default).
+const LOG_SIZE: u64 = 1024;
+
+/// One SSE event: its id and JSON payload (`None` for a priming event).
+fn events(text: &str) -> Vec<(String, Option<Value>)> {
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let id = ev.lines().find_map(|l| l.strip_prefix("id: "))?.to_string();
+            let data = ev
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .and_then(|d| serde_json::from_str(d).ok());
+            Some((id, data))
+        })
+        .collect()
+}
+
+/// The flood index of a notification.
+fn index(v: &Value) -> u64 {
+    v.pointer("/params/data/i").and_then(Value::as_u64).unwrap()
+}
+
+fn get(url: &str, sid: &str, last: Option<&str>) -> reqwest::RequestBuilder {
+    let mut req = reqwest::Client::new()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid);
+    if let Some(l) = last {
+        req = req.header("last-event-id", l);
+    }
+    req
+}
+
+async fn call(url: &str, sid: &str, tool: &str, args: Value) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": args}});
+    let (status, _, reply) = post(url, Some(sid), &body.to_string()).await;
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_stream_is_cut_and_resumes_from_the_log() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 256, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+
+    // Open the standalone stream and do not read it while the target floods it.
+    let mut resp = get(&gw.url, &sid, None).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let reply = call(&gw.url, &sid, "flood", json!({"n": FLOOD})).await;
+    assert!(reply.contains("flooded"), "{reply}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts("standalone") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Reading now: what was on its way, then the end of the stream.
+    let mut text = String::new();
+    let read_all = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .expect("the cut stream ends");
+    let live = events(&text);
+    let got: Vec<u64> = live
+        .iter()
+        .filter_map(|(_, d)| d.as_ref())
+        .map(index)
+        .collect();
+    assert!(!got.is_empty(), "some events went out before the cut");
+    assert!(
+        (got.len() as u64) < FLOOD,
+        "the stream was cut before the flood ended: {}",
+        got.len()
+    );
+    assert_eq!(
+        got,
+        (0..got.len() as u64).collect::<Vec<_>>(),
+        "in order, none skipped"
+    );
+    let (last_id, last) = live
+        .iter()
+        .rev()
+        .find_map(|(id, d)| Some((id.clone(), index(d.as_ref()?))))
+        .unwrap();
+
+    // The session is still usable, and so is another one on the same child: its reply came
+    // after the whole flood on the child's stdout, so the shared reader was never held up.
+    assert!(
+        call(&gw.url, &sid, "echo", json!({}))
+            .await
+            .contains(r#""text":"echo""#)
+    );
+    let other = raw_initialize(&gw.url).await;
+    assert!(
+        call(&gw.url, &other, "echo", json!({}))
+            .await
+            .contains(r#""text":"echo""#)
+    );
+
+    // Everything after the cut went to the session's log: a reconnect with `Last-Event-ID`
+    // gets the events after it that the log still keeps (its last `event_log_size`), then the
+    // rest live, up to the flood's end.
+    let mut resp = get(&gw.url, &sid, Some(&last_id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    let replay = async {
+        loop {
+            let chunk = resp
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the resumed stream stays open");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains(&format!(r#""i":{},"#, FLOOD - 1)) && text.ends_with("\n\n") {
+                return events(&text)
+                    .iter()
+                    .filter_map(|(_, d)| d.as_ref())
+                    .map(index)
+                    .collect::<Vec<_>>();
+            }
+        }
+    };
+    let replayed = tokio::time::timeout(Duration::from_secs(30), replay)
+        .await
+        .expect("the replay reaches the end of the flood");
+    let first = replayed[0];
+    assert!(
+        first > last,
+        "only what the client did not get: {first} after {last}"
+    );
+    assert_eq!(
+        replayed,
+        (first..FLOOD).collect::<Vec<_>>(),
+        "in order, none skipped"
+    );
+    assert!(
+        first == last + 1 || replayed.len() as u64 >= LOG_SIZE,
+        "events are missing only beyond the log's bound: {} replayed from {first}, last read {last}",
+        replayed.len()
+    );
+    assert_eq!(metrics.cuts("standalone"), 1, "the resumed stream was read");
+}
+
+#[tokio::test]
+async fn a_call_whose_stream_is_not_read_is_cut_and_its_reply_is_kept_for_resumption() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 256, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+
+    // The target floods while the call is in flight (its messages go with the call, at a pace
+    // the gateway's logging keeps up with), then answers; the client does not read the call's
+    // stream.
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "flood", "arguments": {"n": FLOOD, "before": true, "pace": true}}});
+    let mut resp = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts("request") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut text = String::new();
+    let read_all = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .expect("the cut stream ends");
+    let live = events(&text);
+    assert!(
+        live.iter()
+            .all(|(_, d)| d.as_ref().is_none_or(|d| d.get("id").is_none())),
+        "the reply came after the cut"
+    );
+    let (last_id, _) = live.last().expect("events before the cut").clone();
+
+    // The reply was logged with the call's stream: a GET with `Last-Event-ID` of that stream
+    // gets it.
+    let mut resp = get(&gw.url, &sid, Some(&last_id)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    let replay = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), replay)
+        .await
+        .expect("the answered call's stream ends after its replay");
+    let reply = events(&text)
+        .into_iter()
+        .filter_map(|(_, d)| d)
+        .find(|d| d.get("id").is_some())
+        .expect("the reply is replayed");
+    assert_eq!(reply["id"], 9);
+    assert_eq!(reply["result"]["content"][0]["text"], "flooded", "{reply}");
+    assert_eq!(metrics.cuts("request"), 1);
+}
+
+#[tokio::test]
+async fn an_unread_legacy_stream_is_cut_and_its_session_ends() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 256, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let base = gw.url.trim_end_matches("/mcp").to_string();
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}/sse", gw.url))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        buf.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let endpoint = buf
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let message = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{base}{endpoint}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "legacy", "version": "1"}}});
+    assert_eq!(message(init).await.unwrap().status(), 202);
+    while !buf.contains("\"id\":0") {
+        buf.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    assert_eq!(gw.backend.session_count(), 1);
+
+    // Everything of a legacy session travels on its one stream; the client stops reading it.
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "flood", "arguments": {"n": FLOOD}}});
+    assert_eq!(message(call).await.unwrap().status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts("legacy") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let read_all = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .expect("the cut stream ends");
+    let got = buf.matches("notifications/message").count() as u64;
+    assert!(got > 0 && got < FLOOD, "cut in the flood: {got}");
+    // Without a log to resume from, the session ends with its stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.backend.session_count() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the session ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(message(ping).await.unwrap().status(), 404);
+}
