@@ -337,3 +337,158 @@ async fn an_unread_legacy_stream_is_cut_and_its_session_ends() {
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
     assert_eq!(message(ping).await.unwrap().status(), 404);
 }
+
+/// Waits (bounded) until `stream`'s cut has been counted.
+async fn until_cut(metrics: &Metrics, stream: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.cuts(stream) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unread {stream} stream was never cut"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A stateless (2026-07-28) request of a client that offers roots.
+fn stateless(id: u64, method: &str, mut params: Value) -> Value {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"roots": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}});
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+async fn post_json(url: &str, body: &Value) -> Value {
+    let (status, _, text) = post(url, None, &body.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    messages(&text)
+        .into_iter()
+        .find(|m| m.get("result").is_some() || m.get("error").is_some())
+        .unwrap_or_else(|| panic!("no response in {text}"))
+}
+
+#[tokio::test]
+async fn a_parked_calls_unread_stream_is_cut_and_its_requests_to_the_client_are_refused_to_the_target()
+ {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 64, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+
+    // The target asks for roots (`ask-1`): the stateless client gets `input_required` and the
+    // call is parked; nobody reads it while the target floods, so its stream is cut.
+    let call = stateless(
+        1,
+        "tools/call",
+        json!({"name": "ask", "arguments": {"n": 1000}}),
+    );
+    let r = post_json(&gw.url, &call).await;
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let requests = r["result"]["inputRequests"].as_object().unwrap();
+    assert_eq!(requests.len(), 1, "{r}");
+    let (key, req) = requests.iter().next().unwrap();
+    assert_eq!(req["method"], "roots/list");
+    let state = r["result"]["requestState"].clone();
+    until_cut(&metrics, "input").await;
+
+    // Its second request (`ask-2`, after the flood) reaches no client: the gateway answers it
+    // to the target with an error. The client's retry answers `ask-1`; the target, having both
+    // replies, ends the call with them.
+    let mut retry = call.clone();
+    retry["id"] = json!(2);
+    retry["params"]["inputResponses"] = json!({key.clone(): {"roots": []}});
+    retry["params"]["requestState"] = state;
+    let r = tokio::time::timeout(Duration::from_secs(30), post_json(&gw.url, &retry))
+        .await
+        .expect("the target was not left waiting");
+    assert_eq!(r["id"], 2, "{r}");
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"));
+    let replies: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(replies["ask-1"]["result"]["roots"], json!([]), "{replies}");
+    let refused = &replies["ask-2"]["error"];
+    assert_eq!(refused["code"], -32603, "{replies}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{replies}"
+    );
+    assert_eq!(metrics.cuts("input"), 1);
+    assert_eq!(gw.backend.parked_inputs(), 0);
+}
+
+#[tokio::test]
+async fn what_does_not_fit_a_calls_stream_goes_to_the_sessions_get_stream() {
+    init();
+    if !have("python", &python()) {
+        return;
+    }
+    let script = root().join("mcp/tests/py/flood_target.py");
+    let metrics = Metrics::unregistered();
+    // A queue of one: the task that logs the call's messages cannot keep up with a burst.
+    let gw = gateway_with_metrics(
+        json!({"max_queued_messages": 1, "targets": [{"name": "chatty",
+            "stdio": {"command": python(), "args": [script]}}]}),
+        metrics.clone(),
+    )
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    let mut stream = get(&gw.url, &sid, None).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+
+    // The target floods while the call is in flight: its messages belong to the call's stream.
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "flood", "arguments": {"n": 2000, "before": true}}});
+    let call = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &sid)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 200);
+
+    // Those that did not fit arrive on the GET stream, logged there (an id of its log).
+    let mut text = String::new();
+    let spilled = async {
+        loop {
+            let chunk = stream
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the GET stream delivers before it ends");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(ev) = events(&text).into_iter().find(|(_, d)| {
+                d.as_ref()
+                    .is_some_and(|d| d["method"] == "notifications/message")
+            }) {
+                return ev;
+            }
+        }
+    };
+    let (id, data) = tokio::time::timeout(Duration::from_secs(30), spilled)
+        .await
+        .expect("flood notifications reach the GET stream");
+    let data = data.unwrap();
+    assert!(index(&data) < 2000, "{data}");
+    let parts: Vec<&str> = id.split('/').collect();
+    assert_eq!(parts.len(), 3, "{id}");
+    assert_eq!(
+        parts[1], "get",
+        "logged with the session's GET stream: {id}"
+    );
+    drop(call);
+}
