@@ -262,6 +262,18 @@ impl Drop for Proc {
 }
 
 fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc {
+    controller_process_with(cluster, lease_ns, port, &["--lease-duration", "3s"])
+}
+
+fn controller_process_with(
+    cluster: &TestCluster,
+    lease_ns: &str,
+    port: u16,
+    extra: &[&str],
+) -> Proc {
+    // Logs (stdout) and the exit error (stderr) both go to the log file.
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
         .args([
             "run",
@@ -269,16 +281,14 @@ fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc 
             &format!("127.0.0.1:{port}"),
             "--namespace",
             lease_ns,
-            "--lease-duration",
-            "3s",
         ])
+        .args(extra)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env_remove("POD_NAME")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap(),
-        )
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -369,6 +379,187 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     );
     assert!(termed.elapsed() < Duration::from_secs(3));
     drop(c);
+}
+
+/// A leader that stays alive but can no longer renew its Lease (here an admission policy
+/// refuses its renewals; on a real cluster: a partition, an overloaded API server) stops
+/// reconciling and serving before the Lease expires, so the follower that takes over once it
+/// has expired never overlaps with it; the old leader exits so that a fresh replica can wait.
+/// A leader that finds its Lease held by another at a renewal stops and exits too.
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let cluster = TestCluster::start().await;
+    if !cluster.is_real() {
+        println!("skipped: the fake API server has no admission policies");
+        return;
+    }
+    let client = cluster.client.clone();
+    let lease_ns = cluster.namespace("sb-lease").await;
+    let ns = cluster.namespace("sb-loss").await;
+    basic_setup(&cluster, &ns, "ClusterIP").await;
+    let leases = Api::<Lease>::namespaced(client.clone(), &lease_ns);
+    let (pa, pb) = (free_port(), free_port());
+    let (ida, idb) = (format!("doomed-{ns}"), format!("heir-{ns}"));
+    // 6 s: the leader steps down 4 s after its last renewal, the follower may take over after
+    // 6 s; both margins are far above scheduling noise on a loaded machine.
+    let mut a = controller_process_with(
+        &cluster,
+        &lease_ns,
+        pa,
+        &["--lease-duration", "6s", "--identity", &ida],
+    );
+    println!(
+        "a logs: {}",
+        std::env::temp_dir()
+            .join(format!("sb-ctl-{pa}.log"))
+            .display()
+    );
+    wait(30, "a leads", || async {
+        (holder(&leases).await? == ida && ready(pa).await? == true).then_some(())
+    })
+    .await;
+    config_with(&client, &ns, "/one").await;
+    let mut b = controller_process_with(
+        &cluster,
+        &lease_ns,
+        pb,
+        &["--lease-duration", "6s", "--identity", &idb],
+    );
+    wait(30, "b waits", || async {
+        (ready(pb).await? == false).then_some(())
+    })
+    .await;
+
+    // From now on the API server refuses every renewal by a (b may still take the Lease).
+    let policy_name = format!("deny-renewal-{ns}");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": lease_ns}},
+                "resourceRules": [{"apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
+                                   "operations": ["UPDATE"], "resources": ["leases"]}]},
+            "validations": [{
+                "expression": format!("!has(object.spec.holderIdentity) || object.spec.holderIdentity != '{ida}'"),
+                "message": "renewals by the old leader are refused by this test"}]}
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy_name},
+        "spec": {"policyName": policy_name, "validationActions": ["Deny"]}
+    }))
+    .unwrap();
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // In force once a dry-run renewal in a's name is refused (a 409 is a race with a's own
+    // renewal, not the policy).
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait(30, "the policy in force", || async {
+        let lease = leases.get("switchboard-controller").await.ok()?;
+        match leases.replace("switchboard-controller", &dry, &lease).await {
+            Err(kube::Error::Api(s)) if s.code != 409 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+
+    // Watch both replicas until b leads. In each sample b is asked first, so "b ready, then a
+    // still ready" proves an overlap.
+    let mut a_stopped_at = None;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "b never took over (a stopped: {a_stopped_at:?})"
+        );
+        let rb = ready(pb).await;
+        let ra = ready(pa).await;
+        if a_stopped_at.is_none() && ra != Some(true) {
+            a_stopped_at = Some(started.elapsed());
+        }
+        if rb == Some(true) {
+            assert!(
+                a_stopped_at.is_some(),
+                "b leads while a still leads (a ready={ra:?})"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "a stopped {:.2} s after its renewals were refused; b led after {:.2} s",
+        a_stopped_at.unwrap().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some(idb.as_str()));
+    // a gave up for good (a fresh replica would wait as a follower) ...
+    let status = tokio::time::timeout(Duration::from_secs(20), a.0.wait())
+        .await
+        .expect("the old leader exits")
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sb-ctl-{pa}.log")))
+        .unwrap_or_default();
+    assert!(log.contains("stepping down"), "{log}");
+    // ... and b reconciles what changes from now on.
+    cluster.create(route(&ns, "r2", "/two")).await;
+    config_with(&client, &ns, "/two").await;
+
+    // Another holder writes the Lease over b's (as one that found it expired would): b
+    // sees it at its next renewal and stops at once.
+    let usurped = Instant::now();
+    wait(30, "the Lease usurped", || async {
+        let mut lease = leases.get("switchboard-controller").await.ok()?;
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some("usurper".into());
+        spec.lease_duration_seconds = Some(60);
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            std::time::SystemTime::now().try_into().unwrap(),
+        ));
+        leases
+            .replace("switchboard-controller", &PostParams::default(), &lease)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let status = tokio::time::timeout(Duration::from_secs(20), b.0.wait())
+        .await
+        .expect("the usurped leader exits")
+        .unwrap();
+    println!(
+        "b exited {:.2} s after its Lease was taken",
+        usurped.elapsed().as_secs_f64()
+    );
+    assert!(!status.success(), "{status}");
+    assert_eq!(ready(pb).await, None, "b no longer serves");
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sb-ctl-{pb}.log")))
+        .unwrap_or_default();
+    assert!(log.contains("lost the lease to another replica"), "{log}");
+    assert_eq!(holder(&leases).await.as_deref(), Some("usurper"));
+    let _ = bindings
+        .delete(&policy_name, &DeleteParams::default())
+        .await;
+    let _ = policies
+        .delete(&policy_name, &DeleteParams::default())
+        .await;
 }
 
 #[tokio::test]
