@@ -191,7 +191,11 @@ pub async fn lead(client: Client, cfg: LeaseConfig) -> Result<Leadership, Leader
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     let retry = cfg.retry_period();
     let mut waiting_logged = false;
+    // The start of the last successful attempt: the Lease's renewTime is no earlier, so
+    // stepping down by `last_ok + renew_deadline` is always before anyone may take over.
+    let mut last_ok;
     loop {
+        last_ok = tokio::time::Instant::now();
         match try_acquire(&api, &cfg).await {
             Ok(true) => break,
             Ok(false) => {
@@ -216,8 +220,10 @@ pub async fn lead(client: Client, cfg: LeaseConfig) -> Result<Leadership, Leader
     let (stop_tx, mut stop_rx) =
         tokio::sync::oneshot::channel::<tokio::sync::oneshot::Sender<()>>();
     tokio::spawn(async move {
-        let mut last_ok = tokio::time::Instant::now();
         loop {
+            // The step-down deadline is a timer of its own: neither the wait for the next
+            // renewal nor a hanging renewal request can carry leadership past it.
+            let deadline = last_ok + cfg.renew_deadline();
             tokio::select! {
                 done = &mut stop_rx => {
                     let _ = tx.send(false);
@@ -230,11 +236,11 @@ pub async fn lead(client: Client, cfg: LeaseConfig) -> Result<Leadership, Leader
                     }
                     return;
                 }
-                _ = tokio::time::sleep(retry) => {}
+                _ = tokio::time::sleep_until((tokio::time::Instant::now() + retry).min(deadline)) => {}
             }
-            let attempt = tokio::time::timeout(cfg.renew_deadline(), try_acquire(&api, &cfg)).await;
-            match attempt {
-                Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout_at(deadline, try_acquire(&api, &cfg)).await {
+                Ok(Ok(true)) => last_ok = started,
                 Ok(Ok(false)) => {
                     tracing::error!("lost the lease to another replica");
                     let _ = tx.send(false);
@@ -243,7 +249,7 @@ pub async fn lead(client: Client, cfg: LeaseConfig) -> Result<Leadership, Leader
                 Ok(Err(e)) => tracing::warn!(error = %e, "lease renew failed"),
                 Err(_) => tracing::warn!("lease renew timed out"),
             }
-            if last_ok.elapsed() >= cfg.renew_deadline() {
+            if tokio::time::Instant::now() >= last_ok + cfg.renew_deadline() {
                 tracing::error!("could not renew the lease in time; stepping down");
                 let _ = tx.send(false);
                 return;

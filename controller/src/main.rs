@@ -115,6 +115,9 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How long in-flight reconciles may take to finish after SIGTERM/Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
@@ -161,9 +164,17 @@ async fn run(push_bind: SocketAddr, opts: RenderOptions, lease: LeaseConfig) -> 
     hub.set_serving(true);
     // Losing the lease drops the reconciler at once (in-flight writes are cancelled), before
     // another replica may take over; a signal stops it gracefully and releases the lease.
+    // The graceful stop is bounded, so the Lease is released promptly whatever hangs.
     let lost = tokio::select! {
         _ = reconcile::run(client, hub.clone(), opts, signalled()) => false,
         _ = leadership.lost() => true,
+        _ = async {
+            signalled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("the reconciler did not stop in time; cancelling it");
+            false
+        }
     };
     hub.set_serving(false);
     let _ = stop_tx.send(true);

@@ -192,6 +192,8 @@ pub struct Context {
     invalid_reported: Arc<std::sync::Mutex<BTreeSet<(String, String)>>>,
     /// Wakes the sweep (stale route parents, withdrawn configs, invalid objects).
     sweep: Arc<tokio::sync::Notify>,
+    /// Set when shutting down: the caches' watches are no longer driven from then on.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Context {
@@ -213,6 +215,7 @@ impl Context {
             reported: Default::default(),
             invalid_reported: Default::default(),
             sweep: Default::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             now: Arc::new(|| {
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
             }),
@@ -363,8 +366,13 @@ fn truncate(s: &str) -> String {
 /// Reconciles one Gateway (cached undecoded; one that does not decode is reported by the
 /// sweep and otherwise left alone).
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
-    // Nothing is decided on a partial view of the cluster.
-    ctx.stores.wait_until_ready().await;
+    // Nothing is decided on a partial view of the cluster. A shutdown stops driving the
+    // caches' watches, so waiting on would never end (and the graceful stop with it).
+    let mut stopping = ctx.stopping.subscribe();
+    tokio::select! {
+        _ = ctx.stores.wait_until_ready() => {}
+        _ = stopping.wait_for(|s| *s) => return Ok(Action::await_change()),
+    }
     let out = match decode::<Gateway>(&obj) {
         Ok(gw) => reconcile_gateway(gw, &ctx).await,
         Err(_) => Ok(Action::await_change()),
@@ -954,10 +962,11 @@ pub async fn run(
         secrets_s,
     ])
     .map(move |()| sweep_ctx.sweep.notify_one());
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let tx = ctx.stopping.clone();
+    let rx = tx.subscribe();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = tx.send(true);
+        tx.send_replace(true);
     });
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -989,16 +998,38 @@ pub async fn run(
             async {}
         });
     let class_ar = ApiResource::erase::<GatewayClass>(&());
-    let classes_loop = Controller::new_with(
+    let classes_controller = Controller::new_with(
         Api::<DynamicObject>::all_with(client, &class_ar),
         watcher::Config::default(),
         class_ar,
-    )
-    .graceful_shutdown_on(stop(rx.clone()))
-    .run(reconcile_class, class_error_policy, ctx.clone())
-    .for_each(|_| async {});
+    );
+    let class_store = classes_controller.store();
+    let classes_loop = classes_controller
+        .graceful_shutdown_on(stop(rx.clone()))
+        .run(reconcile_class, class_error_policy, ctx.clone())
+        .for_each(|_| async {});
+    // kube's Controller holds its runner until its store is complete and does not notice a
+    // graceful shutdown meanwhile (the store's watch is no longer driven, so it would wait
+    // forever). A stop before every cache is complete has no reconcile in flight that could
+    // be waited for: the loops are dropped at once.
+    let stores = ctx.stores.clone();
+    let stopped = stop(rx.clone());
+    let early_stop = async move {
+        stopped.await;
+        let complete = futures::FutureExt::now_or_never(async {
+            futures::join!(stores.wait_until_ready(), class_store.wait_until_ready())
+        })
+        .is_some();
+        if complete {
+            std::future::pending::<()>().await;
+        }
+        tracing::debug!("stopped before the caches were complete");
+    };
     let sweeper = sweeper(ctx, rx);
-    tokio::join!(gateways_loop, classes_loop, sweeper);
+    tokio::select! {
+        _ = async { tokio::join!(gateways_loop, classes_loop, sweeper) } => {}
+        _ = early_stop => {}
+    }
 }
 
 async fn sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {

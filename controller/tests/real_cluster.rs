@@ -262,6 +262,23 @@ impl Drop for Proc {
 }
 
 fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc {
+    controller_process_with(
+        &cluster.kubeconfig,
+        lease_ns,
+        port,
+        &["--lease-duration", "3s"],
+    )
+}
+
+fn controller_process_with(
+    kubeconfig: &std::path::Path,
+    lease_ns: &str,
+    port: u16,
+    extra: &[&str],
+) -> Proc {
+    // Logs (stdout) and the exit error (stderr) both go to the log file.
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
         .args([
             "run",
@@ -269,16 +286,14 @@ fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc 
             &format!("127.0.0.1:{port}"),
             "--namespace",
             lease_ns,
-            "--lease-duration",
-            "3s",
         ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
         .env_remove("POD_NAME")
         .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap(),
-        )
+        .env("NO_COLOR", "1")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -369,6 +384,311 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     );
     assert!(termed.elapsed() < Duration::from_secs(3));
     drop(c);
+}
+
+/// A TCP relay to the API server that can be made to stall: from then on no byte is
+/// forwarded on any connection, open or new (a partition where packets vanish: requests hang
+/// instead of failing).
+struct Relay {
+    kubeconfig: std::path::PathBuf,
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    async fn start(cluster: &TestCluster) -> Self {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut kc = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+        let ctx = kc.current_context.clone().unwrap();
+        let cluster_name = kc
+            .contexts
+            .iter()
+            .find(|c| c.name == ctx)
+            .and_then(|c| c.context.as_ref())
+            .unwrap()
+            .cluster
+            .clone();
+        let entry = kc
+            .clusters
+            .iter_mut()
+            .find(|c| c.name == cluster_name)
+            .and_then(|c| c.cluster.as_mut())
+            .unwrap();
+        let server: http::Uri = entry.server.as_deref().unwrap().parse().unwrap();
+        let host = server.host().unwrap().trim_matches(['[', ']']).to_string();
+        let port = server.port_u16().unwrap_or(443);
+        let upstream = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        entry.server = Some(format!("https://{addr}"));
+        entry.tls_server_name.get_or_insert(host);
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, serde_json::to_vec(&kc).unwrap()).unwrap();
+        let state = std::sync::Arc::new(AtomicU8::new(PASS));
+        async fn pipe(
+            mut r: tokio::net::tcp::OwnedReadHalf,
+            mut w: tokio::net::tcp::OwnedWriteHalf,
+            state: std::sync::Arc<AtomicU8>,
+        ) {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                loop {
+                    match state.load(Ordering::Relaxed) {
+                        PASS => break,
+                        STALL => tokio::time::sleep(Duration::from_millis(100)).await,
+                        _ => return,
+                    }
+                }
+                if w.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let st = state.clone();
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                if st.load(Ordering::Relaxed) == CLOSED {
+                    return;
+                }
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (dr, dw) = down.into_split();
+                    let (ur, uw) = up.into_split();
+                    tokio::join!(pipe(dr, uw, st.clone()), pipe(ur, dw, st));
+                });
+            }
+        });
+        Self {
+            kubeconfig,
+            state,
+            _dir: dir,
+        }
+    }
+
+    fn stall(&self) {
+        self.state
+            .store(STALL, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const PASS: u8 = 0;
+const STALL: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// Stalled connections are closed (the API server would wait for their requests when it
+/// stops).
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.state
+            .store(CLOSED, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A leader that stays alive but can no longer renew its Lease (here an admission policy
+/// refuses its renewals, then its requests hang; on a real cluster: a partition, an
+/// overloaded API server) stops
+/// reconciling and serving before the Lease expires, so the follower that takes over once it
+/// has expired never overlaps with it; the old leader exits so that a fresh replica can wait.
+/// A leader that finds its Lease held by another at a renewal stops and exits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let cluster = TestCluster::start().await;
+    if !cluster.is_real() {
+        println!("skipped: the fake API server has no admission policies");
+        return;
+    }
+    let client = cluster.client.clone();
+    let lease_ns = cluster.namespace("sb-lease").await;
+    let ns = cluster.namespace("sb-loss").await;
+    basic_setup(&cluster, &ns, "ClusterIP").await;
+    let leases = Api::<Lease>::namespaced(client.clone(), &lease_ns);
+    let (pa, pb) = (free_port(), free_port());
+    let (ida, idb) = (format!("doomed-{ns}"), format!("heir-{ns}"));
+    // 6 s: the leader steps down 4 s after its last renewal, the follower may take over after
+    // 6 s; both margins are far above scheduling noise on a loaded machine.
+    // a reaches the API server through a relay that can be made to stall.
+    let relay = Relay::start(&cluster).await;
+    let mut a = controller_process_with(
+        &relay.kubeconfig,
+        &lease_ns,
+        pa,
+        &["--lease-duration", "6s", "--identity", &ida],
+    );
+    println!(
+        "a logs: {}",
+        std::env::temp_dir()
+            .join(format!("sb-ctl-{pa}.log"))
+            .display()
+    );
+    wait(30, "a leads", || async {
+        (holder(&leases).await? == ida && ready(pa).await?).then_some(())
+    })
+    .await;
+    config_with(&client, &ns, "/one").await;
+    let mut b = controller_process_with(
+        &cluster.kubeconfig,
+        &lease_ns,
+        pb,
+        &["--lease-duration", "6s", "--identity", &idb],
+    );
+    wait(30, "b waits", || async {
+        (!ready(pb).await?).then_some(())
+    })
+    .await;
+
+    // From now on the API server refuses every renewal by a (b may still take the Lease).
+    let policy_name = format!("deny-renewal-{ns}");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy_name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": lease_ns}},
+                "resourceRules": [{"apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
+                                   "operations": ["UPDATE"], "resources": ["leases"]}]},
+            "validations": [{
+                "expression": format!("!has(object.spec.holderIdentity) || object.spec.holderIdentity != '{ida}'"),
+                "message": "renewals by the old leader are refused by this test"}]}
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy_name},
+        "spec": {"policyName": policy_name, "validationActions": ["Deny"]}
+    }))
+    .unwrap();
+    let policies = Api::<ValidatingAdmissionPolicy>::all(client.clone());
+    let bindings = Api::<ValidatingAdmissionPolicyBinding>::all(client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // In force once a dry-run renewal in a's name is refused (a 409 is a race with a's own
+    // renewal, not the policy).
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait(30, "the policy in force", || async {
+        let lease = leases.get("switchboard-controller").await.ok()?;
+        match leases.replace("switchboard-controller", &dry, &lease).await {
+            Err(kube::Error::Api(s)) if s.code != 409 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+
+    // After a few refused (fast) renewals, a's requests start to hang instead: its step-down
+    // deadline still holds (a renewal that hangs from just before the deadline must not carry
+    // leadership past it).
+    let a_log = std::env::temp_dir().join(format!("sb-ctl-{pa}.log"));
+    wait(30, "three refused renewals by a", || async {
+        let log = std::fs::read_to_string(&a_log).ok()?;
+        (log.matches("lease renew failed").count() >= 3).then_some(())
+    })
+    .await;
+    relay.stall();
+
+    // Watch both replicas until b leads. In each sample b is asked first, so "b ready, then a
+    // still ready" proves an overlap.
+    let mut a_stopped_at = None;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "b never took over (a stopped: {a_stopped_at:?})"
+        );
+        let rb = ready(pb).await;
+        let ra = ready(pa).await;
+        if a_stopped_at.is_none() && ra != Some(true) {
+            a_stopped_at = Some(started.elapsed());
+        }
+        if rb == Some(true) {
+            assert!(
+                a_stopped_at.is_some(),
+                "b leads while a still leads (a ready={ra:?})"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "a stopped {:.2} s after its renewals started to hang; b led after {:.2} s",
+        a_stopped_at.unwrap().as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(holder(&leases).await.as_deref(), Some(idb.as_str()));
+    // a gave up for good (a fresh replica would wait as a follower) ...
+    let status = tokio::time::timeout(Duration::from_secs(20), a.0.wait())
+        .await
+        .expect("the old leader exits")
+        .unwrap();
+    assert!(!status.success(), "{status}");
+    let log = std::fs::read_to_string(&a_log).unwrap_or_default();
+    assert!(log.contains("stepping down"), "{log}");
+    // ... and b reconciles what changes from now on.
+    cluster.create(route(&ns, "r2", "/two")).await;
+    config_with(&client, &ns, "/two").await;
+
+    // Another holder writes the Lease over b's (as one that found it expired would): b
+    // sees it at its next renewal and stops at once.
+    let usurped = Instant::now();
+    wait(30, "the Lease usurped", || async {
+        let mut lease = leases.get("switchboard-controller").await.ok()?;
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some("usurper".into());
+        spec.lease_duration_seconds = Some(60);
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            std::time::SystemTime::now().try_into().unwrap(),
+        ));
+        leases
+            .replace("switchboard-controller", &PostParams::default(), &lease)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let status = tokio::time::timeout(Duration::from_secs(20), b.0.wait())
+        .await
+        .expect("the usurped leader exits")
+        .unwrap();
+    println!(
+        "b exited {:.2} s after its Lease was taken",
+        usurped.elapsed().as_secs_f64()
+    );
+    assert!(!status.success(), "{status}");
+    assert_eq!(ready(pb).await, None, "b no longer serves");
+    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sb-ctl-{pb}.log")))
+        .unwrap_or_default();
+    assert!(log.contains("lost the lease to another replica"), "{log}");
+    assert_eq!(holder(&leases).await.as_deref(), Some("usurper"));
+    let _ = bindings
+        .delete(&policy_name, &DeleteParams::default())
+        .await;
+    let _ = policies
+        .delete(&policy_name, &DeleteParams::default())
+        .await;
 }
 
 #[tokio::test]
