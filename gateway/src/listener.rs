@@ -446,6 +446,15 @@ impl Conn {
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let method = req.method().clone();
+        // An HTTP/1 request with a body that the gateway itself refuses, often before reading
+        // the body: hyper closes such a connection, so the answer says so, or a client would
+        // send its next request on a connection about to close (nginx closes after a 413 too).
+        let unread_body_closes = req.version() < http::Version::HTTP_2
+            && (req.headers().contains_key(header::TRANSFER_ENCODING)
+                || req
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0"));
         let origin = req.headers().get(header::ORIGIN).cloned();
 
         let client = crate::forwarding::Client::of(
@@ -478,15 +487,20 @@ impl Conn {
             Ok(()) => self.pipeline(&rt, route, req, &client).await,
             Err(e) => Err(e.into()),
         };
-        let (resp, is_stream) = match result {
+        let (resp, is_stream, refused) = match result {
             Ok(resp) => {
                 let is_stream = is_event_stream(&resp);
-                (resp, is_stream)
+                (resp, is_stream, false)
             }
-            Err(e) => (e.into_response(format), false),
+            Err(e) => (e.into_response(format), false, true),
         };
 
         let (mut parts, body) = resp.into_parts();
+        if refused && unread_body_closes {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(route) = route {
             route.policies.response_headers.apply(&mut parts.headers);
             if let Some(cors) = &route.policies.cors {

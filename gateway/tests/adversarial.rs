@@ -1019,3 +1019,34 @@ listeners:
     assert!(up.requests().is_empty(), "nothing reached the upstream");
     still_serves_h2(gw_addr, &up, "/after-slowloris").await;
 }
+
+#[tokio::test]
+async fn a_refused_request_body_closes_the_connection_and_says_so() {
+    let up = RawUpstream::start(Answer::Ok).await;
+    let yaml = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {max_body_bytes: 1024}
+    routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
+"#;
+    let gw = gateway_for(yaml, &up).await;
+    let gw_addr = addr(&gw, "main").await;
+    // A declared body over the limit is refused unread; a client that reused the connection
+    // would lose its next request, so the 413 carries `Connection: close`.
+    let got = exchange(
+        gw_addr,
+        b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nxxxx",
+        WAIT,
+    )
+    .await;
+    let head = first_head(&got).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // A refusal without a body keeps the connection.
+    let got = exchange(gw_addr, b"GET /%00 HTTP/1.1\r\nHost: a\r\n\r\n", WAIT).await;
+    let head = first_head(&got).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert!(up.requests().is_empty());
+}
