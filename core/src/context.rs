@@ -1,0 +1,100 @@
+//! The request context: what the gateway's policy stage decided about one request, handed to
+//! whichever backend serves it. One type for every backend kind; a backend reads the fields
+//! that concern it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::Error;
+
+/// One thing a request names, as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// An MCP tool name (`tools/list`, `tools/call`).
+    Tool(&'a str),
+    /// An MCP prompt name (`prompts/list`, `prompts/get`, a `ref/prompt` completion).
+    Prompt(&'a str),
+    /// An MCP resource URI or resource template's `uriTemplate`.
+    Resource(&'a str),
+    /// An LLM model name as the client sends it.
+    Model(&'a str),
+}
+
+/// A predicate over the [`Item`]s a caller may list and use (its `authz` rules on
+/// `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri`, `llm.model`, an API key's allow
+/// lists). What it refuses is left out of every list and answered as unknown or forbidden when
+/// used.
+#[derive(Clone)]
+pub struct Access(pub Arc<dyn Fn(Item<'_>) -> bool + Send + Sync>);
+
+impl Access {
+    /// Whether the item may be listed and used.
+    pub fn allows(&self, item: Item<'_>) -> bool {
+        (self.0)(item)
+    }
+}
+
+impl fmt::Debug for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Access(..)")
+    }
+}
+
+/// A token budget for one caller on one route (`policies.rate_limit.tokens`), owned by the
+/// gateway's policy stage. A backend that knows token counts reserves an estimate before it
+/// sends the request and settles with the real usage afterwards.
+#[async_trait::async_trait]
+pub trait TokenMeter: Send + Sync {
+    /// Reserves `estimate` tokens. Fails with a [`Cause::RateLimited`](crate::Cause) error
+    /// (with `retry-after` and `x-ratelimit-*` headers) when the budget is spent.
+    async fn reserve(&self, estimate: u64) -> Result<Box<dyn TokenReservation>, Error>;
+}
+
+/// Tokens reserved by [`TokenMeter::reserve`].
+#[async_trait::async_trait]
+pub trait TokenReservation: Send {
+    /// Replaces the estimate with the real usage.
+    async fn settle(self: Box<Self>, actual: u64);
+    /// Tokens reserved.
+    fn reserved(&self) -> u64;
+}
+
+/// What the gateway hands a backend with each request.
+#[derive(Clone, Default)]
+pub struct RequestContext {
+    /// Route name.
+    pub route: Arc<str>,
+    /// The route's `path_prefix` (empty when it has none).
+    pub prefix: Arc<str>,
+    /// Authenticated subject, if any.
+    pub principal: Option<Arc<str>>,
+    /// Name of the API key used, if any.
+    pub api_key: Option<Arc<str>>,
+    /// What the caller may list and use; `None`: everything.
+    pub access: Option<Access>,
+    /// The caller's token budget on this route, when it has one.
+    pub tokens: Option<Arc<dyn TokenMeter>>,
+    /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`).
+    pub max_batch: Option<usize>,
+}
+
+impl RequestContext {
+    /// Whether the caller may use `item` (true without an access predicate).
+    pub fn allows(&self, item: Item<'_>) -> bool {
+        self.access.as_ref().is_none_or(|a| a.allows(item))
+    }
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("route", &self.route)
+            .field("prefix", &self.prefix)
+            .field("principal", &self.principal)
+            .field("api_key", &self.api_key)
+            .field("access", &self.access)
+            .field("tokens", &self.tokens.is_some())
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}

@@ -1,0 +1,21 @@
+//! What every Switchboard crate shares, and nothing else:
+//!
+//! - [`error`]: the error model. A failure that ends a request is an [`Error`] with a
+//!   [`Cause`]; [`Error::render`] turns it into a response in the caller's [`ApiFormat`]. Backends
+//!   return `Result<Response, Error>` and the gateway renders at one edge.
+//! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod context;
+pub mod error;
+
+pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation};
+pub use error::{ApiFormat, Cause, Error, Result};
