@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
-use switchboard_llm::{Front, Limiter, LlmBackend};
+use switchboard_core::{Access, Item, TokenMeter};
+use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
 use crate::auth::Principal;
@@ -22,6 +23,7 @@ use crate::error::{ErrorFormat, ProxyError};
 use crate::input::{BodyKind, JsonLimits, read_json_body};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
+use switchboard_llm::{Limiter, TokenBudget};
 
 /// A route's backend.
 pub enum Backend {
@@ -68,9 +70,10 @@ impl Backend {
     pub fn error_format(&self, path: &str) -> ErrorFormat {
         match self {
             Backend::Http(_) => ErrorFormat::Plain,
-            Backend::Llm(_) => match Front::from_path(path) {
-                Some(Front::Messages) => ErrorFormat::Anthropic,
-                _ => ErrorFormat::OpenAi,
+            // The one rule the LLM backend's own streams follow too.
+            Backend::Llm(_) => match Front::format_for_path(path) {
+                switchboard_llm::format::ApiFormat::Anthropic => ErrorFormat::Anthropic,
+                switchboard_llm::format::ApiFormat::OpenAi => ErrorFormat::OpenAi,
             },
             Backend::A2a(_) | Backend::Mcp(_) => ErrorFormat::JsonRpc,
         }
@@ -86,22 +89,32 @@ impl Backend {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
                 let who = Caller::of(&req);
-                let ctx = switchboard_llm::RequestContext {
+                let (principal, api_key) = (who.subject(), who.api_key());
+                // The caller's token budget, charged by the backend.
+                let tokens = cx.limiter.filter(|l| l.policy().tokens.is_some()).map(|l| {
+                    let key = l.key(cx.route, principal.as_deref(), api_key.as_deref());
+                    Arc::new(TokenBudget::new(l.clone(), key)) as Arc<dyn TokenMeter>
+                });
+                let ctx = switchboard_core::RequestContext {
                     route: cx.route.clone(),
                     prefix: cx.prefix_arc.clone(),
-                    principal: who.subject(),
-                    api_key: who.api_key(),
-                    limiter: cx.limiter.cloned(),
-                    model_access: who
-                        .checker(|c, model| c.allows_model(model))
-                        .map(switchboard_llm::ModelAccess),
+                    principal,
+                    api_key,
+                    access: who.checker(|c, model| c.allows_model(model)).map(|check| {
+                        Access(Arc::new(move |item| match item {
+                            Item::Model(m) => check(m),
+                            _ => false,
+                        }))
+                    }),
+                    tokens,
+                    max_batch: None,
                 };
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::Json).await?
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                Ok(l.handle(req, &ctx).await)
+                Ok(l.handle(req, &ctx).await?)
             }
             Backend::A2a(a) => {
                 let req = if req.method() == Method::POST {

@@ -127,6 +127,27 @@ pub enum ProxyError {
     /// 501, and the connection is closed since its body cannot be delimited safely.
     #[error("{0}")]
     NotImplemented(&'static str),
+    /// A failure in switchboard-core's error model (the LLM backend's, a rate limit's),
+    /// rendered by its own cause.
+    #[error("{0}")]
+    Core(switchboard_core::Error),
+}
+
+impl From<switchboard_core::Error> for ProxyError {
+    fn from(e: switchboard_core::Error) -> Self {
+        ProxyError::Core(e)
+    }
+}
+
+impl From<ErrorFormat> for switchboard_core::ApiFormat {
+    fn from(f: ErrorFormat) -> Self {
+        match f {
+            ErrorFormat::Plain => switchboard_core::ApiFormat::Plain,
+            ErrorFormat::JsonRpc => switchboard_core::ApiFormat::JsonRpc,
+            ErrorFormat::OpenAi => switchboard_core::ApiFormat::OpenAi,
+            ErrorFormat::Anthropic => switchboard_core::ApiFormat::Anthropic,
+        }
+    }
 }
 
 impl ProxyError {
@@ -146,6 +167,7 @@ impl ProxyError {
             ProxyError::Input(e) => e.status(),
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::Core(e) => e.status(),
         }
     }
 
@@ -166,12 +188,16 @@ impl ProxyError {
             ProxyError::Input(_) => "bad_request",
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::NotImplemented(_) => "not_implemented",
+            ProxyError::Core(e) => e.cause().kind(),
         }
     }
 
     /// Renders the error in `format`. Messages are fixed strings or limits from config, never
     /// upstream details or secrets.
     pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
+        if let ProxyError::Core(e) = self {
+            return e.render(format.into());
+        }
         let code = match &self {
             ProxyError::Input(e) => e.jsonrpc_code(),
             _ => -32000,

@@ -599,9 +599,7 @@ impl Conn {
             );
             let d = limiter.check_request(&key).await;
             if !d.allowed {
-                return Err(ProxyError::RateLimited {
-                    headers: d.headers(),
-                });
+                return Err(d.error().into());
             }
         }
         // The backend stage reads JSON bodies against these limits (`input::read_json_body`).

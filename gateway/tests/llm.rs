@@ -274,3 +274,83 @@ listeners:
     let r = chat("fast", false).await.unwrap();
     assert_eq!(r.status(), 200, "the gateway still serves");
 }
+
+/// A request-limit 429 (checked by the gateway before the backend) and a token-limit 429
+/// (charged by the LLM backend through its token meter) on one route have one body shape and
+/// kind, in each of the route's two API formats.
+#[tokio::test]
+async fn request_and_token_limit_429s_have_one_body_shape() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    // One token: the first request spends the budget; three requests: the fourth is over.
+    let gw = llm_gateway(
+        mock,
+        "policies: {rate_limit: {requests: 3, tokens: 1, per: 1m}}",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let c = client();
+    let send = |path: &'static str| {
+        let body = if path == "/v1/messages" {
+            json!({"model": "fast", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        } else {
+            json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]})
+        };
+        c.post(format!("{base}{path}")).json(&body).send()
+    };
+    let shape = |v: &Value| -> Value {
+        json!({
+            "top": v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            "error": v["error"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            "type": v["error"]["type"],
+            "code": v["error"]["code"],
+        })
+    };
+    assert_eq!(send("/v1/chat/completions").await.unwrap().status(), 200);
+    let mut bodies = Vec::new();
+    for path in [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/chat/completions",
+        "/v1/messages",
+    ] {
+        let r = send(path).await.unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+        bodies.push(r.json::<Value>().await.unwrap());
+    }
+    // Requests 2 and 3 were refused by the token limit, 4 and 5 by the request limit.
+    assert!(
+        bodies[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens"),
+        "{}",
+        bodies[0]
+    );
+    assert!(
+        bodies[2]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requests"),
+        "{}",
+        bodies[2]
+    );
+    assert_eq!(
+        shape(&bodies[0]),
+        shape(&bodies[2]),
+        "OpenAI: {} vs {}",
+        bodies[0],
+        bodies[2]
+    );
+    assert_eq!(
+        shape(&bodies[1]),
+        shape(&bodies[3]),
+        "Anthropic: {} vs {}",
+        bodies[1],
+        bodies[3]
+    );
+    assert_eq!(bodies[0]["error"]["type"], "rate_limit_error");
+    assert_eq!(bodies[0]["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(bodies[1]["type"], "error");
+    assert_eq!(bodies[1]["error"]["type"], "rate_limit_error");
+}

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
+use switchboard_core::{Item, RequestContext, TokenReservation};
 use tokio::time::Instant;
 
 use crate::config::{
@@ -18,11 +19,10 @@ use crate::config::{
 use crate::format::anthropic as a;
 use crate::format::openai as o;
 use crate::format::{ApiFormat, Usage, bedrock, gemini};
-use crate::limits::{Decision, Limiter, TokenCharge};
 use crate::metrics::{Metrics, RequestLabels, cost};
 use crate::pool::{AttemptResult, Outcome, Pool};
 use crate::provider::{self, Member, Operation};
-use crate::translate::errors::{body_retry_delay, error_response, upstream_message};
+use crate::translate::errors::{body_retry_delay, upstream_message};
 use crate::translate::stream::{StreamTranslator, UpstreamFormat};
 use crate::translate::{self, unix_now};
 use crate::{Error, Result};
@@ -30,46 +30,11 @@ use crate::{Error, Result};
 /// Largest provider error body read (only its message is used; the rest is dropped unread).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// What the gateway knows about the request, filled after routing and policies.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// Route name.
-    pub route: Arc<str>,
-    /// The route's `path_prefix` (the backend matches the path suffix after it).
-    pub prefix: Arc<str>,
-    /// Authenticated subject.
-    pub principal: Option<Arc<str>>,
-    /// Name of the API key the caller authenticated with.
-    pub api_key: Option<Arc<str>>,
-    /// The route's `policies.rate_limit` limiter. The gateway checks the request limit itself;
-    /// the backend charges the token limit.
-    pub limiter: Option<Limiter>,
-    /// The gateway's per-request say over models (its `authz` rules on `llm.model`, an API
-    /// key's model list): a refused model gets 403 and is left out of `/models`.
-    pub model_access: Option<ModelAccess>,
-}
-
-/// A predicate over model names (as clients send them), supplied by the gateway per request.
-#[derive(Clone)]
-pub struct ModelAccess(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
-
-impl ModelAccess {
-    /// Whether the caller may use `model`.
-    pub fn allows(&self, model: &str) -> bool {
-        (self.0)(model)
-    }
-}
-
-impl std::fmt::Debug for ModelAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ModelAccess(..)")
-    }
-}
-
 fn check_access(ctx: &RequestContext, model: &str) -> Result<()> {
-    match &ctx.model_access {
-        Some(a) if !a.allows(model) => Err(Error::ModelNotAllowed(model.to_string())),
-        _ => Ok(()),
+    if ctx.allows(Item::Model(model)) {
+        Ok(())
+    } else {
+        Err(Error::ModelNotAllowed(model.to_string()))
     }
 }
 
@@ -306,47 +271,40 @@ impl LlmBackend {
         })
     }
 
-    /// Serves one request. Never fails: errors become responses in the caller's API format.
+    /// Serves one request. A failure known before the response starts (unknown endpoint or
+    /// model, bad body, spent token budget, the provider's error after failover) is an
+    /// [`switchboard_core::Error`] that the gateway renders in the caller's API format,
+    /// [`Front::format_for_path`]; failures after it started are error events in the stream.
     /// The body is expected in memory already, bounded by the caller (the gateway reads it
     /// against `listeners[].limits.json`); it is taken as it is, without a copy.
     pub async fn handle(
         &self,
         req: http::Request<Body>,
         ctx: &RequestContext,
-    ) -> http::Response<Body> {
+    ) -> switchboard_core::Result<http::Response<Body>> {
         let path = req.uri().path();
         let suffix = path.strip_prefix(&*ctx.prefix).unwrap_or(path);
-        let Some(front) = Front::from_path(suffix) else {
-            return error_response(ApiFormat::OpenAi, StatusCode::NOT_FOUND, "no such endpoint");
-        };
-        let format = front.format();
+        let front = Front::from_path(suffix).ok_or(Error::NotFound)?;
         let expected = if front == Front::Models {
             Method::GET
         } else {
             Method::POST
         };
         if req.method() != expected {
-            return error_response(format, StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            return Err(Error::MethodNotAllowed.into());
         }
         if front == Front::Models {
-            return self.models(req.headers(), ctx);
+            return Ok(self.models(req.headers(), ctx));
         }
         // Beta flags are feature switches, not credentials: Anthropic callers keep them when the
         // provider is Anthropic too.
         let beta = req.headers().get("anthropic-beta").cloned();
         // The gateway has read the body already, bounded by `listeners[].limits.json`
         // (`max_message_bytes`, `max_depth`): this takes that one buffer without a copy.
-        let body = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
-            Ok(b) => b,
-            Err(_) => {
-                return error_response(
-                    format,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large or unreadable",
-                );
-            }
-        };
-        let result = match front {
+        let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+            .await
+            .map_err(|_| Error::BodyUnreadable)?;
+        match front {
             // Once parsed, the raw body is dropped: it is not held through the provider call.
             Front::ChatCompletions => match serde_json::from_slice(&body) {
                 Ok(r) => {
@@ -354,7 +312,7 @@ impl LlmBackend {
                     drop(body);
                     self.chat(ChatInput::OpenAi(r), len, None, ctx).await
                 }
-                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
+                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}")).into()),
             },
             Front::Messages => match serde_json::from_slice(&body) {
                 Ok(r) => {
@@ -362,13 +320,12 @@ impl LlmBackend {
                     drop(body);
                     self.chat(ChatInput::Anthropic(r), len, beta, ctx).await
                 }
-                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}"))),
+                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}")).into()),
             },
             Front::Embeddings => self.passthrough(Operation::Embeddings, body, ctx).await,
             Front::Responses => self.passthrough(Operation::Responses, body, ctx).await,
             Front::Models => unreachable!("handled above"),
-        };
-        result.unwrap_or_else(|e| error_response(format, e.status(), &e.public_message()))
+        }
     }
 
     fn models(&self, headers: &HeaderMap, ctx: &RequestContext) -> http::Response<Body> {
@@ -376,7 +333,7 @@ impl LlmBackend {
             .shared
             .order
             .iter()
-            .filter(|n| ctx.model_access.as_ref().is_none_or(|a| a.allows(n)))
+            .filter(|n| ctx.allows(Item::Model(n)))
             .collect();
         // Anthropic SDKs send `anthropic-version`; answer them in their own list shape.
         let body = if headers.contains_key("anthropic-version") {
@@ -416,7 +373,7 @@ impl LlmBackend {
         body_len: usize,
         beta: Option<HeaderValue>,
         ctx: &RequestContext,
-    ) -> Result<http::Response<Body>> {
+    ) -> switchboard_core::Result<http::Response<Body>> {
         let (format, model_name, stream, include_usage, cap) = match &input {
             ChatInput::OpenAi(r) => (
                 ApiFormat::OpenAi,
@@ -440,9 +397,10 @@ impl LlmBackend {
             + cap
                 .unwrap_or(self.shared.estimate_cap)
                 .min(self.shared.estimate_cap);
-        let charge = match self.charge(ctx, estimate).await {
-            Ok(c) => c,
-            Err(d) => return Ok(rate_limited(format, &d)),
+        // The caller's token budget (`policies.rate_limit.tokens`), settled in `Completion`.
+        let reservation = match &ctx.tokens {
+            Some(meter) => Some(meter.reserve(estimate).await?),
+            None => None,
         };
         let start = Instant::now();
         let client = self.shared.deps.client.here();
@@ -485,7 +443,7 @@ impl LlmBackend {
                 error_type: String::new(),
             },
             start,
-            charge,
+            reservation,
             price: None,
             finished: false,
         };
@@ -499,7 +457,7 @@ impl LlmBackend {
                     "unavailable".into()
                 };
                 done.finish(Some(Usage::default()));
-                return Err(e);
+                return Err(e.into());
             }
         };
         let member = model.member(i);
@@ -515,7 +473,7 @@ impl LlmBackend {
             } => {
                 done.labels.error_type = status.as_str().to_string();
                 done.finish(Some(Usage::default()));
-                Ok(upstream_error(format, status, message, retry_after, member))
+                Err(upstream_error(status, message, retry_after, member))
             }
             Answer::Body(bytes) => {
                 let (out, usage) = match translate_body(format, native, &bytes, &member.model) {
@@ -524,7 +482,7 @@ impl LlmBackend {
                         tracing::warn!(provider = %member.name, error = %e, "provider reply has the wrong shape");
                         done.labels.error_type = "protocol".into();
                         done.finish(Some(Usage::default()));
-                        return Err(e);
+                        return Err(e.into());
                     }
                 };
                 done.finish(usage);
@@ -539,24 +497,6 @@ impl LlmBackend {
         }
     }
 
-    async fn charge(
-        &self,
-        ctx: &RequestContext,
-        estimate: u64,
-    ) -> Result<Option<TokenCharge>, Decision> {
-        let Some(limiter) = &ctx.limiter else {
-            return Ok(None);
-        };
-        if limiter.policy().tokens.is_none() {
-            return Ok(None);
-        }
-        let key = limiter.key(&ctx.route, ctx.principal.as_deref(), ctx.api_key.as_deref());
-        match limiter.charge_tokens(&key, estimate).await {
-            (d, _) if !d.allowed => Err(d),
-            (_, c) => Ok(c),
-        }
-    }
-
     /// Embeddings and Responses: OpenAI-compatible providers only, body passed through with the
     /// model rewritten, response passed through.
     async fn passthrough(
@@ -564,7 +504,7 @@ impl LlmBackend {
         op: Operation,
         body: Bytes,
         ctx: &RequestContext,
-    ) -> Result<http::Response<Body>> {
+    ) -> switchboard_core::Result<http::Response<Body>> {
         let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
         drop(body);
@@ -611,7 +551,7 @@ impl LlmBackend {
             .await;
         let (i, answer) = match outcome {
             Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
-            Outcome::Unavailable(e) => return Err(e),
+            Outcome::Unavailable(e) => return Err(e.into()),
         };
         let member = model.member(i);
         let op_name = if op == Operation::Embeddings {
@@ -631,13 +571,7 @@ impl LlmBackend {
                 status,
                 message,
                 retry_after,
-            } => Ok(upstream_error(
-                ApiFormat::OpenAi,
-                status,
-                message,
-                retry_after,
-                member,
-            )),
+            } => Err(upstream_error(status, message, retry_after, member)),
             Answer::Body(bytes) => {
                 if op == Operation::Embeddings
                     && let Ok(r) = serde_json::from_slice::<o::EmbeddingsResponse>(&bytes)
@@ -913,48 +847,25 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     get("retry-after").and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
+/// A provider's error status after failover: passed on as it was ([`Error::Provider`]), with
+/// the provider's identity and its retry hint.
 fn upstream_error(
-    format: ApiFormat,
     status: StatusCode,
     message: Option<String>,
     retry_after: Option<Duration>,
     member: &Member,
-) -> http::Response<Body> {
-    let (status, message) = match status.as_u16() {
-        // The gateway's own credentials were refused: not the caller's fault, and the
-        // provider's message may quote part of the key.
-        401 | 403 => (
-            StatusCode::BAD_GATEWAY,
-            "upstream provider rejected the gateway's credentials".to_string(),
-        ),
-        _ => (
-            status,
-            message.unwrap_or_else(|| format!("upstream provider returned {}", status.as_u16())),
-        ),
-    };
-    let mut resp = error_response(format, status, &message);
-    identity_headers(resp.headers_mut(), member);
+) -> switchboard_core::Error {
+    let mut headers = HeaderMap::new();
+    identity_headers(&mut headers, member);
     if let Some(wait) = retry_after.filter(|d| *d < Duration::from_secs(86_400)) {
         if let Ok(v) = HeaderValue::try_from(wait.as_secs_f64().ceil().max(1.0).to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+            headers.insert(header::RETRY_AFTER, v);
         }
         if let Ok(v) = HeaderValue::try_from(wait.as_millis().to_string()) {
-            resp.headers_mut().insert("retry-after-ms", v);
+            headers.insert("retry-after-ms", v);
         }
     }
-    resp
-}
-
-/// A 429 for a spent budget, in the caller's format with `retry-after` and `x-ratelimit-*`.
-pub fn rate_limited(format: ApiFormat, d: &Decision) -> http::Response<Body> {
-    let msg = format!(
-        "rate limit exceeded: {} per window; retry after {}ms",
-        d.kind,
-        d.reset.as_millis()
-    );
-    let mut resp = error_response(format, StatusCode::TOO_MANY_REQUESTS, &msg);
-    resp.headers_mut().extend(d.headers());
-    resp
+    switchboard_core::Error::from(Error::Provider { status, message }).with_headers(headers)
 }
 
 fn identity_headers(h: &mut HeaderMap, member: &Member) {
@@ -994,7 +905,7 @@ struct Completion {
     metrics: Metrics,
     labels: RequestLabels,
     start: Instant,
-    charge: Option<TokenCharge>,
+    reservation: Option<Box<dyn TokenReservation>>,
     price: Option<ModelPrice>,
     finished: bool,
 }
@@ -1023,11 +934,11 @@ impl Completion {
                 );
             }
         }
-        if let Some(charge) = self.charge.take() {
+        if let Some(reservation) = self.reservation.take() {
             // Without observed usage keep the estimate: under-charging is the worse error.
-            let actual = usage.map_or(charge.charged(), |u| u.total());
+            let actual = usage.map_or(reservation.reserved(), |u| u.total());
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(charge.reconcile(actual));
+                rt.spawn(reservation.settle(actual));
             }
         }
     }

@@ -45,3 +45,13 @@ pub enum ApiFormat {
     /// Anthropic (`/messages`).
     Anthropic,
 }
+
+impl From<ApiFormat> for switchboard_core::ApiFormat {
+    /// The error shape of the API: errors on an `llm` route are written in the caller's API.
+    fn from(f: ApiFormat) -> Self {
+        match f {
+            ApiFormat::OpenAi => switchboard_core::ApiFormat::OpenAi,
+            ApiFormat::Anthropic => switchboard_core::ApiFormat::Anthropic,
+        }
+    }
+}

@@ -50,8 +50,8 @@ pub mod provider;
 pub mod sse;
 pub mod translate;
 
-pub use backend::{Front, LlmBackend, LlmDeps, ModelAccess, ProviderClients, RequestContext};
+pub use backend::{Front, LlmBackend, LlmDeps, ProviderClients};
 pub use config::{LlmConfig, Secret};
 pub use error::{Error, Result};
-pub use limits::{Limiter, RateLimitPolicy};
+pub use limits::{Limiter, RateLimitPolicy, TokenBudget};
 pub use metrics::Metrics;

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use switchboard_core::{Cause, TokenMeter, TokenReservation};
 
 /// `policies.rate_limit`: `{requests: 100, tokens: 200000, per: 1m, by: subject}`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -121,6 +121,67 @@ impl Decision {
             put("retry-after-ms".into(), wait.as_millis().to_string());
         }
         h
+    }
+
+    /// The 429 for a spent budget: the same cause and body shape for the request and the token
+    /// limit, with `retry-after` and `x-ratelimit-*`.
+    pub fn error(&self) -> switchboard_core::Error {
+        let msg = format!(
+            "rate limit exceeded: {} per window; retry after {}ms",
+            self.kind,
+            self.reset.as_millis()
+        );
+        switchboard_core::Error::new(Cause::RateLimited, msg).with_headers(self.headers())
+    }
+}
+
+/// One caller's token budget on a route: the limiter and the caller's key in it. What the
+/// gateway hands an `llm` backend as [`switchboard_core::RequestContext::tokens`].
+#[derive(Debug, Clone)]
+pub struct TokenBudget {
+    limiter: Limiter,
+    key: Arc<str>,
+}
+
+impl TokenBudget {
+    /// The budget of `key` (see [`Limiter::key`]) in `limiter`.
+    pub fn new(limiter: Limiter, key: Arc<str>) -> Self {
+        TokenBudget { limiter, key }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenMeter for TokenBudget {
+    async fn reserve(&self, estimate: u64) -> switchboard_core::Result<Box<dyn TokenReservation>> {
+        match self.limiter.charge_tokens(&self.key, estimate).await {
+            (d, _) if !d.allowed => Err(d.error()),
+            (_, Some(charge)) => Ok(Box::new(charge)),
+            // No token limit in the policy: nothing to reserve or settle.
+            (_, None) => Ok(Box::new(Unmetered)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenReservation for TokenCharge {
+    async fn settle(self: Box<Self>, actual: u64) {
+        self.reconcile(actual).await;
+    }
+
+    fn reserved(&self) -> u64 {
+        self.charged
+    }
+}
+
+/// The reservation under a policy without a token limit.
+struct Unmetered;
+
+#[async_trait::async_trait]
+impl TokenReservation for Unmetered {
+    async fn settle(self: Box<Self>, _actual: u64) {}
+
+    fn reserved(&self) -> u64 {
+        0
     }
 }
 
@@ -232,11 +293,13 @@ impl Limiter {
     }
 
     /// A limiter whose windows live in Redis, shared by every replica using the same `prefix`.
-    pub async fn redis(policy: RateLimitPolicy, url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| Error::Store(e.to_string()))?;
-        let conn = redis::aio::ConnectionManager::new(client)
-            .await
-            .map_err(|e| Error::Store(e.to_string()))?;
+    pub async fn redis(
+        policy: RateLimitPolicy,
+        url: &str,
+        prefix: &str,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = redis::aio::ConnectionManager::new(client).await?;
         Ok(Limiter {
             shared: Arc::new(Shared {
                 policy,

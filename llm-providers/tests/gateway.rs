@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use serde_json::{Value, json};
+use switchboard_core::RequestContext;
 use switchboard_examples::mock_llm::{
     self, CACHED_TOKENS, INPUT_TOKENS, Mode, OUTPUT_TOKENS, TOOL_ARGS,
 };
 use switchboard_llm::limits::{LimitBy, RateLimitPolicy};
-use switchboard_llm::{Limiter, LlmBackend, LlmConfig, LlmDeps, Metrics, RequestContext};
+use switchboard_llm::{Front, Limiter, LlmBackend, LlmConfig, LlmDeps, Metrics, TokenBudget};
 
 async fn gateway(config: Value, limiter: Option<Limiter>) -> String {
     gateway_with(config, limiter, Metrics::unregistered()).await
@@ -28,14 +29,21 @@ async fn gateway_with(config: Value, limiter: Option<Limiter>, metrics: Metrics)
     let ctx = RequestContext {
         route: "models".into(),
         prefix: "/v1".into(),
-        principal: None,
-        api_key: None,
-        limiter,
-        model_access: None,
+        tokens: limiter.map(|l| {
+            let key = l.key("models", None, None);
+            std::sync::Arc::new(TokenBudget::new(l, key)) as _
+        }),
+        ..Default::default()
     };
+    // What the gateway does with the backend's errors: render them in the caller's format.
     let app = axum::Router::new().fallback(move |req: http::Request<Body>| {
         let (b, ctx) = (backend.clone(), ctx.clone());
-        async move { b.handle(req, &ctx).await }
+        let format = Front::format_for_path(req.uri().path()).into();
+        async move {
+            b.handle(req, &ctx)
+                .await
+                .unwrap_or_else(|e| e.render(format))
+        }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -389,6 +397,8 @@ async fn models_and_errors_in_callers_format() {
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "not_found_error");
+    // OpenAI bodies name the kind in `code`, never null.
+    assert_eq!(v["error"]["code"], "not_found");
     let resp = post(
         &format!("{gw}/v1/messages"),
         json!({"model": "nope", "max_tokens": 1, "messages": []}),
@@ -400,6 +410,14 @@ async fn models_and_errors_in_callers_format() {
     assert_eq!(v["error"]["type"], "not_found_error");
     let resp = post(&format!("{gw}/v1/messages"), json!({"model": "smart"})).await;
     assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    let resp = reqwest::get(format!("{gw}/v1/chat/completions"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
     // Responses API passes through to OpenAI-compatible providers.
     let resp = post(
         &format!("{gw}/v1/responses"),
@@ -548,7 +566,13 @@ async fn upstream_429_reaches_the_client_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mid_stream_failures_become_error_events_and_are_not_retried() {
-    for (mode, kind) in [(Mode::MidStream, "api_error"), (Mode::Drop, "api_error")] {
+    // The provider's overloaded error passes through as the provider's (`upstream_error`); a
+    // dropped connection is the gateway's verdict (`bad_gateway`). OpenAI callers get OpenAI's
+    // error type for both, the kind in `code`.
+    for (mode, code) in [
+        (Mode::MidStream, "upstream_error"),
+        (Mode::Drop, "bad_gateway"),
+    ] {
         let (m, state) = mock_llm::spawn().await.unwrap();
         let (s, secondary) = mock_llm::spawn().await.unwrap();
         let mut primary = provider("anthropic", "claude", "mock-claude", &m);
@@ -575,11 +599,8 @@ async fn mid_stream_failures_become_error_events_and_are_not_retried() {
         let err = a
             .error
             .unwrap_or_else(|| panic!("{mode:?}: no error event: {body}"));
-        if mode == Mode::MidStream {
-            assert_eq!(err["type"], "overloaded_error");
-        } else {
-            assert_eq!(err["type"], kind);
-        }
+        assert_eq!(err["type"], "server_error", "{err}");
+        assert_eq!(err["code"], code, "{err}");
         assert!(!a.done);
         assert_eq!(
             secondary.requests(),

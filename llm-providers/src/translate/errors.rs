@@ -1,74 +1,52 @@
-//! Errors in the caller's API format, and reading errors and retry hints out of provider
-//! error bodies.
+//! Errors inside streams in the caller's API format, and reading errors and retry hints out of
+//! provider error bodies. (Errors before a response starts are [`crate::Error`]s, rendered by
+//! the gateway through [`switchboard_core::Error::render`].)
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
+use http::StatusCode;
+use serde_json::Value;
+use switchboard_core::{Cause, Error};
 
 use crate::format::ApiFormat;
 use crate::sse;
 
-/// The error `type` for a status in the given format.
-pub fn error_kind(format: ApiFormat, status: StatusCode) -> &'static str {
-    match (format, status.as_u16()) {
-        (_, 400 | 422) => "invalid_request_error",
-        (_, 401) => "authentication_error",
-        (_, 403) => "permission_error",
-        (_, 404) => "not_found_error",
-        (ApiFormat::Anthropic, 413) => "request_too_large",
-        (_, 429) => "rate_limit_error",
-        (ApiFormat::Anthropic, 529) => "overloaded_error",
-        (ApiFormat::Anthropic, 504) => "timeout_error",
-        (ApiFormat::OpenAi, 500..) => "server_error",
-        _ => "api_error",
-    }
-}
-
-/// The JSON body of an error in the caller's format.
-pub fn error_json(format: ApiFormat, kind: &str, message: &str) -> Value {
-    match format {
-        ApiFormat::OpenAi => {
-            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-        }
-        ApiFormat::Anthropic => {
-            json!({"type": "error", "error": {"type": kind, "message": message}})
-        }
-    }
-}
-
-/// A complete error response in the caller's format. OpenAI callers never see Anthropic's
-/// non-standard 529; they get 503.
-pub fn error_response(
-    format: ApiFormat,
-    status: StatusCode,
-    message: &str,
-) -> http::Response<axum::body::Body> {
-    let status = if format == ApiFormat::OpenAi && status.as_u16() == 529 {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        status
-    };
-    let body = error_json(format, error_kind(format, status), message).to_string();
-    let mut resp = http::Response::new(axum::body::Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// A mid-stream error event in the caller's stream format.
-pub fn stream_error(format: ApiFormat, kind: &str, message: &str) -> Bytes {
+/// A mid-stream error event in the caller's stream format: the body of `error` as
+/// [`switchboard_core::Error::body`] writes it, as an SSE `data:` line for OpenAI callers and an
+/// `event: error` for Anthropic callers.
+pub fn stream_error(format: ApiFormat, error: &Error) -> Bytes {
     let mut out = BytesMut::new();
-    let body = error_json(format, kind, message).to_string();
+    let body = error.body(format.into()).to_string();
     match format {
         ApiFormat::OpenAi => sse::write_data(&mut out, body.as_bytes()),
         ApiFormat::Anthropic => sse::write_event(&mut out, "error", body.as_bytes()),
     }
     out.freeze()
+}
+
+/// An error a provider reported inside its stream, by the type it gave (Anthropic's and
+/// OpenAI's error types, Gemini's status names, Bedrock's exception names): the status it
+/// stands for passes through like a provider's error status before the stream
+/// ([`Cause::UpstreamStatus`]), with the provider's message.
+pub fn provider_stream_error(kind: &str, message: String) -> Error {
+    let status = match kind {
+        "RESOURCE_EXHAUSTED"
+        | "rate_limit_exceeded"
+        | "rate_limit_error"
+        | "throttlingException" => 429,
+        "overloaded_error" | "UNAVAILABLE" | "serviceUnavailableException" => 529,
+        "invalid_request_error" | "INVALID_ARGUMENT" | "validationException" => 400,
+        _ => 500,
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Error::new(Cause::UpstreamStatus(status), message)
+}
+
+/// The gateway's own verdict on a provider stream it had to cut (unframeable, an event over
+/// `llm.max_event_bytes`, ended before its end marker): a bad gateway.
+pub fn broken_stream(message: &'static str) -> Error {
+    Error::new(Cause::Upstream, message)
 }
 
 /// The human-readable message of a provider error body in any of the formats we call
@@ -124,18 +102,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_by_format() {
-        assert_eq!(
-            error_kind(ApiFormat::Anthropic, StatusCode::from_u16(529).unwrap()),
-            "overloaded_error"
+    fn stream_errors_in_both_formats() {
+        let e = provider_stream_error("overloaded_error", "busy".into());
+        let openai = String::from_utf8(stream_error(ApiFormat::OpenAi, &e).to_vec()).unwrap();
+        assert!(openai.starts_with("data: "), "{openai}");
+        let v: Value = serde_json::from_str(openai["data: ".len()..].trim()).unwrap();
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "upstream_error");
+        assert_eq!(v["error"]["message"], "busy");
+        let anthropic = String::from_utf8(stream_error(ApiFormat::Anthropic, &e).to_vec()).unwrap();
+        assert!(anthropic.starts_with("event: error\n"), "{anthropic}");
+        assert!(
+            anthropic.contains(r#""type":"overloaded_error""#),
+            "{anthropic}"
         );
+        let e = provider_stream_error("RESOURCE_EXHAUSTED", "quota".into());
         assert_eq!(
-            error_kind(ApiFormat::OpenAi, StatusCode::TOO_MANY_REQUESTS),
+            e.body(switchboard_core::ApiFormat::Anthropic)["error"]["type"],
             "rate_limit_error"
-        );
-        assert_eq!(
-            error_kind(ApiFormat::OpenAi, StatusCode::BAD_GATEWAY),
-            "server_error"
         );
     }
 
@@ -174,15 +158,5 @@ mod tests {
             Some(Duration::from_millis(20))
         );
         assert_eq!(body_retry_delay(br#"{"error":{"message":"nope"}}"#), None);
-    }
-
-    #[test]
-    fn openai_never_sees_529() {
-        let r = error_response(
-            ApiFormat::OpenAi,
-            StatusCode::from_u16(529).unwrap(),
-            "busy",
-        );
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -22,7 +22,7 @@ use crate::format::gemini as g;
 use crate::format::openai as o;
 use crate::format::{ApiFormat, Extra, Usage};
 use crate::sse;
-use crate::translate::errors::stream_error;
+use crate::translate::errors::{broken_stream, provider_stream_error, stream_error};
 
 /// The stream format a provider answers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ pub enum UpstreamFormat {
 enum OItem {
     Chunk(Box<o::ChatChunk>),
     Done,
-    Error(String, String),
+    /// An error the provider reported in its stream.
+    Error(switchboard_core::Error),
 }
 
 /// Translates one provider stream into the caller's format.
@@ -142,7 +143,7 @@ impl StreamTranslator {
             let mut frames = std::mem::take(&mut self.frames);
             if let Err(e) = self.es.feed(input, &mut frames) {
                 tracing::warn!(provider = %self.provider, error = %e, "bedrock stream framing error");
-                self.fail(out, "api_error", "malformed upstream stream");
+                self.fail(out, broken_stream("malformed upstream stream"));
             }
             for f in frames.drain(..) {
                 self.on_bedrock(f, out);
@@ -157,7 +158,7 @@ impl StreamTranslator {
             self.events = events;
             if self.sse.overflowed() {
                 tracing::warn!(provider = %self.provider, "provider stream event larger than llm.max_event_bytes");
-                self.fail(out, "api_error", "upstream stream event too large");
+                self.fail(out, broken_stream("upstream stream event too large"));
             }
         }
     }
@@ -186,13 +187,13 @@ impl StreamTranslator {
             self.on_oitem(item, None, out);
         }
         if !self.complete && !self.errored {
-            self.fail(out, "api_error", "upstream stream ended unexpectedly");
+            self.fail(out, broken_stream("upstream stream ended unexpectedly"));
         }
     }
 
-    fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
+    fn fail(&mut self, out: &mut BytesMut, error: switchboard_core::Error) {
         if !self.errored {
-            out.extend_from_slice(&stream_error(self.client, kind, message));
+            out.extend_from_slice(&stream_error(self.client, &error));
             self.errored = true;
         }
     }
@@ -212,16 +213,14 @@ impl StreamTranslator {
                 match serde_json::from_str::<o::ChatChunk>(&ev.data) {
                     Ok(c) => match c.extra.get("error") {
                         Some(err) => {
-                            let (kind, message) = error_parts(err);
-                            self.on_oitem(OItem::Error(kind, message), None, out);
+                            self.on_oitem(OItem::Error(error_parts(err)), None, out);
                         }
                         None => self.on_oitem(OItem::Chunk(Box::new(c)), Some(&ev.data), out),
                     },
                     Err(e) => match serde_json::from_str::<Value>(&ev.data) {
                         Ok(Value::Object(mut v)) if v.contains_key("error") => {
                             let err = v.remove("error").unwrap_or_default();
-                            let (kind, message) = error_parts(&err);
-                            self.on_oitem(OItem::Error(kind, message), None, out);
+                            self.on_oitem(OItem::Error(error_parts(&err)), None, out);
                         }
                         _ => tracing::debug!(error = %e, "skipping unparsable chunk"),
                     },
@@ -257,8 +256,7 @@ impl StreamTranslator {
                     return;
                 };
                 if let Some(err) = v.get("error") {
-                    let (kind, message) = error_parts(err);
-                    self.on_oitem(OItem::Error(kind, message), None, out);
+                    self.on_oitem(OItem::Error(error_parts(err)), None, out);
                     return;
                 }
                 let Ok(resp) = serde_json::from_value::<g::GenerateContentResponse>(v) else {
@@ -280,18 +278,20 @@ impl StreamTranslator {
         if f.header(":message-type") == Some("exception")
             || f.header(":message-type") == Some("error")
         {
-            let kind = match f.header(":exception-type").or(f.header(":error-code")) {
-                Some("throttlingException") => "rate_limit_error",
-                Some("validationException") => "invalid_request_error",
-                Some("serviceUnavailableException") => "overloaded_error",
-                _ => "api_error",
-            };
+            let kind = f
+                .header(":exception-type")
+                .or(f.header(":error-code"))
+                .unwrap_or("");
             let message = payload
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("upstream stream error")
                 .to_string();
-            self.on_oitem(OItem::Error(kind.into(), message), None, out);
+            self.on_oitem(
+                OItem::Error(provider_stream_error(kind, message)),
+                None,
+                out,
+            );
             return;
         }
         let kind = f.header(":event-type").unwrap_or("");
@@ -355,7 +355,7 @@ impl StreamTranslator {
                     out.extend_from_slice(&sse::DONE);
                     self.complete = true;
                 }
-                OItem::Error(kind, message) => self.fail(out, &kind, &message),
+                OItem::Error(e) => self.fail(out, e),
             },
             ApiFormat::Anthropic => {
                 let (events, error) = self.o2a.push(item);
@@ -365,8 +365,8 @@ impl StreamTranslator {
                     }
                     write_json(out, Some(e.name()), e);
                 }
-                if let Some((kind, message)) = error {
-                    self.fail(out, &kind, &message);
+                if let Some(e) = error {
+                    self.fail(out, e);
                 }
             }
         }
@@ -381,23 +381,18 @@ fn write_json<T: serde::Serialize>(out: &mut BytesMut, event: Option<&str>, v: &
     }
 }
 
-fn error_parts(err: &Value) -> (String, String) {
+/// The error in a provider's stream error object (OpenAI's and Gemini's shapes).
+fn error_parts(err: &Value) -> switchboard_core::Error {
     let kind = err
         .get("type")
         .and_then(Value::as_str)
         .or(err.get("status").and_then(Value::as_str))
         .unwrap_or("api_error");
-    let kind = match kind {
-        "RESOURCE_EXHAUSTED" | "rate_limit_exceeded" | "rate_limit_error" => "rate_limit_error",
-        "overloaded_error" | "UNAVAILABLE" => "overloaded_error",
-        "invalid_request_error" | "INVALID_ARGUMENT" => "invalid_request_error",
-        _ => "api_error",
-    };
     let message = err
         .get("message")
         .and_then(Value::as_str)
         .unwrap_or("upstream stream error");
-    (kind.to_string(), message.to_string())
+    provider_stream_error(kind, message.to_string())
 }
 
 fn openai_chunk(
@@ -546,7 +541,12 @@ impl AnthropicToOpenAi {
                     OItem::Done,
                 ]
             }
-            a::StreamEvent::Error { error } => vec![OItem::Error(error.kind, error.message)],
+            a::StreamEvent::Error { error } => {
+                vec![OItem::Error(provider_stream_error(
+                    &error.kind,
+                    error.message,
+                ))]
+            }
             a::StreamEvent::ContentBlockStop { .. } | a::StreamEvent::Ping => Vec::new(),
         }
     }
@@ -630,7 +630,7 @@ impl OpenAiToAnthropic {
     }
 
     /// Returns the events plus an error to write in the caller's format.
-    fn push(&mut self, item: OItem) -> (Vec<a::StreamEvent>, Option<(String, String)>) {
+    fn push(&mut self, item: OItem) -> (Vec<a::StreamEvent>, Option<switchboard_core::Error>) {
         let mut events = Vec::new();
         match item {
             OItem::Chunk(c) => {
@@ -713,7 +713,7 @@ impl OpenAiToAnthropic {
                 events.push(a::StreamEvent::MessageStop);
                 (events, None)
             }
-            OItem::Error(kind, message) => (events, Some((kind, message))),
+            OItem::Error(e) => (events, Some(e)),
         }
     }
 }

@@ -373,7 +373,8 @@ fn mid_stream_error_in_callers_format() {
         &[upstream.as_bytes()],
     );
     let a = assemble_openai(&out);
-    assert_eq!(a.error.as_deref(), Some("overloaded_error"));
+    // OpenAI callers get OpenAI's error type for it (the kind is in `code`).
+    assert_eq!(a.error.as_deref(), Some("server_error"));
     assert!(!a.done);
     let openai_err = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
     let (out, _) = run(
@@ -397,7 +398,7 @@ fn dropped_stream_becomes_an_error_event() {
         &[cut.as_bytes()],
     );
     let a = assemble_openai(&out);
-    assert_eq!(a.error.as_deref(), Some("api_error"));
+    assert_eq!(a.error.as_deref(), Some("server_error"));
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.len() / 2];
     let (out, _) = run(
         ApiFormat::Anthropic,
