@@ -23,7 +23,7 @@ use crate::error::{ErrorFormat, ProxyError};
 use crate::input::{BodyKind, JsonLimits, read_json_body};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
-use switchboard_llm::{Limiter, TokenBudget};
+use crate::rate_limit::{Limiter, TokenBudget};
 
 /// A route's backend.
 pub enum Backend {

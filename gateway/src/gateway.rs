@@ -89,7 +89,7 @@ struct Carried {
     /// MCP backends are kept whole while their config is equal: dropping one ends its
     /// sessions, and clients would have to re-initialize.
     mcp: HashMap<(String, String), (switchboard_mcp::McpConfig, switchboard_mcp::McpBackend)>,
-    limiters: HashMap<(String, String), switchboard_llm::Limiter>,
+    limiters: HashMap<(String, String), crate::rate_limit::Limiter>,
 }
 
 impl Gateway {
@@ -401,16 +401,16 @@ impl Gateway {
     async fn build_limiter(
         &self,
         config: &Config,
-        policy: &switchboard_llm::RateLimitPolicy,
-    ) -> std::result::Result<switchboard_llm::Limiter, String> {
+        policy: &crate::rate_limit::RateLimitPolicy,
+    ) -> std::result::Result<crate::rate_limit::Limiter, String> {
         match (&config.sessions.store, &config.sessions.redis) {
             (switchboard_sessions::StoreKind::Redis, Some(redis)) => {
                 let prefix = format!("{}ratelimit:", redis.prefix);
-                switchboard_llm::Limiter::redis(policy.clone(), &redis.url, &prefix)
+                crate::rate_limit::Limiter::redis(policy.clone(), &redis.url, &prefix)
                     .await
                     .map_err(|e| format!("rate limit store: {e}"))
             }
-            _ => Ok(switchboard_llm::Limiter::local(policy.clone())),
+            _ => Ok(crate::rate_limit::Limiter::local(policy.clone())),
         }
     }
 

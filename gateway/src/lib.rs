@@ -8,7 +8,8 @@
 //! forwarding headers replaced unless from a trusted proxy) → [`policy::RoutePolicies`]
 //! (CORS, authentication in [`auth`]
 //! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
-//! stripped and upstream credentials set, header changes, timeouts) →
+//! stripped and upstream credentials set, request and token limits in [`rate_limit`], header
+//! changes, timeouts) →
 //! [`backend::Backend`] (the `http` reverse proxy in [`proxy`], MCP federation from
 //! switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in [`a2a`]) → the
 //! upstream. The response
@@ -64,6 +65,7 @@ pub mod metrics;
 pub mod oauth_metadata;
 pub mod policy;
 pub mod proxy;
+pub mod rate_limit;
 pub mod reload;
 pub mod router;
 pub mod telemetry;

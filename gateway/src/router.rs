@@ -27,7 +27,7 @@ pub struct Route {
     /// The route's `path_prefix` (empty when it has none), shared with backends.
     pub prefix: Arc<str>,
     /// Request/token limiter from `policies.rate_limit`, kept across reloads while unchanged.
-    pub limiter: Option<switchboard_llm::Limiter>,
+    pub limiter: Option<crate::rate_limit::Limiter>,
     /// The upstream as access logs name it (computed once, not per request).
     pub upstream: Arc<str>,
     /// Labels for per-route metrics.

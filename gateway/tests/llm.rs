@@ -275,6 +275,26 @@ listeners:
     assert_eq!(r.status(), 200, "the gateway still serves");
 }
 
+/// Moved from the LLM crate's tests with the limiter: the OpenAI SDK sees the token 429 with
+/// `retry-after` and `x-ratelimit-remaining-tokens`, and the budget admits what it should.
+#[tokio::test]
+async fn python_sdks_see_429_with_retry_after_when_token_budget_is_spent() {
+    let Some(py) = python() else { return };
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(mock, "policies: {rate_limit: {tokens: 1000, per: 1m}}").await;
+    let base = base(&gw, "main").await;
+    let r = run_py(&py, &sdk_script(), &["openai_rate_limited", &base, "fast"]).await;
+    assert_eq!(r["status"], 429, "{r}");
+    assert_eq!(r["error_type"], "rate_limit_error", "{r}");
+    let retry: u64 = r["retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{r}");
+    assert_eq!(r["remaining"], "0");
+    // Each request really uses 59 tokens: the 1000-token budget admits 16 or 17 (the last one
+    // may overshoot by at most its own estimate).
+    let ok = r["ok_before"].as_u64().unwrap();
+    assert!((15..=18).contains(&ok), "{r}");
+}
+
 /// A request-limit 429 (checked by the gateway before the backend) and a token-limit 429
 /// (charged by the LLM backend through its token meter) on one route have one body shape and
 /// kind, in each of the route's two API formats.

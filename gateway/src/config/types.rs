@@ -250,7 +250,7 @@ pub struct Policies {
     /// Request and (on `llm` routes) token limits per interval, by route, subject or API key.
     /// Local to each replica, or shared through Redis when `sessions.store` is `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<switchboard_llm::RateLimitPolicy>,
+    pub rate_limit: Option<crate::rate_limit::RateLimitPolicy>,
     /// Authentication: JWT bearer tokens and API keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authn: Option<crate::auth::AuthnPolicy>,

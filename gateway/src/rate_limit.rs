@@ -1,11 +1,13 @@
-//! Request and token rate limits over fixed windows, kept locally or in Redis so a fleet shares
-//! one budget.
+//! `policies.rate_limit`: request and token limits over fixed windows, kept locally or in Redis
+//! so a fleet shares one budget. One limiter per route, for every route kind.
 //!
-//! The gateway checks the request limit ([`Limiter::check_request`]) for any route; the LLM
-//! backend charges an estimate of a request's tokens before calling a provider
-//! ([`Limiter::charge_tokens`]) and replaces it with the real usage when the response or stream
-//! ends ([`TokenCharge::reconcile`]). Windows are aligned to wall-clock multiples of `per`, so
-//! every replica agrees on the current window.
+//! The policy stage checks the request limit ([`Limiter::check_request`]) for any route. Token
+//! limits concern `llm` routes: the gateway hands the LLM backend the caller's budget as a
+//! [`TokenBudget`] ([`switchboard_core::TokenMeter`]), which reserves an estimate of a request's
+//! tokens before a provider is called ([`Limiter::charge_tokens`]) and settles it with the real
+//! usage when the response or stream ends ([`TokenCharge::reconcile`]). A spent budget of
+//! either kind is the same error ([`Decision::error`]). Windows are aligned to wall-clock
+//! multiples of `per`, so every replica agrees on the current window.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
