@@ -1,0 +1,466 @@
+//! The execution engine: one request through its model's provider pool. The pool picks the
+//! attempt order and runs attempts, failover and retries ([`crate::pool`]); each attempt here
+//! sends the request in the provider's API and classifies the answer (a body, a stream whose
+//! first bytes arrived, or an error status with its retry hint) before anything reaches the
+//! client. The answer then becomes the response: translated ([`super::native`]), streamed
+//! ([`super::stream`]), or the provider's error passed on.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::Value;
+use switchboard_core::RequestContext;
+use tokio::time::Instant;
+
+use super::native::{native_body, translate_body};
+use super::stream::{Completion, stream_response};
+use super::{ChatInput, LlmBackend, check_access, identity_headers, json_response, sse_headers};
+use crate::Error;
+use crate::config::ProviderKind;
+use crate::format::openai as o;
+use crate::format::{ApiFormat, Usage};
+use crate::metrics::RequestLabels;
+use crate::pool::{AttemptResult, Outcome};
+use crate::provider::{Member, Operation};
+use crate::translate::errors::{body_retry_delay, upstream_message};
+use crate::translate::stream::StreamTranslator;
+use crate::translate::unix_now;
+
+/// Largest provider error body read (only its message is used; the rest is dropped unread).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A provider's answer to one attempt.
+enum Answer {
+    Body(Bytes),
+    Stream {
+        first: Bytes,
+        rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    },
+    Error {
+        status: StatusCode,
+        message: Option<String>,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Body(b) => write!(f, "Body({} bytes)", b.len()),
+            Answer::Stream { .. } => f.write_str("Stream"),
+            Answer::Error { status, .. } => write!(f, "Error({status})"),
+        }
+    }
+}
+
+impl LlmBackend {
+    pub(super) async fn chat(
+        &self,
+        mut input: ChatInput,
+        body_len: usize,
+        beta: Option<HeaderValue>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<http::Response<Body>> {
+        let (format, model_name, stream, include_usage, cap) = match &input {
+            ChatInput::OpenAi(r) => (
+                ApiFormat::OpenAi,
+                r.model.as_str(),
+                r.stream == Some(true),
+                r.stream_options.as_ref().and_then(|s| s.include_usage) == Some(true),
+                r.output_cap(),
+            ),
+            ChatInput::Anthropic(r) => (
+                ApiFormat::Anthropic,
+                r.model.as_str(),
+                r.stream == Some(true),
+                false,
+                Some(r.max_tokens),
+            ),
+        };
+        check_access(ctx, model_name)?;
+        let model = self.model(model_name)?;
+        // Roughly four bytes per token for the prompt, plus the (capped) output allowance.
+        let estimate = body_len as u64 / 4
+            + cap
+                .unwrap_or(self.shared.estimate_cap)
+                .min(self.shared.estimate_cap);
+        // The caller's token budget (`policies.rate_limit.tokens`), settled in `Completion`.
+        let reservation = match &ctx.tokens {
+            Some(meter) => Some(meter.reserve(estimate).await?),
+            None => None,
+        };
+        let start = Instant::now();
+        let client = self.shared.deps.client.here();
+        let max_response = self.shared.max_response_bytes;
+        let outcome = model
+            .pool
+            .execute(|i| {
+                let member = model.member(i);
+                let body = native_body(&mut input, member);
+                let beta = beta
+                    .clone()
+                    .filter(|_| member.kind == ProviderKind::Anthropic);
+                async move {
+                    let body = match body {
+                        Ok(b) => b,
+                        Err(e) => return AttemptResult::Err(e),
+                    };
+                    let mut rb =
+                        match member
+                            .provider
+                            .request(client, Operation::Chat, body, stream)
+                        {
+                            Ok(rb) => rb,
+                            Err(e) => return AttemptResult::Err(e),
+                        };
+                    if let Some(beta) = beta {
+                        rb = rb.header("anthropic-beta", beta);
+                    }
+                    attempt(rb, stream, max_response, &member.name).await
+                }
+            })
+            .await;
+        let mut done = Completion {
+            metrics: self.shared.deps.metrics.clone(),
+            labels: RequestLabels {
+                gen_ai_operation_name: "chat",
+                gen_ai_provider_name: String::new(),
+                gen_ai_request_model: model.name.to_string(),
+                gen_ai_response_model: String::new(),
+                error_type: String::new(),
+            },
+            start,
+            reservation,
+            price: None,
+            finished: false,
+        };
+        let (i, answer) = match outcome {
+            Outcome::Served(i, a) => (i, a),
+            Outcome::Failed(i, a) => (i, a),
+            Outcome::Unavailable(e) => {
+                done.labels.error_type = if matches!(e, Error::Timeout) {
+                    "timeout".into()
+                } else {
+                    "unavailable".into()
+                };
+                done.finish(Some(Usage::default()));
+                return Err(e.into());
+            }
+        };
+        let member = model.member(i);
+        done.labels.gen_ai_provider_name = member.name.to_string();
+        done.labels.gen_ai_response_model = member.model.to_string();
+        done.price = self.shared.prices.get(&*member.model).cloned();
+        let native = member.provider.native();
+        match answer {
+            Answer::Error {
+                status,
+                message,
+                retry_after,
+            } => {
+                done.labels.error_type = status.as_str().to_string();
+                done.finish(Some(Usage::default()));
+                Err(upstream_error(status, message, retry_after, member))
+            }
+            Answer::Body(bytes) => {
+                let (out, usage) = match translate_body(format, native, &bytes, &member.model) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(provider = %member.name, error = %e, "provider reply has the wrong shape");
+                        done.labels.error_type = "protocol".into();
+                        done.finish(Some(Usage::default()));
+                        return Err(e.into());
+                    }
+                };
+                done.finish(usage);
+                Ok(json_response(StatusCode::OK, out, Some(member)))
+            }
+            Answer::Stream { first, rest } => {
+                let translator =
+                    StreamTranslator::new(format, native, include_usage, &member.model, unix_now())
+                        .with_max_event(self.shared.max_event_bytes, &member.name);
+                Ok(stream_response(translator, first, rest, done, member))
+            }
+        }
+    }
+
+    /// Embeddings and Responses: OpenAI-compatible providers only, body passed through with the
+    /// model rewritten, response passed through.
+    pub(super) async fn passthrough(
+        &self,
+        op: Operation,
+        body: Bytes,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<http::Response<Body>> {
+        let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+        drop(body);
+        let name = v
+            .get("model")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::BadRequest("`model` is required".into()))?;
+        check_access(ctx, name)?;
+        let model = self.model(name)?;
+        let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
+        let client = self.shared.deps.client.here();
+        let max_response = self.shared.max_response_bytes;
+        let start = Instant::now();
+        let outcome = model
+            .pool
+            .execute(|i| {
+                let member = model.member(i);
+                v.insert("model".into(), Value::String(member.model.to_string()));
+                let body = serde_json::to_vec(&v).map(Bytes::from);
+                async move {
+                    if !member.provider.supports(op) {
+                        // Not this provider's job: move on without judging its health.
+                        let status = StatusCode::BAD_REQUEST;
+                        let message = Some("this model does not support this endpoint".to_string());
+                        return AttemptResult::Retry {
+                            value: Answer::Error {
+                                status,
+                                message,
+                                retry_after: None,
+                            },
+                            retry_after: Some(Duration::MAX),
+                            failure: false,
+                        };
+                    }
+                    let Ok(body) = body else {
+                        return AttemptResult::Err(Error::BadRequest("invalid body".into()));
+                    };
+                    match member.provider.request(client, op, body, stream) {
+                        Ok(rb) => attempt(rb, stream, max_response, &member.name).await,
+                        Err(e) => AttemptResult::Err(e),
+                    }
+                }
+            })
+            .await;
+        let (i, answer) = match outcome {
+            Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
+            Outcome::Unavailable(e) => return Err(e.into()),
+        };
+        let member = model.member(i);
+        let op_name = if op == Operation::Embeddings {
+            "embeddings"
+        } else {
+            "responses"
+        };
+        let labels = RequestLabels {
+            gen_ai_operation_name: op_name,
+            gen_ai_provider_name: member.name.to_string(),
+            gen_ai_request_model: model.name.to_string(),
+            gen_ai_response_model: member.model.to_string(),
+            error_type: String::new(),
+        };
+        match answer {
+            Answer::Error {
+                status,
+                message,
+                retry_after,
+            } => Err(upstream_error(status, message, retry_after, member)),
+            Answer::Body(bytes) => {
+                if op == Operation::Embeddings
+                    && let Ok(r) = serde_json::from_slice::<o::EmbeddingsResponse>(&bytes)
+                    && let Some(u) = r.usage.as_ref()
+                {
+                    let m = &self.shared.deps.metrics;
+                    m.record_usage(
+                        op_name,
+                        &member.name,
+                        &model.name,
+                        &member.model,
+                        &u.normalize(),
+                    );
+                }
+                self.shared
+                    .deps
+                    .metrics
+                    .record_duration(&labels, start.elapsed());
+                Ok(json_response(StatusCode::OK, bytes, Some(member)))
+            }
+            Answer::Stream { first, rest } => {
+                let body = futures::stream::once(async move { Ok::<_, reqwest::Error>(first) })
+                    .chain(rest);
+                let mut resp = http::Response::new(Body::from_stream(body));
+                sse_headers(resp.headers_mut(), member);
+                Ok(resp)
+            }
+        }
+    }
+}
+
+/// Sends one attempt and classifies the answer. For streams the first body bytes are awaited
+/// here, inside the attempt timeout, so a provider that sends headers and then stalls is
+/// still failed over before anything reaches the client.
+async fn attempt(
+    rb: reqwest::RequestBuilder,
+    stream: bool,
+    max_response: usize,
+    provider: &str,
+) -> AttemptResult<Answer> {
+    let resp = match rb.send().await {
+        Ok(r) => r,
+        Err(e) => return AttemptResult::Err(Error::Upstream(without_url(e))),
+    };
+    let status = resp.status();
+    if status.is_success() {
+        if !stream {
+            return match read_bounded(resp, max_response).await {
+                Ok(Ok(b)) => AttemptResult::Ok(Answer::Body(b)),
+                Ok(Err(TooLarge)) => {
+                    tracing::warn!(
+                        provider,
+                        limit = max_response,
+                        "provider reply larger than llm.max_response_bytes"
+                    );
+                    AttemptResult::Err(Error::Protocol(format!(
+                        "provider reply larger than {max_response} bytes"
+                    )))
+                }
+                Err(e) => AttemptResult::Err(Error::Upstream(without_url(e))),
+            };
+        }
+        let mut rest = resp.bytes_stream().boxed();
+        loop {
+            match rest.next().await {
+                Some(Ok(first)) if first.is_empty() => continue,
+                Some(Ok(first)) => return AttemptResult::Ok(Answer::Stream { first, rest }),
+                Some(Err(e)) => return AttemptResult::Err(Error::Upstream(without_url(e))),
+                None => return AttemptResult::Err(Error::Upstream("empty stream".into())),
+            }
+        }
+    }
+    let headers = resp.headers().clone();
+    // Only the message matters: read the start of an error body, drop the rest unread.
+    let body = match read_bounded(resp, MAX_ERROR_BODY).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(TooLarge)) | Err(_) => Bytes::new(),
+    };
+    let retry_after = retry_after(&headers).or_else(|| body_retry_delay(&body));
+    let value = Answer::Error {
+        status,
+        message: upstream_message(&body),
+        retry_after,
+    };
+    match status.as_u16() {
+        429 | 408 => AttemptResult::Retry {
+            value,
+            retry_after,
+            failure: false,
+        },
+        500.. => AttemptResult::Retry {
+            value,
+            retry_after,
+            failure: true,
+        },
+        // Credentials or model missing at this provider: the next provider may do better, and
+        // waiting will not help.
+        401 | 403 | 404 => AttemptResult::Retry {
+            value,
+            retry_after: Some(Duration::MAX),
+            failure: true,
+        },
+        _ => AttemptResult::Reject(value),
+    }
+}
+
+/// A provider reply over its size limit.
+struct TooLarge;
+
+/// Reads a reply body of at most `max` bytes: a larger one (declared or while reading) is
+/// [`TooLarge`], and nothing beyond `max` is buffered.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> reqwest::Result<Result<Bytes, TooLarge>> {
+    let declared = resp.content_length().and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > max) {
+        return Ok(Err(TooLarge));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = resp.chunk().await? {
+        if chunk.len() > max.saturating_sub(buf.len()) {
+            return Ok(Err(TooLarge));
+        }
+        if buf.is_empty() && declared.is_none_or(|n| n == chunk.len()) {
+            // One chunk is the whole body in the common case: keep it without a copy.
+            if let Some(more) = resp.chunk().await? {
+                if chunk.len() + more.len() > max {
+                    return Ok(Err(TooLarge));
+                }
+                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&more);
+                continue;
+            }
+            return Ok(Ok(chunk));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(buf.freeze()))
+}
+
+pub(super) fn without_url(e: reqwest::Error) -> String {
+    // Error strings include the URL; keep them out of client responses and logs.
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect error"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "request error"
+    };
+    kind.to_string()
+}
+
+/// `retry-after-ms`, then `retry-after` (seconds).
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let get = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+    };
+    if let Some(ms) = get("retry-after-ms") {
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
+    }
+    get("retry-after").and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+/// A provider's error status after failover: passed on as it was ([`Error::Provider`]), with
+/// the provider's identity and its retry hint.
+fn upstream_error(
+    status: StatusCode,
+    message: Option<String>,
+    retry_after: Option<Duration>,
+    member: &Member,
+) -> switchboard_core::Error {
+    let mut headers = HeaderMap::new();
+    identity_headers(&mut headers, member);
+    if let Some(wait) = retry_after.filter(|d| *d < Duration::from_secs(86_400)) {
+        if let Ok(v) = HeaderValue::try_from(wait.as_secs_f64().ceil().max(1.0).to_string()) {
+            headers.insert(header::RETRY_AFTER, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(wait.as_millis().to_string()) {
+            headers.insert("retry-after-ms", v);
+        }
+    }
+    switchboard_core::Error::from(Error::Provider { status, message }).with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+}

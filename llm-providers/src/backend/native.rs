@@ -1,0 +1,114 @@
+//! The request in a provider's own API, and a provider's complete answer in the caller's.
+
+use bytes::Bytes;
+
+use super::ChatInput;
+use crate::format::anthropic as a;
+use crate::format::openai as o;
+use crate::format::{ApiFormat, Usage, bedrock, gemini};
+use crate::provider::Member;
+use crate::translate::stream::UpstreamFormat;
+use crate::translate::{self, unix_now};
+use crate::{Error, Result};
+
+/// The request body in the member's native format.
+///
+/// A request already in the member's format is changed in place (its model name) rather than
+/// copied: the caller's model name has been looked up by then, and what is set is the same for
+/// every attempt at a member of this format.
+pub(super) fn native_body(input: &mut ChatInput, member: &Member) -> Result<Bytes> {
+    let model = &*member.model;
+    let v = match (input, member.provider.native()) {
+        (ChatInput::OpenAi(r), UpstreamFormat::OpenAi) => {
+            r.model = model.to_string();
+            if r.stream == Some(true) {
+                // Always ask for usage; the translator hides it if the caller did not.
+                r.stream_options
+                    .get_or_insert_with(Default::default)
+                    .include_usage = Some(true);
+            }
+            serde_json::to_vec(&*r)?
+        }
+        (ChatInput::OpenAi(r), UpstreamFormat::Anthropic) => {
+            serde_json::to_vec(&translate::anthropic::chat_to_messages(r, model))?
+        }
+        (ChatInput::OpenAi(r), UpstreamFormat::Gemini) => {
+            serde_json::to_vec(&translate::gemini::chat_to_generate(r))?
+        }
+        (ChatInput::OpenAi(r), UpstreamFormat::Bedrock) => {
+            serde_json::to_vec(&translate::bedrock::chat_to_converse(r))?
+        }
+        (ChatInput::Anthropic(r), UpstreamFormat::Anthropic) => {
+            r.model = model.to_string();
+            serde_json::to_vec(&*r)?
+        }
+        (ChatInput::Anthropic(r), native) => {
+            let chat = translate::anthropic::messages_to_chat(r, model);
+            match native {
+                UpstreamFormat::Gemini => {
+                    serde_json::to_vec(&translate::gemini::chat_to_generate(&chat))?
+                }
+                UpstreamFormat::Bedrock => {
+                    serde_json::to_vec(&translate::bedrock::chat_to_converse(&chat))?
+                }
+                _ => serde_json::to_vec(&chat)?,
+            }
+        }
+    };
+    Ok(Bytes::from(v))
+}
+
+/// A complete native response in the caller's format, with its usage.
+pub(super) fn translate_body(
+    format: ApiFormat,
+    native: UpstreamFormat,
+    bytes: &Bytes,
+    model: &str,
+) -> Result<(Bytes, Option<Usage>)> {
+    let proto = |e: serde_json::Error| Error::Protocol(e.to_string());
+    let now = unix_now();
+    let chat: o::ChatResponse = match native {
+        UpstreamFormat::Anthropic => {
+            let r: a::MessagesResponse = serde_json::from_slice(bytes).map_err(proto)?;
+            let usage = Some(r.usage.normalize());
+            if format == ApiFormat::Anthropic {
+                return Ok((bytes.clone(), usage));
+            }
+            let chat = translate::anthropic::messages_response_to_chat(&r, now);
+            return Ok((Bytes::from(serde_json::to_vec(&chat)?), usage));
+        }
+        UpstreamFormat::OpenAi => {
+            let r: o::ChatResponse = serde_json::from_slice(bytes).map_err(proto)?;
+            if format == ApiFormat::OpenAi {
+                let usage = r.usage.as_ref().map(o::Usage::normalize);
+                return Ok((bytes.clone(), usage));
+            }
+            r
+        }
+        UpstreamFormat::Gemini => {
+            let r: gemini::GenerateContentResponse =
+                serde_json::from_slice(bytes).map_err(proto)?;
+            translate::gemini::generate_to_chat(&r, model, now)
+        }
+        UpstreamFormat::Bedrock => {
+            let r: bedrock::ConverseResponse = serde_json::from_slice(bytes).map_err(proto)?;
+            let usage = r.usage.as_ref().map(bedrock::BedrockUsage::normalize);
+            let chat = translate::bedrock::converse_to_chat(&r, model, now);
+            let out = match format {
+                ApiFormat::OpenAi => serde_json::to_vec(&chat)?,
+                ApiFormat::Anthropic => {
+                    serde_json::to_vec(&translate::anthropic::chat_response_to_messages(&chat))?
+                }
+            };
+            return Ok((Bytes::from(out), usage));
+        }
+    };
+    let usage = chat.usage.as_ref().map(o::Usage::normalize);
+    let out = match format {
+        ApiFormat::OpenAi => serde_json::to_vec(&chat)?,
+        ApiFormat::Anthropic => {
+            serde_json::to_vec(&translate::anthropic::chat_response_to_messages(&chat))?
+        }
+    };
+    Ok((Bytes::from(out), usage))
+}
