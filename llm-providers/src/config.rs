@@ -1,15 +1,20 @@
 //! Configuration of an `llm` route backend (`routes[].llm` in the gateway config).
 //!
-//! Parsed with serde (unknown keys are errors), described with schemars, then checked
-//! semantically by [`LlmConfig::validate`], which reports `(key_path, message)` pairs.
+//! Parsed with serde (unknown keys are errors), described with schemars (this file: the
+//! schema), then checked semantically by [`LlmConfig::validate`] ([`validate`]), which reports
+//! `(key_path, message)` pairs. Credentials are [`Secret`]s ([`secret`]): redacted wherever
+//! they are printed or dumped.
 
-use std::cell::Cell;
+mod secret;
+mod validate;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use secret::{REDACTED, Secret, expose_secrets};
 
 /// The `llm:` block of a route.
 ///
@@ -338,246 +343,15 @@ pub struct ModelPrice {
     pub cache_write: Option<f64>,
 }
 
-impl LlmConfig {
-    /// Semantic checks; each issue is `(key_path, message)` below `path` (e.g.
-    /// `listeners[0].routes[1].llm`).
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut issues = Vec::new();
-        for (key, v) in [
-            ("max_response_bytes", self.max_response_bytes),
-            ("max_event_bytes", self.max_event_bytes),
-        ] {
-            if v == 0 {
-                issues.push((format!("{path}.{key}"), "must be at least 1".into()));
-            }
-        }
-        if self.models.is_empty() {
-            issues.push((
-                format!("{path}.models"),
-                "at least one model is required".into(),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (i, m) in self.models.iter().enumerate() {
-            let mp = format!("{path}.models[{i}]");
-            if m.name.is_empty() {
-                issues.push((format!("{mp}.name"), "must not be empty".into()));
-            } else if !seen.insert(m.name.as_str()) {
-                issues.push((
-                    format!("{mp}.name"),
-                    format!("duplicate model name `{}`", m.name),
-                ));
-            }
-            if m.providers.is_empty() {
-                issues.push((
-                    format!("{mp}.providers"),
-                    "at least one provider is required".into(),
-                ));
-            }
-            if m.strategy != Strategy::Failover && m.providers.iter().all(|p| p.weight == 0) {
-                issues.push((
-                    format!("{mp}.providers"),
-                    "at least one provider needs weight > 0".into(),
-                ));
-            }
-            for (j, p) in m.providers.iter().enumerate() {
-                issues.extend(p.validate(&format!("{mp}.providers[{j}]")));
-            }
-        }
-        if self.retry.attempts == 0 {
-            issues.push((
-                format!("{path}.retry.attempts"),
-                "must be at least 1".into(),
-            ));
-        }
-        if self.retry.max_backoff < self.retry.backoff {
-            issues.push((
-                format!("{path}.retry.max_backoff"),
-                "must not be below retry.backoff".into(),
-            ));
-        }
-        if self.timeouts.attempt.is_zero() {
-            issues.push((
-                format!("{path}.timeouts.attempt"),
-                "must be greater than zero".into(),
-            ));
-        }
-        if self.timeouts.deadline < self.timeouts.attempt {
-            issues.push((
-                format!("{path}.timeouts.deadline"),
-                "must not be below timeouts.attempt".into(),
-            ));
-        }
-        if self.outlier.max_ejection < self.outlier.base_ejection {
-            issues.push((
-                format!("{path}.outlier.max_ejection"),
-                "must not be below outlier.base_ejection".into(),
-            ));
-        }
-        for (name, price) in &self.prices {
-            let values = [
-                Some(price.input),
-                Some(price.output),
-                price.cache_read,
-                price.cache_write,
-            ];
-            if values
-                .into_iter()
-                .flatten()
-                .any(|v| !v.is_finite() || v < 0.0)
-            {
-                issues.push((
-                    format!("{path}.prices.{name}"),
-                    "prices must be non-negative numbers".into(),
-                ));
-            }
-        }
-        issues
-    }
-}
-
-impl ProviderConfig {
-    /// Semantic checks of one provider entry.
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut issues = Vec::new();
-        if self.model.is_empty() {
-            issues.push((format!("{path}.model"), "must not be empty".into()));
-        }
-        if self.api_key.is_some() && self.api_key_env.is_some() {
-            issues.push((
-                format!("{path}.api_key_env"),
-                "set either api_key or api_key_env, not both".into(),
-            ));
-        }
-        if let Some(u) = &self.base_url {
-            match url::Url::parse(u) {
-                Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {}
-                _ => issues.push((format!("{path}.base_url"), "must be an http(s) URL".into())),
-            }
-        }
-        if self.provider == ProviderKind::AzureOpenai && self.base_url.is_none() {
-            issues.push((
-                format!("{path}.base_url"),
-                "azure_openai needs base_url (https://{resource}.openai.azure.com)".into(),
-            ));
-        }
-        let bedrock_only = [
-            ("region", self.region.is_some()),
-            ("access_key_id", self.access_key_id.is_some()),
-            ("session_token", self.session_token.is_some()),
-        ];
-        if self.provider != ProviderKind::Bedrock {
-            for (key, set) in bedrock_only {
-                if set {
-                    issues.push((
-                        format!("{path}.{key}"),
-                        "only valid with provider: bedrock".into(),
-                    ));
-                }
-            }
-        }
-        if self.api_version.is_some() && self.provider != ProviderKind::AzureOpenai {
-            issues.push((
-                format!("{path}.api_version"),
-                "only valid with provider: azure_openai".into(),
-            ));
-        }
-        for name in self.headers.keys() {
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                issues.push((
-                    format!("{path}.headers.{name}"),
-                    "not a valid header name".into(),
-                ));
-            }
-        }
-        issues
-    }
-}
-
-thread_local! {
-    static EXPOSE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A secret string (API key, token). `Debug` and `Display` print `<redacted>`, and so does
-/// `Serialize` (which is what the gateway's `/config` dump uses), unless serialization runs
-/// inside [`expose_secrets`] (for a renderer that must write the real value, e.g. the
-/// controller writing a ConfigMap).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(std::sync::Arc<str>);
-
-/// What a redacted secret serializes and prints as.
-pub const REDACTED: &str = "<redacted>";
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into().into())
-    }
-
-    /// The secret value, for building the upstream request only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Runs `f` with secrets serializing to their real values on this thread.
-pub fn expose_secrets<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            EXPOSE.with(|e| e.set(self.0));
-        }
-    }
-    let _reset = Reset(EXPOSE.with(|e| e.replace(true)));
-    f()
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if EXPOSE.with(|e| e.get()) {
-            s.serialize_str(&self.0)
-        } else {
-            s.serialize_str(REDACTED)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret::new)
-    }
-}
-
-impl JsonSchema for Secret {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Secret".into()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        String::json_schema(generator)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(yaml_json: serde_json::Value) -> LlmConfig {
+    pub(super) fn parse(yaml_json: serde_json::Value) -> LlmConfig {
         serde_json::from_value(yaml_json).unwrap()
     }
 
-    fn base() -> serde_json::Value {
+    pub(super) fn base() -> serde_json::Value {
         serde_json::json!({"models": [{"name": "smart", "providers": [
             {"provider": "openai", "model": "gpt-4o", "api_key": "sk-secret"}]}]})
     }
@@ -625,22 +399,6 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_redacted_by_default() {
-        let c = parse(base());
-        let dbg = format!("{c:?}");
-        assert!(!dbg.contains("sk-secret"), "{dbg}");
-        let json = serde_json::to_string(&c).unwrap();
-        assert!(
-            !json.contains("sk-secret") && json.contains(REDACTED),
-            "{json}"
-        );
-        let exposed = expose_secrets(|| serde_json::to_string(&c).unwrap());
-        assert!(exposed.contains("sk-secret"));
-        // The scope ends with the closure.
-        assert!(!serde_json::to_string(&c).unwrap().contains("sk-secret"));
-    }
-
-    #[test]
     fn api_key_env_is_resolved() {
         let mut v = base();
         v["models"][0]["providers"][0]
@@ -651,90 +409,6 @@ mod tests {
         let c = parse(v);
         assert!(c.models[0].providers[0].resolve_api_key().is_none());
         assert_eq!(c.models[0].providers[0].resolve_api_key(), None);
-    }
-
-    fn issues(v: serde_json::Value) -> Vec<(String, String)> {
-        parse(v).validate("llm")
-    }
-
-    #[test]
-    fn rule_no_models() {
-        let i = issues(serde_json::json!({"models": []}));
-        assert_eq!(i[0].0, "llm.models");
-    }
-
-    #[test]
-    fn rule_duplicate_model() {
-        let mut v = base();
-        let m = v["models"][0].clone();
-        v["models"].as_array_mut().unwrap().push(m);
-        assert_eq!(issues(v)[0].0, "llm.models[1].name");
-    }
-
-    #[test]
-    fn rule_empty_providers() {
-        let mut v = base();
-        v["models"][0]["providers"] = serde_json::json!([]);
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers");
-    }
-
-    #[test]
-    fn rule_both_key_sources() {
-        let mut v = base();
-        v["models"][0]["providers"][0]["api_key_env"] = "K".into();
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers[0].api_key_env");
-    }
-
-    #[test]
-    fn rule_bad_base_url() {
-        let mut v = base();
-        v["models"][0]["providers"][0]["base_url"] = "ftp://x".into();
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers[0].base_url");
-    }
-
-    #[test]
-    fn rule_azure_needs_base_url() {
-        let mut v = base();
-        v["models"][0]["providers"][0]["provider"] = "azure_openai".into();
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers[0].base_url");
-    }
-
-    #[test]
-    fn rule_bedrock_only_keys() {
-        let mut v = base();
-        v["models"][0]["providers"][0]["region"] = "eu-west-1".into();
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers[0].region");
-    }
-
-    #[test]
-    fn rule_zero_weights() {
-        let mut v = base();
-        v["models"][0]["strategy"] = "weighted".into();
-        v["models"][0]["providers"][0]["weight"] = 0.into();
-        assert_eq!(issues(v)[0].0, "llm.models[0].providers");
-    }
-
-    #[test]
-    fn rule_retry_and_timeouts() {
-        let mut v = base();
-        v["retry"] = serde_json::json!({"attempts": 0, "backoff": "1s", "max_backoff": "10ms"});
-        v["timeouts"] = serde_json::json!({"attempt": "10s", "deadline": "1s"});
-        let keys: Vec<String> = issues(v).into_iter().map(|i| i.0).collect();
-        assert_eq!(
-            keys,
-            [
-                "llm.retry.attempts",
-                "llm.retry.max_backoff",
-                "llm.timeouts.deadline"
-            ]
-        );
-    }
-
-    #[test]
-    fn rule_negative_price() {
-        let mut v = base();
-        v["prices"] = serde_json::json!({"gpt-4o": {"input": -1.0, "output": 1.0}});
-        assert_eq!(issues(v)[0].0, "llm.prices.gpt-4o");
     }
 
     #[test]
