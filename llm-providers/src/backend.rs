@@ -3,10 +3,10 @@
 //! checked, `/models` answered, and the response headers every answer carries. What happens
 //! to a request once it names a model is the execution engine's:
 //!
-//! * [`execute`]: one request through the model's provider pool (attempts, failover,
+//! * `execute`: one request through the model's provider pool (attempts, failover,
 //!   retries: [`crate::pool`]), the provider's answer classified, the token budget reserved;
-//! * [`native`]: the request in each provider's API and the answer back in the caller's;
-//! * [`stream`]: the streaming hand-off to the client, and end-of-request accounting.
+//! * `native`: the request in each provider's API and the answer back in the caller's;
+//! * `stream`: the streaming hand-off to the client, and end-of-request accounting.
 
 mod execute;
 mod native;

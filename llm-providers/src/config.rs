@@ -1,8 +1,8 @@
 //! Configuration of an `llm` route backend (`routes[].llm` in the gateway config).
 //!
 //! Parsed with serde (unknown keys are errors), described with schemars (this file: the
-//! schema), then checked semantically by [`LlmConfig::validate`] ([`validate`]), which reports
-//! `(key_path, message)` pairs. Credentials are [`Secret`]s ([`secret`]): redacted wherever
+//! schema), then checked semantically by [`LlmConfig::validate`] (`validate`), which reports
+//! `(key_path, message)` pairs. Credentials are [`Secret`]s (`secret`): redacted wherever
 //! they are printed or dumped.
 
 mod secret;

@@ -1,29 +1,51 @@
 //! LLM API formats, translation and providers for Switchboard.
 //!
-//! Data flow: the gateway hands an HTTP request on an `llm` route to [`LlmBackend::handle`].
-//! The backend works out the caller's API format from the path suffix ([`Front`]: OpenAI chat
+//! Data flow: the gateway hands an HTTP request on an `llm` route to [`LlmBackend::handle`],
+//! with the [`switchboard_core::RequestContext`] its policy stage built. The HTTP front
+//! ([`backend`]) works out the endpoint from the path suffix ([`Front`]: OpenAI chat
 //! completions, Anthropic messages, embeddings, models, responses), parses the body into the
-//! [`format`](mod@format) types, looks the requested model name up in its [`pool`] of providers and asks the
-//! pool for an attempt order (failover groups, weighted, least latency; ejected outliers are
-//! skipped). Each attempt translates the request into the provider's native API ([`translate`],
-//! one [`provider`] module per upstream API), sends it with the gateway's shared HTTP client and,
-//! on a retryable failure before any byte reached the client, backs off or fails over.
-//! A successful response is translated back into the caller's format; streams go through a
-//! stateful per-event translator ([`translate::stream`]) so bytes flow to the client as they
-//! arrive. When the response or stream ends, the observed usage feeds [`metrics`] and reconciles
-//! the token budget charged up front by [`limits`].
+//! [`format`](mod@format) types, looks the model up and checks the caller may use it. The
+//! execution engine ([`backend`]'s `execute`) reserves the caller's tokens through
+//! `ctx.tokens` and runs the request through the model's [`pool`] of providers (attempt order:
+//! failover groups, weighted, least latency; ejected outliers skipped; retries and failover
+//! before any byte reached the client). Each attempt translates the request into the
+//! provider's API ([`translate`]) and sends it through its [`provider`]. A complete answer is
+//! translated back into the caller's format; a stream goes through a stateful per-event
+//! translator ([`translate::stream`]) so bytes flow to the client as they arrive. When the
+//! response or stream ends, the observed usage feeds [`metrics`] and settles the token
+//! reservation.
+//!
+//! Failures known before the response starts are [`Error`]s, mapped onto the gateway's error
+//! model in one `From` ([`error`]) and rendered by the gateway in the caller's format
+//! ([`Front::format_for_path`]); failures after it started are error events in the stream
+//! ([`translate::errors`]).
+//!
+//! To add a provider, open [`provider`]: one module per upstream API implements
+//! [`provider::Provider`] (URLs, authentication, native format), and `provider::build` maps a
+//! [`config::ProviderKind`] to it. A provider speaking a new API also needs its wire types in
+//! [`format`](mod@format) and its translation in [`translate`].
+//!
+//! Modules:
+//!
+//! * [`backend`]: the `llm` route backend: HTTP front, execution engine, streaming hand-off;
+//! * [`config`]: the `llm:` block (schema, validation rules, secrets);
+//! * [`error`]: the crate's error and its causes;
+//! * [`format`](mod@format): wire types of the APIs spoken and called;
+//! * [`translate`]: requests, responses, streams and stream errors between formats;
+//! * [`provider`]: one module per upstream API;
+//! * [`pool`]: attempt order, retries, failover, outlier ejection;
+//! * [`sse`], [`eventstream`]: the stream framings read from providers;
+//! * [`metrics`]: `gen_ai` metrics and cost.
 //!
 //! Gateway integration, in one place:
 //!
 //! * once per process: `LlmDeps { client: ProviderClients::new(build_reqwest_client), metrics: Metrics::new(&mut registry) }`;
 //! * per config load: `LlmBackend::new(&route.llm, deps.clone())` (or `old.reload(..)` to keep
 //!   provider health), after `LlmConfig::validate("…llm")` issues were reported;
-//! * per route with `policies.rate_limit`: `Limiter::local(policy)` or
-//!   `Limiter::redis(policy, url, prefix).await`, kept while the policy is unchanged; the
-//!   gateway calls `limiter.check_request(&limiter.key(route, subject, api_key))` itself and
-//!   passes the limiter in [`RequestContext`] so the backend can charge tokens;
 //! * per request: `backend.handle(req, &ctx).await` with the full original path and the body
-//!   already read and bounded by the caller (the gateway's `limits.json`); the backend bounds
+//!   already read and bounded by the caller (the gateway's `limits.json`); `ctx.access` says
+//!   which models the caller may use, `ctx.tokens` is its token budget (the gateway's rate
+//!   limiter), and an `Err` is rendered with `Front::format_for_path(path)`. The backend bounds
 //!   what it reads from providers itself (`max_response_bytes`, `max_event_bytes`).
 
 // Everything here handles provider replies and client bodies: no panics on network data, by

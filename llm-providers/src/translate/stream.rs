@@ -8,8 +8,8 @@
 //! the caller did not ask for it.
 //!
 //! This file holds the translator (framing, dispatch, caller-format writing); the event
-//! conversions live with their API: [`anthropic`] (Anthropic ↔ OpenAI, both ways), [`gemini`]
-//! and [`bedrock`] (→ OpenAI, the pivot).
+//! conversions live with their API: `anthropic` (Anthropic ↔ OpenAI, both ways), `gemini`
+//! and `bedrock` (→ OpenAI, the pivot).
 
 mod anthropic;
 mod bedrock;

@@ -1,6 +1,8 @@
-//! End-to-end tests: an axum server mounting `LlmBackend::handle` in front of the mock provider
-//! from `switchboard-examples`, driven by reqwest and by the real Python `openai` and
-//! `anthropic` SDKs.
+//! The LLM backend end to end, without the gateway: an axum server mounting
+//! `LlmBackend::handle` (its errors rendered as the gateway renders them) in front of the mock
+//! provider from `switchboard-examples`, driven by reqwest and by the real Python `openai` and
+//! `anthropic` SDKs. (The gateway's `llm` routes, with policies and limits, are tested in
+//! gateway/tests/llm.rs.)
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
