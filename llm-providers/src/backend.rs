@@ -112,8 +112,11 @@ impl Front {
         .map(|(_, f)| f)
     }
 
-    /// The API format the caller of `path` speaks (OpenAI unless it is a `/messages` path), for
-    /// errors the gateway produces on an `llm` route (e.g. a request-limit 429).
+    /// The API format the caller of `path` speaks (OpenAI unless it is a `/messages` path): the
+    /// format of every error on an `llm` route, the gateway's own (a request-limit 429, a body
+    /// over `limits.json`) and the backend's (what [`LlmBackend::handle`] returns), which the
+    /// gateway renders at its edge. A function of the path alone, so the gateway knows it
+    /// before the backend runs and no error has to carry it; streams use the same rule.
     pub fn format_for_path(path: &str) -> ApiFormat {
         Front::from_path(path).map_or(ApiFormat::OpenAi, Front::format)
     }
