@@ -43,7 +43,7 @@ use switchboard_sessions::SessionStore;
 
 use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
-use crate::error::ProxyError;
+use crate::error::RequestError;
 use crate::forwarding::strip_response;
 use crate::metrics::Metrics;
 use card::RouteSecurity;
@@ -154,7 +154,7 @@ impl Upstream {
         })
     }
 
-    fn uri(&self, rest: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    fn uri(&self, rest: &str, query: Option<&str>) -> Result<Uri, RequestError> {
         let mut pq = String::with_capacity(self.base_path.len() + rest.len() + 1);
         pq.push_str(&self.base_path);
         if !rest.is_empty() && !rest.starts_with('/') {
@@ -173,7 +173,7 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
+            .map_err(|_| crate::error::bad_request("request path cannot be forwarded"))
     }
 }
 
@@ -266,7 +266,7 @@ impl A2aBackend {
         &self,
         req: Request<Body>,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         let prefix = cx.prefix.unwrap_or("").trim_end_matches('/');
         let path = req.uri().path();
         let rest = path.strip_prefix(prefix).unwrap_or(path).to_owned();
@@ -296,7 +296,7 @@ impl A2aBackend {
         uri: &Uri,
         cx: &RequestCx<'_>,
         prefix: &str,
-    ) -> Result<String, ProxyError> {
+    ) -> Result<String, RequestError> {
         if let Some(p) = &self.public_url {
             return Ok(p.clone());
         }
@@ -305,7 +305,7 @@ impl A2aBackend {
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(Authority::as_str))
             .filter(|h| !h.is_empty() && h.parse::<Authority>().is_ok())
-            .ok_or(ProxyError::BadRequest("the request has no usable Host"))?;
+            .ok_or(crate::error::bad_request("the request has no usable Host"))?;
         Ok(format!("{}://{host}{prefix}", cx.scheme))
     }
 
@@ -315,7 +315,7 @@ impl A2aBackend {
         uri: &Uri,
         cx: &RequestCx<'_>,
         prefix: &str,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         let public = self.public_base(headers, uri, cx, prefix)?;
         let mut last_err = None;
         for up in &self.upstreams {
@@ -345,9 +345,7 @@ impl A2aBackend {
             return Ok(resp);
         }
         self.count("agent_card", "upstream_error");
-        Err(last_err.unwrap_or(ProxyError::Upstream(
-            "no replica serves an agent card".into(),
-        )))
+        Err(last_err.unwrap_or(crate::error::upstream("no replica serves an agent card")))
     }
 
     fn log_rewrite(&self, changed: &card::Rewritten) {
@@ -373,14 +371,14 @@ impl A2aBackend {
         up: &Upstream,
         path: &str,
         cx: &RequestCx<'_>,
-    ) -> Result<Option<Value>, ProxyError> {
+    ) -> Result<Option<Value>, RequestError> {
         let mut req = Request::new(Body::empty());
         *req.uri_mut() = up.uri(path, None)?;
         req.headers_mut().insert(header::HOST, up.host.clone());
         req.headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let resp = match tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await {
-            Err(_) => return Err(ProxyError::Timeout(cx.timeouts.request)),
+            Err(_) => return Err(crate::error::timeout(cx.timeouts.request)),
             Ok(Err(e)) => return Err(upstream_failed(e)),
             Ok(Ok(r)) => r,
         };
@@ -389,9 +387,10 @@ impl A2aBackend {
         }
         if !resp.status().is_success() {
             tracing::warn!(route = %self.route, status = resp.status().as_u16(), upstream = %up.url, "agent card fetch failed");
-            return Err(ProxyError::Upstream(
-                format!("agent card answered {}", resp.status()).into(),
-            ));
+            return Err(crate::error::upstream(format!(
+                "agent card answered {}",
+                resp.status()
+            )));
         }
         let bytes = self
             .read_reply(up, resp.into_body(), self.max_card_bytes, "agent card")
@@ -400,9 +399,7 @@ impl A2aBackend {
             Ok(card) if card.is_object() => Ok(Some(card)),
             _ => {
                 tracing::warn!(route = %self.route, upstream = %up.url, "A2A agent card is not a JSON object");
-                Err(ProxyError::Upstream(
-                    "agent card is not a JSON object".into(),
-                ))
+                Err(crate::error::upstream("agent card is not a JSON object"))
             }
         }
     }
@@ -416,18 +413,18 @@ impl A2aBackend {
         body: Incoming,
         limit: usize,
         what: &'static str,
-    ) -> Result<Bytes, ProxyError> {
+    ) -> Result<Bytes, RequestError> {
         match Limited::new(body, limit).collect().await {
             Ok(b) => Ok(b.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 tracing::warn!(route = %self.route, upstream = %up.url, limit, "A2A agent {what} is larger than the limit");
-                Err(ProxyError::Upstream(
-                    format!("agent {what} larger than {limit} bytes").into(),
-                ))
+                Err(crate::error::upstream(format!(
+                    "agent {what} larger than {limit} bytes"
+                )))
             }
             Err(e) => {
                 tracing::warn!(route = %self.route, upstream = %up.url, error = %e, "A2A agent {what} could not be read");
-                Err(ProxyError::Upstream(e))
+                Err(crate::error::upstream(e))
             }
         }
     }
@@ -439,7 +436,7 @@ impl A2aBackend {
         req: Request<Body>,
         cx: &RequestCx<'_>,
         rest: &str,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         let (parts, body) = req.into_parts();
         // Already read and bounded by the backend stage (`backend::read_json`); this is a no-copy
         // collect of that one buffer.
@@ -452,11 +449,13 @@ impl A2aBackend {
         {
             Ok(b) => b.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(ProxyError::BodyTooLarge {
-                    limit: cx.max_body_bytes,
-                });
+                return Err(crate::error::body_too_large(cx.max_body_bytes));
             }
-            Err(_) => return Err(ProxyError::BadRequest("the request body could not be read")),
+            Err(_) => {
+                return Err(crate::error::bad_request(
+                    "the request body could not be read",
+                ));
+            }
         };
         let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
             self.count("unknown", "refused");
@@ -535,7 +534,7 @@ impl A2aBackend {
                 Err(_) => {
                     ex.outcome = "upstream_error";
                     return Ok(proxy_rpc_error(
-                        ProxyError::Timeout(cx.timeouts.request),
+                        crate::error::timeout(cx.timeouts.request),
                         &id,
                     ));
                 }
@@ -581,7 +580,7 @@ impl A2aBackend {
                 tracing::warn!(route = %self.route, upstream = %up.url, status = rparts.status.as_u16(), "A2A agent answer is not JSON");
                 ex.outcome = "upstream_error";
                 return Ok(proxy_rpc_error(
-                    ProxyError::Upstream("agent answer is not JSON".into()),
+                    crate::error::upstream("agent answer is not JSON"),
                     &id,
                 ));
             };
@@ -619,7 +618,7 @@ impl A2aBackend {
         // Every replica said "task not found" (or the last one was unreachable).
         Ok(last.unwrap_or_else(|| {
             ex.outcome = "upstream_error";
-            proxy_rpc_error(ProxyError::Upstream("no A2A replica reachable".into()), &id)
+            proxy_rpc_error(crate::error::upstream("no A2A replica reachable"), &id)
         }))
     }
 
@@ -635,7 +634,7 @@ impl A2aBackend {
         id: &Value,
         cx: &RequestCx<'_>,
         ex: &mut Exchange,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         let token = msg
             .pointer("/params/pageToken")
             .and_then(Value::as_str)
@@ -689,7 +688,7 @@ impl A2aBackend {
                 Err(_) => {
                     ex.outcome = "upstream_error";
                     return Ok(proxy_rpc_error(
-                        ProxyError::Timeout(cx.timeouts.request),
+                        crate::error::timeout(cx.timeouts.request),
                         id,
                     ));
                 }
@@ -862,7 +861,7 @@ impl A2aBackend {
         rest: &str,
         query: Option<&str>,
         body: Bytes,
-    ) -> Result<Request<Body>, ProxyError> {
+    ) -> Result<Request<Body>, RequestError> {
         let mut req = Request::new(Body::from(body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = up.uri(rest, query)?;
@@ -1129,20 +1128,20 @@ fn is_event_stream(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-fn upstream_failed(e: hyper_util::client::legacy::Error) -> ProxyError {
+fn upstream_failed(e: hyper_util::client::legacy::Error) -> RequestError {
     tracing::warn!(error = %crate::proxy::DisplayChain(&e), "A2A upstream request failed");
-    ProxyError::Upstream(Box::new(e))
+    crate::error::upstream(e)
 }
 
 /// An agent's 101: A2A never asks to switch protocols, so it is the agent's error (502).
-fn unasked_switch(upstream: &str) -> ProxyError {
+fn unasked_switch(upstream: &str) -> RequestError {
     tracing::warn!(upstream = %upstream, "A2A agent switched protocols unasked; answered 502");
-    ProxyError::Upstream("the agent answered 101 to a request that asked for no upgrade".into())
+    crate::error::upstream("the agent answered 101 to a request that asked for no upgrade")
 }
 
 /// A gateway failure as a JSON-RPC error answering request `id`.
-fn proxy_rpc_error(e: ProxyError, id: &Value) -> Response<Body> {
-    rpc_error(e.status(), id, -32000, &e.to_string(), e.kind())
+fn proxy_rpc_error(e: RequestError, id: &Value) -> Response<Body> {
+    rpc_error(e.status(), id, -32000, e.message(), e.cause().kind())
 }
 
 /// A JSON-RPC error response. Messages are fixed strings, never upstream details.

@@ -1,5 +1,6 @@
 //! The backend stage: what a matched route sends its request to. One variant per backend kind
-//! of the config; each turns a request into a response or a [`ProxyError`].
+//! of the config; each turns a request into a response or a [`RequestError`] the listener
+//! renders in the route's format ([`crate::error::render`]).
 
 use std::net::SocketAddr;
 
@@ -18,10 +19,11 @@ use switchboard_mcp::McpBackend;
 
 use crate::auth::Principal;
 use crate::authz::{Authorizer, AuthzContext, McpAttributes};
-use crate::error::{ErrorFormat, ProxyError};
+use crate::error::RequestError;
 use crate::input::{BodyKind, JsonLimits, read_json_body};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
+use switchboard_core::ApiFormat;
 
 /// A route's backend.
 pub enum Backend {
@@ -65,14 +67,14 @@ pub struct RequestCx<'a> {
 
 impl Backend {
     /// The API format for errors on this route, for a request to `path`.
-    pub fn error_format(&self, path: &str) -> ErrorFormat {
+    pub fn error_format(&self, path: &str) -> ApiFormat {
         match self {
-            Backend::Http(_) => ErrorFormat::Plain,
+            Backend::Http(_) => ApiFormat::Plain,
             Backend::Llm(_) => match Front::from_path(path) {
-                Some(Front::Messages) => ErrorFormat::Anthropic,
-                _ => ErrorFormat::OpenAi,
+                Some(Front::Messages) => ApiFormat::Anthropic,
+                _ => ApiFormat::OpenAi,
             },
-            Backend::A2a(_) | Backend::Mcp(_) => ErrorFormat::JsonRpc,
+            Backend::A2a(_) | Backend::Mcp(_) => ApiFormat::JsonRpc,
         }
     }
 
@@ -81,7 +83,7 @@ impl Backend {
         &self,
         req: Request<Incoming>,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
@@ -145,12 +147,12 @@ impl Backend {
 
 /// The request with its JSON body read whole, bounded by the listener's
 /// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::input`]), before the
-/// backend parses it. A refusal becomes the route's API format in [`ProxyError::into_response`].
+/// backend parses it. A refusal becomes the route's API format in [`crate::error::render`].
 async fn read_json(
     req: Request<Incoming>,
     cx: &RequestCx<'_>,
     kind: BodyKind,
-) -> Result<Request<Body>, ProxyError> {
+) -> Result<Request<Body>, RequestError> {
     let limits = req
         .extensions()
         .get::<JsonLimits>()

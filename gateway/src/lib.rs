@@ -14,7 +14,7 @@
 //! upstream. The response
 //! comes back through the policies into a [`body::ObservedBody`], which streams it frame by
 //! frame and writes the access log and metrics when it ends. Failures anywhere become
-//! responses in one place, [`error::ProxyError::into_response`].
+//! responses in one place, [`error::render`].
 //!
 //! Configuration ([`config`]) is parsed and validated into an immutable generation; the
 //! [`gateway::Gateway`] builds it into per-listener runtimes held in `ArcSwap`s, and

@@ -254,7 +254,8 @@ listeners:
         .unwrap();
     assert_eq!(r.status(), 413);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["type"], "payload_too_large", "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
     let deep = format!(
         r#"{{"model":"fast","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"metadata":{}1{}}}"#,
         "[".repeat(20),
