@@ -483,8 +483,10 @@ async fn request_limit_is_429_with_rate_limit_headers_on_every_route() {
         );
         for h in [
             "retry-after",
+            "retry-after-ms",
             "x-ratelimit-limit-requests",
             "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
         ] {
             assert!(r.headers.contains_key(h), "{}: {h} missing", kind.name);
         }
@@ -621,5 +623,51 @@ async fn connect_is_405_and_unknown_transfer_codings_are_501() {
         body(&resp),
         json!({"error": {"type": "not_implemented",
             "message": "only the chunked transfer coding is supported"}})
+    );
+}
+
+/// On an `a2a` route: a method other than `POST` is the gateway's 405 (JSON-RPC, `id: null`);
+/// the protocol's own refusals answer the call in-band (HTTP 200) with their JSON-RPC codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_protocol_refusals_are_json_rpc_errors() {
+    let s = setup().await;
+    let r = client()
+        .get(format!("{}/a2a/x", s.base("main").await))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32000,
+            "message": "this A2A route serves JSON-RPC over POST and the agent card at /.well-known/agent-card.json",
+            "data": {"type": "method_not_allowed"}}})
+    );
+    let r = s
+        .send(
+            "main",
+            A2A,
+            None,
+            json!({"jsonrpc": "2.0", "id": 7}).to_string(),
+        )
+        .await;
+    assert_eq!((r.status, r.content_type()), (200, "application/json"));
+    assert_eq!(
+        r.body,
+        json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32600,
+            "message": "invalid request: a single JSON-RPC request object with a method is expected",
+            "data": {"type": "bad_request"}}})
+    );
+    let push = json!({"jsonrpc": "2.0", "id": 7, "method": "tasks/pushNotificationConfig/set",
+        "params": {"taskId": "t1", "pushNotificationConfig": {"url": "http://evil.test/hook"}}});
+    let r = s.send("main", A2A, None, push.to_string()).await;
+    assert_eq!((r.status, r.content_type()), (200, "application/json"));
+    assert_eq!(
+        r.body,
+        json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32602,
+            "message": "push notification URL is not allowed by this gateway",
+            "data": {"type": "push_url_not_allowed"}}})
     );
 }
