@@ -70,7 +70,7 @@ pub fn render(e: RequestError, format: ApiFormat) -> Response<Body> {
     if let Some(source) = std::error::Error::source(&e) {
         tracing::debug!(
             status = e.status().as_u16(),
-            error = %crate::proxy::DisplayChain(source),
+            error = %source,
             "request failed"
         );
     }
