@@ -27,7 +27,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProxyError;
+use crate::error::RequestError;
 use crate::oauth_metadata::ResourceMetadataConfig;
 
 /// `policies.authn` — who may call the route.
@@ -549,7 +549,7 @@ impl Authenticator {
         r: Refusal,
         origin: Option<&str>,
         prefix: Option<&str>,
-    ) -> ProxyError {
+    ) -> RequestError {
         let mut c = String::from("Bearer realm=\"switchboard\"");
         match r {
             Refusal::Missing => {}
@@ -565,7 +565,7 @@ impl Authenticator {
                     http::header::RETRY_AFTER,
                     http::HeaderValue::from(retry_after),
                 );
-                return ProxyError::RateLimited { headers };
+                return crate::error::rate_limited(headers);
             }
         }
         if let Some(m) = &self.inner.metadata
@@ -578,10 +578,8 @@ impl Authenticator {
         let challenge = HeaderValue::from_str(&c)
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"switchboard\""));
         match r {
-            Refusal::InsufficientScope => ProxyError::Forbidden {
-                challenge: Some(challenge),
-            },
-            _ => ProxyError::Unauthenticated { challenge },
+            Refusal::InsufficientScope => crate::error::forbidden(Some(challenge)),
+            _ => crate::error::unauthenticated(challenge),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The backend stage: what a matched route sends its request to. One variant per backend kind
-//! of the config; each turns a request into a response or a [`ProxyError`].
+//! of the config; each turns a request into a response or a [`RequestError`] the listener
+//! renders in the route's format ([`crate::error::render`]).
 
 use std::net::SocketAddr;
 
@@ -13,13 +14,13 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
-use switchboard_core::{Access, Item, TokenMeter};
+use switchboard_core::{Access, ApiFormat, Item, TokenMeter};
 use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
 use crate::auth::Principal;
 use crate::authz::{Authorizer, AuthzContext, McpAttributes};
-use crate::error::{ErrorFormat, ProxyError};
+use crate::error::RequestError;
 use crate::input::{BodyKind, JsonLimits, read_json_body};
 use crate::policy::Timeouts;
 use crate::proxy::HttpBackend;
@@ -67,15 +68,12 @@ pub struct RequestCx<'a> {
 
 impl Backend {
     /// The API format for errors on this route, for a request to `path`.
-    pub fn error_format(&self, path: &str) -> ErrorFormat {
+    pub fn error_format(&self, path: &str) -> ApiFormat {
         match self {
-            Backend::Http(_) => ErrorFormat::Plain,
+            Backend::Http(_) => ApiFormat::Plain,
             // The one rule the LLM backend's own streams follow too.
-            Backend::Llm(_) => match Front::format_for_path(path) {
-                switchboard_llm::format::ApiFormat::Anthropic => ErrorFormat::Anthropic,
-                switchboard_llm::format::ApiFormat::OpenAi => ErrorFormat::OpenAi,
-            },
-            Backend::A2a(_) | Backend::Mcp(_) => ErrorFormat::JsonRpc,
+            Backend::Llm(_) => Front::format_for_path(path).into(),
+            Backend::A2a(_) | Backend::Mcp(_) => ApiFormat::JsonRpc,
         }
     }
 
@@ -84,7 +82,7 @@ impl Backend {
         &self,
         req: Request<Incoming>,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
@@ -114,7 +112,7 @@ impl Backend {
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                Ok(l.handle(req, &ctx).await?)
+                l.handle(req, &ctx).await
             }
             Backend::A2a(a) => {
                 let req = if req.method() == Method::POST {
@@ -158,12 +156,12 @@ impl Backend {
 
 /// The request with its JSON body read whole, bounded by the listener's
 /// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::input`]), before the
-/// backend parses it. A refusal becomes the route's API format in [`ProxyError::into_response`].
+/// backend parses it. A refusal becomes the route's API format in [`crate::error::render`].
 async fn read_json(
     req: Request<Incoming>,
     cx: &RequestCx<'_>,
     kind: BodyKind,
-) -> Result<Request<Body>, ProxyError> {
+) -> Result<Request<Body>, RequestError> {
     let limits = req
         .extensions()
         .get::<JsonLimits>()

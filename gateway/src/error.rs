@@ -1,12 +1,21 @@
-//! Errors. [`Error`] is what the library's set-up functions return; [`ProxyError`] is what can
-//! go wrong while serving one request, and [`ProxyError::into_response`] is the one place that
-//! turns such a failure into a response, by cause and in the route's API format, without
-//! internals.
+//! Errors. [`Error`] is what the library's set-up functions return (start-up, reload, I/O).
+//!
+//! A failure while serving one request is a [`switchboard_core::Error`]: the functions below
+//! build the ones the gateway itself produces (no route, limits, authentication, upstream
+//! failures), each with the status, headers and message it has always had, and backends return
+//! their own. [`render`] is the one place the gateway turns such an error into a response, in
+//! the route's [`ApiFormat`]; the listener calls it at the edge of the request pipeline.
+
+use std::time::Duration;
 
 use axum::body::Body;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, header};
+use switchboard_core::{ApiFormat, Cause};
 
 use crate::config::ConfigErrors;
+
+/// A failure while serving one request (the error model shared by every crate).
+pub type RequestError = switchboard_core::Error;
 
 /// Errors of the gateway library (start-up, reload, I/O).
 #[derive(Debug, thiserror::Error)]
@@ -54,230 +63,94 @@ pub enum Error {
 /// The gateway library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The wire format errors are written in, chosen by the route's backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ErrorFormat {
-    /// `{"error": {"type": "...", "message": "..."}}` (http routes, and before routing).
-    #[default]
-    Plain,
-    /// A JSON-RPC 2.0 error object (MCP and A2A routes).
-    JsonRpc,
-    /// OpenAI's error shape (LLM routes).
-    OpenAi,
-    /// Anthropic's error shape (`/v1/messages`).
-    Anthropic,
+/// Renders a request's failure in the route's API format: the one place the gateway does so
+/// (called by the listener for whatever the pipeline, its policies or the backend returned).
+/// The error's source, if any, is logged here and never sent.
+pub fn render(e: RequestError, format: ApiFormat) -> Response<Body> {
+    if let Some(source) = std::error::Error::source(&e) {
+        tracing::debug!(
+            status = e.status().as_u16(),
+            error = %source,
+            "request failed"
+        );
+    }
+    e.render(format)
 }
 
-/// A failure while serving one request.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// No route matches.
-    #[error("no route matches this request")]
-    NoRoute,
-    /// The request body is larger than the listener allows.
-    #[error("request body is larger than {limit} bytes")]
-    BodyTooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The request headers are larger than the listener allows.
-    #[error("request headers are larger than {limit} bytes")]
-    HeadersTooLarge {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The upstream could not be reached or failed mid-request. The cause is logged, not sent.
-    #[error("upstream request failed")]
-    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// Too many connections or requests in flight.
-    #[error("the gateway is overloaded; retry later")]
-    Overloaded,
-    /// The upstream did not answer in time.
-    #[error("upstream did not respond within {0:?}")]
-    Timeout(std::time::Duration),
-    /// The request is malformed.
-    #[error("{0}")]
-    BadRequest(&'static str),
-    /// No valid credential (401). Why is not said beyond the challenge's standard error code.
-    #[error("authentication required")]
-    Unauthenticated {
-        /// The `WWW-Authenticate` challenge.
-        challenge: HeaderValue,
-    },
-    /// Authenticated but not allowed (403); with a challenge for `insufficient_scope`.
-    #[error("access denied")]
-    Forbidden {
-        /// The `WWW-Authenticate` challenge, when the client can step up.
-        challenge: Option<HeaderValue>,
-    },
-    /// A rate limit (`policies.rate_limit` or an API key's own) is spent (429); `headers`
-    /// carry `retry-after` and, for route limits, `x-ratelimit-*`.
-    #[error("rate limit exceeded; retry later")]
-    RateLimited {
-        /// Headers for the 429.
-        headers: http::HeaderMap,
-    },
-    /// A JSON body the gateway parses is over a limit or malformed.
-    #[error("{0}")]
-    Input(#[from] crate::input::InputError),
-    /// A method the gateway never forwards (`CONNECT`): 405.
-    #[error("{0}")]
-    MethodNotAllowed(&'static str),
-    /// A framing the gateway does not implement (a transfer coding other than `chunked`):
-    /// 501, and the connection is closed since its body cannot be delimited safely.
-    #[error("{0}")]
-    NotImplemented(&'static str),
-    /// A failure in switchboard-core's error model (the LLM backend's, a rate limit's),
-    /// rendered by its own cause.
-    #[error("{0}")]
-    Core(switchboard_core::Error),
+/// No route matches (404).
+pub fn no_route() -> RequestError {
+    RequestError::new(Cause::NotFound, "no route matches this request")
 }
 
-impl From<switchboard_core::Error> for ProxyError {
-    fn from(e: switchboard_core::Error) -> Self {
-        ProxyError::Core(e)
+/// The request body is larger than the listener allows (413).
+pub fn body_too_large(limit: u64) -> RequestError {
+    RequestError::new(
+        Cause::PayloadTooLarge,
+        format!("request body is larger than {limit} bytes"),
+    )
+}
+
+/// The request headers are larger than the listener allows (431).
+pub fn headers_too_large(limit: usize) -> RequestError {
+    RequestError::new(
+        Cause::HeadersTooLarge,
+        format!("request headers are larger than {limit} bytes"),
+    )
+}
+
+/// The upstream could not be reached or failed mid-request (502). `source` is logged, not
+/// sent.
+pub fn upstream(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> RequestError {
+    RequestError::new(Cause::Upstream, "upstream request failed").with_source(source)
+}
+
+/// Too many connections or requests in flight (503, `retry-after: 1`).
+pub fn overloaded() -> RequestError {
+    RequestError::new(Cause::Overloaded, "the gateway is overloaded; retry later")
+}
+
+/// The upstream did not answer within `limit` (504).
+pub fn timeout(limit: Duration) -> RequestError {
+    RequestError::new(
+        Cause::Timeout,
+        format!("upstream did not respond within {limit:?}"),
+    )
+}
+
+/// The request is malformed (400); `message` says how.
+pub fn bad_request(message: &'static str) -> RequestError {
+    RequestError::new(Cause::BadRequest, message)
+}
+
+/// No valid credential (401) with its `WWW-Authenticate` challenge. Why is not said beyond the
+/// challenge's standard error code.
+pub fn unauthenticated(challenge: HeaderValue) -> RequestError {
+    RequestError::new(Cause::Unauthenticated, "authentication required")
+        .with_header(header::WWW_AUTHENTICATE, challenge)
+}
+
+/// Authenticated but not allowed (403); with a challenge for `insufficient_scope`.
+pub fn forbidden(challenge: Option<HeaderValue>) -> RequestError {
+    let e = RequestError::new(Cause::Forbidden, "access denied");
+    match challenge {
+        Some(c) => e.with_header(header::WWW_AUTHENTICATE, c),
+        None => e,
     }
 }
 
-impl From<ErrorFormat> for switchboard_core::ApiFormat {
-    fn from(f: ErrorFormat) -> Self {
-        match f {
-            ErrorFormat::Plain => switchboard_core::ApiFormat::Plain,
-            ErrorFormat::JsonRpc => switchboard_core::ApiFormat::JsonRpc,
-            ErrorFormat::OpenAi => switchboard_core::ApiFormat::OpenAi,
-            ErrorFormat::Anthropic => switchboard_core::ApiFormat::Anthropic,
-        }
-    }
+/// A rate limit (`policies.rate_limit` or an API key's own) is spent (429); `headers` carry
+/// `retry-after` and, for route limits, `x-ratelimit-*`.
+pub fn rate_limited(headers: HeaderMap) -> RequestError {
+    RequestError::new(Cause::RateLimited, "rate limit exceeded; retry later").with_headers(headers)
 }
 
-impl ProxyError {
-    /// The HTTP status for this cause.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ProxyError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ProxyError::Input(e) => e.status(),
-            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ProxyError::Core(e) => e.status(),
-        }
-    }
-
-    /// A short machine-readable cause.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProxyError::NoRoute => "not_found",
-            ProxyError::BodyTooLarge { .. } => "payload_too_large",
-            ProxyError::HeadersTooLarge { .. } => "request_header_fields_too_large",
-            ProxyError::Upstream(_) => "bad_gateway",
-            ProxyError::Overloaded => "overloaded",
-            ProxyError::Timeout(_) => "gateway_timeout",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::Unauthenticated { .. } => "unauthorized",
-            ProxyError::Forbidden { .. } => "forbidden",
-            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
-            ProxyError::Input(crate::input::InputError::TooLarge { .. }) => "payload_too_large",
-            ProxyError::Input(_) => "bad_request",
-            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
-            ProxyError::NotImplemented(_) => "not_implemented",
-            ProxyError::Core(e) => e.cause().kind(),
-        }
-    }
-
-    /// Renders the error in `format`. Messages are fixed strings or limits from config, never
-    /// upstream details or secrets.
-    pub fn into_response(self, format: ErrorFormat) -> Response<Body> {
-        if let ProxyError::Core(e) = self {
-            return e.render(format.into());
-        }
-        let code = match &self {
-            ProxyError::Input(e) => e.jsonrpc_code(),
-            _ => -32000,
-        };
-        let mut resp = error_body(self.status(), self.kind(), &self.to_string(), format, code);
-        let h = resp.headers_mut();
-        match self {
-            ProxyError::Unauthenticated { challenge }
-            | ProxyError::Forbidden {
-                challenge: Some(challenge),
-            } => {
-                h.insert(header::WWW_AUTHENTICATE, challenge);
-            }
-            ProxyError::RateLimited { headers } => {
-                h.extend(headers);
-            }
-            ProxyError::NotImplemented(_) => {
-                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            _ => {}
-        }
-        resp
-    }
+/// A method the gateway never forwards (`CONNECT`): 405.
+pub fn method_not_allowed(message: &'static str) -> RequestError {
+    RequestError::new(Cause::MethodNotAllowed, message)
 }
 
-/// Builds an error response of the given status in `format`. Used by [`ProxyError`] and by
-/// backends that need the same shapes.
-pub fn error_response(
-    status: StatusCode,
-    kind: &str,
-    message: &str,
-    format: ErrorFormat,
-) -> Response<Body> {
-    error_body(status, kind, message, format, -32000)
-}
-
-/// [`error_response`] with the JSON-RPC error code to use on JSON-RPC routes.
-fn error_body(
-    status: StatusCode,
-    kind: &str,
-    message: &str,
-    format: ErrorFormat,
-    jsonrpc_code: i64,
-) -> Response<Body> {
-    let body = match format {
-        ErrorFormat::Plain => serde_json::json!({"error": {"type": kind, "message": message}}),
-        ErrorFormat::OpenAi => serde_json::json!({
-            "error": {"message": message, "type": kind, "param": null, "code": kind}
-        }),
-        ErrorFormat::Anthropic => serde_json::json!({
-            "type": "error",
-            "error": {"type": anthropic_type(status), "message": message}
-        }),
-        ErrorFormat::JsonRpc => serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": jsonrpc_code, "message": message, "data": {"type": kind}}
-        }),
-    };
-    let mut resp = Response::new(Body::from(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    resp
-}
-
-fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 | 413 | 431 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        _ => "api_error",
-    }
+/// A framing the gateway does not implement (a transfer coding other than `chunked`): 501,
+/// and the connection is closed since its body cannot be delimited safely.
+pub fn not_implemented(message: &'static str) -> RequestError {
+    RequestError::new(Cause::NotImplemented, message)
 }

@@ -16,20 +16,20 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request};
 
 use crate::config::TrustedProxiesConfig;
-use crate::error::ProxyError;
+use crate::error::RequestError;
 
 /// Refuses what a reverse proxy must not pass on: `CONNECT` (405; the gateway is no tunnel),
 /// targets that are not origin- or absolute-form such as `*` (400, as nginx answers), and a
 /// `Transfer-Encoding` other than one plain `chunked` (501, as nginx answers: a coding the
 /// gateway would silently drop or that two parsers could read differently).
-pub fn check_request<B>(req: &Request<B>) -> Result<(), ProxyError> {
+pub fn check_request<B>(req: &Request<B>) -> Result<(), RequestError> {
     if req.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotAllowed(
+        return Err(crate::error::method_not_allowed(
             "CONNECT is not served: the gateway is not a forward proxy",
         ));
     }
     if !req.uri().path().starts_with('/') {
-        return Err(ProxyError::BadRequest(
+        return Err(crate::error::bad_request(
             "the request target must be a path (asterisk-form is not served)",
         ));
     }
@@ -40,7 +40,7 @@ pub fn check_request<B>(req: &Request<B>) -> Result<(), ProxyError> {
                 .to_str()
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
         if !plain_chunked {
-            return Err(ProxyError::NotImplemented(
+            return Err(crate::error::not_implemented(
                 "only the chunked transfer coding is supported",
             ));
         }
@@ -505,14 +505,15 @@ mod tests {
         assert!(check_request(&req("GET", "/x")).is_ok());
         assert!(check_request(&req("GET", "http://gw.test")).is_ok());
         assert!(check_request(&req("GET", "http://gw.test/x?y")).is_ok());
-        assert!(matches!(
-            check_request(&req("OPTIONS", "*")),
-            Err(ProxyError::BadRequest(_))
-        ));
-        assert!(matches!(
-            check_request(&req("CONNECT", "gw.test:443")),
-            Err(ProxyError::MethodNotAllowed(_))
-        ));
+        let cause = |r| check_request(&r).err().map(|e| e.cause());
+        assert_eq!(
+            cause(req("OPTIONS", "*")),
+            Some(switchboard_core::Cause::BadRequest)
+        );
+        assert_eq!(
+            cause(req("CONNECT", "gw.test:443")),
+            Some(switchboard_core::Cause::MethodNotAllowed)
+        );
     }
 
     #[test]

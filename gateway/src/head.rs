@@ -140,9 +140,9 @@ impl HeadError {
     }
 }
 
-impl From<HeadError> for crate::error::ProxyError {
+impl From<HeadError> for crate::error::RequestError {
     fn from(e: HeadError) -> Self {
-        crate::error::ProxyError::BadRequest(e.message())
+        crate::error::bad_request(e.message())
     }
 }
 

@@ -10,12 +10,13 @@
 //! costs a scan, not a stack overflow or a 16 MiB tree.
 
 use bytes::{Bytes, BytesMut};
-use http::StatusCode;
 use http_body_util::BodyExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ProxyError;
+use switchboard_core::Cause;
+
+use crate::error::RequestError;
 
 /// `listeners[].limits.json` — limits on JSON bodies the gateway parses itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -100,21 +101,20 @@ pub enum InputError {
 }
 
 impl InputError {
-    /// HTTP status for this cause.
-    pub fn status(&self) -> StatusCode {
+    /// The cause: too large is 413; nesting too deep to parse is invalid JSON (400, JSON-RPC
+    /// -32700); a batch too large is a bad request (400, JSON-RPC -32600).
+    pub fn cause(&self) -> Cause {
         match self {
-            InputError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+            InputError::TooLarge { .. } => Cause::PayloadTooLarge,
+            InputError::TooDeep { .. } => Cause::InvalidJson,
+            InputError::BatchTooLarge { .. } => Cause::BadRequest,
         }
     }
+}
 
-    /// JSON-RPC error code: -32700 (parse error) for nesting too deep to parse, -32600
-    /// (invalid request) otherwise.
-    pub fn jsonrpc_code(&self) -> i64 {
-        match self {
-            InputError::TooDeep { .. } => -32700,
-            _ => -32600,
-        }
+impl From<InputError> for RequestError {
+    fn from(e: InputError) -> Self {
+        RequestError::new(e.cause(), e.to_string())
     }
 }
 
@@ -336,14 +336,14 @@ impl BoundedJson {
 }
 
 /// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
-/// Errors are [`ProxyError`]s the caller renders in the route's API format.
+/// Errors are [`RequestError`]s the caller renders in the route's API format.
 pub async fn read_json_body<B>(
     body: B,
     limits: &JsonLimits,
     max_body_bytes: u64,
     kind: BodyKind,
     declared: Option<u64>,
-) -> Result<Bytes, ProxyError>
+) -> Result<Bytes, RequestError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
@@ -352,7 +352,7 @@ where
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame =
-            frame.map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
+            frame.map_err(|_| crate::error::bad_request("the request body could not be read"))?;
         if let Ok(data) = frame.into_data() {
             reader.push(data)?;
         }
@@ -442,11 +442,12 @@ mod tests {
             Err(InputError::BatchTooLarge { limit: 2 })
         );
         assert!(read(&[three], &l, BodyKind::Json).is_ok());
-        assert_eq!(InputError::TooDeep { limit: 1 }.jsonrpc_code(), -32700);
-        assert_eq!(
-            InputError::TooLarge { limit: 1 }.status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
+        let e = RequestError::from(InputError::TooDeep { limit: 1 });
+        assert_eq!(e.jsonrpc_object()["code"], -32700);
+        let e = RequestError::from(InputError::TooLarge { limit: 1 });
+        assert_eq!(e.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        let e = RequestError::from(InputError::BatchTooLarge { limit: 1 });
+        assert_eq!(e.jsonrpc_object()["code"], -32600);
     }
 
     #[test]

@@ -14,8 +14,15 @@
 //! switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in [`a2a`]) → the
 //! upstream. The response
 //! comes back through the policies into a [`body::ObservedBody`], which streams it frame by
-//! frame and writes the access log and metrics when it ends. Failures anywhere become
-//! responses in one place, [`error::ProxyError::into_response`].
+//! frame and writes the access log and metrics when it ends.
+//!
+//! Errors: every stage of the pipeline and every backend fails with a
+//! [`switchboard_core::Error`] (a cause, a public message, headers to carry; [`error`] builds
+//! the ones the gateway itself produces), and the listener turns it into a response in one
+//! place, [`error::render`], in the API format of the route the request reached (plain, OpenAI,
+//! Anthropic or JSON-RPC). A backend writes an error itself only when it answers inside an
+//! exchange: a JSON-RPC error for a known request id (the A2A proxy's [`a2a`] `errors`), an
+//! error event in a stream.
 //!
 //! Configuration ([`config`]) is parsed and validated into an immutable generation; the
 //! [`gateway::Gateway`] builds it into per-listener runtimes held in `ArcSwap`s, and

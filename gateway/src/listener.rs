@@ -27,9 +27,10 @@ use tokio_util::task::TaskTracker;
 use crate::backend::RequestCx;
 use crate::body::{Completion, ObservedBody};
 use crate::config::ListenerLimits;
-use crate::error::{ErrorFormat, ProxyError};
+use crate::error::RequestError;
 use crate::metrics::{ListenerLabels, Metrics};
 use crate::router::{self, Route};
+use switchboard_core::ApiFormat;
 
 /// One config generation of a listener.
 pub struct ListenerRuntime {
@@ -482,7 +483,7 @@ impl Conn {
                 (None, format)
             }
         };
-        let format = format.unwrap_or(ErrorFormat::Plain);
+        let format = format.unwrap_or(ApiFormat::Plain);
         let result = match head {
             Ok(()) => self.pipeline(&rt, route, req, &client).await,
             Err(e) => Err(e.into()),
@@ -492,7 +493,8 @@ impl Conn {
                 let is_stream = is_event_stream(&resp);
                 (resp, is_stream, false)
             }
-            Err(e) => (e.into_response(format), false, true),
+            // The one place a failure becomes a response, in the route's format.
+            Err(e) => (crate::error::render(e, format), false, true),
         };
 
         let (mut parts, body) = resp.into_parts();
@@ -545,9 +547,9 @@ impl Conn {
         route: Option<&Route>,
         mut req: Request<Incoming>,
         client: &crate::forwarding::Client,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         if self.overloaded {
-            return Err(ProxyError::Overloaded);
+            return Err(crate::error::overloaded());
         }
         let header_bytes: usize = req
             .headers()
@@ -555,15 +557,13 @@ impl Conn {
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
         if header_bytes > rt.limits.max_header_bytes {
-            return Err(ProxyError::HeadersTooLarge {
-                limit: rt.limits.max_header_bytes,
-            });
+            return Err(crate::error::headers_too_large(rt.limits.max_header_bytes));
         }
         crate::forwarding::check_request(&req)?;
         if let Some(resp) = crate::oauth_metadata::serve(&rt.routes, &req, self.scheme) {
             return Ok(resp);
         }
-        let route = route.ok_or(ProxyError::NoRoute)?;
+        let route = route.ok_or_else(crate::error::no_route)?;
         if let Some(len) = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -571,9 +571,7 @@ impl Conn {
             .and_then(|v| v.parse::<u64>().ok())
             && len > rt.limits.max_body_bytes
         {
-            return Err(ProxyError::BodyTooLarge {
-                limit: rt.limits.max_body_bytes,
-            });
+            return Err(crate::error::body_too_large(rt.limits.max_body_bytes));
         }
         if let Some(cors) = &route.policies.cors
             && let Some(resp) = cors.preflight::<_, Body>(&req)
@@ -599,7 +597,7 @@ impl Conn {
             );
             let d = limiter.check_request(&key).await;
             if !d.allowed {
-                return Err(d.error().into());
+                return Err(crate::error::rate_limited(d.headers()));
             }
         }
         // The backend stage reads JSON bodies against these limits (`input::read_json_body`).
@@ -632,7 +630,7 @@ impl Conn {
         &self,
         route: &Route,
         req: &mut Request<B>,
-    ) -> Result<Option<crate::auth::Principal>, ProxyError> {
+    ) -> Result<Option<crate::auth::Principal>, RequestError> {
         let pol = &route.policies;
         let principal = match &pol.authn {
             None => None,
@@ -667,7 +665,7 @@ impl Conn {
                             route.matcher.prefix(),
                         )
                     }
-                    _ => ProxyError::Forbidden { challenge: None },
+                    _ => crate::error::forbidden(None),
                 });
             }
         }

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::backend::RequestCx;
 use crate::config::HttpBackendConfig;
-use crate::error::ProxyError;
+use crate::error::RequestError;
 use crate::forwarding::{ClientBodyError, UpgradePolicy, strip_response};
 
 type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
@@ -229,9 +229,9 @@ impl HttpBackend {
 
     /// The URI the upstream request carries: origin-form for plain HTTP (sent on the
     /// thread's own HTTP/1.1 connections), absolute for the TLS client.
-    fn upstream_uri(&self, uri: &Uri, prefix: Option<&str>) -> Result<Uri, ProxyError> {
-        fn bad<E>(_: E) -> ProxyError {
-            ProxyError::BadRequest("request path cannot be forwarded")
+    fn upstream_uri(&self, uri: &Uri, prefix: Option<&str>) -> Result<Uri, RequestError> {
+        fn bad<E>(_: E) -> RequestError {
+            crate::error::bad_request("request path cannot be forwarded")
         }
         let pq = uri
             .path_and_query()
@@ -264,7 +264,7 @@ impl HttpBackend {
         &self,
         mut req: Request<Incoming>,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<Body>, ProxyError> {
+    ) -> Result<Response<Body>, RequestError> {
         // The forwarding stage left the upgrade the route allows, if the client asked for one.
         let upgrade = req
             .extensions_mut()
@@ -326,7 +326,7 @@ impl HttpBackend {
         cx.upstream_duration
             .observe(started.elapsed().as_secs_f64());
         let mut resp = match result {
-            Err(_) => return Err(ProxyError::Timeout(cx.timeouts.request)),
+            Err(_) => return Err(crate::error::timeout(cx.timeouts.request)),
             Ok(Err(e)) => return Err(classify(e, cx.max_body_bytes)),
             Ok(Ok(r)) => r,
         };
@@ -338,8 +338,8 @@ impl HttpBackend {
                 .filter(|_| crate::forwarding::switch_matches(resp.headers(), upgrade.as_ref()))
             else {
                 tracing::warn!(upstream = %self.authority, "upstream switched protocols unasked; answered 502");
-                return Err(ProxyError::Upstream(
-                    "upstream answered 101 to a request that did not ask for that upgrade".into(),
+                return Err(crate::error::upstream(
+                    "upstream answered 101 to a request that did not ask for that upgrade",
                 ));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -383,20 +383,20 @@ impl HttpBackend {
 /// Maps a client error to a cause: a body over the limit is the client's fault (413), so is
 /// a body that cannot be read (a malformed chunk: 400), anything else is the upstream's (502).
 /// The cause is logged, never sent.
-fn classify(e: BoxError, limit: u64) -> ProxyError {
+fn classify(e: BoxError, limit: u64) -> RequestError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
-            return ProxyError::BodyTooLarge { limit };
+            return crate::error::body_too_large(limit);
         }
         if s.is::<ClientBodyError>() {
             tracing::debug!(error = %DisplayChain(&*e), "client request body failed");
-            return ProxyError::BadRequest("the request body is malformed or incomplete");
+            return crate::error::bad_request("the request body is malformed or incomplete");
         }
         source = s.source();
     }
     tracing::warn!(error = %DisplayChain(&*e), "upstream request failed");
-    ProxyError::Upstream(e)
+    crate::error::upstream(e)
 }
 
 /// Displays an error with its sources, for logs.

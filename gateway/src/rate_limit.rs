@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use switchboard_core::{Cause, TokenMeter, TokenReservation};
+use switchboard_core::{TokenMeter, TokenReservation};
 
 /// `policies.rate_limit`: `{requests: 100, tokens: 200000, per: 1m, by: subject}`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -125,15 +125,11 @@ impl Decision {
         h
     }
 
-    /// The 429 for a spent budget: the same cause and body shape for the request and the token
-    /// limit, with `retry-after` and `x-ratelimit-*`.
+    /// The 429 for a spent budget: one error for the request and the token limit (and an API
+    /// key's own limit, [`crate::error::rate_limited`]); `retry-after` and `x-ratelimit-*` say
+    /// which limit and when.
     pub fn error(&self) -> switchboard_core::Error {
-        let msg = format!(
-            "rate limit exceeded: {} per window; retry after {}ms",
-            self.kind,
-            self.reset.as_millis()
-        );
-        switchboard_core::Error::new(Cause::RateLimited, msg).with_headers(self.headers())
+        crate::error::rate_limited(self.headers())
     }
 }
 

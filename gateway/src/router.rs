@@ -10,9 +10,9 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::backend::Backend;
 use crate::config::{RouteMatch, prefix_matches};
-use crate::error::ErrorFormat;
 use crate::metrics::{Metrics, RouteLabels};
 use crate::policy::RoutePolicies;
+use switchboard_core::ApiFormat;
 
 /// A compiled route: matcher, resolved policies, backend and metric handles.
 pub struct Route {
@@ -71,7 +71,7 @@ impl Route {
     }
 
     /// The error format of this route's API for a request to `path`.
-    pub fn error_format(&self, path: &str) -> ErrorFormat {
+    pub fn error_format(&self, path: &str) -> ApiFormat {
         self.backend.error_format(path)
     }
 }

@@ -294,7 +294,7 @@ impl LlmBackend {
                     drop(body);
                     self.chat(ChatInput::OpenAi(r), len, None, ctx).await
                 }
-                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}")).into()),
+                Err(e) => Err(Error::invalid_body(&e).into()),
             },
             Front::Messages => match serde_json::from_slice(&body) {
                 Ok(r) => {
@@ -302,7 +302,7 @@ impl LlmBackend {
                     drop(body);
                     self.chat(ChatInput::Anthropic(r), len, beta, ctx).await
                 }
-                Err(e) => Err(Error::BadRequest(format!("invalid request body: {e}")).into()),
+                Err(e) => Err(Error::invalid_body(&e).into()),
             },
             Front::Embeddings => self.passthrough(Operation::Embeddings, body, ctx).await,
             Front::Responses => self.passthrough(Operation::Responses, body, ctx).await,

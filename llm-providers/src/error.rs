@@ -15,6 +15,9 @@ pub enum Error {
     /// The client sent something we cannot serve.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is not JSON.
+    #[error("{0}")]
+    InvalidJson(String),
     /// The request body could not be read.
     #[error("request body too large or unreadable")]
     BodyUnreadable,
@@ -55,6 +58,19 @@ pub enum Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A request body serde could not read: not JSON at all ([`Error::InvalidJson`]), or JSON
+    /// of the wrong shape for the endpoint ([`Error::BadRequest`]).
+    pub fn invalid_body(e: &serde_json::Error) -> Self {
+        let message = format!("invalid request body: {e}");
+        if e.is_syntax() || e.is_eof() {
+            Error::InvalidJson(message)
+        } else {
+            Error::BadRequest(message)
+        }
+    }
+}
+
 impl From<Error> for switchboard_core::Error {
     /// The cause of each failure, and what the caller is told: never internals or secrets.
     /// A provider's error status passes through with its message, except 401/403: the
@@ -64,6 +80,7 @@ impl From<Error> for switchboard_core::Error {
         let (cause, message): (Cause, Cow<'static, str>) = match &e {
             Error::Config(_) => (Cause::Internal, "internal gateway error".into()),
             Error::BadRequest(m) => (Cause::BadRequest, m.clone().into()),
+            Error::InvalidJson(m) => (Cause::InvalidJson, m.clone().into()),
             Error::Json(_) => (Cause::BadRequest, e.to_string().into()),
             Error::BodyUnreadable => (Cause::PayloadTooLarge, e.to_string().into()),
             Error::UnknownModel(_) | Error::NotFound => (Cause::NotFound, e.to_string().into()),

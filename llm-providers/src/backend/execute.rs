@@ -195,8 +195,8 @@ impl LlmBackend {
         body: Bytes,
         ctx: &RequestContext,
     ) -> switchboard_core::Result<http::Response<Body>> {
-        let mut v: serde_json::Map<String, Value> = serde_json::from_slice(&body)
-            .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")))?;
+        let mut v: serde_json::Map<String, Value> =
+            serde_json::from_slice(&body).map_err(|e| Error::invalid_body(&e))?;
         drop(body);
         let name = v
             .get("model")
