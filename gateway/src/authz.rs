@@ -30,80 +30,14 @@
 //! false, so an item is denied unless some rule allows it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use cel::{Context, Env, Program, Value};
+use cel::{Context, Program, Value};
 use http::HeaderMap;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::auth::{CLIENT_CREDENTIAL_HEADERS, Principal};
-
-/// `policies.authz`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AuthzPolicy {
-    /// CEL expressions; a request is allowed when any is true. An empty list allows all.
-    /// Example: `jwt.sub == "alice"`, `mcp.tool.name.startsWith("search__")`,
-    /// `api_key.name == "ci" && llm.model == "small"`.
-    #[serde(default)]
-    pub rules: Vec<String>,
-}
-
-/// Top-level variables a rule may use.
-pub const VARIABLES: &[&str] = &["request", "jwt", "api_key", "mcp", "llm"];
-
-impl AuthzPolicy {
-    /// Compiles every rule, reporting each that does not compile or uses an unknown variable.
-    pub fn validate(&self, p: &str) -> Vec<(String, String)> {
-        self.rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                compile_rule(r)
-                    .err()
-                    .map(|m| (format!("{p}.rules[{i}]"), m))
-            })
-            .collect()
-    }
-}
-
-fn env() -> &'static Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| Arc::new(Env::stdlib()))
-}
-
-struct Rule {
-    program: Program,
-    /// Mentions `mcp` or `llm`, so only the backend can decide it.
-    deferred: bool,
-}
-
-fn compile_rule(src: &str) -> Result<Rule, String> {
-    if src.trim().is_empty() {
-        return Err("empty rule".into());
-    }
-    let program = env()
-        .compile(src)
-        .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
-    let refs = program.references();
-    if let Some(bad) = refs
-        .variables()
-        .into_iter()
-        .find(|v| !VARIABLES.contains(v))
-    {
-        return Err(format!(
-            "unknown variable `{bad}`; rules may use {}",
-            VARIABLES.join(", ")
-        ));
-    }
-    let deferred = refs.has_variable("mcp") || refs.has_variable("llm");
-    Ok(Rule { program, deferred })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+use crate::cel::{Rule, compile_rule, env};
+use crate::config::AuthzPolicy;
 
 /// What an MCP request names, for [`AuthzContext::mcp`].
 #[derive(Debug, Clone, Copy, Default)]

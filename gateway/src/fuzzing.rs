@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use crate::auth::jwks::{Jwks, KeySet};
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::{JwksConfig, JwtConfig};
-use crate::authz::{Authorizer, AuthzContext, AuthzPolicy, McpAttributes};
+use crate::authz::{Authorizer, AuthzContext, McpAttributes};
+use crate::config::{AuthzPolicy, JwksConfig, JwtConfig};
 use crate::input::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
 
 /// The configuration loader: never panics, and every issue it reports is located inside the
@@ -269,13 +269,13 @@ pub fn mcp_names(data: &[u8]) {
 }
 
 /// Path options chosen by one input byte, so one target covers all four combinations.
-fn paths_config(selector: u8) -> crate::head::PathsConfig {
-    crate::head::PathsConfig {
+fn paths_config(selector: u8) -> crate::config::PathsConfig {
+    crate::config::PathsConfig {
         merge_slashes: selector & 1 == 0,
         escaped_slashes: if selector & 2 == 0 {
-            crate::head::EscapedSlashes::Reject
+            crate::config::EscapedSlashes::Reject
         } else {
-            crate::head::EscapedSlashes::Keep
+            crate::config::EscapedSlashes::Keep
         },
     }
 }
@@ -354,7 +354,7 @@ pub fn path_normalize(data: &[u8]) {
                 !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)) && v != 0,
                 "{raw:?} -> {out:?}: %{v:02X} should have been decoded or refused"
             );
-            if cfg.escaped_slashes == crate::head::EscapedSlashes::Reject {
+            if cfg.escaped_slashes == crate::config::EscapedSlashes::Reject {
                 assert!(v != b'/' && v != b'\\', "{raw:?} -> {out:?}");
             }
         }

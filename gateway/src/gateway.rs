@@ -392,7 +392,7 @@ impl Gateway {
             routes,
             limits: l.limits.clone(),
             trusted: crate::forwarding::TrustedProxies::new(&l.trusted_proxies),
-            paths: l.paths,
+            paths: (&l.paths).into(),
         })
     }
 

@@ -12,69 +12,9 @@
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
+pub use crate::config::JsonLimits;
 use crate::error::ProxyError;
-
-/// `listeners[].limits.json` — limits on JSON bodies the gateway parses itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JsonLimits {
-    /// Deepest nesting of arrays and objects allowed. Default 64.
-    #[serde(default = "default_max_depth")]
-    pub max_depth: usize,
-    /// Most requests in one JSON-RPC batch. Default 64.
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
-    /// Largest JSON body the gateway reads (an MCP or A2A JSON-RPC message or batch, an LLM API
-    /// request), in bytes. Default 4 MiB.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
-}
-
-impl Default for JsonLimits {
-    fn default() -> Self {
-        Self {
-            max_depth: default_max_depth(),
-            max_batch: default_max_batch(),
-            max_message_bytes: default_max_message_bytes(),
-        }
-    }
-}
-
-fn default_max_depth() -> usize {
-    64
-}
-fn default_max_batch() -> usize {
-    64
-}
-fn default_max_message_bytes() -> usize {
-    4 * 1024 * 1024
-}
-
-impl JsonLimits {
-    /// Semantic checks for `validate`, as `(key path, message)` pairs.
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (key, v) in [
-            ("max_depth", self.max_depth),
-            ("max_batch", self.max_batch),
-            ("max_message_bytes", self.max_message_bytes),
-        ] {
-            if v == 0 {
-                out.push((format!("{path}.{key}"), "must be at least 1".into()));
-            }
-        }
-        if self.max_depth > 1024 {
-            out.push((
-                format!("{path}.max_depth"),
-                "must be at most 1024 (deeper nesting only serves stack exhaustion)".into(),
-            ));
-        }
-        out
-    }
-}
 
 /// Why a JSON body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -44,6 +44,8 @@ pub mod auth;
 pub mod authz;
 pub mod backend;
 pub mod body;
+pub mod cel;
+pub mod cidr;
 pub mod config;
 pub mod control_plane;
 pub mod error;

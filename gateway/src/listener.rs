@@ -42,7 +42,7 @@ pub struct ListenerRuntime {
     /// Proxies whose forwarding headers are believed (`trusted_proxies`).
     pub trusted: crate::forwarding::TrustedProxies,
     /// Path normalization options.
-    pub paths: crate::head::PathsConfig,
+    pub paths: crate::head::Rules,
 }
 
 /// What the accept loop and connections share with the rest of the gateway.
@@ -467,7 +467,7 @@ impl Conn {
 
         // The edge stage: from here on the request carries only its normalized path and its
         // one authority; routing, policies, backends and the upstream all see those.
-        let head = crate::head::normalize(&mut req, &rt.paths);
+        let head = crate::head::normalize(&mut req, rt.paths);
         let uri = req.uri().clone();
         let (route, format) = match &head {
             Ok(()) => {
@@ -485,7 +485,8 @@ impl Conn {
         let format = format.unwrap_or(ErrorFormat::Plain);
         let result = match head {
             Ok(()) => self.pipeline(&rt, route, req, &client).await,
-            Err(e) => Err(e.into()),
+            // A refused head is a 400 with a fixed message (no request data echoed).
+            Err(e) => Err(ProxyError::BadRequest(e.message())),
         };
         let (resp, is_stream, refused) = match result {
             Ok(resp) => {
