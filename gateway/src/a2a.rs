@@ -41,8 +41,8 @@ use prometheus_client::metrics::family::Family;
 use serde_json::Value;
 use switchboard_sessions::SessionStore;
 
-use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
+use crate::context::RequestCx;
 use crate::error::ProxyError;
 use crate::forwarding::strip_response;
 use crate::metrics::Metrics;

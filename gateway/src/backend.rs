@@ -1,26 +1,21 @@
 //! The backend stage: what a matched route sends its request to. One variant per backend kind
 //! of the config; each turns a request into a response or a [`ProxyError`].
 
-use std::net::SocketAddr;
-
-use axum::body::Body;
-use http::{HeaderValue, Method, Request, Response};
-use hyper::body::Incoming;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use tokio_util::sync::CancellationToken;
-
 use std::sync::Arc;
 
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
-use switchboard_llm::{Front, Limiter, LlmBackend};
+use hyper::body::Incoming;
+use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
 use crate::auth::Principal;
 use crate::authz::{Authorizer, AuthzContext, McpAttributes};
+use crate::context::RequestCx;
 use crate::error::{ErrorFormat, ProxyError};
-use crate::input::{BodyKind, JsonLimits, read_json_body};
-use crate::policy::Timeouts;
+use crate::input::{BodyKind, BoundedJson, JsonLimits};
 use crate::proxy::HttpBackend;
 
 /// A route's backend.
@@ -33,34 +28,6 @@ pub enum Backend {
     Mcp(McpBackend),
     /// A2A agent proxy (JSON-RPC, agent card, task pinning).
     A2a(Box<crate::a2a::A2aBackend>),
-}
-
-/// Per-request facts a backend may need, borrowed from the connection and the route.
-pub struct RequestCx<'a> {
-    /// The route's name.
-    pub route: &'a Arc<str>,
-    /// The route's path prefix, shared (for backends that keep it).
-    pub prefix_arc: &'a Arc<str>,
-    /// The route's rate limiter, when it has `policies.rate_limit`.
-    pub limiter: Option<&'a Limiter>,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// The client's IP, formatted for `X-Forwarded-For`.
-    pub remote_ip: &'a HeaderValue,
-    /// `http` or `https`, as the client connected.
-    pub scheme: &'static str,
-    /// The route's path prefix, if it has one.
-    pub prefix: Option<&'a str>,
-    /// The route's timeouts.
-    pub timeouts: Timeouts,
-    /// Request body limit in bytes.
-    pub max_body_bytes: u64,
-    /// Upstream latency histogram of the route.
-    pub upstream_duration: &'a Histogram,
-    /// Open streams gauge of the route (upgraded connections count here).
-    pub open_streams: &'a Gauge,
-    /// Cancelled when the gateway shuts down; long-lived tunnels end with it.
-    pub shutdown: &'a CancellationToken,
 }
 
 impl Backend {
@@ -164,6 +131,31 @@ async fn read_json(
     let (parts, body) = req.into_parts();
     let bytes = read_json_body(body, &limits, cx.max_body_bytes, kind, declared).await?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
+/// Errors are [`ProxyError`]s the caller renders in the route's API format.
+async fn read_json_body<B>(
+    body: B,
+    limits: &JsonLimits,
+    max_body_bytes: u64,
+    kind: BodyKind,
+    declared: Option<u64>,
+) -> Result<Bytes, ProxyError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let mut reader = BoundedJson::new(limits, limit, kind, declared)?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(data)?;
+        }
+    }
+    Ok(reader.finish()?)
 }
 
 /// The request with its body capped at `max` bytes, as the body type backends take.

@@ -590,3 +590,30 @@ pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
         .map(|i| i.display_with_file(&errors.file).to_string())
         .collect()
 }
+
+impl admin::AdminState for Gateway {
+    fn is_ready(&self) -> bool {
+        Gateway::is_ready(self)
+    }
+
+    fn drain(&self) {
+        Gateway::drain(self)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics().encode()
+    }
+
+    fn config_view(&self) -> admin::ConfigView {
+        let generation = self.current();
+        admin::ConfigView {
+            config: serde_json::to_value(&generation.config).unwrap_or(serde_json::Value::Null),
+            version: generation.version,
+            loaded_at: generation.loaded_at,
+            source: self.config_path().map(|p| p.display().to_string()),
+            last_reload_error: self
+                .last_failure()
+                .map(|f| serde_json::to_value(&*f).unwrap_or(serde_json::Value::Null)),
+        }
+    }
+}

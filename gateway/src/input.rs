@@ -1,7 +1,7 @@
 //! Bounds on hostile input that the HTTP layer cannot see: JSON nesting depth, JSON-RPC batch
 //! size and message size. The listener already bounds header bytes, body bytes and the time to
 //! send headers (`listeners[].limits`). Every `POST` body of an MCP, A2A or LLM route is read by
-//! [`read_json_body`] in the backend stage (`backend.rs`), with the listener's [`JsonLimits`],
+//! [`BoundedJson`] in the backend stage ([`crate::backend`]), with the listener's [`JsonLimits`],
 //! before any backend or serde sees it: reading stops at `max_message_bytes` (nothing beyond it
 //! is buffered) and nesting is scanned chunk by chunk as it arrives, so a body that nests too
 //! deep is refused before serde builds a tree.
@@ -11,10 +11,8 @@
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
-use http_body_util::BodyExt;
 
 pub use crate::config::JsonLimits;
-use crate::error::ProxyError;
 
 /// Why a JSON body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -182,7 +180,7 @@ pub enum BodyKind {
     Json,
 }
 
-/// The synchronous core of [`read_json_body`]: accumulates a body chunk by chunk, never holding
+/// The synchronous core of the backend stage's JSON body reader: accumulates a body chunk by chunk, never holding
 /// more than its limit, scanning nesting as bytes arrive.
 #[derive(Debug)]
 pub struct BoundedJson {
@@ -273,31 +271,6 @@ impl BoundedJson {
             None => self.buf.freeze(),
         })
     }
-}
-
-/// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
-/// Errors are [`ProxyError`]s the caller renders in the route's API format.
-pub async fn read_json_body<B>(
-    body: B,
-    limits: &JsonLimits,
-    max_body_bytes: u64,
-    kind: BodyKind,
-    declared: Option<u64>,
-) -> Result<Bytes, ProxyError>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-{
-    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
-    let mut reader = BoundedJson::new(limits, limit, kind, declared)?;
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| ProxyError::BadRequest("the request body could not be read"))?;
-        if let Ok(data) = frame.into_data() {
-            reader.push(data)?;
-        }
-    }
-    Ok(reader.finish()?)
 }
 
 #[cfg(test)]

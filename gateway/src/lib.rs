@@ -47,6 +47,7 @@ pub mod body;
 pub mod cel;
 pub mod cidr;
 pub mod config;
+pub mod context;
 pub mod control_plane;
 pub mod error;
 pub mod forwarding;

@@ -24,9 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::RequestCx;
 use crate::body::{Completion, ObservedBody};
 use crate::config::ListenerLimits;
+use crate::context::RequestCx;
 use crate::error::{ErrorFormat, ProxyError};
 use crate::metrics::{ListenerLabels, Metrics};
 use crate::router::{self, Route};
@@ -561,7 +561,11 @@ impl Conn {
             });
         }
         crate::forwarding::check_request(&req)?;
-        if let Some(resp) = crate::oauth_metadata::serve(&rt.routes, &req, self.scheme) {
+        if let Some(resp) = crate::oauth_metadata::serve(
+            || rt.routes.iter().filter_map(Route::protected_resource),
+            &req,
+            self.scheme,
+        ) {
             return Ok(resp);
         }
         let route = route.ok_or(ProxyError::NoRoute)?;

@@ -13,8 +13,6 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::config::ResourceMetadataConfig;
 
-use crate::router::Route;
-
 /// The well-known path prefix of RFC 9728.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
@@ -117,18 +115,22 @@ pub fn request_origin<B>(req: &http::Request<B>, scheme: &str) -> Option<String>
 }
 
 /// Answers a request for RFC 9728 metadata if `path` is a well-known metadata path of one of
-/// `routes`; `None` lets the request route normally.
-pub fn serve<B>(routes: &[Route], req: &http::Request<B>, scheme: &str) -> Option<Response<Body>> {
+/// the listener's protected resources; `None` lets the request route normally. `protected`
+/// lists each protected route's metadata with the route's path prefix (called only for a
+/// well-known path).
+pub fn serve<'a, B, I>(
+    protected: impl Fn() -> I,
+    req: &http::Request<B>,
+    scheme: &str,
+) -> Option<Response<Body>>
+where
+    I: Iterator<Item = (&'a ResourceMetadata, Option<&'a str>)>,
+{
     let suffix = req.uri().path().strip_prefix(WELL_KNOWN)?;
     if !(suffix.is_empty() || suffix.starts_with('/')) {
         return None;
     }
     let suffix = suffix.trim_end_matches('/');
-    let protected = || {
-        routes
-            .iter()
-            .filter_map(|r| Some((r.policies.authn.as_ref()?.metadata()?, r.matcher.prefix())))
-    };
     let (found, prefix) = protected()
         .find(|(m, prefix)| m.path(*prefix) == suffix)
         .or_else(|| {

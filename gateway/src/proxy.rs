@@ -19,8 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::backend::RequestCx;
 use crate::config::HttpBackendConfig;
+use crate::context::RequestCx;
 use crate::error::ProxyError;
 use crate::forwarding::{ClientBodyError, UpgradePolicy, strip_response};
 

@@ -12,6 +12,7 @@ use crate::backend::Backend;
 use crate::config::{RouteMatch, prefix_matches};
 use crate::error::ErrorFormat;
 use crate::metrics::{Metrics, RouteLabels};
+use crate::oauth_metadata::ResourceMetadata;
 use crate::policy::RoutePolicies;
 
 /// A compiled route: matcher, resolved policies, backend and metric handles.
@@ -68,6 +69,15 @@ impl Route {
             limiter: None,
             backend,
         }
+    }
+
+    /// The route's RFC 9728 metadata and path prefix, when `authn.resource_metadata` makes it
+    /// a protected resource.
+    pub fn protected_resource(&self) -> Option<(&ResourceMetadata, Option<&str>)> {
+        Some((
+            self.policies.authn.as_ref()?.metadata()?,
+            self.matcher.prefix(),
+        ))
     }
 
     /// The error format of this route's API for a request to `path`.
