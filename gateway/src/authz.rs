@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use cel::{Context, Program, Value};
 use http::HeaderMap;
+use switchboard_core::{Access, Item};
 
 use crate::auth::{CLIENT_CREDENTIAL_HEADERS, Principal};
 use crate::cel::{Rule, compile_rule, env};
@@ -55,7 +56,7 @@ pub struct McpAttributes<'a> {
 /// Everything a rule may look at. Backends fill what they know; the rest stays `None`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuthzContext<'a> {
-    /// The authenticated principal (from the request's extensions).
+    /// The authenticated principal.
     pub principal: Option<&'a Principal>,
     /// Request method.
     pub method: &'a str,
@@ -70,7 +71,7 @@ pub struct AuthzContext<'a> {
 }
 
 /// The compiled `authz` policy of a route (empty when the route has none). Cheap to clone;
-/// the pipeline puts a clone into every request's extensions for the backends.
+/// the policy stage captures a clone in the request context's [`Access`] for the backends.
 #[derive(Clone, Default)]
 pub struct Authorizer {
     rules: Arc<[Rule]>,
@@ -85,6 +86,58 @@ impl std::fmt::Debug for Authorizer {
 }
 
 impl Authorizer {
+    /// The per-item check MCP and LLM backends receive in the request context: tools, prompts,
+    /// resources and models are checked with [`Self::allows`] for `principal`'s request
+    /// (`method`, `path`). `None` when nothing could refuse (no rules, no key allow lists), so
+    /// unrestricted routes pay nothing per item. It applies to anonymous callers
+    /// (`authn: optional`) too.
+    pub fn access(
+        &self,
+        principal: Option<&Principal>,
+        method: &str,
+        path: &str,
+    ) -> Option<Access> {
+        let restricted = self.has_rules()
+            || principal.is_some_and(|p| p.allowed_models.is_some() || p.restricts_mcp());
+        if !restricted {
+            return None;
+        }
+        let authz = self.clone();
+        let principal = principal.cloned();
+        let method: Arc<str> = Arc::from(method);
+        let path: Arc<str> = Arc::from(path);
+        Some(Access(Arc::new(move |item| {
+            let base = AuthzContext {
+                principal: principal.as_ref(),
+                method: &method,
+                path: &path,
+                ..Default::default()
+            };
+            // An MCP item is checked as the method that uses it (see the module docs): one
+            // rule governs listing and every use.
+            let (method, tool, prompt, resource) = match item {
+                Item::Model(model) => {
+                    return authz.allows(&AuthzContext {
+                        llm_model: Some(model),
+                        ..base
+                    });
+                }
+                Item::Tool(n) => ("tools/call", Some(n), None, None),
+                Item::Prompt(n) => ("prompts/get", None, Some(n), None),
+                Item::Resource(u) => ("resources/read", None, None, Some(u)),
+            };
+            authz.allows(&AuthzContext {
+                mcp: Some(McpAttributes {
+                    method,
+                    tool,
+                    prompt,
+                    resource,
+                }),
+                ..base
+            })
+        })))
+    }
+
     /// Compiles a policy; rules that do not compile (already reported by validation) are
     /// dropped, which can only narrow access.
     pub fn new(p: &AuthzPolicy) -> Self {

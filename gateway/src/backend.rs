@@ -8,11 +8,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use switchboard_core::Item;
 use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
-use crate::auth::Principal;
-use crate::authz::{Authorizer, AuthzContext, McpAttributes};
 use crate::context::RequestCx;
 use crate::error::{ErrorFormat, ProxyError};
 use crate::input::{BodyKind, BoundedJson, JsonLimits};
@@ -52,16 +51,19 @@ impl Backend {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
-                let who = Caller::of(&req);
+                // switchboard-llm still takes its own context; built from the one context.
+                let c = &cx.context;
                 let ctx = switchboard_llm::RequestContext {
-                    route: cx.route.clone(),
-                    prefix: cx.prefix_arc.clone(),
-                    principal: who.subject(),
-                    api_key: who.api_key(),
+                    route: c.route.clone(),
+                    prefix: c.prefix.clone(),
+                    principal: c.principal.clone(),
+                    api_key: c.api_key.clone(),
                     limiter: cx.limiter.cloned(),
-                    model_access: who
-                        .checker(|c, model| c.allows_model(model))
-                        .map(switchboard_llm::ModelAccess),
+                    model_access: c.access.clone().map(|a| {
+                        switchboard_llm::ModelAccess(Arc::new(move |model: &str| {
+                            a.allows(Item::Model(model))
+                        }))
+                    }),
                 };
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::Json).await?
@@ -79,14 +81,23 @@ impl Backend {
                 a.serve(req, cx).await
             }
             Backend::Mcp(m) => {
-                let who = Caller::of(&req);
+                // switchboard-mcp still takes its own context; built from the one context.
+                let c = &cx.context;
                 let ctx = switchboard_mcp::RequestContext {
-                    route: cx.route.clone(),
-                    prefix: cx.prefix_arc.clone(),
-                    principal: who.subject(),
-                    api_key: who.api_key(),
-                    access: who.mcp_access(),
-                    max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
+                    route: c.route.clone(),
+                    prefix: c.prefix.clone(),
+                    principal: c.principal.clone(),
+                    api_key: c.api_key.clone(),
+                    access: c.access.clone().map(|a| {
+                        switchboard_mcp::Access(Arc::new(move |item| {
+                            a.allows(match item {
+                                switchboard_mcp::Item::Tool(n) => Item::Tool(n),
+                                switchboard_mcp::Item::Prompt(n) => Item::Prompt(n),
+                                switchboard_mcp::Item::Resource(u) => Item::Resource(u),
+                            })
+                        }))
+                    }),
+                    max_batch: c.max_batch,
                 };
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
@@ -118,11 +129,7 @@ async fn read_json(
     cx: &RequestCx<'_>,
     kind: BodyKind,
 ) -> Result<Request<Body>, ProxyError> {
-    let limits = req
-        .extensions()
-        .get::<JsonLimits>()
-        .copied()
-        .unwrap_or_default();
+    let limits = cx.json;
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -166,101 +173,4 @@ pub fn limited(req: Request<Incoming>, max: u64) -> Request<Body> {
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
         )
     })
-}
-
-/// A per-request predicate over tool or model names.
-type ItemCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// Who is calling, as the security stage left it in the request's extensions, and the route's
-/// authorizer: what MCP and LLM backends need to bind sessions and check tools and models.
-#[derive(Clone)]
-struct Caller {
-    principal: Option<Principal>,
-    authz: Authorizer,
-    method: Arc<str>,
-    path: Arc<str>,
-}
-
-impl Caller {
-    fn of<B>(req: &Request<B>) -> Self {
-        let ext = req.extensions();
-        Caller {
-            principal: ext.get::<Principal>().cloned(),
-            authz: ext.get::<Authorizer>().cloned().unwrap_or_default(),
-            method: Arc::from(req.method().as_str()),
-            path: Arc::from(req.uri().path()),
-        }
-    }
-
-    fn subject(&self) -> Option<Arc<str>> {
-        self.principal.as_ref().map(|p| p.subject.clone())
-    }
-
-    fn api_key(&self) -> Option<Arc<str>> {
-        self.principal.as_ref().and_then(|p| p.api_key.clone())
-    }
-
-    /// A per-item predicate, or `None` when nothing could refuse (no rules, no key lists), so
-    /// unrestricted routes pay nothing per item.
-    fn checker(self, f: fn(&Caller, &str) -> bool) -> Option<ItemCheck> {
-        self.restricted().then(|| {
-            Arc::new(move |item: &str| f(&self, item)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
-        })
-    }
-
-    /// Whether anything could refuse an item: rules, or the API key's allow lists.
-    fn restricted(&self) -> bool {
-        self.authz.has_rules()
-            || self
-                .principal
-                .as_ref()
-                .is_some_and(|p| p.allowed_models.is_some() || p.restricts_mcp())
-    }
-
-    fn context(&self) -> AuthzContext<'_> {
-        AuthzContext {
-            principal: self.principal.as_ref(),
-            method: &self.method,
-            path: &self.path,
-            ..Default::default()
-        }
-    }
-
-    fn allows_model(&self, model: &str) -> bool {
-        self.authz.allows(&AuthzContext {
-            llm_model: Some(model),
-            ..self.context()
-        })
-    }
-
-    /// The MCP backend's per-item check, or `None` when nothing could refuse (no rules, no
-    /// key lists). It applies to anonymous callers (`authn: optional`) too.
-    fn mcp_access(self) -> Option<switchboard_mcp::Access> {
-        if !self.restricted() {
-            return None;
-        }
-        Some(switchboard_mcp::Access(Arc::new(move |item| {
-            self.allows_mcp(item)
-        })))
-    }
-
-    /// An item is checked as the method that uses it (see `authz`): one rule governs listing
-    /// and every use.
-    fn allows_mcp(&self, item: switchboard_mcp::Item<'_>) -> bool {
-        use switchboard_mcp::Item;
-        let (method, tool, prompt, resource) = match item {
-            Item::Tool(n) => ("tools/call", Some(n), None, None),
-            Item::Prompt(n) => ("prompts/get", None, Some(n), None),
-            Item::Resource(u) => ("resources/read", None, None, Some(u)),
-        };
-        self.authz.allows(&AuthzContext {
-            mcp: Some(McpAttributes {
-                method,
-                tool,
-                prompt,
-                resource,
-            }),
-            ..self.context()
-        })
-    }
 }

@@ -1,22 +1,25 @@
-//! What a backend receives with each request besides the request itself: [`RequestCx`].
-
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! What a backend receives with each request besides the request itself: [`RequestCx`], which
+//! carries the policy stage's [`RequestContext`] and what the connection and the route add
+//! (client address, scheme, timeouts, body limits, metric handles).
 
 use http::HeaderValue;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use std::net::SocketAddr;
+use switchboard_core::RequestContext;
 use switchboard_llm::Limiter;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::JsonLimits;
 use crate::policy::Timeouts;
 
 /// Per-request facts a backend may need, borrowed from the connection and the route.
 pub struct RequestCx<'a> {
-    /// The route's name.
-    pub route: &'a Arc<str>,
-    /// The route's path prefix, shared (for backends that keep it).
-    pub prefix_arc: &'a Arc<str>,
+    /// What the policy stage decided: route, principal, access, batch limit. The one context
+    /// every backend receives.
+    pub context: RequestContext,
+    /// The listener's JSON limits, for reading JSON bodies.
+    pub json: JsonLimits,
     /// The route's rate limiter, when it has `policies.rate_limit`.
     pub limiter: Option<&'a Limiter>,
     /// The client's address.

@@ -305,11 +305,9 @@ impl Gateway {
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
             let key = (l.name.clone(), r.name.clone());
-            let policies = RoutePolicies::resolve(
-                l.policies.as_ref(),
-                r.policies.as_ref(),
-                &self.inner.base_dir,
-            );
+            // The one merge of listener and route policies; everything below reads `merged`.
+            let merged = crate::policy::merge(l.policies.as_ref(), r.policies.as_ref());
+            let policies = RoutePolicies::compile(&merged, &self.inner.base_dir);
             let backend_err = |message: String| Error::Backend {
                 route: r.name.clone(),
                 message,
@@ -347,10 +345,9 @@ impl Gateway {
                     )
                     .map_err(backend_err)?
                     .with_security(
-                        r.policies
+                        merged
+                            .authn
                             .as_ref()
-                            .and_then(|p| p.authn.as_ref())
-                            .or_else(|| l.policies.as_ref().and_then(|p| p.authn.as_ref()))
                             .map(crate::a2a::card::RouteSecurity::from_authn)
                             .unwrap_or_default(),
                     ),
@@ -358,11 +355,7 @@ impl Gateway {
             } else {
                 return Err(backend_err("route has no backend".into()));
             };
-            let rate_limit = r
-                .policies
-                .as_ref()
-                .and_then(|p| p.rate_limit.as_ref())
-                .or_else(|| l.policies.as_ref().and_then(|p| p.rate_limit.as_ref()));
+            let rate_limit = merged.rate_limit.as_ref();
             let limiter = match rate_limit {
                 None => None,
                 Some(policy) => Some(match prev.limiters.get(&key) {

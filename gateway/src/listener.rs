@@ -29,6 +29,7 @@ use crate::config::ListenerLimits;
 use crate::context::RequestCx;
 use crate::error::{ErrorFormat, ProxyError};
 use crate::metrics::{ListenerLabels, Metrics};
+use crate::policy::{Admission, RouteFacts};
 use crate::router::{self, Route};
 
 /// One config generation of a listener.
@@ -503,10 +504,7 @@ impl Conn {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(route) = route {
-            route.policies.response_headers.apply(&mut parts.headers);
-            if let Some(cors) = &route.policies.cors {
-                cors.decorate(origin.as_ref(), &mut parts.headers);
-            }
+            route.policies.respond(origin.as_ref(), &mut parts.headers);
         }
         if self.overloaded {
             parts
@@ -580,41 +578,34 @@ impl Conn {
                 limit: rt.limits.max_body_bytes,
             });
         }
-        if let Some(cors) = &route.policies.cors
-            && let Some(resp) = cors.preflight::<_, Body>(&req)
-        {
-            return Ok(resp);
-        }
-        // Before anything the gateway sets itself: a client's `Connection` can name only its
-        // own headers, never the upstream credential or configured headers set below.
-        let host = crate::forwarding::requested_host(&req);
-        crate::forwarding::prepare(
-            &mut req,
-            &upgrade_policy(&route.backend),
-            client,
-            self.scheme,
-            host.as_ref(),
-        );
-        let principal = self.secure(route, &mut req).await?;
-        if let Some(limiter) = &route.limiter {
-            let key = limiter.key(
-                &route.name,
-                principal.as_ref().map(|p| p.subject.as_ref()),
-                principal.as_ref().and_then(|p| p.api_key.as_deref()),
+        // The policy stage, its phases in their one order (`policy::Phase::REQUEST`); the
+        // forwarding preparation is its `Forwarding` phase.
+        let facts = RouteFacts {
+            name: &route.name,
+            prefix: &route.prefix,
+            path_prefix: route.matcher.prefix(),
+            limiter: route.limiter.as_ref(),
+            backend_checks_items: checks_items(&route.backend),
+            scheme: self.scheme,
+            json: &rt.limits.json,
+        };
+        let forward = |req: &mut Request<Incoming>| {
+            let host = crate::forwarding::requested_host(req);
+            crate::forwarding::prepare(
+                req,
+                &upgrade_policy(&route.backend),
+                client,
+                self.scheme,
+                host.as_ref(),
             );
-            let d = limiter.check_request(&key).await;
-            if !d.allowed {
-                return Err(ProxyError::RateLimited {
-                    headers: d.headers(),
-                });
-            }
-        }
-        // The backend stage reads JSON bodies against these limits (`input::read_json_body`).
-        req.extensions_mut().insert(rt.limits.json);
-        route.policies.request_headers.apply(req.headers_mut());
+        };
+        let context = match route.policies.admit(facts, &mut req, forward).await? {
+            Admission::Answered(resp) => return Ok(resp),
+            Admission::Admitted(context) => context,
+        };
         let cx = RequestCx {
-            route: &route.name,
-            prefix_arc: &route.prefix,
+            context,
+            json: rt.limits.json,
             limiter: route.limiter.as_ref(),
             remote: self.remote,
             remote_ip: &client.ip_header,
@@ -627,64 +618,6 @@ impl Conn {
             shutdown: &self.deps.shutdown,
         };
         route.backend.serve(req, &cx).await
-    }
-}
-
-impl Conn {
-    /// The security stage: authenticate, check the route-level rules, then cross the
-    /// credential boundary (client credentials out, upstream credential in). The principal
-    /// ([`crate::auth::Principal`], when authenticated) and the route's
-    /// [`crate::authz::Authorizer`] go into the request's extensions for the backend.
-    async fn secure<B>(
-        &self,
-        route: &Route,
-        req: &mut Request<B>,
-    ) -> Result<Option<crate::auth::Principal>, ProxyError> {
-        let pol = &route.policies;
-        let principal = match &pol.authn {
-            None => None,
-            Some(authn) => match authn.authenticate(req.headers()).await {
-                Ok(p) => p,
-                Err(refusal) => {
-                    let origin = crate::oauth_metadata::request_origin(req, self.scheme);
-                    return Err(authn.refusal_error(
-                        refusal,
-                        origin.as_deref(),
-                        route.matcher.prefix(),
-                    ));
-                }
-            },
-        };
-        if pol.authz.has_rules() {
-            let cx = crate::authz::AuthzContext {
-                principal: principal.as_ref(),
-                method: req.method().as_str(),
-                path: req.uri().path(),
-                headers: Some(req.headers()),
-                ..Default::default()
-            };
-            if !pol.authz.allows_route(&cx, checks_items(&route.backend)) {
-                return Err(match (&pol.authn, &principal) {
-                    // Anonymous under `mode: optional`: authenticating might help.
-                    (Some(authn), None) => {
-                        let origin = crate::oauth_metadata::request_origin(req, self.scheme);
-                        authn.refusal_error(
-                            crate::auth::Refusal::Missing,
-                            origin.as_deref(),
-                            route.matcher.prefix(),
-                        )
-                    }
-                    _ => ProxyError::Forbidden { challenge: None },
-                });
-            }
-        }
-        pol.upstream_credentials.apply(req.headers_mut());
-        let ext = req.extensions_mut();
-        if let Some(p) = &principal {
-            ext.insert(p.clone());
-        }
-        ext.insert(pol.authz.clone());
-        Ok(principal)
     }
 }
 
