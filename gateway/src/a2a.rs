@@ -49,7 +49,8 @@ use crate::metrics::Metrics;
 use card::RouteSecurity;
 use rpc::{Call, Seen};
 
-use crate::proxy::HttpClient;
+use crate::body::is_event_stream;
+use crate::upstream::HttpClient;
 
 /// Labels of A2A request counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -199,7 +200,7 @@ pub struct A2aBackend {
 
 impl A2aBackend {
     /// Builds the backend from validated config. `client` is the gateway's pooled upstream
-    /// client ([`crate::proxy::HttpClients`]), `store` the gateway's sessions store (task
+    /// client ([`crate::upstream::HttpClients`]), `store` the gateway's sessions store (task
     /// pinning lives there), `metrics` the gateway-wide A2A families.
     pub fn new(
         route: &str,
@@ -540,7 +541,7 @@ impl A2aBackend {
                     ));
                 }
                 Ok(Err(e)) if e.is_connect() && more && (plan.failover || plan.probe) => {
-                    tracing::warn!(route = %self.route, upstream = %up.url, error = %crate::proxy::DisplayChain(&e), "A2A replica unreachable; trying the next");
+                    tracing::warn!(route = %self.route, upstream = %up.url, error = %crate::upstream::DisplayChain(&e), "A2A replica unreachable; trying the next");
                     continue;
                 }
                 Ok(Err(e)) => {
@@ -1122,15 +1123,8 @@ fn path_under(prefix: &str, path: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
 fn upstream_failed(e: hyper_util::client::legacy::Error) -> ProxyError {
-    tracing::warn!(error = %crate::proxy::DisplayChain(&e), "A2A upstream request failed");
+    tracing::warn!(error = %crate::upstream::DisplayChain(&e), "A2A upstream request failed");
     ProxyError::Upstream(Box::new(e))
 }
 

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+pub mod http;
+
+use ::http::{Method, Request, Response};
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use switchboard_core::Item;
@@ -14,8 +16,8 @@ use switchboard_mcp::McpBackend;
 
 use crate::context::RequestCx;
 use crate::error::{ErrorFormat, ProxyError};
-use crate::input::{BodyKind, BoundedJson, JsonLimits};
-use crate::proxy::HttpBackend;
+use crate::json_body::{BodyKind, BoundedJson, JsonLimits};
+use http::HttpBackend;
 
 /// A route's backend.
 pub enum Backend {
@@ -122,7 +124,7 @@ impl Backend {
 }
 
 /// The request with its JSON body read whole, bounded by the listener's
-/// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::input`]), before the
+/// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::json_body`]), before the
 /// backend parses it. A refusal becomes the route's API format in [`ProxyError::into_response`].
 async fn read_json(
     req: Request<Incoming>,
@@ -132,7 +134,7 @@ async fn read_json(
     let limits = cx.json;
     let declared = req
         .headers()
-        .get(http::header::CONTENT_LENGTH)
+        .get(::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();

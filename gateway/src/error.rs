@@ -119,7 +119,7 @@ pub enum ProxyError {
     },
     /// A JSON body the gateway parses is over a limit or malformed.
     #[error("{0}")]
-    Input(#[from] crate::input::InputError),
+    Input(#[from] crate::json_body::InputError),
     /// A method the gateway never forwards (`CONNECT`): 405.
     #[error("{0}")]
     MethodNotAllowed(&'static str),
@@ -162,7 +162,7 @@ impl ProxyError {
             ProxyError::Unauthenticated { .. } => "unauthorized",
             ProxyError::Forbidden { .. } => "forbidden",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
-            ProxyError::Input(crate::input::InputError::TooLarge { .. }) => "payload_too_large",
+            ProxyError::Input(crate::json_body::InputError::TooLarge { .. }) => "payload_too_large",
             ProxyError::Input(_) => "bad_request",
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::NotImplemented(_) => "not_implemented",

@@ -10,7 +10,7 @@ use crate::auth::jwks::{Jwks, KeySet};
 use crate::auth::jwt::JwtVerifier;
 use crate::authz::{Authorizer, AuthzContext, McpAttributes};
 use crate::config::{AuthzPolicy, JwksConfig, JwtConfig};
-use crate::input::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
+use crate::json_body::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
 
 /// The configuration loader: never panics, and every issue it reports is located inside the
 /// text (or unlocated) and has a message.
@@ -45,7 +45,7 @@ fn depth(v: &serde_json::Value) -> usize {
 }
 
 /// The JSON-RPC body reader of MCP and A2A routes ([`BoundedJson`], what
-/// [`crate::input::read_json_body`] drives), with limits small enough for a fuzzer to cross:
+/// the backend stage's body reader in [`crate::backend`] drives), with limits small enough for a fuzzer to cross:
 /// the body arrives in chunks whose size follows from its length, and [`json_body`] checks
 /// the invariants.
 pub fn jsonrpc(data: &[u8]) {

@@ -17,13 +17,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::backend::Backend;
+use crate::backend::http::HttpBackend;
 use crate::config::{Config, ConfigErrors, parse_bind};
 use crate::error::{Error, Result};
 use crate::listener::{self, ListenerDeps, ListenerHandle, ListenerRuntime};
 use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::policy::RoutePolicies;
-use crate::proxy::{HttpBackend, HttpClients};
 use crate::router::{Matcher, Route};
+use crate::upstream::HttpClients;
 use switchboard_sessions::SessionManager;
 
 /// The configuration generation that is serving, as `/config` shows it.

@@ -254,7 +254,7 @@ mod tests {
     use super::*;
 
     fn n(p: &str) -> Result<String, PathError> {
-        normalize(p, &Rules::default()).map(Cow::into_owned)
+        normalize(p, Rules::default()).map(Cow::into_owned)
     }
 
     #[test]
@@ -309,7 +309,7 @@ mod tests {
             merge_slashes: false,
             keep_escaped_slashes: true,
         };
-        let k = |p| normalize(p, &keep).map(Cow::into_owned);
+        let k = |p| normalize(p, keep).map(Cow::into_owned);
         assert_eq!(k("/a%2fb/%5c").unwrap(), "/a%2Fb/%5C");
         assert_eq!(k("/a%2f..%2fb").unwrap(), "/a%2F..%2Fb");
         assert_eq!(k("/x//y").unwrap(), "/x//y");
@@ -321,11 +321,11 @@ mod tests {
     #[test]
     fn plain_paths_are_borrowed() {
         assert!(matches!(
-            normalize("/v1/chat/completions", &Rules::default()),
+            normalize("/v1/chat/completions", Rules::default()),
             Ok(Cow::Borrowed(_))
         ));
         assert!(matches!(
-            normalize("/a.b/c.", &Rules::default()),
+            normalize("/a.b/c.", Rules::default()),
             Ok(Cow::Borrowed(_))
         ));
     }
