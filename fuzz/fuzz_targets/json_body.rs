@@ -1,11 +1,11 @@
-//! The request body reader of MCP, A2A and LLM routes (`switchboard_gateway::input::BoundedJson`,
+//! The request body reader of MCP, A2A and LLM routes (`switchboard_gateway::json_body::BoundedJson`,
 //! what the backend stage runs on every JSON `POST`) under libFuzzer: the first three bytes
 //! choose `max_depth`, the chunk size and the body kind, the rest is the body, read against a
 //! 4 KiB `max_message_bytes`. The invariants are `fuzzing::json_body`'s (the proptest suite
 //! checks the same on stable).
 #![no_main]
 
-use switchboard_gateway::input::{BodyKind, JsonLimits};
+use switchboard_gateway::json_body::{BodyKind, JsonLimits};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let [depth, chunk, kind, body @ ..] = data else {

@@ -52,10 +52,10 @@ use switchboard_sessions::SessionStore;
 
 pub use metrics::{A2aMetrics, A2aPinLabels, A2aRequestLabels, A2aStateLabels};
 
-use crate::backend::RequestCx;
 use crate::config::A2aBackendConfig;
+use crate::context::RequestCx;
 use crate::error::RequestError;
-use crate::proxy::HttpClient;
+use crate::upstream::HttpClient;
 use card::RouteSecurity;
 use replica::Upstream;
 
@@ -81,7 +81,7 @@ pub struct A2aBackend {
 
 impl A2aBackend {
     /// Builds the backend from validated config. `client` is the gateway's pooled upstream
-    /// client ([`crate::proxy::HttpClients`]), `store` the gateway's sessions store (task
+    /// client ([`crate::upstream::HttpClients`]), `store` the gateway's sessions store (task
     /// pinning lives there), `metrics` the gateway-wide A2A families.
     pub fn new(
         route: &str,

@@ -13,7 +13,33 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::gateway::Gateway;
+
+/// What the admin endpoints read from, and do to, the running gateway
+/// ([`crate::gateway::Gateway`] implements it; the admin listener knows nothing else of it).
+pub trait AdminState: Clone + Send + Sync + 'static {
+    /// Config loaded, listeners bound, not shutting down.
+    fn is_ready(&self) -> bool;
+    /// Readiness off, session streams told to reconnect (`POST /drain`).
+    fn drain(&self);
+    /// The metrics in OpenMetrics text.
+    fn metrics_text(&self) -> String;
+    /// The serving config and the last refused reload, unredacted.
+    fn config_view(&self) -> ConfigView;
+}
+
+/// What `/config` shows, before redaction.
+pub struct ConfigView {
+    /// The serving config.
+    pub config: Value,
+    /// Its version (1 at start, +1 per reload).
+    pub version: u64,
+    /// When it was loaded.
+    pub loaded_at: std::time::SystemTime,
+    /// The config file, when there is one.
+    pub source: Option<String>,
+    /// The last refused reload, if any.
+    pub last_reload_error: Option<Value>,
+}
 
 /// A running admin listener.
 pub struct AdminHandle {
@@ -32,7 +58,7 @@ impl AdminHandle {
 }
 
 /// Binds the admin listener and serves it until closed.
-pub async fn serve(bind: &str, addr: SocketAddr, gw: Gateway) -> Result<AdminHandle> {
+pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result<AdminHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind {
@@ -44,10 +70,10 @@ pub async fn serve(bind: &str, addr: SocketAddr, gw: Gateway) -> Result<AdminHan
     let stop = CancellationToken::new();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/config", get(config))
-        .route("/drain", axum::routing::post(drain))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/config", get(config::<S>))
+        .route("/drain", axum::routing::post(drain::<S>))
         .with_state(gw);
     let s = stop.clone();
     tokio::spawn(async move {
@@ -63,7 +89,7 @@ pub async fn serve(bind: &str, addr: SocketAddr, gw: Gateway) -> Result<AdminHan
     })
 }
 
-async fn readyz(State(gw): State<Gateway>) -> Response {
+async fn readyz<S: AdminState>(State(gw): State<S>) -> Response {
     if gw.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -71,34 +97,34 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
     }
 }
 
-/// `POST /drain`: see [`Gateway::drain`]. Used before taking a replica away (a Kubernetes
+/// `POST /drain`: see [`crate::gateway::Gateway::drain`]. Used before taking a replica away (a Kubernetes
 /// preStop hook) so session clients move with their events intact.
-async fn drain(State(gw): State<Gateway>) -> Response {
+async fn drain<S: AdminState>(State(gw): State<S>) -> Response {
     gw.drain();
     (StatusCode::ACCEPTED, "draining\n").into_response()
 }
 
-async fn metrics(State(gw): State<Gateway>) -> Response {
+async fn metrics<S: AdminState>(State(gw): State<S>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        gw.metrics().encode(),
+        gw.metrics_text(),
     )
         .into_response()
 }
 
-async fn config(State(gw): State<Gateway>) -> Response {
-    let generation = gw.current();
-    let mut effective = serde_json::to_value(&generation.config).unwrap_or(Value::Null);
+async fn config<S: AdminState>(State(gw): State<S>) -> Response {
+    let view = gw.config_view();
+    let mut effective = view.config;
     redact(&mut effective);
     let body = json!({
-        "version": generation.version,
-        "loaded_at": humantime::format_rfc3339_seconds(generation.loaded_at).to_string(),
-        "source": gw.config_path().map(|p| p.display().to_string()),
+        "version": view.version,
+        "loaded_at": humantime::format_rfc3339_seconds(view.loaded_at).to_string(),
+        "source": view.source,
         "config": effective,
-        "last_reload_error": gw.last_failure().map(|f| serde_json::to_value(&*f).unwrap_or(Value::Null)),
+        "last_reload_error": view.last_reload_error,
     });
     axum::Json(body).into_response()
 }

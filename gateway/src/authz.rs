@@ -30,80 +30,15 @@
 //! false, so an item is denied unless some rule allows it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use cel::{Context, Env, Program, Value};
+use cel::{Context, Program, Value};
 use http::HeaderMap;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use switchboard_core::{Access, Item};
 
 use crate::auth::{CLIENT_CREDENTIAL_HEADERS, Principal};
-
-/// `policies.authz`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AuthzPolicy {
-    /// CEL expressions; a request is allowed when any is true. An empty list allows all.
-    /// Example: `jwt.sub == "alice"`, `mcp.tool.name.startsWith("search__")`,
-    /// `api_key.name == "ci" && llm.model == "small"`.
-    #[serde(default)]
-    pub rules: Vec<String>,
-}
-
-/// Top-level variables a rule may use.
-pub const VARIABLES: &[&str] = &["request", "jwt", "api_key", "mcp", "llm"];
-
-impl AuthzPolicy {
-    /// Compiles every rule, reporting each that does not compile or uses an unknown variable.
-    pub fn validate(&self, p: &str) -> Vec<(String, String)> {
-        self.rules
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                compile_rule(r)
-                    .err()
-                    .map(|m| (format!("{p}.rules[{i}]"), m))
-            })
-            .collect()
-    }
-}
-
-fn env() -> &'static Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| Arc::new(Env::stdlib()))
-}
-
-struct Rule {
-    program: Program,
-    /// Mentions `mcp` or `llm`, so only the backend can decide it.
-    deferred: bool,
-}
-
-fn compile_rule(src: &str) -> Result<Rule, String> {
-    if src.trim().is_empty() {
-        return Err("empty rule".into());
-    }
-    let program = env()
-        .compile(src)
-        .map_err(|e| format!("not a valid CEL expression: {}", one_line(&e.to_string())))?;
-    let refs = program.references();
-    if let Some(bad) = refs
-        .variables()
-        .into_iter()
-        .find(|v| !VARIABLES.contains(v))
-    {
-        return Err(format!(
-            "unknown variable `{bad}`; rules may use {}",
-            VARIABLES.join(", ")
-        ));
-    }
-    let deferred = refs.has_variable("mcp") || refs.has_variable("llm");
-    Ok(Rule { program, deferred })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+use crate::cel::{Rule, compile_rule, env};
+use crate::config::AuthzPolicy;
 
 /// What an MCP request names, for [`AuthzContext::mcp`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -121,7 +56,7 @@ pub struct McpAttributes<'a> {
 /// Everything a rule may look at. Backends fill what they know; the rest stays `None`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AuthzContext<'a> {
-    /// The authenticated principal (from the request's extensions).
+    /// The authenticated principal.
     pub principal: Option<&'a Principal>,
     /// Request method.
     pub method: &'a str,
@@ -136,7 +71,7 @@ pub struct AuthzContext<'a> {
 }
 
 /// The compiled `authz` policy of a route (empty when the route has none). Cheap to clone;
-/// the pipeline puts a clone into every request's extensions for the backends.
+/// the policy stage captures a clone in the request context's [`Access`] for the backends.
 #[derive(Clone, Default)]
 pub struct Authorizer {
     rules: Arc<[Rule]>,
@@ -151,6 +86,58 @@ impl std::fmt::Debug for Authorizer {
 }
 
 impl Authorizer {
+    /// The per-item check MCP and LLM backends receive in the request context: tools, prompts,
+    /// resources and models are checked with [`Self::allows`] for `principal`'s request
+    /// (`method`, `path`). `None` when nothing could refuse (no rules, no key allow lists), so
+    /// unrestricted routes pay nothing per item. It applies to anonymous callers
+    /// (`authn: optional`) too.
+    pub fn access(
+        &self,
+        principal: Option<&Principal>,
+        method: &str,
+        path: &str,
+    ) -> Option<Access> {
+        let restricted = self.has_rules()
+            || principal.is_some_and(|p| p.allowed_models.is_some() || p.restricts_mcp());
+        if !restricted {
+            return None;
+        }
+        let authz = self.clone();
+        let principal = principal.cloned();
+        let method: Arc<str> = Arc::from(method);
+        let path: Arc<str> = Arc::from(path);
+        Some(Access(Arc::new(move |item| {
+            let base = AuthzContext {
+                principal: principal.as_ref(),
+                method: &method,
+                path: &path,
+                ..Default::default()
+            };
+            // An MCP item is checked as the method that uses it (see the module docs): one
+            // rule governs listing and every use.
+            let (method, tool, prompt, resource) = match item {
+                Item::Model(model) => {
+                    return authz.allows(&AuthzContext {
+                        llm_model: Some(model),
+                        ..base
+                    });
+                }
+                Item::Tool(n) => ("tools/call", Some(n), None, None),
+                Item::Prompt(n) => ("prompts/get", None, Some(n), None),
+                Item::Resource(u) => ("resources/read", None, None, Some(u)),
+            };
+            authz.allows(&AuthzContext {
+                mcp: Some(McpAttributes {
+                    method,
+                    tool,
+                    prompt,
+                    resource,
+                }),
+                ..base
+            })
+        })))
+    }
+
     /// Compiles a policy; rules that do not compile (already reported by validation) are
     /// dropped, which can only narrow access.
     pub fn new(p: &AuthzPolicy) -> Self {

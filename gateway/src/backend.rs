@@ -1,30 +1,24 @@
 //! The backend stage: what a matched route sends its request to. One variant per backend kind
-//! of the config; each turns a request into a response or a [`RequestError`] the listener
-//! renders in the route's format ([`crate::error::render`]).
-
-use std::net::SocketAddr;
-
-use axum::body::Body;
-use http::{HeaderValue, Method, Request, Response};
-use hyper::body::Incoming;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use tokio_util::sync::CancellationToken;
+//! of the config; each turns a request into a response or a [`RequestError`].
 
 use std::sync::Arc;
 
+pub mod http;
+
+use ::http::{Method, Request, Response};
+use axum::body::Body;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use switchboard_core::{Access, ApiFormat, Item, TokenMeter};
+use hyper::body::Incoming;
+use switchboard_core::Item;
 use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
-use crate::auth::Principal;
-use crate::authz::{Authorizer, AuthzContext, McpAttributes};
+use crate::context::RequestCx;
 use crate::error::RequestError;
-use crate::input::{BodyKind, JsonLimits, read_json_body};
-use crate::policy::Timeouts;
-use crate::proxy::HttpBackend;
-use crate::rate_limit::{Limiter, TokenBudget};
+use crate::json_body::{BodyKind, BoundedJson, JsonLimits};
+use http::HttpBackend;
+use switchboard_core::ApiFormat;
 
 /// A route's backend.
 pub enum Backend {
@@ -36,34 +30,6 @@ pub enum Backend {
     Mcp(McpBackend),
     /// A2A agent proxy (JSON-RPC, agent card, task pinning).
     A2a(Box<crate::a2a::A2aBackend>),
-}
-
-/// Per-request facts a backend may need, borrowed from the connection and the route.
-pub struct RequestCx<'a> {
-    /// The route's name.
-    pub route: &'a Arc<str>,
-    /// The route's path prefix, shared (for backends that keep it).
-    pub prefix_arc: &'a Arc<str>,
-    /// The route's rate limiter, when it has `policies.rate_limit`.
-    pub limiter: Option<&'a Limiter>,
-    /// The client's address.
-    pub remote: SocketAddr,
-    /// The client's IP, formatted for `X-Forwarded-For`.
-    pub remote_ip: &'a HeaderValue,
-    /// `http` or `https`, as the client connected.
-    pub scheme: &'static str,
-    /// The route's path prefix, if it has one.
-    pub prefix: Option<&'a str>,
-    /// The route's timeouts.
-    pub timeouts: Timeouts,
-    /// Request body limit in bytes.
-    pub max_body_bytes: u64,
-    /// Upstream latency histogram of the route.
-    pub upstream_duration: &'a Histogram,
-    /// Open streams gauge of the route (upgraded connections count here).
-    pub open_streams: &'a Gauge,
-    /// Cancelled when the gateway shuts down; long-lived tunnels end with it.
-    pub shutdown: &'a CancellationToken,
 }
 
 impl Backend {
@@ -86,33 +52,12 @@ impl Backend {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Llm(l) => {
-                let who = Caller::of(&req);
-                let (principal, api_key) = (who.subject(), who.api_key());
-                // The caller's token budget, charged by the backend.
-                let tokens = cx.limiter.filter(|l| l.policy().tokens.is_some()).map(|l| {
-                    let key = l.key(cx.route, principal.as_deref(), api_key.as_deref());
-                    Arc::new(TokenBudget::new(l.clone(), key)) as Arc<dyn TokenMeter>
-                });
-                let ctx = switchboard_core::RequestContext {
-                    route: cx.route.clone(),
-                    prefix: cx.prefix_arc.clone(),
-                    principal,
-                    api_key,
-                    access: who.checker(|c, model| c.allows_model(model)).map(|check| {
-                        Access(Arc::new(move |item| match item {
-                            Item::Model(m) => check(m),
-                            _ => false,
-                        }))
-                    }),
-                    tokens,
-                    max_batch: None,
-                };
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::Json).await?
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                l.handle(req, &ctx).await
+                l.handle(req, &cx.context).await
             }
             Backend::A2a(a) => {
                 let req = if req.method() == Method::POST {
@@ -123,14 +68,23 @@ impl Backend {
                 a.serve(req, cx).await
             }
             Backend::Mcp(m) => {
-                let who = Caller::of(&req);
+                // switchboard-mcp still takes its own context; built from the one context.
+                let c = &cx.context;
                 let ctx = switchboard_mcp::RequestContext {
-                    route: cx.route.clone(),
-                    prefix: cx.prefix_arc.clone(),
-                    principal: who.subject(),
-                    api_key: who.api_key(),
-                    access: who.mcp_access(),
-                    max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
+                    route: c.route.clone(),
+                    prefix: c.prefix.clone(),
+                    principal: c.principal.clone(),
+                    api_key: c.api_key.clone(),
+                    access: c.access.clone().map(|a| {
+                        switchboard_mcp::Access(Arc::new(move |item| {
+                            a.allows(match item {
+                                switchboard_mcp::Item::Tool(n) => Item::Tool(n),
+                                switchboard_mcp::Item::Prompt(n) => Item::Prompt(n),
+                                switchboard_mcp::Item::Resource(u) => Item::Resource(u),
+                            })
+                        }))
+                    }),
+                    max_batch: c.max_batch,
                 };
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
@@ -155,26 +109,47 @@ impl Backend {
 }
 
 /// The request with its JSON body read whole, bounded by the listener's
-/// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::input`]), before the
+/// `limits.json` and `max_body_bytes` and its nesting checked (see [`crate::json_body`]), before the
 /// backend parses it. A refusal becomes the route's API format in [`crate::error::render`].
 async fn read_json(
     req: Request<Incoming>,
     cx: &RequestCx<'_>,
     kind: BodyKind,
 ) -> Result<Request<Body>, RequestError> {
-    let limits = req
-        .extensions()
-        .get::<JsonLimits>()
-        .copied()
-        .unwrap_or_default();
+    let limits = cx.json;
     let declared = req
         .headers()
-        .get(http::header::CONTENT_LENGTH)
+        .get(::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
     let bytes = read_json_body(body, &limits, cx.max_body_bytes, kind, declared).await?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
+/// Errors are [`RequestError`]s the caller renders in the route's API format.
+async fn read_json_body<B>(
+    body: B,
+    limits: &JsonLimits,
+    max_body_bytes: u64,
+    kind: BodyKind,
+    declared: Option<u64>,
+) -> Result<Bytes, RequestError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let mut reader = BoundedJson::new(limits, limit, kind, declared)?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| crate::error::bad_request("the request body could not be read"))?;
+        if let Ok(data) = frame.into_data() {
+            reader.push(data)?;
+        }
+    }
+    Ok(reader.finish()?)
 }
 
 /// The request with its body capped at `max` bytes, as the body type backends take.
@@ -185,101 +160,4 @@ pub fn limited(req: Request<Incoming>, max: u64) -> Request<Body> {
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e }),
         )
     })
-}
-
-/// A per-request predicate over tool or model names.
-type ItemCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// Who is calling, as the security stage left it in the request's extensions, and the route's
-/// authorizer: what MCP and LLM backends need to bind sessions and check tools and models.
-#[derive(Clone)]
-struct Caller {
-    principal: Option<Principal>,
-    authz: Authorizer,
-    method: Arc<str>,
-    path: Arc<str>,
-}
-
-impl Caller {
-    fn of<B>(req: &Request<B>) -> Self {
-        let ext = req.extensions();
-        Caller {
-            principal: ext.get::<Principal>().cloned(),
-            authz: ext.get::<Authorizer>().cloned().unwrap_or_default(),
-            method: Arc::from(req.method().as_str()),
-            path: Arc::from(req.uri().path()),
-        }
-    }
-
-    fn subject(&self) -> Option<Arc<str>> {
-        self.principal.as_ref().map(|p| p.subject.clone())
-    }
-
-    fn api_key(&self) -> Option<Arc<str>> {
-        self.principal.as_ref().and_then(|p| p.api_key.clone())
-    }
-
-    /// A per-item predicate, or `None` when nothing could refuse (no rules, no key lists), so
-    /// unrestricted routes pay nothing per item.
-    fn checker(self, f: fn(&Caller, &str) -> bool) -> Option<ItemCheck> {
-        self.restricted().then(|| {
-            Arc::new(move |item: &str| f(&self, item)) as Arc<dyn Fn(&str) -> bool + Send + Sync>
-        })
-    }
-
-    /// Whether anything could refuse an item: rules, or the API key's allow lists.
-    fn restricted(&self) -> bool {
-        self.authz.has_rules()
-            || self
-                .principal
-                .as_ref()
-                .is_some_and(|p| p.allowed_models.is_some() || p.restricts_mcp())
-    }
-
-    fn context(&self) -> AuthzContext<'_> {
-        AuthzContext {
-            principal: self.principal.as_ref(),
-            method: &self.method,
-            path: &self.path,
-            ..Default::default()
-        }
-    }
-
-    fn allows_model(&self, model: &str) -> bool {
-        self.authz.allows(&AuthzContext {
-            llm_model: Some(model),
-            ..self.context()
-        })
-    }
-
-    /// The MCP backend's per-item check, or `None` when nothing could refuse (no rules, no
-    /// key lists). It applies to anonymous callers (`authn: optional`) too.
-    fn mcp_access(self) -> Option<switchboard_mcp::Access> {
-        if !self.restricted() {
-            return None;
-        }
-        Some(switchboard_mcp::Access(Arc::new(move |item| {
-            self.allows_mcp(item)
-        })))
-    }
-
-    /// An item is checked as the method that uses it (see `authz`): one rule governs listing
-    /// and every use.
-    fn allows_mcp(&self, item: switchboard_mcp::Item<'_>) -> bool {
-        use switchboard_mcp::Item;
-        let (method, tool, prompt, resource) = match item {
-            Item::Tool(n) => ("tools/call", Some(n), None, None),
-            Item::Prompt(n) => ("prompts/get", None, Some(n), None),
-            Item::Resource(u) => ("resources/read", None, None, Some(u)),
-        };
-        self.authz.allows(&AuthzContext {
-            mcp: Some(McpAttributes {
-                method,
-                tool,
-                prompt,
-                resource,
-            }),
-            ..self.context()
-        })
-    }
 }

@@ -6,8 +6,11 @@
 //! [`unknown`] (every unknown key, against the JSON Schema derived from these types) → typed
 //! deserialization → [`validate`] (rules that need the whole file).
 
+mod auth;
 mod expand;
+mod listener;
 mod locate;
+mod policies;
 mod types;
 mod unknown;
 mod validate;
@@ -15,6 +18,9 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+pub use auth::*;
+pub use listener::*;
+pub use policies::*;
 pub use switchboard_llm::config::expose_secrets;
 pub use types::*;
 pub use validate::{parse_bind, prefix_matches};

@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use crate::auth::jwks::{Jwks, KeySet};
 use crate::auth::jwt::JwtVerifier;
-use crate::auth::{JwksConfig, JwtConfig};
-use crate::authz::{Authorizer, AuthzContext, AuthzPolicy, McpAttributes};
-use crate::input::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
+use crate::authz::{Authorizer, AuthzContext, McpAttributes};
+use crate::config::{AuthzPolicy, JwksConfig, JwtConfig};
+use crate::json_body::{BodyKind, BoundedJson, InputError, JsonLimits, scan};
 
 /// The configuration loader: never panics, and every issue it reports is located inside the
 /// text (or unlocated) and has a message.
@@ -45,7 +45,7 @@ fn depth(v: &serde_json::Value) -> usize {
 }
 
 /// The JSON-RPC body reader of MCP and A2A routes ([`BoundedJson`], what
-/// [`crate::input::read_json_body`] drives), with limits small enough for a fuzzer to cross:
+/// the backend stage's body reader in [`crate::backend`] drives), with limits small enough for a fuzzer to cross:
 /// the body arrives in chunks whose size follows from its length, and [`json_body`] checks
 /// the invariants.
 pub fn jsonrpc(data: &[u8]) {
@@ -269,13 +269,13 @@ pub fn mcp_names(data: &[u8]) {
 }
 
 /// Path options chosen by one input byte, so one target covers all four combinations.
-fn paths_config(selector: u8) -> crate::head::PathsConfig {
-    crate::head::PathsConfig {
+fn paths_config(selector: u8) -> crate::config::PathsConfig {
+    crate::config::PathsConfig {
         merge_slashes: selector & 1 == 0,
         escaped_slashes: if selector & 2 == 0 {
-            crate::head::EscapedSlashes::Reject
+            crate::config::EscapedSlashes::Reject
         } else {
-            crate::head::EscapedSlashes::Keep
+            crate::config::EscapedSlashes::Keep
         },
     }
 }
@@ -354,7 +354,7 @@ pub fn path_normalize(data: &[u8]) {
                 !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)) && v != 0,
                 "{raw:?} -> {out:?}: %{v:02X} should have been decoded or refused"
             );
-            if cfg.escaped_slashes == crate::head::EscapedSlashes::Reject {
+            if cfg.escaped_slashes == crate::config::EscapedSlashes::Reject {
                 assert!(v != b'/' && v != b'\\', "{raw:?} -> {out:?}");
             }
         }

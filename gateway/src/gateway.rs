@@ -17,13 +17,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::backend::Backend;
+use crate::backend::http::HttpBackend;
 use crate::config::{Config, ConfigErrors, parse_bind};
 use crate::error::{Error, Result};
 use crate::listener::{self, ListenerDeps, ListenerHandle, ListenerRuntime};
 use crate::metrics::{Metrics, ReloadLabels, ReloadResult};
 use crate::policy::RoutePolicies;
-use crate::proxy::{HttpBackend, HttpClients};
 use crate::router::{Matcher, Route};
+use crate::upstream::HttpClients;
 use switchboard_sessions::SessionManager;
 
 /// The configuration generation that is serving, as `/config` shows it.
@@ -305,11 +306,9 @@ impl Gateway {
         let mut routes = Vec::with_capacity(l.routes.len());
         for r in &l.routes {
             let key = (l.name.clone(), r.name.clone());
-            let policies = RoutePolicies::resolve(
-                l.policies.as_ref(),
-                r.policies.as_ref(),
-                &self.inner.base_dir,
-            );
+            // The one merge of listener and route policies; everything below reads `merged`.
+            let merged = crate::policy::merge(l.policies.as_ref(), r.policies.as_ref());
+            let policies = RoutePolicies::compile(&merged, &self.inner.base_dir);
             let backend_err = |message: String| Error::Backend {
                 route: r.name.clone(),
                 message,
@@ -347,10 +346,9 @@ impl Gateway {
                     )
                     .map_err(backend_err)?
                     .with_security(
-                        r.policies
+                        merged
+                            .authn
                             .as_ref()
-                            .and_then(|p| p.authn.as_ref())
-                            .or_else(|| l.policies.as_ref().and_then(|p| p.authn.as_ref()))
                             .map(crate::a2a::card::RouteSecurity::from_authn)
                             .unwrap_or_default(),
                     ),
@@ -358,11 +356,7 @@ impl Gateway {
             } else {
                 return Err(backend_err("route has no backend".into()));
             };
-            let rate_limit = r
-                .policies
-                .as_ref()
-                .and_then(|p| p.rate_limit.as_ref())
-                .or_else(|| l.policies.as_ref().and_then(|p| p.rate_limit.as_ref()));
+            let rate_limit = merged.rate_limit.as_ref();
             let limiter = match rate_limit {
                 None => None,
                 Some(policy) => Some(match prev.limiters.get(&key) {
@@ -392,7 +386,7 @@ impl Gateway {
             routes,
             limits: l.limits.clone(),
             trusted: crate::forwarding::TrustedProxies::new(&l.trusted_proxies),
-            paths: l.paths,
+            paths: (&l.paths).into(),
         })
     }
 
@@ -589,4 +583,31 @@ pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
         .iter()
         .map(|i| i.display_with_file(&errors.file).to_string())
         .collect()
+}
+
+impl admin::AdminState for Gateway {
+    fn is_ready(&self) -> bool {
+        Gateway::is_ready(self)
+    }
+
+    fn drain(&self) {
+        Gateway::drain(self)
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics().encode()
+    }
+
+    fn config_view(&self) -> admin::ConfigView {
+        let generation = self.current();
+        admin::ConfigView {
+            config: serde_json::to_value(&generation.config).unwrap_or(serde_json::Value::Null),
+            version: generation.version,
+            loaded_at: generation.loaded_at,
+            source: self.config_path().map(|p| p.display().to_string()),
+            last_reload_error: self
+                .last_failure()
+                .map(|f| serde_json::to_value(&*f).unwrap_or(serde_json::Value::Null)),
+        }
+    }
 }

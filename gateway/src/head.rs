@@ -28,96 +28,11 @@
 pub mod authority;
 pub mod path;
 
+pub use authority::{AuthorityError, HostPort};
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Uri};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-pub use authority::{AuthorityError, HostPort};
-pub use path::PathError;
-
-/// `listeners[].paths` — how request paths are normalized before routing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PathsConfig {
-    /// Merge repeated slashes (`//a///b` is `/a/b`), as nginx's `merge_slashes` does.
-    /// Default true.
-    #[serde(default = "yes")]
-    pub merge_slashes: bool,
-    /// What to do with an encoded slash or backslash (`%2F`, `%5C`) in the path: `reject`
-    /// (default) answers 400; `keep` leaves it encoded inside its segment (never decoded, so
-    /// it never splits a segment or forms a `..`).
-    #[serde(default)]
-    pub escaped_slashes: EscapedSlashes,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for PathsConfig {
-    fn default() -> Self {
-        Self {
-            merge_slashes: true,
-            escaped_slashes: EscapedSlashes::Reject,
-        }
-    }
-}
-
-/// `listeners[].paths.escaped_slashes`
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EscapedSlashes {
-    /// Answer 400.
-    #[default]
-    Reject,
-    /// Keep them encoded (uppercased) as part of their segment.
-    Keep,
-}
-
-impl PathsConfig {
-    /// Whether these are the defaults (left out when a config is written back).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// Semantic checks for `validate`: a route's `match.path` or `match.path_prefix` must be
-    /// in the form this listener normalizes paths to, or it could never match.
-    pub fn validate_routes(
-        &self,
-        routes: &[crate::config::RouteConfig],
-        listener_path: &str,
-    ) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (j, r) in routes.iter().enumerate() {
-            for (key, v) in [
-                ("path_prefix", &r.matcher.path_prefix),
-                ("path", &r.matcher.path),
-            ] {
-                let Some(v) = v else { continue };
-                // Not starting with `/` is reported by the match rules.
-                if !v.starts_with('/') || v.contains('?') {
-                    continue;
-                }
-                match path::normalize(v, self) {
-                    Ok(n) if n == v.as_str() => {}
-                    Ok(n) => out.push((
-                        format!("{listener_path}.routes[{j}].match.{key}"),
-                        format!(
-                            "`{v}` can never match: request paths are normalized first (it would be `{n}`)"
-                        ),
-                    )),
-                    Err(e) => out.push((
-                        format!("{listener_path}.routes[{j}].match.{key}"),
-                        format!("`{v}` can never match: {e}"),
-                    )),
-                }
-            }
-        }
-        out
-    }
-}
+pub use path::{PathError, Rules};
 
 /// Why a request head was refused (each is a 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -140,12 +55,6 @@ impl HeadError {
     }
 }
 
-impl From<HeadError> for crate::error::RequestError {
-    fn from(e: HeadError) -> Self {
-        crate::error::bad_request(e.message())
-    }
-}
-
 /// A request's head after the edge checks: the normalized path with the query as sent, and
 /// the one authority of the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +69,7 @@ impl RequestHead {
     /// Parses and checks the head of `req`. `Ok(None)` for the targets that are not a path
     /// (`CONNECT host:port`, `OPTIONS *`): they are left as sent for the protocol checks that
     /// refuse them.
-    pub fn parse<B>(req: &Request<B>, paths: &PathsConfig) -> Result<Option<Self>, HeadError> {
+    pub fn parse<B>(req: &Request<B>, paths: Rules) -> Result<Option<Self>, HeadError> {
         let uri = req.uri();
         if req.method() == Method::CONNECT || uri.path() == "*" {
             return Ok(None);
@@ -215,7 +124,7 @@ impl RequestHead {
 }
 
 /// Normalizes `req` in place ([`RequestHead::parse`] then [`RequestHead::apply`]).
-pub fn normalize<B>(req: &mut Request<B>, paths: &PathsConfig) -> Result<(), HeadError> {
+pub fn normalize<B>(req: &mut Request<B>, paths: Rules) -> Result<(), HeadError> {
     if let Some(head) = RequestHead::parse(req, paths)? {
         head.apply(req);
     }
@@ -241,7 +150,7 @@ mod tests {
             "http://Public.Example./%61dmin/./x/../y?q=/../%2f",
             &["public.example"],
         );
-        normalize(&mut r, &PathsConfig::default()).unwrap();
+        normalize(&mut r, Rules::default()).unwrap();
         assert_eq!(r.uri().to_string(), "/admin/y?q=/../%2f");
         assert_eq!(r.headers()["host"], "public.example");
     }
@@ -249,7 +158,7 @@ mod tests {
     #[test]
     fn unchanged_requests_keep_their_values() {
         let mut r = req(http::Version::HTTP_11, "/a/b?x", &["h:8080"]);
-        normalize(&mut r, &PathsConfig::default()).unwrap();
+        normalize(&mut r, Rules::default()).unwrap();
         assert_eq!(r.uri().to_string(), "/a/b?x");
         assert_eq!(r.headers()["host"], "h:8080");
     }
@@ -261,34 +170,8 @@ mod tests {
             .uri("*")
             .body(())
             .unwrap();
-        assert_eq!(RequestHead::parse(&r, &PathsConfig::default()), Ok(None));
-        normalize(&mut r, &PathsConfig::default()).unwrap();
+        assert_eq!(RequestHead::parse(&r, Rules::default()), Ok(None));
+        normalize(&mut r, Rules::default()).unwrap();
         assert_eq!(r.uri().path(), "*");
-    }
-
-    #[test]
-    fn route_paths_must_be_normal() {
-        let routes: Vec<crate::config::RouteConfig> = yaml_serde::from_str(
-            "[{name: a, match: {path_prefix: /a/../b}, http: {url: 'http://x'}},
-              {name: b, match: {path: '//x'}, http: {url: 'http://x'}},
-              {name: c, match: {path_prefix: '/c%2fd'}, http: {url: 'http://x'}},
-              {name: d, match: {path_prefix: /ok/}, http: {url: 'http://x'}}]",
-        )
-        .unwrap();
-        let issues = PathsConfig::default().validate_routes(&routes, "listeners[0]");
-        let keys: Vec<&str> = issues.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "listeners[0].routes[0].match.path_prefix",
-                "listeners[0].routes[1].match.path",
-                "listeners[0].routes[2].match.path_prefix"
-            ]
-        );
-        let keep = PathsConfig {
-            merge_slashes: false,
-            escaped_slashes: EscapedSlashes::Keep,
-        };
-        assert_eq!(keep.validate_routes(&routes, "l").len(), 2);
     }
 }

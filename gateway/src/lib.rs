@@ -1,38 +1,44 @@
 //! The Switchboard gateway: configuration, listeners, routing, policies, proxying and admin.
 //!
 //! A request flows through named stages, each its own type:
-//! [`listener`] (accept, TLS, HTTP/1.1 or HTTP/2, limits) → [`head::RequestHead`] (the path
+//! [`listener`] (the connection layer: accept, TLS, HTTP/1.1 or HTTP/2, connection limits and
+//! timeouts) hands each request to the [`pipeline`]: [`head::RequestHead`] (the path
 //! normalized and the one authority checked, written back so every later stage sees only
 //! them) → [`router::Route`] (first route whose [`router::Matcher`] holds) → [`forwarding`]
 //! (targets and framings refused, the allowed upgrade kept, hop-by-hop headers removed,
-//! forwarding headers replaced unless from a trusted proxy) → [`policy::RoutePolicies`]
-//! (CORS, authentication in [`auth`]
-//! yielding a [`auth::Principal`], route-level authorization in [`authz`], client credentials
-//! stripped and upstream credentials set, request and token limits in [`rate_limit`], header
-//! changes, timeouts) →
-//! [`backend::Backend`] (the `http` reverse proxy in [`proxy`], MCP federation from
-//! switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in [`a2a`]) → the
-//! upstream. The response
-//! comes back through the policies into a [`body::ObservedBody`], which streams it frame by
-//! frame and writes the access log and metrics when it ends.
+//! forwarding headers replaced unless from a trusted proxy) → the policy stage,
+//! [`policy::RoutePolicies::admit`] (phases in the order of [`policy::Phase::REQUEST`]: CORS
+//! preflight, forwarding, authentication in [`auth`] yielding an [`auth::Principal`],
+//! route-level authorization in [`authz`], the credential boundary, the rate limit in
+//! [`rate_limit`] (requests here, tokens through the context's meter), header
+//! changes), which yields the one [`switchboard_core::RequestContext`] → [`backend::Backend`]
+//! with a [`context::RequestCx`] (the `http` reverse proxy in [`backend::http`], MCP
+//! federation from switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in
+//! [`a2a`]; JSON bodies read through [`json_body`]; upstream connections from [`upstream`])
+//! → the upstream. The response comes back through the response policies into a
+//! [`body::ObservedBody`], which streams it frame by frame and writes the access log and
+//! metrics when it ends.
 //!
 //! Errors: every stage of the pipeline and every backend fails with a
 //! [`switchboard_core::Error`] (a cause, a public message, headers to carry; [`error`] builds
-//! the ones the gateway itself produces), and the listener turns it into a response in one
+//! the ones the gateway itself produces), and the pipeline turns it into a response in one
 //! place, [`error::render`], in the API format of the route the request reached (plain, OpenAI,
 //! Anthropic or JSON-RPC). A backend writes an error itself only when it answers inside an
 //! exchange: a JSON-RPC error for a known request id (the A2A proxy's [`a2a`] `errors`), an
 //! error event in a stream.
 //!
-//! Configuration ([`config`]) is parsed and validated into an immutable generation; the
-//! [`gateway::Gateway`] builds it into per-listener runtimes held in `ArcSwap`s, and
-//! [`reload`] swaps new generations in when the file changes. [`admin`] serves health,
-//! readiness, metrics and the redacted config.
+//! Configuration ([`config`]) is data: serde types parsed and validated into an immutable
+//! generation (validation uses the leaf syntax modules [`cel`], [`cidr`] and [`head::path`]);
+//! the runtime modules compile it, and the [`gateway::Gateway`] builds each generation into
+//! per-listener runtimes held in `ArcSwap`s. [`reload`] swaps new generations in when the
+//! file changes, [`control_plane`] when the controller pushes one. [`admin`] serves health,
+//! readiness, metrics and the redacted config. No two modules import each other
+//! (`scripts/modcycles.py`, run by `make lint`).
 //!
 //! Security lives in [`auth`] (JWT/JWKS, API keys, the principal, the credential boundary),
-//! [`authz`] (CEL rules that backends also call per tool and model), [`oauth_metadata`] (RFC
-//! 9728 documents for MCP clients) and [`input`] (JSON depth, JSON-RPC batch and size bounds
-//! for the backends that parse bodies).
+//! [`authz`] (CEL rules that backends also apply per tool and model through the context's
+//! access check), [`oauth_metadata`] (RFC 9728 documents for MCP clients) and [`json_body`]
+//! (JSON depth, JSON-RPC batch and size bounds for the backends that parse bodies).
 
 // Nothing on the request path may panic on network data: unwraps, expects, indexing and
 // panics are refused outside tests; each remaining exception carries its reason.
@@ -52,7 +58,10 @@ pub mod auth;
 pub mod authz;
 pub mod backend;
 pub mod body;
+pub mod cel;
+pub mod cidr;
 pub mod config;
+pub mod context;
 pub mod control_plane;
 pub mod error;
 pub mod forwarding;
@@ -66,17 +75,18 @@ pub mod forwarding;
 pub mod fuzzing;
 pub mod gateway;
 pub mod head;
-pub mod input;
+pub mod json_body;
 pub mod listener;
 pub mod metrics;
 pub mod oauth_metadata;
+pub mod pipeline;
 pub mod policy;
-pub mod proxy;
 pub mod rate_limit;
 pub mod reload;
 pub mod router;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 pub mod workers;
 
 pub use error::{Error, Result};

@@ -10,67 +10,11 @@
 
 use axum::body::Body;
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-use crate::router::Route;
+use crate::config::ResourceMetadataConfig;
 
 /// The well-known path prefix of RFC 9728.
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
-
-/// `policies.authn.resource_metadata`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceMetadataConfig {
-    /// The resource identifier: the absolute URL clients use for this route, e.g.
-    /// `https://gw.example/mcp`. Default: derived from each request's scheme, `Host` and the
-    /// route's `path_prefix` (set it explicitly behind a proxy that changes either).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// Issuer URLs of the authorization servers that mint tokens for this resource.
-    pub authorization_servers: Vec<String>,
-    /// Scopes clients may request. Default: the route's `required_scopes`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes_supported: Vec<String>,
-    /// Human-readable name of the resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_name: Option<String>,
-}
-
-impl ResourceMetadataConfig {
-    /// Semantic checks, as `(key path, message)` pairs.
-    pub fn validate(&self, p: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if let Some(r) = &self.resource {
-            match url::Url::parse(r) {
-                Ok(u)
-                    if matches!(u.scheme(), "http" | "https")
-                        && u.host_str().is_some()
-                        && u.fragment().is_none()
-                        && u.query().is_none() => {}
-                _ => out.push((
-                    format!("{p}.resource"),
-                    format!("`{r}` is not an absolute http(s) URL without query or fragment"),
-                )),
-            }
-        }
-        if self.authorization_servers.is_empty() {
-            out.push((
-                format!("{p}.authorization_servers"),
-                "list at least one authorization server (its issuer URL)".into(),
-            ));
-        }
-        for (i, a) in self.authorization_servers.iter().enumerate() {
-            if !url::Url::parse(a).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
-                out.push((
-                    format!("{p}.authorization_servers[{i}]"),
-                    format!("`{a}` is not an http(s) URL"),
-                ));
-            }
-        }
-        out
-    }
-}
 
 /// A route's compiled metadata.
 #[derive(Debug, Clone)]
@@ -171,18 +115,22 @@ pub fn request_origin<B>(req: &http::Request<B>, scheme: &str) -> Option<String>
 }
 
 /// Answers a request for RFC 9728 metadata if `path` is a well-known metadata path of one of
-/// `routes`; `None` lets the request route normally.
-pub fn serve<B>(routes: &[Route], req: &http::Request<B>, scheme: &str) -> Option<Response<Body>> {
+/// the listener's protected resources; `None` lets the request route normally. `protected`
+/// lists each protected route's metadata with the route's path prefix (called only for a
+/// well-known path).
+pub fn serve<'a, B, I>(
+    protected: impl Fn() -> I,
+    req: &http::Request<B>,
+    scheme: &str,
+) -> Option<Response<Body>>
+where
+    I: Iterator<Item = (&'a ResourceMetadata, Option<&'a str>)>,
+{
     let suffix = req.uri().path().strip_prefix(WELL_KNOWN)?;
     if !(suffix.is_empty() || suffix.starts_with('/')) {
         return None;
     }
     let suffix = suffix.trim_end_matches('/');
-    let protected = || {
-        routes
-            .iter()
-            .filter_map(|r| Some((r.policies.authn.as_ref()?.metadata()?, r.matcher.prefix())))
-    };
     let (found, prefix) = protected()
         .find(|(m, prefix)| m.path(*prefix) == suffix)
         .or_else(|| {

@@ -1,160 +1,112 @@
-//! Policies resolved for one route: the listener's block merged with the route's (a route's
-//! own keys win), compiled into header operations, CORS rules and timeouts that the request
-//! path applies without re-parsing.
+//! The policy stage: what a route's policies do to each request, in one named order.
+//!
+//! A route's policies are the listener's `policies` block merged with the route's (a route's
+//! own keys win) by [`merge`], the one place they merge, and compiled once per config
+//! generation into [`RoutePolicies`]. Per request, [`RoutePolicies::admit`] runs the request
+//! phases in the order of [`Phase::REQUEST`] and yields the one
+//! [`switchboard_core::RequestContext`] every backend receives (or a response the stage gave
+//! itself: a CORS preflight); [`RoutePolicies::respond`] runs the response phases. Timeouts
+//! are the backend's (`connect`, `request`) and the response body's (`idle`).
+//!
+//! | phase | what it does | refuses with |
+//! |---|---|---|
+//! | [`Phase::Preflight`] | answers a CORS preflight ([`Cors`]) from the client's own headers | — |
+//! | [`Phase::Forwarding`] | hop-by-hop headers out, forwarding headers set ([`crate::forwarding`], supplied by the pipeline) | — |
+//! | [`Phase::Authn`] | JWT or API key → [`Principal`] ([`crate::auth`]) | 401, 403 scope, 429 key limit |
+//! | [`Phase::Authz`] | route-level CEL rules ([`crate::authz`]) | 403 (401 when anonymous) |
+//! | [`Phase::Credentials`] | client credentials out, the upstream credential in | — |
+//! | [`Phase::RateLimit`] | the route's request budget (`policies.rate_limit`) | 429 |
+//! | [`Phase::RequestHeaders`] | `policies.headers.request` | — |
+//!
+//! Response phases, in order: `policies.headers.response`, then the CORS response headers.
+//!
+//! The order is the contract: the preflight comes first because browsers send it without
+//! credentials; forwarding preparation comes before anything the gateway sets itself, so a
+//! client's `Connection` header can only name its own headers; the rate limit counts only
+//! callers that authentication and authorization let through, keyed by their principal.
+//!
+//! To add a policy: its config in [`crate::config::Policies`], its compiled form in
+//! [`RoutePolicies`], a [`Phase`] at its place in [`Phase::REQUEST`] and an arm in
+//! [`RoutePolicies::admit`].
 
+mod cors;
+mod headers;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::body::Body;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use switchboard_core::RequestContext;
 
-use crate::config::{CorsPolicy, HeaderOps, Policies};
+use crate::auth::{Authenticator, Principal, Refusal, UpstreamCredentials};
+use crate::authz::{Authorizer, AuthzContext};
+use crate::config::{JsonLimits, Policies};
+use crate::error::RequestError;
+use crate::rate_limit::{Limiter, TokenBudget};
+
+pub use cors::Cors;
+pub use headers::CompiledHeaderOps;
 
 /// Default time to connect to an upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time for an upstream to send its response head.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Compiled header operations.
-#[derive(Debug, Clone, Default)]
-pub struct CompiledHeaderOps {
-    remove: Vec<HeaderName>,
-    set: Vec<(HeaderName, HeaderValue)>,
-    add: Vec<(HeaderName, HeaderValue)>,
+/// The request phases of the policy stage (see the module docs for what each does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// A CORS preflight is answered.
+    Preflight,
+    /// Hop-by-hop headers removed, forwarding headers set (the pipeline's step, run here so
+    /// the order stays in one list).
+    Forwarding,
+    /// The caller is authenticated.
+    Authn,
+    /// Route-level authorization rules.
+    Authz,
+    /// The credential boundary: client credentials out, upstream credential in.
+    Credentials,
+    /// The route's request rate limit.
+    RateLimit,
+    /// Request header changes.
+    RequestHeaders,
 }
 
-impl CompiledHeaderOps {
-    fn compile(ops: &HeaderOps) -> Self {
-        let pair = |(k, v): (&String, &String)| {
-            Some((
-                HeaderName::from_bytes(k.as_bytes()).ok()?,
-                HeaderValue::from_str(v).ok()?,
-            ))
-        };
-        CompiledHeaderOps {
-            remove: ops
-                .remove
-                .iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect(),
-            set: ops.set.iter().filter_map(pair).collect(),
-            add: ops.add.iter().filter_map(pair).collect(),
-        }
-    }
-
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
-    }
-
-    /// Applies remove, then set, then add.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        for n in &self.remove {
-            headers.remove(n);
-        }
-        for (n, v) in &self.set {
-            headers.insert(n.clone(), v.clone());
-        }
-        for (n, v) in &self.add {
-            headers.append(n.clone(), v.clone());
-        }
-    }
+impl Phase {
+    /// The order every request goes through.
+    pub const REQUEST: [Phase; 7] = [
+        Phase::Preflight,
+        Phase::Forwarding,
+        Phase::Authn,
+        Phase::Authz,
+        Phase::Credentials,
+        Phase::RateLimit,
+        Phase::RequestHeaders,
+    ];
 }
 
-/// Compiled CORS rules.
-#[derive(Debug, Clone)]
-pub struct Cors {
-    any_origin: bool,
-    origins: Vec<HeaderValue>,
-    allow_methods: HeaderValue,
-    allow_headers: Option<HeaderValue>,
-    expose_headers: Option<HeaderValue>,
-    allow_credentials: bool,
-    max_age: Option<HeaderValue>,
-}
-
-impl Cors {
-    fn compile(c: &CorsPolicy) -> Self {
-        let join = |v: &[String]| HeaderValue::from_str(&v.join(", ")).ok();
-        Cors {
-            any_origin: c.allow_origins.iter().any(|o| o == "*"),
-            origins: c
-                .allow_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect(),
-            allow_methods: if c.allow_methods.is_empty() {
-                HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS")
-            } else {
-                join(&c.allow_methods).unwrap_or(HeaderValue::from_static("GET"))
-            },
-            allow_headers: (!c.allow_headers.is_empty())
-                .then(|| join(&c.allow_headers))
-                .flatten(),
-            expose_headers: (!c.expose_headers.is_empty())
-                .then(|| join(&c.expose_headers))
-                .flatten(),
-            allow_credentials: c.allow_credentials,
-            max_age: c.max_age.map(|d| HeaderValue::from(d.as_secs())),
-        }
+/// A listener's and a route's `policies` blocks merged: each key the route sets wins, the
+/// listener's fills the rest. The one place policies merge.
+pub fn merge(listener: Option<&Policies>, route: Option<&Policies>) -> Policies {
+    fn pick<T: Clone>(
+        l: Option<&Policies>,
+        r: Option<&Policies>,
+        f: impl Fn(&Policies) -> Option<&T>,
+    ) -> Option<T> {
+        r.and_then(&f).or_else(|| l.and_then(&f)).cloned()
     }
-
-    fn allowed_origin<'a>(&self, origin: &'a HeaderValue) -> Option<&'a HeaderValue> {
-        (self.any_origin || self.origins.iter().any(|o| o == origin)).then_some(origin)
-    }
-
-    /// Answers a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`), or `None`
-    /// when the request is not one.
-    pub fn preflight<B, R: Default>(&self, req: &Request<B>) -> Option<Response<R>> {
-        if req.method() != Method::OPTIONS
-            || !req
-                .headers()
-                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-        {
-            return None;
-        }
-        let origin = req.headers().get(header::ORIGIN)?;
-        let mut resp = Response::new(R::default());
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        let h = resp.headers_mut();
-        if let Some(o) = self.allowed_origin(origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                self.allow_methods.clone(),
-            );
-            let requested = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS);
-            if let Some(v) = self.allow_headers.as_ref().or(requested) {
-                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v.clone());
-            }
-            if self.allow_credentials {
-                h.insert(
-                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                    HeaderValue::from_static("true"),
-                );
-            }
-            if let Some(v) = &self.max_age {
-                h.insert(header::ACCESS_CONTROL_MAX_AGE, v.clone());
-            }
-        }
-        h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        Some(resp)
-    }
-
-    /// Adds CORS headers to an actual response for a request from `origin`.
-    pub fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-        let Some(origin) = origin.and_then(|o| self.allowed_origin(o)) else {
-            return;
-        };
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        headers.append(header::VARY, HeaderValue::from_static("Origin"));
-        if self.allow_credentials {
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        if let Some(v) = &self.expose_headers {
-            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
-        }
+    Policies {
+        cors: pick(listener, route, |p| p.cors.as_ref()),
+        headers: pick(listener, route, |p| p.headers.as_ref()),
+        timeouts: pick(listener, route, |p| p.timeouts.as_ref()),
+        rate_limit: pick(listener, route, |p| p.rate_limit.as_ref()),
+        authn: pick(listener, route, |p| p.authn.as_ref()),
+        authz: pick(listener, route, |p| p.authz.as_ref()),
+        upstream_auth: pick(listener, route, |p| p.upstream_auth.as_ref()),
+        forward_client_credentials: pick(listener, route, |p| {
+            p.forward_client_credentials.as_ref()
+        }),
     }
 }
 
@@ -181,36 +133,46 @@ pub struct RoutePolicies {
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Authentication, when `authn` is configured.
-    pub authn: Option<crate::auth::Authenticator>,
+    pub authn: Option<Authenticator>,
     /// Authorization rules (empty when `authz` is not configured).
-    pub authz: crate::authz::Authorizer,
+    pub authz: Authorizer,
     /// What the client's credentials become on the way upstream.
-    pub upstream_credentials: crate::auth::UpstreamCredentials,
+    pub upstream_credentials: UpstreamCredentials,
+}
+
+/// What the policy stage needs of the route and the listener besides the policies.
+pub struct RouteFacts<'a> {
+    /// The route's name.
+    pub name: &'a Arc<str>,
+    /// The route's `path_prefix` (empty when it has none), shared into the context.
+    pub prefix: &'a Arc<str>,
+    /// The route's `path_prefix`, if it has one.
+    pub path_prefix: Option<&'a str>,
+    /// The route's limiter, when it has `policies.rate_limit`.
+    pub limiter: Option<&'a Limiter>,
+    /// Whether the backend checks tools, prompts, resources or models itself (MCP, LLM), so
+    /// route-level rules about `mcp`/`llm` are left to it.
+    pub backend_checks_items: bool,
+    /// `http` or `https`, as the client connected (for RFC 9728 challenge URLs).
+    pub scheme: &'a str,
+    /// The listener's JSON limits (their `max_batch` goes into the context).
+    pub json: &'a JsonLimits,
+}
+
+/// What the policy stage decided.
+pub enum Admission {
+    /// The stage answered the request itself (a CORS preflight).
+    Answered(Response<Body>),
+    /// The request goes on to the backend with this context.
+    Admitted(RequestContext),
 }
 
 impl RoutePolicies {
-    /// Merges listener-level and route-level blocks (route keys win) and compiles them.
-    /// Relative file paths in them (`jwks.file`, `upstream_auth.file`) resolve against
-    /// `base_dir`, the config file's folder.
-    pub fn resolve(
-        listener: Option<&Policies>,
-        route: Option<&Policies>,
-        base_dir: &std::path::Path,
-    ) -> Self {
-        fn pick<'a, T>(
-            l: Option<&'a Policies>,
-            r: Option<&'a Policies>,
-            f: impl Fn(&'a Policies) -> Option<&'a T>,
-        ) -> Option<&'a T> {
-            r.and_then(&f).or_else(|| l.and_then(&f))
-        }
-        let headers = pick(listener, route, |p| p.headers.as_ref());
-        let cors = pick(listener, route, |p| p.cors.as_ref());
-        let t = pick(listener, route, |p| p.timeouts.as_ref());
-        let authn = pick(listener, route, |p| p.authn.as_ref());
-        let authz = pick(listener, route, |p| p.authz.as_ref());
-        let upstream_auth = pick(listener, route, |p| p.upstream_auth.as_ref());
-        let forward = pick(listener, route, |p| p.forward_client_credentials.as_ref());
+    /// Compiles merged policies ([`merge`]). Relative file paths in them (`jwks.file`,
+    /// `upstream_auth.file`) resolve against `base_dir`, the config file's folder.
+    pub fn compile(p: &Policies, base_dir: &std::path::Path) -> Self {
+        let headers = p.headers.as_ref();
+        let t = p.timeouts.as_ref();
         RoutePolicies {
             request_headers: headers
                 .map(|h| CompiledHeaderOps::compile(&h.request))
@@ -218,20 +180,186 @@ impl RoutePolicies {
             response_headers: headers
                 .map(|h| CompiledHeaderOps::compile(&h.response))
                 .unwrap_or_default(),
-            cors: cors.map(Cors::compile),
+            cors: p.cors.as_ref().map(Cors::compile),
             timeouts: Timeouts {
                 connect: t.and_then(|t| t.connect).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                 request: t.and_then(|t| t.request).unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                 idle: t.and_then(|t| t.idle),
             },
-            authn: authn.map(|a| crate::auth::Authenticator::new(a, base_dir)),
-            authz: authz.map(crate::authz::Authorizer::new).unwrap_or_default(),
-            upstream_credentials: crate::auth::UpstreamCredentials::new(
-                forward.copied().unwrap_or(false),
-                upstream_auth,
+            authn: p.authn.as_ref().map(|a| Authenticator::new(a, base_dir)),
+            authz: p.authz.as_ref().map(Authorizer::new).unwrap_or_default(),
+            upstream_credentials: UpstreamCredentials::new(
+                p.forward_client_credentials.unwrap_or(false),
+                p.upstream_auth.as_ref(),
                 &|name| std::env::var(name).ok(),
                 base_dir,
             ),
         }
+    }
+
+    /// Runs the request phases ([`Phase::REQUEST`]) on `req`. `forward` is the pipeline's
+    /// forwarding preparation, run at [`Phase::Forwarding`].
+    pub async fn admit<B>(
+        &self,
+        route: RouteFacts<'_>,
+        req: &mut Request<B>,
+        forward: impl FnOnce(&mut Request<B>),
+    ) -> Result<Admission, RequestError> {
+        let mut forward = Some(forward);
+        let mut principal: Option<Principal> = None;
+        for phase in Phase::REQUEST {
+            match phase {
+                Phase::Preflight => {
+                    if let Some(cors) = &self.cors
+                        && let Some(resp) = cors.preflight::<_, Body>(req)
+                    {
+                        return Ok(Admission::Answered(resp));
+                    }
+                }
+                Phase::Forwarding => {
+                    if let Some(f) = forward.take() {
+                        f(req);
+                    }
+                }
+                Phase::Authn => principal = self.authenticate(&route, req).await?,
+                Phase::Authz => self.authorize(&route, req, principal.as_ref())?,
+                Phase::Credentials => self.upstream_credentials.apply(req.headers_mut()),
+                Phase::RateLimit => rate_limit(&route, principal.as_ref()).await?,
+                Phase::RequestHeaders => self.request_headers.apply(req.headers_mut()),
+            }
+        }
+        let access = self
+            .authz
+            .access(principal.as_ref(), req.method().as_str(), req.uri().path());
+        Ok(Admission::Admitted(RequestContext {
+            route: route.name.clone(),
+            prefix: route.prefix.clone(),
+            principal: principal.as_ref().map(|p| p.subject.clone()),
+            api_key: principal.as_ref().and_then(|p| p.api_key.clone()),
+            access,
+            tokens: token_budget(&route, principal.as_ref()),
+            max_batch: Some(route.json.max_batch),
+        }))
+    }
+
+    /// Runs the response phases on a response to a request from `origin`: response header
+    /// changes, then the CORS headers.
+    pub fn respond(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        self.response_headers.apply(headers);
+        if let Some(cors) = &self.cors {
+            cors.decorate(origin, headers);
+        }
+    }
+
+    /// [`Phase::Authn`]: the principal, `None` without `authn` or for an anonymous caller
+    /// under `mode: optional`.
+    async fn authenticate<B>(
+        &self,
+        route: &RouteFacts<'_>,
+        req: &Request<B>,
+    ) -> Result<Option<Principal>, RequestError> {
+        let Some(authn) = &self.authn else {
+            return Ok(None);
+        };
+        match authn.authenticate(req.headers()).await {
+            Ok(p) => Ok(p),
+            Err(refusal) => Err(self.challenge(route, req, refusal)),
+        }
+    }
+
+    /// [`Phase::Authz`]: the rules that need only the request and the principal.
+    fn authorize<B>(
+        &self,
+        route: &RouteFacts<'_>,
+        req: &Request<B>,
+        principal: Option<&Principal>,
+    ) -> Result<(), RequestError> {
+        if !self.authz.has_rules() {
+            return Ok(());
+        }
+        let cx = AuthzContext {
+            principal,
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            headers: Some(req.headers()),
+            ..Default::default()
+        };
+        if self.authz.allows_route(&cx, route.backend_checks_items) {
+            return Ok(());
+        }
+        Err(match principal {
+            // Anonymous under `mode: optional`: authenticating might help.
+            None if self.authn.is_some() => self.challenge(route, req, Refusal::Missing),
+            _ => crate::error::forbidden(None),
+        })
+    }
+
+    /// The error for a refused authentication, its challenge pointing at the route's RFC
+    /// 9728 metadata.
+    fn challenge<B>(&self, route: &RouteFacts<'_>, req: &Request<B>, r: Refusal) -> RequestError {
+        let origin = crate::oauth_metadata::request_origin(req, route.scheme);
+        match &self.authn {
+            Some(authn) => authn.refusal_error(r, origin.as_deref(), route.path_prefix),
+            None => crate::error::forbidden(None),
+        }
+    }
+}
+
+/// The caller's token budget on this route (`policies.rate_limit.tokens`), for the backends
+/// that count tokens (`llm`) to reserve and settle through.
+fn token_budget(
+    route: &RouteFacts<'_>,
+    principal: Option<&Principal>,
+) -> Option<Arc<dyn switchboard_core::TokenMeter>> {
+    let limiter = route.limiter.filter(|l| l.policy().tokens.is_some())?;
+    let key = limiter.key(
+        route.name,
+        principal.map(|p| p.subject.as_ref()),
+        principal.and_then(|p| p.api_key.as_deref()),
+    );
+    Some(Arc::new(TokenBudget::new(limiter.clone(), key)))
+}
+
+/// [`Phase::RateLimit`]: one request off the caller's budget on this route.
+async fn rate_limit(
+    route: &RouteFacts<'_>,
+    principal: Option<&Principal>,
+) -> Result<(), RequestError> {
+    let Some(limiter) = route.limiter else {
+        return Ok(());
+    };
+    let key = limiter.key(
+        route.name,
+        principal.map(|p| p.subject.as_ref()),
+        principal.and_then(|p| p.api_key.as_deref()),
+    );
+    let d = limiter.check_request(&key).await;
+    if d.allowed { Ok(()) } else { Err(d.error()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_keys_win_and_the_listener_fills_the_rest() {
+        let listener: Policies = serde_json::from_value(serde_json::json!({
+            "cors": {"allow_origins": ["https://l.example"]},
+            "timeouts": {"connect": "1s"},
+            "forward_client_credentials": true,
+        }))
+        .unwrap();
+        let route: Policies = serde_json::from_value(serde_json::json!({
+            "timeouts": {"request": "9s"},
+            "authz": {"rules": ["true"]},
+        }))
+        .unwrap();
+        let m = merge(Some(&listener), Some(&route));
+        assert_eq!(m.cors, listener.cors);
+        // A key is replaced whole, not merged field by field.
+        assert_eq!(m.timeouts, route.timeouts);
+        assert_eq!(m.authz, route.authz);
+        assert_eq!(m.forward_client_credentials, Some(true));
+        assert_eq!(merge(None, None), Policies::default());
     }
 }

@@ -15,63 +15,10 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use switchboard_core::{TokenMeter, TokenReservation};
 
-/// `policies.rate_limit`: `{requests: 100, tokens: 200000, per: 1m, by: subject}`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitPolicy {
-    /// Requests allowed per window (no request limit when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<u64>,
-    /// LLM tokens (input + output) allowed per window (no token limit when absent; only
-    /// enforced on `llm` routes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<u64>,
-    /// Window length, e.g. `1m`.
-    #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub per: Duration,
-    /// Whose budget a request counts against (default `route`).
-    #[serde(default)]
-    pub by: LimitBy,
-}
-
-/// What a rate limit is keyed by.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitBy {
-    /// One budget for the whole route.
-    #[default]
-    Route,
-    /// One budget per authenticated subject (unauthenticated callers share one).
-    Subject,
-    /// One budget per API key name (callers without a key share one).
-    ApiKey,
-}
-
-impl RateLimitPolicy {
-    /// Semantic checks as `(key_path, message)` pairs.
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut issues = Vec::new();
-        if self.requests.is_none() && self.tokens.is_none() {
-            issues.push((path.to_string(), "set requests, tokens or both".into()));
-        }
-        if self.requests == Some(0) {
-            issues.push((format!("{path}.requests"), "must be at least 1".into()));
-        }
-        if self.tokens == Some(0) {
-            issues.push((format!("{path}.tokens"), "must be at least 1".into()));
-        }
-        if self.per < Duration::from_secs(1) {
-            issues.push((format!("{path}.per"), "must be at least 1s".into()));
-        }
-        issues
-    }
-}
+pub use crate::config::{LimitBy, RateLimitPolicy};
 
 /// The outcome of a limit check, with the headers to send either way.
 #[derive(Debug, Clone, PartialEq, Eq)]

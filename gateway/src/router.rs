@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::backend::Backend;
 use crate::config::{RouteMatch, prefix_matches};
 use crate::metrics::{Metrics, RouteLabels};
+use crate::oauth_metadata::ResourceMetadata;
 use crate::policy::RoutePolicies;
 use switchboard_core::ApiFormat;
 
@@ -68,6 +69,15 @@ impl Route {
             limiter: None,
             backend,
         }
+    }
+
+    /// The route's RFC 9728 metadata and path prefix, when `authn.resource_metadata` makes it
+    /// a protected resource.
+    pub fn protected_resource(&self) -> Option<(&ResourceMetadata, Option<&str>)> {
+        Some((
+            self.policies.authn.as_ref()?.metadata()?,
+            self.matcher.prefix(),
+        ))
     }
 
     /// The error format of this route's API for a request to `path`.
@@ -194,21 +204,7 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
         Some(a) => a.as_str(),
         None => req.headers().get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(strip_port(raw))
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        };
-    }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
-    }
+    Some(crate::head::authority::without_port(raw))
 }
 
 /// Finds the first route that matches.

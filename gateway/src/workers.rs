@@ -1,7 +1,7 @@
 //! Serving threads, one per core, nginx style: each runs its own current-thread tokio runtime,
 //! and a client connection lives on one of them from accept to close, together with the
 //! upstream connections its requests use (the upstream pools are per thread, see
-//! [`crate::proxy::HttpClients`]). A proxied request then never hops between threads: on a
+//! [`crate::upstream::HttpClients`]). A proxied request then never hops between threads: on a
 //! work-stealing runtime the client connection, the upstream connection's dispatcher task and
 //! the body streams wake each other across cores, and those wake-ups, not request processing,
 //! were most of the proxy's cost (BENCHMARKS.md).

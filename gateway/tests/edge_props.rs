@@ -8,8 +8,8 @@
 //! unreserved characters are percent-encoded, one agreeing authority.
 
 use proptest::prelude::*;
+use switchboard_gateway::config::PathsConfig;
 use switchboard_gateway::fuzzing;
-use switchboard_gateway::head::PathsConfig;
 use switchboard_gateway::head::path::{join_base, normalize};
 
 /// 256 cases per property, unless `PROPTEST_CASES` asks for another number.

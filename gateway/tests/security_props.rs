@@ -79,7 +79,7 @@ proptest! {
         fuzzing::jsonrpc(text.as_bytes());
     }
 
-    /// The request body reader (`input::BoundedJson`) with any limits and any chunking:
+    /// The request body reader (`json_body::BoundedJson`) with any limits and any chunking:
     /// never a body over the limit, depth over `max_depth` refused, valid JSON within the
     /// limits accepted whole.
     #[test]
@@ -91,11 +91,11 @@ proptest! {
         max_batch in 1usize..6,
         rpc in any::<bool>(),
     ) {
-        let limits = switchboard_gateway::input::JsonLimits { max_depth, max_batch, max_message_bytes };
+        let limits = switchboard_gateway::json_body::JsonLimits { max_depth, max_batch, max_message_bytes };
         let kind = if rpc {
-            switchboard_gateway::input::BodyKind::JsonRpc
+            switchboard_gateway::json_body::BodyKind::JsonRpc
         } else {
-            switchboard_gateway::input::BodyKind::Json
+            switchboard_gateway::json_body::BodyKind::Json
         };
         fuzzing::json_body(v.to_string().as_bytes(), &limits, chunk, kind);
     }
@@ -104,8 +104,8 @@ proptest! {
     fn json_body_reader_deep_nesting(depth in 0usize..300, max_depth in 1usize..80, chunk in 1usize..40, obj in any::<bool>()) {
         let (open, close) = if obj { (r#"{"a":"#, "}") } else { ("[", "]") };
         let text = format!("{}1{}", open.repeat(depth), close.repeat(depth));
-        let limits = switchboard_gateway::input::JsonLimits { max_depth, max_batch: 4, max_message_bytes: 1 << 20 };
-        fuzzing::json_body(text.as_bytes(), &limits, chunk, switchboard_gateway::input::BodyKind::Json);
+        let limits = switchboard_gateway::json_body::JsonLimits { max_depth, max_batch: 4, max_message_bytes: 1 << 20 };
+        fuzzing::json_body(text.as_bytes(), &limits, chunk, switchboard_gateway::json_body::BodyKind::Json);
     }
 
     #[test]

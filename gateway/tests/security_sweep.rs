@@ -196,7 +196,7 @@ async fn bad_input_sweep_each_gets_its_status_and_the_gateway_keeps_serving() {
     let status = raw(addr, &huge).await;
     assert!(matches!(status, None | Some(431)), "{status:?}");
     // Deep JSON: an http route streams it through untouched (the gateway does not parse it);
-    // routes that parse JSON refuse it while reading (`input::read_json_body`; see
+    // routes that parse JSON refuse it while reading (`backend::read_json_body`; see
     // security_props and mcp.rs).
     let deep = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
     let resp = c

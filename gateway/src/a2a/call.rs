@@ -15,9 +15,10 @@ use serde_json::Value;
 use super::errors::{self, Refusal};
 use super::exchange::Exchange;
 use super::pinning::Plan;
-use super::replica::{is_event_stream, unasked_switch, upstream_failed};
+use super::replica::{unasked_switch, upstream_failed};
 use super::{A2aBackend, card, rpc};
-use crate::backend::RequestCx;
+use crate::body::is_event_stream;
+use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::forwarding::strip_response;
 
@@ -112,7 +113,7 @@ impl A2aBackend {
                     ));
                 }
                 Ok(Err(e)) if e.is_connect() && more && (plan.failover || plan.probe) => {
-                    tracing::warn!(route = %self.route, upstream = %up.url, error = %crate::proxy::DisplayChain(&e), "A2A replica unreachable; trying the next");
+                    tracing::warn!(route = %self.route, upstream = %up.url, error = %crate::upstream::DisplayChain(&e), "A2A replica unreachable; trying the next");
                     continue;
                 }
                 Ok(Err(e)) => {

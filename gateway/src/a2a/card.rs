@@ -27,7 +27,7 @@ pub struct RouteSecurity {
 impl RouteSecurity {
     /// A `bearer` HTTP scheme (JWT, with the route's required scopes) and an API-key header
     /// scheme, each an alternative requirement, as the route's authn accepts them.
-    pub fn from_authn(authn: &crate::auth::AuthnPolicy) -> Self {
+    pub fn from_authn(authn: &crate::config::AuthnPolicy) -> Self {
         let mut sec = RouteSecurity::default();
         if authn.jwt.is_some() {
             sec.schemes.insert(
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn route_authn_becomes_the_cards_security() {
-        let authn: crate::auth::AuthnPolicy = serde_json::from_value(json!({
+        let authn: crate::config::AuthnPolicy = serde_json::from_value(json!({
             "jwt": {"issuer": "https://idp", "audiences": ["gw"], "jwks": {"url": "https://idp/jwks"}},
             "api_keys": [{"name": "k", "sha256": "00"}],
             "required_scopes": ["a2a:send"]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::A2aBackend;
 use super::card;
 use super::replica::{Upstream, upstream_failed};
-use crate::backend::RequestCx;
+use crate::context::RequestCx;
 use crate::error::RequestError;
 
 impl A2aBackend {

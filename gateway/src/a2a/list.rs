@@ -13,7 +13,7 @@ use super::errors::{self, Refusal};
 use super::exchange::Exchange;
 use super::replica::{unasked_switch, upstream_failed};
 use super::{A2aBackend, rpc};
-use crate::backend::RequestCx;
+use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::forwarding::strip_response;
 

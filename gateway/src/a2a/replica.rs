@@ -109,16 +109,8 @@ impl A2aBackend {
     }
 }
 
-/// Whether an answer is an SSE stream.
-pub(super) fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
 pub(super) fn upstream_failed(e: hyper_util::client::legacy::Error) -> RequestError {
-    tracing::warn!(error = %crate::proxy::DisplayChain(&e), "A2A upstream request failed");
+    tracing::warn!(error = %crate::upstream::DisplayChain(&e), "A2A upstream request failed");
     crate::error::upstream(e)
 }
 

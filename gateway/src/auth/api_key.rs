@@ -10,14 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::{ApiKeyConfig, Principal, PrincipalKind, Refusal};
-
-/// Parses 64 hex digits into a digest.
-pub fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest.trim(), &mut out).ok()?;
-    Some(out)
-}
+use super::{Principal, PrincipalKind, Refusal};
+use crate::config::ApiKeyConfig;
+pub use crate::config::parse_sha256;
 
 /// The lowercase hex SHA-256 of `key`: what `api_keys[].sha256` holds.
 pub fn hash_key(key: &[u8]) -> String {
@@ -128,7 +123,7 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::KeyRateLimit;
+    use crate::config::KeyRateLimit;
 
     fn cfg(name: &str, key: &str) -> ApiKeyConfig {
         ApiKeyConfig {

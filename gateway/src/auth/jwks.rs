@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::JwtConfig;
+use crate::config::JwtConfig;
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;

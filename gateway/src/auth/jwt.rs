@@ -8,7 +8,8 @@ use std::time::Duration;
 use jsonwebtoken::{Validation, decode, decode_header};
 
 use super::jwks::Jwks;
-use super::{JwtConfig, Principal, PrincipalKind};
+use super::{Principal, PrincipalKind};
+use crate::config::JwtConfig;
 
 /// Longest JWT accepted; real tokens are a few KiB.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;

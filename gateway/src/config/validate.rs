@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::types::*;
+use super::*;
 
 type Issues = Vec<(String, String)>;
 
@@ -111,7 +111,7 @@ fn validate_limits(l: &ListenerLimits, p: &str, out: &mut Issues) {
 
 fn validate_trusted_proxies(t: &TrustedProxiesConfig, p: &str, out: &mut Issues) {
     for (i, c) in t.cidrs.iter().enumerate() {
-        if crate::forwarding::Cidr::parse(c).is_none() {
+        if crate::cidr::Cidr::parse(c).is_none() {
             out.push((
                 format!("{p}.cidrs[{i}]"),
                 format!("`{c}` is not an address block; write e.g. 10.0.0.0/8, 2001:db8::/32 or 192.0.2.7"),

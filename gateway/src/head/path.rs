@@ -2,7 +2,30 @@
 
 use std::borrow::Cow;
 
-use super::{EscapedSlashes, PathsConfig};
+/// How paths are normalized: the runtime form of `listeners[].paths`
+/// ([`crate::config::PathsConfig`] converts into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Merge repeated slashes.
+    pub merge_slashes: bool,
+    /// Keep `%2F`/`%5C` encoded within their segment instead of refusing the path.
+    pub keep_escaped_slashes: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            merge_slashes: true,
+            keep_escaped_slashes: false,
+        }
+    }
+}
+
+impl From<&Rules> for Rules {
+    fn from(r: &Rules) -> Self {
+        *r
+    }
+}
 
 /// Why a path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +79,7 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Whether `path` is certainly already normal, so the common request costs one scan and no
 /// allocation: no `%`, `\`, `//`, `/.` (dot segments start with it).
-fn plainly_normal(path: &str, cfg: &PathsConfig) -> bool {
+fn plainly_normal(path: &str, cfg: &Rules) -> bool {
     let b = path.as_bytes();
     let mut prev = 0u8;
     for &c in b {
@@ -83,7 +106,8 @@ fn plainly_normal(path: &str, cfg: &PathsConfig) -> bool {
 ///
 /// The result is idempotent, has no `.`/`..` segments, and is borrowed when `path` was
 /// already normal.
-pub fn normalize<'a>(path: &'a str, cfg: &PathsConfig) -> Result<Cow<'a, str>, PathError> {
+pub fn normalize<'a>(path: &'a str, rules: impl Into<Rules>) -> Result<Cow<'a, str>, PathError> {
+    let cfg = &rules.into();
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -100,7 +124,7 @@ pub fn normalize<'a>(path: &'a str, cfg: &PathsConfig) -> Result<Cow<'a, str>, P
 }
 
 /// Step 1: percent-decoding of unreserved characters.
-fn decode(path: &str, cfg: &PathsConfig) -> Result<String, PathError> {
+fn decode(path: &str, cfg: &Rules) -> Result<String, PathError> {
     let mut out: Vec<u8> = Vec::with_capacity(path.len());
     let mut bytes = path.bytes();
     while let Some(c) = bytes.next() {
@@ -116,9 +140,10 @@ fn decode(path: &str, cfg: &PathsConfig) -> Result<String, PathError> {
                 } else if v == 0 {
                     return Err(PathError::Nul);
                 } else if v == b'/' || v == b'\\' {
-                    match cfg.escaped_slashes {
-                        EscapedSlashes::Reject => return Err(PathError::EscapedSlash),
-                        EscapedSlashes::Keep => push_encoded(&mut out, v),
+                    if cfg.keep_escaped_slashes {
+                        push_encoded(&mut out, v);
+                    } else {
+                        return Err(PathError::EscapedSlash);
                     }
                 } else {
                     push_encoded(&mut out, v);
@@ -229,7 +254,7 @@ mod tests {
     use super::*;
 
     fn n(p: &str) -> Result<String, PathError> {
-        normalize(p, &PathsConfig::default()).map(Cow::into_owned)
+        normalize(p, Rules::default()).map(Cow::into_owned)
     }
 
     #[test]
@@ -280,11 +305,11 @@ mod tests {
 
     #[test]
     fn options() {
-        let keep = PathsConfig {
+        let keep = Rules {
             merge_slashes: false,
-            escaped_slashes: EscapedSlashes::Keep,
+            keep_escaped_slashes: true,
         };
-        let k = |p| normalize(p, &keep).map(Cow::into_owned);
+        let k = |p| normalize(p, keep).map(Cow::into_owned);
         assert_eq!(k("/a%2fb/%5c").unwrap(), "/a%2Fb/%5C");
         assert_eq!(k("/a%2f..%2fb").unwrap(), "/a%2F..%2Fb");
         assert_eq!(k("/x//y").unwrap(), "/x//y");
@@ -296,11 +321,11 @@ mod tests {
     #[test]
     fn plain_paths_are_borrowed() {
         assert!(matches!(
-            normalize("/v1/chat/completions", &PathsConfig::default()),
+            normalize("/v1/chat/completions", Rules::default()),
             Ok(Cow::Borrowed(_))
         ));
         assert!(matches!(
-            normalize("/a.b/c.", &PathsConfig::default()),
+            normalize("/a.b/c.", Rules::default()),
             Ok(Cow::Borrowed(_))
         ));
     }

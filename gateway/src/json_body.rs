@@ -1,7 +1,7 @@
 //! Bounds on hostile input that the HTTP layer cannot see: JSON nesting depth, JSON-RPC batch
 //! size and message size. The listener already bounds header bytes, body bytes and the time to
 //! send headers (`listeners[].limits`). Every `POST` body of an MCP, A2A or LLM route is read by
-//! [`read_json_body`] in the backend stage (`backend.rs`), with the listener's [`JsonLimits`],
+//! [`BoundedJson`] in the backend stage ([`crate::backend`]), with the listener's [`JsonLimits`],
 //! before any backend or serde sees it: reading stops at `max_message_bytes` (nothing beyond it
 //! is buffered) and nesting is scanned chunk by chunk as it arrives, so a body that nests too
 //! deep is refused before serde builds a tree.
@@ -10,72 +10,9 @@
 //! costs a scan, not a stack overflow or a 16 MiB tree.
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use switchboard_core::Cause;
 
-use crate::error::RequestError;
-
-/// `listeners[].limits.json` — limits on JSON bodies the gateway parses itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JsonLimits {
-    /// Deepest nesting of arrays and objects allowed. Default 64.
-    #[serde(default = "default_max_depth")]
-    pub max_depth: usize,
-    /// Most requests in one JSON-RPC batch. Default 64.
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
-    /// Largest JSON body the gateway reads (an MCP or A2A JSON-RPC message or batch, an LLM API
-    /// request), in bytes. Default 4 MiB.
-    #[serde(default = "default_max_message_bytes")]
-    pub max_message_bytes: usize,
-}
-
-impl Default for JsonLimits {
-    fn default() -> Self {
-        Self {
-            max_depth: default_max_depth(),
-            max_batch: default_max_batch(),
-            max_message_bytes: default_max_message_bytes(),
-        }
-    }
-}
-
-fn default_max_depth() -> usize {
-    64
-}
-fn default_max_batch() -> usize {
-    64
-}
-fn default_max_message_bytes() -> usize {
-    4 * 1024 * 1024
-}
-
-impl JsonLimits {
-    /// Semantic checks for `validate`, as `(key path, message)` pairs.
-    pub fn validate(&self, path: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (key, v) in [
-            ("max_depth", self.max_depth),
-            ("max_batch", self.max_batch),
-            ("max_message_bytes", self.max_message_bytes),
-        ] {
-            if v == 0 {
-                out.push((format!("{path}.{key}"), "must be at least 1".into()));
-            }
-        }
-        if self.max_depth > 1024 {
-            out.push((
-                format!("{path}.max_depth"),
-                "must be at most 1024 (deeper nesting only serves stack exhaustion)".into(),
-            ));
-        }
-        out
-    }
-}
+pub use crate::config::JsonLimits;
 
 /// Why a JSON body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,9 +49,9 @@ impl InputError {
     }
 }
 
-impl From<InputError> for RequestError {
+impl From<InputError> for switchboard_core::Error {
     fn from(e: InputError) -> Self {
-        RequestError::new(e.cause(), e.to_string())
+        switchboard_core::Error::new(e.cause(), e.to_string())
     }
 }
 
@@ -242,7 +179,7 @@ pub enum BodyKind {
     Json,
 }
 
-/// The synchronous core of [`read_json_body`]: accumulates a body chunk by chunk, never holding
+/// The synchronous core of the backend stage's JSON body reader: accumulates a body chunk by chunk, never holding
 /// more than its limit, scanning nesting as bytes arrive.
 #[derive(Debug)]
 pub struct BoundedJson {
@@ -335,31 +272,6 @@ impl BoundedJson {
     }
 }
 
-/// Reads a JSON request body bounded by `limits` and `max_body_bytes` (see [`BoundedJson`]).
-/// Errors are [`RequestError`]s the caller renders in the route's API format.
-pub async fn read_json_body<B>(
-    body: B,
-    limits: &JsonLimits,
-    max_body_bytes: u64,
-    kind: BodyKind,
-    declared: Option<u64>,
-) -> Result<Bytes, RequestError>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-{
-    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
-    let mut reader = BoundedJson::new(limits, limit, kind, declared)?;
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| crate::error::bad_request("the request body could not be read"))?;
-        if let Ok(data) = frame.into_data() {
-            reader.push(data)?;
-        }
-    }
-    Ok(reader.finish()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,11 +354,11 @@ mod tests {
             Err(InputError::BatchTooLarge { limit: 2 })
         );
         assert!(read(&[three], &l, BodyKind::Json).is_ok());
-        let e = RequestError::from(InputError::TooDeep { limit: 1 });
+        let e = switchboard_core::Error::from(InputError::TooDeep { limit: 1 });
         assert_eq!(e.jsonrpc_object()["code"], -32700);
-        let e = RequestError::from(InputError::TooLarge { limit: 1 });
+        let e = switchboard_core::Error::from(InputError::TooLarge { limit: 1 });
         assert_eq!(e.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
-        let e = RequestError::from(InputError::BatchTooLarge { limit: 1 });
+        let e = switchboard_core::Error::from(InputError::BatchTooLarge { limit: 1 });
         assert_eq!(e.jsonrpc_object()["code"], -32600);
     }
 

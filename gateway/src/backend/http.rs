@@ -4,187 +4,21 @@
 //! tunnel after the upstream's 101. Hop-by-hop and forwarding headers were dealt with by the
 //! forwarding stage before the request got here.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
-use dashmap::DashMap;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
-use crate::backend::RequestCx;
 use crate::config::HttpBackendConfig;
+use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::forwarding::{ClientBodyError, UpgradePolicy, strip_response};
-
-type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// Pooled upstream clients, one per connect timeout, shared by every config generation so
-/// that a reload keeps warm connections.
-#[derive(Clone, Default)]
-pub struct HttpClients {
-    by_connect_timeout: Arc<DashMap<Duration, HttpClient>>,
-}
-
-impl HttpClients {
-    /// The client for `connect_timeout`, created on first use.
-    pub fn get(&self, connect_timeout: Duration) -> HttpClient {
-        self.by_connect_timeout
-            .entry(connect_timeout)
-            .or_insert_with(|| HttpClient {
-                connect_timeout,
-                per_thread: Arc::default(),
-                h1: Arc::default(),
-            })
-            .clone()
-    }
-}
-
-/// An upstream client with one connection pool per serving thread
-/// ([`crate::workers`]): hyper runs each pooled connection as a task on the runtime that
-/// opened it, so a thread that only uses its own pool never wakes another core.
-#[derive(Clone)]
-pub struct HttpClient {
-    connect_timeout: Duration,
-    per_thread: Arc<thread_local::ThreadLocal<Client1>>,
-    h1: Arc<thread_local::ThreadLocal<H1Idle>>,
-}
-
-/// Most pooled connections kept per upstream and thread.
-const H1_MAX_IDLE: usize = 256;
-
-/// This thread's plain-HTTP/1.1 upstream connections, by `host:port`. A connection stays in
-/// the list while it serves a response and is taken again once hyper reports it ready; no
-/// task per request returns it (the legacy pool spawns one), and no lock is shared.
-#[derive(Default)]
-struct H1Idle(std::cell::RefCell<std::collections::HashMap<Authority, Vec<H1Sender>>>);
-
-type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl HttpClient {
-    /// This thread's client.
-    pub fn here(&self) -> &Client1 {
-        self.per_thread
-            .get_or(|| build_client(self.connect_timeout))
-    }
-
-    /// Sends `req` (origin-form URI, `Host` set) to the plain-HTTP upstream at `authority`
-    /// over one of this thread's HTTP/1.1 connections, opening one when none is ready. A
-    /// request that a pooled connection closed on before taking it is sent once more on a new
-    /// connection.
-    async fn send_h1(
-        &self,
-        authority: &Authority,
-        req: Request<Body>,
-    ) -> Result<Response<Incoming>, BoxError> {
-        let req = match self.checkout(authority) {
-            Some(mut sender) => {
-                let fut = sender.try_send_request(req);
-                self.checkin(authority, sender);
-                match fut.await {
-                    Ok(resp) => return Ok(resp),
-                    Err(mut e) => match e.take_message() {
-                        Some(req) => req,
-                        None => return Err(Box::new(e.into_error())),
-                    },
-                }
-            }
-            None => req,
-        };
-        let mut sender = self.connect_h1(authority).await?;
-        let fut = sender.send_request(req);
-        self.checkin(authority, sender);
-        fut.await.map_err(|e| Box::new(e) as BoxError)
-    }
-
-    fn checkout(&self, authority: &Authority) -> Option<H1Sender> {
-        let mut map = self.h1.get_or_default().0.borrow_mut();
-        let list = map.get_mut(authority)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().position(H1Sender::is_ready)?;
-        Some(list.swap_remove(i))
-    }
-
-    fn checkin(&self, authority: &Authority, sender: H1Sender) {
-        let mut map = self.h1.get_or_default().0.borrow_mut();
-        let list = map.entry(authority.clone()).or_default();
-        if list.len() < H1_MAX_IDLE {
-            list.push(sender);
-        }
-    }
-
-    async fn connect_h1(&self, authority: &Authority) -> Result<H1Sender, BoxError> {
-        let addr = (
-            authority.host().trim_matches(['[', ']']),
-            authority.port_u16().unwrap_or(80),
-        );
-        let stream =
-            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    BoxError::from(format!(
-                        "connect timed out after {:?}",
-                        self.connect_timeout
-                    ))
-                })??;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with error");
-            }
-        });
-        Ok(sender)
-    }
-
-    /// Sends a request with this thread's pool.
-    pub fn request(&self, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
-        self.here().request(req)
-    }
-}
-
-#[allow(
-    clippy::expect_used,
-    reason = "ring supports rustls' default protocol versions; a constant fact, not input"
-)]
-fn build_client(connect_timeout: Duration) -> Client1 {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default protocol versions")
-    .with_root_certificates(webpki_roots())
-    .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(https)
-}
-
-fn webpki_roots() -> rustls::RootCertStore {
-    rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-}
+use crate::upstream::{BoxError, DisplayChain, HttpClient};
 
 /// A compiled `http` backend.
 pub struct HttpBackend {
@@ -397,19 +231,4 @@ fn classify(e: BoxError, limit: u64) -> RequestError {
     }
     tracing::warn!(error = %DisplayChain(&*e), "upstream request failed");
     crate::error::upstream(e)
-}
-
-/// Displays an error with its sources, for logs.
-pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut s = self.0.source();
-        while let Some(e) = s {
-            write!(f, ": {e}")?;
-            s = e.source();
-        }
-        Ok(())
-    }
 }
