@@ -113,12 +113,13 @@ impl Backend {
             }
             Backend::Mcp(m) => {
                 let who = Caller::of(&req);
-                let ctx = switchboard_mcp::RequestContext {
+                let ctx = switchboard_core::RequestContext {
                     route: cx.route.clone(),
                     prefix: cx.prefix_arc.clone(),
                     principal: who.subject(),
                     api_key: who.api_key(),
                     access: who.mcp_access(),
+                    tokens: None,
                     max_batch: req.extensions().get::<JsonLimits>().map(|l| l.max_batch),
                 };
                 // GET (SSE streams) and DELETE have no JSON body to read.
@@ -127,7 +128,9 @@ impl Backend {
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                Ok(m.handle(req, &ctx).await)
+                Ok(m.handle(req, &ctx)
+                    .await
+                    .unwrap_or_else(|e| e.render(switchboard_core::ApiFormat::JsonRpc)))
             }
         }
     }
@@ -243,23 +246,24 @@ impl Caller {
 
     /// The MCP backend's per-item check, or `None` when nothing could refuse (no rules, no
     /// key lists). It applies to anonymous callers (`authn: optional`) too.
-    fn mcp_access(self) -> Option<switchboard_mcp::Access> {
+    fn mcp_access(self) -> Option<switchboard_core::Access> {
         if !self.restricted() {
             return None;
         }
-        Some(switchboard_mcp::Access(Arc::new(move |item| {
+        Some(switchboard_core::Access(Arc::new(move |item| {
             self.allows_mcp(item)
         })))
     }
 
     /// An item is checked as the method that uses it (see `authz`): one rule governs listing
     /// and every use.
-    fn allows_mcp(&self, item: switchboard_mcp::Item<'_>) -> bool {
-        use switchboard_mcp::Item;
+    fn allows_mcp(&self, item: switchboard_core::Item<'_>) -> bool {
+        use switchboard_core::Item;
         let (method, tool, prompt, resource) = match item {
             Item::Tool(n) => ("tools/call", Some(n), None, None),
             Item::Prompt(n) => ("prompts/get", None, Some(n), None),
             Item::Resource(u) => ("resources/read", None, None, Some(u)),
+            Item::Model(m) => return self.allows_model(m),
         };
         self.authz.allows(&AuthzContext {
             mcp: Some(McpAttributes {

@@ -50,15 +50,18 @@ pub mod metrics;
 pub mod names;
 mod outbox;
 mod param_headers;
+mod request;
+pub mod revision;
 pub mod server;
 mod session;
 mod upstream;
 
 pub use config::McpConfig;
-pub use error::{Error, Result};
+pub use error::{Error, ProtocolError, Result};
 pub use metrics::Metrics;
 pub use outbox::DEFAULT_MAX_QUEUED_MESSAGES;
-pub use server::{Access, Item, McpBackend, McpShared, RequestContext};
+pub use server::{McpBackend, McpShared};
+pub use switchboard_core::{Access, Item, RequestContext};
 pub use upstream::stdio::StdioPool;
 
 /// A poisoned lock (a thread panicked while holding it) still holds consistent data here: every

@@ -17,14 +17,16 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::config::{McpConfig, PrefixMode, StdioSessions, TargetConfig, TransportKind};
-use crate::error::{Error, Result};
-use crate::jsonrpc::{self, Kind};
+use crate::error::{Error, Result, refuse};
 use crate::metrics::Metrics;
 use crate::outbox::{Bound, Inbox, Mode, Outbox, outbox};
+use crate::request::{self as rpc, Message};
 use crate::session::{Appender, Naming, Registry, Session, spawn_appender};
+use crate::upstream::Sink;
 use crate::upstream::Upstream;
 use crate::upstream::http::header_map;
-use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
+use crate::upstream::stdio::{StdioPool, StdioProcess};
+pub use switchboard_core::{Access, Item, RequestContext};
 use switchboard_sessions::{ReleaseReason, ReleaseSubscription, SessionManager};
 
 mod batch;
@@ -33,74 +35,16 @@ mod legacy;
 mod mrtr;
 mod resume;
 
-pub use batch::{DEFAULT_MAX_BATCH, LAST_BATCH_VERSION, batches_allowed};
-pub use resume::{PINNED_ELSEWHERE, SESSION_NOT_FOUND};
+pub use crate::error::PINNED_ELSEWHERE;
+pub use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
+pub use batch::DEFAULT_MAX_BATCH;
 
-/// Newest revision with sessions (what an unknown requested version negotiates to).
-pub const LATEST_VERSION: &str = "2025-11-25";
-/// The stateless revision: no `initialize`, version and client info in every request's `_meta`.
-pub const STATELESS_VERSION: &str = "2026-07-28";
-/// Revisions served with sessions.
-pub const SESSION_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub use crate::revision::{LATEST_VERSION, SESSION_VERSIONS, STATELESS_VERSION};
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Reconnect delay announced in priming events (SEP-1699): how long a client waits before
 /// resuming a stream the gateway closed.
 const SSE_RETRY_MS: u64 = 3000;
-
-/// Plain data the gateway passes with each request.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// Route name.
-    pub route: Arc<str>,
-    /// The route's `path_prefix` (the MCP endpoint); `{prefix}/sse` and `{prefix}/message`
-    /// serve the legacy transport.
-    pub prefix: Arc<str>,
-    /// Authenticated subject, if any.
-    pub principal: Option<Arc<str>>,
-    /// Name of the API key used, if any.
-    pub api_key: Option<Arc<str>>,
-    /// The gateway's per-request say over tools, prompts and resources (its `authz` rules on
-    /// `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri`, an API key's allow lists):
-    /// what it refuses is left out of every list and answered as unknown when used (called,
-    /// read, subscribed, completed). `None`: everything is allowed.
-    pub access: Option<Access>,
-    /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`); `None`:
-    /// [`DEFAULT_MAX_BATCH`].
-    pub max_batch: Option<usize>,
-}
-
-/// One thing an MCP request names, as the client sees it (prefixed and namespaced when the
-/// route federates several targets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item<'a> {
-    /// A tool name (`tools/list`, `tools/call`).
-    Tool(&'a str),
-    /// A prompt name (`prompts/list`, `prompts/get`, a `ref/prompt` completion).
-    Prompt(&'a str),
-    /// A resource URI (`resources/list`, `resources/read`, `resources/subscribe`,
-    /// `resources/unsubscribe`, a `ref/resource` completion) or a resource template's
-    /// `uriTemplate` (`resources/templates/list`).
-    Resource(&'a str),
-}
-
-/// A predicate over the [`Item`]s a caller may list and use, supplied by the gateway per
-/// request.
-#[derive(Clone)]
-pub struct Access(pub Arc<dyn Fn(Item<'_>) -> bool + Send + Sync>);
-
-impl Access {
-    /// Whether the item may be listed and used.
-    pub fn allows(&self, item: Item<'_>) -> bool {
-        (self.0)(item)
-    }
-}
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Access(..)")
-    }
-}
 
 /// What outlives a config reload: the HTTP client, metrics, the stdio children, the id
 /// counter and the session manager (tokens, event logs). Build once at start and pass to every
@@ -210,7 +154,8 @@ struct Core {
     shortened: DashMap<String, (usize, String)>,
     /// Calls of stateless clients parked until they send their input responses.
     inputs: mrtr::Parked,
-    _listeners: Vec<Listener>,
+    /// Subscribed to the shared stdio children (which hold them weakly).
+    _every_session: Vec<Arc<dyn Sink>>,
     /// Drops local state of sessions the manager expires, revokes or sees move away.
     _release: Option<ReleaseSubscription>,
 }
@@ -233,6 +178,23 @@ impl Drop for Core {
                     }
                 }
             });
+        }
+    }
+}
+
+/// What a shared stdio child sends outside requests (`list_changed`, `resources/updated`): to
+/// every session of the backend.
+struct EverySession {
+    core: std::sync::Weak<Core>,
+    target: usize,
+}
+
+impl Sink for EverySession {
+    fn deliver(&self, msg: Value) {
+        if let Some(core) = self.core.upgrade() {
+            for s in core.sessions.all() {
+                s.deliver_from_upstream(self.target, msg.clone(), None);
+            }
         }
     }
 }
@@ -309,19 +271,15 @@ impl McpBackend {
         };
         let deny = globset(&cfg.tools.deny)?;
         let core = Arc::new_cyclic(|weak: &std::sync::Weak<Core>| {
-            let mut listeners = Vec::new();
-            for (i, t) in targets.iter().enumerate() {
+            let mut every_session = Vec::new();
+            for (target, t) in targets.iter().enumerate() {
                 if let Some(p) = &t.stdio {
-                    let w = weak.clone();
-                    let l: Listener = Arc::new(move |msg: Value| {
-                        if let Some(core) = w.upgrade() {
-                            for s in core.sessions.all() {
-                                s.deliver_from_upstream(i, msg.clone(), None);
-                            }
-                        }
+                    let sink: Arc<dyn Sink> = Arc::new(EverySession {
+                        core: weak.clone(),
+                        target,
                     });
-                    p.listen(&l);
-                    listeners.push(l);
+                    p.subscribe(&sink);
+                    every_session.push(sink);
                 }
             }
             let w = weak.clone();
@@ -355,7 +313,7 @@ impl McpBackend {
                 deny,
                 shortened: DashMap::new(),
                 inputs: mrtr::Parked::default(),
-                _listeners: listeners,
+                _every_session: every_session,
             }
         });
         Ok(Self(core))
@@ -393,13 +351,16 @@ impl McpBackend {
         self.0.sessions.len()
     }
 
-    /// Serve one HTTP request addressed to this route. Never fails: errors become JSON-RPC
-    /// error responses.
-    pub async fn handle(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+    /// Serve one HTTP request addressed to this route. Errors that answer a JSON-RPC request
+    /// are JSON-RPC responses; HTTP-level refusals (see [`refuse`]) are returned for the
+    /// gateway to render.
+    pub async fn handle(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let authority = req.uri().authority().map(|a| a.as_str());
-        if let Err(resp) = self.check_origin(req.headers(), authority) {
-            return resp;
-        }
+        self.check_origin(req.headers(), authority)?;
         let prefix = ctx.prefix.trim_end_matches('/');
         let path = req.uri().path();
         let rest = path.strip_prefix(prefix).unwrap_or(path);
@@ -408,36 +369,19 @@ impl McpBackend {
             (Method::POST, "") => self.post(req, ctx).await,
             (Method::GET, "") => self.get_stream(req, ctx).await,
             (Method::DELETE, "") => self.delete(req, ctx).await,
-            (Method::GET, "/sse") => self.legacy_sse(prefix, ctx),
+            (Method::GET, "/sse") => Ok(self.legacy_sse(prefix, ctx)),
             (Method::POST, "/message") => self.legacy_message(req, ctx).await,
-            (_, "") => rpc_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "method not allowed"),
-            ),
-            _ => rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "not found"),
-            ),
+            (_, "") => Err(refuse::method_not_allowed()),
+            _ => Err(refuse::no_endpoint()),
         }
     }
 
     /// DNS-rebinding protection.
-    #[allow(clippy::result_large_err)]
     fn check_origin(
         &self,
         headers: &HeaderMap,
         authority: Option<&str>,
-    ) -> Result<(), Response<Body>> {
-        let forbidden = || {
-            rpc_response(
-                StatusCode::FORBIDDEN,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "origin or host not allowed",
-                ),
-            )
-        };
+    ) -> switchboard_core::Result<()> {
         let cfg = &self.0.cfg;
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let ok = if cfg.allowed_origins.is_empty() {
@@ -450,7 +394,7 @@ impl McpBackend {
                     .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
             };
             if !ok {
-                return Err(forbidden());
+                return Err(refuse::origin());
             }
         }
         if !cfg.allowed_hosts.is_empty() {
@@ -466,13 +410,17 @@ impl McpBackend {
                 .iter()
                 .any(|h| h == "*" || h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(bare))
             {
-                return Err(forbidden());
+                return Err(refuse::origin());
             }
         }
         Ok(())
     }
 
-    async fn post(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+    async fn post(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let (parts, body) = req.into_parts();
         let accepts_sse = parts
             .headers
@@ -480,19 +428,13 @@ impl McpBackend {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/event-stream"));
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-            return rpc_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
-            );
+            return Err(refuse::body_too_large());
         };
         let msg: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(_) => {
                 self.0.shared.metrics.request("", "", "parse_error");
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
-                );
+                return Err(refuse::parse_error());
             }
         };
         let msg = match msg {
@@ -503,14 +445,6 @@ impl McpBackend {
             }
             msg => msg,
         };
-        let kind = jsonrpc::kind(&msg);
-        if kind == Kind::Invalid {
-            let id = msg.get("id").cloned().unwrap_or(Value::Null);
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "invalid JSON-RPC message"),
-            );
-        }
         let header_version = parts
             .headers
             .get("mcp-protocol-version")
@@ -525,90 +459,73 @@ impl McpBackend {
                 META_VERSION.replace('/', "~1")
             ))
             .and_then(Value::as_str);
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-
-        let stateless = session_id.is_none()
-            && kind == Kind::Request
-            && jsonrpc::method(&msg) != "initialize"
-            && (jsonrpc::method(&msg) == "server/discover"
-                || header_version == Some(STATELESS_VERSION)
-                || meta_version == Some(STATELESS_VERSION));
-        if stateless {
-            return self.stateless(msg, &parts.headers, ctx).await;
-        }
-        if session_id.is_none()
-            && kind != Kind::Request
-            && (header_version == Some(STATELESS_VERSION)
-                || meta_version == Some(STATELESS_VERSION))
-        {
+        let modern =
+            header_version == Some(STATELESS_VERSION) || meta_version == Some(STATELESS_VERSION);
+        let Ok(msg) = Message::parse(msg) else {
+            return Err(refuse::invalid_message());
+        };
+        let req = match msg {
+            Message::Request(req) => req,
             // Stateless clients' notifications and replies have no session to reach; the
             // requests they could refer to were answered within their own HTTP exchange.
-            return Response::builder()
-                .status(StatusCode::ACCEPTED)
-                .body(Body::empty())
-                .unwrap_or_default();
+            _ if session_id.is_none() && modern => return Ok(accepted()),
+            msg => {
+                if let Some(v) = header_version
+                    && !SESSION_VERSIONS.contains(&v)
+                    && v != STATELESS_VERSION
+                {
+                    return Err(refuse::unsupported_version());
+                }
+                let session_id = session_id.ok_or_else(refuse::no_session_id)?;
+                let session = match self.resume(session_id, ctx).await {
+                    Ok(s) => s,
+                    Err(r) => return rejected(r, Value::Null),
+                };
+                self.client_message(&session, msg).await;
+                return Ok(accepted());
+            }
+        };
+        let is_initialize = matches!(req.method, rpc::Method::Initialize);
+        if session_id.is_none()
+            && !is_initialize
+            && (matches!(req.method, rpc::Method::Discover) || modern)
+        {
+            return Ok(self.stateless(req, &parts.headers, ctx).await);
         }
         if let Some(v) = header_version
             && !SESSION_VERSIONS.contains(&v)
             && v != STATELESS_VERSION
         {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_REQUEST,
-                    "unsupported MCP-Protocol-Version",
-                ),
-            );
+            return Err(refuse::unsupported_version());
         }
-        if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+        if is_initialize {
             if session_id.is_some() {
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
-                );
+                return Err(refuse::already_initialized());
             }
-            return match self
-                .initialize(&msg, None, ctx.principal.clone(), &ctx.route)
-                .await
-            {
-                Ok((session, resp)) => {
-                    let mut r = rpc_response(StatusCode::OK, resp);
-                    if let Ok(v) = http::HeaderValue::from_str(&session.header_id()) {
-                        r.headers_mut().insert("mcp-session-id", v);
-                    }
-                    r
-                }
-                Err(resp) => rpc_response(StatusCode::OK, resp),
-            };
-        }
-        let Some(session_id) = session_id else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
-        };
-        let session = match self.resume(session_id, ctx, &id).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
-        match kind {
-            Kind::Request => {
-                self.respond(session, msg, accepts_sse, Some(session_id), ctx)
+            return Ok(
+                match self
+                    .initialize(&req, None, ctx.principal.clone(), &ctx.route)
                     .await
-            }
-            _ => {
-                self.client_message(&session, msg).await;
-                Response::builder()
-                    .status(StatusCode::ACCEPTED)
-                    .body(Body::empty())
-                    .unwrap_or_default()
-            }
+                {
+                    Ok((session, resp)) => {
+                        let mut r = rpc_response(StatusCode::OK, resp);
+                        if let Ok(v) = http::HeaderValue::from_str(&session.header_id()) {
+                            r.headers_mut().insert("mcp-session-id", v);
+                        }
+                        r
+                    }
+                    Err(e) => rpc_response(StatusCode::OK, e.reply(req.id)),
+                },
+            );
         }
+        let session_id = session_id.ok_or_else(refuse::no_session_id)?;
+        let session = match self.resume(session_id, ctx).await {
+            Ok(s) => s,
+            Err(r) => return rejected(r, req.id),
+        };
+        Ok(self
+            .respond(session, req, accepts_sse, Some(session_id), ctx)
+            .await)
     }
 
     /// Answer one request as an SSE stream when the client accepts one (progress, logging and
@@ -617,14 +534,14 @@ impl McpBackend {
     async fn respond(
         &self,
         session: Session,
-        msg: Value,
+        req: rpc::Request,
         accepts_sse: bool,
         sid: Option<&str>,
         ctx: &RequestContext,
     ) -> Response<Body> {
-        let streams = jsonrpc::method(&msg) != "ping";
+        let streams = !matches!(req.method, rpc::Method::Ping);
         if !(streams && accepts_sse) {
-            let resp = self.dispatch(&session, msg, None, ctx.access.clone()).await;
+            let resp = self.dispatch(&session, req, None, ctx.access.clone()).await;
             self.sync_targets(&session).await;
             return rpc_response(StatusCode::OK, resp);
         }
@@ -634,14 +551,14 @@ impl McpBackend {
         let tx2 = tx.clone();
         let access = ctx.access.clone();
         tokio::spawn(async move {
-            let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
+            let resp = this.dispatch(&s2, req, Some(tx2.clone()), access).await;
             if tx2.send_last(resp).await.is_err() {
                 tracing::debug!("reply not delivered: the request's stream was closed");
             }
             this.sync_targets(&s2).await;
         });
         drop(tx);
-        let priming = session.0.version.as_str() >= "2025-11-25";
+        let priming = crate::revision::primes_streams(&session.0.version);
         let mut r = if session.0.managed.get().is_some() {
             self.logged_post_stream(session, rx, priming)
         } else {
@@ -692,79 +609,66 @@ impl McpBackend {
     }
 
     /// GET: the session's standalone stream for server-initiated messages.
-    async fn get_stream(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+    async fn get_stream(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let accepts = req
             .headers()
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/event-stream"));
         if !accepts {
-            return rpc_response(
-                StatusCode::NOT_ACCEPTABLE,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "GET needs Accept: text/event-stream",
-                ),
-            );
+            return Err(refuse::not_event_stream());
         }
         let Some(sid) = req
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
         else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
+            return Err(refuse::no_session_id());
         };
         let last_event_id = req
             .headers()
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let session = match self.resume(sid, ctx, &Value::Null).await {
+        let session = match self.resume(sid, ctx).await {
             Ok(s) => s,
-            Err(resp) => return resp,
+            Err(r) => return rejected(r, Value::Null),
         };
         self.standalone_stream(session, last_event_id).await
     }
 
-    async fn delete(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+    async fn delete(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let Some(sid) = req
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
         else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
+            return Err(refuse::no_session_id());
         };
-        let session = match self.resume(sid, ctx, &Value::Null).await {
+        let session = match self.resume(sid, ctx).await {
             Ok(s) => s,
-            Err(resp) => return resp,
+            Err(r) => return rejected(r, Value::Null),
         };
         let Some(m) = session.0.managed.get() else {
-            return not_found(Value::Null);
+            return Err(refuse::session_not_found());
         };
         // The manager's release callback drops the local state and closes the upstreams.
         if let Err(e) = m.manager.revoke(&m.record()).await {
             tracing::warn!(error = %e, "session store: revoking a session failed");
-            return store_unavailable(Value::Null);
+            return Err(refuse::store_unavailable());
         }
-        Response::builder()
+        Ok(Response::builder()
             .status(StatusCode::OK)
             .body(Body::empty())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 
@@ -817,22 +721,14 @@ fn strip_modern_meta(msg: &mut Value) {
 
 /// A session-era result made a valid 2026-07-28 one: `resultType`, and the caching hints
 /// (immediately stale, private) on the cacheable results.
-fn modernize_result(method: &str, resp: &mut Value) {
+fn modernize_result(cacheable: bool, resp: &mut Value) {
     let Some(result) = resp.get_mut("result").and_then(Value::as_object_mut) else {
         return;
     };
     result
         .entry("resultType")
         .or_insert_with(|| json!("complete"));
-    if matches!(
-        method,
-        "tools/list"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/templates/list"
-            | "resources/read"
-            | "server/discover"
-    ) {
+    if cacheable {
         result.entry("ttlMs").or_insert_with(|| json!(0));
         result
             .entry("cacheScope")
@@ -852,8 +748,9 @@ fn host_without_port(host: &str) -> &str {
 }
 
 /// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
-fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String> {
-    let method = jsonrpc::method(msg);
+fn check_routing_headers(headers: &HeaderMap, method: &rpc::Method) -> Result<(), String> {
+    let body = method.item_name();
+    let method = method.name();
     if let Some(h) = headers.get("mcp-method").and_then(|v| v.to_str().ok())
         && h != method
     {
@@ -864,7 +761,6 @@ fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String>
     if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
         // Names that are not plain ASCII arrive as `=?base64?…?=`.
         let h = crate::param_headers::decode(h);
-        let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
         if h.is_none() || body != h.as_deref() {
             return Err("Mcp-Name header does not match the body".into());
         }
@@ -872,20 +768,20 @@ fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String>
     Ok(())
 }
 
-/// 404 with a JSON-RPC error: the client must initialize a new session.
-fn not_found(id: Value) -> Response<Body> {
-    rpc_response(
-        StatusCode::NOT_FOUND,
-        jsonrpc::error(id, SESSION_NOT_FOUND, "session not found"),
-    )
+/// A rejected request as the answer to its POST (`id`: the request's, when it has one).
+fn rejected(r: crate::error::Rejected, id: Value) -> switchboard_core::Result<Response<Body>> {
+    match r {
+        crate::error::Rejected::Http(e) => Err(e),
+        crate::error::Rejected::Rpc(e) => Ok(rpc_response(e.status(), e.reply(id))),
+    }
 }
 
-/// The session store failed; details go to the log only.
-fn store_unavailable(id: Value) -> Response<Body> {
-    rpc_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "session store unavailable"),
-    )
+/// 202 with no body: a notification or a response was taken.
+fn accepted() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .body(Body::empty())
+        .unwrap_or_default()
 }
 
 fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
@@ -937,6 +833,7 @@ mod tests {
         let msg =
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}});
         let mut h = HeaderMap::new();
+        let msg = rpc::Request::parse(msg).method;
         assert!(check_routing_headers(&h, &msg).is_ok());
         h.insert("mcp-method", "tools/call".parse().unwrap());
         h.insert("mcp-name", "t".parse().unwrap());
@@ -948,6 +845,7 @@ mod tests {
         assert!(check_routing_headers(&h, &msg).is_err());
         let msg =
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "日本"}});
+        let msg = rpc::Request::parse(msg).method;
         let mut h = HeaderMap::new();
         h.insert("mcp-name", "=?base64?5pel5pys?=".parse().unwrap());
         assert!(
@@ -961,13 +859,13 @@ mod tests {
     #[test]
     fn modern_results_get_result_type_and_caching_hints() {
         let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
-        modernize_result("tools/list", &mut r);
+        modernize_result(true, &mut r);
         assert_eq!(
             r["result"],
             json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
         );
         let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
-        modernize_result("tools/call", &mut r);
+        modernize_result(false, &mut r);
         assert_eq!(
             r["result"],
             json!({"content": [], "resultType": "complete"})

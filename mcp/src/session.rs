@@ -20,9 +20,10 @@ use serde_json::Value;
 use switchboard_sessions::{SessionId, SessionManager, StreamKey, sse};
 use tokio::sync::mpsc;
 
+use crate::error::ProtocolError;
 use crate::jsonrpc;
 use crate::names;
-use crate::upstream::Upstream;
+use crate::upstream::{Sink, Upstream};
 
 /// Exposed name (kind-prefixed) → (target, upstream name).
 pub(crate) type Catalog = HashMap<String, (usize, String)>;
@@ -182,6 +183,15 @@ impl Session {
         &self.0.id
     }
 
+    /// This session as the sink of what target `target` sends outside any request (held
+    /// weakly: the session's upstream connection holds the sink).
+    pub fn sink(&self, target: usize) -> Arc<dyn Sink> {
+        Arc::new(SessionSink {
+            session: Arc::downgrade(&self.0),
+            target,
+        })
+    }
+
     /// What the client sends as `Mcp-Session-Id`: the token of a managed session, else the id.
     pub fn header_id(&self) -> String {
         match self.0.managed.get() {
@@ -338,11 +348,10 @@ impl Session {
                     if let Some((_, uid)) = taken
                         && let Some(up) = self.upstream(target)
                     {
-                        let reply = jsonrpc::error(
-                            uid,
-                            jsonrpc::INTERNAL_ERROR,
-                            "the client cannot be reached for this request",
-                        );
+                        let reply = ProtocolError::Internal(
+                            "the client cannot be reached for this request".into(),
+                        )
+                        .reply(uid);
                         tokio::spawn(async move {
                             let _ = up.send(reply).await;
                         });
@@ -436,7 +445,7 @@ impl Session {
     /// Answer a server request of target `target` with -32601 on the client's behalf.
     fn refuse(&self, target: usize, id: Value, message: &str) {
         if let Some(up) = self.upstream(target) {
-            let reply = jsonrpc::error(id, jsonrpc::METHOD_NOT_FOUND, message);
+            let reply = ProtocolError::NotSupported(message.to_string().into()).reply(id);
             tokio::spawn(async move {
                 let _ = up.send(reply).await;
             });
@@ -470,6 +479,21 @@ impl Session {
             .iter_mut()
             .filter_map(Option::take)
             .collect()
+    }
+}
+
+/// What target `target` sends outside any request, to a session held weakly (the session's
+/// upstream connection holds this sink).
+pub(crate) struct SessionSink {
+    session: std::sync::Weak<Inner>,
+    target: usize,
+}
+
+impl Sink for SessionSink {
+    fn deliver(&self, msg: Value) {
+        if let Some(s) = self.session.upgrade() {
+            Session(s).deliver_from_upstream(self.target, msg, None);
+        }
     }
 }
 

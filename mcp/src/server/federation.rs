@@ -8,51 +8,26 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use super::mrtr::Forward;
 use super::{
     Access, Item, LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS,
     STATELESS_VERSION,
 };
 use crate::config::{FailureMode, TransportKind};
-use crate::error::{Error, Result};
-use crate::jsonrpc::{self, Kind};
+use crate::error::{Error, ItemKind, ProtocolError, Result};
+use crate::jsonrpc;
 use crate::metrics::ToolLabels;
 use crate::names;
+use crate::request::{ListKind, Message, Method, Notification, Reference, Request};
 use crate::session::{Inflight, Session};
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::sse::SseUpstream;
-use crate::upstream::stdio::Listener;
-use crate::upstream::{Route, Upstream, prepare};
+use crate::upstream::{Recipient, Sink, Upstream, prepare};
 
 /// Most shortened tool names a backend remembers (see [`names::fit_tool_name`]).
 const MAX_SHORTENED: usize = 65_536;
 
-/// Which list a request fans out.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    Templates,
-}
-
 impl ListKind {
-    fn of(method: &str) -> Option<Self> {
-        Some(match method {
-            "tools/list" => Self::Tools,
-            "prompts/list" => Self::Prompts,
-            "resources/list" => Self::Resources,
-            "resources/templates/list" => Self::Templates,
-            _ => return None,
-        })
-    }
-    fn method(self) -> &'static str {
-        match self {
-            Self::Tools => "tools/list",
-            Self::Prompts => "prompts/list",
-            Self::Resources => "resources/list",
-            Self::Templates => "resources/templates/list",
-        }
-    }
     fn key(self) -> &'static str {
         match self {
             Self::Tools => "tools",
@@ -89,15 +64,15 @@ impl McpBackend {
     /// Create a session: connect every target concurrently and merge what they offer.
     pub(super) async fn initialize(
         &self,
-        msg: &Value,
+        req: &Request,
         legacy_id: Option<String>,
         principal: Option<Arc<str>>,
         route: &str,
-    ) -> Result<(Session, Value), Value> {
-        let rid = jsonrpc::id(msg);
-        let params = match client_params(msg.get("params")) {
+    ) -> Result<(Session, Value), ProtocolError> {
+        let rid = req.id.clone();
+        let params = match client_params(req.msg.get("params")) {
             Ok(p) => p,
-            Err(why) => return Err(jsonrpc::error(rid, jsonrpc::INVALID_PARAMS, why)),
+            Err(why) => return Err(ProtocolError::InvalidParams(why.into())),
         };
         let requested = params
             .get("protocolVersion")
@@ -171,7 +146,7 @@ impl McpBackend {
                         for u in session.take_upstreams() {
                             u.close().await;
                         }
-                        return Err(jsonrpc::error_obj(rid, e.to_jsonrpc()));
+                        return Err(e.into());
                     }
                 }
             }
@@ -209,7 +184,7 @@ impl McpBackend {
             }
         }
         if managed {
-            self.create_managed(&session, &rid, route).await?;
+            self.create_managed(&session, route).await?;
             self.keep_children(&session);
             let key = session.0.managed.get().map(|m| m.key.to_string());
             // Keyed by the token's session id (Inner.id stays empty until rebuilt; the
@@ -263,7 +238,7 @@ impl McpBackend {
                     .as_ref()
                     .map(|h| h.url.clone())
                     .unwrap_or_default();
-                let fallback = owner_listener(session, t);
+                let fallback = session.sink(t);
                 let (s, init) = SseUpstream::connect(
                     target.name.clone(),
                     url,
@@ -300,7 +275,7 @@ impl McpBackend {
             cfg,
             self.0.shared.ids.clone(),
             session.0.init_params.clone(),
-            owner_listener(session, t),
+            session.sink(t),
             session.client_initialized(),
             self.0.cfg.max_reply_bytes(),
         );
@@ -360,67 +335,74 @@ impl McpBackend {
         })
     }
 
-    /// A notification or a response from the client.
-    pub(super) async fn client_message(&self, session: &Session, msg: Value) {
-        match jsonrpc::kind(&msg) {
-            Kind::Response => {
-                let Some(msg) = session.answer_asked(msg) else {
+    /// The client's reply to a server-to-client request: to the gateway's own question, or
+    /// passed to the target that asked, under its own id.
+    pub(super) async fn client_reply(&self, session: &Session, reply: Value) {
+        let Some(reply) = session.answer_asked(reply) else {
+            return;
+        };
+        if let Some((t, reply)) = session.take_client_reply(reply)
+            && let Some(u) = session.upstream(t)
+            && let Err(e) = u.send(reply).await
+        {
+            tracing::debug!(error = %e, "forwarding a client reply failed");
+        }
+    }
+
+    /// A notification from the client (`msg` as sent).
+    pub(super) async fn client_notification(&self, session: &Session, n: Notification, msg: Value) {
+        match n {
+            Notification::Cancelled { request_id } => {
+                let found = session
+                    .0
+                    .inflight
+                    .locked()
+                    .get(&jsonrpc::id_key(&request_id))
+                    .map(|e| {
+                        e.cancel.cancel();
+                        (e.target, e.upstream_id)
+                    });
+                let Some((t, uid)) = found else {
                     return;
                 };
-                if let Some((t, reply)) = session.take_client_reply(msg)
-                    && let Some(u) = session.upstream(t)
-                    && let Err(e) = u.send(reply).await
-                {
-                    tracing::debug!(error = %e, "forwarding a client reply failed");
+                let mut fwd = msg;
+                jsonrpc::set_param(&mut fwd, "requestId", Value::from(uid));
+                if let Some(u) = session.upstream(t) {
+                    let _ = u.send(fwd).await;
                 }
             }
-            Kind::Notification => match jsonrpc::method(&msg) {
-                "notifications/cancelled" => {
-                    let Some(rid) = msg.pointer("/params/requestId") else {
-                        return;
-                    };
-                    let found = session
-                        .0
-                        .inflight
-                        .locked()
-                        .get(&jsonrpc::id_key(rid))
-                        .map(|e| {
-                            e.cancel.cancel();
-                            (e.target, e.upstream_id)
-                        });
-                    let Some((t, uid)) = found else {
-                        return;
-                    };
-                    let mut fwd = msg.clone();
-                    jsonrpc::set_param(&mut fwd, "requestId", Value::from(uid));
-                    if let Some(u) = session.upstream(t) {
-                        let _ = u.send(fwd).await;
-                    }
-                }
-                "notifications/roots/list_changed" => {
-                    for t in 0..self.0.targets.len() {
-                        match session.upstream(t) {
-                            Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) => {
-                                let _ = u.send(msg.clone()).await;
-                            }
-                            Some(Upstream::Stdio(p)) if p.is_per_session() => {
-                                let _ = p.send(msg.clone());
-                            }
-                            _ => {}
+            Notification::RootsListChanged => {
+                for t in 0..self.0.targets.len() {
+                    match session.upstream(t) {
+                        Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) => {
+                            let _ = u.send(msg.clone()).await;
                         }
-                    }
-                }
-                "notifications/initialized" => {
-                    session.set_client_initialized();
-                    for t in 0..self.0.targets.len() {
-                        if let Some(Upstream::Stdio(p)) = session.upstream(t) {
-                            p.client_initialized();
+                        Some(Upstream::Stdio(p)) if p.is_per_session() => {
+                            let _ = p.send(msg.clone());
                         }
+                        _ => {}
                     }
                 }
-                _ => {}
-            },
-            _ => {}
+            }
+            Notification::Initialized => {
+                session.set_client_initialized();
+                for t in 0..self.0.targets.len() {
+                    if let Some(Upstream::Stdio(p)) = session.upstream(t) {
+                        p.client_initialized();
+                    }
+                }
+            }
+            Notification::Other => {}
+        }
+    }
+
+    /// A notification or a response from the client.
+    pub(super) async fn client_message(&self, session: &Session, msg: Message) {
+        match msg {
+            Message::Response(r) => self.client_reply(session, r).await,
+            Message::Notification(n, msg) => self.client_notification(session, n, msg).await,
+            // Requests are dispatched; callers never pass one here.
+            Message::Request(_) => {}
         }
     }
 
@@ -430,164 +412,182 @@ impl McpBackend {
     pub(super) async fn dispatch(
         &self,
         session: &Session,
-        msg: Value,
+        req: Request,
         stream: Option<crate::outbox::Outbox<Value>>,
         access: Option<Access>,
     ) -> Value {
-        let id = jsonrpc::id(&msg);
-        let method = jsonrpc::method(&msg).to_string();
-        let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
+        let Request { id, method, msg } = req;
         let allows = |item: Item<'_>| access.as_ref().is_none_or(|a| a.allows(item));
-        if let Some(kind) = ListKind::of(&method) {
-            let cursor = match msg.pointer("/params/cursor") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(c)) => Some(c.clone()),
-                Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
-            };
-            let mut r = self.list(session, kind, cursor.as_deref()).await;
-            if let (Some(access), Ok(page)) = (&access, &mut r)
-                && let Some(items) = page.get_mut(kind.key()).and_then(Value::as_array_mut)
-            {
-                items.retain(|item| {
-                    item.get(kind.field())
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| access.allows(kind.item(n)))
-                });
-            }
-            self.0
-                .shared
-                .metrics
-                .request(&method, "", if r.is_ok() { "ok" } else { "error" });
-            return match r {
-                Ok(v) => jsonrpc::result(id, v),
-                Err(e) => jsonrpc::error_obj(id, e),
-            };
-        }
-        match method.as_str() {
-            "ping" => jsonrpc::result(id, json!({})),
-            "initialize" => err(jsonrpc::INVALID_REQUEST, "session already initialized"),
-            "server/discover" => jsonrpc::result(id, self.discover(session).await),
-            "logging/setLevel" => {
-                let level = msg.pointer("/params/level").cloned();
-                if level.as_ref().and_then(Value::as_str).is_none() {
-                    return err(jsonrpc::INVALID_PARAMS, "missing level");
+        match method {
+            Method::List { kind, cursor } => {
+                let mut r = self.list(session, kind, cursor.as_deref()).await;
+                if let (Some(access), Ok(page)) = (&access, &mut r)
+                    && let Some(items) = page.get_mut(kind.key()).and_then(Value::as_array_mut)
+                {
+                    items.retain(|item| {
+                        item.get(kind.field())
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| access.allows(kind.item(n)))
+                    });
                 }
+                self.0.shared.metrics.request(
+                    kind.method(),
+                    "",
+                    if r.is_ok() { "ok" } else { "error" },
+                );
+                match r {
+                    Ok(v) => jsonrpc::result(id, v),
+                    Err(e) => e.reply(id),
+                }
+            }
+            Method::Ping => jsonrpc::result(id, json!({})),
+            Method::Initialize => {
+                ProtocolError::InvalidRequest("session already initialized".into()).reply(id)
+            }
+            Method::Discover => jsonrpc::result(id, discover()),
+            Method::SetLevel => {
                 let all = futures::future::join_all((0..self.0.targets.len()).map(|t| {
                     let m = msg.clone();
-                    async move { self.call(session, t, m, None).await }
+                    async move { self.call(session, t, m, None, Forward::Plain).await }
                 }))
                 .await;
                 let failed = all.iter().find_map(|r| r.get("error"));
                 match (failed, self.0.cfg.failure_mode) {
-                    (Some(f), FailureMode::FailClosed) => jsonrpc::error_obj(id, f.clone()),
+                    (Some(f), FailureMode::FailClosed) => {
+                        ProtocolError::Forwarded(f.clone()).reply(id)
+                    }
                     _ => jsonrpc::result(id, json!({})),
                 }
             }
-            "tools/call" | "prompts/get" => {
-                let kind = if method == "tools/call" {
-                    ListKind::Tools
-                } else {
-                    ListKind::Prompts
-                };
-                let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
-                    return err(jsonrpc::INVALID_PARAMS, "missing name");
-                };
-                let what = if kind == ListKind::Tools {
-                    "tool"
-                } else {
-                    "prompt"
-                };
-                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
-                if !allows(kind.item(&name)) {
-                    return unknown();
-                }
-                let resolved = self.resolve_name(session, kind, &name).await;
-                let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
-                    kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
-                }) else {
-                    return unknown();
-                };
-                let mut m = msg;
-                jsonrpc::set_param(&mut m, "name", Value::String(upstream_name));
-                let started = Instant::now();
-                let r = self.call(session, t, m, stream).await;
-                if kind == ListKind::Tools
-                    && let Some(target) = self.0.targets.get(t)
-                {
-                    self.0
-                        .shared
-                        .metrics
-                        .tool_duration
-                        .get_or_create(&ToolLabels {
-                            target: target.name.to_string(),
-                        })
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                r
+            Method::CallTool { name } => {
+                self.call_named(session, ListKind::Tools, name, (id, msg), stream, &access)
+                    .await
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
-                    return err(jsonrpc::INVALID_PARAMS, "missing uri");
-                };
-                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
-                if !allows(Item::Resource(&uri)) {
-                    return unknown();
-                }
-                let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
-                    return unknown();
-                };
-                let mut m = msg;
-                jsonrpc::set_param(&mut m, "uri", Value::String(upstream_uri));
-                let mut r = self.call(session, t, m, stream).await;
-                if self.0.naming.prefixed
-                    && let Some(target) = self.0.targets.get(t)
-                    && let Some(contents) = r
-                        .pointer_mut("/result/contents")
-                        .and_then(Value::as_array_mut)
-                {
-                    for c in contents.iter_mut().filter_map(Value::as_object_mut) {
-                        if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                            let u = names::namespace_uri(&target.name, u);
-                            c.insert("uri".into(), Value::String(u));
-                        }
-                    }
-                }
-                r
+            Method::GetPrompt { name } => {
+                self.call_named(session, ListKind::Prompts, name, (id, msg), stream, &access)
+                    .await
             }
-            "completion/complete" => {
-                let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
-                let name = r#ref.get("name").and_then(Value::as_str);
-                let uri = r#ref.get("uri").and_then(Value::as_str);
-                let mut m = msg;
-                let routed = match (r#ref.get("type").and_then(Value::as_str), name, uri) {
-                    (Some("ref/prompt"), Some(n), _) if allows(Item::Prompt(n)) => self
+            Method::ReadResource { uri } => {
+                let forward = Forward::MayNeedInput;
+                self.call_resource(session, uri, (id, msg), stream, forward, &access)
+                    .await
+            }
+            Method::Subscribe { uri } | Method::Unsubscribe { uri } => {
+                let forward = Forward::Plain;
+                self.call_resource(session, uri, (id, msg), stream, forward, &access)
+                    .await
+            }
+            Method::Complete(reference) => {
+                let routed = match &reference {
+                    Reference::Prompt(n) if allows(Item::Prompt(n)) => self
                         .resolve_name(session, ListKind::Prompts, n)
                         .await
                         .map(|(t, n)| (t, "name", n)),
-                    (Some("ref/resource"), _, Some(u)) if allows(Item::Resource(u)) => {
+                    Reference::Resource(u) if allows(Item::Resource(u)) => {
                         self.resolve_uri(session, u).map(|(t, u)| (t, "uri", u))
                     }
                     _ => None,
                 };
-                match routed {
-                    Some((t, key, value)) => {
-                        if let Some(r) = m.pointer_mut("/params/ref").and_then(Value::as_object_mut)
-                        {
-                            r.insert(key.into(), Value::String(value));
-                        }
-                        self.call(session, t, m, stream).await
-                    }
-                    None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
+                let Some((t, key, value)) = routed else {
+                    return ProtocolError::UnknownReference.reply(id);
+                };
+                let mut m = msg;
+                if let Some(r) = m.pointer_mut("/params/ref").and_then(Value::as_object_mut) {
+                    r.insert(key.into(), Value::String(value));
                 }
+                self.call(session, t, m, stream, Forward::Plain).await
             }
-            _ => {
+            Method::Invalid { error, .. } => error.reply(id),
+            Method::Unknown(method) => {
                 self.0.shared.metrics.request(&method, "", "not_found");
-                err(
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                )
+                ProtocolError::MethodNotFound(method).reply(id)
             }
         }
+    }
+
+    /// `tools/call` or `prompts/get` (`kind`) of the exposed `name`: routed to the owning
+    /// target under its own name.
+    async fn call_named(
+        &self,
+        session: &Session,
+        kind: ListKind,
+        name: String,
+        (id, mut msg): (Value, Value),
+        stream: Option<crate::outbox::Outbox<Value>>,
+        access: &Option<Access>,
+    ) -> Value {
+        let what = match kind {
+            ListKind::Tools => ItemKind::Tool,
+            _ => ItemKind::Prompt,
+        };
+        if !access.as_ref().is_none_or(|a| a.allows(kind.item(&name))) {
+            return ProtocolError::Unknown(what, name).reply(id);
+        }
+        let resolved = self.resolve_name(session, kind, &name).await;
+        let Some((t, upstream_name)) = resolved
+            .filter(|(t, n)| kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n)))
+        else {
+            return ProtocolError::Unknown(what, name).reply(id);
+        };
+        jsonrpc::set_param(&mut msg, "name", Value::String(upstream_name.clone()));
+        if kind != ListKind::Tools {
+            return self
+                .call(session, t, msg, stream, Forward::MayNeedInput)
+                .await;
+        }
+        let started = Instant::now();
+        let r = self
+            .call(session, t, msg, stream, Forward::Tool(&upstream_name))
+            .await;
+        if let Some(target) = self.0.targets.get(t) {
+            self.0
+                .shared
+                .metrics
+                .tool_duration
+                .get_or_create(&ToolLabels {
+                    target: target.name.to_string(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+        }
+        r
+    }
+
+    /// `resources/read`, `resources/subscribe` or `resources/unsubscribe` of the exposed
+    /// `uri`: routed to the owning target under its own URI; read contents get namespaced.
+    async fn call_resource(
+        &self,
+        session: &Session,
+        uri: String,
+        (id, mut msg): (Value, Value),
+        stream: Option<crate::outbox::Outbox<Value>>,
+        forward: Forward<'_>,
+        access: &Option<Access>,
+    ) -> Value {
+        if !access
+            .as_ref()
+            .is_none_or(|a| a.allows(Item::Resource(&uri)))
+        {
+            return ProtocolError::Unknown(ItemKind::Resource, uri).reply(id);
+        }
+        let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
+            return ProtocolError::Unknown(ItemKind::Resource, uri).reply(id);
+        };
+        jsonrpc::set_param(&mut msg, "uri", Value::String(upstream_uri));
+        let mut r = self.call(session, t, msg, stream, forward).await;
+        if self.0.naming.prefixed
+            && let Some(target) = self.0.targets.get(t)
+            && let Some(contents) = r
+                .pointer_mut("/result/contents")
+                .and_then(Value::as_array_mut)
+        {
+            for c in contents.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(u) = c.get("uri").and_then(Value::as_str) {
+                    let u = names::namespace_uri(&target.name, u);
+                    c.insert("uri".into(), Value::String(u));
+                }
+            }
+        }
+        r
     }
 
     /// Forward a request to target `t` once (no input rounds, see `mrtr`); the reply comes
@@ -609,7 +609,7 @@ impl McpBackend {
                     .shared
                     .metrics
                     .request(&method, &target.name, "error");
-                return jsonrpc::error_obj(down_id, e.to_jsonrpc());
+                return ProtocolError::from(e).reply(down_id);
             }
         };
         let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
@@ -626,15 +626,14 @@ impl McpBackend {
         );
         // Removes the entry however this future ends (also when the client goes away).
         let _inflight = InflightGuard(session, &key);
-        let route = Route {
-            session: Some(session.clone()),
+        let recipient = Recipient::new(Arc::new(RequestSink {
+            session: session.clone(),
             target: t,
             stream,
-            activity: None,
-        };
+        }));
         // A cancelled request may never be answered upstream; stop waiting for it.
         let r = tokio::select! {
-            r = up.request(route, msg, progress, target.cfg.timeout(), &target.name) => r,
+            r = up.request(recipient, msg, progress, target.cfg.timeout(), &target.name) => r,
             _ = cancel.cancelled() => Err(Error::Cancelled),
         };
         match r {
@@ -658,7 +657,7 @@ impl McpBackend {
                     "error"
                 };
                 self.0.shared.metrics.request(&method, &target.name, result);
-                jsonrpc::error_obj(down_id, e.to_jsonrpc())
+                ProtocolError::from(e).reply(down_id)
             }
         }
     }
@@ -753,13 +752,12 @@ impl McpBackend {
         session: &Session,
         kind: ListKind,
         cursor: Option<&str>,
-    ) -> Result<Value, Value> {
+    ) -> Result<Value, ProtocolError> {
         let plan: Vec<(usize, Option<String>)> = match cursor {
             None => (0..self.0.targets.len()).map(|t| (t, None)).collect(),
             Some(c) => {
-                let map = names::decode_cursor(c).ok_or_else(
-                    || json!({"code": jsonrpc::INVALID_PARAMS, "message": "invalid cursor"}),
-                )?;
+                let map = names::decode_cursor(c)
+                    .ok_or_else(|| ProtocolError::InvalidParams("invalid cursor".into()))?;
                 map.into_iter()
                     .filter_map(|(n, c)| Some((self.target_index(&n)?, Some(c))))
                     .collect()
@@ -772,7 +770,7 @@ impl McpBackend {
                 None => json!({}),
             };
             let msg = jsonrpc::request(Value::from(0), kind.method(), params);
-            async move { (t, self.call(session, t, msg, None).await) }
+            async move { (t, self.call(session, t, msg, None, Forward::Plain).await) }
         }))
         .await;
         let mut items = Vec::new();
@@ -783,11 +781,11 @@ impl McpBackend {
             let tname = &self.target(t).name;
             if let Some(e) = page.get("error") {
                 // A target without this capability is not a failure.
-                if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+                if e.get("code").and_then(Value::as_i64) == Some(crate::error::METHOD_NOT_FOUND) {
                     continue;
                 }
                 if self.0.cfg.failure_mode == FailureMode::FailClosed {
-                    return Err(e.clone());
+                    return Err(ProtocolError::Forwarded(e.clone()));
                 }
                 tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
                 continue;
@@ -862,29 +860,29 @@ impl McpBackend {
         }
         Ok(result)
     }
+}
 
-    pub(super) async fn discover(&self, session: &Session) -> Value {
-        let _ = session;
-        let versions: Vec<&str> = SESSION_VERSIONS
-            .iter()
-            .copied()
-            .chain([STATELESS_VERSION])
-            .collect();
-        json!({
-            "supportedVersions": versions,
-            "resultType": "complete",
-            "ttlMs": 0,
-            "cacheScope": "private",
-            "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "prompts": {"listChanged": true},
-                "resources": {"listChanged": true},
-                "logging": {},
-                "completions": {},
-            },
-        })
-    }
+/// The `server/discover` result (2026-07-28): what the gateway itself offers.
+fn discover() -> Value {
+    let versions: Vec<&str> = SESSION_VERSIONS
+        .iter()
+        .copied()
+        .chain([STATELESS_VERSION])
+        .collect();
+    json!({
+        "supportedVersions": versions,
+        "resultType": "complete",
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
+        "capabilities": {
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true},
+            "logging": {},
+            "completions": {},
+        },
+    })
 }
 
 /// Longest `clientInfo` string kept (`name`, `version`, `title`, `websiteUrl`); longer ones
@@ -941,15 +939,25 @@ fn truncate(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// Hands what target `t` sends outside any request to `session` (held weakly: the session's
-/// upstream connection holds this).
-pub(super) fn owner_listener(session: &Session, t: usize) -> Listener {
-    let weak = Arc::downgrade(&session.0);
-    Arc::new(move |msg| {
-        if let Some(s) = weak.upgrade() {
-            Session(s).deliver_from_upstream(t, msg, None);
-        }
-    })
+/// What target `target` sends while it serves one request of `session`: on the request's
+/// stream when it has one, else on the session's standalone stream.
+struct RequestSink {
+    session: Session,
+    target: usize,
+    stream: Option<crate::outbox::Outbox<Value>>,
+}
+
+impl Sink for RequestSink {
+    fn deliver(&self, msg: Value) {
+        self.session
+            .deliver_from_upstream(self.target, msg, self.stream.as_ref());
+    }
+
+    /// A stateless client's call parked for input (see `stateless`) is silent upstream while
+    /// the client thinks; the parked call's own `input_timeout` bounds that wait instead.
+    fn waiting_for_client(&self) -> bool {
+        self.session.0.version == STATELESS_VERSION && self.session.awaiting_client(self.target)
+    }
 }
 
 /// See [`McpBackend::call`].

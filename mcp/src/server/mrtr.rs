@@ -30,14 +30,15 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use super::federation::ListKind;
 use super::{
     McpBackend, RequestContext, STATELESS_VERSION, check_routing_headers, modernize_result,
     rpc_response, strip_modern_meta,
 };
 use crate::config::TransportKind;
+use crate::error::ProtocolError;
 use crate::jsonrpc::{self, Kind};
-use crate::param_headers::{self, HEADER_MISMATCH};
+use crate::param_headers;
+use crate::request::{ListKind, Method, Request};
 use crate::session::Session;
 use crate::upstream::Upstream;
 
@@ -111,8 +112,15 @@ fn is_input_required(resp: &Value) -> bool {
     resp.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
 }
 
-fn err_obj(code: i64, message: impl Into<String>) -> Value {
-    json!({"code": code, "message": message.into()})
+/// What a forwarded request is, as far as input rounds go.
+#[derive(Clone, Copy)]
+pub(super) enum Forward<'a> {
+    /// It cannot need input (lists, subscriptions, completions, the gateway's own requests).
+    Plain,
+    /// `prompts/get` or `resources/read`.
+    MayNeedInput,
+    /// `tools/call` of the target's tool of this (upstream) name.
+    Tool(&'a str),
 }
 
 impl McpBackend {
@@ -124,9 +132,9 @@ impl McpBackend {
         t: usize,
         msg: Value,
         stream: Option<crate::outbox::Outbox<Value>>,
+        forward: Forward<'_>,
     ) -> Value {
-        let method = jsonrpc::method(&msg);
-        if !matches!(method, "tools/call" | "prompts/get" | "resources/read") {
+        if matches!(forward, Forward::Plain) {
             return self.call_once(session, t, msg, stream).await;
         }
         let stateless = session.0.version == STATELESS_VERSION;
@@ -134,18 +142,14 @@ impl McpBackend {
             && matches!(self.upstream(session, t).await, Ok(Upstream::Http(h)) if h.is_modern());
         if !modern {
             if stateless && has_retry_fields(&msg) {
-                return jsonrpc::error(
-                    jsonrpc::id(&msg),
-                    jsonrpc::INVALID_PARAMS,
-                    "unknown or expired requestState: it was not issued by this gateway replica, \
-                     or the call it named has ended",
-                );
+                return ProtocolError::UnknownRequestState(
+                    "it was not issued by this gateway replica, or the call it named has ended",
+                )
+                .reply(jsonrpc::id(&msg));
             }
             return self.call_once(session, t, msg, stream).await;
         }
-        if method == "tools/call"
-            && let Some(name) = jsonrpc::param_str(&msg, "name")
-        {
+        if let Forward::Tool(name) = forward {
             let epoch = self.epoch();
             if self.target(t).tool_headers.get(epoch, name).is_none() {
                 self.learn_tools(session, t).await;
@@ -163,7 +167,7 @@ impl McpBackend {
             let result = resp.get("result").unwrap_or(&Value::Null);
             let responses = match self.gather(session, t, result, stream.as_ref()).await {
                 Ok(r) => r,
-                Err(e) => return jsonrpc::error_obj(jsonrpc::id(&orig), e),
+                Err(e) => return e.reply(jsonrpc::id(&orig)),
             };
             let mut retry = orig.clone();
             if let Some(params) = retry.get_mut("params").and_then(Value::as_object_mut) {
@@ -180,13 +184,13 @@ impl McpBackend {
         }
         if is_input_required(&resp) {
             let target = &self.target(t).name;
-            return jsonrpc::error(
-                jsonrpc::id(&orig),
-                jsonrpc::INTERNAL_ERROR,
-                &format!(
+            return ProtocolError::Internal(
+                format!(
                     "target `{target}` still needed input after {MAX_INPUT_ROUNDS} rounds; giving up"
-                ),
-            );
+                )
+                .into(),
+            )
+            .reply(jsonrpc::id(&orig));
         }
         resp
     }
@@ -230,7 +234,7 @@ impl McpBackend {
         t: usize,
         result: &Value,
         stream: Option<&crate::outbox::Outbox<Value>>,
-    ) -> Result<Map<String, Value>, Value> {
+    ) -> Result<Map<String, Value>, ProtocolError> {
         let empty = Map::new();
         let requests = result
             .get("inputRequests")
@@ -249,9 +253,8 @@ impl McpBackend {
                 "sampling/createMessage" => "sampling",
                 "roots/list" => "roots",
                 other => {
-                    return Err(err_obj(
-                        jsonrpc::INTERNAL_ERROR,
-                        format!("the target asked for unsupported input `{other}`"),
+                    return Err(ProtocolError::Internal(
+                        format!("the target asked for unsupported input `{other}`").into(),
                     ));
                 }
             };
@@ -260,16 +263,15 @@ impl McpBackend {
                 if cap == "elicitation" {
                     return Ok((key.clone(), json!({"action": "decline"})));
                 }
-                return Err(err_obj(
-                    jsonrpc::INTERNAL_ERROR,
-                    format!("the target needs `{method}`, which this client does not support"),
+                return Err(ProtocolError::Internal(
+                    format!("the target needs `{method}`, which this client does not support")
+                        .into(),
                 ));
             }
             let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
             let Some((gid, rx)) = session.ask(method, params, stream) else {
-                return Err(err_obj(
-                    jsonrpc::INTERNAL_ERROR,
-                    format!("the target needs `{method}`, but the client cannot be reached"),
+                return Err(ProtocolError::Internal(
+                    format!("the target needs `{method}`, but the client cannot be reached").into(),
                 ));
             };
             let reply = tokio::time::timeout(timeout, rx).await;
@@ -277,16 +279,12 @@ impl McpBackend {
             match reply {
                 Ok(Ok(r)) => match (r.get("result"), r.get("error")) {
                     (Some(res), _) => Ok((key.clone(), res.clone())),
-                    (None, Some(e)) => Err(e.clone()),
-                    _ => Err(err_obj(
-                        jsonrpc::INTERNAL_ERROR,
-                        "invalid reply from the client",
+                    (None, Some(e)) => Err(ProtocolError::Forwarded(e.clone())),
+                    _ => Err(ProtocolError::Internal(
+                        "invalid reply from the client".into(),
                     )),
                 },
-                _ => Err(err_obj(
-                    -32001,
-                    format!("the client did not answer `{method}` in time"),
-                )),
+                _ => Err(ProtocolError::ClientTimeout(method.to_string())),
             }
         }))
         .await;
@@ -297,67 +295,50 @@ impl McpBackend {
     /// it retries one, else run it on a throwaway session.
     pub(super) async fn stateless(
         &self,
-        msg: Value,
+        req: Request,
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> Response<Body> {
-        let (status, body) = self.stateless_reply(msg, headers, ctx).await;
-        rpc_response(status, body)
-    }
-
-    /// [`stateless`](Self::stateless) as the HTTP status and the JSON-RPC response (one
-    /// element of a batch, say).
-    pub(super) async fn stateless_reply(
-        &self,
-        msg: Value,
-        headers: &HeaderMap,
-        ctx: &RequestContext,
-    ) -> (StatusCode, Value) {
-        let id = jsonrpc::id(&msg);
-        if let Err(m) = check_routing_headers(headers, &msg) {
-            return (
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, &m),
-            );
+        if let Err(m) = check_routing_headers(headers, &req.method) {
+            let e = ProtocolError::HeaderMismatch(m);
+            return rpc_response(e.status(), e.reply(req.id));
         }
-        let method = jsonrpc::method(&msg).to_string();
-        let session = self.stateless_session(&msg, ctx.principal.clone());
+        let session = self.stateless_session(&req.msg, ctx.principal.clone());
         // Closes what the header check below may have opened, unless the call takes it over.
         let mut guard = CloseOnDrop(Some(session.clone()));
-        if method == "tools/call"
-            && let Err(m) = self.check_param_headers(&session, headers, &msg).await
+        if let Method::CallTool { name } = &req.method
+            && let Err(m) = self
+                .check_param_headers(&session, headers, name, &req.msg)
+                .await
         {
-            return (
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(id, HEADER_MISMATCH, &m),
-            );
+            let e = ProtocolError::HeaderMismatch(m);
+            return rpc_response(e.status(), e.reply(req.id));
         }
-        if let Some(token) = msg
+        let cacheable = req.method.cacheable();
+        if let Some(token) = req
+            .msg
             .pointer("/params/requestState")
             .and_then(Value::as_str)
             .filter(|s| s.starts_with(TOKEN_PREFIX))
         {
             let token = token.to_string();
-            let mut resp = self.resume_parked(&token, msg, ctx).await;
-            modernize_result(&method, &mut resp);
-            return (StatusCode::OK, resp);
+            let mut resp = self.resume_parked(&token, req, ctx).await;
+            modernize_result(cacheable, &mut resp);
+            return rpc_response(StatusCode::OK, resp);
         }
         guard.0 = None;
-        let mut msg = msg;
-        strip_modern_meta(&mut msg);
-        if !matches!(
-            method.as_str(),
-            "tools/call" | "prompts/get" | "resources/read"
-        ) {
+        let mut req = req;
+        strip_modern_meta(&mut req.msg);
+        if !req.method.may_need_input() {
             // Nothing else can need input: answered in this task, as a plain request.
             let _close = CloseOnDrop(Some(session.clone()));
-            let mut resp = self.dispatch(&session, msg, None, ctx.access.clone()).await;
-            modernize_result(&method, &mut resp);
-            return (StatusCode::OK, resp);
+            let mut resp = self.dispatch(&session, req, None, ctx.access.clone()).await;
+            modernize_result(cacheable, &mut resp);
+            return rpc_response(StatusCode::OK, resp);
         }
-        let name = jsonrpc::param_str(&msg, "name")
-            .or_else(|| jsonrpc::param_str(&msg, "uri"))
-            .map(str::to_string);
+        let id = req.id.clone();
+        let method = req.method.name().to_string();
+        let name = req.method.item_name().map(str::to_string);
         // Read while the call runs here; while it is parked, messages pile up until the client
         // comes back: past the bound, the call's stream is cut and its further requests to the
         // client are refused to the target.
@@ -368,7 +349,7 @@ impl McpBackend {
         let access = ctx.access.clone();
         let task = tokio::spawn(async move {
             let _close = CloseOnDrop(Some(s.clone()));
-            let resp = this.dispatch(&s, msg, Some(tx), access).await;
+            let resp = this.dispatch(&s, req, Some(tx), access).await;
             let _ = done_tx.send(resp);
         });
         let call = Running {
@@ -377,17 +358,10 @@ impl McpBackend {
             _task: AbortOnDrop(task),
         };
         let mut resp = self
-            .wait_call(
-                call,
-                session,
-                ctx.principal.clone(),
-                method.clone(),
-                name,
-                id,
-            )
+            .wait_call(call, session, ctx.principal.clone(), method, name, id)
             .await;
-        modernize_result(&method, &mut resp);
-        (StatusCode::OK, resp)
+        modernize_result(cacheable, &mut resp);
+        rpc_response(StatusCode::OK, resp)
     }
 
     /// `Mcp-Param-*` headers of a 2026-07-28 `tools/call` against its arguments, per the
@@ -396,11 +370,9 @@ impl McpBackend {
         &self,
         session: &Session,
         headers: &HeaderMap,
+        name: &str,
         msg: &Value,
     ) -> Result<(), String> {
-        let Some(name) = jsonrpc::param_str(msg, "name") else {
-            return Ok(());
-        };
         let Some((t, upstream_name)) = self.resolve_name(session, ListKind::Tools, name).await
         else {
             return Ok(());
@@ -438,7 +410,7 @@ impl McpBackend {
                             jsonrpc::set_id(&mut resp, id);
                             resp
                         }
-                        Err(_) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "the call ended without a reply"),
+                        Err(_) => ProtocolError::Internal("the call ended without a reply".into()).reply(id),
                     };
                 }
                 Some(m) = call.events.recv() => {
@@ -461,9 +433,9 @@ impl McpBackend {
                             let reply = if method == "ping" {
                                 jsonrpc::result(jsonrpc::id(&m), json!({}))
                             } else {
-                                jsonrpc::error(jsonrpc::id(&m), jsonrpc::METHOD_NOT_FOUND, "not supported by a stateless client")
+                                ProtocolError::NotSupported("not supported by a stateless client".into()).reply(jsonrpc::id(&m))
                             };
-                            self.client_message(&session, reply).await;
+                            self.client_reply(&session, reply).await;
                             continue;
                         }
                         requests.insert(gid.clone(), json!({"method": method, "params": m.get("params").cloned().unwrap_or_else(|| json!({}))}));
@@ -474,7 +446,7 @@ impl McpBackend {
                     }
                     if self.0.inputs.0.len() >= MAX_PARKED {
                         self.fail_asked(&session, &keys).await;
-                        return jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "too many calls are waiting for input; try again later");
+                        return ProtocolError::Internal("too many calls are waiting for input; try again later".into()).reply(id);
                     }
                     let token = format!(
                         "{TOKEN_PREFIX}{}{}",
@@ -514,32 +486,27 @@ impl McpBackend {
     /// Tell the target that its requests `keys` will not be answered.
     async fn fail_asked(&self, session: &Session, keys: &[String]) {
         for k in keys {
-            let reply = jsonrpc::error(
-                Value::String(k.clone()),
-                jsonrpc::INTERNAL_ERROR,
-                "the client did not answer",
-            );
-            self.client_message(session, reply).await;
+            let reply = ProtocolError::Internal("the client did not answer".into())
+                .reply(Value::String(k.clone()));
+            self.client_reply(session, reply).await;
         }
     }
 
     /// A stateless client's retry of a parked call: its `inputResponses` become the replies to
     /// the target's requests, then the call is awaited again.
-    async fn resume_parked(&self, token: &str, msg: Value, ctx: &RequestContext) -> Value {
-        let id = jsonrpc::id(&msg);
+    async fn resume_parked(&self, token: &str, req: Request, ctx: &RequestContext) -> Value {
+        let Request { id, method, msg } = req;
         let unknown = |id| {
-            jsonrpc::error(
-                id,
-                jsonrpc::INVALID_PARAMS,
-                "unknown or expired requestState: input responses must reach the gateway \
-                 replica that asked, within the input timeout, from the same principal",
+            ProtocolError::UnknownRequestState(
+                "input responses must reach the gateway replica that asked, within the input \
+                 timeout, from the same principal",
             )
+            .reply(id)
         };
-        let method = jsonrpc::method(&msg);
-        let name = jsonrpc::param_str(&msg, "name").or_else(|| jsonrpc::param_str(&msg, "uri"));
+        let name = method.item_name();
         // Checked before removal, so a stranger's guess cannot cancel someone else's call.
         let matches = self.0.inputs.0.get(token).is_some_and(|p| {
-            p.principal == ctx.principal && p.method == method && p.name.as_deref() == name
+            p.principal == ctx.principal && p.method == method.name() && p.name.as_deref() == name
         });
         if !matches {
             return unknown(id);
@@ -551,13 +518,12 @@ impl McpBackend {
         for k in &parked.keys {
             let reply = match responses.and_then(|r| r.get(k)) {
                 Some(result) => jsonrpc::result(Value::String(k.clone()), result.clone()),
-                None => jsonrpc::error(
-                    Value::String(k.clone()),
-                    jsonrpc::INTERNAL_ERROR,
-                    "the client sent no response for this request",
-                ),
+                None => {
+                    ProtocolError::Internal("the client sent no response for this request".into())
+                        .reply(Value::String(k.clone()))
+                }
             };
-            self.client_message(&parked.session, reply).await;
+            self.client_reply(&parked.session, reply).await;
         }
         let ParkedCall {
             principal,
