@@ -570,7 +570,7 @@ async fn a_server_request_with_no_client_to_reach_fails_at_once() {
     .expect("answered without waiting for the target timeout");
     assert_eq!(status, 200);
     let r = response(&text);
-    // The request travels back as a 2026-07-28 input request (see tests/mrtr.rs).
+    // The request travels back as a 2026-07-28 input request (see tests/input_rounds.rs).
     assert_eq!(r["result"]["resultType"], "input_required", "{r}");
     let reqs = r["result"]["inputRequests"].as_object().unwrap();
     assert_eq!(

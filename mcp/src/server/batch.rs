@@ -13,10 +13,8 @@ use axum::body::Body;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
 
-use super::{
-    McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION, rejected, rpc_response,
-    sse_response,
-};
+use super::streamable::{accepted, rejected, rpc_response, sse_response};
+use super::{McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION};
 use crate::error::{ProtocolError, refuse};
 use crate::request::{Invalid, Message, Method, Request};
 use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
@@ -151,7 +149,7 @@ impl McpBackend {
         if requests.is_empty() {
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
             if replies.is_empty() {
-                return Ok(super::accepted());
+                return Ok(accepted());
             }
             return Ok(rpc_response(StatusCode::OK, Value::Array(replies)));
         }

@@ -10,7 +10,8 @@ use futures::StreamExt;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
-use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams};
+use super::streamable::pipe_upstream_streams;
+use super::{MAX_BODY, McpBackend, RequestContext};
 use crate::error::{ProtocolError, refuse};
 use crate::request::{Message, Method};
 use crate::session::Registry;

@@ -21,7 +21,8 @@ use http::{Response, header};
 use serde_json::{Value, json};
 use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
 
-use super::{McpBackend, RequestContext, SSE_RETRY_MS, pipe_upstream_streams};
+use super::streamable::pipe_upstream_streams;
+use super::{McpBackend, RequestContext, SSE_RETRY_MS};
 use crate::config::TransportKind;
 use crate::error::{ProtocolError, Rejected, refuse};
 use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
@@ -416,7 +417,7 @@ impl McpBackend {
         priming: bool,
     ) -> Response<Body> {
         let Some(m) = session.0.managed.get() else {
-            return super::sse_response(session, rx, priming);
+            return super::streamable::sse_response(session, rx, priming);
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name: Arc<str> = format!("post/{}", &id[..12]).into();

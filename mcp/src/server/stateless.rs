@@ -1,26 +1,17 @@
-//! Multi round-trip requests (2026-07-28, SEP-2322) across protocol eras.
+//! Stateless requests (2026-07-28): no session, no `initialize`; the client's version,
+//! capabilities and info travel in every request's `_meta`, and its routing headers
+//! (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) must agree with the body. Each request runs on a
+//! throwaway session whose upstream connections close when it is answered.
 //!
-//! In 2026-07-28 a server that needs input (elicitation, sampling, roots) answers `tools/call`,
-//! `prompts/get` or `resources/read` with `resultType: "input_required"`, `inputRequests` and an
-//! opaque `requestState`; the client retries the request with `inputResponses` (keyed like the
-//! requests) and the state echoed. Session-era servers instead send server-to-client requests
-//! mid-call. The gateway translates where the two sides differ:
-//!
-//! - session-era client, 2026-07-28 target ([`McpBackend::call`]): each input request goes to
-//!   the client as a real server-to-client request on its session; the answers are sent back in
-//!   a retry, for at most [`MAX_INPUT_ROUNDS`] rounds. Kinds the client did not declare are
-//!   declined (elicitation) or fail the call (sampling, roots), never sent.
-//! - stateless 2026-07-28 client, session-era target ([`McpBackend::stateless`]): the call runs
-//!   in a task; when the target sends a request mid-call the client gets `input_required` with
-//!   it as an input request and a `requestState` naming the parked call (a random token, bound to
-//!   the principal, the method and the name). The retry's `inputResponses` become the replies
-//!   upstream and the gateway waits on for the result (or the next round). Parked calls live on
-//!   the replica that made them: a retry elsewhere, after `input_timeout`, or with a foreign
-//!   token gets a clear error, and an unclaimed call is cancelled after `input_timeout`. While
-//!   the target waits for the client, its silence does not count against the target's
-//!   `timeout` (`input_timeout` bounds that wait instead).
-//! - both 2026-07-28: results and retries pass through (names still routed).
-
+//! A session-era target may ask the client something mid-call. The call then runs in a task;
+//! the client gets `input_required` with the target's request as an input request and a
+//! `requestState` naming the parked call (a random token, bound to the principal, the method
+//! and the name). The retry's `inputResponses` become the replies upstream and the gateway
+//! waits on for the result (or the next round). Parked calls live on the replica that made
+//! them: a retry elsewhere, after `input_timeout`, or with a foreign token gets a clear error,
+//! and an unclaimed call is cancelled after `input_timeout`. While the target waits for the
+//! client, its silence does not count against the target's `timeout` (`input_timeout` bounds
+//! that wait instead).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,11 +21,8 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use super::{
-    McpBackend, RequestContext, STATELESS_VERSION, check_routing_headers, modernize_result,
-    rpc_response, strip_modern_meta,
-};
-use crate::config::TransportKind;
+use super::streamable::rpc_response;
+use super::{LATEST_VERSION, McpBackend, RequestContext, STATELESS_VERSION};
 use crate::error::ProtocolError;
 use crate::jsonrpc::{self, Kind};
 use crate::param_headers;
@@ -42,8 +30,6 @@ use crate::request::{ListKind, Method, Request};
 use crate::session::Session;
 use crate::upstream::Upstream;
 
-/// Most input rounds the gateway runs for one session-era client call.
-pub const MAX_INPUT_ROUNDS: usize = 8;
 /// Most calls parked for stateless clients at once (per route); more are refused.
 const MAX_PARKED: usize = 10_000;
 /// Marks a `requestState` the gateway issued (anything else belongs to a target).
@@ -103,194 +89,12 @@ impl Drop for CloseOnDrop {
     }
 }
 
-fn has_retry_fields(msg: &Value) -> bool {
+pub(super) fn has_retry_fields(msg: &Value) -> bool {
     msg.get("params")
         .is_some_and(|p| p.get("requestState").is_some() || p.get("inputResponses").is_some())
 }
 
-fn is_input_required(resp: &Value) -> bool {
-    resp.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
-}
-
-/// What a forwarded request is, as far as input rounds go.
-#[derive(Clone, Copy)]
-pub(super) enum Forward<'a> {
-    /// It cannot need input (lists, subscriptions, completions, the gateway's own requests).
-    Plain,
-    /// `prompts/get` or `resources/read`.
-    MayNeedInput,
-    /// `tools/call` of the target's tool of this (upstream) name.
-    Tool(&'a str),
-}
-
 impl McpBackend {
-    /// Forward a request to target `t`, running input rounds when a 2026-07-28 target needs
-    /// input from a session-era client (see the module docs); the reply carries the client's id.
-    pub(super) async fn call(
-        &self,
-        session: &Session,
-        t: usize,
-        msg: Value,
-        stream: Option<crate::outbox::Outbox<Value>>,
-        forward: Forward<'_>,
-    ) -> Value {
-        if matches!(forward, Forward::Plain) {
-            return self.call_once(session, t, msg, stream).await;
-        }
-        let stateless = session.0.version == STATELESS_VERSION;
-        let modern = self.target(t).kind == TransportKind::Http
-            && matches!(self.upstream(session, t).await, Ok(Upstream::Http(h)) if h.is_modern());
-        if !modern {
-            if stateless && has_retry_fields(&msg) {
-                return ProtocolError::UnknownRequestState(
-                    "it was not issued by this gateway replica, or the call it named has ended",
-                )
-                .reply(jsonrpc::id(&msg));
-            }
-            return self.call_once(session, t, msg, stream).await;
-        }
-        if let Forward::Tool(name) = forward {
-            let epoch = self.epoch();
-            if self.target(t).tool_headers.get(epoch, name).is_none() {
-                self.learn_tools(session, t).await;
-            }
-        }
-        if stateless {
-            return self.call_once(session, t, msg, stream).await;
-        }
-        let orig = msg.clone();
-        let mut resp = self.call_once(session, t, msg, stream.clone()).await;
-        for _ in 0..MAX_INPUT_ROUNDS {
-            if !is_input_required(&resp) {
-                return resp;
-            }
-            let result = resp.get("result").unwrap_or(&Value::Null);
-            let responses = match self.gather(session, t, result, stream.as_ref()).await {
-                Ok(r) => r,
-                Err(e) => return e.reply(jsonrpc::id(&orig)),
-            };
-            let mut retry = orig.clone();
-            if let Some(params) = retry.get_mut("params").and_then(Value::as_object_mut) {
-                params.remove("inputResponses");
-                params.remove("requestState");
-                if !responses.is_empty() {
-                    params.insert("inputResponses".into(), Value::Object(responses));
-                }
-                if let Some(state) = result.get("requestState") {
-                    params.insert("requestState".into(), state.clone());
-                }
-            }
-            resp = self.call_once(session, t, retry, stream.clone()).await;
-        }
-        if is_input_required(&resp) {
-            let target = &self.target(t).name;
-            return ProtocolError::Internal(
-                format!(
-                    "target `{target}` still needed input after {MAX_INPUT_ROUNDS} rounds; giving up"
-                )
-                .into(),
-            )
-            .reply(jsonrpc::id(&orig));
-        }
-        resp
-    }
-
-    fn epoch(&self) -> u64 {
-        self.0
-            .naming
-            .epoch
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// List target `t`'s tools (every page) to learn their `x-mcp-header` bindings.
-    async fn learn_tools(&self, session: &Session, t: usize) {
-        let epoch = self.epoch();
-        let mut cursor: Option<String> = None;
-        for _ in 0..100 {
-            let params = match &cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            let msg = jsonrpc::request(Value::from(0), "tools/list", params);
-            let page = self.call_once(session, t, msg, None).await;
-            let Some(result) = page.get("result") else {
-                return;
-            };
-            if let Some(tools) = result.get("tools").and_then(Value::as_array) {
-                self.target(t).tool_headers.record(epoch, tools);
-            }
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) => cursor = Some(c.to_string()),
-                None => return,
-            }
-        }
-    }
-
-    /// Ask the session-era client each input request of an `input_required` result; returns
-    /// the `inputResponses`, or the JSON-RPC error that ends the call.
-    async fn gather(
-        &self,
-        session: &Session,
-        t: usize,
-        result: &Value,
-        stream: Option<&crate::outbox::Outbox<Value>>,
-    ) -> Result<Map<String, Value>, ProtocolError> {
-        let empty = Map::new();
-        let requests = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let caps = session
-            .0
-            .init_params
-            .get("capabilities")
-            .unwrap_or(&Value::Null);
-        let timeout = self.target(t).cfg.timeout();
-        let answers = futures::future::join_all(requests.iter().map(|(key, req)| async move {
-            let method = jsonrpc::method(req);
-            let cap = match method {
-                "elicitation/create" => "elicitation",
-                "sampling/createMessage" => "sampling",
-                "roots/list" => "roots",
-                other => {
-                    return Err(ProtocolError::Internal(
-                        format!("the target asked for unsupported input `{other}`").into(),
-                    ));
-                }
-            };
-            if caps.get(cap).is_none() {
-                // Never ask a client for what it did not declare; a form can be declined.
-                if cap == "elicitation" {
-                    return Ok((key.clone(), json!({"action": "decline"})));
-                }
-                return Err(ProtocolError::Internal(
-                    format!("the target needs `{method}`, which this client does not support")
-                        .into(),
-                ));
-            }
-            let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
-            let Some((gid, rx)) = session.ask(method, params, stream) else {
-                return Err(ProtocolError::Internal(
-                    format!("the target needs `{method}`, but the client cannot be reached").into(),
-                ));
-            };
-            let reply = tokio::time::timeout(timeout, rx).await;
-            session.forget(&gid);
-            match reply {
-                Ok(Ok(r)) => match (r.get("result"), r.get("error")) {
-                    (Some(res), _) => Ok((key.clone(), res.clone())),
-                    (None, Some(e)) => Err(ProtocolError::Forwarded(e.clone())),
-                    _ => Err(ProtocolError::Internal(
-                        "invalid reply from the client".into(),
-                    )),
-                },
-                _ => Err(ProtocolError::ClientTimeout(method.to_string())),
-            }
-        }))
-        .await;
-        answers.into_iter().collect()
-    }
-
     /// A stateless (2026-07-28) request: check its routing headers, resume a parked call when
     /// it retries one, else run it on a throwaway session.
     pub(super) async fn stateless(
@@ -362,6 +166,24 @@ impl McpBackend {
             .await;
         modernize_result(cacheable, &mut resp);
         rpc_response(StatusCode::OK, resp)
+    }
+
+    fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
+        let meta = msg.pointer("/params/_meta");
+        let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
+        let init = json!({
+            "protocolVersion": LATEST_VERSION,
+            "capabilities": get("io.modelcontextprotocol/clientCapabilities").unwrap_or(json!({})),
+            "clientInfo": get("io.modelcontextprotocol/clientInfo").unwrap_or(json!({"name": "stateless-client", "version": "0"})),
+        });
+        Session::new(
+            String::new(),
+            STATELESS_VERSION.into(),
+            init,
+            principal,
+            self.0.naming.clone(),
+            None,
+        )
     }
 
     /// `Mcp-Param-*` headers of a 2026-07-28 `tools/call` against its arguments, per the
@@ -543,6 +365,55 @@ impl McpBackend {
     }
 }
 
+/// Targets are spoken to in the session era: the per-request context keys of 2026-07-28
+/// (`io.modelcontextprotocol/*` in `_meta`) were already used to open the upstream sessions.
+fn strip_modern_meta(msg: &mut Value) {
+    if let Some(meta) = msg
+        .pointer_mut("/params/_meta")
+        .and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    }
+}
+
+/// A session-era result made a valid 2026-07-28 one: `resultType`, and the caching hints
+/// (immediately stale, private) on the cacheable results.
+fn modernize_result(cacheable: bool, resp: &mut Value) {
+    let Some(result) = resp.get_mut("result").and_then(Value::as_object_mut) else {
+        return;
+    };
+    result
+        .entry("resultType")
+        .or_insert_with(|| json!("complete"));
+    if cacheable {
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| json!("private"));
+    }
+}
+
+/// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
+fn check_routing_headers(headers: &HeaderMap, method: &Method) -> Result<(), String> {
+    let body = method.item_name();
+    let method = method.name();
+    if let Some(h) = headers.get("mcp-method").and_then(|v| v.to_str().ok())
+        && h != method
+    {
+        return Err(format!(
+            "Mcp-Method header `{h}` does not match body method `{method}`"
+        ));
+    }
+    if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
+        // Names that are not plain ASCII arrive as `=?base64?…?=`.
+        let h = crate::param_headers::decode(h);
+        if h.is_none() || body != h.as_deref() {
+            return Err("Mcp-Name header does not match the body".into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,16 +492,56 @@ mod tests {
     }
 
     #[test]
-    fn retries_and_input_required_are_recognized() {
+    fn retries_are_recognized() {
         assert!(has_retry_fields(&json!({"params": {"requestState": "x"}})));
         assert!(has_retry_fields(&json!({"params": {"inputResponses": {}}})));
         assert!(!has_retry_fields(&json!({"params": {"name": "t"}})));
-        assert!(is_input_required(
-            &json!({"result": {"resultType": "input_required"}})
-        ));
-        assert!(!is_input_required(
-            &json!({"result": {"resultType": "complete"}})
-        ));
-        assert!(!is_input_required(&json!({"error": {"code": 1}})));
+    }
+
+    #[test]
+    fn routing_headers_must_match_the_body() {
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}});
+        let mut h = HeaderMap::new();
+        let msg = Request::parse(msg).method;
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-method", "tools/call".parse().unwrap());
+        h.insert("mcp-name", "t".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_ok());
+        h.insert("mcp-name", "u".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        h.insert("mcp-name", "t".parse().unwrap());
+        h.insert("mcp-method", "tools/list".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+        let msg =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "日本"}});
+        let msg = Request::parse(msg).method;
+        let mut h = HeaderMap::new();
+        h.insert("mcp-name", "=?base64?5pel5pys?=".parse().unwrap());
+        assert!(
+            check_routing_headers(&h, &msg).is_ok(),
+            "encoded names are decoded"
+        );
+        h.insert("mcp-name", "=?base64?!!?=".parse().unwrap());
+        assert!(check_routing_headers(&h, &msg).is_err());
+    }
+
+    #[test]
+    fn modern_results_get_result_type_and_caching_hints() {
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
+        modernize_result(true, &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
+        );
+        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
+        modernize_result(false, &mut r);
+        assert_eq!(
+            r["result"],
+            json!({"content": [], "resultType": "complete"})
+        );
+        let mut m = json!({"params": {"_meta": {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        strip_modern_meta(&mut m);
+        assert_eq!(m["params"]["_meta"], json!({"progressToken": 1}));
     }
 }
