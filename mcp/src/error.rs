@@ -368,7 +368,7 @@ pub mod refuse {
 
     /// A GET that does not accept an event stream.
     pub fn not_event_stream() -> Error {
-        Error::new(Cause::BadRequest, "GET needs Accept: text/event-stream")
+        Error::new(Cause::NotAcceptable, "GET needs Accept: text/event-stream")
     }
 
     /// DNS-rebinding protection refused the `Origin` or `Host`.
