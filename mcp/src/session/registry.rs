@@ -7,7 +7,7 @@ use dashmap::DashMap;
 
 use super::Session;
 
-/// Where sessions live between requests; see the module docs for the plug-in seam. Sessions
+/// Where the sessions of one backend live between requests. Sessions
 /// idle for longer than the idle timeout (and without an open stream) are swept out lazily,
 /// when new sessions are created, so there is no timer task.
 #[derive(Clone)]
