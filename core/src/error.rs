@@ -48,6 +48,8 @@ pub enum Cause {
     NotFound,
     /// The method is not served here (405).
     MethodNotAllowed,
+    /// The request's `Accept` rules out every representation the endpoint has (406).
+    NotAcceptable,
     /// A rate, token or other limit is spent (429). Request and token limits alike.
     RateLimited,
     /// The gateway is overloaded or draining (503, `retry-after: 1`).
@@ -75,6 +77,7 @@ impl Cause {
             Cause::Forbidden => StatusCode::FORBIDDEN,
             Cause::NotFound => StatusCode::NOT_FOUND,
             Cause::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Cause::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Cause::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Cause::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Cause::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -97,6 +100,7 @@ impl Cause {
             Cause::Forbidden => "forbidden",
             Cause::NotFound => "not_found",
             Cause::MethodNotAllowed => "method_not_allowed",
+            Cause::NotAcceptable => "not_acceptable",
             Cause::RateLimited => "rate_limit_exceeded",
             Cause::Overloaded => "overloaded",
             Cause::Timeout => "gateway_timeout",
@@ -110,7 +114,7 @@ impl Cause {
     /// `error.type` in OpenAI bodies (by status, as OpenAI reports them).
     pub fn openai_type(self) -> &'static str {
         match self.status().as_u16() {
-            400 | 405 | 413 | 422 | 431 => "invalid_request_error",
+            400 | 405 | 406 | 413 | 422 | 431 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
@@ -124,7 +128,7 @@ impl Cause {
     pub fn anthropic_type(self) -> &'static str {
         match self.status().as_u16() {
             413 => "request_too_large",
-            400 | 405 | 422 | 431 => "invalid_request_error",
+            400 | 405 | 406 | 422 | 431 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
@@ -141,7 +145,10 @@ impl Cause {
     pub fn jsonrpc_code(self) -> i64 {
         match self {
             Cause::InvalidJson => -32700,
-            Cause::BadRequest | Cause::PayloadTooLarge | Cause::HeadersTooLarge => -32600,
+            Cause::BadRequest
+            | Cause::PayloadTooLarge
+            | Cause::HeadersTooLarge
+            | Cause::NotAcceptable => -32600,
             _ => -32000,
         }
     }
@@ -325,6 +332,25 @@ mod tests {
         ] {
             assert_eq!(e().render(f).status(), StatusCode::PAYLOAD_TOO_LARGE);
         }
+    }
+
+    #[test]
+    fn not_acceptable_is_a_406_invalid_request() {
+        let e = || Error::new(Cause::NotAcceptable, "needs Accept: text/event-stream");
+        assert_eq!(e().status(), StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(e().body(ApiFormat::JsonRpc)["error"]["code"], -32600);
+        assert_eq!(
+            e().body(ApiFormat::OpenAi)["error"]["type"],
+            "invalid_request_error"
+        );
+        assert_eq!(
+            e().body(ApiFormat::Anthropic)["error"]["type"],
+            "invalid_request_error"
+        );
+        assert_eq!(
+            e().body(ApiFormat::Plain)["error"]["type"],
+            "not_acceptable"
+        );
     }
 
     #[test]

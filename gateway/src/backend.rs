@@ -68,31 +68,14 @@ impl Backend {
                 a.serve(req, cx).await
             }
             Backend::Mcp(m) => {
-                // switchboard-mcp still takes its own context; built from the one context.
-                let c = &cx.context;
-                let ctx = switchboard_mcp::RequestContext {
-                    route: c.route.clone(),
-                    prefix: c.prefix.clone(),
-                    principal: c.principal.clone(),
-                    api_key: c.api_key.clone(),
-                    access: c.access.clone().map(|a| {
-                        switchboard_mcp::Access(Arc::new(move |item| {
-                            a.allows(match item {
-                                switchboard_mcp::Item::Tool(n) => Item::Tool(n),
-                                switchboard_mcp::Item::Prompt(n) => Item::Prompt(n),
-                                switchboard_mcp::Item::Resource(u) => Item::Resource(u),
-                            })
-                        }))
-                    }),
-                    max_batch: c.max_batch,
-                };
+                let ctx = cx.context.clone();
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::JsonRpc).await?
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                Ok(m.handle(req, &ctx).await)
+                m.handle(req, &ctx).await
             }
         }
     }

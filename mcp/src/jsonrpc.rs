@@ -3,17 +3,6 @@
 
 use serde_json::{Value, json};
 
-/// Parse error.
-pub const PARSE_ERROR: i64 = -32700;
-/// Invalid request.
-pub const INVALID_REQUEST: i64 = -32600;
-/// Method not found.
-pub const METHOD_NOT_FOUND: i64 = -32601;
-/// Invalid params.
-pub const INVALID_PARAMS: i64 = -32602;
-/// Internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
-
 /// What a JSON-RPC message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -46,16 +35,6 @@ pub fn kind(msg: &Value) -> Kind {
 /// The `method` of a request or notification.
 pub fn method(msg: &Value) -> &str {
     msg.get("method").and_then(Value::as_str).unwrap_or("")
-}
-
-/// An error response.
-pub fn error(id: Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-}
-
-/// An error response with a prepared error object.
-pub fn error_obj(id: Value, error: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
 /// A success response.

@@ -1,17 +1,31 @@
-//! MCP federation for Switchboard.
+//! MCP federation for Switchboard: a client talks to one endpoint, the route's targets (stdio,
+//! streamable HTTP, legacy SSE) look like one MCP server behind it.
 //!
-//! A client talks to one endpoint, [`McpBackend::handle`]: the [`server`] module accepts
-//! Streamable HTTP, stateless 2026-07-28 requests and legacy HTTP+SSE, keeps a small `session`
-//! per client, and forwards raw JSON-RPC to the route's targets through the `upstream` clients
-//! (stdio, streamable HTTP, legacy SSE). Only ids, progress tokens, names and URIs are
-//! rewritten on the way ([`names`], [`jsonrpc`]): list requests fan out and merge, calls go to
-//! the owning target, and whatever a target sends back — replies, progress, logging, sampling,
-//! elicitation and roots requests, `list_changed` — is mapped back to the session and request
-//! it belongs to. A JSON-RPC batch (protocol revisions up to 2025-03-26) is taken apart and
-//! each member served as if posted alone. stdio targets run one shared child per target, or
-//! with `sessions: per_session` one child per downstream session, initialized with that
-//! client's capabilities and owned by it. [`config`] is the route's `mcp:` block; [`metrics`]
-//! what it exports.
+//! Where things are, in the order a client message goes through them:
+//!
+//! - [`server`]: [`McpBackend`], the route's endpoint, and [`McpShared`], what outlives a
+//!   reload. Its submodules are the stages: transports (Streamable HTTP, legacy HTTP+SSE,
+//!   batches, stateless 2026-07-28 requests), sessions (`initialize`, tokens and event logs),
+//!   dispatch (authorize and route), federation (fan-out, merge, name resolution), forward
+//!   (one request to one target), input rounds across protocol eras. Its module docs list them.
+//! - `request`: the parse stage. Each JSON-RPC message is parsed once into a `Message`
+//!   (request, notification, reply) and a request's method into a `Method` with its routing
+//!   facts; payloads stay JSON and pass through untouched.
+//! - [`error`]: every error the backend makes. Target failures ([`Error`]), the one
+//!   constructor of in-protocol JSON-RPC errors ([`ProtocolError`], with its table of codes),
+//!   and the HTTP-level refusals returned to the gateway as [`switchboard_core::Error`]s.
+//! - `session`: what the gateway remembers of one client between requests (upstream
+//!   connections, open streams, id maps in both directions), and the registry of sessions.
+//! - `upstream`: the clients of the targets, one module per transport. They know nothing of
+//!   downstream sessions: what a target sends besides replies goes into an `upstream::Sink`.
+//!   To add a transport, add a module there and a variant of `upstream::Upstream`.
+//! - [`names`] (prefixing, namespacing, shortening, composite cursors) and [`jsonrpc`] (ids,
+//!   progress tokens): the only rewriting done on the way.
+//! - [`revision`]: the protocol revisions spoken (sessions 2024-11-05 to 2025-11-25, batches up
+//!   to 2025-03-26, stateless 2026-07-28). `param_headers`: 2026-07-28 `Mcp-Param-*` headers.
+//! - `outbox`: the bounded queues toward clients' streams (a client that falls behind is cut
+//!   and resumes from the event log).
+//! - [`config`]: the route's `mcp:` block; [`metrics`]: what it exports.
 //!
 //! Sessions: a Streamable HTTP session's `Mcp-Session-Id` is a token sealed by the gateway's
 //! `switchboard_sessions::SessionManager` ([`McpShared::with_sessions`]), carrying each
@@ -20,15 +34,11 @@
 //! first rebuilds the upstream clients from it, reusing the upstream sessions. Messages of the
 //! standalone GET stream, and of POST requests answered as SSE, are appended to the session's
 //! event logs before they are sent, so a `Last-Event-ID` reconnect (on any replica, with the
-//! Redis store) gets exactly what it missed; on drain the GET stream sends `retry:` and ends. Sessions of routes with stdio targets
-//! are pinned to the replica running the children: another replica does not forward them but
-//! answers HTTP 421 with JSON-RPC error [`server::PINNED_ELSEWHERE`] naming the owner, so a
-//! sticky load balancer or the operator can route them back.
-//!
-//! Eras: 2026-07-28 multi round-trip requests (`input_required`) are translated to and from
-//! session-era server-to-client requests where client and target speak different revisions
-//! (`server::mrtr`), and tool parameters marked `x-mcp-header` travel as `Mcp-Param-*` headers,
-//! mirrored to 2026-07-28 targets and checked on 2026-07-28 requests (`param_headers`).
+//! Redis store) gets exactly what it missed; on drain the GET stream sends `retry:` and ends.
+//! Sessions of routes with stdio targets are pinned to the replica running the children:
+//! another replica answers HTTP 421 with JSON-RPC error [`error::PINNED_ELSEWHERE`] naming the
+//! owner. stdio targets run one shared child per target, or with `sessions: per_session` one
+//! child per downstream session, initialized with that client's capabilities and owned by it.
 
 // Network data must never panic the gateway: no unwrap/expect, no indexing or slicing that
 // can go out of bounds, no panic! outside tests. A true invariant gets a local
@@ -50,15 +60,18 @@ pub mod metrics;
 pub mod names;
 mod outbox;
 mod param_headers;
+mod request;
+pub mod revision;
 pub mod server;
 mod session;
 mod upstream;
 
 pub use config::McpConfig;
-pub use error::{Error, Result};
+pub use error::{Error, ProtocolError, Result};
 pub use metrics::Metrics;
 pub use outbox::DEFAULT_MAX_QUEUED_MESSAGES;
-pub use server::{Access, Item, McpBackend, McpShared, RequestContext};
+pub use server::{McpBackend, McpShared};
+pub use switchboard_core::{Access, Item, RequestContext};
 pub use upstream::stdio::StdioPool;
 
 /// A poisoned lock (a thread panicked while holding it) still holds consistent data here: every

@@ -16,9 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
-/// JSON-RPC error code of a request whose routing headers disagree with its body.
-pub(crate) const HEADER_MISMATCH: i64 = -32020;
-
 const PREFIX: &str = "mcp-param-";
 const SENTINEL_START: &str = "=?base64?";
 const SENTINEL_END: &str = "?=";

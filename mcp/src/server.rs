@@ -1,106 +1,63 @@
-//! The downstream side: [`McpBackend::handle`] serves Streamable HTTP (POST/GET/DELETE) at the
-//! route's prefix, stateless 2026-07-28 requests, and the legacy HTTP+SSE transport at
-//! `{prefix}/sse` + `{prefix}/message` (`legacy`), JSON-RPC batches of the revisions that have
-//! them included (`batch`); every request is then federated over the route's targets
-//! (`federation`).
+//! The downstream side: [`McpBackend`], one route's MCP endpoint. A message goes through
+//! these stages, one file each:
+//!
+//! 1. transport, where the HTTP request is taken apart and the reply put together:
+//!    [`McpBackend::handle`] (here: origin check, path and method), `streamable` (Streamable
+//!    HTTP POST/GET/DELETE at the prefix), `legacy` (HTTP+SSE at `{prefix}/sse` and
+//!    `{prefix}/message`), `batch` (JSON-RPC batches up to 2025-03-26), `stateless`
+//!    (2026-07-28 requests without a session, and calls parked for the client's input);
+//! 2. parse: each message once into a `request::Message`;
+//! 3. session: `initialize` opens one (`initialize`); Streamable HTTP sessions are sealed
+//!    into their `Mcp-Session-Id`, resumed on every request and keep event logs
+//!    (`session_store`);
+//! 4. authorize and route: `dispatch` checks the caller's access per item and routes by
+//!    name, URI or reference; `federation` fans lists out, merges them and resolves names;
+//! 5. upstream: `forward` sends one request to its target and delivers what the target sends
+//!    meanwhile; `input_rounds` runs 2026-07-28 input rounds for session-era clients;
+//! 6. reply: back through the transport (JSON, or SSE events as they come).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::body::Body;
-use bytes::Bytes;
 use dashmap::DashMap;
-use futures::StreamExt;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use serde_json::{Value, json};
+use http::{HeaderMap, Method, Request, Response, header};
+use serde_json::Value;
 
 use crate::config::{McpConfig, PrefixMode, StdioSessions, TargetConfig, TransportKind};
-use crate::error::{Error, Result};
-use crate::jsonrpc::{self, Kind};
+use crate::error::{Error, Result, refuse};
 use crate::metrics::Metrics;
-use crate::outbox::{Bound, Inbox, Mode, Outbox, outbox};
-use crate::session::{Appender, Naming, Registry, Session, spawn_appender};
+use crate::outbox::{Bound, Outbox};
+use crate::session::{Appender, Naming, Registry, spawn_appender};
+use crate::upstream::Sink;
 use crate::upstream::Upstream;
 use crate::upstream::http::header_map;
-use crate::upstream::stdio::{Listener, StdioPool, StdioProcess};
+use crate::upstream::stdio::{StdioPool, StdioProcess};
+pub use switchboard_core::{Access, Item, RequestContext};
 use switchboard_sessions::{ReleaseReason, ReleaseSubscription, SessionManager};
 
 mod batch;
+mod dispatch;
 mod federation;
+mod forward;
+mod initialize;
+mod input_rounds;
 mod legacy;
-mod mrtr;
-mod resume;
+mod session_store;
+mod stateless;
+mod streamable;
 
-pub use batch::{DEFAULT_MAX_BATCH, LAST_BATCH_VERSION, batches_allowed};
-pub use resume::{PINNED_ELSEWHERE, SESSION_NOT_FOUND};
+pub use crate::error::PINNED_ELSEWHERE;
+pub use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
+pub use batch::DEFAULT_MAX_BATCH;
 
-/// Newest revision with sessions (what an unknown requested version negotiates to).
-pub const LATEST_VERSION: &str = "2025-11-25";
-/// The stateless revision: no `initialize`, version and client info in every request's `_meta`.
-pub const STATELESS_VERSION: &str = "2026-07-28";
-/// Revisions served with sessions.
-pub const SESSION_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub use crate::revision::{LATEST_VERSION, SESSION_VERSIONS, STATELESS_VERSION};
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Reconnect delay announced in priming events (SEP-1699): how long a client waits before
 /// resuming a stream the gateway closed.
 const SSE_RETRY_MS: u64 = 3000;
-
-/// Plain data the gateway passes with each request.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// Route name.
-    pub route: Arc<str>,
-    /// The route's `path_prefix` (the MCP endpoint); `{prefix}/sse` and `{prefix}/message`
-    /// serve the legacy transport.
-    pub prefix: Arc<str>,
-    /// Authenticated subject, if any.
-    pub principal: Option<Arc<str>>,
-    /// Name of the API key used, if any.
-    pub api_key: Option<Arc<str>>,
-    /// The gateway's per-request say over tools, prompts and resources (its `authz` rules on
-    /// `mcp.tool.name`, `mcp.prompt.name`, `mcp.resource.uri`, an API key's allow lists):
-    /// what it refuses is left out of every list and answered as unknown when used (called,
-    /// read, subscribed, completed). `None`: everything is allowed.
-    pub access: Option<Access>,
-    /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`); `None`:
-    /// [`DEFAULT_MAX_BATCH`].
-    pub max_batch: Option<usize>,
-}
-
-/// One thing an MCP request names, as the client sees it (prefixed and namespaced when the
-/// route federates several targets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Item<'a> {
-    /// A tool name (`tools/list`, `tools/call`).
-    Tool(&'a str),
-    /// A prompt name (`prompts/list`, `prompts/get`, a `ref/prompt` completion).
-    Prompt(&'a str),
-    /// A resource URI (`resources/list`, `resources/read`, `resources/subscribe`,
-    /// `resources/unsubscribe`, a `ref/resource` completion) or a resource template's
-    /// `uriTemplate` (`resources/templates/list`).
-    Resource(&'a str),
-}
-
-/// A predicate over the [`Item`]s a caller may list and use, supplied by the gateway per
-/// request.
-#[derive(Clone)]
-pub struct Access(pub Arc<dyn Fn(Item<'_>) -> bool + Send + Sync>);
-
-impl Access {
-    /// Whether the item may be listed and used.
-    pub fn allows(&self, item: Item<'_>) -> bool {
-        (self.0)(item)
-    }
-}
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Access(..)")
-    }
-}
 
 /// What outlives a config reload: the HTTP client, metrics, the stdio children, the id
 /// counter and the session manager (tokens, event logs). Build once at start and pass to every
@@ -209,8 +166,9 @@ struct Core {
     /// Shortened tool names → (target, upstream name); deterministic, so any session may use them.
     shortened: DashMap<String, (usize, String)>,
     /// Calls of stateless clients parked until they send their input responses.
-    inputs: mrtr::Parked,
-    _listeners: Vec<Listener>,
+    inputs: stateless::Parked,
+    /// Subscribed to the shared stdio children (which hold them weakly).
+    _every_session: Vec<Arc<dyn Sink>>,
     /// Drops local state of sessions the manager expires, revokes or sees move away.
     _release: Option<ReleaseSubscription>,
 }
@@ -233,6 +191,23 @@ impl Drop for Core {
                     }
                 }
             });
+        }
+    }
+}
+
+/// What a shared stdio child sends outside requests (`list_changed`, `resources/updated`): to
+/// every session of the backend.
+struct EverySession {
+    core: std::sync::Weak<Core>,
+    target: usize,
+}
+
+impl Sink for EverySession {
+    fn deliver(&self, msg: Value) {
+        if let Some(core) = self.core.upgrade() {
+            for s in core.sessions.all() {
+                s.deliver_from_upstream(self.target, msg.clone(), None);
+            }
         }
     }
 }
@@ -309,19 +284,15 @@ impl McpBackend {
         };
         let deny = globset(&cfg.tools.deny)?;
         let core = Arc::new_cyclic(|weak: &std::sync::Weak<Core>| {
-            let mut listeners = Vec::new();
-            for (i, t) in targets.iter().enumerate() {
+            let mut every_session = Vec::new();
+            for (target, t) in targets.iter().enumerate() {
                 if let Some(p) = &t.stdio {
-                    let w = weak.clone();
-                    let l: Listener = Arc::new(move |msg: Value| {
-                        if let Some(core) = w.upgrade() {
-                            for s in core.sessions.all() {
-                                s.deliver_from_upstream(i, msg.clone(), None);
-                            }
-                        }
+                    let sink: Arc<dyn Sink> = Arc::new(EverySession {
+                        core: weak.clone(),
+                        target,
                     });
-                    p.listen(&l);
-                    listeners.push(l);
+                    p.subscribe(&sink);
+                    every_session.push(sink);
                 }
             }
             let w = weak.clone();
@@ -354,8 +325,8 @@ impl McpBackend {
                 allow,
                 deny,
                 shortened: DashMap::new(),
-                inputs: mrtr::Parked::default(),
-                _listeners: listeners,
+                inputs: stateless::Parked::default(),
+                _every_session: every_session,
             }
         });
         Ok(Self(core))
@@ -393,13 +364,16 @@ impl McpBackend {
         self.0.sessions.len()
     }
 
-    /// Serve one HTTP request addressed to this route. Never fails: errors become JSON-RPC
-    /// error responses.
-    pub async fn handle(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
+    /// Serve one HTTP request addressed to this route. Errors that answer a JSON-RPC request
+    /// are JSON-RPC responses; HTTP-level refusals (see [`refuse`]) are returned for the
+    /// gateway to render.
+    pub async fn handle(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let authority = req.uri().authority().map(|a| a.as_str());
-        if let Err(resp) = self.check_origin(req.headers(), authority) {
-            return resp;
-        }
+        self.check_origin(req.headers(), authority)?;
         let prefix = ctx.prefix.trim_end_matches('/');
         let path = req.uri().path();
         let rest = path.strip_prefix(prefix).unwrap_or(path);
@@ -408,36 +382,19 @@ impl McpBackend {
             (Method::POST, "") => self.post(req, ctx).await,
             (Method::GET, "") => self.get_stream(req, ctx).await,
             (Method::DELETE, "") => self.delete(req, ctx).await,
-            (Method::GET, "/sse") => self.legacy_sse(prefix, ctx),
+            (Method::GET, "/sse") => Ok(self.legacy_sse(prefix, ctx)),
             (Method::POST, "/message") => self.legacy_message(req, ctx).await,
-            (_, "") => rpc_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "method not allowed"),
-            ),
-            _ => rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "not found"),
-            ),
+            (_, "") => Err(refuse::method_not_allowed()),
+            _ => Err(refuse::no_endpoint()),
         }
     }
 
     /// DNS-rebinding protection.
-    #[allow(clippy::result_large_err)]
     fn check_origin(
         &self,
         headers: &HeaderMap,
         authority: Option<&str>,
-    ) -> Result<(), Response<Body>> {
-        let forbidden = || {
-            rpc_response(
-                StatusCode::FORBIDDEN,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "origin or host not allowed",
-                ),
-            )
-        };
+    ) -> switchboard_core::Result<()> {
         let cfg = &self.0.cfg;
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let ok = if cfg.allowed_origins.is_empty() {
@@ -450,7 +407,7 @@ impl McpBackend {
                     .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
             };
             if !ok {
-                return Err(forbidden());
+                return Err(refuse::origin());
             }
         }
         if !cfg.allowed_hosts.is_empty() {
@@ -466,191 +423,10 @@ impl McpBackend {
                 .iter()
                 .any(|h| h == "*" || h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(bare))
             {
-                return Err(forbidden());
+                return Err(refuse::origin());
             }
         }
         Ok(())
-    }
-
-    async fn post(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let accepts_sse = parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/event-stream"));
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-            return rpc_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
-            );
-        };
-        let msg: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(_) => {
-                self.0.shared.metrics.request("", "", "parse_error");
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
-                );
-            }
-        };
-        let msg = match msg {
-            Value::Array(items) => {
-                return self
-                    .post_batch(&parts.headers, items, accepts_sse, ctx)
-                    .await;
-            }
-            msg => msg,
-        };
-        let kind = jsonrpc::kind(&msg);
-        if kind == Kind::Invalid {
-            let id = msg.get("id").cloned().unwrap_or(Value::Null);
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "invalid JSON-RPC message"),
-            );
-        }
-        let header_version = parts
-            .headers
-            .get("mcp-protocol-version")
-            .and_then(|v| v.to_str().ok());
-        let session_id = parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok());
-        let meta_version = msg
-            .pointer(&format!(
-                "/params/_meta/{}",
-                META_VERSION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str);
-        let id = msg.get("id").cloned().unwrap_or(Value::Null);
-
-        let stateless = session_id.is_none()
-            && kind == Kind::Request
-            && jsonrpc::method(&msg) != "initialize"
-            && (jsonrpc::method(&msg) == "server/discover"
-                || header_version == Some(STATELESS_VERSION)
-                || meta_version == Some(STATELESS_VERSION));
-        if stateless {
-            return self.stateless(msg, &parts.headers, ctx).await;
-        }
-        if session_id.is_none()
-            && kind != Kind::Request
-            && (header_version == Some(STATELESS_VERSION)
-                || meta_version == Some(STATELESS_VERSION))
-        {
-            // Stateless clients' notifications and replies have no session to reach; the
-            // requests they could refer to were answered within their own HTTP exchange.
-            return Response::builder()
-                .status(StatusCode::ACCEPTED)
-                .body(Body::empty())
-                .unwrap_or_default();
-        }
-        if let Some(v) = header_version
-            && !SESSION_VERSIONS.contains(&v)
-            && v != STATELESS_VERSION
-        {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_REQUEST,
-                    "unsupported MCP-Protocol-Version",
-                ),
-            );
-        }
-        if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
-            if session_id.is_some() {
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "session already initialized"),
-                );
-            }
-            return match self
-                .initialize(&msg, None, ctx.principal.clone(), &ctx.route)
-                .await
-            {
-                Ok((session, resp)) => {
-                    let mut r = rpc_response(StatusCode::OK, resp);
-                    if let Ok(v) = http::HeaderValue::from_str(&session.header_id()) {
-                        r.headers_mut().insert("mcp-session-id", v);
-                    }
-                    r
-                }
-                Err(resp) => rpc_response(StatusCode::OK, resp),
-            };
-        }
-        let Some(session_id) = session_id else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
-        };
-        let session = match self.resume(session_id, ctx, &id).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
-        match kind {
-            Kind::Request => {
-                self.respond(session, msg, accepts_sse, Some(session_id), ctx)
-                    .await
-            }
-            _ => {
-                self.client_message(&session, msg).await;
-                Response::builder()
-                    .status(StatusCode::ACCEPTED)
-                    .body(Body::empty())
-                    .unwrap_or_default()
-            }
-        }
-    }
-
-    /// Answer one request as an SSE stream when the client accepts one (progress, logging and
-    /// server requests travel with it; every event has an id, a priming event first from
-    /// 2025-11-25 on), else as JSON. `ping` is always JSON: nothing can accompany it.
-    async fn respond(
-        &self,
-        session: Session,
-        msg: Value,
-        accepts_sse: bool,
-        sid: Option<&str>,
-        ctx: &RequestContext,
-    ) -> Response<Body> {
-        let streams = jsonrpc::method(&msg) != "ping";
-        if !(streams && accepts_sse) {
-            let resp = self.dispatch(&session, msg, None, ctx.access.clone()).await;
-            self.sync_targets(&session).await;
-            return rpc_response(StatusCode::OK, resp);
-        }
-        let (tx, rx) = self.request_outbox(&session);
-        let this = self.clone();
-        let s2 = session.clone();
-        let tx2 = tx.clone();
-        let access = ctx.access.clone();
-        tokio::spawn(async move {
-            let resp = this.dispatch(&s2, msg, Some(tx2.clone()), access).await;
-            if tx2.send_last(resp).await.is_err() {
-                tracing::debug!("reply not delivered: the request's stream was closed");
-            }
-            this.sync_targets(&s2).await;
-        });
-        drop(tx);
-        let priming = session.0.version.as_str() >= "2025-11-25";
-        let mut r = if session.0.managed.get().is_some() {
-            self.logged_post_stream(session, rx, priming)
-        } else {
-            sse_response(session, rx, priming)
-        };
-        if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
-            r.headers_mut().insert("mcp-session-id", sid);
-        }
-        r
     }
 
     /// The per-stream queue bound of this route.
@@ -659,184 +435,6 @@ impl McpBackend {
             cap: self.0.cfg.max_queued_messages(),
             metrics: self.0.shared.metrics.clone(),
         }
-    }
-
-    /// The queue of a request answered as SSE: a managed session's is drained by the task
-    /// that logs it (full: messages spill to the standalone stream, the reply waits for
-    /// room); any other's by the client (full: the stream is cut).
-    pub(crate) fn request_outbox(&self, session: &Session) -> (Outbox<Value>, Inbox<Value>) {
-        let mode = if session.0.managed.get().is_some() {
-            Mode::Spill
-        } else {
-            Mode::Cut
-        };
-        outbox(&self.bound(), mode, "request")
-    }
-
-    fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
-        let meta = msg.pointer("/params/_meta");
-        let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
-        let init = json!({
-            "protocolVersion": LATEST_VERSION,
-            "capabilities": get("io.modelcontextprotocol/clientCapabilities").unwrap_or(json!({})),
-            "clientInfo": get("io.modelcontextprotocol/clientInfo").unwrap_or(json!({"name": "stateless-client", "version": "0"})),
-        });
-        Session::new(
-            String::new(),
-            STATELESS_VERSION.into(),
-            init,
-            principal,
-            self.0.naming.clone(),
-            None,
-        )
-    }
-
-    /// GET: the session's standalone stream for server-initiated messages.
-    async fn get_stream(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
-        let accepts = req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/event-stream"));
-        if !accepts {
-            return rpc_response(
-                StatusCode::NOT_ACCEPTABLE,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "GET needs Accept: text/event-stream",
-                ),
-            );
-        }
-        let Some(sid) = req
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-        else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
-        };
-        let last_event_id = req
-            .headers()
-            .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let session = match self.resume(sid, ctx, &Value::Null).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
-        self.standalone_stream(session, last_event_id).await
-    }
-
-    async fn delete(&self, req: Request<Body>, ctx: &RequestContext) -> Response<Body> {
-        let Some(sid) = req
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-        else {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "missing Mcp-Session-Id header",
-                ),
-            );
-        };
-        let session = match self.resume(sid, ctx, &Value::Null).await {
-            Ok(s) => s,
-            Err(resp) => return resp,
-        };
-        let Some(m) = session.0.managed.get() else {
-            return not_found(Value::Null);
-        };
-        // The manager's release callback drops the local state and closes the upstreams.
-        if let Err(e) = m.manager.revoke(&m.record()).await {
-            tracing::warn!(error = %e, "session store: revoking a session failed");
-            return store_unavailable(Value::Null);
-        }
-        Response::builder()
-            .status(StatusCode::OK)
-            .body(Body::empty())
-            .unwrap_or_default()
-    }
-}
-
-/// Pipe each HTTP upstream's own standalone stream (server requests such as `roots/list`,
-/// `list_changed`, logging) into the session's standalone stream `tx`, for as long as `tx` is
-/// open: a task per HTTP target while the client listens, none otherwise.
-fn pipe_upstream_streams(session: &Session, tx: &Outbox<Value>) {
-    for t in 0..session.0.naming.targets.len() {
-        if let Some(Upstream::Http(h)) = session.upstream(t) {
-            let s = session.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(Some(resp)) = h.open_stream().await else {
-                    return;
-                };
-                let mut events =
-                    crate::upstream::frames::sse_events(resp.bytes_stream(), h.max_reply());
-                loop {
-                    tokio::select! {
-                        _ = tx.closed() => break,
-                        ev = events.next() => match ev {
-                            Some(Ok(ev)) => {
-                                if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
-                                    s.deliver_from_upstream(t, m, Some(&tx));
-                                }
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(target_name = %h.target(), error = ?e, "target's standalone stream dropped");
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Targets are spoken to in the session era: the per-request context keys of 2026-07-28
-/// (`io.modelcontextprotocol/*` in `_meta`) were already used to open the upstream sessions.
-fn strip_modern_meta(msg: &mut Value) {
-    if let Some(meta) = msg
-        .pointer_mut("/params/_meta")
-        .and_then(Value::as_object_mut)
-    {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-    }
-}
-
-/// A session-era result made a valid 2026-07-28 one: `resultType`, and the caching hints
-/// (immediately stale, private) on the cacheable results.
-fn modernize_result(method: &str, resp: &mut Value) {
-    let Some(result) = resp.get_mut("result").and_then(Value::as_object_mut) else {
-        return;
-    };
-    result
-        .entry("resultType")
-        .or_insert_with(|| json!("complete"));
-    if matches!(
-        method,
-        "tools/list"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/templates/list"
-            | "resources/read"
-            | "server/discover"
-    ) {
-        result.entry("ttlMs").or_insert_with(|| json!(0));
-        result
-            .entry("cacheScope")
-            .or_insert_with(|| json!("private"));
     }
 }
 
@@ -851,75 +449,6 @@ fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// `Mcp-Method` / `Mcp-Name` routing headers (2026-07-28) must agree with the body.
-fn check_routing_headers(headers: &HeaderMap, msg: &Value) -> Result<(), String> {
-    let method = jsonrpc::method(msg);
-    if let Some(h) = headers.get("mcp-method").and_then(|v| v.to_str().ok())
-        && h != method
-    {
-        return Err(format!(
-            "Mcp-Method header `{h}` does not match body method `{method}`"
-        ));
-    }
-    if let Some(h) = headers.get("mcp-name").and_then(|v| v.to_str().ok()) {
-        // Names that are not plain ASCII arrive as `=?base64?…?=`.
-        let h = crate::param_headers::decode(h);
-        let body = jsonrpc::param_str(msg, "name").or_else(|| jsonrpc::param_str(msg, "uri"));
-        if h.is_none() || body != h.as_deref() {
-            return Err("Mcp-Name header does not match the body".into());
-        }
-    }
-    Ok(())
-}
-
-/// 404 with a JSON-RPC error: the client must initialize a new session.
-fn not_found(id: Value) -> Response<Body> {
-    rpc_response(
-        StatusCode::NOT_FOUND,
-        jsonrpc::error(id, SESSION_NOT_FOUND, "session not found"),
-    )
-}
-
-/// The session store failed; details go to the log only.
-fn store_unavailable(id: Value) -> Response<Body> {
-    rpc_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, "session store unavailable"),
-    )
-}
-
-fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
-        .unwrap_or_default()
-}
-
-/// An SSE body from a channel; every event has an id. A request's stream ends when its last
-/// sender (the task answering it) is gone, right after the response.
-fn sse_response(session: Session, rx: Inbox<Value>, priming: bool) -> Response<Body> {
-    let s2 = session.clone();
-    let first = futures::stream::iter(priming.then(|| {
-        Ok::<_, Infallible>(Bytes::from(format!(
-            "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
-            s2.event_id()
-        )))
-    }));
-    let events = rx.into_stream().map(move |msg| {
-        Ok(Bytes::from(format!(
-            "id: {}\nevent: message\ndata: {}\n\n",
-            session.event_id(),
-            msg
-        )))
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(first.chain(events)))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -930,50 +459,5 @@ mod tests {
         assert_eq!(host_without_port("example.com"), "example.com");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
         assert_eq!(host_without_port("[::1]"), "[::1]");
-    }
-
-    #[test]
-    fn routing_headers_must_match_the_body() {
-        let msg =
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}});
-        let mut h = HeaderMap::new();
-        assert!(check_routing_headers(&h, &msg).is_ok());
-        h.insert("mcp-method", "tools/call".parse().unwrap());
-        h.insert("mcp-name", "t".parse().unwrap());
-        assert!(check_routing_headers(&h, &msg).is_ok());
-        h.insert("mcp-name", "u".parse().unwrap());
-        assert!(check_routing_headers(&h, &msg).is_err());
-        h.insert("mcp-name", "t".parse().unwrap());
-        h.insert("mcp-method", "tools/list".parse().unwrap());
-        assert!(check_routing_headers(&h, &msg).is_err());
-        let msg =
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "日本"}});
-        let mut h = HeaderMap::new();
-        h.insert("mcp-name", "=?base64?5pel5pys?=".parse().unwrap());
-        assert!(
-            check_routing_headers(&h, &msg).is_ok(),
-            "encoded names are decoded"
-        );
-        h.insert("mcp-name", "=?base64?!!?=".parse().unwrap());
-        assert!(check_routing_headers(&h, &msg).is_err());
-    }
-
-    #[test]
-    fn modern_results_get_result_type_and_caching_hints() {
-        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": []}});
-        modernize_result("tools/list", &mut r);
-        assert_eq!(
-            r["result"],
-            json!({"tools": [], "resultType": "complete", "ttlMs": 0, "cacheScope": "private"})
-        );
-        let mut r = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}});
-        modernize_result("tools/call", &mut r);
-        assert_eq!(
-            r["result"],
-            json!({"content": [], "resultType": "complete"})
-        );
-        let mut m = json!({"params": {"_meta": {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
-        strip_modern_meta(&mut m);
-        assert_eq!(m["params"]["_meta"], json!({"progressToken": 1}));
     }
 }

@@ -16,39 +16,57 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::jsonrpc;
-use crate::session::Session;
 
-/// Where upstream-initiated messages that belong to one downstream request go: the request's
-/// own SSE stream when it has one, else the session's standalone stream.
-#[derive(Clone)]
-pub(crate) struct Route {
-    /// `None` for the gateway's own requests (e.g. initializing a shared child).
-    pub session: Option<Session>,
-    pub target: usize,
-    pub stream: Option<crate::outbox::Outbox<Value>>,
-    /// Woken by every message the upstream sends for the request: it restarts the timeout.
-    pub activity: Option<Arc<tokio::sync::Notify>>,
+/// Where a target's messages that are not replies go: its server-to-client requests,
+/// notifications and progress. The downstream side implements it (a session, a request's
+/// stream, every session of a backend); transports know nothing else of it.
+pub(crate) trait Sink: Send + Sync {
+    /// Take one message the target sent.
+    fn deliver(&self, msg: Value);
+
+    /// Whether the target now waits for the client to answer one of its requests, so its
+    /// silence does not count against its timeout.
+    fn waiting_for_client(&self) -> bool {
+        false
+    }
 }
 
-impl Route {
-    /// Hand an upstream-initiated message to the downstream session.
+/// Who gets what a target sends while it serves one request: that request's [`Sink`].
+#[derive(Clone, Default)]
+pub(crate) struct Recipient {
+    /// `None` for the gateway's own requests (e.g. initializing a shared child): their
+    /// messages are dropped.
+    sink: Option<Arc<dyn Sink>>,
+    /// Woken by every message the upstream sends for the request: it restarts the timeout.
+    activity: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl Recipient {
+    /// Messages go to `sink`.
+    pub fn new(sink: Arc<dyn Sink>) -> Self {
+        Recipient {
+            sink: Some(sink),
+            activity: None,
+        }
+    }
+
+    /// A recipient that drops everything.
+    pub fn detached() -> Self {
+        Recipient::default()
+    }
+
+    /// Hand a message of the target to the sink.
     pub fn deliver(&self, msg: Value) {
         if let Some(a) = &self.activity {
             a.notify_one();
         }
-        if let Some(s) = &self.session {
-            s.deliver_from_upstream(self.target, msg, self.stream.as_ref());
+        if let Some(s) = &self.sink {
+            s.deliver(msg);
         }
     }
 
-    /// A route that drops everything.
-    pub fn detached() -> Self {
-        Route {
-            session: None,
-            target: 0,
-            stream: None,
-            activity: None,
-        }
+    fn waiting_for_client(&self) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.waiting_for_client())
     }
 }
 
@@ -56,7 +74,7 @@ impl Route {
 pub(crate) struct Pending {
     pub reply: oneshot::Sender<Value>,
     pub progress: Option<Value>,
-    pub route: Route,
+    pub recipient: Recipient,
 }
 
 /// In-flight requests of one multiplexed upstream connection, keyed by upstream id.
@@ -78,15 +96,16 @@ impl PendingMap {
     pub fn clear(&self) {
         self.0.clear();
     }
-    /// The route of the newest in-flight request: the best owner guess for a server-initiated
-    /// request that the transport does not tie to a request (stdio and legacy SSE cannot).
-    fn newest_route(&self) -> Option<Route> {
+    /// The recipient of the newest in-flight request: the best owner guess for a
+    /// server-initiated request that the transport does not tie to a request (stdio and legacy
+    /// SSE cannot).
+    fn newest_recipient(&self) -> Option<Recipient> {
         self.0
             .iter()
             // The gateway's own requests (a child's `initialize`) have no client to reach.
-            .filter(|e| e.route.session.is_some())
+            .filter(|e| e.recipient.sink.is_some())
             .max_by_key(|e| *e.key())
-            .map(|e| e.route.clone())
+            .map(|e| e.recipient.clone())
     }
 
     /// Dispatch one message read from the upstream. `fallback` handles messages that no
@@ -112,7 +131,7 @@ impl PendingMap {
                     msg.pointer_mut("/params/progressToken"),
                 ) {
                     *slot = orig;
-                    entry.route.deliver(msg);
+                    entry.recipient.deliver(msg);
                 }
             }
             jsonrpc::Kind::Notification
@@ -121,8 +140,8 @@ impl PendingMap {
             {
                 fallback(msg)
             }
-            jsonrpc::Kind::Request | jsonrpc::Kind::Notification => match self.newest_route() {
-                Some(route) => route.deliver(msg),
+            jsonrpc::Kind::Request | jsonrpc::Kind::Notification => match self.newest_recipient() {
+                Some(r) => r.deliver(msg),
                 None => fallback(msg),
             },
             jsonrpc::Kind::Invalid => tracing::debug!("invalid message from upstream dropped"),
@@ -167,26 +186,20 @@ impl Upstream {
     /// tools that report progress are not cut off.
     pub async fn request(
         &self,
-        mut route: Route,
+        mut recipient: Recipient,
         msg: Value,
         progress: Option<Value>,
         timeout: Duration,
         target: &str,
     ) -> Result<Value> {
         let activity = Arc::new(tokio::sync::Notify::new());
-        route.activity = Some(activity.clone());
-        // A stateless client's call parked for input (`server::mrtr`) is silent upstream while
-        // the client thinks; the parked call's own `input_timeout` bounds that wait instead.
-        let parked = route
-            .session
-            .clone()
-            .filter(|s| s.0.version == crate::server::STATELESS_VERSION);
-        let t = route.target;
+        recipient.activity = Some(activity.clone());
+        let waiting = recipient.clone();
         let fut = async {
             match self {
-                Upstream::Http(h) => h.request(route, msg, progress).await,
-                Upstream::Sse(s) => s.request(route, msg, progress).await,
-                Upstream::Stdio(s) => s.request(route, msg, progress).await,
+                Upstream::Http(h) => h.request(recipient, msg, progress).await,
+                Upstream::Sse(s) => s.request(recipient, msg, progress).await,
+                Upstream::Stdio(s) => s.request(recipient, msg, progress).await,
             }
         };
         tokio::pin!(fut);
@@ -206,7 +219,7 @@ impl Upstream {
                 }
                 _ = activity.notified() => {}
                 _ = tokio::time::sleep(timeout) => {
-                    if !parked.as_ref().is_some_and(|s| s.awaiting_client(t)) {
+                    if !waiting.waiting_for_client() {
                         return Err(Error::Timeout(target.to_string()));
                     }
                 }

@@ -73,20 +73,35 @@ async fn malformed_json_gets_parse_error_and_nothing_breaks() {
 #[tokio::test]
 async fn unknown_session_is_404_and_delete_ends_a_session() {
     let (gw, _f) = fixture_gateway(json!({})).await;
-    let (status, _, _) = post(
+    // HTTP-level refusals: JSON-RPC bodies whose `data.type` names the cause.
+    let (status, _, text) = post(
         &gw.url,
         Some("nope"),
         r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _, _) = post(
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["data"]["type"], "not_found", "{v}");
+    let (status, _, text) = post(
         &gw.url,
         None,
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
     )
     .await;
     assert_eq!(status, 400, "no session and not stateless");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert_eq!(v["error"]["data"]["type"], "bad_request", "{v}");
+    let get = reqwest::Client::new()
+        .get(&gw.url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 406, "a GET must accept an event stream");
+    let v: Value = serde_json::from_str(&get.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["data"]["type"], "not_acceptable", "{v}");
     let sid = raw_initialize(&gw.url).await;
     assert_eq!(gw.backend.session_count(), 1);
     let resp = reqwest::Client::new()
@@ -349,6 +364,10 @@ async fn stateless_requests_need_no_session() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    // The same code as an `Mcp-Param-*` mismatch (tests/input_rounds.rs), with the request's id.
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], -32020, "{v}");
+    assert_eq!(v["id"], call["id"], "{v}");
     assert_eq!(gw.backend.session_count(), 0);
 }
 
@@ -570,7 +589,7 @@ async fn a_server_request_with_no_client_to_reach_fails_at_once() {
     .expect("answered without waiting for the target timeout");
     assert_eq!(status, 200);
     let r = response(&text);
-    // The request travels back as a 2026-07-28 input request (see tests/mrtr.rs).
+    // The request travels back as a 2026-07-28 input request (see tests/input_rounds.rs).
     assert_eq!(r["result"]["resultType"], "input_required", "{r}");
     let reqs = r["result"]["inputRequests"].as_object().unwrap();
     assert_eq!(

@@ -320,7 +320,8 @@ async fn foreign_tampered_revoked_and_other_route_tokens_are_not_found() {
         let (status, body) = post_as(&gw.url, &token, who, json_only, list.clone()).await;
         assert_eq!(status, 404, "{who:?}: {body}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["error"]["code"], -32001);
+        assert_eq!(v["error"]["code"], -32000, "{body}");
+        assert_eq!(v["error"]["data"]["type"], "not_found", "{body}");
     }
     // One character changed anywhere in the token.
     for pos in [0, token.len() / 2, token.len() - 1] {
@@ -343,7 +344,8 @@ async fn foreign_tampered_revoked_and_other_route_tokens_are_not_found() {
         .header("mcp-session-id", &token)
         .body(axum::body::Body::from(list.to_string()))
         .unwrap();
-    assert_eq!(gw.backend.handle(req, &other).await.status(), 404);
+    let refused = gw.backend.handle(req, &other).await.unwrap_err();
+    assert_eq!(refused.status(), 404);
     // Another principal cannot delete it either.
     let delete = |who: &'static str| {
         reqwest::Client::new()

@@ -13,32 +13,24 @@ use axum::body::Body;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
 
-use super::{
-    McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION, rpc_response, sse_response,
-};
-use crate::jsonrpc::{self, Kind};
+use super::streamable::{accepted, rejected, rpc_response, sse_response};
+use super::{McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION};
+use crate::error::{ProtocolError, refuse};
+use crate::request::{Invalid, Message, Method, Request};
+use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
 use crate::session::Session;
 
 /// Most messages in one batch when the gateway passes no limit
 /// ([`RequestContext::max_batch`]); the gateway's own default (`listeners[].limits.json.max_batch`).
 pub const DEFAULT_MAX_BATCH: usize = 64;
 
-/// The newest protocol revision with JSON-RPC batches.
-pub const LAST_BATCH_VERSION: &str = "2025-03-26";
-
-/// Whether protocol revision `version` allows batches (revisions are dates, so they order as
-/// strings).
-pub fn batches_allowed(version: &str) -> bool {
-    version <= LAST_BATCH_VERSION
-}
-
 /// What becomes of one batch member.
 enum Member {
     /// Answered by dispatching it.
-    Request(Value),
+    Request(Request),
     /// A notification or a response: no reply.
-    Other(Value),
-    /// Refused with this error object.
+    Other(Message),
+    /// Refused with this error response.
     Refused(Value),
 }
 
@@ -46,43 +38,30 @@ enum Member {
 fn classify(items: Vec<Value>, session_error: Option<&str>) -> Vec<Member> {
     items
         .into_iter()
-        .map(|m| match jsonrpc::kind(&m) {
-            Kind::Invalid => {
-                let id = m
-                    .get("id")
-                    .filter(|id| id.is_string() || id.is_number())
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                Member::Refused(jsonrpc::error(
-                    id,
-                    jsonrpc::INVALID_REQUEST,
-                    "invalid JSON-RPC message",
-                ))
-            }
-            Kind::Request if jsonrpc::method(&m) == "initialize" => {
-                Member::Refused(jsonrpc::error(
-                    jsonrpc::id(&m),
-                    jsonrpc::INVALID_REQUEST,
-                    "initialize must not be part of a JSON-RPC batch",
-                ))
-            }
-            Kind::Request => match session_error {
+        .map(|m| match Message::parse(m) {
+            Err(Invalid { id }) => Member::Refused(
+                ProtocolError::InvalidRequest("invalid JSON-RPC message".into()).reply(id),
+            ),
+            Ok(Message::Request(r)) if matches!(r.method, Method::Initialize) => Member::Refused(
+                ProtocolError::InvalidRequest(
+                    "initialize must not be part of a JSON-RPC batch".into(),
+                )
+                .reply(r.id),
+            ),
+            Ok(Message::Request(r)) => match session_error {
                 Some(e) => {
-                    Member::Refused(jsonrpc::error(jsonrpc::id(&m), jsonrpc::INVALID_REQUEST, e))
+                    Member::Refused(ProtocolError::InvalidRequest(e.to_string().into()).reply(r.id))
                 }
-                None => Member::Request(m),
+                None => Member::Request(r),
             },
-            _ => Member::Other(m),
+            Ok(m) => Member::Other(m),
         })
         .collect()
 }
 
 /// Refuse a whole batch with one error (HTTP 400).
-fn refuse(message: &str) -> Response<Body> {
-    rpc_response(
-        StatusCode::BAD_REQUEST,
-        jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, message),
-    )
+fn refuse_batch(message: &str) -> switchboard_core::Error {
+    refuse::batch(message.to_string())
 }
 
 fn not_in_revision(version: &str) -> String {
@@ -94,12 +73,17 @@ fn not_in_revision(version: &str) -> String {
 
 /// The checks every batch passes before its members are looked at: not empty, within the
 /// limit. Returns the refusal, if any.
-fn check_size(items: &[Value], ctx: &RequestContext) -> Option<Response<Body>> {
+fn check_size(items: &[Value], ctx: &RequestContext) -> switchboard_core::Result<()> {
     if items.is_empty() {
-        return Some(refuse("empty JSON-RPC batch"));
+        return Err(refuse_batch("empty JSON-RPC batch"));
     }
     let max = ctx.max_batch.unwrap_or(DEFAULT_MAX_BATCH);
-    (items.len() > max).then(|| refuse(&format!("JSON-RPC batch has more than {max} entries")))
+    if items.len() > max {
+        return Err(refuse_batch(&format!(
+            "JSON-RPC batch has more than {max} entries"
+        )));
+    }
+    Ok(())
 }
 
 impl McpBackend {
@@ -110,10 +94,8 @@ impl McpBackend {
         items: Vec<Value>,
         accepts_sse: bool,
         ctx: &RequestContext,
-    ) -> Response<Body> {
-        if let Some(r) = check_size(&items, ctx) {
-            return r;
-        }
+    ) -> switchboard_core::Result<Response<Body>> {
+        check_size(&items, ctx)?;
         let header_version = headers
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok());
@@ -121,12 +103,12 @@ impl McpBackend {
             && !SESSION_VERSIONS.contains(&v)
             && v != STATELESS_VERSION
         {
-            return refuse("unsupported MCP-Protocol-Version");
+            return Err(refuse::unsupported_version());
         }
         let Some(sid) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
             let version = header_version.unwrap_or(LAST_BATCH_VERSION);
             if !batches_allowed(version) {
-                return refuse(&not_in_revision(version));
+                return Err(refuse_batch(&not_in_revision(version)));
             }
             // Each member fares as it would alone: without a session, nothing but
             // `initialize` is served, and `initialize` cannot be batched.
@@ -138,16 +120,16 @@ impl McpBackend {
                 })
                 .collect();
             if replies.is_empty() {
-                return refuse("missing Mcp-Session-Id header");
+                return Err(refuse::no_session_id());
             }
-            return rpc_response(StatusCode::BAD_REQUEST, Value::Array(replies));
+            return Ok(rpc_response(StatusCode::BAD_REQUEST, Value::Array(replies)));
         };
-        let session = match self.resume(sid, ctx, &Value::Null).await {
+        let session = match self.resume(sid, ctx).await {
             Ok(s) => s,
-            Err(resp) => return resp,
+            Err(r) => return rejected(r, Value::Null),
         };
         if !batches_allowed(&session.0.version) {
-            return refuse(&not_in_revision(&session.0.version));
+            return Err(refuse_batch(&not_in_revision(&session.0.version)));
         }
         let members = classify(items, None);
         let n = members.len();
@@ -167,14 +149,14 @@ impl McpBackend {
         if requests.is_empty() {
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
             if replies.is_empty() {
-                return Response::builder()
-                    .status(StatusCode::ACCEPTED)
-                    .body(Body::empty())
-                    .unwrap_or_default();
+                return Ok(accepted());
             }
-            return rpc_response(StatusCode::OK, Value::Array(replies));
+            return Ok(rpc_response(StatusCode::OK, Value::Array(replies)));
         }
-        let streams = accepts_sse && requests.iter().any(|(_, r)| jsonrpc::method(r) != "ping");
+        let streams = accepts_sse
+            && requests
+                .iter()
+                .any(|(_, r)| !matches!(r.method, Method::Ping));
         let access = ctx.access.clone();
         if !streams {
             let answers = futures::future::join_all(requests.into_iter().map(|(i, r)| {
@@ -189,7 +171,7 @@ impl McpBackend {
             }
             self.sync_targets(&session).await;
             let replies: Vec<Value> = replies.into_iter().flatten().collect();
-            return rpc_response(StatusCode::OK, Value::Array(replies));
+            return Ok(rpc_response(StatusCode::OK, Value::Array(replies)));
         }
         let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
@@ -210,7 +192,7 @@ impl McpBackend {
             drop(tx);
             this.sync_targets(&s2).await;
         });
-        let priming = session.0.version.as_str() >= "2025-11-25";
+        let priming = crate::revision::primes_streams(&session.0.version);
         let mut r = if session.0.managed.get().is_some() {
             self.logged_post_stream(session, rx, priming)
         } else {
@@ -219,7 +201,7 @@ impl McpBackend {
         if let Ok(v) = http::HeaderValue::from_str(sid) {
             r.headers_mut().insert("mcp-session-id", v);
         }
-        r
+        Ok(r)
     }
 
     /// A batch posted to the legacy transport's `{prefix}/message`: refused at once when it is
@@ -231,15 +213,13 @@ impl McpBackend {
         tx: crate::outbox::Outbox<Value>,
         items: Vec<Value>,
         ctx: &RequestContext,
-    ) -> Response<Body> {
-        if let Some(r) = check_size(&items, ctx) {
-            return r;
-        }
+    ) -> switchboard_core::Result<Response<Body>> {
+        check_size(&items, ctx)?;
         let session: Option<Session> = self.0.sessions.get(&legacy_id, ctx.principal.as_deref());
         if let Some(s) = &session
             && !batches_allowed(&s.0.version)
         {
-            return refuse(&not_in_revision(&s.0.version));
+            return Err(refuse_batch(&not_in_revision(&s.0.version)));
         }
         let members = classify(items, session.is_none().then_some("not initialized"));
         let this = self.clone();
@@ -269,10 +249,10 @@ impl McpBackend {
             }))
             .await;
         });
-        Response::builder()
+        Ok(Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 
@@ -280,15 +260,6 @@ impl McpBackend {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn revisions_with_batches() {
-        assert!(batches_allowed("2024-11-05"));
-        assert!(batches_allowed("2025-03-26"));
-        assert!(!batches_allowed("2025-06-18"));
-        assert!(!batches_allowed("2025-11-25"));
-        assert!(!batches_allowed(STATELESS_VERSION));
-    }
 
     #[test]
     fn members_are_classified_one_by_one() {
@@ -301,7 +272,7 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": "sb-1", "result": {}}),
         ];
         let m = classify(items.clone(), None);
-        assert!(matches!(&m[0], Member::Request(r) if r["id"] == 1));
+        assert!(matches!(&m[0], Member::Request(r) if r.id == 1));
         assert!(matches!(&m[1], Member::Other(_)));
         assert!(
             matches!(&m[2], Member::Refused(e) if e["id"] == "x" && e["error"]["code"] == -32600)

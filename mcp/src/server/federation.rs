@@ -1,59 +1,28 @@
-//! Federation: one session fans out to, merges from and routes to the targets.
+//! Federation: what makes many targets look like one. List requests fan out to the targets
+//! and their pages merge under one composite cursor; exposed names (prefixed, namespaced or
+//! shortened, see [`crate::names`]) resolve back to the owning target and its own name, by
+//! the session's catalogue when names are not prefixed; `tools.allow`/`tools.deny` apply.
 
 use crate::LockExt;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{
-    Access, Item, LATEST_VERSION, McpBackend, RECONNECT_HOLDOFF, SESSION_VERSIONS,
-    STATELESS_VERSION,
-};
-use crate::config::{FailureMode, TransportKind};
-use crate::error::{Error, Result};
-use crate::jsonrpc::{self, Kind};
-use crate::metrics::ToolLabels;
+use super::input_rounds::Forward;
+use super::{Item, McpBackend};
+use crate::config::FailureMode;
+use crate::error::{ProtocolError, Result};
+use crate::jsonrpc;
 use crate::names;
-use crate::session::{Inflight, Session};
-use crate::upstream::http::HttpUpstream;
-use crate::upstream::sse::SseUpstream;
-use crate::upstream::stdio::Listener;
-use crate::upstream::{Route, Upstream, prepare};
+use crate::request::ListKind;
+use crate::session::Session;
 
 /// Most shortened tool names a backend remembers (see [`names::fit_tool_name`]).
 const MAX_SHORTENED: usize = 65_536;
 
-/// Which list a request fans out.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-    Templates,
-}
-
 impl ListKind {
-    fn of(method: &str) -> Option<Self> {
-        Some(match method {
-            "tools/list" => Self::Tools,
-            "prompts/list" => Self::Prompts,
-            "resources/list" => Self::Resources,
-            "resources/templates/list" => Self::Templates,
-            _ => return None,
-        })
-    }
-    fn method(self) -> &'static str {
-        match self {
-            Self::Tools => "tools/list",
-            Self::Prompts => "prompts/list",
-            Self::Resources => "resources/list",
-            Self::Templates => "resources/templates/list",
-        }
-    }
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Self::Tools => "tools",
             Self::Prompts => "prompts",
@@ -61,7 +30,7 @@ impl ListKind {
             Self::Templates => "resourceTemplates",
         }
     }
-    fn field(self) -> &'static str {
+    pub(super) fn field(self) -> &'static str {
         match self {
             Self::Tools | Self::Prompts => "name",
             Self::Resources => "uri",
@@ -69,7 +38,7 @@ impl ListKind {
         }
     }
     /// The item an exposed name (or URI, or URI template) of this list stands for.
-    fn item(self, exposed: &str) -> Item<'_> {
+    pub(super) fn item(self, exposed: &str) -> Item<'_> {
         match self {
             Self::Tools => Item::Tool(exposed),
             Self::Prompts => Item::Prompt(exposed),
@@ -86,583 +55,6 @@ impl ListKind {
 }
 
 impl McpBackend {
-    /// Create a session: connect every target concurrently and merge what they offer.
-    pub(super) async fn initialize(
-        &self,
-        msg: &Value,
-        legacy_id: Option<String>,
-        principal: Option<Arc<str>>,
-        route: &str,
-    ) -> Result<(Session, Value), Value> {
-        let rid = jsonrpc::id(msg);
-        let params = match client_params(msg.get("params")) {
-            Ok(p) => p,
-            Err(why) => return Err(jsonrpc::error(rid, jsonrpc::INVALID_PARAMS, why)),
-        };
-        let requested = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(LATEST_VERSION);
-        let version = if SESSION_VERSIONS.contains(&requested) {
-            requested
-        } else {
-            LATEST_VERSION
-        }
-        .to_string();
-        let managed = legacy_id.is_none();
-        let session = Session::new(
-            legacy_id.unwrap_or_default(),
-            version.clone(),
-            params,
-            principal,
-            self.0.naming.clone(),
-            None,
-        );
-        let results = futures::future::join_all((0..self.0.targets.len()).map(|t| {
-            let s = session.clone();
-            async move {
-                let timeout = self.target(t).cfg.timeout();
-                match tokio::time::timeout(timeout, self.connect(&s, t)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::Timeout(self.target(t).name.to_string())),
-                }
-            }
-        }))
-        .await;
-        let mut caps = Map::new();
-        let mut instructions = Vec::new();
-        let mut server_info = None;
-        let mut subscribe = false;
-        for (t, r) in results.into_iter().enumerate() {
-            let name = &self.target(t).name;
-            match r {
-                Ok(init) => {
-                    self.0.shared.metrics.request("initialize", name, "ok");
-                    let c = init.get("capabilities").unwrap_or(&Value::Null);
-                    for k in ["tools", "prompts"] {
-                        if c.get(k).is_some() {
-                            caps.insert(k.into(), json!({"listChanged": true}));
-                        }
-                    }
-                    if let Some(r) = c.get("resources") {
-                        subscribe |= r.get("subscribe").and_then(Value::as_bool).unwrap_or(false);
-                        caps.insert("resources".into(), json!({}));
-                    }
-                    for k in ["logging", "completions"] {
-                        if c.get(k).is_some() {
-                            caps.insert(k.into(), json!({}));
-                        }
-                    }
-                    if let Some(i) = init.get("instructions").and_then(Value::as_str) {
-                        instructions.push(if self.0.targets.len() > 1 {
-                            format!("[{name}] {i}")
-                        } else {
-                            i.to_string()
-                        });
-                    }
-                    server_info = init.get("serverInfo").cloned();
-                }
-                Err(e) => {
-                    tracing::warn!(target_name = %name, error = %e, "target failed to initialize");
-                    *self.target(t).down_until.locked() =
-                        Some(tokio::time::Instant::now() + RECONNECT_HOLDOFF);
-                    self.0.shared.metrics.request("initialize", name, "error");
-                    if self.0.cfg.failure_mode == FailureMode::FailClosed {
-                        for u in session.take_upstreams() {
-                            u.close().await;
-                        }
-                        return Err(jsonrpc::error_obj(rid, e.to_jsonrpc()));
-                    }
-                }
-            }
-        }
-        if caps.contains_key("resources") {
-            caps.insert(
-                "resources".into(),
-                json!({"subscribe": subscribe, "listChanged": true}),
-            );
-        }
-        if caps.is_empty() {
-            caps.insert("tools".into(), json!({"listChanged": true}));
-        }
-        let server_info = match server_info {
-            Some(si) if self.0.targets.len() == 1 && si.is_object() => si,
-            _ => json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION")}),
-        };
-        let mut result = json!({
-            "protocolVersion": version,
-            "capabilities": caps,
-            "serverInfo": server_info,
-        });
-        if !instructions.is_empty()
-            && let Some(r) = result.as_object_mut()
-        {
-            r.insert(
-                "instructions".into(),
-                Value::String(instructions.join("\n\n")),
-            );
-        }
-        for expired in self.0.sessions.sweep() {
-            tracing::debug!(session = expired.id(), "idle session expired");
-            for u in expired.take_upstreams() {
-                u.close().await;
-            }
-        }
-        if managed {
-            self.create_managed(&session, &rid, route).await?;
-            self.keep_children(&session);
-            let key = session.0.managed.get().map(|m| m.key.to_string());
-            // Keyed by the token's session id (Inner.id stays empty until rebuilt; the
-            // registry key is what matters).
-            self.0
-                .sessions
-                .insert_keyed(key.unwrap_or_default(), session.clone());
-        } else {
-            self.0.sessions.insert(session.clone());
-        }
-        Ok((session, jsonrpc::result(rid, result)))
-    }
-
-    /// Open target `t` for a session; returns the target's initialize result.
-    pub(super) async fn connect(&self, session: &Session, t: usize) -> Result<Value> {
-        let target = &self.target(t);
-        let shared = &self.0.shared;
-        let (up, init) = match target.kind {
-            TransportKind::Stdio => {
-                let p = match &target.stdio {
-                    Some(shared) => shared.clone(),
-                    None => self.spawn_session_child(session, t)?,
-                };
-                let init = p.ready().await?;
-                (Upstream::Stdio(p), init)
-            }
-            TransportKind::Http => {
-                let url = target
-                    .cfg
-                    .http
-                    .as_ref()
-                    .map(|h| h.url.clone())
-                    .unwrap_or_default();
-                let (h, init) = HttpUpstream::connect(
-                    target.name.clone(),
-                    url,
-                    target.headers.clone(),
-                    shared.client.clone(),
-                    shared.ids.clone(),
-                    session.0.init_params.clone(),
-                    self.0.cfg.max_reply_bytes(),
-                )
-                .await?;
-                h.set_tool_headers(target.tool_headers.clone());
-                (Upstream::Http(h), init)
-            }
-            TransportKind::Sse => {
-                let url = target
-                    .cfg
-                    .sse
-                    .as_ref()
-                    .map(|h| h.url.clone())
-                    .unwrap_or_default();
-                let fallback = owner_listener(session, t);
-                let (s, init) = SseUpstream::connect(
-                    target.name.clone(),
-                    url,
-                    target.headers.clone(),
-                    shared.client.clone(),
-                    shared.ids.clone(),
-                    session.0.init_params.clone(),
-                    fallback,
-                    self.0.cfg.max_reply_bytes(),
-                )
-                .await?;
-                (Upstream::Sse(s), init)
-            }
-        };
-        session.set_upstream(t, up);
-        Ok(init)
-    }
-
-    /// Spawn target `t`'s `per_session` child for `session`, initialized with the client's own
-    /// parameters; a managed session keeps it in the pool (see [`McpBackend::keep_children`]).
-    fn spawn_session_child(
-        &self,
-        session: &Session,
-        t: usize,
-    ) -> Result<crate::upstream::stdio::StdioProcess> {
-        let target = &self.target(t);
-        let cfg = target
-            .cfg
-            .stdio
-            .as_ref()
-            .ok_or_else(|| Error::Config("stdio".into()))?;
-        let p = crate::upstream::stdio::StdioProcess::for_session(
-            &target.name,
-            cfg,
-            self.0.shared.ids.clone(),
-            session.0.init_params.clone(),
-            owner_listener(session, t),
-            session.client_initialized(),
-            self.0.cfg.max_reply_bytes(),
-        );
-        if let Some(m) = session.0.managed.get() {
-            self.0
-                .shared
-                .stdio
-                .keep(&m.manager, m.key, &target.name, cfg, p.clone());
-        }
-        Ok(p)
-    }
-
-    /// Keep the `per_session` children of a session that just became managed (they were
-    /// spawned by `initialize` before the session had its token).
-    pub(super) fn keep_children(&self, session: &Session) {
-        let Some(m) = session.0.managed.get() else {
-            return;
-        };
-        for (t, target) in self.0.targets.iter().enumerate() {
-            if let (Some(cfg), Some(Upstream::Stdio(p))) = (&target.cfg.stdio, session.upstream(t))
-                && p.is_per_session()
-            {
-                self.0
-                    .shared
-                    .stdio
-                    .keep(&m.manager, m.key, &target.name, cfg, p);
-            }
-        }
-    }
-
-    pub(super) async fn upstream(&self, session: &Session, t: usize) -> Result<Upstream> {
-        match session.upstream(t) {
-            // A legacy SSE connection cannot resume: a dropped one is replaced by a new one.
-            Some(Upstream::Sse(s)) if s.is_closed() => {}
-            Some(u) => return Ok(u),
-            None => {}
-        }
-        // Connected lazily: a stateless request, a target that failed at initialize, or a
-        // legacy SSE target whose connection dropped.
-        let target = &self.target(t);
-        let now = tokio::time::Instant::now();
-        if target.down_until.locked().is_some_and(|until| now < until) {
-            return Err(Error::Unavailable {
-                target: target.name.to_string(),
-                reason: "failed recently".into(),
-            });
-        }
-        let r = match tokio::time::timeout(target.cfg.timeout(), self.connect(session, t)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(target.name.to_string())),
-        };
-        *target.down_until.locked() = r.is_err().then(|| now + RECONNECT_HOLDOFF);
-        r?;
-        session.upstream(t).ok_or_else(|| Error::Unavailable {
-            target: self.target(t).name.to_string(),
-            reason: "not connected".into(),
-        })
-    }
-
-    /// A notification or a response from the client.
-    pub(super) async fn client_message(&self, session: &Session, msg: Value) {
-        match jsonrpc::kind(&msg) {
-            Kind::Response => {
-                let Some(msg) = session.answer_asked(msg) else {
-                    return;
-                };
-                if let Some((t, reply)) = session.take_client_reply(msg)
-                    && let Some(u) = session.upstream(t)
-                    && let Err(e) = u.send(reply).await
-                {
-                    tracing::debug!(error = %e, "forwarding a client reply failed");
-                }
-            }
-            Kind::Notification => match jsonrpc::method(&msg) {
-                "notifications/cancelled" => {
-                    let Some(rid) = msg.pointer("/params/requestId") else {
-                        return;
-                    };
-                    let found = session
-                        .0
-                        .inflight
-                        .locked()
-                        .get(&jsonrpc::id_key(rid))
-                        .map(|e| {
-                            e.cancel.cancel();
-                            (e.target, e.upstream_id)
-                        });
-                    let Some((t, uid)) = found else {
-                        return;
-                    };
-                    let mut fwd = msg.clone();
-                    jsonrpc::set_param(&mut fwd, "requestId", Value::from(uid));
-                    if let Some(u) = session.upstream(t) {
-                        let _ = u.send(fwd).await;
-                    }
-                }
-                "notifications/roots/list_changed" => {
-                    for t in 0..self.0.targets.len() {
-                        match session.upstream(t) {
-                            Some(u @ (Upstream::Http(_) | Upstream::Sse(_))) => {
-                                let _ = u.send(msg.clone()).await;
-                            }
-                            Some(Upstream::Stdio(p)) if p.is_per_session() => {
-                                let _ = p.send(msg.clone());
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                "notifications/initialized" => {
-                    session.set_client_initialized();
-                    for t in 0..self.0.targets.len() {
-                        if let Some(Upstream::Stdio(p)) = session.upstream(t) {
-                            p.client_initialized();
-                        }
-                    }
-                }
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-
-    /// Answer one client request (the response carries the client's id). `access` is the
-    /// gateway's say over items: what it refuses is left out of lists and answered exactly
-    /// like an item that does not exist.
-    pub(super) async fn dispatch(
-        &self,
-        session: &Session,
-        msg: Value,
-        stream: Option<crate::outbox::Outbox<Value>>,
-        access: Option<Access>,
-    ) -> Value {
-        let id = jsonrpc::id(&msg);
-        let method = jsonrpc::method(&msg).to_string();
-        let err = |code, m: &str| jsonrpc::error(id.clone(), code, m);
-        let allows = |item: Item<'_>| access.as_ref().is_none_or(|a| a.allows(item));
-        if let Some(kind) = ListKind::of(&method) {
-            let cursor = match msg.pointer("/params/cursor") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(c)) => Some(c.clone()),
-                Some(_) => return err(jsonrpc::INVALID_PARAMS, "cursor must be a string"),
-            };
-            let mut r = self.list(session, kind, cursor.as_deref()).await;
-            if let (Some(access), Ok(page)) = (&access, &mut r)
-                && let Some(items) = page.get_mut(kind.key()).and_then(Value::as_array_mut)
-            {
-                items.retain(|item| {
-                    item.get(kind.field())
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| access.allows(kind.item(n)))
-                });
-            }
-            self.0
-                .shared
-                .metrics
-                .request(&method, "", if r.is_ok() { "ok" } else { "error" });
-            return match r {
-                Ok(v) => jsonrpc::result(id, v),
-                Err(e) => jsonrpc::error_obj(id, e),
-            };
-        }
-        match method.as_str() {
-            "ping" => jsonrpc::result(id, json!({})),
-            "initialize" => err(jsonrpc::INVALID_REQUEST, "session already initialized"),
-            "server/discover" => jsonrpc::result(id, self.discover(session).await),
-            "logging/setLevel" => {
-                let level = msg.pointer("/params/level").cloned();
-                if level.as_ref().and_then(Value::as_str).is_none() {
-                    return err(jsonrpc::INVALID_PARAMS, "missing level");
-                }
-                let all = futures::future::join_all((0..self.0.targets.len()).map(|t| {
-                    let m = msg.clone();
-                    async move { self.call(session, t, m, None).await }
-                }))
-                .await;
-                let failed = all.iter().find_map(|r| r.get("error"));
-                match (failed, self.0.cfg.failure_mode) {
-                    (Some(f), FailureMode::FailClosed) => jsonrpc::error_obj(id, f.clone()),
-                    _ => jsonrpc::result(id, json!({})),
-                }
-            }
-            "tools/call" | "prompts/get" => {
-                let kind = if method == "tools/call" {
-                    ListKind::Tools
-                } else {
-                    ListKind::Prompts
-                };
-                let Some(name) = jsonrpc::param_str(&msg, "name").map(str::to_string) else {
-                    return err(jsonrpc::INVALID_PARAMS, "missing name");
-                };
-                let what = if kind == ListKind::Tools {
-                    "tool"
-                } else {
-                    "prompt"
-                };
-                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown {what}: {name}"));
-                if !allows(kind.item(&name)) {
-                    return unknown();
-                }
-                let resolved = self.resolve_name(session, kind, &name).await;
-                let Some((t, upstream_name)) = resolved.filter(|(t, n)| {
-                    kind != ListKind::Tools || self.tool_allowed(&self.full_name(*t, n))
-                }) else {
-                    return unknown();
-                };
-                let mut m = msg;
-                jsonrpc::set_param(&mut m, "name", Value::String(upstream_name));
-                let started = Instant::now();
-                let r = self.call(session, t, m, stream).await;
-                if kind == ListKind::Tools
-                    && let Some(target) = self.0.targets.get(t)
-                {
-                    self.0
-                        .shared
-                        .metrics
-                        .tool_duration
-                        .get_or_create(&ToolLabels {
-                            target: target.name.to_string(),
-                        })
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                r
-            }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let Some(uri) = jsonrpc::param_str(&msg, "uri").map(str::to_string) else {
-                    return err(jsonrpc::INVALID_PARAMS, "missing uri");
-                };
-                let unknown = || err(jsonrpc::INVALID_PARAMS, &format!("Unknown resource: {uri}"));
-                if !allows(Item::Resource(&uri)) {
-                    return unknown();
-                }
-                let Some((t, upstream_uri)) = self.resolve_uri(session, &uri) else {
-                    return unknown();
-                };
-                let mut m = msg;
-                jsonrpc::set_param(&mut m, "uri", Value::String(upstream_uri));
-                let mut r = self.call(session, t, m, stream).await;
-                if self.0.naming.prefixed
-                    && let Some(target) = self.0.targets.get(t)
-                    && let Some(contents) = r
-                        .pointer_mut("/result/contents")
-                        .and_then(Value::as_array_mut)
-                {
-                    for c in contents.iter_mut().filter_map(Value::as_object_mut) {
-                        if let Some(u) = c.get("uri").and_then(Value::as_str) {
-                            let u = names::namespace_uri(&target.name, u);
-                            c.insert("uri".into(), Value::String(u));
-                        }
-                    }
-                }
-                r
-            }
-            "completion/complete" => {
-                let r#ref = msg.pointer("/params/ref").cloned().unwrap_or(Value::Null);
-                let name = r#ref.get("name").and_then(Value::as_str);
-                let uri = r#ref.get("uri").and_then(Value::as_str);
-                let mut m = msg;
-                let routed = match (r#ref.get("type").and_then(Value::as_str), name, uri) {
-                    (Some("ref/prompt"), Some(n), _) if allows(Item::Prompt(n)) => self
-                        .resolve_name(session, ListKind::Prompts, n)
-                        .await
-                        .map(|(t, n)| (t, "name", n)),
-                    (Some("ref/resource"), _, Some(u)) if allows(Item::Resource(u)) => {
-                        self.resolve_uri(session, u).map(|(t, u)| (t, "uri", u))
-                    }
-                    _ => None,
-                };
-                match routed {
-                    Some((t, key, value)) => {
-                        if let Some(r) = m.pointer_mut("/params/ref").and_then(Value::as_object_mut)
-                        {
-                            r.insert(key.into(), Value::String(value));
-                        }
-                        self.call(session, t, m, stream).await
-                    }
-                    None => err(jsonrpc::INVALID_PARAMS, "unknown completion reference"),
-                }
-            }
-            _ => {
-                self.0.shared.metrics.request(&method, "", "not_found");
-                err(
-                    jsonrpc::METHOD_NOT_FOUND,
-                    &format!("Method not found: {method}"),
-                )
-            }
-        }
-    }
-
-    /// Forward a request to target `t` once (no input rounds, see `mrtr`); the reply comes
-    /// back with the client's id.
-    pub(super) async fn call_once(
-        &self,
-        session: &Session,
-        t: usize,
-        mut msg: Value,
-        stream: Option<crate::outbox::Outbox<Value>>,
-    ) -> Value {
-        let down_id = jsonrpc::id(&msg);
-        let method = jsonrpc::method(&msg).to_string();
-        let target = &self.target(t);
-        let up = match self.upstream(session, t).await {
-            Ok(u) => u,
-            Err(e) => {
-                self.0
-                    .shared
-                    .metrics
-                    .request(&method, &target.name, "error");
-                return jsonrpc::error_obj(down_id, e.to_jsonrpc());
-            }
-        };
-        let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
-        let progress = prepare(&mut msg, uid);
-        let key = jsonrpc::id_key(&down_id);
-        let cancel = tokio_util::sync::CancellationToken::new();
-        session.0.inflight.locked().insert(
-            key.clone(),
-            Inflight {
-                target: t,
-                upstream_id: uid,
-                cancel: cancel.clone(),
-            },
-        );
-        // Removes the entry however this future ends (also when the client goes away).
-        let _inflight = InflightGuard(session, &key);
-        let route = Route {
-            session: Some(session.clone()),
-            target: t,
-            stream,
-            activity: None,
-        };
-        // A cancelled request may never be answered upstream; stop waiting for it.
-        let r = tokio::select! {
-            r = up.request(route, msg, progress, target.cfg.timeout(), &target.name) => r,
-            _ = cancel.cancelled() => Err(Error::Cancelled),
-        };
-        match r {
-            Ok(mut resp) => {
-                let result = if resp.get("error").is_some() {
-                    "error"
-                } else {
-                    "ok"
-                };
-                self.0.shared.metrics.request(&method, &target.name, result);
-                jsonrpc::set_id(&mut resp, down_id);
-                resp
-            }
-            Err(e) => {
-                tracing::warn!(target_name = %target.name, %method, error = %e, "upstream request failed");
-                let result = if matches!(e, Error::Timeout(_)) {
-                    "timeout"
-                } else if matches!(e, Error::Cancelled) {
-                    "cancelled"
-                } else {
-                    "error"
-                };
-                self.0.shared.metrics.request(&method, &target.name, result);
-                jsonrpc::error_obj(down_id, e.to_jsonrpc())
-            }
-        }
-    }
-
     /// The unshortened exposed name of a tool: what `tools.allow`/`tools.deny` match.
     pub(super) fn full_name(&self, t: usize, name: &str) -> String {
         if self.0.naming.prefixed {
@@ -748,18 +140,17 @@ impl McpBackend {
 
     /// Fan a list request out to the targets the cursor names (all on the first page) and
     /// merge the pages; the composite cursor remembers each target's own cursor.
-    async fn list(
+    pub(super) async fn list(
         &self,
         session: &Session,
         kind: ListKind,
         cursor: Option<&str>,
-    ) -> Result<Value, Value> {
+    ) -> Result<Value, ProtocolError> {
         let plan: Vec<(usize, Option<String>)> = match cursor {
             None => (0..self.0.targets.len()).map(|t| (t, None)).collect(),
             Some(c) => {
-                let map = names::decode_cursor(c).ok_or_else(
-                    || json!({"code": jsonrpc::INVALID_PARAMS, "message": "invalid cursor"}),
-                )?;
+                let map = names::decode_cursor(c)
+                    .ok_or_else(|| ProtocolError::InvalidParams("invalid cursor".into()))?;
                 map.into_iter()
                     .filter_map(|(n, c)| Some((self.target_index(&n)?, Some(c))))
                     .collect()
@@ -772,7 +163,7 @@ impl McpBackend {
                 None => json!({}),
             };
             let msg = jsonrpc::request(Value::from(0), kind.method(), params);
-            async move { (t, self.call(session, t, msg, None).await) }
+            async move { (t, self.call(session, t, msg, None, Forward::Plain).await) }
         }))
         .await;
         let mut items = Vec::new();
@@ -783,11 +174,11 @@ impl McpBackend {
             let tname = &self.target(t).name;
             if let Some(e) = page.get("error") {
                 // A target without this capability is not a failure.
-                if e.get("code").and_then(Value::as_i64) == Some(jsonrpc::METHOD_NOT_FOUND) {
+                if e.get("code").and_then(Value::as_i64) == Some(crate::error::METHOD_NOT_FOUND) {
                     continue;
                 }
                 if self.0.cfg.failure_mode == FailureMode::FailClosed {
-                    return Err(e.clone());
+                    return Err(ProtocolError::Forwarded(e.clone()));
                 }
                 tracing::warn!(target_name = %tname, method = kind.method(), "target skipped (fail_open)");
                 continue;
@@ -861,102 +252,5 @@ impl McpBackend {
             );
         }
         Ok(result)
-    }
-
-    pub(super) async fn discover(&self, session: &Session) -> Value {
-        let _ = session;
-        let versions: Vec<&str> = SESSION_VERSIONS
-            .iter()
-            .copied()
-            .chain([STATELESS_VERSION])
-            .collect();
-        json!({
-            "supportedVersions": versions,
-            "resultType": "complete",
-            "ttlMs": 0,
-            "cacheScope": "private",
-            "serverInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "prompts": {"listChanged": true},
-                "resources": {"listChanged": true},
-                "logging": {},
-                "completions": {},
-            },
-        })
-    }
-}
-
-/// Longest `clientInfo` string kept (`name`, `version`, `title`, `websiteUrl`); longer ones
-/// are cut at a character boundary.
-pub(crate) const MAX_CLIENT_INFO_STRING: usize = 256;
-/// Largest `capabilities` object (serialized) an `initialize` may carry.
-pub(crate) const MAX_CAPABILITIES_BYTES: usize = 2048;
-
-/// What a session keeps of the client's `initialize` params — it lives as long as the session,
-/// goes into its `Mcp-Session-Id` and to every target's `initialize` — bounded whatever the
-/// client sent: `protocolVersion`, `capabilities` (refused over [`MAX_CAPABILITIES_BYTES`])
-/// and `clientInfo`'s `name`, `version`, `title` and `websiteUrl` (each cut to
-/// [`MAX_CLIENT_INFO_STRING`] bytes). Everything else is dropped.
-pub(crate) fn client_params(params: Option<&Value>) -> Result<Value, &'static str> {
-    let mut out = Map::new();
-    if let Some(v) = params
-        .and_then(|p| p.get("protocolVersion"))
-        .and_then(Value::as_str)
-        .filter(|v| v.len() <= 32)
-    {
-        out.insert("protocolVersion".into(), json!(v));
-    }
-    match params.and_then(|p| p.get("capabilities")) {
-        None => {}
-        Some(c @ Value::Object(_)) => {
-            if serde_json::to_vec(c).map_or(true, |b| b.len() > MAX_CAPABILITIES_BYTES) {
-                return Err("initialize: capabilities too large");
-            }
-            out.insert("capabilities".into(), c.clone());
-        }
-        Some(_) => return Err("initialize: capabilities must be an object"),
-    }
-    if let Some(info) = params
-        .and_then(|p| p.get("clientInfo"))
-        .and_then(Value::as_object)
-    {
-        let mut kept = Map::new();
-        for k in ["name", "version", "title", "websiteUrl"] {
-            if let Some(v) = info.get(k).and_then(Value::as_str) {
-                kept.insert(k.into(), json!(truncate(v, MAX_CLIENT_INFO_STRING)));
-            }
-        }
-        out.insert("clientInfo".into(), Value::Object(kept));
-    }
-    Ok(Value::Object(out))
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end = end.saturating_sub(1);
-    }
-    s.get(..end).unwrap_or_default()
-}
-
-/// Hands what target `t` sends outside any request to `session` (held weakly: the session's
-/// upstream connection holds this).
-pub(super) fn owner_listener(session: &Session, t: usize) -> Listener {
-    let weak = Arc::downgrade(&session.0);
-    Arc::new(move |msg| {
-        if let Some(s) = weak.upgrade() {
-            Session(s).deliver_from_upstream(t, msg, None);
-        }
-    })
-}
-
-/// See [`McpBackend::call`].
-struct InflightGuard<'a>(&'a Session, &'a str);
-
-impl Drop for InflightGuard<'_> {
-    fn drop(&mut self) {
-        self.0.0.inflight.locked().remove(self.1);
     }
 }

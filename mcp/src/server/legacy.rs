@@ -10,8 +10,10 @@ use futures::StreamExt;
 use http::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
-use super::{MAX_BODY, McpBackend, RequestContext, pipe_upstream_streams, rpc_response};
-use crate::jsonrpc::{self, Kind};
+use super::streamable::pipe_upstream_streams;
+use super::{MAX_BODY, McpBackend, RequestContext};
+use crate::error::{ProtocolError, refuse};
+use crate::request::{Message, Method};
 use crate::session::Registry;
 
 impl McpBackend {
@@ -53,7 +55,7 @@ impl McpBackend {
         &self,
         req: Request<Body>,
         ctx: &RequestContext,
-    ) -> Response<Body> {
+    ) -> switchboard_core::Result<Response<Body>> {
         let id = req.uri().query().and_then(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == "sessionId")
@@ -65,49 +67,31 @@ impl McpBackend {
             .filter(|(_, p)| p.as_deref() == ctx.principal.as_deref())
             .map(|(tx, _)| tx)
         else {
-            return rpc_response(
-                StatusCode::NOT_FOUND,
-                jsonrpc::error(Value::Null, -32001, "session not found"),
-            );
+            return Err(refuse::session_not_found());
         };
         let id = id.unwrap_or_default();
         let Ok(bytes) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
-            return rpc_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                jsonrpc::error(Value::Null, jsonrpc::INVALID_REQUEST, "body too large"),
-            );
+            return Err(refuse::body_too_large());
         };
-        let msg: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(_) => {
-                return rpc_response(
-                    StatusCode::BAD_REQUEST,
-                    jsonrpc::error(Value::Null, jsonrpc::PARSE_ERROR, "parse error"),
-                );
-            }
+        let Ok(msg) = serde_json::from_slice::<Value>(&bytes) else {
+            return Err(refuse::parse_error());
         };
         let msg = match msg {
             Value::Array(items) => return self.legacy_batch(id, tx, items, ctx),
             msg => msg,
         };
-        let kind = jsonrpc::kind(&msg);
-        if kind == Kind::Invalid {
-            return rpc_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::error(
-                    Value::Null,
-                    jsonrpc::INVALID_REQUEST,
-                    "invalid JSON-RPC message",
-                ),
-            );
-        }
+        let Ok(msg) = Message::parse(msg) else {
+            return Err(refuse::invalid_message());
+        };
         let this = self.clone();
         let principal = ctx.principal.clone();
         let access = ctx.access.clone();
         tokio::spawn(async move {
-            if kind == Kind::Request && jsonrpc::method(&msg) == "initialize" {
+            if let Message::Request(req) = &msg
+                && matches!(req.method, Method::Initialize)
+            {
                 let resp = match this
-                    .initialize(&msg, Some(id.clone()), principal.clone(), "")
+                    .initialize(req, Some(id.clone()), principal.clone(), "")
                     .await
                 {
                     Ok((session, resp)) => {
@@ -115,32 +99,31 @@ impl McpBackend {
                         pipe_upstream_streams(&session, &tx);
                         resp
                     }
-                    Err(resp) => resp,
+                    Err(e) => e.reply(req.id.clone()),
                 };
                 let _ = tx.send_last(resp).await;
                 return;
             }
             let Some(session) = this.0.sessions.get(&id, principal.as_deref()) else {
-                if let Some(rid) = msg.get("id").filter(|_| kind == Kind::Request) {
-                    let _ = tx.send(jsonrpc::error(
-                        rid.clone(),
-                        jsonrpc::INVALID_REQUEST,
-                        "not initialized",
-                    ));
+                if let Message::Request(req) = msg {
+                    let _ = tx.send(
+                        ProtocolError::InvalidRequest("not initialized".into()).reply(req.id),
+                    );
                 }
                 return;
             };
-            if kind == Kind::Request {
-                let resp = this.dispatch(&session, msg, None, access).await;
-                let _ = tx.send_last(resp).await;
-            } else {
-                this.client_message(&session, msg).await;
+            match msg {
+                Message::Request(req) => {
+                    let resp = this.dispatch(&session, req, None, access).await;
+                    let _ = tx.send_last(resp).await;
+                }
+                msg => this.client_message(&session, msg).await,
             }
         });
-        Response::builder()
+        Ok(Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::{Route, frames};
+use super::{Recipient, frames};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 use crate::param_headers::{self, ToolHeaders};
@@ -364,7 +364,7 @@ impl HttpUpstream {
 
     pub async fn request(
         &self,
-        route: Route,
+        recipient: Recipient,
         msg: Value,
         progress: Option<Value>,
     ) -> Result<Value> {
@@ -373,16 +373,16 @@ impl HttpUpstream {
         if !resp.status().is_success() {
             return Err(self.unavailable(format!("answered {}", resp.status())));
         }
-        self.read_reply(resp, id, Some(&route), progress).await
+        self.read_reply(resp, id, Some(&recipient), progress).await
     }
 
     /// Read the reply to request `id` from a JSON or SSE response; other messages on the
-    /// stream belong to that request and go to `route`.
+    /// stream belong to that request and go to `recipient`.
     async fn read_reply(
         &self,
         resp: reqwest::Response,
         id: u64,
-        route: Option<&Route>,
+        recipient: Option<&Recipient>,
         progress: Option<Value>,
     ) -> Result<Value> {
         let is_sse = resp
@@ -413,14 +413,16 @@ impl HttpUpstream {
             {
                 return Ok(msg);
             }
-            let Some(route) = route else { continue };
+            let Some(recipient) = recipient else {
+                continue;
+            };
             if jsonrpc::method(&msg) == "notifications/progress" {
                 match (&progress, msg.pointer_mut("/params/progressToken")) {
                     (Some(orig), Some(slot)) if slot.as_u64() == Some(id) => *slot = orig.clone(),
                     _ => continue,
                 }
             }
-            route.deliver(msg);
+            recipient.deliver(msg);
         }
         Err(self.unavailable("stream ended before the reply"))
     }

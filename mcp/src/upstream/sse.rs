@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::frames::{self, FrameError};
-use super::{Pending, PendingMap, Route, await_reply};
+use super::{Pending, PendingMap, Recipient, Sink, await_reply};
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 
@@ -38,7 +38,7 @@ impl SseUpstream {
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
-        fallback: super::stdio::Listener,
+        fallback: Arc<dyn Sink>,
         max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let unavailable = |reason: String| Error::Unavailable {
@@ -83,7 +83,7 @@ impl SseUpstream {
         let reader_cancel = cancel.clone();
         let name = target.clone();
         tokio::spawn(async move {
-            let deliver = |m: Value| fallback(m);
+            let deliver = |m: Value| fallback.deliver(m);
             loop {
                 tokio::select! {
                     _ = reader_cancel.cancelled() => break,
@@ -118,7 +118,7 @@ impl SseUpstream {
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let reply = this
             .request(
-                Route::detached(),
+                Recipient::detached(),
                 jsonrpc::request(Value::from(id), "initialize", init_params),
                 None,
             )
@@ -140,7 +140,7 @@ impl SseUpstream {
 
     pub async fn request(
         &self,
-        route: Route,
+        recipient: Recipient,
         msg: Value,
         progress: Option<Value>,
     ) -> Result<Value> {
@@ -151,7 +151,7 @@ impl SseUpstream {
             Pending {
                 reply: tx,
                 progress,
-                route,
+                recipient,
             },
         );
         let _guard = self.pending.guard(id);

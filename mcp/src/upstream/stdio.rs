@@ -20,16 +20,11 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{Pending, PendingMap, Route, await_reply};
+use super::{Pending, PendingMap, Recipient, Sink, await_reply};
 use crate::config::StdioTarget;
-use crate::error::{Error, Result};
+use crate::error::{Error, ProtocolError, Result};
 use crate::jsonrpc;
 use switchboard_sessions::{ReleaseSubscription, SessionId, SessionManager};
-
-/// Receives messages from a shared child that no request claims (`list_changed`,
-/// `resources/updated`, unattributable server requests).
-pub(crate) type Listener = Arc<dyn Fn(Value) + Send + Sync>;
-type WeakListener = std::sync::Weak<dyn Fn(Value) + Send + Sync>;
 
 /// Children by config, shared across backends and reloads. Kept by the gateway.
 #[derive(Clone, Default)]
@@ -178,7 +173,9 @@ pub(crate) struct Inner {
     writer: Mutex<Option<mpsc::UnboundedSender<String>>>,
     ready: watch::Sender<Phase>,
     pid: Mutex<Option<u32>>,
-    listeners: Mutex<Vec<WeakListener>>,
+    /// Receive what a shared child sends that no request claims (`list_changed`,
+    /// `resources/updated`), held weakly.
+    subscribers: Mutex<Vec<Weak<dyn Sink>>>,
     /// Set for a `per_session` child.
     owned: Option<Owned>,
     /// The running child was sent `notifications/initialized` (reset for each child).
@@ -191,7 +188,7 @@ struct Owned {
     /// The client's own `initialize` params, sent to the child as they are.
     init: Value,
     /// Receives every message no in-flight request claims (server requests included).
-    owner: Mutex<Listener>,
+    owner: Mutex<Arc<dyn Sink>>,
     /// The client sent `notifications/initialized`; the child gets its own once it answered
     /// `initialize`, so it does not start talking (e.g. ask for roots) before the client is
     /// ready to listen.
@@ -243,7 +240,7 @@ impl StdioProcess {
             writer: Mutex::new(None),
             ready: watch::channel(Phase::Starting).0,
             pid: Mutex::new(None),
-            listeners: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Vec::new()),
             owned,
             initialized_sent: AtomicBool::new(false),
             cancel: cancel.clone(),
@@ -264,7 +261,7 @@ impl StdioProcess {
         cfg: &StdioTarget,
         ids: Arc<AtomicU64>,
         init: Value,
-        owner: Listener,
+        owner: Arc<dyn Sink>,
         client_initialized: bool,
         max_line: usize,
     ) -> Self {
@@ -288,7 +285,7 @@ impl StdioProcess {
 
     /// Point a `per_session` child at its session's current local state (rebuilt after a
     /// config reload).
-    pub fn set_owner(&self, owner: Listener) {
+    pub fn set_owner(&self, owner: Arc<dyn Sink>) {
         if let Some(o) = &self.0.owned {
             *o.owner.locked() = owner;
         }
@@ -318,11 +315,12 @@ impl StdioProcess {
         self.0.cancel.is_cancelled()
     }
 
-    /// Register a receiver for unclaimed messages (held weakly: dropping it unregisters).
-    pub fn listen(&self, l: &Listener) {
-        let mut ls = self.0.listeners.locked();
-        ls.retain(|w| w.strong_count() > 0);
-        ls.push(Arc::downgrade(l));
+    /// Subscribe `sink` to the messages of a shared child that no request claims (held
+    /// weakly: dropping it unsubscribes).
+    pub fn subscribe(&self, sink: &Arc<dyn Sink>) {
+        let mut subs = self.0.subscribers.locked();
+        subs.retain(|w| w.strong_count() > 0);
+        subs.push(Arc::downgrade(sink));
     }
 
     /// The OS pid of the current child, if one is running.
@@ -350,7 +348,7 @@ impl StdioProcess {
 
     pub async fn request(
         &self,
-        route: Route,
+        recipient: Recipient,
         msg: Value,
         progress: Option<Value>,
     ) -> Result<Value> {
@@ -365,7 +363,7 @@ impl StdioProcess {
             Pending {
                 reply: tx,
                 progress,
-                route,
+                recipient,
             },
         );
         let _guard = self.0.pending.guard(id);
@@ -538,13 +536,13 @@ async fn run_once(this: &Arc<Inner>, cfg: &StdioTarget, cancel: &CancellationTok
 async fn initialize(this: Arc<Inner>) -> Result<Value> {
     let id = this.ids.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
-    let route = Route::detached();
+    let recipient = Recipient::detached();
     this.pending.insert(
         id,
         Pending {
             reply: tx,
             progress: None,
-            route,
+            recipient,
         },
     );
     let params = match &this.owned {
@@ -554,7 +552,7 @@ async fn initialize(this: Arc<Inner>) -> Result<Value> {
         // A shared child serves many clients, so it is told only about capabilities the gateway
         // can route to an owner; roots would be ambiguous.
         None => json!({
-            "protocolVersion": crate::server::LATEST_VERSION,
+            "protocolVersion": crate::revision::LATEST_VERSION,
             "capabilities": {"sampling": {}, "elicitation": {}},
             "clientInfo": {"name": "switchboard", "version": env!("CARGO_PKG_VERSION")},
         }),
@@ -571,11 +569,11 @@ fn unclaimed(this: &Arc<Inner>, msg: Value) {
     if let Some(o) = &this.owned {
         // Everything of a per-session child belongs to its one session, requests included.
         let owner = o.owner.locked().clone();
-        owner(msg);
+        owner.deliver(msg);
         return;
     }
-    let listeners: Vec<_> = this
-        .listeners
+    let subscribers: Vec<_> = this
+        .subscribers
         .locked()
         .iter()
         .filter_map(|w| w.upgrade())
@@ -583,15 +581,14 @@ fn unclaimed(this: &Arc<Inner>, msg: Value) {
     if jsonrpc::kind(&msg) == jsonrpc::Kind::Request {
         // Nobody can answer it; tell the child rather than leave it waiting.
         if let Some(id) = msg.get("id").cloned() {
-            let _ = this.send(jsonrpc::error(
-                id,
-                jsonrpc::METHOD_NOT_FOUND,
-                "no client session to route this request to",
-            ));
+            let _ = this.send(
+                ProtocolError::NotSupported("no client session to route this request to".into())
+                    .reply(id),
+            );
         }
         return;
     }
-    for l in listeners {
-        l(msg.clone());
+    for s in subscribers {
+        s.deliver(msg.clone());
     }
 }

@@ -58,14 +58,16 @@ pub fn have_peers() -> bool {
         && have("python with the mcp SDK", &python())
 }
 
-/// Install the rustls provider once.
+/// Install the rustls provider once, and with `RUST_LOG` set (say
+/// `RUST_LOG=switchboard_mcp=debug`) the gateway's logs in the test's output.
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let _ = tracing_subscriber_init();
-}
-
-fn tracing_subscriber_init() -> Option<()> {
-    None
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 /// A gateway serving one `mcp` route at `/mcp`.
@@ -128,10 +130,16 @@ pub async fn gateway_with_shared(cfg: McpConfig, shared: &McpShared) -> Gateway 
                     switchboard_mcp::Item::Tool(name)
                     | switchboard_mcp::Item::Prompt(name)
                     | switchboard_mcp::Item::Resource(name) => name.starts_with(&prefix),
+                    switchboard_mcp::Item::Model(_) => false,
                 },
             )));
         }
-        async move { b.handle(req, &ctx).await }
+        // Stands in for the gateway's error edge.
+        async move {
+            b.handle(req, &ctx)
+                .await
+                .unwrap_or_else(|e| e.render(switchboard_core::ApiFormat::JsonRpc))
+        }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

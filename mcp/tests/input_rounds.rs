@@ -1,4 +1,4 @@
-//! Multi round-trip requests (2026-07-28 `input_required`) across protocol eras, and the
+//! Input rounds (2026-07-28 multi round-trip requests, `input_required`) across protocol eras, and the
 //! `Mcp-Param-*` routing headers: a 2026-07-28-only target (examples' `mcp_modern`), the
 //! session-era rmcp fixture and server-everything, driven by the Python SDK and raw HTTP.
 
@@ -84,7 +84,7 @@ async fn session_client_answers_a_modern_targets_input_requests() {
         return;
     }
     let (gw, seen, _t) = modern_gateway(json!({})).await;
-    let (ok, out, err) = run_python("mrtr_client.py", &[&gw.url, "modern__"]).await;
+    let (ok, out, err) = run_python("input_rounds_client.py", &[&gw.url, "modern__"]).await;
     assert!(ok, "python client failed:\n{out}\n{err}");
     println!("python (session era → 2026-07-28 target): {out}");
     let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();

@@ -17,24 +17,18 @@ use futures::StreamExt as _;
 use crate::outbox::{Inbox, Mode, outbox};
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Response, StatusCode, header};
+use http::{Response, header};
 use serde_json::{Value, json};
 use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
 
-use super::{
-    McpBackend, RequestContext, SSE_RETRY_MS, not_found, pipe_upstream_streams, rpc_response,
-    store_unavailable,
-};
+use super::streamable::pipe_upstream_streams;
+use super::{McpBackend, RequestContext, SSE_RETRY_MS};
 use crate::config::TransportKind;
-use crate::jsonrpc;
+use crate::error::{ProtocolError, Rejected, refuse};
 use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
 use crate::upstream::Upstream;
 use crate::upstream::http::HttpUpstream;
 
-/// JSON-RPC error code (HTTP 404) of an unknown, expired, revoked, tampered or foreign session.
-pub const SESSION_NOT_FOUND: i64 = -32001;
-/// JSON-RPC error code (HTTP 421) of a session whose stdio targets run on another replica.
-pub const PINNED_ELSEWHERE: i64 = -32003;
 /// Name of the token's reserved entry (not a valid target name: targets cannot contain `@`).
 pub(crate) const CLIENT_ENTRY: &str = "@client";
 
@@ -76,13 +70,12 @@ impl McpBackend {
     }
 
     /// Seal the session of a finished `initialize`; on failure the session's upstreams are
-    /// closed and a JSON-RPC error is returned.
+    /// closed and the error answering the `initialize` is returned.
     pub(super) async fn create_managed(
         &self,
         session: &Session,
-        rid: &Value,
         route: &str,
-    ) -> Result<(), Value> {
+    ) -> Result<(), ProtocolError> {
         let manager = self.0.shared.sessions();
         let mut entries = self.entries_of(session);
         entries.push(client_entry(
@@ -113,23 +106,15 @@ impl McpBackend {
                 }
                 Err(match e {
                     switchboard_sessions::Error::TooManySessions { .. } => {
-                        jsonrpc::error(rid.clone(), jsonrpc::INVALID_REQUEST, &e.to_string())
+                        ProtocolError::InvalidRequest(e.to_string().into())
                     }
                     switchboard_sessions::Error::TokenTooLarge { .. } => {
                         tracing::warn!(error = %e, "session state too large for a session id");
-                        jsonrpc::error(
-                            rid.clone(),
-                            jsonrpc::INVALID_PARAMS,
-                            "session state too large",
-                        )
+                        ProtocolError::InvalidParams("session state too large".into())
                     }
                     e => {
                         tracing::warn!(error = %e, "session store: creating a session failed");
-                        jsonrpc::error(
-                            rid.clone(),
-                            jsonrpc::INTERNAL_ERROR,
-                            "session store unavailable",
-                        )
+                        ProtocolError::Gateway(refuse::store_unavailable())
                     }
                 })
             }
@@ -141,15 +126,16 @@ impl McpBackend {
         &self,
         token: &str,
         ctx: &RequestContext,
-        rid: &Value,
-    ) -> Result<Session, Response<Body>> {
+    ) -> Result<Session, Rejected> {
         let manager = self.0.shared.sessions();
         let resumed = match manager.resume(token, ctx.principal.as_deref()).await {
             Ok(r) => r,
-            Err(switchboard_sessions::Error::NotFound) => return Err(not_found(rid.clone())),
+            Err(switchboard_sessions::Error::NotFound) => {
+                return Err(refuse::session_not_found().into());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "session store: resuming a session failed");
-                return Err(store_unavailable(rid.clone()));
+                return Err(refuse::store_unavailable().into());
             }
         };
         let record = resumed.session;
@@ -158,23 +144,12 @@ impl McpBackend {
             // not have the session's state. The client (or a sticky load balancer) must go back
             // there, or start a new session.
             tracing::debug!(session = %record.id, owner, "session pinned to another replica");
-            return Err(rpc_response(
-                StatusCode::MISDIRECTED_REQUEST,
-                jsonrpc::error(
-                    rid.clone(),
-                    PINNED_ELSEWHERE,
-                    &format!(
-                        "session is pinned to replica `{owner}` because it has stdio targets, \
-                         which run there: send its requests to that replica, or initialize a \
-                         new session"
-                    ),
-                ),
-            ));
+            return Err(ProtocolError::PinnedElsewhere(owner.to_string()).into());
         }
         let client = record.target(CLIENT_ENTRY);
         if client.and_then(|c| c.endpoint.as_deref()) != Some(&*ctx.route) {
             // A session of another route (tokens share the gateway's keys).
-            return Err(not_found(rid.clone()));
+            return Err(refuse::session_not_found().into());
         }
         let key = record.id.to_string();
         if let Some(s) = self.0.sessions.get(&key, ctx.principal.as_deref()) {
@@ -260,7 +235,7 @@ impl McpBackend {
                 if let Some(Upstream::Stdio(p)) = kept.upstream(t)
                     && p.is_per_session()
                 {
-                    p.set_owner(super::federation::owner_listener(&kept, t));
+                    p.set_owner(kept.sink(t));
                 }
             }
         }
@@ -301,9 +276,9 @@ impl McpBackend {
         &self,
         session: Session,
         last_event_id: Option<String>,
-    ) -> Response<Body> {
+    ) -> switchboard_core::Result<Response<Body>> {
         let Some(m) = session.0.managed.get() else {
-            return not_found(Value::Null);
+            return Err(refuse::session_not_found());
         };
         let manager = m.manager.clone();
         let record = m.record();
@@ -352,10 +327,10 @@ impl McpBackend {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "session store: replay failed");
-                    return store_unavailable(Value::Null);
+                    return Err(refuse::store_unavailable());
                 }
             }
-        } else if session.0.version.as_str() >= "2025-11-25" {
+        } else if crate::revision::primes_streams(&session.0.version) {
             // SEP-1699 priming event: an id to resume from even before the first message.
             match manager.append_event(&m.get_stream(), Bytes::new()).await {
                 Ok(id) => head.push(Bytes::from(format!(
@@ -428,7 +403,7 @@ impl McpBackend {
         if let Ok(v) = http::HeaderValue::from_str(&record.token) {
             r.headers_mut().insert("mcp-session-id", v);
         }
-        r
+        Ok(r)
     }
 
     /// A POST answered as SSE on a managed session: every event is appended to the request's
@@ -442,7 +417,7 @@ impl McpBackend {
         priming: bool,
     ) -> Response<Body> {
         let Some(m) = session.0.managed.get() else {
-            return super::sse_response(session, rx, priming);
+            return super::streamable::sse_response(session, rx, priming);
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name: Arc<str> = format!("post/{}", &id[..12]).into();

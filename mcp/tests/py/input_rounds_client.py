@@ -2,7 +2,7 @@
 the gateway: the target's input requests (input_required) must reach this client as ordinary
 elicitation and sampling requests, and its answers must finish the call.
 
-usage: mrtr_client.py URL PREFIX   (PREFIX: the exposed name prefix, e.g. "modern__")
+usage: input_rounds_client.py URL PREFIX   (PREFIX: the exposed name prefix, e.g. "modern__")
 Prints one JSON summary line; exits non-zero on the first failed expectation.
 """
 

@@ -1,0 +1,341 @@
+//! The Streamable HTTP transport at the route's prefix: POST (one message or, up to
+//! 2025-03-26, a batch; answered as JSON or as an SSE stream), GET (the session's standalone
+//! stream) and DELETE (end the session). A POST's body is parsed here ([`Message::parse`]);
+//! requests without a session that are not `initialize` go to `stateless`. Also the reply
+//! helpers every transport shares.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Request, Response, StatusCode, header};
+use serde_json::Value;
+
+use super::{
+    MAX_BODY, META_VERSION, McpBackend, RequestContext, SESSION_VERSIONS, SSE_RETRY_MS,
+    STATELESS_VERSION,
+};
+use crate::error::refuse;
+use crate::outbox::{Inbox, Mode, Outbox, outbox};
+use crate::request::{self as rpc, Message};
+use crate::session::Session;
+use crate::upstream::Upstream;
+
+impl McpBackend {
+    pub(super) async fn post(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
+        let (parts, body) = req.into_parts();
+        let accepts_sse = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return Err(refuse::body_too_large());
+        };
+        let msg: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(_) => {
+                self.0.shared.metrics.request("", "", "parse_error");
+                return Err(refuse::parse_error());
+            }
+        };
+        let msg = match msg {
+            Value::Array(items) => {
+                return self
+                    .post_batch(&parts.headers, items, accepts_sse, ctx)
+                    .await;
+            }
+            msg => msg,
+        };
+        let header_version = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok());
+        let session_id = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        let meta_version = msg
+            .pointer(&format!(
+                "/params/_meta/{}",
+                META_VERSION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str);
+        let modern =
+            header_version == Some(STATELESS_VERSION) || meta_version == Some(STATELESS_VERSION);
+        let Ok(msg) = Message::parse(msg) else {
+            return Err(refuse::invalid_message());
+        };
+        let req = match msg {
+            Message::Request(req) => req,
+            // Stateless clients' notifications and replies have no session to reach; the
+            // requests they could refer to were answered within their own HTTP exchange.
+            _ if session_id.is_none() && modern => return Ok(accepted()),
+            msg => {
+                if let Some(v) = header_version
+                    && !SESSION_VERSIONS.contains(&v)
+                    && v != STATELESS_VERSION
+                {
+                    return Err(refuse::unsupported_version());
+                }
+                let session_id = session_id.ok_or_else(refuse::no_session_id)?;
+                let session = match self.resume(session_id, ctx).await {
+                    Ok(s) => s,
+                    Err(r) => return rejected(r, Value::Null),
+                };
+                self.client_message(&session, msg).await;
+                return Ok(accepted());
+            }
+        };
+        let is_initialize = matches!(req.method, rpc::Method::Initialize);
+        if session_id.is_none()
+            && !is_initialize
+            && (matches!(req.method, rpc::Method::Discover) || modern)
+        {
+            return Ok(self.stateless(req, &parts.headers, ctx).await);
+        }
+        if let Some(v) = header_version
+            && !SESSION_VERSIONS.contains(&v)
+            && v != STATELESS_VERSION
+        {
+            return Err(refuse::unsupported_version());
+        }
+        if is_initialize {
+            if session_id.is_some() {
+                return Err(refuse::already_initialized());
+            }
+            return Ok(
+                match self
+                    .initialize(&req, None, ctx.principal.clone(), &ctx.route)
+                    .await
+                {
+                    Ok((session, resp)) => {
+                        let mut r = rpc_response(StatusCode::OK, resp);
+                        if let Ok(v) = http::HeaderValue::from_str(&session.header_id()) {
+                            r.headers_mut().insert("mcp-session-id", v);
+                        }
+                        r
+                    }
+                    Err(e) => rpc_response(StatusCode::OK, e.reply(req.id)),
+                },
+            );
+        }
+        let session_id = session_id.ok_or_else(refuse::no_session_id)?;
+        let session = match self.resume(session_id, ctx).await {
+            Ok(s) => s,
+            Err(r) => return rejected(r, req.id),
+        };
+        Ok(self
+            .respond(session, req, accepts_sse, Some(session_id), ctx)
+            .await)
+    }
+
+    /// Answer one request as an SSE stream when the client accepts one (progress, logging and
+    /// server requests travel with it; every event has an id, a priming event first from
+    /// 2025-11-25 on), else as JSON. `ping` is always JSON: nothing can accompany it.
+    async fn respond(
+        &self,
+        session: Session,
+        req: rpc::Request,
+        accepts_sse: bool,
+        sid: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Response<Body> {
+        let streams = !matches!(req.method, rpc::Method::Ping);
+        if !(streams && accepts_sse) {
+            let resp = self.dispatch(&session, req, None, ctx.access.clone()).await;
+            self.sync_targets(&session).await;
+            return rpc_response(StatusCode::OK, resp);
+        }
+        let (tx, rx) = self.request_outbox(&session);
+        let this = self.clone();
+        let s2 = session.clone();
+        let tx2 = tx.clone();
+        let access = ctx.access.clone();
+        tokio::spawn(async move {
+            let resp = this.dispatch(&s2, req, Some(tx2.clone()), access).await;
+            if tx2.send_last(resp).await.is_err() {
+                tracing::debug!("reply not delivered: the request's stream was closed");
+            }
+            this.sync_targets(&s2).await;
+        });
+        drop(tx);
+        let priming = crate::revision::primes_streams(&session.0.version);
+        let mut r = if session.0.managed.get().is_some() {
+            self.logged_post_stream(session, rx, priming)
+        } else {
+            sse_response(session, rx, priming)
+        };
+        if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
+            r.headers_mut().insert("mcp-session-id", sid);
+        }
+        r
+    }
+
+    /// The queue of a request answered as SSE: a managed session's is drained by the task
+    /// that logs it (full: messages spill to the standalone stream, the reply waits for
+    /// room); any other's by the client (full: the stream is cut).
+    pub(crate) fn request_outbox(&self, session: &Session) -> (Outbox<Value>, Inbox<Value>) {
+        let mode = if session.0.managed.get().is_some() {
+            Mode::Spill
+        } else {
+            Mode::Cut
+        };
+        outbox(&self.bound(), mode, "request")
+    }
+
+    /// GET: the session's standalone stream for server-initiated messages.
+    pub(super) async fn get_stream(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
+        let accepts = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"));
+        if !accepts {
+            return Err(refuse::not_event_stream());
+        }
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(refuse::no_session_id());
+        };
+        let last_event_id = req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let session = match self.resume(sid, ctx).await {
+            Ok(s) => s,
+            Err(r) => return rejected(r, Value::Null),
+        };
+        self.standalone_stream(session, last_event_id).await
+    }
+
+    pub(super) async fn delete(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
+        let Some(sid) = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(refuse::no_session_id());
+        };
+        let session = match self.resume(sid, ctx).await {
+            Ok(s) => s,
+            Err(r) => return rejected(r, Value::Null),
+        };
+        let Some(m) = session.0.managed.get() else {
+            return Err(refuse::session_not_found());
+        };
+        // The manager's release callback drops the local state and closes the upstreams.
+        if let Err(e) = m.manager.revoke(&m.record()).await {
+            tracing::warn!(error = %e, "session store: revoking a session failed");
+            return Err(refuse::store_unavailable());
+        }
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .unwrap_or_default())
+    }
+}
+
+/// Pipe each HTTP upstream's own standalone stream (server requests such as `roots/list`,
+/// `list_changed`, logging) into the session's standalone stream `tx`, for as long as `tx` is
+/// open: a task per HTTP target while the client listens, none otherwise.
+pub(super) fn pipe_upstream_streams(session: &Session, tx: &Outbox<Value>) {
+    for t in 0..session.0.naming.targets.len() {
+        if let Some(Upstream::Http(h)) = session.upstream(t) {
+            let s = session.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(Some(resp)) = h.open_stream().await else {
+                    return;
+                };
+                let mut events =
+                    crate::upstream::frames::sse_events(resp.bytes_stream(), h.max_reply());
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => break,
+                        ev = events.next() => match ev {
+                            Some(Ok(ev)) => {
+                                if let Ok(m) = serde_json::from_str::<Value>(&ev.data) {
+                                    s.deliver_from_upstream(t, m, Some(&tx));
+                                }
+                            }
+                            Some(Err(e)) => {
+                                tracing::warn!(target_name = %h.target(), error = ?e, "target's standalone stream dropped");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A rejected request as the answer to its POST (`id`: the request's, when it has one).
+pub(super) fn rejected(
+    r: crate::error::Rejected,
+    id: Value,
+) -> switchboard_core::Result<Response<Body>> {
+    match r {
+        crate::error::Rejected::Http(e) => Err(e),
+        crate::error::Rejected::Rpc(e) => Ok(rpc_response(e.status(), e.reply(id))),
+    }
+}
+
+/// 202 with no body: a notification or a response was taken.
+pub(super) fn accepted() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+pub(super) fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+        .unwrap_or_default()
+}
+
+/// An SSE body from a channel; every event has an id. A request's stream ends when its last
+/// sender (the task answering it) is gone, right after the response.
+pub(super) fn sse_response(session: Session, rx: Inbox<Value>, priming: bool) -> Response<Body> {
+    let s2 = session.clone();
+    let first = futures::stream::iter(priming.then(|| {
+        Ok::<_, Infallible>(Bytes::from(format!(
+            "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
+            s2.event_id()
+        )))
+    }));
+    let events = rx.into_stream().map(move |msg| {
+        Ok(Bytes::from(format!(
+            "id: {}\nevent: message\ndata: {}\n\n",
+            session.event_id(),
+            msg
+        )))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(first.chain(events)))
+        .unwrap_or_default()
+}
