@@ -1,8 +1,6 @@
 //! The backend stage: what a matched route sends its request to. One variant per backend kind
 //! of the config; each turns a request into a response or a [`RequestError`].
 
-use std::sync::Arc;
-
 pub mod http;
 
 use ::http::{Method, Request, Response};
@@ -10,7 +8,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use switchboard_core::Item;
+use switchboard_core::ApiFormat;
 use switchboard_llm::{Front, LlmBackend};
 use switchboard_mcp::McpBackend;
 
@@ -18,7 +16,6 @@ use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::json_body::{BodyKind, BoundedJson, JsonLimits};
 use http::HttpBackend;
-use switchboard_core::ApiFormat;
 
 /// A route's backend.
 pub enum Backend {
