@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use switchboard_llm::config::expose_secrets;
 pub use types::*;
-pub use validate::{parse_bind, prefix_matches};
+pub use validate::{covers, parse_bind, prefix_matches};
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
