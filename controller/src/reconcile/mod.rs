@@ -1,5 +1,5 @@
-//! The reconciler: watches every input kind into reflector caches, re-renders the Gateways a
-//! change may affect, and converges the cluster on the rendering.
+//! The reconciler: watches every input kind into reflector caches, re-renders every Gateway
+//! on any change, and converges the cluster on the rendering.
 //!
 //! One reconcile of a Gateway, in request order: server-side apply of the ServiceAccount,
 //! ConfigMap, Service and Deployment (field manager [`FIELD_MANAGER`], forced, so the

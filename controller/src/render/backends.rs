@@ -162,7 +162,7 @@ fn upstream_url(
 
 /// Renders a Backend into the proxy's backend key. `static` becomes `http:`; `mcp`, `llm` and
 /// `a2a` become values shaped like the config file's keys of the same names (DESIGN.md), which
-/// [`attach_backend`] puts on the route once the proxy's config types have them.
+/// [`attach_backend`] puts on the route.
 fn render_backend(
     world: &World,
     b: &Backend,
@@ -267,8 +267,8 @@ fn render_backend(
 }
 
 /// Puts a rendered backend on a route. `http` is typed; other kinds go through the route's
-/// serde form, so they work as soon as `RouteConfig` has the key, and until then fail with a
-/// clear message instead of producing a config the proxy would refuse.
+/// serde form, so the proxy's own config types check them: a value they refuse fails with a
+/// message instead of producing a config the proxy would refuse.
 pub fn attach_backend(
     mut route: RouteConfig,
     backend: &RenderedBackend,

@@ -274,7 +274,8 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
     })
 }
 
-/// Sets `key` on any config struct through its serde form; fails when the type has no such key.
+/// Sets `key` on any config struct through its serde form; fails when the type refuses the
+/// key or its value.
 pub fn attach_key<T: serde::Serialize + serde::de::DeserializeOwned>(
     target: &T,
     key: &str,

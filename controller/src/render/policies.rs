@@ -156,8 +156,9 @@ impl<'a> PolicyIndex<'a> {
     }
 }
 
-/// Maps a Policy spec onto the proxy's `policies` block. Keys the proxy version does not know
-/// yet are reported, not silently dropped.
+/// Maps a Policy spec onto the proxy's `policies` block. `authn`, `authz` and `rateLimit` go
+/// through the block's serde form ([`attach_key`]); a value the proxy's types refuse is
+/// returned as a problem, not silently dropped.
 pub fn policy_to_config(p: &crd::PolicySpec) -> (Policies, Vec<String>) {
     let mut out = Policies::default();
     let mut problems = Vec::new();
