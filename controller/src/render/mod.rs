@@ -3,7 +3,8 @@
 //! proxy fleet, and the status the reconciler writes back. Nothing here talks to the API
 //! server, so every rule is covered by golden tests.
 //!
-//! [`render`] runs the stages in this order, one file each:
+//! [`render`] runs these stages, one file each (routes use backends, policies and secrets as
+//! they go):
 //!
 //! - `parameters.rs`: the GatewayParameters of the class and of the Gateway, merged.
 //! - `listeners.rs`: Gateway listeners that share a port become one proxy listener (their
@@ -13,7 +14,8 @@
 //!   earlier one fully covers is dropped, as the proxy refuses unreachable routes.
 //! - `backends.rs`: backendRefs resolve to Services or Switchboard Backends, rendered as the
 //!   route's `http`, `mcp`, `llm` or `a2a` key.
-//! - `policies.rs`: Policy objects and HTTPRoute filters become `policies` blocks.
+//! - `policies.rs`: Policy objects become `policies` blocks, merged over what HTTPRoute
+//!   filters ask for.
 //! - `secrets.rs`: Secrets referenced by Backends and GatewayParameters become `${VAR}`
 //!   references in the config and `secretKeyRef` environment variables in the Deployment, so
 //!   the ConfigMap never holds a secret.
@@ -114,7 +116,8 @@ impl Default for RenderOptions {
 pub struct Rendered {
     /// The proxy configuration.
     pub config: Config,
-    /// `config` as YAML (what the ConfigMap holds and push serves).
+    /// `config` as YAML: what push serves, and what the ConfigMap holds unless it is over
+    /// [`RenderOptions::config_map_limit`].
     pub config_yaml: String,
     /// Hex SHA-256 of `config_yaml`.
     pub checksum: String,
