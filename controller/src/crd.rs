@@ -154,7 +154,9 @@ pub struct LlmModel {
     /// `failover` (default), `weighted` or `least_latency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
-    /// Providers, in failover order.
+    /// The providers. All render with the proxy's default `priority` (the CRD has no such
+    /// field yet), so they form one group: `failover` spreads requests over them by `weight`
+    /// and retries a failed one on the others; listing order makes none the primary.
     pub providers: Vec<LlmProvider>,
 }
 
@@ -162,17 +164,22 @@ pub struct LlmModel {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LlmProvider {
-    /// `openai`, `anthropic` or `gemini`.
+    /// The API the provider speaks: `openai` (also any OpenAI-compatible host, with
+    /// `baseUrl`), `azure_openai`, `anthropic`, `gemini` or `bedrock`.
     pub provider: String,
     /// The provider's model name.
     pub model: String,
-    /// Override of the provider's API base URL.
+    /// Override of the provider's API base URL; required for `azure_openai`
+    /// (`https://{resource}.openai.azure.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// The API key, from a Secret.
+    /// The API key, from a Secret. For `bedrock`, the secret access key; the proxy reads the
+    /// access key id and region from `AWS_ACCESS_KEY_ID` and `AWS_REGION` (GatewayParameters
+    /// `env`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretValue>,
-    /// Weight for the `weighted` strategy.
+    /// Relative weight (default 1) when requests spread over providers (`weighted`, and
+    /// `failover` among providers of one group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }

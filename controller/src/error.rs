@@ -15,10 +15,7 @@ pub enum Error {
     /// An object is missing a field the controller needs (name, namespace, uid).
     #[error("object is missing {0}")]
     MissingField(&'static str),
-    /// A Switchboard resource cannot be rendered into the proxy configuration.
-    #[error("{0}")]
-    Render(String),
-    /// The HTTP server for config push failed.
+    /// The config push server could not bind or serve.
     #[error("config push server: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -319,6 +319,55 @@ spec:
 }
 
 #[test]
+fn a_rule_an_earlier_route_covers_is_dropped_with_a_warning() {
+    // The same match in two routes: the older route wins, the newer one's rule could never
+    // match, and the proxy refuses unreachable routes, so it is left out and reported. The
+    // newer route's other rule stays.
+    let world = world_yaml(&format!(
+        r#"{GW}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: old, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /a}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: new, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw, sectionName: http}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /a}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /b}}}}]
+      backendRefs: [{{name: svc, port: 80}}]
+"#
+    ));
+    let r = render_one(&world, "gw");
+    check_config(&r);
+    let names: Vec<&str> = r.config.listeners[0]
+        .routes
+        .iter()
+        .map(|x| x.name.as_str())
+        .collect();
+    assert!(names.contains(&"ns.old.0.0.http"), "{names:?}");
+    assert!(names.contains(&"ns.new.1.0.http"), "{names:?}");
+    assert!(!names.contains(&"ns.new.0.0.http"), "{names:?}");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w
+                == "HTTPRoute ns/new: a rule is shadowed by ns.old.0.0.http and never matches"),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
 fn cross_namespace_refs_need_a_reference_grant() {
     let route = r#"
 ---

@@ -336,8 +336,9 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
     }
 }
 
-/// Whether every request `b` matches is also matched by `a`.
-pub(crate) fn covers(a: &RouteMatch, b: &RouteMatch) -> bool {
+/// Whether every request `b` matches is also matched by `a`: a route matching `b` after one
+/// matching `a` is unreachable (validation refuses it; the controller drops it).
+pub fn covers(a: &RouteMatch, b: &RouteMatch) -> bool {
     let path_covers = match (&a.path_prefix, &a.path, &b.path_prefix, &b.path) {
         (None, None, ..) => true,
         (Some(pa), None, Some(pb), _) => prefix_matches(pa, pb),
