@@ -209,11 +209,7 @@ impl Answer {
                     .unwrap_or_default();
                 assert_eq!(keys, ["code", "message", "param", "type"], "{}", self.body);
                 assert_eq!(e["type"], cause.openai, "{}", self.body);
-                assert!(
-                    e["code"].is_null() || e["code"] == cause.kind,
-                    "{}",
-                    self.body
-                );
+                assert_eq!(e["code"], cause.kind, "{}", self.body);
             }
             _ => {
                 assert_eq!(self.body["type"], "error", "{}", self.body);
