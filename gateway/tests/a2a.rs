@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_gateway::{Gateway, config};
-use switchboard_sessions::testing::RedisServer;
+use switchboard_testing::redis::RedisServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use switchboard_gateway::config;
-use switchboard_sessions::testing::RedisServer;
+use switchboard_testing::redis::RedisServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
