@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use switchboard_testing::redis::RedisServer;
 
 use axum::body::Body;
 use serde_json::{Value, json};
@@ -133,31 +134,8 @@ fn assemble_openai(body: &str) -> Assembled {
     a
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("SWITCHBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "Python venv with openai/anthropic SDKs not found at {} (set SWITCHBOARD_PYTHON)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: Python venv not found at {} (set SWITCHBOARD_PYTHON)",
-        p.display()
-    );
-    None
+    switchboard_testing::peers::require_python(&[])
 }
 
 async fn sdk(py: &Path, check: &str, base: &str, model: &str) -> Value {
@@ -490,12 +468,16 @@ async fn failover_case(mode: Mode) {
     assert_eq!(served_by(&gw).await, (200, "primary".into()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: attempt timeouts and the ejection period are tokio timers (mock providers
+// and the backend in-process), so they are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn failover_when_primary_returns_500() {
     failover_case(Mode::Fail500).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: attempt timeouts and the ejection period are tokio timers (mock providers
+// and the backend in-process), so they are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn failover_when_primary_hangs() {
     failover_case(Mode::Hang).await;
 }
@@ -589,64 +571,11 @@ async fn mid_stream_failures_become_error_events_and_are_not_retried() {
     }
 }
 
-struct Redis {
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn redis() -> Option<(Redis, String)> {
-    let found = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("redis-server not on PATH");
-        }
-        eprintln!("SKIPPED: redis-server not on PATH");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("sb-llm-redis-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let sock = dir.join("redis.sock");
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--unixsocket",
-        ])
-        .arg(&sock)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = Redis { child, dir };
-    let url = format!("redis+unix://{}", sock.display());
-    // Readiness: the socket answers PING.
-    let client = redis::Client::open(url.as_str()).unwrap();
-    for _ in 0..200 {
-        if let Ok(mut c) = client.get_multiplexed_async_connection().await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-        {
-            return Some((guard, url));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("redis-server did not become ready");
+/// A throwaway redis-server and its URL, or `None` (skipped outside CI).
+async fn redis() -> Option<(RedisServer, String)> {
+    let server = RedisServer::start_or_skip(&switchboard_testing::peers::current_test())?;
+    let url = format!("redis+unix://{}", server.socket().display());
+    Some((server, url))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

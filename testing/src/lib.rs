@@ -2,9 +2,9 @@
 //! is compiled into the gateway, the controller or any product library.
 //!
 //! - [`peers`]: where the test peers live (the `.venv` Python, Node and the npm packages in
-//!   `node_modules`, `redis-server`) and [`peers::require`], the one skip rule: a missing peer
+//!   `node_modules`, `redis-server`) and [`peers::skip`], the one skip rule: a missing peer
 //!   skips the test loudly on a developer's machine and **fails it when `CI` is set**.
-//! - [`eventually`] / [`eventually_async`]: poll a condition until it holds or a deadline passes
+//! - [`eventually`] / [`until`] / [`eventually_async`]: poll a condition until it holds or a deadline passes
 //!   (for state that nothing can be awaited on: a child's exit, a metric, a store entry). They
 //!   sleep on tokio's clock, so they work under `#[tokio::test(start_paused = true)]` too.
 //! - [`ports`]: a port that refuses connections ([`ports::ClosedPort`]), held so nobody else
@@ -42,6 +42,11 @@ pub async fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> 
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// [`eventually`] for a condition without a value: polls until `cond` holds.
+pub async fn until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    eventually(what, within, || cond().then_some(())).await;
 }
 
 /// [`eventually`] for an asynchronous condition (an HTTP probe, a store lookup).

