@@ -18,6 +18,7 @@ use switchboard_controller::gateway_api::HTTPRoute;
 use switchboard_controller::push::{self, Authenticator, ConfigHub};
 use switchboard_controller::reconcile;
 use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
+use switchboard_testing::process::JsonLog;
 
 /// The `switchboard` binary, built on demand (it belongs to another package of the workspace).
 fn switchboard_binary() -> PathBuf {
@@ -45,14 +46,6 @@ async fn upstream() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     addr
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Kill(tokio::process::Child);
@@ -85,8 +78,9 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         &format!("system:serviceaccount:{ns}:someone"),
     );
     let up = upstream().await;
-    let port = free_port();
-    let admin_port = free_port();
+    // The proxy binds port 0 for its listener and its admin server and logs the addresses it
+    // got (the fake API server does not enforce the Gateway API's 1..=65535 port range).
+    let port = 0;
 
     for doc in [
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
@@ -121,7 +115,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     ));
     let opts = RenderOptions {
         push_url: Some(format!("http://{push_addr}")),
-        admin_bind: format!("127.0.0.1:{admin_port}"),
+        admin_bind: "127.0.0.1:0".into(),
         listener_host: "127.0.0.1".into(),
         ..Default::default()
     };
@@ -129,7 +123,10 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     let controller = tokio::spawn(reconcile::run(client, hub.clone(), opts, async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     }));
-    let boot = eventually(20, "first rendering", || hub.current(ns, "edge")).await;
+    let boot = eventually("first rendering", Duration::from_secs(20), || {
+        hub.current(ns, "edge")
+    })
+    .await;
 
     // Authentication: no token, an unknown token and another ServiceAccount's token fail.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -151,8 +148,8 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     std::fs::write(&cfg_path, &boot.config).unwrap();
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, "proxy-token\n").unwrap();
-    let child = tokio::process::Command::new(&bin)
-        .arg("run")
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["run", "--log-format", "json"])
         .arg("--config")
         .arg(&cfg_path)
         .arg("--control-plane")
@@ -161,12 +158,16 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         .arg(&token_path)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The reader keeps draining the log after `log` is dropped.
+    let mut log = JsonLog::read("switchboard", child.stderr.take().unwrap(), None);
     let _child = Kill(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let addrs = log.switchboard_ready(Duration::from_secs(30)).await;
+    assert_eq!(addrs.listeners.len(), 1, "{addrs:?}");
+    let base = format!("http://{}", addrs.listeners.values().next().unwrap());
     let body = wait_http(&http, &format!("{base}/one/a"), 20).await;
     assert_eq!(body, "upstream saw /one/a");
     assert!(get(&http, &format!("{base}/two/a")).await.is_none());
@@ -206,7 +207,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         "bad-checksum",
         "listeners: [{name: http, bind: not-an-address, routes: []}]\n",
     );
-    let admin = format!("http://127.0.0.1:{admin_port}/config");
+    let admin = format!("http://{}/config", addrs.admin);
     let err = wait_until(&http, &admin, 20, |body| {
         body.contains("not-an-address").then(|| body.to_string())
     })
@@ -244,14 +245,8 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
 }
 
 async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(b) = get(c, url).await {
-            return b;
-        }
-        assert!(Instant::now() < deadline, "{url} never served");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("{url} to serve");
+    eventually_async(&what, Duration::from_secs(secs), || get(c, url)).await
 }
 
 async fn wait_until<T>(
@@ -260,17 +255,9 @@ async fn wait_until<T>(
     secs: u64,
     f: impl Fn(&str) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(b) = get(c, url).await
-            && let Some(v) = f(&b)
-        {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never satisfied the condition"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("{url} to satisfy the condition");
+    eventually_async(&what, Duration::from_secs(secs), || async {
+        f(&get(c, url).await?)
+    })
+    .await
 }

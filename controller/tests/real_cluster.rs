@@ -24,21 +24,6 @@ use switchboard_controller::push::ConfigHub;
 use switchboard_controller::reconcile;
 use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
 
-async fn wait<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// An in-process controller (reconciler only; push is the hub).
 struct Running {
     hub: ConfigHub,
@@ -121,19 +106,23 @@ fn route(ns: &str, name: &str, path: &str) -> Value {
 async fn config_with(client: &Client, ns: &str, needle: &str) -> String {
     let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
     let deps = Api::<Deployment>::namespaced(client.clone(), ns);
-    wait(30, &format!("ConfigMap with {needle}"), || async {
-        let cm = cms.get_opt("edge").await.ok()??;
-        let yaml = cm.data?.get("config.yaml")?.clone();
-        if !yaml.contains(needle) {
-            return None;
-        }
-        let d = deps.get_opt("edge").await.ok()??;
-        let sum = d.spec.template.metadata?.annotations?
-            [switchboard_controller::render::CHECKSUM_ANNOTATION]
-            .clone();
-        use sha2::Digest;
-        (sum == hex::encode(sha2::Sha256::digest(yaml.as_bytes()))).then_some(yaml)
-    })
+    eventually_async(
+        &format!("ConfigMap with {needle}"),
+        Duration::from_secs(30),
+        || async {
+            let cm = cms.get_opt("edge").await.ok()??;
+            let yaml = cm.data?.get("config.yaml")?.clone();
+            if !yaml.contains(needle) {
+                return None;
+            }
+            let d = deps.get_opt("edge").await.ok()??;
+            let sum = d.spec.template.metadata?.annotations?
+                [switchboard_controller::render::CHECKSUM_ANNOTATION]
+                .clone();
+            use sha2::Digest;
+            (sum == hex::encode(sha2::Sha256::digest(yaml.as_bytes()))).then_some(yaml)
+        },
+    )
     .await
 }
 
@@ -184,7 +173,7 @@ async fn restarts_leave_every_child_uid_ip_and_node_port_alone() {
     let c = Running::start(&client, opts());
     config_with(&client, &ns, "/one").await;
     if cluster.is_real() {
-        wait(30, "node port", || async {
+        eventually_async("node port", Duration::from_secs(30), || async {
             let s = Api::<Service>::namespaced(client.clone(), &ns)
                 .get("edge")
                 .await
@@ -236,7 +225,7 @@ async fn a_second_field_manager_keeps_its_fields_and_loses_ours() {
     .unwrap();
     // The controller re-applies on the change to its child: our label back, their replicas
     // kept.
-    wait(30, "label restored", || async {
+    eventually_async("label restored", Duration::from_secs(30), || async {
         let d = deps.get("edge").await.ok()?;
         (d.labels().get("app.kubernetes.io/managed-by")? == "switchboard-controller").then_some(())
     })
@@ -246,7 +235,11 @@ async fn a_second_field_manager_keeps_its_fields_and_loses_ours() {
     c.stop().await;
 }
 
-fn free_port() -> u16 {
+/// A port that was free a moment ago. Only for the one place that cannot take port 0: a
+/// Gateway's listener port, which the real API server's Gateway API schema requires in
+/// 1..=65535. (Bind-then-release races other tests on the machine; everything else here binds
+/// port 0 and reports the address it got.)
+fn picked_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -261,32 +254,47 @@ impl Drop for Proc {
     }
 }
 
-fn controller_process(cluster: &TestCluster, lease_ns: &str, port: u16) -> Proc {
-    controller_process_with(
-        &cluster.kubeconfig,
-        lease_ns,
-        port,
-        &["--lease-duration", "3s"],
-    )
+/// A `switchboard-controller run` process, its push server on port 0.
+struct Controller {
+    proc: Proc,
+    /// The port its push server bound (from its log).
+    port: u16,
+    /// Its log file (stdout and stderr).
+    log: std::path::PathBuf,
 }
 
-fn controller_process_with(
+impl std::ops::Deref for Controller {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Controller {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+async fn controller_process(cluster: &TestCluster, lease_ns: &str) -> Controller {
+    controller_process_with(&cluster.kubeconfig, lease_ns, &["--lease-duration", "3s"]).await
+}
+
+async fn controller_process_with(
     kubeconfig: &std::path::Path,
     lease_ns: &str,
-    port: u16,
     extra: &[&str],
-) -> Proc {
+) -> Controller {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "sb-ctl-{}-{}.log",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     // Logs (stdout) and the exit error (stderr) both go to the log file.
-    let log =
-        std::fs::File::create(std::env::temp_dir().join(format!("sb-ctl-{port}.log"))).unwrap();
+    let log = std::fs::File::create(&path).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
-        .args([
-            "run",
-            "--push-bind",
-            &format!("127.0.0.1:{port}"),
-            "--namespace",
-            lease_ns,
-        ])
+        .args(["run", "--push-bind", "127.0.0.1:0", "--namespace", lease_ns])
         .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env_remove("POD_NAME")
@@ -297,7 +305,23 @@ fn controller_process_with(
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    Proc(child)
+    let proc = Proc(child);
+    // The push server binds port 0 first thing and logs
+    // `config push server listening addr=127.0.0.1:PORT`.
+    let port = eventually("the push server's address", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.contains("config push server listening"))?;
+        let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
+        addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+    })
+    .await;
+    Controller {
+        proc,
+        port,
+        log: path,
+    }
 }
 
 async fn ready(port: u16) -> Option<bool> {
@@ -320,12 +344,13 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     let cluster = TestCluster::start().await;
     let lease_ns = cluster.namespace("sb-lease").await;
     let leases = Api::<Lease>::namespaced(cluster.client.clone(), &lease_ns);
-    let (pa, pb) = (free_port(), free_port());
-    let mut a = controller_process(&cluster, &lease_ns, pa);
-    let first = wait(30, "a leader", || holder(&leases)).await;
-    let b = controller_process(&cluster, &lease_ns, pb);
+    let mut a = controller_process(&cluster, &lease_ns).await;
+    let pa = a.port;
+    let first = eventually_async("a leader", Duration::from_secs(30), || holder(&leases)).await;
+    let b = controller_process(&cluster, &lease_ns).await;
+    let pb = b.port;
     // Both push servers up; exactly one of them leads.
-    wait(30, "both push servers", || async {
+    eventually_async("both push servers", Duration::from_secs(30), || async {
         ready(pa).await?;
         ready(pb).await
     })
@@ -343,7 +368,10 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     a.0.start_kill().unwrap();
     let _ = a.0.wait().await;
     let killed = Instant::now();
-    wait(30, "takeover", || async { ready(pb).await?.then_some(()) }).await;
+    eventually_async("takeover", Duration::from_secs(30), || async {
+        ready(pb).await?.then_some(())
+    })
+    .await;
     let takeover = killed.elapsed();
     let second = holder(&leases).await.unwrap();
     assert_ne!(second, first, "a new identity holds the Lease");
@@ -355,24 +383,19 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
 
     // SIGTERM: the leader releases its Lease on the way out, so a new replica leads at once.
     let pid = b.0.id().unwrap();
-    println!(
-        "b logs: {}",
-        std::env::temp_dir()
-            .join(format!("sb-ctl-{pb}.log"))
-            .display()
-    );
-    let c = controller_process(&cluster, &lease_ns, free_port());
+    println!("b logs: {}", b.log.display());
+    let c = controller_process(&cluster, &lease_ns).await;
     std::process::Command::new("kill")
         .arg(pid.to_string())
         .status()
         .unwrap();
     let termed = Instant::now();
-    wait(30, "released Lease", || async {
+    eventually_async("released Lease", Duration::from_secs(30), || async {
         let h = holder(&leases).await;
         (h.as_deref() != Some(second.as_str())).then_some(())
     })
     .await;
-    let third = wait(30, "the next leader", || async {
+    let third = eventually_async("the next leader", Duration::from_secs(30), || async {
         holder(&leases)
             .await
             .filter(|h| !h.is_empty() && *h != second)
@@ -518,7 +541,6 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     let ns = cluster.namespace("sb-loss").await;
     basic_setup(&cluster, &ns, "ClusterIP").await;
     let leases = Api::<Lease>::namespaced(client.clone(), &lease_ns);
-    let (pa, pb) = (free_port(), free_port());
     let (ida, idb) = (format!("doomed-{ns}"), format!("heir-{ns}"));
     // 6 s: the leader steps down 4 s after its last renewal, the follower may take over after
     // 6 s; both margins are far above scheduling noise on a loaded machine.
@@ -527,16 +549,12 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     let mut a = controller_process_with(
         &relay.kubeconfig,
         &lease_ns,
-        pa,
         &["--lease-duration", "6s", "--identity", &ida],
-    );
-    println!(
-        "a logs: {}",
-        std::env::temp_dir()
-            .join(format!("sb-ctl-{pa}.log"))
-            .display()
-    );
-    wait(30, "a leads", || async {
+    )
+    .await;
+    let pa = a.port;
+    println!("a logs: {}", a.log.display());
+    eventually_async("a leads", Duration::from_secs(30), || async {
         (holder(&leases).await? == ida && ready(pa).await?).then_some(())
     })
     .await;
@@ -544,10 +562,11 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     let mut b = controller_process_with(
         &cluster.kubeconfig,
         &lease_ns,
-        pb,
         &["--lease-duration", "6s", "--identity", &idb],
-    );
-    wait(30, "b waits", || async {
+    )
+    .await;
+    let pb = b.port;
+    eventually_async("b waits", Duration::from_secs(30), || async {
         (!ready(pb).await?).then_some(())
     })
     .await;
@@ -590,7 +609,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
         dry_run: true,
         ..Default::default()
     };
-    wait(30, "the policy in force", || async {
+    eventually_async("the policy in force", Duration::from_secs(30), || async {
         let lease = leases.get("switchboard-controller").await.ok()?;
         match leases.replace("switchboard-controller", &dry, &lease).await {
             Err(kube::Error::Api(s)) if s.code != 409 => Some(()),
@@ -602,11 +621,15 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     // After a few refused (fast) renewals, a's requests start to hang instead: its step-down
     // deadline still holds (a renewal that hangs from just before the deadline must not carry
     // leadership past it).
-    let a_log = std::env::temp_dir().join(format!("sb-ctl-{pa}.log"));
-    wait(30, "three refused renewals by a", || async {
-        let log = std::fs::read_to_string(&a_log).ok()?;
-        (log.matches("lease renew failed").count() >= 3).then_some(())
-    })
+    let a_log = a.log.clone();
+    eventually_async(
+        "three refused renewals by a",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&a_log).ok()?;
+            (log.matches("lease renew failed").count() >= 3).then_some(())
+        },
+    )
     .await;
     relay.stall();
 
@@ -654,7 +677,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     // Another holder writes the Lease over b's (as one that found it expired would): b
     // sees it at its next renewal and stops at once.
     let usurped = Instant::now();
-    wait(30, "the Lease usurped", || async {
+    eventually_async("the Lease usurped", Duration::from_secs(30), || async {
         let mut lease = leases.get("switchboard-controller").await.ok()?;
         let spec = lease.spec.get_or_insert_with(Default::default);
         spec.holder_identity = Some("usurper".into());
@@ -679,8 +702,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     );
     assert!(!status.success(), "{status}");
     assert_eq!(ready(pb).await, None, "b no longer serves");
-    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("sb-ctl-{pb}.log")))
-        .unwrap_or_default();
+    let log = std::fs::read_to_string(&b.log).unwrap_or_default();
     assert!(log.contains("lost the lease to another replica"), "{log}");
     assert_eq!(holder(&leases).await.as_deref(), Some("usurper"));
     let _ = bindings
@@ -770,7 +792,7 @@ async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
         tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
         addr
     };
-    let port = free_port();
+    let port = picked_port();
     for doc in [
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
                "metadata": {"name": ns}, "spec": {"controllerName": CONTROLLER_NAME}}),
@@ -820,11 +842,10 @@ async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
         switchboard_controller::push::Authenticator::Disabled,
         push_stop_rx,
     ));
-    let admin = free_port();
     let opts = RenderOptions {
         push_url: Some(format!("http://{push_addr}")),
         listener_host: "127.0.0.1".into(),
-        admin_bind: format!("127.0.0.1:{admin}"),
+        admin_bind: "127.0.0.1:0".into(),
         // Below the size of this config, so the ConfigMap holds the bootstrap and the proxy
         // gets its routes from the push stream, as a config over 1 MiB would.
         config_map_limit: 4 * 1024,
@@ -842,18 +863,22 @@ async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
         },
     ));
     // Converged: the config holds every route, and every route says Accepted from us.
-    wait(120, "all routes in the config", || async {
-        let c = hub.current(&ns, "edge")?;
-        (c.config
-            .lines()
-            .filter(|l| l.trim_start().starts_with("path: /r"))
-            .count()
-            == N)
-            .then_some(())
-    })
+    eventually_async(
+        "all routes in the config",
+        Duration::from_secs(120),
+        || async {
+            let c = hub.current(&ns, "edge")?;
+            (c.config
+                .lines()
+                .filter(|l| l.trim_start().starts_with("path: /r"))
+                .count()
+                == N)
+                .then_some(())
+        },
+    )
     .await;
     let routes = Api::<HTTPRoute>::namespaced(client.clone(), &ns);
-    wait(240, "every route's status", || async {
+    eventually_async("every route's status", Duration::from_secs(240), || async {
         // Listing 5,000 routes is not free: look once a second.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let all = routes.list(&Default::default()).await.ok()?;
@@ -929,10 +954,14 @@ async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
     );
     let http = reqwest::Client::new();
     let last = format!("http://127.0.0.1:{port}/r{}", N - 1);
-    wait(60, "the proxy serves the last route", || async {
-        let r = http.get(&last).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
+    eventually_async(
+        "the proxy serves the last route",
+        Duration::from_secs(60),
+        || async {
+            let r = http.get(&last).send().await.ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
     .await;
     let served: Vec<bool> = futures::stream::iter(0..N)
         .map(|i| {
@@ -999,7 +1028,7 @@ async fn one_undecodable_backend_breaks_nothing_else() {
             )
             .await
             .unwrap();
-        wait(20, "the looser schema", || async {
+        eventually_async("the looser schema", Duration::from_secs(20), || async {
             api.create(
                 &PostParams::default(),
                 &serde_json::from_value(bad.clone()).unwrap(),
@@ -1039,11 +1068,15 @@ async fn one_undecodable_backend_breaks_nothing_else() {
         &other,
         &kube::api::ApiResource::erase::<Backend>(&()),
     );
-    let st = wait(30, "Invalid condition on the bad Backend", || async {
-        let b = backends.get("bad").await.ok()?;
-        let v = b.data.get("status")?.clone();
-        (cond(&v["conditions"], "Accepted")?["reason"] == "Invalid").then_some(v)
-    })
+    let st = eventually_async(
+        "Invalid condition on the bad Backend",
+        Duration::from_secs(30),
+        || async {
+            let b = backends.get("bad").await.ok()?;
+            let v = b.data.get("status")?.clone();
+            (cond(&v["conditions"], "Accepted")?["reason"] == "Invalid").then_some(v)
+        },
+    )
     .await;
     let msg = cond(&st["conditions"], "Accepted").unwrap()["message"].clone();
     assert!(msg.as_str().unwrap().contains("4294967296"), "{msg}");
@@ -1080,13 +1113,13 @@ async fn status_tells_the_truth() {
             })
             .unwrap_or(0)
     };
-    wait(30, "route parents written", || async {
+    eventually_async("route parents written", Duration::from_secs(30), || async {
         let a = ours(routes.get("r1").await.ok()?);
         let b = ours(routes.get("r2").await.ok()?);
         (a == 1 && b == 1).then_some(())
     })
     .await;
-    wait(30, "configs published", || async {
+    eventually_async("configs published", Duration::from_secs(30), || async {
         c.hub.current(&ns, "gone")?;
         c.hub.current(&ns, "edge")
     })
@@ -1097,13 +1130,17 @@ async fn status_tells_the_truth() {
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();
-    wait(30, "r2's entry for the deleted Gateway removed", || async {
-        (ours(routes.get("r2").await.ok()?) == 0).then_some(())
-    })
+    eventually_async(
+        "r2's entry for the deleted Gateway removed",
+        Duration::from_secs(30),
+        || async { (ours(routes.get("r2").await.ok()?) == 0).then_some(()) },
+    )
     .await;
-    wait(30, "config of the deleted Gateway withdrawn", || async {
-        c.hub.current(&ns, "gone").is_none().then_some(())
-    })
+    eventually_async(
+        "config of the deleted Gateway withdrawn",
+        Duration::from_secs(30),
+        || async { c.hub.current(&ns, "gone").is_none().then_some(()) },
+    )
     .await;
 
     if cluster.is_real() {
@@ -1120,12 +1157,16 @@ async fn status_tells_the_truth() {
         )
         .await
         .unwrap();
-        let st = wait(30, "Programmed=False Invalid", || async {
-            let g = gateways.get("edge").await.ok()?;
-            let v = serde_json::to_value(g.status?).ok()?;
-            let p = cond(&v["conditions"], "Programmed")?.clone();
-            (p["reason"] == "Invalid").then_some(p)
-        })
+        let st = eventually_async(
+            "Programmed=False Invalid",
+            Duration::from_secs(30),
+            || async {
+                let g = gateways.get("edge").await.ok()?;
+                let v = serde_json::to_value(g.status?).ok()?;
+                let p = cond(&v["conditions"], "Programmed")?.clone();
+                (p["reason"] == "Invalid").then_some(p)
+            },
+        )
         .await;
         assert_eq!(st["status"], "False");
         assert!(
@@ -1151,23 +1192,29 @@ async fn status_tells_the_truth() {
         )
         .await
         .unwrap();
-    wait(30, "r1's entry removed", || async {
+    eventually_async("r1's entry removed", Duration::from_secs(30), || async {
         (ours(routes.get("r1").await.ok()?) == 0).then_some(())
     })
     .await;
-    wait(30, "no stale condition on the moved Gateway", || async {
-        let g = gateways.get("edge").await.ok()?;
-        let generation = g.metadata.generation;
-        let st = g.status.unwrap_or_default();
-        st.conditions
-            .iter()
-            .all(|c| c.observed_generation.is_none() || c.observed_generation == generation)
-            .then_some(())
-    })
+    eventually_async(
+        "no stale condition on the moved Gateway",
+        Duration::from_secs(30),
+        || async {
+            let g = gateways.get("edge").await.ok()?;
+            let generation = g.metadata.generation;
+            let st = g.status.unwrap_or_default();
+            st.conditions
+                .iter()
+                .all(|c| c.observed_generation.is_none() || c.observed_generation == generation)
+                .then_some(())
+        },
+    )
     .await;
-    wait(30, "config of the moved Gateway withdrawn", || async {
-        c.hub.current(&ns, "edge").is_none().then_some(())
-    })
+    eventually_async(
+        "config of the moved Gateway withdrawn",
+        Duration::from_secs(30),
+        || async { c.hub.current(&ns, "edge").is_none().then_some(()) },
+    )
     .await;
     c.stop().await;
 }

@@ -17,24 +17,6 @@ use switchboard_controller::push::ConfigHub;
 use switchboard_controller::reconcile;
 use switchboard_controller::render::{CHECKSUM_ANNOTATION, CONTROLLER_NAME, RenderOptions};
 
-async fn wait<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn cond<'a>(conds: &'a serde_json::Value, ty: &str) -> Option<&'a serde_json::Value> {
     conds.as_array()?.iter().find(|c| c["type"] == ty)
 }
@@ -117,7 +99,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
 
     // GatewayClass accepted.
     let classes = Api::<GatewayClass>::all(client.clone());
-    wait("GatewayClass Accepted", || async {
+    eventually_async("GatewayClass Accepted", Duration::from_secs(20), || async {
         let c = classes.get(ns).await.ok()?;
         let v = serde_json::to_value(c.status?).ok()?;
         (cond(&v["conditions"], "Accepted")?["status"] == "True").then_some(())
@@ -128,7 +110,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), ns);
     let services = Api::<Service>::namespaced(client.clone(), ns);
-    let cm = wait("ConfigMap", || async {
+    let cm = eventually_async("ConfigMap", Duration::from_secs(20), || async {
         configmaps.get_opt("edge").await.ok()?
     })
     .await;
@@ -138,7 +120,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         "{yaml}"
     );
     assert!(yaml.contains("path_prefix: /app"), "{yaml}");
-    let dep = wait("Deployment", || async {
+    let dep = eventually_async("Deployment", Duration::from_secs(20), || async {
         deployments.get_opt("edge").await.ok()?
     })
     .await;
@@ -146,11 +128,14 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         dep.spec.template.metadata.unwrap().annotations.unwrap()[CHECKSUM_ANNOTATION].clone();
     assert_eq!(dep.metadata.owner_references.unwrap()[0].kind, "Gateway");
     assert!(services.get_opt("edge").await.unwrap().is_some());
-    let pushed = eventually(20, "published config", || hub.current(ns, "edge")).await;
+    let pushed = eventually("published config", Duration::from_secs(20), || {
+        hub.current(ns, "edge")
+    })
+    .await;
     assert_eq!(pushed.config, yaml);
 
     // Gateway Accepted; not Programmed until the LoadBalancer has an address.
-    let st = wait("Gateway Accepted", || async {
+    let st = eventually_async("Gateway Accepted", Duration::from_secs(20), || async {
         let g = gateways.get("edge").await.ok()?;
         let v = serde_json::to_value(g.status?).ok()?;
         // (The CRD defaults both conditions to Unknown/Pending until a controller writes.)
@@ -178,7 +163,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
             )
             .await
             .unwrap();
-        let st = wait("Gateway Programmed", || async {
+        let st = eventually_async("Gateway Programmed", Duration::from_secs(20), || async {
             let g = gateways.get("edge").await.ok()?;
             let v = serde_json::to_value(g.status?).ok()?;
             (cond(&v["conditions"], "Programmed")?["status"] == "True").then_some(v)
@@ -188,7 +173,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
     }
 
     // HTTPRoute parents: ours Accepted and ResolvedRefs; the other controller's kept.
-    let parents = wait("HTTPRoute status", || async {
+    let parents = eventually_async("HTTPRoute status", Duration::from_secs(20), || async {
         let r = routes.get("web").await.ok()?;
         let v = serde_json::to_value(r.status?).ok()?;
         let parents = v["parents"].as_array()?.clone();
@@ -222,7 +207,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         )
         .await
         .unwrap();
-    let checksum2 = wait("checksum change", || async {
+    let checksum2 = eventually_async("checksum change", Duration::from_secs(20), || async {
         let d = deployments.get("edge").await.ok()?;
         let c = d.spec.template.metadata?.annotations?[CHECKSUM_ANNOTATION].clone();
         (c != checksum1).then_some(c)
@@ -243,7 +228,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         )
         .await
         .unwrap();
-    wait("ResolvedRefs False", || async {
+    eventually_async("ResolvedRefs False", Duration::from_secs(20), || async {
         let r = routes.get("web").await.ok()?;
         let v = serde_json::to_value(r.status?).ok()?;
         let ours = v["parents"]
@@ -257,7 +242,7 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
 
     // The problem is reported as a Warning Event on the Gateway.
     if let Some(fake) = &_fake {
-        eventually(20, "warning Event", || {
+        eventually("warning Event", Duration::from_secs(20), || {
             fake.list("events.k8s.io", "events").into_iter().find(|e| {
                 e["reason"] == "RenderWarning"
                     && e["regarding"]["name"] == "edge"
@@ -276,12 +261,17 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         )
         .await
         .unwrap();
-    wait("stale parent entry removed", || async {
-        let r = routes.get("web").await.ok()?;
-        let v = serde_json::to_value(r.status?).ok()?;
-        let parents = v["parents"].as_array()?.clone();
-        (parents.len() == 1 && parents[0]["controllerName"] == "example.com/other").then_some(())
-    })
+    eventually_async(
+        "stale parent entry removed",
+        Duration::from_secs(20),
+        || async {
+            let r = routes.get("web").await.ok()?;
+            let v = serde_json::to_value(r.status?).ok()?;
+            let parents = v["parents"].as_array()?.clone();
+            (parents.len() == 1 && parents[0]["controllerName"] == "example.com/other")
+                .then_some(())
+        },
+    )
     .await;
 
     // The Gateway moves to a class that is not ours: its fleet is pruned.
@@ -300,15 +290,17 @@ async fn controller_loop_renders_applies_prunes_and_writes_status() {
         )
         .await
         .unwrap();
-    wait("prune", || async {
+    eventually_async("prune", Duration::from_secs(20), || async {
         let d = deployments.get_opt("edge").await.ok()?;
         let c = configmaps.get_opt("edge").await.ok()?;
         (d.is_none() && c.is_none()).then_some(())
     })
     .await;
-    eventually(20, "config withdrawn from push", || {
-        hub.current(ns, "edge").is_none().then_some(())
-    })
+    eventually(
+        "config withdrawn from push",
+        Duration::from_secs(20),
+        || hub.current(ns, "edge").is_none().then_some(()),
+    )
     .await;
 
     if let Some(fake) = &_fake {

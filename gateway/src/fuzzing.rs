@@ -3,6 +3,9 @@
 //! fuzzer reports). The cargo-fuzz targets in `fuzz/` call these on nightly; the proptest
 //! suite `gateway/tests/security_props.rs` calls the same functions on stable in CI, so both
 //! check the same invariants.
+//!
+//! Compiled only with the non-default `fuzzing` feature (the fuzz crate and this crate's tests
+//! enable it), so the product never contains it.
 
 use std::sync::OnceLock;
 

@@ -72,6 +72,7 @@ pub mod forwarding;
     clippy::panic,
     reason = "fuzz and property harness, not the request path: a panic is how it reports a finding"
 )]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod gateway;
 pub mod head;

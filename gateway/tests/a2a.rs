@@ -14,40 +14,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_gateway::{Gateway, config};
-use switchboard_sessions::testing::RedisServer;
+use switchboard_testing::redis::RedisServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    switchboard_testing::peers::root()
 }
 
 /// The Python with a2a-sdk, or `None` (after a loud SKIPPED line) outside CI.
-fn python(test: &str) -> Option<PathBuf> {
-    let py = std::env::var_os("SWITCHBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import a2a.server.routes, uvicorn, sse_starlette"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    let why = format!(
-        "{} with a2a-sdk[http-server] and uvicorn not found (pip install a2a-sdk[http-server] uvicorn)",
-        py.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: {why}; CI is set, so this test must not skip");
-    }
-    eprintln!("\n==== SKIPPED: {test}: {why} ====\n");
-    None
+fn python() -> Option<PathBuf> {
+    switchboard_testing::peers::require_python(&["a2a.server.routes", "uvicorn", "sse_starlette"])
 }
 
 /// An example agent (examples/a2a/agent.py) on a free port.
@@ -171,8 +148,7 @@ fn texts(events: &Value) -> String {
 }
 
 async fn full_scenario(version: &str) {
-    let test = format!("a2a::sdk_{version}");
-    let Some(py) = python(&test) else { return };
+    let Some(py) = python() else { return };
     let agent = Agent::start(&py, "a", &["--sign"]).await;
     let gw = gateway(&format!(
         r#"
@@ -323,7 +299,7 @@ async fn sdk_0_3_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_pinned_across_gateways_via_redis() {
     let test = "a2a::replicas_pinned_across_gateways_via_redis";
-    let Some(py) = python(test) else { return };
+    let Some(py) = python() else { return };
     let Some(redis) = RedisServer::start_or_skip(test) else {
         return;
     };
@@ -447,8 +423,7 @@ listeners:
 /// turn until one does not answer "task not found".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpinned_tasks_are_found_by_asking_each_replica() {
-    let test = "a2a::unpinned_tasks_are_found_by_asking_each_replica";
-    let Some(py) = python(test) else { return };
+    let Some(py) = python() else { return };
     let a = Agent::start(&py, "a", &[]).await;
     let b = Agent::start(&py, "b", &[]).await;
     let yaml = format!(
@@ -526,7 +501,7 @@ listeners:
 /// bodies over `limits.json` are refused while read, as JSON-RPC errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn giant_agent_card_and_oversized_requests_are_refused() {
-    let Some(py) = python("a2a::giant_agent_card_and_oversized_requests_are_refused") else {
+    let Some(py) = python() else {
         return;
     };
     let agent = Agent::start(&py, "giant", &["--card-bytes", "3000000"]).await;

@@ -1,15 +1,15 @@
 //! The edge as an attacker tries it: upgrades, hop-by-hop and forwarding headers, request
 //! targets and framing (RFC 9110/9112), HTTP/1.1 smuggling variants and HTTP/2 abuse. Every
 //! test asserts what the upstream actually received, recorded by a raw-socket upstream
-//! ([`adversarial_support::RawUpstream`]). nginx 1.22 (`proxy_pass` to the same upstream,
+//! ([`raw_support::RawUpstream`]). nginx 1.22 (`proxy_pass` to the same upstream,
 //! `proxy_http_version 1.1`) is the reference where noted.
 
-mod adversarial_support;
 mod common;
+mod raw_support;
 
 use std::time::Duration;
 
-use adversarial_support::*;
+use raw_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -957,7 +957,7 @@ listeners:
     let mut clients = std::collections::HashMap::new();
     tokio::time::timeout(WAIT, async {
         while clients.len() < 2 {
-            let v = proc.logs.recv().await.expect("log line");
+            let v = proc.logs.next().await.expect("log line");
             if v["target"] == "access" {
                 clients.insert(
                     v["listener"].as_str().unwrap().to_string(),
@@ -1020,7 +1020,10 @@ listeners:
     still_serves_h2(gw_addr, &up, "/after-slowloris").await;
 }
 
-#[tokio::test]
+// Paused clock: `exchange` waits out WAIT on the kept-alive connection; with everything
+// in-process and serving on this runtime (`gateway_here`) that wait is exact and takes no real
+// time.
+#[tokio::test(start_paused = true)]
 async fn a_refused_request_body_closes_the_connection_and_says_so() {
     let up = RawUpstream::start(Answer::Ok).await;
     let yaml = r#"
@@ -1030,7 +1033,7 @@ listeners:
     limits: {max_body_bytes: 1024}
     routes: [{name: web, match: {path_prefix: /}, http: {url: "http://${UPSTREAM}"}}]
 "#;
-    let gw = gateway_for(yaml, &up).await;
+    let gw = common::gateway_here(yaml, up.addr).await;
     let gw_addr = addr(&gw, "main").await;
     // A declared body over the limit is refused unread; a client that reused the connection
     // would lose its next request, so the 413 carries `Connection: close`.

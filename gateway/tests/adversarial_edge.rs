@@ -15,9 +15,9 @@
 //!   HTTP/1.1 without Host, two Hosts, Host: a..b → 400; HTTP/1.0 without Host → served
 
 mod common;
-mod edge_support;
+mod raw_support;
 
-use edge_support::{RawUpstream, get, send};
+use raw_support::{Answer, RawUpstream, get, send};
 
 const KEY: &str = "sk-edge-test";
 
@@ -80,7 +80,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let up = RawUpstream::start().await;
+    let up = RawUpstream::start(Answer::Ok).await;
     let gw = common::gateway(&config(), up.addr).await;
     Setup {
         main: gw.listener_addr("main").await.unwrap(),

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use switchboard_sessions::testing::RedisServer;
+use switchboard_testing::redis::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateway_processes_share_one_token_budget_through_redis() {

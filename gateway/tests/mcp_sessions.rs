@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use switchboard_gateway::config;
-use switchboard_sessions::testing::RedisServer;
+use switchboard_testing::redis::RedisServer;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -258,7 +258,9 @@ async fn sessions_survive_their_replica_python_sdk_and_last_event_id() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: session expiry runs on tokio's clock (fixture and gateway in-process, serving
+// on this runtime: no serving threads), so the 1 s idle timeout passes exactly and at once.
+#[tokio::test(start_paused = true)]
 async fn key_rotation_by_reload_tampering_and_idle_expiry() {
     let (fixture_url, _fixture) = fixture().await;
     let env = |_: &str| None;
@@ -267,9 +269,13 @@ async fn key_rotation_by_reload_tampering_and_idle_expiry() {
         config::load_str(&mcp_yaml(&sessions, &fixture_url), "test.yaml", &env)
             .unwrap_or_else(|e| panic!("{e}"))
     };
-    let gw = switchboard_gateway::Gateway::start(load(&format!("\"{K1}\""), "30m"), None)
-        .await
-        .unwrap();
+    let gw = switchboard_gateway::Gateway::start_with_workers(
+        load(&format!("\"{K1}\""), "30m"),
+        None,
+        0,
+    )
+    .await
+    .unwrap();
     let url = format!("{}/mcp", base(&gw, "main").await);
     let json = "application/json";
     let old = initialize(&url).await;
@@ -297,9 +303,10 @@ async fn key_rotation_by_reload_tampering_and_idle_expiry() {
     gw.shutdown(Duration::from_secs(1)).await;
 
     // Idle expiry (1 s): the session is gone once a second passes without use.
-    let gw = switchboard_gateway::Gateway::start(load(&format!("\"{K1}\""), "1s"), None)
-        .await
-        .unwrap();
+    let gw =
+        switchboard_gateway::Gateway::start_with_workers(load(&format!("\"{K1}\""), "1s"), None, 0)
+            .await
+            .unwrap();
     let url = format!("{}/mcp", base(&gw, "main").await);
     let token = initialize(&url).await;
     assert_eq!(post(&url, Some(&token), json, list()).await.0, 200);

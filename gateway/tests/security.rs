@@ -717,8 +717,10 @@ listeners:
 }
 
 /// Keys are re-read in the background every `refresh_interval`, and a config generation's
-/// refresh task ends when a reload replaces it.
-#[tokio::test]
+/// refresh task ends when a reload replaces it. Paused clock: the refresh loop sleeps on tokio's
+/// clock (JWKS server and gateway in-process, serving on this runtime), so its 1 s period and the 2.5 s of silence after
+/// the reload are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn background_refresh_runs_and_stops_with_its_generation() {
     let key = SigningKey::ed25519("k1");
     let jwks = JwksServer::start(&[&key]).await;
@@ -727,7 +729,7 @@ async fn background_refresh_runs_and_stops_with_its_generation() {
         "min_refresh_interval: 10ms",
         "min_refresh_interval: 10ms\n              refresh_interval: 1s",
     );
-    let gw = gateway(&yaml, up).await;
+    let gw = gateway_here(&yaml, up).await;
     let waited = tokio::time::timeout(Duration::from_secs(10), async {
         while jwks.fetches() < 3 {
             tokio::time::sleep(Duration::from_millis(50)).await;

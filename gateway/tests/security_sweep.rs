@@ -278,10 +278,13 @@ async fn bad_input_sweep_each_gets_its_status_and_the_gateway_keeps_serving() {
     );
 }
 
-#[tokio::test]
+// Paused clock: the gateway's connection timers are tokio timers and everything
+// is in-process, serving on this runtime (`gateway_here`), so waiting out a timeout is exact and
+// takes no real time.
+#[tokio::test(start_paused = true)]
 async fn idle_keep_alive_connection_is_closed() {
     let up = upstream().await;
-    let gw = gateway(&config(up), up).await;
+    let gw = gateway_here(&config(up), up).await;
     let addr = gw.listener_addr("main").await.unwrap();
     // One complete request, then silence on the kept-alive connection.
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -297,6 +300,8 @@ async fn idle_keep_alive_connection_is_closed() {
     );
 }
 
+// Real time: the listener's idle check compares a connection's last activity on a clock that
+// tokio's paused time does not drive.
 #[tokio::test]
 async fn idle_timeout_closes_quiet_connections_but_lets_requests_finish() {
     let up = upstream().await;

@@ -145,31 +145,8 @@ fn assemble_openai(body: &str) -> Assembled {
     a
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("SWITCHBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "Python venv with openai/anthropic SDKs not found at {} (set SWITCHBOARD_PYTHON)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: Python venv not found at {} (set SWITCHBOARD_PYTHON)",
-        p.display()
-    );
-    None
+    switchboard_testing::peers::require_python(&[])
 }
 
 async fn sdk(py: &Path, check: &str, base: &str, model: &str) -> Value {
@@ -565,12 +542,16 @@ async fn failover_case(mode: Mode) {
     assert_eq!(served_by(&gw).await, (200, "primary".into()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: attempt timeouts and the ejection period are tokio timers (mock providers
+// and the backend in-process), so they are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn failover_when_primary_returns_500() {
     failover_case(Mode::Fail500).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: attempt timeouts and the ejection period are tokio timers (mock providers
+// and the backend in-process), so they are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn failover_when_primary_hangs() {
     failover_case(Mode::Hang).await;
 }

@@ -309,17 +309,10 @@ async fn http_target_that_forgets_sessions_is_reinitialized() {
         "Echo: again"
     );
     // Restart the upstream on the same port: it forgets every session.
-    let port: u16 = first
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/mcp")
-        .parse()
-        .unwrap();
+    let port = first.port;
     let mut child = first.child;
     child.kill().await.unwrap();
-    let _second = start_everything_on("streamableHttp", port).await;
+    let _second = restart_everything("streamableHttp", port).await;
     let r = call_echo(&gw.url, &sid, 2).await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
 }
@@ -398,17 +391,10 @@ async fn legacy_sse_target_that_restarts_is_reconnected() {
         call_echo(&gw.url, &sid, 1).await["result"]["content"][0]["text"],
         "Echo: again"
     );
-    let port: u16 = first
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/sse")
-        .parse()
-        .unwrap();
+    let port = first.port;
     let mut child = first.child;
     child.kill().await.unwrap();
-    let _second = start_everything_on("sse", port).await;
+    let _second = restart_everything("sse", port).await;
     let r = call_echo(&gw.url, &sid, 2).await;
     assert_eq!(r["result"]["content"][0]["text"], "Echo: again", "{r}");
 }

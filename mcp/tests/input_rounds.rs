@@ -486,7 +486,9 @@ async fn input_a_session_client_cannot_give_is_declined_or_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: the target's 1 s timeout and the client's 2.5 s delay are tokio timers
+// (fixture and gateway in-process), so they are exact and take no real time.
+#[tokio::test(start_paused = true)]
 async fn a_parked_call_outlives_the_targets_silence_timeout() {
     init();
     let (addr, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())

@@ -432,7 +432,9 @@ async fn a_stdio_target_that_cannot_start_fails_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_fails_the_session_when_a_target_is_down() {
     let fx = fixture_url().await;
-    let down = format!("http://127.0.0.1:{}/mcp", free_port());
+    // Held (bound, never listening) for the whole test: connections are refused.
+    let closed = switchboard_testing::ports::ClosedPort::new();
+    let down = format!("http://{}/mcp", closed.addr());
     let gw = gateway(json!({"failure_mode": "fail_closed", "targets": [
         {"name": "fx", "http": {"url": fx}},
         {"name": "down", "http": {"url": down}},

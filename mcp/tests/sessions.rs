@@ -380,7 +380,9 @@ async fn foreign_tampered_revoked_and_other_route_tokens_are_not_found() {
     assert_eq!(status, 404, "revoked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused clock: the store and the manager keep time on tokio's clock, so the 1 s idle timeout
+// passes exactly and at once (the fixture and the gateway are in-process).
+#[tokio::test(start_paused = true)]
 async fn idle_expired_session_is_not_found_and_released() {
     let (fixture_url, _fixture) = fixture().await;
     let cfg = json!({"targets": [{"name": "fixture", "http": {"url": fixture_url}}]});
@@ -396,7 +398,7 @@ async fn idle_expired_session_is_not_found_and_released() {
     let (status, _) = post_as(&gw.url, &token, None, "application/json", list.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(gw.backend.session_count(), 1);
-    // Real time passes the 1 s idle timeout (nothing to await: expiry is the absence of use).
+    // The 1 s idle timeout passes (nothing to await: expiry is the absence of use).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     manager.reap().await.unwrap();
     assert_eq!(gw.backend.session_count(), 0, "on_release dropped it");
@@ -478,8 +480,8 @@ async fn a_replaced_upstream_session_is_recorded_for_other_replicas() {
     if !have_peers() {
         return;
     }
-    let port = free_port();
-    let first = start_everything_on("streamableHttp", port).await;
+    let first = start_everything("streamableHttp").await;
+    let port = first.port;
     let cfg = json!({"targets": [{"name": "everything", "http": {"url": first.url}}]});
     let store = memory_store(Duration::from_secs(600));
     let (a, ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
@@ -494,7 +496,7 @@ async fn a_replaced_upstream_session_is_recorded_for_other_replicas() {
 
     let Everything { mut child, .. } = first;
     child.kill().await.unwrap();
-    let _second = start_everything_on("streamableHttp", port).await;
+    let _second = restart_everything("streamableHttp", port).await;
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let (status, body) = post_as(&a.url, &token, None, "application/json", list.clone()).await;
     assert_eq!(status, 200, "{body}");

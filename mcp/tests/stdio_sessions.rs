@@ -13,6 +13,7 @@ use harness::*;
 use serde_json::{Value, json};
 use switchboard_mcp::{McpConfig, McpShared, Metrics};
 use switchboard_sessions::{MemoryStore, SessionManager, SessionsConfig, StoreLimits};
+use switchboard_testing::until;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn per_session() -> Value {
@@ -24,16 +25,8 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Wait (bounded) until `cond` holds; the processes and tasks involved report nothing to await.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
+/// How long the processes and tasks involved (which report nothing to await) may take.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sessions_each_own_their_child_its_sampling_and_roots() {
@@ -98,8 +91,14 @@ async fn python_sessions_each_own_their_child_its_sampling_and_roots() {
     }
     assert!(child.wait().await.unwrap().success());
     assert!(done);
-    eventually("the sessions are gone", || gw.backend.session_count() == 0).await;
-    eventually("the children are gone", || pids.iter().all(|p| !alive(*p))).await;
+    until("the sessions are gone", WAIT, || {
+        gw.backend.session_count() == 0
+    })
+    .await;
+    until("the children are gone", WAIT, || {
+        pids.iter().all(|p| !alive(*p))
+    })
+    .await;
     assert!(gw.backend.session_target_pids().is_empty());
 }
 
@@ -171,7 +170,7 @@ async fn a_per_session_child_restarts_while_its_session_lives_and_survives_a_rel
         .await
         .unwrap();
     assert_eq!(del.status(), 200);
-    eventually("the child is gone", || !alive(restarted)).await;
+    until("the child is gone", WAIT, || !alive(restarted)).await;
     let (status, _, _) = post(
         &second.url,
         Some(&sid),
@@ -208,7 +207,7 @@ async fn an_idle_expired_session_takes_its_child_along() {
     // Real time passes the 1 s idle timeout (expiry is the absence of use).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     manager.reap().await.unwrap();
-    eventually("the child is gone", || !alive(pid)).await;
+    until("the child is gone", WAIT, || !alive(pid)).await;
     assert_eq!(gw.backend.session_count(), 0);
     let (status, _, _) = post(
         &gw.url,
@@ -265,8 +264,11 @@ async fn a_legacy_sse_session_owns_its_child_until_its_stream_closes() {
     let pid = pids_of(&gw)[0];
     assert!(alive(pid));
     drop(resp);
-    eventually("the child is gone", || !alive(pid)).await;
-    eventually("the session is gone", || gw.backend.session_count() == 0).await;
+    until("the child is gone", WAIT, || !alive(pid)).await;
+    until("the session is gone", WAIT, || {
+        gw.backend.session_count() == 0
+    })
+    .await;
 }
 
 /// Children of this test process running server-everything.
@@ -312,7 +314,7 @@ async fn a_stateless_request_gets_a_child_for_its_duration_only() {
     assert_eq!(status, 200, "{body}");
     let r = messages(&body).pop().unwrap();
     assert_eq!(r["result"]["content"][0]["text"], "Echo: stateless", "{r}");
-    eventually("the request's child is gone", || {
+    until("the request's child is gone", WAIT, || {
         my_everything_children().is_empty()
     })
     .await;
@@ -336,5 +338,5 @@ async fn shutting_the_backend_down_ends_per_session_children() {
     // that keeps sessions' children across reloads).
     drop(gw);
     drop(shared);
-    eventually("the child is gone", || !alive(pid)).await;
+    until("the child is gone", WAIT, || !alive(pid)).await;
 }

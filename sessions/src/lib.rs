@@ -48,7 +48,6 @@ pub mod manager;
 pub mod metrics;
 pub mod sse;
 pub mod store;
-pub mod testing;
 pub mod token;
 
 pub use config::{RedisConfig, SessionsConfig, StoreKind};

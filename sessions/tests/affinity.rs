@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_sessions::testing::RedisServer;
 use switchboard_sessions::{MemoryStore, RedisStore, SessionStore, StoreLimits};
+use switchboard_testing::redis::RedisServer;
 
 async fn round_trip_and_replace(store: Arc<dyn SessionStore>) {
     let ttl = Duration::from_secs(600);

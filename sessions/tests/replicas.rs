@@ -7,11 +7,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
-use switchboard_sessions::testing::RedisServer;
 use switchboard_sessions::{
     Error, How, Metrics, RedisConfig, Release, ReleaseReason, SessionManager, SessionsConfig,
     StoreKind, TargetEntry,
 };
+use switchboard_testing::redis::RedisServer;
 
 fn config(server: &RedisServer, replica: &str, keys: &[u8]) -> SessionsConfig {
     SessionsConfig {

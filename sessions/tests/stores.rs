@@ -1,15 +1,15 @@
 //! One behaviour, two stores: every check runs against the memory store and against a real
-//! `redis-server` (started per test on a unix socket; see `switchboard_sessions::testing`).
+//! `redis-server` (started per test on a unix socket; see `switchboard_testing::redis`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use switchboard_sessions::testing::RedisServer;
 use switchboard_sessions::{
     EndReason, Error, EventId, Lookup, MemoryStore, RedisStore, SessionId, SessionStore,
     StoreLimits, StreamKey,
 };
+use switchboard_testing::redis::RedisServer;
 
 fn limits() -> StoreLimits {
     StoreLimits {

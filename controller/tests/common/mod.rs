@@ -714,19 +714,9 @@ pub fn yaml_docs(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Polls `f` every 20ms until it returns `Some`, for at most `secs` seconds.
-pub async fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
+// Not every test target uses both.
+#[allow(unused_imports)]
+pub use switchboard_testing::{eventually, eventually_async};
 
 /// The workspace root (for examples/).
 pub fn workspace_root() -> std::path::PathBuf {

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use switchboard_gateway::{Gateway, config};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use switchboard_testing::process::JsonLog;
 use tokio::process::{Child, Command};
 
 /// Starts the example upstream on a free port.
@@ -20,6 +20,21 @@ pub async fn upstream() -> SocketAddr {
 
 /// Parses `yaml` (with `${UPSTREAM}` set to `upstream`) and starts a gateway in-process.
 pub async fn gateway(yaml: &str, upstream: SocketAddr) -> Gateway {
+    Gateway::start(test_config(yaml, upstream), None)
+        .await
+        .unwrap()
+}
+
+/// [`gateway`] serving its connections on the test's own runtime (no serving threads), so a
+/// `#[tokio::test(start_paused = true)]` test's paused clock drives all of its timers.
+pub async fn gateway_here(yaml: &str, upstream: SocketAddr) -> Gateway {
+    Gateway::start_with_workers(test_config(yaml, upstream), None, 0)
+        .await
+        .unwrap()
+}
+
+/// The config of [`gateway`] (an admin server on port 0 unless `yaml` has one).
+pub fn test_config(yaml: &str, upstream: SocketAddr) -> config::Config {
     switchboard_gateway::install_crypto_provider();
     let up = upstream.to_string();
     let env = move |name: &str| (name == "UPSTREAM").then(|| up.clone());
@@ -28,8 +43,7 @@ pub async fn gateway(yaml: &str, upstream: SocketAddr) -> Gateway {
     } else {
         format!("admin: {{bind: '127.0.0.1:0'}}\n{yaml}")
     };
-    let cfg = config::load_str(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}"));
-    Gateway::start(cfg, None).await.unwrap()
+    config::load_str(&yaml, "test.yaml", &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The base URL of a listener.
@@ -65,12 +79,13 @@ pub fn switchboard_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_switchboard"))
 }
 
-/// A `switchboard run` child process, with its addresses read from its JSON log.
+/// A `switchboard run` child process, with its addresses read from its JSON log (it binds the
+/// ports its config gives, port 0 in these tests, and logs the address it got).
 pub struct Proc {
     pub child: Child,
     pub listeners: std::collections::HashMap<String, SocketAddr>,
     pub admin: SocketAddr,
-    pub logs: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    pub logs: JsonLog,
 }
 
 /// Runs `switchboard run --config PATH --log-format json` and waits until it is ready.
@@ -90,61 +105,20 @@ pub async fn spawn_switchboard_env(config: &Path, envs: &[(&str, String)]) -> Pr
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(v) => {
-                    let _ = tx.send(v);
-                }
-                Err(_) => eprintln!("switchboard: {line}"),
-            }
-        }
-    });
-    let mut listeners = std::collections::HashMap::new();
-    let mut admin = None;
-    let ready = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(v) = rx.recv().await {
-            let msg = v["message"].as_str().unwrap_or_default();
-            match msg {
-                "listening" => {
-                    listeners.insert(
-                        v["listener"].as_str().unwrap().to_string(),
-                        v["addr"].as_str().unwrap().parse().unwrap(),
-                    );
-                }
-                "admin listening" => admin = Some(v["addr"].as_str().unwrap().parse().unwrap()),
-                "switchboard ready" => return true,
-                _ => {}
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "switchboard did not become ready");
+    let mut logs = JsonLog::read("switchboard", child.stderr.take().unwrap(), None);
+    let addrs = logs.switchboard_ready(Duration::from_secs(30)).await;
     Proc {
         child,
-        listeners,
-        admin: admin.expect("admin address logged"),
-        logs: rx,
+        listeners: addrs.listeners,
+        admin: addrs.admin,
+        logs,
     }
 }
 
 impl Proc {
     /// Waits for a log line whose message is `msg`.
     pub async fn wait_log(&mut self, msg: &str) -> serde_json::Value {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(v) = self.logs.recv().await {
-                if v["message"].as_str() == Some(msg) {
-                    return v;
-                }
-            }
-            panic!("log ended before `{msg}`");
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no `{msg}` log line within 30s"))
+        self.logs.wait_for(msg, Duration::from_secs(30)).await
     }
 
     /// Sends a signal to the process.
@@ -159,26 +133,10 @@ impl Proc {
     }
 }
 
-/// The workspace's Python with the test peers, or `None` (loudly) outside CI when missing;
-/// in CI a missing venv fails the test.
+/// The workspace's Python with the test peers, or `None` when missing (see
+/// [`switchboard_testing::peers::skip`]: a loud SKIPPED line, a failure under `CI`).
 pub fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("SWITCHBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "Python venv not found at {} (run `make setup`)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "==== SKIPPED: Python venv not found at {} (run `make setup`) ====",
-        p.display()
-    );
-    None
+    switchboard_testing::peers::require_python(&[])
 }
 
 /// Runs a Python script with arguments; returns the JSON object on its last stdout line.

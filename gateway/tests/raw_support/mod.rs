@@ -1,10 +1,12 @@
-//! Fixtures for the adversarial tests: an upstream on a raw socket that records what it really
-//! received (every byte, and each request as a strict HTTP/1.1 parser frames it), a raw-socket
-//! client, and just enough HTTP/2 framing to send what well-behaved client libraries refuse to.
+//! Raw-socket fixtures for the adversarial and edge tests (no library in between that could
+//! normalize a path or a header): an upstream that records what it really received (every
+//! byte, and each request as a strict HTTP/1.1 parser frames it), raw-socket clients, and just
+//! enough HTTP/2 framing to send what well-behaved client libraries refuse to.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +37,16 @@ impl UpRequest {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
             .collect()
+    }
+
+    /// The request line, e.g. `GET /x HTTP/1.1`.
+    pub fn request_line(&self) -> &str {
+        &self.line
+    }
+
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn headers(&self, name: &str) -> Vec<&str> {
+        self.all(&name.to_ascii_lowercase())
     }
 
     /// The only value of header `name` (panics on duplicates: each is a finding).
@@ -74,6 +86,10 @@ pub struct RawUpstream {
     /// Where it listens.
     pub addr: SocketAddr,
     record: Arc<Mutex<Record>>,
+    /// How many complete requests arrived (for [`RawUpstream::next`] to wait on).
+    arrived: tokio::sync::watch::Sender<usize>,
+    /// How many of them [`RawUpstream::next`] handed out.
+    taken: Arc<AtomicUsize>,
 }
 
 impl RawUpstream {
@@ -82,18 +98,52 @@ impl RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let record = Arc::new(Mutex::new(Record::default()));
-        let rec = record.clone();
+        let (arrived, _) = tokio::sync::watch::channel(0);
+        let (rec, count) = (record.clone(), arrived.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let rec = rec.clone();
+                let (rec, count) = (rec.clone(), count.clone());
                 let answer = answer.clone();
-                tokio::spawn(serve(sock, rec, answer));
+                tokio::spawn(serve(sock, rec, count, answer));
             }
         });
-        RawUpstream { addr, record }
+        RawUpstream {
+            addr,
+            record,
+            arrived,
+            taken: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The next request the upstream received that `next` has not returned yet (fails the
+    /// test after 5 s).
+    pub async fn next(&self) -> UpRequest {
+        let i = self.taken.fetch_add(1, Ordering::SeqCst);
+        let mut count = self.arrived.subscribe();
+        let arrived =
+            tokio::time::timeout(Duration::from_secs(5), count.wait_for(|n| *n > i)).await;
+        assert!(
+            matches!(arrived, Ok(Ok(_))),
+            "the upstream received no request (framing errors: {:?})",
+            self.errors()
+        );
+        self.record.lock().unwrap().requests[i].clone()
+    }
+
+    /// Fails the test if the upstream received a request that [`RawUpstream::next`] did not
+    /// return. The gateway answers only after forwarding, so once a response is in, anything
+    /// forwarded is here.
+    pub async fn assert_nothing(&self) {
+        let taken = self.taken.load(Ordering::SeqCst);
+        let requests = self.requests();
+        if let Some(r) = requests.get(taken) {
+            panic!("the upstream received a request: {:?}", r.line);
+        }
+        let errors = self.errors();
+        assert!(errors.is_empty(), "the upstream received bytes: {errors:?}");
     }
 
     /// Complete requests so far.
@@ -117,7 +167,12 @@ impl RawUpstream {
     }
 }
 
-async fn serve(mut sock: TcpStream, rec: Arc<Mutex<Record>>, answer: Answer) {
+async fn serve(
+    mut sock: TcpStream,
+    rec: Arc<Mutex<Record>>,
+    arrived: tokio::sync::watch::Sender<usize>,
+    answer: Answer,
+) {
     let conn = {
         let mut r = rec.lock().unwrap();
         r.raw.push(Vec::new());
@@ -132,6 +187,7 @@ async fn serve(mut sock: TcpStream, rec: Arc<Mutex<Record>>, answer: Answer) {
                 Parse::Done(req, used) => {
                     buf.drain(..used);
                     rec.lock().unwrap().requests.push(req);
+                    arrived.send_modify(|n| *n += 1);
                     match &answer {
                         Answer::Ok => {
                             let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -279,15 +335,15 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Sends `bytes` on a fresh connection and returns everything the gateway answered until it
 /// closed the connection (or `within` passed): requests end with `Connection: close`.
 pub async fn exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
-    send(addr, bytes, false, within).await
+    write_and_read(addr, bytes, false, within).await
 }
 
 /// As [`exchange`], and half-closes after writing (the client is gone mid-body).
 pub async fn exchange_then_eof(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
-    send(addr, bytes, true, within).await
+    write_and_read(addr, bytes, true, within).await
 }
 
-async fn send(addr: SocketAddr, bytes: &[u8], eof: bool, within: Duration) -> Vec<u8> {
+async fn write_and_read(addr: SocketAddr, bytes: &[u8], eof: bool, within: Duration) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The gateway may answer and close before everything is written.
     let _ = s.write_all(bytes).await;
@@ -321,6 +377,57 @@ pub fn statuses(bytes: &[u8]) -> Vec<u16> {
 pub fn first_head(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes).to_ascii_lowercase();
     text.split("\r\n\r\n").next().unwrap_or("").to_string()
+}
+
+/// A response as the client read it.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Head and body as text.
+    pub text: String,
+}
+
+impl RawResponse {
+    /// The body (after the blank line).
+    pub fn body(&self) -> &str {
+        self.text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or("")
+    }
+
+    /// The body parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.body())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+/// Sends `raw` as is on a new connection to `addr` and reads until the server closes (send
+/// `Connection: close` or HTTP/1.0).
+pub async fn send(addr: SocketAddr, raw: &[u8]) -> RawResponse {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway did not close the connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    RawResponse { status, text }
+}
+
+/// `GET {target} HTTP/1.1` with `Host: {host}`, `Connection: close` and `extra` header lines
+/// (each ending in `\r\n`).
+pub async fn get(addr: SocketAddr, target: &str, host: &str, extra: &str) -> RawResponse {
+    let raw = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    send(addr, raw.as_bytes()).await
 }
 
 // ---- HTTP/2 frames, by hand ----

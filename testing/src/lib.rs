@@ -1,0 +1,105 @@
+//! Test support shared by the workspace's integration tests. A dev-dependency only: nothing here
+//! is compiled into the gateway, the controller or any product library.
+//!
+//! - [`peers`]: where the test peers live (the `.venv` Python, Node and the npm packages in
+//!   `node_modules`, `redis-server`) and [`peers::skip`], the one skip rule: a missing peer
+//!   skips the test loudly on a developer's machine and **fails it when `CI` is set**.
+//! - [`eventually`] / [`until`] / [`eventually_async`]: poll a condition until it holds or a deadline passes
+//!   (for state that nothing can be awaited on: a child's exit, a metric, a store entry). They
+//!   sleep on tokio's clock, so they work under `#[tokio::test(start_paused = true)]` too.
+//! - [`ports`]: a port that refuses connections ([`ports::ClosedPort`]), held so nobody else
+//!   takes it. Servers under test bind port 0 and report their address; there is deliberately
+//!   no "free port" helper (pick-then-release races other tests).
+//! - [`process::JsonLog`]: a spawned server's JSON log, and the addresses it reports having
+//!   bound (how a test finds a `switchboard run` or a controller it started on port 0).
+//! - [`redis::RedisServer`]: a throwaway `redis-server` on a unix socket.
+
+// Test support: failing loudly is the point here.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+pub mod peers;
+pub mod ports;
+pub mod process;
+pub mod redis;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// How often [`eventually`] and [`eventually_async`] look again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `f` every [`POLL`] until it returns `Some`, and returns that value; panics with
+/// "timed out waiting for `what`" once `within` has passed (tokio's clock).
+pub async fn eventually<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({within:?})"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually`] for a condition without a value: polls until `cond` holds.
+pub async fn until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    eventually(what, within, || cond().then_some(())).await;
+}
+
+/// [`eventually`] for an asynchronous condition (an HTTP probe, a store lookup).
+pub async fn eventually_async<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({within:?})"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn eventually_returns_the_value_once_the_condition_holds() {
+        let start = tokio::time::Instant::now();
+        let mut n = 0;
+        let v = eventually("n reaches 3", Duration::from_secs(1), || {
+            n += 1;
+            (n == 3).then_some(n)
+        })
+        .await;
+        assert_eq!(v, 3);
+        assert_eq!(start.elapsed(), POLL * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "timed out waiting for never")]
+    async fn eventually_panics_after_the_deadline() {
+        eventually("never", Duration::from_secs(1), || None::<()>).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn eventually_async_polls_a_future() {
+        let mut n = 0;
+        let v = eventually_async("n reaches 2", Duration::from_secs(1), || {
+            n += 1;
+            let n = n;
+            async move { (n == 2).then_some("done") }
+        })
+        .await;
+        assert_eq!(v, "done");
+    }
+}
