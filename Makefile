@@ -21,8 +21,7 @@ lint: modcycles
 	cargo clippy --workspace --all-targets -- -D warnings
 
 # No import cycles between a crate's top-level modules (config is data; runtime compiles it).
-# gateway/ only for now: mcp/ still has config <-> upstream <-> server <-> session.
-MODCYCLE_CRATES ?= gateway/src
+MODCYCLE_CRATES ?= core/src gateway/src mcp/src llm-providers/src sessions/src controller/src
 modcycles:
 	python3 scripts/modcycles.py $(MODCYCLE_CRATES)
 

@@ -61,6 +61,9 @@ pub struct McpConfig {
 /// Smallest accepted [`McpConfig::max_reply_bytes`].
 pub const MIN_MAX_REPLY_BYTES: usize = 1024;
 
+/// Default of `mcp.max_reply_bytes`: the largest single message a target may send.
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
+
 /// Default of [`McpConfig::input_timeout`].
 pub const DEFAULT_INPUT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -238,7 +241,7 @@ impl McpConfig {
     /// The configured reply cap or the default (8 MiB).
     pub fn max_reply_bytes(&self) -> usize {
         self.max_reply_bytes
-            .unwrap_or(crate::upstream::frames::DEFAULT_MAX_REPLY_BYTES)
+            .unwrap_or(DEFAULT_MAX_REPLY_BYTES)
     }
 
     /// The configured per-stream queue bound or the default (1024).

@@ -9,9 +9,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-/// Default of `mcp.max_reply_bytes`: the largest single message a target may send.
-pub const DEFAULT_MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
-
 /// Why reading a target's messages stopped.
 #[derive(Debug)]
 pub(crate) enum FrameError {
