@@ -4,6 +4,8 @@
 //!   [`Cause`]; [`Error::render`] turns it into a response in the caller's [`ApiFormat`]. Backends
 //!   return `Result<Response, Error>` and the gateway renders at one edge.
 //! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend.
+//! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
+//!   `data:`/`event:` frames) for every stream read from an upstream.
 #![cfg_attr(
     not(test),
     deny(
@@ -16,6 +18,7 @@
 
 pub mod context;
 pub mod error;
+pub mod sse;
 
 pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation};
 pub use error::{ApiFormat, Cause, Error, Result};

@@ -68,7 +68,8 @@ pub mod format;
 pub mod metrics;
 pub mod pool;
 pub mod provider;
-pub mod sse;
+/// The SSE parser and writers live in core, shared with the MCP and A2A backends.
+pub use switchboard_core::sse;
 pub mod translate;
 
 pub use backend::{Front, LlmBackend, LlmDeps, ProviderClients};

@@ -240,8 +240,7 @@ impl McpConfig {
 
     /// The configured reply cap or the default (8 MiB).
     pub fn max_reply_bytes(&self) -> usize {
-        self.max_reply_bytes
-            .unwrap_or(DEFAULT_MAX_REPLY_BYTES)
+        self.max_reply_bytes.unwrap_or(DEFAULT_MAX_REPLY_BYTES)
     }
 
     /// The configured per-stream queue bound or the default (1024).

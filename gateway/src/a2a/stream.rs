@@ -1,57 +1,36 @@
-//! Reading SSE events out of a stream that is passed through untouched: the scanner keeps only
-//! the event being assembled (bounded), and the bytes go on to the client as they arrived.
+//! Reading SSE events out of a stream that is passed through untouched: the core parser keeps
+//! only the event being assembled (bounded), and the bytes go on to the client as they arrived.
+
+use switchboard_core::sse::{Event, Parser};
 
 /// Largest event the scanner assembles; longer ones pass through unobserved.
 const MAX_EVENT: usize = 1 << 20;
 
-/// An incremental `text/event-stream` parser that yields each event's `data`.
-#[derive(Debug, Default)]
+/// Observes a `text/event-stream` in passing and yields each event's `data`; an event over
+/// [`MAX_EVENT`] is skipped, the events after it are still seen.
+#[derive(Debug)]
 pub struct SseScanner {
-    line: Vec<u8>,
-    data: String,
-    /// The current event grew past [`MAX_EVENT`]; skip to its end.
-    skipping: bool,
+    parser: Parser,
+    events: Vec<Event>,
+}
+
+impl Default for SseScanner {
+    fn default() -> Self {
+        SseScanner {
+            parser: Parser::skipping_oversize(MAX_EVENT),
+            events: Vec::new(),
+        }
+    }
 }
 
 impl SseScanner {
-    /// Feeds one chunk; calls `on_event` with the data of every event it completes.
+    /// Feeds one chunk; calls `on_event` with the data of every (non-empty) event it completes.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&str)) {
-        let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            let (line, tail) = rest.split_at(nl);
-            self.push(line);
-            rest = tail.get(1..).unwrap_or_default();
-            let line = std::mem::take(&mut self.line);
-            let line = line.strip_suffix(b"\r").unwrap_or(&line);
-            if line.is_empty() {
-                if !self.skipping && !self.data.is_empty() {
-                    on_event(&self.data);
-                }
-                self.data.clear();
-                self.skipping = false;
-            } else if let Some(v) = line.strip_prefix(b"data:")
-                && !self.skipping
-            {
-                let v = v.strip_prefix(b" ").unwrap_or(v);
-                if !self.data.is_empty() {
-                    self.data.push('\n');
-                }
-                self.data.push_str(&String::from_utf8_lossy(v));
-                if self.data.len() > MAX_EVENT {
-                    self.skipping = true;
-                    self.data = String::new();
-                }
+        self.parser.feed(chunk, &mut self.events);
+        for ev in self.events.drain(..) {
+            if !ev.data.is_empty() {
+                on_event(&ev.data);
             }
-        }
-        self.push(rest);
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        if self.line.len() + bytes.len() > MAX_EVENT {
-            self.skipping = true;
-            self.line.clear();
-        } else {
-            self.line.extend_from_slice(bytes);
         }
     }
 }
@@ -80,6 +59,7 @@ mod tests {
             vec!["{\"a\":1}", "2\n3"]
         );
         assert_eq!(events(&[b"id: 1\n\n"]), Vec::<String>::new());
+        assert_eq!(events(&[b"data:\n\n"]), Vec::<String>::new());
     }
 
     #[test]
@@ -91,6 +71,5 @@ mod tests {
         s.feed(&big, |e| out.push(e.to_owned()));
         s.feed(b"\n\ndata: ok\n\n", |e| out.push(e.to_owned()));
         assert_eq!(out, vec!["ok"]);
-        assert!(s.line.capacity() <= MAX_EVENT + 16 || s.line.is_empty());
     }
 }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use switchboard_core::sse::{self, Event};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// Why reading a target's messages stopped.
@@ -39,119 +40,9 @@ pub(crate) async fn read_body(resp: reqwest::Response, max: usize) -> Result<Byt
     Ok(Bytes::from(out))
 }
 
-/// One server-sent event.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Event {
-    /// The `event:` field (empty: `message`).
-    pub event: String,
-    /// The `data:` lines joined with `\n`.
-    pub data: String,
-}
-
-/// An incremental SSE parser (the WHATWG event-stream rules: LF, CR or CRLF end a line, `:`
-/// starts a comment, one space after the colon is dropped) that never holds more than `max`
-/// bytes of one line or of one event's data.
-pub(crate) struct SseDecoder {
-    max: usize,
-    line: Vec<u8>,
-    /// The previous chunk ended in CR: a LF starting the next one is its CRLF's second half.
-    after_cr: bool,
-    event: String,
-    data: String,
-    has_data: bool,
-}
-
-impl SseDecoder {
-    pub fn new(max: usize) -> Self {
-        SseDecoder {
-            max,
-            line: Vec::new(),
-            after_cr: false,
-            event: String::new(),
-            data: String::new(),
-            has_data: false,
-        }
-    }
-
-    /// Feed a chunk; complete events are pushed to `out`.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut VecDeque<Event>) -> Result<(), FrameError> {
-        if self.after_cr {
-            self.after_cr = false;
-            if let Some(rest) = chunk.strip_prefix(b"\n") {
-                chunk = rest;
-            }
-        }
-        while let Some(end) = chunk.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            let (head, tail) = chunk.split_at(end);
-            if self.line.len().saturating_add(head.len()) > self.max {
-                return Err(FrameError::TooLarge);
-            }
-            self.line.extend_from_slice(head);
-            let line = std::mem::take(&mut self.line);
-            self.line_done(&line, out)?;
-            // `tail` starts with the terminator.
-            let crlf = tail.starts_with(b"\r\n");
-            let cr_at_end = tail == b"\r";
-            chunk = tail.get(if crlf { 2 } else { 1 }..).unwrap_or_default();
-            if cr_at_end {
-                self.after_cr = true;
-            }
-        }
-        if self.line.len().saturating_add(chunk.len()) > self.max {
-            return Err(FrameError::TooLarge);
-        }
-        self.line.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn line_done(&mut self, line: &[u8], out: &mut VecDeque<Event>) -> Result<(), FrameError> {
-        if line.is_empty() {
-            if self.has_data {
-                out.push_back(Event {
-                    event: std::mem::take(&mut self.event),
-                    data: std::mem::take(&mut self.data),
-                });
-            }
-            self.event.clear();
-            self.data.clear();
-            self.has_data = false;
-            return Ok(());
-        }
-        if line.starts_with(b":") {
-            return Ok(());
-        }
-        let (field, value) = match line.iter().position(|b| *b == b':') {
-            Some(i) => {
-                let (f, v) = line.split_at(i);
-                let v = v.get(1..).unwrap_or_default();
-                (f, v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        let value = String::from_utf8_lossy(value);
-        match field {
-            b"data" => {
-                if self.has_data {
-                    self.data.push('\n');
-                }
-                if self.data.len().saturating_add(value.len()) > self.max {
-                    return Err(FrameError::TooLarge);
-                }
-                self.data.push_str(&value);
-                self.has_data = true;
-            }
-            b"event" => {
-                self.event.clear();
-                self.event.push_str(&value);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// The events of an SSE body, each line and each event's data capped at `max` bytes. The
-/// stream ends after the first error.
+/// The events of an SSE body (parsed by the core [`sse::Parser`]), each line and each event's
+/// data capped at `max` bytes. The stream ends after the first error; an event not ended by
+/// its blank line when the body ends is not delivered.
 pub(crate) fn sse_events<S, E>(
     body: S,
     max: usize,
@@ -162,13 +53,15 @@ where
 {
     struct St<S> {
         body: S,
-        dec: SseDecoder,
+        parser: sse::Parser,
+        fed: Vec<Event>,
         ready: VecDeque<Event>,
         done: bool,
     }
     let st = St {
         body,
-        dec: SseDecoder::new(max),
+        parser: sse::Parser::with_limit(max),
+        fed: Vec::new(),
         ready: VecDeque::new(),
         done: false,
     };
@@ -182,11 +75,14 @@ where
             }
             match st.body.next().await {
                 Some(Ok(chunk)) => {
-                    if let Err(e) = st.dec.feed(&chunk, &mut st.ready) {
+                    st.parser.feed(&chunk, &mut st.fed);
+                    if st.parser.overflowed() {
+                        // Nothing of a chunk that went over the cap is delivered.
                         st.done = true;
-                        st.ready.clear();
-                        return Some((Err(e), st));
+                        st.fed.clear();
+                        return Some((Err(FrameError::TooLarge), st));
                     }
+                    st.ready.extend(st.fed.drain(..));
                 }
                 Some(Err(e)) => {
                     st.done = true;
@@ -259,12 +155,14 @@ mod tests {
     use super::*;
 
     fn parse(chunks: &[&[u8]], max: usize) -> Result<Vec<Event>, FrameError> {
-        let mut d = SseDecoder::new(max);
-        let mut out = VecDeque::new();
-        for c in chunks {
-            d.feed(c, &mut out)?;
-        }
-        Ok(out.into_iter().collect())
+        let body = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        );
+        let evs: Vec<_> = futures::executor::block_on(sse_events(body, max).collect());
+        evs.into_iter().collect()
     }
 
     #[test]
@@ -283,15 +181,15 @@ mod tests {
             evs,
             vec![
                 Event {
-                    event: "endpoint".into(),
+                    event: Some("endpoint".into()),
                     data: "/m".into()
                 },
                 Event {
-                    event: String::new(),
+                    event: None,
                     data: "a\nb".into()
                 },
                 Event {
-                    event: String::new(),
+                    event: None,
                     data: "x".into()
                 },
             ]
@@ -307,6 +205,11 @@ mod tests {
         let many: Vec<&[u8]> = std::iter::repeat_n(&b"data: 0123456789\n"[..], 10).collect();
         assert!(matches!(parse(&many, 64), Err(FrameError::TooLarge)));
         assert!(parse(&many[..3], 64).is_ok());
+        // Events completed in the chunk that went over are not delivered either.
+        assert!(matches!(
+            parse(&[b"data: a\n\ndata: 0123456789012345678901234567890123456789012345678901234567890\n"], 64),
+            Err(FrameError::TooLarge)
+        ));
     }
 
     #[tokio::test]

@@ -66,7 +66,7 @@ impl SseUpstream {
         let mut events = frames::sse_events(resp.bytes_stream(), max_reply);
         let endpoint = loop {
             match events.next().await {
-                Some(Ok(ev)) if ev.event == "endpoint" => {
+                Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => {
                     break base
                         .join(ev.data.trim())
                         .map_err(|e| unavailable(e.to_string()))?
@@ -88,7 +88,7 @@ impl SseUpstream {
                 tokio::select! {
                     _ = reader_cancel.cancelled() => break,
                     ev = events.next() => match ev {
-                        Some(Ok(ev)) if ev.event == "message" || ev.event.is_empty() => {
+                        Some(Ok(ev)) if matches!(ev.event.as_deref(), None | Some("message" | "")) => {
                             if let Ok(msg) = serde_json::from_str::<Value>(&ev.data) {
                                 reader_pending.dispatch(msg, &deliver);
                             }

@@ -1,6 +1,10 @@
-//! Incremental Server-Sent Events parsing and writing. The parser accepts input split at any
-//! byte (UTF-8 is decoded per complete line) and yields each event as soon as its blank line
-//! arrives, so streams are never buffered whole.
+//! Incremental Server-Sent Events parsing and writing, the one parser every crate uses (LLM
+//! provider streams, MCP upstream streams, A2A streams observed in passing). The parser follows
+//! the WHATWG event-stream rules (LF, CR or CRLF end a line, `:` starts a comment, one space
+//! after the colon is dropped), accepts input split at any byte (UTF-8 is decoded per complete
+//! line) and yields each event as soon as its blank line arrives, so streams are never
+//! buffered whole. An upstream is untrusted: the parser holds at most one line and one event's
+//! data, each bounded by its limit.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -17,8 +21,9 @@ pub struct Event {
 pub const DEFAULT_MAX_EVENT: usize = 4 << 20;
 
 /// Incremental SSE parser. It holds at most one line and one event's data, each bounded by
-/// its limit: a provider that sends a longer line or event makes it stop ([`Parser::overflowed`])
-/// instead of buffering without end.
+/// its limit. A longer line or event makes it stop ([`Parser::overflowed`]) instead of
+/// buffering without end, or, made with [`Parser::skipping_oversize`], drops that one event
+/// and goes on with the next.
 #[derive(Debug)]
 pub struct Parser {
     buf: BytesMut,
@@ -28,6 +33,12 @@ pub struct Parser {
     skip_lf: bool,
     max: usize,
     overflow: bool,
+    /// Skip an oversize event instead of stopping.
+    skip_oversize: bool,
+    /// Inside an oversize event: ignore lines until its blank line.
+    skipping: bool,
+    /// Inside an oversize line: drop its bytes until its end.
+    dropping_line: bool,
 }
 
 impl Default for Parser {
@@ -52,17 +63,34 @@ impl Parser {
             skip_lf: false,
             max,
             overflow: false,
+            skip_oversize: false,
+            skipping: false,
+            dropping_line: false,
+        }
+    }
+
+    /// A new parser that drops an event with a line or data longer than `max` bytes (never
+    /// holding more than `max` of it) and goes on with the next event: for streams passed
+    /// through untouched and only observed, where one oversize event must not end the rest.
+    pub fn skipping_oversize(max: usize) -> Self {
+        Parser {
+            skip_oversize: true,
+            ..Self::with_limit(max)
         }
     }
 
     /// True once a line or an event was longer than the limit; the parser then ignores the
-    /// rest of its input.
+    /// rest of its input. Never true for a [`Parser::skipping_oversize`] parser.
     pub fn overflowed(&self) -> bool {
         self.overflow
     }
 
     fn overflowing(&mut self) {
-        self.overflow = true;
+        if self.skip_oversize {
+            self.skipping = true;
+        } else {
+            self.overflow = true;
+        }
         self.buf = BytesMut::new();
         self.data = String::new();
         self.event = None;
@@ -81,15 +109,24 @@ impl Parser {
             }
             let end = input.iter().position(|&b| b == b'\n' || b == b'\r');
             let (part, rest) = input.split_at(end.unwrap_or(input.len()));
-            if self.buf.len() + part.len() > self.max {
-                self.overflowing();
-                return;
+            if !self.dropping_line {
+                if self.buf.len().saturating_add(part.len()) > self.max {
+                    self.overflowing();
+                    if !self.skip_oversize {
+                        return;
+                    }
+                    self.dropping_line = true;
+                } else {
+                    self.buf.extend_from_slice(part);
+                }
             }
-            self.buf.extend_from_slice(part);
             match rest.split_first() {
                 Some((&eol, rest)) => {
                     self.skip_lf = eol == b'\r';
                     input = rest;
+                    if std::mem::take(&mut self.dropping_line) {
+                        continue;
+                    }
                     let line = self.buf.split();
                     self.line(&line, out);
                 }
@@ -100,7 +137,7 @@ impl Parser {
 
     /// Ends the input: a final event without its blank line is still delivered.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
-        if self.overflow {
+        if self.overflow || self.skipping {
             return;
         }
         if !self.buf.is_empty() {
@@ -111,6 +148,11 @@ impl Parser {
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        if self.skipping {
+            // The oversize event ends at its blank line; the next one is read again.
+            self.skipping = !line.is_empty();
+            return;
+        }
         match line.first() {
             None => {
                 self.dispatch(out);
@@ -127,7 +169,13 @@ impl Parser {
         match field {
             "event" => self.event = Some(value.to_string()),
             "data" => {
-                if self.data.len() + value.len() + 1 > self.max {
+                if self
+                    .data
+                    .len()
+                    .saturating_add(value.len())
+                    .saturating_add(1)
+                    > self.max
+                {
                     self.overflowing();
                     return;
                 }
@@ -232,6 +280,33 @@ mod tests {
         p.feed(b"data: 12345\ndata: 12345\ndata: 12345\n", &mut out);
         assert!(p.overflowed());
         assert!(p.data.is_empty());
+    }
+
+    #[test]
+    fn a_skipping_parser_drops_only_the_oversize_event() {
+        let mut p = Parser::skipping_oversize(16);
+        let mut out = Vec::new();
+        p.feed(b"data: a\n\ndata: ", &mut out);
+        // One line longer than the limit, in pieces: dropped, never buffered past the limit.
+        for _ in 0..100 {
+            p.feed(b"xxxxxxxx", &mut out);
+            assert!(p.buf.len() <= 16);
+        }
+        p.feed(b"\ndata: still the big one\n\ndata: b\r\n\r\n", &mut out);
+        // Many short lines adding up to too much: that event only is dropped.
+        p.feed(
+            b"event: e\ndata: 12345\ndata: 12345\ndata: 12345\n\ndata: c\n\n",
+            &mut out,
+        );
+        assert!(!p.overflowed());
+        let data: Vec<_> = out.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["a", "b", "c"]);
+        assert!(out.iter().all(|e| e.event.is_none()));
+        // An unfinished oversize event is not delivered at the end either.
+        let mut out = Vec::new();
+        p.feed(b"data: 0123456789012345678", &mut out);
+        p.finish(&mut out);
+        assert!(out.is_empty());
     }
 
     proptest! {
