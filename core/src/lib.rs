@@ -4,6 +4,7 @@
 //!   [`Cause`]; [`Error::render`] turns it into a response in the caller's [`ApiFormat`]. Backends
 //!   return `Result<Response, Error>` and the gateway renders at one edge.
 //! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend.
+//! - [`http`]: small HTTP helpers (a host without its port).
 //! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
 //!   `data:`/`event:` frames) for every stream read from an upstream.
 #![cfg_attr(
@@ -18,6 +19,7 @@
 
 pub mod context;
 pub mod error;
+pub mod http;
 pub mod sse;
 
 pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation};

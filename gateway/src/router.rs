@@ -204,7 +204,7 @@ pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
         Some(a) => a.as_str(),
         None => req.headers().get(http::header::HOST)?.to_str().ok()?,
     };
-    Some(crate::head::authority::without_port(raw))
+    Some(switchboard_core::http::host_without_port(raw))
 }
 
 /// Finds the first route that matches.

@@ -417,7 +417,7 @@ impl McpBackend {
                 .and_then(|v| v.to_str().ok())
                 .or(authority)
                 .unwrap_or("");
-            let bare = host_without_port(host);
+            let bare = switchboard_core::http::host_without_port(host);
             if !cfg
                 .allowed_hosts
                 .iter()
@@ -435,29 +435,5 @@ impl McpBackend {
             cap: self.0.cfg.max_queued_messages(),
             metrics: self.0.shared.metrics.clone(),
         }
-    }
-}
-
-/// `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`.
-fn host_without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |i| &host[..=i]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_lose_their_port() {
-        assert_eq!(host_without_port("example.com:8080"), "example.com");
-        assert_eq!(host_without_port("example.com"), "example.com");
-        assert_eq!(host_without_port("[::1]:80"), "[::1]");
-        assert_eq!(host_without_port("[::1]"), "[::1]");
     }
 }

@@ -181,22 +181,6 @@ pub fn resolve(
     }
 }
 
-/// `host[:port]` without its port (`[v6]` keeps its brackets), for a value already checked
-/// by [`resolve`]: the one place the gateway splits a port off an authority.
-pub fn without_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // [v6]:port
-        return match host.find(']') {
-            Some(i) => &host[..=i],
-            None => host,
-        };
-    }
-    match host.rfind(':') {
-        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

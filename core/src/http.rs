@@ -1,0 +1,35 @@
+//! Small HTTP helpers more than one crate needs.
+
+/// `host[:port]` without its port: `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`
+/// (an IPv6 literal keeps its brackets). A value with more than one colon outside brackets is
+/// not `host:port` (an unbracketed IPv6 address, or garbage) and comes back whole, so no part
+/// of an address is ever taken for a port; so does one whose "port" is not all digits.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6] or [v6]:port
+        return host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host);
+    }
+    match host.split_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port_and_only_it() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("example.com:"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:80"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+        assert_eq!(host_without_port("[fe80::1]:8443"), "[fe80::1]");
+        // Unbracketed IPv6: the last group is not a port.
+        assert_eq!(host_without_port("::1"), "::1");
+        assert_eq!(host_without_port("fe80::1:80"), "fe80::1:80");
+        assert_eq!(host_without_port("example.com:http"), "example.com:http");
+    }
+}
