@@ -1,5 +1,15 @@
 //! Small HTTP helpers more than one crate needs.
 
+/// Whether `headers` declare an SSE body: `Content-Type: text/event-stream`, parameters
+/// allowed, the media type compared case-insensitively (as HTTP says).
+pub fn is_event_stream(headers: &::http::HeaderMap) -> bool {
+    headers
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
 /// `host[:port]` without its port: `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`
 /// (an IPv6 literal keeps its brackets). A value with more than one colon outside brackets is
 /// not `host:port` (an unbracketed IPv6 address, or garbage) and comes back whole, so no part
@@ -18,6 +28,21 @@ pub fn host_without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_streams_are_known_by_their_media_type() {
+        let with = |ct: &str| {
+            let mut h = ::http::HeaderMap::new();
+            h.insert(::http::header::CONTENT_TYPE, ct.parse().unwrap());
+            is_event_stream(&h)
+        };
+        assert!(with("text/event-stream"));
+        assert!(with("text/event-stream; charset=utf-8"));
+        assert!(with("Text/Event-Stream"));
+        assert!(!with("text/event-streams"));
+        assert!(!with("application/json"));
+        assert!(!is_event_stream(&::http::HeaderMap::new()));
+    }
 
     #[test]
     fn hosts_lose_their_port_and_only_it() {

@@ -4,7 +4,8 @@
 //!   [`Cause`]; [`Error::render`] turns it into a response in the caller's [`ApiFormat`]. Backends
 //!   return `Result<Response, Error>` and the gateway renders at one edge.
 //! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend.
-//! - [`http`]: small HTTP helpers (a host without its port).
+//! - [`http`]: small HTTP helpers (a host without its port, whether a body is an event
+//!   stream).
 //! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
 //!   `data:`/`event:` frames) for every stream read from an upstream.
 #![cfg_attr(

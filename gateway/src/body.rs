@@ -257,15 +257,6 @@ fn merge_ready(
     merged.map_or(first, BytesMut::freeze)
 }
 
-/// Whether `headers` declare an SSE body (`Content-Type: text/event-stream`, parameters
-/// allowed).
-pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

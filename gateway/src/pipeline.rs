@@ -135,7 +135,7 @@ impl Conn {
         };
         let (resp, is_stream, refused) = match result {
             Ok(resp) => {
-                let is_stream = is_event_stream(&resp);
+                let is_stream = is_ok_event_stream(&resp);
                 (resp, is_stream, false)
             }
             // The one place a failure becomes a response, in the route's format.
@@ -288,6 +288,6 @@ fn checks_items(backend: &crate::backend::Backend) -> bool {
 }
 
 /// A successful event stream: its body is cut at shutdown and counted as an open stream.
-fn is_event_stream<B>(resp: &Response<B>) -> bool {
-    resp.status() == StatusCode::OK && crate::body::is_event_stream(resp.headers())
+fn is_ok_event_stream<B>(resp: &Response<B>) -> bool {
+    resp.status() == StatusCode::OK && switchboard_core::http::is_event_stream(resp.headers())
 }

@@ -17,10 +17,10 @@ use super::exchange::Exchange;
 use super::pinning::Plan;
 use super::replica::{unasked_switch, upstream_failed};
 use super::{A2aBackend, card, rpc};
-use crate::body::is_event_stream;
 use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::forwarding::strip_response;
+use switchboard_core::http::is_event_stream;
 
 impl A2aBackend {
     pub(super) async fn rpc(

@@ -385,12 +385,7 @@ impl HttpUpstream {
         recipient: Option<&Recipient>,
         progress: Option<Value>,
     ) -> Result<Value> {
-        let is_sse = resp
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-        if !is_sse {
+        if !switchboard_core::http::is_event_stream(resp.headers()) {
             let body = frames::read_body(resp, self.max_reply)
                 .await
                 .map_err(|e| self.frame_error(e))?;
