@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,24 +18,6 @@ use switchboard_controller::push::{self, Authenticator, ConfigHub};
 use switchboard_controller::reconcile;
 use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
 use switchboard_testing::process::JsonLog;
-
-/// The `switchboard` binary, built on demand (it belongs to another package of the workspace).
-fn switchboard_binary() -> PathBuf {
-    let root = workspace_root();
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "switchboard-gateway", "--bin", "switchboard"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the switchboard binary failed");
-    let bin = target.join("debug").join("switchboard");
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
-}
 
 /// An upstream that answers with the path it saw.
 async fn upstream() -> SocketAddr {

@@ -744,22 +744,6 @@ async fn a_missing_lease_namespace_is_a_clear_error() {
     );
 }
 
-/// The `switchboard` binary, built on demand (it belongs to another package).
-fn switchboard_binary() -> std::path::PathBuf {
-    let root = workspace_root();
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "switchboard-gateway", "--bin", "switchboard"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the switchboard binary failed");
-    target.join("debug").join("switchboard")
-}
-
 fn peak_rss_mib() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()

@@ -880,3 +880,21 @@ fn check(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
         }
     }
 }
+
+/// The `switchboard` binary, built on demand (it belongs to another package of the workspace).
+pub fn switchboard_binary() -> std::path::PathBuf {
+    let root = workspace_root();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "switchboard-gateway", "--bin", "switchboard"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the switchboard binary failed");
+    let bin = target.join("debug").join("switchboard");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
