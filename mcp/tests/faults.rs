@@ -9,21 +9,6 @@ use std::time::Duration;
 use harness::*;
 use serde_json::{Value, json};
 
-async fn fixture_gateway(extra: Value) -> (Gateway, tokio::task::JoinHandle<()>) {
-    init();
-    let (addr, task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let mut cfg =
-        json!({"targets": [{"name": "fixture", "http": {"url": format!("http://{addr}/mcp")}}]});
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            c.insert(k.clone(), v.clone());
-        }
-    }
-    (gateway(cfg).await, task)
-}
-
 fn response(body: &str) -> Value {
     messages(body)
         .into_iter()

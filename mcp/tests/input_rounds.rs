@@ -26,21 +26,6 @@ async fn modern_gateway(extra: Value) -> (Gateway, Seen, tokio::task::JoinHandle
     (gateway(cfg).await, seen, task)
 }
 
-async fn fixture_gateway(extra: Value) -> (Gateway, tokio::task::JoinHandle<()>) {
-    init();
-    let (addr, task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
-        .await
-        .unwrap();
-    let mut cfg =
-        json!({"targets": [{"name": "fixture", "http": {"url": format!("http://{addr}/mcp")}}]});
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            c.insert(k.clone(), v.clone());
-        }
-    }
-    (gateway(cfg).await, task)
-}
-
 /// A stateless (2026-07-28) request with the given client capabilities.
 fn stateless(id: u64, method: &str, mut params: Value, caps: Value) -> Value {
     params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",

@@ -299,3 +299,19 @@ pub async fn raw_session(url: &str, version: &str, capabilities: serde_json::Val
     assert_eq!(status, 202);
     sid
 }
+
+/// A gateway with one HTTP target, the rmcp fixture from examples/, and `extra` merged into the
+/// route's `mcp` block.
+pub async fn fixture_gateway(extra: Value) -> (Gateway, tokio::task::JoinHandle<()>) {
+    init();
+    let (addr, task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let mut cfg = serde_json::json!({"targets": [{"name": "fixture", "http": {"url": format!("http://{addr}/mcp")}}]});
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    (gateway(cfg).await, task)
+}
