@@ -10,11 +10,14 @@
 //!   endless `tools/list` and endless SSE streams (the gateway's untrusted-upstream tests).
 //! - [`mcp_modern`]: an MCP server that speaks only 2026-07-28 (multi round-trip requests,
 //!   `Mcp-Param-*` routing headers).
+//! - [`pets`]: a REST pet store with its OpenAPI document (`examples/openapi/pets.yaml`), the
+//!   upstream of the gateway's OpenAPI targets.
 
 pub mod mcp_fixture;
 pub mod mcp_hostile;
 pub mod mcp_modern;
 pub mod mock_llm;
+pub mod pets;
 pub mod upstream;
 
 /// Sets TCP_NODELAY on an accepted connection: these servers double as benchmark upstreams,

@@ -105,7 +105,7 @@ pub struct ToolFilter {
     pub deny: Vec<String>,
 }
 
-/// One federated MCP server. Exactly one of `stdio`, `http`, `sse` must be set.
+/// One federated MCP server. Exactly one of `stdio`, `http`, `sse`, `openapi` must be set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
@@ -120,6 +120,9 @@ pub struct TargetConfig {
     /// A legacy HTTP+SSE server (the URL of its SSE endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<HttpTarget>,
+    /// A REST service described by an OpenAPI 3.0/3.1 document: each operation is a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openapi: Option<OpenApiTarget>,
     /// Timeout of one request to this target (default `60s`): the longest wait for the reply
     /// or for the next message (progress, logging, ...) the target sends for the request.
     #[serde(
@@ -209,6 +212,23 @@ pub struct HttpTarget {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A REST service exposed as tools (see `upstream::openapi` for how operations become tools).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiTarget {
+    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML): a file path (relative paths resolve
+    /// against the gateway's working directory), or an `http(s)://` URL fetched once when the
+    /// route is built.
+    pub spec: String,
+    /// Base URL the operations' paths are appended to (default: the document's first
+    /// `servers[].url`, which must then be absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Headers sent with every REST request (e.g. `authorization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
 /// The transport of a validated target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -218,15 +238,18 @@ pub enum TransportKind {
     Http,
     /// Legacy HTTP+SSE.
     Sse,
+    /// A REST service described by an OpenAPI document.
+    OpenApi,
 }
 
 impl TargetConfig {
     /// Which transport this target uses (the first set; validation guarantees exactly one).
     pub fn kind(&self) -> Option<TransportKind> {
-        match (&self.stdio, &self.http, &self.sse) {
-            (Some(_), None, None) => Some(TransportKind::Stdio),
-            (None, Some(_), None) => Some(TransportKind::Http),
-            (None, None, Some(_)) => Some(TransportKind::Sse),
+        match (&self.stdio, &self.http, &self.sse, &self.openapi) {
+            (Some(_), None, None, None) => Some(TransportKind::Stdio),
+            (None, Some(_), None, None) => Some(TransportKind::Http),
+            (None, None, Some(_), None) => Some(TransportKind::Sse),
+            (None, None, None, Some(_)) => Some(TransportKind::OpenApi),
             _ => None,
         }
     }
@@ -313,14 +336,25 @@ impl McpConfig {
                     format!("duplicate target name `{}`", t.name),
                 ));
             }
-            let set = [t.stdio.is_some(), t.http.is_some(), t.sse.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let set = [
+                t.stdio.is_some(),
+                t.http.is_some(),
+                t.sse.is_some(),
+                t.openapi.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if set != 1 {
                 issues.push((
                     tp.clone(),
-                    "exactly one of `stdio`, `http`, `sse` must be set".into(),
+                    "exactly one of `stdio`, `http`, `sse`, `openapi` must be set".into(),
+                ));
+            }
+            if let Some(o) = &t.openapi {
+                issues.extend(crate::upstream::openapi::validate(
+                    o,
+                    &format!("{tp}.openapi"),
                 ));
             }
             if let Some(s) = &t.stdio

@@ -143,6 +143,8 @@ struct Target {
     kind: TransportKind,
     headers: HeaderMap,
     stdio: Option<StdioProcess>,
+    /// An `openapi` target's service (shared by every session).
+    openapi: Option<Arc<crate::upstream::openapi::OpenApi>>,
     /// The target's `x-mcp-header` bindings, learned from its tool listings.
     tool_headers: crate::param_headers::ToolHeaders,
     /// After a failed connect, lazy reconnects (from any session) wait until then, so a dead
@@ -246,12 +248,27 @@ impl McpBackend {
             prefixed,
             epoch: AtomicU64::new(0),
         });
+        let mut openapi = Vec::with_capacity(cfg.targets.len());
+        for t in &cfg.targets {
+            openapi.push(match &t.openapi {
+                Some(o) => Some(crate::upstream::openapi::OpenApi::new(
+                    t.name.as_str().into(),
+                    o,
+                    shared.client.clone(),
+                    cfg.max_reply_bytes(),
+                    t.timeout(),
+                )?),
+                None => None,
+            });
+        }
         let targets: Vec<Target> = cfg
             .targets
             .iter()
-            .map(|t| {
+            .zip(openapi)
+            .map(|(t, openapi)| {
                 let kind = t.kind().unwrap_or(TransportKind::Http);
                 Target {
+                    openapi,
                     tool_headers: Default::default(),
                     down_until: std::sync::Mutex::new(None),
                     name: t.name.as_str().into(),

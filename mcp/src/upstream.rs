@@ -1,9 +1,11 @@
 //! Upstream clients, one module per transport. All three speak raw JSON-RPC: the gateway
 //! rewrites only request ids and progress tokens (both become the upstream request's own
-//! numeric id, unique per backend) so replies and progress find their way back.
+//! numeric id, unique per backend) so replies and progress find their way back. `openapi` is
+//! not an MCP transport: the gateway answers MCP itself and calls a REST service.
 
 pub(crate) mod frames;
 pub(crate) mod http;
+pub(crate) mod openapi;
 pub(crate) mod sse;
 pub(crate) mod stdio;
 
@@ -178,6 +180,8 @@ pub(crate) enum Upstream {
     Sse(Arc<sse::SseUpstream>),
     /// The target's shared child process, or the session's own (`per_session`).
     Stdio(stdio::StdioProcess),
+    /// A REST service described by an OpenAPI document (shared by every session).
+    OpenApi(Arc<openapi::OpenApi>),
 }
 
 impl Upstream {
@@ -200,6 +204,8 @@ impl Upstream {
                 Upstream::Http(h) => h.request(recipient, msg, progress).await,
                 Upstream::Sse(s) => s.request(recipient, msg, progress).await,
                 Upstream::Stdio(s) => s.request(recipient, msg, progress).await,
+                // Seam for per-request upstream credentials: none are passed yet.
+                Upstream::OpenApi(o) => o.request(msg, &::http::HeaderMap::new()).await,
             }
         };
         tokio::pin!(fut);
@@ -233,6 +239,8 @@ impl Upstream {
             Upstream::Http(h) => h.send(msg).await,
             Upstream::Sse(s) => s.send(msg).await,
             Upstream::Stdio(s) => s.send(msg),
+            // Notifications and replies of the client mean nothing to a REST service.
+            Upstream::OpenApi(_) => Ok(()),
         }
     }
 
@@ -243,6 +251,7 @@ impl Upstream {
             Upstream::Http(h) => h.close().await,
             Upstream::Sse(s) => s.close(),
             Upstream::Stdio(p) => p.close(),
+            Upstream::OpenApi(_) => {}
         }
     }
 }

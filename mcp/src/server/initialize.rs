@@ -210,6 +210,14 @@ impl McpBackend {
                 .await?;
                 (Upstream::Sse(s), init)
             }
+            TransportKind::OpenApi => {
+                let o = target
+                    .openapi
+                    .clone()
+                    .ok_or_else(|| Error::Config("openapi".into()))?;
+                let init = o.initialize(&session.0.init_params).await?;
+                (Upstream::OpenApi(o), init)
+            }
         };
         session.set_upstream(t, up);
         Ok(init)

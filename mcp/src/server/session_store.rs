@@ -224,7 +224,7 @@ impl McpBackend {
                     // Otherwise connected on first use.
                 }
                 // A legacy SSE connection cannot be resumed: a new one opens on first use.
-                TransportKind::Sse => {}
+                TransportKind::Sse | TransportKind::OpenApi => {}
             }
         }
         let kept = self.0.sessions.insert_or_get(session.clone());

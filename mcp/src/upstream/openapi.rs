@@ -1,0 +1,355 @@
+//! OpenAPI targets (`targets[].openapi`): a REST service described by an OpenAPI 3.0/3.1
+//! document, served as an MCP server whose tools are the document's operations (see `tools`
+//! for how an operation becomes a tool). The gateway answers MCP itself: `initialize`, `ping`,
+//! `tools/list`, `tools/call` (one REST request) and `logging/setLevel`; anything else gets
+//! -32601, so such a target has no prompts or resources. One [`OpenApi`] per target serves
+//! every session: it has no upstream session, only the shared HTTP client's pooled
+//! connections.
+//!
+//! The document is a file (read and checked when the route is built: a bad one fails the
+//! config) or an `http(s)` URL, fetched once when the route is built, within the target's
+//! `timeout` and [`MAX_SPEC_BYTES`]; a URL that fails makes the target fail to initialize,
+//! with the reason logged.
+
+pub(crate) mod call;
+pub(crate) mod tools;
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::config::OpenApiTarget;
+use crate::error::{Error, Result};
+use crate::jsonrpc;
+use tools::Catalog;
+
+/// Largest OpenAPI document read.
+pub const MAX_SPEC_BYTES: usize = 16 * 1024 * 1024;
+
+/// The document's tools and where to call them.
+pub(crate) struct Loaded {
+    pub catalog: Catalog,
+    /// The base URL, without a trailing `/`.
+    pub base: String,
+}
+
+/// One OpenAPI target, shared by every session of the route.
+pub(crate) struct OpenApi {
+    target: Arc<str>,
+    cfg: OpenApiTarget,
+    client: reqwest::Client,
+    headers: HeaderMap,
+    max_reply: usize,
+    timeout: std::time::Duration,
+    loaded: tokio::sync::OnceCell<std::result::Result<Arc<Loaded>, String>>,
+}
+
+impl std::fmt::Debug for OpenApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenApi")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+fn is_url(spec: &str) -> bool {
+    spec.starts_with("http://") || spec.starts_with("https://")
+}
+
+/// Config checks of `targets[].openapi` (`path` is its key path): the base URL, the header
+/// names, and a file document (read and turned into tools; a URL is only fetched when the route
+/// is built).
+pub(crate) fn validate(o: &OpenApiTarget, path: &str) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    if o.spec.trim().is_empty() {
+        issues.push((format!("{path}.spec"), "must not be empty".into()));
+    } else if is_url(&o.spec) {
+        if let Err(e) = url::Url::parse(&o.spec) {
+            issues.push((format!("{path}.spec"), format!("invalid URL: {e}")));
+        }
+    } else {
+        let checked = read_file(&o.spec).and_then(|doc| {
+            let (catalog, _) = tools::catalog(&doc)?;
+            base_url(o, catalog.server.as_deref()).map(|_| ())
+        });
+        match checked {
+            Ok(()) => {}
+            Err(e) => issues.push((format!("{path}.spec"), e)),
+        }
+    }
+    if let Some(b) = &o.base_url
+        && let Err(e) = check_base(b)
+    {
+        issues.push((format!("{path}.base_url"), e));
+    }
+    for name in o.headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            issues.push((
+                format!("{path}.headers.{name}"),
+                "invalid header name".into(),
+            ));
+        }
+    }
+    issues
+}
+
+fn check_base(b: &str) -> std::result::Result<(), String> {
+    match url::Url::parse(b) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        Ok(_) => Err("scheme must be http or https".into()),
+        Err(e) => Err(format!("invalid URL: {e}")),
+    }
+}
+
+/// Parse a document: JSON, else YAML.
+pub(crate) fn parse(text: &str) -> std::result::Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"));
+    }
+    yaml_serde::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+}
+
+fn read_file(path: &str) -> std::result::Result<Value, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    if meta.len() > MAX_SPEC_BYTES as u64 {
+        return Err(format!("`{path}` is larger than {MAX_SPEC_BYTES} bytes"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    parse(&text).map_err(|e| format!("`{path}`: {e}"))
+}
+
+/// Turn the document into tools and find the base URL; logs what was skipped.
+fn load(o: &OpenApiTarget, doc: &Value, target: &str) -> std::result::Result<Loaded, String> {
+    let (catalog, warnings) = tools::catalog(doc)?;
+    let base = base_url(o, catalog.server.as_deref())?;
+    for w in warnings {
+        tracing::warn!(target_name = %target, "openapi: {w}");
+    }
+    Ok(Loaded { catalog, base })
+}
+
+/// The base URL: `base_url`, else the document's first server, resolved against the spec's
+/// URL when relative.
+fn base_url(o: &OpenApiTarget, server: Option<&str>) -> std::result::Result<String, String> {
+    let base = match (&o.base_url, server) {
+        (Some(b), _) => b.clone(),
+        (None, Some(s)) if check_base(s).is_ok() => s.to_string(),
+        (None, Some(s)) if is_url(&o.spec) => url::Url::parse(&o.spec)
+            .and_then(|u| u.join(s))
+            .map(String::from)
+            .map_err(|e| format!("servers[0].url `{s}`: {e}"))?,
+        (None, _) => {
+            return Err(
+                "no `base_url` is set and the document has no absolute `servers[0].url`".into(),
+            );
+        }
+    };
+    check_base(&base).map_err(|e| format!("base URL `{base}`: {e}"))?;
+    Ok(base.trim_end_matches('/').to_string())
+}
+
+impl OpenApi {
+    /// The target's service. A file document is loaded now (its errors are the config's); a URL
+    /// is fetched in the background, and awaited by the first `initialize` that needs it.
+    pub fn new(
+        target: Arc<str>,
+        cfg: &OpenApiTarget,
+        client: reqwest::Client,
+        max_reply: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Arc<Self>> {
+        let this = Arc::new(Self {
+            headers: super::http::header_map(&cfg.headers),
+            target,
+            cfg: cfg.clone(),
+            client,
+            max_reply,
+            timeout,
+            loaded: tokio::sync::OnceCell::new(),
+        });
+        if is_url(&cfg.spec) {
+            let t = this.clone();
+            tokio::spawn(async move {
+                if let Err(e) = t.loaded().await {
+                    tracing::error!(target_name = %t.target, spec = %t.cfg.spec, "openapi document failed to load: {e}");
+                }
+            });
+        } else {
+            let loaded = read_file(&cfg.spec)
+                .and_then(|doc| load(cfg, &doc, &this.target))
+                .map_err(|e| {
+                    Error::Config(format!("target `{}`: openapi.spec: {e}", this.target))
+                })?;
+            let _ = this.loaded.set(Ok(Arc::new(loaded)));
+        }
+        Ok(this)
+    }
+
+    async fn loaded(&self) -> std::result::Result<Arc<Loaded>, String> {
+        self.loaded
+            .get_or_init(|| async {
+                let text = self.fetch().await?;
+                let doc = parse(&text).map_err(|e| format!("{}: {e}", self.cfg.spec))?;
+                load(&self.cfg, &doc, &self.target)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{}: {e}", self.cfg.spec))
+            })
+            .await
+            .clone()
+    }
+
+    async fn fetch(&self) -> std::result::Result<String, String> {
+        let spec = &self.cfg.spec;
+        let get = async {
+            let resp = self
+                .client
+                .get(spec)
+                .headers(self.headers.clone())
+                .send()
+                .await
+                .map_err(|e| format!("fetching {spec}: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("fetching {spec}: HTTP {}", resp.status()));
+            }
+            let body = call::read_bounded(resp, MAX_SPEC_BYTES)
+                .await
+                .map_err(|e| format!("fetching {spec}: {e}"))?;
+            String::from_utf8(body).map_err(|_| format!("{spec}: not UTF-8 text"))
+        };
+        tokio::time::timeout(self.timeout, get)
+            .await
+            .map_err(|_| format!("fetching {spec}: timed out after {:?}", self.timeout))?
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::Unavailable {
+            target: self.target.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The `initialize` result this target answers with (the document loaded).
+    pub async fn initialize(&self, init_params: &Value) -> Result<Value> {
+        let loaded = self
+            .loaded()
+            .await
+            .map_err(|e| self.unavailable(format!("openapi document: {e}")))?;
+        let version = init_params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(crate::revision::LATEST_VERSION);
+        Ok(json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": loaded.catalog.title, "version": loaded.catalog.version},
+        }))
+    }
+
+    /// Answer one JSON-RPC request. `extra` are per-request headers (the upstream credential
+    /// hook: they override the configured `headers`).
+    pub async fn request(&self, msg: Value, extra: &HeaderMap) -> Result<Value> {
+        let id = jsonrpc::id(&msg);
+        let loaded = self
+            .loaded()
+            .await
+            .map_err(|e| self.unavailable(format!("openapi document: {e}")))?;
+        let result = match jsonrpc::method(&msg) {
+            "initialize" => {
+                self.initialize(msg.get("params").unwrap_or(&Value::Null))
+                    .await?
+            }
+            "ping" | "logging/setLevel" => json!({}),
+            "tools/list" => {
+                let tools: Vec<Value> = loaded.catalog.ops.iter().map(|o| o.tool.clone()).collect();
+                json!({ "tools": tools })
+            }
+            "tools/call" => {
+                let name = jsonrpc::param_str(&msg, "name").unwrap_or_default();
+                let Some(op) = loaded.catalog.ops.iter().find(|o| o.name == name) else {
+                    return Ok(json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": crate::error::INVALID_PARAMS,
+                        "message": format!("unknown tool `{name}`")}}));
+                };
+                let empty = serde_json::Map::new();
+                let args = msg
+                    .pointer("/params/arguments")
+                    .and_then(Value::as_object)
+                    .unwrap_or(&empty);
+                self.call(&loaded, op, args, extra).await?
+            }
+            other => {
+                return Ok(json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": crate::error::METHOD_NOT_FOUND,
+                    "message": format!("method not found: {other}")}}));
+            }
+        };
+        Ok(jsonrpc::result(id, result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(spec: &str, base: Option<&str>) -> OpenApiTarget {
+        OpenApiTarget {
+            spec: spec.into(),
+            base_url: base.map(Into::into),
+            headers: Default::default(),
+        }
+    }
+
+    const DOC: &str = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get: {operationId: x}\n";
+
+    #[test]
+    fn yaml_and_json_documents_parse() {
+        assert_eq!(parse(DOC).unwrap()["openapi"], "3.0.3");
+        assert_eq!(parse(r#"{"openapi":"3.1.0"}"#).unwrap()["openapi"], "3.1.0");
+        assert!(parse("openapi: [").unwrap_err().starts_with("invalid YAML"));
+        assert!(
+            parse("{\"openapi\":")
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
+    }
+
+    #[test]
+    fn base_url_from_config_or_servers() {
+        let e = base_url(&cfg("f.yaml", None), None).unwrap_err();
+        assert!(e.contains("no `base_url`"), "{e}");
+        let e = base_url(&cfg("f.yaml", None), Some("/v2")).unwrap_err();
+        assert!(e.contains("no `base_url`"), "{e}");
+        let b = base_url(&cfg("f.yaml", Some("http://h:1/api/")), Some("/v2")).unwrap();
+        assert_eq!(b, "http://h:1/api");
+        let b = base_url(&cfg("http://h:2/docs/openapi.yaml", None), Some("/v2")).unwrap();
+        assert_eq!(b, "http://h:2/v2");
+        let b = base_url(&cfg("f.yaml", None), Some("https://api.example/v3")).unwrap();
+        assert_eq!(b, "https://api.example/v3");
+    }
+
+    #[test]
+    fn validate_reads_file_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, DOC).unwrap();
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "swagger: '2.0'\n").unwrap();
+        let good = good.to_str().unwrap();
+        assert!(validate(&cfg(good, Some("http://h")), "o").is_empty());
+        let i = validate(&cfg(bad.to_str().unwrap(), Some("ftp://h")), "o");
+        assert_eq!(i[0].0, "o.spec");
+        assert!(i[0].1.contains("Swagger 2.0"), "{}", i[0].1);
+        assert_eq!(
+            i[1],
+            ("o.base_url".into(), "scheme must be http or https".into())
+        );
+        let i = validate(&cfg("/nonexistent/x.yaml", Some("http://h")), "o");
+        assert!(
+            i[0].1.contains("cannot read `/nonexistent/x.yaml`"),
+            "{i:?}"
+        );
+        // A URL is not fetched by `validate`.
+        assert!(validate(&cfg("http://127.0.0.1:9/x.yaml", Some("http://h")), "o").is_empty());
+    }
+}
