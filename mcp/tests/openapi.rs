@@ -151,3 +151,72 @@ async fn a_silent_rest_service_times_out_after_the_target_timeout() {
     let (_, _, body) = post(&gw.url, Some(&sid), &list.to_string()).await;
     assert_eq!(response(&body)["result"]["prompts"], json!([]), "{body}");
 }
+
+/// POST a JSON-RPC request on a session with the harness's authz header; the response.
+async fn call_as(url: &str, sid: &str, allow_prefix: &str, msg: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("x-test-allow-prefix", allow_prefix)
+        .body(msg.to_string())
+        .send()
+        .await
+        .unwrap();
+    response(&resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authz_configured_headers_and_the_reply_bound_apply() {
+    let base = pets().await;
+    let gw = gateway(json!({
+        "max_reply_bytes": 1024,
+        "targets": [{"name": "pets", "openapi": {"spec": pets_yaml(), "base_url": base,
+            "headers": {"X-Owner": "operator"}}}]
+    }))
+    .await;
+    let sid = raw_initialize(&gw.url).await;
+    // The caller may use tools starting with `c` only.
+    let list = call_as(
+        &gw.url,
+        &sid,
+        "c",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["createPet"], "{list}");
+    let call = |name: &str, args: Value| json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": args}});
+    let r = call_as(&gw.url, &sid, "c", call("listPets", json!({}))).await;
+    assert_eq!(
+        r["error"]["code"], -32602,
+        "refused like an unknown tool: {r}"
+    );
+    // The configured header wins over the header parameter.
+    let r = call_as(
+        &gw.url,
+        &sid,
+        "c",
+        call(
+            "createPet",
+            json!({"X-Owner": "client", "body": {"name": "Rex"}}),
+        ),
+    )
+    .await;
+    assert_eq!(r["result"]["structuredContent"]["owner"], "operator", "{r}");
+    // A reply over `max_reply_bytes` fails the call.
+    let r = call_as(
+        &gw.url,
+        &sid,
+        "c",
+        call("createPet", json!({"body": {"name": "x".repeat(2000)}})),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32603, "{r}");
+}

@@ -351,5 +351,61 @@ mod tests {
         );
         // A URL is not fetched by `validate`.
         assert!(validate(&cfg("http://127.0.0.1:9/x.yaml", Some("http://h")), "o").is_empty());
+        // Relative paths: from the working directory (the crate's, under cargo).
+        assert!(validate(&cfg("../examples/openapi/pets.yaml", Some("http://h")), "o").is_empty());
+    }
+
+    /// A document server: `/ok.yaml`, `/big.yaml` (over the bound), `/slow.yaml` (never
+    /// answers), anything else 404.
+    async fn doc_server(hits: Arc<std::sync::atomic::AtomicUsize>) -> String {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/ok.yaml",
+                get(move || async move {
+                    hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    DOC
+                }),
+            )
+            .route(
+                "/big.yaml",
+                get(|| async { "#".repeat(MAX_SPEC_BYTES + 1) }),
+            )
+            .route("/slow.yaml", get(|| std::future::pending::<&'static str>()));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn document_urls_are_fetched_once_within_the_timeout_and_size_bound() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let base = doc_server(hits.clone()).await;
+        let load = |path: &str| {
+            let o = OpenApi::new(
+                "t".into(),
+                &cfg(&format!("{base}{path}"), Some("http://h")),
+                reqwest::Client::new(),
+                1024,
+                std::time::Duration::from_millis(300),
+            )
+            .unwrap();
+            async move {
+                let first = o.loaded().await.map(|l| l.catalog.ops.len());
+                assert_eq!(o.loaded().await.map(|l| l.catalog.ops.len()), first);
+                first
+            }
+        };
+        assert_eq!(load("/ok.yaml").await, Ok(1));
+        // The background fetch and both waits above shared one request.
+        assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+        let e = load("/missing.yaml").await.unwrap_err();
+        assert!(e.contains("HTTP 404"), "{e}");
+        let e = load("/big.yaml").await.unwrap_err();
+        assert!(e.contains("larger than the limit"), "{e}");
+        let e = load("/slow.yaml").await.unwrap_err();
+        assert!(e.contains("timed out"), "{e}");
     }
 }

@@ -573,6 +573,8 @@ mod tests {
             json!({
                 "/upload": {"put": {"operationId": "up", "requestBody": {"content": {"image/png": {}}}}},
                 "/c": {"get": {"operationId": "c", "parameters": [{"name": "s", "in": "cookie", "required": true, "schema": {}}]}},
+                "/content": {"get": {"operationId": "content", "parameters": [{"name": "f", "in": "query", "required": true, "content": {"application/json": {}}}]}},
+                "/style": {"get": {"operationId": "style", "parameters": [{"name": "f", "in": "query", "required": true, "style": "pipeDelimited", "schema": {}}]}},
                 "/dup/{id}": {"get": {"operationId": "dup", "parameters": [
                     {"name": "id", "in": "path", "schema": {"type": "string"}},
                     {"name": "id", "in": "query", "schema": {"type": "string"}}]}},
@@ -595,6 +597,8 @@ mod tests {
         for needle in [
             "PUT /upload: request body is not JSON (image/png)",
             "GET /c: cookie parameter `s`",
+            "GET /content: parameter `f` has no `schema` (`content` is not supported)",
+            "GET /style: parameter `f` has an unsupported `style`",
             "GET /dup/{id}: two parameters are named `id`",
             "GET /undeclared/{x}: path parameter `x` is not declared",
             "GET /ext: reference `other.yaml#/p` is outside the document",
