@@ -204,8 +204,7 @@ impl Upstream {
                 Upstream::Http(h) => h.request(recipient, msg, progress).await,
                 Upstream::Sse(s) => s.request(recipient, msg, progress).await,
                 Upstream::Stdio(s) => s.request(recipient, msg, progress).await,
-                // Seam for per-request upstream credentials: none are passed yet.
-                Upstream::OpenApi(o) => o.request(msg, &::http::HeaderMap::new()).await,
+                Upstream::OpenApi(o) => o.request(msg).await,
             }
         };
         tokio::pin!(fut);

@@ -94,6 +94,14 @@ pub(crate) fn validate(o: &OpenApiTarget, path: &str) -> Vec<(String, String)> {
     issues
 }
 
+/// Whether two URLs have the same scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 fn check_base(b: &str) -> std::result::Result<(), String> {
     match url::Url::parse(b) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
@@ -202,10 +210,18 @@ impl OpenApi {
     async fn fetch(&self) -> std::result::Result<String, String> {
         let spec = &self.cfg.spec;
         let get = async {
-            let resp = self
-                .client
-                .get(spec)
-                .headers(self.headers.clone())
+            let mut req = self.client.get(spec);
+            // The configured headers (credentials, typically) go to the service's own origin
+            // only: a document hosted elsewhere does not get them.
+            if self
+                .cfg
+                .base_url
+                .as_deref()
+                .is_some_and(|b| same_origin(b, spec))
+            {
+                req = req.headers(self.headers_now());
+            }
+            let resp = req
                 .send()
                 .await
                 .map_err(|e| format!("fetching {spec}: {e}"))?;
@@ -246,9 +262,15 @@ impl OpenApi {
         }))
     }
 
-    /// Answer one JSON-RPC request. `extra` are per-request headers (the upstream credential
-    /// hook: they override the configured `headers`).
-    pub async fn request(&self, msg: Value, extra: &HeaderMap) -> Result<Value> {
+    /// The headers of a request sent now: the configured `headers`. This is the seam for
+    /// per-request upstream credentials (`upstream_auth`): a credential current at the time of
+    /// the request goes in here, as for http and sse targets.
+    pub(crate) fn headers_now(&self) -> HeaderMap {
+        self.headers.clone()
+    }
+
+    /// Answer one JSON-RPC request.
+    pub async fn request(&self, msg: Value) -> Result<Value> {
         let id = jsonrpc::id(&msg);
         let loaded = self
             .loaded()
@@ -276,7 +298,7 @@ impl OpenApi {
                     .pointer("/params/arguments")
                     .and_then(Value::as_object)
                     .unwrap_or(&empty);
-                self.call(&loaded, op, args, extra).await?
+                self.call(&loaded, op, args).await?
             }
             other => {
                 return Ok(json!({"jsonrpc": "2.0", "id": id, "error": {
@@ -368,6 +390,15 @@ mod tests {
                 }),
             )
             .route(
+                "/auth.yaml",
+                get(|h: http::HeaderMap| async move {
+                    match h.get("x-key") {
+                        Some(_) => (http::StatusCode::OK, DOC),
+                        None => (http::StatusCode::UNAUTHORIZED, ""),
+                    }
+                }),
+            )
+            .route(
                 "/big.yaml",
                 get(|| async { "#".repeat(MAX_SPEC_BYTES + 1) }),
             )
@@ -407,5 +438,20 @@ mod tests {
         assert!(e.contains("larger than the limit"), "{e}");
         let e = load("/slow.yaml").await.unwrap_err();
         assert!(e.contains("timed out"), "{e}");
+        // The configured headers go with the document's request on the service's own origin
+        // only.
+        for (service, ok) in [(base.as_str(), true), ("http://127.0.0.1:9", false)] {
+            let mut c = cfg(&format!("{base}/auth.yaml"), Some(service));
+            c.headers.insert("x-key".into(), "k".into());
+            let o = OpenApi::new(
+                "t".into(),
+                &c,
+                reqwest::Client::new(),
+                1024,
+                std::time::Duration::from_secs(5),
+            )
+            .unwrap();
+            assert_eq!(o.loaded().await.is_ok(), ok, "{service}");
+        }
     }
 }

@@ -161,20 +161,18 @@ pub(crate) fn build(
 }
 
 impl OpenApi {
-    /// Call `op` with `args`; `extra` headers (the per-request credential) win over the
-    /// configured ones, which win over header parameters.
+    /// Call `op` with `args`. The configured headers win over header parameters.
     pub(super) async fn call(
         &self,
         loaded: &Loaded,
         op: &Operation,
         args: &Map<String, Value>,
-        extra: &HeaderMap,
     ) -> Result<Value> {
         let (url, mut headers) = match build(&loaded.base, op, args) {
             Ok(r) => r,
             Err(why) => return Ok(tool_error(why)),
         };
-        for (k, v) in self.headers.iter().chain(extra.iter()) {
+        for (k, v) in &self.headers_now() {
             headers.insert(k.clone(), v.clone());
         }
         if !headers.contains_key(header::ACCEPT) {
