@@ -402,7 +402,7 @@ mod tests {
                 "/big.yaml",
                 get(|| async { "#".repeat(MAX_SPEC_BYTES + 1) }),
             )
-            .route("/slow.yaml", get(|| std::future::pending::<&'static str>()));
+            .route("/slow.yaml", get(std::future::pending::<&'static str>));
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, app).await });
