@@ -5,8 +5,9 @@
 //! - Arguments: scalars (strings, numbers, booleans) for path and header parameters; query
 //!   parameters also take arrays of scalars (repeated keys, or one comma-separated value with
 //!   `explode: false`); any other value is sent as its JSON text. Arguments the operation does
-//!   not have are ignored. A missing required argument, or one of the wrong shape, is a tool
-//!   error (`isError: true`) naming it; no request is sent.
+//!   not have are ignored. A missing required argument, or one of the wrong shape (a path
+//!   argument cannot be empty, `.` or `..`), is a tool error (`isError: true`) naming it; no
+//!   request is sent.
 //! - Reply: a 2xx reply is the tool's text content (the body as sent), with
 //!   `structuredContent` when it is a JSON object; any other status is a tool error whose text
 //!   is `HTTP {status}` and the body. A body over `max_reply_bytes` fails the call (JSON-RPC
@@ -117,6 +118,11 @@ pub(crate) fn build(
                 let s = scalar(v).ok_or_else(|| {
                     format!("argument `{}` must be a string, number or boolean", p.name)
                 })?;
+                // `.`, `..` (however encoded, URLs resolve them) and `` would reach another
+                // path than the operation's.
+                if matches!(s.as_str(), "" | "." | "..") {
+                    return Err(format!("argument `{}` cannot be `{s}`", p.name));
+                }
                 path = path.replace(&format!("{{{}}}", p.name), &encode_segment(&s));
             }
             Location::Query => match v {
@@ -284,6 +290,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`petId` must be a string"), "{e}");
+        for bad in ["", ".", ".."] {
+            let e = build(
+                "http://h/api",
+                &op(),
+                json!({"petId": bad, "body": 1}).as_object().unwrap(),
+            )
+            .unwrap_err();
+            assert_eq!(e, format!("argument `petId` cannot be `{bad}`"));
+        }
+        // Dots inside a value are data.
+        let (url, _) = build(
+            "http://h/api",
+            &op(),
+            json!({"petId": "a..b", "body": 1}).as_object().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(url.path(), "/api/pets/a..b/x");
         let e = build(
             "http://h",
             &op(),
