@@ -272,6 +272,21 @@ impl McpConfig {
             .unwrap_or(crate::outbox::DEFAULT_MAX_QUEUED_MESSAGES)
     }
 
+    /// What is valid but left out: the operations of `openapi` targets' document files that
+    /// cannot be tools (see the README's "OpenAPI targets"), as `(key_path, message)` pairs.
+    pub fn warnings(&self, path: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if let Some(o) = &t.openapi {
+                out.extend(crate::upstream::openapi::warnings(
+                    o,
+                    &format!("{path}.targets[{i}].openapi"),
+                ));
+            }
+        }
+        out
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {

@@ -104,6 +104,16 @@ async fn a_document_url_that_fails_fails_the_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_document_file_fails_the_config_naming_the_problem() {
     init();
+    // A good one passes, with a warning for what it leaves out.
+    let good: switchboard_mcp::McpConfig = serde_json::from_value(json!({"targets": [
+        {"name": "pets", "openapi": {"spec": pets_yaml(), "base_url": "http://127.0.0.1:1"}},
+    ]}))
+    .unwrap();
+    assert!(good.validate("mcp").is_empty());
+    let w = good.warnings("mcp");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, "mcp.targets[0].openapi.spec");
+    assert!(w[0].1.contains("PUT /pets/{petId}/photo"), "{w:?}");
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("bad.yaml");
     std::fs::write(&spec, "openapi: 3.1.0\npaths:\n  /x:\n    post:\n      requestBody:\n        content: {text/csv: {}}\n").unwrap();

@@ -102,6 +102,21 @@ fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
+/// What a valid file document leaves out (operations skipped, with the reason), keyed by
+/// `{path}.spec`; nothing for a URL (not fetched here) or a document `validate` refuses.
+pub(crate) fn warnings(o: &OpenApiTarget, path: &str) -> Vec<(String, String)> {
+    if is_url(&o.spec) {
+        return Vec::new();
+    }
+    match read_file(&o.spec).and_then(|doc| tools::catalog(&doc)) {
+        Ok((_, warnings)) => warnings
+            .into_iter()
+            .map(|w| (format!("{path}.spec"), w))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn check_base(b: &str) -> std::result::Result<(), String> {
     match url::Url::parse(b) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
@@ -374,7 +389,17 @@ mod tests {
         // A URL is not fetched by `validate`.
         assert!(validate(&cfg("http://127.0.0.1:9/x.yaml", Some("http://h")), "o").is_empty());
         // Relative paths: from the working directory (the crate's, under cargo).
-        assert!(validate(&cfg("../examples/openapi/pets.yaml", Some("http://h")), "o").is_empty());
+        let pets = cfg("../examples/openapi/pets.yaml", Some("http://h"));
+        assert!(validate(&pets, "o").is_empty());
+        assert_eq!(
+            warnings(&pets, "o"),
+            [(
+                "o.spec".to_string(),
+                "PUT /pets/{petId}/photo: request body is not JSON (image/png) and only JSON \
+                 bodies are supported, operation skipped"
+                    .to_string()
+            )]
+        );
     }
 
     /// A document server: `/ok.yaml`, `/big.yaml` (over the bound), `/slow.yaml` (never
