@@ -143,13 +143,13 @@ struct Target {
     kind: TransportKind,
     headers: HeaderMap,
     stdio: Option<StdioProcess>,
-    /// An `openapi` target's service (shared by every session).
-    openapi: Option<Arc<crate::upstream::openapi::OpenApi>>,
     /// The target's `x-mcp-header` bindings, learned from its tool listings.
     tool_headers: crate::param_headers::ToolHeaders,
     /// After a failed connect, lazy reconnects (from any session) wait until then, so a dead
     /// target does not cost every request its timeout.
     down_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// An `openapi` target's service (shared by every session).
+    openapi: Option<Arc<crate::upstream::openapi::OpenApi>>,
 }
 
 /// How long a target that failed to connect is skipped by lazy reconnects.
@@ -248,27 +248,12 @@ impl McpBackend {
             prefixed,
             epoch: AtomicU64::new(0),
         });
-        let mut openapi = Vec::with_capacity(cfg.targets.len());
-        for t in &cfg.targets {
-            openapi.push(match &t.openapi {
-                Some(o) => Some(crate::upstream::openapi::OpenApi::new(
-                    t.name.as_str().into(),
-                    o,
-                    shared.client.clone(),
-                    cfg.max_reply_bytes(),
-                    t.timeout(),
-                )?),
-                None => None,
-            });
-        }
         let targets: Vec<Target> = cfg
             .targets
             .iter()
-            .zip(openapi)
-            .map(|(t, openapi)| {
+            .map(|t| {
                 let kind = t.kind().unwrap_or(TransportKind::Http);
                 Target {
-                    openapi,
                     tool_headers: Default::default(),
                     down_until: std::sync::Mutex::new(None),
                     name: t.name.as_str().into(),
@@ -291,9 +276,23 @@ impl McpBackend {
                         }),
                     cfg: t.clone(),
                     kind,
+                    openapi: None,
                 }
             })
             .collect();
+        // `openapi` targets load their documents now (a file's errors are the config's).
+        let mut targets = targets;
+        for (target, t) in targets.iter_mut().zip(&cfg.targets) {
+            if let Some(o) = &t.openapi {
+                target.openapi = Some(crate::upstream::openapi::OpenApi::new(
+                    target.name.clone(),
+                    o,
+                    shared.client.clone(),
+                    cfg.max_reply_bytes(),
+                    t.timeout(),
+                )?);
+            }
+        }
         let allow = if cfg.tools.allow.is_empty() {
             None
         } else {
