@@ -137,13 +137,29 @@ pub struct TargetConfig {
 }
 
 /// `targets[].upstream_auth`: `none`, or a credential of its own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum TargetUpstreamAuth {
     /// `none`: this target gets no upstream credential, whatever the route's policy says.
     Off(NoCredential),
     /// This target's own credential.
     Credential(UpstreamAuthSpec),
+}
+
+impl<'de> Deserialize<'de> for TargetUpstreamAuth {
+    /// `none` or a credential map, with an error that says so (an untagged enum's would not).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if s == "none" => Ok(Self::Off(NoCredential::None)),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(Self::Credential)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(
+                "expected `none` or a credential `{header, prefix, value | env | file}`",
+            )),
+        }
+    }
 }
 
 /// The word `none` of `targets[].upstream_auth: none`.
@@ -451,6 +467,35 @@ mod tests {
 
     fn issues(json: &str) -> Vec<(String, String)> {
         parse(json).validate("mcp")
+    }
+
+    #[test]
+    fn target_upstream_auth_is_none_or_a_credential() {
+        let c = parse(
+            r#"{"targets":[
+                {"name":"a","http":{"url":"http://x/mcp"},"upstream_auth":"none"},
+                {"name":"b","sse":{"url":"http://x/sse"},"upstream_auth":{"header":"x-api-key","file":"k"}}]}"#,
+        );
+        assert_eq!(
+            c.targets[0].upstream_auth,
+            Some(TargetUpstreamAuth::Off(NoCredential::None))
+        );
+        let Some(TargetUpstreamAuth::Credential(b)) = &c.targets[1].upstream_auth else {
+            panic!("{:?}", c.targets[1].upstream_auth)
+        };
+        assert_eq!(
+            (b.header.as_str(), b.file.as_deref()),
+            ("x-api-key", Some("k"))
+        );
+        assert!(c.validate("mcp").is_empty());
+        let bad = serde_json::from_str::<McpConfig>(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x/mcp"},"upstream_auth":"nope"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            bad.to_string().contains("expected `none` or a credential"),
+            "{bad}"
+        );
     }
 
     #[test]
