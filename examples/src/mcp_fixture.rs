@@ -54,7 +54,8 @@ pub const APP_HTML: &str = "<!doctype html><html><body><h1>fixture app</h1></bod
 pub const APP_MIME: &str = "text/html;profile=mcp-app";
 
 /// The MCP Apps tool: its UI is [`APP_URI`], named in the tool's `_meta.ui.resourceUri`, in the
-/// older `_meta["ui/resourceUri"]` key, and in its result's `_meta.ui.resourceUri`.
+/// older `_meta["ui/resourceUri"]` key, and in its result's `_meta.ui.resourceUri` and a
+/// `resource_link`.
 fn app_tool() -> Value {
     json!({"name": "test_app_ui", "description": "Tests an MCP Apps tool with a ui:// resource",
            "inputSchema": empty_schema(),
@@ -131,7 +132,8 @@ impl Fixture {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Value, McpError> {
         Ok(match name {
-            "test_app_ui" if self.apps => json!({"content": [text("rendered by the app")],
+            "test_app_ui" if self.apps => json!({"content": [text("rendered by the app"),
+                    {"type": "resource_link", "uri": APP_URI, "name": "app", "mimeType": APP_MIME}],
                 "_meta": {"ui": {"resourceUri": APP_URI}}}),
             "test_simple_text" => {
                 json!({"content": [text("This is a simple text response for testing.")]})

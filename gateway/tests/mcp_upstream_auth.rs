@@ -218,6 +218,13 @@ listeners:
               upstream_auth: {{header: x-api-key, value: own-key-SECRET}}
             - {{name: "off", http: {{url: "{off_url}"}}, upstream_auth: none}}
             - {{name: legacy, sse: {{url: "{legacy_url}"}}}}
+      - name: idle
+        match: {{path_prefix: /idle}}
+        policies:
+          upstream_auth: {{value: idle-SECRET}}
+        mcp:
+          targets:
+            - {{name: local, stdio: {{command: cat}}}}
 "#
         ),
     )
@@ -376,14 +383,35 @@ listeners:
         .text()
         .await
         .unwrap();
+    let dump = client()
+        .get(format!("http://{}/config", addrs.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dump.contains("<redacted>"), "{dump}");
     child.kill().await.unwrap();
     let _ = child.wait().await;
     while logs.next().await.is_some() {}
     let log = std::fs::read_to_string(&log_file).unwrap();
     assert!(log.contains("\"level\":\"DEBUG\""), "debug logging was on");
-    for secret in ["first-SECRET-1", "rotated-SECRET-2", "own-key-SECRET"] {
+    // The stdio-only route's credential can have no effect: said at start.
+    let warned = log.lines().any(|l| {
+        l.contains("config setting has no effect")
+            && l.contains("listeners[0].routes[1].policies.upstream_auth")
+    });
+    assert!(warned, "no warning about the idle upstream_auth");
+    for secret in [
+        "first-SECRET-1",
+        "rotated-SECRET-2",
+        "own-key-SECRET",
+        "idle-SECRET",
+    ] {
         assert!(!log.contains(secret), "{secret} in the log");
         assert!(!metrics.contains(secret), "{secret} in the metrics");
+        assert!(!dump.contains(secret), "{secret} in /config");
         for r in &refusals {
             assert!(!r.contains(secret), "{secret} in an error body: {r}");
         }

@@ -101,6 +101,11 @@ async fn two_targets_keep_the_ui_scheme_and_read_the_ui_back() {
         call["result"]["_meta"]["ui"]["resourceUri"], exposed,
         "{call}"
     );
+    assert_eq!(
+        call["result"]["content"][1]["type"], "resource_link",
+        "{call}"
+    );
+    assert_eq!(call["result"]["content"][1]["uri"], exposed, "{call}");
 
     // A UI URI of a target that is not there is unknown, not sent to some target.
     let read = rpc(
@@ -136,6 +141,7 @@ async fn one_target_leaves_ui_uris_alone() {
         call["result"]["_meta"]["ui"]["resourceUri"], APP_URI,
         "{call}"
     );
+    assert_eq!(call["result"]["content"][1]["uri"], APP_URI, "{call}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
