@@ -1,8 +1,9 @@
 //! `policies.upstream_auth` on `mcp` routes: the credential reaches every request the gateway
 //! sends an http or sse target (initialize, calls, GET streams, DELETE, the legacy SSE connect
 //! and its message posts), `targets[].upstream_auth` overrides it or turns it off, a rotated
-//! credential file is followed without a reload, and the secret is never in the gateway's logs
-//! (at debug level), error bodies or metrics.
+//! credential file is followed without a reload, the client's own credential never reaches a
+//! target (not even with `forward_client_credentials`), and the secret is never in the
+//! gateway's logs (at debug level), error bodies, metrics or `/config`.
 
 mod common;
 
@@ -19,10 +20,13 @@ use serde_json::{Value, json};
 use switchboard_testing::process::JsonLog;
 use tokio::sync::mpsc;
 
-/// What one upstream saw: `(method, path, authorization, x-api-key)` per request.
+/// One request an upstream saw: `(method, path, authorization, x-api-key)`.
+type Seen = (String, String, Option<String>, Option<String>);
+
+/// What one upstream saw.
 #[derive(Clone, Default)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<(String, String, Option<String>, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     /// When set, requests whose `authorization` differs are refused with 401.
     expect: Arc<Mutex<Option<String>>>,
 }
@@ -45,7 +49,7 @@ impl Recorder {
         expect.is_none_or(|e| auth.as_deref() == Some(e.as_str()))
     }
 
-    fn seen(&self) -> Vec<(String, String, Option<String>, Option<String>)> {
+    fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -150,7 +154,9 @@ impl Client {
             .post(&self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18");
+            .header("mcp-protocol-version", "2025-06-18")
+            // The client's own credential never reaches a target.
+            .header("authorization", "Bearer client-SECRET");
         if let Some(s) = &self.sid {
             req = req.header("mcp-session-id", s);
         }
@@ -210,6 +216,7 @@ listeners:
         match: {{path_prefix: /mcp}}
         policies:
           upstream_auth: {{prefix: "Bearer ", file: cred}}
+          forward_client_credentials: true   # no effect on mcp routes
         mcp:
           targets:
             - {{name: a, http: {{url: "{a_url}"}}}}
@@ -348,7 +355,7 @@ listeners:
         seen_a.iter().all(|s| s.2 == first || s.2 == rotated),
         "{seen_a:?}"
     );
-    assert_eq!(a.auth_of("DELETE"), [rotated.clone()]);
+    assert_eq!(a.auth_of("DELETE"), std::slice::from_ref(&rotated));
     // `own`: its own header instead, never the route's.
     let seen_own = own.seen();
     assert!(
@@ -403,11 +410,13 @@ listeners:
             && l.contains("listeners[0].routes[1].policies.upstream_auth")
     });
     assert!(warned, "no warning about the idle upstream_auth");
+    assert!(log.contains("listeners[0].routes[0].policies.forward_client_credentials"));
     for secret in [
         "first-SECRET-1",
         "rotated-SECRET-2",
         "own-key-SECRET",
         "idle-SECRET",
+        "client-SECRET",
     ] {
         assert!(!log.contains(secret), "{secret} in the log");
         assert!(!metrics.contains(secret), "{secret} in the metrics");
