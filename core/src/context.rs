@@ -59,6 +59,16 @@ pub trait TokenReservation: Send {
     fn reserved(&self) -> u64;
 }
 
+/// A credential the gateway sets on requests it sends upstream (`policies.upstream_auth`, or
+/// an MCP target's own `upstream_auth`). Backends that build their own upstream requests ask
+/// for it once per request, so a rotated secret (a re-read `file`) takes effect without a
+/// reload; implementations answer cheaply (a clone of a cached value).
+pub trait UpstreamCredential: Send + Sync {
+    /// The header to set and its current value (marked sensitive), or `None` when there is
+    /// nothing to send (an unreadable file, an unset variable).
+    fn header(&self) -> Option<(http::HeaderName, http::HeaderValue)>;
+}
+
 /// What the gateway hands a backend with each request.
 #[derive(Clone, Default)]
 pub struct RequestContext {

@@ -3,7 +3,8 @@
 //! - [`error`]: the error model. A failure that ends a request is an [`Error`] with a
 //!   [`Cause`]; [`Error::render`] turns it into a response in the caller's [`ApiFormat`]. Backends
 //!   return `Result<Response, Error>` and the gateway renders at one edge.
-//! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend.
+//! - [`context`]: the [`RequestContext`] the gateway's policy stage hands every backend, and
+//!   the [`UpstreamCredential`] seam through which backends get the route's upstream credential.
 //! - [`http`]: small HTTP helpers (a host without its port, whether a body is an event
 //!   stream).
 //! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
@@ -23,5 +24,5 @@ pub mod error;
 pub mod http;
 pub mod sse;
 
-pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation};
+pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation, UpstreamCredential};
 pub use error::{ApiFormat, Cause, Error, Result};

@@ -42,6 +42,24 @@ pub struct Fixture {
     subscriptions: Arc<Mutex<HashSet<String>>>,
     /// Speak only the stateless 2026-07-28 revision (refuse `initialize`).
     modern_only: bool,
+    /// Also offer the MCP Apps tool and its `ui://` resource ([`serve_apps`]).
+    apps: bool,
+}
+
+/// The MCP Apps UI resource of the fixture's `test_app_ui` tool ([`serve_apps`]).
+pub const APP_URI: &str = "ui://fixture/app.html";
+/// The HTML of [`APP_URI`].
+pub const APP_HTML: &str = "<!doctype html><html><body><h1>fixture app</h1></body></html>";
+/// The MIME type of MCP Apps HTML resources (SEP-1865).
+pub const APP_MIME: &str = "text/html;profile=mcp-app";
+
+/// The MCP Apps tool: its UI is [`APP_URI`], named in the tool's `_meta.ui.resourceUri`, in the
+/// older `_meta["ui/resourceUri"]` key, and in its result's `_meta.ui.resourceUri` and a
+/// `resource_link`.
+fn app_tool() -> Value {
+    json!({"name": "test_app_ui", "description": "Tests an MCP Apps tool with a ui:// resource",
+           "inputSchema": empty_schema(),
+           "_meta": {"ui": {"resourceUri": APP_URI, "visibility": ["model", "app"]}, "ui/resourceUri": APP_URI}})
 }
 
 fn empty_schema() -> Value {
@@ -114,6 +132,9 @@ impl Fixture {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Value, McpError> {
         Ok(match name {
+            "test_app_ui" if self.apps => json!({"content": [text("rendered by the app"),
+                    {"type": "resource_link", "uri": APP_URI, "name": "app", "mimeType": APP_MIME}],
+                "_meta": {"ui": {"resourceUri": APP_URI}}}),
             "test_simple_text" => {
                 json!({"content": [text("This is a simple text response for testing.")]})
             }
@@ -255,7 +276,13 @@ impl ServerHandler for Fixture {
         _r: Option<PaginatedRequestParams>,
         _c: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        from(json!({"tools": tools()}))
+        let mut tools = tools();
+        if self.apps
+            && let Some(list) = tools.as_array_mut()
+        {
+            list.push(app_tool());
+        }
+        from(json!({"tools": tools}))
     }
 
     async fn call_tool(
@@ -274,14 +301,20 @@ impl ServerHandler for Fixture {
         _r: Option<PaginatedRequestParams>,
         _c: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        from(json!({"resources": [
+        let mut list = json!({"resources": [
             {"uri": "test://static-text", "name": "static-text", "title": "Static Text Resource",
              "description": "A static text resource for testing", "mimeType": "text/plain"},
             {"uri": "test://static-binary", "name": "static-binary", "title": "Static Binary Resource",
              "description": "A static binary resource (image) for testing", "mimeType": "image/png"},
             {"uri": "test://watched-resource", "name": "watched-resource", "title": "Watched Resource",
              "description": "A resource that can be subscribed to", "mimeType": "text/plain"},
-        ]}))
+        ]});
+        if self.apps
+            && let Some(r) = list.get_mut("resources").and_then(Value::as_array_mut)
+        {
+            r.push(json!({"uri": APP_URI, "name": "app", "mimeType": APP_MIME}));
+        }
+        from(list)
     }
 
     async fn list_resource_templates(
@@ -306,6 +339,7 @@ impl ServerHandler for Fixture {
                 json!([{"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}])
             }
             "test://static-binary" => json!([{"uri": uri, "mimeType": "image/png", "blob": PNG}]),
+            APP_URI if self.apps => json!([{"uri": uri, "mimeType": APP_MIME, "text": APP_HTML}]),
             "test://watched-resource" => {
                 json!([{"uri": uri, "mimeType": "text/plain", "text": "Watched resource content"}])
             }
@@ -462,6 +496,32 @@ pub async fn serve_with(
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener.tap_io(crate::nodelay), router_with(modern_only)).await;
+    });
+    Ok((local, task))
+}
+
+/// Like [`serve`], also offering the MCP Apps tool `test_app_ui` and its UI resource
+/// [`APP_URI`] (listed, readable, named in the tool's and its result's `_meta`).
+pub async fn serve_apps(
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let mut config = StreamableHttpServerConfig::default();
+    config.sse_keep_alive = None;
+    let service = StreamableHttpService::new(
+        || {
+            Ok(Fixture {
+                apps: true,
+                ..Fixture::default()
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener.tap_io(crate::nodelay), router).await;
     });
     Ok((local, task))
 }

@@ -21,7 +21,10 @@ mod credentials;
 pub mod jwks;
 pub mod jwt;
 
-pub use credentials::{CLIENT_CREDENTIAL_HEADERS, UpstreamCredentials, strip_client_credentials};
+pub use credentials::{
+    CLIENT_CREDENTIAL_HEADERS, UpstreamCredentials, mcp_target_credentials,
+    strip_client_credentials,
+};
 
 use std::path::Path;
 use std::sync::Arc;

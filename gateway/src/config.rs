@@ -4,7 +4,8 @@
 //! Loading is a pipeline of pure steps so that `switchboard validate`, the proxy's start-up and
 //! hot reload share one code path: [`expand`] → [`locate::PathIndex`] (YAML positions) →
 //! [`unknown`] (every unknown key, against the JSON Schema derived from these types) → typed
-//! deserialization → [`validate`] (rules that need the whole file).
+//! deserialization → [`validate`] (rules that need the whole file) → [`warnings`] (settings that
+//! can have no effect; reported, not refused).
 
 mod auth;
 mod expand;
@@ -14,6 +15,7 @@ mod policies;
 mod types;
 mod unknown;
 mod validate;
+mod warnings;
 
 use std::fmt;
 use std::path::Path;
@@ -86,11 +88,21 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads, expands, parses and validates the configuration file at `path`.
+/// Reads, expands, parses and validates the configuration file at `path`. Settings that can
+/// have no effect are logged as warnings.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let (config, warnings) = load_file_with_warnings(path)?;
+    for w in &warnings {
+        tracing::warn!(key = %w.path, "config setting has no effect: {}", w.message);
+    }
+    Ok(config)
+}
+
+/// [`load_file`], returning the warnings (located like errors) instead of logging them.
+pub fn load_file_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &file, &|name| std::env::var(name).ok()),
+        Ok(text) => load_str_with_warnings(&text, &file, &|name| std::env::var(name).ok()),
         Err(e) => Err(ConfigErrors {
             file,
             issues: vec![ConfigIssue {
@@ -110,6 +122,15 @@ pub fn load_str(
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    load_str_with_warnings(text, file, env).map(|(config, _)| config)
+}
+
+/// [`load_str`], with the settings that can have no effect, located like errors.
+pub fn load_str_with_warnings(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
     let fail = |mut issues: Vec<ConfigIssue>| {
         issues.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
         Err(ConfigErrors {
@@ -164,11 +185,15 @@ pub fn load_str(
     for (path, message) in validate::validate(&config) {
         issues.push(index.issue(&path, message));
     }
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        fail(issues)
+    if !issues.is_empty() {
+        return fail(issues);
     }
+    let mut warnings: Vec<ConfigIssue> = warnings::warnings(&config)
+        .into_iter()
+        .map(|(path, message)| index.issue(&path, message))
+        .collect();
+    warnings.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
+    Ok((config, warnings))
 }
 
 /// The JSON Schema of the configuration file, derived from the types.

@@ -261,6 +261,12 @@ pub fn mcp_names(data: &[u8]) {
         let uri = names::namespace_uri(&target, rest);
         let (t, back) = names::split_uri(&uri).expect("a namespaced URI splits");
         assert_eq!((t, back.as_str()), (target.as_str(), rest));
+        // MCP Apps UI resources keep their scheme and still split back.
+        let ui = format!("ui://{rest}");
+        let exposed = names::namespace_uri(&target, &ui);
+        assert!(exposed.starts_with("ui://"));
+        let (t, back) = names::split_uri(&exposed).expect("a namespaced UI URI splits");
+        assert_eq!((t, back.as_str()), (target.as_str(), ui.as_str()));
         let full = names::prefixed(&target, rest);
         let (fitted, _) = names::fit_tool_name(&full);
         assert!(fitted.chars().count() <= 64 || full.chars().count() <= 64);

@@ -333,6 +333,13 @@ impl Gateway {
                     _ => switchboard_mcp::McpBackend::new(cfg.clone(), &self.inner.mcp)
                         .map_err(|e| backend_err(e.to_string()))?,
                 };
+                // Also on a kept backend: the route's `upstream_auth` may have changed.
+                built.set_upstream_credentials(&crate::auth::mcp_target_credentials(
+                    &policies.upstream_credentials,
+                    cfg,
+                    &|name| std::env::var(name).ok(),
+                    &self.inner.base_dir,
+                ));
                 next.mcp.insert(key.clone(), (cfg.clone(), built.clone()));
                 Backend::Mcp(built)
             } else if let Some(a) = &r.a2a {

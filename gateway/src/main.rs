@@ -42,7 +42,9 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
-    /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message.
+    /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message
+    /// (exit 1), and every setting that can have no effect as FILE:LINE:COL: key.path:
+    /// warning: message (exit 0).
     Validate {
         /// The configuration file.
         file: PathBuf,
@@ -54,8 +56,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { file } => match config::load_file(&file) {
-            Ok(_) => {
+        Command::Validate { file } => match config::load_file_with_warnings(&file) {
+            Ok((_, warnings)) => {
+                // Settings that can have no effect: reported, not refused.
+                let name = file.display().to_string();
+                for w in &warnings {
+                    let w = config::ConfigIssue {
+                        message: format!("warning: {}", w.message),
+                        ..w.clone()
+                    };
+                    eprintln!("{}", w.display_with_file(&name));
+                }
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }

@@ -155,6 +155,40 @@ fn schema_is_a_json_schema_of_the_config() {
 }
 
 #[test]
+fn policies_that_can_have_no_effect_are_warnings() {
+    let (code, stdout, stderr) = validate("ineffective.yaml");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with("ineffective.yaml: ok\n"), "{stdout}");
+    assert_eq!(
+        stderr,
+        "FILE:5:7: listeners[0].policies.forward_client_credentials: warning: has no effect on any route that inherits it: routes[0] (`tools`): mcp targets are never sent the client's credentials (the MCP spec forbids token passthrough); use `upstream_auth`\n\
+         FILE:10:11: listeners[0].routes[0].policies.upstream_auth: warning: has no effect: the targets of this mcp route are all stdio; only http and sse targets are sent a credential\n\
+         FILE:11:22: listeners[0].routes[0].policies.timeouts.request: warning: has no effect: mcp routes time each target out by `targets[].timeout`\n\
+         FILE:12:21: listeners[0].routes[0].policies.headers.request: warning: has no effect: mcp targets are never sent the client's request headers; set `targets[].http.headers` (or `sse.headers`) for headers a target should get\n\
+         FILE:13:38: listeners[0].routes[0].policies.rate_limit.tokens: warning: has no effect: only llm routes count tokens\n\
+         FILE:21:11: listeners[0].routes[1].policies.upstream_auth: warning: has no effect: every http and sse target of this mcp route sets its own `upstream_auth`\n\
+         FILE:33:11: listeners[0].routes[2].policies.upstream_auth: warning: has no effect: llm providers are sent their own `api_key`, never this credential\n\
+         FILE:34:22: listeners[0].routes[2].policies.timeouts.connect: warning: has no effect: llm routes use `llm.timeouts`\n"
+    );
+    // The second listener's policies act on some route each: no warning names it.
+    assert!(!stderr.contains("listeners[1]"));
+    assert!(!stderr.contains("never-printed-SECRET"));
+}
+
+#[test]
+fn mcp_target_upstream_auth_is_checked() {
+    let (code, _, stderr) = validate("mcp_upstream_auth.yaml");
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "FILE:11:15: listeners[0].routes[0].mcp.targets[0].upstream_auth: only http and sse targets are sent a credential\n\
+         FILE:14:15: listeners[0].routes[0].mcp.targets[1].upstream_auth.header: `authorization` is also in this target's `headers`: set it in one place\n\
+         FILE:14:15: listeners[0].routes[0].mcp.targets[1].upstream_auth: set exactly one of `value`, `env` or `file`\n"
+    );
+    assert!(!stderr.contains("two-SECRET"));
+}
+
+#[test]
 fn every_example_config_validates() {
     let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;

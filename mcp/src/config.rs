@@ -132,6 +132,72 @@ pub struct TargetConfig {
     )]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
+    /// This target's upstream credential, replacing the route's `policies.upstream_auth` for
+    /// it (http and sse targets): the policy's shape (`{header, prefix, value | env | file}`),
+    /// or `none` to send this target no credential at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_auth: Option<TargetUpstreamAuth>,
+}
+
+/// `targets[].upstream_auth`: `none`, or a credential of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TargetUpstreamAuth {
+    /// `none`: this target gets no upstream credential, whatever the route's policy says.
+    Off(NoCredential),
+    /// This target's own credential.
+    Credential(UpstreamAuthSpec),
+}
+
+impl<'de> Deserialize<'de> for TargetUpstreamAuth {
+    /// `none` or a credential map, with an error that says so (an untagged enum's would not).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if s == "none" => Ok(Self::Off(NoCredential::None)),
+            v @ serde_json::Value::Object(_) => serde_json::from_value(v)
+                .map(Self::Credential)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(
+                "expected `none` or a credential `{header, prefix, value | env | file}`",
+            )),
+        }
+    }
+}
+
+/// The word `none` of `targets[].upstream_auth: none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoCredential {
+    /// Send no credential.
+    None,
+}
+
+/// A credential the gateway sends to a target: the shape of `policies.upstream_auth` (the
+/// gateway validates and compiles it; see its README section). Exactly one of `value`, `env`
+/// or `file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamAuthSpec {
+    /// Header to set. Default `authorization`.
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    /// Text put before the secret, e.g. `"Bearer "`. Default empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// The secret itself (prefer `${VAR}` expansion or `env`/`file`). Redacted in `/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Environment variable holding the secret, read when the config loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// File holding the secret (surrounding whitespace trimmed); re-read when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+fn default_auth_header() -> String {
+    "authorization".into()
 }
 
 impl TargetConfig {
@@ -399,6 +465,24 @@ impl McpConfig {
                     }
                 }
             }
+            if let Some(TargetUpstreamAuth::Credential(a)) = &t.upstream_auth {
+                if t.stdio.is_some() {
+                    issues.push((
+                        format!("{tp}.upstream_auth"),
+                        "only http and sse targets are sent a credential".into(),
+                    ));
+                }
+                let headers = t.http.as_ref().or(t.sse.as_ref()).map(|h| &h.headers);
+                if headers.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(&a.header))) {
+                    issues.push((
+                        format!("{tp}.upstream_auth.header"),
+                        format!(
+                            "`{}` is also in this target's `headers`: set it in one place",
+                            a.header
+                        ),
+                    ));
+                }
+            }
             if t.timeout == Some(Duration::ZERO) {
                 issues.push((format!("{tp}.timeout"), "must be greater than zero".into()));
             }
@@ -432,6 +516,35 @@ mod tests {
 
     fn issues(json: &str) -> Vec<(String, String)> {
         parse(json).validate("mcp")
+    }
+
+    #[test]
+    fn target_upstream_auth_is_none_or_a_credential() {
+        let c = parse(
+            r#"{"targets":[
+                {"name":"a","http":{"url":"http://x/mcp"},"upstream_auth":"none"},
+                {"name":"b","sse":{"url":"http://x/sse"},"upstream_auth":{"header":"x-api-key","file":"k"}}]}"#,
+        );
+        assert_eq!(
+            c.targets[0].upstream_auth,
+            Some(TargetUpstreamAuth::Off(NoCredential::None))
+        );
+        let Some(TargetUpstreamAuth::Credential(b)) = &c.targets[1].upstream_auth else {
+            panic!("{:?}", c.targets[1].upstream_auth)
+        };
+        assert_eq!(
+            (b.header.as_str(), b.file.as_deref()),
+            ("x-api-key", Some("k"))
+        );
+        assert!(c.validate("mcp").is_empty());
+        let bad = serde_json::from_str::<McpConfig>(
+            r#"{"targets":[{"name":"a","http":{"url":"http://x/mcp"},"upstream_auth":"nope"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            bad.to_string().contains("expected `none` or a credential"),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //!   to 2025-03-26, stateless 2026-07-28). `param_headers`: 2026-07-28 `Mcp-Param-*` headers.
 //! - `outbox`: the bounded queues toward clients' streams (a client that falls behind is cut
 //!   and resumes from the event log).
-//! - [`config`]: the route's `mcp:` block; [`metrics`]: what it exports.
+//! - [`config`]: the route's `mcp:` block; [`metrics`]: what it exports; [`credentials`]: the
+//!   upstream credentials the gateway hands the backend, resolved per upstream request.
 //!
 //! Sessions: a Streamable HTTP session's `Mcp-Session-Id` is a token sealed by the gateway's
 //! `switchboard_sessions::SessionManager` ([`McpShared::with_sessions`]), carrying each
@@ -54,6 +55,7 @@
 )]
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod jsonrpc;
 pub mod metrics;
@@ -67,6 +69,7 @@ mod session;
 mod upstream;
 
 pub use config::McpConfig;
+pub use credentials::{TargetCredentials, UpstreamCredential};
 pub use error::{Error, ProtocolError, Result};
 pub use metrics::Metrics;
 pub use outbox::DEFAULT_MAX_QUEUED_MESSAGES;

@@ -1,5 +1,6 @@
 //! Exposed names: `{target}__{name}` prefixing, the 64-character tool name limit, reversible
-//! resource URI namespacing and the composite pagination cursor.
+//! resource URI namespacing (MCP Apps `ui://` URIs keep their scheme) and the composite
+//! pagination cursor.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,8 @@ pub const SEP: &str = "__";
 pub const MAX_TOOL_NAME: usize = 64;
 /// Scheme and authority of namespaced resource URIs.
 const URI_BASE: &str = "switchboard://mcp/";
+/// The scheme of MCP Apps UI resources (SEP-1865), which hosts recognise by it.
+const UI_SCHEME: &str = "ui://";
 
 /// `{target}__{name}`.
 pub fn prefixed(target: &str, name: &str) -> String {
@@ -42,9 +45,24 @@ fn keep_raw(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'{' | b'}')
 }
 
-/// `switchboard://mcp/{target}/{percent-encoded uri}`. Template braces stay literal so
-/// resource templates remain templates and a client's expansion decodes back.
+/// The rest of a `ui://` URI (after the scheme, matched case-insensitively), with its scheme.
+fn ui_parts(uri: &str) -> Option<(&str, &str)> {
+    let scheme = uri.get(..UI_SCHEME.len())?;
+    scheme
+        .eq_ignore_ascii_case(UI_SCHEME)
+        .then(|| (scheme, uri.get(UI_SCHEME.len()..).unwrap_or_default()))
+}
+
+/// A target's resource URI as exposed by a federated route. MCP Apps UI resources
+/// (`ui://rest`) become `ui://{target}__rest`: hosts render only `ui://` resources, so the
+/// scheme stays and the target goes in front of the rest, like a prefixed name. Every other
+/// URI becomes `switchboard://mcp/{target}/{percent-encoded uri}`; template braces stay
+/// literal so resource templates remain templates and a client's expansion decodes back.
+/// [`split_uri`] reverses both.
 pub fn namespace_uri(target: &str, uri: &str) -> String {
+    if let Some((scheme, rest)) = ui_parts(uri) {
+        return format!("{scheme}{target}{SEP}{rest}");
+    }
     let mut out = String::with_capacity(URI_BASE.len() + target.len() + 1 + uri.len() * 3 / 2);
     out.push_str(URI_BASE);
     out.push_str(target);
@@ -61,6 +79,10 @@ pub fn namespace_uri(target: &str, uri: &str) -> String {
 
 /// Reverse of [`namespace_uri`]: `(target, original uri)`.
 pub fn split_uri(uri: &str) -> Option<(&str, String)> {
+    if let Some((scheme, rest)) = ui_parts(uri) {
+        let (target, rest) = rest.split_once(SEP)?;
+        return Some((target, format!("{scheme}{rest}")));
+    }
     let rest = uri.strip_prefix(URI_BASE)?;
     let (target, enc) = rest.split_once('/')?;
     let mut bytes = enc.as_bytes();
@@ -79,6 +101,37 @@ pub fn split_uri(uri: &str) -> Option<(&str, String)> {
         }
     }
     Some((target, String::from_utf8(out).ok()?))
+}
+
+/// MCP Apps metadata keys whose values are resource URIs: `_meta.ui.resourceUri` and the
+/// older `_meta["ui/resourceUri"]` that hosts still read.
+const UI_META_URI: [&[&str]; 2] = [&["ui", "resourceUri"], &["ui/resourceUri"]];
+
+/// Applies `f` to every MCP Apps resource URI in `meta` (an item's or a result's `_meta`).
+pub fn map_ui_meta(meta: &mut serde_json::Value, f: &dyn Fn(&str) -> String) {
+    for path in UI_META_URI {
+        let mut at = Some(&mut *meta);
+        for key in path {
+            at = at.and_then(|v| v.get_mut(*key));
+        }
+        if let Some(v) = at
+            && let Some(s) = v.as_str()
+        {
+            *v = serde_json::Value::String(f(s));
+        }
+    }
+}
+
+/// The MCP Apps resource URIs in `meta` (see [`map_ui_meta`]).
+pub fn ui_meta_uris(meta: &serde_json::Value) -> Vec<&str> {
+    UI_META_URI
+        .iter()
+        .filter_map(|path| {
+            path.iter()
+                .try_fold(meta, |v, k| v.get(*k))
+                .and_then(serde_json::Value::as_str)
+        })
+        .collect()
 }
 
 /// A composite cursor: the next upstream cursor of every target that has more pages.
@@ -134,6 +187,46 @@ mod tests {
             assert_eq!(split_uri(&n), Some(("t-1", uri.to_string())));
         }
         assert_eq!(split_uri("test://x"), None);
+    }
+
+    #[test]
+    fn ui_uris_keep_their_scheme_and_round_trip() {
+        for (uri, exposed) in [
+            (
+                "ui://weather/forecast.html",
+                "ui://t-1__weather/forecast.html",
+            ),
+            ("ui://widget", "ui://t-1__widget"),
+            ("UI://x__y/z?q=1", "UI://t-1__x__y/z?q=1"),
+            ("ui://", "ui://t-1__"),
+        ] {
+            assert_eq!(namespace_uri("t-1", uri), exposed);
+            assert_eq!(split_uri(exposed), Some(("t-1", uri.to_string())));
+        }
+        assert_eq!(split_uri("ui://no-target/x"), None);
+        let tpl = namespace_uri("a", "ui://charts/{id}");
+        assert_eq!(
+            split_uri(&tpl.replace("{id}", "7")).unwrap().1,
+            "ui://charts/7"
+        );
+    }
+
+    #[test]
+    fn ui_meta_uris_are_mapped_in_both_keys() {
+        let mut meta = serde_json::json!({
+            "ui": {"resourceUri": "ui://a/b", "visibility": ["app"]},
+            "ui/resourceUri": "ui://a/b",
+            "other": "ui://untouched",
+        });
+        assert_eq!(ui_meta_uris(&meta), ["ui://a/b", "ui://a/b"]);
+        map_ui_meta(&mut meta, &|u| namespace_uri("t", u));
+        assert_eq!(meta["ui"]["resourceUri"], "ui://t__a/b");
+        assert_eq!(meta["ui/resourceUri"], "ui://t__a/b");
+        assert_eq!(meta["ui"]["visibility"][0], "app");
+        assert_eq!(meta["other"], "ui://untouched");
+        let mut none = serde_json::json!({"ui": {"resourceUri": 7}});
+        map_ui_meta(&mut none, &|_| unreachable!());
+        assert_eq!(none["ui"]["resourceUri"], 7);
     }
 
     #[test]

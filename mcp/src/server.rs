@@ -141,7 +141,10 @@ struct Target {
     name: Arc<str>,
     cfg: TargetConfig,
     kind: TransportKind,
-    headers: HeaderMap,
+    /// Fixed `headers` and the credential of every request to an http or sse target.
+    headers: crate::credentials::UpstreamHeaders,
+    /// The target's upstream credential (see [`crate::credentials`]).
+    credential: crate::credentials::CredentialSlot,
     stdio: Option<StdioProcess>,
     /// The target's `x-mcp-header` bindings, learned from its tool listings.
     tool_headers: crate::param_headers::ToolHeaders,
@@ -253,17 +256,20 @@ impl McpBackend {
             .iter()
             .map(|t| {
                 let kind = t.kind().unwrap_or(TransportKind::Http);
+                let credential = crate::credentials::CredentialSlot::default();
+                let fixed = header_map(
+                    &t.http
+                        .as_ref()
+                        .or(t.sse.as_ref())
+                        .map(|h| h.headers.clone())
+                        .unwrap_or_default(),
+                );
                 Target {
                     tool_headers: Default::default(),
                     down_until: std::sync::Mutex::new(None),
                     name: t.name.as_str().into(),
-                    headers: header_map(
-                        &t.http
-                            .as_ref()
-                            .or(t.sse.as_ref())
-                            .map(|h| h.headers.clone())
-                            .unwrap_or_default(),
-                    ),
+                    headers: crate::credentials::UpstreamHeaders::new(fixed, credential.clone()),
+                    credential,
                     // `per_session` children are spawned by the sessions (`connect`).
                     stdio: t
                         .stdio
@@ -373,6 +379,25 @@ impl McpBackend {
             }
         }
         pids
+    }
+
+    /// Sets the upstream credentials of this backend's targets (the gateway calls it whenever
+    /// it applies a configuration, also to a backend kept across a reload). Requests already
+    /// on their way keep the headers they were sent with.
+    pub fn set_upstream_credentials(&self, creds: &crate::TargetCredentials) {
+        for t in &self.0.targets {
+            t.credential.set(creds.resolve(&t.name));
+        }
+    }
+
+    /// The credential header target `target` is to be sent now (its own, the route's, or none),
+    /// for a kind of target that builds its own requests: call it once per upstream request.
+    pub fn upstream_credential(
+        &self,
+        target: &str,
+    ) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let t = self.0.targets.iter().find(|t| &*t.name == target)?;
+        t.headers.credential()
     }
 
     /// Number of open downstream sessions.

@@ -184,6 +184,44 @@ impl UpstreamCredentials {
     }
 }
 
+impl switchboard_core::UpstreamCredential for UpstreamCredentials {
+    fn header(&self) -> Option<(HeaderName, HeaderValue)> {
+        self.upstream_header()
+    }
+}
+
+/// The credentials of an `mcp` route's targets: the route's `upstream_auth` (already compiled
+/// into `route`) for every http and sse target, unless a target sets its own
+/// `targets[].upstream_auth` (a credential, compiled here the same way, or `none`).
+/// `forward_client_credentials` plays no part: MCP targets never get the client's credentials.
+pub fn mcp_target_credentials(
+    route: &UpstreamCredentials,
+    mcp: &switchboard_mcp::McpConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
+) -> switchboard_mcp::TargetCredentials {
+    use switchboard_mcp::config::TargetUpstreamAuth;
+    let shared = |c: UpstreamCredentials| -> Option<Arc<dyn switchboard_core::UpstreamCredential>> {
+        c.header.is_some().then(|| Arc::new(c) as _)
+    };
+    let mut out = switchboard_mcp::TargetCredentials::new(shared(UpstreamCredentials {
+        forward_client: false,
+        header: route.header.clone(),
+    }));
+    for t in &mcp.targets {
+        match &t.upstream_auth {
+            None => {}
+            Some(TargetUpstreamAuth::Off(_)) => out = out.with_target(&t.name, None),
+            Some(TargetUpstreamAuth::Credential(spec)) => {
+                let auth = UpstreamAuth::from(spec);
+                let own = UpstreamCredentials::new(false, Some(&auth), env, base_dir);
+                out = out.with_target(&t.name, shared(own));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,19 @@ pub struct UpstreamAuth {
     pub file: Option<String>,
 }
 
+impl From<&switchboard_mcp::config::UpstreamAuthSpec> for UpstreamAuth {
+    /// An MCP target's own `upstream_auth` (the same shape).
+    fn from(s: &switchboard_mcp::config::UpstreamAuthSpec) -> Self {
+        UpstreamAuth {
+            header: s.header.clone(),
+            prefix: s.prefix.clone(),
+            value: s.value.clone(),
+            env: s.env.clone(),
+            file: s.file.clone(),
+        }
+    }
+}
+
 fn default_upstream_header() -> String {
     "authorization".into()
 }

@@ -190,6 +190,14 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
         }
         if let Some(m) = &r.mcp {
             out.extend(m.validate(&format!("{p}.mcp")));
+            for (k, t) in m.targets.iter().enumerate() {
+                if let Some(switchboard_mcp::config::TargetUpstreamAuth::Credential(a)) =
+                    &t.upstream_auth
+                {
+                    let tp = format!("{p}.mcp.targets[{k}].upstream_auth");
+                    out.extend(UpstreamAuth::from(a).validate(&tp));
+                }
+            }
         }
         if let Some(l) = &r.llm {
             out.extend(l.validate(&format!("{p}.llm")));

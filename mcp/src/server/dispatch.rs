@@ -222,9 +222,10 @@ impl McpBackend {
                 .await;
         }
         let started = Instant::now();
-        let r = self
+        let mut r = self
             .call(session, t, msg, stream, Forward::Tool(&upstream_name))
             .await;
+        self.expose_tool_result(t, &mut r);
         if let Some(target) = self.0.targets.get(t) {
             self.0
                 .shared

@@ -138,6 +138,34 @@ impl McpBackend {
         )
     }
 
+    /// A `tools/call` result of target `t` as the client sees it on a federated route: MCP Apps
+    /// UI resource URIs (`_meta.ui.resourceUri`, `_meta["ui/resourceUri"]`) and the URIs of
+    /// `resource_link` content are namespaced like the target's resources, so the client reads
+    /// them back through this route.
+    pub(super) fn expose_tool_result(&self, t: usize, reply: &mut Value) {
+        if !self.0.naming.prefixed {
+            return;
+        }
+        let Some(result) = reply.get_mut("result") else {
+            return;
+        };
+        let tname = &self.target(t).name;
+        let ns = |u: &str| names::namespace_uri(tname, u);
+        if let Some(meta) = result.get_mut("_meta") {
+            names::map_ui_meta(meta, &ns);
+        }
+        if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+            for c in content {
+                if c.get("type").and_then(Value::as_str) == Some("resource_link")
+                    && let Some(u) = c.get_mut("uri")
+                    && let Some(s) = u.as_str()
+                {
+                    *u = Value::String(ns(s));
+                }
+            }
+        }
+    }
+
     /// Fan a list request out to the targets the cursor names (all on the first page) and
     /// merge the pages; the composite cursor remembers each target's own cursor.
     pub(super) async fn list(
@@ -229,6 +257,22 @@ impl McpBackend {
                 let mut item = item.clone();
                 if let Some(o) = item.as_object_mut() {
                     o.insert(kind.field().into(), Value::String(exposed));
+                }
+                if kind == ListKind::Tools
+                    && let Some(meta) = item.get_mut("_meta")
+                {
+                    // MCP Apps: the tool's UI resource must read back through this route.
+                    if prefixed {
+                        names::map_ui_meta(meta, &|u| names::namespace_uri(tname, u));
+                    } else {
+                        for u in names::ui_meta_uris(meta) {
+                            // Routes `resources/read` of a UI resource that the target does
+                            // not list (many do not) by the catalogue, unless listed already.
+                            learned
+                                .entry(format!("r:{u}"))
+                                .or_insert_with(|| (t, u.to_string()));
+                        }
+                    }
                 }
                 items.push(item);
             }

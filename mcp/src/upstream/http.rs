@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::{Recipient, frames};
+use crate::credentials::UpstreamHeaders;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 use crate::param_headers::{self, ToolHeaders};
@@ -19,7 +20,7 @@ use crate::param_headers::{self, ToolHeaders};
 pub(crate) struct HttpUpstream {
     target: Arc<str>,
     url: String,
-    headers: HeaderMap,
+    headers: UpstreamHeaders,
     client: reqwest::Client,
     ids: Arc<AtomicU64>,
     init_params: Value,
@@ -75,7 +76,7 @@ impl HttpUpstream {
     pub async fn connect(
         target: Arc<str>,
         url: String,
-        headers: HeaderMap,
+        headers: UpstreamHeaders,
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
@@ -103,7 +104,7 @@ impl HttpUpstream {
     pub fn resume(
         target: Arc<str>,
         url: String,
-        headers: HeaderMap,
+        headers: UpstreamHeaders,
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
@@ -312,7 +313,7 @@ impl HttpUpstream {
         let mut req = self
             .client
             .post(&self.url)
-            .headers(self.headers.clone())
+            .headers(self.headers.current())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
             .body(body);
@@ -440,7 +441,7 @@ impl HttpUpstream {
         let mut req = self
             .client
             .get(&self.url)
-            .headers(self.headers.clone())
+            .headers(self.headers.current())
             .header(http::header::ACCEPT, "text/event-stream")
             .header("mcp-session-id", sid);
         if let Some(v) = &state.version {
@@ -459,7 +460,7 @@ impl HttpUpstream {
             let _ = self
                 .client
                 .delete(&self.url)
-                .headers(self.headers.clone())
+                .headers(self.headers.current())
                 .header("mcp-session-id", sid)
                 .send()
                 .await;

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use http::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::frames::{self, FrameError};
 use super::{Pending, PendingMap, Recipient, Sink, await_reply};
+use crate::credentials::UpstreamHeaders;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 
@@ -20,7 +20,7 @@ use crate::jsonrpc;
 pub(crate) struct SseUpstream {
     target: Arc<str>,
     endpoint: String,
-    headers: HeaderMap,
+    headers: UpstreamHeaders,
     client: reqwest::Client,
     pending: PendingMap,
     cancel: CancellationToken,
@@ -34,7 +34,7 @@ impl SseUpstream {
     pub async fn connect(
         target: Arc<str>,
         url: String,
-        headers: HeaderMap,
+        headers: UpstreamHeaders,
         client: reqwest::Client,
         ids: Arc<AtomicU64>,
         init_params: Value,
@@ -47,7 +47,7 @@ impl SseUpstream {
         };
         let resp = client
             .get(&url)
-            .headers(headers.clone())
+            .headers(headers.current())
             .header(http::header::ACCEPT, "text/event-stream")
             .send()
             .await
@@ -169,7 +169,7 @@ impl SseUpstream {
         let resp = self
             .client
             .post(&self.endpoint)
-            .headers(self.headers.clone())
+            .headers(self.headers.current())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&msg).unwrap_or_default())
             .send()
