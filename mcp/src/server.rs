@@ -47,6 +47,7 @@ mod legacy;
 mod session_store;
 mod stateless;
 mod streamable;
+mod subscriptions;
 
 pub use crate::error::PINNED_ELSEWHERE;
 pub use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
@@ -167,6 +168,9 @@ struct Core {
     shortened: DashMap<String, (usize, String)>,
     /// Calls of stateless clients parked until they send their input responses.
     inputs: stateless::Parked,
+    /// Open `subscriptions/listen` streams, and session clients' subscriptions held on
+    /// 2026-07-28 targets.
+    subs: subscriptions::Subscriptions,
     /// Subscribed to the shared stdio children (which hold them weakly).
     _every_session: Vec<Arc<dyn Sink>>,
     /// Drops local state of sessions the manager expires, revokes or sees move away.
@@ -205,7 +209,7 @@ struct EverySession {
 impl Sink for EverySession {
     fn deliver(&self, msg: Value) {
         if let Some(core) = self.core.upgrade() {
-            for s in core.sessions.all() {
+            for s in core.sessions.all().into_iter().chain(core.subs.listening()) {
                 s.deliver_from_upstream(self.target, msg.clone(), None);
             }
         }
@@ -298,6 +302,7 @@ impl McpBackend {
             let w = weak.clone();
             let release = shared.sessions().on_release(move |r| {
                 let Some(core) = w.upgrade() else { return };
+                core.subs.end_session(&r.id.to_string());
                 let Some(s) = core.sessions.remove(&r.id.to_string()) else {
                     return;
                 };
@@ -326,6 +331,7 @@ impl McpBackend {
                 deny,
                 shortened: DashMap::new(),
                 inputs: stateless::Parked::default(),
+                subs: Default::default(),
                 _every_session: every_session,
             }
         });
