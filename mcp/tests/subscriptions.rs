@@ -217,6 +217,41 @@ async fn a_session_client_subscribes_to_a_modern_targets_resource() {
     let (_, _, body) = post(&gw.url, Some(&sid), &unsub.to_string()).await;
     assert_eq!(messages(&body).pop().unwrap()["result"], json!({}));
     until_released(&hub, &gw, "modern://status").await;
+    // `subscriptions/listen` is for 2026-07-28 requests, not sessions.
+    let listen = json!({"jsonrpc": "2.0", "id": 3, "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": true}}});
+    let (_, _, body) = post(&gw.url, Some(&sid), &listen.to_string()).await;
+    assert_eq!(messages(&body).pop().unwrap()["error"]["code"], -32600, "{body}");
+}
+
+/// A shared stdio target (server-everything) under a listen stream: the update its tool sends
+/// reaches the listening client under the exposed URI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modern_client_listens_to_a_shared_stdio_target() {
+    if !have_peers() {
+        return;
+    }
+    init();
+    let (fixture, _, _hub) = mcp_fixture::serve_hub(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let gw = gateway(json!({"targets": [
+        {"name": "stdio", "stdio": {"command": node(), "args": [everything(), "stdio"]}},
+        {"name": "fixture", "http": {"url": format!("http://{fixture}/mcp")}},
+    ]}))
+    .await;
+    let (ok, out, err) = run_python(
+        "listen_client.py",
+        &[&gw.url, "/stdio/", "stdio__toggle-subscriber-updates"],
+    )
+    .await;
+    assert!(ok, "python client failed:\n{out}\n{err}");
+    assert!(out.contains(r#""ok": true"#) && out.contains("switchboard://mcp/stdio/"), "{out}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while gw.backend.listen_streams() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "listen stream not released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// What the caller may not see does not leak through a listen stream: a resource authz refuses
@@ -292,13 +327,13 @@ async fn hidden_tools_and_resources_do_not_leak_through_a_listen_stream() {
 #[tokio::test]
 async fn a_listen_stream_is_bounded() {
     init();
-    let (modern, _, _seen, hub) = mcp_modern::serve_hub(([127, 0, 0, 1], 0).into())
+    let (modern_addr, _, _seen, hub) = mcp_modern::serve_hub(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     let metrics = Metrics::unregistered();
     let gw = gateway_with_metrics(
         json!({
-            "targets": [{"name": "modern", "http": {"url": format!("http://{modern}/mcp")}}],
+            "targets": [{"name": "modern", "http": {"url": format!("http://{modern_addr}/mcp")}}],
             "max_queued_messages": 4,
         }),
         metrics.clone(),
@@ -310,6 +345,16 @@ async fn a_listen_stream_is_bounded() {
     let reply: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(reply["error"]["code"], -32602, "{reply}");
     assert_eq!(hub.listening(), 0);
+    // The reply is a stream: a client that accepts only JSON is refused.
+    let refused = reqwest::Client::new()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(modern("l-2", "subscriptions/listen", json!({"notifications": {}})).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 406);
 
     // Big updates (a long URI) fill the socket buffers of a client that does not read.
     let uri = format!("modern://{}", "x".repeat(32 * 1024));

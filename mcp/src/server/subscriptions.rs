@@ -81,6 +81,8 @@ pub(super) struct Subscriptions {
 struct Held {
     /// The upstream URIs it asked for.
     uris: BTreeSet<String>,
+    /// Tells this holding from the one that replaces it.
+    generation: u64,
     _task: AbortOnDrop,
 }
 
@@ -735,9 +737,17 @@ impl McpBackend {
         }
         // The new stream is open before the old one goes: an update in between may come
         // twice (a level trigger: harmless), none is lost.
-        match self.hold(session, t, &h, &uris).await {
+        let generation = self.0.subs.next.fetch_add(1, Ordering::Relaxed);
+        match self.hold(session, t, &h, &uris, (held.clone(), generation)).await {
             Ok(task) => {
-                self.0.subs.held.insert(held, Held { uris, _task: task });
+                self.0.subs.held.insert(
+                    held,
+                    Held {
+                        uris,
+                        generation,
+                        _task: task,
+                    },
+                );
                 jsonrpc::result(id, json!({}))
             }
             Err(e) => ProtocolError::from(e).reply(id),
@@ -752,6 +762,7 @@ impl McpBackend {
         t: usize,
         h: &HttpUpstream,
         uris: &BTreeSet<String>,
+        (key, generation): ((String, usize), u64),
     ) -> crate::error::Result<AbortOnDrop> {
         let uid = self.0.shared.ids.fetch_add(1, Ordering::Relaxed);
         let ups: Vec<String> = uris.iter().cloned().collect();
@@ -759,6 +770,7 @@ impl McpBackend {
         let (mut events, _) = open_upstream_listen(h, &msg, self.target(t).cfg.timeout()).await?;
         let weak = Arc::downgrade(&session.0);
         let name = self.target(t).name.clone();
+        let core = Arc::downgrade(&self.0);
         Ok(AbortOnDrop(tokio::spawn(async move {
             let mut tick = tokio::time::interval(HELD_CHECK);
             loop {
@@ -790,7 +802,14 @@ impl McpBackend {
                 let Some(inner) = weak.upgrade() else { break };
                 Session(inner).deliver_from_upstream(t, m, None);
             }
+            // The session is gone or the target ended the stream: the holding goes (unless a
+            // newer one replaced it). The client's next `resources/subscribe` opens a new one.
             tracing::debug!(target_name = %name, "held subscriptions/listen ended");
+            if let Some(core) = core.upgrade() {
+                core.subs
+                    .held
+                    .remove_if(&key, |_, h| h.generation == generation);
+            }
         })))
     }
 
