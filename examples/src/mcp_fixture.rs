@@ -50,7 +50,10 @@ pub struct Fixture {
 /// resource on demand ([`touch`](Self::touch)) and every subscribed session is told on its
 /// standalone stream (cheap clone).
 #[derive(Clone, Default)]
-pub struct FixtureHub(Arc<Mutex<Vec<(Peer<RoleServer>, Arc<Mutex<HashSet<String>>>)>>>);
+pub struct FixtureHub(Arc<Mutex<Vec<HubSession>>>);
+
+/// A session's peer and the resources it subscribed to.
+type HubSession = (Peer<RoleServer>, Arc<Mutex<HashSet<String>>>);
 
 impl FixtureHub {
     /// Resource `uri` changed: `notifications/resources/updated` to every session subscribed

@@ -128,7 +128,10 @@ fn listen(hub: &Hub, id: Value, params: &Value) -> Response {
     for (key, method) in [
         ("toolsListChanged", "notifications/tools/list_changed"),
         ("promptsListChanged", "notifications/prompts/list_changed"),
-        ("resourcesListChanged", "notifications/resources/list_changed"),
+        (
+            "resourcesListChanged",
+            "notifications/resources/list_changed",
+        ),
     ] {
         if n[key] == json!(true) {
             honored.insert(key.into(), json!(true));
@@ -324,7 +327,11 @@ fn call_tool(params: &Value, headers: &HeaderMap) -> Reply {
     })
 }
 
-async fn handle(State((seen, hub)): State<(Seen, Hub)>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn handle(
+    State((seen, hub)): State<(Seen, Hub)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let reply = |status: StatusCode, v: Value| {
         (
             status,

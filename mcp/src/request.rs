@@ -360,8 +360,10 @@ mod tests {
             "params": {"ref": {"type": "ref/resource", "uri": "file:///a"}}}),
         );
         assert!(matches!(m, Method::Complete(Reference::Resource(u)) if u == "file:///a"));
-        let m = method(json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen",
-            "params": {"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["a://x"]}}}));
+        let m = method(
+            json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen",
+            "params": {"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["a://x"]}}}),
+        );
         assert!(
             matches!(&m, Method::Listen(f) if f.tools && !f.prompts && f.uris == ["a://x"]),
             "{m:?}"

@@ -73,7 +73,14 @@ async fn listen(url: &str, notifications: Value, allow: Option<&str>) -> reqwest
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", MODERN)
         .header("mcp-method", "subscriptions/listen")
-        .body(modern("l-1", "subscriptions/listen", json!({"notifications": notifications})).to_string());
+        .body(
+            modern(
+                "l-1",
+                "subscriptions/listen",
+                json!({"notifications": notifications}),
+            )
+            .to_string(),
+        );
     if let Some(p) = allow {
         req = req.header("x-test-allow-prefix", p);
     }
@@ -97,7 +104,12 @@ async fn until_released(hub: &mcp_modern::Hub, gw: &Gateway, uri: &str) {
 }
 
 /// A gateway over the rmcp fixture (session-era) and the modern fixture, names prefixed.
-async fn two_eras() -> (Gateway, mcp_fixture::FixtureHub, mcp_modern::Hub, mcp_modern::Seen) {
+async fn two_eras() -> (
+    Gateway,
+    mcp_fixture::FixtureHub,
+    mcp_modern::Hub,
+    mcp_modern::Seen,
+) {
     init();
     let (fixture, _, fixture_hub) = mcp_fixture::serve_hub(([127, 0, 0, 1], 0).into())
         .await
@@ -190,7 +202,8 @@ async fn a_session_client_subscribes_to_a_modern_targets_resource() {
     assert_eq!(get.status(), 200);
     let mut stream = Sse::new(get);
     let uri = namespace_uri("modern", "modern://status");
-    let sub = json!({"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": uri}});
+    let sub =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": uri}});
     let (status, _, body) = post(&gw.url, Some(&sid), &sub.to_string()).await;
     assert_eq!(status, 200);
     let reply = messages(&body).pop().unwrap();
@@ -221,7 +234,11 @@ async fn a_session_client_subscribes_to_a_modern_targets_resource() {
     let listen = json!({"jsonrpc": "2.0", "id": 3, "method": "subscriptions/listen",
         "params": {"notifications": {"toolsListChanged": true}}});
     let (_, _, body) = post(&gw.url, Some(&sid), &listen.to_string()).await;
-    assert_eq!(messages(&body).pop().unwrap()["error"]["code"], -32600, "{body}");
+    assert_eq!(
+        messages(&body).pop().unwrap()["error"]["code"],
+        -32600,
+        "{body}"
+    );
 }
 
 /// A shared stdio target (server-everything) under a listen stream: the update its tool sends
@@ -246,10 +263,16 @@ async fn a_modern_client_listens_to_a_shared_stdio_target() {
     )
     .await;
     assert!(ok, "python client failed:\n{out}\n{err}");
-    assert!(out.contains(r#""ok": true"#) && out.contains("switchboard://mcp/stdio/"), "{out}");
+    assert!(
+        out.contains(r#""ok": true"#) && out.contains("switchboard://mcp/stdio/"),
+        "{out}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while gw.backend.listen_streams() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "listen stream not released");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listen stream not released"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -237,7 +237,10 @@ impl Admit {
                 let now = b.visible(session, kind, &self.access).await;
                 let slot = self.seen.get_mut(slot(kind))?;
                 if now.is_some() && *slot == now {
-                    tracing::debug!(method, "list_changed of items the caller cannot see dropped");
+                    tracing::debug!(
+                        method,
+                        "list_changed of items the caller cannot see dropped"
+                    );
                     return None;
                 }
                 *slot = now;
@@ -281,11 +284,8 @@ impl Drop for ListenGuard {
         rt.spawn(async move {
             // A shared child serves other sessions too: only this stream's subscriptions go.
             for (t, uri) in shared {
-                let msg = jsonrpc::request(
-                    Value::from(0),
-                    "resources/unsubscribe",
-                    json!({"uri": uri}),
-                );
+                let msg =
+                    jsonrpc::request(Value::from(0), "resources/unsubscribe", json!({"uri": uri}));
                 let _ = b.call_once(&s, t, msg, None).await;
             }
             // HTTP sessions are deleted, `per_session` children stopped; shared ones stay.
@@ -376,9 +376,12 @@ impl McpBackend {
             }
         }
         let lost = CancellationToken::new();
-        let opened = futures::future::join_all(per_target.into_iter().enumerate().map(
-            |(t, uris)| self.listen_target(&session, t, &filter, uris, &raw_tx, &lost),
-        ))
+        let opened = futures::future::join_all(
+            per_target
+                .into_iter()
+                .enumerate()
+                .map(|(t, uris)| self.listen_target(&session, t, &filter, uris, &raw_tx, &lost)),
+        )
         .await;
         let mut honored = Vec::new();
         for o in opened {
@@ -424,9 +427,9 @@ impl McpBackend {
             this.pump(guard, session, raw_rx, client_tx, lost, admit)
                 .await;
         });
-        let frames = client_rx.into_stream().map(|m| {
-            Ok::<_, Infallible>(Bytes::from(format!("event: message\ndata: {m}\n\n")))
-        });
+        let frames = client_rx
+            .into_stream()
+            .map(|m| Ok::<_, Infallible>(Bytes::from(format!("event: message\ndata: {m}\n\n"))));
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
@@ -738,7 +741,10 @@ impl McpBackend {
         // The new stream is open before the old one goes: an update in between may come
         // twice (a level trigger: harmless), none is lost.
         let generation = self.0.subs.next.fetch_add(1, Ordering::Relaxed);
-        match self.hold(session, t, &h, &uris, (held.clone(), generation)).await {
+        match self
+            .hold(session, t, &h, &uris, (held.clone(), generation))
+            .await
+        {
             Ok(task) => {
                 self.0.subs.held.insert(
                     held,
