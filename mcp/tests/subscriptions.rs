@@ -182,6 +182,15 @@ async fn a_modern_client_listens_to_targets_of_both_eras() {
     assert_eq!(done, json!({"ok": true, "updated": both}));
     assert!(child.wait().await.unwrap().success());
     until_released(&hub, &gw, "modern://status").await;
+    // The stream's session of the fixture was ended too: nobody is left to tell.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while fixture_hub.touch("test://watched-resource").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the fixture session not released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A session-era client subscribes to a resource of a 2026-07-28 target: the gateway holds a
@@ -230,6 +239,19 @@ async fn a_session_client_subscribes_to_a_modern_targets_resource() {
     let (_, _, body) = post(&gw.url, Some(&sid), &unsub.to_string()).await;
     assert_eq!(messages(&body).pop().unwrap()["result"], json!({}));
     until_released(&hub, &gw, "modern://status").await;
+    // Held again, then the session ends: released too.
+    let (_, _, body) = post(&gw.url, Some(&sid), &sub.to_string()).await;
+    assert_eq!(messages(&body).pop().unwrap()["result"], json!({}));
+    assert_eq!(hub.listening(), 1);
+    let deleted = reqwest::Client::new()
+        .delete(&gw.url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    until_released(&hub, &gw, "modern://status").await;
+    let sid = raw_session(&gw.url, "2025-11-25", json!({})).await;
     // `subscriptions/listen` is for 2026-07-28 requests, not sessions.
     let listen = json!({"jsonrpc": "2.0", "id": 3, "method": "subscriptions/listen",
         "params": {"notifications": {"toolsListChanged": true}}});
