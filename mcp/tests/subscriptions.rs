@@ -58,7 +58,7 @@ impl Sse {
 }
 
 /// A 2026-07-28 request.
-fn modern(id: &str, method: &str, mut params: Value) -> Value {
+fn request(id: &str, method: &str, mut params: Value) -> Value {
     params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": {},
         "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"}});
@@ -74,7 +74,7 @@ async fn listen(url: &str, notifications: Value, allow: Option<&str>) -> reqwest
         .header("mcp-protocol-version", MODERN)
         .header("mcp-method", "subscriptions/listen")
         .body(
-            modern(
+            request(
                 "l-1",
                 "subscriptions/listen",
                 json!({"notifications": notifications}),
@@ -313,6 +313,17 @@ async fn hidden_tools_and_resources_do_not_leak_through_a_listen_stream() {
         "tools": {"deny": ["*secret*"]},
     }))
     .await;
+    let (_, _, body) = post(
+        &gw.url,
+        None,
+        &request("d", "server/discover", json!({})).to_string(),
+    )
+    .await;
+    let discovered = messages(&body).pop().unwrap();
+    assert_eq!(
+        discovered["result"]["capabilities"]["resources"]["subscribe"], true,
+        "{discovered}"
+    );
     // authz (the harness's stand-in) allows items whose name starts with `mo`.
     let resp = listen(
         &gw.url,
@@ -372,13 +383,13 @@ async fn hidden_tools_and_resources_do_not_leak_through_a_listen_stream() {
 #[tokio::test]
 async fn a_listen_stream_is_bounded() {
     init();
-    let (modern_addr, _, _seen, hub) = mcp_modern::serve_hub(([127, 0, 0, 1], 0).into())
+    let (modern, _, _seen, hub) = mcp_modern::serve_hub(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     let metrics = Metrics::unregistered();
     let gw = gateway_with_metrics(
         json!({
-            "targets": [{"name": "modern", "http": {"url": format!("http://{modern_addr}/mcp")}}],
+            "targets": [{"name": "modern", "http": {"url": format!("http://{modern}/mcp")}}],
             "max_queued_messages": 4,
         }),
         metrics.clone(),
@@ -395,7 +406,7 @@ async fn a_listen_stream_is_bounded() {
         .post(&gw.url)
         .header("content-type", "application/json")
         .header("accept", "application/json")
-        .body(modern("l-2", "subscriptions/listen", json!({"notifications": {}})).to_string())
+        .body(request("l-2", "subscriptions/listen", json!({"notifications": {}})).to_string())
         .send()
         .await
         .unwrap();

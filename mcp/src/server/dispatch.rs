@@ -304,7 +304,8 @@ fn discover() -> Value {
         "capabilities": {
             "tools": {"listChanged": true},
             "prompts": {"listChanged": true},
-            "resources": {"listChanged": true},
+            // `resourceSubscriptions` of `subscriptions/listen` (see `subscriptions`).
+            "resources": {"listChanged": true, "subscribe": true},
             "logging": {},
             "completions": {},
         },
