@@ -64,6 +64,10 @@ const UPDATED: &str = "notifications/resources/updated";
 const LISTEN: &str = "subscriptions/listen";
 /// Most pages read when listing for a visibility check or to learn who owns a URI.
 const MAX_LIST_PAGES: usize = 20;
+/// How often a quiet listen stream gets an SSE comment, so idle limits on the way (the
+/// gateway's own `limits.idle_timeout` included) do not end it, and a client that stopped
+/// reading is found out (the comments fill its queue).
+const PING: Duration = Duration::from_secs(30);
 /// How often a held subscription checks that its session still exists.
 const HELD_CHECK: Duration = Duration::from_secs(30);
 
@@ -427,9 +431,13 @@ impl McpBackend {
             this.pump(guard, session, raw_rx, client_tx, lost, admit)
                 .await;
         });
-        let frames = client_rx
-            .into_stream()
-            .map(|m| Ok::<_, Infallible>(Bytes::from(format!("event: message\ndata: {m}\n\n"))));
+        // `Null` is the pump's keep-alive: an SSE comment.
+        let frames = client_rx.into_stream().map(|m| {
+            Ok::<_, Infallible>(match m {
+                Value::Null => Bytes::from_static(b": ping\n\n"),
+                m => Bytes::from(format!("event: message\ndata: {m}\n\n")),
+            })
+        });
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache")
@@ -448,10 +456,17 @@ impl McpBackend {
         lost: CancellationToken,
         mut admit: Admit,
     ) {
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING, PING);
         loop {
             let m = tokio::select! {
                 _ = client.closed() => break,
                 _ = lost.cancelled() => break,
+                _ = ping.tick() => {
+                    if client.send(Value::Null).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 m = raw.recv() => match m {
                     Some(m) => m,
                     None => break,
@@ -822,5 +837,45 @@ impl McpBackend {
     /// Open `subscriptions/listen` streams of this backend (tests, admin).
     pub fn listen_streams(&self) -> usize {
         self.0.subs.listening.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{McpConfig, McpShared, Metrics};
+
+    /// A quiet listen stream gets an SSE comment every 30 s (a target that cannot be reached
+    /// is skipped; the stream is still acknowledged).
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_listen_stream_is_kept_alive() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: McpConfig = serde_json::from_value(
+            json!({"targets": [{"name": "a", "http": {"url": "http://127.0.0.1:9/mcp"}}]}),
+        )
+        .unwrap();
+        let b = McpBackend::new(cfg, &McpShared::new(Metrics::unregistered()).unwrap()).unwrap();
+        let msg = json!({"jsonrpc": "2.0", "id": 7, "method": LISTEN,
+            "params": {"notifications": {"toolsListChanged": true}}});
+        let req = Request::parse(msg);
+        let crate::request::Method::Listen(filter) = &req.method else {
+            panic!("not a listen request");
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, "text/event-stream".parse().unwrap());
+        let resp = b
+            .listen(filter.clone(), req, &headers, &RequestContext::default())
+            .await;
+        let mut body = resp.into_body().into_data_stream();
+        let ack = body.next().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&ack).contains(ACKNOWLEDGED));
+        let started = tokio::time::Instant::now();
+        let ping = body.next().await.unwrap().unwrap();
+        assert_eq!(&ping[..], b": ping\n\n");
+        assert_eq!(started.elapsed().as_secs(), 30);
+        assert_eq!(b.listen_streams(), 1);
+        drop(body);
+        tokio::time::sleep(PING).await;
+        assert_eq!(b.listen_streams(), 0, "released when the client went away");
     }
 }
