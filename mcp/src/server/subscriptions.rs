@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use super::input_rounds::Forward;
 use super::streamable::rpc_response;
 use super::{Access, Item, LATEST_VERSION, McpBackend, RequestContext, STATELESS_VERSION};
-use crate::config::TransportKind;
+use crate::config::{FailureMode, TransportKind};
 use crate::error::{ItemKind, ProtocolError};
 use crate::jsonrpc::{self, Kind};
 use crate::outbox::{Inbox, Mode, Outbox, outbox};
@@ -307,6 +307,8 @@ struct Opened {
     honored: Vec<String>,
     reader: Option<AbortOnDrop>,
     shared: Vec<(usize, String)>,
+    /// Why the target could not be listened to (`failure_mode` decides).
+    failed: Option<crate::error::Error>,
 }
 
 impl McpBackend {
@@ -389,6 +391,12 @@ impl McpBackend {
         .await;
         let mut honored = Vec::new();
         for o in opened {
+            if let Some(e) = o.failed
+                && self.0.cfg.failure_mode == FailureMode::FailClosed
+            {
+                let e = ProtocolError::from(e);
+                return rpc_response(e.status(), e.reply(id));
+            }
             honored.extend(o.honored);
             guard._readers.extend(o.reader);
             guard.shared.extend(o.shared);
@@ -509,8 +517,11 @@ impl McpBackend {
         let up = match self.upstream(session, t).await {
             Ok(u) => u,
             Err(e) => {
-                tracing::warn!(target_name = %target.name, error = %e, "subscriptions/listen: target skipped");
-                return Opened::default();
+                tracing::warn!(target_name = %target.name, error = %e, "subscriptions/listen: target failed");
+                return Opened {
+                    failed: Some(e),
+                    ..Opened::default()
+                };
             }
         };
         let mut opened = Opened::default();
@@ -546,7 +557,8 @@ impl McpBackend {
                         opened.reader = Some(self.read_upstream(session, t, events, raw, lost));
                     }
                     Err(e) => {
-                        tracing::warn!(target_name = %target.name, error = %e, "subscriptions/listen: target skipped");
+                        tracing::warn!(target_name = %target.name, error = %e, "subscriptions/listen: target failed");
+                        opened.failed = Some(e);
                     }
                 }
             }
@@ -877,5 +889,33 @@ mod tests {
         drop(body);
         tokio::time::sleep(PING).await;
         assert_eq!(b.listen_streams(), 0, "released when the client went away");
+    }
+
+    /// With `failure_mode: fail_closed`, a target that cannot be listened to fails the listen.
+    #[tokio::test]
+    async fn a_failed_target_fails_the_listen_when_fail_closed() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cfg: McpConfig = serde_json::from_value(json!({"failure_mode": "fail_closed",
+            "targets": [{"name": "a", "http": {"url": "http://127.0.0.1:9/mcp"}}]}))
+        .unwrap();
+        let b = McpBackend::new(cfg, &McpShared::new(Metrics::unregistered()).unwrap()).unwrap();
+        let msg = json!({"jsonrpc": "2.0", "id": 7, "method": LISTEN,
+            "params": {"notifications": {"toolsListChanged": true}}});
+        let req = Request::parse(msg);
+        let crate::request::Method::Listen(filter) = &req.method else {
+            panic!("not a listen request");
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, "text/event-stream".parse().unwrap());
+        let resp = b
+            .listen(filter.clone(), req, &headers, &RequestContext::default())
+            .await;
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let reply: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(reply["id"], 7);
+        assert_eq!(reply["error"]["code"], -32002, "{reply}");
+        assert_eq!(b.listen_streams(), 0);
     }
 }
