@@ -12,7 +12,8 @@
 //! filtered like list results: a URI the caller may not see is not honored (never subscribed
 //! upstream), and a `list_changed` is passed on only when the list as the caller sees it
 //! (`tools.allow`/`tools.deny`, authz) changed, so a change to hidden items does not show. The
-//! upstream streams and sessions are released when the client's stream ends, and the client's
+//! upstream streams and sessions are released when the client's stream ends (a shared stdio
+//! child keeps its resource subscriptions: others may have asked for the same), and the client's
 //! stream ends (without a result: the client re-listens and refetches) when an upstream one
 //! does.
 //!
@@ -273,27 +274,20 @@ struct ListenGuard {
     key: u64,
     session: Session,
     _readers: Vec<AbortOnDrop>,
-    /// (target, upstream URI) subscribed on shared stdio children (which outlive the stream).
-    shared: Vec<(usize, String)>,
 }
 
 impl Drop for ListenGuard {
     fn drop(&mut self) {
         self.backend.0.subs.listening.remove(&self.key);
-        let shared = std::mem::take(&mut self.shared);
-        let (b, s) = (self.backend.clone(), self.session.clone());
+        let ups = self.session.take_upstreams();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        // HTTP sessions are deleted, `per_session` children stopped. A shared child keeps
+        // its subscriptions: it cannot tell whose they are (other listeners and sessions may
+        // have asked for the same URI), and listeners only take what they asked for.
         rt.spawn(async move {
-            // A shared child serves other sessions too: only this stream's subscriptions go.
-            for (t, uri) in shared {
-                let msg =
-                    jsonrpc::request(Value::from(0), "resources/unsubscribe", json!({"uri": uri}));
-                let _ = b.call_once(&s, t, msg, None).await;
-            }
-            // HTTP sessions are deleted, `per_session` children stopped; shared ones stay.
-            for u in s.take_upstreams() {
+            for u in ups {
                 u.close().await;
             }
         });
@@ -306,7 +300,6 @@ struct Opened {
     /// Exposed URIs honored.
     honored: Vec<String>,
     reader: Option<AbortOnDrop>,
-    shared: Vec<(usize, String)>,
     /// Why the target could not be listened to (`failure_mode` decides).
     failed: Option<crate::error::Error>,
 }
@@ -358,7 +351,6 @@ impl McpBackend {
             key,
             session: session.clone(),
             _readers: Vec::new(),
-            shared: Vec::new(),
         };
         let access = ctx.access.clone();
         let n = self.0.targets.len();
@@ -399,7 +391,6 @@ impl McpBackend {
             }
             honored.extend(o.honored);
             guard._readers.extend(o.reader);
-            guard.shared.extend(o.shared);
         }
         let mut admit = Admit {
             id: id.clone(),
@@ -573,13 +564,7 @@ impl McpBackend {
                 }
             },
             Upstream::Sse(_) | Upstream::Stdio(_) => {
-                let shared = matches!(&up, Upstream::Stdio(p) if !p.is_per_session());
-                for (e, u) in subscribe(uris).await {
-                    if shared {
-                        opened.shared.push((t, u));
-                    }
-                    opened.honored.push(e);
-                }
+                opened.honored = subscribe(uris).await.into_iter().map(|(e, _)| e).collect();
             }
         }
         opened
