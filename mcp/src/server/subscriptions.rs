@@ -612,14 +612,18 @@ impl McpBackend {
             "clientInfo": get("io.modelcontextprotocol/clientInfo")
                 .unwrap_or(json!({"name": "stateless-client", "version": "0"})),
         });
-        Session::new(
+        let session = Session::new(
             String::new(),
             STATELESS_VERSION.into(),
             init,
             principal,
             self.0.naming.clone(),
             None,
-        )
+        );
+        // There is no `notifications/initialized` to wait for: a `per_session` child it spawns
+        // is told at once, so it serves subscriptions and sends notifications.
+        session.set_client_initialized();
+        session
     }
 
     /// List `kind` through (every page) so the session's catalogue knows who owns what.
