@@ -5,7 +5,9 @@
 //!    [`McpBackend::handle`] (here: origin check, path and method), `streamable` (Streamable
 //!    HTTP POST/GET/DELETE at the prefix), `legacy` (HTTP+SSE at `{prefix}/sse` and
 //!    `{prefix}/message`), `batch` (JSON-RPC batches up to 2025-03-26), `stateless`
-//!    (2026-07-28 requests without a session, and calls parked for the client's input);
+//!    (2026-07-28 requests without a session, and calls parked for the client's input),
+//!    `subscriptions` (2026-07-28 `subscriptions/listen` streams federated over the targets,
+//!    and resource subscriptions across eras);
 //! 2. parse: each message once into a `request::Message`;
 //! 3. session: `initialize` opens one (`initialize`); Streamable HTTP sessions are sealed
 //!    into their `Mcp-Session-Id`, resumed on every request and keep event logs
