@@ -252,6 +252,18 @@ async fn a_session_client_subscribes_to_a_modern_targets_resource() {
     assert_eq!(deleted.status(), 200);
     until_released(&hub, &gw, "modern://status").await;
     let sid = raw_session(&gw.url, "2025-11-25", json!({})).await;
+    // At most 256 URIs per session on a 2026-07-28 target.
+    for i in 0..257 {
+        let sub = json!({"jsonrpc": "2.0", "id": 10 + i, "method": "resources/subscribe",
+            "params": {"uri": namespace_uri("modern", &format!("modern://r{i}"))}});
+        let (_, _, body) = post(&gw.url, Some(&sid), &sub.to_string()).await;
+        let reply = messages(&body).pop().unwrap();
+        if i < 256 {
+            assert_eq!(reply["result"], json!({}), "{reply}");
+        } else {
+            assert_eq!(reply["error"]["code"], -32602, "{reply}");
+        }
+    }
     // `subscriptions/listen` is for 2026-07-28 requests, not sessions.
     let listen = json!({"jsonrpc": "2.0", "id": 3, "method": "subscriptions/listen",
         "params": {"notifications": {"toolsListChanged": true}}});
