@@ -17,10 +17,10 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequestParams, ReadResourceResponse, ServerConfig, SetLevelRequestParams,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceUpdatedNotificationParam,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -44,6 +44,8 @@ pub struct Fixture {
     modern_only: bool,
     /// Also offer the MCP Apps tool and its `ui://` resource ([`serve_apps`]).
     apps: bool,
+    /// Every session of this server, for resource changes made on demand.
+    hub: FixtureHub,
 }
 
 /// The MCP Apps UI resource of the fixture's `test_app_ui` tool ([`serve_apps`]).
@@ -60,6 +62,35 @@ fn app_tool() -> Value {
     json!({"name": "test_app_ui", "description": "Tests an MCP Apps tool with a ui:// resource",
            "inputSchema": empty_schema(),
            "_meta": {"ui": {"resourceUri": APP_URI, "visibility": ["model", "app"]}, "ui/resourceUri": APP_URI}})
+}
+
+/// The sessions of one fixture server and the resources each subscribed to: a test changes a
+/// resource on demand ([`touch`](Self::touch)) and every subscribed session is told on its
+/// standalone stream (cheap clone).
+#[derive(Clone, Default)]
+pub struct FixtureHub(Arc<Mutex<Vec<HubSession>>>);
+
+/// A session's peer and the resources it subscribed to.
+type HubSession = (Peer<RoleServer>, Arc<Mutex<HashSet<String>>>);
+
+impl FixtureHub {
+    /// Resource `uri` changed: `notifications/resources/updated` to every session subscribed
+    /// to it; returns how many were told.
+    pub async fn touch(&self, uri: &str) -> usize {
+        let sessions = self.0.lock().unwrap().clone();
+        let mut told = 0;
+        for (peer, subs) in sessions {
+            if subs.lock().unwrap().contains(uri)
+                && peer
+                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                    .await
+                    .is_ok()
+            {
+                told += 1;
+            }
+        }
+        told
+    }
 }
 
 fn empty_schema() -> Value {
@@ -248,6 +279,14 @@ impl Fixture {
 }
 
 impl ServerHandler for Fixture {
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        self.hub
+            .0
+            .lock()
+            .unwrap()
+            .push((ctx.peer, self.subscriptions.clone()));
+    }
+
     fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
         if self.modern_only {
             std::borrow::Cow::Owned(vec![ProtocolVersion::V_2026_07_28])
@@ -467,12 +506,18 @@ pub fn router() -> axum::Router {
 
 /// The fixture router; `modern_only` makes it a server that speaks only 2026-07-28.
 pub fn router_with(modern_only: bool) -> axum::Router {
+    router_with_hub(modern_only, FixtureHub::default())
+}
+
+/// The fixture router whose sessions join `hub` (see [`FixtureHub::touch`]).
+pub fn router_with_hub(modern_only: bool, hub: FixtureHub) -> axum::Router {
     let mut config = StreamableHttpServerConfig::default();
     config.sse_keep_alive = None;
     let service = StreamableHttpService::new(
         move || {
             Ok(Fixture {
                 modern_only,
+                hub: hub.clone(),
                 ..Fixture::default()
             })
         },
@@ -524,4 +569,18 @@ pub async fn serve_apps(
         let _ = axum::serve(listener.tap_io(crate::nodelay), router).await;
     });
     Ok((local, task))
+}
+
+/// Like [`serve`], with the [`FixtureHub`] of its sessions.
+pub async fn serve_hub(
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>, FixtureHub)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let hub = FixtureHub::default();
+    let app = router_with_hub(false, hub.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener.tap_io(crate::nodelay), app).await;
+    });
+    Ok((local, task, hub))
 }

@@ -14,8 +14,15 @@
 //!   answers with the headers it received.
 //! - `list_roots`: asks `roots/list`, answers with the root URIs.
 //! - `insatiable`: asks for confirmation on every round, forever.
+//!
+//! Resources: `modern://status` (and any other URI reads back as text). Change events
+//! (`subscriptions/listen`, answered as an SSE stream: the acknowledgment, then the events the
+//! filter asked for, stamped with the subscription id) come from the [`Hub`], which a test
+//! drives: [`Hub::touch`] a resource, [`Hub::add_tool`] a tool.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -55,6 +62,120 @@ impl Seen {
             .filter(|r| r.method == "tools/call" && r.params["name"] == name)
             .collect()
     }
+}
+
+/// Change events for `subscriptions/listen` streams, and the streams open (cheap clone).
+#[derive(Clone)]
+pub struct Hub {
+    events: tokio::sync::broadcast::Sender<Value>,
+    open: Arc<AtomicUsize>,
+    tools: Arc<Mutex<Vec<String>>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            events: tokio::sync::broadcast::channel(256).0,
+            open: Arc::default(),
+            tools: Arc::default(),
+        }
+    }
+}
+
+impl Hub {
+    /// Resource `uri` changed (`notifications/resources/updated` to the streams that asked).
+    pub fn touch(&self, uri: &str) {
+        let _ = self.events.send(json!({"jsonrpc": "2.0",
+            "method": "notifications/resources/updated", "params": {"uri": uri}}));
+    }
+
+    /// Add a tool named `name` (`notifications/tools/list_changed`).
+    pub fn add_tool(&self, name: &str) {
+        self.tools.lock().unwrap().push(name.to_string());
+        let _ = self.events.send(
+            json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {}}),
+        );
+    }
+
+    /// `subscriptions/listen` streams open right now.
+    pub fn listening(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts an open listen stream until dropped (with the stream).
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A `subscriptions/listen` stream: the acknowledgment, then what the filter asked for.
+fn listen(hub: &Hub, id: Value, params: &Value) -> Response {
+    let n = &params["notifications"];
+    let uris: HashSet<String> = n["resourceSubscriptions"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut honored = serde_json::Map::new();
+    let mut kinds = HashSet::new();
+    for (key, method) in [
+        ("toolsListChanged", "notifications/tools/list_changed"),
+        ("promptsListChanged", "notifications/prompts/list_changed"),
+        (
+            "resourcesListChanged",
+            "notifications/resources/list_changed",
+        ),
+    ] {
+        if n[key] == json!(true) {
+            honored.insert(key.into(), json!(true));
+            kinds.insert(method);
+        }
+    }
+    if !uris.is_empty() {
+        honored.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    let meta = json!({"io.modelcontextprotocol/subscriptionId": id});
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"notifications": honored, "_meta": meta}});
+    let rx = hub.events.subscribe();
+    hub.open.fetch_add(1, Ordering::SeqCst);
+    let open = Open(hub.open.clone());
+    let events = futures::stream::unfold((rx, open), move |(mut rx, open)| {
+        let (kinds, uris, meta) = (kinds.clone(), uris.clone(), meta.clone());
+        async move {
+            loop {
+                let mut ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                };
+                let method = ev["method"].as_str().unwrap_or_default();
+                let wanted = kinds.contains(method)
+                    || (method == "notifications/resources/updated"
+                        && uris.contains(ev["params"]["uri"].as_str().unwrap_or_default()));
+                if wanted {
+                    ev["params"]["_meta"] = meta.clone();
+                    return Some((ev, (rx, open)));
+                }
+            }
+        }
+    });
+    let frames = futures::StreamExt::map(
+        futures::StreamExt::chain(futures::stream::once(async move { ack }), events),
+        |m| Ok::<_, std::convert::Infallible>(format!("event: message\ndata: {m}\n\n")),
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(frames),
+    )
+        .into_response()
 }
 
 const VERSION: &str = "2026-07-28";
@@ -206,7 +327,11 @@ fn call_tool(params: &Value, headers: &HeaderMap) -> Reply {
     })
 }
 
-async fn handle(State(seen): State<Seen>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn handle(
+    State((seen, hub)): State<(Seen, Hub)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let reply = |status: StatusCode, v: Value| {
         (
             status,
@@ -268,14 +393,32 @@ async fn handle(State(seen): State<Seen>, headers: HeaderMap, body: axum::body::
             "Mcp-Method header mismatch".into(),
         );
     }
+    if method == "subscriptions/listen" {
+        return listen(&hub, id, &params);
+    }
     let result = match method.as_str() {
         "server/discover" => Ok(json!({
             "resultType": "complete",
             "supportedVersions": [VERSION],
-            "capabilities": {"tools": {}},
+            "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}},
             "serverInfo": {"name": "switchboard-mcp-modern", "version": env!("CARGO_PKG_VERSION")},
         })),
-        "tools/list" => Ok(json!({"resultType": "complete", "tools": tools()})),
+        "tools/list" => {
+            let mut all = tools();
+            if let Some(a) = all.as_array_mut() {
+                for name in hub.tools.lock().unwrap().iter() {
+                    a.push(json!({"name": name, "inputSchema": {"type": "object"}}));
+                }
+            }
+            Ok(json!({"resultType": "complete", "tools": all}))
+        }
+        "resources/list" => Ok(json!({"resultType": "complete", "resources": [
+            {"uri": "modern://status", "name": "status", "mimeType": "text/plain"}]})),
+        "resources/read" => {
+            let uri = params["uri"].as_str().unwrap_or_default();
+            Ok(json!({"resultType": "complete", "contents": [
+                {"uri": uri, "mimeType": "text/plain", "text": format!("contents of {uri}")}]}))
+        }
         "tools/call" => call_tool(&params, &headers),
         "ping" => Ok(json!({})),
         other => Err((StatusCode::OK, -32601, format!("Method not found: {other}"))),
@@ -291,9 +434,28 @@ async fn handle(State(seen): State<Seen>, headers: HeaderMap, body: axum::body::
 
 /// The server as an axum router at `/mcp`, recording into `seen`.
 pub fn router(seen: Seen) -> axum::Router {
+    router_with_hub(seen, Hub::default())
+}
+
+/// The server as an axum router at `/mcp`, recording into `seen`, its change events from `hub`.
+pub fn router_with_hub(seen: Seen, hub: Hub) -> axum::Router {
     axum::Router::new()
         .route("/mcp", axum::routing::post(handle))
-        .with_state(seen)
+        .with_state((seen, hub))
+}
+
+/// Like [`serve`], with the [`Hub`] that drives its change events.
+pub async fn serve_hub(
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>, Seen, Hub)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let (seen, hub) = (Seen::default(), Hub::default());
+    let app = router_with_hub(seen.clone(), hub.clone());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener.tap_io(crate::nodelay), app).await;
+    });
+    Ok((local, task, seen, hub))
 }
 
 /// Serve on `addr`; returns once bound, with the bound address, the task and the record.

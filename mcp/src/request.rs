@@ -131,6 +131,8 @@ pub(crate) enum Method {
     },
     /// `completion/complete`.
     Complete(Reference),
+    /// `subscriptions/listen` (2026-07-28): what the stream is to carry.
+    Listen(ListenFilter),
     /// A method the gateway does not serve (answered "Method not found").
     Unknown(String),
     /// A known method whose params do not fit it; answered with `error`.
@@ -138,6 +140,44 @@ pub(crate) enum Method {
         method: &'static str,
         error: ProtocolError,
     },
+}
+
+/// The `notifications` filter of a `subscriptions/listen` request (the wire's
+/// `SubscriptionFilter`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ListenFilter {
+    /// `toolsListChanged`.
+    pub tools: bool,
+    /// `promptsListChanged`.
+    pub prompts: bool,
+    /// `resourcesListChanged`.
+    pub resources: bool,
+    /// `resourceSubscriptions`: exposed resource URIs.
+    pub uris: Vec<String>,
+}
+
+impl ListenFilter {
+    fn parse(v: Option<&Value>) -> Result<ListenFilter, &'static str> {
+        let Some(Value::Object(n)) = v else {
+            return Err("missing notifications");
+        };
+        let flag = |k: &str| n.get(k) == Some(&Value::Bool(true));
+        let uris = match n.get("resourceSubscriptions") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|u| u.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("resourceSubscriptions must be strings")?,
+            Some(_) => return Err("resourceSubscriptions must be an array"),
+        };
+        Ok(ListenFilter {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris,
+        })
+    }
 }
 
 fn string_param(msg: &Value, key: &str) -> Option<String> {
@@ -194,6 +234,12 @@ impl Method {
                     _ => Method::Unsubscribe { uri },
                 }
             }
+            "subscriptions/listen" => {
+                match ListenFilter::parse(msg.pointer("/params/notifications")) {
+                    Ok(f) => Method::Listen(f),
+                    Err(why) => invalid("subscriptions/listen", why),
+                }
+            }
             "completion/complete" => {
                 let r = msg.pointer("/params/ref");
                 let field = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str);
@@ -221,6 +267,7 @@ impl Method {
             Method::Subscribe { .. } => "resources/subscribe",
             Method::Unsubscribe { .. } => "resources/unsubscribe",
             Method::Complete(_) => "completion/complete",
+            Method::Listen(_) => "subscriptions/listen",
             Method::Unknown(m) => m,
             Method::Invalid { method, .. } => method,
         }
@@ -313,6 +360,14 @@ mod tests {
             "params": {"ref": {"type": "ref/resource", "uri": "file:///a"}}}),
         );
         assert!(matches!(m, Method::Complete(Reference::Resource(u)) if u == "file:///a"));
+        let m = method(
+            json!({"jsonrpc": "2.0", "id": "l", "method": "subscriptions/listen",
+            "params": {"notifications": {"toolsListChanged": true, "resourceSubscriptions": ["a://x"]}}}),
+        );
+        assert!(
+            matches!(&m, Method::Listen(f) if f.tools && !f.prompts && f.uris == ["a://x"]),
+            "{m:?}"
+        );
         let m = method(json!({"jsonrpc": "2.0", "id": 1, "method": "no/such"}));
         assert!(matches!(&m, Method::Unknown(n) if n == "no/such"));
     }
@@ -335,6 +390,15 @@ mod tests {
             (
                 json!({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": {}}),
                 "missing level",
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {}}),
+                "missing notifications",
+            ),
+            (
+                json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+                    "params": {"notifications": {"resourceSubscriptions": [1]}}}),
+                "resourceSubscriptions must be strings",
             ),
         ] {
             match method(msg) {

@@ -5,7 +5,9 @@
 //!    [`McpBackend::handle`] (here: origin check, path and method), `streamable` (Streamable
 //!    HTTP POST/GET/DELETE at the prefix), `legacy` (HTTP+SSE at `{prefix}/sse` and
 //!    `{prefix}/message`), `batch` (JSON-RPC batches up to 2025-03-26), `stateless`
-//!    (2026-07-28 requests without a session, and calls parked for the client's input);
+//!    (2026-07-28 requests without a session, and calls parked for the client's input),
+//!    `subscriptions` (2026-07-28 `subscriptions/listen` streams federated over the targets,
+//!    and resource subscriptions across eras);
 //! 2. parse: each message once into a `request::Message`;
 //! 3. session: `initialize` opens one (`initialize`); Streamable HTTP sessions are sealed
 //!    into their `Mcp-Session-Id`, resumed on every request and keep event logs
@@ -47,6 +49,7 @@ mod legacy;
 mod session_store;
 mod stateless;
 mod streamable;
+mod subscriptions;
 
 pub use crate::error::PINNED_ELSEWHERE;
 pub use crate::revision::{LAST_BATCH_VERSION, batches_allowed};
@@ -172,6 +175,9 @@ struct Core {
     shortened: DashMap<String, (usize, String)>,
     /// Calls of stateless clients parked until they send their input responses.
     inputs: stateless::Parked,
+    /// Open `subscriptions/listen` streams, and session clients' subscriptions held on
+    /// 2026-07-28 targets.
+    subs: subscriptions::Subscriptions,
     /// Subscribed to the shared stdio children (which hold them weakly).
     _every_session: Vec<Arc<dyn Sink>>,
     /// Drops local state of sessions the manager expires, revokes or sees move away.
@@ -210,7 +216,7 @@ struct EverySession {
 impl Sink for EverySession {
     fn deliver(&self, msg: Value) {
         if let Some(core) = self.core.upgrade() {
-            for s in core.sessions.all() {
+            for s in core.sessions.all().into_iter().chain(core.subs.listening()) {
                 s.deliver_from_upstream(self.target, msg.clone(), None);
             }
         }
@@ -320,6 +326,7 @@ impl McpBackend {
             let w = weak.clone();
             let release = shared.sessions().on_release(move |r| {
                 let Some(core) = w.upgrade() else { return };
+                core.subs.end_session(&r.id.to_string());
                 let Some(s) = core.sessions.remove(&r.id.to_string()) else {
                     return;
                 };
@@ -348,6 +355,7 @@ impl McpBackend {
                 deny,
                 shortened: DashMap::new(),
                 inputs: stateless::Parked::default(),
+                subs: Default::default(),
                 _every_session: every_session,
             }
         });

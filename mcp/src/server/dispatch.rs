@@ -158,11 +158,22 @@ impl McpBackend {
                 self.call_resource(session, uri, (id, msg), stream, forward, &access)
                     .await
             }
-            Method::Subscribe { uri } | Method::Unsubscribe { uri } => {
-                let forward = Forward::Plain;
-                self.call_resource(session, uri, (id, msg), stream, forward, &access)
+            // A 2026-07-28 target has no `resources/subscribe`: see `subscriptions`.
+            Method::Subscribe { uri } => {
+                self.subscribe(session, uri, true, (id, msg), stream, &access)
                     .await
             }
+            Method::Unsubscribe { uri } => {
+                self.subscribe(session, uri, false, (id, msg), stream, &access)
+                    .await
+            }
+            // A stream of its own: stateless requests only (see `subscriptions`).
+            Method::Listen(_) => ProtocolError::InvalidRequest(
+                "subscriptions/listen is a 2026-07-28 request without a session; \
+                 session clients use resources/subscribe"
+                    .into(),
+            )
+            .reply(id),
             Method::Complete(reference) => {
                 let routed = match &reference {
                     Reference::Prompt(n) if allows(Item::Prompt(n)) => self
@@ -241,7 +252,7 @@ impl McpBackend {
 
     /// `resources/read`, `resources/subscribe` or `resources/unsubscribe` of the exposed
     /// `uri`: routed to the owning target under its own URI; read contents get namespaced.
-    async fn call_resource(
+    pub(super) async fn call_resource(
         &self,
         session: &Session,
         uri: String,
@@ -294,7 +305,8 @@ fn discover() -> Value {
         "capabilities": {
             "tools": {"listChanged": true},
             "prompts": {"listChanged": true},
-            "resources": {"listChanged": true},
+            // `resourceSubscriptions` of `subscriptions/listen` (see `subscriptions`).
+            "resources": {"listChanged": true, "subscribe": true},
             "logging": {},
             "completions": {},
         },

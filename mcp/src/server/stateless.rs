@@ -103,6 +103,9 @@ impl McpBackend {
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> Response<Body> {
+        if let Method::Listen(filter) = &req.method {
+            return self.listen(filter.clone(), req, headers, ctx).await;
+        }
         if let Err(m) = check_routing_headers(headers, &req.method) {
             let e = ProtocolError::HeaderMismatch(m);
             return rpc_response(e.status(), e.reply(req.id));

@@ -432,6 +432,17 @@ impl HttpUpstream {
         }
     }
 
+    /// POST a request whose reply is a long-lived stream read by the caller
+    /// (`subscriptions/listen`): the response as it comes, not awaited to its end.
+    pub async fn post_stream(&self, msg: &Value) -> Result<reqwest::Response> {
+        let resp = self.post(msg).await?;
+        if resp.status().is_success() && switchboard_core::http::is_event_stream(resp.headers()) {
+            Ok(resp)
+        } else {
+            Err(self.unavailable(format!("answered {} without a stream", resp.status())))
+        }
+    }
+
     /// Open the upstream's standalone GET stream (server-initiated messages outside requests).
     pub async fn open_stream(&self) -> Result<Option<reqwest::Response>> {
         let state = self.state.locked().clone();
