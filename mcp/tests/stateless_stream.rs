@@ -108,53 +108,45 @@ async fn run_client(client: &str, url: &str, tools: &[String]) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fastmcp_client_gets_every_notification_in_order_before_the_result() {
-    if !have("python with fastmcp", &python()) {
+async fn fastmcp_and_mcp_sdk_clients_get_every_notification_in_order_before_the_result() {
+    if !have("python with fastmcp and the mcp SDK", &python()) {
         return;
     }
     let (gw, _servers) = route().await;
-    let mut tools: Vec<String> = TARGETS.iter().map(|t| format!("{t}__work")).collect();
+    let work: Vec<String> = TARGETS.iter().map(|t| format!("{t}__work")).collect();
+    let mut tools = work.clone();
     // A session-era target asks the client mid-call: the stream's last event is
     // `input_required`, and the retry's stream goes on where the call left off.
     tools.push("stdio__confirm".into());
-    let summary = run_client("fastmcp_client.py", &gw.url, &tools).await;
+    // One after the other: a shared stdio child's log messages go with its newest request.
+    let fastmcp = run_client("fastmcp_client.py", &gw.url, &tools).await;
+    let sdk = run_client("fastmcp_sdk_client.py", &gw.url, &work).await;
     for t in TARGETS {
+        // fastmcp.Client opts in to every log level; the mcp SDK client here from `info` up,
+        // so the target's debug line is not sent to it (a session-era target sends every
+        // level; the gateway keeps what the client asked for).
         assert_eq!(
-            summary["calls"][format!("{t}__work")],
+            fastmcp["calls"][format!("{t}__work")],
             work_events("debug"),
-            "target {t}: {summary}"
+            "target {t}: {fastmcp}"
+        );
+        assert_eq!(
+            sdk["calls"][format!("{t}__work")],
+            work_events("info"),
+            "target {t}: {sdk}"
         );
     }
     assert_eq!(
-        summary["calls"]["stdio__confirm"],
+        fastmcp["calls"]["stdio__confirm"],
         json!([
             ["progress", 1.0, 2.0, "asking"],
             ["elicit", "Proceed?"],
             ["progress", 2.0, 2.0, "answered"],
             ["result", "confirmed True"]
         ]),
-        "{summary}"
+        "{fastmcp}"
     );
     assert_eq!(gw.backend.parked_inputs(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mcp_sdk_client_gets_every_notification_at_its_log_level() {
-    if !have("python with the mcp SDK", &python()) {
-        return;
-    }
-    let (gw, _servers) = route().await;
-    let tools: Vec<String> = TARGETS.iter().map(|t| format!("{t}__work")).collect();
-    let summary = run_client("fastmcp_sdk_client.py", &gw.url, &tools).await;
-    for t in TARGETS {
-        // Opted in from `info` up: the target's debug line is not sent (a session-era target
-        // sends every level; the gateway keeps what the client asked for).
-        assert_eq!(
-            summary["calls"][format!("{t}__work")],
-            work_events("info"),
-            "target {t}: {summary}"
-        );
-    }
 }
 
 /// Debug lines of `switchboard_mcp`, kept for the test to read (installed once per process).
@@ -253,6 +245,31 @@ async fn the_stream_carries_the_clients_ids_and_a_json_only_client_gets_the_resu
     assert_eq!(last["result"]["content"][0]["text"], "worked 2 steps");
     assert_eq!(last["result"]["resultType"], "complete");
 
+    // Without a log level the client gets no log messages (a session-era target sends them all).
+    let mut quiet = call.clone();
+    quiet["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/logLevel");
+    let resp = raw_post(&gw.url, "application/json, text/event-stream", &quiet)
+        .send()
+        .await
+        .unwrap();
+    let msgs = messages(&resp.text().await.unwrap());
+    let methods: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["method"].as_str().unwrap_or("(result)"))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "notifications/progress",
+            "notifications/progress",
+            "(result)"
+        ],
+        "{msgs:?}"
+    );
+
     // A session-era target asking the client mid-call: `input_required` is the stream's last
     // event, after the progress that came before the question.
     let mut ask = stateless_call("confirm", json!({}));
@@ -316,8 +333,9 @@ async fn a_stateless_client_that_does_not_read_its_stream_is_cut() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    // The gateway's relay waits for the client; the call's queue behind it fills and is cut.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while metrics.cuts("request") == 0 {
+    while metrics.cuts("input") == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the unread stream was never cut"
@@ -341,22 +359,18 @@ async fn a_stateless_client_that_does_not_read_its_stream_is_cut() {
         .collect();
     assert!(!got.is_empty() && got.len() < 8000, "{}", got.len());
     assert_eq!(got, (0..got.len() as u64).collect::<Vec<_>>(), "in order");
-    // The shared child keeps serving others.
-    let r = raw_post(
-        &gw.url,
-        "application/json, text/event-stream",
-        &stateless_call("echo", json!({})),
-    )
-    .send()
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(
-        messages(&r)
-            .last()
-            .is_some_and(|m| m.get("result").is_some()),
-        "{r}"
-    );
+    // The shared child keeps serving others (it may still be flooding: the client below did
+    // not ask for log messages); a call that gets nothing for the client is answered as JSON.
+    let mut echo = stateless_call("echo", json!({}));
+    echo["params"]["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/logLevel");
+    let resp = raw_post(&gw.url, "application/json, text/event-stream", &echo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let r: Value = resp.json().await.unwrap();
+    assert!(r.get("result").is_some(), "{r}");
 }

@@ -3,8 +3,13 @@
 //! (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) must agree with the body. Each request runs on a
 //! throwaway session whose upstream connections close when it is answered.
 //!
-//! A session-era target may ask the client something mid-call. The call then runs in a task;
-//! the client gets `input_required` with the target's request as an input request and a
+//! Each call runs in a task of its own; what the target sends for it on the way (progress,
+//! log messages at the level the request asked for, other notifications) goes to a client
+//! that accepts SSE as it comes: the reply turns into an SSE stream at the first such message
+//! and ends with the result. A client that accepts JSON alone gets the result only (what it
+//! missed is logged at debug).
+//!
+//! A session-era target may ask the client something mid-call: the client gets `input_required` with the target's request as an input request and a
 //! `requestState` naming the parked call (a random token, bound to the principal, the method
 //! and the name). The retry's `inputResponses` become the replies upstream and the gateway
 //! waits on for the result (or the next round). Parked calls live on the replica that made
@@ -60,11 +65,16 @@ struct Live {
     held: VecDeque<Value>,
     /// The call's reply, once it came (after what the target sent before it).
     reply: Option<Value>,
+    /// The queue of the target's messages was cut (the client did not keep up, or it was
+    /// parked too long): the rest of them are lost.
+    cut: bool,
 }
 
 /// A call dispatched in its own task: messages the target sends for it, and its reply.
 struct Running {
     events: crate::outbox::Inbox<Value>,
+    /// Kept so that `events` outlives the call's task: their end then means they were cut.
+    _events_tx: crate::outbox::Outbox<Value>,
     done: oneshot::Receiver<Value>,
     _task: AbortOnDrop,
 }
@@ -77,6 +87,8 @@ enum Next {
     Asked(Vec<Value>),
     /// The call's reply (its id not yet the client's).
     Done(Value),
+    /// The target's further messages for the client are lost (see [`Live::cut`]).
+    Cut,
 }
 
 /// What the client gets next: a notification, the final reply, or `input_required` for the
@@ -85,6 +97,7 @@ enum Out {
     Notify(Value),
     Done(Value),
     Park(Map<String, Value>, Vec<String>),
+    Cut,
 }
 
 /// How the answer to one stateless request travels and what it carries.
@@ -219,7 +232,13 @@ impl Live {
             } else {
                 tokio::select! {
                     biased;
-                    Some(m) = self.call.events.recv() => m,
+                    m = self.call.events.recv(), if !self.cut => match m {
+                        Some(m) => m,
+                        None => {
+                            self.cut = true;
+                            return Next::Cut;
+                        }
+                    },
                     r = &mut self.call.done => {
                         // What the target sent before its reply goes first.
                         while let Some(m) = self.call.events.try_recv() {
@@ -362,6 +381,7 @@ impl McpBackend {
         let this = self.clone();
         let s = session.clone();
         let access = ctx.access.clone();
+        let events_tx = tx.clone();
         let task = tokio::spawn(async move {
             let _close = CloseOnDrop(Some(s.clone()));
             let resp = this.dispatch(&s, req, Some(tx), access).await;
@@ -374,11 +394,13 @@ impl McpBackend {
             session,
             call: Running {
                 events,
+                _events_tx: events_tx,
                 done,
                 _task: AbortOnDrop(task),
             },
             held: VecDeque::new(),
             reply: None,
+            cut: false,
         }
     }
 
@@ -393,6 +415,8 @@ impl McpBackend {
             match self.step(&mut live, &answer).await {
                 Out::Notify(m) if answer.sse => break m,
                 Out::Notify(m) => *dropped.entry(jsonrpc::method(&m).to_string()).or_default() += 1,
+                // Nothing went out yet: the reply alone still can.
+                Out::Cut => {}
                 Out::Done(resp) => return json_answer(&live.method, resp, &dropped),
                 Out::Park(requests, keys) => {
                     let method = live.method.clone();
@@ -401,8 +425,9 @@ impl McpBackend {
                 }
             }
         };
-        // The client's stream; full (a client that does not keep up), it is cut, and the call
-        // with it.
+        // The client's stream. The relay waits for room in it, so a client that does not keep
+        // up fills the call's own queue behind it, which is cut (`input`): the stream ends
+        // after what was queued, and the call with it.
         let (tx, rx) = crate::outbox::outbox(&self.bound(), crate::outbox::Mode::Cut, "request");
         let session = live.session.clone();
         let _ = tx.send(first);
@@ -416,10 +441,12 @@ impl McpBackend {
                 };
                 match out {
                     Out::Notify(m) => {
-                        if tx.send(m).is_err() {
+                        // Waits for room as a reply does (gives up when the client is gone).
+                        if tx.send_last(m).await.is_err() {
                             return;
                         }
                     }
+                    Out::Cut => return,
                     Out::Done(resp) => break resp,
                     Out::Park(requests, keys) => {
                         break this.park(live, requests, keys, &answer).await;
@@ -441,6 +468,7 @@ impl McpBackend {
         loop {
             match live.next().await {
                 Next::Done(resp) => return Out::Done(answer.finish(resp)),
+                Next::Cut => return Out::Cut,
                 Next::Notify(m) => {
                     if let Some(m) = answer.relay(m) {
                         return Out::Notify(m);
@@ -677,7 +705,7 @@ mod tests {
     /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
     fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
         let session = b.stateless_session(&json!({}), None);
-        let (_tx, events) =
+        let (events_tx, events) =
             crate::outbox::outbox::<Value>(&b.bound(), crate::outbox::Mode::Cut, "input");
         let (_done_tx, done) = oneshot::channel();
         let (alive_tx, alive) = oneshot::channel::<()>();
@@ -696,11 +724,13 @@ mod tests {
                     session,
                     call: Running {
                         events,
+                        _events_tx: events_tx,
                         done,
                         _task: AbortOnDrop(task),
                     },
                     held: VecDeque::new(),
                     reply: None,
+                    cut: false,
                 },
             },
         );
