@@ -216,7 +216,12 @@ async fn the_stream_carries_the_clients_ids_and_a_json_only_client_gets_the_resu
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let msgs = messages(&resp.text().await.unwrap());
+    let text = resp.text().await.unwrap();
+    assert!(
+        !text.contains("retry:"),
+        "no priming event: nothing to resume\n{text}"
+    );
+    let msgs = messages(&text);
     let methods: Vec<&str> = msgs
         .iter()
         .map(|m| m["method"].as_str().unwrap_or("(result)"))

@@ -9,8 +9,9 @@
 //! and ends with the result. A client that accepts JSON alone gets the result only (what it
 //! missed is logged at debug).
 //!
-//! A session-era target may ask the client something mid-call: the client gets `input_required` with the target's request as an input request and a
-//! `requestState` naming the parked call (a random token, bound to the principal, the method
+//! A session-era target may ask the client something mid-call: the client gets
+//! `input_required` with the target's request as an input request and a `requestState` naming
+//! the parked call (a random token, bound to the principal, the method
 //! and the name). The retry's `inputResponses` become the replies upstream and the gateway
 //! waits on for the result (or the next round). Parked calls live on the replica that made
 //! them: a retry elsewhere, after `input_timeout`, or with a foreign token gets a clear error,
@@ -770,6 +771,44 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert_eq!(b.parked_inputs(), 0);
+    }
+
+    #[test]
+    fn notifications_follow_the_requests_log_level_and_progress_token() {
+        let answer = |meta: Value| {
+            let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "t", "_meta": meta}});
+            Answer::new(&Request::parse(msg), &HeaderMap::new())
+        };
+        let log = |level: &str| {
+            json!({"jsonrpc": "2.0", "method": "notifications/message",
+                "params": {"level": level, "data": "x"}})
+        };
+        let a = answer(json!({"io.modelcontextprotocol/logLevel": "warning"}));
+        assert!(a.relay(log("info")).is_none());
+        assert!(a.relay(log("warning")).is_some());
+        assert!(a.relay(log("emergency")).is_some());
+        assert!(
+            a.relay(log("loud")).is_some(),
+            "an unknown level is not filtered"
+        );
+        let quiet = answer(json!({}));
+        assert!(quiet.relay(log("emergency")).is_none(), "no level, no logs");
+        let bogus = answer(json!({"io.modelcontextprotocol/logLevel": "loud"}));
+        assert!(
+            bogus.relay(log("emergency")).is_none(),
+            "an unknown level reads as absent"
+        );
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": "first", "progress": 1}});
+        assert!(
+            quiet.relay(progress.clone()).is_none(),
+            "no token, no progress"
+        );
+        let retry = answer(json!({"progressToken": 9}));
+        assert_eq!(retry.relay(progress).unwrap()["params"]["progressToken"], 9);
+        let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert_eq!(quiet.relay(other.clone()), Some(other));
     }
 
     #[test]
