@@ -3,15 +3,22 @@
 //! (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`) must agree with the body. Each request runs on a
 //! throwaway session whose upstream connections close when it is answered.
 //!
-//! A session-era target may ask the client something mid-call. The call then runs in a task;
-//! the client gets `input_required` with the target's request as an input request and a
-//! `requestState` naming the parked call (a random token, bound to the principal, the method
+//! Each call runs in a task of its own; what the target sends for it on the way (progress,
+//! log messages at the level the request asked for, other notifications) goes to a client
+//! that accepts SSE as it comes: the reply turns into an SSE stream at the first such message
+//! and ends with the result. A client that accepts JSON alone gets the result only (what it
+//! missed is logged at debug).
+//!
+//! A session-era target may ask the client something mid-call: the client gets
+//! `input_required` with the target's request as an input request and a `requestState` naming
+//! the parked call (a random token, bound to the principal, the method
 //! and the name). The retry's `inputResponses` become the replies upstream and the gateway
 //! waits on for the result (or the next round). Parked calls live on the replica that made
 //! them: a retry elsewhere, after `input_timeout`, or with a foreign token gets a clear error,
 //! and an unclaimed call is cancelled after `input_timeout`. While the target waits for the
 //! client, its silence does not count against the target's `timeout` (`input_timeout` bounds
 //! that wait instead).
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +28,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use super::streamable::rpc_response;
+use super::streamable::{rpc_response, sse_response};
 use super::{LATEST_VERSION, McpBackend, RequestContext, STATELESS_VERSION};
 use crate::error::ProtocolError;
 use crate::jsonrpc::{self, Kind};
@@ -40,22 +47,148 @@ const INPUT_METHODS: [&str; 3] = ["elicitation/create", "sampling/createMessage"
 #[derive(Clone, Default)]
 pub(super) struct Parked(Arc<DashMap<String, ParkedCall>>);
 
-/// The running call of a stateless client and what it waits for.
+/// A parked call and the input requests the client must answer (gateway ids).
 struct ParkedCall {
+    keys: Vec<String>,
+    live: Live,
+}
+
+/// The running call of a stateless client: what it is (a retry must name the same), and what
+/// the target sent for it that the client has not had yet.
+struct Live {
     principal: Option<Arc<str>>,
     method: String,
     name: Option<String>,
     session: Session,
-    /// Gateway ids of the input requests the client must answer.
-    keys: Vec<String>,
     call: Running,
+    /// Messages read ahead of the one in hand (a burst of the target's requests to the client
+    /// is answered at once); at most one queue's worth.
+    held: VecDeque<Value>,
+    /// The call's reply, once it came (after what the target sent before it).
+    reply: Option<Value>,
+    /// The queue of the target's messages was cut (the client did not keep up, or it was
+    /// parked too long): the rest of them are lost.
+    cut: bool,
 }
 
 /// A call dispatched in its own task: messages the target sends for it, and its reply.
 struct Running {
     events: crate::outbox::Inbox<Value>,
+    /// Kept so that `events` outlives the call's task: their end then means they were cut.
+    _events_tx: crate::outbox::Outbox<Value>,
     done: oneshot::Receiver<Value>,
     _task: AbortOnDrop,
+}
+
+/// What a running call gave next.
+enum Next {
+    /// A notification of the target for the client (progress, logging, …).
+    Notify(Value),
+    /// The target's requests to the client, as many as were queued together.
+    Asked(Vec<Value>),
+    /// The call's reply (its id not yet the client's).
+    Done(Value),
+    /// The target's further messages for the client are lost (see [`Live::cut`]).
+    Cut,
+}
+
+/// What the client gets next: a notification, the final reply, or `input_required` for the
+/// input requests (`requests` by gateway id; `keys`, those ids) the call now parks for.
+enum Out {
+    Notify(Value),
+    Done(Value),
+    Park(Map<String, Value>, Vec<String>),
+    Cut,
+}
+
+/// How the answer to one stateless request travels and what it carries.
+struct Answer {
+    /// The request's id (a retry's own).
+    id: Value,
+    cacheable: bool,
+    /// The client accepts `text/event-stream`: what the target sends for the call goes to it
+    /// on the reply's stream. Otherwise it is dropped (and logged at debug).
+    sse: bool,
+    /// The least severe log level the client asked for (`io.modelcontextprotocol/logLevel`);
+    /// `None`: no log messages.
+    log_level: Option<usize>,
+    /// The call may park for the client's input (`tools/call`, `prompts/get`,
+    /// `resources/read`); any other's requests to the client are refused to the target.
+    may_park: bool,
+    /// The request's `progressToken`.
+    progress_token: Option<Value>,
+}
+
+impl Answer {
+    fn new(req: &Request, headers: &HeaderMap) -> Self {
+        Answer {
+            id: req.id.clone(),
+            cacheable: req.method.cacheable(),
+            sse: accepts_sse(headers),
+            log_level: req
+                .msg
+                .pointer(LOG_LEVEL_POINTER)
+                .and_then(Value::as_str)
+                .and_then(log_rank),
+            may_park: req.method.may_need_input(),
+            progress_token: req.msg.pointer("/params/_meta/progressToken").cloned(),
+        }
+    }
+
+    /// The notification as this request's client gets it, if it asked for it: log messages
+    /// only from its level up (as a 2026-07-28 server sends them; a session-era target sends
+    /// every level), progress only with a progress token, its own (a retry's may differ from
+    /// the one the call started with).
+    fn relay(&self, mut m: Value) -> Option<Value> {
+        match jsonrpc::method(&m) {
+            "notifications/message" => {
+                let level = m
+                    .pointer("/params/level")
+                    .and_then(Value::as_str)
+                    .and_then(log_rank);
+                let min = self.log_level?;
+                level.is_none_or(|l| l >= min).then_some(m)
+            }
+            "notifications/progress" => {
+                let token = self.progress_token.clone()?;
+                jsonrpc::set_param(&mut m, "progressToken", token);
+                Some(m)
+            }
+            _ => Some(m),
+        }
+    }
+
+    /// The final reply as the client gets it: its id, and valid 2026-07-28.
+    fn finish(&self, mut resp: Value) -> Value {
+        jsonrpc::set_id(&mut resp, self.id.clone());
+        modernize_result(self.cacheable, &mut resp);
+        resp
+    }
+}
+
+/// `notifications/message` levels, least severe first.
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+/// Where a 2026-07-28 request opts in to log messages.
+const LOG_LEVEL_POINTER: &str = "/params/_meta/io.modelcontextprotocol~1logLevel";
+
+fn log_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"))
 }
 
 /// Aborts the call's task when the parked call is dropped (expired, or the gateway went away).
@@ -89,6 +222,62 @@ impl Drop for CloseOnDrop {
     }
 }
 
+impl Live {
+    /// The next thing the call gives: what the target sent for it, in order, then its reply.
+    async fn next(&mut self) -> Next {
+        loop {
+            let m = if let Some(m) = self.held.pop_front() {
+                m
+            } else if let Some(r) = self.reply.take() {
+                return Next::Done(r);
+            } else {
+                tokio::select! {
+                    biased;
+                    m = self.call.events.recv(), if !self.cut => match m {
+                        Some(m) => m,
+                        None => {
+                            self.cut = true;
+                            return Next::Cut;
+                        }
+                    },
+                    r = &mut self.call.done => {
+                        // What the target sent before its reply goes first.
+                        while let Some(m) = self.call.events.try_recv() {
+                            self.held.push_back(m);
+                        }
+                        self.reply = Some(r.unwrap_or_else(|_| {
+                            ProtocolError::Internal("the call ended without a reply".into())
+                                .reply(Value::Null)
+                        }));
+                        continue;
+                    }
+                }
+            };
+            match jsonrpc::kind(&m) {
+                Kind::Notification => return Next::Notify(m),
+                Kind::Request => {
+                    // Requests sent together are asked together, in one `input_required`.
+                    while let Some(m) = self.call.events.try_recv() {
+                        self.held.push_back(m);
+                    }
+                    let mut asked = vec![m];
+                    let mut rest = VecDeque::new();
+                    for m in self.held.drain(..) {
+                        if jsonrpc::kind(&m) == Kind::Request {
+                            asked.push(m);
+                        } else {
+                            rest.push_back(m);
+                        }
+                    }
+                    self.held = rest;
+                    return Next::Asked(asked);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 pub(super) fn has_retry_fields(msg: &Value) -> bool {
     msg.get("params")
         .is_some_and(|p| p.get("requestState").is_some() || p.get("inputResponses").is_some())
@@ -103,12 +292,12 @@ impl McpBackend {
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> Response<Body> {
-        if let Method::Listen(filter) = &req.method {
-            return self.listen(filter.clone(), req, headers, ctx).await;
-        }
         if let Err(m) = check_routing_headers(headers, &req.method) {
             let e = ProtocolError::HeaderMismatch(m);
             return rpc_response(e.status(), e.reply(req.id));
+        }
+        if let Method::Listen(filter) = &req.method {
+            return self.listen(filter.clone(), req, headers, ctx).await;
         }
         let session = self.stateless_session(&req.msg, ctx.principal.clone());
         // Closes what the header check below may have opened, unless the call takes it over.
@@ -121,7 +310,7 @@ impl McpBackend {
             let e = ProtocolError::HeaderMismatch(m);
             return rpc_response(e.status(), e.reply(req.id));
         }
-        let cacheable = req.method.cacheable();
+        let answer = Answer::new(&req, headers);
         if let Some(token) = req
             .msg
             .pointer("/params/requestState")
@@ -129,46 +318,13 @@ impl McpBackend {
             .filter(|s| s.starts_with(TOKEN_PREFIX))
         {
             let token = token.to_string();
-            let mut resp = self.resume_parked(&token, req, ctx).await;
-            modernize_result(cacheable, &mut resp);
-            return rpc_response(StatusCode::OK, resp);
+            return self.resume_parked(&token, req, answer, ctx).await;
         }
         guard.0 = None;
         let mut req = req;
         strip_modern_meta(&mut req.msg);
-        if !req.method.may_need_input() {
-            // Nothing else can need input: answered in this task, as a plain request.
-            let _close = CloseOnDrop(Some(session.clone()));
-            let mut resp = self.dispatch(&session, req, None, ctx.access.clone()).await;
-            modernize_result(cacheable, &mut resp);
-            return rpc_response(StatusCode::OK, resp);
-        }
-        let id = req.id.clone();
-        let method = req.method.name().to_string();
-        let name = req.method.item_name().map(str::to_string);
-        // Read while the call runs here; while it is parked, messages pile up until the client
-        // comes back: past the bound, the call's stream is cut and its further requests to the
-        // client are refused to the target.
-        let (tx, events) = crate::outbox::outbox(&self.bound(), crate::outbox::Mode::Cut, "input");
-        let (done_tx, done) = oneshot::channel();
-        let this = self.clone();
-        let s = session.clone();
-        let access = ctx.access.clone();
-        let task = tokio::spawn(async move {
-            let _close = CloseOnDrop(Some(s.clone()));
-            let resp = this.dispatch(&s, req, Some(tx), access).await;
-            let _ = done_tx.send(resp);
-        });
-        let call = Running {
-            events,
-            done,
-            _task: AbortOnDrop(task),
-        };
-        let mut resp = self
-            .wait_call(call, session, ctx.principal.clone(), method, name, id)
-            .await;
-        modernize_result(cacheable, &mut resp);
-        rpc_response(StatusCode::OK, resp)
+        let live = self.start(session, req, ctx);
+        self.answer(live, answer).await
     }
 
     fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
@@ -216,78 +372,179 @@ impl McpBackend {
         param_headers::check(&bindings, msg.pointer("/params/arguments"), headers)
     }
 
-    /// Wait for a running call's reply; when the target asks the client something first, park
-    /// the call and answer `input_required`. The reply carries `id` (the current request's).
-    async fn wait_call(
-        &self,
-        mut call: Running,
-        session: Session,
-        principal: Option<Arc<str>>,
-        method: String,
-        name: Option<String>,
-        id: Value,
-    ) -> Value {
-        loop {
-            tokio::select! {
-                r = &mut call.done => {
-                    return match r {
-                        Ok(mut resp) => {
-                            jsonrpc::set_id(&mut resp, id);
-                            resp
-                        }
-                        Err(_) => ProtocolError::Internal("the call ended without a reply".into()).reply(id),
-                    };
+    /// Run a stateless request in a task of its own, its target's messages for the client
+    /// queued (bounded) toward [`answer`](Self::answer).
+    fn start(&self, session: Session, req: Request, ctx: &RequestContext) -> Live {
+        let method = req.method.name().to_string();
+        let name = req.method.item_name().map(str::to_string);
+        // Read while the call runs here; while it is parked, messages pile up until the client
+        // comes back: past the bound, the call's stream is cut and its further requests to the
+        // client are refused to the target.
+        let (tx, events) = crate::outbox::outbox(&self.bound(), crate::outbox::Mode::Cut, "input");
+        let (done_tx, done) = oneshot::channel();
+        let this = self.clone();
+        let s = session.clone();
+        let access = ctx.access.clone();
+        let events_tx = tx.clone();
+        let task = tokio::spawn(async move {
+            let _close = CloseOnDrop(Some(s.clone()));
+            let resp = this.dispatch(&s, req, Some(tx), access).await;
+            let _ = done_tx.send(resp);
+        });
+        Live {
+            principal: ctx.principal.clone(),
+            method,
+            name,
+            session,
+            call: Running {
+                events,
+                _events_tx: events_tx,
+                done,
+                _task: AbortOnDrop(task),
+            },
+            held: VecDeque::new(),
+            reply: None,
+            cut: false,
+        }
+    }
+
+    /// Answer a running call. Until the target sends the client something, nothing is sent;
+    /// a call that only answers gets its reply as JSON. Once the target sends a notification
+    /// the client asked for, a client that accepts SSE gets a stream: that notification, each
+    /// further one as it comes, then the reply (or `input_required` when the call parks for
+    /// input) as the last event. A client that accepts JSON alone gets the reply only.
+    async fn answer(&self, mut live: Live, answer: Answer) -> Response<Body> {
+        let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
+        let first = loop {
+            match self.step(&mut live, &answer).await {
+                Out::Notify(m) if answer.sse => break m,
+                Out::Notify(m) => *dropped.entry(jsonrpc::method(&m).to_string()).or_default() += 1,
+                // Nothing went out yet: the reply alone still can.
+                Out::Cut => {}
+                Out::Done(resp) => return json_answer(&live.method, resp, &dropped),
+                Out::Park(requests, keys) => {
+                    let method = live.method.clone();
+                    let resp = self.park(live, requests, keys, &answer).await;
+                    return json_answer(&method, resp, &dropped);
                 }
-                Some(m) = call.events.recv() => {
-                    if jsonrpc::kind(&m) != Kind::Request {
-                        // Progress and logging have nowhere to go in a single JSON reply.
-                        continue;
-                    }
-                    let mut asked = vec![m];
-                    while let Some(m) = call.events.try_recv() {
-                        if jsonrpc::kind(&m) == Kind::Request {
-                            asked.push(m);
+            }
+        };
+        // The client's stream. The relay waits for room in it, so a client that does not keep
+        // up fills the call's own queue behind it, which is cut (`input`): the stream ends
+        // after what was queued, and the call with it.
+        let (tx, rx) = crate::outbox::outbox(&self.bound(), crate::outbox::Mode::Cut, "request");
+        let session = live.session.clone();
+        let _ = tx.send(first);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let last = loop {
+                let out = tokio::select! {
+                    // Gone or cut: dropping the call aborts it.
+                    _ = tx.closed() => return,
+                    out = this.step(&mut live, &answer) => out,
+                };
+                match out {
+                    Out::Notify(m) => {
+                        // Waits for room as a reply does (gives up when the client is gone).
+                        if tx.send_last(m).await.is_err() {
+                            return;
                         }
                     }
+                    Out::Cut => return,
+                    Out::Done(resp) => break resp,
+                    Out::Park(requests, keys) => {
+                        break this.park(live, requests, keys, &answer).await;
+                    }
+                }
+            };
+            if tx.send_last(last).await.is_err() {
+                tracing::debug!("reply not delivered: the request's stream was closed");
+            }
+        });
+        // A stateless stream cannot be resumed (no session): no priming event.
+        sse_response(session, rx, false)
+    }
+
+    /// What the client gets next from a running call. The target's requests it cannot take
+    /// (a `ping`, anything but an input request, or any when the call cannot park) are
+    /// answered here; input requests park the call.
+    async fn step(&self, live: &mut Live, answer: &Answer) -> Out {
+        loop {
+            match live.next().await {
+                Next::Done(resp) => return Out::Done(answer.finish(resp)),
+                Next::Cut => return Out::Cut,
+                Next::Notify(m) => {
+                    if let Some(m) = answer.relay(m) {
+                        return Out::Notify(m);
+                    }
+                }
+                Next::Asked(asked) => {
                     let mut requests = Map::new();
                     let mut keys = Vec::new();
                     for m in asked {
-                        let gid = m.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                        let gid = m
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
                         let method = jsonrpc::method(&m);
-                        if !INPUT_METHODS.contains(&method) {
+                        if !(answer.may_park && INPUT_METHODS.contains(&method)) {
                             let reply = if method == "ping" {
                                 jsonrpc::result(jsonrpc::id(&m), json!({}))
                             } else {
-                                ProtocolError::NotSupported("not supported by a stateless client".into()).reply(jsonrpc::id(&m))
+                                ProtocolError::NotSupported(
+                                    "not supported by a stateless client".into(),
+                                )
+                                .reply(jsonrpc::id(&m))
                             };
-                            self.client_reply(&session, reply).await;
+                            self.client_reply(&live.session, reply).await;
                             continue;
                         }
                         requests.insert(gid.clone(), json!({"method": method, "params": m.get("params").cloned().unwrap_or_else(|| json!({}))}));
                         keys.push(gid);
                     }
-                    if keys.is_empty() {
-                        continue;
+                    if !keys.is_empty() {
+                        return Out::Park(requests, keys);
                     }
-                    if self.0.inputs.0.len() >= MAX_PARKED {
-                        self.fail_asked(&session, &keys).await;
-                        return ProtocolError::Internal("too many calls are waiting for input; try again later".into()).reply(id);
-                    }
-                    let token = format!(
-                        "{TOKEN_PREFIX}{}{}",
-                        uuid::Uuid::new_v4().simple(),
-                        uuid::Uuid::new_v4().simple()
-                    );
-                    self.0.inputs.0.insert(token.clone(), ParkedCall { principal, method, name, session, keys, call });
-                    self.expire_later(token.clone());
-                    return jsonrpc::result(id, json!({
-                        "resultType": "input_required",
-                        "inputRequests": requests,
-                        "requestState": token,
-                    }));
                 }
             }
         }
+    }
+
+    /// Park a call for the client's input: `input_required` with the input requests and a
+    /// `requestState` naming the call (or an error when too many calls wait already).
+    async fn park(
+        &self,
+        live: Live,
+        requests: Map<String, Value>,
+        keys: Vec<String>,
+        answer: &Answer,
+    ) -> Value {
+        if self.0.inputs.0.len() >= MAX_PARKED {
+            self.fail_asked(&live.session, &keys).await;
+            return ProtocolError::Internal(
+                "too many calls are waiting for input; try again later".into(),
+            )
+            .reply(answer.id.clone());
+        }
+        let token = format!(
+            "{TOKEN_PREFIX}{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.0
+            .inputs
+            .0
+            .insert(token.clone(), ParkedCall { keys, live });
+        self.expire_later(token.clone());
+        jsonrpc::result(
+            answer.id.clone(),
+            json!({
+                "resultType": "input_required",
+                "inputRequests": requests,
+                "requestState": token,
+            }),
+        )
     }
 
     /// Forget a parked call after `input_timeout` unless a retry claimed it first (a retry
@@ -303,7 +560,7 @@ impl McpBackend {
             };
             tracing::debug!("a call waiting for input responses expired");
             let this = McpBackend(core);
-            this.fail_asked(&parked.session, &parked.keys).await;
+            this.fail_asked(&parked.live.session, &parked.keys).await;
             // Dropping `parked` aborts the call and closes its upstream connections.
         });
     }
@@ -318,20 +575,27 @@ impl McpBackend {
     }
 
     /// A stateless client's retry of a parked call: its `inputResponses` become the replies to
-    /// the target's requests, then the call is awaited again.
-    async fn resume_parked(&self, token: &str, req: Request, ctx: &RequestContext) -> Value {
+    /// the target's requests, then the call is answered again.
+    async fn resume_parked(
+        &self,
+        token: &str,
+        req: Request,
+        answer: Answer,
+        ctx: &RequestContext,
+    ) -> Response<Body> {
         let Request { id, method, msg } = req;
         let unknown = |id| {
-            ProtocolError::UnknownRequestState(
+            let e = ProtocolError::UnknownRequestState(
                 "input responses must reach the gateway replica that asked, within the input \
                  timeout, from the same principal",
-            )
-            .reply(id)
+            );
+            rpc_response(StatusCode::OK, e.reply(id))
         };
         let name = method.item_name();
         // Checked before removal, so a stranger's guess cannot cancel someone else's call.
         let matches = self.0.inputs.0.get(token).is_some_and(|p| {
-            p.principal == ctx.principal && p.method == method.name() && p.name.as_deref() == name
+            let l = &p.live;
+            l.principal == ctx.principal && l.method == method.name() && l.name.as_deref() == name
         });
         if !matches {
             return unknown(id);
@@ -348,18 +612,9 @@ impl McpBackend {
                         .reply(Value::String(k.clone()))
                 }
             };
-            self.client_reply(&parked.session, reply).await;
+            self.client_reply(&parked.live.session, reply).await;
         }
-        let ParkedCall {
-            principal,
-            method,
-            name,
-            session,
-            call,
-            ..
-        } = parked;
-        self.wait_call(call, session, principal, method, name, id)
-            .await
+        self.answer(parked.live, answer).await
     }
 
     /// Calls parked for stateless clients' input right now (tests, admin).
@@ -368,14 +623,35 @@ impl McpBackend {
     }
 }
 
+/// A stateless request's reply as JSON; what the target sent for the client could not go
+/// with it (the client accepts JSON alone) and is logged at debug, by method.
+fn json_answer(method: &str, resp: Value, dropped: &BTreeMap<String, usize>) -> Response<Body> {
+    if !dropped.is_empty() {
+        let dropped = dropped
+            .iter()
+            .map(|(m, n)| format!("{m} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::debug!(
+            %method,
+            %dropped,
+            "stateless request answered as JSON (the client does not accept text/event-stream): the target's notifications for it were dropped"
+        );
+    }
+    rpc_response(StatusCode::OK, resp)
+}
+
 /// Targets are spoken to in the session era: the per-request context keys of 2026-07-28
 /// (`io.modelcontextprotocol/*` in `_meta`) were already used to open the upstream sessions.
+/// The log level stays: a 2026-07-28 target sends log messages only to a request that asks.
 fn strip_modern_meta(msg: &mut Value) {
     if let Some(meta) = msg
         .pointer_mut("/params/_meta")
         .and_then(Value::as_object_mut)
     {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        meta.retain(|k, _| {
+            !k.starts_with("io.modelcontextprotocol/") || k == "io.modelcontextprotocol/logLevel"
+        });
     }
 }
 
@@ -433,7 +709,7 @@ mod tests {
     /// Parks a call whose task runs until aborted; the receiver fails once the task is gone.
     fn park(b: &McpBackend, token: &str) -> oneshot::Receiver<()> {
         let session = b.stateless_session(&json!({}), None);
-        let (_tx, events) =
+        let (events_tx, events) =
             crate::outbox::outbox::<Value>(&b.bound(), crate::outbox::Mode::Cut, "input");
         let (_done_tx, done) = oneshot::channel();
         let (alive_tx, alive) = oneshot::channel::<()>();
@@ -444,15 +720,21 @@ mod tests {
         b.0.inputs.0.insert(
             token.into(),
             ParkedCall {
-                principal: None,
-                method: "tools/call".into(),
-                name: Some("t".into()),
-                session,
                 keys: Vec::new(),
-                call: Running {
-                    events,
-                    done,
-                    _task: AbortOnDrop(task),
+                live: Live {
+                    principal: None,
+                    method: "tools/call".into(),
+                    name: Some("t".into()),
+                    session,
+                    call: Running {
+                        events,
+                        _events_tx: events_tx,
+                        done,
+                        _task: AbortOnDrop(task),
+                    },
+                    held: VecDeque::new(),
+                    reply: None,
+                    cut: false,
                 },
             },
         );
@@ -492,6 +774,44 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert_eq!(b.parked_inputs(), 0);
+    }
+
+    #[test]
+    fn notifications_follow_the_requests_log_level_and_progress_token() {
+        let answer = |meta: Value| {
+            let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "t", "_meta": meta}});
+            Answer::new(&Request::parse(msg), &HeaderMap::new())
+        };
+        let log = |level: &str| {
+            json!({"jsonrpc": "2.0", "method": "notifications/message",
+                "params": {"level": level, "data": "x"}})
+        };
+        let a = answer(json!({"io.modelcontextprotocol/logLevel": "warning"}));
+        assert!(a.relay(log("info")).is_none());
+        assert!(a.relay(log("warning")).is_some());
+        assert!(a.relay(log("emergency")).is_some());
+        assert!(
+            a.relay(log("loud")).is_some(),
+            "an unknown level is not filtered"
+        );
+        let quiet = answer(json!({}));
+        assert!(quiet.relay(log("emergency")).is_none(), "no level, no logs");
+        let bogus = answer(json!({"io.modelcontextprotocol/logLevel": "loud"}));
+        assert!(
+            bogus.relay(log("emergency")).is_none(),
+            "an unknown level reads as absent"
+        );
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress",
+            "params": {"progressToken": "first", "progress": 1}});
+        assert!(
+            quiet.relay(progress.clone()).is_none(),
+            "no token, no progress"
+        );
+        let retry = answer(json!({"progressToken": 9}));
+        assert_eq!(retry.relay(progress).unwrap()["params"]["progressToken"], 9);
+        let other = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert_eq!(quiet.relay(other.clone()), Some(other));
     }
 
     #[test]
