@@ -66,12 +66,32 @@ impl Backend {
             }
             Backend::Mcp(m) => {
                 let ctx = cx.context.clone();
+                let owner = cx
+                    .peers
+                    .and_then(|p| Some((p, p.owner_of(&req, cx.prefix)?)));
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::JsonRpc).await?
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
+                if let Some((peers, owner)) = owner {
+                    // A session whose stdio targets run on another replica: served there.
+                    let principal = req.extensions().get::<crate::auth::Principal>().cloned();
+                    let token = req
+                        .headers()
+                        .get("mcp-session-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    return match peers
+                        .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
+                        .await?
+                    {
+                        crate::peer::Forwarded::Answer(resp) => Ok(resp),
+                        crate::peer::Forwarded::OwnerGone => Err(m.owner_gone(&token, &ctx).await),
+                    };
+                }
                 m.handle(req, &ctx).await
             }
         }

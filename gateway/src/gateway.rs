@@ -72,6 +72,12 @@ struct Inner {
     ready: AtomicBool,
     /// Serializes start/reload/shutdown; never taken on the data path.
     control: tokio::sync::Mutex<Control>,
+    /// Each serving listener's runtime, for requests forwarded by other replicas.
+    runtimes: Arc<crate::peer::Runtimes>,
+    /// Stops the peer listener and its registration (at the end of shutdown).
+    peer_stop: CancellationToken,
+    /// The peer listener's address, when `sessions.peer` is configured.
+    peer_addr: std::sync::OnceLock<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -151,6 +157,12 @@ impl Gateway {
                 })?
                 .with_idle_timeout(config.sessions.idle_timeout)
                 .with_sessions(sessions.clone());
+        let clients = HttpClients::default();
+        let peers = config
+            .sessions
+            .peer
+            .as_ref()
+            .map(|_| crate::peer::Peers::new(sessions.clone(), &clients));
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -164,10 +176,11 @@ impl Gateway {
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
                     workers,
+                    peers,
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
-                clients: HttpClients::default(),
+                clients,
                 current: ArcSwap::from_pointee(Generation {
                     config: Config::default(),
                     version: 0,
@@ -177,9 +190,29 @@ impl Gateway {
                 version: AtomicU64::new(0),
                 ready: AtomicBool::new(false),
                 control: tokio::sync::Mutex::new(Control::default()),
+                runtimes: Arc::default(),
+                peer_stop: CancellationToken::new(),
+                peer_addr: std::sync::OnceLock::new(),
             }),
         };
+        let peer_cfg = config.sessions.peer.clone();
         gw.apply(config).await?;
+        // Changes of `sessions.peer` take effect at restart, like the store's.
+        if let Some(peer) = &peer_cfg {
+            let p = crate::peer::serve(
+                peer,
+                gw.inner.sessions.clone(),
+                gw.inner.runtimes.clone(),
+                gw.inner.peer_stop.clone(),
+            )
+            .await
+            .map_err(|source| Error::Bind {
+                what: "sessions.peer".into(),
+                addr: peer.bind.clone(),
+                source,
+            })?;
+            let _ = gw.inner.peer_addr.set(p.local_addr);
+        }
         gw.inner.ready.store(true, Ordering::Release);
         let reaper = gw.inner.sessions.clone();
         reaper.spawn_reaper(gw.inner.deps.shutdown.clone().cancelled_owned());
@@ -285,6 +318,13 @@ impl Gateway {
             old.close();
         }
         control.carried = carried;
+        self.inner.runtimes.store(Arc::new(
+            control
+                .listeners
+                .iter()
+                .map(|(name, h)| (name.clone(), h.runtime.clone()))
+                .collect(),
+        ));
 
         let version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.inner.current.store(Arc::new(Generation {
@@ -497,6 +537,18 @@ impl Gateway {
                 "grace period over; closing the remaining connections"
             );
         }
+        // Sessions pinned here were served to the end; other replicas stop forwarding now.
+        self.inner.peer_stop.cancel();
+        if self.inner.peer_addr.get().is_some()
+            && let Err(e) = self.inner.sessions.unregister_peer().await
+        {
+            tracing::debug!(error = %e, "session store: withdrawing the peer registration failed");
+        }
+    }
+
+    /// The bound address of the peer listener (`sessions.peer`), when there is one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer_addr.get().copied()
     }
 
     /// A token cancelled when shutdown begins.

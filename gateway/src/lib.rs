@@ -80,6 +80,7 @@ pub mod json_body;
 pub mod listener;
 pub mod metrics;
 pub mod oauth_metadata;
+pub mod peer;
 pub mod pipeline;
 pub mod policy;
 pub mod rate_limit;

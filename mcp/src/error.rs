@@ -331,6 +331,16 @@ pub mod refuse {
         Error::new(Cause::NotFound, "session not found")
     }
 
+    /// A session whose stdio targets ran on a replica that is gone: their state is lost, the
+    /// session ended, and the client must initialize a new one (404, like any ended session).
+    pub fn owner_gone() -> Error {
+        Error::new(
+            Cause::NotFound,
+            "session ended: its stdio targets ran on a gateway replica that is gone, and their \
+             state is lost; initialize a new session",
+        )
+    }
+
     /// The session store failed; details go to the log only.
     pub fn store_unavailable() -> Error {
         Error::new(Cause::Overloaded, "session store unavailable")

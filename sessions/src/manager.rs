@@ -92,6 +92,8 @@ struct Shared {
     listeners: DashMap<u64, Listener>,
     next_listener: AtomicU64,
     drain: watch::Sender<bool>,
+    /// Nonces of peer hops accepted here, until they expire (replay protection).
+    hops_seen: DashMap<[u8; 16], u64>,
 }
 
 /// The session layer's handle: cheap to clone, shared by all routes and kept by the gateway
@@ -151,6 +153,7 @@ impl SessionManager {
                 listeners: DashMap::new(),
                 next_listener: AtomicU64::new(0),
                 drain: watch::Sender::new(false),
+                hops_seen: DashMap::new(),
             }),
         })
     }
@@ -423,6 +426,138 @@ impl SessionManager {
     /// `select!` beside the stream.
     pub fn draining(&self) -> watch::Receiver<bool> {
         self.shared.drain.subscribe()
+    }
+}
+
+/// How long a sealed peer hop may be used after it was sealed (replica clocks may differ by
+/// a part of it).
+pub const HOP_LIFETIME: Duration = Duration::from_secs(30);
+
+/// Associated data that separates peer hops from session tokens under the same keys.
+const HOP_DOMAIN: &[u8] = b"switchboard peer hop v1";
+
+/// Most hop nonces remembered at once; beyond it new hops are refused until old ones expire
+/// (a flood cannot grow memory without bound).
+const MAX_HOPS_SEEN: usize = 100_000;
+
+/// Why a peer hop was refused (every case answers 403; the reason goes to the debug log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopError {
+    /// Not sealed with a key of this fleet (or tampered, or no hop at all).
+    Unauthentic,
+    /// Sealed too long ago (or too far in the future).
+    Expired,
+    /// Seen before: a replayed hop.
+    Replayed,
+}
+
+impl std::fmt::Display for HopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HopError::Unauthentic => "unauthentic",
+            HopError::Expired => "expired",
+            HopError::Replayed => "replayed",
+        })
+    }
+}
+
+impl SessionManager {
+    /// The store key under which `replica` registers its peer address.
+    fn peer_key(replica: &str) -> String {
+        format!("replica:{replica}")
+    }
+
+    /// Registers this replica's peer address (`sessions.peer`) for `ttl`; call again before
+    /// it runs out (the gateway renews every third of it).
+    pub async fn register_peer(&self, url: &str, ttl: Duration) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(&Self::peer_key(&self.shared.replica), url, ttl)
+            .await
+    }
+
+    /// Withdraws this replica's registration (at shutdown, once nothing is left to serve).
+    pub async fn unregister_peer(&self) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(
+                &Self::peer_key(&self.shared.replica),
+                "",
+                Duration::from_millis(1),
+            )
+            .await
+    }
+
+    /// The peer address `replica` registered, if its registration is alive.
+    pub async fn peer_url(&self, replica: &str) -> Result<Option<String>> {
+        Ok(self
+            .shared
+            .store
+            .get_affinity(&Self::peer_key(replica))
+            .await?
+            .filter(|u| !u.is_empty()))
+    }
+
+    /// The replica that owns the session of `token` when it is pinned to another one. Opens
+    /// the token only (no store access, no principal check: the owner checks those); `None`
+    /// for a token that does not open, or a session this replica may serve.
+    pub fn owner_elsewhere(&self, token: &str) -> Option<String> {
+        let claims = self.shared.keyring.load().open(token).ok()?;
+        claims.replica.filter(|r| **r != *self.shared.replica)
+    }
+
+    /// Seals `payload` into a peer hop: usable once, by a replica holding this fleet's keys,
+    /// within [`HOP_LIFETIME`].
+    pub fn seal_hop(&self, payload: &[u8]) -> String {
+        let expires = self
+            .shared
+            .clock
+            .now_ms()
+            .saturating_add(HOP_LIFETIME.as_millis() as u64);
+        let nonce: [u8; 16] = rand::random();
+        let mut plain = Vec::with_capacity(24 + payload.len());
+        plain.extend_from_slice(&expires.to_be_bytes());
+        plain.extend_from_slice(&nonce);
+        plain.extend_from_slice(payload);
+        self.shared.keyring.load().seal_for(HOP_DOMAIN, &plain)
+    }
+
+    /// Opens a peer hop sealed by [`seal_hop`](Self::seal_hop) on any replica of the fleet:
+    /// authentic, unexpired and never seen here before; returns its payload.
+    pub fn open_hop(&self, hop: &str) -> std::result::Result<Vec<u8>, HopError> {
+        let plain = self
+            .shared
+            .keyring
+            .load()
+            .open_for(HOP_DOMAIN, hop)
+            .map_err(|_| HopError::Unauthentic)?;
+        let (expires, rest) = plain.split_at_checked(8).ok_or(HopError::Unauthentic)?;
+        let (nonce, payload) = rest.split_at_checked(16).ok_or(HopError::Unauthentic)?;
+        let expires = u64::from_be_bytes(expires.try_into().map_err(|_| HopError::Unauthentic)?);
+        let nonce: [u8; 16] = nonce.try_into().map_err(|_| HopError::Unauthentic)?;
+        let now = self.shared.clock.now_ms();
+        let lifetime = HOP_LIFETIME.as_millis() as u64;
+        // Too far ahead would outlive its nonce in the replay cache.
+        if expires < now || expires > now.saturating_add(2 * lifetime) {
+            return Err(HopError::Expired);
+        }
+        let seen = &self.shared.hops_seen;
+        if seen.len() >= MAX_HOPS_SEEN {
+            seen.retain(|_, exp| *exp >= now);
+            if seen.len() >= MAX_HOPS_SEEN {
+                return Err(HopError::Replayed);
+            }
+        }
+        match seen.entry(nonce) {
+            dashmap::Entry::Occupied(_) => Err(HopError::Replayed),
+            dashmap::Entry::Vacant(e) => {
+                e.insert(expires);
+                if seen.len() % 1024 == 0 {
+                    seen.retain(|_, exp| *exp >= now);
+                }
+                Ok(payload.to_vec())
+            }
+        }
     }
 }
 

@@ -242,6 +242,35 @@ impl McpBackend {
         Ok(kept)
     }
 
+    /// The answer for a session whose owner replica is gone (not registered, unreachable):
+    /// its stdio children, and their state, went with it. The session ends on every replica
+    /// (revoked in the store) and the client is told to initialize a new one.
+    pub async fn owner_gone(&self, token: &str, ctx: &RequestContext) -> switchboard_core::Error {
+        let manager = self.0.shared.sessions();
+        match manager.resume(token, ctx.principal.as_deref()).await {
+            Ok(resumed) => {
+                let record = resumed.session;
+                let route = record
+                    .target(CLIENT_ENTRY)
+                    .and_then(|c| c.endpoint.as_deref());
+                if route != Some(&*ctx.route) {
+                    return refuse::session_not_found();
+                }
+                if let Err(e) = manager.revoke(&record).await {
+                    tracing::warn!(error = %e, "session store: ending a session failed");
+                    return refuse::store_unavailable();
+                }
+                tracing::info!(session = %record.id, owner = ?record.replica, "session ended: the replica running its stdio targets is gone");
+                refuse::owner_gone()
+            }
+            Err(switchboard_sessions::Error::NotFound) => refuse::session_not_found(),
+            Err(e) => {
+                tracing::warn!(error = %e, "session store: resuming a session failed");
+                refuse::store_unavailable()
+            }
+        }
+    }
+
     /// Record upstream session ids learned or changed since the token was sealed (a lazy
     /// connect, an upstream that forgot the session and was re-initialized), so that a replica
     /// rebuilding the session reuses the live upstream sessions.

@@ -1,0 +1,297 @@
+//! Any replica serves any MCP session: two real `switchboard run` processes (A and B) with the
+//! same `sessions.keys`, one Redis, and `sessions.peer` set, in front of a route whose stdio
+//! target (server-everything, one child per session) runs on the replica that initialized the
+//! session. Requests sent to the other replica are forwarded over the authenticated hop,
+//! streamed calls with progress included; the hop refuses requests that do not carry a sealed
+//! hop; when the owner is gone the client is told to initialize again; a replica drained during
+//! a long streamed call hands the rest of it to the shared event log, and the client resumes it
+//! on the other replica with `Last-Event-ID`, receiving every event.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard_testing::peers::{node, npm, require_npm};
+use switchboard_testing::redis::RedisServer;
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const EVERYTHING: &str = "@modelcontextprotocol/server-everything/dist/index.js";
+const SSE: &str = "application/json, text/event-stream";
+
+struct Fleet {
+    a: Proc,
+    b: Proc,
+    _dir: tempfile::TempDir,
+    _redis: RedisServer,
+}
+
+impl Fleet {
+    fn url(p: &Proc) -> String {
+        format!("http://{}/mcp", p.listeners["main"])
+    }
+}
+
+/// Redis and two replicas, `a` and `b`; `None` (skipped) without redis-server or node.
+async fn fleet(test: &str) -> Option<Fleet> {
+    if !require_npm(EVERYTHING) {
+        return None;
+    }
+    let redis = RedisServer::start_or_skip(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+admin: {{bind: "127.0.0.1:0"}}
+sessions:
+  store: redis
+  redis: {{url: "{redis}"}}
+  keys: ["{KEY}"]
+  replica: "${{REPLICA}}"
+  peer: {{bind: "127.0.0.1:0"}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - name: ev
+              timeout: 30s
+              stdio: {{command: "{node}", args: ["{everything}", "stdio"], sessions: per_session}}
+"#,
+        redis = redis.url(),
+        node = node().display(),
+        everything = npm(EVERYTHING).display(),
+    );
+    let path: PathBuf = dir.path().join("sb.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let a = spawn_switchboard_env(&path, &[("REPLICA", "a".into())]).await;
+    let b = spawn_switchboard_env(&path, &[("REPLICA", "b".into())]).await;
+    assert!(
+        a.peer.is_some() && b.peer.is_some(),
+        "peer listeners logged"
+    );
+    Some(Fleet {
+        a,
+        b,
+        _dir: dir,
+        _redis: redis,
+    })
+}
+
+async fn post(url: &str, session: Option<&str>, accept: &str, body: Value) -> reqwest::Response {
+    let mut req = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.send().await.unwrap()
+}
+
+/// Initialize over raw HTTP; returns the session token.
+async fn initialize(url: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let resp = post(url, None, SSE, init).await;
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(post(url, Some(&sid), SSE, note).await.status(), 202);
+    sid
+}
+
+fn long_call(id: u64, duration: f64, steps: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": "trigger-long-running-operation",
+        "arguments": {"duration": duration, "steps": steps},
+        "_meta": {"progressToken": "tok"}}})
+}
+
+/// An SSE body read event by event.
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+    /// The `retry:` hint, once one arrived.
+    retry: bool,
+}
+
+impl Events {
+    fn new(resp: reqwest::Response) -> Self {
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Events {
+            resp,
+            buf: String::new(),
+            retry: false,
+        }
+    }
+
+    /// The next event carrying a message, with its id; `None` when the stream ends.
+    async fn next(&mut self) -> Option<(Option<String>, Value)> {
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                if block.lines().any(|l| l.starts_with("retry:")) {
+                    self.retry = true;
+                }
+                let id = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id: "))
+                    .map(str::to_string);
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if data.trim().is_empty() {
+                    continue;
+                }
+                return Some((id, serde_json::from_str(&data).unwrap()));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("no SSE event within 30s")
+                .ok()??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+/// What a long call's events say: the progress values, then the result's text.
+fn progress_of(msg: &Value) -> Option<u64> {
+    (msg["method"] == "notifications/progress").then(|| msg["params"]["progress"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pinned_to_a_is_served_through_b() {
+    let Some(f) = fleet("mcp_fleet::a_session_pinned_to_a_is_served_through_b").await else {
+        return;
+    };
+    let (a, b) = (Fleet::url(&f.a), Fleet::url(&f.b));
+    let sid = initialize(&a).await;
+
+    // A plain request, answered as JSON by A through B.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let resp = post(&b, Some(&sid), "application/json, text/event-stream", list).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("trigger-long-running-operation"), "{body}");
+
+    // A streamed call: every progress event, then the result, as A's child sent them.
+    let resp = post(&b, Some(&sid), SSE, long_call(3, 0.3, 3)).await;
+    let mut events = Events::new(resp);
+    let mut progress = Vec::new();
+    let result = loop {
+        let (_, msg) = events
+            .next()
+            .await
+            .expect("the stream ends after the result");
+        match progress_of(&msg) {
+            Some(p) => progress.push(p),
+            None => break msg,
+        }
+    };
+    assert_eq!(progress, [1, 2, 3]);
+    assert_eq!(result["id"], 3, "{result}");
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Long running operation completed"),
+        "{result}"
+    );
+
+    // The standalone GET stream, through B.
+    let get = client()
+        .get(&b)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert!(
+        get.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    drop(get);
+
+    // Nobody else may use the hop: without a sealed hop, or with a forged one, A's peer
+    // listener refuses (403), whatever the request.
+    let peer = f.a.peer.unwrap();
+    for hop in [None, Some("not-a-hop"), Some(sid.as_str())] {
+        let mut req = client()
+            .post(format!("http://{peer}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", SSE)
+            .header("mcp-session-id", &sid)
+            .body(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}).to_string());
+        if let Some(h) = hop {
+            req = req.header("x-switchboard-hop", h);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "hop {hop:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].is_object(), "{body}");
+    }
+
+    // DELETE through B ends the session on A.
+    let del = client()
+        .delete(&b)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status().is_success(), "{}", del.status());
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    assert_eq!(post(&a, Some(&sid), SSE, list).await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_gone_the_client_is_told_to_initialize_again() {
+    let Some(mut f) = fleet("mcp_fleet::owner_gone_the_client_is_told_to_initialize_again").await
+    else {
+        return;
+    };
+    let (a, b) = (Fleet::url(&f.a), Fleet::url(&f.b));
+    let sid = initialize(&a).await;
+    // A dies without a word (its registration outlives it; its address refuses connections).
+    f.a.child.kill().await.unwrap();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let resp = post(&b, Some(&sid), SSE, list.clone()).await;
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["jsonrpc"], "2.0", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("replica that is gone") && message.contains("initialize a new session"),
+        "{message}"
+    );
+    // The session ended for good; a new one on B works.
+    assert_eq!(post(&b, Some(&sid), SSE, list.clone()).await.status(), 404);
+    let sid2 = initialize(&b).await;
+    let resp = post(&b, Some(&sid2), "application/json", list).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("trigger-long-running-operation")
+    );
+}
