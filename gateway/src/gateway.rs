@@ -27,6 +27,9 @@ use crate::router::{Matcher, Route};
 use crate::upstream::HttpClients;
 use switchboard_sessions::SessionManager;
 
+/// How long shutdown lets open streams write their `retry:` hints before it cuts them.
+const STREAM_FLUSH: Duration = Duration::from_millis(200);
+
 /// The configuration generation that is serving, as `/config` shows it.
 pub struct Generation {
     /// The validated config.
@@ -510,14 +513,16 @@ impl Gateway {
     }
 
     /// Begins shutdown and waits up to `grace` for connections to finish: stops accepting,
-    /// fails readiness, ends open streams cleanly and lets in-flight requests complete.
+    /// fails readiness, ends open streams cleanly and lets in-flight requests complete. MCP
+    /// calls whose streams were handed to the shared event log keep writing it, within the
+    /// same grace period.
     pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.inner.ready.store(false, Ordering::Release);
         // Open session streams send a `retry:` hint and close, so clients resume elsewhere.
         self.inner.sessions.drain();
         let deps = &self.inner.deps;
         deps.shutdown.cancel();
-        deps.end_streams.cancel();
         {
             let mut control = self.inner.control.lock().await;
             for (_, h) in control.listeners.drain() {
@@ -527,14 +532,26 @@ impl Gateway {
                 a.close();
             }
         }
+        // A moment for those hints to be written before the remaining streams are cut.
+        tokio::time::sleep(STREAM_FLUSH.min(grace)).await;
+        deps.end_streams.cancel();
         deps.connections.close();
-        if tokio::time::timeout(grace, deps.connections.wait())
+        if tokio::time::timeout_at(deadline, deps.connections.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 ?grace,
                 "grace period over; closing the remaining connections"
+            );
+        }
+        if tokio::time::timeout_at(deadline, self.inner.sessions.producers_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; MCP calls still writing the event log are cut"
             );
         }
         // Sessions pinned here were served to the end; other replicas stop forwarding now.

@@ -295,3 +295,90 @@ async fn owner_gone_the_client_is_told_to_initialize_again() {
             .contains("trigger-long-running-operation")
     );
 }
+
+/// Starts a 4-step call on A, reads until its first progress event, lets `stop` drain A, then
+/// reads A's stream to its end and resumes on B with the last id seen: every progress event and
+/// the result arrive exactly once, in order.
+async fn drained_call_resumes_on_b(f: &mut Fleet, stop: impl AsyncFnOnce(&mut Fleet)) {
+    let (a, b) = (Fleet::url(&f.a), Fleet::url(&f.b));
+    let sid = initialize(&a).await;
+    let mut events = Events::new(post(&a, Some(&sid), SSE, long_call(7, 2.0, 4)).await);
+    let mut seen = Vec::new();
+    let mut last_id = None;
+    let first = events.next().await.expect("a progress event");
+    last_id = first.0.or(last_id);
+    seen.push(first.1);
+    stop(f).await;
+    while let Some((id, msg)) = events.next().await {
+        last_id = id.or(last_id);
+        seen.push(msg);
+    }
+    assert!(events.retry, "A's stream ends with a retry: hint");
+    let last_id = last_id.expect("events carry ids");
+    let got_result = seen.iter().any(|m| m["id"] == 7);
+    assert!(
+        !got_result,
+        "the call was still running when A let its stream go"
+    );
+    let resumed = client()
+        .get(&b)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    let mut events = Events::new(resumed);
+    while let Some((_, msg)) = events.next().await {
+        let done = msg["id"] == 7;
+        seen.push(msg);
+        if done {
+            break;
+        }
+    }
+    let progress: Vec<u64> = seen.iter().filter_map(progress_of).collect();
+    assert_eq!(progress, [1, 2, 3, 4], "{seen:?}");
+    let result = seen.last().unwrap();
+    assert_eq!(result["id"], 7, "{result}");
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Long running operation completed"),
+        "{result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_drain_hands_a_running_call_to_the_log_and_b_resumes_it() {
+    let Some(mut f) =
+        fleet("mcp_fleet::admin_drain_hands_a_running_call_to_the_log_and_b_resumes_it").await
+    else {
+        return;
+    };
+    drained_call_resumes_on_b(&mut f, async |f: &mut Fleet| {
+        let resp = client()
+            .post(format!("http://{}/drain", f.a.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_a_running_call_into_the_log_and_b_resumes_it() {
+    let Some(mut f) =
+        fleet("mcp_fleet::sigterm_finishes_a_running_call_into_the_log_and_b_resumes_it").await
+    else {
+        return;
+    };
+    drained_call_resumes_on_b(&mut f, async |f: &mut Fleet| f.a.signal("TERM")).await;
+    // A waited for the call's last event, then exited.
+    let status = tokio::time::timeout(Duration::from_secs(20), f.a.child.wait())
+        .await
+        .expect("A exits once the call is logged")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -55,9 +55,9 @@ pub mod token;
 
 pub use config::{PeerConfig, RedisConfig, SessionsConfig, StoreKind};
 pub use error::{Error, Result};
-pub use events::{EventId, Replay, StreamKey};
+pub use events::{END_MARKER, EventId, Replay, StreamKey};
 pub use manager::{
-    ActivityGuard, DEFAULT_RETRY, HOP_LIFETIME, HopError, Release, ReleaseReason,
+    ActivityGuard, DEFAULT_RETRY, HOP_LIFETIME, HopError, ProducerGuard, Release, ReleaseReason,
     ReleaseSubscription, Resumed, Session, SessionManager,
 };
 pub use metrics::{How, Metrics};

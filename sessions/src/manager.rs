@@ -94,6 +94,8 @@ struct Shared {
     drain: watch::Sender<bool>,
     /// Nonces of peer hops accepted here, until they expire (replay protection).
     hops_seen: DashMap<[u8; 16], u64>,
+    /// Streams this replica is still writing to the log (see [`SessionManager::producer`]).
+    producers: watch::Sender<usize>,
 }
 
 /// The session layer's handle: cheap to clone, shared by all routes and kept by the gateway
@@ -154,6 +156,7 @@ impl SessionManager {
                 next_listener: AtomicU64::new(0),
                 drain: watch::Sender::new(false),
                 hops_seen: DashMap::new(),
+                producers: watch::Sender::new(0),
             }),
         })
     }
@@ -461,7 +464,66 @@ impl std::fmt::Display for HopError {
     }
 }
 
+/// Held by a task that writes a stream's remaining events to the log after its client was
+/// let go (drain); [`SessionManager::producers_done`] waits for all of them.
+#[derive(Debug)]
+pub struct ProducerGuard {
+    producers: watch::Sender<usize>,
+}
+
+impl Drop for ProducerGuard {
+    fn drop(&mut self) {
+        self.producers.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long a stream's liveness mark lasts without renewal (its producer renews it every
+/// third of this).
+pub const STREAM_LIVE_TTL: Duration = Duration::from_secs(10);
+
 impl SessionManager {
+    /// Marks a stream as being produced (answered) here until the guard drops; shutdown waits
+    /// for these (within its grace period), so a call's remaining events reach the log.
+    pub fn producer(&self) -> ProducerGuard {
+        self.shared.producers.send_modify(|n| *n += 1);
+        ProducerGuard {
+            producers: self.shared.producers.clone(),
+        }
+    }
+
+    /// Resolves once no [`producer`](Self::producer) guard is held.
+    pub async fn producers_done(&self) {
+        let mut rx = self.shared.producers.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    fn live_key(stream: &StreamKey) -> String {
+        format!("live:{}/{}", stream.session, stream.name)
+    }
+
+    /// Records that `stream` is still being produced (by this replica) for
+    /// [`STREAM_LIVE_TTL`]; the producer renews it while it runs.
+    pub async fn mark_stream_live(&self, stream: &StreamKey) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(
+                &Self::live_key(stream),
+                &self.shared.replica,
+                STREAM_LIVE_TTL,
+            )
+            .await
+    }
+
+    /// Whether some replica still produces `stream` (its liveness mark has not run out).
+    pub async fn stream_live(&self, stream: &StreamKey) -> Result<bool> {
+        Ok(self
+            .shared
+            .store
+            .get_affinity(&Self::live_key(stream))
+            .await?
+            .is_some())
+    }
+
     /// The store key under which `replica` registers its peer address.
     fn peer_key(replica: &str) -> String {
         format!("replica:{replica}")
