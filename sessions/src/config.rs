@@ -529,4 +529,29 @@ mod tests {
         }
         assert_eq!(schema["additionalProperties"], false);
     }
+
+    #[test]
+    fn peer_block_defaults_and_rules() {
+        let c =
+            parse(serde_json::json!({"keys": [key_b64(32)], "peer": {"bind": "0.0.0.0:15010"}}))
+                .unwrap();
+        let peer = c.peer.clone().unwrap();
+        assert_eq!(peer.ttl, Duration::from_secs(15));
+        assert_eq!(peer.url, None);
+        assert!(issues_of(&c).is_empty());
+        let bad = parse(serde_json::json!({"peer": {
+            "bind": "nowhere", "url": "https://x:1", "ttl": "10ms"}}))
+        .unwrap();
+        let paths: Vec<String> = issues_of(&bad).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            paths,
+            [
+                "sessions.peer.bind",
+                "sessions.peer.url",
+                "sessions.peer.ttl",
+                "sessions.keys"
+            ]
+        );
+        assert!(parse(serde_json::json!({"peer": {"bind": "a:1", "port": 2}})).is_err());
+    }
 }
