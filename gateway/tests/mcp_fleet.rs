@@ -2,10 +2,12 @@
 //! same `sessions.keys`, one Redis, and `sessions.peer` set, in front of a route whose stdio
 //! target (server-everything, one child per session) runs on the replica that initialized the
 //! session. Requests sent to the other replica are forwarded over the authenticated hop,
-//! streamed calls with progress included; the hop refuses requests that do not carry a sealed
-//! hop; when the owner is gone the client is told to initialize again; a replica drained during
-//! a long streamed call hands the rest of it to the shared event log, and the client resumes it
-//! on the other replica with `Last-Event-ID`, receiving every event.
+//! streamed calls with progress included, with the client's principal (its API key's tool
+//! list applies on the owner); the peer listener refuses requests without a sealed hop, forged,
+//! replayed or re-targeted ones; when the owner is gone the client is told to initialize again;
+//! a replica drained (`POST /drain`, SIGTERM) during a long streamed call hands the rest of it to
+//! the shared event log, and the client resumes it on the other replica with `Last-Event-ID`,
+//! receiving every event; a call whose replica died ends its resumed stream.
 
 mod common;
 
@@ -18,6 +20,9 @@ use switchboard_testing::peers::{node, npm, require_npm};
 use switchboard_testing::redis::RedisServer;
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The client's API key: its sessions are bound to the principal `fleet`, and it may use two
+/// tools only (the owner applies that to requests forwarded to it).
+const API_KEY: &str = "fleet-key";
 const EVERYTHING: &str = "@modelcontextprotocol/server-everything/dist/index.js";
 const SSE: &str = "application/json, text/event-stream";
 
@@ -56,6 +61,10 @@ listeners:
     routes:
       - name: tools
         match: {{path_prefix: /mcp}}
+        policies:
+          authn:
+            api_keys:
+              - {{name: fleet, sha256: "{sha}", tools: [echo, trigger-long-running-operation]}}
         mcp:
           targets:
             - name: ev
@@ -65,6 +74,7 @@ listeners:
         redis = redis.url(),
         node = node().display(),
         everything = npm(EVERYTHING).display(),
+        sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(API_KEY.as_bytes())),
     );
     let path: PathBuf = dir.path().join("sb.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -82,8 +92,20 @@ listeners:
     })
 }
 
+/// An HTTP client that authenticates with [`API_KEY`].
+fn c() -> reqwest::Client {
+    switchboard_gateway::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", API_KEY.parse().unwrap());
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn post(url: &str, session: Option<&str>, accept: &str, body: Value) -> reqwest::Response {
-    let mut req = client()
+    let mut req = c()
         .post(url)
         .header("content-type", "application/json")
         .header("accept", accept)
@@ -186,10 +208,18 @@ async fn a_session_pinned_to_a_is_served_through_b() {
 
     // A plain request, answered as JSON by A through B.
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let resp = post(&b, Some(&sid), "application/json, text/event-stream", list).await;
+    let resp = post(&b, Some(&sid), "application/json", list).await;
     assert_eq!(resp.status(), 200);
-    let body = resp.text().await.unwrap();
-    assert!(body.contains("trigger-long-running-operation"), "{body}");
+    let body: Value = resp.json().await.unwrap();
+    let mut names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    // The principal travelled with the hop: A applied the key's tool list.
+    assert_eq!(names, ["echo", "trigger-long-running-operation"], "{body}");
 
     // A streamed call: every progress event, then the result, as A's child sent them.
     let resp = post(&b, Some(&sid), SSE, long_call(3, 0.3, 3)).await;
@@ -216,7 +246,7 @@ async fn a_session_pinned_to_a_is_served_through_b() {
     );
 
     // The standalone GET stream, through B.
-    let get = client()
+    let get = c()
         .get(&b)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &sid)
@@ -251,8 +281,46 @@ async fn a_session_pinned_to_a_is_served_through_b() {
         assert!(body["error"].is_object(), "{body}");
     }
 
+    // A hop sealed with the fleet's keys is served once, for the request it was sealed for.
+    let fleet_keys = switchboard_sessions::SessionsConfig {
+        keys: vec![KEY.into()],
+        ..Default::default()
+    };
+    let sealer = switchboard_sessions::SessionManager::new(
+        &fleet_keys,
+        std::sync::Arc::new(switchboard_sessions::MemoryStore::new(Default::default())),
+        switchboard_sessions::Metrics::default(),
+    )
+    .unwrap();
+    let hop_for = |path: &str| {
+        let payload = json!({"l": "main", "r": "tools", "m": "POST", "u": path,
+            "who": {"api_key": true, "subject": "fleet", "key_name": "fleet",
+                    "tools": ["echo", "trigger-long-running-operation"]}});
+        sealer.seal_hop(payload.to_string().as_bytes())
+    };
+    let send_hop = |hop: String| {
+        client()
+            .post(format!("http://{peer}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("mcp-session-id", &sid)
+            .header("x-switchboard-hop", hop)
+            .body(json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}).to_string())
+            .send()
+    };
+    let hop = hop_for("/mcp");
+    let resp = send_hop(hop.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("\"echo\""));
+    assert_eq!(send_hop(hop).await.unwrap().status(), 403, "replayed");
+    assert_eq!(
+        send_hop(hop_for("/mcp/elsewhere")).await.unwrap().status(),
+        403,
+        "sealed for another request"
+    );
+
     // DELETE through B ends the session on A.
-    let del = client()
+    let del = c()
         .delete(&b)
         .header("mcp-session-id", &sid)
         .send()
@@ -320,7 +388,7 @@ async fn drained_call_resumes_on_b(f: &mut Fleet, stop: impl AsyncFnOnce(&mut Fl
         !got_result,
         "the call was still running when A let its stream go"
     );
-    let resumed = client()
+    let resumed = c()
         .get(&b)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &sid)
@@ -381,4 +449,40 @@ async fn sigterm_finishes_a_running_call_into_the_log_and_b_resumes_it() {
         .expect("A exits once the call is logged")
         .unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_replica_died_ends_its_resumed_stream_on_b() {
+    let Some(mut f) =
+        fleet("mcp_fleet::a_call_whose_replica_died_ends_its_resumed_stream_on_b").await
+    else {
+        return;
+    };
+    let (a, b) = (Fleet::url(&f.a), Fleet::url(&f.b));
+    let sid = initialize(&a).await;
+    let mut events = Events::new(post(&a, Some(&sid), SSE, long_call(8, 20.0, 20)).await);
+    let (id, first) = events.next().await.expect("a progress event");
+    assert_eq!(progress_of(&first), Some(1));
+    f.a.child.kill().await.unwrap();
+    // B follows the log while the call's liveness mark lasts, then ends the stream: nothing
+    // more will come, and the client does not wait forever.
+    let resumed = c()
+        .get(&b)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("last-event-id", id.unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut events = Events::new(resumed);
+    let rest = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut rest = Vec::new();
+        while let Some((_, msg)) = events.next().await {
+            rest.push(msg);
+        }
+        rest
+    })
+    .await
+    .expect("the resumed stream ends once the producer is known gone");
+    assert!(rest.iter().all(|m| m["id"] != 8), "{rest:?}");
 }

@@ -479,7 +479,7 @@ impl Drop for ProducerGuard {
 
 /// How long a stream's liveness mark lasts without renewal (its producer renews it every
 /// third of this).
-pub const STREAM_LIVE_TTL: Duration = Duration::from_secs(10);
+pub const STREAM_LIVE_TTL: Duration = Duration::from_secs(3);
 
 impl SessionManager {
     /// Marks a stream as being produced (answered) here until the guard drops; shutdown waits
