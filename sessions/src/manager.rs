@@ -614,7 +614,7 @@ impl SessionManager {
             dashmap::Entry::Occupied(_) => Err(HopError::Replayed),
             dashmap::Entry::Vacant(e) => {
                 e.insert(expires);
-                if seen.len() % 1024 == 0 {
+                if seen.len().is_multiple_of(1024) {
                     seen.retain(|_, exp| *exp >= now);
                 }
                 Ok(payload.to_vec())
