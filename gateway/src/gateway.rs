@@ -76,7 +76,7 @@ struct Inner {
     /// Serializes start/reload/shutdown; never taken on the data path.
     control: tokio::sync::Mutex<Control>,
     /// Each serving listener's runtime, for requests forwarded by other replicas.
-    runtimes: Arc<crate::peer::Runtimes>,
+    runtimes: Arc<crate::peer_listener::Runtimes>,
     /// Stops the peer listener and its registration (at the end of shutdown).
     peer_stop: CancellationToken,
     /// The peer listener's address, when `sessions.peer` is configured.
@@ -202,7 +202,7 @@ impl Gateway {
         gw.apply(config).await?;
         // Changes of `sessions.peer` take effect at restart, like the store's.
         if let Some(peer) = &peer_cfg {
-            let p = crate::peer::serve(
+            let p = crate::peer_listener::serve(
                 peer,
                 gw.inner.sessions.clone(),
                 gw.inner.runtimes.clone(),
