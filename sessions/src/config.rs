@@ -250,6 +250,13 @@ impl SessionsConfig {
             if peer.ttl < Duration::from_secs(1) {
                 issues.push((format!("{path}.peer.ttl"), "must be at least 1s".to_owned()));
             }
+            if self.store != StoreKind::Redis {
+                issues.push((
+                    format!("{path}.peer"),
+                    "requires store: redis (replicas find each other, and share event logs, there)"
+                        .to_owned(),
+                ));
+            }
             if self.keys.is_empty() {
                 issues.push((
                     format!("{path}.keys"),
@@ -532,9 +539,9 @@ mod tests {
 
     #[test]
     fn peer_block_defaults_and_rules() {
-        let c =
-            parse(serde_json::json!({"keys": [key_b64(32)], "peer": {"bind": "0.0.0.0:15010"}}))
-                .unwrap();
+        let c = parse(serde_json::json!({"keys": [key_b64(32)], "store": "redis",
+            "redis": {"url": "redis://127.0.0.1:6379"}, "peer": {"bind": "0.0.0.0:15010"}}))
+        .unwrap();
         let peer = c.peer.clone().unwrap();
         assert_eq!(peer.ttl, Duration::from_secs(15));
         assert_eq!(peer.url, None);
@@ -549,6 +556,7 @@ mod tests {
                 "sessions.peer.bind",
                 "sessions.peer.url",
                 "sessions.peer.ttl",
+                "sessions.peer",
                 "sessions.keys"
             ]
         );
