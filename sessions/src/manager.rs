@@ -436,6 +436,10 @@ impl SessionManager {
 /// a part of it).
 pub const HOP_LIFETIME: Duration = Duration::from_secs(30);
 
+/// The longest hop opened: it carries the principal's verified JWT claims, which can be
+/// larger than a session token.
+const MAX_HOP_LEN: usize = 64 * 1024;
+
 /// Associated data that separates peer hops from session tokens under the same keys.
 const HOP_DOMAIN: &[u8] = b"switchboard peer hop v1";
 
@@ -591,7 +595,7 @@ impl SessionManager {
             .shared
             .keyring
             .load()
-            .open_for(HOP_DOMAIN, hop)
+            .open_for(HOP_DOMAIN, hop, MAX_HOP_LEN)
             .map_err(|_| HopError::Unauthentic)?;
         let (expires, rest) = plain.split_at_checked(8).ok_or(HopError::Unauthentic)?;
         let (nonce, payload) = rest.split_at_checked(16).ok_or(HopError::Unauthentic)?;

@@ -187,7 +187,7 @@ impl Keyring {
 
     /// Opens a token sealed by any key of this ring.
     pub fn open(&self, token: &str) -> Result<Claims, TokenError> {
-        let plain = self.open_raw(token, b"")?;
+        let plain = self.open_raw(token, b"", MAX_TOKEN_LEN)?;
         decode_claims(&plain).ok_or(TokenError::Corrupt)
     }
 
@@ -198,9 +198,15 @@ impl Keyring {
         self.seal_raw(plain, domain)
     }
 
-    /// Opens what [`seal_for`](Self::seal_for) sealed for the same `domain`.
-    pub fn open_for(&self, domain: &[u8], token: &str) -> Result<Vec<u8>, TokenError> {
-        self.open_raw(token, domain)
+    /// Opens what [`seal_for`](Self::seal_for) sealed for the same `domain`, at most
+    /// `max_len` characters long.
+    pub fn open_for(
+        &self,
+        domain: &[u8],
+        token: &str,
+        max_len: usize,
+    ) -> Result<Vec<u8>, TokenError> {
+        self.open_raw(token, domain, max_len)
     }
 
     // Invariants: `new` refuses an empty ring, and AES-GCM only fails on plaintexts over
@@ -228,8 +234,8 @@ impl Keyring {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    fn open_raw(&self, token: &str, domain: &[u8]) -> Result<Vec<u8>, TokenError> {
-        if token.len() > MAX_TOKEN_LEN {
+    fn open_raw(&self, token: &str, domain: &[u8], max_len: usize) -> Result<Vec<u8>, TokenError> {
+        if token.len() > max_len {
             return Err(TokenError::Malformed);
         }
         let raw = URL_SAFE_NO_PAD

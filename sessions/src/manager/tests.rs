@@ -547,6 +547,9 @@ async fn a_peer_hop_opens_once_within_its_lifetime_and_only_as_a_hop() {
     assert_eq!(b.open_hop(&hop).unwrap(), b"payload");
     // Single use: a replayed hop is refused.
     assert_eq!(b.open_hop(&hop), Err(HopError::Replayed));
+    // A principal with large claims fits (a hop may be longer than a session token).
+    let big = vec![b'x'; 20 * 1024];
+    assert_eq!(b.open_hop(&a.seal_hop(&big)).unwrap(), big);
     // Expired.
     let late = a.seal_hop(b"late");
     tokio::time::advance(HOP_LIFETIME + Duration::from_secs(1)).await;
