@@ -1,7 +1,9 @@
 //! Streamable HTTP sessions through the sessions crate: creating the token on `initialize`,
 //! resuming it on every request (rebuilding the upstream clients on first sight, e.g. after the
-//! client moved from another replica), keeping the token's target entries current, and the
-//! standalone GET stream with its event log (`Last-Event-ID` replay, drain).
+//! client moved from another replica), keeping the token's target entries current, the
+//! standalone GET stream with its event log (`Last-Event-ID` replay, drain), POST streams
+//! logged to the end (handed to the log on drain) and followed from the log on any replica,
+//! and ending sessions whose owner replica is gone.
 //!
 //! Besides one entry per target (upstream session id, upstream URL), the token carries one
 //! reserved entry, [`CLIENT_ENTRY`]: the route it belongs to (in `endpoint`) and the client's
@@ -300,7 +302,8 @@ impl McpBackend {
     /// with a resumable id), then live events as the appender logs them; on drain a `retry:`
     /// hint, then the end, so the client reconnects (elsewhere) and resumes. A `Last-Event-ID`
     /// of a POST response stream resumes that stream instead: its logged events after the id,
-    /// then (when the request is still being answered here) the rest of it.
+    /// then the rest of it: live when the request is being answered here, else by following
+    /// the shared log to its end marker (`log_stream`).
     pub(super) async fn standalone_stream(
         &self,
         session: Session,
@@ -444,7 +447,11 @@ impl McpBackend {
     /// A POST answered as SSE on a managed session: every event is appended to the request's
     /// own log stream (`post/…`) before it is sent, by a task that lives as long as the request
     /// is being answered, so a client whose POST stream broke can resume it with a GET and
-    /// `Last-Event-ID` (here, or from the log on another replica).
+    /// `Last-Event-ID` (here, or from the log on another replica). The log ends with
+    /// [`END_MARKER`](switchboard_sessions::END_MARKER) once the answer is complete, and the
+    /// task keeps a liveness mark while it runs, so a reader elsewhere follows it to the end.
+    /// With a shared store, a drain lets the client go (a `retry:` hint, once it holds an id)
+    /// while the task goes on logging: the call finishes into the log.
     pub(super) fn logged_post_stream(
         &self,
         session: Session,
