@@ -66,32 +66,40 @@ impl Backend {
             }
             Backend::Mcp(m) => {
                 let ctx = cx.context.clone();
-                let owner = cx
-                    .peers
-                    .and_then(|p| Some((p, p.owner_of(&req, cx.prefix)?)));
+                let owner = match cx.peers {
+                    Some(p) => p.owner_of(&req, cx.prefix).await.map(|o| (p, o)),
+                    None => None,
+                };
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::JsonRpc).await?
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                if let Some((peers, owner)) = owner {
+                let req = match owner {
                     // A session whose stdio targets run on another replica: served there.
-                    let principal = req.extensions().get::<crate::auth::Principal>().cloned();
-                    let token = req
-                        .headers()
-                        .get("mcp-session-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    return match peers
-                        .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
-                        .await?
-                    {
-                        crate::peer::Forwarded::Answer(resp) => Ok(resp),
-                        crate::peer::Forwarded::OwnerGone => Err(m.owner_gone(&token, &ctx).await),
-                    };
-                }
+                    Some((peers, owner)) => {
+                        let principal = req.extensions().get::<crate::auth::Principal>().cloned();
+                        match peers
+                            .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
+                            .await?
+                        {
+                            crate::peer::Forwarded::Answer(resp) => return Ok(resp),
+                            crate::peer::Forwarded::OwnerGone(req) => {
+                                let token = req
+                                    .headers()
+                                    .get("mcp-session-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                // Adopted here, or ended with an error for the client.
+                                m.owner_gone(&token, &ctx).await?;
+                                req
+                            }
+                        }
+                    }
+                    None => req,
+                };
                 m.handle(req, &ctx).await
             }
         }

@@ -12,8 +12,10 @@
 //! request is never forwarded again: one that reaches a replica that does not own the session
 //! either is answered 421 / -32003.
 //!
-//! When the owner is gone (not registered, or refusing connections), the session's stdio state
-//! is lost: the session ends and the client is told to initialize a new one (404).
+//! When the owner is gone (not registered, or refusing connections), the replica that got the
+//! request adopts the session when its route's stdio children are all `shared`, and serves it;
+//! otherwise a `per_session` child's state is lost: the session ends and the client is told
+//! to initialize a new one (404).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,8 +137,8 @@ pub struct Peers {
 pub enum Forwarded {
     /// The owner's answer (streamed through).
     Answer(Response<Body>),
-    /// The owner is not registered or refuses connections.
-    OwnerGone,
+    /// The owner is not registered or refuses connections; the request, to serve here.
+    OwnerGone(Request<Body>),
 }
 
 impl Peers {
@@ -152,7 +154,7 @@ impl Peers {
     /// HTTP request at the route's endpoint with an `Mcp-Session-Id` of a pinned session. A GET
     /// that resumes a POST's answer (`Last-Event-ID` of a `post/…` stream) is not forwarded:
     /// the shared event log serves it on any replica, the owner's gone or not.
-    pub fn owner_of<B>(&self, req: &Request<B>, prefix: Option<&str>) -> Option<String> {
+    pub async fn owner_of<B>(&self, req: &Request<B>, prefix: Option<&str>) -> Option<String> {
         let path = req.uri().path();
         let rest = prefix
             .and_then(|p| path.strip_prefix(p.trim_end_matches('/')))
@@ -171,10 +173,12 @@ impl Peers {
         {
             return None;
         }
-        self.sessions.owner_elsewhere(token)
+        self.sessions.owner_elsewhere(token).await
     }
 
-    /// Forwards `req` (admitted on `listener`/`route` for `principal`) to `owner`.
+    /// Forwards `req` (admitted on `listener`/`route` for `principal`) to `owner`. Its body
+    /// is a JSON-RPC message the gateway already read whole (or none), so it is kept for a
+    /// request the owner never got.
     pub async fn forward(
         &self,
         owner: &str,
@@ -187,7 +191,7 @@ impl Peers {
             Ok(Some(url)) => url,
             Ok(None) => {
                 tracing::info!(owner, "the session's owner replica is not registered");
-                return Ok(Forwarded::OwnerGone);
+                return Ok(Forwarded::OwnerGone(req));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "session store: looking up a peer replica failed");
@@ -203,6 +207,17 @@ impl Peers {
             ));
         };
         let (mut parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| crate::error::bad_request("the request body could not be read"))?;
+        let kept = {
+            let mut r = Request::new(Body::from(body.clone()));
+            *r.method_mut() = parts.method.clone();
+            *r.uri_mut() = parts.uri.clone();
+            *r.version_mut() = parts.version;
+            *r.headers_mut() = parts.headers.clone();
+            r
+        };
         let pq = parts
             .uri
             .path_and_query()
@@ -233,7 +248,7 @@ impl Peers {
         let sealed = HeaderValue::from_str(&sealed)
             .map_err(|_| crate::error::upstream("hop header not encodable"))?;
         parts.headers.insert(HOP_HEADER, sealed);
-        let req = Request::from_parts(parts, body);
+        let req = Request::from_parts(parts, Body::from(body));
         match self.client.here().request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
@@ -245,7 +260,7 @@ impl Peers {
             }
             Err(e) if e.is_connect() => {
                 tracing::info!(owner, peer = %authority, error = %crate::upstream::DisplayChain(&e), "the session's owner replica is unreachable");
-                Ok(Forwarded::OwnerGone)
+                Ok(Forwarded::OwnerGone(kept))
             }
             Err(e) => {
                 tracing::warn!(owner, peer = %authority, error = %crate::upstream::DisplayChain(&e), "forwarding to the session's owner replica failed");

@@ -4,7 +4,8 @@
 //! session. Requests sent to the other replica are forwarded over the authenticated hop,
 //! streamed calls with progress included, with the client's principal (its API key's tool
 //! list applies on the owner); the peer listener refuses requests without a sealed hop, forged,
-//! replayed or re-targeted ones; when the owner is gone the client is told to initialize again;
+//! replayed or re-targeted ones; when the owner is gone the client is told to initialize again
+//! (the route's child was the session's own) or the session is adopted (shared children);
 //! a replica drained (`POST /drain`, SIGTERM) during a long streamed call hands the rest of it to
 //! the shared event log, and the client resumes it on the other replica with `Last-Event-ID`,
 //! receiving every event; a call whose replica died ends its resumed stream.
@@ -34,8 +35,14 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// The route whose stdio child is the session's own (`per_session`).
     fn url(p: &Proc) -> String {
         format!("http://{}/mcp", p.listeners["main"])
+    }
+
+    /// The route whose stdio child is shared by the replica's sessions.
+    fn shared(p: &Proc) -> String {
+        format!("http://{}/shared", p.listeners["main"])
     }
 }
 
@@ -70,6 +77,17 @@ listeners:
             - name: ev
               timeout: 30s
               stdio: {{command: "{node}", args: ["{everything}", "stdio"], sessions: per_session}}
+      - name: shared
+        match: {{path_prefix: /shared}}
+        policies:
+          authn:
+            api_keys:
+              - {{name: fleet, sha256: "{sha}", tools: [echo, trigger-long-running-operation]}}
+        mcp:
+          targets:
+            - name: ev
+              timeout: 30s
+              stdio: {{command: "{node}", args: ["{everything}", "stdio"]}}
 "#,
         redis = redis.url(),
         node = node().display(),
@@ -485,4 +503,36 @@ async fn a_call_whose_replica_died_ends_its_resumed_stream_on_b() {
     .await
     .expect("the resumed stream ends once the producer is known gone");
     assert!(rest.iter().all(|m| m["id"] != 8), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_gone_a_session_of_shared_children_is_adopted_by_b() {
+    let Some(mut f) =
+        fleet("mcp_fleet::owner_gone_a_session_of_shared_children_is_adopted_by_b").await
+    else {
+        return;
+    };
+    let (a, b) = (Fleet::shared(&f.a), Fleet::shared(&f.b));
+    let sid = initialize(&a).await;
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(
+        post(&b, Some(&sid), "application/json", list.clone())
+            .await
+            .status(),
+        200,
+        "forwarded to A"
+    );
+    f.a.child.kill().await.unwrap();
+    // Nothing of the session lived only on A: B adopts it and serves it with its own child.
+    let resp = post(&b, Some(&sid), "application/json", list).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("\"echo\""));
+    let mut events = Events::new(post(&b, Some(&sid), SSE, long_call(5, 0.2, 2)).await);
+    let mut seen = Vec::new();
+    while let Some((_, msg)) = events.next().await {
+        seen.push(msg);
+    }
+    let progress: Vec<u64> = seen.iter().filter_map(progress_of).collect();
+    assert_eq!(progress, [1, 2], "{seen:?}");
+    assert_eq!(seen.last().unwrap()["id"], 5);
 }

@@ -78,6 +78,10 @@ struct Local {
 struct Meta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     targets: Vec<TargetEntry>,
+    /// The replica that adopted the session after its first owner was gone; overrides the
+    /// token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 struct Shared {
@@ -215,6 +219,7 @@ impl SessionManager {
         }
         let meta = serde_json::to_vec(&Meta {
             targets: claims.targets.clone(),
+            owner: None,
         })?;
         s.store
             .create(claims.session_id, principal, Bytes::from(meta))
@@ -292,6 +297,7 @@ impl SessionManager {
                 // session continues from what the token carries.
                 let blob = serde_json::to_vec(&Meta {
                     targets: claims.targets.clone(),
+                    owner: None,
                 })?;
                 s.store.create(id, principal, Bytes::from(blob)).await?;
                 None
@@ -350,6 +356,7 @@ impl SessionManager {
         }
         let blob = serde_json::to_vec(&Meta {
             targets: session.targets.clone(),
+            owner: session.replica.as_deref().map(str::to_owned),
         })?;
         if self
             .shared
@@ -564,12 +571,42 @@ impl SessionManager {
             .filter(|u| !u.is_empty()))
     }
 
-    /// The replica that owns the session of `token` when it is pinned to another one. Opens
-    /// the token only (no store access, no principal check: the owner checks those); `None`
-    /// for a token that does not open, or a session this replica may serve.
-    pub fn owner_elsewhere(&self, token: &str) -> Option<String> {
+    /// The replica that owns the session of `token` when it is pinned to another one: the
+    /// token's, unless another replica adopted the session since ([`adopt`](Self::adopt); one
+    /// store lookup, for pinned sessions only). No principal check: the owner does that.
+    /// `None` for a token that does not open, or a session this replica may serve.
+    pub async fn owner_elsewhere(&self, token: &str) -> Option<String> {
         let claims = self.shared.keyring.load().open(token).ok()?;
-        claims.replica.filter(|r| **r != *self.shared.replica)
+        let pinned = claims.replica?;
+        let owner = match self.shared.store.peek(claims.session_id).await {
+            Ok(Lookup::Alive(blob)) => serde_json::from_slice::<Meta>(&blob)
+                .ok()
+                .and_then(|m| m.owner)
+                .unwrap_or(pinned),
+            // Ended, unknown here, or the store is away: resuming will tell.
+            _ => pinned,
+        };
+        (*owner != *self.shared.replica).then_some(owner)
+    }
+
+    /// Makes this replica the owner of a pinned session whose owner is gone (its stdio
+    /// targets then start here); every replica sees the new owner through the store.
+    pub async fn adopt(&self, session: &mut Session) -> Result<()> {
+        session.replica = Some(self.shared.replica.clone());
+        let blob = serde_json::to_vec(&Meta {
+            targets: session.targets.clone(),
+            owner: Some(self.shared.replica.to_string()),
+        })?;
+        if self
+            .shared
+            .store
+            .set_meta(session.id, Bytes::from(blob))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
     }
 
     /// Seals `payload` into a peer hop: usable once, by a replica holding this fleet's keys,
@@ -643,7 +680,11 @@ fn keyring_of(cfg: &SessionsConfig) -> Result<Keyring> {
 
 fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session {
     let mut targets = claims.targets;
+    let mut replica = claims.replica.map(Arc::from);
     if let Some(meta) = meta {
+        if let Some(owner) = meta.owner {
+            replica = Some(owner.into());
+        }
         for learned in meta.targets {
             match targets.iter_mut().find(|t| t.name == learned.name) {
                 Some(t) => *t = learned,
@@ -656,7 +697,7 @@ fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session 
         token,
         principal: claims.principal.map(Arc::from),
         issued_at_ms: claims.issued_at_ms,
-        replica: claims.replica.map(Arc::from),
+        replica,
         targets,
     }
 }

@@ -25,7 +25,7 @@ use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
 
 use super::streamable::pipe_upstream_streams;
 use super::{McpBackend, RequestContext, SSE_RETRY_MS};
-use crate::config::TransportKind;
+use crate::config::{StdioSessions, TransportKind};
 use crate::error::{ProtocolError, Rejected, refuse};
 use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
 use crate::upstream::Upstream;
@@ -244,10 +244,17 @@ impl McpBackend {
         Ok(kept)
     }
 
-    /// The answer for a session whose owner replica is gone (not registered, unreachable):
-    /// its stdio children, and their state, went with it. The session ends on every replica
-    /// (revoked in the store) and the client is told to initialize a new one.
-    pub async fn owner_gone(&self, token: &str, ctx: &RequestContext) -> switchboard_core::Error {
+    /// A session whose owner replica is gone (not registered, unreachable). When every stdio
+    /// target of the route is `shared`, nothing of the session was only there: this replica
+    /// adopts it (`Ok`: serve the request here; HTTP targets resume their upstream sessions,
+    /// stdio targets use this replica's children). A `per_session` child's state went with
+    /// the owner: the session ends on every replica (revoked in the store) and the error tells
+    /// the client to initialize a new one.
+    pub async fn owner_gone(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), switchboard_core::Error> {
         let manager = self.0.shared.sessions();
         match manager.resume(token, ctx.principal.as_deref()).await {
             Ok(resumed) => {
@@ -256,19 +263,42 @@ impl McpBackend {
                     .target(CLIENT_ENTRY)
                     .and_then(|c| c.endpoint.as_deref());
                 if route != Some(&*ctx.route) {
-                    return refuse::session_not_found();
+                    return Err(refuse::session_not_found());
+                }
+                let movable = self.0.targets.iter().all(|t| {
+                    t.cfg
+                        .stdio
+                        .as_ref()
+                        .is_none_or(|s| s.sessions == StdioSessions::Shared)
+                });
+                let mut record = record;
+                if movable {
+                    let gone = record.replica.clone();
+                    return match manager.adopt(&mut record).await {
+                        Ok(()) => {
+                            tracing::info!(session = %record.id, owner = ?gone, "session adopted: the replica that owned it is gone");
+                            Ok(())
+                        }
+                        Err(switchboard_sessions::Error::NotFound) => {
+                            Err(refuse::session_not_found())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store: adopting a session failed");
+                            Err(refuse::store_unavailable())
+                        }
+                    };
                 }
                 if let Err(e) = manager.revoke(&record).await {
                     tracing::warn!(error = %e, "session store: ending a session failed");
-                    return refuse::store_unavailable();
+                    return Err(refuse::store_unavailable());
                 }
                 tracing::info!(session = %record.id, owner = ?record.replica, "session ended: the replica running its stdio targets is gone");
-                refuse::owner_gone()
+                Err(refuse::owner_gone())
             }
-            Err(switchboard_sessions::Error::NotFound) => refuse::session_not_found(),
+            Err(switchboard_sessions::Error::NotFound) => Err(refuse::session_not_found()),
             Err(e) => {
                 tracing::warn!(error = %e, "session store: resuming a session failed");
-                refuse::store_unavailable()
+                Err(refuse::store_unavailable())
             }
         }
     }
@@ -581,7 +611,7 @@ impl McpBackend {
             return None;
         }
         let manager = self.0.shared.sessions();
-        manager.owner_elsewhere(token)?;
+        manager.owner_elsewhere(token).await?;
         let record = match manager.resume(token, ctx.principal.as_deref()).await {
             Ok(r) => r.session,
             Err(switchboard_sessions::Error::NotFound) => {

@@ -570,10 +570,10 @@ async fn a_peer_hop_opens_once_within_its_lifetime_and_only_as_a_hop() {
     ));
     // The pinned session's owner, seen from b, and not from a.
     assert_eq!(
-        b.owner_elsewhere(&session.token).as_deref(),
+        b.owner_elsewhere(&session.token).await.as_deref(),
         Some("replica-a")
     );
-    assert_eq!(a.owner_elsewhere(&session.token), None);
+    assert_eq!(a.owner_elsewhere(&session.token).await, None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -595,4 +595,35 @@ async fn peer_registration_expires_and_is_withdrawn() {
         .unwrap();
     a.unregister_peer().await.unwrap();
     assert_eq!(a.peer_url("replica-a").await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_session_is_owned_by_its_adopter_on_every_replica() {
+    let cfg = config(&[1]);
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
+    let (a, _) = manager_on(&cfg, store.clone());
+    let b_cfg = SessionsConfig {
+        replica: Some("replica-b".into()),
+        ..config(&[1])
+    };
+    let (b, _) = manager_on(&b_cfg, store);
+    let created = a.create(None, targets(), true).await.unwrap();
+    assert_eq!(
+        b.owner_elsewhere(&created.token).await.as_deref(),
+        Some("replica-a")
+    );
+    let mut s = b.resume(&created.token, None).await.unwrap().session;
+    b.adopt(&mut s).await.unwrap();
+    assert_eq!(b.owner_elsewhere(&created.token).await, None);
+    assert_eq!(
+        a.owner_elsewhere(&created.token).await.as_deref(),
+        Some("replica-b")
+    );
+    // Learning a target later keeps the new owner.
+    b.update_target(&mut s, TargetEntry::new("late"))
+        .await
+        .unwrap();
+    let again = a.resume(&created.token, None).await.unwrap().session;
+    assert_eq!(again.replica.as_deref(), Some("replica-b"));
+    assert_eq!(again.owned_elsewhere("replica-a"), Some("replica-b"));
 }
