@@ -28,8 +28,12 @@
 //! - Sessions with stdio targets are pinned to the replica that spawned the children
 //!   ([`Session::owned_elsewhere`]); the gateway forwards their requests there over an
 //!   authenticated hop ([`SessionManager::seal_hop`], [`SessionManager::open_hop`]) to the
-//!   address the owner registered ([`SessionManager::register_peer`]), or, when the owner is
-//!   gone, ends the session with an error that tells the client to initialize again.
+//!   address the owner registered ([`SessionManager::register_peer`]). When the owner is gone,
+//!   another replica adopts the session ([`SessionManager::adopt`], recorded in the store) or
+//!   ends it, as the MCP layer decides.
+//! - A POST stream's log ends with [`END_MARKER`]; a replica resuming a stream another one
+//!   still produces follows the log to it (the producer keeps a liveness mark,
+//!   [`SessionManager::mark_stream_live`]), so a call handed to the log on drain is not lost.
 
 // Network data must never panic the gateway: no unwrap/expect, no indexing or slicing that
 // can go out of bounds, no panic! outside tests. A true invariant gets a local
