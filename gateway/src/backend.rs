@@ -66,11 +66,39 @@ impl Backend {
             }
             Backend::Mcp(m) => {
                 let ctx = cx.context.clone();
+                let owner = match cx.peers {
+                    Some(p) => p.owner_of(&req, cx.prefix).await.map(|o| (p, o)),
+                    None => None,
+                };
                 // GET (SSE streams) and DELETE have no JSON body to read.
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::JsonRpc).await?
                 } else {
                     limited(req, cx.max_body_bytes)
+                };
+                let req = match owner {
+                    // A session whose stdio targets run on another replica: served there.
+                    Some((peers, owner)) => {
+                        let principal = req.extensions().get::<crate::auth::Principal>().cloned();
+                        match peers
+                            .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
+                            .await?
+                        {
+                            crate::peer::Forwarded::Answer(resp) => return Ok(resp),
+                            crate::peer::Forwarded::OwnerGone(req) => {
+                                let token = req
+                                    .headers()
+                                    .get("mcp-session-id")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned();
+                                // Adopted here, or ended with an error for the client.
+                                m.owner_gone(&token, &ctx).await?;
+                                req
+                            }
+                        }
+                    }
+                    None => req,
                 };
                 m.handle(req, &ctx).await
             }

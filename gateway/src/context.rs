@@ -37,4 +37,8 @@ pub struct RequestCx<'a> {
     pub open_streams: &'a Gauge,
     /// Cancelled when the gateway shuts down; long-lived tunnels end with it.
     pub shutdown: &'a CancellationToken,
+    /// The listener's name (a request forwarded to another replica names it).
+    pub listener: &'a str,
+    /// The hop to other replicas (`sessions.peer`), when configured.
+    pub peers: Option<&'a crate::peer::Peers>,
 }

@@ -27,6 +27,9 @@ use crate::router::{Matcher, Route};
 use crate::upstream::HttpClients;
 use switchboard_sessions::SessionManager;
 
+/// How long shutdown lets open streams write their `retry:` hints before it cuts them.
+const STREAM_FLUSH: Duration = Duration::from_millis(200);
+
 /// The configuration generation that is serving, as `/config` shows it.
 pub struct Generation {
     /// The validated config.
@@ -72,6 +75,12 @@ struct Inner {
     ready: AtomicBool,
     /// Serializes start/reload/shutdown; never taken on the data path.
     control: tokio::sync::Mutex<Control>,
+    /// Each serving listener's runtime, for requests forwarded by other replicas.
+    runtimes: Arc<crate::peer_listener::Runtimes>,
+    /// Stops the peer listener and its registration (at the end of shutdown).
+    peer_stop: CancellationToken,
+    /// The peer listener's address, when `sessions.peer` is configured.
+    peer_addr: std::sync::OnceLock<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -151,6 +160,12 @@ impl Gateway {
                 })?
                 .with_idle_timeout(config.sessions.idle_timeout)
                 .with_sessions(sessions.clone());
+        let clients = HttpClients::default();
+        let peers = config
+            .sessions
+            .peer
+            .as_ref()
+            .map(|_| crate::peer::Peers::new(sessions.clone(), &clients));
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -164,10 +179,11 @@ impl Gateway {
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
                     workers,
+                    peers,
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
-                clients: HttpClients::default(),
+                clients,
                 current: ArcSwap::from_pointee(Generation {
                     config: Config::default(),
                     version: 0,
@@ -177,9 +193,29 @@ impl Gateway {
                 version: AtomicU64::new(0),
                 ready: AtomicBool::new(false),
                 control: tokio::sync::Mutex::new(Control::default()),
+                runtimes: Arc::default(),
+                peer_stop: CancellationToken::new(),
+                peer_addr: std::sync::OnceLock::new(),
             }),
         };
+        let peer_cfg = config.sessions.peer.clone();
         gw.apply(config).await?;
+        // Changes of `sessions.peer` take effect at restart, like the store's.
+        if let Some(peer) = &peer_cfg {
+            let p = crate::peer_listener::serve(
+                peer,
+                gw.inner.sessions.clone(),
+                gw.inner.runtimes.clone(),
+                gw.inner.peer_stop.clone(),
+            )
+            .await
+            .map_err(|source| Error::Bind {
+                what: "sessions.peer".into(),
+                addr: peer.bind.clone(),
+                source,
+            })?;
+            let _ = gw.inner.peer_addr.set(p.local_addr);
+        }
         gw.inner.ready.store(true, Ordering::Release);
         let reaper = gw.inner.sessions.clone();
         reaper.spawn_reaper(gw.inner.deps.shutdown.clone().cancelled_owned());
@@ -285,6 +321,13 @@ impl Gateway {
             old.close();
         }
         control.carried = carried;
+        self.inner.runtimes.store(Arc::new(
+            control
+                .listeners
+                .iter()
+                .map(|(name, h)| (name.clone(), h.runtime.clone()))
+                .collect(),
+        ));
 
         let version = self.inner.version.fetch_add(1, Ordering::AcqRel) + 1;
         self.inner.current.store(Arc::new(Generation {
@@ -477,14 +520,16 @@ impl Gateway {
     }
 
     /// Begins shutdown and waits up to `grace` for connections to finish: stops accepting,
-    /// fails readiness, ends open streams cleanly and lets in-flight requests complete.
+    /// fails readiness, ends open streams cleanly and lets in-flight requests complete. MCP
+    /// calls whose streams were handed to the shared event log keep writing it, within the
+    /// same grace period.
     pub async fn shutdown(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.inner.ready.store(false, Ordering::Release);
         // Open session streams send a `retry:` hint and close, so clients resume elsewhere.
         self.inner.sessions.drain();
         let deps = &self.inner.deps;
         deps.shutdown.cancel();
-        deps.end_streams.cancel();
         {
             let mut control = self.inner.control.lock().await;
             for (_, h) in control.listeners.drain() {
@@ -494,8 +539,11 @@ impl Gateway {
                 a.close();
             }
         }
+        // A moment for those hints to be written before the remaining streams are cut.
+        tokio::time::sleep(STREAM_FLUSH.min(grace)).await;
+        deps.end_streams.cancel();
         deps.connections.close();
-        if tokio::time::timeout(grace, deps.connections.wait())
+        if tokio::time::timeout_at(deadline, deps.connections.wait())
             .await
             .is_err()
         {
@@ -504,6 +552,27 @@ impl Gateway {
                 "grace period over; closing the remaining connections"
             );
         }
+        if tokio::time::timeout_at(deadline, self.inner.sessions.producers_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; MCP calls still writing the event log are cut"
+            );
+        }
+        // Sessions pinned here were served to the end; other replicas stop forwarding now.
+        self.inner.peer_stop.cancel();
+        if self.inner.peer_addr.get().is_some()
+            && let Err(e) = self.inner.sessions.unregister_peer().await
+        {
+            tracing::debug!(error = %e, "session store: withdrawing the peer registration failed");
+        }
+    }
+
+    /// The bound address of the peer listener (`sessions.peer`), when there is one.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.peer_addr.get().copied()
     }
 
     /// A token cancelled when shutdown begins.

@@ -32,7 +32,9 @@
 //! the runtime modules compile it, and the [`gateway::Gateway`] builds each generation into
 //! per-listener runtimes held in `ArcSwap`s. [`reload`] swaps new generations in when the
 //! file changes, [`control_plane`] when the controller pushes one. [`admin`] serves health,
-//! readiness, metrics and the redacted config. No two modules import each other
+//! readiness, metrics and the redacted config. [`peer`] forwards MCP requests of sessions
+//! pinned to another replica (stdio targets) over a sealed hop, which that replica's
+//! [`peer_listener`] serves. No two modules import each other
 //! (`scripts/modcycles.py`, run by `make lint`).
 //!
 //! Security lives in [`auth`] (JWT/JWKS, API keys, the principal, the credential boundary),
@@ -80,6 +82,8 @@ pub mod json_body;
 pub mod listener;
 pub mod metrics;
 pub mod oauth_metadata;
+pub mod peer;
+pub mod peer_listener;
 pub mod pipeline;
 pub mod policy;
 pub mod rate_limit;

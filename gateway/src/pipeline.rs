@@ -57,6 +57,8 @@ pub struct ListenerDeps {
     /// The serving threads connections are handed to; `None` serves them on the runtime
     /// that accepts them.
     pub workers: Option<crate::workers::Workers>,
+    /// The hop to other replicas (`sessions.peer`), when configured.
+    pub peers: Option<crate::peer::Peers>,
 }
 
 /// One client connection as the request pipeline sees it (the connection layer in
@@ -256,6 +258,8 @@ impl Conn {
             upstream_duration: &route.upstream_duration,
             open_streams: &route.open_streams,
             shutdown: &self.deps.shutdown,
+            listener: &rt.name,
+            peers: self.deps.peers.as_ref(),
         };
         route.backend.serve(req, &cx).await
     }

@@ -231,6 +231,11 @@ impl RoutePolicies {
         let access = self
             .authz
             .access(principal.as_ref(), req.method().as_str(), req.uri().path());
+        if let Some(p) = &principal {
+            // For a backend that hands the request on with its caller (the MCP hop to
+            // another replica).
+            req.extensions_mut().insert(p.clone());
+        }
         Ok(Admission::Admitted(RequestContext {
             route: route.name.clone(),
             prefix: route.prefix.clone(),

@@ -401,4 +401,20 @@ async fn admin_drain_moves_stream_clients_away_but_keeps_serving() {
     );
     // Still serving: the session's next call works.
     call_logging_tool(&url, &token).await;
+    // With the memory store no other replica could read a handed-off log: a streamed answer
+    // runs to its end (the result) on a drained replica.
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "test_tool_with_logging", "arguments": {}}});
+    let (status, _, body) = post(
+        &url,
+        Some(&token),
+        "application/json, text/event-stream",
+        call,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Tool with logging executed successfully"),
+        "{body}"
+    );
 }

@@ -124,7 +124,9 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const TIMED_OUT: i64 = -32001;
 /// A target cannot be reached.
 pub const UNAVAILABLE: i64 = -32002;
-/// JSON-RPC error code (HTTP 421) of a session whose stdio targets run on another replica.
+/// JSON-RPC error code (HTTP 421) of a session whose stdio targets run on another replica that
+/// this one does not forward to (no `sessions.peer`, or a forwarded request that reached a
+/// replica other than the owner).
 pub const PINNED_ELSEWHERE: i64 = -32003;
 /// The request was cancelled by the client.
 pub const CANCELLED: i64 = -32800;
@@ -247,7 +249,8 @@ impl ProtocolError {
             ProtocolError::HeaderMismatch(m) => Cow::Borrowed(m),
             ProtocolError::PinnedElsewhere(owner) => format!(
                 "session is pinned to replica `{owner}` because it has stdio targets, which \
-                 run there: send its requests to that replica, or initialize a new session"
+                 run there, and this replica cannot forward to it (see sessions.peer): send its \
+                 requests to that replica, or initialize a new session"
             )
             .into(),
             ProtocolError::ClientTimeout(method) => {
@@ -329,6 +332,16 @@ pub mod refuse {
     /// a new one).
     pub fn session_not_found() -> Error {
         Error::new(Cause::NotFound, "session not found")
+    }
+
+    /// A session whose stdio targets ran on a replica that is gone: their state is lost, the
+    /// session ended, and the client must initialize a new one (404, like any ended session).
+    pub fn owner_gone() -> Error {
+        Error::new(
+            Cause::NotFound,
+            "session ended: its stdio targets ran on a gateway replica that is gone, and their \
+             state is lost; initialize a new session",
+        )
     }
 
     /// The session store failed; details go to the log only.

@@ -88,6 +88,35 @@ pub struct SessionsConfig {
     /// random id chosen at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// The internal hop between replicas: a request for a session whose stdio targets run on
+    /// another replica is forwarded there. Without it (default) such a request is answered
+    /// with an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerConfig>,
+}
+
+/// `sessions.peer`: where this replica takes requests forwarded by other replicas, and the
+/// address it registers for them in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// `host:port` of the internal listener (port 0: any free port). Keep it on a private
+    /// network; every request on it must carry a hop sealed with `sessions.keys`.
+    pub bind: String,
+    /// The URL other replicas use to reach `bind`, e.g. `http://${POD_IP}:15010`. Default:
+    /// `http://` and the bound address (right when `bind` names a reachable address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// How long a registration lives in the store without renewal; renewed every third of it.
+    /// A replica that died stops being forwarded to after at most this long (sooner when its
+    /// address refuses connections). Default `15s`.
+    #[serde(default = "default_peer_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+}
+
+fn default_peer_ttl() -> Duration {
+    Duration::from_secs(15)
 }
 
 impl Default for SessionsConfig {
@@ -101,6 +130,7 @@ impl Default for SessionsConfig {
             max_per_principal: default_max_per_principal(),
             event_log_size: default_event_log_size(),
             replica: None,
+            peer: None,
         }
     }
 }
@@ -117,6 +147,7 @@ impl fmt::Debug for SessionsConfig {
             .field("max_per_principal", &self.max_per_principal)
             .field("event_log_size", &self.event_log_size)
             .field("replica", &self.replica)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -196,6 +227,43 @@ impl SessionsConfig {
                 format!("{path}.replica"),
                 "must be 1 to 255 characters".to_owned(),
             ));
+        }
+        if let Some(peer) = &self.peer {
+            let port_ok = peer
+                .bind
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                issues.push((
+                    format!("{path}.peer.bind"),
+                    "expected host:port, e.g. 0.0.0.0:15010".to_owned(),
+                ));
+            }
+            if let Some(url) = &peer.url
+                && !(url.starts_with("http://") && url.len() > "http://".len())
+            {
+                issues.push((
+                    format!("{path}.peer.url"),
+                    "expected http://host:port (the hop is authenticated by sessions.keys; put TLS in the network if needed)".to_owned(),
+                ));
+            }
+            if peer.ttl < Duration::from_secs(1) {
+                issues.push((format!("{path}.peer.ttl"), "must be at least 1s".to_owned()));
+            }
+            if self.store != StoreKind::Redis {
+                issues.push((
+                    format!("{path}.peer"),
+                    "requires store: redis (replicas find each other, and share event logs, there)"
+                        .to_owned(),
+                ));
+            }
+            if self.keys.is_empty() {
+                issues.push((
+                    format!("{path}.keys"),
+                    "required with peer: every replica must share the keys that seal the hop"
+                        .to_owned(),
+                ));
+            }
         }
         issues
     }
@@ -467,5 +535,31 @@ mod tests {
             assert!(props.contains_key(k), "{k}");
         }
         assert_eq!(schema["additionalProperties"], false);
+    }
+
+    #[test]
+    fn peer_block_defaults_and_rules() {
+        let c = parse(serde_json::json!({"keys": [key_b64(32)], "store": "redis",
+            "redis": {"url": "redis://127.0.0.1:6379"}, "peer": {"bind": "0.0.0.0:15010"}}))
+        .unwrap();
+        let peer = c.peer.clone().unwrap();
+        assert_eq!(peer.ttl, Duration::from_secs(15));
+        assert_eq!(peer.url, None);
+        assert!(issues_of(&c).is_empty());
+        let bad = parse(serde_json::json!({"peer": {
+            "bind": "nowhere", "url": "https://x:1", "ttl": "10ms"}}))
+        .unwrap();
+        let paths: Vec<String> = issues_of(&bad).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            paths,
+            [
+                "sessions.peer.bind",
+                "sessions.peer.url",
+                "sessions.peer.ttl",
+                "sessions.peer",
+                "sessions.keys"
+            ]
+        );
+        assert!(parse(serde_json::json!({"peer": {"bind": "a:1", "port": 2}})).is_err());
     }
 }

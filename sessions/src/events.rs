@@ -13,6 +13,12 @@ use bytes::Bytes;
 
 use crate::token::SessionId;
 
+/// The payload of a stream's last entry: the stream is complete (the answer to its request was
+/// sent, or handed to the log and then finished). Never sent to a client. A reader following
+/// the log of a stream another replica still produces stops at it. (Empty payloads are
+/// priming events; JSON messages never start with a NUL byte.)
+pub const END_MARKER: &[u8] = b"\0end";
+
 /// One event stream of a session, e.g. the standalone GET stream or the stream answering one
 /// POST. The name is chosen by the caller; keep it short (it is part of every event id).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

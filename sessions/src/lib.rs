@@ -26,7 +26,14 @@
 //!   expiry are then per replica. With Redis every replica sees one truth, and a session missing
 //!   from Redis is expired.
 //! - Sessions with stdio targets are pinned to the replica that spawned the children
-//!   ([`Session::owned_elsewhere`]); the gateway decides between forwarding and an error.
+//!   ([`Session::owned_elsewhere`]); the gateway forwards their requests there over an
+//!   authenticated hop ([`SessionManager::seal_hop`], [`SessionManager::open_hop`]) to the
+//!   address the owner registered ([`SessionManager::register_peer`]). When the owner is gone,
+//!   another replica adopts the session ([`SessionManager::adopt`], recorded in the store) or
+//!   ends it, as the MCP layer decides.
+//! - A POST stream's log ends with [`END_MARKER`]; a replica resuming a stream another one
+//!   still produces follows the log to it (the producer keeps a liveness mark,
+//!   [`SessionManager::mark_stream_live`]), so a call handed to the log on drain is not lost.
 
 // Network data must never panic the gateway: no unwrap/expect, no indexing or slicing that
 // can go out of bounds, no panic! outside tests. A true invariant gets a local
@@ -50,12 +57,12 @@ pub mod sse;
 pub mod store;
 pub mod token;
 
-pub use config::{RedisConfig, SessionsConfig, StoreKind};
+pub use config::{PeerConfig, RedisConfig, SessionsConfig, StoreKind};
 pub use error::{Error, Result};
-pub use events::{EventId, Replay, StreamKey};
+pub use events::{END_MARKER, EventId, Replay, StreamKey};
 pub use manager::{
-    ActivityGuard, DEFAULT_RETRY, Release, ReleaseReason, ReleaseSubscription, Resumed, Session,
-    SessionManager,
+    ActivityGuard, DEFAULT_RETRY, HOP_LIFETIME, HopError, ProducerGuard, Release, ReleaseReason,
+    ReleaseSubscription, Resumed, Session, SessionManager,
 };
 pub use metrics::{How, Metrics};
 pub use store::{EndReason, Lookup, MemoryStore, RedisStore, SessionStore, StoreLimits};

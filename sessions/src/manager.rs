@@ -78,6 +78,10 @@ struct Local {
 struct Meta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     targets: Vec<TargetEntry>,
+    /// The replica that adopted the session after its first owner was gone; overrides the
+    /// token's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 struct Shared {
@@ -92,6 +96,10 @@ struct Shared {
     listeners: DashMap<u64, Listener>,
     next_listener: AtomicU64,
     drain: watch::Sender<bool>,
+    /// Nonces of peer hops accepted here, until they expire (replay protection).
+    hops_seen: DashMap<[u8; 16], u64>,
+    /// Streams this replica is still writing to the log (see [`SessionManager::producer`]).
+    producers: watch::Sender<usize>,
 }
 
 /// The session layer's handle: cheap to clone, shared by all routes and kept by the gateway
@@ -151,6 +159,8 @@ impl SessionManager {
                 listeners: DashMap::new(),
                 next_listener: AtomicU64::new(0),
                 drain: watch::Sender::new(false),
+                hops_seen: DashMap::new(),
+                producers: watch::Sender::new(0),
             }),
         })
     }
@@ -209,6 +219,7 @@ impl SessionManager {
         }
         let meta = serde_json::to_vec(&Meta {
             targets: claims.targets.clone(),
+            owner: None,
         })?;
         s.store
             .create(claims.session_id, principal, Bytes::from(meta))
@@ -286,6 +297,7 @@ impl SessionManager {
                 // session continues from what the token carries.
                 let blob = serde_json::to_vec(&Meta {
                     targets: claims.targets.clone(),
+                    owner: None,
                 })?;
                 s.store.create(id, principal, Bytes::from(blob)).await?;
                 None
@@ -344,6 +356,7 @@ impl SessionManager {
         }
         let blob = serde_json::to_vec(&Meta {
             targets: session.targets.clone(),
+            owner: session.replica.as_deref().map(str::to_owned),
         })?;
         if self
             .shared
@@ -426,6 +439,231 @@ impl SessionManager {
     }
 }
 
+/// How long a sealed peer hop may be used after it was sealed (replica clocks may differ by
+/// a part of it).
+pub const HOP_LIFETIME: Duration = Duration::from_secs(30);
+
+/// The longest hop opened: it carries the principal's verified JWT claims, which can be
+/// larger than a session token.
+const MAX_HOP_LEN: usize = 64 * 1024;
+
+/// Associated data that separates peer hops from session tokens under the same keys.
+const HOP_DOMAIN: &[u8] = b"switchboard peer hop v1";
+
+/// Most hop nonces remembered at once; beyond it new hops are refused until old ones expire
+/// (a flood cannot grow memory without bound).
+const MAX_HOPS_SEEN: usize = 100_000;
+
+/// Why a peer hop was refused (every case answers 403; the reason goes to the debug log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopError {
+    /// Not sealed with a key of this fleet (or tampered, or no hop at all).
+    Unauthentic,
+    /// Sealed too long ago (or too far in the future).
+    Expired,
+    /// Seen before: a replayed hop.
+    Replayed,
+}
+
+impl std::fmt::Display for HopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HopError::Unauthentic => "unauthentic",
+            HopError::Expired => "expired",
+            HopError::Replayed => "replayed",
+        })
+    }
+}
+
+/// Held by a task that writes a stream's remaining events to the log after its client was
+/// let go (drain); [`SessionManager::producers_done`] waits for all of them.
+#[derive(Debug)]
+pub struct ProducerGuard {
+    producers: watch::Sender<usize>,
+}
+
+impl Drop for ProducerGuard {
+    fn drop(&mut self) {
+        self.producers.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// How long a stream's liveness mark lasts without renewal (its producer renews it every
+/// third of this).
+pub const STREAM_LIVE_TTL: Duration = Duration::from_secs(3);
+
+impl SessionManager {
+    /// Marks a stream as being produced (answered) here until the guard drops; shutdown waits
+    /// for these (within its grace period), so a call's remaining events reach the log.
+    pub fn producer(&self) -> ProducerGuard {
+        self.shared.producers.send_modify(|n| *n += 1);
+        ProducerGuard {
+            producers: self.shared.producers.clone(),
+        }
+    }
+
+    /// Resolves once no [`producer`](Self::producer) guard is held.
+    pub async fn producers_done(&self) {
+        let mut rx = self.shared.producers.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    fn live_key(stream: &StreamKey) -> String {
+        format!("live:{}/{}", stream.session, stream.name)
+    }
+
+    /// Records that `stream` is still being produced (by this replica) for
+    /// [`STREAM_LIVE_TTL`]; the producer renews it while it runs.
+    pub async fn mark_stream_live(&self, stream: &StreamKey) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(
+                &Self::live_key(stream),
+                &self.shared.replica,
+                STREAM_LIVE_TTL,
+            )
+            .await
+    }
+
+    /// Whether some replica still produces `stream` (its liveness mark has not run out).
+    pub async fn stream_live(&self, stream: &StreamKey) -> Result<bool> {
+        Ok(self
+            .shared
+            .store
+            .get_affinity(&Self::live_key(stream))
+            .await?
+            .is_some())
+    }
+
+    /// The store key under which `replica` registers its peer address.
+    fn peer_key(replica: &str) -> String {
+        format!("replica:{replica}")
+    }
+
+    /// Registers this replica's peer address (`sessions.peer`) for `ttl`; call again before
+    /// it runs out (the gateway renews every third of it).
+    pub async fn register_peer(&self, url: &str, ttl: Duration) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(&Self::peer_key(&self.shared.replica), url, ttl)
+            .await
+    }
+
+    /// Withdraws this replica's registration (at shutdown, once nothing is left to serve).
+    pub async fn unregister_peer(&self) -> Result<()> {
+        self.shared
+            .store
+            .put_affinity(
+                &Self::peer_key(&self.shared.replica),
+                "",
+                Duration::from_millis(1),
+            )
+            .await
+    }
+
+    /// The peer address `replica` registered, if its registration is alive.
+    pub async fn peer_url(&self, replica: &str) -> Result<Option<String>> {
+        Ok(self
+            .shared
+            .store
+            .get_affinity(&Self::peer_key(replica))
+            .await?
+            .filter(|u| !u.is_empty()))
+    }
+
+    /// The replica that owns the session of `token` when it is pinned to another one: the
+    /// token's, unless another replica adopted the session since ([`adopt`](Self::adopt); one
+    /// store lookup, for pinned sessions only). No principal check: the owner does that.
+    /// `None` for a token that does not open, or a session this replica may serve.
+    pub async fn owner_elsewhere(&self, token: &str) -> Option<String> {
+        let claims = self.shared.keyring.load().open(token).ok()?;
+        let pinned = claims.replica?;
+        let owner = match self.shared.store.peek(claims.session_id).await {
+            Ok(Lookup::Alive(blob)) => serde_json::from_slice::<Meta>(&blob)
+                .ok()
+                .and_then(|m| m.owner)
+                .unwrap_or(pinned),
+            // Ended, unknown here, or the store is away: resuming will tell.
+            _ => pinned,
+        };
+        (*owner != *self.shared.replica).then_some(owner)
+    }
+
+    /// Makes this replica the owner of a pinned session whose owner is gone (its stdio
+    /// targets then start here); every replica sees the new owner through the store.
+    pub async fn adopt(&self, session: &mut Session) -> Result<()> {
+        session.replica = Some(self.shared.replica.clone());
+        let blob = serde_json::to_vec(&Meta {
+            targets: session.targets.clone(),
+            owner: Some(self.shared.replica.to_string()),
+        })?;
+        if self
+            .shared
+            .store
+            .set_meta(session.id, Bytes::from(blob))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// Seals `payload` into a peer hop: usable once, by a replica holding this fleet's keys,
+    /// within [`HOP_LIFETIME`].
+    pub fn seal_hop(&self, payload: &[u8]) -> String {
+        let expires = self
+            .shared
+            .clock
+            .now_ms()
+            .saturating_add(HOP_LIFETIME.as_millis() as u64);
+        let nonce: [u8; 16] = rand::random();
+        let mut plain = Vec::with_capacity(24 + payload.len());
+        plain.extend_from_slice(&expires.to_be_bytes());
+        plain.extend_from_slice(&nonce);
+        plain.extend_from_slice(payload);
+        self.shared.keyring.load().seal_for(HOP_DOMAIN, &plain)
+    }
+
+    /// Opens a peer hop sealed by [`seal_hop`](Self::seal_hop) on any replica of the fleet:
+    /// authentic, unexpired and never seen here before; returns its payload.
+    pub fn open_hop(&self, hop: &str) -> std::result::Result<Vec<u8>, HopError> {
+        let plain = self
+            .shared
+            .keyring
+            .load()
+            .open_for(HOP_DOMAIN, hop, MAX_HOP_LEN)
+            .map_err(|_| HopError::Unauthentic)?;
+        let (expires, rest) = plain.split_at_checked(8).ok_or(HopError::Unauthentic)?;
+        let (nonce, payload) = rest.split_at_checked(16).ok_or(HopError::Unauthentic)?;
+        let expires = u64::from_be_bytes(expires.try_into().map_err(|_| HopError::Unauthentic)?);
+        let nonce: [u8; 16] = nonce.try_into().map_err(|_| HopError::Unauthentic)?;
+        let now = self.shared.clock.now_ms();
+        let lifetime = HOP_LIFETIME.as_millis() as u64;
+        // Too far ahead would outlive its nonce in the replay cache.
+        if expires < now || expires > now.saturating_add(2 * lifetime) {
+            return Err(HopError::Expired);
+        }
+        let seen = &self.shared.hops_seen;
+        if seen.len() >= MAX_HOPS_SEEN {
+            seen.retain(|_, exp| *exp >= now);
+            if seen.len() >= MAX_HOPS_SEEN {
+                return Err(HopError::Replayed);
+            }
+        }
+        match seen.entry(nonce) {
+            dashmap::Entry::Occupied(_) => Err(HopError::Replayed),
+            dashmap::Entry::Vacant(e) => {
+                e.insert(expires);
+                if seen.len().is_multiple_of(1024) {
+                    seen.retain(|_, exp| *exp >= now);
+                }
+                Ok(payload.to_vec())
+            }
+        }
+    }
+}
+
 fn keyring_of(cfg: &SessionsConfig) -> Result<Keyring> {
     let keys = cfg.decoded_keys()?;
     Ok(match Keyring::new(&keys) {
@@ -442,7 +680,11 @@ fn keyring_of(cfg: &SessionsConfig) -> Result<Keyring> {
 
 fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session {
     let mut targets = claims.targets;
+    let mut replica = claims.replica.map(Arc::from);
     if let Some(meta) = meta {
+        if let Some(owner) = meta.owner {
+            replica = Some(owner.into());
+        }
         for learned in meta.targets {
             match targets.iter_mut().find(|t| t.name == learned.name) {
                 Some(t) => *t = learned,
@@ -455,7 +697,7 @@ fn session_from(claims: Claims, token: Arc<str>, meta: Option<Meta>) -> Session 
         token,
         principal: claims.principal.map(Arc::from),
         issued_at_ms: claims.issued_at_ms,
-        replica: claims.replica.map(Arc::from),
+        replica,
         targets,
     }
 }

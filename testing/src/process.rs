@@ -84,6 +84,7 @@ impl JsonLog {
     pub async fn switchboard_ready(&mut self, within: Duration) -> Addresses {
         let mut listeners = HashMap::new();
         let mut admin = None;
+        let mut peer = None;
         let ready = tokio::time::timeout(within, async {
             while let Some(v) = self.rx.recv().await {
                 match message(&v) {
@@ -95,6 +96,7 @@ impl JsonLog {
                     Some("admin listening") => {
                         admin = field(&v, "addr").and_then(|a| a.parse().ok())
                     }
+                    Some("peer listening") => peer = field(&v, "addr").and_then(|a| a.parse().ok()),
                     Some("switchboard ready") => return true,
                     _ => {}
                 }
@@ -106,6 +108,7 @@ impl JsonLog {
         Addresses {
             listeners,
             admin: admin.expect("the admin address is logged"),
+            peer,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Addresses {
     pub listeners: HashMap<String, SocketAddr>,
     /// The admin server's bound address.
     pub admin: SocketAddr,
+    /// The peer listener's bound address (`sessions.peer`), when it has one.
+    pub peer: Option<SocketAddr>,
 }
 
 /// A log line's message: tracing-subscriber's JSON puts it at the top level (flattened) or in

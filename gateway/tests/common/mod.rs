@@ -85,6 +85,8 @@ pub struct Proc {
     pub child: Child,
     pub listeners: std::collections::HashMap<String, SocketAddr>,
     pub admin: SocketAddr,
+    /// The peer listener (`sessions.peer`), when configured.
+    pub peer: Option<SocketAddr>,
     pub logs: JsonLog,
 }
 
@@ -111,6 +113,7 @@ pub async fn spawn_switchboard_env(config: &Path, envs: &[(&str, String)]) -> Pr
         child,
         listeners: addrs.listeners,
         admin: addrs.admin,
+        peer: addrs.peer,
         logs,
     }
 }

@@ -1,7 +1,9 @@
 //! Streamable HTTP sessions through the sessions crate: creating the token on `initialize`,
 //! resuming it on every request (rebuilding the upstream clients on first sight, e.g. after the
-//! client moved from another replica), keeping the token's target entries current, and the
-//! standalone GET stream with its event log (`Last-Event-ID` replay, drain).
+//! client moved from another replica), keeping the token's target entries current, the
+//! standalone GET stream with its event log (`Last-Event-ID` replay, drain), POST streams
+//! logged to the end (handed to the log on drain) and followed from the log on any replica,
+//! and ending sessions whose owner replica is gone.
 //!
 //! Besides one entry per target (upstream session id, upstream URL), the token carries one
 //! reserved entry, [`CLIENT_ENTRY`]: the route it belongs to (in `endpoint`) and the client's
@@ -23,7 +25,7 @@ use switchboard_sessions::{EventId, StreamKey, TargetEntry, sse};
 
 use super::streamable::pipe_upstream_streams;
 use super::{McpBackend, RequestContext, SSE_RETRY_MS};
-use crate::config::TransportKind;
+use crate::config::{StdioSessions, TransportKind};
 use crate::error::{ProtocolError, Rejected, refuse};
 use crate::session::{GET_STREAM, LiveEvent, Managed, PostSlot, Session};
 use crate::upstream::Upstream;
@@ -242,6 +244,65 @@ impl McpBackend {
         Ok(kept)
     }
 
+    /// A session whose owner replica is gone (not registered, unreachable). When every stdio
+    /// target of the route is `shared`, nothing of the session was only there: this replica
+    /// adopts it (`Ok`: serve the request here; HTTP targets resume their upstream sessions,
+    /// stdio targets use this replica's children). A `per_session` child's state went with
+    /// the owner: the session ends on every replica (revoked in the store) and the error tells
+    /// the client to initialize a new one.
+    pub async fn owner_gone(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), switchboard_core::Error> {
+        let manager = self.0.shared.sessions();
+        match manager.resume(token, ctx.principal.as_deref()).await {
+            Ok(resumed) => {
+                let record = resumed.session;
+                let route = record
+                    .target(CLIENT_ENTRY)
+                    .and_then(|c| c.endpoint.as_deref());
+                if route != Some(&*ctx.route) {
+                    return Err(refuse::session_not_found());
+                }
+                let movable = self.0.targets.iter().all(|t| {
+                    t.cfg
+                        .stdio
+                        .as_ref()
+                        .is_none_or(|s| s.sessions == StdioSessions::Shared)
+                });
+                let mut record = record;
+                if movable {
+                    let gone = record.replica.clone();
+                    return match manager.adopt(&mut record).await {
+                        Ok(()) => {
+                            tracing::info!(session = %record.id, owner = ?gone, "session adopted: the replica that owned it is gone");
+                            Ok(())
+                        }
+                        Err(switchboard_sessions::Error::NotFound) => {
+                            Err(refuse::session_not_found())
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store: adopting a session failed");
+                            Err(refuse::store_unavailable())
+                        }
+                    };
+                }
+                if let Err(e) = manager.revoke(&record).await {
+                    tracing::warn!(error = %e, "session store: ending a session failed");
+                    return Err(refuse::store_unavailable());
+                }
+                tracing::info!(session = %record.id, owner = ?record.replica, "session ended: the replica running its stdio targets is gone");
+                Err(refuse::owner_gone())
+            }
+            Err(switchboard_sessions::Error::NotFound) => Err(refuse::session_not_found()),
+            Err(e) => {
+                tracing::warn!(error = %e, "session store: resuming a session failed");
+                Err(refuse::store_unavailable())
+            }
+        }
+    }
+
     /// Record upstream session ids learned or changed since the token was sealed (a lazy
     /// connect, an upstream that forgot the session and was re-initialized), so that a replica
     /// rebuilding the session reuses the live upstream sessions.
@@ -271,7 +332,8 @@ impl McpBackend {
     /// with a resumable id), then live events as the appender logs them; on drain a `retry:`
     /// hint, then the end, so the client reconnects (elsewhere) and resumes. A `Last-Event-ID`
     /// of a POST response stream resumes that stream instead: its logged events after the id,
-    /// then (when the request is still being answered here) the rest of it.
+    /// then the rest of it: live when the request is being answered here, else by following
+    /// the shared log to its end marker (`log_stream`).
     pub(super) async fn standalone_stream(
         &self,
         session: Session,
@@ -305,8 +367,14 @@ impl McpBackend {
                 let slot = m.posts.locked().get(name).cloned();
                 match slot {
                     Some(slot) => *slot.locked() = Some(tx),
-                    // Answered already (or on another replica): the log is all there is.
-                    None => drop(tx),
+                    // Answered already, or answered on another replica: the log is all there
+                    // is, followed to its end.
+                    None => {
+                        drop(tx);
+                        if let (Some(last), Some(lei)) = (last.clone(), last_event_id.as_deref()) {
+                            return log_stream(manager, record, last, lei, guard).await;
+                        }
+                    }
                 }
             }
         }
@@ -319,7 +387,7 @@ impl McpBackend {
                     for (id, data) in replay.events {
                         replayed_to = replayed_to.max(id.seq);
                         // Empty payloads are priming events: positions, not messages.
-                        if !data.is_empty() {
+                        if !data.is_empty() && data != switchboard_sessions::END_MARKER {
                             let text = String::from_utf8_lossy(&data);
                             head.push(sse::event(Some(&id.to_string()), Some("message"), &text));
                         }
@@ -409,7 +477,11 @@ impl McpBackend {
     /// A POST answered as SSE on a managed session: every event is appended to the request's
     /// own log stream (`post/…`) before it is sent, by a task that lives as long as the request
     /// is being answered, so a client whose POST stream broke can resume it with a GET and
-    /// `Last-Event-ID` (here, or from the log on another replica).
+    /// `Last-Event-ID` (here, or from the log on another replica). The log ends with
+    /// [`END_MARKER`](switchboard_sessions::END_MARKER) once the answer is complete, and the
+    /// task keeps a liveness mark while it runs, so a reader elsewhere follows it to the end.
+    /// With a shared store, a drain lets the client go (a `retry:` hint, once it holds an id)
+    /// while the task goes on logging: the call finishes into the log.
     pub(super) fn logged_post_stream(
         &self,
         session: Session,
@@ -427,13 +499,23 @@ impl McpBackend {
         m.posts.locked().insert(name.clone(), slot.clone());
         let manager = m.manager.clone();
         let s2 = session.clone();
+        // With a shared store the rest of a call can be handed to the log on drain; with the
+        // memory store nobody else could read it, so the stream runs to its end here.
+        let handoff = manager.store().is_shared();
+        let draining = manager.draining();
         tokio::spawn(async move {
+            // Shutdown waits for this (within its grace period): after a drain it is the
+            // only writer of the call's remaining events.
+            let _producing = manager.producer();
             let send = |ev: LiveEvent| {
                 let tx = slot.locked().clone();
                 if let Some(tx) = tx {
                     let _ = tx.send(ev);
                 }
             };
+            if let Err(e) = manager.mark_stream_live(&key).await {
+                tracing::debug!(error = %e, "session event log: marking a stream live failed");
+            }
             if priming {
                 match manager.append_event(&key, Bytes::new()).await {
                     Ok(id) => send((
@@ -443,7 +525,20 @@ impl McpBackend {
                     Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
                 }
             }
-            while let Some(msg) = rx.recv().await {
+            let mut renew =
+                tokio::time::interval(switchboard_sessions::manager::STREAM_LIVE_TTL / 3);
+            renew.tick().await;
+            loop {
+                let msg = tokio::select! {
+                    msg = rx.recv() => msg,
+                    _ = renew.tick() => {
+                        if let Err(e) = manager.mark_stream_live(&key).await {
+                            tracing::debug!(error = %e, "session event log: marking a stream live failed");
+                        }
+                        continue;
+                    }
+                };
+                let Some(msg) = msg else { break };
                 let data = msg.to_string();
                 match manager.append_event(&key, Bytes::from(data.clone())).await {
                     Ok(id) => send((
@@ -456,15 +551,212 @@ impl McpBackend {
                     }
                 }
             }
+            // The end marker: a reader following this log elsewhere stops here.
+            if let Err(e) = manager
+                .append_event(&key, Bytes::from_static(switchboard_sessions::END_MARKER))
+                .await
+            {
+                tracing::debug!(error = %e, "session event log: ending a stream failed");
+            }
             if let Some(m) = s2.0.managed.get() {
                 m.posts.locked().remove(&name);
             }
         });
-        let body = out_rx
-            .into_stream()
-            .map(|(_, frame)| Ok::<_, Infallible>(frame));
+        // (events, drain signal, ended, an event with an id was sent)
+        let body = futures::stream::unfold(
+            (out_rx, draining, false, false),
+            move |(mut rx, mut draining, done, resumable)| async move {
+                if done {
+                    return None;
+                }
+                // Handed over only once the client holds an id to resume from.
+                let drained = async {
+                    if handoff && resumable {
+                        let _ = draining.wait_for(|d| *d).await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    ev = rx.recv() => ev.map(|(seq, frame)| {
+                        (Ok::<_, Infallible>(frame), (rx, draining, false, resumable || seq != 0))
+                    }),
+                    () = drained => {
+                        // Handed to the log: the client resumes (anywhere) with a GET and
+                        // the last id it saw; the task above keeps logging the rest.
+                        let retry = sse::retry(std::time::Duration::from_millis(SSE_RETRY_MS));
+                        Some((Ok(retry), (rx, draining, true, resumable)))
+                    }
+                }
+            },
+        );
         sse_body(body)
     }
+}
+
+impl McpBackend {
+    /// A GET resuming a POST's answer (`Last-Event-ID` of a `post/…` stream) of a session
+    /// whose stdio targets run on another replica: served from the shared log here, followed
+    /// to its end, whether or not the owner is still there (it may be draining, or gone).
+    /// `None` when the request is not such a resumption.
+    pub(super) async fn resume_post_elsewhere(
+        &self,
+        token: &str,
+        last_event_id: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Option<switchboard_core::Result<Response<Body>>> {
+        let lei = last_event_id?;
+        let last: EventId = lei.trim().parse().ok()?;
+        if &*last.stream.name == GET_STREAM {
+            return None;
+        }
+        let manager = self.0.shared.sessions();
+        manager.owner_elsewhere(token).await?;
+        let record = match manager.resume(token, ctx.principal.as_deref()).await {
+            Ok(r) => r.session,
+            Err(switchboard_sessions::Error::NotFound) => {
+                return Some(Err(refuse::session_not_found()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session store: resuming a session failed");
+                return Some(Err(refuse::store_unavailable()));
+            }
+        };
+        let route = record
+            .target(CLIENT_ENTRY)
+            .and_then(|c| c.endpoint.as_deref());
+        if route != Some(&*ctx.route) || last.stream.session != record.id {
+            return Some(Err(refuse::session_not_found()));
+        }
+        let guard = manager.activity(&record);
+        Some(log_stream(manager.clone(), record, last, lei, guard).await)
+    }
+}
+
+/// How often a reader following a log another replica produces looks for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a followed log may stay quiet before the reader checks that its producer lives.
+const FOLLOW_QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The answer to a GET resuming a POST stream from its log alone: the events after `last`,
+/// then each new one as its producer (on this replica or another) logs it, until the stream's
+/// end marker. It ends early when the producer is gone without ending it (its liveness mark
+/// ran out), and with a `retry:` hint when this replica drains.
+async fn log_stream(
+    manager: switchboard_sessions::SessionManager,
+    record: switchboard_sessions::Session,
+    last: EventId,
+    lei: &str,
+    guard: switchboard_sessions::ActivityGuard,
+) -> switchboard_core::Result<Response<Body>> {
+    // The first read answers now, so a store failure is a 503 rather than an empty stream.
+    let first = match manager.replay(&record, lei).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "session store: replay failed");
+            return Err(refuse::store_unavailable());
+        }
+    };
+    struct Follow {
+        manager: switchboard_sessions::SessionManager,
+        record: switchboard_sessions::Session,
+        last: EventId,
+        pending: Option<switchboard_sessions::Replay>,
+        quiet_since: tokio::time::Instant,
+        draining: tokio::sync::watch::Receiver<bool>,
+        done: bool,
+        _guard: switchboard_sessions::ActivityGuard,
+    }
+    let token = record.token.clone();
+    let st = Follow {
+        draining: manager.draining(),
+        manager,
+        record,
+        last,
+        pending: Some(first),
+        quiet_since: tokio::time::Instant::now(),
+        done: false,
+        _guard: guard,
+    };
+    let body = futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let replay = match st.pending.take() {
+                Some(r) => r,
+                None => {
+                    let drained = tokio::select! {
+                        _ = st.draining.wait_for(|d| *d) => true,
+                        () = tokio::time::sleep(FOLLOW_POLL) => false,
+                    };
+                    if drained {
+                        st.done = true;
+                        let retry = sse::retry(std::time::Duration::from_millis(SSE_RETRY_MS));
+                        return Some((Ok::<_, Infallible>(retry), st));
+                    }
+                    match st.manager.replay(&st.record, &st.last.to_string()).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session store: following a stream's log failed");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let mut out = Vec::new();
+            for (id, data) in replay.events {
+                st.last.seq = st.last.seq.max(id.seq);
+                if data == switchboard_sessions::END_MARKER {
+                    st.done = true;
+                    break;
+                }
+                if !data.is_empty() {
+                    let text = String::from_utf8_lossy(&data);
+                    out.extend_from_slice(&sse::event(
+                        Some(&id.to_string()),
+                        Some("message"),
+                        &text,
+                    ));
+                }
+            }
+            if !out.is_empty() {
+                st.quiet_since = tokio::time::Instant::now();
+                return Some((Ok(Bytes::from(out)), st));
+            }
+            if st.done {
+                return None;
+            }
+            if st.quiet_since.elapsed() >= FOLLOW_QUIET {
+                st.quiet_since = tokio::time::Instant::now();
+                let stream = st.last.stream.clone();
+                match st.manager.stream_live(&stream).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // One last look: the end marker is logged before the mark runs out.
+                        st.pending = st
+                            .manager
+                            .replay(&st.record, &st.last.to_string())
+                            .await
+                            .ok();
+                        if st.pending.as_ref().is_none_or(|r| r.events.is_empty()) {
+                            tracing::debug!(stream = %stream.name, "followed stream's producer is gone");
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session store: following a stream's log failed");
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    let mut r = sse_body(body);
+    if let Ok(v) = http::HeaderValue::from_str(&token) {
+        r.headers_mut().insert("mcp-session-id", v);
+    }
+    Ok(r)
 }
 
 fn sse_body<S>(stream: S) -> Response<Body>

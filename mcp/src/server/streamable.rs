@@ -215,6 +215,12 @@ impl McpBackend {
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if let Some(answer) = self
+            .resume_post_elsewhere(sid, last_event_id.as_deref(), ctx)
+            .await
+        {
+            return answer;
+        }
         let session = match self.resume(sid, ctx).await {
             Ok(s) => s,
             Err(r) => return rejected(r, Value::Null),

@@ -533,3 +533,97 @@ async fn state_too_large_for_a_token_is_refused_before_it_is_stored() {
     let s = m.create(Some("alice"), targets(), false).await.unwrap();
     assert!(s.token.len() <= crate::token::MAX_TOKEN_LEN);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_hop_opens_once_within_its_lifetime_and_only_as_a_hop() {
+    let cfg = config(&[1]);
+    let (a, _) = manager(&cfg);
+    // Another replica of the fleet: same keys, another id and store.
+    let (b, _) = manager(&SessionsConfig {
+        replica: Some("replica-b".into()),
+        ..config(&[1])
+    });
+    let hop = a.seal_hop(b"payload");
+    assert_eq!(b.open_hop(&hop).unwrap(), b"payload");
+    // Single use: a replayed hop is refused.
+    assert_eq!(b.open_hop(&hop), Err(HopError::Replayed));
+    // A principal with large claims fits (a hop may be longer than a session token).
+    let big = vec![b'x'; 20 * 1024];
+    assert_eq!(b.open_hop(&a.seal_hop(&big)).unwrap(), big);
+    // Expired.
+    let late = a.seal_hop(b"late");
+    tokio::time::advance(HOP_LIFETIME + Duration::from_secs(1)).await;
+    assert_eq!(b.open_hop(&late), Err(HopError::Expired));
+    // Another fleet's keys, a session token, garbage: unauthentic.
+    let (other, _) = manager(&config(&[2]));
+    assert_eq!(
+        b.open_hop(&other.seal_hop(b"x")),
+        Err(HopError::Unauthentic)
+    );
+    let session = a.create(None, targets(), true).await.unwrap();
+    assert_eq!(b.open_hop(&session.token), Err(HopError::Unauthentic));
+    assert_eq!(b.open_hop("not-a-hop"), Err(HopError::Unauthentic));
+    // Nor does a hop open as a session token.
+    assert!(matches!(
+        b.resume(&a.seal_hop(b"x"), None).await,
+        Err(Error::NotFound)
+    ));
+    // The pinned session's owner, seen from b, and not from a.
+    assert_eq!(
+        b.owner_elsewhere(&session.token).await.as_deref(),
+        Some("replica-a")
+    );
+    assert_eq!(a.owner_elsewhere(&session.token).await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_registration_expires_and_is_withdrawn() {
+    let cfg = config(&[1]);
+    let (a, _) = manager(&cfg);
+    assert_eq!(a.peer_url("replica-a").await.unwrap(), None);
+    a.register_peer("http://10.0.0.1:15010", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.peer_url("replica-a").await.unwrap().as_deref(),
+        Some("http://10.0.0.1:15010")
+    );
+    tokio::time::advance(Duration::from_secs(16)).await;
+    assert_eq!(a.peer_url("replica-a").await.unwrap(), None);
+    a.register_peer("http://10.0.0.1:15010", Duration::from_secs(15))
+        .await
+        .unwrap();
+    a.unregister_peer().await.unwrap();
+    assert_eq!(a.peer_url("replica-a").await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_session_is_owned_by_its_adopter_on_every_replica() {
+    let cfg = config(&[1]);
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
+    let (a, _) = manager_on(&cfg, store.clone());
+    let b_cfg = SessionsConfig {
+        replica: Some("replica-b".into()),
+        ..config(&[1])
+    };
+    let (b, _) = manager_on(&b_cfg, store);
+    let created = a.create(None, targets(), true).await.unwrap();
+    assert_eq!(
+        b.owner_elsewhere(&created.token).await.as_deref(),
+        Some("replica-a")
+    );
+    let mut s = b.resume(&created.token, None).await.unwrap().session;
+    b.adopt(&mut s).await.unwrap();
+    assert_eq!(b.owner_elsewhere(&created.token).await, None);
+    assert_eq!(
+        a.owner_elsewhere(&created.token).await.as_deref(),
+        Some("replica-b")
+    );
+    // Learning a target later keeps the new owner.
+    b.update_target(&mut s, TargetEntry::new("late"))
+        .await
+        .unwrap();
+    let again = a.resume(&created.token, None).await.unwrap().session;
+    assert_eq!(again.replica.as_deref(), Some("replica-b"));
+    assert_eq!(again.owned_elsewhere("replica-a"), Some("replica-b"));
+}
