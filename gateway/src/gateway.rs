@@ -198,10 +198,14 @@ impl Gateway {
         if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
             tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
         }
-        self.inner
-            .sessions
-            .reload_keys(&config.sessions)
-            .map_err(|e| Error::Sessions(e.to_string()))?;
+        // Only changed keys: without keys, a new keyring is a new random key, which would
+        // refuse every session of the process.
+        if self.inner.current.load().config.sessions.keys != config.sessions.keys {
+            self.inner
+                .sessions
+                .reload_keys(&config.sessions)
+                .map_err(|e| Error::Sessions(e.to_string()))?;
+        }
         let mut runtimes = Vec::with_capacity(config.listeners.len());
         let mut carried = Carried::default();
         for l in &config.listeners {
