@@ -150,7 +150,8 @@ impl Gateway {
                     message: e.to_string(),
                 })?
                 .with_idle_timeout(config.sessions.idle_timeout)
-                .with_sessions(sessions.clone());
+                .with_sessions(sessions.clone())
+                .with_base_dir(&base_dir);
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
