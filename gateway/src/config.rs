@@ -89,20 +89,37 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Reads, expands, parses and validates the configuration file at `path`. Settings that can
-/// have no effect are logged as warnings.
+/// have no effect, and what is left out (operations of OpenAPI documents), are logged as
+/// warnings.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let (config, warnings) = load_file_with_warnings(path)?;
     for w in &warnings {
-        tracing::warn!(key = %w.path, "config setting has no effect: {}", w.message);
+        tracing::warn!(key = %w.path, "config warning: {}", w.message);
     }
     Ok(config)
 }
 
+/// The folder relative paths of the config file at `path` resolve against.
+pub fn base_dir_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new(""))
+}
+
 /// [`load_file`], returning the warnings (located like errors) instead of logging them.
 pub fn load_file_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
+    load_file_indexed(path).map(|(config, warnings, _)| (config, warnings))
+}
+
+fn load_file_indexed(
+    path: &Path,
+) -> Result<(Config, Vec<ConfigIssue>, locate::PathIndex), ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str_with_warnings(&text, &file, &|name| std::env::var(name).ok()),
+        Ok(text) => load_indexed(
+            &text,
+            &file,
+            &|name| std::env::var(name).ok(),
+            base_dir_of(path),
+        ),
         Err(e) => Err(ConfigErrors {
             file,
             issues: vec![ConfigIssue {
@@ -115,6 +132,35 @@ pub fn load_file_with_warnings(path: &Path) -> Result<(Config, Vec<ConfigIssue>)
     }
 }
 
+/// What `switchboard validate` checks: [`load_file_with_warnings`], and then what only the
+/// network can tell, as more warnings: the OpenAPI documents of `openapi` targets whose `spec`
+/// is a URL are fetched (as the gateway would, within each target's `timeout`) and a document
+/// that cannot be fetched or used, or operations it leaves out, are reported.
+pub async fn validate_file(path: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
+    let (config, mut warnings, index) = load_file_indexed(path)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let base_dir = base_dir_of(path);
+    for (i, l) in config.listeners.iter().enumerate() {
+        for (j, r) in l.routes.iter().enumerate() {
+            let Some(m) = &r.mcp else { continue };
+            let merged = crate::policy::merge(l.policies.as_ref(), r.policies.as_ref());
+            let route = crate::auth::UpstreamCredentials::new(
+                false,
+                merged.upstream_auth.as_ref(),
+                &env,
+                base_dir,
+            );
+            let creds = crate::auth::mcp_target_credentials(&route, m, &env, base_dir);
+            let at = format!("listeners[{i}].routes[{j}].mcp");
+            for (p, message) in m.check_documents(&at, &creds).await {
+                warnings.push(index.issue(&p, message));
+            }
+        }
+    }
+    warnings.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
+    Ok((config, warnings))
+}
+
 /// Parses and validates configuration text. `env` resolves `${VAR}` references (injected so
 /// tests need not touch the process environment).
 pub fn load_str(
@@ -125,12 +171,33 @@ pub fn load_str(
     load_str_with_warnings(text, file, env).map(|(config, _)| config)
 }
 
-/// [`load_str`], with the settings that can have no effect, located like errors.
+/// [`load_str`], with the settings that can have no effect, located like errors. Relative
+/// paths the load reads (`openapi.spec` files) resolve against the working directory.
 pub fn load_str_with_warnings(
     text: &str,
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
+    load_indexed(text, file, env, Path::new("")).map(|(config, warnings, _)| (config, warnings))
+}
+
+/// [`load_str`], with relative paths resolved against `base_dir` (for text that stands for a
+/// file there, e.g. a control plane's push to a gateway started from a file).
+pub fn load_str_in(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
+) -> Result<Config, ConfigErrors> {
+    load_indexed(text, file, env, base_dir).map(|(config, _, _)| config)
+}
+
+fn load_indexed(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
+) -> Result<(Config, Vec<ConfigIssue>, locate::PathIndex), ConfigErrors> {
     let fail = |mut issues: Vec<ConfigIssue>| {
         issues.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
         Err(ConfigErrors {
@@ -182,18 +249,18 @@ pub fn load_str_with_warnings(
         }
     };
 
-    for (path, message) in validate::validate(&config) {
+    for (path, message) in validate::validate(&config, base_dir) {
         issues.push(index.issue(&path, message));
     }
     if !issues.is_empty() {
         return fail(issues);
     }
-    let mut warnings: Vec<ConfigIssue> = warnings::warnings(&config)
+    let mut warnings: Vec<ConfigIssue> = warnings::warnings(&config, base_dir)
         .into_iter()
         .map(|(path, message)| index.issue(&path, message))
         .collect();
     warnings.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
-    Ok((config, warnings))
+    Ok((config, warnings, index))
 }
 
 /// The JSON Schema of the configuration file, derived from the types.

@@ -125,7 +125,17 @@ async fn apply_version(gw: &Gateway, v: Version, last_checksum: &mut Option<Stri
         return;
     }
     let source = format!("control-plane@{}", v.version);
-    let outcome = match config::load_str(&v.config, &source, &|name| std::env::var(name).ok()) {
+    // Relative paths resolve as for the boot file (the gateway's `base_dir`).
+    let base_dir = gw
+        .config_path()
+        .map(config::base_dir_of)
+        .unwrap_or(std::path::Path::new("."));
+    let outcome = match config::load_str_in(
+        &v.config,
+        &source,
+        &|name| std::env::var(name).ok(),
+        base_dir,
+    ) {
         Err(errors) => Err(format_errors(&errors)),
         // Usually the first version: the boot file already holds it.
         Ok(cfg) if cfg == gw.current().config => {

@@ -159,7 +159,8 @@ impl Gateway {
                     message: e.to_string(),
                 })?
                 .with_idle_timeout(config.sessions.idle_timeout)
-                .with_sessions(sessions.clone());
+                .with_sessions(sessions.clone())
+                .with_base_dir(&base_dir);
         let clients = HttpClients::default();
         let peers = config
             .sessions
@@ -234,10 +235,14 @@ impl Gateway {
         if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
             tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
         }
-        self.inner
-            .sessions
-            .reload_keys(&config.sessions)
-            .map_err(|e| Error::Sessions(e.to_string()))?;
+        // Only changed keys: without keys, a new keyring is a new random key, which would
+        // refuse every session of the process.
+        if self.inner.current.load().config.sessions.keys != config.sessions.keys {
+            self.inner
+                .sessions
+                .reload_keys(&config.sessions)
+                .map_err(|e| Error::Sessions(e.to_string()))?;
+        }
         let mut runtimes = Vec::with_capacity(config.listeners.len());
         let mut carried = Carried::default();
         for l in &config.listeners {

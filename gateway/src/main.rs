@@ -43,8 +43,9 @@ enum Command {
         workers: Option<usize>,
     },
     /// Check a configuration file; print every error as FILE:LINE:COL: key.path: message
-    /// (exit 1), and every setting that can have no effect as FILE:LINE:COL: key.path:
-    /// warning: message (exit 0).
+    /// (exit 1), and every setting that can have no effect, and what OpenAPI documents leave
+    /// out or what of them cannot be fetched (`spec` URLs are fetched), as FILE:LINE:COL:
+    /// key.path: warning: message (exit 0).
     Validate {
         /// The configuration file.
         file: PathBuf,
@@ -56,9 +57,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { file } => match config::load_file_with_warnings(&file) {
+        Command::Validate { file } => match validate(&file) {
             Ok((_, warnings)) => {
-                // Settings that can have no effect: reported, not refused.
+                // Settings that can have no effect, OpenAPI documents: reported, not refused.
                 let name = file.display().to_string();
                 for w in &warnings {
                     let w = config::ConfigIssue {
@@ -112,6 +113,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// [`config::validate_file`]: also fetches the OpenAPI documents that `spec` URLs name.
+fn validate(
+    file: &std::path::Path,
+) -> Result<(config::Config, Vec<config::ConfigIssue>), config::ConfigErrors> {
+    switchboard_gateway::install_crypto_provider();
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(config::validate_file(file)),
+        // Without a runtime, what needs no network.
+        Err(_) => config::load_file_with_warnings(file),
     }
 }
 

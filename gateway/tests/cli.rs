@@ -162,11 +162,11 @@ fn policies_that_can_have_no_effect_are_warnings() {
     assert_eq!(
         stderr,
         "FILE:5:7: listeners[0].policies.forward_client_credentials: warning: has no effect on any route that inherits it: routes[0] (`tools`): mcp targets are never sent the client's credentials (the MCP spec forbids token passthrough); use `upstream_auth`\n\
-         FILE:10:11: listeners[0].routes[0].policies.upstream_auth: warning: has no effect: the targets of this mcp route are all stdio; only http and sse targets are sent a credential\n\
+         FILE:10:11: listeners[0].routes[0].policies.upstream_auth: warning: has no effect: the targets of this mcp route are all stdio; only http, sse and openapi targets are sent a credential\n\
          FILE:11:22: listeners[0].routes[0].policies.timeouts.request: warning: has no effect: mcp routes time each target out by `targets[].timeout`\n\
-         FILE:12:21: listeners[0].routes[0].policies.headers.request: warning: has no effect: mcp targets are never sent the client's request headers; set `targets[].http.headers` (or `sse.headers`) for headers a target should get\n\
+         FILE:12:21: listeners[0].routes[0].policies.headers.request: warning: has no effect: mcp targets are never sent the client's request headers; set `targets[].http.headers` (or `sse.headers`, `openapi.headers`) for headers a target should get\n\
          FILE:13:38: listeners[0].routes[0].policies.rate_limit.tokens: warning: has no effect: only llm routes count tokens\n\
-         FILE:21:11: listeners[0].routes[1].policies.upstream_auth: warning: has no effect: every http and sse target of this mcp route sets its own `upstream_auth`\n\
+         FILE:21:11: listeners[0].routes[1].policies.upstream_auth: warning: has no effect: every http, sse and openapi target of this mcp route sets its own `upstream_auth`\n\
          FILE:33:11: listeners[0].routes[2].policies.upstream_auth: warning: has no effect: llm providers are sent their own `api_key`, never this credential\n\
          FILE:34:22: listeners[0].routes[2].policies.timeouts.connect: warning: has no effect: llm routes use `llm.timeouts`\n"
     );
@@ -181,11 +181,13 @@ fn mcp_target_upstream_auth_is_checked() {
     assert_eq!(code, 1);
     assert_eq!(
         stderr,
-        "FILE:11:15: listeners[0].routes[0].mcp.targets[0].upstream_auth: only http and sse targets are sent a credential\n\
+        "FILE:11:15: listeners[0].routes[0].mcp.targets[0].upstream_auth: only http, sse and openapi targets are sent a credential\n\
          FILE:14:15: listeners[0].routes[0].mcp.targets[1].upstream_auth.header: `authorization` is also in this target's `headers`: set it in one place\n\
-         FILE:14:15: listeners[0].routes[0].mcp.targets[1].upstream_auth: set exactly one of `value`, `env` or `file`\n"
+         FILE:14:15: listeners[0].routes[0].mcp.targets[1].upstream_auth: set exactly one of `value`, `env` or `file`\n\
+         FILE:17:31: listeners[0].routes[0].mcp.targets[2].upstream_auth.header: `x-api-key` is also in this target's `headers`: set it in one place\n"
     );
     assert!(!stderr.contains("two-SECRET"));
+    assert!(!stderr.contains("three-SECRET"));
 }
 
 #[test]
@@ -363,4 +365,84 @@ async fn quickstart_serves_its_examples() {
     );
     proc.signal("TERM");
     proc.wait_log("stopped").await;
+}
+
+/// `validate` with `openapi` targets: a relative `spec` file is read from the config file's
+/// folder (not the working directory); what a document leaves out is a warning, for files and
+/// fetched URLs alike; a URL that cannot be fetched is a warning (exit 0); and `upstream_auth`
+/// counts openapi targets like http and sse ones (no warning where it reaches one, a warning
+/// where each sets its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_are_read_beside_the_config_and_fetched_by_validate() {
+    let (pets, _task) = switchboard_examples::pets::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    std::fs::write(
+        dir.path().join("docs/pets.yaml"),
+        switchboard_examples::pets::OPENAPI,
+    )
+    .unwrap();
+    let path = dir.path().join("switchboard.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listeners:
+  - name: main
+    bind: 127.0.0.1:8080
+    routes:
+      - name: rest
+        match: {{path_prefix: /rest}}
+        policies:
+          upstream_auth: {{value: "never-printed-SECRET"}}
+        mcp:
+          targets:
+            - name: file
+              openapi: {{spec: docs/pets.yaml, base_url: "http://{pets}"}}
+            - name: url
+              openapi: {{spec: "http://{pets}/openapi.yaml", base_url: "http://{pets}"}}
+            - name: gone
+              openapi: {{spec: "http://{gone_addr}/openapi.yaml", base_url: "http://{gone_addr}"}}
+      - name: own
+        match: {{path_prefix: /own}}
+        policies:
+          upstream_auth: {{value: "never-printed-SECRET"}}
+        mcp:
+          targets:
+            - name: file
+              openapi: {{spec: docs/pets.yaml, base_url: "http://{pets}"}}
+              upstream_auth: none
+"#
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(switchboard_bin())
+        .arg("validate")
+        .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&format!("{}:", path.display()), "FILE:")
+        .replace(&pets.to_string(), "PETS")
+        .replace(&gone_addr.to_string(), "GONE");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let skipped = "warning: PUT /pets/{petId}/photo: request body is not JSON (image/png) and only JSON bodies are supported, operation skipped";
+    assert_eq!(
+        stderr,
+        format!(
+            "FILE:12:25: listeners[0].routes[0].mcp.targets[0].openapi.spec: {skipped}\n\
+             FILE:14:25: listeners[0].routes[0].mcp.targets[1].openapi.spec: {skipped}\n\
+             FILE:16:25: listeners[0].routes[0].mcp.targets[2].openapi.spec: warning: the document cannot be loaded now (fetching http://GONE/openapi.yaml: error sending request); until it can be, the target fails to initialize\n\
+             FILE:20:11: listeners[0].routes[1].policies.upstream_auth: warning: has no effect: every http, sse and openapi target of this mcp route sets its own `upstream_auth`\n\
+             FILE:24:25: listeners[0].routes[1].mcp.targets[0].openapi.spec: {skipped}\n"
+        )
+    );
+    assert!(!stderr.contains("never-printed-SECRET"));
 }

@@ -406,7 +406,7 @@ listeners:
     assert!(log.contains("\"level\":\"DEBUG\""), "debug logging was on");
     // The stdio-only route's credential can have no effect: said at start.
     let warned = log.lines().any(|l| {
-        l.contains("config setting has no effect")
+        l.contains("config warning: has no effect")
             && l.contains("listeners[0].routes[1].policies.upstream_auth")
     });
     assert!(warned, "no warning about the idle upstream_auth");
@@ -478,4 +478,195 @@ listeners:
     let (reply, body) = c.call(2, "test_simple_text").await;
     assert!(reply.get("result").is_some(), "{body}");
     assert_eq!(last(&rec), None);
+}
+
+/// The pet store (`examples/src/pets.rs`) behind a recording, checking layer; its base URL.
+async fn recorded_pets(rec: &Recorder) -> String {
+    let rec = rec.clone();
+    let router = switchboard_examples::pets::router().layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let ok = rec.layer(&req);
+            async move {
+                if ok {
+                    next.run(req).await
+                } else {
+                    (http::StatusCode::UNAUTHORIZED, "bad credential").into_response()
+                }
+            }
+        },
+    ));
+    serve(router).await
+}
+
+/// OpenAPI targets are sent the route's credential (with the REST calls and with the document
+/// fetched from the service's origin), their own, or none, read per request so that a rotated
+/// file is followed; a relative `spec` file resolves against the config file's folder; the
+/// document's skipped operations are logged as config warnings, a document URL that cannot be
+/// fetched as an error; no secret is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_targets_get_the_routes_credential_or_their_own_and_it_rotates() {
+    switchboard_gateway::install_crypto_provider();
+    let (a, own, off) = (
+        Recorder::default(),
+        Recorder::default(),
+        Recorder::default(),
+    );
+    *a.expect.lock().unwrap() = Some("Bearer first-SECRET-1".into());
+    let (a_url, own_url, off_url) = (
+        recorded_pets(&a).await,
+        recorded_pets(&own).await,
+        recorded_pets(&off).await,
+    );
+    // A port nothing listens on.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    std::fs::write(
+        dir.path().join("docs/pets.yaml"),
+        switchboard_examples::pets::OPENAPI,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("cred"), "first-SECRET-1\n").unwrap();
+    let config = dir.path().join("switchboard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+admin: {{bind: "127.0.0.1:0"}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: rest
+        match: {{path_prefix: /mcp}}
+        policies:
+          upstream_auth: {{prefix: "Bearer ", file: cred}}
+        mcp:
+          targets:
+            - {{name: a, openapi: {{spec: "{a_url}/openapi.yaml", base_url: "{a_url}"}}}}
+            - name: own
+              openapi: {{spec: docs/pets.yaml, base_url: "{own_url}"}}
+              upstream_auth: {{header: x-api-key, value: own-key-SECRET}}
+            - {{name: "off", openapi: {{spec: docs/pets.yaml, base_url: "{off_url}"}}, upstream_auth: none}}
+            - {{name: gone, openapi: {{spec: "{gone_url}/openapi.yaml", base_url: "{gone_url}"}}}}
+"#
+        ),
+    )
+    .unwrap();
+    let log_file = dir.path().join("switchboard.log");
+    // The working directory is not the config's folder: `docs/pets.yaml` is found there only.
+    let mut child = tokio::process::Command::new(switchboard_bin())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut logs = JsonLog::read(
+        "switchboard",
+        child.stderr.take().unwrap(),
+        Some(log_file.clone()),
+    );
+    let addrs = logs.switchboard_ready(Duration::from_secs(30)).await;
+    let mut c = Client {
+        url: format!("http://{}/mcp", addrs.listeners["main"]),
+        sid: None,
+    };
+    let (status, body) = c
+        .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = c
+        .post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for name in ["a__listPets", "own__listPets", "off__listPets"] {
+        assert!(body.contains(name), "{name} missing: {body}");
+    }
+    assert!(!body.contains("gone__"), "{body}");
+    let ok = |reply: &Value| reply["result"]["isError"] == json!(false);
+    for (i, tool) in ["a__listPets", "own__listPets", "off__listPets"]
+        .iter()
+        .enumerate()
+    {
+        let (reply, body) = c.call(10 + i as u64, tool).await;
+        assert!(ok(&reply), "{tool}: {body}");
+    }
+
+    // Rotation: the service now wants the new secret; the file changes, no reload.
+    *a.expect.lock().unwrap() = Some("Bearer rotated-SECRET-2".into());
+    std::fs::write(dir.path().join("cred"), "rotated-SECRET-2\n").unwrap();
+    let mut refusals = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (reply, body) = c.call(100 + refusals.len() as u64, "a__listPets").await;
+        if ok(&reply) {
+            break;
+        }
+        assert!(body.contains("HTTP 401"), "{body}");
+        refusals.push(body);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rotation not followed: {refusals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let first = Some("Bearer first-SECRET-1".to_string());
+    let rotated = Some("Bearer rotated-SECRET-2".to_string());
+    // `a`: the document and every call, with the credential current at the time.
+    let seen_a = a.seen();
+    assert_eq!(
+        (seen_a[0].1.as_str(), &seen_a[0].2),
+        ("/openapi.yaml", &first),
+        "{seen_a:?}"
+    );
+    assert!(seen_a.iter().all(|s| s.2 == first || s.2 == rotated));
+    assert_eq!(seen_a.last().unwrap().2, rotated, "{seen_a:?}");
+    // `own`: its own header only; `off`: nothing.
+    let seen_own = own.seen();
+    assert!(!seen_own.is_empty());
+    assert!(
+        seen_own
+            .iter()
+            .all(|s| s.2.is_none() && s.3.as_deref() == Some("own-key-SECRET")),
+        "{seen_own:?}"
+    );
+    let seen_off = off.seen();
+    assert!(!seen_off.is_empty());
+    assert!(
+        seen_off.iter().all(|s| s.2.is_none() && s.3.is_none()),
+        "{seen_off:?}"
+    );
+
+    child.kill().await.unwrap();
+    let _ = child.wait().await;
+    while logs.next().await.is_some() {}
+    let log = std::fs::read_to_string(&log_file).unwrap();
+    // What the document files leave out, as config warnings at start.
+    let warned = log.lines().any(|l| {
+        l.contains("config warning")
+            && l.contains("listeners[0].routes[0].mcp.targets[1].openapi.spec")
+            && l.contains("PUT /pets/{petId}/photo")
+    });
+    assert!(warned, "no warning about the skipped operation");
+    // The document that cannot be fetched: an error naming the target.
+    let failed = log.lines().any(|l| {
+        l.contains("\"level\":\"ERROR\"")
+            && l.contains("openapi document failed to load")
+            && l.contains("\"target_name\":\"gone\"")
+    });
+    assert!(failed, "no error about the unreachable document");
+    for secret in ["first-SECRET-1", "rotated-SECRET-2", "own-key-SECRET"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        for r in &refusals {
+            assert!(!r.contains(secret), "{secret} in an error body: {r}");
+        }
+    }
 }

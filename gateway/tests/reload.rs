@@ -265,3 +265,71 @@ async fn reload_that_cannot_bind_changes_nothing() {
         .unwrap();
     assert_eq!(v["headers"]["x-generation"], "good");
 }
+
+/// Without `sessions.keys` the process seals sessions with a random key made once: a reload
+/// (here one that changes another route) keeps every MCP session open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_mcp_sessions_without_configured_keys() {
+    switchboard_gateway::install_crypto_provider();
+    let (fixture, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let up = upstream().await;
+    let yaml = |header: &str| {
+        format!(
+            r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - {{name: fixture, http: {{url: "http://{fixture}/mcp"}}}}
+      - name: rest
+        policies: {{headers: {{request: {{set: {{x-generation: {header}}}}}}}}}
+        http: {{url: "http://{up}"}}
+"#
+        )
+    };
+    let gw = Gateway::start(test_config(&yaml("one"), up), None)
+        .await
+        .unwrap();
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let post = |sid: Option<String>, body: Value| {
+        let mut req = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(s) = sid {
+            req = req.header("mcp-session-id", s);
+        }
+        async move {
+            let resp = req.body(body.to_string()).send().await.unwrap();
+            let sid = resp
+                .headers()
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (resp.status().as_u16(), sid, resp.text().await.unwrap())
+        }
+    };
+    let (status, sid, body) = post(
+        None,
+        serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sid = sid.expect("a session");
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    assert_eq!(post(Some(sid.clone()), list.clone()).await.0, 200);
+    for generation in ["two", "three"] {
+        gw.apply(test_config(&yaml(generation), up)).await.unwrap();
+        let (status, _, body) = post(Some(sid.clone()), list.clone()).await;
+        assert_eq!(status, 200, "after the reload to {generation}: {body}");
+        assert!(body.contains("test_simple_text"), "{body}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The `mcp:` backend block of a route (see DESIGN.md), parsed then validated.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -133,7 +133,7 @@ pub struct TargetConfig {
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// This target's upstream credential, replacing the route's `policies.upstream_auth` for
-    /// it (http and sse targets): the policy's shape (`{header, prefix, value | env | file}`),
+    /// it (http, sse and openapi targets): the policy's shape (`{header, prefix, value | env | file}`),
     /// or `none` to send this target no credential at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_auth: Option<TargetUpstreamAuth>,
@@ -282,9 +282,9 @@ pub struct HttpTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenApiTarget {
-    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML): a file path (relative paths resolve
-    /// against the gateway's working directory), or an `http(s)://` URL fetched once when the
-    /// route is built.
+    /// The OpenAPI 3.0 or 3.1 document (JSON or YAML): a file path (a relative path resolves
+    /// against the config file's folder), or an `http(s)://` URL fetched once when the route
+    /// is built.
     pub spec: String,
     /// Base URL the operations' paths are appended to (default: the document's first
     /// `servers[].url`, which must then be absolute).
@@ -293,6 +293,18 @@ pub struct OpenApiTarget {
     /// Headers sent with every REST request (e.g. `authorization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+}
+
+impl OpenApiTarget {
+    /// This target with a relative `spec` file path made relative to `base_dir` instead of the
+    /// working directory (a URL stays as it is).
+    pub fn resolved(&self, base_dir: &Path) -> OpenApiTarget {
+        let mut o = self.clone();
+        if !crate::upstream::openapi::is_url(&o.spec) && !o.spec.trim().is_empty() {
+            o.spec = base_dir.join(&o.spec).to_string_lossy().into_owned();
+        }
+        o
+    }
 }
 
 /// The transport of a validated target.
@@ -340,12 +352,13 @@ impl McpConfig {
 
     /// What is valid but left out: the operations of `openapi` targets' document files that
     /// cannot be tools (see the README's "OpenAPI targets"), as `(key_path, message)` pairs.
-    pub fn warnings(&self, path: &str) -> Vec<(String, String)> {
+    /// A relative `openapi.spec` resolves against `base_dir` (the config file's folder).
+    pub fn warnings(&self, path: &str, base_dir: &Path) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
             if let Some(o) = &t.openapi {
                 out.extend(crate::upstream::openapi::warnings(
-                    o,
+                    &o.resolved(base_dir),
                     &format!("{path}.targets[{i}].openapi"),
                 ));
             }
@@ -353,9 +366,58 @@ impl McpConfig {
         out
     }
 
+    /// Fetches the documents of `openapi` targets whose `spec` is a URL, as the route would when
+    /// built (within each target's `timeout`, with its configured `headers` and its upstream
+    /// credential from `credentials` when the document has the service's origin), and reports
+    /// what would go wrong as `(key_path, message)` pairs: a document that cannot be fetched
+    /// or used, and the operations it leaves out. `switchboard validate` prints them as
+    /// warnings: a URL is outside the config file, and may well answer by the time the route
+    /// is built.
+    pub async fn check_documents(
+        &self,
+        path: &str,
+        credentials: &crate::TargetCredentials,
+    ) -> Vec<(String, String)> {
+        let client = match reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => return vec![(path.to_string(), format!("HTTP client: {e}"))],
+        };
+        let checks = self.targets.iter().enumerate().filter_map(|(i, t)| {
+            let o = t.openapi.as_ref()?;
+            let slot = crate::credentials::CredentialSlot::default();
+            slot.set(credentials.resolve(&t.name));
+            let headers = crate::credentials::UpstreamHeaders::new(
+                crate::upstream::http::header_map(&o.headers),
+                slot,
+            );
+            Some(crate::upstream::openapi::check_document(
+                o,
+                format!("{path}.targets[{i}].openapi"),
+                client.clone(),
+                headers,
+                t.timeout(),
+            ))
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
-    /// key path of this block (e.g. `listeners[0].routes[1].mcp`).
+    /// key path of this block (e.g. `listeners[0].routes[1].mcp`). Relative `openapi.spec`
+    /// files are read from the working directory; see [`validate_in`](Self::validate_in).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
+        self.validate_in(path, Path::new(""))
+    }
+
+    /// [`validate`](Self::validate), with relative `openapi.spec` files read from `base_dir`
+    /// (the config file's folder).
+    pub fn validate_in(&self, path: &str, base_dir: &Path) -> Vec<(String, String)> {
         let mut issues = Vec::new();
         if self.targets.is_empty() {
             issues.push((
@@ -434,7 +496,7 @@ impl McpConfig {
             }
             if let Some(o) = &t.openapi {
                 issues.extend(crate::upstream::openapi::validate(
-                    o,
+                    &o.resolved(base_dir),
                     &format!("{tp}.openapi"),
                 ));
             }
@@ -469,10 +531,15 @@ impl McpConfig {
                 if t.stdio.is_some() {
                     issues.push((
                         format!("{tp}.upstream_auth"),
-                        "only http and sse targets are sent a credential".into(),
+                        "only http, sse and openapi targets are sent a credential".into(),
                     ));
                 }
-                let headers = t.http.as_ref().or(t.sse.as_ref()).map(|h| &h.headers);
+                let headers = t
+                    .http
+                    .as_ref()
+                    .or(t.sse.as_ref())
+                    .map(|h| &h.headers)
+                    .or(t.openapi.as_ref().map(|o| &o.headers));
                 if headers.is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(&a.header))) {
                     issues.push((
                         format!("{tp}.upstream_auth.header"),
@@ -545,6 +612,45 @@ mod tests {
             bad.to_string().contains("expected `none` or a credential"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn openapi_targets_take_upstream_auth_and_relative_specs_resolve_against_base_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        std::fs::write(
+            dir.path().join("docs/p.yaml"),
+            "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /x:\n    get: {operationId: x}\n",
+        )
+        .unwrap();
+        let c = parse(
+            r#"{"targets":[
+                {"name":"own","openapi":{"spec":"docs/p.yaml","base_url":"http://h"},"upstream_auth":{"value":"v"}},
+                {"name":"dup","openapi":{"spec":"docs/p.yaml","base_url":"http://h","headers":{"Authorization":"x"}},"upstream_auth":{"value":"v"}},
+                {"name":"off","openapi":{"spec":"docs/p.yaml","base_url":"http://h","headers":{"Authorization":"x"}},"upstream_auth":"none"}]}"#,
+        );
+        assert_eq!(
+            c.validate_in("mcp", dir.path()),
+            [(
+                "mcp.targets[1].upstream_auth.header".to_string(),
+                "`authorization` is also in this target's `headers`: set it in one place"
+                    .to_string()
+            )]
+        );
+        assert!(c.warnings("mcp", dir.path()).is_empty());
+        // From the working directory, the relative spec is not there.
+        let cwd = c.validate("mcp");
+        assert!(
+            cwd.iter()
+                .any(|(k, m)| k == "mcp.targets[0].openapi.spec" && m.contains("cannot read")),
+            "{cwd:?}"
+        );
+        let url = c.targets[0].openapi.clone().unwrap();
+        let url = OpenApiTarget {
+            spec: "http://h/doc.yaml".into(),
+            ..url
+        };
+        assert_eq!(url.resolved(dir.path()).spec, "http://h/doc.yaml");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! `targets[].upstream_auth`). The gateway compiles them (it owns the secret sources: inline,
 //! environment, a file re-read when it changes) and hands them over as
 //! [`UpstreamCredential`]s with [`McpBackend::set_upstream_credentials`]; every request the
-//! backend sends an http or sse target asks its slot for the current value, so a rotated file
-//! needs neither a reload nor a new upstream session. Another kind of target calls
-//! [`McpBackend::upstream_credential`] per request.
+//! backend sends an http, sse or openapi target asks its slot for the current value, so a
+//! rotated file needs neither a reload nor a new upstream session. Code outside the crate that
+//! builds its own requests calls [`McpBackend::upstream_credential`] per request.
 //!
 //! [`McpBackend::set_upstream_credentials`]: crate::McpBackend::set_upstream_credentials
 //! [`McpBackend::upstream_credential`]: crate::McpBackend::upstream_credential
@@ -70,8 +70,8 @@ impl CredentialSlot {
     }
 }
 
-/// The headers of every request to one http or sse target: its fixed `headers` plus the
-/// credential current at the time of the request.
+/// The headers of every request to one http, sse or openapi target: its fixed `headers` plus
+/// the credential current at the time of the request.
 #[derive(Clone, Default)]
 pub(crate) struct UpstreamHeaders {
     fixed: HeaderMap,

@@ -77,6 +77,8 @@ pub struct McpShared {
     sessions: Arc<std::sync::OnceLock<SessionManager>>,
     /// Started on first use (needs a runtime; `new` may run outside one).
     appender: Arc<std::sync::OnceLock<Appender>>,
+    /// What relative `openapi.spec` paths resolve against (the config file's folder).
+    base_dir: std::path::PathBuf,
 }
 
 impl McpShared {
@@ -93,7 +95,15 @@ impl McpShared {
             ids: Arc::new(AtomicU64::new(1)),
             sessions: Arc::default(),
             appender: Arc::default(),
+            base_dir: std::path::PathBuf::new(),
         })
+    }
+
+    /// Relative `openapi.spec` paths of every backend resolve against `dir` (the gateway
+    /// passes the config file's folder; default: the working directory).
+    pub fn with_base_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
     }
 
     /// Use the gateway's session manager (one per process, shared by every MCP route): its
@@ -144,7 +154,7 @@ struct Target {
     name: Arc<str>,
     cfg: TargetConfig,
     kind: TransportKind,
-    /// Fixed `headers` and the credential of every request to an http or sse target.
+    /// Fixed `headers` and the credential of every request to an http, sse or openapi target.
     headers: crate::credentials::UpstreamHeaders,
     /// The target's upstream credential (see [`crate::credentials`]).
     credential: crate::credentials::CredentialSlot,
@@ -240,7 +250,7 @@ impl McpBackend {
                 "McpBackend::new must run inside a tokio runtime".into(),
             ));
         }
-        if let Some((k, m)) = cfg.validate("mcp").into_iter().next() {
+        if let Some((k, m)) = cfg.validate_in("mcp", &shared.base_dir).into_iter().next() {
             return Err(Error::Config(format!("{k}: {m}")));
         }
         let prefixed = match cfg.prefix {
@@ -268,6 +278,7 @@ impl McpBackend {
                         .as_ref()
                         .or(t.sse.as_ref())
                         .map(|h| h.headers.clone())
+                        .or(t.openapi.as_ref().map(|o| o.headers.clone()))
                         .unwrap_or_default(),
                 );
                 Target {
@@ -298,8 +309,9 @@ impl McpBackend {
             if let Some(o) = &t.openapi {
                 target.openapi = Some(crate::upstream::openapi::OpenApi::new(
                     target.name.clone(),
-                    o,
+                    &o.resolved(&shared.base_dir),
                     shared.client.clone(),
+                    target.headers.clone(),
                     cfg.max_reply_bytes(),
                     t.timeout(),
                 )?);
@@ -395,6 +407,10 @@ impl McpBackend {
     pub fn set_upstream_credentials(&self, creds: &crate::TargetCredentials) {
         for t in &self.0.targets {
             t.credential.set(creds.resolve(&t.name));
+            // A document URL is fetched now that its request can carry the credential.
+            if let Some(o) = &t.openapi {
+                o.prefetch();
+            }
         }
     }
 

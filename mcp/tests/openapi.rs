@@ -110,7 +110,7 @@ async fn a_bad_document_file_fails_the_config_naming_the_problem() {
     ]}))
     .unwrap();
     assert!(good.validate("mcp").is_empty());
-    let w = good.warnings("mcp");
+    let w = good.warnings("mcp", std::path::Path::new(""));
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0].0, "mcp.targets[0].openapi.spec");
     assert!(w[0].1.contains("PUT /pets/{petId}/photo"), "{w:?}");

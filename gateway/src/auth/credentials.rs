@@ -191,7 +191,7 @@ impl switchboard_core::UpstreamCredential for UpstreamCredentials {
 }
 
 /// The credentials of an `mcp` route's targets: the route's `upstream_auth` (already compiled
-/// into `route`) for every http and sse target, unless a target sets its own
+/// into `route`) for every http, sse and openapi target, unless a target sets its own
 /// `targets[].upstream_auth` (a credential, compiled here the same way, or `none`).
 /// `forward_client_credentials` plays no part: MCP targets never get the client's credentials.
 pub fn mcp_target_credentials(

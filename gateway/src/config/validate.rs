@@ -10,7 +10,8 @@ use super::*;
 type Issues = Vec<(String, String)>;
 
 /// Checks every rule and returns all violations.
-pub(super) fn validate(config: &Config) -> Issues {
+/// Relative paths read here (`openapi.spec` files) resolve against `base_dir`.
+pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
     let mut out = Issues::new();
     let admin = parse_bind(&config.admin.bind);
     if admin.is_none() {
@@ -63,7 +64,7 @@ pub(super) fn validate(config: &Config) -> Issues {
         if let Some(pol) = &l.policies {
             validate_policies(pol, &format!("{p}.policies"), &mut out);
         }
-        validate_routes(&l.routes, &p, &mut out);
+        validate_routes(&l.routes, &p, base_dir, &mut out);
     }
     out
 }
@@ -139,7 +140,7 @@ fn validate_upgrades(upgrades: Option<&[String]>, p: &str, out: &mut Issues) {
     }
 }
 
-fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
+fn validate_routes(routes: &[RouteConfig], lp: &str, base_dir: &std::path::Path, out: &mut Issues) {
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (j, r) in routes.iter().enumerate() {
         let p = format!("{lp}.routes[{j}]");
@@ -189,7 +190,7 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, out: &mut Issues) {
             validate_upgrades(h.upgrades.as_deref(), &format!("{p}.http.upgrades"), out);
         }
         if let Some(m) = &r.mcp {
-            out.extend(m.validate(&format!("{p}.mcp")));
+            out.extend(m.validate_in(&format!("{p}.mcp"), base_dir));
             for (k, t) in m.targets.iter().enumerate() {
                 if let Some(switchboard_mcp::config::TargetUpstreamAuth::Credential(a)) =
                     &t.upstream_auth

@@ -1,7 +1,8 @@
 //! Settings that are valid but can have no effect: a policy that the route's backend kind
 //! never applies (a credential for an `mcp` route whose targets are all stdio, client
-//! credentials forwarded to LLM providers, ...). `switchboard validate` prints them and still
-//! exits 0; `switchboard run` logs them. Each warning names the key that does nothing and why.
+//! credentials forwarded to LLM providers, ...), and what a backend leaves out (operations of
+//! an `openapi` target's document that cannot be tools). `switchboard validate` prints them and
+//! still exits 0; `switchboard run` logs them. Each warning names the key and why.
 
 use super::*;
 
@@ -29,15 +30,15 @@ const CHECKS: &[Check] = &[
             }
             let m = r.mcp.as_ref()?;
             let reaches = |t: &switchboard_mcp::config::TargetConfig| {
-                (t.http.is_some() || t.sse.is_some()) && t.upstream_auth.is_none()
+                t.stdio.is_none() && t.upstream_auth.is_none()
             };
             if m.targets.iter().any(reaches) {
                 None
             } else if m.targets.iter().all(|t| t.stdio.is_some()) {
-                Some("the targets of this mcp route are all stdio; only http and sse targets are sent a credential".into())
+                Some("the targets of this mcp route are all stdio; only http, sse and openapi targets are sent a credential".into())
             } else {
                 Some(
-                    "every http and sse target of this mcp route sets its own `upstream_auth`"
+                    "every http, sse and openapi target of this mcp route sets its own `upstream_auth`"
                         .into(),
                 )
             }
@@ -67,7 +68,7 @@ const CHECKS: &[Check] = &[
         },
         idle: |r| {
             r.mcp.as_ref().map(|_| {
-                "mcp targets are never sent the client's request headers; set `targets[].http.headers` (or `sse.headers`) for headers a target should get".into()
+                "mcp targets are never sent the client's request headers; set `targets[].http.headers` (or `sse.headers`, `openapi.headers`) for headers a target should get".into()
             })
         },
     },
@@ -98,11 +99,17 @@ fn timeouts_idle(r: &RouteConfig) -> Option<String> {
     }
 }
 
-/// Every setting of `config` that can have no effect, as `(key path, message)`.
-pub(super) fn warnings(config: &Config) -> Issues {
+/// Every setting of `config` that can have no effect, and what `mcp` backends leave out, as
+/// `(key path, message)`. Relative `openapi.spec` files are read from `base_dir`.
+pub(super) fn warnings(config: &Config, base_dir: &std::path::Path) -> Issues {
     let mut out = Issues::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let lp = format!("listeners[{i}]");
+        for (j, r) in l.routes.iter().enumerate() {
+            if let Some(m) = &r.mcp {
+                out.extend(m.warnings(&format!("{lp}.routes[{j}].mcp"), base_dir));
+            }
+        }
         for c in CHECKS {
             let mut inheriting = 0;
             let mut first_idle: Option<String> = None;

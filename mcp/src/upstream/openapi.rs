@@ -7,19 +7,27 @@
 //! connections.
 //!
 //! The document is a file (read and checked when the route is built: a bad one fails the
-//! config) or an `http(s)` URL, fetched once when the route is built, within the target's
-//! `timeout` and [`MAX_SPEC_BYTES`]; a URL that fails makes the target fail to initialize,
-//! with the reason logged.
+//! config; a relative path resolves against the config file's folder) or an `http(s)` URL,
+//! fetched when the route is built, within the target's `timeout` and [`MAX_SPEC_BYTES`]. A
+//! URL that fails is logged as an error and makes the target fail to initialize (-32002);
+//! [`RETRY_AFTER`] later the next request that needs it fetches it again, and once loaded it
+//! is kept for the backend's life. [`check_document`] lets `switchboard validate` report it
+//! beforehand.
+//!
+//! Every REST request (and the document's, on the service's origin) carries the configured
+//! `headers` and the target's upstream credential current at the time of the request
+//! (`upstream_auth`, as for http and sse targets; see [`crate::credentials`]).
 
 pub(crate) mod call;
 pub(crate) mod tools;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::config::OpenApiTarget;
+use crate::credentials::UpstreamHeaders;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 use tools::Catalog;
@@ -28,6 +36,7 @@ use tools::Catalog;
 pub const MAX_SPEC_BYTES: usize = 16 * 1024 * 1024;
 
 /// The document's tools and where to call them.
+#[derive(Debug)]
 pub(crate) struct Loaded {
     pub catalog: Catalog,
     /// The base URL, without a trailing `/`.
@@ -39,11 +48,21 @@ pub(crate) struct OpenApi {
     target: Arc<str>,
     cfg: OpenApiTarget,
     client: reqwest::Client,
-    headers: HeaderMap,
+    /// The configured `headers` and the upstream credential.
+    headers: UpstreamHeaders,
     max_reply: usize,
     timeout: std::time::Duration,
-    loaded: tokio::sync::OnceCell<std::result::Result<Arc<Loaded>, String>>,
+    loaded: tokio::sync::OnceCell<Arc<Loaded>>,
+    /// When a URL document last failed to load, and why.
+    failed: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
+    /// How long a failure is answered before the document is fetched again.
+    retry_after: std::time::Duration,
+    /// Whether [`OpenApi::prefetch`] ran.
+    prefetched: std::sync::atomic::AtomicBool,
 }
+
+/// How long a URL document that failed to load is not fetched again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for OpenApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +72,7 @@ impl std::fmt::Debug for OpenApi {
     }
 }
 
-fn is_url(spec: &str) -> bool {
+pub(crate) fn is_url(spec: &str) -> bool {
     spec.starts_with("http://") || spec.starts_with("https://")
 }
 
@@ -172,85 +191,172 @@ fn base_url(o: &OpenApiTarget, server: Option<&str>) -> std::result::Result<Stri
     Ok(base.trim_end_matches('/').to_string())
 }
 
+/// Fetch a URL document within `timeout` and [`MAX_SPEC_BYTES`]; `headers` go with the request
+/// only when the document has the service's origin (`base_url`).
+async fn fetch(
+    client: &reqwest::Client,
+    o: &OpenApiTarget,
+    headers: HeaderMap,
+    timeout: std::time::Duration,
+) -> std::result::Result<String, String> {
+    let spec = &o.spec;
+    let get = async {
+        let mut req = client.get(spec);
+        // The configured headers and the credential go to the service's own origin only: a
+        // document hosted elsewhere does not get them.
+        if o.base_url.as_deref().is_some_and(|b| same_origin(b, spec)) {
+            req = req.headers(headers);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("fetching {spec}: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("fetching {spec}: HTTP {}", resp.status()));
+        }
+        let body = call::read_bounded(resp, MAX_SPEC_BYTES)
+            .await
+            .map_err(|e| format!("fetching {spec}: {e}"))?;
+        String::from_utf8(body).map_err(|_| format!("{spec}: not UTF-8 text"))
+    };
+    tokio::time::timeout(timeout, get)
+        .await
+        .map_err(|_| format!("fetching {spec}: timed out after {timeout:?}"))?
+}
+
+/// What building the route would find wrong with a URL document, for `switchboard validate`
+/// (keyed by `{path}.spec`): that it cannot be fetched or used (the target would fail to
+/// initialize), or the operations it leaves out. Nothing for a file (see [`validate`] and
+/// [`warnings`]).
+pub(crate) async fn check_document(
+    o: &OpenApiTarget,
+    path: String,
+    client: reqwest::Client,
+    headers: UpstreamHeaders,
+    timeout: std::time::Duration,
+) -> Vec<(String, String)> {
+    if !is_url(&o.spec) || url::Url::parse(&o.spec).is_err() {
+        return Vec::new();
+    }
+    let key = format!("{path}.spec");
+    let checked = async {
+        let text = fetch(&client, o, headers.current(), timeout).await?;
+        let doc = parse(&text).map_err(|e| format!("{}: {e}", o.spec))?;
+        let (catalog, warnings) = tools::catalog(&doc).map_err(|e| format!("{}: {e}", o.spec))?;
+        base_url(o, catalog.server.as_deref()).map_err(|e| format!("{}: {e}", o.spec))?;
+        Ok::<_, String>(warnings)
+    };
+    match checked.await {
+        Ok(warnings) => warnings.into_iter().map(|w| (key.clone(), w)).collect(),
+        Err(e) => vec![(
+            key,
+            format!(
+                "the document cannot be loaded now ({e}); until it can be, the target fails to initialize"
+            ),
+        )],
+    }
+}
+
 impl OpenApi {
     /// The target's service. A file document is loaded now (its errors are the config's); a URL
-    /// is fetched in the background, and awaited by the first `initialize` that needs it.
+    /// is fetched by [`prefetch`](Self::prefetch) (once the credentials are set) or by the
+    /// first request that needs it. `cfg.spec` is a URL, or a path already resolved against
+    /// the config file's folder; `headers` are the target's `headers` and credential.
     pub fn new(
         target: Arc<str>,
         cfg: &OpenApiTarget,
         client: reqwest::Client,
+        headers: UpstreamHeaders,
         max_reply: usize,
         timeout: std::time::Duration,
     ) -> Result<Arc<Self>> {
         let this = Arc::new(Self {
-            headers: super::http::header_map(&cfg.headers),
+            headers,
             target,
             cfg: cfg.clone(),
             client,
             max_reply,
             timeout,
             loaded: tokio::sync::OnceCell::new(),
+            failed: std::sync::Mutex::new(None),
+            retry_after: RETRY_AFTER,
+            prefetched: std::sync::atomic::AtomicBool::new(false),
         });
-        if is_url(&cfg.spec) {
-            let t = this.clone();
-            tokio::spawn(async move {
-                if let Err(e) = t.loaded().await {
-                    tracing::error!(target_name = %t.target, spec = %t.cfg.spec, "openapi document failed to load: {e}");
-                }
-            });
-        } else {
+        if !is_url(&cfg.spec) {
             let loaded = read_file(&cfg.spec)
                 .and_then(|doc| load(cfg, &doc, &this.target))
                 .map_err(|e| {
                     Error::Config(format!("target `{}`: openapi.spec: {e}", this.target))
                 })?;
-            let _ = this.loaded.set(Ok(Arc::new(loaded)));
+            let _ = this.loaded.set(Arc::new(loaded));
         }
         Ok(this)
     }
 
+    /// Starts fetching a URL document in the background (once; the backend calls it when the
+    /// target's credential is set, so the fetch carries it), so that a document that cannot be
+    /// fetched is logged when the route is built rather than at the first `initialize`.
+    pub(crate) fn prefetch(self: &Arc<Self>) {
+        if self.loaded.initialized()
+            || self
+                .prefetched
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let t = self.clone();
+            rt.spawn(async move {
+                let _ = t.loaded().await;
+            });
+        }
+    }
+
+    /// The document's tools. A URL document is fetched once it is needed; a fetch that fails
+    /// is logged as an error and its reason answered for [`RETRY_AFTER`], then the next
+    /// request fetches again. Concurrent requests share one fetch.
     async fn loaded(&self) -> std::result::Result<Arc<Loaded>, String> {
+        if let Some(l) = self.loaded.get() {
+            return Ok(l.clone());
+        }
         self.loaded
-            .get_or_init(|| async {
-                let text = self.fetch().await?;
-                let doc = parse(&text).map_err(|e| format!("{}: {e}", self.cfg.spec))?;
-                load(&self.cfg, &doc, &self.target)
-                    .map(Arc::new)
-                    .map_err(|e| format!("{}: {e}", self.cfg.spec))
+            .get_or_try_init(|| async {
+                if let Some(e) = self.recent_failure() {
+                    return Err(e);
+                }
+                let loaded = async {
+                    let text = self.fetch().await?;
+                    let doc = parse(&text).map_err(|e| format!("{}: {e}", self.cfg.spec))?;
+                    load(&self.cfg, &doc, &self.target)
+                        .map(Arc::new)
+                        .map_err(|e| format!("{}: {e}", self.cfg.spec))
+                }
+                .await;
+                if let Err(e) = &loaded {
+                    tracing::error!(
+                        target_name = %self.target,
+                        spec = %self.cfg.spec,
+                        "openapi document failed to load (fetched again after {:?}): {e}",
+                        self.retry_after
+                    );
+                    *self.failed.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some((tokio::time::Instant::now(), e.clone()));
+                }
+                loaded
             })
             .await
-            .clone()
+            .cloned()
+    }
+
+    /// The reason of a failed fetch less than `retry_after` ago.
+    fn recent_failure(&self) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, e) = failed.as_ref()?;
+        (at.elapsed() < self.retry_after).then(|| e.clone())
     }
 
     async fn fetch(&self) -> std::result::Result<String, String> {
-        let spec = &self.cfg.spec;
-        let get = async {
-            let mut req = self.client.get(spec);
-            // The configured headers (credentials, typically) go to the service's own origin
-            // only: a document hosted elsewhere does not get them.
-            if self
-                .cfg
-                .base_url
-                .as_deref()
-                .is_some_and(|b| same_origin(b, spec))
-            {
-                req = req.headers(self.headers_now());
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| format!("fetching {spec}: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("fetching {spec}: HTTP {}", resp.status()));
-            }
-            let body = call::read_bounded(resp, MAX_SPEC_BYTES)
-                .await
-                .map_err(|e| format!("fetching {spec}: {e}"))?;
-            String::from_utf8(body).map_err(|_| format!("{spec}: not UTF-8 text"))
-        };
-        tokio::time::timeout(self.timeout, get)
-            .await
-            .map_err(|_| format!("fetching {spec}: timed out after {:?}", self.timeout))?
+        fetch(&self.client, &self.cfg, self.headers_now(), self.timeout).await
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
@@ -277,11 +383,11 @@ impl OpenApi {
         }))
     }
 
-    /// The headers of a request sent now: the configured `headers`. This is the seam for
-    /// per-request upstream credentials (`upstream_auth`): a credential current at the time of
-    /// the request goes in here, as for http and sse targets.
+    /// The headers of a request sent now: the configured `headers` and the upstream credential
+    /// current at the time of the request (the target's own wins over a configured header of
+    /// the same name, the route's yields to it, as for http and sse targets).
     pub(crate) fn headers_now(&self) -> HeaderMap {
-        self.headers.clone()
+        self.headers.current()
     }
 
     /// Answer one JSON-RPC request.
@@ -405,6 +511,14 @@ mod tests {
     /// A document server: `/ok.yaml`, `/big.yaml` (over the bound), `/slow.yaml` (never
     /// answers), anything else 404.
     async fn doc_server(hits: Arc<std::sync::atomic::AtomicUsize>) -> String {
+        doc_server_with(hits, Arc::default()).await
+    }
+
+    /// [`doc_server`], also with `/flaky.yaml` (503 on the first request, `flaky` counts them).
+    async fn doc_server_with(
+        hits: Arc<std::sync::atomic::AtomicUsize>,
+        flaky: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
         use axum::routing::get;
         let app = axum::Router::new()
             .route(
@@ -427,7 +541,17 @@ mod tests {
                 "/big.yaml",
                 get(|| async { "#".repeat(MAX_SPEC_BYTES + 1) }),
             )
-            .route("/slow.yaml", get(std::future::pending::<&'static str>));
+            .route("/slow.yaml", get(std::future::pending::<&'static str>))
+            .route(
+                "/flaky.yaml",
+                get(move || async move {
+                    // Unavailable at first, then fine.
+                    match flaky.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                        0 => (http::StatusCode::SERVICE_UNAVAILABLE, ""),
+                        _ => (http::StatusCode::OK, DOC),
+                    }
+                }),
+            );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(l, app).await });
@@ -444,6 +568,7 @@ mod tests {
                 "t".into(),
                 &cfg(&format!("{base}{path}"), Some("http://h")),
                 reqwest::Client::new(),
+                UpstreamHeaders::default(),
                 1024,
                 std::time::Duration::from_millis(300),
             )
@@ -455,7 +580,7 @@ mod tests {
             }
         };
         assert_eq!(load("/ok.yaml").await, Ok(1));
-        // The background fetch and both waits above shared one request.
+        // Both waits above shared one request.
         assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
         let e = load("/missing.yaml").await.unwrap_err();
         assert!(e.contains("HTTP 404"), "{e}");
@@ -472,11 +597,47 @@ mod tests {
                 "t".into(),
                 &c,
                 reqwest::Client::new(),
+                UpstreamHeaders::new(
+                    super::super::http::header_map(&c.headers),
+                    Default::default(),
+                ),
                 1024,
                 std::time::Duration::from_secs(5),
             )
             .unwrap();
             assert_eq!(o.loaded().await.is_ok(), ok, "{service}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_answered_for_a_while_then_fetched_again() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let flaky = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let base = doc_server_with(Arc::default(), flaky.clone()).await;
+        let hits = || flaky.load(std::sync::atomic::Ordering::Relaxed);
+        let open = |retry_after| {
+            let mut o = OpenApi::new(
+                "t".into(),
+                &cfg(&format!("{base}/flaky.yaml"), Some("http://h")),
+                reqwest::Client::new(),
+                UpstreamHeaders::default(),
+                1024,
+                std::time::Duration::from_secs(5),
+            )
+            .unwrap();
+            Arc::get_mut(&mut o).unwrap().retry_after = retry_after;
+            o
+        };
+        // Within `retry_after` the failure is the answer, and nothing is fetched again.
+        let o = open(std::time::Duration::from_secs(3600));
+        let e = o.loaded().await.unwrap_err();
+        assert!(e.contains("503"), "{e}");
+        assert_eq!(o.loaded().await.unwrap_err(), e);
+        assert_eq!(hits(), 1);
+        // After it, the next request fetches again, and a loaded document is kept.
+        let o = open(std::time::Duration::ZERO);
+        assert_eq!(o.loaded().await.map(|l| l.catalog.ops.len()), Ok(1));
+        assert_eq!(o.loaded().await.map(|l| l.catalog.ops.len()), Ok(1));
+        assert_eq!(hits(), 2);
     }
 }
