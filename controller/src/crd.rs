@@ -299,10 +299,28 @@ pub fn bound_integers(v: &mut serde_json::Value) {
                 Some("uint8") => Some(u8::MAX.into()),
                 Some("uint16") => Some(u16::MAX.into()),
                 Some("uint32") => Some(u32::MAX.into()),
-                // Kubernetes integers are int64.
-                Some("uint64") | Some("uint") => Some(i64::MAX as u64),
+                // Kubernetes integers are int64: `format: int64` is their bound. (A `maximum`
+                // of i64::MAX does not survive the API server's float64 round trip: it then
+                // refuses every value.)
+                Some("uint64") | Some("uint") => {
+                    m.insert("format".into(), "int64".into());
+                    m.entry("minimum").or_insert(0.into());
+                    None
+                }
                 _ => None,
             };
+            if m.get("type").and_then(|t| t.as_str()) == Some("integer") {
+                // schemars writes `range(min = 1)` as `1.0`, which the API server refuses on
+                // an integer.
+                for key in ["minimum", "maximum"] {
+                    if let Some(f) = m.get(key).and_then(|x| x.as_f64())
+                        && f.fract() == 0.0
+                        && m.get(key).is_some_and(|x| x.is_f64())
+                    {
+                        m.insert(key.into(), (f as i64).into());
+                    }
+                }
+            }
             if let Some(max) = max {
                 m.remove("format");
                 // A bound the type declares itself (`#[schemars(range(...))]`) is kept.
