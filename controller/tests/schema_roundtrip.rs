@@ -267,6 +267,14 @@ spec:
     - matches: [{path: {type: PathPrefix, value: /m}}]
       backendRefs: [{group: switchboard.dev, kind: Backend, name: m}]
 ---
+apiVersion: switchboard.dev/v1alpha1
+kind: Policy
+metadata: {name: half, namespace: ns}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]
+  authz: {rules: ["true"]}
+  rate_limit: {per: 1m}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: broken, namespace: ns}
@@ -316,6 +324,16 @@ spec:
         .unwrap();
     assert_eq!((c.status, &*c.reason), (false, "BackendNotFound"), "{c:?}");
     assert!(c.message.contains("Service ns/nowhere"), "{}", c.message);
+    // A Policy the proxy's checks refuse says why and is not applied, not even in part.
+    let half = r.resources.iter().find(|x| x.name == "half").unwrap();
+    let accepted = &half.conditions[0];
+    assert_eq!((accepted.status, &*accepted.reason), (false, "Invalid"));
+    assert!(
+        accepted.message.contains("spec.rate_limit"),
+        "{}",
+        accepted.message
+    );
+    assert!(routes.iter().all(|x| x.policies.is_none()), "{routes:?}");
 }
 
 /// The `mcp-and-llm` example's providers keep their failover order: OpenAI (priority 0) before
