@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use switchboard_gateway::config::{A2aBackendConfig, Policies};
+use switchboard_llm::LlmConfig;
+use switchboard_mcp::McpConfig;
 
 /// The API group of the Switchboard CRDs.
 pub const GROUP: &str = "switchboard.dev";
@@ -82,8 +85,16 @@ pub struct Upstream {
     pub path: Option<String>,
 }
 
-/// `Backend` — something routes send traffic to: a static host or Service (plain HTTP), MCP
-/// targets, LLM providers, or an A2A agent. Exactly one of `static`, `mcp`, `llm`, `a2a`.
+/// `Backend` — something routes send traffic to: a static host or Service (plain HTTP), or
+/// one of the proxy's own route backends: `mcp`, `llm` or `a2a`. Exactly one of `static`,
+/// `mcp`, `llm`, `a2a`.
+///
+/// `mcp`, `llm` and `a2a` are the proxy config's blocks of the same names, the same Rust types
+/// (so every proxy feature is expressible and the CRD cannot drift from the proxy), with the
+/// proxy's snake_case keys. Two Kubernetes additions: a URL whose host is a single DNS label
+/// other than `localhost` (`http://search-mcp:3001/mcp`) names a Service in the Backend's
+/// namespace, and `${NAME}` in any string names an entry of `secrets`, a Secret key the proxy
+/// reads from its environment (never text in its ConfigMap).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "switchboard.dev",
@@ -98,98 +109,40 @@ pub struct BackendSpec {
     /// Plain HTTP reverse proxy to a static host or a Service.
     #[serde(default, rename = "static", skip_serializing_if = "Option::is_none")]
     pub static_: Option<Upstream>,
-    /// MCP federation over these targets.
+    /// MCP federation: the proxy's `routes[].mcp` block (README, `mcp` backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mcp: Option<McpBackend>,
-    /// LLM provider gateway.
+    pub mcp: Option<McpConfig>,
+    /// LLM provider gateway: the proxy's `routes[].llm` block (README, `llm` backend).
+    /// Providers fail over by `priority` (lower first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm: Option<LlmBackend>,
-    /// A2A agent proxy.
+    pub llm: Option<LlmConfig>,
+    /// A2A agent proxy: the proxy's `routes[].a2a` block (README, `a2a` backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub a2a: Option<A2aBackend>,
+    pub a2a: Option<A2aBackendConfig>,
+    /// Secret keys the blocks above refer to as `${NAME}`. The Backend must then be in the
+    /// Gateway's namespace (the proxy reads them as environment variables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretVar>,
 }
 
-/// `Backend.spec.mcp`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+/// A Secret key that the proxy blocks of a Backend refer to as `${NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct McpBackend {
-    /// Tool name prefixing: `conditional` (default), `always` or `never`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// The MCP servers to federate.
-    pub targets: Vec<McpTarget>,
-}
-
-/// One MCP server behind a Backend.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct McpTarget {
-    /// Target name; tools become `{name}__{tool}` when prefixed.
+pub struct SecretVar {
+    /// The name used in `${NAME}`: letters, digits and `_`.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
-    /// Streamable HTTP endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<Upstream>,
-    /// Legacy HTTP+SSE endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sse: Option<Upstream>,
-    /// Bearer token sent to the target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_token: Option<SecretValue>,
+    /// The Secret key that holds the value.
+    pub secret_key_ref: SecretKeyRef,
 }
 
-/// `Backend.spec.llm`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LlmBackend {
-    /// The models clients may ask for.
-    pub models: Vec<LlmModel>,
-}
-
-/// A model name clients send, served by a pool of providers.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LlmModel {
-    /// The model name clients send.
-    pub name: String,
-    /// `failover` (default), `weighted` or `least_latency`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
-    /// The providers. All render with the proxy's default `priority` (the CRD has no such
-    /// field yet), so they form one group: `failover` spreads requests over them by `weight`
-    /// and retries a failed one on the others; listing order makes none the primary.
-    pub providers: Vec<LlmProvider>,
-}
-
-/// One provider of a model.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LlmProvider {
-    /// The API the provider speaks: `openai` (also any OpenAI-compatible host, with
-    /// `baseUrl`), `azure_openai`, `anthropic`, `gemini` or `bedrock`.
-    pub provider: String,
-    /// The provider's model name.
-    pub model: String,
-    /// Override of the provider's API base URL; required for `azure_openai`
-    /// (`https://{resource}.openai.azure.com`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_url: Option<String>,
-    /// The API key, from a Secret. For `bedrock`, the secret access key; the proxy reads the
-    /// access key id and region from `AWS_ACCESS_KEY_ID` and `AWS_REGION` (GatewayParameters
-    /// `env`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<SecretValue>,
-    /// Relative weight (default 1) when requests spread over providers (`weighted`, and
-    /// `failover` among providers of one group).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u32>,
-}
-
-/// `Backend.spec.a2a`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct A2aBackend {
-    /// The agent's address.
-    pub upstream: Upstream,
+impl SecretVar {
+    /// The Secret key as a [`SecretValue`].
+    pub fn value(&self) -> SecretValue {
+        SecretValue {
+            secret_key_ref: self.secret_key_ref.clone(),
+        }
+    }
 }
 
 /// `GatewayParameters` — how the proxy fleet of a Gateway is deployed. Referenced from a
@@ -299,8 +252,12 @@ pub struct TargetRef {
     pub section_name: Option<String>,
 }
 
-/// `Policy` — authentication, authorization, rate limits and header changes attached to
-/// Gateways (all or one listener), HTTPRoutes or Backends with `targetRefs`.
+/// `Policy` — the proxy's `policies` block (CORS, header changes, timeouts, rate limits,
+/// authentication, authorization, upstream credentials), attached to Gateways (all or one
+/// listener), HTTPRoutes or Backends with `targetRefs`. Beside `targetRefs`, the keys are the
+/// proxy's own (`rate_limit`, `authn.api_keys`, `authn.resource_metadata`, ...), the same Rust
+/// type, so every policy the proxy has is expressible. Secrets: `upstream_auth.env` names an
+/// environment variable of the proxy (GatewayParameters `env` with a `secretKeyRef`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "switchboard.dev",
@@ -314,108 +271,9 @@ pub struct TargetRef {
 pub struct PolicySpec {
     /// What the policy attaches to.
     pub target_refs: Vec<TargetRef>,
-    /// Authentication.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authn: Option<AuthnPolicy>,
-    /// Authorization: CEL rules; any true rule allows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authz: Option<AuthzPolicy>,
-    /// Rate limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RateLimitPolicy>,
-    /// Request and response header changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<HeadersPolicy>,
-}
-
-/// `Policy.spec.authn`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthnPolicy {
-    /// `required` (default) or `optional`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    /// JWT validation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<JwtAuthn>,
-    /// API keys, by name and SHA-256 of the key.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub api_keys: Vec<ApiKey>,
-}
-
-/// JWT validation settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct JwtAuthn {
-    /// Expected `iss`.
-    pub issuer: String,
-    /// Accepted `aud` values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub audiences: Vec<String>,
-    /// JWKS URL.
-    pub jwks_url: String,
-}
-
-/// An accepted API key.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKey {
-    /// Key name (the principal).
-    pub name: String,
-    /// Hex SHA-256 of the key.
-    pub sha256: String,
-}
-
-/// `Policy.spec.authz`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthzPolicy {
-    /// CEL expressions.
-    pub rules: Vec<String>,
-}
-
-/// `Policy.spec.rateLimit`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RateLimitPolicy {
-    /// Requests per window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<u64>,
-    /// LLM tokens per window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<u64>,
-    /// Window, e.g. `1m`.
-    pub per: String,
-    /// `route`, `subject` or `api_key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-}
-
-/// `Policy.spec.headers`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HeadersPolicy {
-    /// Changes to requests.
-    #[serde(default)]
-    pub request: HeaderOps,
-    /// Changes to responses.
-    #[serde(default)]
-    pub response: HeaderOps,
-}
-
-/// Header changes, applied remove, set, add.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HeaderOps {
-    /// Append these.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub add: BTreeMap<String, String>,
-    /// Replace these.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<String, String>,
-    /// Remove these.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<String>,
+    /// The proxy's `policies` keys.
+    #[serde(flatten)]
+    pub policies: Policies,
 }
 
 /// The three CRDs, with the schemas the API server enforces (see [`bound_integers`]).
@@ -425,6 +283,7 @@ pub fn crds() -> Vec<serde_json::Value> {
         .map(|crd| {
             let mut v = serde_json::to_value(&crd).expect("a CRD always serializes");
             bound_integers(&mut v);
+            structural(&mut v);
             v
         })
         .collect()
@@ -440,20 +299,76 @@ pub fn bound_integers(v: &mut serde_json::Value) {
                 Some("uint8") => Some(u8::MAX.into()),
                 Some("uint16") => Some(u16::MAX.into()),
                 Some("uint32") => Some(u32::MAX.into()),
-                // Kubernetes integers are int64.
-                Some("uint64") | Some("uint") => Some(i64::MAX as u64),
+                // Kubernetes integers are int64: `format: int64` is their bound. (A `maximum`
+                // of i64::MAX does not survive the API server's float64 round trip: it then
+                // refuses every value.)
+                Some("uint64") | Some("uint") => {
+                    m.insert("format".into(), "int64".into());
+                    m.entry("minimum").or_insert(0.into());
+                    None
+                }
                 _ => None,
             };
+            if m.get("type").and_then(|t| t.as_str()) == Some("integer") {
+                // schemars writes `range(min = 1)` as `1.0`, which the API server refuses on
+                // an integer.
+                for key in ["minimum", "maximum"] {
+                    if let Some(f) = m.get(key).and_then(|x| x.as_f64())
+                        && f.fract() == 0.0
+                        && m.get(key).is_some_and(|x| x.is_f64())
+                    {
+                        m.insert(key.into(), (f as i64).into());
+                    }
+                }
+            }
             if let Some(max) = max {
                 m.remove("format");
-                m.insert("minimum".into(), 0.into());
-                m.insert("maximum".into(), max.into());
+                // A bound the type declares itself (`#[schemars(range(...))]`) is kept.
+                m.entry("minimum").or_insert(0.into());
+                m.entry("maximum").or_insert(max.into());
             }
             for (_, child) in m.iter_mut() {
                 bound_integers(child);
             }
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+/// Makes the schemas derived from the proxy's config types structural (what the API server
+/// requires of a CRD):
+/// - `additionalProperties: false` (the proxy's `deny_unknown_fields`) is dropped: the API
+///   server refuses it beside `properties`, and prunes unknown fields (with a warning on
+///   server-side apply) by itself;
+/// - a union of different types (`anyOf`/`oneOf`, e.g. an MCP target's
+///   `upstream_auth: none | {header, value, ...}`) becomes a node that keeps any value
+///   (`x-kubernetes-preserve-unknown-fields`), which the controller checks with the proxy's own
+///   types when it renders;
+/// - `default`s are dropped: the proxy applies its own, and the API server would otherwise write
+///   them into every stored object.
+pub fn structural(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
+                m.remove("additionalProperties");
+            }
+            m.remove("default");
+            if m.contains_key("anyOf") || m.contains_key("oneOf") {
+                let description = m.remove("description");
+                m.clear();
+                if let Some(d) = description {
+                    m.insert("description".into(), d);
+                }
+                m.insert("nullable".into(), true.into());
+                m.insert("x-kubernetes-preserve-unknown-fields".into(), true.into());
+                return;
+            }
+            for (_, child) in m.iter_mut() {
+                structural(child);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(structural),
         _ => {}
     }
 }

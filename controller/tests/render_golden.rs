@@ -501,10 +501,14 @@ fn llm_secrets_become_env_references_not_config_text() {
     let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(
         names,
-        vec!["SB_SECRET_LLM_KEYS_ANTHROPIC", "SB_SECRET_LLM_KEYS_OPENAI"]
+        vec![
+            "SB_SECRET_LLM_KEYS_ANTHROPIC",
+            "SB_SECRET_LLM_KEYS_DOCS",
+            "SB_SECRET_LLM_KEYS_OPENAI"
+        ]
     );
     assert_eq!(
-        env[1]
+        env[2]
             .value_from
             .as_ref()
             .unwrap()

@@ -31,6 +31,7 @@ pub use secret::{REDACTED, Secret, expose_secrets};
 #[serde(deny_unknown_fields)]
 pub struct LlmConfig {
     /// The model names clients may send, each backed by a pool of providers.
+    #[schemars(length(min = 1))]
     pub models: Vec<ModelConfig>,
     /// Retry and backoff rules applied to every model of the route.
     #[serde(default)]
@@ -215,6 +216,7 @@ impl ProviderConfig {
 pub struct RetryConfig {
     /// Attempts per provider before failing over to the next one (default 2).
     #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1))]
     pub attempts: u32,
     /// Base of the jittered exponential backoff (default `100ms`).
     #[serde(default = "default_backoff", with = "humantime_serde")]

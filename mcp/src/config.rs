@@ -20,6 +20,7 @@ pub struct McpConfig {
     #[serde(default)]
     pub prefix: PrefixMode,
     /// The MCP servers federated behind this route.
+    #[schemars(length(min = 1))]
     pub targets: Vec<TargetConfig>,
     /// What a fan-out (`tools/list`, ...) does when a target fails or times out:
     /// `fail_open` (default: skip the target) or `fail_closed` (fail the request).
@@ -50,11 +51,13 @@ pub struct McpConfig {
     /// JSON-RPC error naming the target, and a stdio line is dropped (the request then times
     /// out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024))]
     pub max_reply_bytes: Option<usize>,
     /// Most messages queued toward one client's SSE stream (default 1024). A client that
     /// lets more pile up (it reads too slowly, or not at all) has that stream closed; a
     /// session's client resumes it from the event log with `Last-Event-ID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_queued_messages: Option<usize>,
 }
 

@@ -3,15 +3,15 @@
 //! Backend references become `${VAR}` references (see `secrets.rs`).
 
 use kube::ResourceExt;
-use serde_json::{Value, json};
-use switchboard_gateway::config::{HttpBackendConfig, Policies, RouteConfig};
+use serde_json::Value;
+use switchboard_gateway::config::{HttpBackendConfig, Policies, RouteConfig, expose_secrets};
 
 use super::policies::merge_policies;
 use super::routes::RuleError;
 use super::secrets::EnvCollector;
 use super::status::Cond;
 use super::{Collected, RenderOptions, Scope, World, attach_key};
-use crate::crd::{self, Backend, SecretValue};
+use crate::crd::{self, Backend};
 use crate::gateway_api::{self as gwapi, BackendRef};
 
 /// A route backend, rendered as the proxy config's backend key and its value.
@@ -161,8 +161,9 @@ fn upstream_url(
 }
 
 /// Renders a Backend into the proxy's backend key. `static` becomes `http:`; `mcp`, `llm` and
-/// `a2a` become values shaped like the config file's keys of the same names (DESIGN.md), which
-/// [`attach_backend`] puts on the route.
+/// `a2a` are the proxy's own blocks: their Service URLs are resolved, their `${NAME}`
+/// references to `secrets` become the fleet's Secret env vars, and [`attach_backend`] puts them
+/// on the route.
 fn render_backend(
     world: &World,
     b: &Backend,
@@ -182,14 +183,59 @@ fn render_backend(
             "a Backend sets exactly one of static, mcp, llm, a2a".into(),
         ));
     }
-    let mut secret = |v: &SecretValue| -> Result<String, RuleError> {
-        if !world
-            .secrets
-            .contains(&(ns.clone(), v.secret_key_ref.name.clone()))
-        {
+    if let Some(u) = &s.static_ {
+        return Ok(RenderedBackend::Http(HttpBackendConfig {
+            url: upstream_url(u, &ns, world, opts)?,
+            preserve_host: false,
+            upgrades: None,
+        }));
+    }
+    let expose = |v: Result<Value, serde_json::Error>| {
+        v.map_err(|e| RuleError::Unsupported(format!("the backend does not serialize: {e}")))
+    };
+    let (key, mut value) = if let Some(m) = &s.mcp {
+        let mut v = expose(expose_secrets(|| serde_json::to_value(m)))?;
+        if let Some(targets) = v.get_mut("targets").and_then(Value::as_array_mut) {
+            for t in targets {
+                for at in ["/http/url", "/sse/url", "/openapi/base_url", "/openapi/spec"] {
+                    resolve_url(t.pointer_mut(at), &ns, world, opts)?;
+                }
+            }
+        }
+        ("mcp", v)
+    } else if let Some(l) = &s.llm {
+        let mut v = expose(expose_secrets(|| serde_json::to_value(l)))?;
+        if let Some(models) = v.get_mut("models").and_then(Value::as_array_mut) {
+            for m in models {
+                if let Some(providers) = m.get_mut("providers").and_then(Value::as_array_mut) {
+                    for p in providers {
+                        resolve_url(p.get_mut("base_url"), &ns, world, opts)?;
+                    }
+                }
+            }
+        }
+        ("llm", v)
+    } else {
+        let a = s.a2a.as_ref().expect("exactly one kind is set");
+        let mut v = expose(serde_json::to_value(a))?;
+        resolve_url(v.get_mut("url"), &ns, world, opts)?;
+        if let Some(ups) = v.get_mut("upstreams").and_then(Value::as_array_mut) {
+            for u in ups {
+                resolve_url(Some(u), &ns, world, opts)?;
+            }
+        }
+        ("a2a", v)
+    };
+    for var in &s.secrets {
+        let needle = format!("${{{}}}", var.name);
+        if !mentions(&value, &needle) {
+            continue;
+        }
+        let r = &var.secret_key_ref;
+        if !world.secrets.contains(&(ns.clone(), r.name.clone())) {
             return Err(RuleError::Ref(
                 "RefNotPermitted",
-                format!("Secret {ns}/{} not found", v.secret_key_ref.name),
+                format!("Secret {ns}/{} not found", r.name),
             ));
         }
         if ns != env.namespace {
@@ -198,72 +244,94 @@ fn render_backend(
                 "Backends with Secrets must be in the Gateway's namespace (the proxy reads them as env)".into(),
             ));
         }
-        Ok(env.reference(v))
+        let reference = env.reference(&var.value());
+        replace_in_strings(&mut value, &needle, &reference);
+    }
+    Ok(RenderedBackend::Other(key, value))
+}
+
+/// Whether any string in `v` contains `needle`.
+fn mentions(v: &Value, needle: &str) -> bool {
+    match v {
+        Value::String(s) => s.contains(needle),
+        Value::Array(a) => a.iter().any(|x| mentions(x, needle)),
+        Value::Object(o) => o.values().any(|x| mentions(x, needle)),
+        _ => false,
+    }
+}
+
+/// Replaces `needle` by `with` in every string of `v`.
+fn replace_in_strings(v: &mut Value, needle: &str, with: &str) {
+    match v {
+        Value::String(s) => {
+            if s.contains(needle) {
+                *s = s.replace(needle, with);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_in_strings(x, needle, with)),
+        Value::Object(o) => o
+            .values_mut()
+            .for_each(|x| replace_in_strings(x, needle, with)),
+        _ => {}
+    }
+}
+
+/// The Service a URL names: its host when that is a single DNS label other than `localhost`
+/// (`http://search-mcp:3001/mcp`), with the byte range of the host in the URL.
+pub fn service_host(url: &str) -> Option<(&str, std::ops::Range<usize>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let start = scheme.len() + 3;
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    // Userinfo never names a Service; leave such URLs to the proxy's checks.
+    if authority.contains('@') || authority.starts_with('[') {
+        return None;
+    }
+    let host_len = authority.find(':').unwrap_or(authority.len());
+    let host = &authority[..host_len];
+    let label = !host.is_empty()
+        && !host.eq_ignore_ascii_case("localhost")
+        && host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !host.chars().all(|c| c.is_ascii_digit());
+    label.then_some((host, start..start + host_len))
+}
+
+/// Rewrites a URL whose host names a Service in `ns` to the Service's cluster DNS name, and
+/// refuses one whose Service does not exist. Other values are left alone.
+fn resolve_url(
+    v: Option<&mut Value>,
+    ns: &str,
+    world: &World,
+    opts: &RenderOptions,
+) -> Result<(), RuleError> {
+    let Some(v) = v else {
+        return Ok(());
     };
-    if let Some(u) = &s.static_ {
-        return Ok(RenderedBackend::Http(HttpBackendConfig {
-            url: upstream_url(u, &ns, world, opts)?,
-            preserve_host: false,
-            upgrades: None,
-        }));
+    let Some(url) = v.as_str() else {
+        return Ok(());
+    };
+    let Some((svc, range)) = service_host(url) else {
+        return Ok(());
+    };
+    if !world
+        .services
+        .iter()
+        .any(|x| x.namespace().as_deref() == Some(ns) && x.name_any() == svc)
+    {
+        return Err(RuleError::Ref(
+            "BackendNotFound",
+            format!("Service {ns}/{svc} not found"),
+        ));
     }
-    if let Some(m) = &s.mcp {
-        let mut targets = Vec::new();
-        for t in &m.targets {
-            let mut v = json!({"name": t.name});
-            match (&t.http, &t.sse) {
-                (Some(u), None) => v["http"] = json!({"url": upstream_url(u, &ns, world, opts)?}),
-                (None, Some(u)) => v["sse"] = json!({"url": upstream_url(u, &ns, world, opts)?}),
-                _ => {
-                    return Err(RuleError::Unsupported(format!(
-                        "mcp target {} sets exactly one of http, sse",
-                        t.name
-                    )));
-                }
-            }
-            if let Some(tok) = &t.auth_token {
-                let transport = if t.http.is_some() { "http" } else { "sse" };
-                v[transport]["headers"] =
-                    json!({"authorization": format!("Bearer {}", secret(tok)?)});
-            }
-            targets.push(v);
-        }
-        let mut v = json!({"targets": targets});
-        if let Some(p) = &m.prefix {
-            v["prefix"] = json!(p);
-        }
-        return Ok(RenderedBackend::Other("mcp", v));
-    }
-    if let Some(l) = &s.llm {
-        let mut models = Vec::new();
-        for m in &l.models {
-            let mut providers = Vec::new();
-            for p in &m.providers {
-                let mut v = json!({"provider": p.provider, "model": p.model});
-                if let Some(u) = &p.base_url {
-                    v["base_url"] = json!(u);
-                }
-                if let Some(k) = &p.api_key {
-                    v["api_key"] = json!(secret(k)?);
-                }
-                if let Some(w) = p.weight {
-                    v["weight"] = json!(w);
-                }
-                providers.push(v);
-            }
-            let mut v = json!({"name": m.name, "providers": providers});
-            if let Some(st) = &m.strategy {
-                v["strategy"] = json!(st);
-            }
-            models.push(v);
-        }
-        return Ok(RenderedBackend::Other("llm", json!({"models": models})));
-    }
-    let a = s.a2a.as_ref().expect("exactly one kind is set");
-    Ok(RenderedBackend::Other(
-        "a2a",
-        json!({"url": upstream_url(&a.upstream, &ns, world, opts)?}),
-    ))
+    let mut out = url.to_string();
+    out.replace_range(range, &format!("{svc}.{ns}.svc.{}", opts.cluster_domain));
+    *v = Value::String(out);
+    Ok(())
 }
 
 /// Puts a rendered backend on a route. `http` is typed; other kinds go through the route's

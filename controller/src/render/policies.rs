@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use kube::ResourceExt;
-use serde_json::{Value, json};
-use switchboard_gateway::config::{HeaderOps, HeadersPolicy, Policies};
+use serde_json::Value;
+use switchboard_gateway::config::Policies;
 
 use super::World;
-use super::attach_key;
 use super::status::{Cond, Resources};
 use crate::crd::{self, Backend, Policy};
 use crate::gateway_api::{self as gwapi, Gateway, HTTPRoute};
@@ -96,6 +95,11 @@ impl<'a> PolicyIndex<'a> {
                 false => vec![Cond::fail("Accepted", "Invalid", problems.join("; "))],
             };
             resources.insert(("Policy", ns.to_string(), p.name_any()), conds);
+            if !problems.is_empty() {
+                // Refused as a whole: half a policy (say, authn without its rate limit) would
+                // be a different policy than the one written.
+                continue;
+            }
             match &mut out {
                 Some(o) => merge_policies(o, pol),
                 None => out = Some(pol),
@@ -156,64 +160,13 @@ impl<'a> PolicyIndex<'a> {
     }
 }
 
-/// Maps a Policy spec onto the proxy's `policies` block. `authn`, `authz` and `rateLimit` go
-/// through the block's serde form ([`attach_key`]); a value the proxy's types refuse is
-/// returned as a problem, not silently dropped.
+/// A Policy spec's proxy `policies` block (the same type), with the problems the proxy's
+/// semantic checks find in it (a Policy with problems is `Accepted=False`).
 pub fn policy_to_config(p: &crd::PolicySpec) -> (Policies, Vec<String>) {
-    let mut out = Policies::default();
-    let mut problems = Vec::new();
-    if let Some(h) = &p.headers {
-        let ops = |o: &crd::HeaderOps| HeaderOps {
-            add: o.add.clone(),
-            set: o.set.clone(),
-            remove: o.remove.clone(),
-        };
-        out.headers = Some(HeadersPolicy {
-            request: ops(&h.request),
-            response: ops(&h.response),
-        });
-    }
-    let mut extra = Vec::new();
-    if let Some(a) = &p.authn {
-        let mut v = json!({});
-        if let Some(m) = &a.mode {
-            v["mode"] = json!(m);
-        }
-        if let Some(j) = &a.jwt {
-            v["jwt"] =
-                json!({"issuer": j.issuer, "audiences": j.audiences, "jwks": {"url": j.jwks_url}});
-        }
-        if !a.api_keys.is_empty() {
-            v["api_keys"] = json!(
-                a.api_keys
-                    .iter()
-                    .map(|k| json!({"name": k.name, "sha256": k.sha256}))
-                    .collect::<Vec<_>>()
-            );
-        }
-        extra.push(("authn", v));
-    }
-    if let Some(a) = &p.authz {
-        extra.push(("authz", json!({"rules": a.rules})));
-    }
-    if let Some(r) = &p.rate_limit {
-        let mut v = json!({"per": r.per});
-        if let Some(n) = r.requests {
-            v["requests"] = json!(n);
-        }
-        if let Some(n) = r.tokens {
-            v["tokens"] = json!(n);
-        }
-        if let Some(b) = &r.by {
-            v["by"] = json!(b);
-        }
-        extra.push(("rate_limit", v));
-    }
-    for (key, value) in extra {
-        match attach_key(&out, key, value) {
-            Ok(p) => out = p,
-            Err(e) => problems.push(e),
-        }
-    }
-    (out, problems)
+    let pol = p.policies.clone();
+    let problems = switchboard_gateway::config::policies_issues(&pol, "spec")
+        .into_iter()
+        .map(|(at, m)| format!("{at}: {m}"))
+        .collect();
+    (pol, problems)
 }

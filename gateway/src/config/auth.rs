@@ -131,6 +131,7 @@ pub struct ApiKeyConfig {
 #[serde(deny_unknown_fields)]
 pub struct KeyRateLimit {
     /// Requests allowed per window (also the burst).
+    #[schemars(range(min = 1))]
     pub requests: u32,
     /// The window, e.g. `1m`.
     #[serde(with = "humantime_serde")]

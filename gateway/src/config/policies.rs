@@ -138,10 +138,12 @@ pub struct TimeoutsPolicy {
 pub struct RateLimitPolicy {
     /// Requests allowed per window (no request limit when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub requests: Option<u64>,
     /// LLM tokens (input + output) allowed per window (no token limit when absent; only
     /// enforced on `llm` routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub tokens: Option<u64>,
     /// Window length, e.g. `1m`.
     #[serde(with = "humantime_serde")]

@@ -383,6 +383,14 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// The semantic problems of one `policies` block at key path `p`, as `(key path, message)`
+/// (what a config load reports for it; the Kubernetes controller checks Policy objects with it).
+pub fn policies_issues(pol: &Policies, p: &str) -> Vec<(String, String)> {
+    let mut out = Issues::new();
+    validate_policies(pol, p, &mut out);
+    out
+}
+
 fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
     if let Some(rl) = &pol.rate_limit {
         out.extend(rl.validate(&format!("{p}.rate_limit")));
