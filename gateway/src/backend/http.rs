@@ -560,9 +560,10 @@ fn copy_head(parts: &http::request::Parts) -> Request<()> {
 /// The path (and the query, kept) after a Gateway API path modifier. `prefix` is the route's
 /// `path_prefix` that `Prefix` replaces.
 pub fn rewrite_path(pm: &PathModifier, path: &str, query: Option<&str>, prefix: Option<&str>) -> String {
-    let mut out = match pm {
-        PathModifier::Full(v) => v.clone(),
-        PathModifier::Prefix(v) => {
+    let mut out = match (&pm.full, &pm.prefix) {
+        (Some(v), _) => v.clone(),
+        (None, None) => path.to_string(),
+        (None, Some(v)) => {
             let p = prefix.unwrap_or("").trim_end_matches('/');
             let rest = path.strip_prefix(p).unwrap_or(path);
             let v = v.trim_end_matches('/');
@@ -702,12 +703,16 @@ mod tests {
 
     #[test]
     fn path_modifiers() {
-        let full = PathModifier::Full("/new".into());
+        let m = |full: Option<&str>, prefix: Option<&str>| PathModifier {
+            full: full.map(Into::into),
+            prefix: prefix.map(Into::into),
+        };
+        let full = m(Some("/new"), None);
         assert_eq!(rewrite_path(&full, "/old/x", Some("a=1"), Some("/old")), "/new?a=1");
-        let pre = PathModifier::Prefix("/v2".into());
+        let pre = m(None, Some("/v2"));
         assert_eq!(rewrite_path(&pre, "/v1/x/y", None, Some("/v1")), "/v2/x/y");
         assert_eq!(rewrite_path(&pre, "/v1", None, Some("/v1")), "/v2");
-        let root = PathModifier::Prefix("/".into());
+        let root = m(None, Some("/"));
         assert_eq!(rewrite_path(&root, "/v1/x", Some("q"), Some("/v1")), "/x?q");
         assert_eq!(rewrite_path(&root, "/v1", None, Some("/v1/")), "/");
     }

@@ -202,15 +202,17 @@ fn default_weight() -> u32 {
     1
 }
 
-/// A replacement path (Gateway API `HTTPPathModifier`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum PathModifier {
+/// A replacement path (Gateway API `HTTPPathModifier`): exactly one of `full`, `prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathModifier {
     /// Replace the whole path (`ReplaceFullPath`); the query is kept.
-    Full(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
     /// Replace the route's `match.path_prefix` (`ReplacePrefixMatch`): with prefix `/foo`,
     /// `{prefix: /bar}` turns `/foo/x` into `/bar/x` and `{prefix: /}` into `/x`.
-    Prefix(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// `routes[].http.rewrite` — what the upstream sees instead of the client's request line.

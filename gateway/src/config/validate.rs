@@ -299,23 +299,23 @@ pub fn compile_regex(src: &str) -> Result<regex::Regex, String> {
 }
 
 fn validate_path_modifier(pm: &PathModifier, m: &RouteMatch, p: &str, out: &mut Issues) {
-    match pm {
-        PathModifier::Full(v) | PathModifier::Prefix(v) if !v.starts_with('/') => {
-            out.push((p.into(), format!("`{v}` must start with `/`")))
+    let v = match (&pm.full, &pm.prefix) {
+        (Some(v), None) | (None, Some(v)) => v,
+        _ => {
+            out.push((p.into(), "set exactly one of `full`, `prefix`".into()));
+            return;
         }
-        PathModifier::Full(v) | PathModifier::Prefix(v)
-            if http::uri::PathAndQuery::try_from(v.as_str()).is_err()
-                || v.contains(['?', '#']) =>
-        {
-            out.push((p.into(), format!("`{v}` is not a path")))
-        }
-        PathModifier::Prefix(_) if m.path_prefix.as_deref().is_none_or(|x| x == "/") => {
-            out.push((
-                p.into(),
-                "`prefix` replaces `match.path_prefix`, which this route does not set".into(),
-            ))
-        }
-        _ => {}
+    };
+    if !v.starts_with('/') {
+        out.push((p.into(), format!("`{v}` must start with `/`")));
+    } else if http::uri::PathAndQuery::try_from(v.as_str()).is_err() || v.contains(['?', '#']) {
+        out.push((p.into(), format!("`{v}` is not a path")));
+    }
+    if pm.prefix.is_some() && m.path_prefix.as_deref().is_none_or(|x| x == "/") {
+        out.push((
+            format!("{p}.prefix"),
+            "`prefix` replaces `match.path_prefix`, which this route does not set".into(),
+        ));
     }
 }
 
