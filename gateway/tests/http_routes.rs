@@ -409,7 +409,7 @@ listeners:
         .to_string();
     for expected in [
         "routes[0].http.upstreams: set `url` or `upstreams`, not both",
-        "routes[0].http.rewrite.path.prefix: `prefix` replaces `match.path_prefix`",
+        "routes[0].http.rewrite.path.prefix: `prefix` replaces `match.path_prefix`; this route matches `path`",
         "routes[0].http.rewrite.host: `bad host` is not a host name",
         "routes[0].http.retries.attempts: 1 to 10",
         "routes[0].http.retries.on",

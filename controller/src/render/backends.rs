@@ -70,7 +70,7 @@ pub(super) fn resolve(
                     bref.name, opts.cluster_domain
                 ),
                 preserve_host: true,
-                upgrades: None,
+                ..Default::default()
             }))
         }
         (crd::GROUP, "Backend") => {
@@ -204,7 +204,7 @@ fn render_backend(
         return Ok(RenderedBackend::Http(HttpBackendConfig {
             url: upstream_url(u, &ns, world, opts)?,
             preserve_host: false,
-            upgrades: None,
+            ..Default::default()
         }));
     }
     if let Some(m) = &s.mcp {

@@ -209,8 +209,9 @@ pub struct PathModifier {
     /// Replace the whole path (`ReplaceFullPath`); the query is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full: Option<String>,
-    /// Replace the route's `match.path_prefix` (`ReplacePrefixMatch`): with prefix `/foo`,
-    /// `{prefix: /bar}` turns `/foo/x` into `/bar/x` and `{prefix: /}` into `/x`.
+    /// Replace the route's `match.path_prefix` (`ReplacePrefixMatch`; none counts as `/`):
+    /// with prefix `/foo`, `{prefix: /bar}` turns `/foo/x` into `/bar/x` and `{prefix: /}`
+    /// into `/x`. Not on a route matching `path` or `path_regex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
 }

@@ -311,10 +311,11 @@ fn validate_path_modifier(pm: &PathModifier, m: &RouteMatch, p: &str, out: &mut 
     } else if http::uri::PathAndQuery::try_from(v.as_str()).is_err() || v.contains(['?', '#']) {
         out.push((p.into(), format!("`{v}` is not a path")));
     }
-    if pm.prefix.is_some() && m.path_prefix.as_deref().is_none_or(|x| x == "/") {
+    if pm.prefix.is_some() && (m.path.is_some() || m.path_regex.is_some()) {
         out.push((
             format!("{p}.prefix"),
-            "`prefix` replaces `match.path_prefix`, which this route does not set".into(),
+            "`prefix` replaces `match.path_prefix`; this route matches `path` or `path_regex`"
+                .into(),
         ));
     }
 }
