@@ -484,6 +484,7 @@ fn llm_secrets_become_env_references_not_config_text() {
         llm: None,
         a2a: None,
         http: None,
+        redirect: None,
     };
     let r = render_one(&world, "agents");
     let env = r

@@ -2,6 +2,7 @@
 //! of the config; each turns a request into a response or a [`RequestError`].
 
 pub mod http;
+pub mod redirect;
 
 use ::http::{Method, Request, Response};
 use axum::body::Body;
@@ -27,13 +28,15 @@ pub enum Backend {
     Mcp(McpBackend),
     /// A2A agent proxy (JSON-RPC, agent card, task pinning).
     A2a(Box<crate::a2a::A2aBackend>),
+    /// No upstream: every request is answered with a redirect.
+    Redirect(Box<redirect::Redirect>),
 }
 
 impl Backend {
     /// The API format for errors on this route, for a request to `path`.
     pub fn error_format(&self, path: &str) -> ApiFormat {
         match self {
-            Backend::Http(_) => ApiFormat::Plain,
+            Backend::Http(_) | Backend::Redirect(_) => ApiFormat::Plain,
             // The one rule the LLM backend's own streams follow too.
             Backend::Llm(_) => Front::format_for_path(path).into(),
             Backend::A2a(_) | Backend::Mcp(_) => ApiFormat::JsonRpc,
@@ -48,6 +51,7 @@ impl Backend {
     ) -> Result<Response<Body>, RequestError> {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
+            Backend::Redirect(r) => r.serve(&req, cx),
             Backend::Llm(l) => {
                 let req = if req.method() == Method::POST {
                     read_json(req, cx, BodyKind::Json).await?
@@ -109,6 +113,7 @@ impl Backend {
     pub fn upstream_label(&self) -> &str {
         match self {
             Backend::Http(h) => h.authority(),
+            Backend::Redirect(_) => "redirect",
             Backend::Llm(_) => "llm",
             Backend::Mcp(_) => "mcp",
             Backend::A2a(a) => a.upstream_label(),

@@ -25,7 +25,7 @@ pub use listener::*;
 pub use policies::*;
 pub use switchboard_llm::config::expose_secrets;
 pub use types::*;
-pub use validate::{covers, parse_bind, policies_issues, prefix_matches};
+pub use validate::{compile_regex, covers, parse_bind, policies_issues, prefix_matches};
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

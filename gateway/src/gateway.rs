@@ -408,6 +408,10 @@ impl Gateway {
                             .unwrap_or_default(),
                     ),
                 ))
+            } else if let Some(rd) = &r.redirect {
+                Backend::Redirect(Box::new(
+                    crate::backend::redirect::Redirect::new(rd).map_err(backend_err)?,
+                ))
             } else {
                 return Err(backend_err("route has no backend".into()));
             };

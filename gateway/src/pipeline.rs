@@ -274,7 +274,7 @@ fn upgrade_policy(
     use std::borrow::Cow;
     match backend {
         Backend::Http(h) => Cow::Borrowed(h.upgrades()),
-        Backend::Mcp(_) | Backend::Llm(_) | Backend::A2a(_) => {
+        Backend::Mcp(_) | Backend::Llm(_) | Backend::A2a(_) | Backend::Redirect(_) => {
             Cow::Owned(crate::forwarding::UpgradePolicy::none())
         }
     }
@@ -287,7 +287,7 @@ fn checks_items(backend: &crate::backend::Backend) -> bool {
     use crate::backend::Backend;
     match backend {
         Backend::Mcp(_) | Backend::Llm(_) => true,
-        Backend::Http(_) | Backend::A2a(_) => false,
+        Backend::Http(_) | Backend::A2a(_) | Backend::Redirect(_) => false,
     }
 }
 

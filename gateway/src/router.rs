@@ -106,13 +106,26 @@ pub enum HostMatch {
     Wildcard(String),
 }
 
-/// A compiled `match` block.
+/// A compiled `match` block. Regular expressions are compiled once here, at load.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     path: PathMatch,
     host: Option<HostMatch>,
     method: Option<Method>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    path_regex: Option<regex::Regex>,
+    headers_regex: Vec<(HeaderName, regex::Regex)>,
+    /// Exact (`Ok`) and regex (`Err`) query conditions.
+    query: Vec<(String, QueryCond)>,
+    /// A condition that failed to compile (validation refuses it first): never matches.
+    never: bool,
+}
+
+/// A query-parameter condition.
+#[derive(Debug, Clone)]
+enum QueryCond {
+    Exact(String),
+    Regex(regex::Regex),
 }
 
 impl Matcher {
@@ -135,7 +148,7 @@ impl Matcher {
             .method
             .as_ref()
             .and_then(|x| Method::from_bytes(x.to_ascii_uppercase().as_bytes()).ok());
-        let headers = m
+        let headers: Vec<(HeaderName, HeaderValue)> = m
             .headers
             .iter()
             .filter_map(|(k, v)| {
@@ -145,11 +158,43 @@ impl Matcher {
                 ))
             })
             .collect();
+        let mut never = false;
+        let mut re = |src: &String| {
+            let r = crate::config::compile_regex(src).ok();
+            never |= r.is_none();
+            r
+        };
+        let path_regex = m.path_regex.as_ref().and_then(&mut re);
+        let headers_regex = m
+            .headers_regex
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).ok()?,
+                    re(v)?,
+                ))
+            })
+            .collect();
+        let mut query: Vec<(String, QueryCond)> = m
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), QueryCond::Exact(v.clone())))
+            .collect();
+        query.extend(
+            m.query_regex
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), QueryCond::Regex(re(v)?)))),
+        );
+        never |= headers.len() != m.headers.len();
         Matcher {
             path,
             host,
             method,
             headers,
+            path_regex,
+            headers_regex,
+            query,
+            never,
         }
     }
 
@@ -192,9 +237,45 @@ impl Matcher {
                 return false;
             }
         }
-        self.headers
+        if self.never {
+            return false;
+        }
+        if !self
+            .headers
             .iter()
             .all(|(k, v)| req.headers().get_all(k).iter().any(|x| x == v))
+        {
+            return false;
+        }
+        if let Some(r) = &self.path_regex
+            && !r.is_match(path)
+        {
+            return false;
+        }
+        if !self.headers_regex.iter().all(|(k, r)| {
+            req.headers()
+                .get_all(k)
+                .iter()
+                .any(|x| x.to_str().is_ok_and(|x| r.is_match(x)))
+        }) {
+            return false;
+        }
+        if self.query.is_empty() {
+            return true;
+        }
+        let q = req.uri().query().unwrap_or("");
+        self.query.iter().all(|(name, cond)| {
+            // The first occurrence of the name counts (Gateway API); decoding allocates only
+            // for escaped names or values.
+            let Some((_, v)) = url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name)
+            else {
+                return false;
+            };
+            match cond {
+                QueryCond::Exact(x) => v == x.as_str(),
+                QueryCond::Regex(r) => r.is_match(&v),
+            }
+        })
     }
 }
 
@@ -257,6 +338,24 @@ mod tests {
         )));
         assert!(!x.matches(&req("POST", "/", &[("host", "a.example.com")])));
         assert!(m("{host: '[::1]'}").matches(&req("GET", "/", &[("host", "[::1]:80")])));
+    }
+
+    #[test]
+    fn regex_and_query_conditions() {
+        let x = m(
+            r"{path_regex: '/v[0-9]+/items/[a-z]+', headers_regex: {x-ver: '2\..*'}, query: {tier: gold}, query_regex: {id: '[0-9]{2}'}}",
+        );
+        let h = [("x-ver", "2.1")];
+        assert!(x.matches(&req("GET", "/v1/items/abc?tier=gold&id=42", &h)));
+        assert!(x.matches(&req("GET", "/v1/items/abc?id=42&tier=g%6Fld", &h)));
+        // Anchored: a longer path, a longer id, no header, a wrong tier.
+        assert!(!x.matches(&req("GET", "/v1/items/abc/d?tier=gold&id=42", &h)));
+        assert!(!x.matches(&req("GET", "/v1/items/abc?tier=gold&id=421", &h)));
+        assert!(!x.matches(&req("GET", "/v1/items/abc?tier=gold&id=42", &[])));
+        assert!(!x.matches(&req("GET", "/v1/items/abc?tier=silver&id=42", &h)));
+        assert!(!x.matches(&req("GET", "/v1/items/abc?id=42", &h)));
+        // The first occurrence counts.
+        assert!(!x.matches(&req("GET", "/v1/items/abc?tier=x&tier=gold&id=42", &h)));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
+type ClientH2c = Client<HttpConnector, Body>;
 
 /// Pooled upstream clients, one per connect timeout, shared by every config generation so
 /// that a reload keeps warm connections.
@@ -33,6 +34,7 @@ impl HttpClients {
                 connect_timeout,
                 per_thread: Arc::default(),
                 h1: Arc::default(),
+                h2c: Arc::default(),
             })
             .clone()
     }
@@ -46,6 +48,7 @@ pub struct HttpClient {
     connect_timeout: Duration,
     per_thread: Arc<thread_local::ThreadLocal<Client1>>,
     h1: Arc<thread_local::ThreadLocal<H1Idle>>,
+    h2c: Arc<thread_local::ThreadLocal<ClientH2c>>,
 }
 
 /// Most pooled connections kept per upstream and thread.
@@ -135,6 +138,22 @@ impl HttpClient {
             }
         });
         Ok(sender)
+    }
+
+    /// Sends `req` (absolute `http://` URI) over HTTP/2 with prior knowledge (h2c), on this
+    /// thread's multiplexed connections: gRPC and other HTTP/2-only upstreams.
+    pub async fn send_h2c(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
+        let client = self.h2c.get_or(|| {
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(self.connect_timeout));
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(http)
+        });
+        client.request(req).await.map_err(|e| Box::new(e) as BoxError)
     }
 
     /// Sends a request with this thread's pool.

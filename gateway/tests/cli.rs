@@ -44,7 +44,7 @@ fn every_unknown_key_with_did_you_mean() {
         stderr,
         "FILE:2:3: admin.bnd: unknown key `bnd`; did you mean `bind`?\n\
          FILE:8:9: listeners[0].routes[0].mathc: unknown key `mathc`; did you mean `match`?\n\
-         FILE:9:46: listeners[0].routes[0].http.timeout: unknown key `timeout`; expected one of: preserve_host, upgrades, url\n"
+         FILE:9:46: listeners[0].routes[0].http.timeout: unknown key `timeout`; expected one of: http2, mirror, preserve_host, retries, rewrite, upgrades, upstreams, url\n"
     );
 }
 
@@ -55,7 +55,7 @@ fn semantic_rules_duplicates_unreachable_missing_backend_bad_url() {
     assert_eq!(
         stderr,
         "FILE:9:9: listeners[0].routes[1].match: this route can never match: routes[0] (`all`) comes first and matches every request it would\n\
-         FILE:11:9: listeners[0].routes[2]: route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`\n\
+         FILE:11:9: listeners[0].routes[2]: route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`, `redirect`\n\
          FILE:12:17: listeners[0].routes[2].match.path: `relative` must start with `/`\n\
          FILE:13:5: listeners[1].name: duplicate listener name `public` (also listeners[0])\n\
          FILE:14:5: listeners[1].bind: address 127.0.0.1:8080 is already used by listeners[0]\n\

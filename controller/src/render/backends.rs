@@ -70,7 +70,7 @@ pub(super) fn resolve(
                     bref.name, opts.cluster_domain
                 ),
                 preserve_host: true,
-                upgrades: None,
+                ..Default::default()
             }))
         }
         (crd::GROUP, "Backend") => {
@@ -187,7 +187,7 @@ fn render_backend(
         return Ok(RenderedBackend::Http(HttpBackendConfig {
             url: upstream_url(u, &ns, world, opts)?,
             preserve_host: false,
-            upgrades: None,
+            ..Default::default()
         }));
     }
     let expose = |v: Result<Value, serde_json::Error>| {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 use switchboard_gateway::config::{
-    HeaderOps, HeadersPolicy, Policies, RouteConfig, RouteMatch, TimeoutsPolicy, covers,
+    HeaderOps, HeadersPolicy, HttpBackendConfig, MirrorConfig, PathModifier, Policies,
+    RedirectConfig, RetryConfig, RewriteConfig, RouteConfig, RouteMatch, TimeoutsPolicy,
+    WeightedUpstream, compile_regex, covers,
 };
 
 use super::backends::{self, RenderedBackend, attach_backend};
@@ -152,11 +154,15 @@ pub(super) fn attach(
                                     llm: None,
                                     a2a: None,
                                     http: None,
+                                    redirect: built.redirect.clone(),
                                 },
                                 owner: (rns.clone(), rname.clone()),
                             });
+                            let Some(backend) = &built.backend else {
+                                continue;
+                            };
                             let last = candidates.last_mut().expect("just pushed");
-                            match attach_backend(last.route.clone(), &built.backend) {
+                            match attach_backend(last.route.clone(), backend) {
                                 Ok(r) => last.route = r,
                                 Err(msg) => {
                                     candidates.pop();
@@ -276,11 +282,15 @@ fn host_within(a: &str, b: &str) -> bool {
 }
 
 /// The proxy match of a Gateway API match, host left to the caller; a `/` prefix is no path
-/// condition.
+/// condition. Regular expressions and query parameters map to their proxy keys (the rule's
+/// types were checked by [`check_matches`]).
 fn match_of(m: &gwapi::HTTPRouteMatch) -> RouteMatch {
     let mut out = RouteMatch::default();
     match m.path.as_ref() {
         Some(p) if p.type_.as_deref() == Some("Exact") => out.path = p.value.clone(),
+        Some(p) if p.type_.as_deref() == Some("RegularExpression") => {
+            out.path_regex = p.value.clone()
+        }
         Some(p) => {
             let v = p.value.clone().unwrap_or_else(|| "/".into());
             if v != "/" {
@@ -290,12 +300,56 @@ fn match_of(m: &gwapi::HTTPRouteMatch) -> RouteMatch {
         None => {}
     }
     out.method = m.method.clone();
-    out.headers = m
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value.clone()))
-        .collect();
+    for h in &m.headers {
+        let name = h.name.to_ascii_lowercase();
+        if h.type_.as_deref() == Some("RegularExpression") {
+            out.headers_regex.insert(name, h.value.clone());
+        } else {
+            out.headers.insert(name, h.value.clone());
+        }
+    }
+    for q in &m.query_params {
+        if q.type_.as_deref() == Some("RegularExpression") {
+            out.query_regex.insert(q.name.clone(), q.value.clone());
+        } else {
+            out.query.insert(q.name.clone(), q.value.clone());
+        }
+    }
     out
+}
+
+/// Refuses match types the proxy lacks, and regular expressions it cannot compile.
+fn check_matches(matches: &[gwapi::HTTPRouteMatch]) -> Result<(), RuleError> {
+    let known = |t: Option<&str>, what: &str, allowed: &[&str]| match t {
+        Some(t) if !allowed.contains(&t) => Err(RuleError::Unsupported(format!(
+            "{what} match type {t} is not supported"
+        ))),
+        _ => Ok(()),
+    };
+    let regex = |t: Option<&str>, v: &str| {
+        if t == Some("RegularExpression") {
+            compile_regex(v)
+                .map(|_| ())
+                .map_err(|e| RuleError::Unsupported(format!("regular expression `{v}`: {e}")))
+        } else {
+            Ok(())
+        }
+    };
+    for m in matches {
+        if let Some(p) = &m.path {
+            known(
+                p.type_.as_deref(),
+                "path",
+                &["PathPrefix", "Exact", "RegularExpression"],
+            )?;
+            regex(p.type_.as_deref(), p.value.as_deref().unwrap_or(""))?;
+        }
+        for h in m.headers.iter().chain(&m.query_params) {
+            known(h.type_.as_deref(), "header/query", &["Exact", "RegularExpression"])?;
+            regex(h.type_.as_deref(), &h.value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Gateway API precedence as a sort key (smaller first).
@@ -331,15 +385,61 @@ fn precedence(
     )
 }
 
-/// One rule, rendered but for its matches: the backend and the merged policies.
+/// One rule, rendered but for its matches: the backend (or the redirect) and the merged
+/// policies.
 struct BuiltRule {
-    backend: RenderedBackend,
+    backend: Option<RenderedBackend>,
+    redirect: Option<RedirectConfig>,
     policies: Option<Policies>,
 }
 
+/// The proxy's path modifier of a Gateway API one.
+fn path_modifier(pm: &gwapi::PathModifier) -> Result<PathModifier, RuleError> {
+    match pm.type_.as_str() {
+        "ReplaceFullPath" => Ok(PathModifier {
+            full: Some(pm.replace_full_path.clone().unwrap_or_else(|| "/".into())),
+            prefix: None,
+        }),
+        "ReplacePrefixMatch" => Ok(PathModifier {
+            full: None,
+            prefix: Some(
+                pm.replace_prefix_match
+                    .clone()
+                    .unwrap_or_else(|| "/".into()),
+            ),
+        }),
+        other => Err(RuleError::Unsupported(format!(
+            "path modifier {other} is not supported"
+        ))),
+    }
+}
+
+/// `ReplacePrefixMatch` needs every match of the rule to be a `PathPrefix` one.
+fn check_prefix_modifier(pm: &PathModifier, rule: &HTTPRouteRule) -> Result<(), RuleError> {
+    if pm.prefix.is_some()
+        && rule.matches.iter().any(|m| {
+            m.path
+                .as_ref()
+                .is_some_and(|p| p.type_.as_deref().unwrap_or("PathPrefix") != "PathPrefix")
+        })
+    {
+        return Err(RuleError::Unsupported(
+            "ReplacePrefixMatch needs PathPrefix matches".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a Gateway API duration (`10s`, `1m30s`, `500ms`).
+fn duration(what: &str, t: &str) -> Result<std::time::Duration, RuleError> {
+    humantime::parse_duration(t)
+        .map_err(|_| RuleError::Unsupported(format!("{what} `{t}` is not a duration")))
+}
+
 /// Renders one rule but for its matches: its filters and timeout become policies, then the
-/// Policies of its Backend and those of its route are merged on top, each over the last
-/// (Policy objects win over filters); its one backendRef becomes the backend.
+/// Policies of its Backends and those of its route are merged on top, each over the last
+/// (Policy objects win over filters); its backendRefs become the backend (weighted
+/// `upstreams` when several), or its `RequestRedirect` the redirect.
 fn build_rule(
     scope: &Scope,
     route: &HTTPRoute,
@@ -347,29 +447,13 @@ fn build_rule(
     out: &mut Collected,
 ) -> Result<BuiltRule, RuleError> {
     let rns = route.namespace().unwrap_or_default();
-    for m in &rule.matches {
-        if !m.query_params.is_empty() {
-            return Err(RuleError::Unsupported(
-                "queryParams matches are not supported".into(),
-            ));
-        }
-        if m.path.as_ref().and_then(|p| p.type_.as_deref()) == Some("RegularExpression") {
-            return Err(RuleError::Unsupported(
-                "RegularExpression path matches are not supported".into(),
-            ));
-        }
-        if m.headers
-            .iter()
-            .any(|h| h.type_.as_deref().unwrap_or("Exact") != "Exact")
-        {
-            return Err(RuleError::Unsupported(
-                "only Exact header matches are supported".into(),
-            ));
-        }
-    }
+    check_matches(&rule.matches)?;
     let mut policies = Policies::default();
     let mut headers = HeadersPolicy::default();
     let mut has_headers = false;
+    let mut rewrite: Option<RewriteConfig> = None;
+    let mut redirect: Option<RedirectConfig> = None;
+    let mut mirror: Option<MirrorConfig> = None;
     for f in &rule.filters {
         match f.type_.as_str() {
             "RequestHeaderModifier" => {
@@ -384,6 +468,80 @@ fn build_rule(
                     has_headers = true;
                 }
             }
+            "URLRewrite" => {
+                let Some(u) = &f.url_rewrite else { continue };
+                let path = u.path.as_ref().map(path_modifier).transpose()?;
+                if let Some(pm) = &path {
+                    check_prefix_modifier(pm, rule)?;
+                }
+                rewrite = Some(RewriteConfig {
+                    path,
+                    host: u.hostname.clone(),
+                });
+            }
+            "RequestRedirect" => {
+                let Some(r) = &f.request_redirect else { continue };
+                let path = r.path.as_ref().map(path_modifier).transpose()?;
+                if let Some(pm) = &path {
+                    check_prefix_modifier(pm, rule)?;
+                }
+                let status = r.status_code.unwrap_or(302);
+                if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                    return Err(RuleError::Unsupported(format!(
+                        "redirect status {status} is not supported"
+                    )));
+                }
+                let port = match r.port {
+                    None => None,
+                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(
+                        || RuleError::Unsupported(format!("redirect port {p} is not a port")),
+                    )?),
+                };
+                if let Some(s) = &r.scheme
+                    && !matches!(s.as_str(), "http" | "https")
+                {
+                    return Err(RuleError::Unsupported(format!(
+                        "redirect scheme {s} is not supported"
+                    )));
+                }
+                redirect = Some(RedirectConfig {
+                    scheme: r.scheme.clone(),
+                    host: r.hostname.clone(),
+                    port,
+                    path,
+                    status: status as u16,
+                });
+            }
+            "RequestMirror" => {
+                let Some(m) = &f.request_mirror else { continue };
+                if mirror.is_some() {
+                    return Err(RuleError::Unsupported(
+                        "more than one RequestMirror filter per rule is not supported".into(),
+                    ));
+                }
+                let mut ignored = Policies::default();
+                let url = match backends::resolve(scope, &rns, &m.backend_ref, &mut ignored, out)? {
+                    RenderedBackend::Http(h) if !h.url.is_empty() => h.url,
+                    _ => {
+                        return Err(RuleError::Unsupported(
+                            "a RequestMirror backendRef must be a Service or a static Backend"
+                                .into(),
+                        ));
+                    }
+                };
+                let percent = match (&m.percent, &m.fraction) {
+                    (Some(p), _) => *p,
+                    (None, Some(f)) => {
+                        let d = f.denominator.unwrap_or(100).max(1);
+                        ((i64::from(f.numerator) * 100) / i64::from(d)) as i32
+                    }
+                    (None, None) => 100,
+                };
+                mirror = Some(MirrorConfig {
+                    url,
+                    percent: percent.clamp(0, 100) as u8,
+                });
+            }
             other => {
                 return Err(RuleError::Unsupported(format!(
                     "filter {other} is not supported"
@@ -391,41 +549,132 @@ fn build_rule(
             }
         }
     }
+    if redirect.is_some() && rewrite.is_some() {
+        return Err(RuleError::Unsupported(
+            "RequestRedirect and URLRewrite cannot be used together".into(),
+        ));
+    }
     if has_headers {
         policies.headers = Some(headers);
     }
-    if let Some(t) = rule.timeouts.as_ref().and_then(|t| t.request.as_deref()) {
-        let d = humantime::parse_duration(t).map_err(|_| {
-            RuleError::Unsupported(format!("timeouts.request `{t}` is not a duration"))
-        })?;
-        policies.timeouts = Some(TimeoutsPolicy {
-            request: Some(d),
-            ..Default::default()
+    let timeouts = rule.timeouts.as_ref();
+    // The proxy has one whole-request timeout; `backendRequest` stands in when `request` is
+    // not given.
+    if let Some(t) = timeouts.and_then(|t| t.request.as_deref().or(t.backend_request.as_deref()))
+    {
+        let d = duration("timeouts.request", t)?;
+        // Gateway API: a zero duration disables the timeout.
+        if !d.is_zero() {
+            policies.timeouts = Some(TimeoutsPolicy {
+                request: Some(d),
+                ..Default::default()
+            });
+        }
+    }
+    let retries = match &rule.retry {
+        Some(r) if r.attempts.unwrap_or(1) > 0 => {
+            let attempts = r.attempts.unwrap_or(1);
+            if attempts > 10 {
+                return Err(RuleError::Unsupported(format!(
+                    "retry.attempts {attempts} is more than 10"
+                )));
+            }
+            let mut cfg: RetryConfig = serde_json::from_value(serde_json::json!({
+                "attempts": attempts,
+            }))
+            .map_err(|e| RuleError::Unsupported(e.to_string()))?;
+            if !r.codes.is_empty() {
+                cfg.on = r
+                    .codes
+                    .iter()
+                    .map(|c| {
+                        u16::try_from(*c)
+                            .ok()
+                            .filter(|c| (400..=599).contains(c))
+                            .ok_or_else(|| {
+                                RuleError::Unsupported(format!("retry code {c} is not 400-599"))
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            if let Some(b) = &r.backoff {
+                cfg.backoff = duration("retry.backoff", b)?.min(std::time::Duration::from_secs(10));
+            }
+            Some(cfg)
+        }
+        _ => None,
+    };
+
+    if let Some(redirect) = redirect {
+        if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
+            merge_policies(&mut policies, p);
+        }
+        return Ok(BuiltRule {
+            backend: None,
+            redirect: Some(redirect),
+            policies: (policies != Policies::default()).then_some(policies),
         });
     }
 
-    let refs: Vec<&BackendRef> = rule
-        .backend_refs
-        .iter()
-        .filter(|b| b.weight.unwrap_or(1) > 0)
-        .collect();
-    let Some(bref) = refs.first() else {
+    if rule.backend_refs.is_empty() {
         return Err(RuleError::Ref(
             "BackendNotFound",
             "the rule has no backendRefs".into(),
         ));
-    };
-    if refs.len() > 1 {
-        return Err(RuleError::Unsupported(
-            "traffic splitting over several backendRefs is not supported yet; use one".into(),
-        ));
     }
-    let backend = backends::resolve(scope, &rns, bref, &mut policies, out)?;
+    let all_zero = rule.backend_refs.iter().all(|b| b.weight == Some(0));
+    let refs: Vec<&BackendRef> = rule
+        .backend_refs
+        .iter()
+        .filter(|b| all_zero || b.weight.unwrap_or(1) > 0)
+        .collect();
+    let mut backend = if refs.len() == 1 && !all_zero {
+        backends::resolve(scope, &rns, refs[0], &mut policies, out)?
+    } else {
+        // A weighted split: every backendRef must be plain HTTP.
+        let mut split: Option<HttpBackendConfig> = None;
+        for bref in &refs {
+            let weight = u32::try_from(bref.weight.unwrap_or(1)).unwrap_or(0);
+            match backends::resolve(scope, &rns, bref, &mut policies, out)? {
+                RenderedBackend::Http(h) if h.upstreams.is_empty() => {
+                    let s = split.get_or_insert_with(|| HttpBackendConfig {
+                        preserve_host: h.preserve_host,
+                        ..Default::default()
+                    });
+                    s.upstreams.push(WeightedUpstream { url: h.url, weight });
+                }
+                _ => {
+                    return Err(RuleError::Unsupported(
+                        "a weighted split over several backendRefs needs Services or static Backends"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        RenderedBackend::Http(split.expect("at least one backendRef"))
+    };
+    if rewrite.is_some() || mirror.is_some() || retries.is_some() {
+        let RenderedBackend::Http(h) = &mut backend else {
+            return Err(RuleError::Unsupported(
+                "URLRewrite, RequestMirror and retry apply to Services and static Backends only"
+                    .into(),
+            ));
+        };
+        if let Some(rw) = rewrite {
+            if rw.host.is_some() {
+                h.preserve_host = false;
+            }
+            h.rewrite = Some(rw);
+        }
+        h.mirror = mirror;
+        h.retries = retries;
+    }
     if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
         merge_policies(&mut policies, p);
     }
     Ok(BuiltRule {
-        backend,
+        backend: Some(backend),
+        redirect: None,
         policies: (policies != Policies::default()).then_some(policies),
     })
 }

@@ -72,7 +72,7 @@ fn default_grace() -> Duration {
     Duration::from_secs(15)
 }
 
-/// `routes[]` — a matcher, policies and exactly one backend.
+/// `routes[]` — a matcher, policies and exactly one backend (or a redirect).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -96,6 +96,10 @@ pub struct RouteConfig {
     /// Proxy to an A2A agent (JSON-RPC, 0.3 and 1.0), its agent card rewritten to point here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aBackendConfig>,
+    /// Answer every matched request with a redirect (Gateway API `RequestRedirect`); such a
+    /// route has no backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RedirectConfig>,
 }
 
 /// `routes[].match` — conditions on the request.
@@ -117,15 +121,62 @@ pub struct RouteMatch {
     /// Headers that must be present with exactly these values (names are case-insensitive).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Regular expression (Rust `regex` syntax, at most 1 KiB) the whole normalized path must
+    /// match (it is anchored: `^(?:…)$`). With `path_prefix`, both must hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_regex: Option<String>,
+    /// Headers whose value must match these regular expressions (anchored; any one value of a
+    /// repeated header may match).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers_regex: BTreeMap<String, String>,
+    /// Query parameters that must be present with exactly these values (names case-sensitive,
+    /// compared after percent-decoding; the first occurrence of a name counts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    /// Query parameters whose (decoded) value must match these regular expressions (anchored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_regex: BTreeMap<String, String>,
+}
+
+impl RouteMatch {
+    /// Whether the match has conditions `covers` cannot reason about (regular expressions and
+    /// query parameters): such a match covers only an identical one.
+    pub fn has_opaque_conditions(&self) -> bool {
+        self.path_regex.is_some()
+            || !self.headers_regex.is_empty()
+            || !self.query.is_empty()
+            || !self.query_regex.is_empty()
+    }
 }
 
 /// `routes[].http` — reverse proxy to an HTTP upstream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpBackendConfig {
     /// Upstream base URL (`http://` or `https://`). With a path other than `/`, the route's
-    /// `path_prefix` is replaced by that path (as nginx's `proxy_pass` with a URI does).
+    /// `path_prefix` is replaced by that path (as nginx's `proxy_pass` with a URI does). Set
+    /// this or `upstreams`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// Several upstreams sharing the traffic by weight (Gateway API weighted `backendRefs`):
+    /// each request goes to one, chosen at random in proportion to `weight`; weight 0 gets no
+    /// traffic. Set this or `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<WeightedUpstream>,
+    /// Rewrite the path and/or the `Host` sent upstream (Gateway API `URLRewrite`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<RewriteConfig>,
+    /// Send a copy of each request to another upstream, fire and forget (Gateway API
+    /// `RequestMirror`); its answer is discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorConfig>,
+    /// Retry a request that failed to connect or got one of the listed statuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetryConfig>,
+    /// Speak HTTP/2 to the upstream: h2c with prior knowledge on `http://`, ALPN `h2` only on
+    /// `https://`. Needed for gRPC backends. Upgrades are not tunnelled then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub http2: bool,
     /// Send the client's `Host` header upstream instead of the upstream's own host.
     #[serde(default)]
     pub preserve_host: bool,
@@ -134,6 +185,121 @@ pub struct HttpBackendConfig {
     /// requests are forwarded as plain HTTP/1.1 without their `Upgrade` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrades: Option<Vec<String>>,
+}
+
+/// `routes[].http.upstreams[]` — one upstream of a weighted split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedUpstream {
+    /// Upstream base URL, as `http.url`.
+    pub url: String,
+    /// Relative share of the requests (0 = none). Default 1. At most 1000000.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A replacement path (Gateway API `HTTPPathModifier`): exactly one of `full`, `prefix`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathModifier {
+    /// Replace the whole path (`ReplaceFullPath`); the query is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
+    /// Replace the route's `match.path_prefix` (`ReplacePrefixMatch`; none counts as `/`):
+    /// with prefix `/foo`, `{prefix: /bar}` turns `/foo/x` into `/bar/x` and `{prefix: /}`
+    /// into `/x`. Not on a route matching `path` or `path_regex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// `routes[].http.rewrite` — what the upstream sees instead of the client's request line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// The new path: `{full: /p}` or `{prefix: /p}`. The upstream URL must then have no path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+    /// The `Host` header sent upstream (not together with `preserve_host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// `routes[].http.mirror` — a fire-and-forget copy of each request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Base URL of the mirror (`http://` or `https://`); the request path is kept.
+    pub url: String,
+    /// Share of requests mirrored, 0–100. Default 100.
+    #[serde(default = "default_percent")]
+    pub percent: u8,
+}
+
+fn default_percent() -> u8 {
+    100
+}
+
+/// `routes[].http.retries` — replaying failed requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts after the first, 1–10.
+    pub attempts: u32,
+    /// Upstream statuses that are retried. Default `[502, 503, 504]`. Connection failures are
+    /// always retried.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<u16>,
+    /// Pause before each retry. Default `25ms`; at most `10s`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub backoff: Duration,
+    /// Largest request body kept in memory so that it can be sent again; a request with a
+    /// larger (or unannounced, chunked) body is sent once. Default 65536; at most 1 MiB.
+    #[serde(default = "default_retry_body")]
+    pub max_body_bytes: u32,
+}
+
+fn default_retry_on() -> Vec<u16> {
+    vec![502, 503, 504]
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_millis(25)
+}
+
+fn default_retry_body() -> u32 {
+    65536
+}
+
+/// `routes[].redirect` — answer with a redirect (Gateway API `RequestRedirect`). Keys not
+/// given keep the request's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// `http` or `https`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// Host name (without port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port; the scheme's default port is left out of `Location`. When not given, the
+    /// request's port is kept unless `scheme` changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The new path: `{full: /p}` or `{prefix: /p}` (as `http.rewrite.path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathModifier>,
+    /// 301, 302, 303, 307 or 308. Default 302.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
 }
 
 /// `routes[].a2a` — proxy to an A2A agent: JSON-RPC (A2A 0.3 and 1.0) with SSE streams passed

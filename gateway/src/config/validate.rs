@@ -174,7 +174,8 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, base_dir: &std::path::Path,
         match backends.as_slice() {
             [] => out.push((
                 p.clone(),
-                "route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`".into(),
+                "route has no backend: set exactly one of `mcp`, `llm`, `a2a`, `http`, `redirect`"
+                    .into(),
             )),
             [_] => {}
             [_, second, ..] => out.push((
@@ -186,8 +187,10 @@ fn validate_routes(routes: &[RouteConfig], lp: &str, base_dir: &std::path::Path,
             )),
         }
         if let Some(h) = &r.http {
-            validate_upstream_url(&h.url, &format!("{p}.http.url"), out);
-            validate_upgrades(h.upgrades.as_deref(), &format!("{p}.http.upgrades"), out);
+            validate_http(h, &r.matcher, &format!("{p}.http"), out);
+        }
+        if let Some(rd) = &r.redirect {
+            validate_redirect(rd, &r.matcher, &format!("{p}.redirect"), out);
         }
         if let Some(m) = &r.mcp {
             out.extend(m.validate_in(&format!("{p}.mcp"), base_dir));
@@ -271,7 +274,157 @@ fn backend_kinds(r: &RouteConfig) -> Vec<&'static str> {
     if r.a2a.is_some() {
         v.push("a2a");
     }
+    if r.redirect.is_some() {
+        v.push("redirect");
+    }
     v
+}
+
+/// Largest regular expression source accepted in a match.
+pub const MAX_REGEX_LEN: usize = 1024;
+/// Compiled-size limit of each regular expression (the `regex` crate's `size_limit`).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a match regular expression, anchored, within the size limits.
+pub fn compile_regex(src: &str) -> Result<regex::Regex, String> {
+    if src.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "regular expression longer than {MAX_REGEX_LEN} bytes"
+        ));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{src})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("not a valid regular expression: {e}"))
+}
+
+fn validate_path_modifier(pm: &PathModifier, m: &RouteMatch, p: &str, out: &mut Issues) {
+    let v = match (&pm.full, &pm.prefix) {
+        (Some(v), None) | (None, Some(v)) => v,
+        _ => {
+            out.push((p.into(), "set exactly one of `full`, `prefix`".into()));
+            return;
+        }
+    };
+    if !v.starts_with('/') {
+        out.push((p.into(), format!("`{v}` must start with `/`")));
+    } else if http::uri::PathAndQuery::try_from(v.as_str()).is_err() || v.contains(['?', '#']) {
+        out.push((p.into(), format!("`{v}` is not a path")));
+    }
+    if pm.prefix.is_some() && (m.path.is_some() || m.path_regex.is_some()) {
+        out.push((
+            format!("{p}.prefix"),
+            "`prefix` replaces `match.path_prefix`; this route matches `path` or `path_regex`"
+                .into(),
+        ));
+    }
+}
+
+fn validate_http(h: &HttpBackendConfig, m: &RouteMatch, p: &str, out: &mut Issues) {
+    match (h.url.is_empty(), h.upstreams.is_empty()) {
+        (true, true) => out.push((format!("{p}.url"), "set `url` or `upstreams`".into())),
+        (false, false) => out.push((
+            format!("{p}.upstreams"),
+            "set `url` or `upstreams`, not both".into(),
+        )),
+        (false, true) => validate_upstream_url(&h.url, &format!("{p}.url"), out),
+        (true, false) => {
+            for (i, u) in h.upstreams.iter().enumerate() {
+                validate_upstream_url(&u.url, &format!("{p}.upstreams[{i}].url"), out);
+                if u.weight > 1_000_000 {
+                    out.push((
+                        format!("{p}.upstreams[{i}].weight"),
+                        "at most 1000000".into(),
+                    ));
+                }
+            }
+        }
+    }
+    validate_upgrades(h.upgrades.as_deref(), &format!("{p}.upgrades"), out);
+    if let Some(rw) = &h.rewrite {
+        if let Some(pm) = &rw.path {
+            validate_path_modifier(pm, m, &format!("{p}.rewrite.path"), out);
+            let urls = std::iter::once(h.url.as_str())
+                .filter(|u| !u.is_empty())
+                .chain(h.upstreams.iter().map(|u| u.url.as_str()));
+            for u in urls {
+                if url::Url::parse(u).is_ok_and(|u| u.path() != "/") {
+                    out.push((
+                        format!("{p}.rewrite.path"),
+                        format!("`{u}` has a path; with `rewrite.path` upstream URLs have none"),
+                    ));
+                }
+            }
+        }
+        if let Some(host) = &rw.host {
+            if host.is_empty() || http::uri::Authority::try_from(host.as_str()).is_err() {
+                out.push((
+                    format!("{p}.rewrite.host"),
+                    format!("`{host}` is not a host name"),
+                ));
+            }
+            if h.preserve_host {
+                out.push((
+                    format!("{p}.rewrite.host"),
+                    "set `rewrite.host` or `preserve_host`, not both".into(),
+                ));
+            }
+        }
+    }
+    if let Some(mi) = &h.mirror {
+        validate_upstream_url(&mi.url, &format!("{p}.mirror.url"), out);
+        if mi.percent > 100 {
+            out.push((format!("{p}.mirror.percent"), "0 to 100".into()));
+        }
+    }
+    if let Some(r) = &h.retries {
+        if !(1..=10).contains(&r.attempts) {
+            out.push((format!("{p}.retries.attempts"), "1 to 10".into()));
+        }
+        if r.on.is_empty() || r.on.iter().any(|s| !(100..=599).contains(s)) {
+            out.push((
+                format!("{p}.retries.on"),
+                "a non-empty list of HTTP statuses (100-599)".into(),
+            ));
+        }
+        if r.backoff > std::time::Duration::from_secs(10) {
+            out.push((format!("{p}.retries.backoff"), "at most 10s".into()));
+        }
+        if r.max_body_bytes > 1 << 20 {
+            out.push((
+                format!("{p}.retries.max_body_bytes"),
+                "at most 1048576".into(),
+            ));
+        }
+    }
+}
+
+fn validate_redirect(r: &RedirectConfig, m: &RouteMatch, p: &str, out: &mut Issues) {
+    if let Some(s) = &r.scheme
+        && !matches!(s.as_str(), "http" | "https")
+    {
+        out.push((format!("{p}.scheme"), format!("`{s}` is not http or https")));
+    }
+    if let Some(h) = &r.host
+        && (h.is_empty()
+            || h.contains([':', '/', '@'])
+            || http::uri::Authority::try_from(h.as_str()).is_err())
+    {
+        out.push((format!("{p}.host"), format!("`{h}` is not a host name")));
+    }
+    if r.port == Some(0) {
+        out.push((format!("{p}.port"), "port 0".into()));
+    }
+    if let Some(pm) = &r.path {
+        validate_path_modifier(pm, m, &format!("{p}.path"), out);
+    }
+    if !matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+        out.push((
+            format!("{p}.status"),
+            format!("{} is not 301, 302, 303, 307 or 308", r.status),
+        ));
+    }
 }
 
 fn validate_upstream_url(raw: &str, p: &str, out: &mut Issues) {
@@ -330,6 +483,31 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
             ));
         }
     }
+    if let Some(r) = &m.path_regex
+        && let Err(e) = compile_regex(r)
+    {
+        out.push((format!("{p}.path_regex"), e));
+    }
+    for (key, map) in [("headers_regex", &m.headers_regex), ("query_regex", &m.query_regex)] {
+        for (name, r) in map {
+            if let Err(e) = compile_regex(r) {
+                out.push((format!("{p}.{key}.{name}"), e));
+            }
+        }
+    }
+    for name in m.headers_regex.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            out.push((
+                format!("{p}.headers_regex.{name}"),
+                format!("`{name}` is not a header name"),
+            ));
+        }
+    }
+    for name in m.query.keys().chain(m.query_regex.keys()) {
+        if name.is_empty() {
+            out.push((format!("{p}.query"), "empty parameter name".into()));
+        }
+    }
     for (name, value) in &m.headers {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             out.push((
@@ -348,6 +526,16 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
 /// Whether every request `b` matches is also matched by `a`: a route matching `b` after one
 /// matching `a` is unreachable (validation refuses it; the controller drops it).
 pub fn covers(a: &RouteMatch, b: &RouteMatch) -> bool {
+    // Regular expressions and query conditions: `a` covers `b` only when `b` has the very
+    // same ones (and the rest covers).
+    if a.has_opaque_conditions()
+        && (a.path_regex != b.path_regex
+            || a.headers_regex != b.headers_regex
+            || a.query != b.query
+            || a.query_regex != b.query_regex)
+    {
+        return false;
+    }
     let path_covers = match (&a.path_prefix, &a.path, &b.path_prefix, &b.path) {
         (None, None, ..) => true,
         (Some(pa), None, Some(pb), _) => prefix_matches(pa, pb),

@@ -1,0 +1,232 @@
+//! HTTPRoute features rendered into the proxy config (golden): header modifiers, URLRewrite,
+//! RequestRedirect, RequestMirror, weighted backendRefs, query and regex matches, timeouts
+//! and retries; and the route status reasons the Gateway API specifies for what cannot be
+//! rendered. Every rendered config is checked by the proxy's own loader.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard_controller::render::{self, RenderOptions, Rendered, World};
+
+fn world_of(yaml: &str) -> World {
+    let mut world = World::default();
+    for (i, mut doc) in yaml_docs(yaml).into_iter().enumerate() {
+        doc["metadata"]["uid"] = json!(format!("uid-{i}"));
+        doc["metadata"]["creationTimestamp"] = json!(format!("2026-01-01T00:00:{:02}Z", i % 60));
+        render::add_document(&mut world, doc).unwrap_or_else(|e| panic!("{e}"));
+    }
+    world
+}
+
+fn render_gw(world: &World) -> Rendered {
+    let gw = world.gateways.first().unwrap();
+    let r = render::render(world, gw, &RenderOptions::default()).unwrap();
+    switchboard_gateway::config::load_str(&r.config_yaml, "rendered", &|_| Some("x".into()))
+        .unwrap_or_else(|e| panic!("rendered config is invalid:\n{e}\n{}", r.config_yaml));
+    r
+}
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: switchboard}
+spec: {controllerName: switchboard.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stable, namespace: ns}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: canary, namespace: ns}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shadow, namespace: ns}
+spec: {ports: [{port: 80}]}
+"#;
+
+/// The rendered routes by name, as the config file shows them.
+fn routes(r: &Rendered) -> Value {
+    let cfg: Value = yaml_serde::from_str(&r.config_yaml).unwrap();
+    let mut out = serde_json::Map::new();
+    for route in cfg["listeners"][0]["routes"].as_array().unwrap() {
+        let mut route = route.clone();
+        let name = route["name"].as_str().unwrap().to_string();
+        route.as_object_mut().unwrap().remove("name");
+        out.insert(name, route);
+    }
+    Value::Object(out)
+}
+
+#[test]
+fn filters_splits_matches_timeouts_and_retries_render() {
+    let world = world_of(&format!(
+        r#"{BASE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /split}}}}]
+      backendRefs: [{{name: stable, port: 80, weight: 90}}, {{name: canary, port: 80, weight: 10}}, {{name: shadow, port: 80, weight: 0}}]
+      timeouts: {{request: 5s}}
+      retry: {{attempts: 2, codes: [503], backoff: 100ms}}
+    - matches: [{{path: {{type: PathPrefix, value: /v1}}}}]
+      filters:
+        - type: URLRewrite
+          urlRewrite: {{hostname: api.internal, path: {{type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}}
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {{set: [{{name: X-Env, value: prod}}], remove: [Cookie]}}
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: {{add: [{{name: X-Served, value: sb}}]}}
+        - type: RequestMirror
+          requestMirror: {{backendRef: {{name: shadow, port: 80}}, fraction: {{numerator: 1, denominator: 4}}}}
+      backendRefs: [{{name: stable, port: 80}}]
+    - matches: [{{path: {{type: Exact, value: /old}}}}]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: {{scheme: https, hostname: new.example, statusCode: 301, path: {{type: ReplaceFullPath, replaceFullPath: /new}}}}
+    - matches:
+        - path: {{type: RegularExpression, value: "/users/[0-9]+"}}
+          headers: [{{type: RegularExpression, name: X-Client, value: "mobile-.*"}}]
+          queryParams: [{{name: tier, value: gold}}, {{type: RegularExpression, name: id, value: "[0-9]+"}}]
+      backendRefs: [{{name: canary, port: 80}}]
+"#
+    ));
+    let r = render_gw(&world);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let conds = &r.routes[0].conditions;
+    assert!(conds.iter().all(|c| c.status), "{conds:?}");
+    let svc = |n: &str| format!("http://{n}.ns.svc.cluster.local:80");
+    assert_eq!(
+        routes(&r),
+        json!({
+            "ns.r.2.0": {
+                "match": {"path": "/old"},
+                "redirect": {"scheme": "https", "host": "new.example", "path": {"full": "/new"}, "status": 301}
+            },
+            "ns.r.1.0": {
+                "match": {"path_prefix": "/v1"},
+                "policies": {"headers": {
+                    "request": {"set": {"x-env": "prod"}, "remove": ["cookie"]},
+                    "response": {"add": {"x-served": "sb"}}
+                }},
+                "http": {
+                    "url": svc("stable"),
+                    "preserve_host": false,
+                    "rewrite": {"path": {"prefix": "/v2"}, "host": "api.internal"},
+                    "mirror": {"url": svc("shadow"), "percent": 25}
+                }
+            },
+            "ns.r.0.0": {
+                "match": {"path_prefix": "/split"},
+                "policies": {"timeouts": {"request": "5s"}},
+                "http": {
+                    "preserve_host": true,
+                    "upstreams": [{"url": svc("stable"), "weight": 90}, {"url": svc("canary"), "weight": 10}],
+                    "retries": {"attempts": 2, "on": [503], "backoff": "100ms", "max_body_bytes": 65536}
+                }
+            },
+            "ns.r.3.0": {
+                "match": {
+                    "path_regex": "/users/[0-9]+",
+                    "headers_regex": {"x-client": "mobile-.*"},
+                    "query": {"tier": "gold"},
+                    "query_regex": {"id": "[0-9]+"}
+                },
+                "http": {"url": svc("canary"), "preserve_host": true}
+            }
+        })
+    );
+}
+
+#[test]
+fn unsupported_and_unresolved_get_the_specified_reasons() {
+    let world = world_of(&format!(
+        r#"{BASE}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: other}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: ext, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /ext}}}}]
+      filters: [{{type: ExtensionRef, extensionRef: {{group: x.io, kind: Thing, name: t}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /ok}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: missing, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /missing}}}}]
+      backendRefs: [{{name: nope, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: foreign, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /foreign}}}}]
+      backendRefs: [{{name: stable, namespace: other, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: kind, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /kind}}}}]
+      backendRefs: [{{group: example.io, kind: Bucket, name: b}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badre, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: RegularExpression, value: "("}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+"#
+    ));
+    let r = render_gw(&world);
+    let cond = |route: &str, t: &str| {
+        let o = r.routes.iter().find(|o| o.name == route).unwrap();
+        let c = o.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(cond("ext", "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(cond("missing", "ResolvedRefs"), (false, "BackendNotFound"));
+    assert_eq!(cond("foreign", "ResolvedRefs"), (false, "RefNotPermitted"));
+    assert_eq!(cond("kind", "ResolvedRefs"), (false, "InvalidKind"));
+    assert_eq!(cond("badre", "Accepted"), (false, "UnsupportedValue"));
+    // The route's supported rule is still served.
+    let names: Vec<String> = r.config.listeners[0]
+        .routes
+        .iter()
+        .map(|x| x.name.clone())
+        .collect();
+    assert_eq!(names, ["ns.ext.1.0"]);
+}
