@@ -149,6 +149,7 @@ impl Listeners {
                 name: group.name.clone(),
                 bind: format!("{}:{port}", scope.opts.listener_host),
                 tls: group.tls.clone(),
+                proxy_protocol: scope.proxy_protocol,
                 limits: Default::default(),
                 trusted_proxies: Default::default(),
                 paths: Default::default(),
