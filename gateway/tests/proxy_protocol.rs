@@ -286,3 +286,84 @@ async fn raw_headers_local_and_refusals() {
         Some(3.0)
     );
 }
+
+/// `tls.sni`: the certificate follows the client's server name (exact, then `*.` wildcard,
+/// then `tls.cert`), here behind HAProxy `send-proxy-v2` in TCP mode, so the PROXY header
+/// comes before the TLS handshake and the client address survives TLS termination.
+#[tokio::test]
+async fn tls_certificates_by_sni_behind_send_proxy_v2() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ders = Vec::new();
+    for (file, names) in [
+        ("default", vec!["localhost".to_string()]),
+        ("a", vec!["a.example.test".to_string()]),
+        ("b", vec!["*.b.example.test".to_string()]),
+    ] {
+        let c = rcgen::generate_simple_self_signed(names).unwrap();
+        std::fs::write(dir.path().join(format!("{file}.pem")), c.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{file}.key")),
+            c.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        ders.push(c.cert.der().to_vec());
+    }
+    let yaml = format!(
+        r#"
+listeners:
+  - name: tls
+    bind: 127.0.0.1:0
+    proxy_protocol: v2
+    tls:
+      cert: "{0}/default.pem"
+      key: "{0}/default.key"
+      sni:
+        - {{hostnames: [a.example.test], cert: "{0}/a.pem", key: "{0}/a.key"}}
+        - {{hostnames: ["*.b.example.test"], cert: "{0}/b.pem", key: "{0}/b.key"}}
+    routes: [{{name: all, http: {{url: "http://${{UPSTREAM}}"}}}}]
+"#,
+        dir.path().display()
+    );
+    let gw = gateway(&yaml, up).await;
+    let Some(hp) = haproxy(&[Front {
+        mode: "tcp",
+        extra: "",
+        to: gw.listener_addr("tls").await.unwrap(),
+        server_opts: "send-proxy-v2",
+    }]) else {
+        return;
+    };
+    let front = hp.fronts[0];
+    for (name, want) in [
+        ("a.example.test", &ders[1]),
+        ("x.b.example.test", &ders[2]),
+        ("b.example.test", &ders[0]),
+        ("y.x.b.example.test", &ders[0]),
+        ("other.example.test", &ders[0]),
+    ] {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .local_address(IpAddr::from([127, 0, 0, 2]))
+            .tls_danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .resolve(name, front)
+            .build()
+            .unwrap();
+        let resp = c
+            .get(format!("https://{name}:{}/echo", front.port()))
+            .send()
+            .await
+            .unwrap();
+        let served = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+            .unwrap()
+            .to_vec();
+        assert!(&served == want, "{name}: wrong certificate");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["headers"]["x-forwarded-for"], "127.0.0.2", "{v}");
+        assert_eq!(v["headers"]["x-forwarded-proto"], "https", "{v}");
+    }
+}

@@ -209,6 +209,7 @@ fn listener_tls(
         TlsConfig {
             cert: format!("{dir}/tls.crt"),
             key: format!("{dir}/tls.key"),
+            sni: Vec::new(),
         },
         cert.name.clone(),
     ))

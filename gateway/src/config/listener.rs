@@ -50,6 +50,23 @@ pub struct TlsConfig {
     pub cert: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
+    /// Further certificates chosen by the client's SNI server name; `cert`/`key` serve a
+    /// client whose name matches none (or that sends none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<SniCertificate>,
+}
+
+/// `listeners[].tls.sni[]` — a certificate for some server names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// Server names (`api.example.com`) or one-label wildcards (`*.example.com`); an exact
+    /// name wins over a wildcard.
+    pub hostnames: Vec<String>,
+    /// PEM file with the certificate chain.
+    pub cert: String,
+    /// PEM file with the private key.
+    pub key: String,
 }
 
 /// `listeners[].proxy_protocol` — which PROXY protocol versions a listener accepts.
