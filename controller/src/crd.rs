@@ -173,6 +173,23 @@ pub struct GatewayParametersSpec {
     /// Service type: `LoadBalancer` (default), `ClusterIP` or `NodePort`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
+    /// Annotations on the proxy Service, e.g. for the cloud's load balancer
+    /// (`service.beta.kubernetes.io/aws-load-balancer-type: external`, and
+    /// `service.beta.kubernetes.io/aws-load-balancer-proxy-protocol: "*"` with
+    /// `proxyProtocol: v2`). Merged key by key, the Gateway's over the class's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_annotations: BTreeMap<String, String>,
+    /// The Service's `externalTrafficPolicy`: `Cluster` (Kubernetes' default) or `Local`
+    /// (keeps the client's source address on NodePort/LoadBalancer traffic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<ExternalTrafficPolicy>,
+    /// The Service's `loadBalancerClass` (e.g. `service.k8s.aws/nlb`); immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// PROXY protocol the load balancer in front sends (`v1`, `v2` or `any`): rendered as
+    /// `proxy_protocol` into every listener of the Gateway's proxy config. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<switchboard_gateway::config::ProxyProtocol>,
     /// Extra environment variables for the proxy container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -182,6 +199,25 @@ pub struct GatewayParametersSpec {
     /// Istio mesh enrolment: `none` (default), `sidecar` or `ambient`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub istio: Option<IstioMode>,
+}
+
+/// `GatewayParameters.spec.externalTrafficPolicy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ExternalTrafficPolicy {
+    /// Any node forwards to any proxy pod (the source address is lost without PROXY protocol).
+    Cluster,
+    /// Only nodes with a proxy pod get traffic; the client's source address is kept.
+    Local,
+}
+
+impl ExternalTrafficPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalTrafficPolicy::Cluster => "Cluster",
+            ExternalTrafficPolicy::Local => "Local",
+        }
+    }
 }
 
 /// Container resource requests and limits (`cpu`, `memory`).

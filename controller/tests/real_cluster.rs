@@ -1231,3 +1231,58 @@ async fn watches_survive_an_api_server_restart() {
     assert_eq!(before, children_fingerprint(&client, &ns).await);
     c.stop().await;
 }
+
+/// GatewayParameters for the "behind an NLB" pattern reach the real API server: the Service
+/// gets the type, annotations, `externalTrafficPolicy` and `loadBalancerClass`, and the
+/// ConfigMap's proxy config expects PROXY protocol v2 on every listener.
+#[tokio::test]
+async fn gateway_parameters_set_the_service_for_a_load_balancer() {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client.clone();
+    let ns = cluster.namespace("sb-nlb").await;
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": ns}, "spec": {"controllerName": CONTROLLER_NAME}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+               "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "GatewayParameters",
+               "metadata": {"name": "p", "namespace": ns},
+               "spec": {"serviceType": "LoadBalancer",
+                        "externalTrafficPolicy": "Local",
+                        "loadBalancerClass": "service.k8s.aws/nlb",
+                        "proxyProtocol": "v2",
+                        "serviceAnnotations": {
+                            "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol": "*"}}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": ns},
+               "spec": {"gatewayClassName": ns,
+                        "infrastructure": {"parametersRef": {"group": "switchboard.dev", "kind": "GatewayParameters", "name": "p"}},
+                        "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+        route(&ns, "r1", "/one"),
+    ] {
+        cluster.create(doc).await;
+    }
+    let c = Running::start(&client, opts());
+    let yaml = config_with(&client, &ns, "/one").await;
+    assert!(yaml.contains("proxy_protocol: v2"), "{yaml}");
+    let s = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("edge")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.metadata.annotations.as_ref().unwrap()["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"],
+        "*"
+    );
+    let spec = s.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        spec.load_balancer_class.as_deref(),
+        Some("service.k8s.aws/nlb")
+    );
+    if cluster.is_real() {
+        // The API server allocated the health check node port `Local` needs.
+        assert!(spec.health_check_node_port.is_some());
+    }
+    c.stop().await;
+}

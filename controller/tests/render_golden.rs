@@ -658,3 +658,91 @@ fn committed_crds_match_the_types_and_are_structural() {
         walk(&v["schema"]["openAPIV3Schema"], kind);
     }
 }
+
+/// The "paired behind HAProxy / NLB" pattern: GatewayParameters set the Service's type,
+/// annotations, `externalTrafficPolicy` and `loadBalancerClass`, and the PROXY protocol of
+/// every proxy listener; the Gateway's parameters win over the class's key by key.
+#[test]
+fn gateway_parameters_shape_the_service_and_proxy_protocol() {
+    let world = world_yaml(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: behind-nlb}
+spec:
+  controllerName: switchboard.dev/gateway-controller
+  parametersRef: {group: switchboard.dev, kind: GatewayParameters, name: nlb, namespace: ns}
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: GatewayParameters
+metadata: {name: nlb, namespace: ns}
+spec:
+  serviceType: LoadBalancer
+  loadBalancerClass: service.k8s.aws/nlb
+  proxyProtocol: v2
+  serviceAnnotations:
+    service.beta.kubernetes.io/aws-load-balancer-proxy-protocol: "*"
+    service.beta.kubernetes.io/aws-load-balancer-scheme: internal
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: GatewayParameters
+metadata: {name: public, namespace: ns}
+spec:
+  externalTrafficPolicy: Local
+  serviceAnnotations:
+    service.beta.kubernetes.io/aws-load-balancer-scheme: internet-facing
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: ns}
+spec:
+  gatewayClassName: behind-nlb
+  infrastructure:
+    parametersRef: {group: switchboard.dev, kind: GatewayParameters, name: public}
+  listeners:
+    - {name: http, port: 80, protocol: HTTP}
+    - {name: alt, port: 8080, protocol: HTTP}
+"#,
+    );
+    let r = render_one(&world, "edge");
+    check_config(&r);
+    assert_eq!(r.gateway_conditions[0].reason, "Accepted");
+    assert_eq!(r.config.listeners.len(), 2);
+    for l in &r.config.listeners {
+        assert_eq!(
+            l.proxy_protocol,
+            Some(switchboard_gateway::config::ProxyProtocol::V2),
+            "{}",
+            l.name
+        );
+    }
+    assert!(r.config_yaml.contains("proxy_protocol: v2"));
+    let svc = &r.children.service;
+    let a = svc.metadata.annotations.as_ref().unwrap();
+    assert_eq!(
+        a["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"],
+        "*"
+    );
+    assert_eq!(
+        a["service.beta.kubernetes.io/aws-load-balancer-scheme"], "internet-facing",
+        "the Gateway's parameters win"
+    );
+    let spec = svc.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        spec.load_balancer_class.as_deref(),
+        Some("service.k8s.aws/nlb")
+    );
+
+    // Without parameters: no PROXY protocol, no extra Service fields.
+    let r = render_one(&world_yaml(GW), "gw");
+    assert!(
+        r.config
+            .listeners
+            .iter()
+            .all(|l| l.proxy_protocol.is_none())
+    );
+    let spec = r.children.service.spec.as_ref().unwrap();
+    assert!(spec.external_traffic_policy.is_none() && spec.load_balancer_class.is_none());
+}

@@ -446,6 +446,7 @@ impl Gateway {
             limits: l.limits.clone(),
             trusted: crate::forwarding::TrustedProxies::new(&l.trusted_proxies),
             paths: (&l.paths).into(),
+            proxy_protocol: l.proxy_protocol,
         })
     }
 
@@ -657,6 +658,7 @@ fn take_runtime(rt: &mut ListenerRuntime) -> ListenerRuntime {
             limits: rt.limits.clone(),
             trusted: rt.trusted.clone(),
             paths: rt.paths,
+            proxy_protocol: rt.proxy_protocol,
         },
     )
 }

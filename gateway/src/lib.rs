@@ -86,6 +86,7 @@ pub mod peer;
 pub mod peer_listener;
 pub mod pipeline;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod reload;
 pub mod router;

@@ -190,12 +190,41 @@ impl Acceptor {
     }
 }
 
-async fn serve_tcp(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, conn: Conn) {
+async fn serve_tcp(mut stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, mut conn: Conn) {
+    let (timeout, proxy_protocol) = {
+        let rt = conn.runtime.load();
+        (rt.limits.header_read_timeout, rt.proxy_protocol)
+    };
+    if let Some(accept) = proxy_protocol {
+        // Before TLS: the balancer's header, bounded in size and by the header timeout. Its
+        // source address is the peer from here on (forwarding headers, CEL, rate limits,
+        // access logs, `trusted_proxies`).
+        let header =
+            match tokio::time::timeout(timeout, crate::proxy_protocol::read(&mut stream, accept))
+                .await
+            {
+                Ok(Ok(h)) => h,
+                Ok(Err(e)) => return proxy_header_refused(&conn, &e.to_string()),
+                Err(_) => return proxy_header_refused(&conn, "no PROXY protocol header in time"),
+            };
+        if let Some(source) = header.source {
+            conn.remote = source;
+            conn.remote_ip = HeaderValue::try_from(source.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"));
+        }
+        if !header.rest.is_empty() {
+            // The client's first bytes came with the header: no need to wait for them.
+            let io = crate::proxy_protocol::Prefixed::new(header.rest, stream);
+            return match tls {
+                None => serve_io(io, conn).await,
+                Some(acceptor) => serve_tls(io, &acceptor, conn).await,
+            };
+        }
+    }
     match tls {
         None => {
             // hyper's protocol sniffing waits for the first bytes without a timer: a client
             // that connects and never speaks would hold the connection forever.
-            let timeout = conn.runtime.load().limits.header_read_timeout;
             let mut first = [0u8; 1];
             match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => serve_io(stream, conn).await,
@@ -203,16 +232,34 @@ async fn serve_tcp(stream: TcpStream, tls: Option<Arc<TlsAcceptor>>, conn: Conn)
                 Err(_) => tracing::debug!(remote = %conn.remote, "client sent nothing; closed"),
             }
         }
-        Some(acceptor) => {
-            let timeout = conn.runtime.load().limits.header_read_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => serve_io(tls_stream, conn).await,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, remote = %conn.remote, "TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(remote = %conn.remote, "TLS handshake timed out"),
-            }
+        Some(acceptor) => serve_tls(stream, &acceptor, conn).await,
+    }
+}
+
+/// Counts and logs (debug) a connection closed for its PROXY protocol header.
+fn proxy_header_refused(conn: &Conn, why: &str) {
+    let listener = conn.runtime.load().name.clone();
+    conn.deps
+        .metrics
+        .proxy_protocol_rejected
+        .get_or_create(&ListenerLabels {
+            listener: listener.clone(),
+        })
+        .inc();
+    tracing::debug!(%listener, remote = %conn.remote, reason = why, "PROXY protocol header refused; closed");
+}
+
+async fn serve_tls<I>(io: I, acceptor: &TlsAcceptor, conn: Conn)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = conn.runtime.load().limits.header_read_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls_stream)) => serve_io(tls_stream, conn).await,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, remote = %conn.remote, "TLS handshake failed")
         }
+        Err(_) => tracing::debug!(remote = %conn.remote, "TLS handshake timed out"),
     }
 }
 

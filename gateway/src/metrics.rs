@@ -83,6 +83,8 @@ pub struct Metrics {
     pub upstream_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Open client connections by listener.
     pub open_connections: Family<ListenerLabels, Gauge>,
+    /// Connections closed for a missing or invalid PROXY protocol header, by listener.
+    pub proxy_protocol_rejected: Family<ListenerLabels, Counter>,
     /// Open streaming responses (SSE) and upgraded connections (WebSocket), by route.
     pub open_streams: Family<RouteLabels, Gauge>,
     /// Configuration reloads by result.
@@ -101,6 +103,7 @@ impl Metrics {
             upstream_duration: Family::new_with_constructor(latency_histogram),
             open_connections: Family::default(),
             open_streams: Family::default(),
+            proxy_protocol_rejected: Family::default(),
             config_reloads: Family::default(),
             registry: Arc::new(Mutex::new(Registry::default())),
         };
@@ -123,6 +126,11 @@ impl Metrics {
             "open_connections",
             "Open client connections",
             m.open_connections.clone(),
+        );
+        registry.register(
+            "proxy_protocol_rejected",
+            "Connections closed for a missing or invalid PROXY protocol header",
+            m.proxy_protocol_rejected.clone(),
         );
         registry.register(
             "open_streams",

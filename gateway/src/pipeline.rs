@@ -41,6 +41,8 @@ pub struct ListenerRuntime {
     pub trusted: crate::forwarding::TrustedProxies,
     /// Path normalization options.
     pub paths: crate::head::Rules,
+    /// The PROXY protocol header every connection must start with (`proxy_protocol`).
+    pub proxy_protocol: Option<crate::config::ProxyProtocol>,
 }
 
 /// What the accept loop and connections share with the rest of the gateway.
@@ -228,6 +230,7 @@ impl Conn {
             prefix: &route.prefix,
             path_prefix: route.matcher.prefix(),
             limiter: route.limiter.as_ref(),
+            client_ip: client.ip,
             backend_checks_items: checks_items(&route.backend),
             scheme: self.scheme,
             json: &rt.limits.json,

@@ -150,6 +150,8 @@ pub struct RouteFacts<'a> {
     pub path_prefix: Option<&'a str>,
     /// The route's limiter, when it has `policies.rate_limit`.
     pub limiter: Option<&'a Limiter>,
+    /// The client's address (derived through trusted proxies), for `rate_limit.by: client`.
+    pub client_ip: std::net::IpAddr,
     /// Whether the backend checks tools, prompts, resources or models itself (MCP, LLM), so
     /// route-level rules about `mcp`/`llm` are left to it.
     pub backend_checks_items: bool,
@@ -321,6 +323,7 @@ fn token_budget(
         route.name,
         principal.map(|p| p.subject.as_ref()),
         principal.and_then(|p| p.api_key.as_deref()),
+        Some(route.client_ip),
     );
     Some(Arc::new(TokenBudget::new(limiter.clone(), key)))
 }
@@ -337,6 +340,7 @@ async fn rate_limit(
         route.name,
         principal.map(|p| p.subject.as_ref()),
         principal.and_then(|p| p.api_key.as_deref()),
+        Some(route.client_ip),
     );
     let d = limiter.check_request(&key).await;
     if d.allowed { Ok(()) } else { Err(d.error()) }

@@ -263,12 +263,22 @@ impl Limiter {
         &self.shared.policy
     }
 
-    /// The budget key for a request on `route` by `subject` with `api_key`.
-    pub fn key(&self, route: &str, subject: Option<&str>, api_key: Option<&str>) -> Arc<str> {
+    /// The budget key for a request on `route` by `subject` with `api_key` from `client`.
+    pub fn key(
+        &self,
+        route: &str,
+        subject: Option<&str>,
+        api_key: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Arc<str> {
         match self.shared.policy.by {
             LimitBy::Route => format!("{route}:route").into(),
             LimitBy::Subject => format!("{route}:sub:{}", subject.unwrap_or("-")).into(),
             LimitBy::ApiKey => format!("{route}:key:{}", api_key.unwrap_or("-")).into(),
+            LimitBy::Client => match client {
+                Some(ip) => format!("{route}:ip:{ip}").into(),
+                None => format!("{route}:ip:-").into(),
+            },
         }
     }
 
@@ -456,7 +466,7 @@ mod tests {
     #[tokio::test]
     async fn requests_per_window() {
         let (l, now) = clocked(policy(Some(2), None));
-        let k = l.key("r", Some("alice"), None);
+        let k = l.key("r", Some("alice"), None, None);
         assert!(l.check_request(&k).await.allowed);
         assert!(l.check_request(&k).await.allowed);
         now.fetch_add(15_000, Ordering::SeqCst);
@@ -469,7 +479,7 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-requests"], "2");
         // Another subject has its own budget.
         assert!(
-            l.check_request(&l.key("r", Some("bob"), None))
+            l.check_request(&l.key("r", Some("bob"), None, None))
                 .await
                 .allowed
         );
@@ -481,7 +491,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_charge_estimate_then_reconcile() {
         let (l, _now) = clocked(policy(None, Some(1000)));
-        let k = l.key("r", None, None);
+        let k = l.key("r", None, None, None);
         let (d, charge) = l.charge_tokens(&k, 800).await;
         assert!(d.allowed);
         assert_eq!(d.remaining, 200);

@@ -117,9 +117,21 @@ pub(super) fn children(
             ports.push((l.name.clone(), port));
         }
     }
+    let mut service_meta = meta.clone();
+    // The Gateway's `infrastructure.annotations` plus GatewayParameters' `serviceAnnotations`
+    // (the load balancer's settings), the latter winning.
+    if !params.service_annotations.is_empty() {
+        let mut a = service_meta.annotations.take().unwrap_or_default();
+        a.extend(params.service_annotations.clone());
+        service_meta.annotations = Some(a);
+    }
     let service = Service {
-        metadata: meta.clone(),
+        metadata: service_meta,
         spec: Some(ServiceSpec {
+            external_traffic_policy: params
+                .external_traffic_policy
+                .map(|p| p.as_str().to_string()),
+            load_balancer_class: params.load_balancer_class.clone(),
             type_: Some(
                 params
                     .service_type

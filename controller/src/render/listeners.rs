@@ -149,6 +149,7 @@ impl Listeners {
                 name: group.name.clone(),
                 bind: format!("{}:{port}", scope.opts.listener_host),
                 tls: group.tls.clone(),
+                proxy_protocol: scope.proxy_protocol,
                 limits: Default::default(),
                 trusted_proxies: Default::default(),
                 paths: Default::default(),
@@ -208,6 +209,7 @@ fn listener_tls(
         TlsConfig {
             cert: format!("{dir}/tls.crt"),
             key: format!("{dir}/tls.key"),
+            sni: Vec::new(),
         },
         cert.name.clone(),
     ))

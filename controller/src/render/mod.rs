@@ -146,6 +146,8 @@ struct Scope<'a> {
     ns: String,
     opts: &'a RenderOptions,
     policies: PolicyIndex<'a>,
+    /// `GatewayParameters.proxyProtocol`, for every proxy listener.
+    proxy_protocol: Option<switchboard_gateway::config::ProxyProtocol>,
 }
 
 /// What the stages collect on the way, besides the config.
@@ -187,6 +189,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         ns,
         opts,
         policies: PolicyIndex::new(world),
+        proxy_protocol: params.proxy_protocol,
     };
 
     // Listeners, grouped by port.

@@ -73,6 +73,16 @@ fn merge_params(
         replicas: over.replicas.or(base.replicas),
         resources: over.resources.or(base.resources),
         service_type: over.service_type.or(base.service_type),
+        service_annotations: {
+            let mut a = base.service_annotations;
+            a.extend(over.service_annotations);
+            a
+        },
+        external_traffic_policy: over
+            .external_traffic_policy
+            .or(base.external_traffic_policy),
+        load_balancer_class: over.load_balancer_class.or(base.load_balancer_class),
+        proxy_protocol: over.proxy_protocol.or(base.proxy_protocol),
         env: if over.env.is_empty() {
             base.env
         } else {

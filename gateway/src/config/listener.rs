@@ -18,6 +18,11 @@ pub struct ListenerConfig {
     /// Serve TLS (rustls) with these PEM files; HTTP/2 is negotiated with ALPN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Expect a PROXY protocol header (HAProxy `send-proxy` / `send-proxy-v2`, AWS NLB) at the
+    /// start of every connection, before TLS: `v1`, `v2` or `any`. Its source address becomes
+    /// the connection's peer. Absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Limits that protect the listener.
     #[serde(default)]
     pub limits: ListenerLimits,
@@ -45,6 +50,35 @@ pub struct TlsConfig {
     pub cert: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: String,
+    /// Further certificates chosen by the client's SNI server name; `cert`/`key` serve a
+    /// client whose name matches none (or that sends none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<SniCertificate>,
+}
+
+/// `listeners[].tls.sni[]` — a certificate for some server names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// Server names (`api.example.com`) or one-label wildcards (`*.example.com`); an exact
+    /// name wins over a wildcard.
+    pub hostnames: Vec<String>,
+    /// PEM file with the certificate chain.
+    pub cert: String,
+    /// PEM file with the private key.
+    pub key: String,
+}
+
+/// `listeners[].proxy_protocol` — which PROXY protocol versions a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// The text header (`PROXY TCP4 ...\r\n`, HAProxy `send-proxy`).
+    V1,
+    /// The binary header (HAProxy `send-proxy-v2`, AWS NLB).
+    V2,
+    /// Either.
+    Any,
 }
 
 /// `listeners[].trusted_proxies` — which peers are proxies whose forwarding headers are kept

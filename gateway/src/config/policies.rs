@@ -165,6 +165,9 @@ pub enum LimitBy {
     Subject,
     /// One budget per API key name (callers without a key share one).
     ApiKey,
+    /// One budget per client address: the peer (or the PROXY protocol source), or the
+    /// address trusted proxies forwarded (`listeners[].trusted_proxies`).
+    Client,
 }
 
 impl RateLimitPolicy {
