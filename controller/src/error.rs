@@ -18,6 +18,9 @@ pub enum Error {
     /// The config push server could not bind or serve.
     #[error("config push server: {0}")]
     Io(#[from] std::io::Error),
+    /// The push server's certificate is unusable (unreadable, malformed, or not generated).
+    #[error("push server certificate: {0}")]
+    Tls(String),
 }
 
 /// The crate's result type.

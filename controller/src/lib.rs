@@ -24,11 +24,13 @@
 //!   loops.
 //! - [`push`]: the config push server the proxies follow.
 //! - [`leader`]: Lease-based leader election.
+//! - [`install`]: the install manifests and the RBAC rules they grant (checked at start-up).
 //! - [`error`]: the crate's error type.
 
 pub mod crd;
 pub mod error;
 pub mod gateway_api;
+pub mod install;
 pub mod leader;
 pub mod push;
 pub mod reconcile;

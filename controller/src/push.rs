@@ -325,3 +325,218 @@ fn line(c: &PushedConfig) -> Bytes {
     v.push(b'\n');
     Bytes::from(v)
 }
+
+/// The push server's certificate: PEM `cert` (leaf first, then intermediates), `key`, and the
+/// `ca` bundle proxies verify it with (`switchboard run --control-plane-ca`).
+#[derive(Clone)]
+pub struct ServingCert {
+    /// Certificate chain, PEM.
+    pub cert: String,
+    /// Private key, PEM.
+    pub key: String,
+    /// CA bundle that verifies `cert`, PEM.
+    pub ca: String,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert").finish_non_exhaustive()
+    }
+}
+
+/// Secret keys of a `kubernetes.io/tls` Secret (cert-manager's layout).
+const CERT_KEY: &str = "tls.crt";
+const KEY_KEY: &str = "tls.key";
+const CA_KEY: &str = "ca.crt";
+
+impl ServingCert {
+    /// A fresh self-signed CA and a certificate it signs for `hosts` (DNS names or IP
+    /// addresses), valid until rcgen's default (the year 4096): rotate by deleting the
+    /// Secret and restarting the controller.
+    pub fn generate(hosts: &[String]) -> crate::Result<Self> {
+        let tls = |e: rcgen::Error| crate::Error::Tls(e.to_string());
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "switchboard-controller CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_key = rcgen::KeyPair::generate().map_err(tls)?;
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(tls)?;
+        let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(tls)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "switchboard-controller");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().map_err(tls)?;
+        let cert = params.signed_by(&key, &ca).map_err(tls)?;
+        Ok(Self {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+            ca: ca.pem(),
+        })
+    }
+
+    /// Reads PEM files; `ca` defaults to the certificate file (a self-signed certificate).
+    pub fn from_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: Option<&std::path::Path>,
+    ) -> crate::Result<Self> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| crate::Error::Tls(format!("cannot read {}: {e}", p.display())))
+        };
+        Ok(Self {
+            cert: read(cert)?,
+            key: read(key)?,
+            ca: read(ca.unwrap_or(cert))?,
+        })
+    }
+
+    /// The rustls server configuration (HTTP/1.1 and HTTP/2 by ALPN).
+    pub fn server_config(&self) -> crate::Result<Arc<rustls::ServerConfig>> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| crate::Error::Tls(format!("certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(crate::Error::Tls("no certificate in the PEM".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes())
+            .map_err(|e| crate::Error::Tls(format!("private key: {e}")))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| crate::Error::Tls(e.to_string()))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// The certificate in Secret `name` of `namespace`; when the Secret does not exist, one
+    /// is generated for `hosts` and stored there (another replica that created it first
+    /// wins: its certificate is read back), so every replica serves the same certificate.
+    pub async fn from_secret(
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        hosts: &[String],
+    ) -> crate::Result<Self> {
+        use k8s_openapi::api::core::v1::Secret;
+        use k8s_openapi::ByteString;
+        let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let read = |s: &Secret| -> crate::Result<Self> {
+            let field = |k: &str| {
+                s.data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .and_then(|b| String::from_utf8(b.0.clone()).ok())
+                    .ok_or_else(|| {
+                        crate::Error::Tls(format!("Secret {namespace}/{name} has no {k}"))
+                    })
+            };
+            Ok(Self {
+                cert: field(CERT_KEY)?,
+                key: field(KEY_KEY)?,
+                ca: field(CA_KEY)?,
+            })
+        };
+        if let Some(s) = api.get_opt(name).await? {
+            return read(&s);
+        }
+        let fresh = Self::generate(hosts)?;
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/name".to_string(),
+                        "switchboard-controller".to_string(),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(
+                [
+                    (CERT_KEY, &fresh.cert),
+                    (KEY_KEY, &fresh.key),
+                    (CA_KEY, &fresh.ca),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => {
+                tracing::info!(%namespace, %name, "generated the push server certificate");
+                Ok(fresh)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => read(&api.get(name).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Serves the push API over TLS on `listener` until `shutdown` turns true; open streams end
+/// then, and the server waits a few seconds for them to close.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    hub: ConfigHub,
+    auth: Authenticator,
+    mut shutdown: watch::Receiver<bool>,
+) -> crate::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let app = router(hub, auth, shutdown.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push server accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // A client that never finishes its handshake holds only its own task.
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "push server TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}

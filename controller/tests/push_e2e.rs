@@ -1,8 +1,9 @@
 //! Config push end to end: a real `switchboard run --control-plane` process boots from the
 //! rendered ConfigMap content, follows the controller's stream, serves a route added to an
 //! HTTPRoute (the time from the change to serving is measured and printed), and keeps
-//! serving its last good config when the controller stops. The push server checks the proxy's
-//! token with a TokenReview (against the fake API server).
+//! serving its last good config when the controller stops. The push stream is HTTPS (a real
+//! TLS handshake with a generated CA; a proxy trusting another CA refuses it) and the push
+//! server checks the proxy's token with a TokenReview (against the fake API server).
 
 mod common;
 
@@ -14,7 +15,7 @@ use common::*;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use switchboard_controller::gateway_api::HTTPRoute;
-use switchboard_controller::push::{self, Authenticator, ConfigHub};
+use switchboard_controller::push::{self, Authenticator, ConfigHub, ServingCert};
 use switchboard_controller::reconcile;
 use switchboard_controller::render::{CONTROLLER_NAME, RenderOptions};
 use switchboard_testing::process::JsonLog;
@@ -88,14 +89,18 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     hub.set_serving(true);
     let (listener, push_addr) = push::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(push::serve(
+    // HTTPS with a certificate from a fresh CA, as the controller generates into its Secret.
+    let cert = ServingCert::generate(&["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let server = tokio::spawn(push::serve_tls(
         listener,
+        cert.server_config().unwrap(),
         hub.clone(),
         Authenticator::TokenReview(client.clone()),
         stop_rx.clone(),
     ));
     let opts = RenderOptions {
-        push_url: Some(format!("http://{push_addr}")),
+        push_url: Some(format!("https://{push_addr}")),
+        push_ca: Some(cert.ca.clone()),
         admin_bind: "127.0.0.1:0".into(),
         listener_host: "127.0.0.1".into(),
         ..Default::default()
@@ -109,11 +114,16 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     })
     .await;
 
+    // The rendered proxies verify the push server with the CA the ConfigMap carries.
+    let cm = boot_config_map_ca(&fake, ns);
+    assert_eq!(cm.as_deref(), Some(cert.ca.as_str()));
+
     // Authentication: no token, an unknown token and another ServiceAccount's token fail.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let stream_url = format!("http://{push_addr}/v1/config/{ns}/edge");
+    let https = client_trusting(&cert.ca);
+    let stream_url = format!("https://{push_addr}/v1/config/{ns}/edge");
     let status = |t: Option<&'static str>| {
-        let mut r = http.get(&stream_url);
+        let mut r = https.get(&stream_url);
         if let Some(t) = t {
             r = r.bearer_auth(t);
         }
@@ -122,6 +132,21 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     assert_eq!(status(None).await, 401);
     assert_eq!(status(Some("forged")).await, 401);
     assert_eq!(status(Some("other-token")).await, 403);
+    // A client trusting another CA refuses the server; plain HTTP gets no answer.
+    let other = ServingCert::generate(&["127.0.0.1".into()]).unwrap();
+    let err = client_trusting(&other.ca)
+        .get(&stream_url)
+        .bearer_auth("proxy-token")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("InvalidCertificate"), "{err:?}");
+    assert!(
+        http.get(format!("http://{push_addr}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
 
     // The proxy boots from the ConfigMap content, as the kubelet would mount it.
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +154,39 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     std::fs::write(&cfg_path, &boot.config).unwrap();
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, "proxy-token\n").unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &cert.ca).unwrap();
+    // A proxy trusting another CA refuses the controller and says why (and keeps serving
+    // its boot config meanwhile).
+    let wrong_ca = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, &other.ca).unwrap();
+    let mut wrong = tokio::process::Command::new(&bin)
+        .args(["run", "--log-format", "json"])
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--control-plane")
+        .arg(&stream_url)
+        .arg("--control-plane-token")
+        .arg(&token_path)
+        .arg("--control-plane-ca")
+        .arg(&wrong_ca)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut wrong_log = JsonLog::read("switchboard-wrong-ca", wrong.stderr.take().unwrap(), None);
+    let _wrong = Kill(wrong);
+    let refused = wrong_log
+        .wait_for("control plane unavailable", Duration::from_secs(30))
+        .await;
+    assert!(
+        refused.to_string().contains("invalid peer certificate"),
+        "{refused}"
+    );
+    drop(_wrong);
+
     let mut child = tokio::process::Command::new(&bin)
         .args(["run", "--log-format", "json"])
         .arg("--config")
@@ -137,6 +195,8 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         .arg(&stream_url)
         .arg("--control-plane-token")
         .arg(&token_path)
+        .arg("--control-plane-ca")
+        .arg(&ca_path)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -223,6 +283,30 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         get(&http, &format!("{base}/two/d")).await.as_deref(),
         Some("upstream saw /two/d")
     );
+}
+
+/// A client that trusts only `ca` (PEM).
+fn client_trusting(ca: &str) -> reqwest::Client {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+/// The push CA in the Gateway's rendered ConfigMap.
+fn boot_config_map_ca(fake: &FakeApiServer, ns: &str) -> Option<String> {
+    let cm = fake.get("", "configmaps", ns, "edge")?;
+    cm["data"]["control-plane-ca.pem"].as_str().map(String::from)
 }
 
 async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {

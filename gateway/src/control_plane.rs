@@ -8,6 +8,9 @@
 //! dropped connection or an absent controller leave the serving config alone; the client
 //! reconnects with capped exponential backoff and re-reads its token each time, because
 //! projected service-account tokens rotate.
+//!
+//! The URL is `https://` (verified with `--control-plane-ca`, rustls) unless plain HTTP is
+//! explicitly allowed (`--control-plane-allow-http`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,10 +33,80 @@ const READ_TIMEOUT: Duration = Duration::from_secs(45);
 /// Settings of the push client.
 #[derive(Debug, Clone)]
 pub struct ControlPlane {
-    /// The stream URL, e.g. `http://switchboard-controller.switchboard-system.svc:9977/v1/config/ns/gw`.
+    /// The stream URL, e.g. `https://switchboard-controller.switchboard-system.svc:9977/v1/config/ns/gw`.
     pub url: String,
     /// File holding the bearer token; re-read on every connect. A missing file means no token.
     pub token_file: PathBuf,
+    /// PEM CA bundle that verifies the controller (`https://` URLs); re-read on every
+    /// connect, so a rotated bundle is picked up. `None`: the public web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Whether an `http://` URL is allowed (the token then crosses the network in clear).
+    pub allow_http: bool,
+}
+
+impl ControlPlane {
+    /// Refuses a URL that is neither `https://` nor an allowed `http://`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.url.starts_with("https://") {
+            return Ok(());
+        }
+        if self.url.starts_with("http://") {
+            if self.allow_http {
+                tracing::warn!(url = %self.url, "following the control plane over plain HTTP: the token and configs cross the network in clear");
+                return Ok(());
+            }
+            return Err(format!(
+                "--control-plane {} is plain HTTP: the service-account token would cross the network in clear; use https:// (with --control-plane-ca), or pass --control-plane-allow-http",
+                self.url
+            ));
+        }
+        Err(format!(
+            "--control-plane {}: the URL must start with https:// (or http:// with --control-plane-allow-http)",
+            self.url
+        ))
+    }
+
+    /// An HTTP client that trusts the CA bundle (read now), or the public web roots.
+    async fn client(&self) -> Result<reqwest::Client, String> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                let pem = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("cannot read the control plane CA {}: {e}", path.display()))?;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| {
+                        format!("the control plane CA {}: {e}", path.display())
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        format!("the control plane CA {}: {e}", path.display())
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(format!(
+                        "the control plane CA {} holds no certificate",
+                        path.display()
+                    ));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -46,21 +119,13 @@ struct Version {
 /// Spawns the follower; it runs until the gateway shuts down.
 pub fn spawn(gw: Gateway, cp: ControlPlane) {
     let shutdown = gw.shutdown_token();
-    #[allow(
-        clippy::expect_used,
-        reason = "an HTTP client without TLS settings always builds; start-up, not request path"
-    )]
     tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("an HTTP client without TLS settings always builds");
         let mut backoff = MIN_BACKOFF;
         let mut last_checksum: Option<String> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                outcome = follow(&client, &gw, &cp, &mut last_checksum) => {
+                outcome = follow(&gw, &cp, &mut last_checksum) => {
                     match outcome {
                         // It delivered at least one version: the next attempt starts fresh.
                         Ok(true) => backoff = MIN_BACKOFF,
@@ -80,16 +145,20 @@ pub fn spawn(gw: Gateway, cp: ControlPlane) {
 
 /// One connection: applies versions until the stream ends. `Ok(true)` if any version came.
 async fn follow(
-    client: &reqwest::Client,
     gw: &Gateway,
     cp: &ControlPlane,
     last_checksum: &mut Option<String>,
 ) -> Result<bool, String> {
+    let client = cp.client().await?;
     let mut req = client.get(&cp.url).header("accept", "application/x-ndjson");
     if let Ok(token) = tokio::fs::read_to_string(&cp.token_file).await {
         req = req.bearer_auth(token.trim());
     }
-    let resp = req.send().await.map_err(|e| e.to_string())?;
+    // The whole chain: a refused certificate is named, not just "error sending request".
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| crate::upstream::DisplayChain(&e).to_string())?;
     if !resp.status().is_success() {
         return Err(format!("controller answered {}", resp.status()));
     }

@@ -37,6 +37,14 @@ enum Command {
         /// Bearer token file for --control-plane (re-read on every connect).
         #[arg(long, default_value = switchboard_gateway::control_plane::DEFAULT_TOKEN_PATH)]
         control_plane_token: PathBuf,
+        /// CA bundle (PEM) that verifies the controller's certificate on an `https://`
+        /// --control-plane (re-read on every connect); default: the public web roots.
+        #[arg(long, env = "SWITCHBOARD_CONTROL_PLANE_CA")]
+        control_plane_ca: Option<PathBuf>,
+        /// Allow an `http://` --control-plane (the token and configs cross the network in
+        /// clear; only for development).
+        #[arg(long)]
+        control_plane_allow_http: bool,
         /// Serving threads (each connection lives on one). Default: `SWITCHBOARD_WORKERS`, else
         /// one per core.
         #[arg(long)]
@@ -88,6 +96,8 @@ fn main() -> ExitCode {
             config,
             control_plane,
             control_plane_token,
+            control_plane_ca,
+            control_plane_allow_http,
             workers,
         } => {
             telemetry::init(cli.log_format);
@@ -103,7 +113,13 @@ fn main() -> ExitCode {
             let cp = control_plane.map(|url| ControlPlane {
                 url,
                 token_file: control_plane_token,
+                ca_file: control_plane_ca,
+                allow_http: control_plane_allow_http,
             });
+            if let Some(Err(e)) = cp.as_ref().map(ControlPlane::check) {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
             match rt.block_on(run(config, cp, workers)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

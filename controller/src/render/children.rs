@@ -18,7 +18,7 @@ use switchboard_gateway::config::Config;
 
 use super::secrets::EnvCollector;
 use super::{
-    CHECKSUM_ANNOTATION, CONFIG_DIR, CONFIG_KEY, CONFIG_MODE_ANNOTATION, GATEWAY_LABEL,
+    CHECKSUM_ANNOTATION, CONFIG_DIR, PUSH_CA_KEY, CONFIG_KEY, CONFIG_MODE_ANNOTATION, GATEWAY_LABEL,
     RenderOptions,
 };
 use crate::crd::{self, IstioMode};
@@ -100,10 +100,14 @@ pub(super) fn children(
         );
     let config_map = ConfigMap {
         metadata: cm_meta,
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_string(),
-            config_yaml.to_string(),
-        )])),
+        data: Some({
+            let mut data = BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())]);
+            // The CA that verifies the controller's push server, mounted next to the config.
+            if let Some(ca) = &opts.push_ca {
+                data.insert(PUSH_CA_KEY.to_string(), ca.clone());
+            }
+            data
+        }),
         ..Default::default()
     };
     let service_account = ServiceAccount {
@@ -198,6 +202,13 @@ pub(super) fn children(
             "{}/v1/config/{ns}/{name}",
             push.trim_end_matches('/')
         ));
+        if opts.push_ca.is_some() {
+            args.push("--control-plane-ca".into());
+            args.push(format!("{CONFIG_DIR}/{PUSH_CA_KEY}"));
+        }
+        if push.starts_with("http://") {
+            args.push("--control-plane-allow-http".into());
+        }
     }
     let admin_port: i32 = opts
         .admin_bind

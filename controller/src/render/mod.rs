@@ -67,6 +67,8 @@ pub const CHECKSUM_ANNOTATION: &str = "switchboard.dev/config-checksum";
 pub const CONFIG_KEY: &str = "config.yaml";
 /// Where the ConfigMap is mounted in the proxy container.
 pub const CONFIG_DIR: &str = "/etc/switchboard";
+/// ConfigMap key (and file in [`CONFIG_DIR`]) of the CA bundle that verifies the push server.
+pub const PUSH_CA_KEY: &str = "control-plane-ca.pem";
 
 /// Default of [`RenderOptions::config_map_limit`]: well under the API server's 1 MiB object
 /// limit, leaving room for metadata.
@@ -81,8 +83,12 @@ pub struct RenderOptions {
     /// Default proxy image when GatewayParameters do not name one.
     pub image: String,
     /// Base URL of the controller's config push server as proxies reach it, e.g.
-    /// `http://switchboard-controller.switchboard-system.svc:9977`; `None` disables push.
+    /// `https://switchboard-controller.switchboard-system.svc:9977`; `None` disables push.
+    /// An `http://` URL makes the proxies follow it with `--control-plane-allow-http`.
     pub push_url: Option<String>,
+    /// PEM CA bundle that verifies the push server's certificate; rendered into each
+    /// Gateway's ConfigMap and passed to the proxies as `--control-plane-ca`.
+    pub push_ca: Option<String>,
     /// Bind address of the proxy's admin listener.
     pub admin_bind: String,
     /// Host part of proxy listener binds.
@@ -102,7 +108,10 @@ impl Default for RenderOptions {
                 "ghcr.io/switchboard-dev/switchboard:{}",
                 env!("CARGO_PKG_VERSION")
             ),
-            push_url: Some("http://switchboard-controller.switchboard-system.svc:9977".to_string()),
+            push_url: Some(
+                "https://switchboard-controller.switchboard-system.svc:9977".to_string(),
+            ),
+            push_ca: None,
             admin_bind: "0.0.0.0:15000".into(),
             listener_host: "0.0.0.0".into(),
             cluster_domain: "cluster.local".into(),
