@@ -132,33 +132,22 @@ fn load_file_indexed(
     }
 }
 
-/// What `switchboard validate` checks: [`load_file_with_warnings`], and then what only the
-/// network can tell, as more warnings: the OpenAPI documents of `openapi` targets whose `spec`
-/// is a URL are fetched (as the gateway would, within each target's `timeout`) and a document
-/// that cannot be fetched or used, or operations it leaves out, are reported.
-pub async fn validate_file(path: &Path) -> Result<(Config, Vec<ConfigIssue>), ConfigErrors> {
-    let (config, mut warnings, index) = load_file_indexed(path)?;
-    let env = |name: &str| std::env::var(name).ok();
-    let base_dir = base_dir_of(path);
-    for (i, l) in config.listeners.iter().enumerate() {
-        for (j, r) in l.routes.iter().enumerate() {
-            let Some(m) = &r.mcp else { continue };
-            let merged = crate::policy::merge(l.policies.as_ref(), r.policies.as_ref());
-            let route = crate::auth::UpstreamCredentials::new(
-                false,
-                merged.upstream_auth.as_ref(),
-                &env,
-                base_dir,
-            );
-            let creds = crate::auth::mcp_target_credentials(&route, m, &env, base_dir);
-            let at = format!("listeners[{i}].routes[{j}].mcp");
-            for (p, message) in m.check_documents(&at, &creds).await {
-                warnings.push(index.issue(&p, message));
-            }
-        }
+/// [`load_file_with_warnings`], with a [`Locator`] for problems found later (`switchboard
+/// validate`'s network checks).
+pub fn load_file_located(path: &Path) -> Result<(Config, Vec<ConfigIssue>, Locator), ConfigErrors> {
+    load_file_indexed(path).map(|(config, warnings, index)| (config, warnings, Locator(index)))
+}
+
+/// Places a problem found after loading at its key's line and column in the file.
+#[derive(Debug)]
+pub struct Locator(locate::PathIndex);
+
+impl Locator {
+    /// An issue at key path `path` (`listeners[0].routes[1].mcp`), located when the path is
+    /// in the file.
+    pub fn issue(&self, path: &str, message: String) -> ConfigIssue {
+        self.0.issue(path, message)
     }
-    warnings.sort_by_key(|i| (i.line.unwrap_or(0), i.col.unwrap_or(0)));
-    Ok((config, warnings))
 }
 
 /// Parses and validates configuration text. `env` resolves `${VAR}` references (injected so

@@ -93,6 +93,7 @@ pub mod router;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod validate;
 pub mod workers;
 
 pub use error::{Error, Result};

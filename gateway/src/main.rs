@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// [`config::validate_file`]: also fetches the OpenAPI documents that `spec` URLs name.
+/// [`validate::validate_file`]: also fetches the OpenAPI documents that `spec` URLs name.
 fn validate(
     file: &std::path::Path,
 ) -> Result<(config::Config, Vec<config::ConfigIssue>), config::ConfigErrors> {
@@ -141,7 +141,7 @@ fn validate(
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(config::validate_file(file)),
+        Ok(rt) => rt.block_on(switchboard_gateway::validate::validate_file(file)),
         // Without a runtime, what needs no network.
         Err(_) => config::load_file_with_warnings(file),
     }

@@ -298,12 +298,17 @@ pub struct OpenApiTarget {
     pub headers: BTreeMap<String, String>,
 }
 
+/// Whether an OpenAPI `spec` is a URL (fetched) rather than a file path.
+pub(crate) fn is_url(spec: &str) -> bool {
+    spec.starts_with("http://") || spec.starts_with("https://")
+}
+
 impl OpenApiTarget {
     /// This target with a relative `spec` file path made relative to `base_dir` instead of the
     /// working directory (a URL stays as it is).
     pub fn resolved(&self, base_dir: &Path) -> OpenApiTarget {
         let mut o = self.clone();
-        if !crate::upstream::openapi::is_url(&o.spec) && !o.spec.trim().is_empty() {
+        if !is_url(&o.spec) && !o.spec.trim().is_empty() {
             o.spec = base_dir.join(&o.spec).to_string_lossy().into_owned();
         }
         o
@@ -353,64 +358,6 @@ impl McpConfig {
             .unwrap_or(crate::outbox::DEFAULT_MAX_QUEUED_MESSAGES)
     }
 
-    /// What is valid but left out: the operations of `openapi` targets' document files that
-    /// cannot be tools (see the README's "OpenAPI targets"), as `(key_path, message)` pairs.
-    /// A relative `openapi.spec` resolves against `base_dir` (the config file's folder).
-    pub fn warnings(&self, path: &str, base_dir: &Path) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (i, t) in self.targets.iter().enumerate() {
-            if let Some(o) = &t.openapi {
-                out.extend(crate::upstream::openapi::warnings(
-                    &o.resolved(base_dir),
-                    &format!("{path}.targets[{i}].openapi"),
-                ));
-            }
-        }
-        out
-    }
-
-    /// Fetches the documents of `openapi` targets whose `spec` is a URL, as the route would when
-    /// built (within each target's `timeout`, with its configured `headers` and its upstream
-    /// credential from `credentials` when the document has the service's origin), and reports
-    /// what would go wrong as `(key_path, message)` pairs: a document that cannot be fetched
-    /// or used, and the operations it leaves out. `switchboard validate` prints them as
-    /// warnings: a URL is outside the config file, and may well answer by the time the route
-    /// is built.
-    pub async fn check_documents(
-        &self,
-        path: &str,
-        credentials: &crate::TargetCredentials,
-    ) -> Vec<(String, String)> {
-        let client = match reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => return vec![(path.to_string(), format!("HTTP client: {e}"))],
-        };
-        let checks = self.targets.iter().enumerate().filter_map(|(i, t)| {
-            let o = t.openapi.as_ref()?;
-            let slot = crate::credentials::CredentialSlot::default();
-            slot.set(credentials.resolve(&t.name));
-            let headers = crate::credentials::UpstreamHeaders::new(
-                crate::upstream::http::header_map(&o.headers),
-                slot,
-            );
-            Some(crate::upstream::openapi::check_document(
-                o,
-                format!("{path}.targets[{i}].openapi"),
-                client.clone(),
-                headers,
-                t.timeout(),
-            ))
-        });
-        futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-
     /// Semantic checks; returns `(key_path, message)` pairs, empty when valid. `path` is the
     /// key path of this block (e.g. `listeners[0].routes[1].mcp`). Relative `openapi.spec`
     /// files are read from the working directory; see [`validate_in`](Self::validate_in).
@@ -418,9 +365,9 @@ impl McpConfig {
         self.validate_in(path, Path::new(""))
     }
 
-    /// [`validate`](Self::validate), with relative `openapi.spec` files read from `base_dir`
-    /// (the config file's folder).
-    pub fn validate_in(&self, path: &str, base_dir: &Path) -> Vec<(String, String)> {
+    /// The checks of [`validate_in`](Self::validate_in) that need no OpenAPI document (those
+    /// are in `crate::checks`, beside the code that reads documents).
+    pub(crate) fn validate_static(&self, path: &str) -> Vec<(String, String)> {
         let mut issues = Vec::new();
         if self.targets.is_empty() {
             issues.push((
@@ -495,12 +442,6 @@ impl McpConfig {
                 issues.push((
                     tp.clone(),
                     "exactly one of `stdio`, `http`, `sse`, `openapi` must be set".into(),
-                ));
-            }
-            if let Some(o) = &t.openapi {
-                issues.extend(crate::upstream::openapi::validate(
-                    &o.resolved(base_dir),
-                    &format!("{tp}.openapi"),
                 ));
             }
             if let Some(s) = &t.stdio

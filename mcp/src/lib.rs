@@ -54,6 +54,7 @@
     )
 )]
 
+mod checks;
 pub mod config;
 pub mod credentials;
 pub mod error;

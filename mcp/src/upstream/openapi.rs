@@ -26,7 +26,7 @@ use std::sync::{Arc, PoisonError};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::config::OpenApiTarget;
+use crate::config::{OpenApiTarget, is_url};
 use crate::credentials::UpstreamHeaders;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
@@ -70,10 +70,6 @@ impl std::fmt::Debug for OpenApi {
             .field("target", &self.target)
             .finish()
     }
-}
-
-pub(crate) fn is_url(spec: &str) -> bool {
-    spec.starts_with("http://") || spec.starts_with("https://")
 }
 
 /// Config checks of `targets[].openapi` (`path` is its key path): the base URL, the header
