@@ -190,6 +190,12 @@ pub struct GatewayParametersSpec {
     /// `proxy_protocol` into every listener of the Gateway's proxy config. Absent: off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<switchboard_gateway::config::ProxyProtocol>,
+    /// Whose `X-Forwarded-For` the proxies believe (the proxy's `trusted_proxies`: `cidrs`
+    /// and/or `hops`), rendered into every listener of the Gateway's proxy config; for a load
+    /// balancer that forwards HTTP (an ALB, HAProxy in `mode http`). Absent: no peer is
+    /// trusted, and a client's own `X-Forwarded-For` is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<switchboard_gateway::config::TrustedProxiesConfig>,
     /// Extra environment variables for the proxy container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,

@@ -422,3 +422,43 @@ async fn istio_ingress() {
     let labels = &ambient["spec"]["template"]["metadata"]["labels"];
     assert_eq!(labels["istio.io/dataplane-mode"], "ambient", "{labels}");
 }
+
+#[tokio::test]
+async fn behind_load_balancer() {
+    let Some(a) = apply_pattern("behind-load-balancer").await else {
+        return;
+    };
+    // Behind the NLB: the Service asks for it, keeps client addresses, and every listener
+    // requires the PROXY header the balancer sends.
+    let s = Api::<Service>::namespaced(a.client.clone(), "shop")
+        .get("public")
+        .await
+        .unwrap();
+    let annotations = s.metadata.annotations.unwrap();
+    assert_eq!(
+        annotations["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"],
+        "*"
+    );
+    let spec = s.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    assert_eq!(
+        spec.load_balancer_class.as_deref(),
+        Some("service.k8s.aws/nlb")
+    );
+    assert!(spec.health_check_node_port.is_some());
+    let public = a.config("shop", "public").await;
+    for l in public["listeners"].as_array().unwrap() {
+        assert_eq!(l["proxy_protocol"], "v2", "{l}");
+        assert!(l.get("trusted_proxies").is_none(), "{l}");
+    }
+    // Behind the HTTP balancer: X-Forwarded-For believed from 10.0.0.0/8 only.
+    let internal = a.config("shop", "internal").await;
+    for l in internal["listeners"].as_array().unwrap() {
+        assert_eq!(l["trusted_proxies"]["cidrs"][0], "10.0.0.0/8", "{l}");
+        assert!(l.get("proxy_protocol").is_none(), "{l}");
+    }
+    for gw in ["public", "internal"] {
+        assert_eq!(a.deployment("shop", gw).await["spec"]["replicas"], 2);
+    }
+}

@@ -151,7 +151,7 @@ impl Listeners {
                 tls: group.tls.clone(),
                 proxy_protocol: scope.proxy_protocol,
                 limits: Default::default(),
-                trusted_proxies: Default::default(),
+                trusted_proxies: scope.trusted_proxies.clone(),
                 paths: Default::default(),
                 policies: scope.policies.listener_policies(
                     scope.gw,

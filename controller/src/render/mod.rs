@@ -157,6 +157,8 @@ struct Scope<'a> {
     policies: PolicyIndex<'a>,
     /// `GatewayParameters.proxyProtocol`, for every proxy listener.
     proxy_protocol: Option<switchboard_gateway::config::ProxyProtocol>,
+    /// `GatewayParameters.trustedProxies`, for every proxy listener.
+    trusted_proxies: switchboard_gateway::config::TrustedProxiesConfig,
 }
 
 /// What the stages collect on the way, besides the config.
@@ -199,6 +201,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         opts,
         policies: PolicyIndex::new(world),
         proxy_protocol: params.proxy_protocol,
+        trusted_proxies: params.trusted_proxies.clone().unwrap_or_default(),
     };
 
     // Listeners, grouped by port.

@@ -83,6 +83,7 @@ fn merge_params(
             .or(base.external_traffic_policy),
         load_balancer_class: over.load_balancer_class.or(base.load_balancer_class),
         proxy_protocol: over.proxy_protocol.or(base.proxy_protocol),
+        trusted_proxies: over.trusted_proxies.or(base.trusted_proxies),
         env: if over.env.is_empty() {
             base.env
         } else {
