@@ -204,32 +204,56 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes API to talk to (set KUBECONFIG, or run in a pod)")?;
-    // POD_NAMESPACE (a pod) or --namespace, else the kubeconfig context's namespace (kube
-    // reads the service-account namespace in a pod, and says `default` without either).
-    let namespace = s
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    // --namespace (env POD_NAMESPACE, set in a pod by the install manifests), else the
+    // kubeconfig context's namespace (kube reads the service-account namespace in a pod, and
+    // says `default` when the context names none).
+    let (namespace, from) = match s.namespace.clone() {
+        Some(ns) => (ns, "--namespace (env POD_NAMESPACE)"),
+        None => (
+            config.default_namespace.clone(),
+            "the kubeconfig context (or the pod's service account)",
+        ),
+    };
     let client = kube::Client::try_from(config).context("cannot reach the Kubernetes API")?;
-    // Every permission the controller will use, checked once: a missing one is one clear
-    // error now, not a warning from a watch every few seconds.
-    let missing = install::missing_permissions(&client, &namespace)
-        .await
-        .context("cannot check the controller's permissions (SelfSubjectAccessReview)")?;
+    // A missing namespace and missing permissions are one clear error each, now, instead of
+    // a warning from a watch or the Lease every few seconds.
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match ns_api.get_opt(&namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            anyhow::bail!(
+                "{} (the namespace came from {from})",
+                leader::LeaderError::NoNamespace(namespace)
+            )
+        }
+        // Not allowed to look: the permission check below names it.
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot read namespace {namespace} from the Kubernetes API"
+            )));
+        }
+    }
+    let missing =
+        install::missing_permissions(&client, &namespace, matches!(s.tls, Tls::Secret(_)))
+            .await
+            .context("cannot check the controller's permissions (SelfSubjectAccessReview)")?;
     if !missing.is_empty() {
         anyhow::bail!(
-            "the controller's identity lacks {} permission(s): {}. Grant them with the RBAC of \
-             `switchboard-controller install` (its ClusterRole, and its Role in namespace {namespace}), \
-             or run with an identity that has them",
+            "the controller's identity lacks {} permission(s) it needs:\n  {}\n\
+             Apply the RBAC of `switchboard-controller install --namespace {namespace}` (ClusterRole \
+             and Role `{name}`) and bind it to this identity, or run with a kubeconfig whose user \
+             has these permissions",
             missing.len(),
-            missing.join(", ")
+            missing.join("\n  "),
+            name = install::NAME,
         );
     }
-    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    if ns_api.get_opt(&namespace).await?.is_none() {
-        return Err(leader::LeaderError::NoNamespace(namespace).into());
-    }
-    let scheme = if matches!(s.tls, Tls::Plain) { "http" } else { "https" };
+    let scheme = if matches!(s.tls, Tls::Plain) {
+        "http"
+    } else {
+        "https"
+    };
     let push_url = s.push_url.clone().unwrap_or_else(|| {
         format!(
             "{scheme}://{}.{namespace}.svc:{}",
@@ -240,12 +264,18 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
     if push_url.starts_with("http://") != matches!(s.tls, Tls::Plain) {
         anyhow::bail!(
             "--push-url {push_url} does not match the push server, which serves {}",
-            if scheme == "http" { "plain HTTP (--plain-http)" } else { "HTTPS" }
+            if scheme == "http" {
+                "plain HTTP (--plain-http)"
+            } else {
+                "HTTPS"
+            }
         );
     }
     let cert = match s.tls {
         Tls::Plain => {
-            tracing::warn!("config push over plain HTTP (--plain-http): tokens and configs cross the network in clear");
+            tracing::warn!(
+                "config push over plain HTTP (--plain-http): tokens and configs cross the network in clear"
+            );
             None
         }
         Tls::Files(c) => Some(c),
@@ -266,7 +296,9 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
             Some(
                 ServingCert::from_secret(&client, &namespace, &name, &hosts)
                     .await
-                    .with_context(|| format!("the push server certificate (Secret {namespace}/{name})"))?,
+                    .with_context(|| {
+                        format!("the push server certificate (Secret {namespace}/{name})")
+                    })?,
             )
         }
     };

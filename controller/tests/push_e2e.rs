@@ -133,8 +133,11 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(
-        args.windows(2)
-            .any(|w| w == ["--control-plane-ca", "/etc/switchboard/control-plane-ca.pem"]),
+        args.windows(2).any(|w| w
+            == [
+                "--control-plane-ca",
+                "/etc/switchboard/control-plane-ca.pem"
+            ]),
         "{args:?}"
     );
     assert!(!args.contains(&"--control-plane-allow-http"), "{args:?}");
@@ -330,7 +333,9 @@ fn client_trusting(ca: &str) -> reqwest::Client {
 /// The push CA in the Gateway's rendered ConfigMap.
 fn boot_config_map_ca(fake: &FakeApiServer, ns: &str) -> Option<String> {
     let cm = fake.get("", "configmaps", ns, "edge")?;
-    cm["data"]["control-plane-ca.pem"].as_str().map(String::from)
+    cm["data"]["control-plane-ca.pem"]
+        .as_str()
+        .map(String::from)
 }
 
 async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {
