@@ -41,7 +41,10 @@ pub fn spawn_controller(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) 
         .env_remove("SWITCHBOARD_PUSH_URL")
         .env_remove("SWITCHBOARD_PLAIN_HTTP")
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // The exit error as a user sees it, without a backtrace.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -61,18 +64,31 @@ impl ControllerProc {
     }
 
     /// The port its push server bound: it logs
-    /// `config push server listening addr=127.0.0.1:PORT` once listening.
+    /// `config push server listening addr=127.0.0.1:PORT` once listening. Panics with its log
+    /// when it exits with an error first.
     pub async fn push_port(&self) -> u16 {
-        let path = self.log.clone();
-        super::eventually("the push server's address", Duration::from_secs(30), || {
-            let text = std::fs::read_to_string(&path).ok()?;
-            let line = text
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.log_text();
+            let port = text
                 .lines()
-                .find(|l| l.contains("config push server listening"))?;
-            let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
-            addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
-        })
-        .await
+                .find(|l| l.contains("config push server listening"))
+                .and_then(|line| line.split_once("addr=")?.1.split_whitespace().next())
+                .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.port());
+            if let Some(port) = port {
+                return port;
+            }
+            assert!(
+                !text.contains("Error: "),
+                "the controller exited with an error:\n{text}"
+            );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no push server address within 30 s; the controller's log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits (at most `within`) for it to exit.
