@@ -107,9 +107,13 @@ fn install_prints_every_part_with_least_privilege() {
     let dep = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
     let pod = &dep["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
-    assert!(c["readinessProbe"]["httpGet"].is_object(), "{c}");
-    assert!(c["livenessProbe"]["httpGet"].is_object(), "{c}");
-    assert!(c["resources"]["requests"]["memory"].is_string(), "{c}");
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{c}");
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{c}");
+    }
+    assert_eq!(c["resources"]["requests"]["memory"], "64Mi", "{c}");
+    assert_eq!(c["resources"]["limits"]["memory"], "256Mi", "{c}");
+    assert_eq!(dep["spec"]["replicas"], 2);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
@@ -122,6 +126,24 @@ fn install_prints_every_part_with_least_privilege() {
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],
         dep["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    // Images of one's own.
+    let mine = yaml_docs(&controller_output(&[
+        "install",
+        "--image",
+        "registry.example/switchboard-controller:1",
+        "--proxy-image",
+        "registry.example/switchboard:1",
+    ]));
+    let c = &mine.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert_eq!(c["image"], "registry.example/switchboard-controller:1");
+    assert!(
+        c["env"].as_array().unwrap().contains(
+            &json!({"name": "SWITCHBOARD_PROXY_IMAGE", "value": "registry.example/switchboard:1"})
+        ),
+        "{c}"
     );
     // `--without-crds` leaves our CRDs out; `--namespace` moves everything namespaced.
     let other = yaml_docs(&controller_output(&[
@@ -434,6 +456,50 @@ async fn run_from_a_workstation_uses_the_kubeconfig_namespace() {
             .await
             .unwrap()
             .is_none()
+    );
+    drop(ctl);
+
+    // --plain-http: the push server speaks plain HTTP, and the proxies it renders are told
+    // to follow it over HTTP (and get no CA).
+    let ctl = spawn_controller(&kubeconfig, &["--plain-http"], &[]);
+    let port = ctl.push_port().await;
+    eventually_async(
+        "the plain-HTTP controller leads",
+        Duration::from_secs(30),
+        || async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let gw_ns = cluster.namespace("sb-plain").await;
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": gw_ns},
+               "spec": {"controllerName": switchboard_controller::render::CONTROLLER_NAME}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": gw_ns},
+               "spec": {"gatewayClassName": gw_ns,
+                        "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+    ] {
+        cluster.create(doc).await;
+    }
+    let args = eventually_async("the proxy Deployment", Duration::from_secs(30), || async {
+        let d = Api::<Deployment>::namespaced(client.clone(), &gw_ns)
+            .get_opt("edge")
+            .await
+            .ok()??;
+        d.spec.template.spec?.containers[0].args.clone()
+    })
+    .await;
+    assert!(
+        args.contains(&format!(
+            "http://switchboard-controller.{ns}.svc:9977/v1/config/{gw_ns}/edge"
+        )) && args.contains(&"--control-plane-allow-http".to_string())
+            && !args.contains(&"--control-plane-ca".to_string()),
+        "{args:?}"
     );
     drop(ctl);
 

@@ -172,6 +172,21 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
             .is_err()
     );
 
+    // A proxy told to follow a plain-HTTP control plane refuses to start, unless allowed.
+    let out = tokio::process::Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(workspace_root().join("examples/quickstart.yaml"))
+        .args([
+            "--control-plane",
+            &format!("http://{push_addr}/v1/config/{ns}/edge"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--control-plane-allow-http"), "{err}");
+
     // The proxy boots from the ConfigMap content, as the kubelet would mount it.
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = dir.path().join("config.yaml");
