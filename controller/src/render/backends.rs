@@ -197,12 +197,7 @@ fn render_backend(
         let mut v = expose(expose_secrets(|| serde_json::to_value(m)))?;
         if let Some(targets) = v.get_mut("targets").and_then(Value::as_array_mut) {
             for t in targets {
-                for at in [
-                    "/http/url",
-                    "/sse/url",
-                    "/openapi/base_url",
-                    "/openapi/spec",
-                ] {
+                for at in ["/http/url", "/sse/url", "/openapi/base_url", "/openapi/spec"] {
                     resolve_url(t.pointer_mut(at), &ns, world, opts)?;
                 }
             }
@@ -273,9 +268,7 @@ fn replace_in_strings(v: &mut Value, needle: &str, with: &str) {
                 *s = s.replace(needle, with);
             }
         }
-        Value::Array(a) => a
-            .iter_mut()
-            .for_each(|x| replace_in_strings(x, needle, with)),
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_in_strings(x, needle, with)),
         Value::Object(o) => o
             .values_mut()
             .for_each(|x| replace_in_strings(x, needle, with)),

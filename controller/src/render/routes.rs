@@ -345,11 +345,7 @@ fn check_matches(matches: &[gwapi::HTTPRouteMatch]) -> Result<(), RuleError> {
             regex(p.type_.as_deref(), p.value.as_deref().unwrap_or(""))?;
         }
         for h in m.headers.iter().chain(&m.query_params) {
-            known(
-                h.type_.as_deref(),
-                "header/query",
-                &["Exact", "RegularExpression"],
-            )?;
+            known(h.type_.as_deref(), "header/query", &["Exact", "RegularExpression"])?;
             regex(h.type_.as_deref(), &h.value)?;
         }
     }
@@ -484,9 +480,7 @@ fn build_rule(
                 });
             }
             "RequestRedirect" => {
-                let Some(r) = &f.request_redirect else {
-                    continue;
-                };
+                let Some(r) = &f.request_redirect else { continue };
                 let path = r.path.as_ref().map(path_modifier).transpose()?;
                 if let Some(pm) = &path {
                     check_prefix_modifier(pm, rule)?;
@@ -499,9 +493,9 @@ fn build_rule(
                 }
                 let port = match r.port {
                     None => None,
-                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-                        RuleError::Unsupported(format!("redirect port {p} is not a port"))
-                    })?),
+                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(
+                        || RuleError::Unsupported(format!("redirect port {p} is not a port")),
+                    )?),
                 };
                 if let Some(s) = &r.scheme
                     && !matches!(s.as_str(), "http" | "https")
@@ -566,7 +560,8 @@ fn build_rule(
     let timeouts = rule.timeouts.as_ref();
     // The proxy has one whole-request timeout; `backendRequest` stands in when `request` is
     // not given.
-    if let Some(t) = timeouts.and_then(|t| t.request.as_deref().or(t.backend_request.as_deref())) {
+    if let Some(t) = timeouts.and_then(|t| t.request.as_deref().or(t.backend_request.as_deref()))
+    {
         let d = duration("timeouts.request", t)?;
         // Gateway API: a zero duration disables the timeout.
         if !d.is_zero() {
