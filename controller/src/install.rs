@@ -3,7 +3,7 @@
 //! and a locked-down securityContext, a PodDisruptionBudget, the push Service and the
 //! `switchboard` GatewayClass).
 //!
-//! The RBAC rules are [`CLUSTER_RULES`] and [`NAMESPACE_RULES`]: exactly what the controller
+//! The RBAC rules are [`CLUSTER_RULES`], [`LEASE_RULES`] and [`CERT_SECRET_RULES`]: exactly what the controller
 //! calls (watches of its inputs, server-side apply and prune of its children, status patches,
 //! Events, TokenReviews, its Lease and its serving-certificate Secret). `run` checks the same
 //! lists at start-up with SelfSubjectAccessReviews (see [`missing_permissions`]), so a
@@ -63,7 +63,11 @@ pub const CLUSTER_RULES: &[Rule] = &[
     Rule {
         why: "status subresources only (never the specs)",
         groups: &["switchboard.dev"],
-        resources: &["backends/status", "policies/status"],
+        resources: &[
+            "backends/status",
+            "policies/status",
+            "gatewayparameters/status",
+        ],
         verbs: &["patch"],
     },
     Rule {
@@ -104,21 +108,22 @@ pub const CLUSTER_RULES: &[Rule] = &[
     },
 ];
 
-/// Permissions in the controller's own namespace (a Role).
-pub const NAMESPACE_RULES: &[Rule] = &[
-    Rule {
-        why: "leader election",
-        groups: &["coordination.k8s.io"],
-        resources: &["leases"],
-        verbs: &["get", "create", "update"],
-    },
-    Rule {
-        why: "the push server's certificate, generated once and shared by the replicas",
-        groups: &[""],
-        resources: &["secrets"],
-        verbs: &["get", "create"],
-    },
-];
+/// Permissions in the controller's own namespace (a Role): leader election.
+pub const LEASE_RULES: &[Rule] = &[Rule {
+    why: "leader election",
+    groups: &["coordination.k8s.io"],
+    resources: &["leases"],
+    verbs: &["get", "create", "update"],
+}];
+
+/// Permissions in the controller's own namespace (the same Role), needed only when the push
+/// server's certificate comes from its Secret (not with `--tls-cert` or `--plain-http`).
+pub const CERT_SECRET_RULES: &[Rule] = &[Rule {
+    why: "the push server's certificate, generated once and shared by the replicas",
+    groups: &[""],
+    resources: &["secrets"],
+    verbs: &["get", "create"],
+}];
 
 /// Name of the controller's ServiceAccount, roles, Deployment, Service, Lease.
 pub const NAME: &str = "switchboard-controller";
@@ -208,7 +213,8 @@ pub fn manifests(o: &InstallOptions) -> Vec<(String, Value)> {
             "In the controller's namespace only: its Lease and its serving-certificate Secret."
                 .into(),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": NAME, "namespace": ns}, "rules": rules_json(NAMESPACE_RULES)}),
+                   "metadata": {"name": NAME, "namespace": ns},
+                   "rules": rules_json(&[LEASE_RULES, CERT_SECRET_RULES].concat())}),
         ),
         (
             "Binds the Role to the controller.".into(),
@@ -219,7 +225,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<(String, Value)> {
         ),
         (
             format!(
-                "{} replicas: one leads (writes, serves config push over HTTPS, is Ready), the others wait.",
+                "{} replicas: one leads (writes status and children, serves config push over HTTPS); the others wait and answer 503 until they lead.",
                 o.replicas
             ),
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -245,7 +251,11 @@ pub fn manifests(o: &InstallOptions) -> Vec<(String, Value)> {
                                     {"name": "SWITCHBOARD_PROXY_IMAGE", "value": o.proxy_image},
                                 ],
                                 "ports": [{"name": "push", "containerPort": PUSH_PORT}],
-                                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "push", "scheme": "HTTPS"}, "periodSeconds": 5},
+                                // Ready while alive, leader or not: the PodDisruptionBudget counts
+                                // live replicas (with leader-only readiness it would block every
+                                // drain of the leader's node). A follower answers the push stream
+                                // 503 and the proxy retries; `/readyz` says which replica leads.
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "push", "scheme": "HTTPS"}, "periodSeconds": 5},
                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "push", "scheme": "HTTPS"}, "periodSeconds": 10},
                                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                                 "securityContext": {
@@ -264,7 +274,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<(String, Value)> {
                    "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}),
         ),
         (
-            "The push endpoint the proxies follow (only the leader is Ready).".into(),
+            "The push endpoint the proxies follow (HTTPS; a replica that does not lead answers 503 and the proxy retries).".into(),
             json!({"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": NAME, "namespace": ns},
                    "spec": {"selector": labels,
@@ -301,13 +311,23 @@ pub fn install_yaml(o: &InstallOptions) -> String {
     out
 }
 
-/// The permissions of [`CLUSTER_RULES`] (cluster-wide) and [`NAMESPACE_RULES`] (in
-/// `namespace`) the current identity lacks, as `verb group/resource [in namespace]`, checked
-/// with SelfSubjectAccessReviews (which every authenticated identity may create).
-pub async fn missing_permissions(client: &Client, namespace: &str) -> kube::Result<Vec<String>> {
+/// The permissions of [`CLUSTER_RULES`] (cluster-wide), [`LEASE_RULES`] and, with
+/// `cert_secret`, [`CERT_SECRET_RULES`] (in `namespace`) the current identity lacks, as
+/// `verb group/resource [in namespace NS]`, checked with SelfSubjectAccessReviews (which every
+/// authenticated identity may create).
+pub async fn missing_permissions(
+    client: &Client,
+    namespace: &str,
+    cert_secret: bool,
+) -> kube::Result<Vec<String>> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut checks = Vec::new();
-    for (rules, ns) in [(CLUSTER_RULES, None), (NAMESPACE_RULES, Some(namespace))] {
+    let secret_rules: &[Rule] = if cert_secret { CERT_SECRET_RULES } else { &[] };
+    for (rules, ns) in [
+        (CLUSTER_RULES, None),
+        (LEASE_RULES, Some(namespace)),
+        (secret_rules, Some(namespace)),
+    ] {
         for r in rules {
             for g in r.groups {
                 for res in r.resources {

@@ -204,30 +204,50 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes API to talk to (set KUBECONFIG, or run in a pod)")?;
-    // POD_NAMESPACE (a pod) or --namespace, else the kubeconfig context's namespace (kube
-    // reads the service-account namespace in a pod, and says `default` without either).
-    let namespace = s
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
+    // --namespace (env POD_NAMESPACE, set in a pod by the install manifests), else the
+    // kubeconfig context's namespace (kube reads the service-account namespace in a pod, and
+    // says `default` when the context names none).
+    let (namespace, from) = match s.namespace.clone() {
+        Some(ns) => (ns, "--namespace (env POD_NAMESPACE)"),
+        None => (
+            config.default_namespace.clone(),
+            "the kubeconfig context (or the pod's service account)",
+        ),
+    };
     let client = kube::Client::try_from(config).context("cannot reach the Kubernetes API")?;
-    // Every permission the controller will use, checked once: a missing one is one clear
-    // error now, not a warning from a watch every few seconds.
-    let missing = install::missing_permissions(&client, &namespace)
-        .await
-        .context("cannot check the controller's permissions (SelfSubjectAccessReview)")?;
+    // A missing namespace and missing permissions are one clear error each, now, instead of
+    // a warning from a watch or the Lease every few seconds.
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    match ns_api.get_opt(&namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            anyhow::bail!(
+                "{} (the namespace came from {from})",
+                leader::LeaderError::NoNamespace(namespace)
+            )
+        }
+        // Not allowed to look: the permission check below names it.
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot read namespace {namespace} from the Kubernetes API"
+            )));
+        }
+    }
+    let missing =
+        install::missing_permissions(&client, &namespace, matches!(s.tls, Tls::Secret(_)))
+            .await
+            .context("cannot check the controller's permissions (SelfSubjectAccessReview)")?;
     if !missing.is_empty() {
         anyhow::bail!(
-            "the controller's identity lacks {} permission(s): {}. Grant them with the RBAC of \
-             `switchboard-controller install` (its ClusterRole, and its Role in namespace {namespace}), \
-             or run with an identity that has them",
+            "the controller's identity lacks {} permission(s) it needs:\n  {}\n\
+             Apply the RBAC of `switchboard-controller install --namespace {namespace}` (ClusterRole \
+             and Role `{name}`) and bind it to this identity, or run with a kubeconfig whose user \
+             has these permissions",
             missing.len(),
-            missing.join(", ")
+            missing.join("\n  "),
+            name = install::NAME,
         );
-    }
-    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    if ns_api.get_opt(&namespace).await?.is_none() {
-        return Err(leader::LeaderError::NoNamespace(namespace).into());
     }
     let scheme = if matches!(s.tls, Tls::Plain) {
         "http"

@@ -190,7 +190,7 @@ pub fn router(hub: ConfigHub, auth: Authenticator, shutdown: watch::Receiver<boo
     Router::new()
         .route("/v1/config/{namespace}/{gateway}", get(stream_config))
         .route("/healthz", get(|| async { "ok" }))
-        // Ready only on the leader, so the controller Service sends proxies there.
+        // 200 only on the leader (which replica leads); the pod's readiness uses /healthz.
         .route("/readyz", get(readyz))
         .with_state(AppState {
             hub,

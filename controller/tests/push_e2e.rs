@@ -114,9 +114,33 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     })
     .await;
 
-    // The rendered proxies verify the push server with the CA the ConfigMap carries.
-    let cm = boot_config_map_ca(&fake, ns);
-    assert_eq!(cm.as_deref(), Some(cert.ca.as_str()));
+    // The rendered proxies verify the push server with the CA the ConfigMap carries (the
+    // config is published before the children are applied: wait for the ConfigMap).
+    let cm = eventually("the ConfigMap", Duration::from_secs(20), || {
+        boot_config_map_ca(&fake, ns)
+    })
+    .await;
+    assert_eq!(cm, cert.ca);
+    let deployment = eventually("the Deployment", Duration::from_secs(20), || {
+        fake.get("apps", "deployments", ns, "edge")
+    })
+    .await;
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w
+            == [
+                "--control-plane-ca",
+                "/etc/switchboard/control-plane-ca.pem"
+            ]),
+        "{args:?}"
+    );
+    assert!(!args.contains(&"--control-plane-allow-http"), "{args:?}");
 
     // Authentication: no token, an unknown token and another ServiceAccount's token fail.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -147,6 +171,21 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
             .await
             .is_err()
     );
+
+    // A proxy told to follow a plain-HTTP control plane refuses to start, unless allowed.
+    let out = tokio::process::Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(workspace_root().join("examples/quickstart.yaml"))
+        .args([
+            "--control-plane",
+            &format!("http://{push_addr}/v1/config/{ns}/edge"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--control-plane-allow-http"), "{err}");
 
     // The proxy boots from the ConfigMap content, as the kubelet would mount it.
     let dir = tempfile::tempdir().unwrap();
@@ -179,7 +218,10 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     let mut wrong_log = JsonLog::read("switchboard-wrong-ca", wrong.stderr.take().unwrap(), None);
     let _wrong = Kill(wrong);
     let refused = wrong_log
-        .wait_for("control plane unavailable", Duration::from_secs(30))
+        .wait_for(
+            "control plane unavailable; keeping the current config",
+            Duration::from_secs(30),
+        )
         .await;
     assert!(
         refused.to_string().contains("invalid peer certificate"),

@@ -254,81 +254,44 @@ impl Drop for Proc {
     }
 }
 
-/// A `switchboard-controller run` process, its push server on port 0.
+/// A `switchboard-controller run` process, its push server on port 0, serving HTTPS with the
+/// certificate it generated into its Secret (the default).
 struct Controller {
-    proc: Proc,
-    /// The port its push server bound (from its log).
-    port: u16,
+    proc: ControllerProc,
+    /// Asks its push server (certificate verified) whether it leads.
+    probe: Probe,
     /// Its log file (stdout and stderr).
     log: std::path::PathBuf,
 }
 
-impl std::ops::Deref for Controller {
-    type Target = Proc;
-    fn deref(&self) -> &Proc {
-        &self.proc
-    }
-}
-
-impl std::ops::DerefMut for Controller {
-    fn deref_mut(&mut self) -> &mut Proc {
-        &mut self.proc
-    }
-}
-
 async fn controller_process(cluster: &TestCluster, lease_ns: &str) -> Controller {
-    controller_process_with(&cluster.kubeconfig, lease_ns, &["--lease-duration", "3s"]).await
+    controller_process_with(
+        cluster,
+        &cluster.kubeconfig,
+        lease_ns,
+        &["--lease-duration", "3s"],
+    )
+    .await
 }
 
 async fn controller_process_with(
+    cluster: &TestCluster,
     kubeconfig: &std::path::Path,
     lease_ns: &str,
     extra: &[&str],
 ) -> Controller {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "sb-ctl-{}-{}.log",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    // Logs (stdout) and the exit error (stderr) both go to the log file.
-    let log = std::fs::File::create(&path).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-controller"))
-        .args(["run", "--push-bind", "127.0.0.1:0", "--namespace", lease_ns])
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("POD_NAME")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let proc = Proc(child);
-    // The push server binds port 0 first thing and logs
-    // `config push server listening addr=127.0.0.1:PORT`.
-    let port = eventually("the push server's address", Duration::from_secs(30), || {
-        let text = std::fs::read_to_string(&path).ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.contains("config push server listening"))?;
-        let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
-        addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
-    })
-    .await;
+    let mut args = vec!["--namespace", lease_ns];
+    args.extend_from_slice(extra);
+    let proc = spawn_controller(kubeconfig, &args, &[]);
+    let port = proc.push_port().await;
+    // Every replica serves the certificate of the one Secret (the first creates it).
+    let https = push_client(&cluster.client, lease_ns).await;
+    let log = proc.log.clone();
     Controller {
         proc,
-        port,
-        log: path,
+        probe: Probe { https, port },
+        log,
     }
-}
-
-async fn ready(port: u16) -> Option<bool> {
-    let r = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-        .await
-        .ok()?;
-    Some(r.status().is_success())
 }
 
 async fn holder(api: &Api<Lease>) -> Option<String> {
@@ -345,19 +308,19 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     let lease_ns = cluster.namespace("sb-lease").await;
     let leases = Api::<Lease>::namespaced(cluster.client.clone(), &lease_ns);
     let mut a = controller_process(&cluster, &lease_ns).await;
-    let pa = a.port;
+    let pa = a.probe.clone();
     let first = eventually_async("a leader", Duration::from_secs(30), || holder(&leases)).await;
     let b = controller_process(&cluster, &lease_ns).await;
-    let pb = b.port;
+    let pb = b.probe.clone();
     // Both push servers up; exactly one of them leads.
     eventually_async("both push servers", Duration::from_secs(30), || async {
-        ready(pa).await?;
-        ready(pb).await
+        pa.ready().await?;
+        pb.ready().await
     })
     .await;
     // Give the second replica time to (wrongly) take the Lease too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (ra, rb) = (ready(pa).await.unwrap(), ready(pb).await.unwrap());
+    let (ra, rb) = (pa.ready().await.unwrap(), pb.ready().await.unwrap());
     assert!(
         ra && !rb,
         "replica a leads, b waits (a ready={ra}, b ready={rb})"
@@ -365,11 +328,11 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     assert_eq!(holder(&leases).await.unwrap(), first);
 
     // Kill -9 the leader: the follower takes over within the lease duration.
-    a.0.start_kill().unwrap();
-    let _ = a.0.wait().await;
+    a.proc.child.start_kill().unwrap();
+    let _ = a.proc.child.wait().await;
     let killed = Instant::now();
     eventually_async("takeover", Duration::from_secs(30), || async {
-        ready(pb).await?.then_some(())
+        pb.ready().await?.then_some(())
     })
     .await;
     let takeover = killed.elapsed();
@@ -382,7 +345,7 @@ async fn two_controllers_one_leader_takeover_on_kill_and_release_on_sigterm() {
     assert!(takeover < Duration::from_secs(6), "{takeover:?}");
 
     // SIGTERM: the leader releases its Lease on the way out, so a new replica leads at once.
-    let pid = b.0.id().unwrap();
+    let pid = b.proc.child.id().unwrap();
     println!("b logs: {}", b.log.display());
     let c = controller_process(&cluster, &lease_ns).await;
     std::process::Command::new("kill")
@@ -547,27 +510,29 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     // a reaches the API server through a relay that can be made to stall.
     let relay = Relay::start(&cluster).await;
     let mut a = controller_process_with(
+        &cluster,
         &relay.kubeconfig,
         &lease_ns,
         &["--lease-duration", "6s", "--identity", &ida],
     )
     .await;
-    let pa = a.port;
+    let pa = a.probe.clone();
     println!("a logs: {}", a.log.display());
     eventually_async("a leads", Duration::from_secs(30), || async {
-        (holder(&leases).await? == ida && ready(pa).await?).then_some(())
+        (holder(&leases).await? == ida && pa.ready().await?).then_some(())
     })
     .await;
     config_with(&client, &ns, "/one").await;
     let mut b = controller_process_with(
+        &cluster,
         &cluster.kubeconfig,
         &lease_ns,
         &["--lease-duration", "6s", "--identity", &idb],
     )
     .await;
-    let pb = b.port;
+    let pb = b.probe.clone();
     eventually_async("b waits", Duration::from_secs(30), || async {
-        (!ready(pb).await?).then_some(())
+        (!pb.ready().await?).then_some(())
     })
     .await;
 
@@ -642,8 +607,8 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
             started.elapsed() < Duration::from_secs(30),
             "b never took over (a stopped: {a_stopped_at:?})"
         );
-        let rb = ready(pb).await;
-        let ra = ready(pa).await;
+        let rb = pb.ready().await;
+        let ra = pa.ready().await;
         if a_stopped_at.is_none() && ra != Some(true) {
             a_stopped_at = Some(started.elapsed());
         }
@@ -663,7 +628,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
     );
     assert_eq!(holder(&leases).await.as_deref(), Some(idb.as_str()));
     // a gave up for good (a fresh replica would wait as a follower) ...
-    let status = tokio::time::timeout(Duration::from_secs(20), a.0.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), a.proc.child.wait())
         .await
         .expect("the old leader exits")
         .unwrap();
@@ -692,7 +657,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
             .map(|_| ())
     })
     .await;
-    let status = tokio::time::timeout(Duration::from_secs(20), b.0.wait())
+    let status = tokio::time::timeout(Duration::from_secs(20), b.proc.child.wait())
         .await
         .expect("the usurped leader exits")
         .unwrap();
@@ -701,7 +666,7 @@ async fn a_leader_that_loses_its_lease_stops_before_another_leads() {
         usurped.elapsed().as_secs_f64()
     );
     assert!(!status.success(), "{status}");
-    assert_eq!(ready(pb).await, None, "b no longer serves");
+    assert_eq!(pb.ready().await, None, "b no longer serves");
     let log = std::fs::read_to_string(&b.log).unwrap_or_default();
     assert!(log.contains("lost the lease to another replica"), "{log}");
     assert_eq!(holder(&leases).await.as_deref(), Some("usurper"));
@@ -924,6 +889,9 @@ async fn five_thousand_routes_converge_and_the_proxy_serves_all_of_them() {
                 file.to_str().unwrap(),
                 "--control-plane",
                 &format!("http://{push_addr}/v1/config/{ns}/edge"),
+                // Plain HTTP: TLS is beside the point here (push_e2e and the controller
+                // process tests cover it).
+                "--control-plane-allow-http",
                 "--control-plane-token",
                 dir.path().join("token").to_str().unwrap(),
             ])

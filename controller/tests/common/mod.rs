@@ -15,6 +15,9 @@
 mod cluster;
 #[allow(unused_imports)]
 pub use cluster::*;
+mod controller;
+#[allow(unused_imports)]
+pub use controller::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
