@@ -23,6 +23,7 @@ const IGNORED: &[&str] = &[
     "RoleBinding",
     "Deployment",
     "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
     "CustomResourceDefinition",
 ];
 
@@ -111,6 +112,7 @@ fn every_example_manifest_renders() {
         "central-ingress",
         "mcp-and-llm",
         "istio-ingress",
+        "behind-load-balancer",
     ];
     // Every directory under examples/kubernetes is covered here.
     let mut found: Vec<String> = std::fs::read_dir(workspace_root().join("examples/kubernetes"))
