@@ -52,7 +52,10 @@ fn files(dir: &Path, base: &Path, out: &mut Vec<String>) {
         if ty.is_dir() {
             files(&e.path(), base, out);
         } else {
-            out.push(format!("/{}", e.path().strip_prefix(base).unwrap().display()));
+            out.push(format!(
+                "/{}",
+                e.path().strip_prefix(base).unwrap().display()
+            ));
         }
     }
 }
@@ -65,7 +68,11 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
     let proxy = switchboard_binary();
     let controller = Path::new(env!("CARGO_BIN_EXE_switchboard-controller"));
     let bin_dir = controller.parent().unwrap();
-    assert_eq!(proxy.parent().unwrap(), bin_dir, "both binaries in one folder");
+    assert_eq!(
+        proxy.parent().unwrap(),
+        bin_dir,
+        "both binaries in one folder"
+    );
 
     let b = Buildah {
         root: tempfile::tempdir().unwrap(),
@@ -100,7 +107,13 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
         (
             images[0],
             "switchboard",
-            vec!["run", "--config", "/etc/switchboard/config.yaml", "--log-format", "json"],
+            vec![
+                "run",
+                "--config",
+                "/etc/switchboard/config.yaml",
+                "--log-format",
+                "json",
+            ],
         ),
         (
             images[1],
@@ -112,7 +125,11 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
             serde_json::from_str(&b.out(&["inspect", "--type", "image", image])).unwrap();
         let config = &inspect["OCIv1"]["config"];
         let entrypoint = format!("/usr/local/bin/{bin}");
-        assert_eq!(config["Entrypoint"], serde_json::json!([entrypoint]), "{image}");
+        assert_eq!(
+            config["Entrypoint"],
+            serde_json::json!([entrypoint]),
+            "{image}"
+        );
         assert_eq!(config["Cmd"], serde_json::json!(cmd), "{image}");
         assert_eq!(config["User"], "65532:65532", "{image}: non-root");
 
@@ -122,7 +139,8 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
         let mut found = Vec::new();
         files(Path::new(&mount), Path::new(&mount), &mut found);
         // buildah adds these three to a working container.
-        found.retain(|f| !["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].contains(&f.as_str()));
+        found
+            .retain(|f| !["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].contains(&f.as_str()));
         found.sort();
         let ldd = Command::new("ldd").arg(bin_dir.join(bin)).output().unwrap();
         let mut want: Vec<String> = String::from_utf8_lossy(&ldd.stdout)
@@ -140,7 +158,10 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
         want.sort();
         want.dedup();
         assert_eq!(found, want, "{image}");
-        assert!(!found.iter().any(|f| f.ends_with("/sh")), "{image}: no shell");
+        assert!(
+            !found.iter().any(|f| f.ends_with("/sh")),
+            "{image}: no shell"
+        );
         let same = std::fs::read(Path::new(&mount).join(entrypoint.trim_start_matches('/')))
             .unwrap()
             == std::fs::read(bin_dir.join(bin)).unwrap();
@@ -156,7 +177,10 @@ fn the_script_builds_both_images_with_the_binary_its_libraries_and_a_non_root_en
             &entrypoint,
             "--version",
         ]);
-        assert_eq!(version.trim(), format!("{bin} {}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            version.trim(),
+            format!("{bin} {}", env!("CARGO_PKG_VERSION"))
+        );
         b.out(&["rm", &container]);
     }
 }

@@ -104,6 +104,10 @@ spec:
           headers: [{{type: RegularExpression, name: X-Client, value: "mobile-.*"}}]
           queryParams: [{{name: tier, value: gold}}, {{type: RegularExpression, name: id, value: "[0-9]+"}}]
       backendRefs: [{{name: canary, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /full}}, method: PUT, headers: [{{name: X-Team, value: ml}}]}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplaceFullPath, replaceFullPath: /replaced}}}}}}]
+      timeouts: {{backendRequest: 2s}}
+      backendRefs: [{{name: stable, port: 80}}]
 "#
     ));
     let r = render_gw(&world);
@@ -148,6 +152,11 @@ spec:
                     "query_regex": {"id": "[0-9]+"}
                 },
                 "http": {"url": svc("canary"), "preserve_host": true}
+            },
+            "ns.r.4.0": {
+                "match": {"path_prefix": "/full", "method": "PUT", "headers": {"x-team": "ml"}},
+                "policies": {"timeouts": {"request": "2s"}},
+                "http": {"url": svc("stable"), "preserve_host": true, "rewrite": {"path": {"full": "/replaced"}}}
             }
         })
     );
@@ -159,8 +168,21 @@ fn unsupported_and_unresolved_get_the_specified_reasons() {
         r#"{BASE}
 ---
 apiVersion: v1
-kind: Namespace
-metadata: {{name: other}}
+kind: Service
+metadata: {{name: stable, namespace: other}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: granted, namespace: other}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: to-granted, namespace: other}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: ns}}]
+  to: [{{group: "", kind: Service, name: granted}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -209,6 +231,100 @@ spec:
   rules:
     - matches: [{{path: {{type: RegularExpression, value: "("}}}}]
       backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: grant, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /granted}}}}]
+      backendRefs: [{{name: granted, namespace: other, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: prefixexact, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: Exact, value: /pe}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /x}}}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badmod, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /badmod}}}}]
+      filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplaceSomething}}}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badmatch, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: Glob, value: "/g*"}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badredirect, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /br}}}}]
+      filters: [{{type: RequestRedirect, requestRedirect: {{statusCode: 305}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: nobackends, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /nb}}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: splitbad, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /sb}}}}]
+      backendRefs: [{{name: stable, port: 80, weight: 50}}, {{name: gone, port: 80, weight: 50}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badmirror, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /bm}}}}]
+      filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: gone, port: 80}}}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badretry, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /brt}}}}]
+      retry: {{attempts: 2, codes: [200]}}
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: badtimeout, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /bt}}}}]
+      timeouts: {{request: soon}}
+      backendRefs: [{{name: stable, port: 80}}]
 "#
     ));
     let r = render_gw(&world);
@@ -217,16 +333,72 @@ spec:
         let c = o.conditions.iter().find(|c| c.type_ == t).unwrap();
         (c.status, c.reason)
     };
-    assert_eq!(cond("ext", "Accepted"), (false, "UnsupportedValue"));
-    assert_eq!(cond("missing", "ResolvedRefs"), (false, "BackendNotFound"));
-    assert_eq!(cond("foreign", "ResolvedRefs"), (false, "RefNotPermitted"));
-    assert_eq!(cond("kind", "ResolvedRefs"), (false, "InvalidKind"));
-    assert_eq!(cond("badre", "Accepted"), (false, "UnsupportedValue"));
-    // The route's supported rule is still served.
-    let names: Vec<String> = r.config.listeners[0]
+    // Accepted=False, UnsupportedValue: what the proxy cannot do (the other condition stays
+    // True).
+    for route in [
+        "ext",
+        "badre",
+        "prefixexact",
+        "badmod",
+        "badmatch",
+        "badredirect",
+        "badretry",
+        "badtimeout",
+    ] {
+        assert_eq!(
+            cond(route, "Accepted"),
+            (false, "UnsupportedValue"),
+            "{route}"
+        );
+        assert_eq!(
+            cond(route, "ResolvedRefs"),
+            (true, "ResolvedRefs"),
+            "{route}"
+        );
+    }
+    // ResolvedRefs=False with the reason of the reference (Accepted stays True).
+    for (route, reason) in [
+        ("missing", "BackendNotFound"),
+        ("foreign", "RefNotPermitted"),
+        ("kind", "InvalidKind"),
+        ("nobackends", "BackendNotFound"),
+        ("splitbad", "BackendNotFound"),
+        ("badmirror", "BackendNotFound"),
+    ] {
+        assert_eq!(cond(route, "ResolvedRefs"), (false, reason), "{route}");
+        assert_eq!(cond(route, "Accepted"), (true, "Accepted"), "{route}");
+    }
+    // A ReferenceGrant permits the cross-namespace reference.
+    assert_eq!(cond("grant", "ResolvedRefs"), (true, "ResolvedRefs"));
+    assert_eq!(cond("grant", "Accepted"), (true, "Accepted"));
+    // Supported rules are still served; a mirror whose backend does not resolve is left out
+    // of a rule that is otherwise served.
+    let mut names: Vec<String> = r.config.listeners[0]
         .routes
         .iter()
         .map(|x| x.name.clone())
         .collect();
-    assert_eq!(names, ["ns.ext.1.0"]);
+    names.sort();
+    assert_eq!(names, ["ns.badmirror.0.0", "ns.ext.1.0", "ns.grant.0.0"]);
+    let badmirror = r.config.listeners[0]
+        .routes
+        .iter()
+        .find(|x| x.name == "ns.badmirror.0.0")
+        .unwrap();
+    assert_eq!(badmirror.http.as_ref().unwrap().mirror, None);
+    let granted = r.config.listeners[0]
+        .routes
+        .iter()
+        .find(|x| x.name == "ns.grant.0.0")
+        .unwrap();
+    assert_eq!(
+        granted.http.as_ref().unwrap().url,
+        "http://granted.other.svc.cluster.local:80"
+    );
+    // Every failure is also a warning (an Event on the Gateway).
+    assert!(
+        r.warnings.iter().any(|w| w.contains("ns/badmirror")),
+        "{:?}",
+        r.warnings
+    );
 }

@@ -31,8 +31,8 @@ fn example_configs() -> Vec<(String, Config)> {
         if p.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&p).unwrap();
             if text.contains("listeners:") {
-                let c: Config = yaml_serde::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                let c: Config =
+                    yaml_serde::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 out.push((p.display().to_string(), c));
             }
         }
@@ -50,7 +50,10 @@ fn example_configs() -> Vec<(String, Config)> {
         // backend and policy sections put on a route (or a listener).
         let text = if block.contains("listeners:") {
             block.to_string()
-        } else if ["mcp:", "llm:", "a2a:"].iter().any(|k| block.starts_with(k)) {
+        } else if ["mcp:", "llm:", "a2a:"]
+            .iter()
+            .any(|k| block.starts_with(k))
+        {
             format!(
                 "listeners:\n  - name: l\n    bind: 127.0.0.1:0\n    routes:\n      - name: r\n{}",
                 indent(8)
@@ -110,8 +113,7 @@ fn every_example_config_goes_through_the_crds_and_back_unchanged() {
             ];
             if let Some(p) = &listener.policies {
                 let mut spec = expose_secrets(|| serde_json::to_value(p)).unwrap();
-                spec["targetRefs"] =
-                    json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]);
+                spec["targetRefs"] = json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}]);
                 let obj = json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Policy",
                     "metadata": {"name": "listener", "namespace": "default"}, "spec": spec});
                 check_schema(&schemas, "policies", &obj, &at);
@@ -144,14 +146,19 @@ fn every_example_config_goes_through_the_crds_and_back_unchanged() {
                 // What the controller decodes equals what was written.
                 let decoded: Backend = serde_json::from_value(stored.clone()).unwrap();
                 let again = expose_secrets(|| serde_json::to_value(&decoded.spec)).unwrap();
-                assert_eq!(again, obj["spec"], "{at}: the Backend does not decode losslessly");
+                assert_eq!(
+                    again, obj["spec"],
+                    "{at}: the Backend does not decode losslessly"
+                );
                 docs.push(stored);
-                docs.push(json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                docs.push(
+                    json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                     "metadata": {"name": format!("r{ri}"), "namespace": "default"},
                     "spec": {"parentRefs": [{"name": "gw"}], "rules": [{
                         "matches": [{"path": {"type": "PathPrefix", "value": format!("/r{ri}")}}],
                         "backendRefs": [{"group": "switchboard.dev", "kind": "Backend",
-                            "name": format!("b{ri}")}]}]}}));
+                            "name": format!("b{ri}")}]}]}}),
+                );
                 if let Some(p) = &route.policies {
                     let mut spec = expose_secrets(|| serde_json::to_value(p)).unwrap();
                     spec["targetRefs"] = json!([{"group": "gateway.networking.k8s.io",
@@ -189,13 +196,19 @@ fn every_example_config_goes_through_the_crds_and_back_unchanged() {
                     .iter()
                     .find(|x| x.matcher.path_prefix.as_deref() == Some(prefix.as_str()))
                     .unwrap_or_else(|| {
-                        panic!("{at}.routes[{ri}] not rendered: {:?} {:?}", r.routes, r.resources)
+                        panic!(
+                            "{at}.routes[{ri}] not rendered: {:?} {:?}",
+                            r.routes, r.resources
+                        )
                     });
                 let at = format!("{at}.routes[{ri}] ({})", original.name);
                 assert_eq!(rendered.mcp, original.mcp, "{at}: mcp changed");
                 assert_eq!(rendered.llm, original.llm, "{at}: llm changed");
                 assert_eq!(rendered.a2a, original.a2a, "{at}: a2a changed");
-                assert_eq!(rendered.policies, original.policies, "{at}: policies changed");
+                assert_eq!(
+                    rendered.policies, original.policies,
+                    "{at}: policies changed"
+                );
             }
         }
     }
@@ -315,7 +328,11 @@ spec:
     );
     assert!(m.targets[0].upstream_auth.is_some());
     // The Backend whose Service is missing is reported, and its route left out.
-    assert!(routes.iter().all(|x| x.matcher.path_prefix.as_deref() != Some("/x")));
+    assert!(
+        routes
+            .iter()
+            .all(|x| x.matcher.path_prefix.as_deref() != Some("/x"))
+    );
     let broken = r.routes.iter().find(|o| o.name == "broken").unwrap();
     let c = broken
         .conditions

@@ -73,16 +73,15 @@ impl ControlPlane {
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca_file {
             Some(path) => {
-                let pem = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| format!("cannot read the control plane CA {}: {e}", path.display()))?;
+                let pem = tokio::fs::read(path).await.map_err(|e| {
+                    format!("cannot read the control plane CA {}: {e}", path.display())
+                })?;
                 for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| {
-                        format!("the control plane CA {}: {e}", path.display())
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        format!("the control plane CA {}: {e}", path.display())
-                    })?;
+                    let cert =
+                        cert.map_err(|e| format!("the control plane CA {}: {e}", path.display()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("the control plane CA {}: {e}", path.display()))?;
                 }
                 if roots.is_empty() {
                     return Err(format!(

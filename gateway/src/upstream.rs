@@ -153,7 +153,10 @@ impl HttpClient {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(http)
         });
-        client.request(req).await.map_err(|e| Box::new(e) as BoxError)
+        client
+            .request(req)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
     }
 
     /// Sends a request with this thread's pool.

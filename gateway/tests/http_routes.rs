@@ -69,7 +69,10 @@ listeners:
         assert_eq!(body.status(), 200);
         *seen.entry(body.text().await.unwrap()).or_default() += 1;
     }
-    let (na, nb) = (seen.get("a").copied().unwrap_or(0), seen.get("b").copied().unwrap_or(0));
+    let (na, nb) = (
+        seen.get("a").copied().unwrap_or(0),
+        seen.get("b").copied().unwrap_or(0),
+    );
     // Expected 300 / 100; the bounds are many standard deviations (~8.7) wide.
     assert!((220..=380).contains(&na), "a got {na} of {N}: {seen:?}");
     assert!((20..=180).contains(&nb), "b got {nb} of {N}: {seen:?}");
@@ -161,7 +164,10 @@ async fn mirror_gets_a_copy_and_the_client_the_main_answer() {
             let path = req.uri().to_string();
             let body = req.into_body().collect().await.unwrap().to_bytes();
             let _ = tx.send((path, body));
-            (StatusCode::INTERNAL_SERVER_ERROR, "the mirror's answer is discarded")
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the mirror's answer is discarded",
+            )
         }
     })))
     .await;
@@ -280,7 +286,12 @@ listeners:
     let gw = gateway(&yaml, flaky).await;
     let base = base(&gw, "main").await;
     let c = client();
-    let r = c.post(format!("{base}/r")).body("hello").send().await.unwrap();
+    let r = c
+        .post(format!("{base}/r"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "got 5");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
@@ -316,24 +327,28 @@ async fn grpc_style_h2c_upstream() {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let version = format!("{:?}", req.version());
-                    let path = req.uri().path().to_string();
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", "0".parse().unwrap());
-                    let frames = vec![
-                        Ok::<_, std::convert::Infallible>(Frame::data(body)),
-                        Ok(Frame::trailers(trailers)),
-                    ];
-                    let resp = hyper::Response::builder()
-                        .header("content-type", "application/grpc")
-                        .header("x-upstream-version", version)
-                        .header("x-upstream-path", path)
-                        .body(http_body_util::StreamBody::new(futures::stream::iter(frames)))
-                        .unwrap();
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let version = format!("{:?}", req.version());
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames = vec![
+                            Ok::<_, std::convert::Infallible>(Frame::data(body)),
+                            Ok(Frame::trailers(trailers)),
+                        ];
+                        let resp = hyper::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .header("x-upstream-version", version)
+                            .header("x-upstream-path", path)
+                            .body(http_body_util::StreamBody::new(futures::stream::iter(
+                                frames,
+                            )))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(s), svc)
                     .await;

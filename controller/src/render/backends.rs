@@ -58,11 +58,10 @@ pub(super) fn resolve(
                     format!("Service {bns}/{} not found", bref.name),
                 ));
             }
+            // The CRD's validation requires it; a route stored before that rule existed
+            // still gets a reason.
             let port = bref.port.ok_or_else(|| {
-                RuleError::Ref(
-                    "UnsupportedValue",
-                    "a Service backendRef needs a port".into(),
-                )
+                RuleError::Unsupported("a Service backendRef needs a port".into())
             })?;
             Ok(RenderedBackend::Http(HttpBackendConfig {
                 url: format!(
@@ -197,7 +196,12 @@ fn render_backend(
         let mut v = expose(expose_secrets(|| serde_json::to_value(m)))?;
         if let Some(targets) = v.get_mut("targets").and_then(Value::as_array_mut) {
             for t in targets {
-                for at in ["/http/url", "/sse/url", "/openapi/base_url", "/openapi/spec"] {
+                for at in [
+                    "/http/url",
+                    "/sse/url",
+                    "/openapi/base_url",
+                    "/openapi/spec",
+                ] {
                     resolve_url(t.pointer_mut(at), &ns, world, opts)?;
                 }
             }
@@ -268,7 +272,9 @@ fn replace_in_strings(v: &mut Value, needle: &str, with: &str) {
                 *s = s.replace(needle, with);
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| replace_in_strings(x, needle, with)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| replace_in_strings(x, needle, with)),
         Value::Object(o) => o
             .values_mut()
             .for_each(|x| replace_in_strings(x, needle, with)),

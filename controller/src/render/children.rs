@@ -18,8 +18,8 @@ use switchboard_gateway::config::Config;
 
 use super::secrets::EnvCollector;
 use super::{
-    CHECKSUM_ANNOTATION, CONFIG_DIR, PUSH_CA_KEY, CONFIG_KEY, CONFIG_MODE_ANNOTATION, GATEWAY_LABEL,
-    RenderOptions,
+    CHECKSUM_ANNOTATION, CONFIG_DIR, CONFIG_KEY, CONFIG_MODE_ANNOTATION, GATEWAY_LABEL,
+    PUSH_CA_KEY, RenderOptions,
 };
 use crate::crd::{self, IstioMode};
 use crate::gateway_api::Gateway;

@@ -109,7 +109,17 @@ pub(super) fn attach(
             let mut resolved = Cond::ok("ResolvedRefs", "ResolvedRefs");
             for (i, rule) in route.spec.rules.iter().enumerate() {
                 let built = match build_rule(scope, route, rule, out) {
-                    Ok(b) => b,
+                    Ok(b) => {
+                        for (reason, msg) in &b.dropped_refs {
+                            resolved = fail_more(
+                                resolved,
+                                "ResolvedRefs",
+                                reason,
+                                format!("rule {i}: {msg}"),
+                            );
+                        }
+                        b
+                    }
                     Err(RuleError::Unsupported(msg)) => {
                         accepted = fail_more(
                             accepted,
@@ -167,10 +177,10 @@ pub(super) fn attach(
                                 Err(msg) => {
                                     candidates.pop();
                                     let msg = format!("rule {i}: {msg}");
-                                    if !resolved.message.contains(&msg) {
-                                        resolved = fail_more(
-                                            resolved,
-                                            "ResolvedRefs",
+                                    if !accepted.message.contains(&msg) {
+                                        accepted = fail_more(
+                                            accepted,
+                                            "Accepted",
                                             "UnsupportedValue",
                                             msg,
                                         );
@@ -345,7 +355,11 @@ fn check_matches(matches: &[gwapi::HTTPRouteMatch]) -> Result<(), RuleError> {
             regex(p.type_.as_deref(), p.value.as_deref().unwrap_or(""))?;
         }
         for h in m.headers.iter().chain(&m.query_params) {
-            known(h.type_.as_deref(), "header/query", &["Exact", "RegularExpression"])?;
+            known(
+                h.type_.as_deref(),
+                "header/query",
+                &["Exact", "RegularExpression"],
+            )?;
             regex(h.type_.as_deref(), &h.value)?;
         }
     }
@@ -391,6 +405,9 @@ struct BuiltRule {
     backend: Option<RenderedBackend>,
     redirect: Option<RedirectConfig>,
     policies: Option<Policies>,
+    /// References left out while the rule is still served (a `RequestMirror` whose backend
+    /// does not resolve is dropped, as the Gateway API says), as (reason, message).
+    dropped_refs: Vec<(&'static str, String)>,
 }
 
 /// The proxy's path modifier of a Gateway API one.
@@ -454,6 +471,7 @@ fn build_rule(
     let mut rewrite: Option<RewriteConfig> = None;
     let mut redirect: Option<RedirectConfig> = None;
     let mut mirror: Option<MirrorConfig> = None;
+    let mut dropped_refs = Vec::new();
     for f in &rule.filters {
         match f.type_.as_str() {
             "RequestHeaderModifier" => {
@@ -480,7 +498,9 @@ fn build_rule(
                 });
             }
             "RequestRedirect" => {
-                let Some(r) = &f.request_redirect else { continue };
+                let Some(r) = &f.request_redirect else {
+                    continue;
+                };
                 let path = r.path.as_ref().map(path_modifier).transpose()?;
                 if let Some(pm) = &path {
                     check_prefix_modifier(pm, rule)?;
@@ -493,9 +513,9 @@ fn build_rule(
                 }
                 let port = match r.port {
                     None => None,
-                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(
-                        || RuleError::Unsupported(format!("redirect port {p} is not a port")),
-                    )?),
+                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                        RuleError::Unsupported(format!("redirect port {p} is not a port"))
+                    })?),
                 };
                 if let Some(s) = &r.scheme
                     && !matches!(s.as_str(), "http" | "https")
@@ -520,9 +540,16 @@ fn build_rule(
                     ));
                 }
                 let mut ignored = Policies::default();
-                let url = match backends::resolve(scope, &rns, &m.backend_ref, &mut ignored, out)? {
-                    RenderedBackend::Http(h) if !h.url.is_empty() => h.url,
-                    _ => {
+                let url = match backends::resolve(scope, &rns, &m.backend_ref, &mut ignored, out) {
+                    Ok(RenderedBackend::Http(h)) if !h.url.is_empty() => h.url,
+                    // Gateway API: an unresolved mirror backendRef is not configured, and
+                    // ResolvedRefs says why; the rule itself is still served.
+                    Err(RuleError::Ref(reason, msg)) => {
+                        dropped_refs.push((reason, format!("RequestMirror: {msg}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
                         return Err(RuleError::Unsupported(
                             "a RequestMirror backendRef must be a Service or a static Backend"
                                 .into(),
@@ -560,8 +587,7 @@ fn build_rule(
     let timeouts = rule.timeouts.as_ref();
     // The proxy has one whole-request timeout; `backendRequest` stands in when `request` is
     // not given.
-    if let Some(t) = timeouts.and_then(|t| t.request.as_deref().or(t.backend_request.as_deref()))
-    {
+    if let Some(t) = timeouts.and_then(|t| t.request.as_deref().or(t.backend_request.as_deref())) {
         let d = duration("timeouts.request", t)?;
         // Gateway API: a zero duration disables the timeout.
         if !d.is_zero() {
@@ -613,6 +639,7 @@ fn build_rule(
             backend: None,
             redirect: Some(redirect),
             policies: (policies != Policies::default()).then_some(policies),
+            dropped_refs,
         });
     }
 
@@ -676,6 +703,7 @@ fn build_rule(
         backend: Some(backend),
         redirect: None,
         policies: (policies != Policies::default()).then_some(policies),
+        dropped_refs,
     })
 }
 

@@ -559,7 +559,12 @@ fn copy_head(parts: &http::request::Parts) -> Request<()> {
 
 /// The path (and the query, kept) after a Gateway API path modifier. `prefix` is the route's
 /// `path_prefix` that `Prefix` replaces.
-pub fn rewrite_path(pm: &PathModifier, path: &str, query: Option<&str>, prefix: Option<&str>) -> String {
+pub fn rewrite_path(
+    pm: &PathModifier,
+    path: &str,
+    query: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
     let mut out = match (&pm.full, &pm.prefix) {
         (Some(v), _) => v.clone(),
         (None, None) => path.to_string(),
@@ -646,7 +651,9 @@ impl http_body::Body for MirrorBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         match self.rx.poll_recv(cx) {
-            std::task::Poll::Ready(Some(b)) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
+            std::task::Poll::Ready(Some(b)) => {
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+            }
             std::task::Poll::Ready(None) if self.abandoned.load(Ordering::Relaxed) => {
                 std::task::Poll::Ready(Some(Err("mirror copy abandoned".into())))
             }
@@ -708,7 +715,10 @@ mod tests {
             prefix: prefix.map(Into::into),
         };
         let full = m(Some("/new"), None);
-        assert_eq!(rewrite_path(&full, "/old/x", Some("a=1"), Some("/old")), "/new?a=1");
+        assert_eq!(
+            rewrite_path(&full, "/old/x", Some("a=1"), Some("/old")),
+            "/new?a=1"
+        );
         let pre = m(None, Some("/v2"));
         assert_eq!(rewrite_path(&pre, "/v1/x/y", None, Some("/v1")), "/v2/x/y");
         assert_eq!(rewrite_path(&pre, "/v1", None, Some("/v1")), "/v2");

@@ -34,7 +34,11 @@ impl Redirect {
     }
 
     /// The redirect for `req`.
-    pub fn serve<B>(&self, req: &Request<B>, cx: &RequestCx<'_>) -> Result<Response<Body>, RequestError> {
+    pub fn serve<B>(
+        &self,
+        req: &Request<B>,
+        cx: &RequestCx<'_>,
+    ) -> Result<Response<Body>, RequestError> {
         let raw = match req.uri().authority() {
             Some(a) => Some(a.as_str()),
             None => req

@@ -488,7 +488,10 @@ fn validate_match(m: &RouteMatch, p: &str, out: &mut Issues) {
     {
         out.push((format!("{p}.path_regex"), e));
     }
-    for (key, map) in [("headers_regex", &m.headers_regex), ("query_regex", &m.query_regex)] {
+    for (key, map) in [
+        ("headers_regex", &m.headers_regex),
+        ("query_regex", &m.query_regex),
+    ] {
         for (name, r) in map {
             if let Err(e) = compile_regex(r) {
                 out.push((format!("{p}.{key}.{name}"), e));
