@@ -15,6 +15,9 @@
 mod cluster;
 #[allow(unused_imports)]
 pub use cluster::*;
+mod fleet;
+#[allow(unused_imports)]
+pub use fleet::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
