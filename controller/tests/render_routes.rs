@@ -402,3 +402,147 @@ spec:
         r.warnings
     );
 }
+
+#[test]
+fn grpc_routes_render_to_h2c_routes_on_service_and_method_paths() {
+    let world = world_of(&format!(
+        r#"{BASE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: g, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [grpc.example.com]
+  rules:
+    - matches:
+        - method: {{service: helloworld.Greeter, method: SayHello}}
+          headers: [{{name: X-Tenant, value: a}}, {{type: RegularExpression, name: x-trace, value: "[0-9a-f]+"}}]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {{set: [{{name: X-Env, value: prod}}]}}
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: {{remove: [X-Internal]}}
+      backendRefs: [{{name: stable, port: 80, weight: 3}}, {{name: canary, port: 80, weight: 1}}]
+    - matches: [{{method: {{service: helloworld.Greeter}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+    - matches: [{{method: {{method: Ping}}}}]
+      backendRefs: [{{name: canary, port: 80}}]
+    - matches: [{{method: {{type: RegularExpression, service: "grpc\\.health\\..*", method: "Check|Watch"}}}}]
+      backendRefs: [{{name: canary, port: 80}}]
+    - backendRefs: [{{name: shadow, port: 80}}]
+"#
+    ));
+    let r = render_gw(&world);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let o = &r.routes[0];
+    assert_eq!((o.kind, o.name.as_str()), ("GRPCRoute", "g"));
+    assert!(o.conditions.iter().all(|c| c.status), "{:?}", o.conditions);
+    assert_eq!(
+        r.listeners[0].attached_routes, 1,
+        "the GRPCRoute attaches to the listener"
+    );
+    let svc = |n: &str| format!("http://{n}.ns.svc.cluster.local:80");
+    let host = "grpc.example.com";
+    assert_eq!(
+        routes(&r),
+        json!({
+            "ns.g.0.0": {
+                "match": {"path": "/helloworld.Greeter/SayHello", "host": host,
+                          "headers": {"x-tenant": "a"}, "headers_regex": {"x-trace": "[0-9a-f]+"}},
+                "policies": {"headers": {
+                    "request": {"set": {"x-env": "prod"}},
+                    "response": {"remove": ["x-internal"]}
+                }},
+                "http": {
+                    "preserve_host": true,
+                    "http2": true,
+                    "upstreams": [{"url": svc("stable"), "weight": 3}, {"url": svc("canary"), "weight": 1}]
+                }
+            },
+            "ns.g.1.0": {
+                "match": {"path_prefix": "/helloworld.Greeter", "host": host},
+                "http": {"url": svc("stable"), "preserve_host": true, "http2": true}
+            },
+            "ns.g.2.0": {
+                "match": {"path_regex": "/[^/]+/Ping", "host": host},
+                "http": {"url": svc("canary"), "preserve_host": true, "http2": true}
+            },
+            "ns.g.3.0": {
+                "match": {"path_regex": "/grpc\\.health\\..*/Check|Watch", "host": host},
+                "http": {"url": svc("canary"), "preserve_host": true, "http2": true}
+            },
+            "ns.g.4.0": {
+                "match": {"host": host},
+                "http": {"url": svc("shadow"), "preserve_host": true, "http2": true}
+            }
+        })
+    );
+}
+
+#[test]
+fn grpc_route_problems_get_the_specified_reasons() {
+    let world = world_of(&format!(
+        r#"{BASE}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: mirror, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{method: {{service: a.A}}}}]
+      filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: shadow, port: 80}}}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: missing, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{method: {{service: b.B}}}}]
+      backendRefs: [{{name: nope, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: foreign, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{method: {{service: c.C}}}}]
+      backendRefs: [{{name: stable, namespace: other, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: perbackend, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{method: {{service: d.D}}}}]
+      backendRefs:
+        - name: stable
+          port: 80
+          filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: a, value: b}}]}}}}]
+"#
+    ));
+    let r = render_gw(&world);
+    let cond = |route: &str, t: &str| {
+        let o = r.routes.iter().find(|o| o.name == route).unwrap();
+        assert_eq!(o.kind, "GRPCRoute");
+        let c = o.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(cond("mirror", "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(cond("perbackend", "Accepted"), (false, "UnsupportedValue"));
+    assert_eq!(cond("missing", "ResolvedRefs"), (false, "BackendNotFound"));
+    assert_eq!(cond("foreign", "ResolvedRefs"), (false, "RefNotPermitted"));
+    assert!(r.config.listeners[0].routes.is_empty());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.starts_with("GRPCRoute ns/mirror")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -20,7 +20,7 @@ use super::stores::Stores;
 use super::sweep::sweeper;
 use super::{Context, class_error_policy, error_policy, reconcile, reconcile_class};
 use crate::crd::{Backend, GatewayParameters, Policy};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::push::ConfigHub;
 use crate::render::RenderOptions;
 
@@ -55,6 +55,29 @@ where
     (store, stream)
 }
 
+/// Whether GRPCRoutes can be watched. The GRPCRoute CRD is optional and an install may not
+/// grant the controller `grpcroutes`: when the API server answers 404 or 403, GRPCRoutes are
+/// left out (with a warning) instead of leaving a watch that never completes its first
+/// listing and holds every reconcile back. Other errors are retried by the watch.
+async fn grpc_routes_watchable(client: &Client) -> bool {
+    let ar = ApiResource::erase::<GRPCRoute>(&());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                code = e.code,
+                message = %e.message,
+                "GRPCRoutes are not watched: the GRPCRoute CRD is not installed or the controller may not list grpcroutes (restart the controller once it is)"
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 /// Runs both controllers and the sweep until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -64,6 +87,12 @@ pub async fn run(
 ) {
     let (classes, classes_s) = cached_dyn::<GatewayClass>(&client);
     let (routes, routes_s) = cached_dyn::<HTTPRoute>(&client);
+    let (grpc_routes, grpc_routes_s) = if grpc_routes_watchable(&client).await {
+        let (store, stream) = cached_dyn::<GRPCRoute>(&client);
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
+    };
     let (grants, grants_s) = cached_dyn::<ReferenceGrant>(&client);
     let (backends, backends_s) = cached_dyn::<Backend>(&client);
     let (policies, policies_s) = cached_dyn::<Policy>(&client);
@@ -83,6 +112,7 @@ pub async fn run(
         classes,
         gateways: controller.store(),
         routes,
+        grpc_routes,
         grants,
         backends,
         policies,
@@ -94,16 +124,20 @@ pub async fn run(
     // Any change to an input re-renders every Gateway: rendering is cheap, and a change can
     // affect Gateways it no longer names (a route that moved, a Backend that was renamed).
     let sweep_ctx = ctx.clone();
-    let triggers = futures::stream::select_all([
-        classes_s,
-        routes_s,
-        grants_s,
-        backends_s,
-        policies_s,
-        parameters_s,
-        services_s,
-        secrets_s,
-    ])
+    let triggers = futures::stream::select_all(
+        [
+            classes_s,
+            routes_s,
+            grants_s,
+            backends_s,
+            policies_s,
+            parameters_s,
+            services_s,
+            secrets_s,
+        ]
+        .into_iter()
+        .chain(grpc_routes_s),
+    )
     .map(move |()| sweep_ctx.sweep.notify_one());
     let tx = ctx.stopping.clone();
     let rx = tx.subscribe();

@@ -25,6 +25,9 @@ pub struct Stores {
     pub gateways: Store<DynamicObject>,
     /// HTTPRoutes.
     pub routes: Store<DynamicObject>,
+    /// GRPCRoutes; `None` when the API server serves no GRPCRoute CRD or the controller may
+    /// not list them (it then renders HTTPRoutes only).
+    pub grpc_routes: Option<Store<DynamicObject>>,
     /// ReferenceGrants.
     pub grants: Store<DynamicObject>,
     /// Backends.
@@ -87,6 +90,7 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
         "GatewayClass" => "GatewayClass",
         "Gateway" => "Gateway",
         "HTTPRoute" => "HTTPRoute",
+        "GRPCRoute" => "GRPCRoute",
         "ReferenceGrant" => "ReferenceGrant",
         "Backend" => "Backend",
         "Policy" => "Policy",
@@ -108,6 +112,11 @@ impl Stores {
             classes: decode_all(&self.classes, &mut invalid),
             gateways: decode_all(&self.gateways, &mut invalid),
             routes: decode_all(&self.routes, &mut invalid),
+            grpc_routes: self
+                .grpc_routes
+                .as_ref()
+                .map(|s| decode_all(s, &mut invalid))
+                .unwrap_or_default(),
             grants: decode_all(&self.grants, &mut invalid),
             backends: decode_all(&self.backends, &mut invalid),
             policies: decode_all(&self.policies, &mut invalid),
@@ -130,6 +139,11 @@ impl Stores {
             self.classes.wait_until_ready(),
             self.gateways.wait_until_ready(),
             self.routes.wait_until_ready(),
+            async {
+                if let Some(s) = &self.grpc_routes {
+                    let _ = s.wait_until_ready().await;
+                }
+            },
             self.grants.wait_until_ready(),
             self.backends.wait_until_ready(),
             self.policies.wait_until_ready(),

@@ -3,8 +3,6 @@
 //! API precedence (host specificity, exact path, longest prefix, method, header count, route
 //! age), and routes an earlier one covers dropped, as the proxy refuses unreachable routes.
 
-use std::sync::Arc;
-
 use kube::ResourceExt;
 use switchboard_gateway::config::{
     HeaderOps, HeadersPolicy, HttpBackendConfig, MirrorConfig, PathModifier, Policies,
@@ -17,7 +15,9 @@ use super::listeners::Listeners;
 use super::policies::merge_policies;
 use super::status::{Cond, RouteOutcome, fail_more};
 use super::{Collected, Scope};
-use crate::gateway_api::{self as gwapi, BackendRef, HTTPRoute, HTTPRouteRule, ParentRef};
+use crate::gateway_api::{
+    self as gwapi, BackendRef, GRPCRoute, HTTPRoute, HTTPRouteRule, ParentRef,
+};
 
 /// A proxy route being built, with its precedence key.
 pub(super) struct Candidate {
@@ -36,9 +36,129 @@ pub(super) enum RuleError {
     Ref(&'static str, String),
 }
 
-/// The rules of every HTTPRoute whose parentRefs name the Gateway, as proxy routes in
-/// precedence order, and the status entry of each such parentRef. Counts the routes attached
-/// to each listener in `listeners.outcomes`.
+/// A route of either kind as rendering sees it: a GRPCRoute's rules are converted to
+/// HTTPRoute rules (method matches become path matches on `/{service}/{method}`) and its
+/// backends speak HTTP/2.
+struct Source<'a> {
+    kind: &'static str,
+    ns: String,
+    name: String,
+    created: String,
+    parent_refs: &'a [ParentRef],
+    hostnames: &'a [String],
+    /// The rules; a GRPCRoute rule that cannot be converted is the reason it is refused.
+    rules: Vec<Result<HTTPRouteRule, String>>,
+    grpc: bool,
+}
+
+impl<'a> Source<'a> {
+    fn http(r: &'a HTTPRoute) -> Self {
+        Source {
+            kind: "HTTPRoute",
+            ns: r.namespace().unwrap_or_default(),
+            name: r.name_any(),
+            created: created(&r.metadata),
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: r.spec.rules.iter().cloned().map(Ok).collect(),
+            grpc: false,
+        }
+    }
+
+    fn grpc(r: &'a GRPCRoute) -> Self {
+        Source {
+            kind: "GRPCRoute",
+            ns: r.namespace().unwrap_or_default(),
+            name: r.name_any(),
+            created: created(&r.metadata),
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: r.spec.rules.iter().map(grpc_rule).collect(),
+            grpc: true,
+        }
+    }
+
+    /// Gateway API's route age order: creation time, then namespace and name.
+    fn age_key(&self) -> (String, String, String) {
+        (self.created.clone(), self.ns.clone(), self.name.clone())
+    }
+}
+
+fn created(m: &kube::api::ObjectMeta) -> String {
+    m.creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}
+
+/// A GRPCRoute rule as an HTTPRoute rule. gRPC calls are `POST /{service}/{method}`: an
+/// `Exact` method match with both names is an exact path, with the service only a path
+/// prefix, with the method only a regular expression; a `RegularExpression` one is a path
+/// regular expression of the two (a missing one matches any name).
+fn grpc_rule(r: &gwapi::GRPCRouteRule) -> Result<HTTPRouteRule, String> {
+    let any = "[^/]+";
+    let mut matches = Vec::new();
+    for m in &r.matches {
+        let path = match &m.method {
+            None => None,
+            Some(mm) => {
+                let (svc, meth) = (mm.service.as_deref(), mm.method.as_deref());
+                let (type_, value) = match (mm.type_.as_deref().unwrap_or("Exact"), svc, meth) {
+                    (_, None, None) => (None, None),
+                    ("Exact", Some(s), Some(m)) => (Some("Exact"), Some(format!("/{s}/{m}"))),
+                    ("Exact", Some(s), None) => (Some("PathPrefix"), Some(format!("/{s}"))),
+                    ("Exact", None, Some(m)) => (
+                        Some("RegularExpression"),
+                        Some(format!("/{any}/{}", regex_escape(m))),
+                    ),
+                    ("RegularExpression", s, m) => (
+                        Some("RegularExpression"),
+                        Some(format!("/{}/{}", s.unwrap_or(any), m.unwrap_or(any))),
+                    ),
+                    (other, _, _) => {
+                        return Err(format!("method match type {other} is not supported"));
+                    }
+                };
+                type_.map(|t| gwapi::PathMatch {
+                    type_: Some(t.to_string()),
+                    value,
+                })
+            }
+        };
+        matches.push(gwapi::HTTPRouteMatch {
+            path,
+            headers: m.headers.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(f) = r.filters.iter().find(|f| f.type_ == "RequestMirror") {
+        return Err(format!("filter {} is not supported on GRPCRoutes", f.type_));
+    }
+    Ok(HTTPRouteRule {
+        name: r.name.clone(),
+        matches,
+        filters: r.filters.clone(),
+        backend_refs: r.backend_refs.clone(),
+        timeouts: None,
+        retry: None,
+    })
+}
+
+/// Escapes the regular expression metacharacters of a gRPC name.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The rules of every HTTPRoute and GRPCRoute whose parentRefs name the Gateway, as proxy
+/// routes in precedence order, and the status entry of each such parentRef. Counts the routes
+/// attached to each listener in `listeners.outcomes`.
 pub(super) fn attach(
     scope: &Scope,
     listeners: &mut Listeners,
@@ -48,12 +168,14 @@ pub(super) fn attach(
     let shared_ports = listeners.shared_ports();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut route_outcomes = Vec::new();
-    let mut routes: Vec<&Arc<HTTPRoute>> = scope.world.routes.iter().collect();
-    routes.sort_by_key(|r| route_age_key(r));
+    let mut routes: Vec<Source> = scope.world.routes.iter().map(|r| Source::http(r)).collect();
+    routes.extend(scope.world.grpc_routes.iter().map(|r| Source::grpc(r)));
+    routes.sort_by_key(|r| r.age_key());
     for (age, route) in routes.iter().enumerate() {
-        let rns = route.namespace().unwrap_or_default();
-        let rname = route.name_any();
-        for pref in &route.spec.parent_refs {
+        let rns = route.ns.clone();
+        let rname = route.name.clone();
+        let kind = route.kind;
+        for pref in route.parent_refs {
             if !parent_is(pref, &rns, &scope.ns, &gw_name) {
                 continue;
             }
@@ -80,7 +202,7 @@ pub(super) fn attach(
                     reason = "NotAllowedByListeners";
                     continue;
                 }
-                match intersect_hosts(l.hostname.as_deref(), &route.spec.hostnames) {
+                match intersect_hosts(l.hostname.as_deref(), route.hostnames) {
                     Some(hosts) => attach.push((l.name.clone(), port, hosts)),
                     None => reason = "NoMatchingListenerHostname",
                 }
@@ -93,6 +215,7 @@ pub(super) fn attach(
                 ));
                 conds.push(Cond::ok("ResolvedRefs", "ResolvedRefs"));
                 route_outcomes.push(RouteOutcome {
+                    kind,
                     namespace: rns.clone(),
                     name: rname.clone(),
                     parent_ref: pref.clone(),
@@ -107,7 +230,19 @@ pub(super) fn attach(
             }
             let mut accepted = Cond::ok("Accepted", "Accepted");
             let mut resolved = Cond::ok("ResolvedRefs", "ResolvedRefs");
-            for (i, rule) in route.spec.rules.iter().enumerate() {
+            for (i, rule) in route.rules.iter().enumerate() {
+                let rule = match rule {
+                    Ok(r) => r,
+                    Err(msg) => {
+                        accepted = fail_more(
+                            accepted,
+                            "Accepted",
+                            "UnsupportedValue",
+                            format!("rule {i}: {msg}"),
+                        );
+                        continue;
+                    }
+                };
                 let built = match build_rule(scope, route, rule, out) {
                     Ok(b) => {
                         for (reason, msg) in &b.dropped_refs {
@@ -193,13 +328,14 @@ pub(super) fn attach(
             }
             if !accepted.status {
                 out.warnings
-                    .push(format!("HTTPRoute {rns}/{rname}: {}", accepted.message));
+                    .push(format!("{kind} {rns}/{rname}: {}", accepted.message));
             }
             if !resolved.status {
                 out.warnings
-                    .push(format!("HTTPRoute {rns}/{rname}: {}", resolved.message));
+                    .push(format!("{kind} {rns}/{rname}: {}", resolved.message));
             }
             route_outcomes.push(RouteOutcome {
+                kind,
                 namespace: rns.clone(),
                 name: rname.clone(),
                 parent_ref: pref.clone(),
@@ -238,19 +374,6 @@ pub fn parent_is(pref: &ParentRef, route_ns: &str, gw_ns: &str, gw_name: &str) -
         && pref.kind.as_deref().unwrap_or("Gateway") == "Gateway"
         && pref.namespace.as_deref().unwrap_or(route_ns) == gw_ns
         && pref.name == gw_name
-}
-
-/// Gateway API's route age order: creation time, then namespace and name.
-fn route_age_key(r: &HTTPRoute) -> (String, String, String) {
-    (
-        r.metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-            .unwrap_or_default(),
-        r.namespace().unwrap_or_default(),
-        r.name_any(),
-    )
 }
 
 /// The hostnames a route gets on a listener: `None` inside means "any host". Returns `None`
@@ -459,12 +582,17 @@ fn duration(what: &str, t: &str) -> Result<std::time::Duration, RuleError> {
 /// `upstreams` when several), or its `RequestRedirect` the redirect.
 fn build_rule(
     scope: &Scope,
-    route: &HTTPRoute,
+    route: &Source,
     rule: &HTTPRouteRule,
     out: &mut Collected,
 ) -> Result<BuiltRule, RuleError> {
-    let rns = route.namespace().unwrap_or_default();
+    let rns = route.ns.clone();
     check_matches(&rule.matches)?;
+    if rule.backend_refs.iter().any(|b| !b.filters.is_empty()) {
+        return Err(RuleError::Unsupported(
+            "filters on a backendRef are not supported (put them on the rule)".into(),
+        ));
+    }
     let mut policies = Policies::default();
     let mut headers = HeadersPolicy::default();
     let mut has_headers = false;
@@ -632,7 +760,11 @@ fn build_rule(
     };
 
     if let Some(redirect) = redirect {
-        if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
+        if let Some(p) =
+            scope
+                .policies
+                .for_route(&route.ns, route.kind, &route.name, &mut out.resources)
+        {
             merge_policies(&mut policies, p);
         }
         return Ok(BuiltRule {
@@ -680,6 +812,14 @@ fn build_rule(
         }
         RenderedBackend::Http(split.expect("at least one backendRef"))
     };
+    if route.grpc {
+        let RenderedBackend::Http(h) = &mut backend else {
+            return Err(RuleError::Unsupported(
+                "GRPCRoute backendRefs must be Services or static Backends".into(),
+            ));
+        };
+        h.http2 = true;
+    }
     if rewrite.is_some() || mirror.is_some() || retries.is_some() {
         let RenderedBackend::Http(h) = &mut backend else {
             return Err(RuleError::Unsupported(
@@ -696,7 +836,11 @@ fn build_rule(
         h.mirror = mirror;
         h.retries = retries;
     }
-    if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
+    if let Some(p) =
+        scope
+            .policies
+            .for_route(&route.ns, route.kind, &route.name, &mut out.resources)
+    {
         merge_policies(&mut policies, p);
     }
     Ok(BuiltRule {

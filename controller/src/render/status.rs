@@ -86,9 +86,11 @@ pub struct ListenerOutcome {
     pub conditions: Vec<Cond>,
 }
 
-/// One `status.parents[]` entry this Gateway owns on an HTTPRoute.
+/// One `status.parents[]` entry this Gateway owns on an HTTPRoute or a GRPCRoute.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RouteOutcome {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: &'static str,
     /// Route namespace.
     pub namespace: String,
     /// Route name.
@@ -145,10 +147,13 @@ pub fn merge_route_parents(
 
 /// The supported route kinds of every listener.
 pub fn supported_kinds() -> Vec<RouteGroupKind> {
-    vec![RouteGroupKind {
-        group: gwapi::GROUP.into(),
-        kind: "HTTPRoute".into(),
-    }]
+    ["HTTPRoute", "GRPCRoute"]
+        .into_iter()
+        .map(|kind| RouteGroupKind {
+            group: gwapi::GROUP.into(),
+            kind: kind.into(),
+        })
+        .collect()
 }
 
 /// Builds the listener status entries with stamped conditions.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::CONTROLLER_NAME;
 use crate::crd::{Backend, GatewayParameters, Policy};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// A snapshot of everything rendering reads (the reconciler fills it from its caches).
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,9 @@ pub struct World {
     pub gateways: Vec<Arc<Gateway>>,
     /// HTTPRoutes.
     pub routes: Vec<Arc<HTTPRoute>>,
+    /// GRPCRoutes (empty when the API server has no GRPCRoute CRD or the controller may not
+    /// read them).
+    pub grpc_routes: Vec<Arc<GRPCRoute>>,
     /// ReferenceGrants.
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// Switchboard Backends.
@@ -62,6 +65,9 @@ pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {
             .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
         "HTTPRoute" => world
             .routes
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "GRPCRoute" => world
+            .grpc_routes
             .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
         "ReferenceGrant" => world
             .grants
