@@ -36,12 +36,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     Rule {
         why: "inputs: watched, never written",
         groups: &["gateway.networking.k8s.io"],
-        resources: &[
-            "gatewayclasses",
-            "gateways",
-            "httproutes",
-            "referencegrants",
-        ],
+        resources: &["gatewayclasses", "gateways", "httproutes", "referencegrants"],
         verbs: &["list", "watch"],
     },
     Rule {
@@ -53,11 +48,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     Rule {
         why: "status subresources only (never the specs)",
         groups: &["gateway.networking.k8s.io"],
-        resources: &[
-            "gatewayclasses/status",
-            "gateways/status",
-            "httproutes/status",
-        ],
+        resources: &["gatewayclasses/status", "gateways/status", "httproutes/status"],
         verbs: &["patch"],
     },
     Rule {
@@ -173,10 +164,7 @@ pub fn manifests(o: &InstallOptions) -> Vec<(String, Value)> {
     )];
     if o.crds {
         for crd in crate::crd::crds() {
-            out.push((
-                "A Switchboard CRD (`switchboard-controller crds`).".into(),
-                crd,
-            ));
+            out.push(("A Switchboard CRD (`switchboard-controller crds`).".into(), crd));
         }
     }
     out.extend([

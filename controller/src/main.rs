@@ -229,11 +229,7 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
     if ns_api.get_opt(&namespace).await?.is_none() {
         return Err(leader::LeaderError::NoNamespace(namespace).into());
     }
-    let scheme = if matches!(s.tls, Tls::Plain) {
-        "http"
-    } else {
-        "https"
-    };
+    let scheme = if matches!(s.tls, Tls::Plain) { "http" } else { "https" };
     let push_url = s.push_url.clone().unwrap_or_else(|| {
         format!(
             "{scheme}://{}.{namespace}.svc:{}",
@@ -244,18 +240,12 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
     if push_url.starts_with("http://") != matches!(s.tls, Tls::Plain) {
         anyhow::bail!(
             "--push-url {push_url} does not match the push server, which serves {}",
-            if scheme == "http" {
-                "plain HTTP (--plain-http)"
-            } else {
-                "HTTPS"
-            }
+            if scheme == "http" { "plain HTTP (--plain-http)" } else { "HTTPS" }
         );
     }
     let cert = match s.tls {
         Tls::Plain => {
-            tracing::warn!(
-                "config push over plain HTTP (--plain-http): tokens and configs cross the network in clear"
-            );
+            tracing::warn!("config push over plain HTTP (--plain-http): tokens and configs cross the network in clear");
             None
         }
         Tls::Files(c) => Some(c),
@@ -276,9 +266,7 @@ async fn run(s: RunSettings) -> anyhow::Result<()> {
             Some(
                 ServingCert::from_secret(&client, &namespace, &name, &hosts)
                     .await
-                    .with_context(|| {
-                        format!("the push server certificate (Secret {namespace}/{name})")
-                    })?,
+                    .with_context(|| format!("the push server certificate (Secret {namespace}/{name})"))?,
             )
         }
     };

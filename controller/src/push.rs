@@ -431,8 +431,8 @@ impl ServingCert {
         name: &str,
         hosts: &[String],
     ) -> crate::Result<Self> {
-        use k8s_openapi::ByteString;
         use k8s_openapi::api::core::v1::Secret;
+        use k8s_openapi::ByteString;
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let read = |s: &Secret| -> crate::Result<Self> {
             let field = |k: &str| {
@@ -521,15 +521,16 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             // A client that never finishes its handshake holds only its own task.
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "push server TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "push server TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);

@@ -306,9 +306,7 @@ fn client_trusting(ca: &str) -> reqwest::Client {
 /// The push CA in the Gateway's rendered ConfigMap.
 fn boot_config_map_ca(fake: &FakeApiServer, ns: &str) -> Option<String> {
     let cm = fake.get("", "configmaps", ns, "edge")?;
-    cm["data"]["control-plane-ca.pem"]
-        .as_str()
-        .map(String::from)
+    cm["data"]["control-plane-ca.pem"].as_str().map(String::from)
 }
 
 async fn wait_http(c: &reqwest::Client, url: &str, secs: u64) -> String {

@@ -110,15 +110,11 @@ impl HttpBackend {
         } else {
             Vec::new()
         };
-        let label = if targets.len() == 1 {
-            targets[0].authority.as_str().to_string()
-        } else {
-            targets
-                .iter()
-                .map(|t| t.authority.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let label = targets
+            .iter()
+            .map(|t| t.authority.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         let rewrite = cfg.rewrite.clone().unwrap_or_default();
         Ok(HttpBackend {
             host_rewrite: rewrite
