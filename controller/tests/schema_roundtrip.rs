@@ -339,12 +339,12 @@ spec:
         .iter()
         .find(|c| c.type_ == "ResolvedRefs")
         .unwrap();
-    assert_eq!((c.status, &*c.reason), (false, "BackendNotFound"), "{c:?}");
+    assert_eq!((c.status, c.reason), (false, "BackendNotFound"), "{c:?}");
     assert!(c.message.contains("Service ns/nowhere"), "{}", c.message);
     // A Policy the proxy's checks refuse says why and is not applied, not even in part.
     let half = r.resources.iter().find(|x| x.name == "half").unwrap();
     let accepted = &half.conditions[0];
-    assert_eq!((accepted.status, &*accepted.reason), (false, "Invalid"));
+    assert_eq!((accepted.status, accepted.reason), (false, "Invalid"));
     assert!(
         accepted.message.contains("spec.rate_limit"),
         "{}",

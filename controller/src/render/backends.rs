@@ -267,11 +267,7 @@ fn mentions(v: &Value, needle: &str) -> bool {
 /// Replaces `needle` by `with` in every string of `v`.
 fn replace_in_strings(v: &mut Value, needle: &str, with: &str) {
     match v {
-        Value::String(s) => {
-            if s.contains(needle) {
-                *s = s.replace(needle, with);
-            }
-        }
+        Value::String(s) if s.contains(needle) => *s = s.replace(needle, with),
         Value::Array(a) => a
             .iter_mut()
             .for_each(|x| replace_in_strings(x, needle, with)),
