@@ -137,6 +137,20 @@ pub struct AllowedRoutes {
     /// Namespaces routes may come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<RouteNamespaces>,
+    /// Route kinds that may attach; none means every kind the controller supports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<RouteKindRef>,
+}
+
+/// `allowedRoutes.kinds[]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteKindRef {
+    /// API group (default gateway.networking.k8s.io).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind.
+    pub kind: String,
 }
 
 /// `allowedRoutes.namespaces`

@@ -546,3 +546,99 @@ spec:
         r.warnings
     );
 }
+
+#[test]
+fn allowed_route_kinds_limit_what_attaches_to_a_listener() {
+    let world = world_of(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: switchboard}
+spec: {controllerName: switchboard.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners:
+    - {name: web, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}
+    - {name: grpc, port: 81, protocol: HTTP, allowedRoutes: {kinds: [{group: gateway.networking.k8s.io, kind: GRPCRoute}]}}
+    - {name: tcp, port: 82, protocol: HTTP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: svc, namespace: ns}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: ns}
+spec:
+  parentRefs: [{name: gw, sectionName: web}, {name: gw, sectionName: grpc}]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: h, namespace: ns}
+spec:
+  parentRefs: [{name: gw, sectionName: web}, {name: gw, sectionName: grpc}]
+  rules: [{backendRefs: [{name: svc, port: 80}]}]
+"#,
+    );
+    let r = render_gw(&world);
+    let accepted = |kind: &str, section: &str| {
+        let o = r
+            .routes
+            .iter()
+            .find(|o| o.kind == kind && o.parent_ref.section_name.as_deref() == Some(section))
+            .unwrap();
+        let c = o.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(accepted("HTTPRoute", "web"), (true, "Accepted"));
+    assert_eq!(accepted("GRPCRoute", "grpc"), (true, "Accepted"));
+    assert_eq!(
+        accepted("GRPCRoute", "web"),
+        (false, "NotAllowedByListeners")
+    );
+    assert_eq!(
+        accepted("HTTPRoute", "grpc"),
+        (false, "NotAllowedByListeners")
+    );
+    let listener = |n: &str| r.listeners.iter().find(|l| l.name == n).unwrap();
+    let kinds = |n: &str| {
+        listener(n)
+            .supported_kinds
+            .iter()
+            .map(|k| k.kind.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kinds("web"), ["HTTPRoute"]);
+    assert_eq!(kinds("grpc"), ["GRPCRoute"]);
+    assert!(kinds("tcp").is_empty());
+    assert_eq!(
+        (
+            listener("web").attached_routes,
+            listener("grpc").attached_routes
+        ),
+        (1, 1)
+    );
+    let cond = |n: &str, t: &str| {
+        let c = listener(n)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(cond("tcp", "ResolvedRefs"), (false, "InvalidRouteKinds"));
+    assert_eq!(cond("tcp", "Programmed"), (false, "Invalid"));
+    assert_eq!(cond("web", "Programmed"), (true, "Programmed"));
+    // Only the served listeners become proxy listeners, each with its own kind's route.
+    let binds: Vec<&str> = r.config.listeners.iter().map(|l| l.bind.as_str()).collect();
+    assert_eq!(binds, ["0.0.0.0:80", "0.0.0.0:81"]);
+    let grpc = &r.config.listeners[1].routes[0];
+    assert!(grpc.http.as_ref().unwrap().http2);
+    assert!(!r.config.listeners[0].routes[0].http.as_ref().unwrap().http2);
+}

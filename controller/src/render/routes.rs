@@ -11,7 +11,7 @@ use switchboard_gateway::config::{
 };
 
 use super::backends::{self, RenderedBackend, attach_backend};
-use super::listeners::Listeners;
+use super::listeners::{Listeners, allowed_kinds};
 use super::policies::merge_policies;
 use super::status::{Cond, RouteOutcome, fail_more};
 use super::{Collected, Scope};
@@ -199,6 +199,10 @@ pub(super) fn attach(
                     .and_then(|n| n.from.as_deref())
                     .unwrap_or("Same");
                 if from == "Same" && rns != scope.ns {
+                    reason = "NotAllowedByListeners";
+                    continue;
+                }
+                if !allowed_kinds(l).0.iter().any(|k| k.kind == kind) {
                     reason = "NotAllowedByListeners";
                     continue;
                 }

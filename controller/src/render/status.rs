@@ -80,6 +80,9 @@ impl Cond {
 pub struct ListenerOutcome {
     /// Listener name.
     pub name: String,
+    /// The route kinds it accepts: those of `allowedRoutes.kinds` this controller supports,
+    /// or all it supports.
+    pub supported_kinds: Vec<RouteGroupKind>,
     /// Routes attached.
     pub attached_routes: i32,
     /// Conditions.
@@ -173,7 +176,7 @@ pub fn listener_statuses(
                 .unwrap_or(&[]);
             ListenerStatus {
                 name: l.name.clone(),
-                supported_kinds: supported_kinds(),
+                supported_kinds: l.supported_kinds.clone(),
                 attached_routes: l.attached_routes,
                 conditions: l
                     .conditions
