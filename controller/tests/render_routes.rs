@@ -565,6 +565,7 @@ spec:
     - {name: web, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: HTTPRoute}]}}
     - {name: grpc, port: 81, protocol: HTTP, allowedRoutes: {kinds: [{group: gateway.networking.k8s.io, kind: GRPCRoute}]}}
     - {name: tcp, port: 82, protocol: HTTP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}
+    - {name: all, port: 83, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
 ---
 apiVersion: v1
 kind: Service
@@ -584,6 +585,20 @@ metadata: {name: h, namespace: ns}
 spec:
   parentRefs: [{name: gw, sectionName: web}, {name: gw, sectionName: grpc}]
   rules: [{backendRefs: [{name: svc, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: elsewhere, namespace: other}
+spec:
+  parentRefs: [{name: gw, namespace: ns, sectionName: web}, {name: gw, namespace: ns, sectionName: all}]
+  rules: [{backendRefs: [{name: svc, namespace: ns, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-other, namespace: ns}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: other}]
+  to: [{group: "", kind: Service}]
 "#,
     );
     let r = render_gw(&world);
@@ -606,6 +621,20 @@ spec:
         accepted("HTTPRoute", "grpc"),
         (false, "NotAllowedByListeners")
     );
+    // Namespaces: `Same` (the default) refuses a route from another namespace, `All` takes it.
+    let from_other = |section: &str| {
+        let o = r
+            .routes
+            .iter()
+            .find(|o| {
+                o.name == "elsewhere" && o.parent_ref.section_name.as_deref() == Some(section)
+            })
+            .unwrap();
+        let c = o.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(from_other("web"), (false, "NotAllowedByListeners"));
+    assert_eq!(from_other("all"), (true, "Accepted"));
     let listener = |n: &str| r.listeners.iter().find(|l| l.name == n).unwrap();
     let kinds = |n: &str| {
         listener(n)
@@ -637,7 +666,7 @@ spec:
     assert_eq!(cond("web", "Programmed"), (true, "Programmed"));
     // Only the served listeners become proxy listeners, each with its own kind's route.
     let binds: Vec<&str> = r.config.listeners.iter().map(|l| l.bind.as_str()).collect();
-    assert_eq!(binds, ["0.0.0.0:80", "0.0.0.0:81"]);
+    assert_eq!(binds, ["0.0.0.0:80", "0.0.0.0:81", "0.0.0.0:83"]);
     let grpc = &r.config.listeners[1].routes[0];
     assert!(grpc.http.as_ref().unwrap().http2);
     assert!(!r.config.listeners[0].routes[0].http.as_ref().unwrap().http2);

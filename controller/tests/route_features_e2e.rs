@@ -534,3 +534,61 @@ async fn proxy_serves_a_grpc_route_over_h2c_after_apply() {
     drop(proxy);
     drop(cp);
 }
+
+/// Without the GRPCRoute CRD (an older Gateway API install) the controller leaves GRPCRoutes
+/// out and renders HTTPRoutes as before, instead of waiting forever for a watch that cannot
+/// list.
+#[tokio::test]
+async fn without_the_grpcroute_crd_httproutes_still_render() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = TestCluster::start().await;
+    if !cluster.is_real() {
+        println!("skipped: CRDs cannot be removed from the fake API server");
+        return;
+    }
+    let crds = Api::<CustomResourceDefinition>::all(cluster.client.clone());
+    crds.delete("grpcroutes.gateway.networking.k8s.io", &Default::default())
+        .await
+        .unwrap();
+    let ar = kube::api::ApiResource::erase::<switchboard_controller::gateway_api::GRPCRoute>(&());
+    let grpc = Api::<kube::api::DynamicObject>::all_with(cluster.client.clone(), &ar);
+    eventually_async(
+        "the GRPCRoute API to go",
+        Duration::from_secs(30),
+        || async {
+            match grpc.list(&Default::default()).await {
+                Err(kube::Error::Api(e)) if e.code == 404 => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let ns = cluster.namespace("sb-nogrpc").await;
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": ns}, "spec": {"controllerName": CONTROLLER_NAME}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": ns},
+               "spec": {"gatewayClassName": ns,
+                        "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Backend",
+               "metadata": {"name": "a", "namespace": ns},
+               "spec": {"static": {"host": "127.0.0.1", "port": 9}}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "r", "namespace": ns},
+               "spec": {"parentRefs": [{"name": "edge"}],
+                        "rules": [{"matches": prefix("/base"), "backendRefs": [backend_ref("a", None)]}]}}),
+    ] {
+        cluster.create(doc).await;
+    }
+    let cp = ControlPlane::start(cluster.client.clone(), Authenticator::Disabled).await;
+    let config = cp.first_config(&ns, "edge").await;
+    assert!(config.contains(&format!("{ns}.r.0.0")), "{config}");
+    let routes = Api::<HTTPRoute>::namespaced(cluster.client.clone(), &ns);
+    let accepted = eventually_async("route status", Duration::from_secs(20), || {
+        route_condition(&routes, "r", "Accepted")
+    })
+    .await;
+    assert_eq!(accepted, ("True".to_string(), "Accepted".to_string()));
+    drop(cp);
+}
