@@ -108,6 +108,12 @@ spec:
       filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplaceFullPath, replaceFullPath: /replaced}}}}}}]
       timeouts: {{backendRequest: 2s}}
       backendRefs: [{{name: stable, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /nolimit}}}}]
+      timeouts: {{request: 0s}}
+      filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: shadow, port: 80}}, percent: 10}}}}]
+      backendRefs: [{{name: stable, port: 80}}]
+    - matches: [{{path: {{type: PathPrefix, value: /port}}}}]
+      filters: [{{type: RequestRedirect, requestRedirect: {{port: 8443}}}}]
 "#
     ));
     let r = render_gw(&world);
@@ -152,6 +158,14 @@ spec:
                     "query_regex": {"id": "[0-9]+"}
                 },
                 "http": {"url": svc("canary"), "preserve_host": true}
+            },
+            "ns.r.5.0": {
+                "match": {"path_prefix": "/nolimit"},
+                "http": {"url": svc("stable"), "preserve_host": true, "mirror": {"url": svc("shadow"), "percent": 10}}
+            },
+            "ns.r.6.0": {
+                "match": {"path_prefix": "/port"},
+                "redirect": {"port": 8443, "status": 302}
             },
             "ns.r.4.0": {
                 "match": {"path_prefix": "/full", "method": "PUT", "headers": {"x-team": "ml"}},
@@ -318,6 +332,16 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: {{name: manyretries, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /mr}}}}]
+      retry: {{attempts: 11}}
+      backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: {{name: badtimeout, namespace: ns}}
 spec:
   parentRefs: [{{name: gw}}]
@@ -343,6 +367,7 @@ spec:
         "badmatch",
         "badredirect",
         "badretry",
+        "manyretries",
         "badtimeout",
     ] {
         assert_eq!(
