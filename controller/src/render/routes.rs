@@ -1,5 +1,6 @@
-//! Routes: HTTPRoutes attached to the Gateway's listeners (parentRefs, allowed namespaces,
-//! hostname intersection), each rule's matches turned into proxy routes ordered by Gateway
+//! Routes: HTTPRoutes and GRPCRoutes (converted to HTTPRoute rules over HTTP/2 upstreams)
+//! attached to the Gateway's listeners (parentRefs, allowed namespaces and kinds, hostname
+//! intersection), each rule's matches turned into proxy routes ordered by Gateway
 //! API precedence (host specificity, exact path, longest prefix, method, header count, route
 //! age), and routes an earlier one covers dropped, as the proxy refuses unreachable routes.
 
