@@ -479,12 +479,13 @@ async fn proxy_serves_a_grpc_route_over_h2c_after_apply() {
         (200, "/echo.Echo/Shout")
     );
     assert_eq!(c.headers["x-upstream"], "b");
-    assert_eq!(
-        grpc_call(&mut send, host, "/other.Svc/Say", "t1", &msg)
-            .await
-            .status,
-        404
-    );
+    for other in ["/other.Svc/Say", "/echo.EchoX/Say"] {
+        assert_eq!(
+            grpc_call(&mut send, host, other, "t1", &msg).await.status,
+            404,
+            "{other}"
+        );
+    }
     assert_eq!(
         grpc_call(&mut send, "other.example.com", "/echo.Echo/Say", "t1", &msg)
             .await
