@@ -157,10 +157,12 @@ pub struct RouteKindRef {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteNamespaces {
-    /// `Same` (default), `All` or `Selector` (treated as `All` by this controller: namespace
-    /// labels are not watched).
+    /// `Same` (default), `All` or `Selector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// For `Selector`: the labels of the namespaces routes may come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
 /// `Gateway.spec.infrastructure`

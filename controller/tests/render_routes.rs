@@ -696,3 +696,99 @@ spec:
     assert!(grpc.http.as_ref().unwrap().http2);
     assert!(!r.config.listeners[0].routes[0].http.as_ref().unwrap().http2);
 }
+
+#[test]
+fn namespace_selectors_decide_by_namespace_labels() {
+    let gateway = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: switchboard}
+spec: {controllerName: switchboard.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: ns}
+spec:
+  gatewayClassName: switchboard
+  listeners:
+    - name: labels
+      port: 80
+      protocol: HTTP
+      allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}
+    - name: expressions
+      port: 81
+      protocol: HTTP
+      allowedRoutes:
+        namespaces:
+          from: Selector
+          selector: {matchExpressions: [{key: env, operator: In, values: [prod, staging]}, {key: frozen, operator: DoesNotExist}]}
+"#;
+    let routes_in = |ns: &str| {
+        format!(
+            r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: svc, namespace: {ns}}}
+spec: {{ports: [{{port: 80}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: gw, namespace: ns, sectionName: labels}}, {{name: gw, namespace: ns, sectionName: expressions}}]
+  rules: [{{matches: [{{path: {{type: PathPrefix, value: /{ns}}}}}], backendRefs: [{{name: svc, port: 80}}]}}]
+"#
+        )
+    };
+    let namespaces = r#"
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: a, env: dev}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b, labels: {team: b, env: prod}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-c, labels: {team: a, env: prod, frozen: "yes"}}
+"#;
+    let all = format!(
+        "{gateway}{namespaces}{}{}{}",
+        routes_in("team-a"),
+        routes_in("team-b"),
+        routes_in("team-c")
+    );
+    let r = render_gw(&world_of(&all));
+    let accepted = |ns: &str, section: &str| {
+        let o = r
+            .routes
+            .iter()
+            .find(|o| o.namespace == ns && o.parent_ref.section_name.as_deref() == Some(section))
+            .unwrap();
+        let c = o.conditions.iter().find(|c| c.type_ == "Accepted").unwrap();
+        (c.status, c.reason)
+    };
+    let yes = (true, "Accepted");
+    let no = (false, "NotAllowedByListeners");
+    assert_eq!(accepted("team-a", "labels"), yes);
+    assert_eq!(accepted("team-b", "labels"), no);
+    assert_eq!(accepted("team-c", "labels"), yes);
+    assert_eq!(accepted("team-a", "expressions"), no);
+    assert_eq!(accepted("team-b", "expressions"), yes);
+    assert_eq!(accepted("team-c", "expressions"), no);
+
+    // Without namespace labels (the controller may not read namespaces) a selector admits
+    // nothing.
+    let blind = format!("{gateway}{}", routes_in("team-a"));
+    let r = render_gw(&world_of(&blind));
+    assert!(
+        r.routes
+            .iter()
+            .all(|o| o.conditions[0].reason == "NotAllowedByListeners"),
+        "{:?}",
+        r.routes
+    );
+}

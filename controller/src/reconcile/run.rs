@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller;
 use kube::runtime::reflector::{self, Store};
@@ -78,6 +78,27 @@ async fn grpc_routes_watchable(client: &Client) -> bool {
     }
 }
 
+/// Whether namespaces can be watched (their labels decide `allowedRoutes` selectors). An
+/// install may not grant it: on 403 namespaces are left out (with a warning) and listeners
+/// with a namespace selector take no routes.
+async fn namespaces_watchable(client: &Client) -> bool {
+    let api = Api::<Namespace>::all(client.clone());
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                code = e.code,
+                message = %e.message,
+                "namespaces are not watched: the controller may not list namespaces, so listeners with allowedRoutes.namespaces.from: Selector take no routes (restart the controller once it may)"
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 /// Runs both controllers and the sweep until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -99,6 +120,12 @@ pub async fn run(
     let (parameters, parameters_s) = cached_dyn::<GatewayParameters>(&client);
     let (services, services_s) = cached(Api::<Service>::all(client.clone()));
     let (secrets, secrets_s) = cached(Api::<PartialObjectMeta<Secret>>::all(client.clone()));
+    let (namespaces, namespaces_s) = if namespaces_watchable(&client).await {
+        let (store, stream) = cached(Api::<PartialObjectMeta<Namespace>>::all(client.clone()));
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
+    };
 
     let gw_ar = ApiResource::erase::<Gateway>(&());
     let controller = Controller::new_with(
@@ -119,6 +146,7 @@ pub async fn run(
         parameters,
         services,
         secrets,
+        namespaces,
     };
     let ctx = Arc::new(Context::new(client.clone(), stores, hub, opts));
     // Any change to an input re-renders every Gateway: rendering is cheap, and a change can
@@ -136,7 +164,8 @@ pub async fn run(
             secrets_s,
         ]
         .into_iter()
-        .chain(grpc_routes_s),
+        .chain(grpc_routes_s)
+        .chain(namespaces_s),
     )
     .map(move |()| sweep_ctx.sweep.notify_one());
     let tx = ctx.stopping.clone();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -40,6 +40,9 @@ pub struct Stores {
     pub services: Store<Service>,
     /// Secret metadata (never the data).
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Namespace metadata (their labels, for `allowedRoutes` selectors); `None` when the
+    /// controller may not list namespaces.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// An object the controller could not decode: reported on the object itself and skipped.
@@ -128,6 +131,12 @@ impl Stores {
                 .iter()
                 .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
                 .collect::<BTreeSet<_>>(),
+            namespace_labels: self.namespaces.as_ref().map(|s| {
+                s.state()
+                    .iter()
+                    .map(|n| (n.name_any(), n.labels().clone()))
+                    .collect()
+            }),
         };
         (world, invalid)
     }
@@ -150,6 +159,11 @@ impl Stores {
             self.parameters.wait_until_ready(),
             self.services.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            async {
+                if let Some(s) = &self.namespaces {
+                    let _ = s.wait_until_ready().await;
+                }
+            },
         );
     }
 }

@@ -193,13 +193,7 @@ pub(super) fn attach(
                 let Some(&port) = listeners.served.get(&l.name) else {
                     continue;
                 };
-                let from = l
-                    .allowed_routes
-                    .as_ref()
-                    .and_then(|a| a.namespaces.as_ref())
-                    .and_then(|n| n.from.as_deref())
-                    .unwrap_or("Same");
-                if from == "Same" && rns != scope.ns {
+                if !namespace_allowed(scope, l, &rns) {
                     reason = "NotAllowedByListeners";
                     continue;
                 }
@@ -371,6 +365,59 @@ pub(super) fn reachable(
         routes.push(c.route.clone());
     }
     routes
+}
+
+/// Whether listener `l` takes routes from namespace `rns` (`allowedRoutes.namespaces`):
+/// `Same` (the default) the Gateway's, `All` any, `Selector` those whose labels match (none
+/// when namespace labels cannot be read, or the selector is missing or malformed).
+fn namespace_allowed(scope: &Scope, l: &gwapi::Listener, rns: &str) -> bool {
+    let n = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    match n.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+        "All" => true,
+        "Selector" => {
+            let Some(sel) = n.and_then(|n| n.selector.as_ref()) else {
+                return false;
+            };
+            let Some(labels) = scope
+                .world
+                .namespace_labels
+                .as_ref()
+                .and_then(|all| all.get(rns))
+            else {
+                return false;
+            };
+            selector_matches(sel, labels)
+        }
+        _ => rns == scope.ns,
+    }
+}
+
+/// Whether `labels` satisfy a label selector (`matchLabels` and every `matchExpressions`
+/// requirement; an unknown operator matches nothing).
+fn selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = sel.match_expressions.iter().flatten().all(|r| {
+        let values = r.values.as_deref().unwrap_or_default();
+        let value = labels.get(&r.key);
+        match r.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
 }
 
 /// Whether a parentRef written in a route in `route_ns` names the Gateway `gw_ns/gw_name`.
