@@ -538,7 +538,7 @@ async fn proxy_serves_a_grpc_route_over_h2c_after_apply() {
 
 /// Without the GRPCRoute CRD (an older Gateway API install) the controller leaves GRPCRoutes
 /// out and renders HTTPRoutes as before, instead of waiting forever for a watch that cannot
-/// list.
+/// list. Also: a listener's namespace selector follows namespace labels as they change.
 #[tokio::test]
 async fn without_the_grpcroute_crd_httproutes_still_render() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -571,21 +571,65 @@ async fn without_the_grpcroute_crd_httproutes_still_render() {
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                "metadata": {"name": "edge", "namespace": ns},
                "spec": {"gatewayClassName": ns,
-                        "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+                        "listeners": [
+                            {"name": "http", "port": 8080, "protocol": "HTTP"},
+                            {"name": "selected", "port": 8081, "protocol": "HTTP",
+                             "allowedRoutes": {"namespaces": {"from": "Selector",
+                                 "selector": {"matchLabels": {"routes": "welcome"}}}}}]}}),
         json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Backend",
                "metadata": {"name": "a", "namespace": ns},
                "spec": {"static": {"host": "127.0.0.1", "port": 9}}}),
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                "metadata": {"name": "r", "namespace": ns},
-               "spec": {"parentRefs": [{"name": "edge"}],
+               "spec": {"parentRefs": [{"name": "edge", "sectionName": "http"}],
                         "rules": [{"matches": prefix("/base"), "backendRefs": [backend_ref("a", None)]}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "sel", "namespace": ns},
+               "spec": {"parentRefs": [{"name": "edge", "sectionName": "selected"}],
+                        "rules": [{"matches": prefix("/sel"), "backendRefs": [backend_ref("a", None)]}]}}),
     ] {
         cluster.create(doc).await;
     }
     let cp = ControlPlane::start(cluster.client.clone(), Authenticator::Disabled).await;
     let config = cp.first_config(&ns, "edge").await;
     assert!(config.contains(&format!("{ns}.r.0.0")), "{config}");
+
+    // A namespace selector follows the namespace's labels (watched): not labelled, the
+    // route is not allowed; labelled, it attaches.
     let routes = Api::<HTTPRoute>::namespaced(cluster.client.clone(), &ns);
+    let refused = eventually_async("selector refusal", Duration::from_secs(20), || {
+        route_condition(&routes, "sel", "Accepted")
+    })
+    .await;
+    assert_eq!(
+        refused,
+        ("False".to_string(), "NotAllowedByListeners".to_string())
+    );
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"routes": "welcome"}}})),
+        )
+        .await
+        .unwrap();
+    eventually_async(
+        "selector admits the labelled namespace",
+        Duration::from_secs(20),
+        || async {
+            route_condition(&routes, "sel", "Accepted")
+                .await
+                .filter(|c| c.0 == "True")
+        },
+    )
+    .await;
+    assert!(
+        cp.hub
+            .current(&ns, "edge")
+            .unwrap()
+            .config
+            .contains(&format!("{ns}.sel.0.0"))
+    );
     let accepted = eventually_async("route status", Duration::from_secs(20), || {
         route_condition(&routes, "r", "Accepted")
     })
