@@ -1,5 +1,5 @@
 //! The subset of Gateway API (v1.x standard channel) the controller reads and writes:
-//! `GatewayClass`, `Gateway`, `HTTPRoute` (v1) and `ReferenceGrant` (v1beta1). Fields the
+//! `GatewayClass`, `Gateway`, `HTTPRoute`, `GRPCRoute` (v1) and `ReferenceGrant` (v1beta1). Fields the
 //! controller does not use are not declared; serde ignores them on read, and status is written
 //! with patches that never send the spec back, so nothing is lost.
 
@@ -137,16 +137,32 @@ pub struct AllowedRoutes {
     /// Namespaces routes may come from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<RouteNamespaces>,
+    /// Route kinds that may attach; none means every kind the controller supports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<RouteKindRef>,
+}
+
+/// `allowedRoutes.kinds[]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteKindRef {
+    /// API group (default gateway.networking.k8s.io).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind.
+    pub kind: String,
 }
 
 /// `allowedRoutes.namespaces`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteNamespaces {
-    /// `Same` (default), `All` or `Selector` (treated as `All` by this controller: namespace
-    /// labels are not watched).
+    /// `Same` (default), `All` or `Selector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// For `Selector`: the labels of the namespaces routes may come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
 }
 
 /// `Gateway.spec.infrastructure`
@@ -509,6 +525,10 @@ pub struct BackendRef {
     /// Weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+    /// Filters for requests sent to this backend only (not supported: a rule that sets them
+    /// is not accepted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<serde_json::Value>,
 }
 
 /// `HTTPRoute.status`
@@ -573,4 +593,74 @@ pub struct ReferenceGrantTo {
     /// One object, or all when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+}
+
+/// `GRPCRoute.spec` (v1). Rendered as proxy routes over HTTP/2 (h2c) upstreams: a method
+/// match is a path match on `/{service}/{method}`.
+#[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "GRPCRoute",
+    namespaced,
+    status = "HTTPRouteStatus",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteSpec {
+    /// Gateways (and listeners) the route attaches to.
+    #[serde(default)]
+    pub parent_refs: Vec<ParentRef>,
+    /// Host names the route serves.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+    /// Rules.
+    #[serde(default)]
+    pub rules: Vec<GRPCRouteRule>,
+}
+
+/// `GRPCRoute.spec.rules[]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteRule {
+    /// Rule name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Matches; none matches every request.
+    #[serde(default)]
+    pub matches: Vec<GRPCRouteMatch>,
+    /// Filters (`RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestMirror`,
+    /// `ExtensionRef`).
+    #[serde(default)]
+    pub filters: Vec<HTTPRouteFilter>,
+    /// Backends.
+    #[serde(default)]
+    pub backend_refs: Vec<BackendRef>,
+}
+
+/// `GRPCRoute.spec.rules[].matches[]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCRouteMatch {
+    /// The gRPC service and method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GRPCMethodMatch>,
+    /// Header matches.
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// `GRPCRoute.spec.rules[].matches[].method`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GRPCMethodMatch {
+    /// `Exact` (default) or `RegularExpression`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Fully qualified service name (`helloworld.Greeter`); none matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Method name; none matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }

@@ -2,8 +2,8 @@
 //! out.
 //!
 //! Data flows one way. [`reconcile`] keeps reflector caches of every input kind
-//! (GatewayClass, Gateway, HTTPRoute, ReferenceGrant, the [`crd`] kinds, Services and Secret
-//! metadata); any change re-renders every Gateway (rendering is cheap, and a change can affect
+//! (GatewayClass, Gateway, HTTPRoute, GRPCRoute when its CRD is installed, ReferenceGrant, the
+//! [`crd`] kinds, Services and Secret metadata); any change re-renders every Gateway (rendering is cheap, and a change can affect
 //! Gateways it no longer names). A reconcile snapshots the caches into a [`render::World`]
 //! and calls [`render::render`], a pure function that produces the proxy's `Config` (the
 //! gateway crate's own type, so file and cluster share one schema), the child objects

@@ -74,6 +74,8 @@ fn context(client: Client, gw: &Gateway) -> Arc<Context> {
             "metadata": {"name": "not-ours"}, "spec": {"controllerName": "example.com/other"}})),
         ]),
         gateways: dyn_store_of(vec![gw.clone()]),
+        grpc_routes: None,
+        namespaces: None,
         routes: dyn_store_of(vec![from::<HTTPRoute>(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "r", "namespace": "ns", "generation": 1},

@@ -4,9 +4,9 @@
 //! One reconcile of a Gateway, in request order: server-side apply of the ServiceAccount,
 //! ConfigMap, Service and Deployment (field manager [`FIELD_MANAGER`], forced, so the
 //! controller owns what it renders); prune of labelled children that are no longer wanted;
-//! then status patches (Gateway, its HTTPRoutes' `parents[]` entries, Backends and Policies),
-//! each only when it changed, so a status write never loops; Events for problems found while
-//! rendering. A Gateway whose class is not ours loses its children. GatewayClasses are
+//! then status patches (Gateway, its HTTPRoutes' and GRPCRoutes' `parents[]` entries,
+//! Backends and Policies), each only when it changed, so a status write never loops; Events
+//! for problems found while rendering. A Gateway whose class is not ours loses its children. GatewayClasses are
 //! accepted by a second, tiny controller.
 //!
 //! One file per job: `stores.rs` (the caches and decoding), `apply.rs` (validate, publish,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller;
 use kube::runtime::reflector::{self, Store};
@@ -20,7 +20,7 @@ use super::stores::Stores;
 use super::sweep::sweeper;
 use super::{Context, class_error_policy, error_policy, reconcile, reconcile_class};
 use crate::crd::{Backend, GatewayParameters, Policy};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::push::ConfigHub;
 use crate::render::RenderOptions;
 
@@ -55,6 +55,50 @@ where
     (store, stream)
 }
 
+/// Whether GRPCRoutes can be watched. The GRPCRoute CRD is optional and an install may not
+/// grant the controller `grpcroutes`: when the API server answers 404 or 403, GRPCRoutes are
+/// left out (with a warning) instead of leaving a watch that never completes its first
+/// listing and holds every reconcile back. Other errors are retried by the watch.
+async fn grpc_routes_watchable(client: &Client) -> bool {
+    let ar = ApiResource::erase::<GRPCRoute>(&());
+    let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                code = e.code,
+                message = %e.message,
+                "GRPCRoutes are not watched: the GRPCRoute CRD is not installed or the controller may not list grpcroutes (restart the controller once it is)"
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Whether namespaces can be watched (their labels decide `allowedRoutes` selectors). An
+/// install may not grant it: on 403 namespaces are left out (with a warning) and listeners
+/// with a namespace selector take no routes.
+async fn namespaces_watchable(client: &Client) -> bool {
+    let api = Api::<Namespace>::all(client.clone());
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                code = e.code,
+                message = %e.message,
+                "namespaces are not watched: the controller may not list namespaces, so listeners with allowedRoutes.namespaces.from: Selector take no routes (restart the controller once it may)"
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 /// Runs both controllers and the sweep until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -64,12 +108,24 @@ pub async fn run(
 ) {
     let (classes, classes_s) = cached_dyn::<GatewayClass>(&client);
     let (routes, routes_s) = cached_dyn::<HTTPRoute>(&client);
+    let (grpc_routes, grpc_routes_s) = if grpc_routes_watchable(&client).await {
+        let (store, stream) = cached_dyn::<GRPCRoute>(&client);
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
+    };
     let (grants, grants_s) = cached_dyn::<ReferenceGrant>(&client);
     let (backends, backends_s) = cached_dyn::<Backend>(&client);
     let (policies, policies_s) = cached_dyn::<Policy>(&client);
     let (parameters, parameters_s) = cached_dyn::<GatewayParameters>(&client);
     let (services, services_s) = cached(Api::<Service>::all(client.clone()));
     let (secrets, secrets_s) = cached(Api::<PartialObjectMeta<Secret>>::all(client.clone()));
+    let (namespaces, namespaces_s) = if namespaces_watchable(&client).await {
+        let (store, stream) = cached(Api::<PartialObjectMeta<Namespace>>::all(client.clone()));
+        (Some(store), Some(stream))
+    } else {
+        (None, None)
+    };
 
     let gw_ar = ApiResource::erase::<Gateway>(&());
     let controller = Controller::new_with(
@@ -83,27 +139,34 @@ pub async fn run(
         classes,
         gateways: controller.store(),
         routes,
+        grpc_routes,
         grants,
         backends,
         policies,
         parameters,
         services,
         secrets,
+        namespaces,
     };
     let ctx = Arc::new(Context::new(client.clone(), stores, hub, opts));
     // Any change to an input re-renders every Gateway: rendering is cheap, and a change can
     // affect Gateways it no longer names (a route that moved, a Backend that was renamed).
     let sweep_ctx = ctx.clone();
-    let triggers = futures::stream::select_all([
-        classes_s,
-        routes_s,
-        grants_s,
-        backends_s,
-        policies_s,
-        parameters_s,
-        services_s,
-        secrets_s,
-    ])
+    let triggers = futures::stream::select_all(
+        [
+            classes_s,
+            routes_s,
+            grants_s,
+            backends_s,
+            policies_s,
+            parameters_s,
+            services_s,
+            secrets_s,
+        ]
+        .into_iter()
+        .chain(grpc_routes_s)
+        .chain(namespaces_s),
+    )
     .map(move |()| sweep_ctx.sweep.notify_one());
     let tx = ctx.stopping.clone();
     let rx = tx.subscribe();

@@ -1,4 +1,4 @@
-//! Writing back: the status of Gateways, of their HTTPRoutes' `parents[]` entries, of
+//! Writing back: the status of Gateways, of their HTTPRoutes' and GRPCRoutes' `parents[]` entries, of
 //! Backends and Policies (each patch only when it changed, so a status write never loops),
 //! and Events for problems found while rendering.
 
@@ -15,7 +15,8 @@ use serde_json::json;
 use super::Context;
 use crate::crd::{Backend, Condition, Policy};
 use crate::gateway_api::{
-    Gateway, GatewayStatus, GatewayStatusAddress, HTTPRoute, RouteParentStatus,
+    GRPCRoute, Gateway, GatewayStatus, GatewayStatusAddress, HTTPRoute, HTTPRouteStatus,
+    RouteParentStatus,
 };
 use crate::render::{self, CONTROLLER_NAME, Cond, Rendered, World};
 use crate::{Error, Result};
@@ -71,9 +72,30 @@ pub(super) async fn write_gateway(
     Ok(())
 }
 
-/// Writes this Gateway's entries (`ns`/`name`) in its HTTPRoutes' `status.parents[]`,
-/// merged by controller name and parent; routes that no longer attach lose the entry it
-/// wrote earlier. Entries of other controllers and Gateways are kept.
+/// A route's kind, (namespace, name), generation and status, whichever its kind.
+type RouteKey = (&'static str, String, String);
+
+fn route_index(world: &World) -> HashMap<RouteKey, (Option<i64>, Option<&HTTPRouteStatus>)> {
+    let http = world.routes.iter().map(|r| {
+        let (ns, name) = render::key_of(r.as_ref());
+        (
+            ("HTTPRoute", ns, name),
+            (r.meta().generation, r.status.as_ref()),
+        )
+    });
+    let grpc = world.grpc_routes.iter().map(|r| {
+        let (ns, name) = render::key_of(r.as_ref());
+        (
+            ("GRPCRoute", ns, name),
+            (r.meta().generation, r.status.as_ref()),
+        )
+    });
+    http.chain(grpc).collect()
+}
+
+/// Writes this Gateway's entries (`ns`/`name`) in its HTTPRoutes' and GRPCRoutes'
+/// `status.parents[]`, merged by controller name and parent; routes that no longer attach
+/// lose the entry it wrote earlier. Entries of other controllers and Gateways are kept.
 pub(super) async fn write_route_parents(
     ctx: &Context,
     world: &World,
@@ -82,17 +104,14 @@ pub(super) async fn write_route_parents(
     rendered: &Rendered,
     now: &str,
 ) -> Result<()> {
-    let route_index: HashMap<(String, String), &Arc<HTTPRoute>> = world
-        .routes
-        .iter()
-        .map(|r| (render::key_of(r.as_ref()), r))
-        .collect();
-    let mut by_route: BTreeMap<(String, String), Vec<RouteParentStatus>> = Default::default();
+    let route_index = route_index(world);
+    let mut by_route: BTreeMap<RouteKey, Vec<RouteParentStatus>> = Default::default();
     for o in &rendered.routes {
-        let route = route_index.get(&(o.namespace.clone(), o.name.clone()));
-        let rgen = route.and_then(|r| r.meta().generation);
+        let key = (o.kind, o.namespace.clone(), o.name.clone());
+        let route = route_index.get(&key);
+        let rgen = route.and_then(|r| r.0);
         let prev: Vec<Condition> = route
-            .and_then(|r| r.status.as_ref())
+            .and_then(|r| r.1)
             .and_then(|s| {
                 s.parents
                     .iter()
@@ -100,58 +119,62 @@ pub(super) async fn write_route_parents(
             })
             .map(|p| p.conditions.clone())
             .unwrap_or_default();
-        by_route
-            .entry((o.namespace.clone(), o.name.clone()))
-            .or_default()
-            .push(RouteParentStatus {
-                parent_ref: o.parent_ref.clone(),
-                controller_name: CONTROLLER_NAME.into(),
-                conditions: o
-                    .conditions
-                    .iter()
-                    .map(|c| c.stamp(rgen, &prev, now))
-                    .collect(),
-            });
+        by_route.entry(key).or_default().push(RouteParentStatus {
+            parent_ref: o.parent_ref.clone(),
+            controller_name: CONTROLLER_NAME.into(),
+            conditions: o
+                .conditions
+                .iter()
+                .map(|c| c.stamp(rgen, &prev, now))
+                .collect(),
+        });
     }
     // Routes that no longer attach to this Gateway lose the entry it wrote earlier.
-    for r in &world.routes {
-        let rns = r.namespace().unwrap_or_default();
-        let stale = r.status.as_ref().is_some_and(|s| {
+    for ((kind, rns, rname), (_, status)) in &route_index {
+        let stale = status.is_some_and(|s| {
             s.parents.iter().any(|p| {
                 p.controller_name == CONTROLLER_NAME
-                    && render::parent_is(&p.parent_ref, &rns, ns, name)
+                    && render::parent_is(&p.parent_ref, rns, ns, name)
             })
         });
         if stale {
-            by_route.entry((rns, r.name_any())).or_default();
+            by_route
+                .entry((kind, rns.clone(), rname.clone()))
+                .or_default();
         }
     }
     let mut patches = Vec::new();
-    for ((rns, rname), ours) in by_route {
-        let Some(route) = route_index.get(&(rns.clone(), rname.clone())) else {
+    for ((kind, rns, rname), ours) in by_route {
+        let Some((_, status)) = route_index.get(&(kind, rns.clone(), rname.clone())) else {
             continue;
         };
-        let existing = route.status.clone().unwrap_or_default().parents;
+        let existing = status.cloned().unwrap_or_default().parents;
         let merged = render::merge_route_parents(&existing, ns, name, &rns, ours);
         if merged != existing {
-            patches.push((rns, rname, merged));
+            patches.push((kind == "GRPCRoute", rns, rname, merged));
         }
     }
     // Many routes can change at once (a Gateway edit touches all of them): write in parallel.
     let results: Vec<Result<()>> = futures::stream::iter(patches)
-        .map(|(rns, rname, merged)| {
-            let client = ctx.client.clone();
-            async move {
-                Api::<HTTPRoute>::namespaced(client, &rns)
-                    .patch_status(
-                        &rname,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"status": {"parents": merged}})),
-                    )
-                    .await?;
-                Ok(())
-            }
-        })
+        .map(
+            |(grpc, rns, rname, merged): (bool, String, String, Vec<RouteParentStatus>)| {
+                let client = ctx.client.clone();
+                async move {
+                    let patch = Patch::Merge(json!({"status": {"parents": merged}}));
+                    let pp = PatchParams::default();
+                    if grpc {
+                        Api::<GRPCRoute>::namespaced(client, &rns)
+                            .patch_status(&rname, &pp, &patch)
+                            .await?;
+                    } else {
+                        Api::<HTTPRoute>::namespaced(client, &rns)
+                            .patch_status(&rname, &pp, &patch)
+                            .await?;
+                    }
+                    Ok(())
+                }
+            },
+        )
         .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
         .collect()
         .await;

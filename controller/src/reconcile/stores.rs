@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -25,6 +25,9 @@ pub struct Stores {
     pub gateways: Store<DynamicObject>,
     /// HTTPRoutes.
     pub routes: Store<DynamicObject>,
+    /// GRPCRoutes; `None` when the API server serves no GRPCRoute CRD or the controller may
+    /// not list them (it then renders HTTPRoutes only).
+    pub grpc_routes: Option<Store<DynamicObject>>,
     /// ReferenceGrants.
     pub grants: Store<DynamicObject>,
     /// Backends.
@@ -37,6 +40,9 @@ pub struct Stores {
     pub services: Store<Service>,
     /// Secret metadata (never the data).
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Namespace metadata (their labels, for `allowedRoutes` selectors); `None` when the
+    /// controller may not list namespaces.
+    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
 }
 
 /// An object the controller could not decode: reported on the object itself and skipped.
@@ -87,6 +93,7 @@ fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
         "GatewayClass" => "GatewayClass",
         "Gateway" => "Gateway",
         "HTTPRoute" => "HTTPRoute",
+        "GRPCRoute" => "GRPCRoute",
         "ReferenceGrant" => "ReferenceGrant",
         "Backend" => "Backend",
         "Policy" => "Policy",
@@ -108,6 +115,11 @@ impl Stores {
             classes: decode_all(&self.classes, &mut invalid),
             gateways: decode_all(&self.gateways, &mut invalid),
             routes: decode_all(&self.routes, &mut invalid),
+            grpc_routes: self
+                .grpc_routes
+                .as_ref()
+                .map(|s| decode_all(s, &mut invalid))
+                .unwrap_or_default(),
             grants: decode_all(&self.grants, &mut invalid),
             backends: decode_all(&self.backends, &mut invalid),
             policies: decode_all(&self.policies, &mut invalid),
@@ -119,6 +131,12 @@ impl Stores {
                 .iter()
                 .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
                 .collect::<BTreeSet<_>>(),
+            namespace_labels: self.namespaces.as_ref().map(|s| {
+                s.state()
+                    .iter()
+                    .map(|n| (n.name_any(), n.labels().clone()))
+                    .collect()
+            }),
         };
         (world, invalid)
     }
@@ -130,12 +148,22 @@ impl Stores {
             self.classes.wait_until_ready(),
             self.gateways.wait_until_ready(),
             self.routes.wait_until_ready(),
+            async {
+                if let Some(s) = &self.grpc_routes {
+                    let _ = s.wait_until_ready().await;
+                }
+            },
             self.grants.wait_until_ready(),
             self.backends.wait_until_ready(),
             self.policies.wait_until_ready(),
             self.parameters.wait_until_ready(),
             self.services.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            async {
+                if let Some(s) = &self.namespaces {
+                    let _ = s.wait_until_ready().await;
+                }
+            },
         );
     }
 }

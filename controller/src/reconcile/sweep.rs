@@ -12,7 +12,9 @@ use super::status::{publish_event, truncate};
 use super::stores::InvalidObject;
 use super::{Context, Ownership, ownership};
 use crate::crd::{Backend, GatewayParameters, Policy};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant, RouteParentStatus};
+use crate::gateway_api::{
+    GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, RouteParentStatus,
+};
 use crate::render::{CONTROLLER_NAME, Cond, World};
 
 /// One pass over everything no single Gateway reconcile covers: configs of Gateways that no
@@ -35,9 +37,18 @@ pub async fn sweep(ctx: &Context) {
             ctx.hub.remove(&ns, &name);
         }
     }
-    for r in &world.routes {
-        let rns = r.namespace().unwrap_or_default();
-        let Some(st) = &r.status else { continue };
+    let routes = world
+        .routes
+        .iter()
+        .map(|r| (false, render_key(r.as_ref()), r.status.as_ref()))
+        .chain(
+            world
+                .grpc_routes
+                .iter()
+                .map(|r| (true, render_key(r.as_ref()), r.status.as_ref())),
+        );
+    for (grpc, (rns, rname), status) in routes {
+        let Some(st) = status else { continue };
         let keep: Vec<RouteParentStatus> = st
             .parents
             .iter()
@@ -51,15 +62,21 @@ pub async fn sweep(ctx: &Context) {
             .cloned()
             .collect();
         if keep.len() != st.parents.len() {
-            let res = Api::<HTTPRoute>::namespaced(ctx.client.clone(), &rns)
-                .patch_status(
-                    &r.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"parents": keep}})),
-                )
-                .await;
+            let patch = Patch::Merge(json!({"status": {"parents": keep}}));
+            let pp = PatchParams::default();
+            let res = if grpc {
+                Api::<GRPCRoute>::namespaced(ctx.client.clone(), &rns)
+                    .patch_status(&rname, &pp, &patch)
+                    .await
+                    .map(|_| ())
+            } else {
+                Api::<HTTPRoute>::namespaced(ctx.client.clone(), &rns)
+                    .patch_status(&rname, &pp, &patch)
+                    .await
+                    .map(|_| ())
+            };
             if let Err(e) = res {
-                tracing::warn!(route = %r.name_any(), error = %e, "cannot remove stale parent status");
+                tracing::warn!(route = %rname, error = %e, "cannot remove stale parent status");
             }
         }
     }
@@ -89,6 +106,7 @@ async fn report_invalid(ctx: &Context, world: &World, bad: &InvalidObject) {
         "GatewayClass" => ApiResource::erase::<GatewayClass>(&()),
         "Gateway" => ApiResource::erase::<Gateway>(&()),
         "HTTPRoute" => ApiResource::erase::<HTTPRoute>(&()),
+        "GRPCRoute" => ApiResource::erase::<GRPCRoute>(&()),
         "ReferenceGrant" => ApiResource::erase::<ReferenceGrant>(&()),
         "Backend" => ApiResource::erase::<Backend>(&()),
         "Policy" => ApiResource::erase::<Policy>(&()),
@@ -137,6 +155,10 @@ async fn report_invalid(ctx: &Context, world: &World, bad: &InvalidObject) {
             tracing::warn!(%name, error = %e, "cannot write the Invalid condition");
         }
     }
+}
+
+fn render_key<K: Resource>(r: &K) -> (String, String) {
+    crate::render::key_of(r)
 }
 
 pub(super) async fn sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {

@@ -58,11 +58,10 @@ pub(super) fn resolve(
                     format!("Service {bns}/{} not found", bref.name),
                 ));
             }
+            // The CRD's validation requires it; a route stored before that rule existed
+            // still gets a reason.
             let port = bref.port.ok_or_else(|| {
-                RuleError::Ref(
-                    "UnsupportedValue",
-                    "a Service backendRef needs a port".into(),
-                )
+                RuleError::Unsupported("a Service backendRef needs a port".into())
             })?;
             Ok(RenderedBackend::Http(HttpBackendConfig {
                 url: format!(

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use switchboard_gateway::config::{ListenerConfig, TlsConfig};
 
 use super::routes::{self, Candidate};
-use super::status::{Cond, ListenerOutcome};
+use super::status::{Cond, ListenerOutcome, supported_kinds};
 use super::{CONFIG_DIR, Collected, Scope, World};
 use crate::gateway_api as gwapi;
+use crate::gateway_api::RouteGroupKind;
 
 /// The Gateway's listeners, grouped by port.
 pub(super) struct Listeners {
@@ -73,7 +74,21 @@ impl Listeners {
                 group.tls = Some(cfg);
                 group.tls_secret = Some(secret);
             }
-            let usable = supported && !conflicted && resolved.status;
+            let (kinds, unknown) = allowed_kinds(l);
+            if !unknown.is_empty() && resolved.status {
+                resolved = Cond::fail(
+                    "ResolvedRefs",
+                    "InvalidRouteKinds",
+                    format!(
+                        "allowedRoutes.kinds {} are not supported; HTTPRoute and GRPCRoute are",
+                        unknown.join(", ")
+                    ),
+                );
+            }
+            let usable = supported
+                && !conflicted
+                && (resolved.status || resolved.reason == "InvalidRouteKinds")
+                && !kinds.is_empty();
             if supported {
                 conds.push(Cond::ok("Accepted", "Accepted"));
             }
@@ -102,6 +117,7 @@ impl Listeners {
             }
             outcomes.push(ListenerOutcome {
                 name: l.name.clone(),
+                supported_kinds: kinds,
                 attached_routes: 0,
                 conditions: conds,
             });
@@ -171,6 +187,36 @@ impl Listeners {
             .filter_map(|g| g.tls_secret.clone())
             .collect()
     }
+}
+
+/// The route kinds a listener accepts (those of `allowedRoutes.kinds` this controller
+/// supports, or all it supports when none are listed), and the listed ones it does not
+/// support, as `group/kind`.
+pub(super) fn allowed_kinds(l: &gwapi::Listener) -> (Vec<RouteGroupKind>, Vec<String>) {
+    let listed = l
+        .allowed_routes
+        .as_ref()
+        .map(|a| a.kinds.as_slice())
+        .unwrap_or_default();
+    if listed.is_empty() {
+        return (supported_kinds(), Vec::new());
+    }
+    let (mut kinds, mut unknown) = (Vec::new(), Vec::new());
+    for k in listed {
+        let group = k.group.as_deref().unwrap_or(gwapi::GROUP);
+        if supported_kinds()
+            .iter()
+            .any(|s| s.group == group && s.kind == k.kind)
+        {
+            kinds.push(RouteGroupKind {
+                group: group.to_string(),
+                kind: k.kind.clone(),
+            });
+        } else {
+            unknown.push(format!("{group}/{}", k.kind));
+        }
+    }
+    (kinds, unknown)
 }
 
 fn listener_tls(

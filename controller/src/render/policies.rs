@@ -11,7 +11,7 @@ use switchboard_gateway::config::Policies;
 use super::World;
 use super::status::{Cond, Resources};
 use crate::crd::{self, Backend, Policy};
-use crate::gateway_api::{self as gwapi, Gateway, HTTPRoute};
+use crate::gateway_api::{self as gwapi, Gateway};
 
 /// `over`'s keys replace `base`'s (Policy objects win over HTTPRoute filters).
 pub(super) fn merge_policies(base: &mut Policies, over: Policies) {
@@ -108,16 +108,15 @@ impl<'a> PolicyIndex<'a> {
         out
     }
 
-    /// The Policies attached to an HTTPRoute.
-    pub(super) fn for_route(&self, r: &HTTPRoute, resources: &mut Resources) -> Option<Policies> {
-        self.collect(
-            &r.namespace().unwrap_or_default(),
-            gwapi::GROUP,
-            "HTTPRoute",
-            &r.name_any(),
-            None,
-            resources,
-        )
+    /// The Policies attached to a route of `kind` (`HTTPRoute` or `GRPCRoute`).
+    pub(super) fn for_route(
+        &self,
+        ns: &str,
+        kind: &str,
+        name: &str,
+        resources: &mut Resources,
+    ) -> Option<Policies> {
+        self.collect(ns, gwapi::GROUP, kind, name, None, resources)
     }
 
     /// The Policies attached to a Backend.

@@ -1,9 +1,8 @@
-//! Routes: HTTPRoutes attached to the Gateway's listeners (parentRefs, allowed namespaces,
-//! hostname intersection), each rule's matches turned into proxy routes ordered by Gateway
+//! Routes: HTTPRoutes and GRPCRoutes (converted to HTTPRoute rules over HTTP/2 upstreams)
+//! attached to the Gateway's listeners (parentRefs, allowed namespaces and kinds, hostname
+//! intersection), each rule's matches turned into proxy routes ordered by Gateway
 //! API precedence (host specificity, exact path, longest prefix, method, header count, route
 //! age), and routes an earlier one covers dropped, as the proxy refuses unreachable routes.
-
-use std::sync::Arc;
 
 use kube::ResourceExt;
 use switchboard_gateway::config::{
@@ -13,11 +12,13 @@ use switchboard_gateway::config::{
 };
 
 use super::backends::{self, RenderedBackend, attach_backend};
-use super::listeners::Listeners;
+use super::listeners::{Listeners, allowed_kinds};
 use super::policies::merge_policies;
 use super::status::{Cond, RouteOutcome, fail_more};
 use super::{Collected, Scope};
-use crate::gateway_api::{self as gwapi, BackendRef, HTTPRoute, HTTPRouteRule, ParentRef};
+use crate::gateway_api::{
+    self as gwapi, BackendRef, GRPCRoute, HTTPRoute, HTTPRouteRule, ParentRef,
+};
 
 /// A proxy route being built, with its precedence key.
 pub(super) struct Candidate {
@@ -36,9 +37,129 @@ pub(super) enum RuleError {
     Ref(&'static str, String),
 }
 
-/// The rules of every HTTPRoute whose parentRefs name the Gateway, as proxy routes in
-/// precedence order, and the status entry of each such parentRef. Counts the routes attached
-/// to each listener in `listeners.outcomes`.
+/// A route of either kind as rendering sees it: a GRPCRoute's rules are converted to
+/// HTTPRoute rules (method matches become path matches on `/{service}/{method}`) and its
+/// backends speak HTTP/2.
+struct Source<'a> {
+    kind: &'static str,
+    ns: String,
+    name: String,
+    created: String,
+    parent_refs: &'a [ParentRef],
+    hostnames: &'a [String],
+    /// The rules; a GRPCRoute rule that cannot be converted is the reason it is refused.
+    rules: Vec<Result<HTTPRouteRule, String>>,
+    grpc: bool,
+}
+
+impl<'a> Source<'a> {
+    fn http(r: &'a HTTPRoute) -> Self {
+        Source {
+            kind: "HTTPRoute",
+            ns: r.namespace().unwrap_or_default(),
+            name: r.name_any(),
+            created: created(&r.metadata),
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: r.spec.rules.iter().cloned().map(Ok).collect(),
+            grpc: false,
+        }
+    }
+
+    fn grpc(r: &'a GRPCRoute) -> Self {
+        Source {
+            kind: "GRPCRoute",
+            ns: r.namespace().unwrap_or_default(),
+            name: r.name_any(),
+            created: created(&r.metadata),
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: r.spec.rules.iter().map(grpc_rule).collect(),
+            grpc: true,
+        }
+    }
+
+    /// Gateway API's route age order: creation time, then namespace and name.
+    fn age_key(&self) -> (String, String, String) {
+        (self.created.clone(), self.ns.clone(), self.name.clone())
+    }
+}
+
+fn created(m: &kube::api::ObjectMeta) -> String {
+    m.creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}
+
+/// A GRPCRoute rule as an HTTPRoute rule. gRPC calls are `POST /{service}/{method}`: an
+/// `Exact` method match with both names is an exact path, with the service only a path
+/// prefix, with the method only a regular expression; a `RegularExpression` one is a path
+/// regular expression of the two (a missing one matches any name).
+fn grpc_rule(r: &gwapi::GRPCRouteRule) -> Result<HTTPRouteRule, String> {
+    let any = "[^/]+";
+    let mut matches = Vec::new();
+    for m in &r.matches {
+        let path = match &m.method {
+            None => None,
+            Some(mm) => {
+                let (svc, meth) = (mm.service.as_deref(), mm.method.as_deref());
+                let (type_, value) = match (mm.type_.as_deref().unwrap_or("Exact"), svc, meth) {
+                    (_, None, None) => (None, None),
+                    ("Exact", Some(s), Some(m)) => (Some("Exact"), Some(format!("/{s}/{m}"))),
+                    ("Exact", Some(s), None) => (Some("PathPrefix"), Some(format!("/{s}"))),
+                    ("Exact", None, Some(m)) => (
+                        Some("RegularExpression"),
+                        Some(format!("/{any}/{}", regex_escape(m))),
+                    ),
+                    ("RegularExpression", s, m) => (
+                        Some("RegularExpression"),
+                        Some(format!("/{}/{}", s.unwrap_or(any), m.unwrap_or(any))),
+                    ),
+                    (other, _, _) => {
+                        return Err(format!("method match type {other} is not supported"));
+                    }
+                };
+                type_.map(|t| gwapi::PathMatch {
+                    type_: Some(t.to_string()),
+                    value,
+                })
+            }
+        };
+        matches.push(gwapi::HTTPRouteMatch {
+            path,
+            headers: m.headers.clone(),
+            ..Default::default()
+        });
+    }
+    if let Some(f) = r.filters.iter().find(|f| f.type_ == "RequestMirror") {
+        return Err(format!("filter {} is not supported on GRPCRoutes", f.type_));
+    }
+    Ok(HTTPRouteRule {
+        name: r.name.clone(),
+        matches,
+        filters: r.filters.clone(),
+        backend_refs: r.backend_refs.clone(),
+        timeouts: None,
+        retry: None,
+    })
+}
+
+/// Escapes the regular expression metacharacters of a gRPC name.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The rules of every HTTPRoute and GRPCRoute whose parentRefs name the Gateway, as proxy
+/// routes in precedence order, and the status entry of each such parentRef. Counts the routes
+/// attached to each listener in `listeners.outcomes`.
 pub(super) fn attach(
     scope: &Scope,
     listeners: &mut Listeners,
@@ -48,12 +169,14 @@ pub(super) fn attach(
     let shared_ports = listeners.shared_ports();
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut route_outcomes = Vec::new();
-    let mut routes: Vec<&Arc<HTTPRoute>> = scope.world.routes.iter().collect();
-    routes.sort_by_key(|r| route_age_key(r));
+    let mut routes: Vec<Source> = scope.world.routes.iter().map(|r| Source::http(r)).collect();
+    routes.extend(scope.world.grpc_routes.iter().map(|r| Source::grpc(r)));
+    routes.sort_by_key(|r| r.age_key());
     for (age, route) in routes.iter().enumerate() {
-        let rns = route.namespace().unwrap_or_default();
-        let rname = route.name_any();
-        for pref in &route.spec.parent_refs {
+        let rns = route.ns.clone();
+        let rname = route.name.clone();
+        let kind = route.kind;
+        for pref in route.parent_refs {
             if !parent_is(pref, &rns, &scope.ns, &gw_name) {
                 continue;
             }
@@ -70,17 +193,15 @@ pub(super) fn attach(
                 let Some(&port) = listeners.served.get(&l.name) else {
                     continue;
                 };
-                let from = l
-                    .allowed_routes
-                    .as_ref()
-                    .and_then(|a| a.namespaces.as_ref())
-                    .and_then(|n| n.from.as_deref())
-                    .unwrap_or("Same");
-                if from == "Same" && rns != scope.ns {
+                if !namespace_allowed(scope, l, &rns) {
                     reason = "NotAllowedByListeners";
                     continue;
                 }
-                match intersect_hosts(l.hostname.as_deref(), &route.spec.hostnames) {
+                if !allowed_kinds(l).0.iter().any(|k| k.kind == kind) {
+                    reason = "NotAllowedByListeners";
+                    continue;
+                }
+                match intersect_hosts(l.hostname.as_deref(), route.hostnames) {
                     Some(hosts) => attach.push((l.name.clone(), port, hosts)),
                     None => reason = "NoMatchingListenerHostname",
                 }
@@ -93,6 +214,7 @@ pub(super) fn attach(
                 ));
                 conds.push(Cond::ok("ResolvedRefs", "ResolvedRefs"));
                 route_outcomes.push(RouteOutcome {
+                    kind,
                     namespace: rns.clone(),
                     name: rname.clone(),
                     parent_ref: pref.clone(),
@@ -107,9 +229,31 @@ pub(super) fn attach(
             }
             let mut accepted = Cond::ok("Accepted", "Accepted");
             let mut resolved = Cond::ok("ResolvedRefs", "ResolvedRefs");
-            for (i, rule) in route.spec.rules.iter().enumerate() {
+            for (i, rule) in route.rules.iter().enumerate() {
+                let rule = match rule {
+                    Ok(r) => r,
+                    Err(msg) => {
+                        accepted = fail_more(
+                            accepted,
+                            "Accepted",
+                            "UnsupportedValue",
+                            format!("rule {i}: {msg}"),
+                        );
+                        continue;
+                    }
+                };
                 let built = match build_rule(scope, route, rule, out) {
-                    Ok(b) => b,
+                    Ok(b) => {
+                        for (reason, msg) in &b.dropped_refs {
+                            resolved = fail_more(
+                                resolved,
+                                "ResolvedRefs",
+                                reason,
+                                format!("rule {i}: {msg}"),
+                            );
+                        }
+                        b
+                    }
                     Err(RuleError::Unsupported(msg)) => {
                         accepted = fail_more(
                             accepted,
@@ -167,10 +311,10 @@ pub(super) fn attach(
                                 Err(msg) => {
                                     candidates.pop();
                                     let msg = format!("rule {i}: {msg}");
-                                    if !resolved.message.contains(&msg) {
-                                        resolved = fail_more(
-                                            resolved,
-                                            "ResolvedRefs",
+                                    if !accepted.message.contains(&msg) {
+                                        accepted = fail_more(
+                                            accepted,
+                                            "Accepted",
                                             "UnsupportedValue",
                                             msg,
                                         );
@@ -183,13 +327,14 @@ pub(super) fn attach(
             }
             if !accepted.status {
                 out.warnings
-                    .push(format!("HTTPRoute {rns}/{rname}: {}", accepted.message));
+                    .push(format!("{kind} {rns}/{rname}: {}", accepted.message));
             }
             if !resolved.status {
                 out.warnings
-                    .push(format!("HTTPRoute {rns}/{rname}: {}", resolved.message));
+                    .push(format!("{kind} {rns}/{rname}: {}", resolved.message));
             }
             route_outcomes.push(RouteOutcome {
+                kind,
                 namespace: rns.clone(),
                 name: rname.clone(),
                 parent_ref: pref.clone(),
@@ -222,25 +367,65 @@ pub(super) fn reachable(
     routes
 }
 
+/// Whether listener `l` takes routes from namespace `rns` (`allowedRoutes.namespaces`):
+/// `Same` (the default) the Gateway's, `All` any, `Selector` those whose labels match (none
+/// when namespace labels cannot be read, or the selector is missing or malformed).
+fn namespace_allowed(scope: &Scope, l: &gwapi::Listener, rns: &str) -> bool {
+    let n = l
+        .allowed_routes
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    match n.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
+        "All" => true,
+        "Selector" => {
+            let Some(sel) = n.and_then(|n| n.selector.as_ref()) else {
+                return false;
+            };
+            let Some(labels) = scope
+                .world
+                .namespace_labels
+                .as_ref()
+                .and_then(|all| all.get(rns))
+            else {
+                return false;
+            };
+            selector_matches(sel, labels)
+        }
+        _ => rns == scope.ns,
+    }
+}
+
+/// Whether `labels` satisfy a label selector (`matchLabels` and every `matchExpressions`
+/// requirement; an unknown operator matches nothing).
+fn selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expressions = sel.match_expressions.iter().flatten().all(|r| {
+        let values = r.values.as_deref().unwrap_or_default();
+        let value = labels.get(&r.key);
+        match r.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_labels && by_expressions
+}
+
 /// Whether a parentRef written in a route in `route_ns` names the Gateway `gw_ns/gw_name`.
 pub fn parent_is(pref: &ParentRef, route_ns: &str, gw_ns: &str, gw_name: &str) -> bool {
     pref.group.as_deref().unwrap_or(gwapi::GROUP) == gwapi::GROUP
         && pref.kind.as_deref().unwrap_or("Gateway") == "Gateway"
         && pref.namespace.as_deref().unwrap_or(route_ns) == gw_ns
         && pref.name == gw_name
-}
-
-/// Gateway API's route age order: creation time, then namespace and name.
-fn route_age_key(r: &HTTPRoute) -> (String, String, String) {
-    (
-        r.metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-            .unwrap_or_default(),
-        r.namespace().unwrap_or_default(),
-        r.name_any(),
-    )
 }
 
 /// The hostnames a route gets on a listener: `None` inside means "any host". Returns `None`
@@ -395,6 +580,9 @@ struct BuiltRule {
     backend: Option<RenderedBackend>,
     redirect: Option<RedirectConfig>,
     policies: Option<Policies>,
+    /// References left out while the rule is still served (a `RequestMirror` whose backend
+    /// does not resolve is dropped, as the Gateway API says), as (reason, message).
+    dropped_refs: Vec<(&'static str, String)>,
 }
 
 /// The proxy's path modifier of a Gateway API one.
@@ -446,18 +634,24 @@ fn duration(what: &str, t: &str) -> Result<std::time::Duration, RuleError> {
 /// `upstreams` when several), or its `RequestRedirect` the redirect.
 fn build_rule(
     scope: &Scope,
-    route: &HTTPRoute,
+    route: &Source,
     rule: &HTTPRouteRule,
     out: &mut Collected,
 ) -> Result<BuiltRule, RuleError> {
-    let rns = route.namespace().unwrap_or_default();
+    let rns = route.ns.clone();
     check_matches(&rule.matches)?;
+    if rule.backend_refs.iter().any(|b| !b.filters.is_empty()) {
+        return Err(RuleError::Unsupported(
+            "filters on a backendRef are not supported (put them on the rule)".into(),
+        ));
+    }
     let mut policies = Policies::default();
     let mut headers = HeadersPolicy::default();
     let mut has_headers = false;
     let mut rewrite: Option<RewriteConfig> = None;
     let mut redirect: Option<RedirectConfig> = None;
     let mut mirror: Option<MirrorConfig> = None;
+    let mut dropped_refs = Vec::new();
     for f in &rule.filters {
         match f.type_.as_str() {
             "RequestHeaderModifier" => {
@@ -526,9 +720,16 @@ fn build_rule(
                     ));
                 }
                 let mut ignored = Policies::default();
-                let url = match backends::resolve(scope, &rns, &m.backend_ref, &mut ignored, out)? {
-                    RenderedBackend::Http(h) if !h.url.is_empty() => h.url,
-                    _ => {
+                let url = match backends::resolve(scope, &rns, &m.backend_ref, &mut ignored, out) {
+                    Ok(RenderedBackend::Http(h)) if !h.url.is_empty() => h.url,
+                    // Gateway API: an unresolved mirror backendRef is not configured, and
+                    // ResolvedRefs says why; the rule itself is still served.
+                    Err(RuleError::Ref(reason, msg)) => {
+                        dropped_refs.push((reason, format!("RequestMirror: {msg}")));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                    Ok(_) => {
                         return Err(RuleError::Unsupported(
                             "a RequestMirror backendRef must be a Service or a static Backend"
                                 .into(),
@@ -611,13 +812,18 @@ fn build_rule(
     };
 
     if let Some(redirect) = redirect {
-        if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
+        if let Some(p) =
+            scope
+                .policies
+                .for_route(&route.ns, route.kind, &route.name, &mut out.resources)
+        {
             merge_policies(&mut policies, p);
         }
         return Ok(BuiltRule {
             backend: None,
             redirect: Some(redirect),
             policies: (policies != Policies::default()).then_some(policies),
+            dropped_refs,
         });
     }
 
@@ -658,6 +864,14 @@ fn build_rule(
         }
         RenderedBackend::Http(split.expect("at least one backendRef"))
     };
+    if route.grpc {
+        let RenderedBackend::Http(h) = &mut backend else {
+            return Err(RuleError::Unsupported(
+                "GRPCRoute backendRefs must be Services or static Backends".into(),
+            ));
+        };
+        h.http2 = true;
+    }
     if rewrite.is_some() || mirror.is_some() || retries.is_some() {
         let RenderedBackend::Http(h) = &mut backend else {
             return Err(RuleError::Unsupported(
@@ -674,13 +888,18 @@ fn build_rule(
         h.mirror = mirror;
         h.retries = retries;
     }
-    if let Some(p) = scope.policies.for_route(route, &mut out.resources) {
+    if let Some(p) =
+        scope
+            .policies
+            .for_route(&route.ns, route.kind, &route.name, &mut out.resources)
+    {
         merge_policies(&mut policies, p);
     }
     Ok(BuiltRule {
         backend: Some(backend),
         redirect: None,
         policies: (policies != Policies::default()).then_some(policies),
+        dropped_refs,
     })
 }
 

@@ -80,15 +80,20 @@ impl Cond {
 pub struct ListenerOutcome {
     /// Listener name.
     pub name: String,
+    /// The route kinds it accepts: those of `allowedRoutes.kinds` this controller supports,
+    /// or all it supports.
+    pub supported_kinds: Vec<RouteGroupKind>,
     /// Routes attached.
     pub attached_routes: i32,
     /// Conditions.
     pub conditions: Vec<Cond>,
 }
 
-/// One `status.parents[]` entry this Gateway owns on an HTTPRoute.
+/// One `status.parents[]` entry this Gateway owns on an HTTPRoute or a GRPCRoute.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RouteOutcome {
+    /// `HTTPRoute` or `GRPCRoute`.
+    pub kind: &'static str,
     /// Route namespace.
     pub namespace: String,
     /// Route name.
@@ -145,10 +150,13 @@ pub fn merge_route_parents(
 
 /// The supported route kinds of every listener.
 pub fn supported_kinds() -> Vec<RouteGroupKind> {
-    vec![RouteGroupKind {
-        group: gwapi::GROUP.into(),
-        kind: "HTTPRoute".into(),
-    }]
+    ["HTTPRoute", "GRPCRoute"]
+        .into_iter()
+        .map(|kind| RouteGroupKind {
+            group: gwapi::GROUP.into(),
+            kind: kind.into(),
+        })
+        .collect()
 }
 
 /// Builds the listener status entries with stamped conditions.
@@ -168,7 +176,7 @@ pub fn listener_statuses(
                 .unwrap_or(&[]);
             ListenerStatus {
                 name: l.name.clone(),
-                supported_kinds: supported_kinds(),
+                supported_kinds: l.supported_kinds.clone(),
                 attached_routes: l.attached_routes,
                 conditions: l
                     .conditions

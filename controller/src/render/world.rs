@@ -1,7 +1,7 @@
 //! The snapshot rendering reads ([`World`]), filled by the reconciler from its caches or, in
 //! tests and tools, from YAML documents ([`add_document`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::CONTROLLER_NAME;
 use crate::crd::{Backend, GatewayParameters, Policy};
-use crate::gateway_api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 
 /// A snapshot of everything rendering reads (the reconciler fills it from its caches).
 #[derive(Debug, Clone, Default)]
@@ -21,6 +21,9 @@ pub struct World {
     pub gateways: Vec<Arc<Gateway>>,
     /// HTTPRoutes.
     pub routes: Vec<Arc<HTTPRoute>>,
+    /// GRPCRoutes (empty when the API server has no GRPCRoute CRD or the controller may not
+    /// read them).
+    pub grpc_routes: Vec<Arc<GRPCRoute>>,
     /// ReferenceGrants.
     pub grants: Vec<Arc<ReferenceGrant>>,
     /// Switchboard Backends.
@@ -31,6 +34,9 @@ pub struct World {
     pub parameters: Vec<Arc<GatewayParameters>>,
     /// Services.
     pub services: Vec<Arc<Service>>,
+    /// Namespace labels, by namespace; `None` when the controller cannot read namespaces
+    /// (then listeners with `allowedRoutes.namespaces.from: Selector` take no routes).
+    pub namespace_labels: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// Secrets that exist, as (namespace, name); their data is never read.
     pub secrets: BTreeSet<(String, String)>,
 }
@@ -44,7 +50,7 @@ pub fn our_class<'a>(world: &'a World, gw: &Gateway) -> Option<&'a Arc<GatewayCl
         .filter(|c| c.spec.controller_name == CONTROLLER_NAME)
 }
 
-/// Adds one Gateway API, Switchboard, Service or Secret object, given as a parsed YAML document
+/// Adds one Gateway API, Switchboard, Service, Secret or Namespace object, given as a parsed YAML document
 /// (manifests and golden tests), to the world; fails on any other kind or a malformed object.
 pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {
     let kind = doc
@@ -63,6 +69,9 @@ pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {
         "HTTPRoute" => world
             .routes
             .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "GRPCRoute" => world
+            .grpc_routes
+            .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
         "ReferenceGrant" => world
             .grants
             .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
@@ -78,6 +87,17 @@ pub fn add_document(world: &mut World, doc: Value) -> Result<(), String> {
         "Service" => world
             .services
             .push(Arc::new(serde_json::from_value(doc).map_err(de)?)),
+        "Namespace" => {
+            let meta = &doc["metadata"];
+            let labels = serde_json::from_value(meta["labels"].clone()).unwrap_or_default();
+            world
+                .namespace_labels
+                .get_or_insert_with(Default::default)
+                .insert(
+                    meta["name"].as_str().unwrap_or_default().to_string(),
+                    labels,
+                );
+        }
         "Secret" => {
             let meta = &doc["metadata"];
             world.secrets.insert((

@@ -18,6 +18,9 @@ pub use cluster::*;
 mod controller;
 #[allow(unused_imports)]
 pub use controller::*;
+mod fleet;
+#[allow(unused_imports)]
+pub use fleet::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
