@@ -40,6 +40,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
             "gatewayclasses",
             "gateways",
             "httproutes",
+            "grpcroutes",
             "referencegrants",
         ],
         verbs: &["list", "watch"],
@@ -57,6 +58,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
             "gatewayclasses/status",
             "gateways/status",
             "httproutes/status",
+            "grpcroutes/status",
         ],
         verbs: &["patch"],
     },
@@ -105,6 +107,12 @@ pub const CLUSTER_RULES: &[Rule] = &[
         groups: &[""],
         resources: &["namespaces"],
         verbs: &["get"],
+    },
+    Rule {
+        why: "namespace labels for listeners' allowedRoutes selectors (metadata only)",
+        groups: &[""],
+        resources: &["namespaces"],
+        verbs: &["list", "watch"],
     },
 ];
 
