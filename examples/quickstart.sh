@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Switchboard and the example upstreams, starts the upstreams, then runs the gateway
-# with examples/quickstart.yaml in the foreground. Offline, no API keys. Ctrl-C stops all.
+# Builds Switchboard and the example upstreams (HTTP, mock LLM, MCP over HTTP and stdio, A2A
+# agent), starts the upstreams, then runs the gateway with examples/quickstart.yaml in the
+# foreground. Offline, no API keys. Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet -p switchboard-gateway -p switchboard-examples --bins
@@ -11,6 +12,9 @@ trap cleanup EXIT INT TERM
 
 "$bin/upstream" --bind "${UPSTREAM_HTTP:-127.0.0.1:3000}" & pids+=($!)
 "$bin/mock-llm" --bind "${UPSTREAM_LLM:-127.0.0.1:3010}" & pids+=($!)
+"$bin/mcp-fixture" --bind "${UPSTREAM_MCP:-127.0.0.1:3020}" & pids+=($!)
+"$bin/a2a-echo" --bind "${UPSTREAM_A2A:-127.0.0.1:3030}" & pids+=($!)
+# The gateway starts the stdio MCP server ($MCP_ECHO, default target/debug/mcp-echo) itself.
 
 echo "switchboard: http://127.0.0.1:8080  (admin http://127.0.0.1:15000)"
 "$bin/switchboard" run --config examples/quickstart.yaml

@@ -1,6 +1,9 @@
 //! Example upstreams for Switchboard: small real servers used by the quickstart, the tests and
 //! the benchmark harness.
 //!
+//! - [`a2a_echo`]: an A2A agent (JSON-RPC) that echoes each message (the quickstart's agent).
+//! - [`mcp_echo`]: an MCP server over stdio with tools `echo` and `add` (the quickstart's stdio
+//!   target).
 //! - [`upstream`]: an HTTP server with echo, streaming, SSE, slow and WebSocket endpoints.
 //! - [`mock_llm`]: a mock LLM provider speaking the OpenAI, Anthropic, Gemini and Bedrock wire
 //!   formats, with failure injection.
@@ -13,6 +16,8 @@
 //! - [`pets`]: a REST pet store with its OpenAPI document (`examples/openapi/pets.yaml`), the
 //!   upstream of the gateway's OpenAPI targets.
 
+pub mod a2a_echo;
+pub mod mcp_echo;
 pub mod mcp_fixture;
 pub mod mcp_hostile;
 pub mod mcp_modern;

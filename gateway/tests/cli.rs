@@ -281,11 +281,96 @@ async fn graceful_shutdown_with_a_request_in_flight() {
     assert!(status.success(), "exit status {status}");
 }
 
-/// The quickstart config, as `make quickstart` runs it, serves every example it documents.
-#[tokio::test]
+/// An example binary of `switchboard-examples`, built on demand (it belongs to another package
+/// of the workspace, so cargo does not build it for this test).
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "switchboard-examples", "--bin", name])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    let bin = target.join("debug").join(name);
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// The JSON-RPC messages of a JSON or SSE reply body.
+fn rpc_messages(body: &str) -> Vec<serde_json::Value> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        return vec![v];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .collect()
+}
+
+/// One MCP request to the quickstart's `/mcp` route (in `session` when given); the reply's
+/// JSON-RPC response (the message carrying `id`) and the session id header, if any.
+async fn mcp_post(
+    c: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (serde_json::Value, Option<String>) {
+    let mut req = c
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        req = req
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    if body.get("id").is_none() {
+        return (serde_json::Value::Null, sid);
+    }
+    let reply = rpc_messages(&text)
+        .into_iter()
+        .find(|m| m.get("id") == body.get("id"))
+        .unwrap_or_else(|| panic!("no response to {body} in {text}"));
+    (reply, sid)
+}
+
+/// The names of the tools a `tools/list` response lists.
+fn tool_names(reply: &serde_json::Value) -> Vec<String> {
+    reply["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The quickstart config, as `make quickstart` runs it, serves every example it documents: the
+/// HTTP and LLM routes, the MCP route federating the stdio example server (`local__`, started
+/// by the gateway) and the HTTP MCP fixture (`remote__`), and the A2A route to the example agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_serves_its_examples() {
     let up = upstream().await;
     let (llm, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let (mcp, _mcp_task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let (agent, _agent_task) = switchboard_examples::a2a_echo::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let mcp_echo = example_binary("mcp-echo");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
     let mut proc = spawn_switchboard_env(
         &path,
@@ -294,6 +379,9 @@ async fn quickstart_serves_its_examples() {
             ("SWITCHBOARD_ADMIN", "127.0.0.1:0".into()),
             ("UPSTREAM_HTTP", up.to_string()),
             ("UPSTREAM_LLM", llm.to_string()),
+            ("UPSTREAM_MCP", mcp.to_string()),
+            ("UPSTREAM_A2A", agent.to_string()),
+            ("MCP_ECHO", mcp_echo.display().to_string()),
         ],
     )
     .await;
@@ -362,6 +450,129 @@ async fn quickstart_serves_its_examples() {
     assert!(
         !cfg.contains("mock-key"),
         "secrets are redacted in /config: {cfg}"
+    );
+
+    // MCP, as an SDK client does it: a session, the tools of both targets (prefixed), one call
+    // to each.
+    let mcp_url = format!("{base}/mcp");
+    let (init, sid) = mcp_post(&c, &mcp_url, None, serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "quickstart-test", "version": "1"}}})).await;
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let sid = sid.expect("initialize answers with a session id");
+    mcp_post(
+        &c,
+        &mcp_url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (list, _) = mcp_post(
+        &c,
+        &mcp_url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    let names = tool_names(&list);
+    for want in ["local__echo", "local__add", "remote__test_simple_text"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    let (echo, _) = mcp_post(&c, &mcp_url, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "local__echo", "arguments": {"text": "hello"}}})).await;
+    assert_eq!(echo["result"]["content"][0]["text"], "hello", "{echo}");
+    let (remote, _) = mcp_post(&c, &mcp_url, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "remote__test_simple_text", "arguments": {}}})).await;
+    assert_eq!(
+        remote["result"]["content"][0]["text"],
+        "This is a simple text response for testing.",
+        "{remote}"
+    );
+    // The README's one-line commands: stateless (2026-07-28) requests, no session.
+    let meta = serde_json::json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let readme_list = c
+        .post(&mcp_url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let stateless = tool_names(&readme_list);
+    assert_eq!(stateless, names, "{readme_list}");
+    let readme_add = c
+        .post(&mcp_url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "local__add", "arguments": {"a": 2, "b": 3}, "_meta": meta}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        readme_add["result"]["content"][0]["text"], "5",
+        "{readme_add}"
+    );
+
+    // A2A: the agent's card, rewritten to point at the gateway, and a message sent and
+    // streamed through it.
+    let card: serde_json::Value = c
+        .get(format!("{base}/agents/echo/.well-known/agent-card.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["name"], "echo", "{card}");
+    assert_eq!(card["url"], format!("{base}/agents/echo/"), "{card}");
+    let message = serde_json::json!({"role": "user", "messageId": "m1",
+        "parts": [{"kind": "text", "text": "hi"}]});
+    let sent: serde_json::Value = c
+        .post(format!("{base}/agents/echo"))
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+            "params": {"message": message}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["result"]["parts"][0]["text"], "echo: hi", "{sent}");
+    let streamed = c
+        .post(format!("{base}/agents/echo"))
+        .header("accept", "text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream",
+            "params": {"message": message}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = rpc_messages(&streamed);
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| e["result"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["task", "artifact-update", "status-update"],
+        "{streamed}"
+    );
+    assert_eq!(
+        events[1]["result"]["artifact"]["parts"][0]["text"], "echo: hi",
+        "{streamed}"
+    );
+    assert_eq!(
+        events[2]["result"]["status"]["state"], "completed",
+        "{streamed}"
     );
     proc.signal("TERM");
     proc.wait_log("stopped").await;

@@ -1,0 +1,79 @@
+//! A small MCP server for the quickstart, spoken over stdio (the gateway starts it as a `stdio`
+//! target): tools `echo {text}` (answers the text) and `add {a, b}` (answers the sum).
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+fn from<T: DeserializeOwned>(v: Value) -> Result<T, McpError> {
+    serde_json::from_value(v).map_err(|e| McpError::internal_error(format!("mcp-echo: {e}"), None))
+}
+
+/// The handler: stateless, one per connection.
+#[derive(Clone, Default)]
+pub struct Echo;
+
+impl ServerHandler for Echo {
+    fn get_info(&self) -> ServerConfig {
+        from(json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "switchboard-mcp-echo", "version": env!("CARGO_PKG_VERSION")}
+        }))
+        .unwrap_or_default()
+    }
+
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        from(json!({"tools": [
+            {"name": "echo", "description": "Answers the text it is given",
+             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
+                             "required": ["text"]}},
+            {"name": "add", "description": "Adds two numbers",
+             "inputSchema": {"type": "object",
+                             "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                             "required": ["a", "b"]}},
+        ]}))
+    }
+
+    async fn call_tool(
+        &self,
+        r: CallToolRequestParams,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = r.arguments.unwrap_or_default();
+        let text = match r.name.as_ref() {
+            "echo" => match args.get("text").and_then(Value::as_str) {
+                Some(t) => t.to_owned(),
+                None => return Err(McpError::invalid_params("echo: `text` is a string", None)),
+            },
+            "add" => match (
+                args.get("a").and_then(Value::as_f64),
+                args.get("b").and_then(Value::as_f64),
+            ) {
+                (Some(a), Some(b)) => (a + b).to_string(),
+                _ => return Err(McpError::invalid_params("add: `a` and `b` are numbers", None)),
+            },
+            other => {
+                return Err(McpError::invalid_params(format!("unknown tool {other}"), None));
+            }
+        };
+        let result: rmcp::model::CallToolResult =
+            from(json!({"content": [{"type": "text", "text": text}]}))?;
+        Ok(result.into())
+    }
+}
+
+/// Serves [`Echo`] on stdin/stdout until the client closes stdin.
+pub async fn serve_stdio() -> anyhow::Result<()> {
+    let running = Echo.serve(rmcp::transport::stdio()).await?;
+    running.waiting().await?;
+    Ok(())
+}
