@@ -56,7 +56,10 @@ async fn agent_card(State(base): State<String>) -> Json<Value> {
 
 /// The text parts of the request's message, joined.
 fn user_text(params: &Value) -> String {
-    let parts = params["message"]["parts"].as_array().cloned().unwrap_or_default();
+    let parts = params["message"]["parts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     parts
         .iter()
         .filter_map(|p| p["text"].as_str())
@@ -96,10 +99,12 @@ async fn rpc(body: axum::body::Bytes) -> Response {
             "parts": [{"kind": "text", "text": text}]
         }}))
         .into_response(),
-        Some("SendMessage") => Json(json!({"jsonrpc": "2.0", "id": rpc_id, "result": {"message": {
-            "role": "ROLE_AGENT", "messageId": id(), "contextId": context,
-            "parts": [{"text": text}]
-        }}}))
+        Some("SendMessage") => Json(
+            json!({"jsonrpc": "2.0", "id": rpc_id, "result": {"message": {
+                "role": "ROLE_AGENT", "messageId": id(), "contextId": context,
+                "parts": [{"text": text}]
+            }}}),
+        )
         .into_response(),
         Some("message/stream") => {
             let task = id();

@@ -59,10 +59,18 @@ impl ServerHandler for Echo {
                 args.get("b").and_then(Value::as_f64),
             ) {
                 (Some(a), Some(b)) => (a + b).to_string(),
-                _ => return Err(McpError::invalid_params("add: `a` and `b` are numbers", None)),
+                _ => {
+                    return Err(McpError::invalid_params(
+                        "add: `a` and `b` are numbers",
+                        None,
+                    ));
+                }
             },
             other => {
-                return Err(McpError::invalid_params(format!("unknown tool {other}"), None));
+                return Err(McpError::invalid_params(
+                    format!("unknown tool {other}"),
+                    None,
+                ));
             }
         };
         let result: rmcp::model::CallToolResult =

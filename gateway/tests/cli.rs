@@ -477,14 +477,25 @@ async fn quickstart_serves_its_examples() {
     for want in ["local__echo", "local__add", "remote__test_simple_text"] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
-    let (echo, _) = mcp_post(&c, &mcp_url, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-        "params": {"name": "local__echo", "arguments": {"text": "hello"}}})).await;
+    let (echo, _) = mcp_post(
+        &c,
+        &mcp_url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "local__echo", "arguments": {"text": "hello"}}}),
+    )
+    .await;
     assert_eq!(echo["result"]["content"][0]["text"], "hello", "{echo}");
-    let (remote, _) = mcp_post(&c, &mcp_url, Some(&sid), serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-        "params": {"name": "remote__test_simple_text", "arguments": {}}})).await;
+    let (remote, _) = mcp_post(
+        &c,
+        &mcp_url,
+        Some(&sid),
+        serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "remote__test_simple_text", "arguments": {}}}),
+    )
+    .await;
     assert_eq!(
-        remote["result"]["content"][0]["text"],
-        "This is a simple text response for testing.",
+        remote["result"]["content"][0]["text"], "This is a simple text response for testing.",
         "{remote}"
     );
     // The README's one-line commands: stateless (2026-07-28) requests, no session.
@@ -507,8 +518,10 @@ async fn quickstart_serves_its_examples() {
         .post(&mcp_url)
         .header("content-type", "application/json")
         .header("accept", "application/json")
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "local__add", "arguments": {"a": 2, "b": 3}, "_meta": meta}}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "local__add", "arguments": {"a": 2, "b": 3}, "_meta": meta}}),
+        )
         .send()
         .await
         .unwrap()
@@ -536,8 +549,10 @@ async fn quickstart_serves_its_examples() {
         "parts": [{"kind": "text", "text": "hi"}]});
     let sent: serde_json::Value = c
         .post(format!("{base}/agents/echo"))
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
-            "params": {"message": message}}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "message/send",
+            "params": {"message": message}}),
+        )
         .send()
         .await
         .unwrap()
@@ -548,8 +563,10 @@ async fn quickstart_serves_its_examples() {
     let streamed = c
         .post(format!("{base}/agents/echo"))
         .header("accept", "text/event-stream")
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream",
-            "params": {"message": message}}))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream",
+            "params": {"message": message}}),
+        )
         .send()
         .await
         .unwrap()

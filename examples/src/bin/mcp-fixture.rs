@@ -16,8 +16,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (addr, task) =
-        switchboard_examples::mcp_fixture::serve(
+    let (addr, task) = switchboard_examples::mcp_fixture::serve(
         args.bind.unwrap_or(([127, 0, 0, 1], args.port).into()),
     )
     .await?;
