@@ -420,6 +420,10 @@ async fn quickstart_serves_its_examples() {
         .await
         .unwrap();
     assert_eq!(chat["object"], "chat.completion", "{chat}");
+    assert_eq!(
+        chat["choices"][0]["message"]["content"], "Mock reply to: hi",
+        "{chat}"
+    );
     let msg: serde_json::Value = c
         .post(format!("{base}/v1/messages"))
         .json(&serde_json::json!({"model": "smart", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
@@ -531,6 +535,25 @@ async fn quickstart_serves_its_examples() {
     assert_eq!(
         readme_add["result"]["content"][0]["text"], "5",
         "{readme_add}"
+    );
+    let readme_remote = c
+        .post(&mcp_url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "remote__test_simple_text", "arguments": {}, "_meta": meta}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        readme_remote["result"]["content"][0]["text"],
+        "This is a simple text response for testing.",
+        "{readme_remote}"
     );
 
     // A2A: the agent's card, rewritten to point at the gateway, and a message sent and
