@@ -1,8 +1,8 @@
 //! A small A2A agent for the quickstart (JSON-RPC binding, hand-written over axum): the agent
 //! card at `/.well-known/agent-card.json` (A2A 0.3 `url` and 1.0 `supportedInterfaces`), and
 //! JSON-RPC at `/` answering `message/send` (0.3) and `SendMessage` (1.0) with a message that
-//! echoes the user's text, and `message/stream` with a task that goes `working`, gets an
-//! artifact with the echo, and completes (an SSE stream).
+//! echoes the user's text, and `message/stream` (0.3) and `SendStreamingMessage` (1.0) with a
+//! task that goes `working`, gets an artifact with the echo, and completes (an SSE stream).
 
 use std::net::SocketAddr;
 
@@ -22,7 +22,10 @@ pub fn card(base: &str) -> Value {
         "description": "Echoes the text of each message (the Switchboard quickstart's example agent)",
         "url": format!("{base}/"),
         "preferredTransport": "JSONRPC",
-        "supportedInterfaces": [{"url": format!("{base}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "supportedInterfaces": [
+            {"url": format!("{base}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": format!("{base}/"), "protocolBinding": "JSONRPC", "protocolVersion": "0.3"}
+        ],
         "version": env!("CARGO_PKG_VERSION"),
         "capabilities": {"streaming": true},
         "defaultInputModes": ["text/plain"],
@@ -106,6 +109,19 @@ async fn rpc(body: axum::body::Bytes) -> Response {
             }}}),
         )
         .into_response(),
+        Some("SendStreamingMessage") => {
+            let task = id();
+            let events = [
+                json!({"task": {"id": task, "contextId": context,
+                                "status": {"state": "TASK_STATE_WORKING"}}}),
+                json!({"artifactUpdate": {"taskId": task, "contextId": context,
+                       "artifact": {"artifactId": id(), "parts": [{"text": text}]},
+                       "lastChunk": true}}),
+                json!({"statusUpdate": {"taskId": task, "contextId": context,
+                       "status": {"state": "TASK_STATE_COMPLETED"}}}),
+            ];
+            sse(rpc_id, events)
+        }
         Some("message/stream") => {
             let task = id();
             let events = [
@@ -117,13 +133,18 @@ async fn rpc(body: axum::body::Bytes) -> Response {
                 json!({"kind": "status-update", "taskId": task, "contextId": context,
                        "status": {"state": "completed"}, "final": true}),
             ];
-            let frames = events.into_iter().map(move |result| {
-                let frame = json!({"jsonrpc": "2.0", "id": rpc_id.clone(), "result": result});
-                Ok::<_, std::convert::Infallible>(Event::default().data(frame.to_string()))
-            });
-            Sse::new(futures::stream::iter(frames)).into_response()
+            sse(rpc_id, events)
         }
         Some(_) => error(rpc_id, -32601, "method not found"),
         None => error(rpc_id, -32600, "invalid request"),
     }
+}
+
+/// `events` as an SSE stream of JSON-RPC responses to `rpc_id`.
+fn sse(rpc_id: Value, events: [Value; 3]) -> Response {
+    let frames = events.into_iter().map(move |result| {
+        let frame = json!({"jsonrpc": "2.0", "id": rpc_id.clone(), "result": result});
+        Ok::<_, std::convert::Infallible>(Event::default().data(frame.to_string()))
+    });
+    Sse::new(futures::stream::iter(frames)).into_response()
 }

@@ -357,22 +357,25 @@ fn tool_names(reply: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// The quickstart config, as `make quickstart` runs it, serves every example it documents: the
-/// HTTP and LLM routes, the MCP route federating the stdio example server (`local__`, started
-/// by the gateway) and the HTTP MCP fixture (`remote__`), and the A2A route to the example agent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quickstart_serves_its_examples() {
+/// The quickstart as `make quickstart` runs it: its config file, and its example upstreams on
+/// free ports (in this process; the stdio MCP server is the `mcp-echo` binary the gateway starts).
+struct Quickstart {
+    proc: Proc,
+    _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn start_quickstart() -> Quickstart {
     let up = upstream().await;
     let (llm, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
-    let (mcp, _mcp_task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+    let (mcp, mcp_task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
-    let (agent, _agent_task) = switchboard_examples::a2a_echo::serve(([127, 0, 0, 1], 0).into())
+    let (agent, agent_task) = switchboard_examples::a2a_echo::serve(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     let mcp_echo = example_binary("mcp-echo");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
-    let mut proc = spawn_switchboard_env(
+    let proc = spawn_switchboard_env(
         &path,
         &[
             ("SWITCHBOARD_BIND", "127.0.0.1:0".into()),
@@ -385,6 +388,19 @@ async fn quickstart_serves_its_examples() {
         ],
     )
     .await;
+    Quickstart {
+        proc,
+        _tasks: vec![mcp_task, agent_task],
+    }
+}
+
+/// The quickstart config, as `make quickstart` runs it, serves every example it documents: the
+/// HTTP and LLM routes, the MCP route federating the stdio example server (`local__`, started
+/// by the gateway) and the HTTP MCP fixture (`remote__`), and the A2A route to the example agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_serves_its_examples() {
+    let mut qs = start_quickstart().await;
+    let proc = &mut qs.proc;
     let base = format!("http://{}", proc.listeners["public"]);
     let c = client();
     let hello = c
@@ -616,6 +632,57 @@ async fn quickstart_serves_its_examples() {
     );
     proc.signal("TERM");
     proc.wait_log("stopped").await;
+}
+
+/// The quickstart's example agent answers a real A2A client (the a2a-sdk, over 1.0 and 0.3
+/// JSON-RPC, a message and a stream) through the gateway's A2A route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_agent_answers_the_a2a_sdk() {
+    let Some(py) = switchboard_testing::peers::require_python(&["a2a.client", "httpx"]) else {
+        return;
+    };
+    let qs = start_quickstart().await;
+    let url = format!("http://{}/agents/echo", qs.proc.listeners["public"]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/a2a_client.py");
+    for version in ["1.0", "0.3"] {
+        for flag in ["--only-send", "--only-stream"] {
+            let out = tokio::process::Command::new(&py)
+                .arg(&script)
+                .args([url.as_str(), "--version", version, flag, "hi"])
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{version} {flag}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let last: serde_json::Value =
+                serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+            if flag == "--only-send" {
+                assert_eq!(last["step"], "send", "{version}: {last}");
+                assert_eq!(last["kind"], "message", "{version}: {last}");
+            } else {
+                let events = last["events"].as_array().unwrap();
+                let kinds: Vec<_> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+                assert_eq!(
+                    kinds,
+                    ["task", "artifactUpdate", "statusUpdate"],
+                    "{version}: {last}"
+                );
+                assert_eq!(
+                    events[1]["texts"],
+                    serde_json::json!(["echo: hi"]),
+                    "{last}"
+                );
+                assert_eq!(
+                    events[2]["state"], "TASK_STATE_COMPLETED",
+                    "{version}: {last}"
+                );
+            }
+        }
+    }
 }
 
 /// `validate` with `openapi` targets: a relative `spec` file is read from the config file's
