@@ -399,6 +399,15 @@ async fn start_quickstart() -> Quickstart {
 /// by the gateway) and the HTTP MCP fixture (`remote__`), and the A2A route to the example agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_serves_its_examples() {
+    // `switchboard validate` accepts the quickstart config without a warning.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart.yaml");
+    let out = Command::new(switchboard_bin())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     let mut qs = start_quickstart().await;
     let proc = &mut qs.proc;
     let base = format!("http://{}", proc.listeners["public"]);
