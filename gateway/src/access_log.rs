@@ -104,12 +104,10 @@ impl AccessLog {
                 (Sink::File(file, path), false)
             }
         };
-        let format = cfg
-            .format
-            .unwrap_or(match crate::telemetry::format() {
-                crate::telemetry::LogFormat::Text => AccessLogFormat::Text,
-                crate::telemetry::LogFormat::Json => AccessLogFormat::Json,
-            });
+        let format = cfg.format.unwrap_or(match crate::telemetry::format() {
+            crate::telemetry::LogFormat::Text => AccessLogFormat::Text,
+            crate::telemetry::LogFormat::Json => AccessLogFormat::Json,
+        });
         let fields = cfg
             .fields
             .clone()
@@ -268,11 +266,7 @@ impl Writer {
                     key(out, f.name());
                     match f {
                         AccessLogField::Time => {
-                            let _ = write!(
-                                out,
-                                "\"{}\"",
-                                humantime::format_rfc3339_millis(e.time)
-                            );
+                            let _ = write!(out, "\"{}\"", humantime::format_rfc3339_millis(e.time));
                         }
                         AccessLogField::Listener => json_str(out, &c.listener),
                         AccessLogField::Route => json_str(out, &c.route),
@@ -356,8 +350,7 @@ fn json_str(out: &mut String, s: &str) {
 /// JSON.
 fn text_str(out: &mut String, s: &str) {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b > b' ' && b != b'"' && b != b'\\' && b != 0x7f)
     {
         out.push_str(s);

@@ -129,8 +129,9 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
-        let access_log = crate::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
-            .map_err(Error::AccessLog)?;
+        let access_log =
+            crate::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
+                .map_err(Error::AccessLog)?;
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         fn provider_client() -> reqwest::Result<reqwest::Client> {
             reqwest::Client::builder().tcp_nodelay(true).build()

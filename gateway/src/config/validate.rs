@@ -41,7 +41,10 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
     }
     if let Some(fields) = &al.fields {
         if fields.is_empty() {
-            out.push(("access_log.fields".into(), "must name at least one field".into()));
+            out.push((
+                "access_log.fields".into(),
+                "must name at least one field".into(),
+            ));
         }
         for (i, f) in fields.iter().enumerate() {
             if fields[..i].contains(f) {
