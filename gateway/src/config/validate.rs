@@ -47,7 +47,7 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
             ));
         }
         for (i, f) in fields.iter().enumerate() {
-            if fields[..i].contains(f) {
+            if fields.iter().take(i).any(|g| g == f) {
                 out.push((
                     format!("access_log.fields[{i}]"),
                     format!("`{}` is listed twice", f.name()),
