@@ -310,3 +310,66 @@ async fn validate_refuses_bad_access_log_settings() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("access_log"), "{text}");
 }
+
+/// The access lines on stderr (the default `to`) of a run under `rust_log`: one request, then
+/// SIGTERM, then every line to the end of the log.
+async fn stderr_access_lines(rust_log: &str) -> Vec<serde_json::Value> {
+    let up = common::upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), up, "{}");
+    let mut child = tokio::process::Command::new(common::switchboard_bin())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", rust_log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut logs = switchboard_testing::process::JsonLog::read(
+        "switchboard",
+        child.stderr.take().unwrap(),
+        None,
+    );
+    let addrs = logs.switchboard_ready(WAIT).await;
+    send_with_secrets(
+        &format!("http://{}", addrs.listeners["edge"]),
+        "/echo/stderr",
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut access = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(v) = logs.next().await {
+            assert_no_secrets(&v.to_string());
+            if v["target"] == "access" {
+                access.push(v);
+            }
+        }
+    })
+    .await
+    .expect("the log ends when the process exits");
+    access
+}
+
+#[tokio::test]
+async fn on_stderr_lines_follow_rust_log() {
+    let on = stderr_access_lines("info").await;
+    assert_eq!(on.len(), 1, "{on:?}");
+    assert_eq!(on[0]["level"], "INFO");
+    assert_eq!(on[0]["path"], "/echo/stderr");
+    assert_eq!(on[0]["status"], 200);
+    assert!(stderr_access_lines("info,access=off").await.is_empty());
+    assert!(
+        stderr_access_lines("warn,switchboard=info,switchboard_gateway=info")
+            .await
+            .is_empty()
+    );
+}
