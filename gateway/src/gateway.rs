@@ -239,6 +239,11 @@ impl Gateway {
         if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
             tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
         }
+        if self.inner.version.load(Ordering::Acquire) > 0
+            && self.inner.current.load().config.access_log != config.access_log
+        {
+            tracing::warn!("access_log changes take effect at restart");
+        }
         // Only changed keys: without keys, a new keyring is a new random key, which would
         // refuse every session of the process.
         if self.inner.current.load().config.sessions.keys != config.sessions.keys {

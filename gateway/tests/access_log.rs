@@ -373,3 +373,29 @@ async fn on_stderr_lines_follow_rust_log() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_running_writer_and_says_so() {
+    let up = common::upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        up,
+        "{to: first.log, format: text, fields: [path], flush_interval: 50ms}",
+    );
+    let mut proc = common::spawn_switchboard(&config).await;
+    let base = format!("http://{}", proc.listeners["edge"]);
+    // Same listener (port 0 binds a new port only for a new listener), new access log.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("first.log", "second.log");
+    std::fs::write(&config, text).unwrap();
+    proc.wait_log("access_log changes take effect at restart")
+        .await;
+    send_with_secrets(&base, "/echo/after-reload").await;
+    assert_eq!(
+        lines(&dir.path().join("first.log"), 1).await,
+        vec!["path=/echo/after-reload"]
+    );
+    assert!(!dir.path().join("second.log").exists());
+}
