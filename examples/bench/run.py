@@ -236,21 +236,22 @@ def chat_body(stream=False, tokens=16):
     return json.dumps(body)
 
 
-def gateway_config(path, port, admin, routes, sessions=None):
+def gateway_config(path, port, admin, routes, sessions=None, extra=None):
     cfg = {
         "admin": {"bind": f"127.0.0.1:{admin}"},
         "listeners": [{"name": "bench", "bind": f"127.0.0.1:{port}", "routes": routes}],
     }
     if sessions:
         cfg["sessions"] = sessions
+    cfg.update(extra or {})
     # JSON is YAML.
     path.write_text(json.dumps(cfg, indent=1))
 
 
-def start_gateway(procs, bins, tmp, routes, name="gw", env=None):
+def start_gateway(procs, bins, tmp, routes, name="gw", env=None, extra=None):
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
-    gateway_config(cfg, port, admin, routes)
+    gateway_config(cfg, port, admin, routes, extra=extra)
     e = dict(os.environ, RUST_LOG="warn")
     e.update(env or {})
     p = procs.start([str(bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
@@ -258,12 +259,13 @@ def start_gateway(procs, bins, tmp, routes, name="gw", env=None):
     return p, port, admin, cfg
 
 
-def start_nginx(procs, tmp, upstream_port):
+def start_nginx(procs, tmp, upstream_port, access_log="off", name="nginx"):
+    """nginx as a peer; `access_log` is its `access_log` directive's argument."""
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         log("nginx not installed: peer skipped")
         return None, None
     port = free_port()
-    d = tmp / "nginx"
+    d = tmp / name
     (d / "logs").mkdir(parents=True, exist_ok=True)
     conf = d / "nginx.conf"
     conf.write_text(f"""
@@ -272,7 +274,7 @@ pid {d}/nginx.pid;
 error_log {d}/logs/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  access_log off;
+  access_log {access_log};
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
   fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
@@ -330,6 +332,78 @@ def scenario_http(args, procs, bins, tmp):
     rss = rss_kb(gw.pid)
     RESULTS["http_rss_after_load_kb"] = rss
     return gw
+
+
+def metric_value(admin, name):
+    text = http_get(f"http://127.0.0.1:{admin}/metrics").decode()
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def scenario_access_log(args, procs, bins, tmp):
+    """The access log's cost: the plain proxy with one line per request written to a file,
+    against the same gateway with it off, and nginx with its access log on and off."""
+    up = free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    route = [{"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}}]
+    # RUST_LOG=warn: the access log on stderr (the default) is off.
+    off, off_port, _, _ = start_gateway(procs, bins, tmp, route, "al-off")
+    sb_file = tmp / "switchboard-access.log"
+    on, on_port, on_admin, _ = start_gateway(procs, bins, tmp, route, "al-on",
+                                             extra={"access_log": {"to": str(sb_file), "format": "text"}})
+    targets = {"direct": (up, None), "switchboard, access log off": (off_port, off.pid),
+               "switchboard, access log to a file": (on_port, on.pid)}
+    ng_file = tmp / "nginx-access.log"
+    ng_off, ng_off_port = start_nginx(procs, tmp, up, "off", "nginx-al-off")
+    ng_on, ng_on_port = start_nginx(procs, tmp, up, f"{ng_file} combined", "nginx-al-on")
+    if ng_off_port:
+        targets["nginx, access log off"] = (ng_off_port, ng_off.pid)
+        targets["nginx, access log to a file"] = (ng_on_port, ng_on.pid)
+    rounds = {k: {"c1": [], "c32": []} for k in targets}
+    for _ in range(args.rounds):
+        for name, (port, pid) in targets.items():
+            url = f"http://127.0.0.1:{port}/fixed"
+            rounds[name]["c1"].append(wrk(url, 1, args.seconds))
+            rounds[name]["c32"].append(measured(pid, lambda: wrk(url, 32, args.seconds)))
+    time.sleep(1.5)  # the gateway writes its batch within flush_interval (1s)
+    served = {name: sum(x["requests"] for x in r["c1"] + r["c32"]) for name, r in rounds.items()}
+    sb_on = "switchboard, access log to a file"
+    written = {sb_on: count_lines(sb_file), "nginx, access log to a file": count_lines(ng_file)}
+    dropped = metric_value(on_admin, "switchboard_access_log_dropped_total")
+    pairs = {sb_on: "switchboard, access log off", "nginx, access log to a file": "nginx, access log off"}
+    d = rounds["direct"]
+    rows = []
+    for name in targets:
+        r = rounds[name]
+        rps = median(x["rps"] for x in r["c32"])
+        ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"]))
+        add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r["c1"], d["c1"]))
+        if name in pairs:
+            base = rounds[pairs[name]]
+            on_off = f"{median(a['rps'] / b['rps'] for a, b in zip(r['c32'], base['c32'])):.2f}"
+        else:
+            on_off = "—"
+        lines = "—"
+        if name in written:
+            lines = f"{written[name]:,} of {served[name]:,}"
+            if name == sb_on:
+                lines += f" ({dropped:,.0f} dropped)"
+        rows.append([name, "—" if name == "direct" else fmt_delta(add50), f"{rps:,.0f}", f"{ratio:.2f}", on_off,
+                     cpu_cell(r["c32"]), lines])
+    table("Access log on and off, HTTP 1 KiB body (wrk)", ["target", "added p50 @1 conn", "req/s @32 conns", "of direct",
+          "log on / log off (req/s)", "proxy CPU / switches per req @32", "lines written"], rows)
+    RESULTS["access_log"] = {"rounds": rounds, "served": served, "written": written, "dropped": dropped}
+    for p in (off, on, ng_off, ng_on):
+        if p is not None:
+            procs.stop(p)
 
 
 def scenario_config_swap(args, procs, bins, tmp):
@@ -611,6 +685,7 @@ def scenario_mcp(args, procs, bins, tmp):
 
 SCENARIOS = {
     "http": scenario_http,
+    "accesslog": scenario_access_log,
     "llm": scenario_llm,
     "mcp": scenario_mcp,
     "memory": scenario_memory,

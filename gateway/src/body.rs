@@ -46,10 +46,12 @@ pub struct Completion {
     pub started: Instant,
     /// Decremented when a stream ends.
     pub stream_gauge: Option<Gauge>,
+    /// Where the access log line goes; `None` when the access log is off.
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 impl Completion {
-    fn finish(&self, bytes: u64, outcome: &'static str) {
+    fn finish(mut self: Box<Self>, bytes: u64, outcome: &'static str) {
         let elapsed = self.started.elapsed();
         self.requests
             .get_or_create(&RequestLabels {
@@ -64,19 +66,15 @@ impl Completion {
         if let Some(g) = &self.stream_gauge {
             g.dec();
         }
-        tracing::info!(
-            target: "access",
-            listener = %self.listener,
-            route = %self.route,
-            client = %self.client,
-            method = %self.method,
-            path = %self.uri.path(),
-            status = self.status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            bytes,
-            upstream = %self.upstream,
-            outcome,
-        );
+        if let Some(log) = self.access_log.take() {
+            log.send(crate::access_log::Entry {
+                completion: self,
+                time: std::time::SystemTime::now(),
+                elapsed,
+                bytes,
+                outcome,
+            });
+        }
     }
 }
 
@@ -275,6 +273,7 @@ mod tests {
             upstream: "u".into(),
             started: Instant::now(),
             stream_gauge: None,
+            access_log: None,
         };
         ObservedBody::new(inner, None, None, completion)
     }

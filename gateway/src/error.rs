@@ -26,6 +26,9 @@ pub enum Error {
     /// The serving threads could not be started.
     #[error("cannot start serving threads: {0}")]
     Workers(std::io::Error),
+    /// The access log file could not be opened, or its writer started.
+    #[error("cannot start the access log: {0}")]
+    AccessLog(std::io::Error),
     /// A listener address could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {

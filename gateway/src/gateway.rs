@@ -129,6 +129,9 @@ impl Gateway {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
+        let access_log =
+            crate::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
+                .map_err(Error::AccessLog)?;
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         fn provider_client() -> reqwest::Result<reqwest::Client> {
             reqwest::Client::builder().tcp_nodelay(true).build()
@@ -181,6 +184,7 @@ impl Gateway {
                     connections: TaskTracker::new(),
                     workers,
                     peers,
+                    access_log,
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
@@ -234,6 +238,11 @@ impl Gateway {
         };
         if store_changed && self.inner.version.load(Ordering::Acquire) > 0 {
             tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
+        }
+        if self.inner.version.load(Ordering::Acquire) > 0
+            && self.inner.current.load().config.access_log != config.access_log
+        {
+            tracing::warn!("access_log changes take effect at restart");
         }
         // Only changed keys: without keys, a new keyring is a new random key, which would
         // refuse every session of the process.
@@ -577,6 +586,10 @@ impl Gateway {
             && let Err(e) = self.inner.sessions.unregister_peer().await
         {
             tracing::debug!(error = %e, "session store: withdrawing the peer registration failed");
+        }
+        // Lines of the requests served to the end are written before the process exits.
+        if let Some(log) = deps.access_log.clone() {
+            let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
         }
     }
 

@@ -55,6 +55,7 @@
 )]
 
 pub mod a2a;
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod authz;

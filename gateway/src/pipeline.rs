@@ -61,6 +61,8 @@ pub struct ListenerDeps {
     pub workers: Option<crate::workers::Workers>,
     /// The hop to other replicas (`sessions.peer`), when configured.
     pub peers: Option<crate::peer::Peers>,
+    /// The access log writer, when the access log is on.
+    pub access_log: Option<crate::access_log::AccessLog>,
 }
 
 /// One client connection as the request pipeline sees it (the connection layer in
@@ -181,6 +183,7 @@ impl Conn {
                 .unwrap_or_else(|| NONE.into()),
             started,
             stream_gauge,
+            access_log: self.deps.access_log.clone(),
         };
         let idle = route.and_then(|r| r.policies.timeouts.idle);
         let cut = is_stream.then(|| self.deps.end_streams.clone().cancelled_owned());

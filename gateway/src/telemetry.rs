@@ -1,5 +1,6 @@
-//! Logging set-up: `tracing` with `RUST_LOG` (default `info`) as text or JSON lines. Access
-//! logs use the `access` target, so `RUST_LOG=info,access=off` silences them.
+//! Logging set-up: `tracing` with `RUST_LOG` (default `info`) as text or JSON lines. The access
+//! log ([`crate::access_log`]) has its own writer; on stderr it follows the `access` target, so
+//! `RUST_LOG=info,access=off` silences it.
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,8 +13,16 @@ pub enum LogFormat {
     Json,
 }
 
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// The format [`init`] was given (text before it is called).
+pub fn format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or(LogFormat::Text)
+}
+
 /// Installs the global subscriber; a second call is a no-op.
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

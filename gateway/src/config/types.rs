@@ -22,9 +22,144 @@ pub struct Config {
     /// Session tokens, the session and event store, expiry.
     #[serde(default)]
     pub sessions: switchboard_sessions::SessionsConfig,
+    /// The access log: one line per request, written off the serving threads.
+    #[serde(default, skip_serializing_if = "AccessLogConfig::is_default")]
+    pub access_log: AccessLogConfig,
     /// The listeners that accept client traffic.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
+}
+
+/// `access_log:` — one line per finished request (listener, route, client, method, path,
+/// status, duration, bytes, upstream, outcome). Never headers, query strings or bodies, so no
+/// credentials. Read at start; changes take effect at restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stderr` (with the other log lines; silenced by `RUST_LOG` that disables the `access`
+    /// target, e.g. `RUST_LOG=warn` or `info,access=off`), `off`, or a file path (created or
+    /// appended to; relative to the config file's directory), written whatever `RUST_LOG` says.
+    #[serde(default = "default_access_log_to")]
+    pub to: String,
+    /// `text` (`key=value` pairs) or `json` (one object per line). Default: the process's
+    /// `--log-format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AccessLogFormat>,
+    /// The fields of a line, in order. Default: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<AccessLogField>>,
+    /// Lines waiting for the writer. When it is full (the disk or pipe is slower than the
+    /// traffic) lines are dropped and counted in `switchboard_access_log_dropped_total`;
+    /// requests never wait for the log. 1 to 1048576.
+    #[serde(default = "default_access_log_buffer")]
+    pub buffer: usize,
+    /// The longest a line waits in the writer's 64 KiB batch before it is written (a full
+    /// batch is written at once; all of it at shutdown).
+    #[serde(default = "default_access_log_flush", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub flush_interval: Duration,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            to: default_access_log_to(),
+            format: None,
+            fields: None,
+            buffer: default_access_log_buffer(),
+            flush_interval: default_access_log_flush(),
+        }
+    }
+}
+
+impl AccessLogConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_access_log_to() -> String {
+    "stderr".into()
+}
+
+fn default_access_log_flush() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_access_log_buffer() -> usize {
+    4096
+}
+
+/// `access_log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFormat {
+    /// `key=value` pairs separated by spaces.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `access_log.fields[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogField {
+    /// When the response ended (RFC 3339, UTC, milliseconds).
+    Time,
+    /// Listener name.
+    Listener,
+    /// Route name, or `none`.
+    Route,
+    /// Client IP (through trusted proxies).
+    Client,
+    /// Request method.
+    Method,
+    /// Request path, without the query string.
+    Path,
+    /// Response status.
+    Status,
+    /// Milliseconds from the request head to the end of the response body.
+    DurationMs,
+    /// Response body bytes sent.
+    Bytes,
+    /// The upstream that served it, or `none`.
+    Upstream,
+    /// `ok`, `aborted`, `upstream_error`, `shutdown` or `idle_timeout`.
+    Outcome,
+}
+
+impl AccessLogField {
+    /// Every field, in the default order.
+    pub const ALL: [AccessLogField; 11] = [
+        AccessLogField::Time,
+        AccessLogField::Listener,
+        AccessLogField::Route,
+        AccessLogField::Client,
+        AccessLogField::Method,
+        AccessLogField::Path,
+        AccessLogField::Status,
+        AccessLogField::DurationMs,
+        AccessLogField::Bytes,
+        AccessLogField::Upstream,
+        AccessLogField::Outcome,
+    ];
+
+    /// The field's name in config and in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccessLogField::Time => "time",
+            AccessLogField::Listener => "listener",
+            AccessLogField::Route => "route",
+            AccessLogField::Client => "client",
+            AccessLogField::Method => "method",
+            AccessLogField::Path => "path",
+            AccessLogField::Status => "status",
+            AccessLogField::DurationMs => "duration_ms",
+            AccessLogField::Bytes => "bytes",
+            AccessLogField::Upstream => "upstream",
+            AccessLogField::Outcome => "outcome",
+        }
+    }
 }
 
 /// `admin:` — the admin listener.

@@ -20,6 +20,42 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
 
     out.extend(config.sessions.validate("sessions"));
 
+    let al = &config.access_log;
+    if al.to.trim().is_empty() {
+        out.push((
+            "access_log.to".into(),
+            "must be `stderr`, `off` or a file path".into(),
+        ));
+    }
+    if !(1..=1_048_576).contains(&al.buffer) {
+        out.push((
+            "access_log.buffer".into(),
+            format!("must be 1 to 1048576 lines, not {}", al.buffer),
+        ));
+    }
+    if al.flush_interval.is_zero() {
+        out.push((
+            "access_log.flush_interval".into(),
+            "must be more than 0".into(),
+        ));
+    }
+    if let Some(fields) = &al.fields {
+        if fields.is_empty() {
+            out.push((
+                "access_log.fields".into(),
+                "must name at least one field".into(),
+            ));
+        }
+        for (i, f) in fields.iter().enumerate() {
+            if fields.iter().take(i).any(|g| g == f) {
+                out.push((
+                    format!("access_log.fields[{i}]"),
+                    format!("`{}` is listed twice", f.name()),
+                ));
+            }
+        }
+    }
+
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
