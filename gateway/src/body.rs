@@ -21,6 +21,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::metrics::RequestLabels;
 
+pub mod access_log;
+
 /// What the access log line and metrics need about a request, filled in as it is served.
 pub struct Completion {
     /// The request counter family (one handle, not all of [`crate::metrics::Metrics`]: this
@@ -47,7 +49,7 @@ pub struct Completion {
     /// Decremented when a stream ends.
     pub stream_gauge: Option<Gauge>,
     /// Where the access log line goes; `None` when the access log is off.
-    pub access_log: Option<crate::access_log::AccessLog>,
+    pub access_log: Option<crate::body::access_log::AccessLog>,
 }
 
 impl Completion {
@@ -67,7 +69,7 @@ impl Completion {
             g.dec();
         }
         if let Some(log) = self.access_log.take() {
-            log.send(crate::access_log::Entry {
+            log.send(crate::body::access_log::Entry {
                 completion: self,
                 time: std::time::SystemTime::now(),
                 elapsed,

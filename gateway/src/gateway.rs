@@ -130,7 +130,7 @@ impl Gateway {
             .unwrap_or_else(|| PathBuf::from("."));
         let metrics = Metrics::new();
         let access_log =
-            crate::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
+            crate::body::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
                 .map_err(Error::AccessLog)?;
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         fn provider_client() -> reqwest::Result<reqwest::Client> {

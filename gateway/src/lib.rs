@@ -55,7 +55,6 @@
 )]
 
 pub mod a2a;
-pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod authz;

@@ -62,7 +62,7 @@ pub struct ListenerDeps {
     /// The hop to other replicas (`sessions.peer`), when configured.
     pub peers: Option<crate::peer::Peers>,
     /// The access log writer, when the access log is on.
-    pub access_log: Option<crate::access_log::AccessLog>,
+    pub access_log: Option<crate::body::access_log::AccessLog>,
 }
 
 /// One client connection as the request pipeline sees it (the connection layer in

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::body::Completion;
+use super::Completion;
 use crate::config::{AccessLogConfig, AccessLogField, AccessLogFormat};
 use crate::metrics::Metrics;
 
