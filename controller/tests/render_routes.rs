@@ -349,6 +349,15 @@ spec:
     - matches: [{{path: {{type: PathPrefix, value: /bt}}}}]
       timeouts: {{request: soon}}
       backendRefs: [{{name: stable, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: negweight, namespace: ns}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - matches: [{{path: {{type: PathPrefix, value: /nw}}}}]
+      backendRefs: [{{name: stable, port: 80, weight: -1}}]
 "#
     ));
     let r = render_gw(&world);
@@ -369,6 +378,8 @@ spec:
         "badretry",
         "manyretries",
         "badtimeout",
+        // The CRD refuses negative weights; one that gets here anyway is refused, not a panic.
+        "negweight",
     ] {
         assert_eq!(
             cond(route, "Accepted"),

@@ -862,7 +862,10 @@ fn build_rule(
                 }
             }
         }
-        RenderedBackend::Http(split.expect("at least one backendRef"))
+        // Only reachable with negative weights, which the CRD's schema refuses.
+        RenderedBackend::Http(split.ok_or_else(|| {
+            RuleError::Unsupported("backendRef weights must not be negative".into())
+        })?)
     };
     if route.grpc {
         let RenderedBackend::Http(h) = &mut backend else {
