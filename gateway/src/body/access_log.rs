@@ -266,7 +266,6 @@ impl Writer {
     }
 
     fn format_line(&self, out: &mut String, e: &Entry) {
-        let c = &e.completion;
         match self.format {
             AccessLogFormat::Json => {
                 out.push('{');
@@ -289,29 +288,7 @@ impl Writer {
                 }
                 for f in &self.fields {
                     key(out, f.name());
-                    match f {
-                        AccessLogField::Time => {
-                            let _ = write!(out, "\"{}\"", humantime::format_rfc3339_millis(e.time));
-                        }
-                        AccessLogField::Listener => json_str(out, &c.listener),
-                        AccessLogField::Route => json_str(out, &c.route),
-                        AccessLogField::Client => {
-                            let _ = write!(out, "\"{}\"", c.client);
-                        }
-                        AccessLogField::Method => json_str(out, c.method.as_str()),
-                        AccessLogField::Path => json_str(out, c.uri.path()),
-                        AccessLogField::Status => {
-                            let _ = write!(out, "{}", c.status.as_u16());
-                        }
-                        AccessLogField::DurationMs => {
-                            let _ = write!(out, "{:.3}", e.elapsed.as_secs_f64() * 1000.0);
-                        }
-                        AccessLogField::Bytes => {
-                            let _ = write!(out, "{}", e.bytes);
-                        }
-                        AccessLogField::Upstream => json_str(out, &c.upstream),
-                        AccessLogField::Outcome => json_str(out, e.outcome),
-                    }
+                    field(out, *f, e, json_str, true);
                 }
                 out.push_str("}\n");
             }
@@ -322,34 +299,54 @@ impl Writer {
                     }
                     out.push_str(f.name());
                     out.push('=');
-                    match f {
-                        AccessLogField::Time => {
-                            let _ = write!(out, "{}", humantime::format_rfc3339_millis(e.time));
-                        }
-                        AccessLogField::Listener => text_str(out, &c.listener),
-                        AccessLogField::Route => text_str(out, &c.route),
-                        AccessLogField::Client => {
-                            let _ = write!(out, "{}", c.client);
-                        }
-                        AccessLogField::Method => text_str(out, c.method.as_str()),
-                        AccessLogField::Path => text_str(out, c.uri.path()),
-                        AccessLogField::Status => {
-                            let _ = write!(out, "{}", c.status.as_u16());
-                        }
-                        AccessLogField::DurationMs => {
-                            let _ = write!(out, "{:.3}", e.elapsed.as_secs_f64() * 1000.0);
-                        }
-                        AccessLogField::Bytes => {
-                            let _ = write!(out, "{}", e.bytes);
-                        }
-                        AccessLogField::Upstream => text_str(out, &c.upstream),
-                        AccessLogField::Outcome => text_str(out, e.outcome),
-                    }
+                    field(out, *f, e, text_str, false);
                 }
                 out.push('\n');
             }
         }
     }
+}
+
+/// One field's value: strings through `string` (JSON literal or text token); the time and
+/// the client address in quotes when `quote` (JSON), numbers as they are.
+fn field(
+    out: &mut String,
+    f: AccessLogField,
+    e: &Entry,
+    string: fn(&mut String, &str),
+    quote: bool,
+) {
+    let c = &e.completion;
+    let q = if quote { "\"" } else { "" };
+    let text = match f {
+        AccessLogField::Listener => &*c.listener,
+        AccessLogField::Route => &*c.route,
+        AccessLogField::Method => c.method.as_str(),
+        AccessLogField::Path => c.uri.path(),
+        AccessLogField::Upstream => &*c.upstream,
+        AccessLogField::Outcome => e.outcome,
+        AccessLogField::Time => {
+            let _ = write!(out, "{q}{}{q}", humantime::format_rfc3339_millis(e.time));
+            return;
+        }
+        AccessLogField::Client => {
+            let _ = write!(out, "{q}{}{q}", c.client);
+            return;
+        }
+        AccessLogField::Status => {
+            let _ = write!(out, "{}", c.status.as_u16());
+            return;
+        }
+        AccessLogField::DurationMs => {
+            let _ = write!(out, "{:.3}", e.elapsed.as_secs_f64() * 1000.0);
+            return;
+        }
+        AccessLogField::Bytes => {
+            let _ = write!(out, "{}", e.bytes);
+            return;
+        }
+    };
+    string(out, text);
 }
 
 /// A JSON string literal.
