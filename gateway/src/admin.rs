@@ -17,8 +17,14 @@ use crate::error::{Error, Result};
 /// What the admin endpoints read from, and do to, the running gateway
 /// ([`crate::gateway::Gateway`] implements it; the admin listener knows nothing else of it).
 pub trait AdminState: Clone + Send + Sync + 'static {
-    /// Config loaded, listeners bound, not shutting down.
+    /// Config loaded, listeners bound, not shutting down (and, with
+    /// `sessions.redis.required_for_ready`, the shared store up).
     fn is_ready(&self) -> bool;
+    /// The shared store's state for `/readyz` to show: `Some(true)` up, `Some(false)` its
+    /// circuit breaker is open, `None` without a shared store.
+    fn store_up(&self) -> Option<bool> {
+        None
+    }
     /// Readiness off, session streams told to reconnect (`POST /drain`).
     fn drain(&self);
     /// The metrics in OpenMetrics text.
@@ -90,10 +96,19 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
 }
 
 async fn readyz<S: AdminState>(State(gw): State<S>) -> Response {
+    let store = match gw.store_up() {
+        Some(true) => "store: up\n",
+        Some(false) => "store: down\n",
+        None => "",
+    };
     if gw.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        (StatusCode::OK, format!("ready\n{store}")).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{store}"),
+        )
+            .into_response()
     }
 }
 
@@ -172,8 +187,23 @@ pub fn redact(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        // A password in a URL (`redis://user:secret@host`).
+        Value::String(s) => {
+            if let Some(clean) = redact_userinfo(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
+}
+
+/// `scheme://user:pass@host/path` → `scheme://<redacted>@host/path`; None without userinfo.
+fn redact_userinfo(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (_, host) = authority.rsplit_once('@')?;
+    Some(format!("{scheme}://<redacted>@{host}{tail}"))
 }
 
 fn redact_all(v: &mut Value) {
@@ -196,14 +226,19 @@ mod tests {
             "sessions": {"keys": ["k1", "k2"]},
             "tls": {"cert": "a.pem", "key": "a.key"},
             "headers": {"authorization": "Bearer x", "x-team": "ml"},
-            "client_secret": "s"
+            "client_secret": "s",
+            "sessions_redis": {"url": "rediss://sb:hunter2@db:6380/0", "password": "pw2",
+                "cluster": ["redis://:hunter3@10.0.0.1:7000"]}
         });
         redact(&mut v);
         let s = v.to_string();
-        for secret in ["sk-live", "k1", "k2", "Bearer x", "\"s\""] {
+        for secret in [
+            "sk-live", "k1", "k2", "Bearer x", "\"s\"", "hunter2", "pw2", "hunter3",
+        ] {
             assert!(!s.contains(secret), "{secret} leaked: {s}");
         }
         assert_eq!(v["tls"]["key"], "a.key");
         assert_eq!(v["headers"]["x-team"], "ml");
+        assert_eq!(v["sessions_redis"]["url"], "rediss://<redacted>@db:6380/0");
     }
 }

@@ -466,12 +466,14 @@ impl Gateway {
         config: &Config,
         policy: &crate::rate_limit::RateLimitPolicy,
     ) -> std::result::Result<crate::rate_limit::Limiter, String> {
-        match (&config.sessions.store, &config.sessions.redis) {
-            (switchboard_sessions::StoreKind::Redis, Some(redis)) => {
+        match (self.inner.sessions.redis_link(), &config.sessions.redis) {
+            (Some(link), Some(redis)) => {
                 let prefix = format!("{}ratelimit:", redis.prefix);
-                crate::rate_limit::Limiter::redis(policy.clone(), &redis.url, &prefix)
-                    .await
-                    .map_err(|e| format!("rate limit store: {e}"))
+                Ok(crate::rate_limit::Limiter::redis(
+                    policy.clone(),
+                    link.clone(),
+                    &prefix,
+                ))
             }
             _ => Ok(crate::rate_limit::Limiter::local(policy.clone())),
         }
@@ -623,9 +625,15 @@ impl Gateway {
         self.inner.config_path.as_deref()
     }
 
-    /// Whether the gateway is ready (config loaded, listeners bound, not shutting down).
+    /// Whether the gateway is ready (config loaded, listeners bound, not shutting down, and,
+    /// with `sessions.redis.required_for_ready`, the Redis store's circuit breaker closed).
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+            && self
+                .inner
+                .sessions
+                .redis_link()
+                .is_none_or(|l| !l.required_for_ready() || l.is_up())
     }
 
     /// The session manager (tokens, store, event logs), shared by every config generation.
@@ -688,6 +696,10 @@ pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
 impl admin::AdminState for Gateway {
     fn is_ready(&self) -> bool {
         Gateway::is_ready(self)
+    }
+
+    fn store_up(&self) -> Option<bool> {
+        self.inner.sessions.redis_link().map(|l| l.is_up())
     }
 
     fn drain(&self) {

@@ -33,6 +33,9 @@ pub struct Decision {
     pub remaining: u64,
     /// Time until the window resets.
     pub reset: Duration,
+    /// Refused because the shared limit store could not be asked and the policy fails closed
+    /// (`fail_open: false`); `reset` is then the store's circuit-breaker cool-down.
+    pub unavailable: bool,
 }
 
 impl Decision {
@@ -76,6 +79,19 @@ impl Decision {
     /// key's own limit, [`crate::error::rate_limited`]); `retry-after` and `x-ratelimit-*` say
     /// which limit and when.
     pub fn error(&self) -> switchboard_core::Error {
+        if self.unavailable {
+            let mut h = HeaderMap::new();
+            if let Ok(v) =
+                HeaderValue::try_from(self.reset.as_secs_f64().ceil().max(1.0).to_string())
+            {
+                h.insert(http::header::RETRY_AFTER, v);
+            }
+            return switchboard_core::Error::new(
+                switchboard_core::Cause::Overloaded,
+                "rate limit store unavailable; retry later",
+            )
+            .with_headers(h);
+        }
         crate::error::rate_limited(self.headers())
     }
 }
@@ -168,7 +184,7 @@ struct Window {
 enum Store {
     Local(DashMap<Arc<str>, Window>),
     Redis {
-        conn: redis::aio::ConnectionManager,
+        link: switchboard_sessions::RedisLink,
         prefix: String,
     },
 }
@@ -178,6 +194,25 @@ struct Shared {
     store: Store,
     clock: Clock,
     swept: AtomicU64,
+}
+
+/// What one charge did.
+struct Charged {
+    allowed: bool,
+    /// The window's use after the charge (0 when unknown).
+    used: u64,
+    /// Refused because the store could not be asked (fail closed): the wait to announce.
+    unavailable: Option<Duration>,
+}
+
+impl Charged {
+    fn counted(allowed: bool, used: u64) -> Self {
+        Charged {
+            allowed,
+            used,
+            unavailable: None,
+        }
+    }
 }
 
 /// Local key count above which ended windows are swept.
@@ -238,24 +273,25 @@ impl Limiter {
     }
 
     /// A limiter whose windows live in Redis, shared by every replica using the same `prefix`.
-    pub async fn redis(
+    /// Calls go through `link` (the session store's: one timeout and one circuit breaker for
+    /// everything the gateway keeps in Redis). Keys hold one counter each, so they may live
+    /// on any Redis Cluster slot.
+    pub fn redis(
         policy: RateLimitPolicy,
-        url: &str,
+        link: switchboard_sessions::RedisLink,
         prefix: &str,
-    ) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let conn = redis::aio::ConnectionManager::new(client).await?;
-        Ok(Limiter {
+    ) -> Self {
+        Limiter {
             shared: Arc::new(Shared {
                 policy,
                 store: Store::Redis {
-                    conn,
+                    link,
                     prefix: prefix.to_string(),
                 },
                 clock: Arc::new(system_ms),
                 swept: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
     /// The policy.
@@ -297,16 +333,18 @@ impl Limiter {
                 limit: u64::MAX,
                 remaining: u64::MAX,
                 reset: Duration::ZERO,
+                unavailable: false,
             };
         };
         let (window, reset) = self.window();
-        let (allowed, used) = self.charge(key, window, "r", 1, limit, true).await;
+        let c = self.charge(key, window, "r", 1, limit, true).await;
         Decision {
-            allowed,
+            allowed: c.allowed,
             kind: "requests",
             limit,
-            remaining: limit.saturating_sub(used),
-            reset,
+            remaining: limit.saturating_sub(c.used),
+            reset: c.unavailable.unwrap_or(reset),
+            unavailable: c.unavailable.is_some(),
         }
     }
 
@@ -320,19 +358,21 @@ impl Limiter {
                 limit: u64::MAX,
                 remaining: u64::MAX,
                 reset: Duration::ZERO,
+                unavailable: false,
             };
             return (d, None);
         };
         let (window, reset) = self.window();
-        let (allowed, used) = self.charge(key, window, "t", estimate, limit, false).await;
+        let c = self.charge(key, window, "t", estimate, limit, false).await;
         let d = Decision {
-            allowed,
+            allowed: c.allowed,
             kind: "tokens",
             limit,
-            remaining: limit.saturating_sub(used),
-            reset,
+            remaining: limit.saturating_sub(c.used),
+            reset: c.unavailable.unwrap_or(reset),
+            unavailable: c.unavailable.is_some(),
         };
-        let charge = allowed.then(|| TokenCharge {
+        let charge = c.allowed.then(|| TokenCharge {
             limiter: self.clone(),
             key: key.into(),
             window,
@@ -349,7 +389,7 @@ impl Limiter {
         amount: u64,
         limit: u64,
         strict: bool,
-    ) -> (bool, u64) {
+    ) -> Charged {
         match &self.shared.store {
             Store::Local(map) => {
                 // Keys of callers seen once (subjects, API keys) would otherwise pile up: once
@@ -377,33 +417,50 @@ impl Limiter {
                     *used >= limit
                 };
                 if deny {
-                    return (false, *used);
+                    return Charged::counted(false, *used);
                 }
                 *used += amount;
-                (true, *used)
+                Charged::counted(true, *used)
             }
-            Store::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
+            Store::Redis { link, prefix } => {
                 let ttl = self.shared.policy.per.as_millis() as u64 * 2;
-                let res: redis::RedisResult<Vec<i64>> = redis::cmd("EVAL")
-                    .arg(CHARGE_LUA)
-                    .arg(1)
-                    .arg(format!("{prefix}:{key}:{window}:{suffix}"))
-                    .arg(amount)
-                    .arg(limit)
-                    .arg(ttl)
-                    .arg(if strict { "1" } else { "0" })
-                    .query_async(&mut conn)
+                let k = format!("{prefix}:{key}:{window}:{suffix}");
+                let res: switchboard_sessions::Result<Vec<i64>> = link
+                    .run(|mut conn| {
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(CHARGE_LUA)
+                            .arg(1)
+                            .arg(&k)
+                            .arg(amount)
+                            .arg(limit)
+                            .arg(ttl)
+                            .arg(if strict { "1" } else { "0" });
+                        async move { cmd.query_async(&mut conn).await }
+                    })
                     .await;
                 match res {
-                    Ok(v) if v.len() == 2 => (
+                    Ok(v) if v.len() == 2 => Charged::counted(
                         v.first() == Some(&1),
                         v.get(1).copied().unwrap_or(0).max(0) as u64,
                     ),
                     other => {
-                        // Fail open: a broken limit store must not take the route down.
-                        tracing::warn!(error = ?other.err(), "rate limit store unavailable; allowing request");
-                        (true, 0)
+                        let error = match other {
+                            Err(e) => e.to_string(),
+                            Ok(v) => format!("unexpected reply {v:?}"),
+                        };
+                        if self.shared.policy.fail_open {
+                            // A broken limit store must not take the route down: unmetered
+                            // while Redis is away (the breaker makes this fast).
+                            tracing::debug!(%error, "rate limit store unavailable; allowing request (fail_open)");
+                            Charged::counted(true, 0)
+                        } else {
+                            tracing::debug!(%error, "rate limit store unavailable; refusing request (fail_open: false)");
+                            Charged {
+                                allowed: false,
+                                used: 0,
+                                unavailable: Some(link.cool_down()),
+                            }
+                        }
                     }
                 }
             }
@@ -419,17 +476,16 @@ impl Limiter {
                     w.tokens = w.tokens.saturating_add_signed(delta);
                 }
             }
-            Store::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
+            Store::Redis { link, prefix } => {
                 let k = format!("{prefix}:{key}:{window}:t");
                 // Only adjust a window that still exists (XX-like semantics via EXISTS).
                 let script = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end return 0";
-                let res: redis::RedisResult<i64> = redis::cmd("EVAL")
-                    .arg(script)
-                    .arg(1)
-                    .arg(k)
-                    .arg(delta)
-                    .query_async(&mut conn)
+                let res: switchboard_sessions::Result<i64> = link
+                    .run(|mut conn| {
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(script).arg(1).arg(&k).arg(delta);
+                        async move { cmd.query_async(&mut conn).await }
+                    })
                     .await;
                 if let Err(e) = res {
                     tracing::warn!(error = %e, "rate limit reconcile failed");
@@ -451,6 +507,7 @@ mod tests {
             tokens,
             per: Duration::from_secs(60),
             by: LimitBy::Subject,
+            fail_open: true,
         }
     }
 

@@ -25,26 +25,145 @@ pub enum StoreKind {
     Redis,
 }
 
-/// `sessions.redis`: the shared Redis store.
+/// `sessions.redis`: the shared Redis store, in one of three topologies (exactly one of `url`,
+/// `cluster`, `sentinel`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Connection URL: `redis://[user:password@]host:port[/db]` or `unix:///path/to/redis.sock`.
-    /// Single Redis server (or a proxy in front of one); Redis Cluster is not supported because
-    /// the store's scripts touch several keys of one session.
-    pub url: String,
+    /// One server: `redis://[user:password@]host:port[/db]`, `rediss://...` (TLS) or
+    /// `unix:///path/to/redis.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Redis Cluster: seed node URLs (`redis://` or `rediss://`); the rest of the cluster is
+    /// discovered from them. Keys of one session share a hash tag, so every script stays on
+    /// one slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster: Vec<String>,
+    /// Redis Sentinel: the master's name and the sentinels to ask for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelConfig>,
+    /// ACL user for every node (overrides one in the URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Password for every node (overrides one in the URLs); use `${ENV}`. Never logged nor
+    /// shown by `/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
     /// Prefix of every key Switchboard writes, so one Redis can serve several fleets.
-    /// Default `switchboard:`.
+    /// Default `switchboard:`. Must not contain `{` or `}` (hash tags).
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Bound on every Redis call (connect included). Default `250ms`.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// The circuit breaker: after `failures` consecutive failed calls, calls fail at once for
+    /// `cool_down`, then one probe call decides whether Redis is back.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// `/readyz` answers 503 while the breaker is open. Default `false`: every replica shares
+    /// the one Redis, so pulling replicas out of a load balancer would not help and would take
+    /// routes that do not need Redis down with them.
+    #[serde(default)]
+    pub required_for_ready: bool,
+}
+
+/// `sessions.redis.sentinel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The master's name as the sentinels know it (`sentinel monitor NAME ...`).
+    pub master: String,
+    /// Sentinel URLs, `redis://host:port` (`rediss://` for TLS to the sentinels and the master).
+    pub nodes: Vec<String>,
+}
+
+/// `sessions.redis.breaker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker. Default `3`.
+    #[serde(default = "default_breaker_failures")]
+    pub failures: u32,
+    /// How long an open breaker fails calls at once before one probe. Default `2s`.
+    #[serde(default = "default_cool_down", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub cool_down: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: default_breaker_failures(),
+            cool_down: default_cool_down(),
+        }
+    }
+}
+
+fn default_breaker_failures() -> u32 {
+    3
+}
+fn default_cool_down() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+
+impl RedisConfig {
+    /// A standalone server at `url` with every other key at its default.
+    pub fn standalone(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: Some(url.into()),
+            ..RedisConfig::default()
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            cluster: Vec::new(),
+            sentinel: None,
+            username: None,
+            password: None,
+            prefix: default_prefix(),
+            timeout: default_redis_timeout(),
+            breaker: BreakerConfig::default(),
+            required_for_ready: false,
+        }
+    }
 }
 
 impl fmt::Debug for RedisConfig {
-    // The URL may embed a password.
+    // URLs may embed a password; the password key is one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field(
+                "cluster",
+                &self
+                    .cluster
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "sentinel",
+                &self.sentinel.as_ref().map(|s| {
+                    (
+                        &s.master,
+                        s.nodes.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+                    )
+                }),
+            )
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("breaker", &self.breaker)
+            .field("required_for_ready", &self.required_for_ready)
             .finish()
     }
 }
@@ -183,17 +302,7 @@ impl SessionsConfig {
                 format!("{path}.redis"),
                 "required when store is redis (e.g. {url: redis://127.0.0.1:6379})".to_owned(),
             )),
-            (_, Some(redis)) => {
-                if let Err(msg) = check_redis_url(&redis.url) {
-                    issues.push((format!("{path}.redis.url"), msg));
-                }
-                if redis.prefix.is_empty() {
-                    issues.push((
-                        format!("{path}.redis.prefix"),
-                        "must not be empty".to_owned(),
-                    ));
-                }
-            }
+            (_, Some(redis)) => redis.validate(&format!("{path}.redis"), &mut issues),
             (StoreKind::Memory, None) => {}
         }
         if self.idle_timeout < Duration::from_secs(1) {
@@ -302,14 +411,77 @@ pub fn decode_key(key: &str) -> Result<[u8; KEY_LEN], String> {
     })
 }
 
-fn check_redis_url(url: &str) -> Result<(), String> {
+impl RedisConfig {
+    fn validate(&self, path: &str, issues: &mut Vec<(String, String)>) {
+        let topologies = usize::from(self.url.is_some())
+            + usize::from(!self.cluster.is_empty())
+            + usize::from(self.sentinel.is_some());
+        if topologies != 1 {
+            issues.push((
+                path.to_owned(),
+                "set exactly one of url (one server), cluster (seed URLs) or sentinel ({master, nodes})"
+                    .to_owned(),
+            ));
+        }
+        if let Some(url) = &self.url
+            && let Err(msg) = check_redis_url(url, true)
+        {
+            issues.push((format!("{path}.url"), msg));
+        }
+        for (i, url) in self.cluster.iter().enumerate() {
+            if let Err(msg) = check_redis_url(url, false) {
+                issues.push((format!("{path}.cluster[{i}]"), msg));
+            }
+        }
+        if let Some(s) = &self.sentinel {
+            if s.master.is_empty() {
+                issues.push((
+                    format!("{path}.sentinel.master"),
+                    "must not be empty".to_owned(),
+                ));
+            }
+            if s.nodes.is_empty() {
+                issues.push((
+                    format!("{path}.sentinel.nodes"),
+                    "at least one sentinel URL".to_owned(),
+                ));
+            }
+            for (i, url) in s.nodes.iter().enumerate() {
+                if let Err(msg) = check_redis_url(url, false) {
+                    issues.push((format!("{path}.sentinel.nodes[{i}]"), msg));
+                }
+            }
+        }
+        if self.prefix.is_empty() {
+            issues.push((format!("{path}.prefix"), "must not be empty".to_owned()));
+        }
+        if self.prefix.contains(['{', '}']) {
+            issues.push((
+                format!("{path}.prefix"),
+                "must not contain { or } (keys of one session share a {hash tag})".to_owned(),
+            ));
+        }
+        if self.timeout < Duration::from_millis(1) {
+            issues.push((format!("{path}.timeout"), "must be at least 1ms".to_owned()));
+        }
+        if self.breaker.failures == 0 {
+            issues.push((
+                format!("{path}.breaker.failures"),
+                "must be at least 1".to_owned(),
+            ));
+        }
+    }
+}
+
+fn check_redis_url(url: &str, unix_ok: bool) -> Result<(), String> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "redis" | "unix" | "redis+unix" => {}
-        "rediss" => return Err("rediss:// (TLS) is not supported by this build".to_owned()),
+        "redis" | "rediss" => {}
+        "unix" | "redis+unix" if unix_ok => {}
         _ => {
             return Err(format!(
-                "expected redis://host:port or unix:///path, got scheme {scheme:?}"
+                "expected redis://host:port, rediss://host:port{}, got scheme {scheme:?}",
+                if unix_ok { " or unix:///path" } else { "" }
             ));
         }
     }
@@ -440,15 +612,16 @@ mod tests {
         for (url, ok) in [
             ("redis://127.0.0.1:6379/0", true),
             ("unix:///tmp/redis.sock", true),
-            ("rediss://host:6380", false),
+            ("rediss://host:6380", true),
+            ("redis://user:pw@host:6380", true),
             ("http://host", false),
             ("127.0.0.1:6379", false),
         ] {
             let c = SessionsConfig {
                 store: StoreKind::Redis,
                 redis: Some(RedisConfig {
-                    url: url.into(),
                     prefix: "p:".into(),
+                    ..RedisConfig::standalone(url)
                 }),
                 ..Default::default()
             };
@@ -464,12 +637,75 @@ mod tests {
     fn empty_prefix_rejected() {
         let c = SessionsConfig {
             redis: Some(RedisConfig {
-                url: "redis://h".into(),
                 prefix: String::new(),
+                ..RedisConfig::standalone("redis://h")
             }),
             ..Default::default()
         };
         assert_eq!(issues_of(&c)[0].0, "sessions.redis.prefix");
+        let c = SessionsConfig {
+            redis: Some(RedisConfig {
+                prefix: "a{b}:".into(),
+                ..RedisConfig::standalone("redis://h")
+            }),
+            ..Default::default()
+        };
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis.prefix");
+    }
+
+    #[test]
+    fn topologies_parse_and_exactly_one_is_set() {
+        let c = parse(serde_json::json!({"store": "redis", "redis": {
+            "cluster": ["redis://10.0.0.1:7000", "rediss://10.0.0.2:7000"],
+            "username": "sb", "password": "hunter2", "timeout": "100ms",
+            "breaker": {"failures": 5, "cool_down": "1s"}}}))
+        .unwrap();
+        let r = c.redis.clone().unwrap();
+        assert_eq!(r.cluster.len(), 2);
+        assert_eq!(r.timeout, Duration::from_millis(100));
+        assert_eq!(r.breaker.failures, 5);
+        assert!(issues_of(&c).is_empty(), "{:?}", issues_of(&c));
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let c = parse(serde_json::json!({"store": "redis", "redis": {
+            "sentinel": {"master": "mymaster", "nodes": ["redis://10.0.0.1:26379"]}}}))
+        .unwrap();
+        assert!(issues_of(&c).is_empty(), "{:?}", issues_of(&c));
+        assert_eq!(
+            c.redis.as_ref().unwrap().timeout,
+            Duration::from_millis(250)
+        );
+
+        // Two topologies, or none.
+        let c = parse(
+            serde_json::json!({"store": "redis", "redis": {"url": "redis://h",
+            "cluster": ["redis://h:7000"]}}),
+        )
+        .unwrap();
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis");
+        let c = parse(serde_json::json!({"store": "redis", "redis": {}})).unwrap();
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis");
+        // A cluster seed cannot be a unix socket; sentinel needs a master and nodes.
+        let c = parse(serde_json::json!({"store": "redis", "redis": {"cluster": ["unix:///x"]}}))
+            .unwrap();
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis.cluster[0]");
+        let c = parse(serde_json::json!({"store": "redis", "redis": {
+            "sentinel": {"master": "", "nodes": []}}}))
+        .unwrap();
+        let paths: Vec<_> = issues_of(&c).into_iter().map(|i| i.0).collect();
+        assert_eq!(
+            paths,
+            [
+                "sessions.redis.sentinel.master",
+                "sessions.redis.sentinel.nodes"
+            ]
+        );
+        let c = parse(
+            serde_json::json!({"store": "redis", "redis": {"url": "redis://h",
+            "breaker": {"failures": 0}}}),
+        )
+        .unwrap();
+        assert_eq!(issues_of(&c)[0].0, "sessions.redis.breaker.failures");
     }
 
     #[test]
@@ -507,8 +743,8 @@ mod tests {
         let c = SessionsConfig {
             keys: vec![key_b64(32)],
             redis: Some(RedisConfig {
-                url: "redis://user:hunter2@db:6379".into(),
                 prefix: "p:".into(),
+                ..RedisConfig::standalone("redis://user:hunter2@db:6379")
             }),
             ..Default::default()
         };

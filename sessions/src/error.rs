@@ -43,6 +43,10 @@ pub enum Error {
     /// The Redis store failed (connection, protocol or script error).
     #[error("session store: redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The Redis store did not answer within `sessions.redis.timeout`, or its circuit breaker
+    /// is open: retry later (the gateway answers 503 with `Retry-After`).
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
     /// Stored session metadata could not be (de)serialized.
     #[error("session store: metadata: {0}")]
     Metadata(#[from] serde_json::Error),

@@ -51,19 +51,23 @@
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod link;
 pub mod manager;
 pub mod metrics;
 pub mod sse;
 pub mod store;
 pub mod token;
 
-pub use config::{PeerConfig, RedisConfig, SessionsConfig, StoreKind};
+pub use config::{
+    BreakerConfig, PeerConfig, RedisConfig, SentinelConfig, SessionsConfig, StoreKind,
+};
 pub use error::{Error, Result};
 pub use events::{END_MARKER, EventId, Replay, StreamKey};
+pub use link::RedisLink;
 pub use manager::{
     ActivityGuard, DEFAULT_RETRY, HOP_LIFETIME, HopError, ProducerGuard, Release, ReleaseReason,
     ReleaseSubscription, Resumed, Session, SessionManager,
 };
-pub use metrics::{How, Metrics};
+pub use metrics::{How, Metrics, StoreFailure};
 pub use store::{EndReason, Lookup, MemoryStore, RedisStore, SessionStore, StoreLimits};
 pub use token::{Claims, Keyring, SessionId, TargetEntry};

@@ -87,6 +87,8 @@ struct Meta {
 struct Shared {
     keyring: ArcSwap<Keyring>,
     store: Arc<dyn SessionStore>,
+    /// The Redis link under a Redis store (the gateway's shared limits use it too).
+    redis: Option<crate::link::RedisLink>,
     metrics: Metrics,
     clock: Clock,
     replica: Arc<str>,
@@ -126,11 +128,22 @@ impl SessionManager {
     /// Builds the manager and its store from the `sessions:` block (connecting to Redis when
     /// `store: redis`). Run [`SessionsConfig::validate`] first for messages with key paths.
     pub async fn from_config(cfg: &SessionsConfig, metrics: Metrics) -> Result<Self> {
-        let store: Arc<dyn SessionStore> = match cfg.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(StoreLimits::from_config(cfg))),
-            StoreKind::Redis => Arc::new(RedisStore::from_config(cfg).await?),
-        };
-        Self::new(cfg, store, metrics)
+        let limits = StoreLimits::from_config(cfg);
+        match (cfg.store, &cfg.redis) {
+            (StoreKind::Memory, _) => Self::new(cfg, Arc::new(MemoryStore::new(limits)), metrics),
+            (StoreKind::Redis, None) => Err(crate::Error::Config(
+                "redis: required when store is redis".to_owned(),
+            )),
+            (StoreKind::Redis, Some(redis)) => {
+                let link = crate::link::RedisLink::connect(redis, metrics.clone()).await?;
+                let store = RedisStore::with_link(link.clone(), &redis.prefix, limits);
+                let mut manager = Self::new(cfg, Arc::new(store), metrics)?;
+                if let Some(shared) = Arc::get_mut(&mut manager.shared) {
+                    shared.redis = Some(link);
+                }
+                Ok(manager)
+            }
+        }
     }
 
     /// Builds the manager over an existing store (tests, or a store shared with something else).
@@ -150,6 +163,7 @@ impl SessionManager {
             shared: Arc::new(Shared {
                 keyring: ArcSwap::from_pointee(keyring),
                 store,
+                redis: None,
                 metrics,
                 clock: Clock::new(),
                 replica,
@@ -180,6 +194,12 @@ impl SessionManager {
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.shared.store
+    }
+
+    /// The link to Redis when the store is Redis: its state (`/readyz`) and, for the gateway's
+    /// shared rate limits, its connection, timeout and circuit breaker.
+    pub fn redis_link(&self) -> Option<&crate::link::RedisLink> {
+        self.shared.redis.as_ref()
     }
 
     /// Sessions this replica currently serves.

@@ -64,6 +64,35 @@ pub struct ReasonLabel {
     pub reason: Rejection,
 }
 
+/// Why a store call failed (`switchboard_store_failures_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreFailure {
+    /// No answer within `sessions.redis.timeout`.
+    Timeout,
+    /// The connection failed or Redis answered that it cannot serve (loading, cluster down,
+    /// read-only replica).
+    Error,
+    /// Not attempted: the circuit breaker is open.
+    BreakerOpen,
+}
+
+impl EncodeLabelValue for StoreFailure {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            StoreFailure::Timeout => "timeout",
+            StoreFailure::Error => "error",
+            StoreFailure::BreakerOpen => "breaker_open",
+        })
+    }
+}
+
+/// Label set of `switchboard_store_failures_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FailureLabel {
+    /// `timeout`, `error` or `breaker_open`.
+    pub reason: StoreFailure,
+}
+
 /// The session layer's metric families; cheap to clone (each is an `Arc`).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -79,12 +108,28 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabel, Counter>,
     /// Events re-sent for `Last-Event-ID`.
     pub events_replayed: Counter,
+    /// 1 while the shared store (Redis) is usable, 0 while its circuit breaker is open. Always
+    /// 1 with the memory store.
+    pub store_up: Gauge,
+    /// Failed calls to the shared store (sessions, event logs, rate limits), by reason.
+    pub store_failures: Family<FailureLabel, Counter>,
 }
 
 impl Metrics {
     /// Registers the families in `registry` (names prefixed `switchboard_sessions_`).
     pub fn new(registry: &mut Registry) -> Self {
         let m = Metrics::default();
+        m.store_up.set(1);
+        registry.register(
+            "switchboard_store_up",
+            "1 while the shared session and limit store is usable, 0 while its circuit breaker is open",
+            m.store_up.clone(),
+        );
+        registry.register(
+            "switchboard_store_failures",
+            "Failed calls to the shared store, by reason (timeout, error, breaker_open)",
+            m.store_failures.clone(),
+        );
         let r = registry.sub_registry_with_prefix("switchboard_sessions");
         r.register("open", "Sessions held by this replica", m.open.clone());
         r.register("created", "Sessions created", m.created.clone());
@@ -115,6 +160,12 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    pub(crate) fn store_failed(&self, reason: StoreFailure) {
+        self.store_failures
+            .get_or_create(&FailureLabel { reason })
+            .inc();
+    }
+
     pub(crate) fn resume(&self, how: How) {
         self.resumed.get_or_create(&HowLabel { how }).inc();
     }
@@ -141,6 +192,7 @@ mod tests {
             "switchboard_sessions_open 3",
             "switchboard_sessions_expired_total 0",
             "switchboard_sessions_events_replayed_total 0",
+            "switchboard_store_up 1",
         ] {
             assert!(out.contains(line), "{line} missing in\n{out}");
         }

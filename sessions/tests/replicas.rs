@@ -17,8 +17,8 @@ fn config(server: &RedisServer, replica: &str, keys: &[u8]) -> SessionsConfig {
     SessionsConfig {
         store: StoreKind::Redis,
         redis: Some(RedisConfig {
-            url: server.url(),
             prefix: "sb:".into(),
+            ..RedisConfig::standalone(server.url())
         }),
         keys: keys
             .iter()

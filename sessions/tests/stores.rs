@@ -301,7 +301,7 @@ async fn redis_keys_are_namespaced_and_expire() {
             "{k}: every key expires (pttl {ttl})"
         );
     }
-    let meta_key = format!("fleet-a:s:{id}");
+    let meta_key = format!("fleet-a:s:{{{id}}}");
     assert!(keys.contains(&meta_key));
 
     // Ending leaves only the tombstone, living for the max lifetime.
@@ -314,7 +314,7 @@ async fn redis_keys_are_namespaced_and_expire() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys, vec![format!("fleet-a:t:{id}")]);
+    assert_eq!(keys, vec![format!("fleet-a:t:{{{id}}}")]);
     let ttl = pttl(&mut conn, &keys[0]).await;
     assert!(ttl > 600_000 && ttl <= 3_600_000, "{ttl}");
 
@@ -347,7 +347,7 @@ async fn redis_idle_ttl_is_real() {
         store.touch(id, Some("alice")).await.unwrap(),
         Lookup::Alive(_)
     ));
-    assert!(pttl(&mut conn, &format!("t:s:{id}")).await > 200);
+    assert!(pttl(&mut conn, &format!("t:s:{{{id}}}")).await > 200);
     // Redis expires the key on its own; the store then reports the session missing and the
     // principal's slot free.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -356,7 +356,7 @@ async fn redis_idle_ttl_is_real() {
         Lookup::Missing
     );
     let card: i64 = redis::cmd("ZCARD")
-        .arg("t:p:alice")
+        .arg("t:p:{alice}")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -371,7 +371,10 @@ async fn redis_down_is_an_error_not_a_hang() {
     let store = redis_store(&server, "t:").await;
     drop(server);
     let err = store.peek(SessionId::random()).await.unwrap_err();
-    assert!(matches!(err, Error::Redis(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Redis(_) | Error::Unavailable(_)),
+        "{err:?}"
+    );
     // And connecting to nothing fails instead of waiting forever.
     assert!(
         RedisStore::connect("unix:///nonexistent/redis.sock", "t:", limits())

@@ -12,7 +12,9 @@
 //!   no "free port" helper (pick-then-release races other tests).
 //! - [`process::JsonLog`]: a spawned server's JSON log, and the addresses it reports having
 //!   bound (how a test finds a `switchboard run` or a controller it started on port 0).
-//! - [`redis::RedisServer`]: a throwaway `redis-server` on a unix socket.
+//! - [`redis::RedisServer`]: a throwaway `redis-server` on a unix socket; [`redis::RedisCluster`]
+//!   (3 masters, 3 replicas) and [`redis::RedisSentinel`] (master, replica, 3 sentinels) on
+//!   loopback ports, with failover, pause and restart.
 
 // Test support: failing loudly is the point here.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]

@@ -152,6 +152,19 @@ pub struct RateLimitPolicy {
     /// Whose budget a request counts against (default `route`).
     #[serde(default)]
     pub by: LimitBy,
+    /// With the limits in Redis (`sessions.store: redis`): what happens while Redis cannot be
+    /// asked. `true` (default): requests pass unmetered (the route stays up, the limit is not
+    /// enforced meanwhile). `false`: requests are refused with 503 and `Retry-After`.
+    #[serde(default = "default_fail_open", skip_serializing_if = "is_true")]
+    pub fail_open: bool,
+}
+
+fn default_fail_open() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// What a rate limit is keyed by.
