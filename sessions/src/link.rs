@@ -284,6 +284,14 @@ impl RedisLink {
                 self.succeeded();
                 Ok(v)
             }
+            Ok(Err(e)) if e.is_timeout() => {
+                // The connection's own response timeout (the same bound) fired first.
+                self.failed(StoreFailure::Timeout);
+                Err(Error::Unavailable(format!(
+                    "no answer within {:?}",
+                    inner.timeout
+                )))
+            }
             Ok(Err(e)) if unavailable(&e) => {
                 self.failed(StoreFailure::Error);
                 Err(Error::Redis(e))

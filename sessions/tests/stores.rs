@@ -425,3 +425,56 @@ async fn memory_store_bounds_stream_logs_per_session() {
     assert_eq!(r.events.len(), 1);
     assert!(r.complete);
 }
+
+/// The Redis store bounds a session's stream logs as the memory store does: the most recently
+/// written `MAX_STREAMS_PER_SESSION` streams are kept, older ones (their events and counters)
+/// deleted from Redis, not left to their TTL.
+#[tokio::test]
+async fn redis_store_bounds_stream_logs_per_session() {
+    use switchboard_sessions::store::memory::MAX_STREAMS_PER_SESSION;
+    let Some(server) = RedisServer::start_or_skip("redis_store_bounds_stream_logs_per_session")
+    else {
+        return;
+    };
+    let store = redis_store(&server, "t:").await;
+    let session = SessionId::random();
+    let first = StreamKey::new(session, "post/first");
+    let first_id = store
+        .append(&first, Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    let mut last = None;
+    for i in 0..(MAX_STREAMS_PER_SESSION * 2) {
+        let key = StreamKey::new(session, format!("post/{i}"));
+        last = Some(
+            store
+                .append(&key, Bytes::from(format!("ev{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let r = store.replay_after(&first_id).await.unwrap();
+    assert!(r.events.is_empty() && !r.complete, "{r:?}");
+    let newest = last.unwrap();
+    let r = store
+        .replay_after(&EventId {
+            stream: newest.stream.clone(),
+            seq: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.events.len(), 1);
+    let mut conn = raw(&server).await;
+    let lists: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("t:e:{{{session}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lists.len(), MAX_STREAMS_PER_SESSION);
+    let counters: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("t:n:{{{session}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counters.len(), MAX_STREAMS_PER_SESSION);
+}
