@@ -120,13 +120,15 @@ impl Metrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Metrics::default();
         m.store_up.set(1);
+        // Unprefixed like the other crates' families: the gateway's registry adds
+        // `switchboard_` (`switchboard_store_up`, `switchboard_store_failures_total`).
         registry.register(
-            "switchboard_store_up",
+            "store_up",
             "1 while the shared session and limit store is usable, 0 while its circuit breaker is open",
             m.store_up.clone(),
         );
         registry.register(
-            "switchboard_store_failures",
+            "store_failures",
             "Failed calls to the shared store, by reason (timeout, error, breaker_open)",
             m.store_failures.clone(),
         );
@@ -192,7 +194,7 @@ mod tests {
             "switchboard_sessions_open 3",
             "switchboard_sessions_expired_total 0",
             "switchboard_sessions_events_replayed_total 0",
-            "switchboard_store_up 1",
+            "store_up 1",
         ] {
             assert!(out.contains(line), "{line} missing in\n{out}");
         }

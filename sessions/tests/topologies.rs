@@ -32,7 +32,8 @@ async fn replica(cfg: &SessionsConfig) -> (SessionManager, Registry) {
         "{:?}",
         cfg.validate("sessions")
     );
-    let mut registry = Registry::default();
+    // The gateway's registry: every family is prefixed `switchboard_`.
+    let mut registry = Registry::with_prefix("switchboard");
     let m = SessionManager::from_config(cfg, Metrics::new(&mut registry))
         .await
         .unwrap();

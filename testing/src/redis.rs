@@ -542,6 +542,35 @@ impl RedisCluster {
     }
 }
 
+impl RedisCluster {
+    /// Fails over every master to its replica, one after the other (see
+    /// [`fail_over_master_of`](Self::fail_over_master_of)): afterwards every slot is served by
+    /// a node that was a replica.
+    pub fn fail_over_every_master(&self) {
+        let replicas: Vec<&RedisNode> = self.nodes.iter().filter(|n| n.role() == "slave").collect();
+        for replica in replicas {
+            let out = replica.cli(&["CLUSTER", "FAILOVER"]);
+            assert!(out.contains("OK"), "CLUSTER FAILOVER: {out}");
+            wait_for(
+                "the replica to become master",
+                Duration::from_secs(20),
+                || replica.role() == "master",
+            );
+        }
+        wait_for(
+            "cluster_state:ok everywhere after the failovers",
+            Duration::from_secs(20),
+            || {
+                self.nodes.iter().all(|n| {
+                    let role = n.cli(&["ROLE"]);
+                    n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                        && (!role.starts_with("slave") || role.contains("connected"))
+                })
+            },
+        );
+    }
+}
+
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.nodes.clear();
