@@ -307,6 +307,63 @@ async fn sentinel_failover_keeps_sessions_event_logs_and_the_shared_budget() {
     .await;
 }
 
+/// ACL credentials from `username` and an `${ENV}` password reach Redis (a server that refuses
+/// anonymous clients), and neither `/config` nor the logs' `Debug` shows the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_credentials_from_the_environment_and_never_shown() {
+    let Some(server) =
+        RedisServer::start_or_skip("acl_credentials_from_the_environment_and_never_shown")
+    else {
+        return;
+    };
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "sb",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    server.cli(&["ACL", "SETUSER", "default", "off"]);
+    let p = peers().await;
+    let load = |password: &str| {
+        let pw = password.to_owned();
+        let env = move |name: &str| (name == "REDIS_PW").then(|| pw.clone());
+        let y = format!(
+            "admin: {{bind: '127.0.0.1:0'}}\n{}",
+            yaml(
+                &format!(
+                    "{{url: \"{}\", username: sb, password: \"${{REDIS_PW}}\"}}",
+                    server.url()
+                ),
+                &p.mock,
+                &p.fixture,
+                "1m",
+            )
+        );
+        switchboard_gateway::config::load_str(&y, "test.yaml", &env).unwrap()
+    };
+    // Wrong password: the gateway does not start against a Redis it cannot use.
+    assert!(Gateway::start(load("nope"), None).await.is_err());
+    let cfg = load("s3cret-pw");
+    assert!(!format!("{cfg:?}").contains("s3cret-pw"));
+    let gw = Gateway::start(cfg, None).await.unwrap();
+    initialize(&gw).await;
+    let admin = gw.admin_addr().await.unwrap();
+    let shown = client()
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
+
 async fn readyz(gw: &Gateway) -> (u16, String) {
     let admin = gw.admin_addr().await.unwrap();
     let resp = client()
