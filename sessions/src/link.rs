@@ -45,7 +45,7 @@ struct Inner {
 enum Topology {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
-    Sentinel(Sentinel),
+    Sentinel(Box<Sentinel>),
 }
 
 /// The master found through the sentinels, asked again after a connection error or a
@@ -205,7 +205,7 @@ impl RedisLink {
                 .map_err(|_| {
                     Error::Unavailable("no answer from the sentinels at start".to_owned())
                 })??;
-            Topology::Sentinel(sentinel)
+            Topology::Sentinel(Box::new(sentinel))
         } else {
             return Err(Error::Config(
                 "redis: one of url, cluster or sentinel is required".to_owned(),

@@ -61,7 +61,7 @@ impl RedisServer {
     fn spawn(dir: &Path, socket: &Path) -> std::io::Result<Child> {
         Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
+            .arg(socket)
             .args([
                 "--unixsocketperm",
                 "700",
