@@ -364,6 +364,70 @@ async fn acl_credentials_from_the_environment_and_never_shown() {
     assert!(shown.contains("<redacted>"));
 }
 
+/// `rediss://` is TLS (rustls) with a verified server certificate: trusting the private CA
+/// (`tls_ca`) works, the system roots alone refuse the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_redis_verifies_the_server_against_tls_ca() {
+    if !switchboard_testing::peers::require_on_path(
+        "tls_to_redis_verifies_the_server_against_tls_ca",
+        "redis-server",
+        "apt-get install redis-server",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let path = |n: &str| dir.path().join(n);
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("redis.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("redis.key"), key.serialize_pem()).unwrap();
+    let (node, node_dir) =
+        switchboard_testing::redis::RedisNode::start_tls(&path("redis.pem"), &path("redis.key"))
+            .unwrap();
+    let p = peers().await;
+    let with_ca = yaml(
+        &format!(
+            "{{url: \"{}\", tls_ca: \"{}\"}}",
+            node.tls_url(),
+            path("ca.pem").display()
+        ),
+        &p.mock,
+        &p.fixture,
+        "1m",
+    );
+    let gw = start(&with_ca).await;
+    initialize(&gw).await;
+    assert_eq!(chat(&gw, "closed").await.status(), 200);
+    // The sessions really went over TLS: the TLS port is the only one the gateway knows.
+    let clients = node.cli(&["CLIENT", "LIST"]);
+    assert!(clients.lines().count() >= 2, "{clients}");
+
+    let unverified = yaml(
+        &format!("{{url: \"{}\"}}", node.tls_url()),
+        &p.mock,
+        &p.fixture,
+        "1m",
+    );
+    let unused = "127.0.0.1:9".parse().unwrap();
+    assert!(
+        Gateway::start(test_config(&unverified, unused), None)
+            .await
+            .is_err(),
+        "a server certificate from an unknown CA is refused"
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(node_dir);
+}
+
 async fn readyz(gw: &Gateway) -> (u16, String) {
     let admin = gw.admin_addr().await.unwrap();
     let resp = client()

@@ -49,6 +49,10 @@ pub struct RedisConfig {
     /// shown by `/config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// With `rediss://` URLs: a PEM file of the CA certificates to trust instead of the
+    /// system's (a private CA). A relative path is relative to the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Prefix of every key Switchboard writes, so one Redis can serve several fleets.
     /// Default `switchboard:`. Must not contain `{` or `}` (hash tags).
     #[serde(default = "default_prefix")]
@@ -128,6 +132,7 @@ impl Default for RedisConfig {
             sentinel: None,
             username: None,
             password: None,
+            tls_ca: None,
             prefix: default_prefix(),
             timeout: default_redis_timeout(),
             breaker: BreakerConfig::default(),
@@ -160,6 +165,7 @@ impl fmt::Debug for RedisConfig {
             )
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.tls_ca)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("breaker", &self.breaker)

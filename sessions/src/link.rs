@@ -130,6 +130,19 @@ fn is_tls(url: &str) -> bool {
     url.starts_with("rediss://")
 }
 
+/// The CA certificates of `redis.tls_ca`, when set.
+fn certificates(cfg: &RedisConfig) -> Result<Option<redis::TlsCertificates>> {
+    let Some(path) = &cfg.tls_ca else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("redis.tls_ca: reading {}: {e}", path.display())))?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
 impl RedisLink {
     /// Connects as `cfg` says. Fails when Redis does not answer within a few seconds (a
     /// gateway does not start against a Redis it never reached); afterwards connections are
@@ -137,8 +150,13 @@ impl RedisLink {
     pub async fn connect(cfg: &RedisConfig, metrics: Metrics) -> Result<Self> {
         // Starting is allowed longer than one call: a cold cluster client reads the slot map.
         let start = cfg.timeout.max(Duration::from_secs(3));
+        let certs = certificates(cfg)?;
         let conn = if let Some(url) = &cfg.url {
-            let client = redis::Client::open(with_credentials(url, cfg)?)?;
+            let info = with_credentials(url, cfg)?;
+            let client = match &certs {
+                Some(c) => redis::Client::build_with_tls(info, c.clone())?,
+                None => redis::Client::open(info)?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(start))
                 .set_response_timeout(Some(cfg.timeout))
@@ -168,6 +186,9 @@ impl RedisLink {
             if let Some(password) = &cfg.password {
                 builder = builder.password(password);
             }
+            if let Some(c) = &certs {
+                builder = builder.certs(c.clone());
+            }
             let client = builder.build()?;
             let conn = tokio::time::timeout(start, client.get_async_connection())
                 .await
@@ -191,6 +212,11 @@ impl RedisLink {
             }
             if let Some(password) = &cfg.password {
                 builder = builder.set_client_to_redis_password(password);
+            }
+            if let Some(c) = &certs {
+                builder = builder
+                    .set_client_to_redis_certificates(c.clone())
+                    .set_client_to_sentinel_certificates(c.clone());
             }
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(cfg.timeout))

@@ -255,7 +255,10 @@ impl RedisNode {
                 )?;
                 full.push(path.display().to_string());
             }
-            full.extend(args.iter().map(|a| a.replace("{port}", &port.to_string())));
+            full.extend(args.iter().map(|a| {
+                a.replace("{port}", &port.to_string())
+                    .replace("{tlsport}", &(port + 10000).to_string())
+            }));
             full.extend(
                 [
                     "--bind",
@@ -313,6 +316,35 @@ impl RedisNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err(std::io::Error::other("redis node not ready after 10s"))
+    }
+
+    /// A server that also takes TLS connections, on port + 10000 (see
+    /// [`tls_url`](Self::tls_url)), with the PEM certificate and key at `cert` and `key`; the
+    /// plain port stays for `redis-cli`. Killed (and its directory removed) on drop.
+    pub fn start_tls(cert: &Path, key: &Path) -> std::io::Result<(RedisNode, PathBuf)> {
+        let dir = fresh_dir("redis-tls")?;
+        let cert = cert.display().to_string();
+        let key = key.display().to_string();
+        let node = RedisNode::start(
+            &dir,
+            &[
+                "--tls-port",
+                "{tlsport}",
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-auth-clients",
+                "no",
+            ],
+            None,
+        )?;
+        Ok((node, dir))
+    }
+
+    /// `rediss://127.0.0.1:PORT+10000` of a [`start_tls`](Self::start_tls) node.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port + 10000)
     }
 
     /// Its port on 127.0.0.1.
