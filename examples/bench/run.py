@@ -615,6 +615,75 @@ def scenario_llm(args, procs, bins, tmp):
     RESULTS["llm_rss_after_load_kb"] = rss_kb(gw.pid)
 
 
+def start_redis(procs, tmp, name, cluster=False):
+    """A redis-server on a free loopback port (no persistence); for a cluster node, with
+    cluster mode on (the bus port is port + 10000)."""
+    port = free_port()
+    while cluster and port + 10000 > 65535:
+        port = free_port()
+    d = tmp / f"{name}-{port}"
+    d.mkdir()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)]
+    if cluster:
+        cmd += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    procs.start(cmd, port=port)
+    return port
+
+
+def start_redis_cluster(procs, tmp):
+    """3 masters, 3 replicas; returns the seed URLs once every node reports cluster_state:ok."""
+    ports = [start_redis(procs, tmp, "cluster", cluster=True) for _ in range(6)]
+    subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                    "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True)
+    deadline = time.time() + 30
+    while not all("cluster_state:ok" in subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"],
+                                                      capture_output=True, text=True).stdout for p in ports):
+        if time.time() > deadline:
+            raise RuntimeError("redis cluster not ok after 30s")
+        time.sleep(0.1)
+    return [f"redis://127.0.0.1:{p}" for p in ports]
+
+
+def scenario_limits(args, procs, bins, tmp):
+    """Scenario: the LLM route's added latency with a request and token limit kept locally, in
+    one Redis, and in a Redis Cluster (every request runs the limit's scripts in Redis)."""
+    if not shutil.which("redis-server"):
+        log("limits: redis-server not installed, skipped")
+        return
+    mock = free_port()
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    route = dict(llm_route(mock), policies={"rate_limit": {"requests": 10**9, "tokens": 10**12, "per": "1h"}})
+    standalone = start_redis(procs, tmp, "standalone")
+    seeds = start_redis_cluster(procs, tmp)
+    stores = {
+        "no limit": (None, [llm_route(mock)]),
+        "local": (None, [route]),
+        "redis": ({"store": "redis", "redis": {"url": f"redis://127.0.0.1:{standalone}"}}, [route]),
+        "redis cluster": ({"store": "redis", "redis": {"cluster": seeds}}, [route]),
+    }
+    ports = {}
+    for name, (sessions, routes) in stores.items():
+        extra = {"sessions": sessions} if sessions else None
+        _, ports[name], _, _ = start_gateway(procs, bins, tmp, routes, "limits-" + name.replace(" ", "-"), extra=extra)
+    hdr = {"Content-Type": "application/json", "Authorization": "Bearer client-key"}
+    script, _ = post_script(tmp, "limits-chat", chat_body(), hdr)
+    rounds = {k: [] for k in ports}
+    for _ in range(args.rounds):
+        for name, port in ports.items():
+            rounds[name].append(wrk(f"http://127.0.0.1:{port}/v1/chat/completions", 1, args.seconds, script))
+    base = rounds["no limit"]
+    rows = []
+    for name, r in rounds.items():
+        add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(r, base))
+        add99 = median(a["p99_us"] - b["p99_us"] for a, b in zip(r, base))
+        rows.append([name, fmt_us(median(x["p50_us"] for x in r)), fmt_us(median(x["p99_us"] for x in r)),
+                     "—" if name == "no limit" else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
+                     str(sum(x["non_2xx"] for x in r))])
+    table("LLM route with a request + token limit: local, one Redis, Redis Cluster (1 conn)",
+          ["limits kept", "p50", "p99", "added p50 / p99 vs no limit", "non-2xx"], rows)
+    RESULTS["limits"] = rounds
+
+
 def start_fixture(procs, bins):
     port = free_port()
     procs.start([str(bins / "mcp-fixture"), "--port", str(port)], port=port)
@@ -690,6 +759,7 @@ SCENARIOS = {
     "mcp": scenario_mcp,
     "memory": scenario_memory,
     "config": scenario_config_swap,
+    "limits": scenario_limits,
 }
 
 
