@@ -474,6 +474,11 @@ async fn redis_stopped_paused_and_back_each_feature_follows_its_policy() {
     let token = initialize(&gw).await;
     assert_eq!(readyz(&gw).await, (200, "ready\nstore: up\n".into()));
     assert_eq!(metric(&gw, "switchboard_store_up").await, Some(1.0));
+    assert_eq!(
+        metric(&gw, "switchboard_sessions_created_total").await,
+        Some(1.0),
+        "session families carry one switchboard_ prefix"
+    );
     assert_eq!(chat(&gw, "closed").await.status(), 200);
 
     server.stop();

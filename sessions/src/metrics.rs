@@ -116,7 +116,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers the families in `registry` (names prefixed `switchboard_sessions_`).
+    /// Registers the families in `registry`: `sessions_*` and `store_*`, under the registry's
+    /// own prefix (the gateway's is `switchboard`).
     pub fn new(registry: &mut Registry) -> Self {
         let m = Metrics::default();
         m.store_up.set(1);
@@ -132,7 +133,8 @@ impl Metrics {
             "Failed calls to the shared store, by reason (timeout, error, breaker_open)",
             m.store_failures.clone(),
         );
-        let r = registry.sub_registry_with_prefix("switchboard_sessions");
+        // The gateway's registry already prefixes `switchboard_`.
+        let r = registry.sub_registry_with_prefix("sessions");
         r.register("open", "Sessions held by this replica", m.open.clone());
         r.register("created", "Sessions created", m.created.clone());
         r.register(
@@ -179,7 +181,7 @@ mod tests {
 
     #[test]
     fn exposition_names() {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("switchboard");
         let m = Metrics::new(&mut registry);
         m.created.inc();
         m.resume(How::Token);
@@ -194,7 +196,7 @@ mod tests {
             "switchboard_sessions_open 3",
             "switchboard_sessions_expired_total 0",
             "switchboard_sessions_events_replayed_total 0",
-            "store_up 1",
+            "switchboard_store_up 1",
         ] {
             assert!(out.contains(line), "{line} missing in\n{out}");
         }
