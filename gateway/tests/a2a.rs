@@ -300,7 +300,7 @@ async fn sdk_0_3_through_the_gateway() {
 async fn replicas_pinned_across_gateways_via_redis() {
     let test = "a2a::replicas_pinned_across_gateways_via_redis";
     let Some(py) = python() else { return };
-    let Some(redis) = RedisServer::start_or_skip(test) else {
+    let Some(mut redis) = RedisServer::start_or_skip(test) else {
         return;
     };
     let a = Agent::start(&py, "a", &[]).await;
@@ -416,6 +416,23 @@ listeners:
         Some(owned.len() as f64 + 1.0)
     );
     assert_eq!(common::metric(&gw_b, misses).await, None);
+
+    // Redis gone: pins cannot be read, so B asks the replicas in turn and still finds the task
+    // (the fleet store's failure policy for A2A pins).
+    redis.stop();
+    let (task, replica) = &owned[0];
+    let args = vec![url_b.clone(), "--only-get".into(), task.clone()];
+    let steps = run_client(&py, &args, async |_: &Value| None).await;
+    let get = &steps["get"];
+    assert_eq!(get["state"], "TASK_STATE_COMPLETED", "{get:#}");
+    assert!(
+        get["texts"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(replica.as_str()),
+        "{get:#} from {replica}"
+    );
+    assert_eq!(common::metric(&gw_b, misses).await, Some(1.0));
 }
 
 /// Without a shared store (each gateway has its own memory store) a task created through

@@ -16,6 +16,11 @@
 //! connections and stdio children ([`SessionManager::on_release`]); [`SessionManager::drain`]
 //! tells open streams to send a `retry:` hint and close.
 //!
+//! With a Redis store every call to Redis (the session store's, and the gateway's shared rate
+//! limits') goes through one [`link::RedisLink`]: one server, a Cluster or a Sentinel-managed
+//! master, each call under `sessions.redis.timeout`, behind a circuit breaker whose state
+//! `/readyz` and the `store_up` metric report.
+//!
 //! Design choices worth knowing:
 //! - The token carries what was known at creation; the store carries later updates. With the
 //!   memory store those updates stay on one replica, so a client that moves gets its targets
