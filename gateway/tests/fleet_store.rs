@@ -32,7 +32,7 @@ listeners:
       - name: open
         match: {{path_prefix: /open/v1}}
         policies:
-          rate_limit: {{tokens: 300, per: {per}}}
+          rate_limit: {{requests: 1000000, tokens: 300, per: {per}}}
         llm:
           models:
             - name: fast
@@ -41,6 +41,14 @@ listeners:
         match: {{path_prefix: /closed/v1}}
         policies:
           rate_limit: {{tokens: 300, per: {per}, fail_open: false}}
+        llm:
+          models:
+            - name: fast
+              providers: [{{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}]
+      - name: closed-requests
+        match: {{path_prefix: /closed-requests/v1}}
+        policies:
+          rate_limit: {{requests: 1000000, per: {per}, fail_open: false}}
         llm:
           models:
             - name: fast
