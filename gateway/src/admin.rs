@@ -1,6 +1,17 @@
 //! The admin listener: `/healthz` (the process is up), `/readyz` (config loaded, listeners
 //! bound, not shutting down), `/metrics` (Prometheus text), `/config` (the serving config
-//! with secrets redacted, plus the last refused reload) and `POST /drain`.
+//! with secrets redacted, plus the last refused reload), `POST /drain`, the web UI at `/ui`
+//! and the JSON API under `/api` that backs it.
+//!
+//! Files: `auth` (the `admin.token` check and the 403 rule, in front of everything but the
+//! three probe endpoints), `ui` (the pages: plain HTML, CSS and JS embedded in the binary),
+//! `api` (what the pages read, and the playground, which forwards through the gateway's own
+//! routes), `metrics_text` (counters read back from the Prometheus text).
+
+mod api;
+mod auth;
+mod metrics_text;
+mod ui;
 
 use std::net::SocketAddr;
 
@@ -8,7 +19,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +36,10 @@ pub trait AdminState: Clone + Send + Sync + 'static {
     fn metrics_text(&self) -> String;
     /// The serving config and the last refused reload, unredacted.
     fn config_view(&self) -> ConfigView;
+    /// `admin.token` of the serving config (read per request, so a reload changes it).
+    fn admin_token(&self) -> Option<String>;
+    /// The live state the UI shows beyond the config.
+    fn snapshot(&self) -> impl std::future::Future<Output = Snapshot> + Send;
 }
 
 /// What `/config` shows, before redaction.
@@ -39,6 +54,42 @@ pub struct ConfigView {
     pub source: Option<String>,
     /// The last refused reload, if any.
     pub last_reload_error: Option<Value>,
+}
+
+/// The live state of the gateway that the UI shows (none of it secret).
+pub struct Snapshot {
+    /// This replica's id (the owner of the sessions it lists).
+    pub replica: String,
+    /// Whether the sessions store is shared by a fleet (Redis).
+    pub shared_store: bool,
+    /// Where each listener is bound (port 0 resolved).
+    pub listeners: Vec<ListenerAddr>,
+    /// The MCP backends of the serving generation.
+    pub mcp: Vec<BackendState>,
+    /// The LLM backends of the serving generation.
+    pub llm: Vec<BackendState>,
+    /// The sessions this replica serves.
+    pub sessions: Value,
+}
+
+/// A listener's bound address.
+pub struct ListenerAddr {
+    /// Listener name.
+    pub name: String,
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    pub tls: bool,
+}
+
+/// The live state of one route's backend.
+pub struct BackendState {
+    /// Listener name.
+    pub listener: String,
+    /// Route name.
+    pub route: String,
+    /// What the backend reports (health, pools, sessions), as JSON.
+    pub state: Value,
 }
 
 /// A running admin listener.
@@ -57,6 +108,17 @@ impl AdminHandle {
     }
 }
 
+/// What every admin handler gets: the gateway, and facts about this admin listener.
+#[derive(Clone)]
+struct Ctx<S> {
+    gw: S,
+    /// Bound to a loopback address only (then no token is needed).
+    loopback: bool,
+    /// Sends the playground's requests (and the MCP page's `tools/list`) through the
+    /// gateway's own listeners.
+    client: reqwest::Client,
+}
+
 /// Binds the admin listener and serves it until closed.
 pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result<AdminHandle> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -68,20 +130,52 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
         })?;
     let local_addr = listener.local_addr()?;
     let stop = CancellationToken::new();
+    let loopback = local_addr.ip().is_loopback();
+    if !loopback && gw.admin_token().is_none() {
+        tracing::warn!(
+            addr = %local_addr,
+            "the admin listener is bound beyond loopback and admin.token is not set: /ui, /api, \
+             /config and /drain answer 403 (/healthz, /readyz and /metrics stay open)"
+        );
+    }
+    let client = reqwest::Client::builder()
+        // The gateway's own listeners, reached on their bound address: a TLS listener's
+        // certificate names the public host, not that address.
+        .tls_danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| Error::Backend {
+            route: "admin".into(),
+            message: format!("HTTP client: {e}"),
+        })?;
+    let ctx = Ctx {
+        gw,
+        loopback,
+        client,
+    };
+    let guarded = Router::new()
+        .route("/config", get(config::<S>))
+        .route("/drain", post(drain::<S>))
+        .merge(ui::routes::<S>())
+        .merge(api::routes::<S>())
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::guard::<S>,
+        ));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
-        .route("/config", get(config::<S>))
-        .route("/drain", axum::routing::post(drain::<S>))
-        .with_state(gw);
+        .merge(auth::routes::<S>())
+        .merge(guarded)
+        .with_state(ctx);
     let s = stop.clone();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(s.cancelled_owned())
             .await;
     });
-    tracing::info!(addr = %local_addr, "admin listening");
+    tracing::info!(addr = %local_addr, ui = %format!("http://{local_addr}/ui"), "admin listening");
     Ok(AdminHandle {
         bind: bind.to_string(),
         local_addr,
@@ -89,8 +183,8 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
     })
 }
 
-async fn readyz<S: AdminState>(State(gw): State<S>) -> Response {
-    if gw.is_ready() {
+async fn readyz<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
+    if ctx.gw.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
@@ -99,34 +193,38 @@ async fn readyz<S: AdminState>(State(gw): State<S>) -> Response {
 
 /// `POST /drain`: see [`crate::gateway::Gateway::drain`]. Used before taking a replica away (a Kubernetes
 /// preStop hook) so session clients move with their events intact.
-async fn drain<S: AdminState>(State(gw): State<S>) -> Response {
-    gw.drain();
+async fn drain<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
+    ctx.gw.drain();
     (StatusCode::ACCEPTED, "draining\n").into_response()
 }
 
-async fn metrics<S: AdminState>(State(gw): State<S>) -> Response {
+async fn metrics<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        gw.metrics_text(),
+        ctx.gw.metrics_text(),
     )
         .into_response()
 }
 
-async fn config<S: AdminState>(State(gw): State<S>) -> Response {
+async fn config<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
+    axum::Json(redacted_config(&ctx.gw)).into_response()
+}
+
+/// What `/config` and `/api/config` answer: the serving config with secrets redacted.
+fn redacted_config<S: AdminState>(gw: &S) -> Value {
     let view = gw.config_view();
     let mut effective = view.config;
     redact(&mut effective);
-    let body = json!({
+    json!({
         "version": view.version,
         "loaded_at": humantime::format_rfc3339_seconds(view.loaded_at).to_string(),
         "source": view.source,
         "config": effective,
         "last_reload_error": view.last_reload_error,
-    });
-    axum::Json(body).into_response()
+    })
 }
 
 /// Key names whose values are secrets wherever they appear in the config.

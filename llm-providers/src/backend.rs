@@ -11,6 +11,9 @@
 mod execute;
 mod native;
 mod stream;
+mod status;
+
+pub use status::{ModelStatus, ProviderStatus};
 
 use std::collections::HashMap;
 use std::sync::Arc;
