@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub llm: Vec<BackendState>,
     /// The sessions this replica serves.
     pub sessions: Value,
+    /// The A2A tasks this replica has seen recently (route, state, agent replica, age).
+    pub a2a_tasks: Value,
 }
 
 /// A listener's bound address.

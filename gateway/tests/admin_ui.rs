@@ -82,7 +82,14 @@ listeners:
         match: {{path_prefix: /v1}}
         llm:
           prices: {{gpt-4o-trickle: {{input: 2.5, output: 10}}}}
+          outlier: {{consecutive_failures: 1, base_ejection: 10m, max_ejection: 10m}}
           models:
+            # `broken` always answers 500: one failure ejects it, `steady` serves.
+            - name: flaky
+              strategy: failover
+              providers:
+                - {{provider: openai, name: broken, model: fail-500, api_key: "{API_KEY}", base_url: "http://{llm}/v1"}}
+                - {{provider: openai, name: steady, model: gpt-4o, api_key: "{API_KEY}", base_url: "http://{llm}/v1", priority: 1}}
             - name: smart
               strategy: failover
               providers:
@@ -336,7 +343,16 @@ async fn no_secret_in_any_admin_response() {
         seen.push_str(&r.text().await.unwrap());
     }
     // The answers carry the live data (so the check below looks at real pages).
-    for expected in ["local__echo", "primary", "smart", "<redacted>", "bogus_key", "chat.completion.chunk"] {
+    for expected in [
+        "local__echo",
+        "primary",
+        "smart",
+        "<redacted>",
+        "bogus_key",
+        "chat.completion.chunk",
+        "\"state\":\"completed\"",
+        "\"health\":\"ejected\"",
+    ] {
         assert!(seen.contains(expected), "{expected} missing from the admin answers");
     }
     for secret in SECRETS {
@@ -351,6 +367,41 @@ async fn traffic(s: &Setup) {
         .post(format!("{}/agents/echo", s.data))
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
             "role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap();
+    // A streamed message makes a task (working, then completed) that the sessions page lists.
+    let r = client()
+        .post(format!("{}/agents/echo", s.data))
+        .header("accept", "text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream", "params": {"message": {
+            "role": "user", "messageId": "m2", "parts": [{"kind": "text", "text": "task"}]}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = r.text().await.unwrap();
+    assert!(events.contains("completed"), "{events}");
+    // A chat to `flaky`: its first provider fails and is ejected, the second answers.
+    let r = client()
+        .post(format!("{}/v1/chat/completions", s.data))
+        .json(&json!({"model": "flaky", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-switchboard-provider"], "steady");
+    r.text().await.unwrap();
+    // A tool call, counted for its target on the MCP page.
+    let r = client()
+        .post(format!("{}/mcp", s.data))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "local__add", "arguments": {"a": 2, "b": 3},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}}}))
         .send()
         .await
         .unwrap();

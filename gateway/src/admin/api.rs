@@ -384,6 +384,7 @@ async fn sessions<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
                     "listener": b.listener, "route": b.route, "sessions": b.state.get("sessions"),
                 })).collect::<Vec<_>>()},
         "a2a": a2a.into_values().collect::<Vec<_>>(),
+        "a2a_tasks": snap.a2a_tasks,
     }))
     .into_response()
 }

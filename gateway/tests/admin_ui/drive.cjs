@@ -104,6 +104,8 @@ async function main() {
   const tools = await texts('.tool-name');
   check(tools.includes('local__echo') && tools.some((t) => t.startsWith('remote__')), 'tools listed: ' + tools);
   check(await page.locator('#mcp-routes .health-up').count() === 2, 'both targets are up');
+  const localRow = await page.locator('#mcp-routes tr', { hasText: 'local__echo' }).textContent();
+  check(localRow.includes('ok: 1'), 'the tool call made before is counted: ' + localRow);
   results.mcp_tools = tools.length;
   await save('mcp');
 
@@ -128,6 +130,7 @@ async function main() {
         state: document.querySelector('#pg-llm-status').dataset.state });
     }).observe(outEl, { childList: true, characterData: true, subtree: true });
   });
+  await page.selectOption('#pg-llm-model', { label: 'smart via public / models' });
   await page.fill('#pg-llm-prompt', 'stream please');
   await page.click('#pg-llm-send');
   await page.waitForFunction(() => document.querySelector('#pg-llm-status').dataset.state === 'done', null, { timeout: 20000 });
@@ -142,9 +145,13 @@ async function main() {
 
   // LLM: model, providers, pool state, token usage (the chat above) and cost.
   await tab('llm');
-  check((await texts('.model-name')).includes('smart'), 'model listed');
+  const models = await texts('.model-name');
+  check(models.includes('smart') && models.includes('flaky'), 'models listed: ' + models);
   const llm = await page.locator('#page-llm').textContent();
   for (const w of ['primary', 'backup', 'gpt-4o', 'up']) check(llm.includes(w), 'llm page shows ' + w);
+  const broken = await page.locator('#llm-models tr', { hasText: 'broken' }).textContent();
+  check(broken.includes('ejected'), 'the failing provider shows as ejected: ' + broken);
+  check(await page.locator('#llm-models .health-ejected').count() === 1, 'one provider ejected');
   check(await page.locator('#llm-usage tbody tr').count() >= 1, 'token usage shown');
   check(await page.locator('#llm-cost tbody tr').count() >= 1, 'cost shown');
   await save('llm');
@@ -159,6 +166,9 @@ async function main() {
   const sessions = await page.locator('#page-sessions').textContent();
   check(sessions.includes('this replica'), 'the sessions page says its scope');
   check((await page.locator('#a2a-routes').textContent()).includes('ok'), 'A2A calls shown');
+  check(Number(await page.locator('#a2a-count').textContent()) >= 1, 'an A2A task is listed');
+  const task = await page.locator('#a2a-tasks tbody').textContent();
+  check(task.includes('completed') && task.includes('agent'), 'the A2A task, its route and state: ' + task);
   results.sessions = [before, before + 1];
   await save('sessions');
 

@@ -83,6 +83,10 @@ const pages = {
     fillBody($('#sessions-table'), d.mcp.sessions.map((s) => [
       el('span', { class: 'tag' }, s.id_prefix + '…'), s.principal || '—', duration(s.age),
       duration(s.idle), String(s.active), s.owner]));
+    $('#a2a-count').textContent = String(d.a2a_tasks.length);
+    fillBody($('#a2a-tasks'), d.a2a_tasks.map((t) => [
+      el('span', { class: 'tag' }, t.id_prefix + '…'), t.route, t.state || '—', duration(t.age),
+      duration(t.idle), t.replica]));
     $('#a2a-routes').replaceChildren(...d.a2a.map((a) => el('div', { class: 'card a2a-route' },
       el('h4', {}, 'Route ', el('b', {}, a.route), ' ', el('span', { class: 'muted' }, a.path)),
       el('p', {}, 'Calls: ', Object.entries(a.requests).map(([k, v]) => k + ' ' + v).join(', ') || 'none',
