@@ -28,7 +28,9 @@ const UPSTREAM_SECRET: &str = "UPSTREAM-CRED-SECRET-42";
 /// base64 of 32 bytes: a session key.
 const SESSION_KEY: &str = "c2Vzc2lvbi1rZXktU0VDUkVULTAxMjM0NTY3ODlhYmM=";
 /// Every string the admin must never show.
-const SECRETS: &[&str] = &[TOKEN, API_KEY, UPSTREAM_SECRET, SESSION_KEY];
+const SECRETS: &[&str] = &[TOKEN, API_KEY, UPSTREAM_SECRET, SESSION_KEY, CLIENT_KEY];
+/// The API key a client (and the playground) presents to the `guarded` route.
+const CLIENT_KEY: &str = "client-KEY-SECRET-5150";
 
 /// An example binary, built if needed.
 fn example_binary(name: &str) -> PathBuf {
@@ -56,8 +58,13 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-/// The gateway of these tests: `admin` is the `admin:` block.
+/// The gateway of these tests: `admin` is the `admin:` block, `extra` more routes (YAML list
+/// items at the routes' indentation).
 async fn start(admin: &str) -> Setup {
+    start_with(admin, "").await
+}
+
+async fn start_with(admin: &str, extra: &str) -> Setup {
     switchboard_gateway::install_crypto_provider();
     let (llm, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
     let (mcp, _mcp_task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
@@ -107,8 +114,10 @@ listeners:
       - name: agent
         match: {{path_prefix: /agents/echo}}
         a2a: {{url: "http://{agent}"}}
+{extra}
 "#,
-        echo = echo.display()
+        echo = echo.display(),
+        extra = extra.replace("{MCP}", &mcp.to_string()),
     );
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("switchboard.yaml");
@@ -120,7 +129,9 @@ listeners:
     };
     let cfg = config::load_str(&yaml, &config_file.display().to_string(), &env)
         .unwrap_or_else(|e| panic!("{e}"));
-    let gw = Gateway::start(cfg, Some(config_file.clone())).await.unwrap();
+    let gw = Gateway::start(cfg, Some(config_file.clone()))
+        .await
+        .unwrap();
     let admin = format!("http://{}", loopback(gw.admin_addr().await.unwrap()));
     let data = format!("http://{}", gw.listener_addr("public").await.unwrap());
     // The upstream tasks live as long as the runtime of the test.
@@ -178,15 +189,29 @@ async fn admin_token_guards_everything_but_probes() {
         let (status, body) = get(&url, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} without the token");
         if *path == "/ui" {
-            assert!(body.contains("id=\"login\""), "/ui offers the login form: {body}");
+            assert!(
+                body.contains("id=\"login\""),
+                "/ui offers the login form: {body}"
+            );
         } else {
             let v: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(v["error"]["type"], "unauthorized", "{path}: {body}");
         }
         let (status, _) = get(&url, Some("wrong-token")).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with a wrong token");
-        let (status, _) = get(&url, Some(TOKEN)).await;
-        assert_eq!(status, StatusCode::OK, "{path} with the token");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{path} with a wrong token"
+        );
+        let r = client().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path} with the token");
+        if path.starts_with("/ui") {
+            let csp = r.headers()["content-security-policy"].to_str().unwrap();
+            assert!(
+                csp.starts_with("default-src 'none'; script-src 'self'"),
+                "{csp}"
+            );
+        }
     }
     // POST endpoints too.
     for path in ["/drain", "/api/playground/mcp", "/api/playground/chat"] {
@@ -217,8 +242,14 @@ async fn admin_token_guards_everything_but_probes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    assert!(!cookie.contains(TOKEN), "the cookie does not carry the token");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie does not carry the token"
+    );
     let pair = cookie.split(';').next().unwrap().to_string();
     let r = client()
         .get(format!("{}/api/overview", s.admin))
@@ -234,7 +265,11 @@ async fn admin_token_guards_everything_but_probes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a wrong token signs nobody in");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a wrong token signs nobody in"
+    );
     s.gw.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -247,7 +282,10 @@ async fn admin_beyond_loopback_without_token_is_forbidden() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["type"], "forbidden");
         assert!(
-            v["error"]["message"].as_str().unwrap().contains("admin.token"),
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin.token"),
             "{body}"
         );
     }
@@ -277,11 +315,52 @@ async fn admin_beyond_loopback_without_token_is_forbidden() {
         .arg(&file)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("admin.bind: warning:") && text.contains("admin.token"),
         "{text}"
+    );
+    // `switchboard run` logs the warning at start.
+    std::fs::write(
+        &file,
+        "admin: {bind: \"0.0.0.0:0\"}\nlisteners:\n  - name: public\n    bind: 127.0.0.1:0\n    routes:\n      - {name: web, match: {path_prefix: /}, http: {url: \"http://127.0.0.1:9\"}}\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::switchboard_bin())
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let ready = line.contains("switchboard ready");
+            seen.push(line);
+            if ready {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lines = lines.join().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("\"WARN\"")
+            && l.contains("beyond loopback")
+            && l.contains("admin.token")),
+        "{lines:#?}"
     );
     // With a token, no warning.
     std::fs::write(
@@ -294,8 +373,12 @@ async fn admin_beyond_loopback_without_token_is_forbidden() {
         .arg(&file)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !text.contains("admin.bind"), "{text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !text.contains("admin.bind"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,12 +407,14 @@ async fn no_secret_in_any_admin_response() {
         (
             "/api/playground/mcp",
             json!({"listener": "public", "route": "tools", "method": "tools/call",
-                   "params": {"name": "local__echo", "arguments": {"text": "x"}}}),
+                   "params": {"name": "local__echo", "arguments": {"text": "x"}},
+                   "authorization": format!("Bearer {CLIENT_KEY}")}),
         ),
         (
             "/api/playground/chat",
             json!({"listener": "public", "route": "models", "model": "smart",
-                   "messages": [{"role": "user", "content": "hi"}]}),
+                   "messages": [{"role": "user", "content": "hi"}],
+                   "authorization": format!("Bearer {CLIENT_KEY}")}),
         ),
     ] {
         let r = client()
@@ -353,7 +438,10 @@ async fn no_secret_in_any_admin_response() {
         "\"state\":\"completed\"",
         "\"health\":\"ejected\"",
     ] {
-        assert!(seen.contains(expected), "{expected} missing from the admin answers");
+        assert!(
+            seen.contains(expected),
+            "{expected} missing from the admin answers"
+        );
     }
     for secret in SECRETS {
         assert!(!seen.contains(secret), "{secret} leaked by the admin");
@@ -365,8 +453,10 @@ async fn no_secret_in_any_admin_response() {
 async fn traffic(s: &Setup) {
     let r = client()
         .post(format!("{}/agents/echo", s.data))
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
-            "role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}}))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
+            "role": "user", "messageId": "m1", "parts": [{"kind": "text", "text": "hi"}]}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -376,8 +466,10 @@ async fn traffic(s: &Setup) {
     let r = client()
         .post(format!("{}/agents/echo", s.data))
         .header("accept", "text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream", "params": {"message": {
-            "role": "user", "messageId": "m2", "parts": [{"kind": "text", "text": "task"}]}}}))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "message/stream", "params": {"message": {
+            "role": "user", "messageId": "m2", "parts": [{"kind": "text", "text": "task"}]}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -398,10 +490,12 @@ async fn traffic(s: &Setup) {
     let r = client()
         .post(format!("{}/mcp", s.data))
         .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
             "name": "local__add", "arguments": {"a": 2, "b": 3},
             "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientCapabilities": {}}}}))
+                      "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -416,7 +510,10 @@ async fn fail_a_reload(s: &Setup) {
         "admin: {bind: \"127.0.0.1:0\"}\nbogus_key: 1\n",
     )
     .unwrap();
-    assert!(!s.gw.reload_from_file().await, "the broken config is refused");
+    assert!(
+        !s.gw.reload_from_file().await,
+        "the broken config is refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,7 +552,10 @@ async fn ui_pages_in_headless_chromium() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "UI driver failed:\n{stdout}\n{stderr}");
+    assert!(
+        run.status.success(),
+        "UI driver failed:\n{stdout}\n{stderr}"
+    );
     let result: Value = stdout
         .lines()
         .find_map(|l| l.strip_prefix("UI-RESULT "))
@@ -476,9 +576,124 @@ async fn ui_pages_in_headless_chromium() {
             pages += 1;
         }
         if p.extension().is_some_and(|e| e == "png") {
-            assert!(std::fs::metadata(&p).unwrap().len() > 1000, "{}", p.display());
+            assert!(
+                std::fs::metadata(&p).unwrap().len() > 1000,
+                "{}",
+                p.display()
+            );
         }
     }
     assert_eq!(pages, 7, "a page per tab and the login page");
+    s.gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// The playground's requests go through the route, so its authn policy applies: refused without
+/// a credential, served with the client key typed into the playground. A dead target of an
+/// MCP route shows as `down` next to a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playground_goes_through_route_policies_and_dead_targets_are_down() {
+    let hash = switchboard_gateway::auth::api_key::hash_key(CLIENT_KEY.as_bytes());
+    let extra = format!(
+        r#"      - name: guarded
+        match: {{path_prefix: /guarded}}
+        policies: {{authn: {{api_keys: [{{name: ui-client, sha256: "{hash}"}}]}}}}
+        mcp:
+          targets:
+            - name: remote
+              http: {{url: "http://{{MCP}}/mcp"}}
+      - name: partial
+        match: {{path_prefix: /partial}}
+        mcp:
+          failure_mode: fail_open
+          targets:
+            - name: alive
+              http: {{url: "http://{{MCP}}/mcp"}}
+            - name: dead
+              http: {{url: "http://127.0.0.1:9/mcp"}}
+"#
+    );
+    let s = start_with(
+        r#"{bind: "127.0.0.1:0", token: "${UI_ADMIN_TOKEN}"}"#,
+        &extra,
+    )
+    .await;
+    let call = |authorization: Option<&str>| {
+        let mut body = json!({"listener": "public", "route": "guarded", "method": "tools/call",
+            "params": {"name": "test_simple_text", "arguments": {}}});
+        if let Some(a) = authorization {
+            body["authorization"] = json!(a);
+        }
+        let admin = s.admin.clone();
+        async move {
+            let r = client()
+                .post(format!("{admin}/api/playground/mcp"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let refused = call(None).await;
+    assert_eq!(
+        refused["status"], 401,
+        "the route's authn applies: {refused}"
+    );
+    let served = call(Some(&format!("Bearer {CLIENT_KEY}"))).await;
+    assert_eq!(served["status"], 200, "{served}");
+    assert!(
+        served["reply"]["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("simple text")),
+        "{served}"
+    );
+    assert!(!served.to_string().contains(CLIENT_KEY));
+
+    let (status, body) = get(&format!("{}/api/mcp", s.admin), Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    let mcp: Value = serde_json::from_str(&body).unwrap();
+    let route = |name: &str| {
+        mcp["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == name)
+            .unwrap()
+            .clone()
+    };
+    let health = |r: &Value| -> Vec<(String, String)> {
+        r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().into(),
+                    t["health"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let partial = route("partial");
+    assert_eq!(
+        health(&partial),
+        [
+            ("alive".into(), "up".into()),
+            ("dead".into(), "down".into())
+        ],
+        "{partial}"
+    );
+    // The admin's own tools/list carries no credential: the guarded route refuses it, and the
+    // page says so instead of guessing.
+    let guarded = route("guarded");
+    assert_eq!(
+        health(&guarded),
+        [("remote".into(), "unknown".into())],
+        "{guarded}"
+    );
+    assert!(guarded["tools_error"].is_string(), "{guarded}");
+    assert!(!body.contains(CLIENT_KEY) && !body.contains(&hash));
     s.gw.shutdown(Duration::from_secs(1)).await;
 }

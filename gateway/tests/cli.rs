@@ -481,7 +481,11 @@ async fn quickstart_serves_its_examples() {
         "secrets are redacted in /config: {cfg}"
     );
     // The admin UI (loopback, no token needed) and its MCP page's live data.
-    let ui = c.get(format!("http://{}/ui", proc.admin)).send().await.unwrap();
+    let ui = c
+        .get(format!("http://{}/ui", proc.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("Switchboard admin"));
     let mcp: serde_json::Value = c

@@ -359,14 +359,10 @@ async fn sessions<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
         ("a2a_task_states_total", "task_states", "state"),
     ] {
         for s in samples(&metrics, family) {
-            if let Some(Value::Object(m)) = a2a
-                .get_mut(s.label("route"))
-                .and_then(|r| r.get_mut(key))
+            if let Some(Value::Object(m)) =
+                a2a.get_mut(s.label("route")).and_then(|r| r.get_mut(key))
             {
-                let n = m
-                    .get(s.label(label))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
+                let n = m.get(s.label(label)).and_then(Value::as_f64).unwrap_or(0.0);
                 m.insert(s.label(label).to_string(), json!(n + s.value));
             }
         }
@@ -486,8 +482,8 @@ async fn playground_mcp<S: AdminState>(
         );
     }
     let cfg = redacted_config(&ctx.gw);
-    let Some(route) = find_route(&cfg, &call.target.listener, &call.target.route)
-        .filter(|r| kind(r) == "mcp")
+    let Some(route) =
+        find_route(&cfg, &call.target.listener, &call.target.route).filter(|r| kind(r) == "mcp")
     else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such MCP route");
     };
@@ -501,7 +497,9 @@ async fn playground_mcp<S: AdminState>(
     )
     .await
     {
-        Ok((status, reply)) => axum::Json(json!({"status": status, "reply": reply})).into_response(),
+        Ok((status, reply)) => {
+            axum::Json(json!({"status": status, "reply": reply})).into_response()
+        }
         Err(e) => error(StatusCode::BAD_GATEWAY, "upstream", &e),
     }
 }
@@ -521,8 +519,8 @@ async fn playground_chat<S: AdminState>(
     axum::Json(chat): axum::Json<Chat>,
 ) -> Response {
     let cfg = redacted_config(&ctx.gw);
-    let Some(route) = find_route(&cfg, &chat.target.listener, &chat.target.route)
-        .filter(|r| kind(r) == "llm")
+    let Some(route) =
+        find_route(&cfg, &chat.target.listener, &chat.target.route).filter(|r| kind(r) == "llm")
     else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such LLM route");
     };

@@ -131,7 +131,10 @@ async fn login<S: AdminState>(State(ctx): State<Ctx<S>>, body: Bytes) -> Respons
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     if !same(typed.trim(), &token) {
-        return login_page(StatusCode::UNAUTHORIZED, Some("That token is not admin.token."));
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That token is not admin.token."),
+        );
     }
     let cookie = format!(
         "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",

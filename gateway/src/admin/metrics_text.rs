@@ -87,7 +87,12 @@ fn parse_line(line: &str) -> Option<Sample> {
             return None;
         }
     }
-    let value = rest.get(end? + 1..)?.split_whitespace().next()?.parse().ok()?;
+    let value = rest
+        .get(end? + 1..)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(Sample {
         name: name.to_string(),
         labels,

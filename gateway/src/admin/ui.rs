@@ -16,8 +16,14 @@ const STYLE: &str = include_str!("assets/style.css");
 /// `/ui`, `/ui/app.js`, `/ui/style.css`.
 pub(super) fn routes<S: AdminState>() -> Router<Ctx<S>> {
     Router::new()
-        .route("/ui", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
-        .route("/ui/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
+        .route(
+            "/ui",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
         .route(
             "/ui/app.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),

@@ -58,7 +58,8 @@ impl Gateway {
             mcp,
             llm,
             sessions: serde_json::to_value(sessions.list_local()).unwrap_or_default(),
-            a2a_tasks: serde_json::to_value(self.inner.a2a_metrics.tasks.list()).unwrap_or_default(),
+            a2a_tasks: serde_json::to_value(self.inner.a2a_metrics.tasks.list())
+                .unwrap_or_default(),
         }
     }
 }

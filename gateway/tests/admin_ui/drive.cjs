@@ -181,6 +181,11 @@ async function main() {
   await save('config');
 
   check(consoleErrors.length === 0, 'no console errors: ' + JSON.stringify(consoleErrors));
+  // Sign out: the cookie is cleared and the UI asks for the token again.
+  await Promise.all([page.waitForNavigation(), page.click('#logout button')]);
+  check(await page.locator('form#login').count() === 1, 'signed out, the login form is back');
+  const left = (await context.cookies(admin)).find((k) => k.name === 'switchboard_admin');
+  check(!left, 'the session cookie is gone');
   await context.close();
   fs.rmSync(profile, { recursive: true, force: true });
   console.log('UI-RESULT ' + JSON.stringify(results));
