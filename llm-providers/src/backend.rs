@@ -7,11 +7,13 @@
 //!   retries: [`crate::pool`]), the provider's answer classified, the token budget reserved;
 //! * `native`: the request in each provider's API and the answer back in the caller's;
 //! * `stream`: the streaming hand-off to the client, and end-of-request accounting.
+//!
+//! `status` is a read-only view of the models and their pools' health (the admin UI's).
 
 mod execute;
 mod native;
-mod stream;
 mod status;
+mod stream;
 
 pub use status::{ModelStatus, ProviderStatus};
 

@@ -15,8 +15,8 @@ mod reaper;
 mod release;
 mod session;
 
-use release::Listener;
 pub use listing::LocalSession;
+use release::Listener;
 pub use release::{ActivityGuard, Release, ReleaseReason, ReleaseSubscription};
 pub use session::{Resumed, Session};
 
