@@ -99,7 +99,7 @@ impl TaskLog {
                 )
             })
             .collect();
-        out.sort_by(|a, b| b.0.cmp(&a.0));
+        out.sort_by_key(|e| std::cmp::Reverse(e.0));
         out.into_iter().map(|(_, v)| v).collect()
     }
 }

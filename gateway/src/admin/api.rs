@@ -221,10 +221,10 @@ async fn mcp_request<S: AdminState>(
     let reply = if sse {
         // The answer is the event that carries our request's id.
         text.lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .filter(|v| v.get("id").is_some())
-            .last()
+            .find(|v| v.get("id").is_some())
             .unwrap_or(Value::Null)
     } else {
         serde_json::from_str(&text).unwrap_or_else(|_| json!({"body": text}))

@@ -30,7 +30,7 @@ const COOKIE: &str = "switchboard_admin";
 pub(super) fn routes<S: AdminState>() -> Router<Ctx<S>> {
     Router::new()
         .route("/ui/login", post(login::<S>))
-        .route("/ui/logout", post(logout::<S>))
+        .route("/ui/logout", post(logout))
 }
 
 /// What a request to a guarded endpoint may do.
@@ -144,7 +144,7 @@ async fn login<S: AdminState>(State(ctx): State<Ctx<S>>, body: Bytes) -> Respons
 }
 
 /// `POST /ui/logout`: forgets the session cookie.
-async fn logout<S: AdminState>() -> Response {
+async fn logout() -> Response {
     see_ui(Some(format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     )))

@@ -83,9 +83,7 @@ fn parse_line(line: &str) -> Option<Sample> {
             }
         }
         labels.push((key, value));
-        if chars.peek().is_none() {
-            return None;
-        }
+        chars.peek()?;
     }
     let value = rest
         .get(end? + 1..)?

@@ -52,7 +52,7 @@ impl SessionManager {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.age.cmp(&a.age));
+        out.sort_by_key(|s| std::cmp::Reverse(s.age));
         out
     }
 }
