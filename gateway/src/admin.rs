@@ -155,21 +155,21 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
         loopback,
         client,
     };
-    let guarded = Router::new()
-        .route("/config", get(config::<S>))
-        .route("/drain", post(drain::<S>))
-        .merge(ui::routes::<S>())
-        .merge(api::routes::<S>())
-        .route_layer(axum::middleware::from_fn_with_state(
-            ctx.clone(),
-            auth::guard::<S>,
-        ));
+    // The guard sees every request, unknown paths included; it lets the probes and the
+    // sign-in through itself.
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/config", get(config::<S>))
+        .route("/drain", post(drain::<S>))
         .merge(auth::routes::<S>())
-        .merge(guarded)
+        .merge(ui::routes::<S>())
+        .merge(api::routes::<S>())
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            auth::guard::<S>,
+        ))
         .with_state(ctx);
     let s = stop.clone();
     tokio::spawn(async move {

@@ -181,6 +181,9 @@ const GUARDED: &[&str] = &[
     "/config",
 ];
 
+/// Paths the admin does not serve: behind the token as well (401 without, 404 with it).
+const UNKNOWN: &str = "/api/nothing-here";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_token_guards_everything_but_probes() {
     let s = start(r#"{bind: "127.0.0.1:0", token: "${UI_ADMIN_TOKEN}"}"#).await;
@@ -213,6 +216,18 @@ async fn admin_token_guards_everything_but_probes() {
             );
         }
     }
+    let (status, _) = get(&format!("{}{UNKNOWN}", s.admin), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an unknown path without the token"
+    );
+    let (status, _) = get(&format!("{}{UNKNOWN}", s.admin), Some(TOKEN)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an unknown path with the token"
+    );
     // POST endpoints too.
     for path in ["/drain", "/api/playground/mcp", "/api/playground/chat"] {
         let r = client()
@@ -361,6 +376,17 @@ async fn admin_beyond_loopback_without_token_is_forbidden() {
             && l.contains("beyond loopback")
             && l.contains("admin.token")),
         "{lines:#?}"
+    );
+    // The `admin listening` line carries the UI's URL (`make quickstart` prints it too).
+    let listening: Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| switchboard_testing::process::message(v) == Some("admin listening"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    let ui = switchboard_testing::process::field(&listening, "ui").unwrap();
+    assert!(
+        ui.starts_with("http://") && ui.ends_with("/ui"),
+        "{listening}"
     );
     // With a token, no warning.
     std::fs::write(

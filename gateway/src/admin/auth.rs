@@ -66,12 +66,20 @@ fn verdict<S: AdminState>(ctx: &Ctx<S>, headers: &HeaderMap) -> Verdict {
     Verdict::Unauthorized
 }
 
-/// The middleware in front of `/ui`, `/api/*`, `/config` and `/drain`.
+/// Always open: kubelet probes and Prometheus scrapes.
+const OPEN: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// The middleware in front of the whole admin listener: the probes pass, the sign-in
+/// endpoints check for themselves, everything else (unknown paths too) needs the token.
 pub(super) async fn guard<S: AdminState>(
     State(ctx): State<Ctx<S>>,
     req: Request,
     next: Next,
 ) -> Response {
+    let path = req.uri().path();
+    if OPEN.contains(&path) || path == "/ui/login" || path == "/ui/logout" {
+        return next.run(req).await;
+    }
     match verdict(&ctx, req.headers()) {
         Verdict::Allow => next.run(req).await,
         Verdict::Forbidden => forbidden(),
