@@ -407,6 +407,18 @@ async fn admin_beyond_loopback_without_token_is_forbidden() {
     );
 }
 
+#[test]
+fn an_empty_admin_token_is_refused() {
+    let err = config::load_str(
+        "admin: {bind: \"127.0.0.1:0\", token: \"${EMPTY:-}\"}\nlisteners: []\n",
+        "empty.yaml",
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("admin.token: must not be empty"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_admin_without_token_is_open() {
     let s = start(r#"{bind: "127.0.0.1:0"}"#).await;
