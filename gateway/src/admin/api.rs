@@ -49,6 +49,23 @@ pub(super) fn routes<S: AdminState>() -> Router<Ctx<S>> {
         .route("/api/playground/chat", post(playground_chat::<S>))
 }
 
+/// A URL as the pages show it: without userinfo and query (either may carry a credential that
+/// redaction by key name cannot see); a dropped query shows as `?…`.
+fn shown_url(u: &str) -> String {
+    let Ok(mut url) = url::Url::parse(u) else {
+        return u.to_string();
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let had_query = url.query().is_some();
+    url.set_query(None);
+    if had_query {
+        format!("{url}?…")
+    } else {
+        url.to_string()
+    }
+}
+
 /// The kind of a route's backend, from its config.
 fn kind(route: &Value) -> &'static str {
     ["mcp", "llm", "a2a", "http", "redirect"]
@@ -293,8 +310,14 @@ async fn mcp<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
                     "openapi" => t.pointer("/openapi/spec"),
                     k => t.pointer(&format!("/{k}/url")),
                 }
-                .cloned()
-                .unwrap_or(Value::Null);
+                .and_then(Value::as_str)
+                .map(|e| {
+                    if tkind == "stdio" {
+                        e.to_string()
+                    } else {
+                        shown_url(e)
+                    }
+                });
                 let own: Vec<&str> = tools
                     .iter()
                     .filter_map(|tool| tool.get("name").and_then(Value::as_str))
@@ -368,6 +391,14 @@ async fn sessions<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
         }
     }
     let mcp_count = snap.sessions.as_array().map_or(0, Vec::len);
+    let mut a2a_tasks = snap.a2a_tasks;
+    if let Some(tasks) = a2a_tasks.as_array_mut() {
+        for t in tasks {
+            if let Some(r) = t.get("replica").and_then(Value::as_str).map(shown_url) {
+                t["replica"] = Value::String(r);
+            }
+        }
+    }
     axum::Json(json!({
         "replica": snap.replica,
         "shared_store": snap.shared_store,
@@ -380,7 +411,7 @@ async fn sessions<S: AdminState>(State(ctx): State<Ctx<S>>) -> Response {
                     "listener": b.listener, "route": b.route, "sessions": b.state.get("sessions"),
                 })).collect::<Vec<_>>()},
         "a2a": a2a.into_values().collect::<Vec<_>>(),
-        "a2a_tasks": snap.a2a_tasks,
+        "a2a_tasks": a2a_tasks,
     }))
     .into_response()
 }
@@ -572,6 +603,15 @@ async fn playground_chat<S: AdminState>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_userinfo_and_query() {
+        assert_eq!(
+            shown_url("http://user:pw@h:1/mcp?key=s3cret&x=1"),
+            "http://h:1/mcp?…"
+        );
+        assert_eq!(shown_url("http://h/mcp"), "http://h/mcp");
+    }
 
     #[test]
     fn route_paths_and_kinds() {
