@@ -253,13 +253,8 @@ pub fn redact(v: &mut Value) {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
                 let lower = k.to_ascii_lowercase();
-                let secret = SECRET_KEYS.contains(&lower.as_str())
-                    || lower.ends_with("_key")
-                    || lower.ends_with("_secret")
-                    || lower.ends_with("_token")
-                    || lower.ends_with("password");
                 // A TLS key is a file path, not a secret.
-                if secret
+                if secret_name(&lower)
                     && !(lower == "key"
                         && child
                             .as_str()
@@ -272,8 +267,58 @@ pub fn redact(v: &mut Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(s) => {
+            if let Some(clean) = redact_url(s) {
+                *s = clean;
+            }
+        }
         _ => {}
     }
+}
+
+/// Whether a key (lowercase) names a secret.
+fn secret_name(lower: &str) -> bool {
+    SECRET_KEYS.contains(&lower)
+        || lower.ends_with("_key")
+        || lower.ends_with("_secret")
+        || lower.ends_with("_token")
+        || lower.ends_with("password")
+}
+
+/// A URL's password (`redis://:pw@host`) and the values of query parameters named like
+/// secrets (`?api_key=...`), redacted; `None` when `s` is not such a URL.
+fn redact_url(s: &str) -> Option<String> {
+    if !s.contains("://") {
+        return None;
+    }
+    let mut url = url::Url::parse(s).ok()?;
+    let mut changed = false;
+    if url.password().is_some() {
+        let _ = url.set_password(Some("redacted"));
+        changed = true;
+    }
+    if url
+        .query_pairs()
+        .any(|(k, _)| secret_name(&k.to_ascii_lowercase()))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = secret_name(&k.to_ascii_lowercase());
+                (
+                    k.into_owned(),
+                    if secret {
+                        "redacted".into()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    changed.then(|| url.to_string())
 }
 
 fn redact_all(v: &mut Value) {
@@ -305,5 +350,20 @@ mod tests {
         }
         assert_eq!(v["tls"]["key"], "a.key");
         assert_eq!(v["headers"]["x-team"], "ml");
+    }
+
+    #[test]
+    fn redacts_url_passwords_and_secret_query_values() {
+        let mut v = json!({
+            "redis": {"url": "redis://:hunter2@10.0.0.1:6379/0"},
+            "upstream": "https://h/mcp?api_key=k-123&region=eu",
+            "plain": "http://127.0.0.1:3000/x?page=2",
+        });
+        redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("hunter2") && !s.contains("k-123"), "{s}");
+        assert_eq!(v["redis"]["url"], "redis://:redacted@10.0.0.1:6379/0");
+        assert_eq!(v["upstream"], "https://h/mcp?api_key=redacted&region=eu");
+        assert_eq!(v["plain"], "http://127.0.0.1:3000/x?page=2");
     }
 }
