@@ -16,5 +16,7 @@ trap cleanup EXIT INT TERM
 "$bin/a2a-echo" --bind "${UPSTREAM_A2A:-127.0.0.1:3030}" & pids+=($!)
 # The gateway starts the stdio MCP server ($MCP_ECHO, default target/debug/mcp-echo) itself.
 
-echo "switchboard: http://127.0.0.1:8080  (admin http://127.0.0.1:15000)"
+admin="${SWITCHBOARD_ADMIN:-127.0.0.1:15000}"
+echo "switchboard: http://${SWITCHBOARD_BIND:-127.0.0.1:8080}  (admin http://$admin)"
+echo "admin UI:    http://$admin/ui  (listeners, MCP targets, sessions, LLM models, config, playground)"
 "$bin/switchboard" run --config examples/quickstart.yaml

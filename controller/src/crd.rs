@@ -196,6 +196,14 @@ pub struct GatewayParametersSpec {
     /// trusted, and a client's own `X-Forwarded-For` is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_proxies: Option<switchboard_gateway::config::TrustedProxiesConfig>,
+    /// The Secret key (in the Gateway's namespace) holding the proxies' `admin.token`: the
+    /// bearer token of their admin UI and config API (`/ui`, `/api/*`, `/config`, `/drain`).
+    /// The proxy container reads it as an environment variable (`secretKeyRef`) and the
+    /// rendered config refers to it as `${VAR}`, so the value stays in the Secret. Absent:
+    /// the admin listener (bound beyond loopback) serves `/healthz`, `/readyz` and `/metrics`
+    /// only, and answers 403 to the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_secret: Option<SecretKeyRef>,
     /// Extra environment variables for the proxy container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,

@@ -748,3 +748,117 @@ spec:
     let spec = r.children.service.spec.as_ref().unwrap();
     assert!(spec.external_traffic_policy.is_none() && spec.load_balancer_class.is_none());
 }
+
+/// `adminTokenSecret`: the proxy's `admin.token` is a `${VAR}` reference in the config and the
+/// variable comes from the Secret through `secretKeyRef`, so the token is in no rendered object;
+/// the proxy expands it when it loads the config. The Gateway's parameters win over the
+/// class's. Unset: no token, no env var.
+#[test]
+fn admin_token_secret_becomes_an_env_reference_not_config_text() {
+    let world = world_yaml(
+        r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: with-admin}
+spec:
+  controllerName: switchboard.dev/gateway-controller
+  parametersRef: {group: switchboard.dev, kind: GatewayParameters, name: class-admin, namespace: ns}
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: GatewayParameters
+metadata: {name: class-admin, namespace: ns}
+spec:
+  adminTokenSecret: {name: class-admin, key: token}
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: GatewayParameters
+metadata: {name: own-admin, namespace: ns}
+spec:
+  adminTokenSecret: {name: proxy-admin, key: admin-token}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: ns}
+spec:
+  gatewayClassName: with-admin
+  infrastructure:
+    parametersRef: {group: switchboard.dev, kind: GatewayParameters, name: own-admin}
+  listeners:
+    - {name: http, port: 80, protocol: HTTP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: plain, namespace: ns}
+spec:
+  gatewayClassName: with-admin
+  listeners:
+    - {name: http, port: 80, protocol: HTTP}
+"#,
+    );
+    let env_of = |r: &Rendered| {
+        r.children
+            .deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+    };
+
+    let r = render_one(&world, "edge");
+    check_config(&r);
+    assert_eq!(r.gateway_conditions[0].reason, "Accepted");
+    let var = "SB_SECRET_PROXY_ADMIN_ADMIN_TOKEN";
+    assert_eq!(
+        r.config.admin.token.as_deref(),
+        Some(format!("${{{var}}}").as_str()),
+        "the Gateway's parameters win"
+    );
+    assert!(
+        r.config_yaml.contains(&format!("token: ${{{var}}}")),
+        "{}",
+        r.config_yaml
+    );
+    let env = env_of(&r);
+    assert_eq!(env.len(), 1, "{env:?}");
+    assert_eq!(env[0].name, var);
+    assert!(env[0].value.is_none(), "the value is never in the Deployment");
+    let sel = env[0]
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (sel.name.as_str(), sel.key.as_str(), sel.optional),
+        ("proxy-admin", "admin-token", Some(false))
+    );
+    // The proxy expands the reference from its environment when it loads the config.
+    let loaded = switchboard_gateway::config::load_str(&r.config_yaml, "rendered", &|v| {
+        (v == var).then(|| "s3cret-admin".to_string())
+    })
+    .unwrap();
+    assert_eq!(loaded.admin.token.as_deref(), Some("s3cret-admin"));
+    // The same reference is in the ConfigMap; the value is nowhere in the children.
+    let cm = &r.children.config_map.data.as_ref().unwrap()[render::CONFIG_KEY];
+    assert!(cm.contains(&format!("${{{var}}}")), "{cm}");
+
+    // The class's parameters apply to a Gateway without its own.
+    let r = render_one(&world, "plain");
+    assert_eq!(
+        r.config.admin.token.as_deref(),
+        Some("${SB_SECRET_CLASS_ADMIN_TOKEN}")
+    );
+    assert_eq!(env_of(&r)[0].name, "SB_SECRET_CLASS_ADMIN_TOKEN");
+
+    // Unset: no token in the config, no env var in the Deployment.
+    let r = render_one(&world_yaml(GW), "gw");
+    assert!(r.config.admin.token.is_none());
+    assert!(!r.config_yaml.contains("token"), "{}", r.config_yaml);
+    assert!(env_of(&r).is_empty());
+}

@@ -3,7 +3,7 @@
 //! upstream. It does no per-request heavy work.
 //!
 //! Failures are injected per request by the model name (containing `fail-500`, `fail-429`,
-//! `slow`, `midstream`, `drop` or `hang`, or the hostile `giant-body`, `giant-sse` and
+//! `slow`, `midstream`, `drop`, `hang` or `trickle` (parts streamed with a pause between them), or the hostile `giant-body`, `giant-sse` and
 //! `not-json`), by an `x-mock-fail` header with the same words, or
 //! for every request via `POST /mock/mode {"mode": "500"}` (`ok` resets). `GET /mock/stats`
 //! reports the request count and the credentials the last request carried.
@@ -45,6 +45,8 @@ pub const OUTPUT_TOKENS: u64 = 17;
 pub const TOOL_ARGS: &str = r#"{"city":"Paris","days":3}"#;
 /// Fragments the tool arguments are streamed in.
 const TOOL_ARG_FRAGMENTS: [&str; 3] = [r#"{"city":"#, r#""Paris","#, r#""days":3}"#];
+/// The pause between streamed parts in `trickle` mode.
+pub const TRICKLE: Duration = Duration::from_millis(120);
 /// How long `slow` waits before the first byte.
 pub const SLOW: Duration = Duration::from_millis(1500);
 
@@ -69,6 +71,8 @@ pub enum Mode {
     /// Stream half of the answer, then wait for [`MockState::release`] before the rest (lets a
     /// test prove that bytes reach the client while the provider is still streaming).
     Hold,
+    /// Stream the answer with [`TRICKLE`] between parts (a client can watch it arrive).
+    Trickle,
     /// A hostile provider: a `200` JSON reply of [`GIANT`] bytes, streamed without a length.
     GiantBody,
     /// A hostile provider: a `200` SSE stream whose first line is [`GIANT`] bytes long.
@@ -93,6 +97,7 @@ impl Mode {
             ("drop", Mode::Drop),
             ("hang", Mode::Hang),
             ("hold", Mode::Hold),
+            ("trickle", Mode::Trickle),
             ("giant-body", Mode::GiantBody),
             ("giant-sse", Mode::GiantSse),
             ("not-json", Mode::NotJson),
@@ -357,6 +362,7 @@ fn scripted_body(
     let drop_at = (mode == Mode::Drop).then_some(cut);
     let hold_at = (mode == Mode::Hold).then_some(cut);
     let gate = state.inner.gate.clone();
+    let trickle = mode == Mode::Trickle;
     let stream = futures::stream::unfold(
         (parts.into_iter().enumerate(), mode == Mode::Slow),
         move |(mut it, slow)| {
@@ -366,6 +372,9 @@ fn scripted_body(
                     tokio::time::sleep(SLOW).await;
                 }
                 let (i, part) = it.next()?;
+                if trickle && i > 0 {
+                    tokio::time::sleep(TRICKLE).await;
+                }
                 if Some(i) == hold_at {
                     gate.acquire().await.ok()?.forget();
                 }

@@ -27,7 +27,8 @@
 //! (the agent card served), [`card`] (the card rewritten), `call` (one JSON-RPC call),
 //! [`rpc`] (what a call and its answer name), `list` (`ListTasks` across replicas), `pinning`
 //! (which replica holds a task), `exchange` (log line, metrics, SSE pass-through), [`stream`]
-//! (SSE events read on the side), `errors` (JSON-RPC errors).
+//! (SSE events read on the side), `errors` (JSON-RPC errors), [`tasks`] (the tasks seen recently, for
+//! the admin UI).
 
 mod call;
 pub mod card;
@@ -40,6 +41,7 @@ mod pinning;
 mod replica;
 pub mod rpc;
 pub mod stream;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

@@ -4,6 +4,8 @@
 //! Only the control path (start, reload, shutdown) takes the state lock; the data path reads
 //! each listener's `ArcSwap` and never waits on it.
 
+mod admin_view;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -708,6 +710,14 @@ impl admin::AdminState for Gateway {
 
     fn metrics_text(&self) -> String {
         self.metrics().encode()
+    }
+
+    fn admin_token(&self) -> Option<String> {
+        self.current().config.admin.token.clone()
+    }
+
+    async fn snapshot(&self) -> admin::Snapshot {
+        self.admin_snapshot().await
     }
 
     fn config_view(&self) -> admin::ConfigView {

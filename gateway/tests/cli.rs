@@ -480,6 +480,29 @@ async fn quickstart_serves_its_examples() {
         !cfg.contains("mock-key"),
         "secrets are redacted in /config: {cfg}"
     );
+    // The admin UI (loopback, no token needed) and its MCP page's live data.
+    let ui = c
+        .get(format!("http://{}/ui", proc.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ui.status(), 200);
+    assert!(ui.text().await.unwrap().contains("Switchboard admin"));
+    let mcp: serde_json::Value = c
+        .get(format!("http://{}/api/mcp", proc.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let health: Vec<(&str, &str)> = mcp["routes"][0]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["health"].as_str().unwrap()))
+        .collect();
+    assert_eq!(health, [("local", "up"), ("remote", "up")], "{mcp}");
 
     // MCP, as an SDK client does it: a session, the tools of both targets (prefixed), one call
     // to each.

@@ -7,10 +7,15 @@
 //!   retries: [`crate::pool`]), the provider's answer classified, the token budget reserved;
 //! * `native`: the request in each provider's API and the answer back in the caller's;
 //! * `stream`: the streaming hand-off to the client, and end-of-request accounting.
+//!
+//! `status` is a read-only view of the models and their pools' health (the admin UI's).
 
 mod execute;
 mod native;
+mod status;
 mod stream;
+
+pub use status::{ModelStatus, ProviderStatus};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -10,10 +10,12 @@
 //! the session's target entries), keeps sessions with open streams alive, and tells the MCP layer
 //! when to let go of a session's upstream connections and stdio children ([`Release`]).
 
+mod listing;
 mod reaper;
 mod release;
 mod session;
 
+pub use listing::LocalSession;
 use release::Listener;
 pub use release::{ActivityGuard, Release, ReleaseReason, ReleaseSubscription};
 pub use session::{Resumed, Session};

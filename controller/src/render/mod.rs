@@ -16,9 +16,9 @@
 //!   route's `http`, `mcp`, `llm` or `a2a` key.
 //! - `policies.rs`: Policy objects become `policies` blocks, merged over what HTTPRoute
 //!   filters ask for.
-//! - `secrets.rs`: Secrets referenced by Backends and GatewayParameters become `${VAR}`
-//!   references in the config and `secretKeyRef` environment variables in the Deployment, so
-//!   the ConfigMap never holds a secret.
+//! - `secrets.rs`: Secrets referenced by Backends and GatewayParameters (session keys, the
+//!   admin token) become `${VAR}` references in the config and `secretKeyRef` environment
+//!   variables in the Deployment, so the ConfigMap never holds a secret.
 //! - `children.rs`: the ConfigMap, Deployment, Service and ServiceAccount.
 //! - `status.rs`: conditions and the status entries the reconciler writes.
 //!
@@ -221,6 +221,13 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         ..Default::default()
     };
     config.admin.bind = opts.admin_bind.clone();
+    // The admin token stays in its Secret: the config names the env var that carries it, and
+    // the proxy expands `${VAR}` when it loads the config (file or push).
+    if let Some(r) = &params.admin_token_secret {
+        config.admin.token = Some(out.env.reference(&crate::crd::SecretValue {
+            secret_key_ref: r.clone(),
+        }));
+    }
     if let Some(store) = &params.session_store {
         let keys: Vec<String> = store.keys.iter().map(|k| out.env.reference(k)).collect();
         let mut sessions = json!({"store": store.store});

@@ -84,6 +84,7 @@ fn merge_params(
         load_balancer_class: over.load_balancer_class.or(base.load_balancer_class),
         proxy_protocol: over.proxy_protocol.or(base.proxy_protocol),
         trusted_proxies: over.trusted_proxies.or(base.trusted_proxies),
+        admin_token_secret: over.admin_token_secret.or(base.admin_token_secret),
         env: if over.env.is_empty() {
             base.env
         } else {

@@ -42,6 +42,8 @@ pub struct A2aMetrics {
     pub stream_events: Family<A2aStateLabels, Counter>,
     /// Task and context pinning lookups on multi-replica routes, by result (`hit`, `miss`).
     pub pinning: Family<A2aPinLabels, Counter>,
+    /// The tasks seen recently (the admin UI's list; not exported as metrics).
+    pub tasks: super::tasks::TaskLog,
 }
 
 /// Labels of the pinning lookup counter.
@@ -61,6 +63,7 @@ impl A2aMetrics {
             task_states: Family::default(),
             stream_events: Family::default(),
             pinning: Family::default(),
+            tasks: Default::default(),
         };
         metrics.with_registry(|r| {
             r.register(

@@ -99,6 +99,8 @@ impl A2aBackend {
             replica: up.url.clone(),
             ttl: self.task_ttl,
             written: HashSet::new(),
+            route: self.route.clone(),
+            tasks: self.metrics.tasks.clone(),
         }
     }
 }
@@ -111,11 +113,18 @@ pub(super) struct Learner {
     ttl: Duration,
     /// Keys already written during this exchange (a stream names its task in every event).
     written: HashSet<String>,
+    route: Arc<str>,
+    /// Where the admin UI's task list is kept.
+    tasks: super::tasks::TaskLog,
 }
 
 impl Learner {
     pub(super) async fn learn(&mut self, seen: &[Seen]) {
         for s in seen {
+            if let Some(task) = &s.task_id {
+                self.tasks
+                    .saw(&self.route, task, s.state, &self.replica, self.ttl);
+            }
             for (kind, id) in [('t', &s.task_id), ('c', &s.context_id)] {
                 let Some(id) = id else { continue };
                 let key = format!("{}{kind}:{id}", self.prefix);

@@ -170,12 +170,17 @@ pub struct AdminConfig {
     /// Keep it on loopback or a private network: `/config` shows the (redacted) configuration.
     #[serde(default = "default_admin_bind")]
     pub bind: String,
+    /// Bearer token for `/ui`, `/api/*`, `/config` and `/drain` (`/healthz`, `/readyz` and
+    /// `/metrics` stay open). Without it, a listener bound beyond loopback refuses those with 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             bind: default_admin_bind(),
+            token: None,
         }
     }
 }

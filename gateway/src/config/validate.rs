@@ -17,6 +17,19 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
     if admin.is_none() {
         out.push(("admin.bind".into(), bind_message(&config.admin.bind)));
     }
+    // An empty token would be matched by an empty `Authorization: Bearer `.
+    if config
+        .admin
+        .token
+        .as_ref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        out.push((
+            "admin.token".into(),
+            "must not be empty (an unset variable expands to nothing; leave the key out instead)"
+                .into(),
+        ));
+    }
 
     out.extend(config.sessions.validate("sessions"));
 

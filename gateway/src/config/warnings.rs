@@ -103,6 +103,16 @@ fn timeouts_idle(r: &RouteConfig) -> Option<String> {
 /// `(key path, message)`. Relative `openapi.spec` files are read from `base_dir`.
 pub(super) fn warnings(config: &Config, base_dir: &std::path::Path) -> Issues {
     let mut out = Issues::new();
+    if config.admin.token.is_none()
+        && super::validate::parse_bind(&config.admin.bind).is_some_and(|a| !a.ip().is_loopback())
+    {
+        out.push((
+            "admin.bind".into(),
+            "the admin listener is bound beyond loopback and `admin.token` is not set: /ui, /api, \
+             /config and /drain answer 403 (/healthz, /readyz and /metrics stay open)"
+                .into(),
+        ));
+    }
     for (i, l) in config.listeners.iter().enumerate() {
         let lp = format!("listeners[{i}]");
         for (j, r) in l.routes.iter().enumerate() {
