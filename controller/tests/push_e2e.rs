@@ -3,7 +3,9 @@
 //! HTTPRoute (the time from the change to serving is measured and printed), and keeps
 //! serving its last good config when the controller stops. The push stream is HTTPS (a real
 //! TLS handshake with a generated CA; a proxy trusting another CA refuses it) and the push
-//! server checks the proxy's token with a TokenReview (against the fake API server).
+//! server checks the proxy's token with a TokenReview (against the fake API server). The
+//! Gateway's `adminTokenSecret` reaches the proxy as a `${VAR}` in the config it loads (from
+//! the ConfigMap and from the stream), expanded from the environment the Deployment gives it.
 
 mod common;
 
@@ -29,6 +31,12 @@ async fn upstream() -> SocketAddr {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     addr
 }
+
+/// The admin token the proxy's environment holds (in a cluster: from the Secret that
+/// `adminTokenSecret` names, through the Deployment's `secretKeyRef`).
+const ADMIN_TOKEN: &str = "s3cret-admin-token";
+/// The env var the controller names for Secret `proxy-admin`, key `token`.
+const ADMIN_VAR: &str = "SB_SECRET_PROXY_ADMIN_TOKEN";
 
 struct Kill(tokio::process::Child);
 impl Drop for Kill {
@@ -70,7 +78,11 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                "metadata": {"name": "edge", "namespace": ns},
                "spec": {"gatewayClassName": "sb",
+                        "infrastructure": {"parametersRef": {"group": "switchboard.dev", "kind": "GatewayParameters", "name": "admin"}},
                         "listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "GatewayParameters",
+               "metadata": {"name": "admin", "namespace": ns},
+               "spec": {"adminTokenSecret": {"name": "proxy-admin", "key": "token"}}}),
         json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Backend",
                "metadata": {"name": "up", "namespace": ns},
                "spec": {"static": {"host": "127.0.0.1", "port": up.port()}}}),
@@ -141,6 +153,19 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         "{args:?}"
     );
     assert!(!args.contains(&"--control-plane-allow-http"), "{args:?}");
+    // The admin token: an env var from the Secret, a reference in the config.
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env[0],
+        json!({"name": ADMIN_VAR, "valueFrom": {"secretKeyRef":
+            {"name": "proxy-admin", "key": "token", "optional": false}}}),
+        "{env}"
+    );
+    assert!(
+        boot.config.contains(&format!("token: ${{{ADMIN_VAR}}}")),
+        "{}",
+        boot.config
+    );
 
     // Authentication: no token, an unknown token and another ServiceAccount's token fail.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -209,6 +234,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         .arg(&token_path)
         .arg("--control-plane-ca")
         .arg(&wrong_ca)
+        .env(ADMIN_VAR, ADMIN_TOKEN)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -239,6 +265,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         .arg(&token_path)
         .arg("--control-plane-ca")
         .arg(&ca_path)
+        .env(ADMIN_VAR, ADMIN_TOKEN)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -254,6 +281,31 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
     let body = wait_http(&http, &format!("{base}/one/a"), 20).await;
     assert_eq!(body, "upstream saw /one/a");
     assert!(get(&http, &format!("{base}/two/a")).await.is_none());
+    // The proxy expanded the token from its environment: its config API wants it (even on
+    // loopback, once a token is set); the probes stay open.
+    let admin_http = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(h)
+            .build()
+            .unwrap()
+    };
+    let admin_status = |c: &reqwest::Client, path: &str| {
+        let r = c.get(format!("http://{}{path}", addrs.admin));
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(admin_status(&http, "/config").await, 401);
+    assert_eq!(admin_status(&http, "/readyz").await, 200);
+    assert_eq!(admin_status(&admin_http, "/config").await, 200);
+    let shown = get(&admin_http, &format!("http://{}/config", addrs.admin))
+        .await
+        .unwrap();
+    assert!(!shown.contains(ADMIN_TOKEN), "{shown}");
 
     // Change the HTTPRoute; measure until the proxy serves the new route.
     let routes = kube::Api::<HTTPRoute>::namespaced(fake.client(), ns);
@@ -291,7 +343,7 @@ async fn proxy_follows_the_controller_and_keeps_serving_without_it() {
         "listeners: [{name: http, bind: not-an-address, routes: []}]\n",
     );
     let admin = format!("http://{}/config", addrs.admin);
-    let err = wait_until(&http, &admin, 20, |body| {
+    let err = wait_until(&admin_http, &admin, 20, |body| {
         body.contains("not-an-address").then(|| body.to_string())
     })
     .await;

@@ -1202,7 +1202,9 @@ async fn watches_survive_an_api_server_restart() {
 
 /// GatewayParameters for the "behind an NLB" pattern reach the real API server: the Service
 /// gets the type, annotations, `externalTrafficPolicy` and `loadBalancerClass`, and the
-/// ConfigMap's proxy config expects PROXY protocol v2 on every listener.
+/// ConfigMap's proxy config expects PROXY protocol v2 on every listener. `adminTokenSecret`
+/// (kept by the CRD schema) becomes the proxy's `admin.token` as a `${VAR}` reference and a
+/// `secretKeyRef` env var of the Deployment; the token's value is in no object but its Secret.
 #[tokio::test]
 async fn gateway_parameters_set_the_service_for_a_load_balancer() {
     let cluster = TestCluster::start().await;
@@ -1219,6 +1221,7 @@ async fn gateway_parameters_set_the_service_for_a_load_balancer() {
                         "externalTrafficPolicy": "Local",
                         "loadBalancerClass": "service.k8s.aws/nlb",
                         "proxyProtocol": "v2",
+                        "adminTokenSecret": {"name": "proxy-admin", "key": "token"},
                         "serviceAnnotations": {
                             "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol": "*"}}}),
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
@@ -1226,6 +1229,8 @@ async fn gateway_parameters_set_the_service_for_a_load_balancer() {
                "spec": {"gatewayClassName": ns,
                         "infrastructure": {"parametersRef": {"group": "switchboard.dev", "kind": "GatewayParameters", "name": "p"}},
                         "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "proxy-admin", "namespace": ns},
+               "stringData": {"token": "s3cret-admin-token"}}),
         route(&ns, "r1", "/one"),
     ] {
         cluster.create(doc).await;
@@ -1233,6 +1238,49 @@ async fn gateway_parameters_set_the_service_for_a_load_balancer() {
     let c = Running::start(&client, opts());
     let yaml = config_with(&client, &ns, "/one").await;
     assert!(yaml.contains("proxy_protocol: v2"), "{yaml}");
+    let var = "SB_SECRET_PROXY_ADMIN_TOKEN";
+    assert!(yaml.contains(&format!("token: ${{{var}}}")), "{yaml}");
+    let d = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("edge")
+        .await
+        .unwrap();
+    let env = d.spec.template.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let e = env
+        .iter()
+        .find(|e| e.name == var)
+        .unwrap_or_else(|| panic!("{env:?}"));
+    let sel = e
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (sel.name.as_str(), sel.key.as_str()),
+        ("proxy-admin", "token")
+    );
+    assert!(e.value.is_none());
+    // The value is only in the Secret: not in the ConfigMap, Deployment or Gateway status.
+    for (what, text) in [
+        ("ConfigMap", yaml.clone()),
+        ("Deployment", serde_json::to_string(&d).unwrap()),
+        (
+            "Gateway",
+            serde_json::to_string(
+                &Api::<Gateway>::namespaced(client.clone(), &ns)
+                    .get("edge")
+                    .await
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+    ] {
+        assert!(!text.contains("s3cret-admin-token"), "{what}: {text}");
+    }
     let s = Api::<Service>::namespaced(client.clone(), &ns)
         .get("edge")
         .await

@@ -826,7 +826,10 @@ spec:
     let env = env_of(&r);
     assert_eq!(env.len(), 1, "{env:?}");
     assert_eq!(env[0].name, var);
-    assert!(env[0].value.is_none(), "the value is never in the Deployment");
+    assert!(
+        env[0].value.is_none(),
+        "the value is never in the Deployment"
+    );
     let sel = env[0]
         .value_from
         .as_ref()
