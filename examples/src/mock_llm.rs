@@ -417,11 +417,39 @@ fn event(name: &str, v: &Value) -> Bytes {
 struct Reply {
     text: String,
     tool: Option<String>,
+    /// Stream the text in pieces of this many characters instead of by word.
+    chars: Option<usize>,
+}
+
+impl Reply {
+    /// The pieces the text is streamed in.
+    fn pieces(&self) -> Vec<String> {
+        match self.chars {
+            Some(n) => {
+                let cs: Vec<char> = self.text.chars().collect();
+                cs.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
+            }
+            None => words(&self.text),
+        }
+    }
 }
 
 /// A user message starting `[words=N]` gets an answer of exactly N words (N stream chunks):
-/// benchmarks use it to ask for long streams through any front, LiteLLM included.
+/// benchmarks use it to ask for long streams through any front, LiteLLM included. One starting
+/// `[chars=N] TEXT` gets `TEXT` back verbatim, streamed in pieces of N characters (guardrail
+/// tests split a match across chunks with it).
 fn reply(last_user: &str, tool: Option<&str>) -> Reply {
+    if let Some((n, rest)) = last_user
+        .strip_prefix("[chars=")
+        .and_then(|r| r.split_once("] "))
+        .and_then(|(n, rest)| Some((n.parse::<usize>().ok()?, rest)))
+    {
+        return Reply {
+            text: rest.to_owned(),
+            tool: tool.map(String::from),
+            chars: Some(n.clamp(1, 1024)),
+        };
+    }
     let words_wanted = last_user
         .strip_prefix("[words=")
         .and_then(|r| r.split_once(']'))
@@ -437,6 +465,7 @@ fn reply(last_user: &str, tool: Option<&str>) -> Reply {
     Reply {
         text,
         tool: tool.map(String::from),
+        chars: None,
     }
 }
 

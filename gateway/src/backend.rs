@@ -58,7 +58,10 @@ impl Backend {
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
-                l.handle(req, &cx.context).await
+                match cx.guardrails {
+                    Some(g) => crate::guardrails::llm::serve(g, l, req, &cx.context).await,
+                    None => l.handle(req, &cx.context).await,
+                }
             }
             Backend::A2a(a) => {
                 let req = if req.method() == Method::POST {

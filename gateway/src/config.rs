@@ -9,6 +9,7 @@
 
 mod auth;
 mod expand;
+mod guardrails;
 mod listener;
 mod locate;
 mod policies;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use auth::*;
+pub use guardrails::*;
 pub use listener::*;
 pub use policies::*;
 pub use switchboard_llm::config::expose_secrets;

@@ -41,4 +41,6 @@ pub struct RequestCx<'a> {
     pub listener: &'a str,
     /// The hop to other replicas (`sessions.peer`), when configured.
     pub peers: Option<&'a crate::peer::Peers>,
+    /// The route's content rules (`policies.guardrails`).
+    pub guardrails: Option<&'a std::sync::Arc<crate::guardrails::Guardrails>>,
 }

@@ -77,6 +77,7 @@ pub mod forwarding;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod gateway;
+pub mod guardrails;
 pub mod head;
 pub mod json_body;
 pub mod listener;

@@ -142,6 +142,11 @@ impl Metrics {
             "Configuration reloads by result",
             m.config_reloads.clone(),
         );
+        registry.register(
+            "guardrail_decisions",
+            "Guardrail rule decisions, by route, rule and action (never the matched text)",
+            crate::guardrails::DECISIONS.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m
     }

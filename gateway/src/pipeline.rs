@@ -266,6 +266,7 @@ impl Conn {
             shutdown: &self.deps.shutdown,
             listener: &rt.name,
             peers: self.deps.peers.as_ref(),
+            guardrails: route.policies.guardrails.as_ref(),
         };
         route.backend.serve(req, &cx).await
     }

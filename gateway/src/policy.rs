@@ -107,6 +107,7 @@ pub fn merge(listener: Option<&Policies>, route: Option<&Policies>) -> Policies 
         forward_client_credentials: pick(listener, route, |p| {
             p.forward_client_credentials.as_ref()
         }),
+        guardrails: pick(listener, route, |p| p.guardrails.as_ref()),
     }
 }
 
@@ -138,6 +139,8 @@ pub struct RoutePolicies {
     pub authz: Authorizer,
     /// What the client's credentials become on the way upstream.
     pub upstream_credentials: UpstreamCredentials,
+    /// Content rules (`policies.guardrails`), when it has any.
+    pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
 }
 
 /// What the policy stage needs of the route and the listener besides the policies.
@@ -196,6 +199,10 @@ impl RoutePolicies {
                 &|name| std::env::var(name).ok(),
                 base_dir,
             ),
+            guardrails: p
+                .guardrails
+                .as_ref()
+                .and_then(crate::guardrails::Guardrails::compile),
         }
     }
 

@@ -98,7 +98,7 @@ pub(super) async fn anthropic_messages(
         }
         None => {
             parts.push(event("content_block_start", &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-            for w in words(&r.text) {
+            for w in r.pieces() {
                 parts.push(event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
             }
         }

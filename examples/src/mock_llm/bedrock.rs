@@ -116,7 +116,7 @@ pub(super) async fn bedrock(
                     }
                 }
                 None => {
-                    for w in words(&r.text) {
+                    for w in r.pieces() {
                         parts.push(bedrock_event(
                             "contentBlockDelta",
                             &json!({"contentBlockIndex": 0, "delta": {"text": w}}),

@@ -81,7 +81,7 @@ pub(super) async fn gemini(
         "streamGenerateContent" => {
             let mut parts = Vec::new();
             if r.tool.is_none() {
-                let ws = words(&r.text);
+                let ws = r.pieces();
                 let n = ws.len();
                 for (i, w) in ws.into_iter().enumerate() {
                     let last = i + 1 == n;

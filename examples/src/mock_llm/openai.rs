@@ -116,7 +116,7 @@ pub(super) async fn openai_chat_inner(
             parts.push(chunk(json!({}), json!("tool_calls")));
         }
         None => {
-            for w in words(&r.text) {
+            for w in r.pieces() {
                 parts.push(chunk(json!({"content": w}), Value::Null));
             }
             parts.push(chunk(json!({}), json!("stop")));
@@ -254,7 +254,7 @@ pub(super) async fn responses(
         "response.created",
         &json!({"type": "response.created", "sequence_number": 0, "response": started}),
     )];
-    for (i, w) in words(&r.text).into_iter().enumerate() {
+    for (i, w) in r.pieces().into_iter().enumerate() {
         parts.push(event(
             "response.output_text.delta",
             &json!({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": w}),

@@ -669,6 +669,9 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
     if let Some(a) = &pol.authz {
         out.extend(a.validate(&format!("{p}.authz")));
     }
+    if let Some(g) = &pol.guardrails {
+        out.extend(g.validate(&format!("{p}.guardrails")));
+    }
     if let Some(a) = &pol.upstream_auth {
         out.extend(a.validate(&format!("{p}.upstream_auth")));
     }

@@ -1,0 +1,239 @@
+//! `policies.guardrails` through the whole gateway: the real Python `openai` and `anthropic`
+//! SDKs in front, the mock provider behind (it echoes the prompt: "Mock reply to: …", or with
+//! `[chars=N] TEXT` streams TEXT back in N-character pieces).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+use switchboard_examples::mock_llm;
+
+const CARD: &str = "4111 1111 1111 1111";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/guardrails_llm.py")
+}
+
+/// An `llm` route named `route` with `rules` (YAML flow list) as its guardrails: model
+/// `smart` is the mock's Anthropic API, `fast` its OpenAI API.
+async fn llm_gateway(
+    mock: std::net::SocketAddr,
+    route: &str,
+    rules: &str,
+) -> switchboard_gateway::Gateway {
+    let yaml = format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: {route}
+        match: {{path_prefix: /v1}}
+        policies:
+          guardrails:
+            rules: {rules}
+        llm:
+          models:
+            - name: smart
+              providers:
+                - {{provider: anthropic, model: mock-claude, api_key: k, base_url: "http://{mock}"}}
+            - name: fast
+              providers:
+                - {{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}
+"#
+    );
+    gateway(&yaml, mock).await
+}
+
+async fn py(check: &str, base: &str, model: &str, prompt: &str) -> Value {
+    let py = python().expect("python with the openai and anthropic SDKs (run .ci/setup)");
+    run_py(&py, &script(), &[check, base, model, prompt]).await
+}
+
+#[tokio::test]
+async fn a_card_number_in_a_prompt_is_rejected_in_the_callers_format() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(
+        mock,
+        "gr-reject",
+        "[{detector: credit_card, action: reject}]",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let prompt = format!("charge my card {CARD} please");
+
+    let r = py("openai_chat", &base, "fast", &prompt).await;
+    assert_eq!(r["status"], 400, "{r}");
+    let msg = r["body"]["message"].as_str().unwrap();
+    assert!(msg.contains("guardrail rule `credit_card`"), "{r}");
+    assert_eq!(r["body"]["type"], "invalid_request_error", "{r}");
+    assert!(
+        !r.to_string().contains("4111"),
+        "the matched text leaked: {r}"
+    );
+
+    let r = py("anthropic_chat", &base, "smart", &prompt).await;
+    assert_eq!(r["status"], 400, "{r}");
+    assert_eq!(r["body"]["type"], "error", "{r}");
+    assert!(
+        r["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("guardrail rule `credit_card`"),
+        "{r}"
+    );
+    assert!(!r.to_string().contains("4111"), "{r}");
+    // Neither request reached the provider.
+    assert_eq!(state.requests(), 0);
+
+    // A number that fails the Luhn check is not a card: it goes through.
+    let r = py("openai_chat", &base, "fast", "order 4111 1111 1111 1112").await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(state.requests(), 1);
+    assert_eq!(
+        metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-reject",rule="credit_card",action="reject"}"#).await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn a_card_number_in_a_prompt_is_masked_before_the_provider_sees_it() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(
+        mock,
+        "gr-mask-req",
+        "[{detector: credit_card, action: mask, applies_to: [request]}]",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let prompt = format!("card {CARD} ok");
+    // The mock echoes what it received.
+    for (check, model) in [("openai_chat", "fast"), ("anthropic_chat", "smart")] {
+        let r = py(check, &base, model, &prompt).await;
+        assert_eq!(r["status"], 200, "{r}");
+        assert_eq!(
+            r["text"], "Mock reply to: card [CREDIT_CARD] ok",
+            "{check}: {r}"
+        );
+    }
+    assert_eq!(state.requests(), 2);
+    assert_eq!(
+        metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-mask-req",rule="credit_card",action="mask"}"#).await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn response_rules_mask_answers_and_a_request_only_rule_leaves_them() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(
+        mock,
+        "gr-mask-resp",
+        "[{detector: email, action: mask, applies_to: [response]}, {name: ticket, regex: 'TKT-[0-9]+', action: mask, applies_to: [request]}]",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let prompt = "mail bob@example.com about TKT-42";
+    for (check, model) in [("openai_chat", "fast"), ("anthropic_chat", "smart")] {
+        let r = py(check, &base, model, prompt).await;
+        assert_eq!(
+            r["text"], "Mock reply to: mail [EMAIL] about [REDACTED:ticket]",
+            "{check}: {r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_email_split_across_stream_chunks_arrives_masked() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(
+        mock,
+        "gr-stream",
+        "[{detector: email, action: mask, applies_to: [response]}]",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    // Streamed back in 3-character pieces: the address spans seven of them. The filler is
+    // longer than the e-mail rule's hold window, so text before the window flows on.
+    let filler = "lorem ipsum ".repeat(120);
+    let prompt = format!("[chars=3] {filler}write to alice.smith@example.com today, then call");
+    let hold = 665; // the e-mail pattern's longest match, in bytes
+    for (check, model) in [("openai_stream", "fast"), ("anthropic_stream", "smart")] {
+        let r = py(check, &base, model, &prompt).await;
+        assert_eq!(
+            r["text"].as_str().unwrap(),
+            format!("{filler}write to [EMAIL] today, then call"),
+            "{check}"
+        );
+        // Everything but the hold window went out in the pieces it came in.
+        let pieces = r["pieces"].as_u64().unwrap() as usize;
+        assert!(
+            pieces >= (filler.len() - hold) / 3,
+            "{check}: {pieces} pieces"
+        );
+    }
+    assert_eq!(
+        metric(
+            &gw,
+            r#"switchboard_guardrail_decisions_total{route="gr-stream",rule="email",action="mask"}"#
+        )
+        .await,
+        Some(2.0)
+    );
+}
+
+#[test]
+fn validate_names_a_bad_rule_regex_and_a_rule_with_two_kinds() {
+    let path = format!(
+        "{}/tests/configs/bad_guardrail.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = std::process::Command::new(switchboard_bin())
+        .args(["validate", &path])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].routes[0].policies.guardrails.rules[1].regex")
+            && stderr.contains("`TKT-(` is not a valid regular expression"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("guardrails.rules[2]: set exactly one of `detector` and `regex`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_reject_match_in_a_streamed_answer_ends_it_with_an_error_event() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(
+        mock,
+        "gr-stream-reject",
+        "[{detector: credit_card, action: reject, applies_to: [response]}]",
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let prompt = format!("[chars=4] pay with {CARD} now");
+    for (check, model) in [
+        ("openai_stream_checked", "fast"),
+        ("anthropic_stream_checked", "smart"),
+    ] {
+        let r = py(check, &base, model, &prompt).await;
+        assert_eq!(r["status"], "stream_error", "{check}: {r}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap()
+                .contains("guardrail rule `credit_card`"),
+            "{check}: {r}"
+        );
+        assert!(
+            !r.to_string().contains("1111"),
+            "{check}: the card leaked: {r}"
+        );
+    }
+}
