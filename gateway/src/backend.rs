@@ -83,6 +83,19 @@ impl Backend {
                 } else {
                     limited(req, cx.max_body_bytes)
                 };
+                let req = match cx.guardrails {
+                    Some(g) => {
+                        match crate::guardrails::mcp::check_request(g, &ctx.route, req).await {
+                            Ok(req) => req,
+                            Err(answer) => return Ok(answer),
+                        }
+                    }
+                    None => req,
+                };
+                let guard = |resp: Response<Body>| match cx.guardrails {
+                    Some(g) => crate::guardrails::mcp::wrap(g, &ctx.route, resp),
+                    None => resp,
+                };
                 let req = match owner {
                     // A session whose stdio targets run on another replica: served there.
                     Some((peers, owner)) => {
@@ -91,7 +104,7 @@ impl Backend {
                             .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
                             .await?
                         {
-                            crate::peer::Forwarded::Answer(resp) => return Ok(resp),
+                            crate::peer::Forwarded::Answer(resp) => return Ok(guard(resp)),
                             crate::peer::Forwarded::OwnerGone(req) => {
                                 let token = req
                                     .headers()
@@ -107,7 +120,7 @@ impl Backend {
                     }
                     None => req,
                 };
-                m.handle(req, &ctx).await
+                m.handle(req, &ctx).await.map(guard)
             }
         }
     }

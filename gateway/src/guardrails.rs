@@ -8,9 +8,11 @@
 //! Every decision counts in `switchboard_guardrail_decisions_total{route,rule,action}`.
 //!
 //! Where the rules apply: [`llm`] (prompts, complete answers, and streamed answers through
-//! [`stream`], which holds back at most the longest match a rule can have).
+//! [`stream`], which holds back at most the longest match a rule can have) and [`mcp`]
+//! (tool-call arguments, tool results, resource contents, prompt messages).
 
 pub mod llm;
+pub mod mcp;
 pub mod stream;
 
 use std::sync::{Arc, LazyLock};

@@ -237,3 +237,99 @@ async fn a_reject_match_in_a_streamed_answer_ends_it_with_an_error_event() {
         );
     }
 }
+
+/// An `mcp` route to the `mcp-echo` example (stdio; its `echo` tool answers its `text`).
+async fn mcp_gateway(route: &str, rules: &str) -> switchboard_gateway::Gateway {
+    let echo = example_binary("mcp-echo");
+    let yaml = format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: {route}
+        match: {{path_prefix: /mcp}}
+        policies:
+          guardrails:
+            rules: {rules}
+        mcp:
+          targets:
+            - name: echo
+              stdio: {{command: "{echo}"}}
+"#,
+        echo = echo.display()
+    );
+    let up = upstream().await;
+    gateway(&yaml, up).await
+}
+
+fn example_binary(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "switchboard-examples", "--bin", name])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
+    target.join("debug").join(name)
+}
+
+async fn mcp_call(gw: &switchboard_gateway::Gateway, tool: &str, args: Value) -> Value {
+    let py = python().expect("python with the mcp SDK (run .ci/setup)");
+    let url = format!("{}/mcp", base(gw, "main").await);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/guardrails_mcp.py");
+    run_py(&py, &script, &[&url, tool, &args.to_string()]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tool_arguments_are_masked_before_the_target_sees_them() {
+    // Request-only: the echo answers what it received, and nothing masks the answer.
+    let gw = mcp_gateway(
+        "gr-mcp-req",
+        "[{detector: email, action: mask, applies_to: [request]}]",
+    )
+    .await;
+    let r = mcp_call(
+        &gw,
+        "echo",
+        serde_json::json!({"text": "ping carol@example.org now"}),
+    )
+    .await;
+    assert_eq!(r["text"], "ping [EMAIL] now", "{r}");
+    assert_eq!(r["is_error"], false, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tool_results_are_masked_on_the_way_back() {
+    let gw = mcp_gateway(
+        "gr-mcp-resp",
+        "[{detector: credit_card, action: mask, applies_to: [response]}]",
+    )
+    .await;
+    let r = mcp_call(
+        &gw,
+        "echo",
+        serde_json::json!({"text": format!("card {CARD}")}),
+    )
+    .await;
+    assert_eq!(r["text"], "card [CREDIT_CARD]", "{r}");
+    // Tool descriptions pass through the same rules (nothing to mask in these).
+    assert_eq!(r["tools"]["echo"], "Answers the text it is given", "{r}");
+    assert_eq!(
+        metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-mcp-resp",rule="credit_card",action="mask"}"#).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_reject_answers_a_tool_call_with_a_json_rpc_error() {
+    let gw = mcp_gateway("gr-mcp-reject", "[{detector: us_ssn, action: reject}]").await;
+    let r = mcp_call(&gw, "echo", serde_json::json!({"text": "ssn 078-05-1120"})).await;
+    let err = r["error"].as_str().unwrap_or_default();
+    assert!(err.contains("guardrail rule `us_ssn`"), "{r}");
+    assert!(!r.to_string().contains("078-05"), "{r}");
+}

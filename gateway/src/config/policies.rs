@@ -43,7 +43,7 @@ pub struct Policies {
     /// meant for. Only enable it for an upstream that is itself the token's audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_client_credentials: Option<bool>,
-    /// Content rules on `llm` traffic (PII and secret detectors, regexes).
+    /// Content rules on `llm` and `mcp` traffic (PII and secret detectors, regexes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrails: Option<super::GuardrailsPolicy>,
 }
