@@ -2,6 +2,8 @@
 //! the benchmark harness.
 //!
 //! - [`a2a_echo`]: an A2A agent (JSON-RPC) that echoes each message (the quickstart's agent).
+//! - [`guardrail_webhook`]: an external guardrail service (allow, reject, slow) for the
+//!   gateway's `webhook` guardrail rules.
 //! - [`mcp_echo`]: an MCP server over stdio with tools `echo` and `add` (the quickstart's stdio
 //!   target).
 //! - [`upstream`]: an HTTP server with echo, streaming, SSE, slow and WebSocket endpoints.
@@ -17,6 +19,7 @@
 //!   upstream of the gateway's OpenAPI targets.
 
 pub mod a2a_echo;
+pub mod guardrail_webhook;
 pub mod mcp_echo;
 pub mod mcp_fixture;
 pub mod mcp_hostile;

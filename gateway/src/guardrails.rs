@@ -14,6 +14,7 @@
 pub mod llm;
 pub mod mcp;
 pub mod stream;
+mod webhook;
 
 use std::sync::{Arc, LazyLock};
 
@@ -40,7 +41,8 @@ pub struct DecisionLabels {
     pub route: String,
     /// Rule name.
     pub rule: String,
-    /// `reject`, `mask` or `log`.
+    /// `reject`, `mask` or `log`; for webhook rules `allow`, `reject`, `fail_open` or
+    /// `fail_closed`.
     pub action: &'static str,
 }
 
@@ -202,6 +204,9 @@ pub struct Guardrails {
     set: RegexSet,
     /// The most a stream holds back: the longest match of any response rule.
     hold: usize,
+    /// External guardrail services, in rule order.
+    webhooks: Vec<webhook::Webhook>,
+    client: reqwest::Client,
 }
 
 /// A match of a rule in a text.
@@ -261,6 +266,9 @@ impl Guardrails {
                 }
                 _ => continue,
             };
+            let Some(action) = r.action else {
+                continue;
+            };
             let regex = match compile_rule_regex(&src) {
                 Ok(r) => r,
                 Err(e) => {
@@ -280,14 +288,20 @@ impl Guardrails {
                 name: r.name.clone().unwrap_or(name).into(),
                 regex,
                 check,
-                action: r.action,
+                action,
                 request: r.applies_to.contains(&Direction::Request),
                 response: r.applies_to.contains(&Direction::Response),
                 replacement: r.replacement.clone().unwrap_or(replacement),
                 max_len,
             });
         }
-        if rules.is_empty() {
+        let webhooks: Vec<webhook::Webhook> = p
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| webhook::Webhook::compile(i, r))
+            .collect();
+        if rules.is_empty() && webhooks.is_empty() {
             return None;
         }
         let set = regex::RegexSetBuilder::new(rules.iter().map(|r| r.regex.as_str()))
@@ -301,12 +315,37 @@ impl Guardrails {
             .map(|r| r.max_len)
             .max()
             .unwrap_or(0);
-        Some(Arc::new(Guardrails { rules, set, hold }))
+        Some(Arc::new(Guardrails {
+            rules,
+            set,
+            hold,
+            webhooks,
+            client: webhook::client(),
+        }))
     }
 
     /// Whether any rule looks at `dir`.
     pub fn applies(&self, dir: Direction) -> bool {
-        self.rules.iter().any(|r| r.applies(dir))
+        self.rules.iter().any(|r| r.applies(dir)) || self.webhooks.iter().any(|w| w.applies(dir))
+    }
+
+    /// Whether a webhook rule looks at `dir`.
+    pub fn has_webhooks(&self, dir: Direction) -> bool {
+        self.webhooks.iter().any(|w| w.applies(dir))
+    }
+
+    /// Asks each webhook rule for `dir` about `texts`, in rule order; the first reject wins.
+    pub async fn check_webhooks(
+        &self,
+        route: &str,
+        dir: Direction,
+        kind: &str,
+        texts: &[String],
+    ) -> Result<(), Rejected> {
+        for w in self.webhooks.iter().filter(|w| w.applies(dir)) {
+            w.check(&self.client, route, dir, kind, texts).await?;
+        }
+        Ok(())
     }
 
     /// How many bytes a stream holds back at most.
@@ -418,14 +457,19 @@ impl Guardrails {
             GuardrailAction::Mask => "mask",
             GuardrailAction::Log => "log",
         };
-        DECISIONS
-            .get_or_create(&DecisionLabels {
-                route: route.to_owned(),
-                rule: r.name.to_string(),
-                action,
-            })
-            .inc();
+        count(route, &r.name, action);
     }
+}
+
+/// Counts one decision.
+fn count(route: &str, rule: &str, action: &'static str) {
+    DECISIONS
+        .get_or_create(&DecisionLabels {
+            route: route.to_owned(),
+            rule: rule.to_owned(),
+            action,
+        })
+        .inc();
 }
 
 /// Applies the rules to every string value in a JSON tree (MCP arguments and results).
@@ -473,7 +517,8 @@ mod tests {
             name: None,
             detector: Some(d),
             regex: None,
-            action,
+            webhook: None,
+            action: Some(action),
             applies_to: vec![Direction::Request, Direction::Response],
             replacement: None,
         }
@@ -544,7 +589,8 @@ mod tests {
                 name: Some("tok".into()),
                 detector: None,
                 regex: Some(r"tok-\w+".into()),
-                action: GuardrailAction::Mask,
+                webhook: None,
+                action: Some(GuardrailAction::Mask),
                 applies_to: vec![Direction::Response],
                 replacement: None,
             }],

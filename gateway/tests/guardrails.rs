@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
-use switchboard_examples::mock_llm;
+use switchboard_examples::{guardrail_webhook, mock_llm};
 
 const CARD: &str = "4111 1111 1111 1111";
 
@@ -202,7 +202,8 @@ fn validate_names_a_bad_rule_regex_and_a_rule_with_two_kinds() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("guardrails.rules[2]: set exactly one of `detector` and `regex`"),
+        stderr
+            .contains("guardrails.rules[2]: set exactly one of `detector`, `regex` and `webhook`"),
         "{stderr}"
     );
 }
@@ -332,4 +333,110 @@ async fn mcp_reject_answers_a_tool_call_with_a_json_rpc_error() {
     let err = r["error"].as_str().unwrap_or_default();
     assert!(err.contains("guardrail rule `us_ssn`"), "{r}");
     assert!(!r.to_string().contains("078-05"), "{r}");
+}
+
+/// The example guardrail service (rejects texts containing `forbidden`, answers `[slow]`
+/// texts after 2 s) as a webhook rule with `timeout` and `fail`.
+async fn webhook_rule(fail: &str) -> (String, guardrail_webhook::Webhook) {
+    let hook = guardrail_webhook::Webhook::new(vec!["forbidden".into()]);
+    let addr = guardrail_webhook::spawn(hook.clone()).await.unwrap();
+    let rule = format!(
+        "[{{name: moderation, webhook: {{url: 'http://{addr}/check', timeout: 300ms, fail: {fail}}}, applies_to: [request]}}]"
+    );
+    (rule, hook)
+}
+
+#[tokio::test]
+async fn a_webhook_allows_and_rejects_llm_prompts() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let (rule, hook) = webhook_rule("closed").await;
+    let gw = llm_gateway(mock, "gr-hook", &rule).await;
+    let base = base(&gw, "main").await;
+
+    let r = py("openai_chat", &base, "fast", "a harmless question").await;
+    assert_eq!(r["text"], "Mock reply to: a harmless question", "{r}");
+    assert_eq!(hook.checks(), 1);
+
+    let r = py("anthropic_chat", &base, "smart", "something forbidden").await;
+    assert_eq!(r["status"], 400, "{r}");
+    assert!(
+        r["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("guardrail rule `moderation`"),
+        "{r}"
+    );
+    assert_eq!(hook.checks(), 2);
+    assert_eq!(
+        state.requests(),
+        1,
+        "the rejected prompt reached the provider"
+    );
+    assert_eq!(
+        metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-hook",rule="moderation",action="allow"}"#).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_that_times_out_fails_open_or_closed_as_configured() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let (open_rule, _) = webhook_rule("open").await;
+    let open = llm_gateway(mock, "gr-hook-open", &open_rule).await;
+    let started = std::time::Instant::now();
+    let r = py(
+        "openai_chat",
+        &base(&open, "main").await,
+        "fast",
+        "[slow] hi",
+    )
+    .await;
+    assert_eq!(r["text"], "Mock reply to: [slow] hi", "{r}");
+    // The 2 s verdict was not waited for.
+    assert!(
+        started.elapsed() < guardrail_webhook::SLOW,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(state.requests(), 1);
+
+    let (closed_rule, _) = webhook_rule("closed").await;
+    let closed = llm_gateway(mock, "gr-hook-closed", &closed_rule).await;
+    let r = py(
+        "openai_chat",
+        &base(&closed, "main").await,
+        "fast",
+        "[slow] hi",
+    )
+    .await;
+    assert_eq!(r["status"], 400, "{r}");
+    assert!(
+        r["body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("guardrail rule `moderation`"),
+        "{r}"
+    );
+    assert_eq!(state.requests(), 1);
+    assert_eq!(
+        metric(&closed, r#"switchboard_guardrail_decisions_total{route="gr-hook-closed",rule="moderation",action="fail_closed"}"#).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_rejects_mcp_tool_arguments() {
+    let (rule, hook) = webhook_rule("closed").await;
+    let gw = mcp_gateway("gr-mcp-hook", &rule).await;
+    let r = mcp_call(&gw, "echo", serde_json::json!({"text": "fine"})).await;
+    assert_eq!(r["text"], "fine", "{r}");
+    let r = mcp_call(&gw, "echo", serde_json::json!({"text": "forbidden words"})).await;
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("guardrail rule `moderation`"),
+        "{r}"
+    );
+    assert_eq!(hook.checks(), 2);
 }

@@ -22,12 +22,12 @@ pub struct GuardrailsPolicy {
     pub max_match_bytes: Option<usize>,
 }
 
-/// One rule: a `detector` or a `regex`, and what to do with a match.
+/// One rule: a `detector`, a `regex` (each with an `action`) or a `webhook`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailRule {
     /// The rule's name in errors, logs and metrics (default: the detector's name, or
-    /// `regex_N` for the Nth rule).
+    /// `regex_N` / `webhook_N` for the Nth rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// A built-in detector.
@@ -36,8 +36,12 @@ pub struct GuardrailRule {
     /// A regular expression (Rust `regex` syntax, unanchored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
-    /// What a match does.
-    pub action: GuardrailAction,
+    /// An external guardrail service asked for a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookGuardrail>,
+    /// What a match does (`detector` and `regex` rules; a webhook's verdict decides itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<GuardrailAction>,
     /// Which direction the rule looks at (default both).
     #[serde(default = "both_directions")]
     pub applies_to: Vec<Direction>,
@@ -49,6 +53,38 @@ pub struct GuardrailRule {
 
 fn both_directions() -> Vec<Direction> {
     vec![Direction::Request, Direction::Response]
+}
+
+/// `webhook`: `POST url` with `{"route", "direction", "kind", "texts": [...]}`; the service
+/// answers `{"action": "allow"}` or `{"action": "reject", "reason": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookGuardrail {
+    /// The service's URL (`http` or `https`).
+    pub url: String,
+    /// How long to wait for the verdict. Default 1s.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<std::time::Duration>,
+    /// What happens when the service does not answer in time, fails or answers something
+    /// else: `open` lets the text through, `closed` (the default) rejects it.
+    #[serde(default)]
+    pub fail: FailMode,
+}
+
+/// A webhook guardrail's behaviour when no verdict arrives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the text through.
+    Open,
+    /// Reject it.
+    #[default]
+    Closed,
 }
 
 /// A built-in detector.
@@ -112,20 +148,59 @@ impl GuardrailsPolicy {
         }
         for (i, r) in self.rules.iter().enumerate() {
             let rp = format!("{p}.rules[{i}]");
-            match (&r.detector, &r.regex) {
-                (Some(_), Some(_)) | (None, None) => out.push((
+            let kinds = [r.detector.is_some(), r.regex.is_some(), r.webhook.is_some()]
+                .iter()
+                .filter(|k| **k)
+                .count();
+            if kinds != 1 {
+                out.push((
                     rp.clone(),
-                    "set exactly one of `detector` and `regex`".into(),
-                )),
-                (None, Some(src)) => {
-                    if let Err(e) = compile_rule_regex(src) {
+                    "set exactly one of `detector`, `regex` and `webhook`".into(),
+                ));
+            }
+            if let Some(src) = &r.regex
+                && let Err(e) = compile_rule_regex(src)
+            {
+                out.push((
+                    format!("{rp}.regex"),
+                    format!("`{src}` is not a valid regular expression: {e}"),
+                ));
+            }
+            match (&r.webhook, r.action) {
+                (Some(w), a) => {
+                    if r.applies_to.contains(&Direction::Response) {
                         out.push((
-                            format!("{rp}.regex"),
-                            format!("`{src}` is not a valid regular expression: {e}"),
+                            format!("{rp}.applies_to"),
+                            "webhook rules check requests only: set `applies_to: [request]`".into(),
+                        ));
+                    }
+                    if a.is_some() {
+                        out.push((
+                            format!("{rp}.action"),
+                            "a webhook's verdict decides; leave `action` out".into(),
+                        ));
+                    }
+                    let ok = url::Url::parse(&w.url).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https") && u.host().is_some()
+                    });
+                    if !ok {
+                        out.push((
+                            format!("{rp}.webhook.url"),
+                            format!("`{}` is not an http(s) URL", w.url),
+                        ));
+                    }
+                    if w.timeout.is_some_and(|t| t.is_zero()) {
+                        out.push((
+                            format!("{rp}.webhook.timeout"),
+                            "must be more than 0s".into(),
                         ));
                     }
                 }
-                (Some(_), None) => {}
+                (None, None) => out.push((
+                    format!("{rp}.action"),
+                    "required: `reject`, `mask` or `log`".into(),
+                )),
+                (None, Some(_)) => {}
             }
             if r.applies_to.is_empty() {
                 out.push((

@@ -1,7 +1,8 @@
 //! Guardrails on an `llm` route: the text of OpenAI chat and Anthropic messages requests
 //! (`messages[].content`, string or text parts, and Anthropic's `system`), the text of complete
 //! answers (`choices[].message.content`, `content[].text`), and streamed answers ([`super::stream`]).
-//! Other endpoints (embeddings, responses, models) pass through unchecked.
+//! Other endpoints (embeddings, responses, models) pass through unchecked. Webhook rules see
+//! the prompt's texts (after masking).
 
 use axum::body::Body;
 use http::{Request, Response, header};
@@ -71,7 +72,14 @@ async fn check_request(
         // Not JSON: the backend refuses it in its own words.
         return Ok(Request::from_parts(parts, Body::from(bytes)));
     };
-    if !prompt_texts(g, route, &mut v).map_err(|r| r.error())? {
+    let changed = prompt_texts(g, route, &mut v).map_err(|r| r.error())?;
+    if g.has_webhooks(Direction::Request) {
+        let texts = collect_prompt(&v);
+        g.check_webhooks(route, Direction::Request, "llm.prompt", &texts)
+            .await
+            .map_err(|r| r.error())?;
+    }
+    if !changed {
         return Ok(Request::from_parts(parts, Body::from(bytes)));
     }
     let out = serde_json::to_vec(&v).map_err(|_| crate::error::bad_request("invalid JSON"))?;
@@ -117,6 +125,34 @@ fn prompt_texts(g: &Guardrails, route: &str, v: &mut Value) -> Result<bool, Reje
         }
     }
     Ok(changed)
+}
+
+/// The prompt's texts (after masking), for webhooks.
+fn collect_prompt(v: &Value) -> Vec<String> {
+    fn push(out: &mut Vec<String>, c: &Value) {
+        match c {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(parts) => out.extend(
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .map(String::from),
+            ),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(s) = v.get("system") {
+        push(&mut out, s);
+    }
+    if let Some(Value::Array(msgs)) = v.get("messages") {
+        for m in msgs {
+            if let Some(c) = m.get("content") {
+                push(&mut out, c);
+            }
+        }
+    }
+    out
 }
 
 /// The answer's text: `choices[].message.content` (OpenAI), `content[]` (Anthropic).

@@ -4,6 +4,8 @@
 //! descriptions in `tools/list`), in a JSON body or in the events of an SSE stream (other
 //! event fields such as `id:` are kept, so resumption still works).
 //!
+//! Webhook rules see the strings of the arguments (after masking).
+//!
 //! A `reject` match in a request answers it with a JSON-RPC error for its id (the target never
 //! sees it); in a response it replaces that response with a JSON-RPC error for the same id.
 
@@ -60,6 +62,16 @@ pub async fn check_request(
         match walk_strings(g, route, Direction::Request, args) {
             Ok(c) => changed |= c,
             Err(r) => return Err(json_response(&error_answer(&r, id))),
+        }
+        if g.has_webhooks(Direction::Request) {
+            let mut texts = Vec::new();
+            collect_strings(args, &mut texts);
+            if let Err(r) = g
+                .check_webhooks(route, Direction::Request, "mcp.arguments", &texts)
+                .await
+            {
+                return Err(json_response(&error_answer(&r, id)));
+            }
         }
     }
     if !changed {
@@ -124,6 +136,15 @@ fn check_message_bytes(g: &Guardrails, route: &str, bytes: Bytes) -> Bytes {
         return bytes;
     }
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
 }
 
 /// The messages of a body: the object, or the members of a batch.
