@@ -1,5 +1,7 @@
 //! A small MCP server for the quickstart, spoken over stdio (the gateway starts it as a `stdio`
-//! target): tools `echo {text}` (answers the text) and `add {a, b}` (answers the sum).
+//! target): tools `echo {text}` (answers the text) and `add {a, b}` (answers the sum). With
+//! `MCP_ECHO_DESCRIPTION_FILE` set, `echo`'s description is that file's content, read at
+//! each `tools/list`.
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams, ServerConfig,
@@ -32,8 +34,12 @@ impl ServerHandler for Echo {
         _r: Option<PaginatedRequestParams>,
         _c: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        // A test can change the description between two listings (tool-poisoning tests).
+        let echo_description = std::env::var_os("MCP_ECHO_DESCRIPTION_FILE")
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_else(|| "Answers the text it is given".into());
         from(json!({"tools": [
-            {"name": "echo", "description": "Answers the text it is given",
+            {"name": "echo", "description": echo_description,
              "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
                              "required": ["text"]}},
             {"name": "add", "description": "Adds two numbers",

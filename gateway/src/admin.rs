@@ -11,6 +11,7 @@
 mod api;
 mod auth;
 mod metrics_text;
+mod tool_pins;
 mod ui;
 
 use std::net::SocketAddr;
@@ -46,6 +47,10 @@ pub trait AdminState: Clone + Send + Sync + 'static {
     fn admin_token(&self) -> Option<String>;
     /// The live state the UI shows beyond the config.
     fn snapshot(&self) -> impl std::future::Future<Output = Snapshot> + Send;
+    /// The pinned MCP tool definitions (`/api/tool-pins`), when the gateway keeps them.
+    fn tool_pins(&self) -> Option<crate::guardrails::pins::ToolPins> {
+        None
+    }
 }
 
 /// What `/config` shows, before redaction.
@@ -172,6 +177,7 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
         .merge(auth::routes::<S>())
         .merge(ui::routes::<S>())
         .merge(api::routes::<S>())
+        .merge(tool_pins::routes::<S>())
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             auth::guard::<S>,

@@ -85,7 +85,14 @@ impl Backend {
                 };
                 let req = match cx.guardrails {
                     Some(g) => {
-                        match crate::guardrails::mcp::check_request(g, &ctx.route, req).await {
+                        match crate::guardrails::mcp::check_request(
+                            g,
+                            &ctx.route,
+                            req,
+                            cx.tool_pins,
+                        )
+                        .await
+                        {
                             Ok(req) => req,
                             Err(answer) => return Ok(answer),
                         }
@@ -93,7 +100,7 @@ impl Backend {
                     None => req,
                 };
                 let guard = |resp: Response<Body>| match cx.guardrails {
-                    Some(g) => crate::guardrails::mcp::wrap(g, &ctx.route, resp),
+                    Some(g) => crate::guardrails::mcp::wrap(g, &ctx.route, resp, cx.tool_pins),
                     None => resp,
                 };
                 let req = match owner {

@@ -43,4 +43,6 @@ pub struct RequestCx<'a> {
     pub peers: Option<&'a crate::peer::Peers>,
     /// The route's content rules (`policies.guardrails`).
     pub guardrails: Option<&'a std::sync::Arc<crate::guardrails::Guardrails>>,
+    /// The gateway's tool pins (`policies.guardrails.tool_changes`).
+    pub tool_pins: Option<&'a crate::guardrails::pins::ToolPins>,
 }

@@ -172,6 +172,7 @@ impl Gateway {
             .peer
             .as_ref()
             .map(|_| crate::peer::Peers::new(sessions.clone(), &clients));
+        let tool_pins = crate::guardrails::pins::ToolPins::new(sessions.store().clone());
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -187,6 +188,7 @@ impl Gateway {
                     workers,
                     peers,
                     access_log,
+                    tool_pins: Some(tool_pins),
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
@@ -698,6 +700,10 @@ pub fn format_errors(errors: &ConfigErrors) -> Vec<String> {
 impl admin::AdminState for Gateway {
     fn is_ready(&self) -> bool {
         Gateway::is_ready(self)
+    }
+
+    fn tool_pins(&self) -> Option<crate::guardrails::pins::ToolPins> {
+        self.inner.deps.tool_pins.clone()
     }
 
     fn store_up(&self) -> Option<bool> {

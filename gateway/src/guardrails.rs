@@ -13,6 +13,7 @@
 
 pub mod llm;
 pub mod mcp;
+pub mod pins;
 pub mod stream;
 mod webhook;
 
@@ -206,7 +207,10 @@ pub struct Guardrails {
     hold: usize,
     /// External guardrail services, in rule order.
     webhooks: Vec<webhook::Webhook>,
-    client: reqwest::Client,
+    /// The webhooks' HTTP client (none without webhooks).
+    client: Option<reqwest::Client>,
+    /// `tool_changes`, when tool definitions are pinned.
+    pub tool_changes: Option<crate::config::ToolChanges>,
 }
 
 /// A match of a rule in a text.
@@ -301,7 +305,7 @@ impl Guardrails {
             .enumerate()
             .filter_map(|(i, r)| webhook::Webhook::compile(i, r))
             .collect();
-        if rules.is_empty() && webhooks.is_empty() {
+        if rules.is_empty() && webhooks.is_empty() && p.tool_changes.is_none() {
             return None;
         }
         let set = regex::RegexSetBuilder::new(rules.iter().map(|r| r.regex.as_str()))
@@ -315,12 +319,19 @@ impl Guardrails {
             .map(|r| r.max_len)
             .max()
             .unwrap_or(0);
+        let client = (!webhooks.is_empty()).then(|| {
+            // The client needs rustls' provider; `main` installs it, a library user may not
+            // have.
+            crate::install_crypto_provider();
+            webhook::client()
+        });
         Some(Arc::new(Guardrails {
             rules,
             set,
             hold,
             webhooks,
-            client: webhook::client(),
+            client,
+            tool_changes: p.tool_changes,
         }))
     }
 
@@ -342,8 +353,11 @@ impl Guardrails {
         kind: &str,
         texts: &[String],
     ) -> Result<(), Rejected> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
         for w in self.webhooks.iter().filter(|w| w.applies(dir)) {
-            w.check(&self.client, route, dir, kind, texts).await?;
+            w.check(client, route, dir, kind, texts).await?;
         }
         Ok(())
     }
@@ -528,6 +542,7 @@ mod tests {
         Guardrails::compile(&GuardrailsPolicy {
             rules: ds.iter().map(|d| rule(*d, GuardrailAction::Mask)).collect(),
             max_match_bytes: None,
+            tool_changes: None,
         })
         .unwrap()
     }
@@ -595,6 +610,7 @@ mod tests {
                 replacement: None,
             }],
             max_match_bytes: Some(64),
+            tool_changes: None,
         };
         let g = Guardrails::compile(&p).unwrap();
         assert_eq!(g.hold_bytes(), 64);
@@ -612,6 +628,7 @@ mod tests {
         let p = GuardrailsPolicy {
             rules: vec![rule(Detector::CreditCard, GuardrailAction::Reject)],
             max_match_bytes: None,
+            tool_changes: None,
         };
         let g = Guardrails::compile(&p).unwrap();
         let e = g

@@ -63,6 +63,8 @@ pub struct ListenerDeps {
     pub peers: Option<crate::peer::Peers>,
     /// The access log writer, when the access log is on.
     pub access_log: Option<crate::body::access_log::AccessLog>,
+    /// Pinned MCP tool definitions (tool-poisoning defence), kept in the sessions store.
+    pub tool_pins: Option<crate::guardrails::pins::ToolPins>,
 }
 
 /// One client connection as the request pipeline sees it (the connection layer in
@@ -267,6 +269,7 @@ impl Conn {
             listener: &rt.name,
             peers: self.deps.peers.as_ref(),
             guardrails: route.policies.guardrails.as_ref(),
+            tool_pins: self.deps.tool_pins.as_ref(),
         };
         route.backend.serve(req, &cx).await
     }

@@ -20,6 +20,22 @@ pub struct GuardrailsPolicy {
     /// stream holds back at most this many bytes for it. Default 256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_match_bytes: Option<usize>,
+    /// Tool-poisoning defence on `mcp` routes: what happens when a target changes a tool's
+    /// definition after it was first seen and pinned (none: no pinning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_changes: Option<ToolChanges>,
+}
+
+/// `tool_changes`: what a changed tool definition does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChanges {
+    /// Hide the tool and refuse calls to it until the change is approved.
+    Block,
+    /// Log and count the change.
+    Warn,
+    /// Let it through.
+    Allow,
 }
 
 /// One rule: a `detector`, a `regex` (each with an `action`) or a `webhook`.

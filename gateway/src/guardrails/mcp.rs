@@ -18,8 +18,11 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
+use super::pins::ToolPins;
 use super::{Guardrails, Rejected, walk_strings};
-use crate::config::Direction;
+use crate::config::{Direction, ToolChanges};
+use crate::error::RequestError;
+use switchboard_core::Cause;
 
 /// Largest JSON body or SSE event the guardrails read to check.
 const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -30,8 +33,11 @@ pub async fn check_request(
     g: &Guardrails,
     route: &str,
     req: Request<Body>,
+    pins: Option<&ToolPins>,
 ) -> Result<Request<Body>, Response<Body>> {
-    if !g.applies(Direction::Request) || req.method() != http::Method::POST {
+    let blocking = pins.filter(|_| g.tool_changes == Some(ToolChanges::Block));
+    if !(g.applies(Direction::Request) || blocking.is_some()) || req.method() != http::Method::POST
+    {
         return Ok(req);
     }
     let (mut parts, body) = req.into_parts();
@@ -56,6 +62,24 @@ pub async fn check_request(
             continue;
         }
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
+        if method == "tools/call"
+            && let Some(p) = blocking
+            && let Some(name) = msg
+                .get("params")
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+            && p.blocked(route, name)
+        {
+            let e = RequestError::new(
+                Cause::Forbidden,
+                format!(
+                    "tool `{name}` changed its definition since it was pinned; it is blocked until an administrator approves the change"
+                ),
+            );
+            return Err(json_response(
+                &json!({"jsonrpc": "2.0", "id": id, "error": e.jsonrpc_object()}),
+            ));
+        }
         let Some(args) = msg.get_mut("params").and_then(|p| p.get_mut("arguments")) else {
             continue;
         };
@@ -83,12 +107,18 @@ pub async fn check_request(
 }
 
 /// The response with the rules applied to the results it carries.
-pub fn wrap(g: &Arc<Guardrails>, route: &str, resp: Response<Body>) -> Response<Body> {
-    if !g.applies(Direction::Response) || resp.status() != StatusCode::OK {
+pub fn wrap(
+    g: &Arc<Guardrails>,
+    route: &str,
+    resp: Response<Body>,
+    pins: Option<&ToolPins>,
+) -> Response<Body> {
+    let pins = pins.filter(|_| g.tool_changes.is_some()).cloned();
+    if !(g.applies(Direction::Response) || pins.is_some()) || resp.status() != StatusCode::OK {
         return resp;
     }
     if switchboard_core::http::is_event_stream(resp.headers()) {
-        return wrap_stream(g.clone(), route.to_owned(), resp);
+        return wrap_stream(g.clone(), route.to_owned(), resp, pins);
     }
     let is_json = resp
         .headers()
@@ -108,13 +138,18 @@ pub fn wrap(g: &Arc<Guardrails>, route: &str, resp: Response<Body>) -> Response<
             .await
             .map_err(axum::Error::new)?
             .to_bytes();
-        Ok::<Bytes, axum::Error>(check_message_bytes(&g, &route, bytes))
+        Ok::<Bytes, axum::Error>(check_message_bytes(&g, &route, bytes, pins.as_ref()).await)
     };
     Response::from_parts(parts, Body::from_stream(futures::stream::once(fut)))
 }
 
 /// One JSON-RPC message (or batch) with the rules applied to its results.
-fn check_message_bytes(g: &Guardrails, route: &str, bytes: Bytes) -> Bytes {
+async fn check_message_bytes(
+    g: &Guardrails,
+    route: &str,
+    bytes: Bytes,
+    pins: Option<&ToolPins>,
+) -> Bytes {
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         return bytes;
     };
@@ -124,6 +159,16 @@ fn check_message_bytes(g: &Guardrails, route: &str, bytes: Bytes) -> Bytes {
         let Some(result) = msg.get_mut("result") else {
             continue;
         };
+        if let (Some(p), Some(policy)) = (pins, g.tool_changes)
+            && let Some(Value::Array(tools)) = result.get_mut("tools")
+        {
+            let before = tools.len();
+            p.observe(route, policy, tools).await;
+            changed |= tools.len() != before;
+        }
+        if !g.applies(Direction::Response) {
+            continue;
+        }
         match walk_strings(g, route, Direction::Response, result) {
             Ok(c) => changed |= c,
             Err(r) => {
@@ -187,7 +232,7 @@ fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// One SSE event with the rules applied to the JSON-RPC message in its data; every other
 /// field (`id:`, `event:`, `retry:`, comments) is kept as it was.
-fn check_event(g: &Guardrails, route: &str, raw: &[u8]) -> Bytes {
+async fn check_event(g: &Guardrails, route: &str, raw: &[u8], pins: Option<&ToolPins>) -> Bytes {
     let Ok(text) = std::str::from_utf8(raw) else {
         return Bytes::copy_from_slice(raw);
     };
@@ -201,7 +246,7 @@ fn check_event(g: &Guardrails, route: &str, raw: &[u8]) -> Bytes {
         return Bytes::copy_from_slice(raw);
     }
     let joined = data.join("\n");
-    let checked = check_message_bytes(g, route, Bytes::from(joined.clone()));
+    let checked = check_message_bytes(g, route, Bytes::from(joined.clone()), pins).await;
     if checked == joined.as_bytes() {
         return Bytes::copy_from_slice(raw);
     }
@@ -224,7 +269,12 @@ fn check_event(g: &Guardrails, route: &str, raw: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
-fn wrap_stream(g: Arc<Guardrails>, route: String, resp: Response<Body>) -> Response<Body> {
+fn wrap_stream(
+    g: Arc<Guardrails>,
+    route: String,
+    resp: Response<Body>,
+    pins: Option<ToolPins>,
+) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let frames = body.into_data_stream();
@@ -233,6 +283,7 @@ fn wrap_stream(g: Arc<Guardrails>, route: String, resp: Response<Body>) -> Respo
         move |(mut frames, mut buf, ended)| {
             let g = g.clone();
             let route = route.clone();
+            let pins = pins.clone();
             async move {
                 if ended {
                     return None;
@@ -241,7 +292,7 @@ fn wrap_stream(g: Arc<Guardrails>, route: String, resp: Response<Body>) -> Respo
                     let mut out = BytesMut::new();
                     while let Some((end, term)) = event_end(&buf) {
                         let ev = buf.split_to(end + term);
-                        out.extend_from_slice(&check_event(&g, &route, &ev));
+                        out.extend_from_slice(&check_event(&g, &route, &ev, pins.as_ref()).await);
                     }
                     if !out.is_empty() {
                         return Some((Ok(out.freeze()), (frames, buf, false)));
@@ -261,7 +312,7 @@ fn wrap_stream(g: Arc<Guardrails>, route: String, resp: Response<Body>) -> Respo
                             if buf.is_empty() {
                                 return None;
                             }
-                            let rest = check_event(&g, &route, &buf);
+                            let rest = check_event(&g, &route, &buf, pins.as_ref()).await;
                             return Some((Ok(rest), (frames, BytesMut::new(), true)));
                         }
                     }
