@@ -588,3 +588,43 @@ async fn a_changed_tool_description_under_warn_is_logged_and_counted() {
         Some(1.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_resource_contents_prompt_messages_and_prompt_arguments_are_checked() {
+    let (fixture, _task) = switchboard_examples::mcp_fixture::serve(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: gr-mcp-content
+        match: {{path_prefix: /mcp}}
+        policies:
+          guardrails:
+            rules:
+              - {{name: res, regex: 'static text resource', action: mask, applies_to: [response]}}
+              - {{name: word, regex: 'simple prompt', action: mask, applies_to: [response]}}
+              - {{detector: email, action: mask, applies_to: [request]}}
+        mcp:
+          targets: [{{name: fixture, http: {{url: "http://{fixture}/mcp"}}}}]
+"#
+    );
+    let gw = gateway(&yaml, upstream().await).await;
+    let py = python().expect("python with the mcp SDK (run .ci/setup)");
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/guardrails_mcp_content.py");
+    let r = run_py(&py, &script, &[&url]).await;
+    assert_eq!(
+        r["resource"], "This is the content of the [REDACTED:res].",
+        "{r}"
+    );
+    assert_eq!(r["prompt"], "This is a [REDACTED:word] for testing.", "{r}");
+    // The prompt's argument was masked before the target built the message from it.
+    assert_eq!(
+        r["prompt_args"], "Prompt with arguments: arg1='[EMAIL]', arg2='x'",
+        "{r}"
+    );
+}
