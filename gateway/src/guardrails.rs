@@ -624,6 +624,39 @@ mod tests {
     }
 
     #[test]
+    fn overlaps_go_to_the_earlier_match_then_the_earlier_rule_and_replacement_overrides() {
+        let mut card = rule(Detector::CreditCard, GuardrailAction::Mask);
+        card.replacement = Some("<card>".into());
+        let digits = GuardrailRule {
+            name: Some("digits".into()),
+            detector: None,
+            regex: Some("[0-9]{4}".into()),
+            webhook: None,
+            action: Some(GuardrailAction::Mask),
+            applies_to: vec![Direction::Request],
+            replacement: None,
+        };
+        let g = Guardrails::compile(&GuardrailsPolicy {
+            rules: vec![card.clone(), digits.clone()],
+            max_match_bytes: None,
+            tool_changes: None,
+        })
+        .unwrap();
+        // Same start: the card rule comes first and takes the whole number.
+        assert_eq!(mask(&g, "pay 4111111111111111 x"), "pay <card> x");
+        let g = Guardrails::compile(&GuardrailsPolicy {
+            rules: vec![digits, card],
+            max_match_bytes: None,
+            tool_changes: None,
+        })
+        .unwrap();
+        assert_eq!(
+            mask(&g, "pay 4111111111111111 x"),
+            "pay [REDACTED:digits][REDACTED:digits][REDACTED:digits][REDACTED:digits] x"
+        );
+    }
+
+    #[test]
     fn reject_names_the_rule_not_the_text() {
         let p = GuardrailsPolicy {
             rules: vec![rule(Detector::CreditCard, GuardrailAction::Reject)],

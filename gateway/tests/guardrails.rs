@@ -131,18 +131,24 @@ async fn response_rules_mask_answers_and_a_request_only_rule_leaves_them() {
     let gw = llm_gateway(
         mock,
         "gr-mask-resp",
-        "[{detector: email, action: mask, applies_to: [response]}, {name: ticket, regex: 'TKT-[0-9]+', action: mask, applies_to: [request]}]",
+        "[{detector: email, action: mask, applies_to: [response]}, {name: ticket, regex: 'TKT-[0-9]+', action: mask, applies_to: [request]}, {detector: aws_key, action: log}]",
     )
     .await;
     let base = base(&gw, "main").await;
-    let prompt = "mail bob@example.com about TKT-42";
+    let prompt = "key AKIAIOSFODNN7EXAMPLE, a@b.io TKT-42";
     for (check, model) in [("openai_chat", "fast"), ("anthropic_chat", "smart")] {
         let r = py(check, &base, model, prompt).await;
+        // `log` leaves the key as it is.
         assert_eq!(
-            r["text"], "Mock reply to: mail [EMAIL] about [REDACTED:ticket]",
+            r["text"], "Mock reply to: key AKIAIOSFODNN7EXAMPLE, [EMAIL] [REDACTED:ticket]",
             "{check}: {r}"
         );
     }
+    // Counted in each prompt and again in each answer that echoes it.
+    assert_eq!(
+        metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-mask-resp",rule="aws_key",action="log"}"#).await,
+        Some(4.0)
+    );
 }
 
 #[tokio::test]
@@ -204,6 +210,10 @@ fn validate_names_a_bad_rule_regex_and_a_rule_with_two_kinds() {
     assert!(
         stderr
             .contains("guardrails.rules[2]: set exactly one of `detector`, `regex` and `webhook`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("guardrails.rules[3].applies_to: webhook rules check requests only"),
         "{stderr}"
     );
 }

@@ -322,3 +322,36 @@ fn wrap_stream(
     );
     Response::from_parts(parts, Body::from_stream(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Detector, GuardrailAction, GuardrailRule, GuardrailsPolicy};
+
+    #[tokio::test]
+    async fn an_sse_event_keeps_its_id_and_event_fields_when_its_result_is_masked() {
+        let g = Guardrails::compile(&GuardrailsPolicy {
+            rules: vec![GuardrailRule {
+                name: None,
+                detector: Some(Detector::Email),
+                regex: None,
+                webhook: None,
+                action: Some(GuardrailAction::Mask),
+                applies_to: vec![Direction::Response],
+                replacement: None,
+            }],
+            max_match_bytes: None,
+            tool_changes: None,
+        })
+        .unwrap();
+        let raw = b"id: 42/7\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"a@b.example\"}}\n\n";
+        let out = check_event(&g, "r", raw, None).await;
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "id: 42/7\nevent: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"text\":\"[EMAIL]\"}}\n\n"
+        );
+        // An event without a match passes byte for byte.
+        let raw = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+        assert_eq!(&check_event(&g, "r", raw, None).await[..], &raw[..]);
+    }
+}
