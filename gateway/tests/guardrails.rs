@@ -318,7 +318,7 @@ async fn mcp_tool_arguments_are_masked_before_the_target_sees_them() {
 async fn mcp_tool_results_are_masked_on_the_way_back() {
     let gw = mcp_gateway(
         "gr-mcp-resp",
-        "[{detector: credit_card, action: mask, applies_to: [response]}]",
+        "[{detector: credit_card, action: mask, applies_to: [response]}, {name: desc, regex: 'it is given', action: mask, applies_to: [response]}]",
     )
     .await;
     let r = mcp_call(
@@ -328,8 +328,11 @@ async fn mcp_tool_results_are_masked_on_the_way_back() {
     )
     .await;
     assert_eq!(r["text"], "card [CREDIT_CARD]", "{r}");
-    // Tool descriptions pass through the same rules (nothing to mask in these).
-    assert_eq!(r["tools"]["echo"], "Answers the text it is given", "{r}");
+    // Tool descriptions pass through the same rules.
+    assert_eq!(
+        r["tools"]["echo"], "Answers the text [REDACTED:desc]",
+        "{r}"
+    );
     assert_eq!(
         metric(&gw, r#"switchboard_guardrail_decisions_total{route="gr-mcp-resp",rule="credit_card",action="mask"}"#).await,
         Some(1.0)
