@@ -457,9 +457,19 @@ async fn a_webhook_rejects_mcp_tool_arguments() {
 /// An `mcp` route to `mcp-echo` whose `echo` description is read from `file` at each listing,
 /// with `tool_changes: {policy}` and an admin token.
 async fn pinning_gateway(route: &str, policy: &str, file: &Path) -> switchboard_gateway::Gateway {
+    pinning_gateway_with(route, policy, file, "").await
+}
+
+async fn pinning_gateway_with(
+    route: &str,
+    policy: &str,
+    file: &Path,
+    sessions: &str,
+) -> switchboard_gateway::Gateway {
     let echo = example_binary("mcp-echo");
     let yaml = format!(
         r#"
+{sessions}
 admin: {{bind: 127.0.0.1:0, token: pin-admin-token}}
 listeners:
   - name: main
@@ -638,6 +648,38 @@ listeners:
     // The prompt's argument was masked before the target built the message from it.
     assert_eq!(
         r["prompt_args"], "Prompt with arguments: arg1='[EMAIL]', arg2='x'",
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_in_redis_are_shared_by_replicas() {
+    let Some(redis) = switchboard_testing::redis::RedisServer::start_or_skip(
+        "pins_in_redis_are_shared_by_replicas",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("description");
+    std::fs::write(&file, "Answers the text it is given").unwrap();
+    let sessions = format!(
+        "sessions: {{store: redis, redis: {{url: \"{}\"}}}}",
+        redis.url()
+    );
+    let a = pinning_gateway_with("gr-pin-redis", "block", &file, &sessions).await;
+    let r = mcp_call(&a, "echo", serde_json::json!({"text": "hi"})).await;
+    assert_eq!(r["text"], "hi", "{r}");
+
+    // Another replica that never listed the tools sees the first one's pin.
+    std::fs::write(&file, "Changed behind the gateway's back").unwrap();
+    let b = pinning_gateway_with("gr-pin-redis", "block", &file, &sessions).await;
+    let r = mcp_call(&b, "echo", serde_json::json!({"text": "hi"})).await;
+    assert!(r["tools"].get("echo").is_none(), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed its definition"),
         "{r}"
     );
 }
