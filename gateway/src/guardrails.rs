@@ -202,7 +202,9 @@ impl Rule {
 #[derive(Debug)]
 pub struct Guardrails {
     rules: Vec<Rule>,
-    set: RegexSet,
+    /// All rules in one automaton; `None` when it would exceed its size limit (then each rule
+    /// is run on its own: slower, never skipped).
+    set: Option<RegexSet>,
     /// The most a stream holds back: the longest match of any response rule.
     hold: usize,
     /// External guardrail services, in rule order.
@@ -308,11 +310,17 @@ impl Guardrails {
         if rules.is_empty() && webhooks.is_empty() && p.tool_changes.is_none() {
             return None;
         }
-        let set = regex::RegexSetBuilder::new(rules.iter().map(|r| r.regex.as_str()))
+        let set = match regex::RegexSetBuilder::new(rules.iter().map(|r| r.regex.as_str()))
             .size_limit(SET_SIZE_LIMIT)
             .dfa_size_limit(SET_SIZE_LIMIT)
             .build()
-            .ok()?;
+        {
+            Ok(set) => Some(set),
+            Err(e) => {
+                tracing::warn!(error = %e, "guardrail rules too large for one set; checking each rule on its own");
+                None
+            }
+        };
         let hold = rules
             .iter()
             .filter(|r| r.response)
@@ -373,7 +381,11 @@ impl Guardrails {
         if text.is_empty() {
             return hits;
         }
-        for i in self.set.matches(text).iter() {
+        let candidates: Vec<usize> = match &self.set {
+            Some(set) => set.matches(text).iter().collect(),
+            None => (0..self.rules.len()).collect(),
+        };
+        for i in candidates {
             let Some(rule) = self.rules.get(i) else {
                 continue;
             };
