@@ -683,3 +683,27 @@ async fn pins_in_redis_are_shared_by_replicas() {
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_reject_in_a_tool_result_replaces_it_with_a_json_rpc_error() {
+    let gw = mcp_gateway(
+        "gr-mcp-reject-resp",
+        "[{detector: credit_card, action: reject, applies_to: [response]}]",
+    )
+    .await;
+    // The target saw the call (request rules do not apply); its answer is refused.
+    let r = mcp_call(
+        &gw,
+        "echo",
+        serde_json::json!({"text": format!("card {CARD}")}),
+    )
+    .await;
+    let err = r["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("the response was blocked by guardrail rule `credit_card`"),
+        "{r}"
+    );
+    assert!(!r.to_string().contains("4111"), "{r}");
+    let r = mcp_call(&gw, "echo", serde_json::json!({"text": "no card"})).await;
+    assert_eq!(r["text"], "no card", "{r}");
+}
