@@ -42,6 +42,9 @@ listeners:
             - name: fast
               providers:
                 - {{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}
+            - name: trickle
+              providers:
+                - {{provider: openai, model: mock-trickle, api_key: k, base_url: "http://{mock}/v1"}}
 "#
     );
     gateway(&yaml, mock).await
@@ -706,4 +709,57 @@ async fn mcp_reject_in_a_tool_result_replaces_it_with_a_json_rpc_error() {
     assert!(!r.to_string().contains("4111"), "{r}");
     let r = mcp_call(&gw, "echo", serde_json::json!({"text": "no card"})).await;
     assert_eq!(r["text"], "no card", "{r}");
+}
+
+#[tokio::test]
+async fn the_time_to_first_token_grows_by_at_most_the_hold_window() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let plain = llm_gateway(mock, "gr-ttft-plain", "[]").await;
+    // `us_ssn` matches are at most 11 bytes: the stream holds back at most 11 bytes.
+    let guarded = llm_gateway(
+        mock,
+        "gr-ttft-guarded",
+        "[{detector: us_ssn, action: mask, applies_to: [response]}]",
+    )
+    .await;
+    // 3-character pieces, `mock_llm::TRICKLE` apart.
+    let prompt = "[chars=3] ssn 078-05-1120 then a long tail of harmless words";
+    let p = py(
+        "openai_stream_timed",
+        &base(&plain, "main").await,
+        "trickle",
+        prompt,
+    )
+    .await;
+    let g = py(
+        "openai_stream_timed",
+        &base(&guarded, "main").await,
+        "trickle",
+        prompt,
+    )
+    .await;
+    assert_eq!(
+        p["text"], "ssn 078-05-1120 then a long tail of harmless words",
+        "{p}"
+    );
+    assert_eq!(
+        g["text"], "ssn [US_SSN] then a long tail of harmless words",
+        "{g}"
+    );
+    let (p_first, g_first) = (
+        p["first_token_s"].as_f64().unwrap(),
+        g["first_token_s"].as_f64().unwrap(),
+    );
+    // The hold window is 11 bytes = 4 pieces of 3: at most 4 more pauses, plus slack.
+    let window = 4.0 * mock_llm::TRICKLE.as_secs_f64();
+    assert!(
+        g_first - p_first <= window + 0.25,
+        "first token {g_first:.3}s guarded vs {p_first:.3}s plain"
+    );
+    // And it is not the whole stream held back.
+    let total = g["total_s"].as_f64().unwrap();
+    assert!(
+        g_first < total - 1.0,
+        "first token {g_first:.3}s of {total:.3}s"
+    );
 }

@@ -80,6 +80,24 @@ def anthropic_stream_checked(base, model, prompt):
     return stream_until_error(anthropic_stream)(base, model, prompt)
 
 
+def openai_stream_timed(base, model, prompt):
+    """Seconds from the request to the first text piece and to the end of the stream."""
+    import time
+
+    start = time.monotonic()
+    stream = openai_client(base).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], stream=True
+    )
+    first, text = None, ""
+    for chunk in stream:
+        for ch in chunk.choices:
+            if ch.delta.content:
+                if first is None:
+                    first = time.monotonic() - start
+                text += ch.delta.content
+    return {"status": 200, "text": text, "first_token_s": first, "total_s": time.monotonic() - start}
+
+
 def stream_until_error(check):
     """The stream check, reporting an error the SDK raised mid-stream and the text before it."""
     import anthropic
