@@ -13,10 +13,12 @@
 //! - [`process::JsonLog`]: a spawned server's JSON log, and the addresses it reports having
 //!   bound (how a test finds a `switchboard run` or a controller it started on port 0).
 //! - [`redis::RedisServer`]: a throwaway `redis-server` on a unix socket.
+//! - [`otlp::Receiver`]: an OTLP trace receiver (HTTP/protobuf and gRPC) that keeps the spans.
 
 // Test support: failing loudly is the point here.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod otlp;
 pub mod peers;
 pub mod ports;
 pub mod process;
