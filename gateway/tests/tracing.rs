@@ -265,3 +265,110 @@ async fn collector_down_requests_still_succeed() {
         );
     }
 }
+
+/// An LLM chat completion whose first provider fails (500) and second answers: one client
+/// span per attempt under the server span, numbered, with the GenAI attributes; the served
+/// one carries the token usage; every attempt's request carried its own span's
+/// `traceparent`. No prompt text or key is on any span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_failover_attempts_are_client_spans_with_gen_ai_attributes() {
+    use switchboard_examples::mock_llm::{self, INPUT_TOKENS, OUTPUT_TOKENS};
+    let rx = Receiver::start().await;
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}', protocol: http/protobuf}}}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: models
+        match: {{path_prefix: /v1}}
+        llm:
+          models:
+            - name: smart
+              strategy: failover
+              providers:
+                - {{provider: openai, name: down, model: mock-fail-500, api_key: sk-secret-one, base_url: "http://{mock}/v1"}}
+                - {{provider: anthropic, name: up, model: mock-claude, api_key: sk-secret-two, base_url: "http://{mock}"}}
+"#,
+        rx.http_url()
+    );
+    let gw = gateway(&yaml, mock).await;
+    let base = base(&gw, "main").await;
+    let r = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .header("traceparent", traceparent())
+        .json(&json!({"model": "smart", "messages": [{"role": "user", "content": "the secret prompt"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-switchboard-provider"], "up");
+    let spans = rx
+        .wait_for(WAIT, |s| {
+            s.iter().any(|s| s.kind == otlp::SERVER)
+                && s.iter()
+                    .any(|s| s.attr("gen_ai.usage.input_tokens").is_some())
+        })
+        .await;
+    let server = spans.iter().find(|s| s.kind == otlp::SERVER).unwrap();
+    assert_eq!(server.trace_id, CLIENT_TRACE);
+    assert_eq!(server.name, "POST models");
+    let mut attempts: Vec<&Span> = spans.iter().filter(|s| s.kind == otlp::CLIENT).collect();
+    attempts.sort_by_key(|s| {
+        s.attr("switchboard.attempt")
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    });
+    assert!(attempts.len() >= 2, "{attempts:#?}");
+    for (n, a) in attempts.iter().enumerate() {
+        assert_eq!(
+            a.attr("switchboard.attempt"),
+            Some((n + 1).to_string().as_str())
+        );
+        assert_eq!(a.parent_span_id, server.span_id);
+        assert_eq!(a.trace_id, CLIENT_TRACE);
+        assert_eq!(a.name, "chat smart");
+        assert_eq!(a.attr("gen_ai.operation.name"), Some("chat"));
+        assert_eq!(a.attr("gen_ai.request.model"), Some("smart"));
+        assert_eq!(a.attr("server.address"), Some("127.0.0.1"));
+    }
+    let first = attempts[0];
+    assert_eq!(first.attr("switchboard.llm.provider"), Some("down"));
+    assert_eq!(first.attr("gen_ai.provider.name"), Some("openai"));
+    assert_eq!(first.attr("gen_ai.response.model"), Some("mock-fail-500"));
+    assert_eq!(first.attr("http.response.status_code"), Some("500"));
+    assert_eq!(first.attr("error.type"), Some("500"));
+    assert_eq!(first.status, 2);
+    let last = attempts.last().unwrap();
+    assert_eq!(last.attr("switchboard.llm.provider"), Some("up"));
+    assert_eq!(last.attr("gen_ai.provider.name"), Some("anthropic"));
+    assert_eq!(last.attr("gen_ai.response.model"), Some("mock-claude"));
+    assert_eq!(
+        last.attr("gen_ai.usage.output_tokens"),
+        Some(OUTPUT_TOKENS.to_string().as_str())
+    );
+    let input: u64 = last
+        .attr("gen_ai.usage.input_tokens")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(input >= INPUT_TOKENS, "{input}");
+    assert_ne!(last.status, 2);
+    // Each attempt's provider request carried that attempt's span as its parent.
+    let seen = state.traceparents();
+    assert_eq!(seen.len(), attempts.len(), "{seen:?}");
+    for (tp, a) in seen.iter().zip(&attempts) {
+        assert_eq!(
+            parse_traceparent(tp),
+            (CLIENT_TRACE.to_string(), a.span_id.clone())
+        );
+    }
+    let dump = format!("{spans:?}");
+    for secret in ["the secret prompt", "sk-secret-one", "sk-secret-two"] {
+        assert!(!dump.contains(secret), "{secret} leaked into a span");
+    }
+    gw.shutdown(Duration::from_secs(1)).await;
+}
