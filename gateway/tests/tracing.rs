@@ -19,10 +19,6 @@ fn traceparent() -> String {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn by_name<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
-    spans.iter().filter(|s| s.name == name).collect()
-}
-
 /// The trace id and parent span id of a `traceparent` value.
 fn parse_traceparent(v: &str) -> (String, String) {
     let parts: Vec<&str> = v.split('-').collect();
@@ -370,5 +366,283 @@ listeners:
     for secret in ["the secret prompt", "sk-secret-one", "sk-secret-two"] {
         assert!(!dump.contains(secret), "{secret} leaked into a span");
     }
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Builds an example binary (the stdio MCP server) and returns its path.
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "switchboard-examples", "--bin", name])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success());
+    target.join("debug").join(name)
+}
+
+/// The MCP fixture (Streamable HTTP) behind a layer that records each request's `traceparent`.
+async fn recording_fixture() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let app = switchboard_examples::mcp_fixture::router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let s = s.clone();
+            async move {
+                if let Some(tp) = req
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    s.lock().unwrap().push(tp.to_owned());
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/mcp"), seen)
+}
+
+/// One JSON-RPC exchange with the gateway's MCP endpoint; the reply as JSON or from SSE.
+async fn rpc(url: &str, session: Option<&str>, tp: Option<&str>, body: Value) -> (String, Value) {
+    let mut req = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    if let Some(tp) = tp {
+        req = req.header("traceparent", tp);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    if text.trim().is_empty() {
+        return (sid, Value::Null);
+    }
+    let reply = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v,
+        Err(_) => text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("result").is_some() || v.get("error").is_some())
+            .unwrap_or_else(|| panic!("no reply in {text}")),
+    };
+    (sid, reply)
+}
+
+fn trace_of(n: u8) -> (String, String) {
+    let trace = format!("{:032x}", 0xabcdef00u128 + u128::from(n));
+    (trace.clone(), format!("00-{trace}-{CLIENT_PARENT}-01"))
+}
+
+/// MCP across an HTTP target (the fixture) and a stdio target (`mcp-echo`): `tools/list`
+/// is a server span → a fan-out span → one client span per target; `tools/call` a server
+/// span → its request span → the target's client span; the MCP attributes are there, the
+/// session id only as a hash; the client's trace id reaches the HTTP target as a header and
+/// the stdio server in `params._meta` (next to the client's own `_meta` keys).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_fan_out_and_tool_calls_across_http_and_stdio_targets() {
+    let echo = example_binary("mcp-echo");
+    let rx = Receiver::start().await;
+    let (fixture, fixture_seen) = recording_fixture().await;
+    let up = upstream().await;
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}', protocol: grpc}}}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - {{name: fixture, http: {{url: "{fixture}"}}}}
+            - {{name: echo, stdio: {{command: "{}"}}}}
+"#,
+        rx.grpc_url(),
+        echo.display()
+    );
+    let gw = gateway(&yaml, up).await;
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let (sid, init) = rpc(
+        &url,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    assert!(init.get("result").is_some(), "{init}");
+    assert!(!sid.is_empty());
+    rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+
+    // tools/list: the fan-out.
+    let (list_trace, tp) = trace_of(1);
+    let (_, list) = rpc(
+        &url,
+        Some(&sid),
+        Some(&tp),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo__meta"), "{names:?}");
+    assert!(names.contains(&"fixture__test_simple_text"), "{names:?}");
+
+    // tools/call to the stdio target, with the client's own _meta.
+    let (echo_trace, tp) = trace_of(2);
+    let (_, call) = rpc(
+        &url,
+        Some(&sid),
+        Some(&tp),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "echo__meta", "arguments": {"secret_arg": "do-not-export"},
+            "_meta": {"client.key": "kept"}}}),
+    )
+    .await;
+    let text = call["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{call}"));
+    let meta: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        meta["client.key"], "kept",
+        "the client's _meta is kept: {meta}"
+    );
+    let (meta_trace, meta_parent) = parse_traceparent(meta["traceparent"].as_str().unwrap());
+    assert_eq!(meta_trace, echo_trace);
+
+    // tools/call to the HTTP target.
+    let (http_trace, tp) = trace_of(3);
+    let (_, call) = rpc(
+        &url,
+        Some(&sid),
+        Some(&tp),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "fixture__test_simple_text", "arguments": {}}}),
+    )
+    .await;
+    assert!(call.get("result").is_some(), "{call}");
+
+    let spans = rx
+        .wait_for(WAIT, |s| {
+            [&list_trace, &echo_trace, &http_trace].iter().all(|t| {
+                s.iter()
+                    .any(|x| x.trace_id == **t && x.kind == otlp::SERVER)
+            }) && s
+                .iter()
+                .filter(|x| x.trace_id == list_trace && x.kind == otlp::CLIENT)
+                .count()
+                == 2
+        })
+        .await;
+    let in_trace = |t: &str| -> Vec<&Span> { spans.iter().filter(|s| s.trace_id == t).collect() };
+    let session_hash = |s: &Span| {
+        let h = s.attr("mcp.session.id").unwrap().to_string();
+        assert_eq!(h.len(), 32);
+        assert_ne!(h, sid);
+        h
+    };
+
+    // The fan-out tree.
+    let list_spans = in_trace(&list_trace);
+    let server = list_spans.iter().find(|s| s.kind == otlp::SERVER).unwrap();
+    assert_eq!(server.parent_span_id, CLIENT_PARENT);
+    assert_eq!(server.attr("switchboard.route"), Some("tools"));
+    assert_eq!(server.attr("http.route"), Some("/mcp"));
+    let fan_out = list_spans
+        .iter()
+        .find(|s| s.kind == otlp::INTERNAL)
+        .unwrap();
+    assert_eq!(fan_out.name, "tools/list");
+    assert_eq!(fan_out.parent_span_id, server.span_id);
+    assert_eq!(fan_out.attr("mcp.method.name"), Some("tools/list"));
+    assert_eq!(fan_out.attr("switchboard.mcp.targets"), Some("2"));
+    let hash = session_hash(fan_out);
+    let mut per_target: Vec<&&Span> = list_spans
+        .iter()
+        .filter(|s| s.kind == otlp::CLIENT)
+        .collect();
+    per_target.sort_by_key(|s| s.attr("switchboard.mcp.target").map(str::to_owned));
+    assert_eq!(per_target.len(), 2);
+    for (span, (target, transport)) in per_target
+        .iter()
+        .zip([("echo", "pipe"), ("fixture", "tcp")])
+    {
+        assert_eq!(span.parent_span_id, fan_out.span_id);
+        assert_eq!(span.name, "tools/list");
+        assert_eq!(span.attr("mcp.method.name"), Some("tools/list"));
+        assert_eq!(span.attr("switchboard.mcp.target"), Some(target));
+        assert_eq!(span.attr("network.transport"), Some(transport));
+    }
+    assert_eq!(per_target[1].attr("server.address"), Some("127.0.0.1"));
+
+    // The stdio tool call: its client span is the parent named in `_meta`.
+    let echo_spans = in_trace(&echo_trace);
+    let server = echo_spans.iter().find(|s| s.kind == otlp::SERVER).unwrap();
+    let request = echo_spans
+        .iter()
+        .find(|s| s.kind == otlp::INTERNAL)
+        .unwrap();
+    assert_eq!(request.name, "tools/call echo__meta");
+    assert_eq!(request.parent_span_id, server.span_id);
+    assert_eq!(request.attr("mcp.method.name"), Some("tools/call"));
+    assert_eq!(request.attr("gen_ai.tool.name"), Some("echo__meta"));
+    assert_eq!(request.attr("gen_ai.operation.name"), Some("execute_tool"));
+    assert_eq!(request.attr("jsonrpc.request.id"), Some("3"));
+    assert_eq!(session_hash(request), hash, "one session, one hash");
+    let target = echo_spans.iter().find(|s| s.kind == otlp::CLIENT).unwrap();
+    assert_eq!(target.name, "tools/call meta");
+    assert_eq!(target.parent_span_id, request.span_id);
+    assert_eq!(target.attr("gen_ai.tool.name"), Some("meta"));
+    assert_eq!(target.attr("switchboard.mcp.target"), Some("echo"));
+    assert_eq!(meta_parent, target.span_id);
+
+    // The HTTP tool call: the fixture got the client span's traceparent as a header.
+    let http_spans = in_trace(&http_trace);
+    let target = http_spans.iter().find(|s| s.kind == otlp::CLIENT).unwrap();
+    assert_eq!(target.name, "tools/call test_simple_text");
+    assert_eq!(target.attr("switchboard.mcp.target"), Some("fixture"));
+    let seen = fixture_seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|tp| parse_traceparent(tp) == (http_trace.clone(), target.span_id.clone())),
+        "{seen:?}"
+    );
+
+    let dump = format!("{spans:?}");
+    assert!(!dump.contains(&sid), "the raw session id is never exported");
+    assert!(
+        !dump.contains("do-not-export"),
+        "tool arguments are not captured by default"
+    );
     gw.shutdown(Duration::from_secs(1)).await;
 }
