@@ -646,3 +646,80 @@ listeners:
     );
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+/// An A2A agent that answers `message/send` with a message and records each `traceparent`.
+async fn recording_agent() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
+        let s = s.clone();
+        async move {
+            if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+                s.lock().unwrap().push(tp.to_owned());
+            }
+            let req: Value = serde_json::from_str(&body).unwrap_or_default();
+            axum::Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": {
+                "kind": "message", "role": "agent", "messageId": "a1",
+                "parts": [{"kind": "text", "text": "hi"}]}}))
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (addr, seen)
+}
+
+/// An A2A route: a client span for the agent call, whose `traceparent` the agent received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_agent_receives_traceparent() {
+    let rx = Receiver::start().await;
+    let (agent, seen) = recording_agent().await;
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}'}}}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: agent
+        match: {{path_prefix: /agents/helper}}
+        a2a: {{url: "http://${{UPSTREAM}}"}}
+"#,
+        rx.http_url()
+    );
+    let gw = gateway(&yaml, agent).await;
+    let r = client()
+        .post(format!("{}/agents/helper", base(&gw, "main").await))
+        .header("content-type", "application/json")
+        .header("traceparent", traceparent())
+        .body(
+            json!({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {
+                "message": {"role": "user", "parts": [{"kind": "text", "text": "hello"}],
+                            "messageId": "m1", "kind": "message"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = rx
+        .wait_for(WAIT, |s| {
+            s.iter().any(|s| s.kind == otlp::SERVER) && s.iter().any(|s| s.kind == otlp::CLIENT)
+        })
+        .await;
+    let server = spans.iter().find(|s| s.kind == otlp::SERVER).unwrap();
+    let call = spans.iter().find(|s| s.kind == otlp::CLIENT).unwrap();
+    assert_eq!(call.parent_span_id, server.span_id);
+    assert_eq!(call.name, "a2a message/send");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|tp| parse_traceparent(tp) == (CLIENT_TRACE.to_string(), call.span_id.clone())),
+        "{seen:?}"
+    );
+    gw.shutdown(Duration::from_secs(1)).await;
+}
