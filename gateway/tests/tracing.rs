@@ -723,3 +723,82 @@ listeners:
     );
     gw.shutdown(Duration::from_secs(1)).await;
 }
+
+fn validate(file: &str) -> (i32, String) {
+    let path = format!("{}/tests/configs/{file}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(switchboard_bin())
+        .args(["validate", &path])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&format!("{path}:"), "FILE:");
+    (out.status.code().unwrap(), stderr)
+}
+
+/// `switchboard validate` refuses a ratio outside 0..1, an endpoint that is not an http(s)
+/// URL and bad header names and values (without echoing the value), each with its key path.
+#[test]
+fn validate_refuses_bad_tracing_values() {
+    let (code, stderr) = validate("bad_tracing.yaml");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("tracing.sampling: must be a ratio from 0 to 1, not 1.5"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tracing.otlp.endpoint: must be an http:// or https:// URL with a host"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tracing.otlp.headers.bad header: is not a valid header name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tracing.otlp.headers.x-api-key: is not a valid header value"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("break"),
+        "header values are secrets: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
+}
+
+/// An unknown export protocol is refused by name.
+#[test]
+fn validate_refuses_an_unknown_protocol() {
+    let (code, stderr) = validate("bad_tracing_protocol.yaml");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("tracing.otlp.protocol"), "{stderr}");
+    assert!(stderr.contains("thrift"), "{stderr}");
+}
+
+/// The admin `/config` shows the tracing section with the export headers redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_config_redacts_export_headers() {
+    let rx = Receiver::start().await;
+    let up = upstream().await;
+    let yaml = http_route(&format!(
+        "tracing: {{otlp: {{endpoint: '{}', headers: {{x-honeycomb-team: hc-secret-value}}}}}}",
+        rx.http_url()
+    ));
+    let gw = gateway(&yaml, up).await;
+    let admin = gw.admin_addr().await.unwrap();
+    let body = client()
+        .get(format!("http://{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("hc-secret-value"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["config"]["tracing"]["otlp"]["headers"]["x-honeycomb-team"],
+        "<redacted>"
+    );
+    assert_eq!(v["config"]["tracing"]["otlp"]["endpoint"], rx.http_url());
+    gw.shutdown(Duration::from_secs(1)).await;
+}
