@@ -249,10 +249,14 @@ impl Gateway {
             tracing::warn!("sessions.store and sessions.redis changes take effect at restart");
         }
         if self.inner.version.load(Ordering::Acquire) > 0
-            && (self.inner.current.load().config.access_log != config.access_log
-                || self.inner.current.load().config.tracing != config.tracing)
+            && self.inner.current.load().config.access_log != config.access_log
         {
-            tracing::warn!("access_log and tracing changes take effect at restart");
+            tracing::warn!("access_log changes take effect at restart");
+        }
+        if self.inner.version.load(Ordering::Acquire) > 0
+            && self.inner.current.load().config.tracing != config.tracing
+        {
+            tracing::warn!("tracing changes take effect at restart");
         }
         // Only changed keys: without keys, a new keyring is a new random key, which would
         // refuse every session of the process.
