@@ -285,8 +285,8 @@ listeners:
             - name: smart
               strategy: failover
               providers:
-                - {{provider: openai, name: down, model: mock-fail-500, api_key: sk-secret-one, base_url: "http://{mock}/v1"}}
-                - {{provider: anthropic, name: up, model: mock-claude, api_key: sk-secret-two, base_url: "http://{mock}"}}
+                - {{provider: openai, name: down, priority: 0, model: mock-fail-500, api_key: sk-secret-one, base_url: "http://{mock}/v1"}}
+                - {{provider: anthropic, name: up, priority: 1, model: mock-claude, api_key: sk-secret-two, base_url: "http://{mock}"}}
 "#,
         rx.http_url()
     );
@@ -362,6 +362,39 @@ listeners:
             (CLIENT_TRACE.to_string(), a.span_id.clone())
         );
     }
+    // Streamed: the served attempt's span gets its usage when the stream ends.
+    let (stream_trace, tp) = trace_of(9);
+    let r = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .header("traceparent", tp)
+        .json(
+            &json!({"model": "smart", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "the secret prompt"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+    let spans = rx
+        .wait_for(WAIT, |s| {
+            s.iter().any(|s| {
+                s.trace_id == stream_trace
+                    && s.attr("switchboard.llm.provider") == Some("up")
+                    && s.attr("gen_ai.usage.output_tokens").is_some()
+            })
+        })
+        .await;
+    let served = spans
+        .iter()
+        .find(|s| s.trace_id == stream_trace && s.attr("switchboard.llm.provider") == Some("up"))
+        .unwrap();
+    assert_eq!(
+        served.attr("gen_ai.usage.output_tokens"),
+        Some(OUTPUT_TOKENS.to_string().as_str())
+    );
+
     let dump = format!("{spans:?}");
     for secret in ["the secret prompt", "sk-secret-one", "sk-secret-two"] {
         assert!(!dump.contains(secret), "{secret} leaked into a span");
