@@ -651,6 +651,7 @@ listeners:
     assert_eq!(request.attr("gen_ai.tool.name"), Some("echo__meta"));
     assert_eq!(request.attr("gen_ai.operation.name"), Some("execute_tool"));
     assert_eq!(request.attr("jsonrpc.request.id"), Some("3"));
+    assert_eq!(request.attr("mcp.protocol.version"), Some("2025-11-25"));
     assert_eq!(session_hash(request), hash, "one session, one hash");
     let target = echo_spans.iter().find(|s| s.kind == otlp::CLIENT).unwrap();
     assert_eq!(target.name, "tools/call meta");
@@ -748,6 +749,14 @@ listeners:
     let call = spans.iter().find(|s| s.kind == otlp::CLIENT).unwrap();
     assert_eq!(call.parent_span_id, server.span_id);
     assert_eq!(call.name, "a2a message/send");
+    assert_eq!(call.attr("rpc.method"), Some("message/send"));
+    assert_eq!(call.attr("server.address"), Some("127.0.0.1"));
+    assert_eq!(
+        call.attr("server.port"),
+        Some(agent.port().to_string().as_str())
+    );
+    assert_eq!(call.attr("switchboard.attempt"), Some("1"));
+    assert_eq!(call.attr("http.response.status_code"), Some("200"));
     let seen = seen.lock().unwrap().clone();
     assert!(
         seen.iter()
@@ -834,4 +843,89 @@ async fn admin_config_redacts_export_headers() {
     );
     assert_eq!(v["config"]["tracing"]["otlp"]["endpoint"], rx.http_url());
     gw.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Graceful shutdown exports the spans still queued (the batch processor's own delay has
+/// not passed yet when the gateway stops).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_queued_spans() {
+    let rx = Receiver::start().await;
+    let up = upstream().await;
+    let yaml = http_route(&format!(
+        "tracing: {{otlp: {{endpoint: '{}'}}}}",
+        rx.http_url()
+    ));
+    let gw = gateway(&yaml, up).await;
+    let base = base(&gw, "main").await;
+    let r = client().get(format!("{base}/echo/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.unwrap();
+    assert!(
+        rx.spans().is_empty(),
+        "nothing exported before the batch delay"
+    );
+    gw.shutdown(Duration::from_secs(1)).await;
+    let spans = rx.spans();
+    assert!(spans.iter().any(|s| s.kind == otlp::SERVER), "{spans:?}");
+    assert!(spans.iter().any(|s| s.kind == otlp::CLIENT), "{spans:?}");
+}
+
+/// `capture_content: true` records a tool call's arguments on its request span; the
+/// default (every other test here) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_content_records_tool_arguments() {
+    let rx = Receiver::start().await;
+    let (fixture, _) = recording_fixture().await;
+    let up = upstream().await;
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}'}}, capture_content: true}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets: [{{name: fixture, http: {{url: "{fixture}"}}}}]
+"#,
+        rx.http_url()
+    );
+    let gw = gateway(&yaml, up).await;
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let (sid, _) = rpc(
+        &url,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (_, call) = rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "test_simple_text", "arguments": {"note": "captured-arg"}}}),
+    )
+    .await;
+    assert!(call.get("result").is_some(), "{call}");
+    gw.shutdown(Duration::from_secs(1)).await;
+    let spans = rx.spans();
+    let request = spans
+        .iter()
+        .find(|s| s.name == "tools/call test_simple_text" && s.kind == otlp::INTERNAL)
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(
+        request.attr("gen_ai.tool.call.arguments"),
+        Some(r#"{"note":"captured-arg"}"#)
+    );
 }

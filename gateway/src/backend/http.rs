@@ -248,13 +248,25 @@ impl HttpBackend {
     async fn send_attempt(
         &self,
         t: &Target,
-        mut req: Request<Body>,
+        req: Request<Body>,
         cx: &RequestCx<'_>,
         attempt: u32,
     ) -> Result<Response<Incoming>, BoxError> {
-        let Some(parent) = &cx.context.trace else {
-            return self.send(t, req).await;
-        };
+        match &cx.context.trace {
+            None => self.send(t, req).await,
+            // Boxed: the untraced request's future stays the size it was without tracing.
+            Some(parent) => Box::pin(self.send_traced(parent, t, req, attempt)).await,
+        }
+    }
+
+    /// [`Self::send_attempt`] with tracing on.
+    async fn send_traced(
+        &self,
+        parent: &switchboard_core::Trace,
+        t: &Target,
+        mut req: Request<Body>,
+        attempt: u32,
+    ) -> Result<Response<Incoming>, BoxError> {
         use opentelemetry::KeyValue;
         let span = parent.child(
             req.method().as_str().to_owned(),
