@@ -929,3 +929,53 @@ listeners:
         Some(r#"{"note":"captured-arg"}"#)
     );
 }
+
+/// The `switchboard` process with no `tracing:` in its file: `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// alone turns tracing on (HTTP/protobuf, `/v1/traces` appended), `OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES` name the resource, and SIGTERM exports what is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_environment_alone_turns_tracing_on() {
+    let rx = Receiver::start().await;
+    let up = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "admin: {{bind: '127.0.0.1:0'}}\n{}",
+            http_route("").replace("${UPSTREAM}", &up.to_string())
+        ),
+    )
+    .unwrap();
+    let mut proc = spawn_switchboard_env(
+        &cfg,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", rx.http)),
+            ("OTEL_SERVICE_NAME", "edge-gateway".into()),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=ci".into(),
+            ),
+        ],
+    )
+    .await;
+    let base = format!("http://{}", proc.listeners["main"]);
+    let r = client()
+        .get(format!("{base}/echo/x"))
+        .header("traceparent", traceparent())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.unwrap();
+    proc.signal("TERM");
+    let _ = tokio::time::timeout(Duration::from_secs(20), proc.child.wait()).await;
+    let spans = rx
+        .wait_for(WAIT, |s| s.iter().any(|s| s.kind == otlp::SERVER))
+        .await;
+    let server = spans.iter().find(|s| s.kind == otlp::SERVER).unwrap();
+    assert_eq!(server.via, "http");
+    assert_eq!(server.trace_id, CLIENT_TRACE);
+    assert_eq!(server.resource["service.name"], "edge-gateway");
+    assert_eq!(server.resource["deployment.environment"], "ci");
+}
