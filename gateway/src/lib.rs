@@ -82,6 +82,7 @@ pub mod json_body;
 pub mod listener;
 pub mod metrics;
 pub mod oauth_metadata;
+pub mod otel;
 pub mod peer;
 pub mod peer_listener;
 pub mod pipeline;
