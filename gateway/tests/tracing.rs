@@ -681,6 +681,99 @@ listeners:
     gw.shutdown(Duration::from_secs(1)).await;
 }
 
+/// An OpenAPI target: the REST call a tool becomes carries the target client span's
+/// `traceparent` (the pet store of `examples/src/pets.rs` behind a recording layer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_target_receives_traceparent() {
+    use std::sync::{Arc, Mutex};
+    let rx = Receiver::start().await;
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let s = seen.clone();
+    let app = switchboard_examples::pets::router().layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let s = s.clone();
+            async move {
+                if let Some(tp) = req
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    s.lock().unwrap().push(tp.to_owned());
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pets = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/openapi/pets.yaml");
+    let up = upstream().await;
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}', protocol: http/protobuf}}}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        mcp:
+          targets:
+            - {{name: pets, openapi: {{spec: "{}", base_url: "{pets}"}}}}
+"#,
+        rx.http_url(),
+        spec.display()
+    );
+    let gw = gateway(&yaml, up).await;
+    let url = format!("{}/mcp", base(&gw, "main").await);
+    let (sid, init) = rpc(
+        &url,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    assert!(init.get("result").is_some(), "{init}");
+    rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (trace, tp) = trace_of(9);
+    let (_, call) = rpc(
+        &url,
+        Some(&sid),
+        Some(&tp),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "listPets", "arguments": {}}}),
+    )
+    .await;
+    assert!(call.get("result").is_some(), "{call}");
+    let spans = rx
+        .wait_for(WAIT, |s| {
+            s.iter()
+                .any(|x| x.trace_id == trace && x.kind == otlp::CLIENT)
+        })
+        .await;
+    let target = spans
+        .iter()
+        .find(|s| s.trace_id == trace && s.kind == otlp::CLIENT)
+        .unwrap();
+    assert_eq!(target.attr("switchboard.mcp.target"), Some("pets"));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|tp| parse_traceparent(tp) == (trace.clone(), target.span_id.clone())),
+        "{seen:?}"
+    );
+    gw.shutdown(Duration::from_secs(1)).await;
+}
+
 /// An A2A agent that answers `message/send` with a message and records each `traceparent`.
 async fn recording_agent() -> (
     std::net::SocketAddr,

@@ -5,7 +5,8 @@
 //!
 //! Spans: one INTERNAL span per JSON-RPC request dispatched (`{mcp.method.name} [{tool}]`; for
 //! lists, the fan-out across targets) and one CLIENT span per target request under it.
-//! Propagation: HTTP and SSE targets get `traceparent`/`tracestate` headers ([`headers`]);
+//! Propagation: HTTP and SSE targets, and the REST calls of OpenAPI targets, get
+//! `traceparent`/`tracestate` headers ([`headers`]);
 //! stdio targets, which have no headers, get them in `params._meta` ([`inject_meta`]).
 
 use std::future::Future;
