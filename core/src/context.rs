@@ -86,6 +86,9 @@ pub struct RequestContext {
     pub tokens: Option<Arc<dyn TokenMeter>>,
     /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`).
     pub max_batch: Option<usize>,
+    /// The request's server span, when tracing is on (`tracing:`); backends open their
+    /// client spans under it and propagate it upstream. `None`: tracing off, nothing to do.
+    pub trace: Option<crate::trace::Trace>,
 }
 
 impl RequestContext {
@@ -105,6 +108,7 @@ impl fmt::Debug for RequestContext {
             .field("access", &self.access)
             .field("tokens", &self.tokens.is_some())
             .field("max_batch", &self.max_batch)
+            .field("trace", &self.trace)
             .finish()
     }
 }

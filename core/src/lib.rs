@@ -23,6 +23,8 @@ pub mod context;
 pub mod error;
 pub mod http;
 pub mod sse;
+pub mod trace;
 
 pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation, UpstreamCredential};
 pub use error::{ApiFormat, Cause, Error, Result};
+pub use trace::{Trace, Tracer};

@@ -248,13 +248,13 @@ def gateway_config(path, port, admin, routes, sessions=None, extra=None):
     path.write_text(json.dumps(cfg, indent=1))
 
 
-def start_gateway(procs, bins, tmp, routes, name="gw", env=None, extra=None):
+def start_gateway(procs, bins, tmp, routes, name="gw", env=None, extra=None, binary=None):
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
     gateway_config(cfg, port, admin, routes, extra=extra)
     e = dict(os.environ, RUST_LOG="warn")
     e.update(env or {})
-    p = procs.start([str(bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
+    p = procs.start([str(binary or bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
     wait_port(admin, p)
     return p, port, admin, cfg
 
@@ -306,6 +306,19 @@ def scenario_http(args, procs, bins, tmp):
     if args.compare_runtime:
         old, oport, _, _ = start_gateway(procs, bins, tmp, route, "http-shared", env={"SWITCHBOARD_WORKERS": "0"})
         targets[SHARED], pids[SHARED] = oport, old.pid
+    if args.baseline:
+        # Another build of the gateway (e.g. the commit before a change), same config.
+        base, bport, _, _ = start_gateway(procs, bins, tmp, route, "http-baseline", binary=args.baseline)
+        targets["switchboard, baseline binary"], pids["switchboard, baseline binary"] = bport, base.pid
+    if args.tracing:
+        # Every request traced (sampling 1) and exported over OTLP/HTTP to a port nobody
+        # listens on: the cost of building, propagating and queueing spans.
+        extra = {"tracing": {"otlp": {"endpoint": f"http://127.0.0.1:{free_port()}", "protocol": "http/protobuf"}, "sampling": 1.0}}
+        tr, tport, _, _ = start_gateway(procs, bins, tmp, route, "http-tracing", extra=extra)
+        targets["switchboard, tracing on"], pids["switchboard, tracing on"] = tport, tr.pid
+        extra0 = {"tracing": {"otlp": {"endpoint": f"http://127.0.0.1:{free_port()}"}, "sampling": 0.0}}
+        t0, t0port, _, _ = start_gateway(procs, bins, tmp, route, "http-tracing0", extra=extra0)
+        targets["switchboard, tracing sampling 0"], pids["switchboard, tracing sampling 0"] = t0port, t0.pid
     if nport:
         targets["nginx"], pids["nginx"] = nport, nginx.pid
     rounds = {k: {"c1": [], "c32": []} for k in targets}
@@ -771,6 +784,9 @@ def main():
     ap.add_argument("--routes", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
+    ap.add_argument("--baseline", help="http scenario: also this switchboard binary (before/after a change)")
+    ap.add_argument("--tracing", action="store_true",
+                    help="http scenario: also a gateway with tracing on (sampling 1, and sampling 0)")
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
     ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")

@@ -1,6 +1,7 @@
 //! A small MCP server for the quickstart, spoken over stdio (the gateway starts it as a `stdio`
-//! target): tools `echo {text}` (answers the text) and `add {a, b}` (answers the sum). With
-//! `MCP_ECHO_DESCRIPTION_FILE` set, `echo`'s description is that file's content, read at
+//! target): tools `echo {text}` (answers the text), `add {a, b}` (answers the sum) and `meta`
+//! (answers the request's `_meta` as JSON text: what a tracing test reads `traceparent` from).
+//! With `MCP_ECHO_DESCRIPTION_FILE` set, `echo`'s description is that file's content, read at
 //! each `tools/list`.
 
 use rmcp::model::{
@@ -46,14 +47,27 @@ impl ServerHandler for Echo {
              "inputSchema": {"type": "object",
                              "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
                              "required": ["a", "b"]}},
+            {"name": "meta", "description": "Answers the request's _meta as JSON",
+             "inputSchema": {"type": "object", "properties": {}}},
         ]}))
     }
 
     async fn call_tool(
         &self,
         r: CallToolRequestParams,
-        _c: RequestContext<RoleServer>,
+        c: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        if r.name == "meta" {
+            // rmcp may have moved `_meta` from the params into the context.
+            let meta = match &r.meta {
+                Some(m) => serde_json::to_string(m),
+                None => serde_json::to_string(&c.meta),
+            }
+            .unwrap_or_default();
+            let result: rmcp::model::CallToolResult =
+                from(json!({"content": [{"type": "text", "text": meta}]}))?;
+            return Ok(result.into());
+        }
         let args = r.arguments.unwrap_or_default();
         let text = match r.name.as_ref() {
             "echo" => match args.get("text").and_then(Value::as_str) {

@@ -114,6 +114,7 @@ struct Inner {
     mode: Mutex<Mode>,
     requests: AtomicU64,
     last_auth: Mutex<Option<String>>,
+    traceparents: Mutex<Vec<String>>,
     gate: Arc<tokio::sync::Semaphore>,
 }
 
@@ -123,6 +124,7 @@ impl Default for Inner {
             mode: Mutex::default(),
             requests: AtomicU64::default(),
             last_auth: Mutex::default(),
+            traceparents: Mutex::default(),
             gate: Arc::new(tokio::sync::Semaphore::new(0)),
         }
     }
@@ -156,8 +158,16 @@ impl MockState {
         self.inner.last_auth.lock().unwrap().clone()
     }
 
+    /// The W3C `traceparent` of every request that carried one, in order.
+    pub fn traceparents(&self) -> Vec<String> {
+        self.inner.traceparents.lock().unwrap().clone()
+    }
+
     fn begin(&self, headers: &HeaderMap, model: &str) -> Mode {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            self.inner.traceparents.lock().unwrap().push(tp.to_owned());
+        }
         let auth = ["authorization", "x-api-key", "api-key", "x-goog-api-key"]
             .into_iter()
             .find_map(|n| {

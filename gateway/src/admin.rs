@@ -283,6 +283,12 @@ pub fn redact(v: &mut Value) {
                 {
                     redact_all(child);
                 } else {
+                    // `tracing.otlp.headers`: every value is a collector credential.
+                    if lower == "otlp"
+                        && let Some(h) = child.get_mut("headers")
+                    {
+                        redact_all(h);
+                    }
                     redact(child);
                 }
             }
@@ -374,6 +380,13 @@ mod tests {
             assert!(!s.contains(secret), "{secret} leaked: {s}");
         }
         assert_eq!(v["tls"]["key"], "a.key");
+        let mut t = json!({"tracing": {"otlp": {"endpoint": "http://c:4317", "headers": {"x-honeycomb-team": "hc-secret"}}}});
+        redact(&mut t);
+        assert_eq!(
+            t["tracing"]["otlp"]["headers"]["x-honeycomb-team"],
+            "<redacted>"
+        );
+        assert_eq!(t["tracing"]["otlp"]["endpoint"], "http://c:4317");
         assert_eq!(v["headers"]["x-team"], "ml");
         assert_eq!(v["sessions_redis"]["url"], "rediss://sb:redacted@db:6380/0");
     }

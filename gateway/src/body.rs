@@ -50,6 +50,8 @@ pub struct Completion {
     pub stream_gauge: Option<Gauge>,
     /// Where the access log line goes; `None` when the access log is off.
     pub access_log: Option<crate::body::access_log::AccessLog>,
+    /// The request's server span, when tracing is on; ends with the body.
+    pub trace: Option<switchboard_core::Trace>,
 }
 
 impl Completion {
@@ -67,6 +69,19 @@ impl Completion {
         }
         if let Some(g) = &self.stream_gauge {
             g.dec();
+        }
+        if let Some(t) = self.trace.take() {
+            let status = self.status.as_u16();
+            t.set(opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                t.error(status.to_string());
+            } else if outcome == "aborted" {
+                t.error("aborted");
+            }
+            t.end();
         }
         if let Some(log) = self.access_log.take() {
             log.send(crate::body::access_log::Entry {
@@ -276,6 +291,7 @@ mod tests {
             started: Instant::now(),
             stream_gauge: None,
             access_log: None,
+            trace: None,
         };
         ObservedBody::new(inner, None, None, completion)
     }

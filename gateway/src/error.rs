@@ -29,6 +29,10 @@ pub enum Error {
     /// The access log file could not be opened, or its writer started.
     #[error("cannot start the access log: {0}")]
     AccessLog(std::io::Error),
+    /// The OpenTelemetry settings (`tracing:`, `OTEL_*`) were unusable, or its exporter
+    /// could not be built.
+    #[error("cannot start tracing: {0}")]
+    Tracing(String),
     /// A listener address could not be bound.
     #[error("cannot bind {what} on {addr}: {source}")]
     Bind {

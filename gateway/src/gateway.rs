@@ -134,6 +134,14 @@ impl Gateway {
         let access_log =
             crate::body::access_log::AccessLog::start(&config.access_log, &base_dir, &metrics)
                 .map_err(Error::AccessLog)?;
+        let otel = match crate::otel::Settings::resolve(config.tracing.as_ref(), &|k| {
+            std::env::var(k).ok()
+        })
+        .map_err(Error::Tracing)?
+        {
+            Some(s) => Some(crate::otel::Otel::start(&s).map_err(Error::Tracing)?),
+            None => None,
+        };
         let session_metrics = metrics.with_registry(switchboard_sessions::Metrics::new);
         fn provider_client() -> reqwest::Result<reqwest::Client> {
             reqwest::Client::builder().tcp_nodelay(true).build()
@@ -189,6 +197,7 @@ impl Gateway {
                     peers,
                     access_log,
                     tool_pins: Some(tool_pins),
+                    otel,
                 },
                 a2a_metrics: crate::a2a::A2aMetrics::new(&metrics),
                 metrics,
@@ -247,6 +256,11 @@ impl Gateway {
             && self.inner.current.load().config.access_log != config.access_log
         {
             tracing::warn!("access_log changes take effect at restart");
+        }
+        if self.inner.version.load(Ordering::Acquire) > 0
+            && self.inner.current.load().config.tracing != config.tracing
+        {
+            tracing::warn!("tracing changes take effect at restart");
         }
         // Only changed keys: without keys, a new keyring is a new random key, which would
         // refuse every session of the process.
@@ -596,6 +610,10 @@ impl Gateway {
         // Lines of the requests served to the end are written before the process exits.
         if let Some(log) = deps.access_log.clone() {
             let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;
+        }
+        // Spans of those requests too.
+        if let Some(otel) = &deps.otel {
+            otel.shutdown(Duration::from_secs(5)).await;
         }
     }
 

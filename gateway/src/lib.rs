@@ -83,6 +83,7 @@ pub mod json_body;
 pub mod listener;
 pub mod metrics;
 pub mod oauth_metadata;
+pub mod otel;
 pub mod peer;
 pub mod peer_listener;
 pub mod pipeline;

@@ -137,6 +137,7 @@ async fn serve_hop(
             .access(principal.as_ref(), req.method().as_str(), &path),
         tokens: None,
         max_batch: Some(rt.limits.json.max_batch),
+        trace: None,
     };
     let max = usize::try_from(rt.limits.max_body_bytes).unwrap_or(usize::MAX);
     let mut req = req.map(|b| {

@@ -65,6 +65,8 @@ pub struct ListenerDeps {
     pub access_log: Option<crate::body::access_log::AccessLog>,
     /// Pinned MCP tool definitions (tool-poisoning defence), kept in the sessions store.
     pub tool_pins: Option<crate::guardrails::pins::ToolPins>,
+    /// The OpenTelemetry tracer, when tracing is on (`tracing:` or `OTEL_*`).
+    pub otel: Option<crate::otel::Otel>,
 }
 
 /// One client connection as the request pipeline sees it (the connection layer in
@@ -136,8 +138,17 @@ impl Conn {
             }
         };
         let format = format.unwrap_or(ApiFormat::Plain);
+        // Tracing off: this one branch, nothing built.
+        let trace = self
+            .deps
+            .otel
+            .as_ref()
+            .map(|o| server_span(o, &req, route, &rt.name, self.scheme));
         let result = match head {
-            Ok(()) => self.pipeline(&rt, route, req, &client).await,
+            Ok(()) => {
+                self.pipeline(&rt, route, req, &client, trace.as_ref())
+                    .await
+            }
             // A refused head is a 400 with a fixed message (no request data echoed).
             Err(e) => Err(crate::error::bad_request(e.message())),
         };
@@ -186,6 +197,7 @@ impl Conn {
             started,
             stream_gauge,
             access_log: self.deps.access_log.clone(),
+            trace,
         };
         let idle = route.and_then(|r| r.policies.timeouts.idle);
         let cut = is_stream.then(|| self.deps.end_streams.clone().cancelled_owned());
@@ -198,6 +210,7 @@ impl Conn {
         route: Option<&Route>,
         mut req: Request<Incoming>,
         client: &crate::forwarding::Client,
+        trace: Option<&switchboard_core::Trace>,
     ) -> Result<Response<Body>, RequestError> {
         if self.overloaded {
             return Err(crate::error::overloaded());
@@ -250,10 +263,11 @@ impl Conn {
                 host.as_ref(),
             );
         };
-        let context = match route.policies.admit(facts, &mut req, forward).await? {
+        let mut context = match route.policies.admit(facts, &mut req, forward).await? {
             Admission::Answered(resp) => return Ok(resp),
             Admission::Admitted(context) => context,
         };
+        context.trace = trace.cloned();
         let cx = RequestCx {
             context,
             json: rt.limits.json,
@@ -299,6 +313,34 @@ fn checks_items(backend: &crate::backend::Backend) -> bool {
         Backend::Mcp(_) | Backend::Llm(_) => true,
         Backend::Http(_) | Backend::A2a(_) | Backend::Redirect(_) => false,
     }
+}
+
+/// The request's SERVER span (HTTP semantic conventions), child of the client's
+/// `traceparent`. Named `{method} {route}`; ended with the response body ([`Completion`]).
+fn server_span(
+    otel: &crate::otel::Otel,
+    req: &Request<Incoming>,
+    route: Option<&Route>,
+    listener: &Arc<str>,
+    scheme: &'static str,
+) -> switchboard_core::Trace {
+    use opentelemetry::KeyValue;
+    let method = req.method().as_str().to_owned();
+    let route_name = route.map_or(NONE, |r| &*r.name);
+    let mut attrs = vec![
+        KeyValue::new("http.request.method", method.clone()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+        KeyValue::new("url.scheme", scheme),
+        KeyValue::new("switchboard.listener", listener.to_string()),
+        KeyValue::new("switchboard.route", route_name.to_owned()),
+    ];
+    if let Some(r) = route {
+        attrs.push(KeyValue::new(
+            "http.route",
+            r.matcher.prefix().unwrap_or(&r.name).to_owned(),
+        ));
+    }
+    otel.server_span(req.headers(), format!("{method} {route_name}"), attrs)
 }
 
 /// A successful event stream: its body is cut at shutdown and counted as an open stream.

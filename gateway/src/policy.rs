@@ -253,6 +253,7 @@ impl RoutePolicies {
             access,
             tokens: token_budget(&route, principal.as_ref()),
             max_batch: Some(route.json.max_batch),
+            trace: None,
         }))
     }
 

@@ -25,6 +25,8 @@
 //!   to 2025-03-26, stateless 2026-07-28). `param_headers`: 2026-07-28 `Mcp-Param-*` headers.
 //! - `outbox`: the bounded queues toward clients' streams (a client that falls behind is cut
 //!   and resumes from the event log).
+//! - `trace`: the request's OpenTelemetry span as a task-local, the per-request and
+//!   per-target spans, and `traceparent` propagation (headers, or `params._meta` for stdio).
 //! - [`config`]: the route's `mcp:` block; [`metrics`]: what it exports; [`credentials`]: the
 //!   upstream credentials the gateway hands the backend, resolved per upstream request.
 //!
@@ -67,6 +69,7 @@ mod request;
 pub mod revision;
 pub mod server;
 mod session;
+mod trace;
 mod upstream;
 
 pub use config::McpConfig;

@@ -437,6 +437,17 @@ impl McpBackend {
         req: Request<Body>,
         ctx: &RequestContext,
     ) -> switchboard_core::Result<Response<Body>> {
+        match &ctx.trace {
+            None => self.serve(req, ctx).await,
+            Some(t) => crate::trace::scoped(Some(t.clone()), self.serve(req, ctx)).await,
+        }
+    }
+
+    async fn serve(
+        &self,
+        req: Request<Body>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<Response<Body>> {
         let authority = req.uri().authority().map(|a| a.as_str());
         self.check_origin(req.headers(), authority)?;
         let prefix = ctx.prefix.trim_end_matches('/');

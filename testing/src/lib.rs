@@ -15,10 +15,12 @@
 //! - [`redis::RedisServer`]: a throwaway `redis-server` on a unix socket; [`redis::RedisCluster`]
 //!   (3 masters, 3 replicas) and [`redis::RedisSentinel`] (master, replica, 3 sentinels) on
 //!   loopback ports, with failover, pause and restart.
+//! - [`otlp::Receiver`]: an OTLP trace receiver (HTTP/protobuf and gRPC) that keeps the spans.
 
 // Test support: failing loudly is the point here.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod otlp;
 pub mod peers;
 pub mod ports;
 pub mod process;

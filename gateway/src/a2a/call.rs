@@ -97,11 +97,45 @@ impl A2aBackend {
             };
             let more = n + 1 < plan.order.len();
             ex.replica = up.url.clone();
-            let upstream_req =
+            let mut upstream_req =
                 self.upstream_request(up, &parts.headers, rest, query, body.clone())?;
+            // Tracing on: a CLIENT span per replica tried, its `traceparent` sent upstream.
+            let span = cx.context.trace.as_ref().map(|t| {
+                use opentelemetry::KeyValue;
+                let uri = upstream_req.uri();
+                let span = t.child(
+                    format!("a2a {}", call.method),
+                    switchboard_core::trace::Kind::Client,
+                    vec![
+                        KeyValue::new("rpc.method", call.method),
+                        KeyValue::new("server.address", uri.host().unwrap_or_default().to_owned()),
+                        KeyValue::new("server.port", i64::from(uri.port_u16().unwrap_or(80))),
+                        KeyValue::new("switchboard.attempt", n as i64 + 1),
+                    ],
+                );
+                span.inject(upstream_req.headers_mut());
+                span
+            });
             let started = Instant::now();
             let result =
                 tokio::time::timeout(cx.timeouts.request, self.client.request(upstream_req)).await;
+            if let Some(span) = span {
+                match &result {
+                    Ok(Ok(r)) => {
+                        let status = r.status().as_u16();
+                        span.set(opentelemetry::KeyValue::new(
+                            "http.response.status_code",
+                            i64::from(status),
+                        ));
+                        if status >= 500 {
+                            span.error(status.to_string());
+                        }
+                    }
+                    Ok(Err(_)) => span.error("unavailable"),
+                    Err(_) => span.error("timeout"),
+                }
+                span.end();
+            }
             cx.upstream_duration
                 .observe(started.elapsed().as_secs_f64());
             let resp = match result {

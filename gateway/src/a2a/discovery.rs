@@ -104,6 +104,9 @@ impl A2aBackend {
         req.headers_mut().insert(header::HOST, up.host.clone());
         req.headers_mut()
             .insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(t) = &cx.context.trace {
+            t.inject(req.headers_mut());
+        }
         let resp = match tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await {
             Err(_) => return Err(crate::error::timeout(cx.timeouts.request)),
             Ok(Err(e)) => return Err(upstream_failed(e)),

@@ -63,7 +63,11 @@ impl A2aBackend {
                 }
             }
             let body = Bytes::from(msg.to_string());
-            let req = self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
+            let mut req =
+                self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
+            if let Some(t) = &cx.context.trace {
+                t.inject(req.headers_mut());
+            }
             let started = Instant::now();
             let result = tokio::time::timeout(cx.timeouts.request, self.client.request(req)).await;
             cx.upstream_duration

@@ -243,6 +243,72 @@ impl HttpBackend {
         }
     }
 
+    /// [`Self::send`] as one attempt: with tracing on, a CLIENT span around it (attempt
+    /// number, upstream address, status) whose `traceparent` the upstream receives.
+    async fn send_attempt(
+        &self,
+        t: &Target,
+        req: Request<Body>,
+        cx: &RequestCx<'_>,
+        attempt: u32,
+    ) -> Result<Response<Incoming>, BoxError> {
+        match &cx.context.trace {
+            None => self.send(t, req).await,
+            // Boxed: the untraced request's future stays the size it was without tracing.
+            Some(parent) => Box::pin(self.send_traced(parent, t, req, attempt)).await,
+        }
+    }
+
+    /// [`Self::send_attempt`] with tracing on.
+    async fn send_traced(
+        &self,
+        parent: &switchboard_core::Trace,
+        t: &Target,
+        mut req: Request<Body>,
+        attempt: u32,
+    ) -> Result<Response<Incoming>, BoxError> {
+        use opentelemetry::KeyValue;
+        let span = parent.child(
+            req.method().as_str().to_owned(),
+            switchboard_core::trace::Kind::Client,
+            vec![
+                KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+                KeyValue::new("server.address", t.authority.host().to_owned()),
+                KeyValue::new(
+                    "server.port",
+                    i64::from(
+                        t.authority
+                            .port_u16()
+                            .unwrap_or(if t.scheme == Scheme::HTTPS { 443 } else { 80 }),
+                    ),
+                ),
+                KeyValue::new(
+                    "url.full",
+                    format!("{}://{}{}", t.scheme, t.authority, req.uri().path()),
+                ),
+                KeyValue::new("http.request.resend_count", i64::from(attempt)),
+                KeyValue::new("switchboard.attempt", i64::from(attempt) + 1),
+            ],
+        );
+        span.inject(req.headers_mut());
+        let r = self.send(t, req).await;
+        match &r {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                span.set(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+                if status >= 500 {
+                    span.error(status.to_string());
+                }
+            }
+            Err(_) => span.error("connect"),
+        }
+        span.end();
+        r
+    }
+
     /// The `Host` header for a request to `t`.
     fn host_for(&self, t: &Target, original: Option<&HeaderValue>) -> Option<HeaderValue> {
         if let Some(h) = &self.host_rewrite {
@@ -345,7 +411,11 @@ impl HttpBackend {
                     body = self.mirror(m, &parts, body, None, cx);
                 }
                 let upstream_req = Request::from_parts(parts, body);
-                tokio::time::timeout(cx.timeouts.request, self.send(target, upstream_req)).await
+                tokio::time::timeout(
+                    cx.timeouts.request,
+                    self.send_attempt(target, upstream_req, cx, 0),
+                )
+                .await
             }
         };
         cx.upstream_duration
@@ -417,13 +487,13 @@ impl HttpBackend {
     ) -> Result<Response<Incoming>, BoxError> {
         let Some(r) = &self.retries else {
             return self
-                .send(target, Request::from_parts(parts, Body::from(bytes)))
+                .send_attempt(target, Request::from_parts(parts, Body::from(bytes)), cx, 0)
                 .await;
         };
         let mut attempt = 0;
         loop {
             let req = copy_head(&parts).map(|()| Body::from(bytes.clone()));
-            let res = self.send(target, req).await;
+            let res = self.send_attempt(target, req, cx, attempt).await;
             let again = attempt < r.attempts
                 && match &res {
                     Err(e) => {

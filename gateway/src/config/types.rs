@@ -25,9 +25,75 @@ pub struct Config {
     /// The access log: one line per request, written off the serving threads.
     #[serde(default, skip_serializing_if = "AccessLogConfig::is_default")]
     pub access_log: AccessLogConfig,
+    /// OpenTelemetry traces exported over OTLP. Absent (and no `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// in the environment): tracing is off and costs nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingConfig>,
     /// The listeners that accept client traffic.
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
+}
+
+/// `tracing:` — OpenTelemetry traces over OTLP. What the file sets wins; what it leaves out
+/// comes from the standard `OTEL_*` environment variables, then the defaults. Read at start;
+/// changes take effect at restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Where spans are sent.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
+    /// The share of new traces recorded, 0 to 1 (parent-based: a request whose client sent a
+    /// sampled `traceparent` is always recorded, an unsampled one never). Default:
+    /// `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, else 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<f64>,
+    /// Resource attributes added to every span (`service.name` defaults to
+    /// `OTEL_SERVICE_NAME`, else `switchboard`); merged over `OTEL_RESOURCE_ATTRIBUTES`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource: BTreeMap<String, String>,
+    /// Record prompt text and tool arguments on spans. Default false; credentials are never
+    /// recorded.
+    #[serde(default)]
+    pub capture_content: bool,
+}
+
+/// `tracing.otlp`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's URL (`http://` or `https://`). gRPC: used as is (default
+    /// `http://localhost:4317`); HTTP: `/v1/traces` is appended to a URL without a path
+    /// (default `http://localhost:4318/v1/traces`). Default: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// then `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<OtlpProtocol>,
+    /// Headers sent with every export (an API key, a tenant); secrets, never logged or shown
+    /// by `/config`. Merged over `OTEL_EXPORTER_OTLP_HEADERS`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Longest an export may take (default `OTEL_EXPORTER_OTLP_TIMEOUT` in ms, else `10s`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+}
+
+/// `tracing.otlp.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// `access_log:` — one line per finished request (listener, route, client, method, path,

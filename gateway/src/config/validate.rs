@@ -69,6 +69,10 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
         }
     }
 
+    if let Some(t) = &config.tracing {
+        out.extend(validate_tracing(t));
+    }
+
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
     for (i, l) in config.listeners.iter().enumerate() {
@@ -714,4 +718,49 @@ fn validate_policies(pol: &Policies, p: &str, out: &mut Issues) {
             ));
         }
     }
+}
+
+/// `tracing:`: a sampling ratio, an endpoint URL, header names and values, a timeout.
+fn validate_tracing(t: &TracingConfig) -> Issues {
+    let mut out = Issues::new();
+    if let Some(r) = t.sampling
+        && !(0.0..=1.0).contains(&r)
+    {
+        out.push((
+            "tracing.sampling".into(),
+            format!("must be a ratio from 0 to 1, not {r}"),
+        ));
+    }
+    if let Some(e) = &t.otlp.endpoint {
+        match url::Url::parse(e) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => out.push((
+                "tracing.otlp.endpoint".into(),
+                "must be an http:// or https:// URL with a host".into(),
+            )),
+        }
+    }
+    for (k, v) in &t.otlp.headers {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            out.push((
+                format!("tracing.otlp.headers.{k}"),
+                "is not a valid header name".into(),
+            ));
+        } else if http::HeaderValue::from_str(v).is_err() {
+            // The value is a secret: not echoed.
+            out.push((
+                format!("tracing.otlp.headers.{k}"),
+                "is not a valid header value".into(),
+            ));
+        }
+    }
+    if t.otlp.timeout.is_some_and(|d| d.is_zero()) {
+        out.push(("tracing.otlp.timeout".into(), "must be more than 0".into()));
+    }
+    for k in t.resource.keys() {
+        if k.trim().is_empty() {
+            out.push(("tracing.resource".into(), "keys must not be empty".into()));
+        }
+    }
+    out
 }

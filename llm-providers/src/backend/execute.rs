@@ -32,6 +32,78 @@ use crate::translate::unix_now;
 /// Largest provider error body read (only its message is used; the rest is dropped unread).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// The CLIENT span of one attempt at `member` (GenAI semantic conventions), named
+/// `{operation} {model}`. `n` counts attempts of the request from 1 (retries and failovers).
+fn attempt_span(
+    parent: &switchboard_core::Trace,
+    op: &'static str,
+    model: &str,
+    member: &Member,
+    n: u32,
+) -> switchboard_core::Trace {
+    use opentelemetry::KeyValue;
+    parent.child(
+        format!("{op} {model}"),
+        switchboard_core::trace::Kind::Client,
+        vec![
+            KeyValue::new("gen_ai.operation.name", op),
+            KeyValue::new("gen_ai.request.model", model.to_owned()),
+            KeyValue::new("gen_ai.response.model", member.model.to_string()),
+            KeyValue::new("gen_ai.provider.name", semconv_provider(member.kind)),
+            KeyValue::new("switchboard.llm.provider", member.name.to_string()),
+            KeyValue::new("switchboard.attempt", i64::from(n)),
+        ],
+    )
+}
+
+/// `gen_ai.provider.name`'s well-known values.
+fn semconv_provider(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Openai => "openai",
+        ProviderKind::AzureOpenai => "azure.ai.openai",
+        ProviderKind::Anthropic => "anthropic",
+        ProviderKind::Gemini => "gcp.gemini",
+        ProviderKind::Bedrock => "aws.bedrock",
+    }
+}
+
+/// Ends an attempt's span with its outcome, or hands a served one to `served` (the chat
+/// completion sets its usage and ends it).
+fn close_attempt(
+    span: Option<switchboard_core::Trace>,
+    r: &AttemptResult<Answer>,
+    served: Option<&std::sync::Mutex<Option<switchboard_core::Trace>>>,
+) {
+    use opentelemetry::KeyValue;
+    let Some(span) = span else { return };
+    match r {
+        AttemptResult::Ok(_) => {
+            span.set(KeyValue::new("http.response.status_code", 200i64));
+            if let Some(cell) = served {
+                *cell
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(span);
+                return;
+            }
+        }
+        AttemptResult::Retry { value, .. } | AttemptResult::Reject(value) => {
+            if let Answer::Error { status, .. } = value {
+                span.set(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                ));
+                span.error(status.as_str().to_owned());
+            }
+        }
+        AttemptResult::Err(e) => span.error(match e {
+            Error::Timeout => "timeout",
+            Error::Upstream(_) => "unavailable",
+            _ => "error",
+        }),
+    }
+    span.end();
+}
+
 /// A provider's answer to one attempt.
 enum Answer {
     Body(Bytes),
@@ -95,10 +167,19 @@ impl LlmBackend {
         let start = Instant::now();
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
+        // Tracing: one client span per attempt; the served one is kept for the usage.
+        let served = std::sync::Mutex::new(None);
+        let mut tries = 0u32;
         let outcome = model
             .pool
             .execute(|i| {
                 let member = model.member(i);
+                tries += 1;
+                let span = ctx
+                    .trace
+                    .as_ref()
+                    .map(|t| attempt_span(t, "chat", &model.name, member, tries));
+                let served = &served;
                 let body = native_body(&mut input, member);
                 let beta = beta
                     .clone()
@@ -119,7 +200,9 @@ impl LlmBackend {
                     if let Some(beta) = beta {
                         rb = rb.header("anthropic-beta", beta);
                     }
-                    attempt(rb, stream, max_response, &member.name).await
+                    let r = attempt(rb, stream, max_response, &member.name, span.as_ref()).await;
+                    close_attempt(span, &r, Some(served));
+                    r
                 }
             })
             .await;
@@ -136,6 +219,9 @@ impl LlmBackend {
             reservation,
             price: None,
             finished: false,
+            span: served
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         };
         let (i, answer) = match outcome {
             Outcome::Served(i, a) => (i, a),
@@ -208,10 +294,21 @@ impl LlmBackend {
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
         let start = Instant::now();
+        let op_name = if op == Operation::Embeddings {
+            "embeddings"
+        } else {
+            "responses"
+        };
+        let mut tries = 0u32;
         let outcome = model
             .pool
             .execute(|i| {
                 let member = model.member(i);
+                tries += 1;
+                let span = ctx
+                    .trace
+                    .as_ref()
+                    .map(|t| attempt_span(t, op_name, &model.name, member, tries));
                 v.insert("model".into(), Value::String(member.model.to_string()));
                 let body = serde_json::to_vec(&v).map(Bytes::from);
                 async move {
@@ -232,10 +329,14 @@ impl LlmBackend {
                     let Ok(body) = body else {
                         return AttemptResult::Err(Error::BadRequest("invalid body".into()));
                     };
-                    match member.provider.request(client, op, body, stream) {
-                        Ok(rb) => attempt(rb, stream, max_response, &member.name).await,
+                    let r = match member.provider.request(client, op, body, stream) {
+                        Ok(rb) => {
+                            attempt(rb, stream, max_response, &member.name, span.as_ref()).await
+                        }
                         Err(e) => AttemptResult::Err(e),
-                    }
+                    };
+                    close_attempt(span, &r, None);
+                    r
                 }
             })
             .await;
@@ -244,11 +345,6 @@ impl LlmBackend {
             Outcome::Unavailable(e) => return Err(e.into()),
         };
         let member = model.member(i);
-        let op_name = if op == Operation::Embeddings {
-            "embeddings"
-        } else {
-            "responses"
-        };
         let labels = RequestLabels {
             gen_ai_operation_name: op_name,
             gen_ai_provider_name: member.name.to_string(),
@@ -301,8 +397,29 @@ async fn attempt(
     stream: bool,
     max_response: usize,
     provider: &str,
+    span: Option<&switchboard_core::Trace>,
 ) -> AttemptResult<Answer> {
-    let resp = match rb.send().await {
+    let sent = match span {
+        None => rb.send().await,
+        Some(span) => {
+            let (client, req) = rb.build_split();
+            match req {
+                Ok(mut req) => {
+                    use opentelemetry::KeyValue;
+                    if let Some(host) = req.url().host_str() {
+                        span.set(KeyValue::new("server.address", host.to_owned()));
+                    }
+                    if let Some(port) = req.url().port_or_known_default() {
+                        span.set(KeyValue::new("server.port", i64::from(port)));
+                    }
+                    span.inject(req.headers_mut());
+                    client.execute(req).await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let resp = match sent {
         Ok(r) => r,
         Err(e) => return AttemptResult::Err(Error::Upstream(without_url(e))),
     };

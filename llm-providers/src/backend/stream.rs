@@ -26,6 +26,9 @@ pub(super) struct Completion {
     pub(super) reservation: Option<Box<dyn TokenReservation>>,
     pub(super) price: Option<ModelPrice>,
     pub(super) finished: bool,
+    /// The served attempt's client span (tracing on): usage and response model are set on
+    /// it, and it ends, here.
+    pub(super) span: Option<switchboard_core::Trace>,
 }
 
 impl Completion {
@@ -34,6 +37,17 @@ impl Completion {
     pub(super) fn finish(&mut self, usage: Option<Usage>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
+        }
+        if let Some(span) = self.span.take() {
+            use opentelemetry::KeyValue;
+            if let Some(u) = &usage {
+                span.set(KeyValue::new("gen_ai.usage.input_tokens", u.input as i64));
+                span.set(KeyValue::new("gen_ai.usage.output_tokens", u.output as i64));
+            }
+            if !self.labels.error_type.is_empty() {
+                span.error(self.labels.error_type.clone());
+            }
+            span.end();
         }
         self.metrics
             .record_duration(&self.labels, self.start.elapsed());

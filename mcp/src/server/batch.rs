@@ -176,7 +176,7 @@ impl McpBackend {
         let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
         let s2 = session.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::trace::carry(async move {
             for e in replies.into_iter().flatten() {
                 let _ = tx.send_last(e).await;
             }
@@ -191,7 +191,7 @@ impl McpBackend {
             .await;
             drop(tx);
             this.sync_targets(&s2).await;
-        });
+        }));
         let priming = crate::revision::primes_streams(&session.0.version);
         let mut r = if session.0.managed.get().is_some() {
             self.logged_post_stream(session, rx, priming)
@@ -224,7 +224,7 @@ impl McpBackend {
         let members = classify(items, session.is_none().then_some("not initialized"));
         let this = self.clone();
         let access = ctx.access.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::trace::carry(async move {
             let mut requests = Vec::new();
             for m in members {
                 match m {
@@ -248,7 +248,7 @@ impl McpBackend {
                 }
             }))
             .await;
-        });
+        }));
         Ok(Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))

@@ -102,6 +102,34 @@ impl McpBackend {
         stream: Option<crate::outbox::Outbox<Value>>,
         access: Option<Access>,
     ) -> Value {
+        let Some(parent) = crate::trace::current() else {
+            return self.dispatch_untraced(session, req, stream, access).await;
+        };
+        let span = request_span(&parent, session, &req, self.0.targets.len());
+        let reply = crate::trace::scoped(
+            Some(span.clone()),
+            self.dispatch_untraced(session, req, stream, access),
+        )
+        .await;
+        if let Some(code) = reply.pointer("/error/code").and_then(Value::as_i64) {
+            span.set(opentelemetry::KeyValue::new(
+                "rpc.response.status_code",
+                code.to_string(),
+            ));
+            span.error(code.to_string());
+        }
+        span.end();
+        reply
+    }
+
+    /// [`Self::dispatch`] without its span.
+    async fn dispatch_untraced(
+        &self,
+        session: &Session,
+        req: Request,
+        stream: Option<crate::outbox::Outbox<Value>>,
+        access: Option<Access>,
+    ) -> Value {
         let Request { id, method, msg } = req;
         let allows = |item: Item<'_>| access.as_ref().is_none_or(|a| a.allows(item));
         match method {
@@ -311,4 +339,72 @@ fn discover() -> Value {
             "completions": {},
         },
     })
+}
+
+/// The INTERNAL span of one client request (MCP semantic conventions): named
+/// `{mcp.method.name} {tool or prompt}`; for a list, the fan-out whose children are the
+/// per-target requests. The session id is exported as a hash, never as the token itself.
+fn request_span(
+    parent: &switchboard_core::Trace,
+    session: &Session,
+    req: &Request,
+    targets: usize,
+) -> switchboard_core::Trace {
+    use opentelemetry::KeyValue;
+    let method = jsonrpc::method(&req.msg).to_owned();
+    let mut attrs = vec![
+        KeyValue::new("mcp.method.name", method.clone()),
+        KeyValue::new("jsonrpc.request.id", id_string(&req.id)),
+    ];
+    // A managed session's stable id (not the token, which changes on resumption); a legacy
+    // session's own id. Hashed either way: both let a caller into the session.
+    let id = match session.0.managed.get() {
+        Some(m) => Some(hex::encode(m.key.0)),
+        None => (!session.0.id.is_empty()).then(|| session.0.id.clone()),
+    };
+    if let Some(id) = id {
+        attrs.push(KeyValue::new(
+            "mcp.session.id",
+            switchboard_core::trace::hash_id(&id),
+        ));
+    }
+    if !session.0.version.is_empty() {
+        attrs.push(KeyValue::new(
+            "mcp.protocol.version",
+            session.0.version.clone(),
+        ));
+    }
+    let name = match &req.method {
+        Method::CallTool { name } => {
+            attrs.push(KeyValue::new("gen_ai.tool.name", name.clone()));
+            attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            if parent.capture_content()
+                && let Some(args) = req.msg.pointer("/params/arguments")
+            {
+                attrs.push(KeyValue::new(
+                    "gen_ai.tool.call.arguments",
+                    args.to_string(),
+                ));
+            }
+            format!("{method} {name}")
+        }
+        Method::GetPrompt { name } => {
+            attrs.push(KeyValue::new("gen_ai.prompt.name", name.clone()));
+            format!("{method} {name}")
+        }
+        Method::List { .. } => {
+            attrs.push(KeyValue::new("switchboard.mcp.targets", targets as i64));
+            method
+        }
+        _ => method,
+    };
+    parent.child(name, switchboard_core::trace::Kind::Internal, attrs)
+}
+
+/// A JSON-RPC id as an attribute value.
+pub(super) fn id_string(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }

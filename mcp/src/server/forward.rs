@@ -86,11 +86,37 @@ impl McpBackend {
             target: t,
             stream,
         }));
+        let span =
+            crate::trace::current().map(|parent| target_span(&parent, &target.name, &up, &msg));
+        if let (Some(span), Upstream::Stdio(_)) = (&span, &up) {
+            // No headers on a pipe: the trace context rides in the request's `_meta`.
+            crate::trace::inject_meta(&mut msg, span);
+        }
         // A cancelled request may never be answered upstream; stop waiting for it.
-        let r = tokio::select! {
-            r = up.request(recipient, msg, progress, target.cfg.timeout(), &target.name) => r,
-            _ = cancel.cancelled() => Err(Error::Cancelled),
-        };
+        let r = crate::trace::scoped(span.clone(), async {
+            tokio::select! {
+                r = up.request(recipient, msg, progress, target.cfg.timeout(), &target.name) => r,
+                _ = cancel.cancelled() => Err(Error::Cancelled),
+            }
+        })
+        .await;
+        if let Some(span) = span {
+            match &r {
+                Ok(resp) => {
+                    if let Some(code) = resp.pointer("/error/code").and_then(Value::as_i64) {
+                        span.set(opentelemetry::KeyValue::new(
+                            "rpc.response.status_code",
+                            code.to_string(),
+                        ));
+                        span.error(code.to_string());
+                    }
+                }
+                Err(Error::Timeout(_)) => span.error("timeout"),
+                Err(Error::Cancelled) => span.error("cancelled"),
+                Err(_) => span.error("unavailable"),
+            }
+            span.end();
+        }
         match r {
             Ok(mut resp) => {
                 let result = if resp.get("error").is_some() {
@@ -146,4 +172,46 @@ impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.0.0.inflight.locked().remove(self.1);
     }
+}
+
+/// The CLIENT span of one request to one target: `{mcp.method.name} {tool}` (the target's
+/// own tool or prompt name), with the target, its transport and, over HTTP, its address.
+fn target_span(
+    parent: &switchboard_core::Trace,
+    target: &str,
+    up: &Upstream,
+    msg: &Value,
+) -> switchboard_core::Trace {
+    use opentelemetry::KeyValue;
+    let method = jsonrpc::method(msg).to_owned();
+    let mut attrs = vec![
+        KeyValue::new("mcp.method.name", method.clone()),
+        KeyValue::new("switchboard.mcp.target", target.to_owned()),
+    ];
+    let url = match up {
+        Upstream::Http(h) => Some(h.url()),
+        Upstream::Sse(_) | Upstream::OpenApi(_) => None,
+        Upstream::Stdio(_) => {
+            attrs.push(KeyValue::new("network.transport", "pipe"));
+            None
+        }
+    };
+    if let Some(u) = url.and_then(|u| url::Url::parse(u).ok()) {
+        attrs.push(KeyValue::new("network.transport", "tcp"));
+        if let Some(h) = u.host_str() {
+            attrs.push(KeyValue::new("server.address", h.to_owned()));
+        }
+        if let Some(p) = u.port_or_known_default() {
+            attrs.push(KeyValue::new("server.port", i64::from(p)));
+        }
+    }
+    let name = match msg.pointer("/params/name").and_then(Value::as_str) {
+        Some(n) if method == "tools/call" => {
+            attrs.push(KeyValue::new("gen_ai.tool.name", n.to_owned()));
+            format!("{method} {n}")
+        }
+        Some(n) if method == "prompts/get" => format!("{method} {n}"),
+        _ => method,
+    };
+    parent.child(name, switchboard_core::trace::Kind::Client, attrs)
 }

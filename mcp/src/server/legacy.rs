@@ -86,7 +86,7 @@ impl McpBackend {
         let this = self.clone();
         let principal = ctx.principal.clone();
         let access = ctx.access.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::trace::carry(async move {
             if let Message::Request(req) = &msg
                 && matches!(req.method, Method::Initialize)
             {
@@ -119,7 +119,7 @@ impl McpBackend {
                 }
                 msg => this.client_message(&session, msg).await,
             }
-        });
+        }));
         Ok(Response::builder()
             .status(StatusCode::ACCEPTED)
             .body(Body::from("Accepted"))

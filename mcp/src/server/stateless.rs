@@ -386,11 +386,11 @@ impl McpBackend {
         let s = session.clone();
         let access = ctx.access.clone();
         let events_tx = tx.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(crate::trace::carry(async move {
             let _close = CloseOnDrop(Some(s.clone()));
             let resp = this.dispatch(&s, req, Some(tx), access).await;
             let _ = done_tx.send(resp);
-        });
+        }));
         Live {
             principal: ctx.principal.clone(),
             method,

@@ -157,13 +157,13 @@ impl McpBackend {
         let s2 = session.clone();
         let tx2 = tx.clone();
         let access = ctx.access.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::trace::carry(async move {
             let resp = this.dispatch(&s2, req, Some(tx2.clone()), access).await;
             if tx2.send_last(resp).await.is_err() {
                 tracing::debug!("reply not delivered: the request's stream was closed");
             }
             this.sync_targets(&s2).await;
-        });
+        }));
         drop(tx);
         let priming = crate::revision::primes_streams(&session.0.version);
         let mut r = if session.0.managed.get().is_some() {

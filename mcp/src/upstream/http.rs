@@ -317,6 +317,7 @@ impl HttpUpstream {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
             .body(body);
+        req = crate::trace::headers(req);
         if state.modern && !jsonrpc::method(msg).is_empty() {
             req = req.header("mcp-method", jsonrpc::method(msg));
             if let Some(name) = routing_name(msg) {

@@ -166,18 +166,19 @@ impl SseUpstream {
                 reason: "closed".into(),
             });
         }
-        let resp = self
-            .client
-            .post(&self.endpoint)
-            .headers(self.headers.current())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(&msg).unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| Error::Unavailable {
-                target: self.target.to_string(),
-                reason: e.to_string(),
-            })?;
+        let resp = crate::trace::headers(
+            self.client
+                .post(&self.endpoint)
+                .headers(self.headers.current()),
+        )
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&msg).unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| Error::Unavailable {
+            target: self.target.to_string(),
+            reason: e.to_string(),
+        })?;
         if resp.status().is_success() {
             Ok(())
         } else {

@@ -196,8 +196,7 @@ impl OpenApi {
             }
             req = req.body(serde_json::to_vec(body).unwrap_or_default());
         }
-        let resp = req
-            .headers(headers)
+        let resp = crate::trace::headers(req.headers(headers))
             .send()
             .await
             .map_err(|e| self.unavailable(e.without_url().to_string()))?;
