@@ -106,6 +106,11 @@ impl Trace {
         self.cx.span().set_attribute(kv);
     }
 
+    /// Adds an event (a timestamped, named set of attributes) to the span.
+    pub fn event(&self, name: impl Into<Cow<'static, str>>, attrs: Vec<KeyValue>) {
+        self.cx.span().add_event(name, attrs);
+    }
+
     /// Marks the span failed: status error with `message` and `error.type`.
     pub fn error(&self, error_type: impl Into<Cow<'static, str>>) {
         let t: Cow<'static, str> = error_type.into();

@@ -764,11 +764,78 @@ def scenario_mcp(args, procs, bins, tmp):
     RESULTS["mcp_sessions"] = {"before_kb": before, "after_kb": after, "opened": opened, "per_session_bytes": per}
     procs.stop(gw)
 
+# Ten rules: the nine built-in detectors and one regex rule, masking.
+GUARD_DETECTORS = ["email", "phone", "credit_card", "iban", "us_ssn", "aws_key", "github_token", "openai_key",
+                   "private_key"]
+
+
+def guardrail_policy(applies_to):
+    rules = [{"detector": d, "action": "mask", "applies_to": applies_to} for d in GUARD_DETECTORS]
+    rules.append({"name": "ticket", "regex": r"TICKET-[0-9]{6}", "action": "mask", "applies_to": applies_to})
+    return {"guardrails": {"rules": rules}}
+
+
+def scenario_guardrails(args, procs, bins, tmp):
+    """The LLM route with a ten-rule guardrail policy (nine detectors and a regex, mask) against
+    the same route without it: added p50 at one connection (non-streaming, ~1 KiB prompt with no
+    match, answer scanned too) and added time to first token of a stream with a ~1 KiB prompt.
+    `guarded` checks both directions; `guarded, request only` leaves streamed answers alone
+    (no hold window), which separates the cost of checking the prompt from the held tail."""
+    mock = free_port()
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    variants = {"no guardrails": None, "guarded": ["request", "response"], "guarded, request only": ["request"]}
+    peers = {}
+    for i, (name, applies) in enumerate(variants.items()):
+        route = llm_route(mock)
+        if applies:
+            route["policies"] = guardrail_policy(applies)
+        _, port, _, _ = start_gateway(procs, bins, tmp, [route], f"guard{i}")
+        peers[name] = port
+    hdr = {"Content-Type": "application/json", "Authorization": "Bearer client-key"}
+    script, _ = post_script(tmp, "guard-chat", chat_body(), hdr)
+    filler = "Summarize the following notes for the on-call engineer. " * 17
+    sbody = json.dumps({"model": "bench", "stream": True, "max_tokens": 200,
+                        "messages": [{"role": "user", "content": "[words=100] " + filler}]})
+    sfile = tmp / "guard-stream.json"
+    sfile.write_text(sbody)
+    expect = count_events(f"http://127.0.0.1:{mock}/v1/chat/completions", sbody)
+    n1 = 20 if args.smoke else 300
+    c1 = {k: [] for k in peers}
+    ones = {k: [] for k in peers}
+    for _ in range(args.rounds):
+        for name, port in peers.items():
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            r = wrk(url, 1, args.seconds, script)
+            if r["non_2xx"] or r["socket_errors"]:
+                sys.exit(f"guardrails scenario: {name} answered errors: {r}")
+            c1[name].append(r)
+            ones[name].append(loadgen(bins, "stream", "--url", url, "--method", "POST", "--body-file", str(sfile),
+                                      "--header", "content-type: application/json",
+                                      "--header", "authorization: Bearer client-key", "--expect-events", str(expect),
+                                      "--concurrency", "1", "--requests", str(n1)))
+    base = "no guardrails"
+    rows = []
+    for name in peers:
+        add50 = median(a["p50_us"] - b["p50_us"] for a, b in zip(c1[name], c1[base]))
+        pairs = [(o, b) for o, b in zip(ones[name], ones[base]) if o["ttft"] and b["ttft"]]
+        runs = [o for o in ones[name] if o["ttft"]]
+        ttft50 = median(o["ttft"]["p50_us"] for o in runs) if runs else None
+        add_ttft = median(o["ttft"]["p50_us"] - b["ttft"]["p50_us"] for o, b in pairs) if pairs else None
+        add_ttlt = median(o["ttlt"]["p50_us"] - b["ttlt"]["p50_us"] for o, b in pairs) if pairs else None
+        errs = sum(len(o["errors"]) + o["lost_events"] for o in ones[name])
+        rows.append([name, fmt_us(median(x["p50_us"] for x in c1[name])), "—" if name == base else fmt_delta(add50),
+                     fmt_us(ttft50), "—" if name == base else fmt_delta(add_ttft),
+                     "—" if name == base else fmt_delta(add_ttlt), f"{errs}"])
+    table(f"Guardrails: LLM route, ten mask rules, ~1 KiB prompt without a match ({expect}-event streams)",
+          ["gateway", "p50 @1 conn", "added p50", "TTFT p50", "added TTFT p50", "added TTLT p50", "stream errors"], rows)
+    RESULTS["guardrails"] = {"c1": c1, "stream": ones}
+
 
 SCENARIOS = {
     "http": scenario_http,
     "accesslog": scenario_access_log,
     "llm": scenario_llm,
+    "guardrails": scenario_guardrails,
     "mcp": scenario_mcp,
     "memory": scenario_memory,
     "config": scenario_config_swap,

@@ -87,7 +87,7 @@ impl Backend {
                     Some(g) => {
                         match crate::guardrails::mcp::check_request(
                             g,
-                            &ctx.route,
+                            crate::guardrails::Site::of(&ctx),
                             req,
                             cx.tool_pins,
                         )
@@ -100,7 +100,12 @@ impl Backend {
                     None => req,
                 };
                 let guard = |resp: Response<Body>| match cx.guardrails {
-                    Some(g) => crate::guardrails::mcp::wrap(g, &ctx.route, resp, cx.tool_pins),
+                    Some(g) => crate::guardrails::mcp::wrap(
+                        g,
+                        crate::guardrails::Site::of(&ctx),
+                        resp,
+                        cx.tool_pins,
+                    ),
                     None => resp,
                 };
                 let req = match owner {

@@ -28,6 +28,7 @@ const SET_SIZE_LIMIT: usize = 1 << 23;
 /// The longest `private_key` match a stream holds back for.
 const PRIVATE_KEY_MAX: usize = 4096;
 use switchboard_core::Cause;
+use switchboard_core::trace::{Attr, Trace};
 
 use crate::config::{
     DEFAULT_MAX_MATCH_BYTES, Detector, Direction, GuardrailAction, GuardrailsPolicy,
@@ -356,7 +357,7 @@ impl Guardrails {
     /// Asks each webhook rule for `dir` about `texts`, in rule order; the first reject wins.
     pub async fn check_webhooks(
         &self,
-        route: &str,
+        at: Site<'_>,
         dir: Direction,
         kind: &str,
         texts: &[String],
@@ -365,7 +366,7 @@ impl Guardrails {
             return Ok(());
         };
         for w in self.webhooks.iter().filter(|w| w.applies(dir)) {
-            w.check(client, route, dir, kind, texts).await?;
+            w.check(client, at, dir, kind, texts).await?;
         }
         Ok(())
     }
@@ -411,7 +412,7 @@ impl Guardrails {
     /// Every rule that matched counts once.
     pub fn decide(
         &self,
-        route: &str,
+        at: Site<'_>,
         dir: Direction,
         text: &str,
         hits: &[Hit],
@@ -431,17 +432,17 @@ impl Guardrails {
             .filter_map(|&i| self.rules.get(i))
             .find(|r| r.action == GuardrailAction::Reject)
         {
-            self.count(route, r);
-            tracing::info!(route, rule = %r.name, action = "reject", "guardrail");
+            self.count(at, r, dir);
+            tracing::info!(route = at.route, rule = %r.name, action = "reject", "guardrail");
             return Err(Rejected {
                 rule: r.name.clone(),
                 direction: dir,
             });
         }
         for r in seen.iter().filter_map(|&i| self.rules.get(i)) {
-            self.count(route, r);
+            self.count(at, r, dir);
             if r.action == GuardrailAction::Log {
-                tracing::info!(route, rule = %r.name, action = "log", "guardrail");
+                tracing::info!(route = at.route, rule = %r.name, action = "log", "guardrail");
             }
         }
         let mut out = String::with_capacity(text.len());
@@ -469,46 +470,106 @@ impl Guardrails {
     /// [`Self::find`] then [`Self::decide`] on a whole text.
     pub fn apply(
         &self,
-        route: &str,
+        at: Site<'_>,
         dir: Direction,
         text: &str,
     ) -> Result<Option<String>, Rejected> {
         let hits = self.find(text, dir);
-        self.decide(route, dir, text, &hits)
+        self.decide(at, dir, text, &hits)
     }
 
-    fn count(&self, route: &str, r: &Rule) {
+    fn count(&self, at: Site<'_>, r: &Rule, dir: Direction) {
         let action = match r.action {
             GuardrailAction::Reject => "reject",
             GuardrailAction::Mask => "mask",
             GuardrailAction::Log => "log",
         };
-        count(route, &r.name, action);
+        count(at, &r.name, action, dir);
     }
 }
 
-/// Counts one decision.
-fn count(route: &str, rule: &str, action: &'static str) {
+/// Where a decision is made: the route (the metric's label) and the request's server span
+/// when the request is traced.
+#[derive(Clone, Copy)]
+pub struct Site<'a> {
+    /// The route's name.
+    pub route: &'a str,
+    /// The request's server span; `None` with tracing off or for an untraced request.
+    pub trace: Option<&'a Trace>,
+}
+
+impl<'a> Site<'a> {
+    /// The site of a request: its route and its server span.
+    pub fn of(ctx: &'a switchboard_core::RequestContext) -> Self {
+        Site {
+            route: &ctx.route,
+            trace: ctx.trace.as_ref(),
+        }
+    }
+}
+
+/// A [`Site`] a stream keeps for as long as it runs.
+#[derive(Clone)]
+pub struct OwnedSite {
+    route: String,
+    trace: Option<Trace>,
+}
+
+impl OwnedSite {
+    /// Keeps `at` (the span is shared, not copied).
+    pub fn new(at: Site<'_>) -> Self {
+        OwnedSite {
+            route: at.route.to_owned(),
+            trace: at.trace.cloned(),
+        }
+    }
+
+    /// The site to decide at.
+    pub fn site(&self) -> Site<'_> {
+        Site {
+            route: &self.route,
+            trace: self.trace.as_ref(),
+        }
+    }
+}
+
+/// Records one decision: counted, and a `guardrail` event on the request's span when it is
+/// traced (rule, action, direction; never the matched text).
+fn count(at: Site<'_>, rule: &str, action: &'static str, dir: Direction) {
     DECISIONS
         .get_or_create(&DecisionLabels {
-            route: route.to_owned(),
+            route: at.route.to_owned(),
             rule: rule.to_owned(),
             action,
         })
         .inc();
+    if let Some(t) = at.trace {
+        let direction = match dir {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        };
+        t.event(
+            "guardrail",
+            vec![
+                Attr::new("switchboard.guardrail.rule", rule.to_owned()),
+                Attr::new("switchboard.guardrail.action", action),
+                Attr::new("switchboard.guardrail.direction", direction),
+            ],
+        );
+    }
 }
 
 /// Applies the rules to every string value in a JSON tree (MCP arguments and results).
 /// Object keys are left alone. Returns whether anything changed.
 pub fn walk_strings(
     g: &Guardrails,
-    route: &str,
+    at: Site<'_>,
     dir: Direction,
     v: &mut serde_json::Value,
 ) -> Result<bool, Rejected> {
     use serde_json::Value;
     match v {
-        Value::String(s) => match g.apply(route, dir, s)? {
+        Value::String(s) => match g.apply(at, dir, s)? {
             Some(masked) => {
                 *s = masked;
                 Ok(true)
@@ -518,14 +579,14 @@ pub fn walk_strings(
         Value::Array(items) => {
             let mut changed = false;
             for item in items {
-                changed |= walk_strings(g, route, dir, item)?;
+                changed |= walk_strings(g, at, dir, item)?;
             }
             Ok(changed)
         }
         Value::Object(map) => {
             let mut changed = false;
             for (_, item) in map.iter_mut() {
-                changed |= walk_strings(g, route, dir, item)?;
+                changed |= walk_strings(g, at, dir, item)?;
             }
             Ok(changed)
         }
@@ -537,6 +598,11 @@ pub fn walk_strings(
 mod tests {
     use super::*;
     use crate::config::GuardrailRule;
+
+    const T: Site<'static> = Site {
+        route: "t",
+        trace: None,
+    };
 
     fn rule(d: Detector, action: GuardrailAction) -> GuardrailRule {
         GuardrailRule {
@@ -560,7 +626,7 @@ mod tests {
     }
 
     fn mask(g: &Guardrails, s: &str) -> String {
-        g.apply("t", Direction::Request, s)
+        g.apply(T, Direction::Request, s)
             .unwrap()
             .unwrap_or_else(|| s.to_owned())
     }
@@ -628,7 +694,7 @@ mod tests {
         assert_eq!(g.hold_bytes(), 64);
         assert!(!g.applies(Direction::Request));
         assert_eq!(
-            g.apply("t", Direction::Response, "a tok-123 b")
+            g.apply(T, Direction::Response, "a tok-123 b")
                 .unwrap()
                 .unwrap(),
             "a [REDACTED:tok] b"
@@ -677,7 +743,7 @@ mod tests {
         };
         let g = Guardrails::compile(&p).unwrap();
         let e = g
-            .apply("t", Direction::Request, "4111-1111-1111-1111")
+            .apply(T, Direction::Request, "4111-1111-1111-1111")
             .unwrap_err()
             .error();
         assert!(e.message().contains("`credit_card`"), "{}", e.message());

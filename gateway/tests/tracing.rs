@@ -1072,3 +1072,116 @@ async fn otel_environment_alone_turns_tracing_on() {
     assert_eq!(server.resource["service.name"], "edge-gateway");
     assert_eq!(server.resource["deployment.environment"], "ci");
 }
+
+/// Guardrail decisions are `guardrail` events on the request's server span (rule, action,
+/// direction), never the matched text: an LLM prompt's card number masked, an MCP tool
+/// argument's e-mail address rejected. The matched text appears in no exported span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardrail_decisions_are_span_events_without_the_matched_text() {
+    use switchboard_examples::mock_llm;
+    const CARD: &str = "4111 1111 1111 1111";
+    const MAIL: &str = "leak.me@example.org";
+    let rx = Receiver::start().await;
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let (fixture, _) = recording_fixture().await;
+    let yaml = format!(
+        r#"
+tracing: {{otlp: {{endpoint: '{}', protocol: http/protobuf}}}}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: models
+        match: {{path_prefix: /v1}}
+        policies:
+          guardrails:
+            rules: [{{detector: credit_card, action: mask}}]
+        llm:
+          models:
+            - name: fast
+              providers:
+                - {{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}
+      - name: tools
+        match: {{path_prefix: /mcp}}
+        policies:
+          guardrails:
+            rules: [{{name: no-mail, detector: email, action: reject, applies_to: [request]}}]
+        mcp:
+          targets: [{{name: fixture, http: {{url: "{fixture}"}}}}]
+"#,
+        rx.http_url()
+    );
+    let gw = gateway(&yaml, mock).await;
+    let base = base(&gw, "main").await;
+    let r = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"model": "fast", "messages": [{"role": "user", "content": format!("pay with {CARD} please")}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let url = format!("{base}/mcp");
+    let (sid, _) = rpc(
+        &url,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (_, call) = rpc(
+        &url,
+        Some(&sid),
+        None,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "test_simple_text", "arguments": {"note": format!("write to {MAIL}")}}}),
+    )
+    .await;
+    assert!(call.get("error").is_some(), "{call}");
+    gw.shutdown(Duration::from_secs(1)).await;
+    let spans = rx.spans();
+    let event_on = |route_span: &str, rule: &str| -> (String, String, String) {
+        let s = spans
+            .iter()
+            .find(|s| {
+                s.kind == otlp::SERVER
+                    && s.name == route_span
+                    && s.events.iter().any(|e| e.name == "guardrail")
+            })
+            .unwrap_or_else(|| {
+                panic!("no server span {route_span} with a guardrail event: {spans:#?}")
+            });
+        let e = s.events.iter().find(|e| e.name == "guardrail").unwrap();
+        assert_eq!(
+            e.attrs
+                .get("switchboard.guardrail.rule")
+                .map(String::as_str),
+            Some(rule)
+        );
+        (
+            e.attrs["switchboard.guardrail.rule"].clone(),
+            e.attrs["switchboard.guardrail.action"].clone(),
+            e.attrs["switchboard.guardrail.direction"].clone(),
+        )
+    };
+    assert_eq!(
+        event_on("POST models", "credit_card"),
+        ("credit_card".into(), "mask".into(), "request".into())
+    );
+    assert_eq!(
+        event_on("POST tools", "no-mail"),
+        ("no-mail".into(), "reject".into(), "request".into())
+    );
+    let dump = format!("{spans:?}");
+    for secret in [CARD, "4111", MAIL] {
+        assert!(!dump.contains(secret), "{secret} exported: {dump}");
+    }
+}

@@ -41,6 +41,17 @@ pub struct Span {
     pub resource: BTreeMap<String, String>,
     /// `http` or `grpc`: how it arrived.
     pub via: &'static str,
+    /// The span's events, in order.
+    pub events: Vec<Event>,
+}
+
+/// One event of a span.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Event name.
+    pub name: String,
+    /// Attributes, values as strings.
+    pub attrs: BTreeMap<String, String>,
 }
 
 impl Span {
@@ -193,6 +204,14 @@ fn collect(store: &Store, req: ExportTraceServiceRequest, via: &'static str) {
                     status: s.status.map(|st| st.code).unwrap_or(0),
                     resource: resource.clone(),
                     via,
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| Event {
+                            name: e.name.clone(),
+                            attrs: attrs(&e.attributes),
+                        })
+                        .collect(),
                 });
             }
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use switchboard_core::ApiFormat;
 use switchboard_llm::LlmBackend;
 
-use super::{Guardrails, Rejected};
+use super::{Guardrails, Rejected, Site};
 use crate::config::Direction;
 use crate::error::RequestError;
 
@@ -40,9 +40,9 @@ pub async fn serve(
     let Some(format) = chat_format(req.uri().path()) else {
         return backend.handle(req, ctx).await;
     };
-    let route = ctx.route.clone();
+    let at = Site::of(ctx);
     let req = if g.applies(Direction::Request) && req.method() == http::Method::POST {
-        check_request(g, &route, req).await?
+        check_request(g, at, req).await?
     } else {
         req
     };
@@ -51,14 +51,14 @@ pub async fn serve(
         return Ok(resp);
     }
     if switchboard_core::http::is_event_stream(resp.headers()) {
-        return Ok(super::stream::wrap(g, &route, format, resp));
+        return Ok(super::stream::wrap(g, at, format, resp));
     }
-    check_answer(g, &route, resp).await
+    check_answer(g, at, resp).await
 }
 
 async fn check_request(
     g: &Guardrails,
-    route: &str,
+    at: Site<'_>,
     req: Request<Body>,
 ) -> Result<Request<Body>, RequestError> {
     let (mut parts, body) = req.into_parts();
@@ -72,10 +72,10 @@ async fn check_request(
         // Not JSON: the backend refuses it in its own words.
         return Ok(Request::from_parts(parts, Body::from(bytes)));
     };
-    let changed = prompt_texts(g, route, &mut v).map_err(|r| r.error())?;
+    let changed = prompt_texts(g, at, &mut v).map_err(|r| r.error())?;
     if g.has_webhooks(Direction::Request) {
         let texts = collect_prompt(&v);
-        g.check_webhooks(route, Direction::Request, "llm.prompt", &texts)
+        g.check_webhooks(at, Direction::Request, "llm.prompt", &texts)
             .await
             .map_err(|r| r.error())?;
     }
@@ -88,9 +88,9 @@ async fn check_request(
 }
 
 /// The rules on one text value: a string, or an array of parts whose `text` is checked.
-fn content(g: &Guardrails, route: &str, dir: Direction, v: &mut Value) -> Result<bool, Rejected> {
+fn content(g: &Guardrails, at: Site<'_>, dir: Direction, v: &mut Value) -> Result<bool, Rejected> {
     match v {
-        Value::String(s) => match g.apply(route, dir, s)? {
+        Value::String(s) => match g.apply(at, dir, s)? {
             Some(m) => {
                 *s = m;
                 Ok(true)
@@ -101,7 +101,7 @@ fn content(g: &Guardrails, route: &str, dir: Direction, v: &mut Value) -> Result
             let mut changed = false;
             for p in parts {
                 if let Some(t) = p.get_mut("text") {
-                    changed |= content(g, route, dir, t)?;
+                    changed |= content(g, at, dir, t)?;
                 }
             }
             Ok(changed)
@@ -111,16 +111,16 @@ fn content(g: &Guardrails, route: &str, dir: Direction, v: &mut Value) -> Result
 }
 
 /// The request's prompt text: `messages[].content` and `system`.
-fn prompt_texts(g: &Guardrails, route: &str, v: &mut Value) -> Result<bool, Rejected> {
+fn prompt_texts(g: &Guardrails, at: Site<'_>, v: &mut Value) -> Result<bool, Rejected> {
     let dir = Direction::Request;
     let mut changed = false;
     if let Some(s) = v.get_mut("system") {
-        changed |= content(g, route, dir, s)?;
+        changed |= content(g, at, dir, s)?;
     }
     if let Some(Value::Array(msgs)) = v.get_mut("messages") {
         for m in msgs {
             if let Some(c) = m.get_mut("content") {
-                changed |= content(g, route, dir, c)?;
+                changed |= content(g, at, dir, c)?;
             }
         }
     }
@@ -156,25 +156,25 @@ fn collect_prompt(v: &Value) -> Vec<String> {
 }
 
 /// The answer's text: `choices[].message.content` (OpenAI), `content[]` (Anthropic).
-fn answer_texts(g: &Guardrails, route: &str, v: &mut Value) -> Result<bool, Rejected> {
+fn answer_texts(g: &Guardrails, at: Site<'_>, v: &mut Value) -> Result<bool, Rejected> {
     let dir = Direction::Response;
     let mut changed = false;
     if let Some(Value::Array(choices)) = v.get_mut("choices") {
         for c in choices {
             if let Some(c) = c.get_mut("message").and_then(|m| m.get_mut("content")) {
-                changed |= content(g, route, dir, c)?;
+                changed |= content(g, at, dir, c)?;
             }
         }
     }
     if let Some(c @ Value::Array(_)) = v.get_mut("content") {
-        changed |= content(g, route, dir, c)?;
+        changed |= content(g, at, dir, c)?;
     }
     Ok(changed)
 }
 
 async fn check_answer(
     g: &Guardrails,
-    route: &str,
+    at: Site<'_>,
     resp: Response<Body>,
 ) -> Result<Response<Body>, RequestError> {
     let (mut parts, body) = resp.into_parts();
@@ -186,7 +186,7 @@ async fn check_answer(
     let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     };
-    if !answer_texts(g, route, &mut v).map_err(|r| r.error())? {
+    if !answer_texts(g, at, &mut v).map_err(|r| r.error())? {
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     }
     let out = serde_json::to_vec(&v)

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::pins::ToolPins;
-use super::{Guardrails, Rejected, walk_strings};
+use super::{Guardrails, OwnedSite, Rejected, Site, walk_strings};
 use crate::config::{Direction, ToolChanges};
 use crate::error::RequestError;
 use switchboard_core::Cause;
@@ -31,7 +31,7 @@ const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// error answer when a `reject` rule matched.
 pub async fn check_request(
     g: &Guardrails,
-    route: &str,
+    at: Site<'_>,
     req: Request<Body>,
     pins: Option<&ToolPins>,
 ) -> Result<Request<Body>, Response<Body>> {
@@ -68,7 +68,7 @@ pub async fn check_request(
                 .get("params")
                 .and_then(|p| p.get("name"))
                 .and_then(Value::as_str)
-            && p.blocked(route, name)
+            && p.blocked(at.route, name)
         {
             let e = RequestError::new(
                 Cause::Forbidden,
@@ -83,7 +83,7 @@ pub async fn check_request(
         let Some(args) = msg.get_mut("params").and_then(|p| p.get_mut("arguments")) else {
             continue;
         };
-        match walk_strings(g, route, Direction::Request, args) {
+        match walk_strings(g, at, Direction::Request, args) {
             Ok(c) => changed |= c,
             Err(r) => return Err(json_response(&error_answer(&r, id))),
         }
@@ -91,7 +91,7 @@ pub async fn check_request(
             let mut texts = Vec::new();
             collect_strings(args, &mut texts);
             if let Err(r) = g
-                .check_webhooks(route, Direction::Request, "mcp.arguments", &texts)
+                .check_webhooks(at, Direction::Request, "mcp.arguments", &texts)
                 .await
             {
                 return Err(json_response(&error_answer(&r, id)));
@@ -109,7 +109,7 @@ pub async fn check_request(
 /// The response with the rules applied to the results it carries.
 pub fn wrap(
     g: &Arc<Guardrails>,
-    route: &str,
+    at: Site<'_>,
     resp: Response<Body>,
     pins: Option<&ToolPins>,
 ) -> Response<Body> {
@@ -118,7 +118,7 @@ pub fn wrap(
         return resp;
     }
     if switchboard_core::http::is_event_stream(resp.headers()) {
-        return wrap_stream(g.clone(), route.to_owned(), resp, pins);
+        return wrap_stream(g.clone(), OwnedSite::new(at), resp, pins);
     }
     let is_json = resp
         .headers()
@@ -131,14 +131,14 @@ pub fn wrap(
     let (mut parts, body) = resp.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     let g = g.clone();
-    let route = route.to_owned();
+    let at = OwnedSite::new(at);
     let fut = async move {
         let bytes = http_body_util::Limited::new(body, MAX_MESSAGE_BYTES)
             .collect()
             .await
             .map_err(axum::Error::new)?
             .to_bytes();
-        Ok::<Bytes, axum::Error>(check_message_bytes(&g, &route, bytes, pins.as_ref()).await)
+        Ok::<Bytes, axum::Error>(check_message_bytes(&g, at.site(), bytes, pins.as_ref()).await)
     };
     Response::from_parts(parts, Body::from_stream(futures::stream::once(fut)))
 }
@@ -146,7 +146,7 @@ pub fn wrap(
 /// One JSON-RPC message (or batch) with the rules applied to its results.
 async fn check_message_bytes(
     g: &Guardrails,
-    route: &str,
+    at: Site<'_>,
     bytes: Bytes,
     pins: Option<&ToolPins>,
 ) -> Bytes {
@@ -163,13 +163,13 @@ async fn check_message_bytes(
             && let Some(Value::Array(tools)) = result.get_mut("tools")
         {
             let before = tools.len();
-            p.observe(route, policy, tools).await;
+            p.observe(at, policy, tools).await;
             changed |= tools.len() != before;
         }
         if !g.applies(Direction::Response) {
             continue;
         }
-        match walk_strings(g, route, Direction::Response, result) {
+        match walk_strings(g, at, Direction::Response, result) {
             Ok(c) => changed |= c,
             Err(r) => {
                 *msg = error_answer(&r, id);
@@ -232,7 +232,7 @@ fn event_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// One SSE event with the rules applied to the JSON-RPC message in its data; every other
 /// field (`id:`, `event:`, `retry:`, comments) is kept as it was.
-async fn check_event(g: &Guardrails, route: &str, raw: &[u8], pins: Option<&ToolPins>) -> Bytes {
+async fn check_event(g: &Guardrails, at: Site<'_>, raw: &[u8], pins: Option<&ToolPins>) -> Bytes {
     let Ok(text) = std::str::from_utf8(raw) else {
         return Bytes::copy_from_slice(raw);
     };
@@ -246,7 +246,7 @@ async fn check_event(g: &Guardrails, route: &str, raw: &[u8], pins: Option<&Tool
         return Bytes::copy_from_slice(raw);
     }
     let joined = data.join("\n");
-    let checked = check_message_bytes(g, route, Bytes::from(joined.clone()), pins).await;
+    let checked = check_message_bytes(g, at, Bytes::from(joined.clone()), pins).await;
     if checked == joined.as_bytes() {
         return Bytes::copy_from_slice(raw);
     }
@@ -271,7 +271,7 @@ async fn check_event(g: &Guardrails, route: &str, raw: &[u8], pins: Option<&Tool
 
 fn wrap_stream(
     g: Arc<Guardrails>,
-    route: String,
+    at: OwnedSite,
     resp: Response<Body>,
     pins: Option<ToolPins>,
 ) -> Response<Body> {
@@ -282,7 +282,7 @@ fn wrap_stream(
         (frames, BytesMut::new(), false),
         move |(mut frames, mut buf, ended)| {
             let g = g.clone();
-            let route = route.clone();
+            let at = at.clone();
             let pins = pins.clone();
             async move {
                 if ended {
@@ -292,7 +292,9 @@ fn wrap_stream(
                     let mut out = BytesMut::new();
                     while let Some((end, term)) = event_end(&buf) {
                         let ev = buf.split_to(end + term);
-                        out.extend_from_slice(&check_event(&g, &route, &ev, pins.as_ref()).await);
+                        out.extend_from_slice(
+                            &check_event(&g, at.site(), &ev, pins.as_ref()).await,
+                        );
                     }
                     if !out.is_empty() {
                         return Some((Ok(out.freeze()), (frames, buf, false)));
@@ -312,7 +314,7 @@ fn wrap_stream(
                             if buf.is_empty() {
                                 return None;
                             }
-                            let rest = check_event(&g, &route, &buf, pins.as_ref()).await;
+                            let rest = check_event(&g, at.site(), &buf, pins.as_ref()).await;
                             return Some((Ok(rest), (frames, BytesMut::new(), true)));
                         }
                     }
@@ -327,6 +329,11 @@ fn wrap_stream(
 mod tests {
     use super::*;
     use crate::config::{Detector, GuardrailAction, GuardrailRule, GuardrailsPolicy};
+
+    const R: Site<'static> = Site {
+        route: "r",
+        trace: None,
+    };
 
     #[tokio::test]
     async fn an_sse_event_keeps_its_id_and_event_fields_when_its_result_is_masked() {
@@ -345,13 +352,13 @@ mod tests {
         })
         .unwrap();
         let raw = b"id: 42/7\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"a@b.example\"}}\n\n";
-        let out = check_event(&g, "r", raw, None).await;
+        let out = check_event(&g, R, raw, None).await;
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "id: 42/7\nevent: message\ndata: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"text\":\"[EMAIL]\"}}\n\n"
         );
         // An event without a match passes byte for byte.
         let raw = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
-        assert_eq!(&check_event(&g, "r", raw, None).await[..], &raw[..]);
+        assert_eq!(&check_event(&g, R, raw, None).await[..], &raw[..]);
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use switchboard_sessions::SessionStore;
 
-use super::count;
+use super::{Site, count};
 use crate::config::ToolChanges;
 
 /// How long a pin lives in the store (the store's keys all expire).
@@ -64,7 +64,8 @@ impl ToolPins {
 
     /// Checks the tools of a `tools/list` result against their pins, pinning new ones; under
     /// `block` a changed tool is removed from `tools`.
-    pub async fn observe(&self, route: &str, policy: ToolChanges, tools: &mut Vec<Value>) {
+    pub async fn observe(&self, at: Site<'_>, policy: ToolChanges, tools: &mut Vec<Value>) {
+        let route = at.route;
         let mut keep = Vec::with_capacity(tools.len());
         for tool in tools.drain(..) {
             let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else {
@@ -112,11 +113,21 @@ impl ToolPins {
                 match policy {
                     ToolChanges::Block => {
                         tracing::warn!(route, tool = %name, "tool definition changed since pinned; hidden and blocked");
-                        count(route, "tool_changes", "block");
+                        count(
+                            at,
+                            "tool_changes",
+                            "block",
+                            crate::config::Direction::Response,
+                        );
                     }
                     ToolChanges::Warn => {
                         tracing::warn!(route, tool = %name, "tool definition changed since pinned");
-                        count(route, "tool_changes", "warn");
+                        count(
+                            at,
+                            "tool_changes",
+                            "warn",
+                            crate::config::Direction::Response,
+                        );
                     }
                     ToolChanges::Allow => {}
                 }

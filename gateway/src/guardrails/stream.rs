@@ -19,13 +19,13 @@ use serde_json::{Value, json};
 use switchboard_core::ApiFormat;
 use switchboard_core::sse::{Event, Parser, write_data, write_event};
 
-use super::{Guardrails, Rejected};
+use super::{Guardrails, OwnedSite, Rejected, Site};
 use crate::config::Direction;
 
 /// Wraps a streamed answer in the caller's `format`.
 pub fn wrap(
     g: &std::sync::Arc<Guardrails>,
-    route: &str,
+    at: Site<'_>,
     format: ApiFormat,
     resp: Response<Body>,
 ) -> Response<Body> {
@@ -33,7 +33,7 @@ pub fn wrap(
     parts.headers.remove(header::CONTENT_LENGTH);
     let state = StreamState {
         g: g.clone(),
-        route: route.to_owned(),
+        at: OwnedSite::new(at),
         format,
         pending: BTreeMap::new(),
         template: None,
@@ -70,7 +70,7 @@ pub fn wrap(
 
 struct StreamState {
     g: std::sync::Arc<Guardrails>,
-    route: String,
+    at: OwnedSite,
     format: ApiFormat,
     /// Text not yet sent, per channel.
     pending: BTreeMap<u64, String>,
@@ -152,7 +152,7 @@ impl StreamState {
         let final_hits: Vec<_> = hits.into_iter().filter(|h| h.end <= cut).collect();
         let masked = self
             .g
-            .decide(&self.route, Direction::Response, &head, &final_hits)?;
+            .decide(self.at.site(), Direction::Response, &head, &final_hits)?;
         Ok(masked.unwrap_or(head))
     }
 

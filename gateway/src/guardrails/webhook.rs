@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Rejected, count};
+use super::{Rejected, Site, count};
 use crate::config::{Direction, FailMode, GuardrailRule};
 
 /// Default time to wait for a verdict.
@@ -63,11 +63,12 @@ impl Webhook {
     pub(super) async fn check(
         &self,
         client: &reqwest::Client,
-        route: &str,
+        at: Site<'_>,
         dir: Direction,
         kind: &str,
         texts: &[String],
     ) -> Result<(), Rejected> {
+        let route = at.route;
         let direction = match dir {
             Direction::Request => "request",
             Direction::Response => "response",
@@ -94,22 +95,22 @@ impl Webhook {
         };
         match verdict.as_deref() {
             Some("allow") => {
-                count(route, &self.name, "allow");
+                count(at, &self.name, "allow", dir);
                 Ok(())
             }
             Some("reject") => {
-                count(route, &self.name, "reject");
+                count(at, &self.name, "reject", dir);
                 tracing::info!(route, rule = %self.name, action = "reject", "guardrail webhook");
                 Err(rejected)
             }
             _ => match self.fail {
                 FailMode::Open => {
-                    count(route, &self.name, "fail_open");
+                    count(at, &self.name, "fail_open", dir);
                     tracing::warn!(route, rule = %self.name, "guardrail webhook gave no verdict; failing open");
                     Ok(())
                 }
                 FailMode::Closed => {
-                    count(route, &self.name, "fail_closed");
+                    count(at, &self.name, "fail_closed", dir);
                     tracing::warn!(route, rule = %self.name, "guardrail webhook gave no verdict; failing closed");
                     Err(rejected)
                 }
