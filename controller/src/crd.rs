@@ -266,12 +266,38 @@ pub struct EnvVar {
 pub struct SessionStore {
     /// `memory` or `redis`.
     pub store: String,
-    /// Redis URL (for `redis`).
+    /// One Redis server's URL (`redis://`, `rediss://`): the proxy's `sessions.redis.url`.
+    /// Exactly one of `redisUrl`, `redisCluster` and `redisSentinel` (for `redis`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// Redis Cluster seed node URLs: the proxy's `sessions.redis.cluster`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redis_cluster: Vec<String>,
+    /// Redis Sentinel (`master` name and sentinel `nodes` URLs): the proxy's
+    /// `sessions.redis.sentinel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_sentinel: Option<RedisSentinel>,
+    /// ACL user for every Redis node: the proxy's `sessions.redis.username`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_username: Option<String>,
+    /// The Secret key (in the Gateway's namespace) holding the Redis password: the proxy
+    /// container reads it as an environment variable (`secretKeyRef`) and the rendered
+    /// `sessions.redis.password` is `${VAR}`, so the value stays in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_password_secret: Option<SecretKeyRef>,
     /// Session token keys (base64 32-byte), from a Secret; the first encrypts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<SecretValue>,
+}
+
+/// `GatewayParameters.spec.sessionStore.redisSentinel`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSentinel {
+    /// The master's name as the sentinels know it.
+    pub master: String,
+    /// Sentinel URLs, `redis://host:port` (`rediss://` for TLS).
+    pub nodes: Vec<String>,
 }
 
 /// Istio mesh enrolment of the proxy pods.

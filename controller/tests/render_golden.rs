@@ -865,3 +865,183 @@ spec:
     assert!(!r.config_yaml.contains("token"), "{}", r.config_yaml);
     assert!(env_of(&r).is_empty());
 }
+
+/// `sessionStore`: each Redis topology (`redisUrl`, `redisCluster`, `redisSentinel`) becomes the
+/// proxy's `sessions.redis`; `redisUsername` its `username`; `redisPasswordSecret` a `${VAR}`
+/// `password` with the variable from the Secret through `secretKeyRef` (like the session
+/// keys). The rendered config loads with the proxy's own loader, which expands the password.
+/// More than one topology, or credentials without one: `Accepted=False`, `InvalidParameters`.
+#[test]
+fn session_store_redis_topologies_and_password_secret() {
+    let params = |name: &str, store: &str| {
+        format!(
+            r#"
+---
+apiVersion: switchboard.dev/v1alpha1
+kind: GatewayParameters
+metadata: {{name: {name}, namespace: ns}}
+spec:
+  sessionStore:
+{store}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: {name}, namespace: ns}}
+spec:
+  gatewayClassName: switchboard
+  infrastructure:
+    parametersRef: {{group: switchboard.dev, kind: GatewayParameters, name: {name}}}
+  listeners:
+    - {{name: http, port: 80, protocol: HTTP}}
+"#
+        )
+    };
+    let mut yaml = String::new();
+    yaml += &params(
+        "standalone",
+        "    store: redis\n    redisUrl: redis://redis.ns.svc:6379",
+    );
+    yaml += &params(
+        "cluster",
+        r#"    store: redis
+    redisCluster: [redis://redis-0.redis:6379, redis://redis-1.redis:6379]
+    redisUsername: switchboard
+    redisPasswordSecret: {name: redis-auth, key: password}
+    keys: [{secretKeyRef: {name: session-keys, key: k1}}]"#,
+    );
+    yaml += &params(
+        "sentinel",
+        r#"    store: redis
+    redisSentinel: {master: mymaster, nodes: [redis://sentinel-0:26379, redis://sentinel-1:26379]}
+    redisPasswordSecret: {name: redis-auth, key: password}"#,
+    );
+    yaml += &params(
+        "two",
+        "    store: redis\n    redisUrl: redis://r:6379\n    redisCluster: [redis://c:6379]",
+    );
+    yaml += &params("nouri", "    store: redis\n    redisUsername: switchboard");
+    // The fields pass the CRD schema the API server enforces (unknown fields included).
+    let schemas = Schemas::load();
+    for d in yaml_docs(&yaml)
+        .iter()
+        .filter(|d| d["kind"] == "GatewayParameters")
+    {
+        let errors = schemas
+            .validate("switchboard.dev", "gatewayparameters", "v1alpha1", d)
+            .unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let world = world_yaml(&yaml);
+    let env_of = |r: &Rendered| {
+        r.children
+            .deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+    };
+    let load = |r: &Rendered| {
+        switchboard_gateway::config::load_str(&r.config_yaml, "rendered", &|v| match v {
+            "SB_SECRET_REDIS_AUTH_PASSWORD" => Some("s3cret-redis".to_string()),
+            "SB_SECRET_SESSION_KEYS_K1" => {
+                Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string())
+            }
+            _ => None,
+        })
+        .unwrap()
+    };
+
+    // Standalone: the URL, no credentials, no env var.
+    let r = render_one(&world, "standalone");
+    check_config(&r);
+    assert_eq!(r.gateway_conditions[0].reason, "Accepted");
+    let redis = load(&r).sessions.redis.unwrap();
+    assert_eq!(redis.url.as_deref(), Some("redis://redis.ns.svc:6379"));
+    assert!(redis.cluster.is_empty() && redis.sentinel.is_none());
+    assert!(redis.username.is_none() && redis.password.is_none());
+    assert!(env_of(&r).is_empty());
+
+    // Cluster with ACL user and password from a Secret.
+    // (`check_config` expands every variable to `x`, not a key: `load` below gives real values.)
+    let r = render_one(&world, "cluster");
+    assert_eq!(r.gateway_conditions[0].reason, "Accepted");
+    let var = "SB_SECRET_REDIS_AUTH_PASSWORD";
+    assert!(
+        r.config_yaml.contains(&format!("password: ${{{var}}}")),
+        "{}",
+        r.config_yaml
+    );
+    assert!(!r.config_yaml.contains("s3cret"), "{}", r.config_yaml);
+    let loaded = load(&r);
+    let redis = loaded.sessions.redis.unwrap();
+    assert_eq!(
+        redis.cluster,
+        ["redis://redis-0.redis:6379", "redis://redis-1.redis:6379"]
+    );
+    assert!(redis.url.is_none() && redis.sentinel.is_none());
+    assert_eq!(redis.username.as_deref(), Some("switchboard"));
+    assert_eq!(redis.password.as_deref(), Some("s3cret-redis"));
+    // The keys the CRD does not have keep the proxy's defaults.
+    assert_eq!(redis.timeout, std::time::Duration::from_millis(250));
+    assert!(redis.tls_ca.is_none() && !redis.required_for_ready);
+    assert_eq!(loaded.sessions.keys.len(), 1);
+    let env = env_of(&r);
+    let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, [var, "SB_SECRET_SESSION_KEYS_K1"], "{env:?}");
+    let e = &env[0];
+    assert!(e.value.is_none(), "the value is never in the Deployment");
+    let sel = e
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (sel.name.as_str(), sel.key.as_str(), sel.optional),
+        ("redis-auth", "password", Some(false))
+    );
+
+    // Sentinel.
+    let r = render_one(&world, "sentinel");
+    check_config(&r);
+    assert_eq!(r.gateway_conditions[0].reason, "Accepted");
+    let redis = load(&r).sessions.redis.unwrap();
+    let s = redis.sentinel.unwrap();
+    assert_eq!(s.master, "mymaster");
+    assert_eq!(
+        s.nodes,
+        ["redis://sentinel-0:26379", "redis://sentinel-1:26379"]
+    );
+    assert!(redis.url.is_none() && redis.cluster.is_empty());
+    assert_eq!(redis.password.as_deref(), Some("s3cret-redis"));
+    assert_eq!(env_of(&r)[0].name, var);
+
+    // More than one topology; credentials without a topology.
+    for (name, want) in [
+        (
+            "two",
+            "exactly one of redisUrl, redisCluster and redisSentinel",
+        ),
+        (
+            "nouri",
+            "need one of redisUrl, redisCluster and redisSentinel",
+        ),
+    ] {
+        let r = render_one(&world, name);
+        let c = &r.gateway_conditions[0];
+        assert_eq!(
+            (c.type_, c.status, c.reason),
+            ("Accepted", false, "InvalidParameters"),
+            "{name}"
+        );
+        assert!(c.message.contains(want), "{name}: {}", c.message);
+        assert!(r.warnings.iter().any(|w| w.contains(want)), "{name}");
+        assert!(r.config.sessions.redis.is_none(), "{name}");
+    }
+}

@@ -229,15 +229,7 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         }));
     }
     if let Some(store) = &params.session_store {
-        let keys: Vec<String> = store.keys.iter().map(|k| out.env.reference(k)).collect();
-        let mut sessions = json!({"store": store.store});
-        if let Some(url) = &store.redis_url {
-            sessions["redis"] = json!({"url": url});
-        }
-        if !keys.is_empty() {
-            sessions["keys"] = json!(keys);
-        }
-        match attach_key(&config, "sessions", sessions) {
+        match session_store(store, &mut out.env).and_then(|s| attach_key(&config, "sessions", s)) {
             Ok(c) => config = c,
             Err(msg) => {
                 gateway_conditions[0] = Cond::fail("Accepted", "InvalidParameters", msg.clone());
@@ -297,6 +289,60 @@ pub fn render(world: &World, gw: &Gateway, opts: &RenderOptions) -> crate::Resul
         warnings: out.warnings,
         too_large,
     })
+}
+
+/// The proxy's `sessions` block for `GatewayParameters.sessionStore`; the Redis password and
+/// the session keys become `${VAR}` references to Secret keys.
+fn session_store(
+    store: &crate::crd::SessionStore,
+    env: &mut EnvCollector,
+) -> Result<Value, String> {
+    let topologies = usize::from(store.redis_url.is_some())
+        + usize::from(!store.redis_cluster.is_empty())
+        + usize::from(store.redis_sentinel.is_some());
+    if topologies > 1 {
+        return Err(
+            "sessionStore: set exactly one of redisUrl, redisCluster and redisSentinel".to_string(),
+        );
+    }
+    let mut sessions = json!({"store": store.store});
+    let mut redis = serde_json::Map::new();
+    if let Some(url) = &store.redis_url {
+        redis.insert("url".into(), json!(url));
+    }
+    if !store.redis_cluster.is_empty() {
+        redis.insert("cluster".into(), json!(store.redis_cluster));
+    }
+    if let Some(s) = &store.redis_sentinel {
+        redis.insert(
+            "sentinel".into(),
+            json!({"master": s.master, "nodes": s.nodes}),
+        );
+    }
+    if topologies == 0 && (store.redis_username.is_some() || store.redis_password_secret.is_some())
+    {
+        return Err(
+            "sessionStore: redisUsername and redisPasswordSecret need one of redisUrl, redisCluster and redisSentinel"
+                .to_string(),
+        );
+    }
+    if let Some(user) = &store.redis_username {
+        redis.insert("username".into(), json!(user));
+    }
+    if let Some(r) = &store.redis_password_secret {
+        let var = env.reference(&crate::crd::SecretValue {
+            secret_key_ref: r.clone(),
+        });
+        redis.insert("password".into(), json!(var));
+    }
+    if !redis.is_empty() {
+        sessions["redis"] = Value::Object(redis);
+    }
+    let keys: Vec<String> = store.keys.iter().map(|k| env.reference(k)).collect();
+    if !keys.is_empty() {
+        sessions["keys"] = json!(keys);
+    }
+    Ok(sessions)
 }
 
 /// Sets `key` on any config struct through its serde form; fails when the type refuses the
