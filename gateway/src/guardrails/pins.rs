@@ -109,28 +109,19 @@ impl ToolPins {
             };
             let changed = pinned_hash != hash;
             let blocked = changed && policy == ToolChanges::Block;
-            if changed {
-                match policy {
-                    ToolChanges::Block => {
-                        tracing::warn!(route, tool = %name, "tool definition changed since pinned; hidden and blocked");
-                        count(
-                            at,
-                            "tool_changes",
-                            "block",
-                            crate::config::Direction::Response,
-                        );
-                    }
-                    ToolChanges::Warn => {
-                        tracing::warn!(route, tool = %name, "tool definition changed since pinned");
-                        count(
-                            at,
-                            "tool_changes",
-                            "warn",
-                            crate::config::Direction::Response,
-                        );
-                    }
-                    ToolChanges::Allow => {}
-                }
+            let action = match policy {
+                ToolChanges::Block => Some(("block", "; hidden and blocked")),
+                ToolChanges::Warn => Some(("warn", "")),
+                ToolChanges::Allow => None,
+            };
+            if let (true, Some((action, blocked_note))) = (changed, action) {
+                tracing::warn!(route, tool = %name, "tool definition changed since pinned{blocked_note}");
+                count(
+                    at,
+                    "tool_changes",
+                    action,
+                    crate::config::Direction::Response,
+                );
             }
             self.seen.insert(
                 (route.to_owned(), name),
