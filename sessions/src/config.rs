@@ -681,6 +681,12 @@ mod tests {
             c.redis.as_ref().unwrap().timeout,
             Duration::from_millis(250)
         );
+        // The breaker's defaults, as the README states them.
+        let breaker = &c.redis.as_ref().unwrap().breaker;
+        assert_eq!(
+            (breaker.failures, breaker.cool_down),
+            (3, Duration::from_secs(2))
+        );
 
         // Two topologies, or none.
         let c = parse(

@@ -118,3 +118,22 @@ impl Webhook {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's defaults: a `1s` timeout, `fail: closed`, a derived name.
+    #[test]
+    fn defaults_are_one_second_and_fail_closed() {
+        let rule: GuardrailRule = serde_json::from_value(json!({
+            "webhook": {"url": "http://127.0.0.1:3040/check"}, "applies_to": ["request"]
+        }))
+        .expect("a webhook rule");
+        let w = Webhook::compile(2, &rule).expect("compiled");
+        assert_eq!(w.timeout, Duration::from_secs(1));
+        assert_eq!(w.fail, FailMode::Closed);
+        assert_eq!(&*w.name, "webhook_2");
+        assert!(w.applies(Direction::Request) && !w.applies(Direction::Response));
+    }
+}
