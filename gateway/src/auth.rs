@@ -62,6 +62,8 @@ pub struct Principal {
     pub claims: Arc<serde_json::Value>,
     /// The API key's name, for API-key principals.
     pub api_key: Option<Arc<str>>,
+    /// The team the caller belongs to (an API key's `team`), for per-team limits and spend.
+    pub team: Option<Arc<str>>,
     /// OAuth scopes of the token (`scope` split on spaces, or `scp`).
     pub scopes: Arc<[String]>,
     /// Models the API key may use; `None` means no restriction.

@@ -76,6 +76,8 @@ pub struct HopPrincipal {
     claims: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    team: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +98,7 @@ impl From<&Principal> for HopPrincipal {
             subject: p.subject.to_string(),
             claims: (*p.claims).clone(),
             key_name: p.api_key.as_deref().map(str::to_owned),
+            team: p.team.as_deref().map(str::to_owned),
             scopes: p.scopes.to_vec(),
             models: list(&p.allowed_models),
             tools: list(&p.allowed_tools),
@@ -117,6 +120,7 @@ impl From<HopPrincipal> for Principal {
             subject: h.subject.into(),
             claims: Arc::new(h.claims),
             api_key: h.key_name.map(Arc::from),
+            team: h.team.map(Arc::from),
             scopes: h.scopes.into(),
             allowed_models: list(h.models),
             allowed_tools: list(h.tools),

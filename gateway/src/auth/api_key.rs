@@ -69,6 +69,7 @@ impl ApiKeys {
                         subject: name.clone(),
                         claims: Arc::new(serde_json::Value::Null),
                         api_key: Some(name),
+                        team: k.team.as_deref().map(Arc::from),
                         scopes: Arc::from([]),
                         allowed_models: k.models.as_deref().map(Arc::from),
                         allowed_tools: k.tools.as_deref().map(Arc::from),
@@ -128,6 +129,7 @@ mod tests {
     fn cfg(name: &str, key: &str) -> ApiKeyConfig {
         ApiKeyConfig {
             name: name.into(),
+            team: None,
             sha256: hash_key(key.as_bytes()),
             expires: None,
             models: None,

@@ -124,6 +124,7 @@ fn principal(claims: serde_json::Value) -> Principal {
         subject,
         claims: Arc::new(claims),
         api_key: None,
+        team: None,
         scopes: scopes.into(),
         allowed_models: None,
         allowed_tools: None,

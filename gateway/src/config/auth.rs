@@ -99,6 +99,9 @@ pub struct JwksConfig {
 pub struct ApiKeyConfig {
     /// Name of the key: the principal's subject, in logs, metrics and `api_key.name`.
     pub name: String,
+    /// The team the key belongs to: `rate_limit.by: team`, per-team spend and budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// Lowercase hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`). The key itself is
     /// never stored.
     pub sha256: String,
