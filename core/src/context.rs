@@ -59,6 +59,44 @@ pub trait TokenReservation: Send {
     fn reserved(&self) -> u64;
 }
 
+/// What one LLM request used, priced from the route's price table: what a [`SpendMeter`]
+/// records when the request ends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spent {
+    /// The provider entry that served it.
+    pub provider: String,
+    /// The provider's model name.
+    pub model: String,
+    /// All prompt tokens, cache reads and writes included.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+    /// Prompt tokens read from a cache.
+    pub cache_read: u64,
+    /// Prompt tokens written to a cache.
+    pub cache_write: u64,
+    /// Cost in USD (0 without a price for the model).
+    pub cost_usd: f64,
+}
+
+/// A caller's spend and budgets (virtual keys, teams), owned by the gateway's policy stage.
+/// A backend that knows prices reserves an estimated cost before it sends a request and
+/// settles with what the request really used afterwards, like [`TokenMeter`].
+#[async_trait::async_trait]
+pub trait SpendMeter: Send + Sync {
+    /// Reserves `estimate_usd`. Fails with a [`Cause::RateLimited`](crate::Cause) error
+    /// (with `x-switchboard-budget-remaining`) when a budget is spent.
+    async fn reserve(&self, estimate_usd: f64) -> Result<Box<dyn SpendReservation>, Error>;
+}
+
+/// A cost reserved by [`SpendMeter::reserve`].
+#[async_trait::async_trait]
+pub trait SpendReservation: Send {
+    /// Replaces the estimate with what the request used; `None` when nothing was observed
+    /// (the estimate stands).
+    async fn settle(self: Box<Self>, spent: Option<Spent>);
+}
+
 /// A credential the gateway sets on requests it sends upstream (`policies.upstream_auth`, or
 /// an MCP target's own `upstream_auth`). Backends that build their own upstream requests ask
 /// for it once per request, so a rotated secret (a re-read `file`) takes effect without a
@@ -84,6 +122,8 @@ pub struct RequestContext {
     pub access: Option<Access>,
     /// The caller's token budget on this route, when it has one.
     pub tokens: Option<Arc<dyn TokenMeter>>,
+    /// The caller's spend and budgets, for backends that price requests (`llm`).
+    pub spend: Option<Arc<dyn SpendMeter>>,
     /// Most messages in one JSON-RPC batch (the listener's `limits.json.max_batch`).
     pub max_batch: Option<usize>,
     /// The request's server span, when tracing is on (`tracing:`); backends open their
@@ -107,6 +147,7 @@ impl fmt::Debug for RequestContext {
             .field("api_key", &self.api_key)
             .field("access", &self.access)
             .field("tokens", &self.tokens.is_some())
+            .field("spend", &self.spend.is_some())
             .field("max_batch", &self.max_batch)
             .field("trace", &self.trace)
             .finish()

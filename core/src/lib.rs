@@ -25,6 +25,9 @@ pub mod http;
 pub mod sse;
 pub mod trace;
 
-pub use context::{Access, Item, RequestContext, TokenMeter, TokenReservation, UpstreamCredential};
+pub use context::{
+    Access, Item, RequestContext, SpendMeter, SpendReservation, Spent, TokenMeter, TokenReservation,
+    UpstreamCredential,
+};
 pub use error::{ApiFormat, Cause, Error, Result};
 pub use trace::{Trace, Tracer};

@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod keys;
 mod metrics_text;
 mod tool_pins;
 mod ui;
@@ -49,6 +50,11 @@ pub trait AdminState: Clone + Send + Sync + 'static {
     fn snapshot(&self) -> impl std::future::Future<Output = Snapshot> + Send;
     /// The pinned MCP tool definitions (`/api/tool-pins`), when the gateway keeps them.
     fn tool_pins(&self) -> Option<crate::guardrails::pins::ToolPins> {
+        None
+    }
+    /// Spend totals and budgets, with the virtual keys they belong to (`/api/keys`,
+    /// `/api/teams`, `/api/spend`), when the gateway keeps them.
+    fn spend(&self) -> Option<crate::spend::Spend> {
         None
     }
 }
@@ -178,6 +184,7 @@ pub async fn serve<S: AdminState>(bind: &str, addr: SocketAddr, gw: S) -> Result
         .merge(ui::routes::<S>())
         .merge(api::routes::<S>())
         .merge(tool_pins::routes::<S>())
+        .merge(keys::routes::<S>())
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             auth::guard::<S>,

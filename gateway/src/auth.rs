@@ -20,6 +20,7 @@ pub mod api_key;
 mod credentials;
 pub mod jwks;
 pub mod jwt;
+pub mod virtual_keys;
 
 pub use credentials::{
     CLIENT_CREDENTIAL_HEADERS, UpstreamCredentials, mcp_target_credentials,
@@ -74,6 +75,8 @@ pub struct Principal {
     pub allowed_prompts: Option<Arc<[String]>>,
     /// Resources (URIs, URI templates) the API key may use; see [`Principal::may_use_tool`].
     pub allowed_resources: Option<Arc<[String]>>,
+    /// The virtual key (run-time key, [`crate::keys`]) the caller used, with its budget.
+    pub virtual_key: Option<Arc<virtual_keys::VirtualKey>>,
 }
 
 impl Principal {
@@ -146,6 +149,8 @@ pub enum Refusal {
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<AuthnShared>,
+    /// The run-time keys, when `virtual_keys: true` ([`Authenticator::with_virtual_keys`]).
+    virtual_keys: Option<virtual_keys::KeyStore>,
 }
 
 struct AuthnShared {
@@ -192,6 +197,23 @@ impl Authenticator {
                     .map(|m| crate::oauth_metadata::ResourceMetadata::new(m, &p.required_scopes)),
                 required_scopes: p.required_scopes.clone(),
             }),
+            virtual_keys: None,
+        }
+    }
+
+    /// Also accepts the virtual keys of `store` (a route with `authn.virtual_keys: true`).
+    pub fn with_virtual_keys(mut self, store: virtual_keys::KeyStore) -> Self {
+        self.virtual_keys = Some(store);
+        self
+    }
+
+    /// A configured API key, else (with `virtual_keys: true`) a virtual key.
+    async fn check_key(&self, presented: &[u8], now: SystemTime) -> Result<Principal, Refusal> {
+        match self.inner.keys.check(presented, now) {
+            Err(Refusal::Invalid) if let Some(vk) = &self.virtual_keys => {
+                vk.authenticate(presented).await?.ok_or(Refusal::Invalid)
+            }
+            other => other,
         }
     }
 
@@ -223,8 +245,8 @@ impl Authenticator {
                     Refusal::Invalid
                 })?
             }
-            (Some(Ok(token)), _) => self.inner.keys.check(token.as_bytes(), now)?,
-            (None, Some(key)) => self.inner.keys.check(key, now)?,
+            (Some(Ok(token)), _) => self.check_key(token.as_bytes(), now).await?,
+            (None, Some(key)) => self.check_key(key, now).await?,
         };
         if principal.kind == PrincipalKind::Jwt
             && !self

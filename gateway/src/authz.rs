@@ -276,6 +276,7 @@ mod tests {
             allowed_tools: None,
             allowed_prompts: None,
             allowed_resources: None,
+            virtual_key: None,
         }
     }
 
@@ -401,6 +402,7 @@ mod tests {
             allowed_tools: Some(Arc::from(["search__web".to_string()])),
             allowed_prompts: None,
             allowed_resources: None,
+            virtual_key: None,
         };
         let model = |m| AuthzContext {
             principal: Some(&ci),
@@ -468,6 +470,7 @@ mod tests {
             allowed_tools: None,
             allowed_prompts: Some(Arc::from(["p".to_string()])),
             allowed_resources: None,
+            virtual_key: None,
         };
         let open = Authorizer::default();
         let with = |cx: AuthzContext<'static>| AuthzContext {

@@ -77,6 +77,10 @@ struct Inner {
     ready: AtomicBool,
     /// Serializes start/reload/shutdown; never taken on the data path.
     control: tokio::sync::Mutex<Control>,
+    /// Virtual keys (`/api/keys`), in the sessions store.
+    keys: crate::auth::virtual_keys::KeyStore,
+    /// Spend totals and budgets, where the keys are.
+    spend: crate::spend::Spend,
     /// Each serving listener's runtime, for requests forwarded by other replicas.
     runtimes: Arc<crate::peer_listener::Runtimes>,
     /// Stops the peer listener and its registration (at the end of shutdown).
@@ -181,6 +185,14 @@ impl Gateway {
             .as_ref()
             .map(|_| crate::peer::Peers::new(sessions.clone(), &clients));
         let tool_pins = crate::guardrails::pins::ToolPins::new(sessions.store().clone());
+        // Like the sessions store, where keys and spend live is fixed at start.
+        let keys = match (sessions.redis_link(), &config.sessions.redis) {
+            (Some(link), Some(redis)) => {
+                crate::auth::virtual_keys::KeyStore::redis(link.clone(), &redis.prefix)
+            }
+            _ => crate::auth::virtual_keys::KeyStore::memory(),
+        };
+        let spend = crate::spend::Spend::new(keys.clone(), &metrics);
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -211,6 +223,8 @@ impl Gateway {
                 version: AtomicU64::new(0),
                 ready: AtomicBool::new(false),
                 control: tokio::sync::Mutex::new(Control::default()),
+                keys,
+                spend,
                 runtimes: Arc::default(),
                 peer_stop: CancellationToken::new(),
                 peer_addr: std::sync::OnceLock::new(),
@@ -383,7 +397,15 @@ impl Gateway {
             let key = (l.name.clone(), r.name.clone());
             // The one merge of listener and route policies; everything below reads `merged`.
             let merged = crate::policy::merge(l.policies.as_ref(), r.policies.as_ref());
-            let policies = RoutePolicies::compile(&merged, &self.inner.base_dir);
+            let mut policies = RoutePolicies::compile(&merged, &self.inner.base_dir);
+            if merged.authn.as_ref().is_some_and(|a| a.virtual_keys) {
+                policies.authn = policies
+                    .authn
+                    .map(|a| a.with_virtual_keys(self.inner.keys.clone()));
+            }
+            if r.llm.is_some() {
+                policies.spend = Some(self.inner.spend.clone());
+            }
             let backend_err = |message: String| Error::Backend {
                 route: r.name.clone(),
                 message,
@@ -722,6 +744,10 @@ impl admin::AdminState for Gateway {
 
     fn tool_pins(&self) -> Option<crate::guardrails::pins::ToolPins> {
         self.inner.deps.tool_pins.clone()
+    }
+
+    fn spend(&self) -> Option<crate::spend::Spend> {
+        Some(self.inner.spend.clone())
     }
 
     fn store_up(&self) -> Option<bool> {

@@ -90,6 +90,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod rate_limit;
+pub mod spend;
 pub mod reload;
 pub mod router;
 pub mod telemetry;

@@ -126,6 +126,7 @@ impl From<HopPrincipal> for Principal {
             allowed_tools: list(h.tools),
             allowed_prompts: list(h.prompts),
             allowed_resources: list(h.resources),
+            virtual_key: None,
         }
     }
 }

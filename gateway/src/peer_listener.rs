@@ -136,6 +136,7 @@ async fn serve_hop(
             .authz
             .access(principal.as_ref(), req.method().as_str(), &path),
         tokens: None,
+        spend: None,
         max_batch: Some(rt.limits.json.max_batch),
         trace: None,
     };

@@ -141,6 +141,8 @@ pub struct RoutePolicies {
     pub upstream_credentials: UpstreamCredentials,
     /// Content rules (`policies.guardrails`), when it has any.
     pub guardrails: Option<Arc<crate::guardrails::Guardrails>>,
+    /// Spend and budgets ([`crate::spend`]), set by the gateway on `llm` routes.
+    pub spend: Option<crate::spend::Spend>,
 }
 
 /// What the policy stage needs of the route and the listener besides the policies.
@@ -203,6 +205,7 @@ impl RoutePolicies {
                 .guardrails
                 .as_ref()
                 .and_then(crate::guardrails::Guardrails::compile),
+            spend: None,
         }
     }
 
@@ -252,6 +255,10 @@ impl RoutePolicies {
             api_key: principal.as_ref().and_then(|p| p.api_key.clone()),
             access,
             tokens: token_budget(&route, principal.as_ref()),
+            spend: self
+                .spend
+                .as_ref()
+                .and_then(|s| s.meter(principal.as_ref())),
             max_batch: Some(route.json.max_batch),
             trace: None,
         }))

@@ -75,6 +75,7 @@ impl ApiKeys {
                         allowed_tools: k.tools.as_deref().map(Arc::from),
                         allowed_prompts: k.prompts.as_deref().map(Arc::from),
                         allowed_resources: k.resources.as_deref().map(Arc::from),
+                        virtual_key: None,
                     },
                     expires: k
                         .expires

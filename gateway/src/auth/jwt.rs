@@ -130,6 +130,7 @@ fn principal(claims: serde_json::Value) -> Principal {
         allowed_tools: None,
         allowed_prompts: None,
         allowed_resources: None,
+        virtual_key: None,
     }
 }
 

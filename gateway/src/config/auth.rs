@@ -31,6 +31,10 @@ pub struct AuthnPolicy {
     /// them gets 403 `insufficient_scope` naming the scopes, so the client can step up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_scopes: Vec<String>,
+    /// Also accept the virtual keys managed at run time through the admin API (`/api/keys`),
+    /// kept in the sessions store ([`crate::keys`]). Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub virtual_keys: bool,
 }
 
 /// `policies.authn.mode`
@@ -186,10 +190,11 @@ impl AuthnPolicy {
     /// Semantic checks, as `(key path, message)` pairs.
     pub fn validate(&self, p: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if self.jwt.is_none() && self.api_keys.is_empty() {
+        if self.jwt.is_none() && self.api_keys.is_empty() && !self.virtual_keys {
             out.push((
                 p.to_string(),
-                "configure `jwt` or `api_keys` (or both): nothing could authenticate".into(),
+                "configure `jwt`, `api_keys` or `virtual_keys: true`: nothing could authenticate"
+                    .into(),
             ));
         }
         if let Some(j) = &self.jwt {

@@ -164,6 +164,35 @@ impl LlmBackend {
             Some(meter) => Some(meter.reserve(estimate).await?),
             None => None,
         };
+        // The caller's budgets (virtual keys, teams), priced at the dearest member of the
+        // pool; settled with the real cost in `Completion`.
+        let spend = match &ctx.spend {
+            Some(meter) => {
+                let guess = Usage {
+                    input: body_len as u64 / 4,
+                    output: estimate.saturating_sub(body_len as u64 / 4),
+                    ..Usage::default()
+                };
+                let estimate_usd = model
+                    .members
+                    .iter()
+                    .filter_map(|m| self.shared.prices.get(&*m.model))
+                    .map(|p| crate::metrics::cost(p, &guess))
+                    .fold(0.0, f64::max);
+                match meter.reserve(estimate_usd).await {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        if let Some(r) = reservation
+                            && let Ok(rt) = tokio::runtime::Handle::try_current()
+                        {
+                            rt.spawn(r.settle(0));
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
         let start = Instant::now();
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
@@ -217,6 +246,7 @@ impl LlmBackend {
             },
             start,
             reservation,
+            spend,
             price: None,
             finished: false,
             span: served

@@ -24,6 +24,8 @@ pub(super) struct Completion {
     pub(super) labels: RequestLabels,
     pub(super) start: Instant,
     pub(super) reservation: Option<Box<dyn TokenReservation>>,
+    /// The caller's budget reservation (`RequestContext::spend`), settled with the cost.
+    pub(super) spend: Option<Box<dyn switchboard_core::SpendReservation>>,
     pub(super) price: Option<ModelPrice>,
     pub(super) finished: bool,
     /// The served attempt's client span (tracing on): usage and response model are set on
@@ -66,6 +68,21 @@ impl Completion {
                     &l.gen_ai_response_model,
                     cost(p, &u),
                 );
+            }
+        }
+        if let Some(spend) = self.spend.take() {
+            let l = &self.labels;
+            let spent = usage.map(|u| switchboard_core::Spent {
+                provider: l.gen_ai_provider_name.clone(),
+                model: l.gen_ai_response_model.clone(),
+                input: u.input,
+                output: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
+                cost_usd: self.price.as_ref().map_or(0.0, |p| cost(p, &u)),
+            });
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(spend.settle(spent));
             }
         }
         if let Some(reservation) = self.reservation.take() {

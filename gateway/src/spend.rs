@@ -1,0 +1,839 @@
+//! Spend and budgets: what each LLM request cost, accumulated per key, team and model, and
+//! the budgets of virtual keys and teams enforced before a request is sent.
+//!
+//! The `llm` backend prices a request from `llm.prices` (input, output, cache-read and
+//! cache-write tokens, USD per million) and talks to the caller's [`Meter`] through
+//! [`switchboard_core::SpendMeter`]: before the provider is called it reserves an estimate
+//! (prompt bytes / 4 at the input price plus the capped output allowance at the output price,
+//! at the dearest provider of the model's pool) against every budget that applies; when the
+//! response or stream ends it replaces the estimate with the real cost and adds the real usage
+//! to the spend totals. As with `rate_limit.tokens`, a budget refuses only once it is spent,
+//! so it may be exceeded by at most the estimates of the requests admitted last.
+//!
+//! Amounts are kept as integer nano-dollars. With `sessions.store: redis` budget counters are
+//! single Redis integers changed by Lua scripts (check-and-charge is one atomic step, so
+//! concurrent requests on any replica never lose an update), and spend totals are one Redis
+//! hash per UTC day (`{prefix}spend:YYYY-MM-DD`, kept 400 days); with `memory` both live in
+//! the process. A store that cannot be asked lets requests through (logged): budgets fail
+//! open, like `rate_limit` with `fail_open: true`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use dashmap::DashMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use switchboard_core::{Cause, SpendMeter, SpendReservation, Spent};
+
+use crate::auth::Principal;
+use crate::auth::virtual_keys::{Budget, KeyStore, Period};
+
+/// The response header that says how much of the spent budget is left (USD).
+pub static BUDGET_REMAINING: HeaderName = HeaderName::from_static("x-switchboard-budget-remaining");
+
+/// Distinct key (and team) names the metrics label before the rest become `other`.
+pub const LABEL_CAP: usize = 100;
+
+/// How long daily spend totals are kept in Redis.
+const SPEND_TTL_SECS: u64 = 400 * 86_400;
+
+/// The current period's index and the time until it ends (`None` for `total`).
+fn current(p: Period, now_secs: u64) -> (i64, Option<Duration>) {
+    {
+        let days = (now_secs / 86_400) as i64;
+        match p {
+            Period::Day => (
+                days,
+                Some(Duration::from_secs((days as u64 + 1) * 86_400 - now_secs)),
+            ),
+            Period::Month => {
+                let (y, m, _) = civil_from_days(days);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let next = days_from_civil(ny, nm, 1) as u64 * 86_400;
+                (y * 12 + i64::from(m) - 1, Some(Duration::from_secs(next - now_secs)))
+            }
+            Period::Total => (0, None),
+        }
+    }
+}
+
+fn period_name(p: Period) -> &'static str {
+    match p {
+        Period::Day => "day",
+        Period::Month => "month",
+        Period::Total => "total",
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` of a day count.
+pub fn day_string(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The day count of `YYYY-MM-DD`.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let mut it = s.splitn(3, '-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Nano-dollars of a USD amount (negative and non-finite amounts count as 0).
+fn nusd(usd: f64) -> i64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * 1e9).round() as i64
+    } else {
+        0
+    }
+}
+
+fn usd(n: i64) -> f64 {
+    n as f64 / 1e9
+}
+
+/// Usage and cost totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Cost in nano-dollars.
+    pub cost_nusd: i64,
+    /// Requests.
+    pub requests: i64,
+    /// Prompt tokens (cached included).
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Cache-read prompt tokens.
+    pub cache_read: i64,
+    /// Cache-write prompt tokens.
+    pub cache_write: i64,
+}
+
+const FIELDS: [&str; 6] = [
+    "cost_nusd",
+    "requests",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+];
+
+impl Totals {
+    fn values(&self) -> [i64; 6] {
+        [
+            self.cost_nusd,
+            self.requests,
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write,
+        ]
+    }
+
+    fn add_field(&mut self, field: &str, v: i64) {
+        match field {
+            "cost_nusd" => self.cost_nusd += v,
+            "requests" => self.requests += v,
+            "input" => self.input += v,
+            "output" => self.output += v,
+            "cache_read" => self.cache_read += v,
+            "cache_write" => self.cache_write += v,
+            _ => {}
+        }
+    }
+
+    /// Adds `o`.
+    pub fn add(&mut self, o: &Totals) {
+        for (f, v) in FIELDS.iter().zip(o.values()) {
+            self.add_field(f, v);
+        }
+    }
+
+    /// As the admin API shows it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cost_usd": usd(self.cost_nusd),
+            "requests": self.requests,
+            "input_tokens": self.input,
+            "output_tokens": self.output,
+            "cache_read_tokens": self.cache_read,
+            "cache_write_tokens": self.cache_write,
+        })
+    }
+}
+
+/// One spend row: who (key, team) spent on what (provider, model).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Row {
+    /// API key name (`-` without one).
+    pub key: String,
+    /// Team (`-` without one).
+    pub team: String,
+    /// Provider entry.
+    pub provider: String,
+    /// Provider model.
+    pub model: String,
+}
+
+const SEP: char = '\u{1f}';
+
+impl Row {
+    fn field_prefix(&self) -> String {
+        format!(
+            "{}{SEP}{}{SEP}{}{SEP}{}{SEP}",
+            self.key, self.team, self.provider, self.model
+        )
+    }
+
+    fn parse(field: &str) -> Option<(Row, &str)> {
+        let mut it = field.split(SEP);
+        let row = Row {
+            key: it.next()?.to_string(),
+            team: it.next()?.to_string(),
+            provider: it.next()?.to_string(),
+            model: it.next()?.to_string(),
+        };
+        Some((row, it.next()?))
+    }
+}
+
+/// Filters of a spend query.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// First UTC day (day count), inclusive.
+    pub from: i64,
+    /// Last UTC day, inclusive.
+    pub to: i64,
+    /// Only this key name.
+    pub key: Option<String>,
+    /// Only this team.
+    pub team: Option<String>,
+    /// Only this provider model.
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendLabels {
+    key: String,
+    team: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    scope: String,
+    name: String,
+}
+
+/// Keeps a label's values to [`LABEL_CAP`] distinct ones; the rest become `other`.
+#[derive(Default)]
+struct LabelCap(Mutex<HashSet<String>>);
+
+impl LabelCap {
+    fn label(&self, v: &str) -> String {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(v) {
+            return v.to_string();
+        }
+        if seen.len() < LABEL_CAP {
+            seen.insert(v.to_string());
+            v.to_string()
+        } else {
+            "other".into()
+        }
+    }
+}
+
+#[derive(Clone)]
+struct SpendMetrics {
+    usd: Family<SpendLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    requests: Family<SpendLabels, Counter>,
+    used_ratio: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    soft: Family<BudgetLabels, Gauge>,
+    keys: Arc<LabelCap>,
+    teams: Arc<LabelCap>,
+}
+
+impl SpendMetrics {
+    fn new(r: &mut prometheus_client::registry::Registry) -> Self {
+        let m = SpendMetrics {
+            usd: Family::default(),
+            requests: Family::default(),
+            used_ratio: Family::default(),
+            soft: Family::default(),
+            keys: Arc::default(),
+            teams: Arc::default(),
+        };
+        r.register(
+            "switchboard_spend_usd",
+            "LLM spend in USD from the price table, by API key, team and provider model (at most 100 keys and teams, the rest as `other`)",
+            m.usd.clone(),
+        );
+        r.register(
+            "switchboard_spend_requests",
+            "LLM requests counted for spend, by API key, team and provider model",
+            m.requests.clone(),
+        );
+        r.register(
+            "switchboard_budget_used_ratio",
+            "Fraction of the current period's budget spent, by scope (key, team) and name",
+            m.used_ratio.clone(),
+        );
+        r.register(
+            "switchboard_budget_soft_limit_reached",
+            "1 while a budget's spend is at or over its soft_limit fraction (default 0.8)",
+            m.soft.clone(),
+        );
+        m
+    }
+
+    fn budget(&self, scope: &str, name: &str, used: i64, b: &Budget) {
+        let name = if scope == "team" {
+            self.teams.label(name)
+        } else {
+            self.keys.label(name)
+        };
+        let l = BudgetLabels {
+            scope: scope.into(),
+            name,
+        };
+        let ratio = usd(used) / b.usd;
+        self.used_ratio.get_or_create(&l).set(ratio);
+        self.soft
+            .get_or_create(&l)
+            .set(i64::from(ratio >= b.soft_fraction()));
+    }
+}
+
+enum Backend {
+    Memory {
+        rows: Mutex<BTreeMap<(i64, Row), Totals>>,
+        counters: DashMap<String, i64>,
+    },
+    Redis {
+        link: switchboard_sessions::RedisLink,
+        prefix: String,
+    },
+}
+
+struct Shared {
+    backend: Backend,
+    keys: KeyStore,
+    metrics: SpendMetrics,
+}
+
+/// Spend totals and budget counters (cheap to clone).
+#[derive(Clone)]
+pub struct Spend {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Spend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spend").finish_non_exhaustive()
+    }
+}
+
+// KEYS[1] counter; ARGV estimate, limit, ttl_ms (0: none). Refuses once the budget is spent;
+// otherwise charges the estimate. Returns {allowed, used after}.
+const CHARGE_LUA: &str = r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[2]) then return {0, used} end
+used = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[3] ~= '0' and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return {1, used}
+";
+
+// KEYS[1] counter; ARGV delta. Adjusts a counter whose period still exists; returns its value.
+const ADJUST_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return 0
+";
+
+// KEYS[1] the day's hash; ARGV field prefix, ttl seconds, then the six values of FIELDS.
+const RECORD_LUA: &str = r"
+local names = {'cost_nusd','requests','input','output','cache_read','cache_write'}
+for i = 1, 6 do
+  local v = tonumber(ARGV[i + 2])
+  if v ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[1] .. names[i], v) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// A budget that is spent.
+struct Denied {
+    used: i64,
+    limit: i64,
+    reset: Option<Duration>,
+}
+
+/// One budget charged by a reservation.
+struct Charge {
+    scope: &'static str,
+    name: String,
+    counter: String,
+    budget: Budget,
+}
+
+impl Spend {
+    /// Spend kept where `keys` keeps keys (this process, or the fleet's Redis).
+    pub fn new(keys: KeyStore, registry: &crate::metrics::Metrics) -> Self {
+        let backend = match keys.redis_link() {
+            Some((link, prefix)) => Backend::Redis {
+                link: link.clone(),
+                prefix: prefix.to_string(),
+            },
+            None => Backend::Memory {
+                rows: Mutex::default(),
+                counters: DashMap::new(),
+            },
+        };
+        Spend {
+            shared: Arc::new(Shared {
+                backend,
+                keys,
+                metrics: registry.with_registry(SpendMetrics::new),
+            }),
+        }
+    }
+
+    /// The meter for a caller: spend is recorded for callers with an API key or a team (a
+    /// config key, a virtual key); budgets apply to virtual keys and teams that have one.
+    pub fn meter(&self, p: Option<&Principal>) -> Option<Arc<dyn SpendMeter>> {
+        let p = p?;
+        if p.api_key.is_none() && p.team.is_none() {
+            return None;
+        }
+        Some(Arc::new(Meter {
+            spend: self.clone(),
+            key: p.api_key.clone().unwrap_or_else(|| "-".into()),
+            team: p.team.clone(),
+            virtual_key: p.virtual_key.clone(),
+        }))
+    }
+
+    /// What the budget counter `scope:name` holds for the current period, in USD.
+    pub async fn budget_used(&self, scope: &str, name: &str, b: &Budget) -> Option<f64> {
+        let (idx, _) = current(b.period, now_secs());
+        let counter = self.counter(scope, name, b.period, idx);
+        let used = match &self.shared.backend {
+            Backend::Memory { counters, .. } => counters.get(&counter).map_or(0, |v| *v),
+            Backend::Redis { link, .. } => link
+                .run(|mut conn| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(&counter);
+                    async move { cmd.query_async::<Option<i64>>(&mut conn).await }
+                })
+                .await
+                .ok()?
+                .unwrap_or(0),
+        };
+        Some(usd(used))
+    }
+
+    fn counter(&self, scope: &str, name: &str, period: Period, idx: i64) -> String {
+        let prefix = match &self.shared.backend {
+            Backend::Redis { prefix, .. } => prefix.as_str(),
+            Backend::Memory { .. } => "",
+        };
+        format!("{prefix}budget:{scope}:{name}:{}:{idx}", period_name(period))
+    }
+
+    async fn charge(
+        &self,
+        scope: &'static str,
+        name: &str,
+        b: &Budget,
+        estimate: i64,
+    ) -> Result<Charge, Denied> {
+        let (idx, reset) = current(b.period, now_secs());
+        let counter = self.counter(scope, name, b.period, idx);
+        let limit = nusd(b.usd);
+        let (allowed, used) = match &self.shared.backend {
+            Backend::Memory { counters, .. } => {
+                let mut used = counters.entry(counter.clone()).or_insert(0);
+                if *used >= limit {
+                    (false, *used)
+                } else {
+                    *used += estimate;
+                    (true, *used)
+                }
+            }
+            Backend::Redis { link, .. } => {
+                let ttl = reset.map_or(0, |r| r.as_millis() as u64 + 86_400_000);
+                let res: switchboard_sessions::Result<Vec<i64>> = link
+                    .run(|mut conn| {
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(CHARGE_LUA)
+                            .arg(1)
+                            .arg(&counter)
+                            .arg(estimate)
+                            .arg(limit)
+                            .arg(ttl);
+                        async move { cmd.query_async(&mut conn).await }
+                    })
+                    .await;
+                match res {
+                    Ok(v) => (
+                        v.first() == Some(&1),
+                        v.get(1).copied().unwrap_or_default(),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "budget store unavailable; allowing the request");
+                        (true, 0)
+                    }
+                }
+            }
+        };
+        self.shared.metrics.budget(scope, name, used, b);
+        if allowed {
+            Ok(Charge {
+                scope,
+                name: name.to_string(),
+                counter,
+                budget: b.clone(),
+            })
+        } else {
+            Err(Denied { used, limit, reset })
+        }
+    }
+
+    async fn adjust(&self, c: &Charge, delta: i64) {
+        let used = match &self.shared.backend {
+            Backend::Memory { counters, .. } => match counters.get_mut(&c.counter) {
+                Some(mut v) => {
+                    *v += delta;
+                    *v
+                }
+                None => return,
+            },
+            Backend::Redis { link, .. } => {
+                let res: switchboard_sessions::Result<i64> = link
+                    .run(|mut conn| {
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(ADJUST_LUA).arg(1).arg(&c.counter).arg(delta);
+                        async move { cmd.query_async(&mut conn).await }
+                    })
+                    .await;
+                match res {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "budget reconcile failed");
+                        return;
+                    }
+                }
+            }
+        };
+        self.shared.metrics.budget(c.scope, &c.name, used, &c.budget);
+    }
+
+    async fn record(&self, row: Row, t: Totals) {
+        let m = &self.shared.metrics;
+        let labels = SpendLabels {
+            key: m.keys.label(&row.key),
+            team: m.teams.label(&row.team),
+            model: row.model.clone(),
+        };
+        m.usd.get_or_create(&labels).inc_by(usd(t.cost_nusd));
+        m.requests.get_or_create(&labels).inc();
+        let day = (now_secs() / 86_400) as i64;
+        match &self.shared.backend {
+            Backend::Memory { rows, .. } => {
+                let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+                rows.entry((day, row)).or_default().add(&t);
+            }
+            Backend::Redis { link, prefix } => {
+                let k = format!("{prefix}spend:{}", day_string(day));
+                let fp = row.field_prefix();
+                let res: switchboard_sessions::Result<i64> = link
+                    .run(|mut conn| {
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(RECORD_LUA)
+                            .arg(1)
+                            .arg(&k)
+                            .arg(&fp)
+                            .arg(SPEND_TTL_SECS);
+                        for v in t.values() {
+                            cmd.arg(v);
+                        }
+                        async move { cmd.query_async(&mut conn).await }
+                    })
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "spend not recorded: store unavailable");
+                }
+            }
+        }
+    }
+
+    /// Spend matching `q`, per row.
+    pub async fn query(&self, q: &Query) -> Result<Vec<(Row, Totals)>, String> {
+        let keep = |r: &Row| {
+            q.key.as_ref().is_none_or(|k| &r.key == k)
+                && q.team.as_ref().is_none_or(|t| &r.team == t)
+                && q.model.as_ref().is_none_or(|m| &r.model == m)
+        };
+        let mut out: BTreeMap<Row, Totals> = BTreeMap::new();
+        match &self.shared.backend {
+            Backend::Memory { rows, .. } => {
+                let rows = rows.lock().unwrap_or_else(|p| p.into_inner());
+                for ((day, row), t) in rows.iter() {
+                    if (q.from..=q.to).contains(day) && keep(row) {
+                        out.entry(row.clone()).or_default().add(t);
+                    }
+                }
+            }
+            Backend::Redis { link, prefix } => {
+                for day in q.from..=q.to {
+                    let k = format!("{prefix}spend:{}", day_string(day));
+                    let raw: HashMap<String, i64> = link
+                        .run(|mut conn| {
+                            let mut cmd = redis::cmd("HGETALL");
+                            cmd.arg(&k);
+                            async move { cmd.query_async(&mut conn).await }
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for (field, v) in raw {
+                        if let Some((row, f)) = Row::parse(&field)
+                            && keep(&row)
+                        {
+                            out.entry(row).or_default().add_field(f, v);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The key store budgets are read from.
+    pub fn keys(&self) -> &KeyStore {
+        &self.shared.keys
+    }
+}
+
+/// One caller's spend and budgets on one request ([`Spend::meter`]).
+struct Meter {
+    spend: Spend,
+    key: Arc<str>,
+    team: Option<Arc<str>>,
+    virtual_key: Option<Arc<crate::auth::virtual_keys::VirtualKey>>,
+}
+
+#[async_trait::async_trait]
+impl SpendMeter for Meter {
+    async fn reserve(
+        &self,
+        estimate_usd: f64,
+    ) -> switchboard_core::Result<Box<dyn SpendReservation>> {
+        let estimate = nusd(estimate_usd);
+        let mut charges = Vec::new();
+        if let Some(vk) = &self.virtual_key
+            && let Some(b) = &vk.budget
+        {
+            match self.spend.charge("key", &vk.id, b, estimate).await {
+                Ok(c) => charges.push(c),
+                Err(d) => return Err(refusal("key", &self.key, b, &d)),
+            }
+        }
+        if let Some(team) = &self.team
+            && let Some(b) = self.spend.shared.keys.team_budget(team).await
+        {
+            match self.spend.charge("team", team, &b, estimate).await {
+                Ok(c) => charges.push(c),
+                Err(d) => {
+                    for c in &charges {
+                        self.spend.adjust(c, -estimate).await;
+                    }
+                    return Err(refusal("team", team, &b, &d));
+                }
+            }
+        }
+        Ok(Box::new(Reservation {
+            spend: self.spend.clone(),
+            key: self.key.clone(),
+            team: self.team.clone(),
+            estimate,
+            charges,
+        }))
+    }
+}
+
+fn refusal(scope: &str, name: &str, b: &Budget, d: &Denied) -> switchboard_core::Error {
+    let mut h = HeaderMap::new();
+    let remaining = usd((d.limit - d.used).max(0));
+    if let Ok(v) = HeaderValue::try_from(format!("{remaining:.6}")) {
+        h.insert(BUDGET_REMAINING.clone(), v);
+    }
+    let resets = match d.reset {
+        Some(r) => {
+            if let Ok(v) = HeaderValue::try_from(r.as_secs().max(1).to_string()) {
+                h.insert(http::header::RETRY_AFTER, v);
+            }
+            format!("; it resets in {}s", r.as_secs().max(1))
+        }
+        None => "; it does not reset (period: total)".into(),
+    };
+    switchboard_core::Error::new(
+        Cause::RateLimited,
+        format!(
+            "budget exceeded: {scope} `{name}` has spent {:.6} of its {:.6} USD per {}{resets}",
+            usd(d.used),
+            b.usd,
+            period_name(b.period)
+        ),
+    )
+    .with_headers(h)
+}
+
+struct Reservation {
+    spend: Spend,
+    key: Arc<str>,
+    team: Option<Arc<str>>,
+    estimate: i64,
+    charges: Vec<Charge>,
+}
+
+#[async_trait::async_trait]
+impl SpendReservation for Reservation {
+    async fn settle(self: Box<Self>, spent: Option<Spent>) {
+        // Without observed usage the estimate stands: under-charging is the worse error.
+        let cost = spent.as_ref().map_or(self.estimate, |s| nusd(s.cost_usd));
+        for c in &self.charges {
+            self.spend.adjust(c, cost - self.estimate).await;
+        }
+        let s = spent.unwrap_or_default();
+        let row = Row {
+            key: self.key.to_string(),
+            team: self.team.as_deref().unwrap_or("-").to_string(),
+            provider: if s.provider.is_empty() {
+                "-".into()
+            } else {
+                s.provider.clone()
+            },
+            model: if s.model.is_empty() {
+                "-".into()
+            } else {
+                s.model.clone()
+            },
+        };
+        let t = Totals {
+            cost_nusd: cost,
+            requests: 1,
+            input: s.input as i64,
+            output: s.output as i64,
+            cache_read: s.cache_read as i64,
+            cache_write: s.cache_write as i64,
+        };
+        self.spend.record(row, t).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(day_string(0), "1970-01-01");
+        assert_eq!(parse_day("2024-02-29"), Some(days_from_civil(2024, 2, 29)));
+        for d in [-1000, 0, 59, 60, 11_016, 19_782, 20_000, 40_000] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+            assert_eq!(parse_day(&day_string(d)), Some(d));
+        }
+        assert_eq!(parse_day("2024-13-01"), None);
+        // 2026-12-06T12:00:00Z: the month ends at 2027-01-01.
+        let t = days_from_civil(2026, 12, 6) as u64 * 86_400 + 43_200;
+        let (idx, reset) = current(Period::Month, t);
+        assert_eq!(idx, 2026 * 12 + 11);
+        assert_eq!(reset, Some(Duration::from_secs(25 * 86_400 + 43_200)));
+        assert_eq!(current(Period::Day, t).1, Some(Duration::from_secs(43_200)));
+        assert_eq!(current(Period::Total, t), (0, None));
+    }
+
+    #[test]
+    fn budget_checks() {
+        let b = |usd: f64, soft: Option<f64>| Budget {
+            usd,
+            period: Period::Day,
+            soft_limit: soft,
+        };
+        assert!(b(1.0, None).check().is_ok());
+        assert!(b(0.0, None).check().is_err());
+        assert!(b(f64::NAN, None).check().is_err());
+        assert!(b(1.0, Some(1.5)).check().is_err());
+        assert!(serde_json::from_value::<Budget>(serde_json::json!({"usd": 1, "period": "week"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_budget_refuses_once_spent_and_reconciles() {
+        let metrics = crate::metrics::Metrics::new();
+        let keys = KeyStore::memory();
+        let spend = Spend::new(keys.clone(), &metrics);
+        let b = Budget {
+            usd: 0.001,
+            period: Period::Total,
+            soft_limit: None,
+        };
+        // 0.0006 estimated, 0.0002 real: 0.0008 left.
+        let c = spend.charge("key", "k", &b, nusd(0.0006)).await.ok().unwrap();
+        spend.adjust(&c, nusd(0.0002) - nusd(0.0006)).await;
+        assert!((spend.budget_used("key", "k", &b).await.unwrap() - 0.0002).abs() < 1e-12);
+        // Not yet spent: admitted even though the estimate overshoots.
+        assert!(spend.charge("key", "k", &b, nusd(0.0009)).await.is_ok());
+        let d = spend.charge("key", "k", &b, 1).await.err().unwrap();
+        assert_eq!(d.used, nusd(0.0011));
+        let e = refusal("key", "k", &b, &d);
+        assert_eq!(e.cause(), Cause::RateLimited);
+        assert!(metrics.encode().contains("switchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1"));
+    }
+
+    #[test]
+    fn label_cap_overflows_into_other() {
+        let c = LabelCap::default();
+        for i in 0..LABEL_CAP {
+            assert_eq!(c.label(&format!("k{i}")), format!("k{i}"));
+        }
+        assert_eq!(c.label("late"), "other");
+        assert_eq!(c.label("k0"), "k0");
+    }
+}
