@@ -26,8 +26,8 @@ pub mod sse;
 pub mod trace;
 
 pub use context::{
-    Access, Item, RequestContext, SpendMeter, SpendReservation, Spent, TokenMeter, TokenReservation,
-    UpstreamCredential,
+    Access, Item, RequestContext, SpendMeter, SpendReservation, Spent, TokenMeter,
+    TokenReservation, UpstreamCredential,
 };
 pub use error::{ApiFormat, Cause, Error, Result};
 pub use trace::{Trace, Tracer};

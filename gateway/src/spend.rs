@@ -54,7 +54,10 @@ fn current(p: Period, now_secs: u64) -> (i64, Option<Duration>) {
                 let (y, m, _) = civil_from_days(days);
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
                 let next = days_from_civil(ny, nm, 1) as u64 * 86_400;
-                (y * 12 + i64::from(m) - 1, Some(Duration::from_secs(next - now_secs)))
+                (
+                    y * 12 + i64::from(m) - 1,
+                    Some(Duration::from_secs(next - now_secs)),
+                )
             }
             Period::Total => (0, None),
         }
@@ -473,7 +476,10 @@ impl Spend {
             Backend::Redis { prefix, .. } => prefix.as_str(),
             Backend::Memory { .. } => "",
         };
-        format!("{prefix}budget:{scope}:{name}:{}:{idx}", period_name(period))
+        format!(
+            "{prefix}budget:{scope}:{name}:{}:{idx}",
+            period_name(period)
+        )
     }
 
     async fn charge(
@@ -511,10 +517,7 @@ impl Spend {
                     })
                     .await;
                 match res {
-                    Ok(v) => (
-                        v.first() == Some(&1),
-                        v.get(1).copied().unwrap_or_default(),
-                    ),
+                    Ok(v) => (v.first() == Some(&1), v.get(1).copied().unwrap_or_default()),
                     Err(e) => {
                         tracing::warn!(error = %e, "budget store unavailable; allowing the request");
                         (true, 0)
@@ -561,7 +564,9 @@ impl Spend {
                 }
             }
         };
-        self.shared.metrics.budget(c.scope, &c.name, used, &c.budget);
+        self.shared
+            .metrics
+            .budget(c.scope, &c.name, used, &c.budget);
     }
 
     async fn record(&self, row: Row, t: Totals) {
@@ -715,7 +720,7 @@ fn refusal(scope: &str, name: &str, b: &Budget, d: &Denied) -> switchboard_core:
     switchboard_core::Error::new(
         Cause::RateLimited,
         format!(
-            "budget exceeded: {scope} `{name}` has spent {:.6} of its {:.6} USD per {}{resets}",
+            "budget exceeded: {scope} `{name}` has spent {:.6} (requests in flight counted at their estimate) of its {:.6} USD per {}{resets}",
             usd(d.used),
             b.usd,
             period_name(b.period)
@@ -801,7 +806,10 @@ mod tests {
         assert!(b(0.0, None).check().is_err());
         assert!(b(f64::NAN, None).check().is_err());
         assert!(b(1.0, Some(1.5)).check().is_err());
-        assert!(serde_json::from_value::<Budget>(serde_json::json!({"usd": 1, "period": "week"})).is_err());
+        assert!(
+            serde_json::from_value::<Budget>(serde_json::json!({"usd": 1, "period": "week"}))
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -815,7 +823,11 @@ mod tests {
             soft_limit: None,
         };
         // 0.0006 estimated, 0.0002 real: 0.0008 left.
-        let c = spend.charge("key", "k", &b, nusd(0.0006)).await.ok().unwrap();
+        let c = spend
+            .charge("key", "k", &b, nusd(0.0006))
+            .await
+            .ok()
+            .unwrap();
         spend.adjust(&c, nusd(0.0002) - nusd(0.0006)).await;
         assert!((spend.budget_used("key", "k", &b).await.unwrap() - 0.0002).abs() < 1e-12);
         // Not yet spent: admitted even though the estimate overshoots.
@@ -824,7 +836,11 @@ mod tests {
         assert_eq!(d.used, nusd(0.0011));
         let e = refusal("key", "k", &b, &d);
         assert_eq!(e.cause(), Cause::RateLimited);
-        assert!(metrics.encode().contains("switchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1"));
+        assert!(
+            metrics
+                .encode()
+                .contains("switchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1")
+        );
     }
 
     #[test]

@@ -683,9 +683,7 @@ fn apply(r: &mut KeyRecord, i: KeyInput) -> Result<(), KeyError> {
         if let Some(rl) = &v
             && (rl.requests == 0 || rl.per < Duration::from_millis(100))
         {
-            return Err(bad(
-                "`rate_limit` needs requests >= 1 and per >= 100ms",
-            ));
+            return Err(bad("`rate_limit` needs requests >= 1 and per >= 100ms"));
         }
         r.rate_limit = v;
     }
@@ -754,13 +752,16 @@ mod tests {
     async fn create_authenticate_update_revoke_in_memory() {
         let s = KeyStore::memory();
         let (secret, r) = s
-            .create(input(serde_json::json!({"name": "ci", "team": "ml", "models": ["fast"]})))
+            .create(input(
+                serde_json::json!({"name": "ci", "team": "ml", "models": ["fast"]}),
+            ))
             .await
             .unwrap();
         assert!(secret.starts_with("sk-sb-") && r.id.starts_with("vk_"));
         assert!(r.view().get("sha256").is_none());
         let p = s.authenticate(secret.as_bytes()).await.unwrap().unwrap();
         assert_eq!(p.api_key.as_deref(), Some("ci"));
+        assert_eq!(p.virtual_key.as_ref().map(|v| &*v.id), Some(r.id.as_str()));
         assert_eq!(p.team.as_deref(), Some("ml"));
         assert!(p.may_use_model("fast") && !p.may_use_model("smart"));
         assert!(s.authenticate(b"sk-sb-nope").await.unwrap().is_none());
@@ -772,12 +773,22 @@ mod tests {
             Err(KeyError::Conflict(_))
         ));
         let u = s
-            .update(&r.id, input(serde_json::json!({"models": null, "team": null})))
+            .update(
+                &r.id,
+                input(serde_json::json!({"models": null, "team": null})),
+            )
             .await
             .unwrap();
         assert!(u.models.is_none() && u.team.is_none());
         let p = s.authenticate(secret.as_bytes()).await.unwrap().unwrap();
         assert!(p.may_use_model("smart"));
+        // The MCP allow lists restrict as a group, as for config keys.
+        s.update(&r.id, input(serde_json::json!({"tools": ["search__*"]})))
+            .await
+            .unwrap();
+        let p = s.authenticate(secret.as_bytes()).await.unwrap().unwrap();
+        assert!(p.may_use_tool("search__web") && !p.may_use_tool("echo"));
+        assert!(!p.may_use_prompt("greet"));
         s.revoke(&r.id).await.unwrap();
         assert_eq!(
             s.authenticate(secret.as_bytes()).await.unwrap_err(),
@@ -790,7 +801,9 @@ mod tests {
     async fn expiry_rate_limit_and_input_checks() {
         let s = KeyStore::memory();
         let (old, _) = s
-            .create(input(serde_json::json!({"name": "old", "expires": "2020-01-01T00:00:00Z"})))
+            .create(input(
+                serde_json::json!({"name": "old", "expires": "2020-01-01T00:00:00Z"}),
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -798,7 +811,9 @@ mod tests {
             Refusal::Invalid
         );
         let (k, _) = s
-            .create(input(serde_json::json!({"name": "rl", "rate_limit": {"requests": 1, "per": "1m"}})))
+            .create(input(
+                serde_json::json!({"name": "rl", "rate_limit": {"requests": 1, "per": "1m"}}),
+            ))
             .await
             .unwrap();
         assert!(s.authenticate(k.as_bytes()).await.is_ok());
@@ -814,7 +829,10 @@ mod tests {
             serde_json::json!({"name": "x", "rate_limit": {"requests": 0, "per": "1m"}}),
         ] {
             assert!(
-                matches!(s.create(input(bad.clone())).await, Err(KeyError::Invalid(_))),
+                matches!(
+                    s.create(input(bad.clone())).await,
+                    Err(KeyError::Invalid(_))
+                ),
                 "{bad}"
             );
         }

@@ -87,6 +87,18 @@ const CHECKS: &[Check] = &[
         set: |p| p.rate_limit.as_ref().is_some_and(|l| l.tokens.is_some()),
         idle: |r| (r.llm.is_none()).then(|| "only llm routes count tokens".to_string()),
     },
+    Check {
+        key: "authn.virtual_keys",
+        set: |p| p.authn.as_ref().is_some_and(|a| a.virtual_keys),
+        idle: |r| {
+            r.llm
+                .as_ref()
+                .filter(|l| l.prices.is_empty())
+                .map(|_| {
+                    "keys are accepted, but this llm route has no `llm.prices`: every request costs 0, so key and team budgets never run out".to_string()
+                })
+        },
+    },
 ];
 
 fn timeouts_idle(r: &RouteConfig) -> Option<String> {
@@ -113,8 +125,31 @@ pub(super) fn warnings(config: &Config, base_dir: &std::path::Path) -> Issues {
                 .into(),
         ));
     }
+    let no_admin_api = config.admin.token.is_none()
+        && super::validate::parse_bind(&config.admin.bind).is_some_and(|a| !a.ip().is_loopback());
     for (i, l) in config.listeners.iter().enumerate() {
         let lp = format!("listeners[{i}]");
+        let vk = |p: &Option<Policies>| {
+            p.as_ref()
+                .and_then(|p| p.authn.as_ref())
+                .is_some_and(|a| a.virtual_keys)
+        };
+        let first = if vk(&l.policies) {
+            Some(format!("{lp}.policies.authn.virtual_keys"))
+        } else {
+            l.routes
+                .iter()
+                .position(|r| vk(&r.policies))
+                .map(|j| format!("{lp}.routes[{j}].policies.authn.virtual_keys"))
+        };
+        if no_admin_api && let Some(path) = first {
+            out.push((
+                path,
+                "no virtual key can be created: the admin API (`/api/keys`) answers 403 while \
+                 `admin.bind` is beyond loopback without `admin.token`"
+                    .into(),
+            ));
+        }
         for (j, r) in l.routes.iter().enumerate() {
             if let Some(m) = &r.mcp {
                 out.extend(m.warnings(&format!("{lp}.routes[{j}].mcp"), base_dir));
@@ -168,6 +203,7 @@ fn sets(p: &Policies, key: &str) -> bool {
         "headers.request" => p.headers.is_some(),
         "timeouts.connect" | "timeouts.request" => p.timeouts.is_some(),
         "rate_limit.tokens" => p.rate_limit.is_some(),
+        "authn.virtual_keys" => p.authn.is_some(),
         _ => false,
     }
 }

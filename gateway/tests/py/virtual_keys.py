@@ -1,0 +1,99 @@
+"""Drives the openai / anthropic Python SDKs with a virtual key at Switchboard LLM routes.
+
+Usage:
+  virtual_keys.py chat openai|anthropic BASE_URL KEY MODEL
+  virtual_keys.py burst BASE_URL[,BASE_URL...] KEY MODEL REQUESTS THREADS
+
+Prints one JSON object. `chat`: the status, the usage the response reported (or the error
+body and the x-switchboard-budget-remaining header). `burst`: REQUESTS chat completions with
+the openai SDK spread round-robin over the base URLs from THREADS threads at once: how many
+were answered and refused, the usage summed over the answered ones, and one refusal.
+"""
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+
+def openai_chat(base, key, model):
+    import openai
+
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    try:
+        r = client.chat.completions.create(
+            model=model, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+    except openai.APIStatusError as e:
+        return {
+            "status": e.status_code,
+            "body": e.body,
+            "remaining": e.response.headers.get("x-switchboard-budget-remaining"),
+        }
+    u = r.usage
+    cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
+    return {
+        "status": 200,
+        "usage": {"input": u.prompt_tokens, "cached": cached, "output": u.completion_tokens},
+    }
+
+
+def anthropic_chat(base, key, model):
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+    try:
+        r = client.messages.create(
+            model=model, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+    except anthropic.APIStatusError as e:
+        return {
+            "status": e.status_code,
+            "body": e.body,
+            "remaining": e.response.headers.get("x-switchboard-budget-remaining"),
+        }
+    u = r.usage
+    cached = u.cache_read_input_tokens or 0
+    written = u.cache_creation_input_tokens or 0
+    return {
+        "status": 200,
+        "usage": {
+            "input": u.input_tokens + cached + written,
+            "cached": cached,
+            "output": u.output_tokens,
+        },
+    }
+
+
+def burst(bases, key, model, n, threads):
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(lambda i: openai_chat(bases[i % len(bases)], key, model), range(n)))
+    ok = [r for r in results if r["status"] == 200]
+    refused = [r for r in results if r["status"] != 200]
+    total = {"input": 0, "cached": 0, "output": 0}
+    for r in ok:
+        for k in total:
+            total[k] += r["usage"][k]
+    return {
+        "ok": len(ok),
+        "refused": len(refused),
+        "statuses": sorted({r["status"] for r in results}),
+        "usage": total,
+        "refusal": refused[0] if refused else None,
+    }
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "chat":
+        fmt, base, key, model = sys.argv[2:6]
+        f = openai_chat if fmt == "openai" else anthropic_chat
+        out = f(base, key, model)
+    elif cmd == "burst":
+        bases, key, model, n, threads = sys.argv[2:7]
+        out = burst(bases.split(","), key, model, int(n), int(threads))
+    else:
+        raise SystemExit("unknown command " + cmd)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

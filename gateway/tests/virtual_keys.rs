@@ -1,0 +1,481 @@
+//! Virtual keys, spend and budgets through real `switchboard run` processes: two replicas
+//! sharing one real Redis (keys created on one work on the other, revocation reaches the other
+//! within a second, a budget spent concurrently through both is exceeded by at most one
+//! request's estimate, spend totals match the usage the responses reported), and one replica
+//! with the memory store (team budgets, metrics). The Python `openai` and `anthropic` SDKs are
+//! the clients; the mock provider from `examples/` is the upstream.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use switchboard_testing::redis::RedisServer;
+
+const TOKEN: &str = "admin-secret";
+/// USD per million tokens: input, cache read, output.
+const PRICE: (f64, f64, f64) = (1000.0, 500.0, 2000.0);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/virtual_keys.py")
+}
+
+async fn py(args: &[&str]) -> Value {
+    let py = python().expect("python with the openai and anthropic SDKs (run .ci/setup)");
+    run_py(&py, &script(), args).await
+}
+
+/// What the price table makes of a reported usage.
+fn cost(input: f64, cached: f64, output: f64) -> f64 {
+    ((input - cached) * PRICE.0 + cached * PRICE.1 + output * PRICE.2) / 1e6
+}
+
+fn config(store: &str, mock: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+admin: {{bind: "127.0.0.1:0", token: "{TOKEN}"}}
+sessions:
+  {store}
+  keys: ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: models
+        match: {{path_prefix: /}}
+        policies:
+          authn:
+            virtual_keys: true
+            api_keys: [{{name: from-config, team: ops, sha256: "{config_key}"}}]
+        llm:
+          prices:
+            mock-gpt: {{input: {i}, cache_read: {c}, output: {o}}}
+            mock-claude: {{input: {i}, cache_read: {c}, output: {o}}}
+          models:
+            - name: fast
+              providers: [{{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}]
+            - name: smart
+              providers: [{{provider: anthropic, model: mock-claude, api_key: k, base_url: "http://{mock}"}}]
+"#,
+        config_key = switchboard_gateway::auth::api_key::hash_key(b"config-secret"),
+        i = PRICE.0,
+        c = PRICE.1,
+        o = PRICE.2,
+    )
+}
+
+async fn spawn(dir: &Path, name: &str, yaml: &str) -> Proc {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    spawn_switchboard(&path).await
+}
+
+/// An admin API call with the token; the status and the JSON body.
+async fn admin(gw: &Proc, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let c = client();
+    let url = format!("http://{}{path}", gw.admin);
+    let mut rb = c.request(method.parse().unwrap(), url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn base(gw: &Proc) -> String {
+    format!("http://{}", gw.listeners["main"])
+}
+
+/// One raw chat completion with `key`; the status.
+async fn raw_chat(gw: &Proc, key: &str) -> u16 {
+    client()
+        .post(format!("{}/v1/chat/completions", base(gw)))
+        .bearer_auth(key)
+        .json(&json!({"model": "fast", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// One raw chat completion with `key`; the status and the body.
+async fn chat(gw: &Proc, key: &str) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/v1/chat/completions", base(gw)))
+        .bearer_auth(key)
+        .json(&json!({"model": "fast", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_on_one_replica_works_on_the_other_and_its_revocation_reaches_it_within_a_second()
+ {
+    let Some(redis) = RedisServer::start_or_skip("virtual_keys_across_replicas") else {
+        return;
+    };
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(
+        &format!("store: redis\n  redis: {{url: \"{}\"}}", redis.url()),
+        mock,
+    );
+    let a = spawn(dir.path(), "a.yaml", &yaml).await;
+    let b = spawn(dir.path(), "b.yaml", &yaml).await;
+
+    // The admin API needs its token.
+    let r = client()
+        .get(format!("http://{}/api/keys", a.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let (status, created) = admin(
+        &a,
+        "POST",
+        "/api/keys",
+        Some(
+            json!({"name": "ci-bot", "team": "ml", "models": ["fast", "smart"],
+                    "metadata": {"owner": "alice"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(
+        created.get("sha256").is_none(),
+        "only the secret is shown, never the hash"
+    );
+
+    // Listed on B, without the secret or its hash.
+    let (_, listed) = admin(&b, "GET", "/api/keys", None).await;
+    let k = &listed["keys"][0];
+    assert_eq!(k["name"], "ci-bot");
+    assert_eq!(k["metadata"]["owner"], "alice");
+    assert!(k.get("key").is_none() && k.get("sha256").is_none());
+    assert!(!listed.to_string().contains(&secret));
+
+    // Used at once on B, through both SDKs.
+    let r = py(&["chat", "openai", &base(&b), &secret, "fast"]).await;
+    assert_eq!(r["status"], 200, "{r}");
+    let r = py(&["chat", "anthropic", &base(&b), &secret, "smart"]).await;
+    assert_eq!(r["status"], 200, "{r}");
+    // Its model list holds on every replica; an update made on B reaches A.
+    let (status, _) = admin(
+        &b,
+        "PATCH",
+        &format!("/api/keys/{id}"),
+        Some(json!({"models": ["smart"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = py(&["chat", "openai", &base(&a), &secret, "fast"]).await;
+    assert_eq!(r["status"], 403, "{r}");
+    let (_, _) = admin(
+        &b,
+        "PATCH",
+        &format!("/api/keys/{id}"),
+        Some(json!({"models": null})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The config-file key keeps working beside it; unknown keys do not.
+    assert_eq!(raw_chat(&a, "config-secret").await, 200);
+    assert_eq!(raw_chat(&a, "sk-sb-0000").await, 401);
+
+    // A has the key cached (it just served it); revoked on B, A refuses within a second.
+    assert_eq!(raw_chat(&a, &secret).await, 200);
+    let (status, revoked) = admin(&b, "DELETE", &format!("/api/keys/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert!(revoked["revoked_at"].as_u64().is_some());
+    let t = Instant::now();
+    assert_eq!(
+        raw_chat(&b, &secret).await,
+        401,
+        "the revoking replica refuses at once"
+    );
+    loop {
+        let s = raw_chat(&a, &secret).await;
+        if s == 401 {
+            break;
+        }
+        assert_eq!(s, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "A still accepts the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let r = py(&["chat", "openai", &base(&a), &secret, "fast"]).await;
+    assert_eq!(r["status"], 401, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most_one_estimate() {
+    let Some(redis) = RedisServer::start_or_skip("virtual_key_budget_across_replicas") else {
+        return;
+    };
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(
+        &format!("store: redis\n  redis: {{url: \"{}\"}}", redis.url()),
+        mock,
+    );
+    let a = spawn(dir.path(), "a.yaml", &yaml).await;
+    let b = spawn(dir.path(), "b.yaml", &yaml).await;
+    // Each request really costs 0.071 USD (32 uncached + 10 cached prompt tokens, 17 out);
+    // it is estimated at about 0.13 (prompt bytes / 4 in, 50 max_tokens out).
+    let budget = 0.5;
+    let (status, created) = admin(
+        &a,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "spender", "team": "ml", "budget": {"usd": budget, "period": "day"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let bases = format!("{},{}", base(&a), base(&b));
+    let r = py(&["burst", &bases, &secret, "fast", "40", "8"]).await;
+    let ok = r["ok"].as_u64().unwrap();
+    assert!(r["refused"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["statuses"], json!([200, 429]), "{r}");
+    // The refusal is OpenAI-shaped, says why, and says what is left.
+    let refusal = &r["refusal"];
+    assert_eq!(refusal["body"]["type"], "rate_limit_error", "{refusal}");
+    assert_eq!(refusal["body"]["code"], "rate_limit_exceeded", "{refusal}");
+    let msg = refusal["body"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("budget exceeded") && msg.contains("spender"),
+        "{msg}"
+    );
+    assert!(refusal["remaining"].as_str().is_some(), "{refusal}");
+    // The usage every answer reported.
+    let u = &r["usage"];
+    let mut usage = [
+        u["input"].as_f64().unwrap(),
+        u["cached"].as_f64().unwrap(),
+        u["output"].as_f64().unwrap(),
+    ];
+    let mut ok = ok;
+    // Estimates of requests in flight may have refused some that the settled costs would
+    // have let through: top up one request at a time, alternating replicas, until refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = chat(gw, &secret).await;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        ok += 1;
+        let u = &body["usage"];
+        usage[0] += u["prompt_tokens"].as_f64().unwrap();
+        usage[1] += u["prompt_tokens_details"]["cached_tokens"]
+            .as_f64()
+            .unwrap();
+        usage[2] += u["completion_tokens"].as_f64().unwrap();
+        // Reconciliation runs when the response has been sent.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let f = |k: &str| match k {
+        "input" => usage[0],
+        "cached" => usage[1],
+        _ => usage[2],
+    };
+    let reported = cost(f("input"), f("cached"), f("output"));
+    // One request's estimate: under 200 prompt bytes (0.05) plus 50 output tokens (0.1).
+    let one_estimate = 0.15;
+    assert!(
+        reported <= budget + one_estimate,
+        "{ok} answered for {reported} USD against a {budget} budget"
+    );
+    // Refused only once the one shared budget was spent (two budgets would admit twice).
+    assert!(reported >= budget, "{ok} answered for {reported} USD");
+
+    // Reconciliation is asynchronous: give the last settles a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Spend per key on either replica: the usage the responses reported, exactly.
+    let (status, spend) = admin(&b, "GET", "/api/spend?key=spender", None).await;
+    assert_eq!(status, 200, "{spend}");
+    let t = &spend["total"];
+    assert_eq!(t["requests"].as_u64().unwrap(), ok, "{spend}");
+    assert_eq!(t["input_tokens"].as_f64().unwrap(), f("input"), "{spend}");
+    assert_eq!(
+        t["cache_read_tokens"].as_f64().unwrap(),
+        f("cached"),
+        "{spend}"
+    );
+    assert_eq!(t["output_tokens"].as_f64().unwrap(), f("output"), "{spend}");
+    let charged = t["cost_usd"].as_f64().unwrap();
+    assert!((charged - reported).abs() < 1e-6, "{charged} vs {reported}");
+    assert!(spend["by_model"]["mock-gpt"].is_object(), "{spend}");
+    assert!(spend["by_team"]["ml"].is_object(), "{spend}");
+    // The key's budget counter agrees.
+    let (_, key) = admin(
+        &a,
+        "GET",
+        &format!("/api/keys/{}", created["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let used = key["budget_used_usd"].as_f64().unwrap();
+    assert!((used - reported).abs() < 1e-6, "{used} vs {reported}");
+    // Anthropic callers get the refusal in their format too.
+    let r = py(&["chat", "anthropic", &base(&b), &secret, "smart"]).await;
+    assert_eq!(r["status"], 429, "{r}");
+    assert_eq!(r["body"]["type"], "error", "{r}");
+    assert_eq!(r["body"]["error"]["type"], "rate_limit_error", "{r}");
+    assert!(
+        r["body"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget exceeded"),
+        "{r}"
+    );
+    assert_eq!(r["remaining"], "0.000000", "{r}");
+    // A filter that matches nothing is empty; a bad date is refused.
+    let (_, none) = admin(&a, "GET", "/api/spend?key=nobody", None).await;
+    assert_eq!(none["total"]["requests"], 0);
+    let (status, _) = admin(&a, "GET", "/api/spend?from=yesterday", None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_with_the_memory_store_keeps_keys_spend_and_a_team_budget() {
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn(dir.path(), "a.yaml", &config("store: memory", mock)).await;
+    // A team budget shared by two keys of the team (and the config key of another team).
+    let (status, _) = admin(
+        &a,
+        "PUT",
+        "/api/teams/ml/budget",
+        Some(json!({"usd": 0.3, "period": "month", "soft_limit": 0.5})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut secrets = Vec::new();
+    for name in ["ml-1", "ml-2"] {
+        let (status, k) = admin(
+            &a,
+            "POST",
+            "/api/keys",
+            Some(json!({"name": name, "team": "ml"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{k}");
+        secrets.push(k["key"].as_str().unwrap().to_string());
+    }
+    let (status, dup) = admin(&a, "POST", "/api/keys", Some(json!({"name": "ml-1"}))).await;
+    assert_eq!(status, 409, "{dup}");
+    let mut answered = 0;
+    let mut refusal = None;
+    for i in 0..20 {
+        let r = py(&["chat", "openai", &base(&a), &secrets[i % 2], "fast"]).await;
+        match r["status"].as_u64() {
+            Some(200) => answered += 1,
+            Some(429) => {
+                refusal = Some(r);
+                break;
+            }
+            _ => panic!("{r}"),
+        }
+    }
+    // 0.071 a request: the fifth starts at 0.284 < 0.3, the sixth finds it spent.
+    assert_eq!(answered, 5);
+    let refusal = refusal.expect("the team budget runs out");
+    let msg = refusal["body"]["message"].as_str().unwrap();
+    assert!(msg.contains("team `ml`") && msg.contains("month"), "{msg}");
+    // The other team's config key is not held back by it.
+    assert_eq!(raw_chat(&a, "config-secret").await, 200);
+
+    let (_, teams) = admin(&a, "GET", "/api/teams", None).await;
+    let used = teams["teams"]["ml"]["budget_used_usd"].as_f64().unwrap();
+    assert!(
+        (used - 5.0 * cost(42.0, 10.0, 17.0)).abs() < 1e-6,
+        "{teams}"
+    );
+    let (_, spend) = admin(&a, "GET", "/api/spend?team=ml", None).await;
+    assert_eq!(spend["total"]["requests"], 5, "{spend}");
+    assert_eq!(spend["by_key"]["ml-1"]["requests"], 3, "{spend}");
+    assert_eq!(spend["by_key"]["ml-2"]["requests"], 2, "{spend}");
+    let (_, ops) = admin(&a, "GET", "/api/spend?key=from-config", None).await;
+    assert_eq!(ops["by_team"]["ops"]["requests"], 1, "{ops}");
+
+    // Metrics by key and team, and the soft-limit alert.
+    let text = client()
+        .get(format!("http://{}/metrics", a.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"switchboard_spend_requests_total{key="ml-1",team="ml",model="mock-gpt"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchboard_budget_soft_limit_reached{scope="team",name="ml"} 1"#),
+        "{text}"
+    );
+    // Removing the team budget lets the team through again.
+    let (status, _) = admin(&a, "DELETE", "/api/teams/ml/budget", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(raw_chat(&a, &secrets[0]).await, 200);
+}
+
+#[test]
+fn validate_warns_about_virtual_keys_that_can_have_no_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vk.yaml");
+    std::fs::write(
+        &path,
+        r#"admin: {bind: "0.0.0.0:15000"}
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: models
+        match: {path_prefix: /v1}
+        policies:
+          authn: {virtual_keys: true}
+        llm:
+          models:
+            - name: fast
+              providers: [{provider: openai, model: m, api_key: k, base_url: "http://127.0.0.1:9/v1"}]
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(switchboard_bin())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `virtual_keys: true` alone is a valid authn; what it cannot do is a warning.
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].routes[0].policies.authn.virtual_keys: warning: no virtual key can be created"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("listeners[0].routes[0].policies.authn.virtual_keys: warning: has no effect: keys are accepted, but this llm route has no `llm.prices`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nothing could authenticate"), "{stderr}");
+}
