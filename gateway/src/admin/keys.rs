@@ -56,14 +56,12 @@ fn key_error(e: &KeyError) -> Response {
     error(status, kind, &e.to_string())
 }
 
-fn input(body: &[u8]) -> Result<KeyInput, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("invalid key fields: {e}"),
-        )
-    })
+fn input(body: &[u8]) -> Result<KeyInput, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid key fields: {e}"))
+}
+
+fn bad_request(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
 /// A key as shown, with what its budget has used this period.
@@ -100,7 +98,7 @@ async fn create<S: AdminState>(State(ctx): State<Ctx<S>>, body: axum::body::Byte
     };
     let i = match input(&body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     match spend.keys().create(i).await {
         Ok((secret, r)) => {
@@ -134,7 +132,7 @@ async fn update<S: AdminState>(
     };
     let i = match input(&body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     match spend.keys().update(&id, i).await {
         Ok(r) => Json(shown(&spend, &r).await).into_response(),
@@ -219,21 +217,16 @@ async fn spend<S: AdminState>(
         / 86_400) as i64;
     let day = |name: &str, default: i64| match q.get(name) {
         None => Ok(default),
-        Some(s) => crate::spend::parse_day(s).ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("`{name}` must be a UTC date, YYYY-MM-DD"),
-            )
-        }),
+        Some(s) => crate::spend::parse_day(s)
+            .ok_or_else(|| format!("`{name}` must be a UTC date, YYYY-MM-DD")),
     };
     let to = match day("to", today) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     let from = match day("from", to - 29) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     if from > to || to - from >= 366 {
         return error(

@@ -32,7 +32,7 @@ pub struct AuthnPolicy {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_scopes: Vec<String>,
     /// Also accept the virtual keys managed at run time through the admin API (`/api/keys`),
-    /// kept in the sessions store ([`crate::keys`]). Off by default.
+    /// kept in the sessions store ([`crate::auth::virtual_keys`]). Off by default.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub virtual_keys: bool,
 }
