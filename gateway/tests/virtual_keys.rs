@@ -189,6 +189,19 @@ async fn a_key_created_on_one_replica_works_on_the_other_and_its_revocation_reac
     )
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
+    // A key's rate limit is one window for the fleet.
+    let (_, limited) = admin(
+        &b,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "limited", "rate_limit": {"requests": 2, "per": "1m"}})),
+    )
+    .await;
+    let limited = limited["key"].as_str().unwrap();
+    assert_eq!(raw_chat(&a, limited).await, 200);
+    assert_eq!(raw_chat(&b, limited).await, 200);
+    assert_eq!(raw_chat(&a, limited).await, 429);
+    assert_eq!(raw_chat(&b, limited).await, 429);
     // The config-file key keeps working beside it; unknown keys do not.
     assert_eq!(raw_chat(&a, "config-secret").await, 200);
     assert_eq!(raw_chat(&a, "sk-sb-0000").await, 401);
@@ -261,6 +274,9 @@ async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most
         "{msg}"
     );
     assert!(refusal["remaining"].as_str().is_some(), "{refusal}");
+    // A daily budget says when it resets: by the next UTC midnight.
+    let wait: u64 = refusal["retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&wait), "{refusal}");
     // The usage every answer reported.
     let u = &r["usage"];
     let mut usage = [
@@ -433,10 +449,45 @@ async fn one_replica_with_the_memory_store_keeps_keys_spend_and_a_team_budget() 
         text.contains(r#"switchboard_budget_soft_limit_reached{scope="team",name="ml"} 1"#),
         "{text}"
     );
+    assert!(
+        text.contains(
+            r#"switchboard_spend_usd_total{key="ml-2",team="ml",model="mock-gpt"} 0.142"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"switchboard_budget_used_ratio{scope="team",name="ml"}"#),
+        "{text}"
+    );
     // Removing the team budget lets the team through again.
     let (status, _) = admin(&a, "DELETE", "/api/teams/ml/budget", None).await;
     assert_eq!(status, 200);
-    assert_eq!(raw_chat(&a, &secrets[0]).await, 200);
+    // A streamed answer is charged what its final usage chunk reported.
+    let (_, before) = admin(&a, "GET", "/api/spend?key=ml-1", None).await;
+    let r = py(&["chat", "openai-stream", &base(&a), &secrets[0], "fast"]).await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r["text"].as_str().unwrap().contains("hi"), "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, after) = admin(&a, "GET", "/api/spend?key=ml-1", None).await;
+    let d = |k: &str| after["total"][k].as_f64().unwrap() - before["total"][k].as_f64().unwrap();
+    assert_eq!(d("requests"), 1.0, "{after}");
+    assert_eq!(
+        d("input_tokens"),
+        r["usage"]["input"].as_f64().unwrap(),
+        "{after}"
+    );
+    assert_eq!(
+        d("output_tokens"),
+        r["usage"]["output"].as_f64().unwrap(),
+        "{after}"
+    );
+    let u = &r["usage"];
+    let expected = cost(
+        u["input"].as_f64().unwrap(),
+        u["cached"].as_f64().unwrap(),
+        u["output"].as_f64().unwrap(),
+    );
+    assert!((d("cost_usd") - expected).abs() < 1e-9, "{after}");
 }
 
 #[test]

@@ -827,6 +827,7 @@ mod tests {
             serde_json::json!({"name": "x", "expires": "soon"}),
             serde_json::json!({"name": "x", "budget": {"usd": -1, "period": "day"}}),
             serde_json::json!({"name": "x", "rate_limit": {"requests": 0, "per": "1m"}}),
+            serde_json::json!({"name": "x", "metadata": {"blob": "x".repeat(17 * 1024)}}),
         ] {
             assert!(
                 matches!(

@@ -1,7 +1,7 @@
 """Drives the openai / anthropic Python SDKs with a virtual key at Switchboard LLM routes.
 
 Usage:
-  virtual_keys.py chat openai|anthropic BASE_URL KEY MODEL
+  virtual_keys.py chat openai|anthropic|openai-stream BASE_URL KEY MODEL
   virtual_keys.py burst BASE_URL[,BASE_URL...] KEY MODEL REQUESTS THREADS
 
 Prints one JSON object. `chat`: the status, the usage the response reported (or the error
@@ -27,6 +27,7 @@ def openai_chat(base, key, model):
             "status": e.status_code,
             "body": e.body,
             "remaining": e.response.headers.get("x-switchboard-budget-remaining"),
+            "retry_after": e.response.headers.get("retry-after"),
         }
     u = r.usage
     cached = (u.prompt_tokens_details.cached_tokens or 0) if u.prompt_tokens_details else 0
@@ -63,6 +64,32 @@ def anthropic_chat(base, key, model):
     }
 
 
+def openai_stream(base, key, model):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model=model,
+        max_tokens=50,
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, usage = "", None
+    for chunk in stream:
+        for ch in chunk.choices:
+            if ch.delta.content:
+                text += ch.delta.content
+        if chunk.usage:
+            usage = chunk.usage
+    cached = (usage.prompt_tokens_details.cached_tokens or 0) if usage.prompt_tokens_details else 0
+    return {
+        "status": 200,
+        "text": text,
+        "usage": {"input": usage.prompt_tokens, "cached": cached, "output": usage.completion_tokens},
+    }
+
+
 def burst(bases, key, model, n, threads):
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(lambda i: openai_chat(bases[i % len(bases)], key, model), range(n)))
@@ -85,7 +112,7 @@ def main():
     cmd = sys.argv[1]
     if cmd == "chat":
         fmt, base, key, model = sys.argv[2:6]
-        f = openai_chat if fmt == "openai" else anthropic_chat
+        f = {"openai": openai_chat, "anthropic": anthropic_chat, "openai-stream": openai_stream}[fmt]
         out = f(base, key, model)
     elif cmd == "burst":
         bases, key, model, n, threads = sys.argv[2:7]
