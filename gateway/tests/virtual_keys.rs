@@ -336,7 +336,16 @@ async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most
     assert_eq!(t["output_tokens"].as_f64().unwrap(), f("output"), "{spend}");
     let charged = t["cost_usd"].as_f64().unwrap();
     assert!((charged - reported).abs() < 1e-6, "{charged} vs {reported}");
-    assert!(spend["by_model"]["mock-gpt"].is_object(), "{spend}");
+    assert_eq!(
+        spend["by_model"]["mock-gpt"]["requests"].as_u64().unwrap(),
+        ok,
+        "{spend}"
+    );
+    assert_eq!(
+        spend["by_provider"]["openai"]["requests"].as_u64().unwrap(),
+        ok,
+        "{spend}"
+    );
     assert!(spend["by_team"]["ml"].is_object(), "{spend}");
     // The key's budget counter agrees.
     let (_, key) = admin(

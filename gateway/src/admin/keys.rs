@@ -7,7 +7,7 @@
 //!   removes one.
 //! - `GET /api/spend?key=&team=&model=&from=YYYY-MM-DD&to=YYYY-MM-DD`: spend totals over UTC
 //!   days (default: the last 30 days through today; at most 366 days), overall and by key,
-//!   team and model.
+//!   team, model and provider.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -253,10 +253,13 @@ async fn spend<S: AdminState>(
         }
     };
     let mut total = Totals::default();
-    let mut by: [BTreeMap<String, Totals>; 3] = Default::default();
+    let mut by: [BTreeMap<String, Totals>; 4] = Default::default();
     for (row, t) in &rows {
         total.add(t);
-        for (map, name) in by.iter_mut().zip([&row.key, &row.team, &row.model]) {
+        for (map, name) in by
+            .iter_mut()
+            .zip([&row.key, &row.team, &row.model, &row.provider])
+        {
             map.entry(name.clone()).or_default().add(t);
         }
     }
@@ -265,7 +268,7 @@ async fn spend<S: AdminState>(
             .map(|(k, t)| (k.clone(), t.json()))
             .collect::<serde_json::Map<_, _>>()
     };
-    let [by_key, by_team, by_model] = &by;
+    let [by_key, by_team, by_model, by_provider] = &by;
     Json(json!({
         "from": crate::spend::day_string(from),
         "to": crate::spend::day_string(to),
@@ -273,6 +276,7 @@ async fn spend<S: AdminState>(
         "by_key": shown(by_key),
         "by_team": shown(by_team),
         "by_model": shown(by_model),
+        "by_provider": shown(by_provider),
     }))
     .into_response()
 }
