@@ -370,6 +370,47 @@ async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most
         "{r}"
     );
     assert_eq!(r["remaining"], "0.000000", "{r}");
+    // A team budget set on A holds for a key of the team created on B, on both replicas; a
+    // `total` budget never resets, so its refusal carries no retry-after.
+    let (status, _) = admin(
+        &a,
+        "PUT",
+        "/api/teams/qa/budget",
+        Some(json!({"usd": 0.1, "period": "total"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, qa) = admin(
+        &b,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "qa-1", "team": "qa"})),
+    )
+    .await;
+    let qa = qa["key"].as_str().unwrap();
+    assert_eq!(chat(&a, qa).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        chat(&b, qa).await.0,
+        200,
+        "0.071 of 0.1 spent: not yet refused"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = py(&["chat", "openai", &base(&a), qa, "fast"]).await;
+    assert_eq!(r["status"], 429, "{r}");
+    let msg = r["body"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("team `qa`") && msg.contains("does not reset"),
+        "{msg}"
+    );
+    assert!(r["retry_after"].is_null(), "{r}");
+    let (_, teams) = admin(&b, "GET", "/api/teams", None).await;
+    let used = teams["teams"]["qa"]["budget_used_usd"].as_f64().unwrap();
+    assert!(
+        (used - 2.0 * cost(42.0, 10.0, 17.0)).abs() < 1e-6,
+        "{teams}"
+    );
+
     // A filter that matches nothing is empty; a bad date is refused.
     let (_, none) = admin(&a, "GET", "/api/spend?key=nobody", None).await;
     assert_eq!(none["total"]["requests"], 0);
