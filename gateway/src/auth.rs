@@ -75,7 +75,8 @@ pub struct Principal {
     pub allowed_prompts: Option<Arc<[String]>>,
     /// Resources (URIs, URI templates) the API key may use; see [`Principal::may_use_tool`].
     pub allowed_resources: Option<Arc<[String]>>,
-    /// The virtual key (run-time key, [`crate::keys`]) the caller used, with its budget.
+    /// What the caller's key budget is charged to: the virtual key ([`virtual_keys`]) used,
+    /// or a config key with a `budget`.
     pub virtual_key: Option<Arc<virtual_keys::VirtualKey>>,
 }
 

@@ -48,7 +48,9 @@ listeners:
         policies:
           authn:
             virtual_keys: true
-            api_keys: [{{name: from-config, team: ops, sha256: "{config_key}"}}]
+            api_keys:
+              - {{name: from-config, team: ops, sha256: "{config_key}"}}
+              - {{name: capped, sha256: "{capped_key}", budget: {{usd: 0.1, period: day}}}}
         llm:
           prices:
             mock-gpt: {{input: {i}, cache_read: {c}, output: {o}}}
@@ -60,6 +62,7 @@ listeners:
               providers: [{{provider: anthropic, model: mock-claude, api_key: k, base_url: "http://{mock}"}}]
 "#,
         config_key = switchboard_gateway::auth::api_key::hash_key(b"config-secret"),
+        capped_key = switchboard_gateway::auth::api_key::hash_key(b"capped-secret"),
         i = PRICE.0,
         c = PRICE.1,
         o = PRICE.2,
@@ -466,6 +469,20 @@ async fn one_replica_with_the_memory_store_keeps_keys_spend_and_a_team_budget() 
     assert!(msg.contains("team `ml`") && msg.contains("month"), "{msg}");
     // The other team's config key is not held back by it.
     assert_eq!(raw_chat(&a, "config-secret").await, 200);
+    // A config key's own budget: 0.071 of 0.1 spent admits one more, then it is spent.
+    assert_eq!(raw_chat(&a, "capped-secret").await, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(raw_chat(&a, "capped-secret").await, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = chat(&a, "capped-secret").await;
+    assert_eq!(status, 429);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("key `capped`"),
+        "{body}"
+    );
 
     let (_, teams) = admin(&a, "GET", "/api/teams", None).await;
     let used = teams["teams"]["ml"]["budget_used_usd"].as_f64().unwrap();
@@ -579,4 +596,42 @@ listeners:
         "{stderr}"
     );
     assert!(!stderr.contains("nothing could authenticate"), "{stderr}");
+}
+
+#[test]
+fn validate_refuses_a_config_key_budget_that_is_not_positive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("budget.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: models
+        match: {{path_prefix: /v1}}
+        policies:
+          authn:
+            api_keys: [{{name: k, sha256: "{}", budget: {{usd: 0, period: month}}}}]
+        llm:
+          models:
+            - name: fast
+              providers: [{{provider: openai, model: m, api_key: k, base_url: "http://127.0.0.1:9/v1"}}]
+"#,
+            switchboard_gateway::auth::api_key::hash_key(b"k")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(switchboard_bin())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("listeners[0].routes[0].policies.authn.api_keys[0].budget: `budget.usd` must be a positive number"),
+        "{stderr}"
+    );
 }

@@ -75,7 +75,13 @@ impl ApiKeys {
                         allowed_tools: k.tools.as_deref().map(Arc::from),
                         allowed_prompts: k.prompts.as_deref().map(Arc::from),
                         allowed_resources: k.resources.as_deref().map(Arc::from),
-                        virtual_key: None,
+                        // A budget is charged like a virtual key's, under the key's name.
+                        virtual_key: k.budget.as_ref().map(|b| {
+                            Arc::new(super::virtual_keys::VirtualKey {
+                                id: format!("config:{}", k.name).into(),
+                                budget: Some(b.clone()),
+                            })
+                        }),
                     },
                     expires: k
                         .expires
@@ -138,6 +144,7 @@ mod tests {
             prompts: None,
             resources: None,
             rate_limit: None,
+            budget: None,
         }
     }
 

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Principal, PrincipalKind, Refusal};
 use crate::config::KeyRateLimit;
+pub use crate::config::{Budget, Period};
 use crate::rate_limit::{LimitBy, Limiter, RateLimitPolicy};
 
 /// How long a replica trusts what it read about a key: the longest a revocation (or change)
@@ -138,52 +139,6 @@ mod double_option {
     {
         Option::<T>::deserialize(d).map(Some)
     }
-}
-
-/// A spend budget: `usd` per `period`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Budget {
-    /// The most the key (or team) may spend per period, in USD.
-    pub usd: f64,
-    /// `day` (UTC), `month` (UTC calendar month) or `total` (never resets).
-    pub period: Period,
-    /// Fraction of the budget (0 < f <= 1, default 0.8) at which
-    /// `switchboard_budget_soft_limit_reached` turns 1, for alerts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_limit: Option<f64>,
-}
-
-impl Budget {
-    /// Checks the values; the message names the field.
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.usd.is_finite() && self.usd > 0.0) {
-            return Err("`budget.usd` must be a positive number".into());
-        }
-        if let Some(s) = self.soft_limit
-            && !(s > 0.0 && s <= 1.0)
-        {
-            return Err("`budget.soft_limit` must be a fraction in (0, 1]".into());
-        }
-        Ok(())
-    }
-
-    /// The soft-limit fraction (default 0.8).
-    pub fn soft_fraction(&self) -> f64 {
-        self.soft_limit.unwrap_or(0.8)
-    }
-}
-
-/// A budget period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Period {
-    /// A UTC day.
-    Day,
-    /// A UTC calendar month.
-    Month,
-    /// For ever.
-    Total,
 }
 
 /// Why an admin call on keys failed.

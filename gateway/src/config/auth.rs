@@ -131,6 +131,57 @@ pub struct ApiKeyConfig {
     /// The key's own request rate limit; over it, requests get 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<KeyRateLimit>,
+    /// The key's spend budget on `llm` routes (counted by key name, shared by the fleet
+    /// through the sessions store); over it, requests get 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// A spend budget: `usd` per `period` (`api_keys[].budget`, and virtual keys' and teams'
+/// budgets set through the admin API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// The most the key (or team) may spend per period, in USD.
+    pub usd: f64,
+    /// `day` (UTC), `month` (UTC calendar month) or `total` (never resets).
+    pub period: Period,
+    /// Fraction of the budget (0 < f <= 1, default 0.8) at which
+    /// `switchboard_budget_soft_limit_reached` turns 1, for alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_limit: Option<f64>,
+}
+
+impl Budget {
+    /// Checks the values; the message names the field.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.usd.is_finite() && self.usd > 0.0) {
+            return Err("`budget.usd` must be a positive number".into());
+        }
+        if let Some(s) = self.soft_limit
+            && !(s > 0.0 && s <= 1.0)
+        {
+            return Err("`budget.soft_limit` must be a fraction in (0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// The soft-limit fraction (default 0.8).
+    pub fn soft_fraction(&self) -> f64 {
+        self.soft_limit.unwrap_or(0.8)
+    }
+}
+
+/// A budget period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// A UTC day.
+    Day,
+    /// A UTC calendar month.
+    Month,
+    /// For ever.
+    Total,
 }
 
 /// `policies.authn.api_keys[].rate_limit` — a token bucket of `requests` per `per`.
@@ -252,6 +303,11 @@ impl AuthnPolicy {
         let mut hashes = std::collections::HashMap::new();
         for (i, k) in self.api_keys.iter().enumerate() {
             let kp = format!("{p}.api_keys[{i}]");
+            if let Some(b) = &k.budget
+                && let Err(m) = b.check()
+            {
+                out.push((format!("{kp}.budget"), m));
+            }
             if k.name.is_empty() {
                 out.push((format!("{kp}.name"), "must not be empty".into()));
             } else if let Some(first) = names.insert(k.name.as_str(), i) {
