@@ -6,7 +6,8 @@
 //! Files: `auth` (the `admin.token` check and the 403 rule, in front of everything but the
 //! three probe endpoints), `ui` (the pages: plain HTML, CSS and JS embedded in the binary),
 //! `api` (what the pages read, and the playground, which forwards through the gateway's own
-//! routes), `metrics_text` (counters read back from the Prometheus text).
+//! routes), `metrics_text` (counters read back from the Prometheus text), `keys` (virtual
+//! keys, team budgets and spend: `/api/keys`, `/api/teams`, `/api/spend`).
 
 mod api;
 mod auth;

@@ -4,7 +4,8 @@
 //! A request's credential comes from `Authorization: Bearer …` or `x-api-key`. A bearer
 //! value shaped like a JWT is verified against the route's JWKS ([`jwt`], keys from
 //! [`jwks`]); anything else is looked up by SHA-256 among the configured API keys
-//! ([`api_key`]). Success yields a [`Principal`], from which the policy stage builds the
+//! ([`api_key`]), then, on routes with `virtual_keys: true`, among the keys created at run
+//! time ([`virtual_keys`]). Success yields a [`Principal`], from which the policy stage builds the
 //! request context the backends receive; failure becomes a 401 (or 403 for a missing scope, 429 for a
 //! key over its rate limit) whose `WWW-Authenticate` header follows RFC 6750 and, for MCP,
 //! points at the RFC 9728 metadata ([`crate::oauth_metadata`]). Nothing in the response says

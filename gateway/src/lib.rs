@@ -11,7 +11,9 @@
 //! preflight, forwarding, authentication in [`auth`] yielding an [`auth::Principal`],
 //! route-level authorization in [`authz`], the credential boundary, the rate limit in
 //! [`rate_limit`] (requests here, tokens through the context's meter), header
-//! changes), which yields the one [`switchboard_core::RequestContext`] → [`backend::Backend`]
+//! changes; on `llm` routes the context also carries the caller's [`spend`] meter, which
+//! prices each request and charges key and team budgets), which yields the one
+//! [`switchboard_core::RequestContext`] → [`backend::Backend`]
 //! with a [`context::RequestCx`] (the `http` reverse proxy in [`backend::http`], MCP
 //! federation from switchboard-mcp, LLM providers from switchboard-llm, the A2A proxy in
 //! [`a2a`]; JSON bodies read through [`json_body`]; upstream connections from [`upstream`])
@@ -37,7 +39,8 @@
 //! [`peer_listener`] serves. No two modules import each other
 //! (`scripts/modcycles.py`, run by `make lint`).
 //!
-//! Security lives in [`auth`] (JWT/JWKS, API keys, the principal, the credential boundary),
+//! Security lives in [`auth`] (JWT/JWKS, API keys and the virtual keys managed at run time
+//! through the admin API, the principal, the credential boundary),
 //! [`authz`] (CEL rules that backends also apply per tool and model through the context's
 //! access check), [`oauth_metadata`] (RFC 9728 documents for MCP clients) and [`json_body`]
 //! (JSON depth, JSON-RPC batch and size bounds for the backends that parse bodies).

@@ -2,7 +2,7 @@
 //! the budgets of virtual keys and teams enforced before a request is sent.
 //!
 //! The `llm` backend prices a request from `llm.prices` (input, output, cache-read and
-//! cache-write tokens, USD per million) and talks to the caller's [`Meter`] through
+//! cache-write tokens, USD per million) and talks to the caller's `Meter` through
 //! [`switchboard_core::SpendMeter`]: before the provider is called it reserves an estimate
 //! (prompt bytes / 4 at the input price plus the capped output allowance at the output price,
 //! at the dearest provider of the model's pool) against every budget that applies; when the
