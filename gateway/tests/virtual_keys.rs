@@ -239,7 +239,7 @@ async fn a_key_created_on_one_replica_works_on_the_other_and_its_revocation_reac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most_one_estimate() {
-    let Some(redis) = RedisServer::start_or_skip("virtual_key_budget_across_replicas") else {
+    let Some(mut redis) = RedisServer::start_or_skip("virtual_key_budget_across_replicas") else {
         return;
     };
     let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
@@ -419,6 +419,17 @@ async fn a_budget_spent_concurrently_through_two_replicas_is_exceeded_by_at_most
     assert_eq!(none["total"]["requests"], 0);
     let (status, _) = admin(&a, "GET", "/api/spend?from=yesterday", None).await;
     assert_eq!(status, 400);
+
+    // Redis goes away: budgets fail open (the config key's 0.1 budget would refuse the
+    // third request), and virtual keys no replica has cached are refused.
+    let (_, late) = admin(&a, "POST", "/api/keys", Some(json!({"name": "late"}))).await;
+    let late = late["key"].as_str().unwrap().to_string();
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..3 {
+        assert_eq!(raw_chat(&a, "capped-secret").await, 200);
+    }
+    assert_eq!(raw_chat(&b, &late).await, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
