@@ -60,6 +60,8 @@ listeners:
               providers: [{{provider: openai, model: mock-gpt, api_key: k, base_url: "http://{mock}/v1"}}]
             - name: smart
               providers: [{{provider: anthropic, model: mock-claude, api_key: k, base_url: "http://{mock}"}}]
+            - name: free
+              providers: [{{provider: openai, model: mock-unpriced, api_key: k, base_url: "http://{mock}/v1"}}]
 "#,
         config_key = switchboard_gateway::auth::api_key::hash_key(b"config-secret"),
         capped_key = switchboard_gateway::auth::api_key::hash_key(b"capped-secret"),
@@ -566,6 +568,15 @@ async fn one_replica_with_the_memory_store_keeps_keys_spend_and_a_team_budget() 
         u["output"].as_f64().unwrap(),
     );
     assert!((d("cost_usd") - expected).abs() < 1e-9, "{after}");
+    // A model without a price costs nothing; its tokens are still counted.
+    let r = py(&["chat", "openai", &base(&a), &secrets[1], "free"]).await;
+    assert_eq!(r["status"], 200, "{r}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, free) = admin(&a, "GET", "/api/spend?model=mock-unpriced", None).await;
+    assert_eq!(free["total"]["cost_usd"], 0.0, "{free}");
+    assert_eq!(free["total"]["requests"], 1, "{free}");
+    assert_eq!(free["total"]["input_tokens"], 42, "{free}");
+    assert_eq!(free["by_key"]["ml-2"]["output_tokens"], 17, "{free}");
 }
 
 #[test]
