@@ -30,8 +30,8 @@ mod bedrock;
 mod gemini;
 mod openai;
 
-use anthropic::*;
 pub use anthropic::mock_token_count;
+use anthropic::*;
 pub use bedrock::eventstream_frame;
 use bedrock::*;
 use gemini::*;

@@ -558,7 +558,13 @@ mod tests {
     #[tokio::test]
     async fn requests_per_window() {
         let (l, now) = clocked(policy(Some(2), None));
-        let k = l.key("r", &LimitCaller { subject: Some("alice"), ..Default::default() });
+        let k = l.key(
+            "r",
+            &LimitCaller {
+                subject: Some("alice"),
+                ..Default::default()
+            },
+        );
         assert!(l.check_request(&k).await.allowed);
         assert!(l.check_request(&k).await.allowed);
         now.fetch_add(15_000, Ordering::SeqCst);
@@ -571,9 +577,15 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-requests"], "2");
         // Another subject has its own budget.
         assert!(
-            l.check_request(&l.key("r", &LimitCaller { subject: Some("bob"), ..Default::default() }))
-                .await
-                .allowed
+            l.check_request(&l.key(
+                "r",
+                &LimitCaller {
+                    subject: Some("bob"),
+                    ..Default::default()
+                }
+            ))
+            .await
+            .allowed
         );
         // Next window.
         now.fetch_add(45_000, Ordering::SeqCst);
@@ -680,6 +692,9 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(long.starts_with("r:hdr:x-tenant:h:") && long.len() < 100, "{long}");
+        assert!(
+            long.starts_with("r:hdr:x-tenant:h:") && long.len() < 100,
+            "{long}"
+        );
     }
 }

@@ -108,12 +108,7 @@ listeners:
 }
 
 /// One real request of `kind` by `who`, with the extra headers; its status.
-async fn send(
-    f: &Fleet,
-    kind: Kind,
-    who: Caller<'_>,
-    headers: &[(&str, &str)],
-) -> StatusCode {
+async fn send(f: &Fleet, kind: Kind, who: Caller<'_>, headers: &[(&str, &str)]) -> StatusCode {
     let c = client();
     let mut rb = match kind {
         Kind::Http => c.get(format!("{}/echo", f.base)),
@@ -123,14 +118,16 @@ async fn send(
         Kind::Mcp => c
             .post(format!("{}/mcp", f.base))
             .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "limit-by", "version": "1"}}})),
-        Kind::A2a => c
-            .post(format!("{}/agents/echo", f.base))
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
+                "clientInfo": {"name": "limit-by", "version": "1"}}}),
+            ),
+        Kind::A2a => c.post(format!("{}/agents/echo", f.base)).json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
                 "message": {"kind": "message", "role": "user", "messageId": "m1",
-                            "parts": [{"kind": "text", "text": "hi"}]}}})),
+                            "parts": [{"kind": "text", "text": "hi"}]}}}),
+        ),
     };
     rb = match who {
         Caller::Anonymous => rb,

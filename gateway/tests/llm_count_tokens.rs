@@ -170,7 +170,8 @@ async fn openai_sdk_input_tokens_is_forwarded_to_openai_and_estimated_elsewhere(
     let (mock, state) = mock_llm::spawn().await.unwrap();
     let gw = count_gateway(mock).await;
     let base = base(&gw, "main").await;
-    let req = json!({"model": "gpt", "instructions": "Be brief.", "input": "How many tokens is this?"});
+    let req =
+        json!({"model": "gpt", "instructions": "Be brief.", "input": "How many tokens is this?"});
     let r = run_py(
         &py,
         &script(),

@@ -165,7 +165,10 @@ async fn a_team_goes_to_its_own_deployment_through_the_anthropic_sdk() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-switchboard-routed-to"], "ml-deployment");
     assert_eq!(resp.headers()["x-switchboard-token-count"], "provider");
-    assert_eq!(state.last_count_tokens().unwrap()["model"], "mock-ml-claude");
+    assert_eq!(
+        state.last_count_tokens().unwrap()["model"],
+        "mock-ml-claude"
+    );
 }
 
 #[tokio::test]

@@ -204,7 +204,11 @@ impl ResponseCache {
         let Value::Object(mut request) = request else {
             return None;
         };
-        if request.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        if request
+            .get("n")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > 1)
+        {
             return None;
         }
         for k in ["stream", "stream_options", "user", "metadata"] {
@@ -380,8 +384,8 @@ fn assemble_openai(chunks: &[Value]) -> Option<Value> {
                 .into_iter()
                 .flatten()
             {
-                let i = usize::try_from(tc.get("index").and_then(Value::as_u64).unwrap_or(0))
-                    .ok()?;
+                let i =
+                    usize::try_from(tc.get("index").and_then(Value::as_u64).unwrap_or(0)).ok()?;
                 while calls.len() <= i {
                     calls.push(Map::new());
                 }
@@ -545,7 +549,9 @@ fn replay_openai(body: &Value, include_usage: bool, out: &mut BytesMut) {
     sse_data(
         out,
         None,
-        &chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])),
+        &chunk(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        ),
     );
     if let Some(text) = message
         .and_then(|m| m.get("content"))
@@ -653,11 +659,7 @@ fn replay_anthropic(body: &Value, out: &mut BytesMut) {
                 "delta": {"stop_reason": body.get("stop_reason"), "stop_sequence": body.get("stop_sequence")},
                 "usage": {"output_tokens": output_tokens}}),
     );
-    sse_data(
-        out,
-        Some("message_stop"),
-        &json!({"type": "message_stop"}),
-    );
+    sse_data(out, Some("message_stop"), &json!({"type": "message_stop"}));
 }
 
 #[cfg(test)]
@@ -673,9 +675,11 @@ mod tests {
         s.put("c".into(), Bytes::from_static(b"1234"), ttl).await;
         assert_eq!(s.usage(), (2, 8));
         assert!(s.get("a").await.is_none(), "the oldest went first");
-        s.put("d".into(), Bytes::from_static(b"123456789"), ttl).await;
+        s.put("d".into(), Bytes::from_static(b"123456789"), ttl)
+            .await;
         assert_eq!(s.usage(), (1, 9));
-        s.put("big".into(), Bytes::from_static(b"12345678901"), ttl).await;
+        s.put("big".into(), Bytes::from_static(b"12345678901"), ttl)
+            .await;
         assert!(s.get("big").await.is_none(), "over max_bytes: not kept");
         assert!(s.get("d").await.is_some());
     }

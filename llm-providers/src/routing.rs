@@ -180,7 +180,11 @@ fn context(model: &str, f: &Facts<'_>) -> Context<'static, 'static> {
         .iter()
         .find_map(|k| f.body.get(*k).and_then(Value::as_u64))
         .unwrap_or(0);
-    let stream = f.body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = f
+        .body
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let format = match f.format {
         ApiFormat::Anthropic => "anthropic",
         _ => "openai",

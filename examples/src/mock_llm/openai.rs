@@ -287,7 +287,8 @@ pub(super) async fn responses_input_tokens(
             &json!({"error": {"type": "invalid_request_error", "message": "model is required", "param": "model", "code": null}}),
         );
     }
-    let counted = json!({"system": req["instructions"], "messages": req["input"], "tools": req["tools"]});
+    let counted =
+        json!({"system": req["instructions"], "messages": req["input"], "tools": req["tools"]});
     json_resp(
         StatusCode::OK,
         &json!({"object": "response.input_tokens", "input_tokens": super::mock_token_count(&counted)}),

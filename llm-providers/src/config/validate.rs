@@ -12,10 +12,7 @@ impl LlmConfig {
         let mut seen = std::collections::HashSet::new();
         let target = |issues: &mut Vec<(String, String)>, key: String, to: &str| {
             if !pools.contains(to) {
-                issues.push((
-                    key,
-                    format!("`{to}` is not one of this route's `models`"),
-                ));
+                issues.push((key, format!("`{to}` is not one of this route's `models`")));
             }
         };
         for (i, v) in self.virtual_models.iter().enumerate() {

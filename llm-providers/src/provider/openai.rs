@@ -4,9 +4,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use super::{Operation, Provider, base, post_json, secret_header};
-use crate::{Error, Result};
 use crate::config::{ProviderConfig, Secret};
 use crate::translate::stream::UpstreamFormat;
+use crate::{Error, Result};
 
 /// OpenAI-compatible provider.
 #[derive(Debug)]
