@@ -157,8 +157,11 @@ async fn send(f: &Fleet, kind: Kind, who: Caller<'_>, headers: &[(&str, &str)]) 
 const OK: StatusCode = StatusCode::OK;
 const LIMITED: StatusCode = StatusCode::TOO_MANY_REQUESTS;
 
-/// Runs `steps` (caller, extra headers, expected status) in order on each route kind.
-async fn check(f: &Fleet, steps: &[(Caller<'_>, &[(&str, &str)], StatusCode)]) {
+/// One step of a check: who sends, with which extra headers, and the status expected.
+type Step<'a> = (Caller<'a>, &'a [(&'a str, &'a str)], StatusCode);
+
+/// Runs `steps` in order on each route kind.
+async fn check(f: &Fleet, steps: &[Step<'_>]) {
     for kind in KINDS {
         for (i, (who, headers, want)) in steps.iter().enumerate() {
             let got = send(f, kind, *who, headers).await;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::{Value, json};
 use switchboard_examples::mock_llm::{self, mock_token_count};
-use switchboard_llm::backend::estimate_tokens;
+use switchboard_llm::estimate::estimate_tokens;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/llm_sdk.py")

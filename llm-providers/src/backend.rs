@@ -17,7 +17,6 @@ mod native;
 mod status;
 mod stream;
 
-pub use count::estimate_tokens;
 pub use status::{ModelStatus, ProviderStatus};
 
 use std::collections::HashMap;

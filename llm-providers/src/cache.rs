@@ -416,7 +416,7 @@ fn assemble_openai(chunks: &[Value]) -> Option<Value> {
                     "name": c.get("name"), "arguments": c.get("arguments").cloned().unwrap_or(json!(""))}})
             })
             .collect();
-        message["tool_calls"] = Value::Array(calls);
+        set(&mut message, "tool_calls", Value::Array(calls));
     }
     let mut out = json!({
         "id": first.get("id"),
@@ -426,7 +426,7 @@ fn assemble_openai(chunks: &[Value]) -> Option<Value> {
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
     });
     if let Some(u) = usage {
-        out["usage"] = u;
+        set(&mut out, "usage", u);
     }
     Some(out)
 }
@@ -587,7 +587,7 @@ fn replay_openai(body: &Value, include_usage: bool, out: &mut BytesMut) {
     );
     if include_usage && let Some(u) = body.get("usage") {
         let mut c = chunk(json!([]));
-        c["usage"] = u.clone();
+        set(&mut c, "usage", u.clone());
         sse_data(out, None, &c);
     }
     out.extend_from_slice(b"data: [DONE]\n\n");

@@ -10,15 +10,18 @@
 //! * `llm`: what the request asks for: `model` (the virtual name), `format` (`openai` or
 //!   `anthropic`), `prompt_chars` (characters of the text in `system`, `messages`,
 //!   `instructions` and `input`), `prompt_tokens` (the gateway's token estimate,
-//!   [`crate::backend::estimate_tokens`]), `tools` (tools or functions offered), `vision` (an
+//!   [`crate::estimate::estimate_tokens`]), `tools` (tools or functions offered), `vision` (an
 //!   image in the prompt), `stream`, `max_tokens` (0 when unset).
 //!
 //! A rule that errors (a missing header, a type mismatch) counts as false.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use cel::{Context, Env, Program};
+use cel::{Context, Program};
+
+use crate::rule::env;
+pub use crate::rule::{VARIABLES, compile_rule};
 use http::HeaderMap;
 use serde_json::{Value, json};
 use switchboard_core::RequestContext;
@@ -26,42 +29,8 @@ use switchboard_core::RequestContext;
 use crate::config::VirtualModelConfig;
 use crate::format::ApiFormat;
 
-/// Top-level variables a routing rule may use.
-pub const VARIABLES: &[&str] = &["request", "caller", "llm"];
-
 /// Headers never shown to rules: the client's credentials.
 const HIDDEN_HEADERS: [&str; 3] = ["authorization", "cookie", "x-api-key"];
-
-fn env() -> &'static Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| Arc::new(Env::stdlib()))
-}
-
-/// Compiles one rule; the error is a message for the user.
-pub fn compile_rule(src: &str) -> Result<Program, String> {
-    if src.trim().is_empty() {
-        return Err("empty rule".into());
-    }
-    let program = env().compile(src).map_err(|e| {
-        let msg = e.to_string();
-        format!(
-            "not a valid CEL expression: {}",
-            msg.split_whitespace().collect::<Vec<_>>().join(" ")
-        )
-    })?;
-    if let Some(bad) = program
-        .references()
-        .variables()
-        .into_iter()
-        .find(|v| !VARIABLES.contains(v))
-    {
-        return Err(format!(
-            "unknown variable `{bad}`; routing rules may use {}",
-            VARIABLES.join(", ")
-        ));
-    }
-    Ok(program)
-}
 
 struct Rule {
     when: Program,
@@ -205,7 +174,7 @@ fn context(model: &str, f: &Facts<'_>) -> Context<'static, 'static> {
                 "model": model,
                 "format": format,
                 "prompt_chars": features.prompt_chars,
-                "prompt_tokens": crate::backend::estimate_tokens(f.body),
+                "prompt_tokens": crate::estimate::estimate_tokens(f.body),
                 "tools": features.tools,
                 "vision": features.vision,
                 "stream": stream,
@@ -307,17 +276,5 @@ mod tests {
                 vision: false
             }
         );
-    }
-
-    #[test]
-    fn bad_rules_are_named() {
-        assert!(compile_rule("llm.tools &&").unwrap_err().contains("CEL"));
-        assert!(
-            compile_rule("jwt.sub == 'a'")
-                .unwrap_err()
-                .contains("unknown variable `jwt`")
-        );
-        assert!(compile_rule("").is_err());
-        assert!(compile_rule("llm.prompt_tokens > 10 && caller.team == 'ml'").is_ok());
     }
 }

@@ -27,7 +27,7 @@ impl LlmConfig {
             }
             target(&mut issues, format!("{vp}.default"), &v.default);
             for (j, r) in v.rules.iter().enumerate() {
-                if let Err(e) = crate::routing::compile_rule(&r.when) {
+                if let Err(e) = crate::rule::compile_rule(&r.when) {
                     issues.push((format!("{vp}.rules[{j}].when"), e));
                 }
                 target(&mut issues, format!("{vp}.rules[{j}].to"), &r.to);
