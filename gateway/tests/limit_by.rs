@@ -273,4 +273,28 @@ listeners:
     let all = format!("{stdout}{stderr}");
     assert!(all.contains("rate_limit.by"), "{all}");
     assert!(all.contains("not a valid header name"), "{all}");
+
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("header:bad name", "tenant"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(switchboard_bin())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("rate_limit.by"), "{all}");
+    assert!(
+        all.contains("expected route, subject, api_key, client, jwt.sub, team or header:NAME"),
+        "{all}"
+    );
 }

@@ -194,6 +194,26 @@ async fn a_key_and_a_header_pick_the_model() {
         "long"
     );
     assert_eq!(chat(&base, hello("hi"), &[]).await.1, "smart");
+    // OpenAI's token counting is routed too.
+    let resp = client()
+        .post(format!("{base}/v1/responses/input_tokens"))
+        .header("x-tier", "premium")
+        .json(&json!({"model": "auto", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchboard-routed-to"], "ml-deployment");
+    // ml-deployment is an Anthropic provider: it cannot count OpenAI-style, so the estimate.
+    assert_eq!(resp.headers()["x-switchboard-token-count"], "estimated");
+    // Embeddings take pool names only: `auto` is not one.
+    let resp = client()
+        .post(format!("{base}/v1/embeddings"))
+        .json(&json!({"model": "auto", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
     // Credentials are not visible to rules.
     drop(gw);
     let gw = routed(

@@ -695,6 +695,24 @@ mod tests {
         assert_eq!(s.usage(), (0, 0));
     }
 
+    #[tokio::test]
+    async fn answers_over_max_entry_bytes_are_not_kept() {
+        let store = MemoryStore::new(10, 1 << 20);
+        let cfg: CacheConfig = serde_json::from_value(json!({"max_entry_bytes": 200})).unwrap();
+        let cache = ResponseCache::new(&cfg, Arc::new(store.clone()));
+        let answer = |text: &str| Cached {
+            provider: "p".into(),
+            model: "m".into(),
+            body: json!({"text": text}),
+        };
+        cache.put("small".into(), &answer("short"));
+        cache.put("big".into(), &answer(&"x".repeat(300)));
+        tokio::task::yield_now().await;
+        assert!(cache.get("small").await.is_some());
+        assert!(cache.get("big").await.is_none());
+        assert_eq!(store.usage().0, 1);
+    }
+
     #[test]
     fn openai_answers_round_trip_through_sse() {
         let body = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
