@@ -401,16 +401,23 @@ impl LlmBackend {
         front: Front,
         ctx: &RequestContext,
     ) -> Result<Option<Arc<str>>> {
-        let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(body) else {
-            // Not an object: the endpoint's own parse reports it.
-            return Ok(None);
-        };
-        let Some(name) = parsed.get("model").and_then(Value::as_str) else {
+        /// Only the model: requests for pools are not parsed into a tree here.
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            model: Option<std::borrow::Cow<'a, str>>,
+        }
+        let named = serde_json::from_slice::<Named<'_>>(body).ok();
+        let Some(name) = named.as_ref().and_then(|n| n.model.as_deref()) else {
+            // Not an object with a model: the endpoint's own parse reports it.
             return Ok(None);
         };
         if !self.shared.routes.is_virtual(name) {
             return Ok(None);
         }
+        let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(body) else {
+            return Ok(None);
+        };
         check_access(ctx, name)?;
         let facts = crate::routing::Facts {
             headers,
