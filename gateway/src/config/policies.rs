@@ -23,7 +23,7 @@ pub struct Policies {
     /// Upstream timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsPolicy>,
-    /// Request and (on `llm` routes) token limits per interval, by route, subject or API key.
+    /// Request and (on `llm` routes) token limits per interval, per route or per caller (`by`).
     /// Local to each replica, or shared through Redis when `sessions.store` is `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitPolicy>,
