@@ -440,8 +440,15 @@ pub fn structural(v: &mut serde_json::Value) {
                 m.insert("x-kubernetes-preserve-unknown-fields".into(), true.into());
                 return;
             }
-            for (_, child) in m.iter_mut() {
-                structural(child);
+            for (key, child) in m.iter_mut() {
+                match child {
+                    // A map of property names to schemas: a property may be called `default`
+                    // (`llm.virtual_models[].default`); only the schemas in it are cleaned.
+                    serde_json::Value::Object(props) if key == "properties" => {
+                        props.values_mut().for_each(structural);
+                    }
+                    _ => structural(child),
+                }
             }
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(structural),

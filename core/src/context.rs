@@ -129,6 +129,8 @@ pub struct RequestContext {
     /// The request's server span, when tracing is on (`tracing:`); backends open their
     /// client spans under it and propagate it upstream. `None`: tracing off, nothing to do.
     pub trace: Option<crate::trace::Trace>,
+    /// The caller's team (an API key's `team`), if any: LLM routing rules (`caller.team`).
+    pub team: Option<Arc<str>>,
 }
 
 impl RequestContext {
@@ -150,6 +152,7 @@ impl fmt::Debug for RequestContext {
             .field("spend", &self.spend.is_some())
             .field("max_batch", &self.max_batch)
             .field("trace", &self.trace)
+            .field("team", &self.team)
             .finish()
     }
 }

@@ -7,6 +7,7 @@
 //! `not-json`), by an `x-mock-fail` header with the same words, or
 //! for every request via `POST /mock/mode {"mode": "500"}` (`ok` resets). `GET /mock/stats`
 //! reports the request count and the credentials the last request carried.
+//! `POST /v1/messages/count_tokens` answers as Anthropic does, with [`mock_token_count`].
 
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ mod bedrock;
 mod gemini;
 mod openai;
 
+pub use anthropic::mock_token_count;
 use anthropic::*;
 pub use bedrock::eventstream_frame;
 use bedrock::*;
@@ -116,6 +118,7 @@ struct Inner {
     last_auth: Mutex<Option<String>>,
     traceparents: Mutex<Vec<String>>,
     gate: Arc<tokio::sync::Semaphore>,
+    last_count_tokens: Mutex<Option<Value>>,
 }
 
 impl Default for Inner {
@@ -126,6 +129,7 @@ impl Default for Inner {
             last_auth: Mutex::default(),
             traceparents: Mutex::default(),
             gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            last_count_tokens: Mutex::default(),
         }
     }
 }
@@ -163,6 +167,15 @@ impl MockState {
         self.inner.traceparents.lock().unwrap().clone()
     }
 
+    /// The body of the last `POST /v1/messages/count_tokens` request.
+    pub fn last_count_tokens(&self) -> Option<Value> {
+        self.inner.last_count_tokens.lock().unwrap().clone()
+    }
+
+    fn count_tokens_seen(&self, body: &serde_json::Map<String, Value>) {
+        *self.inner.last_count_tokens.lock().unwrap() = Some(Value::Object(body.clone()));
+    }
+
     fn begin(&self, headers: &HeaderMap, model: &str) -> Mode {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
@@ -193,6 +206,7 @@ pub fn router(state: MockState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/responses", post(responses))
+        .route("/v1/responses/input_tokens", post(responses_input_tokens))
         .route(
             "/openai/deployments/{deployment}/chat/completions",
             post(azure_chat),
@@ -202,6 +216,7 @@ pub fn router(state: MockState) -> Router {
             post(azure_embeddings),
         )
         .route("/v1/messages", post(anthropic_messages))
+        .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
         .route("/v1beta/models/{action}", post(gemini))
         .route("/model/{model}/{action}", post(bedrock))
         .route("/mock/mode", post(set_mode))

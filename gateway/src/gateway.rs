@@ -422,6 +422,14 @@ impl Gateway {
                     None => switchboard_llm::LlmBackend::new(cfg, deps),
                 }
                 .map_err(|e| backend_err(e.to_string()))?;
+                if let (Some(link), Some(redis)) =
+                    (self.inner.sessions.redis_link(), &config.sessions.redis)
+                {
+                    built.use_cache_store(Arc::new(crate::llm_cache::RedisCacheStore::new(
+                        link.clone(),
+                        format!("{}llmcache:", redis.prefix),
+                    )));
+                }
                 next.llm.insert(key.clone(), built.clone());
                 Backend::Llm(built)
             } else if let Some(cfg) = &r.mcp {

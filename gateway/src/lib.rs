@@ -44,6 +44,7 @@
 //! [`authz`] (CEL rules that backends also apply per tool and model through the context's
 //! access check), [`oauth_metadata`] (RFC 9728 documents for MCP clients) and [`json_body`]
 //! (JSON depth, JSON-RPC batch and size bounds for the backends that parse bodies).
+//! [`llm_cache`] is the Redis store of the `llm` backends' response cache.
 
 // Nothing on the request path may panic on network data: unwraps, expects, indexing and
 // panics are refused outside tests; each remaining exception carries its reason.
@@ -84,6 +85,7 @@ pub mod guardrails;
 pub mod head;
 pub mod json_body;
 pub mod listener;
+pub mod llm_cache;
 pub mod metrics;
 pub mod oauth_metadata;
 pub mod otel;

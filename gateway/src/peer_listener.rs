@@ -139,6 +139,7 @@ async fn serve_hop(
         spend: None,
         max_batch: Some(rt.limits.json.max_batch),
         trace: None,
+        team: principal.as_ref().and_then(|p| p.team.clone()),
     };
     let max = usize::try_from(rt.limits.max_body_bytes).unwrap_or(usize::MAX);
     let mut req = req.map(|b| {

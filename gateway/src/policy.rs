@@ -43,7 +43,7 @@ use crate::auth::{Authenticator, Principal, Refusal, UpstreamCredentials};
 use crate::authz::{Authorizer, AuthzContext};
 use crate::config::{JsonLimits, Policies};
 use crate::error::RequestError;
-use crate::rate_limit::{Limiter, TokenBudget};
+use crate::rate_limit::{LimitCaller, Limiter, TokenBudget};
 
 pub use cors::Cors;
 pub use headers::CompiledHeaderOps;
@@ -219,6 +219,7 @@ impl RoutePolicies {
     ) -> Result<Admission, RequestError> {
         let mut forward = Some(forward);
         let mut principal: Option<Principal> = None;
+        let mut limit_key: Option<Arc<str>> = None;
         for phase in Phase::REQUEST {
             match phase {
                 Phase::Preflight => {
@@ -236,7 +237,12 @@ impl RoutePolicies {
                 Phase::Authn => principal = self.authenticate(&route, req).await?,
                 Phase::Authz => self.authorize(&route, req, principal.as_ref())?,
                 Phase::Credentials => self.upstream_credentials.apply(req.headers_mut()),
-                Phase::RateLimit => rate_limit(&route, principal.as_ref()).await?,
+                Phase::RateLimit => {
+                    limit_key = route
+                        .limiter
+                        .map(|l| l.key(route.name, &limit_caller(&route, principal.as_ref(), req)));
+                    rate_limit(&route, limit_key.as_deref()).await?;
+                }
                 Phase::RequestHeaders => self.request_headers.apply(req.headers_mut()),
             }
         }
@@ -254,13 +260,14 @@ impl RoutePolicies {
             principal: principal.as_ref().map(|p| p.subject.clone()),
             api_key: principal.as_ref().and_then(|p| p.api_key.clone()),
             access,
-            tokens: token_budget(&route, principal.as_ref()),
+            tokens: token_budget(&route, limit_key),
             spend: self
                 .spend
                 .as_ref()
                 .and_then(|s| s.meter(principal.as_ref())),
             max_batch: Some(route.json.max_batch),
             trace: None,
+            team: principal.as_ref().and_then(|p| p.team.clone()),
         }))
     }
 
@@ -327,37 +334,40 @@ impl RoutePolicies {
     }
 }
 
-/// The caller's token budget on this route (`policies.rate_limit.tokens`), for the backends
-/// that count tokens (`llm`) to reserve and settle through.
-fn token_budget(
+/// What the route's limit may be keyed by, of this request's caller
+/// (`policies.rate_limit.by`).
+fn limit_caller<'a, B>(
     route: &RouteFacts<'_>,
-    principal: Option<&Principal>,
-) -> Option<Arc<dyn switchboard_core::TokenMeter>> {
-    let limiter = route.limiter.filter(|l| l.policy().tokens.is_some())?;
-    let key = limiter.key(
-        route.name,
-        principal.map(|p| p.subject.as_ref()),
-        principal.and_then(|p| p.api_key.as_deref()),
-        Some(route.client_ip),
-    );
-    Some(Arc::new(TokenBudget::new(limiter.clone(), key)))
+    principal: Option<&'a Principal>,
+    req: &'a Request<B>,
+) -> LimitCaller<'a> {
+    let jwt = principal.filter(|p| p.kind == crate::auth::PrincipalKind::Jwt);
+    LimitCaller {
+        subject: principal.map(|p| p.subject.as_ref()),
+        api_key: principal.and_then(|p| p.api_key.as_deref()),
+        jwt_sub: jwt.map(|p| p.subject.as_ref()),
+        team: principal.and_then(|p| p.team.as_deref()),
+        client: Some(route.client_ip),
+        headers: Some(req.headers()),
+    }
 }
 
-/// [`Phase::RateLimit`]: one request off the caller's budget on this route.
-async fn rate_limit(
+/// The caller's token budget on this route (`policies.rate_limit.tokens`), for the backends
+/// that count tokens (`llm`) to reserve and settle through; `key` is the caller's budget key.
+fn token_budget(
     route: &RouteFacts<'_>,
-    principal: Option<&Principal>,
-) -> Result<(), RequestError> {
-    let Some(limiter) = route.limiter else {
+    key: Option<Arc<str>>,
+) -> Option<Arc<dyn switchboard_core::TokenMeter>> {
+    let limiter = route.limiter.filter(|l| l.policy().tokens.is_some())?;
+    Some(Arc::new(TokenBudget::new(limiter.clone(), key?)))
+}
+
+/// [`Phase::RateLimit`]: one request off the caller's budget (`key`) on this route.
+async fn rate_limit(route: &RouteFacts<'_>, key: Option<&str>) -> Result<(), RequestError> {
+    let (Some(limiter), Some(key)) = (route.limiter, key) else {
         return Ok(());
     };
-    let key = limiter.key(
-        route.name,
-        principal.map(|p| p.subject.as_ref()),
-        principal.and_then(|p| p.api_key.as_deref()),
-        Some(route.client_ip),
-    );
-    let d = limiter.check_request(&key).await;
+    let d = limiter.check_request(key).await;
     if d.allowed { Ok(()) } else { Err(d.error()) }
 }
 

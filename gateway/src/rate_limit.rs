@@ -96,6 +96,37 @@ impl Decision {
     }
 }
 
+/// What a limit may be keyed by, of one request's caller ([`Limiter::key`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LimitCaller<'a> {
+    /// The authenticated subject (JWT `sub` or API key name).
+    pub subject: Option<&'a str>,
+    /// The API key's name, for API-key callers.
+    pub api_key: Option<&'a str>,
+    /// The verified JWT's subject, for JWT callers.
+    pub jwt_sub: Option<&'a str>,
+    /// The caller's team.
+    pub team: Option<&'a str>,
+    /// The client's address.
+    pub client: Option<std::net::IpAddr>,
+    /// The request's headers (`by: header:NAME`).
+    pub headers: Option<&'a HeaderMap>,
+}
+
+/// A header value as a budget key part: `v:` and the value when it is short printable ASCII,
+/// else `h:` and its SHA-256 (so a key stays short and free of separators whatever is sent).
+fn header_bucket(value: &[u8]) -> String {
+    const MAX: usize = 128;
+    if value.len() <= MAX && value.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("v:{}", String::from_utf8_lossy(value))
+    } else {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(value);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("h:{hex}")
+    }
+}
+
 /// One caller's token budget on a route: the limiter and the caller's key in it. What the
 /// gateway hands an `llm` backend as [`switchboard_core::RequestContext::tokens`].
 #[derive(Debug, Clone)]
@@ -299,22 +330,26 @@ impl Limiter {
         &self.shared.policy
     }
 
-    /// The budget key for a request on `route` by `subject` with `api_key` from `client`.
-    pub fn key(
-        &self,
-        route: &str,
-        subject: Option<&str>,
-        api_key: Option<&str>,
-        client: Option<std::net::IpAddr>,
-    ) -> Arc<str> {
-        match self.shared.policy.by {
+    /// The budget key of `caller`'s request on `route`. Callers lacking what the policy is
+    /// keyed by (no subject, key, JWT, team or header) share one budget, `{route}:{kind}:-`.
+    pub fn key(&self, route: &str, caller: &LimitCaller<'_>) -> Arc<str> {
+        match &self.shared.policy.by {
             LimitBy::Route => format!("{route}:route").into(),
-            LimitBy::Subject => format!("{route}:sub:{}", subject.unwrap_or("-")).into(),
-            LimitBy::ApiKey => format!("{route}:key:{}", api_key.unwrap_or("-")).into(),
-            LimitBy::Client => match client {
+            LimitBy::Subject => format!("{route}:sub:{}", caller.subject.unwrap_or("-")).into(),
+            LimitBy::ApiKey => format!("{route}:key:{}", caller.api_key.unwrap_or("-")).into(),
+            LimitBy::Client => match caller.client {
                 Some(ip) => format!("{route}:ip:{ip}").into(),
                 None => format!("{route}:ip:-").into(),
             },
+            LimitBy::JwtSub => format!("{route}:jwt:{}", caller.jwt_sub.unwrap_or("-")).into(),
+            LimitBy::Team => format!("{route}:team:{}", caller.team.unwrap_or("-")).into(),
+            LimitBy::Header(name) => {
+                let value = caller
+                    .headers
+                    .and_then(|h| h.get(name.as_str()))
+                    .map(|v| header_bucket(v.as_bytes()));
+                format!("{route}:hdr:{name}:{}", value.as_deref().unwrap_or("-")).into()
+            }
         }
     }
 
@@ -523,7 +558,13 @@ mod tests {
     #[tokio::test]
     async fn requests_per_window() {
         let (l, now) = clocked(policy(Some(2), None));
-        let k = l.key("r", Some("alice"), None, None);
+        let k = l.key(
+            "r",
+            &LimitCaller {
+                subject: Some("alice"),
+                ..Default::default()
+            },
+        );
         assert!(l.check_request(&k).await.allowed);
         assert!(l.check_request(&k).await.allowed);
         now.fetch_add(15_000, Ordering::SeqCst);
@@ -536,9 +577,15 @@ mod tests {
         assert_eq!(h["x-ratelimit-limit-requests"], "2");
         // Another subject has its own budget.
         assert!(
-            l.check_request(&l.key("r", Some("bob"), None, None))
-                .await
-                .allowed
+            l.check_request(&l.key(
+                "r",
+                &LimitCaller {
+                    subject: Some("bob"),
+                    ..Default::default()
+                }
+            ))
+            .await
+            .allowed
         );
         // Next window.
         now.fetch_add(45_000, Ordering::SeqCst);
@@ -548,7 +595,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_charge_estimate_then_reconcile() {
         let (l, _now) = clocked(policy(None, Some(1000)));
-        let k = l.key("r", None, None, None);
+        let k = l.key("r", &LimitCaller::default());
         let (d, charge) = l.charge_tokens(&k, 800).await;
         assert!(d.allowed);
         assert_eq!(d.remaining, 200);
@@ -599,6 +646,55 @@ mod tests {
         assert!(
             serde_json::from_value::<RateLimitPolicy>(serde_json::json!({"per": "1m", "burst": 1}))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn every_by_spelling_parses_and_round_trips() {
+        for (yaml, by) in [
+            ("route", LimitBy::Route),
+            ("subject", LimitBy::Subject),
+            ("api_key", LimitBy::ApiKey),
+            ("client", LimitBy::Client),
+            ("jwt.sub", LimitBy::JwtSub),
+            ("team", LimitBy::Team),
+            ("header:X-Tenant", LimitBy::Header("x-tenant".into())),
+        ] {
+            let parsed: LimitBy = serde_json::from_value(serde_json::json!(yaml)).unwrap();
+            assert_eq!(parsed, by);
+            let back = serde_json::to_value(&parsed).unwrap();
+            assert_eq!(back, serde_json::json!(yaml.to_ascii_lowercase()));
+        }
+        for bad in ["apikey", "header:", "header:bad name", "jwt"] {
+            let e = serde_json::from_value::<LimitBy>(serde_json::json!(bad)).unwrap_err();
+            assert!(!e.to_string().is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_values_key_budgets_and_odd_values_are_hashed() {
+        let mut p = policy(Some(1), None);
+        p.by = LimitBy::Header("x-tenant".into());
+        let l = Limiter::local(p);
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant", HeaderValue::from_static("acme"));
+        let caller = LimitCaller {
+            headers: Some(&h),
+            ..Default::default()
+        };
+        assert_eq!(&*l.key("r", &caller), "r:hdr:x-tenant:v:acme");
+        assert_eq!(&*l.key("r", &LimitCaller::default()), "r:hdr:x-tenant:-");
+        h.insert("x-tenant", HeaderValue::from_bytes(&[b'a'; 300]).unwrap());
+        let long = l.key(
+            "r",
+            &LimitCaller {
+                headers: Some(&h),
+                ..Default::default()
+            },
+        );
+        assert!(
+            long.starts_with("r:hdr:x-tenant:h:") && long.len() < 100,
+            "{long}"
         );
     }
 }

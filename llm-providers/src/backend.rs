@@ -10,6 +10,8 @@
 //!
 //! `status` is a read-only view of the models and their pools' health (the admin UI's).
 
+mod cached;
+mod count;
 mod execute;
 mod native;
 mod status;
@@ -99,6 +101,10 @@ pub enum Front {
     Models,
     /// `POST …/responses`.
     Responses,
+    /// `POST …/messages/count_tokens` (Anthropic token counting).
+    CountTokens,
+    /// `POST …/responses/input_tokens` (OpenAI token counting).
+    InputTokens,
 }
 
 impl Front {
@@ -111,6 +117,8 @@ impl Front {
             ("/embeddings", Front::Embeddings),
             ("/models", Front::Models),
             ("/responses", Front::Responses),
+            ("/messages/count_tokens", Front::CountTokens),
+            ("/responses/input_tokens", Front::InputTokens),
         ]
         .into_iter()
         .find(|(suffix, _)| path.ends_with(suffix))
@@ -128,7 +136,7 @@ impl Front {
 
     /// The API format of the endpoint's errors and streams.
     pub fn format(self) -> ApiFormat {
-        if self == Front::Messages {
+        if matches!(self, Front::Messages | Front::CountTokens) {
             ApiFormat::Anthropic
         } else {
             ApiFormat::OpenAi
@@ -166,6 +174,14 @@ struct Shared {
     max_response_bytes: usize,
     /// `llm.max_event_bytes`.
     max_event_bytes: usize,
+    /// `llm.virtual_models`, compiled.
+    routes: crate::routing::Routes,
+    /// `llm.cache`.
+    cache_config: Option<crate::config::CacheConfig>,
+    /// The memory store of `llm.cache` (kept across reloads while the block is unchanged).
+    memory_cache: Option<crate::cache::MemoryStore>,
+    /// The response cache: set at build for a memory store, by the gateway for Redis.
+    cache: std::sync::OnceLock<crate::cache::ResponseCache>,
     deps: LlmDeps,
 }
 
@@ -240,6 +256,20 @@ impl LlmBackend {
                 },
             );
         }
+        let cache_config = config.cache.clone();
+        let memory_cache = cache_config
+            .as_ref()
+            .filter(|c| c.store == crate::config::CacheStoreKind::Memory)
+            .map(|c| {
+                previous
+                    .filter(|p| p.shared.cache_config.as_ref() == Some(c))
+                    .and_then(|p| p.shared.memory_cache.clone())
+                    .unwrap_or_else(|| crate::cache::MemoryStore::new(c.max_entries, c.max_bytes))
+            });
+        let cache = std::sync::OnceLock::new();
+        if let (Some(c), Some(m)) = (&cache_config, &memory_cache) {
+            let _ = cache.set(crate::cache::ResponseCache::new(c, Arc::new(m.clone())));
+        }
         Ok(LlmBackend {
             shared: Arc::new(Shared {
                 models,
@@ -253,6 +283,11 @@ impl LlmBackend {
                 attempt_timeout: config.timeouts.attempt,
                 max_response_bytes: config.max_response_bytes,
                 max_event_bytes: config.max_event_bytes,
+                routes: crate::routing::Routes::compile(&config.virtual_models)
+                    .map_err(Error::Config)?,
+                cache_config,
+                memory_cache,
+                cache,
                 deps,
             }),
         })
@@ -288,31 +323,109 @@ impl LlmBackend {
         let beta = req.headers().get("anthropic-beta").cloned();
         // The gateway has read the body already, bounded by `listeners[].limits.json`
         // (`max_message_bytes`, `max_depth`): this takes that one buffer without a copy.
+        // Routing rules see the headers; only kept when the route has any.
+        let headers = (!self.shared.routes.is_empty()).then(|| req.headers().clone());
         let body = axum::body::to_bytes(req.into_body(), usize::MAX)
             .await
             .map_err(|_| Error::BodyUnreadable)?;
-        match front {
+        let routed = match &headers {
+            Some(h) if front != Front::Embeddings && front != Front::Responses => {
+                self.route(&body, h, front, ctx)?
+            }
+            _ => None,
+        };
+        // A routed request was allowed its virtual name; its target is the route's choice.
+        let unrestricted;
+        let ctx = match &routed {
+            Some(_) => {
+                unrestricted = RequestContext {
+                    access: None,
+                    ..ctx.clone()
+                };
+                &unrestricted
+            }
+            None => ctx,
+        };
+        let resp = match front {
             // Once parsed, the raw body is dropped: it is not held through the provider call.
-            Front::ChatCompletions => match serde_json::from_slice(&body) {
-                Ok(r) => {
+            Front::ChatCompletions => match serde_json::from_slice::<o::ChatRequest>(&body) {
+                Ok(mut r) => {
                     let len = body.len();
                     drop(body);
+                    if let Some(to) = &routed {
+                        r.model = to.to_string();
+                    }
                     self.chat(ChatInput::OpenAi(r), len, None, ctx).await
                 }
                 Err(e) => Err(Error::invalid_body(&e).into()),
             },
-            Front::Messages => match serde_json::from_slice(&body) {
-                Ok(r) => {
+            Front::Messages => match serde_json::from_slice::<a::MessagesRequest>(&body) {
+                Ok(mut r) => {
                     let len = body.len();
                     drop(body);
+                    if let Some(to) = &routed {
+                        r.model = to.to_string();
+                    }
                     self.chat(ChatInput::Anthropic(r), len, beta, ctx).await
                 }
                 Err(e) => Err(Error::invalid_body(&e).into()),
             },
             Front::Embeddings => self.passthrough(Operation::Embeddings, body, ctx).await,
             Front::Responses => self.passthrough(Operation::Responses, body, ctx).await,
+            Front::CountTokens => {
+                self.count_tokens(Operation::CountTokens, body, routed.clone(), beta, ctx)
+                    .await
+            }
+            Front::InputTokens => {
+                self.count_tokens(Operation::InputTokens, body, routed.clone(), None, ctx)
+                    .await
+            }
             Front::Models => unreachable!("handled above"),
+        };
+        resp.map(|mut r| {
+            if let Some(to) = routed
+                && let Ok(v) = HeaderValue::from_str(&to)
+            {
+                r.headers_mut().insert("x-switchboard-routed-to", v);
+            }
+            r
+        })
+    }
+
+    /// The model a request for a virtual model (`llm.virtual_models`) goes to, after checking
+    /// the caller may use the virtual name; `None` for any other model name.
+    fn route(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        front: Front,
+        ctx: &RequestContext,
+    ) -> Result<Option<Arc<str>>> {
+        /// Only the model: requests for pools are not parsed into a tree here.
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            model: Option<std::borrow::Cow<'a, str>>,
         }
+        let named = serde_json::from_slice::<Named<'_>>(body).ok();
+        let Some(name) = named.as_ref().and_then(|n| n.model.as_deref()) else {
+            // Not an object with a model: the endpoint's own parse reports it.
+            return Ok(None);
+        };
+        if !self.shared.routes.is_virtual(name) {
+            return Ok(None);
+        }
+        let Ok(Value::Object(parsed)) = serde_json::from_slice::<Value>(body) else {
+            return Ok(None);
+        };
+        check_access(ctx, name)?;
+        let facts = crate::routing::Facts {
+            headers,
+            ctx,
+            body: &parsed,
+            format: front.format(),
+        };
+        Ok(self.shared.routes.resolve(name, &facts))
     }
 
     fn models(&self, headers: &HeaderMap, ctx: &RequestContext) -> http::Response<Body> {
@@ -320,6 +433,7 @@ impl LlmBackend {
             .shared
             .order
             .iter()
+            .chain(self.shared.routes.names())
             .filter(|n| ctx.allows(Item::Model(n)))
             .collect();
         // Anthropic SDKs send `anthropic-version`; answer them in their own list shape.
@@ -361,10 +475,14 @@ impl LlmBackend {
 }
 
 fn identity_headers(h: &mut HeaderMap, member: &Member) {
-    if let Ok(v) = HeaderValue::from_str(&member.name) {
+    identity_headers_of(h, &member.name, &member.model);
+}
+
+fn identity_headers_of(h: &mut HeaderMap, provider: &str, model: &str) {
+    if let Ok(v) = HeaderValue::from_str(provider) {
         h.insert("x-switchboard-provider", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&member.model) {
+    if let Ok(v) = HeaderValue::from_str(model) {
         h.insert("x-switchboard-model", v);
     }
 }
@@ -405,6 +523,14 @@ mod tests {
         assert_eq!(Front::from_path("/v1/embeddings/"), Some(Front::Embeddings));
         assert_eq!(Front::from_path("/v1/models"), Some(Front::Models));
         assert_eq!(Front::from_path("/v1/responses"), Some(Front::Responses));
+        assert_eq!(
+            Front::from_path("/v1/messages/count_tokens"),
+            Some(Front::CountTokens)
+        );
+        assert_eq!(
+            Front::from_path("/v1/responses/input_tokens"),
+            Some(Front::InputTokens)
+        );
         assert_eq!(Front::from_path("/v1/other"), None);
     }
 

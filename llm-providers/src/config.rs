@@ -64,6 +64,101 @@ pub struct LlmConfig {
         skip_serializing_if = "is_default_max_event_bytes"
     )]
     pub max_event_bytes: usize,
+    /// Model routing rules: names clients may send that the gateway resolves, per request, to
+    /// one of `models` by CEL conditions on the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_models: Vec<VirtualModelConfig>,
+    /// Response caching of chat requests (off without this block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
+}
+
+/// `llm.cache`: answers to identical chat requests served from a cache.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long an answer is kept (default `5m`).
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
+    /// `memory` (this replica; default) or `redis` (the sessions store's Redis, shared by the
+    /// fleet; needs `sessions.store: redis`).
+    #[serde(default)]
+    pub store: CacheStoreKind,
+    /// Most answers kept in memory (default 1000).
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: usize,
+    /// Most bytes of answers kept in memory (default 64 MiB).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: usize,
+    /// Largest answer kept (default 1 MiB); larger ones are not cached.
+    #[serde(default = "default_cache_entry_bytes")]
+    pub max_entry_bytes: usize,
+    /// One cache for every caller of the route (default `false`: each API key, else each
+    /// authenticated subject, else anonymous callers together, has its own).
+    #[serde(default)]
+    pub share_across_keys: bool,
+}
+
+/// Where `llm.cache` keeps answers.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStoreKind {
+    /// In this process.
+    #[default]
+    Memory,
+    /// In the sessions store's Redis.
+    Redis,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_cache_entries() -> usize {
+    1000
+}
+
+fn default_cache_bytes() -> usize {
+    64 << 20
+}
+
+fn default_cache_entry_bytes() -> usize {
+    1 << 20
+}
+
+/// One virtual model: a name clients send, resolved per request by the first rule whose
+/// `when` is true, else `default`.
+///
+/// ```yaml
+/// virtual_models:
+///   - name: auto
+///     rules:
+///       - {when: 'llm.prompt_tokens > 100000', to: long-context}
+///       - {when: 'caller.team == "ml"', to: ml-deployment}
+///     default: smart
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualModelConfig {
+    /// The model name clients send; must not be one of `models`.
+    pub name: String,
+    /// Tried in order; the first whose `when` is true picks the model.
+    #[serde(default)]
+    pub rules: Vec<RoutingRule>,
+    /// The model (one of `models`) when no rule matches.
+    pub default: String,
+}
+
+/// One routing rule of a virtual model.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    /// A CEL expression over `request`, `caller` and `llm`; a rule that errors (e.g. a missing
+    /// header) counts as false.
+    pub when: String,
+    /// The model (one of `models`) it routes to.
+    pub to: String,
 }
 
 fn default_estimate_cap() -> u32 {

@@ -28,12 +28,16 @@
 //! Modules:
 //!
 //! * [`backend`]: the `llm` route backend: HTTP front, execution engine, streaming hand-off;
+//! * [`cache`]: response caching (`cache`): keys, stores, streamed answers assembled and replayed;
 //! * [`config`]: the `llm:` block (schema, validation rules, secrets);
 //! * [`error`]: the crate's error and its causes;
+//! * [`estimate`]: the gateway's own token estimates (counting, routing rules);
 //! * [`format`](mod@format): wire types of the APIs spoken and called;
 //! * [`translate`]: requests, responses, streams and stream errors between formats;
 //! * [`provider`]: one module per upstream API;
 //! * [`pool`]: attempt order, retries, failover, outlier ejection;
+//! * [`routing`]: model routing rules (`virtual_models`), CEL conditions on the request;
+//! * [`rule`]: the CEL dialect of routing rules (compiled for validation and routing);
 //! * [`sse`], [`eventstream`]: the stream framings read from providers;
 //! * [`metrics`]: `gen_ai` metrics and cost.
 //!
@@ -61,13 +65,17 @@
 )]
 
 pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod error;
+pub mod estimate;
 pub mod eventstream;
 pub mod format;
 pub mod metrics;
 pub mod pool;
 pub mod provider;
+pub mod routing;
+pub mod rule;
 /// The SSE parser and writers live in core, shared with the MCP and A2A backends.
 pub use switchboard_core::sse;
 pub mod translate;

@@ -28,6 +28,10 @@ pub enum Operation {
     Embeddings,
     /// OpenAI Responses API (pass-through).
     Responses,
+    /// Anthropic's token counting, `POST /v1/messages/count_tokens` (Anthropic only).
+    CountTokens,
+    /// OpenAI's token counting, `POST /v1/responses/input_tokens` (OpenAI only).
+    InputTokens,
 }
 
 /// An upstream provider.

@@ -119,3 +119,82 @@ pub(super) async fn anthropic_messages(
     );
     sse_resp(scripted_body(parts, mode, Some(err), &state))
 }
+
+/// The fields Anthropic's `POST /v1/messages/count_tokens` accepts; any other is a 400, as there.
+const COUNT_TOKENS_FIELDS: [&str; 7] = [
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+];
+
+/// The mock's token count for a `count_tokens` body: the UTF-8 bytes of every string in
+/// `system`, `messages` and `tools`, divided by three and rounded up, plus 7. Deliberately not
+/// the gateway's estimator, so a test can tell a forwarded count from an estimated one.
+pub fn mock_token_count(req: &Value) -> u64 {
+    fn bytes(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.len() as u64,
+            Value::Array(a) => a.iter().map(bytes).sum(),
+            Value::Object(o) => o.values().map(bytes).sum(),
+            _ => 0,
+        }
+    }
+    let total: u64 = ["system", "messages", "tools"]
+        .iter()
+        .map(|k| req.get(*k).map_or(0, bytes))
+        .sum();
+    total.div_ceil(3) + 7
+}
+
+/// `POST /v1/messages/count_tokens`, as Anthropic answers it: `x-api-key` and
+/// `anthropic-version` required, `model` and `messages` required, unknown fields refused,
+/// `{"input_tokens": N}` back.
+pub(super) async fn anthropic_count_tokens(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let invalid = |m: String| {
+        json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"type": "error", "error": {"type": "invalid_request_error", "message": m}}),
+        )
+    };
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&body) else {
+        return invalid("invalid JSON".into());
+    };
+    let model = req.get("model").and_then(Value::as_str).unwrap_or("");
+    state.count_tokens_seen(&req);
+    if let Err(r) = preflight(Api::Anthropic, state.begin(&headers, model)).await {
+        return r;
+    }
+    if !headers.contains_key("x-api-key") {
+        return json_resp(
+            StatusCode::UNAUTHORIZED,
+            &json!({"type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"}}),
+        );
+    }
+    if !headers.contains_key("anthropic-version") {
+        return invalid("anthropic-version: header is required".into());
+    }
+    if model.is_empty() {
+        return invalid("model: Field required".into());
+    }
+    if !req.get("messages").is_some_and(Value::is_array) {
+        return invalid("messages: Field required".into());
+    }
+    if let Some(extra) = req
+        .keys()
+        .find(|k| !COUNT_TOKENS_FIELDS.contains(&k.as_str()))
+    {
+        return invalid(format!("{extra}: Extra inputs are not permitted"));
+    }
+    json_resp(
+        StatusCode::OK,
+        &json!({"input_tokens": mock_token_count(&Value::Object(req))}),
+    )
+}

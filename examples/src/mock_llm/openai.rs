@@ -267,3 +267,30 @@ pub(super) async fn responses(
     ));
     sse_resp(scripted_body(parts, Mode::Ok, None, &state))
 }
+
+/// `POST /v1/responses/input_tokens`, as OpenAI answers it: bearer credential and `model`
+/// required, `{"object": "response.input_tokens", "input_tokens": N}` back, N counted over
+/// `instructions`, `input` and `tools` the way [`super::mock_token_count`] counts.
+pub(super) async fn responses_input_tokens(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = req["model"].as_str().unwrap_or("").to_string();
+    if let Err(r) = preflight(Api::OpenAi, state.begin(&headers, &model)).await {
+        return r;
+    }
+    if model.is_empty() {
+        return json_resp(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": {"type": "invalid_request_error", "message": "model is required", "param": "model", "code": null}}),
+        );
+    }
+    let counted =
+        json!({"system": req["instructions"], "messages": req["input"], "tools": req["tools"]});
+    json_resp(
+        StatusCode::OK,
+        &json!({"object": "response.input_tokens", "input_tokens": super::mock_token_count(&counted)}),
+    )
+}

@@ -23,7 +23,7 @@ pub struct Policies {
     /// Upstream timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsPolicy>,
-    /// Request and (on `llm` routes) token limits per interval, by route, subject or API key.
+    /// Request and (on `llm` routes) token limits per interval, per route or per caller (`by`).
     /// Local to each replica, or shared through Redis when `sessions.store` is `redis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitPolicy>,
@@ -170,9 +170,9 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
-/// What a rate limit is keyed by.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// What a rate limit is keyed by. In YAML a string: `route`, `subject`, `api_key`, `client`,
+/// `jwt.sub`, `team` or `header:NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LimitBy {
     /// One budget for the whole route.
     #[default]
@@ -184,6 +184,82 @@ pub enum LimitBy {
     /// One budget per client address: the peer (or the PROXY protocol source), or the
     /// address trusted proxies forwarded (`listeners[].trusted_proxies`).
     Client,
+    /// One budget per JWT `sub` (callers without a verified JWT share one).
+    JwtSub,
+    /// One budget per team (`authn.api_keys[].team`; callers without a team share one).
+    Team,
+    /// One budget per value of a request header, lower-case name (callers without the header
+    /// share one).
+    Header(String),
+}
+
+impl LimitBy {
+    /// The YAML spelling.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            LimitBy::Route => "route".into(),
+            LimitBy::Subject => "subject".into(),
+            LimitBy::ApiKey => "api_key".into(),
+            LimitBy::Client => "client".into(),
+            LimitBy::JwtSub => "jwt.sub".into(),
+            LimitBy::Team => "team".into(),
+            LimitBy::Header(name) => format!("header:{name}").into(),
+        }
+    }
+}
+
+impl std::str::FromStr for LimitBy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "route" => LimitBy::Route,
+            "subject" => LimitBy::Subject,
+            "api_key" => LimitBy::ApiKey,
+            "client" => LimitBy::Client,
+            "jwt.sub" => LimitBy::JwtSub,
+            "team" => LimitBy::Team,
+            _ => match s.strip_prefix("header:") {
+                Some(name) if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                    LimitBy::Header(name.to_ascii_lowercase())
+                }
+                Some(name) => return Err(format!("`{name}` is not a valid header name")),
+                None => {
+                    return Err(format!(
+                        "unknown `{s}`: expected route, subject, api_key, client, jwt.sub, \
+                         team or header:NAME"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl Serialize for LimitBy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitBy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for LimitBy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LimitBy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "What a rate limit is keyed by: route, subject, api_key, client, jwt.sub, team or header:NAME.",
+            "type": "string",
+            "pattern": "^(route|subject|api_key|client|jwt\\.sub|team|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"
+        })
+    }
 }
 
 impl RateLimitPolicy {

@@ -32,6 +32,7 @@ pub(super) fn validate(config: &Config, base_dir: &std::path::Path) -> Issues {
     }
 
     out.extend(config.sessions.validate("sessions"));
+    validate_llm_cache_stores(config, &mut out);
 
     let al = &config.access_log;
     if al.to.trim().is_empty() {
@@ -763,4 +764,25 @@ fn validate_tracing(t: &TracingConfig) -> Issues {
         }
     }
     out
+}
+
+/// `llm.cache.store: redis` uses the sessions store's Redis: it needs `sessions.store: redis`.
+fn validate_llm_cache_stores(config: &Config, out: &mut Issues) {
+    if config.sessions.redis.is_some() {
+        return;
+    }
+    for (i, l) in config.listeners.iter().enumerate() {
+        for (j, r) in l.routes.iter().enumerate() {
+            if r.llm
+                .as_ref()
+                .and_then(|l| l.cache.as_ref())
+                .is_some_and(|c| c.store == switchboard_llm::config::CacheStoreKind::Redis)
+            {
+                out.push((
+                    format!("listeners[{i}].routes[{j}].llm.cache.store"),
+                    "`redis` needs `sessions.store: redis` (the cache uses its Redis)".into(),
+                ));
+            }
+        }
+    }
 }

@@ -154,6 +154,30 @@ impl LlmBackend {
         };
         check_access(ctx, model_name)?;
         let model = self.model(model_name)?;
+        // `llm.cache`: a hit is answered here, without a provider call or a token reservation.
+        let cached = match self.cache() {
+            Some(cache) => {
+                let request = match &input {
+                    ChatInput::OpenAi(r) => serde_json::to_value(r),
+                    ChatInput::Anthropic(r) => serde_json::to_value(r),
+                };
+                match request.ok().and_then(|r| cache.key(ctx, format, r)) {
+                    Some(key) => {
+                        if let Some(hit) = cache.get(&key).await {
+                            return Ok(super::cached::hit_response(
+                                hit,
+                                format,
+                                stream,
+                                include_usage,
+                            ));
+                        }
+                        Some((cache.clone(), key))
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
         // Roughly four bytes per token for the prompt, plus the (capped) output allowance.
         let estimate = body_len as u64 / 4
             + cap
@@ -292,13 +316,40 @@ impl LlmBackend {
                     }
                 };
                 done.finish(usage);
-                Ok(json_response(StatusCode::OK, out, Some(member)))
+                let keep = cached.and_then(|(cache, key)| {
+                    let body = serde_json::from_slice(&out).ok()?;
+                    cache.put(
+                        key,
+                        &crate::cache::Cached {
+                            provider: member.name.to_string(),
+                            model: member.model.to_string(),
+                            body,
+                        },
+                    );
+                    Some(())
+                });
+                let mut resp = json_response(StatusCode::OK, out, Some(member));
+                if keep.is_some() || self.cache().is_some() {
+                    super::cached::mark(&mut resp, "miss");
+                }
+                Ok(resp)
             }
             Answer::Stream { first, rest } => {
                 let translator =
                     StreamTranslator::new(format, native, include_usage, &member.model, unix_now())
                         .with_max_event(self.shared.max_event_bytes, &member.name);
-                Ok(stream_response(translator, first, rest, done, member))
+                let resp = stream_response(translator, first, rest, done, member);
+                Ok(match cached {
+                    Some((cache, key)) => super::cached::tee_stream(
+                        resp,
+                        cache,
+                        key,
+                        format,
+                        member.name.to_string(),
+                        member.model.to_string(),
+                    ),
+                    None => resp,
+                })
             }
         }
     }
@@ -311,9 +362,21 @@ impl LlmBackend {
         body: Bytes,
         ctx: &RequestContext,
     ) -> switchboard_core::Result<http::Response<Body>> {
-        let mut v: serde_json::Map<String, Value> =
+        let v: serde_json::Map<String, Value> =
             serde_json::from_slice(&body).map_err(|e| Error::invalid_body(&e))?;
         drop(body);
+        self.passthrough_json(op, v, None, ctx).await
+    }
+
+    /// [`LlmBackend::passthrough`] of a body parsed already; `beta` is the caller's
+    /// `anthropic-beta`, passed on to Anthropic providers.
+    pub(super) async fn passthrough_json(
+        &self,
+        op: Operation,
+        mut v: serde_json::Map<String, Value>,
+        beta: Option<HeaderValue>,
+        ctx: &RequestContext,
+    ) -> switchboard_core::Result<http::Response<Body>> {
         let name = v
             .get("model")
             .and_then(Value::as_str)
@@ -324,10 +387,11 @@ impl LlmBackend {
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
         let start = Instant::now();
-        let op_name = if op == Operation::Embeddings {
-            "embeddings"
-        } else {
-            "responses"
+        let op_name = match op {
+            Operation::Embeddings => "embeddings",
+            Operation::CountTokens => "count_tokens",
+            Operation::InputTokens => "input_tokens",
+            Operation::Chat | Operation::Responses => "responses",
         };
         let mut tries = 0u32;
         let outcome = model
@@ -341,6 +405,9 @@ impl LlmBackend {
                     .map(|t| attempt_span(t, op_name, &model.name, member, tries));
                 v.insert("model".into(), Value::String(member.model.to_string()));
                 let body = serde_json::to_vec(&v).map(Bytes::from);
+                let beta = beta
+                    .clone()
+                    .filter(|_| member.kind == ProviderKind::Anthropic);
                 async move {
                     if !member.provider.supports(op) {
                         // Not this provider's job: move on without judging its health.
@@ -360,7 +427,10 @@ impl LlmBackend {
                         return AttemptResult::Err(Error::BadRequest("invalid body".into()));
                     };
                     let r = match member.provider.request(client, op, body, stream) {
-                        Ok(rb) => {
+                        Ok(mut rb) => {
+                            if let Some(beta) = beta {
+                                rb = rb.header("anthropic-beta", beta);
+                            }
                             attempt(rb, stream, max_response, &member.name, span.as_ref()).await
                         }
                         Err(e) => AttemptResult::Err(e),

@@ -3,6 +3,39 @@
 use super::*;
 
 impl LlmConfig {
+    /// `virtual_models`: unique names beside `models`, targets among `models`, rules that
+    /// compile.
+    fn validate_virtual_models(&self, path: &str) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        let pools: std::collections::HashSet<&str> =
+            self.models.iter().map(|m| m.name.as_str()).collect();
+        let mut seen = std::collections::HashSet::new();
+        let target = |issues: &mut Vec<(String, String)>, key: String, to: &str| {
+            if !pools.contains(to) {
+                issues.push((key, format!("`{to}` is not one of this route's `models`")));
+            }
+        };
+        for (i, v) in self.virtual_models.iter().enumerate() {
+            let vp = format!("{path}.virtual_models[{i}]");
+            if v.name.is_empty() {
+                issues.push((format!("{vp}.name"), "must not be empty".into()));
+            } else if pools.contains(v.name.as_str()) || !seen.insert(v.name.as_str()) {
+                issues.push((
+                    format!("{vp}.name"),
+                    format!("duplicate model name `{}`", v.name),
+                ));
+            }
+            target(&mut issues, format!("{vp}.default"), &v.default);
+            for (j, r) in v.rules.iter().enumerate() {
+                if let Err(e) = crate::rule::compile_rule(&r.when) {
+                    issues.push((format!("{vp}.rules[{j}].when"), e));
+                }
+                target(&mut issues, format!("{vp}.rules[{j}].to"), &r.to);
+            }
+        }
+        issues
+    }
+
     /// Semantic checks; each issue is `(key_path, message)` below `path` (e.g.
     /// `listeners[0].routes[1].llm`).
     pub fn validate(&self, path: &str) -> Vec<(String, String)> {
@@ -46,6 +79,21 @@ impl LlmConfig {
             }
             for (j, p) in m.providers.iter().enumerate() {
                 issues.extend(p.validate(&format!("{mp}.providers[{j}]")));
+            }
+        }
+        issues.extend(self.validate_virtual_models(path));
+        if let Some(c) = &self.cache {
+            for (key, v) in [
+                ("max_entries", c.max_entries),
+                ("max_bytes", c.max_bytes),
+                ("max_entry_bytes", c.max_entry_bytes),
+            ] {
+                if v == 0 {
+                    issues.push((format!("{path}.cache.{key}"), "must be at least 1".into()));
+                }
+            }
+            if c.ttl < Duration::from_secs(1) {
+                issues.push((format!("{path}.cache.ttl"), "must be at least 1s".into()));
             }
         }
         if self.retry.attempts == 0 {

@@ -35,6 +35,10 @@ impl Provider for Anthropic {
         UpstreamFormat::Anthropic
     }
 
+    fn supports(&self, op: Operation) -> bool {
+        matches!(op, Operation::Chat | Operation::CountTokens)
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
@@ -42,14 +46,18 @@ impl Provider for Anthropic {
         body: Bytes,
         stream: bool,
     ) -> Result<reqwest::RequestBuilder> {
-        if op != Operation::Chat {
-            return Err(Error::BadRequest(
-                "this model does not support this endpoint".into(),
-            ));
-        }
+        let path = match op {
+            Operation::Chat => "/v1/messages",
+            Operation::CountTokens => "/v1/messages/count_tokens",
+            _ => {
+                return Err(Error::BadRequest(
+                    "this model does not support this endpoint".into(),
+                ));
+            }
+        };
         let mut rb = post_json(
             client,
-            &format!("{}/v1/messages", self.base),
+            &format!("{}{path}", self.base),
             &self.headers,
             body,
             stream,

@@ -45,8 +45,11 @@ impl Provider for AzureOpenAi {
         UpstreamFormat::OpenAi
     }
 
-    fn supports(&self, _op: Operation) -> bool {
-        true
+    fn supports(&self, op: Operation) -> bool {
+        matches!(
+            op,
+            Operation::Chat | Operation::Embeddings | Operation::Responses
+        )
     }
 
     fn request(
@@ -69,6 +72,11 @@ impl Provider for AzureOpenAi {
             }
             // The Responses API lives on the v1 surface and takes the deployment as `model`.
             Operation::Responses => format!("{}/openai/v1/responses", self.base),
+            Operation::CountTokens | Operation::InputTokens => {
+                return Err(crate::Error::BadRequest(
+                    "this model does not support this endpoint".into(),
+                ));
+            }
         };
         let mut rb = post_json(client, &url, &self.headers, body, stream);
         if let Some(k) = &self.key {

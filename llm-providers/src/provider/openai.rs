@@ -4,9 +4,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use super::{Operation, Provider, base, post_json, secret_header};
-use crate::Result;
 use crate::config::{ProviderConfig, Secret};
 use crate::translate::stream::UpstreamFormat;
+use crate::{Error, Result};
 
 /// OpenAI-compatible provider.
 #[derive(Debug)]
@@ -32,8 +32,8 @@ impl Provider for OpenAi {
         UpstreamFormat::OpenAi
     }
 
-    fn supports(&self, _op: Operation) -> bool {
-        true
+    fn supports(&self, op: Operation) -> bool {
+        op != Operation::CountTokens
     }
 
     fn request(
@@ -47,6 +47,12 @@ impl Provider for OpenAi {
             Operation::Chat => "/chat/completions",
             Operation::Embeddings => "/embeddings",
             Operation::Responses => "/responses",
+            Operation::InputTokens => "/responses/input_tokens",
+            Operation::CountTokens => {
+                return Err(Error::BadRequest(
+                    "this model does not support this endpoint".into(),
+                ));
+            }
         };
         let mut rb = post_json(
             client,
