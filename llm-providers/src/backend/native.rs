@@ -78,12 +78,13 @@ pub(super) fn translate_body(
             return Ok((Bytes::from(serde_json::to_vec(&chat)?), usage));
         }
         UpstreamFormat::OpenAi => {
-            let r: o::ChatResponse = serde_json::from_slice(bytes).map_err(proto)?;
             if format == ApiFormat::OpenAi {
-                let usage = r.usage.as_ref().map(o::Usage::normalize);
-                return Ok((bytes.clone(), usage));
+                // Passed on as it came: read only its shape and usage (a tree of every field,
+                // with `flatten` buffering, was most of this function's cost).
+                let r: PassedReply<'_> = serde_json::from_slice(bytes).map_err(proto)?;
+                return Ok((bytes.clone(), r.usage.map(|u| u.normalize())));
             }
-            r
+            serde_json::from_slice(bytes).map_err(proto)?
         }
         UpstreamFormat::Gemini => {
             let r: gemini::GenerateContentResponse =
@@ -111,4 +112,60 @@ pub(super) fn translate_body(
         }
     };
     Ok((Bytes::from(out), usage))
+}
+
+/// An OpenAI chat completion passed on to an OpenAI caller unchanged: checked for the shape
+/// [`o::ChatResponse`] requires (an `id` string, `choices` whose `message` has a `role`
+/// string), its usage read, the rest skipped without building anything.
+#[derive(serde::Deserialize)]
+struct PassedReply<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    id: std::borrow::Cow<'a, str>,
+    #[allow(dead_code, reason = "read for the shape check only")]
+    choices: Vec<PassedChoice<'a>>,
+    #[serde(default)]
+    usage: Option<PassedUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedChoice<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    message: PassedMessage<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedMessage<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    role: std::borrow::Cow<'a, str>,
+}
+
+/// The fields of [`o::Usage`] that [`o::Usage::normalize`] reads.
+#[derive(serde::Deserialize)]
+struct PassedUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PassedDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl PassedUsage {
+    fn normalize(self) -> Usage {
+        Usage {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+            cache_read: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write: 0,
+        }
+    }
 }
