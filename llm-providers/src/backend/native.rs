@@ -169,3 +169,63 @@ impl PassedUsage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openai_reply_to_an_openai_caller_passes_as_it_came_with_its_usage() {
+        let reply = Bytes::from_static(
+            br#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x":{"y":[1,2]}},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}},"service_tier":"default"}"#,
+        );
+        let (out, usage) =
+            translate_body(ApiFormat::OpenAi, UpstreamFormat::OpenAi, &reply, "m").unwrap();
+        assert_eq!(out, reply);
+        let full: o::ChatResponse = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(usage, full.usage.as_ref().map(o::Usage::normalize));
+        assert_eq!(usage.unwrap().cache_read, 2);
+        // No usage at all, or `null`: none.
+        for r in [
+            &br#"{"id":"c","choices":[]}"#[..],
+            br#"{"id":"c","choices":[],"usage":null}"#,
+        ] {
+            let (_, u) = translate_body(
+                ApiFormat::OpenAi,
+                UpstreamFormat::OpenAi,
+                &Bytes::from_static(r),
+                "m",
+            )
+            .unwrap();
+            assert_eq!(u, None);
+        }
+    }
+
+    #[test]
+    fn a_reply_of_another_shape_is_refused_as_the_full_parse_refused_it() {
+        for bad in [
+            &b"<html>bad gateway</html>"[..],
+            br#"{"choices":[]}"#,
+            br#"{"id":"c"}"#,
+            br#"{"id":"c","choices":[{"message":{"content":"no role"}}]}"#,
+            br#"{"id":1,"choices":[]}"#,
+        ] {
+            assert!(
+                serde_json::from_slice::<o::ChatResponse>(bad).is_err(),
+                "the full parse accepts {}",
+                String::from_utf8_lossy(bad)
+            );
+            let r = translate_body(
+                ApiFormat::OpenAi,
+                UpstreamFormat::OpenAi,
+                &Bytes::from_static(bad),
+                "m",
+            );
+            assert!(
+                matches!(r, Err(Error::Protocol(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
