@@ -49,7 +49,7 @@ impl Provider for Anthropic {
         }
         let mut rb = post_json(
             client,
-            &format!("{}/v1/messages", self.base),
+            format!("{}/v1/messages", self.base),
             &self.headers,
             body,
             stream,
