@@ -208,6 +208,7 @@ def fmt_delta(v):
 
 
 SHARED = "switchboard, one shared runtime"
+BASELINE = "switchboard, baseline binary"
 
 
 def cpu_cell(runs):
@@ -309,7 +310,7 @@ def scenario_http(args, procs, bins, tmp):
     if args.baseline:
         # Another build of the gateway (e.g. the commit before a change), same config.
         base, bport, _, _ = start_gateway(procs, bins, tmp, route, "http-baseline", binary=args.baseline)
-        targets["switchboard, baseline binary"], pids["switchboard, baseline binary"] = bport, base.pid
+        targets[BASELINE], pids[BASELINE] = bport, base.pid
     if args.tracing:
         # Every request traced (sampling 1) and exported over OTLP/HTTP to a port nobody
         # listens on: the cost of building, propagating and queueing spans.
@@ -374,6 +375,14 @@ def scenario_access_log(args, procs, bins, tmp):
                                              extra={"access_log": {"to": str(sb_file), "format": "text"}})
     targets = {"direct": (up, None), "switchboard, access log off": (off_port, off.pid),
                "switchboard, access log to a file": (on_port, on.pid)}
+    b_off = base_on = None
+    if args.baseline:
+        b_off, b_off_port, _, _ = start_gateway(procs, bins, tmp, route, "al-base-off", binary=args.baseline)
+        base_file = tmp / "baseline-access.log"
+        base_on, b_on_port, _, _ = start_gateway(procs, bins, tmp, route, "al-base-on", binary=args.baseline,
+                                                 extra={"access_log": {"to": str(base_file), "format": "text"}})
+        targets[f"{BASELINE}, access log off"] = (b_off_port, b_off.pid)
+        targets[f"{BASELINE}, access log to a file"] = (b_on_port, base_on.pid)
     ng_file = tmp / "nginx-access.log"
     ng_off, ng_off_port = start_nginx(procs, tmp, up, "off", "nginx-al-off")
     ng_on, ng_on_port = start_nginx(procs, tmp, up, f"{ng_file} combined", "nginx-al-on")
@@ -392,6 +401,8 @@ def scenario_access_log(args, procs, bins, tmp):
     written = {sb_on: count_lines(sb_file), "nginx, access log to a file": count_lines(ng_file)}
     dropped = metric_value(on_admin, "switchboard_access_log_dropped_total")
     pairs = {sb_on: "switchboard, access log off", "nginx, access log to a file": "nginx, access log off"}
+    if base_on is not None:
+        pairs[f"{BASELINE}, access log to a file"] = f"{BASELINE}, access log off"
     d = rounds["direct"]
     rows = []
     for name in targets:
@@ -414,7 +425,7 @@ def scenario_access_log(args, procs, bins, tmp):
     table("Access log on and off, HTTP 1 KiB body (wrk)", ["target", "added p50 @1 conn", "req/s @32 conns", "of direct",
           "log on / log off (req/s)", "proxy CPU / switches per req @32", "lines written"], rows)
     RESULTS["access_log"] = {"rounds": rounds, "served": served, "written": written, "dropped": dropped}
-    for p in (off, on, ng_off, ng_on):
+    for p in (off, on, ng_off, ng_on, b_off, base_on):
         if p is not None:
             procs.stop(p)
 
@@ -524,6 +535,9 @@ def scenario_llm(args, procs, bins, tmp):
     if args.compare_runtime:
         old, oport, _, _ = start_gateway(procs, bins, tmp, [llm_route(mock)], "llm-shared", env={"SWITCHBOARD_WORKERS": "0"})
         peers[SHARED], pids[SHARED] = oport, old.pid
+    if args.baseline:
+        base, bport, _, _ = start_gateway(procs, bins, tmp, [llm_route(mock)], "llm-baseline", binary=args.baseline)
+        peers[BASELINE], pids[BASELINE] = bport, base.pid
     if nport:
         peers["nginx"], pids["nginx"] = nport, nginx.pid
     if args.litellm:
@@ -851,7 +865,7 @@ def main():
     ap.add_argument("--routes", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
-    ap.add_argument("--baseline", help="http scenario: also this switchboard binary (before/after a change)")
+    ap.add_argument("--baseline", help="http, accesslog and llm scenarios: also this switchboard binary (before/after a change)")
     ap.add_argument("--tracing", action="store_true",
                     help="http scenario: also a gateway with tracing on (sampling 1, and sampling 0)")
     ap.add_argument("--json", help="write raw results here")

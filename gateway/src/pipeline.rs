@@ -182,8 +182,26 @@ impl Conn {
             }
             _ => None,
         };
+        // The common case's counter handle, resolved once per route (see `Route::ok_requests`).
+        let counted = match route {
+            Some(r) if parts.status == StatusCode::OK => Some(
+                r.ok_requests
+                    .get_or_init(|| {
+                        self.deps.metrics.requests.get_or_create_owned(
+                            &crate::metrics::RequestLabels {
+                                listener: rt.name.clone(),
+                                route: r.name.clone(),
+                                status: StatusCode::OK.as_u16(),
+                            },
+                        )
+                    })
+                    .clone(),
+            ),
+            _ => None,
+        };
         let completion = Completion {
             requests: self.deps.metrics.requests.clone(),
+            counted,
             listener: rt.name.clone(),
             route: route.map(|r| r.name.clone()).unwrap_or_else(|| NONE.into()),
             duration: route.map(|r| r.request_duration.clone()),

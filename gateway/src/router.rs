@@ -39,6 +39,10 @@ pub struct Route {
     pub upstream_duration: Histogram,
     /// Open streams gauge of this route.
     pub open_streams: Gauge,
+    /// This route's `requests_total{status="200"}`, looked up by the first such response
+    /// (not before: the series appears when it counts) and then reused, so most requests
+    /// count without hashing their labels into the family.
+    pub ok_requests: std::sync::OnceLock<prometheus_client::metrics::counter::Counter>,
 }
 
 impl Route {
@@ -63,6 +67,7 @@ impl Route {
             request_duration: metrics.request_duration.get_or_create_owned(&labels),
             upstream_duration: metrics.upstream_duration.get_or_create_owned(&labels),
             open_streams: metrics.open_streams.get_or_create_owned(&labels),
+            ok_requests: std::sync::OnceLock::new(),
             labels,
             upstream: backend.upstream_label().into(),
             prefix: matcher_prefix,

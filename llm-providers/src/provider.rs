@@ -117,7 +117,7 @@ pub(crate) fn secret_header(v: &str) -> Result<HeaderValue> {
 /// Common request shape: POST JSON with the extra headers.
 pub(crate) fn post_json(
     client: &reqwest::Client,
-    url: &str,
+    url: impl reqwest::IntoUrl,
     headers: &HeaderMap,
     body: Bytes,
     stream: bool,

@@ -78,12 +78,13 @@ pub(super) fn translate_body(
             return Ok((Bytes::from(serde_json::to_vec(&chat)?), usage));
         }
         UpstreamFormat::OpenAi => {
-            let r: o::ChatResponse = serde_json::from_slice(bytes).map_err(proto)?;
             if format == ApiFormat::OpenAi {
-                let usage = r.usage.as_ref().map(o::Usage::normalize);
-                return Ok((bytes.clone(), usage));
+                // Passed on as it came: read only its shape and usage (a tree of every field,
+                // with `flatten` buffering, was most of this function's cost).
+                let r: PassedReply<'_> = serde_json::from_slice(bytes).map_err(proto)?;
+                return Ok((bytes.clone(), r.usage.map(|u| u.normalize())));
             }
-            r
+            serde_json::from_slice(bytes).map_err(proto)?
         }
         UpstreamFormat::Gemini => {
             let r: gemini::GenerateContentResponse =
@@ -111,4 +112,120 @@ pub(super) fn translate_body(
         }
     };
     Ok((Bytes::from(out), usage))
+}
+
+/// An OpenAI chat completion passed on to an OpenAI caller unchanged: checked for the shape
+/// [`o::ChatResponse`] requires (an `id` string, `choices` whose `message` has a `role`
+/// string), its usage read, the rest skipped without building anything.
+#[derive(serde::Deserialize)]
+struct PassedReply<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    id: std::borrow::Cow<'a, str>,
+    #[allow(dead_code, reason = "read for the shape check only")]
+    choices: Vec<PassedChoice<'a>>,
+    #[serde(default)]
+    usage: Option<PassedUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedChoice<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    message: PassedMessage<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedMessage<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "read for the shape check only")]
+    role: std::borrow::Cow<'a, str>,
+}
+
+/// The fields of [`o::Usage`] that [`o::Usage::normalize`] reads.
+#[derive(serde::Deserialize)]
+struct PassedUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PassedDetails>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl PassedUsage {
+    fn normalize(self) -> Usage {
+        Usage {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+            cache_read: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cache_write: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openai_reply_to_an_openai_caller_passes_as_it_came_with_its_usage() {
+        let reply = Bytes::from_static(
+            br#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi","x":{"y":[1,2]}},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":2},"completion_tokens_details":{"reasoning_tokens":1}},"service_tier":"default"}"#,
+        );
+        let (out, usage) =
+            translate_body(ApiFormat::OpenAi, UpstreamFormat::OpenAi, &reply, "m").unwrap();
+        assert_eq!(out, reply);
+        let full: o::ChatResponse = serde_json::from_slice(&reply).unwrap();
+        assert_eq!(usage, full.usage.as_ref().map(o::Usage::normalize));
+        assert_eq!(usage.unwrap().cache_read, 2);
+        // No usage at all, or `null`: none.
+        for r in [
+            &br#"{"id":"c","choices":[]}"#[..],
+            br#"{"id":"c","choices":[],"usage":null}"#,
+        ] {
+            let (_, u) = translate_body(
+                ApiFormat::OpenAi,
+                UpstreamFormat::OpenAi,
+                &Bytes::from_static(r),
+                "m",
+            )
+            .unwrap();
+            assert_eq!(u, None);
+        }
+    }
+
+    #[test]
+    fn a_reply_of_another_shape_is_refused_as_the_full_parse_refused_it() {
+        for bad in [
+            &b"<html>bad gateway</html>"[..],
+            br#"{"choices":[]}"#,
+            br#"{"id":"c"}"#,
+            br#"{"id":"c","choices":[{"message":{"content":"no role"}}]}"#,
+            br#"{"id":1,"choices":[]}"#,
+        ] {
+            assert!(
+                serde_json::from_slice::<o::ChatResponse>(bad).is_err(),
+                "the full parse accepts {}",
+                String::from_utf8_lossy(bad)
+            );
+            let r = translate_body(
+                ApiFormat::OpenAi,
+                UpstreamFormat::OpenAi,
+                &Bytes::from_static(bad),
+                "m",
+            );
+            assert!(
+                matches!(r, Err(Error::Protocol(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

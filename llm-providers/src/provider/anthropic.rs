@@ -57,7 +57,7 @@ impl Provider for Anthropic {
         };
         let mut rb = post_json(
             client,
-            &format!("{}{path}", self.base),
+            format!("{}{path}", self.base),
             &self.headers,
             body,
             stream,

@@ -14,16 +14,48 @@ pub struct OpenAi {
     base: String,
     key: Option<Secret>,
     headers: HeaderMap,
+    /// The URL of each operation and the `Authorization` value, made once here instead of
+    /// parsed and formatted for every request (`None` when they do not parse: then each
+    /// request does, and fails as it did).
+    urls: Option<[reqwest::Url; 4]>,
+    authorization: Option<http::HeaderValue>,
 }
 
 impl OpenAi {
     /// From config (`base_url` defaults to `https://api.openai.com/v1`).
     pub fn new(cfg: &ProviderConfig, headers: HeaderMap) -> Self {
+        let base = base(cfg, "https://api.openai.com/v1");
+        let key = cfg.resolve_api_key();
+        let url = |op| reqwest::Url::parse(&format!("{base}{}", path(op))).ok();
+        let urls = match (
+            url(Operation::Chat),
+            url(Operation::Embeddings),
+            url(Operation::Responses),
+            url(Operation::InputTokens),
+        ) {
+            (Some(c), Some(e), Some(r), Some(i)) => Some([c, e, r, i]),
+            _ => None,
+        };
+        let authorization = key
+            .as_ref()
+            .and_then(|k| secret_header(&format!("Bearer {}", k.expose())).ok());
         OpenAi {
-            base: base(cfg, "https://api.openai.com/v1"),
-            key: cfg.resolve_api_key(),
+            base,
+            key,
             headers,
+            urls,
+            authorization,
         }
+    }
+}
+
+/// The path of an operation OpenAI has; `CountTokens` is Anthropic's alone.
+fn path(op: Operation) -> &'static str {
+    match op {
+        Operation::Chat => "/chat/completions",
+        Operation::Embeddings => "/embeddings",
+        Operation::Responses => "/responses",
+        Operation::InputTokens | Operation::CountTokens => "/responses/input_tokens",
     }
 }
 
@@ -43,29 +75,38 @@ impl Provider for OpenAi {
         body: Bytes,
         stream: bool,
     ) -> Result<reqwest::RequestBuilder> {
-        let path = match op {
-            Operation::Chat => "/chat/completions",
-            Operation::Embeddings => "/embeddings",
-            Operation::Responses => "/responses",
-            Operation::InputTokens => "/responses/input_tokens",
-            Operation::CountTokens => {
-                return Err(Error::BadRequest(
-                    "this model does not support this endpoint".into(),
-                ));
+        if op == Operation::CountTokens {
+            return Err(Error::BadRequest(
+                "this model does not support this endpoint".into(),
+            ));
+        }
+        let mut rb = match &self.urls {
+            Some(urls) => {
+                let url = match op {
+                    Operation::Chat => &urls[0],
+                    Operation::Embeddings => &urls[1],
+                    Operation::Responses => &urls[2],
+                    Operation::InputTokens | Operation::CountTokens => &urls[3],
+                };
+                post_json(client, url.clone(), &self.headers, body, stream)
             }
+            None => post_json(
+                client,
+                format!("{}{}", self.base, path(op)).as_str(),
+                &self.headers,
+                body,
+                stream,
+            ),
         };
-        let mut rb = post_json(
-            client,
-            &format!("{}{path}", self.base),
-            &self.headers,
-            body,
-            stream,
-        );
-        if let Some(k) = &self.key {
-            rb = rb.header(
-                http::header::AUTHORIZATION,
-                secret_header(&format!("Bearer {}", k.expose()))?,
-            );
+        match (&self.authorization, &self.key) {
+            (Some(v), _) => rb = rb.header(http::header::AUTHORIZATION, v.clone()),
+            (None, Some(k)) => {
+                rb = rb.header(
+                    http::header::AUTHORIZATION,
+                    secret_header(&format!("Bearer {}", k.expose()))?,
+                );
+            }
+            (None, None) => {}
         }
         Ok(rb)
     }
