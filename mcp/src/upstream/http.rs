@@ -20,8 +20,12 @@ use crate::param_headers::{self, ToolHeaders};
 pub(crate) struct HttpUpstream {
     target: Arc<str>,
     url: String,
+    /// `url` parsed once (reqwest parses a string URL on every request); `None` when it does
+    /// not parse, and every request then fails as reqwest fails it.
+    parsed: Option<reqwest::Url>,
     headers: UpstreamHeaders,
-    client: reqwest::Client,
+    /// The target's clients: each request goes out on the calling thread's.
+    client: super::Clients,
     ids: Arc<AtomicU64>,
     init_params: Value,
     /// Largest message read from the target (`mcp.max_reply_bytes`).
@@ -77,13 +81,14 @@ impl HttpUpstream {
         target: Arc<str>,
         url: String,
         headers: UpstreamHeaders,
-        client: reqwest::Client,
+        client: super::Clients,
         ids: Arc<AtomicU64>,
         init_params: Value,
         max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let this = Arc::new(Self {
             target,
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
             client,
@@ -105,7 +110,7 @@ impl HttpUpstream {
         target: Arc<str>,
         url: String,
         headers: UpstreamHeaders,
-        client: reqwest::Client,
+        client: super::Clients,
         ids: Arc<AtomicU64>,
         init_params: Value,
         session_id: String,
@@ -117,6 +122,7 @@ impl HttpUpstream {
             .map(str::to_string);
         Arc::new(Self {
             target,
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
             client,
@@ -160,6 +166,15 @@ impl HttpUpstream {
     /// The cap on one message from this target.
     pub fn max_reply(&self) -> usize {
         self.max_reply
+    }
+
+    /// A request to the target's URL on this thread's client.
+    fn to_target(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let client = self.client.here();
+        match &self.parsed {
+            Some(url) => client.request(method, url.clone()),
+            None => client.request(method, self.url.as_str()),
+        }
     }
 
     fn frame_error(&self, e: frames::FrameError) -> Error {
@@ -311,8 +326,7 @@ impl HttpUpstream {
             serde_json::to_vec(msg).unwrap_or_default()
         };
         let mut req = self
-            .client
-            .post(&self.url)
+            .to_target(reqwest::Method::POST)
             .headers(self.headers.current())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
@@ -451,8 +465,7 @@ impl HttpUpstream {
             return Ok(None);
         };
         let mut req = self
-            .client
-            .get(&self.url)
+            .to_target(reqwest::Method::GET)
             .headers(self.headers.current())
             .header(http::header::ACCEPT, "text/event-stream")
             .header("mcp-session-id", sid);
@@ -470,8 +483,7 @@ impl HttpUpstream {
         let state = self.state.locked().clone();
         if let Some(sid) = state.session_id {
             let _ = self
-                .client
-                .delete(&self.url)
+                .to_target(reqwest::Method::DELETE)
                 .headers(self.headers.current())
                 .header("mcp-session-id", sid)
                 .send()
