@@ -74,6 +74,34 @@ pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -
     map
 }
 
+/// How long the rest of an SSE response is read after its reply, for its connection's sake.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What is left of an SSE response once its reply was read (the end of the stream; anything
+/// else there belongs to no one and is dropped, as it was when the stream was dropped here):
+/// read to its end so that the connection goes back to the pool, instead of being closed and
+/// a new one opened for the next request. Usually the end has arrived with the reply; else a
+/// task waits for it, at most [`DRAIN_WAIT`].
+fn read_to_end<S>(mut events: S)
+where
+    S: futures::Stream + Send + Unpin + 'static,
+{
+    use futures::FutureExt;
+    loop {
+        match events.next().now_or_never() {
+            Some(Some(_)) => continue,
+            Some(None) => return,
+            None => break,
+        }
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN_WAIT, async {
+            while events.next().await.is_some() {}
+        })
+        .await;
+    });
+}
+
 impl HttpUpstream {
     /// Open an upstream session: `initialize` + `notifications/initialized`. Returns the
     /// upstream's initialize result.
@@ -422,6 +450,7 @@ impl HttpUpstream {
             if jsonrpc::kind(&msg) == jsonrpc::Kind::Response
                 && msg.get("id").and_then(Value::as_u64) == Some(id)
             {
+                read_to_end(events);
                 return Ok(msg);
             }
             let Some(recipient) = recipient else {
