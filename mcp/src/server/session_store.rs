@@ -532,7 +532,8 @@ impl McpBackend {
             }
             let mut renew = handoff.then(|| {
                 tokio::time::interval_at(
-                    tokio::time::Instant::now() + switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
+                    tokio::time::Instant::now()
+                        + switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
                     switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
                 )
             });

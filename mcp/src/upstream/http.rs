@@ -95,10 +95,8 @@ where
         }
     }
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(DRAIN_WAIT, async {
-            while events.next().await.is_some() {}
-        })
-        .await;
+        let _ = tokio::time::timeout(DRAIN_WAIT, async { while events.next().await.is_some() {} })
+            .await;
     });
 }
 

@@ -353,7 +353,13 @@ impl OpenApi {
     }
 
     async fn fetch(&self) -> std::result::Result<String, String> {
-        fetch(self.client.here(), &self.cfg, self.headers_now(), self.timeout).await
+        fetch(
+            self.client.here(),
+            &self.cfg,
+            self.headers_now(),
+            self.timeout,
+        )
+        .await
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
