@@ -74,8 +74,9 @@ pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -
     map
 }
 
-/// How long the rest of an SSE response is read after its reply, for its connection's sake.
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the rest of an SSE response is read after its reply, for its connection's sake
+/// (a target that keeps the stream open holds a connection no longer than this).
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What is left of an SSE response once its reply was read (the end of the stream; anything
 /// else there belongs to no one and is dropped, as it was when the stream was dropped here):
