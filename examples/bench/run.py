@@ -736,18 +736,33 @@ def scenario_mcp(args, procs, bins, tmp):
     ]
     gw, gport, _, _ = start_gateway(procs, bins, tmp, routes, "mcp")
     cases = {
-        "direct": (fixtures[0], "test_simple_text"),
-        "switchboard, 1 target": (f"http://127.0.0.1:{gport}/one", "test_simple_text"),
-        "switchboard, 3 targets": (f"http://127.0.0.1:{gport}/three", "f0__test_simple_text"),
+        "direct": (fixtures[0], "test_simple_text", None),
+        "switchboard, 1 target": (f"http://127.0.0.1:{gport}/one", "test_simple_text", gw.pid),
+        "switchboard, 3 targets": (f"http://127.0.0.1:{gport}/three", "f0__test_simple_text", gw.pid),
     }
+    if args.baseline:
+        # Another build of the gateway (e.g. the commit before a change), same config.
+        base, bport, _, _ = start_gateway(procs, bins, tmp, routes, "mcp-baseline", binary=args.baseline)
+        cases["switchboard, 1 target, baseline binary"] = (f"http://127.0.0.1:{bport}/one", "test_simple_text", base.pid)
+        cases["switchboard, 3 targets, baseline binary"] = (f"http://127.0.0.1:{bport}/three", "f0__test_simple_text",
+                                                             base.pid)
+
+    def calls(pid, *a):
+        # loadgen reports calls/s over the run's duration, not a count.
+        def run():
+            r = loadgen(bins, "latency", *a)
+            r["requests"] = round(r["rps"] * args.seconds)
+            return r
+        return measured(pid, run)
+
     res = {k: {"c1": [], "c32": []} for k in cases}
     for _ in range(args.rounds):
-        for name, (url, tool) in cases.items():
+        for name, (url, tool, pid) in cases.items():
             body = mcp_call_body(tmp, tool)
             common = ["--url", url, "--method", "POST", "--body-file", str(body), *MCP_HEADERS, "--mcp-init", url,
                       "--duration", str(args.seconds)]
-            res[name]["c1"].append(loadgen(bins, "latency", *common, "--connections", "1"))
-            res[name]["c32"].append(loadgen(bins, "latency", *common, "--connections", "32"))
+            res[name]["c1"].append(calls(pid, *common, "--connections", "1"))
+            res[name]["c32"].append(calls(pid, *common, "--connections", "32"))
     d = res["direct"]
     rows = []
     for name in cases:
@@ -758,9 +773,10 @@ def scenario_mcp(args, procs, bins, tmp):
         ratio = median(a["rps"] / b["rps"] for a, b in zip(r["c32"], d["c32"]))
         errors = sum(x["errors"] for x in r["c1"] + r["c32"])
         rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else fmt_delta(add50),
-                     f"{median(x['rps'] for x in r['c32']):,.0f}", f"{ratio:.2f}", errors])
+                     f"{median(x['rps'] for x in r['c32']):,.0f}", f"{ratio:.2f}", cpu_cell(r["c1"]), cpu_cell(r["c32"]),
+                     errors])
     table("4. MCP tools/call (streamable HTTP, loadgen)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50",
-          "calls/s @32 conns", "of direct", "errors"], rows)
+          "calls/s @32 conns", "of direct", "proxy CPU / switches per call @1", "@32", "errors"], rows)
     RESULTS["mcp"] = res
 
     # 5 (part). RSS with many idle MCP sessions on the 1-target route.
@@ -777,6 +793,8 @@ def scenario_mcp(args, procs, bins, tmp):
           [[f"{before / 1024:.1f} MB", f"{after / 1024:.1f} MB", f"{per / 1024:.1f} KB", len(opened["errors"])]])
     RESULTS["mcp_sessions"] = {"before_kb": before, "after_kb": after, "opened": opened, "per_session_bytes": per}
     procs.stop(gw)
+    if args.baseline:
+        procs.stop(base)
 
 # Ten rules: the nine built-in detectors and one regex rule, masking.
 GUARD_DETECTORS = ["email", "phone", "credit_card", "iban", "us_ssn", "aws_key", "github_token", "openai_key",
@@ -865,7 +883,7 @@ def main():
     ap.add_argument("--routes", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
-    ap.add_argument("--baseline", help="http, accesslog and llm scenarios: also this switchboard binary (before/after a change)")
+    ap.add_argument("--baseline", help="http, accesslog, llm and mcp scenarios: also this switchboard binary (before/after a change)")
     ap.add_argument("--tracing", action="store_true",
                     help="http scenario: also a gateway with tracing on (sampling 1, and sampling 0)")
     ap.add_argument("--json", help="write raw results here")

@@ -68,7 +68,8 @@ const SSE_RETRY_MS: u64 = 3000;
 #[derive(Clone, Debug)]
 pub struct McpShared {
     idle_timeout: std::time::Duration,
-    client: reqwest::Client,
+    /// The targets' HTTP clients, one per serving thread.
+    client: crate::upstream::Clients,
     stdio: StdioPool,
     metrics: Metrics,
     ids: Arc<AtomicU64>,
@@ -84,9 +85,7 @@ pub struct McpShared {
 impl McpShared {
     /// Build the shared parts (needs a rustls crypto provider installed for `https` targets).
     pub fn new(metrics: Metrics) -> Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()?;
+        let client = crate::upstream::Clients::new()?;
         Ok(Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client,

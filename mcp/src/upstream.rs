@@ -19,6 +19,50 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::jsonrpc;
 
+/// The targets' HTTP clients, one per thread that uses them (cheap clone). reqwest runs each
+/// pooled connection as a task on the runtime that opened it; the gateway serves a client
+/// connection on one thread (its serving threads are current-thread runtimes), and a pool of
+/// that thread's own keeps a call and its upstream exchange there instead of waking another
+/// core for every read and write, as the gateway's http and LLM clients do.
+#[derive(Clone)]
+pub(crate) struct Clients {
+    per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
+}
+
+impl Clients {
+    /// Clients made on first use per thread; fails only without a TLS backend, which is
+    /// checked here once.
+    pub fn new() -> Result<Self> {
+        Self::build()?;
+        Ok(Clients {
+            per_thread: Arc::default(),
+        })
+    }
+
+    fn build() -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()
+    }
+
+    /// This thread's client.
+    pub fn here(&self) -> &reqwest::Client {
+        #[allow(
+            clippy::expect_used,
+            reason = "the same builder succeeded in `new`; it depends on no input"
+        )]
+        self.per_thread
+            .get_or(|| Self::build().expect("checked when the clients were made"))
+    }
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
 /// Where a target's messages that are not replies go: its server-to-client requests,
 /// notifications and progress. The downstream side implements it (a session, a request's
 /// stream, every session of a backend); transports know nothing else of it.

@@ -201,7 +201,7 @@ impl McpBackend {
                     target.name.clone(),
                     url,
                     target.headers.clone(),
-                    shared.client.clone(),
+                    shared.client.here().clone(),
                     shared.ids.clone(),
                     session.0.init_params.clone(),
                     fallback,

@@ -491,8 +491,10 @@ impl McpBackend {
         let Some(m) = session.0.managed.get() else {
             return super::streamable::sse_response(session, rx, priming);
         };
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let name: Arc<str> = format!("post/{}", &id[..12]).into();
+        // 48 random bits, as the first 12 hex digits of a v4 UUID were, from the thread's
+        // generator (a UUID asked the kernel for every call).
+        let id = rand::random::<u64>() & 0xffff_ffff_ffff;
+        let name: Arc<str> = format!("post/{id:012x}").into();
         let key = StreamKey::new(m.key, name.clone());
         let (out_tx, out_rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "request");
         let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
@@ -513,7 +515,10 @@ impl McpBackend {
                     let _ = tx.send(ev);
                 }
             };
-            if let Err(e) = manager.mark_stream_live(&key).await {
+            // The liveness mark is for readers on other replicas; with a store of this
+            // process alone, a reader here finds the stream's slot until the end marker is
+            // logged, so nothing reads the mark and it is neither set nor renewed.
+            if handoff && let Err(e) = manager.mark_stream_live(&key).await {
                 tracing::debug!(error = %e, "session event log: marking a stream live failed");
             }
             if priming {
@@ -525,13 +530,25 @@ impl McpBackend {
                     Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
                 }
             }
-            let mut renew =
-                tokio::time::interval(switchboard_sessions::manager::STREAM_LIVE_TTL / 3);
-            renew.tick().await;
+            let mut renew = handoff.then(|| {
+                tokio::time::interval_at(
+                    tokio::time::Instant::now()
+                        + switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
+                    switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
+                )
+            });
             loop {
+                let renewed = async {
+                    match &mut renew {
+                        Some(r) => {
+                            r.tick().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
                 let msg = tokio::select! {
                     msg = rx.recv() => msg,
-                    _ = renew.tick() => {
+                    () = renewed => {
                         if let Err(e) = manager.mark_stream_live(&key).await {
                             tracing::debug!(error = %e, "session event log: marking a stream live failed");
                         }
@@ -539,15 +556,18 @@ impl McpBackend {
                     }
                 };
                 let Some(msg) = msg else { break };
-                let data = msg.to_string();
-                match manager.append_event(&key, Bytes::from(data.clone())).await {
+                let data = Bytes::from(msg.to_string());
+                let logged = manager.append_event(&key, data.clone()).await;
+                // Invariant: `data` is a `String`'s bytes.
+                let text = std::str::from_utf8(&data).unwrap_or_default();
+                match logged {
                     Ok(id) => send((
                         id.seq,
-                        sse::event(Some(&id.to_string()), Some("message"), &data),
+                        sse::event(Some(&id.to_string()), Some("message"), text),
                     )),
                     Err(e) => {
                         tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
-                        send((0, sse::event(None, Some("message"), &data)));
+                        send((0, sse::event(None, Some("message"), text)));
                     }
                 }
             }

@@ -20,8 +20,12 @@ use crate::param_headers::{self, ToolHeaders};
 pub(crate) struct HttpUpstream {
     target: Arc<str>,
     url: String,
+    /// `url` parsed once (reqwest parses a string URL on every request); `None` when it does
+    /// not parse, and every request then fails as reqwest fails it.
+    parsed: Option<reqwest::Url>,
     headers: UpstreamHeaders,
-    client: reqwest::Client,
+    /// The target's clients: each request goes out on the calling thread's.
+    client: super::Clients,
     ids: Arc<AtomicU64>,
     init_params: Value,
     /// Largest message read from the target (`mcp.max_reply_bytes`).
@@ -70,6 +74,33 @@ pub(crate) fn header_map(headers: &std::collections::BTreeMap<String, String>) -
     map
 }
 
+/// How long the rest of an SSE response is read after its reply, for its connection's sake
+/// (a target that keeps the stream open holds a connection no longer than this).
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What is left of an SSE response once its reply was read (the end of the stream; anything
+/// else there belongs to no one and is dropped, as it was when the stream was dropped here):
+/// read to its end so that the connection goes back to the pool, instead of being closed and
+/// a new one opened for the next request. Usually the end has arrived with the reply; else a
+/// task waits for it, at most [`DRAIN_WAIT`].
+fn read_to_end<S>(mut events: S)
+where
+    S: futures::Stream + Send + Unpin + 'static,
+{
+    use futures::FutureExt;
+    loop {
+        match events.next().now_or_never() {
+            Some(Some(_)) => continue,
+            Some(None) => return,
+            None => break,
+        }
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN_WAIT, async { while events.next().await.is_some() {} })
+            .await;
+    });
+}
+
 impl HttpUpstream {
     /// Open an upstream session: `initialize` + `notifications/initialized`. Returns the
     /// upstream's initialize result.
@@ -77,13 +108,14 @@ impl HttpUpstream {
         target: Arc<str>,
         url: String,
         headers: UpstreamHeaders,
-        client: reqwest::Client,
+        client: super::Clients,
         ids: Arc<AtomicU64>,
         init_params: Value,
         max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let this = Arc::new(Self {
             target,
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
             client,
@@ -105,7 +137,7 @@ impl HttpUpstream {
         target: Arc<str>,
         url: String,
         headers: UpstreamHeaders,
-        client: reqwest::Client,
+        client: super::Clients,
         ids: Arc<AtomicU64>,
         init_params: Value,
         session_id: String,
@@ -117,6 +149,7 @@ impl HttpUpstream {
             .map(str::to_string);
         Arc::new(Self {
             target,
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             headers,
             client,
@@ -160,6 +193,15 @@ impl HttpUpstream {
     /// The cap on one message from this target.
     pub fn max_reply(&self) -> usize {
         self.max_reply
+    }
+
+    /// A request to the target's URL on this thread's client.
+    fn to_target(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let client = self.client.here();
+        match &self.parsed {
+            Some(url) => client.request(method, url.clone()),
+            None => client.request(method, self.url.as_str()),
+        }
     }
 
     fn frame_error(&self, e: frames::FrameError) -> Error {
@@ -311,8 +353,7 @@ impl HttpUpstream {
             serde_json::to_vec(msg).unwrap_or_default()
         };
         let mut req = self
-            .client
-            .post(&self.url)
+            .to_target(reqwest::Method::POST)
             .headers(self.headers.current())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream")
@@ -408,6 +449,7 @@ impl HttpUpstream {
             if jsonrpc::kind(&msg) == jsonrpc::Kind::Response
                 && msg.get("id").and_then(Value::as_u64) == Some(id)
             {
+                read_to_end(events);
                 return Ok(msg);
             }
             let Some(recipient) = recipient else {
@@ -451,8 +493,7 @@ impl HttpUpstream {
             return Ok(None);
         };
         let mut req = self
-            .client
-            .get(&self.url)
+            .to_target(reqwest::Method::GET)
             .headers(self.headers.current())
             .header(http::header::ACCEPT, "text/event-stream")
             .header("mcp-session-id", sid);
@@ -470,8 +511,7 @@ impl HttpUpstream {
         let state = self.state.locked().clone();
         if let Some(sid) = state.session_id {
             let _ = self
-                .client
-                .delete(&self.url)
+                .to_target(reqwest::Method::DELETE)
                 .headers(self.headers.current())
                 .header("mcp-session-id", sid)
                 .send()

@@ -47,7 +47,8 @@ pub(crate) struct Loaded {
 pub(crate) struct OpenApi {
     target: Arc<str>,
     cfg: OpenApiTarget,
-    client: reqwest::Client,
+    /// Each request goes out on the calling thread's client.
+    client: super::Clients,
     /// The configured `headers` and the upstream credential.
     headers: UpstreamHeaders,
     max_reply: usize,
@@ -261,7 +262,7 @@ impl OpenApi {
     pub fn new(
         target: Arc<str>,
         cfg: &OpenApiTarget,
-        client: reqwest::Client,
+        client: super::Clients,
         headers: UpstreamHeaders,
         max_reply: usize,
         timeout: std::time::Duration,
@@ -352,7 +353,13 @@ impl OpenApi {
     }
 
     async fn fetch(&self) -> std::result::Result<String, String> {
-        fetch(&self.client, &self.cfg, self.headers_now(), self.timeout).await
+        fetch(
+            self.client.here(),
+            &self.cfg,
+            self.headers_now(),
+            self.timeout,
+        )
+        .await
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> Error {
@@ -563,7 +570,7 @@ mod tests {
             let o = OpenApi::new(
                 "t".into(),
                 &cfg(&format!("{base}{path}"), Some("http://h")),
-                reqwest::Client::new(),
+                crate::upstream::Clients::new().unwrap(),
                 UpstreamHeaders::default(),
                 1024,
                 std::time::Duration::from_millis(300),
@@ -592,7 +599,7 @@ mod tests {
             let o = OpenApi::new(
                 "t".into(),
                 &c,
-                reqwest::Client::new(),
+                crate::upstream::Clients::new().unwrap(),
                 UpstreamHeaders::new(
                     super::super::http::header_map(&c.headers),
                     Default::default(),
@@ -615,7 +622,7 @@ mod tests {
             let mut o = OpenApi::new(
                 "t".into(),
                 &cfg(&format!("{base}/flaky.yaml"), Some("http://h")),
-                reqwest::Client::new(),
+                crate::upstream::Clients::new().unwrap(),
                 UpstreamHeaders::default(),
                 1024,
                 std::time::Duration::from_secs(5),

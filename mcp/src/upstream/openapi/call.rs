@@ -187,7 +187,7 @@ impl OpenApi {
                 HeaderValue::from_static("application/json, */*;q=0.5"),
             );
         }
-        let mut req = self.client.request(op.method.clone(), url);
+        let mut req = self.client.here().request(op.method.clone(), url);
         if let (Some((media, _)), Some(body)) =
             (&op.body, args.get("body").filter(|b| !b.is_null()))
         {
