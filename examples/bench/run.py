@@ -863,6 +863,151 @@ def scenario_guardrails(args, procs, bins, tmp):
     RESULTS["guardrails"] = {"c1": c1, "stream": ones}
 
 
+def varying_script(tmp, name, key, nonce=None):
+    """A wrk Lua script that POSTs the ~1 KiB chat body with `Bearer key`. With `nonce`, every
+    request's prompt differs (nonce, wrk thread, counter), so a response cache is looked up and
+    misses; without, every request is the same (a cache hits). Both build the request in Lua,
+    so the load generator's own cost is the same either way."""
+    body = json.loads(chat_body())
+    body["messages"][1]["content"] = "@@" + body["messages"][1]["content"]
+    head, tail = json.dumps(body).split("@@")
+    tag = f'"{nonce}-" .. id .. "-" .. n .. ". "' if nonce else '""'
+    script = tmp / f"{name}.lua"
+    script.write_text(f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+local head, tail = {json.dumps(head)}, {json.dumps(tail)}
+local threads = 0
+id, n = 0, 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, head .. {tag} .. tail)
+end
+""")
+    return str(script)
+
+
+def admin_call(admin, token, method, path, body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{admin}{path}", method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def chat_once(port, key, content):
+    body = json.loads(chat_body())
+    body["messages"][1]["content"] = content
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        r.read()
+        return r.status, r.headers.get("x-switchboard-cache")
+
+
+def scenario_llm_keys(args, procs, bins, tmp):
+    """Issue 20's check: the LLM chat route (non-streaming, mock-llm) as it is without keys,
+    against the same route with virtual keys (created through the admin API), a key and a team
+    budget that every request is charged to (prices set), and the response cache, all in a
+    loopback Redis. Requests differ from each other so the cache is looked up and misses; the
+    hit path (identical requests) is reported on its own row. Also keys + budgets with the
+    memory store."""
+    if not shutil.which("redis-server"):
+        log("llmkeys: redis-server not installed, skipped")
+        return
+    mock = free_port()
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    redis = start_redis(procs, tmp, "llmkeys")
+    token = "bench-admin-token"
+    big = {"usd": 1e9, "period": "month"}
+
+    def start(name, sessions=None, keys=False, cache=False, binary=None):
+        route = llm_route(mock)
+        if keys:
+            route["policies"] = {"authn": {"virtual_keys": True}}
+            route["llm"]["prices"] = {"mock-gpt": {"input": 2.5, "output": 10}}
+        if cache:
+            route["llm"]["cache"] = {"ttl": "10m", "store": "redis"}
+        port, admin = free_port(), free_port()
+        cfg = {"admin": {"bind": f"127.0.0.1:{admin}", "token": token},
+               "listeners": [{"name": "bench", "bind": f"127.0.0.1:{port}", "routes": [route]}]}
+        if sessions:
+            cfg["sessions"] = sessions
+        path = tmp / f"{name}.yaml"
+        path.write_text(json.dumps(cfg, indent=1))
+        p = procs.start([str(binary or bins / "switchboard"), "run", "-c", str(path)], port=port,
+                        env=dict(os.environ, RUST_LOG="warn"))
+        wait_port(admin, p)
+        key = "client-key"
+        if keys:
+            key = admin_call(admin, token, "POST", "/api/keys", {"name": f"bench-{name}", "team": "bench", "budget": big})["key"]
+            admin_call(admin, token, "PUT", "/api/teams/bench/budget", big)
+        return p, port, admin, key
+
+    redis_store = {"store": "redis", "redis": {"url": f"redis://127.0.0.1:{redis}"}}
+    a = start("llmkeys-plain")
+    b = start("llmkeys-redis", redis_store, keys=True, cache=True)
+    c = start("llmkeys-memory", None, keys=True)
+    # The set-up does what it says: the key is needed, the cache misses then hits.
+    try:
+        chat_once(b[1], "sk-sb-wrong", "x")
+        sys.exit("llmkeys: the keyed route answered a wrong key")
+    except urllib.error.HTTPError as e:
+        if e.code != 401:
+            sys.exit(f"llmkeys: a wrong key got {e.code}, not 401")
+    probe = f"probe {time.time()}"
+    if [chat_once(b[1], b[3], probe)[1] for _ in range(2)] != ["miss", "hit"]:
+        sys.exit("llmkeys: the cache did not miss then hit")
+    variants = {
+        "(a) no keys, budgets, cache": (a, True),
+        "(b) keys + budgets + cache, Redis — miss": (b, True),
+        "(b′) same, cache hit": (b, False),
+        "(c) keys + budgets, memory store": (c, True),
+    }
+    if args.baseline:
+        # Before/after a change to this path: (b) with the --baseline binary, same rounds.
+        variants["(b) with the --baseline binary — miss"] = (
+            start("llmkeys-redis-baseline", redis_store, keys=True, cache=True, binary=args.baseline), True)
+    rounds = {k: {"c1": [], "c32": []} for k in variants}
+    for i in range(args.rounds):
+        for j, (name, ((p, port, _, key), vary)) in enumerate(variants.items()):
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            for conns in (1, 32):
+                nonce = f"r{i}v{j}c{conns}t{time.time_ns()}" if vary else None
+                script = varying_script(tmp, f"llmkeys-{j}-{conns}", key, nonce)
+                r = measured(p.pid, lambda: wrk(url, conns, args.seconds, script))
+                if r["non_2xx"] or r["socket_errors"]:
+                    sys.exit(f"llmkeys scenario: {name} answered errors: {r}")
+                rounds[name][f"c{conns}"].append(r)
+    # Every keyed request was charged to the key's budget.
+    for name, (gw, _) in variants.items():
+        if gw is not a:
+            used = [k.get("budget_used_usd", 0) for k in admin_call(gw[2], token, "GET", "/api/keys")["keys"]]
+            if not used or not used[0] > 0:
+                sys.exit(f"llmkeys: {name}: nothing charged to the budget ({used})")
+    base = rounds["(a) no keys, budgets, cache"]
+    rows = []
+    for name, r in rounds.items():
+        def delta(field, conns):
+            return median(x[field] - y[field] for x, y in zip(r[conns], base[conns]))
+        add50, add99 = delta("p50_us", "c1"), delta("p99_us", "c1")
+        cpu = delta("cpu_us_per_req", "c32")
+        ratio = median(x["rps"] / y["rps"] for x, y in zip(r["c32"], base["c32"]))
+        first = name == "(a) no keys, budgets, cache"
+        rows.append([name, fmt_us(median(x["p50_us"] for x in r["c1"])), fmt_us(median(x["p99_us"] for x in r["c1"])),
+                     "—" if first else f"{fmt_delta(add50)} / {fmt_delta(add99)}",
+                     f"{median(x['rps'] for x in r['c32']):,.0f}", "—" if first else f"{ratio:.3f}",
+                     cpu_cell(r["c32"]), "—" if first else f"{'+' if cpu >= 0 else '−'}{abs(cpu):.1f} µs"])
+    table("LLM chat route with virtual keys, budgets and the response cache (issue 20)",
+          ["gateway", "p50 @1 conn", "p99 @1 conn", "added p50 / p99 vs (a)", "req/s @32 conns", "of (a)",
+           "proxy CPU / switches per req @32", "added CPU per req"], rows)
+    RESULTS["llm_keys"] = rounds
+
+
 SCENARIOS = {
     "http": scenario_http,
     "accesslog": scenario_access_log,
@@ -872,6 +1017,7 @@ SCENARIOS = {
     "memory": scenario_memory,
     "config": scenario_config_swap,
     "limits": scenario_limits,
+    "llmkeys": scenario_llm_keys,
 }
 
 
@@ -883,7 +1029,7 @@ def main():
     ap.add_argument("--routes", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="scenarios to run")
-    ap.add_argument("--baseline", help="http, accesslog, llm and mcp scenarios: also this switchboard binary (before/after a change)")
+    ap.add_argument("--baseline", help="http, accesslog, llm, mcp and llmkeys scenarios: also this switchboard binary (before/after a change)")
     ap.add_argument("--tracing", action="store_true",
                     help="http scenario: also a gateway with tracing on (sampling 1, and sampling 0)")
     ap.add_argument("--json", help="write raw results here")
