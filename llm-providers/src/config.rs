@@ -464,6 +464,19 @@ mod tests {
     }
 
     #[test]
+    fn cache_defaults_are_the_documented_ones() {
+        let mut v = base();
+        v["cache"] = serde_json::json!({});
+        let c = parse(v).cache.expect("cache set");
+        assert_eq!(c.ttl, Duration::from_secs(300));
+        assert_eq!(c.store, CacheStoreKind::Memory);
+        assert_eq!(c.max_entries, 1000);
+        assert_eq!(c.max_bytes, 67_108_864);
+        assert_eq!(c.max_entry_bytes, 1_048_576);
+        assert!(!c.share_across_keys);
+    }
+
+    #[test]
     fn unknown_keys_rejected() {
         let mut v = base();
         v["models"][0]["providers"][0]["api_kye"] = "x".into();

@@ -482,3 +482,20 @@ pub fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
     hex::decode_to_slice(hex_digest.trim(), &mut out).ok()?;
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_alerts_at_80_percent_unless_told_otherwise() {
+        let b: Budget = serde_json::from_value(serde_json::json!({"usd": 2.0, "period": "day"}))
+            .expect("a budget");
+        assert_eq!(b.soft_fraction(), 0.8);
+        let b: Budget = serde_json::from_value(
+            serde_json::json!({"usd": 2.0, "period": "total", "soft_limit": 0.5}),
+        )
+        .expect("a budget");
+        assert_eq!(b.soft_fraction(), 0.5);
+    }
+}
