@@ -87,6 +87,11 @@ pub trait SpendMeter: Send + Sync {
     /// Reserves `estimate_usd`. Fails with a [`Cause::RateLimited`](crate::Cause) error
     /// (with `x-switchboard-budget-remaining`) when a budget is spent.
     async fn reserve(&self, estimate_usd: f64) -> Result<Box<dyn SpendReservation>, Error>;
+
+    /// Records a request answered by the response cache (`llm.cache`) with the answer of
+    /// `provider`'s `model`: no provider call, no cost, no budget spent. The default records
+    /// nothing.
+    async fn cached(&self, _provider: &str, _model: &str) {}
 }
 
 /// A cost reserved by [`SpendMeter::reserve`].

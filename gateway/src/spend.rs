@@ -146,19 +146,23 @@ pub struct Totals {
     pub cache_read: i64,
     /// Cache-write prompt tokens.
     pub cache_write: i64,
+    /// Requests answered by the response cache (`llm.cache`), at no cost; counted in
+    /// `requests` too.
+    pub cached: i64,
 }
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "cost_nusd",
     "requests",
     "input",
     "output",
     "cache_read",
     "cache_write",
+    "cached",
 ];
 
 impl Totals {
-    fn values(&self) -> [i64; 6] {
+    fn values(&self) -> [i64; 7] {
         [
             self.cost_nusd,
             self.requests,
@@ -166,6 +170,7 @@ impl Totals {
             self.output,
             self.cache_read,
             self.cache_write,
+            self.cached,
         ]
     }
 
@@ -177,6 +182,7 @@ impl Totals {
             "output" => self.output += v,
             "cache_read" => self.cache_read += v,
             "cache_write" => self.cache_write += v,
+            "cached" => self.cached += v,
             _ => {}
         }
     }
@@ -197,6 +203,7 @@ impl Totals {
             "output_tokens": self.output,
             "cache_read_tokens": self.cache_read,
             "cache_write_tokens": self.cache_write,
+            "cached_requests": self.cached,
         })
     }
 }
@@ -391,8 +398,8 @@ return 0
 
 // KEYS[1] the day's hash; ARGV field prefix, ttl seconds, then the six values of FIELDS.
 const RECORD_LUA: &str = r"
-local names = {'cost_nusd','requests','input','output','cache_read','cache_write'}
-for i = 1, 6 do
+local names = {'cost_nusd','requests','input','output','cache_read','cache_write','cached'}
+for i = 1, 7 do
   local v = tonumber(ARGV[i + 2])
   if v ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[1] .. names[i], v) end
 end
@@ -700,6 +707,21 @@ impl SpendMeter for Meter {
             charges,
         }))
     }
+
+    async fn cached(&self, provider: &str, model: &str) {
+        let row = Row {
+            key: self.key.to_string(),
+            team: self.team.as_deref().unwrap_or("-").to_string(),
+            provider: provider.to_string(),
+            model: model.to_string(),
+        };
+        let t = Totals {
+            requests: 1,
+            cached: 1,
+            ..Totals::default()
+        };
+        self.spend.record(row, t).await;
+    }
 }
 
 fn refusal(scope: &str, name: &str, b: &Budget, d: &Denied) -> switchboard_core::Error {
@@ -767,6 +789,7 @@ impl SpendReservation for Reservation {
             output: s.output as i64,
             cache_read: s.cache_read as i64,
             cache_write: s.cache_write as i64,
+            cached: 0,
         };
         self.spend.record(row, t).await;
     }

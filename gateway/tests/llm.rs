@@ -159,6 +159,41 @@ async fn route_token_limit_cuts_a_burst_at_the_budget() {
     assert!((4..=6).contains(&ok), "{r}");
 }
 
+#[tokio::test]
+async fn route_token_limit_holds_for_responses_and_embeddings_too() {
+    let (mock, _) = mock_llm::spawn().await.unwrap();
+    let gw = llm_gateway(mock, "policies: {rate_limit: {tokens: 300, per: 1m}}").await;
+    let base = base(&gw, "main").await;
+    let c = reqwest::Client::new();
+    let mut ok = 0;
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = c
+            .post(format!("{base}/v1/responses"))
+            .json(&serde_json::json!({"model": "fast", "input": "hi", "max_output_tokens": 50}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        ok += 1;
+    }
+    // Each answer reports 59 tokens: a 300 budget admits 5 or 6.
+    assert!((4..=6).contains(&ok), "{ok} {refused:?}");
+    let refused = refused.expect("the token limit refuses /v1/responses");
+    assert_eq!(refused["error"]["type"], "rate_limit_error", "{refused}");
+    let r = c
+        .post(format!("{base}/v1/embeddings"))
+        .json(&serde_json::json!({"model": "fast", "input": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
+
 /// A hostile provider (the mock's `giant-body`, `giant-sse` and `not-json` modes) against the
 /// real binary: each reply becomes an error in the caller's format plus a log line naming the
 /// provider, the gateway never reads past `llm.max_response_bytes` / `llm.max_event_bytes`,

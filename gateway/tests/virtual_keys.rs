@@ -653,3 +653,101 @@ fn validate_refuses_a_config_key_budget_that_is_not_positive() {
         "{stderr}"
     );
 }
+
+/// `/api/spend` for `query` once it has counted `requests` requests (spend is recorded when a
+/// request ends, after its answer went out).
+async fn spend_once(gw: &Proc, query: &str, requests: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = admin(gw, "GET", &format!("/api/spend?{query}"), None).await;
+        if s["total"]["requests"].as_u64() == Some(requests) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spend never reached {requests} requests: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_and_responses_are_charged_and_refused_like_chat_and_a_cache_hit_is_a_free_request()
+ {
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config("store: memory", mock).replace(
+        "        llm:\n",
+        "        llm:\n          cache: {ttl: 60s}\n",
+    );
+    let a = spawn(dir.path(), "a.yaml", &yaml).await;
+    let (status, k) = admin(
+        &a,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "passer", "budget": {"usd": 0.25, "period": "day"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{k}");
+    let key = k["key"].as_str().unwrap().to_string();
+    // Each kind through the OpenAI SDK, charged what its answer reported.
+    let mut reported = Vec::new();
+    for kind in ["responses", "responses-stream", "embeddings"] {
+        let r = py(&[kind, &base(&a), &key, "fast"]).await;
+        assert_eq!(r["status"], 200, "{kind}: {r}");
+        reported.push(r["usage"].clone());
+    }
+    let s = spend_once(&a, "key=passer", 3).await;
+    let sum = |f: &str| reported.iter().map(|u| u[f].as_f64().unwrap()).sum::<f64>();
+    assert!(sum("input") > 0.0 && sum("output") > 0.0, "{reported:?}");
+    assert_eq!(
+        s["total"]["input_tokens"].as_f64(),
+        Some(sum("input")),
+        "{s}"
+    );
+    assert_eq!(
+        s["total"]["output_tokens"].as_f64(),
+        Some(sum("output")),
+        "{s}"
+    );
+    let expected = cost(sum("input"), sum("cached"), sum("output"));
+    let charged = s["total"]["cost_usd"].as_f64().unwrap();
+    assert!((charged - expected).abs() < 1e-9, "{s} vs {expected}");
+    // The key's budget holds for them as for chat: spent, the next one is refused.
+    let mut refusal = None;
+    for _ in 0..10 {
+        let r = py(&["responses", &base(&a), &key, "fast"]).await;
+        if r["status"] == 429 {
+            refusal = Some(r);
+            break;
+        }
+        assert_eq!(r["status"], 200, "{r}");
+    }
+    let refusal = refusal.expect("the key's budget runs out on /v1/responses");
+    assert!(
+        refusal["body"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("key `passer`")),
+        "{refusal}"
+    );
+    assert!(refusal["remaining"].is_string(), "{refusal}");
+    let r = py(&["embeddings", &base(&a), &key, "fast"]).await;
+    assert_eq!(r["status"], 429, "{r}");
+
+    // A response-cache hit: a request at no cost, counted as cached.
+    let (status, k) = admin(&a, "POST", "/api/keys", Some(json!({"name": "cached"}))).await;
+    assert_eq!(status, 201, "{k}");
+    let key = k["key"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let r = py(&["chat", "openai", &base(&a), &key, "fast"]).await;
+        assert_eq!(r["status"], 200, "{r}");
+    }
+    let s = spend_once(&a, "key=cached", 2).await;
+    assert_eq!(s["total"]["cached_requests"], 1, "{s}");
+    let one = cost(42.0, 10.0, 17.0);
+    assert!(
+        (s["total"]["cost_usd"].as_f64().unwrap() - one).abs() < 1e-9,
+        "{s}"
+    );
+    assert_eq!(s["total"]["input_tokens"], 42, "{s}");
+}

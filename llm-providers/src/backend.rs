@@ -13,6 +13,7 @@
 mod cached;
 mod count;
 mod execute;
+mod meter;
 mod native;
 mod status;
 mod stream;

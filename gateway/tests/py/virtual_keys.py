@@ -3,6 +3,7 @@
 Usage:
   virtual_keys.py chat openai|anthropic|openai-stream BASE_URL KEY MODEL
   virtual_keys.py burst BASE_URL[,BASE_URL...] KEY MODEL REQUESTS THREADS
+  virtual_keys.py responses|responses-stream|embeddings BASE_URL KEY MODEL
 
 Prints one JSON object. `chat`: the status, the usage the response reported (or the error
 body and the x-switchboard-budget-remaining header). `burst`: REQUESTS chat completions with
@@ -90,6 +91,54 @@ def openai_stream(base, key, model):
     }
 
 
+def refused(e):
+    return {
+        "status": e.status_code,
+        "body": e.body,
+        "remaining": e.response.headers.get("x-switchboard-budget-remaining"),
+    }
+
+
+def responses(base, key, model, stream):
+    import openai
+
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    try:
+        if stream:
+            usage, text = None, ""
+            for ev in client.responses.create(model=model, input="hi", max_output_tokens=50, stream=True):
+                if ev.type == "response.output_text.delta":
+                    text += ev.delta
+                if ev.type == "response.completed":
+                    usage = ev.response.usage
+        else:
+            r = client.responses.create(model=model, input="hi", max_output_tokens=50)
+            usage, text = r.usage, r.output_text
+    except openai.APIStatusError as e:
+        return refused(e)
+    cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0
+    return {
+        "status": 200,
+        "text": text,
+        "usage": {"input": usage.input_tokens, "cached": cached or 0, "output": usage.output_tokens},
+    }
+
+
+def embeddings(base, key, model):
+    import openai
+
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    try:
+        r = client.embeddings.create(model=model, input="hi")
+    except openai.APIStatusError as e:
+        return refused(e)
+    return {
+        "status": 200,
+        "dims": len(r.data[0].embedding),
+        "usage": {"input": r.usage.prompt_tokens, "cached": 0, "output": 0},
+    }
+
+
 def burst(bases, key, model, n, threads):
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(lambda i: openai_chat(bases[i % len(bases)], key, model), range(n)))
@@ -114,6 +163,12 @@ def main():
         fmt, base, key, model = sys.argv[2:6]
         f = {"openai": openai_chat, "anthropic": anthropic_chat, "openai-stream": openai_stream}[fmt]
         out = f(base, key, model)
+    elif cmd in ("responses", "responses-stream"):
+        base, key, model = sys.argv[2:5]
+        out = responses(base, key, model, cmd == "responses-stream")
+    elif cmd == "embeddings":
+        base, key, model = sys.argv[2:5]
+        out = embeddings(base, key, model)
     elif cmd == "burst":
         bases, key, model, n, threads = sys.argv[2:7]
         out = burst(bases.split(","), key, model, int(n), int(threads))

@@ -40,7 +40,7 @@ impl LlmBackend {
         check_access(ctx, name)?;
         let model = self.model(name)?;
         if model.members.iter().any(|m| m.provider.supports(op)) {
-            let mut resp = self.passthrough_json(op, v, beta, ctx).await?;
+            let mut resp = self.passthrough_json(op, v, beta, None, ctx).await?;
             resp.headers_mut()
                 .insert(COUNT_HEADER, HeaderValue::from_static("provider"));
             return Ok(resp);

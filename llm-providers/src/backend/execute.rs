@@ -15,12 +15,12 @@ use serde_json::Value;
 use switchboard_core::RequestContext;
 use tokio::time::Instant;
 
+use super::meter::{Reserved, UsageTap, body_usage};
 use super::native::{native_body, translate_body};
 use super::stream::{Completion, stream_response};
 use super::{ChatInput, LlmBackend, check_access, identity_headers, json_response, sse_headers};
 use crate::Error;
 use crate::config::ProviderKind;
-use crate::format::openai as o;
 use crate::format::{ApiFormat, Usage};
 use crate::metrics::RequestLabels;
 use crate::pool::{AttemptResult, Outcome};
@@ -164,6 +164,13 @@ impl LlmBackend {
                 match request.ok().and_then(|r| cache.key(ctx, format, r)) {
                     Some(key) => {
                         if let Some(hit) = cache.get(&key).await {
+                            // Spend counts the hit as a request at no cost.
+                            if let Some(meter) = ctx.spend.clone()
+                                && let Ok(rt) = tokio::runtime::Handle::try_current()
+                            {
+                                let (provider, served) = (hit.provider.clone(), hit.model.clone());
+                                rt.spawn(async move { meter.cached(&provider, &served).await });
+                            }
                             return Ok(super::cached::hit_response(
                                 hit,
                                 format,
@@ -178,45 +185,13 @@ impl LlmBackend {
             }
             None => None,
         };
-        // Roughly four bytes per token for the prompt, plus the (capped) output allowance.
-        let estimate = body_len as u64 / 4
-            + cap
-                .unwrap_or(self.shared.estimate_cap)
-                .min(self.shared.estimate_cap);
-        // The caller's token budget (`policies.rate_limit.tokens`), settled in `Completion`.
-        let reservation = match &ctx.tokens {
-            Some(meter) => Some(meter.reserve(estimate).await?),
-            None => None,
-        };
-        // The caller's budgets (virtual keys, teams), priced at the dearest member of the
-        // pool; settled with the real cost in `Completion`.
-        let spend = match &ctx.spend {
-            Some(meter) => {
-                let guess = Usage {
-                    input: body_len as u64 / 4,
-                    output: estimate.saturating_sub(body_len as u64 / 4),
-                    ..Usage::default()
-                };
-                let estimate_usd = model
-                    .members
-                    .iter()
-                    .filter_map(|m| self.shared.prices.get(&*m.model))
-                    .map(|p| crate::metrics::cost(p, &guess))
-                    .fold(0.0, f64::max);
-                match meter.reserve(estimate_usd).await {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        if let Some(r) = reservation
-                            && let Ok(rt) = tokio::runtime::Handle::try_current()
-                        {
-                            rt.spawn(r.settle(0));
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            None => None,
-        };
+        // Roughly four bytes per token for the prompt, plus the (capped) output allowance,
+        // against the caller's token budget and (priced) its spend budgets; settled in
+        // `Completion`.
+        let Reserved {
+            tokens: reservation,
+            spend,
+        } = self.reserve(ctx, model, body_len as u64 / 4, cap).await?;
         let start = Instant::now();
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
@@ -364,17 +339,21 @@ impl LlmBackend {
     ) -> switchboard_core::Result<http::Response<Body>> {
         let v: serde_json::Map<String, Value> =
             serde_json::from_slice(&body).map_err(|e| Error::invalid_body(&e))?;
+        let len = body.len();
         drop(body);
-        self.passthrough_json(op, v, None, ctx).await
+        self.passthrough_json(op, v, None, Some(len), ctx).await
     }
 
     /// [`LlmBackend::passthrough`] of a body parsed already; `beta` is the caller's
-    /// `anthropic-beta`, passed on to Anthropic providers.
+    /// `anthropic-beta`, passed on to Anthropic providers. With `priced` (the body's length)
+    /// the request is metered like a chat request: reserved against the caller's token and
+    /// spend budgets before it is sent, settled with the usage the answer reports.
     pub(super) async fn passthrough_json(
         &self,
         op: Operation,
         mut v: serde_json::Map<String, Value>,
         beta: Option<HeaderValue>,
+        priced: Option<usize>,
         ctx: &RequestContext,
     ) -> switchboard_core::Result<http::Response<Body>> {
         let name = v
@@ -384,6 +363,17 @@ impl LlmBackend {
         check_access(ctx, name)?;
         let model = self.model(name)?;
         let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
+        let reserved = match priced {
+            Some(len) => {
+                // Embeddings generate nothing; a Responses request may cap its output.
+                let output = match op {
+                    Operation::Embeddings => Some(0),
+                    _ => v.get("max_output_tokens").and_then(Value::as_u64),
+                };
+                Some(self.reserve(ctx, model, len as u64 / 4, output).await?)
+            }
+            None => None,
+        };
         let client = self.shared.deps.client.here();
         let max_response = self.shared.max_response_bytes;
         let start = Instant::now();
@@ -440,47 +430,58 @@ impl LlmBackend {
                 }
             })
             .await;
+        let (tokens, spend) = reserved.map_or((None, None), |r| (r.tokens, r.spend));
+        let mut done = Completion {
+            metrics: self.shared.deps.metrics.clone(),
+            labels: RequestLabels {
+                gen_ai_operation_name: op_name,
+                gen_ai_provider_name: String::new(),
+                gen_ai_request_model: model.name.to_string(),
+                gen_ai_response_model: String::new(),
+                error_type: String::new(),
+            },
+            start,
+            reservation: tokens,
+            spend,
+            price: None,
+            finished: false,
+            span: None,
+        };
         let (i, answer) = match outcome {
             Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
-            Outcome::Unavailable(e) => return Err(e.into()),
+            Outcome::Unavailable(e) => {
+                done.labels.error_type = if matches!(e, Error::Timeout) {
+                    "timeout".into()
+                } else {
+                    "unavailable".into()
+                };
+                done.finish(Some(Usage::default()));
+                return Err(e.into());
+            }
         };
         let member = model.member(i);
-        let labels = RequestLabels {
-            gen_ai_operation_name: op_name,
-            gen_ai_provider_name: member.name.to_string(),
-            gen_ai_request_model: model.name.to_string(),
-            gen_ai_response_model: member.model.to_string(),
-            error_type: String::new(),
-        };
+        done.labels.gen_ai_provider_name = member.name.to_string();
+        done.labels.gen_ai_response_model = member.model.to_string();
+        done.price = self.shared.prices.get(&*member.model).cloned();
         match answer {
             Answer::Error {
                 status,
                 message,
                 retry_after,
-            } => Err(upstream_error(status, message, retry_after, member)),
+            } => {
+                done.labels.error_type = status.as_str().to_string();
+                done.finish(Some(Usage::default()));
+                Err(upstream_error(status, message, retry_after, member))
+            }
             Answer::Body(bytes) => {
-                if op == Operation::Embeddings
-                    && let Ok(r) = serde_json::from_slice::<o::EmbeddingsResponse>(&bytes)
-                    && let Some(u) = r.usage.as_ref()
-                {
-                    let m = &self.shared.deps.metrics;
-                    m.record_usage(
-                        op_name,
-                        &member.name,
-                        &model.name,
-                        &member.model,
-                        &u.normalize(),
-                    );
-                }
-                self.shared
-                    .deps
-                    .metrics
-                    .record_duration(&labels, start.elapsed());
+                done.finish(body_usage(op, &bytes));
                 Ok(json_response(StatusCode::OK, bytes, Some(member)))
             }
             Answer::Stream { first, rest } => {
-                let body = futures::stream::once(async move { Ok::<_, reqwest::Error>(first) })
-                    .chain(rest);
+                let body =
+                    futures::stream::once(futures::future::ready(Ok::<_, reqwest::Error>(first)))
+                        .chain(rest);
+                let body = UsageTap::new(body, done, self.shared.max_event_bytes);
                 let mut resp = http::Response::new(Body::from_stream(body));
                 sse_headers(resp.headers_mut(), member);
                 Ok(resp)

@@ -56,7 +56,7 @@ impl Completion {
         if let Some(u) = usage.filter(|u| u.total() > 0) {
             let l = &self.labels;
             self.metrics.record_usage(
-                "chat",
+                l.gen_ai_operation_name,
                 &l.gen_ai_provider_name,
                 &l.gen_ai_request_model,
                 &l.gen_ai_response_model,
