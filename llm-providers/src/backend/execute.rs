@@ -256,19 +256,12 @@ impl LlmBackend {
             Outcome::Served(i, a) => (i, a),
             Outcome::Failed(i, a) => (i, a),
             Outcome::Unavailable(e) => {
-                done.labels.error_type = if matches!(e, Error::Timeout) {
-                    "timeout".into()
-                } else {
-                    "unavailable".into()
-                };
-                done.finish(Some(Usage::default()));
+                done.unavailable(&e);
                 return Err(e.into());
             }
         };
         let member = model.member(i);
-        done.labels.gen_ai_provider_name = member.name.to_string();
-        done.labels.gen_ai_response_model = member.model.to_string();
-        done.price = self.shared.prices.get(&*member.model).cloned();
+        done.served_by(member, self.shared.prices.get(&*member.model).cloned());
         let native = member.provider.native();
         match answer {
             Answer::Error {
@@ -450,19 +443,12 @@ impl LlmBackend {
         let (i, answer) = match outcome {
             Outcome::Served(i, a) | Outcome::Failed(i, a) => (i, a),
             Outcome::Unavailable(e) => {
-                done.labels.error_type = if matches!(e, Error::Timeout) {
-                    "timeout".into()
-                } else {
-                    "unavailable".into()
-                };
-                done.finish(Some(Usage::default()));
+                done.unavailable(&e);
                 return Err(e.into());
             }
         };
         let member = model.member(i);
-        done.labels.gen_ai_provider_name = member.name.to_string();
-        done.labels.gen_ai_response_model = member.model.to_string();
-        done.price = self.shared.prices.get(&*member.model).cloned();
+        done.served_by(member, self.shared.prices.get(&*member.model).cloned());
         match answer {
             Answer::Error {
                 status,

@@ -34,6 +34,23 @@ pub(super) struct Completion {
 }
 
 impl Completion {
+    /// The pool gave up before any member answered: `timeout` or `unavailable`, at no cost.
+    pub(super) fn unavailable(&mut self, e: &crate::Error) {
+        self.labels.error_type = if matches!(e, crate::Error::Timeout) {
+            "timeout".into()
+        } else {
+            "unavailable".into()
+        };
+        self.finish(Some(Usage::default()));
+    }
+
+    /// The member whose answer (or last failure) the request ends with, and its price.
+    pub(super) fn served_by(&mut self, member: &Member, price: Option<ModelPrice>) {
+        self.labels.gen_ai_provider_name = member.name.to_string();
+        self.labels.gen_ai_response_model = member.model.to_string();
+        self.price = price;
+    }
+
     /// Records the request's end once: duration, usage and cost, and settles the token
     /// reservation with the usage (the estimate stands without one).
     pub(super) fn finish(&mut self, usage: Option<Usage>) {
