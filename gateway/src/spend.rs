@@ -1217,6 +1217,67 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn redis_slices_are_sized_drawn_locally_and_given_back() {
+        let Some(redis) =
+            switchboard_testing::redis::RedisServer::start_or_skip("spend_redis_slices")
+        else {
+            return;
+        };
+        let cfg = switchboard_sessions::RedisConfig::standalone(redis.url());
+        let link = switchboard_sessions::RedisLink::connect(
+            &cfg,
+            switchboard_sessions::Metrics::default(),
+        )
+        .await
+        .unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let spend = Spend::new(KeyStore::redis(link, "t:"), &metrics);
+        let want = |usd: f64| Want {
+            scope: "key",
+            name: format!("k{usd}"),
+            budget: Budget {
+                usd,
+                period: Period::Month,
+                soft_limit: None,
+            },
+        };
+        let used = |w: &Want| {
+            let spend = spend.clone();
+            let (name, b) = (w.name.clone(), w.budget.clone());
+            async move { nusd(spend.budget_used("key", &name, &b).await.unwrap()) }
+        };
+        let est = nusd(0.1);
+        // 100 USD, 0.1 estimates: the first request takes a sixteenth of what is left (6.25,
+        // under 64 estimates), counted as used at once.
+        let w = want(100.0);
+        let c1 = spend.charge(&w, est).await.ok().unwrap();
+        assert!(matches!(c1.held, Held::Slice(_)));
+        assert_eq!(used(&w).await, nusd(6.25));
+        // The next one draws on the slice: nothing changes in Redis, nor when the first
+        // settles below its estimate.
+        let c2 = spend.charge(&w, est).await.ok().unwrap();
+        assert!(matches!(c2.held, Held::Slice(_)));
+        spend.reconcile(&c1, est, nusd(0.04)).await;
+        assert_eq!(used(&w).await, nusd(6.25));
+        // 1000 USD: at most 64 estimates.
+        let big = want(1000.0);
+        let _c = spend.charge(&big, est).await.ok().unwrap();
+        assert_eq!(used(&big).await, 64 * est);
+        // 3 USD is fewer than 32 estimates: no slice, the estimate alone.
+        let small = want(3.0);
+        let c3 = spend.charge(&small, est).await.ok().unwrap();
+        assert!(matches!(c3.held, Held::Counter));
+        assert_eq!(used(&small).await, est);
+        // Shutdown gives back what is held: what remains is what was spent or is in flight.
+        spend.shutdown().await;
+        assert_eq!(used(&w).await, nusd(0.04) + est);
+        assert_eq!(used(&big).await, est);
+        // A charge settled after that goes straight to the counter.
+        spend.reconcile(&c2, est, nusd(0.05)).await;
+        assert_eq!(used(&w).await, nusd(0.09));
+    }
+
     #[test]
     fn label_cap_overflows_into_other() {
         let c = LabelCap::default();
