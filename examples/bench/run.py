@@ -952,6 +952,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
     a = start("llmkeys-plain")
     b = start("llmkeys-redis", redis_store, keys=True, cache=True)
     c = start("llmkeys-memory", None, keys=True)
+    d = start("llmkeys-redis-nocache", redis_store, keys=True)
     # The set-up does what it says: the key is needed, the cache misses then hits.
     try:
         chat_once(b[1], "sk-sb-wrong", "x")
@@ -967,11 +968,14 @@ def scenario_llm_keys(args, procs, bins, tmp):
         "(b) keys + budgets + cache, Redis — miss": (b, True),
         "(b′) same, cache hit": (b, False),
         "(c) keys + budgets, memory store": (c, True),
+        "(d) keys + budgets, Redis, no cache": (d, True),
     }
     if args.baseline:
         # Before/after a change to this path: (b) with the --baseline binary, same rounds.
         variants["(b) with the --baseline binary — miss"] = (
             start("llmkeys-redis-baseline", redis_store, keys=True, cache=True, binary=args.baseline), True)
+        variants["(d) with the --baseline binary"] = (
+            start("llmkeys-redis-nocache-baseline", redis_store, keys=True, binary=args.baseline), True)
     rounds = {k: {"c1": [], "c32": []} for k in variants}
     for i in range(args.rounds):
         for j, (name, ((p, port, _, key), vary)) in enumerate(variants.items()):

@@ -637,6 +637,8 @@ impl Gateway {
         {
             tracing::debug!(error = %e, "session store: withdrawing the peer registration failed");
         }
+        // Budget slices this replica holds go back to the fleet's counters.
+        self.inner.spend.shutdown().await;
         // Lines of the requests served to the end are written before the process exits.
         if let Some(log) = deps.access_log.clone() {
             let _ = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(2))).await;

@@ -16,10 +16,20 @@
 //! hash per UTC day (`{prefix}spend:YYYY-MM-DD`, kept 400 days); with `memory` both live in
 //! the process. A store that cannot be asked lets requests through (logged): budgets fail
 //! open, like `rate_limit` with `fail_open: true`.
+//!
+//! With Redis a request should not wait for a round trip, so each replica holds a *slice* of
+//! each busy budget ([`Lease`]): taken by one script that counts it as used in Redis at once
+//! (a sixteenth of what is left, at most [`SLICE_MAX_ESTIMATES`] estimates), drawn on by
+//! requests locally, refilled in the background at half, and given back when idle for
+//! [`SLICE_IDLE`], on shutdown, and near the limit. Near the limit (fewer than
+//! [`SLICE_FLOOR_ESTIMATES`] estimates left) there are no slices and every request is checked
+//! and charged in Redis as before, so the fleet still overshoots by at most the estimates of
+//! the requests admitted last. After the answer, the reconciles (none for a charge drawn from
+//! a slice) and the spend record run at once in the settle task.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -27,7 +37,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use redis::Script;
 use switchboard_core::{Cause, SpendMeter, SpendReservation, Spent};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 
 use crate::auth::Principal;
 use crate::auth::virtual_keys::{Budget, KeyStore, Period};
@@ -359,6 +372,8 @@ enum Backend {
     Redis {
         link: switchboard_sessions::RedisLink,
         prefix: String,
+        /// This replica's slices, by budget counter.
+        leases: DashMap<String, LeaseRef>,
     },
 }
 
@@ -366,6 +381,10 @@ struct Shared {
     backend: Backend,
     keys: KeyStore,
     metrics: SpendMetrics,
+    /// Stops the loop that gives idle slices back.
+    stop: CancellationToken,
+    /// Reservations not yet settled: shutdown waits for their settles (bounded).
+    unsettled: TaskTracker,
 }
 
 /// Spend totals and budget counters (cheap to clone).
@@ -380,14 +399,48 @@ impl std::fmt::Debug for Spend {
     }
 }
 
-// KEYS[1] counter; ARGV estimate, limit, ttl_ms (0: none). Refuses once the budget is spent;
-// otherwise charges the estimate. Returns {allowed, used after}.
-const CHARGE_LUA: &str = r"
+/// Runs one script on one key with integer arguments.
+async fn eval<T: redis::FromRedisValue + Send>(
+    link: &switchboard_sessions::RedisLink,
+    script: &'static Script,
+    key: &str,
+    args: &[i64],
+) -> switchboard_sessions::Result<T> {
+    link.run(|mut conn| {
+        let mut inv = script.prepare_invoke();
+        inv.key(key);
+        for a in args {
+            inv.arg(*a);
+        }
+        async move { inv.invoke_async(&mut conn).await }
+    })
+    .await
+}
+
+// KEYS[1] counter; ARGV estimate, limit, ttl_ms (0: none), give back, mode (1: a request,
+// 2: a refill ahead of need). Gives back what the replica returns (its unused slice, or the
+// debt of costs above their estimates when negative), then refuses once the budget is spent;
+// otherwise charges a slice when at least SLICE_FLOOR_ESTIMATES estimates are left, or
+// (mode 1) the estimate alone. Returns {1 charged | 0 refused | 2 no slice (mode 2), used
+// after, slice}.
+const TAKE_LUA: &str = r"
+if ARGV[4] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[4]) end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[2]) then return {0, used} end
-used = redis.call('INCRBY', KEYS[1], ARGV[1])
+local limit = tonumber(ARGV[2])
+if used >= limit then return {0, used, 0} end
+local est = tonumber(ARGV[1])
+local slice = '0'
+if est > 0 and limit - used >= est * 32 then
+  slice = string.format('%d', math.min(math.floor((limit - used) / 16), est * 64))
+end
+local charge = slice
+if slice == '0' then
+  if ARGV[5] == '2' then return {2, used, 0} end
+  charge = ARGV[1]
+end
+used = redis.call('INCRBY', KEYS[1], charge)
 if ARGV[3] ~= '0' and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return {1, used}
+return {1, used, slice}
 ";
 
 // KEYS[1] counter; ARGV delta. Adjusts a counter whose period still exists; returns its value.
@@ -407,6 +460,88 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// The scripts, sent by SHA (`EVALSHA`; loaded once per server on `NOSCRIPT`).
+static TAKE: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_LUA));
+static ADJUST: LazyLock<Script> = LazyLock::new(|| Script::new(ADJUST_LUA));
+static RECORD: LazyLock<Script> = LazyLock::new(|| Script::new(RECORD_LUA));
+
+/// No slices while fewer than this many request estimates are left in a budget: each
+/// request is checked and charged in Redis (`32` in `TAKE_LUA`).
+pub const SLICE_FLOOR_ESTIMATES: i64 = 32;
+/// A slice is this fraction of what is left (`16` in `TAKE_LUA`) ...
+pub const SLICE_DIVISOR: i64 = 16;
+/// ... and at most this many estimates of the request that takes it (`64` in `TAKE_LUA`).
+pub const SLICE_MAX_ESTIMATES: i64 = 64;
+/// A slice no request has drawn on for this long goes back to Redis.
+pub const SLICE_IDLE: Duration = Duration::from_secs(1);
+/// How often idle slices are looked for.
+const REAP_EVERY: Duration = Duration::from_millis(250);
+/// How long shutdown waits for the settles of the last requests.
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+/// A lease with nothing held and idle this long is forgotten.
+const LEASE_FORGET: Duration = Duration::from_secs(30);
+
+/// This replica's slice of one budget counter (Redis store only).
+///
+/// `held` is charged in Redis but reserved by no request here: requests draw their estimate
+/// from it without a round trip, settled requests put back what they did not use (a cost
+/// above its estimate makes it negative: a debt), and it goes back to Redis when idle, on
+/// shutdown, and with the next round trip once the budget is near its limit.
+#[derive(Debug)]
+struct Lease {
+    held: i64,
+    /// Refill (in the background) once `held` drops below this: half the last slice.
+    refill_below: i64,
+    /// A refill is running.
+    fetching: bool,
+    /// Near the limit (no slice granted): every request goes to Redis, carrying `held` back.
+    draining: bool,
+    /// Given back for good (shutdown, or forgotten): settles go straight to Redis.
+    retired: bool,
+    last_use: Instant,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Lease {
+            held: 0,
+            refill_below: 0,
+            fetching: false,
+            draining: false,
+            retired: false,
+            last_use: Instant::now(),
+        }
+    }
+
+    /// Draws `estimate` from the slice; `Some(refill)` when it could.
+    fn draw(&mut self, estimate: i64) -> Option<bool> {
+        if self.retired || self.draining || self.held < estimate {
+            return None;
+        }
+        self.held -= estimate;
+        self.last_use = Instant::now();
+        let refill = !self.fetching && self.held < self.refill_below;
+        if refill {
+            self.fetching = true;
+        }
+        Some(refill)
+    }
+}
+
+type LeaseRef = Arc<Mutex<Lease>>;
+
+fn lock(l: &LeaseRef) -> std::sync::MutexGuard<'_, Lease> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where a reservation's estimate was charged.
+enum Held {
+    /// The counter itself (memory store; near the limit; a store that failed).
+    Counter,
+    /// This replica's slice of the counter.
+    Slice(LeaseRef),
+}
+
 /// A budget that is spent.
 struct Denied {
     used: i64,
@@ -420,28 +555,77 @@ struct Charge {
     name: String,
     counter: String,
     budget: Budget,
+    held: Held,
+}
+
+/// One budget a request is to be charged against.
+struct Want {
+    scope: &'static str,
+    name: String,
+    budget: Budget,
 }
 
 impl Spend {
-    /// Spend kept where `keys` keeps keys (this process, or the fleet's Redis).
+    /// Spend kept where `keys` keeps keys (this process, or the fleet's Redis). With Redis,
+    /// a task gives idle budget slices back until [`Spend::shutdown`].
     pub fn new(keys: KeyStore, registry: &crate::metrics::Metrics) -> Self {
         let backend = match keys.redis_link() {
             Some((link, prefix)) => Backend::Redis {
                 link: link.clone(),
                 prefix: prefix.to_string(),
+                leases: DashMap::new(),
             },
             None => Backend::Memory {
                 rows: Mutex::default(),
                 counters: DashMap::new(),
             },
         };
-        Spend {
+        let spend = Spend {
             shared: Arc::new(Shared {
                 backend,
                 keys,
                 metrics: registry.with_registry(SpendMetrics::new),
+                stop: CancellationToken::new(),
+                unsettled: TaskTracker::new(),
             }),
+        };
+        if matches!(spend.shared.backend, Backend::Redis { .. })
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(reap(
+                Arc::downgrade(&spend.shared),
+                spend.shared.stop.clone(),
+            ));
         }
+        spend
+    }
+
+    /// Gives every slice this replica holds back to Redis and stops taking new ones
+    /// (graceful shutdown, once the last requests are served; their settles go straight to
+    /// the counters).
+    pub async fn shutdown(&self) {
+        self.shared.stop.cancel();
+        // The last requests' settles run in tasks of their own: let them land first.
+        self.shared.unsettled.close();
+        if tokio::time::timeout(SETTLE_WAIT, self.shared.unsettled.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("spend of requests still unsettled at shutdown is not recorded");
+        }
+        let Backend::Redis { link, leases, .. } = &self.shared.backend else {
+            return;
+        };
+        let mut back = Vec::new();
+        for e in leases.iter() {
+            let mut l = lock(e.value());
+            l.retired = true;
+            let held = std::mem::take(&mut l.held);
+            if held != 0 {
+                back.push((e.key().clone(), held));
+            }
+        }
+        give_back(link, back).await;
     }
 
     /// The meter for a caller: spend is recorded for callers with an API key or a team (a
@@ -459,7 +643,8 @@ impl Spend {
         }))
     }
 
-    /// What the budget counter `scope:name` holds for the current period, in USD.
+    /// What the budget counter `scope:name` holds for the current period, in USD. With
+    /// Redis this counts the slices replicas hold as used (reserved).
     pub async fn budget_used(&self, scope: &str, name: &str, b: &Budget) -> Option<f64> {
         let (idx, _) = current(b.period, now_secs());
         let counter = self.counter(scope, name, b.period, idx);
@@ -489,62 +674,162 @@ impl Spend {
         )
     }
 
-    async fn charge(
-        &self,
-        scope: &'static str,
-        name: &str,
-        b: &Budget,
-        estimate: i64,
-    ) -> Result<Charge, Denied> {
-        let (idx, reset) = current(b.period, now_secs());
-        let counter = self.counter(scope, name, b.period, idx);
-        let limit = nusd(b.usd);
-        let (allowed, used) = match &self.shared.backend {
+    /// Charges `estimate` to the budget `w`: from this replica's slice when it holds enough
+    /// (no round trip), otherwise in the store.
+    async fn charge(&self, w: &Want, estimate: i64) -> Result<Charge, Denied> {
+        let (idx, reset) = current(w.budget.period, now_secs());
+        let counter = self.counter(w.scope, &w.name, w.budget.period, idx);
+        let limit = nusd(w.budget.usd);
+        let charge = |held| Charge {
+            scope: w.scope,
+            name: w.name.clone(),
+            counter: counter.clone(),
+            budget: w.budget.clone(),
+            held,
+        };
+        let (link, leases) = match &self.shared.backend {
             Backend::Memory { counters, .. } => {
-                let mut used = counters.entry(counter.clone()).or_insert(0);
-                if *used >= limit {
-                    (false, *used)
-                } else {
-                    *used += estimate;
-                    (true, *used)
-                }
-            }
-            Backend::Redis { link, .. } => {
-                let ttl = reset.map_or(0, |r| r.as_millis() as u64 + 86_400_000);
-                let res: switchboard_sessions::Result<Vec<i64>> = link
-                    .run(|mut conn| {
-                        let mut cmd = redis::cmd("EVAL");
-                        cmd.arg(CHARGE_LUA)
-                            .arg(1)
-                            .arg(&counter)
-                            .arg(estimate)
-                            .arg(limit)
-                            .arg(ttl);
-                        async move { cmd.query_async(&mut conn).await }
-                    })
-                    .await;
-                match res {
-                    Ok(v) => (v.first() == Some(&1), v.get(1).copied().unwrap_or_default()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "budget store unavailable; allowing the request");
-                        (true, 0)
+                let used = {
+                    let mut used = counters.entry(counter.clone()).or_insert(0);
+                    if *used >= limit {
+                        Err(*used)
+                    } else {
+                        *used += estimate;
+                        Ok(*used)
                     }
-                }
+                };
+                let u = used.unwrap_or_else(|u| u);
+                self.shared.metrics.budget(w.scope, &w.name, u, &w.budget);
+                return match used {
+                    Ok(_) => Ok(charge(Held::Counter)),
+                    Err(used) => Err(Denied { used, limit, reset }),
+                };
+            }
+            Backend::Redis { link, leases, .. } => (link, leases),
+        };
+        // Not `match leases.get(..)`: its read guard would live across the `entry` below.
+        let found = leases.get(&counter).map(|l| l.value().clone());
+        let lease = match found {
+            Some(l) => l,
+            None => leases
+                .entry(counter.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(Lease::new())))
+                .value()
+                .clone(),
+        };
+        let drawn = lock(&lease).draw(estimate);
+        if let Some(refill) = drawn {
+            if refill {
+                tokio::spawn(self.clone().refill(
+                    lease.clone(),
+                    counter.clone(),
+                    estimate,
+                    limit,
+                    ttl(reset),
+                    (w.scope, w.name.clone(), w.budget.clone()),
+                ));
+            }
+            return Ok(charge(Held::Slice(lease)));
+        }
+        // Not enough held here: one round trip that gives back what is held, and takes a new
+        // slice, or (near the limit) charges the estimate alone.
+        let give = std::mem::take(&mut lock(&lease).held);
+        let res: switchboard_sessions::Result<Vec<i64>> = eval(
+            link,
+            &TAKE,
+            &counter,
+            &[estimate, limit, ttl(reset) as i64, give, 1],
+        )
+        .await;
+        let v = match res {
+            Ok(v) => v,
+            Err(e) => {
+                lock(&lease).held += give;
+                tracing::warn!(error = %e, "budget store unavailable; allowing the request");
+                return Ok(charge(Held::Counter));
             }
         };
-        self.shared.metrics.budget(scope, name, used, b);
-        if allowed {
-            Ok(Charge {
-                scope,
-                name: name.to_string(),
-                counter,
-                budget: b.clone(),
-            })
+        let (status, used, slice) = (
+            v.first().copied().unwrap_or_default(),
+            v.get(1).copied().unwrap_or_default(),
+            v.get(2).copied().unwrap_or_default(),
+        );
+        self.shared
+            .metrics
+            .budget(w.scope, &w.name, used, &w.budget);
+        let mut l = lock(&lease);
+        l.last_use = Instant::now();
+        if status == 1 && slice > 0 {
+            l.held += slice - estimate;
+            l.refill_below = slice / 2;
+            l.draining = false;
+            drop(l);
+            Ok(charge(Held::Slice(lease)))
         } else {
-            Err(Denied { used, limit, reset })
+            l.draining = true;
+            drop(l);
+            if status == 1 {
+                Ok(charge(Held::Counter))
+            } else {
+                Err(Denied { used, limit, reset })
+            }
         }
     }
 
+    /// Takes the next slice of a counter before the one held runs out.
+    async fn refill(
+        self,
+        lease: LeaseRef,
+        counter: String,
+        estimate: i64,
+        limit: i64,
+        ttl: u64,
+        budget: (&'static str, String, Budget),
+    ) {
+        let Backend::Redis { link, .. } = &self.shared.backend else {
+            return;
+        };
+        let res: switchboard_sessions::Result<Vec<i64>> =
+            eval(link, &TAKE, &counter, &[estimate, limit, ttl as i64, 0, 2]).await;
+        let v = match res {
+            Ok(v) => v,
+            Err(e) => {
+                lock(&lease).fetching = false;
+                tracing::debug!(error = %e, "budget slice not refilled");
+                return;
+            }
+        };
+        let (status, used, slice) = (
+            v.first().copied().unwrap_or_default(),
+            v.get(1).copied().unwrap_or_default(),
+            v.get(2).copied().unwrap_or_default(),
+        );
+        self.shared
+            .metrics
+            .budget(budget.0, &budget.1, used, &budget.2);
+        let back = {
+            let mut l = lock(&lease);
+            l.fetching = false;
+            if status == 1 && slice > 0 {
+                if l.retired {
+                    slice
+                } else {
+                    l.held += slice;
+                    l.refill_below = slice / 2;
+                    0
+                }
+            } else {
+                // Near the limit: the next request carries what is held back to Redis.
+                l.draining = true;
+                0
+            }
+        };
+        if back != 0 {
+            give_back(link, vec![(counter, back)]).await;
+        }
+    }
+
+    /// Adds `delta` to a counter in the store; `None` when it could not.
     async fn adjust(&self, c: &Charge, delta: i64) {
         let used = match &self.shared.backend {
             Backend::Memory { counters, .. } => match counters.get_mut(&c.counter) {
@@ -555,14 +840,7 @@ impl Spend {
                 None => return,
             },
             Backend::Redis { link, .. } => {
-                let res: switchboard_sessions::Result<i64> = link
-                    .run(|mut conn| {
-                        let mut cmd = redis::cmd("EVAL");
-                        cmd.arg(ADJUST_LUA).arg(1).arg(&c.counter).arg(delta);
-                        async move { cmd.query_async(&mut conn).await }
-                    })
-                    .await;
-                match res {
+                match eval::<i64>(link, &ADJUST, &c.counter, &[delta]).await {
                     Ok(v) => v,
                     Err(e) => {
                         tracing::warn!(error = %e, "budget reconcile failed");
@@ -574,6 +852,32 @@ impl Spend {
         self.shared
             .metrics
             .budget(c.scope, &c.name, used, &c.budget);
+    }
+
+    /// Replaces a charge's estimate with its cost: in the slice it came from (no round trip
+    /// unless the slice was given back meanwhile), or in the counter.
+    async fn reconcile(&self, c: &Charge, estimate: i64, cost: i64) {
+        match &c.held {
+            Held::Counter => {
+                if cost != estimate {
+                    self.adjust(c, cost - estimate).await;
+                }
+            }
+            Held::Slice(lease) => {
+                let to_store = {
+                    let mut l = lock(lease);
+                    l.held += estimate - cost;
+                    if l.retired {
+                        std::mem::take(&mut l.held)
+                    } else {
+                        0
+                    }
+                };
+                if to_store != 0 {
+                    self.adjust(c, -to_store).await;
+                }
+            }
+        }
     }
 
     async fn record(&self, row: Row, t: Totals) {
@@ -591,21 +895,17 @@ impl Spend {
                 let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
                 rows.entry((day, row)).or_default().add(&t);
             }
-            Backend::Redis { link, prefix } => {
+            Backend::Redis { link, prefix, .. } => {
                 let k = format!("{prefix}spend:{}", day_string(day));
                 let fp = row.field_prefix();
                 let res: switchboard_sessions::Result<i64> = link
                     .run(|mut conn| {
-                        let mut cmd = redis::cmd("EVAL");
-                        cmd.arg(RECORD_LUA)
-                            .arg(1)
-                            .arg(&k)
-                            .arg(&fp)
-                            .arg(SPEND_TTL_SECS);
+                        let mut inv = RECORD.prepare_invoke();
+                        inv.key(&k).arg(&fp).arg(SPEND_TTL_SECS);
                         for v in t.values() {
-                            cmd.arg(v);
+                            inv.arg(v);
                         }
-                        async move { cmd.query_async(&mut conn).await }
+                        async move { inv.invoke_async(&mut conn).await }
                     })
                     .await;
                 if let Err(e) = res {
@@ -632,7 +932,7 @@ impl Spend {
                     }
                 }
             }
-            Backend::Redis { link, prefix } => {
+            Backend::Redis { link, prefix, .. } => {
                 for day in q.from..=q.to {
                     let k = format!("{prefix}spend:{}", day_string(day));
                     let raw: HashMap<String, i64> = link
@@ -677,27 +977,43 @@ impl SpendMeter for Meter {
         estimate_usd: f64,
     ) -> switchboard_core::Result<Box<dyn SpendReservation>> {
         let estimate = nusd(estimate_usd);
-        let mut charges = Vec::new();
+        let mut wants = Vec::with_capacity(2);
         if let Some(vk) = &self.virtual_key
             && let Some(b) = &vk.budget
         {
-            match self.spend.charge("key", &vk.id, b, estimate).await {
-                Ok(c) => charges.push(c),
-                Err(d) => return Err(refusal("key", &self.key, b, &d)),
-            }
+            wants.push(Want {
+                scope: "key",
+                name: vk.id.to_string(),
+                budget: b.clone(),
+            });
         }
         if let Some(team) = &self.team
             && let Some(b) = self.spend.shared.keys.team_budget(team).await
         {
-            match self.spend.charge("team", team, &b, estimate).await {
+            wants.push(Want {
+                scope: "team",
+                name: team.to_string(),
+                budget: b,
+            });
+        }
+        // The key's and the team's counters at once: when both need the store, their round
+        // trips overlap.
+        let results =
+            futures::future::join_all(wants.iter().map(|w| self.spend.charge(w, estimate))).await;
+        let mut charges = Vec::with_capacity(results.len());
+        let mut denied = None;
+        for (w, r) in wants.iter().zip(results) {
+            match r {
                 Ok(c) => charges.push(c),
-                Err(d) => {
-                    for c in &charges {
-                        self.spend.adjust(c, -estimate).await;
-                    }
-                    return Err(refusal("team", team, &b, &d));
-                }
+                Err(d) if denied.is_none() => denied = Some((w, d)),
+                Err(_) => {}
             }
+        }
+        if let Some((w, d)) = denied {
+            futures::future::join_all(charges.iter().map(|c| self.spend.reconcile(c, estimate, 0)))
+                .await;
+            let name: &str = if w.scope == "key" { &self.key } else { &w.name };
+            return Err(refusal(w.scope, name, &w.budget, &d));
         }
         Ok(Box::new(Reservation {
             spend: self.spend.clone(),
@@ -705,6 +1021,7 @@ impl SpendMeter for Meter {
             team: self.team.clone(),
             estimate,
             charges,
+            _unsettled: self.spend.shared.unsettled.token(),
         }))
     }
 
@@ -757,6 +1074,8 @@ struct Reservation {
     team: Option<Arc<str>>,
     estimate: i64,
     charges: Vec<Charge>,
+    /// Held until settled (or dropped).
+    _unsettled: TaskTrackerToken,
 }
 
 #[async_trait::async_trait]
@@ -764,9 +1083,6 @@ impl SpendReservation for Reservation {
     async fn settle(self: Box<Self>, spent: Option<Spent>) {
         // Without observed usage the estimate stands: under-charging is the worse error.
         let cost = spent.as_ref().map_or(self.estimate, |s| nusd(s.cost_usd));
-        for c in &self.charges {
-            self.spend.adjust(c, cost - self.estimate).await;
-        }
         let s = spent.unwrap_or_default();
         let row = Row {
             key: self.key.to_string(),
@@ -791,7 +1107,64 @@ impl SpendReservation for Reservation {
             cache_write: s.cache_write as i64,
             cached: 0,
         };
-        self.spend.record(row, t).await;
+        // The reconciles (none for a charge drawn from a slice) and the record overlap.
+        let reconciles = futures::future::join_all(
+            self.charges
+                .iter()
+                .map(|c| self.spend.reconcile(c, self.estimate, cost)),
+        );
+        futures::join!(reconciles, self.spend.record(row, t));
+    }
+}
+
+/// The TTL of a budget counter: its period and a day more (0: none).
+fn ttl(reset: Option<Duration>) -> u64 {
+    reset.map_or(0, |r| r.as_millis() as u64 + 86_400_000)
+}
+
+/// Gives amounts held back to their counters (a negative amount is a debt paid).
+async fn give_back(link: &switchboard_sessions::RedisLink, back: Vec<(String, i64)>) {
+    let calls = back.iter().map(|(counter, held)| async move {
+        if let Err(e) = eval::<i64>(link, &ADJUST, counter, &[-held]).await {
+            tracing::warn!(error = %e, counter, "budget slice not given back: it counts as used until the period resets");
+        }
+    });
+    futures::future::join_all(calls).await;
+}
+
+/// Gives back the slices no request has drawn on for [`SLICE_IDLE`], and forgets leases idle
+/// for long, until `stop`.
+async fn reap(shared: std::sync::Weak<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(REAP_EVERY) => {}
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Backend::Redis { link, leases, .. } = &shared.backend else {
+            return;
+        };
+        let mut back = Vec::new();
+        leases.retain(|counter, lease| {
+            let mut l = lock(lease);
+            if l.fetching {
+                return true;
+            }
+            let idle = l.last_use.elapsed();
+            if idle >= SLICE_IDLE && l.held != 0 {
+                back.push((counter.clone(), std::mem::take(&mut l.held)));
+            }
+            if idle >= LEASE_FORGET && l.held == 0 {
+                l.retired = true;
+                return false;
+            }
+            true
+        });
+        if !back.is_empty() {
+            give_back(link, back).await;
+        }
     }
 }
 
@@ -845,17 +1218,18 @@ mod tests {
             period: Period::Total,
             soft_limit: None,
         };
+        let w = Want {
+            scope: "key",
+            name: "k".into(),
+            budget: b.clone(),
+        };
         // 0.0006 estimated, 0.0002 real: 0.0008 left.
-        let c = spend
-            .charge("key", "k", &b, nusd(0.0006))
-            .await
-            .ok()
-            .unwrap();
-        spend.adjust(&c, nusd(0.0002) - nusd(0.0006)).await;
+        let c = spend.charge(&w, nusd(0.0006)).await.ok().unwrap();
+        spend.reconcile(&c, nusd(0.0006), nusd(0.0002)).await;
         assert!((spend.budget_used("key", "k", &b).await.unwrap() - 0.0002).abs() < 1e-12);
         // Not yet spent: admitted even though the estimate overshoots.
-        assert!(spend.charge("key", "k", &b, nusd(0.0009)).await.is_ok());
-        let d = spend.charge("key", "k", &b, 1).await.err().unwrap();
+        assert!(spend.charge(&w, nusd(0.0009)).await.is_ok());
+        let d = spend.charge(&w, 1).await.err().unwrap();
         assert_eq!(d.used, nusd(0.0011));
         let e = refusal("key", "k", &b, &d);
         assert_eq!(e.cause(), Cause::RateLimited);
@@ -864,6 +1238,67 @@ mod tests {
                 .encode()
                 .contains("switchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1")
         );
+    }
+
+    #[tokio::test]
+    async fn redis_slices_are_sized_drawn_locally_and_given_back() {
+        let Some(redis) =
+            switchboard_testing::redis::RedisServer::start_or_skip("spend_redis_slices")
+        else {
+            return;
+        };
+        let cfg = switchboard_sessions::RedisConfig::standalone(redis.url());
+        let link = switchboard_sessions::RedisLink::connect(
+            &cfg,
+            switchboard_sessions::Metrics::default(),
+        )
+        .await
+        .unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let spend = Spend::new(KeyStore::redis(link, "t:"), &metrics);
+        let want = |usd: f64| Want {
+            scope: "key",
+            name: format!("k{usd}"),
+            budget: Budget {
+                usd,
+                period: Period::Month,
+                soft_limit: None,
+            },
+        };
+        let used = |w: &Want| {
+            let spend = spend.clone();
+            let (name, b) = (w.name.clone(), w.budget.clone());
+            async move { nusd(spend.budget_used("key", &name, &b).await.unwrap()) }
+        };
+        let est = nusd(0.1);
+        // 100 USD, 0.1 estimates: the first request takes a sixteenth of what is left (6.25,
+        // under 64 estimates), counted as used at once.
+        let w = want(100.0);
+        let c1 = spend.charge(&w, est).await.ok().unwrap();
+        assert!(matches!(c1.held, Held::Slice(_)));
+        assert_eq!(used(&w).await, nusd(6.25));
+        // The next one draws on the slice: nothing changes in Redis, nor when the first
+        // settles below its estimate.
+        let c2 = spend.charge(&w, est).await.ok().unwrap();
+        assert!(matches!(c2.held, Held::Slice(_)));
+        spend.reconcile(&c1, est, nusd(0.04)).await;
+        assert_eq!(used(&w).await, nusd(6.25));
+        // 1000 USD: at most 64 estimates.
+        let big = want(1000.0);
+        let _c = spend.charge(&big, est).await.ok().unwrap();
+        assert_eq!(used(&big).await, 64 * est);
+        // 3 USD is fewer than 32 estimates: no slice, the estimate alone.
+        let small = want(3.0);
+        let c3 = spend.charge(&small, est).await.ok().unwrap();
+        assert!(matches!(c3.held, Held::Counter));
+        assert_eq!(used(&small).await, est);
+        // Shutdown gives back what is held: what remains is what was spent or is in flight.
+        spend.shutdown().await;
+        assert_eq!(used(&w).await, nusd(0.04) + est);
+        assert_eq!(used(&big).await, est);
+        // A charge settled after that goes straight to the counter.
+        spend.reconcile(&c2, est, nusd(0.05)).await;
+        assert_eq!(used(&w).await, nusd(0.09));
     }
 
     #[test]

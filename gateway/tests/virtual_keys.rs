@@ -654,6 +654,217 @@ fn validate_refuses_a_config_key_budget_that_is_not_positive() {
     );
 }
 
+/// The key's budget counter as either replica reports it (slices held count as used).
+async fn budget_used(gw: &Proc, id: &str) -> f64 {
+    let (status, key) = admin(gw, "GET", &format!("/api/keys/{id}"), None).await;
+    assert_eq!(status, 200, "{key}");
+    key["budget_used_usd"].as_f64().unwrap()
+}
+
+/// The key's spend total: (requests, cost).
+async fn spent(gw: &Proc, name: &str) -> (u64, f64) {
+    let (status, spend) = admin(gw, "GET", &format!("/api/spend?key={name}"), None).await;
+    assert_eq!(status, 200, "{spend}");
+    let t = &spend["total"];
+    (
+        t["requests"].as_u64().unwrap(),
+        t["cost_usd"].as_f64().unwrap(),
+    )
+}
+
+/// Polls `f` until it is true, for up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match f().await {
+            None => return,
+            Some(state) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 20 s ({state})"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_big_enough_for_slices_spent_through_two_replicas_stops_within_its_bounds() {
+    let Some(_redis) = RedisServer::start_or_skip("virtual_key_budget_slices") else {
+        return;
+    };
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(
+        &format!("store: redis\n  redis: {{url: \"{}\"}}", _redis.url()),
+        mock,
+    );
+    let a = spawn(dir.path(), "a.yaml", &yaml).await;
+    let b = spawn(dir.path(), "b.yaml", &yaml).await;
+    // 10 USD is about 70 estimates (0.13-0.15 each): the replicas take slices (a sixteenth
+    // of what is left) until fewer than 32 estimates are left, then charge each request in
+    // Redis. A request really costs 0.071, so the budget pays for about 140.
+    let budget = 10.0;
+    let one_estimate = 0.15;
+    let (status, created) = admin(
+        &a,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "sliced", "budget": {"usd": budget, "period": "day"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let bases = format!("{},{}", base(&a), base(&b));
+    let r = py(&["burst", &bases, &secret, "fast", "200", "8"]).await;
+    assert!(r["refused"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["statuses"], json!([200, 429]), "{r}");
+    let u = &r["usage"];
+    let mut ok = r["ok"].as_u64().unwrap();
+    let mut usage = [
+        u["input"].as_f64().unwrap(),
+        u["cached"].as_f64().unwrap(),
+        u["output"].as_f64().unwrap(),
+    ];
+    // Then one request at a time, alternating replicas, until both refuse in a row.
+    let mut refused_in_a_row = 0;
+    for i in 0..200 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let (status, body) = chat(gw, &secret).await;
+        if status == 429 {
+            refused_in_a_row += 1;
+            if refused_in_a_row == 2 {
+                break;
+            }
+            continue;
+        }
+        assert_eq!(status, 200, "{body}");
+        refused_in_a_row = 0;
+        ok += 1;
+        let u = &body["usage"];
+        usage[0] += u["prompt_tokens"].as_f64().unwrap();
+        usage[1] += u["prompt_tokens_details"]["cached_tokens"]
+            .as_f64()
+            .unwrap();
+        usage[2] += u["completion_tokens"].as_f64().unwrap();
+        // Reconciliation runs when the response has been sent.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused_in_a_row, 2, "both replicas never refused");
+    let reported = cost(usage[0], usage[1], usage[2]);
+    assert!(
+        reported <= budget + one_estimate,
+        "{ok} answered for {reported} USD against a {budget} budget"
+    );
+    // The documented bound: once every replica refuses, at most one estimate per replica
+    // (requests whose settle had not landed) is left unspent.
+    assert!(
+        reported >= budget - 2.0 * one_estimate,
+        "{ok} answered for only {reported} USD of a {budget} budget"
+    );
+    // Spend per key: the usage the responses reported, exactly, once settled.
+    eventually("the spend recorded", || {
+        let b = &b;
+        async move {
+            let (requests, cost) = spent(b, "sliced").await;
+            (requests != ok || (cost - reported).abs() > 1e-6)
+                .then(|| format!("{requests} requests, {cost} USD; answered {ok} for {reported}"))
+        }
+    })
+    .await;
+    // Idle slices go back: the counter comes down to what was spent.
+    eventually("the counter back at the spend", || {
+        let (a, id) = (&a, &id);
+        async move {
+            let used = budget_used(a, id).await;
+            ((used - reported).abs() > 1e-6).then(|| format!("{used} vs {reported}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_gives_its_budget_slice_back() {
+    let Some(_redis) = RedisServer::start_or_skip("virtual_key_slice_shutdown") else {
+        return;
+    };
+    let (mock, _) = switchboard_examples::mock_llm::spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(
+        &format!("store: redis\n  redis: {{url: \"{}\"}}", _redis.url()),
+        mock,
+    );
+    let mut a = spawn(dir.path(), "a.yaml", &yaml).await;
+    let b = spawn(dir.path(), "b.yaml", &yaml).await;
+    let (status, created) = admin(
+        &b,
+        "POST",
+        "/api/keys",
+        Some(json!({"name": "leaver", "budget": {"usd": 100, "period": "month"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    // Requests through A only, until A has stopped.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let url = format!("{}/v1/chat/completions", base(&a));
+    let traffic = tokio::spawn({
+        let (stop, secret) = (stop.clone(), secret.clone());
+        async move {
+            let c = client();
+            let mut answered = 0u64;
+            while !stop.is_cancelled() {
+                let r = c
+                    .post(&url)
+                    .bearer_auth(&secret)
+                    .json(&json!({"model": "fast", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        if r.json::<Value>().await.is_ok() {
+                            answered += 1;
+                        }
+                    }
+                    Ok(r) => panic!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                    // A has stopped.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            answered
+        }
+    });
+    // A holds a slice: the counter (as B reads it) is well above what was spent.
+    eventually("a slice held by A", || {
+        let (b, id) = (&b, &id);
+        async move {
+            let used = budget_used(b, id).await;
+            let (_, cost) = spent(b, "leaver").await;
+            (used - cost < 1.0).then(|| format!("counter {used}, spent {cost}"))
+        }
+    })
+    .await;
+    a.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), a.child.wait())
+        .await
+        .expect("A stops")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    stop.cancel();
+    let answered = traffic.await.unwrap();
+    assert!(answered > 0);
+    // What A held went back on the way out: the counter is what the answers cost.
+    let (requests, cost) = spent(&b, "leaver").await;
+    assert_eq!(requests, answered);
+    let used = budget_used(&b, &id).await;
+    assert!((used - cost).abs() < 1e-6, "counter {used} vs spent {cost}");
+}
+
 /// `/api/spend` for `query` once it has counted `requests` requests (spend is recorded when a
 /// request ends, after its answer went out).
 async fn spend_once(gw: &Proc, query: &str, requests: u64) -> Value {
