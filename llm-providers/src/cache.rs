@@ -176,6 +176,7 @@ pub struct ResponseCache {
     ttl: Duration,
     shared: bool,
     max_entry_bytes: usize,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -195,7 +196,14 @@ impl ResponseCache {
             ttl: cfg.ttl,
             shared: cfg.share_across_keys,
             max_entry_bytes: cfg.max_entry_bytes,
+            metrics: None,
         }
+    }
+
+    /// Counts each lookup in `switchboard_llm_cache_requests_total{result}`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The key of a request (`request` serialized, its model the pool it goes to), or `None`
@@ -237,10 +245,17 @@ impl ResponseCache {
         Some(hex::encode(h.finalize()))
     }
 
-    /// The cached answer under `key`.
+    /// The cached answer under `key` (a lookup, counted as a hit or a miss).
     pub async fn get(&self, key: &str) -> Option<Cached> {
-        let bytes = self.store.get(key).await?;
-        serde_json::from_slice(&bytes).ok()
+        let found = self
+            .store
+            .get(key)
+            .await
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if let Some(m) = &self.metrics {
+            m.record_cache(found.is_some());
+        }
+        found
     }
 
     /// Keeps `answer` under `key` (in the background; answers over `max_entry_bytes` are not
