@@ -728,6 +728,35 @@ mod tests {
         assert_eq!(store.usage().0, 1);
     }
 
+    #[tokio::test]
+    async fn each_lookup_is_counted_as_a_hit_or_a_miss() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::Metrics::new(&mut registry);
+        let cfg: CacheConfig = serde_json::from_value(json!({})).unwrap();
+        let cache = ResponseCache::new(&cfg, Arc::new(MemoryStore::new(10, 1 << 20)))
+            .with_metrics(metrics);
+        let answer = Cached {
+            provider: "p".into(),
+            model: "m".into(),
+            body: json!({"text": "t"}),
+        };
+        assert!(cache.get("k").await.is_none());
+        cache.put("k".into(), &answer);
+        tokio::task::yield_now().await;
+        assert!(cache.get("k").await.is_some());
+        assert!(cache.get("k").await.is_some());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("llm_cache_requests_total{result=\"hit\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("llm_cache_requests_total{result=\"miss\"} 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn openai_answers_round_trip_through_sse() {
         let body = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
