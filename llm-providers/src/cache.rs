@@ -733,8 +733,8 @@ mod tests {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = crate::metrics::Metrics::new(&mut registry);
         let cfg: CacheConfig = serde_json::from_value(json!({})).unwrap();
-        let cache = ResponseCache::new(&cfg, Arc::new(MemoryStore::new(10, 1 << 20)))
-            .with_metrics(metrics);
+        let cache =
+            ResponseCache::new(&cfg, Arc::new(MemoryStore::new(10, 1 << 20))).with_metrics(metrics);
         let answer = Cached {
             provider: "p".into(),
             model: "m".into(),
