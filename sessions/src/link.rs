@@ -44,7 +44,7 @@ struct Inner {
 
 enum Topology {
     /// The manager for calls, and its client for dedicated (pub/sub) connections.
-    Single(ConnectionManager, redis::Client),
+    Single(ConnectionManager, Box<redis::Client>),
     Cluster(ClusterConnection),
     Sentinel(Box<Sentinel>),
 }
@@ -168,7 +168,7 @@ impl RedisLink {
             )
             .await
             .map_err(|_| Error::Unavailable("no answer from redis at start".to_owned()))??;
-            Topology::Single(conn, client)
+            Topology::Single(conn, Box::new(client))
         } else if !cfg.cluster.is_empty() {
             let seeds = cfg
                 .cluster
