@@ -81,6 +81,8 @@ struct Inner {
     keys: crate::auth::virtual_keys::KeyStore,
     /// Spend totals and budgets, where the keys are.
     spend: crate::spend::Spend,
+    /// Which `llm.cache` keys Redis holds (with a Redis sessions store), for all routes.
+    llm_cache_index: Option<crate::llm_cache::CacheIndex>,
     /// Each serving listener's runtime, for requests forwarded by other replicas.
     runtimes: Arc<crate::peer_listener::Runtimes>,
     /// Stops the peer listener and its registration (at the end of shutdown).
@@ -193,6 +195,16 @@ impl Gateway {
             _ => crate::auth::virtual_keys::KeyStore::memory(),
         };
         let spend = crate::spend::Spend::new(keys.clone(), &metrics);
+        let shutdown = CancellationToken::new();
+        let llm_cache_index = match (sessions.redis_link(), &config.sessions.redis) {
+            (Some(link), Some(redis)) => Some(crate::llm_cache::CacheIndex::start(
+                link.clone(),
+                format!("{}llmcache:", redis.prefix),
+                &shutdown,
+                &metrics,
+            )),
+            _ => None,
+        };
         let gw = Gateway {
             inner: Arc::new(Inner {
                 config_path,
@@ -202,7 +214,7 @@ impl Gateway {
                 mcp,
                 deps: ListenerDeps {
                     metrics: metrics.clone(),
-                    shutdown: CancellationToken::new(),
+                    shutdown,
                     end_streams: CancellationToken::new(),
                     connections: TaskTracker::new(),
                     workers,
@@ -225,6 +237,7 @@ impl Gateway {
                 control: tokio::sync::Mutex::new(Control::default()),
                 keys,
                 spend,
+                llm_cache_index,
                 runtimes: Arc::default(),
                 peer_stop: CancellationToken::new(),
                 peer_addr: std::sync::OnceLock::new(),
@@ -422,12 +435,13 @@ impl Gateway {
                     None => switchboard_llm::LlmBackend::new(cfg, deps),
                 }
                 .map_err(|e| backend_err(e.to_string()))?;
-                if let (Some(link), Some(redis)) =
-                    (self.inner.sessions.redis_link(), &config.sessions.redis)
-                {
+                if let (Some(link), Some(index)) = (
+                    self.inner.sessions.redis_link(),
+                    &self.inner.llm_cache_index,
+                ) {
                     built.use_cache_store(Arc::new(crate::llm_cache::RedisCacheStore::new(
                         link.clone(),
-                        format!("{}llmcache:", redis.prefix),
+                        index.clone(),
                     )));
                 }
                 next.llm.insert(key.clone(), built.clone());

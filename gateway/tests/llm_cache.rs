@@ -1,12 +1,15 @@
 //! Response caching (`llm.cache`) through the gateway with the real OpenAI and Anthropic Python
 //! SDKs and the mock provider, whose request counter tells a cached answer from a fresh one:
 //! hit, miss, a changed parameter, isolation between API keys, streamed replay in the caller's
-//! format, expiry, zero cost for hits, and one cache shared by two replicas through a real
-//! `redis-server`.
+//! format, expiry, zero cost for hits, and one cache shared by replicas through a real
+//! `redis-server` (in-process gateways, and `switchboard run` processes: an index seeded from
+//! Redis, entries published by another replica, a miss that asks Redis nothing, a Redis
+//! restart).
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -297,21 +300,17 @@ async fn two_replicas_share_one_cache_through_redis() {
     let a = gateway(&yaml, mock).await;
     let b = gateway(&yaml, mock).await;
     let (base_a, base_b) = (base(&a, "main").await, base(&b, "main").await);
+    let trusted = "switchboard_llm_cache_index_trusted";
+    until(&b, trusted, |v| v == 1.0).await;
 
     let req = ask("fast", "Shared question");
     assert_eq!(
         openai(&py, &base_a, &req).await["headers"]["x-switchboard-cache"],
         "miss"
     );
-    // The put runs in the background: wait for it to land.
-    let mut hit = Value::Null;
-    for _ in 0..50 {
-        hit = openai(&py, &base_b, &req).await;
-        if hit["headers"]["x-switchboard-cache"] == "hit" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // The put runs in the background: wait until B's index has seen it.
+    until(&b, "switchboard_llm_cache_index_entries", |v| v >= 1.0).await;
+    let hit = openai(&py, &base_b, &req).await;
     assert_eq!(hit["headers"]["x-switchboard-cache"], "hit", "{hit}");
     assert_eq!(state.requests(), 1);
     // Streamed, on B, answered from the answer A kept; and kept with its TTL in Redis.
@@ -333,6 +332,223 @@ async fn two_replicas_share_one_cache_through_redis() {
     assert_eq!(down["headers"]["x-switchboard-cache"], "miss");
     assert_eq!(state.requests(), 2);
     redis.resume();
+}
+
+/// Polls `gw`'s metric samples named `needle` (summed; 0 when absent) until `ok` holds, for up
+/// to 30 s; panics with the last value otherwise.
+async fn until(gw: &switchboard_gateway::Gateway, needle: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let admin = gw.admin_addr().await.unwrap();
+    until_at(admin, needle, ok).await
+}
+
+async fn until_at(admin: std::net::SocketAddr, needle: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = scrape(admin, needle).await;
+        if ok(v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{needle} still {v} after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of the samples of `name` (0 when there is none).
+async fn scrape(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A `switchboard run` replica of `yaml` (admin on port 0), its config written to `dir`.
+async fn replica(dir: &Path, name: &str, yaml: &str) -> Proc {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, format!("admin: {{bind: '127.0.0.1:0'}}\n{yaml}")).unwrap();
+    spawn_switchboard(&path).await
+}
+
+/// Asks `p` a one-line question as alice: the status, `x-switchboard-cache`, the answer.
+async fn chat(p: &Proc, text: &str) -> (u16, String, String) {
+    let resp = client()
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            p.listeners["main"]
+        ))
+        .bearer_auth("alice-secret")
+        .json(&json!({"model": "fast", "messages": [{"role": "user", "content": text}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let cache = resp
+        .headers()
+        .get("x-switchboard-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let answer = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (status, cache, answer)
+}
+
+/// `GET` commands Redis has run (`INFO commandstats`).
+fn redis_gets(redis: &RedisServer) -> u64 {
+    let info = redis.cli(&["info", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Cache keys in Redis.
+fn cache_keys(redis: &RedisServer) -> usize {
+    redis
+        .cli(&["--scan", "--pattern", "*llmcache:*"])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+async fn until_keys(redis: &RedisServer, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while cache_keys(redis) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {n} cache keys in redis after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn fleet_yaml(mock: std::net::SocketAddr, redis: &RedisServer) -> String {
+    let sessions = format!(
+        "sessions:\n  store: redis\n  redis: {{url: \"{}\"}}\n  keys: [\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]",
+        redis.url()
+    );
+    config(mock, "{ttl: 1m, store: redis}", &sessions)
+}
+
+#[tokio::test]
+async fn switchboard_replicas_share_the_cache_and_a_miss_asks_redis_nothing() {
+    let Some(redis) = RedisServer::start_or_skip(
+        "switchboard_replicas_share_the_cache_and_a_miss_asks_redis_nothing",
+    ) else {
+        return;
+    };
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let yaml = fleet_yaml(mock, &redis);
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = "switchboard_llm_cache_index_trusted";
+    let entries = "switchboard_llm_cache_index_entries";
+
+    // B answers a question before A exists.
+    let b = replica(dir.path(), "b", &yaml).await;
+    until_at(b.admin, trusted, |v| v == 1.0).await;
+    let (status, cache, stored) = chat(&b, "Asked before A started").await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    assert_eq!(state.requests(), 1);
+    until_keys(&redis, 1).await;
+
+    // A starts, seeds its index from Redis, and serves B's answer as a hit.
+    let a = replica(dir.path(), "a", &yaml).await;
+    until_at(a.admin, trusted, |v| v == 1.0).await;
+    assert_eq!(scrape(a.admin, entries).await, 1.0, "seeded from redis");
+    let (status, cache, answer) = chat(&a, "Asked before A started").await;
+    assert_eq!((status, cache.as_str()), (200, "hit"));
+    assert_eq!(answer, stored);
+    assert_eq!(state.requests(), 1);
+
+    // An answer B stores now is a hit on A once A has seen B's publish.
+    let (_, cache, stored) = chat(&b, "Asked while both run").await;
+    assert_eq!(cache, "miss");
+    until_at(a.admin, entries, |v| v >= 2.0).await;
+    let (status, cache, answer) = chat(&a, "Asked while both run").await;
+    assert_eq!((status, cache.as_str()), (200, "hit"));
+    assert_eq!(answer, stored);
+    assert_eq!(state.requests(), 2);
+
+    // A miss on a replica whose index is trusted costs no Redis read; its answer is kept.
+    let gets = redis_gets(&redis);
+    let (status, cache, _) = chat(&a, "Nobody asked this yet").await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    assert_eq!(redis_gets(&redis), gets, "a miss asked redis");
+    assert_eq!(state.requests(), 3);
+    until_at(b.admin, entries, |v| v >= 3.0).await;
+    assert_eq!(chat(&b, "Nobody asked this yet").await.1, "hit");
+
+    // Each lookup counted: A had two hits and one miss.
+    let hits = r#"switchboard_llm_cache_requests_total{result="hit"}"#;
+    let misses = r#"switchboard_llm_cache_requests_total{result="miss"}"#;
+    assert_eq!(scrape(a.admin, hits).await, 2.0);
+    assert_eq!(scrape(a.admin, misses).await, 1.0);
+    assert_eq!(scrape(b.admin, hits).await, 1.0);
+    assert_eq!(scrape(b.admin, misses).await, 2.0);
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_answers_stay_right_and_the_index_is_rebuilt() {
+    let Some(mut redis) = RedisServer::start_or_skip(
+        "after_a_redis_restart_answers_stay_right_and_the_index_is_rebuilt",
+    ) else {
+        return;
+    };
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    let yaml = fleet_yaml(mock, &redis);
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = "switchboard_llm_cache_index_trusted";
+    let entries = "switchboard_llm_cache_index_entries";
+    let seeds = "switchboard_llm_cache_index_seeds_total";
+    let a = replica(dir.path(), "a", &yaml).await;
+    let b = replica(dir.path(), "b", &yaml).await;
+    until_at(a.admin, trusted, |v| v == 1.0).await;
+    until_at(b.admin, trusted, |v| v == 1.0).await;
+    let (_, cache, before) = chat(&b, "Asked before the restart").await;
+    assert_eq!(cache, "miss");
+    until_at(a.admin, entries, |v| v >= 1.0).await;
+    assert_eq!(chat(&a, "Asked before the restart").await.1, "hit");
+    let (seeds_a, seeds_b) = (scrape(a.admin, seeds).await, scrape(b.admin, seeds).await);
+
+    // Redis comes back empty: the subscription dropped. The answer A's index still lists is
+    // gone; asking again is a miss answered by the provider, not a failure or a stale answer.
+    redis.restart().unwrap();
+    let (status, cache, answer) = chat(&a, "Asked before the restart").await;
+    assert_eq!((status, cache.as_str()), (200, "miss"));
+    assert_eq!(answer, before, "the mock answers alike");
+    assert_eq!(state.requests(), 2);
+
+    // Both replicas subscribe again and re-seed.
+    until_at(a.admin, seeds, |v| v > seeds_a).await;
+    until_at(b.admin, seeds, |v| v > seeds_b).await;
+    until_at(a.admin, trusted, |v| v == 1.0).await;
+    until_at(b.admin, trusted, |v| v == 1.0).await;
+
+    // An answer B stores after the restart is a hit on A; a new miss asks Redis nothing.
+    let held = scrape(a.admin, entries).await;
+    let (_, cache, stored) = chat(&b, "Asked after the restart").await;
+    assert_eq!(cache, "miss");
+    until_at(a.admin, entries, |v| v > held).await;
+    let (status, cache, answer) = chat(&a, "Asked after the restart").await;
+    assert_eq!((status, cache.as_str()), (200, "hit"));
+    assert_eq!(answer, stored);
+    let gets = redis_gets(&redis);
+    assert_eq!(chat(&a, "Asked after the restart, new").await.1, "miss");
+    assert_eq!(redis_gets(&redis), gets, "a miss asked redis");
+    assert_eq!(state.requests(), 4);
+    drop((a, b));
 }
 
 #[tokio::test]

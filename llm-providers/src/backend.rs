@@ -269,7 +269,10 @@ impl LlmBackend {
             });
         let cache = std::sync::OnceLock::new();
         if let (Some(c), Some(m)) = (&cache_config, &memory_cache) {
-            let _ = cache.set(crate::cache::ResponseCache::new(c, Arc::new(m.clone())));
+            let _ = cache.set(
+                crate::cache::ResponseCache::new(c, Arc::new(m.clone()))
+                    .with_metrics(deps.metrics.clone()),
+            );
         }
         Ok(LlmBackend {
             shared: Arc::new(Shared {

@@ -176,6 +176,7 @@ pub struct ResponseCache {
     ttl: Duration,
     shared: bool,
     max_entry_bytes: usize,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -195,7 +196,14 @@ impl ResponseCache {
             ttl: cfg.ttl,
             shared: cfg.share_across_keys,
             max_entry_bytes: cfg.max_entry_bytes,
+            metrics: None,
         }
+    }
+
+    /// Counts each lookup in `switchboard_llm_cache_requests_total{result}`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The key of a request (`request` serialized, its model the pool it goes to), or `None`
@@ -237,10 +245,17 @@ impl ResponseCache {
         Some(hex::encode(h.finalize()))
     }
 
-    /// The cached answer under `key`.
+    /// The cached answer under `key` (a lookup, counted as a hit or a miss).
     pub async fn get(&self, key: &str) -> Option<Cached> {
-        let bytes = self.store.get(key).await?;
-        serde_json::from_slice(&bytes).ok()
+        let found = self
+            .store
+            .get(key)
+            .await
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if let Some(m) = &self.metrics {
+            m.record_cache(found.is_some());
+        }
+        found
     }
 
     /// Keeps `answer` under `key` (in the background; answers over `max_entry_bytes` are not
@@ -711,6 +726,35 @@ mod tests {
         assert!(cache.get("small").await.is_some());
         assert!(cache.get("big").await.is_none());
         assert_eq!(store.usage().0, 1);
+    }
+
+    #[tokio::test]
+    async fn each_lookup_is_counted_as_a_hit_or_a_miss() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::Metrics::new(&mut registry);
+        let cfg: CacheConfig = serde_json::from_value(json!({})).unwrap();
+        let cache =
+            ResponseCache::new(&cfg, Arc::new(MemoryStore::new(10, 1 << 20))).with_metrics(metrics);
+        let answer = Cached {
+            provider: "p".into(),
+            model: "m".into(),
+            body: json!({"text": "t"}),
+        };
+        assert!(cache.get("k").await.is_none());
+        cache.put("k".into(), &answer);
+        tokio::task::yield_now().await;
+        assert!(cache.get("k").await.is_some());
+        assert!(cache.get("k").await.is_some());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("llm_cache_requests_total{result=\"hit\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("llm_cache_requests_total{result=\"miss\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

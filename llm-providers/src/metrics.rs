@@ -51,6 +51,13 @@ pub struct CostLabels {
     pub gen_ai_response_model: String,
 }
 
+/// Labels of the response cache's lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `hit` or `miss`.
+    pub result: &'static str,
+}
+
 /// The LLM backend's metric families (cheap to clone; build once per process).
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -58,6 +65,7 @@ pub struct Metrics {
     duration: Family<RequestLabels, Histogram>,
     ttft: Family<RequestLabels, Histogram>,
     cost: Family<CostLabels, Counter<f64, AtomicU64>>,
+    cache_requests: Family<CacheLabels, Counter>,
 }
 
 impl Metrics {
@@ -92,6 +100,7 @@ impl Metrics {
             ])
         });
         let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
+        let cache_requests = Family::<CacheLabels, Counter>::default();
         registry.register(
             "gen_ai_client_token_usage",
             "Tokens used per request, by token type (OTel gen_ai.client.token.usage)",
@@ -112,11 +121,19 @@ impl Metrics {
             "Cost in USD from the configured price table",
             cost.clone(),
         );
+        // `switchboard_llm_cache_requests_total` in the gateway, whose registry adds the
+        // `switchboard_` prefix.
+        registry.register(
+            "llm_cache_requests",
+            "Response cache lookups (llm.cache), by result: hit or miss",
+            cache_requests.clone(),
+        );
         Metrics {
             token_usage,
             duration,
             ttft,
             cost,
+            cache_requests,
         }
     }
 
@@ -155,6 +172,15 @@ impl Metrics {
     /// Records time to first token.
     pub fn record_ttft(&self, labels: &RequestLabels, d: Duration) {
         self.ttft.get_or_create(labels).observe(d.as_secs_f64());
+    }
+
+    /// Counts a response cache lookup.
+    pub fn record_cache(&self, hit: bool) {
+        self.cache_requests
+            .get_or_create(&CacheLabels {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
     }
 
     /// Adds cost.

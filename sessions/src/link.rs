@@ -43,7 +43,8 @@ struct Inner {
 }
 
 enum Topology {
-    Single(ConnectionManager),
+    /// The manager for calls, and its client for dedicated (pub/sub) connections.
+    Single(ConnectionManager, Box<redis::Client>),
     Cluster(ClusterConnection),
     Sentinel(Box<Sentinel>),
 }
@@ -62,7 +63,7 @@ impl std::fmt::Debug for RedisLink {
             .field(
                 "topology",
                 &match self.inner.conn {
-                    Topology::Single(_) => "single",
+                    Topology::Single(..) => "single",
                     Topology::Cluster(_) => "cluster",
                     Topology::Sentinel(_) => "sentinel",
                 },
@@ -161,13 +162,13 @@ impl RedisLink {
                 .set_connection_timeout(Some(start))
                 .set_response_timeout(Some(cfg.timeout))
                 .set_number_of_retries(1);
-            let conn =
-                tokio::time::timeout(start, ConnectionManager::new_with_config(client, config))
-                    .await
-                    .map_err(|_| {
-                        Error::Unavailable("no answer from redis at start".to_owned())
-                    })??;
-            Topology::Single(conn)
+            let conn = tokio::time::timeout(
+                start,
+                ConnectionManager::new_with_config(client.clone(), config),
+            )
+            .await
+            .map_err(|_| Error::Unavailable("no answer from redis at start".to_owned()))??;
+            Topology::Single(conn, Box::new(client))
         } else if !cfg.cluster.is_empty() {
             let seeds = cfg
                 .cluster
@@ -347,7 +348,7 @@ impl RedisLink {
         Fut: Future<Output = RedisResult<T>>,
     {
         match &self.inner.conn {
-            Topology::Single(c) => op(Conn::Single(c.clone())).await,
+            Topology::Single(c, _) => op(Conn::Single(c.clone())).await,
             Topology::Cluster(c) => op(Conn::Cluster(c.clone())).await,
             Topology::Sentinel(s) => {
                 let conn = s.connection().await?;
@@ -377,6 +378,38 @@ impl RedisLink {
                 "redis store failing; circuit breaker open"
             );
             self.inner.metrics.store_up.set(0);
+        }
+    }
+
+    /// Whether [`pubsub`](Self::pubsub) can follow every write: a single server or a Sentinel
+    /// master. Not a Cluster (its keys and their publishes are spread over several nodes).
+    pub fn supports_pubsub(&self) -> bool {
+        !matches!(self.inner.conn, Topology::Cluster(_))
+    }
+
+    /// A dedicated pub/sub connection to the server (or the current Sentinel master), opened
+    /// within the call timeout (at least a second). It is not managed: when it drops, its
+    /// message stream ends and the caller connects again.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        let within = self.inner.timeout.max(Duration::from_secs(1));
+        let connect = async {
+            match &self.inner.conn {
+                Topology::Single(_, client) => client.get_async_pubsub().await,
+                Topology::Sentinel(s) => {
+                    let client = s.client.lock().await.async_get_client().await?;
+                    client.get_async_pubsub().await
+                }
+                Topology::Cluster(_) => Err(RedisError::from((
+                    ErrorKind::Client,
+                    "pub/sub is not followed on a Redis Cluster",
+                ))),
+            }
+        };
+        match tokio::time::timeout(within, connect).await {
+            Ok(r) => r.map_err(Error::Redis),
+            Err(_) => Err(Error::Unavailable(format!(
+                "no pub/sub connection within {within:?}"
+            ))),
         }
     }
 

@@ -28,7 +28,10 @@ impl LlmBackend {
         if let Some(cfg) = &self.shared.cache_config
             && cfg.store == crate::config::CacheStoreKind::Redis
         {
-            let _ = self.shared.cache.set(ResponseCache::new(cfg, store));
+            let _ = self
+                .shared
+                .cache
+                .set(ResponseCache::new(cfg, store).with_metrics(self.shared.deps.metrics.clone()));
         }
     }
 
