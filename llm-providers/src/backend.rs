@@ -15,6 +15,7 @@ mod count;
 mod execute;
 mod meter;
 mod native;
+mod passed;
 mod status;
 mod stream;
 
@@ -195,6 +196,9 @@ pub struct LlmBackend {
 /// The parsed request of a chat endpoint.
 enum ChatInput {
     OpenAi(o::ChatRequest),
+    /// An OpenAI request kept as the caller's bytes, for OpenAI-compatible providers; made
+    /// [`ChatInput::OpenAi`] the first time a provider of another API needs the tree.
+    Passed(passed::PassedChat),
     Anthropic(a::MessagesRequest),
 }
 
@@ -352,16 +356,27 @@ impl LlmBackend {
         };
         let resp = match front {
             // Once parsed, the raw body is dropped: it is not held through the provider call.
-            Front::ChatCompletions => match serde_json::from_slice::<o::ChatRequest>(&body) {
-                Ok(mut r) => {
-                    let len = body.len();
-                    drop(body);
+            Front::ChatCompletions => match passed::PassedChat::parse(body) {
+                Ok(mut p) => {
                     if let Some(to) = &routed {
-                        r.model = to.to_string();
+                        p.model = to.to_string();
                     }
-                    self.chat(ChatInput::OpenAi(r), len, None, ctx).await
+                    let len = p.len();
+                    self.chat(ChatInput::Passed(p), len, None, ctx).await
                 }
-                Err(e) => Err(Error::invalid_body(&e).into()),
+                // Not of the shape: the typed parse says why (or serves it, should the
+                // borrowed parse be the stricter one).
+                Err(body) => match serde_json::from_slice::<o::ChatRequest>(&body) {
+                    Ok(mut r) => {
+                        let len = body.len();
+                        drop(body);
+                        if let Some(to) = &routed {
+                            r.model = to.to_string();
+                        }
+                        self.chat(ChatInput::OpenAi(r), len, None, ctx).await
+                    }
+                    Err(e) => Err(Error::invalid_body(&e).into()),
+                },
             },
             Front::Messages => match serde_json::from_slice::<a::MessagesRequest>(&body) {
                 Ok(mut r) => {

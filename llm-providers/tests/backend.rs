@@ -738,3 +738,102 @@ async fn streams_reach_the_client_while_the_provider_is_still_streaming() {
     assert_eq!(a.text, "Mock reply to: one two three four five six");
     assert!(a.done);
 }
+
+/// A provider that records the bytes of every chat request and answers a fixed completion.
+async fn recording_provider() -> (std::net::SocketAddr, Arc<Mutex<Vec<bytes::Bytes>>>) {
+    let seen: Arc<Mutex<Vec<bytes::Bytes>>> = Arc::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: bytes::Bytes| {
+            kept.lock().unwrap().push(body);
+            async {
+                axum::Json(json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "up-model",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+async fn post_raw(url: &str, body: &'static str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_request_reaches_an_openai_provider_as_sent_with_only_the_model_replaced() {
+    let (up, seen) = recording_provider().await;
+    let gw = gateway(
+        json!({"models": [{"name": "bench", "providers": [provider("openai", "up", "up-model", &up)]}]}),
+        None,
+    )
+    .await;
+    // Unknown fields at every level, key order, number spellings and escapes the typed tree
+    // would have normalized, and a duplicate unknown key it would have collapsed.
+    let body = r#"{"metadata":{"z":1,"a":[1.50,1e2,-0.0]},"model":"bench","messages":[{"role":"user","content":[{"type":"text","text":"caf\u00e9","cache_control":{"type":"ephemeral"}}],"name":"n"}],"temperature":0.70,"x":1,"x":2,"seed":12345678901234567890}"#;
+    let resp = post_raw(&format!("{gw}/v1/chat/completions"), body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchboard-model"], "up-model");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "ok");
+    let sent = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the provider got the request");
+    assert_eq!(
+        std::str::from_utf8(&sent).unwrap(),
+        body.replace(r#""model":"bench""#, r#""model":"up-model""#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chat_requests_get_the_400_of_the_typed_parse() {
+    let (up, seen) = recording_provider().await;
+    let gw = gateway(
+        json!({"models": [{"name": "bench", "providers": [provider("openai", "up", "up-model", &up)]}]}),
+        None,
+    )
+    .await;
+    for body in [
+        "not json",
+        r#"{"model":"bench","messages":[]"#,
+        r#"["bench",[]]"#,
+        r#"{"model":"bench"}"#,
+        r#"{"model":"bench","model":"bench","messages":[]}"#,
+        r#"{"model":"bench","messages":[["user","hi"]]}"#,
+        r#"{"model":"bench","messages":[{"role":"user","content":7}]}"#,
+        r#"{"model":"bench","messages":[{"role":"user","content":[{"text":"no type"}]}]}"#,
+        r#"{"model":"bench","messages":[],"max_tokens":-1}"#,
+        r#"{"model":"bench","messages":[],"stream_options":{"include_usage":"yes"}}"#,
+        r#"{"model":"bench","messages":[],"tools":[{"type":"function","function":{}}]}"#,
+        r#"{"model":"bench","messages":[],"x":1e400}"#,
+        r#"{"model":"bench","messages":[]} {}"#,
+    ] {
+        let want = serde_json::from_str::<switchboard_llm::format::openai::ChatRequest>(body)
+            .expect_err("the typed parse refuses it");
+        let resp = post_raw(&format!("{gw}/v1/chat/completions"), body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            format!("invalid request body: {want}"),
+            "{body}"
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a malformed request reached the provider"
+    );
+}

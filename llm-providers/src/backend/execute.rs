@@ -144,6 +144,13 @@ impl LlmBackend {
                 r.stream_options.as_ref().and_then(|s| s.include_usage) == Some(true),
                 r.output_cap(),
             ),
+            ChatInput::Passed(p) => (
+                ApiFormat::OpenAi,
+                p.model.as_str(),
+                p.stream,
+                p.include_usage,
+                p.cap,
+            ),
             ChatInput::Anthropic(r) => (
                 ApiFormat::Anthropic,
                 r.model.as_str(),
@@ -159,6 +166,7 @@ impl LlmBackend {
             Some(cache) => {
                 let request = match &input {
                     ChatInput::OpenAi(r) => serde_json::to_value(r),
+                    ChatInput::Passed(p) => p.typed().and_then(serde_json::to_value),
                     ChatInput::Anthropic(r) => serde_json::to_value(r),
                 };
                 match request.ok().and_then(|r| cache.key(ctx, format, r)) {

@@ -18,7 +18,16 @@ use crate::{Error, Result};
 /// every attempt at a member of this format.
 pub(super) fn native_body(input: &mut ChatInput, member: &Member) -> Result<Bytes> {
     let model = &*member.model;
-    let v = match (input, member.provider.native()) {
+    let native = member.provider.native();
+    // A request kept as bytes, for a provider of another API: translated from the tree, which
+    // is kept for further attempts.
+    if native != UpstreamFormat::OpenAi
+        && let ChatInput::Passed(p) = input
+    {
+        let typed = p.typed().map_err(|e| Error::invalid_body(&e))?;
+        *input = ChatInput::OpenAi(typed);
+    }
+    let v = match (input, native) {
         (ChatInput::OpenAi(r), UpstreamFormat::OpenAi) => {
             r.model = model.to_string();
             if r.stream == Some(true) {
@@ -38,6 +47,8 @@ pub(super) fn native_body(input: &mut ChatInput, member: &Member) -> Result<Byte
         (ChatInput::OpenAi(r), UpstreamFormat::Bedrock) => {
             serde_json::to_vec(&translate::bedrock::chat_to_converse(r))?
         }
+        // OpenAI-compatible providers only (made typed above for the others).
+        (ChatInput::Passed(p), _) => return Ok(p.body_for(model)?),
         (ChatInput::Anthropic(r), UpstreamFormat::Anthropic) => {
             r.model = model.to_string();
             serde_json::to_vec(&*r)?
