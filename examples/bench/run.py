@@ -218,6 +218,12 @@ def cpu_cell(runs):
     return f"{median(x['cpu_us_per_req'] for x in runs):.1f} µs / {median(x['switches_per_req'] for x in runs):.2f}"
 
 
+def connects_cell(runs):
+    """Connections the load generator opened per run (1 when it kept its connection)."""
+    runs = [x for x in runs if "connects" in x]
+    return "—" if not runs else f"{median(x['connects'] for x in runs):.0f}"
+
+
 def table(title, header, rows):
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -774,9 +780,10 @@ def scenario_mcp(args, procs, bins, tmp):
         errors = sum(x["errors"] for x in r["c1"] + r["c32"])
         rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else fmt_delta(add50),
                      f"{median(x['rps'] for x in r['c32']):,.0f}", f"{ratio:.2f}", cpu_cell(r["c1"]), cpu_cell(r["c32"]),
-                     errors])
+                     connects_cell(r["c1"]), errors])
     table("4. MCP tools/call (streamable HTTP, loadgen)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50",
-          "calls/s @32 conns", "of direct", "proxy CPU / switches per call @1", "@32", "errors"], rows)
+          "calls/s @32 conns", "of direct", "proxy CPU / switches per call @1", "@32", "connections per run @1",
+          "errors"], rows)
     RESULTS["mcp"] = res
 
     # 5 (part). RSS with many idle MCP sessions on the 1-target route.

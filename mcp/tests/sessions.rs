@@ -512,3 +512,69 @@ async fn a_replaced_upstream_session_is_recorded_for_other_replicas() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"echo\""), "{body}");
 }
+
+/// The events of a whole SSE body: (id, data) of each, priming events included.
+fn sse_events(body: &str) -> Vec<(Option<String>, String)> {
+    body.split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            let mut id = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.to_string());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push(v.to_string());
+                }
+            }
+            (id, data.join("\n"))
+        })
+        .collect()
+}
+
+/// A call that ends before anything else is sent for it goes out as one body with its head,
+/// and is still logged first: the priming event's id resumes it, here and on another replica,
+/// with the same reply and event id, then the stream ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_answered_in_one_body_is_logged_and_resumable_everywhere() {
+    let (fixture_url, _f) = fixture().await;
+    let cfg = json!({"targets": [{"name": "f", "http": {"url": fixture_url}}]});
+    let store = memory_store(Duration::from_secs(600));
+    let (a, _ma) = replica(cfg.clone(), "a", store.clone(), Duration::from_secs(600)).await;
+    let (b, _mb) = replica(cfg, "b", store, Duration::from_secs(600)).await;
+    let token = raw_session(&a.url, "2025-11-25", json!({})).await;
+    let resp = reqwest::Client::new()
+        .post(&a.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &token)
+        .body(call(7, "test_simple_text").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"], "text/event-stream",
+        "a client that accepts SSE still gets SSE"
+    );
+    let events = sse_events(&resp.text().await.unwrap());
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (priming_id, priming) = &events[0];
+    assert_eq!(priming, "", "{events:?}");
+    let priming_id = priming_id.as_deref().expect("priming id");
+    assert!(priming_id.contains("/post/"), "{priming_id}");
+    let (reply_id, reply) = &events[1];
+    let reply: Value = serde_json::from_str(reply).unwrap();
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "This is a simple text response for testing."
+    );
+    for url in [&a.url, &b.url] {
+        let mut get = Sse::open(url, &token, Some(priming_id)).await;
+        let (id, again) = get.message().await;
+        assert_eq!(Some(&id), reply_id.as_ref(), "resumed on {url}");
+        assert_eq!(again, reply, "resumed on {url}");
+        assert_eq!(get.next().await, Ev::End, "resumed on {url}");
+    }
+}

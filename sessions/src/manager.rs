@@ -11,6 +11,7 @@
 //! when to let go of a session's upstream connections and stdio children ([`Release`]).
 
 mod listing;
+mod opened;
 mod reaper;
 mod release;
 mod session;
@@ -87,7 +88,8 @@ struct Meta {
 }
 
 struct Shared {
-    keyring: ArcSwap<Keyring>,
+    /// The keys, with the tokens they opened lately.
+    keyring: ArcSwap<opened::Ring>,
     store: Arc<dyn SessionStore>,
     /// The Redis link under a Redis store (the gateway's shared limits use it too).
     redis: Option<crate::link::RedisLink>,
@@ -163,7 +165,7 @@ impl SessionManager {
         };
         Ok(SessionManager {
             shared: Arc::new(Shared {
-                keyring: ArcSwap::from_pointee(keyring),
+                keyring: ArcSwap::from_pointee(opened::Ring::new(keyring)),
                 store,
                 redis: None,
                 metrics,
@@ -184,7 +186,9 @@ impl SessionManager {
     /// Swaps in the keys of a reloaded `sessions:` block (rotation without a restart). Other
     /// changes of the block (store, timeouts) need a new manager.
     pub fn reload_keys(&self, cfg: &SessionsConfig) -> Result<()> {
-        self.shared.keyring.store(Arc::new(keyring_of(cfg)?));
+        self.shared
+            .keyring
+            .store(Arc::new(opened::Ring::new(keyring_of(cfg)?)));
         Ok(())
     }
 
@@ -232,7 +236,7 @@ impl SessionManager {
             targets,
         };
         // Sealed first: a token too long to be opened again must not become a session.
-        let token = s.keyring.load().seal(&claims);
+        let token = s.keyring.load().keyring.seal(&claims);
         if token.len() > crate::token::MAX_TOKEN_LEN {
             return Err(Error::TokenTooLarge {
                 len: token.len(),
@@ -261,7 +265,7 @@ impl SessionManager {
     pub async fn resume(&self, token: &str, principal: Option<&str>) -> Result<Resumed> {
         let s = &self.shared;
         let claims = match s.keyring.load().open(token) {
-            Ok(c) => c,
+            Ok(c) => Claims::clone(&c),
             Err(why) => {
                 debug!(reason = ?why, "session token rejected");
                 s.metrics.reject(Rejection::Invalid);
@@ -599,7 +603,7 @@ impl SessionManager {
     /// `None` for a token that does not open, or a session this replica may serve.
     pub async fn owner_elsewhere(&self, token: &str) -> Option<String> {
         let claims = self.shared.keyring.load().open(token).ok()?;
-        let pinned = claims.replica?;
+        let pinned = claims.replica.clone()?;
         let owner = match self.shared.store.peek(claims.session_id).await {
             Ok(Lookup::Alive(blob)) => serde_json::from_slice::<Meta>(&blob)
                 .ok()
@@ -644,7 +648,11 @@ impl SessionManager {
         plain.extend_from_slice(&expires.to_be_bytes());
         plain.extend_from_slice(&nonce);
         plain.extend_from_slice(payload);
-        self.shared.keyring.load().seal_for(HOP_DOMAIN, &plain)
+        self.shared
+            .keyring
+            .load()
+            .keyring
+            .seal_for(HOP_DOMAIN, &plain)
     }
 
     /// Opens a peer hop sealed by [`seal_hop`](Self::seal_hop) on any replica of the fleet:
@@ -654,6 +662,7 @@ impl SessionManager {
             .shared
             .keyring
             .load()
+            .keyring
             .open_for(HOP_DOMAIN, hop, MAX_HOP_LEN)
             .map_err(|_| HopError::Unauthentic)?;
         let (expires, rest) = plain.split_at_checked(8).ok_or(HopError::Unauthentic)?;

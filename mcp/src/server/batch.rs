@@ -13,7 +13,7 @@ use axum::body::Body;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::Value;
 
-use super::streamable::{accepted, rejected, rpc_response, sse_response};
+use super::streamable::{accepted, rejected, rpc_response};
 use super::{McpBackend, RequestContext, SESSION_VERSIONS, STATELESS_VERSION};
 use crate::error::{ProtocolError, refuse};
 use crate::request::{Invalid, Message, Method, Request};
@@ -176,7 +176,7 @@ impl McpBackend {
         let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
         let s2 = session.clone();
-        tokio::spawn(crate::trace::carry(async move {
+        let call = crate::trace::carry(async move {
             for e in replies.into_iter().flatten() {
                 let _ = tx.send_last(e).await;
             }
@@ -191,13 +191,8 @@ impl McpBackend {
             .await;
             drop(tx);
             this.sync_targets(&s2).await;
-        }));
-        let priming = crate::revision::primes_streams(&session.0.version);
-        let mut r = if session.0.managed.get().is_some() {
-            self.logged_post_stream(session, rx, priming)
-        } else {
-            sse_response(session, rx, priming)
-        };
+        });
+        let mut r = self.sse_answer(session, rx, call).await;
         if let Ok(v) = http::HeaderValue::from_str(sid) {
             r.headers_mut().insert("mcp-session-id", v);
         }

@@ -474,6 +474,56 @@ impl McpBackend {
         Ok(r)
     }
 
+    /// A managed session's POST answer whose messages are all there (the call has ended):
+    /// logged as [`logged_post_stream`](Self::logged_post_stream) logs them, priming event
+    /// and end marker included, then sent as one body. No reader can be following the log
+    /// before the client has an id from it, so there is no live slot or liveness mark.
+    pub(super) async fn logged_post_answer(
+        &self,
+        session: Session,
+        msgs: Vec<Value>,
+        priming: bool,
+    ) -> Response<Body> {
+        let Some(m) = session.0.managed.get() else {
+            return super::streamable::sse_response(
+                session,
+                None,
+                {
+                    let (tx, rx) = outbox::<Value>(&self.bound(), Mode::Cut, "request");
+                    for msg in msgs {
+                        let _ = tx.send(msg);
+                    }
+                    rx
+                },
+                priming,
+            );
+        };
+        let id = rand::random::<u64>() & 0xffff_ffff_ffff;
+        let key = StreamKey::new(m.key, format!("post/{id:012x}"));
+        let manager = &m.manager;
+        let _producing = manager.producer();
+        let mut out = bytes::BytesMut::new();
+        if priming {
+            match manager.append_event(&key, Bytes::new()).await {
+                Ok(id) => out.extend_from_slice(
+                    format!("id: {id}\nretry: {SSE_RETRY_MS}\ndata: \n\n").as_bytes(),
+                ),
+                Err(e) => tracing::warn!(error = %e, "session event log: priming failed"),
+            }
+        }
+        for msg in msgs {
+            let (_, ev) = log(manager, &key, msg).await;
+            out.extend_from_slice(&ev);
+        }
+        if let Err(e) = manager
+            .append_event(&key, Bytes::from_static(switchboard_sessions::END_MARKER))
+            .await
+        {
+            tracing::debug!(error = %e, "session event log: ending a stream failed");
+        }
+        super::streamable::sse_full(out.freeze())
+    }
+
     /// A POST answered as SSE on a managed session: every event is appended to the request's
     /// own log stream (`post/…`) before it is sent, by a task that lives as long as the request
     /// is being answered, so a client whose POST stream broke can resume it with a GET and
@@ -485,11 +535,12 @@ impl McpBackend {
     pub(super) fn logged_post_stream(
         &self,
         session: Session,
+        first: Option<Value>,
         mut rx: Inbox<Value>,
         priming: bool,
     ) -> Response<Body> {
         let Some(m) = session.0.managed.get() else {
-            return super::streamable::sse_response(session, rx, priming);
+            return super::streamable::sse_response(session, first, rx, priming);
         };
         // 48 random bits, as the first 12 hex digits of a v4 UUID were, from the thread's
         // generator (a UUID asked the kernel for every call).
@@ -537,7 +588,12 @@ impl McpBackend {
                     switchboard_sessions::manager::STREAM_LIVE_TTL / 3,
                 )
             });
+            let mut first = first;
             loop {
+                if let Some(msg) = first.take() {
+                    send(log(&manager, &key, msg).await);
+                    continue;
+                }
                 let renewed = async {
                     match &mut renew {
                         Some(r) => {
@@ -556,20 +612,7 @@ impl McpBackend {
                     }
                 };
                 let Some(msg) = msg else { break };
-                let data = Bytes::from(msg.to_string());
-                let logged = manager.append_event(&key, data.clone()).await;
-                // Invariant: `data` is a `String`'s bytes.
-                let text = std::str::from_utf8(&data).unwrap_or_default();
-                match logged {
-                    Ok(id) => send((
-                        id.seq,
-                        sse::event(Some(&id.to_string()), Some("message"), text),
-                    )),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
-                        send((0, sse::event(None, Some("message"), text)));
-                    }
-                }
+                send(log(&manager, &key, msg).await);
             }
             // The end marker: a reader following this log elsewhere stops here.
             if let Err(e) = manager
@@ -650,6 +693,29 @@ impl McpBackend {
         }
         let guard = manager.activity(&record);
         Some(log_stream(manager.clone(), record, last, lei, guard).await)
+    }
+}
+
+/// Appends one message of a POST stream to its log: the event to send, with the id the log
+/// gave it (or unlogged, seq 0, when the store failed).
+async fn log(
+    manager: &switchboard_sessions::SessionManager,
+    key: &StreamKey,
+    msg: Value,
+) -> LiveEvent {
+    let data = Bytes::from(msg.to_string());
+    let logged = manager.append_event(key, data.clone()).await;
+    // Invariant: `data` is a `String`'s bytes.
+    let text = std::str::from_utf8(&data).unwrap_or_default();
+    match logged {
+        Ok(id) => (
+            id.seq,
+            sse::event(Some(&id.to_string()), Some("message"), text),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
+            (0, sse::event(None, Some("message"), text))
+        }
     }
 }
 

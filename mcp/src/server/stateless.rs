@@ -462,7 +462,7 @@ impl McpBackend {
             }
         });
         // A stateless stream cannot be resumed (no session): no priming event.
-        sse_response(session, rx, false)
+        sse_response(session, None, rx, false)
     }
 
     /// What the client gets next from a running call. The target's requests it cannot take

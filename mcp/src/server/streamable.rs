@@ -157,24 +157,73 @@ impl McpBackend {
         let s2 = session.clone();
         let tx2 = tx.clone();
         let access = ctx.access.clone();
-        tokio::spawn(crate::trace::carry(async move {
+        let call = crate::trace::carry(async move {
             let resp = this.dispatch(&s2, req, Some(tx2.clone()), access).await;
             if tx2.send_last(resp).await.is_err() {
                 tracing::debug!("reply not delivered: the request's stream was closed");
             }
             this.sync_targets(&s2).await;
-        }));
+        });
         drop(tx);
-        let priming = crate::revision::primes_streams(&session.0.version);
-        let mut r = if session.0.managed.get().is_some() {
-            self.logged_post_stream(session, rx, priming)
-        } else {
-            sse_response(session, rx, priming)
-        };
+        let mut r = self.sse_answer(session, rx, call).await;
         if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
             r.headers_mut().insert("mcp-session-id", sid);
         }
         r
+    }
+
+    /// The SSE answer to a request (or batch) whose messages `call` queues into `rx`.
+    ///
+    /// The response head is held until the first message: most calls end without
+    /// anything before their reply, and then the whole stream (logged first, for a managed
+    /// session) goes out as one body with its head, in one write, and `call` ran here instead
+    /// of in a task of its own. When a message comes first (progress, a server request) or
+    /// the call outlasts [`HOLD`], `call` continues in a task and the stream is live, as it
+    /// always was. A client gone while the head is held does not cancel the call either.
+    pub(super) async fn sse_answer<F>(
+        &self,
+        session: Session,
+        mut rx: Inbox<Value>,
+        call: F,
+    ) -> Response<Body>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let priming = crate::revision::primes_streams(&session.0.version);
+        let mut held = Held(Some(Box::pin(call)));
+        let first = match held.0.as_mut() {
+            Some(call) => tokio::select! {
+                biased;
+                () = call => First::Done,
+                m = rx.recv() => First::Message(m),
+                () = tokio::time::sleep(HOLD) => First::Slow,
+            },
+            None => First::Slow,
+        };
+        let first = match first {
+            First::Done => {
+                held.0 = None;
+                let mut msgs = Vec::new();
+                while let Some(m) = rx.try_recv() {
+                    msgs.push(m);
+                }
+                return if session.0.managed.get().is_some() {
+                    self.logged_post_answer(session, msgs, priming).await
+                } else {
+                    sse_complete(&session, msgs, priming)
+                };
+            }
+            First::Message(m) => m,
+            First::Slow => None,
+        };
+        if let Some(call) = held.0.take() {
+            tokio::spawn(call);
+        }
+        if session.0.managed.get().is_some() {
+            self.logged_post_stream(session, first, rx, priming)
+        } else {
+            sse_response(session, first, rx, priming)
+        }
     }
 
     /// The queue of a request answered as SSE: a managed session's is drained by the task
@@ -322,26 +371,95 @@ pub(super) fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
         .unwrap_or_default()
 }
 
-/// An SSE body from a channel; every event has an id. A request's stream ends when its last
-/// sender (the task answering it) is gone, right after the response.
-pub(super) fn sse_response(session: Session, rx: Inbox<Value>, priming: bool) -> Response<Body> {
+/// How long a request's SSE answer waits for its first message before its head goes out
+/// (see [`McpBackend::sse_answer`]).
+const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What came first while the head was held.
+enum First {
+    /// The call ended: everything it sent is queued.
+    Done,
+    /// A message (or, `None`, the end of the queue) before the call ended.
+    Message(Option<Value>),
+    /// Nothing within [`HOLD`].
+    Slow,
+}
+
+type Call = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A call being run by the request's handler; dropped unfinished (the client went away while
+/// the head was held), it finishes in a task of its own, as if it had been spawned at once.
+struct Held(Option<Call>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(call) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(call);
+        }
+    }
+}
+
+/// An SSE body from a channel, after `first` (a message already taken from it); every event
+/// has an id. A request's stream ends when its last sender (the task answering it) is gone,
+/// right after the response.
+pub(super) fn sse_response(
+    session: Session,
+    first: Option<Value>,
+    rx: Inbox<Value>,
+    priming: bool,
+) -> Response<Body> {
     let s2 = session.clone();
-    let first = futures::stream::iter(priming.then(|| {
+    let primer = futures::stream::iter(priming.then(|| {
         Ok::<_, Infallible>(Bytes::from(format!(
             "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
             s2.event_id()
         )))
     }));
-    let events = rx.into_stream().map(move |msg| {
-        Ok(Bytes::from(format!(
-            "id: {}\nevent: message\ndata: {}\n\n",
-            session.event_id(),
-            msg
-        )))
-    });
+    let events = futures::stream::iter(first)
+        .chain(rx.into_stream())
+        .map(move |msg| {
+            Ok(Bytes::from(format!(
+                "id: {}\nevent: message\ndata: {}\n\n",
+                session.event_id(),
+                msg
+            )))
+        });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(first.chain(events)))
+        .body(Body::from_stream(primer.chain(events)))
+        .unwrap_or_default()
+}
+
+/// The same stream as [`sse_response`], of messages that are all there: one body.
+fn sse_complete(session: &Session, msgs: Vec<Value>, priming: bool) -> Response<Body> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if priming {
+        let _ = write!(
+            out,
+            "id: {}\nretry: {SSE_RETRY_MS}\ndata: \n\n",
+            session.event_id()
+        );
+    }
+    for msg in msgs {
+        let _ = write!(
+            out,
+            "id: {}\nevent: message\ndata: {}\n\n",
+            session.event_id(),
+            msg
+        );
+    }
+    sse_full(Bytes::from(out))
+}
+
+/// An SSE response whose whole body is `body`.
+pub(super) fn sse_full(body: Bytes) -> Response<Body> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from(body))
         .unwrap_or_default()
 }

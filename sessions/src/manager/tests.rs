@@ -627,3 +627,64 @@ async fn an_adopted_session_is_owned_by_its_adopter_on_every_replica() {
     assert_eq!(again.replica.as_deref(), Some("replica-b"));
     assert_eq!(again.owned_elsewhere("replica-a"), Some("replica-b"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_opened_token_kept_in_the_cache_changes_no_verdict() {
+    let cfg = SessionsConfig {
+        idle_timeout: Duration::from_secs(3600),
+        max_lifetime: Duration::from_secs(2 * 3600),
+        ..config(&[1])
+    };
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
+    let (a, metrics) = manager_on(&cfg, store.clone());
+    let (b, _) = manager_on(&cfg, store);
+    let s = a.create(Some("alice"), vec![], false).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            a.resume(&s.token, Some("alice")).await.unwrap().how,
+            How::Local
+        );
+    }
+    assert_eq!(a.shared.keyring.load().len(), 1, "opened once, kept");
+    // Every resume still counts, and still checks the principal.
+    assert_eq!(resumed(&metrics, How::Local), 3);
+    not_found(&a, &s.token, Some("mallory")).await;
+    assert_eq!(rejected(&metrics, Rejection::Principal), 1);
+    // A token that does not open is not kept.
+    let mut tampered = s.token.to_string();
+    tampered.pop();
+    tampered.push(if s.token.ends_with('A') { 'B' } else { 'A' });
+    not_found(&a, &tampered, Some("alice")).await;
+    assert_eq!(a.shared.keyring.load().len(), 1);
+    // Revoked on another replica: the next resume here is refused however often the token
+    // opened before.
+    let on_b = b.resume(&s.token, Some("alice")).await.unwrap().session;
+    b.revoke(&on_b).await.unwrap();
+    not_found(&a, &s.token, Some("alice")).await;
+    assert_eq!(rejected(&metrics, Rejection::Revoked), 1);
+    // Past its lifetime: refused, though its opening is cached.
+    let t = a.create(Some("alice"), vec![], false).await.unwrap();
+    a.resume(&t.token, Some("alice")).await.unwrap();
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    not_found(&a, &t.token, Some("alice")).await;
+    assert_eq!(rejected(&metrics, Rejection::Expired), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_of_opened_tokens_is_bounded() {
+    let (m, metrics) = manager(&config(&[1]));
+    let n = super::opened::CAPACITY + 10;
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        tokens.push(m.create(None, vec![], false).await.unwrap().token);
+    }
+    for t in &tokens {
+        m.resume(t, None).await.unwrap();
+    }
+    assert_eq!(m.shared.keyring.load().len(), super::opened::CAPACITY);
+    // Evicted or kept, every token still resumes.
+    for t in &tokens {
+        m.resume(t, None).await.unwrap();
+    }
+    assert_eq!(resumed(&metrics, How::Local), 2 * n as u64);
+}
