@@ -554,7 +554,8 @@ async fn a_call_answered_in_one_body_is_logged_and_resumable_everywhere() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.headers()["content-type"], "text/event-stream",
+        resp.headers()["content-type"],
+        "text/event-stream",
         "a client that accepts SSE still gets SSE"
     );
     let events = sse_events(&resp.text().await.unwrap());

@@ -14,10 +14,13 @@ use crate::token::{Claims, Keyring, TokenError};
 /// How many opened tokens are kept (a few hundred bytes each).
 pub(super) const CAPACITY: usize = 1024;
 
+/// Opened tokens by their hash: the token itself (compared on a hit) and its claims.
+type Opened = HashMap<u64, (Arc<str>, Arc<Claims>)>;
+
 /// A keyring and the tokens it opened lately.
 pub(super) struct Ring {
     pub keyring: Keyring,
-    opened: Mutex<HashMap<u64, (Arc<str>, Arc<Claims>)>>,
+    opened: Mutex<Opened>,
     hasher: std::hash::RandomState,
 }
 
