@@ -951,7 +951,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
     budget that every request is charged to (prices set), and the response cache, all in a
     loopback Redis. Requests differ from each other so the cache is looked up and misses; the
     hit path (identical requests) is reported on its own row. Also keys + budgets with the
-    memory store, and keys + cache in Redis without budgets (the cache's own cost)."""
+    memory store."""
     if not shutil.which("redis-server"):
         log("llmkeys: redis-server not installed, skipped")
         return
@@ -961,7 +961,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
     token = "bench-admin-token"
     big = {"usd": 1e9, "period": "month"}
 
-    def start(name, sessions=None, keys=False, cache=False, binary=None, budgets=True):
+    def start(name, sessions=None, keys=False, cache=False, binary=None):
         route = llm_route(mock)
         if keys:
             route["policies"] = {"authn": {"virtual_keys": True}}
@@ -980,11 +980,8 @@ def scenario_llm_keys(args, procs, bins, tmp):
         wait_port(admin, p)
         key = "client-key"
         if keys:
-            if budgets:
-                key = admin_call(admin, token, "POST", "/api/keys", {"name": f"bench-{name}", "team": "bench", "budget": big})["key"]
-                admin_call(admin, token, "PUT", "/api/teams/bench/budget", big)
-            else:
-                key = admin_call(admin, token, "POST", "/api/keys", {"name": f"bench-{name}"})["key"]
+            key = admin_call(admin, token, "POST", "/api/keys", {"name": f"bench-{name}", "team": "bench", "budget": big})["key"]
+            admin_call(admin, token, "PUT", "/api/teams/bench/budget", big)
         return p, port, admin, key
 
     redis_store = {"store": "redis", "redis": {"url": f"redis://127.0.0.1:{redis}"}}
@@ -992,7 +989,6 @@ def scenario_llm_keys(args, procs, bins, tmp):
     b = start("llmkeys-redis", redis_store, keys=True, cache=True)
     c = start("llmkeys-memory", None, keys=True)
     d = start("llmkeys-redis-nocache", redis_store, keys=True)
-    f = start("llmkeys-redis-nobudget", redis_store, keys=True, cache=True, budgets=False)
     # The set-up does what it says: the key is needed, the cache misses then hits.
     try:
         chat_once(b[1], "sk-sb-wrong", "x")
@@ -1009,7 +1005,6 @@ def scenario_llm_keys(args, procs, bins, tmp):
         "(b′) same, cache hit": (b, False),
         "(c) keys + budgets, memory store": (c, True),
         "(d) keys + budgets, Redis, no cache": (d, True),
-        "(e) keys + cache, Redis, no budgets — miss": (f, True),
     }
     if args.baseline:
         # Before/after a change to this path: (b) with the --baseline binary, same rounds.
@@ -1017,9 +1012,6 @@ def scenario_llm_keys(args, procs, bins, tmp):
             start("llmkeys-redis-baseline", redis_store, keys=True, cache=True, binary=args.baseline), True)
         variants["(d) with the --baseline binary"] = (
             start("llmkeys-redis-nocache-baseline", redis_store, keys=True, binary=args.baseline), True)
-        variants["(e) with the --baseline binary — miss"] = (
-            start("llmkeys-redis-nobudget-baseline", redis_store, keys=True, cache=True, binary=args.baseline,
-                  budgets=False), True)
     rounds = {k: {"c1": [], "c32": []} for k in variants}
     for i in range(args.rounds):
         for j, (name, ((p, port, _, key), vary)) in enumerate(variants.items()):
@@ -1033,7 +1025,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
                 rounds[name][f"c{conns}"].append(r)
     # Every keyed request was charged to the key's budget.
     for name, (gw, _) in variants.items():
-        if gw is not a and not name.startswith("(e)"):
+        if gw is not a:
             used = [k.get("budget_used_usd", 0) for k in admin_call(gw[2], token, "GET", "/api/keys")["keys"]]
             if not used or not used[0] > 0:
                 sys.exit(f"llmkeys: {name}: nothing charged to the budget ({used})")

@@ -96,6 +96,10 @@ impl CacheStore for RedisCacheStore {
             .supports_pubsub()
             .then(|| (index.shared.channel.clone(), format!("{key} {ms}")));
         Box::pin(async move {
+            // Noted before the write: an identical request right after this one asks Redis
+            // (its GET queues behind this SET on the shared connection) rather than missing.
+            // Should the write fail, that GET misses and forgets the key.
+            index.note(&key, ms);
             let done: switchboard_sessions::Result<()> = link
                 .run(|mut conn| {
                     let mut pipe = redis::pipe();
@@ -111,9 +115,8 @@ impl CacheStore for RedisCacheStore {
                     async move { pipe.query_async(&mut conn).await }
                 })
                 .await;
-            match done {
-                Ok(()) => index.note(&key, ms),
-                Err(e) => tracing::debug!(error = %e, "llm cache write failed"),
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "llm cache write failed");
             }
         })
     }
