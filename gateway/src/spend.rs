@@ -324,22 +324,22 @@ impl SpendMetrics {
             teams: Arc::default(),
         };
         r.register(
-            "switchboard_spend_usd",
+            "spend_usd",
             "LLM spend in USD from the price table, by API key, team and provider model (at most 100 keys and teams, the rest as `other`)",
             m.usd.clone(),
         );
         r.register(
-            "switchboard_spend_requests",
+            "spend_requests",
             "LLM requests counted for spend, by API key, team and provider model",
             m.requests.clone(),
         );
         r.register(
-            "switchboard_budget_used_ratio",
+            "budget_used_ratio",
             "Fraction of the current period's budget spent, by scope (key, team) and name",
             m.used_ratio.clone(),
         );
         r.register(
-            "switchboard_budget_soft_limit_reached",
+            "budget_soft_limit_reached",
             "1 while a budget's spend is at or over its soft_limit fraction (default 0.8)",
             m.soft.clone(),
         );
@@ -1236,7 +1236,7 @@ mod tests {
         assert!(
             metrics
                 .encode()
-                .contains("switchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1")
+                .contains("\nswitchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1")
         );
     }
 

@@ -117,7 +117,7 @@ impl Metrics {
             ttft.clone(),
         );
         registry.register(
-            "switchboard_llm_cost_usd",
+            "llm_cost_usd",
             "Cost in USD from the configured price table",
             cost.clone(),
         );
@@ -248,6 +248,6 @@ mod tests {
         assert!(s.contains("gen_ai_client_token_usage_bucket"), "{s}");
         assert!(s.contains("gen_ai_token_type=\"input\""));
         assert!(s.contains("gen_ai_provider_name=\"openai\""));
-        assert!(s.contains("switchboard_llm_cost_usd_total"));
+        assert!(s.contains("\nllm_cost_usd_total"));
     }
 }

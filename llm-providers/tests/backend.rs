@@ -704,7 +704,7 @@ async fn usage_is_accounted_even_when_the_client_did_not_ask_for_it() {
     // 32 uncached x $3 + 10 cached x $0.3 + 17 output x $15, per million.
     let cost = metric(
         &text,
-        "switchboard_llm_cost_usd_total",
+        "llm_cost_usd_total",
         &["gen_ai_provider_name=\"claude\""],
     );
     assert!((cost - 354e-6).abs() < 1e-12, "{cost}");
