@@ -66,6 +66,10 @@ impl std::fmt::Debug for Workers {
     }
 }
 
+/// Stack of a serving thread (the main thread's usual 8 MiB; std's default for other threads
+/// is 2 MiB, which a debug build's deepest MCP call through the tracing middleware outgrew).
+const WORKER_STACK: usize = 8 << 20;
+
 impl Workers {
     /// Starts `count` serving threads (at least one).
     pub fn start(count: usize) -> std::io::Result<Workers> {
@@ -79,6 +83,10 @@ impl Workers {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("switchboard-worker-{i}"))
+                // As deep as the main thread's: a request's future is polled here with the
+                // whole middleware stack above it (and an MCP call's below it); unused stack
+                // is only address space.
+                .stack_size(WORKER_STACK)
                 .spawn(move || {
                     rt.block_on(stop.cancelled());
                     // Dropping the runtime here (not in an async context) cancels what is left.
