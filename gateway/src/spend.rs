@@ -374,6 +374,10 @@ enum Backend {
         prefix: String,
         /// This replica's slices, by budget counter.
         leases: DashMap<String, LeaseRef>,
+        /// Spend not yet written, by day and row ([`RECORD_EVERY`]).
+        unwritten: Mutex<BTreeMap<(i64, Row), Totals>>,
+        /// Wakes the writer when `unwritten` gets its first row.
+        wake: Arc<tokio::sync::Notify>,
     },
 }
 
@@ -449,14 +453,19 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], 
 return 0
 ";
 
-// KEYS[1] the day's hash; ARGV field prefix, ttl seconds, then the six values of FIELDS.
+// KEYS[1] the day's hash; ARGV ttl seconds, then for each row its field prefix and the seven
+// values of FIELDS.
 const RECORD_LUA: &str = r"
 local names = {'cost_nusd','requests','input','output','cache_read','cache_write','cached'}
-for i = 1, 7 do
-  local v = tonumber(ARGV[i + 2])
-  if v ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[1] .. names[i], v) end
+local at = 2
+while at + 7 <= #ARGV do
+  for i = 1, 7 do
+    local v = tonumber(ARGV[at + i])
+    if v ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[at] .. names[i], v) end
+  end
+  at = at + 8
 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 ";
 
@@ -476,6 +485,9 @@ pub const SLICE_MAX_ESTIMATES: i64 = 64;
 pub const SLICE_IDLE: Duration = Duration::from_secs(1);
 /// How often idle slices are looked for.
 const REAP_EVERY: Duration = Duration::from_millis(250);
+/// Spend records are gathered this long in a replica, then written to Redis together (one
+/// script per day's hash): one round trip per interval instead of one per request.
+pub const RECORD_EVERY: Duration = Duration::from_millis(25);
 /// How long shutdown waits for the settles of the last requests.
 const SETTLE_WAIT: Duration = Duration::from_secs(2);
 /// A lease with nothing held and idle this long is forgotten.
@@ -574,6 +586,8 @@ impl Spend {
                 link: link.clone(),
                 prefix: prefix.to_string(),
                 leases: DashMap::new(),
+                unwritten: Mutex::default(),
+                wake: Arc::default(),
             },
             None => Backend::Memory {
                 rows: Mutex::default(),
@@ -596,6 +610,13 @@ impl Spend {
                 Arc::downgrade(&spend.shared),
                 spend.shared.stop.clone(),
             ));
+            if let Backend::Redis { wake, .. } = &spend.shared.backend {
+                rt.spawn(write_spend(
+                    Arc::downgrade(&spend.shared),
+                    wake.clone(),
+                    spend.shared.stop.clone(),
+                ));
+            }
         }
         spend
     }
@@ -616,6 +637,7 @@ impl Spend {
         let Backend::Redis { link, leases, .. } = &self.shared.backend else {
             return;
         };
+        self.shared.write_spend().await;
         let mut back = Vec::new();
         for e in leases.iter() {
             let mut l = lock(e.value());
@@ -895,21 +917,16 @@ impl Spend {
                 let mut rows = rows.lock().unwrap_or_else(|p| p.into_inner());
                 rows.entry((day, row)).or_default().add(&t);
             }
-            Backend::Redis { link, prefix, .. } => {
-                let k = format!("{prefix}spend:{}", day_string(day));
-                let fp = row.field_prefix();
-                let res: switchboard_sessions::Result<i64> = link
-                    .run(|mut conn| {
-                        let mut inv = RECORD.prepare_invoke();
-                        inv.key(&k).arg(&fp).arg(SPEND_TTL_SECS);
-                        for v in t.values() {
-                            inv.arg(v);
-                        }
-                        async move { inv.invoke_async(&mut conn).await }
-                    })
-                    .await;
-                if let Err(e) = res {
-                    tracing::warn!(error = %e, "spend not recorded: store unavailable");
+            Backend::Redis {
+                unwritten, wake, ..
+            } => {
+                // Written with the others of this interval ([`RECORD_EVERY`]).
+                let mut rows = unwritten.lock().unwrap_or_else(|p| p.into_inner());
+                let first = rows.is_empty();
+                rows.entry((day, row)).or_default().add(&t);
+                drop(rows);
+                if first {
+                    wake.notify_one();
                 }
             }
         }
@@ -933,6 +950,8 @@ impl Spend {
                 }
             }
             Backend::Redis { link, prefix, .. } => {
+                // This replica's own latest spend first.
+                self.shared.write_spend().await;
                 for day in q.from..=q.to {
                     let k = format!("{prefix}spend:{}", day_string(day));
                     let raw: HashMap<String, i64> = link
@@ -1134,6 +1153,76 @@ async fn give_back(link: &switchboard_sessions::RedisLink, back: Vec<(String, i6
 
 /// Gives back the slices no request has drawn on for [`SLICE_IDLE`], and forgets leases idle
 /// for long, until `stop`.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Ends the slice and spend-writing tasks of a gateway that was not shut down.
+        self.stop.cancel();
+    }
+}
+
+impl Shared {
+    /// Writes the spend gathered since the last write to Redis: per day, one script with
+    /// every row. A write that fails is lost with a warning (as a single record was).
+    async fn write_spend(&self) {
+        let Backend::Redis {
+            link,
+            prefix,
+            unwritten,
+            ..
+        } = &self.backend
+        else {
+            return;
+        };
+        let rows = std::mem::take(&mut *unwritten.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut days: BTreeMap<i64, Vec<(Row, Totals)>> = BTreeMap::new();
+        for ((day, row), t) in rows {
+            days.entry(day).or_default().push((row, t));
+        }
+        for (day, rows) in days {
+            let k = format!("{prefix}spend:{}", day_string(day));
+            let res: switchboard_sessions::Result<i64> = link
+                .run(|mut conn| {
+                    let mut inv = RECORD.prepare_invoke();
+                    inv.key(&k).arg(SPEND_TTL_SECS);
+                    for (row, t) in &rows {
+                        inv.arg(row.field_prefix());
+                        for v in t.values() {
+                            inv.arg(v);
+                        }
+                    }
+                    async move { inv.invoke_async(&mut conn).await }
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::warn!(error = %e, rows = rows.len(), "spend not recorded: store unavailable");
+            }
+        }
+    }
+}
+
+/// Writes gathered spend to Redis every [`RECORD_EVERY`] while there is some, until stopped
+/// (shutdown writes the rest).
+async fn write_spend(
+    shared: std::sync::Weak<Shared>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = wake.notified() => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RECORD_EVERY) => {}
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.write_spend().await;
+    }
+}
+
 async fn reap(shared: std::sync::Weak<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -1238,6 +1327,78 @@ mod tests {
                 .encode()
                 .contains("\nswitchboard_budget_soft_limit_reached{scope=\"key\",name=\"k\"} 1")
         );
+    }
+
+    #[tokio::test]
+    async fn redis_spend_is_gathered_and_written_in_one_script_and_on_a_graceful_stop() {
+        let Some(redis) =
+            switchboard_testing::redis::RedisServer::start_or_skip("spend_redis_gathered")
+        else {
+            return;
+        };
+        let cfg = switchboard_sessions::RedisConfig::standalone(redis.url());
+        let link = switchboard_sessions::RedisLink::connect(
+            &cfg,
+            switchboard_sessions::Metrics::default(),
+        )
+        .await
+        .unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let spend = Spend::new(KeyStore::redis(link.clone(), "t:"), &metrics);
+        // Script calls Redis has served (`EVALSHA`, and `EVAL` should a client fall back).
+        let scripts = || -> u64 {
+            redis
+                .cli(&["INFO", "commandstats"])
+                .lines()
+                .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+                .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        let row = |i: usize| Row {
+            key: format!("k{}", i % 3),
+            team: "t".into(),
+            provider: "p".into(),
+            model: "m".into(),
+        };
+        let one = Totals {
+            cost_nusd: 10,
+            requests: 1,
+            input: 5,
+            ..Totals::default()
+        };
+        let before = scripts();
+        for i in 0..100 {
+            spend.record(row(i), one).await;
+        }
+        // A query on this replica includes its own latest spend: 100 requests, 3 rows,
+        // written by one script.
+        let today = (now_secs() / 86_400) as i64;
+        let q = Query {
+            from: today,
+            to: today,
+            ..Query::default()
+        };
+        let sum = |rows: &[(Row, Totals)]| {
+            let mut t = Totals::default();
+            for (_, r) in rows {
+                t.add(r);
+            }
+            t
+        };
+        let rows = spend.query(&q).await.unwrap();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let t = sum(&rows);
+        assert_eq!((t.requests, t.input, t.cost_nusd), (100, 500, 1000));
+        let written = scripts() - before;
+        assert!(
+            (1..=2).contains(&written),
+            "100 records took {written} script calls"
+        );
+        // Spend gathered when the replica stops gracefully is written.
+        spend.record(row(0), one).await;
+        spend.shutdown().await;
+        let other = Spend::new(KeyStore::redis(link, "t:"), &metrics);
+        assert_eq!(sum(&other.query(&q).await.unwrap()).requests, 101);
     }
 
     #[tokio::test]

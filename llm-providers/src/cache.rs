@@ -17,6 +17,7 @@
 //! * Stores ([`CacheStore`]): [`MemoryStore`] (this replica, bounded by entries and bytes,
 //!   oldest evicted first) or one the gateway supplies (Redis, shared by a fleet).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,42 +207,51 @@ impl ResponseCache {
         self
     }
 
-    /// The key of a request (`request` serialized, its model the pool it goes to), or `None`
-    /// when the request is not cacheable (`n` > 1).
-    pub fn key(&self, ctx: &RequestContext, format: ApiFormat, request: Value) -> Option<String> {
-        let Value::Object(mut request) = request else {
+    /// The key of a request (`request`, the JSON body as the caller sent it or as the typed
+    /// request encodes, its model taken as `model`: the pool it goes to), or `None` when the
+    /// request is not cacheable (`n` > 1, or not a JSON object).
+    ///
+    /// The body is read once, borrowed ([`Node`]), and hashed in canonical order: no tree of
+    /// owned values is built, nothing is encoded again.
+    pub fn key(
+        &self,
+        ctx: &RequestContext,
+        format: ApiFormat,
+        request: &[u8],
+        model: &str,
+    ) -> Option<String> {
+        let Ok(Node::Obj(mut fields)) = serde_json::from_slice::<Node<'_>>(request) else {
             return None;
         };
-        if request
-            .get("n")
-            .and_then(Value::as_u64)
-            .is_some_and(|n| n > 1)
-        {
+        if fields.iter().any(|(k, v)| {
+            k == "n" && matches!(v, Node::Num(n) if n.as_u64().is_some_and(|n| n > 1))
+        }) {
             return None;
         }
-        for k in ["stream", "stream_options", "user", "metadata"] {
-            request.remove(k);
+        fields.retain(|(k, _)| !matches!(&**k, "stream" | "stream_options" | "user" | "metadata"));
+        for (k, v) in &mut fields {
+            if k == "model" {
+                *v = Node::Str(Cow::Borrowed(model));
+            }
         }
-        let scope = if self.shared {
-            "*".to_string()
-        } else if let Some(k) = &ctx.api_key {
-            format!("key:{k}")
-        } else if let Some(s) = &ctx.principal {
-            format!("sub:{s}")
-        } else {
-            "-".to_string()
-        };
         let mut h = Sha256::new();
-        for part in [
-            "switchboard-llm-cache-v1",
-            &ctx.route,
-            format_name(format),
-            &scope,
-        ] {
+        let scope: [&str; 2] = if self.shared {
+            ["*", ""]
+        } else if let Some(k) = &ctx.api_key {
+            ["key:", k]
+        } else if let Some(s) = &ctx.principal {
+            ["sub:", s]
+        } else {
+            ["-", ""]
+        };
+        for part in ["switchboard-llm-cache-v2", &ctx.route, format_name(format)] {
             h.update(part.len().to_le_bytes());
             h.update(part.as_bytes());
         }
-        canonical(&Value::Object(request), &mut h);
+        h.update((scope[0].len() + scope[1].len()).to_le_bytes());
+        h.update(scope[0].as_bytes());
+        h.update(scope[1].as_bytes());
+        canonical(&mut Node::Obj(fields), &mut h);
         Some(hex::encode(h.finalize()))
     }
 
@@ -264,10 +274,42 @@ impl ResponseCache {
         let Ok(bytes) = serde_json::to_vec(answer) else {
             return;
         };
+        self.keep(key, Bytes::from(bytes));
+    }
+
+    /// Keeps `body`, a complete JSON response body as the caller was sent it, under `key`
+    /// with who served it: the entry is written as a [`Cached`] around the body's bytes, in
+    /// the background, so the answer is neither parsed nor encoded again on its way out.
+    pub fn put_body(&self, key: String, provider: &str, model: &str, body: Bytes) {
+        let this = self.clone();
+        let (provider, model) = (provider.to_owned(), model.to_owned());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let mut out = Vec::with_capacity(body.len() + provider.len() + model.len() + 40);
+            out.extend_from_slice(b"{\"provider\":");
+            let named = serde_json::to_writer(&mut out, &provider).and_then(|()| {
+                out.extend_from_slice(b",\"model\":");
+                serde_json::to_writer(&mut out, &model)
+            });
+            if named.is_err() {
+                return;
+            }
+            out.extend_from_slice(b",\"body\":");
+            out.extend_from_slice(&body);
+            out.push(b'}');
+            if out.len() <= this.max_entry_bytes {
+                this.store.put(key, Bytes::from(out), this.ttl).await;
+            }
+        });
+    }
+
+    fn keep(&self, key: String, bytes: Bytes) {
         if bytes.len() > self.max_entry_bytes {
             return;
         }
-        let fut = self.store.put(key, Bytes::from(bytes), self.ttl);
+        let fut = self.store.put(key, bytes, self.ttl);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(fut);
         }
@@ -286,32 +328,122 @@ fn format_name(f: ApiFormat) -> &'static str {
     }
 }
 
-/// Feeds `v` into `h` with object keys sorted, so key order never changes the key.
-fn canonical(v: &Value, h: &mut Sha256) {
+/// A JSON value read for the cache key: strings borrowed from the body where they have no
+/// escapes, numbers as [`serde_json::Number`] (so `1.0` and `1.00` are one number).
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(Cow<'a, str>),
+    Arr(Vec<Node<'a>>),
+    Obj(Vec<(Cow<'a, str>, Node<'a>)>),
+}
+
+impl<'de> serde::Deserialize<'de> for Node<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Bool(b))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Num(n.into()))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Num(n.into()))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Node<'de>, E> {
+        Ok(serde_json::Number::from_f64(n).map_or(Node::Null, Node::Num))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Node<'de>, E> {
+        Ok(Node::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Node::Arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(k) = map.next_key::<Node<'de>>()? {
+            let Node::Str(k) = k else {
+                return Err(serde::de::Error::custom("object key is not a string"));
+            };
+            fields.push((k, map.next_value()?));
+        }
+        Ok(Node::Obj(fields))
+    }
+}
+
+/// Writes into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds `v` into `h` with object keys sorted (a stable sort: repeated keys keep their
+/// order), so key order never changes the key.
+fn canonical(v: &mut Node<'_>, h: &mut Sha256) {
     match v {
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
+        Node::Obj(fields) => {
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
             h.update(b"{");
-            for k in keys {
-                h.update(serde_json::to_string(k).unwrap_or_default().as_bytes());
+            for (k, v) in fields {
+                let _ = serde_json::to_writer(HashWriter(h), &**k);
                 h.update(b":");
-                if let Some(v) = o.get(k) {
-                    canonical(v, h);
-                }
+                canonical(v, h);
                 h.update(b",");
             }
             h.update(b"}");
         }
-        Value::Array(a) => {
+        Node::Arr(items) => {
             h.update(b"[");
-            for v in a {
+            for v in items {
                 canonical(v, h);
                 h.update(b",");
             }
             h.update(b"]");
         }
-        other => h.update(other.to_string().as_bytes()),
+        Node::Str(s) => {
+            let _ = serde_json::to_writer(HashWriter(h), &**s);
+        }
+        Node::Num(n) => {
+            let _ = serde_json::to_writer(HashWriter(h), n);
+        }
+        Node::Bool(true) => h.update(b"true"),
+        Node::Bool(false) => h.update(b"false"),
+        Node::Null => h.update(b"null"),
     }
 }
 
@@ -726,6 +858,92 @@ mod tests {
         assert!(cache.get("small").await.is_some());
         assert!(cache.get("big").await.is_none());
         assert_eq!(store.usage().0, 1);
+    }
+
+    #[test]
+    fn keys_read_the_body_in_canonical_order_and_leave_out_what_does_not_change_the_answer() {
+        let cache = ResponseCache::new(
+            &serde_json::from_value(json!({})).unwrap(),
+            Arc::new(MemoryStore::new(10, 1 << 20)),
+        );
+        let ctx = RequestContext {
+            route: "llm".into(),
+            api_key: Some("alice".into()),
+            ..RequestContext::default()
+        };
+        let key =
+            |body: &str, model: &str| cache.key(&ctx, ApiFormat::OpenAi, body.as_bytes(), model);
+        let base = key(
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#,
+            "pool",
+        )
+        .unwrap();
+        // Key order, whitespace, escapes, number spelling, the fields left out, and the model
+        // asked for (the pool it goes to counts) do not change the key.
+        for same in [
+            r#"{ "temperature": 0.50, "messages": [{"content":"hi","role":"user"}], "model": "other" }"#,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"h\u0069"}],"temperature":5e-1}"#,
+            r#"{"model":"gpt","stream":true,"stream_options":{"include_usage":true},"user":"u","metadata":{"a":"b"},"messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#,
+        ] {
+            assert_eq!(key(same, "pool").as_deref(), Some(base.as_str()), "{same}");
+        }
+        // What changes the answer does.
+        for other in [
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi!"}],"temperature":0.5}"#,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.6}"#,
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.5,"seed":1}"#,
+            r#"{"model":"gpt","messages":[{"content":"hi","role":"user"},{"role":"user","content":"hi"}],"temperature":0.5}"#,
+        ] {
+            assert_ne!(
+                key(other, "pool").as_deref(),
+                Some(base.as_str()),
+                "{other}"
+            );
+        }
+        let body =
+            r#"{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#;
+        assert_ne!(key(body, "pool-2").unwrap(), base, "another pool");
+        let bob = RequestContext {
+            api_key: Some("bob".into()),
+            ..ctx.clone()
+        };
+        assert_ne!(
+            cache
+                .key(&bob, ApiFormat::OpenAi, body.as_bytes(), "pool")
+                .unwrap(),
+            base,
+            "another key"
+        );
+        assert_ne!(
+            cache
+                .key(&ctx, ApiFormat::Anthropic, body.as_bytes(), "pool")
+                .unwrap(),
+            base,
+            "another API"
+        );
+        // Not cached: several choices, or a body that is not an object.
+        assert!(key(r#"{"model":"gpt","messages":[],"n":2}"#, "pool").is_none());
+        assert!(key(r#"{"model":"gpt","messages":[],"n":1}"#, "pool").is_some());
+        assert!(key("[1]", "pool").is_none());
+        assert!(key("{", "pool").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_kept_as_bytes_reads_back_as_the_answer() {
+        let store = MemoryStore::new(10, 1 << 20);
+        let cfg: CacheConfig = serde_json::from_value(json!({"max_entry_bytes": 200})).unwrap();
+        let cache = ResponseCache::new(&cfg, Arc::new(store.clone()));
+        let body = br#"{"id":"c1","choices":[{"message":{"content":"\"quoted\""}}]}"#;
+        cache.put_body("k".into(), "prov \"1\"", "m", Bytes::from_static(body));
+        cache.put_body("big".into(), "p", "m", Bytes::from("x".repeat(300)));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let got = cache.get("k").await.expect("kept");
+        assert_eq!(got.provider, "prov \"1\"");
+        assert_eq!(got.model, "m");
+        assert_eq!(got.body, serde_json::from_slice::<Value>(body).unwrap());
+        assert!(cache.get("big").await.is_none(), "over max_entry_bytes");
     }
 
     #[tokio::test]

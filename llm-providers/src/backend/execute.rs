@@ -5,6 +5,7 @@
 //! client. The answer then becomes the response: translated ([`super::native`]), streamed
 //! ([`super::stream`]), or the provider's error passed on.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -164,12 +165,16 @@ impl LlmBackend {
         // `llm.cache`: a hit is answered here, without a provider call or a token reservation.
         let cached = match self.cache() {
             Some(cache) => {
-                let request = match &input {
-                    ChatInput::OpenAi(r) => serde_json::to_value(r),
-                    ChatInput::Passed(p) => p.typed().and_then(serde_json::to_value),
-                    ChatInput::Anthropic(r) => serde_json::to_value(r),
+                // The caller's bytes when kept, else the typed request encoded.
+                let encoded = match &input {
+                    ChatInput::OpenAi(r) => serde_json::to_vec(r).map(Cow::Owned),
+                    ChatInput::Passed(p) => Ok(Cow::Borrowed(p.body())),
+                    ChatInput::Anthropic(r) => serde_json::to_vec(r).map(Cow::Owned),
                 };
-                match request.ok().and_then(|r| cache.key(ctx, format, r)) {
+                let key = encoded
+                    .ok()
+                    .and_then(|b| cache.key(ctx, format, &b, model_name));
+                match key {
                     Some(key) => {
                         if let Some(hit) = cache.get(&key).await {
                             // Spend counts the hit as a request at no cost.
@@ -292,20 +297,12 @@ impl LlmBackend {
                     }
                 };
                 done.finish(usage);
-                let keep = cached.and_then(|(cache, key)| {
-                    let body = serde_json::from_slice(&out).ok()?;
-                    cache.put(
-                        key,
-                        &crate::cache::Cached {
-                            provider: member.name.to_string(),
-                            model: member.model.to_string(),
-                            body,
-                        },
-                    );
-                    Some(())
-                });
+                // Kept as the bytes the caller gets, in the background.
+                if let Some((cache, key)) = cached {
+                    cache.put_body(key, &member.name, &member.model, out.clone());
+                }
                 let mut resp = json_response(StatusCode::OK, out, Some(member));
-                if keep.is_some() || self.cache().is_some() {
+                if self.cache().is_some() {
                     super::cached::mark(&mut resp, "miss");
                 }
                 Ok(resp)

@@ -87,6 +87,11 @@ impl PassedChat {
         })
     }
 
+    /// The caller's body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Length of the caller's body.
     pub fn len(&self) -> usize {
         self.body.len()
