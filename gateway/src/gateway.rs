@@ -166,7 +166,8 @@ impl Gateway {
                 )]
                 || provider_client().expect("checked when the gateway started"),
             ),
-            metrics: metrics.with_registry(switchboard_llm::Metrics::new),
+            metrics: metrics
+                .with_registries(|own, plain| switchboard_llm::Metrics::new_split(plain, own)),
         };
         let sessions = SessionManager::from_config(&config.sessions, session_metrics)
             .await

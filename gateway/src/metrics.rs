@@ -90,6 +90,8 @@ pub struct Metrics {
     /// Configuration reloads by result.
     pub config_reloads: Family<ReloadLabels, Counter>,
     registry: Arc<Mutex<Registry>>,
+    /// Families exposed without the `switchboard_` prefix (the OpenTelemetry GenAI names).
+    unprefixed: Arc<Mutex<Registry>>,
 }
 
 impl Metrics {
@@ -106,6 +108,7 @@ impl Metrics {
             proxy_protocol_rejected: Family::default(),
             config_reloads: Family::default(),
             registry: Arc::new(Mutex::new(Registry::default())),
+            unprefixed: Arc::new(Mutex::new(Registry::default())),
         };
         registry.register(
             "requests",
@@ -157,13 +160,30 @@ impl Metrics {
         f(&mut guard)
     }
 
+    /// Lets another component register families in the shared registry (first argument,
+    /// names prefixed `switchboard_`) and in the unprefixed one (second).
+    pub fn with_registries<R>(&self, f: impl FnOnce(&mut Registry, &mut Registry) -> R) -> R {
+        let mut prefixed = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plain = self.unprefixed.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut prefixed, &mut plain)
+    }
+
     /// The Prometheus text exposition of every registered family.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(8 * 1024);
-        let guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let done = {
+            let plain = self.unprefixed.lock().unwrap_or_else(|p| p.into_inner());
+            encode_registry(&mut out, &plain)
+        }
+        .and_then(|()| {
+            let guard = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+            encode_registry(&mut out, &guard)
+        })
+        .and_then(|()| encode_eof(&mut out));
         // Writing to a String cannot fail; a family that could not encode would only be
         // missing from the page.
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &guard) {
+        if let Err(e) = done {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         out

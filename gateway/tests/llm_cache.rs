@@ -57,7 +57,8 @@ async fn cached_gateway(mock: std::net::SocketAddr, cache: &str) -> switchboard_
     gateway(&config(mock, cache, ""), mock).await
 }
 
-/// The sum of the samples whose line contains `needle` (`None`: no such sample).
+/// The sum of the samples whose line starts with `needle`, the metric's name as exposed (`None`: no
+/// such sample).
 async fn sample(gw: &switchboard_gateway::Gateway, needle: &str) -> Option<f64> {
     let admin = gw.admin_addr().await.unwrap();
     let text = client()
@@ -70,7 +71,7 @@ async fn sample(gw: &switchboard_gateway::Gateway, needle: &str) -> Option<f64> 
         .unwrap();
     let values: Vec<f64> = text
         .lines()
-        .filter(|l| l.contains(needle))
+        .filter(|l| l.starts_with(needle))
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
@@ -100,7 +101,7 @@ async fn an_identical_request_is_a_hit_at_zero_cost_and_a_changed_parameter_a_mi
     assert_eq!(first["headers"]["x-switchboard-cache"], "miss");
     assert_eq!(state.requests(), 1);
     let usage_count = sample(&gw, "gen_ai_client_token_usage_count{").await;
-    let cost = sample(&gw, "llm_cost_usd_total{").await;
+    let cost = sample(&gw, "switchboard_llm_cost_usd_total{").await;
     assert!(cost.unwrap() > 0.0);
 
     let second = openai(&py, &base, &req).await;
@@ -114,7 +115,7 @@ async fn an_identical_request_is_a_hit_at_zero_cost_and_a_changed_parameter_a_mi
         sample(&gw, "gen_ai_client_token_usage_count{").await,
         usage_count
     );
-    assert_eq!(sample(&gw, "llm_cost_usd_total{").await, cost);
+    assert_eq!(sample(&gw, "switchboard_llm_cost_usd_total{").await, cost);
 
     // Every parameter that changes the output is in the key.
     for (k, v) in [

@@ -71,6 +71,23 @@ pub struct Metrics {
 impl Metrics {
     /// Registers the families in `registry`.
     pub fn new(registry: &mut Registry) -> Self {
+        let m = Self::families();
+        m.register_gen_ai(registry);
+        m.register_own(registry);
+        m
+    }
+
+    /// Registers the OpenTelemetry GenAI families (`gen_ai_*`) in `gen_ai` and Switchboard's
+    /// own (`llm_cost_usd`, `llm_cache_requests`) in `own`: the gateway exposes the first
+    /// without its `switchboard_` prefix, under the names the GenAI conventions give them.
+    pub fn new_split(gen_ai: &mut Registry, own: &mut Registry) -> Self {
+        let m = Self::families();
+        m.register_gen_ai(gen_ai);
+        m.register_own(own);
+        m
+    }
+
+    fn families() -> Self {
         let token_usage = Family::<TokenLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 1.0,
@@ -101,33 +118,6 @@ impl Metrics {
         });
         let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
         let cache_requests = Family::<CacheLabels, Counter>::default();
-        registry.register(
-            "gen_ai_client_token_usage",
-            "Tokens used per request, by token type (OTel gen_ai.client.token.usage)",
-            token_usage.clone(),
-        );
-        registry.register(
-            "gen_ai_server_request_duration",
-            "Seconds from request to the end of the response (OTel gen_ai.server.request.duration)",
-            duration.clone(),
-        );
-        registry.register(
-            "gen_ai_server_time_to_first_token",
-            "Seconds until the first generated token (OTel gen_ai.server.time_to_first_token)",
-            ttft.clone(),
-        );
-        registry.register(
-            "llm_cost_usd",
-            "Cost in USD from the configured price table",
-            cost.clone(),
-        );
-        // `switchboard_llm_cache_requests_total` in the gateway, whose registry adds the
-        // `switchboard_` prefix.
-        registry.register(
-            "llm_cache_requests",
-            "Response cache lookups (llm.cache), by result: hit or miss",
-            cache_requests.clone(),
-        );
         Metrics {
             token_usage,
             duration,
@@ -135,6 +125,39 @@ impl Metrics {
             cost,
             cache_requests,
         }
+    }
+
+    fn register_gen_ai(&self, registry: &mut Registry) {
+        registry.register(
+            "gen_ai_client_token_usage",
+            "Tokens used per request, by token type (OTel gen_ai.client.token.usage)",
+            self.token_usage.clone(),
+        );
+        registry.register(
+            "gen_ai_server_request_duration",
+            "Seconds from request to the end of the response (OTel gen_ai.server.request.duration)",
+            self.duration.clone(),
+        );
+        registry.register(
+            "gen_ai_server_time_to_first_token",
+            "Seconds until the first generated token (OTel gen_ai.server.time_to_first_token)",
+            self.ttft.clone(),
+        );
+    }
+
+    fn register_own(&self, registry: &mut Registry) {
+        registry.register(
+            "llm_cost_usd",
+            "Cost in USD from the configured price table",
+            self.cost.clone(),
+        );
+        // `switchboard_llm_cache_requests_total` in the gateway, whose registry adds the
+        // `switchboard_` prefix.
+        registry.register(
+            "llm_cache_requests",
+            "Response cache lookups (llm.cache), by result: hit or miss",
+            self.cache_requests.clone(),
+        );
     }
 
     /// A detached instance (tests, or a gateway without metrics).
