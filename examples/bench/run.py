@@ -951,7 +951,14 @@ def scenario_llm_keys(args, procs, bins, tmp):
     budget that every request is charged to (prices set), and the response cache, all in a
     loopback Redis. Requests differ from each other so the cache is looked up and misses; the
     hit path (identical requests) is reported on its own row. Also keys + budgets with the
-    memory store."""
+    memory store.
+
+    Each gateway has its own Redis prefix, so its cache index follows only its own answers.
+    The cache TTL is 2 s: every answer written stays in the index until it expires (about
+    17k req/s × 2 s, well under the index's 100,000 keys), which is how a replica runs while
+    its fleet writes fewer than 100,000 answers per TTL. (b‴) is the other case, a full index
+    (Redis pre-filled with 100,001 live answers under its prefix, TTL 10 m): a key the index does not
+    hold may then be in Redis, so every miss asks Redis (`GET`) before the provider call."""
     if not shutil.which("redis-server"):
         log("llmkeys: redis-server not installed, skipped")
         return
@@ -961,18 +968,18 @@ def scenario_llm_keys(args, procs, bins, tmp):
     token = "bench-admin-token"
     big = {"usd": 1e9, "period": "month"}
 
-    def start(name, sessions=None, keys=False, cache=False, binary=None):
+    def start(name, sessions=None, keys=False, cache=False, binary=None, ttl="2s"):
         route = llm_route(mock)
         if keys:
             route["policies"] = {"authn": {"virtual_keys": True}}
             route["llm"]["prices"] = {"mock-gpt": {"input": 2.5, "output": 10}}
         if cache:
-            route["llm"]["cache"] = {"ttl": "10m", "store": "redis"}
+            route["llm"]["cache"] = {"ttl": ttl, "store": "redis"}
         port, admin = free_port(), free_port()
         cfg = {"admin": {"bind": f"127.0.0.1:{admin}", "token": token},
                "listeners": [{"name": "bench", "bind": f"127.0.0.1:{port}", "routes": [route]}]}
         if sessions:
-            cfg["sessions"] = sessions
+            cfg["sessions"] = dict(sessions, redis=dict(sessions["redis"], prefix=f"{name}:"))
         path = tmp / f"{name}.yaml"
         path.write_text(json.dumps(cfg, indent=1))
         p = procs.start([str(binary or bins / "switchboard"), "run", "-c", str(path)], port=port,
@@ -989,6 +996,17 @@ def scenario_llm_keys(args, procs, bins, tmp):
     b = start("llmkeys-redis", redis_store, keys=True, cache=True)
     c = start("llmkeys-memory", None, keys=True)
     d = start("llmkeys-redis-nocache", redis_store, keys=True)
+    # (b‴): 100,001 live answers under its prefix before it starts, so its index is full.
+    fill = "".join(f"*5\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$1\r\nx\r\n$2\r\nPX\r\n$7\r\n3600000\r\n"
+                   for k in (f"llmkeys-full:llmcache:{i:032x}{i:032x}" for i in range(100_001)))
+    subprocess.run(["redis-cli", "-p", str(redis), "--pipe"], input=fill.encode(), check=True, capture_output=True)
+    full = start("llmkeys-full", redis_store, keys=True, cache=True, ttl="10m")
+    deadline = time.time() + 30
+    while not (metric_value(full[2], "switchboard_llm_cache_index_entries") >= 100_000
+               and metric_value(full[2], "switchboard_llm_cache_index_trusted") == 1):
+        if time.time() > deadline:
+            sys.exit("llmkeys: the (b‴) gateway's cache index did not fill from Redis")
+        time.sleep(0.2)
     # The set-up does what it says: the key is needed, the cache misses then hits.
     try:
         chat_once(b[1], "sk-sb-wrong", "x")
@@ -1003,6 +1021,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
         "(a) no keys, budgets, cache": (a, True),
         "(b) keys + budgets + cache, Redis — miss": (b, True),
         "(b′) same, cache hit": (b, False),
+        "(b‴) same, index full: a miss asks Redis": (full, True),
         "(c) keys + budgets, memory store": (c, True),
         "(d) keys + budgets, Redis, no cache": (d, True),
     }
