@@ -99,7 +99,9 @@ impl Scanner {
 
     /// Scans the next chunk.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), InputError> {
-        for &b in bytes {
+        let mut rest = bytes;
+        while let Some((&b, tail)) = rest.split_first() {
+            rest = tail;
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -107,6 +109,13 @@ impl Scanner {
                     self.escaped = true;
                 } else if b == b'"' {
                     self.in_string = false;
+                } else {
+                    // Inside a string only a quote or a backslash matters: skip to the next
+                    // one at once (most of an LLM request is string content, issue 19).
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(at) => rest = rest.get(at..).unwrap_or_default(),
+                        None => break,
+                    }
                 }
                 continue;
             }
@@ -360,6 +369,38 @@ mod tests {
         assert_eq!(e.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         let e = switchboard_core::Error::from(InputError::BatchTooLarge { limit: 1 });
         assert_eq!(e.jsonrpc_object()["code"], -32600);
+    }
+
+    #[test]
+    fn strings_skipped_at_once_scan_as_byte_by_byte() {
+        // The scan skips a string's content to its next quote or backslash: split anywhere,
+        // or fed one byte at a time (nothing to skip to), a text scans the same.
+        let texts: [&[u8]; 5] = [
+            br#"{"a": "[[[[[[", "b": [1, {"c": "\"]]{"}]}"#,
+            br#"["x\\", ["\\\"[", {"k": "v\\"}], "]]]", [[["\u005b"]]]]"#,
+            br#"{"m": [{"role": "user", "content": "a long text with no quote at all"}]}"#,
+            br#"["unterminated [[[ string \" still {{{ in it"#,
+            br#"[[["\"#,
+        ];
+        for (text, depth) in texts.into_iter().zip([3, 4, 3, 1, 3]) {
+            let mut one = Scanner::new(8);
+            for b in text {
+                one.feed(std::slice::from_ref(b)).unwrap();
+            }
+            assert_eq!(one.shape().depth, depth, "{text:?}");
+            assert_eq!(scan(text, 8).unwrap(), one.shape(), "{text:?}");
+            for at in 0..=text.len() {
+                let (a, b) = text.split_at(at);
+                let mut split = Scanner::new(8);
+                split.feed(a).unwrap();
+                split.feed(b).unwrap();
+                assert_eq!(split.shape(), one.shape(), "{text:?} split at {at}");
+            }
+        }
+        assert_eq!(
+            scan(br#"["[[[", [[["#, 3),
+            Err(InputError::TooDeep { limit: 3 })
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!
 //! * `execute`: one request through the model's provider pool (attempts, failover,
 //!   retries: [`crate::pool`]), the provider's answer classified, the token budget reserved;
+//! * `direct`: a plain-HTTP, non-streaming provider call on hyper's client, without
+//!   reqwest's per-request layers (everything else goes through reqwest);
 //! * `native`: the request in each provider's API and the answer back in the caller's;
 //! * `stream`: the streaming hand-off to the client, and end-of-request accounting.
 //!
@@ -12,6 +14,7 @@
 
 mod cached;
 mod count;
+mod direct;
 mod execute;
 mod meter;
 mod native;
@@ -63,10 +66,16 @@ pub struct LlmDeps {
 /// connection as a task on the runtime that opened it; the gateway serves each client
 /// connection on one thread, and a pool of that thread's own keeps a request and its provider
 /// exchange there instead of waking another core for every chunk.
+///
+/// Beside each reqwest client, a hyper client for the calls that need none of reqwest's layers
+/// (plain `http://` chat to OpenAI-compatible providers: `direct`), configured as reqwest's
+/// defaults are; `build` is expected to make a client with reqwest's defaults for plain HTTP
+/// (the gateway's sets only `tcp_nodelay`, a default too).
 #[derive(Clone)]
 pub struct ProviderClients {
     build: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
     per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
+    direct: Arc<thread_local::ThreadLocal<direct::DirectClient>>,
 }
 
 impl ProviderClients {
@@ -75,12 +84,18 @@ impl ProviderClients {
         ProviderClients {
             build: Arc::new(build),
             per_thread: Arc::default(),
+            direct: Arc::default(),
         }
     }
 
     /// This thread's client.
     pub fn here(&self) -> &reqwest::Client {
         self.per_thread.get_or(|| (self.build)())
+    }
+
+    /// This thread's hyper client for direct calls.
+    fn direct_here(&self) -> &direct::DirectClient {
+        self.direct.get_or(direct::DirectClient::new)
     }
 }
 

@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::translate::stream::UpstreamFormat;
@@ -51,6 +51,47 @@ pub trait Provider: Send + Sync + Debug {
     /// Whether `op` is supported.
     fn supports(&self, op: Operation) -> bool {
         op == Operation::Chat
+    }
+
+    /// Where a non-streaming `op` may be sent without reqwest (plain HTTP, no proxy; see
+    /// [`DirectTarget`]); `None`: through [`Provider::request`] only.
+    fn direct(&self, _op: Operation) -> Option<&DirectTarget> {
+        None
+    }
+}
+
+/// Where a provider's direct calls go, made once per provider ([`DirectTarget::new`]; the call itself is the backend's `direct`).
+#[derive(Debug, Clone)]
+pub struct DirectTarget {
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl DirectTarget {
+    /// The target for `POST url` with `headers` (as the provider's reqwest request carries
+    /// them, in order), or `None` when reqwest is needed: not plain `http://`, or a proxy from
+    /// the environment (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as reqwest reads them)
+    /// applies to it.
+    pub fn new(url: &str, headers: HeaderMap) -> Option<Self> {
+        let uri: Uri = url.parse().ok()?;
+        if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.host().is_none() {
+            return None;
+        }
+        if hyper_util::client::proxy::matcher::Matcher::from_system()
+            .intercept(&uri)
+            .is_some()
+        {
+            return None;
+        }
+        Some(DirectTarget { uri, headers })
+    }
+
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 }
 

@@ -837,3 +837,100 @@ async fn malformed_chat_requests_get_the_400_of_the_typed_parse() {
         "a malformed request reached the provider"
     );
 }
+
+/// One request as a provider saw it: path, headers in order, body.
+type Seen = (String, Vec<(String, String)>, bytes::Bytes);
+
+/// A provider at `/old/v1` that redirects (307) every chat request to `/v1`, where it answers;
+/// every request it gets is recorded.
+async fn redirecting_provider() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().fallback(move |req: http::Request<Body>| {
+        let kept = kept.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .collect();
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+            kept.lock().unwrap().push((path.clone(), headers, body));
+            if path == "/old/v1/chat/completions" {
+                return http::Response::builder()
+                    .status(307)
+                    .header("location", "/v1/chat/completions")
+                    .body(Body::empty())
+                    .unwrap();
+            }
+            let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "up-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "moved"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}});
+            http::Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(answer.to_string()))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
+    // A non-streaming chat to a plain-HTTP OpenAI-compatible provider goes out on hyper's
+    // client, not reqwest's; a redirect is sent again through reqwest, which follows it. So
+    // the provider sees the same request twice at the old place, once from each client: the
+    // two must be alike, header for header, in order.
+    let (up, seen) = redirecting_provider().await;
+    let mut p = provider("openai", "up", "up-model", &up);
+    p["base_url"] = json!(format!("http://{up}/old/v1"));
+    p["headers"] = json!({"x-team": "ml", "content-type": "application/json"});
+    let gw = gateway(
+        json!({"models": [{"name": "bench", "providers": [p]}]}),
+        None,
+    )
+    .await;
+    let body = r#"{"model":"bench","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = post_raw(&format!("{gw}/v1/chat/completions"), body).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "moved");
+    let seen = seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/old/v1/chat/completions",
+            "/old/v1/chat/completions",
+            "/v1/chat/completions"
+        ]
+    );
+    let (direct, via_reqwest) = (&seen[0], &seen[1]);
+    assert_eq!(direct.1, via_reqwest.1);
+    let names: Vec<&str> = direct.1.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "content-type",
+            "content-type",
+            "x-team",
+            "accept",
+            "authorization",
+            "host",
+            "content-length"
+        ]
+    );
+    assert!(
+        direct
+            .1
+            .contains(&("authorization".into(), "Bearer cfg-openai-key".into()))
+    );
+    let sent = body.replace(r#""model":"bench""#, r#""model":"up-model""#);
+    for (_, _, b) in &seen {
+        assert_eq!(std::str::from_utf8(b).unwrap(), sent);
+    }
+}

@@ -207,6 +207,7 @@ impl LlmBackend {
         } = self.reserve(ctx, model, body_len as u64 / 4, cap).await?;
         let start = Instant::now();
         let client = self.shared.deps.client.here();
+        let direct = self.shared.deps.client.direct_here();
         let max_response = self.shared.max_response_bytes;
         // Tracing: one client span per attempt; the served one is kept for the usage.
         let served = std::sync::Mutex::new(None);
@@ -230,6 +231,18 @@ impl LlmBackend {
                         Ok(b) => b,
                         Err(e) => return AttemptResult::Err(e),
                     };
+                    // Plain HTTP to an OpenAI-compatible provider: without reqwest's layers
+                    // (`direct`); a redirect goes on through reqwest below.
+                    if !stream
+                        && span.is_none()
+                        && beta.is_none()
+                        && let Some(target) = member.provider.direct(Operation::Chat)
+                        && let Some(r) =
+                            attempt_direct(direct, target, body.clone(), max_response, &member.name)
+                                .await
+                    {
+                        return r;
+                    }
                     let mut rb =
                         match member
                             .provider
@@ -520,16 +533,7 @@ async fn attempt(
         if !stream {
             return match read_bounded(resp, max_response).await {
                 Ok(Ok(b)) => AttemptResult::Ok(Answer::Body(b)),
-                Ok(Err(TooLarge)) => {
-                    tracing::warn!(
-                        provider,
-                        limit = max_response,
-                        "provider reply larger than llm.max_response_bytes"
-                    );
-                    AttemptResult::Err(Error::Protocol(format!(
-                        "provider reply larger than {max_response} bytes"
-                    )))
-                }
+                Ok(Err(TooLarge)) => too_large(provider, max_response),
                 Err(e) => AttemptResult::Err(Error::Upstream(without_url(e))),
             };
         }
@@ -549,10 +553,28 @@ async fn attempt(
         Ok(Ok(b)) => b,
         Ok(Err(TooLarge)) | Err(_) => Bytes::new(),
     };
-    let retry_after = retry_after(&headers).or_else(|| body_retry_delay(&body));
+    error_answer(status, &headers, &body)
+}
+
+/// A successful reply over `llm.max_response_bytes`.
+fn too_large(provider: &str, max_response: usize) -> AttemptResult<Answer> {
+    tracing::warn!(
+        provider,
+        limit = max_response,
+        "provider reply larger than llm.max_response_bytes"
+    );
+    AttemptResult::Err(Error::Protocol(format!(
+        "provider reply larger than {max_response} bytes"
+    )))
+}
+
+/// A provider's error status, its headers and the start of its body, classified: retried
+/// elsewhere (and whether it counts against the provider's health), or passed on.
+fn error_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> AttemptResult<Answer> {
+    let retry_after = retry_after(headers).or_else(|| body_retry_delay(body));
     let value = Answer::Error {
         status,
-        message: upstream_message(&body),
+        message: upstream_message(body),
         retry_after,
     };
     match status.as_u16() {
@@ -577,8 +599,35 @@ async fn attempt(
     }
 }
 
+/// [`attempt`] of a non-streaming request on hyper's client ([`super::direct`]); `None` for a
+/// redirect, which the caller sends again through reqwest.
+async fn attempt_direct(
+    client: &super::direct::DirectClient,
+    target: &crate::provider::DirectTarget,
+    body: Bytes,
+    max_response: usize,
+    provider: &str,
+) -> Option<AttemptResult<Answer>> {
+    use super::direct::Sent;
+    Some(
+        match super::direct::send(client, target, body, max_response, MAX_ERROR_BODY).await {
+            Sent::Reply(status, _, Ok(b)) if status.is_success() => {
+                AttemptResult::Ok(Answer::Body(b))
+            }
+            Sent::Reply(status, _, Err(TooLarge)) if status.is_success() => {
+                too_large(provider, max_response)
+            }
+            Sent::Reply(status, headers, body) => {
+                error_answer(status, &headers, &body.unwrap_or_default())
+            }
+            Sent::Failed(kind) => AttemptResult::Err(Error::Upstream(kind.to_string())),
+            Sent::Redirect => return None,
+        },
+    )
+}
+
 /// A provider reply over its size limit.
-struct TooLarge;
+pub(super) struct TooLarge;
 
 /// Reads a reply body of at most `max` bytes: a larger one (declared or while reading) is
 /// [`TooLarge`], and nothing beyond `max` is buffered.

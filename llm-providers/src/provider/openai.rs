@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::HeaderMap;
 
-use super::{Operation, Provider, base, post_json, secret_header};
+use super::{DirectTarget, Operation, Provider, base, post_json, secret_header};
 use crate::config::{ProviderConfig, Secret};
 use crate::translate::stream::UpstreamFormat;
 use crate::{Error, Result};
@@ -19,6 +19,9 @@ pub struct OpenAi {
     /// request does, and fails as it did).
     urls: Option<[reqwest::Url; 4]>,
     authorization: Option<http::HeaderValue>,
+    /// Non-streaming chat over plain HTTP without reqwest (`None`: not plain HTTP, a proxy
+    /// applies, or the key is not a valid header value).
+    direct_chat: Option<DirectTarget>,
 }
 
 impl OpenAi {
@@ -39,12 +42,33 @@ impl OpenAi {
         let authorization = key
             .as_ref()
             .and_then(|k| secret_header(&format!("Bearer {}", k.expose())).ok());
+        // The headers of `request`'s reqwest request for a non-streaming chat, in its order:
+        // the configured ones, then (appended) content type, accept and authorization.
+        let direct_chat = match (&key, &authorization) {
+            (Some(_), None) => None,
+            _ => {
+                let mut h = headers.clone();
+                h.append(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                h.append(
+                    http::header::ACCEPT,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                if let Some(v) = &authorization {
+                    h.append(http::header::AUTHORIZATION, v.clone());
+                }
+                DirectTarget::new(&format!("{base}{}", path(Operation::Chat)), h)
+            }
+        };
         OpenAi {
             base,
             key,
             headers,
             urls,
             authorization,
+            direct_chat,
         }
     }
 }
@@ -66,6 +90,10 @@ impl Provider for OpenAi {
 
     fn supports(&self, op: Operation) -> bool {
         op != Operation::CountTokens
+    }
+
+    fn direct(&self, op: Operation) -> Option<&DirectTarget> {
+        self.direct_chat.as_ref().filter(|_| op == Operation::Chat)
     }
 
     fn request(

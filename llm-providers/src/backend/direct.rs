@@ -1,0 +1,172 @@
+//! A provider call on hyper's client directly, for the common case that needs nothing of
+//! reqwest's layers: a non-streaming chat request to an OpenAI-compatible provider over plain
+//! `http://` (a local vLLM, Ollama, a sidecar), no proxy for that host, no trace context to
+//! inject. reqwest 0.13 parses the request's URL back into a `Url` twice per request (its
+//! redirect policy, the response's URL), clones its client stack and the request (retry layer)
+//! on every call: about a tenth of the gateway's CPU on this path (issue 19, BENCHMARKS.md).
+//!
+//! What stays as it was: the connector is configured as reqwest's (`tcp_nodelay`, TCP
+//! keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s, the same resolver), the pool too (idle 90 s, no
+//! limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers
+//! in the same order, the same bounded read of the reply and the same error strings. A
+//! provider that answers with a redirect is asked again through reqwest, which follows it (the
+//! redirect answer itself had no effect there). Everything else (TLS, proxies, streams,
+//! tracing, other providers and operations) goes through reqwest as before.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::provider::DirectTarget;
+
+/// One thread's hyper client (see [`super::ProviderClients`]).
+#[derive(Debug, Clone)]
+pub(crate) struct DirectClient(Client<HttpConnector, Full<Bytes>>);
+
+impl DirectClient {
+    /// Configured as `reqwest::Client::builder().tcp_nodelay(true).build()` is for `http://`.
+    pub(crate) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(usize::MAX)
+            .build(http);
+        DirectClient(client)
+    }
+}
+
+/// What a direct call came to.
+pub(super) enum Sent {
+    /// The reply's status, headers and body (bounded: `Err` when over the limit).
+    Reply(
+        StatusCode,
+        HeaderMap,
+        Result<Bytes, super::execute::TooLarge>,
+    ),
+    /// The request did not get a reply (the error's kind, without the URL).
+    Failed(&'static str),
+    /// A redirect: to be sent again through reqwest, which follows it.
+    Redirect,
+}
+
+/// `POST`s `body` to `target` and reads the reply: at most `max` bytes of a successful one,
+/// at most `max_error` of another.
+pub(super) async fn send(
+    client: &DirectClient,
+    target: &DirectTarget,
+    body: Bytes,
+    max: usize,
+    max_error: usize,
+) -> Sent {
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = target.uri().clone();
+    *req.headers_mut() = target.headers().clone();
+    let resp = match client.0.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Sent::Failed(if timed_out(&e) {
+                "timeout"
+            } else if e.is_connect() {
+                "connect error"
+            } else {
+                "request error"
+            });
+        }
+    };
+    let status = resp.status();
+    // reqwest's default policy follows these when they say where to.
+    if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+        && resp.headers().contains_key(header::LOCATION)
+    {
+        return Sent::Redirect;
+    }
+    let (parts, body) = resp.into_parts();
+    let limit = if status.is_success() { max } else { max_error };
+    match read_bounded(body, declared(&parts.headers), limit).await {
+        Ok(b) => Sent::Reply(status, parts.headers, b),
+        Err(_) if !status.is_success() => Sent::Reply(status, parts.headers, Ok(Bytes::new())),
+        Err(e) => Sent::Failed(if timed_out(&e) {
+            "timeout"
+        } else {
+            "body error"
+        }),
+    }
+}
+
+/// Whether an I/O timeout is among the causes (reqwest's `is_timeout`).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// The declared `Content-Length`, as reqwest's `Response::content_length` reads it.
+fn declared(h: &HeaderMap) -> Option<usize> {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|n| usize::try_from(n).ok())
+}
+
+/// The same bounded read as `execute::read_bounded`, on hyper's body.
+async fn read_bounded(
+    mut body: Incoming,
+    declared: Option<usize>,
+    max: usize,
+) -> Result<Result<Bytes, super::execute::TooLarge>, hyper::Error> {
+    use super::execute::TooLarge;
+    if declared.is_some_and(|n| n > max) {
+        return Ok(Err(TooLarge));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = next_data(&mut body).await? {
+        if chunk.len() > max.saturating_sub(buf.len()) {
+            return Ok(Err(TooLarge));
+        }
+        if buf.is_empty() && declared.is_none_or(|n| n == chunk.len()) {
+            // One chunk is the whole body in the common case: keep it without a copy.
+            if let Some(more) = next_data(&mut body).await? {
+                if chunk.len() + more.len() > max {
+                    return Ok(Err(TooLarge));
+                }
+                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&more);
+                continue;
+            }
+            return Ok(Ok(chunk));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Ok(buf.freeze()))
+}
+
+/// The next data frame (trailers skipped, as reqwest's `chunk` does).
+async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
