@@ -934,3 +934,114 @@ async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
         assert_eq!(std::str::from_utf8(b).unwrap(), sent);
     }
 }
+
+/// The backend itself, without a server in front, for tests that look at the response it
+/// returns (how its body is ready), not at what a client reads.
+fn backend_for(mock: &std::net::SocketAddr) -> LlmBackend {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg: LlmConfig = serde_json::from_value(json!({"models": [{"name": "smart",
+        "providers": [provider("openai", "up", "mock-gpt", mock)]}]}))
+    .expect("config parses");
+    let deps = LlmDeps {
+        client: switchboard_llm::ProviderClients::new(reqwest::Client::new),
+        metrics: Metrics::unregistered(),
+    };
+    LlmBackend::new(&cfg, deps).expect("backend builds")
+}
+
+/// A streamed chat completion answered by `backend`: the response as the backend returns it.
+async fn stream_through(backend: &LlmBackend, content: &str) -> http::Response<Body> {
+    let body = json!({"model": "smart", "stream": true,
+        "messages": [{"role": "user", "content": content}]});
+    let req = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let ctx = RequestContext {
+        route: "models".into(),
+        prefix: "/v1".into(),
+        ..Default::default()
+    };
+    backend.handle(req, &ctx).await.expect("stream answered")
+}
+
+/// The body's first frame if it is there without waiting (polled once), as the server that
+/// writes the response head finds it.
+fn ready_frame(resp: http::Response<Body>) -> (Option<String>, Body) {
+    use futures::FutureExt;
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let frame = body.frame().now_or_never().map(|f| {
+        let data = f
+            .expect("a frame")
+            .expect("no error")
+            .into_data()
+            .expect("data");
+        String::from_utf8(data.to_vec()).unwrap()
+    });
+    (frame, body)
+}
+
+// One thread (current-thread runtime): nothing runs between the backend's return and the
+// poll, so what the first frame holds is what the backend had translated by then.
+#[tokio::test]
+async fn a_stream_response_comes_with_its_first_token_when_the_provider_sent_it_already() {
+    let (mock, _state) = mock_llm::spawn().await.unwrap();
+    let backend = backend_for(&mock);
+    let resp = stream_through(&backend, "one two three").await;
+    assert_eq!(resp.status(), 200);
+    // The mock writes the whole stream at once: the role chunk and the first token are read
+    // with the head, so they are the body's first frame, ready with the head (one write to
+    // the client, not the head alone and the events after a turn of the runtime).
+    let (first, body) = ready_frame(resp);
+    let first = first.expect("the first frame was not ready when the response was returned");
+    let a = assemble_openai(&first);
+    assert_eq!(a.text, "Mock ", "first frame: {first}");
+    assert!(first.contains("\"role\":\"assistant\""), "{first}");
+    // The rest of the stream follows unchanged.
+    let rest = String::from_utf8(
+        http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let a = assemble_openai(&format!("{first}{rest}"));
+    assert_eq!(a.text, "Mock reply to: one two three");
+    assert_eq!(a.finish.as_deref(), Some("stop"));
+    assert!(a.done);
+}
+
+// Paused time, one thread: the mock's pause between parts passes only if the backend waits
+// for it (the runtime has nothing else to do).
+#[tokio::test(start_paused = true)]
+async fn a_stream_response_does_not_wait_for_a_first_token_the_provider_has_not_sent() {
+    let (mock, state) = mock_llm::spawn().await.unwrap();
+    state.set_mode(Mode::Trickle);
+    let backend = backend_for(&mock);
+    let resp = stream_through(&backend, "one two three").await;
+    assert_eq!(resp.status(), 200);
+    // Only the role chunk has arrived: it leaves with the head, and the head does not wait
+    // for the first token.
+    let (first, body) = ready_frame(resp);
+    let first = first.expect("the role chunk was not ready with the head");
+    assert!(first.contains("\"role\":\"assistant\""), "{first}");
+    assert_eq!(
+        assemble_openai(&first).text,
+        "",
+        "waited for a token: {first}"
+    );
+    let rest = String::from_utf8(
+        http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert_eq!(
+        assemble_openai(&format!("{first}{rest}")).text,
+        "Mock reply to: one two three"
+    );
+}

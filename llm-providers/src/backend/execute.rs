@@ -324,7 +324,7 @@ impl LlmBackend {
                 let translator =
                     StreamTranslator::new(format, native, include_usage, &member.model, unix_now())
                         .with_max_event(self.shared.max_event_bytes, &member.name);
-                let resp = stream_response(translator, first, rest, done, member);
+                let resp = stream_response(translator, first, rest, done, member).await;
                 Ok(match cached {
                     Some((cache, key)) => super::cached::tee_stream(
                         resp,

@@ -121,10 +121,16 @@ impl Drop for Completion {
 /// The most bytes of provider events merged into one write to the client.
 const MERGE_MAX: usize = 64 * 1024;
 
+/// How many turns a merge gives the provider connection's task to hand over a chunk it has
+/// read already before the bytes merged so far leave without it.
+const MERGE_TURNS: usize = 2;
+
 struct StreamState {
     translator: StreamTranslator,
     first: Option<Bytes>,
     rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Caller bytes translated before the response was returned: the body's first frame.
+    ready: Option<Bytes>,
     done: Completion,
     ttft_recorded: bool,
     ended: bool,
@@ -138,92 +144,128 @@ impl Drop for StreamState {
     }
 }
 
-pub(super) fn stream_response(
+/// Yields once to the other tasks ready on this thread, and is woken again at once.
+///
+/// Not `tokio::task::yield_now`: tokio defers its wake-up until the IO driver has been polled,
+/// one `epoll_wait` per call, and a merge calls it once per provider chunk (100 per stream in
+/// the benchmark). The task it makes way for, the provider connection's, is already in the run
+/// queue: the merge's poll of the provider body woke it.
+async fn make_way() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            std::task::Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+impl StreamState {
+    /// One write's worth of caller bytes: the next provider chunk (awaited unless the first is
+    /// still held), translated, plus the chunks the provider connection has read already
+    /// (never waiting for the provider), up to the first token or [`MERGE_MAX`]. Empty when
+    /// the chunks held no complete event.
+    async fn turn(&mut self) -> BytesMut {
+        let mut out = BytesMut::new();
+        let mut next = match self.first.take() {
+            Some(b) => Some(Ok(b)),
+            None => self.rest.next().await,
+        };
+        let content_before = self.translator.content_seen();
+        loop {
+            match next {
+                Some(Ok(chunk)) => self.translator.feed(&chunk, &mut out),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %without_url(e), "upstream stream failed");
+                    self.translator.finish(&mut out);
+                    self.ended = true;
+                }
+                None => {
+                    self.translator.finish(&mut out);
+                    self.ended = true;
+                }
+            }
+            // The first token leaves at once; before it (role and block preambles) and after
+            // it, events the provider connection has already read are merged into one write
+            // (one wake-up of the client instead of one per event). The provider connection's
+            // task hands over one chunk at a time, so take the next chunk only if it is there
+            // within [`MERGE_TURNS`] turns: never wait for the provider.
+            let first_token = !content_before && self.translator.content_seen();
+            if self.ended
+                || first_token
+                || self.translator.is_complete()
+                || self.translator.is_errored()
+                || out.len() >= MERGE_MAX
+            {
+                break;
+            }
+            let mut more = self.rest.next().now_or_never();
+            for _ in 0..MERGE_TURNS {
+                if more.is_some() {
+                    break;
+                }
+                make_way().await;
+                more = self.rest.next().now_or_never();
+            }
+            match more {
+                Some(more) => next = more,
+                None => break,
+            }
+        }
+        if !self.ttft_recorded && self.translator.content_seen() {
+            self.ttft_recorded = true;
+            self.done
+                .metrics
+                .record_ttft(&self.done.labels, self.done.start.elapsed());
+        }
+        if self.ended || self.translator.is_complete() || self.translator.is_errored() {
+            self.ended = true;
+            if self.translator.is_errored() && self.done.labels.error_type.is_empty() {
+                self.done.labels.error_type = "stream_error".into();
+            }
+            let usage = self.translator.usage();
+            self.done.finish(usage);
+        }
+        out
+    }
+}
+
+/// The streamed response. The first write's events (the provider's first chunk and what the
+/// connection has read after it, up to the first token) are translated before the response is
+/// returned, so the head leaves together with them in one write, as a provider that sent
+/// them at once wrote them; nothing waits for the provider here beyond [`MERGE_TURNS`] turns.
+pub(super) async fn stream_response(
     translator: StreamTranslator,
     first: Bytes,
     rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     done: Completion,
     member: &Member,
 ) -> http::Response<Body> {
-    let state = StreamState {
+    let mut state = StreamState {
         translator,
         first: Some(first),
         rest,
+        ready: None,
         done,
         ttft_recorded: false,
         ended: false,
     };
+    let opening = state.turn().await;
+    state.ready = (!opening.is_empty()).then(|| opening.freeze());
     let body = futures::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.ended {
-                return None;
-            }
-            let mut out = BytesMut::new();
-            let mut next = match s.first.take() {
-                Some(b) => Some(Ok(b)),
-                None => s.rest.next().await,
-            };
-            let content_before = s.translator.content_seen();
-            loop {
-                match next {
-                    Some(Ok(chunk)) => s.translator.feed(&chunk, &mut out),
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %without_url(e), "upstream stream failed");
-                        s.translator.finish(&mut out);
-                        s.ended = true;
-                    }
-                    None => {
-                        s.translator.finish(&mut out);
-                        s.ended = true;
-                    }
-                }
-                // The first token leaves at once; before it (role and block preambles) and
-                // after it, events the provider connection has already read are merged into
-                // one write (one wake-up of the client instead of one per event). The
-                // provider connection's task hands over one chunk at a time, so take the next
-                // chunk only if it is there within two turns: never wait for the provider.
-                let first_token = !content_before && s.translator.content_seen();
-                if s.ended
-                    || first_token
-                    || s.translator.is_complete()
-                    || s.translator.is_errored()
-                    || out.len() >= MERGE_MAX
-                {
-                    break;
-                }
-                // The connection task needs a turn or two to decode the next chunk from
-                // what it has read; if it is not there by then, the provider has not sent it.
-                let mut more = s.rest.next().now_or_never();
-                for _ in 0..2 {
-                    if more.is_some() {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    more = s.rest.next().now_or_never();
-                }
-                match more {
-                    Some(more) => next = more,
-                    None => break,
-                }
-            }
-            if !s.ttft_recorded && s.translator.content_seen() {
-                s.ttft_recorded = true;
-                s.done
-                    .metrics
-                    .record_ttft(&s.done.labels, s.done.start.elapsed());
-            }
-            if s.ended || s.translator.is_complete() || s.translator.is_errored() {
-                s.ended = true;
-                if s.translator.is_errored() && s.done.labels.error_type.is_empty() {
-                    s.done.labels.error_type = "stream_error".into();
-                }
-                let usage = s.translator.usage();
-                s.done.finish(usage);
-            }
+        if let Some(ready) = s.ready.take() {
+            return Some((Ok::<Bytes, std::io::Error>(ready), s));
+        }
+        while !s.ended {
+            let out = s.turn().await;
             if !out.is_empty() {
-                return Some((Ok::<Bytes, std::io::Error>(out.freeze()), s));
+                return Some((Ok(out.freeze()), s));
             }
         }
+        None
     });
     let mut resp = http::Response::new(Body::from_stream(body));
     sse_headers(resp.headers_mut(), member);
