@@ -1329,13 +1329,14 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn redis_spend_is_gathered_and_written_in_one_script_and_on_a_graceful_stop() {
-        let Some(redis) =
-            switchboard_testing::redis::RedisServer::start_or_skip("spend_redis_gathered")
-        else {
-            return;
-        };
+    /// A redis-server of the test's own and a link to it (`None`: skipped outside CI).
+    async fn redis_link(
+        test: &str,
+    ) -> Option<(
+        switchboard_testing::redis::RedisServer,
+        switchboard_sessions::RedisLink,
+    )> {
+        let redis = switchboard_testing::redis::RedisServer::start_or_skip(test)?;
         let cfg = switchboard_sessions::RedisConfig::standalone(redis.url());
         let link = switchboard_sessions::RedisLink::connect(
             &cfg,
@@ -1343,6 +1344,14 @@ mod tests {
         )
         .await
         .unwrap();
+        Some((redis, link))
+    }
+
+    #[tokio::test]
+    async fn redis_spend_is_gathered_and_written_in_one_script_and_on_a_graceful_stop() {
+        let Some((redis, link)) = redis_link("spend_redis_gathered").await else {
+            return;
+        };
         let metrics = crate::metrics::Metrics::new();
         let spend = Spend::new(KeyStore::redis(link.clone(), "t:"), &metrics);
         // Script calls Redis has served (`EVALSHA`, and `EVAL` should a client fall back).
@@ -1410,18 +1419,9 @@ mod tests {
 
     #[tokio::test]
     async fn redis_slices_are_sized_drawn_locally_and_given_back() {
-        let Some(redis) =
-            switchboard_testing::redis::RedisServer::start_or_skip("spend_redis_slices")
-        else {
+        let Some((_redis, link)) = redis_link("spend_redis_slices").await else {
             return;
         };
-        let cfg = switchboard_sessions::RedisConfig::standalone(redis.url());
-        let link = switchboard_sessions::RedisLink::connect(
-            &cfg,
-            switchboard_sessions::Metrics::default(),
-        )
-        .await
-        .unwrap();
         let metrics = crate::metrics::Metrics::new();
         let spend = Spend::new(KeyStore::redis(link, "t:"), &metrics);
         let want = |usd: f64| Want {
