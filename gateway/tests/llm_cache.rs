@@ -60,21 +60,7 @@ async fn cached_gateway(mock: std::net::SocketAddr, cache: &str) -> switchboard_
 /// The sum of the samples whose line starts with `needle`, the metric's name as exposed (`None`: no
 /// such sample).
 async fn sample(gw: &switchboard_gateway::Gateway, needle: &str) -> Option<f64> {
-    let admin = gw.admin_addr().await.unwrap();
-    let text = client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with(needle))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+    metric_sum(gw.admin_addr().await.unwrap(), needle).await
 }
 
 fn ask(model: &str, text: &str) -> Value {
@@ -359,18 +345,7 @@ async fn until_at(admin: std::net::SocketAddr, needle: &str, ok: impl Fn(f64) ->
 
 /// The sum of the samples of `name` (0 when there is none).
 async fn scrape(admin: std::net::SocketAddr, name: &str) -> f64 {
-    let text = client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(admin, name).await.unwrap_or(0.0)
 }
 
 /// A `switchboard run` replica of `yaml` (admin on port 0), its config written to `dir`.

@@ -57,21 +57,37 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// Scrapes one sample's value from the admin `/metrics` output.
-pub async fn metric(gw: &Gateway, name_and_labels: &str) -> Option<f64> {
-    let admin = gw.admin_addr().await.unwrap();
-    let text = client()
+/// The admin `/metrics` page of the admin listener at `admin`.
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    client()
         .get(format!("http://{admin}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Scrapes one sample's value from the admin `/metrics` output.
+pub async fn metric(gw: &Gateway, name_and_labels: &str) -> Option<f64> {
+    let text = metrics_text(gw.admin_addr().await.unwrap()).await;
     text.lines()
         .find(|l| l.starts_with(name_and_labels))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The sum of the samples whose line starts with `prefix` (a name as exposed, with or without
+/// labels) on the admin listener at `admin`; `None` when there is no such sample.
+pub async fn metric_sum(admin: SocketAddr, prefix: &str) -> Option<f64> {
+    let text = metrics_text(admin).await;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// The `switchboard` binary built for these tests.
