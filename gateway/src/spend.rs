@@ -771,11 +771,7 @@ impl Spend {
                 return Ok(charge(Held::Counter));
             }
         };
-        let (status, used, slice) = (
-            v.first().copied().unwrap_or_default(),
-            v.get(1).copied().unwrap_or_default(),
-            v.get(2).copied().unwrap_or_default(),
-        );
+        let (status, used, slice) = take_reply(&v);
         self.shared
             .metrics
             .budget(w.scope, &w.name, used, &w.budget);
@@ -821,11 +817,7 @@ impl Spend {
                 return;
             }
         };
-        let (status, used, slice) = (
-            v.first().copied().unwrap_or_default(),
-            v.get(1).copied().unwrap_or_default(),
-            v.get(2).copied().unwrap_or_default(),
-        );
+        let (status, used, slice) = take_reply(&v);
         self.shared
             .metrics
             .budget(budget.0, &budget.1, used, &budget.2);
@@ -1134,6 +1126,12 @@ impl SpendReservation for Reservation {
         );
         futures::join!(reconciles, self.spend.record(row, t));
     }
+}
+
+/// `TAKE_LUA`'s reply: status (1: taken), what the counter holds, the slice taken (0: none).
+fn take_reply(v: &[i64]) -> (i64, i64, i64) {
+    let at = |i: usize| v.get(i).copied().unwrap_or_default();
+    (at(0), at(1), at(2))
 }
 
 /// The TTL of a budget counter: its period and a day more (0: none).
