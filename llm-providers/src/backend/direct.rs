@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -129,44 +129,24 @@ fn declared(h: &HeaderMap) -> Option<usize> {
         .and_then(|n| usize::try_from(n).ok())
 }
 
-/// The same bounded read as `execute::read_bounded`, on hyper's body.
+/// The bounded read of [`super::execute::read_chunks_bounded`], on hyper's body.
 async fn read_bounded(
-    mut body: Incoming,
+    body: Incoming,
     declared: Option<usize>,
     max: usize,
 ) -> Result<Result<Bytes, super::execute::TooLarge>, hyper::Error> {
-    use super::execute::TooLarge;
-    if declared.is_some_and(|n| n > max) {
-        return Ok(Err(TooLarge));
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = next_data(&mut body).await? {
-        if chunk.len() > max.saturating_sub(buf.len()) {
-            return Ok(Err(TooLarge));
-        }
-        if buf.is_empty() && declared.is_none_or(|n| n == chunk.len()) {
-            // One chunk is the whole body in the common case: keep it without a copy.
-            if let Some(more) = next_data(&mut body).await? {
-                if chunk.len() + more.len() > max {
-                    return Ok(Err(TooLarge));
-                }
-                buf.extend_from_slice(&chunk);
-                buf.extend_from_slice(&more);
-                continue;
-            }
-            return Ok(Ok(chunk));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Ok(buf.freeze()))
+    super::execute::read_chunks_bounded(body, declared, max).await
 }
 
-/// The next data frame (trailers skipped, as reqwest's `chunk` does).
-async fn next_data(body: &mut Incoming) -> Result<Option<Bytes>, hyper::Error> {
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            return Ok(Some(data));
+impl super::execute::Chunks for Incoming {
+    type Error = hyper::Error;
+    /// The next data frame (trailers skipped, as reqwest's `chunk` does).
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+        while let Some(frame) = self.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                return Ok(Some(data));
+            }
         }
+        Ok(None)
     }
-    Ok(None)
 }

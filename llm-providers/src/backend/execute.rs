@@ -632,21 +632,45 @@ pub(super) struct TooLarge;
 /// Reads a reply body of at most `max` bytes: a larger one (declared or while reading) is
 /// [`TooLarge`], and nothing beyond `max` is buffered.
 async fn read_bounded(
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     max: usize,
 ) -> reqwest::Result<Result<Bytes, TooLarge>> {
     let declared = resp.content_length().and_then(|n| usize::try_from(n).ok());
+    read_chunks_bounded(resp, declared, max).await
+}
+
+/// A reply body read chunk by chunk: reqwest's, or hyper's ([`super::direct`]).
+pub(super) trait Chunks: Send {
+    type Error;
+    /// The next chunk of data; `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Bytes>, Self::Error>> + Send;
+}
+
+impl Chunks for reqwest::Response {
+    type Error = reqwest::Error;
+    fn next_chunk(&mut self) -> impl Future<Output = reqwest::Result<Option<Bytes>>> + Send {
+        self.chunk()
+    }
+}
+
+/// The bounded read of [`read_bounded`] on any [`Chunks`] whose length is `declared` (when the
+/// reply says).
+pub(super) async fn read_chunks_bounded<C: Chunks>(
+    mut body: C,
+    declared: Option<usize>,
+    max: usize,
+) -> Result<Result<Bytes, TooLarge>, C::Error> {
     if declared.is_some_and(|n| n > max) {
         return Ok(Err(TooLarge));
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = body.next_chunk().await? {
         if chunk.len() > max.saturating_sub(buf.len()) {
             return Ok(Err(TooLarge));
         }
         if buf.is_empty() && declared.is_none_or(|n| n == chunk.len()) {
             // One chunk is the whole body in the common case: keep it without a copy.
-            if let Some(more) = resp.chunk().await? {
+            if let Some(more) = body.next_chunk().await? {
                 if chunk.len() + more.len() > max {
                     return Ok(Err(TooLarge));
                 }
