@@ -195,3 +195,83 @@ listeners:
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The `DT_*` tags of the `switchboard` binary's dynamic section, with their values (ELF64,
+/// little-endian).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+fn dynamic_tags(path: &str) -> Vec<(u64, u64)> {
+    let elf = std::fs::read(path).unwrap();
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "an ELF64 file");
+    let (phoff, phentsize, phnum) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    // PT_DYNAMIC: its entries are (tag, value) pairs up to DT_NULL.
+    let dynamic = (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&ph| u32::from_le_bytes(elf[ph..ph + 4].try_into().unwrap()) == 2)
+        .expect("a dynamically linked binary has PT_DYNAMIC");
+    let (offset, size) = (u64_at(dynamic + 8) as usize, u64_at(dynamic + 32) as usize);
+    (offset..offset + size)
+        .step_by(16)
+        .map(|o| (u64_at(o), u64_at(o + 8)))
+        .take_while(|&(tag, _)| tag != 0)
+        .collect()
+}
+
+/// README "Building": on a glibc of 2.36 or later the binary is linked with packed relative
+/// relocations (`DT_RELR`), so the loader does not read a 2 MB relocation table at start (and
+/// those pages do not stay in the idle process's RSS); `SWITCHBOARD_PORTABLE_LINK=1` (at build
+/// time) links it the portable way. Fails if gateway/build.rs stops asking for it.
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+#[test]
+fn the_binary_packs_its_relative_relocations_where_glibc_can_read_them() {
+    const DT_RELASZ: u64 = 8;
+    const DT_RELR: u64 = 36;
+    let glibc = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .unwrap();
+    let glibc = String::from_utf8(glibc.stdout).unwrap();
+    let version: Vec<u32> = glibc
+        .trim()
+        .trim_start_matches("glibc ")
+        .split('.')
+        .take(2)
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let portable = std::env::var_os("SWITCHBOARD_PORTABLE_LINK").is_some_and(|v| v != "0");
+    let expect_relr = version >= vec![2, 36] && !portable;
+    let tags = dynamic_tags(env!("CARGO_BIN_EXE_switchboard"));
+    let relr = tags.iter().any(|&(t, _)| t == DT_RELR);
+    let rela = tags
+        .iter()
+        .find(|&&(t, _)| t == DT_RELASZ)
+        .map_or(0, |&(_, v)| v);
+    assert_eq!(
+        relr, expect_relr,
+        "glibc {version:?}, portable {portable}: DT_RELR present {relr}"
+    );
+    if expect_relr {
+        // What is left as RELA: the few relocations that are not relative (a few KB), not the
+        // ~80,000 relative ones (2 MB).
+        assert!(
+            rela < 256 << 10,
+            "RELA table of {rela} bytes beside DT_RELR"
+        );
+    } else {
+        assert!(
+            rela > 256 << 10,
+            "a portable link keeps its relative relocations as RELA ({rela} bytes)"
+        );
+    }
+}
