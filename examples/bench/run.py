@@ -616,6 +616,10 @@ def scenario_llm(args, procs, bins, tmp):
                      cpu_cell(r["c32"])])
     table("1. LLM chat completion, non-streaming, ~1 KiB request", ["target", "p50 @1 conn", "p99 @1 conn", "added p50 / p99",
           "req/s @32 conns", "of direct", "p99 at ¼ · ½ of the gateway's max rate", "proxy CPU / switches per req @32"], rows)
+    for name, runs in fixed.items():
+        for x in runs:
+            if x["errors"]:
+                log(f"{name} at {x['rps']}/s: {x['errors']} errors: {x.get('error_kinds')}")
     RESULTS["llm_chat"] = {"rounds": rounds, "fixed": fixed}
 
     # 2. Streaming, 100 chunks.

@@ -276,13 +276,22 @@ async fn rate(p: Prepared, rps: u64, duration: f64) -> serde_json::Value {
     }
     let mut lat = Vec::with_capacity(tasks.len());
     let mut errors = 0;
+    // What the errors were: status codes, timeouts, connection errors (hyper's message).
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
     for t in tasks {
-        match t.await {
-            Ok((Ok(s), us)) if s < 400 => lat.push(us),
-            _ => errors += 1,
-        }
+        let kind = match t.await {
+            Ok((Ok(s), us)) if s < 400 => {
+                lat.push(us);
+                continue;
+            }
+            Ok((Ok(s), _)) => format!("status {s}"),
+            Ok((Err(e), _)) => e,
+            Err(e) => e.to_string(),
+        };
+        errors += 1;
+        *kinds.entry(kind).or_default() += 1;
     }
-    json!({"mode": "rate", "rps": rps, "sent": total, "errors": errors, "latency": percentiles(lat)})
+    json!({"mode": "rate", "rps": rps, "sent": total, "errors": errors, "error_kinds": kinds, "latency": percentiles(lat)})
 }
 
 async fn stream(
