@@ -34,6 +34,17 @@ impl Usage {
     }
 }
 
+/// A field's raw value when the field is there, `null` included (an `Option` would read
+/// `null` as absent): for borrowed parses that must tell `"x": null` from no `x`.
+#[derive(Default)]
+pub(crate) struct Present<'a>(pub(crate) Option<&'a serde_json::value::RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Present<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(d).map(|raw| Present(Some(raw)))
+    }
+}
+
 /// A JSON object of fields a type does not model.
 pub type Extra = serde_json::Map<String, serde_json::Value>;
 

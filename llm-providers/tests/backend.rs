@@ -1045,3 +1045,70 @@ async fn a_stream_response_does_not_wait_for_a_first_token_the_provider_has_not_
         "Mock reply to: one two three"
     );
 }
+
+/// An OpenAI-compatible provider streaming `events` as they are, whatever was asked.
+async fn sse_provider(events: String) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            let events = events.clone();
+            async move { ([(http::header::CONTENT_TYPE, "text/event-stream")], events) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_stream_reaches_an_openai_caller_byte_for_byte_and_is_metered() {
+    // Fields the gateway does not model, spellings a re-encode would change, and chunks its
+    // typed chunk rejects (a `null` id, a tool call fragment without `index`).
+    const EVENTS: &str = concat!(
+        "data: {\"id\":null,\"object\":\"chat.completion.chunk\",\"created\":1.7e9,\"model\":\"up-model\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"created\":1,\"model\":\"up-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9\",\"reasoning_content\":\"hm\"}}],\"obfuscation\":\"a1B2\",\"x\":{\"w\":[1.50,1e2]}}\n\n",
+        "data: {\"id\":\"c1\",\"created\":1,\"model\":\"up-model\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    );
+    const USAGE: &str = "data: {\"id\":\"c1\",\"created\":1,\"model\":\"up-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+    let up = sse_provider(format!("{EVENTS}{USAGE}{DONE}")).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let cfg = json!({"models": [{"name": "smart", "providers": [provider("openai", "up", "up-model", &up)]}]});
+    let gw = gateway_with(cfg, None, metrics).await;
+    let url = format!("{gw}/v1/chat/completions");
+    let asked = post(
+        &url,
+        json!({"model": "smart", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(asked.status(), 200);
+    assert_eq!(
+        asked.text().await.unwrap(),
+        format!("{EVENTS}{USAGE}{DONE}")
+    );
+    // A caller that did not ask for usage gets every event but the usage-only one.
+    let unasked = post(
+        &url,
+        json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(unasked.text().await.unwrap(), format!("{EVENTS}{DONE}"));
+    // Both streams were metered with the provider's usage.
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let labels = [
+        "gen_ai_provider_name=\"up\"",
+        "gen_ai_request_model=\"smart\"",
+    ];
+    let input = [&labels[..], &["gen_ai_token_type=\"input\""]].concat();
+    let output = [&labels[..], &["gen_ai_token_type=\"output\""]].concat();
+    assert_eq!(metric(&text, "gen_ai_client_token_usage_sum", &input), 14.0);
+    assert_eq!(metric(&text, "gen_ai_client_token_usage_sum", &output), 6.0);
+    assert_eq!(
+        metric(&text, "gen_ai_server_time_to_first_token_count", &labels),
+        2.0
+    );
+}

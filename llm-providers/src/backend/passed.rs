@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::format::Present;
 use crate::format::openai as o;
 
 /// A chat request checked for the shape of [`o::ChatRequest`], kept as the caller's bytes.
@@ -185,17 +186,6 @@ struct Top<'a> {
     #[serde(flatten)]
     #[allow(dead_code, reason = "read for the shape check only")]
     rest: Rest,
-}
-
-/// A field's raw value when the field is there, `null` included (an `Option` would read
-/// `null` as absent).
-#[derive(Default)]
-struct Present<'a>(Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Present<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(d).map(|raw| Present(Some(raw)))
-    }
 }
 
 /// `stream_options`, kept raw in [`Top`] and checked on its own.

@@ -5,7 +5,8 @@
 //! two when the caller speaks the other format, and writes caller-format SSE. Only the state a
 //! translation needs (block ↔ tool-call indexes, stop reason, usage) is kept, never the stream.
 //! It also observes usage for accounting and strips the usage chunk the gateway requested when
-//! the caller did not ask for it.
+//! the caller did not ask for it. OpenAI events for an OpenAI caller are not translated: they
+//! are passed on as the provider wrote them, after a borrowed read of content, usage and error.
 //!
 //! This file holds the translator (framing, dispatch, caller-format writing); the event
 //! conversions live with their API: `anthropic` (Anthropic ↔ OpenAI, both ways), `gemini`
@@ -17,6 +18,7 @@ mod gemini;
 
 use bytes::BytesMut;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use self::anthropic::{AnthropicToOpenAi, OpenAiToAnthropic};
 use self::bedrock::BedrockToOpenAi;
@@ -25,7 +27,7 @@ use crate::eventstream;
 use crate::format::anthropic as a;
 use crate::format::gemini as g;
 use crate::format::openai as o;
-use crate::format::{ApiFormat, Extra, Usage};
+use crate::format::{ApiFormat, Extra, Present, Usage};
 use crate::sse;
 use crate::translate::errors::{broken_stream, provider_stream_error, stream_error};
 
@@ -213,8 +215,13 @@ impl StreamTranslator {
                     self.on_oitem(OItem::Done, None, out);
                     return;
                 }
-                // Straight into the chunk type (every event pays for this parse); an error
-                // event lands in its `extra` keys, or is not chunk-shaped at all.
+                if self.client == ApiFormat::OpenAi {
+                    self.pass_openai(&ev.data, out);
+                    return;
+                }
+                // For an Anthropic caller: straight into the chunk type (every event pays for
+                // this parse); an error event lands in its `extra` keys, or is not
+                // chunk-shaped at all.
                 match serde_json::from_str::<o::ChatChunk>(&ev.data) {
                     Ok(c) => match c.extra.get("error") {
                         Some(err) => {
@@ -272,6 +279,48 @@ impl StreamTranslator {
                 }
             }
             UpstreamFormat::Bedrock => {}
+        }
+    }
+
+    /// An OpenAI event for an OpenAI caller: passed on as the provider wrote it, after a
+    /// borrowed read of what the gateway needs ([`Passed`]). Only a usage chunk the caller did
+    /// not ask for changes: dropped, or re-encoded without its usage when it carries choices.
+    fn pass_openai(&mut self, data: &str, out: &mut BytesMut) {
+        let chunk = match serde_json::from_str::<Passed>(data) {
+            Ok(c) => c,
+            Err(e) => {
+                match serde_json::from_str::<Value>(data) {
+                    Ok(Value::Object(mut v)) if v.contains_key("error") => {
+                        let err = v.remove("error").unwrap_or_default();
+                        self.on_oitem(OItem::Error(error_parts(&err)), None, out);
+                    }
+                    _ => tracing::debug!(error = %e, "skipping unparsable chunk"),
+                }
+                return;
+            }
+        };
+        if let Some(err) = chunk.error.0 {
+            let err = serde_json::from_str::<Value>(err.get()).unwrap_or_default();
+            self.on_oitem(OItem::Error(error_parts(&err)), None, out);
+            return;
+        }
+        if chunk.choices.iter().any(PassedChoice::has_content) {
+            self.content_seen = true;
+        }
+        let Some(usage) = chunk.usage else {
+            sse::write_data(out, data.as_bytes());
+            return;
+        };
+        self.usage = Some(usage.normalize());
+        if self.include_usage {
+            sse::write_data(out, data.as_bytes());
+        } else if !chunk.choices.is_empty() {
+            // The caller did not ask for usage: the gateway did, so hide it. Rare (providers
+            // send usage in a chunk of its own), so the typed tree is fine here.
+            if let Ok(mut c) = serde_json::from_str::<o::ChatChunk>(data) {
+                c.usage = None;
+                write_json(out, None, &c);
+            }
         }
     }
 
@@ -375,6 +424,43 @@ impl StreamTranslator {
                 }
             }
         }
+    }
+}
+
+/// What the gateway reads of an OpenAI chunk it passes on unchanged: whether it carries
+/// content, its usage, an error. Borrowed; every other field is skipped unread (and reaches
+/// the caller as the provider wrote it, fields the typed [`o::ChatChunk`] does not know
+/// included).
+#[derive(serde::Deserialize)]
+struct Passed<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<PassedChoice<'a>>,
+    #[serde(default)]
+    usage: Option<o::Usage>,
+    #[serde(default, borrow)]
+    error: Present<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<PassedDelta<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PassedDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+impl PassedChoice<'_> {
+    /// Generated content: non-empty text or a tool call fragment (as the typed parse counts).
+    fn has_content(&self) -> bool {
+        self.delta
+            .as_ref()
+            .is_some_and(|d| d.content.is_some_and(|c| c.get() != "\"\"") || d.tool_calls.is_some())
     }
 }
 

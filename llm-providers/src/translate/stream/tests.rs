@@ -452,3 +452,131 @@ proptest! {
         split_matches(ApiFormat::Anthropic, UpstreamFormat::Bedrock, &bedrock_stream(), a, b)?;
     }
 }
+
+/// An OpenAI stream as some OpenAI-compatible providers write it: fields the typed chunk does
+/// not model, number spellings and escapes a re-encode would normalize, a `null` id and a
+/// tool call fragment without `index` (both of which the typed chunk rejects).
+const OPENAI_LOOSE_STREAM: &str = concat!(
+    "data: {\"id\":null,\"object\":\"chat.completion.chunk\",\"created\":1.7e9,\"model\":\"m\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c1\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"caf\\u00e9 \\\"x\\\"\",\"reasoning_content\":\"hm\"}}],\"obfuscation\":\"a1B2\",\"x_extra\":{\"w\":[1.50,1e2,-0.0]}}\n\n",
+    "data: {\"id\":\"c1\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n",
+    "data: {\"id\":\"c1\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10,\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+#[test]
+fn openai_events_reach_an_openai_caller_as_the_provider_wrote_them() {
+    let (out, usage) = run(
+        ApiFormat::OpenAi,
+        UpstreamFormat::OpenAi,
+        true,
+        &[OPENAI_LOOSE_STREAM.as_bytes()],
+    );
+    assert_eq!(out, OPENAI_LOOSE_STREAM, "passed on byte for byte");
+    let usage = usage.expect("usage observed");
+    assert_eq!((usage.input, usage.output), (7, 3));
+    // Without include_usage only the usage-only chunk is left out; the gateway still saw it.
+    let (out, usage) = run(
+        ApiFormat::OpenAi,
+        UpstreamFormat::OpenAi,
+        false,
+        &[OPENAI_LOOSE_STREAM.as_bytes()],
+    );
+    let usage_line = OPENAI_LOOSE_STREAM
+        .split_inclusive("\n\n")
+        .find(|e| e.contains("\"usage\""))
+        .unwrap();
+    assert_eq!(out, OPENAI_LOOSE_STREAM.replace(usage_line, ""));
+    assert_eq!(usage.map(|u| u.total()), Some(10));
+}
+
+#[test]
+fn content_is_first_seen_where_the_typed_parse_saw_it() {
+    let mut t = StreamTranslator::new(ApiFormat::OpenAi, UpstreamFormat::OpenAi, true, "m", 0);
+    let mut out = BytesMut::new();
+    let mut events = OPENAI_LOOSE_STREAM.split_inclusive("\n\n");
+    t.feed(events.next().unwrap().as_bytes(), &mut out);
+    assert!(
+        !t.content_seen(),
+        "the role preamble's empty content is no content"
+    );
+    t.feed(events.next().unwrap().as_bytes(), &mut out);
+    assert!(t.content_seen());
+    let mut t = StreamTranslator::new(ApiFormat::OpenAi, UpstreamFormat::OpenAi, true, "m", 0);
+    t.feed(
+        OPENAI_LOOSE_STREAM
+            .split_inclusive("\n\n")
+            .nth(2)
+            .unwrap()
+            .as_bytes(),
+        &mut out,
+    );
+    assert!(t.content_seen(), "a tool call fragment is content");
+}
+
+/// A chunk that carries choices and usage, for a caller that did not ask for usage: it keeps
+/// its choices and loses its usage (re-encoded, as before the pass-through).
+#[test]
+fn usage_riding_on_a_content_chunk_is_hidden_from_a_caller_that_did_not_ask() {
+    let ev = "data: {\"id\":\"c\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1,\"total_tokens\":3}}\n\ndata: [DONE]\n\n";
+    let (out, usage) = run(
+        ApiFormat::OpenAi,
+        UpstreamFormat::OpenAi,
+        false,
+        &[ev.as_bytes()],
+    );
+    let a = assemble_openai(&out);
+    assert_eq!((a.text.as_str(), a.usage, a.done), ("hi", None, true));
+    assert!(!out.contains("prompt_tokens"), "{out}");
+    assert_eq!(usage.map(|u| u.total()), Some(3));
+}
+
+/// The borrowed read and the typed chunk agree on what the gateway acts on (content, usage,
+/// error) for every event the typed chunk accepts.
+#[test]
+fn the_borrowed_read_agrees_with_the_typed_chunk() {
+    let events = [
+        r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"\u0000"}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[]}}]}"#,
+        r#"{"choices":[{"index":0,"delta":{"role":"assistant"}},{"index":1,"delta":{"content":"b"}}]}"#,
+        r#"{"choices":[{"index":0}]}"#,
+        r#"{"choices":[],"usage":null}"#,
+        r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":4}}}"#,
+        r#"{"usage":{"prompt_tokens":1}}"#,
+        r#"{"error":{"message":"boom","type":"server_error"}}"#,
+        r#"{"error":null}"#,
+        r#"{"id":"x","error":"overloaded"}"#,
+        r#"{}"#,
+    ];
+    for ev in events {
+        let typed: o::ChatChunk = serde_json::from_str(ev).unwrap();
+        let passed: Passed = serde_json::from_str(ev).unwrap();
+        assert_eq!(
+            passed.choices.iter().any(PassedChoice::has_content),
+            typed.choices.iter().any(|ch| {
+                ch.delta.content.as_deref().is_some_and(|s| !s.is_empty())
+                    || ch.delta.tool_calls.is_some()
+            }),
+            "content of {ev}"
+        );
+        assert_eq!(passed.usage, typed.usage, "usage of {ev}");
+        assert_eq!(
+            passed.error.0.map(|r| r.get().to_string()),
+            typed.extra.get("error").map(|v| v.to_string()),
+            "error of {ev}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_split_openai_to_openai(a in any::<usize>(), b in any::<usize>()) {
+        split_matches(ApiFormat::OpenAi, UpstreamFormat::OpenAi, OPENAI_LOOSE_STREAM.as_bytes(), a, b)?;
+        split_matches(ApiFormat::OpenAi, UpstreamFormat::OpenAi, OPENAI_STREAM.as_bytes(), a, b)?;
+    }
+}
