@@ -275,6 +275,10 @@ impl HttpClient {
 }
 
 /// Why [`drive_send`] gave no response.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built at most once per request, on a failure; boxing the request would cost an allocation"
+)]
 enum SendFailed {
     /// The connection closed before it took the request, which comes back untouched.
     Unsent(Request<Body>),
