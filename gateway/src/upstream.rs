@@ -34,7 +34,6 @@ impl HttpClients {
                 connect_timeout,
                 per_thread: Arc::default(),
                 h1: Arc::default(),
-                held: Arc::default(),
                 h2c: Arc::default(),
             })
             .clone()
@@ -49,7 +48,6 @@ pub struct HttpClient {
     connect_timeout: Duration,
     per_thread: Arc<thread_local::ThreadLocal<Client1>>,
     h1: Arc<thread_local::ThreadLocal<H1Idle>>,
-    held: Arc<thread_local::ThreadLocal<HeldIdle>>,
     h2c: Arc<thread_local::ThreadLocal<ClientH2c>>,
 }
 
@@ -63,42 +61,6 @@ const H1_MAX_IDLE: usize = 256;
 struct H1Idle(std::cell::RefCell<std::collections::HashMap<Authority, Vec<H1Sender>>>);
 
 type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
-type H1Conn = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Body>;
-
-/// This thread's idle held connections ([`HttpClient::send_h1_held`]), by `host:port`.
-#[derive(Default)]
-struct HeldIdle(std::cell::RefCell<std::collections::HashMap<Authority, Vec<Held>>>);
-
-/// A plain-HTTP/1.1 upstream connection that no task of its own drives: whoever holds it
-/// polls it, the request's future while the response head is awaited, then the response
-/// body ([`UpstreamBody`]). A request and its response then never wake a second task (the
-/// spawned connection task of [`HttpClient::send_h1`] is woken, and wakes the caller, twice
-/// per request). Idle ones wait in this thread's [`HeldIdle`], polled by nobody.
-struct Held {
-    sender: H1Sender,
-    conn: std::pin::Pin<Box<H1Conn>>,
-    /// The connection future finished: closed, or failed.
-    done: bool,
-}
-
-impl Held {
-    /// Polls the connection once; `false` once it has finished (closed or failed).
-    fn drive(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        if !self.done && self.conn.as_mut().poll(cx).is_ready() {
-            self.done = true;
-        }
-        !self.done
-    }
-
-    /// Polls the connection without a task to wake: it takes in what it has read (a close,
-    /// the end of a response) and tells its sender whether it is ready for a request.
-    fn settle(&mut self) -> bool {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        self.drive(&mut cx)
-    }
-}
-
-use std::future::Future as _;
 /// A boxed error, as hyper's client and bodies give them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -138,72 +100,6 @@ impl HttpClient {
         fut.await.map_err(|e| Box::new(e) as BoxError)
     }
 
-    /// [`Self::send_h1`] on a connection the caller's task drives itself ([`Held`]): the
-    /// response body it returns carries the connection and gives it back to this thread's
-    /// idle list once read to its end. Not for upgrades: the connection does not hand its
-    /// socket over after a 101.
-    pub async fn send_h1_held(
-        &self,
-        authority: &Authority,
-        req: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
-        let req = match self.checkout_held(authority) {
-            Some(held) => match drive_send(held, req).await {
-                Ok(resp) => return Ok(self.held_response(authority, resp)),
-                Err(SendFailed::Unsent(req)) => req,
-                Err(SendFailed::Failed(e)) => return Err(e),
-            },
-            None => req,
-        };
-        let held = self.connect_held(authority).await?;
-        match drive_send(held, req).await {
-            Ok(resp) => Ok(self.held_response(authority, resp)),
-            Err(SendFailed::Unsent(_)) => Err(BoxError::from(
-                "upstream connection closed before the request was sent",
-            )),
-            Err(SendFailed::Failed(e)) => Err(e),
-        }
-    }
-
-    fn held_response(
-        &self,
-        authority: &Authority,
-        (resp, held): (Response<Incoming>, Held),
-    ) -> Response<UpstreamBody> {
-        let (parts, inner) = resp.into_parts();
-        let body = UpstreamBody {
-            inner,
-            held: Some(HeldHome {
-                held,
-                pool: self.held.clone(),
-                authority: authority.clone(),
-            }),
-            ended: false,
-        };
-        Response::from_parts(parts, body)
-    }
-
-    fn checkout_held(&self, authority: &Authority) -> Option<Held> {
-        let mut map = self.held.get_or_default().0.borrow_mut();
-        let list = map.get_mut(authority)?;
-        while let Some(mut held) = list.pop() {
-            if held.settle() && held.sender.is_ready() {
-                return Some(held);
-            }
-        }
-        None
-    }
-
-    async fn connect_held(&self, authority: &Authority) -> Result<Held, BoxError> {
-        let stream = self.connect_tcp(authority).await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        Ok(Held {
-            sender,
-            conn: Box::pin(conn),
-            done: false,
-        })
-    }
-
     fn checkout(&self, authority: &Authority) -> Option<H1Sender> {
         let mut map = self.h1.get_or_default().0.borrow_mut();
         let list = map.get_mut(authority)?;
@@ -221,17 +117,6 @@ impl HttpClient {
     }
 
     async fn connect_h1(&self, authority: &Authority) -> Result<H1Sender, BoxError> {
-        let stream = self.connect_tcp(authority).await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with error");
-            }
-        });
-        Ok(sender)
-    }
-
-    async fn connect_tcp(&self, authority: &Authority) -> Result<tokio::net::TcpStream, BoxError> {
         let addr = (
             authority.host().trim_matches(['[', ']']),
             authority.port_u16().unwrap_or(80),
@@ -246,7 +131,13 @@ impl HttpClient {
                     ))
                 })??;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+        });
+        Ok(sender)
     }
 
     /// Sends `req` (absolute `http://` URI) over HTTP/2 with prior knowledge (h2c), on this
@@ -271,114 +162,6 @@ impl HttpClient {
     /// Sends a request with this thread's pool.
     pub fn request(&self, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
         self.here().request(req)
-    }
-}
-
-/// Why [`drive_send`] gave no response.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "built at most once per request, on a failure; boxing the request would cost an allocation"
-)]
-enum SendFailed {
-    /// The connection closed before it took the request, which comes back untouched.
-    Unsent(Request<Body>),
-    /// The request was (perhaps partly) sent and failed.
-    Failed(BoxError),
-}
-
-/// Sends `req` on `held`, driving the connection in this task until the response head is in.
-async fn drive_send(
-    mut held: Held,
-    req: Request<Body>,
-) -> Result<(Response<Incoming>, Held), SendFailed> {
-    let mut fut = std::pin::pin!(held.sender.try_send_request(req));
-    let r = std::future::poll_fn(|cx| {
-        // The connection first: it writes the request and reads what answers it.
-        held.drive(cx);
-        fut.as_mut().poll(cx)
-    })
-    .await;
-    match r {
-        Ok(resp) => Ok((resp, held)),
-        Err(mut e) => match e.take_message() {
-            Some(req) => Err(SendFailed::Unsent(req)),
-            None => Err(SendFailed::Failed(Box::new(e.into_error()))),
-        },
-    }
-}
-
-/// Where a held connection goes back to once its response is read.
-struct HeldHome {
-    held: Held,
-    pool: Arc<thread_local::ThreadLocal<HeldIdle>>,
-    authority: Authority,
-}
-
-/// An upstream response body. From [`HttpClient::send_h1_held`] it also drives the held
-/// connection it arrives on, and gives that connection back to the thread's idle list once
-/// the body has ended (or closes it, when dropped before its end).
-pub struct UpstreamBody {
-    inner: Incoming,
-    held: Option<HeldHome>,
-    ended: bool,
-}
-
-impl From<Incoming> for UpstreamBody {
-    fn from(inner: Incoming) -> Self {
-        UpstreamBody {
-            inner,
-            held: None,
-            ended: false,
-        }
-    }
-}
-
-impl http_body::Body for UpstreamBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        if let Some(home) = &mut this.held {
-            home.held.drive(cx);
-        }
-        let r = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = r {
-            this.ended = true;
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        let Some(mut home) = self.held.take() else {
-            return;
-        };
-        // A body dropped before its end leaves the connection mid-response: it closes.
-        if !(self.ended || http_body::Body::is_end_stream(&self.inner)) {
-            return;
-        }
-        // Closed, or still sending a request body the upstream answered early.
-        if !home.held.settle() || !home.held.sender.is_ready() {
-            return;
-        }
-        let mut map = home.pool.get_or_default().0.borrow_mut();
-        let list = map.entry(home.authority).or_default();
-        if list.len() < H1_MAX_IDLE {
-            list.push(home.held);
-        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::config::{HttpBackendConfig, PathModifier};
 use crate::context::RequestCx;
 use crate::error::RequestError;
 use crate::forwarding::{ClientBodyError, UpgradePolicy, strip_response};
-use crate::upstream::{BoxError, DisplayChain, HttpClient, UpstreamBody};
+use crate::upstream::{BoxError, DisplayChain, HttpClient};
 
 /// One upstream of the backend: where requests go and the `Host` they carry.
 struct Target {
@@ -227,28 +227,20 @@ impl HttpBackend {
     }
 
     /// Sends one request to `t` over the connection kind it needs.
-    async fn send(
-        &self,
-        t: &Target,
-        req: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
-        let resp = if t.scheme == Scheme::HTTP {
+    async fn send(&self, t: &Target, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
+        if t.scheme == Scheme::HTTP {
             if self.http2 {
                 self.client.send_h2c(req).await
-            } else if req.headers().contains_key(header::UPGRADE) {
-                // An upgrade needs a connection that hands its socket over after the 101.
-                self.client.send_h1(&t.authority, req).await
             } else {
-                // Plain HTTP: this thread's own HTTP/1.1 connections, driven by this task.
-                return self.client.send_h1_held(&t.authority, req).await;
+                // Plain HTTP: this thread's own HTTP/1.1 connections.
+                self.client.send_h1(&t.authority, req).await
             }
         } else {
             self.client
                 .request(req)
                 .await
                 .map_err(|e| Box::new(e) as BoxError)
-        };
-        resp.map(|r| r.map(UpstreamBody::from))
+        }
     }
 
     /// [`Self::send`] as one attempt: with tracing on, a CLIENT span around it (attempt
@@ -259,7 +251,7 @@ impl HttpBackend {
         req: Request<Body>,
         cx: &RequestCx<'_>,
         attempt: u32,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         match &cx.context.trace {
             None => self.send(t, req).await,
             // Boxed: the untraced request's future stays the size it was without tracing.
@@ -274,7 +266,7 @@ impl HttpBackend {
         t: &Target,
         mut req: Request<Body>,
         attempt: u32,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         use opentelemetry::KeyValue;
         let span = parent.child(
             req.method().as_str().to_owned(),
@@ -492,7 +484,7 @@ impl HttpBackend {
         original_host: Option<HeaderValue>,
         bytes: Bytes,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         let Some(r) = &self.retries else {
             return self
                 .send_attempt(target, Request::from_parts(parts, Body::from(bytes)), cx, 0)
