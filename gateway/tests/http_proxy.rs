@@ -743,3 +743,136 @@ listeners:
     // Each request needed a new upstream connection: the closed ones were not reused.
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
+
+/// An HTTP/1.1 upstream that keeps connections open and answers every request on them with
+/// `body` (GETs only, no request bodies). Counts connections.
+async fn keep_alive_upstream(
+    body: &'static [u8],
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        if s.write_all(head.as_bytes()).await.is_err()
+                            || s.write_all(body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let (up, conns) = keep_alive_upstream(b"kept").await;
+    let gw = gateway(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: up
+        http: {url: "http://${UPSTREAM}"}
+"#,
+        up,
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    let c = client();
+    for i in 0..10 {
+        let r = c.get(format!("{base}/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "kept", "request {i}");
+    }
+    // A connection whose response was read to its end goes back to the pool and is taken
+    // again: one client connection, one upstream connection.
+    assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_connection_left_mid_response_is_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The first connection promises 1 MB and sends 10 bytes; later ones answer whole.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply: &[u8] = if n == 0 {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n0123456789"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwhole"
+                        };
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let gw = gateway(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    routes:
+      - name: up
+        http: {url: "http://${UPSTREAM}"}
+"#,
+        up,
+    )
+    .await;
+    let base = base(&gw, "main").await;
+    // The client reads the head and the first bytes, then goes away.
+    let mut first = client()
+        .get(format!("{base}/partial"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(&first.chunk().await.unwrap().unwrap()[..], b"0123456789");
+    drop(first);
+    // Every later request gets a whole answer, on a connection other than the half-read one.
+    for i in 0..3 {
+        let r = client().get(format!("{base}/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "whole", "request {i}");
+    }
+    assert!(conns.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
