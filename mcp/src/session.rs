@@ -124,7 +124,9 @@ pub(crate) struct Inner {
     /// Empty for a stateless (2026-07-28) request's throwaway session.
     pub id: String,
     pub version: String,
-    pub init_params: Value,
+    /// The client's `initialize` params, shared with the session's HTTP upstreams (which send
+    /// them again when a target asks to re-initialize), so an idle session holds one tree.
+    pub init_params: Arc<Value>,
     /// The authenticated subject that opened the session; only it may use the session.
     pub principal: Option<Arc<str>>,
     pub naming: Arc<Naming>,
@@ -162,7 +164,7 @@ impl Session {
         Session(Arc::new(Inner {
             id,
             version,
-            init_params,
+            init_params: Arc::new(init_params),
             principal,
             naming,
             managed: managed.map(std::sync::OnceLock::from).unwrap_or_default(),

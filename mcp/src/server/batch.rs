@@ -176,7 +176,7 @@ impl McpBackend {
         let (tx, rx) = self.request_outbox(&session);
         let this = self.clone();
         let s2 = session.clone();
-        let call = crate::trace::carry(async move {
+        let call: super::streamable::Call = Box::pin(crate::trace::carry(async move {
             for e in replies.into_iter().flatten() {
                 let _ = tx.send_last(e).await;
             }
@@ -191,7 +191,7 @@ impl McpBackend {
             .await;
             drop(tx);
             this.sync_targets(&s2).await;
-        });
+        }));
         let mut r = self.sse_answer(session, rx, call).await;
         if let Ok(v) = http::HeaderValue::from_str(sid) {
             r.headers_mut().insert("mcp-session-id", v);

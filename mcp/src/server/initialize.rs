@@ -203,7 +203,7 @@ impl McpBackend {
                     target.headers.clone(),
                     shared.client.here().clone(),
                     shared.ids.clone(),
-                    session.0.init_params.clone(),
+                    Value::clone(&session.0.init_params),
                     fallback,
                     self.0.cfg.max_reply_bytes(),
                 )
@@ -240,7 +240,7 @@ impl McpBackend {
             &target.name,
             cfg,
             self.0.shared.ids.clone(),
-            session.0.init_params.clone(),
+            Value::clone(&session.0.init_params),
             session.sink(t),
             session.client_initialized(),
             self.0.cfg.max_reply_bytes(),

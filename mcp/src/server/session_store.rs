@@ -177,7 +177,7 @@ impl McpBackend {
         let session = Session::new(
             key,
             version,
-            init.clone(),
+            init,
             ctx.principal.clone(),
             self.0.naming.clone(),
             Some(Managed::new(
@@ -216,7 +216,7 @@ impl McpBackend {
                             target.headers.clone(),
                             self.0.shared.client.clone(),
                             self.0.shared.ids.clone(),
-                            init.clone(),
+                            session.0.init_params.clone(),
                             sid,
                             self.0.cfg.max_reply_bytes(),
                         );

@@ -157,13 +157,16 @@ impl McpBackend {
         let s2 = session.clone();
         let tx2 = tx.clone();
         let access = ctx.access.clone();
-        let call = crate::trace::carry(async move {
-            let resp = this.dispatch(&s2, req, Some(tx2.clone()), access).await;
+        // Boxed here, and the dispatch inside it boxed too: the dispatch future is some 15 KB,
+        // and a future held by value is copied whole at every move (into the trace scope, into
+        // `sse_answer`'s state, into `Held`); a pointer moves instead.
+        let call: Call = Box::pin(crate::trace::carry(async move {
+            let resp = Box::pin(this.dispatch(&s2, req, Some(tx2.clone()), access)).await;
             if tx2.send_last(resp).await.is_err() {
                 tracing::debug!("reply not delivered: the request's stream was closed");
             }
             this.sync_targets(&s2).await;
-        });
+        }));
         drop(tx);
         let mut r = self.sse_answer(session, rx, call).await;
         if let Some(sid) = sid.and_then(|s| http::HeaderValue::from_str(s).ok()) {
@@ -180,17 +183,14 @@ impl McpBackend {
     /// of in a task of its own. When a message comes first (progress, a server request) or
     /// the call outlasts [`HOLD`], `call` continues in a task and the stream is live, as it
     /// always was. A client gone while the head is held does not cancel the call either.
-    pub(super) async fn sse_answer<F>(
+    pub(super) async fn sse_answer(
         &self,
         session: Session,
         mut rx: Inbox<Value>,
-        call: F,
-    ) -> Response<Body>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
+        call: Call,
+    ) -> Response<Body> {
         let priming = crate::revision::primes_streams(&session.0.version);
-        let mut held = Held(Some(Box::pin(call)));
+        let mut held = Held(Some(call));
         let first = match held.0.as_mut() {
             Some(call) => tokio::select! {
                 biased;
@@ -385,7 +385,8 @@ enum First {
     Slow,
 }
 
-type Call = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A request's call, boxed (see [`McpBackend::sse_answer`]).
+pub(super) type Call = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A call being run by the request's handler; dropped unfinished (the client went away while
 /// the head was held), it finishes in a task of its own, as if it had been spawned at once.

@@ -27,7 +27,8 @@ pub(crate) struct HttpUpstream {
     /// The target's clients: each request goes out on the calling thread's.
     client: super::Clients,
     ids: Arc<AtomicU64>,
-    init_params: Value,
+    /// The downstream session's (one tree per session, however many targets).
+    init_params: Arc<Value>,
     /// Largest message read from the target (`mcp.max_reply_bytes`).
     max_reply: usize,
     state: Mutex<State>,
@@ -110,7 +111,7 @@ impl HttpUpstream {
         headers: UpstreamHeaders,
         client: super::Clients,
         ids: Arc<AtomicU64>,
-        init_params: Value,
+        init_params: Arc<Value>,
         max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
         let this = Arc::new(Self {
@@ -139,7 +140,7 @@ impl HttpUpstream {
         headers: UpstreamHeaders,
         client: super::Clients,
         ids: Arc<AtomicU64>,
-        init_params: Value,
+        init_params: Arc<Value>,
         session_id: String,
         max_reply: usize,
     ) -> Arc<Self> {
@@ -224,7 +225,11 @@ impl HttpUpstream {
     async fn initialize(&self) -> Result<Value> {
         *self.state.locked() = State::default();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let msg = jsonrpc::request(Value::from(id), "initialize", self.init_params.clone());
+        let msg = jsonrpc::request(
+            Value::from(id),
+            "initialize",
+            Value::clone(&self.init_params),
+        );
         let resp = self.post_once(&msg, &State::default()).await?;
         let status = resp.status();
         let session_id = resp
