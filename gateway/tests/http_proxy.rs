@@ -716,9 +716,8 @@ async fn one_shot_upstream() -> (
     (addr, conns)
 }
 
-#[tokio::test]
-async fn pooled_upstream_connections_that_close_are_replaced() {
-    let (up, conns) = one_shot_upstream().await;
+/// A gateway with one listener (`main`) and one route to `up`, and that listener's base URL.
+async fn one_route_gateway(up: std::net::SocketAddr) -> (switchboard_gateway::Gateway, String) {
     let gw = gateway(
         r#"
 listeners:
@@ -732,6 +731,13 @@ listeners:
     )
     .await;
     let base = base(&gw, "main").await;
+    (gw, base)
+}
+
+#[tokio::test]
+async fn pooled_upstream_connections_that_close_are_replaced() {
+    let (up, conns) = one_shot_upstream().await;
+    let (_gw, base) = one_route_gateway(up).await;
     let c = client();
     for i in 0..5 {
         let r = c.get(format!("{base}/x")).send().await.unwrap();
@@ -788,19 +794,7 @@ async fn keep_alive_upstream(
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     let (up, conns) = keep_alive_upstream(b"kept").await;
-    let gw = gateway(
-        r#"
-listeners:
-  - name: main
-    bind: 127.0.0.1:0
-    routes:
-      - name: up
-        http: {url: "http://${UPSTREAM}"}
-"#,
-        up,
-    )
-    .await;
-    let base = base(&gw, "main").await;
+    let (_gw, base) = one_route_gateway(up).await;
     let c = client();
     for i in 0..10 {
         let r = c.get(format!("{base}/x")).send().await.unwrap();
@@ -846,19 +840,7 @@ async fn an_upstream_connection_left_mid_response_is_not_reused() {
             });
         }
     });
-    let gw = gateway(
-        r#"
-listeners:
-  - name: main
-    bind: 127.0.0.1:0
-    routes:
-      - name: up
-        http: {url: "http://${UPSTREAM}"}
-"#,
-        up,
-    )
-    .await;
-    let base = base(&gw, "main").await;
+    let (_gw, base) = one_route_gateway(up).await;
     // The client reads the head and the first bytes, then goes away.
     let mut first = client()
         .get(format!("{base}/partial"))
