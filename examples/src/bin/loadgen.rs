@@ -59,6 +59,12 @@ enum Mode {
         /// Seconds to run.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Connections at most; a request whose time has come waits for one, and that wait
+        /// counts in its latency (measured from its scheduled start). Without a cap an
+        /// open-loop client opens a connection for every request in flight and a slow moment
+        /// becomes a storm of new connections (and `limits.max_connections` 503s).
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
     },
     /// Concurrent SSE streams.
     Stream {
@@ -207,7 +213,8 @@ async fn main() -> anyhow::Result<()> {
             target,
             rps,
             duration,
-        } => rate(Prepared::new(&target)?, rps, duration).await,
+            connections,
+        } => rate(Prepared::new(&target)?, rps, duration, connections).await,
         Mode::Stream {
             target,
             concurrency,
@@ -257,9 +264,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rate(p: Prepared, rps: u64, duration: f64) -> serde_json::Value {
+async fn rate(p: Prepared, rps: u64, duration: f64, connections: usize) -> serde_json::Value {
     let p = Arc::new(p);
-    let c = client(1024);
+    let c = client(connections);
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections.max(1)));
     let interval = Duration::from_secs_f64(1.0 / rps as f64);
     let total = (rps as f64 * duration) as u64;
     let start = tokio::time::Instant::now();
@@ -267,8 +275,12 @@ async fn rate(p: Prepared, rps: u64, duration: f64) -> serde_json::Value {
     for i in 0..total {
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled).await;
-        let (c, p) = (c.clone(), p.clone());
+        let (c, p, slots) = (c.clone(), p.clone(), slots.clone());
         tasks.push(tokio::spawn(async move {
+            // At most `connections` requests in flight, so at most that many connections.
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return (Err("no connection slot".to_string()), 0.0);
+            };
             let r = send(&c, p.request()).await;
             let us = scheduled.elapsed().as_secs_f64() * 1e6;
             (r.map(|(s, _)| s), us)
@@ -291,7 +303,7 @@ async fn rate(p: Prepared, rps: u64, duration: f64) -> serde_json::Value {
         errors += 1;
         *kinds.entry(kind).or_default() += 1;
     }
-    json!({"mode": "rate", "rps": rps, "sent": total, "errors": errors, "error_kinds": kinds, "latency": percentiles(lat)})
+    json!({"mode": "rate", "rps": rps, "connections": connections, "sent": total, "errors": errors, "error_kinds": kinds, "latency": percentiles(lat)})
 }
 
 async fn stream(
