@@ -682,9 +682,14 @@ async fn metrics_and_admin_endpoints() {
     assert!(cfg["last_reload_error"].is_null());
 }
 
-/// An HTTP/1.1 upstream that answers one request per connection (keep-alive implied) and then
-/// closes the connection, as an upstream with a short idle timeout does. Counts connections.
-async fn one_shot_upstream() -> (
+/// An HTTP/1.1 upstream that answers every request head (GETs, no bodies) on its `n`th
+/// connection (from 0) with `answer(n)`. With `keep`, the connection stays for more requests;
+/// without, it is closed a moment after the first answer without the answer saying so, as an
+/// upstream with a short idle timeout does. Counts connections.
+async fn counting_upstream(
+    answer: fn(usize) -> &'static [u8],
+    keep: bool,
+) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
@@ -695,21 +700,26 @@ async fn one_shot_upstream() -> (
     let counted = conns.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if s.write_all(answer(n)).await.is_err() {
+                            return;
+                        }
+                        if !keep {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            return;
+                        }
+                    }
                     match s.read(&mut chunk).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Ok(read) => buf.extend_from_slice(&chunk[..read]),
                     }
                 }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                // Close a moment later, without saying so in the response.
-                tokio::time::sleep(Duration::from_millis(20)).await;
             });
         }
     });
@@ -736,7 +746,8 @@ listeners:
 
 #[tokio::test]
 async fn pooled_upstream_connections_that_close_are_replaced() {
-    let (up, conns) = one_shot_upstream().await;
+    let (up, conns) =
+        counting_upstream(|_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
     let (_gw, base) = one_route_gateway(up).await;
     let c = client();
     for i in 0..5 {
@@ -750,50 +761,13 @@ async fn pooled_upstream_connections_that_close_are_replaced() {
     assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
 
-/// An HTTP/1.1 upstream that keeps connections open and answers every request on them with
-/// `body` (GETs only, no request bodies). Counts connections.
-async fn keep_alive_upstream(
-    body: &'static [u8],
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let head =
-                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
-                        if s.write_all(head.as_bytes()).await.is_err()
-                            || s.write_all(body).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, conns)
-}
-
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
-    let (up, conns) = keep_alive_upstream(b"kept").await;
+    let (up, conns) = counting_upstream(
+        |_| b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nkept",
+        true,
+    )
+    .await;
     let (_gw, base) = one_route_gateway(up).await;
     let c = client();
     for i in 0..10 {
@@ -808,38 +782,15 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 
 #[tokio::test]
 async fn an_upstream_connection_left_mid_response_is_not_reused() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The first connection promises 1 MB and sends 10 bytes; later ones answer whole.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        let reply: &[u8] = if n == 0 {
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n0123456789"
-                        } else {
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwhole"
-                        };
-                        if s.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
+    let (up, conns) = counting_upstream(
+        |n| match n {
+            0 => b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n0123456789",
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nwhole",
+        },
+        true,
+    )
+    .await;
     let (_gw, base) = one_route_gateway(up).await;
     // The client reads the head and the first bytes, then goes away.
     let mut first = client()
