@@ -1,6 +1,6 @@
 # One entry point for humans and CI. `make quickstart` runs the gateway with local example
 # upstreams; `make test` installs the test peers and runs every test.
-.PHONY: quickstart test setup fmt lint modcycles check build bench bench-smoke
+.PHONY: quickstart test setup fmt lint modcycles check build bench bench-smoke startup-layout
 
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
@@ -35,3 +35,8 @@ bench: setup
 
 bench-smoke: setup
 	examples/bench/run.py --smoke
+
+# Re-list the functions the gateway runs while it starts (gateway/startup.ld, see gateway/build.rs).
+startup-layout:
+	cargo build --release -p switchboard-gateway -p switchboard-examples --bins
+	python3 scripts/startup-layout.py

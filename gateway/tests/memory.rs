@@ -275,3 +275,125 @@ fn the_binary_packs_its_relative_relocations_where_glibc_can_read_them() {
         );
     }
 }
+
+/// One ELF section header: its name, address, file offset, size, type and link.
+#[cfg(all(
+    target_os = "linux",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+struct Section {
+    name: String,
+    addr: u64,
+    offset: usize,
+    size: usize,
+    kind: u32,
+    link: usize,
+}
+
+/// The section headers of an ELF64 little-endian file.
+#[cfg(all(
+    target_os = "linux",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+fn section_headers(elf: &[u8]) -> Vec<Section> {
+    let u16_at = |o: usize| u16::from_le_bytes(elf[o..o + 2].try_into().unwrap()) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "an ELF64 file");
+    let (shoff, shentsize) = (u64_at(0x28) as usize, u16_at(0x3a));
+    let (shnum, shstrndx) = (u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let names = u64_at(header(shstrndx) + 24) as usize;
+    (0..shnum)
+        .map(|i| {
+            let h = header(i);
+            Section {
+                name: String::from_utf8_lossy(c_str(elf, names + u32_at(h) as usize)).into_owned(),
+                addr: u64_at(h + 16),
+                offset: u64_at(h + 24) as usize,
+                size: u64_at(h + 32) as usize,
+                kind: u32_at(h + 4),
+                link: u32_at(h + 40) as usize,
+            }
+        })
+        .collect()
+}
+
+/// The NUL-terminated string at `at`.
+#[cfg(all(
+    target_os = "linux",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+fn c_str(elf: &[u8], at: usize) -> &[u8] {
+    let end = elf[at..].iter().position(|&b| b == 0).unwrap();
+    &elf[at..at + end]
+}
+
+/// README "Building": the functions the gateway runs while it starts are gathered into one
+/// section ahead of the rest of the code (`gateway/startup.ld`, written by
+/// scripts/startup-layout.py, given to the linker by gateway/build.rs), so an idle gateway maps
+/// a few MB of code rather than most of its 25 MB; `SWITCHBOARD_STARTUP_LAYOUT=0` (at build
+/// time) leaves it out. Fails if the build stops passing the script, if the script stops
+/// gathering the gateway's start-up functions, or if it gathers so much that it no longer keeps
+/// the rest out.
+#[cfg(all(
+    target_os = "linux",
+    target_endian = "little",
+    target_pointer_width = "64"
+))]
+#[test]
+fn the_start_up_code_is_laid_out_together() {
+    const SHT_SYMTAB: u32 = 2;
+    let elf = std::fs::read(env!("CARGO_BIN_EXE_switchboard")).unwrap();
+    let sections = section_headers(&elf);
+    let startup = sections.iter().find(|s| s.name == ".text.sb_startup");
+    if std::env::var_os("SWITCHBOARD_STARTUP_LAYOUT").is_some_and(|v| v == "0") {
+        assert!(startup.is_none(), "the layout was turned off");
+        return;
+    }
+    let startup = startup.expect("a .text.sb_startup section");
+    let text = sections.iter().find(|s| s.name == ".text").unwrap();
+    assert!(
+        startup.size > 1 << 20 && startup.size < text.size / 2,
+        "start-up code of {} bytes beside {} bytes of the rest",
+        startup.size,
+        text.size
+    );
+    // Symbols: (name, address), 24 bytes each.
+    let symtab = sections.iter().find(|s| s.kind == SHT_SYMTAB).unwrap();
+    let strtab = sections[symtab.link].offset;
+    let symbols: Vec<(&[u8], u64)> = elf[symtab.offset..symtab.offset + symtab.size]
+        .chunks_exact(24)
+        .map(|e| {
+            let name = u32::from_le_bytes(e[..4].try_into().unwrap()) as usize;
+            let value = u64::from_le_bytes(e[8..16].try_into().unwrap());
+            (c_str(&elf, strtab + name), value)
+        })
+        .collect();
+    let inside = |prefix: &[u8]| {
+        let at: Vec<u64> = symbols
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|&(_, at)| at)
+            .collect();
+        assert!(
+            !at.is_empty(),
+            "no symbol {}",
+            String::from_utf8_lossy(prefix)
+        );
+        at.iter()
+            .any(|a| (startup.addr..startup.addr + startup.size as u64).contains(a))
+    };
+    // The serving threads' set-up runs at every start; the plain-HTTP upstream call never does.
+    assert!(
+        inside(b"_ZN19switchboard_gateway7gateway7Gateway18start_with_workers28_$u7b$$u7b$closure"),
+        "the serving threads' set-up is not among the start-up code"
+    );
+    assert!(
+        !inside(b"_ZN19switchboard_gateway8upstream10HttpClient7send_h1"),
+        "a request-path function is among the start-up code"
+    );
+}
