@@ -53,9 +53,9 @@ pub trait Provider: Send + Sync + Debug {
         op == Operation::Chat
     }
 
-    /// Where a non-streaming `op` may be sent without reqwest (plain HTTP, no proxy; see
+    /// Where `op` (streamed or not) may be sent without reqwest (plain HTTP, no proxy; see
     /// [`DirectTarget`]); `None`: through [`Provider::request`] only.
-    fn direct(&self, _op: Operation) -> Option<&DirectTarget> {
+    fn direct(&self, _op: Operation, _stream: bool) -> Option<&DirectTarget> {
         None
     }
 }

@@ -841,8 +841,8 @@ async fn malformed_chat_requests_get_the_400_of_the_typed_parse() {
 /// One request as a provider saw it: path, headers in order, body.
 type Seen = (String, Vec<(String, String)>, bytes::Bytes);
 
-/// A provider at `/old/v1` that redirects (307) every chat request to `/v1`, where it answers;
-/// every request it gets is recorded.
+/// A provider at `/old/v1` that redirects (307) every chat request to `/v1`, where it answers
+/// (a stream when asked for one); every request it gets is recorded.
 async fn redirecting_provider() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let kept = seen.clone();
@@ -856,12 +856,19 @@ async fn redirecting_provider() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>)
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
                 .collect();
             let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+            let stream = body.windows(13).any(|w| w == br#""stream":true"#);
             kept.lock().unwrap().push((path.clone(), headers, body));
             if path == "/old/v1/chat/completions" {
                 return http::Response::builder()
                     .status(307)
                     .header("location", "/v1/chat/completions")
                     .body(Body::empty())
+                    .unwrap();
+            }
+            if stream {
+                return http::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::from(MOVED_EVENTS))
                     .unwrap();
             }
             let answer = json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "up-model",
@@ -878,6 +885,12 @@ async fn redirecting_provider() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>)
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, seen)
 }
+
+/// What [`redirecting_provider`] streams.
+const MOVED_EVENTS: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"moved\"},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
@@ -932,6 +945,162 @@ async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
     let sent = body.replace(r#""model":"bench""#, r#""model":"up-model""#);
     for (_, _, b) in &seen {
         assert_eq!(std::str::from_utf8(b).unwrap(), sent);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_streams_send_what_reqwest_sends_and_redirects_are_followed() {
+    // A streamed chat to a plain-HTTP OpenAI-compatible provider goes out on hyper's client
+    // too (through reqwest, the provider would see the request once at the old place, not
+    // twice); the two requests are alike, header for header, asking for an event stream.
+    let (up, seen) = redirecting_provider().await;
+    let mut p = provider("openai", "up", "up-model", &up);
+    p["base_url"] = json!(format!("http://{up}/old/v1"));
+    p["headers"] = json!({"x-team": "ml"});
+    let gw = gateway(
+        json!({"models": [{"name": "bench", "providers": [p]}]}),
+        None,
+    )
+    .await;
+    let body = r#"{"model":"bench","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = post_raw(&format!("{gw}/v1/chat/completions"), body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), MOVED_EVENTS);
+    let seen = seen.lock().unwrap().clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/old/v1/chat/completions",
+            "/old/v1/chat/completions",
+            "/v1/chat/completions"
+        ]
+    );
+    let (direct, via_reqwest) = (&seen[0], &seen[1]);
+    assert_eq!(direct.1, via_reqwest.1);
+    let names: Vec<&str> = direct.1.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "x-team",
+            "content-type",
+            "accept",
+            "authorization",
+            "host",
+            "content-length"
+        ]
+    );
+    assert!(
+        direct
+            .1
+            .contains(&("accept".into(), "text/event-stream".into()))
+    );
+    assert_eq!(seen[0].2, seen[1].2);
+}
+
+/// A provider that answers every request with a stream's head (200, chunked) and closes the
+/// connection before the body's first byte; counts the requests.
+async fn head_only_provider() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // The request's head and body (small) arrive in a read or two.
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                while !got.contains(&b'}') {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_streams_fail_over_before_the_first_byte_and_end_in_an_error_event_after_it() {
+    // OpenAI-compatible providers on plain HTTP: the streams go out on hyper's client. Before
+    // the first body byte a failure moves on to the next provider (a 500, a head without a
+    // body); after it the caller gets an error event and nothing is retried.
+    let (s, secondary) = mock_llm::spawn().await.unwrap();
+    let (head_only, head_only_requests) = head_only_provider().await;
+    let (m, primary) = mock_llm::spawn().await.unwrap();
+    for (first, mode) in [(m, Some(Mode::Fail500)), (head_only, None)] {
+        let mut a = provider("openai", "primary", "mock-gpt", &first);
+        a["priority"] = json!(0);
+        let mut b = provider("openai", "secondary", "mock-gpt", &s);
+        b["priority"] = json!(1);
+        let gw = gateway(
+            fast_retries(json!({"models": [{"name": "smart", "providers": [a, b]}]})),
+            None,
+        )
+        .await;
+        if let Some(mode) = mode {
+            primary.set_mode(mode);
+        }
+        let before = secondary.requests();
+        let resp = post(
+            &format!("{gw}/v1/chat/completions"),
+            json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200, "{mode:?}");
+        assert_eq!(resp.headers()["x-switchboard-provider"], "secondary");
+        let a = assemble_openai(&resp.text().await.unwrap());
+        assert_eq!(a.text, "Mock reply to: hi", "{mode:?}");
+        assert!(a.done && a.error.is_none(), "{mode:?}");
+        assert_eq!(secondary.requests(), before + 1, "{mode:?}");
+    }
+    assert!(primary.requests() >= 1);
+    assert!(head_only_requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    for (mode, code) in [
+        (Mode::MidStream, "upstream_error"),
+        (Mode::Drop, "bad_gateway"),
+    ] {
+        let mut a = provider("openai", "primary", "mock-gpt", &m);
+        a["priority"] = json!(0);
+        let mut b = provider("openai", "secondary", "mock-gpt", &s);
+        b["priority"] = json!(1);
+        let gw = gateway(
+            fast_retries(json!({"models": [{"name": "smart", "providers": [a, b]}]})),
+            None,
+        )
+        .await;
+        primary.set_mode(mode);
+        let before = secondary.requests();
+        let resp = post(&format!("{gw}/v1/chat/completions"), json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "one two three four five six"}]})).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-switchboard-provider"], "primary");
+        let body = resp.text().await.unwrap();
+        let a = assemble_openai(&body);
+        assert!(
+            a.text.starts_with("Mock "),
+            "{mode:?}: partial text delivered: {body}"
+        );
+        let err = a
+            .error
+            .unwrap_or_else(|| panic!("{mode:?}: no error event: {body}"));
+        assert_eq!(err["code"], code, "{mode:?}: {err}");
+        assert!(!a.done, "{mode:?}");
+        assert_eq!(
+            secondary.requests(),
+            before,
+            "{mode:?}: no retry once bytes reached the client"
+        );
     }
 }
 

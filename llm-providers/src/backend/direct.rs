@@ -1,7 +1,7 @@
 //! A provider call on hyper's client directly, for the common case that needs nothing of
-//! reqwest's layers: a non-streaming chat request to an OpenAI-compatible provider over plain
-//! `http://` (a local vLLM, Ollama, a sidecar), no proxy for that host, no trace context to
-//! inject. reqwest 0.13 parses the request's URL back into a `Url` twice per request (its
+//! reqwest's layers: a chat request (streamed or not) to an OpenAI-compatible provider over
+//! plain `http://` (a local vLLM, Ollama, a sidecar), no proxy for that host, no trace context
+//! to inject. reqwest 0.13 parses the request's URL back into a `Url` twice per request (its
 //! redirect policy, the response's URL), clones its client stack and the request (retry layer)
 //! on every call: about a tenth of the gateway's CPU on this path (issue 19, BENCHMARKS.md).
 //!
@@ -10,8 +10,9 @@
 //! limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers
 //! in the same order, the same bounded read of the reply and the same error strings. A
 //! provider that answers with a redirect is asked again through reqwest, which follows it (the
-//! redirect answer itself had no effect there). Everything else (TLS, proxies, streams,
-//! tracing, other providers and operations) goes through reqwest as before.
+//! redirect answer itself had no effect there). A stream's body is hyper's, data frames as
+//! reqwest's `bytes_stream` yields them. Everything else (TLS, proxies, tracing, other
+//! providers and operations) goes through reqwest as before.
 
 use std::time::Duration;
 
@@ -62,6 +63,50 @@ pub(super) enum Sent {
     Redirect,
 }
 
+/// What a streamed direct call came to.
+pub(super) enum Opened {
+    /// A successful reply: its body, not read yet.
+    Stream(Incoming),
+    /// An error status, its headers and the start of its body (at most `max_error` bytes;
+    /// empty when longer or unreadable).
+    Reply(StatusCode, HeaderMap, Bytes),
+    /// The request did not get a reply (the error's kind, without the URL).
+    Failed(&'static str),
+    /// A redirect: to be sent again through reqwest, which follows it.
+    Redirect,
+}
+
+/// `POST`s `body` to `target`: the reply's head, or the kind of error; `None` for a redirect.
+async fn post(
+    client: &DirectClient,
+    target: &DirectTarget,
+    body: Bytes,
+) -> Result<Option<http::Response<Incoming>>, &'static str> {
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = target.uri().clone();
+    *req.headers_mut() = target.headers().clone();
+    let resp = match client.0.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(if timed_out(&e) {
+                "timeout"
+            } else if e.is_connect() {
+                "connect error"
+            } else {
+                "request error"
+            });
+        }
+    };
+    // reqwest's default policy follows these when they say where to.
+    if matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+        && resp.headers().contains_key(header::LOCATION)
+    {
+        return Ok(None);
+    }
+    Ok(Some(resp))
+}
+
 /// `POST`s `body` to `target` and reads the reply: at most `max` bytes of a successful one,
 /// at most `max_error` of another.
 pub(super) async fn send(
@@ -71,39 +116,61 @@ pub(super) async fn send(
     max: usize,
     max_error: usize,
 ) -> Sent {
-    let mut req = http::Request::new(Full::new(body));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = target.uri().clone();
-    *req.headers_mut() = target.headers().clone();
-    let resp = match client.0.request(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            return Sent::Failed(if timed_out(&e) {
-                "timeout"
-            } else if e.is_connect() {
-                "connect error"
-            } else {
-                "request error"
-            });
-        }
+    let resp = match post(client, target, body).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Sent::Redirect,
+        Err(kind) => return Sent::Failed(kind),
     };
     let status = resp.status();
-    // reqwest's default policy follows these when they say where to.
-    if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
-        && resp.headers().contains_key(header::LOCATION)
-    {
-        return Sent::Redirect;
-    }
     let (parts, body) = resp.into_parts();
     let limit = if status.is_success() { max } else { max_error };
     match read_bounded(body, declared(&parts.headers), limit).await {
         Ok(b) => Sent::Reply(status, parts.headers, b),
         Err(_) if !status.is_success() => Sent::Reply(status, parts.headers, Ok(Bytes::new())),
-        Err(e) => Sent::Failed(if timed_out(&e) {
-            "timeout"
-        } else {
-            "body error"
-        }),
+        Err(e) => Sent::Failed(body_error(&e)),
+    }
+}
+
+/// `POST`s `body` to `target` for a stream: a successful reply's body is handed back unread,
+/// the start of another (at most `max_error` bytes) is read.
+pub(super) async fn open(
+    client: &DirectClient,
+    target: &DirectTarget,
+    body: Bytes,
+    max_error: usize,
+) -> Opened {
+    let resp = match post(client, target, body).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Opened::Redirect,
+        Err(kind) => return Opened::Failed(kind),
+    };
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    if status.is_success() {
+        return Opened::Stream(body);
+    }
+    let body = match read_bounded(body, declared(&parts.headers), max_error).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) | Err(_) => Bytes::new(),
+    };
+    Opened::Reply(status, parts.headers, body)
+}
+
+/// A streamed reply's data frames (trailers skipped), as reqwest's `bytes_stream` yields them;
+/// an error is its kind.
+pub(super) fn data_stream(body: Incoming) -> super::stream::ProviderStream {
+    use futures::StreamExt;
+    http_body_util::BodyDataStream::new(body)
+        .map(|r| r.map_err(|e| super::stream::BodyError(body_error(&e))))
+        .boxed()
+}
+
+/// The kind of an error while reading a reply's body.
+fn body_error(e: &hyper::Error) -> &'static str {
+    if timed_out(e) {
+        "timeout"
+    } else {
+        "body error"
     }
 }
 

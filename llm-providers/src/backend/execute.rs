@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::meter::{Reserved, UsageTap, body_usage};
 use super::native::{native_body, translate_body};
-use super::stream::{Completion, stream_response};
+use super::stream::{BodyError, Completion, ProviderStream, stream_response};
 use super::{ChatInput, LlmBackend, check_access, identity_headers, json_response, sse_headers};
 use crate::Error;
 use crate::config::ProviderKind;
@@ -110,7 +110,7 @@ enum Answer {
     Body(Bytes),
     Stream {
         first: Bytes,
-        rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        rest: ProviderStream,
     },
     Error {
         status: StatusCode,
@@ -233,13 +233,18 @@ impl LlmBackend {
                     };
                     // Plain HTTP to an OpenAI-compatible provider: without reqwest's layers
                     // (`direct`); a redirect goes on through reqwest below.
-                    if !stream
-                        && span.is_none()
+                    if span.is_none()
                         && beta.is_none()
-                        && let Some(target) = member.provider.direct(Operation::Chat)
-                        && let Some(r) =
-                            attempt_direct(direct, target, body.clone(), max_response, &member.name)
-                                .await
+                        && let Some(target) = member.provider.direct(Operation::Chat, stream)
+                        && let Some(r) = attempt_direct(
+                            direct,
+                            target,
+                            body.clone(),
+                            stream,
+                            max_response,
+                            &member.name,
+                        )
+                        .await
                     {
                         return r;
                     }
@@ -482,9 +487,8 @@ impl LlmBackend {
                 Ok(json_response(StatusCode::OK, bytes, Some(member)))
             }
             Answer::Stream { first, rest } => {
-                let body =
-                    futures::stream::once(futures::future::ready(Ok::<_, reqwest::Error>(first)))
-                        .chain(rest);
+                let body = futures::stream::once(futures::future::ready(Ok::<_, BodyError>(first)))
+                    .chain(rest);
                 let body = UsageTap::new(body, done, self.shared.max_event_bytes);
                 let mut resp = http::Response::new(Body::from_stream(body));
                 sse_headers(resp.headers_mut(), member);
@@ -537,15 +541,11 @@ async fn attempt(
                 Err(e) => AttemptResult::Err(Error::Upstream(without_url(e))),
             };
         }
-        let mut rest = resp.bytes_stream().boxed();
-        loop {
-            match rest.next().await {
-                Some(Ok(first)) if first.is_empty() => continue,
-                Some(Ok(first)) => return AttemptResult::Ok(Answer::Stream { first, rest }),
-                Some(Err(e)) => return AttemptResult::Err(Error::Upstream(without_url(e))),
-                None => return AttemptResult::Err(Error::Upstream("empty stream".into())),
-            }
-        }
+        let rest = resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| BodyError(error_kind(&e))))
+            .boxed();
+        return first_bytes(rest).await;
     }
     let headers = resp.headers().clone();
     // Only the message matters: read the start of an error body, drop the rest unread.
@@ -554,6 +554,19 @@ async fn attempt(
         Ok(Err(TooLarge)) | Err(_) => Bytes::new(),
     };
     error_answer(status, &headers, &body)
+}
+
+/// A stream's answer once its first bytes arrived (awaited inside the attempt, so a provider
+/// that sends its head and then stalls or fails is still failed over).
+async fn first_bytes(mut rest: ProviderStream) -> AttemptResult<Answer> {
+    loop {
+        match rest.next().await {
+            Some(Ok(first)) if first.is_empty() => continue,
+            Some(Ok(first)) => return AttemptResult::Ok(Answer::Stream { first, rest }),
+            Some(Err(e)) => return AttemptResult::Err(Error::Upstream(e.0.to_string())),
+            None => return AttemptResult::Err(Error::Upstream("empty stream".into())),
+        }
+    }
 }
 
 /// A successful reply over `llm.max_response_bytes`.
@@ -599,16 +612,27 @@ fn error_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Attempt
     }
 }
 
-/// [`attempt`] of a non-streaming request on hyper's client ([`super::direct`]); `None` for a
-/// redirect, which the caller sends again through reqwest.
+/// [`attempt`] on hyper's client ([`super::direct`]); `None` for a redirect, which the caller
+/// sends again through reqwest.
 async fn attempt_direct(
     client: &super::direct::DirectClient,
     target: &crate::provider::DirectTarget,
     body: Bytes,
+    stream: bool,
     max_response: usize,
     provider: &str,
 ) -> Option<AttemptResult<Answer>> {
-    use super::direct::Sent;
+    use super::direct::{Opened, Sent};
+    if stream {
+        return Some(
+            match super::direct::open(client, target, body, MAX_ERROR_BODY).await {
+                Opened::Stream(body) => first_bytes(super::direct::data_stream(body)).await,
+                Opened::Reply(status, headers, body) => error_answer(status, &headers, &body),
+                Opened::Failed(kind) => AttemptResult::Err(Error::Upstream(kind.to_string())),
+                Opened::Redirect => return None,
+            },
+        );
+    }
     Some(
         match super::direct::send(client, target, body, max_response, MAX_ERROR_BODY).await {
             Sent::Reply(status, _, Ok(b)) if status.is_success() => {
@@ -685,9 +709,14 @@ pub(super) async fn read_chunks_bounded<C: Chunks>(
     Ok(Ok(buf.freeze()))
 }
 
-pub(super) fn without_url(e: reqwest::Error) -> String {
-    // Error strings include the URL; keep them out of client responses and logs.
-    let kind = if e.is_timeout() {
+fn without_url(e: reqwest::Error) -> String {
+    error_kind(&e).to_string()
+}
+
+/// A reqwest error's kind: error strings include the URL; keep them out of client responses
+/// and logs.
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connect error"
@@ -695,8 +724,7 @@ pub(super) fn without_url(e: reqwest::Error) -> String {
         "body error"
     } else {
         "request error"
-    };
-    kind.to_string()
+    }
 }
 
 /// `retry-after-ms`, then `retry-after` (seconds).

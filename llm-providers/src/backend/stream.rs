@@ -9,13 +9,28 @@ use futures::{FutureExt, StreamExt};
 use switchboard_core::TokenReservation;
 use tokio::time::Instant;
 
-use super::execute::without_url;
 use super::sse_headers;
 use crate::config::ModelPrice;
 use crate::format::Usage;
 use crate::metrics::{Metrics, RequestLabels, cost};
 use crate::provider::Member;
 use crate::translate::stream::StreamTranslator;
+
+/// Why a provider's stream broke off: the error's kind (`body error`, `timeout`, ...), without
+/// the URL. reqwest's and hyper's errors ([`super::direct`]) both come to this.
+#[derive(Debug)]
+pub(super) struct BodyError(pub(super) &'static str);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// A provider's stream after its first bytes, from reqwest or from hyper's client.
+pub(super) type ProviderStream = futures::stream::BoxStream<'static, Result<Bytes, BodyError>>;
 
 /// End-of-request accounting: metrics, cost, token budget reconciliation. Runs once, also when
 /// the client goes away mid-stream (on drop).
@@ -128,7 +143,7 @@ const MERGE_TURNS: usize = 2;
 struct StreamState {
     translator: StreamTranslator,
     first: Option<Bytes>,
-    rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    rest: ProviderStream,
     /// Caller bytes translated before the response was returned: the body's first frame.
     ready: Option<Bytes>,
     done: Completion,
@@ -179,7 +194,7 @@ impl StreamState {
             match next {
                 Some(Ok(chunk)) => self.translator.feed(&chunk, &mut out),
                 Some(Err(e)) => {
-                    tracing::debug!(error = %without_url(e), "upstream stream failed");
+                    tracing::debug!(error = %e, "upstream stream failed");
                     self.translator.finish(&mut out);
                     self.ended = true;
                 }
@@ -240,7 +255,7 @@ impl StreamState {
 pub(super) async fn stream_response(
     translator: StreamTranslator,
     first: Bytes,
-    rest: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    rest: ProviderStream,
     done: Completion,
     member: &Member,
 ) -> http::Response<Body> {

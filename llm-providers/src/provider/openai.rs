@@ -19,9 +19,10 @@ pub struct OpenAi {
     /// request does, and fails as it did).
     urls: Option<[reqwest::Url; 4]>,
     authorization: Option<http::HeaderValue>,
-    /// Non-streaming chat over plain HTTP without reqwest (`None`: not plain HTTP, a proxy
-    /// applies, or the key is not a valid header value).
-    direct_chat: Option<DirectTarget>,
+    /// Chat over plain HTTP without reqwest, non-streaming and streaming (they differ in
+    /// `accept`); `None`: not plain HTTP, a proxy applies, or the key is not a valid header
+    /// value.
+    direct_chat: Option<[DirectTarget; 2]>,
 }
 
 impl OpenAi {
@@ -42,25 +43,25 @@ impl OpenAi {
         let authorization = key
             .as_ref()
             .and_then(|k| secret_header(&format!("Bearer {}", k.expose())).ok());
-        // The headers of `request`'s reqwest request for a non-streaming chat, in its order:
-        // the configured ones, then (appended) content type, accept and authorization.
+        // The headers of `request`'s reqwest request for a chat, in its order: the configured
+        // ones, then (appended) content type, accept and authorization.
+        let target = |accept: &'static str| {
+            let mut h = headers.clone();
+            h.append(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            h.append(http::header::ACCEPT, http::HeaderValue::from_static(accept));
+            if let Some(v) = &authorization {
+                h.append(http::header::AUTHORIZATION, v.clone());
+            }
+            DirectTarget::new(&format!("{base}{}", path(Operation::Chat)), h)
+        };
         let direct_chat = match (&key, &authorization) {
             (Some(_), None) => None,
-            _ => {
-                let mut h = headers.clone();
-                h.append(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                h.append(
-                    http::header::ACCEPT,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                if let Some(v) = &authorization {
-                    h.append(http::header::AUTHORIZATION, v.clone());
-                }
-                DirectTarget::new(&format!("{base}{}", path(Operation::Chat)), h)
-            }
+            _ => target("application/json")
+                .zip(target("text/event-stream"))
+                .map(|(a, b)| [a, b]),
         };
         OpenAi {
             base,
@@ -92,8 +93,12 @@ impl Provider for OpenAi {
         op != Operation::CountTokens
     }
 
-    fn direct(&self, op: Operation) -> Option<&DirectTarget> {
-        self.direct_chat.as_ref().filter(|_| op == Operation::Chat)
+    fn direct(&self, op: Operation, stream: bool) -> Option<&DirectTarget> {
+        let [chat, stream_chat] = self
+            .direct_chat
+            .as_ref()
+            .filter(|_| op == Operation::Chat)?;
+        Some(if stream { stream_chat } else { chat })
     }
 
     fn request(
