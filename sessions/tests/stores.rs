@@ -426,6 +426,59 @@ async fn memory_store_bounds_stream_logs_per_session() {
     assert!(r.complete);
 }
 
+/// "Least recently written" counts every write, not a log's creation: a session's GET stream,
+/// created first and written between every call, outlives many calls' POST logs, and the POST
+/// log forgotten is the oldest one.
+#[tokio::test(start_paused = true)]
+async fn memory_store_keeps_a_stream_written_again() {
+    use switchboard_sessions::store::memory::MAX_STREAMS_PER_SESSION;
+    let store = memory();
+    let session = SessionId::random();
+    let get = StreamKey::new(session, "get");
+    let calls = MAX_STREAMS_PER_SESSION * 5;
+    for i in 0..calls {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        store
+            .append(&get, Bytes::from(format!("note{i}")))
+            .await
+            .unwrap();
+        let post = StreamKey::new(session, format!("post/{i}"));
+        store
+            .append(&post, Bytes::from_static(b"reply"))
+            .await
+            .unwrap();
+        store
+            .append(&post, Bytes::from_static(b"end"))
+            .await
+            .unwrap();
+    }
+    let from_start = |name: String| EventId {
+        stream: StreamKey::new(session, name),
+        seq: 0,
+    };
+    // The GET stream is there with its newest events (the log keeps `event_log_size`: 5).
+    let r = store.replay_after(&from_start("get".into())).await.unwrap();
+    let events: Vec<_> = r.events.iter().map(|(_, p)| p.clone()).collect();
+    assert_eq!(
+        events.last(),
+        Some(&Bytes::from(format!("note{}", calls - 1)))
+    );
+    assert_eq!(events.len(), 5);
+    // With it, the newest MAX - 1 POST logs are kept whole; the one before them is gone.
+    let kept = calls - (MAX_STREAMS_PER_SESSION - 1);
+    let r = store
+        .replay_after(&from_start(format!("post/{kept}")))
+        .await
+        .unwrap();
+    assert_eq!(r.events.len(), 2, "{r:?}");
+    assert!(r.complete);
+    let r = store
+        .replay_after(&from_start(format!("post/{}", kept - 1)))
+        .await
+        .unwrap();
+    assert!(r.events.is_empty() && !r.complete, "{r:?}");
+}
+
 /// The Redis store bounds a session's stream logs as the memory store does: the most recently
 /// written `MAX_STREAMS_PER_SESSION` streams are kept, older ones (their events and counters)
 /// deleted from Redis, not left to their TTL.

@@ -191,6 +191,7 @@ impl McpBackend {
     ) -> Response<Body> {
         let priming = crate::revision::primes_streams(&session.0.version);
         let mut held = Held(Some(call));
+        hold_ticker::keep_armed();
         let first = match held.0.as_mut() {
             Some(call) => tokio::select! {
                 biased;
@@ -374,6 +375,85 @@ pub(super) fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
 /// How long a request's SSE answer waits for its first message before its head goes out
 /// (see [`McpBackend::sse_answer`]).
 const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A timer kept armed on the serving thread while it holds answers, so that arming [`HOLD`]
+/// never makes the runtime wake itself.
+///
+/// tokio writes its driver's eventfd whenever a timer is armed earlier than the driver's next
+/// wake-up, so that a parked thread notices it. A held answer's `HOLD` sleep, armed at every
+/// call, was that earliest timer: one `write` to the thread's own eventfd, and one more
+/// `epoll_wait` that returns at once, per call (the same cost the gateway's connection
+/// watchdog removed for hyper's head timer). While this thread holds answers, a task here
+/// ticks every half `HOLD`: its next tick is always earlier than a new `HOLD` deadline, so
+/// arming one wakes nothing. The ticker re-arms itself (one wake-up per tick, not per call),
+/// and ends one `HOLD` after the thread last held an answer.
+mod hold_ticker {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use tokio::time::{Instant, MissedTickBehavior};
+
+    use super::HOLD;
+
+    /// One thread's ticker.
+    struct Ticker {
+        /// Whether its task runs.
+        running: AtomicBool,
+        /// When the thread last held an answer, in milliseconds since `base`.
+        held_at: AtomicU64,
+        base: Instant,
+    }
+
+    impl Ticker {
+        fn since_base(&self) -> u64 {
+            u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+    }
+
+    thread_local! {
+        static TICKER: Arc<Ticker> = Arc::new(Ticker {
+            running: AtomicBool::new(false),
+            held_at: AtomicU64::new(0),
+            base: Instant::now(),
+        });
+    }
+
+    /// Called as an answer is held: starts this thread's ticker unless it runs.
+    pub(super) fn keep_armed() {
+        let Ok(ticker) = TICKER.try_with(|t| {
+            t.held_at.store(t.since_base(), Ordering::Relaxed);
+            (!t.running.swap(true, Ordering::AcqRel)).then(|| t.clone())
+        }) else {
+            return;
+        };
+        if let Some(t) = ticker {
+            tokio::spawn(tick(t));
+        }
+    }
+
+    async fn tick(t: Arc<Ticker>) {
+        /// Marks the ticker stopped however its task ends (the runtime may drop it).
+        struct Stopped(Arc<Ticker>);
+        impl Drop for Stopped {
+            fn drop(&mut self) {
+                self.0.running.store(false, Ordering::Release);
+            }
+        }
+        let t = Stopped(t);
+        let mut every = tokio::time::interval(HOLD / 2);
+        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let hold = u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            every.tick().await;
+            let idle =
+                t.0.since_base()
+                    .saturating_sub(t.0.held_at.load(Ordering::Relaxed));
+            if idle >= hold {
+                return;
+            }
+        }
+    }
+}
 
 /// What came first while the head was held.
 enum First {

@@ -30,6 +30,42 @@ struct Log {
     last: u64,
     events: VecDeque<Bytes>,
     deadline: Option<Instant>,
+    /// The session's write count at this log's last append (see [`Logs::writes`]).
+    written: u64,
+}
+
+/// A session's event logs.
+#[derive(Debug, Default)]
+struct Logs {
+    by_name: HashMap<Arc<str>, Log>,
+    /// Appends in order, as (stream, the session's write count then). An entry whose count is
+    /// its log's `written` is that log's last write, so the first such entry from the front
+    /// names the least recently written log: evicting one is not a scan of every log (each
+    /// POST answered as SSE makes a new log, and with [`MAX_STREAMS_PER_SESSION`] of them each
+    /// call scanned them all). Entries of logs written again since are stale; they are
+    /// dropped when met at the front, and all at once when the queue reaches twice the limit.
+    writes: VecDeque<(Arc<str>, u64)>,
+    /// Appends to this session's logs so far.
+    clock: u64,
+}
+
+impl Logs {
+    /// Forgets the least recently written log.
+    fn evict_oldest(&mut self) {
+        while let Some((name, at)) = self.writes.pop_front() {
+            if self.by_name.get(&name).is_some_and(|l| l.written == at) {
+                self.by_name.remove(&name);
+                return;
+            }
+        }
+    }
+
+    /// Drops the stale entries of `writes`, keeping one per log.
+    fn compact(&mut self) {
+        let by_name = &self.by_name;
+        self.writes
+            .retain(|(name, at)| by_name.get(name).is_some_and(|l| l.written == *at));
+    }
 }
 
 /// Event logs kept per session (its GET stream and its most recent POST streams).
@@ -44,7 +80,7 @@ pub struct MemoryStore {
     /// Live sessions per principal, each with its idle deadline.
     principals: DashMap<Arc<str>, HashMap<SessionId, Instant>>,
     /// Event logs, grouped by session so ending a session drops them all at once.
-    logs: DashMap<SessionId, HashMap<Arc<str>, Log>>,
+    logs: DashMap<SessionId, Logs>,
     /// Affinity values with their deadlines.
     affinity: DashMap<Box<str>, (Box<str>, Instant)>,
     /// Puts since the last purge of expired affinity entries (a store without a reaper, such
@@ -204,21 +240,24 @@ impl SessionStore for MemoryStore {
 
     async fn append(&self, stream: &StreamKey, payload: Bytes) -> Result<EventId> {
         let cap = self.limits.event_log_size.max(1) as usize;
-        let mut logs = self.logs.entry(stream.session).or_default();
-        if !logs.contains_key(&stream.name) && logs.len() >= MAX_STREAMS_PER_SESSION {
+        let mut entry = self.logs.entry(stream.session).or_default();
+        let logs = &mut *entry;
+        if !logs.by_name.contains_key(&stream.name) && logs.by_name.len() >= MAX_STREAMS_PER_SESSION
+        {
             // Every POST answered as SSE is a stream of its own: without a bound, a long-lived
             // session that makes many calls would keep every one of their logs until it ends.
             // Forget the least recently written one; resuming it then replays nothing.
-            if let Some(oldest) = logs
-                .iter()
-                .min_by_key(|(_, l)| l.deadline)
-                .map(|(name, _)| name.clone())
-            {
-                logs.remove(&oldest);
-            }
+            logs.evict_oldest();
         }
-        let log = logs.entry(stream.name.clone()).or_default();
+        if logs.writes.len() >= 2 * MAX_STREAMS_PER_SESSION {
+            logs.compact();
+        }
+        logs.clock += 1;
+        let at = logs.clock;
+        logs.writes.push_back((stream.name.clone(), at));
+        let log = logs.by_name.entry(stream.name.clone()).or_default();
         log.last += 1;
+        log.written = at;
         if log.events.len() == cap {
             log.events.pop_front();
         }
@@ -235,7 +274,7 @@ impl SessionStore for MemoryStore {
         let Some(logs) = self.logs.get(&last.stream.session) else {
             return Ok(Replay::default());
         };
-        let Some(log) = logs.get(&last.stream.name) else {
+        let Some(log) = logs.by_name.get(&last.stream.name) else {
             return Ok(Replay::default());
         };
         if log.deadline.is_some_and(|d| d <= now) || last.seq > log.last {
@@ -310,8 +349,10 @@ impl SessionStore for MemoryStore {
             !set.is_empty()
         });
         self.logs.retain(|_, logs| {
-            logs.retain(|_, log| log.deadline.is_none_or(|d| d > now));
-            !logs.is_empty()
+            logs.by_name
+                .retain(|_, log| log.deadline.is_none_or(|d| d > now));
+            logs.compact();
+            !logs.by_name.is_empty()
         });
         Ok(())
     }
