@@ -892,6 +892,27 @@ const MOVED_EVENTS: &str = concat!(
     "data: [DONE]\n\n",
 );
 
+/// What [`redirecting_provider`] saw of a request sent on hyper's client, refused with a
+/// redirect, then sent again through reqwest (which followed it): the three paths, and the first
+/// two requests alike, header for header, with these header names in this order. Returns the
+/// first request's headers.
+fn sent_direct_then_through_reqwest(seen: &[Seen], names: &[&str]) -> Vec<(String, String)> {
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/old/v1/chat/completions",
+            "/old/v1/chat/completions",
+            "/v1/chat/completions"
+        ]
+    );
+    let (direct, via_reqwest) = (&seen[0], &seen[1]);
+    assert_eq!(direct.1, via_reqwest.1);
+    let sent: Vec<&str> = direct.1.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(sent, names);
+    direct.1.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
     // A non-streaming chat to a plain-HTTP OpenAI-compatible provider goes out on hyper's
@@ -913,35 +934,19 @@ async fn plain_http_chat_sends_what_reqwest_sends_and_redirects_are_followed() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "moved");
     let seen = seen.lock().unwrap().clone();
-    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "/old/v1/chat/completions",
-            "/old/v1/chat/completions",
-            "/v1/chat/completions"
-        ]
-    );
-    let (direct, via_reqwest) = (&seen[0], &seen[1]);
-    assert_eq!(direct.1, via_reqwest.1);
-    let names: Vec<&str> = direct.1.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
+    let headers = sent_direct_then_through_reqwest(
+        &seen,
+        &[
             "content-type",
             "content-type",
             "x-team",
             "accept",
             "authorization",
             "host",
-            "content-length"
-        ]
+            "content-length",
+        ],
     );
-    assert!(
-        direct
-            .1
-            .contains(&("authorization".into(), "Bearer cfg-openai-key".into()))
-    );
+    assert!(headers.contains(&("authorization".into(), "Bearer cfg-openai-key".into())));
     let sent = body.replace(r#""model":"bench""#, r#""model":"up-model""#);
     for (_, _, b) in &seen {
         assert_eq!(std::str::from_utf8(b).unwrap(), sent);
@@ -967,34 +972,18 @@ async fn plain_http_streams_send_what_reqwest_sends_and_redirects_are_followed()
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), MOVED_EVENTS);
     let seen = seen.lock().unwrap().clone();
-    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
-    assert_eq!(
-        paths,
-        [
-            "/old/v1/chat/completions",
-            "/old/v1/chat/completions",
-            "/v1/chat/completions"
-        ]
-    );
-    let (direct, via_reqwest) = (&seen[0], &seen[1]);
-    assert_eq!(direct.1, via_reqwest.1);
-    let names: Vec<&str> = direct.1.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
+    let headers = sent_direct_then_through_reqwest(
+        &seen,
+        &[
             "x-team",
             "content-type",
             "accept",
             "authorization",
             "host",
-            "content-length"
-        ]
+            "content-length",
+        ],
     );
-    assert!(
-        direct
-            .1
-            .contains(&("accept".into(), "text/event-stream".into()))
-    );
+    assert!(headers.contains(&("accept".into(), "text/event-stream".into())));
     assert_eq!(seen[0].2, seen[1].2);
 }
 
