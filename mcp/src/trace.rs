@@ -48,6 +48,12 @@ pub(crate) fn headers(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
+/// The current span's `traceparent` (and `tracestate`) header values, for a request built
+/// without reqwest's builder.
+pub(crate) fn header_values() -> Option<(String, Option<String>)> {
+    current().and_then(|t| t.traceparent())
+}
+
 /// Puts `traceparent` (and `tracestate`) into the request's `params._meta`, keeping whatever
 /// `_meta` the client sent (the keys are added, the object is not replaced).
 pub(crate) fn inject_meta(msg: &mut Value, t: &Trace) {

@@ -3,6 +3,7 @@
 //! numeric id, unique per backend) so replies and progress find their way back. `openapi` is
 //! not an MCP transport: the gateway answers MCP itself and calls a REST service.
 
+pub(crate) mod direct;
 pub(crate) mod frames;
 pub(crate) mod http;
 pub(crate) mod openapi;
@@ -27,6 +28,9 @@ use crate::jsonrpc;
 #[derive(Clone)]
 pub(crate) struct Clients {
     per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
+    /// The same threads' hyper clients, for the POSTs that need nothing of reqwest's layers
+    /// ([`direct`]).
+    direct: Arc<thread_local::ThreadLocal<direct::DirectClient>>,
 }
 
 impl Clients {
@@ -36,6 +40,7 @@ impl Clients {
         Self::build()?;
         Ok(Clients {
             per_thread: Arc::default(),
+            direct: Arc::default(),
         })
     }
 
@@ -54,6 +59,11 @@ impl Clients {
         )]
         self.per_thread
             .get_or(|| Self::build().expect("checked when the clients were made"))
+    }
+
+    /// This thread's hyper client.
+    pub(crate) fn direct_here(&self) -> &direct::DirectClient {
+        self.direct.get_or(direct::DirectClient::new)
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) enum FrameError {
 
 /// Read a whole (non-streamed) body, refusing one over `max` bytes as soon as it is known:
 /// from `Content-Length`, or while reading.
-pub(crate) async fn read_body(resp: reqwest::Response, max: usize) -> Result<Bytes, FrameError> {
+pub(crate) async fn read_body(resp: super::direct::Reply, max: usize) -> Result<Bytes, FrameError> {
     if resp
         .content_length()
         .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > max))

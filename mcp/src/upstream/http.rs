@@ -10,6 +10,7 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::Value;
 
+use super::direct::{self, DirectTarget, Reply};
 use super::{Recipient, frames};
 use crate::credentials::UpstreamHeaders;
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ pub(crate) struct HttpUpstream {
     /// `url` parsed once (reqwest parses a string URL on every request); `None` when it does
     /// not parse, and every request then fails as reqwest fails it.
     parsed: Option<reqwest::Url>,
+    /// Where POSTs go on hyper's client directly (`None`: through reqwest; see [`direct`]).
+    direct: Option<DirectTarget>,
     headers: UpstreamHeaders,
     /// The target's clients: each request goes out on the calling thread's.
     client: super::Clients,
@@ -114,9 +117,11 @@ impl HttpUpstream {
         init_params: Arc<Value>,
         max_reply: usize,
     ) -> Result<(Arc<Self>, Value)> {
+        let parsed = reqwest::Url::parse(&url).ok();
         let this = Arc::new(Self {
             target,
-            parsed: reqwest::Url::parse(&url).ok(),
+            direct: parsed.as_ref().and_then(DirectTarget::new),
+            parsed,
             url,
             headers,
             client,
@@ -148,9 +153,11 @@ impl HttpUpstream {
             .get("protocolVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let parsed = reqwest::Url::parse(&url).ok();
         Arc::new(Self {
             target,
-            parsed: reqwest::Url::parse(&url).ok(),
+            direct: parsed.as_ref().and_then(DirectTarget::new),
+            parsed,
             url,
             headers,
             client,
@@ -324,7 +331,7 @@ impl HttpUpstream {
         Ok(init)
     }
 
-    async fn post_once(&self, msg: &Value, state: &State) -> Result<reqwest::Response> {
+    async fn post_once(&self, msg: &Value, state: &State) -> Result<Reply> {
         let body = if state.modern {
             // 2026-07-28 carries the client context in every request instead of a session.
             let mut m = msg.clone();
@@ -357,43 +364,92 @@ impl HttpUpstream {
         } else {
             serde_json::to_vec(msg).unwrap_or_default()
         };
-        let mut req = self
-            .to_target(reqwest::Method::POST)
-            .headers(self.headers.current())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json, text/event-stream")
-            .body(body);
-        req = crate::trace::headers(req);
-        if state.modern && !jsonrpc::method(msg).is_empty() {
-            req = req.header("mcp-method", jsonrpc::method(msg));
-            if let Some(name) = routing_name(msg) {
-                req = req.header("mcp-name", param_headers::encode(name));
-            }
-            if jsonrpc::method(msg) == "tools/call"
-                && let (Some(cache), Some(name)) =
-                    (self.tool_headers.get(), jsonrpc::param_str(msg, "name"))
-                && let Some(b) = cache.any(name)
+        let body = bytes::Bytes::from(body);
+        let mut headers = self.post_headers(msg, state)?;
+        if let Some(target) = &self.direct {
+            match target
+                .post(self.client.direct_here(), headers, body.clone())
+                .await
             {
-                req = req.headers(param_headers::headers_for(
-                    &b,
-                    msg.pointer("/params/arguments"),
-                ));
+                Ok(Some(resp)) => return Ok(resp),
+                Err(e) => return Err(self.unavailable(e)),
+                // A redirect: asked again through reqwest, which follows it.
+                Ok(None) => headers = self.post_headers(msg, state)?,
             }
         }
-        if let Some(sid) = &state.session_id {
-            req = req.header("mcp-session-id", sid);
-        }
-        if let Some(v) = &state.version {
-            req = req.header("mcp-protocol-version", v);
-        }
-        req.send()
+        self.to_target(reqwest::Method::POST)
+            .headers(headers)
+            .body(body)
+            .send()
             .await
+            .map(Reply::Reqwest)
             .map_err(|e| self.unavailable(e.to_string()))
+    }
+
+    /// The headers of a POST of `msg`, as reqwest's builder made them, in its order: the
+    /// target's, content type, accept, trace context, the 2026-07-28 routing and parameter
+    /// headers, session id, protocol version. A value that is not a header value fails the
+    /// request as reqwest's builder failed it.
+    fn post_headers(&self, msg: &Value, state: &State) -> Result<HeaderMap> {
+        fn value<V>(v: V) -> Result<HeaderValue, ()>
+        where
+            HeaderValue: TryFrom<V>,
+        {
+            HeaderValue::try_from(v).map_err(|_| ())
+        }
+        let build = || -> Result<HeaderMap, ()> {
+            let mut h = self.headers.current();
+            h.append(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.append(
+                http::header::ACCEPT,
+                HeaderValue::from_static("application/json, text/event-stream"),
+            );
+            if let Some((parent, trace_state)) = crate::trace::header_values() {
+                h.append(HeaderName::from_static("traceparent"), value(parent)?);
+                if let Some(ts) = trace_state {
+                    h.append(HeaderName::from_static("tracestate"), value(ts)?);
+                }
+            }
+            if state.modern && !jsonrpc::method(msg).is_empty() {
+                h.append(
+                    HeaderName::from_static("mcp-method"),
+                    value(jsonrpc::method(msg))?,
+                );
+                if let Some(name) = routing_name(msg) {
+                    h.append(
+                        HeaderName::from_static("mcp-name"),
+                        value(param_headers::encode(name))?,
+                    );
+                }
+                if jsonrpc::method(msg) == "tools/call"
+                    && let (Some(cache), Some(name)) =
+                        (self.tool_headers.get(), jsonrpc::param_str(msg, "name"))
+                    && let Some(b) = cache.any(name)
+                {
+                    direct::replace_headers(
+                        &mut h,
+                        param_headers::headers_for(&b, msg.pointer("/params/arguments")),
+                    );
+                }
+            }
+            if let Some(sid) = &state.session_id {
+                h.append(HeaderName::from_static("mcp-session-id"), value(sid)?);
+            }
+            if let Some(v) = &state.version {
+                h.append(HeaderName::from_static("mcp-protocol-version"), value(v)?);
+            }
+            Ok(h)
+        };
+        // reqwest's `Kind::Builder` error, which carries no URL.
+        build().map_err(|()| self.unavailable("builder error"))
     }
 
     /// POST a message; an upstream that forgot our session (404, or 400 to a session id it
     /// issued) is re-initialized and the message sent once more.
-    async fn post(&self, msg: &Value) -> Result<reqwest::Response> {
+    async fn post(&self, msg: &Value) -> Result<Reply> {
         let state = self.state.locked().clone();
         let resp = self.post_once(msg, &state).await?;
         let forgot = state.session_id.is_some()
@@ -428,7 +484,7 @@ impl HttpUpstream {
     /// stream belong to that request and go to `recipient`.
     async fn read_reply(
         &self,
-        resp: reqwest::Response,
+        resp: Reply,
         id: u64,
         recipient: Option<&Recipient>,
         progress: Option<Value>,
@@ -482,7 +538,7 @@ impl HttpUpstream {
 
     /// POST a request whose reply is a long-lived stream read by the caller
     /// (`subscriptions/listen`): the response as it comes, not awaited to its end.
-    pub async fn post_stream(&self, msg: &Value) -> Result<reqwest::Response> {
+    pub async fn post_stream(&self, msg: &Value) -> Result<Reply> {
         let resp = self.post(msg).await?;
         if resp.status().is_success() && switchboard_core::http::is_event_stream(resp.headers()) {
             Ok(resp)

@@ -1,0 +1,200 @@
+//! The POSTs of a streamable HTTP target on hyper's client directly, when they need nothing of
+//! reqwest's layers: a plain `http://` URL without credentials in it, and no proxy from the
+//! environment for it. reqwest 0.13 parses the request's URL twice per request (its redirect
+//! layer, the response's URL) and runs its client stack's layers around hyper-util's client:
+//! about a tenth of the gateway's CPU on a `tools/call` (issue 19, BENCHMARKS.md round five).
+//!
+//! What stays as it was: the connector is configured as reqwest's (`tcp_nodelay`, connect
+//! timeout 10 s, TCP keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s), the pool too (idle 90 s, no
+//! limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers in
+//! the same order (the caller builds them as reqwest's builder would, [`replace_headers`]), the
+//! same error strings. A target that answers with a redirect is asked again through reqwest,
+//! which follows it. GET streams, DELETE, TLS and proxies go through reqwest as before.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, StatusCode, Uri};
+use http_body_util::{BodyDataStream, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// One thread's hyper client (see [`super::Clients`]).
+#[derive(Clone)]
+pub(crate) struct DirectClient(Client<HttpConnector, Full<Bytes>>);
+
+impl DirectClient {
+    /// Configured as the targets' reqwest client (`connect_timeout(10s)`, `tcp_nodelay`) is
+    /// for `http://`.
+    pub(crate) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_keepalive(Some(Duration::from_secs(15)));
+        http.set_keepalive_interval(Some(Duration::from_secs(15)));
+        http.set_keepalive_retries(Some(3));
+        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(usize::MAX)
+            .build(http);
+        DirectClient(client)
+    }
+}
+
+/// Where a target's POSTs go without reqwest, made once per upstream session.
+pub(crate) struct DirectTarget {
+    uri: Uri,
+    /// The URL as reqwest's errors print it.
+    url: Box<str>,
+}
+
+impl DirectTarget {
+    /// The target for `url` (as reqwest parsed it), or `None` when reqwest is needed: not plain
+    /// `http://`, credentials or a fragment in the URL (reqwest turns the first into basic
+    /// auth), or a proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as
+    /// reqwest reads them) applies to it.
+    pub(crate) fn new(url: &reqwest::Url) -> Option<Self> {
+        if url.scheme() != "http"
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.fragment().is_some()
+        {
+            return None;
+        }
+        let uri: Uri = url.as_str().parse().ok()?;
+        uri.host()?;
+        if hyper_util::client::proxy::matcher::Matcher::from_system()
+            .intercept(&uri)
+            .is_some()
+        {
+            return None;
+        }
+        Some(DirectTarget {
+            uri,
+            url: url.as_str().into(),
+        })
+    }
+
+    /// `POST`s `body` with `headers`: the response as it comes (its body not read yet), or
+    /// `None` for a redirect, which the caller sends again through reqwest.
+    pub(crate) async fn post(
+        &self,
+        client: &DirectClient,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Option<Reply>, String> {
+        let mut req = http::Request::new(Full::new(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = headers;
+        let resp = client
+            .0
+            .request(req)
+            .await
+            // reqwest's error for any failure to get a response (its `Kind::Request`).
+            .map_err(|_| format!("error sending request for url ({})", self.url))?;
+        // reqwest's default policy follows these when they say where to.
+        if matches!(resp.status().as_u16(), 301 | 302 | 303 | 307 | 308)
+            && resp.headers().contains_key(http::header::LOCATION)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Reply::Direct(resp)))
+    }
+}
+
+/// reqwest's `RequestBuilder::headers`: each name in `src` replaces that name's values in
+/// `dst` (kept at its place when it was there), the others are added in `src`'s order.
+pub(crate) fn replace_headers(dst: &mut HeaderMap, src: HeaderMap) {
+    let mut prev: Option<http::header::OccupiedEntry<'_, http::HeaderValue>> = None;
+    for (key, value) in src {
+        match key {
+            Some(key) => match dst.entry(key) {
+                http::header::Entry::Occupied(mut e) => {
+                    e.insert(value);
+                    prev = Some(e);
+                }
+                http::header::Entry::Vacant(e) => prev = Some(e.insert_entry(value)),
+            },
+            // `HeaderMap::into_iter` yields a name before its further values.
+            None => {
+                if let Some(e) = prev.as_mut() {
+                    e.append(value);
+                }
+            }
+        }
+    }
+}
+
+/// A target's response, from either client.
+pub(crate) enum Reply {
+    /// Sent through reqwest.
+    Reqwest(reqwest::Response),
+    /// Sent on hyper's client ([`DirectTarget::post`]).
+    Direct(http::Response<Incoming>),
+}
+
+/// A response body's chunks.
+pub(crate) type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send>>;
+
+/// A response body that broke off.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// reqwest's.
+    Reqwest(reqwest::Error),
+    /// hyper's, printed as reqwest prints it (`Kind::Decode`, no URL).
+    Direct,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Reqwest(e) => e.fmt(f),
+            BodyError::Direct => f.write_str("error decoding response body"),
+        }
+    }
+}
+
+impl Reply {
+    /// The response's status.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Reply::Reqwest(r) => r.status(),
+            Reply::Direct(r) => r.status(),
+        }
+    }
+
+    /// The response's headers.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        match self {
+            Reply::Reqwest(r) => r.headers(),
+            Reply::Direct(r) => r.headers(),
+        }
+    }
+
+    /// The body's length when known in advance (reqwest's `content_length`: the body's exact
+    /// size hint).
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        match self {
+            Reply::Reqwest(r) => r.content_length(),
+            Reply::Direct(r) => hyper::body::Body::size_hint(r.body()).exact(),
+        }
+    }
+
+    /// The body's data chunks (trailers skipped).
+    pub(crate) fn bytes_stream(self) -> BodyStream {
+        match self {
+            Reply::Reqwest(r) => Box::pin(r.bytes_stream().map(|c| c.map_err(BodyError::Reqwest))),
+            Reply::Direct(r) => Box::pin(
+                BodyDataStream::new(r.into_body()).map(|c| c.map_err(|_| BodyError::Direct)),
+            ),
+        }
+    }
+}
