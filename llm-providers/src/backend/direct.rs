@@ -14,15 +14,12 @@
 //! reqwest's `bytes_stream` yields them. Everything else (TLS, proxies, tracing, other
 //! providers and operations) goes through reqwest as before.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::provider::DirectTarget;
 
@@ -33,19 +30,7 @@ pub(crate) struct DirectClient(Client<HttpConnector, Full<Bytes>>);
 impl DirectClient {
     /// Configured as `reqwest::Client::builder().tcp_nodelay(true).build()` is for `http://`.
     pub(crate) fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(15)));
-        http.set_keepalive_interval(Some(Duration::from_secs(15)));
-        http.set_keepalive_retries(Some(3));
-        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(usize::MAX)
-            .build(http);
-        DirectClient(client)
+        DirectClient(switchboard_core::http::plain_http_client(None))
     }
 }
 

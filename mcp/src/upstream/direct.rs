@@ -21,7 +21,6 @@ use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// One thread's hyper client (see [`super::Clients`]).
 #[derive(Clone)]
@@ -31,20 +30,9 @@ impl DirectClient {
     /// Configured as the targets' reqwest client (`connect_timeout(10s)`, `tcp_nodelay`) is
     /// for `http://`.
     pub(crate) fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.set_keepalive(Some(Duration::from_secs(15)));
-        http.set_keepalive_interval(Some(Duration::from_secs(15)));
-        http.set_keepalive_retries(Some(3));
-        http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(usize::MAX)
-            .build(http);
-        DirectClient(client)
+        DirectClient(switchboard_core::http::plain_http_client(Some(
+            Duration::from_secs(10),
+        )))
     }
 }
 
