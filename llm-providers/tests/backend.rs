@@ -602,6 +602,24 @@ async fn upstream_429_reaches_the_client_with_retry_after() {
     );
 }
 
+/// A streamed chat through `gw` whose provider `from` breaks off after its first bytes (the
+/// provider's `mode`): a 200 from `from` with the partial text, no `[DONE]`, and the error event
+/// it ends in, returned.
+async fn broken_after_the_first_bytes(gw: &str, from: &str, mode: Mode) -> Value {
+    let resp = post(&format!("{gw}/v1/chat/completions"), json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "one two three four five six"}]})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-switchboard-provider"], from);
+    let body = resp.text().await.unwrap();
+    let a = assemble_openai(&body);
+    assert!(
+        a.text.starts_with("Mock "),
+        "{mode:?}: partial text delivered: {body}"
+    );
+    assert!(!a.done, "{mode:?}");
+    a.error
+        .unwrap_or_else(|| panic!("{mode:?}: no error event: {body}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mid_stream_failures_become_error_events_and_are_not_retried() {
     // The provider's overloaded error passes through as the provider's (`upstream_error`); a
@@ -625,21 +643,9 @@ async fn mid_stream_failures_become_error_events_and_are_not_retried() {
         )
         .await;
         state.set_mode(mode);
-        let resp = post(&format!("{gw}/v1/chat/completions"), json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "one two three four five six"}]})).await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["x-switchboard-provider"], "claude");
-        let body = resp.text().await.unwrap();
-        let a = assemble_openai(&body);
-        assert!(
-            a.text.starts_with("Mock "),
-            "{mode:?}: partial text delivered: {body}"
-        );
-        let err = a
-            .error
-            .unwrap_or_else(|| panic!("{mode:?}: no error event: {body}"));
+        let err = broken_after_the_first_bytes(&gw, "claude", mode).await;
         assert_eq!(err["type"], "server_error", "{err}");
         assert_eq!(err["code"], code, "{err}");
-        assert!(!a.done);
         assert_eq!(
             secondary.requests(),
             0,
@@ -1071,20 +1077,8 @@ async fn plain_http_streams_fail_over_before_the_first_byte_and_end_in_an_error_
         .await;
         primary.set_mode(mode);
         let before = secondary.requests();
-        let resp = post(&format!("{gw}/v1/chat/completions"), json!({"model": "smart", "stream": true, "messages": [{"role": "user", "content": "one two three four five six"}]})).await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["x-switchboard-provider"], "primary");
-        let body = resp.text().await.unwrap();
-        let a = assemble_openai(&body);
-        assert!(
-            a.text.starts_with("Mock "),
-            "{mode:?}: partial text delivered: {body}"
-        );
-        let err = a
-            .error
-            .unwrap_or_else(|| panic!("{mode:?}: no error event: {body}"));
+        let err = broken_after_the_first_bytes(&gw, "primary", mode).await;
         assert_eq!(err["code"], code, "{mode:?}: {err}");
-        assert!(!a.done, "{mode:?}");
         assert_eq!(
             secondary.requests(),
             before,
