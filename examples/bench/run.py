@@ -750,9 +750,12 @@ def scenario_limits(args, procs, bins, tmp):
     RESULTS["limits"] = rounds
 
 
-def start_fixture(procs, bins):
+def start_fixture(procs, bins, threads=None):
+    """An MCP fixture server; `threads` sets its tokio runtime's worker threads (default: one
+    per core)."""
     port = free_port()
-    procs.start([str(bins / "mcp-fixture"), "--port", str(port)], port=port)
+    env = dict(os.environ, TOKIO_WORKER_THREADS=str(threads)) if threads else None
+    procs.start([str(bins / "mcp-fixture"), "--port", str(port)], port=port, env=env)
     return f"http://127.0.0.1:{port}/mcp"
 
 
@@ -768,22 +771,39 @@ def mcp_call_body(tmp, tool):
 def scenario_mcp(args, procs, bins, tmp):
     """4. MCP tools/call through the gateway with 1 and 3 federated targets vs the target."""
     fixtures = [start_fixture(procs, bins) for _ in range(3)]
+    # The one-connection runs (latency) go to a fixture of its own with one runtime thread, the
+    # same fixture direct and through the gateway. With a thread per core, the fixture's work
+    # stealing leaves the tasks that serve the gateway's long-lived upstream connection and its
+    # sessions on different threads after a burst of other traffic (the 32-connection runs),
+    # so each call through the gateway paid the fixture's cross-thread wake-ups, while
+    # loadgen's fresh direct connection did not: +100 to +130 µs "added" where the gateway's
+    # own share was +50 to +60 µs (BENCHMARKS.md, "MCP at one connection: the fixture's
+    # threads"). Throughput (32 connections) stays on the fixtures with a thread per core.
+    lone = start_fixture(procs, bins, threads=1)
     routes = [
         {"name": "one", "match": {"path_prefix": "/one"}, "mcp": {"targets": [{"name": "f0", "http": {"url": fixtures[0]}}]}},
         {"name": "three", "match": {"path_prefix": "/three"}, "mcp": {"targets": [
             {"name": f"f{i}", "http": {"url": u}} for i, u in enumerate(fixtures)]}},
+        {"name": "one-lone", "match": {"path_prefix": "/lone/one"}, "mcp": {"targets": [{"name": "f0", "http": {"url": lone}}]}},
+        {"name": "three-lone", "match": {"path_prefix": "/lone/three"}, "mcp": {"targets": [
+            {"name": f"f{i}", "http": {"url": u}} for i, u in enumerate([lone, *fixtures[1:]])]}},
     ]
     gw, gport, _, _ = start_gateway(procs, bins, tmp, routes, "mcp")
+    # name: (URL at one connection, URL at 32 connections, tool, gateway pid)
     cases = {
-        "direct": (fixtures[0], "test_simple_text", None),
-        "switchboard, 1 target": (f"http://127.0.0.1:{gport}/one", "test_simple_text", gw.pid),
-        "switchboard, 3 targets": (f"http://127.0.0.1:{gport}/three", "f0__test_simple_text", gw.pid),
+        "direct": (lone, fixtures[0], "test_simple_text", None),
+        "switchboard, 1 target": (f"http://127.0.0.1:{gport}/lone/one", f"http://127.0.0.1:{gport}/one", "test_simple_text",
+                                  gw.pid),
+        "switchboard, 3 targets": (f"http://127.0.0.1:{gport}/lone/three", f"http://127.0.0.1:{gport}/three",
+                                   "f0__test_simple_text", gw.pid),
     }
     if args.baseline:
         # Another build of the gateway (e.g. the commit before a change), same config.
         base, bport, _, _ = start_gateway(procs, bins, tmp, routes, "mcp-baseline", binary=args.baseline)
-        cases["switchboard, 1 target, baseline binary"] = (f"http://127.0.0.1:{bport}/one", "test_simple_text", base.pid)
-        cases["switchboard, 3 targets, baseline binary"] = (f"http://127.0.0.1:{bport}/three", "f0__test_simple_text",
+        cases["switchboard, 1 target, baseline binary"] = (f"http://127.0.0.1:{bport}/lone/one",
+                                                            f"http://127.0.0.1:{bport}/one", "test_simple_text", base.pid)
+        cases["switchboard, 3 targets, baseline binary"] = (f"http://127.0.0.1:{bport}/lone/three",
+                                                             f"http://127.0.0.1:{bport}/three", "f0__test_simple_text",
                                                              base.pid)
 
     def calls(pid, *a):
@@ -796,12 +816,11 @@ def scenario_mcp(args, procs, bins, tmp):
 
     res = {k: {"c1": [], "c32": []} for k in cases}
     for _ in range(args.rounds):
-        for name, (url, tool, pid) in cases.items():
+        for name, (url1, url32, tool, pid) in cases.items():
             body = mcp_call_body(tmp, tool)
-            common = ["--url", url, "--method", "POST", "--body-file", str(body), *MCP_HEADERS, "--mcp-init", url,
-                      "--duration", str(args.seconds)]
-            res[name]["c1"].append(calls(pid, *common, "--connections", "1"))
-            res[name]["c32"].append(calls(pid, *common, "--connections", "32"))
+            for key, url, conns in (("c1", url1, "1"), ("c32", url32, "32")):
+                res[name][key].append(calls(pid, "--url", url, "--method", "POST", "--body-file", str(body), *MCP_HEADERS,
+                                            "--mcp-init", url, "--duration", str(args.seconds), "--connections", conns))
     d = res["direct"]
     rows = []
     for name in cases:
@@ -814,7 +833,8 @@ def scenario_mcp(args, procs, bins, tmp):
         rows.append([name, fmt_us(p50), fmt_us(p99), "—" if name == "direct" else fmt_delta(add50),
                      f"{median(x['rps'] for x in r['c32']):,.0f}", f"{ratio:.2f}", cpu_cell(r["c1"]), cpu_cell(r["c32"]),
                      connects_cell(r["c1"]), errors])
-    table("4. MCP tools/call (streamable HTTP, loadgen)", ["target", "p50 @1 conn", "p99 @1 conn", "added p50",
+    table("4. MCP tools/call (streamable HTTP, loadgen; @1 conn: a one-thread fixture)", ["target", "p50 @1 conn",
+          "p99 @1 conn", "added p50",
           "calls/s @32 conns", "of direct", "proxy CPU / switches per call @1", "@32", "connections per run @1",
           "errors"], rows)
     RESULTS["mcp"] = res
