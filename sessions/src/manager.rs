@@ -74,6 +74,29 @@ struct Local {
     issued_at_ms: u64,
     last_seen_ms: AtomicU64,
     active: AtomicU32,
+    /// Set by the first resume here: only sessions resumed again keep a [`Memo`], so a
+    /// session that is opened and left idle costs no more memory than before.
+    resumed: std::sync::atomic::AtomicBool,
+    /// The session last resumed here, with the token and store metadata it was built from.
+    memo: std::sync::Mutex<Option<Box<Memo>>>,
+}
+
+/// A resumed [`Session`] is a function of its token and the store's metadata blob: while
+/// both are unchanged, the next resume clones it instead of parsing the blob again.
+struct Memo {
+    token: Arc<str>,
+    meta: Bytes,
+    session: Session,
+}
+
+impl std::fmt::Debug for Memo {
+    // The token is a bearer credential: [`Session`]'s own `Debug` leaves it out, and so does this.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("meta_len", &self.meta.len())
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The metadata blob in the store: what was learned after the token was sealed.
@@ -265,7 +288,7 @@ impl SessionManager {
     pub async fn resume(&self, token: &str, principal: Option<&str>) -> Result<Resumed> {
         let s = &self.shared;
         let claims = match s.keyring.load().open(token) {
-            Ok(c) => Claims::clone(&c),
+            Ok(c) => c,
             Err(why) => {
                 debug!(reason = ?why, "session token rejected");
                 s.metrics.reject(Rejection::Invalid);
@@ -289,8 +312,8 @@ impl SessionManager {
             s.metrics.reject(Rejection::Principal);
             return Err(Error::NotFound);
         }
-        let meta = match s.store.touch(id, principal).await? {
-            Lookup::Alive(meta) => Some(meta),
+        let blob = match s.store.touch(id, principal).await? {
+            Lookup::Alive(blob) => Some(blob),
             Lookup::Ended(reason) => {
                 debug!(session = %id, ?reason, "session token rejected: session ended");
                 s.metrics.reject(match reason {
@@ -315,8 +338,13 @@ impl SessionManager {
             }
             Lookup::Missing => None,
         };
-        let meta = match meta {
-            Some(blob) => Some(serde_json::from_slice::<Meta>(&blob)?),
+        if let Some(session) = blob.as_ref().and_then(|b| self.memoised(id, token, b)) {
+            let how = self.insert_local(&session);
+            s.metrics.resume(how);
+            return Ok(Resumed { session, how });
+        }
+        let meta = match &blob {
+            Some(blob) => Some(serde_json::from_slice::<Meta>(blob)?),
             None => {
                 // A private store that never saw it: this process restarted, or the client came
                 // from another replica. The token is authentic and within its lifetime, so the
@@ -329,10 +357,42 @@ impl SessionManager {
                 None
             }
         };
-        let session = session_from(claims, token.into(), meta);
+        let session = session_from(Claims::clone(&claims), token.into(), meta);
         let how = self.insert_local(&session);
+        if let Some(blob) = blob {
+            self.memoise(blob, &session);
+        }
         s.metrics.resume(how);
         Ok(Resumed { session, how })
+    }
+
+    /// The session memoised for `id` if it was built from this token and metadata blob.
+    fn memoised(&self, id: SessionId, token: &str, blob: &Bytes) -> Option<Session> {
+        let local = self.shared.local.get(&id)?;
+        let memo = local
+            .memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.as_ref()
+            .filter(|m| &*m.token == token && m.meta == *blob)
+            .map(|m| m.session.clone())
+    }
+
+    /// Keeps `session`, built from `blob`, for the next resume on this replica (from the
+    /// second resume here on).
+    fn memoise(&self, blob: Bytes, session: &Session) {
+        if let Some(local) = self.shared.local.get(&session.id)
+            && local.resumed.swap(true, Ordering::AcqRel)
+        {
+            *local
+                .memo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Box::new(Memo {
+                token: session.token.clone(),
+                meta: blob,
+                session: session.clone(),
+            }));
+        }
     }
 
     /// Restarts a session's idle timer without a full resume (e.g. on a stream heartbeat).

@@ -122,6 +122,8 @@ impl SessionManager {
             issued_at_ms: session.issued_at_ms,
             last_seen_ms: AtomicU64::new(self.shared.clock.now_ms()),
             active: AtomicU32::new(0),
+            resumed: std::sync::atomic::AtomicBool::new(false),
+            memo: std::sync::Mutex::new(None),
         }
     }
 

@@ -373,6 +373,41 @@ async fn per_principal_cap() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_session_resumed_again_follows_what_another_replica_learned() {
+    // Resumes on `b` keep the session they built (keyed by the token and the store's
+    // metadata); what `a` learns later changes that metadata and must reach `b`'s next
+    // resume, and a revocation must still end it there.
+    let cfg = config(&[1]);
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
+    let (a, _) = manager_on(&cfg, store.clone());
+    let (b, _) = manager_on(&cfg, store);
+    let mut s = a.create(None, targets(), false).await.unwrap();
+    a.update_target(&mut s, TargetEntry::new("first"))
+        .await
+        .unwrap();
+    let first = b.resume(&s.token, None).await.unwrap();
+    assert_eq!(first.how, How::Token);
+    let again = b.resume(&s.token, None).await.unwrap();
+    assert_eq!(again.how, How::Local);
+    assert!(again.session == first.session);
+    let learned = TargetEntry {
+        name: "everything".into(),
+        upstream_session: Some("up-3".into()),
+        endpoint: Some("http://replica-2/mcp".into()),
+    };
+    a.update_target(&mut s, learned.clone()).await.unwrap();
+    let later = b.resume(&s.token, None).await.unwrap();
+    assert_eq!(later.how, How::Local);
+    assert_eq!(later.session.target("everything"), Some(&learned));
+    assert_eq!(
+        later.session.target("first"),
+        Some(&TargetEntry::new("first"))
+    );
+    a.revoke(&s).await.unwrap();
+    not_found(&b, &s.token, None).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn learned_target_state_reaches_later_resumes() {
     let cfg = config(&[1]);
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
