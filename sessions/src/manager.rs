@@ -339,9 +339,11 @@ impl SessionManager {
             Lookup::Missing => None,
         };
         if let Some(session) = blob.as_ref().and_then(|b| self.memoised(id, token, b)) {
-            let how = self.insert_local(&session);
-            s.metrics.resume(how);
-            return Ok(Resumed { session, how });
+            s.metrics.resume(How::Local);
+            return Ok(Resumed {
+                session,
+                how: How::Local,
+            });
         }
         let meta = match &blob {
             Some(blob) => Some(serde_json::from_slice::<Meta>(blob)?),
@@ -366,16 +368,22 @@ impl SessionManager {
         Ok(Resumed { session, how })
     }
 
-    /// The session memoised for `id` if it was built from this token and metadata blob.
+    /// The session memoised for `id` if it was built from this token and metadata blob; its
+    /// local entry is then marked seen now, as [`Self::insert_local`] marks a known session,
+    /// without a second lookup.
     fn memoised(&self, id: SessionId, token: &str, blob: &Bytes) -> Option<Session> {
         let local = self.shared.local.get(&id)?;
-        let memo = local
+        let session = local
             .memo
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        memo.as_ref()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
             .filter(|m| &*m.token == token && m.meta == *blob)
-            .map(|m| m.session.clone())
+            .map(|m| m.session.clone())?;
+        local
+            .last_seen_ms
+            .store(self.shared.clock.now_ms(), Ordering::Release);
+        Some(session)
     }
 
     /// Keeps `session`, built from `blob`, for the next resume on this replica (from the

@@ -29,6 +29,15 @@ fn manager_on(cfg: &SessionsConfig, store: Arc<dyn SessionStore>) -> (SessionMan
     )
 }
 
+/// Two managers (replicas) on one memory store, with one key.
+fn two_replicas() -> (SessionManager, SessionManager) {
+    let cfg = config(&[1]);
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
+    let (a, _) = manager_on(&cfg, store.clone());
+    let (b, _) = manager_on(&cfg, store);
+    (a, b)
+}
+
 fn manager(cfg: &SessionsConfig) -> (SessionManager, Metrics) {
     manager_on(
         cfg,
@@ -129,10 +138,7 @@ async fn idle_session_expires() {
 
 #[tokio::test(start_paused = true)]
 async fn expired_session_stays_dead_for_another_manager_on_the_store() {
-    let cfg = config(&[1]);
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
-    let (a, _) = manager_on(&cfg, store.clone());
-    let (b, _) = manager_on(&cfg, store);
+    let (a, b) = two_replicas();
     let s = a.create(None, vec![], false).await.unwrap();
     tokio::time::advance(IDLE * 2).await;
     a.reap().await.unwrap();
@@ -325,10 +331,7 @@ async fn revoked_session_is_not_found_everywhere_on_the_store() {
 
 #[tokio::test(start_paused = true)]
 async fn revocation_seen_by_a_replica_that_served_the_session() {
-    let cfg = config(&[1]);
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
-    let (a, _) = manager_on(&cfg, store.clone());
-    let (b, _) = manager_on(&cfg, store);
+    let (a, b) = two_replicas();
     let (seen_a, _sub) = releases(&a);
     let s = a.create(None, vec![], false).await.unwrap();
     let on_b = b.resume(&s.token, None).await.unwrap().session;
@@ -377,10 +380,7 @@ async fn a_session_resumed_again_follows_what_another_replica_learned() {
     // Resumes on `b` keep the session they built (keyed by the token and the store's
     // metadata); what `a` learns later changes that metadata and must reach `b`'s next
     // resume, and a revocation must still end it there.
-    let cfg = config(&[1]);
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
-    let (a, _) = manager_on(&cfg, store.clone());
-    let (b, _) = manager_on(&cfg, store);
+    let (a, b) = two_replicas();
     let mut s = a.create(None, targets(), false).await.unwrap();
     a.update_target(&mut s, TargetEntry::new("first"))
         .await
@@ -409,10 +409,7 @@ async fn a_session_resumed_again_follows_what_another_replica_learned() {
 
 #[tokio::test(start_paused = true)]
 async fn learned_target_state_reaches_later_resumes() {
-    let cfg = config(&[1]);
-    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(StoreLimits::from_config(&cfg)));
-    let (a, _) = manager_on(&cfg, store.clone());
-    let (b, _) = manager_on(&cfg, store);
+    let (a, b) = two_replicas();
     let mut s = a.create(None, targets(), false).await.unwrap();
     let learned = TargetEntry {
         name: "everything".into(),
