@@ -54,13 +54,17 @@ pub struct HttpClient {
 /// Most pooled connections kept per upstream and thread.
 const H1_MAX_IDLE: usize = 256;
 
-/// This thread's plain-HTTP/1.1 upstream connections, by `host:port`. A connection stays in
-/// the list while it serves a response and is taken again once hyper reports it ready; no
-/// task per request returns it (the legacy pool spawns one), and no lock is shared.
+/// This thread's plain-HTTP/1.1 upstream connections, by `host:port` as written in the
+/// config. A connection stays in the list while it serves a response and is taken again once
+/// hyper reports it ready; no task per request returns it (the legacy pool spawns one), and no
+/// lock is shared. Keyed by the string, not by [`Authority`]: its `Hash` feeds the hasher one
+/// lowercased byte at a time, which cost more per request than the rest of the pool.
 #[derive(Default)]
-struct H1Idle(std::cell::RefCell<std::collections::HashMap<Authority, Vec<H1Sender>>>);
+struct H1Idle(std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<H1Sender>>>);
 
 type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
+/// What a request handed to a pooled connection ends in.
+type H1Result = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>;
 /// A boxed error, as hyper's client and bodies give them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -80,19 +84,15 @@ impl HttpClient {
         authority: &Authority,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, BoxError> {
-        let req = match self.checkout(authority) {
-            Some(mut sender) => {
-                let fut = sender.try_send_request(req);
-                self.checkin(authority, sender);
-                match fut.await {
-                    Ok(resp) => return Ok(resp),
-                    Err(mut e) => match e.take_message() {
-                        Some(req) => req,
-                        None => return Err(Box::new(e.into_error())),
-                    },
-                }
-            }
-            None => req,
+        let req = match self.send_pooled(authority, req) {
+            Ok(fut) => match fut.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(Box::new(e.into_error())),
+                },
+            },
+            Err(req) => req,
         };
         let mut sender = self.connect_h1(authority).await?;
         let fut = sender.send_request(req);
@@ -100,17 +100,28 @@ impl HttpClient {
         fut.await.map_err(|e| Box::new(e) as BoxError)
     }
 
-    fn checkout(&self, authority: &Authority) -> Option<H1Sender> {
+    /// Hands `req` to a ready pooled connection to `authority`, in one lookup of this thread's
+    /// pool; the connection stays in the list. `Err(req)` when none is ready.
+    fn send_pooled(
+        &self,
+        authority: &Authority,
+        req: Request<Body>,
+    ) -> Result<impl Future<Output = H1Result>, Request<Body>> {
         let mut map = self.h1.get_or_default().0.borrow_mut();
-        let list = map.get_mut(authority)?;
+        let Some(list) = map.get_mut(authority.as_str()) else {
+            return Err(req);
+        };
         list.retain(|s| !s.is_closed());
-        let i = list.iter().position(H1Sender::is_ready)?;
-        Some(list.swap_remove(i))
+        match list.iter_mut().find(|s| s.is_ready()) {
+            Some(sender) => Ok(sender.try_send_request(req)),
+            None => Err(req),
+        }
     }
 
+    /// Adds a new connection to `authority` to this thread's pool.
     fn checkin(&self, authority: &Authority, sender: H1Sender) {
         let mut map = self.h1.get_or_default().0.borrow_mut();
-        let list = map.entry(authority.clone()).or_default();
+        let list = map.entry(authority.as_str().into()).or_default();
         if list.len() < H1_MAX_IDLE {
             list.push(sender);
         }
