@@ -262,8 +262,32 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("http2-settings"),
 ];
 
+/// Above this many distinct names a header map is asked name by name instead of scanned.
+const SCAN_KEYS: usize = 16;
+
+/// Whether `headers` may hold one of `names`. A head bound up- or downstream holds a handful
+/// of names and these are usually absent: one pass comparing its names costs less than a hash
+/// and a probe per absent name, which was the largest part of the gateway's own work per
+/// plain-HTTP request. Large maps answer `true`, leaving it to the lookups.
+fn may_hold(headers: &HeaderMap, names: &[HeaderName]) -> bool {
+    headers.keys_len() > SCAN_KEYS || headers.keys().any(|k| names.contains(k))
+}
+
+/// Removes every header named in `names`.
+pub fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if may_hold(headers, names) {
+        for n in names {
+            headers.remove(n);
+        }
+    }
+}
+
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // `Connection` is one of them: without any, nothing is named either.
+    if !may_hold(headers, &HOP_BY_HOP) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -312,9 +336,13 @@ pub fn switch_matches(resp_headers: &HeaderMap, asked: Option<&HeaderValue>) -> 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// What an untrusted peer sent of these is dropped, not replaced.
+static REPLACED_FORWARDING: [HeaderName; 3] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
 
 /// Sets the forwarding headers. From an untrusted peer every client-sent one is replaced:
 /// `X-Forwarded-For` and `X-Real-IP` are the peer, `X-Forwarded-Proto` the scheme it
@@ -353,9 +381,7 @@ pub fn set_forwarding_headers(
         }
         return;
     }
-    headers.remove(header::FORWARDED);
-    headers.remove(&X_FORWARDED_PORT);
-    headers.remove(&X_FORWARDED_PREFIX);
+    remove_all(headers, &REPLACED_FORWARDING);
     headers.insert(X_FORWARDED_FOR.clone(), client.ip_header.clone());
     headers.insert(X_REAL_IP.clone(), client.ip_header.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
@@ -490,5 +516,68 @@ mod tests {
         assert!(!custom.allows(&v("h2c")));
         assert!(!custom.allows(&v("websocket")));
         assert!(!UpgradePolicy::none().allows(&v("websocket")));
+    }
+
+    /// A head with `extra` filler headers besides the ones under test: small heads are
+    /// scanned, heads of more than `SCAN_KEYS` names are asked name by name.
+    fn head(extra: usize, pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for i in 0..extra {
+            h.insert(
+                HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_named_headers_go_from_small_and_large_heads() {
+        for extra in [0, 3, SCAN_KEYS, SCAN_KEYS + 5] {
+            let mut h = head(
+                extra,
+                &[
+                    ("host", "a"),
+                    ("connection", "keep-alive, X-Secret"),
+                    ("x-secret", "s"),
+                    ("te", "trailers"),
+                    ("keep-alive", "timeout=5"),
+                    ("transfer-encoding", "chunked"),
+                    ("accept", "*/*"),
+                ],
+            );
+            strip_hop_by_hop(&mut h);
+            let mut left: Vec<&str> = h
+                .keys()
+                .map(HeaderName::as_str)
+                .filter(|k| !k.starts_with("x-filler-"))
+                .collect();
+            left.sort_unstable();
+            assert_eq!(left, ["accept", "host"], "{extra} filler headers");
+            assert_eq!(h.keys_len(), extra + 2);
+
+            // One hop-by-hop header alone is found too; none leaves the head as it was.
+            let mut h = head(extra, &[("host", "a"), ("upgrade", "websocket")]);
+            strip_hop_by_hop(&mut h);
+            assert!(!h.contains_key(header::UPGRADE));
+            let mut h = head(extra, &[("host", "a"), ("accept", "*/*")]);
+            let before = h.clone();
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h, before);
+
+            let mut h = head(
+                extra,
+                &[
+                    ("authorization", "Bearer t"),
+                    ("cookie", "c=1"),
+                    ("x-api-key", "k"),
+                ],
+            );
+            crate::auth::strip_client_credentials(&mut h);
+            assert_eq!(h.keys_len(), extra, "{extra} filler headers");
+        }
     }
 }

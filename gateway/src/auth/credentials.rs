@@ -24,9 +24,7 @@ pub static CLIENT_CREDENTIAL_HEADERS: [HeaderName; 4] = [
 /// requests from client headers call this (the pipeline already does it for every route
 /// without `forward_client_credentials`).
 pub fn strip_client_credentials(headers: &mut HeaderMap) {
-    for h in &CLIENT_CREDENTIAL_HEADERS {
-        headers.remove(h);
-    }
+    crate::forwarding::remove_all(headers, &CLIENT_CREDENTIAL_HEADERS);
 }
 
 /// A route's upstream credential handling: strip the client's, add the configured one. The
