@@ -6,8 +6,18 @@ pub fn is_event_stream(headers: &::http::HeaderMap) -> bool {
     headers
         .get(::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        .is_some_and(|v| {
+            // Bytes, not `str` searches: this runs on every response. `to_str` left only
+            // visible ASCII and tabs, so an ASCII trim is the whole trim.
+            let media = v
+                .as_bytes()
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default();
+            media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/event-stream")
+        })
 }
 
 /// `host[:port]` without its port: `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`

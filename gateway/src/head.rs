@@ -108,11 +108,10 @@ impl RequestHead {
         let headers = req.headers_mut();
         match &self.authority {
             Some(a) => {
-                let canonical = a.to_string();
                 let same = headers
                     .get(header::HOST)
-                    .is_some_and(|h| h.as_bytes() == canonical.as_bytes());
-                if !same && let Ok(v) = HeaderValue::try_from(canonical) {
+                    .is_some_and(|h| a.is_written_as(h.as_bytes()));
+                if !same && let Ok(v) = HeaderValue::try_from(a.to_string()) {
                     headers.insert(header::HOST, v);
                 }
             }
