@@ -43,7 +43,9 @@ impl Backend {
         }
     }
 
-    /// Serves one request.
+    /// Serves one request. The `http` and `redirect` paths run inline; the others are boxed,
+    /// so that their large futures (an MCP call's is tens of kilobytes) are not part of every
+    /// request's future, which hyper and each await copy whole.
     pub async fn serve(
         &self,
         req: Request<Incoming>,
@@ -52,88 +54,9 @@ impl Backend {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Redirect(r) => r.serve(&req, cx),
-            Backend::Llm(l) => {
-                let req = if req.method() == Method::POST {
-                    read_json(req, cx, BodyKind::Json).await?
-                } else {
-                    limited(req, cx.max_body_bytes)
-                };
-                match cx.guardrails {
-                    Some(g) => crate::guardrails::llm::serve(g, l, req, &cx.context).await,
-                    None => l.handle(req, &cx.context).await,
-                }
-            }
-            Backend::A2a(a) => {
-                let req = if req.method() == Method::POST {
-                    read_json(req, cx, BodyKind::JsonRpc).await?
-                } else {
-                    limited(req, cx.max_body_bytes)
-                };
-                a.serve(req, cx).await
-            }
-            Backend::Mcp(m) => {
-                let ctx = cx.context.clone();
-                let owner = match cx.peers {
-                    Some(p) => p.owner_of(&req, cx.prefix).await.map(|o| (p, o)),
-                    None => None,
-                };
-                // GET (SSE streams) and DELETE have no JSON body to read.
-                let req = if req.method() == Method::POST {
-                    read_json(req, cx, BodyKind::JsonRpc).await?
-                } else {
-                    limited(req, cx.max_body_bytes)
-                };
-                let req = match cx.guardrails {
-                    Some(g) => {
-                        match crate::guardrails::mcp::check_request(
-                            g,
-                            crate::guardrails::Site::of(&ctx),
-                            req,
-                            cx.tool_pins,
-                        )
-                        .await
-                        {
-                            Ok(req) => req,
-                            Err(answer) => return Ok(answer),
-                        }
-                    }
-                    None => req,
-                };
-                let guard = |resp: Response<Body>| match cx.guardrails {
-                    Some(g) => crate::guardrails::mcp::wrap(
-                        g,
-                        crate::guardrails::Site::of(&ctx),
-                        resp,
-                        cx.tool_pins,
-                    ),
-                    None => resp,
-                };
-                let req = match owner {
-                    // A session whose stdio targets run on another replica: served there.
-                    Some((peers, owner)) => {
-                        let principal = req.extensions().get::<crate::auth::Principal>().cloned();
-                        match peers
-                            .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
-                            .await?
-                        {
-                            crate::peer::Forwarded::Answer(resp) => return Ok(guard(resp)),
-                            crate::peer::Forwarded::OwnerGone(req) => {
-                                let token = req
-                                    .headers()
-                                    .get("mcp-session-id")
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or_default()
-                                    .to_owned();
-                                // Adopted here, or ended with an error for the client.
-                                m.owner_gone(&token, &ctx).await?;
-                                req
-                            }
-                        }
-                    }
-                    None => req,
-                };
-                m.handle(req, &ctx).await.map(guard)
-            }
+            Backend::Llm(l) => Box::pin(serve_llm(l, req, cx)).await,
+            Backend::A2a(a) => Box::pin(serve_a2a(a, req, cx)).await,
+            Backend::Mcp(m) => Box::pin(serve_mcp(m, req, cx)).await,
         }
     }
 
@@ -147,6 +70,103 @@ impl Backend {
             Backend::A2a(a) => a.upstream_label(),
         }
     }
+}
+
+/// An `llm` route's request.
+async fn serve_llm(
+    l: &LlmBackend,
+    req: Request<Incoming>,
+    cx: &RequestCx<'_>,
+) -> Result<Response<Body>, RequestError> {
+    let req = if req.method() == Method::POST {
+        read_json(req, cx, BodyKind::Json).await?
+    } else {
+        limited(req, cx.max_body_bytes)
+    };
+    match cx.guardrails {
+        Some(g) => crate::guardrails::llm::serve(g, l, req, &cx.context).await,
+        None => l.handle(req, &cx.context).await,
+    }
+}
+
+/// An `a2a` route's request.
+async fn serve_a2a(
+    a: &crate::a2a::A2aBackend,
+    req: Request<Incoming>,
+    cx: &RequestCx<'_>,
+) -> Result<Response<Body>, RequestError> {
+    let req = if req.method() == Method::POST {
+        read_json(req, cx, BodyKind::JsonRpc).await?
+    } else {
+        limited(req, cx.max_body_bytes)
+    };
+    a.serve(req, cx).await
+}
+
+/// An `mcp` route's request, served here or by the replica that owns its session.
+async fn serve_mcp(
+    m: &McpBackend,
+    req: Request<Incoming>,
+    cx: &RequestCx<'_>,
+) -> Result<Response<Body>, RequestError> {
+    let ctx = cx.context.clone();
+    let owner = match cx.peers {
+        Some(p) => p.owner_of(&req, cx.prefix).await.map(|o| (p, o)),
+        None => None,
+    };
+    // GET (SSE streams) and DELETE have no JSON body to read.
+    let req = if req.method() == Method::POST {
+        read_json(req, cx, BodyKind::JsonRpc).await?
+    } else {
+        limited(req, cx.max_body_bytes)
+    };
+    let req = match cx.guardrails {
+        Some(g) => {
+            match crate::guardrails::mcp::check_request(
+                g,
+                crate::guardrails::Site::of(&ctx),
+                req,
+                cx.tool_pins,
+            )
+            .await
+            {
+                Ok(req) => req,
+                Err(answer) => return Ok(answer),
+            }
+        }
+        None => req,
+    };
+    let guard = |resp: Response<Body>| match cx.guardrails {
+        Some(g) => {
+            crate::guardrails::mcp::wrap(g, crate::guardrails::Site::of(&ctx), resp, cx.tool_pins)
+        }
+        None => resp,
+    };
+    let req = match owner {
+        // A session whose stdio targets run on another replica: served there.
+        Some((peers, owner)) => {
+            let principal = req.extensions().get::<crate::auth::Principal>().cloned();
+            match peers
+                .forward(&owner, cx.listener, &ctx.route, principal.as_ref(), req)
+                .await?
+            {
+                crate::peer::Forwarded::Answer(resp) => return Ok(guard(resp)),
+                crate::peer::Forwarded::OwnerGone(req) => {
+                    let token = req
+                        .headers()
+                        .get("mcp-session-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    // Adopted here, or ended with an error for the client.
+                    m.owner_gone(&token, &ctx).await?;
+                    req
+                }
+            }
+        }
+        None => req,
+    };
+    m.handle(req, &ctx).await.map(guard)
 }
 
 /// The request with its JSON body read whole, bounded by the listener's
