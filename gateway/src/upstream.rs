@@ -63,8 +63,6 @@ const H1_MAX_IDLE: usize = 256;
 struct H1Idle(std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<H1Sender>>>);
 
 type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
-/// What a request handed to a pooled connection ends in.
-type H1Result = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>>;
 /// A boxed error, as hyper's client and bodies give them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -84,7 +82,20 @@ impl HttpClient {
         authority: &Authority,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, BoxError> {
-        let req = match self.send_pooled(authority, req) {
+        // One lookup of this thread's pool: a ready connection is handed the request where it
+        // sits in the list (it stays there).
+        let pooled = {
+            let mut map = self.h1.get_or_default().0.borrow_mut();
+            let ready = map.get_mut(authority.as_str()).and_then(|list| {
+                list.retain(|s| !s.is_closed());
+                list.iter_mut().find(|s| s.is_ready())
+            });
+            match ready {
+                Some(sender) => Ok(sender.try_send_request(req)),
+                None => Err(req),
+            }
+        };
+        let req = match pooled {
             Ok(fut) => match fut.await {
                 Ok(resp) => return Ok(resp),
                 Err(mut e) => match e.take_message() {
@@ -98,24 +109,6 @@ impl HttpClient {
         let fut = sender.send_request(req);
         self.checkin(authority, sender);
         fut.await.map_err(|e| Box::new(e) as BoxError)
-    }
-
-    /// Hands `req` to a ready pooled connection to `authority`, in one lookup of this thread's
-    /// pool; the connection stays in the list. `Err(req)` when none is ready.
-    fn send_pooled(
-        &self,
-        authority: &Authority,
-        req: Request<Body>,
-    ) -> Result<impl Future<Output = H1Result>, Request<Body>> {
-        let mut map = self.h1.get_or_default().0.borrow_mut();
-        let Some(list) = map.get_mut(authority.as_str()) else {
-            return Err(req);
-        };
-        list.retain(|s| !s.is_closed());
-        match list.iter_mut().find(|s| s.is_ready()) {
-            Some(sender) => Ok(sender.try_send_request(req)),
-            None => Err(req),
-        }
     }
 
     /// Adds a new connection to `authority` to this thread's pool.
