@@ -78,11 +78,7 @@ async fn serve_llm(
     req: Request<Incoming>,
     cx: &RequestCx<'_>,
 ) -> Result<Response<Body>, RequestError> {
-    let req = if req.method() == Method::POST {
-        read_json(req, cx, BodyKind::Json).await?
-    } else {
-        limited(req, cx.max_body_bytes)
-    };
+    let req = request_body(req, cx, BodyKind::Json).await?;
     match cx.guardrails {
         Some(g) => crate::guardrails::llm::serve(g, l, req, &cx.context).await,
         None => l.handle(req, &cx.context).await,
@@ -95,11 +91,7 @@ async fn serve_a2a(
     req: Request<Incoming>,
     cx: &RequestCx<'_>,
 ) -> Result<Response<Body>, RequestError> {
-    let req = if req.method() == Method::POST {
-        read_json(req, cx, BodyKind::JsonRpc).await?
-    } else {
-        limited(req, cx.max_body_bytes)
-    };
+    let req = request_body(req, cx, BodyKind::JsonRpc).await?;
     a.serve(req, cx).await
 }
 
@@ -114,12 +106,7 @@ async fn serve_mcp(
         Some(p) => p.owner_of(&req, cx.prefix).await.map(|o| (p, o)),
         None => None,
     };
-    // GET (SSE streams) and DELETE have no JSON body to read.
-    let req = if req.method() == Method::POST {
-        read_json(req, cx, BodyKind::JsonRpc).await?
-    } else {
-        limited(req, cx.max_body_bytes)
-    };
+    let req = request_body(req, cx, BodyKind::JsonRpc).await?;
     let req = match cx.guardrails {
         Some(g) => {
             match crate::guardrails::mcp::check_request(
@@ -167,6 +154,20 @@ async fn serve_mcp(
         None => req,
     };
     m.handle(req, &ctx).await.map(guard)
+}
+
+/// A POST's JSON body read whole ([`read_json`]); other methods (GET for SSE streams, DELETE)
+/// have none to read and keep theirs, only bounded.
+async fn request_body(
+    req: Request<Incoming>,
+    cx: &RequestCx<'_>,
+    kind: BodyKind,
+) -> Result<Request<Body>, RequestError> {
+    if req.method() == Method::POST {
+        read_json(req, cx, kind).await
+    } else {
+        Ok(limited(req, cx.max_body_bytes))
+    }
 }
 
 /// The request with its JSON body read whole, bounded by the listener's
