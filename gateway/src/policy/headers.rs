@@ -39,9 +39,7 @@ impl CompiledHeaderOps {
 
     /// Applies remove, then set, then add.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for n in &self.remove {
-            headers.remove(n);
-        }
+        crate::forwarding::remove_all(headers, &self.remove);
         for (n, v) in &self.set {
             headers.insert(n.clone(), v.clone());
         }
