@@ -281,10 +281,11 @@ async fn the_install_manifests_apply_and_the_controller_runs_with_exactly_their_
     let dir = tempfile::tempdir().unwrap();
     let sa_token = token_for(&cluster, "switchboard-system", "switchboard-controller");
     let kubeconfig = kubeconfig_with(&cluster, dir.path(), Some(&sa_token), None);
-    // As in its pod: POD_NAMESPACE from the downward API, the default certificate Secret.
+    // As in its pod: POD_NAMESPACE from the downward API, the default certificate Secret and
+    // lease duration.
     let mut ctl = spawn_controller(
         &kubeconfig,
-        &["--lease-duration", "6s"],
+        &[],
         &[
             ("POD_NAMESPACE", "switchboard-system"),
             ("POD_NAME", "ctl-0"),
@@ -295,7 +296,7 @@ async fn the_install_manifests_apply_and_the_controller_runs_with_exactly_their_
         https: push_client(&client, "switchboard-system").await,
         port,
     };
-    eventually_async("the controller leads", Duration::from_secs(30), || async {
+    ctl.eventually("the controller leads", Duration::from_secs(30), || async {
         probe.ready().await?.then_some(())
     })
     .await;
@@ -326,44 +327,64 @@ async fn the_install_manifests_apply_and_the_controller_runs_with_exactly_their_
         cluster.create(doc).await;
     }
     let gateways = Api::<Gateway>::namespaced(client.clone(), &ns);
-    eventually_async("Gateway Accepted", Duration::from_secs(30), || async {
-        let g = gateways.get("edge").await.ok()?;
-        let v = serde_json::to_value(g.status?).ok()?;
-        (cond(&v["conditions"], "Accepted")?["status"] == "True").then_some(())
-    })
-    .await;
-    let data = eventually_async(
-        "the proxy ConfigMap with the route",
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<Gateway>(&()),
+    );
+    let seen = std::sync::Mutex::new(Value::Null);
+    let accepted = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(ctl.eventually(
+        "Gateway Accepted",
         Duration::from_secs(30),
         || async {
-            let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            let g = raw.get("edge").await.ok()?;
+            *seen.lock().unwrap() = g.data["status"].clone();
+            let g = gateways.get("edge").await.ok()?;
+            let v = serde_json::to_value(g.status?).ok()?;
+            (cond(&v["conditions"], "Accepted")?["status"] == "True").then_some(())
+        },
+    )))
+    .await;
+    assert!(
+        accepted.is_ok(),
+        "the Gateway's last status: {}",
+        seen.lock().unwrap()
+    );
+    let data = ctl
+        .eventually(
+            "the proxy ConfigMap with the route",
+            Duration::from_secs(30),
+            || async {
+                let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                    .get_opt("edge")
+                    .await
+                    .ok()??;
+                let data = cm.data?;
+                data["config.yaml"].contains("/one").then_some(data)
+            },
+        )
+        .await;
+    let secret_ca = ctl
+        .eventually("the certificate Secret", Duration::from_secs(5), || async {
+            let s = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                client.clone(),
+                "switchboard-system",
+            )
+            .get("switchboard-controller-tls")
+            .await
+            .ok()?;
+            String::from_utf8(s.data?.get("ca.crt")?.0.clone()).ok()
+        })
+        .await;
+    assert_eq!(data["control-plane-ca.pem"], secret_ca);
+    let dep = ctl
+        .eventually("the proxy Deployment", Duration::from_secs(30), || async {
+            Api::<Deployment>::namespaced(client.clone(), &ns)
                 .get_opt("edge")
                 .await
-                .ok()??;
-            let data = cm.data?;
-            data["config.yaml"].contains("/one").then_some(data)
-        },
-    )
-    .await;
-    let secret_ca = eventually_async("the certificate Secret", Duration::from_secs(5), || async {
-        let s = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
-            client.clone(),
-            "switchboard-system",
-        )
-        .get("switchboard-controller-tls")
-        .await
-        .ok()?;
-        String::from_utf8(s.data?.get("ca.crt")?.0.clone()).ok()
-    })
-    .await;
-    assert_eq!(data["control-plane-ca.pem"], secret_ca);
-    let dep = eventually_async("the proxy Deployment", Duration::from_secs(30), || async {
-        Api::<Deployment>::namespaced(client.clone(), &ns)
-            .get_opt("edge")
-            .await
-            .ok()?
-    })
-    .await;
+                .ok()?
+        })
+        .await;
     let args = dep.spec.template.spec.unwrap().containers[0]
         .args
         .clone()
@@ -443,7 +464,7 @@ async fn run_from_a_workstation_uses_the_kubeconfig_namespace() {
         https: push_client(&client, &ns).await,
         port,
     };
-    eventually_async("the controller leads", Duration::from_secs(30), || async {
+    ctl.eventually("the controller leads", Duration::from_secs(30), || async {
         probe.ready().await?.then_some(())
     })
     .await;
@@ -463,7 +484,7 @@ async fn run_from_a_workstation_uses_the_kubeconfig_namespace() {
     // to follow it over HTTP (and get no CA).
     let ctl = spawn_controller(&kubeconfig, &["--plain-http"], &[]);
     let port = ctl.push_port().await;
-    eventually_async(
+    ctl.eventually(
         "the plain-HTTP controller leads",
         Duration::from_secs(30),
         || async {
@@ -486,14 +507,15 @@ async fn run_from_a_workstation_uses_the_kubeconfig_namespace() {
     ] {
         cluster.create(doc).await;
     }
-    let args = eventually_async("the proxy Deployment", Duration::from_secs(30), || async {
-        let d = Api::<Deployment>::namespaced(client.clone(), &gw_ns)
-            .get_opt("edge")
-            .await
-            .ok()??;
-        d.spec.template.spec?.containers[0].args.clone()
-    })
-    .await;
+    let args = ctl
+        .eventually("the proxy Deployment", Duration::from_secs(30), || async {
+            let d = Api::<Deployment>::namespaced(client.clone(), &gw_ns)
+                .get_opt("edge")
+                .await
+                .ok()??;
+            d.spec.template.spec?.containers[0].args.clone()
+        })
+        .await;
     assert!(
         args.contains(&format!(
             "http://switchboard-controller.{ns}.svc:9977/v1/config/{gw_ns}/edge"
@@ -593,4 +615,65 @@ async fn an_identity_without_a_permission_gets_one_error_naming_it() {
     ] {
         assert!(log.contains(&format!("  {needed}\n")), "{needed}: {log}");
     }
+}
+
+#[tokio::test]
+async fn a_kind_that_cannot_be_listed_is_named_in_warnings_until_its_listing_completes() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let cluster = TestCluster::start().await;
+    assert!(cluster.is_real(), "needs a real API server");
+    let client = cluster.client.clone();
+    // The Backend CRD is missing: listing backends answers 404.
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.delete("backends.switchboard.dev", &Default::default())
+        .await
+        .unwrap();
+    let backends = Api::<kube::api::DynamicObject>::all_with(
+        client.clone(),
+        &kube::api::ApiResource::erase::<switchboard_controller::crd::Backend>(&()),
+    );
+    eventually_async("the Backend CRD gone", Duration::from_secs(30), || async {
+        matches!(
+            backends.list(&Default::default()).await,
+            Err(kube::Error::Api(e)) if e.code == 404
+        )
+        .then_some(())
+    })
+    .await;
+    let ns = cluster.namespace("sb-unlisted").await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_with(&cluster, dir.path(), None, Some(&ns));
+    let started = std::time::Instant::now();
+    let ctl = spawn_controller(&kubeconfig, &[], &[]);
+    // A failed attempt is a warning naming the kind (it retries about every second; while
+    // it keeps failing, one warning per 10 s), and every 10 s one says which kinds hold
+    // every reconcile back.
+    ctl.eventually("the warnings", Duration::from_secs(40), || async {
+        let log = ctl.log_text();
+        let named = |needle: &str| {
+            log.lines()
+                .any(|l| l.contains(" WARN ") && l.contains(needle) && l.contains("Backend"))
+        };
+        (named("watch failed; retrying") && named("no Gateway is reconciled until")).then_some(())
+    })
+    .await;
+    let log = ctl.log_text();
+    assert!(!log.contains("caches complete"));
+    let warned = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("watch failed") && l.contains("Backend"))
+        .count() as u64;
+    assert!(
+        warned <= 1 + started.elapsed().as_secs() / 10,
+        "{warned} warnings in {:?}:\n{log}",
+        started.elapsed()
+    );
+    // Once the CRD is back, the listing completes (at the watch's next retry).
+    install_crds(&client).await;
+    ctl.eventually("caches complete", Duration::from_secs(60), || async {
+        ctl.log_text()
+            .contains("caches complete; reconciling Gateways")
+            .then_some(())
+    })
+    .await;
 }

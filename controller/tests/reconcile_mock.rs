@@ -63,16 +63,33 @@ fn gateway(class: &str) -> Gateway {
     }))
 }
 
+fn classes() -> Vec<GatewayClass> {
+    vec![
+        from::<GatewayClass>(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "sb"}, "spec": {"controllerName": CONTROLLER_NAME}})),
+        from::<GatewayClass>(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "not-ours"}, "spec": {"controllerName": "example.com/other"}})),
+    ]
+}
+
 fn context(client: Client, gw: &Gateway) -> Arc<Context> {
+    let ctx = context_with_classes(client, gw, dyn_store_of(classes()));
+    // The stores are complete.
+    ctx.mark_caches_complete();
+    ctx
+}
+
+/// A context whose other caches are complete and filled, with `classes` as the GatewayClass
+/// cache; not marked complete.
+fn context_with_classes(
+    client: Client,
+    gw: &Gateway,
+    classes: Store<DynamicObject>,
+) -> Arc<Context> {
     let stores = Stores {
-        classes: dyn_store_of(vec![
-            from::<GatewayClass>(json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-            "metadata": {"name": "sb"}, "spec": {"controllerName": CONTROLLER_NAME}})),
-            from::<GatewayClass>(json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-            "metadata": {"name": "not-ours"}, "spec": {"controllerName": "example.com/other"}})),
-        ]),
+        classes,
         gateways: dyn_store_of(vec![gw.clone()]),
         grpc_routes: None,
         namespaces: None,
@@ -286,6 +303,52 @@ async fn a_gateway_of_another_class_loses_its_children_and_nothing_is_written() 
     .await;
     task.await.unwrap().unwrap();
     assert_no_more(&mut h).await;
+}
+
+#[tokio::test]
+async fn a_reconcile_started_before_the_caches_are_complete_goes_on_once_they_are() {
+    // A Gateway created while the controller starts: its reconcile begins before the
+    // GatewayClass cache holds its first listing, and waits. kube's `Store::wait_until_ready`
+    // wakes only the waiter that polled it last, so with a second waiter on the stores (the
+    // controller's one, below, as the sweep was) a reconcile that waited on the stores itself
+    // was never woken and the Gateway never got a status.
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "default");
+    let gw = gateway("sb");
+    let mut writer = reflector::store::Writer::new(ApiResource::erase::<GatewayClass>(&()));
+    let ctx = context_with_classes(client, &gw, writer.as_reader());
+    let task = tokio::spawn(reconcile(Arc::new(dynamic(&gw)), ctx.clone()));
+    tokio::task::yield_now().await;
+    let waiter = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            let waiting = std::sync::Mutex::new(Vec::new());
+            ctx.stores.wait_until_ready(&waiting).await;
+            ctx.mark_caches_complete();
+        }
+    });
+    tokio::task::yield_now().await;
+    // Nothing is decided on a partial view.
+    assert_no_more(&mut h).await;
+
+    writer.apply_watcher_event(&Event::Init);
+    for c in classes() {
+        let c: DynamicObject = serde_json::from_value(serde_json::to_value(c).unwrap()).unwrap();
+        writer.apply_watcher_event(&Event::InitApply(c));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    // It goes on: its first write is the ServiceAccount.
+    let (req, _send) = tokio::time::timeout(std::time::Duration::from_secs(10), h.next_request())
+        .await
+        .expect("the reconcile went on once the caches were complete")
+        .expect("a request");
+    assert!(
+        req.uri().path().ends_with("/serviceaccounts/gw"),
+        "{}",
+        req.uri()
+    );
+    waiter.await.unwrap();
+    task.abort();
 }
 
 #[tokio::test]

@@ -70,6 +70,9 @@ pub struct Context {
     sweep: Arc<tokio::sync::Notify>,
     /// Set when shutting down: the caches' watches are no longer driven from then on.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set once every cache holds a complete first listing (see [`Stores::wait_until_ready`]
+    /// for why only one future waits on the caches themselves).
+    caches_complete: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Context {
@@ -92,9 +95,27 @@ impl Context {
             invalid_reported: Default::default(),
             sweep: Default::default(),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            caches_complete: Arc::new(tokio::sync::watch::Sender::new(false)),
             now: Arc::new(|| {
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
             }),
+        }
+    }
+
+    /// Records that every cache holds a complete first listing: reconciles and the sweep go
+    /// ahead from now on. [`run`] calls it; a test whose stores are filled calls it itself.
+    pub fn mark_caches_complete(&self) {
+        self.caches_complete.send_replace(true);
+    }
+
+    /// Waits until every cache holds a complete first listing (`true`) or a shutdown began
+    /// (`false`; the caches' watches are no longer driven, so waiting on would never end).
+    async fn caches_ready(&self) -> bool {
+        let mut complete = self.caches_complete.subscribe();
+        let mut stopping = self.stopping.subscribe();
+        tokio::select! {
+            r = complete.wait_for(|c| *c) => r.is_ok(),
+            _ = stopping.wait_for(|s| *s) => false,
         }
     }
 }
@@ -129,10 +150,8 @@ pub fn ownership(world: &World, gw: &Gateway) -> Ownership {
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action> {
     // Nothing is decided on a partial view of the cluster. A shutdown stops driving the
     // caches' watches, so waiting on would never end (and the graceful stop with it).
-    let mut stopping = ctx.stopping.subscribe();
-    tokio::select! {
-        _ = ctx.stores.wait_until_ready() => {}
-        _ = stopping.wait_for(|s| *s) => return Ok(Action::await_change()),
+    if !ctx.caches_ready().await {
+        return Ok(Action::await_change());
     }
     let out = match decode::<Gateway>(&obj) {
         Ok(gw) => reconcile_gateway(gw, &ctx).await,

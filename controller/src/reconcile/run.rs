@@ -24,6 +24,48 @@ use crate::gateway_api::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceG
 use crate::push::ConfigHub;
 use crate::render::RenderOptions;
 
+/// How often a watch that keeps failing is a warning again (it retries every second or so).
+const WATCH_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs the failed lists and watches of one kind. The watch retries by itself, but until
+/// its first listing succeeds no Gateway is reconciled, so a failure must be visible: a
+/// warning, then at most one per [`WATCH_WARNING_EVERY`] while it repeats (the others are
+/// debug). The API server's routine "410 Gone" (the watch's position expired; it lists
+/// again) is debug only.
+struct WatchErrors {
+    kind: String,
+    warned: Option<tokio::time::Instant>,
+}
+
+impl WatchErrors {
+    fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            warned: None,
+        }
+    }
+
+    fn report(&mut self, e: &watcher::Error) {
+        let kind = self.kind.as_str();
+        if let watcher::Error::WatchError(s) = e
+            && s.code == 410
+        {
+            tracing::debug!(kind, error = %e, "watch expired; listing again");
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .warned
+            .is_some_and(|at| now.duration_since(at) < WATCH_WARNING_EVERY)
+        {
+            tracing::debug!(kind, error = %e, "watch failed; retrying");
+        } else {
+            self.warned = Some(now);
+            tracing::warn!(kind, error = %e, "watch failed; retrying");
+        }
+    }
+}
+
 /// A watched kind, cached undecoded; every change re-queues all Gateways (rendering is
 /// cheap).
 fn cached_dyn<K>(client: &Client) -> (Store<DynamicObject>, BoxStream<'static, ()>)
@@ -32,12 +74,17 @@ where
 {
     let ar = ApiResource::erase::<K>(&());
     let api = Api::<DynamicObject>::all_with(client.clone(), &ar);
+    let mut errors = WatchErrors::new(K::kind(&()));
     let writer = reflector::store::Writer::new(ar);
     let store = writer.as_reader();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .touched_objects()
-        .map(|_| ())
+        .map(move |r| {
+            if let Err(e) = r {
+                errors.report(&e);
+            }
+        })
         .boxed();
     (store, stream)
 }
@@ -47,10 +94,15 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
+    let mut errors = WatchErrors::new(K::kind(&()));
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .touched_objects()
-        .map(|_| ())
+        .map(move |r| {
+            if let Err(e) = r {
+                errors.report(&e);
+            }
+        })
         .boxed();
     (store, stream)
 }
@@ -97,6 +149,35 @@ async fn namespaces_watchable(client: &Client) -> bool {
         }
         _ => true,
     }
+}
+
+/// How often a controller whose caches are not complete yet says which are missing.
+const FIRST_LISTING_REPORT: Duration = Duration::from_secs(10);
+
+/// The one wait on the caches' first listings (see [`Stores::wait_until_ready`]): the
+/// Switchboard caches and the GatewayClass controller's own. Marks them complete in `ctx`
+/// (reconciles and the sweep wait for that), says so, and until then, every
+/// [`FIRST_LISTING_REPORT`], says which kinds it still waits for.
+async fn first_listing(ctx: Arc<Context>, class_store: Store<DynamicObject>) {
+    let started = tokio::time::Instant::now();
+    let waiting = std::sync::Mutex::new(Vec::new());
+    let complete = async {
+        futures::join!(ctx.stores.wait_until_ready(&waiting), async {
+            let _ = class_store.wait_until_ready().await;
+        })
+    };
+    tokio::pin!(complete);
+    loop {
+        tokio::select! {
+            _ = &mut complete => break,
+            () = tokio::time::sleep(FIRST_LISTING_REPORT) => tracing::warn!(
+                waiting = ?*waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                "no Gateway is reconciled until the first listing of every watched kind is complete"
+            ),
+        }
+    }
+    ctx.mark_caches_complete();
+    tracing::info!(took = ?started.elapsed(), "caches complete; reconciling Gateways");
 }
 
 /// Runs both controllers and the sweep until `shutdown` resolves.
@@ -179,6 +260,8 @@ pub async fn run(
     };
 
     let sweep_ctx = ctx.clone();
+    // The watches of Gateways and of what they own.
+    let mut gateway_errors = WatchErrors::new("Gateway, Deployment, ConfigMap or ServiceAccount");
     let gateways_loop = controller
         .owns(
             Api::<Deployment>::all(client.clone()),
@@ -199,7 +282,10 @@ pub async fn run(
             if let Err(e) = r {
                 // A deleted Gateway is "not found": the sweep withdraws what it left behind.
                 sweep_ctx.sweep.notify_one();
-                tracing::debug!(error = %e, "controller event");
+                match e {
+                    controller::Error::QueueError(e) => gateway_errors.report(&e),
+                    e => tracing::debug!(error = %e, "controller event"),
+                }
             }
             async {}
         });
@@ -210,30 +296,35 @@ pub async fn run(
         class_ar,
     );
     let class_store = classes_controller.store();
+    let mut class_errors = WatchErrors::new("GatewayClass");
     let classes_loop = classes_controller
         .graceful_shutdown_on(stop(rx.clone()))
         .run(reconcile_class, class_error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(move |r| {
+            if let Err(controller::Error::QueueError(e)) = r {
+                class_errors.report(&e);
+            }
+            async {}
+        });
     // kube's Controller holds its runner until its store is complete and does not notice a
     // graceful shutdown meanwhile (the store's watch is no longer driven, so it would wait
     // forever). A stop before every cache is complete has no reconcile in flight that could
     // be waited for: the loops are dropped at once.
-    let stores = ctx.stores.clone();
+    let complete = ctx.caches_complete.subscribe();
     let stopped = stop(rx.clone());
     let early_stop = async move {
         stopped.await;
-        let complete = futures::FutureExt::now_or_never(async {
-            futures::join!(stores.wait_until_ready(), class_store.wait_until_ready())
-        })
-        .is_some();
-        if complete {
+        if *complete.borrow() {
             std::future::pending::<()>().await;
         }
         tracing::debug!("stopped before the caches were complete");
     };
+    // In this task, beside the controllers: kube's runners wait on the same stores, and a
+    // wake-up of this task polls them all.
+    let first_listing = first_listing(ctx.clone(), class_store);
     let sweeper = sweeper(ctx, rx);
     tokio::select! {
-        _ = async { tokio::join!(gateways_loop, classes_loop, sweeper) } => {}
+        _ = async { tokio::join!(gateways_loop, classes_loop, sweeper, first_listing) } => {}
         _ = early_stop => {}
     }
 }

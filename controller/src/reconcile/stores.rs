@@ -3,7 +3,7 @@
 //! ([`InvalidObject`]) and skipped instead of failing every watch and every Gateway.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{DynamicObject, PartialObjectMeta};
@@ -141,29 +141,47 @@ impl Stores {
         (world, invalid)
     }
 
-    /// Resolves once every cache holds a complete first listing. Until then nothing is
-    /// decided: a Gateway whose GatewayClass is not cached yet is not "someone else's".
-    pub async fn wait_until_ready(&self) {
-        let _ = futures::join!(
-            self.classes.wait_until_ready(),
-            self.gateways.wait_until_ready(),
-            self.routes.wait_until_ready(),
-            async {
-                if let Some(s) = &self.grpc_routes {
-                    let _ = s.wait_until_ready().await;
-                }
-            },
-            self.grants.wait_until_ready(),
-            self.backends.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.parameters.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.secrets.wait_until_ready(),
-            async {
-                if let Some(s) = &self.namespaces {
-                    let _ = s.wait_until_ready().await;
-                }
-            },
+    /// Resolves once every cache holds a complete first listing; meanwhile `waiting` holds
+    /// the kinds whose listing is not complete yet. Until then nothing is decided: a Gateway
+    /// whose GatewayClass is not cached yet is not "someone else's".
+    ///
+    /// Only one future waits here: the one in [`super::run`], which tells everything else
+    /// through [`super::Context::mark_caches_complete`]. kube's `Store::wait_until_ready` wakes only
+    /// the waker that polled it last, so a second waiter (the sweep, or a reconcile, which
+    /// kube polls with a waker of its own) could miss the wake-up and wait for ever: a
+    /// Gateway created while the controller started was then never reconciled.
+    pub async fn wait_until_ready(&self, waiting: &Mutex<Vec<&'static str>>) {
+        async fn one<K>(
+            store: Option<&Store<K>>,
+            kind: &'static str,
+            waiting: &Mutex<Vec<&'static str>>,
+        ) where
+            K: kube::runtime::reflector::Lookup + Clone + 'static,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            let Some(store) = store else { return };
+            waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(kind);
+            let _ = store.wait_until_ready().await;
+            waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|k| *k != kind);
+        }
+        futures::join!(
+            one(Some(&self.classes), "GatewayClass", waiting),
+            one(Some(&self.gateways), "Gateway", waiting),
+            one(Some(&self.routes), "HTTPRoute", waiting),
+            one(self.grpc_routes.as_ref(), "GRPCRoute", waiting),
+            one(Some(&self.grants), "ReferenceGrant", waiting),
+            one(Some(&self.backends), "Backend", waiting),
+            one(Some(&self.policies), "Policy", waiting),
+            one(Some(&self.parameters), "GatewayParameters", waiting),
+            one(Some(&self.services), "Service", waiting),
+            one(Some(&self.secrets), "Secret", waiting),
+            one(self.namespaces.as_ref(), "Namespace", waiting),
         );
     }
 }

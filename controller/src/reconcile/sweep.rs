@@ -162,9 +162,8 @@ fn render_key<K: Resource>(r: &K) -> (String, String) {
 }
 
 pub(super) async fn sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    tokio::select! {
-        _ = ctx.stores.wait_until_ready() => {}
-        _ = stop.wait_for(|s| *s) => return,
+    if !ctx.caches_ready().await {
+        return;
     }
     loop {
         sweep(&ctx).await;

@@ -91,6 +91,33 @@ impl ControllerProc {
         }
     }
 
+    /// Its log without kube's per-connection "Server cert bypassed" lines (the test API
+    /// server's certificate is not verified).
+    pub fn log_for_humans(&self) -> String {
+        self.log_text()
+            .lines()
+            .filter(|l| !l.contains("Server cert bypassed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// [`super::eventually_async`] whose timeout also prints this controller's log, so a
+    /// failure says what the controller was doing meanwhile.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, within: Duration, f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let wait = super::eventually_async(what, within, f);
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(wait)).await {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "timed out waiting for {what} ({within:?}); the controller's log:\n{}",
+                self.log_for_humans()
+            ),
+        }
+    }
+
     /// Waits (at most `within`) for it to exit.
     pub async fn exit(&mut self, within: Duration) -> std::process::ExitStatus {
         match tokio::time::timeout(within, self.child.wait()).await {
