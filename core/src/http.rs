@@ -35,34 +35,6 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// A hyper client for plain `http://` upstreams, the connection pool of the paths that skip
-/// reqwest (LLM providers, MCP targets), set up as the gateway's reqwest clients are:
-/// `tcp_nodelay`, TCP keep-alive after 15 s (probes every 15 s, 3 of them), a 30 s TCP user
-/// timeout, idle connections kept 90 s, no limit per host, and reqwest's `connect_timeout`.
-pub fn plain_http_client(
-    connect_timeout: Option<std::time::Duration>,
-) -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<bytes::Bytes>,
-> {
-    use std::time::Duration;
-
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(connect_timeout);
-    http.set_keepalive(Some(Duration::from_secs(15)));
-    http.set_keepalive_interval(Some(Duration::from_secs(15)));
-    http.set_keepalive_retries(Some(3));
-    http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(usize::MAX)
-        .build(http)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

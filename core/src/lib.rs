@@ -7,6 +7,8 @@
 //!   the [`UpstreamCredential`] seam through which backends get the route's upstream credential.
 //! - [`http`]: small HTTP helpers (a host without its port, whether a body is an event
 //!   stream).
+//! - [`h1pool`]: the per-thread HTTP/1.1 connection pool of the paths that send to plain
+//!   `http://` upstreams on hyper directly.
 //! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
 //!   `data:`/`event:` frames) for every stream read from an upstream.
 #![cfg_attr(
@@ -21,6 +23,7 @@
 
 pub mod context;
 pub mod error;
+pub mod h1pool;
 pub mod http;
 pub mod sse;
 pub mod trace;

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 type Client1 = Client<HttpsConnector<HttpConnector>, Body>;
 type ClientH2c = Client<HttpConnector, Body>;
@@ -33,7 +33,13 @@ impl HttpClients {
             .or_insert_with(|| HttpClient {
                 connect_timeout,
                 per_thread: Arc::default(),
-                h1: Arc::default(),
+                h1: H1Pool::new(switchboard_core::h1pool::PoolOptions {
+                    connect_timeout: Some(connect_timeout),
+                    keepalive: None,
+                    user_timeout: None,
+                    idle_timeout: Duration::from_secs(90),
+                    max_per_upstream: H1_MAX_IDLE,
+                }),
                 h2c: Arc::default(),
             })
             .clone()
@@ -47,24 +53,16 @@ impl HttpClients {
 pub struct HttpClient {
     connect_timeout: Duration,
     per_thread: Arc<thread_local::ThreadLocal<Client1>>,
-    h1: Arc<thread_local::ThreadLocal<H1Idle>>,
+    h1: H1Pool,
     h2c: Arc<thread_local::ThreadLocal<ClientH2c>>,
 }
 
 /// Most pooled connections kept per upstream and thread.
 const H1_MAX_IDLE: usize = 256;
 
-/// This thread's plain-HTTP/1.1 upstream connections, by `host:port` as written in the
-/// config. A connection stays in the list while it serves a response and is taken again once
-/// hyper reports it ready; no task per request returns it (the legacy pool spawns one), and no
-/// lock is shared. Keyed by the string, not by [`Authority`]: its `Hash` feeds the hasher one
-/// lowercased byte at a time, which cost more per request than the rest of the pool.
-#[derive(Default)]
-struct H1Idle(std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<H1Sender>>>);
-
-type H1Sender = hyper::client::conn::http1::SendRequest<Body>;
+type H1Pool = switchboard_core::h1pool::H1Pool<Body>;
 /// A boxed error, as hyper's client and bodies give them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = switchboard_core::h1pool::BoxError;
 
 impl HttpClient {
     /// This thread's client.
@@ -74,74 +72,16 @@ impl HttpClient {
     }
 
     /// Sends `req` (origin-form URI, `Host` set) to the plain-HTTP upstream at `authority`
-    /// over one of this thread's HTTP/1.1 connections, opening one when none is ready. A
-    /// request that a pooled connection closed on before taking it is sent once more on a new
-    /// connection.
+    /// over one of this thread's HTTP/1.1 connections ([`switchboard_core::h1pool`]).
     pub async fn send_h1(
         &self,
         authority: &Authority,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, BoxError> {
-        // One lookup of this thread's pool: a ready connection is handed the request where it
-        // sits in the list (it stays there).
-        let pooled = {
-            let mut map = self.h1.get_or_default().0.borrow_mut();
-            let ready = map.get_mut(authority.as_str()).and_then(|list| {
-                list.retain(|s| !s.is_closed());
-                list.iter_mut().find(|s| s.is_ready())
-            });
-            match ready {
-                Some(sender) => Ok(sender.try_send_request(req)),
-                None => Err(req),
-            }
-        };
-        let req = match pooled {
-            Ok(fut) => match fut.await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    Some(req) => req,
-                    None => return Err(Box::new(e.into_error())),
-                },
-            },
-            Err(req) => req,
-        };
-        let mut sender = self.connect_h1(authority).await?;
-        let fut = sender.send_request(req);
-        self.checkin(authority, sender);
-        fut.await.map_err(|e| Box::new(e) as BoxError)
-    }
-
-    /// Adds a new connection to `authority` to this thread's pool.
-    fn checkin(&self, authority: &Authority, sender: H1Sender) {
-        let mut map = self.h1.get_or_default().0.borrow_mut();
-        let list = map.entry(authority.as_str().into()).or_default();
-        if list.len() < H1_MAX_IDLE {
-            list.push(sender);
-        }
-    }
-
-    async fn connect_h1(&self, authority: &Authority) -> Result<H1Sender, BoxError> {
-        let addr = (
-            authority.host().trim_matches(['[', ']']),
-            authority.port_u16().unwrap_or(80),
-        );
-        let stream =
-            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    BoxError::from(format!(
-                        "connect timed out after {:?}",
-                        self.connect_timeout
-                    ))
-                })??;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with error");
-            }
-        });
-        Ok(sender)
+        self.h1
+            .send(authority, req)
+            .await
+            .map_err(switchboard_core::h1pool::SendError::into_box)
     }
 
     /// Sends `req` (absolute `http://` URI) over HTTP/2 with prior knowledge (h2c), on this

@@ -75,7 +75,8 @@ pub struct LlmDeps {
 pub struct ProviderClients {
     build: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
     per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
-    direct: Arc<thread_local::ThreadLocal<direct::DirectClient>>,
+    /// Each thread's own HTTP/1.1 connections ([`switchboard_core::h1pool`]).
+    direct: direct::DirectClient,
 }
 
 impl ProviderClients {
@@ -84,7 +85,7 @@ impl ProviderClients {
         ProviderClients {
             build: Arc::new(build),
             per_thread: Arc::default(),
-            direct: Arc::default(),
+            direct: direct::DirectClient::new(),
         }
     }
 
@@ -93,9 +94,9 @@ impl ProviderClients {
         self.per_thread.get_or(|| (self.build)())
     }
 
-    /// This thread's hyper client for direct calls.
+    /// The hyper client for direct calls (its connections are this thread's).
     fn direct_here(&self) -> &direct::DirectClient {
-        self.direct.get_or(direct::DirectClient::new)
+        &self.direct
     }
 }
 

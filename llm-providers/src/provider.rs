@@ -63,18 +63,20 @@ pub trait Provider: Send + Sync + Debug {
 /// Where a provider's direct calls go, made once per provider ([`DirectTarget::new`]; the call itself is the backend's `direct`).
 #[derive(Debug, Clone)]
 pub struct DirectTarget {
-    uri: Uri,
+    target: switchboard_core::h1pool::H1Target,
+    /// The request's headers, `Host` last as hyper-util's client adds it.
     headers: HeaderMap,
 }
 
 impl DirectTarget {
     /// The target for `POST url` with `headers` (as the provider's reqwest request carries
-    /// them, in order), or `None` when reqwest is needed: not plain `http://`, or a proxy from
-    /// the environment (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as reqwest reads them)
-    /// applies to it.
-    pub fn new(url: &str, headers: HeaderMap) -> Option<Self> {
+    /// them, in order), or `None` when reqwest is needed: not plain `http://`, credentials in
+    /// the URL (reqwest turns them into basic auth), or a proxy from the environment
+    /// (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as reqwest reads them) applies to it.
+    pub fn new(url: &str, mut headers: HeaderMap) -> Option<Self> {
         let uri: Uri = url.parse().ok()?;
-        if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.host().is_none() {
+        let target = switchboard_core::h1pool::H1Target::new(&uri)?;
+        if target.authority.as_str().contains('@') {
             return None;
         }
         if hyper_util::client::proxy::matcher::Matcher::from_system()
@@ -83,11 +85,15 @@ impl DirectTarget {
         {
             return None;
         }
-        Some(DirectTarget { uri, headers })
+        headers
+            .entry(http::header::HOST)
+            .or_insert_with(|| target.host.clone());
+        Some(DirectTarget { target, headers })
     }
 
-    pub(crate) fn uri(&self) -> &Uri {
-        &self.uri
+    /// Where the request goes: the pool's key and the origin-form URI.
+    pub(crate) fn target(&self) -> &switchboard_core::h1pool::H1Target {
+        &self.target
     }
 
     pub(crate) fn headers(&self) -> &HeaderMap {

@@ -28,9 +28,9 @@ use crate::jsonrpc;
 #[derive(Clone)]
 pub(crate) struct Clients {
     per_thread: Arc<thread_local::ThreadLocal<reqwest::Client>>,
-    /// The same threads' hyper clients, for the POSTs that need nothing of reqwest's layers
-    /// ([`direct`]).
-    direct: Arc<thread_local::ThreadLocal<direct::DirectClient>>,
+    /// The same threads' HTTP/1.1 connections, for the POSTs that need nothing of reqwest's
+    /// layers ([`direct`]).
+    direct: direct::DirectClient,
 }
 
 impl Clients {
@@ -40,7 +40,7 @@ impl Clients {
         Self::build()?;
         Ok(Clients {
             per_thread: Arc::default(),
-            direct: Arc::default(),
+            direct: direct::DirectClient::new(),
         })
     }
 
@@ -61,9 +61,9 @@ impl Clients {
             .get_or(|| Self::build().expect("checked when the clients were made"))
     }
 
-    /// This thread's hyper client.
+    /// The hyper client (its connections are this thread's).
     pub(crate) fn direct_here(&self) -> &direct::DirectClient {
-        self.direct.get_or(direct::DirectClient::new)
+        &self.direct
     }
 }
 

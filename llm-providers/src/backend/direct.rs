@@ -5,9 +5,11 @@
 //! redirect policy, the response's URL), clones its client stack and the request (retry layer)
 //! on every call: about a tenth of the gateway's CPU on this path (issue 19, BENCHMARKS.md).
 //!
-//! What stays as it was: the connector is configured as reqwest's (`tcp_nodelay`, TCP
-//! keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s, the same resolver), the pool too (idle 90 s, no
-//! limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers
+//! The connections are the serving thread's own, in the pool the `http` route uses too
+//! ([`switchboard_core::h1pool`]): no lock, no task per request, no SipHash of the key as
+//! hyper-util's pool had. What stays as it was: connections are opened as reqwest opens them
+//! (`tcp_nodelay`, TCP keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s, the system resolver) and
+//! kept as its pool keeps them (idle 90 s, no limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers
 //! in the same order, the same bounded read of the reply and the same error strings. A
 //! provider that answers with a redirect is asked again through reqwest, which follows it (the
 //! redirect answer itself had no effect there). A stream's body is hyper's, data frames as
@@ -18,19 +20,19 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use switchboard_core::h1pool::{H1Pool, PoolOptions};
 
 use crate::provider::DirectTarget;
 
-/// One thread's hyper client (see [`super::ProviderClients`]).
+/// The hyper client for direct calls: each thread's own connections (see
+/// [`super::ProviderClients`]).
 #[derive(Debug, Clone)]
-pub(crate) struct DirectClient(Client<HttpConnector, Full<Bytes>>);
+pub(crate) struct DirectClient(H1Pool<Full<Bytes>>);
 
 impl DirectClient {
     /// Configured as `reqwest::Client::builder().tcp_nodelay(true).build()` is for `http://`.
     pub(crate) fn new() -> Self {
-        DirectClient(switchboard_core::http::plain_http_client(None))
+        DirectClient(H1Pool::new(PoolOptions::like_reqwest(None)))
     }
 }
 
@@ -69,9 +71,9 @@ async fn post(
 ) -> Result<Option<http::Response<Incoming>>, &'static str> {
     let mut req = http::Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = target.uri().clone();
+    *req.uri_mut() = target.target().origin.clone();
     *req.headers_mut() = target.headers().clone();
-    let resp = match client.0.request(req).await {
+    let resp = match client.0.send(&target.target().authority, req).await {
         Ok(r) => r,
         Err(e) => {
             return Err(if timed_out(&e) {

@@ -4,11 +4,14 @@
 //! layer, the response's URL) and runs its client stack's layers around hyper-util's client:
 //! about a tenth of the gateway's CPU on a `tools/call` (issue 19, BENCHMARKS.md round five).
 //!
-//! What stays as it was: the connector is configured as reqwest's (`tcp_nodelay`, connect
-//! timeout 10 s, TCP keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s), the pool too (idle 90 s, no
-//! limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers in
-//! the same order (the caller builds them as reqwest's builder would, [`replace_headers`]), the
-//! same error strings. A target that answers with a redirect is asked again through reqwest,
+//! The connections are the serving thread's own, in the pool the `http` route uses too
+//! ([`switchboard_core::h1pool`]): no lock, no task per request, no SipHash of the key as
+//! hyper-util's pool had. What stays as it was: connections are opened as reqwest opens them
+//! (`tcp_nodelay`, connect timeout 10 s, TCP keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s) and
+//! kept as its pool keeps them (idle 90 s, no limit per host), HTTP/1.1 as reqwest speaks to an
+//! `http://` URL, the same request headers in the same order (the caller builds them as
+//! reqwest's builder would, [`replace_headers`]; `Host` last, as hyper-util's client adds it),
+//! the same error strings. A target that answers with a redirect is asked again through reqwest,
 //! which follows it. GET streams, DELETE, TLS and proxies go through reqwest as before.
 
 use std::pin::Pin;
@@ -19,26 +22,25 @@ use futures::{Stream, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions};
 
-/// One thread's hyper client (see [`super::Clients`]).
+/// The targets' hyper client: each thread's own connections (see [`super::Clients`]).
 #[derive(Clone)]
-pub(crate) struct DirectClient(Client<HttpConnector, Full<Bytes>>);
+pub(crate) struct DirectClient(H1Pool<Full<Bytes>>);
 
 impl DirectClient {
     /// Configured as the targets' reqwest client (`connect_timeout(10s)`, `tcp_nodelay`) is
     /// for `http://`.
     pub(crate) fn new() -> Self {
-        DirectClient(switchboard_core::http::plain_http_client(Some(
+        DirectClient(H1Pool::new(PoolOptions::like_reqwest(Some(
             Duration::from_secs(10),
-        )))
+        ))))
     }
 }
 
 /// Where a target's POSTs go without reqwest, made once per upstream session.
 pub(crate) struct DirectTarget {
-    uri: Uri,
+    target: H1Target,
     /// The URL as reqwest's errors print it.
     url: Box<str>,
 }
@@ -57,7 +59,7 @@ impl DirectTarget {
             return None;
         }
         let uri: Uri = url.as_str().parse().ok()?;
-        uri.host()?;
+        let target = H1Target::new(&uri)?;
         if hyper_util::client::proxy::matcher::Matcher::from_system()
             .intercept(&uri)
             .is_some()
@@ -65,7 +67,7 @@ impl DirectTarget {
             return None;
         }
         Some(DirectTarget {
-            uri,
+            target,
             url: url.as_str().into(),
         })
     }
@@ -80,11 +82,11 @@ impl DirectTarget {
     ) -> Result<Option<Reply>, String> {
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = headers;
+        self.target.prepare(&mut req);
         let resp = client
             .0
-            .request(req)
+            .send(&self.target.authority, req)
             .await
             // reqwest's error for any failure to get a response (its `Kind::Request`).
             .map_err(|_| format!("error sending request for url ({})", self.url))?;

@@ -1,0 +1,224 @@
+//! The per-thread HTTP/1.1 pool against a real hyper server on a loopback socket: what it
+//! sends, when it reuses a connection, when it opens or closes one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions, SendError};
+use tokio::sync::mpsc;
+
+/// What the server saw: connections accepted, connections ended, and each request's target,
+/// `Host` and connection number.
+struct Server {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+    seen: mpsc::UnboundedReceiver<(String, String, usize)>,
+    /// A request whose body is `held` is answered once this is notified.
+    release: Arc<tokio::sync::Notify>,
+}
+
+async fn server() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (tx, seen) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (a, e, r) = (accepted.clone(), ended.clone(), release.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let n = a.fetch_add(1, Ordering::SeqCst) + 1;
+            let tx = tx.clone();
+            let e = e.clone();
+            let r = r.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let host = req
+                        .headers()
+                        .get(http::header::HOST)
+                        .map(|h| h.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    let _ = tx.send((req.uri().to_string(), host, n));
+                    let r = r.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        if body == "held" {
+                            r.notified().await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+                e.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Server {
+        addr,
+        accepted,
+        ended,
+        seen,
+        release,
+    }
+}
+
+fn options(idle_timeout: Duration, max_per_upstream: usize) -> PoolOptions {
+    PoolOptions {
+        idle_timeout,
+        max_per_upstream,
+        ..PoolOptions::like_reqwest(Some(Duration::from_secs(10)))
+    }
+}
+
+async fn post(pool: &H1Pool<Full<Bytes>>, target: &H1Target, body: &'static str) -> Bytes {
+    let mut req = Request::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *req.method_mut() = http::Method::POST;
+    target.prepare(&mut req);
+    let resp = pool.send(&target.authority, req).await.unwrap();
+    resp.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// Waits (bounded) until `counter` reaches `n`: the server's side of a close comes a moment
+/// after the client's.
+async fn reaches(counter: &AtomicUsize, n: usize) -> bool {
+    for _ in 0..500 {
+        if counter.load(Ordering::SeqCst) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_thread_reuses_its_connection_and_sends_origin_form_with_host() {
+    let mut s = server().await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{}/mcp?x=1", s.addr).parse().unwrap()).unwrap();
+    for body in ["one", "two", "three"] {
+        assert_eq!(post(&pool, &target, body).await, body);
+    }
+    assert_eq!(
+        s.accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for three calls"
+    );
+    for _ in 0..3 {
+        let (uri, host, conn) = s.seen.recv().await.unwrap();
+        assert_eq!(uri, "/mcp?x=1");
+        assert_eq!(host, s.addr.to_string());
+        assert_eq!(conn, 1);
+    }
+    assert_eq!(s.ended.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_connection_is_not_shared_and_the_bound_is_kept() {
+    let mut s = server().await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), 1));
+    let target = H1Target::new(&format!("http://{}/", s.addr).parse().unwrap()).unwrap();
+    // The first call's answer is held back: its connection stays busy.
+    let held = {
+        let (pool, target) = (pool.clone(), target.clone());
+        tokio::spawn(async move { post(&pool, &target, "held").await })
+    };
+    // Once the server has it, its connection is in the pool (busy).
+    let (_, _, conn) = s.seen.recv().await.unwrap();
+    assert_eq!(conn, 1);
+    assert_eq!(post(&pool, &target, "second").await, "second");
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    // The second connection was over the bound of one: closed after its response.
+    assert!(
+        reaches(&s.ended, 1).await,
+        "the connection over the bound is closed"
+    );
+    s.release.notify_one();
+    assert_eq!(held.await.unwrap(), "held");
+    // The first is ready again and serves the next call.
+    assert_eq!(post(&pool, &target, "third").await, "third");
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_idle_connection_past_the_idle_timeout_is_closed_not_reused() {
+    let s = server().await;
+    // Every idle connection is past a zero timeout when next looked at.
+    let pool = H1Pool::new(options(Duration::ZERO, usize::MAX));
+    let target = H1Target::new(&format!("http://{}/", s.addr).parse().unwrap()).unwrap();
+    assert_eq!(post(&pool, &target, "one").await, "one");
+    assert_eq!(post(&pool, &target, "two").await, "two");
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert!(
+        reaches(&s.ended, 1).await,
+        "the idle connection is closed when dropped from the pool"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_thread_has_its_own_connections() {
+    let s = server().await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{}/", s.addr).parse().unwrap()).unwrap();
+    assert_eq!(post(&pool, &target, "here").await, "here");
+    let (p, t) = (pool.clone(), target.clone());
+    // Another thread with a runtime of its own opens its own connection, and reuses it (this
+    // runtime serves the upstream meanwhile).
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(post(&p, &t, "there").await, "there");
+            assert_eq!(post(&p, &t, "there again").await, "there again");
+        });
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(post(&pool, &target, "here again").await, "here again");
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_closed_upstream_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let pool: H1Pool<Full<Bytes>> = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    let mut req = Request::new(Full::new(Bytes::new()));
+    target.prepare(&mut req);
+    let err = pool.send(&target.authority, req).await.unwrap_err();
+    assert!(err.is_connect(), "{err}");
+    assert!(matches!(err, SendError::Connect(_)));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_host_name_is_resolved_and_sent_as_host() {
+    // The server listens on 127.0.0.1 only: where `localhost` also resolves to `::1` (first),
+    // the refused address is passed over for the next.
+    let mut s = server().await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(
+        &format!("http://localhost:{}/x", s.addr.port())
+            .parse()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(post(&pool, &target, "named").await, "named");
+    let (uri, host, _) = s.seen.recv().await.unwrap();
+    assert_eq!(uri, "/x");
+    assert_eq!(host, format!("localhost:{}", s.addr.port()));
+}
