@@ -438,7 +438,8 @@ impl McpBackend {
     ) -> switchboard_core::Result<Response<Body>> {
         match &ctx.trace {
             None => self.serve(req, ctx).await,
-            Some(t) => crate::trace::scoped(Some(t.clone()), self.serve(req, ctx)).await,
+            // Boxed: the untraced request's future stays the size of `serve`'s.
+            Some(t) => Box::pin(crate::trace::scoped(Some(t.clone()), self.serve(req, ctx))).await,
         }
     }
 

@@ -11,6 +11,8 @@
 
 use std::future::Future;
 
+use futures::future::Either;
+
 use serde_json::{Map, Value};
 use switchboard_core::Trace;
 
@@ -23,13 +25,18 @@ pub(crate) fn current() -> Option<Trace> {
     CURRENT.try_with(Trace::clone).ok()
 }
 
-/// Runs `f` with `t` as the current span (as is, when `None`).
-pub(crate) async fn scoped<F: Future>(t: Option<Trace>, f: F) -> F::Output {
+/// `f` with `t` as the current span (as is, when `None`). Not an `async fn`: one would hold
+/// `f` twice (its argument, then the future it awaits), doubling the size of every request
+/// future above it, which is copied whole when it is boxed or moved.
+pub(crate) fn scoped<F: Future>(t: Option<Trace>, f: F) -> Scoped<F> {
     match t {
-        Some(t) => CURRENT.scope(t, f).await,
-        None => f.await,
+        Some(t) => Either::Left(CURRENT.scope(t, f)),
+        None => Either::Right(f),
     }
 }
+
+/// The future of [`scoped`].
+pub(crate) type Scoped<F> = Either<tokio::task::futures::TaskLocalFuture<Trace, F>, F>;
 
 /// `f` under the current span, for a task spawned on the request's behalf.
 pub(crate) fn carry<F: Future>(f: F) -> impl Future<Output = F::Output> {

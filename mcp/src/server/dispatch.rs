@@ -106,10 +106,11 @@ impl McpBackend {
             return self.dispatch_untraced(session, req, stream, access).await;
         };
         let span = request_span(&parent, session, &req, self.0.targets.len());
-        let reply = crate::trace::scoped(
+        // Boxed: the untraced request's future stays the size of `dispatch_untraced`'s.
+        let reply = Box::pin(crate::trace::scoped(
             Some(span.clone()),
             self.dispatch_untraced(session, req, stream, access),
-        )
+        ))
         .await;
         if let Some(code) = reply.pointer("/error/code").and_then(Value::as_i64) {
             span.set(opentelemetry::KeyValue::new(
