@@ -284,7 +284,10 @@ async fn connect_any(
     limit: Option<Duration>,
 ) -> std::io::Result<tokio::net::TcpStream> {
     let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
-    let share = limit.map(|l| l / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX));
+    // One address has the caller's whole timeout, which is around this call.
+    let share = limit
+        .filter(|_| addrs.len() > 1)
+        .map(|l| l / u32::try_from(addrs.len()).unwrap_or(u32::MAX));
     let mut last = None;
     for a in addrs {
         let attempt = tokio::net::TcpStream::connect(a);
