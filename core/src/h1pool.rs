@@ -159,6 +159,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    /// How its connections are opened and kept.
+    pub fn options(&self) -> &PoolOptions {
+        &self.opts
+    }
+
     /// An empty pool.
     pub fn new(opts: PoolOptions) -> Self {
         H1Pool {
@@ -361,6 +366,20 @@ impl H1Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mcp_and_llm_pools_keep_connections_as_reqwest_does() {
+        let o = PoolOptions::like_reqwest(Some(Duration::from_secs(10)));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(
+            o.keepalive,
+            Some((Duration::from_secs(15), Duration::from_secs(15), 3))
+        );
+        assert_eq!(o.user_timeout, Some(Duration::from_secs(30)));
+        // The README's "a pooled connection that sent no request for 90 s is closed".
+        assert_eq!(o.idle_timeout, Duration::from_secs(90));
+        assert_eq!(o.max_per_upstream, usize::MAX);
+    }
 
     #[test]
     fn targets_are_split_as_hyper_utils_client_splits_them() {

@@ -158,3 +158,19 @@ impl std::fmt::Display for DisplayChain<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_routes_plain_pool_closes_idle_connections_after_90_s() {
+        let client = HttpClients::default().get(Duration::from_secs(3));
+        let o = client.h1.options();
+        // The README's "a pooled connection that sent no request for 90 s is closed"; the
+        // closing itself is core's `h1pool` test of the idle timeout.
+        assert_eq!(o.idle_timeout, Duration::from_secs(90));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(o.max_per_upstream, H1_MAX_IDLE);
+    }
+}
