@@ -149,22 +149,42 @@ impl TestCluster {
                 dir: dir.clone(),
                 scripts: scripts.clone(),
             };
-            let out = tokio::task::spawn_blocking({
-                let (scripts, dir) = (scripts.clone(), dir.clone());
-                move || {
-                    std::process::Command::new(scripts.join("up"))
-                        .arg(&dir)
-                        .output()
-                        .unwrap()
+            // `up` picks free ports and binds them a moment later; on a busy machine another
+            // test can take one in between ("address already in use"). Such a start is stopped
+            // and tried again on new ports; any other failure fails the test at once.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let out = tokio::task::spawn_blocking({
+                    let (scripts, dir) = (scripts.clone(), dir.clone());
+                    move || {
+                        std::process::Command::new(scripts.join("up"))
+                            .arg(&dir)
+                            .output()
+                            .unwrap()
+                    }
+                })
+                .await
+                .unwrap();
+                if out.status.success() {
+                    break;
                 }
-            })
-            .await
-            .unwrap();
-            assert!(
-                out.status.success(),
-                "apiserver up failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if attempt < 4 && stderr.contains("address already in use") {
+                    println!("cluster: a port `up` picked was taken meanwhile; starting again");
+                    let (scripts, dir) = (scripts.clone(), dir.clone());
+                    tokio::task::spawn_blocking(move || {
+                        std::process::Command::new(scripts.join("down"))
+                            .arg(&dir)
+                            .output()
+                    })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                    continue;
+                }
+                panic!("apiserver up failed (attempt {attempt}): {stderr}");
+            }
             remember_binaries(&dir);
             let kubeconfig = dir.join("kubeconfig");
             let client = client_for(&kubeconfig).await;
