@@ -509,16 +509,26 @@ impl LlmBackend {
     }
 }
 
+const PROVIDER_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchboard-provider");
+const MODEL_HEADER: http::HeaderName = http::HeaderName::from_static("x-switchboard-model");
+
+/// The member's identity headers, their values built once with the member.
 fn identity_headers(h: &mut HeaderMap, member: &Member) {
-    identity_headers_of(h, &member.name, &member.model);
+    let [provider, model] = &member.identity;
+    if let Some(v) = provider {
+        h.insert(PROVIDER_HEADER, v.clone());
+    }
+    if let Some(v) = model {
+        h.insert(MODEL_HEADER, v.clone());
+    }
 }
 
 fn identity_headers_of(h: &mut HeaderMap, provider: &str, model: &str) {
     if let Ok(v) = HeaderValue::from_str(provider) {
-        h.insert("x-switchboard-provider", v);
+        h.insert(PROVIDER_HEADER, v);
     }
     if let Ok(v) = HeaderValue::from_str(model) {
-        h.insert("x-switchboard-model", v);
+        h.insert(MODEL_HEADER, v);
     }
 }
 

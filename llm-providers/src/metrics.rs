@@ -1,6 +1,13 @@
 //! Metrics named after the OpenTelemetry GenAI semantic conventions (`gen_ai.client.token.usage`
 //! → `gen_ai_client_token_usage`, ...), labelled per provider and model.
+//!
+//! A request that succeeded records through handles resolved once per serving thread for its
+//! (operation, provider, request model, response model): no label strings are built or hashed
+//! per request. Failed requests, whose `error_type` varies, go through the families.
 
+use std::borrow::Cow;
+use std::cell::{OnceCell, RefCell};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -9,6 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use thread_local::ThreadLocal;
 
 use crate::format::Usage;
 
@@ -18,11 +26,11 @@ pub struct TokenLabels {
     /// `chat` or `embeddings`.
     pub gen_ai_operation_name: &'static str,
     /// Provider name (config `name`, default the provider kind).
-    pub gen_ai_provider_name: String,
+    pub gen_ai_provider_name: Arc<str>,
     /// Model the client asked for (the route's model name).
-    pub gen_ai_request_model: String,
+    pub gen_ai_request_model: Arc<str>,
     /// The provider's model.
-    pub gen_ai_response_model: String,
+    pub gen_ai_response_model: Arc<str>,
     /// `input` or `output`.
     pub gen_ai_token_type: &'static str,
 }
@@ -33,22 +41,22 @@ pub struct RequestLabels {
     /// `chat`, `embeddings`, `responses`.
     pub gen_ai_operation_name: &'static str,
     /// Provider name.
-    pub gen_ai_provider_name: String,
+    pub gen_ai_provider_name: Arc<str>,
     /// Model the client asked for.
-    pub gen_ai_request_model: String,
+    pub gen_ai_request_model: Arc<str>,
     /// The provider's model.
-    pub gen_ai_response_model: String,
+    pub gen_ai_response_model: Arc<str>,
     /// Empty on success, else the error class (`429`, `500`, `timeout`, `stream_error`).
-    pub error_type: String,
+    pub error_type: Cow<'static, str>,
 }
 
 /// Labels of the cost counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CostLabels {
     /// Provider name.
-    pub gen_ai_provider_name: String,
+    pub gen_ai_provider_name: Arc<str>,
     /// The provider's model.
-    pub gen_ai_response_model: String,
+    pub gen_ai_response_model: Arc<str>,
 }
 
 /// Labels of the response cache's lookups.
@@ -60,12 +68,63 @@ pub struct CacheLabels {
 
 /// The LLM backend's metric families (cheap to clone; build once per process).
 #[derive(Clone, Debug)]
-pub struct Metrics {
+pub struct Metrics(Arc<Families>);
+
+#[derive(Debug)]
+struct Families {
     token_usage: Family<TokenLabels, Histogram>,
     duration: Family<RequestLabels, Histogram>,
     ttft: Family<RequestLabels, Histogram>,
     cost: Family<CostLabels, Counter<f64, AtomicU64>>,
     cache_requests: Family<CacheLabels, Counter>,
+    /// Per serving thread, the handles of the successful label sets seen, at most
+    /// [`SERVED_MAX`] of them.
+    served: ThreadLocal<RefCell<Vec<Served>>>,
+}
+
+/// How many successful label sets a thread keeps handles for; beyond that, requests record
+/// through the families (the same series, at the cost of a lookup).
+const SERVED_MAX: usize = 64;
+
+/// One successful (operation, provider, request model, response model) set and its handles,
+/// each resolved when first used, so a series appears only once something is recorded in it.
+#[derive(Debug)]
+struct Served {
+    labels: RequestLabels,
+    duration: OnceCell<Histogram>,
+    ttft: OnceCell<Histogram>,
+    input: OnceCell<Histogram>,
+    output: OnceCell<Histogram>,
+    cost: OnceCell<Counter<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Duration,
+    Ttft,
+    Input,
+    Output,
+}
+
+/// The empty label value, one shared allocation (provider and response model until a member
+/// answers).
+pub(crate) fn unset() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
+}
+
+fn same(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+impl Served {
+    fn is(&self, l: &RequestLabels) -> bool {
+        let m = &self.labels;
+        m.gen_ai_operation_name == l.gen_ai_operation_name
+            && same(&m.gen_ai_provider_name, &l.gen_ai_provider_name)
+            && same(&m.gen_ai_request_model, &l.gen_ai_request_model)
+            && same(&m.gen_ai_response_model, &l.gen_ai_response_model)
+    }
 }
 
 impl Metrics {
@@ -118,30 +177,31 @@ impl Metrics {
         });
         let cost = Family::<CostLabels, Counter<f64, AtomicU64>>::default();
         let cache_requests = Family::<CacheLabels, Counter>::default();
-        Metrics {
+        Metrics(Arc::new(Families {
             token_usage,
             duration,
             ttft,
             cost,
             cache_requests,
-        }
+            served: ThreadLocal::new(),
+        }))
     }
 
     fn register_gen_ai(&self, registry: &mut Registry) {
         registry.register(
             "gen_ai_client_token_usage",
             "Tokens used per request, by token type (OTel gen_ai.client.token.usage)",
-            self.token_usage.clone(),
+            self.0.token_usage.clone(),
         );
         registry.register(
             "gen_ai_server_request_duration",
             "Seconds from request to the end of the response (OTel gen_ai.server.request.duration)",
-            self.duration.clone(),
+            self.0.duration.clone(),
         );
         registry.register(
             "gen_ai_server_time_to_first_token",
             "Seconds until the first generated token (OTel gen_ai.server.time_to_first_token)",
-            self.ttft.clone(),
+            self.0.ttft.clone(),
         );
     }
 
@@ -149,14 +209,14 @@ impl Metrics {
         registry.register(
             "llm_cost_usd",
             "Cost in USD from the configured price table",
-            self.cost.clone(),
+            self.0.cost.clone(),
         );
         // `switchboard_llm_cache_requests_total` in the gateway, whose registry adds the
         // `switchboard_` prefix.
         registry.register(
             "llm_cache_requests",
             "Response cache lookups (llm.cache), by result: hit or miss",
-            self.cache_requests.clone(),
+            self.0.cache_requests.clone(),
         );
     }
 
@@ -165,56 +225,106 @@ impl Metrics {
         Self::new(&mut Registry::default())
     }
 
-    /// Records token usage of one request.
-    pub fn record_usage(
-        &self,
-        op: &'static str,
-        provider: &str,
-        request_model: &str,
-        response_model: &str,
-        u: &Usage,
-    ) {
-        for (kind, n) in [("input", u.input), ("output", u.output)] {
-            self.token_usage
-                .get_or_create(&TokenLabels {
-                    gen_ai_operation_name: op,
-                    gen_ai_provider_name: provider.to_string(),
-                    gen_ai_request_model: request_model.to_string(),
-                    gen_ai_response_model: response_model.to_string(),
-                    gen_ai_token_type: kind,
-                })
-                .observe(n as f64);
+    /// The histogram of `slot` for `l`, from the families.
+    fn resolve(&self, l: &RequestLabels, slot: Slot) -> Histogram {
+        let token = |kind| TokenLabels {
+            gen_ai_operation_name: l.gen_ai_operation_name,
+            gen_ai_provider_name: l.gen_ai_provider_name.clone(),
+            gen_ai_request_model: l.gen_ai_request_model.clone(),
+            gen_ai_response_model: l.gen_ai_response_model.clone(),
+            gen_ai_token_type: kind,
+        };
+        match slot {
+            Slot::Duration => self.0.duration.get_or_create_owned(l),
+            Slot::Ttft => self.0.ttft.get_or_create_owned(l),
+            Slot::Input => self.0.token_usage.get_or_create_owned(&token("input")),
+            Slot::Output => self.0.token_usage.get_or_create_owned(&token("output")),
         }
+    }
+
+    fn cost_counter(&self, l: &RequestLabels) -> Counter<f64, AtomicU64> {
+        self.0.cost.get_or_create_owned(&CostLabels {
+            gen_ai_provider_name: l.gen_ai_provider_name.clone(),
+            gen_ai_response_model: l.gen_ai_response_model.clone(),
+        })
+    }
+
+    /// Runs `f` on this thread's handles for `l` when `l` is a success (empty `error_type`)
+    /// and has, or may take, a place among them; `None` otherwise.
+    fn with_served<R>(&self, l: &RequestLabels, f: impl FnOnce(&Served) -> R) -> Option<R> {
+        if !l.error_type.is_empty() {
+            return None;
+        }
+        let cell = self.0.served.get_or(|| RefCell::new(Vec::new()));
+        let mut served = cell.borrow_mut();
+        let i = match served.iter().position(|s| s.is(l)) {
+            Some(i) => i,
+            None if served.len() < SERVED_MAX => {
+                served.push(Served {
+                    labels: l.clone(),
+                    duration: OnceCell::new(),
+                    ttft: OnceCell::new(),
+                    input: OnceCell::new(),
+                    output: OnceCell::new(),
+                    cost: OnceCell::new(),
+                });
+                served.len() - 1
+            }
+            None => return None,
+        };
+        served.get(i).map(f)
+    }
+
+    fn observe(&self, l: &RequestLabels, slot: Slot, v: f64) {
+        let done = self.with_served(l, |s| {
+            let cell = match slot {
+                Slot::Duration => &s.duration,
+                Slot::Ttft => &s.ttft,
+                Slot::Input => &s.input,
+                Slot::Output => &s.output,
+            };
+            cell.get_or_init(|| self.resolve(l, slot)).observe(v);
+        });
+        if done.is_none() {
+            self.resolve(l, slot).observe(v);
+        }
+    }
+
+    /// Records token usage of one request (the operation and models from `l`).
+    pub fn record_usage(&self, l: &RequestLabels, u: &Usage) {
+        self.observe(l, Slot::Input, u.input as f64);
+        self.observe(l, Slot::Output, u.output as f64);
     }
 
     /// Records a request's duration.
     pub fn record_duration(&self, labels: &RequestLabels, d: Duration) {
-        self.duration.get_or_create(labels).observe(d.as_secs_f64());
+        self.observe(labels, Slot::Duration, d.as_secs_f64());
     }
 
     /// Records time to first token.
     pub fn record_ttft(&self, labels: &RequestLabels, d: Duration) {
-        self.ttft.get_or_create(labels).observe(d.as_secs_f64());
+        self.observe(labels, Slot::Ttft, d.as_secs_f64());
     }
 
     /// Counts a response cache lookup.
     pub fn record_cache(&self, hit: bool) {
-        self.cache_requests
+        self.0
+            .cache_requests
             .get_or_create(&CacheLabels {
                 result: if hit { "hit" } else { "miss" },
             })
             .inc();
     }
 
-    /// Adds cost.
-    pub fn record_cost(&self, provider: &str, model: &str, usd: f64) {
+    /// Adds cost, by the provider and response model of `l`.
+    pub fn record_cost(&self, l: &RequestLabels, usd: f64) {
         if usd > 0.0 {
-            self.cost
-                .get_or_create(&CostLabels {
-                    gen_ai_provider_name: provider.to_string(),
-                    gen_ai_response_model: model.to_string(),
-                })
-                .inc_by(usd);
+            let done = self.with_served(l, |s| {
+                s.cost.get_or_init(|| self.cost_counter(l)).inc_by(usd);
+            });
+            if done.is_none() {
+                self.cost_counter(l).inc_by(usd);
+            }
         }
     }
 }
@@ -233,15 +343,36 @@ pub fn cost(price: &crate::config::ModelPrice, u: &Usage) -> f64 {
 mod tests {
     use super::*;
 
+    fn labels(provider: &str, request: &str, response: &str, error: &'static str) -> RequestLabels {
+        RequestLabels {
+            gen_ai_operation_name: "chat",
+            gen_ai_provider_name: provider.into(),
+            gen_ai_request_model: request.into(),
+            gen_ai_response_model: response.into(),
+            error_type: Cow::Borrowed(error),
+        }
+    }
+
+    fn text(reg: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, reg).unwrap();
+        s
+    }
+
+    /// The value of the one sample whose line starts with `prefix` (name and labels).
+    fn sample(text: &str, prefix: &str) -> f64 {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+        assert_eq!(lines.len(), 1, "{prefix} in\n{text}");
+        lines[0].rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
     #[test]
     fn names_follow_otel_and_cost_is_priced() {
         let mut reg = Registry::default();
         let m = Metrics::new(&mut reg);
+        let l = labels("openai", "smart", "gpt-4o", "");
         m.record_usage(
-            "chat",
-            "openai",
-            "smart",
-            "gpt-4o",
+            &l,
             &Usage {
                 input: 100,
                 output: 10,
@@ -265,12 +396,99 @@ mod tests {
             },
         );
         assert!((c - (1.0 + 0.5 + 8.0)).abs() < 1e-9);
-        m.record_cost("openai", "gpt-4o", c);
-        let mut s = String::new();
-        prometheus_client::encoding::text::encode(&mut s, &reg).unwrap();
+        m.record_cost(&l, c);
+        let s = text(&reg);
         assert!(s.contains("gen_ai_client_token_usage_bucket"), "{s}");
         assert!(s.contains("gen_ai_token_type=\"input\""));
         assert!(s.contains("gen_ai_provider_name=\"openai\""));
         assert!(s.contains("\nllm_cost_usd_total"));
+    }
+
+    /// Successes record through this thread's resolved handles, failures through the
+    /// families, other threads through their own handles, and label sets beyond the
+    /// per-thread bound through the families: all into the same series, none lost, and a
+    /// series appears only once something was recorded in it.
+    #[test]
+    fn resolved_handles_record_into_the_families_series() {
+        let mut reg = Registry::default();
+        let m = Metrics::new(&mut reg);
+        let ok = labels("openai", "smart", "gpt-4o", "");
+        // Equal labels built from other allocations find the same handles.
+        let ok_again = labels("openai", "smart", "gpt-4o", "");
+        let failed = labels("openai", "smart", "gpt-4o", "500");
+        let u = Usage {
+            input: 7,
+            output: 3,
+            cache_read: 0,
+            cache_write: 0,
+        };
+        m.record_duration(&ok, Duration::from_millis(5));
+        m.record_duration(&ok_again, Duration::from_millis(5));
+        m.record_usage(&ok, &u);
+        m.record_cost(&ok, 0.25);
+        m.record_cost(&ok_again, 0.5);
+        m.record_duration(&failed, Duration::from_millis(5));
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                m.record_duration(&ok, Duration::from_millis(5));
+                m.record_usage(&ok_again, &u);
+            });
+        });
+        // Fill this thread's places, then one more label set goes through the family.
+        for i in 0..SERVED_MAX {
+            m.record_duration(&labels("p", &format!("m{i}"), "x", ""), Duration::ZERO);
+        }
+        let beyond = labels("p", "beyond", "x", "");
+        m.record_duration(&beyond, Duration::ZERO);
+        m.record_duration(&beyond, Duration::ZERO);
+        let s = text(&reg);
+        let ok_set = "gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"smart\",gen_ai_response_model=\"gpt-4o\"";
+        assert_eq!(
+            sample(
+                &s,
+                &format!("gen_ai_server_request_duration_count{{{ok_set},error_type=\"\"}}")
+            ),
+            3.0
+        );
+        assert_eq!(
+            sample(
+                &s,
+                &format!("gen_ai_server_request_duration_count{{{ok_set},error_type=\"500\"}}")
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(
+                &s,
+                &format!("gen_ai_client_token_usage_sum{{{ok_set},gen_ai_token_type=\"input\"}}")
+            ),
+            14.0
+        );
+        assert_eq!(
+            sample(
+                &s,
+                &format!("gen_ai_client_token_usage_sum{{{ok_set},gen_ai_token_type=\"output\"}}")
+            ),
+            6.0
+        );
+        assert_eq!(
+            sample(
+                &s,
+                "llm_cost_usd_total{gen_ai_provider_name=\"openai\",gen_ai_response_model=\"gpt-4o\"}"
+            ),
+            0.75
+        );
+        assert_eq!(
+            sample(
+                &s,
+                "gen_ai_server_request_duration_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"p\",gen_ai_request_model=\"beyond\""
+            ),
+            2.0
+        );
+        // Nothing was recorded as time to first token: no series.
+        assert!(
+            !s.contains("gen_ai_server_time_to_first_token_count{"),
+            "{s}"
+        );
     }
 }

@@ -112,6 +112,9 @@ pub struct Member {
     pub model: Arc<str>,
     /// The transport.
     pub provider: Arc<dyn Provider>,
+    /// `x-switchboard-provider` and `x-switchboard-model` values, built once (`None` for a
+    /// name that is not a valid header value).
+    pub(crate) identity: [Option<HeaderValue>; 2],
 }
 
 /// Builds the provider for a config entry (reads `api_key_env` and AWS variables now).
@@ -124,10 +127,16 @@ pub fn build(cfg: &ProviderConfig) -> Result<Member> {
         ProviderKind::Gemini => Arc::new(gemini::Gemini::new(cfg, headers)),
         ProviderKind::Bedrock => Arc::new(bedrock::Bedrock::new(cfg, headers)),
     };
+    let name: Arc<str> = cfg.display_name().into();
+    let model: Arc<str> = cfg.model.as_str().into();
     Ok(Member {
-        name: cfg.display_name().into(),
+        identity: [
+            HeaderValue::from_str(&name).ok(),
+            HeaderValue::from_str(&model).ok(),
+        ],
+        name,
         kind: cfg.provider,
-        model: cfg.model.as_str().into(),
+        model,
         provider,
     })
 }

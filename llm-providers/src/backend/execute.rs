@@ -23,7 +23,7 @@ use super::{ChatInput, LlmBackend, check_access, identity_headers, json_response
 use crate::Error;
 use crate::config::ProviderKind;
 use crate::format::{ApiFormat, Usage};
-use crate::metrics::RequestLabels;
+use crate::metrics::{RequestLabels, unset as unknown};
 use crate::pool::{AttemptResult, Outcome};
 use crate::provider::{Member, Operation};
 use crate::translate::errors::{body_retry_delay, upstream_message};
@@ -269,10 +269,10 @@ impl LlmBackend {
             metrics: self.shared.deps.metrics.clone(),
             labels: RequestLabels {
                 gen_ai_operation_name: "chat",
-                gen_ai_provider_name: String::new(),
-                gen_ai_request_model: model.name.to_string(),
-                gen_ai_response_model: String::new(),
-                error_type: String::new(),
+                gen_ai_provider_name: unknown(),
+                gen_ai_request_model: model.name.clone(),
+                gen_ai_response_model: unknown(),
+                error_type: Cow::Borrowed(""),
             },
             start,
             reservation,
@@ -300,7 +300,7 @@ impl LlmBackend {
                 message,
                 retry_after,
             } => {
-                done.labels.error_type = status.as_str().to_string();
+                done.labels.error_type = Cow::Owned(status.as_str().to_string());
                 done.finish(Some(Usage::default()));
                 Err(upstream_error(status, message, retry_after, member))
             }
@@ -451,10 +451,10 @@ impl LlmBackend {
             metrics: self.shared.deps.metrics.clone(),
             labels: RequestLabels {
                 gen_ai_operation_name: op_name,
-                gen_ai_provider_name: String::new(),
-                gen_ai_request_model: model.name.to_string(),
-                gen_ai_response_model: String::new(),
-                error_type: String::new(),
+                gen_ai_provider_name: unknown(),
+                gen_ai_request_model: model.name.clone(),
+                gen_ai_response_model: unknown(),
+                error_type: Cow::Borrowed(""),
             },
             start,
             reservation: tokens,
@@ -478,7 +478,7 @@ impl LlmBackend {
                 message,
                 retry_after,
             } => {
-                done.labels.error_type = status.as_str().to_string();
+                done.labels.error_type = Cow::Owned(status.as_str().to_string());
                 done.finish(Some(Usage::default()));
                 Err(upstream_error(status, message, retry_after, member))
             }

@@ -61,8 +61,8 @@ impl Completion {
 
     /// The member whose answer (or last failure) the request ends with, and its price.
     pub(super) fn served_by(&mut self, member: &Member, price: Option<ModelPrice>) {
-        self.labels.gen_ai_provider_name = member.name.to_string();
-        self.labels.gen_ai_response_model = member.model.to_string();
+        self.labels.gen_ai_provider_name = member.name.clone();
+        self.labels.gen_ai_response_model = member.model.clone();
         self.price = price;
     }
 
@@ -79,34 +79,23 @@ impl Completion {
                 span.set(KeyValue::new("gen_ai.usage.output_tokens", u.output as i64));
             }
             if !self.labels.error_type.is_empty() {
-                span.error(self.labels.error_type.clone());
+                span.error(self.labels.error_type.to_string());
             }
             span.end();
         }
         self.metrics
             .record_duration(&self.labels, self.start.elapsed());
         if let Some(u) = usage.filter(|u| u.total() > 0) {
-            let l = &self.labels;
-            self.metrics.record_usage(
-                l.gen_ai_operation_name,
-                &l.gen_ai_provider_name,
-                &l.gen_ai_request_model,
-                &l.gen_ai_response_model,
-                &u,
-            );
+            self.metrics.record_usage(&self.labels, &u);
             if let Some(p) = &self.price {
-                self.metrics.record_cost(
-                    &l.gen_ai_provider_name,
-                    &l.gen_ai_response_model,
-                    cost(p, &u),
-                );
+                self.metrics.record_cost(&self.labels, cost(p, &u));
             }
         }
         if let Some(spend) = self.spend.take() {
             let l = &self.labels;
             let spent = usage.map(|u| switchboard_core::Spent {
-                provider: l.gen_ai_provider_name.clone(),
-                model: l.gen_ai_response_model.clone(),
+                provider: l.gen_ai_provider_name.to_string(),
+                model: l.gen_ai_response_model.to_string(),
                 input: u.input,
                 output: u.output,
                 cache_read: u.cache_read,
