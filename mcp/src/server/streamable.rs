@@ -501,11 +501,9 @@ pub(super) fn sse_response(
     let events = futures::stream::iter(first)
         .chain(rx.into_stream())
         .map(move |msg| {
-            Ok(Bytes::from(format!(
-                "id: {}\nevent: message\ndata: {}\n\n",
-                session.event_id(),
-                msg
-            )))
+            let mut out = Vec::new();
+            message_event(&mut out, session.event_id(), &msg);
+            Ok(Bytes::from(out))
         });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -516,8 +514,8 @@ pub(super) fn sse_response(
 
 /// The same stream as [`sse_response`], of messages that are all there: one body.
 fn sse_complete(session: &Session, msgs: Vec<Value>, priming: bool) -> Response<Body> {
-    use std::fmt::Write as _;
-    let mut out = String::new();
+    use std::io::Write as _;
+    let mut out = Vec::new();
     if priming {
         let _ = write!(
             out,
@@ -526,14 +524,20 @@ fn sse_complete(session: &Session, msgs: Vec<Value>, priming: bool) -> Response<
         );
     }
     for msg in msgs {
-        let _ = write!(
-            out,
-            "id: {}\nevent: message\ndata: {}\n\n",
-            session.event_id(),
-            msg
-        );
+        message_event(&mut out, session.event_id(), &msg);
     }
     sse_full(Bytes::from(out))
+}
+
+/// Appends one `message` event carrying `msg`. The JSON is written straight into `out`
+/// (`Value`'s `Display` goes through the formatting machinery, at twice the cost); compact
+/// JSON escapes every line break, so it is one `data:` line.
+fn message_event(out: &mut Vec<u8>, id: impl std::fmt::Display, msg: &Value) {
+    use std::io::Write as _;
+    let _ = write!(out, "id: {id}\nevent: message\ndata: ");
+    // Writing a `Value` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, msg);
+    out.extend_from_slice(b"\n\n");
 }
 
 /// An SSE response whose whole body is `body`.
@@ -543,4 +547,25 @@ pub(super) fn sse_full(body: Bytes) -> Response<Body> {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from(body))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// The event is what `format!` with `Value`'s `Display` gave: compact JSON, line breaks in
+    /// strings escaped, one `data:` line.
+    #[test]
+    fn a_message_event_is_one_data_line_of_compact_json() {
+        let msg = json!({"jsonrpc": "2.0", "id": 7, "result": {"text": "a\nb\r\nc — ✓", "n": [1, 2.5, null]}});
+        let mut out = Vec::new();
+        super::message_event(&mut out, "s1_3", &msg);
+        super::message_event(&mut out, 4, &json!("x"));
+        let want = format!(
+            "id: s1_3\nevent: message\ndata: {msg}\n\nid: 4\nevent: message\ndata: \"x\"\n\n"
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(want.matches("data: ").count(), 2);
+        assert_eq!(want.lines().count(), 8);
+    }
 }
