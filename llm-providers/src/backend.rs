@@ -493,7 +493,11 @@ impl LlmBackend {
             };
             serde_json::to_value(list).unwrap_or_default()
         };
-        json_response(StatusCode::OK, Bytes::from(body.to_string()), None)
+        json_response(
+            StatusCode::OK,
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            None,
+        )
     }
 
     fn model(&self, name: &str) -> Result<&Model> {

@@ -62,7 +62,8 @@ impl A2aBackend {
                     params.insert("pageToken".into(), Value::String(inner.clone()));
                 }
             }
-            let body = Bytes::from(msg.to_string());
+            // A `Value` always serializes; straight into a buffer, not through `Display`.
+            let body = Bytes::from(serde_json::to_vec(&msg).unwrap_or_default());
             let mut req =
                 self.upstream_request(up, &parts.headers, rest, parts.uri.query(), body)?;
             if let Some(t) = &cx.context.trace {

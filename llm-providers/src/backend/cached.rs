@@ -58,7 +58,11 @@ pub(super) fn hit_response(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         r
     } else {
-        json_response(StatusCode::OK, Bytes::from(hit.body.to_string()), None)
+        json_response(
+            StatusCode::OK,
+            Bytes::from(serde_json::to_vec(&hit.body).unwrap_or_default()),
+            None,
+        )
     };
     identity_headers_of(resp.headers_mut(), &hit.provider, &hit.model);
     mark(&mut resp, "hit");
