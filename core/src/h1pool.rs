@@ -354,6 +354,21 @@ impl H1Target {
         })
     }
 
+    /// The target of `uri` when a request to it may skip reqwest: an absolute `http://` URI
+    /// without credentials (reqwest sends them as basic auth) to which no proxy from the
+    /// environment applies (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as reqwest reads them).
+    pub fn direct(uri: &Uri) -> Option<Self> {
+        let target = Self::new(uri)?;
+        if target.authority.as_str().contains('@')
+            || hyper_util::client::proxy::matcher::Matcher::from_system()
+                .intercept(uri)
+                .is_some()
+        {
+            return None;
+        }
+        Some(target)
+    }
+
     /// `req`'s URI set to the origin form, and `Host` added when it has none.
     pub fn prepare<B>(&self, req: &mut Request<B>) {
         *req.uri_mut() = self.origin.clone();
@@ -394,6 +409,10 @@ mod tests {
         assert_eq!(t.host, "[::1]:9");
         assert!(H1Target::new(&"https://example.com/".parse().unwrap()).is_none());
         assert!(H1Target::new(&"/relative".parse().unwrap()).is_none());
+        // Credentials in the URL are reqwest's to send (as basic auth).
+        let with_user: Uri = "http://user:pw@127.0.0.1:8080/v1".parse().unwrap();
+        assert!(H1Target::new(&with_user).is_some());
+        assert!(H1Target::direct(&with_user).is_none());
 
         let mut req = Request::new(());
         *req.uri_mut() = "http://127.0.0.1:8080/mcp".parse().unwrap();

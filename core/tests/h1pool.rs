@@ -222,3 +222,35 @@ async fn a_host_name_is_resolved_and_sent_as_host() {
     assert_eq!(uri, "/x");
     assert_eq!(host, format!("localhost:{}", s.addr.port()));
 }
+
+/// A proxy from the environment sends the request to reqwest (`H1Target::direct` is `None`),
+/// except for the hosts `NO_PROXY` names. The environment is the process's, so the test runs
+/// itself again as a child process with the variables set.
+#[test]
+fn direct_targets_give_way_to_a_proxy_from_the_environment() {
+    const CHILD: &str = "SB_H1POOL_PROXY_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let proxied: http::Uri = "http://upstream.example:8080/v1".parse().unwrap();
+        let exempt: http::Uri = "http://exempt.example:8080/v1".parse().unwrap();
+        assert!(H1Target::direct(&proxied).is_none(), "HTTP_PROXY applies");
+        assert!(H1Target::direct(&exempt).is_some(), "NO_PROXY exempts it");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "direct_targets_give_way_to_a_proxy_from_the_environment",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "exempt.example")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::translate::stream::UpstreamFormat;
@@ -70,21 +70,11 @@ pub struct DirectTarget {
 
 impl DirectTarget {
     /// The target for `POST url` with `headers` (as the provider's reqwest request carries
-    /// them, in order), or `None` when reqwest is needed: not plain `http://`, credentials in
-    /// the URL (reqwest turns them into basic auth), or a proxy from the environment
-    /// (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as reqwest reads them) applies to it.
+    /// them, in order), or `None` when reqwest is needed
+    /// ([`H1Target::direct`](switchboard_core::h1pool::H1Target::direct): not plain `http://`,
+    /// credentials in the URL, or a proxy from the environment applies to it).
     pub fn new(url: &str, mut headers: HeaderMap) -> Option<Self> {
-        let uri: Uri = url.parse().ok()?;
-        let target = switchboard_core::h1pool::H1Target::new(&uri)?;
-        if target.authority.as_str().contains('@') {
-            return None;
-        }
-        if hyper_util::client::proxy::matcher::Matcher::from_system()
-            .intercept(&uri)
-            .is_some()
-        {
-            return None;
-        }
+        let target = switchboard_core::h1pool::H1Target::direct(&url.parse().ok()?)?;
         headers
             .entry(http::header::HOST)
             .or_insert_with(|| target.host.clone());

@@ -9,11 +9,11 @@
 //! ([`switchboard_core::h1pool`]): no lock, no task per request, no SipHash of the key as
 //! hyper-util's pool had. What stays as it was: connections are opened as reqwest opens them
 //! (`tcp_nodelay`, TCP keep-alive 15 s × 3, `TCP_USER_TIMEOUT` 30 s, the system resolver) and
-//! kept as its pool keeps them (idle 90 s, no limit per host), HTTP/1.1 as reqwest speaks to an `http://` URL, the same request headers
-//! in the same order, the same bounded read of the reply and the same error strings. A
-//! provider that answers with a redirect is asked again through reqwest, which follows it (the
-//! redirect answer itself had no effect there). A stream's body is hyper's, data frames as
-//! reqwest's `bytes_stream` yields them. Everything else (TLS, proxies, tracing, other
+//! kept as its pool keeps them (idle 90 s, no limit per host), HTTP/1.1 as reqwest speaks to an
+//! `http://` URL, the same request headers in the same order, the same bounded read of the
+//! reply and the same error strings. A provider that answers with a redirect is asked again
+//! through reqwest, which follows it (the redirect answer itself had no effect there). A
+//! stream's body is hyper's, data frames as reqwest's `bytes_stream` yields them. Everything else (TLS, proxies, tracing, other
 //! providers and operations) goes through reqwest as before.
 
 use bytes::Bytes;

@@ -46,10 +46,9 @@ pub(crate) struct DirectTarget {
 }
 
 impl DirectTarget {
-    /// The target for `url` (as reqwest parsed it), or `None` when reqwest is needed: not plain
-    /// `http://`, credentials or a fragment in the URL (reqwest turns the first into basic
-    /// auth), or a proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, read as
-    /// reqwest reads them) applies to it.
+    /// The target for `url` (as reqwest parsed it), or `None` when reqwest is needed: a
+    /// fragment in the URL, or any case of [`H1Target::direct`] (not plain `http://`,
+    /// credentials in the URL, or a proxy from the environment applies to it).
     pub(crate) fn new(url: &reqwest::Url) -> Option<Self> {
         if url.scheme() != "http"
             || !url.username().is_empty()
@@ -59,13 +58,7 @@ impl DirectTarget {
             return None;
         }
         let uri: Uri = url.as_str().parse().ok()?;
-        let target = H1Target::new(&uri)?;
-        if hyper_util::client::proxy::matcher::Matcher::from_system()
-            .intercept(&uri)
-            .is_some()
-        {
-            return None;
-        }
+        let target = H1Target::direct(&uri)?;
         Some(DirectTarget {
             target,
             url: url.as_str().into(),
