@@ -92,7 +92,10 @@ pub(super) fn translate_body(
             if format == ApiFormat::OpenAi {
                 // Passed on as it came: read only its shape and usage (a tree of every field,
                 // with `flatten` buffering, was most of this function's cost).
-                let r: PassedReply<'_> = serde_json::from_slice(bytes).map_err(proto)?;
+                // UTF-8 checked once for the whole body, not again for each string.
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| Error::Protocol(format!("the reply is not UTF-8: {e}")))?;
+                let r: PassedReply<'_> = serde_json::from_str(text).map_err(proto)?;
                 return Ok((bytes.clone(), r.usage.map(|u| u.normalize())));
             }
             serde_json::from_slice(bytes).map_err(proto)?
@@ -220,6 +223,8 @@ mod tests {
             br#"{"id":"c"}"#,
             br#"{"id":"c","choices":[{"message":{"content":"no role"}}]}"#,
             br#"{"id":1,"choices":[]}"#,
+            b"{\"id\":\"c\xff\",\"choices\":[]}",
+            b"{\"id\":\"c\",\"choices\":[]} \xe9",
         ] {
             assert!(
                 serde_json::from_slice::<o::ChatResponse>(bad).is_err(),

@@ -4,10 +4,11 @@
 //!
 //! What the gateway refuses must not change: the body is first read by a borrowed parse whose
 //! types mirror [`o::ChatRequest`] field by field (same names, same required fields, same
-//! `flatten`, so a struct is a JSON object only where the typed one is, the same untagged
-//! `content`, every free-form value checked as [`serde_json::Value`] checks it) but that keeps
-//! nothing. A body it does not accept goes to the typed parse, which reports the error it
-//! always did (or, should the mirror be stricter somewhere, serves it the old way).
+//! `flatten`, so a struct is a JSON object only where the typed one is, a `content` that
+//! takes what the untagged one takes, every free-form value checked as [`serde_json::Value`]
+//! checks it) but that keeps nothing. A body it does not accept goes to the typed parse, which
+//! reports the error it always did (or, should the mirror be stricter somewhere, serves it the
+//! old way).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -58,7 +59,9 @@ impl PassedChat {
     }
 
     fn read(body: &Bytes) -> Option<PassedChat> {
-        let top: Top<'_> = serde_json::from_slice(body).ok()?;
+        // Checked as UTF-8 once here, so the parse does not check each string again.
+        let text = std::str::from_utf8(body).ok()?;
+        let top: Top<'_> = serde_json::from_str(text).ok()?;
         let at = |raw: &RawValue| -> Option<Range<usize>> {
             let start = (raw.get().as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
             let end = start.checked_add(raw.get().len())?;
@@ -214,12 +217,29 @@ struct Message {
     rest: Rest,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-#[allow(dead_code, reason = "read for the shape check only")]
-enum Content {
-    Text(Str),
-    Parts(Vec<Part>),
+/// `content`: a string or an array of [`Part`]s, what the typed parse's untagged
+/// [`o::Content`] takes, read straight from the parser. Derived as an untagged enum it
+/// buffered every message's value (its text copied) to try the variants on the copy.
+struct Content;
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
+                Ok(Content)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                while seq.next_element::<Part>()?.is_some() {}
+                Ok(Content)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -436,6 +456,11 @@ mod tests {
         r#"{"model":"m","messages":[]"#,
         "{\"model\":\"m\",\"messages\":[],\"x\":\"\\ud800\"}",
         "{\"model\":\"m\",\"messages\":[],\"x\":\"\u{1}\"}",
+        r#"{"model":"m","messages":[{"role":"user","content":true}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":["text"]}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text"},5]}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text"},null]}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"\ud800"}]}"#,
     ];
 
     /// Bodies the typed parse accepts, however odd.
@@ -453,6 +478,9 @@ mod tests {
         r#"{"model":"m","messages":[],"x":1,"x":2,"y":{"z":[null,true,-0.0,1e308]}}"#,
         r#"{"mod\u0065l":"m\u00e9","messages":[]}"#,
         r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[]}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"\u00e9\n\"q\""},{"role":"user","content":""}]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a","x":[1,{"y":null}]}]}]}"#,
     ];
 
     fn typed(body: &str) -> serde_json::Result<o::ChatRequest> {
@@ -467,6 +495,18 @@ mod tests {
                 PassedChat::parse(Bytes::from(body.as_bytes().to_vec())).is_err(),
                 "passed: {body}"
             );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_not_passed() {
+        for body in [
+            &b"{\"model\":\"m\",\"messages\":[],\"x\":\"\xff\"}"[..],
+            b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\xc3\"}]}",
+            b"{\"model\":\"m\",\"messages\":[]}\xff",
+        ] {
+            assert!(serde_json::from_slice::<o::ChatRequest>(body).is_err());
+            assert!(PassedChat::parse(Bytes::copy_from_slice(body)).is_err());
         }
     }
 
