@@ -68,6 +68,13 @@ pub fn set_progress_token(msg: &mut Value, token: Value) {
     }
 }
 
+/// The value at `path`, object member by member: `at(msg, &["params", "name"])` is
+/// `msg.pointer("/params/name")` for names that are not array indices, without the two
+/// `String`s `pointer` builds per step to unescape `~0` and `~1`.
+pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, name| v.as_object()?.get(*name))
+}
+
 /// A string parameter, e.g. `params.name`.
 pub fn param_str<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
     msg.get("params")?.get(key)?.as_str()
@@ -136,6 +143,31 @@ pub fn id_key(id: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_finds_what_pointer_finds() {
+        let msg = json!({"params": {"name": "t", "_meta": {"a/b": 1, "progressToken": [7]},
+            "list": [{"x": 1}]}, "error": null});
+        for path in [
+            &["params", "name"][..],
+            &["params", "_meta", "progressToken"],
+            &["params", "_meta", "a/b"],
+            &["params", "missing"],
+            &["params", "name", "deeper"],
+            &["params", "list", "x"],
+            &["error", "code"],
+            &["params"],
+            &[],
+        ] {
+            let pointer = path
+                .iter()
+                .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+                .collect::<String>();
+            assert_eq!(at(&msg, path), msg.pointer(&pointer), "{pointer}");
+        }
+        assert_eq!(at(&msg, &["params", "_meta", "a/b"]), Some(&json!(1)));
+        assert_eq!(at(&json!([1]), &["0"]), None);
+    }
 
     #[test]
     fn classifies() {

@@ -191,7 +191,7 @@ impl Method {
             method,
             error: ProtocolError::InvalidParams(why.into()),
         };
-        let list = |kind: ListKind| match msg.pointer("/params/cursor") {
+        let list = |kind: ListKind| match crate::jsonrpc::at(msg, &["params", "cursor"]) {
             None | Some(Value::Null) => Method::List { kind, cursor: None },
             Some(Value::String(c)) => Method::List {
                 kind,
@@ -207,7 +207,7 @@ impl Method {
             "prompts/list" => list(ListKind::Prompts),
             "resources/list" => list(ListKind::Resources),
             "resources/templates/list" => list(ListKind::Templates),
-            "logging/setLevel" => match msg.pointer("/params/level") {
+            "logging/setLevel" => match crate::jsonrpc::at(msg, &["params", "level"]) {
                 Some(Value::String(_)) => Method::SetLevel,
                 _ => invalid("logging/setLevel", "missing level"),
             },
@@ -235,13 +235,13 @@ impl Method {
                 }
             }
             "subscriptions/listen" => {
-                match ListenFilter::parse(msg.pointer("/params/notifications")) {
+                match ListenFilter::parse(crate::jsonrpc::at(msg, &["params", "notifications"])) {
                     Ok(f) => Method::Listen(f),
                     Err(why) => invalid("subscriptions/listen", why),
                 }
             }
             "completion/complete" => {
-                let r = msg.pointer("/params/ref");
+                let r = crate::jsonrpc::at(msg, &["params", "ref"]);
                 let field = |k: &str| r.and_then(|r| r.get(k)).and_then(Value::as_str);
                 Method::Complete(match (field("type"), field("name"), field("uri")) {
                     (Some("ref/prompt"), Some(n), _) => Reference::Prompt(n.to_string()),
@@ -320,7 +320,7 @@ impl Notification {
     fn parse(msg: &Value) -> Notification {
         match jsonrpc::method(msg) {
             "notifications/initialized" => Notification::Initialized,
-            "notifications/cancelled" => match msg.pointer("/params/requestId") {
+            "notifications/cancelled" => match crate::jsonrpc::at(msg, &["params", "requestId"]) {
                 Some(id) => Notification::Cancelled {
                     request_id: id.clone(),
                 },

@@ -362,7 +362,8 @@ impl Session {
             jsonrpc::Kind::Notification => {
                 let method = jsonrpc::method(&msg);
                 if method == "notifications/cancelled" {
-                    let Some(uid) = msg.pointer("/params/requestId").cloned() else {
+                    let Some(uid) = crate::jsonrpc::at(&msg, &["params", "requestId"]).cloned()
+                    else {
                         return;
                     };
                     let mut pending = self.0.client_requests.locked();

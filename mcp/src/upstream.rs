@@ -178,7 +178,8 @@ impl PendingMap {
                 }
             }
             jsonrpc::Kind::Notification if jsonrpc::method(&msg) == "notifications/progress" => {
-                let token = msg.pointer("/params/progressToken").and_then(Value::as_u64);
+                let token =
+                    crate::jsonrpc::at(&msg, &["params", "progressToken"]).and_then(Value::as_u64);
                 let Some(entry) = token.and_then(|t| self.0.get(&t)) else {
                     return;
                 };

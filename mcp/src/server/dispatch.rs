@@ -112,7 +112,7 @@ impl McpBackend {
             self.dispatch_untraced(session, req, stream, access),
         ))
         .await;
-        if let Some(code) = reply.pointer("/error/code").and_then(Value::as_i64) {
+        if let Some(code) = crate::jsonrpc::at(&reply, &["error", "code"]).and_then(Value::as_i64) {
             span.set(opentelemetry::KeyValue::new(
                 "rpc.response.status_code",
                 code.to_string(),
@@ -380,7 +380,7 @@ fn request_span(
             attrs.push(KeyValue::new("gen_ai.tool.name", name.clone()));
             attrs.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
             if parent.capture_content()
-                && let Some(args) = req.msg.pointer("/params/arguments")
+                && let Some(args) = crate::jsonrpc::at(&req.msg, &["params", "arguments"])
             {
                 attrs.push(KeyValue::new(
                     "gen_ai.tool.call.arguments",

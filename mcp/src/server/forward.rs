@@ -103,7 +103,9 @@ impl McpBackend {
         if let Some(span) = span {
             match &r {
                 Ok(resp) => {
-                    if let Some(code) = resp.pointer("/error/code").and_then(Value::as_i64) {
+                    if let Some(code) =
+                        crate::jsonrpc::at(resp, &["error", "code"]).and_then(Value::as_i64)
+                    {
                         span.set(opentelemetry::KeyValue::new(
                             "rpc.response.status_code",
                             code.to_string(),
@@ -205,7 +207,7 @@ fn target_span(
             attrs.push(KeyValue::new("server.port", i64::from(p)));
         }
     }
-    let name = match msg.pointer("/params/name").and_then(Value::as_str) {
+    let name = match crate::jsonrpc::at(msg, &["params", "name"]).and_then(Value::as_str) {
         Some(n) if method == "tools/call" => {
             attrs.push(KeyValue::new("gen_ai.tool.name", n.to_owned()));
             format!("{method} {n}")

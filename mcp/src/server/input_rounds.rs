@@ -25,7 +25,8 @@ use crate::upstream::Upstream;
 pub const MAX_INPUT_ROUNDS: usize = 8;
 
 fn is_input_required(resp: &Value) -> bool {
-    resp.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
+    crate::jsonrpc::at(resp, &["result", "resultType"]).and_then(Value::as_str)
+        == Some("input_required")
 }
 
 /// What a forwarded request is, as far as input rounds go.

@@ -125,13 +125,12 @@ impl Answer {
             id: req.id.clone(),
             cacheable: req.method.cacheable(),
             sse: accepts_sse(headers),
-            log_level: req
-                .msg
-                .pointer(LOG_LEVEL_POINTER)
+            log_level: jsonrpc::at(&req.msg, &["params", "_meta", LOG_LEVEL_META])
                 .and_then(Value::as_str)
                 .and_then(log_rank),
             may_park: req.method.may_need_input(),
-            progress_token: req.msg.pointer("/params/_meta/progressToken").cloned(),
+            progress_token: crate::jsonrpc::at(&req.msg, &["params", "_meta", "progressToken"])
+                .cloned(),
         }
     }
 
@@ -142,8 +141,7 @@ impl Answer {
     fn relay(&self, mut m: Value) -> Option<Value> {
         match jsonrpc::method(&m) {
             "notifications/message" => {
-                let level = m
-                    .pointer("/params/level")
+                let level = jsonrpc::at(&m, &["params", "level"])
                     .and_then(Value::as_str)
                     .and_then(log_rank);
                 let min = self.log_level?;
@@ -178,7 +176,7 @@ const LOG_LEVELS: [&str; 8] = [
     "emergency",
 ];
 /// Where a 2026-07-28 request opts in to log messages.
-const LOG_LEVEL_POINTER: &str = "/params/_meta/io.modelcontextprotocol~1logLevel";
+const LOG_LEVEL_META: &str = "io.modelcontextprotocol/logLevel";
 
 fn log_rank(level: &str) -> Option<usize> {
     LOG_LEVELS.iter().position(|l| *l == level)
@@ -311,9 +309,7 @@ impl McpBackend {
             return rpc_response(e.status(), e.reply(req.id));
         }
         let answer = Answer::new(&req, headers);
-        if let Some(token) = req
-            .msg
-            .pointer("/params/requestState")
+        if let Some(token) = jsonrpc::at(&req.msg, &["params", "requestState"])
             .and_then(Value::as_str)
             .filter(|s| s.starts_with(TOKEN_PREFIX))
         {
@@ -328,7 +324,7 @@ impl McpBackend {
     }
 
     fn stateless_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
-        let meta = msg.pointer("/params/_meta");
+        let meta = crate::jsonrpc::at(msg, &["params", "_meta"]);
         let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
         let init = json!({
             "protocolVersion": LATEST_VERSION,
@@ -369,7 +365,11 @@ impl McpBackend {
                 }
             }
         };
-        param_headers::check(&bindings, msg.pointer("/params/arguments"), headers)
+        param_headers::check(
+            &bindings,
+            crate::jsonrpc::at(msg, &["params", "arguments"]),
+            headers,
+        )
     }
 
     /// Run a stateless request in a task of its own, its target's messages for the client
@@ -603,7 +603,7 @@ impl McpBackend {
         let Some((_, parked)) = self.0.inputs.0.remove(token) else {
             return unknown(id);
         };
-        let responses = msg.pointer("/params/inputResponses");
+        let responses = crate::jsonrpc::at(&msg, &["params", "inputResponses"]);
         for k in &parked.keys {
             let reply = match responses.and_then(|r| r.get(k)) {
                 Some(result) => jsonrpc::result(Value::String(k.clone()), result.clone()),

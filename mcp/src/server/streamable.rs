@@ -60,12 +60,8 @@ impl McpBackend {
             .headers
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok());
-        let meta_version = msg
-            .pointer(&format!(
-                "/params/_meta/{}",
-                META_VERSION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str);
+        let meta_version =
+            crate::jsonrpc::at(&msg, &["params", "_meta", META_VERSION]).and_then(Value::as_str);
         let modern =
             header_version == Some(STATELESS_VERSION) || meta_version == Some(STATELESS_VERSION);
         let Ok(msg) = Message::parse(msg) else {

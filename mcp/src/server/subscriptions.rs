@@ -189,8 +189,7 @@ async fn open_upstream_listen(
     .await
     .map_err(|_| crate::error::Error::Timeout(h.target().to_string()))?
     .ok_or_else(lost)?;
-    let honored = ack
-        .pointer("/params/notifications/resourceSubscriptions")
+    let honored = crate::jsonrpc::at(&ack, &["params", "notifications", "resourceSubscriptions"])
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -607,7 +606,7 @@ impl McpBackend {
 
     /// The throwaway session of a listen stream (like a stateless request's).
     fn listen_session(&self, msg: &Value, principal: Option<Arc<str>>) -> Session {
-        let meta = msg.pointer("/params/_meta");
+        let meta = crate::jsonrpc::at(msg, &["params", "_meta"]);
         let get = |k: &str| meta.and_then(|m| m.get(k)).cloned();
         let init = json!({
             "protocolVersion": LATEST_VERSION,

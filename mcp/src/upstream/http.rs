@@ -263,7 +263,7 @@ impl HttpUpstream {
                 .unwrap_or_default();
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
-        if reply.pointer("/error/code").and_then(Value::as_i64)
+        if crate::jsonrpc::at(&reply, &["error", "code"]).and_then(Value::as_i64)
             == Some(UNSUPPORTED_PROTOCOL_VERSION)
         {
             return self.discover().await;
@@ -431,7 +431,10 @@ impl HttpUpstream {
                 {
                     direct::replace_headers(
                         &mut h,
-                        param_headers::headers_for(&b, msg.pointer("/params/arguments")),
+                        param_headers::headers_for(
+                            &b,
+                            crate::jsonrpc::at(msg, &["params", "arguments"]),
+                        ),
                     );
                 }
             }

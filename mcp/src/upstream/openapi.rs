@@ -418,8 +418,7 @@ impl OpenApi {
                         "message": format!("unknown tool `{name}`")}}));
                 };
                 let empty = serde_json::Map::new();
-                let args = msg
-                    .pointer("/params/arguments")
+                let args = crate::jsonrpc::at(&msg, &["params", "arguments"])
                     .and_then(Value::as_object)
                     .unwrap_or(&empty);
                 self.call(&loaded, op, args).await?
