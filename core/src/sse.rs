@@ -107,30 +107,34 @@ impl Parser {
                     continue;
                 }
             }
-            let end = input.iter().position(|&b| b == b'\n' || b == b'\r');
+            let end = memchr::memchr2(b'\n', b'\r', input);
             let (part, rest) = input.split_at(end.unwrap_or(input.len()));
-            if !self.dropping_line {
-                if self.buf.len().saturating_add(part.len()) > self.max {
-                    self.overflowing();
-                    if !self.skip_oversize {
-                        return;
-                    }
-                    self.dropping_line = true;
-                } else {
+            if !self.dropping_line && self.buf.len().saturating_add(part.len()) > self.max {
+                self.overflowing();
+                if !self.skip_oversize {
+                    return;
+                }
+                self.dropping_line = true;
+            }
+            let Some((&eol, rest)) = rest.split_first() else {
+                // The line goes on in the next input.
+                if !self.dropping_line {
                     self.buf.extend_from_slice(part);
                 }
+                return;
+            };
+            self.skip_lf = eol == b'\r';
+            input = rest;
+            if std::mem::take(&mut self.dropping_line) {
+                continue;
             }
-            match rest.split_first() {
-                Some((&eol, rest)) => {
-                    self.skip_lf = eol == b'\r';
-                    input = rest;
-                    if std::mem::take(&mut self.dropping_line) {
-                        continue;
-                    }
-                    let line = self.buf.split();
-                    self.line(&line, out);
-                }
-                None => input = rest,
+            if self.buf.is_empty() {
+                // The whole line is in this input: read in place, not copied first.
+                self.line(part, out);
+            } else {
+                self.buf.extend_from_slice(part);
+                let line = self.buf.split();
+                self.line(&line, out);
             }
         }
     }
@@ -318,6 +322,27 @@ mod tests {
             let b = split2.min(input.len()).max(a);
             let parts = parse_all(&[&input[..a], &input[a..b], &input[b..]]);
             prop_assert_eq!(whole, parts);
+        }
+
+        /// Lines read in place (whole input) and lines assembled in the buffer (a byte at a
+        /// time) give the same events and the same overflow, at any limit, either mode.
+        #[test]
+        fn in_place_and_buffered_lines_agree(
+            input in proptest::collection::vec(proptest::sample::select(b"data: x\r\n:evn".to_vec()), 0..200),
+            max in 1usize..40,
+            skip in proptest::bool::ANY,
+        ) {
+            let make = || if skip { Parser::skipping_oversize(max) } else { Parser::with_limit(max) };
+            let (mut p, mut whole) = (make(), Vec::new());
+            p.feed(&input, &mut whole);
+            p.finish(&mut whole);
+            let (mut q, mut bytes) = (make(), Vec::new());
+            for b in &input {
+                q.feed(std::slice::from_ref(b), &mut bytes);
+            }
+            q.finish(&mut bytes);
+            prop_assert_eq!(whole, bytes);
+            prop_assert_eq!(p.overflowed(), q.overflowed());
         }
     }
 }

@@ -4,7 +4,6 @@
 //! gave it, so a reconnecting client's `Last-Event-ID` names exactly what it saw. On drain it
 //! writes [`retry`] and closes, so the client reconnects (to another replica) after that delay.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,11 +31,15 @@ pub fn event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
     // SSE ends a line at CRLF, a lone LF *or a lone CR*: split on all three, or text after a
     // lone CR would become a field of its own (a forged `id:` that the client then sends back
     // as `Last-Event-ID`). `split` (not `lines`) so an empty payload still yields one line.
+    // A byte search: a JSON payload is one long line, and `str::find` with a set of chars
+    // decoded it char by char (issue 19).
     let mut rest = data;
     loop {
-        let cut = rest.find(['\r', '\n']);
+        let cut = memchr::memchr2(b'\r', b'\n', rest.as_bytes());
         let line = &rest[..cut.unwrap_or(rest.len())];
-        let _ = writeln!(out, "data: {line}");
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
         match cut {
             None => break,
             Some(i) => {
@@ -78,5 +81,10 @@ mod tests {
             b"id: 1data: evil\ndata: a\ndata: b\ndata: c\n\n"
         );
         assert_eq!(&event(None, None, "")[..], b"data: \n\n");
+        // A lone CR ends a line too; a line break at the end leaves an empty last line.
+        assert_eq!(
+            &event(None, None, "\u{e9}\rid: x\n")[..],
+            "data: \u{e9}\ndata: id: x\ndata: \n\n".as_bytes()
+        );
     }
 }
