@@ -11,6 +11,7 @@
 //!   `http://` upstreams on hyper directly.
 //! - [`sse`]: the one bounded, incremental Server-Sent Events parser (and the writers of
 //!   `data:`/`event:` frames) for every stream read from an upstream.
+//! - [`boxed`]: a future boxed without first being built on the stack.
 #![cfg_attr(
     not(test),
     deny(
@@ -34,3 +35,24 @@ pub use context::{
 };
 pub use error::{ApiFormat, Cause, Error, Result};
 pub use trace::{Trace, Tracer};
+
+/// `Box::pin(make())`, with the box allocated before the future is made, so that the future
+/// is written into it in place. `Box::pin(f)` builds `f` on the stack and copies it whole
+/// into the heap: for an MCP call's request future, 8.5 KB per request.
+#[inline(always)]
+pub fn boxed<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_boxed_future_runs_as_it_would_unboxed() {
+        let words = [String::from("in"), String::from("place")];
+        let f = super::boxed(|| async move {
+            tokio::task::yield_now().await;
+            words.join(" ")
+        });
+        assert_eq!(f.await, "in place");
+    }
+}

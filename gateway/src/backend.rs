@@ -54,9 +54,9 @@ impl Backend {
         match self {
             Backend::Http(h) => h.forward(req, cx).await,
             Backend::Redirect(r) => r.serve(&req, cx),
-            Backend::Llm(l) => Box::pin(serve_llm(l, req, cx)).await,
-            Backend::A2a(a) => Box::pin(serve_a2a(a, req, cx)).await,
-            Backend::Mcp(m) => Box::pin(serve_mcp(m, req, cx)).await,
+            Backend::Llm(l) => switchboard_core::boxed(|| serve_llm(l, req, cx)).await,
+            Backend::A2a(a) => switchboard_core::boxed(|| serve_a2a(a, req, cx)).await,
+            Backend::Mcp(m) => switchboard_core::boxed(|| serve_mcp(m, req, cx)).await,
         }
     }
 

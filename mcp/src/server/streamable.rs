@@ -157,7 +157,9 @@ impl McpBackend {
         // and a future held by value is copied whole at every move (into the trace scope, into
         // `sse_answer`'s state, into `Held`); a pointer moves instead.
         let call: Call = Box::pin(crate::trace::carry(async move {
-            let resp = Box::pin(this.dispatch(&s2, req, Some(tx2.clone()), access)).await;
+            let resp =
+                switchboard_core::boxed(|| this.dispatch(&s2, req, Some(tx2.clone()), access))
+                    .await;
             if tx2.send_last(resp).await.is_err() {
                 tracing::debug!("reply not delivered: the request's stream was closed");
             }
