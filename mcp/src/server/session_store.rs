@@ -310,6 +310,22 @@ impl McpBackend {
         let Some(m) = session.0.managed.get() else {
             return;
         };
+        // Most calls learn no new upstream session: look first, without copying the record
+        // or building every target's entry (issue 19).
+        let learned = (0..self.0.targets.len()).any(|t| {
+            let Some(Upstream::Http(h)) = session.upstream(t) else {
+                return false;
+            };
+            let Some(sid) = h.session_id() else {
+                return false;
+            };
+            let record = m.record.locked();
+            let known = record.target(self.target(t).name.as_ref());
+            known.and_then(|k| k.upstream_session.as_deref()) != Some(sid.as_str())
+        });
+        if !learned {
+            return;
+        }
         let current = self.entries_of(session);
         let mut record = m.record();
         for e in current {
