@@ -49,6 +49,21 @@ pub struct EventId {
     pub seq: u64,
 }
 
+impl EventId {
+    /// The text form, as `Display` writes it, built without the formatting machinery for
+    /// the parts that are text (every logged SSE event carries one).
+    pub fn text(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::with_capacity(22 + 1 + self.stream.name.len() + 1 + 20);
+        out.push_str(self.stream.session.text(&mut [0; 22]));
+        out.push('/');
+        out.push_str(&self.stream.name);
+        out.push('/');
+        let _ = write!(out, "{}", self.seq);
+        out
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -106,6 +121,23 @@ mod tests {
         };
         let text = id.to_string();
         assert_eq!(text.parse::<EventId>().unwrap(), id);
+        assert_eq!(id.text(), text);
+    }
+
+    #[test]
+    fn text_is_what_display_writes() {
+        for (session, name, seq) in [
+            (SessionId([0; 16]), "get", 1),
+            (SessionId([255; 16]), "post/00ab12cd34ef", u64::MAX),
+            (SessionId::random(), "n\u{e9}", 0),
+        ] {
+            let id = EventId {
+                stream: StreamKey::new(session, name),
+                seq,
+            };
+            assert_eq!(id.text(), id.to_string());
+            assert_eq!(id.text().parse::<EventId>().unwrap(), id);
+        }
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub fn event(id: Option<&str>, event: Option<&str>, data: &str) -> Bytes {
 }
 
 fn push_line(out: &mut String, value: &str) {
-    out.extend(value.chars().filter(|c| *c != '\n' && *c != '\r'));
+    if memchr::memchr2(b'\n', b'\r', value.as_bytes()).is_none() {
+        out.push_str(value);
+    } else {
+        out.extend(value.chars().filter(|c| *c != '\n' && *c != '\r'));
+    }
     out.push('\n');
 }
 

@@ -42,13 +42,22 @@ impl SessionId {
     }
 }
 
+impl SessionId {
+    /// The id's 22 characters, written into `buf`.
+    pub(crate) fn text<'a>(&self, buf: &'a mut [u8; 22]) -> &'a str {
+        match URL_SAFE_NO_PAD.encode_slice(self.0, buf) {
+            Ok(n) => buf
+                .get(..n)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+            Err(_) => "",
+        }
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 22];
-        let n = URL_SAFE_NO_PAD
-            .encode_slice(self.0, &mut buf)
-            .map_err(|_| fmt::Error)?;
-        f.write_str(std::str::from_utf8(buf.get(..n).ok_or(fmt::Error)?).map_err(|_| fmt::Error)?)
+        f.write_str(self.text(&mut [0; 22]))
     }
 }
 

@@ -515,7 +515,7 @@ impl McpBackend {
             );
         };
         let id = rand::random::<u64>() & 0xffff_ffff_ffff;
-        let key = StreamKey::new(m.key, format!("post/{id:012x}"));
+        let key = StreamKey::new(m.key, post_stream(id));
         let manager = &m.manager;
         let _producing = manager.producer();
         let mut out = bytes::BytesMut::new();
@@ -561,7 +561,7 @@ impl McpBackend {
         // 48 random bits, as the first 12 hex digits of a v4 UUID were, from the thread's
         // generator (a UUID asked the kernel for every call).
         let id = rand::random::<u64>() & 0xffff_ffff_ffff;
-        let name: Arc<str> = format!("post/{id:012x}").into();
+        let name: Arc<str> = post_stream(id).into();
         let key = StreamKey::new(m.key, name.clone());
         let (out_tx, out_rx) = outbox::<LiveEvent>(&self.bound(), Mode::Cut, "request");
         let slot: PostSlot = Arc::new(Mutex::new(Some(out_tx)));
@@ -714,6 +714,18 @@ impl McpBackend {
 
 /// Appends one message of a POST stream to its log: the event to send, with the id the log
 /// gave it (or unlogged, seq 0, when the store failed).
+/// The name of a POST's log stream: `post/` and 12 hex digits of `id` (what
+/// `format!("post/{id:012x}")` gives for a 48-bit id, without the formatting machinery).
+fn post_stream(id: u64) -> String {
+    let mut name = String::with_capacity(17);
+    name.push_str("post/");
+    for shift in (0..12).rev() {
+        let digit = ((id >> (shift * 4)) & 0xf) as u32;
+        name.push(char::from_digit(digit, 16).unwrap_or('0'));
+    }
+    name
+}
+
 async fn log(
     manager: &switchboard_sessions::SessionManager,
     key: &StreamKey,
@@ -726,10 +738,7 @@ async fn log(
     // Invariant: serde_json writes UTF-8.
     let text = std::str::from_utf8(&data).unwrap_or_default();
     match logged {
-        Ok(id) => (
-            id.seq,
-            sse::event(Some(&id.to_string()), Some("message"), text),
-        ),
+        Ok(id) => (id.seq, sse::event(Some(&id.text()), Some("message"), text)),
         Err(e) => {
             tracing::warn!(error = %e, "session event log: append failed; sending unlogged");
             (0, sse::event(None, Some("message"), text))
@@ -888,4 +897,20 @@ struct StreamState {
     replayed_to: u64,
     _guard: switchboard_sessions::ActivityGuard,
     done: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_post_stream_is_named_as_format_named_it() {
+        for id in [
+            0,
+            1,
+            0xabc,
+            0xffff_ffff_ffff,
+            rand::random::<u64>() & 0xffff_ffff_ffff,
+        ] {
+            assert_eq!(super::post_stream(id), format!("post/{id:012x}"));
+        }
+    }
 }
