@@ -40,9 +40,7 @@ impl SessionId {
     pub fn random() -> Self {
         SessionId(rand::random())
     }
-}
 
-impl SessionId {
     /// The id's 22 characters, written into `buf`.
     pub(crate) fn text<'a>(&self, buf: &'a mut [u8; 22]) -> &'a str {
         match URL_SAFE_NO_PAD.encode_slice(self.0, buf) {

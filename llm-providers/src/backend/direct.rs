@@ -13,8 +13,8 @@
 //! `http://` URL, the same request headers in the same order, the same bounded read of the
 //! reply and the same error strings. A provider that answers with a redirect is asked again
 //! through reqwest, which follows it (the redirect answer itself had no effect there). A
-//! stream's body is hyper's, data frames as reqwest's `bytes_stream` yields them. Everything else (TLS, proxies, tracing, other
-//! providers and operations) goes through reqwest as before.
+//! stream's body is hyper's, data frames as reqwest's `bytes_stream` yields them. Everything
+//! else (TLS, proxies, tracing, other providers and operations) goes through reqwest as before.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};

@@ -50,11 +50,7 @@ impl DirectTarget {
     /// fragment in the URL, or any case of [`H1Target::direct`] (not plain `http://`,
     /// credentials in the URL, or a proxy from the environment applies to it).
     pub(crate) fn new(url: &reqwest::Url) -> Option<Self> {
-        if url.scheme() != "http"
-            || !url.username().is_empty()
-            || url.password().is_some()
-            || url.fragment().is_some()
-        {
+        if url.fragment().is_some() {
             return None;
         }
         let uri: Uri = url.as_str().parse().ok()?;
