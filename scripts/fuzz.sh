@@ -28,7 +28,7 @@ fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: no nightly toolchain; running the stable property tests instead (PROPTEST_CASES=$RUNS)"
-  PROPTEST_CASES=$RUNS exec cargo nextest run -p switchboard-gateway --test security_props --test edge_props
+  PROPTEST_CASES=$RUNS exec cargo nextest run -p switchboard-gateway --test integration security_props:: edge_props::
 fi
 
 seed() {

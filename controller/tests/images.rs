@@ -5,7 +5,7 @@
 //! the binary. `buildah run --isolation chroot` runs each binary inside its image (no
 //! container runtime needed), which proves the libraries are complete.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

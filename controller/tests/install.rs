@@ -9,7 +9,7 @@
 //!   Lease in the kubeconfig context's namespace; a missing namespace and a missing permission
 //!   are one clear error each, and the process exits.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Leader election against the fake API server: one holder at a time, renewal by the holder,
 //! takeover of an expired Lease, and no takeover of a live one.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;

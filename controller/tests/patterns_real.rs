@@ -7,7 +7,7 @@
 //! patterns share namespace names, and a real API server without a controller manager never
 //! finishes deleting a namespace.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

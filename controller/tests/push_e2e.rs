@@ -7,7 +7,7 @@
 //! Gateway's `adminTokenSecret` reaches the proxy as a `${VAR}` in the config it loads (from
 //! the ConfigMap and from the stream), expanded from the environment the Deployment gives it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

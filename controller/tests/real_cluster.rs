@@ -4,7 +4,7 @@
 //! nothing else, status tells the truth, watches survive an API server restart, and 5,000
 //! routes converge and are served.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

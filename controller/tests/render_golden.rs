@@ -3,7 +3,7 @@
 //! (and its config checked by the proxy's own loader); focused cases pin the rules. Also checks
 //! that the committed CRDs are the ones the types generate.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! and retries; and the route status reasons the Gateway API specifies for what cannot be
 //! rendered. Every rendered config is checked by the proxy's own loader.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

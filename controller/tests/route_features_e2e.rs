@@ -10,7 +10,7 @@
 //! The push stream is HTTPS with a generated CA; its TokenReview check is not exercised here
 //! (a real API server mints no ServiceAccount tokens; push_e2e tests it).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

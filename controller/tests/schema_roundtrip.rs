@@ -2,7 +2,7 @@
 //! config example goes through Kubernetes objects (checked against the generated CRD schemas,
 //! as the API server would, unknown fields included) and back through the renderer unchanged.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

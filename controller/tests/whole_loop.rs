@@ -2,7 +2,7 @@
 //! of `common::TestCluster` (a real kube-apiserver when available, else the in-process fake;
 //! the output says which one ran).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

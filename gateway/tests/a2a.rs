@@ -5,7 +5,7 @@
 //! sse-starlette, uvicorn), and `redis-server` on PATH. Missing peers fail under `CI`, else the
 //! test prints `SKIPPED` and returns.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

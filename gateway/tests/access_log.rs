@@ -2,7 +2,7 @@
 //! stuck writer that drops and counts without slowing requests, lines written at shutdown,
 //! and no credentials in any line.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 //!   `admin_beyond_loopback_without_token_is_forbidden`: the 401 and 403 rules.
 //! - `no_secret_in_any_admin_response`: configured secrets appear in no page or API answer.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

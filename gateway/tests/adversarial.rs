@@ -4,8 +4,8 @@
 //! ([`raw_support::RawUpstream`]). nginx 1.22 (`proxy_pass` to the same upstream,
 //! `proxy_http_version 1.1`) is the reference where noted.
 
-mod common;
-mod raw_support;
+use crate::common;
+use crate::raw_support;
 
 use std::time::Duration;
 

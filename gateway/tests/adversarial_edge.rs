@@ -14,8 +14,8 @@
 //!   Host: admin.example:abc               → server admin.example, port ignored (we: 400)
 //!   HTTP/1.1 without Host, two Hosts, Host: a..b → 400; HTTP/1.0 without Host → served
 
-mod common;
-mod raw_support;
+use crate::common;
+use crate::raw_support;
 
 use raw_support::{Answer, RawUpstream, get, send};
 

@@ -2,7 +2,7 @@
 //! `mcp.tool.name` hide tools from the Python MCP SDK and refuse forced calls; an API key's
 //! model list and rules on `llm.model` give 403 on LLM routes and trim `/v1/models`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

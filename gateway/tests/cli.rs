@@ -2,7 +2,7 @@
 //! `FILE:LINE:COL: key.path: message`, `schema` prints a JSON Schema, and `run` shuts down
 //! gracefully on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! fronts, MCP, A2A), as the README's "Errors" table lists them. One gateway serves every case:
 //! five listeners with the same four routes, each listener set up for one family of failures.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 //! features each follow their stated failure policy, with `/readyz` and `switchboard_store_up`
 //! following the store, and the gateway recovering on its own.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! SDKs in front, the mock provider behind (it echoes the prompt: "Mock reply to: …", or with
 //! `[chars=N] TEXT` streams TEXT back in N-character pieces).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

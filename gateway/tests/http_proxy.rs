@@ -1,7 +1,7 @@
 //! The `http` backend and the request pipeline against real sockets: routing by each matcher,
 //! streaming bodies, SSE, WebSocket, HTTP/2, TLS, headers, limits and error statuses.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

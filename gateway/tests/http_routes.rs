@@ -2,7 +2,7 @@
 //! sockets: weighted upstreams, path and host rewrites, redirects, request mirroring, regex
 //! and query matches, retries, and an HTTP/2 (h2c) upstream carrying a gRPC-style exchange.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -5,8 +5,8 @@
 //! and the first of a caller with a budget of its own passes. Callers lacking what the limit is
 //! keyed by share one budget.
 
-mod common;
-mod security_support;
+use crate::common;
+use crate::security_support;
 
 use common::*;
 use reqwest::StatusCode;

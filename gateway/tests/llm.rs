@@ -1,7 +1,7 @@
 //! `llm` routes through the whole gateway (listener, routing, policies, limits) with the real
 //! Python `openai` and `anthropic` SDKs in front and the mock provider behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

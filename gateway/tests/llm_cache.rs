@@ -6,7 +6,7 @@
 //! Redis, entries published by another replica, a miss that asks Redis nothing, a Redis
 //! restart).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! provider that counts (the mock answers both as Anthropic and OpenAI do) and estimated by the
 //! gateway for the others.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! over both is cut off at the budget (within one request's worth), not at twice the budget,
 //! and once it is spent both refuse, with a 429 that names the token limit.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

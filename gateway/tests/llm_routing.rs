@@ -3,7 +3,7 @@
 //! images), through the gateway to the mock provider, with the OpenAI and Anthropic SDKs and
 //! plain requests. One test per kind of rule.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,10 +2,9 @@
 //! the gateway spawns from config and as a streamable-HTTP server, driven by the official
 //! Python MCP SDK over both downstream transports.
 
-mod common;
+use crate::common;
 
-#[path = "../../mcp/tests/support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 

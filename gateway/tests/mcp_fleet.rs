@@ -10,7 +10,7 @@
 //! the shared event log, and the client resumes it on the other replica with `Last-Event-ID`,
 //! receiving every event; a call whose replica died ends its resumed stream.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! the events it missed (logged by A before it died and by B meanwhile), then the live stream.
 //! In-process: key rotation through a config reload, tampered and idle-expired tokens.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

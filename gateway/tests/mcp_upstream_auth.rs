@@ -5,7 +5,7 @@
 //! target (not even with `forward_client_credentials`), and the secret is never in the
 //! gateway's logs (at debug level), error bodies, metrics or `/config`.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

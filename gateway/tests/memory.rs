@@ -3,7 +3,7 @@
 //! (`VmHWM` from `/proc/PID/status`) held to a stated bound. BENCHMARKS.md ("Memory under
 //! hostile input") records the bound and a measured figure.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! address (127.0.0.1); the upstream's `X-Forwarded-For` / `X-Real-IP` and the per-client rate
 //! limit (`rate_limit.by: client`) must both see the real client.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;

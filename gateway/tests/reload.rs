@@ -2,7 +2,7 @@
 //! started before it keeps flowing; an invalid file is refused and the old config serves on;
 //! listeners are bound and closed as the file says.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

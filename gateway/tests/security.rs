@@ -2,8 +2,8 @@
 //! running gateway, a JWKS served over HTTP and the example upstream (whose `/echo` reports
 //! the headers it received).
 
-mod common;
-mod security_support;
+use crate::common;
+use crate::security_support;
 
 use std::time::Duration;
 

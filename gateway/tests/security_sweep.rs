@@ -3,7 +3,7 @@
 //! connections. Each gets its status (or a closed connection), and meanwhile a well-behaved
 //! client keeps being served.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! and gRPC on loopback): the span tree of MCP, LLM and http requests, their attributes, the
 //! W3C `traceparent` reaching every kind of upstream, sampling, and a collector that is down.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

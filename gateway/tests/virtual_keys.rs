@@ -5,7 +5,7 @@
 //! with the memory store (team budgets, metrics). The Python `openai` and `anthropic` SDKs are
 //! the clients; the mock provider from `examples/` is the upstream.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

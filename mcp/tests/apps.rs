@@ -3,8 +3,7 @@
 //! route it becomes `ui://{target}__{rest}` everywhere the client sees it (tool definitions,
 //! tool results, resource lists, read contents) and reads back from the owning target.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use serde_json::{Value, json};

@@ -4,8 +4,7 @@
 //! session stays usable, and a reconnect with `Last-Event-ID` gets the events the session's
 //! log kept (`tests/py/flood_target.py`: a target that floods notifications).
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! legacy transport, refused on 2025-06-18 and later; each member answered as if posted alone,
 //! by the target that owns it, concurrently.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

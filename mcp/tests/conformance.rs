@@ -2,8 +2,7 @@
 //! against the rmcp fixture server directly and through the gateway: every scenario that
 //! passes directly must pass through the gateway.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! Faults: malformed input, unknown methods and sessions, a stdio target killed mid-session,
 //! an HTTP target that restarts and forgets its sessions.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

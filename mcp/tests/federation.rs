@@ -1,8 +1,7 @@
 //! server-everything (npm) federated three times — stdio, streamable HTTP, legacy SSE — behind
 //! one route, driven by the official Python and TypeScript SDKs.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use serde_json::json;

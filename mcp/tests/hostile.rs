@@ -3,8 +3,7 @@
 //! gateway keeps answering (`examples/src/mcp_hostile.rs`). Session state stays bounded: a huge
 //! `clientInfo` is trimmed, oversized `capabilities` refused.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use harness::*;
 use serde_json::{Value, json};

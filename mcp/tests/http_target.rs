@@ -5,8 +5,7 @@
 //! follows it. So the target sees each call twice at the old place, once from each client, and
 //! the two must be alike, header for header, in order.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,8 +2,7 @@
 //! `Mcp-Param-*` routing headers: a 2026-07-28-only target (examples' `mcp_modern`), the
 //! session-era rmcp fixture and server-everything, driven by the Python SDK and raw HTTP.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! document `examples/openapi/pets.yaml`, turned into tools and driven through the gateway by
 //! the official Python MCP SDK; and what happens when the document or the service fails.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::path::PathBuf;
 

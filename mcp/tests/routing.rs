@@ -1,7 +1,6 @@
 //! Routing details: metrics, cancellation, merged capabilities, pagination across targets.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

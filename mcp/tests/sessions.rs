@@ -5,8 +5,7 @@
 //! `retry:` hint, a stdio-pinned session gets a clear error elsewhere, and foreign, tampered,
 //! revoked and expired tokens get 404.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,8 +5,7 @@
 //! (`tests/py/fastmcp_server.py`) behind every kind of target, driven by `fastmcp.Client` and
 //! the Python `mcp` SDK in their default (stateless) mode, and raw HTTP.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::io::Write;
 use std::process::Stdio;

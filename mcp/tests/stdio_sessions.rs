@@ -2,8 +2,7 @@
 //! session, initialized with that client's capabilities, its server requests answered by that
 //! session only, and killed (never restarted) when the session ends.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::process::Stdio;
 use std::sync::Arc;

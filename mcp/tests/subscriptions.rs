@@ -4,8 +4,7 @@
 //! session-era client's `resources/subscribe` to a 2026-07-28 target; the bounds of a listen
 //! stream. The fixtures change their resources and tools on demand (their hubs).
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::process::Stdio;
 use std::time::Duration;
