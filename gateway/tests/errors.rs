@@ -466,6 +466,7 @@ async fn refused_by_a_rule_is_403_on_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_limit_is_429_with_rate_limit_headers_on_every_route() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let s = setup().await;
     // Windows are aligned to wall-clock minutes: a pair sent across a minute's turn meets two
     // windows, and is sent again (the second pair then falls in one window).

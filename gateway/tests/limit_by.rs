@@ -162,6 +162,7 @@ type Step<'a> = (Caller<'a>, &'a [(&'a str, &'a str)], StatusCode);
 
 /// Runs `steps` in order on each route kind.
 async fn check(f: &Fleet, steps: &[Step<'_>]) {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     for kind in KINDS {
         for (i, (who, headers, want)) in steps.iter().enumerate() {
             let got = send(f, kind, *who, headers).await;

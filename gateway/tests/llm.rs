@@ -128,6 +128,7 @@ async fn provider_headers_models_and_errors_in_the_callers_format() {
 
 #[tokio::test]
 async fn route_request_limit_gives_the_sdk_a_429_with_retry_after() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let Some(py) = python() else { return };
     let (mock, _) = mock_llm::spawn().await.unwrap();
     let gw = llm_gateway(mock, "policies: {rate_limit: {requests: 3, per: 1m}}").await;
@@ -141,6 +142,7 @@ async fn route_request_limit_gives_the_sdk_a_429_with_retry_after() {
 
 #[tokio::test]
 async fn route_token_limit_cuts_a_burst_at_the_budget() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let Some(py) = python() else { return };
     let (mock, _) = mock_llm::spawn().await.unwrap();
     let gw = llm_gateway(mock, "policies: {rate_limit: {tokens: 300, per: 1m}}").await;
@@ -161,6 +163,7 @@ async fn route_token_limit_cuts_a_burst_at_the_budget() {
 
 #[tokio::test]
 async fn route_token_limit_holds_for_responses_and_embeddings_too() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let (mock, _) = mock_llm::spawn().await.unwrap();
     let gw = llm_gateway(mock, "policies: {rate_limit: {tokens: 300, per: 1m}}").await;
     let base = base(&gw, "main").await;
@@ -315,6 +318,7 @@ listeners:
 /// `retry-after` and `x-ratelimit-remaining-tokens`, and the budget admits what it should.
 #[tokio::test]
 async fn python_sdks_see_429_with_retry_after_when_token_budget_is_spent() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let Some(py) = python() else { return };
     let (mock, _) = mock_llm::spawn().await.unwrap();
     let gw = llm_gateway(mock, "policies: {rate_limit: {tokens: 1000, per: 1m}}").await;
@@ -336,6 +340,7 @@ async fn python_sdks_see_429_with_retry_after_when_token_budget_is_spent() {
 /// kind, in each of the route's two API formats.
 #[tokio::test]
 async fn request_and_token_limit_429s_have_one_body_shape() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let (mock, _) = mock_llm::spawn().await.unwrap();
     // One token: the first request spends the budget; three requests: the fourth is over.
     let gw = llm_gateway(

@@ -529,6 +529,7 @@ async fn after_a_redis_restart_answers_stay_right_and_the_index_is_rebuilt() {
 
 #[tokio::test]
 async fn a_hit_takes_no_tokens_but_counts_as_a_request_and_n_over_1_is_not_kept() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let (mock, state) = mock_llm::spawn().await.unwrap();
     let yaml = config(mock, "{ttl: 1m}", "").replace(
         "\n        llm:\n",

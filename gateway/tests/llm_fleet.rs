@@ -10,6 +10,7 @@ use switchboard_testing::redis::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateway_processes_share_one_token_budget_through_redis() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let Some(redis) = RedisServer::start_or_skip("two_gateway_processes_share_one_token_budget")
     else {
         return;

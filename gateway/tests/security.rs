@@ -179,6 +179,7 @@ async fn key_rotation_needs_no_restart_and_unknown_kids_are_rate_limited() {
 
 #[tokio::test]
 async fn api_keys_by_hash_with_expiry_and_rate_limit() {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let yaml = format!(
         r#"
 listeners:

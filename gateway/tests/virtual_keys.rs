@@ -123,6 +123,7 @@ async fn chat(gw: &Proc, key: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_created_on_one_replica_works_on_the_other_and_its_revocation_reaches_it_within_a_second()
  {
+    common::inside_one_window(std::time::Duration::from_secs(60)).await;
     let Some(redis) = RedisServer::start_or_skip("virtual_keys_across_replicas") else {
         return;
     };
