@@ -205,6 +205,7 @@ async fn call_logging_tool(gw: &Gateway, session: &str) {
 /// tokens; two budgets would admit about 10). The limit fails closed here, so a call that
 /// could not reach Redis during the failover is refused (503, retried) instead of unmetered.
 async fn fleet_across_a_failover(redis_yaml: &str, fail_over: impl FnOnce() + Send + 'static) {
+    common::inside_one_window(std::time::Duration::from_secs(3600)).await;
     let p = peers().await;
     let y = yaml(redis_yaml, &p.mock, &p.fixture, "1h");
     let a = start(&y).await;

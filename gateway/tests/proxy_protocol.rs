@@ -141,6 +141,7 @@ listeners:
 
 #[tokio::test]
 async fn haproxy_send_proxy_and_forwardfor_pass_the_real_client() {
+    common::inside_one_window(std::time::Duration::from_secs(3600)).await;
     let up = upstream().await;
     let gw = gateway(GATEWAY, up).await;
     let v2 = gw.listener_addr("v2").await.unwrap();

@@ -51,23 +51,25 @@ pub async fn base(gw: &Gateway, listener: &str) -> String {
     format!("http://{}", gw.listener_addr(listener).await.unwrap())
 }
 
-/// A plain HTTP client.
-/// Waits for the next window of `per` when the current one ends within 15 s. Rate-limit
-/// windows are aligned to wall-clock multiples of `per` (so replicas agree on them): a test
-/// that spends a budget and expects the next request refused must run inside one window, or
-/// a window that turns over between the two requests lets the second one through.
+/// Waits for the next window of `per` when the current one ends soon: within a quarter of
+/// `per`, at most two minutes (15 s of a minute, 2 min of an hour). Rate-limit windows are
+/// aligned to wall-clock multiples of `per` (so replicas agree on them): a test that spends a
+/// budget and expects the next request refused must run inside one window, or a window that
+/// turns over between the two requests lets the second one through.
 pub async fn inside_one_window(per: Duration) {
+    let margin = (per / 4).min(Duration::from_secs(120)).as_millis() as u64;
     let per_ms = per.as_millis() as u64;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     let left = per_ms - now_ms % per_ms;
-    if left < 15_000 {
+    if left < margin {
         tokio::time::sleep(Duration::from_millis(left + 20)).await;
     }
 }
 
+/// A plain HTTP client.
 pub fn client() -> reqwest::Client {
     switchboard_gateway::install_crypto_provider();
     reqwest::Client::builder().no_proxy().build().unwrap()
