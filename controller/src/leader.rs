@@ -261,3 +261,61 @@ pub async fn lead(client: Client, cfg: LeaseConfig) -> Result<Leadership, Leader
         stop: Some(stop_tx),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(duration: Duration) -> LeaseConfig {
+        LeaseConfig {
+            namespace: "ns".into(),
+            name: "lease".into(),
+            identity: "me".into(),
+            duration,
+        }
+    }
+
+    /// The README's figures: the holder renews, and followers try, every seventh of the lease
+    /// duration, at most every 2 s; the holder steps down after two thirds without renewing.
+    #[test]
+    fn renewals_and_tries_come_every_seventh_of_the_duration_at_most_2_s() {
+        assert_eq!(
+            cfg(Duration::from_secs(7)).retry_period(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            cfg(Duration::from_secs(3)).retry_period(),
+            Duration::from_secs(3) / 7
+        );
+        assert_eq!(
+            cfg(Duration::from_secs(15)).retry_period(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            cfg(Duration::from_secs(60)).retry_period(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            cfg(Duration::from_secs(15)).renew_deadline(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            cfg(Duration::from_secs(3)).renew_deadline(),
+            Duration::from_secs(2)
+        );
+    }
+
+    /// A Lease is free to take once `renewTime + leaseDurationSeconds` has passed, not before.
+    #[test]
+    fn a_lease_expires_at_renew_time_plus_its_duration() {
+        let spec = |ago: Duration, secs: i32| LeaseSpec {
+            renew_time: Some(MicroTime((SystemTime::now() - ago).try_into().unwrap())),
+            lease_duration_seconds: Some(secs),
+            ..Default::default()
+        };
+        assert!(!expired(&spec(Duration::from_secs(1), 15)));
+        assert!(!expired(&spec(Duration::from_secs(14), 15)));
+        assert!(expired(&spec(Duration::from_secs(16), 15)));
+        assert!(expired(&LeaseSpec::default()), "no renewTime: free");
+    }
+}
