@@ -279,30 +279,17 @@ mod tests {
     /// duration, at most every 2 s; the holder steps down after two thirds without renewing.
     #[test]
     fn renewals_and_tries_come_every_seventh_of_the_duration_at_most_2_s() {
-        assert_eq!(
-            cfg(Duration::from_secs(7)).retry_period(),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            cfg(Duration::from_secs(3)).retry_period(),
-            Duration::from_secs(3) / 7
-        );
-        assert_eq!(
-            cfg(Duration::from_secs(15)).retry_period(),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            cfg(Duration::from_secs(60)).retry_period(),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            cfg(Duration::from_secs(15)).renew_deadline(),
-            Duration::from_secs(10)
-        );
-        assert_eq!(
-            cfg(Duration::from_secs(3)).renew_deadline(),
-            Duration::from_secs(2)
-        );
+        // (lease duration, retry period, renew deadline)
+        let secs = Duration::from_secs;
+        for (duration, retry, deadline) in [
+            (secs(7), secs(1), Duration::from_nanos(4_666_666_666)),
+            (secs(3), secs(3) / 7, secs(2)),
+            (secs(15), secs(2), secs(10)),
+            (secs(60), secs(2), secs(40)),
+        ] {
+            assert_eq!(cfg(duration).retry_period(), retry, "{duration:?}");
+            assert_eq!(cfg(duration).renew_deadline(), deadline, "{duration:?}");
+        }
     }
 
     /// A Lease is free to take once `renewTime + leaseDurationSeconds` has passed, not before.
