@@ -20,3 +20,9 @@ mod render_routes;
 mod route_features_e2e;
 mod schema_roundtrip;
 mod whole_loop;
+
+/// A file added to `tests/` runs only once it is declared above.
+#[test]
+fn every_file_of_tests_is_a_module_here() {
+    switchboard_testing::assert_every_test_file_is_a_module(env!("CARGO_MANIFEST_DIR"));
+}

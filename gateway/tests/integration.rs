@@ -44,3 +44,9 @@ mod security_props;
 mod security_sweep;
 mod tracing;
 mod virtual_keys;
+
+/// A file added to `tests/` runs only once it is declared above.
+#[test]
+fn every_file_of_tests_is_a_module_here() {
+    switchboard_testing::assert_every_test_file_is_a_module(env!("CARGO_MANIFEST_DIR"));
+}

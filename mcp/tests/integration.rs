@@ -24,3 +24,9 @@ mod sessions;
 mod stateless_stream;
 mod stdio_sessions;
 mod subscriptions;
+
+/// A file added to `tests/` runs only once it is declared above.
+#[test]
+fn every_file_of_tests_is_a_module_here() {
+    switchboard_testing::assert_every_test_file_is_a_module(env!("CARGO_MANIFEST_DIR"));
+}

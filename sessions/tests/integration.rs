@@ -10,3 +10,9 @@ mod footprint;
 mod replicas;
 mod stores;
 mod topologies;
+
+/// A file added to `tests/` runs only once it is declared above.
+#[test]
+fn every_file_of_tests_is_a_module_here() {
+    switchboard_testing::assert_every_test_file_is_a_module(env!("CARGO_MANIFEST_DIR"));
+}

@@ -16,6 +16,8 @@
 //!   (3 masters, 3 replicas) and [`redis::RedisSentinel`] (master, replica, 3 sentinels) on
 //!   loopback ports, with failover, pause and restart.
 //! - [`otlp::Receiver`]: an OTLP trace receiver (HTTP/protobuf and gRPC) that keeps the spans.
+//! - [`assert_every_test_file_is_a_module`]: each file of a crate's `tests/` is compiled into
+//!   its one test binary.
 
 // Test support: failing loudly is the point here.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -70,6 +72,46 @@ where
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Panics unless every file of `<manifest_dir>/tests` is a module of its one test binary:
+/// each `tests/<name>.rs` and each `tests/<name>/mod.rs` must be declared `mod <name>;` in
+/// `tests/integration.rs`. The crates build their integration tests as that one binary
+/// (`autotests = false`), so a file left out of it would be neither compiled nor run, silently.
+pub fn assert_every_test_file_is_a_module(manifest_dir: &str) {
+    let dir = std::path::Path::new(manifest_dir).join("tests");
+    let integration = std::fs::read_to_string(dir.join("integration.rs"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join("integration.rs").display()));
+    let declared: std::collections::BTreeSet<&str> = integration
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        let name = if path.is_dir() {
+            path.join("mod.rs")
+                .exists()
+                .then(|| path.file_name())
+                .flatten()
+        } else if path.extension().is_some_and(|x| x == "rs") {
+            path.file_stem()
+        } else {
+            None
+        };
+        let Some(name) = name.and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name != "integration" && !declared.contains(name) {
+            missing.push(name.to_owned());
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "tests/{missing:?} are not declared in {}: add `mod <name>;` or they never run",
+        dir.join("integration.rs").display()
+    );
 }
 
 #[cfg(test)]
