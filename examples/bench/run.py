@@ -1091,6 +1091,134 @@ def scenario_llm_keys(args, procs, bins, tmp):
     RESULTS["llm_keys"] = rounds
 
 
+
+# Crates counted together in the instruction table: what one HTTP/1 exchange costs in the
+# HTTP stack, in the runtime, in JSON, in libc, and in the gateway's own code.
+CRATE_GROUPS = {
+    "hyper, http, httparse, bytes": {"hyper", "hyper_util", "http", "httparse", "bytes", "http_body",
+                                     "http_body_util", "want", "h2"},
+    "tokio": {"tokio", "tokio_util", "mio"},
+    "serde_json": {"serde_json", "serde", "serde_core"},
+    "std, core, alloc": {"std", "core", "alloc", "str", "vec", "raw_vec", "hash", "collections", "slice", "fmt",
+                         "sync", "iter", "ptr", "boxed", "string", "rc", "cell", "option", "result"},
+}
+OURS = "the gateway's own crates"
+LIBC = "libc (memcpy, malloc, free)"
+
+
+def crate_of(function, obj):
+    """The crate group of one callgrind function name (`obj` is the object file it ran in)."""
+    if "libc.so" in obj or "ld-linux" in obj:
+        return LIBC
+    name = function.strip()
+    # `<T as Trait>::f` and `core::ptr::drop_in_place<T>` are the crate of T.
+    for prefix in ("core::ptr::drop_in_place<", "<&mut ", "<&", "<"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    first = re.split(r"::|<| as ", name, maxsplit=1)[0].strip("<&* ")
+    if first.startswith("switchboard"):
+        return OURS
+    for group, crates in CRATE_GROUPS.items():
+        if first in crates:
+            return group
+    return first or "?"
+
+
+def callgrind_by_crate(out_file):
+    """Self instructions per crate group in one callgrind dump (`callgrind_annotate`'s
+    exclusive counts, every function: `--threshold=100`)."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(out_file)],
+                          capture_output=True, text=True, check=True).stdout
+    by = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(\S+?):(.+?)(?: \[([^\]]*)\])?\s*$", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        group = crate_of(m.group(3), m.group(4) or m.group(2))
+        by[group] = by.get(group, 0) + int(m.group(1).replace(",", ""))
+    return by
+
+
+def scenario_instructions(args, procs, bins, tmp):
+    """Instructions per request, by crate, under valgrind's callgrind: plain HTTP (1 KiB), a
+    non-streaming LLM chat (~1 KiB) and an MCP `tools/call`, each at one connection through a
+    gateway with one serving thread. Unlike CPU time, the count is the same from run to run
+    and from a quiet machine to a loaded one, so a change of a few percent shows (with
+    `--baseline`, the other binary is counted the same way)."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+        raise RuntimeError("valgrind is not installed (make setup installs it)")
+    up, mock = free_port(), free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    fixture = start_fixture(procs, bins, threads=1)
+    routes = [
+        llm_route(mock),
+        {"name": "mcp", "match": {"path_prefix": "/mcp"}, "mcp": {"targets": [{"name": "f0", "http": {"url": fixture}}]}},
+        {"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}},
+    ]
+    chat = tmp / "instructions-chat.json"
+    chat.write_text(chat_body())
+    call = mcp_call_body(tmp, "test_simple_text")
+    llm_headers = ["--header", "content-type: application/json", "--header", "authorization: Bearer client-key"]
+    binaries = {"switchboard": bins / "switchboard"}
+    if args.baseline:
+        binaries[BASELINE] = Path(args.baseline)
+    seconds = 1 if args.smoke else args.seconds
+    counted = {}
+    for name, binary in binaries.items():
+        port, admin = free_port(), free_port()
+        cfg = tmp / "instructions.yaml"
+        gateway_config(cfg, port, admin, routes)
+        out = tmp / f"callgrind-{len(counted)}.out"
+        env = dict(os.environ, RUST_LOG="warn", SWITCHBOARD_WORKERS="1")
+        gw = procs.start(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                          str(binary), "run", "-c", str(cfg)], env=env)
+        wait_port(port, gw, timeout=300)
+        wait_port(admin, gw, timeout=300)
+        base = f"http://127.0.0.1:{port}"
+        cases = {
+            "plain HTTP": [f"{base}/fixed"],
+            "LLM chat": [f"{base}/v1/chat/completions", "--method", "POST", "--body-file", str(chat), *llm_headers],
+            "MCP tools/call": [f"{base}/mcp", "--method", "POST", "--body-file", str(call), *MCP_HEADERS,
+                               "--mcp-init", f"{base}/mcp"],
+        }
+        counted[name] = {}
+        for dump, (case, load) in enumerate(cases.items(), start=1):
+            def run(duration):
+                return loadgen(bins, "latency", "--url", *load, "--duration", str(duration), "--connections", "1")
+            run(1)  # warm: connections, pools and sessions open; nothing counted yet
+            subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], check=True, capture_output=True)
+            res = run(seconds)
+            subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], check=True, capture_output=True)
+            subprocess.run(["callgrind_control", "-d", str(gw.pid)], check=True, capture_output=True)
+            part = Path(f"{out}.{dump}")
+            deadline = time.time() + 60
+            while not part.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            by = callgrind_by_crate(part)
+            n = res["latency"]["count"]
+            counted[name][case] = {"requests": n, "errors": res["errors"], "by_crate": by,
+                                   "per_request": {k: v / max(n, 1) for k, v in by.items()}}
+        procs.stop(gw)
+    groups = [*CRATE_GROUPS, OURS, LIBC]
+    header = ["binary", "scenario", "requests", "errors", *groups, "other", "total"]
+    rows = []
+    for name, cases in counted.items():
+        for case, r in cases.items():
+            per = r["per_request"]
+            other = sum(v for k, v in per.items() if k not in groups)
+            rows.append([name, case, r["requests"], r["errors"], *(f"{per.get(g, 0) / 1000:.1f}k" for g in groups),
+                         f"{other / 1000:.1f}k", f"**{sum(per.values()) / 1000:.1f}k**"])
+    table("Instructions per request by crate (callgrind, one serving thread, one connection)", header, rows)
+    RESULTS["instructions"] = counted
+    for cases in counted.values():
+        for case, r in cases.items():
+            if r["requests"] == 0 or r["errors"] or not r["by_crate"].get(OURS):
+                raise RuntimeError(f"instructions, {case}: {r['requests']} requests, {r['errors']} errors, "
+                                   f"{r['by_crate'].get(OURS, 0)} instructions of the gateway's own")
+
+
 SCENARIOS = {
     "http": scenario_http,
     "accesslog": scenario_access_log,
@@ -1102,6 +1230,7 @@ SCENARIOS = {
     "config": scenario_config_swap,
     "limits": scenario_limits,
     "llmkeys": scenario_llm_keys,
+    "instructions": scenario_instructions,
 }
 
 # Other names of a scenario (`--only idle` runs the memory scenario).
