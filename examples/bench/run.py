@@ -1197,6 +1197,12 @@ def scenario_instructions(args, procs, bins, tmp):
             while not part.exists() and time.time() < deadline:
                 time.sleep(0.1)
             by = callgrind_by_crate(part)
+            if args.callgrind_dir:
+                # Kept for `callgrind_annotate` (which function, which caller).
+                keep = Path(args.callgrind_dir)
+                keep.mkdir(parents=True, exist_ok=True)
+                label = re.sub(r"[^a-z0-9]+", "-", f"{name} {case}".lower()).strip("-")
+                shutil.copy(part, keep / f"callgrind.{label}.out")
             n = res["latency"]["count"]
             counted[name][case] = {"requests": n, "errors": res["errors"], "by_crate": by,
                                    "per_request": {k: v / max(n, 1) for k, v in by.items()}}
@@ -1249,6 +1255,7 @@ def main():
     ap.add_argument("--tracing", action="store_true",
                     help="http scenario: also a gateway with tracing on (sampling 1, and sampling 0)")
     ap.add_argument("--json", help="write raw results here")
+    ap.add_argument("--callgrind-dir", help="instructions scenario: keep each callgrind dump here (for callgrind_annotate)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
     ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")
     ap.add_argument("--compare-runtime", action="store_true",
