@@ -111,37 +111,60 @@ impl PassedChat {
 
     /// The body for a provider's `model`: the caller's bytes with the model replaced and, on a
     /// stream, usage asked for (the translator hides it if the caller did not).
+    ///
+    /// One allocation, of the body's final size when the model name needs no escaping: the
+    /// name is written in place, and a `Vec` filled to its capacity becomes [`Bytes`] without
+    /// another (issue 19).
     pub fn body_for(&self, model: &str) -> serde_json::Result<Bytes> {
-        let name = serde_json::to_string(model)?;
+        self.edited(model).map(Bytes::from)
+    }
+
+    fn edited(&self, model: &str) -> serde_json::Result<Vec<u8>> {
         let usage = match (&self.options, self.stream) {
             (_, false) => None,
             (Options::Absent, true) => Some((
                 self.open..self.open,
-                r#""stream_options":{"include_usage":true},"#.to_owned(),
+                Cow::Borrowed(r#""stream_options":{"include_usage":true},"#),
             )),
-            (Options::Null(at), true) => Some((at.clone(), r#"{"include_usage":true}"#.to_owned())),
+            (Options::Null(at), true) => {
+                Some((at.clone(), Cow::Borrowed(r#"{"include_usage":true}"#)))
+            }
             (Options::Object(_), true) if self.include_usage => None,
             (Options::Object(at), true) => {
                 let raw = self.body.get(at.clone()).unwrap_or_default();
                 let mut opts: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_slice(raw)?;
                 opts.insert("include_usage".into(), true.into());
-                Some((at.clone(), serde_json::to_string(&opts)?))
+                Some((at.clone(), Cow::Owned(serde_json::to_string(&opts)?)))
             }
         };
-        let mut edits = vec![(self.model_at.clone(), name)];
-        edits.extend(usage);
-        edits.sort_by_key(|(at, _)| at.start);
-        let grow: usize = edits.iter().map(|(_, s)| s.len()).sum();
-        let mut out = Vec::with_capacity(self.body.len() + grow);
+        // The model (`None`: written as JSON) and the usage edit, in the order of the body.
+        let model_edit = (self.model_at.clone(), None);
+        let edits = match &usage {
+            None => [Some(model_edit), None],
+            Some((at, text)) if at.start < self.model_at.start => {
+                [Some((at.clone(), Some(text.as_ref()))), Some(model_edit)]
+            }
+            Some((at, text)) => [Some(model_edit), Some((at.clone(), Some(text.as_ref())))],
+        };
+        let size = edits
+            .iter()
+            .flatten()
+            .fold(self.body.len(), |n, (at, text)| {
+                n - at.len() + text.map_or(model.len() + 2, str::len)
+            });
+        let mut out = Vec::with_capacity(size);
         let mut from = 0;
-        for (at, with) in edits {
+        for (at, text) in edits.into_iter().flatten() {
             out.extend_from_slice(self.body.get(from..at.start).unwrap_or_default());
-            out.extend_from_slice(with.as_bytes());
+            match text {
+                None => serde_json::to_writer(&mut out, model)?,
+                Some(t) => out.extend_from_slice(t.as_bytes()),
+            }
             from = at.end;
         }
         out.extend_from_slice(self.body.get(from..).unwrap_or_default());
-        Ok(Bytes::from(out))
+        Ok(out)
     }
 }
 
@@ -562,6 +585,9 @@ mod tests {
             let p = PassedChat::parse(Bytes::from_static(body.as_bytes())).unwrap();
             let out = p.body_for("u").unwrap();
             assert_eq!(std::str::from_utf8(&out).unwrap(), want);
+            // Allocated at its final size: `Bytes` takes it without another allocation.
+            let edited = p.edited("u").unwrap();
+            assert_eq!(edited.capacity(), edited.len(), "{body}");
             // What the typed path sent, as a tree.
             let mut t = typed(body).unwrap();
             t.model = "u".into();
