@@ -64,7 +64,9 @@ pub trait Provider: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct DirectTarget {
     target: switchboard_core::h1pool::H1Target,
-    /// The request's headers, `Host` last as hyper-util's client adds it.
+    /// The request's headers, `Host` then `Content-Length` last, as hyper-util's client adds
+    /// them. `Content-Length` is a place held for each request's length
+    /// ([`DirectTarget::headers_for`]).
     headers: HeaderMap,
 }
 
@@ -78,6 +80,9 @@ impl DirectTarget {
         headers
             .entry(http::header::HOST)
             .or_insert_with(|| target.host.clone());
+        headers
+            .entry(http::header::CONTENT_LENGTH)
+            .or_insert(HeaderValue::from_static("0"));
         Some(DirectTarget { target, headers })
     }
 
@@ -86,8 +91,17 @@ impl DirectTarget {
         &self.target
     }
 
-    pub(crate) fn headers(&self) -> &HeaderMap {
-        &self.headers
+    /// The headers of a request whose body is `len` bytes long.
+    ///
+    /// A clone of a header map has no room to spare: when hyper added `Content-Length` to it,
+    /// the map grew (a reallocation) on every request; replacing the value held for it does
+    /// not (issue 19).
+    pub(crate) fn headers_for(&self, len: usize) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        if let Some(v) = headers.get_mut(http::header::CONTENT_LENGTH) {
+            *v = HeaderValue::from(len);
+        }
+        headers
     }
 }
 

@@ -69,10 +69,11 @@ async fn post(
     target: &DirectTarget,
     body: Bytes,
 ) -> Result<Option<http::Response<Incoming>>, &'static str> {
+    let headers = target.headers_for(body.len());
     let mut req = http::Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = target.target().origin.clone();
-    *req.headers_mut() = target.headers().clone();
+    *req.headers_mut() = headers;
     let resp = match client.0.send(&target.target().authority, req).await {
         Ok(r) => r,
         Err(e) => {
