@@ -20,6 +20,24 @@ pub fn is_event_stream(headers: &::http::HeaderMap) -> bool {
         })
 }
 
+/// Headers a response's map has room for without growing.
+///
+/// An HTTP/1 server connection of hyper keeps each response's header map, emptied, and parses
+/// the connection's next request head into it; the gateway then adds its forwarding headers
+/// to that head. A map made for a reply's few headers had to grow (a reallocation and a
+/// rehash) for that on every request whose reply the gateway wrote itself (LLM and MCP
+/// routes; a proxied reply's map has grown once already) (issue 19).
+pub const REPLY_HEAD_ROOM: usize = 16;
+
+/// A response builder whose header map has room for [`REPLY_HEAD_ROOM`] headers.
+pub fn response() -> ::http::response::Builder {
+    let mut builder = ::http::Response::builder();
+    if let Some(headers) = builder.headers_mut() {
+        headers.reserve(REPLY_HEAD_ROOM);
+    }
+    builder
+}
+
 /// `host[:port]` without its port: `example.com:8080` → `example.com`, `[::1]:80` → `[::1]`
 /// (an IPv6 literal keeps its brackets). A value with more than one colon outside brackets is
 /// not `host:port` (an unbracketed IPv6 address, or garbage) and comes back whole, so no part
@@ -38,6 +56,26 @@ pub fn host_without_port(host: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_has_room_for_the_next_request_head_and_forwarding_headers() {
+        let reply = response()
+            .header(::http::header::CONTENT_TYPE, "application/json")
+            .body(())
+            .unwrap();
+        let mut headers = reply.into_parts().0.headers;
+        let room = headers.capacity();
+        assert!(room >= REPLY_HEAD_ROOM, "{room}");
+        // What hyper does with it: emptied, then a request head and the forwarding headers.
+        headers.clear();
+        for i in 0..REPLY_HEAD_ROOM {
+            headers.insert(
+                ::http::HeaderName::try_from(format!("x-h{i}")).unwrap(),
+                ::http::HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(headers.capacity(), room, "the map grew");
+    }
 
     #[test]
     fn event_streams_are_known_by_their_media_type() {

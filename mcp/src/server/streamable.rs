@@ -356,14 +356,14 @@ pub(super) fn rejected(
 
 /// 202 with no body: a notification or a response was taken.
 pub(super) fn accepted() -> Response<Body> {
-    Response::builder()
+    switchboard_core::http::response()
         .status(StatusCode::ACCEPTED)
         .body(Body::empty())
         .unwrap_or_default()
 }
 
 pub(super) fn rpc_response(status: StatusCode, body: Value) -> Response<Body> {
-    Response::builder()
+    switchboard_core::http::response()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
@@ -503,7 +503,7 @@ pub(super) fn sse_response(
             message_event(&mut out, session.event_id(), &msg);
             Ok(Bytes::from(out))
         });
-    Response::builder()
+    switchboard_core::http::response()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(primer.chain(events)))
@@ -540,7 +540,7 @@ fn message_event(out: &mut Vec<u8>, id: impl std::fmt::Display, msg: &Value) {
 
 /// An SSE response whose whole body is `body`.
 pub(super) fn sse_full(body: Bytes) -> Response<Body> {
-    Response::builder()
+    switchboard_core::http::response()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from(body))
