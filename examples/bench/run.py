@@ -1091,7 +1091,6 @@ def scenario_llm_keys(args, procs, bins, tmp):
     RESULTS["llm_keys"] = rounds
 
 
-
 # Crates counted together in the instruction table: what one HTTP/1 exchange costs in the
 # HTTP stack, in the runtime, in JSON, in libc, and in the gateway's own code.
 CRATE_GROUPS = {
@@ -1143,8 +1142,8 @@ def callgrind_by_crate(out_file):
 def scenario_instructions(args, procs, bins, tmp):
     """Instructions per request, by crate, under valgrind's callgrind: plain HTTP (1 KiB), a
     non-streaming LLM chat (~1 KiB) and an MCP `tools/call`, each at one connection through a
-    gateway with one serving thread. Unlike CPU time, the count is the same from run to run
-    and from a quiet machine to a loaded one, so a change of a few percent shows (with
+    gateway with one serving thread. Unlike CPU time, the count moves by about 1% at most from
+    run to run, on a quiet machine or a loaded one, so a change of a few percent shows (with
     `--baseline`, the other binary is counted the same way)."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
         raise RuntimeError("valgrind is not installed (make setup installs it)")
