@@ -1163,7 +1163,8 @@ def scenario_instructions(args, procs, bins, tmp):
     binaries = {"switchboard": bins / "switchboard"}
     if args.baseline:
         binaries[BASELINE] = Path(args.baseline)
-    seconds = 1 if args.smoke else args.seconds
+    # Two seconds at least: a debug build under callgrind serves some ten LLM requests a second.
+    seconds = 2 if args.smoke else args.seconds
     counted = {}
     for name, binary in binaries.items():
         port, admin = free_port(), free_port()
