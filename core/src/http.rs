@@ -29,11 +29,16 @@ pub fn is_event_stream(headers: &::http::HeaderMap) -> bool {
 /// routes; a proxied reply's map has grown once already) (issue 19).
 pub const REPLY_HEAD_ROOM: usize = 16;
 
-/// A response builder whose header map has room for [`REPLY_HEAD_ROOM`] headers.
+/// A header map for a reply the gateway writes itself: room for [`REPLY_HEAD_ROOM`] headers.
+pub fn reply_headers() -> ::http::HeaderMap {
+    ::http::HeaderMap::with_capacity(REPLY_HEAD_ROOM)
+}
+
+/// A response builder whose header map is [`reply_headers`].
 pub fn response() -> ::http::response::Builder {
     let mut builder = ::http::Response::builder();
     if let Some(headers) = builder.headers_mut() {
-        headers.reserve(REPLY_HEAD_ROOM);
+        *headers = reply_headers();
     }
     builder
 }

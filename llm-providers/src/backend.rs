@@ -539,8 +539,7 @@ fn identity_headers_of(h: &mut HeaderMap, provider: &str, model: &str) {
 fn json_response(status: StatusCode, body: Bytes, member: Option<&Member>) -> http::Response<Body> {
     let mut resp = http::Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .reserve(switchboard_core::http::REPLY_HEAD_ROOM);
+    *resp.headers_mut() = switchboard_core::http::reply_headers();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
