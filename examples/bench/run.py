@@ -1202,7 +1202,10 @@ def scenario_instructions(args, procs, bins, tmp):
                 keep = Path(args.callgrind_dir)
                 keep.mkdir(parents=True, exist_ok=True)
                 label = re.sub(r"[^a-z0-9]+", "-", f"{name} {case}".lower()).strip("-")
-                shutil.copy(part, keep / f"callgrind.{label}.out")
+                kept = keep / f"callgrind.{label}.out"
+                shutil.copy(part, kept)
+                if callgrind_by_crate(kept) != by:
+                    raise RuntimeError(f"instructions: the dump kept at {kept} does not read back the same")
             n = res["latency"]["count"]
             counted[name][case] = {"requests": n, "errors": res["errors"], "by_crate": by,
                                    "per_request": {k: v / max(n, 1) for k, v in by.items()}}
