@@ -269,10 +269,15 @@ where
 {
     let limits = conn.runtime.load().limits.clone();
     let shutdown = conn.deps.shutdown.clone();
+    let conn = Arc::new(conn);
+    let head = HeadTimer {
+        conn: conn.clone(),
+        due: Arc::new(HeadDue::new()),
+    };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(head.clone())
         .header_read_timeout(limits.header_read_timeout)
         // Headers over our limit get a JSON 431 from the pipeline; hyper's own (bodiless) 431
         // only answers heads far beyond it.
@@ -281,7 +286,6 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size((limits.max_header_bytes * 2).min(u32::MAX as usize) as u32);
-    let conn = Arc::new(conn);
     let watched = conn.clone();
     let opened = Instant::now();
     let svc = hyper::service::service_fn(move |req| {
@@ -295,24 +299,28 @@ where
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
-    // Ticking at least twice per header timeout keeps a timer on this thread that expires
-    // before the head-read deadline hyper arms for every request; without one, arming it
-    // (earlier than anything else pending) forces tokio to wake its driver through an eventfd
-    // write on every request.
+    // The watchdog wakes at least twice per header timeout, and at the deadline of a head
+    // that hyper is waiting for when that comes before its next check; so it enforces
+    // HTTP/1.1's header timeout on time although no tokio timer is armed per request (see
+    // `HeadTimer`).
     let check_every = (limits.idle_timeout / 4)
         .min(limits.header_read_timeout / 2)
         .max(std::time::Duration::from_millis(10));
-    let mut ticker = tokio::time::interval(check_every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let header_timeout = limits.header_read_timeout;
     let idle_timeout = limits.idle_timeout;
     let watchdog = async move {
+        let sleep = tokio::time::sleep(check_every);
+        tokio::pin!(sleep);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Closing::Drain,
-                _ = ticker.tick() => {
-                    if watched.requests.load(Ordering::Relaxed) == 0
-                        && opened.elapsed() >= header_timeout
+                _ = sleep.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    let requests = watched.requests.load(Ordering::Relaxed);
+                    // The first head (on HTTP/2 too), and HTTP/1.1's next head.
+                    let head_due = head.due.waiting(requests);
+                    if (requests == 0 && opened.elapsed() >= header_timeout)
+                        || head_due.is_some_and(|due| now >= due)
                     {
                         tracing::debug!(remote = %watched.remote, "no request head within the header timeout; closed");
                         return Closing::Now;
@@ -321,6 +329,8 @@ where
                         tracing::debug!(idle = ?idle_timeout, "idle connection closed");
                         return Closing::Drain;
                     }
+                    let next = now + check_every;
+                    sleep.as_mut().reset(head_due.map_or(next, |due| due.min(next)));
                 }
             }
         }
@@ -358,6 +368,89 @@ enum Closing {
     /// Shut down gracefully: the request in flight finishes (idle, or the gateway stops).
     Drain,
 }
+
+/// hyper's timer for one HTTP/1.1 connection, which hyper uses for the header timeout alone:
+/// it arms a deadline each time it starts waiting for a request head and drops it once the
+/// head is in. This one records the deadline (and which request it waits for) for the
+/// connection's watchdog, which closes the connection when the deadline passes with that
+/// request still missing, and hands hyper a sleep that never fires. hyper's own timer boxed a
+/// tokio sleep, registered it in the timer wheel and removed it again for every request: about
+/// 0.6k instructions per request (issue 19). A head that does not arrive in time closes the
+/// connection without an answer, as on the connection's first request.
+#[derive(Clone)]
+struct HeadTimer {
+    conn: Arc<Conn>,
+    due: Arc<HeadDue>,
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: std::time::Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        self.due
+            .arm(deadline, self.conn.requests.load(Ordering::Relaxed));
+        // Zero-sized: boxing it allocates nothing.
+        Box::pin(NeverFires)
+    }
+
+    // tokio's clock, which a test may pause: the watchdog compares against it.
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// The head deadline a [`HeadTimer`] armed last.
+struct HeadDue {
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to the deadline, plus one; 0 before the first.
+    at: std::sync::atomic::AtomicU64,
+    /// The connection's request count when it was armed: the head it waits for is the next.
+    armed_for: std::sync::atomic::AtomicU64,
+}
+
+impl HeadDue {
+    fn new() -> Self {
+        HeadDue {
+            epoch: tokio::time::Instant::now().into_std(),
+            at: std::sync::atomic::AtomicU64::new(0),
+            armed_for: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn arm(&self, deadline: Instant, requests: u64) {
+        let after = deadline.saturating_duration_since(self.epoch).as_nanos();
+        let at = u64::try_from(after).unwrap_or(u64::MAX - 1) + 1;
+        self.at.store(at, Ordering::Relaxed);
+        self.armed_for.store(requests, Ordering::Relaxed);
+    }
+
+    /// The deadline of the head hyper is waiting for, if it is still waiting (`requests`
+    /// heads have arrived).
+    fn waiting(&self, requests: u64) -> Option<tokio::time::Instant> {
+        let at = self.at.load(Ordering::Relaxed);
+        if at == 0 || self.armed_for.load(Ordering::Relaxed) != requests {
+            return None;
+        }
+        Some(tokio::time::Instant::from_std(
+            self.epoch + std::time::Duration::from_nanos(at - 1),
+        ))
+    }
+}
+
+/// The sleep a [`HeadTimer`] gives hyper: the watchdog acts on the deadline instead.
+struct NeverFires;
+
+impl std::future::Future for NeverFires {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for NeverFires {}
 
 /// When a connection last moved bytes, shared between its IO wrapper and its watchdog.
 #[derive(Clone)]
