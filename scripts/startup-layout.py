@@ -13,9 +13,9 @@ memory, never correctness.
 How the list is found: the release binary starts three times under `valgrind --tool=callgrind`, with
 examples/quickstart.yaml (every route kind, the example upstreams answering) and with one HTTP
 route written as block YAML and as JSON, each until it is idle, and every function of the binary
-that ran becomes a pattern. Patterns leave out what changes
-between builds and compilers (the legacy mangling's trailing hash, `.llvm.N` suffixes, the v0
-mangling's crate disambiguators), so the list survives dependency and toolchain updates; a generic
+that ran becomes a pattern. Patterns leave out what changes between builds and compilers (the
+legacy mangling's trailing hash, `.llvm.N` suffixes and fat LTO's `.N` ones, the v0 mangling's
+crate disambiguators), so the list survives code, dependency and toolchain updates; a generic
 function's instances share such a pattern, so where many instances did not run, those that did are
 listed by full name instead (see BROAD).
 
@@ -61,7 +61,8 @@ def wait_port(port, proc, timeout=120.0):
 
 def pattern(name):
     """A mangled symbol name without the parts that change between builds."""
-    name = re.sub(r"\.llvm\.\d+$", "", name)
+    # `.llvm.N`, and the `.N` that fat LTO gives local symbols: both renumbered by any change.
+    name = re.sub(r"\.(llvm\.)?\d+$", "", name)
     if name.startswith("_ZN"):
         name = re.sub(r"17h[0-9a-f]{16}E$", "", name)
     elif name.startswith("_R"):
