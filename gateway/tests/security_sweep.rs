@@ -303,7 +303,7 @@ async fn idle_keep_alive_connection_is_closed() {
 // Paused clock, as above. The header timeout (500ms) holds for the head of each request on a
 // kept-alive connection, to the deadline: the connection is open just before it and closed just
 // after it, without an answer. (The second request comes 100ms after the first, so the
-// deadline for the third falls between the watchdog's regular checks, every 250ms from the
+// deadline for the third head falls between the watchdog's regular checks, every 250ms from the
 // first.)
 #[tokio::test(start_paused = true)]
 async fn a_kept_alive_connection_dribbling_its_next_head_is_closed_at_the_header_timeout() {
@@ -311,15 +311,9 @@ async fn a_kept_alive_connection_dribbling_its_next_head_is_closed_at_the_header
     let gw = gateway_here(&config(up), up).await;
     let addr = gw.listener_addr("main").await.unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut buf = [0u8; 4096];
-    for wait in [0, 100] {
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    }
+    get_ok(&mut s, "/echo").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    get_ok(&mut s, "/echo").await;
     // Part of the next head, and then nothing.
     s.write_all(b"GET /echo HTTP/1.1\r\n").await.unwrap();
     assert!(
@@ -348,23 +342,26 @@ async fn the_header_timeout_ends_with_the_head() {
     let gw = gateway_here(&config(up), up).await;
     let addr = gw.listener_addr("main").await.unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut buf = [0u8; 4096];
-    let mut get = async |path: &str| {
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let n = s.read(&mut buf).await.unwrap();
-        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-    };
-    get("/echo").await;
+    get_ok(&mut s, "/echo").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    get("/slow?ms=1000").await;
+    get_ok(&mut s, "/slow?ms=1000").await;
     // Six more 300ms apart: 1.8s more on the same connection.
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        get("/echo").await;
+        get_ok(&mut s, "/echo").await;
     }
+}
+
+/// Sends `GET path` on a kept-alive connection and checks that a 200 comes back (the head and a
+/// short body, in one read).
+async fn get_ok(s: &mut TcpStream, path: &str) {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
 }
 
 // Real time: the listener's idle check compares a connection's last activity on a clock that
