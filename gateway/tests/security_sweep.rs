@@ -364,8 +364,50 @@ async fn get_ok(s: &mut TcpStream, path: &str) {
     assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
 }
 
-// Real time: the listener's idle check compares a connection's last activity on a clock that
-// tokio's paused time does not drive.
+// Paused clock, as above. The idle timeout (1s here) counts from a connection's last bytes either
+// way: a request body that trickles in for 3s, a byte every 500ms, is read to its end, and a
+// connection that then moves nothing is closed after the timeout and within two of the
+// watchdog's checks (every 250ms), never before it.
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_bytes() {
+    let up = upstream().await;
+    let yaml = r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {header_read_timeout: 30s, idle_timeout: 1s}
+    routes:
+      - name: all
+        match: {path_prefix: /}
+        http: {url: "http://${UPSTREAM}"}
+"#;
+    let gw = gateway_here(yaml, up).await;
+    let addr = gw.listener_addr("main").await.unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
+        .await
+        .unwrap();
+    for b in b"abcdef" {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.write_all(&[*b]).await.unwrap();
+    }
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"body_bytes\":6"), "{answer}");
+    assert!(
+        !closed_within(&mut s, Duration::from_millis(950)).await,
+        "closed before the idle timeout"
+    );
+    assert!(
+        closed_within(&mut s, Duration::from_millis(600)).await,
+        "still open 1.55s after its last bytes"
+    );
+}
+
+// Real time: `gateway` serves on its own threads, whose clocks a paused test clock does not
+// drive.
 #[tokio::test]
 async fn idle_timeout_closes_quiet_connections_but_lets_requests_finish() {
     let up = upstream().await;
