@@ -77,7 +77,8 @@ pub(super) fn translate_body(
     model: &str,
 ) -> Result<(Bytes, Option<Usage>)> {
     let proto = |e: serde_json::Error| Error::Protocol(e.to_string());
-    let now = unix_now();
+    // `unix_now()` (a translated reply's `created`) is read only where a reply is translated:
+    // one clock read fewer for a reply passed on as it came (issue 19).
     let chat: o::ChatResponse = match native {
         UpstreamFormat::Anthropic => {
             let r: a::MessagesResponse = serde_json::from_slice(bytes).map_err(proto)?;
@@ -85,7 +86,7 @@ pub(super) fn translate_body(
             if format == ApiFormat::Anthropic {
                 return Ok((bytes.clone(), usage));
             }
-            let chat = translate::anthropic::messages_response_to_chat(&r, now);
+            let chat = translate::anthropic::messages_response_to_chat(&r, unix_now());
             return Ok((Bytes::from(serde_json::to_vec(&chat)?), usage));
         }
         UpstreamFormat::OpenAi => {
@@ -103,12 +104,12 @@ pub(super) fn translate_body(
         UpstreamFormat::Gemini => {
             let r: gemini::GenerateContentResponse =
                 serde_json::from_slice(bytes).map_err(proto)?;
-            translate::gemini::generate_to_chat(&r, model, now)
+            translate::gemini::generate_to_chat(&r, model, unix_now())
         }
         UpstreamFormat::Bedrock => {
             let r: bedrock::ConverseResponse = serde_json::from_slice(bytes).map_err(proto)?;
             let usage = r.usage.as_ref().map(bedrock::BedrockUsage::normalize);
-            let chat = translate::bedrock::converse_to_chat(&r, model, now);
+            let chat = translate::bedrock::converse_to_chat(&r, model, unix_now());
             let out = match format {
                 ApiFormat::OpenAi => serde_json::to_vec(&chat)?,
                 ApiFormat::Anthropic => {
