@@ -15,9 +15,9 @@ examples/quickstart.yaml (every route kind, the example upstreams answering) and
 route written as block YAML and as JSON, each until it is idle, and every function of the binary
 that ran becomes a pattern. Patterns leave out what changes between builds and compilers (the
 legacy mangling's trailing hash, `.llvm.N` suffixes and fat LTO's `.N` ones, the v0 mangling's
-crate disambiguators), so the list survives code, dependency and toolchain updates; a generic
-function's instances share such a pattern, so where many instances did not run, those that did are
-listed by full name instead (see BROAD).
+crate disambiguators), so most of the list survives code, dependency and toolchain updates; a
+generic function's instances share such a pattern, so where many instances did not run, those that
+did are listed by full name instead (see BROAD), and those names go stale with the next change.
 
 Usage: cargo build --release -p switchboard-gateway -p switchboard-examples --bins
        python3 scripts/startup-layout.py        (or `make startup-layout`)
