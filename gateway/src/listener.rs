@@ -287,7 +287,8 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size((limits.max_header_bytes * 2).min(u32::MAX as usize) as u32);
     let watched = conn.clone();
-    let opened = Instant::now();
+    // tokio's clock, as every check of the watchdog's (and `HeadTimer`'s deadlines).
+    let opened = tokio::time::Instant::now();
     let svc = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(req).await) }
@@ -324,7 +325,7 @@ where
                     let requests = watched.requests.load(Ordering::Relaxed);
                     // The first head (on HTTP/2 too), and HTTP/1.1's next head.
                     let head_due = head.due.waiting(requests);
-                    if (requests == 0 && opened.elapsed() >= header_timeout)
+                    if (requests == 0 && now.saturating_duration_since(opened) >= header_timeout)
                         || head_due.is_some_and(|due| now >= due)
                     {
                         tracing::debug!(remote = %watched.remote, "no request head within the header timeout; closed");

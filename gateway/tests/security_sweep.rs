@@ -352,6 +352,22 @@ async fn the_header_timeout_ends_with_the_head() {
     }
 }
 
+/// A listener with these `limits` and one `http` route to the upstream.
+fn with_limits(limits: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: main
+    bind: 127.0.0.1:0
+    limits: {{{limits}}}
+    routes:
+      - name: all
+        match: {{path_prefix: /}}
+        http: {{url: "http://${{UPSTREAM}}"}}
+"#
+    )
+}
+
 /// Sends `GET path` on a kept-alive connection and checks that a 200 comes back (the head and a
 /// short body, in one read).
 async fn get_ok(s: &mut TcpStream, path: &str) {
@@ -371,17 +387,11 @@ async fn get_ok(s: &mut TcpStream, path: &str) {
 #[tokio::test(start_paused = true)]
 async fn the_idle_timeout_counts_from_the_last_bytes() {
     let up = upstream().await;
-    let yaml = r#"
-listeners:
-  - name: main
-    bind: 127.0.0.1:0
-    limits: {header_read_timeout: 30s, idle_timeout: 1s}
-    routes:
-      - name: all
-        match: {path_prefix: /}
-        http: {url: "http://${UPSTREAM}"}
-"#;
-    let gw = gateway_here(yaml, up).await;
+    let gw = gateway_here(
+        &with_limits("header_read_timeout: 30s, idle_timeout: 1s"),
+        up,
+    )
+    .await;
     let addr = gw.listener_addr("main").await.unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n")
@@ -411,17 +421,11 @@ listeners:
 #[tokio::test]
 async fn idle_timeout_closes_quiet_connections_but_lets_requests_finish() {
     let up = upstream().await;
-    let yaml = r#"
-listeners:
-  - name: main
-    bind: 127.0.0.1:0
-    limits: {header_read_timeout: 30s, idle_timeout: 300ms}
-    routes:
-      - name: all
-        match: {path_prefix: /}
-        http: {url: "http://${UPSTREAM}"}
-"#;
-    let gw = gateway(yaml, up).await;
+    let gw = gateway(
+        &with_limits("header_read_timeout: 30s, idle_timeout: 300ms"),
+        up,
+    )
+    .await;
     let addr = gw.listener_addr("main").await.unwrap();
 
     // A request whose upstream is silent for longer than idle_timeout still completes.
