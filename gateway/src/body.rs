@@ -123,6 +123,8 @@ pin_project_lite::pin_project! {
         stash: Option<Result<Frame<Bytes>, axum::Error>>,
         // The inner body returned its end while merging.
         inner_done: bool,
+        // An error after data was held back for one turn (see `poll_frame`).
+        error_held: bool,
         idle: Option<(Duration, Pin<Box<Sleep>>)>,
         cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
         completion: Option<Box<Completion>>,
@@ -154,6 +156,7 @@ impl ObservedBody {
             bytes: 0,
             stash: None,
             inner_done: false,
+            error_held: false,
             idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             cut: cut.map(Box::pin),
             completion: Some(Box::new(completion)),
@@ -199,6 +202,16 @@ impl http_body::Body for ObservedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
+                // hyper's server drops what it has not written yet when a body fails, and an
+                // error can come in the same poll as the head and the data before it (merged,
+                // or read by an upstream connection this task drives): one turn first, the
+                // task woken at once, lets them go out.
+                if !*this.error_held {
+                    *this.error_held = true;
+                    *this.stash = Some(Err(e));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 if let Some(c) = this.completion.take() {
                     c.finish(*this.bytes, "upstream_error");
                 }
@@ -343,7 +356,22 @@ mod tests {
         let mut body = observed(Body::from_stream(futures::stream::iter(items)));
         let f = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(&f[..], b"ab");
+        // One turn, the task woken at once, in which a server writes out "ab" (and the head)
+        // before it meets the error.
+        struct Woken(std::sync::atomic::AtomicBool);
+        impl std::task::Wake for Woken {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let woken = std::sync::Arc::new(Woken(std::sync::atomic::AtomicBool::new(false)));
+        let waker = std::task::Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(!body.is_end_stream());
         assert!(body.frame().await.unwrap().is_err());
+        assert!(body.frame().await.is_none());
     }
 
     #[tokio::test]
