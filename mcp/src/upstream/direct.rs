@@ -21,8 +21,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyDataStream, Full};
-use hyper::body::Incoming;
-use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions};
+use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions, ResponseBody};
 
 /// The targets' hyper client: each thread's own connections (see [`super::Clients`]).
 #[derive(Clone)]
@@ -117,7 +116,7 @@ pub(crate) enum Reply {
     /// Sent through reqwest.
     Reqwest(reqwest::Response),
     /// Sent on hyper's client ([`DirectTarget::post`]).
-    Direct(http::Response<Incoming>),
+    Direct(http::Response<ResponseBody>),
 }
 
 /// A response body's chunks.
