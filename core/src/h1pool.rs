@@ -1,40 +1,29 @@
 //! The HTTP/1.1 connection pool of every path that sends to a plain `http://` upstream on
 //! hyper directly: the `http` route, MCP targets' POSTs and LLM providers' chat calls.
 //!
-//! Each serving thread has its own connections, by `host:port` as written in the config, and
-//! a connection is driven by whoever holds it: the request's future until the response's head
-//! has come, then the response's body ([`ResponseBody`]), whose reader (the client's
-//! connection, an LLM or MCP call) polls the upstream connection as it polls the body. So a
-//! request and its response are one task's work, with no task per connection to wake and no
-//! channel hop between them; an idle connection waits in its thread's list, polled by nobody,
-//! until it is given the next request (a close from the upstream meanwhile is seen then). No
-//! task per request returns it either (hyper-util's legacy pool spawns one, and hashes its key
-//! with SipHash twice per request). Keyed by the string, not by [`Authority`]: its `Hash`
-//! feeds the hasher one lowercased byte at a time.
+//! Each serving thread has its own connections, by `host:port` as written in the config: hyper
+//! runs a connection as a task on the runtime that opened it, so a thread that only uses its
+//! own never wakes another core, and no lock is shared. A connection stays in its list while it
+//! serves a response and is taken again once hyper reports it ready; no task per request
+//! returns it (hyper-util's legacy pool spawns one, and hashes its key with SipHash twice per
+//! request). Keyed by the string, not by [`Authority`]: its `Hash` feeds the hasher one
+//! lowercased byte at a time.
 //!
 //! What hyper-util's client did and this pool does too: a request that a pooled connection
 //! closed on before taking it is sent once more on a new connection; a connection that sent
 //! no request for the idle timeout is closed (checked when its upstream is next used, and for
-//! the whole thread whenever it opens a connection); at most `max_per_upstream` idle
-//! connections are kept per upstream and thread (more are opened when all are busy; one that
-//! finds the bound full when its response has been read is closed). A response body dropped
-//! before its end closes its connection, as hyper's own does; one whose connection is still
-//! sending the request's body, or closing, when the response ends is left to a task of its
-//! own, and so is an upgraded (101) connection, which hands its socket over.
+//! the whole thread whenever it opens a connection); at most `max_per_upstream` connections
+//! are kept per upstream and thread (more are opened when all are busy, and closed after
+//! their response).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::Authority;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
@@ -53,7 +42,7 @@ pub struct PoolOptions {
     pub user_timeout: Option<Duration>,
     /// A connection that sent no request for this long is closed.
     pub idle_timeout: Duration,
-    /// Most idle connections kept per upstream and thread.
+    /// Most connections kept per upstream and thread.
     pub max_per_upstream: usize,
 }
 
@@ -97,8 +86,8 @@ impl<B: Send> std::fmt::Debug for H1Pool<B> {
     }
 }
 
-/// One thread's idle connections: a list per upstream.
-struct Idle<B>(RefCell<HashMap<Box<str>, Arc<Slot<B>>>>);
+/// One thread's connections, by upstream.
+struct Idle<B>(RefCell<HashMap<Box<str>, Vec<Pooled<B>>>>);
 
 impl<B> Default for Idle<B> {
     fn default() -> Self {
@@ -106,319 +95,18 @@ impl<B> Default for Idle<B> {
     }
 }
 
-/// One thread's idle connections to one upstream, where each of them returns (it holds its
-/// slot: no second lookup by name). Behind a lock no other thread takes in the gateway (a
-/// response read on another thread's runtime, as in tests, still returns its connection to
-/// the thread that opened it): an uncontended lock where a `RefCell` would do, so that a
-/// connection, which a response body carries, can hold it.
-type Slot<B> = Mutex<Vec<Box<dyn Link<B>>>>;
-
-fn lock<B>(slot: &Slot<B>) -> MutexGuard<'_, Vec<Box<dyn Link<B>>>> {
-    // Nothing panics with the lock held, and the list stays whole if something did.
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A connection: hyper's sender and the future that drives the connection, which whoever
-/// holds it polls (the request's future, then the response's body), not a task of its own.
-/// `C` is hyper's upgradeable connection, a type that cannot be named.
-struct Driven<B, C> {
+struct Pooled<B> {
     sender: SendRequest<B>,
-    /// The connection's future, until it has ended.
-    conn: Option<C>,
-    /// What the connection is polled with.
-    gate: Arc<Gate>,
-    /// `gate` as a waker.
-    waker: Waker,
     /// When it was last given a request.
     used: Instant,
-    /// Its upstream's list in the pool of the thread that opened it, where it returns.
-    slot: Arc<Slot<B>>,
-    /// Most idle connections its home keeps for its upstream.
-    max: usize,
 }
 
-/// The waker a connection is polled with: it wakes the task that drives the connection, but
-/// not for what happens while that task is polling it. hyper wakes whoever polled a
-/// connection last when a request is handed to it and when its response body's frame is
-/// taken, and with the connection driven in the reader's task, both happen in that task's
-/// own poll: each would poll the whole task (a server connection's dispatcher, ~2k
-/// instructions) once more for nothing. A wake that comes during such a poll is passed on
-/// only when the poll ends `Pending`; one that ends `Ready` is followed by another poll of
-/// the body, which polls the connection again, or by none when the reader stops (and then
-/// nothing need drive it). While the connection is idle its wakes go nowhere.
-#[derive(Default)]
-struct Gate {
-    /// The driving task's waker; none while the connection is idle (and once woken, until
-    /// the task polls again).
-    task: atomic_waker::AtomicWaker,
-    /// The driving task is polling the connection.
-    polling: AtomicBool,
-    /// A wake came while it was.
-    missed: AtomicBool,
-}
-
-impl std::task::Wake for Gate {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.polling.load(Ordering::SeqCst) {
-            self.missed.store(true, Ordering::SeqCst);
-            return;
-        }
-        self.task.wake();
-    }
-}
-
-impl Gate {
-    /// The task of `cx` starts polling the connection.
-    fn enter(&self, cx: &Context<'_>) {
-        self.task.register(cx.waker());
-        self.missed.store(false, Ordering::SeqCst);
-        self.polling.store(true, Ordering::SeqCst);
-    }
-
-    /// The poll ends: a wake that came meanwhile is passed on when it ends `Pending`.
-    fn leave(&self, pending: bool, cx: &Context<'_>) {
-        self.polling.store(false, Ordering::SeqCst);
-        if self.missed.swap(false, Ordering::SeqCst) && pending {
-            cx.waker().wake_by_ref();
-        }
-    }
-
-    /// No task drives the connection any more (idle, or driven by a task of its own).
-    fn idle(&self) {
-        self.polling.store(false, Ordering::SeqCst);
-        drop(self.task.take());
-    }
-}
-
-/// What a response body does with its connection ([`Driven`] with its types erased).
-trait Drive: Send {
-    /// The task of `cx` starts polling the connection ([`Gate::enter`]).
-    fn enter(&self, cx: &Context<'_>);
-    /// Ends that ([`Gate::leave`]).
-    fn leave(&self, pending: bool, cx: &Context<'_>);
-    /// Polls the connection's future (between `enter` and `leave`): `Ready` once it has
-    /// ended.
-    fn poll_conn(&mut self) -> Poll<()>;
-    /// The response has been read to its end (between `enter` and `leave`, which it ends):
-    /// back to its pool when it can take another request, else driven to its end by a task
-    /// of its own.
-    fn release(self: Box<Self>);
-    /// Driven to its end (an upgrade's hand-over included) by a task of its own.
-    fn detach(self: Box<Self>);
-    /// The response's body was dropped: back to its pool when hyper has read all of the
-    /// response already (a body that was never read, or not to its end), else closed.
-    fn drop_body(self: Box<Self>, at_end: bool);
-}
-
-/// A pooled connection, as the pool hands it a request.
-trait Link<B>: Drive {
-    /// Whether it is worth keeping at `now`: open, and idle for less than `idle_timeout`.
-    fn alive(&self, now: Instant, idle_timeout: Duration) -> bool;
-    /// Its sender, to be given a request at `now`.
-    fn take_request(&mut self, now: Instant) -> &mut SendRequest<B>;
-}
-
-impl<B, C> Drive for Driven<B, C>
-where
-    B: Send + 'static,
-    C: Future<Output = hyper::Result<()>> + Unpin + Send + 'static,
-{
-    fn enter(&self, cx: &Context<'_>) {
-        self.gate.enter(cx);
-    }
-
-    fn leave(&self, pending: bool, cx: &Context<'_>) {
-        self.gate.leave(pending, cx);
-    }
-
-    fn poll_conn(&mut self) -> Poll<()> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Poll::Ready(());
-        };
-        let result = std::task::ready!(Pin::new(conn).poll(&mut Context::from_waker(&self.waker)));
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "upstream connection ended with error");
-        }
-        self.conn = None;
-        Poll::Ready(())
-    }
-
-    fn release(mut self: Box<Self>) {
-        if self.conn.is_some() && !self.sender.is_ready() {
-            // The end of the response was read in this poll: one more takes the connection
-            // to where it waits for the next request.
-            let _ = self.poll_conn();
-        }
-        if self.conn.is_none() || !self.sender.is_ready() {
-            // Closing (`Connection: close`), or still sending the request's body.
-            self.detach();
-        } else {
-            self.checkin();
-        }
-    }
-
-    fn drop_body(mut self: Box<Self>, at_end: bool) {
-        if at_end
-            && !self.sender.is_ready()
-            && let Some(conn) = self.conn.as_mut()
-            && Pin::new(conn)
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_ready()
-        {
-            self.conn = None;
-        }
-        // Ready only once the response has been read off the socket (its body, whole, may
-        // wait in hyper's channel): nothing of it is left for the next request to meet.
-        if self.conn.is_some() && self.sender.is_ready() {
-            self.checkin();
-        } else if at_end {
-            self.detach();
-        }
-    }
-
-    fn detach(self: Box<Self>) {
-        self.gate.idle();
-        let Some(conn) = self.conn else {
-            return;
-        };
-        // Outside a runtime (one shutting down) the connection is dropped, which closes it.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream connection ended with error");
-                }
-            });
-        }
-    }
-}
-
-impl<B, C> Driven<B, C>
-where
-    B: Send + 'static,
-    C: Future<Output = hyper::Result<()>> + Unpin + Send + 'static,
-{
-    /// Back to its home's list for its upstream (closed when that is full).
-    fn checkin(self: Box<Self>) {
-        self.gate.idle();
-        let slot = self.slot.clone();
-        let mut list = lock(&slot);
-        // Closed when the bound is full.
-        if list.len() < self.max {
-            list.push(self);
-        }
-    }
-}
-
-impl<B, C> Link<B> for Driven<B, C>
-where
-    B: Send + 'static,
-    C: Future<Output = hyper::Result<()>> + Unpin + Send + 'static,
-{
+impl<B> Pooled<B> {
+    /// Whether it is worth keeping at `now`: open, and busy or not idle for too long.
     fn alive(&self, now: Instant, idle_timeout: Duration) -> bool {
-        self.conn.is_some()
-            && !self.sender.is_closed()
-            && now.saturating_duration_since(self.used) < idle_timeout
-    }
-
-    fn take_request(&mut self, now: Instant) -> &mut SendRequest<B> {
-        self.used = now;
-        &mut self.sender
-    }
-}
-
-/// A response's body from [`H1Pool::send`]: hyper's, and the connection it comes on, which
-/// polling the body drives. Once the body has been read to its end the connection goes back
-/// to its pool; a body dropped before its end closes it, as hyper does. Also made from any
-/// other hyper body ([`From<Incoming>`]), which needs no driving.
-pub struct ResponseBody {
-    incoming: Incoming,
-    conn: Option<Box<dyn Drive>>,
-}
-
-impl From<Incoming> for ResponseBody {
-    fn from(incoming: Incoming) -> Self {
-        ResponseBody {
-            incoming,
-            conn: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("incoming", &self.incoming)
-            .field("pooled", &self.conn.is_some())
-            .finish()
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let Some(conn) = this.conn.as_mut() else {
-            return Pin::new(&mut this.incoming).poll_frame(cx);
-        };
-        // Only the connection, polled here, gives the body its frames (or its error when it
-        // ends): the body is looked at before and after each poll of it with a waker that
-        // does nothing, and the connection's wakes meanwhile are the gate's to pass on.
-        conn.enter(cx);
-        let mut unwoken = Context::from_waker(Waker::noop());
-        let polled = match Pin::new(&mut this.incoming).poll_frame(&mut unwoken) {
-            Poll::Pending => {
-                // It reads the next frame (or sends more of the request's body).
-                if conn.poll_conn().is_ready() {
-                    // Ended: nothing of it is left to wake this task.
-                    Pin::new(&mut this.incoming).poll_frame(cx)
-                } else {
-                    Pin::new(&mut this.incoming).poll_frame(&mut unwoken)
-                }
-            }
-            ready => ready,
-        };
-        let ended = match &polled {
-            Poll::Ready(Some(Ok(_))) => this.incoming.is_end_stream(),
-            Poll::Ready(_) => true,
-            Poll::Pending => false,
-        };
-        match this.conn.take() {
-            Some(conn) if ended => conn.release(),
-            Some(conn) => {
-                conn.leave(polled.is_pending(), cx);
-                this.conn = Some(conn);
-            }
-            None => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        // A body with nothing (more) to read need not have been polled to its end (a `HEAD`,
-        // a 204, a reader that stopped at the last frame); one dropped early may have been
-        // read by hyper all the same (a retried error answer).
-        if let Some(conn) = self.conn.take() {
-            conn.drop_body(self.incoming.is_end_stream());
-        }
+        let idle_too_long =
+            self.sender.is_ready() && now.saturating_duration_since(self.used) >= idle_timeout;
+        !self.sender.is_closed() && !idle_too_long
     }
 }
 
@@ -465,35 +153,6 @@ impl std::error::Error for SendError {
     }
 }
 
-/// Polls `link`'s connection, then `answer` (hyper's future for the response to the request
-/// just given to it). Only the connection, polled here, answers (or drops the answer when it
-/// ends): the answer is looked at with a waker that does nothing, and the connection's wakes
-/// meanwhile are the gate's to pass on.
-fn poll_answer<B, F: Future>(
-    link: &mut dyn Link<B>,
-    answer: Pin<&mut F>,
-    cx: &mut Context<'_>,
-) -> Poll<F::Output> {
-    link.enter(cx);
-    let _ = link.poll_conn();
-    let answered = answer.poll(&mut Context::from_waker(Waker::noop()));
-    link.leave(answered.is_pending(), cx);
-    answered
-}
-
-/// The response that came on `link`, with a body that drives the connection on (an
-/// upgrade's connection is handed to a task of its own, which completes the switch).
-fn respond<B>(link: Box<dyn Link<B>>, resp: Response<Incoming>) -> Response<ResponseBody> {
-    let conn: Box<dyn Drive> = link;
-    let conn = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        conn.detach();
-        None
-    } else {
-        Some(conn)
-    };
-    resp.map(|incoming| ResponseBody { incoming, conn })
-}
-
 impl<B> H1Pool<B>
 where
     B: Body + Send + 'static,
@@ -514,38 +173,40 @@ where
     }
 
     /// Sends `req` (origin-form URI, `Host` set) to the upstream at `authority` over one of
-    /// this thread's idle connections, opening one when there is none. A request that a pooled
-    /// connection closed on before taking it is sent once more on a new connection. The
-    /// connection is driven by this future and then by the response's body (no task of its
-    /// own), and is idle again once the body has been read to its end.
+    /// this thread's connections, opening one when none is ready. A request that a pooled
+    /// connection closed on before taking it is sent once more on a new connection.
     pub async fn send(
         &self,
         authority: &Authority,
         req: Request<B>,
-    ) -> Result<Response<ResponseBody>, SendError> {
+    ) -> Result<Response<Incoming>, SendError> {
         let now = Instant::now();
         let idle_timeout = self.opts.idle_timeout;
-        // One lookup of this thread's pool; the most recently used connection is taken.
+        // One lookup of this thread's pool: a ready connection is handed the request where it
+        // sits in the list (it stays there).
         let pooled = {
-            let map = self.threads.get_or_default().0.borrow();
-            map.get(authority.as_str()).and_then(|slot| {
-                let mut list = lock(slot);
+            let mut map = self.threads.get_or_default().0.borrow_mut();
+            let ready = map.get_mut(authority.as_str()).and_then(|list| {
                 list.retain(|p| p.alive(now, idle_timeout));
-                list.pop()
-            })
+                list.iter_mut().find(|p| p.sender.is_ready())
+            });
+            match ready {
+                Some(p) => {
+                    p.used = now;
+                    Ok(p.sender.try_send_request(req))
+                }
+                None => Err(req),
+            }
         };
         let req = match pooled {
-            Some(mut link) => {
-                let mut answer = pin!(link.take_request(now).try_send_request(req));
-                match poll_fn(|cx| poll_answer(&mut *link, answer.as_mut(), cx)).await {
-                    Ok(resp) => return Ok(respond(link, resp)),
-                    Err(mut e) => match e.take_message() {
-                        Some(req) => req,
-                        None => return Err(SendError::Request(e.into_error())),
-                    },
-                }
-            }
-            None => req,
+            Ok(fut) => match fut.await {
+                Ok(resp) => return Ok(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(SendError::Request(e.into_error())),
+                },
+            },
+            Err(req) => req,
         };
         // Boxed: opening a connection (resolving, connecting, the handshake) is a future of
         // a few hundred bytes that a pooled request never needs, and every future that awaits
@@ -553,42 +214,35 @@ where
         Box::pin(self.send_new(authority, req, now)).await
     }
 
-    /// Sends `req` on a new connection, which joins the pool once its response is read.
+    /// Sends `req` on a new connection, which joins the pool.
     async fn send_new(
         &self,
         authority: &Authority,
         req: Request<B>,
         now: Instant,
-    ) -> Result<Response<ResponseBody>, SendError> {
-        let mut link = self
-            .connect(authority, now)
-            .await
-            .map_err(SendError::Connect)?;
-        let mut answer = pin!(link.take_request(now).try_send_request(req));
-        match poll_fn(|cx| poll_answer(&mut *link, answer.as_mut(), cx)).await {
-            Ok(resp) => Ok(respond(link, resp)),
-            Err(e) => Err(SendError::Request(e.into_error())),
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut sender = self.connect(authority).await.map_err(SendError::Connect)?;
+        let fut = sender.send_request(req);
+        self.checkin(authority, sender, now);
+        fut.await.map_err(SendError::Request)
+    }
+
+    /// Adds a new connection to `authority` to this thread's pool, and drops this thread's
+    /// closed and idle ones.
+    fn checkin(&self, authority: &Authority, sender: SendRequest<B>, now: Instant) {
+        let idle_timeout = self.opts.idle_timeout;
+        let mut map = self.threads.get_or_default().0.borrow_mut();
+        map.retain(|_, list| {
+            list.retain(|p| p.alive(now, idle_timeout));
+            !list.is_empty()
+        });
+        let list = map.entry(authority.as_str().into()).or_default();
+        if list.len() < self.opts.max_per_upstream {
+            list.push(Pooled { sender, used: now });
         }
     }
 
-    /// A new connection to `authority`. This thread's closed and idle connections are dropped
-    /// meanwhile.
-    async fn connect(
-        &self,
-        authority: &Authority,
-        now: Instant,
-    ) -> Result<Box<dyn Link<B>>, BoxError> {
-        let slot = {
-            let idle_timeout = self.opts.idle_timeout;
-            let mut map = self.threads.get_or_default().0.borrow_mut();
-            // A slot goes with its last connection (busy ones hold theirs).
-            map.retain(|_, slot| {
-                let mut list = lock(slot);
-                list.retain(|p| p.alive(now, idle_timeout));
-                !list.is_empty() || Arc::strong_count(slot) > 1
-            });
-            map.entry(authority.as_str().into()).or_default().clone()
-        };
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<B>, BoxError> {
         let addr = (
             authority.host().trim_matches(['[', ']']),
             authority.port_u16().unwrap_or(80),
@@ -618,16 +272,12 @@ where
             sock.set_tcp_user_timeout(Some(limit))?;
         }
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let gate = Arc::new(Gate::default());
-        Ok(Box::new(Driven {
-            sender,
-            conn: Some(conn.with_upgrades()),
-            waker: Waker::from(gate.clone()),
-            gate,
-            used: now,
-            slot,
-            max: self.opts.max_per_upstream,
-        }))
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+        });
+        Ok(sender)
     }
 }
 

@@ -47,10 +47,8 @@ impl HttpClients {
 }
 
 /// An upstream client with one connection pool per serving thread
-/// ([`crate::workers`]): hyper-util's client runs each pooled connection (TLS, h2c) as a task
-/// on the runtime that opened it, and the plain HTTP/1.1 pool has the request and its
-/// response drive theirs ([`switchboard_core::h1pool`]), so a thread that only uses its own
-/// pool never wakes another core.
+/// ([`crate::workers`]): hyper runs each pooled connection as a task on the runtime that
+/// opened it, so a thread that only uses its own pool never wakes another core.
 #[derive(Clone)]
 pub struct HttpClient {
     connect_timeout: Duration,
@@ -79,7 +77,7 @@ impl HttpClient {
         &self,
         authority: &Authority,
         req: Request<Body>,
-    ) -> Result<Response<switchboard_core::h1pool::ResponseBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         self.h1
             .send(authority, req)
             .await

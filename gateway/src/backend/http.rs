@@ -15,7 +15,6 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use switchboard_core::h1pool::ResponseBody;
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -228,14 +227,10 @@ impl HttpBackend {
     }
 
     /// Sends one request to `t` over the connection kind it needs.
-    async fn send(
-        &self,
-        t: &Target,
-        req: Request<Body>,
-    ) -> Result<Response<ResponseBody>, BoxError> {
+    async fn send(&self, t: &Target, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
         if t.scheme == Scheme::HTTP {
             if self.http2 {
-                Ok(self.client.send_h2c(req).await?.map(ResponseBody::from))
+                self.client.send_h2c(req).await
             } else {
                 // Plain HTTP: this thread's own HTTP/1.1 connections.
                 self.client.send_h1(&t.authority, req).await
@@ -244,7 +239,6 @@ impl HttpBackend {
             self.client
                 .request(req)
                 .await
-                .map(|r| r.map(ResponseBody::from))
                 .map_err(|e| Box::new(e) as BoxError)
         }
     }
@@ -257,7 +251,7 @@ impl HttpBackend {
         req: Request<Body>,
         cx: &RequestCx<'_>,
         attempt: u32,
-    ) -> Result<Response<ResponseBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         match &cx.context.trace {
             None => self.send(t, req).await,
             // Boxed: the untraced request's future stays the size it was without tracing.
@@ -272,7 +266,7 @@ impl HttpBackend {
         t: &Target,
         mut req: Request<Body>,
         attempt: u32,
-    ) -> Result<Response<ResponseBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         use opentelemetry::KeyValue;
         let span = parent.child(
             req.method().as_str().to_owned(),
@@ -490,7 +484,7 @@ impl HttpBackend {
         original_host: Option<HeaderValue>,
         bytes: Bytes,
         cx: &RequestCx<'_>,
-    ) -> Result<Response<ResponseBody>, BoxError> {
+    ) -> Result<Response<Incoming>, BoxError> {
         let Some(r) = &self.retries else {
             return self
                 .send_attempt(target, Request::from_parts(parts, Body::from(bytes)), cx, 0)
@@ -595,7 +589,7 @@ impl HttpBackend {
                 let resp = if target_scheme == Scheme::HTTP {
                     client.send_h1(&authority, req).await?
                 } else {
-                    client.request(req).await?.map(ResponseBody::from)
+                    client.request(req).await?
                 };
                 // Read and discard the answer, so the connection can be reused.
                 let _ = resp.into_body().collect().await;

@@ -19,7 +19,8 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use switchboard_core::h1pool::{H1Pool, PoolOptions, ResponseBody};
+use hyper::body::Incoming;
+use switchboard_core::h1pool::{H1Pool, PoolOptions};
 
 use crate::provider::DirectTarget;
 
@@ -52,7 +53,7 @@ pub(super) enum Sent {
 /// What a streamed direct call came to.
 pub(super) enum Opened {
     /// A successful reply: its body, not read yet.
-    Stream(ResponseBody),
+    Stream(Incoming),
     /// An error status, its headers and the start of its body (at most `max_error` bytes;
     /// empty when longer or unreadable).
     Reply(StatusCode, HeaderMap, Bytes),
@@ -67,7 +68,7 @@ async fn post(
     client: &DirectClient,
     target: &DirectTarget,
     body: Bytes,
-) -> Result<Option<http::Response<ResponseBody>>, &'static str> {
+) -> Result<Option<http::Response<Incoming>>, &'static str> {
     let headers = target.headers_for(body.len());
     let mut req = http::Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
@@ -145,7 +146,7 @@ pub(super) async fn open(
 
 /// A streamed reply's data frames (trailers skipped), as reqwest's `bytes_stream` yields them;
 /// an error is its kind.
-pub(super) fn data_stream(body: ResponseBody) -> super::stream::ProviderStream {
+pub(super) fn data_stream(body: Incoming) -> super::stream::ProviderStream {
     use futures::StreamExt;
     http_body_util::BodyDataStream::new(body)
         .map(|r| r.map_err(|e| super::stream::BodyError(body_error(&e))))
@@ -185,14 +186,14 @@ fn declared(h: &HeaderMap) -> Option<usize> {
 
 /// The bounded read of [`super::execute::read_chunks_bounded`], on hyper's body.
 async fn read_bounded(
-    body: ResponseBody,
+    body: Incoming,
     declared: Option<usize>,
     max: usize,
 ) -> Result<Result<Bytes, super::execute::TooLarge>, hyper::Error> {
     super::execute::read_chunks_bounded(body, declared, max).await
 }
 
-impl super::execute::Chunks for ResponseBody {
+impl super::execute::Chunks for Incoming {
     type Error = hyper::Error;
     /// The next data frame (trailers skipped, as reqwest's `chunk` does).
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {

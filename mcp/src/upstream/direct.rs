@@ -21,7 +21,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyDataStream, Full};
-use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions, ResponseBody};
+use hyper::body::Incoming;
+use switchboard_core::h1pool::{H1Pool, H1Target, PoolOptions};
 
 /// The targets' hyper client: each thread's own connections (see [`super::Clients`]).
 #[derive(Clone)]
@@ -116,7 +117,7 @@ pub(crate) enum Reply {
     /// Sent through reqwest.
     Reqwest(reqwest::Response),
     /// Sent on hyper's client ([`DirectTarget::post`]).
-    Direct(http::Response<ResponseBody>),
+    Direct(http::Response<Incoming>),
 }
 
 /// A response body's chunks.
