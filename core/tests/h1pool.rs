@@ -150,6 +150,197 @@ async fn a_busy_connection_is_not_shared_and_the_bound_is_kept() {
     assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
 }
 
+/// A server that answers each request on a connection with `reply` (the request's head and
+/// its `content-length` body read first), then closes the connection when `close` is set, or
+/// reads the next. Counts connections accepted and ended.
+async fn raw_server(
+    reply: &'static [u8],
+    close: bool,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (a, e) = (accepted.clone(), ended.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, Ordering::SeqCst);
+            let e = e.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                'requests: loop {
+                    // One request: its head, then as many bytes as it declares.
+                    let need = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                            break end + 4 + len;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break 'requests,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    while buf.len() < need {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break 'requests,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..need);
+                    stream.write_all(reply).await.unwrap();
+                    if close {
+                        break;
+                    }
+                }
+                drop(stream);
+                e.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, ended)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_on_a_connection_the_upstream_closed_while_idle_goes_on_a_new_one() {
+    // Keep-alive answers, after each of which the upstream closes without saying so.
+    let (addr, accepted, ended) =
+        raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    assert_eq!(post(&pool, &target, "one").await, "ok");
+    assert!(reaches(&ended, 1).await);
+    // The close reaches this side: the connection is dropped from the pool, or the request
+    // it would have taken is sent again.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(post(&pool, &target, "two").await, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_response_dropped_before_its_end_closes_its_connection() {
+    // 5 of the 100 bytes announced; the rest never comes.
+    let (addr, accepted, ended) = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst",
+        false,
+    )
+    .await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    for n in 1..=2 {
+        let mut req = Request::new(Full::new(Bytes::from_static(b"x")));
+        target.prepare(&mut req);
+        let mut body = pool.send(&target.authority, req).await.unwrap().into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "first");
+        drop(body);
+        assert!(reaches(&ended, n).await, "closed when the body is dropped");
+        assert_eq!(accepted.load(Ordering::SeqCst), n);
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_response_read_off_the_socket_returns_its_connection_unread() {
+    let s = server().await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{}/", s.addr).parse().unwrap()).unwrap();
+    // An empty body (`content-length: 0`) is never polled: dropping it is its end. A short
+    // one came with its head, so hyper has read it whole (a retried error answer is dropped
+    // so).
+    for body in ["", "", "unread", "unread"] {
+        let mut req = Request::new(Full::new(Bytes::from_static(body.as_bytes())));
+        target.prepare(&mut req);
+        let resp = pool.send(&target.authority, req).await.unwrap();
+        assert_eq!(
+            hyper::body::Body::is_end_stream(resp.body()),
+            body.is_empty()
+        );
+        drop(resp);
+    }
+    assert_eq!(post(&pool, &target, "then").await, "then");
+    assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_the_upstream_closes_after_its_response_is_not_kept() {
+    let (addr, accepted, ended) = raw_server(
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        true,
+    )
+    .await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    for n in 1..=3 {
+        assert_eq!(post(&pool, &target, "x").await, "ok");
+        assert!(reaches(&ended, n).await);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_streamed_response_read_frame_by_frame_comes_whole_and_frees_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Three bursts of 400 chunks each, a moment apart: the body's frames are taken one by
+    // one (hyper hands over one at a time), some already read off the socket, others only
+    // after the connection is woken by the next burst.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    // A bodiless request, read whole in one go on loopback.
+                    if matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                        .await
+                        .unwrap();
+                    for _ in 0..3 {
+                        stream
+                            .write_all("5\r\nhello\r\n".repeat(400).as_bytes())
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    stream.write_all(b"0\r\n\r\n").await.unwrap();
+                }
+            });
+        }
+    });
+    let pool: H1Pool<Full<Bytes>> = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    for _ in 0..3 {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        target.prepare(&mut req);
+        let mut body = pool.send(&target.authority, req).await.unwrap().into_body();
+        let (mut frames, mut bytes) = (0, 0);
+        while let Some(frame) = body.frame().await {
+            bytes += frame.unwrap().into_data().unwrap().len();
+            frames += 1;
+        }
+        assert_eq!(bytes, 3 * 400 * 5);
+        assert!(frames > 3, "{frames} frames");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the connection serves all three"
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn an_idle_connection_past_the_idle_timeout_is_closed_not_reused() {
     let s = server().await;
