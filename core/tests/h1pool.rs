@@ -207,13 +207,27 @@ async fn raw_server(
     (addr, accepted, ended)
 }
 
+/// A pool and target for a [`raw_server`], with its counts of connections accepted and ended.
+async fn raw_upstream(
+    reply: &'static [u8],
+    close: bool,
+) -> (
+    H1Pool<Full<Bytes>>,
+    H1Target,
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+) {
+    let (addr, accepted, ended) = raw_server(reply, close).await;
+    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
+    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    (pool, target, accepted, ended)
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_request_on_a_connection_the_upstream_closed_while_idle_goes_on_a_new_one() {
     // Keep-alive answers, after each of which the upstream closes without saying so.
-    let (addr, accepted, ended) =
-        raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
-    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
-    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
+    let (pool, target, accepted, ended) =
+        raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", true).await;
     assert_eq!(post(&pool, &target, "one").await, "ok");
     assert!(reaches(&ended, 1).await);
     // The close reaches this side: the connection is dropped from the pool, or the request
@@ -226,13 +240,11 @@ async fn a_request_on_a_connection_the_upstream_closed_while_idle_goes_on_a_new_
 #[tokio::test(flavor = "current_thread")]
 async fn a_response_dropped_before_its_end_closes_its_connection() {
     // 5 of the 100 bytes announced; the rest never comes.
-    let (addr, accepted, ended) = raw_server(
+    let (pool, target, accepted, ended) = raw_upstream(
         b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst",
         false,
     )
     .await;
-    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
-    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
     for n in 1..=2 {
         let mut req = Request::new(Full::new(Bytes::from_static(b"x")));
         target.prepare(&mut req);
@@ -269,13 +281,11 @@ async fn a_response_read_off_the_socket_returns_its_connection_unread() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_connection_the_upstream_closes_after_its_response_is_not_kept() {
-    let (addr, accepted, ended) = raw_server(
+    let (pool, target, accepted, ended) = raw_upstream(
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
         true,
     )
     .await;
-    let pool = H1Pool::new(options(Duration::from_secs(90), usize::MAX));
-    let target = H1Target::new(&format!("http://{addr}/").parse().unwrap()).unwrap();
     for n in 1..=3 {
         assert_eq!(post(&pool, &target, "x").await, "ok");
         assert!(reaches(&ended, n).await);
