@@ -123,7 +123,7 @@ pin_project_lite::pin_project! {
         stash: Option<Result<Frame<Bytes>, axum::Error>>,
         // The inner body returned its end while merging.
         inner_done: bool,
-        // An error after data was held back for one turn (see `poll_frame`).
+        // The inner body's error was held back for one turn (see `poll_frame`).
         error_held: bool,
         idle: Option<(Duration, Pin<Box<Sleep>>)>,
         cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
@@ -203,9 +203,9 @@ impl http_body::Body for ObservedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 // hyper's server drops what it has not written yet when a body fails, and an
-                // error can come in the same poll as the head and the data before it (merged,
-                // or read by an upstream connection this task drives): one turn first, the
-                // task woken at once, lets them go out.
+                // error can come in the same poll as the head and the data before it (hyper's
+                // client hands over a chunk and the error after it together; merging takes
+                // both): one turn first, the task woken at once, lets them go out.
                 if !*this.error_held {
                     *this.error_held = true;
                     *this.stash = Some(Err(e));
