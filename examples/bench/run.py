@@ -265,13 +265,17 @@ def gateway_config(path, port, admin, routes, sessions=None, extra=None):
     path.write_text(json.dumps(cfg, indent=1))
 
 
+# The switchboard binary the scenarios run (`--gateway`; default: the one in target/).
+GATEWAY = None
+
+
 def start_gateway(procs, bins, tmp, routes, name="gw", env=None, extra=None, binary=None):
     port, admin = free_port(), free_port()
     cfg = tmp / f"{name}.yaml"
     gateway_config(cfg, port, admin, routes, extra=extra)
     e = dict(os.environ, RUST_LOG="warn")
     e.update(env or {})
-    p = procs.start([str(binary or bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
+    p = procs.start([str(binary or GATEWAY or bins / "switchboard"), "run", "-c", str(cfg)], port=port, env=e)
     wait_port(admin, p)
     return p, port, admin, cfg
 
@@ -460,7 +464,7 @@ def scenario_config_swap(args, procs, bins, tmp):
     big = tmp / "many.yaml"
     gateway_config(big, gport, admin, many)
     t0 = time.perf_counter()
-    subprocess.run([str(bins / "switchboard"), "validate", str(big)], check=True, capture_output=True)
+    subprocess.run([str(GATEWAY or bins / "switchboard"), "validate", str(big)], check=True, capture_output=True)
     validate_s = time.perf_counter() - t0
     load = subprocess.Popen(["wrk", "-t2", "-c16", f"-d{max(3, args.seconds * 2)}s", "--latency", f"http://127.0.0.1:{gport}/fixed"],
                             stdout=subprocess.PIPE, text=True)
@@ -1006,7 +1010,7 @@ def scenario_llm_keys(args, procs, bins, tmp):
             cfg["sessions"] = dict(sessions, redis=dict(sessions["redis"], prefix=f"{name}:"))
         path = tmp / f"{name}.yaml"
         path.write_text(json.dumps(cfg, indent=1))
-        p = procs.start([str(binary or bins / "switchboard"), "run", "-c", str(path)], port=port,
+        p = procs.start([str(binary or GATEWAY or bins / "switchboard"), "run", "-c", str(path)], port=port,
                         env=dict(os.environ, RUST_LOG="warn"))
         wait_port(admin, p)
         key = "client-key"
@@ -1168,7 +1172,7 @@ def scenario_instructions(args, procs, bins, tmp):
     chat.write_text(chat_body())
     call = mcp_call_body(tmp, "test_simple_text")
     llm_headers = ["--header", "content-type: application/json", "--header", "authorization: Bearer client-key"]
-    binaries = {"switchboard": bins / "switchboard"}
+    binaries = {"switchboard": GATEWAY or bins / "switchboard"}
     if args.baseline:
         binaries[BASELINE] = Path(args.baseline)
     # Two seconds at least: a debug build under callgrind serves some ten LLM requests a second.
@@ -1236,6 +1240,77 @@ def scenario_instructions(args, procs, bins, tmp):
                                    f"{r['by_crate'].get(OURS, 0)} instructions of the gateway's own")
 
 
+def scenario_train(args, procs, bins, tmp):
+    """The training load of a profile-guided build (scripts/pgo-build.sh): each kind of traffic
+    the harness measures, through the gateway binary of `--gateway` (built with
+    `-Cprofile-generate`), which writes its profile when it exits. Two gateways: one with the
+    access log off and one writing it to a file, so that neither way is left cold. Each load
+    must be answered without an error, and each gateway must exit cleanly (a killed process
+    writes no profile)."""
+    up, mock = free_port(), free_port()
+    procs.start([str(bins / "upstream"), "--bind", f"127.0.0.1:{up}"], port=up)
+    procs.start([str(bins / "mock-llm"), "--bind", f"127.0.0.1:{mock}"], port=mock)
+    fixtures = [start_fixture(procs, bins, threads=1) for _ in range(3)]
+    anthropic = {"name": "claude", "providers": [{"provider": "anthropic", "model": "mock-claude",
+                                                   "api_key": "bench-key", "base_url": f"http://127.0.0.1:{mock}"}]}
+    llm = llm_route(mock)
+    llm["llm"]["models"].append(anthropic)
+    routes = [
+        llm,
+        {"name": "one", "match": {"path_prefix": "/one"}, "mcp": {"targets": [{"name": "f0", "http": {"url": fixtures[0]}}]}},
+        {"name": "three", "match": {"path_prefix": "/three"}, "mcp": {"targets": [
+            {"name": f"f{i}", "http": {"url": u}} for i, u in enumerate(fixtures)]}},
+        {"name": "up", "http": {"url": f"http://127.0.0.1:{up}"}},
+    ]
+    chat, _ = post_script(tmp, "train-chat", chat_body(), {"Content-Type": "application/json",
+                                                           "Authorization": "Bearer client-key"})
+    claude = json.loads(chat_body())
+    claude["model"] = "claude"
+    to_claude, _ = post_script(tmp, "train-claude", json.dumps(claude), {"Content-Type": "application/json",
+                                                                         "Authorization": "Bearer client-key"})
+    messages = json.dumps({"model": "bench", "max_tokens": 16, "system": "You are terse.",
+                           "messages": [{"role": "user", "content": "Summarize the following notes. " * 28}]})
+    from_claude, _ = post_script(tmp, "train-messages", messages, {"Content-Type": "application/json",
+                                                                   "x-api-key": "client-key",
+                                                                   "anthropic-version": "2023-06-01"})
+    stream = tmp / "train-stream.json"
+    stream.write_text(json.dumps({"model": "bench", "stream": True, "max_tokens": 200,
+                                  "messages": [{"role": "user", "content": "[words=100] stream please"}]}))
+    call = mcp_call_body(tmp, "test_simple_text")
+    call3 = mcp_call_body(tmp, "f1__test_simple_text")
+    variants = {"access log off": None, "access log to a file": {"access_log": {"to": str(tmp / "train-access.log")}}}
+    rows = []
+    for i, (variant, extra) in enumerate(variants.items()):
+        gw, port, _, _ = start_gateway(procs, bins, tmp, routes, f"train{i}", extra=extra)
+        base = f"http://127.0.0.1:{port}"
+        served = {}
+        for name, (url, script) in {"plain HTTP": (f"{base}/fixed", None),
+                                    "LLM chat": (f"{base}/v1/chat/completions", chat),
+                                    "LLM chat to Anthropic": (f"{base}/v1/chat/completions", to_claude),
+                                    "Anthropic messages": (f"{base}/v1/messages", from_claude)}.items():
+            r = wrk(url, 8, args.seconds, script)
+            if r["non_2xx"] or r["socket_errors"] or not r["requests"]:
+                raise RuntimeError(f"train: {name} ({variant}) answered errors: {r}")
+            served[name] = r["requests"]
+        r = loadgen(bins, "stream", "--url", f"{base}/v1/chat/completions", "--method", "POST", "--body-file", str(stream),
+                    "--header", "content-type: application/json", "--header", "authorization: Bearer client-key",
+                    "--concurrency", "4", "--requests", str(100 * args.seconds))
+        if r["errors"] or r["lost_events"]:
+            raise RuntimeError(f"train: LLM streams ({variant}) failed: {r['errors'][:3]}, {r['lost_events']} lost")
+        served["LLM streams"] = r["streams"]
+        for name, (path, body) in {"MCP, one target": ("one", call), "MCP, three targets": ("three", call3)}.items():
+            r = loadgen(bins, "latency", "--url", f"{base}/{path}", "--method", "POST", "--body-file", str(body),
+                        *MCP_HEADERS, "--mcp-init", f"{base}/{path}", "--duration", str(args.seconds), "--connections", "8")
+            if r["errors"] or not r["latency"]["count"]:
+                raise RuntimeError(f"train: {name} ({variant}) failed: {r.get('error_kinds')}")
+            served[name] = r["latency"]["count"]
+        procs.stop(gw)
+        if gw.returncode != 0:
+            raise RuntimeError(f"train: the gateway ({variant}) exited with {gw.returncode}; it writes no profile then")
+        rows.append([variant, *(f"{n:,}" for n in served.values())])
+    table("Training load (requests, streams or calls served)", ["gateway", *served], rows)
+
+
 SCENARIOS = {
     "http": scenario_http,
     "accesslog": scenario_access_log,
@@ -1248,10 +1323,14 @@ SCENARIOS = {
     "limits": scenario_limits,
     "llmkeys": scenario_llm_keys,
     "instructions": scenario_instructions,
+    "train": scenario_train,
 }
 
 # Other names of a scenario (`--only idle` runs the memory scenario).
 ALIASES = {"idle": "memory"}
+
+# Scenarios that run only when named (`--only train`): a load, not a measurement.
+ONLY_BY_NAME = {"train"}
 
 
 def main():
@@ -1268,6 +1347,8 @@ def main():
     ap.add_argument("--json", help="write raw results here")
     ap.add_argument("--callgrind-dir", help="instructions scenario: keep each callgrind dump here (for callgrind_annotate)")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
+    ap.add_argument("--gateway", help="the switchboard binary to run (default: the one in target/); "
+                                      "the train scenario's is scripts/pgo-build.sh's instrumented build")
     ap.add_argument("--litellm", action="store_true", help="also measure LiteLLM (installs litellm[proxy] into a venv)")
     ap.add_argument("--compare-runtime", action="store_true",
                     help="also measure the gateway on one shared work-stealing runtime (SWITCHBOARD_WORKERS=0), "
@@ -1282,6 +1363,8 @@ def main():
         subprocess.run(["cargo", "build", "--quiet", "--profile", profile, "-p", "switchboard-gateway", "-p", "switchboard-examples", "--bins"],
                        cwd=ROOT, check=True)
     bins = ROOT / "target" / ("debug" if args.smoke else "release")
+    global GATEWAY
+    GATEWAY = Path(args.gateway).resolve() if args.gateway else None
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"## Run of {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} cores, {cpu}, profile {profile}, "
           f"{args.rounds} rounds × {args.seconds}s\n", flush=True)
@@ -1292,6 +1375,8 @@ def main():
             if args.only and name not in args.only:
                 continue
             if name in ALIASES and (not args.only or ALIASES[name] in args.only):
+                continue
+            if name in ONLY_BY_NAME and not (args.only and name in args.only):
                 continue
             log(f"== scenario {name}")
             fn(args, procs, bins, tmp)
