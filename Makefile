@@ -1,6 +1,6 @@
 # One entry point for humans and CI. `make quickstart` runs the gateway with local example
 # upstreams; `make test` installs the test peers and runs every test.
-.PHONY: quickstart test setup fmt lint modcycles check build bench bench-smoke startup-layout
+.PHONY: quickstart test setup fmt lint modcycles check build release-pgo bench bench-smoke startup-layout
 
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
@@ -29,6 +29,11 @@ check: lint test
 
 build:
 	cargo build --workspace
+
+# The gateway built with profile-guided optimisation: target/pgo/use/release/switchboard
+# (scripts/pgo-build.sh; needs the harness's tools, so setup first).
+release-pgo: setup
+	scripts/pgo-build.sh
 
 bench: setup
 	examples/bench/run.py
