@@ -10,7 +10,8 @@
 #               binaries (what the tests build; much faster to build, larger images).
 #   --pgo       build the proxy with profile-guided optimisation (scripts/pgo-build.sh: an
 #               instrumented build, the benchmark harness's training load, a second build;
-#               about 25 min on 2 cores instead of 8, and 20-30% less CPU per request).
+#               about 30 min on 2 cores instead of 8; 24-30% fewer instructions per
+#               request, BENCHMARKS.md round fourteen).
 #   --no-build  do not run cargo; take the binaries as they are in --bin-dir.
 #   --bin-dir   where the binaries are (default: $CARGO_TARGET_DIR or target, then
 #               release/ or debug/ by profile).
